@@ -1,0 +1,134 @@
+/**
+ * The narrow interfaces through which the reconciler touches the world. Drivers implement
+ * them; unit tests use fakes that behave like the kernel (see `test/fakes.ts`). Nothing
+ * outside `tunnels/` imports a driver's internals.
+ */
+import type { PublicKey } from '../keymgr/keys.js';
+import type { RawNode } from './model.js';
+
+/** A WireGuard peer as read back from the kernel / wireguard-go (`wg show <if> dump`). */
+export interface ObservedPeer {
+  readonly publicKey: PublicKey;
+  /** `ip:port` / `[ip6]:port`, or undefined when the peer has none. */
+  readonly endpoint: string | undefined;
+  /** Canonical CIDRs, sorted. */
+  readonly allowedIPs: readonly string[];
+  /** Unix seconds, 0 = never. */
+  readonly latestHandshake: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+  /** Seconds; 0 = off. */
+  readonly persistentKeepalive: number;
+}
+
+/** The interface line of `wg show <if> dump`, private key withheld. */
+export interface ObservedInterface {
+  readonly publicKey: PublicKey | undefined;
+  readonly listenPort: number;
+  readonly fwmark: number;
+}
+
+/** A peer change for {@link WireGuardPort.applyPeers}. */
+export type PeerChange =
+  | {
+      readonly op: 'set';
+      readonly publicKey: PublicKey;
+      readonly endpoint: string;
+      readonly allowedIPs: readonly string[];
+      readonly persistentKeepalive: number;
+    }
+  | { readonly op: 'remove'; readonly publicKey: PublicKey };
+
+/** How the WireGuard link is implemented on this node. */
+export type WireGuardImpl = 'kernel' | 'userspace';
+
+/** WireGuard driver. */
+export interface WireGuardPort {
+  /**
+   * Makes sure the link exists (adopting an existing one: never recreated if present), has the
+   * private key read from `privateKeyFile`, the listen port and the fwmark. Returns what it found
+   * or created. Does not touch peers and does not reset sessions when nothing differs.
+   */
+  ensureLink(opts: {
+    readonly name: string;
+    readonly privateKeyFile: string;
+    readonly publicKey: PublicKey;
+    readonly listenPort: number;
+    readonly fwmark: number;
+  }): Promise<{ impl: WireGuardImpl; created: boolean; ifindex: number }>;
+  /** Reads interface and peers (one `wg show <if> dump`). Undefined if the link is absent. */
+  show(name: string): Promise<{ iface: ObservedInterface; peers: ObservedPeer[] } | undefined>;
+  /**
+   * Applies peer changes in the given order (callers put adds before removes). May batch
+   * several changes into one `wg set`. Kernel semantics: setting allowed IPs on one peer moves
+   * them from whichever peer had them.
+   */
+  applyPeers(name: string, changes: readonly PeerChange[]): Promise<void>;
+  /** Removes the link (and stops wireguard-go). Used by uninstall and tests only. */
+  deleteLink(name: string): Promise<void>;
+}
+
+/** A route in sealnet's table as read back from the kernel. */
+export interface ObservedRoute {
+  readonly dst: string;
+  readonly dev: string | undefined;
+  readonly mtu: number | undefined;
+  readonly src: string | undefined;
+  readonly table: number;
+  readonly protocol: number;
+}
+
+/** A policy-routing rule (only the fields sealnet uses). */
+export interface RuleSpec {
+  readonly priority: number;
+  readonly table: number;
+  readonly family: 4 | 6;
+}
+
+/** Routing / link driver (rtnetlink). All routes it lists or changes are in one table. */
+export interface RoutingPort {
+  /** Routes in `table` with `protocol === ROUTE_PROTOCOL` (only the ones sealnet owns). */
+  listRoutes(table: number): Promise<ObservedRoute[]>;
+  /** Creates or replaces (RTM_NEWROUTE with NLM_F_REPLACE) one route, marked as sealnet's. */
+  replaceRoute(route: { dst: string; dev: string; mtu: number; src?: string | undefined; table: number }): Promise<void>;
+  /** Deletes one route sealnet owns. Missing route is not an error. */
+  deleteRoute(route: { dst: string; table: number }): Promise<void>;
+  /** Makes sure exactly one rule `priority P lookup T` exists for the family. */
+  ensureRule(rule: RuleSpec): Promise<void>;
+  /** Removes the rule if present. */
+  deleteRule(rule: RuleSpec): Promise<void>;
+  /** Link facts by name; undefined if absent. */
+  getLink(name: string): Promise<{ ifindex: number; mtu: number; up: boolean } | undefined>;
+  /** Sets MTU and brings the link up (no-op for what already matches). */
+  setLink(name: string, opts: { mtu?: number; up?: boolean }): Promise<void>;
+  /** Name and MTU of the link that carries `address` (the underlay), via a route lookup. */
+  linkForAddress(address: string): Promise<{ name: string; mtu: number } | undefined>;
+  /** All IPv4/IPv6 addresses on this node, for picking the pod-CIDR source address. */
+  listAddresses(): Promise<{ address: string; prefixLength: number; dev: string }[]>;
+}
+
+/** Events from a node store. */
+export interface NodeStoreEvents {
+  /** Called after any change (add/update/delete) with the full current list. */
+  onChange(nodes: readonly RawNode[]): void;
+  /** Called once the initial list is complete (and again after a re-list). */
+  onSynced(): void;
+  /** Called on transient errors; the store keeps retrying by itself. */
+  onError(err: Error): void;
+}
+
+/** A source of Node objects plus a way to publish this node's own annotations. */
+export interface NodeStore {
+  /** Starts watching; calls back until `stop()`. */
+  start(events: NodeStoreEvents): Promise<void>;
+  stop(): Promise<void>;
+  /** Current list (possibly empty before sync). */
+  list(): readonly RawNode[];
+  /** True once the first full list has been delivered. */
+  synced(): boolean;
+  /**
+   * Merge-patches `sealnet.io/` annotations onto the node `name` (the agent only ever passes
+   * its own name). A value of `undefined` removes the key. Throws if the node does not exist.
+   */
+  patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void>;
+}
