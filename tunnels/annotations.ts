@@ -1,0 +1,118 @@
+/**
+ * The one codec between Node annotations and sealnet's model. Pure: no I/O, no clock.
+ * Every annotation key comes from `constants.ts`; nothing else in the project reads them.
+ */
+import { tryParsePublicKey, type PublicKey } from '../keymgr/keys.js';
+import { ANNOTATIONS, ANNOTATION_PREFIX, ANNOTATION_VERSION } from './constants.js';
+import { canonicalCidr, compareCidrs, parseIP } from './cidr.js';
+import type { Mode, PeerNode, RawNode, SkipReason } from './model.js';
+
+/** What the agent publishes about its own node. */
+export interface OwnAnnotations {
+  readonly mode: Mode;
+  readonly wireguardPublicKey: PublicKey;
+  readonly endpointHost: string;
+  readonly endpointPort: number;
+  readonly keyEpoch: number;
+  readonly keyCreated: Date;
+}
+
+/** Result of decoding one node. */
+export type DecodeResult =
+  | { readonly ok: true; readonly node: PeerNode }
+  | { readonly ok: false; readonly reason: SkipReason; readonly detail: string };
+
+/** Formats `host:port`, bracketing IPv6 hosts. */
+export function formatEndpoint(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Parses `ipv4:port` or `[ipv6]:port` strictly; undefined if malformed. */
+export function parseEndpoint(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(text);
+  if (m === null) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  const ip = parseIP(host);
+  const port = Number(m[3]);
+  if (ip === undefined || (m[1] !== undefined) !== (ip.family === 6)) return undefined;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
+  return { host, port };
+}
+
+/** Encodes the agent's own annotations (the only thing an agent ever writes to a Node). */
+export function encodeNode(own: OwnAnnotations): Record<string, string> {
+  return {
+    [ANNOTATIONS.version]: String(ANNOTATION_VERSION),
+    [ANNOTATIONS.mode]: own.mode,
+    [ANNOTATIONS.wireguardPublicKey]: own.wireguardPublicKey,
+    [ANNOTATIONS.endpoint]: formatEndpoint(own.endpointHost, own.endpointPort),
+    [ANNOTATIONS.keyEpoch]: String(own.keyEpoch),
+    [ANNOTATIONS.keyCreated]: own.keyCreated.toISOString(),
+  };
+}
+
+function fail(reason: SkipReason, detail: string): DecodeResult {
+  return { ok: false, reason, detail };
+}
+
+/**
+ * Decodes a node's `sealnet.io/` annotations and spec into a {@link PeerNode}, or says exactly
+ * which field is wrong. Never throws.
+ */
+export function decodeNode(raw: RawNode): DecodeResult {
+  const a = raw.annotations;
+  const hasAny = Object.keys(a).some((k) => k.startsWith(ANNOTATION_PREFIX));
+  if (!hasAny) return fail('annotations-missing', `node ${raw.name} has no ${ANNOTATION_PREFIX} annotations yet (agent not started?)`);
+
+  const versionText = a[ANNOTATIONS.version];
+  if (versionText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is missing`);
+  if (!/^\d{1,6}$/.test(versionText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is ${JSON.stringify(versionText)}, want an integer`);
+  const version = Number(versionText);
+  if (version !== ANNOTATION_VERSION) {
+    return fail('version-unsupported', `node ${raw.name}: ${ANNOTATIONS.version} is ${version}, this agent understands only ${ANNOTATION_VERSION}; upgrade sealnet on all nodes`);
+  }
+
+  const mode = a[ANNOTATIONS.mode];
+  if (mode !== 'wireguard' && mode !== 'ipsec') {
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.mode} is ${JSON.stringify(mode)}, want "wireguard" or "ipsec"`);
+  }
+
+  const keyText = a[ANNOTATIONS.wireguardPublicKey];
+  if (keyText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.wireguardPublicKey} is missing`);
+  const key = tryParsePublicKey(keyText);
+  if (!key.ok) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.wireguardPublicKey}: ${key.error}`);
+
+  const endpointText = a[ANNOTATIONS.endpoint];
+  if (endpointText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is missing`);
+  const endpoint = parseEndpoint(endpointText);
+  if (endpoint === undefined) {
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is ${JSON.stringify(endpointText)}, want "ip:port" or "[ipv6]:port"`);
+  }
+
+  const epochText = a[ANNOTATIONS.keyEpoch] ?? '0';
+  if (!/^\d{1,15}$/.test(epochText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${JSON.stringify(epochText)}, want a non-negative integer`);
+
+  const podCIDRs: string[] = [];
+  for (const c of raw.podCIDRs) {
+    const canon = canonicalCidr(c);
+    if (canon === undefined) return fail('annotations-invalid', `node ${raw.name}: spec.podCIDRs entry ${JSON.stringify(c)} is not a CIDR`);
+    podCIDRs.push(canon);
+  }
+  if (podCIDRs.length === 0) return fail('no-pod-cidrs', `node ${raw.name} has no spec.podCIDRs`);
+  podCIDRs.sort(compareCidrs);
+
+  return {
+    ok: true,
+    node: {
+      name: raw.name,
+      version,
+      mode,
+      wireguardPublicKey: key.key,
+      endpointHost: endpoint.host,
+      endpointPort: endpoint.port,
+      keyEpoch: Number(epochText),
+      podCIDRs: [...new Set(podCIDRs)],
+      internalIPs: raw.internalIPs.filter((ip) => parseIP(ip) !== undefined),
+    },
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * Agent configuration: a JSON file plus command-line overrides, validated strictly. Every
+ * error names the field and what is allowed; unknown fields are errors (typos must not be
+ * silently ignored by a security component).
+ */
+import { readFile } from 'node:fs/promises';
+import { DEFAULT_STATE_DIR, WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT } from './constants.js';
+import { SealnetError } from './errors.js';
+import { parseIP } from './cidr.js';
+import type { Mode } from './model.js';
+
+/** Where Node objects come from. */
+export type StoreConfig = { readonly type: 'file'; readonly dir: string } | { readonly type: 'kubernetes'; readonly kubeconfig?: string | undefined };
+
+/** Validated agent configuration. */
+export interface AgentConfig {
+  readonly nodeName: string;
+  readonly mode: Mode;
+  readonly stateDir: string;
+  readonly store: StoreConfig;
+  readonly wireguard: {
+    readonly listenPort: number;
+    readonly implementation: 'auto' | 'kernel' | 'userspace';
+    readonly wireguardGoPath: string;
+    readonly wgPath: string;
+    readonly persistentKeepalive: number;
+  };
+  /** Periodic full reconcile; nothing is written to the kernel when nothing differs. */
+  readonly resyncIntervalSeconds: number;
+  /** Store events within this window are coalesced into one reconcile. */
+  readonly debounceMs: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Address the metrics/health HTTP server listens on (`host:port`), or "" to disable. */
+  readonly metricsAddress: string;
+  /** Tunnel endpoint address to publish; default: the node's first InternalIP. */
+  readonly endpointAddress: string | undefined;
+  /** Underlay MTU override; default: the MTU of the link that carries the endpoint address. */
+  readonly underlayMtu: number | undefined;
+}
+
+type Json = Record<string, unknown>;
+
+function fieldError(field: string, msg: string): SealnetError {
+  return new SealnetError('CONFIG_INVALID', `invalid agent config: ${field} ${msg}`);
+}
+
+function checkKeys(obj: Json, allowed: readonly string[], where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) throw fieldError(where === '' ? k : `${where}.${k}`, `is not a known field (known: ${allowed.join(', ')})`);
+  }
+}
+
+function str(obj: Json, key: string, where: string, def?: string): string {
+  const v = obj[key];
+  if (v === undefined && def !== undefined) return def;
+  if (typeof v !== 'string' || v === '') throw fieldError(`${where}${key}`, `must be a non-empty string${v === undefined ? ' (missing)' : `, got ${JSON.stringify(v)}`}`);
+  return v;
+}
+
+function int(obj: Json, key: string, where: string, def: number, min: number, max: number): number {
+  const v = obj[key] ?? def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw fieldError(`${where}${key}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function oneOf<T extends string>(obj: Json, key: string, where: string, allowed: readonly T[], def: T): T {
+  const v = obj[key] ?? def;
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) throw fieldError(`${where}${key}`, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
+  return v as T;
+}
+
+function obj(v: unknown, field: string): Json {
+  if (v === undefined) return {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw fieldError(field, 'must be an object');
+  return v as Json;
+}
+
+const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/** Validates a parsed config object (after overrides were merged in). */
+export function validateConfig(input: unknown): AgentConfig {
+  const root = obj(input, '(root)');
+  checkKeys(root, ['nodeName', 'mode', 'stateDir', 'store', 'wireguard', 'resyncIntervalSeconds', 'debounceMs', 'logLevel', 'metricsAddress', 'endpointAddress', 'underlayMtu'], '');
+  const nodeName = str(root, 'nodeName', '');
+  if (!NODE_NAME.test(nodeName)) throw fieldError('nodeName', `must be a Kubernetes node name (lowercase RFC 1123), got ${JSON.stringify(nodeName)}`);
+  const mode = oneOf(root, 'mode', '', ['wireguard', 'ipsec'] as const, 'wireguard');
+
+  const storeIn = obj(root.store, 'store');
+  const storeType = oneOf(storeIn, 'type', 'store.', ['file', 'kubernetes'] as const, 'kubernetes');
+  let store: StoreConfig;
+  if (storeType === 'file') {
+    checkKeys(storeIn, ['type', 'dir'], 'store');
+    store = { type: 'file', dir: str(storeIn, 'dir', 'store.') };
+  } else {
+    checkKeys(storeIn, ['type', 'kubeconfig'], 'store');
+    store = { type: 'kubernetes', kubeconfig: storeIn.kubeconfig === undefined ? undefined : str(storeIn, 'kubeconfig', 'store.') };
+  }
+
+  const wgIn = obj(root.wireguard, 'wireguard');
+  checkKeys(wgIn, ['listenPort', 'implementation', 'wireguardGoPath', 'wgPath', 'persistentKeepalive'], 'wireguard');
+  const wireguard = {
+    listenPort: int(wgIn, 'listenPort', 'wireguard.', WG_DEFAULT_PORT, 1, 65535),
+    implementation: oneOf(wgIn, 'implementation', 'wireguard.', ['auto', 'kernel', 'userspace'] as const, 'auto'),
+    wireguardGoPath: str(wgIn, 'wireguardGoPath', 'wireguard.', 'wireguard-go'),
+    wgPath: str(wgIn, 'wgPath', 'wireguard.', 'wg'),
+    persistentKeepalive: int(wgIn, 'persistentKeepalive', 'wireguard.', WG_DEFAULT_KEEPALIVE, 0, 65535),
+  };
+
+  const endpointAddress = root.endpointAddress === undefined ? undefined : str(root, 'endpointAddress', '');
+  if (endpointAddress !== undefined && parseIP(endpointAddress) === undefined) throw fieldError('endpointAddress', `must be an IPv4 or IPv6 address, got ${JSON.stringify(endpointAddress)}`);
+  const metricsAddress = root.metricsAddress === '' ? '' : str(root, 'metricsAddress', '', '127.0.0.1:9588');
+  if (metricsAddress !== '' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(metricsAddress)) throw fieldError('metricsAddress', `must be "host:port" or "" to disable, got ${JSON.stringify(metricsAddress)}`);
+
+  return {
+    nodeName,
+    mode,
+    stateDir: str(root, 'stateDir', '', DEFAULT_STATE_DIR),
+    store,
+    wireguard,
+    resyncIntervalSeconds: int(root, 'resyncIntervalSeconds', '', 30, 1, 86400),
+    debounceMs: int(root, 'debounceMs', '', 50, 0, 60000),
+    logLevel: oneOf(root, 'logLevel', '', ['debug', 'info', 'warn', 'error'] as const, 'info'),
+    metricsAddress,
+    endpointAddress,
+    underlayMtu: root.underlayMtu === undefined ? undefined : int(root, 'underlayMtu', '', 1500, 1280, 65535),
+  };
+}
+
+const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
+  '--node-name': (c, v) => { c.nodeName = v; },
+  '--mode': (c, v) => { c.mode = v; },
+  '--state-dir': (c, v) => { c.stateDir = v; },
+  '--store': (c, v) => { c.store = { ...obj(c.store, 'store'), type: v }; },
+  '--store-dir': (c, v) => { c.store = { ...obj(c.store, 'store'), dir: v }; },
+  '--kubeconfig': (c, v) => { c.store = { ...obj(c.store, 'store'), kubeconfig: v }; },
+  '--log-level': (c, v) => { c.logLevel = v; },
+  '--metrics-address': (c, v) => { c.metricsAddress = v; },
+  '--listen-port': (c, v) => {
+    if (!/^\d+$/.test(v)) throw fieldError('--listen-port', `must be a port number, got ${JSON.stringify(v)}`);
+    c.wireguard = { ...obj(c.wireguard, 'wireguard'), listenPort: Number(v) };
+  },
+};
+
+/** Usage text for `sealnet-agent --help`. */
+export const AGENT_USAGE = `usage: sealnet-agent [--config FILE] [--node-name NAME] [--mode wireguard|ipsec]
+       [--store kubernetes|file] [--store-dir DIR] [--kubeconfig FILE] [--state-dir DIR]
+       [--listen-port PORT] [--log-level debug|info|warn|error] [--metrics-address HOST:PORT]
+The node name defaults to $NODE_NAME. Flags override the config file.`;
+
+/**
+ * Loads the config from argv (`--config FILE` plus overrides) and the environment
+ * (`NODE_NAME` only: it is not secret, and the DaemonSet sets it from the downward API).
+ */
+export async function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<AgentConfig> {
+  let cfg: Json = {};
+  const overrides: [string, string][] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const eq = flag.indexOf('=');
+    const name = eq > 0 ? flag.slice(0, eq) : flag;
+    if (name !== '--config' && FLAGS[name] === undefined) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(name)}\n${AGENT_USAGE}`);
+    const value = eq > 0 ? flag.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new SealnetError('CONFIG_INVALID', `flag ${name} needs a value\n${AGENT_USAGE}`);
+    if (name === '--config') {
+      let text: string;
+      try {
+        text = await readFile(value, 'utf8');
+      } catch (err) {
+        throw new SealnetError('CONFIG_INVALID', `cannot read config file ${value}`, { cause: err });
+      }
+      try {
+        cfg = obj(JSON.parse(text), '(root)');
+      } catch (err) {
+        throw new SealnetError('CONFIG_INVALID', `config file ${value} is not valid JSON: ${(err as Error).message}`);
+      }
+    } else overrides.push([name, value]);
+  }
+  if (cfg.nodeName === undefined && env.NODE_NAME !== undefined && env.NODE_NAME !== '') cfg.nodeName = env.NODE_NAME;
+  for (const [name, value] of overrides) FLAGS[name]!(cfg, value);
+  return validateConfig(cfg);
+}

@@ -1,0 +1,287 @@
+/**
+ * The reconciler: turns store events into `plan()` runs and applies the difference to the
+ * kernel through the driver ports.
+ *
+ * Contract of {@link Reconciler.reconcileOnce} (STYLE.md §3): it may run any number of times
+ * with identical input and then changes nothing; it reads the kernel before changing it,
+ * changes only what differs, adds before it deletes, keeps going past independent failures,
+ * stops at dependent ones, and reports what it reached. Nothing is pruned before the store has
+ * synced, and only sealnet-owned objects are ever deleted.
+ */
+import type { PublicKey } from '../keymgr/keys.js';
+import { fingerprint } from '../keymgr/keys.js';
+import { encodeNode } from './annotations.js';
+import { parseIP } from './cidr.js';
+import type { AgentConfig } from './config.js';
+import { ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
+import { diffPeers, diffRoutes } from './diff.js';
+import { describeError, SealnetError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { AgentMetrics } from './metrics.js';
+import type { DesiredState, SkippedNode } from './model.js';
+import { plan } from './planner.js';
+import type { NodeStore, RoutingPort, WireGuardPort } from './ports.js';
+
+/** This node's own key, as the key store holds it. */
+export interface OwnKey {
+  readonly publicKey: PublicKey;
+  readonly privateKeyFile: string;
+  readonly epoch: number;
+  readonly createdAt: Date;
+}
+
+/** Everything the reconciler needs. */
+export interface ReconcilerDeps {
+  readonly config: AgentConfig;
+  readonly key: OwnKey;
+  readonly store: NodeStore;
+  readonly wg: WireGuardPort;
+  readonly routing: RoutingPort;
+  readonly log: Logger;
+  readonly metrics: AgentMetrics;
+}
+
+/** What one pass reached. */
+export interface ReconcileReport {
+  /** Kernel writes performed, by operation. */
+  readonly kernelOps: Readonly<Record<string, number>>;
+  readonly errors: readonly { step: string; message: string }[];
+  readonly desired: DesiredState | undefined;
+  readonly pruned: boolean;
+  /** True when every desired peer and route is in the kernel. */
+  readonly converged: boolean;
+}
+
+/** Runs reconcile passes; one at a time, debounced. */
+export class Reconciler {
+  private readonly d: ReconcilerDeps;
+  private established: Record<string, PublicKey> = {};
+  private lastSkipped = '';
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<ReconcileReport> | undefined;
+  private rerun = false;
+  private closed = false;
+  private lastReport: ReconcileReport | undefined;
+
+  constructor(deps: ReconcilerDeps) {
+    this.d = deps;
+  }
+
+  /** The last pass's report (for /readyz and status). */
+  report(): ReconcileReport | undefined {
+    return this.lastReport;
+  }
+
+  /** Schedules a pass after the debounce window; coalesces bursts of events. */
+  trigger(): void {
+    if (this.closed) return;
+    if (this.running !== undefined) {
+      this.rerun = true;
+      return;
+    }
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.runNow();
+    }, this.d.config.debounceMs);
+  }
+
+  /** Runs one pass now (waiting for a running one first). */
+  async runNow(): Promise<ReconcileReport> {
+    while (this.running !== undefined) await this.running.catch(() => undefined);
+    this.running = this.reconcileOnce();
+    try {
+      this.lastReport = await this.running;
+      return this.lastReport;
+    } finally {
+      this.running = undefined;
+      if (this.rerun && !this.closed) {
+        this.rerun = false;
+        this.trigger();
+      }
+    }
+  }
+
+  /** Stops scheduling; waits for a running pass. Kernel state is left as it is. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** One full pass. Never throws: failures are in the report, the log and the metrics. */
+  async reconcileOnce(): Promise<ReconcileReport> {
+    const { config, key, store, wg, routing, log, metrics } = this.d;
+    const started = process.hrtime.bigint();
+    const ops: Record<string, number> = {};
+    const errors: { step: string; message: string }[] = [];
+    const op = async (name: string, fn: () => Promise<void>): Promise<void> => {
+      await fn();
+      ops[name] = (ops[name] ?? 0) + 1;
+      metrics.kernelOps.inc({ op: name });
+    };
+    const fail = (step: string, err: unknown): void => {
+      const message = describeError(err);
+      errors.push({ step, message });
+      metrics.errors.inc({ step });
+      log.error({ step, err: message }, `reconcile step ${step} failed`);
+    };
+    const finish = (desired: DesiredState | undefined, pruned: boolean, converged: boolean): ReconcileReport => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.reconcileDuration.observe(seconds);
+      metrics.reconciles.inc({ result: errors.length === 0 ? 'ok' : 'error' });
+      if (Object.keys(ops).length > 0) log.info({ ops, seconds }, 'kernel state updated');
+      return { kernelOps: ops, errors, desired, pruned, converged: converged && errors.length === 0 };
+    };
+
+    // 1. Who am I? The node must exist in the store with an address to publish.
+    const nodes = store.list();
+    const self = nodes.find((n) => n.name === config.nodeName);
+    if (self === undefined) {
+      fail('self', new SealnetError('STORE_IO', `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`));
+      return finish(undefined, false, false);
+    }
+    const endpointHost = config.endpointAddress ?? self.internalIPs[0];
+    const endpointIP = endpointHost === undefined ? undefined : parseIP(endpointHost);
+    if (endpointHost === undefined || endpointIP === undefined) {
+      fail('self', new SealnetError('CONFIG_INVALID', `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`));
+      return finish(undefined, false, false);
+    }
+
+    // 2. The link. Adopted if it exists; created (kernel or wireguard-go) if not.
+    try {
+      const link = await wg.ensureLink({ name: WG_INTERFACE, privateKeyFile: key.privateKeyFile, publicKey: key.publicKey, listenPort: config.wireguard.listenPort, fwmark: WG_FWMARK });
+      if (link.created) {
+        ops.link_create = (ops.link_create ?? 0) + 1;
+        metrics.kernelOps.inc({ op: 'link_create' });
+        log.info({ impl: link.impl, ifindex: link.ifindex }, `created ${WG_INTERFACE}`);
+      }
+    } catch (err) {
+      fail('link', err);
+      return finish(undefined, false, false);
+    }
+
+    // 3. Publish our own annotations when they differ from what the store holds.
+    const own = encodeNode({ mode: config.mode, wireguardPublicKey: key.publicKey, endpointHost, endpointPort: config.wireguard.listenPort, keyEpoch: key.epoch, keyCreated: key.createdAt });
+    if (Object.entries(own).some(([k, v]) => self.annotations[k] !== v)) {
+      try {
+        await store.patchAnnotations(config.nodeName, own);
+        log.info({ key: fingerprint(key.publicKey), endpoint: own['sealnet.io/endpoint'] }, 'published own public key and endpoint');
+      } catch (err) {
+        fail('publish', err);
+      }
+    }
+
+    // 4. Read the kernel.
+    let underlayMtu = config.underlayMtu;
+    let localAddresses: string[] = [];
+    let observed;
+    let observedRoutes;
+    let tunnelLink;
+    try {
+      if (underlayMtu === undefined) {
+        const under = await routing.linkForAddress(endpointHost);
+        if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; set underlayMtu in the agent config`);
+        underlayMtu = under.mtu;
+      }
+      localAddresses = (await routing.listAddresses()).map((a) => a.address);
+      observed = await wg.show(WG_INTERFACE);
+      observedRoutes = await routing.listRoutes(ROUTE_TABLE);
+      tunnelLink = await routing.getLink(WG_INTERFACE);
+    } catch (err) {
+      fail('observe', err);
+      return finish(undefined, false, false);
+    }
+    if (observed === undefined || tunnelLink === undefined) {
+      fail('observe', new SealnetError('WG_FAILED', `${WG_INTERFACE} vanished while reconciling; will recreate on the next pass`));
+      this.trigger();
+      return finish(undefined, false, false);
+    }
+
+    // 5. Plan.
+    let desired: DesiredState;
+    try {
+      desired = plan({
+        nodes,
+        self: { name: config.nodeName, wireguardPublicKey: key.publicKey, localAddresses },
+        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu, underlayFamily: endpointIP.family },
+        established: this.established,
+      });
+    } catch (err) {
+      fail('plan', err);
+      return finish(undefined, false, false);
+    }
+    this.reportSkipped(desired.skipped);
+    const prune = store.synced();
+
+    // 6. Apply: link MTU, new/changed peers, routes, then deletions (routes before peers).
+    try {
+      if (tunnelLink.mtu !== desired.link.mtu || !tunnelLink.up) {
+        await op('link_set', () => routing.setLink(WG_INTERFACE, { mtu: desired.link.mtu, up: true }));
+      }
+    } catch (err) {
+      fail('link', err);
+    }
+    const peerChanges = diffPeers(desired.peers, observed.peers, { prune });
+    const peerSets = peerChanges.filter((c) => c.op === 'set');
+    const peerRemoves = peerChanges.filter((c) => c.op === 'remove');
+    let peersOk = true;
+    if (peerSets.length > 0) {
+      try {
+        await wg.applyPeers(WG_INTERFACE, peerSets);
+        ops.peer_set = (ops.peer_set ?? 0) + peerSets.length;
+        metrics.kernelOps.inc({ op: 'peer_set' }, peerSets.length);
+      } catch (err) {
+        peersOk = false;
+        fail('peers', err);
+      }
+    }
+    const routeChanges = diffRoutes(desired.routes, observedRoutes, { prune });
+    for (const c of routeChanges.filter((r) => r.op === 'replace')) {
+      try {
+        await op('route_replace', () => routing.replaceRoute(c.route));
+      } catch (err) {
+        fail('routes', err);
+      }
+    }
+    try {
+      await routing.ensureRule({ priority: RULE_PRIORITY, table: ROUTE_TABLE, family: endpointIP.family });
+    } catch (err) {
+      fail('rule', err);
+    }
+    for (const c of routeChanges.filter((r) => r.op === 'delete')) {
+      try {
+        await op('route_delete', () => routing.deleteRoute({ dst: c.route.dst, table: c.route.table }));
+      } catch (err) {
+        fail('routes', err);
+      }
+    }
+    if (peerRemoves.length > 0) {
+      try {
+        await wg.applyPeers(WG_INTERFACE, peerRemoves);
+        ops.peer_remove = (ops.peer_remove ?? 0) + peerRemoves.length;
+        metrics.kernelOps.inc({ op: 'peer_remove' }, peerRemoves.length);
+      } catch (err) {
+        fail('peers', err);
+      }
+    }
+    if (peersOk) this.established = Object.fromEntries(desired.peers.map((p) => [p.node, p.publicKey]));
+    metrics.peers.set(desired.peers.length);
+    return finish(desired, prune, prune);
+  }
+
+  private reportSkipped(skipped: readonly SkippedNode[]): void {
+    const { log, metrics } = this.d;
+    const digest = skipped.map((s) => `${s.name}|${s.reason}|${s.detail}`).join('\n');
+    metrics.skippedNodes.reset();
+    for (const s of skipped) metrics.skippedNodes.inc({ reason: s.reason });
+    if (digest === this.lastSkipped) return;
+    const before = new Set(this.lastSkipped.split('\n'));
+    this.lastSkipped = digest;
+    for (const s of skipped) {
+      if (before.has(`${s.name}|${s.reason}|${s.detail}`)) continue;
+      if (s.reason !== 'annotations-missing') metrics.invalidInput.inc({ source: 'annotations' });
+      log.warn({ node: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
+    }
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * `sealctl`: the operator CLI. This build has `nodes` (what every node publishes, decoded and
+ * validated exactly as the agents decode it). Later issues add `status`, `keys rotate`, `audit`.
+ */
+import { fingerprint } from '../keymgr/keys.js';
+import { sodiumReady } from '../keymgr/keys.js';
+import { decodeNode } from './annotations.js';
+import { validateConfig } from './config.js';
+import { describeError, SealnetError } from './errors.js';
+import type { NodeStore } from './ports.js';
+import { FileNodeStore } from './stores/file.js';
+import { KubernetesNodeStore } from './stores/kubernetes.js';
+
+/** Usage text. */
+export const SEALCTL_USAGE = `usage: sealctl [--store file --store-dir DIR | --store kubernetes [--kubeconfig FILE]] COMMAND [--json]
+commands:
+  nodes     every node's published sealnet state (mode, key fingerprint, endpoint, pod CIDRs, problems)`;
+
+interface Global {
+  store: NodeStore;
+  json: boolean;
+  rest: string[];
+}
+
+function parseGlobal(argv: readonly string[]): Global {
+  let storeType = 'kubernetes';
+  let dir: string | undefined;
+  let kubeconfig: string | undefined;
+  let json = false;
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = (): string => {
+      const v = argv[++i];
+      if (v === undefined) throw new SealnetError('CONFIG_INVALID', `flag ${a} needs a value`);
+      return v;
+    };
+    if (a === '--store') storeType = next();
+    else if (a === '--store-dir') dir = next();
+    else if (a === '--kubeconfig') kubeconfig = next();
+    else if (a === '--json') json = true;
+    else if (a.startsWith('-')) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(a)}`);
+    else rest.push(a);
+  }
+  // Reuse the agent's validation so both tools reject the same mistakes the same way.
+  const cfg = validateConfig({ nodeName: 'sealctl', store: storeType === 'file' ? { type: 'file', dir } : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) } });
+  const store = cfg.store.type === 'file' ? new FileNodeStore({ dir: cfg.store.dir }) : new KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
+  return { store, json, rest };
+}
+
+async function loadNodes(store: NodeStore): Promise<{ nodes: ReturnType<NodeStore['list']>; problems: string[] }> {
+  const problems: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new SealnetError('STORE_IO', 'node store did not sync within 15 s')), 15_000);
+    store.start({ onChange: () => undefined, onSynced: () => { clearTimeout(timer); resolve(); }, onError: (e) => problems.push(e.message) }).catch(reject);
+  });
+  const nodes = store.list();
+  await store.stop();
+  return { nodes, problems };
+}
+
+async function cmdNodes(g: Global): Promise<number> {
+  await sodiumReady();
+  const { nodes, problems } = await loadNodes(g.store);
+  const rows = nodes.map((n) => {
+    const r = decodeNode(n);
+    return r.ok
+      ? { name: n.name, ok: true, mode: r.node.mode, key: fingerprint(r.node.wireguardPublicKey), endpoint: `${r.node.endpointHost}:${r.node.endpointPort}`, epoch: r.node.keyEpoch, podCIDRs: r.node.podCIDRs, problem: undefined }
+      : { name: n.name, ok: false, mode: undefined, key: undefined, endpoint: undefined, epoch: undefined, podCIDRs: n.podCIDRs, problem: r.detail };
+  });
+  if (g.json) {
+    process.stdout.write(`${JSON.stringify({ nodes: rows, storeProblems: problems })}\n`);
+  } else {
+    const lines = [['NODE', 'MODE', 'KEY', 'EPOCH', 'ENDPOINT', 'POD CIDRS', 'PROBLEM']];
+    for (const r of rows) lines.push([r.name, r.mode ?? '-', r.key ?? '-', r.epoch === undefined ? '-' : String(r.epoch), r.endpoint ?? '-', r.podCIDRs.join(','), r.problem ?? '']);
+    const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
+    for (const l of lines) process.stdout.write(`${l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+    for (const p of problems) process.stdout.write(`store: ${p}\n`);
+  }
+  return rows.every((r) => r.ok) && problems.length === 0 ? 0 : 1;
+}
+
+/** Runs sealctl; returns the exit code (0 ok, 1 problems found, 2 usage error). */
+export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`${SEALCTL_USAGE}\n`);
+    return argv.length === 0 ? 2 : 0;
+  }
+  let g: Global;
+  try {
+    g = parseGlobal(argv);
+  } catch (err) {
+    process.stderr.write(`sealctl: ${describeError(err)}\n${SEALCTL_USAGE}\n`);
+    return 2;
+  }
+  const [cmd] = g.rest;
+  try {
+    if (cmd === 'nodes') return await cmdNodes(g);
+  } catch (err) {
+    process.stderr.write(`sealctl: ${describeError(err)}\n`);
+    return 1;
+  }
+  process.stderr.write(`sealctl: unknown command ${JSON.stringify(cmd)}\n${SEALCTL_USAGE}\n`);
+  return 2;
+}

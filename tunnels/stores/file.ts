@@ -1,0 +1,181 @@
+/**
+ * The `file` node store: a directory with one Kubernetes-shaped JSON document per node
+ * (`<name>.json`). Local agents share it (demo, namespace tests). Each agent only ever rewrites
+ * its own document, atomically (temp file + rename); the "control plane" (the test harness)
+ * creates and deletes documents.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, readFile, rename, stat, writeFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ANNOTATION_PREFIX } from '../constants.js';
+import { SealnetError } from '../errors.js';
+import type { RawNode } from '../model.js';
+import type { NodeStore, NodeStoreEvents } from '../ports.js';
+import { rawNodeFromDoc } from './nodedoc.js';
+
+/** Options for {@link FileNodeStore}. */
+export interface FileNodeStoreOptions {
+  readonly dir: string;
+  /** Rescan interval as a safety net for missed inotify events. */
+  readonly pollMs?: number;
+}
+
+interface Entry {
+  readonly mtimeMs: number;
+  readonly size: number;
+  readonly node: RawNode | undefined;
+}
+
+/** File-directory node store. */
+export class FileNodeStore implements NodeStore {
+  private readonly dir: string;
+  private readonly pollMs: number;
+  private readonly entries = new Map<string, Entry>();
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private events: NodeStoreEvents | undefined;
+  private isSynced = false;
+  private scanning: Promise<void> | undefined;
+  private rescanQueued = false;
+  /** Errors already reported per file, so a broken document is logged once, not every poll. */
+  private readonly reported = new Map<string, string>();
+
+  constructor(opts: FileNodeStoreOptions) {
+    this.dir = opts.dir;
+    this.pollMs = opts.pollMs ?? 2000;
+  }
+
+  async start(events: NodeStoreEvents): Promise<void> {
+    this.events = events;
+    try {
+      this.watcher = watch(this.dir, () => this.queueScan());
+      this.watcher.on('error', (err) => events.onError(new SealnetError('STORE_IO', `watching ${this.dir} failed; falling back to polling`, { cause: err })));
+    } catch (err) {
+      events.onError(new SealnetError('STORE_IO', `cannot watch ${this.dir}; polling every ${this.pollMs} ms`, { cause: err }));
+    }
+    this.timer = setInterval(() => this.queueScan(), this.pollMs);
+    this.queueScan();
+    await this.scanning;
+  }
+
+  async stop(): Promise<void> {
+    this.watcher?.close();
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.events = undefined;
+    await this.scanning;
+  }
+
+  list(): readonly RawNode[] {
+    return [...this.entries.values()].flatMap((e) => (e.node === undefined ? [] : [e.node])).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  synced(): boolean {
+    return this.isSynced;
+  }
+
+  private queueScan(): void {
+    if (this.scanning !== undefined) {
+      this.rescanQueued = true;
+      return;
+    }
+    this.scanning = this.scan()
+      .catch((err: unknown) => this.events?.onError(new SealnetError('STORE_IO', `reading node store ${this.dir} failed`, { cause: err })))
+      .finally(() => {
+        this.scanning = undefined;
+        if (this.rescanQueued) {
+          this.rescanQueued = false;
+          this.queueScan();
+        }
+      });
+  }
+
+  private async scan(): Promise<void> {
+    const names = (await readdir(this.dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
+    let changed = false;
+    const present = new Set(names);
+    for (const file of [...this.entries.keys()]) {
+      if (!present.has(file)) {
+        this.entries.delete(file);
+        this.reported.delete(file);
+        changed = true;
+      }
+    }
+    for (const file of names) {
+      const path = join(this.dir, file);
+      let st;
+      try {
+        st = await stat(path);
+      } catch {
+        continue; // removed between readdir and stat
+      }
+      const prev = this.entries.get(file);
+      if (prev !== undefined && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
+      const node = await this.readDoc(file, path);
+      this.entries.set(file, { mtimeMs: st.mtimeMs, size: st.size, node });
+      changed = true;
+    }
+    const firstSync = !this.isSynced;
+    this.isSynced = true;
+    if (changed || firstSync) this.events?.onChange(this.list());
+    if (firstSync) this.events?.onSynced();
+  }
+
+  private async readDoc(file: string, path: string): Promise<RawNode | undefined> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+    let doc: unknown;
+    let problem: string | undefined;
+    try {
+      doc = JSON.parse(text);
+    } catch (err) {
+      problem = `node document ${path} is not valid JSON (${(err as Error).message}); skipping it`;
+    }
+    if (problem === undefined) {
+      const r = rawNodeFromDoc(doc);
+      if (r.ok && `${r.node.name}.json` !== file) problem = `node document ${path} names node ${JSON.stringify(r.node.name)}, want the file to be named ${r.node.name}.json; skipping it`;
+      else if (!r.ok) problem = `node document ${path}: ${r.error}; skipping it`;
+      else {
+        this.reported.delete(file);
+        return r.node;
+      }
+    }
+    if (this.reported.get(file) !== problem) {
+      this.reported.set(file, problem);
+      this.events?.onError(new SealnetError('STORE_IO', problem));
+    }
+    return undefined;
+  }
+
+  async patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
+    for (const k of Object.keys(annotations)) {
+      if (!k.startsWith(ANNOTATION_PREFIX)) throw new SealnetError('INTERNAL', `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`);
+    }
+    const path = join(this.dir, `${name}.json`);
+    let doc: Record<string, unknown>;
+    try {
+      doc = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      throw new SealnetError('STORE_IO', `cannot patch node ${name}: ${path} is missing or unreadable`, { cause: err });
+    }
+    const meta = (doc.metadata ?? {}) as Record<string, unknown>;
+    const current = { ...((meta.annotations ?? {}) as Record<string, string>) };
+    for (const [k, v] of Object.entries(annotations)) {
+      if (v === undefined) delete current[k];
+      else current[k] = v;
+    }
+    doc.metadata = { ...meta, annotations: current };
+    const tmp = join(this.dir, `.${name}.json.${process.pid}.tmp`);
+    try {
+      await writeFile(tmp, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o644 });
+      await rename(tmp, path);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw new SealnetError('STORE_IO', `cannot write node document ${path}`, { cause: err });
+    }
+    this.queueScan();
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * The `kubernetes` node store: a Node informer from @kubernetes/client-node, wrapped so that it
+ * restarts with backoff and jitter after errors (the client-node informer stops for good after
+ * most errors), honours 429 Retry-After, and merge-patches only `sealnet.io/` annotations on
+ * the agent's own Node.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { ANNOTATION_PREFIX } from '../constants.js';
+import { SealnetError } from '../errors.js';
+import type { RawNode } from '../model.js';
+import type { NodeStore, NodeStoreEvents } from '../ports.js';
+import { backoffDelay } from './backoff.js';
+import { rawNodeFromDoc } from './nodedoc.js';
+
+/** Options for {@link KubernetesNodeStore}. */
+export interface KubernetesNodeStoreOptions {
+  /** Path to a kubeconfig; default: in-cluster service account, else $KUBECONFIG / ~/.kube/config. */
+  readonly kubeconfig?: string | undefined;
+  readonly random?: () => number;
+}
+
+function retryAfterMs(err: unknown): number | undefined {
+  const e = err as { code?: number; headers?: Record<string, string> } | undefined;
+  if (e?.code !== 429) return undefined;
+  const h = e.headers?.['retry-after'];
+  const s = h === undefined ? NaN : Number(h);
+  return Number.isFinite(s) ? s * 1000 : 5000;
+}
+
+/** Kubernetes API node store. */
+export class KubernetesNodeStore implements NodeStore {
+  private readonly kc: k8s.KubeConfig;
+  private readonly api: k8s.CoreV1Api;
+  private readonly random: () => number;
+  private informer: (k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>) | undefined;
+  private events: NodeStoreEvents | undefined;
+  private isSynced = false;
+  private attempt = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(opts: KubernetesNodeStoreOptions = {}) {
+    this.kc = new k8s.KubeConfig();
+    if (opts.kubeconfig !== undefined) this.kc.loadFromFile(opts.kubeconfig);
+    else this.kc.loadFromDefault();
+    this.api = this.kc.makeApiClient(k8s.CoreV1Api);
+    this.random = opts.random ?? Math.random;
+  }
+
+  async start(events: NodeStoreEvents): Promise<void> {
+    this.events = events;
+    const informer = k8s.makeInformer(this.kc, '/api/v1/nodes', () => this.api.listNode());
+    this.informer = informer;
+    const changed = (): void => this.events?.onChange(this.list());
+    informer.on('add', changed);
+    informer.on('update', changed);
+    informer.on('delete', changed);
+    informer.on('connect', () => {
+      this.attempt = 0;
+      const first = !this.isSynced;
+      this.isSynced = true;
+      changed();
+      if (first) this.events?.onSynced();
+    });
+    informer.on('error', (err: unknown) => this.scheduleRestart(err));
+    try {
+      await informer.start();
+    } catch (err) {
+      this.scheduleRestart(err);
+    }
+  }
+
+  private scheduleRestart(err: unknown): void {
+    if (this.stopped || this.restartTimer !== undefined) return;
+    const delay = backoffDelay(this.attempt++, { baseMs: 500, capMs: 30_000, random: this.random }, retryAfterMs(err));
+    this.events?.onError(new SealnetError('STORE_IO', `Kubernetes node watch failed; restarting in ${delay} ms`, { cause: err }));
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.stopped) return;
+      this.informer?.start().catch((e: unknown) => this.scheduleRestart(e));
+    }, delay);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.restartTimer !== undefined) clearTimeout(this.restartTimer);
+    await this.informer?.stop();
+  }
+
+  list(): readonly RawNode[] {
+    const out: RawNode[] = [];
+    for (const n of this.informer?.list() ?? []) {
+      const r = rawNodeFromDoc(n);
+      if (r.ok) out.push(r.node);
+    }
+    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  synced(): boolean {
+    return this.isSynced;
+  }
+
+  async patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
+    const body: Record<string, string | null> = {};
+    for (const [k, v] of Object.entries(annotations)) {
+      if (!k.startsWith(ANNOTATION_PREFIX)) throw new SealnetError('INTERNAL', `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`);
+      body[k] = v ?? null; // JSON merge patch: null deletes the key
+    }
+    try {
+      await this.api.patchNode({ name, body: { metadata: { annotations: body } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    } catch (err) {
+      throw new SealnetError('STORE_IO', `patching annotations of node ${name} failed`, { cause: err });
+    }
+  }
+}
