@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, every tier (DESIGN.md "Test tiers"): typecheck, unit, kernel objects in
+# scratch namespaces, and the namespace cluster end to end. Needs root for the last two.
+# Prints one closing line "tests: N passed, N failed, N skipped" summed over all tiers.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the kernel and e2e tiers build network namespaces and need root; run as root (sudo)" >&2
+  exit 2
+fi
+bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
+out=$(mktemp -d /tmp/sealnet-test.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+status=0
+echo "== typecheck"; npm run -s typecheck || status=1
+echo "== build"; npm run -s build || status=1
+for tier in unit kernel e2e; do
+  echo "== $tier tests"
+  NODE_OPTIONS=--experimental-vm-modules npx jest --selectProjects "$tier" --runInBand --json --outputFile "$out/$tier.json" "$@" || status=1
+done
+node -e '
+  const fs = require("fs"); let p = 0, f = 0, s = 0;
+  for (const t of ["unit", "kernel", "e2e"]) {
+    const file = process.argv[1] + "/" + t + ".json";
+    if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }
+    const r = JSON.parse(fs.readFileSync(file, "utf8"));
+    p += r.numPassedTests; f += r.numFailedTests + r.numRuntimeErrorTestSuites; s += r.numPendingTests + r.numTodoTests;
+    console.log(`tier ${t}: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped (${r.numTotalTestSuites} suites)`);
+  }
+  console.log(`tests: ${p} passed, ${f} failed, ${s} skipped`);
+' "$out"
+exit $status
