@@ -16,7 +16,7 @@ echo "== typecheck"; npm run -s typecheck || status=1
 echo "== build"; npm run -s build || status=1
 for tier in unit kernel e2e; do
   echo "== $tier tests"
-  NODE_OPTIONS=--experimental-vm-modules npx jest --selectProjects "$tier" --runInBand --json --outputFile "$out/$tier.json" "$@" || status=1
+  NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/$tier.json" "$@" --selectProjects "$tier" || status=1
 done
 node -e '
   const fs = require("fs"); let p = 0, f = 0, s = 0;
