@@ -1,0 +1,304 @@
+/**
+ * The WireGuard driver: kernel WireGuard when the kernel has it, `wireguard-go` otherwise.
+ *
+ * Contract (tunnels/ports.ts `WireGuardPort`): read before write, change only what differs,
+ * adopt what exists. A restarted agent finds its link (kernel or a still-running wireguard-go
+ * daemon) and leaves it and its sessions alone; the private key is re-set only when the public
+ * key the device reports differs from the expected one, because a key change expires every
+ * session on the interface.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { SealnetError } from '../tunnels/errors.js';
+import type { ObservedInterface, ObservedPeer, PeerChange, WireGuardImpl, WireGuardPort } from '../tunnels/ports.js';
+import type { PublicKey } from '../keymgr/keys.js';
+import { run, SpawnError } from '../tunnels/spawn.js';
+import { parseDump } from './dump.js';
+import {
+  findTunOwners,
+  removeStaleSocket,
+  startWireGuardGo,
+  stopProcesses,
+  uapiSocketExists,
+  uapiSocketPath,
+} from './userspace.js';
+import { interfaceSetArgs, peerSetBatches, runWg, type InterfaceSettings } from './wgtool.js';
+
+/** Structured log sink; fields never carry key material (public keys excepted). */
+export type DriverLog = (msg: string, fields: Record<string, unknown>) => void;
+
+/** Options of {@link WireGuardDriver}. */
+export interface WireGuardDriverOptions {
+  /** `wg` binary. Default `wg` (on PATH). */
+  readonly wgPath?: string;
+  /** `wireguard-go` binary for the userspace fallback. Default `wireguard-go` (on PATH). */
+  readonly wireguardGoPath?: string;
+  /** `ip` (iproute2) binary. Default `ip`. */
+  readonly ipPath?: string;
+  /**
+   * Which implementation to create a missing link with: `kernel` only, `userspace` only, or
+   * `auto` (kernel, falling back to userspace when the kernel lacks WireGuard). An existing
+   * link is adopted whatever its implementation.
+   */
+  readonly impl?: 'auto' | 'kernel' | 'userspace';
+  /** How long wireguard-go may take to serve its socket. Default 10 s. */
+  readonly startTimeoutMs?: number;
+  readonly log?: DriverLog;
+}
+
+/** Link facts from `ip -d -j link show`. */
+interface LinkInfo {
+  readonly ifindex: number;
+  /** rtnetlink kind: `wireguard`, `tun`, … (undefined for kindless devices such as `lo`). */
+  readonly kind: string | undefined;
+  readonly up: boolean;
+}
+
+/** Linux IFNAMSIZ-1, and no characters that would escape the socket directory. */
+const LINK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+
+function checkName(name: string): void {
+  if (!LINK_NAME.test(name)) {
+    throw new SealnetError('CONFIG_INVALID', `WireGuard interface name ${JSON.stringify(name)} is not 1-15 of [A-Za-z0-9_.-]`);
+  }
+}
+
+/** Driver for one node's WireGuard links; stateless between calls (the kernel is the state). */
+export class WireGuardDriver implements WireGuardPort {
+  private readonly wg: string;
+  private readonly wireguardGo: string;
+  private readonly ip: string;
+  private readonly impl: 'auto' | 'kernel' | 'userspace';
+  private readonly startTimeoutMs: number;
+  private readonly log: DriverLog;
+
+  constructor(opts: WireGuardDriverOptions = {}) {
+    this.wg = opts.wgPath ?? 'wg';
+    this.wireguardGo = opts.wireguardGoPath ?? 'wireguard-go';
+    this.ip = opts.ipPath ?? 'ip';
+    this.impl = opts.impl ?? 'auto';
+    this.startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+    this.log = opts.log ?? ((): void => undefined);
+  }
+
+  /** {@inheritDoc WireGuardPort.ensureLink} */
+  async ensureLink(opts: {
+    readonly name: string;
+    readonly privateKeyFile: string;
+    readonly publicKey: PublicKey;
+    readonly listenPort: number;
+    readonly fwmark: number;
+  }): Promise<{ impl: WireGuardImpl; created: boolean; ifindex: number }> {
+    const { name } = opts;
+    checkName(name);
+    let link = await this.linkInfo(name);
+    let created = false;
+    let impl: WireGuardImpl;
+    if (link !== undefined) {
+      impl = implOf(name, link);
+      if (impl === 'userspace' && !(await uapiSocketExists(name))) {
+        throw new SealnetError(
+          'WG_FAILED',
+          `${name} is a TUN device but ${uapiSocketPath(name)} does not exist: its wireguard-go runs in another ` +
+            'mount namespace (is /var/run/wireguard shared with the host?) or the device is not WireGuard',
+        );
+      }
+      if (this.impl !== 'auto' && impl !== this.impl) {
+        this.log('adopting existing WireGuard link of the other implementation', { name, found: impl, configured: this.impl });
+      }
+    } else {
+      impl = await this.createLink(name);
+      created = true;
+      link = await this.linkInfo(name);
+      if (link === undefined) throw new SealnetError('WG_FAILED', `${name} vanished right after it was created`);
+    }
+
+    const observed = await this.show(name);
+    if (observed === undefined) throw new SealnetError('WG_FAILED', `${name} exists but wg cannot read it`);
+    const want = interfaceDiff(observed.iface, opts);
+    const args = interfaceSetArgs(name, want);
+    if (args !== undefined) {
+      this.log('setting WireGuard interface', {
+        name,
+        listenPort: want.listenPort,
+        fwmark: want.fwmark,
+        privateKey: want.privateKeyFile !== undefined ? 'changed' : 'unchanged',
+      });
+      await this.wgSet(args, `configure ${name}`);
+      if (want.privateKeyFile !== undefined) {
+        const after = await this.show(name);
+        if (after?.iface.publicKey !== opts.publicKey) {
+          throw new SealnetError(
+            'KEY_INVALID',
+            `${name}: after loading ${opts.privateKeyFile} the interface's public key is ${after?.iface.publicKey ?? '(none)'}, expected ${opts.publicKey}`,
+          );
+        }
+      }
+    }
+    if (!link.up) await this.ipRun(['link', 'set', 'dev', name, 'up'], `bring ${name} up`);
+    return { impl, created, ifindex: link.ifindex };
+  }
+
+  /** {@inheritDoc WireGuardPort.show} */
+  async show(name: string): Promise<{ iface: ObservedInterface; peers: ObservedPeer[] } | undefined> {
+    checkName(name);
+    let stdout: string;
+    try {
+      ({ stdout } = await runWg(this.wg, ['show', name, 'dump']));
+    } catch (err) {
+      if (err instanceof SpawnError && (await this.linkInfo(name)) === undefined) return undefined;
+      throw new SealnetError('WG_FAILED', `cannot read WireGuard device ${name}`, { cause: err });
+    }
+    return parseDump(stdout);
+  }
+
+  /** {@inheritDoc WireGuardPort.applyPeers} */
+  async applyPeers(name: string, changes: readonly PeerChange[]): Promise<void> {
+    checkName(name);
+    if (changes.length === 0) return;
+    // Every clause is validated before the first call, so a bad change applies nothing.
+    const batches = peerSetBatches(name, changes);
+    let applied = 0;
+    for (const batch of batches) {
+      try {
+        await runWg(this.wg, batch.args);
+      } catch (err) {
+        throw new SealnetError('WG_FAILED', `wg set ${name}: applied ${applied} of ${changes.length} peer changes, then failed`, { cause: err });
+      }
+      applied += batch.count;
+    }
+    this.log('applied WireGuard peer changes', {
+      name,
+      set: changes.filter((c) => c.op === 'set').length,
+      removed: changes.filter((c) => c.op === 'remove').length,
+      calls: batches.length,
+    });
+  }
+
+  /** {@inheritDoc WireGuardPort.deleteLink} */
+  async deleteLink(name: string): Promise<void> {
+    checkName(name);
+    const link = await this.linkInfo(name);
+    if (link !== undefined && link.kind !== 'tun') {
+      implOf(name, link);
+      await this.ipRun(['link', 'del', 'dev', name], `delete ${name}`);
+      this.log('deleted WireGuard link', { name, impl: 'kernel' });
+      return;
+    }
+    // Userspace (or already gone): stopping wireguard-go removes its TUN device and socket.
+    const pids = await findTunOwners(name);
+    if (pids.length > 0) await stopProcesses(pids, 3000);
+    if ((await this.linkInfo(name)) !== undefined) {
+      await this.ipRun(['link', 'del', 'dev', name], `delete ${name}`);
+    }
+    await removeStaleSocket(name);
+    if (link !== undefined) this.log('deleted WireGuard link', { name, impl: 'userspace', stopped: pids });
+  }
+
+  /** Creates `name` as configured; returns the implementation it ended up with. */
+  private async createLink(name: string): Promise<WireGuardImpl> {
+    if (this.impl !== 'userspace') {
+      try {
+        await run(this.ip, ['link', 'add', 'dev', name, 'type', 'wireguard']);
+        this.log('created WireGuard link', { name, impl: 'kernel' });
+        return 'kernel';
+      } catch (err) {
+        const missing = err instanceof SpawnError && /Unknown device type|Operation not supported|not supported/i.test(err.stderr);
+        if (!missing) throw new SealnetError('NETLINK_FAILED', `cannot create WireGuard link ${name}`, { cause: err });
+        if (this.impl === 'kernel') {
+          throw new SealnetError('KERNEL_FEATURE_MISSING', `the kernel has no WireGuard support (creating ${name})`, { cause: err });
+        }
+        this.log('kernel has no WireGuard; starting wireguard-go', { name, binary: this.wireguardGo });
+      }
+    }
+    const { stderr } = await startWireGuardGo(this.wireguardGo, name, { timeoutMs: this.startTimeoutMs });
+    this.log('created WireGuard link', { name, impl: 'userspace', ...(stderr !== '' ? { output: stderr } : {}) });
+    return 'userspace';
+  }
+
+  private async linkInfo(name: string): Promise<LinkInfo | undefined> {
+    let stdout: string;
+    try {
+      ({ stdout } = await run(this.ip, ['-d', '-j', 'link', 'show', 'dev', name]));
+    } catch (err) {
+      if (err instanceof SpawnError && /does not exist/.test(err.stderr)) return undefined;
+      throw new SealnetError('NETLINK_FAILED', `cannot read link ${name}`, { cause: err });
+    }
+    return parseLinkJson(name, stdout);
+  }
+
+  private async wgSet(args: string[], what: string): Promise<void> {
+    try {
+      await runWg(this.wg, args);
+    } catch (err) {
+      throw new SealnetError('WG_FAILED', `cannot ${what}`, { cause: err });
+    }
+  }
+
+  private async ipRun(args: string[], what: string): Promise<void> {
+    try {
+      await run(this.ip, args);
+    } catch (err) {
+      throw new SealnetError('NETLINK_FAILED', `cannot ${what}`, { cause: err });
+    }
+  }
+}
+
+/** The interface settings that differ from what the device reports. */
+export function interfaceDiff(
+  observed: ObservedInterface,
+  want: { privateKeyFile: string; publicKey: PublicKey; listenPort: number; fwmark: number },
+): InterfaceSettings {
+  return {
+    // Port 0 means "any": the device then reports the random port it chose; keep it.
+    ...(want.listenPort !== 0 && observed.listenPort !== want.listenPort ? { listenPort: want.listenPort } : {}),
+    ...(observed.fwmark !== want.fwmark ? { fwmark: want.fwmark } : {}),
+    ...(observed.publicKey !== want.publicKey ? { privateKeyFile: want.privateKeyFile } : {}),
+  };
+}
+
+/** Parses `ip -d -j link show dev <name>` output. */
+export function parseLinkJson(name: string, stdout: string): LinkInfo {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout);
+  } catch (err) {
+    throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: output is not JSON`, { cause: err });
+  }
+  const first: unknown = Array.isArray(parsed) ? parsed[0] : undefined;
+  if (typeof first !== 'object' || first === null) throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: no link in output`);
+  const o = first as { ifindex?: unknown; flags?: unknown; linkinfo?: { info_kind?: unknown } };
+  if (typeof o.ifindex !== 'number') throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: no ifindex`);
+  const kind = typeof o.linkinfo?.info_kind === 'string' ? o.linkinfo.info_kind : undefined;
+  const up = Array.isArray(o.flags) && o.flags.includes('UP');
+  return { ifindex: o.ifindex, kind, up };
+}
+
+function implOf(name: string, link: LinkInfo): WireGuardImpl {
+  if (link.kind === 'wireguard') return 'kernel';
+  if (link.kind === 'tun') return 'userspace';
+  throw new SealnetError('WG_FAILED', `${name} exists but is a ${link.kind ?? 'kindless'} device, not WireGuard: refusing to adopt it`);
+}
+
+/**
+ * True if this kernel has WireGuard, loaded or loadable as a module, without creating anything:
+ * `/sys/module/wireguard` exists, or the running kernel's `modules.builtin` / `modules.dep` lists
+ * `wireguard.ko`. (The module may still be blocked from loading; `ensureLink` falls back then.)
+ */
+export async function detectKernelWireGuard(): Promise<boolean> {
+  try {
+    await access('/sys/module/wireguard');
+    return true;
+  } catch {
+    // not loaded; maybe loadable
+  }
+  for (const file of ['modules.builtin', 'modules.dep']) {
+    try {
+      const text = await readFile(`/lib/modules/${release()}/${file}`, 'utf8');
+      if (/(^|\/)wireguard\.ko(\.[a-z]+)?(:|$)/m.test(text)) return true;
+    } catch {
+      // no module tree (containers often have none)
+    }
+  }
+  return false;
+}

@@ -1,0 +1,136 @@
+/**
+ * `wg` (wireguard-tools) spawned like a syscall, and the pure argv builders for `wg set`.
+ *
+ * Secrets: the private key reaches `wg` only as a file path. `wg` quotes a malformed key file's
+ * content on stderr ("Key is not the correct length or format: `…'"), so stderr is redacted
+ * before it goes into any error; stdout of `wg show dump` holds the private key and is never
+ * put into an error or a log line (see dump.ts `redactDump`).
+ */
+import type { PublicKey } from '../keymgr/keys.js';
+import { canonicalCidr } from '../tunnels/cidr.js';
+import { SealnetError } from '../tunnels/errors.js';
+import type { PeerChange } from '../tunnels/ports.js';
+import { run } from '../tunnels/spawn.js';
+
+/** Default timeout of one `wg` call: a `wg set` with thousands of peers takes well under 1 s. */
+export const WG_TIMEOUT_MS = 15_000;
+/** Upper bound on the summed argv bytes of one `wg set` (Linux allows 2 MB; stay far below). */
+export const MAX_WG_SET_ARGV_BYTES = 100 * 1024;
+
+const KEY_SHAPE_ANYWHERE = /[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=/g;
+const KEY_SHAPE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+
+/**
+ * `wg` stderr safe to put into an error: anything `wg` quotes between a backtick and a quote
+ * (key-file content among it) and every key-shaped token are replaced by `(redacted)`.
+ */
+export function redactWgStderr(text: string): string {
+  return text.replace(/`[^'\n]*'/g, "`(redacted)'").replace(KEY_SHAPE_ANYWHERE, '(redacted)');
+}
+
+/** Runs `wg args…` (no shell, `LC_ALL=C`, timeout), stderr redacted in errors. */
+export async function runWg(
+  wgPath: string,
+  args: readonly string[],
+  opts: { timeoutMs?: number } = {},
+): Promise<{ stdout: string; stderr: string }> {
+  return run(wgPath, args, { timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS, redact: redactWgStderr });
+}
+
+/** Interface settings for one `wg set`; only the fields present are changed. */
+export interface InterfaceSettings {
+  /** Path of a file holding the base64 private key (never the key itself). */
+  readonly privateKeyFile?: string;
+  readonly listenPort?: number;
+  /** 0 turns the fwmark off. */
+  readonly fwmark?: number;
+}
+
+/** argv (after the program name) of `wg set <name> …` for interface settings; undefined if nothing to set. */
+export function interfaceSetArgs(name: string, s: InterfaceSettings): string[] | undefined {
+  const args: string[] = [];
+  if (s.listenPort !== undefined) {
+    if (!Number.isInteger(s.listenPort) || s.listenPort < 0 || s.listenPort > 65535) {
+      throw new SealnetError('CONFIG_INVALID', `listen port ${s.listenPort} is not 0-65535`);
+    }
+    args.push('listen-port', String(s.listenPort));
+  }
+  if (s.fwmark !== undefined) {
+    if (!Number.isInteger(s.fwmark) || s.fwmark < 0 || s.fwmark > 0xffffffff) {
+      throw new SealnetError('CONFIG_INVALID', `fwmark ${s.fwmark} is not a 32-bit unsigned integer`);
+    }
+    args.push('fwmark', s.fwmark === 0 ? 'off' : `0x${s.fwmark.toString(16)}`);
+  }
+  if (s.privateKeyFile !== undefined) {
+    if (s.privateKeyFile === '' || s.privateKeyFile.includes('\0')) {
+      throw new SealnetError('CONFIG_INVALID', 'private key file path is empty or contains NUL');
+    }
+    args.push('private-key', s.privateKeyFile);
+  }
+  return args.length === 0 ? undefined : ['set', name, ...args];
+}
+
+/** The `peer …` clause of one change, validated so no value can smuggle in another clause. */
+export function peerClause(change: PeerChange): string[] {
+  const key: PublicKey = change.publicKey;
+  if (!KEY_SHAPE.test(key)) throw new SealnetError('CONFIG_INVALID', 'peer change has a malformed public key');
+  if (change.op === 'remove') return ['peer', key, 'remove'];
+
+  const clause = ['peer', key];
+  if (change.endpoint !== '') {
+    if (!/^(?:\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?\]|[0-9.]+|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(change.endpoint)) {
+      throw new SealnetError('CONFIG_INVALID', `peer ${key}: endpoint ${JSON.stringify(change.endpoint)} is not host:port`);
+    }
+    clause.push('endpoint', change.endpoint);
+  }
+  const ips = change.allowedIPs.map((c) => {
+    // A comma inside one entry would add an allowed IP nobody asked for.
+    const canon = canonicalCidr(c);
+    if (canon === undefined) {
+      throw new SealnetError('CONFIG_INVALID', `peer ${key}: allowed IP ${JSON.stringify(c)} is not a CIDR`);
+    }
+    return canon;
+  });
+  // `allowed-ips` replaces the peer's whole list atomically; "" empties it.
+  clause.push('allowed-ips', ips.join(','));
+  const ka = change.persistentKeepalive;
+  if (!Number.isInteger(ka) || ka < 0 || ka > 65535) {
+    throw new SealnetError('CONFIG_INVALID', `peer ${key}: persistent keepalive ${ka} is not 0-65535`);
+  }
+  // Last, as Tailscale does: enabling keepalive sends a packet at once.
+  clause.push('persistent-keepalive', ka === 0 ? 'off' : String(ka));
+  return clause;
+}
+
+function argvBytes(args: readonly string[]): number {
+  return args.reduce((n, a) => n + Buffer.byteLength(a) + 1, 0);
+}
+
+/**
+ * Splits peer changes into as few `wg set <name> peer …` argv lists as fit `maxBytes` each,
+ * preserving order. A single clause larger than `maxBytes` gets a call of its own.
+ */
+export function peerSetBatches(
+  name: string,
+  changes: readonly PeerChange[],
+  opts: { maxBytes?: number } = {},
+): { args: string[]; count: number }[] {
+  const maxBytes = opts.maxBytes ?? MAX_WG_SET_ARGV_BYTES;
+  const batches: { args: string[]; count: number }[] = [];
+  const prefix = ['set', name];
+  let cur: { args: string[]; count: number } | undefined;
+  let curBytes = 0;
+  for (const change of changes) {
+    const clause = peerClause(change);
+    const bytes = argvBytes(clause);
+    if (cur === undefined || (cur.count > 0 && curBytes + bytes > maxBytes)) {
+      cur = { args: [...prefix], count: 0 };
+      curBytes = argvBytes(prefix);
+      batches.push(cur);
+    }
+    cur.args.push(...clause);
+    cur.count++;
+    curBytes += bytes;
+  }
+  return batches;
+}
