@@ -281,7 +281,7 @@ export class Reconciler {
     for (const s of skipped) {
       if (before.has(`${s.name}|${s.reason}|${s.detail}`)) continue;
       if (s.reason !== 'annotations-missing') metrics.invalidInput.inc({ source: 'annotations' });
-      log.warn({ node: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
+      log.warn({ peer: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
     }
   }
 }
