@@ -4,7 +4,7 @@
  */
 import { tryParsePublicKey, type PublicKey } from '../keymgr/keys.js';
 import { ANNOTATIONS, ANNOTATION_PREFIX, ANNOTATION_VERSION } from './constants.js';
-import { canonicalCidr, compareCidrs, parseIP } from './cidr.js';
+import { canonicalCidr, compareCidrs, formatIP, parseIP } from './cidr.js';
 import type { Mode, PeerNode, RawNode, SkipReason } from './model.js';
 
 /** What the agent publishes about its own node. */
@@ -27,7 +27,11 @@ export function formatEndpoint(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-/** Parses `ipv4:port` or `[ipv6]:port` strictly; undefined if malformed. */
+/**
+ * Parses `ipv4:port` or `[ipv6]:port` strictly; undefined if malformed. The host comes back in
+ * canonical form (RFC 5952 for IPv6), the form `wg show dump` reports, so a peer's endpoint
+ * compares equal to what the kernel holds.
+ */
 export function parseEndpoint(text: string): { host: string; port: number } | undefined {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(text);
   if (m === null) return undefined;
@@ -36,7 +40,7 @@ export function parseEndpoint(text: string): { host: string; port: number } | un
   const port = Number(m[3]);
   if (ip === undefined || (m[1] !== undefined) !== (ip.family === 6)) return undefined;
   if (!Number.isInteger(port) || port < 1 || port > 65535) return undefined;
-  return { host, port };
+  return { host: formatIP(ip.family, ip.value), port };
 }
 
 /** Encodes the agent's own annotations (the only thing an agent ever writes to a Node). */
@@ -66,7 +70,7 @@ export function decodeNode(raw: RawNode): DecodeResult {
 
   const versionText = a[ANNOTATIONS.version];
   if (versionText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is missing`);
-  if (!/^\d{1,6}$/.test(versionText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is ${JSON.stringify(versionText)}, want an integer`);
+  if (!/^(0|[1-9]\d{0,5})$/.test(versionText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is ${JSON.stringify(versionText)}, want an integer`);
   const version = Number(versionText);
   if (version !== ANNOTATION_VERSION) {
     return fail('version-unsupported', `node ${raw.name}: ${ANNOTATIONS.version} is ${version}, this agent understands only ${ANNOTATION_VERSION}; upgrade sealnet on all nodes`);

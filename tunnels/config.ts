@@ -168,11 +168,13 @@ export async function loadConfig(argv: readonly string[], env: Readonly<Record<s
       } catch (err) {
         throw new SealnetError('CONFIG_INVALID', `cannot read config file ${value}`, { cause: err });
       }
+      let parsed: unknown;
       try {
-        cfg = obj(JSON.parse(text), '(root)');
+        parsed = JSON.parse(text);
       } catch (err) {
         throw new SealnetError('CONFIG_INVALID', `config file ${value} is not valid JSON: ${(err as Error).message}`);
       }
+      cfg = obj(parsed, '(root)');
     } else overrides.push([name, value]);
   }
   if (cfg.nodeName === undefined && env.NODE_NAME !== undefined && env.NODE_NAME !== '') cfg.nodeName = env.NODE_NAME;

@@ -6,7 +6,7 @@
 import type { PublicKey } from '../keymgr/keys.js';
 import { tunnelMtu } from '../routing/mtu.js';
 import { decodeNode } from './annotations.js';
-import { cidrContains, cidrsOverlap, compareCidrs, parseCidr } from './cidr.js';
+import { cidrContains, cidrsOverlap, compareCidrs, parseCidr, parseIP } from './cidr.js';
 import { ROUTE_TABLE, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, Mode, PeerNode, RawNode, SkippedNode } from './model.js';
 
@@ -117,7 +117,8 @@ export function plan(input: PlanInput): DesiredState {
 
 function pickSource(family: 4 | 6 | undefined, ownCidrs: readonly NonNullable<ReturnType<typeof parseCidr>>[], addresses: readonly string[]): string | undefined {
   const candidates = addresses.filter((a) => ownCidrs.some((c) => c.family === family && cidrContains(c, a)));
-  return [...candidates].sort()[0];
+  // Numeric order (lowest address first): stable and what an operator expects.
+  return [...candidates].sort((a, b) => { const x = parseIP(a)!.value; const y = parseIP(b)!.value; return x < y ? -1 : x > y ? 1 : 0; })[0];
 }
 
 function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Record<string, PublicKey>>, skipped: SkippedNode[]): PeerNode[] {

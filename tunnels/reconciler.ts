@@ -10,7 +10,7 @@
  */
 import type { PublicKey } from '../keymgr/keys.js';
 import { fingerprint } from '../keymgr/keys.js';
-import { encodeNode } from './annotations.js';
+import { decodeNode, encodeNode } from './annotations.js';
 import { parseIP } from './cidr.js';
 import type { AgentConfig } from './config.js';
 import { ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
@@ -18,9 +18,9 @@ import { diffPeers, diffRoutes } from './diff.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
-import type { DesiredState, SkippedNode } from './model.js';
+import type { DesiredState, RawNode, SkippedNode } from './model.js';
 import { plan } from './planner.js';
-import type { NodeStore, RoutingPort, WireGuardPort } from './ports.js';
+import type { NodeStore, ObservedPeer, RoutingPort, WireGuardPort } from './ports.js';
 
 /** This node's own key, as the key store holds it. */
 export interface OwnKey {
@@ -56,6 +56,7 @@ export interface ReconcileReport {
 export class Reconciler {
   private readonly d: ReconcilerDeps;
   private established: Record<string, PublicKey> = {};
+  private adopted = false;
   private lastSkipped = '';
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileReport> | undefined;
@@ -198,7 +199,12 @@ export class Reconciler {
       return finish(undefined, false, false);
     }
 
-    // 5. Plan.
+    // 5. Plan. On the first pass, adopt what the kernel already holds as established (an agent
+    //    restart must not let a node that copied a working peer's key or CIDRs tear it down).
+    if (!this.adopted) {
+      this.established = adoptEstablished(nodes, config.nodeName, observed.peers);
+      this.adopted = true;
+    }
     let desired: DesiredState;
     try {
       desired = plan({
@@ -244,10 +250,16 @@ export class Reconciler {
         fail('routes', err);
       }
     }
-    try {
-      await routing.ensureRule({ priority: RULE_PRIORITY, table: ROUTE_TABLE, family: endpointIP.family });
-    } catch (err) {
-      fail('rule', err);
+    // One rule per family that has routes in our table (dual-stack pods over an IPv4 underlay
+    // need the IPv6 rule too, or IPv6 pod traffic bypasses the tunnel), plus the underlay's.
+    const families = new Set<4 | 6>([endpointIP.family]);
+    for (const r of desired.routes) families.add(r.dst.includes(':') ? 6 : 4);
+    for (const family of [...families].sort()) {
+      try {
+        await routing.ensureRule({ priority: RULE_PRIORITY, table: ROUTE_TABLE, family });
+      } catch (err) {
+        fail('rule', err);
+      }
     }
     for (const c of routeChanges.filter((r) => r.op === 'delete')) {
       try {
@@ -256,7 +268,9 @@ export class Reconciler {
         fail('routes', err);
       }
     }
-    if (peerRemoves.length > 0) {
+    // Removes depend on the sets: a removed old key whose allowed IPs did not reach the new key
+    // leaves them unowned (cilium#34612). If the sets failed, keep the old peers until next pass.
+    if (peerRemoves.length > 0 && peersOk) {
       try {
         await wg.applyPeers(WG_INTERFACE, peerRemoves);
         ops.peer_remove = (ops.peer_remove ?? 0) + peerRemoves.length;
@@ -284,4 +298,21 @@ export class Reconciler {
       log.warn({ peer: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
     }
   }
+}
+
+/**
+ * Node → key of the peers the kernel already holds: a node counts as established when a peer
+ * with its published key exists and carries exactly its pod CIDRs as allowed IPs.
+ */
+function adoptEstablished(nodes: readonly RawNode[], self: string, peers: readonly ObservedPeer[]): Record<string, PublicKey> {
+  const byKey = new Map(peers.map((p) => [p.publicKey as string, p]));
+  const out: Record<string, PublicKey> = {};
+  for (const raw of nodes) {
+    if (raw.name === self) continue;
+    const r = decodeNode(raw);
+    const peer = r.ok ? byKey.get(r.node.wireguardPublicKey) : undefined;
+    if (!r.ok || peer === undefined) continue;
+    if (peer.allowedIPs.length === r.node.podCIDRs.length && peer.allowedIPs.every((a, i) => a === r.node.podCIDRs[i])) out[raw.name] = r.node.wireguardPublicKey;
+  }
+  return out;
 }

@@ -23,6 +23,7 @@ export interface FileNodeStoreOptions {
 interface Entry {
   readonly mtimeMs: number;
   readonly size: number;
+  readonly ino: number;
   readonly node: RawNode | undefined;
 }
 
@@ -109,9 +110,9 @@ export class FileNodeStore implements NodeStore {
         continue; // removed between readdir and stat
       }
       const prev = this.entries.get(file);
-      if (prev !== undefined && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
+      if (prev !== undefined && prev.mtimeMs === st.mtimeMs && prev.size === st.size && prev.ino === st.ino) continue;
       const node = await this.readDoc(file, path);
-      this.entries.set(file, { mtimeMs: st.mtimeMs, size: st.size, node });
+      this.entries.set(file, { mtimeMs: st.mtimeMs, size: st.size, ino: st.ino, node });
       changed = true;
     }
     const firstSync = !this.isSynced;
