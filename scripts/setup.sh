@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Installs what sealnet needs to build and to run its test tiers, then builds it.
+# Idempotent: every step checks first and does nothing when already done.
+#
+#   1. system packages (apt): `apt-get update` only when something is missing
+#   2. `npm ci` when node_modules is missing or older than package-lock.json
+#   3. `scripts/build-wireguard-go.sh` (the pinned wireguard-go) when that script exists
+#   4. `npm run build`
+#
+# Usage: scripts/setup.sh            (as root, or with sudo available)
+# Env:   SEALNET_SKIP_APT=1          skip step 1 (e.g. a prepared CI image)
+#        SEALNET_REQUIRE_WG_BUILD=1  fail when building wireguard-go fails (default: warn and
+#                                    use the distribution's wireguard-go)
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+PACKAGES=(wireguard-tools wireguard-go iproute2 iperf3 tcpdump iputils-ping clang llvm libbpf-dev bpftool)
+
+as_root() {
+  if [[ "$(id -u)" == 0 ]]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    log "need root (or sudo) for: $*"
+    return 1
+  fi
+}
+
+# --- 1. system packages -------------------------------------------------------------------------
+if [[ "${SEALNET_SKIP_APT:-0}" != 1 ]]; then
+  missing=()
+  for p in "${PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]]; then
+      missing+=("$p")
+    fi
+  done
+  if ((${#missing[@]} > 0)); then
+    if ! command -v apt-get >/dev/null 2>&1; then
+      log "missing packages (${missing[*]}) and no apt-get: install them with your package manager"
+      exit 1
+    fi
+    log "installing: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  else
+    log "system packages: all present"
+  fi
+fi
+
+# --- 2. node modules ----------------------------------------------------------------------------
+# npm ci records what it installed in node_modules/.package-lock.json; we also keep the hash of
+# the package-lock.json we installed from, so a changed lock file (even an older mtime after a
+# checkout) triggers a reinstall.
+lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1)"
+stamp=node_modules/.sealnet-setup-lock-sha256
+need_ci=0
+if [[ ! -d node_modules || ! -f node_modules/.package-lock.json ]]; then
+  need_ci=1
+elif [[ -f "$stamp" ]]; then
+  [[ "$(cat "$stamp")" == "$lock_hash" ]] || need_ci=1
+elif [[ package-lock.json -nt node_modules/.package-lock.json || package.json -nt node_modules/.package-lock.json ]]; then
+  need_ci=1
+fi
+if ((need_ci)); then
+  log "npm ci"
+  npm ci
+else
+  log "node_modules: up to date"
+fi
+echo "$lock_hash" >"$stamp"
+
+# --- 3. pinned wireguard-go -----------------------------------------------------------------------
+if [[ -f scripts/build-wireguard-go.sh ]]; then
+  if out="$(bash scripts/build-wireguard-go.sh)"; then
+    log "wireguard-go: $out"
+  elif [[ "${SEALNET_REQUIRE_WG_BUILD:-0}" == 1 ]]; then
+    log "building wireguard-go failed"
+    exit 1
+  else
+    log "building wireguard-go failed; agents fall back to $(command -v wireguard-go || echo 'wireguard-go on PATH')"
+  fi
+fi
+
+# --- 4. build -------------------------------------------------------------------------------------
+log "npm run build"
+npm run build
+log "done"

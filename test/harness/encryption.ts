@@ -1,0 +1,106 @@
+/**
+ * Is the namespace cluster encrypted? Per node pair: does each side hold a ready tunnel to
+ * the other (WireGuard: a peer with the other node's published key and a completed
+ * handshake; IPsec: SAs both ways), and does pod-to-pod traffic get through.
+ */
+import { readFileSync } from 'node:fs';
+import { ANNOTATIONS } from '../../tunnels/constants.js';
+import type { NsCluster } from './cluster.js';
+import { mapLimit, sleep } from './exec.js';
+import type { EncryptionStatus, NodeInfo, PairStatus, PodInfo } from './types.js';
+
+/**
+ * Tunnel state of every node pair; with `probe`, also one ping each way between the first
+ * pods of the two nodes (which also triggers WireGuard handshakes).
+ */
+export async function encryptionStatus(c: NsCluster, opts: { probe?: boolean } = {}): Promise<EncryptionStatus> {
+  const nodes = c.nodes;
+  const pairs: [NodeInfo, NodeInfo][] = [];
+  for (let x = 0; x < nodes.length; x++) for (let y = x + 1; y < nodes.length; y++) pairs.push([nodes[x] as NodeInfo, nodes[y] as NodeInfo]);
+  const pingOk = new Map<string, boolean>();
+  if (opts.probe === true) {
+    const ordered = pairs.flatMap(([a, b]) => [[a, b], [b, a]] as const).filter(([a, b]) => a.pods.length > 0 && b.pods.length > 0);
+    await mapLimit(
+      ordered,
+      async ([a, b]) => {
+        const r = await c.ping((a.pods[0] as PodInfo).name, (b.pods[0] as PodInfo).name, { count: 1, waitS: 1, df: false });
+        pingOk.set(`${a.name}>${b.name}`, r.received > 0);
+      },
+      { limit: 8 },
+    );
+  }
+  const tunnels = await tunnelMatrix(c, nodes);
+  const missing: string[] = [];
+  const result = pairs.map(([a, b]): PairStatus => {
+    const st: PairStatus = {
+      a: a.name,
+      b: b.name,
+      tunnelAB: tunnels.get(`${a.name}>${b.name}`) ?? false,
+      tunnelBA: tunnels.get(`${b.name}>${a.name}`) ?? false,
+      pingAB: pingOk.get(`${a.name}>${b.name}`),
+      pingBA: pingOk.get(`${b.name}>${a.name}`),
+    };
+    if (!st.tunnelAB) missing.push(`${a.name} has no ${c.mode} tunnel to ${b.name}`);
+    if (!st.tunnelBA) missing.push(`${b.name} has no ${c.mode} tunnel to ${a.name}`);
+    if (st.pingAB === false) missing.push(`ping ${a.name} → ${b.name} failed`);
+    if (st.pingBA === false) missing.push(`ping ${b.name} → ${a.name} failed`);
+    return st;
+  });
+  return { pairs: result, ok: missing.length === 0, missing };
+}
+
+/** Polls {@link encryptionStatus} (with probes) until it is ok; throws with what is missing. */
+export async function waitEncrypted(c: NsCluster, opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<EncryptionStatus> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const deadline = Date.now() + timeoutMs;
+  let last: EncryptionStatus | undefined;
+  while (Date.now() < deadline) {
+    last = await encryptionStatus(c, { probe: true });
+    if (last.ok) return last;
+    await sleep(opts.pollMs ?? 500);
+  }
+  const dead = c.nodeNames().filter((n) => c.encryption && !c.agentStatus(n).running);
+  const lastLine = (n: string): string => {
+    const lines = readFileSafe(c.agentLogPath(n)).trim().split('\n');
+    return (lines[lines.length - 1] ?? '').slice(0, 300);
+  };
+  const agents = dead.length > 0 ? `; agents not running: ${dead.map((n) => `${n} (last log line: ${lastLine(n)})`).join(', ')}; logs in ${c.runDir}/<node>/agent.log` : '';
+  throw new Error(`cluster ${c.prefix} not encrypted after ${timeoutMs} ms: ${last?.missing.join('; ') ?? 'no status'}${agents}`);
+}
+
+/** For each ordered pair "a>b": does a have a ready tunnel to b? */
+async function tunnelMatrix(c: NsCluster, nodes: readonly NodeInfo[]): Promise<Map<string, boolean>> {
+  const m = new Map<string, boolean>();
+  if (!c.encryption) return m;
+  if (c.mode === 'ipsec') {
+    await Promise.all(
+      nodes.map(async (a) => {
+        const r = await c.execNode(a.name, ['ip', '-o', 'xfrm', 'state', 'list'], { check: false });
+        for (const b of nodes) if (b !== a) m.set(`${a.name}>${b.name}`, r.stdout.includes(`src ${a.address} dst ${b.address}`) && r.stdout.includes(`src ${b.address} dst ${a.address}`));
+      }),
+    );
+    return m;
+  }
+  const keys = new Map<string, string | undefined>();
+  await Promise.all(nodes.map(async (n) => keys.set(n.name, (await c.nodeDoc(n.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey])));
+  await Promise.all(
+    nodes.map(async (a) => {
+      const dump = await c.wgDump(a.name).catch(() => undefined);
+      for (const b of nodes) {
+        if (b === a) continue;
+        const key = keys.get(b.name);
+        const peer = key === undefined ? undefined : dump?.peers.find((p) => p.publicKey === key);
+        m.set(`${a.name}>${b.name}`, peer !== undefined && peer.latestHandshake > 0);
+      }
+    }),
+  );
+  return m;
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
