@@ -18,7 +18,7 @@ import { describeArgv, mapLimit } from './harness/exec.js';
 import { repoRoot } from './harness/paths.js';
 import { addressIn } from './harness/leaks.js';
 import { listNetns } from './harness/teardown.js';
-import { canaryPingPattern, newCanary, runCanary, startCanaryServer } from './harness/traffic.js';
+import { proveAllPairs, type PairResult } from './harness/prove.js';
 import type { Mode } from '../tunnels/model.js';
 
 /** Where `--keep` records the cluster it left running. */
@@ -83,29 +83,6 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
     }
   }
   return a;
-}
-
-/** Result of one ordered pod pair (first pods of two nodes). */
-export interface DirectionResult {
-  readonly from: string;
-  readonly to: string;
-  readonly tcp: boolean;
-  readonly udp: boolean;
-  readonly icmp: boolean;
-  readonly errors: readonly string[];
-}
-
-/** Verdict of one unordered node pair. */
-export interface PairResult {
-  readonly a: string;
-  readonly b: string;
-  readonly tunnel: boolean;
-  readonly trafficOk: boolean;
-  readonly plaintextPackets: number;
-  readonly canaryLeaks: number;
-  readonly wireguardPackets: number;
-  readonly encrypted: boolean;
-  readonly directions: readonly DirectionResult[];
 }
 
 /** The --json report. */
@@ -175,33 +152,12 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
   }
 
   const tTraffic = Date.now();
-  const canary = newCanary();
   const nodes = cluster.nodes;
-  const firstPod = (n: NodeInfo): string => (n.pods[0] as { name: string }).name;
-  const servers = await Promise.all(nodes.map((n) => startCanaryServer(cluster, { pod: firstPod(n) })));
-  const capture = await cluster.startCapture({ name: 'demo', canaries: [canary] });
-  const ordered = nodes.flatMap((a) => nodes.filter((b) => b !== a).map((b) => [a, b] as const));
-  const directions = await mapLimit(ordered, async ([a, b]): Promise<DirectionResult> => {
-    const from = firstPod(a);
-    const to = firstPod(b);
-    const [tcp, udp, icmp] = await Promise.all([
-      runCanary(cluster, { from, to, proto: 'tcp', canary, size: 1000 }),
-      runCanary(cluster, { from, to, proto: 'udp', canary, size: 500 }),
-      cluster.ping(from, to, { count: 3, size: 120, patternHex: canaryPingPattern(canary), df: false }),
-    ]);
-    const errors = [
-      ...(tcp.ok ? [] : [`tcp: ${tcp.error ?? 'failed'}`]),
-      ...(udp.ok ? [] : [`udp: ${udp.error ?? 'failed'}`]),
-      ...(icmp.received === icmp.transmitted && icmp.transmitted > 0 ? [] : [`icmp: ${icmp.received}/${icmp.transmitted} replies`]),
-    ];
-    return { from: `${a.name}/${from}`, to: `${b.name}/${to}`, tcp: tcp.ok, udp: udp.ok, icmp: icmp.transmitted > 0 && icmp.received === icmp.transmitted, errors };
-  }, { limit: 4 });
-  const cap = await capture.stop();
-  await Promise.all(servers.map((s) => s.stop({ timeoutMs: 2000 })));
+  const proof = await proveAllPairs(cluster, { mode: args.mode, hostToPod: true, captureName: 'demo' });
+  const { directions: podDirections, hostDirections, capture: cap, status, pairs: pairDetails } = proof;
+  const directions = [...podDirections, ...hostDirections];
   timings.trafficMs = Date.now() - tTraffic;
 
-  const status: EncryptionStatus = await cluster.encryptionStatus();
-  const pairDetails = judgePairs(args.mode, nodes, status, directions, cap);
   const plaintextPackets = cap.podPlaintextPackets;
   const canaryLeaks = cap.canaryHits;
   const encryptedPairs = pairDetails.filter((p) => p.encrypted).length;
@@ -226,44 +182,6 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
     kept: args.keep,
     timings,
   };
-}
-
-/** A pair is encrypted when both tunnels are up, all traffic passed, and nothing of it leaked. */
-function judgePairs(mode: Mode, nodes: readonly NodeInfo[], status: EncryptionStatus, directions: readonly DirectionResult[], cap: CaptureResult): PairResult[] {
-  const nodeOf = (addr: string): string | undefined => nodes.find((n) => n.address === addr || addressIn(addr, [n.podCIDR]))?.name;
-  const between = (key: string, a: string, b: string): boolean => {
-    const [src = '', rest = ''] = key.split('>');
-    const dst = rest.split('/')[0] ?? '';
-    const s = nodeOf(src);
-    const d = nodeOf(dst);
-    return (s === a && d === b) || (s === b && d === a);
-  };
-  const sumWhere = (rec: Readonly<Record<string, number>>, a: string, b: string): number =>
-    Object.entries(rec)
-      .filter(([k]) => between(k, a, b))
-      .reduce((n, [, v]) => n + v, 0);
-  return status.pairs.map((p) => {
-    const dirs = directions.filter((d) => [`${p.a}>${p.b}`, `${p.b}>${p.a}`].includes(`${d.from.split('/')[0]}>${d.to.split('/')[0]}`));
-    const plaintext = sumWhere(cap.podPlaintextFlows, p.a, p.b);
-    const canary = cap.canaries.reduce((n, c) => n + sumWhere(c.byEndpoints, p.a, p.b), 0);
-    const wg = sumWhere(cap.wireguardByEndpoints, p.a, p.b);
-    const tunnel = p.tunnelAB && p.tunnelBA;
-    const trafficOk = dirs.length === 2 && dirs.every((d) => d.errors.length === 0);
-    // The traffic got through and the capture saw no plaintext: it must then have seen the
-    // tunnel packets that carried it, or the capture missed the traffic and proves nothing.
-    const tunnelSeen = mode === 'wireguard' ? wg > 0 : sumWhere(cap.espByEndpoints, p.a, p.b) > 0;
-    return {
-      a: p.a,
-      b: p.b,
-      tunnel,
-      trafficOk,
-      plaintextPackets: plaintext,
-      canaryLeaks: canary,
-      wireguardPackets: wg,
-      encrypted: tunnel && trafficOk && tunnelSeen && cap.complete && plaintext === 0 && canary === 0,
-      directions: dirs,
-    };
-  });
 }
 
 function printReport(r: DemoReport, args: DemoArgs): void {
