@@ -49,19 +49,27 @@ export class KubernetesNodeStore implements NodeStore {
 
   async start(events: NodeStoreEvents): Promise<void> {
     this.events = events;
-    const informer = k8s.makeInformer(this.kc, '/api/v1/nodes', () => this.api.listNode());
-    this.informer = informer;
     const changed = (): void => this.events?.onChange(this.list());
+    // The informer fires 'connect' BEFORE its list call returns, so 'connect' must not count as
+    // synced (an agent that prunes on an empty cache drops every peer: cilium#34062). The list
+    // function is ours: once it resolved, the informer fills its cache synchronously right after
+    // the await, and a macrotask later the cache holds the complete list.
+    const listed = async (): Promise<k8s.V1NodeList> => {
+      const list = await this.api.listNode();
+      setImmediate(() => {
+        this.attempt = 0;
+        const first = !this.isSynced;
+        this.isSynced = true;
+        changed();
+        if (first) this.events?.onSynced();
+      });
+      return list;
+    };
+    const informer = k8s.makeInformer(this.kc, '/api/v1/nodes', listed);
+    this.informer = informer;
     informer.on('add', changed);
     informer.on('update', changed);
     informer.on('delete', changed);
-    informer.on('connect', () => {
-      this.attempt = 0;
-      const first = !this.isSynced;
-      this.isSynced = true;
-      changed();
-      if (first) this.events?.onSynced();
-    });
     informer.on('error', (err: unknown) => this.scheduleRestart(err));
     try {
       await informer.start();

@@ -1,0 +1,231 @@
+/**
+ * KubernetesNodeStore against a small fake of the API server's Node endpoints on loopback
+ * (list, watch, merge patch). It proves what the wrapper adds to the client-node informer:
+ * restart after the watch fails, backoff, 429 Retry-After, and a patch that is a JSON merge
+ * patch of `sealnet.io/` annotations only. The real API server is the Kubernetes test tier.
+ */
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RawNode } from '../model.js';
+import { KubernetesNodeStore } from './kubernetes.js';
+
+interface FakeNode {
+  metadata: { name: string; resourceVersion: string; annotations?: Record<string, string> };
+  spec: { podCIDRs: string[] };
+  status: { addresses: { type: string; address: string }[] };
+}
+
+function node(name: string, idx: number, rv: number, annotations: Record<string, string> = {}): FakeNode {
+  return {
+    metadata: { name, resourceVersion: String(rv), annotations },
+    spec: { podCIDRs: [`100.64.${idx}.0/24`] },
+    status: { addresses: [{ type: 'InternalIP', address: `198.18.0.${idx}` }] },
+  };
+}
+
+/** A fake API server: GET list, GET ?watch=true (kept open), PATCH one node. */
+class FakeApi {
+  readonly nodes = new Map<string, FakeNode>();
+  rv = 10;
+  listCalls: number[] = [];
+  patches: { name: string; contentType: string | undefined; body: unknown }[] = [];
+  /** Responses to use for the next list calls (status, headers), consumed in order. */
+  listFailures: { status: number; headers?: Record<string, string> }[] = [];
+  private watchers = new Set<ServerResponse>();
+  private server: Server;
+  private dir = mkdtempSync(join(tmpdir(), 'sealnet-k8s-'));
+
+  constructor() {
+    this.server = createServer((req, res) => void this.handle(req, res));
+  }
+
+  async start(): Promise<string> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    const port = (this.server.address() as AddressInfo).port;
+    const kubeconfig = join(this.dir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'fake', cluster: { server: `http://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'agent', user: { token: 'test-token' } }],
+        contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'agent' } }],
+        'current-context': 'fake',
+      }),
+    );
+    return kubeconfig;
+  }
+
+  async stop(): Promise<void> {
+    this.dropWatches();
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Sends a watch event to every open watch. */
+  emit(type: 'ADDED' | 'MODIFIED' | 'DELETED', n: FakeNode): void {
+    n.metadata.resourceVersion = String(++this.rv);
+    for (const w of this.watchers) w.write(`${JSON.stringify({ type, object: { kind: 'Node', apiVersion: 'v1', ...n } })}\n`);
+  }
+
+  /** Ends every open watch abruptly (as a restarting API server does). */
+  dropWatches(): void {
+    for (const w of this.watchers) w.destroy();
+    this.watchers.clear();
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/api/v1/nodes' && req.method === 'GET' && url.searchParams.get('watch') === 'true') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (url.searchParams.get('resourceVersion') !== String(this.rv)) {
+        // Like the real API server once history is compacted: "410 Gone", the client must re-list.
+        res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired' } })}\n`);
+        return;
+      }
+      res.flushHeaders();
+      this.watchers.add(res);
+      req.on('close', () => this.watchers.delete(res));
+      return;
+    }
+    if (url.pathname === '/api/v1/nodes' && req.method === 'GET') {
+      this.listCalls.push(Date.now());
+      const failure = this.listFailures.shift();
+      if (failure !== undefined) {
+        res.writeHead(failure.status, { 'content-type': 'application/json', ...failure.headers });
+        res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: failure.status }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [...this.nodes.values()] }));
+      return;
+    }
+    const m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(url.pathname);
+    if (m !== null && req.method === 'PATCH') {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { metadata: { annotations: Record<string, string | null> } };
+      const name = decodeURIComponent(m[1] ?? '');
+      this.patches.push({ name, contentType: req.headers['content-type'], body });
+      const n = this.nodes.get(name);
+      if (n === undefined) {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', code: 404 }));
+        return;
+      }
+      const ann = { ...(n.metadata.annotations ?? {}) };
+      for (const [k, v] of Object.entries(body.metadata.annotations)) {
+        if (v === null) delete ann[k];
+        else ann[k] = v;
+      }
+      n.metadata.annotations = ann;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      this.emit('MODIFIED', n);
+      res.end(JSON.stringify({ kind: 'Node', apiVersion: 'v1', ...n }));
+      return;
+    }
+    res.writeHead(404);
+    res.end();
+  }
+}
+
+async function until<T>(fn: () => T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('KubernetesNodeStore against a fake API server', () => {
+  let api: FakeApi;
+  let store: KubernetesNodeStore | undefined;
+  afterEach(async () => {
+    await store?.stop();
+    store = undefined;
+    await api.stop();
+  });
+
+  async function started(opts: { random?: () => number } = {}): Promise<{ changes: (readonly RawNode[])[]; errors: Error[]; synced: () => boolean }> {
+    const kubeconfig = await api.start();
+    store = new KubernetesNodeStore({ kubeconfig, random: opts.random ?? (() => 0.5) });
+    const changes: (readonly RawNode[])[] = [];
+    const errors: Error[] = [];
+    let isSynced = false;
+    await store.start({ onChange: (n) => changes.push(n), onSynced: () => { isSynced = true; }, onError: (e) => errors.push(e) });
+    return { changes, errors, synced: () => isSynced };
+  }
+
+  it('lists, syncs, and follows watch events', async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5));
+    api.nodes.set('n2', node('n2', 2, 6, { 'sealnet.io/version': '1', 'other.io/x': 'y' }));
+    const s = await started();
+    await until(() => (s.synced() ? true : undefined));
+    expect(store!.synced()).toBe(true);
+    expect(store!.list()).toEqual([
+      { name: 'n1', annotations: {}, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] },
+      { name: 'n2', annotations: { 'sealnet.io/version': '1', 'other.io/x': 'y' }, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
+    ]);
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    const n3 = node('n3', 3, 11);
+    api.nodes.set('n3', n3);
+    api.emit('ADDED', n3);
+    await until(() => (store!.list().length === 3 ? true : undefined));
+    api.nodes.delete('n1');
+    api.emit('DELETED', node('n1', 1, 12));
+    await until(() => (store!.list().map((n) => n.name).join() === 'n2,n3' ? true : undefined));
+    expect(s.changes.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('merge-patches only sealnet.io/ annotations, null deleting a key', async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5, { 'sealnet.io/old': 'x', 'keep.io/a': 'b' }));
+    await started();
+    await store!.patchAnnotations('n1', { 'sealnet.io/version': '1', 'sealnet.io/old': undefined });
+    expect(api.patches).toEqual([{ name: 'n1', contentType: 'application/merge-patch+json', body: { metadata: { annotations: { 'sealnet.io/version': '1', 'sealnet.io/old': null } } } }]);
+    expect(api.nodes.get('n1')?.metadata.annotations).toEqual({ 'keep.io/a': 'b', 'sealnet.io/version': '1' });
+    await expect(store!.patchAnnotations('n1', { 'kubernetes.io/hostname': 'evil' })).rejects.toThrow('agents write only sealnet.io/ keys');
+    expect(api.patches).toHaveLength(1);
+    await expect(store!.patchAnnotations('missing', { 'sealnet.io/version': '1' })).rejects.toThrow('patching annotations of node missing failed');
+  });
+
+  it('restarts the watch with backoff after the API server drops it, and converges on what changed meanwhile', async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5));
+    const s = await started({ random: () => 0.5 });
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    // The server goes away and, while down, the node set changes.
+    api.listFailures.push({ status: 500 }, { status: 500 });
+    api.nodes.set('n2', node('n2', 2, ++api.rv));
+    const listsBefore = api.listCalls.length;
+    api.dropWatches();
+    await until(() => (store!.list().map((n) => n.name).join() === 'n1,n2' ? true : undefined), 15_000);
+    expect(s.errors.length).toBeGreaterThanOrEqual(1);
+    expect(s.errors[0]?.message).toMatch(/Kubernetes node watch failed; restarting in \d+ ms/);
+    // Two failed lists and one good one: the wrapper kept retrying, with growing delays.
+    const lists = api.listCalls.slice(listsBefore);
+    expect(lists.length).toBeGreaterThanOrEqual(3);
+    const gaps = lists.slice(1).map((t, i) => t - lists[i]!);
+    expect(gaps.every((g) => g >= 200)).toBe(true);
+  }, 30_000);
+
+  it('honours Retry-After on 429', async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5));
+    api.listFailures.push({ status: 429, headers: { 'retry-after': '2' } });
+    const s = await started({ random: () => 0 });
+    await until(() => (s.synced() ? true : undefined), 15_000);
+    expect(api.listCalls).toHaveLength(2);
+    expect(api.listCalls[1]! - api.listCalls[0]!).toBeGreaterThanOrEqual(1900);
+    expect(s.errors[0]?.message).toMatch(/restarting in 2000 ms/);
+  }, 30_000);
+});
