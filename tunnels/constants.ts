@@ -52,3 +52,65 @@ export const BPF_PIN_DIR = '/sys/fs/bpf/sealnet';
 export const DEFAULT_STATE_DIR = '/var/lib/sealnet';
 /** Directory where wireguard-go and wg keep their UAPI sockets (hard-coded in both tools). */
 export const WG_SOCKET_DIR = '/var/run/wireguard';
+
+/**
+ * ESP SPIs sealnet allocates (inclusive; `ipsec/spi.ts`): one fixed top byte and 24 hashed
+ * bits. A state is sealnet's only if its SPI lies here and its reqid is {@link XFRM_REQID}.
+ * strongSwan allocates from 0xc0000000 up and Cilium uses SPIs below 16, so neither lands here.
+ */
+export const XFRM_SPI_MIN = 0x51000000;
+/** Upper end (inclusive) of sealnet's SPI range; see {@link XFRM_SPI_MIN}. */
+export const XFRM_SPI_MAX = 0x51ffffff;
+/** reqid of every XFRM state and policy template sealnet installs (ties policies to states). */
+export const XFRM_REQID = 0x5188;
+/**
+ * Priority of sealnet's XFRM policies. Lower wins in the kernel, and a policy with a lower
+ * number for the same traffic (`ip xfrm` defaults to 0) would override sealnet's: 2 keeps
+ * everything else (but the guard below) behind it.
+ */
+export const XFRM_POLICY_PRIORITY = 2;
+/**
+ * Priority of the temporary block policies ("guards") sealnet puts in front of a pair's
+ * outbound policies while it replaces an outbound state in place; always below
+ * {@link XFRM_POLICY_PRIORITY} so a guard wins while it exists.
+ */
+export const XFRM_GUARD_PRIORITY = 1;
+/**
+ * Mark the kernel sets on sealnet's encrypted ESP packets (XFRMA_SET_MARK on outbound states).
+ * Deliberately the value of {@link WG_FWMARK}: whatever lets WireGuard's encrypted packets
+ * bypass steering lets ESP packets bypass it too.
+ */
+export const XFRM_OUTPUT_MARK = 0x5188;
+/** Mask of {@link XFRM_OUTPUT_MARK} (the full mark, as WireGuard's fwmark). */
+export const XFRM_OUTPUT_MARK_MASK = 0xffffffff;
+
+/**
+ * BPF steering (routing/bpf/, DESIGN.md "Fail-closed"). Everything below lives under
+ * {@link BPF_PIN_DIR}; the suffix of the maps directory is the map layout version (a build with
+ * another layout creates a new directory instead of misreading the old maps).
+ */
+export const BPF_MAPS_SUBDIR = 'maps_v1';
+/** Prefix of the per-object program directories (`prog_<sha256 of steer.o, 16 hex>`). */
+export const BPF_PROGS_PREFIX = 'prog_';
+/** Pinned map names (also the names in steer.c and in `bpftool map show`). */
+export const BPF_MAP_NAMES = {
+  remote: 'sealnet_remote',
+  exempt: 'sealnet_exempt',
+  config: 'sealnet_config',
+  counters: 'sealnet_counters',
+} as const;
+/** Program names in steer.c, per hook (the kernel shows the first 15 characters). */
+export const BPF_PROG_NAMES = {
+  egress: 'sealnet_egress',
+  ingress: 'sealnet_ingress',
+  from_pod: 'sealnet_from_pod',
+} as const;
+/**
+ * tc filter priority ("pref") of sealnet's classifiers: 1, so they run before filters that
+ * tc numbers automatically (49152 and down) and no other classifier can pass a packet first.
+ */
+export const TC_PRIORITY = 1;
+/** tc filter handle marking a classifier as sealnet's (with {@link TC_PRIORITY} and kind bpf). */
+export const TC_HANDLE = 0x5188;
+/** skb->mark bits the BPF program sets for XFRM-mode entries (IPsec, issue 4). */
+export const BPF_XFRM_MARK_MASK = 0x0f00;

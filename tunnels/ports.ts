@@ -132,3 +132,81 @@ export interface NodeStore {
    */
   patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void>;
 }
+
+/** One prefix of the BPF steering map (routing/bpf/steer.c `sealnet_remote`). */
+export interface SteeringEntry {
+  /** Prefix; IPv4 or IPv6 (host bits ignored). */
+  readonly cidr: string;
+  /**
+   * `ready`: steer into the tunnel; `not-ready`: a peer owns it but its tunnel is unusable, drop;
+   * `no-peer`: known remote (the cluster pod range), no peer owns it, drop.
+   */
+  readonly state: 'ready' | 'not-ready' | 'no-peer';
+  /** Ready action: `redirect` into `ifindex` (WireGuard) or set `mark` for XFRM (IPsec). */
+  readonly action: 'redirect' | 'mark';
+  /** `pod` CIDR, or `node` address (node-to-node encryption: tunnel packets to it pass). */
+  readonly kind: 'pod' | 'node';
+  /** Tunnel device for `redirect`, 0 otherwise. */
+  readonly ifindex: number;
+  /** skb mark for `mark`, 0 otherwise. */
+  readonly mark: number;
+  /** Agent-chosen peer number for status output (0 = none). */
+  readonly peerId: number;
+}
+
+/** What the steering program is told besides the prefixes. */
+export interface SteeringSettings {
+  /** Drop what has no ready tunnel (default), or pass it and count it as `fail_open`. */
+  readonly failClosed: boolean;
+  /** WireGuard UDP port (to/from it passes as encrypted); 0 = none. */
+  readonly wireguardPort: number;
+  /** ESP-in-UDP port (4500) or 0. ESP (IP protocol 50) always passes. */
+  readonly espUdpPort: number;
+  /** fwmark of the tunnel's own packets (WG_FWMARK): they pass, fragments included; 0 = none. */
+  readonly tunnelFwmark: number;
+  /** skb->mark bits owned by `mark` entries. */
+  readonly markMask: number;
+}
+
+/** Where a steering classifier is attached. */
+export interface SteeringAttachment {
+  readonly dev: string;
+  /** `egress`/`ingress` of the underlay; `from_pod`: ingress of a pod-facing link (XFRM marks). */
+  readonly hook: 'egress' | 'ingress' | 'from_pod';
+}
+
+/** One counter of the steering program, summed over CPUs. */
+export interface SteeringCounter {
+  readonly hook: 'egress' | 'ingress' | 'from_pod';
+  readonly reason: string;
+  readonly verdict: 'redirect' | 'drop' | 'pass';
+  readonly packets: bigint;
+  readonly bytes: bigint;
+}
+
+/** BPF steering driver (routing/bpf/datapath.ts). Pinned objects outlive the agent. */
+export interface SteeringPort {
+  /**
+   * Start-up, before anything else: adopts or creates the pinned maps (entries kept), writes
+   * settings and exempt prefixes, writes a `no-peer` entry for each cluster CIDR that has none,
+   * loads the program if this build's is not loaded, and attaches it everywhere (an existing
+   * attachment is replaced atomically, never removed first). Idempotent.
+   */
+  ensure(opts: {
+    readonly settings: SteeringSettings;
+    readonly exempt: readonly string[];
+    readonly clusterCidrs: readonly string[];
+    readonly attachments: readonly SteeringAttachment[];
+  }): Promise<{ mapsCreated: boolean; programsLoaded: boolean; attached: readonly { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[] }>;
+  /** The remote map as the kernel holds it, sorted by prefix. */
+  listEntries(): Promise<SteeringEntry[]>;
+  /**
+   * Writes entries that differ (one syscall each, all before any delete); with `prune`, then
+   * deletes entries not in `entries`. Each key changes atomically.
+   */
+  applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean }): Promise<{ written: number; deleted: number }>;
+  /** All counters. */
+  counters(): Promise<SteeringCounter[]>;
+  /** Removes sealnet's classifiers from these attachments only (maps and pins stay). */
+  detach(attachments: readonly SteeringAttachment[]): Promise<void>;
+}

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sealnet traffic steering at TC (clsact), DESIGN.md "Fail-closed".
+ *
+ * Three classifiers share one set of maps (pinned under /sys/fs/bpf/sealnet):
+ *
+ *   sealnet_egress     egress of the underlay interface. Every plaintext packet that can leave
+ *                      the node crosses this hook, whatever produced it (pod, host, another
+ *                      tool's redirect), so fail-closed is enforced here. Destination in the
+ *                      remote LPM map: ready -> bpf_redirect into the tunnel; not ready -> drop.
+ *   sealnet_ingress    ingress of the underlay interface. Plaintext whose source is a remote pod
+ *                      prefix is dropped: the receiver refuses what a misconfigured or fail-open
+ *                      sender leaked, so a leak breaks connectivity instead of passing silently.
+ *   sealnet_from_pod   ingress of a pod-facing interface (optional). Sets skb->mark for entries
+ *                      in XFRM mode: XFRM picks its policy during routing, before the egress
+ *                      qdisc, so a mark set at underlay egress would come too late.
+ *
+ * Layout of every map key and value is mirrored in routing/bpf/layout.ts; the kernel test
+ * compares both through the object's BTF. Zero values are always the safe ones: a zero config
+ * means fail-closed, a zero entry means not ready.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+/* ---- map layouts (mirrored in layout.ts) ---- */
+
+#define SEALNET_FAMILY_V4 4
+#define SEALNET_FAMILY_V6 6
+
+/* LPM key: prefixlen counts the 32 family bits too (IPv4 /24 -> 32 + 24). One trie holds both
+ * families; the family word keeps an IPv4 address apart from an IPv4-mapped IPv6 address. */
+struct lpm_key {
+	__u32 prefixlen;
+	__u32 family;
+	__u8 addr[16];
+};
+
+enum entry_state {
+	STATE_NOT_READY = 0, /* a peer owns the prefix, its tunnel is not usable: drop */
+	STATE_READY = 1,     /* steer into the tunnel */
+	STATE_NO_PEER = 2,   /* known to be remote (cluster pod range), no peer owns it: drop */
+};
+
+enum entry_action {
+	ACTION_REDIRECT = 0, /* bpf_redirect(ifindex) into the tunnel device (WireGuard) */
+	ACTION_MARK = 1,     /* set skb->mark for an XFRM policy (IPsec) */
+};
+
+enum entry_kind {
+	KIND_POD = 0,  /* pod CIDR: never a tunnel endpoint, so port/ESP exemptions do not apply */
+	KIND_NODE = 1, /* node address (node-to-node encryption): tunnel packets to it pass */
+};
+
+struct remote_value {
+	__u32 ifindex;
+	__u32 mark;
+	__u32 peer_id;
+	__u8 state;
+	__u8 action;
+	__u8 kind;
+	__u8 reserved;
+};
+
+#define CONFIG_F_FAIL_OPEN 1u /* pass (and count) what fail-closed would drop */
+
+struct config {
+	__u32 flags;
+	__u16 wg_port;     /* WireGuard UDP port (host order); 0 = none */
+	__u16 esp_udp_port; /* UDP-encapsulated ESP port (4500); 0 = none */
+	__u32 wg_fwmark;   /* mark the tunnel's own sockets put on their packets; 0 = none */
+	__u32 mark_mask;   /* bits of skb->mark ACTION_MARK owns */
+};
+
+enum hook {
+	HOOK_EGRESS = 0,
+	HOOK_INGRESS = 1,
+	HOOK_FROM_POD = 2,
+	HOOK_MAX = 4,
+};
+
+enum reason {
+	CNT_REDIRECTED = 0,
+	CNT_MARKED = 1,
+	CNT_DROP_NOT_READY = 2,
+	CNT_DROP_NO_PEER = 3,
+	CNT_DROP_BYPASS = 4,       /* plaintext to an XFRM-mode peer reached egress: XFRM missed it */
+	CNT_DROP_BAD_ENTRY = 5,    /* ready entry without a usable ifindex */
+	CNT_DROP_PLAINTEXT_IN = 6, /* ingress: plaintext from a remote pod prefix */
+	CNT_PASS_ENCRYPTED = 7,
+	CNT_PASS_EXEMPT = 8,
+	CNT_PASS_OTHER = 9,
+	CNT_PASS_FAIL_OPEN = 10,
+	CNT_PASS_DECRYPTED = 11,
+	CNT_REASONS = 16,
+};
+
+struct counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key);
+	__type(value, struct remote_value);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sealnet_remote SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lpm_key);
+	__type(value, __u32);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} sealnet_exempt SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct config);
+	__uint(max_entries, 1);
+} sealnet_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct counter);
+	__uint(max_entries, HOOK_MAX * CNT_REASONS);
+} sealnet_counters SEC(".maps");
+
+/* ---- packet parsing ---- */
+
+#define IPPROTO_ESP_ 50
+#define IPV6_FRAG_HDR 44
+#define IP_FRAG_OFFSET_MASK 0x1fff
+
+struct pkt {
+	struct lpm_key dst;
+	struct lpm_key src;
+	__u8 proto;     /* L4 protocol; 0 when unknown (non-first fragment, unparsed header) */
+	__u8 has_ports;
+	__u16 sport;    /* host order */
+	__u16 dport;
+};
+
+/* Reads relative to the network header, so the same code works on Ethernet and L3 devices. */
+static __always_inline int load_net(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
+{
+	return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_NET);
+}
+
+static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct pkt *p)
+{
+	__u16 ports[2];
+
+	if (p->proto != IPPROTO_UDP)
+		return;
+	if (load_net(skb, off, ports, sizeof(ports)) < 0)
+		return;
+	p->sport = bpf_ntohs(ports[0]);
+	p->dport = bpf_ntohs(ports[1]);
+	p->has_ports = 1;
+}
+
+/* Returns 0 for a parsed IPv4/IPv6 packet, -1 for anything else (ARP, LLDP, truncated). */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (load_net(skb, 0, &ip, sizeof(ip)) < 0 || ip.version != 4)
+			return -1;
+		p->dst.family = p->src.family = SEALNET_FAMILY_V4;
+		p->dst.prefixlen = p->src.prefixlen = 32 + 32;
+		__builtin_memcpy(p->dst.addr, &ip.daddr, 4);
+		__builtin_memcpy(p->src.addr, &ip.saddr, 4);
+		if (bpf_ntohs(ip.frag_off) & IP_FRAG_OFFSET_MASK)
+			return 0; /* non-first fragment: no L4 header */
+		p->proto = ip.protocol;
+		load_ports(skb, (__u32)ip.ihl * 4, p);
+		return 0;
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+		__u32 off = sizeof(ip6);
+		__u8 next;
+
+		if (load_net(skb, 0, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
+			return -1;
+		p->dst.family = p->src.family = SEALNET_FAMILY_V6;
+		p->dst.prefixlen = p->src.prefixlen = 32 + 128;
+		__builtin_memcpy(p->dst.addr, &ip6.daddr, 16);
+		__builtin_memcpy(p->src.addr, &ip6.saddr, 16);
+		next = ip6.nexthdr;
+		if (next == IPV6_FRAG_HDR) {
+			__u8 frag[4];
+
+			/* nexthdr(1) reserved(1) offset+flags(2): only a first fragment has ports. */
+			if (load_net(skb, off, frag, sizeof(frag)) < 0)
+				return 0;
+			if (((frag[2] << 8) | frag[3]) & 0xfff8)
+				return 0;
+			next = frag[0];
+			off += 8;
+		}
+		p->proto = next;
+		load_ports(skb, off, p);
+		return 0;
+	}
+	return -1;
+}
+
+/* ---- verdict helpers ---- */
+
+static __always_inline void count(__u32 hook, __u32 reason, struct __sk_buff *skb)
+{
+	__u32 idx = hook * CNT_REASONS + reason;
+	struct counter *c = bpf_map_lookup_elem(&sealnet_counters, &idx);
+
+	if (c) {
+		c->packets += 1;
+		c->bytes += skb->len;
+	}
+}
+
+static __always_inline struct config *config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&sealnet_config, &zero);
+}
+
+/* Tunnel traffic itself: the tunnel's own sockets (fwmark, which also covers fragments), UDP
+ * to or from the WireGuard port or the ESP-in-UDP port, and ESP. */
+static __always_inline int is_encrypted(struct __sk_buff *skb, const struct config *cfg, const struct pkt *p)
+{
+	if (cfg->wg_fwmark != 0 && (skb->mark & cfg->wg_fwmark) == cfg->wg_fwmark)
+		return 1;
+	if (p->proto == IPPROTO_ESP_)
+		return 1;
+	if (!p->has_ports)
+		return 0;
+	if (cfg->wg_port != 0 && (p->dport == cfg->wg_port || p->sport == cfg->wg_port))
+		return 1;
+	if (cfg->esp_udp_port != 0 && (p->dport == cfg->esp_udp_port || p->sport == cfg->esp_udp_port))
+		return 1;
+	return 0;
+}
+
+/* Drops, or under fail-open passes, and counts which. */
+static __always_inline int deny(struct __sk_buff *skb, const struct config *cfg, __u32 hook, __u32 reason)
+{
+	if (cfg->flags & CONFIG_F_FAIL_OPEN) {
+		count(hook, CNT_PASS_FAIL_OPEN, skb);
+		return TC_ACT_OK;
+	}
+	count(hook, reason, skb);
+	return TC_ACT_SHOT;
+}
+
+/* ---- programs ---- */
+
+SEC("tc")
+int sealnet_egress(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+	struct remote_value *v;
+	struct config *cfg = config();
+
+	if (!cfg)
+		return TC_ACT_SHOT; /* cannot happen for an array map; never fail open */
+	if (parse(skb, &p) < 0) {
+		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
+		return TC_ACT_OK;
+	}
+	if (bpf_map_lookup_elem(&sealnet_exempt, &p.dst)) {
+		count(HOOK_EGRESS, CNT_PASS_EXEMPT, skb);
+		return TC_ACT_OK;
+	}
+	v = bpf_map_lookup_elem(&sealnet_remote, &p.dst);
+	/* Tunnel packets go to node addresses, never to pod addresses: a pod sending plaintext to
+	 * the WireGuard port of a remote pod is still pod traffic and is steered like any other. */
+	if ((!v || v->kind == KIND_NODE) && is_encrypted(skb, cfg, &p)) {
+		count(HOOK_EGRESS, CNT_PASS_ENCRYPTED, skb);
+		return TC_ACT_OK;
+	}
+	if (!v) {
+		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
+		return TC_ACT_OK;
+	}
+	if (v->state == STATE_NO_PEER)
+		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_NO_PEER);
+	if (v->state != STATE_READY)
+		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_NOT_READY);
+	if (v->action == ACTION_MARK)
+		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_BYPASS);
+	if (v->ifindex == 0 || v->ifindex == skb->ifindex)
+		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_BAD_ENTRY);
+	count(HOOK_EGRESS, CNT_REDIRECTED, skb);
+	/* An ifindex that vanished makes the kernel drop the packet (skb_do_redirect): still closed. */
+	return bpf_redirect(v->ifindex, 0);
+}
+
+SEC("tc")
+int sealnet_ingress(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+	struct remote_value *v;
+	struct bpf_xfrm_state xs;
+	struct config *cfg = config();
+
+	if (!cfg)
+		return TC_ACT_SHOT;
+	if (parse(skb, &p) < 0) {
+		count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
+		return TC_ACT_OK;
+	}
+	if (bpf_map_lookup_elem(&sealnet_exempt, &p.src)) {
+		count(HOOK_INGRESS, CNT_PASS_EXEMPT, skb);
+		return TC_ACT_OK;
+	}
+	v = bpf_map_lookup_elem(&sealnet_remote, &p.src);
+	if (!v || v->kind == KIND_NODE) {
+		count(HOOK_INGRESS, is_encrypted(skb, cfg, &p) ? CNT_PASS_ENCRYPTED : CNT_PASS_OTHER, skb);
+		return TC_ACT_OK;
+	}
+	/* XFRM tunnel mode re-injects the decrypted inner packet through this hook, secpath set. */
+	if (bpf_skb_get_xfrm_state(skb, 0, &xs, sizeof(xs), 0) == 0) {
+		count(HOOK_INGRESS, CNT_PASS_DECRYPTED, skb);
+		return TC_ACT_OK;
+	}
+	return deny(skb, cfg, HOOK_INGRESS, CNT_DROP_PLAINTEXT_IN);
+}
+
+SEC("tc")
+int sealnet_from_pod(struct __sk_buff *skb)
+{
+	struct pkt p = {};
+	struct remote_value *v;
+	struct config *cfg = config();
+
+	if (!cfg)
+		return TC_ACT_SHOT;
+	if (parse(skb, &p) < 0)
+		return TC_ACT_OK;
+	if (bpf_map_lookup_elem(&sealnet_exempt, &p.dst))
+		return TC_ACT_OK;
+	v = bpf_map_lookup_elem(&sealnet_remote, &p.dst);
+	/* Only marking happens here; drops and redirects are the egress hook's job. */
+	if (!v || v->state != STATE_READY || v->action != ACTION_MARK) {
+		count(HOOK_FROM_POD, CNT_PASS_OTHER, skb);
+		return TC_ACT_OK;
+	}
+	skb->mark = (skb->mark & ~cfg->mark_mask) | (v->mark & cfg->mark_mask);
+	count(HOOK_FROM_POD, CNT_MARKED, skb);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
