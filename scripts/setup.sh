@@ -5,7 +5,8 @@
 #   1. system packages (apt): `apt-get update` only when something is missing
 #   2. `npm ci` when node_modules is missing or older than package-lock.json
 #   3. `scripts/build-wireguard-go.sh` (the pinned wireguard-go) when that script exists
-#   4. `npm run build`
+#   4. BPF objects (scripts/build-bpf.sh) and Node-API addons (scripts/build-addons.sh)
+#   5. `npm run build`
 #
 # Usage: scripts/setup.sh            (as root, or with sudo available)
 # Env:   SEALNET_SKIP_APT=1          skip step 1 (e.g. a prepared CI image)
@@ -18,7 +19,7 @@ cd "$repo"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-PACKAGES=(wireguard-tools wireguard-go iproute2 iperf3 tcpdump iputils-ping clang llvm libbpf-dev bpftool)
+PACKAGES=(wireguard-tools wireguard-go iproute2 iperf3 tcpdump iputils-ping clang llvm libbpf-dev bpftool linux-libc-dev make g++ python3)
 
 as_root() {
   if [[ "$(id -u)" == 0 ]]; then
@@ -86,7 +87,11 @@ if [[ -f scripts/build-wireguard-go.sh ]]; then
   fi
 fi
 
-# --- 4. build -------------------------------------------------------------------------------------
+# --- 4. BPF objects and Node-API addons ------------------------------------------------------------
+log "bpf: $(bash scripts/build-bpf.sh | tr '\n' ' ')"
+log "addons: $(bash scripts/build-addons.sh | tr '\n' ' ')"
+
+# --- 5. build -------------------------------------------------------------------------------------
 log "npm run build"
 npm run build
 log "done"

@@ -7,11 +7,12 @@ import pino from 'pino';
 import { fingerprint } from '../keymgr/keys.js';
 import { KeyStore } from '../keymgr/keystore.js';
 import { NetlinkRouting } from '../routing/netlink.js';
+import { BpfSteering } from '../routing/bpf/datapath.js';
 import { WireGuardDriver } from '../wireguard/driver.js';
-import { AGENT_USAGE, loadConfig, type AgentConfig } from './config.js';
+import { AGENT_USAGE, checkStartable, loadConfig, type AgentConfig } from './config.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
-import { createMetrics, type AgentMetrics } from './metrics.js';
+import { createMetrics, registerSteeringCounters, type AgentMetrics } from './metrics.js';
 import type { NodeStore } from './ports.js';
 import { Reconciler } from './reconciler.js';
 import { FileNodeStore } from './stores/file.js';
@@ -58,6 +59,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let config: AgentConfig;
   try {
     config = await loadConfig(argv, process.env);
+    checkStartable(config);
   } catch (err) {
     process.stderr.write(`sealnet-agent: ${describeError(err)}\n`);
     return 2;
@@ -87,6 +89,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     log: (msg, fields) => log.info(fields, msg),
   });
   const store = createStore(config);
+  const steering = config.steering.enabled ? new BpfSteering() : undefined;
+  if (steering !== undefined) registerSteeringCounters(metrics, () => steering.counters());
+  else log.warn({}, 'steering.enabled is false: no BPF guard; pod traffic to a node without a tunnel follows the routing table (possibly in PLAINTEXT)');
   const reconciler = new Reconciler({
     config,
     key: { publicKey: key.publicKey, privateKeyFile: key.privateKeyFile, epoch: key.epoch, createdAt: key.createdAt },
@@ -95,6 +100,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     routing,
     log,
     metrics,
+    steering,
   });
   const http = startHttp(config, metrics, reconciler, log);
 
@@ -102,6 +108,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   const stopped = new Promise<void>((r) => { resolveStop = r; });
   process.once('SIGTERM', () => resolveStop());
   process.once('SIGINT', () => resolveStop());
+
+  // Fail closed from the first packet: attach the guard before the node store is even read,
+  // whenever the underlay is known from the config (otherwise the first reconcile does it).
+  const underlay = config.steering.interfaces[0] ?? (config.endpointAddress === undefined ? undefined : (await routing.linkForAddress(config.endpointAddress).catch(() => undefined))?.name);
+  if (steering !== undefined && underlay !== undefined) {
+    await reconciler.prepareSteering(underlay).catch((err: unknown) => {
+      metrics.errors.inc({ step: 'steering' });
+      log.error({ err: describeError(err) }, 'cannot attach BPF steering at start-up; retrying on every reconcile');
+    });
+  }
 
   try {
     await store.start({

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, validateConfig, type AgentConfig } from './config.js';
+import { checkStartable, loadConfig, validateConfig, type AgentConfig } from './config.js';
 import { SealnetError } from './errors.js';
 
 function configError(fn: () => unknown): SealnetError {
@@ -39,7 +39,26 @@ const DEFAULTS: AgentConfig = {
   metricsAddress: '127.0.0.1:9588',
   endpointAddress: undefined,
   underlayMtu: undefined,
+  steering: { enabled: true, failClosed: true, clusterCidrs: [], exemptCidrs: [], interfaces: [], enforceIngress: true },
 };
+
+describe('steering config', () => {
+  it('canonicalises CIDRs and names a bad entry by index', () => {
+    expect(validateConfig({ nodeName: 'node-a', steering: { clusterCidrs: ['100.64.1.7/10'] } }).steering.clusterCidrs).toEqual(['100.64.0.0/10']);
+    expect(() => validateConfig({ nodeName: 'node-a', steering: { clusterCidrs: ['100.64.0.0/10', '100.64.0.0'] } })).toThrow('steering.clusterCidrs[1] must be a CIDR');
+    expect(() => validateConfig({ nodeName: 'node-a', steering: { failClosed: 'yes' } })).toThrow('steering.failClosed must be true or false');
+    expect(() => validateConfig({ nodeName: 'node-a', steering: { interfaces: ['eth0', 'a very long name!'] } })).toThrow('steering.interfaces must be a list of interface names');
+  });
+
+  it('refuses to start fail-closed without the cluster pod range, and accepts an explicit opt-out', async () => {
+    expect(() => checkStartable(validateConfig({ nodeName: 'node-a' }))).toThrow('steering.clusterCidrs is required when steering.failClosed is true');
+    expect(() => checkStartable(validateConfig({ nodeName: 'node-a', steering: { failClosed: false } }))).not.toThrow();
+    expect(() => checkStartable(validateConfig({ nodeName: 'node-a', steering: { enabled: false } }))).not.toThrow();
+    const cfg = await loadConfig(['--node-name', 'node-a', '--cluster-cidr', '100.64.0.0/10', '--cluster-cidr', 'fd00:100::/56'], {});
+    expect(cfg.steering.clusterCidrs).toEqual(['100.64.0.0/10', 'fd00:100::/56']);
+    expect(() => checkStartable(cfg)).not.toThrow();
+  });
+});
 
 describe('validateConfig', () => {
   it('fills every default from just a node name', () => {
@@ -59,6 +78,7 @@ describe('validateConfig', () => {
       metricsAddress: '[::1]:9000',
       endpointAddress: 'fd00:198:18::1',
       underlayMtu: 9000,
+      steering: { enabled: true, failClosed: false, clusterCidrs: ['100.64.0.0/10'], exemptCidrs: ['198.18.0.100/32'], interfaces: ['eth0'], enforceIngress: false },
     };
     expect(validateConfig(full)).toStrictEqual({ ...full, store: { type: 'file', dir: '/tmp/nodes' } });
   });
@@ -102,7 +122,7 @@ describe('validateConfig', () => {
     ['endpointAddress empty', { endpointAddress: '' }, 'endpointAddress must be a non-empty string, got ""'],
     ['underlayMtu too small', { underlayMtu: 1000 }, 'underlayMtu must be an integer from 1280 to 65535, got 1000'],
     ['underlayMtu as string', { underlayMtu: '1500' }, 'underlayMtu must be an integer from 1280 to 65535, got "1500"'],
-    ['unknown top-level field (a typo)', { nodename: 'node-a' }, 'invalid agent config: nodename is not a known field (known: nodeName, mode, stateDir, store, wireguard, resyncIntervalSeconds, debounceMs, logLevel, metricsAddress, endpointAddress, underlayMtu)'],
+    ['unknown top-level field (a typo)', { nodename: 'node-a' }, 'invalid agent config: nodename is not a known field (known: nodeName, mode, stateDir, store, wireguard, resyncIntervalSeconds, debounceMs, logLevel, metricsAddress, endpointAddress, underlayMtu, steering)'],
     ['stateDir empty', { stateDir: '' }, 'stateDir must be a non-empty string, got ""'],
   ] as [string, Record<string, unknown>, string][])('%s is named in the error', (_label, over, message) => {
     const input = 'nodeName' in over || Object.keys(over).length === 0 ? over : { nodeName: 'node-a', ...over };

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_STATE_DIR, WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT } from './constants.js';
 import { SealnetError } from './errors.js';
-import { parseIP } from './cidr.js';
+import { canonicalCidr, parseIP } from './cidr.js';
 import type { Mode } from './model.js';
 
 /** Where Node objects come from. */
@@ -36,6 +36,27 @@ export interface AgentConfig {
   readonly endpointAddress: string | undefined;
   /** Underlay MTU override; default: the MTU of the link that carries the endpoint address. */
   readonly underlayMtu: number | undefined;
+  /** BPF steering and fail-closed (DESIGN.md "Fail-closed"). */
+  readonly steering: SteeringConfig;
+}
+
+/** The `steering` block. */
+export interface SteeringConfig {
+  /** Attach the TC programs at all (false: routes only, no fail-closed guard; shown in status). */
+  readonly enabled: boolean;
+  /** Drop pod traffic to remote nodes without a ready tunnel (default), or let it pass, counted. */
+  readonly failClosed: boolean;
+  /**
+   * The cluster's whole pod range(s). Dropped unless a ready tunnel covers the destination, from
+   * the first packet after start-up (before the node store has even synced).
+   */
+  readonly clusterCidrs: readonly string[];
+  /** Destinations that always pass (API server endpoints, so a node can always publish its key). */
+  readonly exemptCidrs: readonly string[];
+  /** Underlay interfaces to guard; default: the link carrying the endpoint address. */
+  readonly interfaces: readonly string[];
+  /** Also drop plaintext arriving from remote pod prefixes (the receiving side's guard). */
+  readonly enforceIngress: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -80,7 +101,7 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 /** Validates a parsed config object (after overrides were merged in). */
 export function validateConfig(input: unknown): AgentConfig {
   const root = obj(input, '(root)');
-  checkKeys(root, ['nodeName', 'mode', 'stateDir', 'store', 'wireguard', 'resyncIntervalSeconds', 'debounceMs', 'logLevel', 'metricsAddress', 'endpointAddress', 'underlayMtu'], '');
+  checkKeys(root, ['nodeName', 'mode', 'stateDir', 'store', 'wireguard', 'resyncIntervalSeconds', 'debounceMs', 'logLevel', 'metricsAddress', 'endpointAddress', 'underlayMtu', 'steering'], '');
   const nodeName = str(root, 'nodeName', '');
   if (!NODE_NAME.test(nodeName)) throw fieldError('nodeName', `must be a Kubernetes node name (lowercase RFC 1123), got ${JSON.stringify(nodeName)}`);
   const mode = oneOf(root, 'mode', '', ['wireguard', 'ipsec'] as const, 'wireguard');
@@ -111,6 +132,8 @@ export function validateConfig(input: unknown): AgentConfig {
   const metricsAddress = root.metricsAddress === '' ? '' : str(root, 'metricsAddress', '', '127.0.0.1:9588');
   if (metricsAddress !== '' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(metricsAddress)) throw fieldError('metricsAddress', `must be "host:port" or "" to disable, got ${JSON.stringify(metricsAddress)}`);
 
+  const steering = validateSteering(obj(root.steering, 'steering'));
+
   return {
     nodeName,
     mode,
@@ -123,7 +146,48 @@ export function validateConfig(input: unknown): AgentConfig {
     metricsAddress,
     endpointAddress,
     underlayMtu: root.underlayMtu === undefined ? undefined : int(root, 'underlayMtu', '', 1500, 1280, 65535),
+    steering,
   };
+}
+
+function bool(o: Json, key: string, where: string, def: boolean): boolean {
+  const v = o[key] ?? def;
+  if (typeof v !== 'boolean') throw fieldError(`${where}${key}`, `must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function cidrList(o: Json, key: string, where: string): string[] {
+  const v = o[key] ?? [];
+  if (!Array.isArray(v)) throw fieldError(`${where}${key}`, `must be a list of CIDRs, got ${JSON.stringify(v)}`);
+  return v.map((c, i) => {
+    const canon = typeof c === 'string' ? canonicalCidr(c) : undefined;
+    if (canon === undefined || typeof c !== 'string' || !c.includes('/')) throw fieldError(`${where}${key}[${i}]`, `must be a CIDR such as "10.244.0.0/16", got ${JSON.stringify(c)}`);
+    return canon;
+  });
+}
+
+function validateSteering(st: Json): SteeringConfig {
+  checkKeys(st, ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress'], 'steering');
+  const enabled = bool(st, 'enabled', 'steering.', true);
+  const failClosed = bool(st, 'failClosed', 'steering.', true);
+  const clusterCidrs = cidrList(st, 'clusterCidrs', 'steering.');
+  const ifaces = st.interfaces ?? [];
+  if (!Array.isArray(ifaces) || ifaces.some((i) => typeof i !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(i))) {
+    throw fieldError('steering.interfaces', `must be a list of interface names, got ${JSON.stringify(ifaces)}`);
+  }
+  return { enabled, failClosed, clusterCidrs, exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'), interfaces: ifaces as string[], enforceIngress: bool(st, 'enforceIngress', 'steering.', true) };
+}
+
+/**
+ * Checks what the agent needs to start safely, beyond the shape of the config: with fail-closed
+ * steering (the default) the cluster pod range must be known, or nothing could be dropped before
+ * the node store has synced.
+ */
+export function checkStartable(cfg: AgentConfig): void {
+  const st = cfg.steering;
+  if (st.enabled && st.failClosed && st.clusterCidrs.length === 0) {
+    throw fieldError('steering.clusterCidrs', 'is required when steering.failClosed is true (the default): list the cluster pod range(s), e.g. --cluster-cidr 10.244.0.0/16, so pod traffic is dropped from the first packet until a tunnel is ready (or set steering.failClosed: false explicitly)');
+  }
 }
 
 const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
@@ -134,6 +198,10 @@ const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
   '--store-dir': (c, v) => { c.store = { ...obj(c.store, 'store'), dir: v }; },
   '--kubeconfig': (c, v) => { c.store = { ...obj(c.store, 'store'), kubeconfig: v }; },
   '--log-level': (c, v) => { c.logLevel = v; },
+  '--cluster-cidr': (c, v) => {
+    const st = obj(c.steering, 'steering');
+    c.steering = { ...st, clusterCidrs: [...(Array.isArray(st.clusterCidrs) ? st.clusterCidrs : []), v] };
+  },
   '--metrics-address': (c, v) => { c.metricsAddress = v; },
   '--listen-port': (c, v) => {
     if (!/^\d+$/.test(v)) throw fieldError('--listen-port', `must be a port number, got ${JSON.stringify(v)}`);
@@ -145,6 +213,7 @@ const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
 export const AGENT_USAGE = `usage: sealnet-agent [--config FILE] [--node-name NAME] [--mode wireguard|ipsec]
        [--store kubernetes|file] [--store-dir DIR] [--kubeconfig FILE] [--state-dir DIR]
        [--listen-port PORT] [--log-level debug|info|warn|error] [--metrics-address HOST:PORT]
+       [--cluster-cidr CIDR ...]
 The node name defaults to $NODE_NAME. Flags override the config file.`;
 
 /**

@@ -18,6 +18,10 @@ export interface AgentMetrics {
   /** Peers programmed. */
   readonly peers: Gauge;
   readonly reconcileDuration: Histogram;
+  /** Steering map entries by state (ready / not-ready / no-peer). */
+  readonly steeringEntries: Gauge<'state'>;
+  /** 1 when steering drops traffic without a ready tunnel, 0 when it passes it (fail-open). */
+  readonly steeringFailClosed: Gauge;
   readonly reconciles: Counter<'result'>;
 }
 
@@ -33,6 +37,33 @@ export function createMetrics(): AgentMetrics {
     invalidInput: new Counter({ name: 'sealnet_invalid_input_total', help: 'Malformed node documents or annotations seen', labelNames: ['source'], registers }),
     peers: new Gauge({ name: 'sealnet_peers', help: 'WireGuard peers programmed', registers }),
     reconcileDuration: new Histogram({ name: 'sealnet_reconcile_duration_seconds', help: 'Duration of one reconcile pass', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers }),
+    steeringEntries: new Gauge({ name: 'sealnet_steering_entries', help: 'BPF steering map entries by state', labelNames: ['state'], registers }),
+    steeringFailClosed: new Gauge({ name: 'sealnet_steering_fail_closed', help: '1 when pod traffic without a ready tunnel is dropped, 0 when it is passed in plaintext', registers }),
     reconciles: new Counter({ name: 'sealnet_reconciles_total', help: 'Reconcile passes by result', labelNames: ['result'], registers }),
   };
+}
+
+/**
+ * Exposes the BPF program's per-CPU counters (summed) as `sealnet_bpf_packets_total` and
+ * `sealnet_bpf_bytes_total`, read from the pinned map at scrape time.
+ */
+export function registerSteeringCounters(metrics: AgentMetrics, read: () => Promise<readonly { hook: string; verdict: string; reason: string; packets: bigint; bytes: bigint }[]>): void {
+  const labelNames = ['hook', 'verdict', 'reason'] as const;
+  const bytes = new Counter({ name: 'sealnet_bpf_bytes_total', help: 'Bytes seen by the BPF steering programs, by hook, verdict and reason', labelNames, registers: [metrics.registry] });
+  new Counter({
+    name: 'sealnet_bpf_packets_total',
+    help: 'Packets seen by the BPF steering programs, by hook, verdict and reason (drops: not_ready, no_peer, xfrm_bypass, plaintext_in)',
+    labelNames,
+    registers: [metrics.registry],
+    async collect() {
+      const rows = await read().catch(() => []);
+      this.reset();
+      bytes.reset();
+      for (const r of rows) {
+        const labels = { hook: r.hook, verdict: r.verdict, reason: r.reason };
+        this.inc(labels, Number(r.packets));
+        bytes.inc(labels, Number(r.bytes));
+      }
+    },
+  });
 }

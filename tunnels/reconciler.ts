@@ -13,14 +13,15 @@ import { fingerprint } from '../keymgr/keys.js';
 import { decodeNode, encodeNode } from './annotations.js';
 import { parseIP } from './cidr.js';
 import type { AgentConfig } from './config.js';
-import { ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
+import { BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import { diffPeers, diffRoutes } from './diff.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
 import type { DesiredState, RawNode, SkippedNode } from './model.js';
 import { plan } from './planner.js';
-import type { NodeStore, ObservedPeer, RoutingPort, WireGuardPort } from './ports.js';
+import type { NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringPort, WireGuardPort } from './ports.js';
+import { planSteering } from './steering.js';
 
 /** This node's own key, as the key store holds it. */
 export interface OwnKey {
@@ -39,6 +40,8 @@ export interface ReconcilerDeps {
   readonly routing: RoutingPort;
   readonly log: Logger;
   readonly metrics: AgentMetrics;
+  /** BPF steering (fail-closed guard); undefined when `steering.enabled` is false. */
+  readonly steering?: SteeringPort | undefined;
 }
 
 /** What one pass reached. */
@@ -63,6 +66,8 @@ export class Reconciler {
   private rerun = false;
   private closed = false;
   private lastReport: ReconcileReport | undefined;
+  /** What steering was last ensured with (interfaces + settings); re-ensured when it changes. */
+  private steeringKey: string | undefined;
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
@@ -108,6 +113,27 @@ export class Reconciler {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     await this.running?.catch(() => undefined);
+  }
+
+  /**
+   * Attaches the steering programs (idempotent; a no-op when nothing changed since the last
+   * call). Called at start-up before the node store is read, when the underlay is known from
+   * the config, so pod traffic is dropped from the first packet until a tunnel is ready.
+   */
+  async prepareSteering(underlay: string): Promise<void> {
+    const { config, steering, log } = this.d;
+    if (steering === undefined) return;
+    const st = config.steering;
+    const devs = st.interfaces.length > 0 ? st.interfaces : [underlay];
+    const attachments: SteeringAttachment[] = devs.flatMap((dev) => [{ dev, hook: 'egress' as const }, ...(st.enforceIngress ? [{ dev, hook: 'ingress' as const }] : [])]);
+    const settings = { failClosed: st.failClosed, wireguardPort: config.wireguard.listenPort, espUdpPort: 0, tunnelFwmark: WG_FWMARK, markMask: BPF_XFRM_MARK_MASK };
+    const key = JSON.stringify({ attachments, settings, exempt: st.exemptCidrs, cluster: st.clusterCidrs });
+    if (key === this.steeringKey) return;
+    const r = await steering.ensure({ settings, exempt: st.exemptCidrs, clusterCidrs: st.clusterCidrs, attachments });
+    this.steeringKey = key;
+    this.d.metrics.steeringFailClosed.set(st.failClosed ? 1 : 0);
+    log.info({ attached: r.attached, mapsCreated: r.mapsCreated, programsLoaded: r.programsLoaded, failClosed: st.failClosed }, 'BPF steering in place');
+    if (!st.failClosed) log.warn({}, 'steering.failClosed is false: pod traffic to a node without a ready tunnel is passed in PLAINTEXT (counted as fail_open)');
   }
 
   /** One full pass. Never throws: failures are in the report, the log and the metrics. */
@@ -180,10 +206,13 @@ export class Reconciler {
     let observedRoutes;
     let tunnelLink;
     try {
-      if (underlayMtu === undefined) {
-        const under = await routing.linkForAddress(endpointHost);
-        if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; set underlayMtu in the agent config`);
-        underlayMtu = under.mtu;
+      const under = await routing.linkForAddress(endpointHost);
+      if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
+      underlayMtu ??= under.mtu;
+      try {
+        await this.prepareSteering(under.name);
+      } catch (err) {
+        fail('steering', err);
       }
       localAddresses = (await routing.listAddresses()).map((a) => a.address);
       observed = await wg.show(WG_INTERFACE);
@@ -278,6 +307,30 @@ export class Reconciler {
       } catch (err) {
         fail('peers', err);
       }
+    }
+    if (this.d.steering !== undefined && this.steeringKey !== undefined) {
+      try {
+        // Ready means programmed: read the peers back after the changes above.
+        const now = peerSets.length > 0 || peerRemoves.length > 0 ? ((await wg.show(WG_INTERFACE)) ?? observed) : observed;
+        const entries = planSteering({
+          self: config.nodeName,
+          clusterCidrs: config.steering.clusterCidrs,
+          nodes,
+          desiredPeers: desired.peers,
+          observedPeers: now.peers,
+          target: { action: 'redirect', ifindex: tunnelLink.ifindex },
+          nodeToNode: false,
+        });
+        const r = await this.d.steering.applyEntries(entries, { prune });
+        if (r.written > 0) { ops.steering_write = (ops.steering_write ?? 0) + r.written; metrics.kernelOps.inc({ op: 'steering_write' }, r.written); }
+        if (r.deleted > 0) { ops.steering_delete = (ops.steering_delete ?? 0) + r.deleted; metrics.kernelOps.inc({ op: 'steering_delete' }, r.deleted); }
+        metrics.steeringEntries.reset();
+        for (const e of entries) metrics.steeringEntries.inc({ state: e.state });
+      } catch (err) {
+        fail('steering', err);
+      }
+    } else if (this.d.steering !== undefined) {
+      fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
     }
     if (peersOk) this.established = Object.fromEntries(desired.peers.map((p) => [p.node, p.publicKey]));
     metrics.peers.set(desired.peers.length);

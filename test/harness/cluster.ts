@@ -274,6 +274,8 @@ export class NsCluster {
       wireguard: { listenPort: this.listenPort, implementation: 'auto', wireguardGoPath: wireguardGoPath() },
       resyncIntervalSeconds: 30,
       logLevel: 'info',
+      // The whole pod range of the address plan: dropped unless a ready tunnel covers it.
+      steering: { clusterCidrs: ['100.64.0.0/10'] },
     };
     return deepMerge(deepMerge(base, this.opts.agentConfig ?? {}), extra ?? {});
   }

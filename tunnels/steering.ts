@@ -7,9 +7,9 @@
  * WireGuard queues what it cannot send yet and never emits plaintext, and requiring a handshake
  * would deadlock (with no keepalive, the first data packet is what starts the handshake).
  */
-import { cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from '../../tunnels/cidr.js';
-import type { DesiredPeer } from '../../tunnels/model.js';
-import type { ObservedPeer, SteeringEntry } from '../../tunnels/ports.js';
+import { cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from './cidr.js';
+import type { DesiredPeer } from './model.js';
+import type { ObservedPeer, SteeringEntry } from './ports.js';
 
 /** How ready entries reach the tunnel. */
 export type SteeringTarget =

@@ -1,8 +1,8 @@
-import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
-import { fixtureKey } from '../../test/fixtures.js';
-import type { DesiredPeer } from '../../tunnels/model.js';
-import type { ObservedPeer, SteeringEntry } from '../../tunnels/ports.js';
-import { peerIdOf, planSteering, type SteeringPlanInput } from './plan.js';
+import { sodiumReady, type PublicKey } from '../keymgr/keys.js';
+import { fixtureKey } from '../test/fixtures.js';
+import type { DesiredPeer } from './model.js';
+import type { ObservedPeer, SteeringEntry } from './ports.js';
+import { peerIdOf, planSteering, type SteeringPlanInput } from './steering.js';
 
 let keyB: PublicKey;
 let keyC: PublicKey;
