@@ -18,10 +18,12 @@ for tier in unit kernel e2e; do
   echo "== $tier tests"
   NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/$tier.json" "$@" --selectProjects "$tier" || status=1
 done
+echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
+SEALNET_VM_OUT="$out/vm" npm run -s test:kernel || status=1
 node -e '
   const fs = require("fs"); let p = 0, f = 0, s = 0;
-  for (const t of ["unit", "kernel", "e2e"]) {
-    const file = process.argv[1] + "/" + t + ".json";
+  for (const t of ["unit", "kernel", "e2e", "vm"]) {
+    const file = process.argv[1] + "/" + (t === "vm" ? "vm/jest.json" : t + ".json");
     if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }
     const r = JSON.parse(fs.readFileSync(file, "utf8"));
     p += r.numPassedTests; f += r.numFailedTests + r.numRuntimeErrorTestSuites; s += r.numPendingTests + r.numTodoTests;
