@@ -1,0 +1,100 @@
+/** Command line of `npm run bench`. */
+import { BENCHMARKS, type BenchmarkName } from './types.js';
+
+/** Usage text. */
+export const BENCH_USAGE = `usage: npm run bench [-- NAME ...] [--quick] [options]
+
+Benchmarks (default: all, in this order):
+  throughput   pod-to-pod TCP (iperf3, 1 and 4 streams, both directions) and request/response
+               latency: plaintext vs sealnet vs hand-configured wireguard-go (pinned and Debian),
+               four 2-node clusters side by side, interleaved round-robin
+  join         a 4-node sealnet cluster grows one node at a time: key published → peer
+               programmed everywhere → first ping through the tunnel from every pod
+  mtu-sweep    DF pings across the tunnel at sizes up to and past the tunnel MTU
+
+Options:
+  --quick              2 rounds of 2 s, 3 joins, 1000 round trips (default: 5 rounds of 3 s, 5 joins, 1000)
+  --rounds N           throughput rounds
+  --duration S         seconds per iperf3 run
+  --joins N            node joins
+  --latency-count N    round trips per latency run
+  --out DIR            where results/, SUMMARY.md and the charts go (default: <repo>/bench)
+  --summary            only regenerate SUMMARY.md and the charts from DIR/results/*.json
+  -h, --help           this text
+
+Needs root (network namespaces). Writes DIR/results/<date>-<commit>.json, then regenerates
+DIR/SUMMARY.md, DIR/throughput.svg and DIR/latency.svg. Exit 0 when every benchmark ran
+(missed targets are reported, not failures), 1 when one failed, 2 on bad usage.`;
+
+/** Parsed command line. */
+export interface BenchArgs {
+  readonly benchmarks: readonly BenchmarkName[];
+  readonly quick: boolean;
+  readonly rounds: number;
+  readonly durationS: number;
+  readonly joins: number;
+  readonly latencyCount: number;
+  readonly out: string | undefined;
+  readonly summaryOnly: boolean;
+  readonly help: boolean;
+}
+
+function int(flag: string, v: string | undefined, min: number, max: number): number {
+  const n = Number(v);
+  if (v === undefined || !Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Parses the arguments after `npm run bench --`; throws with a message naming the bad one. */
+export function parseBenchArgs(argv: readonly string[]): BenchArgs {
+  const names: BenchmarkName[] = [];
+  const quick = argv.includes('--quick');
+  const o = {
+    rounds: quick ? 2 : 5,
+    durationS: quick ? 2 : 3,
+    joins: quick ? 3 : 5,
+    latencyCount: 1000,
+    out: undefined as string | undefined,
+    summaryOnly: false,
+    help: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    switch (a) {
+      case '--quick':
+        break;
+      case '--rounds':
+        o.rounds = int(a, argv[++i], 1, 100);
+        break;
+      case '--duration':
+        o.durationS = int(a, argv[++i], 1, 60);
+        break;
+      case '--joins':
+        o.joins = int(a, argv[++i], 1, 40);
+        break;
+      case '--latency-count':
+        o.latencyCount = int(a, argv[++i], 10, 100_000);
+        break;
+      case '--out': {
+        const d = argv[++i];
+        if (d === undefined || d === '') throw new Error('--out needs a directory');
+        o.out = d;
+        break;
+      }
+      case '--summary':
+        o.summaryOnly = true;
+        break;
+      case '-h':
+      case '--help':
+        o.help = true;
+        break;
+      default:
+        if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
+        if (!(BENCHMARKS as readonly string[]).includes(a)) throw new Error(`unknown benchmark ${JSON.stringify(a)} (known: ${BENCHMARKS.join(', ')})`);
+        if (!names.includes(a as BenchmarkName)) names.push(a as BenchmarkName);
+    }
+  }
+  // Always in the documented order, whatever order they were named in.
+  const benchmarks = names.length === 0 ? [...BENCHMARKS] : BENCHMARKS.filter((b) => names.includes(b));
+  return { benchmarks, quick, ...o };
+}

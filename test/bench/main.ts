@@ -1,0 +1,114 @@
+/**
+ * `npm run bench [-- NAME ...] [--quick]`: runs the benchmarks, writes
+ * `bench/results/<date>-<commit>.json` with every raw sample and the environment, and
+ * regenerates `bench/SUMMARY.md` and the SVG charts. Performance targets live here and in the
+ * summary, never in tests.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../harness/exec.js';
+import { repoRoot, wireguardGoPath } from '../harness/paths.js';
+import { BENCH_USAGE, parseBenchArgs, type BenchArgs } from './args.js';
+import { captureEnvironment, currentCommit, loadAverage } from './env.js';
+import { runJoin } from './join.js';
+import { runMtuSweep } from './mtu.js';
+import { writeReports, writeResult } from './output.js';
+import { newRunId, runThroughput } from './throughput.js';
+import { RESULT_SCHEMA, type BenchResult } from './types.js';
+
+/** Progress lines on stderr, with the time since start. */
+function makeLog(t0: number): (line: string) => void {
+  return (line) => {
+    const s = Math.round((Date.now() - t0) / 1000);
+    process.stderr.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${line}\n`);
+  };
+}
+
+/**
+ * Makes sure the pinned wireguard-go exists (building it if `go` is available) and returns the
+ * path the harness's agents will use. Throughput compares against that exact binary.
+ */
+async function pinnedWireGuardGo(log: (l: string) => void): Promise<string> {
+  const script = join(repoRoot(), 'scripts', 'build-wireguard-go.sh');
+  const r = await run(['bash', script], { check: false, timeoutMs: 15 * 60_000 }).catch((e: unknown) => ({ code: 1, stdout: '', stderr: String(e) }));
+  if (r.code !== 0) log(`warning: ${script} failed (${r.stderr.trim().split('\n').pop() ?? ''}); using whatever the harness finds`);
+  return wireguardGoPath();
+}
+
+async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchResult> {
+  const pinned = await pinnedWireGuardGo(log);
+  const runId = newRunId();
+  const result: BenchResult = {
+    schema: RESULT_SCHEMA,
+    startedAt: new Date().toISOString(),
+    finishedAt: undefined,
+    commit: currentCommit(),
+    argv: process.argv.slice(2),
+    quick: args.quick,
+    environment: await captureEnvironment({ pinnedWireGuardGo: pinned, ownPrefixes: [] }),
+    benchmarks: {},
+    errors: [],
+  };
+  const env = result.environment;
+  log(`bench ${runId}: ${args.benchmarks.join(', ')} on ${env.cpus} CPUs, load ${env.loadBefore.join(' ')}, ${env.foreignNetnsAtStart} foreign namespaces; pinned wireguard-go ${pinned} (${env.wireguardGo.pinned.version ?? 'missing'})`);
+  for (const name of args.benchmarks) {
+    const t0 = Date.now();
+    log(`${name}: start`);
+    try {
+      if (name === 'throughput') {
+        if (!pinned.startsWith('/')) throw new Error(`the pinned wireguard-go is missing (harness falls back to ${pinned} on PATH): run scripts/build-wireguard-go.sh`);
+        result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log });
+      } else if (name === 'join') {
+        result.benchmarks.join = await runJoin({ initialNodes: 4, joins: args.joins, runId, log });
+      } else {
+        result.benchmarks['mtu-sweep'] = await runMtuSweep({ runId, log });
+      }
+      log(`${name}: done in ${Math.round((Date.now() - t0) / 1000)} s`);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      result.errors.push({ benchmark: name, message });
+      log(`${name}: FAILED after ${Math.round((Date.now() - t0) / 1000)} s: ${message}`);
+    }
+  }
+  result.environment.loadAfter = loadAverage();
+  result.finishedAt = new Date().toISOString();
+  return result;
+}
+
+/** Prints the "Targets" table of the summary: the headline of the run. */
+function printTargets(summary: string): void {
+  const start = summary.indexOf('## Targets');
+  const end = summary.indexOf('\n## ', start + 1);
+  if (start >= 0) process.stdout.write(`${summary.slice(start, end < 0 ? undefined : end).trim()}\n`);
+}
+
+/** Entry point; returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let args: BenchArgs;
+  try {
+    args = parseBenchArgs(argv);
+  } catch (err) {
+    process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n\n${BENCH_USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(`${BENCH_USAGE}\n`);
+    return 0;
+  }
+  const benchDir = args.out ?? join(repoRoot(), 'bench');
+  const log = makeLog(Date.now());
+  let code = 0;
+  if (!args.summaryOnly) {
+    if (process.getuid?.() !== 0) {
+      process.stderr.write('bench: needs root (it builds network namespaces)\n');
+      return 2;
+    }
+    const result = await runAll(args, log);
+    log(`wrote ${await writeResult(benchDir, result)}`);
+    if (result.errors.length > 0) code = 1;
+  }
+  const written = await writeReports(benchDir);
+  log(`wrote ${written.join(', ')}`);
+  printTargets(await readFile(join(benchDir, 'SUMMARY.md'), 'utf8'));
+  return code;
+}

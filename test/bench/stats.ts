@@ -1,0 +1,91 @@
+/**
+ * Order statistics for benchmark samples. Machines here are noisy (2 vCPUs shared with other
+ * test runs), so every figure is a median with its spread, and every comparison is a ratio of
+ * samples taken side by side in the same round (paired), never of numbers from different runs.
+ */
+
+/** A figure as the summary reports it. */
+export interface Spread {
+  readonly n: number;
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+  readonly p10: number;
+  readonly p90: number;
+}
+
+/**
+ * The `q` quantile (0..1) of `values` by linear interpolation between closest ranks (the
+ * "R-7" definition: what numpy and spreadsheets use). NaN for an empty input.
+ */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  if (q < 0 || q > 1) throw new RangeError(`quantile ${q} is outside 0..1`);
+  const s = [...values].sort((a, b) => a - b);
+  const pos = (s.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  const a = s[lo] as number;
+  const b = s[hi] as number;
+  return a + (b - a) * (pos - lo);
+}
+
+/** Median (the 0.5 quantile). */
+export function median(values: readonly number[]): number {
+  return quantile(values, 0.5);
+}
+
+/** Median, extremes and p10/p90 of the finite values in `values`; undefined when there are none. */
+export function spread(values: readonly number[]): Spread | undefined {
+  const v = values.filter((x) => Number.isFinite(x));
+  if (v.length === 0) return undefined;
+  return { n: v.length, median: median(v), min: Math.min(...v), max: Math.max(...v), p10: quantile(v, 0.1), p90: quantile(v, 0.9) };
+}
+
+/**
+ * Ratios `num[k] / den[k]` of samples taken in the same round `k` (paired), skipping rounds
+ * where either side is missing or the denominator is not positive.
+ */
+export function pairedRatios(num: ReadonlyMap<number, number>, den: ReadonlyMap<number, number>): number[] {
+  const out: number[] = [];
+  for (const [round, n] of num) {
+    const d = den.get(round);
+    if (d === undefined || !(d > 0) || !Number.isFinite(n)) continue;
+    out.push(n / d);
+  }
+  return out;
+}
+
+/** How a measured ratio compares with a lower bound. */
+export interface Verdict {
+  readonly met: boolean;
+  /** Plain words for the summary, e.g. "missed by 4.2 % (0.910 < 0.950)". */
+  readonly text: string;
+}
+
+/** Judges a median against "at least `target`" (ratios) and says by how much it misses. */
+export function atLeast(s: Spread | undefined, target: number, digits = 3): Verdict {
+  if (s === undefined) return { met: false, text: 'not measured' };
+  const m = s.median;
+  if (m >= target) {
+    const caveat = s.min < target ? `; but the worst round, ${s.min.toFixed(digits)}, is below it` : '';
+    return { met: true, text: `met (${m.toFixed(digits)} ≥ ${target.toFixed(digits)}${caveat})` };
+  }
+  const short = (100 * (target - m)) / target;
+  const caveat = s.max >= target ? `; the best round, ${s.max.toFixed(digits)}, is above it` : '';
+  return { met: false, text: `**missed** by ${short.toFixed(1)} % (${m.toFixed(digits)} < ${target.toFixed(digits)}${caveat})` };
+}
+
+/** Judges a maximum against "below `limit`" (latencies in ms). */
+export function below(max: number | undefined, limit: number, unit: string): Verdict {
+  if (max === undefined || !Number.isFinite(max)) return { met: false, text: 'not measured' };
+  if (max < limit) return { met: true, text: `met (max ${fmt(max)} ${unit} < ${fmt(limit)} ${unit})` };
+  return { met: false, text: `**missed**: max ${fmt(max)} ${unit} ≥ ${fmt(limit)} ${unit} (over by ${fmt(max - limit)} ${unit}, ${((100 * (max - limit)) / limit).toFixed(0)} %)` };
+}
+
+/** Compact number: integers as is, otherwise 3 significant digits. */
+export function fmt(x: number): string {
+  if (!Number.isFinite(x)) return '—';
+  if (Math.abs(x) >= 100 || Number.isInteger(x)) return Math.round(x).toString();
+  return x.toPrecision(3);
+}

@@ -1,0 +1,171 @@
+/**
+ * `bench/SUMMARY.md`: generated from result files only. Each section comes from the newest
+ * result file that holds that benchmark, and names it. Every target sits next to its measured
+ * value with a plain verdict, and a missed target says by how much.
+ */
+import { joinFigures, latencyFigures, mtuTable, RATIOS, TARGET_JOIN_MS, TARGET_VS_HAND, throughputFigures } from './analysis.js';
+import { atLeast, below, fmt, type Spread } from './stats.js';
+import { TEST_LABELS, THROUGHPUT_TESTS, VARIANT_LABELS, VARIANTS, type BenchmarkName, type BenchResult, type JoinResult, type MtuProbe, type MtuSweepResult, type ThroughputResult } from './types.js';
+
+/** A result file and its name relative to `bench/`. */
+export interface Source {
+  readonly file: string;
+  readonly result: BenchResult;
+}
+
+/** For each benchmark, the newest source holding it. */
+export function latestPerBenchmark(sources: readonly Source[]): Partial<Record<BenchmarkName, Source>> {
+  const sorted = [...sources].sort((a, b) => (a.result.startedAt < b.result.startedAt ? 1 : -1));
+  const out: Partial<Record<BenchmarkName, Source>> = {};
+  for (const name of ['throughput', 'join', 'mtu-sweep'] as const) {
+    const s = sorted.find((x) => x.result.benchmarks[name] !== undefined);
+    if (s !== undefined) out[name] = s;
+  }
+  return out;
+}
+
+/** "median [min–max]" with `digits` decimals, or "—". */
+export function cell(s: Spread | undefined, digits = 0): string {
+  if (s === undefined) return '—';
+  return `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}–${s.max.toFixed(digits)}]`;
+}
+
+function environmentRows(s: Source): string[] {
+  const r = s.result;
+  const e = r.environment;
+  const wg = e.wireguardGo;
+  const load = (l: readonly number[] | undefined): string => (l === undefined ? '—' : l.join(' / '));
+  return [
+    `| file | [${s.file}](${s.file}) |`,
+    `| started | ${r.startedAt} (commit ${r.commit.short}${r.quick ? ', --quick' : ''}) |`,
+    `| machine | ${e.cpus} × ${e.cpuModel}, ${e.memTotalMiB} MiB, kernel ${e.kernel} |`,
+    `| load average before / after (1/5/15 min) | ${load(e.loadBefore)} → ${load(e.loadAfter ?? undefined)} |`,
+    `| other namespaces on the machine at start | ${e.foreignNetnsAtStart} |`,
+    `| pinned wireguard-go | \`${wg.pinned.path}\`: ${wg.pinned.version ?? 'missing'}${wg.pinned.module !== undefined ? ` (module ${wg.pinned.module})` : ''} |`,
+    `| Debian wireguard-go | \`${wg.debian.path}\`: ${wg.debian.version ?? 'missing'}${wg.debian.debianPackage !== undefined ? ` (package ${wg.debian.debianPackage})` : ''} |`,
+    `| tools | Node ${e.node}, ${e.iperf3 ?? 'iperf3 missing'}, ${e.wgTools ?? 'wg missing'} |`,
+  ];
+}
+
+function throughputSection(t: ThroughputResult, targets: string[]): string[] {
+  const f = throughputFigures(t);
+  const out = [
+    '## Pod-to-pod TCP throughput',
+    '',
+    `iperf3, ${t.durationS} s per run, ${t.rounds} rounds; in every round each shape ran once per variant, the four 2-node clusters side by side, variant order rotating per round. Mbit/s at the receiver: median [min–max] over rounds.`,
+    '',
+    `| test | ${VARIANTS.map((v) => VARIANT_LABELS[v]).join(' | ')} |`,
+    `| --- | ${VARIANTS.map(() => '---:').join(' | ')} |`,
+    ...THROUGHPUT_TESTS.map((test) => `| ${TEST_LABELS[test]} | ${VARIANTS.map((v) => cell(f.mbps[test][v])).join(' | ')} |`),
+    '',
+    'Ratios of samples from the same round (paired), median [min–max]:',
+    '',
+    `| test | ${RATIOS.map((r) => (r.target === undefined ? r.label : `${r.label} (target ≥ ${r.target})`)).join(' | ')} |`,
+    `| --- | ${RATIOS.map(() => '---:').join(' | ')} |`,
+  ];
+  for (const test of THROUGHPUT_TESTS) out.push(`| ${TEST_LABELS[test]} | ${RATIOS.map((r) => cell(f.ratios[test][r.id], 3)).join(' | ')} |`);
+  out.push(`| all shapes pooled | ${RATIOS.map((r) => cell(f.pooledRatios[r.id], 3)).join(' | ')} |`);
+  if (f.failures > 0) out.push('', `${f.failures} iperf3 run(s) failed and are left out; see the result file.`);
+  const sn = t.setups.find((s) => s.variant === 'sealnet');
+  if (sn !== undefined) {
+    const progs = sn.bpfPrograms as readonly string[] | undefined;
+    const bpf = progs === undefined ? 'not recorded' : progs.length === 0 ? 'none attached' : progs.map((p) => `\`${p}\``).join(', ');
+    out.push('', `Data path of the sealnet variant (n1): route \`${sn.routeToPeerPods.split('\n')[0]?.trim() ?? ''}\`; BPF steering: ${bpf}. The hand-configured variants route the remote pod CIDR straight into their tunnel link in the main table, nothing else.`);
+  }
+  const pooled = f.pooledRatios['sealnet/hand-pinned'];
+  targets.push(`| throughput, all four shapes pooled (${pooled?.n ?? 0} paired runs): sealnet ÷ hand-configured | ≥ ${TARGET_VS_HAND} | ${cell(pooled, 3)} | ${atLeast(pooled, TARGET_VS_HAND).text} |`);
+  for (const test of THROUGHPUT_TESTS) {
+    const s = f.ratios[test]['sealnet/hand-pinned'];
+    targets.push(`| throughput ${TEST_LABELS[test]}: sealnet ÷ hand-configured | ≥ ${TARGET_VS_HAND} | ${cell(s, 3)} | ${atLeast(s, TARGET_VS_HAND).text} |`);
+  }
+  const l = latencyFigures(t);
+  out.push(
+    '',
+    '## Request/response latency',
+    '',
+    `One TCP connection (TCP_NODELAY), 64-byte messages, ${t.latencyCount} round trips per run after 100 warm-up, one run per variant per round (\`test/bench/tools/pingpong.mjs\`: both ends are Node.js, which adds its event-loop time to every variant alike). µs: median [min–max] over rounds of each run's percentile.`,
+    '',
+    `| percentile | ${VARIANTS.map((v) => VARIANT_LABELS[v]).join(' | ')} | sealnet ÷ plaintext |`,
+    `| --- | ${VARIANTS.map(() => '---:').join(' | ')} | ---: |`,
+    `| p50 | ${VARIANTS.map((v) => cell(l.p50[v])).join(' | ')} | ${cell(l.ratioP50, 2)} |`,
+    `| p99 | ${VARIANTS.map((v) => cell(l.p99[v])).join(' | ')} | ${cell(l.ratioP99, 2)} |`,
+    '',
+    `sealnet adds ${cell(l.addedP50Us)} µs to the median round trip (paired per round). No latency target is set yet.`,
+  );
+  if (l.failures > 0) out.push('', `${l.failures} latency run(s) failed and are left out.`);
+  return out;
+}
+
+function joinSection(j: JoinResult, targets: string[]): string[] {
+  const f = joinFigures(j);
+  const ms = (x: number | undefined): string => (x === undefined ? '—' : `${Math.round(x)}`);
+  const out = [
+    '## Node join',
+    '',
+    `A ${j.initialNodes}-node sealnet cluster grows by one node at a time. Times in ms from the new node's key appearing in the node store to: every existing node's WireGuard device holding the new peer with its pod CIDR (read over the UAPI socket, what \`wg show dump\` prints, polled; the worst poll resolution is shown), and the first echo reply from the new pod at every existing pod (\`ping -D\` every ${j.pingIntervalMs} ms, started before the agent). The bench deletes the harness's host-gw routes between the newcomer and the others before its agent starts, so those replies can only come through the tunnel, whatever sealnet's steering does with traffic to a node that has no tunnel yet.`,
+    '',
+    '| node | nodes before | agent start → key published | key → programmed on every node | poll resolution | key → first ping from every pod | key → new node has every peer |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...f.rows.map((r) => `| ${r.node} | ${r.nodesBefore} | ${ms(r.agentStartToKeyMs)} | ${r.error !== undefined ? `failed: ${r.error}` : ms(r.programmedAllMs)} | ${ms(r.worstResolutionMs)} | ${ms(r.firstPingAllMs)} | ${ms(r.newNodeProgrammedMs)} |`),
+    `| **median [min–max]** | | ${cell(f.agentStartToKey)} | ${cell(f.programmedAll)} | | ${cell(f.firstPingAll)} | |`,
+  ];
+  targets.push(`| join: key → programmed on every node (max over ${f.rows.length} joins) | < ${TARGET_JOIN_MS} ms | median ${fmt(f.programmedAll?.median ?? Number.NaN)}, max ${fmt(f.programmedAll?.max ?? Number.NaN)} ms | ${below(f.programmedAll?.max, TARGET_JOIN_MS, 'ms').text} |`);
+  targets.push(`| join: key → first ping from every existing pod (max over ${f.rows.length} joins) | < ${TARGET_JOIN_MS} ms | median ${fmt(f.firstPingAll?.median ?? Number.NaN)}, max ${fmt(f.firstPingAll?.max ?? Number.NaN)} ms | ${below(f.firstPingAll?.max, TARGET_JOIN_MS, 'ms').text} |`);
+  const failed = f.rows.filter((r) => r.error !== undefined).length;
+  if (failed > 0) targets.push(`| join: every join completes | all | ${f.rows.length - failed}/${f.rows.length} | **missed**: ${failed} join(s) failed |`);
+  return out;
+}
+
+function probeCell(p: MtuProbe | undefined): string {
+  if (p === undefined) return '—';
+  const what = p.outcome === 'reply' ? `reply ${p.received}/${p.transmitted}` : p.outcome === 'frag-needed' ? `refused, mtu ${p.reportedMtu ?? '?'}` : p.outcome === 'wrong-mtu' ? `refused, mtu ${p.reportedMtu ?? '?'}` : p.outcome === 'partial' ? `partial ${p.received}/${p.transmitted}` : 'BLACK HOLE';
+  return p.ok ? what : `**${what} (unexpected)**`;
+}
+
+function mtuSection(m: MtuSweepResult, targets: string[]): string[] {
+  const t = mtuTable(m);
+  const total = m.probes.length;
+  const out = [
+    '## MTU sweep',
+    '',
+    `ICMP echo with DF set (\`ping -M do\`, 2 per size, route cache flushed before each size), pod to pod across the tunnel (tunnel MTU ${m.tunnelMtu} on a ${m.underlayMtu}-byte underlay) and, as the reference that shows the sweep can tell the difference, on a plaintext cluster (path MTU ${m.underlayMtu}). Expected: a reply for every packet ≤ the path MTU; "fragmentation needed" / EMSGSIZE naming the path MTU for every larger one; never silence.`,
+    '',
+    `| ICMP payload | IPv4 packet | ${t.columns.join(' | ')} |`,
+    `| ---: | ---: | ${t.columns.map(() => '---').join(' | ')} |`,
+    ...t.rows.map((r) => `| ${r.payload} | ${r.payload + 28} | ${t.columns.map((c) => probeCell(r.cells[c])).join(' | ')} |`),
+  ];
+  const bad = t.unexpected;
+  targets.push(`| MTU sweep: replies up to ${m.tunnelMtu}, refusal naming ${m.tunnelMtu} above, no black hole | all ${total} probes | ${total - bad.length}/${total} as expected | ${bad.length === 0 ? 'met' : `**missed**: ${bad.map((p) => `${p.cluster} ${p.from}→${p.to} ${p.payload} B ${p.outcome}`).join('; ')}`} |`);
+  return out;
+}
+
+/** Renders SUMMARY.md from the newest source of each benchmark. */
+export function renderSummary(sources: readonly Source[]): string {
+  const latest = latestPerBenchmark(sources);
+  const targets: string[] = [];
+  const body: string[] = [];
+  if (latest.throughput !== undefined) body.push(...throughputSection(latest.throughput.result.benchmarks.throughput as ThroughputResult, targets), '');
+  if (latest.join !== undefined) body.push(...joinSection(latest.join.result.benchmarks.join as JoinResult, targets), '');
+  if (latest['mtu-sweep'] !== undefined) body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
+  const used = [...new Map(Object.values(latest).map((s) => [s.file, s])).values()];
+  const out = [
+    '# sealnet benchmarks',
+    '',
+    '<!-- Generated by `npm run bench` from bench/results/*.json. Do not edit: rerun the bench. -->',
+    '',
+    'Measured on a shared, noisy machine: every figure is a median with its spread, and every comparison is a ratio of samples taken side by side in the same run. Absolute numbers move with the load; the ratios are what to compare.',
+    '',
+  ];
+  if (latest.throughput !== undefined) out.push('![Pod-to-pod TCP throughput](throughput.svg)', '', '![Request/response latency](latency.svg)', '');
+  out.push('## Targets', '', '| what | target | measured | verdict |', '| --- | --- | --- | --- |', ...(targets.length > 0 ? targets : ['| (no benchmark results yet) | | | |']), '');
+  out.push(...body);
+  out.push('## Where these numbers come from', '');
+  for (const s of used) {
+    const names = (Object.entries(latest) as [BenchmarkName, Source][]).filter(([, x]) => x === s).map(([n]) => n);
+    out.push(`${names.join(', ')}:`, '', '| | |', '| --- | --- |', ...environmentRows(s));
+    if (s.result.errors.length > 0) out.push('', ...s.result.errors.map((e) => `- ${e.benchmark} failed in this run: ${e.message}`));
+    out.push('');
+  }
+  out.push('Reproduce (as root): `npm run build && npm run bench` (all three, about 5–6 minutes on 2 vCPUs), `npm run bench -- throughput --quick`, `npm run bench -- --summary` (regenerate this file and the charts from the stored results).', '');
+  return out.join('\n');
+}
