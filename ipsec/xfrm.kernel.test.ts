@@ -11,15 +11,14 @@
  * Namespaces: `sealx<hex>` (the node under test) and `sealx<hex>p` (a peer it sends to), joined
  * by a veth pair. Addresses: 198.18.0.0/15 underlay, 100.64.0.0/10 pod CIDRs only.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { canonicalCidr } from '../tunnels/cidr.js';
 import { run } from '../tunnels/spawn.js';
+import { RpcChild } from '../test/rpc.js';
 
 const TIMEOUT_MS = 30_000;
 const BUILD_TIMEOUT_MS = 300_000;
@@ -91,44 +90,10 @@ interface RemoteError {
 }
 
 /** Client for fixtures/xfrm-rpc.mjs running inside the namespace. */
-class RemoteXfrm {
-  readonly #child: ChildProcessWithoutNullStreams;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #nextId = 1;
-  #stderr = '';
-
+/** The XFRM fixture, running inside the scratch namespace. */
+class RemoteXfrm extends RpcChild {
   constructor(distDir: string) {
-    const fixture = path.join(root, 'ipsec', 'fixtures', 'xfrm-rpc.mjs');
-    this.#child = spawn('ip', ['netns', 'exec', ns, process.execPath, fixture, distDir], { env: { ...process.env, LC_ALL: 'C' }, stdio: 'pipe' });
-    this.#child.stderr.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    createInterface({ input: this.#child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as { id: number; ok: boolean; value?: unknown; error?: RemoteError };
-      const waiter = this.#pending.get(reply.id);
-      this.#pending.delete(reply.id);
-      if (reply.ok) waiter?.resolve(reply.value);
-      else waiter?.reject(Object.assign(new Error(reply.error?.message), reply.error));
-    });
-    this.#child.on('exit', (code, signal) => {
-      for (const w of this.#pending.values()) w.reject(new Error(`rpc child exited (${code ?? signal}): ${this.#stderr}`));
-      this.#pending.clear();
-    });
-  }
-
-  call<T = unknown>(method: string, ...args: unknown[]): Promise<T> {
-    const id = this.#nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#child.stdin.write(`${JSON.stringify({ id, method, args })}\n`);
-    });
-  }
-
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#child.stdin.end();
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
+    super(['ip', 'netns', 'exec', ns, process.execPath, path.join(root, 'ipsec', 'fixtures', 'xfrm-rpc.mjs'), distDir]);
   }
 }
 

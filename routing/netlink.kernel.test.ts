@@ -8,15 +8,14 @@
  * Addresses: 198.18.0.0/15 (underlay) and 100.64.0.0/10 (pod CIDRs) only; IPv6 cases use the
  * same ranges IPv4-mapped (::ffff:198.18.0.0/111, ::ffff:100.64.0.0/106).
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { ROUTE_PROTOCOL, ROUTE_TABLE, RULE_PRIORITY } from '../tunnels/constants.js';
 import type { ObservedRoute } from '../tunnels/ports.js';
 import { run } from '../tunnels/spawn.js';
+import { RpcChild } from '../test/rpc.js';
 
 /** Per test and hook (ESM jest has no global `jest.setTimeout`); building dist/ takes longer. */
 const TIMEOUT_MS = 30_000;
@@ -92,47 +91,10 @@ async function ensureBuilt(): Promise<string> {
 }
 
 /** Client for fixtures/netlink-rpc.mjs running inside the namespace. */
-class RemoteRouting {
-  readonly #child: ChildProcessWithoutNullStreams;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #nextId = 1;
-  #stderr = '';
-
+/** The NetlinkRouting fixture, running inside the scratch namespace. */
+class RemoteRouting extends RpcChild {
   constructor(modulePath: string) {
-    const fixture = path.join(root, 'routing', 'fixtures', 'netlink-rpc.mjs');
-    this.#child = spawn('ip', ['netns', 'exec', ns, process.execPath, fixture, modulePath], {
-      env: { ...process.env, LC_ALL: 'C' },
-      stdio: 'pipe',
-    });
-    this.#child.stderr.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    createInterface({ input: this.#child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as { id: number; ok: boolean; value?: unknown; error?: { name: string; code: string; message: string } };
-      const waiter = this.#pending.get(reply.id);
-      this.#pending.delete(reply.id);
-      if (reply.ok) waiter?.resolve(reply.value);
-      else waiter?.reject(Object.assign(new Error(reply.error?.message), reply.error));
-    });
-    this.#child.on('exit', (code, signal) => {
-      for (const w of this.#pending.values()) w.reject(new Error(`rpc child exited (${code ?? signal}): ${this.#stderr}`));
-      this.#pending.clear();
-    });
-  }
-
-  call<T = unknown>(method: string, ...args: unknown[]): Promise<T> {
-    const id = this.#nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#child.stdin.write(`${JSON.stringify({ id, method, args })}\n`);
-    });
-  }
-
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#child.stdin.end();
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
+    super(['ip', 'netns', 'exec', ns, process.execPath, path.join(root, 'routing', 'fixtures', 'netlink-rpc.mjs'), modulePath]);
   }
 }
 

@@ -16,17 +16,17 @@
  * Addresses: 198.18.0.0/15 and 100.64.0.0/10 only. Everything carries the run's prefix
  * `sealb<hex>` and is removed in afterAll, failures included.
  */
-import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { BPF_XFRM_MARK_MASK, TC_HANDLE, TC_PRIORITY, WG_FWMARK } from '../../tunnels/constants.js';
 import type { SteeringEntry, SteeringSettings } from '../../tunnels/ports.js';
 import { run } from '../../tunnels/spawn.js';
 import { CONFIG_SIZE, COUNTER_SIZE, EXEMPT_VALUE_SIZE, KEY_SIZE, OFFSETS, REMOTE_VALUE_SIZE } from './layout.js';
+import { RpcChild } from '../../test/rpc.js';
 
 const TIMEOUT_MS = 60_000;
 const BUILD_TIMEOUT_MS = 300_000;
@@ -116,45 +116,9 @@ async function ensureBuilt(): Promise<void> {
 }
 
 /** Client for fixtures/bpf-rpc.mjs running in a node. */
-class Rpc {
-  readonly #child: ChildProcessWithoutNullStreams;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #nextId = 1;
-  #stderr = '';
-
+class Rpc extends RpcChild {
   constructor(netns: string) {
-    const fixture = path.join(root, 'routing', 'bpf', 'fixtures', 'bpf-rpc.mjs');
-    const [cmd, ...args] = [...inNode(netns), process.execPath, fixture, path.join(root, 'dist'), pinDir];
-    this.#child = spawn(cmd!, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: 'pipe' });
-    this.#child.stderr.on('data', (d: Buffer) => (this.#stderr += d.toString()));
-    createInterface({ input: this.#child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as { id: number; ok: boolean; value?: unknown; error?: { name: string; code: string; message: string } };
-      const waiter = this.#pending.get(reply.id);
-      this.#pending.delete(reply.id);
-      if (reply.ok) waiter?.resolve(reply.value);
-      else waiter?.reject(Object.assign(new Error(reply.error?.message), reply.error));
-    });
-    this.#child.on('exit', (code, signal) => {
-      for (const w of this.#pending.values()) w.reject(new Error(`rpc child exited (${code ?? signal}): ${this.#stderr}`));
-      this.#pending.clear();
-    });
-  }
-
-  call<T = unknown>(method: string, ...args: unknown[]): Promise<T> {
-    const id = this.#nextId++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.#child.stdin.write(`${JSON.stringify({ id, method, args })}\n`);
-    });
-  }
-
-  async stop(): Promise<void> {
-    if (this.#child.exitCode !== null || this.#child.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    this.#child.stdin.end();
-    const timer = setTimeout(() => this.#child.kill('SIGKILL'), 5_000);
-    await exited;
-    clearTimeout(timer);
+    super([...inNode(netns), process.execPath, path.join(root, 'routing', 'bpf', 'fixtures', 'bpf-rpc.mjs'), path.join(root, 'dist'), pinDir]);
   }
 }
 
