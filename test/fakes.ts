@@ -12,6 +12,7 @@ import { canonicalCidr, cidrContains, compareCidrs, formatIP, parseCidr, parseIP
 import { ANNOTATION_PREFIX, ROUTE_PROTOCOL, ROUTE_TABLE } from '../tunnels/constants.js';
 import type { RawNode } from '../tunnels/model.js';
 import type {
+  MirrorPort,
   NodeStore,
   NodeStoreEvents,
   ObservedPeer,
@@ -117,8 +118,15 @@ export class FakeWireGuard implements WireGuardPort {
   sessionResets = 0;
   /** Allowed-IP ownership after every single peer change, in order. */
   readonly ownershipHistory: AllowedIPOwnership[] = [];
+  /** The link of each entry of {@link ownershipHistory}. */
+  readonly ownershipLinks: string[] = [];
   /** Mutating calls made on this fake (a subset of the journal). */
   mutations = 0;
+  /**
+   * Peers (by public key) that completed a handshake, as `wg show` reports it: 0 for everyone
+   * else. A test sets this; the fake has no remote side that could answer a handshake.
+   */
+  readonly handshaken = new Set<string>();
   private readonly failures = new FailureInjector<FakeWireGuardOp>();
   private nextIfindex = 100;
 
@@ -179,7 +187,7 @@ export class FakeWireGuard implements WireGuardPort {
       publicKey: key as PublicKey,
       endpoint: p.endpoint,
       allowedIPs: [...p.allowedIPs].sort(compareCidrs),
-      latestHandshake: 0,
+      latestHandshake: this.handshaken.has(key) ? 1_700_000_000 : 0,
       rxBytes: 0,
       txBytes: 0,
       persistentKeepalive: p.persistentKeepalive,
@@ -210,6 +218,7 @@ export class FakeWireGuard implements WireGuardPort {
         this.mutate('wg.peer_set', c.publicKey);
       }
       this.ownershipHistory.push(this.ownership(name));
+      this.ownershipLinks.push(name);
     }
   }
 
@@ -519,5 +528,87 @@ export class MemoryNodeStore implements NodeStore {
     }
     this.nodes.set(name, { ...node, annotations: merged });
     this.patches.push({ name, annotations: { ...annotations } });
+  }
+}
+
+/** Operations of {@link FakeMirror} that can be told to fail. */
+export type FakeMirrorOp = 'setMirror' | 'clearMirror' | 'prepare' | 'ensureAddress';
+
+/**
+ * Fake rotation mirror (routing/mirror.ts): per link a clsact flag, a mirror target and IPv4
+ * addresses. Refuses what the kernel would refuse (a mirror on or to a link that does not
+ * exist) and notices a deleted link (its qdisc and filter go with it).
+ */
+export class FakeMirror implements MirrorPort {
+  readonly links = new Map<string, { clsact: boolean; mirrorTo: string | undefined; addresses: string[] }>();
+  private readonly failures = new FailureInjector<FakeMirrorOp>();
+
+  constructor(
+    private readonly wg: FakeWireGuard,
+    readonly journal: KernelJournal = wg.journal,
+  ) {}
+
+  failNext(op: FakeMirrorOp, n = 1, message?: string): void {
+    this.failures.failNext(op, n, message);
+  }
+
+  private link(name: string): { clsact: boolean; mirrorTo: string | undefined; addresses: string[] } {
+    if (!this.wg.links.has(name)) {
+      this.links.delete(name);
+      throw new Error(`fake mirror: no link ${name}`);
+    }
+    let l = this.links.get(name);
+    if (l === undefined) {
+      l = { clsact: false, mirrorTo: undefined, addresses: [] };
+      this.links.set(name, l);
+    }
+    return l;
+  }
+
+  /** State of a link (undefined once the link is gone). */
+  of(name: string): { clsact: boolean; mirrorTo: string | undefined; addresses: string[] } | undefined {
+    return this.wg.links.has(name) ? this.links.get(name) : undefined;
+  }
+
+  async getMirror(from: string): Promise<string | undefined> {
+    return this.of(from)?.mirrorTo;
+  }
+
+  async setMirror(from: string, to: string): Promise<boolean> {
+    this.failures.check('setMirror');
+    const l = this.link(from);
+    if (!this.wg.links.has(to)) throw new Error(`fake mirror: no target link ${to}`);
+    if (l.mirrorTo === to) return false;
+    l.clsact = true;
+    l.mirrorTo = to;
+    this.journal.record('tc.mirror_set', `${from}->${to}`);
+    return true;
+  }
+
+  async clearMirror(from: string): Promise<boolean> {
+    this.failures.check('clearMirror');
+    const l = this.of(from);
+    if (l?.mirrorTo === undefined) return false;
+    l.mirrorTo = undefined;
+    this.journal.record('tc.mirror_clear', from);
+    return true;
+  }
+
+  async prepare(name: string): Promise<boolean> {
+    this.failures.check('prepare');
+    const l = this.link(name);
+    if (l.clsact) return false;
+    l.clsact = true;
+    this.journal.record('tc.qdisc_add', name);
+    return true;
+  }
+
+  async ensureAddress(name: string, address: string): Promise<boolean> {
+    this.failures.check('ensureAddress');
+    const l = this.link(name);
+    if (l.addresses.includes(address)) return false;
+    l.addresses.push(address);
+    this.journal.record('addr.add', `${name} ${address}`);
+    return true;
   }
 }

@@ -6,6 +6,7 @@ import { tryParsePublicKey, type PublicKey } from '../keymgr/keys.js';
 import { ANNOTATIONS, ANNOTATION_PREFIX, ANNOTATION_VERSION } from './constants.js';
 import { canonicalCidr, compareCidrs, formatIP, parseIP } from './cidr.js';
 import type { Mode, PeerNode, RawNode, SkipReason } from './model.js';
+import { decodeRotationReports, decodeRotationStatus } from './rotationcodec.js';
 
 /** What the agent publishes about its own node. */
 export interface OwnAnnotations {
@@ -117,6 +118,59 @@ export function decodeNode(raw: RawNode): DecodeResult {
       keyEpoch: Number(epochText),
       podCIDRs: [...new Set(podCIDRs)],
       internalIPs: raw.internalIPs.filter((ip) => parseIP(ip) !== undefined),
+      ...decodeRotation(a, key.key),
     },
   };
+}
+
+/**
+ * The rotation fields of a node (issue 5). Lenient on purpose: a malformed rotation annotation
+ * only means the node's rotation is not followed (it then proceeds without this peer, which
+ * keeps the node's current key), never that the node's working tunnel is dropped.
+ */
+function decodeRotation(a: Readonly<Record<string, string>>, current: PublicKey): Pick<PeerNode, 'rotationPhase' | 'next' | 'rotationReports'> {
+  const out: { rotationPhase?: PeerNode['rotationPhase']; next?: PeerNode['next']; rotationReports?: PeerNode['rotationReports'] } = {};
+  const statusText = a[ANNOTATIONS.rotation];
+  const status = statusText === undefined ? undefined : decodeRotationStatus(statusText);
+  if (status !== undefined && status.phase !== 'idle') out.rotationPhase = status.phase;
+  const nextText = a[ANNOTATIONS.wireguardNextPublicKey];
+  const nextEndpointText = a[ANNOTATIONS.nextEndpoint];
+  if ((status?.phase === 'staging' || status?.phase === 'moving') && nextText !== undefined && nextEndpointText !== undefined) {
+    const next = tryParsePublicKey(nextText);
+    const ep = parseEndpoint(nextEndpointText);
+    if (next.ok && ep !== undefined && next.key !== current) out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
+  }
+  const reportsText = a[ANNOTATIONS.rotationPeers];
+  if (reportsText !== undefined) {
+    const reports = decodeRotationReports(reportsText);
+    if (Object.keys(reports).length > 0) out.rotationReports = reports;
+  }
+  return out;
+}
+
+/** A node's published IPsec key (mode ipsec), or why it has none usable. */
+export type IpsecKeyResult =
+  | { readonly ok: true; readonly publicKey: PublicKey; readonly epoch: number }
+  | { readonly ok: false; readonly reason: SkipReason; readonly detail: string };
+
+/** Encodes this node's IPsec key annotations (mode ipsec), merged into {@link encodeNode}'s. */
+export function encodeIpsecKey(own: { readonly publicKey: PublicKey; readonly epoch: number }): Record<string, string> {
+  return { [ANNOTATIONS.ipsecPublicKey]: own.publicKey, [ANNOTATIONS.ipsecKeyEpoch]: String(own.epoch) };
+}
+
+/**
+ * Decodes a node's IPsec public key and its epoch, strictly (malformed keys and low-order points
+ * are refused by `tryParsePublicKey`). Never throws.
+ */
+export function decodeIpsecKey(raw: RawNode): IpsecKeyResult {
+  const a = raw.annotations;
+  const keyText = a[ANNOTATIONS.ipsecPublicKey];
+  if (keyText === undefined) return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey} is missing (mode ipsec needs it)` };
+  const key = tryParsePublicKey(keyText);
+  if (!key.ok) return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey}: ${key.error}` };
+  const epochText = a[ANNOTATIONS.ipsecKeyEpoch];
+  if (epochText === undefined || !/^\d{1,15}$/.test(epochText)) {
+    return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : JSON.stringify(epochText)}, want a non-negative integer` };
+  }
+  return { ok: true, publicKey: key.key, epoch: Number(epochText) };
 }

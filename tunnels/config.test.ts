@@ -40,6 +40,9 @@ const DEFAULTS: AgentConfig = {
   endpointAddress: undefined,
   underlayMtu: undefined,
   steering: { enabled: true, failClosed: true, clusterCidrs: [], exemptCidrs: [], interfaces: [], enforceIngress: true },
+  status: { publish: true, heartbeatSeconds: 300, minIntervalSeconds: 10, tokenFile: undefined },
+  ipsec: { keyBits: 256, replayWindow: 1024 },
+  rotation: { graceSeconds: 30, peerTimeoutSeconds: 15, maxKeyAgeSeconds: 2592000, maxConcurrentAuto: 1 },
 };
 
 describe('steering config', () => {
@@ -79,6 +82,9 @@ describe('validateConfig', () => {
       endpointAddress: 'fd00:198:18::1',
       underlayMtu: 9000,
       steering: { enabled: true, failClosed: false, clusterCidrs: ['100.64.0.0/10'], exemptCidrs: ['198.18.0.100/32'], interfaces: ['eth0'], enforceIngress: false },
+      status: { publish: false, heartbeatSeconds: 60, minIntervalSeconds: 2, tokenFile: '/run/sealnet/token' },
+      rotation: { graceSeconds: 5, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 0, maxConcurrentAuto: 2 },
+      ipsec: { keyBits: 128, replayWindow: 64 },
     };
     expect(validateConfig(full)).toStrictEqual({ ...full, store: { type: 'file', dir: '/tmp/nodes' } });
   });
@@ -112,6 +118,9 @@ describe('validateConfig', () => {
     ['wireguard.wgPath empty', { wireguard: { wgPath: '' } }, 'wireguard.wgPath must be a non-empty string, got ""'],
     ['wireguard.wireguardGoPath not a string', { wireguard: { wireguardGoPath: true } }, 'wireguard.wireguardGoPath must be a non-empty string, got true'],
     ['wireguard.persistentKeepalive negative', { wireguard: { persistentKeepalive: -1 } }, 'wireguard.persistentKeepalive must be an integer from 0 to 65535, got -1'],
+    ['status unknown field', { status: { heartbeat: 5 } }, 'status.heartbeat is not a known field (known: publish, heartbeatSeconds, minIntervalSeconds, tokenFile)'],
+    ['status interval above the heartbeat', { status: { heartbeatSeconds: 5, minIntervalSeconds: 10 } }, 'status.minIntervalSeconds must not exceed status.heartbeatSeconds (5), got 10'],
+    ['status heartbeat too short', { status: { heartbeatSeconds: 1 } }, 'status.heartbeatSeconds must be an integer from 2 to 86400, got 1'],
     ['wireguard unknown field', { wireguard: { listenport: 1 } }, 'wireguard.listenport is not a known field (known: listenPort, implementation, wireguardGoPath, wgPath, persistentKeepalive)'],
     ['resyncIntervalSeconds 0', { resyncIntervalSeconds: 0 }, 'resyncIntervalSeconds must be an integer from 1 to 86400, got 0'],
     ['debounceMs too large', { debounceMs: 60001 }, 'debounceMs must be an integer from 0 to 60000, got 60001'],
@@ -122,7 +131,7 @@ describe('validateConfig', () => {
     ['endpointAddress empty', { endpointAddress: '' }, 'endpointAddress must be a non-empty string, got ""'],
     ['underlayMtu too small', { underlayMtu: 1000 }, 'underlayMtu must be an integer from 1280 to 65535, got 1000'],
     ['underlayMtu as string', { underlayMtu: '1500' }, 'underlayMtu must be an integer from 1280 to 65535, got "1500"'],
-    ['unknown top-level field (a typo)', { nodename: 'node-a' }, 'invalid agent config: nodename is not a known field (known: nodeName, mode, stateDir, store, wireguard, resyncIntervalSeconds, debounceMs, logLevel, metricsAddress, endpointAddress, underlayMtu, steering)'],
+    ['unknown top-level field (a typo)', { nodename: 'node-a' }, 'invalid agent config: nodename is not a known field (known: nodeName, mode, stateDir, store, wireguard, resyncIntervalSeconds, debounceMs, logLevel, metricsAddress, endpointAddress, underlayMtu, steering, status, ipsec, rotation)'],
     ['stateDir empty', { stateDir: '' }, 'stateDir must be a non-empty string, got ""'],
   ] as [string, Record<string, unknown>, string][])('%s is named in the error', (_label, over, message) => {
     const input = 'nodeName' in over || Object.keys(over).length === 0 ? over : { nodeName: 'node-a', ...over };

@@ -38,6 +38,44 @@ export interface AgentConfig {
   readonly underlayMtu: number | undefined;
   /** BPF steering and fail-closed (DESIGN.md "Fail-closed"). */
   readonly steering: SteeringConfig;
+  /** Status report publication and the `/status` endpoint (tunnels/status-agent.ts). */
+  readonly status: StatusConfig;
+  /** Mode ipsec: SA parameters (tunnels/ipsec-mode.ts). */
+  readonly ipsec: IpsecConfig;
+  /** Key rotation (tunnels/rotation.ts, DESIGN.md "Rotation"). */
+  readonly rotation: RotationConfig;
+}
+
+/** The `rotation` block. */
+export interface RotationConfig {
+  /** How long the old key keeps working after the switch, for peers that have not moved. */
+  readonly graceSeconds: number;
+  /** How long a rotation waits for peers to stage or move the new key before going on without them. */
+  readonly peerTimeoutSeconds: number;
+  /** Rotate automatically when the key is this old (staggered per node); 0 = never. */
+  readonly maxKeyAgeSeconds: number;
+  /** Automatic rotations wait while this many other nodes are rotating. */
+  readonly maxConcurrentAuto: number;
+}
+
+/** The `ipsec` block (used in mode ipsec only). */
+export interface IpsecConfig {
+  /** AES key size of `rfc4106(gcm(aes))`: 128 or 256 (default). */
+  readonly keyBits: 128 | 256;
+  /** Anti-replay window of inbound SAs in packets, 1–4096 (default 1024; ESN is always on). */
+  readonly replayWindow: number;
+}
+
+/** The `status` block. */
+export interface StatusConfig {
+  /** Publish the `sealnet.io/status` annotation on the own Node. */
+  readonly publish: boolean;
+  /** Republish at least this often even when nothing changed (counters are this old at most). */
+  readonly heartbeatSeconds: number;
+  /** Never publish more often than this (a state change waits for it). */
+  readonly minIntervalSeconds: number;
+  /** Bearer token file of `/status`; default `<stateDir>/status.token` (created, 0600). */
+  readonly tokenFile: string | undefined;
 }
 
 /** The `steering` block. */
@@ -101,7 +139,7 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 /** Validates a parsed config object (after overrides were merged in). */
 export function validateConfig(input: unknown): AgentConfig {
   const root = obj(input, '(root)');
-  checkKeys(root, ['nodeName', 'mode', 'stateDir', 'store', 'wireguard', 'resyncIntervalSeconds', 'debounceMs', 'logLevel', 'metricsAddress', 'endpointAddress', 'underlayMtu', 'steering'], '');
+  checkKeys(root, ['nodeName', 'mode', 'stateDir', 'store', 'wireguard', 'resyncIntervalSeconds', 'debounceMs', 'logLevel', 'metricsAddress', 'endpointAddress', 'underlayMtu', 'steering', 'status', 'ipsec', 'rotation'], '');
   const nodeName = str(root, 'nodeName', '');
   if (!NODE_NAME.test(nodeName)) throw fieldError('nodeName', `must be a Kubernetes node name (lowercase RFC 1123), got ${JSON.stringify(nodeName)}`);
   const mode = oneOf(root, 'mode', '', ['wireguard', 'ipsec'] as const, 'wireguard');
@@ -133,6 +171,15 @@ export function validateConfig(input: unknown): AgentConfig {
   if (metricsAddress !== '' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(metricsAddress)) throw fieldError('metricsAddress', `must be "host:port" or "" to disable, got ${JSON.stringify(metricsAddress)}`);
 
   const steering = validateSteering(obj(root.steering, 'steering'));
+  const statusIn = obj(root.status, 'status');
+  checkKeys(statusIn, ['publish', 'heartbeatSeconds', 'minIntervalSeconds', 'tokenFile'], 'status');
+  const status: StatusConfig = {
+    publish: bool(statusIn, 'publish', 'status.', true),
+    heartbeatSeconds: int(statusIn, 'heartbeatSeconds', 'status.', 300, 2, 86400),
+    minIntervalSeconds: int(statusIn, 'minIntervalSeconds', 'status.', 10, 1, 3600),
+    tokenFile: statusIn.tokenFile === undefined ? undefined : str(statusIn, 'tokenFile', 'status.'),
+  };
+  if (status.minIntervalSeconds > status.heartbeatSeconds) throw fieldError('status.minIntervalSeconds', `must not exceed status.heartbeatSeconds (${status.heartbeatSeconds}), got ${status.minIntervalSeconds}`);
 
   return {
     nodeName,
@@ -147,7 +194,34 @@ export function validateConfig(input: unknown): AgentConfig {
     endpointAddress,
     underlayMtu: root.underlayMtu === undefined ? undefined : int(root, 'underlayMtu', '', 1500, 1280, 65535),
     steering,
+    status,
+    ipsec: validateIpsec(obj(root.ipsec, 'ipsec')),
+    rotation: validateRotation(obj(root.rotation, 'rotation'), wireguard.listenPort),
   };
+}
+
+/** 30 days: the default maximum key age. */
+const DEFAULT_MAX_KEY_AGE_SECONDS = 30 * 86400;
+
+function validateRotation(o: Json, listenPort: number): RotationConfig {
+  checkKeys(o, ['graceSeconds', 'peerTimeoutSeconds', 'maxKeyAgeSeconds', 'maxConcurrentAuto'], 'rotation');
+  // The new key's link listens on the other port of the pair (listenPort, listenPort + 1).
+  if (listenPort > 65534) throw fieldError('wireguard.listenPort', `must be at most 65534: a key rotation uses listenPort + 1 for the new key's link, got ${listenPort}`);
+  const cfg: RotationConfig = {
+    graceSeconds: int(o, 'graceSeconds', 'rotation.', 30, 0, 86400),
+    peerTimeoutSeconds: int(o, 'peerTimeoutSeconds', 'rotation.', 15, 1, 3600),
+    maxKeyAgeSeconds: int(o, 'maxKeyAgeSeconds', 'rotation.', DEFAULT_MAX_KEY_AGE_SECONDS, 0, 10 * 365 * 86400),
+    maxConcurrentAuto: int(o, 'maxConcurrentAuto', 'rotation.', 1, 1, 1000),
+  };
+  if (cfg.maxKeyAgeSeconds !== 0 && cfg.maxKeyAgeSeconds < 3600) throw fieldError('rotation.maxKeyAgeSeconds', `must be 0 (off) or at least 3600 (one hour), got ${cfg.maxKeyAgeSeconds}`);
+  return cfg;
+}
+
+function validateIpsec(o: Json): IpsecConfig {
+  checkKeys(o, ['keyBits', 'replayWindow'], 'ipsec');
+  const keyBits = o.keyBits ?? 256;
+  if (keyBits !== 128 && keyBits !== 256) throw fieldError('ipsec.keyBits', `must be 128 or 256 (AES-GCM key size), got ${JSON.stringify(keyBits)}`);
+  return { keyBits, replayWindow: int(o, 'replayWindow', 'ipsec.', 1024, 1, 4096) };
 }
 
 function bool(o: Json, key: string, where: string, def: boolean): boolean {

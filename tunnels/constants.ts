@@ -15,6 +15,8 @@ export const ANNOTATIONS = {
   wireguardPublicKey: `${ANNOTATION_PREFIX}wireguard-public-key`,
   /** IPsec X25519 public key, standard base64 (issue 4). */
   ipsecPublicKey: `${ANNOTATION_PREFIX}ipsec-public-key`,
+  /** Epoch of the IPsec key (mode ipsec; SPIs and SA keys are derived over it). */
+  ipsecKeyEpoch: `${ANNOTATION_PREFIX}ipsec-key-epoch`,
   /** Tunnel endpoint `ip:port` (IPv6 as `[addr]:port`). */
   endpoint: `${ANNOTATION_PREFIX}endpoint`,
   /** Encapsulation mode the node's agent runs: `wireguard` or `ipsec`. */
@@ -23,15 +25,31 @@ export const ANNOTATIONS = {
   keyEpoch: `${ANNOTATION_PREFIX}key-epoch`,
   /** When the current key was created (RFC 3339). */
   keyCreated: `${ANNOTATION_PREFIX}key-created`,
-  /** Rotation intent / progress, JSON (issue 5). */
+  /** Rotation progress the node's agent publishes, JSON (`tunnels/rotationcodec.ts`, issue 5). */
   rotation: `${ANNOTATION_PREFIX}rotation`,
+  /** The key a rotation is bringing in, while peers stage it (issue 5). */
+  wireguardNextPublicKey: `${ANNOTATION_PREFIX}wireguard-next-public-key`,
+  /** Endpoint of the link holding the next key (the other link's listen port). */
+  nextEndpoint: `${ANNOTATION_PREFIX}next-endpoint`,
+  /** Rotation intent written by `sealctl keys rotate` (JSON: id, requestedAt); agents only read it. */
+  rotateRequest: `${ANNOTATION_PREFIX}rotate-request`,
+  /** What this node did with other nodes' next keys (JSON: node -> "fingerprint:staged|moved"). */
+  rotationPeers: `${ANNOTATION_PREFIX}rotation-peers`,
+  /** The agent's report about itself, JSON (tunnels/status.ts): fingerprints only, never keys. */
+  status: `${ANNOTATION_PREFIX}status`,
 } as const;
 
 /** The annotation codec version this build writes and the only one it accepts. */
 export const ANNOTATION_VERSION = 1;
 
-/** WireGuard interface sealnet creates and owns. */
+/** WireGuard interface sealnet creates and owns (slot 0; see {@link WG_INTERFACES}). */
 export const WG_INTERFACE = 'sealwg0';
+/**
+ * The two WireGuard interfaces, by slot. A key rotation brings the new key up on the other slot
+ * (listen port + slot) beside the current one, moves traffic, then deletes the old interface;
+ * slots alternate from one rotation to the next (DESIGN.md "Rotation").
+ */
+export const WG_INTERFACES = ['sealwg0', 'sealwg1'] as const;
 /** Default WireGuard UDP port (51820 is wg-quick's and Calico's, 51871 Cilium's). */
 export const WG_DEFAULT_PORT = 51880;
 /** Keepalive sent to every peer, seconds (keeps NAT/conntrack state warm; 0 disables). */
@@ -45,6 +63,13 @@ export const RULE_PRIORITY = 90;
 export const ROUTE_PROTOCOL = 206;
 /** fwmark WireGuard puts on its encrypted UDP packets (used by node-to-node encryption). */
 export const WG_FWMARK = 0x5188;
+
+/**
+ * tc filter priority of the rotation mirror: during a rotation a u32 filter with `mirred egress
+ * mirror` on the old interface's egress copies every packet into the new interface. The
+ * interfaces are sealnet's own, so every filter at this priority on them is sealnet's.
+ */
+export const MIRROR_TC_PRIORITY = 1;
 
 /** bpffs directory holding sealnet's pinned programs and maps. */
 export const BPF_PIN_DIR = '/sys/fs/bpf/sealnet';
@@ -114,3 +139,16 @@ export const TC_PRIORITY = 1;
 export const TC_HANDLE = 0x5188;
 /** skb->mark bits the BPF program sets for XFRM-mode entries (IPsec, issue 4). */
 export const BPF_XFRM_MARK_MASK = 0x0f00;
+
+/** Version of the status report (the `v` field of {@link ANNOTATIONS.status}). */
+export const STATUS_VERSION = 1;
+/**
+ * Upper bound of the status annotation in bytes. Kubernetes allows 256 KiB for all annotations
+ * of an object together, and every Node watcher receives every patch: a larger report is
+ * compacted, then truncated (and says so), never published whole.
+ */
+export const STATUS_MAX_BYTES = 64 * 1024;
+/** Bearer token of the agent's `/status` endpoint, under the state dir (0600, created if missing). */
+export const STATUS_TOKEN_FILE = 'status.token';
+/** `sealctl audit` signing key (Ed25519 seed, 0600, created if missing), under sealctl's state dir. */
+export const AUDIT_SIGNING_KEY_FILE = 'audit/signing.key';

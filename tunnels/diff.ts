@@ -23,12 +23,18 @@ const sameList = (a: readonly string[], b: readonly string[]): boolean => a.leng
  */
 export function diffPeers(desired: readonly DesiredPeer[], observed: readonly ObservedPeer[], opts: DiffOptions): PeerChange[] {
   const seen = new Map(observed.map((p) => [p.publicKey as string, p]));
-  const sets: PeerChange[] = [];
+  const gaining: PeerChange[] = [];
+  const others: PeerChange[] = [];
   for (const d of desired) {
     const o = seen.get(d.publicKey);
     if (o !== undefined && o.endpoint === d.endpoint && sameList(o.allowedIPs, d.allowedIPs) && o.persistentKeepalive === d.persistentKeepalive) continue;
-    sets.push({ op: 'set', publicKey: d.publicKey, endpoint: d.endpoint, allowedIPs: d.allowedIPs, persistentKeepalive: d.persistentKeepalive });
+    // A set that gives a peer a prefix it does not hold yet goes first: `allowed-ips` replaces
+    // a peer's whole list, so a prefix moving between two desired peers (a rotation moving pod
+    // CIDRs to a node's next key) must reach its new owner before the old owner's list shrinks.
+    const gains = o === undefined ? d.allowedIPs.length > 0 : d.allowedIPs.some((a) => !o.allowedIPs.includes(a));
+    (gains ? gaining : others).push({ op: 'set', publicKey: d.publicKey, endpoint: d.endpoint, allowedIPs: d.allowedIPs, persistentKeepalive: d.persistentKeepalive });
   }
+  const sets = [...gaining, ...others];
   const removes: PeerChange[] = [];
   if (opts.prune) {
     const wanted = new Set<string>(desired.map((d) => d.publicKey));

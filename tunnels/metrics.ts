@@ -23,6 +23,14 @@ export interface AgentMetrics {
   /** 1 when steering drops traffic without a ready tunnel, 0 when it passes it (fail-open). */
   readonly steeringFailClosed: Gauge;
   readonly reconciles: Counter<'result'>;
+  /** Key rotations by key kind and result; 0 until rotation lands (issue 5): use {@link recordRotation}. */
+  readonly rotations: Counter<'kind' | 'result'>;
+  /** Status annotation publications by result (tunnels/status-agent.ts). */
+  readonly statusPublications: Counter<'result'>;
+  /** Size of the last published status annotation. */
+  readonly statusReportBytes: Gauge;
+  /** When the last status annotation was generated (Unix seconds). */
+  readonly statusLastPublished: Gauge;
 }
 
 /** Creates the metric set on a fresh registry. */
@@ -40,7 +48,25 @@ export function createMetrics(): AgentMetrics {
     steeringEntries: new Gauge({ name: 'sealnet_steering_entries', help: 'BPF steering map entries by state', labelNames: ['state'], registers }),
     steeringFailClosed: new Gauge({ name: 'sealnet_steering_fail_closed', help: '1 when pod traffic without a ready tunnel is dropped, 0 when it is passed in plaintext', registers }),
     reconciles: new Counter({ name: 'sealnet_reconciles_total', help: 'Reconcile passes by result', labelNames: ['result'], registers }),
+    rotations: zeroed(new Counter({ name: 'sealnet_key_rotations_total', help: 'Key rotations carried out by this agent, by key kind and result', labelNames: ['kind', 'result'], registers }), { kind: 'wireguard', result: 'completed' }),
+    statusPublications: new Counter({ name: 'sealnet_status_publications_total', help: 'Status annotation publications by result', labelNames: ['result'], registers }),
+    statusReportBytes: new Gauge({ name: 'sealnet_status_report_bytes', help: 'Size of the last published status annotation', registers }),
+    statusLastPublished: new Gauge({ name: 'sealnet_status_last_published_timestamp_seconds', help: 'When the last published status report was generated', registers }),
   };
+}
+
+function zeroed<T extends string>(c: Counter<T>, labels: Partial<Record<T, string>>): Counter<T> {
+  c.inc(labels, 0); // the series exists (value 0) before the first event
+  return c;
+}
+
+/**
+ * The hook key rotation (issue 5) calls when a rotation of this node's key finished: counts it
+ * in `sealnet_key_rotations_total{kind,result}`. Status and metrics read the new key through the
+ * agent's key getter; nothing else needs to be told.
+ */
+export function recordRotation(metrics: AgentMetrics, rotation: { readonly kind: 'wireguard' | 'ipsec'; readonly result: 'completed' | 'failed' }): void {
+  metrics.rotations.inc({ kind: rotation.kind, result: rotation.result });
 }
 
 /**

@@ -4,6 +4,8 @@
  * types ever appear here.
  */
 import type { PublicKey } from '../keymgr/keys.js';
+import type { DesiredIpsec } from '../ipsec/port.js';
+import type { AnnouncedPhase, PeerRotationReport } from './rotationcodec.js';
 
 /** Encapsulation mode. */
 export type Mode = 'wireguard' | 'ipsec';
@@ -36,6 +38,12 @@ export interface PeerNode {
   /** Pod CIDRs in canonical form (network address, prefix length), sorted. */
   readonly podCIDRs: readonly string[];
   readonly internalIPs: readonly string[];
+  /** Rotation phase the node announces; absent when idle or never rotated (issue 5). */
+  readonly rotationPhase?: AnnouncedPhase;
+  /** The key the node's rotation brings in, while it is `staging` or `moving` (peers stage it). */
+  readonly next?: { readonly publicKey: PublicKey; readonly endpointHost: string; readonly endpointPort: number };
+  /** What the node reports about other nodes' next keys, by node name. */
+  readonly rotationReports?: Readonly<Record<string, PeerRotationReport>>;
 }
 
 /** Why a node was left out of the plan. */
@@ -47,7 +55,9 @@ export type SkipReason =
   | 'duplicate-key'
   | 'key-equals-self'
   | 'no-pod-cidrs'
-  | 'pod-cidr-conflict';
+  | 'pod-cidr-conflict'
+  /** Mode ipsec: the pair cannot be built (no key for the node's epoch, address families differ). */
+  | 'ipsec-unusable';
 
 /** A node the planner skipped, with a sentence a person understands. */
 export interface SkippedNode {
@@ -74,6 +84,8 @@ export interface DesiredPeer {
   readonly allowedIPs: readonly string[];
   /** Seconds; 0 = off. */
   readonly persistentKeepalive: number;
+  /** The node's next key during its rotation (a second peer for the same node; issue 5). */
+  readonly next?: true;
 }
 
 /** One desired route in sealnet's routing table. */
@@ -98,4 +110,21 @@ export interface DesiredState {
   readonly routes: readonly DesiredRoute[];
   /** Sorted by name. */
   readonly skipped: readonly SkippedNode[];
+  /**
+   * This node's rotation (issue 5): the link holding the new key, with the same peers. Routes
+   * of the nodes that moved to the new key name this link as `dev`. Absent when not rotating.
+   */
+  readonly incoming?: { readonly link: DesiredLink; readonly peers: readonly DesiredPeer[] };
+  /**
+   * Other nodes' rotations this node takes part in: the key to report `staged` / `moved` for
+   * (`sealnet.io/rotation-peers`). Absent when no other node rotates. Sorted by node.
+   */
+  readonly following?: readonly { readonly node: string; readonly publicKey: PublicKey; readonly podCIDRs: readonly string[] }[];
+  /**
+   * Mode ipsec (tunnels/ipsec-mode.ts): SAs and policies per peer for the IPsec driver. Then
+   * `peers` is empty, `routes` name the underlay device, and `link` is not created.
+   */
+  readonly ipsec?: DesiredIpsec;
 }
+
+export type { DesiredIpsec } from '../ipsec/port.js';

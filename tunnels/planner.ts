@@ -7,7 +7,7 @@ import type { PublicKey } from '../keymgr/keys.js';
 import { tunnelMtu } from '../routing/mtu.js';
 import { decodeNode } from './annotations.js';
 import { cidrContains, cidrsOverlap, compareCidrs, parseCidr, parseIP } from './cidr.js';
-import { ROUTE_TABLE, WG_FWMARK, WG_INTERFACE } from './constants.js';
+import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, Mode, PeerNode, RawNode, SkippedNode } from './model.js';
 
 /** Who this agent is. */
@@ -20,6 +20,17 @@ export interface PlanSelf {
    * come back through the tunnel.
    */
   readonly localAddresses: readonly string[];
+  /** The link carrying the current key; default {@link WG_INTERFACE} on `config.listenPort`. */
+  readonly link?: { readonly name: string; readonly listenPort: number };
+  /**
+   * This node's own rotation (issue 5): the link of the new key, the new key, and the remote
+   * nodes whose prefixes route into that link (`all` once the old link is being retired).
+   */
+  readonly rotation?: {
+    readonly link: { readonly name: string; readonly listenPort: number };
+    readonly publicKey: PublicKey;
+    readonly viaIncoming: 'all' | readonly string[];
+  };
 }
 
 /** Agent configuration the plan depends on. */
@@ -46,6 +57,12 @@ export interface PlanInput {
    * newcomer cannot hijack a working pair by copying a key.
    */
   readonly established?: Readonly<Record<string, PublicKey>>;
+  /**
+   * Public keys with a completed handshake on one of this node's links (`wg show dump`). A
+   * node's next key gets the node's pod CIDRs only once its handshake is done, so traffic never
+   * moves onto a path that does not work yet.
+   */
+  readonly handshakes?: ReadonlySet<string>;
 }
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -71,7 +88,7 @@ export function plan(input: PlanInput): DesiredState {
       skipped.push({ name: raw.name, reason: 'mode-mismatch', detail: `node ${raw.name} runs mode ${r.node.mode}, this node runs ${config.mode}` });
       continue;
     }
-    if (r.node.wireguardPublicKey === self.wireguardPublicKey) {
+    if (r.node.wireguardPublicKey === self.wireguardPublicKey || r.node.wireguardPublicKey === self.rotation?.publicKey) {
       skipped.push({ name: raw.name, reason: 'key-equals-self', detail: `node ${raw.name} publishes this node's own public key` });
       continue;
     }
@@ -87,20 +104,18 @@ export function plan(input: PlanInput): DesiredState {
   //    owner (if any) keeps it; everyone else involved is skipped.
   const accepted = resolveConflicts(decoded, established, skipped);
 
-  // 3. Peers and routes.
+  // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
+  //    key; the pod CIDRs belong to exactly one of them (issue 5, see rotationPeers()).
   const mtu = tunnelMtu({ underlayMtu: config.underlayMtu, mode: config.mode, family: config.underlayFamily, overlay: config.overlay ?? 'none' });
-  const peers: DesiredPeer[] = accepted.map((n) => ({
-    node: n.name,
-    publicKey: n.wireguardPublicKey,
-    endpoint: n.endpointHost.includes(':') ? `[${n.endpointHost}]:${n.endpointPort}` : `${n.endpointHost}:${n.endpointPort}`,
-    allowedIPs: n.podCIDRs,
-    persistentKeepalive: config.persistentKeepalive,
-  }));
+  const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
+  const { peers, following } = rotationPeers(accepted, { self, config, handshakes: input.handshakes ?? new Set() });
+  const via = self.rotation?.viaIncoming ?? [];
   const routes: DesiredRoute[] = [];
   for (const n of accepted) {
+    const dev = self.rotation !== undefined && (via === 'all' || via.includes(n.name)) ? self.rotation.link.name : activeLink.name;
     for (const dst of n.podCIDRs) {
       const family = parseCidr(dst)?.family;
-      routes.push({ dst, dev: WG_INTERFACE, mtu, src: pickSource(family, ownCidrs, self.localAddresses), table: ROUTE_TABLE });
+      routes.push({ dst, dev, mtu, src: pickSource(family, ownCidrs, self.localAddresses), table: ROUTE_TABLE });
     }
   }
   routes.sort((a, b) => compareCidrs(a.dst, b.dst));
@@ -108,11 +123,58 @@ export function plan(input: PlanInput): DesiredState {
 
   return {
     mode: config.mode,
-    link: { name: WG_INTERFACE, listenPort: config.listenPort, mtu, fwmark: WG_FWMARK },
+    link: { name: activeLink.name, listenPort: activeLink.listenPort, mtu, fwmark: WG_FWMARK },
     peers,
     routes,
     skipped,
+    ...(self.rotation !== undefined ? { incoming: { link: { name: self.rotation.link.name, listenPort: self.rotation.link.listenPort, mtu, fwmark: WG_FWMARK }, peers } } : {}),
+    ...(following.length > 0 ? { following } : {}),
   };
+}
+
+const endpointOf = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+/**
+ * Peers of the accepted nodes, sorted by node (current key first), and the rotations of others
+ * to report on. A remote node announcing a next key (`staging`/`moving`) gets a second peer
+ * with a keepalive, so the handshake completes before any traffic needs it; its pod CIDRs move
+ * to the next key in `moving`, once that handshake is done. A next key equal to any key another
+ * node or this node uses is ignored: a peer is identified by its key on every link, and such a
+ * peer would take that node's traffic.
+ */
+function rotationPeers(
+  accepted: readonly PeerNode[],
+  ctx: { readonly self: PlanSelf; readonly config: PlanConfig; readonly handshakes: ReadonlySet<string> },
+): { peers: DesiredPeer[]; following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] } {
+  const { self, config, handshakes } = ctx;
+  const used = new Map<string, number>();
+  const count = (k: string): void => {
+    used.set(k, (used.get(k) ?? 0) + 1);
+  };
+  for (const n of accepted) {
+    count(n.wireguardPublicKey);
+    if (n.next !== undefined) count(n.next.publicKey);
+  }
+  const ownKeys = new Set<string>([self.wireguardPublicKey, ...(self.rotation !== undefined ? [self.rotation.publicKey] : [])]);
+  const peers: DesiredPeer[] = [];
+  const following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] = [];
+  for (const n of accepted) {
+    const current: DesiredPeer = { node: n.name, publicKey: n.wireguardPublicKey, endpoint: endpointOf(n.endpointHost, n.endpointPort), allowedIPs: n.podCIDRs, persistentKeepalive: config.persistentKeepalive };
+    const next = n.next;
+    if (next === undefined || used.get(next.publicKey) !== 1 || ownKeys.has(next.publicKey)) {
+      peers.push(current);
+      if (n.rotationPhase === 'grace' || n.rotationPhase === 'finishing') following.push({ node: n.name, publicKey: n.wireguardPublicKey, podCIDRs: n.podCIDRs });
+      continue;
+    }
+    const moved = n.rotationPhase === 'moving' && handshakes.has(next.publicKey);
+    peers.push({ ...current, allowedIPs: moved ? [] : n.podCIDRs });
+    // A keepalive even when keepalives are off: the staged peer carries no traffic, and the
+    // rotating node waits for this handshake.
+    const keepalive = config.persistentKeepalive > 0 ? config.persistentKeepalive : WG_DEFAULT_KEEPALIVE;
+    peers.push({ node: n.name, publicKey: next.publicKey, endpoint: endpointOf(next.endpointHost, next.endpointPort), allowedIPs: moved ? n.podCIDRs : [], persistentKeepalive: keepalive, next: true });
+    following.push({ node: n.name, publicKey: next.publicKey, podCIDRs: n.podCIDRs });
+  }
+  return { peers, following };
 }
 
 function pickSource(family: 4 | 6 | undefined, ownCidrs: readonly NonNullable<ReturnType<typeof parseCidr>>[], addresses: readonly string[]): string | undefined {

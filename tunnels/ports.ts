@@ -210,3 +210,33 @@ export interface SteeringPort {
   /** Removes sealnet's classifiers from these attachments only (maps and pins stay). */
   detach(attachments: readonly SteeringAttachment[]): Promise<void>;
 }
+
+/**
+ * The rotation mirror (issue 5, `routing/mirror.ts`): copies everything leaving one of
+ * sealnet's WireGuard links into the other while a rotation moves peers between them.
+ */
+export interface MirrorPort {
+  /** The link whose egress `from` mirrors into; undefined when there is no mirror. */
+  getMirror(from: string): Promise<string | undefined>;
+  /** Mirrors `from`'s egress into `to`; false when that was already the case. */
+  setMirror(from: string, to: string): Promise<boolean>;
+  /** Removes the mirror from `from`; false when there was none. */
+  clearMirror(from: string): Promise<boolean>;
+  /**
+   * Adds the clsact qdisc a mirror needs to `link`; false when it is there. Adding a qdisc
+   * deactivates the device for a moment (packets sent meanwhile are dropped), so this runs on
+   * the new link right after it is created, long before traffic is routed into it.
+   */
+  prepare(link: string): Promise<boolean>;
+  /**
+   * Puts `address` (IPv4, /32, scope host) on one of sealnet's links; false when it is there.
+   * Reverse-path filtering drops a packet arriving on an interface without an IPv4 address
+   * unless the route back to its source uses that very interface, even in loose mode: the new
+   * key's link receives a peer's traffic from the moment the peer moves, before this node
+   * routes that peer into it.
+   */
+  ensureAddress(link: string, address: string): Promise<boolean>;
+}
+
+/** The IPsec driver's port (implemented by `ipsec/driver.ts`; mode ipsec, tunnels/ipsec-mode.ts). */
+export type { DesiredIpsec, IpsecApplyResult, IpsecPort, ObservedIpsec } from '../ipsec/port.js';

@@ -13,15 +13,17 @@ import { fingerprint } from '../keymgr/keys.js';
 import { decodeNode, encodeNode } from './annotations.js';
 import { parseIP } from './cidr.js';
 import type { AgentConfig } from './config.js';
-import { BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
+import { ANNOTATIONS, BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import { diffPeers, diffRoutes } from './diff.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
 import type { DesiredState, RawNode, SkippedNode } from './model.js';
 import { plan } from './planner.js';
-import type { NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringPort, WireGuardPort } from './ports.js';
+import type { MirrorPort, NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringEntry, SteeringPort, WireGuardPort } from './ports.js';
+import { encodeReportsAnnotation, handshakesByNode, rotationReports, type RotationController } from './rotation.js';
 import { planSteering } from './steering.js';
+import { newIpsecPassState, reconcileIpsec, type IpsecRuntime } from './ipsec-mode.js';
 
 /** This node's own key, as the key store holds it. */
 export interface OwnKey {
@@ -42,6 +44,12 @@ export interface ReconcilerDeps {
   readonly metrics: AgentMetrics;
   /** BPF steering (fail-closed guard); undefined when `steering.enabled` is false. */
   readonly steering?: SteeringPort | undefined;
+  /** Mode ipsec: the IPsec driver and this node's IPsec key (tunnels/ipsec-mode.ts). */
+  readonly ipsec?: IpsecRuntime | undefined;
+  /** Key rotation (tunnels/rotation.ts); undefined: one fixed key on {@link WG_INTERFACE}. */
+  readonly rotation?: Pick<RotationController, 'plan' | 'annotations' | 'after'> | undefined;
+  /** The rotation mirror (routing/mirror.ts); undefined: rotations run without it (packets may be lost). */
+  readonly mirror?: MirrorPort | undefined;
 }
 
 /** What one pass reached. */
@@ -68,6 +76,8 @@ export class Reconciler {
   private lastReport: ReconcileReport | undefined;
   /** What steering was last ensured with (interfaces + settings); re-ensured when it changes. */
   private steeringKey: string | undefined;
+  /** Mode ipsec's state between passes. */
+  private readonly ipsecState = newIpsecPassState();
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
@@ -126,7 +136,7 @@ export class Reconciler {
     const st = config.steering;
     const devs = st.interfaces.length > 0 ? st.interfaces : [underlay];
     const attachments: SteeringAttachment[] = devs.flatMap((dev) => [{ dev, hook: 'egress' as const }, ...(st.enforceIngress ? [{ dev, hook: 'ingress' as const }] : [])]);
-    const settings = { failClosed: st.failClosed, wireguardPort: config.wireguard.listenPort, espUdpPort: 0, tunnelFwmark: WG_FWMARK, markMask: BPF_XFRM_MARK_MASK };
+    const settings = { failClosed: st.failClosed, wireguardPort: config.mode === 'ipsec' ? 0 : config.wireguard.listenPort, espUdpPort: 0, tunnelFwmark: WG_FWMARK, markMask: BPF_XFRM_MARK_MASK };
     const key = JSON.stringify({ attachments, settings, exempt: st.exemptCidrs, cluster: st.clusterCidrs });
     if (key === this.steeringKey) return;
     const r = await steering.ensure({ settings, exempt: st.exemptCidrs, clusterCidrs: st.clusterCidrs, attachments });
@@ -160,6 +170,10 @@ export class Reconciler {
       if (Object.keys(ops).length > 0) log.info({ ops, seconds }, 'kernel state updated');
       return { kernelOps: ops, errors, desired, pruned, converged: converged && errors.length === 0 };
     };
+    if (config.mode === 'ipsec') {
+      const helpers = { prepareSteering: (dev: string) => this.prepareSteering(dev), steeringAttached: () => this.steeringKey !== undefined, reportSkipped: (s: readonly SkippedNode[]) => this.reportSkipped(s) };
+      return reconcileIpsec({ deps: this.d, state: this.ipsecState, ops, op, fail, finish, ...helpers });
+    }
 
     // 1. Who am I? The node must exist in the store with an address to publish.
     const nodes = store.list();
@@ -175,25 +189,47 @@ export class Reconciler {
       return finish(undefined, false, false);
     }
 
-    // 2. The link. Adopted if it exists; created (kernel or wireguard-go) if not.
-    try {
-      const link = await wg.ensureLink({ name: WG_INTERFACE, privateKeyFile: key.privateKeyFile, publicKey: key.publicKey, listenPort: config.wireguard.listenPort, fwmark: WG_FWMARK });
+    // 2. The links. Adopted if they exist; created (kernel or wireguard-go) if not. Outside a key
+    //    rotation there is one, the active link. During a rotation the new key's link runs beside
+    //    it; at the end the active link is retired and only the new one is ensured (issue 5).
+    const rot = this.d.rotation?.plan(nodes);
+    const active = rot?.active ?? { name: WG_INTERFACE, listenPort: config.wireguard.listenPort, privateKeyFile: key.privateKeyFile, publicKey: key.publicKey };
+    const incoming = rot?.incoming;
+    const retire = rot?.retireActive === true && incoming !== undefined;
+    /** The link this pass cannot do without; the other one (during a rotation) may fail alone. */
+    const primary = retire ? incoming : active;
+    const secondary = retire ? undefined : incoming;
+    const published = rot?.published ?? { publicKey: key.publicKey, listenPort: config.wireguard.listenPort, epoch: key.epoch, createdAt: key.createdAt };
+    const ensure = async (l: { name: string; listenPort: number; privateKeyFile: string; publicKey: PublicKey }): Promise<void> => {
+      const link = await wg.ensureLink({ name: l.name, privateKeyFile: l.privateKeyFile, publicKey: l.publicKey, listenPort: l.listenPort, fwmark: WG_FWMARK });
       if (link.created) {
         ops.link_create = (ops.link_create ?? 0) + 1;
         metrics.kernelOps.inc({ op: 'link_create' });
-        log.info({ impl: link.impl, ifindex: link.ifindex }, `created ${WG_INTERFACE}`);
+        log.info({ impl: link.impl, ifindex: link.ifindex }, `created ${l.name}`);
       }
+    };
+    try {
+      await ensure(primary);
     } catch (err) {
       fail('link', err);
       return finish(undefined, false, false);
     }
+    let secondaryOk = false;
+    if (secondary !== undefined) {
+      try {
+        await ensure(secondary);
+        secondaryOk = true;
+      } catch (err) {
+        fail('link', err);
+      }
+    }
 
     // 3. Publish our own annotations when they differ from what the store holds.
-    const own = encodeNode({ mode: config.mode, wireguardPublicKey: key.publicKey, endpointHost, endpointPort: config.wireguard.listenPort, keyEpoch: key.epoch, keyCreated: key.createdAt });
+    const own = encodeNode({ mode: config.mode, wireguardPublicKey: published.publicKey, endpointHost, endpointPort: published.listenPort, keyEpoch: published.epoch, keyCreated: published.createdAt });
     if (Object.entries(own).some(([k, v]) => self.annotations[k] !== v)) {
       try {
         await store.patchAnnotations(config.nodeName, own);
-        log.info({ key: fingerprint(key.publicKey), endpoint: own['sealnet.io/endpoint'] }, 'published own public key and endpoint');
+        log.info({ key: fingerprint(published.publicKey), endpoint: own['sealnet.io/endpoint'] }, 'published own public key and endpoint');
       } catch (err) {
         fail('publish', err);
       }
@@ -205,6 +241,9 @@ export class Reconciler {
     let observed;
     let observedRoutes;
     let tunnelLink;
+    let observedSecondary;
+    let secondaryLink;
+    let retiredPresent = false;
     try {
       const under = await routing.linkForAddress(endpointHost);
       if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
@@ -215,17 +254,26 @@ export class Reconciler {
         fail('steering', err);
       }
       localAddresses = (await routing.listAddresses()).map((a) => a.address);
-      observed = await wg.show(WG_INTERFACE);
+      observed = await wg.show(primary.name);
       observedRoutes = await routing.listRoutes(ROUTE_TABLE);
-      tunnelLink = await routing.getLink(WG_INTERFACE);
+      tunnelLink = await routing.getLink(primary.name);
+      if (secondary !== undefined && secondaryOk) {
+        observedSecondary = await wg.show(secondary.name);
+        secondaryLink = await routing.getLink(secondary.name);
+      }
+      if (retire) retiredPresent = (await routing.getLink(active.name)) !== undefined;
     } catch (err) {
       fail('observe', err);
       return finish(undefined, false, false);
     }
     if (observed === undefined || tunnelLink === undefined) {
-      fail('observe', new SealnetError('WG_FAILED', `${WG_INTERFACE} vanished while reconciling; will recreate on the next pass`));
+      fail('observe', new SealnetError('WG_FAILED', `${primary.name} vanished while reconciling; will recreate on the next pass`));
       this.trigger();
       return finish(undefined, false, false);
+    }
+    if (secondary !== undefined && secondaryOk && (observedSecondary === undefined || secondaryLink === undefined)) {
+      secondaryOk = false;
+      fail('observe', new SealnetError('WG_FAILED', `${secondary.name} vanished while reconciling; will recreate on the next pass`));
     }
 
     // 5. Plan. On the first pass, adopt what the kernel already holds as established (an agent
@@ -238,9 +286,18 @@ export class Reconciler {
     try {
       desired = plan({
         nodes,
-        self: { name: config.nodeName, wireguardPublicKey: key.publicKey, localAddresses },
+        self: {
+          name: config.nodeName,
+          wireguardPublicKey: active.publicKey,
+          localAddresses,
+          ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
+          ...(rot !== undefined && incoming !== undefined ? { rotation: { link: { name: incoming.name, listenPort: incoming.listenPort }, publicKey: incoming.publicKey, viaIncoming: rot.viaIncoming } } : {}),
+        },
         config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu, underlayFamily: endpointIP.family },
         established: this.established,
+        // A key counts as shaken hands only on every link: each link moves its allowed IPs in
+        // its own `wg set`, and a link must not move them to a key it has no session with.
+        handshakes: handshakesOnEveryLink([observed.peers, ...(observedSecondary !== undefined ? [observedSecondary.peers] : [])]),
       });
     } catch (err) {
       fail('plan', err);
@@ -249,26 +306,56 @@ export class Reconciler {
     this.reportSkipped(desired.skipped);
     const prune = store.synced();
 
-    // 6. Apply: link MTU, new/changed peers, routes, then deletions (routes before peers).
-    try {
-      if (tunnelLink.mtu !== desired.link.mtu || !tunnelLink.up) {
-        await op('link_set', () => routing.setLink(WG_INTERFACE, { mtu: desired.link.mtu, up: true }));
-      }
-    } catch (err) {
-      fail('link', err);
-    }
-    const peerChanges = diffPeers(desired.peers, observed.peers, { prune });
-    const peerSets = peerChanges.filter((c) => c.op === 'set');
-    const peerRemoves = peerChanges.filter((c) => c.op === 'remove');
-    let peersOk = true;
-    if (peerSets.length > 0) {
+    // 6. Apply: link MTU, new/changed peers (on every link), routes, then deletions (routes
+    //    before peers, the retired link last).
+    const links: { name: string; observed: readonly ObservedPeer[]; info: { ifindex: number; mtu: number; up: boolean }; changed: boolean }[] = [{ name: primary.name, observed: observed.peers, info: tunnelLink, changed: false }];
+    if (secondary !== undefined && secondaryOk && observedSecondary !== undefined && secondaryLink !== undefined) links.push({ name: secondary.name, observed: observedSecondary.peers, info: secondaryLink, changed: false });
+    for (const l of links) {
       try {
-        await wg.applyPeers(WG_INTERFACE, peerSets);
+        if (l.info.mtu !== desired.link.mtu || !l.info.up) {
+          await op('link_set', () => routing.setLink(l.name, { mtu: desired.link.mtu, up: true }));
+        }
+      } catch (err) {
+        fail('link', err);
+      }
+    }
+    const removesByLink: { name: string; removes: ReturnType<typeof diffPeers> }[] = [];
+    let peersOk = true;
+    for (const l of links) {
+      const peerChanges = diffPeers(desired.peers, l.observed, { prune });
+      const peerSets = peerChanges.filter((c) => c.op === 'set');
+      removesByLink.push({ name: l.name, removes: peerChanges.filter((c) => c.op === 'remove') });
+      if (peerSets.length === 0) continue;
+      l.changed = true;
+      try {
+        await wg.applyPeers(l.name, peerSets);
         ops.peer_set = (ops.peer_set ?? 0) + peerSets.length;
         metrics.kernelOps.inc({ op: 'peer_set' }, peerSets.length);
       } catch (err) {
         peersOk = false;
         fail('peers', err);
+      }
+    }
+    // The rotation datapath (issue 5), in place before any route moves into the new link: an
+    // IPv4 address on both links (reverse-path filtering, loose mode included, drops what
+    // arrives on an address-less link that the route back does not use, and during a rotation
+    // peers send to either link), the new link's clsact qdisc (adding one deactivates a device
+    // for a moment, harmless while the link is new and idle), and the mirror that copies what
+    // leaves the new link into the old one while peers move between the two keys. At the end,
+    // the mirror goes before the old link does.
+    if (this.d.mirror !== undefined && rot !== undefined && incoming !== undefined && (retire || secondaryOk)) {
+      const m = this.d.mirror;
+      try {
+        const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (endpointIP.family === 4 ? endpointHost : undefined);
+        for (const name of retire ? [] : [incoming.name, active.name]) {
+          if (v4 !== undefined && (await m.ensureAddress(name, v4))) ops.address_add = (ops.address_add ?? 0) + 1;
+        }
+        if (await m.prepare(incoming.name)) ops.qdisc_add = (ops.qdisc_add ?? 0) + 1;
+        if (rot.mirror && !retire) {
+          if (await m.setMirror(incoming.name, active.name)) ops.mirror_set = (ops.mirror_set ?? 0) + 1;
+        } else if (await m.clearMirror(incoming.name)) ops.mirror_clear = (ops.mirror_clear ?? 0) + 1;
+      } catch (err) {
+        fail('mirror', err);
       }
     }
     const routeChanges = diffRoutes(desired.routes, observedRoutes, { prune });
@@ -299,28 +386,46 @@ export class Reconciler {
     }
     // Removes depend on the sets: a removed old key whose allowed IPs did not reach the new key
     // leaves them unowned (cilium#34612). If the sets failed, keep the old peers until next pass.
-    if (peerRemoves.length > 0 && peersOk) {
+    for (const { name, removes } of removesByLink) {
+      if (removes.length === 0 || !peersOk) continue;
+      const l = links.find((x) => x.name === name);
+      if (l !== undefined) l.changed = true;
       try {
-        await wg.applyPeers(WG_INTERFACE, peerRemoves);
-        ops.peer_remove = (ops.peer_remove ?? 0) + peerRemoves.length;
-        metrics.kernelOps.inc({ op: 'peer_remove' }, peerRemoves.length);
+        await wg.applyPeers(name, removes);
+        ops.peer_remove = (ops.peer_remove ?? 0) + removes.length;
+        metrics.kernelOps.inc({ op: 'peer_remove' }, removes.length);
       } catch (err) {
         fail('peers', err);
       }
     }
+    // Ready means programmed: read the peers back after the changes above.
+    const readBack: { name: string; peers: readonly ObservedPeer[]; ifindex: number }[] = [];
+    for (const l of links) {
+      try {
+        readBack.push({ name: l.name, peers: l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed, ifindex: l.info.ifindex });
+      } catch (err) {
+        fail('observe', err);
+        readBack.push({ name: l.name, peers: l.observed, ifindex: l.info.ifindex });
+      }
+    }
     if (this.d.steering !== undefined && this.steeringKey !== undefined) {
       try {
-        // Ready means programmed: read the peers back after the changes above.
-        const now = peerSets.length > 0 || peerRemoves.length > 0 ? ((await wg.show(WG_INTERFACE)) ?? observed) : observed;
-        const entries = planSteering({
-          self: config.nodeName,
-          clusterCidrs: config.steering.clusterCidrs,
-          nodes,
-          desiredPeers: desired.peers,
-          observedPeers: now.peers,
-          target: { action: 'redirect', ifindex: tunnelLink.ifindex },
-          nodeToNode: false,
-        });
+        // Each prefix is steered into the link its route uses, ready per that link's peers.
+        const devOf = new Map(desired.routes.map((r) => [r.dst, r.dev]));
+        let entries: SteeringEntry[] = [];
+        for (const [i, l] of readBack.entries()) {
+          const e = planSteering({
+            self: config.nodeName,
+            clusterCidrs: config.steering.clusterCidrs,
+            nodes,
+            desiredPeers: desired.peers,
+            observedPeers: l.peers,
+            target: { action: 'redirect', ifindex: l.ifindex },
+            nodeToNode: false,
+          });
+          const byCidr = new Map(e.map((x) => [x.cidr, x]));
+          entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
+        }
         const r = await this.d.steering.applyEntries(entries, { prune });
         if (r.written > 0) { ops.steering_write = (ops.steering_write ?? 0) + r.written; metrics.kernelOps.inc({ op: 'steering_write' }, r.written); }
         if (r.deleted > 0) { ops.steering_delete = (ops.steering_delete ?? 0) + r.deleted; metrics.kernelOps.inc({ op: 'steering_delete' }, r.deleted); }
@@ -332,9 +437,62 @@ export class Reconciler {
     } else if (this.d.steering !== undefined) {
       fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
     }
-    if (peersOk) this.established = Object.fromEntries(desired.peers.map((p) => [p.node, p.publicKey]));
-    metrics.peers.set(desired.peers.length);
+    // The end of a rotation: the old link goes only after every route and steering entry left
+    // it without an error, and only after the store synced (issue 5).
+    if (retire && retiredPresent && prune && errors.length === 0) {
+      try {
+        await op('link_delete', () => wg.deleteLink(active.name));
+        retiredPresent = false;
+        log.info({ link: active.name }, `deleted ${active.name}: the old key's link`);
+      } catch (err) {
+        fail('link', err);
+      }
+    }
+    if (peersOk) this.established = Object.fromEntries(desired.peers.filter((p) => p.next !== true).map((p) => [p.node, p.publicKey]));
+    metrics.peers.set(desired.peers.filter((p) => p.next !== true).length);
+    await this.afterRotation({ nodes, self, endpointHost, desired, readBack, secondary: secondaryOk ? secondary?.name : undefined, retiredPresent: retire ? retiredPresent : true, applied: errors.length === 0, fail });
     return finish(desired, prune, prune);
+  }
+
+  /**
+   * Rotation bookkeeping after apply (issue 5): what this node reports about other nodes' next
+   * keys, this node's own rotation annotations (published only now that the datapath of their
+   * phase is in place), and one step of this node's rotation state machine.
+   */
+  private async afterRotation(p: {
+    nodes: readonly RawNode[];
+    self: RawNode;
+    endpointHost: string;
+    desired: DesiredState;
+    readBack: readonly { name: string; peers: readonly ObservedPeer[] }[];
+    secondary: string | undefined;
+    retiredPresent: boolean;
+    applied: boolean;
+    fail: (step: string, err: unknown) => void;
+  }): Promise<void> {
+    const { config, store, log } = this.d;
+    const rotation = this.d.rotation;
+    const reports = rotationReports(p.desired.following ?? [], p.readBack.map((l) => l.peers));
+    const want: Record<string, string | undefined> = { [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports), ...(rotation?.annotations(p.endpointHost) ?? {}) };
+    const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => p.self.annotations[k] !== v));
+    if (Object.keys(diff).length > 0) {
+      try {
+        await store.patchAnnotations(config.nodeName, diff);
+        log.info({ keys: Object.keys(diff) }, 'published rotation state');
+      } catch (err) {
+        p.fail('publish', err);
+      }
+    }
+    if (rotation === undefined) return;
+    const incomingPeers = p.secondary === undefined ? [] : (p.readBack.find((l) => l.name === p.secondary)?.peers ?? []);
+    await rotation.after({
+      nodes: p.nodes,
+      synced: store.synced(),
+      applied: p.applied,
+      peers: [...new Set(p.desired.peers.map((x) => x.node))],
+      incomingHandshakes: handshakesByNode(p.desired.peers, incomingPeers),
+      activeLinkPresent: p.retiredPresent,
+    });
   }
 
   private reportSkipped(skipped: readonly SkippedNode[]): void {
@@ -351,6 +509,13 @@ export class Reconciler {
       log.warn({ peer: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
     }
   }
+}
+
+/** Public keys with a completed handshake on every one of the given links. */
+function handshakesOnEveryLink(links: readonly (readonly ObservedPeer[])[]): Set<string> {
+  const sets = links.map((peers) => new Set(peers.filter((p) => p.latestHandshake > 0).map((p) => p.publicKey as string)));
+  const [first, ...rest] = sets;
+  return new Set([...(first ?? [])].filter((k) => rest.every((s) => s.has(k))));
 }
 
 /**

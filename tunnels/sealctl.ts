@@ -1,6 +1,7 @@
 /**
  * `sealctl`: the operator CLI. This build has `nodes` (what every node publishes, decoded and
- * validated exactly as the agents decode it). Later issues add `status`, `keys rotate`, `audit`.
+ * validated exactly as the agents decode it), `status` (tunnels/status-cli.ts), `audit` and
+ * `audit verify` (tunnels/audit/cli.ts) and `keys rotate` (tunnels/keys-cli.ts).
  */
 import { fingerprint } from '../keymgr/keys.js';
 import { sodiumReady } from '../keymgr/keys.js';
@@ -10,14 +11,28 @@ import { describeError, SealnetError } from './errors.js';
 import type { NodeStore } from './ports.js';
 import { FileNodeStore } from './stores/file.js';
 import { KubernetesNodeStore } from './stores/kubernetes.js';
+import { runAudit, runVerify } from './audit/cli.js';
+import { runStatus } from './status-cli.js';
+import { KEYS_USAGE, runKeys } from './keys-cli.js';
 
 /** Usage text. */
 export const SEALCTL_USAGE = `usage: sealctl [--store file --store-dir DIR | --store kubernetes [--kubeconfig FILE]] COMMAND [--json]
 commands:
-  nodes     every node's published sealnet state (mode, key fingerprint, endpoint, pod CIDRs, problems)`;
+  nodes     every node's published sealnet state (mode, key fingerprint, endpoint, pod CIDRs, problems)
+  status [--node NAME]...
+            one row per node pair from every agent's published status: state, mode, algorithm,
+            key fingerprints and ages, handshakes, bytes; stale or missing data marked PARTIAL
+  audit [--policy FILE | --profile default|fips] [--out DIR] [--node NAME]...
+        [--probe-command PROGRAM [--probe-arg ARG]... [--probe-timeout S]] [--signing-key FILE | --state-dir DIR]
+            check the cluster against a policy; writes DIR/report.json (Ed25519-signed) and
+            DIR/report.md; exit 0 compliant, 1 not compliant (or partial), 2 bad input
+  audit verify REPORT [--public-key FILE] [--page FILE]
+            check a report's signature and content (and its Markdown page); exit 1 if tampered
+  ${KEYS_USAGE}`;
 
 interface Global {
   store: NodeStore;
+  storeType: string;
   json: boolean;
   rest: string[];
 }
@@ -39,13 +54,14 @@ function parseGlobal(argv: readonly string[]): Global {
     else if (a === '--store-dir') dir = next();
     else if (a === '--kubeconfig') kubeconfig = next();
     else if (a === '--json') json = true;
-    else if (a.startsWith('-')) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(a)}`);
+    // Flags after the command word that are not global belong to the command.
+    else if (a.startsWith('-') && rest.length === 0) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(a)}`);
     else rest.push(a);
   }
   // Reuse the agent's validation so both tools reject the same mistakes the same way.
   const cfg = validateConfig({ nodeName: 'sealctl', store: storeType === 'file' ? { type: 'file', dir } : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) } });
   const store = cfg.store.type === 'file' ? new FileNodeStore({ dir: cfg.store.dir }) : new KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
-  return { store, json, rest };
+  return { store, storeType: cfg.store.type, json, rest };
 }
 
 async function loadNodes(store: NodeStore): Promise<{ nodes: ReturnType<NodeStore['list']>; problems: string[] }> {
@@ -80,6 +96,22 @@ async function cmdNodes(g: Global): Promise<number> {
   return rows.every((r) => r.ok) && problems.length === 0 ? 0 : 1;
 }
 
+function usageError(msg: string): number {
+  process.stderr.write(`sealctl: ${msg}\n${SEALCTL_USAGE}\n`);
+  return 2;
+}
+
+/** Bad input (flags, policy, unknown node) exits 2 with the message; other failures propagate (exit 1). */
+async function exit2OnBadInput(p: Promise<number>): Promise<number> {
+  try {
+    return await p;
+  } catch (err) {
+    if (!(err instanceof SealnetError) || err.code !== 'CONFIG_INVALID') throw err;
+    process.stderr.write(`sealctl: ${describeError(err)}\n`);
+    return 2;
+  }
+}
+
 /** Runs sealctl; returns the exit code (0 ok, 1 problems found, 2 usage error). */
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
@@ -95,7 +127,14 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const [cmd] = g.rest;
   try {
-    if (cmd === 'nodes') return await cmdNodes(g);
+    if (cmd === 'nodes') {
+      if (g.rest.length > 1) return usageError(`nodes takes no arguments, got ${JSON.stringify(g.rest.slice(1).join(' '))}`);
+      return await cmdNodes(g);
+    }
+    if (cmd === 'status') return await exit2OnBadInput(runStatus({ store: g.store, json: g.json, args: g.rest.slice(1) }));
+    if (cmd === 'keys') return await exit2OnBadInput(runKeys({ store: g.store, json: g.json, args: g.rest.slice(1) }));
+    if (cmd === 'audit' && g.rest[1] === 'verify') return await exit2OnBadInput(runVerify({ args: g.rest.slice(2), json: g.json }));
+    if (cmd === 'audit') return await exit2OnBadInput(runAudit({ store: g.store, storeType: g.storeType, json: g.json, args: g.rest.slice(1) }));
   } catch (err) {
     process.stderr.write(`sealctl: ${describeError(err)}\n`);
     return 1;

@@ -55,7 +55,10 @@ function hostPrefix(addr: string): string | undefined {
 export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   const self = input.nodes.find((n) => n.name === input.self);
   const own = (self?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
-  const desired = new Map(input.desiredPeers.map((p) => [p.node, p]));
+  // A node has two desired peers while it rotates (current and next key, issue 5): the prefix is
+  // ready when the peer meant to own it owns it in the tunnel.
+  const desired = new Map<string, DesiredPeer[]>();
+  for (const p of input.desiredPeers) desired.set(p.node, [...(desired.get(p.node) ?? []), p]);
   const observed = new Map(input.observedPeers.map((p) => [p.publicKey as string, new Set(p.allowedIPs.map((a) => canonical(a)))]));
   const out = new Map<string, SteeringEntry>();
 
@@ -75,8 +78,7 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   }
   for (const node of [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (node.name === input.self) continue;
-    const peer = desired.get(node.name);
-    const programmed = peer === undefined ? undefined : observed.get(peer.publicKey);
+    const nodePeers = desired.get(node.name) ?? [];
     const prefixes: { cidr: string; kind: 'pod' | 'node' }[] = [];
     for (const p of node.podCIDRs) {
       const parsed = parseCidr(p);
@@ -90,7 +92,8 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
       }
     }
     for (const { cidr, kind } of prefixes) {
-      const ready = input.target !== undefined && programmed?.has(cidr) === true && peer?.allowedIPs.some((a) => canonical(a) === cidr) === true;
+      const peer = nodePeers.find((p) => p.allowedIPs.some((a) => canonical(a) === cidr));
+      const ready = input.target !== undefined && peer !== undefined && observed.get(peer.publicKey)?.has(cidr) === true;
       const peerId = peerIdOf(node.name);
       if (!ready || input.target === undefined) {
         put({ cidr, state: 'not-ready', action: input.target?.action ?? 'redirect', kind, ifindex: 0, mark: 0, peerId });

@@ -19,6 +19,8 @@ export interface CaptureOptions extends SummarizeOptions {
   readonly file: string;
   /** How long to wait for tcpdump to start listening (default 10 s). */
   readonly startTimeoutMs?: number;
+  /** Kernel capture buffer in KiB (`tcpdump -B`; default libpcap's, 2 MiB): raise it for long, busy captures on a loaded machine. */
+  readonly bufferKiB?: number;
 }
 
 /** The verdict of one capture: the pcap summary plus tcpdump's own counters. */
@@ -50,7 +52,7 @@ export async function startCapture(opts: CaptureOptions): Promise<Capture> {
   // retire after up to a second, and packets of a block still open at SIGINT are never
   // written: a short capture came back empty. -Z root: Debian's tcpdump otherwise drops to
   // the `tcpdump` user and cannot write into a root-owned run directory. -n: no DNS lookups.
-  const argv = ['nsenter', `--net=/run/netns/${opts.netns}`, '--', 'tcpdump', '-i', opts.iface, '--immediate-mode', '-U', '-s', '0', '-n', '-Z', 'root', '-w', opts.file];
+  const argv = ['nsenter', `--net=/run/netns/${opts.netns}`, '--', 'tcpdump', '-i', opts.iface, '--immediate-mode', '-U', '-s', '0', '-n', '-Z', 'root', ...(opts.bufferKiB !== undefined ? ['-B', String(opts.bufferKiB)] : []), '-w', opts.file];
   const child = spawn(argv[0] as string, argv.slice(1), { env: childEnv(), stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   child.unref();
   let stderr = '';

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { WG_DEFAULT_PORT, WG_INTERFACE } from '../../tunnels/constants.js';
+import { ANNOTATIONS, WG_DEFAULT_PORT, WG_INTERFACES } from '../../tunnels/constants.js';
 import type { Mode } from '../../tunnels/model.js';
 import { startCapture, type Capture, type CaptureOptions } from './capture.js';
 import { encryptionStatus, waitEncrypted } from './encryption.js';
@@ -406,9 +406,11 @@ export class NsCluster {
       iface: topo.UNDERLAY_BRIDGE,
       file: opts.file ?? join(dir, `${opts.name ?? `cap-${Date.now()}`}.pcap`),
       podCidrs: opts.podCidrs ?? [topo.POD_RANGE],
-      wireguardPorts: opts.wireguardPorts ?? [this.listenPort],
+      // Both links' ports: a key rotation moves a node to listenPort + 1 and back.
+      wireguardPorts: opts.wireguardPorts ?? [this.listenPort, this.listenPort + 1],
       ...(opts.canaries !== undefined ? { canaries: opts.canaries } : {}),
       ...(opts.samples !== undefined ? { samples: opts.samples } : {}),
+      ...(opts.bufferKiB !== undefined ? { bufferKiB: opts.bufferKiB } : {}),
     });
     this.captures.add(c);
     return c;
@@ -417,9 +419,16 @@ export class NsCluster {
   // -------------------------------------------------------------------------------------------
   // WireGuard / encryption state
 
-  /** `wg show sealwg0 dump` in a node, parsed, private and preshared keys dropped. Undefined if absent. */
-  async wgDump(node: string): Promise<WgDump | undefined> {
-    const r = await this.execNode(node, ['wg', 'show', WG_INTERFACE, 'dump'], { check: false, timeoutMs: 10_000 });
+  /** `wg show <iface> dump` in a node, parsed, private and preshared keys dropped. Undefined if absent. */
+  async wgDump(node: string, iface?: string): Promise<WgDump | undefined> {
+    if (iface === undefined) {
+      // After a key rotation the node's key lives on the other link (sealwg1, then sealwg0 again):
+      // the link holding the key the node publishes, else the first that exists.
+      const published = (await this.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey];
+      const dumps = (await Promise.all(WG_INTERFACES.map((i) => this.wgDump(node, i)))).filter((d): d is WgDump => d !== undefined);
+      return dumps.find((d) => d.publicKey === published) ?? dumps[0];
+    }
+    const r = await this.execNode(node, ['wg', 'show', iface, 'dump'], { check: false, timeoutMs: 10_000 });
     if (r.code !== 0) return undefined;
     return parseWgDump(r.stdout);
   }

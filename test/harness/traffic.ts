@@ -158,6 +158,8 @@ export interface UdpStreamResult {
   readonly gaps: readonly { from: number; count: number }[];
   readonly sendErrors: number;
   readonly pps: number;
+  /** When the sender started (ms since the epoch): sequence n left at about startedAt + n / pps. */
+  readonly startedAt: number;
 }
 
 /** A numbered UDP stream between two pods. */
@@ -170,6 +172,7 @@ export interface UdpStream {
 
 interface UdpSenderStatus {
   stream: string;
+  startedAt: number;
   sent: number;
   sendErrors: number;
   pps: number;
@@ -178,8 +181,11 @@ interface UdpReceiverStatus {
   streams: Record<string, { received: number; duplicates: number; reordered: number; longestGap: number; gaps: { from: number; count: number }[]; maxSeq: number }>;
 }
 
-/** Starts a numbered UDP stream `from` → `to` at `pps` datagrams per second. */
-export async function startUdpStream(cluster: NsCluster, opts: { from: string; to: string; port?: number; pps?: number; size?: number; name?: string }): Promise<UdpStream> {
+/**
+ * Starts a numbered UDP stream `from` → `to` at `pps` datagrams per second; with `canary`, every
+ * datagram carries it (after the 24-byte header, repeated).
+ */
+export async function startUdpStream(cluster: NsCluster, opts: { from: string; to: string; port?: number; pps?: number; size?: number; name?: string; canary?: string }): Promise<UdpStream> {
   const name = opts.name ?? `udp-${opts.from}-${opts.to}-${Date.now()}`;
   const dir = await cluster.workDir('streams');
   const port = String(opts.port ?? 7201);
@@ -187,7 +193,7 @@ export async function startUdpStream(cluster: NsCluster, opts: { from: string; t
   const txStatus = join(dir, `${name}.sender.json`);
   const rx = cluster.spawnPod(opts.to, [process.execPath, toolPath('udp-stream.mjs'), 'receiver', '--port', port, '--status', rxStatus], { logFile: join(dir, `${name}.receiver.log`) });
   await waitForFile(rxStatus, { ready: (t) => t.length > 0, proc: rx, timeoutMs: 10_000 });
-  const tx = cluster.spawnPod(opts.from, [process.execPath, toolPath('udp-stream.mjs'), 'sender', '--host', cluster.resolve(opts.to), '--port', port, '--status', txStatus, '--pps', String(opts.pps ?? 500), '--size', String(opts.size ?? 200)], {
+  const tx = cluster.spawnPod(opts.from, [process.execPath, toolPath('udp-stream.mjs'), 'sender', '--host', cluster.resolve(opts.to), '--port', port, '--status', txStatus, '--pps', String(opts.pps ?? 500), '--size', String(opts.size ?? 200), ...(opts.canary !== undefined ? ['--canary', opts.canary] : [])], {
     logFile: join(dir, `${name}.sender.log`),
   });
   await waitForFile(txStatus, { ready: (t) => t.length > 0, proc: tx, timeoutMs: 10_000 });
@@ -207,6 +213,7 @@ export async function startUdpStream(cluster: NsCluster, opts: { from: string; t
       gaps: mine?.gaps ?? [],
       sendErrors: s.sendErrors,
       pps: s.pps,
+      startedAt: s.startedAt,
     };
   };
   return {

@@ -3,12 +3,14 @@
 //
 //   udp-stream.mjs receiver --port P --status FILE [--bind ADDR]
 //   udp-stream.mjs sender --host H --port P --status FILE [--pps 500] [--size 200] [--duration-ms MS]
+//                         [--canary STRING]
 //
 // Each datagram carries a u64 stream id, a u64 sequence number and the send time. The
 // receiver keeps a bitmap of received sequence numbers per stream and reports received,
 // duplicates, reordered, the highest sequence seen, and the missing runs (gaps) with their
 // length; the sender reports how many it sent. Loss = sender.sent - receiver.received.
 // Both rewrite a JSON status file (atomically) every 250 ms and on SIGTERM/SIGINT ("done").
+// With --canary, the bytes after the header are the canary repeated (for leak captures).
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
@@ -104,6 +106,11 @@ function sender(o) {
   const pps = Number(o.pps ?? 500);
   const size = Math.max(HEADER, Number(o.size ?? 200));
   const id = randomBytes(8);
+  const filler = Buffer.alloc(size, 0x55);
+  if (o.canary !== undefined && o.canary !== '') {
+    const unit = Buffer.from(o.canary);
+    for (let off = HEADER; off < size; off += unit.length) unit.copy(filler, off, 0, Math.min(unit.length, size - off));
+  }
   const st = { role: 'sender', pid: process.pid, startedAt: Date.now(), now: 0, stream: id.toString('hex'), pps, size, sent: 0, sendErrors: 0, lastError: undefined, done: false };
   const flush = () => {
     st.now = Date.now();
@@ -120,7 +127,7 @@ function sender(o) {
   setInterval(() => {
     const due = Math.floor(((Date.now() - t0) * pps) / 1000);
     while (Number(seq) < due) {
-      const b = Buffer.alloc(size, 0x55);
+      const b = Buffer.from(filler);
       id.copy(b, 0);
       b.writeBigUInt64BE(seq, 8);
       b.writeBigUInt64BE(BigInt(Date.now()), 16);

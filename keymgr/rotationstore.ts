@@ -1,0 +1,72 @@
+/**
+ * The rotation state file, `<stateDir>/rotation.json` (0600, atomic replace: a crash leaves the
+ * old or the new state, never a torn one). The content is public (no key material); the codec
+ * is pure and lives in `rotation.ts`.
+ */
+import { constants as fsc } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { errnoCode, ioError, writeAtomic } from './atomicfile.js';
+import { decodeRotationState, encodeRotationState, INITIAL_ROTATION_STATE, type RotationState } from './rotation.js';
+
+/** Name of the state file inside the state directory. */
+export const ROTATION_STATE_FILE = 'rotation.json';
+
+const MAX_BYTES = 64 * 1024;
+
+/** Result of {@link RotationStateFile.read}. */
+export interface ReadState {
+  readonly state: RotationState;
+  /** False when there was no file (a node that never rotated). */
+  readonly found: boolean;
+  readonly warnings: readonly string[];
+}
+
+/** Reads and writes the rotation state of one agent. */
+export class RotationStateFile {
+  readonly dir: string;
+  readonly path: string;
+
+  constructor(stateDir: string) {
+    this.dir = resolve(stateDir);
+    this.path = join(this.dir, ROTATION_STATE_FILE);
+  }
+
+  /**
+   * The persisted state; the initial state if there is none. A file that cannot be decoded is
+   * not guessed at: the error names the file and what to do.
+   * @throws SealnetError `KEYSTORE_IO`.
+   */
+  async read(now: number): Promise<ReadState> {
+    let text: string;
+    try {
+      const fh = await open(this.path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      try {
+        const buf = Buffer.alloc(MAX_BYTES + 1);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        if (bytesRead > MAX_BYTES) throw ioError('rotation state file is too large:', this.path, undefined);
+        text = buf.subarray(0, bytesRead).toString('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return { state: INITIAL_ROTATION_STATE, found: false, warnings: [] };
+      throw ioError('cannot read rotation state', this.path, err);
+    }
+    const r = decodeRotationState(text, now);
+    if (!r.ok) {
+      throw ioError(`rotation state is unusable (${r.error}); fix or remove the file (removing it forgets a rotation in progress):`, this.path, undefined);
+    }
+    return { state: r.state, found: true, warnings: r.warnings };
+  }
+
+  /** Replaces the state atomically (temp file, fsync, rename, fsync of the directory). */
+  async write(state: RotationState): Promise<void> {
+    try {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw ioError('cannot create state directory', this.dir, err);
+    }
+    await writeAtomic(this.dir, ROTATION_STATE_FILE, new TextEncoder().encode(encodeRotationState(state)), { how: 'replace', secret: false });
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * The control plane's security (DESIGN.md "Security of the control plane") on a real API server
+ * with the chart's RBAC and ValidatingAdmissionPolicy applied from `helm template` output: an
+ * agent's token is bound to its Node, carries the node-name claim, may patch only its own
+ * Node's `sealnet.io/` annotations, and can read nothing but Nodes.
+ *
+ * Requests are made the way the agent makes them: the agent's own KubernetesNodeStore for the
+ * annotation patches, and kubectl for everything else.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { jest } from '@jest/globals';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KubernetesNodeStore } from '../../tunnels/stores/kubernetes.js';
+import { TestApiServer } from './apiserver.js';
+import { applyChart } from './chart.js';
+import { nodeObject } from './cluster.js';
+import { writeKubeconfig } from './pki.js';
+import { waitFor } from './util.js';
+
+jest.setTimeout(60_000);
+
+const KEY = 'sealnet.io/wireguard-public-key';
+const FAKE_KEY_A = 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=';
+const FAKE_KEY_B = 'gN65BkIKy1eCE9pP1wdc8ROUtkHLF2PfAqYdyYBz6EA=';
+
+/** The API server's message of a failed client-node call (its body), for assertions. */
+async function rejection(p: Promise<unknown>): Promise<{ code: number | undefined; message: string }> {
+  try {
+    await p;
+  } catch (err) {
+    const e = (err as { cause?: unknown }).cause ?? err;
+    const code = (e as { code?: number }).code;
+    const body = (e as { body?: unknown }).body;
+    return { code, message: `${String((e as Error).message)} ${typeof body === 'string' ? body : JSON.stringify(body ?? '')}` };
+  }
+  throw new Error('expected the request to be rejected');
+}
+
+describe('least privilege and node-scoped writes on a real API server', () => {
+  let api: TestApiServer;
+  let dir: string;
+  const kubeconfig: Record<string, string> = {};
+  let admin: k8s.CoreV1Api;
+
+  const agentApi = (who: string): k8s.CoreV1Api => {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(kubeconfig[who] as string);
+    return kc.makeApiClient(k8s.CoreV1Api);
+  };
+  const store = (who: string): KubernetesNodeStore => new KubernetesNodeStore({ kubeconfig: kubeconfig[who] });
+  const annotationsOf = async (name: string): Promise<Record<string, string>> => (await admin.readNode({ name })).metadata?.annotations ?? {};
+
+  beforeAll(async () => {
+    api = await TestApiServer.start();
+    await applyChart(api);
+    admin = api.adminConfig().makeApiClient(k8s.CoreV1Api);
+    dir = await mkdtemp(join(tmpdir(), 'sealnet-policy-'));
+    for (const [i, name] of ['node-a', 'node-b'].entries()) {
+      await admin.createNode({ body: nodeObject({ name, address: `198.18.0.${i + 1}`, podCIDR: `100.64.${i + 1}.0/24` }) });
+      const token = await api.nodeBoundToken({ namespace: 'sealnet', serviceAccount: 'sealnet', nodeName: name });
+      kubeconfig[name] = join(dir, `${name}.kubeconfig`);
+      await writeKubeconfig(kubeconfig[name] as string, { server: api.url, caCert: api.pki.caCert, user: name, auth: { token } });
+    }
+    const unbound = await api.unboundToken({ namespace: 'sealnet', serviceAccount: 'sealnet' });
+    kubeconfig.unbound = join(dir, 'unbound.kubeconfig');
+    await writeKubeconfig(kubeconfig.unbound, { server: api.url, caCert: api.pki.caCert, user: 'unbound', auth: { token: unbound } });
+    // The API server loads a new policy and binding through an informer: wait until it is in
+    // force (a dry-run of a write it must deny is denied) before testing it.
+    await waitFor('the admission policy to be in force', async () => {
+      const denied = await agentApi('node-a')
+        .patchNode({ name: 'node-b', body: { metadata: { annotations: { [KEY]: FAKE_KEY_A } } }, dryRun: 'All' }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch))
+        .then(() => false, () => true);
+      return denied ? true : undefined;
+    }, { timeoutMs: 30_000, pollMs: 100 });
+    // Annotations and labels an admin set, which the agent must not touch.
+    await admin.patchNode({ name: 'node-a', body: { metadata: { annotations: { 'example.com/owner': 'platform' }, labels: { 'example.com/zone': 'a' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+  }, 300_000);
+  afterAll(async () => {
+    await api?.destroy();
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('issues the agent a token bound to its Node: the API server sees the service account and the node-name claim', async () => {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(kubeconfig['node-a'] as string);
+    const review = await kc.makeApiClient(k8s.AuthenticationV1Api).createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+    expect(review.status?.userInfo?.username).toBe('system:serviceaccount:sealnet:sealnet');
+    expect(review.status?.userInfo?.extra?.['authentication.kubernetes.io/node-name']).toEqual(['node-a']);
+  });
+
+  it("lets the agent publish its key on its own Node (the agent's own store code)", async () => {
+    await store('node-a').patchAnnotations('node-a', { [KEY]: FAKE_KEY_A, 'sealnet.io/endpoint': '198.18.0.1:51880' });
+    await store('node-b').patchAnnotations('node-b', { [KEY]: FAKE_KEY_B });
+    expect((await annotationsOf('node-a'))[KEY]).toBe(FAKE_KEY_A);
+    // and remove one of its own sealnet.io/ annotations again (merge patch with null)
+    await store('node-a').patchAnnotations('node-a', { 'sealnet.io/endpoint': undefined });
+    expect(await annotationsOf('node-a')).not.toHaveProperty(['sealnet.io/endpoint']);
+  });
+
+  it("rejects the agent of node A changing node B's key", async () => {
+    const err = await rejection(store('node-a').patchAnnotations('node-b', { [KEY]: FAKE_KEY_A }));
+    expect(err.code).toBe(403);
+    expect(err.message).toContain('ValidatingAdmissionPolicy');
+    expect(err.message).toContain('sealnet agent of node node-a may not modify Node node-b');
+    expect((await annotationsOf('node-b'))[KEY]).toBe(FAKE_KEY_B);
+    // ... and deleting it
+    const del = await rejection(store('node-a').patchAnnotations('node-b', { [KEY]: undefined }));
+    expect(del.code).toBe(403);
+    expect((await annotationsOf('node-b'))[KEY]).toBe(FAKE_KEY_B);
+  });
+
+  it('rejects the agent changing anything on its own Node but sealnet.io/ annotations', async () => {
+    const a = agentApi('node-a');
+    const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+    const cases: [string, object, string][] = [
+      ['add another annotation', { metadata: { annotations: { 'example.com/x': '1' } } }, 'may change only sealnet.io/ annotations'],
+      ['change an admin annotation', { metadata: { annotations: { 'example.com/owner': 'me' } } }, 'may change only sealnet.io/ annotations'],
+      ['remove an admin annotation', { metadata: { annotations: { 'example.com/owner': null } } }, 'may change only sealnet.io/ annotations'],
+      ['add a label', { metadata: { labels: { 'sealnet.io/evil': 'true' } } }, "may not change a Node's labels, spec"],
+      ['change a label', { metadata: { labels: { 'example.com/zone': 'b' } } }, "may not change a Node's labels, spec"],
+      ['cordon the node', { spec: { unschedulable: true } }, "may not change a Node's labels, spec"],
+      ['add a taint', { spec: { taints: [{ key: 'x', effect: 'NoSchedule' }] } }, "may not change a Node's labels, spec"],
+      ['add a finalizer', { metadata: { finalizers: ['example.com/hold'] } }, "may not change a Node's labels, spec, finalizers"],
+    ];
+    for (const [what, body, msg] of cases) {
+      const err = await rejection(a.patchNode({ name: 'node-a', body }, merge));
+      expect([what, err.code]).toEqual([what, 403]);
+      expect([what, err.message]).toEqual([what, expect.stringContaining(msg)]);
+    }
+    const node = await admin.readNode({ name: 'node-a' });
+    expect(node.metadata?.annotations?.['example.com/owner']).toBe('platform');
+    expect(node.metadata?.labels?.['example.com/zone']).toBe('a');
+    expect(node.spec?.unschedulable).toBeUndefined();
+  });
+
+  it('rejects a token without a node claim, even for sealnet.io/ annotations', async () => {
+    const err = await rejection(store('unbound').patchAnnotations('node-a', { [KEY]: FAKE_KEY_B }));
+    expect(err.code).toBe(403);
+    expect(err.message).toContain('has no node-name claim');
+    expect((await annotationsOf('node-a'))[KEY]).toBe(FAKE_KEY_A);
+  });
+
+  it('denies the agent Secrets, Pods, ConfigMaps, node status, and creating or deleting Nodes (RBAC)', async () => {
+    const as = (args: string[]): Promise<{ code: number | undefined; stderr: string }> => api.kubectl(args, { kubeconfig: kubeconfig['node-a'], check: false });
+    for (const args of [
+      ['get', 'secrets', '-A'],
+      ['get', 'secret', 'anything', '-n', 'kube-system'],
+      ['get', 'pods', '-A'],
+      ['get', 'configmaps', '-n', 'sealnet'],
+      ['create', 'configmap', 'x', '-n', 'sealnet'],
+      ['delete', 'node', 'node-b'],
+      ['delete', 'node', 'node-a'],
+    ]) {
+      const r = await as(args);
+      expect([args.join(' '), r.code]).toEqual([args.join(' '), 1]);
+      expect([args.join(' '), r.stderr]).toEqual([args.join(' '), expect.stringMatching(/forbidden/i)]);
+    }
+    const status = await rejection(agentApi('node-a').patchNodeStatus({ name: 'node-a', body: { status: { addresses: [{ type: 'InternalIP', address: '203.0.113.1' }] } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch)));
+    expect(status.code).toBe(403);
+    const create = await rejection(agentApi('node-a').createNode({ body: nodeObject({ name: 'node-z', address: '198.18.0.9', podCIDR: '100.64.9.0/24' }) }));
+    expect(create.code).toBe(403);
+    // What it may do, as the API server itself lists it: nodes, and nothing beyond the
+    // discovery/self-review rules every authenticated user has.
+    const rules = (await as(['auth', 'can-i', '--list'])) as unknown as { stdout: string };
+    const resourceRules = rules.stdout
+      .split('\n')
+      .slice(1)
+      .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('['))
+      .map((l) => l.trim().split(/\s+/)[0]);
+    expect(resourceRules.sort()).toEqual(['nodes', 'selfsubjectaccessreviews.authorization.k8s.io', 'selfsubjectreviews.authentication.k8s.io', 'selfsubjectrulesreviews.authorization.k8s.io']);
+  });
+
+  it('leaves other identities alone: an admin may still change any annotation', async () => {
+    await admin.patchNode({ name: 'node-b', body: { metadata: { annotations: { [KEY]: FAKE_KEY_A, 'example.com/y': '1' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    expect((await annotationsOf('node-b'))[KEY]).toBe(FAKE_KEY_A);
+  });
+
+  it("invalidates the agent's token when its Node object is deleted", async () => {
+    await admin.deleteNode({ name: 'node-b' });
+    // The API server caches successful token reviews for a few seconds.
+    const r = await waitFor('the node-b token to be refused', async () => {
+      const res = await api.kubectl(['get', 'nodes'], { kubeconfig: kubeconfig['node-b'], check: false });
+      return res.code === 0 ? undefined : res;
+    }, { timeoutMs: 30_000, pollMs: 500 });
+    expect(r.stderr).toMatch(/Unauthorized|must be logged in/);
+    // node-a's token is unaffected.
+    expect((await api.kubectl(['get', 'nodes', '-o', 'name'], { kubeconfig: kubeconfig['node-a'] })).stdout).toContain('node/node-a');
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * Status-report fixtures for unit tests of `sealctl status` / `sealctl audit`: nodes n1..nN with
+ * deterministic keys, each carrying a `sealnet.io/status` report that says every peer is
+ * encrypted, unless a test overrides parts of it. Call `await sodiumReady()` first.
+ */
+import { fingerprint } from '../keymgr/keys.js';
+import { ANNOTATIONS } from '../tunnels/constants.js';
+import type { RawNode } from '../tunnels/model.js';
+import type { NodeStatusReport, PeerStatus } from '../tunnels/status.js';
+import { fixtureKey, sealnetAnnotations } from './fixtures.js';
+
+/** The clock of every fixture. */
+export const STATUS_NOW = new Date('2025-06-01T12:00:00.000Z');
+const NOW_S = STATUS_NOW.getTime() / 1000;
+
+/** Public key of fixture node `nI`. */
+export function statusKey(name: string): ReturnType<typeof fixtureKey> {
+  return fixtureKey(Number(name.slice(1)) + 10);
+}
+
+/** Fingerprint of fixture node `nI`'s key. */
+export function statusFp(name: string): string {
+  return fingerprint(statusKey(name));
+}
+
+/** A healthy report of `self` about `names` (all encrypted, 20 s old, key one day old). */
+export function statusReport(self: string, names: readonly string[], over: Partial<NodeStatusReport> = {}, peerOver: Record<string, Partial<PeerStatus>> = {}): NodeStatusReport {
+  return {
+    v: 1,
+    node: self,
+    at: new Date(STATUS_NOW.getTime() - 20_000).toISOString(),
+    agent: 'running',
+    heartbeatSeconds: 60,
+    mode: 'wireguard',
+    algorithm: 'wireguard-chacha20poly1305',
+    key: { fingerprint: statusFp(self), epoch: 1, createdAt: '2025-05-31T12:00:00.000Z' },
+    steering: { enabled: true, failClosed: true, nodeToNode: false },
+    ready: true,
+    errors: [],
+    drops: {},
+    failOpenPackets: 0,
+    detail: 'full',
+    peers: names.filter((n) => n !== self).map((n) => ({ node: n, state: 'encrypted' as const, key: statusFp(n), handshake: NOW_S - 30, rx: 100, tx: 200, ...peerOver[n] })),
+    omitted: 0,
+    ...over,
+  };
+}
+
+/** Node `name` as the store lists it, carrying `status` (a report, raw text, or none). */
+export function statusNode(name: string, status: NodeStatusReport | string | undefined, ann: Record<string, string> = {}): RawNode {
+  const i = Number(name.slice(1));
+  const base = sealnetAnnotations(statusKey(name), `198.18.0.${i}:51880`, { [ANNOTATIONS.keyCreated]: '2025-05-31T12:00:00.000Z' });
+  return {
+    name,
+    annotations: { ...base, ...(status === undefined ? {} : { [ANNOTATIONS.status]: typeof status === 'string' ? status : JSON.stringify(status) }), ...ann },
+    podCIDRs: [`100.64.${i}.0/24`],
+    internalIPs: [`198.18.0.${i}`],
+  };
+}
+
+/** n1..nN, every report healthy. */
+export function healthyStatusNodes(n = 3): RawNode[] {
+  const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  return names.map((x) => statusNode(x, statusReport(x, names)));
+}

@@ -1,0 +1,58 @@
+/**
+ * Start-up of mode ipsec for `sealnet-agent`: the IPsec part of the composition root. It
+ * checks the kernel first — XFRM netlink, ESP and rfc4106(gcm(aes)) for the outer address
+ * family — before anything is published, written to the kernel or created on disk: on a kernel
+ * without ESP the agent exits with the sentence naming the missing feature and leaves nothing
+ * behind (it never half-configures). Then it loads or creates the node's IPsec key (a separate
+ * X25519 key, `KeyStore` kind `ipsec`) and builds the driver over the XFRM addon.
+ */
+import { IpsecDriver } from '../ipsec/driver.js';
+import { XfrmClient } from '../ipsec/xfrm.js';
+import { fingerprint, type PrivateKey } from '../keymgr/keys.js';
+import { KeyStore } from '../keymgr/keystore.js';
+import { parseIP } from './cidr.js';
+import type { AgentConfig } from './config.js';
+import { describeError } from './errors.js';
+import type { IpsecRuntime } from './ipsec-mode.js';
+import type { Logger } from './logger.js';
+
+/**
+ * The outer address family checked at start: the configured endpoint's, else IPv4 (the node's
+ * InternalIP is known only once the store is read; the first reconcile checks that family
+ * again before it publishes a key for it).
+ */
+export function startupFamily(config: AgentConfig): 4 | 6 {
+  return config.endpointAddress === undefined ? 4 : (parseIP(config.endpointAddress)?.family ?? 4);
+}
+
+/**
+ * Checks the kernel, then loads the IPsec key. Resolves undefined after logging why mode ipsec
+ * cannot run (the caller exits with status 2).
+ */
+export async function startIpsecMode(o: { readonly config: AgentConfig; readonly log: Logger }): Promise<IpsecRuntime | undefined> {
+  const { config, log } = o;
+  const family = startupFamily(config);
+  // The driver reads private keys through this map; it holds the current key only (IPsec key
+  // rotation would add the next one).
+  const privateKeys = new Map<number, PrivateKey>();
+  let driver: IpsecDriver;
+  try {
+    driver = new IpsecDriver({ xfrm: new XfrmClient(), privateKey: (epoch) => privateKeys.get(epoch) });
+    await driver.checkKernel([family]);
+  } catch (err) {
+    log.error({ err: describeError(err), code: (err as { code?: unknown }).code }, `mode ipsec cannot run on this node: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+  log.info({ family }, `kernel supports ESP with rfc4106(gcm(aes)) for IPv${family}`);
+  let key;
+  try {
+    key = await new KeyStore({ stateDir: config.stateDir }).loadOrCreate('ipsec');
+  } catch (err) {
+    log.error({ err: describeError(err) }, 'cannot load or create the IPsec key');
+    return undefined;
+  }
+  for (const w of key.warnings) log.warn({}, `key store: ${w}`);
+  privateKeys.set(key.epoch, key.privateKey);
+  log.info({ key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created }, key.created ? 'generated a new IPsec key' : 'loaded IPsec key');
+  return { port: driver, key: { publicKey: key.publicKey, epoch: key.epoch }, checkedFamilies: [family] };
+}
