@@ -48,7 +48,16 @@ export interface PairsProof {
 }
 
 /** Runs the traffic on every ordered pair under a capture and judges every pair. */
-export async function proveAllPairs(cluster: NsCluster, opts: { mode: Mode; hostToPod?: boolean; captureName?: string }): Promise<PairsProof> {
+export async function proveAllPairs(
+  cluster: NsCluster,
+  opts: {
+    mode: Mode;
+    hostToPod?: boolean;
+    captureName?: string;
+    /** Directions exercised at once (default 4; the qemu guest uses fewer). */
+    concurrency?: number;
+  },
+): Promise<PairsProof> {
   const canary = newCanary();
   const nodes = cluster.nodes;
   const firstPod = (n: NodeInfo): string => (n.pods[0] as { name: string }).name;
@@ -59,9 +68,9 @@ export async function proveAllPairs(cluster: NsCluster, opts: { mode: Mode; host
   let directions: DirectionResult[];
   let hostDirections: DirectionResult[] = [];
   try {
-    directions = await mapLimit(ordered, async ([a, b]) => exerciseDirection(cluster, { from: firstPod(a), fromLabel: `${a.name}/${firstPod(a)}`, to: firstPod(b), toLabel: `${b.name}/${firstPod(b)}`, canary, host: false }), { limit: 4 });
+    directions = await mapLimit(ordered, async ([a, b]) => exerciseDirection(cluster, { from: firstPod(a), fromLabel: `${a.name}/${firstPod(a)}`, to: firstPod(b), toLabel: `${b.name}/${firstPod(b)}`, canary, host: false }), { limit: opts.concurrency ?? 4 });
     if (opts.hostToPod === true) {
-      hostDirections = await mapLimit(ordered, async ([a, b]) => exerciseDirection(cluster, { from: a.name, fromLabel: `${a.name}/host`, to: firstPod(b), toLabel: `${b.name}/${firstPod(b)}`, canary, host: true }), { limit: 4 });
+      hostDirections = await mapLimit(ordered, async ([a, b]) => exerciseDirection(cluster, { from: a.name, fromLabel: `${a.name}/host`, to: firstPod(b), toLabel: `${b.name}/${firstPod(b)}`, canary, host: true }), { limit: opts.concurrency ?? 4 });
     }
   } finally {
     cap = await capture.stop();
