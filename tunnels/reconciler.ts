@@ -23,6 +23,7 @@ import { plan } from './planner.js';
 import type { MirrorPort, NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringEntry, SteeringPort, WireGuardPort } from './ports.js';
 import { encodeReportsAnnotation, handshakesByNode, rotationReports, type RotationController } from './rotation.js';
 import { planSteering } from './steering.js';
+import { backoffDelay } from './stores/backoff.js';
 import { newIpsecPassState, reconcileIpsec, type IpsecRuntime } from './ipsec-mode.js';
 
 /** This node's own key, as the key store holds it. */
@@ -74,6 +75,8 @@ export class Reconciler {
   private rerun = false;
   private closed = false;
   private lastReport: ReconcileReport | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryAttempt = 0;
   /** What steering was last ensured with (interfaces + settings); re-ensured when it changes. */
   private steeringKey: string | undefined;
   /** Mode ipsec's state between passes. */
@@ -108,6 +111,7 @@ export class Reconciler {
     this.running = this.reconcileOnce();
     try {
       this.lastReport = await this.running;
+      this.scheduleRetry(this.lastReport);
       return this.lastReport;
     } finally {
       this.running = undefined;
@@ -118,10 +122,32 @@ export class Reconciler {
     }
   }
 
+  /**
+   * A pass that failed somewhere (a key publish the store refused, a netlink error) is retried
+   * with exponential backoff and jitter (0.5 s … the resync interval), not only at the next
+   * periodic resync: a node whose key did not get published stays unreachable until it is.
+   */
+  private scheduleRetry(report: ReconcileReport): void {
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (report.errors.length === 0 || this.closed) {
+      this.retryAttempt = 0;
+      return;
+    }
+    const delay = backoffDelay(this.retryAttempt++, { baseMs: 500, capMs: this.d.config.resyncIntervalSeconds * 1000, random: Math.random });
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.trigger();
+    }, Math.max(delay, 100));
+    // The periodic resync keeps a running agent alive; a pending retry alone must not.
+    this.retryTimer.unref();
+  }
+
   /** Stops scheduling; waits for a running pass. Kernel state is left as it is. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
     await this.running?.catch(() => undefined);
   }
 
