@@ -91,13 +91,9 @@ export class K8sCluster {
     await this.writeAgentKubeconfig(info.name);
   }
 
-  /** Creates the Node object (status included: the test is the kubelet too). */
+  /** Creates the Node object, status (addresses) included: the test is the kubelet too. */
   async createNodeObject(info: Pick<NodeInfo, 'name' | 'address' | 'podCIDR'>): Promise<void> {
-    const obj = nodeObject(info);
-    await this.core.createNode({ body: obj });
-    // Status is part of the create body, but set it through the status subresource as well, as
-    // a kubelet would: some API versions reset status on create.
-    await this.core.patchNodeStatus({ name: info.name, body: { status: obj.status } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await this.core.createNode({ body: nodeObject(info) });
   }
 
   /** Path of a node's agent kubeconfig. */
