@@ -38,6 +38,8 @@ export class KubernetesNodeStore implements NodeStore {
   private attempt = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The decoded, sorted node list; dropped on every informer event. */
+  private cache: RawNode[] | undefined;
 
   constructor(opts: KubernetesNodeStoreOptions = {}) {
     this.kc = new k8s.KubeConfig();
@@ -49,7 +51,18 @@ export class KubernetesNodeStore implements NodeStore {
 
   async start(events: NodeStoreEvents): Promise<void> {
     this.events = events;
-    const changed = (): void => this.events?.onChange(this.list());
+    // Coalesce bursts (the initial list delivers one 'add' per Node): one decode and one sorted
+    // list per macrotask, not one per event, so syncing N nodes is O(N log N), not O(N²).
+    let scheduled = false;
+    const changed = (): void => {
+      this.cache = undefined;
+      if (scheduled) return;
+      scheduled = true;
+      setImmediate(() => {
+        scheduled = false;
+        if (this.isSynced) this.events?.onChange(this.list());
+      });
+    };
     // The informer fires 'connect' BEFORE its list call returns, so 'connect' must not count as
     // synced (an agent that prunes on an empty cache drops every peer: cilium#34062). The list
     // function is ours: once it resolved, the informer fills its cache synchronously right after
@@ -96,12 +109,14 @@ export class KubernetesNodeStore implements NodeStore {
   }
 
   list(): readonly RawNode[] {
+    if (this.cache !== undefined) return this.cache;
     const out: RawNode[] = [];
     for (const n of this.informer?.list() ?? []) {
       const r = rawNodeFromDoc(n);
       if (r.ok) out.push(r.node);
     }
-    return out.sort((a, b) => (a.name < b.name ? -1 : 1));
+    this.cache = out.sort((a, b) => (a.name < b.name ? -1 : 1));
+    return this.cache;
   }
 
   synced(): boolean {
