@@ -40,7 +40,10 @@ export async function startIpsecMode(o: { readonly config: AgentConfig; readonly
     driver = new IpsecDriver({ xfrm: new XfrmClient(), privateKey: (epoch) => privateKeys.get(epoch) });
     await driver.checkKernel([family]);
   } catch (err) {
-    log.error({ err: describeError(err), code: (err as { code?: unknown }).code }, `mode ipsec cannot run on this node: ${err instanceof Error ? err.message : String(err)}`);
+    // A missing feature's sentence already says that mode ipsec cannot run and what to do.
+    const code = (err as { code?: unknown }).code;
+    const text = err instanceof Error ? err.message : String(err);
+    log.error({ err: describeError(err), code }, code === 'KERNEL_FEATURE_MISSING' ? text : `mode ipsec cannot start: ${text}`);
     return undefined;
   }
   log.info({ family }, `kernel supports ESP with rfc4106(gcm(aes)) for IPv${family}`);

@@ -29,15 +29,16 @@ jest.setTimeout(240_000);
 const NODES = 3;
 /** DESIGN.md: ESP tunnel mode with AES-GCM over a 1500-byte IPv4 underlay: 1500 - 54. */
 const ESP_MTU = 1446;
+/** Directions exercised at once: each spawns two node processes, seconds of CPU each under TCG. */
+const CONCURRENCY = 2;
 
 const note = (line: string): void => {
   process.stderr.write(`kernel-vm cluster: ${line}\n`);
 };
 
-/** Scrapes the agent's Prometheus endpoint from inside the node. */
+/** Scrapes the agent's Prometheus endpoint from inside the node (curl: a node process costs seconds of CPU under TCG). */
 async function metrics(c: NsCluster, node: string): Promise<string> {
-  const script = "fetch('http://127.0.0.1:9588/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})";
-  return (await c.execNode(node, [process.execPath, '-e', script], { timeoutMs: 30_000 })).stdout;
+  return (await c.execNode(node, ['curl', '-sf', '--max-time', '10', 'http://127.0.0.1:9588/metrics'], { timeoutMs: 15_000 })).stdout;
 }
 
 /** Sum of a metric's samples whose labels contain `labelFilter` (0 when absent). */
@@ -154,7 +155,7 @@ suite(guestTitle('namespace cluster with real agents, mode wireguard: the agent 
 
   it('carries TCP, UDP and ICMP on every pair, both directions, and host to remote pods, only as WireGuard on the underlay', async () => {
     const t0 = Date.now();
-    const proof = await proveAllPairs(c!, { mode: 'wireguard', hostToPod: true, captureName: 'vm-wireguard' });
+    const proof = await proveAllPairs(c!, { mode: 'wireguard', hostToPod: true, captureName: 'vm-wireguard', concurrency: CONCURRENCY });
     note(`wireguard proof: ${proof.capture.totalPackets} packets captured, ${proof.capture.wireguardPackets} WireGuard, in ${Date.now() - t0} ms`);
     expectEncryptedProof(proof, proof.capture.wireguardPackets);
   });
@@ -164,7 +165,7 @@ suite(guestTitle('sanity: the same proof with encryption off sees plaintext (qem
   it('sees plaintext pod packets and the canary on the underlay', async () => {
     const c = await NsCluster.create({ nodes: NODES, podsPerNode: 1, encryption: false, log: note });
     try {
-      const proof = await proveAllPairs(c, { mode: 'wireguard', hostToPod: true, captureName: 'vm-plain' });
+      const proof = await proveAllPairs(c, { mode: 'wireguard', hostToPod: true, captureName: 'vm-plain', concurrency: CONCURRENCY });
       expect(proof.directions.filter((d) => d.errors.length > 0)).toEqual([]);
       expect(proof.capture.complete).toBe(true);
       expect(proof.capture.podPlaintextPackets).toBeGreaterThan(50);
@@ -188,7 +189,7 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
 
   it('carries TCP, UDP and ICMP on every pair, both directions, and host to remote pods, only as ESP between node addresses', async () => {
     const t0 = Date.now();
-    const proof = await proveAllPairs(c!, { mode: 'ipsec', hostToPod: true, captureName: 'vm-ipsec' });
+    const proof = await proveAllPairs(c!, { mode: 'ipsec', hostToPod: true, captureName: 'vm-ipsec', concurrency: CONCURRENCY });
     note(`ipsec proof: ${proof.capture.totalPackets} packets captured, ${proof.capture.espPackets} ESP, in ${Date.now() - t0} ms`);
     expectEncryptedProof(proof, proof.capture.espPackets);
     expect(proof.capture.wireguardPackets).toBe(0);
@@ -250,15 +251,21 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     const m = await waitFor('a reconcile of the restarted agent', async () => {
       const text = await metrics(c!, 'n1').catch(() => '');
       return metricValue(text, 'sealnet_reconciles_total') >= 1 ? text : undefined;
-    }, { timeoutMs: 60_000, pollMs: 500 });
+    }, { timeoutMs: 90_000, pollMs: 2000 });
     note(`restarted agent reconciled after ${Date.now() - t0} ms`);
     expect(metricValue(m, 'sealnet_reconciles_total', 'result="ok"')).toBeGreaterThanOrEqual(1);
     expect(metricValue(m, 'sealnet_kernel_operations_total')).toBe(0);
     expect(await ipsecKernelView(c!, 'n1')).toEqual(before);
-    await sleep(1000);
+    // The stream keeps flowing after the restart (not only survived it).
+    const received = (await stream.status()).server?.recordsReceived ?? 0;
+    await waitFor('records after the restart', async () => (((await stream.status()).server?.recordsReceived ?? 0) > received + 50 ? true : undefined), { timeoutMs: 20_000 });
+    // Stopping the client with acknowledgements still unread makes its kernel send an RST
+    // (slow under TCG): only breaks before the stop count.
+    const stoppedAt = Date.now();
     const final = await stream.stop();
+    note(`tcp stream: ${final.server?.recordsReceived} records, client max stall ${final.client?.maxStallMs} ms`);
     expect(final.client?.breaks).toEqual([]);
-    expect(final.server?.breaks).toEqual([]);
+    expect(final.server?.breaks.filter((b) => b.at < stoppedAt)).toEqual([]);
     expect(final.server?.gaps).toEqual([]);
     expect(final.client?.connections).toBe(1);
     expect(final.server?.recordsReceived).toBeGreaterThan(100);

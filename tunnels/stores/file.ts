@@ -40,6 +40,12 @@ export class FileNodeStore implements NodeStore {
   private rescanQueued = false;
   /** Errors already reported per file, so a broken document is logged once, not every poll. */
   private readonly reported = new Map<string, string>();
+  /**
+   * Patches run one at a time: each is a read-modify-write of a document through one temp file,
+   * and the agent patches from two places (reconciler, status publisher). Concurrent ones wrote
+   * into the same temp file (a torn document) and lost each other's changes.
+   */
+  private patching: Promise<unknown> = Promise.resolve();
 
   constructor(opts: FileNodeStoreOptions) {
     this.dir = opts.dir;
@@ -151,11 +157,29 @@ export class FileNodeStore implements NodeStore {
     return undefined;
   }
 
-  async patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
+  patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
+    const run = this.patching.then(() => this.patchNow(name, annotations));
+    this.patching = run.catch(() => undefined);
+    return run;
+  }
+
+  private async patchNow(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
     for (const k of Object.keys(annotations)) {
       if (!k.startsWith(ANNOTATION_PREFIX)) throw new SealnetError('INTERNAL', `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`);
     }
     const path = join(this.dir, `${name}.json`);
+    // Read-modify-write under a lock file: an agent and `sealctl` (a rotation request) patch the
+    // same document, and without it one of them would write back the other's old annotations.
+    const release = await lockFile(join(this.dir, `.${name}.json.lock`));
+    try {
+      await this.patchLocked(name, path, annotations);
+    } finally {
+      await release();
+    }
+    this.queueScan();
+  }
+
+  private async patchLocked(name: string, path: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
     let doc: Record<string, unknown>;
     try {
       doc = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
@@ -177,6 +201,28 @@ export class FileNodeStore implements NodeStore {
       await unlink(tmp).catch(() => undefined);
       throw new SealnetError('STORE_IO', `cannot write node document ${path}`, { cause: err });
     }
-    this.queueScan();
+  }
+}
+
+/** A lock held longer than this belongs to a writer that died: it is taken over. */
+const STALE_LOCK_MS = 10_000;
+
+/**
+ * Takes an exclusive lock file (O_EXCL create), waiting up to 5 s for another writer; returns
+ * its release. Only documents in the store directory are ever locked this way.
+ */
+async function lockFile(path: string): Promise<() => Promise<void>> {
+  const deadline = Date.now() + 5000;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    try {
+      await writeFile(path, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
+      return () => unlink(path).catch(() => undefined);
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw new SealnetError('STORE_IO', `cannot create lock ${path}`, { cause: err });
+    }
+    const st = await stat(path).catch(() => undefined);
+    if (st !== undefined && Date.now() - st.mtimeMs > STALE_LOCK_MS) await unlink(path).catch(() => undefined);
+    if (Date.now() > deadline) throw new SealnetError('STORE_IO', `node document is locked by another writer for 5 s: ${path}`);
+    await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
   }
 }
