@@ -155,9 +155,12 @@ describe('3-node WireGuard mesh', () => {
     expect(peerSet(after.dump)).toEqual(peerSet(before.dump));
     expect(peerSet(after.dump)).toHaveLength(2);
     await sleep(1000);
+    // Stopping the client with acknowledgements still unread makes its kernel send an RST to the
+    // server: only breaks before the stop count.
+    const stoppedAt = Date.now();
     const final = await stream.stop();
     expect(final.client?.breaks).toEqual([]);
-    expect(final.server?.breaks).toEqual([]);
+    expect(final.server?.breaks.filter((b) => b.at < stoppedAt)).toEqual([]);
     expect(final.server?.gaps).toEqual([]);
     expect(final.client?.connections).toBe(1);
     expect(final.server?.recordsReceived).toBeGreaterThan(100);
