@@ -279,8 +279,20 @@ export class KeyStore {
     return warnings;
   }
 
+  /**
+   * Scrubs temporary and replaced files of `kind` left behind by a crashed writer (a private key
+   * may be in them) when they are older than `olderThanMs`. The agent calls it at start-up with
+   * 0: it is the only writer of its key directory, and the previous process is gone.
+   */
+  sweep(kind: KeyKind, opts: { readonly olderThanMs: number }): Promise<string[]> {
+    return this.serialise(async () => {
+      await this.prepareDir(true);
+      return this.sweepLeftovers(kind, opts.olderThanMs);
+    });
+  }
+
   /** Scrubs temporary and replaced files of `kind` left behind by a crash (older than a minute). */
-  private async sweepLeftovers(kind: KeyKind): Promise<string[]> {
+  private async sweepLeftovers(kind: KeyKind, minAgeMs = LEFTOVER_AGE_MS): Promise<string[]> {
     const warnings: string[] = [];
     let names: string[];
     try {
@@ -288,7 +300,7 @@ export class KeyStore {
     } catch (err) {
       throw ioError('cannot list key directory', this.keysDir, err);
     }
-    const cutoff = Date.now() - LEFTOVER_AGE_MS;
+    const cutoff = Date.now() - minAgeMs;
     for (const name of names) {
       if (!name.startsWith(`.${kind}.`) || !/\.(tmp|old)-[0-9a-f]+$/.test(name)) continue;
       const path = join(this.keysDir, name);

@@ -123,6 +123,13 @@ export interface RotationInput {
   readonly peers: readonly PeerFollow[];
   /** Other nodes currently rotating (announce a phase other than idle). */
   readonly othersRotating: number;
+  /**
+   * Other idle nodes whose automatic rotation is due before this node's (earlier due time, or
+   * the same and a smaller name). With {@link othersRotating} it orders automatic rotations
+   * deterministically, so even a clock jump that makes every key due at once rotates one node
+   * at a time. Omitted: 0.
+   */
+  readonly autoAhead?: number;
   /** The link of `activeSlot` exists in the kernel. */
   readonly activeLinkPresent: boolean;
   /** The last pass put the datapath of the current phase fully in place (no errors). */
@@ -288,7 +295,7 @@ function idleStep(state: RotationState, input: RotationInput): RotationStep {
   const due = autoRotationDueAt({ node: input.self, epoch: currentKey.epoch, createdAt: currentKey.createdAt, maxKeyAgeMs: settings.maxKeyAgeMs });
   if (due === undefined) return { state, effects: orphan, events: orphanEvents, wakeInMs: undefined };
   if (now < due) return { state, effects: orphan, events: orphanEvents, wakeInMs: due - now };
-  if (input.othersRotating >= settings.maxConcurrentAuto) {
+  if (input.othersRotating + (input.autoAhead ?? 0) >= settings.maxConcurrentAuto) {
     // Staggered: wait while others rotate, so a clock jump or a cluster installed at once never
     // rotates every node together.
     return { state, effects: orphan, events: orphanEvents, wakeInMs: Math.max(settings.pollMs, 1000) };

@@ -15,6 +15,7 @@ import type { Logger } from './logger.js';
 import { createMetrics, registerSteeringCounters, type AgentMetrics } from './metrics.js';
 import type { NodeStore } from './ports.js';
 import { Reconciler } from './reconciler.js';
+import { WG_INTERFACE } from './constants.js';
 import { RotationController, rotationSettings } from './rotation.js';
 import { RotationStateFile } from '../keymgr/rotationstore.js';
 import { TcMirror } from '../routing/mirror.js';
@@ -131,7 +132,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     mirror: rotation === undefined ? undefined : new TcMirror(),
   });
   wakeReconciler = () => reconciler.trigger();
-  const status = new StatusService({ config, key: () => rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, wg, steering, reconciler, store, metrics, log });
+  const status = new StatusService({ config, key: () => rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, link: () => rotation?.publishedLink() ?? WG_INTERFACE, wg, steering, reconciler, store, metrics, log });
   registerStatusMetrics(metrics, () => status.report());
   let token: string | undefined;
   try {

@@ -163,7 +163,13 @@ export async function runKeys(d: KeysCliDeps): Promise<number> {
   await sodiumReady();
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new SealnetError('STORE_IO', 'node store did not sync within 15 s')), 15_000);
-    d.store.start({ onChange: () => undefined, onSynced: () => { clearTimeout(timer); resolve(); }, onError: () => undefined }).catch(reject);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    d.store.start({ onChange: () => undefined, onSynced: done, onError: () => undefined }).then(() => {
+      if (d.store.synced()) done();
+    }, reject);
   });
   try {
     const { targets, problems } = checkTargets(d.store.list(), args);
@@ -177,6 +183,11 @@ export async function runKeys(d: KeysCliDeps): Promise<number> {
       return 0;
     }
     const deadline = started.getTime() + args.timeoutSeconds * 1000;
+    // Our own writes first: until the store shows them, an older request there is not "another one".
+    while (!targets.every((t) => rotationView(d.store.list().find((n) => n.name === t) ?? { name: t, annotations: {}, podCIDRs: [], internalIPs: [] }).request?.id === id)) {
+      if (now().getTime() >= deadline) break;
+      await sleep(50);
+    }
     const seen = new Map<string, string>();
     let results: RotateResult[] = [];
     for (;;) {

@@ -13,7 +13,7 @@ import { fingerprint } from '../keymgr/keys.js';
 import { decodeNode, encodeNode } from './annotations.js';
 import { parseIP } from './cidr.js';
 import type { AgentConfig } from './config.js';
-import { ANNOTATIONS, BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
+import { BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import { diffPeers, diffRoutes } from './diff.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -21,7 +21,8 @@ import type { AgentMetrics } from './metrics.js';
 import type { DesiredState, RawNode, SkippedNode } from './model.js';
 import { plan } from './planner.js';
 import type { MirrorPort, NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringEntry, SteeringPort, WireGuardPort } from './ports.js';
-import { encodeReportsAnnotation, handshakesByNode, rotationReports, type RotationController } from './rotation.js';
+import type { RotationController } from './rotation.js';
+import { afterRotation, applyRotationDatapath, handshakesOnEveryLink, type DatapathMemo } from './rotation-pass.js';
 import { planSteering } from './steering.js';
 import { backoffDelay } from './stores/backoff.js';
 import { newIpsecPassState, reconcileIpsec, type IpsecRuntime } from './ipsec-mode.js';
@@ -48,7 +49,7 @@ export interface ReconcilerDeps {
   /** Mode ipsec: the IPsec driver and this node's IPsec key (tunnels/ipsec-mode.ts). */
   readonly ipsec?: IpsecRuntime | undefined;
   /** Key rotation (tunnels/rotation.ts); undefined: one fixed key on {@link WG_INTERFACE}. */
-  readonly rotation?: Pick<RotationController, 'plan' | 'annotations' | 'after'> | undefined;
+  readonly rotation?: Pick<RotationController, 'begin' | 'annotations' | 'after'> | undefined;
   /** The rotation mirror (routing/mirror.ts); undefined: rotations run without it (packets may be lost). */
   readonly mirror?: MirrorPort | undefined;
 }
@@ -79,6 +80,8 @@ export class Reconciler {
   private retryAttempt = 0;
   /** What steering was last ensured with (interfaces + settings); re-ensured when it changes. */
   private steeringKey: string | undefined;
+  /** The rotation datapath (addresses, qdisc, mirror) last verified, and when. */
+  private rotationDatapath: DatapathMemo | undefined;
   /** Mode ipsec's state between passes. */
   private readonly ipsecState = newIpsecPassState();
 
@@ -218,7 +221,7 @@ export class Reconciler {
     // 2. The links. Adopted if they exist; created (kernel or wireguard-go) if not. Outside a key
     //    rotation there is one, the active link. During a rotation the new key's link runs beside
     //    it; at the end the active link is retired and only the new one is ensured (issue 5).
-    const rot = this.d.rotation?.plan(nodes);
+    const rot = await this.d.rotation?.begin(nodes, store.synced());
     const active = rot?.active ?? { name: WG_INTERFACE, listenPort: config.wireguard.listenPort, privateKeyFile: key.privateKeyFile, publicKey: key.publicKey };
     const incoming = rot?.incoming;
     const retire = rot?.retireActive === true && incoming !== undefined;
@@ -362,27 +365,10 @@ export class Reconciler {
         fail('peers', err);
       }
     }
-    // The rotation datapath (issue 5), in place before any route moves into the new link: an
-    // IPv4 address on both links (reverse-path filtering, loose mode included, drops what
-    // arrives on an address-less link that the route back does not use, and during a rotation
-    // peers send to either link), the new link's clsact qdisc (adding one deactivates a device
-    // for a moment, harmless while the link is new and idle), and the mirror that copies what
-    // leaves the new link into the old one while peers move between the two keys. At the end,
-    // the mirror goes before the old link does.
+    // The rotation datapath (addresses, qdisc, mirror) before any route moves into the new link.
     if (this.d.mirror !== undefined && rot !== undefined && incoming !== undefined && (retire || secondaryOk)) {
-      const m = this.d.mirror;
-      try {
-        const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (endpointIP.family === 4 ? endpointHost : undefined);
-        for (const name of retire ? [] : [incoming.name, active.name]) {
-          if (v4 !== undefined && (await m.ensureAddress(name, v4))) ops.address_add = (ops.address_add ?? 0) + 1;
-        }
-        if (await m.prepare(incoming.name)) ops.qdisc_add = (ops.qdisc_add ?? 0) + 1;
-        if (rot.mirror && !retire) {
-          if (await m.setMirror(incoming.name, active.name)) ops.mirror_set = (ops.mirror_set ?? 0) + 1;
-        } else if (await m.clearMirror(incoming.name)) ops.mirror_clear = (ops.mirror_clear ?? 0) + 1;
-      } catch (err) {
-        fail('mirror', err);
-      }
+      const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (endpointIP.family === 4 ? endpointHost : undefined);
+      this.rotationDatapath = await applyRotationDatapath({ mirror: this.d.mirror, rot, incoming: incoming.name, active: active.name, retire, v4, memo: this.rotationDatapath, ops, fail });
     }
     const routeChanges = diffRoutes(desired.routes, observedRoutes, { prune });
     for (const c of routeChanges.filter((r) => r.op === 'replace')) {
@@ -476,49 +462,8 @@ export class Reconciler {
     }
     if (peersOk) this.established = Object.fromEntries(desired.peers.filter((p) => p.next !== true).map((p) => [p.node, p.publicKey]));
     metrics.peers.set(desired.peers.filter((p) => p.next !== true).length);
-    await this.afterRotation({ nodes, self, endpointHost, desired, readBack, secondary: secondaryOk ? secondary?.name : undefined, retiredPresent: retire ? retiredPresent : true, applied: errors.length === 0, fail });
+    await afterRotation({ nodeName: config.nodeName, store, log, rotation: this.d.rotation, nodes, self, endpointHost, desired, readBack, secondary: secondaryOk ? secondary?.name : undefined, retiredPresent: retire ? retiredPresent : true, applied: errors.length === 0, fail });
     return finish(desired, prune, prune);
-  }
-
-  /**
-   * Rotation bookkeeping after apply (issue 5): what this node reports about other nodes' next
-   * keys, this node's own rotation annotations (published only now that the datapath of their
-   * phase is in place), and one step of this node's rotation state machine.
-   */
-  private async afterRotation(p: {
-    nodes: readonly RawNode[];
-    self: RawNode;
-    endpointHost: string;
-    desired: DesiredState;
-    readBack: readonly { name: string; peers: readonly ObservedPeer[] }[];
-    secondary: string | undefined;
-    retiredPresent: boolean;
-    applied: boolean;
-    fail: (step: string, err: unknown) => void;
-  }): Promise<void> {
-    const { config, store, log } = this.d;
-    const rotation = this.d.rotation;
-    const reports = rotationReports(p.desired.following ?? [], p.readBack.map((l) => l.peers));
-    const want: Record<string, string | undefined> = { [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports), ...(rotation?.annotations(p.endpointHost) ?? {}) };
-    const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => p.self.annotations[k] !== v));
-    if (Object.keys(diff).length > 0) {
-      try {
-        await store.patchAnnotations(config.nodeName, diff);
-        log.info({ keys: Object.keys(diff) }, 'published rotation state');
-      } catch (err) {
-        p.fail('publish', err);
-      }
-    }
-    if (rotation === undefined) return;
-    const incomingPeers = p.secondary === undefined ? [] : (p.readBack.find((l) => l.name === p.secondary)?.peers ?? []);
-    await rotation.after({
-      nodes: p.nodes,
-      synced: store.synced(),
-      applied: p.applied,
-      peers: [...new Set(p.desired.peers.map((x) => x.node))],
-      incomingHandshakes: handshakesByNode(p.desired.peers, incomingPeers),
-      activeLinkPresent: p.retiredPresent,
-    });
   }
 
   private reportSkipped(skipped: readonly SkippedNode[]): void {
@@ -535,13 +480,6 @@ export class Reconciler {
       log.warn({ peer: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
     }
   }
-}
-
-/** Public keys with a completed handshake on every one of the given links. */
-function handshakesOnEveryLink(links: readonly (readonly ObservedPeer[])[]): Set<string> {
-  const sets = links.map((peers) => new Set(peers.filter((p) => p.latestHandshake > 0).map((p) => p.publicKey as string)));
-  const [first, ...rest] = sets;
-  return new Set([...(first ?? [])].filter((k) => rest.every((s) => s.has(k))));
 }
 
 /**

@@ -13,6 +13,7 @@ import { Gauge, Counter } from 'prom-client';
 import { fingerprint, generateKeyPair, zeroKey, type PublicKey } from '../keymgr/keys.js';
 import type { KeyStore } from '../keymgr/keystore.js';
 import {
+  autoRotationDueAt,
   DEFAULT_ROTATION_SETTINGS,
   rotationIntent,
   stepRotation,
@@ -105,6 +106,10 @@ export class RotationController {
   private timer: NodeJS.Timeout | undefined;
   private lastError: string | undefined;
   private closed = false;
+  /** Phase whose datapath the current pass programs (set by plan()). */
+  private plannedPhase: string | undefined;
+  /** What the previous pass observed, for the step at the start of the next one. */
+  private lastFacts: (Omit<RotationFacts, 'nodes' | 'synced'> & { readonly phase: string | undefined }) | undefined;
   private readonly phaseGauge: Gauge<'phase'> | undefined;
   private readonly completed: Counter<'reason'> | undefined;
 
@@ -120,6 +125,9 @@ export class RotationController {
 
   /** Reads the persisted state and the key slots. Call once before the first pass. */
   async load(): Promise<void> {
+    // A key write interrupted by a crash (kill -9 while generating the next key) leaves a
+    // temporary file holding a private key: scrub it now, not a minute later.
+    for (const w of await this.o.keystore.sweep('wireguard', { olderThanMs: 0 })) this.o.log.warn({}, `key store: ${w}`);
     const read = await this.o.stateFile.read(this.now());
     for (const w of read.warnings) this.o.log.warn({}, `rotation state: ${w}`);
     this.state = read.state;
@@ -137,14 +145,24 @@ export class RotationController {
 
   /** The key this node publishes now (status): the new one from the grace period on. */
   published(): { publicKey: PublicKey; epoch: number; createdAt: Date } {
-    const p = this.plan([]).published;
+    const p = this.peek().published;
     return { publicKey: p.publicKey, epoch: p.epoch, createdAt: p.createdAt };
   }
 
   /** Name of the link carrying the published key (status reads its peers). */
   publishedLink(): string {
-    const p = this.plan([]);
+    const p = this.peek();
     return p.incoming !== undefined && p.published.publicKey === p.incoming.publicKey ? p.incoming.name : p.active.name;
+  }
+
+  /** {@link plan} without marking a pass as planned (status readers). */
+  private peek(): RotationPassPlan {
+    const planned = this.plannedPhase;
+    try {
+      return this.plan();
+    } finally {
+      this.plannedPhase = planned;
+    }
   }
 
   /** The current machine state (status, tests). */
@@ -152,12 +170,12 @@ export class RotationController {
     return this.mustState();
   }
 
-  /** The links, keys and routes of this pass, from the persisted state and the peers' reports. */
-  plan(nodes: readonly RawNode[]): RotationPassPlan {
+  /** The links, keys and routes of this pass, from the state (marks the phase as planned). */
+  plan(): RotationPassPlan {
     const state = this.mustState();
+    this.plannedPhase = this.phaseName();
     const keys = this.mustKeys();
     const intent = rotationIntent(state);
-    void nodes;
     const activeKey = keys.current;
     const active: OwnLink = { name: WG_INTERFACES[intent.activeSlot], listenPort: this.o.listenPort + intent.activeSlot, privateKeyFile: activeKey.file, publicKey: activeKey.publicKey };
     const incomingKey = intent.incomingKey === undefined ? undefined : this.keyByPublicKey(intent.incomingKey);
@@ -214,6 +232,31 @@ export class RotationController {
    * failures are logged, published in the status and retried on the next pass.
    */
   async after(facts: RotationFacts): Promise<void> {
+    // The datapath this pass applied is that of the phase it planned; a pass that planned
+    // another phase (the state moved meanwhile) applied nothing of the current one.
+    const applied = facts.applied && this.plannedPhase === this.phaseName();
+    this.lastFacts = { phase: this.plannedPhase, applied: facts.applied, peers: facts.peers, incomingHandshakes: facts.incomingHandshakes, activeLinkPresent: facts.activeLinkPresent };
+    await this.advance({ ...facts, applied }, true);
+  }
+
+  /**
+   * Start of a pass: one step on the fresh node list with what the previous pass observed, so
+   * a transition that peers' reports allow takes effect in this pass instead of the next one.
+   * Returns this pass's {@link plan}.
+   */
+  async begin(nodes: readonly RawNode[], synced: boolean): Promise<RotationPassPlan> {
+    const last = this.lastFacts;
+    if (last !== undefined) {
+      await this.advance({ nodes, synced, peers: last.peers, incomingHandshakes: last.incomingHandshakes, activeLinkPresent: last.activeLinkPresent, applied: last.applied && last.phase === this.phaseName() }, false);
+    }
+    return this.plan();
+  }
+
+  private phaseName(): string {
+    return this.mustState().rotation?.phase ?? 'idle';
+  }
+
+  private async advance(facts: RotationFacts, wakeOnChange: boolean): Promise<void> {
     if (this.closed) return;
     let changed = false;
     let wakeInMs: number | undefined;
@@ -235,6 +278,7 @@ export class RotationController {
           request: request?.ok === true ? { id: request.request.id } : undefined,
           peers: this.follows(facts.nodes, facts.peers, facts.incomingHandshakes),
           othersRotating: this.othersRotating(facts.nodes),
+          autoAhead: this.autoAhead(facts.nodes, keys.current),
           activeLinkPresent: facts.activeLinkPresent,
           applied: facts.applied,
         });
@@ -263,8 +307,8 @@ export class RotationController {
       wakeInMs = 1000;
     }
     this.observePhase();
-    if (changed) this.o.wake();
-    this.schedule(changed ? undefined : wakeInMs);
+    if (changed && wakeOnChange) this.o.wake();
+    this.schedule(changed && wakeOnChange ? undefined : wakeInMs);
   }
 
   /** Carries out one effect. Idempotent where the machine may ask twice after a crash. */
@@ -304,7 +348,7 @@ export class RotationController {
       const mine = d.ok ? d.node.rotationReports?.[this.o.nodeName] : undefined;
       if (mine !== undefined && mine.fingerprint === fp) reports.set(raw.name, mine.state);
     }
-    // plan() has no peer list: it only needs the moved ones, so every reporting node counts.
+    // Without a peer list (none yet), the nodes that report are all that is known.
     const names = peers.length > 0 ? peers : [...reports.keys()];
     return [...names].sort().map((name) => ({ name, report: reports.get(name) ?? 'none', handshake: handshakes.has(name) }));
   }
@@ -315,6 +359,27 @@ export class RotationController {
       if (raw.name === this.o.nodeName) continue;
       const d = decodeNode(raw);
       if (d.ok && d.node.rotationPhase !== undefined) n++;
+    }
+    return n;
+  }
+
+  /**
+   * Idle nodes whose automatic rotation is due before ours, judged from what they publish (key
+   * epoch and creation time) with our own maximum age (the chart sets one for the cluster).
+   */
+  private autoAhead(nodes: readonly RawNode[], current: KeyFacts['current']): number {
+    const maxKeyAgeMs = this.o.settings.maxKeyAgeMs;
+    const mine = autoRotationDueAt({ node: this.o.nodeName, epoch: current.epoch, createdAt: current.createdAt.getTime(), maxKeyAgeMs });
+    if (mine === undefined) return 0;
+    const now = this.now();
+    let n = 0;
+    for (const raw of nodes) {
+      if (raw.name === this.o.nodeName) continue;
+      const d = decodeNode(raw);
+      const created = Date.parse(raw.annotations[ANNOTATIONS.keyCreated] ?? '');
+      if (!d.ok || d.node.rotationPhase !== undefined || Number.isNaN(created)) continue;
+      const due = autoRotationDueAt({ node: raw.name, epoch: d.node.keyEpoch, createdAt: created, maxKeyAgeMs })!;
+      if (due <= now && (due < mine || (due === mine && raw.name < this.o.nodeName))) n++;
     }
     return n;
   }

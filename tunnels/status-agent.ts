@@ -35,6 +35,8 @@ export interface StatusKey {
 export interface StatusDeps {
   readonly config: AgentConfig;
   readonly key: () => StatusKey;
+  /** The WireGuard link holding that key (a key rotation moves it to the other link); default {@link WG_INTERFACE}. */
+  readonly link?: () => string;
   readonly wg: Pick<WireGuardPort, 'show'>;
   /**
    * Reads the per-peer tunnel state; default: the WireGuard link's peers (`wg show dump`). Mode
@@ -90,9 +92,9 @@ export class StatusService {
   private async read(at: number): Promise<Observation> {
     const errors: string[] = [];
     // Mode ipsec has no WireGuard link: without its own observer, peers stay unobserved (status.ts).
-    const observe = this.d.observePeers ?? (this.d.config.mode === 'ipsec' ? undefined : async () => (await this.d.wg.show(WG_INTERFACE))?.peers);
+    const observe = this.d.observePeers ?? (this.d.config.mode === 'ipsec' ? undefined : async () => (await this.d.wg.show(this.d.link?.() ?? WG_INTERFACE))?.peers);
     const peers = observe === undefined ? undefined : await observe().then(
-      (r) => (r === undefined ? (errors.push(this.d.observePeers === undefined ? `${WG_INTERFACE} does not exist` : 'the tunnel state is unavailable'), undefined) : r),
+      (r) => (r === undefined ? (errors.push(this.d.observePeers === undefined ? `${this.d.link?.() ?? WG_INTERFACE} does not exist` : 'the tunnel state is unavailable'), undefined) : r),
       (err: unknown) => (errors.push(`reading the tunnel: ${describeError(err)}`), undefined),
     );
     const st = this.d.steering;

