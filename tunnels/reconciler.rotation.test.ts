@@ -9,6 +9,7 @@ import { RotationStateFile } from '../keymgr/rotationstore.js';
 import { createFakeKernel, FakeMirror, MemoryNodeStore, type FakeRouting, type FakeWireGuard, type KernelJournal } from '../test/fakes.js';
 import { fixtureCluster, fixtureKey, type FixtureCluster } from '../test/fixtures.js';
 import { validateConfig } from './config.js';
+import { SealnetError } from './errors.js';
 import { ANNOTATIONS } from './constants.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
@@ -307,6 +308,28 @@ describe('node-a rotates its key', () => {
     await e.reconciler.runNow();
     // The failed pass did not count as applied; the next one did.
     expect(e.mirror.of('sealwg1')?.mirrorTo).toBe('sealwg0');
+  });
+});
+
+describe('node-a rotates on a kernel without act_mirred', () => {
+  it('goes on without the mirror (a warning, not a stuck rotation)', async () => {
+    const e = await setup();
+    await e.pass();
+    e.mirror.setMirror = async () => {
+      throw new SealnetError('KERNEL_FEATURE_MISSING', 'cannot mirror (needs cls_u32 and act_mirred)');
+    };
+    annotate(e, 'node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-5', requestedAt: new Date(T0) }) });
+    await e.pass();
+    await e.pass();
+    const next = (await e.keystore.read('wireguard', 'next'))!;
+    report(e, 'staged', next.publicKey);
+    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    await e.pass();
+    await e.pass();
+    expect(phase(e)).toBe('moving');
+    report(e, 'moved', next.publicKey);
+    await e.pass();
+    expect(phase(e)).toBe('grace');
   });
 });
 

@@ -368,7 +368,7 @@ export class Reconciler {
     // The rotation datapath (addresses, qdisc, mirror) before any route moves into the new link.
     if (this.d.mirror !== undefined && rot !== undefined && incoming !== undefined && (retire || secondaryOk)) {
       const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (endpointIP.family === 4 ? endpointHost : undefined);
-      this.rotationDatapath = await applyRotationDatapath({ mirror: this.d.mirror, rot, incoming: incoming.name, active: active.name, retire, v4, memo: this.rotationDatapath, ops, fail });
+      this.rotationDatapath = await applyRotationDatapath({ mirror: this.d.mirror, rot, incoming: incoming.name, active: active.name, retire, v4, memo: this.rotationDatapath, ops, fail, warn: (msg) => log.warn({}, msg) });
     }
     const routeChanges = diffRoutes(desired.routes, observedRoutes, { prune });
     for (const c of routeChanges.filter((r) => r.op === 'replace')) {

@@ -4,6 +4,7 @@
  * about other nodes' keys, this node's rotation annotations and one state-machine step.
  */
 import { ANNOTATIONS } from './constants.js';
+import { describeError, SealnetError } from './errors.js';
 import type { DesiredState, RawNode } from './model.js';
 import type { MirrorPort, NodeStore, ObservedPeer } from './ports.js';
 import type { Logger } from './logger.js';
@@ -39,6 +40,7 @@ export async function applyRotationDatapath(a: {
   readonly memo: DatapathMemo | undefined;
   readonly ops: Record<string, number>;
   readonly fail: (step: string, err: unknown) => void;
+  readonly warn: (msg: string) => void;
 }): Promise<DatapathMemo | undefined> {
   const key = JSON.stringify([a.incoming, a.active, a.rot.mirror, a.retire, a.v4]);
   if (a.memo?.key === key && Date.now() - a.memo.at < RECHECK_MS) return a.memo;
@@ -49,7 +51,14 @@ export async function applyRotationDatapath(a: {
     }
     if (await m.prepare(a.incoming)) ops.qdisc_add = (ops.qdisc_add ?? 0) + 1;
     if (a.rot.mirror && !a.retire) {
-      if (await m.setMirror(a.incoming, a.active)) ops.mirror_set = (ops.mirror_set ?? 0) + 1;
+      try {
+        if (await m.setMirror(a.incoming, a.active)) ops.mirror_set = (ops.mirror_set ?? 0) + 1;
+      } catch (err) {
+        // A kernel without cls_u32/act_mirred: rotate anyway (packets in flight while each peer
+        // moves may be lost, never sent in plaintext) rather than hold every rotation forever.
+        if (!(err instanceof SealnetError && err.code === 'KERNEL_FEATURE_MISSING')) throw err;
+        a.warn(`rotating without the mirror (${describeError(err)}): packets sent while each peer moves may be lost`);
+      }
     } else if (await m.clearMirror(a.incoming)) ops.mirror_clear = (ops.mirror_clear ?? 0) + 1;
     return { key, at: Date.now() };
   } catch (err) {
