@@ -172,6 +172,9 @@ export class StatusService {
       const { config } = this.d;
       const self = this.d.store.list().find((n) => n.name === config.nodeName);
       if (self === undefined) return; // nothing to patch yet; the reconciler reports it
+      // Nothing to report before the first reconcile pass: a restarted agent would otherwise
+      // publish a snapshot taken before it looked at the kernel (and an audit could read it).
+      if (this.d.reconciler.report() === undefined) return;
       const report = await this.report('running');
       const digest = statusDigest(report);
       const since = this.now().getTime() - this.lastPublishMs;
