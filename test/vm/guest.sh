@@ -30,7 +30,8 @@ fatal() {
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t tmpfs -o mode=755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# /tmp stays the overlay's (writable, tmpfs-backed): a fresh tmpfs here would hide a checkout
+# that lives under the host's /tmp (CI clones can), and with it the job and the modules tree.
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
