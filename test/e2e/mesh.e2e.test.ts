@@ -14,6 +14,7 @@ import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { repoRoot } from '../harness/paths.js';
 import { proveAllPairs } from '../harness/prove.js';
+import { metricValue, scrapeMetrics as metrics, waitFor } from '../harness/wait.js';
 import { startTcpStream } from '../harness/traffic.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -22,34 +23,6 @@ if (!isRoot) throw new Error('mesh.e2e needs root (network namespaces); run the 
 jest.setTimeout(120_000);
 
 const ANN_KEY = 'sealnet.io/wireguard-public-key';
-
-/** Scrapes the agent's Prometheus endpoint from inside the node. */
-async function metrics(c: NsCluster, node: string): Promise<string> {
-  const script = "fetch('http://127.0.0.1:9588/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})";
-  return (await c.execNode(node, [process.execPath, '-e', script])).stdout;
-}
-
-/** Sum of a metric's samples whose labels contain `labelFilter` (0 when absent). */
-function metricValue(text: string, name: string, labelFilter = ''): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
-    if (m === null || m[1] !== name || !(m[2] ?? '').includes(labelFilter)) continue;
-    sum += Number(m[3]);
-  }
-  return sum;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
-  const deadline = Date.now() + opts.timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}`);
-    await sleep(opts.pollMs ?? 100);
-  }
-}
 
 async function routesIn(c: NsCluster, node: string): Promise<string> {
   return (await c.execNode(node, ['ip', 'route', 'show', 'table', '5188'])).stdout;

@@ -24,6 +24,7 @@ import { updateNodeDoc } from '../harness/nodestore.js';
 import { repoRoot } from '../harness/paths.js';
 import { findProcesses } from '../harness/teardown.js';
 import { newCanary, startTcpStream, startUdpStream, type TcpStream, type UdpStream, type UdpStreamResult } from '../harness/traffic.js';
+import { waitFor } from '../harness/wait.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) throw new Error('rotation.e2e needs root (network namespaces); run the suite as root');
@@ -54,16 +55,6 @@ async function sealctl(c: NsCluster, args: readonly string[]): Promise<{ code: n
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
-  const deadline = Date.now() + opts.timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}`);
-    await sleep(opts.pollMs ?? 100);
-  }
 }
 
 async function status(c: NsCluster, node: string): Promise<RotationStatus | undefined> {

@@ -22,6 +22,7 @@ import { run, sleep } from '../harness/exec.js';
 import { proveAllPairs, type PairsProof } from '../harness/prove.js';
 import { startTcpStream } from '../harness/traffic.js';
 import { guestTitle, inGuest } from './pair.js';
+import { metricValue, waitFor as pollUntil } from '../harness/wait.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(240_000);
@@ -41,25 +42,9 @@ async function metrics(c: NsCluster, node: string): Promise<string> {
   return (await c.execNode(node, ['curl', '-sf', '--max-time', '10', 'http://127.0.0.1:9588/metrics'], { timeoutMs: 15_000 })).stdout;
 }
 
-/** Sum of a metric's samples whose labels contain `labelFilter` (0 when absent). */
-function metricValue(text: string, name: string, labelFilter = ''): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
-    if (m === null || m[1] !== name || !(m[2] ?? '').includes(labelFilter)) continue;
-    sum += Number(m[3]);
-  }
-  return sum;
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
-  const deadline = Date.now() + opts.timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${opts.timeoutMs} ms waiting for ${what}`);
-    await sleep(opts.pollMs ?? 250);
-  }
+/** {@link pollUntil} with a slower default poll: the guest is emulated. */
+function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
+  return pollUntil(what, fn, { pollMs: 250, ...opts });
 }
 
 /** Builds a cluster and waits until every pair pings through its tunnels; logs the timings. */
