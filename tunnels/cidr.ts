@@ -2,7 +2,7 @@
  * Pure IP/CIDR helpers: parsing, canonical form, containment and overlap. IPv4 and IPv6.
  * Addresses are handled as bigint so both families share one code path.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 
 /** A parsed prefix. */
 export interface Cidr {
@@ -13,12 +13,8 @@ export interface Cidr {
 
 /** Parses an IP address to (family, value); undefined when it is not an address. */
 export function parseIP(text: string): { family: 4 | 6; value: bigint } | undefined {
-  if (isIPv4(text)) {
-    const parts = text.split('.').map(Number);
-    let v = 0n;
-    for (const p of parts) v = (v << 8n) | BigInt(p);
-    return { family: 4, value: v };
-  }
+  const v4 = parseIPv4(text);
+  if (v4 !== undefined) return { family: 4, value: BigInt(v4) };
   if (isIPv6(text)) {
     let t = text;
     // Embedded IPv4 tail (::ffff:1.2.3.4) → two hextets.
@@ -41,6 +37,30 @@ export function parseIP(text: string): { family: 4 | 6; value: bigint } | undefi
     return { family: 6, value: v };
   }
   return undefined;
+}
+
+/** Dotted-quad IPv4 (no leading zeros, each part 0–255) → its value; undefined otherwise. */
+function parseIPv4(text: string): number | undefined {
+  if (text.length < 7 || text.length > 15) return undefined;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const ch = i === text.length ? 46 : text.charCodeAt(i);
+    if (ch === 46) {
+      if (digits === 0 || part > 255) return undefined;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      if (i < text.length && ++dots > 3) return undefined;
+      continue;
+    }
+    if (ch < 48 || ch > 57 || (digits === 1 && part === 0)) return undefined;
+    part = part * 10 + (ch - 48);
+    digits++;
+  }
+  return dots === 3 ? value : undefined;
 }
 
 /** Formats an address value of the given family (IPv6 in RFC 5952 compressed form). */
@@ -68,8 +88,24 @@ export function formatIP(family: 4 | 6, value: bigint): string {
 /**
  * Parses `addr/len` strictly. With `{ strict: true }` host bits must be zero; otherwise they
  * are cleared. Returns undefined for anything malformed.
+ *
+ * Results are memoised (a plan at 5,000 nodes sorts and compares the same prefixes hundreds of
+ * thousands of times); the cache is bounded and {@link Cidr} is immutable.
  */
 export function parseCidr(text: string, opts: { strict?: boolean } = {}): Cidr | undefined {
+  const strict = opts.strict === true;
+  const hit = cidrCache.get(text);
+  if (hit !== undefined) return hit === null || (strict && !hit.exact) ? undefined : hit.cidr;
+  const parsed = parseCidrUncached(text);
+  if (cidrCache.size >= CIDR_CACHE_MAX) cidrCache.clear();
+  cidrCache.set(text, parsed ?? null);
+  return parsed === undefined || (strict && !parsed.exact) ? undefined : parsed.cidr;
+}
+
+const CIDR_CACHE_MAX = 1 << 16;
+const cidrCache = new Map<string, { cidr: Cidr; exact: boolean } | null>();
+
+function parseCidrUncached(text: string): { cidr: Cidr; exact: boolean } | undefined {
   const slash = text.indexOf('/');
   if (slash < 0) return undefined;
   const addr = parseIP(text.slice(0, slash));
@@ -78,16 +114,17 @@ export function parseCidr(text: string, opts: { strict?: boolean } = {}): Cidr |
   const prefixLength = Number(lenText);
   const bits = addr.family === 4 ? 32 : 128;
   if (prefixLength > bits) return undefined;
-  const mask = prefixMask(addr.family, prefixLength);
-  const network = addr.value & mask;
-  if (opts.strict === true && network !== addr.value) return undefined;
-  return { family: addr.family, network, prefixLength };
+  const network = addr.value & prefixMask(addr.family, prefixLength);
+  return { cidr: { family: addr.family, network, prefixLength }, exact: network === addr.value };
 }
 
+const MASKS: Readonly<Record<4 | 6, readonly bigint[]>> = {
+  4: Array.from({ length: 33 }, (_, n) => (n === 0 ? 0n : (((1n << 32n) - 1n) >> BigInt(32 - n)) << BigInt(32 - n))),
+  6: Array.from({ length: 129 }, (_, n) => (n === 0 ? 0n : (((1n << 128n) - 1n) >> BigInt(128 - n)) << BigInt(128 - n))),
+};
+
 function prefixMask(family: 4 | 6, prefixLength: number): bigint {
-  const bits = BigInt(family === 4 ? 32 : 128);
-  const all = (1n << bits) - 1n;
-  return prefixLength === 0 ? 0n : (all >> (bits - BigInt(prefixLength))) << (bits - BigInt(prefixLength));
+  return MASKS[family][prefixLength]!;
 }
 
 /** Canonical text of a prefix: network address + length. */

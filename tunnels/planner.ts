@@ -185,23 +185,55 @@ function pickSource(family: 4 | 6 | undefined, ownCidrs: readonly NonNullable<Re
 
 function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Record<string, PublicKey>>, skipped: SkippedNode[]): PeerNode[] {
   const loser = new Map<string, SkippedNode>();
-  for (let i = 0; i < nodes.length; i++) {
-    for (let j = i + 1; j < nodes.length; j++) {
+  // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
+  // visited in (i, j) order so the outcome is what the pairwise definition gives.
+  const pairs = new Map<number, Map<number, 'duplicate-key' | 'pod-cidr-conflict'>>();
+  const mark = (x: number, y: number, what: 'duplicate-key' | 'pod-cidr-conflict'): void => {
+    if (x === y) return;
+    const [i, j] = x < y ? [x, y] : [y, x];
+    let row = pairs.get(i);
+    if (row === undefined) pairs.set(i, (row = new Map()));
+    if (row.get(j) !== 'duplicate-key') row.set(j, what);
+  };
+  const byKey = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    const list = byKey.get(n.wireguardPublicKey);
+    if (list === undefined) byKey.set(n.wireguardPublicKey, [i]);
+    else list.push(i);
+  });
+  for (const list of byKey.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'duplicate-key');
+  // Prefixes either nest or are disjoint: sorted by (family, network, length), a prefix overlaps
+  // exactly the ones still open on the stack of enclosing prefixes.
+  const spans: { family: 4 | 6; start: bigint; end: bigint; len: number; node: number }[] = [];
+  nodes.forEach((n, node) => {
+    for (const text of n.podCIDRs) {
+      const c = parseCidr(text);
+      if (c === undefined) continue;
+      const bits = c.family === 4 ? 32n : 128n;
+      spans.push({ family: c.family, start: c.network, end: c.network + (1n << (bits - BigInt(c.prefixLength))) - 1n, len: c.prefixLength, node });
+    }
+  });
+  spans.sort((a, b) => a.family - b.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.len - b.len);
+  const open: typeof spans = [];
+  for (const s of spans) {
+    while (open.length > 0 && (open[open.length - 1]!.family !== s.family || open[open.length - 1]!.end < s.start)) open.pop();
+    for (const o of open) mark(o.node, s.node, 'pod-cidr-conflict');
+    open.push(s);
+  }
+  for (const i of [...pairs.keys()].sort((x, y) => x - y)) {
+    const row = pairs.get(i)!;
+    for (const j of [...row.keys()].sort((x, y) => x - y)) {
       const a = nodes[i]!;
       const b = nodes[j]!;
-      let what: string | undefined;
-      if (a.wireguardPublicKey === b.wireguardPublicKey) what = 'duplicate-key';
-      else if (a.podCIDRs.some((x) => b.podCIDRs.some((y) => { const px = parseCidr(x); const py = parseCidr(y); return px !== undefined && py !== undefined && cidrsOverlap(px, py); }))) what = 'pod-cidr-conflict';
-      if (what === undefined) continue;
+      const what = row.get(j)!;
       const aOwns = established[a.name] === a.wireguardPublicKey;
       const bOwns = established[b.name] === b.wireguardPublicKey;
       const detail = what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key` : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
-      const reason = what as 'duplicate-key' | 'pod-cidr-conflict';
       // Only a sole established owner keeps it; if both or neither were established, both lose.
       const aKeeps = aOwns && !bOwns;
       const bKeeps = bOwns && !aOwns;
-      if (!aKeeps) loser.set(a.name, { name: a.name, reason, detail: bKeeps ? `${detail}; ${b.name} had it first` : detail });
-      if (!bKeeps) loser.set(b.name, { name: b.name, reason, detail: aKeeps ? `${detail}; ${a.name} had it first` : detail });
+      if (!aKeeps) loser.set(a.name, { name: a.name, reason: what, detail: bKeeps ? `${detail}; ${b.name} had it first` : detail });
+      if (!bKeeps) loser.set(b.name, { name: b.name, reason: what, detail: aKeeps ? `${detail}; ${a.name} had it first` : detail });
     }
   }
   skipped.push(...loser.values());
