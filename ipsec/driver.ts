@@ -44,8 +44,14 @@ import {
 } from './objects.js';
 import type { DesiredIpsec, DesiredIpsecPeer, IpsecApplyResult, IpsecChange, IpsecPort, ObservedIpsec, ObservedSa, XfrmOps } from './port.js';
 import type { XfrmPolicy, XfrmPolicySpec, XfrmState } from './types.js';
+import { AEAD_RFC4106, AEAD_SALT_BYTES } from './types.js';
 import { XFRM_OUTPUT_MARK } from '../tunnels/constants.js';
 import { hasErrno } from './xfrm-errors.js';
+
+/** The cipher key size of an AEAD key of `bytes` bytes (rfc4106 appends a 4-byte salt). */
+function aeadKeyBits(name: string, bytes: number): number {
+  return (name === AEAD_RFC4106 ? bytes - AEAD_SALT_BYTES : bytes) * 8;
+}
 
 /** Options of {@link IpsecDriver}. */
 export interface IpsecDriverOptions {
@@ -121,6 +127,7 @@ export class IpsecDriver implements IpsecPort {
   async observe(): Promise<ObservedIpsec> {
     const states: ObservedSa[] = [];
     for (const s of await this.#xfrm.dumpStates()) {
+      const aead = s.aead === undefined ? undefined : { name: s.aead.name, icvBits: s.aead.icvBits, cipherBits: aeadKeyBits(s.aead.name, s.aead.key.length) };
       s.aead?.key.fill(0);
       if (!isOwnedState(s)) continue;
       states.push({
@@ -134,6 +141,7 @@ export class IpsecDriver implements IpsecPort {
         replayDrops: s.stats.replay,
         integrityFailures: s.stats.integrityFailed,
         sequence: s.sequence,
+        aead,
       });
     }
     const policies = (await this.#xfrm.dumpPolicies()).filter(isOwnedPolicy);

@@ -250,6 +250,21 @@ export class FakeXfrm implements XfrmOps {
     return chosen === undefined ? { kind: 'no-state' } : { kind: 'esp', spi: chosen.spi };
   }
 
+  /**
+   * Counts traffic on a state as the kernel would (lifetime current bytes/packets; inbound ICV
+   * failures). Throws when there is no such state.
+   */
+  countTraffic(dst: string, spi: number, t: { bytes?: number; packets?: number; integrityFailed?: number }): void {
+    const key = stateKey(dst, spi);
+    const s = this.#states.get(key);
+    if (s === undefined) throw new Error(`FakeXfrm: no state ${key} to count traffic on`);
+    this.#states.set(key, {
+      ...s,
+      current: { ...s.current, bytes: s.current.bytes + BigInt(t.bytes ?? 0), packets: s.current.packets + BigInt(t.packets ?? 0), useTime: s.current.useTime === 0n ? this.#clock : s.current.useTime },
+      stats: { ...s.stats, integrityFailed: s.stats.integrityFailed + (t.integrityFailed ?? 0) },
+    });
+  }
+
   /** True if an inbound ESP packet to `dst` with `spi` finds a state. */
   acceptsInbound(dst: string, spi: number): boolean {
     return this.#states.has(stateKey(dst, spi));

@@ -116,6 +116,12 @@ export interface ObservedSa {
   readonly replayDrops: number;
   readonly integrityFailures: number;
   readonly sequence: { readonly outbound: bigint; readonly inbound: bigint };
+  /**
+   * The state's AEAD as the kernel reports it (key withheld): name, ICV and key size in bits
+   * (for rfc4106 the kernel holds the AES key plus 4 bytes of salt; `cipherBits` is the AES
+   * part). Undefined for a state without an AEAD (not one sealnet installed).
+   */
+  readonly aead: { readonly name: string; readonly icvBits: number; readonly cipherBits: number } | undefined;
 }
 
 /** Owned IPsec objects in the kernel. */

@@ -225,12 +225,22 @@ function publicKeyProblem(bytes: Uint8Array): string | undefined {
 /** Parses a public key, returning an error sentence instead of throwing. */
 export function tryParsePublicKey(text: string): ParsePublicKeyResult {
   if (typeof text !== 'string') return { ok: false, error: 'public key is not a string' };
+  if (validPublicKeys.has(text)) return { ok: true, key: text as PublicKey };
   const decoded = decodeKeyText(text, 'public key');
   if (typeof decoded === 'string') return { ok: false, error: decoded };
   const problem = publicKeyProblem(decoded);
   if (problem !== undefined) return { ok: false, error: problem };
+  if (validPublicKeys.size >= VALID_KEYS_MAX) validPublicKeys.clear();
+  validPublicKeys.add(text);
   return { ok: true, key: text as PublicKey };
 }
+
+/**
+ * Public keys (never private ones) already found valid: every pass re-reads thousands of them
+ * from annotations and `wg show dump`, and validating one is the same work every time. Bounded.
+ */
+const validPublicKeys = new Set<string>();
+const VALID_KEYS_MAX = 1 << 15;
 
 /**
  * Parses the exact base64 spelling of a valid X25519 public key: 44 characters of standard

@@ -131,8 +131,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     rotation,
     mirror: rotation === undefined ? undefined : new TcMirror(),
   });
-  wakeReconciler = () => reconciler.trigger();
-  const status = new StatusService({ config, key: () => rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, link: () => rotation?.publishedLink() ?? WG_INTERFACE, wg, steering, reconciler, store, metrics, log });
+  wakeReconciler = () => reconciler.trigger({ full: true });
+  ipsec?.setWake(() => reconciler.trigger({ full: true }));
+  // Mode ipsec reports its IPsec key (the one its pairs' SAs derive from) and the observed SAs.
+  const status = new StatusService({ config, key: () => (ipsec === undefined ? undefined : { publicKey: ipsec.key.publicKey, epoch: ipsec.key.epoch, createdAt: ipsec.key.createdAt ?? key.createdAt }) ?? rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, observeIpsec: ipsec === undefined ? undefined : () => ipsec.port.observe(), link: () => rotation?.publishedLink() ?? WG_INTERFACE, wg, steering, reconciler, store, metrics, log });
   registerStatusMetrics(metrics, () => status.report());
   let token: string | undefined;
   try {
@@ -168,7 +170,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       },
       onSynced: () => {
         log.info({ nodes: store.list().length }, 'node store synced');
-        reconciler.trigger();
+        reconciler.trigger({ full: true });
       },
       onError: (err) => {
         metrics.invalidInput.inc({ source: 'store' });
@@ -179,8 +181,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     log.error({ err: describeError(err) }, 'cannot start the node store');
     return 2;
   }
-  const resync = setInterval(() => reconciler.trigger(), config.resyncIntervalSeconds * 1000);
-  reconciler.trigger();
+  // The periodic resync reads the kernel in full and repairs anything changed behind our back;
+  // store events in between are applied from the view the last pass left (tunnels/kernelview.ts).
+  const resync = setInterval(() => reconciler.trigger({ full: true }), config.resyncIntervalSeconds * 1000);
+  reconciler.trigger({ full: true });
   status.start();
   log.info({ mode: config.mode, store: config.store.type }, 'sealnet agent running');
 
@@ -188,6 +192,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   // Leave the kernel state in place: tunnels keep working while the agent restarts or upgrades.
   clearInterval(resync);
   rotation?.close();
+  ipsec?.close();
   await reconciler.close();
   await status.stop(); // a last report: agent stopped, tunnels left in place
   await store.stop();

@@ -65,6 +65,16 @@ function fail(reason: SkipReason, detail: string): DecodeResult {
  * which field is wrong. Never throws.
  */
 export function decodeNode(raw: RawNode): DecodeResult {
+  // A pass decodes every node several times (plan, adoption, rotation, status); the stores hand
+  // out the same immutable RawNode until the node changes, so the result is remembered per object.
+  let r = decoded.get(raw);
+  if (r === undefined) decoded.set(raw, (r = decodeNodeUncached(raw)));
+  return r;
+}
+
+const decoded = new WeakMap<RawNode, DecodeResult>();
+
+function decodeNodeUncached(raw: RawNode): DecodeResult {
   const a = raw.annotations;
   const hasAny = Object.keys(a).some((k) => k.startsWith(ANNOTATION_PREFIX));
   if (!hasAny) return fail('annotations-missing', `node ${raw.name} has no ${ANNOTATION_PREFIX} annotations yet (agent not started?)`);

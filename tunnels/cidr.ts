@@ -66,7 +66,8 @@ function parseIPv4(text: string): number | undefined {
 /** Formats an address value of the given family (IPv6 in RFC 5952 compressed form). */
 export function formatIP(family: 4 | 6, value: bigint): string {
   if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
+    const n = Number(value & 0xffffffffn);
+    return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
   }
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
@@ -134,9 +135,16 @@ export function formatCidr(c: Cidr): string {
 
 /** Canonicalises `addr/len` (clearing host bits); undefined if malformed. */
 export function canonicalCidr(text: string): string | undefined {
+  const hit = canonicalCache.get(text);
+  if (hit !== undefined || canonicalCache.has(text)) return hit;
   const c = parseCidr(text);
-  return c === undefined ? undefined : formatCidr(c);
+  const out = c === undefined ? undefined : formatCidr(c);
+  if (canonicalCache.size >= CIDR_CACHE_MAX) canonicalCache.clear();
+  canonicalCache.set(text, out);
+  return out;
 }
+
+const canonicalCache = new Map<string, string | undefined>();
 
 /** True if the two prefixes share any address. */
 export function cidrsOverlap(a: Cidr, b: Cidr): boolean {

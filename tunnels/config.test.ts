@@ -39,7 +39,7 @@ const DEFAULTS: AgentConfig = {
   metricsAddress: '127.0.0.1:9588',
   endpointAddress: undefined,
   underlayMtu: undefined,
-  steering: { enabled: true, failClosed: true, clusterCidrs: [], exemptCidrs: [], interfaces: [], enforceIngress: true },
+  steering: { enabled: true, failClosed: true, clusterCidrs: [], exemptCidrs: [], interfaces: [], enforceIngress: true, nodeToNode: false },
   status: { publish: true, heartbeatSeconds: 300, minIntervalSeconds: 10, tokenFile: undefined },
   ipsec: { keyBits: 256, replayWindow: 1024 },
   rotation: { graceSeconds: 30, peerTimeoutSeconds: 15, maxKeyAgeSeconds: 2592000, maxConcurrentAuto: 1 },
@@ -51,6 +51,11 @@ describe('steering config', () => {
     expect(() => validateConfig({ nodeName: 'node-a', steering: { clusterCidrs: ['100.64.0.0/10', '100.64.0.0'] } })).toThrow('steering.clusterCidrs[1] must be a CIDR');
     expect(() => validateConfig({ nodeName: 'node-a', steering: { failClosed: 'yes' } })).toThrow('steering.failClosed must be true or false');
     expect(() => validateConfig({ nodeName: 'node-a', steering: { interfaces: ['eth0', 'a very long name!'] } })).toThrow('steering.interfaces must be a list of interface names');
+    expect(validateConfig({ nodeName: 'node-a' }).steering.nodeToNode).toBe(false);
+    expect(validateConfig({ nodeName: 'node-a', steering: { nodeToNode: true } }).steering.nodeToNode).toBe(true);
+    expect(() => validateConfig({ nodeName: 'node-a', steering: { nodeToNode: 'on' } })).toThrow('steering.nodeToNode must be true or false');
+    expect(() => validateConfig({ nodeName: 'node-a', steering: { nodeToNode: true, enabled: false } })).toThrow('steering.nodeToNode needs steering.enabled');
+    expect(() => validateConfig({ nodeName: 'node-a', mode: 'ipsec', steering: { nodeToNode: true } })).toThrow('steering.nodeToNode is supported in mode wireguard only');
   });
 
   it('refuses to start fail-closed without the cluster pod range, and accepts an explicit opt-out', async () => {
@@ -81,7 +86,7 @@ describe('validateConfig', () => {
       metricsAddress: '[::1]:9000',
       endpointAddress: 'fd00:198:18::1',
       underlayMtu: 9000,
-      steering: { enabled: true, failClosed: false, clusterCidrs: ['100.64.0.0/10'], exemptCidrs: ['198.18.0.100/32'], interfaces: ['eth0'], enforceIngress: false },
+      steering: { enabled: true, failClosed: false, clusterCidrs: ['100.64.0.0/10'], exemptCidrs: ['198.18.0.100/32'], interfaces: ['eth0'], enforceIngress: false, nodeToNode: false },
       status: { publish: false, heartbeatSeconds: 60, minIntervalSeconds: 2, tokenFile: '/run/sealnet/token' },
       rotation: { graceSeconds: 5, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 0, maxConcurrentAuto: 2 },
       ipsec: { keyBits: 128, replayWindow: 64 },

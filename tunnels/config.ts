@@ -95,6 +95,12 @@ export interface SteeringConfig {
   readonly interfaces: readonly string[];
   /** Also drop plaintext arriving from remote pod prefixes (the receiving side's guard). */
   readonly enforceIngress: boolean;
+  /**
+   * Node-to-node (host network) encryption, mode wireguard: remote nodes' InternalIPs join their
+   * peers' allowed IPs and the egress program redirects host traffic to them into the tunnel
+   * (tunnels/nodetonode.ts). Traffic to or from `exemptCidrs` (the API server) stays plaintext.
+   */
+  readonly nodeToNode: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -171,6 +177,7 @@ export function validateConfig(input: unknown): AgentConfig {
   if (metricsAddress !== '' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(metricsAddress)) throw fieldError('metricsAddress', `must be "host:port" or "" to disable, got ${JSON.stringify(metricsAddress)}`);
 
   const steering = validateSteering(obj(root.steering, 'steering'));
+  if (steering.nodeToNode && mode !== 'wireguard') throw fieldError('steering.nodeToNode', `is supported in mode wireguard only, got mode ${JSON.stringify(mode)}`);
   const statusIn = obj(root.status, 'status');
   checkKeys(statusIn, ['publish', 'heartbeatSeconds', 'minIntervalSeconds', 'tokenFile'], 'status');
   const status: StatusConfig = {
@@ -241,7 +248,7 @@ function cidrList(o: Json, key: string, where: string): string[] {
 }
 
 function validateSteering(st: Json): SteeringConfig {
-  checkKeys(st, ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress'], 'steering');
+  checkKeys(st, ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress', 'nodeToNode'], 'steering');
   const enabled = bool(st, 'enabled', 'steering.', true);
   const failClosed = bool(st, 'failClosed', 'steering.', true);
   const clusterCidrs = cidrList(st, 'clusterCidrs', 'steering.');
@@ -249,7 +256,11 @@ function validateSteering(st: Json): SteeringConfig {
   if (!Array.isArray(ifaces) || ifaces.some((i) => typeof i !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(i))) {
     throw fieldError('steering.interfaces', `must be a list of interface names, got ${JSON.stringify(ifaces)}`);
   }
-  return { enabled, failClosed, clusterCidrs, exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'), interfaces: ifaces as string[], enforceIngress: bool(st, 'enforceIngress', 'steering.', true) };
+  const nodeToNode = bool(st, 'nodeToNode', 'steering.', false);
+  // Host traffic reaches the tunnel only through the egress program's redirect (no route: a
+  // route to a peer's address via the tunnel would carry the tunnel's own UDP into itself).
+  if (nodeToNode && !enabled) throw fieldError('steering.nodeToNode', 'needs steering.enabled: host traffic to other nodes is steered into the tunnel by the BPF program');
+  return { enabled, failClosed, clusterCidrs, exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'), interfaces: ifaces as string[], enforceIngress: bool(st, 'enforceIngress', 'steering.', true), nodeToNode };
 }
 
 /**

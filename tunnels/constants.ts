@@ -17,6 +17,10 @@ export const ANNOTATIONS = {
   ipsecPublicKey: `${ANNOTATION_PREFIX}ipsec-public-key`,
   /** Epoch of the IPsec key (mode ipsec; SPIs and SA keys are derived over it). */
   ipsecKeyEpoch: `${ANNOTATION_PREFIX}ipsec-key-epoch`,
+  /** IPsec key a rotation is bringing in (staging, moving), `<epoch>:<base64 key>`; peers install inbound SAs for it. */
+  ipsecNextKey: `${ANNOTATION_PREFIX}ipsec-next-key`,
+  /** IPsec key a rotation is retiring (grace), `<epoch>:<base64 key>`; peers keep accepting it until it goes. */
+  ipsecPreviousKey: `${ANNOTATION_PREFIX}ipsec-previous-key`,
   /** Tunnel endpoint `ip:port` (IPv6 as `[addr]:port`). */
   endpoint: `${ANNOTATION_PREFIX}endpoint`,
   /** Encapsulation mode the node's agent runs: `wireguard` or `ipsec`. */

@@ -14,6 +14,9 @@ import { parseIP } from './cidr.js';
 import type { AgentConfig } from './config.js';
 import { describeError } from './errors.js';
 import type { IpsecRuntime } from './ipsec-mode.js';
+import { IpsecRotation } from './ipsec-rotation.js';
+import { RotationStateFile } from '../keymgr/rotationstore.js';
+import { rotationSettings } from './rotation.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -29,11 +32,11 @@ export function startupFamily(config: AgentConfig): 4 | 6 {
  * Checks the kernel, then loads the IPsec key. Resolves undefined after logging why mode ipsec
  * cannot run (the caller exits with status 2).
  */
-export async function startIpsecMode(o: { readonly config: AgentConfig; readonly log: Logger }): Promise<IpsecRuntime | undefined> {
+export async function startIpsecMode(o: { readonly config: AgentConfig; readonly log: Logger }): Promise<(IpsecRuntime & { setWake(fn: () => void): void; close(): void }) | undefined> {
   const { config, log } = o;
   const family = startupFamily(config);
-  // The driver reads private keys through this map; it holds the current key only (IPsec key
-  // rotation would add the next one).
+  // The driver reads private keys through this map: the current key, plus the next one during
+  // a rotation (tunnels/ipsec-rotation.ts adds and removes them).
   const privateKeys = new Map<number, PrivateKey>();
   let driver: IpsecDriver;
   try {
@@ -47,9 +50,10 @@ export async function startIpsecMode(o: { readonly config: AgentConfig; readonly
     return undefined;
   }
   log.info({ family }, `kernel supports ESP with rfc4106(gcm(aes)) for IPv${family}`);
+  const keystore = new KeyStore({ stateDir: config.stateDir });
   let key;
   try {
-    key = await new KeyStore({ stateDir: config.stateDir }).loadOrCreate('ipsec');
+    key = await keystore.loadOrCreate('ipsec');
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot load or create the IPsec key');
     return undefined;
@@ -57,5 +61,35 @@ export async function startIpsecMode(o: { readonly config: AgentConfig; readonly
   for (const w of key.warnings) log.warn({}, `key store: ${w}`);
   privateKeys.set(key.epoch, key.privateKey);
   log.info({ key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created }, key.created ? 'generated a new IPsec key' : 'loaded IPsec key');
-  return { port: driver, key: { publicKey: key.publicKey, epoch: key.epoch }, checkedFamilies: [family] };
+  // Key rotation: the same state file and request/report annotations as mode wireguard (which
+  // this agent does not run), resumed where an earlier run left it.
+  let wake: () => void = () => undefined;
+  const rotation = new IpsecRotation({
+    nodeName: config.nodeName,
+    settings: rotationSettings(config.rotation),
+    keystore,
+    stateFile: new RotationStateFile(config.stateDir),
+    privateKeys,
+    current: { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt },
+    log,
+    wake: () => wake(),
+  });
+  try {
+    await rotation.load();
+  } catch (err) {
+    log.error({ err: describeError(err) }, 'cannot load the IPsec key rotation state');
+    return undefined;
+  }
+  return {
+    port: driver,
+    get key() {
+      return rotation.published();
+    },
+    checkedFamilies: [family],
+    rotation,
+    setWake: (fn: () => void) => {
+      wake = fn;
+    },
+    close: () => rotation.close(),
+  };
 }

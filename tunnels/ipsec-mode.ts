@@ -32,14 +32,20 @@ import { plan, type PlanInput } from './planner.js';
 import type { IpsecApplyResult, IpsecPort, ObservedPeer, SteeringEntry } from './ports.js';
 import type { ReconcileReport, ReconcilerDeps } from './reconciler.js';
 import { planSteering } from './steering.js';
+import { encodeIpsecReports, ipsecRotationReports, peerIpsecKeys, type IpsecKey, type IpsecRotation } from './ipsec-rotation.js';
 
 /** What the agent builds for mode ipsec at start-up (tunnels/ipsec-agent.ts). */
 export interface IpsecRuntime {
   readonly port: IpsecPort;
-  /** This node's current IPsec public key and its epoch (the private key stays in the driver's callback). */
-  readonly key: { readonly publicKey: PublicKey; readonly epoch: number };
+  /** This node's current IPsec public key, its epoch and creation time (the private key stays in the driver's callback). */
+  readonly key: { readonly publicKey: PublicKey; readonly epoch: number; readonly createdAt?: Date | undefined };
   /** Outer address families `checkKernel` passed for at start-up. */
   readonly checkedFamilies: readonly (4 | 6)[];
+  /**
+   * Key rotation (tunnels/ipsec-rotation.ts): the keys each pass plans with, the annotations it
+   * publishes, one state-machine step after each apply. Without it the node keeps `key`.
+   */
+  readonly rotation?: Pick<IpsecRotation, 'keys' | 'annotations' | 'after'> | undefined;
 }
 
 /** IPsec-specific inputs of {@link planIpsecMode}. */
@@ -52,6 +58,8 @@ export interface IpsecPlanExtras {
   readonly underlayDev: string;
   readonly keyBits: 128 | 256;
   readonly replayWindow: number;
+  /** Other keys this node accepts with besides `publicKey`/`epoch` (the one it sends with) during a rotation. */
+  readonly otherKeys?: readonly IpsecKey[] | undefined;
   /**
    * Node → IPsec key programmed by the previous successful apply. Breaks ties when two nodes
    * publish the same IPsec key: the established owner keeps it, a copier cannot take it over.
@@ -75,8 +83,17 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
   const keys = new Map<string, IpsecKeyResult>(input.nodes.filter((n) => n.name !== self).map((n) => [n.name, decodeIpsecKey(n)]));
 
   // SPIs over every node with a parseable key (skipped ones too), and this node's own key.
-  const universe: SpiNode[] = [{ name: self, epochs: [x.epoch] }];
-  for (const [name, k] of keys) if (k.ok) universe.push({ name, epochs: [k.epoch] });
+  const ownKeys: IpsecKey[] = [{ epoch: x.epoch, publicKey: x.publicKey }, ...(x.otherKeys ?? []).filter((k) => k.epoch !== x.epoch)];
+  const universe: SpiNode[] = [{ name: self, epochs: ownKeys.map((k) => k.epoch) }];
+  // Every key a peer publishes (current, and a next or previous one during its rotation).
+  const rotating = new Map<string, ReturnType<typeof peerIpsecKeys>>();
+  for (const [name, k] of keys) {
+    if (!k.ok) continue;
+    const raw = input.nodes.find((n) => n.name === name)!;
+    const all = peerIpsecKeys(raw, { epoch: k.epoch, publicKey: k.publicKey });
+    rotating.set(name, all);
+    universe.push({ name, epochs: all.keys.map((e) => e.epoch) });
+  }
 
   // IPsec skip rules on the nodes plan() accepted.
   const candidates: { name: string; key: PublicKey; epoch: number }[] = [];
@@ -94,11 +111,12 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     const raw = input.nodes.find((n) => n.name === c.name);
     const d = raw === undefined ? undefined : decodeNode(raw);
     if (d === undefined || !d.ok) continue; // plan() accepted it, so it decodes
-    peers.push({ name: c.name, address: d.node.endpointHost, podCIDRs: d.node.podCIDRs, currentEpoch: c.epoch, keys: [{ epoch: c.epoch, publicKey: c.key }] });
+    const all = rotating.get(c.name) ?? { keys: [{ epoch: c.epoch, publicKey: c.key }], sendEpoch: c.epoch };
+    peers.push({ name: c.name, address: d.node.endpointHost, podCIDRs: d.node.podCIDRs, currentEpoch: all.sendEpoch, keys: all.keys });
   }
   const ownCidrs = (input.nodes.find((n) => n.name === self)?.podCIDRs ?? []).map((c) => canonicalCidr(c)).filter((c) => c !== undefined);
   const r = planIpsec({
-    self: { name: self, address: x.address, podCIDRs: [...new Set(ownCidrs)], currentEpoch: x.epoch, keys: [{ epoch: x.epoch, publicKey: x.publicKey }] },
+    self: { name: self, address: x.address, podCIDRs: [...new Set(ownCidrs)], currentEpoch: x.epoch, keys: ownKeys },
     peers,
     spiUniverse: universe,
     keyBits: x.keyBits,
@@ -219,9 +237,9 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   }
 
   // 3. Publish: the identity annotations plus the IPsec key.
-  const own = {
+  const own: Record<string, string | undefined> = {
     ...encodeNode({ mode: config.mode, wireguardPublicKey: key.publicKey, endpointHost, endpointPort: config.wireguard.listenPort, keyEpoch: key.epoch, keyCreated: key.createdAt }),
-    ...encodeIpsecKey(ipsec.key),
+    ...(ipsec.rotation?.annotations() ?? encodeIpsecKey(ipsec.key)),
   };
   if (Object.entries(own).some(([k, v]) => self.annotations[k] !== v)) {
     try {
@@ -251,7 +269,8 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     return ctx.finish(undefined, false, false);
   }
 
-  // 5. Plan.
+  // 5. Plan (during a rotation: the key this node sends with, and the others it accepts).
+  const ownKeys = ipsec.rotation?.keys() ?? { send: ipsec.key, others: [] };
   let desired: DesiredState;
   try {
     desired = planIpsecMode({
@@ -260,8 +279,9 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       config: { mode: 'ipsec', listenPort: config.wireguard.listenPort, persistentKeepalive: 0, underlayMtu: config.underlayMtu ?? underlay.mtu, underlayFamily: endpointIP.family },
       established: ctx.state.identities,
       ipsec: {
-        publicKey: ipsec.key.publicKey,
-        epoch: ipsec.key.epoch,
+        publicKey: ownKeys.send.publicKey,
+        epoch: ownKeys.send.epoch,
+        otherKeys: ownKeys.others,
         address: endpointHost,
         underlayDev: underlay.name,
         keyBits: config.ipsec.keyBits,
@@ -314,6 +334,17 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   } else if (steering !== undefined) {
     ctx.fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
   }
+
+  // 9. Rotation: what this node did with other nodes' next keys, then one step of its own.
+  const reports = encodeIpsecReports(ipsecRotationReports(nodes, wanted, applied?.ready ?? []));
+  if ((self.annotations[ANNOTATIONS.rotationPeers] ?? undefined) !== reports) {
+    try {
+      await store.patchAnnotations(config.nodeName, { [ANNOTATIONS.rotationPeers]: reports });
+    } catch (err) {
+      ctx.fail('publish', err);
+    }
+  }
+  await ipsec.rotation?.after({ nodes: store.list(), synced: prune, applied: prune && applied !== undefined && applied.failed.length === 0, peers: wanted.peers.map((p) => p.node) });
 
   if (applied !== undefined && applied.failed.length === 0) {
     ctx.state.established = Object.fromEntries(wanted.peers.map((p) => [p.node, p.outbound.peerPublicKey]));

@@ -57,11 +57,10 @@ describe('checkTargets: refusals before anything is written', () => {
     const n = nodes({ 'node-c': { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-8', requestedAt: T }), [ANNOTATIONS.rotation]: encodeRotationStatus({ phase: 'idle', last: { id: 'r-8', completedAt: T, epoch: 2, lagging: [] } }) } });
     expect(checkTargets(n, { nodes: ['node-c'], all: false })).toEqual({ targets: ['node-c'], problems: [] });
   });
-  it('an agent without rotation support, and a node in mode ipsec', () => {
+  it('an agent without rotation support; a node in mode ipsec rotates like one in mode wireguard', () => {
     const n = C.nodes.map((x) => (x.name === 'node-d' ? { ...x, annotations: { ...x.annotations, [ANNOTATIONS.mode]: 'ipsec', [ANNOTATIONS.rotation]: IDLE } } : x));
     expect(checkTargets(n, { nodes: ['node-b', 'node-d'], all: false }).problems).toEqual([
       'node node-b: its agent publishes no sealnet.io/rotation status (an agent without key rotation?); upgrade it first',
-      'node node-d runs mode ipsec: key rotation is implemented for wireguard only',
     ]);
   });
   it('--all takes every node with sealnet annotations, sorted', () => {

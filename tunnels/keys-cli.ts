@@ -5,9 +5,10 @@
  * follows that progress and exits 0 only when every target finished (its old key and link are
  * gone) and every peer moved to the new key.
  *
- * Refuses, before writing anything: an unknown node, a node without a sealnet agent, a node in
- * mode ipsec (its rotation is not implemented yet), and a node that already has a rotation
- * running or requested-but-not-started (two rotations at once).
+ * Refuses, before writing anything: an unknown node, a node without a sealnet agent (or one
+ * whose agent publishes no rotation status), and a node that already has a rotation running or
+ * requested-but-not-started (two rotations at once). Modes wireguard and ipsec rotate alike
+ * (tunnels/ipsec-rotation.ts for ipsec).
  */
 import { randomBytes } from 'node:crypto';
 import { sodiumReady } from '../keymgr/keys.js';
@@ -95,10 +96,6 @@ export function checkTargets(nodes: readonly RawNode[], args: Pick<RotateArgs, '
     const d = decodeNode(n);
     if (!d.ok) {
       problems.push(`node ${name}: ${d.detail}`);
-      continue;
-    }
-    if (d.node.mode !== 'wireguard') {
-      problems.push(`node ${name} runs mode ${d.node.mode}: key rotation is implemented for wireguard only`);
       continue;
     }
     const v = rotationView(n);

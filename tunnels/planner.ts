@@ -6,7 +6,7 @@
 import type { PublicKey } from '../keymgr/keys.js';
 import { tunnelMtu } from '../routing/mtu.js';
 import { decodeNode } from './annotations.js';
-import { cidrContains, cidrsOverlap, compareCidrs, parseCidr, parseIP } from './cidr.js';
+import { cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from './cidr.js';
 import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, Mode, PeerNode, RawNode, SkippedNode } from './model.js';
 
@@ -44,6 +44,14 @@ export interface PlanConfig {
   readonly underlayFamily: 4 | 6;
   /** Extra encapsulation below the tunnel. */
   readonly overlay?: 'none' | 'vxlan' | 'geneve';
+  /**
+   * Node-to-node (host network) encryption; absent: off. Each remote node's InternalIPs join its
+   * peer's allowed IPs as host prefixes, except those inside `exemptCidrs` (they always travel
+   * in plaintext). No route is planned for them: the BPF egress program redirects host traffic
+   * to a node address into the tunnel, and a route to a peer's own endpoint address through the
+   * tunnel would carry the tunnel's encrypted UDP into itself.
+   */
+  readonly nodeToNode?: { readonly exemptCidrs: readonly string[] } | undefined;
 }
 
 /** Everything `plan()` reads. */
@@ -108,7 +116,8 @@ export function plan(input: PlanInput): DesiredState {
   //    key; the pod CIDRs belong to exactly one of them (issue 5, see rotationPeers()).
   const mtu = tunnelMtu({ underlayMtu: config.underlayMtu, mode: config.mode, family: config.underlayFamily, overlay: config.overlay ?? 'none' });
   const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
-  const { peers, following } = rotationPeers(accepted, { self, config, handshakes: input.handshakes ?? new Set() });
+  const nodeIPs = config.nodeToNode === undefined ? new Map<string, string[]>() : nodeAddresses(accepted, { self: selfRaw, ownCidrs, exempt: config.nodeToNode.exemptCidrs });
+  const { peers, following } = rotationPeers(accepted, { self, config, handshakes: input.handshakes ?? new Set(), nodeIPs });
   const via = self.rotation?.viaIncoming ?? [];
   const routes: DesiredRoute[] = [];
   for (const n of accepted) {
@@ -144,9 +153,9 @@ const endpointOf = (host: string, port: number): string => (host.includes(':') ?
  */
 function rotationPeers(
   accepted: readonly PeerNode[],
-  ctx: { readonly self: PlanSelf; readonly config: PlanConfig; readonly handshakes: ReadonlySet<string> },
+  ctx: { readonly self: PlanSelf; readonly config: PlanConfig; readonly handshakes: ReadonlySet<string>; readonly nodeIPs: ReadonlyMap<string, readonly string[]> },
 ): { peers: DesiredPeer[]; following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] } {
-  const { self, config, handshakes } = ctx;
+  const { self, config, handshakes, nodeIPs } = ctx;
   const used = new Map<string, number>();
   const count = (k: string): void => {
     used.set(k, (used.get(k) ?? 0) + 1);
@@ -159,7 +168,10 @@ function rotationPeers(
   const peers: DesiredPeer[] = [];
   const following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] = [];
   for (const n of accepted) {
-    const current: DesiredPeer = { node: n.name, publicKey: n.wireguardPublicKey, endpoint: endpointOf(n.endpointHost, n.endpointPort), allowedIPs: n.podCIDRs, persistentKeepalive: config.persistentKeepalive };
+    // The node's addresses travel with its pod CIDRs: whichever key owns one owns the other.
+    const extra = nodeIPs.get(n.name) ?? [];
+    const owned = extra.length === 0 ? n.podCIDRs : [...n.podCIDRs, ...extra].sort(compareCidrs);
+    const current: DesiredPeer = { node: n.name, publicKey: n.wireguardPublicKey, endpoint: endpointOf(n.endpointHost, n.endpointPort), allowedIPs: owned, persistentKeepalive: config.persistentKeepalive };
     const next = n.next;
     if (next === undefined || used.get(next.publicKey) !== 1 || ownKeys.has(next.publicKey)) {
       peers.push(current);
@@ -167,14 +179,51 @@ function rotationPeers(
       continue;
     }
     const moved = n.rotationPhase === 'moving' && handshakes.has(next.publicKey);
-    peers.push({ ...current, allowedIPs: moved ? [] : n.podCIDRs });
+    peers.push({ ...current, allowedIPs: moved ? [] : owned });
     // A keepalive even when keepalives are off: the staged peer carries no traffic, and the
     // rotating node waits for this handshake.
     const keepalive = config.persistentKeepalive > 0 ? config.persistentKeepalive : WG_DEFAULT_KEEPALIVE;
-    peers.push({ node: n.name, publicKey: next.publicKey, endpoint: endpointOf(next.endpointHost, next.endpointPort), allowedIPs: moved ? n.podCIDRs : [], persistentKeepalive: keepalive, next: true });
+    peers.push({ node: n.name, publicKey: next.publicKey, endpoint: endpointOf(next.endpointHost, next.endpointPort), allowedIPs: moved ? owned : [], persistentKeepalive: keepalive, next: true });
     following.push({ node: n.name, publicKey: next.publicKey, podCIDRs: n.podCIDRs });
   }
   return { peers, following };
+}
+
+/**
+ * Node-to-node encryption: each accepted node's InternalIPs as host prefixes (/32, /128),
+ * canonical and sorted. Left out: an address inside `exempt` (always plaintext), one of this
+ * node's own addresses, one inside any pod CIDR (a host prefix inside another peer's pod CIDR
+ * would pull part of that peer's traffic to this one), and one that two nodes claim (neither
+ * gets it; the steering map then drops it as a prefix nobody owns).
+ */
+function nodeAddresses(
+  accepted: readonly PeerNode[],
+  ctx: { readonly self: RawNode | undefined; readonly ownCidrs: readonly Cidr[]; readonly exempt: readonly string[] },
+): Map<string, string[]> {
+  const exempt = ctx.exempt.map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const pods = [...ctx.ownCidrs, ...accepted.flatMap((n) => n.podCIDRs.map((c) => parseCidr(c)).filter((c) => c !== undefined))];
+  const own = new Set((ctx.self?.internalIPs ?? []).map(hostPrefix));
+  const claims = new Map<string, number>();
+  const byNode = new Map<string, string[]>();
+  for (const n of accepted) {
+    const mine = new Set<string>();
+    for (const a of n.internalIPs) {
+      const h = hostPrefix(a);
+      const c = h === undefined ? undefined : parseCidr(h);
+      if (h === undefined || c === undefined || own.has(h) || mine.has(h)) continue;
+      if (exempt.some((e) => cidrsOverlap(e, c)) || pods.some((p) => cidrsOverlap(p, c))) continue;
+      mine.add(h);
+      claims.set(h, (claims.get(h) ?? 0) + 1);
+    }
+    byNode.set(n.name, [...mine]);
+  }
+  for (const [name, list] of byNode) byNode.set(name, list.filter((h) => claims.get(h) === 1).sort(compareCidrs));
+  return byNode;
+}
+
+function hostPrefix(address: string): string | undefined {
+  const ip = parseIP(address);
+  return ip === undefined ? undefined : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
 }
 
 function pickSource(family: 4 | 6 | undefined, ownCidrs: readonly NonNullable<ReturnType<typeof parseCidr>>[], addresses: readonly string[]): string | undefined {

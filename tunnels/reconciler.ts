@@ -15,6 +15,7 @@ import { parseIP } from './cidr.js';
 import type { AgentConfig } from './config.js';
 import { BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from './constants.js';
 import { diffPeers, diffRoutes } from './diff.js';
+import { applyPeerChanges, applyRouteChanges, type KernelView } from './kernelview.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
@@ -23,7 +24,8 @@ import { plan } from './planner.js';
 import type { MirrorPort, NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringEntry, SteeringPort, WireGuardPort } from './ports.js';
 import type { RotationController } from './rotation.js';
 import { afterRotation, applyRotationDatapath, handshakesOnEveryLink, type DatapathMemo } from './rotation-pass.js';
-import { planSteering } from './steering.js';
+import { planSteering, steeringLinks } from './steering.js';
+import { NodeToNodeLinks, tunnelLinkAddress } from './nodetonode.js';
 import { backoffDelay } from './stores/backoff.js';
 import { newIpsecPassState, reconcileIpsec, type IpsecRuntime } from './ipsec-mode.js';
 
@@ -84,6 +86,12 @@ export class Reconciler {
   private rotationDatapath: DatapathMemo | undefined;
   /** Mode ipsec's state between passes. */
   private readonly ipsecState = newIpsecPassState();
+  /** The kernel as the last clean pass left it (tunnels/kernelview.ts); undefined: read it. */
+  private view: KernelView | undefined;
+  /** The next pass reads the kernel in full (first pass, resync, retry, rotation timers). */
+  private fullRequested = true;
+  /** Node-to-node encryption: the tunnel links' address and rp_filter (tunnels/nodetonode.ts). */
+  private readonly nodeToNodeLinks = new NodeToNodeLinks();
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
@@ -94,8 +102,14 @@ export class Reconciler {
     return this.lastReport;
   }
 
-  /** Schedules a pass after the debounce window; coalesces bursts of events. */
-  trigger(): void {
+  /**
+   * Schedules a pass after the debounce window; coalesces bursts of events. A pass triggered
+   * only by node store changes may work from the kernel view the previous pass left (no full
+   * re-read of thousands of peers and routes); `{ full: true }` (periodic resync, retries,
+   * anything the view cannot know about) makes the next pass read the kernel in full.
+   */
+  trigger(opts: { readonly full?: boolean } = {}): void {
+    if (opts.full === true) this.fullRequested = true;
     if (this.closed) return;
     if (this.running !== undefined) {
       this.rerun = true;
@@ -104,12 +118,16 @@ export class Reconciler {
     if (this.timer !== undefined) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.runNow();
+      void this.runNow({ full: false });
     }, this.d.config.debounceMs);
   }
 
-  /** Runs one pass now (waiting for a running one first). */
-  async runNow(): Promise<ReconcileReport> {
+  /**
+   * Runs one pass now (waiting for a running one first). It reads the kernel in full unless
+   * `full: false` (the debounced event path of {@link trigger}).
+   */
+  async runNow(opts: { readonly full?: boolean } = {}): Promise<ReconcileReport> {
+    if (opts.full !== false) this.fullRequested = true;
     while (this.running !== undefined) await this.running.catch(() => undefined);
     this.running = this.reconcileOnce();
     try {
@@ -140,7 +158,7 @@ export class Reconciler {
     const delay = backoffDelay(this.retryAttempt++, { baseMs: 500, capMs: this.d.config.resyncIntervalSeconds * 1000, random: Math.random });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      this.trigger();
+      this.trigger({ full: true });
     }, Math.max(delay, 100));
     // The periodic resync keeps a running agent alive; a pending retry alone must not.
     this.retryTimer.unref();
@@ -204,6 +222,12 @@ export class Reconciler {
       return reconcileIpsec({ deps: this.d, state: this.ipsecState, ops, op, fail, finish, ...helpers });
     }
 
+    // A full pass reads the kernel; an event pass may start from the view the last one left.
+    const full = this.fullRequested || this.view === undefined;
+    this.fullRequested = false;
+    const view = this.view;
+    this.view = undefined; // set again only by a pass that ends clean
+
     // 1. Who am I? The node must exist in the store with an address to publish.
     const nodes = store.list();
     const self = nodes.find((n) => n.name === config.nodeName);
@@ -237,8 +261,15 @@ export class Reconciler {
         log.info({ impl: link.impl, ifindex: link.ifindex }, `created ${l.name}`);
       }
     };
+    // An event pass outside a rotation reuses the view when the link is still the one it saw
+    // (same ifindex: wireguard-go did not restart, nobody recreated it).
+    let reuse: KernelView | undefined;
+    if (!full && view !== undefined && incoming === undefined && view.link === primary.name && view.publicKey === primary.publicKey && view.listenPort === primary.listenPort) {
+      const info = await routing.getLink(primary.name).catch(() => undefined);
+      if (info !== undefined && info.up && info.ifindex === view.ifindex && info.mtu === view.mtu) reuse = view;
+    }
     try {
-      await ensure(primary);
+      if (reuse === undefined) await ensure(primary);
     } catch (err) {
       fail('link', err);
       return finish(undefined, false, false);
@@ -273,10 +304,19 @@ export class Reconciler {
     let observedSecondary;
     let secondaryLink;
     let retiredPresent = false;
-    try {
+    let underlayName: string | undefined;
+    if (reuse !== undefined) {
+      underlayMtu ??= reuse.underlayMtu;
+      underlayName = reuse.underlay;
+      localAddresses = [...reuse.localAddresses];
+      observed = { peers: reuse.peers };
+      observedRoutes = reuse.routes;
+      tunnelLink = { ifindex: reuse.ifindex, mtu: reuse.mtu, up: true };
+    } else try {
       const under = await routing.linkForAddress(endpointHost);
       if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
       underlayMtu ??= under.mtu;
+      underlayName = under.name;
       try {
         await this.prepareSteering(under.name);
       } catch (err) {
@@ -297,7 +337,7 @@ export class Reconciler {
     }
     if (observed === undefined || tunnelLink === undefined) {
       fail('observe', new SealnetError('WG_FAILED', `${primary.name} vanished while reconciling; will recreate on the next pass`));
-      this.trigger();
+      this.trigger({ full: true });
       return finish(undefined, false, false);
     }
     if (secondary !== undefined && secondaryOk && (observedSecondary === undefined || secondaryLink === undefined)) {
@@ -322,7 +362,7 @@ export class Reconciler {
           ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
           ...(rot !== undefined && incoming !== undefined ? { rotation: { link: { name: incoming.name, listenPort: incoming.listenPort }, publicKey: incoming.publicKey, viaIncoming: rot.viaIncoming } } : {}),
         },
-        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu, underlayFamily: endpointIP.family },
+        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu, underlayFamily: endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs } : undefined },
         established: this.established,
         // A key counts as shaken hands only on every link: each link moves its allowed IPs in
         // its own `wg set`, and a link must not move them to a key it has no session with.
@@ -349,10 +389,13 @@ export class Reconciler {
       }
     }
     const removesByLink: { name: string; removes: ReturnType<typeof diffPeers> }[] = [];
+    const setsByLink = new Map<string, ReturnType<typeof diffPeers>>();
+    let removesOk = true;
     let peersOk = true;
     for (const l of links) {
       const peerChanges = diffPeers(desired.peers, l.observed, { prune });
       const peerSets = peerChanges.filter((c) => c.op === 'set');
+      setsByLink.set(l.name, peerSets);
       removesByLink.push({ name: l.name, removes: peerChanges.filter((c) => c.op === 'remove') });
       if (peerSets.length === 0) continue;
       l.changed = true;
@@ -407,23 +450,27 @@ export class Reconciler {
         ops.peer_remove = (ops.peer_remove ?? 0) + removes.length;
         metrics.kernelOps.inc({ op: 'peer_remove' }, removes.length);
       } catch (err) {
+        removesOk = false;
         fail('peers', err);
       }
     }
-    // Ready means programmed: read the peers back after the changes above.
+    // Ready means programmed: read the peers back after the changes above (an event pass on the
+    // view takes what `wg set` accepted: it exits non-zero on anything it did not apply).
     const readBack: { name: string; peers: readonly ObservedPeer[]; ifindex: number }[] = [];
     for (const l of links) {
       try {
-        readBack.push({ name: l.name, peers: l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed, ifindex: l.info.ifindex });
+        const applied = reuse !== undefined && peersOk && removesOk ? applyPeerChanges(l.observed, [...(setsByLink.get(l.name) ?? []), ...(removesByLink.find((x) => x.name === l.name)?.removes ?? [])]) : undefined;
+        readBack.push({ name: l.name, peers: applied ?? (l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed), ifindex: l.info.ifindex });
       } catch (err) {
         fail('observe', err);
         readBack.push({ name: l.name, peers: l.observed, ifindex: l.info.ifindex });
       }
     }
+    if (config.steering.nodeToNode) await this.nodeToNodeLinks.ensure({ mirror: this.d.mirror, links: readBack, v4: tunnelLinkAddress(desired.routes, endpointHost), ops, fail });
     if (this.d.steering !== undefined && this.steeringKey !== undefined) {
       try {
         // Each prefix is steered into the link its route uses, ready per that link's peers.
-        const devOf = new Map(desired.routes.map((r) => [r.dst, r.dev]));
+        const devOf = steeringLinks(desired.routes, nodes);
         let entries: SteeringEntry[] = [];
         for (const [i, l] of readBack.entries()) {
           const e = planSteering({
@@ -433,7 +480,8 @@ export class Reconciler {
             desiredPeers: desired.peers,
             observedPeers: l.peers,
             target: { action: 'redirect', ifindex: l.ifindex },
-            nodeToNode: false,
+            nodeToNode: config.steering.nodeToNode,
+            exemptCidrs: config.steering.exemptCidrs,
           });
           const byCidr = new Map(e.map((x) => [x.cidr, x]));
           entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
@@ -463,6 +511,23 @@ export class Reconciler {
     if (peersOk) this.established = Object.fromEntries(desired.peers.filter((p) => p.next !== true).map((p) => [p.node, p.publicKey]));
     metrics.peers.set(desired.peers.filter((p) => p.next !== true).length);
     await afterRotation({ nodeName: config.nodeName, store, log, rotation: this.d.rotation, nodes, self, endpointHost, desired, readBack, secondary: secondaryOk ? secondary?.name : undefined, retiredPresent: retire ? retiredPresent : true, applied: errors.length === 0, fail });
+    // Keep what this pass left for the next event pass: only after a clean pass with one link and
+    // no rotation anywhere (rotations decide on live handshake times, which only a read gives).
+    const quiet = incoming === undefined && links.length === 1 && desired.peers.every((p) => p.next !== true) && (desired.following?.length ?? 0) === 0;
+    if (errors.length === 0 && quiet && underlayName !== undefined && underlayMtu !== undefined && readBack[0] !== undefined) {
+      this.view = {
+        link: primary.name,
+        publicKey: primary.publicKey,
+        listenPort: primary.listenPort,
+        ifindex: tunnelLink.ifindex,
+        mtu: desired.link.mtu,
+        underlay: underlayName,
+        underlayMtu,
+        localAddresses,
+        peers: readBack[0].peers,
+        routes: applyRouteChanges(observedRoutes, routeChanges),
+      };
+    }
     return finish(desired, prune, prune);
   }
 

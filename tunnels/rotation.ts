@@ -363,6 +363,9 @@ export class RotationController {
     return n;
   }
 
+  /** autoRotationDueAt() per node, epoch and key creation time (see autoAhead). */
+  private readonly dueMemo = new Map<string, number>();
+
   /**
    * Idle nodes whose automatic rotation is due before ours, judged from what they publish (key
    * epoch and creation time) with our own maximum age (the chart sets one for the cluster).
@@ -378,7 +381,14 @@ export class RotationController {
       const d = decodeNode(raw);
       const created = Date.parse(raw.annotations[ANNOTATIONS.keyCreated] ?? '');
       if (!d.ok || d.node.rotationPhase !== undefined || Number.isNaN(created)) continue;
-      const due = autoRotationDueAt({ node: raw.name, epoch: d.node.keyEpoch, createdAt: created, maxKeyAgeMs })!;
+      // One hash per node and key, not one per node per pass (5,000 nodes, several steps a pass).
+      const memoKey = `${raw.name}\0${d.node.keyEpoch}\0${created}\0${maxKeyAgeMs}`;
+      let due = this.dueMemo.get(memoKey);
+      if (due === undefined) {
+        due = autoRotationDueAt({ node: raw.name, epoch: d.node.keyEpoch, createdAt: created, maxKeyAgeMs })!;
+        if (this.dueMemo.size > 2 * nodes.length + 64) this.dueMemo.clear();
+        this.dueMemo.set(memoKey, due);
+      }
       if (due <= now && (due < mine || (due === mine && raw.name < this.o.nodeName))) n++;
     }
     return n;

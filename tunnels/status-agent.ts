@@ -20,7 +20,7 @@ import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AgentMetrics } from './metrics.js';
 import type { RawNode } from './model.js';
-import type { NodeStore, ObservedPeer, SteeringCounter, SteeringEntry, SteeringPort, WireGuardPort } from './ports.js';
+import type { NodeStore, ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry, SteeringPort, WireGuardPort } from './ports.js';
 import type { ReconcileReport } from './reconciler.js';
 import { algorithmOf, buildNodeStatus, encodeStatus, readiness, statusDigest, type NodeStatusInput, type NodeStatusReport } from './status.js';
 
@@ -44,6 +44,12 @@ export interface StatusDeps {
    * its peers are never reported encrypted.
    */
   readonly observePeers?: () => Promise<ObservedPeer[] | undefined>;
+  /**
+   * Mode ipsec: reads the owned XFRM SAs (counters, algorithm, no keys) and policies
+   * (`IpsecPort.observe`); the report matches them to the planned pairs. Without it, mode ipsec
+   * peers are never reported encrypted.
+   */
+  readonly observeIpsec?: () => Promise<ObservedIpsec>;
   readonly steering: Pick<SteeringPort, 'listEntries' | 'counters'> | undefined;
   readonly reconciler: { report(): ReconcileReport | undefined };
   readonly store: Pick<NodeStore, 'list' | 'patchAnnotations'>;
@@ -56,6 +62,7 @@ export interface StatusDeps {
 interface Observation {
   readonly at: number;
   readonly peers: ObservedPeer[] | undefined;
+  readonly ipsec: ObservedIpsec | undefined;
   readonly entries: SteeringEntry[] | undefined;
   readonly counters: SteeringCounter[] | undefined;
   readonly errors: string[];
@@ -97,10 +104,12 @@ export class StatusService {
       (r) => (r === undefined ? (errors.push(this.d.observePeers === undefined ? `${this.d.link?.() ?? WG_INTERFACE} does not exist` : 'the tunnel state is unavailable'), undefined) : r),
       (err: unknown) => (errors.push(`reading the tunnel: ${describeError(err)}`), undefined),
     );
+    const observeIpsec = this.d.config.mode === 'ipsec' ? this.d.observeIpsec : undefined;
+    const ipsec = observeIpsec === undefined ? undefined : await observeIpsec().catch((err: unknown) => (errors.push(`reading XFRM: ${describeError(err)}`), undefined));
     const st = this.d.steering;
     const entries = st === undefined ? undefined : await st.listEntries().catch((err: unknown) => (errors.push(`steering map: ${describeError(err)}`), undefined));
     const counters = st === undefined ? undefined : await st.counters().catch((err: unknown) => (errors.push(`steering counters: ${describeError(err)}`), undefined));
-    return { at, peers, entries, counters, errors };
+    return { at, peers, ipsec, entries, counters, errors };
   }
 
   /** The input of the pure report builder for an observation. */
@@ -115,11 +124,12 @@ export class StatusService {
       mode: config.mode,
       algorithm: algorithmOf(config.mode, config.ipsec.keyBits),
       key: this.d.key(),
-      steering: { enabled: config.steering.enabled, failClosed: config.steering.enabled && config.steering.failClosed, nodeToNode: false },
+      steering: { enabled: config.steering.enabled, failClosed: config.steering.enabled && config.steering.failClosed, nodeToNode: config.steering.enabled && config.steering.nodeToNode },
       persistentKeepalive: config.wireguard.persistentKeepalive,
       nodes: this.d.store.list(),
       reconcile: r,
       observedPeers: o.peers,
+      observedIpsec: o.ipsec,
       steeringEntries: o.entries,
       counters: o.counters,
       observeErrors: o.errors,

@@ -50,6 +50,13 @@ export interface PairSide {
   readonly handshakeAgeSeconds: number | undefined;
   readonly rx: number | undefined;
   readonly tx: number | undefined;
+  /** Mode ipsec: what the SAs this side holds for the other side use, as observed in its kernel. */
+  readonly algorithm?: string | undefined;
+  /** Mode ipsec: this side's outbound / inbound SPIs with the other side, and packet counters. */
+  readonly spiOut?: string | undefined;
+  readonly spiIn?: readonly string[] | undefined;
+  readonly rxPackets?: number | undefined;
+  readonly txPackets?: number | undefined;
   /** When this side's data was generated. */
   readonly asOf: string | undefined;
 }
@@ -145,10 +152,16 @@ function side(self: NodeView, other: string, nowS: number): { side: PairSide; no
       handshakeAgeSeconds: hs === undefined || hs === 0 ? undefined : Math.floor(nowS - hs),
       rx: peer?.rx,
       tx: peer?.tx,
+      ...(peer?.algorithm === undefined ? {} : { algorithm: peer.algorithm, spiOut: peer.spiOut, spiIn: peer.spiIn, rxPackets: peer.rxPackets, txPackets: peer.txPackets }),
       asOf: r?.at,
     },
     notes,
   };
+}
+
+/** One name when both ends agree, else `a/b` (`?` for an end that says nothing). Observed SA algorithms (mode ipsec) win over configured ones. */
+function pairAlgorithm(a: string | undefined, b: string | undefined): string | undefined {
+  return a === b ? a : [a ?? '?', b ?? '?'].join('/');
 }
 
 /** Joins every node's report into pair rows. `only`: keep pairs that involve these nodes. */
@@ -187,7 +200,7 @@ export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; only?: 
         state,
         partial,
         mode: ra?.mode === rb?.mode ? ra?.mode : [ra?.mode ?? '?', rb?.mode ?? '?'].join('/'),
-        algorithm: ra?.algorithm === rb?.algorithm ? ra?.algorithm : [ra?.algorithm ?? '?', rb?.algorithm ?? '?'].join('/'),
+        algorithm: pairAlgorithm(sa.side.algorithm ?? ra?.algorithm, sb.side.algorithm ?? rb?.algorithm),
         sides: [sa.side, sb.side],
         notes,
       });

@@ -11,11 +11,14 @@
  * old as the report, which says when it was generated.
  */
 import { fingerprint, type PublicKey } from '../keymgr/keys.js';
-import { decodeNode } from './annotations.js';
+import { decodeIpsecKey, decodeNode } from './annotations.js';
 import { canonicalCidr } from './cidr.js';
 import { ANNOTATIONS, STATUS_MAX_BYTES, STATUS_VERSION } from './constants.js';
 import type { DesiredState, Mode, RawNode } from './model.js';
-import type { ObservedPeer, SteeringCounter, SteeringEntry } from './ports.js';
+import { aesGcmBits, pairEvidence } from '../ipsec/evidence.js';
+import { spiHex } from '../ipsec/xfrm-msg.js';
+import { publishedIpsecKeys } from './ipsec-rotation.js';
+import type { ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry } from './ports.js';
 import { peerIdOf } from './steering.js';
 
 /**
@@ -64,6 +67,14 @@ export interface PeerStatus {
   /** Bytes received from / sent to the peer through the tunnel (absent in compact reports). */
   readonly rx?: number | undefined;
   readonly tx?: number | undefined;
+  /** Mode ipsec: the algorithm of the pair's SAs as the kernel holds them (an {@link ALGORITHMS} id, else `xfrm:<name>/<bits>`). */
+  readonly algorithm?: string | undefined;
+  /** Mode ipsec: SPI of the outbound SA and of the inbound SAs (`0x51…`). */
+  readonly spiOut?: string | undefined;
+  readonly spiIn?: readonly string[] | undefined;
+  /** Mode ipsec: packets received from / sent to the peer (SA counters). */
+  readonly rxPackets?: number | undefined;
+  readonly txPackets?: number | undefined;
 }
 
 /** What an agent publishes about itself. Version {@link STATUS_VERSION}. */
@@ -96,8 +107,8 @@ export interface NodeStatusReport {
   readonly omitted: number;
 }
 
-/** Why mode ipsec peers are never `encrypted` in this build (no per-pair SA observation wired in yet). */
-export const IPSEC_UNOBSERVED = 'per-pair state of mode ipsec is not observed by this build (SA state is not wired into status yet); not proven encrypted';
+/** Why a mode ipsec peer is not `encrypted` when the agent has no XFRM observation (no observer wired in). */
+export const IPSEC_UNOBSERVED = 'the XFRM SAs of mode ipsec are not observed by this agent; not proven encrypted';
 
 /** Longest reason sentence kept in a report. */
 export const MAX_REASON = 200;
@@ -124,6 +135,8 @@ export interface NodeStatusInput {
   readonly reconcile: { readonly desired: DesiredState | undefined; readonly errors: readonly { step: string }[]; readonly converged: boolean } | undefined;
   /** Tunnel peers read from the kernel; undefined when they could not be read. */
   readonly observedPeers: readonly ObservedPeer[] | undefined;
+  /** Mode ipsec: owned SAs and policies read from the kernel; undefined when not read (or unreadable). */
+  readonly observedIpsec?: ObservedIpsec | undefined;
   /** Steering map entries read from the kernel; undefined when steering is off or unreadable. */
   readonly steeringEntries: readonly SteeringEntry[] | undefined;
   readonly counters: readonly SteeringCounter[] | undefined;
@@ -135,10 +148,92 @@ function clip(text: string): string {
   return text.length <= MAX_REASON ? text : `${text.slice(0, MAX_REASON - 1)}…`;
 }
 
+/**
+ * Lookups by key into the report's input lists, built once per list (a 5,000-node report looked
+ * every peer up with find/filter: O(N²), a second of CPU per report).
+ */
+const indexes = new WeakMap<object, Map<string, unknown[]>>();
+function lookup<T extends object>(list: readonly T[], key: (x: T) => string, tag: string, wanted: string): readonly T[] {
+  let byTag = indexes.get(list);
+  if (byTag === undefined) indexes.set(list, (byTag = new Map()));
+  let ix = byTag.get(tag) as unknown as Map<string, T[]> | undefined;
+  if (ix === undefined) {
+    ix = new Map();
+    for (const x of list) {
+      const k = key(x);
+      const l = ix.get(k);
+      if (l === undefined) ix.set(k, [x]);
+      else l.push(x);
+    }
+    byTag.set(tag, ix as unknown as unknown[]);
+  }
+  return ix.get(wanted) ?? [];
+}
+
 function sameSet(a: readonly string[], b: readonly string[]): boolean {
   const x = new Set(a.map((c) => canonicalCidr(c) ?? c));
   const y = new Set(b.map((c) => canonicalCidr(c) ?? c));
   return x.size === y.size && [...x].every((c) => y.has(c));
+}
+
+/** The report's name of an SA's algorithm. */
+function saAlgorithm(aead: { name: string; icvBits: number; cipherBits: number } | undefined): string {
+  const bits = aesGcmBits(aead);
+  if (bits !== undefined) return bits === 128 ? ALGORITHMS.ipsecAesGcm128 : ALGORITHMS.ipsecAesGcm256;
+  return aead === undefined ? 'xfrm:none' : `xfrm:${aead.name}/${aead.cipherBits}`;
+}
+
+/**
+ * Mode ipsec, a planned pair: `encrypted` when the kernel holds the outbound SA, every planned
+ * inbound SA and the pair's policies (outbound pinned to that SA), all with the node's
+ * configured AES-GCM, and steering sends the peer's pod CIDRs into XFRM. No handshake exists:
+ * inbound ICV failures with nothing received mean the two ends derived different keys.
+ */
+function ipsecPeerStatus(input: NodeStatusInput, node: RawNode, notUsable: (what: string) => PeerStatus): PeerStatus {
+  if (input.observedIpsec === undefined) {
+    return { node: node.name, state: 'pending', reason: input.observeErrors.length > 0 ? clip(`cannot read the XFRM state: ${input.observeErrors.join('; ')}`) : IPSEC_UNOBSERVED };
+  }
+  const desired = input.reconcile?.desired?.ipsec;
+  const peer = desired === undefined ? undefined : lookup(desired.peers, (p) => p.node, 'node', node.name)[0];
+  if (desired === undefined || peer === undefined) return notUsable('no IPsec pair with it is planned yet (it appeared after the last reconcile)');
+  const ev = pairEvidence(desired, peer, input.observedIpsec);
+  const sas = [...(ev.outbound === undefined ? [] : [ev.outbound]), ...ev.inbound];
+  const algorithms = [...new Set(sas.map((x) => saAlgorithm(x.aead)))].sort();
+  const seen = {
+    key: fingerprint(peer.outbound.peerPublicKey),
+    algorithm: algorithms.length === 0 ? undefined : algorithms.join('+'),
+    spiOut: ev.outbound === undefined ? undefined : spiHex(ev.outbound.spi),
+    spiIn: ev.inbound.map((x) => spiHex(x.spi)),
+    rx: ev.inbound.reduce((n, x) => n + x.bytes, 0),
+    tx: ev.outbound?.bytes,
+    rxPackets: ev.inbound.reduce((n, x) => n + x.packets, 0),
+    txPackets: ev.outbound?.packets,
+  };
+  if (ev.problems.length > 0) return { ...seen, ...notUsable(ev.problems.join('; ')) };
+  const wrong = algorithms.filter((a) => a !== input.algorithm);
+  if (wrong.length > 0) return { ...seen, node: node.name, state: 'misconfigured', reason: clip(`its SAs use ${wrong.join(', ')}, this node is configured for ${input.algorithm}`) };
+  const decoded = decodeIpsecKey(node);
+  // During the node's key rotation its SAs may hold the key it announces as next.
+  if (decoded.ok && !publishedIpsecKeys(node).includes(peer.outbound.peerPublicKey)) {
+    // The next reconcile pass rebuilds the pair with the published key (a rotation in progress).
+    return { ...seen, node: node.name, state: 'pending', reason: clip(`the SAs hold IPsec key ${fingerprint(peer.outbound.peerPublicKey)}, the node now publishes ${fingerprint(decoded.publicKey)}`) };
+  }
+  const steer = steeringProblem(input, node, peer.remoteCIDRs, notUsable);
+  if (steer !== undefined) return { ...seen, ...steer };
+  if (seen.rxPackets === 0 && ev.inbound.some((x) => x.integrityFailures > 0)) {
+    return { ...seen, node: node.name, state: 'pending', reason: 'ESP from it fails the integrity check and none was accepted: the two ends hold different SA keys' };
+  }
+  return { ...seen, node: node.name, state: 'encrypted' };
+}
+
+/** With steering on: undefined when the steering map sends every CIDR of the peer into the tunnel, else the peer's state. */
+function steeringProblem(input: NodeStatusInput, node: RawNode, cidrs: readonly string[], notUsable: (what: string) => PeerStatus): PeerStatus | undefined {
+  if (!input.steering.enabled) return undefined;
+  if (input.steeringEntries === undefined) return { node: node.name, state: 'pending', reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`) };
+  const id = peerIdOf(node.name);
+  const entries = lookup(input.steeringEntries, (e) => `${e.peerId}|${e.kind}`, 'peer', `${id}|pod`);
+  const steered = cidrs.every((c) => entries.some((e) => e.cidr === (canonicalCidr(c) ?? c) && e.state === 'ready'));
+  return steered ? undefined : notUsable('the steering map does not send its pod CIDRs into the tunnel');
 }
 
 /** The state of one peer from this node's side, with the reason when it is not encrypted. */
@@ -149,16 +244,16 @@ function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
     guard ? { node: node.name, state: 'dropping', reason: clip(`${what}; fail-closed drops its pod traffic`) } : { node: node.name, state: 'misconfigured', reason: clip(`${what}; ${unguarded}`) };
   const r = input.reconcile;
   if (r === undefined || r.desired === undefined) return notUsable('the agent has not completed a reconcile pass yet');
-  const skipped = r.desired.skipped.find((s) => s.name === node.name);
+  const skipped = lookup(r.desired.skipped, (s) => s.name, 'name', node.name)[0];
   if (skipped !== undefined) {
     if (skipped.reason === 'annotations-missing') return notUsable('the node publishes no key (is its agent running?)');
     return { node: node.name, state: 'misconfigured', reason: clip(skipped.detail) };
   }
-  const desired = r.desired.peers.find((p) => p.node === node.name);
+  if (input.mode === 'ipsec') return ipsecPeerStatus(input, node, notUsable);
+  const desired = lookup(r.desired.peers, (p) => p.node, 'node', node.name)[0];
   if (desired === undefined) return notUsable('the node is not planned yet (it appeared after the last reconcile)');
-  if (input.mode === 'ipsec' && input.observedPeers === undefined) return { node: node.name, state: 'pending', reason: IPSEC_UNOBSERVED };
   if (input.observedPeers === undefined) return { node: node.name, state: 'pending', reason: clip(`cannot read the tunnel: ${input.observeErrors.join('; ') || 'unknown error'}`) };
-  const peer = input.observedPeers.find((p) => p.publicKey === desired.publicKey);
+  const peer = lookup(input.observedPeers, (p) => p.publicKey, 'key', desired.publicKey)[0];
   const seen = { key: peer === undefined ? undefined : fingerprint(peer.publicKey), handshake: peer?.latestHandshake, rx: peer?.rxBytes, tx: peer?.txBytes };
   if (peer === undefined || !sameSet(peer.allowedIPs, desired.allowedIPs)) {
     return { ...seen, ...notUsable(peer === undefined ? 'no tunnel peer with its key is programmed' : 'the tunnel peer does not carry exactly its pod CIDRs') };
@@ -169,7 +264,7 @@ function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
   }
   if (input.steering.enabled) {
     const id = peerIdOf(node.name);
-    const entries = (input.steeringEntries ?? []).filter((e) => e.peerId === id && e.kind === 'pod');
+    const entries = lookup(input.steeringEntries ?? [], (e) => `${e.peerId}|${e.kind}`, 'peer', `${id}|pod`);
     const steered = desired.allowedIPs.every((c) => entries.some((e) => e.cidr === (canonicalCidr(c) ?? c) && e.state === 'ready'));
     if (input.steeringEntries === undefined) return { ...seen, node: node.name, state: 'pending', reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`) };
     if (!steered) return { ...seen, ...notUsable('the steering map does not send its pod CIDRs into the tunnel') };
@@ -194,10 +289,12 @@ export function readiness(input: NodeStatusInput): { ready: boolean; reasons: st
   const reasons: string[] = [];
   if (!r.converged) reasons.push(r.errors.length > 0 ? `last reconcile failed at: ${[...new Set(r.errors.map((e) => e.step))].join(', ')}` : 'node store not synced');
   if (r.desired === undefined) return { ready: false, reasons: reasons.length > 0 ? reasons : ['no plan yet'] };
-  // Mode ipsec: no per-peer observation yet; a converged pass applied every desired SA.
-  if (input.mode === 'ipsec' && input.observedPeers === undefined) return { ready: reasons.length === 0, reasons };
-  for (const p of r.desired.peers) {
-    const raw = input.nodes.find((n) => n.name === p.node);
+  // Mode ipsec without an observation of XFRM: a converged pass applied every desired SA.
+  if (input.mode === 'ipsec' && input.observedIpsec === undefined) return { ready: reasons.length === 0, reasons };
+  const planned = input.mode === 'ipsec' ? (r.desired.ipsec?.peers ?? []).map((p) => p.node) : r.desired.peers.map((p) => p.node);
+  for (const name of planned) {
+    const p = { node: name };
+    const raw = lookup(input.nodes, (n) => n.name, 'name', p.node)[0];
     const s = raw === undefined ? undefined : peerStatus(input, raw);
     if (s === undefined) reasons.push(`peer ${p.node}: left the node store`);
     else if (s.state === 'dropping' || s.state === 'misconfigured' || (s.state === 'pending' && s.key === undefined)) reasons.push(`peer ${p.node}: ${s.reason ?? s.state}`);
@@ -312,10 +409,20 @@ function text(v: unknown, where: string, max = 256): string {
   return v;
 }
 
+function spi(v: unknown, where: string): string {
+  if (typeof v !== 'string' || !/^0x[0-9a-f]{8}$/.test(v)) throw new Error(`${where} must be an SPI as 0x and 8 hex digits`);
+  return v;
+}
+
+function spiList(v: unknown, where: string): string[] {
+  if (!Array.isArray(v) || v.length > 16) throw new Error(`${where} must be a list of at most 16 SPIs`);
+  return v.map((x, i) => spi(x, `${where}[${i}]`));
+}
+
 function decodePeer(v: unknown, i: number): PeerStatus {
   const where = `peers[${i}]`;
   if (!isObj(v)) throw new Error(`${where} must be an object`);
-  exactKeys(v, ['node', 'state'], ['reason', 'key', 'handshake', 'rx', 'tx'], where);
+  exactKeys(v, ['node', 'state'], ['reason', 'key', 'handshake', 'rx', 'tx', 'algorithm', 'spiOut', 'spiIn', 'rxPackets', 'txPackets'], where);
   const node = text(v.node, `${where}.node`);
   if (!NODE_NAME.test(node)) throw new Error(`${where}.node is not a node name`);
   if (!(PEER_STATES as readonly unknown[]).includes(v.state)) throw new Error(`${where}.state must be one of ${PEER_STATES.join(', ')}`);
@@ -328,6 +435,11 @@ function decodePeer(v: unknown, i: number): PeerStatus {
     ...(v.handshake === undefined ? {} : { handshake: count(v.handshake, `${where}.handshake`) }),
     ...(v.rx === undefined ? {} : { rx: count(v.rx, `${where}.rx`) }),
     ...(v.tx === undefined ? {} : { tx: count(v.tx, `${where}.tx`) }),
+    ...(v.algorithm === undefined ? {} : { algorithm: text(v.algorithm, `${where}.algorithm`, 64) }),
+    ...(v.spiOut === undefined ? {} : { spiOut: spi(v.spiOut, `${where}.spiOut`) }),
+    ...(v.spiIn === undefined ? {} : { spiIn: spiList(v.spiIn, `${where}.spiIn`) }),
+    ...(v.rxPackets === undefined ? {} : { rxPackets: count(v.rxPackets, `${where}.rxPackets`) }),
+    ...(v.txPackets === undefined ? {} : { txPackets: count(v.txPackets, `${where}.txPackets`) }),
   };
 }
 

@@ -2,7 +2,7 @@ import { sodiumReady, type PublicKey } from '../keymgr/keys.js';
 import { fixtureKey } from '../test/fixtures.js';
 import type { DesiredPeer } from './model.js';
 import type { ObservedPeer, SteeringEntry } from './ports.js';
-import { peerIdOf, planSteering, type SteeringPlanInput } from './steering.js';
+import { peerIdOf, planSteering, steeringLinks, type SteeringPlanInput } from './steering.js';
 
 let keyB: PublicKey;
 let keyC: PublicKey;
@@ -93,6 +93,49 @@ describe('planSteering', () => {
     ]);
   });
 
+  it('adds no node address without node-to-node encryption', () => {
+    const out = planSteering(input({ desiredPeers: [peer('b', keyB, ['100.64.2.0/24', '198.18.0.2/32'])], observedPeers: [observed(keyB, ['100.64.2.0/24', '198.18.0.2/32'])] }));
+    expect(out.filter((e) => e.kind === 'node')).toEqual([]);
+  });
+
+  it('leaves exempt node addresses out (the API server stays reachable in plaintext)', () => {
+    const out = planSteering(input({ nodeToNode: true, exemptCidrs: ['198.18.0.3/32', '10.96.0.0/12'] }));
+    expect(out.filter((e) => e.kind === 'node').map((e) => e.cidr)).toEqual(['198.18.0.2/32', '198.18.0.4/32']);
+    // Pod CIDRs are never exempted by this rule: only node addresses are filtered.
+    expect(planSteering(input({ nodeToNode: true, exemptCidrs: ['100.64.3.0/24'] })).find((e) => e.cidr === '100.64.3.0/24')?.state).toBe('ready');
+  });
+
+  it('steers every address of a node, both families, and never its own', () => {
+    const many = [...nodes.filter((n) => n.name !== 'b'), { name: 'b', podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2', 'fd00:198:18::2'] }];
+    const out = planSteering(
+      input({
+        nodes: many,
+        nodeToNode: true,
+        desiredPeers: [peer('b', keyB, ['100.64.2.0/24', '198.18.0.2/32', 'fd00:198:18::2/128'])],
+        observedPeers: [observed(keyB, ['100.64.2.0/24', '198.18.0.2/32', 'fd00:198:18::2/128'])],
+      }),
+    );
+    expect(out.filter((e) => e.kind === 'node').map((e) => [e.cidr, e.state, e.ifindex])).toEqual([
+      ['198.18.0.2/32', 'ready', 9],
+      ['198.18.0.3/32', 'not-ready', 0],
+      ['198.18.0.4/32', 'not-ready', 0],
+      ['fd00:198:18::2/128', 'ready', 9],
+    ]);
+    expect(out.map((e) => e.cidr)).not.toContain('198.18.0.1/32');
+  });
+
+  it('makes a node address two nodes claim not ready', () => {
+    const out = planSteering(
+      input({
+        nodes: [...nodes, { name: 'e', podCIDRs: [], internalIPs: ['198.18.0.2'] }],
+        nodeToNode: true,
+        desiredPeers: [peer('b', keyB, ['100.64.2.0/24', '198.18.0.2/32'])],
+        observedPeers: [observed(keyB, ['100.64.2.0/24', '198.18.0.2/32'])],
+      }),
+    );
+    expect(out.find((e) => e.cidr === '198.18.0.2/32')?.state).toBe('not-ready');
+  });
+
   it('marks instead of redirecting in XFRM mode', () => {
     const out = planSteering(input({ target: { action: 'mark', markFor: (n) => (n === 'b' ? 0x200 : 0x300) } }));
     expect(out.find((e) => e.cidr === '100.64.2.0/24')).toEqual({ ...pod('100.64.2.0/24', 'b', 'ready'), action: 'mark', mark: 0x200 });
@@ -112,5 +155,21 @@ describe('planSteering', () => {
     expect(peerIdOf('b')).toBe(peerIdOf('b'));
     expect(peerIdOf('b')).not.toBe(peerIdOf('c'));
     expect(peerIdOf('')).not.toBe(0);
+  });
+});
+
+describe('steeringLinks', () => {
+  it('puts a node address on the link of its node\'s pod CIDRs; routes keep theirs', () => {
+    const routes = [
+      { dst: '100.64.2.0/24', dev: 'sealwg1' },
+      { dst: '100.64.3.0/24', dev: 'sealwg0' },
+    ];
+    const m = steeringLinks(routes, nodes);
+    expect(Object.fromEntries(m)).toEqual({
+      '100.64.2.0/24': 'sealwg1',
+      '100.64.3.0/24': 'sealwg0',
+      '198.18.0.2/32': 'sealwg1',
+      '198.18.0.3/32': 'sealwg0',
+    });
   });
 });

@@ -32,6 +32,12 @@ export interface SteeringPlanInput {
   readonly target: SteeringTarget | undefined;
   /** Also steer remote node addresses (host-network traffic). */
   readonly nodeToNode: boolean;
+  /**
+   * Prefixes that always pass (`steering.exemptCidrs`, the API server): a node address inside
+   * one gets no entry. The program checks the exempt map first anyway; leaving the entry out
+   * keeps the map and the status report saying what actually happens.
+   */
+  readonly exemptCidrs?: readonly string[] | undefined;
 }
 
 /** FNV-1a of the node name: a stable peer number for status output (0 is reserved for none). */
@@ -51,6 +57,27 @@ function hostPrefix(addr: string): string | undefined {
   return ip === undefined ? undefined : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
 }
 
+/**
+ * Which tunnel link each steered prefix belongs to: a pod CIDR goes where its route goes, and a
+ * node address (node-to-node encryption, no route of its own) goes with its node's pod CIDRs,
+ * so that during a key rotation a node's host traffic moves between links with its pods'.
+ */
+export function steeringLinks(
+  routes: readonly { readonly dst: string; readonly dev: string }[],
+  nodes: readonly { readonly podCIDRs: readonly string[]; readonly internalIPs: readonly string[] }[],
+): Map<string, string> {
+  const out = new Map(routes.map((r) => [r.dst, r.dev]));
+  for (const n of nodes) {
+    const dev = n.podCIDRs.map((c) => out.get(canonical(c) ?? '')).find((d) => d !== undefined);
+    if (dev === undefined) continue;
+    for (const a of n.internalIPs) {
+      const h = hostPrefix(a);
+      if (h !== undefined && !out.has(h)) out.set(h, dev);
+    }
+  }
+  return out;
+}
+
 /** Computes the steering entries. Pure and deterministic. */
 export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   const self = input.nodes.find((n) => n.name === input.self);
@@ -60,6 +87,7 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   const desired = new Map<string, DesiredPeer[]>();
   for (const p of input.desiredPeers) desired.set(p.node, [...(desired.get(p.node) ?? []), p]);
   const observed = new Map(input.observedPeers.map((p) => [p.publicKey as string, new Set(p.allowedIPs.map((a) => canonical(a)))]));
+  const exempt = (input.exemptCidrs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
   const out = new Map<string, SteeringEntry>();
 
   const put = (e: SteeringEntry): void => {
@@ -88,7 +116,8 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
     if (input.nodeToNode) {
       for (const a of node.internalIPs) {
         const h = hostPrefix(a);
-        if (h !== undefined) prefixes.push({ cidr: h, kind: 'node' });
+        const c = h === undefined ? undefined : parseCidr(h);
+        if (h !== undefined && c !== undefined && !exempt.some((e) => cidrsOverlap(e, c))) prefixes.push({ cidr: h, kind: 'node' });
       }
     }
     for (const { cidr, kind } of prefixes) {

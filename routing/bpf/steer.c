@@ -11,6 +11,12 @@
  *   sealnet_ingress    ingress of the underlay interface. Plaintext whose source is a remote pod
  *                      prefix is dropped: the receiver refuses what a misconfigured or fail-open
  *                      sender leaked, so a leak breaks connectivity instead of passing silently.
+ *                      With node-to-node encryption the same holds for a remote node address:
+ *                      only tunnel packets (and IPv6 neighbour discovery) may come from it.
+ *
+ * Exempt prefixes (the API server) pass whichever end of the packet they are: a node must reach
+ * the API server, and the API server's replies must reach the node, even before the node has a
+ * key, so both directions on both hooks look at source and destination.
  *   sealnet_from_pod   ingress of a pod-facing interface (optional). Sets skb->mark for entries
  *                      in XFRM mode: XFRM picks its policy during routing, before the egress
  *                      qdisc, so a mark set at underlay egress would come too late.
@@ -147,6 +153,8 @@ struct pkt {
 	struct lpm_key src;
 	__u8 proto;     /* L4 protocol; 0 when unknown (non-first fragment, unparsed header) */
 	__u8 has_ports;
+	__u8 icmp6_type; /* ICMPv6 type when proto is ICMPv6 */
+	__u16 l4_off;   /* offset of the L4 header from the network header; 0 when unknown */
 	__u16 sport;    /* host order */
 	__u16 dport;
 };
@@ -161,6 +169,14 @@ static __always_inline void load_ports(struct __sk_buff *skb, __u32 off, struct 
 {
 	__u16 ports[2];
 
+	p->l4_off = off;
+	if (p->proto == IPPROTO_ICMPV6) {
+		__u8 type;
+
+		if (load_net(skb, off, &type, sizeof(type)) == 0)
+			p->icmp6_type = type;
+		return;
+	}
 	if (p->proto != IPPROTO_UDP)
 		return;
 	if (load_net(skb, off, ports, sizeof(ports)) < 0)
@@ -255,6 +271,74 @@ static __always_inline int is_encrypted(struct __sk_buff *skb, const struct conf
 	return 0;
 }
 
+/* IPv6 neighbour discovery (router/neighbour solicitation and advertisement, redirect) between
+ * nodes: it must stay on the underlay, or neighbour unreachability detection fails and the
+ * underlay itself (the tunnel's UDP included) breaks. It never carries payload. */
+static __always_inline int is_neighbor_discovery(const struct pkt *p)
+{
+	return p->proto == IPPROTO_ICMPV6 && p->icmp6_type >= 133 && p->icmp6_type <= 137;
+}
+
+/* Either end of the packet in the exempt map. */
+static __always_inline int is_exempt(struct pkt *p)
+{
+	return bpf_map_lookup_elem(&sealnet_exempt, &p->dst) || bpf_map_lookup_elem(&sealnet_exempt, &p->src);
+}
+
+/* Offset of the network header from skb->data at TC egress: ETH_HLEN on an Ethernet underlay,
+ * 0 on an L3 device; -1 when neither holds the parsed header (then nothing is rewritten). */
+static __always_inline int net_offset(struct __sk_buff *skb, const struct pkt *p)
+{
+	__u32 daddr_off = p->dst.family == SEALNET_FAMILY_V4 ? 16 : 24;
+	__u8 d[4];
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + daddr_off, d, sizeof(d)) == 0 && __builtin_memcmp(d, p->dst.addr, 4) == 0)
+		return ETH_HLEN;
+	if (bpf_skb_load_bytes(skb, daddr_off, d, sizeof(d)) == 0 && __builtin_memcmp(d, p->dst.addr, 4) == 0)
+		return 0;
+	return -1;
+}
+
+#define TCP_FLAG_SYN 0x02
+#define TCP_OPT_MSS 2
+#define TCP_CSUM_OFF 16
+
+/* Node-to-node encryption: host TCP to a node address takes its MSS from the underlay route
+ * (1460), but the packet is redirected into the tunnel, whose MTU is smaller, and a full-size
+ * segment would be lost there with no ICMP to tell the sender. So the MSS option of a SYN (and
+ * SYN-ACK) to a node address is lowered to fit the tunnel device's MTU (read from the device:
+ * bpf_check_mtu). Both ends run this, so both directions use the smaller segments. Linux puts
+ * the MSS option first; a SYN with it elsewhere is left alone. */
+static __always_inline void clamp_mss(struct __sk_buff *skb, const struct pkt *p, __u32 ifindex)
+{
+	__u8 tcp[24]; /* the fixed header and the first option */
+	__u32 mtu = 0;
+	__u16 mss, want, old_be, new_be;
+	int nh;
+
+	if (p->proto != IPPROTO_TCP || p->l4_off == 0)
+		return;
+	if (load_net(skb, p->l4_off, tcp, sizeof(tcp)) < 0)
+		return;
+	if (!(tcp[13] & TCP_FLAG_SYN) || (tcp[12] >> 4) < 6 || tcp[20] != TCP_OPT_MSS || tcp[21] != 4)
+		return;
+	if (bpf_check_mtu(skb, ifindex, &mtu, 0, 0) < 0 || mtu <= 100)
+		return;
+	want = mtu - (p->dst.family == SEALNET_FAMILY_V4 ? 40 : 60);
+	mss = ((__u16)tcp[22] << 8) | tcp[23];
+	if (mss <= want)
+		return;
+	nh = net_offset(skb, p);
+	if (nh < 0)
+		return;
+	old_be = bpf_htons(mss);
+	new_be = bpf_htons(want);
+	/* With CHECKSUM_PARTIAL (locally generated) the helper leaves the field alone: the
+	 * checksum is completed later over the rewritten bytes. */
+	bpf_l4_csum_replace(skb, nh + p->l4_off + TCP_CSUM_OFF, old_be, new_be, sizeof(__u16));
+	bpf_skb_store_bytes(skb, nh + p->l4_off + 22, &new_be, sizeof(new_be), 0);
+}
+
 /* Drops, or under fail-open passes, and counts which. */
 static __always_inline int deny(struct __sk_buff *skb, const struct config *cfg, __u32 hook, __u32 reason)
 {
@@ -281,15 +365,21 @@ int sealnet_egress(struct __sk_buff *skb)
 		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
-	if (bpf_map_lookup_elem(&sealnet_exempt, &p.dst)) {
+	if (is_exempt(&p)) {
 		count(HOOK_EGRESS, CNT_PASS_EXEMPT, skb);
 		return TC_ACT_OK;
 	}
 	v = bpf_map_lookup_elem(&sealnet_remote, &p.dst);
 	/* Tunnel packets go to node addresses, never to pod addresses: a pod sending plaintext to
-	 * the WireGuard port of a remote pod is still pod traffic and is steered like any other. */
+	 * the WireGuard port of a remote pod is still pod traffic and is steered like any other.
+	 * To a node address (node-to-node encryption) they must pass: redirecting the tunnel's own
+	 * UDP into the tunnel would loop it. Everything else to a node address is redirected. */
 	if ((!v || v->kind == KIND_NODE) && is_encrypted(skb, cfg, &p)) {
 		count(HOOK_EGRESS, CNT_PASS_ENCRYPTED, skb);
+		return TC_ACT_OK;
+	}
+	if (v && v->kind == KIND_NODE && is_neighbor_discovery(&p)) {
+		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
 	if (!v) {
@@ -304,6 +394,8 @@ int sealnet_egress(struct __sk_buff *skb)
 		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_BYPASS);
 	if (v->ifindex == 0 || v->ifindex == skb->ifindex)
 		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_BAD_ENTRY);
+	if (v->kind == KIND_NODE)
+		clamp_mss(skb, &p, v->ifindex);
 	count(HOOK_EGRESS, CNT_REDIRECTED, skb);
 	/* An ifindex that vanished makes the kernel drop the packet (skb_do_redirect): still closed. */
 	return bpf_redirect(v->ifindex, 0);
@@ -323,14 +415,27 @@ int sealnet_ingress(struct __sk_buff *skb)
 		count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
-	if (bpf_map_lookup_elem(&sealnet_exempt, &p.src)) {
+	if (is_exempt(&p)) {
 		count(HOOK_INGRESS, CNT_PASS_EXEMPT, skb);
 		return TC_ACT_OK;
 	}
 	v = bpf_map_lookup_elem(&sealnet_remote, &p.src);
-	if (!v || v->kind == KIND_NODE) {
+	if (!v) {
 		count(HOOK_INGRESS, is_encrypted(skb, cfg, &p) ? CNT_PASS_ENCRYPTED : CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
+	}
+	/* A node address is in the map only with node-to-node encryption: from it, only the tunnel
+	 * (decrypted traffic arrives on the tunnel device, not here) and neighbour discovery. */
+	if (v->kind == KIND_NODE) {
+		if (is_encrypted(skb, cfg, &p)) {
+			count(HOOK_INGRESS, CNT_PASS_ENCRYPTED, skb);
+			return TC_ACT_OK;
+		}
+		if (is_neighbor_discovery(&p)) {
+			count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
+			return TC_ACT_OK;
+		}
+		return deny(skb, cfg, HOOK_INGRESS, CNT_DROP_PLAINTEXT_IN);
 	}
 	/* XFRM tunnel mode re-injects the decrypted inner packet through this hook, secpath set. */
 	if (bpf_skb_get_xfrm_state(skb, 0, &xs, sizeof(xs), 0) == 0) {

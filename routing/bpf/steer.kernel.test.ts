@@ -203,6 +203,8 @@ const send = (to: string, count: number, port = SINK_PORT, extra: Record<string,
 // ---- setup ------------------------------------------------------------------------------
 
 let wgAIndex = 0;
+/** B's public key (A's peer), for tests that change A's peer. */
+let pubB = '';
 const readyEntries = (): SteeringEntry[] => [
   { cidr: '100.64.2.0/24', state: 'ready', action: 'redirect', kind: 'pod', ifindex: wgAIndex, mark: 0, peerId: 2 },
   { cidr: '100.64.3.0/24', state: 'not-ready', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 3 },
@@ -241,7 +243,8 @@ beforeAll(async () => {
   const keyB = path.join(work, 'b.key');
   for (const f of [keyA, keyB]) writeFileSync(f, (await run('wg', ['genkey'])).stdout, { mode: 0o600 });
   const pub = async (f: string): Promise<string> => (await run('wg', ['pubkey'], { input: readFileSync(f, 'utf8') })).stdout.trim();
-  await wireguard(nsA, wgA, keyA, ['peer', await pub(keyB), 'allowed-ips', '100.64.2.0/24', 'endpoint', `198.18.0.2:${WG_PORT}`]);
+  pubB = await pub(keyB);
+  await wireguard(nsA, wgA, keyA, ['peer', pubB, 'allowed-ips', '100.64.2.0/24', 'endpoint', `198.18.0.2:${WG_PORT}`]);
   await wireguard(nsB, wgB, keyB, ['peer', await pub(keyA), 'allowed-ips', '198.18.0.1/32']);
   const [link] = JSON.parse(await ipn(nsA, '-j', 'link', 'show', 'dev', wgA)) as { ifindex: number }[];
   wgAIndex = link?.ifindex ?? 0;
@@ -451,6 +454,61 @@ describe('steering in a scratch namespace', () => {
     const rx = (await received())['100.64.2.10'] ?? 0;
     await send('100.64.2.10', 20, SINK_PORT, { intervalMs: 1 });
     expect(await waitReceived('100.64.2.10', rx, 20)).toBe(20);
+  }, TIMEOUT_MS);
+
+  it('node-to-node: host traffic to a ready node address goes through the tunnel whose own UDP goes to that very address', async () => {
+    // The loop case: the peer's endpoint is the node address being steered. Only the tunnel's
+    // UDP (fwmark, WireGuard port) may pass; everything else is redirected into the tunnel.
+    await sh(nsA, 'wg', 'set', wgA, 'peer', pubB, 'allowed-ips', '100.64.2.0/24,198.18.0.3/32', 'endpoint', `198.18.0.3:${WG_PORT}`);
+    const node3: SteeringEntry = { cidr: '198.18.0.3/32', state: 'ready', action: 'redirect', kind: 'node', ifindex: wgAIndex, mark: 0, peerId: 3 };
+    try {
+      await a().call('applyEntries', [node3], { prune: false });
+      const rdBefore = await counter('egress', 'redirected');
+      const encBefore = await counter('egress', 'encrypted');
+      const rx = (await received())['198.18.0.3'] ?? 0;
+      const count = await captured(async () => {
+        expect(await send('198.18.0.3', 50, SINK_PORT, { intervalMs: 1 })).toBe(50);
+        expect(await waitReceived('198.18.0.3', rx, 50)).toBe(50);
+      });
+      expect(await counter('egress', 'redirected')).toBe(rdBefore + 50);
+      expect(await counter('egress', 'encrypted')).toBeGreaterThanOrEqual(encBefore + 50);
+      expect(await count(`dst host 198.18.0.3 and dst port ${SINK_PORT}`)).toBe(0);
+      expect(await count(`udp and dst host 198.18.0.3 and dst port ${WG_PORT}`)).toBeGreaterThanOrEqual(50);
+    } finally {
+      await sh(nsA, 'wg', 'set', wgA, 'peer', pubB, 'allowed-ips', '100.64.2.0/24', 'endpoint', `198.18.0.2:${WG_PORT}`);
+      await a().call('applyEntries', readyEntries(), { prune: false });
+    }
+  }, TIMEOUT_MS);
+
+  it('node-to-node: plaintext from a node address is dropped at ingress, tunnel packets pass, an exempt end passes', async () => {
+    // 198.18.0.3 is a (not ready) node entry; A's own address joins the exempt list halfway.
+    const inBefore = await counter('ingress', 'plaintext_in');
+    const encBefore = await counter('ingress', 'encrypted');
+    const before = (await a().call<Record<string, number>>('udpReceived'))['198.18.0.1'] ?? 0;
+    await b().call('sendUdp', { to: '198.18.0.1', port: SINK_PORT, count: 20, from: '198.18.0.3' });
+    await b().call('sendUdp', { to: '198.18.0.1', port: WG_PORT, count: 10, from: '198.18.0.3' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await counter('ingress', 'plaintext_in')).toBe(inBefore + 20);
+    expect(await counter('ingress', 'encrypted')).toBeGreaterThanOrEqual(encBefore + 10);
+    expect((await a().call<Record<string, number>>('udpReceived'))['198.18.0.1'] ?? 0).toBe(before);
+
+    const attachments = [{ dev: uA, hook: 'egress' }, { dev: uA, hook: 'ingress' }];
+    await a().call('ensure', { settings, exempt: [...exempt, '198.18.0.1/32'], clusterCidrs, attachments });
+    try {
+      const exBefore = await counter('ingress', 'exempt');
+      await b().call('sendUdp', { to: '198.18.0.1', port: SINK_PORT, count: 20, from: '198.18.0.3' });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await counter('ingress', 'exempt')).toBe(exBefore + 20);
+      expect((await a().call<Record<string, number>>('udpReceived'))['198.18.0.1']).toBe(before + 20);
+      // Egress: the exempt source (the API server's replies) passes to a node that is not ready.
+      const egBefore = await counter('egress', 'exempt');
+      const rx = (await received())['198.18.0.3'] ?? 0;
+      await send('198.18.0.3', 15, SINK_PORT, { from: '198.18.0.1' });
+      expect(await waitReceived('198.18.0.3', rx, 15)).toBe(15);
+      expect(await counter('egress', 'exempt')).toBe(egBefore + 15);
+    } finally {
+      await a().call('ensure', { settings, exempt, clusterCidrs, attachments });
+    }
   }, TIMEOUT_MS);
 
   it('detaches only its own classifiers, and will not overwrite a foreign one in its slot', async () => {

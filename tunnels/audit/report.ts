@@ -190,6 +190,12 @@ export function evaluate(input: EvaluateInput): AuditReportBody {
     if (policy.requireAllPairsEncrypted && pair.state !== 'encrypted') {
       own.push({ code: 'pair-not-encrypted', subject, message: `${pair.a} ↔ ${pair.b} is ${pair.state}${pair.notes.length > 0 ? `: ${pair.notes.join('; ')}` : ''}` });
     }
+    // Mode ipsec: the algorithm each end's SAs really use (observed in its kernel), not only the configured one.
+    for (const side of pair.sides) {
+      for (const alg of side.algorithm?.split('+') ?? []) {
+        if (!policy.allowedAlgorithms.includes(alg)) own.push({ code: 'algorithm-not-allowed', subject, message: `the SAs ${side.node} holds for ${pair.a} ↔ ${pair.b} use ${alg}; policy ${policy.name} allows only ${policy.allowedAlgorithms.join(', ')}` });
+      }
+    }
     const probe = probeViolations(pair, input);
     const violations = sortViolations([...own, ...probe.violations, ...(byNode.get(pair.a) ?? []), ...(byNode.get(pair.b) ?? [])]);
     const [sa, sb] = pair.sides;

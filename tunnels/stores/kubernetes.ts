@@ -40,6 +40,7 @@ export class KubernetesNodeStore implements NodeStore {
   private stopped = false;
   /** The decoded, sorted node list; dropped on every informer event. */
   private cache: RawNode[] | undefined;
+  private readonly converted = new WeakMap<k8s.V1Node, ReturnType<typeof rawNodeFromDoc>>();
 
   constructor(opts: KubernetesNodeStoreOptions = {}) {
     this.kc = new k8s.KubeConfig();
@@ -112,7 +113,10 @@ export class KubernetesNodeStore implements NodeStore {
     if (this.cache !== undefined) return this.cache;
     const out: RawNode[] = [];
     for (const n of this.informer?.list() ?? []) {
-      const r = rawNodeFromDoc(n);
+      // The informer replaces a Node object when it changes; unchanged ones keep their RawNode
+      // (and with it the memoised decode, tunnels/annotations.ts).
+      let r = this.converted.get(n);
+      if (r === undefined) this.converted.set(n, (r = rawNodeFromDoc(n)));
       if (r.ok) out.push(r.node);
     }
     this.cache = out.sort((a, b) => (a.name < b.name ? -1 : 1));
