@@ -195,7 +195,7 @@ export function validateConfig(input: unknown): AgentConfig {
     store,
     wireguard,
     resyncIntervalSeconds: int(root, 'resyncIntervalSeconds', '', 30, 1, 86400),
-    debounceMs: int(root, 'debounceMs', '', 50, 0, 60000),
+    debounceMs: int(root, 'debounceMs', '', 10, 0, 60000),
     logLevel: oneOf(root, 'logLevel', '', ['debug', 'info', 'warn', 'error'] as const, 'info'),
     metricsAddress,
     endpointAddress,

@@ -202,9 +202,11 @@ export interface SteeringPort {
   listEntries(): Promise<SteeringEntry[]>;
   /**
    * Writes entries that differ (one syscall each, all before any delete); with `prune`, then
-   * deletes entries not in `entries`. Each key changes atomically.
+   * deletes entries not in `entries`. Each key changes atomically. `fromLastWrite`: diff against
+   * what the previous successful call left instead of reading the whole map back (an event pass
+   * at 5,000 nodes); ignored when there is no such record.
    */
-  applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean }): Promise<{ written: number; deleted: number }>;
+  applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean; readonly fromLastWrite?: boolean }): Promise<{ written: number; deleted: number }>;
   /** All counters. */
   counters(): Promise<SteeringCounter[]>;
   /** Removes sealnet's classifiers from these attachments only (maps and pins stay). */

@@ -49,7 +49,7 @@ export class BpfSteering implements SteeringPort {
     return this.#open(false).remoteEntries();
   }
 
-  async applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean }): Promise<{ written: number; deleted: number }> {
+  async applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean; readonly fromLastWrite?: boolean }): Promise<{ written: number; deleted: number }> {
     return this.#open(false).syncRemote(entries, opts);
   }
 

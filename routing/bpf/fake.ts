@@ -79,7 +79,7 @@ export class FakeSteering implements SteeringPort {
     return [...this.kernel.entries.values()].sort((a, b) => compareCidrs(a.cidr, b.cidr));
   }
 
-  async applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean }): Promise<{ written: number; deleted: number }> {
+  async applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean; readonly fromLastWrite?: boolean }): Promise<{ written: number; deleted: number }> {
     this.#check('applyEntries');
     const want = new Map(entries.map((e) => [canonical(e.cidr), { ...e, cidr: canonical(e.cidr) }]));
     let written = 0;

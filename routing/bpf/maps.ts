@@ -93,20 +93,29 @@ export class SteeringMaps {
    * Makes the remote map hold `desired`: writes new and changed entries, then (with `prune`)
    * deletes entries not desired. A key listed twice keeps its last entry.
    */
-  syncRemote(desired: readonly RemoteEntry[], opts: { prune: boolean }): SyncResult {
+  syncRemote(desired: readonly RemoteEntry[], opts: { prune: boolean; fromLastWrite?: boolean }): SyncResult {
     const want = new Map<string, Buffer>();
     for (const e of desired) want.set(encodeKey(e.cidr).toString('hex'), encodeRemoteValue(e));
-    return syncLpm(this.remote, want, opts.prune);
+    const have = opts.fromLastWrite === true ? this.#lastRemote : undefined;
+    this.#lastRemote = undefined; // until this sync succeeded
+    const r = syncLpm(this.remote, want, opts.prune, have);
+    this.#lastRemote = opts.prune ? want : new Map([...(have ?? readLpm(this.remote)), ...want]);
+    return r;
   }
+
+  /** What the last successful {@link syncRemote} left in the remote map (hex key → value). */
+  #lastRemote: Map<string, Buffer> | undefined;
 
   /** Writes these entries (create or replace), nothing else. */
   setRemote(entries: readonly RemoteEntry[]): number {
+    this.#lastRemote = undefined;
     if (entries.length === 0) return 0;
     return this.remote.updateMany(Buffer.concat(entries.map((e) => encodeKey(e.cidr))), Buffer.concat(entries.map((e) => encodeRemoteValue(e))));
   }
 
   /** Deletes these prefixes (absent ones are skipped); returns how many were deleted. */
   deleteRemote(cidrs: readonly string[]): number {
+    this.#lastRemote = undefined;
     if (cidrs.length === 0) return 0;
     return this.remote.deleteMany(Buffer.concat(cidrs.map((c) => encodeKey(c))));
   }
@@ -165,8 +174,13 @@ function compareKeys(a: Buffer, b: Buffer): number {
   return a.subarray(4, 8).compare(b.subarray(4, 8)) || a.subarray(8).compare(b.subarray(8)) || a.subarray(0, 4).compare(b.subarray(0, 4));
 }
 
-function syncLpm(map: PinnedMap, want: ReadonlyMap<string, Buffer>, prune: boolean): SyncResult {
-  const have = new Map(map.entries().map(([k, v]) => [k.toString('hex'), v]));
+function readLpm(map: PinnedMap): Map<string, Buffer> {
+  return new Map(map.entries().map(([k, v]) => [k.toString('hex'), v]));
+}
+
+/** Makes `map` hold `want` (and, with `prune`, nothing else); `known`: its content if already known. */
+function syncLpm(map: PinnedMap, want: ReadonlyMap<string, Buffer>, prune: boolean, known?: ReadonlyMap<string, Buffer>): SyncResult {
+  const have = known ?? readLpm(map);
   const writeKeys: Buffer[] = [];
   const writeValues: Buffer[] = [];
   for (const [k, v] of want) {

@@ -528,6 +528,26 @@ describe('steering in a scratch namespace', () => {
     expect(await sh(nsA, 'tc', 'filter', 'show', 'dev', uA, 'egress')).toContain('handle 0x5188');
   }, TIMEOUT_MS);
 
+  it('an event pass diffs against its last write (no map read); a full sync repairs what others changed', async () => {
+    const entries = readyEntries();
+    await a().call('applyEntries', entries, { prune: true });
+    expect(await a().call<number>('externalDeleteRemote', '100.64.3.0/24')).toBe(1);
+    // Trusting its record, the sync writes nothing: it does not see the foreign delete (by design,
+    // the agent's periodic full pass is what repairs drift)...
+    expect(await a().call('applyEntries', entries, { prune: true, fromLastWrite: true })).toEqual({ written: 0, deleted: 0 });
+    expect((await a().call<SteeringEntry[]>('listEntries')).map((e) => e.cidr)).not.toContain('100.64.3.0/24');
+    // ...and the full sync reads the map and puts it back.
+    expect(await a().call('applyEntries', entries, { prune: true })).toEqual({ written: 1, deleted: 0 });
+    // A change on the record: exactly one write and one delete, and the map holds exactly the new set.
+    const next = entries.filter((e) => e.cidr !== '198.18.0.3/32').map((e) => (e.cidr === '100.64.3.0/24' ? { ...e, state: 'no-peer' as const } : e));
+    const cluster = (await a().call<SteeringEntry[]>('listEntries')).filter((e) => !entries.some((x) => x.cidr === e.cidr));
+    const r = await a().call('applyEntries', [...next, ...cluster], { prune: true, fromLastWrite: true });
+    expect(r).toEqual({ written: 1, deleted: 1 });
+    const held = await a().call<SteeringEntry[]>('listEntries');
+    expect(held.map((e) => `${e.cidr} ${e.state}`).sort()).toEqual([...next, ...cluster].map((e) => `${e.cidr} ${e.state}`).sort());
+    await a().call('applyEntries', entries, { prune: false });
+  }, TIMEOUT_MS);
+
   it('loads 5,000 prefixes and changes one faster through the addon than through bpftool', async () => {
     const r = await a().call<{ n: number; addon: Record<string, number>; bpftool: Record<string, number>; sameContent: boolean }>('benchMaps', 5000, 3);
     // Numbers for routing/bpf/README.md; the assertions only keep the choice honest.

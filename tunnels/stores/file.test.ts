@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
-import { mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SealnetError } from '../errors.js';
@@ -234,6 +234,44 @@ describe('FileNodeStore', () => {
         'sealnet.io/version': '1',
         'sealnet.io/mode': 'wireguard',
       });
+    });
+  });
+
+  describe('with inotify and the slow safety-net rescan (the defaults an agent runs with)', () => {
+    async function watched(files: Record<string, string>): Promise<Recorder> {
+      for (const [f, content] of Object.entries(files)) await writeFile(join(dir, f), content);
+      const rec = recorder();
+      store = new FileNodeStore({ dir, pollMs: 60_000, unwatchedPollMs: 50 });
+      await store.start(rec.events);
+      return rec;
+    }
+    const names = (rec: Recorder): string[] => (rec.changes.at(-1) ?? []).map((n) => n.name);
+
+    it('sees a new document and a removed one from the inotify event alone', async () => {
+      const rec = await watched({ 'node-a.json': doc('node-a') });
+      await writeFile(join(dir, '.tmp'), doc('node-b'));
+      await rename(join(dir, '.tmp'), join(dir, 'node-b.json'));
+      await waitFor('node-b', () => names(rec).includes('node-b'));
+      await unlink(join(dir, 'node-a.json'));
+      await waitFor('node-a gone', () => !names(rec).includes('node-a'));
+    });
+
+    it('a store directory moved away keeps every node (no deletions), and a change made meanwhile arrives once it is back', async () => {
+      const rec = await watched({ 'node-a.json': doc('node-a'), 'node-b.json': doc('node-b') });
+      const away = `${dir}-away`;
+      await rename(dir, away);
+      try {
+        // Events still arrive for the moved directory; none of them may look like deletions.
+        await writeFile(join(away, 'node-c.json'), doc('node-c'));
+        await writeFile(join(away, 'node-a.json'), doc('node-a', { ip: '198.18.0.9' }));
+        await sleep(300);
+        expect(store!.list().map((n) => n.name)).toEqual(['node-a', 'node-b']);
+        expect(rec.errors.length).toBeGreaterThan(0);
+      } finally {
+        await rename(away, dir);
+      }
+      await waitFor('node-c after the directory came back', () => names(rec).includes('node-c'));
+      expect(store!.list().find((n) => n.name === 'node-a')?.internalIPs).toEqual(['198.18.0.9']);
     });
   });
 

@@ -21,7 +21,12 @@ export interface FileNodeStoreOptions {
    * the one document to re-read (default 30 s; a full rescan stats every document).
    */
   readonly pollMs?: number;
-  /** Full rescan interval when the directory cannot be watched (default 2 s). */
+  /**
+   * Interval of the cheap check (default 2 s): the directory's inode and mtime, and a full
+   * rescan when either changed (every writer renames documents into place, which changes the
+   * directory's mtime; a directory replaced or moved back changes the inode or mtime). When the
+   * directory cannot be watched, a full rescan at this interval instead.
+   */
   readonly unwatchedPollMs?: number;
 }
 
@@ -39,6 +44,10 @@ export class FileNodeStore implements NodeStore {
   private readonly entries = new Map<string, Entry>();
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  /** The directory as the last full scan saw it (inode, mtime). */
+  private dirIno: number | undefined;
+  private dirMtimeMs: number | undefined;
   private events: NodeStoreEvents | undefined;
   private isSynced = false;
   private readonly unwatchedPollMs: number;
@@ -65,30 +74,46 @@ export class FileNodeStore implements NodeStore {
 
   async start(events: NodeStoreEvents): Promise<void> {
     this.events = events;
-    let pollMs = this.pollMs;
-    try {
-      this.watcher = watch(this.dir, (_event, filename) => this.queueScan(typeof filename === 'string' ? filename : undefined));
-      this.watcher.on('error', (err) => {
-        events.onError(new SealnetError('STORE_IO', `watching ${this.dir} failed; falling back to polling every ${this.unwatchedPollMs} ms`, { cause: err }));
-        this.poll(this.unwatchedPollMs);
-      });
-    } catch (err) {
-      pollMs = this.unwatchedPollMs;
-      events.onError(new SealnetError('STORE_IO', `cannot watch ${this.dir}; polling every ${pollMs} ms`, { cause: err }));
-    }
-    this.poll(pollMs);
+    this.startWatcher();
+    this.checkTimer = setInterval(() => void this.checkDir(), this.unwatchedPollMs);
+    this.timer = setInterval(() => this.queueScan(), this.pollMs);
     this.queueScan();
     await this.scanning;
   }
 
-  private poll(ms: number): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
-    this.timer = setInterval(() => this.queueScan(), ms);
+  /** (Re)starts the inotify watch on the directory (its current inode). */
+  private startWatcher(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    try {
+      const w = watch(this.dir, (_event, filename) => this.queueScan(typeof filename === 'string' ? filename : undefined));
+      w.on('error', (err) => {
+        this.events?.onError(new SealnetError('STORE_IO', `watching ${this.dir} failed; falling back to a full rescan every ${this.unwatchedPollMs} ms`, { cause: err }));
+        w.close();
+        if (this.watcher === w) this.watcher = undefined;
+      });
+      this.watcher = w;
+    } catch (err) {
+      this.events?.onError(new SealnetError('STORE_IO', `cannot watch ${this.dir}; a full rescan every ${this.unwatchedPollMs} ms`, { cause: err }));
+    }
+  }
+
+  /** The cheap periodic check: a full rescan when the directory changed (or is not watched). */
+  private async checkDir(): Promise<void> {
+    if (this.watcher === undefined) {
+      this.queueScan();
+      return;
+    }
+    const st = await stat(this.dir).catch(() => undefined);
+    // Unavailable: keep every node as last seen; the next full rescan reports the error.
+    if (st === undefined) return;
+    if (st.ino !== this.dirIno || st.mtimeMs !== this.dirMtimeMs) this.queueScan();
   }
 
   async stop(): Promise<void> {
     this.watcher?.close();
     if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.checkTimer !== undefined) clearInterval(this.checkTimer);
     this.events = undefined;
     await this.scanning;
   }
@@ -119,12 +144,19 @@ export class FileNodeStore implements NodeStore {
   }
 
   private async scan(): Promise<void> {
-    const full = this.fullScan;
     const files = [...this.pending];
-    this.fullScan = false;
     this.pending.clear();
+    // The directory first: gone or unreadable (the store is unavailable) is an error that keeps
+    // every node as last seen, never "every document was deleted". Replaced by another directory
+    // (another inode): read it all, and watch the new one.
+    const dir = await stat(this.dir);
+    const full = this.fullScan || dir.ino !== this.dirIno;
+    this.fullScan = false;
     let changed = false;
     if (full) {
+      if (this.dirIno !== undefined && dir.ino !== this.dirIno) this.startWatcher();
+      this.dirIno = dir.ino;
+      this.dirMtimeMs = dir.mtimeMs;
       const names = (await readdir(this.dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
       const present = new Set(names);
       for (const file of [...this.entries.keys()]) {
