@@ -34,7 +34,7 @@ const DEFAULTS: AgentConfig = {
   store: { type: 'kubernetes', kubeconfig: undefined },
   wireguard: { listenPort: 51880, implementation: 'auto', wireguardGoPath: 'wireguard-go', wgPath: 'wg', persistentKeepalive: 25 },
   resyncIntervalSeconds: 30,
-  debounceMs: 50,
+  debounceMs: 10,
   logLevel: 'info',
   metricsAddress: '127.0.0.1:9588',
   endpointAddress: undefined,
