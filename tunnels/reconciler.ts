@@ -404,21 +404,35 @@ export class Reconciler {
     }
     const removesByLink: { name: string; removes: ReturnType<typeof diffPeers> }[] = [];
     const setsByLink = new Map<string, ReturnType<typeof diffPeers>>();
+    const removedByLink = new Map<string, ReturnType<typeof diffPeers>>();
     let removesOk = true;
     let peersOk = true;
+    const routeChanges = diffRoutes(desired.routes, observedRoutes, { prune });
+    // Sets and removes in one `wg set` when nothing has to happen between them (no route change,
+    // no rotation): `wg` applies its clauses in order and stops at the first failure, so a remove
+    // still only happens once every set before it succeeded (one process start, not two).
+    const oneCall = routeChanges.length === 0 && incoming === undefined;
     for (const l of links) {
       const peerChanges = diffPeers(desired.peers, l.observed, { prune });
       const peerSets = peerChanges.filter((c) => c.op === 'set');
+      const removes = peerChanges.filter((c) => c.op === 'remove');
       setsByLink.set(l.name, peerSets);
-      removesByLink.push({ name: l.name, removes: peerChanges.filter((c) => c.op === 'remove') });
-      if (peerSets.length === 0) continue;
+      removesByLink.push({ name: l.name, removes: oneCall ? [] : removes });
+      const now = oneCall ? [...peerSets, ...removes] : peerSets;
+      if (now.length === 0) continue;
       l.changed = true;
       try {
-        await wg.applyPeers(l.name, peerSets);
+        await wg.applyPeers(l.name, now);
         ops.peer_set = (ops.peer_set ?? 0) + peerSets.length;
         metrics.kernelOps.inc({ op: 'peer_set' }, peerSets.length);
+        if (oneCall && removes.length > 0) {
+          removedByLink.set(l.name, removes);
+          ops.peer_remove = (ops.peer_remove ?? 0) + removes.length;
+          metrics.kernelOps.inc({ op: 'peer_remove' }, removes.length);
+        }
       } catch (err) {
         peersOk = false;
+        if (oneCall) removesOk = false;
         fail('peers', err);
       }
     }
@@ -427,7 +441,6 @@ export class Reconciler {
       const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (endpointIP.family === 4 ? endpointHost : undefined);
       this.rotationDatapath = await applyRotationDatapath({ mirror: this.d.mirror, rot, incoming: incoming.name, active: active.name, retire, v4, memo: this.rotationDatapath, ops, fail, warn: (msg) => log.warn({}, msg) });
     }
-    const routeChanges = diffRoutes(desired.routes, observedRoutes, { prune });
     for (const c of routeChanges.filter((r) => r.op === 'replace')) {
       try {
         await op('route_replace', () => routing.replaceRoute(c.route));
@@ -439,7 +452,8 @@ export class Reconciler {
     // need the IPv6 rule too, or IPv6 pod traffic bypasses the tunnel), plus the underlay's.
     const families = new Set<4 | 6>([endpointIP.family]);
     for (const r of desired.routes) families.add(r.dst.includes(':') ? 6 : 4);
-    for (const family of [...families].sort()) {
+    // (An event pass that changes no route has nothing to add: the last full pass ensured them.)
+    for (const family of reuse !== undefined && routeChanges.length === 0 ? [] : [...families].sort()) {
       try {
         await routing.ensureRule({ priority: RULE_PRIORITY, table: ROUTE_TABLE, family });
       } catch (err) {
@@ -461,6 +475,7 @@ export class Reconciler {
       if (l !== undefined) l.changed = true;
       try {
         await wg.applyPeers(name, removes);
+        removedByLink.set(name, removes);
         ops.peer_remove = (ops.peer_remove ?? 0) + removes.length;
         metrics.kernelOps.inc({ op: 'peer_remove' }, removes.length);
       } catch (err) {
@@ -474,7 +489,7 @@ export class Reconciler {
     const readBack: { name: string; peers: readonly ObservedPeer[]; ifindex: number }[] = [];
     for (const l of links) {
       try {
-        const applied = reuse !== undefined && peersOk && removesOk ? applyPeerChanges(l.observed, [...(setsByLink.get(l.name) ?? []), ...(removesByLink.find((x) => x.name === l.name)?.removes ?? [])]) : undefined;
+        const applied = reuse !== undefined && peersOk && removesOk ? applyPeerChanges(l.observed, [...(setsByLink.get(l.name) ?? []), ...(removedByLink.get(l.name) ?? [])]) : undefined;
         readBack.push({ name: l.name, peers: applied ?? (l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed), ifindex: l.info.ifindex });
       } catch (err) {
         fail('observe', err);
@@ -486,7 +501,7 @@ export class Reconciler {
     if (this.d.steering !== undefined && this.steeringKey !== undefined) {
       try {
         // Each prefix is steered into the link its route uses, ready per that link's peers.
-        const devOf = steeringLinks(desired.routes, nodes);
+        const devOf = steeringLinks(desired.routes, config.steering.nodeToNode ? nodes : []);
         let entries: SteeringEntry[] = [];
         for (const [i, l] of readBack.entries()) {
           const e = planSteering({
@@ -505,8 +520,10 @@ export class Reconciler {
         const r = await this.d.steering.applyEntries(entries, { prune, fromLastWrite: reuse !== undefined });
         if (r.written > 0) { ops.steering_write = (ops.steering_write ?? 0) + r.written; metrics.kernelOps.inc({ op: 'steering_write' }, r.written); }
         if (r.deleted > 0) { ops.steering_delete = (ops.steering_delete ?? 0) + r.deleted; metrics.kernelOps.inc({ op: 'steering_delete' }, r.deleted); }
+        const byState = new Map<string, number>();
+        for (const e of entries) byState.set(e.state, (byState.get(e.state) ?? 0) + 1);
         metrics.steeringEntries.reset();
-        for (const e of entries) metrics.steeringEntries.inc({ state: e.state });
+        for (const [state, n] of byState) metrics.steeringEntries.set({ state }, n);
       } catch (err) {
         fail('steering', err);
       }

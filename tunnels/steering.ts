@@ -7,7 +7,7 @@
  * WireGuard queues what it cannot send yet and never emits plaintext, and requiring a handshake
  * would deadlock (with no keepalive, the first data packet is what starts the handshake).
  */
-import { cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from './cidr.js';
+import { canonicalCidr, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from './cidr.js';
 import type { DesiredPeer } from './model.js';
 import type { ObservedPeer, SteeringEntry } from './ports.js';
 
@@ -42,15 +42,24 @@ export interface SteeringPlanInput {
 
 /** FNV-1a of the node name: a stable peer number for status output (0 is reserved for none). */
 export function peerIdOf(node: string): number {
+  let id = peerIds.get(node);
+  if (id === undefined) {
+    if (peerIds.size > 65536) peerIds.clear();
+    peerIds.set(node, (id = fnv1a(node)));
+  }
+  return id;
+}
+
+const peerIds = new Map<string, number>();
+
+function fnv1a(node: string): number {
   let h = 0x811c9dc5;
   for (const b of Buffer.from(node, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
   return h === 0 ? 1 : h;
 }
 
-function canonical(cidr: string): string | undefined {
-  const c = parseCidr(cidr);
-  return c === undefined ? undefined : formatCidr(c);
-}
+/** Canonical text of a prefix (memoised in cidr.ts: a pass canonicalises every prefix). */
+const canonical = canonicalCidr;
 
 function hostPrefix(addr: string): string | undefined {
   const ip = parseIP(addr);
@@ -111,7 +120,7 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
     for (const p of node.podCIDRs) {
       const parsed = parseCidr(p);
       if (parsed === undefined || own.some((o) => cidrsOverlap(o, parsed))) continue;
-      prefixes.push({ cidr: formatCidr(parsed), kind: 'pod' });
+      prefixes.push({ cidr: canonical(p)!, kind: 'pod' });
     }
     if (input.nodeToNode) {
       for (const a of node.internalIPs) {
@@ -133,5 +142,9 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
       }
     }
   }
-  return [...out.values()].sort((a, b) => compareCidrs(a.cidr, b.cidr));
+  // Sorted by (family, network, length), with each prefix parsed once (5,000 entries a pass).
+  return [...out.values()]
+    .map((e) => ({ e, c: parseCidr(e.cidr)! }))
+    .sort((x, y) => x.c.family - y.c.family || (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) || x.c.prefixLength - y.c.prefixLength)
+    .map((x) => x.e);
 }
