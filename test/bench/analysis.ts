@@ -42,7 +42,8 @@ export interface LatencyFigures {
   readonly failures: number;
 }
 
-function byRound(t: ThroughputResult, v: Variant, test: ThroughputTest): Map<number, number> {
+/** Mbit/s of one variant and shape, by round (failed runs left out). */
+export function byRound(t: ThroughputResult, v: Variant, test: ThroughputTest): Map<number, number> {
   const m = new Map<number, number>();
   for (const s of t.iperf) if (s.variant === v && s.test === test && s.bitsPerSecond !== undefined) m.set(s.round, s.bitsPerSecond / 1e6);
   return m;
@@ -72,11 +73,7 @@ export function throughputFigures(t: ThroughputResult): ThroughputFigures {
 
 /** Latency percentiles per variant and sealnet ÷ plaintext. */
 export function latencyFigures(t: ThroughputResult): LatencyFigures {
-  const pct = (v: Variant, q: number): Map<number, number> => {
-    const m = new Map<number, number>();
-    for (const s of t.latency) if (s.variant === v && s.error === undefined && s.rttUs.length > 0) m.set(s.round, quantile(s.rttUs, q));
-    return m;
-  };
+  const pct = (v: Variant, q: number): Map<number, number> => percentileByRound(t, v, q);
   const diff = (a: Map<number, number>, b: Map<number, number>): number[] => [...a].filter(([r]) => b.has(r)).map(([r, x]) => x - (b.get(r) as number));
   return {
     p50: perVariant((v) => spread([...pct(v, 0.5).values()])),
@@ -86,6 +83,13 @@ export function latencyFigures(t: ThroughputResult): LatencyFigures {
     addedP50Us: spread(diff(pct('sealnet', 0.5), pct('plaintext', 0.5))),
     failures: t.latency.filter((s) => s.error !== undefined).length,
   };
+}
+
+/** The `q` quantile (µs) of each round's latency run of one variant, by round (failed runs left out). */
+export function percentileByRound(t: ThroughputResult, v: Variant, q: number): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const s of t.latency) if (s.variant === v && s.error === undefined && s.rttUs.length > 0) m.set(s.round, quantile(s.rttUs, q));
+  return m;
 }
 
 /** One join's headline numbers: the slowest existing node / pod decides. */

@@ -1,23 +1,35 @@
 /** Command line of `npm run bench`. */
-import { BENCHMARKS, type BenchmarkName } from './types.js';
+import { BENCHMARKS, SCALE_STORES, type BenchmarkName, type ScaleStore } from './types.js';
 
 /** Usage text. */
 export const BENCH_USAGE = `usage: npm run bench [-- NAME ...] [--quick] [options]
 
 Benchmarks (default: all, in this order):
   throughput   pod-to-pod TCP (iperf3, 1 and 4 streams, both directions) and request/response
-               latency: plaintext vs sealnet vs hand-configured wireguard-go (pinned and Debian),
-               four 2-node clusters side by side, interleaved round-robin
+               latency: plaintext vs sealnet vs hand-configured wireguard-go (pinned and Debian)
+               vs sealnet route-only (BPF steering off), five 2-node clusters side by side,
+               interleaved round-robin
   join         a 4-node sealnet cluster grows one node at a time: key published → peer
                programmed everywhere → first ping through the tunnel from every pod
   mtu-sweep    DF pings across the tunnel at sizes up to and past the tunnel MTU
+  scale        control plane at scale: one real agent, N simulated nodes in the node store
+               (file and a real kube-apiserver): convergence time, RSS, CPU, kernel operations;
+               single joins/leaves/key changes at the largest N; every key rotating; a no-op
+               resync (N = 100, 1000, 5000; --quick: 100, 1000)
+  steering-map BPF steering maps: load 1,000 and 5,000 prefixes and change one, through the
+               bpf() addon vs spawning bpftool (batch file), 10 rounds, scratch netns and a
+               private bpffs
 
 Options:
-  --quick              2 rounds of 2 s, 3 joins, 1000 round trips (default: 5 rounds of 3 s, 5 joins, 1000)
+  --quick              2 rounds of 2 s, 3 joins, 1000 round trips, scale up to 1000 nodes
+                       (default: 5 rounds of 3 s, 5 joins, 1000, scale up to 5000)
   --rounds N           throughput rounds
   --duration S         seconds per iperf3 run
   --joins N            node joins
   --latency-count N    round trips per latency run
+  --sizes N,N,...      scale: simulated node counts (default 100,1000,5000; quick 100,1000)
+  --store NAME         scale: only this node store (file or kubernetes; repeatable)
+  --changes N          scale: joins, leaves and key changes each at the largest N (default 20; quick 5)
   --out DIR            where results/, SUMMARY.md and the charts go (default: <repo>/bench)
   --summary            only regenerate SUMMARY.md and the charts from DIR/results/*.json
   -h, --help           this text
@@ -37,6 +49,13 @@ export interface BenchArgs {
   readonly out: string | undefined;
   readonly summaryOnly: boolean;
   readonly help: boolean;
+  /** scale: simulated node counts, ascending. */
+  readonly scaleSizes: readonly number[];
+  readonly scaleStores: readonly ScaleStore[];
+  /** scale: changes of each kind at the largest size. */
+  readonly scaleChanges: number;
+  /** scale: sizes at which every key rotates (1,000 and 5,000 when run). */
+  readonly rotationSizes: readonly number[];
 }
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
@@ -57,7 +76,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     out: undefined as string | undefined,
     summaryOnly: false,
     help: false,
+    scaleSizes: quick ? [100, 1000] : [100, 1000, 5000],
+    scaleChanges: quick ? 5 : 20,
   };
+  const stores: ScaleStore[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     switch (a) {
@@ -81,6 +103,21 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
         o.out = d;
         break;
       }
+      case '--sizes': {
+        const v = argv[++i] ?? '';
+        const sizes = v.split(',').map((x) => int(a, x, 1, 15_000));
+        o.scaleSizes = [...new Set(sizes)].sort((x, y) => x - y);
+        break;
+      }
+      case '--store': {
+        const v = argv[++i];
+        if (!(SCALE_STORES as readonly (string | undefined)[]).includes(v)) throw new Error(`--store needs one of ${SCALE_STORES.join(', ')}, got ${JSON.stringify(v)}`);
+        if (!stores.includes(v as ScaleStore)) stores.push(v as ScaleStore);
+        break;
+      }
+      case '--changes':
+        o.scaleChanges = int(a, argv[++i], 0, 200);
+        break;
       case '--summary':
         o.summaryOnly = true;
         break;
@@ -96,5 +133,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   }
   // Always in the documented order, whatever order they were named in.
   const benchmarks = names.length === 0 ? [...BENCHMARKS] : BENCHMARKS.filter((b) => names.includes(b));
-  return { benchmarks, quick, ...o };
+  const scaleStores = stores.length === 0 ? [...SCALE_STORES] : SCALE_STORES.filter((st) => stores.includes(st));
+  const rotationSizes = o.scaleSizes.filter((n) => n >= 1000);
+  return { benchmarks, quick, ...o, scaleStores, rotationSizes };
 }

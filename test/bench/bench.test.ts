@@ -49,7 +49,7 @@ describe('stats', () => {
 
 describe('parseBenchArgs', () => {
   it('runs everything by default, in the documented order', () => {
-    expect(parseBenchArgs([])).toMatchObject({ benchmarks: ['throughput', 'join', 'mtu-sweep'], quick: false, rounds: 5, durationS: 3, joins: 5 });
+    expect(parseBenchArgs([])).toMatchObject({ benchmarks: ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map'], quick: false, rounds: 5, durationS: 3, joins: 5 });
     expect(parseBenchArgs(['mtu-sweep', 'throughput', '--quick']).benchmarks).toEqual(['throughput', 'mtu-sweep']);
     expect(parseBenchArgs(['--quick'])).toMatchObject({ rounds: 2, durationS: 2, joins: 3 });
     expect(parseBenchArgs(['--quick', '--rounds', '3']).rounds).toBe(3);
@@ -135,7 +135,7 @@ function fakeResult(mbps: (v: Variant, round: number) => number): BenchResult {
 }
 
 describe('reports', () => {
-  const speeds: Record<Variant, number[]> = { plaintext: [9000, 9100, 8900], sealnet: [900, 1000, 950], 'hand-pinned': [1000, 1000, 1000], 'hand-debian': [400, 500, 450] };
+  const speeds: Record<Variant, number[]> = { plaintext: [9000, 9100, 8900], sealnet: [900, 1000, 950], 'hand-pinned': [1000, 1000, 1000], 'hand-debian': [400, 500, 450], 'sealnet-route-only': [950, 900, 1000] };
   const r = fakeResult((v, round) => speeds[v][round] as number);
 
   it('takes ratios within a round, not of medians', () => {

@@ -12,6 +12,9 @@ import { BENCH_USAGE, parseBenchArgs, type BenchArgs } from './args.js';
 import { captureEnvironment, currentCommit, loadAverage } from './env.js';
 import { runJoin } from './join.js';
 import { runMtuSweep } from './mtu.js';
+import { runScale } from './scale.js';
+import { steeringMapErrors } from './steering-report.js';
+import { runSteeringMap } from './steering.js';
 import { writeReports, writeResult } from './output.js';
 import { newRunId, runThroughput } from './throughput.js';
 import { RESULT_SCHEMA, type BenchResult } from './types.js';
@@ -60,8 +63,15 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
         result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log });
       } else if (name === 'join') {
         result.benchmarks.join = await runJoin({ initialNodes: 4, joins: args.joins, runId, log });
-      } else {
+      } else if (name === 'mtu-sweep') {
         result.benchmarks['mtu-sweep'] = await runMtuSweep({ runId, log });
+      } else if (name === 'steering-map') {
+        const sm = await runSteeringMap({ runId, log });
+        result.benchmarks['steering-map'] = sm;
+        for (const message of steeringMapErrors(sm)) result.errors.push({ benchmark: 'steering-map', message });
+      } else {
+        result.benchmarks.scale = await runScale({ sizes: args.scaleSizes, stores: args.scaleStores, changesPerKind: args.scaleChanges, rotationSizes: args.rotationSizes, resyncIntervalSeconds: 2, runId, log });
+        for (const e of result.benchmarks.scale.errors) result.errors.push({ benchmark: 'scale', message: `${e.store}${e.nodes !== undefined ? ` ${e.nodes} nodes` : ''} ${e.phase}: ${e.message}` });
       }
       log(`${name}: done in ${Math.round((Date.now() - t0) / 1000)} s`);
     } catch (err) {

@@ -89,3 +89,11 @@ export function fmt(x: number): string {
   if (Math.abs(x) >= 100 || Number.isInteger(x)) return Math.round(x).toString();
   return x.toPrecision(3);
 }
+
+/** Judges one figure (a p99, a peak) against "below `limit`", naming it: "met (p99 45 ms < 100 ms)". */
+export function under(value: number | undefined, limit: number, o: { unit: string; label: string }): Verdict {
+  if (value === undefined || !Number.isFinite(value)) return { met: false, text: 'not measured' };
+  const v = `${o.label} ${fmt(value)} ${o.unit}`;
+  if (value < limit) return { met: true, text: `met (${v} < ${fmt(limit)} ${o.unit})` };
+  return { met: false, text: `**missed** by ${fmt(value - limit)} ${o.unit} (${v} ≥ ${fmt(limit)} ${o.unit}, ${((100 * (value - limit)) / limit).toFixed(value - limit < limit / 10 ? 1 : 0)} % over)` };
+}

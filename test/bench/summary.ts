@@ -4,8 +4,10 @@
  * value with a plain verdict, and a missed target says by how much.
  */
 import { joinFigures, latencyFigures, mtuTable, RATIOS, TARGET_JOIN_MS, TARGET_VS_HAND, throughputFigures } from './analysis.js';
+import { scaleSection } from './scale-report.js';
+import { steeringMapSection, steeringVsRouteSection, type SteeringMapResult } from './steering-report.js';
 import { atLeast, below, fmt, type Spread } from './stats.js';
-import { TEST_LABELS, THROUGHPUT_TESTS, VARIANT_LABELS, VARIANTS, type BenchmarkName, type BenchResult, type JoinResult, type MtuProbe, type MtuSweepResult, type ThroughputResult } from './types.js';
+import { BENCHMARKS, TEST_LABELS, THROUGHPUT_TESTS, VARIANT_LABELS, VARIANTS, type BenchmarkName, type BenchResult, type JoinResult, type MtuProbe, type MtuSweepResult, type ScaleResult, type ThroughputResult } from './types.js';
 
 /** A result file and its name relative to `bench/`. */
 export interface Source {
@@ -17,7 +19,7 @@ export interface Source {
 export function latestPerBenchmark(sources: readonly Source[]): Partial<Record<BenchmarkName, Source>> {
   const sorted = [...sources].sort((a, b) => (a.result.startedAt < b.result.startedAt ? 1 : -1));
   const out: Partial<Record<BenchmarkName, Source>> = {};
-  for (const name of ['throughput', 'join', 'mtu-sweep'] as const) {
+  for (const name of BENCHMARKS) {
     const s = sorted.find((x) => x.result.benchmarks[name] !== undefined);
     if (s !== undefined) out[name] = s;
   }
@@ -52,7 +54,7 @@ function throughputSection(t: ThroughputResult, targets: string[]): string[] {
   const out = [
     '## Pod-to-pod TCP throughput',
     '',
-    `iperf3, ${t.durationS} s per run, ${t.rounds} rounds; in every round each shape ran once per variant, the four 2-node clusters side by side, variant order rotating per round. Mbit/s at the receiver: median [min–max] over rounds.`,
+    `iperf3, ${t.durationS} s per run, ${t.rounds} rounds; in every round each shape ran once per variant, the 2-node clusters side by side, variant order rotating per round. Mbit/s at the receiver: median [min–max] over rounds.`,
     '',
     `| test | ${VARIANTS.map((v) => VARIANT_LABELS[v]).join(' | ')} |`,
     `| --- | ${VARIANTS.map(() => '---:').join(' | ')} |`,
@@ -139,14 +141,22 @@ function mtuSection(m: MtuSweepResult, targets: string[]): string[] {
   return out;
 }
 
+/** A section followed by a blank line, or nothing for an empty section. */
+function withBlank(section: readonly string[]): string[] {
+  return section.length === 0 ? [] : [...section, ''];
+}
+
 /** Renders SUMMARY.md from the newest source of each benchmark. */
 export function renderSummary(sources: readonly Source[]): string {
   const latest = latestPerBenchmark(sources);
   const targets: string[] = [];
   const body: string[] = [];
   if (latest.throughput !== undefined) body.push(...throughputSection(latest.throughput.result.benchmarks.throughput as ThroughputResult, targets), '');
+  if (latest.throughput !== undefined) body.push(...withBlank(steeringVsRouteSection(latest.throughput.result.benchmarks.throughput as ThroughputResult)));
   if (latest.join !== undefined) body.push(...joinSection(latest.join.result.benchmarks.join as JoinResult, targets), '');
   if (latest['mtu-sweep'] !== undefined) body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
+  if (latest.scale !== undefined) body.push(...scaleSection(latest.scale.result.benchmarks.scale as ScaleResult, targets), '');
+  if (latest['steering-map'] !== undefined) body.push(...steeringMapSection(latest['steering-map'].result.benchmarks['steering-map'] as SteeringMapResult), '');
   const used = [...new Map(Object.values(latest).map((s) => [s.file, s])).values()];
   const out = [
     '# sealnet benchmarks',
@@ -166,6 +176,6 @@ export function renderSummary(sources: readonly Source[]): string {
     if (s.result.errors.length > 0) out.push('', ...s.result.errors.map((e) => `- ${e.benchmark} failed in this run: ${e.message}`));
     out.push('');
   }
-  out.push('Reproduce (as root): `npm run build && npm run bench` (all three, about 5–6 minutes on 2 vCPUs), `npm run bench -- throughput --quick`, `npm run bench -- --summary` (regenerate this file and the charts from the stored results).', '');
+  out.push('Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).', '');
   return out.join('\n');
 }

@@ -1,7 +1,7 @@
 /**
- * `throughput`: four 2-node clusters side by side — plaintext, sealnet (agents), a
- * hand-configured WireGuard mesh with the agents' wireguard-go binary, and one with Debian's
- * — measured round-robin: in each round every iperf3 shape (1 and 4 streams, both directions)
+ * `throughput`: five 2-node clusters side by side — plaintext, sealnet (agents), a
+ * hand-configured WireGuard mesh with the agents' wireguard-go binary, one with Debian's, and
+ * sealnet with BPF steering off (route-only; issue 3) — measured round-robin: in each round every iperf3 shape (1 and 4 streams, both directions)
  * runs once per variant, in a variant order that rotates from round to round, followed by a
  * request/response latency run per variant. Ratios are taken within a round (paired).
  */
@@ -44,13 +44,16 @@ export function testShape(t: ThroughputTest): { streams: number; reverse: boolea
   return { streams: t.startsWith('4x') ? 4 : 1, reverse: t.endsWith('-rev') };
 }
 
-const TAGS: Readonly<Record<Variant, string>> = { plaintext: 'pt', sealnet: 'sn', 'hand-pinned': 'hp', 'hand-debian': 'hd' };
+const TAGS: Readonly<Record<Variant, string>> = { plaintext: 'pt', sealnet: 'sn', 'hand-pinned': 'hp', 'hand-debian': 'hd', 'sealnet-route-only': 'sr' };
+
+/** Agent config of the route-only variant: the one difference to `sealnet`. */
+export const ROUTE_ONLY_CONFIG = { steering: { enabled: false } } as const;
 
 async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster> {
   const prefix = `b${o.runId}${TAGS[v]}`;
   const log = (l: string): void => o.log(`  [${v}] ${l}`);
-  if (v === 'sealnet') {
-    const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, prefix, log });
+  if (v === 'sealnet' || v === 'sealnet-route-only') {
+    const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, prefix, log, ...(v === 'sealnet-route-only' ? { agentConfig: ROUTE_ONLY_CONFIG } : {}) });
     await c.waitEncrypted({ timeoutMs: 60_000 });
     return c;
   }
@@ -71,7 +74,7 @@ async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster
 
 /** What carries a variant's traffic, recorded so the result file shows it was what we claim. */
 async function describeSetup(v: Variant, c: NsCluster, setupMs: number): Promise<VariantSetup> {
-  const iface = v === 'sealnet' ? WG_INTERFACE : v === 'plaintext' ? undefined : HAND_INTERFACE;
+  const iface = v === 'sealnet' || v === 'sealnet-route-only' ? WG_INTERFACE : v === 'plaintext' ? undefined : HAND_INTERFACE;
   const link = iface === undefined ? undefined : (await c.execNode('n1', ['ip', '-o', 'link', 'show', 'dev', iface])).stdout.trim();
   const route = (await c.execNode('n1', ['ip', 'route', 'get', c.resolve(TO), 'from', c.resolve(FROM), 'iif', 'cni0'])).stdout.trim();
   const exes = Object.fromEntries(c.nodeNames().map((n) => [n, wireguardGoExes(c, n)]));
@@ -81,7 +84,32 @@ async function describeSetup(v: Variant, c: NsCluster, setupMs: number): Promise
     const r = await c.execNode('n1', ['tc', 'filter', 'show', 'dev', dev, dir], { check: false });
     for (const m of r.stdout.matchAll(/ name (\S+)/g)) bpf.push(`${dev} ${dir}: ${m[1] ?? '?'}`);
   }
-  return { variant: v, prefix: c.prefix, wireguardGoExe: exes, tunnelLink: link, routeToPeerPods: route, rules, bpfPrograms: bpf, setupMs };
+  const eth0Egress = v === 'sealnet' || v === 'sealnet-route-only' ? await eth0EgressFilters(c) : undefined;
+  return { variant: v, prefix: c.prefix, wireguardGoExe: exes, tunnelLink: link, routeToPeerPods: route, rules, bpfPrograms: bpf, setupMs, ...(eth0Egress === undefined ? {} : { eth0Egress }) };
+}
+
+/** `tc filter show dev eth0 egress` on every node. */
+async function eth0EgressFilters(c: NsCluster): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of c.nodeNames()) out[n] = (await c.execNode(n, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress'], { check: false })).stdout;
+  return out;
+}
+
+/**
+ * Checks the two sealnet variants differ in steering only as claimed: `sealnet` has a classifier
+ * on every node's eth0 egress, `sealnet-route-only` has nothing there (and no BPF program on eth0
+ * or cni0); both route the remote pods into the tunnel link.
+ */
+export function checkSteering(setups: readonly VariantSetup[]): void {
+  for (const s of setups) {
+    if (s.variant !== 'sealnet' && s.variant !== 'sealnet-route-only') continue;
+    const on = s.variant === 'sealnet';
+    for (const [node, out] of Object.entries(s.eth0Egress ?? {})) {
+      if ((out.trim() !== '') !== on) throw new Error(`${s.variant}/${node}: tc filter show dev eth0 egress is ${on ? 'empty, expected the steering classifier' : `not empty, expected nothing: ${out.trim()}`}`);
+    }
+    if (!on && s.bpfPrograms.length > 0) throw new Error(`${s.variant}: BPF programs attached: ${s.bpfPrograms.join(', ')}`);
+    if (!s.routeToPeerPods.includes(`dev ${WG_INTERFACE}`)) throw new Error(`${s.variant}: pod traffic is not routed into ${WG_INTERFACE}: ${s.routeToPeerPods}`);
+  }
 }
 
 /** Checks the variants run the binaries they claim: sealnet and hand-pinned the same one. */
@@ -109,6 +137,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
       o.log(`throughput: ${v} ready in ${Date.now() - t0} ms (${c.prefix})`);
     }
     checkBinaries(setups, o.pinnedWireGuardGo);
+    checkSteering(setups);
     const servers = new Map<Variant, IperfServer>();
     for (const [v, c] of clusters) {
       const s = new IperfServer(c, { pod: TO, port: IPERF_PORT });

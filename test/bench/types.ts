@@ -3,17 +3,18 @@
  * was taken in. The summary and the charts are generated from these files only, so a result
  * file is the whole record of a run. Bump {@link RESULT_SCHEMA} on an incompatible change.
  */
+import type { SteeringMapResult } from './steering-report.js';
 
 /** Version of the result file layout. */
 export const RESULT_SCHEMA = 1;
 
 /** Benchmark names accepted on the command line. */
-export const BENCHMARKS = ['throughput', 'join', 'mtu-sweep'] as const;
+export const BENCHMARKS = ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map'] as const;
 /** One of {@link BENCHMARKS}. */
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
-/** The four side-by-side data-plane variants. */
-export const VARIANTS = ['plaintext', 'sealnet', 'hand-pinned', 'hand-debian'] as const;
+/** The side-by-side data-plane variants (`sealnet-route-only`: the agents with BPF steering off). */
+export const VARIANTS = ['plaintext', 'sealnet', 'hand-pinned', 'hand-debian', 'sealnet-route-only'] as const;
 /** One of {@link VARIANTS}. */
 export type Variant = (typeof VARIANTS)[number];
 
@@ -23,6 +24,7 @@ export const VARIANT_LABELS: Readonly<Record<Variant, string>> = {
   sealnet: 'sealnet (agents)',
   'hand-pinned': 'hand-configured, pinned wireguard-go',
   'hand-debian': 'hand-configured, Debian wireguard-go',
+  'sealnet-route-only': 'sealnet route-only (steering off)',
 };
 
 /** iperf3 test shapes: streams × direction (fwd = pod on n1 sends to pod on n2; rev = `-R`). */
@@ -110,6 +112,8 @@ export interface VariantSetup {
   readonly rules: string;
   readonly bpfPrograms: readonly string[];
   readonly setupMs: number;
+  /** `tc filter show dev eth0 egress` per node (sealnet variants only: BPF steering on, or proof it is off). */
+  readonly eth0Egress?: Readonly<Record<string, string>>;
 }
 
 /** Raw data of the throughput benchmark (includes latency: same clusters, same rounds). */
@@ -188,7 +192,147 @@ export interface BenchResult {
     throughput?: ThroughputResult;
     join?: JoinResult;
     'mtu-sweep'?: MtuSweepResult;
+    scale?: ScaleResult;
+    'steering-map'?: SteeringMapResult;
   };
   /** Benchmarks that failed to run to the end, with the reason. */
   readonly errors: { benchmark: BenchmarkName; message: string }[];
+}
+
+/** Node stores the scale benchmark runs against. */
+export const SCALE_STORES = ['file', 'kubernetes'] as const;
+/** One of {@link SCALE_STORES}. */
+export type ScaleStore = (typeof SCALE_STORES)[number];
+
+/** Kernel operations by op name (`sealnet_kernel_operations_total{op}` deltas, or a log line's `ops`). */
+export type KernelOps = Readonly<Record<string, number>>;
+
+/** The agent process (and its wireguard-go) at one moment. */
+export interface ProcessSample {
+  /** Peak resident set (VmHWM), MiB. */
+  readonly rssPeakMiB: number | undefined;
+  /** Resident set now (VmRSS), MiB. */
+  readonly rssMiB: number | undefined;
+  /** utime + stime since the process started, seconds. */
+  readonly cpuSeconds: number | undefined;
+  readonly wireguardGoRssMiB: number | undefined;
+  readonly wireguardGoCpuSeconds: number | undefined;
+}
+
+/** One "kernel state updated" pass of the agent, as its log line reports it. */
+export interface AgentPass {
+  /** ms after the reference moment (agent start, or the store write). */
+  readonly atMs: number;
+  /** Duration the agent reports for the pass. */
+  readonly seconds: number;
+  readonly ops: KernelOps;
+}
+
+/** A fresh agent against N simulated nodes: start → every peer, route and steering entry in place. */
+export interface ScaleConvergence {
+  readonly store: ScaleStore;
+  /** Simulated nodes (= peers the agent must program). */
+  readonly nodes: number;
+  /** Load average (1 min) when the agent started. */
+  readonly load1: number;
+  /** Time to write the simulated nodes into the store (not part of the measurement). */
+  readonly populateMs: number;
+  /** Agent start → its "node store synced" log line. */
+  readonly syncedMs: number | undefined;
+  /** Agent start → the pass whose cumulative `peer_set` reached N ("kernel state updated" time). */
+  readonly peersMs: number | undefined;
+  /** Agent start → the last "kernel state updated" line before 2 s of quiet: full convergence. */
+  readonly convergedMs: number | undefined;
+  /** Agent start → a UAPI read showed all N peers with their pod CIDRs (polled; confirmation). */
+  readonly confirmedMs: number | undefined;
+  readonly process: ProcessSample;
+  /** `sealnet_kernel_operations_total` at convergence. */
+  readonly kernelOps: KernelOps;
+  readonly passes: readonly AgentPass[];
+  readonly error: string | undefined;
+}
+
+/** Kinds of single changes timed at the largest N. */
+export const CHANGE_KINDS = ['join', 'leave', 'key-change'] as const;
+/** One of {@link CHANGE_KINDS}. */
+export type ChangeKind = (typeof CHANGE_KINDS)[number];
+
+/** One node joining, leaving or changing its key, from the store write to the kernel. */
+export interface ScaleChange {
+  readonly kind: ChangeKind;
+  readonly node: string;
+  /** How long the store write itself took (included in appliedMs). */
+  readonly writeMs: number;
+  /** Write start → the agent's "kernel state updated" line of the pass that applied it. */
+  readonly appliedMs: number | undefined;
+  /** Write start → a UAPI read confirmed it. */
+  readonly confirmedMs: number | undefined;
+  /** Sum of the ops of every pass from the write until 500 ms of quiet. */
+  readonly kernelOps: KernelOps;
+  readonly passes: number;
+  readonly error: string | undefined;
+}
+
+/** The single changes at one N and store. */
+export interface ScaleChanges {
+  readonly store: ScaleStore;
+  readonly nodes: number;
+  readonly changes: readonly ScaleChange[];
+  /** `sealnet_kernel_operations_total` delta over all changes (cross-check of the per-change sums). */
+  readonly metricsOps: KernelOps | undefined;
+}
+
+/** A restarted agent with a short resync interval and nothing changing. */
+export interface ScaleResync {
+  readonly store: ScaleStore;
+  readonly nodes: number;
+  readonly intervalSeconds: number;
+  /** Restart → "node store synced"; and the kernel ops the restart itself made (adoption). */
+  readonly restartSyncedMs: number | undefined;
+  readonly restartOps: KernelOps;
+  /** Length of the observed quiet window and the passes (`sealnet_reconciles_total`) in it. */
+  readonly windowMs: number;
+  readonly reconciles: number | undefined;
+  /** `sealnet_kernel_operations_total` delta over the window. */
+  readonly kernelOps: KernelOps | undefined;
+  /** Mean duration of a pass in the window (`sealnet_reconcile_duration_seconds` sum ÷ count), ms. */
+  readonly meanPassMs?: number | undefined;
+  /** The agent's CPU seconds spent in the window. */
+  readonly cpuSecondsInWindow?: number | undefined;
+  readonly process: ProcessSample;
+  readonly error: string | undefined;
+}
+
+/** Every simulated node rotating its key at once, as its agent would announce it. */
+export interface ScaleRotation {
+  readonly store: ScaleStore;
+  readonly nodes: number;
+  /** Writing every `staging` announcement (next key + next endpoint). */
+  readonly stageWriteMs: number;
+  /** First staging write → the pass after which every next-key peer is programmed. */
+  readonly stagedMs: number | undefined;
+  readonly stageOps: KernelOps;
+  /** Writing every switch (`grace`: the next key published as the key, no next key). */
+  readonly switchWriteMs: number;
+  /** First switch write → the pass after which every pod CIDR is on the new key and every old peer is gone. */
+  readonly switchedMs: number | undefined;
+  readonly switchOps: KernelOps;
+  /** Back to `idle` (cleanup): kernel ops, expected none. */
+  readonly idleOps: KernelOps;
+  readonly process: ProcessSample;
+  readonly error: string | undefined;
+}
+
+/** Raw data of the scale benchmark. */
+export interface ScaleResult {
+  readonly sizes: readonly number[];
+  readonly stores: readonly ScaleStore[];
+  readonly changesPerKind: number;
+  readonly rotationSizes: readonly number[];
+  readonly convergence: ScaleConvergence[];
+  readonly changes: ScaleChanges[];
+  readonly resync: ScaleResync[];
+  readonly rotation: ScaleRotation[];
+  /** Phases that could not run at all (e.g. no Kubernetes binaries). */
+  readonly errors: { store: ScaleStore; nodes: number | undefined; phase: string; message: string }[];
 }

@@ -1,0 +1,121 @@
+/**
+ * The scale benchmark's two stores, each able to build a fresh one-node namespace cluster
+ * (`n1`, no pods, agent not started) whose agent uses that store:
+ *
+ * - `file`: the harness's own store directory; each cluster has a new, empty one, so the
+ *   simulated nodes are written again for every N.
+ * - `kubernetes`: one real kube-apiserver + etcd ({@link TestApiServer}) for every N, with the
+ *   chart's RBAC and admission policy applied; the simulated Node objects stay and only the new
+ *   ones are created as N grows. The agent gets a token bound to its own Node and reaches the
+ *   API server through the harness's relay, exactly as in the Kubernetes test tier (no
+ *   annotation mirror: the bench reads the kernel, not the harness's file store).
+ */
+import * as k8s from '@kubernetes/client-node';
+import { join } from 'node:path';
+import { NsCluster } from '../harness/cluster.js';
+import { TestApiServer } from '../k8s/apiserver.js';
+import { applyChart } from '../k8s/chart.js';
+import { nodeObject } from '../k8s/cluster.js';
+import { writeKubeconfig } from '../k8s/pki.js';
+import { ApiRelay, NODE_API_PORT } from '../k8s/relay.js';
+import { FileSimStore, KubeSimStore, type SimNode, type SimStore } from './scale-sim.js';
+import type { ScaleStore } from './types.js';
+
+/** The node running the real agent. */
+export const AGENT_NODE = 'n1';
+
+/** One cluster of the benchmark: the real agent's node and the store holding the simulated ones. */
+export interface ScaleBench {
+  readonly c: NsCluster;
+  readonly sim: SimStore;
+  /** Makes the store hold exactly `nodes` that were never written before (others are kept). */
+  populate(nodes: readonly SimNode[]): Promise<void>;
+  /** Starts the agent on {@link AGENT_NODE} with the store's config plus `extra`. */
+  startAgent(extra?: Readonly<Record<string, unknown>>): Promise<number>;
+  destroy(): Promise<void>;
+}
+
+/** A store the benchmark runs against. */
+export interface ScaleEnv {
+  readonly kind: ScaleStore;
+  cluster(prefix: string, log: (l: string) => void): Promise<ScaleBench>;
+  close(): Promise<void>;
+}
+
+/** The `file` store. */
+export function fileEnv(): ScaleEnv {
+  return {
+    kind: 'file',
+    async cluster(prefix, log) {
+      const c = await NsCluster.create({ nodes: 1, podsPerNode: 0, startAgents: false, prefix, log });
+      const sim = new FileSimStore(c.storeDir);
+      return {
+        c,
+        sim,
+        populate: (nodes) => sim.write(nodes),
+        startAgent: (extra) => c.startAgent(AGENT_NODE, extra ?? {}),
+        destroy: () => c.destroy(),
+      };
+    },
+    async close() {},
+  };
+}
+
+/** The `kubernetes` store: starts the API server (and applies the chart) now. */
+export async function kubeEnv(log: (l: string) => void): Promise<ScaleEnv> {
+  const api = await TestApiServer.start({ log });
+  try {
+    await applyChart(api);
+  } catch (err) {
+    await api.destroy();
+    throw err;
+  }
+  const core = api.adminConfig().makeApiClient(k8s.CoreV1Api);
+  const sim = new KubeSimStore(core);
+  const created = new Set<string>();
+  return {
+    kind: 'kubernetes',
+    async cluster(prefix, clog) {
+      const c = await NsCluster.create({ nodes: 1, podsPerNode: 0, startAgents: false, prefix, log: clog });
+      const relay = new ApiRelay({ dir: join(c.runDir, 'relay'), port: api.port });
+      try {
+        // The previous cluster's n1 (and the tokens bound to it) go; this n1 starts clean.
+        await core.deleteNode({ name: AGENT_NODE }).catch(() => undefined);
+        await core.createNode({ body: nodeObject(c.node(AGENT_NODE)) });
+        await relay.addNode(c, AGENT_NODE);
+        const token = await api.nodeBoundToken({ namespace: 'sealnet', serviceAccount: 'sealnet', nodeName: AGENT_NODE });
+        const kubeconfig = join(c.runDir, AGENT_NODE, 'kubeconfig');
+        await writeKubeconfig(kubeconfig, { server: `https://127.0.0.1:${NODE_API_PORT}`, caCert: api.pki.caCert, user: `sealnet-agent-${AGENT_NODE}`, auth: { token } });
+        // `dir: undefined` drops the harness's file-store directory from the merged config.
+        const store = { type: 'kubernetes', dir: undefined, kubeconfig };
+        const trackedSim = {
+          write: async (nodes: readonly SimNode[]) => {
+            await sim.write(nodes);
+            for (const n of nodes) created.add(n.name);
+          },
+          patch: (nodes: readonly SimNode[]) => sim.patch(nodes),
+          remove: async (name: string) => {
+            await sim.remove(name);
+            created.delete(name);
+          },
+        };
+        return {
+          c,
+          sim: trackedSim,
+          populate: (nodes) => trackedSim.write(nodes.filter((n) => !created.has(n.name))),
+          startAgent: (extra) => c.startAgent(AGENT_NODE, { store, ...(extra ?? {}) }),
+          async destroy() {
+            await relay.close();
+            await c.destroy();
+            await core.deleteNode({ name: AGENT_NODE }).catch(() => undefined);
+          },
+        };
+      } catch (err) {
+        await relay.close();
+        await c.destroy();
+        throw err;
+      }
+    },
+    close: () => api.destroy(),
+  };
+}

@@ -1,0 +1,201 @@
+/**
+ * Unit tests of the scale benchmark's pure parts: the simulated nodes and their annotations,
+ * log / metrics / /proc parsing, change statistics and the summary section. No performance
+ * number is asserted (targets live in the summary only).
+ */
+import { decodeNode } from '../../tunnels/annotations.js';
+import { ANNOTATIONS } from '../../tunnels/constants.js';
+import { parseBenchArgs } from './args.js';
+import { diffOps, metricByLabel, metricPlain, parseLogLines, parseProcStatTicks, parseProcStatus, sumOps } from './scale-probe.js';
+import { changeStats, fmtOps, ms, opsVerdict, peakRss, scaleSection } from './scale-report.js';
+import { newPublicKey, simAnnotations, simNode, SIM_MAX_INDEX } from './scale-sim.js';
+import { under } from './stats.js';
+import { renderSummary } from './summary.js';
+import type { BenchResult, ProcessSample, ScaleChange, ScaleResult } from './types.js';
+
+describe('simulated nodes', () => {
+  it('stay inside the address plan and never collide', () => {
+    const a = simNode(1);
+    expect(a).toMatchObject({ name: 's00001', address: '198.19.0.2', podCIDR: '100.65.1.0/24' });
+    const last = simNode(SIM_MAX_INDEX);
+    expect(last.podCIDR).toBe('100.127.255.0/24');
+    expect(last.address).toMatch(/^198\.19\.\d+\.\d+$/);
+    const many = Array.from({ length: 6000 }, (_, k) => simNode(k + 1));
+    expect(new Set(many.map((n) => n.address)).size).toBe(6000);
+    expect(new Set(many.map((n) => n.podCIDR)).size).toBe(6000);
+    expect(() => simNode(0)).toThrow(RangeError);
+    expect(() => simNode(SIM_MAX_INDEX + 1)).toThrow(RangeError);
+  });
+
+  const raw = (n: ReturnType<typeof simNode>) => ({ name: n.name, annotations: simAnnotations(n), podCIDRs: [n.podCIDR], internalIPs: [n.address] });
+
+  it('carry what their agent would publish, decoded by the real codec', () => {
+    const n = simNode(7, 'j');
+    const d = decodeNode(raw(n));
+    expect(d.ok && d.node).toMatchObject({ name: 'j00007', wireguardPublicKey: n.key, endpointHost: n.address, endpointPort: 51880, podCIDRs: [n.podCIDR] });
+    expect(d.ok && d.node.next).toBeUndefined();
+  });
+
+  it('announce a next key while staging, and drop it once switched', () => {
+    const n = simNode(9);
+    const next = newPublicKey();
+    n.rotation = { phase: 'staging', id: 'r-bench-1', since: new Date(0), nextKey: next };
+    const staging = decodeNode(raw(n));
+    expect(staging.ok && staging.node).toMatchObject({ rotationPhase: 'staging', next: { publicKey: next, endpointHost: n.address, endpointPort: 51881 } });
+    n.key = next;
+    n.epoch = 2;
+    n.rotation = { phase: 'grace', id: 'r-bench-1', since: new Date(0) };
+    const a = simAnnotations(n);
+    expect(a[ANNOTATIONS.wireguardNextPublicKey]).toBeUndefined();
+    const grace = decodeNode(raw(n));
+    expect(grace.ok && grace.node).toMatchObject({ rotationPhase: 'grace', wireguardPublicKey: next, keyEpoch: 2 });
+    expect(grace.ok && grace.node.next).toBeUndefined();
+    n.rotation = { phase: 'idle', id: 'r-bench-1', completedAt: new Date(0) };
+    const idle = decodeNode(raw(n));
+    expect(idle.ok && idle.node.rotationPhase).toBeUndefined();
+  });
+});
+
+describe('probes', () => {
+  it('keeps only the log lines the bench uses, without parsing the big ones', () => {
+    const text = [
+      '{"level":30,"time":1000,"node":"n1","nodes":5001,"msg":"node store synced"}',
+      '{"level":30,"time":1500,"node":"n1","ready":true,"peers":{"s1":"pending"},"msg":"status"}',
+      '{"level":30,"time":2000,"node":"n1","ops":{"peer_set":3,"route_replace":3},"seconds":0.25,"msg":"kernel state updated"}',
+      'not json',
+      '{"level":30,"time":2100,"msg":"kernel state upd',
+    ].join('\n');
+    expect(parseLogLines(text)).toEqual([
+      { time: 1000, msg: 'node store synced', nodes: 5001 },
+      { time: 2000, msg: 'kernel state updated', ops: { peer_set: 3, route_replace: 3 }, seconds: 0.25 },
+    ]);
+  });
+
+  it('sums and subtracts kernel-op records', () => {
+    expect(sumOps([{ ops: { peer_set: 1 } }, {}, { ops: { peer_set: 2, route_delete: 1 } }])).toEqual({ peer_set: 3, route_delete: 1 });
+    expect(diffOps({ peer_set: 5, route_replace: 2 }, { peer_set: 5, route_replace: 1, link_set: 0 })).toEqual({ route_replace: 1 });
+  });
+
+  it('reads one metric by label from the Prometheus text format', () => {
+    const text = [
+      '# HELP sealnet_kernel_operations_total Kernel writes',
+      '# TYPE sealnet_kernel_operations_total counter',
+      'sealnet_kernel_operations_total{op="peer_set"} 5000',
+      'sealnet_kernel_operations_total{op="route_replace"} 4999',
+      'sealnet_kernel_operations_total_other{op="peer_set"} 7',
+      'sealnet_reconciles_total{result="ok"} 12',
+      'sealnet_reconciles_total{result="error"} 1',
+    ].join('\n');
+    expect(metricByLabel(text, 'sealnet_kernel_operations_total', 'op')).toEqual({ peer_set: 5000, route_replace: 4999 });
+    expect(metricByLabel(text, 'sealnet_reconciles_total', 'result')).toEqual({ ok: 12, error: 1 });
+    expect(metricPlain(`${text}\nsealnet_reconcile_duration_seconds_sum 1.25\nsealnet_reconcile_duration_seconds_count 5`, 'sealnet_reconcile_duration_seconds_sum')).toBe(1.25);
+    expect(metricPlain(text, 'sealnet_reconcile_duration_seconds_count')).toBeUndefined();
+  });
+
+  it('reads peak RSS and CPU ticks from /proc', () => {
+    expect(parseProcStatus('Name:\tnode\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n')).toEqual({ rssPeakMiB: 200, rssMiB: 100 });
+    expect(parseProcStatus('Name:\tkthread\n')).toEqual({ rssPeakMiB: undefined, rssMiB: undefined });
+    // comm with a space and a parenthesis; utime 250, stime 50 (fields 14 and 15).
+    const stat = '4242 (node (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 11 0 12345 1000000 5000';
+    expect(parseProcStatTicks(stat)).toBe(300);
+  });
+});
+
+const proc = (rss: number): ProcessSample => ({ rssPeakMiB: rss, rssMiB: rss, cpuSeconds: 1.5, wireguardGoRssMiB: 30, wireguardGoCpuSeconds: 0.2 });
+const change = (kind: ScaleChange['kind'], appliedMs: number | undefined, ops: Record<string, number>): ScaleChange => ({ kind, node: 'x', writeMs: 1, appliedMs, confirmedMs: appliedMs, kernelOps: ops, passes: 1, error: appliedMs === undefined ? 'timed out' : undefined });
+
+function fakeScale(sizes: number[]): ScaleResult {
+  const largest = Math.max(...sizes);
+  const chg: ScaleChange[] = [];
+  for (let i = 0; i < 10; i++) {
+    chg.push(change('join', 100 + i * 10, { peer_set: 1, route_replace: 1, steering_write: 1 }));
+    chg.push(change('key-change', 50, { peer_set: 1, peer_remove: 1 }));
+    chg.push(change('leave', 40, i === 9 ? { peer_remove: 1, route_delete: 1, steering_delete: 1, route_replace: 2 } : { peer_remove: 1, route_delete: 1, steering_delete: 1 }));
+  }
+  return {
+    sizes,
+    stores: ['file'],
+    changesPerKind: 10,
+    rotationSizes: sizes.filter((n) => n >= 1000),
+    convergence: sizes.map((n) => ({ store: 'file' as const, nodes: n, load1: 2.5, populateMs: 100, syncedMs: 300, peersMs: n / 2, convergedMs: n / 2 + 10, confirmedMs: n / 2 + 50, process: proc(50 + n / 50), kernelOps: { peer_set: n, route_replace: n }, passes: [{ atMs: n / 2, seconds: 0.5, ops: { peer_set: n } }], error: undefined })),
+    changes: [{ store: 'file', nodes: largest, changes: chg, metricsOps: { peer_set: 20 } }],
+    resync: [{ store: 'file', nodes: largest, intervalSeconds: 2, restartSyncedMs: 400, restartOps: {}, windowMs: 9000, reconciles: 5, kernelOps: {}, meanPassMs: 35.5, cpuSecondsInWindow: 0.4, process: proc(120), error: undefined }],
+    rotation: [{ store: 'file', nodes: largest, stageWriteMs: 500, stagedMs: 1500, stageOps: { peer_set: largest }, switchWriteMs: 600, switchedMs: 2000, switchOps: { peer_set: largest, peer_remove: largest }, idleOps: {}, process: proc(260), error: undefined }],
+    errors: [],
+  };
+}
+
+describe('scale report', () => {
+  it('formats kernel ops and milliseconds compactly', () => {
+    expect(fmtOps({ route_replace: 2, peer_set: 3, link_set: 0 })).toBe('5 (peer_set 3, route_replace 2)');
+    expect(fmtOps({})).toBe('0');
+    expect(fmtOps(undefined)).toBe('—');
+    expect([ms(0.5), ms(12.4), ms(2), ms(undefined)]).toEqual(['0.5', '12', '2', '—']);
+    expect(under(450, 100, { unit: 'ms', label: 'p99' }).text).toBe('**missed** by 350 ms (p99 450 ms ≥ 100 ms, 350 % over)');
+    expect(under(3010, 3000, { unit: 'ms', label: 'converged' }).text).toBe('**missed** by 10 ms (converged 3010 ms ≥ 3000 ms, 0.3 % over)');
+    expect(under(45, 100, { unit: 'ms', label: 'p99' })).toEqual({ met: true, text: 'met (p99 45 ms < 100 ms)' });
+  });
+
+  it('computes per-kind quantiles and finds the change over its kernel-op budget', () => {
+    const st = changeStats(fakeScale([100, 5000]).changes[0]!);
+    const join = st.find((s) => s.kind === 'join')!;
+    expect(join).toMatchObject({ n: 10, failed: 0, p50Ms: 145, maxMs: 190, opsMax: 3 });
+    expect(join.p99Ms).toBeCloseTo(189.1, 5);
+    expect(st.find((s) => s.kind === 'all')).toMatchObject({ n: 30, opsMax: 5 });
+    expect(opsVerdict(st).text).toBe('**missed**: leave max 5 > 3 (5 (peer_remove 1, route_delete 1, route_replace 2, steering_delete 1))');
+    const failed = changeStats({ store: 'file', nodes: 1, changes: [change('join', undefined, {})], metricsOps: undefined })[0]!;
+    expect(failed).toMatchObject({ n: 1, failed: 1, p99Ms: undefined });
+  });
+
+  it('takes the peak RSS over every phase at that size', () => {
+    expect(peakRss(fakeScale([100, 5000]), 'file', 5000)).toEqual({ mib: 260, phase: 'changes + rotation' });
+    expect(peakRss(fakeScale([100, 5000]), 'kubernetes', 5000)).toBeUndefined();
+  });
+
+  it('puts every target next to its measured value with a verdict', () => {
+    const targets: string[] = [];
+    const body = scaleSection(fakeScale([100, 1000, 5000]), targets).join('\n');
+    expect(body).toContain('| file | 5000 | 2.5 | 300 | 2500 | **2510** | 2550 | 150 | 1.5 | 30 | 1 | 10000 (peer_set 5000, route_replace 5000) |');
+    expect(body).toContain('| file | 5000 | 500 | 1500 (1000) | 5000 (peer_set 5000) | 600 | 2000 (1400) |');
+    expect(body).toContain('| file | 5000 | 400 | 0 | 2 s | 9.0 | 5 | 36 | 0.40 | 0 | 120 |');
+    expect(targets).toEqual([
+      '| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | 2510 ms | met (converged 2510 ms < 3000 ms) |',
+      '| scale (file store): agent peak RSS (VmHWM), 5000 nodes, every phase | < 200 MiB | 260 MiB (changes + rotation); 150 MiB at convergence | **missed** by 60 MiB (peak 260 MiB ≥ 200 MiB, 30 % over) |',
+      '| scale (file store): one node joins/leaves/changes its key, store write → applied, p99 of 30 at 5000 nodes | < 100 ms | p50 50, p99 187 ms | **missed** by 87.1 ms (p99 187 ms ≥ 100 ms, 87 % over) |',
+      '| scale (file store): kernel operations per change at 5000 nodes: O(1) | join ≤ 3, leave ≤ 3, key change ≤ 4 | join max 3, leave max 5, key-change max 2 | **missed**: leave max 5 > 3 (5 (peer_remove 1, route_delete 1, route_replace 2, steering_delete 1)) |',
+      '| scale (file store): periodic resync with nothing changed (5000 nodes, every 2 s) | 0 kernel operations | 0 over 5 passes in 9.0 s | met |',
+    ]);
+  });
+
+  it('says when the 5,000-node targets were not measured, and renders into SUMMARY.md', () => {
+    const s = fakeScale([100, 1000]);
+    const wg = { path: '/x', version: 'v', module: undefined, debianPackage: undefined, sha256: undefined };
+    const r: BenchResult = {
+      schema: 1,
+      startedAt: '2026-01-02T03:04:05.000Z',
+      finishedAt: undefined,
+      commit: { full: undefined, short: 'abc1234' },
+      argv: ['scale', '--quick'],
+      quick: true,
+      environment: { hostname: 'h', cpus: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'k', kernelVersion: 'k', node: 'v20', iperf3: undefined, wgTools: undefined, wireguardGo: { pinned: wg, debian: wg }, loadBefore: [1, 2, 3], loadAfter: [1, 1, 1], foreignNetnsAtStart: 0 },
+      benchmarks: { scale: s },
+      errors: [],
+    };
+    const md = renderSummary([{ file: 'results/s.json', result: r }]);
+    expect(md).toContain('## Control plane at scale');
+    expect(md).toContain('| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | — | not measured (largest N in this run: 1000) |');
+    expect(md).toContain('scale:\n\n| | |');
+    expect(md).not.toContain('undefined');
+    expect(md).not.toContain('NaN');
+  });
+});
+
+describe('scale arguments', () => {
+  it('runs 100, 1000, 5000 on both stores, fewer with --quick', () => {
+    expect(parseBenchArgs(['scale'])).toMatchObject({ benchmarks: ['scale'], scaleSizes: [100, 1000, 5000], scaleStores: ['file', 'kubernetes'], scaleChanges: 20, rotationSizes: [1000, 5000] });
+    expect(parseBenchArgs(['scale', '--quick'])).toMatchObject({ scaleSizes: [100, 1000], scaleChanges: 5, rotationSizes: [1000] });
+    expect(parseBenchArgs(['scale', '--sizes', '5000,100', '--store', 'kubernetes', '--changes', '3'])).toMatchObject({ scaleSizes: [100, 5000], scaleStores: ['kubernetes'], scaleChanges: 3 });
+    expect(() => parseBenchArgs(['--store', 'etcd'])).toThrow('--store needs one of file, kubernetes, got "etcd"');
+    expect(() => parseBenchArgs(['--sizes', '100,x'])).toThrow('--sizes needs an integer');
+  });
+});
