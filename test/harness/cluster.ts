@@ -289,7 +289,8 @@ export class NsCluster {
     s.agentExtra = extraConfig ?? s.agentExtra;
     const cfgPath = this.agentConfigPath(node);
     await writeFile(cfgPath, `${JSON.stringify(this.agentConfig(node, s.agentExtra), null, 2)}\n`, { mode: 0o600 });
-    const cmd = this.opts.agentCommand ?? [process.execPath, join(repoRoot(), 'bin', 'sealnet-agent.js')];
+    // The heap limit the chart sets too (values.yaml agent.maxHeapMiB).
+    const cmd = this.opts.agentCommand ?? [process.execPath, '--max-old-space-size=128', join(repoRoot(), 'bin', 'sealnet-agent.js')];
     const agent = spawnBackground(['nsenter', '-t', String(s.holder.pid), '-n', '-m', `--wd=${repoRoot()}`, '--', ...cmd, '--config', cfgPath], {
       logFile: this.agentLogPath(node),
     });
