@@ -12,7 +12,7 @@ import { WireGuardDriver } from '../wireguard/driver.js';
 import { AGENT_USAGE, checkStartable, loadConfig, type AgentConfig } from './config.js';
 import { describeError, SealnetError } from './errors.js';
 import type { Logger } from './logger.js';
-import { createMetrics, registerSteeringCounters, type AgentMetrics } from './metrics.js';
+import { createMetrics, recordRotation, registerSteeringCounters, type AgentMetrics } from './metrics.js';
 import type { NodeStore } from './ports.js';
 import { Reconciler } from './reconciler.js';
 import { WG_INTERFACE } from './constants.js';
@@ -82,9 +82,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   const log: Logger = pino({ level: config.logLevel, base: { node: config.nodeName } });
   // Mode ipsec checks the kernel before anything is published, changed or created: a kernel
   // without ESP ends the agent here (status 2), with nothing left behind.
-  const ipsec = config.mode === 'ipsec' ? await startIpsecMode({ config, log }) : undefined;
-  if (config.mode === 'ipsec' && ipsec === undefined) return 2;
   const metrics = createMetrics();
+  const ipsec = config.mode === 'ipsec' ? await startIpsecMode({ config, log, onRotationCompleted: () => recordRotation(metrics, { kind: 'ipsec', result: 'completed' }) }) : undefined;
+  if (config.mode === 'ipsec' && ipsec === undefined) return 2;
   const keystore = new KeyStore({ stateDir: config.stateDir });
   let key;
   try {

@@ -32,7 +32,7 @@ export function startupFamily(config: AgentConfig): 4 | 6 {
  * Checks the kernel, then loads the IPsec key. Resolves undefined after logging why mode ipsec
  * cannot run (the caller exits with status 2).
  */
-export async function startIpsecMode(o: { readonly config: AgentConfig; readonly log: Logger }): Promise<(IpsecRuntime & { setWake(fn: () => void): void; close(): void }) | undefined> {
+export async function startIpsecMode(o: { readonly config: AgentConfig; readonly log: Logger; readonly onRotationCompleted?: () => void }): Promise<(IpsecRuntime & { setWake(fn: () => void): void; close(): void }) | undefined> {
   const { config, log } = o;
   const family = startupFamily(config);
   // The driver reads private keys through this map: the current key, plus the next one during
@@ -73,6 +73,7 @@ export async function startIpsecMode(o: { readonly config: AgentConfig; readonly
     current: { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt },
     log,
     wake: () => wake(),
+    ...(o.onRotationCompleted !== undefined ? { onCompleted: o.onRotationCompleted } : {}),
   });
   try {
     await rotation.load();

@@ -140,6 +140,8 @@ export interface IpsecRotationOptions {
   /** Asks for a reconcile pass (a timer ran out, a step wants the next one at once). */
   readonly wake: () => void;
   readonly now?: () => number;
+  /** Counts completed rotations in `sealnet_key_rotations_total{kind="ipsec"}`. */
+  readonly onCompleted?: () => void;
 }
 
 /** The IPsec rotation of this node: state, keys, annotations, one state-machine step per pass. */
@@ -243,6 +245,7 @@ export class IpsecRotation {
     try {
       if (step.state !== state) await this.#o.stateFile.write(step.state);
       this.#state = step.state;
+      if (state.rotation !== undefined && step.state.rotation === undefined) this.#o.onCompleted?.();
       for (const e of step.effects) await this.#effect(e);
       this.#error = undefined;
     } catch (err) {

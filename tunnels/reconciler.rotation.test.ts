@@ -12,7 +12,7 @@ import { validateConfig } from './config.js';
 import { SealnetError } from './errors.js';
 import { ANNOTATIONS } from './constants.js';
 import type { Logger } from './logger.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, type AgentMetrics } from './metrics.js';
 import type { RawNode } from './model.js';
 import { Reconciler } from './reconciler.js';
 import { RotationController } from './rotation.js';
@@ -46,6 +46,8 @@ interface Env {
   clock: { now: number };
   reconciler: Reconciler;
   rotation: RotationController;
+  /** The metrics of the current agent process. */
+  metrics: AgentMetrics;
   /** A new agent process over the same kernel, store and state directory. */
   restart(): Promise<void>;
   pass(): Promise<void>;
@@ -70,7 +72,9 @@ async function setup(): Promise<Env> {
   const settings = { ...DEFAULT_ROTATION_SETTINGS, graceMs: 30_000, peerTimeoutMs: 10_000, maxKeyAgeMs: 0 };
   const env = { journal, wg, routing, mirror, store, keystore, stateDir, clock } as Env;
   const make = async (): Promise<void> => {
-    const rotation = new RotationController({ nodeName: 'node-a', listenPort: 51880, settings, keystore, stateFile: new RotationStateFile(stateDir), log: quiet, wake: () => undefined, now: () => clock.now });
+    const metrics = createMetrics();
+    env.metrics = metrics;
+    const rotation = new RotationController({ nodeName: 'node-a', listenPort: 51880, settings, keystore, stateFile: new RotationStateFile(stateDir), log: quiet, wake: () => undefined, now: () => clock.now, metrics });
     await rotation.load();
     env.rotation = rotation;
     env.reconciler = new Reconciler({
@@ -80,7 +84,7 @@ async function setup(): Promise<Env> {
       wg,
       routing,
       log: quiet,
-      metrics: createMetrics(),
+      metrics,
       rotation,
       mirror,
     });
@@ -208,6 +212,8 @@ describe('node-a rotates its key', () => {
     expect(e.wg.links.has('sealwg0')).toBe(false);
     expect(phase(e)).toBeUndefined();
     expect(e.rotation.current()).toMatchObject({ activeSlot: 1, handledRequestId: 'r-1', last: { id: 'r-1', epoch: 2, lagging: [] } });
+    const rotations = (await e.metrics.registry.getSingleMetric('sealnet_key_rotations_total')!.get()).values;
+    expect(rotations.find((v) => v.labels.kind === 'wireguard' && v.labels.result === 'completed')?.value).toBe(1);
     const cur = (await e.keystore.read('wireguard', 'current'))!;
     expect(cur.publicKey).toBe(next.publicKey);
     expect(await e.keystore.read('wireguard', 'next')).toBeUndefined();

@@ -9,7 +9,7 @@
  * {@link RotationController.after} (one machine step on fresh facts; the new state is persisted
  * before its effects run, so a crash at any point resumes).
  */
-import { Gauge, Counter } from 'prom-client';
+import { Gauge } from 'prom-client';
 import { fingerprint, generateKeyPair, zeroKey, type PublicKey } from '../keymgr/keys.js';
 import type { KeyStore } from '../keymgr/keystore.js';
 import {
@@ -30,7 +30,7 @@ import { canonicalCidr } from './cidr.js';
 import { ANNOTATIONS, WG_INTERFACES } from './constants.js';
 import { describeError } from './errors.js';
 import type { Logger } from './logger.js';
-import type { AgentMetrics } from './metrics.js';
+import { recordRotation, type AgentMetrics } from './metrics.js';
 import type { DesiredPeer, RawNode } from './model.js';
 import type { ObservedPeer } from './ports.js';
 import { decodeRotateRequest, encodeRotationReports, encodeRotationStatus, type PeerRotationReport, type RotationStatus } from './rotationcodec.js';
@@ -111,7 +111,6 @@ export class RotationController {
   /** What the previous pass observed, for the step at the start of the next one. */
   private lastFacts: (Omit<RotationFacts, 'nodes' | 'synced'> & { readonly phase: string | undefined }) | undefined;
   private readonly phaseGauge: Gauge<'phase'> | undefined;
-  private readonly completed: Counter<'reason'> | undefined;
 
   constructor(opts: RotationControllerOptions) {
     this.o = opts;
@@ -119,7 +118,6 @@ export class RotationController {
     const registers = opts.metrics === undefined ? undefined : [opts.metrics.registry];
     if (registers !== undefined) {
       this.phaseGauge = new Gauge({ name: 'sealnet_rotation_phase', help: 'Key rotation phase of this node (1 for the current phase)', labelNames: ['phase'], registers });
-      this.completed = new Counter({ name: 'sealnet_rotations_completed_total', help: 'Key rotations completed by this node, by reason', labelNames: ['reason'], registers });
     }
   }
 
@@ -290,7 +288,7 @@ export class RotationController {
           await this.o.stateFile.write(step.state);
           this.state = step.state;
           changed = true;
-          if (before.rotation !== undefined && step.state.rotation === undefined) this.completed?.inc({ reason: before.rotation.reason });
+          if (before.rotation !== undefined && step.state.rotation === undefined && this.o.metrics !== undefined) recordRotation(this.o.metrics, { kind: 'wireguard', result: 'completed' });
         }
         if (step.effects.length > 0) {
           for (const e of step.effects) await this.run(e);
