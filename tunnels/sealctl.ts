@@ -10,7 +10,6 @@ import { validateConfig } from './config.js';
 import { describeError, SealnetError } from './errors.js';
 import type { NodeStore } from './ports.js';
 import { FileNodeStore } from './stores/file.js';
-import { KubernetesNodeStore } from './stores/kubernetes.js';
 import { runAudit, runVerify } from './audit/cli.js';
 import { runStatus } from './status-cli.js';
 import { KEYS_USAGE, runKeys } from './keys-cli.js';
@@ -37,7 +36,7 @@ interface Global {
   rest: string[];
 }
 
-function parseGlobal(argv: readonly string[]): Global {
+async function parseGlobal(argv: readonly string[]): Promise<Global> {
   let storeType = 'kubernetes';
   let dir: string | undefined;
   let kubeconfig: string | undefined;
@@ -60,7 +59,8 @@ function parseGlobal(argv: readonly string[]): Global {
   }
   // Reuse the agent's validation so both tools reject the same mistakes the same way.
   const cfg = validateConfig({ nodeName: 'sealctl', store: storeType === 'file' ? { type: 'file', dir } : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) } });
-  const store = cfg.store.type === 'file' ? new FileNodeStore({ dir: cfg.store.dir }) : new KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
+  // The Kubernetes client library costs half a second and ~90 MiB to load: only when used.
+  const store = cfg.store.type === 'file' ? new FileNodeStore({ dir: cfg.store.dir }) : new (await import('./stores/kubernetes.js')).KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
   return { store, storeType: cfg.store.type, json, rest };
 }
 
@@ -120,7 +120,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   let g: Global;
   try {
-    g = parseGlobal(argv);
+    g = await parseGlobal(argv);
   } catch (err) {
     process.stderr.write(`sealctl: ${describeError(err)}\n${SEALCTL_USAGE}\n`);
     return 2;

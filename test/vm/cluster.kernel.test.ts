@@ -19,50 +19,28 @@ import { jest } from '@jest/globals';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NsCluster } from '../harness/cluster.js';
-import { run, sleep, type ExecResult } from '../harness/exec.js';
-import { repoRoot } from '../harness/paths.js';
+import { run, sleep } from '../harness/exec.js';
 import { updateNodeDoc } from '../harness/nodestore.js';
 import { proveAllPairs, type PairsProof } from '../harness/prove.js';
 import { startTcpStream } from '../harness/traffic.js';
+import { metricValue } from '../harness/wait.js';
+import { clusterStatus, encryptedCluster as buildCluster, everyPairEncryptedWithTraffic, IPSEC_STATUS_CONFIG, metrics, NODES, noter, sealctl, waitFor, xfrmStates, type SaCounters, type StatusJson } from './ipsec-cluster.js';
 import { guestTitle, inGuest } from './pair.js';
-import { metricValue, waitFor as pollUntil } from '../harness/wait.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(240_000);
 
-const NODES = 3;
 /** DESIGN.md: ESP tunnel mode with AES-GCM over a 1500-byte IPv4 underlay: 1500 - 54. */
 const ESP_MTU = 1446;
 /** Directions exercised at once: each spawns two node processes, seconds of CPU each under TCG. */
 const CONCURRENCY = 2;
 
-const note = (line: string): void => {
-  process.stderr.write(`kernel-vm cluster: ${line}\n`);
-};
 
-/** Scrapes the agent's Prometheus endpoint from inside the node (curl: a node process costs seconds of CPU under TCG). */
-async function metrics(c: NsCluster, node: string): Promise<string> {
-  return (await c.execNode(node, ['curl', '-sf', '--max-time', '10', 'http://127.0.0.1:9588/metrics'], { timeoutMs: 15_000 })).stdout;
-}
+const note = noter('cluster');
 
-/** {@link pollUntil} with a slower default poll: the guest is emulated. */
-function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
-  return pollUntil(what, fn, { pollMs: 250, ...opts });
-}
-
-/** Builds a cluster and waits until every pair pings through its tunnels; logs the timings. */
-async function encryptedCluster(mode: 'wireguard' | 'ipsec', agentConfig?: Record<string, unknown>): Promise<NsCluster> {
-  const t0 = Date.now();
-  const c = await NsCluster.create({ nodes: NODES, podsPerNode: 1, mode, log: note, ...(agentConfig === undefined ? {} : { agentConfig }) });
-  try {
-    await c.waitEncrypted({ timeoutMs: 120_000, pollMs: 1000 });
-  } catch (err) {
-    for (const n of c.nodeNames()) note(`${n} agent log tail:\n${(await readFile(c.agentLogPath(n), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`);
-    await c.destroy();
-    throw err;
-  }
-  note(`mode ${mode}: ${NODES} nodes built in ${c.timings.buildMs} ms, agents started in ${c.timings.agentsStartMs} ms, all pairs encrypted after ${Date.now() - t0} ms`);
-  return c;
+/** Builds an encrypted cluster of `mode`, logging as this suite. */
+function encryptedCluster(mode: 'wireguard' | 'ipsec', agentConfig?: Record<string, unknown>): Promise<NsCluster> {
+  return buildCluster(mode, { log: note, ...(agentConfig === undefined ? {} : { agentConfig }) });
 }
 
 /** Every pair and direction got its traffic through, and the capture saw no plaintext and no canary. */
@@ -82,31 +60,6 @@ function expectEncryptedProof(proof: PairsProof, tunnelPackets: number): void {
     ['n1', 'n3', true],
     ['n2', 'n3', true],
   ]);
-}
-
-/** One SA as `ip -s xfrm state` shows it. */
-interface SaCounters {
-  readonly src: string;
-  readonly dst: string;
-  readonly spi: string;
-  readonly bytes: number;
-  readonly packets: number;
-}
-
-/** Parses `ip -s xfrm state list` (the AEAD key lines are ignored, never printed). */
-function parseXfrmStates(text: string): SaCounters[] {
-  const out: SaCounters[] = [];
-  for (const block of text.split(/^(?=src )/m)) {
-    const head = /^src (\S+) dst (\S+)\s*\n\s*proto esp spi (0x[0-9a-f]+)/.exec(block);
-    const cur = /lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)/.exec(block);
-    if (head === null || cur === null) continue;
-    out.push({ src: head[1]!, dst: head[2]!, spi: head[3]!, bytes: Number(cur[1]), packets: Number(cur[2]) });
-  }
-  return out;
-}
-
-async function xfrmStates(c: NsCluster, node: string): Promise<SaCounters[]> {
-  return parseXfrmStates((await c.execNode(node, ['ip', '-s', 'xfrm', 'state', 'list'])).stdout);
 }
 
 /** The kernel objects an agent restart must leave alone: SAs (no counters), policies, routes, rules. */
@@ -166,52 +119,12 @@ suite(guestTitle('sanity: the same proof with encryption off sees plaintext (qem
   });
 });
 
-/** One side of a pair in `sealctl status --json` (the fields these tests read). */
-interface StatusSide {
-  node: string;
-  state: string;
-  algorithm?: string;
-  spiOut?: string;
-  spiIn?: string[];
-  rx?: number;
-  tx?: number;
-  rxPackets?: number;
-  txPackets?: number;
-}
-
-/** `sealctl status --json`, the fields these tests read. */
-interface StatusJson {
-  partial: boolean;
-  nodes: { name: string; health: string; report?: { mode: string; algorithm: string } }[];
-  pairs: { a: string; b: string; state: string; algorithm?: string; notes: string[]; sides: [StatusSide, StatusSide] }[];
-}
-
 /** `sealctl audit --json`, the fields these tests read. */
 interface AuditJson {
   verdict: string;
   complete: boolean;
   violations: { code: string; subject: string; message: string }[];
 }
-
-/** The real `sealctl` CLI against the cluster's file store. */
-async function sealctl(c: NsCluster, args: readonly string[]): Promise<ExecResult> {
-  return run([process.execPath, join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args], { check: false, timeoutMs: 120_000 });
-}
-
-async function clusterStatus(c: NsCluster): Promise<StatusJson> {
-  return JSON.parse((await sealctl(c, ['status', '--json'])).stdout) as StatusJson;
-}
-
-/** Every pair encrypted from both ends with AES-GCM 256 SAs that carried packets both ways. */
-function everyPairEncryptedWithTraffic(s: StatusJson): boolean {
-  return (
-    !s.partial && s.pairs.length === 3 &&
-    s.pairs.every((p) => p.state === 'encrypted' && p.algorithm === 'ipsec-esp-aes-gcm-256' && p.sides.every((x) => x.algorithm === 'ipsec-esp-aes-gcm-256' && (x.rxPackets ?? 0) > 0 && (x.txPackets ?? 0) > 0))
-  );
-}
-
-/** Status of mode ipsec agents: fast publication so the test sees state changes and counters at once. */
-const IPSEC_STATUS_CONFIG = { status: { heartbeatSeconds: 5, minIntervalSeconds: 1 }, resyncIntervalSeconds: 300 };
 
 suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu guest kernel)'), () => {
   let c: NsCluster | undefined;

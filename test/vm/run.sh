@@ -9,7 +9,7 @@
 # message; nothing else skips.
 #
 # Env: SEALNET_VM_MEM (MiB, default 3072), SEALNET_VM_SMP (default 2), SEALNET_VM_TIMEOUT
-#      (seconds, default 900), SEALNET_VM_OUT (folder that receives the guest's $SEALNET_VM_OUT),
+#      (seconds, default 1800), SEALNET_VM_OUT (folder that receives the guest's $SEALNET_VM_OUT),
 #      SEALNET_VM_DEBUG=1 (kernel messages on the console). CI and SEALNET_* (others) are passed in.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +17,7 @@ REPO=$PWD
 CACHE=${SEALNET_VM_CACHE:-$REPO/.cache/vm}
 MEM=${SEALNET_VM_MEM:-3072}
 SMP=${SEALNET_VM_SMP:-2}
-TIMEOUT=${SEALNET_VM_TIMEOUT:-900}
+TIMEOUT=${SEALNET_VM_TIMEOUT:-1800}
 INFRA_FAIL=125
 
 say() { echo "sealv: $*" >&2; }
