@@ -107,7 +107,8 @@ export async function kubeEnv(log: (l: string) => void): Promise<ScaleEnv> {
           async destroy() {
             await relay.close();
             await c.destroy();
-            await core.deleteNode({ name: AGENT_NODE }).catch(() => undefined);
+            // Bounded: one run hung here forever on a request that never settled.
+            await Promise.race([core.deleteNode({ name: AGENT_NODE }).catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
           },
         };
       } catch (err) {
