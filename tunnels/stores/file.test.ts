@@ -273,6 +273,22 @@ describe('FileNodeStore', () => {
       await waitFor('node-c after the directory came back', () => names(rec).includes('node-c'));
       expect(store!.list().find((n) => n.name === 'node-a')?.internalIPs).toEqual(['198.18.0.9']);
     });
+
+    it('an outage with a full rescan pending reports errors at the check interval, not in a tight loop', async () => {
+      const rec = await watched({ 'node-a.json': doc('node-a') });
+      const away = `${dir}-away`;
+      await rename(dir, away);
+      try {
+        // A full rescan is requested while the directory is gone (what the 2 s check does).
+        (store as unknown as { queueScan(): void }).queueScan();
+        await sleep(500);
+        // unwatchedPollMs is 50 here: about 10 checks, each at most one error.
+        expect(rec.errors.length).toBeLessThan(25);
+        expect(store!.list().map((n) => n.name)).toEqual(['node-a']);
+      } finally {
+        await rename(away, dir);
+      }
+    });
   });
 
   it('stop() ends events', async () => {

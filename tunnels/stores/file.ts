@@ -146,12 +146,16 @@ export class FileNodeStore implements NodeStore {
   private async scan(): Promise<void> {
     const files = [...this.pending];
     this.pending.clear();
+    const wantFull = this.fullScan;
+    // Cleared before anything can fail: a failed scan is not retried at once (that was a tight
+    // loop of errors during an outage) but by the 2 s directory check once the directory is
+    // back and differs from what the last full scan saw, or by the periodic full rescan.
+    this.fullScan = false;
     // The directory first: gone or unreadable (the store is unavailable) is an error that keeps
     // every node as last seen, never "every document was deleted". Replaced by another directory
     // (another inode): read it all, and watch the new one.
     const dir = await stat(this.dir);
-    const full = this.fullScan || dir.ino !== this.dirIno;
-    this.fullScan = false;
+    const full = wantFull || dir.ino !== this.dirIno;
     let changed = false;
     if (full) {
       if (this.dirIno !== undefined && dir.ino !== this.dirIno) this.startWatcher();
