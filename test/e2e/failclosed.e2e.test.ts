@@ -655,6 +655,8 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     report(`phase 4 detail: store away ${tBack - tOut} ms; n9 (registered meanwhile) programmed on every node ${convergedMs} ms after the store came back; ready steering entries per node ${entries.join(',')}; store read errors counted during the outage ${JSON.stringify(storeErrors)}`);
     for (const n of c.nodeNames()) {
       expect(storeErrors[n]).toBeGreaterThan(0);
+      // Backoff, not a tight loop: a scan per 2 s check at most (one agent once logged 218,447).
+      expect(storeErrors[n]).toBeLessThan(100);
       expect(sawN9[n]).toBe(false);
     }
     expect(v.capture.complete).toBe(true);
