@@ -167,6 +167,10 @@ d('NsCluster agent plumbing (stand-in agent)', () => {
       const st = c.agentStatus('n1');
       expect(st).toMatchObject({ running: true, starts: 1 });
       const pid = st.pid as number;
+      // `nsenter` enters the namespaces and then execs the stand-in: its first output line is
+      // the proof it got there (on a loaded machine the pid can still be nsenter before setns).
+      const started = (): boolean => existsSync(c.agentLogPath('n1')) && readFileSync(c.agentLogPath('n1'), 'utf8').includes('--config');
+      for (let i = 0; i < 100 && !started(); i++) await sleep(50);
       expect(netnsInode(`/proc/${pid}/ns/net`)).toBe(netnsInode(`/run/netns/${c.prefix}-n1`));
       const holder = c.topology().nodes[0]?.holderPid as number;
       expect(netnsInode(`/proc/${pid}/ns/mnt`)).toBe(netnsInode(`/proc/${holder}/ns/mnt`));
