@@ -150,6 +150,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   const stopped = new Promise<void>((r) => { resolveStop = r; });
   process.once('SIGTERM', () => resolveStop());
   process.once('SIGINT', () => resolveStop());
+  // SIGHUP: reconcile in full now (re-read every peer, route and steering entry and repair what
+  // was changed behind the agent's back) instead of at the next periodic resync.
+  const onHup = (): void => {
+    log.info({}, 'SIGHUP: full reconcile pass requested');
+    reconciler.trigger({ full: true });
+  };
+  process.on('SIGHUP', onHup);
 
   // Fail closed from the first packet: attach the guard before the node store is even read,
   // whenever the underlay is known from the config (otherwise the first reconcile does it).
@@ -191,6 +198,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   await stopped;
   // Leave the kernel state in place: tunnels keep working while the agent restarts or upgrades.
   clearInterval(resync);
+  process.off('SIGHUP', onHup);
   rotation?.close();
   ipsec?.close();
   await reconciler.close();

@@ -262,9 +262,10 @@ describe('sealctl audit', () => {
     const report = JSON.parse(await readFile(a.json!.report, 'utf8')) as { pairs: { a: string; b: string; probe: { plaintextPackets: number; canaryLeaks: number } }[] };
     expect(report.pairs.find((p) => p.a === 'n1' && p.b === 'n3')?.probe).toMatchObject({ plaintextPackets: 0, canaryLeaks: 0 });
     // A change made behind the agent's back is repaired by the next full pass: the periodic
-    // resync (30 s here; store events in between are applied from the agent's kernel view and
-    // do not re-read the tunnel).
-    await c.waitEncrypted({ timeoutMs: 45_000 });
+    // resync (an hour in this cluster) or SIGHUP, which asks for one now. Store events do not
+    // re-read the tunnel (they are applied from the agent's kernel view).
+    process.kill(c.agentStatus('n1').pid!, 'SIGHUP');
+    await c.waitEncrypted({ timeoutMs: 20_000 });
     await waitStatus('every pair encrypted again', allEncrypted);
   });
 
