@@ -76,8 +76,12 @@ describe('API server outage of 60 s', () => {
       expect([n, ts.length >= 3]).toEqual([n, true]);
       expect([n, ts.length <= 30]).toEqual([n, true]);
       // Later retries are further apart: the second half of the outage sees fewer than the first.
-      const mid = down + (up - down) / 2;
-      expect([n, ts.filter((t) => t >= mid).length <= ts.filter((t) => t < mid).length]).toEqual([n, true]);
+      // Judged over the planned outage only: while the API server restarts (the last seconds
+      // before `up`), every client that was waiting reconnects at once, which says nothing
+      // about the spacing of retries (one run saw 3 of n2's 21 attempts in that window).
+      const end = down + OUTAGE_MS;
+      const mid = down + OUTAGE_MS / 2;
+      expect([n, ts.filter((t) => t >= mid && t < end).length <= ts.filter((t) => t < mid).length]).toEqual([n, true]);
     }
     const logged = (await agentLog(c.ns, 'n1')).filter((l) => String(l.msg).includes('Kubernetes node watch failed') && Number(l.time) > down);
     expect(logged.length).toBeGreaterThanOrEqual(2);
