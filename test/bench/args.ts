@@ -19,13 +19,23 @@ Benchmarks (default: all, in this order):
   steering-map BPF steering maps: load 1,000 and 5,000 prefixes and change one, through the
                bpf() addon vs spawning bpftool (batch file), 10 rounds, scratch netns and a
                private bpffs
+  rotation     key rotation on 5 namespace nodes with real agents, under TCP and numbered UDP
+               traffic: n1 alone, then all 5 at once, per round; time to every key switched
+               and to every old key gone, datagrams lost, TCP breaks (5 rounds; --quick: 2)
+  kernel-throughput
+               IPsec (ESP AES-GCM) and kernel WireGuard pod-to-pod TCP inside the kernel tier's
+               qemu guest (TCG: only ratios mean anything): plaintext vs sealnet ipsec vs sealnet
+               wireguard (kernel) vs hand-configured kernel WireGuard, iperf3 1 stream both
+               directions, round-robin (3 rounds of 3 s; --quick: 2 of 2 s; needs npm run build)
 
 Options:
-  --quick              2 rounds of 2 s, 3 joins, 1000 round trips, scale up to 1000 nodes
-                       (default: 5 rounds of 3 s, 5 joins, 1000, scale up to 5000)
-  --rounds N           throughput rounds
+  --quick              2 rounds of 2 s, 3 joins, 1000 round trips, scale up to 1000 nodes,
+                       2 rotation rounds (default: 5 rounds of 3 s, 5 joins, 1000, scale up
+                       to 5000, 5 rotation rounds)
+  --rounds N           throughput and kernel-throughput rounds
   --duration S         seconds per iperf3 run
   --joins N            node joins
+  --rotation-rounds N  rotation rounds (each: one node, then all nodes)
   --latency-count N    round trips per latency run
   --sizes N,N,...      scale: simulated node counts (default 100,1000,5000; quick 100,1000)
   --store NAME         scale: only this node store (file or kubernetes; repeatable)
@@ -56,6 +66,10 @@ export interface BenchArgs {
   readonly scaleChanges: number;
   /** scale: sizes at which every key rotates (1,000 and 5,000 when run). */
   readonly rotationSizes: readonly number[];
+  /** rotation: rounds of (rotate n1, rotate every node). */
+  readonly rotationRounds: number;
+  /** kernel-throughput: rounds (fewer than throughput's: the guest is emulated and slow). */
+  readonly kernelRounds: number;
 }
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
@@ -78,6 +92,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     help: false,
     scaleSizes: quick ? [100, 1000] : [100, 1000, 5000],
     scaleChanges: quick ? 5 : 20,
+    rotationRounds: quick ? 2 : 5,
+    kernelRounds: quick ? 2 : 3,
   };
   const stores: ScaleStore[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -87,12 +103,16 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
         break;
       case '--rounds':
         o.rounds = int(a, argv[++i], 1, 100);
+        o.kernelRounds = o.rounds;
         break;
       case '--duration':
         o.durationS = int(a, argv[++i], 1, 60);
         break;
       case '--joins':
         o.joins = int(a, argv[++i], 1, 40);
+        break;
+      case '--rotation-rounds':
+        o.rotationRounds = int(a, argv[++i], 1, 50);
         break;
       case '--latency-count':
         o.latencyCount = int(a, argv[++i], 10, 100_000);

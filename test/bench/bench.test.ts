@@ -9,6 +9,7 @@ import { throughputChart } from './charts.js';
 import { firstReplyAt } from './join.js';
 import { classify, sweepPayloads } from './mtu.js';
 import { formatResultJson } from './output.js';
+import { fixtureResult } from './result-fixture.js';
 import { atLeast, below, median, pairedRatios, quantile, spread } from './stats.js';
 import { renderSummary } from './summary.js';
 import { niceCeil, xmlEscape } from './svg.js';
@@ -49,9 +50,10 @@ describe('stats', () => {
 
 describe('parseBenchArgs', () => {
   it('runs everything by default, in the documented order', () => {
-    expect(parseBenchArgs([])).toMatchObject({ benchmarks: ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map'], quick: false, rounds: 5, durationS: 3, joins: 5 });
+    expect(parseBenchArgs([])).toMatchObject({ benchmarks: ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map', 'rotation', 'kernel-throughput'], quick: false, rounds: 5, durationS: 3, joins: 5, rotationRounds: 5 });
     expect(parseBenchArgs(['mtu-sweep', 'throughput', '--quick']).benchmarks).toEqual(['throughput', 'mtu-sweep']);
-    expect(parseBenchArgs(['--quick'])).toMatchObject({ rounds: 2, durationS: 2, joins: 3 });
+    expect(parseBenchArgs(['--quick'])).toMatchObject({ rounds: 2, durationS: 2, joins: 3, rotationRounds: 2 });
+    expect(parseBenchArgs(['rotation', '--quick', '--rotation-rounds', '3'])).toMatchObject({ benchmarks: ['rotation'], rotationRounds: 3 });
     expect(parseBenchArgs(['--quick', '--rounds', '3']).rounds).toBe(3);
   });
 
@@ -120,18 +122,7 @@ function fakeResult(mbps: (v: Variant, round: number) => number): BenchResult {
   for (let round = 0; round < 3; round++) {
     for (const test of THROUGHPUT_TESTS) for (const variant of VARIANTS) iperf.push({ round, variant, test, at: 0, bitsPerSecond: mbps(variant, round) * 1e6, retransmits: 0, cpuLocal: undefined, cpuRemote: undefined, error: undefined });
   }
-  const wg = { path: '/x', version: 'v', module: undefined, debianPackage: undefined, sha256: undefined };
-  return {
-    schema: 1,
-    startedAt: '2026-01-02T03:04:05.000Z',
-    finishedAt: undefined,
-    commit: { full: undefined, short: 'abc1234' },
-    argv: [],
-    quick: true,
-    environment: { hostname: 'h', cpus: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'k', kernelVersion: 'k', node: 'v20', iperf3: undefined, wgTools: undefined, wireguardGo: { pinned: wg, debian: wg }, loadBefore: [1, 2, 3], loadAfter: [1, 1, 1], foreignNetnsAtStart: 0 },
-    benchmarks: { throughput: { rounds: 3, durationS: 3, latencyCount: 10, setups: [], iperf, latency: [{ round: 0, variant: 'sealnet', at: 0, size: 64, rttUs: [100, 120, 300], error: undefined }] } },
-    errors: [],
-  };
+  return fixtureResult({ throughput: { rounds: 3, durationS: 3, latencyCount: 10, setups: [], iperf, latency: [{ round: 0, variant: 'sealnet', at: 0, size: 64, rttUs: [100, 120, 300], error: undefined }] } });
 }
 
 describe('reports', () => {

@@ -18,9 +18,12 @@ import { parseWgDump, type WgDump } from '../harness/wgdump.js';
 /** The hand-configured tunnel link (not sealwg0: nothing here is the agent's). */
 export const HAND_INTERFACE = 'wgbench0';
 
+/** {@link HandMeshOptions.binary} for a kernel WireGuard link (`ip link add … type wireguard`) instead of wireguard-go. */
+export const KERNEL_WIREGUARD = 'kernel';
+
 /** Options of {@link handConfigureMesh}. */
 export interface HandMeshOptions {
-  /** wireguard-go binary to start on every node. */
+  /** wireguard-go binary to start on every node, or {@link KERNEL_WIREGUARD} (needs the wireguard module). */
   readonly binary: string;
   readonly listenPort: number;
   /** Tunnel MTU, set on the link and on every route (underlay 1500 − 60 for IPv4 WireGuard). */
@@ -71,7 +74,8 @@ export async function handConfigureMesh(c: NsCluster, o: HandMeshOptions): Promi
   await Promise.all(
     keys.map(async (self) => {
       const name = self.node.name;
-      await startWireGuardGo(c, name, o.binary);
+      if (o.binary === KERNEL_WIREGUARD) await c.execNode(name, ['ip', 'link', 'add', 'dev', HAND_INTERFACE, 'type', 'wireguard']);
+      else await startWireGuardGo(c, name, o.binary);
       const peers = keys.filter((k) => k !== self);
       const set = ['wg', 'set', HAND_INTERFACE, 'listen-port', String(o.listenPort), 'private-key', self.privateKeyFile];
       for (const p of peers) {

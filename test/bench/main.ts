@@ -11,7 +11,11 @@ import { repoRoot, wireguardGoPath } from '../harness/paths.js';
 import { BENCH_USAGE, parseBenchArgs, type BenchArgs } from './args.js';
 import { captureEnvironment, currentCommit, loadAverage } from './env.js';
 import { runJoin } from './join.js';
+import { kernelThroughputErrors } from './kernel-report.js';
+import { runKernelThroughput } from './kernel-throughput.js';
 import { runMtuSweep } from './mtu.js';
+import { rotationErrors } from './rotation-report.js';
+import { runRotation } from './rotation.js';
 import { runScale } from './scale.js';
 import { steeringMapErrors } from './steering-report.js';
 import { runSteeringMap } from './steering.js';
@@ -69,6 +73,14 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
         const sm = await runSteeringMap({ runId, log });
         result.benchmarks['steering-map'] = sm;
         for (const message of steeringMapErrors(sm)) result.errors.push({ benchmark: 'steering-map', message });
+      } else if (name === 'rotation') {
+        const rot = await runRotation({ rounds: args.rotationRounds, runId, log });
+        result.benchmarks.rotation = rot;
+        for (const message of rotationErrors(rot)) result.errors.push({ benchmark: 'rotation', message });
+      } else if (name === 'kernel-throughput') {
+        const kt = await runKernelThroughput({ rounds: args.kernelRounds, durationS: args.durationS, runId, log });
+        result.benchmarks['kernel-throughput'] = kt;
+        for (const message of kernelThroughputErrors(kt)) result.errors.push({ benchmark: 'kernel-throughput', message });
       } else {
         result.benchmarks.scale = await runScale({ sizes: args.scaleSizes, stores: args.scaleStores, changesPerKind: args.scaleChanges, rotationSizes: args.rotationSizes, resyncIntervalSeconds: 2, runId, log });
         for (const e of result.benchmarks.scale.errors) result.errors.push({ benchmark: 'scale', message: `${e.store}${e.nodes !== undefined ? ` ${e.nodes} nodes` : ''} ${e.phase}: ${e.message}` });

@@ -10,8 +10,9 @@ import { diffOps, metricByLabel, metricPlain, parseLogLines, parseProcStatTicks,
 import { changeStats, fmtOps, ms, opsVerdict, peakRss, scaleSection } from './scale-report.js';
 import { newPublicKey, simAnnotations, simNode, SIM_MAX_INDEX } from './scale-sim.js';
 import { under } from './stats.js';
+import { fixtureResult } from './result-fixture.js';
 import { renderSummary } from './summary.js';
-import type { BenchResult, ProcessSample, ScaleChange, ScaleResult } from './types.js';
+import type { ProcessSample, ScaleChange, ScaleResult } from './types.js';
 
 describe('simulated nodes', () => {
   it('stay inside the address plan and never collide', () => {
@@ -169,18 +170,7 @@ describe('scale report', () => {
 
   it('says when the 5,000-node targets were not measured, and renders into SUMMARY.md', () => {
     const s = fakeScale([100, 1000]);
-    const wg = { path: '/x', version: 'v', module: undefined, debianPackage: undefined, sha256: undefined };
-    const r: BenchResult = {
-      schema: 1,
-      startedAt: '2026-01-02T03:04:05.000Z',
-      finishedAt: undefined,
-      commit: { full: undefined, short: 'abc1234' },
-      argv: ['scale', '--quick'],
-      quick: true,
-      environment: { hostname: 'h', cpus: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'k', kernelVersion: 'k', node: 'v20', iperf3: undefined, wgTools: undefined, wireguardGo: { pinned: wg, debian: wg }, loadBefore: [1, 2, 3], loadAfter: [1, 1, 1], foreignNetnsAtStart: 0 },
-      benchmarks: { scale: s },
-      errors: [],
-    };
+    const r = fixtureResult({ scale: s }, ['scale', '--quick']);
     const md = renderSummary([{ file: 'results/s.json', result: r }]);
     expect(md).toContain('## Control plane at scale');
     expect(md).toContain('| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | — | not measured (largest N in this run: 1000) |');

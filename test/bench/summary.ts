@@ -4,6 +4,8 @@
  * value with a plain verdict, and a missed target says by how much.
  */
 import { joinFigures, latencyFigures, mtuTable, RATIOS, TARGET_JOIN_MS, TARGET_VS_HAND, throughputFigures } from './analysis.js';
+import { kernelThroughputSection, type KernelThroughputResult } from './kernel-report.js';
+import { rotationSection, type RotationResult } from './rotation-report.js';
 import { scaleSection } from './scale-report.js';
 import { steeringMapSection, steeringVsRouteSection, type SteeringMapResult } from './steering-report.js';
 import { atLeast, below, fmt, type Spread } from './stats.js';
@@ -157,6 +159,8 @@ export function renderSummary(sources: readonly Source[]): string {
   if (latest['mtu-sweep'] !== undefined) body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
   if (latest.scale !== undefined) body.push(...scaleSection(latest.scale.result.benchmarks.scale as ScaleResult, targets), '');
   if (latest['steering-map'] !== undefined) body.push(...steeringMapSection(latest['steering-map'].result.benchmarks['steering-map'] as SteeringMapResult), '');
+  if (latest.rotation !== undefined) body.push(...rotationSection(latest.rotation.result.benchmarks.rotation as RotationResult, targets), '');
+  if (latest['kernel-throughput'] !== undefined) body.push(...kernelThroughputSection(latest['kernel-throughput'].result.benchmarks['kernel-throughput'] as KernelThroughputResult), '');
   const used = [...new Map(Object.values(latest).map((s) => [s.file, s])).values()];
   const out = [
     '# sealnet benchmarks',
@@ -176,6 +180,6 @@ export function renderSummary(sources: readonly Source[]): string {
     if (s.result.errors.length > 0) out.push('', ...s.result.errors.map((e) => `- ${e.benchmark} failed in this run: ${e.message}`));
     out.push('');
   }
-  out.push('Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).', '');
+  out.push('Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- rotation` (5 rounds, about 3 minutes; `--quick`: 2), `npm run bench -- kernel-throughput` (IPsec and kernel WireGuard in the qemu guest; `--quick`: 2 rounds of 2 s), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).', '');
   return out.join('\n');
 }

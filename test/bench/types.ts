@@ -3,13 +3,15 @@
  * was taken in. The summary and the charts are generated from these files only, so a result
  * file is the whole record of a run. Bump {@link RESULT_SCHEMA} on an incompatible change.
  */
+import type { KernelThroughputResult } from './kernel-report.js';
+import type { RotationResult } from './rotation-report.js';
 import type { SteeringMapResult } from './steering-report.js';
 
 /** Version of the result file layout. */
 export const RESULT_SCHEMA = 1;
 
 /** Benchmark names accepted on the command line. */
-export const BENCHMARKS = ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map'] as const;
+export const BENCHMARKS = ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map', 'rotation', 'kernel-throughput'] as const;
 /** One of {@link BENCHMARKS}. */
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
@@ -194,6 +196,8 @@ export interface BenchResult {
     'mtu-sweep'?: MtuSweepResult;
     scale?: ScaleResult;
     'steering-map'?: SteeringMapResult;
+    rotation?: RotationResult;
+    'kernel-throughput'?: KernelThroughputResult;
   };
   /** Benchmarks that failed to run to the end, with the reason. */
   readonly errors: { benchmark: BenchmarkName; message: string }[];

@@ -10,20 +10,15 @@
  * by the sanity run in mesh.e2e.test.ts (same capture, same analysis).
  */
 import { jest } from '@jest/globals';
-import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ANNOTATIONS, WG_INTERFACES } from '../../tunnels/constants.js';
-import { decodeRotationStatus, type RotationStatus } from '../../tunnels/rotationcodec.js';
 import type { CaptureResult } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { updateNodeDoc } from '../harness/nodestore.js';
-import { repoRoot } from '../harness/paths.js';
-import { findProcesses } from '../harness/teardown.js';
-import { newCanary, startTcpStream, startUdpStream, type TcpStream, type UdpStream, type UdpStreamResult } from '../harness/traffic.js';
+import { describeTraffic, leftovers, parseRotateSummary, publishedKeys as keys, ROTATION_AGENT_CONFIG, ROTATION_GRACE_S, ROTATION_PEER_TIMEOUT_S, rotationStatus as status, sealctl, startTraffic, stateFile, stopTraffic, timeRotation, type TrafficResult } from '../harness/rotation.js';
+import { newCanary } from '../harness/traffic.js';
 import { waitFor } from '../harness/wait.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -31,8 +26,7 @@ if (!isRoot) throw new Error('rotation.e2e needs root (network namespaces); run 
 
 jest.setTimeout(300_000);
 
-const run = promisify(execFile);
-const GRACE_S = 5;
+const GRACE_S = ROTATION_GRACE_S;
 /**
  * Wall-clock bound asserted for "every key switched": the issue's target is < 10 s (met on a
  * quiet host: 2.8–5.1 s, printed on every run); the assertion leaves room for a loaded CI host,
@@ -47,91 +41,10 @@ const SWITCH_BOUND_MS = 20_000;
  * suite on a scheduling hiccup; the exact numbers are printed on every run.
  */
 const LOSS_BUDGET_ALL = 10;
-const PEER_TIMEOUT_S = 4;
-
-/** `sealctl --store file …` against the cluster's store; never throws on a non-zero exit. */
-async function sealctl(c: NsCluster, args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return run(process.execPath, [join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args], { timeout: 180_000 }).then(
-    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
-}
-
-async function status(c: NsCluster, node: string): Promise<RotationStatus | undefined> {
-  const t = (await c.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.rotation];
-  return t === undefined ? undefined : decodeRotationStatus(t);
-}
-
-async function publishedKey(c: NsCluster, node: string): Promise<string | undefined> {
-  return (await c.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey];
-}
-
-/** The rotation state file of a node's agent (public data). */
-async function stateFile(c: NsCluster, node: string): Promise<{ activeSlot: number; rotation?: { phase: string; graceUntil?: string } } | undefined> {
-  try {
-    return JSON.parse(await readFile(join(c.runDir, node, 'state', 'rotation.json'), 'utf8')) as { activeSlot: number; rotation?: { phase: string } };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Traffic across every node pair: one TCP stream per pair, UDP both ways between n1 and n2. */
-interface Traffic {
-  readonly tcp: readonly TcpStream[];
-  readonly udp: readonly UdpStream[];
-}
-
-async function startTraffic(c: NsCluster, canary: string, port0: number): Promise<Traffic> {
-  const nodes = c.nodes;
-  const tcp: TcpStream[] = [];
-  let port = port0;
-  for (let i = 0; i < nodes.length; i++) {
-    for (let j = i + 1; j < nodes.length; j++) {
-      const [a, b] = [nodes[i]!, nodes[j]!];
-      tcp.push(await startTcpStream(c, { from: a.pods[0]!.name, to: b.pods[0]!.name, port: port++, rateBps: 64_000, recordSize: 1024, name: `tcp-${a.name}-${b.name}-${port}` }));
-    }
-  }
-  const udp = [
-    await startUdpStream(c, { from: 'n1p1', to: 'n2p1', port: port++, pps: 500, canary, name: `udp-n1-n2-${port}` }),
-    await startUdpStream(c, { from: 'n2p1', to: 'n1p1', port: port++, pps: 500, canary, name: `udp-n2-n1-${port}` }),
-  ];
-  return { tcp, udp };
-}
-
-interface TrafficResult {
-  readonly tcpStreams: number;
-  readonly tcpBreaks: string[];
-  readonly udp: (UdpStreamResult & { name: string })[];
-}
-
-async function stopTraffic(t: Traffic): Promise<TrafficResult> {
-  const tcpBreaks: string[] = [];
-  for (const s of t.tcp) {
-    // Server-side breaks are judged before the client is stopped: a client that exits with an
-    // unread acknowledgement in its socket makes its kernel send a RST, which is the test
-    // ending, not a broken connection.
-    const before = await s.status();
-    const r = await s.stop();
-    const problems = [
-      ...(r.client?.breaks ?? []).map((b) => `client break ${b.error}`),
-      ...(before.server?.breaks ?? []).map((b) => `server break ${b.error}`),
-      ...(r.server?.gaps ?? []).map((g) => `gap at ${g.expected}`),
-      ...(r.client?.connections === 1 ? [] : [`${r.client?.connections ?? 0} connections`]),
-      ...((r.server?.recordsReceived ?? 0) > 0 ? [] : ['nothing received']),
-    ];
-    for (const p of problems) tcpBreaks.push(`${s.name}: ${p}`);
-  }
-  const udp: (UdpStreamResult & { name: string })[] = [];
-  for (const s of t.udp) {
-    const r = await s.stop();
-    if (r !== undefined) udp.push({ ...r, name: s.name });
-  }
-  return { tcpStreams: t.tcp.length, tcpBreaks, udp };
-}
+const PEER_TIMEOUT_S = ROTATION_PEER_TIMEOUT_S;
 
 function report(what: string, r: TrafficResult, extra = ''): void {
-  const udp = r.udp.map((u) => `${u.name.replace(/-\d+$/, '')} lost ${u.lost}/${u.sent} (dup ${u.duplicates}, reordered ${u.reordered}, longest gap ${u.longestGap})`).join('; ');
-  process.stderr.write(`rotation e2e: ${what}: ${r.tcpStreams} TCP streams, ${r.tcpBreaks.length} broken; UDP ${udp}${extra}\n`);
+  process.stderr.write(`rotation e2e: ${what}: ${describeTraffic(r)}${extra}\n`);
 }
 
 function expectNoPlaintext(cap: CaptureResult, opts: { minWireguard?: number } = {}): void {
@@ -144,33 +57,6 @@ function expectNoPlaintext(cap: CaptureResult, opts: { minWireguard?: number } =
   expect(cap.wireguardPackets).toBeGreaterThan(opts.minWireguard ?? 100);
 }
 
-/** What is left on a node once its rotations are over: exactly one of everything. */
-async function leftovers(c: NsCluster, node: string): Promise<{ links: string[]; keyFiles: string[]; mirrors: string[]; wireguardGo: number; rotating: string | undefined; published: boolean }> {
-  const links = (await c.execNode(node, ['ip', '-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1]).filter((n): n is string => n !== undefined && n.startsWith('sealwg'));
-  const mirrors: string[] = [];
-  for (const l of links) {
-    const f = (await c.execNode(node, ['tc', 'filter', 'show', 'dev', l, 'egress'], { check: false })).stdout;
-    if (f.includes('mirred')) mirrors.push(l);
-  }
-  const keyFiles = (await readdir(join(c.runDir, node, 'state', 'keys'))).sort();
-  const st = await stateFile(c, node);
-  const dump = await c.wgDump(node);
-  return { links, keyFiles, mirrors, wireguardGo: wireguardGoCount(c, node), rotating: st?.rotation?.phase, published: dump?.publicKey === (await publishedKey(c, node)) };
-}
-
-/** wireguard-go daemons in a node's network namespace. */
-function wireguardGoCount(c: NsCluster, node: string): number {
-  let n = 0;
-  for (const p of findProcesses([c.node(node).netns])) {
-    try {
-      if (readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes('wireguard-go')) n++;
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return n;
-}
-
 async function expectClean(c: NsCluster, node: string): Promise<void> {
   const l = await leftovers(c, node);
   const st = await stateFile(c, node);
@@ -178,18 +64,11 @@ async function expectClean(c: NsCluster, node: string): Promise<void> {
   expect({ node, ...l }).toStrictEqual({ node, links: [WG_INTERFACES[slot]], keyFiles: ['wireguard.json', 'wireguard.key'], mirrors: [], wireguardGo: 1, rotating: undefined, published: true });
 }
 
-/** Every node's published key, for "it changed" checks. */
-async function keys(c: NsCluster): Promise<Record<string, string | undefined>> {
-  const out: Record<string, string | undefined> = {};
-  for (const n of c.nodeNames()) out[n] = await publishedKey(c, n);
-  return out;
-}
-
 describe('key rotation on 5 nodes, under load', () => {
   let c: NsCluster;
   let portBlock = 0;
   beforeAll(async () => {
-    c = await NsCluster.create({ nodes: 5, podsPerNode: 1, agentConfig: { rotation: { graceSeconds: GRACE_S, peerTimeoutSeconds: PEER_TIMEOUT_S } } });
+    c = await NsCluster.create({ nodes: 5, podsPerNode: 1, agentConfig: ROTATION_AGENT_CONFIG });
     await c.waitEncrypted({ timeoutMs: 60_000 });
   });
   afterAll(async () => {
@@ -206,21 +85,14 @@ describe('key rotation on 5 nodes, under load', () => {
     try {
       await sleep(1000);
       for (let i = 0; i < runs; i++) {
-        const before = await keys(c);
-        const t0 = Date.now();
-        const ctl = sealctl(c, ['keys', 'rotate', ...(targets.length === c.nodeNames().length ? ['--all'] : targets.flatMap((t) => ['--node', t])), '--wait', '--timeout', '120', '--json']);
-        // "Switched": every target publishes its new key (every pair uses it from here on).
-        const switched = await waitFor('every target to publish its new key', async () => {
-          const now = await keys(c);
-          return targets.every((t) => now[t] !== before[t]) ? Date.now() - t0 : undefined;
-        }, { timeoutMs: 60_000, pollMs: 20 });
-        const r = await ctl;
-        doneMs.push(Date.now() - t0);
-        switchedMs.push(switched);
-        expect({ code: r.code, stderr: r.stderr, stdout: r.code === 0 ? '' : r.stdout }).toEqual({ code: 0, stderr: '', stdout: '' });
-        const summary = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ok: boolean; results: { node: string; done: boolean; lagging: string[] }[] };
-        expect(summary.ok).toBe(true);
-        expect(summary.results.every((x) => x.done && x.lagging.length === 0)).toBe(true);
+        const r = await timeRotation(c, targets);
+        doneMs.push(r.doneMs);
+        switchedMs.push(r.switchedMs);
+        const ctl = r.sealctl;
+        expect({ code: ctl.code, stderr: ctl.stderr, stdout: ctl.code === 0 ? '' : ctl.stdout }).toEqual({ code: 0, stderr: '', stdout: '' });
+        const summary = parseRotateSummary(ctl.stdout);
+        expect(summary?.ok).toBe(true);
+        expect(summary?.results.every((x) => x.done && x.lagging.length === 0)).toBe(true);
       }
       await sleep(1000);
     } finally {
