@@ -189,7 +189,7 @@ function client(o) {
       if (ms >= stallReport) st.stalls.push({ from: stalledSince, ms });
       stalledSince = undefined;
     }
-    if (sock === undefined || !st.connected || sock.writableLength > rate) return;
+    if (stopping || sock === undefined || !st.connected || sock.writableLength > rate) return;
     for (let k = 0; k < perTick; k++) {
       sock.write(record(nextSeq, size));
       nextSeq++;
@@ -204,7 +204,13 @@ function client(o) {
     st.done = true;
     if (stalledSince !== undefined) st.stalls.push({ from: stalledSince, ms: Date.now() - stalledSince, open: true });
     flush();
-    process.exit(0);
+    // Close with a FIN, not by exiting: a socket closed by process exit with acks still unread
+    // is reset (RST), and the server would record that teardown as a broken stream.
+    const s = sock;
+    if (s === undefined) process.exit(0);
+    s.once('close', () => process.exit(0));
+    s.end();
+    setTimeout(() => process.exit(0), 1000);
   };
   if (o['duration-ms'] !== undefined) setTimeout(stop, Number(o['duration-ms']));
   for (const s of ['SIGTERM', 'SIGINT']) process.on(s, stop);
