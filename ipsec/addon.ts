@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 
 /** Sends one netlink request and resolves with its reply messages (the terminating one included). */
 export interface XfrmTransport {

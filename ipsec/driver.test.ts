@@ -5,13 +5,13 @@
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { generateKeyPair, type KeyPair } from '../keymgr/keys.js';
-import { XFRM_GUARD_PRIORITY, XFRM_OUTPUT_MARK, XFRM_POLICY_PRIORITY, XFRM_REQID } from '../tunnels/constants.js';
+import { XFRM_GUARD_PRIORITY, XFRM_OUTPUT_MARK, XFRM_POLICY_PRIORITY, XFRM_REQID } from '../common/constants.js';
 import { IpsecDriver } from './driver.js';
 import { FakeXfrm, type OutboundVerdict } from './fake-xfrm.js';
 import { GUARD_LIFETIME_SECONDS, isOwnedPolicy } from './objects.js';
-import { planIpsec, type IpsecPlanNode } from './plan.js';
-import type { DesiredIpsec } from './port.js';
-import type { XfrmPolicy, XfrmState } from './types.js';
+import { planIpsec, type IpsecPlanNode } from '../tunnels/plan/ipsec-sa.js';
+import type { DesiredIpsec } from '../tunnels/ports/ipsec.js';
+import type { XfrmPolicy, XfrmState } from '../tunnels/ports/xfrm-types.js';
 
 interface Node {
   name: string;

@@ -22,7 +22,7 @@
  */
 import type { PrivateKey, Sodium } from '../keymgr/keys.js';
 import { sodiumReady } from '../keymgr/keys.js';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 import { deriveSaKey } from './kdf.js';
 import {
   canonicalIP,
@@ -42,10 +42,10 @@ import {
   stateSpec,
   type WantedState,
 } from './objects.js';
-import type { DesiredIpsec, DesiredIpsecPeer, IpsecApplyResult, IpsecChange, IpsecPort, ObservedIpsec, ObservedSa, XfrmOps } from './port.js';
-import type { XfrmPolicy, XfrmPolicySpec, XfrmState } from './types.js';
-import { AEAD_RFC4106, AEAD_SALT_BYTES } from './types.js';
-import { XFRM_OUTPUT_MARK } from '../tunnels/constants.js';
+import type { DesiredIpsec, DesiredIpsecPeer, IpsecApplyResult, IpsecChange, IpsecPort, ObservedIpsec, ObservedSa, XfrmOps } from '../tunnels/ports/ipsec.js';
+import type { XfrmPolicy, XfrmPolicySpec, XfrmState } from '../tunnels/ports/xfrm-types.js';
+import { AEAD_RFC4106, AEAD_SALT_BYTES } from '../tunnels/ports/xfrm-types.js';
+import { XFRM_OUTPUT_MARK } from '../common/constants.js';
 import { hasErrno } from './xfrm-errors.js';
 
 /** The cipher key size of an AEAD key of `bytes` bytes (rfc4106 appends a 4-byte salt). */

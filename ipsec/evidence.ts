@@ -13,9 +13,9 @@
  * node is configured with, is it allowed) is the status builder's and the audit's job.
  */
 import { canonicalIP, peerPolicies, policyKey } from './objects.js';
-import type { DesiredIpsec, DesiredIpsecPeer, ObservedIpsec, ObservedSa } from './port.js';
+import type { DesiredIpsec, DesiredIpsecPeer, ObservedIpsec, ObservedSa } from '../tunnels/ports/ipsec.js';
 import { spiHex } from './xfrm-msg.js';
-import { AEAD_ICV_BITS, AEAD_RFC4106 } from './types.js';
+import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 
 /** One SA of a pair as observed. */
 export interface SaEvidence {

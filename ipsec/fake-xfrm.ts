@@ -12,12 +12,12 @@
  * create one that would not count as its own — by throwing a plain Error, so a test fails
  * loudly. Nothing here proves anything about the real kernel.
  */
-import { cidrContains, parseCidr } from '../tunnels/cidr.js';
-import { SealnetError } from '../tunnels/errors.js';
+import { cidrContains, parseCidr } from '../common/ip.js';
+import { SealnetError } from '../common/errors.js';
 import { canonicalIP, isOwnedPolicy, isOwnedState, policyKey, stateKey } from './objects.js';
-import type { XfrmOps } from './port.js';
-import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from './types.js';
-import { AEAD_RFC4106 } from './types.js';
+import type { XfrmOps } from '../tunnels/ports/ipsec.js';
+import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
+import { AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 import { NO_GCM_SENTENCE, noEspSentence, XfrmError } from './xfrm-errors.js';
 import { familyOf } from './xfrm-msg.js';
 

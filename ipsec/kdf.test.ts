@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from '@jest/globals';
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { generateKeyPair, lowOrderPoints, parsePrivateKey, publicKeyFromBytes, sodiumReady, type KeyPair, type PublicKey, type Sodium } from '../keymgr/keys.js';
 import { deriveSaKey, hkdfSha256, KDF_LABEL, saKeyInfo, sharedSecret, type SaKeyContext } from './kdf.js';
-import { SpiAllocator } from './spi.js';
+import { SpiAllocator } from '../tunnels/plan/spi.js';
 
 const hex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

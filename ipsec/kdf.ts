@@ -16,8 +16,8 @@
  */
 import { createHmac } from 'node:crypto';
 import { publicKeyBytes, publicKeyFromPrivate, sodiumReady, type PrivateKey, type PublicKey, type Sodium } from '../keymgr/keys.js';
-import { SealnetError } from '../tunnels/errors.js';
-import { AEAD_SALT_BYTES, type AeadKeyBits } from './types.js';
+import { SealnetError } from '../common/errors.js';
+import { AEAD_SALT_BYTES, type AeadKeyBits } from '../tunnels/ports/xfrm-types.js';
 
 const HASH_BYTES = 32;
 

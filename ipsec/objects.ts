@@ -17,8 +17,8 @@
  * XFRM_POLICY_PRIORITY with one ESP template of reqid XFRM_REQID, or a guard: an outbound
  * block policy at XFRM_GUARD_PRIORITY expiring {@link GUARD_LIFETIME_SECONDS} after it was added.
  */
-import { canonicalCidr, formatIP, parseCidr, parseIP } from '../tunnels/cidr.js';
-import { SealnetError } from '../tunnels/errors.js';
+import { canonicalCidr, formatIP, parseCidr, parseIP } from '../common/ip.js';
+import { SealnetError } from '../common/errors.js';
 import {
   XFRM_GUARD_PRIORITY,
   XFRM_OUTPUT_MARK,
@@ -27,10 +27,10 @@ import {
   XFRM_REQID,
   XFRM_SPI_MAX,
   XFRM_SPI_MIN,
-} from '../tunnels/constants.js';
-import type { DesiredIpsec, DesiredIpsecPeer, DesiredSa } from './port.js';
-import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateSpec } from './types.js';
-import { AEAD_ICV_BITS, AEAD_RFC4106 } from './types.js';
+} from '../common/constants.js';
+import type { DesiredIpsec, DesiredIpsecPeer, DesiredSa } from '../tunnels/ports/ipsec.js';
+import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
+import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 import { K } from './xfrm-layout.js';
 import { spiHex } from './xfrm-msg.js';
 

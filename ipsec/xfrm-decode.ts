@@ -4,9 +4,9 @@
  * Every read is bounds-checked: a short or malformed message is a NETLINK_FAILED error, never
  * a silently wrong value.
  */
-import { formatIP } from '../tunnels/cidr.js';
-import { SealnetError } from '../tunnels/errors.js';
-import type { XfrmCurrent, XfrmDir, XfrmLifetime, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
+import { formatIP } from '../common/ip.js';
+import { SealnetError } from '../common/errors.js';
+import type { XfrmCurrent, XfrmDir, XfrmLifetime, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../tunnels/ports/xfrm-types.js';
 import { K, LAYOUT } from './xfrm-layout.js';
 import { getS32, getU16, getU32, getU64, nlAlign } from './xfrm-wire.js';
 

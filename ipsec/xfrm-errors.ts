@@ -3,7 +3,7 @@
  * sent one, and — for the failures a person can act on — which kernel feature is missing.
  */
 import { getSystemErrorMap } from 'node:util';
-import { SealnetError, type SealnetErrorCode } from '../tunnels/errors.js';
+import { SealnetError, type SealnetErrorCode } from '../common/errors.js';
 
 /** An XFRM request the kernel refused (or a system call of the addon that failed). */
 export class XfrmError extends SealnetError {

@@ -8,7 +8,7 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { run } from '../tunnels/spawn.js';
+import { run } from '../common/spawn.js';
 import { K, LAYOUT } from './xfrm-layout.js';
 
 const TIMEOUT_MS = 60_000;

@@ -5,7 +5,7 @@
  * request has exactly the layout of a dump entry).
  */
 import { describe, expect, it } from '@jest/globals';
-import type { XfrmPolicySpec, XfrmStateSpec } from './types.js';
+import type { XfrmPolicySpec, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
 import { decodeDone, decodeError, decodePolicy, decodeState, parseAttrs, parseHeader } from './xfrm-decode.js';
 import { K, LAYOUT } from './xfrm-layout.js';
 import { encodeDump, encodeEspProbe, encodeNewPolicy, encodeNewState, encodePolicyId, encodeStateId } from './xfrm-msg.js';

@@ -7,8 +7,8 @@
  * Byte order: netlink and XFRM integers are host order, except SPIs and selector ports, which
  * are network order (`__be32` / `__be16` in the headers).
  */
-import { parseCidr, parseIP } from '../tunnels/cidr.js';
-import { SealnetError } from '../tunnels/errors.js';
+import { parseCidr, parseIP } from '../common/ip.js';
+import { SealnetError } from '../common/errors.js';
 import type {
   XfrmDir,
   XfrmLifetime,
@@ -20,8 +20,8 @@ import type {
   XfrmStateId,
   XfrmStateSpec,
   XfrmTemplate,
-} from './types.js';
-import { AEAD_ICV_BITS, AEAD_RFC4106, AEAD_SALT_BYTES } from './types.js';
+} from '../tunnels/ports/xfrm-types.js';
+import { AEAD_ICV_BITS, AEAD_RFC4106, AEAD_SALT_BYTES } from '../tunnels/ports/xfrm-types.js';
 import { K, LAYOUT } from './xfrm-layout.js';
 import { buildMessage, putU16, putU32, putU64, type NlAttr } from './xfrm-wire.js';
 

@@ -16,8 +16,8 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { canonicalCidr } from '../tunnels/cidr.js';
-import { run } from '../tunnels/spawn.js';
+import { canonicalCidr } from '../common/ip.js';
+import { run } from '../common/spawn.js';
 import { RpcChild } from '../test/rpc.js';
 
 const TIMEOUT_MS = 30_000;
@@ -159,7 +159,7 @@ describe('XFRM policies on the real kernel', () => {
     expect(dumped).toContainEqual(
       expect.objectContaining({ selector: outPolicy.selector, dir: 'out', action: 'allow', priority: 2, mark: outPolicy.mark, templates: [{ ...tmpl, optional: false }], templateProtos: [50], lifetime: {} }),
     );
-    // Decoded addresses come back in canonical form (tunnels/cidr.ts: hex groups for mapped addresses).
+    // Decoded addresses come back in canonical form (common/ip.ts: hex groups for mapped addresses).
     expect(dumped).toContainEqual(
       expect.objectContaining({ selector: { src: canonicalCidr('::ffff:100.64.1.0/120'), dst: canonicalCidr('::ffff:100.64.2.0/120'), proto: 6, dport: 443 } }),
     );

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import type { XfrmTransport } from './addon.js';
-import type { XfrmPolicySpec, XfrmStateSpec } from './types.js';
+import type { XfrmPolicySpec, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
 import { parseAttrs, parseHeader } from './xfrm-decode.js';
 import { NO_GCM_SENTENCE, NO_XFRM_USER_SENTENCE, noEspSentence } from './xfrm-errors.js';
 import { K, LAYOUT } from './xfrm-layout.js';

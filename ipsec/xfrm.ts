@@ -6,11 +6,11 @@
  * Every request and every reply buffer is wiped after use: state requests carry SA keys, and
  * state replies (get, dump) carry them back.
  */
-import { SealnetError } from '../tunnels/errors.js';
-import { XFRM_REQID, XFRM_SPI_MIN } from '../tunnels/constants.js';
+import { SealnetError } from '../common/errors.js';
+import { XFRM_REQID, XFRM_SPI_MIN } from '../common/constants.js';
 import { isAddonSyscallError, loadXfrmAddon, type XfrmTransport } from './addon.js';
-import type { XfrmOps } from './port.js';
-import type { XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from './types.js';
+import type { XfrmOps } from '../tunnels/ports/ipsec.js';
+import type { XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
 import { decodeDone, decodeError, decodePolicy, decodeState, parseHeader } from './xfrm-decode.js';
 import { describeErrno, hasErrno, NO_GCM_SENTENCE, NO_XFRM_USER_SENTENCE, noEspSentence, XfrmError } from './xfrm-errors.js';
 import { K } from './xfrm-layout.js';

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { link, open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 
 /** Mode of every file the key store writes. */
 export const FILE_MODE = 0o600;

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 import {
   decodePrivateKeyFile,
   encodePrivateKeyFile,

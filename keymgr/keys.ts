@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import _sodium from 'libsodium-wrappers';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 
 /** The libsodium-wrappers module object, usable once {@link sodiumReady} has resolved. */
 export type Sodium = typeof _sodium;

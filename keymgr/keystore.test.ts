@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { chmod, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 import { generateKeyPair, parsePrivateKey, publicKeyFromPrivate, sodiumReady } from './keys.js';
 import { INITIAL_EPOCH, KeyStore } from './keystore.js';
 

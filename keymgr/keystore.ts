@@ -17,7 +17,7 @@
 import { constants as fsc, type Stats } from 'node:fs';
 import { chmod, link, lstat, mkdir, open, readdir, rename, stat, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 import {
   errnoCode,
   FILE_MODE,

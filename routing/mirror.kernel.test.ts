@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../tunnels/spawn.js';
+import { run } from '../common/spawn.js';
 import { TcMirror } from './mirror.js';
 
 const TIMEOUT_MS = 30_000;

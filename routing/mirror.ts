@@ -8,10 +8,10 @@
  * Spawns `tc` like a syscall (argument array, `LC_ALL=C`, timeout). Only sealnet's own links are
  * ever touched, and only the filter at {@link MIRROR_TC_PRIORITY} on their egress.
  */
-import { MIRROR_TC_PRIORITY } from '../tunnels/constants.js';
-import { SealnetError } from '../tunnels/errors.js';
-import type { MirrorPort } from '../tunnels/ports.js';
-import { run, SpawnError } from '../tunnels/spawn.js';
+import { MIRROR_TC_PRIORITY } from '../common/constants.js';
+import { SealnetError } from '../common/errors.js';
+import type { MirrorPort } from '../tunnels/ports/index.js';
+import { run, SpawnError } from '../common/spawn.js';
 
 const TC_TIMEOUT_MS = 10_000;
 /** u32 handle of the one filter: hash table 800 (the default), node 1. */

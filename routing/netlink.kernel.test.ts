@@ -12,9 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROUTE_PROTOCOL, ROUTE_TABLE, RULE_PRIORITY } from '../tunnels/constants.js';
-import type { ObservedRoute } from '../tunnels/ports.js';
-import { run } from '../tunnels/spawn.js';
+import { ROUTE_PROTOCOL, ROUTE_TABLE, RULE_PRIORITY } from '../common/constants.js';
+import type { ObservedRoute } from '../tunnels/ports/index.js';
+import { run } from '../common/spawn.js';
 import { RpcChild } from '../test/rpc.js';
 
 /** Per test and hook (ESM jest has no global `jest.setTimeout`); building dist/ takes longer. */

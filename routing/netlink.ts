@@ -7,10 +7,10 @@
  * by the kernel itself.
  */
 import { createRtNetlink, FlagsNew, type RtNetlinkSocket } from 'netlink';
-import { ROUTE_PROTOCOL } from '../tunnels/constants.js';
-import { SealnetError } from '../tunnels/errors.js';
-import type { ObservedRoute, RoutingPort, RuleSpec } from '../tunnels/ports.js';
-import { AF_INET, AF_INET6, formatIp, parseCidr, parseIp, type IpBytes, type IpPrefix } from './ipaddr.js';
+import { ROUTE_PROTOCOL } from '../common/constants.js';
+import { SealnetError } from '../common/errors.js';
+import type { ObservedRoute, RoutingPort, RuleSpec } from '../tunnels/ports/index.js';
+import { AF_INET, AF_INET6, formatIp, parseCidr, parseIp, type IpBytes, type IpPrefix } from '../common/ipbytes.js';
 import {
   decodeAddress,
   decodeLink,

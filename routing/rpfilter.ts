@@ -4,13 +4,13 @@
  * A decrypted packet from a remote node arrives on the tunnel link with the node's address as
  * its source, but the route back to that address uses the underlay (sealnet routes only pod
  * CIDRs through the tunnel). Strict mode (1) drops it; loose mode (2) accepts it only if the
- * link has an IPv4 address (tunnels/nodetonode.ts puts one there). The kernel applies the
+ * link has an IPv4 address (tunnels/reconcile/nodetonode.ts puts one there). The kernel applies the
  * larger of `conf.all.rp_filter` and `conf.<link>.rp_filter`, so raising the link's value to 2
  * turns a strict host loose on this link only, and leaves 0 or 2 as they are.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 
 const LINK = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 

@@ -1,6 +1,6 @@
 import type { rt } from 'netlink';
-import { ROUTE_PROTOCOL } from '../tunnels/constants.js';
-import { parseCidr, parseIp } from './ipaddr.js';
+import { ROUTE_PROTOCOL } from '../common/constants.js';
+import { parseCidr, parseIp } from '../common/ipbytes.js';
 import {
   decodeAddress,
   decodeLink,

@@ -5,9 +5,9 @@
 import { endianness } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 import type { rt } from 'netlink';
-import { ROUTE_PROTOCOL } from '../tunnels/constants.js';
-import type { ObservedRoute, RuleSpec } from '../tunnels/ports.js';
-import { afOf, familyOfAf, formatCidr, formatIp, type IpBytes, type IpPrefix } from './ipaddr.js';
+import { ROUTE_PROTOCOL } from '../common/constants.js';
+import type { ObservedRoute, RuleSpec } from '../tunnels/ports/index.js';
+import { afOf, familyOfAf, formatCidr, formatIp, type IpBytes, type IpPrefix } from '../common/ipbytes.js';
 
 // Kernel constants the `netlink` package exposes as string-keyed enums; numeric here because
 // parsed messages carry either the enum key or, for values it does not know, the number.

@@ -19,7 +19,7 @@ import { repoRoot } from './harness/paths.js';
 import { addressIn } from './harness/leaks.js';
 import { listNetns } from './harness/teardown.js';
 import { proveAllPairs, type PairResult } from './harness/prove.js';
-import type { Mode } from '../tunnels/model.js';
+import type { Mode } from '../tunnels/ports/model.js';
 
 /** Where `--keep` records the cluster it left running. */
 export const DEMO_STATE_FILE = '/run/sealnet-demo/state.json';

@@ -5,8 +5,8 @@
  * Call `await sodiumReady()` before {@link fixtureKey} / {@link fixtureCluster}.
  */
 import { parsePrivateKey, publicKeyFromPrivate, type PublicKey } from '../keymgr/keys.js';
-import { ANNOTATIONS } from '../tunnels/constants.js';
-import type { RawNode } from '../tunnels/model.js';
+import { ANNOTATIONS } from '../common/constants.js';
+import type { RawNode } from '../tunnels/ports/model.js';
 
 /** Public key of the fixed scalar [seed, seed, ..., seed] (clamped by X25519 itself). */
 export function fixtureKey(seed: number): PublicKey {

@@ -4,9 +4,9 @@
  * encrypted, unless a test overrides parts of it. Call `await sodiumReady()` first.
  */
 import { fingerprint } from '../keymgr/keys.js';
-import { ANNOTATIONS } from '../tunnels/constants.js';
-import type { RawNode } from '../tunnels/model.js';
-import type { NodeStatusReport, PeerStatus } from '../tunnels/status.js';
+import { ANNOTATIONS } from '../common/constants.js';
+import type { RawNode } from '../tunnels/ports/model.js';
+import type { NodeStatusReport, PeerStatus } from '../tunnels/status/report.js';
 import { fixtureKey, sealnetAnnotations } from './fixtures.js';
 
 /** The clock of every fixture. */

@@ -15,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { run } from '../tunnels/spawn.js';
-import type { ObservedInterface, ObservedPeer, PeerChange } from '../tunnels/ports.js';
+import { run } from '../common/spawn.js';
+import type { ObservedInterface, ObservedPeer, PeerChange } from '../tunnels/ports/index.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, '..');

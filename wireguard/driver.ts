@@ -1,7 +1,7 @@
 /**
  * The WireGuard driver: kernel WireGuard when the kernel has it, `wireguard-go` otherwise.
  *
- * Contract (tunnels/ports.ts `WireGuardPort`): read before write, change only what differs,
+ * Contract (tunnels/ports/index.ts `WireGuardPort`): read before write, change only what differs,
  * adopt what exists. A restarted agent finds its link (kernel or a still-running wireguard-go
  * daemon) and leaves it and its sessions alone; the private key is re-set only when the public
  * key the device reports differs from the expected one, because a key change expires every
@@ -9,10 +9,10 @@
  */
 import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
-import { SealnetError } from '../tunnels/errors.js';
-import type { ObservedInterface, ObservedPeer, PeerChange, WireGuardImpl, WireGuardPort } from '../tunnels/ports.js';
+import { SealnetError } from '../common/errors.js';
+import type { ObservedInterface, ObservedPeer, PeerChange, WireGuardImpl, WireGuardPort } from '../tunnels/ports/index.js';
 import type { PublicKey } from '../keymgr/keys.js';
-import { run, SpawnError } from '../tunnels/spawn.js';
+import { run, SpawnError } from '../common/spawn.js';
 import { parseDump } from './dump.js';
 import {
   findTunOwners,

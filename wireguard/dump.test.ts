@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { SealnetError } from '../tunnels/errors.js';
+import { SealnetError } from '../common/errors.js';
 import { parseDump, redactDump } from './dump.js';
 
 /** A fresh X25519 keypair in wg's base64 format (generated per run: no fixed secrets in the repo). */

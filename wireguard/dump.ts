@@ -12,9 +12,9 @@
  * secret. Use {@link redactDump} before logging raw dump text.
  */
 import { parsePublicKey } from '../keymgr/keys.js';
-import { canonicalCidr, compareCidrs, formatIP, parseIP } from '../tunnels/cidr.js';
-import { SealnetError } from '../tunnels/errors.js';
-import type { ObservedInterface, ObservedPeer } from '../tunnels/ports.js';
+import { canonicalCidr, compareCidrs, formatIP, parseIP } from '../common/ip.js';
+import { SealnetError } from '../common/errors.js';
+import type { ObservedInterface, ObservedPeer } from '../tunnels/ports/index.js';
 
 /** What {@link parseDump} returns: the interface (private key withheld) and its peers in dump order. */
 export interface ParsedDump {

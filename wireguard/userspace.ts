@@ -10,8 +10,8 @@
  */
 import { spawn } from 'node:child_process';
 import { access, readFile, readdir, readlink, unlink } from 'node:fs/promises';
-import { SealnetError } from '../tunnels/errors.js';
-import { WG_SOCKET_DIR } from '../tunnels/constants.js';
+import { SealnetError } from '../common/errors.js';
+import { WG_SOCKET_DIR } from '../common/constants.js';
 
 /** Path of the UAPI socket wireguard-go serves for interface `name` (fixed by wireguard-go and wg). */
 export function uapiSocketPath(name: string): string {

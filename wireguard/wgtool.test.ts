@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { PublicKey } from '../keymgr/keys.js';
-import type { PeerChange } from '../tunnels/ports.js';
-import { SealnetError } from '../tunnels/errors.js';
+import type { PeerChange } from '../tunnels/ports/index.js';
+import { SealnetError } from '../common/errors.js';
 import { interfaceDiff, parseLinkJson } from './driver.js';
 import { interfaceSetArgs, peerClause, peerSetBatches, redactWgStderr } from './wgtool.js';
 

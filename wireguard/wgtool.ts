@@ -7,10 +7,10 @@
  * put into an error or a log line (see dump.ts `redactDump`).
  */
 import type { PublicKey } from '../keymgr/keys.js';
-import { canonicalCidr } from '../tunnels/cidr.js';
-import { SealnetError } from '../tunnels/errors.js';
-import type { PeerChange } from '../tunnels/ports.js';
-import { run } from '../tunnels/spawn.js';
+import { canonicalCidr } from '../common/ip.js';
+import { SealnetError } from '../common/errors.js';
+import type { PeerChange } from '../tunnels/ports/index.js';
+import { run } from '../common/spawn.js';
 
 /** Default timeout of one `wg` call: a `wg set` with thousands of peers takes well under 1 s. */
 export const WG_TIMEOUT_MS = 15_000;

@@ -2,7 +2,7 @@
  * The BPF steering driver: {@link SteeringPort} over the loader (pins, tc) and the maps (bpf()
  * addon). One instance per agent; it keeps the maps open between calls.
  */
-import type { SteeringAttachment, SteeringCounter, SteeringEntry, SteeringPort, SteeringSettings } from '../../tunnels/ports.js';
+import type { SteeringAttachment, SteeringCounter, SteeringEntry, SteeringPort, SteeringSettings } from '../../tunnels/ports/index.js';
 import { BpfLoader, type LoaderOptions } from './loader.js';
 import { encodeKey } from './layout.js';
 import { SteeringMaps } from './maps.js';

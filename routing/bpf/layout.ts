@@ -6,9 +6,9 @@
  * addresses in network order.
  */
 import { endianness } from 'node:os';
-import { formatCidr, parseCidr, parseIp } from '../ipaddr.js';
-import { SealnetError } from '../../tunnels/errors.js';
-import type { SteeringEntry, SteeringSettings } from '../../tunnels/ports.js';
+import { formatCidr, parseCidr, parseIp } from '../../common/ipbytes.js';
+import { SealnetError } from '../../common/errors.js';
+import type { SteeringEntry, SteeringSettings } from '../../tunnels/ports/index.js';
 
 const LE = endianness() === 'LE';
 

@@ -1,7 +1,7 @@
 /**
  * Loads `steer.o`, pins its maps and programs under the pin directory (so they outlive the
  * agent), and attaches the programs with tc (clsact). `bpftool` and `tc` are spawned through
- * tunnels/spawn.ts: these are rare, start-up-time operations.
+ * common/spawn.ts: these are rare, start-up-time operations.
  *
  * Pin layout (all under `pinDir`, default /sys/fs/bpf/sealnet):
  *   maps_v1/sealnet_{remote,exempt,config,counters}   the maps; created once, then only adopted
@@ -19,10 +19,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BPF_MAPS_SUBDIR, BPF_MAP_NAMES, BPF_PIN_DIR, BPF_PROGS_PREFIX, BPF_PROG_NAMES, TC_HANDLE, TC_PRIORITY } from '../../tunnels/constants.js';
-import { SealnetError } from '../../tunnels/errors.js';
-import type { SteeringAttachment } from '../../tunnels/ports.js';
-import { run } from '../../tunnels/spawn.js';
+import { BPF_MAPS_SUBDIR, BPF_MAP_NAMES, BPF_PIN_DIR, BPF_PROGS_PREFIX, BPF_PROG_NAMES, TC_HANDLE, TC_PRIORITY } from '../../common/constants.js';
+import { SealnetError } from '../../common/errors.js';
+import type { SteeringAttachment } from '../../tunnels/ports/index.js';
+import { run } from '../../common/spawn.js';
 import { BPF_ERROR_CODE } from './syscall.js';
 
 /** `statfs` magic of bpffs. */

@@ -6,8 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { BPF_MAP_NAMES } from '../../tunnels/constants.js';
-import { SealnetError } from '../../tunnels/errors.js';
+import { BPF_MAP_NAMES } from '../../common/constants.js';
+import { SealnetError } from '../../common/errors.js';
 import {
   CONFIG_SIZE,
   COUNTER_SIZE,

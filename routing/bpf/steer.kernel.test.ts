@@ -22,9 +22,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BPF_XFRM_MARK_MASK, TC_HANDLE, TC_PRIORITY, WG_FWMARK } from '../../tunnels/constants.js';
-import type { SteeringEntry, SteeringSettings } from '../../tunnels/ports.js';
-import { run } from '../../tunnels/spawn.js';
+import { BPF_XFRM_MARK_MASK, TC_HANDLE, TC_PRIORITY, WG_FWMARK } from '../../common/constants.js';
+import type { SteeringEntry, SteeringSettings } from '../../tunnels/ports/index.js';
+import { run } from '../../common/spawn.js';
 import { CONFIG_SIZE, COUNTER_SIZE, EXEMPT_VALUE_SIZE, KEY_SIZE, OFFSETS, REMOTE_VALUE_SIZE } from './layout.js';
 import { RpcChild } from '../../test/rpc.js';
 

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SealnetError } from '../../tunnels/errors.js';
+import { SealnetError } from '../../common/errors.js';
 
 /** What `BPF_OBJ_GET_INFO_BY_FD` says about a map. */
 export interface MapInfo {
@@ -70,7 +70,7 @@ export function loadAddon(file: string = addonPath()): BpfAddon {
 }
 
 /**
- * Error code for failed bpf() calls. tunnels/errors.ts has no BPF code yet; kernel-object
+ * Error code for failed bpf() calls. common/errors.ts has no BPF code yet; kernel-object
  * failures share NETLINK_FAILED until one is added (the message always says "BPF").
  */
 export const BPF_ERROR_CODE = 'NETLINK_FAILED' as const;

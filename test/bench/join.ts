@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep, type BackgroundProcess } from '../harness/exec.js';
 import type { NodeInfo, PodInfo } from '../harness/types.js';
-import { ANNOTATIONS, WG_INTERFACE } from '../../tunnels/constants.js';
+import { ANNOTATIONS, WG_INTERFACE } from '../../common/constants.js';
 import type { JoinResult, JoinSample } from './types.js';
 import { uapiPeers, uapiSocketVia, type UapiPeer } from './uapi.js';
 

@@ -10,7 +10,7 @@ import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { leftovers, parseRotateSummary, ROTATION_AGENT_CONFIG, ROTATION_GRACE_S, ROTATION_PEER_TIMEOUT_S, startTraffic, stateFile, stopTraffic, timeRotation, TRAFFIC_TCP_BPS, TRAFFIC_UDP_PPS, type TimedRotation, type Traffic, type TrafficResult, type UdpTrafficResult } from '../harness/rotation.js';
 import { newCanary } from '../harness/traffic.js';
-import { WG_INTERFACES } from '../../tunnels/constants.js';
+import { WG_INTERFACES } from '../../common/constants.js';
 import { loadAverage } from './env.js';
 import { ROTATION_SCOPES, type RotationResult, type RotationSample, type RotationScope } from './rotation-report.js';
 

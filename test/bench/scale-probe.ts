@@ -11,7 +11,7 @@ import { open } from 'node:fs/promises';
 import type { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { scrapeMetrics } from '../harness/wait.js';
-import { WG_INTERFACE } from '../../tunnels/constants.js';
+import { WG_INTERFACE } from '../../common/constants.js';
 import type { KernelOps, ProcessSample } from './types.js';
 import { uapiPeers, uapiSocketVia, type UapiPeer } from './uapi.js';
 

@@ -9,9 +9,9 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { generateKeyPairSync } from 'node:crypto';
-import { encodeNode } from '../../tunnels/annotations.js';
-import { ANNOTATIONS } from '../../tunnels/constants.js';
-import { encodeRotationStatus, type RotationStatus } from '../../tunnels/rotationcodec.js';
+import { encodeNode } from '../../tunnels/plan/annotations.js';
+import { ANNOTATIONS } from '../../common/constants.js';
+import { encodeRotationStatus, type RotationStatus } from '../../tunnels/plan/rotation-codec.js';
 import { mapLimit } from '../harness/exec.js';
 import { deleteNodeDoc, newNodeDoc, writeNodeDoc } from '../harness/nodestore.js';
 import { nodeObject } from '../k8s/cluster.js';
@@ -62,7 +62,7 @@ export function simNode(i: number, prefix = 's'): SimNode {
 const ROTATION_KEYS = [ANNOTATIONS.rotation, ANNOTATIONS.wireguardNextPublicKey, ANNOTATIONS.nextEndpoint] as const;
 
 /**
- * The `sealnet.io/` annotations the node's agent would publish now (tunnels/rotation.ts
+ * The `sealnet.io/` annotations the node's agent would publish now (tunnels/rotation/wireguard.ts
  * `annotations()`): `staging` announces the next key and the endpoint of the link holding it;
  * `grace` publishes the next key as the key; `idle` records the last rotation.
  */

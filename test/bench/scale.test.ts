@@ -3,8 +3,8 @@
  * log / metrics / /proc parsing, change statistics and the summary section. No performance
  * number is asserted (targets live in the summary only).
  */
-import { decodeNode } from '../../tunnels/annotations.js';
-import { ANNOTATIONS } from '../../tunnels/constants.js';
+import { decodeNode } from '../../tunnels/plan/annotations.js';
+import { ANNOTATIONS } from '../../common/constants.js';
 import { parseBenchArgs } from './args.js';
 import { diffOps, metricByLabel, metricPlain, parseLogLines, parseProcStatTicks, parseProcStatus, sumOps } from './scale-probe.js';
 import { changeStats, fmtOps, ms, opsVerdict, peakRss, scaleSection } from './scale-report.js';

@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
-import { WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT, WG_INTERFACE } from '../../tunnels/constants.js';
+import { WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT, WG_INTERFACE } from '../../common/constants.js';
 import { DEBIAN_WIREGUARD_GO } from './env.js';
 import { HAND_INTERFACE, handConfigureMesh, handDump, wireguardGoExes } from './handtunnel.js';
 import { IperfServer, runIperf, runPingPong, startPingPongServer } from './load.js';

@@ -10,7 +10,7 @@
 import { realpathSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { WG_SOCKET_DIR } from '../../tunnels/constants.js';
+import { WG_SOCKET_DIR } from '../../common/constants.js';
 
 /** A peer as UAPI reports it (public key converted to the base64 `wg` and annotations use). */
 export interface UapiPeer {

@@ -32,7 +32,7 @@
 import { jest } from '@jest/globals';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ANNOTATIONS } from '../../tunnels/constants.js';
+import { ANNOTATIONS } from '../../common/constants.js';
 import type { CaptureResult, Capture } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
 import { run, sleep, type BackgroundProcess } from '../harness/exec.js';

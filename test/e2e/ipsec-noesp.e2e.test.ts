@@ -11,7 +11,7 @@ import { jest } from '@jest/globals';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { ANNOTATION_PREFIX } from '../../tunnels/constants.js';
+import { ANNOTATION_PREFIX } from '../../common/constants.js';
 import { NsCluster } from '../harness/cluster.js';
 import { run, sleep } from '../harness/exec.js';
 import { repoRoot } from '../harness/paths.js';

@@ -23,7 +23,7 @@
  * Numbers are printed to stderr (NODETONODE lines) for the report.
  */
 import { jest } from '@jest/globals';
-import { ANNOTATIONS } from '../../tunnels/constants.js';
+import { ANNOTATIONS } from '../../common/constants.js';
 import type { CaptureResult } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep, type BackgroundProcess } from '../harness/exec.js';

@@ -12,7 +12,7 @@
 import { jest } from '@jest/globals';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ANNOTATIONS, WG_INTERFACES } from '../../tunnels/constants.js';
+import { ANNOTATIONS, WG_INTERFACES } from '../../common/constants.js';
 import type { CaptureResult } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';

@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Mode } from '../../tunnels/model.js';
+import type { Mode } from '../../tunnels/ports/model.js';
 import { startCapture, type CaptureResult } from './capture.js';
 import { mapLimit, run, sleep, spawnBackground, type BackgroundProcess } from './exec.js';
 import { toolPath } from './paths.js';

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { SealnetError } from '../../tunnels/errors.js';
+import { SealnetError } from '../../common/errors.js';
 import { childEnv, sleep } from './exec.js';
 import { summarizeCapture, type CaptureSummary, type SummarizeOptions } from './leaks.js';
 import { readPcap } from './pcap.js';

@@ -4,7 +4,7 @@
  * handshake; IPsec: SAs both ways), and does pod-to-pod traffic get through.
  */
 import { readFileSync } from 'node:fs';
-import { ANNOTATIONS } from '../../tunnels/constants.js';
+import { ANNOTATIONS } from '../../common/constants.js';
 import type { NsCluster } from './cluster.js';
 import { mapLimit, sleep } from './exec.js';
 import type { EncryptionStatus, NodeInfo, PairStatus, PodInfo } from './types.js';

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { SealnetError } from '../../tunnels/errors.js';
+import { SealnetError } from '../../common/errors.js';
 
 /** What a finished command produced. */
 export interface ExecResult {

@@ -9,7 +9,7 @@
  */
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BPF_MAPS_SUBDIR, BPF_MAP_NAMES, BPF_PIN_DIR } from '../../tunnels/constants.js';
+import { BPF_MAPS_SUBDIR, BPF_MAP_NAMES, BPF_PIN_DIR } from '../../common/constants.js';
 import { HOOKS, REASONS, REASON_SLOTS } from '../../routing/bpf/layout.js';
 import type { NsCluster } from './cluster.js';
 import { addressIn, summarizeCapture, type CaptureSummary, type SummarizeOptions } from './leaks.js';

@@ -5,7 +5,7 @@
  * encrypted only if its tunnels are up, all its traffic got through, the capture is complete
  * and saw the tunnel packets that carried it, and holds no plaintext pod packet and no canary.
  */
-import type { Mode } from '../../tunnels/model.js';
+import type { Mode } from '../../tunnels/ports/model.js';
 import type { CaptureResult } from './capture.js';
 import type { NsCluster } from './cluster.js';
 import { mapLimit } from './exec.js';

@@ -1,5 +1,5 @@
 /** Public data types of the namespace cluster harness ({@link NsCluster} in cluster.ts). */
-import type { Mode } from '../../tunnels/model.js';
+import type { Mode } from '../../tunnels/ports/model.js';
 
 /** Options of `NsCluster.create`. */
 export interface NsClusterOptions {

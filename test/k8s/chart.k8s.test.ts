@@ -10,7 +10,7 @@ import { jest } from '@jest/globals';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { validateConfig } from '../../tunnels/config.js';
+import { validateConfig } from '../../tunnels/agent/config.js';
 import { run, sleep, spawnBackground } from '../harness/exec.js';
 import { TestApiServer } from './apiserver.js';
 import { applyChart, CHART_DIR, ciValuesFiles, ensureNamespace, findManifest, helm, parseManifests, renderChart, type Manifest } from './chart.js';

@@ -16,7 +16,7 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { join } from 'node:path';
-import { ANNOTATION_PREFIX } from '../../tunnels/constants.js';
+import { ANNOTATION_PREFIX } from '../../common/constants.js';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { readNodeDoc, writeNodeDoc } from '../harness/nodestore.js';

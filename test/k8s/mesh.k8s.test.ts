@@ -9,7 +9,7 @@
 import { jest } from '@jest/globals';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WG_INTERFACE } from '../../tunnels/constants.js';
+import { WG_INTERFACE } from '../../common/constants.js';
 import { sleep } from '../harness/exec.js';
 import { proveAllPairs } from '../harness/prove.js';
 import { startTcpStream } from '../harness/traffic.js';

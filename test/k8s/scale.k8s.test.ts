@@ -10,7 +10,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { jest } from '@jest/globals';
 import { generateKeyPairSync } from 'node:crypto';
-import { encodeNode } from '../../tunnels/annotations.js';
+import { encodeNode } from '../../tunnels/plan/annotations.js';
 import { parsePublicKey } from '../../keymgr/keys.js';
 import { mapLimit } from '../harness/exec.js';
 import { TestApiServer } from './apiserver.js';

@@ -16,8 +16,8 @@ import { writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from '../harness/exec.js';
-import { WG_DEFAULT_PORT, WG_FWMARK, WG_INTERFACE } from '../../tunnels/constants.js';
-import type { ObservedInterface, ObservedPeer } from '../../tunnels/ports.js';
+import { WG_DEFAULT_PORT, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
+import type { ObservedInterface, ObservedPeer } from '../../tunnels/ports/index.js';
 import { canaryHex, captureOnWire, createPair, destroyPair, guestTitle, inGuest, inNs, ipn, leftoverNetns, newPrefix, ping, type Pair, type PairNode } from './pair.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));

@@ -1,6 +1,6 @@
 /**
  * Kernel tier, inside the qemu guest (test/vm/run.sh): IPsec key rotation under traffic on a
- * real XFRM ESP kernel (issue 5, mode ipsec; tunnels/ipsec-rotation.ts). Three namespace nodes
+ * real XFRM ESP kernel (issue 5, mode ipsec; tunnels/rotation/ipsec.ts). Three namespace nodes
  * with real agents (`NsCluster`), one long-lived TCP stream per node pair, numbered UDP streams
  * and a capture on the underlay bridge, while `sealctl keys rotate --node n1 --wait` and then
  * `--all --wait` run. Each rotation must break no TCP connection, lose (target) no UDP datagram
@@ -17,8 +17,8 @@
 import { jest } from '@jest/globals';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ANNOTATIONS } from '../../tunnels/constants.js';
-import { decodeRotationStatus } from '../../tunnels/rotationcodec.js';
+import { ANNOTATIONS } from '../../common/constants.js';
+import { decodeRotationStatus } from '../../tunnels/plan/rotation-codec.js';
 import type { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { canaryPingPattern, newCanary } from '../harness/traffic.js';

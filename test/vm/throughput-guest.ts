@@ -14,7 +14,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NsCluster } from '../harness/cluster.js';
 import { run, sleep } from '../harness/exec.js';
-import { WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT, WG_INTERFACE } from '../../tunnels/constants.js';
+import { WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT, WG_INTERFACE } from '../../common/constants.js';
 import { HAND_INTERFACE, handConfigureMesh, KERNEL_WIREGUARD, wireguardGoExes } from '../bench/handtunnel.js';
 import { KERNEL_DIRECTIONS, KERNEL_VARIANTS, type GuestInfo, type GuestThroughputOutput, type KernelIperfSample, type KernelVariant, type KernelVariantSetup } from '../bench/kernel-report.js';
 import { IperfServer, runIperf } from '../bench/load.js';

@@ -5,7 +5,7 @@
  * exact file layout sealctl writes, so a verifier can demand the file be byte-identical to it
  * and no byte of a report can change without failing verification.
  */
-import { SealnetError } from '../errors.js';
+import { SealnetError } from '../../common/errors.js';
 
 /** A JSON value. */
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };

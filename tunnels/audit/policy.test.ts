@@ -1,4 +1,4 @@
-import { SealnetError } from '../errors.js';
+import { SealnetError } from '../../common/errors.js';
 import { formatDuration, parseDuration, parsePolicy, profile, PROFILES } from './policy.js';
 
 function rejection(text: string): string {

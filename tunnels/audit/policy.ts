@@ -3,14 +3,14 @@
  * validated strictly (unknown fields, wrong types, unknown algorithms and bad durations are
  * errors naming the field); it may start from a built-in profile and override fields.
  */
-import { SealnetError } from '../errors.js';
-import { ALGORITHMS } from '../status.js';
+import { SealnetError } from '../../common/errors.js';
+import { ALGORITHMS } from '../status/report.js';
 
 /** A resolved policy (every field set). */
 export interface AuditPolicy {
   readonly name: string;
   readonly description: string;
-  /** Algorithm identifiers (tunnels/status.ts ALGORITHMS) a node may use. */
+  /** Algorithm identifiers (tunnels/status/report.ts ALGORITHMS) a node may use. */
   readonly allowedAlgorithms: readonly string[];
   /** A node key older than this is a violation. */
   readonly maxKeyAgeSeconds: number;

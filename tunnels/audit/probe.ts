@@ -10,7 +10,7 @@
  * Exit status 0 is required; results are validated strictly and must name only requested pairs.
  */
 import { spawn } from 'node:child_process';
-import { SealnetError } from '../errors.js';
+import { SealnetError } from '../../common/errors.js';
 
 /** A pair to probe (`a < b`). */
 export interface ProbePair {

@@ -1,7 +1,7 @@
 import { sodiumReady } from '../../keymgr/keys.js';
 import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport } from '../../test/status-fixtures.js';
-import type { RawNode } from '../model.js';
-import { joinStatus } from '../status-join.js';
+import type { RawNode } from '../ports/model.js';
+import { joinStatus } from '../status/join.js';
 import { parsePolicy, profile, type AuditPolicy } from './policy.js';
 import type { ProbeOutcome, ProbeResult } from './probe.js';
 import { evaluate, expectedVerdict, type AuditReportBody } from './report.js';

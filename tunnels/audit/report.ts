@@ -1,10 +1,10 @@
 /**
- * The audit itself: the joined cluster status (tunnels/status-join.ts), a policy and optional
+ * The audit itself: the joined cluster status (tunnels/status/join.ts), a policy and optional
  * probe results in, a report out, with a verdict per pair and every reason named. Pure: time is
  * an input. The verdict is `compliant` only with complete evidence and no violation: missing,
  * stale or unreadable evidence is reported as partial and is never compliant.
  */
-import type { ClusterStatus, NodeView, PairRow } from '../status-join.js';
+import type { ClusterStatus, NodeView, PairRow } from '../status/join.js';
 import type { ReportSignature } from './sign.js';
 import { formatDuration, type AuditPolicy } from './policy.js';
 import type { ProbeOutcome, ProbeResult } from './probe.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
 import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport } from '../../test/status-fixtures.js';
-import { joinStatus } from '../status-join.js';
+import { joinStatus } from '../status/join.js';
 import { canonicalJson, prettyCanonical } from './canonical.js';
 import { profile } from './policy.js';
 import { renderMarkdown } from './render.js';

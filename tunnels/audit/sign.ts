@@ -12,7 +12,7 @@ import { chmod, mkdir, open } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { errnoCode, writeAtomic } from '../../keymgr/atomicfile.js';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { SealnetError } from '../errors.js';
+import { SealnetError } from '../../common/errors.js';
 import { canonicalJson } from './canonical.js';
 
 /** Prefix of every signed message (a signature over anything else never verifies as a report). */

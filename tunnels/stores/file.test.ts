@@ -2,9 +2,9 @@ import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { mkdtemp, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SealnetError } from '../errors.js';
-import type { RawNode } from '../model.js';
-import type { NodeStoreEvents } from '../ports.js';
+import { SealnetError } from '../../common/errors.js';
+import type { RawNode } from '../ports/model.js';
+import type { NodeStoreEvents } from '../ports/index.js';
 import { FileNodeStore } from './file.js';
 
 // Real files in a temp dir; a short poll interval so changes are seen without relying on inotify.

@@ -7,10 +7,10 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, rename, stat, writeFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ANNOTATION_PREFIX } from '../constants.js';
-import { SealnetError } from '../errors.js';
-import type { RawNode } from '../model.js';
-import type { NodeStore, NodeStoreEvents } from '../ports.js';
+import { ANNOTATION_PREFIX } from '../../common/constants.js';
+import { SealnetError } from '../../common/errors.js';
+import type { RawNode } from '../ports/model.js';
+import type { NodeStore, NodeStoreEvents } from '../ports/index.js';
 import { rawNodeFromDoc } from './nodedoc.js';
 
 /** Options for {@link FileNodeStore}. */

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RawNode } from '../model.js';
+import type { RawNode } from '../ports/model.js';
 import { KubernetesNodeStore } from './kubernetes.js';
 
 interface FakeNode {

@@ -5,11 +5,11 @@
  * the agent's own Node.
  */
 import * as k8s from '@kubernetes/client-node';
-import { ANNOTATION_PREFIX } from '../constants.js';
-import { SealnetError } from '../errors.js';
-import type { RawNode } from '../model.js';
-import type { NodeStore, NodeStoreEvents } from '../ports.js';
-import { backoffDelay } from './backoff.js';
+import { ANNOTATION_PREFIX } from '../../common/constants.js';
+import { SealnetError } from '../../common/errors.js';
+import type { RawNode } from '../ports/model.js';
+import type { NodeStore, NodeStoreEvents } from '../ports/index.js';
+import { backoffDelay } from '../../common/backoff.js';
 import { rawNodeFromDoc } from './nodedoc.js';
 
 /** Options for {@link KubernetesNodeStore}. */
@@ -114,7 +114,7 @@ export class KubernetesNodeStore implements NodeStore {
     const out: RawNode[] = [];
     for (const n of this.informer?.list() ?? []) {
       // The informer replaces a Node object when it changes; unchanged ones keep their RawNode
-      // (and with it the memoised decode, tunnels/annotations.ts).
+      // (and with it the memoised decode, tunnels/plan/annotations.ts).
       let r = this.converted.get(n);
       if (r === undefined) this.converted.set(n, (r = rawNodeFromDoc(n)));
       if (r.ok) out.push(r.node);

@@ -2,7 +2,7 @@
  * Converts a Kubernetes-shaped Node document (the file store's format, and the API object)
  * to a {@link RawNode}. Pure; says what is wrong instead of throwing.
  */
-import type { RawNode } from '../model.js';
+import type { RawNode } from '../ports/model.js';
 
 /** Result of reading one document. */
 export type NodeDocResult = { readonly ok: true; readonly node: RawNode } | { readonly ok: false; readonly error: string };

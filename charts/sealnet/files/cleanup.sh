@@ -1,6 +1,6 @@
 #!/bin/sh
 # Removes every kernel object sealnet creates on this node (the names are those of
-# tunnels/constants.ts, listed in the README's "Kernel objects sealnet owns"), then idles.
+# common/constants.ts, listed in the README's "Kernel objects sealnet owns"), then idles.
 # Run by the DaemonSet when the chart is installed with cleanup.enabled=true (uninstall step 1),
 # or by hand on a node as root. Idempotent: objects that do not exist are skipped.
 #

@@ -52,7 +52,7 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 {{- end }}
 {{- end }}
 
-{{/* The agent's JSON config (tunnels/config.ts validates it strictly: only known fields). */}}
+{{/* The agent's JSON config (tunnels/agent/config.ts validates it strictly: only known fields). */}}
 {{- define "sealnet.agentConfig" -}}
 {{- $wg := dict "listenPort" (int .Values.wireguard.listenPort) "implementation" .Values.wireguard.implementation "persistentKeepalive" (int .Values.wireguard.persistentKeepalive) }}
 {{- $cfg := dict "mode" .Values.agent.mode "stateDir" .Values.agent.stateDir "store" (dict "type" "kubernetes") "wireguard" $wg "resyncIntervalSeconds" (int .Values.agent.resyncIntervalSeconds) "debounceMs" (int .Values.agent.debounceMs) "logLevel" .Values.agent.logLevel "metricsAddress" (printf "%s:%d" .Values.agent.metrics.host (int .Values.agent.metrics.port)) }}

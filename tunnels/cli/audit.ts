@@ -1,0 +1,225 @@
+/**
+ * `sealctl audit` and `sealctl audit verify`.
+ *
+ *   audit [--policy FILE | --profile default|fips] [--out DIR] [--node NAME]...
+ *         [--probe-command PROGRAM [--probe-arg ARG]... [--probe-timeout SECONDS]]
+ *         [--signing-key FILE | --state-dir DIR]
+ *   audit verify REPORT [--public-key FILE] [--page FILE]
+ *
+ * Exit codes: 0 compliant / report valid; 1 not compliant (partial evidence included) / report
+ * invalid or tampered; 2 bad input (malformed policy, unknown node, bad flags, existing report).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { sodiumReady } from '../../keymgr/keys.js';
+import { AUDIT_SIGNING_KEY_FILE, DEFAULT_STATE_DIR } from '../../common/constants.js';
+import { SealnetError } from '../../common/errors.js';
+import type { NodeStore } from '../ports/index.js';
+import { checkKnownNodes, openStore } from './status.js';
+import { joinStatus } from '../status/join.js';
+import { prettyCanonical } from '../audit/canonical.js';
+import { parsePolicy, profile, type AuditPolicy } from '../audit/policy.js';
+import { CommandProbeAdapter, type ProbeAdapter, type ProbeOutcome } from '../audit/probe.js';
+import { renderMarkdown } from '../audit/render.js';
+import { evaluate, type AuditReport } from '../audit/report.js';
+import { loadOrCreateSigningKey, readPublicKeyFile, signReport } from '../audit/sign.js';
+import { verifyReportFile } from '../audit/verify.js';
+
+/** Parsed `audit` arguments. */
+export interface AuditArgs {
+  readonly policyFile: string | undefined;
+  readonly profile: string | undefined;
+  readonly out: string | undefined;
+  readonly only: readonly string[];
+  readonly probeCommand: readonly string[] | undefined;
+  readonly probeTimeoutS: number;
+  readonly signingKey: string;
+}
+
+function need(args: readonly string[], i: number, flag: string): string {
+  const v = args[i];
+  if (v === undefined || v === '') throw new SealnetError('CONFIG_INVALID', `${flag} needs a value`);
+  return v;
+}
+
+/** Parses the arguments after `audit`. */
+export function parseAuditArgs(args: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AuditArgs {
+  let policyFile: string | undefined;
+  let prof: string | undefined;
+  let out: string | undefined;
+  const only: string[] = [];
+  let probe: string | undefined;
+  const probeArgs: string[] = [];
+  let probeTimeoutS = 600;
+  let signingKey: string | undefined;
+  let stateDir: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (a === '--policy') policyFile = need(args, ++i, a);
+    else if (a === '--profile') prof = need(args, ++i, a);
+    else if (a === '--out') out = need(args, ++i, a);
+    else if (a === '--node') only.push(need(args, ++i, a));
+    else if (a === '--probe-command') probe = need(args, ++i, a);
+    else if (a === '--probe-arg') probeArgs.push(args[++i] ?? '');
+    else if (a === '--probe-timeout') {
+      const v = need(args, ++i, a);
+      probeTimeoutS = Number(v);
+      if (!/^\d+$/.test(v) || probeTimeoutS < 1 || probeTimeoutS > 86400) throw new SealnetError('CONFIG_INVALID', `--probe-timeout must be 1 to 86400 seconds, got ${JSON.stringify(v)}`);
+    } else if (a === '--signing-key') signingKey = need(args, ++i, a);
+    else if (a === '--state-dir') stateDir = need(args, ++i, a);
+    else throw new SealnetError('CONFIG_INVALID', `audit: unexpected argument ${JSON.stringify(a)}`);
+  }
+  if (policyFile !== undefined && prof !== undefined) throw new SealnetError('CONFIG_INVALID', 'give --policy or --profile, not both (a policy file can name its base profile)');
+  if (probe === undefined && probeArgs.length > 0) throw new SealnetError('CONFIG_INVALID', '--probe-arg needs --probe-command');
+  return {
+    policyFile,
+    profile: prof,
+    out,
+    only,
+    probeCommand: probe === undefined ? undefined : [probe, ...probeArgs],
+    probeTimeoutS,
+    signingKey: signingKey ?? join(stateDir ?? env.SEALNET_STATE_DIR ?? DEFAULT_STATE_DIR, AUDIT_SIGNING_KEY_FILE),
+  };
+}
+
+/** This build's version (package.json), for the report. */
+export function toolVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        const p = JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string; version?: string };
+        if (p.name === 'sealnet' && typeof p.version === 'string') return p.version;
+      } catch {
+        // keep looking
+      }
+    }
+    dir = dirname(dir);
+  }
+  return 'unknown';
+}
+
+async function loadPolicy(a: AuditArgs): Promise<AuditPolicy> {
+  if (a.policyFile === undefined) return profile(a.profile ?? 'default');
+  let text: string;
+  try {
+    text = await readFile(a.policyFile, 'utf8');
+  } catch (err) {
+    throw new SealnetError('CONFIG_INVALID', `cannot read audit policy ${a.policyFile}`, { cause: err });
+  }
+  return parsePolicy(text, a.policyFile);
+}
+
+function stamp(d: Date): string {
+  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+/** Runs `sealctl audit`. `probe` overrides `--probe-command` (in-process adapters, tests). */
+export async function runAudit(opts: {
+  store: NodeStore;
+  storeType: string;
+  json: boolean;
+  args: readonly string[];
+  probe?: ProbeAdapter;
+  now?: () => Date;
+  write?: (s: string) => void;
+}): Promise<number> {
+  const write = opts.write ?? ((s: string) => void process.stdout.write(s));
+  const now = opts.now ?? (() => new Date());
+  const a = parseAuditArgs(opts.args);
+  const policy = await loadPolicy(a); // bad policy: exit 2 before touching anything
+  await sodiumReady();
+  const out = resolve(a.out ?? `sealnet-audit-${stamp(now())}`);
+  const reportFile = join(out, 'report.json');
+  const pageFile = join(out, 'report.md');
+  if (existsSync(reportFile)) throw new SealnetError('CONFIG_INVALID', `${reportFile} exists; an audit report is never overwritten (choose another --out)`);
+  const key = await loadOrCreateSigningKey(a.signingKey);
+
+  const store = await openStore(opts.store);
+  let status;
+  let probe: ProbeOutcome | undefined;
+  try {
+    checkKnownNodes(store.list(), a.only);
+    status = joinStatus(store.list(), { now: now(), only: a.only });
+    const adapter = opts.probe ?? (a.probeCommand === undefined ? undefined : new CommandProbeAdapter(a.probeCommand, { timeoutMs: a.probeTimeoutS * 1000 }));
+    if (adapter !== undefined) {
+      probe = await adapter.probe(status.pairs.map((p) => ({ a: p.a, b: p.b }))).catch((err: unknown): ProbeOutcome => ({ ok: false, error: (err as Error).message }));
+      // The probe took time: judge the status as it stands after it, not before.
+      status = joinStatus(store.list(), { now: now(), only: a.only });
+    }
+  } finally {
+    await store.close();
+  }
+  const problems = store.problems;
+  const body = evaluate({ status, policy, now: now(), store: opts.storeType, toolVersion: toolVersion(), onlyNodes: a.only, probe });
+  const report: AuditReport = await signReport(body, key);
+  await mkdir(out, { recursive: true, mode: 0o755 });
+  await writeFile(reportFile, prettyCanonical(report), { flag: 'wx', mode: 0o644 });
+  await writeFile(pageFile, renderMarkdown(report), { flag: 'wx', mode: 0o644 });
+
+  if (opts.json) {
+    write(
+      `${JSON.stringify({
+        verdict: report.verdict,
+        complete: report.complete,
+        report: reportFile,
+        page: pageFile,
+        signer: report.signature.publicKeyFingerprint,
+        signingKeyCreated: key.created,
+        probe: report.evidence.probe,
+        pairs: report.pairs.map((p) => ({ a: p.a, b: p.b, state: p.state, compliant: p.compliant, partial: p.partial, violations: p.violations.map((v) => v.code) })),
+        violations: report.violations,
+        storeProblems: problems,
+      })}\n`,
+    );
+  } else {
+    const v = report.verdict === 'compliant' ? 'COMPLIANT' : 'NON-COMPLIANT';
+    write(`audit: ${v}${report.complete ? '' : ' (PARTIAL: evidence is missing, see below)'} — policy ${policy.name}; ${report.summary.nodes} nodes, ${report.summary.pairs} pairs\n`);
+    for (const p of report.pairs) {
+      write(`  ${p.a} ↔ ${p.b}: ${p.compliant ? 'compliant' : `NOT compliant (${p.state}${p.partial ? ', partial' : ''})`}\n`);
+      for (const x of p.violations) write(`      ${x.code} [${x.subject}]: ${x.message}\n`);
+    }
+    for (const x of report.violations.filter((x) => x.subject === 'cluster')) write(`  ${x.code}: ${x.message}\n`);
+    write(`active probe: ${report.evidence.probe.note}\n`);
+    write(`report: ${reportFile} (signed by ${key.fingerprint}${key.created ? `, new key ${key.file}` : ''})\npage:   ${pageFile}\n`);
+    for (const p of problems) write(`store: ${p}\n`);
+  }
+  return report.verdict === 'compliant' ? 0 : 1;
+}
+
+/** Runs `sealctl audit verify REPORT [--public-key FILE] [--page FILE]`. */
+export async function runVerify(opts: { args: readonly string[]; json: boolean; write?: (s: string) => void }): Promise<number> {
+  const write = opts.write ?? ((s: string) => void process.stdout.write(s));
+  let file: string | undefined;
+  let pub: string | undefined;
+  let page: string | undefined;
+  for (let i = 0; i < opts.args.length; i++) {
+    const a = opts.args[i] as string;
+    if (a === '--public-key') pub = need(opts.args, ++i, a);
+    else if (a === '--page') page = need(opts.args, ++i, a);
+    else if (a.startsWith('-') || file !== undefined) throw new SealnetError('CONFIG_INVALID', `audit verify: unexpected argument ${JSON.stringify(a)}`);
+    else file = a;
+  }
+  if (file === undefined) throw new SealnetError('CONFIG_INVALID', 'audit verify needs a REPORT file');
+  const publicKey = pub === undefined ? undefined : await readPublicKeyFile(pub);
+  const sibling = file.replace(/\.json$/, '') + '.md';
+  const pageFile = page ?? (sibling !== file && existsSync(sibling) ? sibling : undefined);
+  if (page !== undefined && !existsSync(page)) throw new SealnetError('CONFIG_INVALID', `page ${page} does not exist`);
+  let r;
+  try {
+    r = await verifyReportFile(file, { publicKey, page: pageFile });
+  } catch (err) {
+    throw new SealnetError('CONFIG_INVALID', `cannot read report ${file}`, { cause: err });
+  }
+  if (opts.json) write(`${JSON.stringify({ file, page: pageFile, ...r })}\n`);
+  else {
+    write(r.ok ? `${file}: VALID — signed by ${r.signer}; verdict ${r.verdict}; checked: ${r.checks.join(', ')}\n` : `${file}: INVALID\n`);
+    for (const p of r.problems) write(`  - ${p}\n`);
+    if (r.ok && r.signerUnpinned) write('  note: no --public-key given: the signature proves the report is intact, not who signed it; pin the signer with --public-key\n');
+    if (pageFile === undefined) write('  note: no Markdown page checked\n');
+  }
+  return r.ok ? 0 : 1;
+}

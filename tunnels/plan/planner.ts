@@ -1,0 +1,290 @@
+/**
+ * The pure planner: cluster snapshot + self + config → desired kernel state.
+ * No I/O, no clock reads, sorted output (DESIGN.md "Data flow"). The reconciler diffs the
+ * result against what the kernel holds; the planner never sees the kernel.
+ */
+import type { PublicKey } from '../../keymgr/keys.js';
+import { tunnelMtu } from '../../common/mtu.js';
+import { decodeNode } from './annotations.js';
+import { cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
+import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
+import type { DesiredPeer, DesiredRoute, DesiredState, Mode, PeerNode, RawNode, SkippedNode } from '../ports/model.js';
+
+/** Who this agent is. */
+export interface PlanSelf {
+  readonly name: string;
+  readonly wireguardPublicKey: PublicKey;
+  /**
+   * Addresses on this node (any interface). One inside the node's own pod CIDR (a CNI bridge
+   * gateway such as flannel's cni0) becomes the source of host-to-remote-pod traffic, so replies
+   * come back through the tunnel.
+   */
+  readonly localAddresses: readonly string[];
+  /** The link carrying the current key; default {@link WG_INTERFACE} on `config.listenPort`. */
+  readonly link?: { readonly name: string; readonly listenPort: number };
+  /**
+   * This node's own rotation (issue 5): the link of the new key, the new key, and the remote
+   * nodes whose prefixes route into that link (`all` once the old link is being retired).
+   */
+  readonly rotation?: {
+    readonly link: { readonly name: string; readonly listenPort: number };
+    readonly publicKey: PublicKey;
+    readonly viaIncoming: 'all' | readonly string[];
+  };
+}
+
+/** Agent configuration the plan depends on. */
+export interface PlanConfig {
+  readonly mode: Mode;
+  readonly listenPort: number;
+  readonly persistentKeepalive: number;
+  /** MTU of the underlay link carrying the tunnel (jumbo frames included). */
+  readonly underlayMtu: number;
+  /** Address family of the underlay (outer header size). */
+  readonly underlayFamily: 4 | 6;
+  /** Extra encapsulation below the tunnel. */
+  readonly overlay?: 'none' | 'vxlan' | 'geneve';
+  /**
+   * Node-to-node (host network) encryption; absent: off. Each remote node's InternalIPs join its
+   * peer's allowed IPs as host prefixes, except those inside `exemptCidrs` (they always travel
+   * in plaintext). No route is planned for them: the BPF egress program redirects host traffic
+   * to a node address into the tunnel, and a route to a peer's own endpoint address through the
+   * tunnel would carry the tunnel's encrypted UDP into itself.
+   */
+  readonly nodeToNode?: { readonly exemptCidrs: readonly string[] } | undefined;
+}
+
+/** Everything `plan()` reads. */
+export interface PlanInput {
+  readonly nodes: readonly RawNode[];
+  readonly self: PlanSelf;
+  readonly config: PlanConfig;
+  /**
+   * Node → public key currently programmed (from the previous apply). Breaks ties when two
+   * nodes claim the same key or overlapping pod CIDRs: the established owner keeps it, and a
+   * newcomer cannot hijack a working pair by copying a key.
+   */
+  readonly established?: Readonly<Record<string, PublicKey>>;
+  /**
+   * Public keys with a completed handshake on one of this node's links (`wg show dump`). A
+   * node's next key gets the node's pod CIDRs only once its handshake is done, so traffic never
+   * moves onto a path that does not work yet.
+   */
+  readonly handshakes?: ReadonlySet<string>;
+}
+
+const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+/** Computes the desired state. Pure and deterministic. */
+export function plan(input: PlanInput): DesiredState {
+  const { self, config } = input;
+  const established = input.established ?? {};
+  const skipped: SkippedNode[] = [];
+  const selfRaw = input.nodes.find((n) => n.name === self.name);
+  const ownCidrs = (selfRaw?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+
+  // 1. Decode every remote node on its own: one bad node never affects another.
+  const decoded: PeerNode[] = [];
+  for (const raw of [...input.nodes].sort(byName)) {
+    if (raw.name === self.name) continue;
+    const r = decodeNode(raw);
+    if (!r.ok) {
+      skipped.push({ name: raw.name, reason: r.reason, detail: r.detail });
+      continue;
+    }
+    if (r.node.mode !== config.mode) {
+      skipped.push({ name: raw.name, reason: 'mode-mismatch', detail: `node ${raw.name} runs mode ${r.node.mode}, this node runs ${config.mode}` });
+      continue;
+    }
+    if (r.node.wireguardPublicKey === self.wireguardPublicKey || r.node.wireguardPublicKey === self.rotation?.publicKey) {
+      skipped.push({ name: raw.name, reason: 'key-equals-self', detail: `node ${raw.name} publishes this node's own public key` });
+      continue;
+    }
+    const ownOverlap = r.node.podCIDRs.find((c) => ownCidrs.some((o) => { const p = parseCidr(c); return p !== undefined && cidrsOverlap(p, o); }));
+    if (ownOverlap !== undefined) {
+      skipped.push({ name: raw.name, reason: 'pod-cidr-conflict', detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs` });
+      continue;
+    }
+    decoded.push(r.node);
+  }
+
+  // 2. Conflicts between remote nodes: a shared key or overlapping pod CIDRs. The established
+  //    owner (if any) keeps it; everyone else involved is skipped.
+  const accepted = resolveConflicts(decoded, established, skipped);
+
+  // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
+  //    key; the pod CIDRs belong to exactly one of them (issue 5, see rotationPeers()).
+  const mtu = tunnelMtu({ underlayMtu: config.underlayMtu, mode: config.mode, family: config.underlayFamily, overlay: config.overlay ?? 'none' });
+  const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
+  const nodeIPs = config.nodeToNode === undefined ? new Map<string, string[]>() : nodeAddresses(accepted, { self: selfRaw, ownCidrs, exempt: config.nodeToNode.exemptCidrs });
+  const { peers, following } = rotationPeers(accepted, { self, config, handshakes: input.handshakes ?? new Set(), nodeIPs });
+  const via = self.rotation?.viaIncoming ?? [];
+  const routes: DesiredRoute[] = [];
+  for (const n of accepted) {
+    const dev = self.rotation !== undefined && (via === 'all' || via.includes(n.name)) ? self.rotation.link.name : activeLink.name;
+    for (const dst of n.podCIDRs) {
+      const family = parseCidr(dst)?.family;
+      routes.push({ dst, dev, mtu, src: pickSource(family, ownCidrs, self.localAddresses), table: ROUTE_TABLE });
+    }
+  }
+  routes.sort((a, b) => compareCidrs(a.dst, b.dst));
+  skipped.sort(byName);
+
+  return {
+    mode: config.mode,
+    link: { name: activeLink.name, listenPort: activeLink.listenPort, mtu, fwmark: WG_FWMARK },
+    peers,
+    routes,
+    skipped,
+    ...(self.rotation !== undefined ? { incoming: { link: { name: self.rotation.link.name, listenPort: self.rotation.link.listenPort, mtu, fwmark: WG_FWMARK }, peers } } : {}),
+    ...(following.length > 0 ? { following } : {}),
+  };
+}
+
+const endpointOf = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+
+/**
+ * Peers of the accepted nodes, sorted by node (current key first), and the rotations of others
+ * to report on. A remote node announcing a next key (`staging`/`moving`) gets a second peer
+ * with a keepalive, so the handshake completes before any traffic needs it; its pod CIDRs move
+ * to the next key in `moving`, once that handshake is done. A next key equal to any key another
+ * node or this node uses is ignored: a peer is identified by its key on every link, and such a
+ * peer would take that node's traffic.
+ */
+function rotationPeers(
+  accepted: readonly PeerNode[],
+  ctx: { readonly self: PlanSelf; readonly config: PlanConfig; readonly handshakes: ReadonlySet<string>; readonly nodeIPs: ReadonlyMap<string, readonly string[]> },
+): { peers: DesiredPeer[]; following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] } {
+  const { self, config, handshakes, nodeIPs } = ctx;
+  const used = new Map<string, number>();
+  const count = (k: string): void => {
+    used.set(k, (used.get(k) ?? 0) + 1);
+  };
+  for (const n of accepted) {
+    count(n.wireguardPublicKey);
+    if (n.next !== undefined) count(n.next.publicKey);
+  }
+  const ownKeys = new Set<string>([self.wireguardPublicKey, ...(self.rotation !== undefined ? [self.rotation.publicKey] : [])]);
+  const peers: DesiredPeer[] = [];
+  const following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] = [];
+  for (const n of accepted) {
+    // The node's addresses travel with its pod CIDRs: whichever key owns one owns the other.
+    const extra = nodeIPs.get(n.name) ?? [];
+    const owned = extra.length === 0 ? n.podCIDRs : [...n.podCIDRs, ...extra].sort(compareCidrs);
+    const current: DesiredPeer = { node: n.name, publicKey: n.wireguardPublicKey, endpoint: endpointOf(n.endpointHost, n.endpointPort), allowedIPs: owned, persistentKeepalive: config.persistentKeepalive };
+    const next = n.next;
+    if (next === undefined || used.get(next.publicKey) !== 1 || ownKeys.has(next.publicKey)) {
+      peers.push(current);
+      if (n.rotationPhase === 'grace' || n.rotationPhase === 'finishing') following.push({ node: n.name, publicKey: n.wireguardPublicKey, podCIDRs: n.podCIDRs });
+      continue;
+    }
+    const moved = n.rotationPhase === 'moving' && handshakes.has(next.publicKey);
+    peers.push({ ...current, allowedIPs: moved ? [] : owned });
+    // A keepalive even when keepalives are off: the staged peer carries no traffic, and the
+    // rotating node waits for this handshake.
+    const keepalive = config.persistentKeepalive > 0 ? config.persistentKeepalive : WG_DEFAULT_KEEPALIVE;
+    peers.push({ node: n.name, publicKey: next.publicKey, endpoint: endpointOf(next.endpointHost, next.endpointPort), allowedIPs: moved ? owned : [], persistentKeepalive: keepalive, next: true });
+    following.push({ node: n.name, publicKey: next.publicKey, podCIDRs: n.podCIDRs });
+  }
+  return { peers, following };
+}
+
+/**
+ * Node-to-node encryption: each accepted node's InternalIPs as host prefixes (/32, /128),
+ * canonical and sorted. Left out: an address inside `exempt` (always plaintext), one of this
+ * node's own addresses, one inside any pod CIDR (a host prefix inside another peer's pod CIDR
+ * would pull part of that peer's traffic to this one), and one that two nodes claim (neither
+ * gets it; the steering map then drops it as a prefix nobody owns).
+ */
+function nodeAddresses(
+  accepted: readonly PeerNode[],
+  ctx: { readonly self: RawNode | undefined; readonly ownCidrs: readonly Cidr[]; readonly exempt: readonly string[] },
+): Map<string, string[]> {
+  const exempt = ctx.exempt.map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const pods = [...ctx.ownCidrs, ...accepted.flatMap((n) => n.podCIDRs.map((c) => parseCidr(c)).filter((c) => c !== undefined))];
+  const own = new Set((ctx.self?.internalIPs ?? []).map(hostPrefix));
+  const claims = new Map<string, number>();
+  const byNode = new Map<string, string[]>();
+  for (const n of accepted) {
+    const mine = new Set<string>();
+    for (const a of n.internalIPs) {
+      const h = hostPrefix(a);
+      const c = h === undefined ? undefined : parseCidr(h);
+      if (h === undefined || c === undefined || own.has(h) || mine.has(h)) continue;
+      if (exempt.some((e) => cidrsOverlap(e, c)) || pods.some((p) => cidrsOverlap(p, c))) continue;
+      mine.add(h);
+      claims.set(h, (claims.get(h) ?? 0) + 1);
+    }
+    byNode.set(n.name, [...mine]);
+  }
+  for (const [name, list] of byNode) byNode.set(name, list.filter((h) => claims.get(h) === 1).sort(compareCidrs));
+  return byNode;
+}
+
+function hostPrefix(address: string): string | undefined {
+  const ip = parseIP(address);
+  return ip === undefined ? undefined : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
+}
+
+function pickSource(family: 4 | 6 | undefined, ownCidrs: readonly NonNullable<ReturnType<typeof parseCidr>>[], addresses: readonly string[]): string | undefined {
+  const candidates = addresses.filter((a) => ownCidrs.some((c) => c.family === family && cidrContains(c, a)));
+  // Numeric order (lowest address first): stable and what an operator expects.
+  return [...candidates].sort((a, b) => { const x = parseIP(a)!.value; const y = parseIP(b)!.value; return x < y ? -1 : x > y ? 1 : 0; })[0];
+}
+
+function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Record<string, PublicKey>>, skipped: SkippedNode[]): PeerNode[] {
+  const loser = new Map<string, SkippedNode>();
+  // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
+  // visited in (i, j) order so the outcome is what the pairwise definition gives.
+  const pairs = new Map<number, Map<number, 'duplicate-key' | 'pod-cidr-conflict'>>();
+  const mark = (x: number, y: number, what: 'duplicate-key' | 'pod-cidr-conflict'): void => {
+    if (x === y) return;
+    const [i, j] = x < y ? [x, y] : [y, x];
+    let row = pairs.get(i);
+    if (row === undefined) pairs.set(i, (row = new Map()));
+    if (row.get(j) !== 'duplicate-key') row.set(j, what);
+  };
+  const byKey = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    const list = byKey.get(n.wireguardPublicKey);
+    if (list === undefined) byKey.set(n.wireguardPublicKey, [i]);
+    else list.push(i);
+  });
+  for (const list of byKey.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'duplicate-key');
+  // Prefixes either nest or are disjoint: sorted by (family, network, length), a prefix overlaps
+  // exactly the ones still open on the stack of enclosing prefixes.
+  const spans: { family: 4 | 6; start: bigint; end: bigint; len: number; node: number }[] = [];
+  nodes.forEach((n, node) => {
+    for (const text of n.podCIDRs) {
+      const c = parseCidr(text);
+      if (c === undefined) continue;
+      const bits = c.family === 4 ? 32n : 128n;
+      spans.push({ family: c.family, start: c.network, end: c.network + (1n << (bits - BigInt(c.prefixLength))) - 1n, len: c.prefixLength, node });
+    }
+  });
+  spans.sort((a, b) => a.family - b.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.len - b.len);
+  const open: typeof spans = [];
+  for (const s of spans) {
+    while (open.length > 0 && (open[open.length - 1]!.family !== s.family || open[open.length - 1]!.end < s.start)) open.pop();
+    for (const o of open) mark(o.node, s.node, 'pod-cidr-conflict');
+    open.push(s);
+  }
+  for (const i of [...pairs.keys()].sort((x, y) => x - y)) {
+    const row = pairs.get(i)!;
+    for (const j of [...row.keys()].sort((x, y) => x - y)) {
+      const a = nodes[i]!;
+      const b = nodes[j]!;
+      const what = row.get(j)!;
+      const aOwns = established[a.name] === a.wireguardPublicKey;
+      const bOwns = established[b.name] === b.wireguardPublicKey;
+      const detail = what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key` : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
+      // Only a sole established owner keeps it; if both or neither were established, both lose.
+      const aKeeps = aOwns && !bOwns;
+      const bKeeps = bOwns && !aOwns;
+      if (!aKeeps) loser.set(a.name, { name: a.name, reason: what, detail: bKeeps ? `${detail}; ${b.name} had it first` : detail });
+      if (!bKeeps) loser.set(b.name, { name: b.name, reason: what, detail: aKeeps ? `${detail}; ${a.name} had it first` : detail });
+    }
+  }
+  skipped.push(...loser.values());
+  return nodes.filter((n) => !loser.has(n.name));
+}

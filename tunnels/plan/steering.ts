@@ -1,0 +1,150 @@
+/**
+ * Pure: which prefixes the steering map should hold, and in which state, from the node list,
+ * the planner's desired peers and the peers read back from the tunnel. No I/O, sorted output.
+ *
+ * Ready means "programmed": the tunnel holds a peer with the node's current key whose allowed
+ * IPs contain the prefix, read back from the kernel after apply. A handshake is not required:
+ * WireGuard queues what it cannot send yet and never emits plaintext, and requiring a handshake
+ * would deadlock (with no keepalive, the first data packet is what starts the handshake).
+ */
+import { canonicalCidr, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from '../../common/ip.js';
+import type { DesiredPeer } from '../ports/model.js';
+import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
+
+/** How ready entries reach the tunnel. */
+export type SteeringTarget =
+  | { readonly action: 'redirect'; readonly ifindex: number }
+  | { readonly action: 'mark'; readonly markFor: (node: string) => number };
+
+/** Everything {@link planSteering} reads. */
+export interface SteeringPlanInput {
+  /** This node's name (its own prefixes are never steered). */
+  readonly self: string;
+  /** The whole cluster pod range(s): `no-peer` catch-alls under the per-node entries. */
+  readonly clusterCidrs: readonly string[];
+  /** Every node the store lists, decodable or not (a node without a key still has pod CIDRs). */
+  readonly nodes: readonly { readonly name: string; readonly podCIDRs: readonly string[]; readonly internalIPs: readonly string[] }[];
+  /** The planner's peers (DesiredState.peers). */
+  readonly desiredPeers: readonly DesiredPeer[];
+  /** Peers read back from the tunnel after apply (`wg show dump`). */
+  readonly observedPeers: readonly ObservedPeer[];
+  /** Undefined while the tunnel link does not exist: then nothing is ready. */
+  readonly target: SteeringTarget | undefined;
+  /** Also steer remote node addresses (host-network traffic). */
+  readonly nodeToNode: boolean;
+  /**
+   * Prefixes that always pass (`steering.exemptCidrs`, the API server): a node address inside
+   * one gets no entry. The program checks the exempt map first anyway; leaving the entry out
+   * keeps the map and the status report saying what actually happens.
+   */
+  readonly exemptCidrs?: readonly string[] | undefined;
+}
+
+/** FNV-1a of the node name: a stable peer number for status output (0 is reserved for none). */
+export function peerIdOf(node: string): number {
+  let id = peerIds.get(node);
+  if (id === undefined) {
+    if (peerIds.size > 65536) peerIds.clear();
+    peerIds.set(node, (id = fnv1a(node)));
+  }
+  return id;
+}
+
+const peerIds = new Map<string, number>();
+
+function fnv1a(node: string): number {
+  let h = 0x811c9dc5;
+  for (const b of Buffer.from(node, 'utf8')) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return h === 0 ? 1 : h;
+}
+
+/** Canonical text of a prefix (memoised in cidr.ts: a pass canonicalises every prefix). */
+const canonical = canonicalCidr;
+
+function hostPrefix(addr: string): string | undefined {
+  const ip = parseIP(addr);
+  return ip === undefined ? undefined : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
+}
+
+/**
+ * Which tunnel link each steered prefix belongs to: a pod CIDR goes where its route goes, and a
+ * node address (node-to-node encryption, no route of its own) goes with its node's pod CIDRs,
+ * so that during a key rotation a node's host traffic moves between links with its pods'.
+ */
+export function steeringLinks(
+  routes: readonly { readonly dst: string; readonly dev: string }[],
+  nodes: readonly { readonly podCIDRs: readonly string[]; readonly internalIPs: readonly string[] }[],
+): Map<string, string> {
+  const out = new Map(routes.map((r) => [r.dst, r.dev]));
+  for (const n of nodes) {
+    const dev = n.podCIDRs.map((c) => out.get(canonical(c) ?? '')).find((d) => d !== undefined);
+    if (dev === undefined) continue;
+    for (const a of n.internalIPs) {
+      const h = hostPrefix(a);
+      if (h !== undefined && !out.has(h)) out.set(h, dev);
+    }
+  }
+  return out;
+}
+
+/** Computes the steering entries. Pure and deterministic. */
+export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
+  const self = input.nodes.find((n) => n.name === input.self);
+  const own = (self?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  // A node has two desired peers while it rotates (current and next key, issue 5): the prefix is
+  // ready when the peer meant to own it owns it in the tunnel.
+  const desired = new Map<string, DesiredPeer[]>();
+  for (const p of input.desiredPeers) desired.set(p.node, [...(desired.get(p.node) ?? []), p]);
+  const observed = new Map(input.observedPeers.map((p) => [p.publicKey as string, new Set(p.allowedIPs.map((a) => canonical(a)))]));
+  const exempt = (input.exemptCidrs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const out = new Map<string, SteeringEntry>();
+
+  const put = (e: SteeringEntry): void => {
+    const prev = out.get(e.cidr);
+    // Two claims on one prefix (a conflict the planner skipped): the unsafe reading never wins.
+    if (prev !== undefined && (prev.state !== 'ready' || e.state !== 'ready' || prev.peerId !== e.peerId)) {
+      out.set(e.cidr, { ...prev, state: 'not-ready', ifindex: 0, mark: 0 });
+      return;
+    }
+    out.set(e.cidr, e);
+  };
+
+  for (const cidr of input.clusterCidrs) {
+    const c = canonical(cidr);
+    if (c !== undefined) out.set(c, { cidr: c, state: 'no-peer', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 0 });
+  }
+  for (const node of [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    if (node.name === input.self) continue;
+    const nodePeers = desired.get(node.name) ?? [];
+    const prefixes: { cidr: string; kind: 'pod' | 'node' }[] = [];
+    for (const p of node.podCIDRs) {
+      const parsed = parseCidr(p);
+      if (parsed === undefined || own.some((o) => cidrsOverlap(o, parsed))) continue;
+      prefixes.push({ cidr: canonical(p)!, kind: 'pod' });
+    }
+    if (input.nodeToNode) {
+      for (const a of node.internalIPs) {
+        const h = hostPrefix(a);
+        const c = h === undefined ? undefined : parseCidr(h);
+        if (h !== undefined && c !== undefined && !exempt.some((e) => cidrsOverlap(e, c))) prefixes.push({ cidr: h, kind: 'node' });
+      }
+    }
+    for (const { cidr, kind } of prefixes) {
+      const peer = nodePeers.find((p) => p.allowedIPs.some((a) => canonical(a) === cidr));
+      const ready = input.target !== undefined && peer !== undefined && observed.get(peer.publicKey)?.has(cidr) === true;
+      const peerId = peerIdOf(node.name);
+      if (!ready || input.target === undefined) {
+        put({ cidr, state: 'not-ready', action: input.target?.action ?? 'redirect', kind, ifindex: 0, mark: 0, peerId });
+      } else if (input.target.action === 'redirect') {
+        put({ cidr, state: 'ready', action: 'redirect', kind, ifindex: input.target.ifindex, mark: 0, peerId });
+      } else {
+        put({ cidr, state: 'ready', action: 'mark', kind, ifindex: 0, mark: input.target.markFor(node.name), peerId });
+      }
+    }
+  }
+  // Sorted by (family, network, length), with each prefix parsed once (5,000 entries a pass).
+  return [...out.values()]
+    .map((e) => ({ e, c: parseCidr(e.cidr)! }))
+    .sort((x, y) => x.c.family - y.c.family || (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) || x.c.prefixLength - y.c.prefixLength)
+    .map((x) => x.e);
+}

@@ -1,0 +1,130 @@
+/**
+ * The cluster model: plain data that flows from a node store through the codec into the
+ * planner, and the desired state the planner hands to the drivers. No client-node or netlink
+ * types ever appear here.
+ */
+import type { PublicKey } from '../../keymgr/keys.js';
+import type { DesiredIpsec } from './ipsec.js';
+import type { AnnouncedPhase, PeerRotationReport } from '../plan/rotation-codec.js';
+
+/** Encapsulation mode. */
+export type Mode = 'wireguard' | 'ipsec';
+
+/**
+ * A Node as a node store sees it, before decoding: the subset of a Kubernetes Node that
+ * sealnet reads. Both store backends (`kubernetes`, `file`) produce exactly this.
+ */
+export interface RawNode {
+  /** metadata.name */
+  readonly name: string;
+  /** metadata.annotations (all of them; the codec picks the `sealnet.io/` ones). */
+  readonly annotations: Readonly<Record<string, string>>;
+  /** spec.podCIDRs (set by the control plane, not by agents). */
+  readonly podCIDRs: readonly string[];
+  /** status.addresses of type InternalIP, in order. */
+  readonly internalIPs: readonly string[];
+}
+
+/** The sealnet view of a node after its annotations decoded successfully. */
+export interface PeerNode {
+  readonly name: string;
+  readonly version: number;
+  readonly mode: Mode;
+  readonly wireguardPublicKey: PublicKey;
+  /** Tunnel endpoint host (IPv4 dotted or IPv6 without brackets). */
+  readonly endpointHost: string;
+  readonly endpointPort: number;
+  readonly keyEpoch: number;
+  /** Pod CIDRs in canonical form (network address, prefix length), sorted. */
+  readonly podCIDRs: readonly string[];
+  readonly internalIPs: readonly string[];
+  /** Rotation phase the node announces; absent when idle or never rotated (issue 5). */
+  readonly rotationPhase?: AnnouncedPhase;
+  /** The key the node's rotation brings in, while it is `staging` or `moving` (peers stage it). */
+  readonly next?: { readonly publicKey: PublicKey; readonly endpointHost: string; readonly endpointPort: number };
+  /** What the node reports about other nodes' next keys, by node name. */
+  readonly rotationReports?: Readonly<Record<string, PeerRotationReport>>;
+}
+
+/** Why a node was left out of the plan. */
+export type SkipReason =
+  | 'annotations-missing'
+  | 'annotations-invalid'
+  | 'version-unsupported'
+  | 'mode-mismatch'
+  | 'duplicate-key'
+  | 'key-equals-self'
+  | 'no-pod-cidrs'
+  | 'pod-cidr-conflict'
+  /** Mode ipsec: the pair cannot be built (no key for the node's epoch, address families differ). */
+  | 'ipsec-unusable';
+
+/** A node the planner skipped, with a sentence a person understands. */
+export interface SkippedNode {
+  readonly name: string;
+  readonly reason: SkipReason;
+  readonly detail: string;
+}
+
+/** Desired WireGuard link settings. */
+export interface DesiredLink {
+  readonly name: string;
+  readonly listenPort: number;
+  readonly mtu: number;
+  readonly fwmark: number;
+}
+
+/** One desired WireGuard peer (one remote node). */
+export interface DesiredPeer {
+  readonly node: string;
+  readonly publicKey: PublicKey;
+  /** `ip:port` or `[ip6]:port`. */
+  readonly endpoint: string;
+  /** Canonical CIDRs, sorted. */
+  readonly allowedIPs: readonly string[];
+  /** Seconds; 0 = off. */
+  readonly persistentKeepalive: number;
+  /** The node's next key during its rotation (a second peer for the same node; issue 5). */
+  readonly next?: true;
+}
+
+/** One desired route in sealnet's routing table. */
+export interface DesiredRoute {
+  /** Canonical destination CIDR. */
+  readonly dst: string;
+  /** Output interface name. */
+  readonly dev: string;
+  readonly mtu: number;
+  /** Preferred source address (host-to-remote-pod traffic), if the node has one. */
+  readonly src?: string | undefined;
+  readonly table: number;
+}
+
+/** Everything the agent wants in the kernel, computed purely by `plan()`. Sorted. */
+export interface DesiredState {
+  readonly mode: Mode;
+  readonly link: DesiredLink;
+  /** Sorted by node name. */
+  readonly peers: readonly DesiredPeer[];
+  /** Sorted by dst. */
+  readonly routes: readonly DesiredRoute[];
+  /** Sorted by name. */
+  readonly skipped: readonly SkippedNode[];
+  /**
+   * This node's rotation (issue 5): the link holding the new key, with the same peers. Routes
+   * of the nodes that moved to the new key name this link as `dev`. Absent when not rotating.
+   */
+  readonly incoming?: { readonly link: DesiredLink; readonly peers: readonly DesiredPeer[] };
+  /**
+   * Other nodes' rotations this node takes part in: the key to report `staged` / `moved` for
+   * (`sealnet.io/rotation-peers`). Absent when no other node rotates. Sorted by node.
+   */
+  readonly following?: readonly { readonly node: string; readonly publicKey: PublicKey; readonly podCIDRs: readonly string[] }[];
+  /**
+   * Mode ipsec (tunnels/reconcile/ipsec-pass.ts): SAs and policies per peer for the IPsec driver. Then
+   * `peers` is empty, `routes` name the underlay device, and `link` is not created.
+   */
+  readonly ipsec?: DesiredIpsec;
+}
+
+export type { DesiredIpsec } from './ipsec.js';

@@ -1,0 +1,217 @@
+/**
+ * Joins the status reports every agent published (tunnels/status/report.ts) into one row per node
+ * pair, as `sealctl status` and `sealctl audit` show them. Pure: the node list and the time are
+ * inputs. A pair is only `encrypted` when both ends say so about each other in fresh reports
+ * and agree on each other's keys; anything missing makes the row `partial`, never better.
+ */
+import { fingerprint } from '../../keymgr/keys.js';
+import { decodeNode } from '../plan/annotations.js';
+import { ANNOTATIONS } from '../../common/constants.js';
+import type { RawNode } from '../ports/model.js';
+import { decodeStatus, type NodeStatusReport, type PeerState, type PeerStatus } from './report.js';
+
+/** Seconds on top of two heartbeats before a report counts as stale. */
+export const STALE_GRACE_SECONDS = 10;
+/** A report this far in the future (clock skew) is not trusted. */
+const MAX_FUTURE_SECONDS = 300;
+
+/** How usable a node's report is. */
+export type ReportHealth = 'ok' | 'missing' | 'invalid' | 'stale' | 'stopped' | 'no-agent';
+
+/** One node as the join sees it. */
+export interface NodeView {
+  readonly name: string;
+  readonly health: ReportHealth;
+  /** Sentence for anything but `ok`. */
+  readonly problem: string | undefined;
+  readonly report: NodeStatusReport | undefined;
+  /** Seconds since the report was generated (negative: from the future). */
+  readonly reportAgeSeconds: number | undefined;
+  /** Fingerprint of the key the node publishes in its annotations (undefined: none / invalid). */
+  readonly publishedKey: string | undefined;
+  readonly keyAgeSeconds: number | undefined;
+}
+
+/** Pair state: a peer state, or `unknown` when a side's report is missing or unusable. */
+export type PairState = PeerState | 'unknown';
+
+/** One side of a pair: what node `node` says about the other one. */
+export interface PairSide {
+  readonly node: string;
+  readonly state: PairState;
+  readonly reason: string | undefined;
+  /** Fingerprint of the key this side's tunnel holds for the other side. */
+  readonly peerKey: string | undefined;
+  /** This side's own key fingerprint (from its report, else its annotation). */
+  readonly ownKey: string | undefined;
+  readonly keyAgeSeconds: number | undefined;
+  /** Last handshake with the other side, Unix seconds (0: never). */
+  readonly handshake: number | undefined;
+  readonly handshakeAgeSeconds: number | undefined;
+  readonly rx: number | undefined;
+  readonly tx: number | undefined;
+  /** Mode ipsec: what the SAs this side holds for the other side use, as observed in its kernel. */
+  readonly algorithm?: string | undefined;
+  /** Mode ipsec: this side's outbound / inbound SPIs with the other side, and packet counters. */
+  readonly spiOut?: string | undefined;
+  readonly spiIn?: readonly string[] | undefined;
+  readonly rxPackets?: number | undefined;
+  readonly txPackets?: number | undefined;
+  /** When this side's data was generated. */
+  readonly asOf: string | undefined;
+}
+
+/** One unordered node pair, `a < b`. */
+export interface PairRow {
+  readonly a: string;
+  readonly b: string;
+  readonly state: PairState;
+  /** Some of the evidence is missing (a report missing, stale, invalid, stopped or truncated). */
+  readonly partial: boolean;
+  readonly mode: string | undefined;
+  readonly algorithm: string | undefined;
+  readonly sides: readonly [PairSide, PairSide];
+  /** Every reason the pair is not plainly encrypted, one sentence each. */
+  readonly notes: readonly string[];
+}
+
+/** Everything `sealctl status` shows. */
+export interface ClusterStatus {
+  readonly generatedAt: string;
+  readonly nodes: readonly NodeView[];
+  readonly pairs: readonly PairRow[];
+  /** True when any pair is partial or any node's report is not `ok`. */
+  readonly partial: boolean;
+  /** Longest heartbeat among the reports: counters may be this old (plus publication delay). */
+  readonly maxHeartbeatSeconds: number;
+}
+
+const SEVERITY: Readonly<Record<PairState, number>> = { encrypted: 0, unknown: 1, pending: 2, dropping: 3, misconfigured: 4 };
+
+function worst(a: PairState, b: PairState): PairState {
+  const [x, y] = [SEVERITY[a], SEVERITY[b]];
+  // A known problem outranks missing evidence; missing evidence outranks "encrypted".
+  return x >= y ? a : b;
+}
+
+function viewOf(raw: RawNode, now: Date): NodeView {
+  const nowS = now.getTime() / 1000;
+  const decoded = decodeNode(raw);
+  const publishedKey = decoded.ok ? fingerprint(decoded.node.wireguardPublicKey) : undefined;
+  const keyCreated = raw.annotations[ANNOTATIONS.keyCreated];
+  const annotationKeyAge = keyCreated === undefined || Number.isNaN(Date.parse(keyCreated)) ? undefined : Math.floor(nowS - Date.parse(keyCreated) / 1000);
+  const base = { name: raw.name, publishedKey, report: undefined, reportAgeSeconds: undefined, keyAgeSeconds: annotationKeyAge };
+  const text = raw.annotations[ANNOTATIONS.status];
+  if (text === undefined) {
+    const agentless = !Object.keys(raw.annotations).some((k) => k.startsWith('sealnet.io/'));
+    return agentless
+      ? { ...base, health: 'no-agent', problem: `node ${raw.name} has no sealnet annotations: no agent has ever run there` }
+      : { ...base, health: 'missing', problem: `node ${raw.name} publishes no ${ANNOTATIONS.status} (agent too old or not running)` };
+  }
+  const r = decodeStatus(text);
+  if (!r.ok) return { ...base, health: 'invalid', problem: `node ${raw.name}: ${r.error}` };
+  const report = r.report;
+  if (report.node !== raw.name) return { ...base, health: 'invalid', problem: `node ${raw.name} carries a status report for node ${report.node}` };
+  const age = Math.floor(nowS - Date.parse(report.at) / 1000);
+  const view = { ...base, report, reportAgeSeconds: age, keyAgeSeconds: Math.floor(nowS - Date.parse(report.key.createdAt) / 1000) };
+  const staleAfter = 2 * report.heartbeatSeconds + STALE_GRACE_SECONDS;
+  if (report.agent === 'stopped') return { ...view, health: 'stopped', problem: `the agent on ${raw.name} stopped at ${report.at}; its tunnels are left in place but nobody maintains them` };
+  if (age > staleAfter) return { ...view, health: 'stale', problem: `the status of ${raw.name} is ${age} s old (republished every ${report.heartbeatSeconds} s; stale after ${staleAfter} s): agent not running or cannot publish` };
+  if (age < -MAX_FUTURE_SECONDS) return { ...view, health: 'invalid', problem: `the status of ${raw.name} is dated ${-age} s in the future (clock skew?)` };
+  return { ...view, health: 'ok', problem: undefined };
+}
+
+function side(self: NodeView, other: string, nowS: number): { side: PairSide; notes: string[] } {
+  const notes: string[] = [];
+  const r = self.report;
+  const peer: PeerStatus | undefined = r?.peers.find((p) => p.node === other);
+  const usable = self.health === 'ok' && r !== undefined;
+  let state: PairState = 'unknown';
+  let reason: string | undefined;
+  if (!usable) {
+    reason = self.problem;
+    notes.push(self.problem ?? `no usable status from ${self.name}`);
+  } else if (peer === undefined) {
+    reason = r.omitted > 0 ? `${self.name} left ${other} out of its report (size bound, ${r.omitted} peers omitted)` : `${self.name} does not list ${other} as a peer (it may have joined after ${r.at})`;
+    notes.push(reason);
+  } else {
+    state = peer.state;
+    reason = peer.reason;
+    if (peer.state !== 'encrypted') notes.push(`${self.name} → ${other}: ${peer.state}${peer.reason === undefined ? '' : ` (${peer.reason})`}`);
+  }
+  const hs = peer?.handshake;
+  return {
+    side: {
+      node: self.name,
+      state,
+      reason,
+      peerKey: peer?.key,
+      ownKey: r?.key.fingerprint ?? self.publishedKey,
+      keyAgeSeconds: self.keyAgeSeconds,
+      handshake: hs,
+      handshakeAgeSeconds: hs === undefined || hs === 0 ? undefined : Math.floor(nowS - hs),
+      rx: peer?.rx,
+      tx: peer?.tx,
+      ...(peer?.algorithm === undefined ? {} : { algorithm: peer.algorithm, spiOut: peer.spiOut, spiIn: peer.spiIn, rxPackets: peer.rxPackets, txPackets: peer.txPackets }),
+      asOf: r?.at,
+    },
+    notes,
+  };
+}
+
+/** One name when both ends agree, else `a/b` (`?` for an end that says nothing). Observed SA algorithms (mode ipsec) win over configured ones. */
+function pairAlgorithm(a: string | undefined, b: string | undefined): string | undefined {
+  return a === b ? a : [a ?? '?', b ?? '?'].join('/');
+}
+
+/** Joins every node's report into pair rows. `only`: keep pairs that involve these nodes. */
+export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; only?: readonly string[] | undefined }): ClusterStatus {
+  const now = opts.now;
+  const nowS = now.getTime() / 1000;
+  const views = [...nodes].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((n) => viewOf(n, now));
+  const only = opts.only === undefined || opts.only.length === 0 ? undefined : new Set(opts.only);
+  const pairs: PairRow[] = [];
+  for (let i = 0; i < views.length; i++) {
+    for (let j = i + 1; j < views.length; j++) {
+      const va = views[i] as NodeView;
+      const vb = views[j] as NodeView;
+      if (only !== undefined && !only.has(va.name) && !only.has(vb.name)) continue;
+      const sa = side(va, vb.name, nowS);
+      const sb = side(vb, va.name, nowS);
+      const notes = [...sa.notes, ...sb.notes];
+      let state = worst(sa.side.state, sb.side.state);
+      // Each end must hold the key the other end really has.
+      for (const [x, y] of [[sa.side, sb.side], [sb.side, sa.side]] as const) {
+        if (x.peerKey !== undefined && y.ownKey !== undefined && x.peerKey !== y.ownKey) {
+          notes.push(`${x.node} holds key ${x.peerKey} for ${y.node}, but ${y.node}'s key is ${y.ownKey}`);
+          state = worst(state, 'misconfigured');
+        }
+      }
+      const ra = va.report;
+      const rb = vb.report;
+      if (ra !== undefined && rb !== undefined && ra.mode !== rb.mode) {
+        notes.push(`${va.name} runs ${ra.mode}, ${vb.name} runs ${rb.mode}`);
+        state = worst(state, 'misconfigured');
+      }
+      const partial = sa.side.state === 'unknown' || sb.side.state === 'unknown';
+      pairs.push({
+        a: va.name,
+        b: vb.name,
+        state,
+        partial,
+        mode: ra?.mode === rb?.mode ? ra?.mode : [ra?.mode ?? '?', rb?.mode ?? '?'].join('/'),
+        algorithm: pairAlgorithm(sa.side.algorithm ?? ra?.algorithm, sb.side.algorithm ?? rb?.algorithm),
+        sides: [sa.side, sb.side],
+        notes,
+      });
+    }
+  }
+  const scoped = only === undefined ? views : views.filter((v) => only.has(v.name) || pairs.some((p) => p.a === v.name || p.b === v.name));
+  return {
+    generatedAt: now.toISOString(),
+    nodes: scoped,
+    pairs,
+    partial: pairs.some((p) => p.partial) || scoped.some((v) => v.health !== 'ok'),
+    maxHeartbeatSeconds: Math.max(0, ...scoped.map((v) => v.report?.heartbeatSeconds ?? 0)),
+  };
+}
