@@ -20,6 +20,7 @@
  *   a foreign object in the way fails the peer. Owned objects that are not desired are deleted
  *   only with `prune` (after the node store synced), and never those of a failed peer.
  */
+import { pairEvidence } from './evidence.js';
 import type { PrivateKey, Sodium } from '../keymgr/keys.js';
 import { sodiumReady } from '../keymgr/keys.js';
 import { SealnetError } from '../common/errors.js';
@@ -42,7 +43,7 @@ import {
   stateSpec,
   type WantedState,
 } from './objects.js';
-import type { DesiredIpsec, DesiredIpsecPeer, IpsecApplyResult, IpsecChange, IpsecPort, ObservedIpsec, ObservedSa, XfrmOps } from '../tunnels/ports/ipsec.js';
+import type { DesiredIpsec, DesiredIpsecPeer, IpsecApplyResult, IpsecChange, IpsecPort, ObservedIpsec, ObservedSa, PairEvidence, XfrmOps } from '../tunnels/ports/ipsec.js';
 import type { XfrmPolicy, XfrmPolicySpec, XfrmState } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_RFC4106, AEAD_SALT_BYTES } from '../tunnels/ports/xfrm-types.js';
 import { XFRM_OUTPUT_MARK } from '../common/constants.js';
@@ -122,6 +123,10 @@ export class IpsecDriver implements IpsecPort {
       // Dumped states carry their keys.
       for (const s of run.view.states.values()) s.aead?.key.fill(0);
     }
+  }
+
+  pairEvidence(desired: DesiredIpsec, peer: DesiredIpsecPeer, observed: ObservedIpsec): PairEvidence {
+    return pairEvidence(desired, peer, observed);
   }
 
   async observe(): Promise<ObservedIpsec> {

@@ -13,33 +13,10 @@
  * node is configured with, is it allowed) is the status builder's and the audit's job.
  */
 import { canonicalIP, peerPolicies, policyKey } from './objects.js';
-import type { DesiredIpsec, DesiredIpsecPeer, ObservedIpsec, ObservedSa } from '../tunnels/ports/ipsec.js';
-import { spiHex } from './xfrm-msg.js';
+import type { DesiredIpsec, DesiredIpsecPeer, ObservedIpsec, ObservedSa, PairEvidence, SaEvidence } from '../tunnels/ports/ipsec.js';
+import { spiHex } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 
-/** One SA of a pair as observed. */
-export interface SaEvidence {
-  readonly spi: number;
-  /** The kernel's AEAD name, ICV and cipher key size; undefined when the state has no AEAD. */
-  readonly aead: ObservedSa['aead'];
-  readonly bytes: number;
-  readonly packets: number;
-  /** Inbound only: packets that failed the ICV check (a key the two ends disagree on). */
-  readonly integrityFailures: number;
-}
-
-/** What the kernel holds for one desired pair. */
-export interface PairEvidence {
-  readonly node: string;
-  /** The outbound SA (the SPI the outbound policies must pin); undefined when absent. */
-  readonly outbound: SaEvidence | undefined;
-  /** Planned inbound SAs that are present, sorted by SPI. */
-  readonly inbound: readonly SaEvidence[];
-  /** What is missing or wrong, one sentence each; empty when the pair is complete. */
-  readonly problems: readonly string[];
-}
-
-/** The AES-GCM key size of an SA when it is exactly what sealnet installs (rfc4106, 128-bit ICV), else undefined. */
 export function aesGcmBits(aead: ObservedSa['aead']): 128 | 256 | undefined {
   if (aead === undefined || aead.name !== AEAD_RFC4106 || aead.icvBits !== AEAD_ICV_BITS) return undefined;
   return aead.cipherBits === 128 || aead.cipherBits === 256 ? aead.cipherBits : undefined;
@@ -50,7 +27,7 @@ function toNumber(n: bigint): number {
 }
 
 function evidenceOf(s: ObservedSa): SaEvidence {
-  return { spi: s.spi, aead: s.aead, bytes: toNumber(s.current.bytes), packets: toNumber(s.current.packets), integrityFailures: s.integrityFailures };
+  return { spi: s.spi, aead: s.aead, aesGcmBits: aesGcmBits(s.aead), bytes: toNumber(s.current.bytes), packets: toNumber(s.current.packets), integrityFailures: s.integrityFailures };
 }
 
 /** Evidence for one desired pair. */

@@ -32,7 +32,7 @@ import type { DesiredIpsec, DesiredIpsecPeer, DesiredSa } from '../tunnels/ports
 import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 import { K } from './xfrm-layout.js';
-import { spiHex } from './xfrm-msg.js';
+import { spiHex } from '../tunnels/ports/xfrm-types.js';
 
 /**
  * Guards expire on their own after this long (hard add expiry): a guard left behind by a

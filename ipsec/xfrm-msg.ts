@@ -142,10 +142,6 @@ export function dirNumber(dir: XfrmDir): number {
   return dir === 'in' ? K.XFRM_POLICY_IN : dir === 'out' ? K.XFRM_POLICY_OUT : K.XFRM_POLICY_FWD;
 }
 
-/** Hex spelling of an SPI for messages (`0x51000001`). */
-export function spiHex(spi: number): string {
-  return `0x${(spi >>> 0).toString(16).padStart(8, '0')}`;
-}
 
 // --- attributes ------------------------------------------------------------------------------
 

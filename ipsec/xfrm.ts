@@ -6,6 +6,7 @@
  * Every request and every reply buffer is wiped after use: state requests carry SA keys, and
  * state replies (get, dump) carry them back.
  */
+import { spiHex } from '../tunnels/ports/xfrm-types.js';
 import { SealnetError } from '../common/errors.js';
 import { XFRM_REQID, XFRM_SPI_MIN } from '../common/constants.js';
 import { isAddonSyscallError, loadXfrmAddon, type XfrmTransport } from './addon.js';
@@ -22,7 +23,6 @@ import {
   encodePolicyId,
   encodeStateId,
   familyOf,
-  spiHex,
   type EspProbeKind,
 } from './xfrm-msg.js';
 

@@ -20,6 +20,7 @@ import { RotationController, rotationSettings } from '../rotation/wireguard.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';
 import { TcMirror } from '../../routing/mirror.js';
 import { startIpsecMode } from './ipsec.js';
+import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
 import { FileNodeStore } from '../stores/file.js';
 import { loadOrCreateStatusToken, relevantChangeFilter, serveStatus, StatusService } from '../status/service.js';
 import { registerStatusMetrics } from '../status/metrics.js';
@@ -119,6 +120,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const reconciler = new Reconciler({
+    rpFilter: ensureLooseRpFilter,
     config,
     key: { publicKey: key.publicKey, privateKeyFile: key.privateKeyFile, epoch: key.epoch, createdAt: key.createdAt },
     store,
@@ -134,7 +136,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   wakeReconciler = () => reconciler.trigger({ full: true });
   ipsec?.setWake(() => reconciler.trigger({ full: true }));
   // Mode ipsec reports its IPsec key (the one its pairs' SAs derive from) and the observed SAs.
-  const status = new StatusService({ config, key: () => (ipsec === undefined ? undefined : { publicKey: ipsec.key.publicKey, epoch: ipsec.key.epoch, createdAt: ipsec.key.createdAt ?? key.createdAt }) ?? rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, observeIpsec: ipsec === undefined ? undefined : () => ipsec.port.observe(), link: () => rotation?.publishedLink() ?? WG_INTERFACE, wg, steering, reconciler, store, metrics, log });
+  const status = new StatusService({ config, key: () => (ipsec === undefined ? undefined : { publicKey: ipsec.key.publicKey, epoch: ipsec.key.epoch, createdAt: ipsec.key.createdAt ?? key.createdAt }) ?? rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, observeIpsec: ipsec === undefined ? undefined : () => ipsec.port.observe(), ipsecEvidence: ipsec?.port, link: () => rotation?.publishedLink() ?? WG_INTERFACE, wg, steering, reconciler, store, metrics, log });
   registerStatusMetrics(metrics, () => status.report());
   let token: string | undefined;
   try {

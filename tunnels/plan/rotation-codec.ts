@@ -11,15 +11,15 @@
  * Nothing here is secret: public keys appear only as fingerprints.
  */
 import { isValidRotationId, type RotationPhase } from '../../keymgr/rotation.js';
+import type { AnnouncedPhase, PeerRotationReport } from '../ports/model.js';
+
+export type { AnnouncedPhase, PeerRotationReport } from '../ports/model.js';
 
 /** A rotation request (`sealctl keys rotate`). */
 export interface RotateRequest {
   readonly id: string;
   readonly requestedAt: Date;
 }
-
-/** Phase a node announces; `idle` when no rotation runs. */
-export type AnnouncedPhase = RotationPhase | 'idle';
 
 /** A node's published rotation progress. */
 export interface RotationStatus {
@@ -36,13 +36,6 @@ export interface RotationStatus {
   readonly error?: string;
 }
 
-/** What a node reports about one other node's new key. */
-export interface PeerRotationReport {
-  /** `fingerprint()` of the key the report is about. */
-  readonly fingerprint: string;
-  /** `staged`: a peer with the key exists on every link; `moved`: it owns the node's pod CIDRs. */
-  readonly state: 'staged' | 'moved';
-}
 
 const PHASES: readonly AnnouncedPhase[] = ['idle', 'preparing', 'staging', 'moving', 'grace', 'finishing'];
 const FP = /^[0-9a-f]{16}$/;

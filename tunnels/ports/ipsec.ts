@@ -131,6 +131,32 @@ export interface ObservedIpsec {
   readonly policies: readonly XfrmPolicy[];
 }
 
+/** One SA of a pair as observed. */
+export interface SaEvidence {
+  readonly spi: number;
+  /** The kernel's AEAD name, ICV and cipher key size; undefined when the state has no AEAD. */
+  readonly aead: ObservedSa['aead'];
+  /** 128 or 256 when the state is rfc4106(gcm(aes)) with a 128-bit ICV (what sealnet installs); else undefined. */
+  readonly aesGcmBits: 128 | 256 | undefined;
+  readonly bytes: number;
+  readonly packets: number;
+  /** Inbound only: packets that failed the ICV check (a key the two ends disagree on). */
+  readonly integrityFailures: number;
+}
+
+/** What the kernel holds for one desired pair. */
+export interface PairEvidence {
+  readonly node: string;
+  /** The outbound SA (the SPI the outbound policies must pin); undefined when absent. */
+  readonly outbound: SaEvidence | undefined;
+  /** Planned inbound SAs that are present, sorted by SPI. */
+  readonly inbound: readonly SaEvidence[];
+  /** What is missing or wrong, one sentence each; empty when the pair is complete. */
+  readonly problems: readonly string[];
+}
+
+/** The AES-GCM key size of an SA when it is exactly what sealnet installs (rfc4106, 128-bit ICV), else undefined. */
+
 /** The IPsec driver as the reconciler sees it. */
 export interface IpsecPort {
   /**
@@ -149,4 +175,10 @@ export interface IpsecPort {
   apply(desired: DesiredIpsec, opts: { readonly prune: boolean }): Promise<IpsecApplyResult>;
   /** Owned states (keys withheld) and policies. */
   observe(): Promise<ObservedIpsec>;
+  /**
+   * The kernel's evidence for one planned pair (pure, no kernel access): its outbound SA, every
+   * planned inbound SA and the pair's policies, matched in `observed`, with one sentence per
+   * missing or wrong object. Status and audit read IPsec evidence only through this.
+   */
+  pairEvidence(desired: DesiredIpsec, peer: DesiredIpsecPeer, observed: ObservedIpsec): PairEvidence;
 }

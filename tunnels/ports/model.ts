@@ -5,7 +5,7 @@
  */
 import type { PublicKey } from '../../keymgr/keys.js';
 import type { DesiredIpsec } from './ipsec.js';
-import type { AnnouncedPhase, PeerRotationReport } from '../plan/rotation-codec.js';
+import type { RotationPhase } from '../../keymgr/rotation.js';
 
 /** Encapsulation mode. */
 export type Mode = 'wireguard' | 'ipsec';
@@ -128,3 +128,25 @@ export interface DesiredState {
 }
 
 export type { DesiredIpsec } from './ipsec.js';
+
+/** Phase a node announces; `idle` when no rotation runs. */
+export type AnnouncedPhase = RotationPhase | 'idle';
+
+/** What a node reports about one other node's new key. */
+export interface PeerRotationReport {
+  /** `fingerprint()` of the key the report is about. */
+  readonly fingerprint: string;
+  /** `staged`: a peer with the key exists on every link; `moved`: it owns the node's pod CIDRs. */
+  readonly state: 'staged' | 'moved';
+}
+
+/** What one pass reached. */
+export interface ReconcileReport {
+  /** Kernel writes performed, by operation. */
+  readonly kernelOps: Readonly<Record<string, number>>;
+  readonly errors: readonly { step: string; message: string }[];
+  readonly desired: DesiredState | undefined;
+  readonly pruned: boolean;
+  /** True when every desired peer and route is in the kernel. */
+  readonly converged: boolean;
+}

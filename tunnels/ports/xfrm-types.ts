@@ -179,3 +179,8 @@ export interface XfrmPolicy extends XfrmPolicySpec {
   /** Template protocols as numbers (50 = ESP), parallel to `templates`. */
   readonly templateProtos: readonly number[];
 }
+
+/** Hex spelling of an SPI for messages (`0x51000001`). */
+export function spiHex(spi: number): string {
+  return `0x${(spi >>> 0).toString(16).padStart(8, '0')}`;
+}

@@ -13,7 +13,6 @@
  *   link an IPv4 address (the pod gateway, else the endpoint; `/32 scope host`, as a key
  *   rotation does) and makes the link's rp_filter loose when the host's is strict.
  */
-import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
 import { SealnetError } from '../../common/errors.js';
 import type { DesiredRoute } from '../ports/model.js';
 import type { MirrorPort } from '../ports/index.js';
@@ -30,7 +29,8 @@ export function tunnelLinkAddress(routes: readonly DesiredRoute[], endpointHost:
 export class NodeToNodeLinks {
   private memo: { key: string; at: number } | undefined;
 
-  constructor(private readonly rpFilter: (link: string) => Promise<boolean> = (l) => ensureLooseRpFilter(l)) {}
+  /** @param rpFilter sets loose reverse-path filtering on a link; true when it wrote (routing/rpfilter.ts). */
+  constructor(private readonly rpFilter: (link: string) => Promise<boolean>) {}
 
   /**
    * Ensures the address and loose reverse-path filtering on every link. Idempotent: writes only

@@ -12,14 +12,14 @@ import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { decodeNode, encodeNode } from '../plan/annotations.js';
 import { parseIP } from '../../common/ip.js';
-import type { AgentConfig } from '../agent/config.js';
+import type { AgentConfig } from '../ports/config.js';
 import { BPF_XFRM_MARK_MASK, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
 import { diffPeers, diffRoutes } from '../plan/diff.js';
 import { applyPeerChanges, applyRouteChanges, type KernelView } from './kernelview.js';
 import { describeError, SealnetError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentMetrics } from '../../common/metrics.js';
-import type { DesiredState, RawNode, SkippedNode } from '../ports/model.js';
+import type { DesiredState, RawNode, ReconcileReport, SkippedNode } from '../ports/model.js';
 import { plan } from '../plan/planner.js';
 import type { MirrorPort, NodeStore, ObservedPeer, RoutingPort, SteeringAttachment, SteeringEntry, SteeringPort, WireGuardPort } from '../ports/index.js';
 import type { RotationController } from '../rotation/wireguard.js';
@@ -54,18 +54,16 @@ export interface ReconcilerDeps {
   readonly rotation?: Pick<RotationController, 'begin' | 'annotations' | 'after'> | undefined;
   /** The rotation mirror (routing/mirror.ts); undefined: rotations run without it (packets may be lost). */
   readonly mirror?: MirrorPort | undefined;
+  /**
+   * Node-to-node mode: sets loose reverse-path filtering on a tunnel link, true when it wrote
+   * (`ensureLooseRpFilter`, routing/rpfilter.ts, wired by the agent). Without it node-to-node
+   * links report the step as failed; steering still follows the tunnel.
+   */
+  readonly rpFilter?: ((link: string) => Promise<boolean>) | undefined;
 }
 
-/** What one pass reached. */
-export interface ReconcileReport {
-  /** Kernel writes performed, by operation. */
-  readonly kernelOps: Readonly<Record<string, number>>;
-  readonly errors: readonly { step: string; message: string }[];
-  readonly desired: DesiredState | undefined;
-  readonly pruned: boolean;
-  /** True when every desired peer and route is in the kernel. */
-  readonly converged: boolean;
-}
+export type { ReconcileReport } from '../ports/model.js';
+
 
 /** Runs reconcile passes; one at a time, debounced. */
 export class Reconciler {
@@ -91,10 +89,14 @@ export class Reconciler {
   /** The next pass reads the kernel in full (first pass, resync, retry, rotation timers). */
   private fullRequested = true;
   /** Node-to-node encryption: the tunnel links' address and rp_filter (tunnels/reconcile/nodetonode.ts). */
-  private readonly nodeToNodeLinks = new NodeToNodeLinks();
+  private readonly nodeToNodeLinks: NodeToNodeLinks;
 
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
+    const rp = deps.rpFilter;
+    this.nodeToNodeLinks = new NodeToNodeLinks(
+      rp ?? (async (link) => Promise.reject(new SealnetError('INTERNAL', `cannot set rp_filter on ${link}: no rp_filter setter wired into the reconciler`))),
+    );
   }
 
   /** The last pass's report (for /readyz and status). */

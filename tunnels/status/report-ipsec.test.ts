@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { IpsecDriver } from '../../ipsec/driver.js';
 import { FakeXfrm } from '../../ipsec/fake-xfrm.js';
-import { spiHex } from '../../ipsec/xfrm-msg.js';
+import { spiHex } from '../ports/xfrm-types.js';
 import { parsePrivateKey, sodiumReady, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import { FakeSteering } from '../ports/steering.fake.js';
 import { createFakeKernel, MemoryNodeStore } from '../ports/kernel.fake.js';
@@ -81,6 +81,7 @@ function agent(self: Name, store: MemoryNodeStore, keyBits: 128 | 256 = 128): Ag
     config: { ...config, ipsec: { ...config.ipsec, keyBits: bits } },
     key: () => ({ publicKey: IK[self], epoch: 1, createdAt }),
     observeIpsec: () => port.observe(),
+    ipsecEvidence: port,
     wg,
     steering,
     reconciler,

@@ -15,8 +15,8 @@ import { decodeIpsecKey, decodeNode } from '../plan/annotations.js';
 import { canonicalCidr } from '../../common/ip.js';
 import { ANNOTATIONS, STATUS_MAX_BYTES, STATUS_VERSION } from '../../common/constants.js';
 import type { DesiredState, Mode, RawNode } from '../ports/model.js';
-import { aesGcmBits, pairEvidence } from '../../ipsec/evidence.js';
-import { spiHex } from '../../ipsec/xfrm-msg.js';
+import { spiHex } from '../ports/xfrm-types.js';
+import type { IpsecPort, SaEvidence } from '../ports/ipsec.js';
 import { publishedIpsecKeys } from '../rotation/ipsec.js';
 import type { ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry } from '../ports/index.js';
 import { peerIdOf } from '../plan/steering.js';
@@ -137,6 +137,8 @@ export interface NodeStatusInput {
   readonly observedPeers: readonly ObservedPeer[] | undefined;
   /** Mode ipsec: owned SAs and policies read from the kernel; undefined when not read (or unreadable). */
   readonly observedIpsec?: ObservedIpsec | undefined;
+  /** Mode ipsec: the IPsec port's evidence reader (matches `observedIpsec` to a planned pair). */
+  readonly ipsecEvidence?: Pick<IpsecPort, 'pairEvidence'> | undefined;
   /** Steering map entries read from the kernel; undefined when steering is off or unreadable. */
   readonly steeringEntries: readonly SteeringEntry[] | undefined;
   readonly counters: readonly SteeringCounter[] | undefined;
@@ -177,8 +179,8 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** The report's name of an SA's algorithm. */
-function saAlgorithm(aead: { name: string; icvBits: number; cipherBits: number } | undefined): string {
-  const bits = aesGcmBits(aead);
+function saAlgorithm(sa: SaEvidence): string {
+  const { aead, aesGcmBits: bits } = sa;
   if (bits !== undefined) return bits === 128 ? ALGORITHMS.ipsecAesGcm128 : ALGORITHMS.ipsecAesGcm256;
   return aead === undefined ? 'xfrm:none' : `xfrm:${aead.name}/${aead.cipherBits}`;
 }
@@ -190,15 +192,15 @@ function saAlgorithm(aead: { name: string; icvBits: number; cipherBits: number }
  * inbound ICV failures with nothing received mean the two ends derived different keys.
  */
 function ipsecPeerStatus(input: NodeStatusInput, node: RawNode, notUsable: (what: string) => PeerStatus): PeerStatus {
-  if (input.observedIpsec === undefined) {
+  if (input.observedIpsec === undefined || input.ipsecEvidence === undefined) {
     return { node: node.name, state: 'pending', reason: input.observeErrors.length > 0 ? clip(`cannot read the XFRM state: ${input.observeErrors.join('; ')}`) : IPSEC_UNOBSERVED };
   }
   const desired = input.reconcile?.desired?.ipsec;
   const peer = desired === undefined ? undefined : lookup(desired.peers, (p) => p.node, 'node', node.name)[0];
   if (desired === undefined || peer === undefined) return notUsable('no IPsec pair with it is planned yet (it appeared after the last reconcile)');
-  const ev = pairEvidence(desired, peer, input.observedIpsec);
+  const ev = input.ipsecEvidence.pairEvidence(desired, peer, input.observedIpsec);
   const sas = [...(ev.outbound === undefined ? [] : [ev.outbound]), ...ev.inbound];
-  const algorithms = [...new Set(sas.map((x) => saAlgorithm(x.aead)))].sort();
+  const algorithms = [...new Set(sas.map((x) => saAlgorithm(x)))].sort();
   const seen = {
     key: fingerprint(peer.outbound.peerPublicKey),
     algorithm: algorithms.length === 0 ? undefined : algorithms.join('+'),

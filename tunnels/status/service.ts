@@ -14,14 +14,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { PublicKey } from '../../keymgr/keys.js';
 import { writeAtomic } from '../../keymgr/atomicfile.js';
-import type { AgentConfig } from '../agent/config.js';
+import type { AgentConfig } from '../ports/config.js';
 import { ANNOTATIONS, STATUS_TOKEN_FILE, WG_INTERFACE } from '../../common/constants.js';
 import { describeError, SealnetError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentMetrics } from '../../common/metrics.js';
 import type { RawNode } from '../ports/model.js';
+import type { IpsecPort } from '../ports/ipsec.js';
 import type { NodeStore, ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry, SteeringPort, WireGuardPort } from '../ports/index.js';
-import type { ReconcileReport } from '../reconcile/reconciler.js';
+import type { ReconcileReport } from '../ports/model.js';
 import { algorithmOf, buildNodeStatus, encodeStatus, readiness, statusDigest, type NodeStatusInput, type NodeStatusReport } from './report.js';
 
 /** The node's current key as status needs it (a getter: rotation may replace it at runtime). */
@@ -50,6 +51,8 @@ export interface StatusDeps {
    * peers are never reported encrypted.
    */
   readonly observeIpsec?: () => Promise<ObservedIpsec>;
+  /** Mode ipsec: matches observed SAs and policies to a planned pair (`IpsecPort.pairEvidence`). */
+  readonly ipsecEvidence?: Pick<IpsecPort, 'pairEvidence'> | undefined;
   readonly steering: Pick<SteeringPort, 'listEntries' | 'counters'> | undefined;
   readonly reconciler: { report(): ReconcileReport | undefined };
   readonly store: Pick<NodeStore, 'list' | 'patchAnnotations'>;
@@ -130,6 +133,7 @@ export class StatusService {
       reconcile: r,
       observedPeers: o.peers,
       observedIpsec: o.ipsec,
+      ipsecEvidence: this.d.ipsecEvidence,
       steeringEntries: o.entries,
       counters: o.counters,
       observeErrors: o.errors,
