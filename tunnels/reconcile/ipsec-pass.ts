@@ -30,23 +30,13 @@ import { SealnetError } from '../../common/errors.js';
 import type { DesiredPeer, DesiredRoute, DesiredState, RawNode, SkippedNode } from '../ports/model.js';
 import { plan, type PlanInput } from '../plan/planner.js';
 import type { IpsecApplyResult, IpsecPort, ObservedPeer, SteeringEntry } from '../ports/index.js';
-import type { ReconcileReport, ReconcilerDeps } from './reconciler.js';
+import type { ReconcileReport } from '../ports/model.js';
+import type { ReconcilerDeps } from './deps.js';
+import type { PassContext, PassHost } from './context.js';
 import { planSteering } from '../plan/steering.js';
 import { encodeIpsecReports, ipsecRotationReports, peerIpsecKeys, type IpsecKey, type IpsecRotation } from '../rotation/ipsec.js';
 
-/** What the agent builds for mode ipsec at start-up (tunnels/agent/ipsec.ts). */
-export interface IpsecRuntime {
-  readonly port: IpsecPort;
-  /** This node's current IPsec public key, its epoch and creation time (the private key stays in the driver's callback). */
-  readonly key: { readonly publicKey: PublicKey; readonly epoch: number; readonly createdAt?: Date | undefined };
-  /** Outer address families `checkKernel` passed for at start-up. */
-  readonly checkedFamilies: readonly (4 | 6)[];
-  /**
-   * Key rotation (tunnels/rotation/ipsec.ts): the keys each pass plans with, the annotations it
-   * publishes, one state-machine step after each apply. Without it the node keeps `key`.
-   */
-  readonly rotation?: Pick<IpsecRotation, 'keys' | 'annotations' | 'after'> | undefined;
-}
+export type { IpsecRuntime } from './deps.js';
 
 /** IPsec-specific inputs of {@link planIpsecMode}. */
 export interface IpsecPlanExtras {
@@ -175,25 +165,12 @@ export function newIpsecPassState(): IpsecPassState {
   return { established: {}, identities: {}, checked: new Set() };
 }
 
-/** What the reconciler lends one IPsec pass (its helpers share the report's bookkeeping). */
+/** What one IPsec pass works with: the deps, the state kept between passes, the pass's bookkeeping, the loop's helpers. */
 export interface IpsecPassContext {
   readonly deps: ReconcilerDeps;
   readonly state: IpsecPassState;
-  /** Kernel writes of this pass by operation (also counted in the metric by {@link count}). */
-  readonly ops: Record<string, number>;
-  readonly op: (name: string, fn: () => Promise<void>) => Promise<void>;
-  readonly fail: (step: string, err: unknown) => void;
-  readonly finish: (desired: DesiredState | undefined, pruned: boolean, converged: boolean) => ReconcileReport;
-  readonly prepareSteering: (underlay: string) => Promise<void>;
-  /** True once steering is attached (entries can be written). */
-  readonly steeringAttached: () => boolean;
-  readonly reportSkipped: (skipped: readonly SkippedNode[]) => void;
-}
-
-function count(ctx: IpsecPassContext, name: string, n: number): void {
-  if (n <= 0) return;
-  ctx.ops[name] = (ctx.ops[name] ?? 0) + n;
-  ctx.deps.metrics.kernelOps.inc({ op: name }, n);
+  readonly pass: PassContext;
+  readonly host: PassHost;
 }
 
 /**
@@ -207,22 +184,22 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   const { config, key, store, routing, log, metrics, steering } = ctx.deps;
   const ipsec = ctx.deps.ipsec;
   if (ipsec === undefined) {
-    ctx.fail('ipsec', new SealnetError('INTERNAL', 'mode ipsec without an IPsec driver'));
-    return ctx.finish(undefined, false, false);
+    ctx.pass.fail('ipsec', new SealnetError('INTERNAL', 'mode ipsec without an IPsec driver'));
+    return ctx.pass.finish(undefined, false, false);
   }
 
   // 1. Who am I?
   const nodes = store.list();
   const self = nodes.find((n) => n.name === config.nodeName);
   if (self === undefined) {
-    ctx.fail('self', new SealnetError('STORE_IO', `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`));
-    return ctx.finish(undefined, false, false);
+    ctx.pass.fail('self', new SealnetError('STORE_IO', `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`));
+    return ctx.pass.finish(undefined, false, false);
   }
   const endpointHost = config.endpointAddress ?? self.internalIPs[0];
   const endpointIP = endpointHost === undefined ? undefined : parseIP(endpointHost);
   if (endpointHost === undefined || endpointIP === undefined) {
-    ctx.fail('self', new SealnetError('CONFIG_INVALID', `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`));
-    return ctx.finish(undefined, false, false);
+    ctx.pass.fail('self', new SealnetError('CONFIG_INVALID', `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`));
+    return ctx.pass.finish(undefined, false, false);
   }
 
   // 2. The endpoint's family must have ESP before this node announces an IPsec key for it.
@@ -231,8 +208,8 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       await ipsec.port.checkKernel([endpointIP.family]);
       ctx.state.checked.add(endpointIP.family);
     } catch (err) {
-      ctx.fail('ipsec', err);
-      return ctx.finish(undefined, false, false);
+      ctx.pass.fail('ipsec', err);
+      return ctx.pass.finish(undefined, false, false);
     }
   }
 
@@ -246,7 +223,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       await store.patchAnnotations(config.nodeName, own);
       log.info({ key: fingerprint(ipsec.key.publicKey), epoch: ipsec.key.epoch, endpoint: own[ANNOTATIONS.endpoint] }, 'published own IPsec public key and endpoint');
     } catch (err) {
-      ctx.fail('publish', err);
+      ctx.pass.fail('publish', err);
     }
   }
 
@@ -258,15 +235,15 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     underlay = await routing.linkForAddress(endpointHost);
     if (underlay === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
     try {
-      await ctx.prepareSteering(underlay.name);
+      await ctx.host.prepareSteering(underlay.name);
     } catch (err) {
-      ctx.fail('steering', err);
+      ctx.pass.fail('steering', err);
     }
     localAddresses = (await routing.listAddresses()).map((a) => a.address);
     observedRoutes = await routing.listRoutes(ROUTE_TABLE);
   } catch (err) {
-    ctx.fail('observe', err);
-    return ctx.finish(undefined, false, false);
+    ctx.pass.fail('observe', err);
+    return ctx.pass.finish(undefined, false, false);
   }
 
   // 5. Plan (during a rotation: the key this node sends with, and the others it accepts).
@@ -290,10 +267,10 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       },
     });
   } catch (err) {
-    ctx.fail('plan', err);
-    return ctx.finish(undefined, false, false);
+    ctx.pass.fail('plan', err);
+    return ctx.pass.finish(undefined, false, false);
   }
-  ctx.reportSkipped(desired.skipped);
+  ctx.host.reportSkipped(desired.skipped);
   const prune = store.synced();
   const wanted = desired.ipsec!;
 
@@ -301,19 +278,19 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   let applied: IpsecApplyResult | undefined;
   try {
     applied = await ipsec.port.apply(wanted, { prune });
-    for (const c of applied.changes) count(ctx, `xfrm_${c.op.replace(/-/g, '_')}`, 1);
+    for (const c of applied.changes) ctx.pass.count(`xfrm_${c.op.replace(/-/g, '_')}`, 1);
     if (applied.changes.length > 0) log.info({ changes: applied.changes.map((c) => `${c.op} ${c.target}`) }, 'XFRM states and policies updated');
     for (const w of applied.warnings) log.warn({ step: 'ipsec' }, w);
-    for (const f of applied.failed) ctx.fail('ipsec', new SealnetError('NETLINK_FAILED', `IPsec pair with ${f.node} not installed`, { cause: f.error }));
+    for (const f of applied.failed) ctx.pass.fail('ipsec', new SealnetError('NETLINK_FAILED', `IPsec pair with ${f.node} not installed`, { cause: f.error }));
   } catch (err) {
-    ctx.fail('ipsec', err);
+    ctx.pass.fail('ipsec', err);
   }
 
   // 7. Routes: new/changed ones, the rules, then deletions (only after sync).
   await applyRoutes(ctx, desired, observedRoutes, { prune, family: endpointIP.family });
 
   // 8. Steering from what the driver reached.
-  if (steering !== undefined && ctx.steeringAttached()) {
+  if (steering !== undefined && ctx.host.steeringAttached()) {
     try {
       const entries: SteeringEntry[] = planSteering({
         self: config.nodeName,
@@ -324,15 +301,15 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
         nodeToNode: false,
       });
       const r = await steering.applyEntries(entries, { prune });
-      count(ctx, 'steering_write', r.written);
-      count(ctx, 'steering_delete', r.deleted);
+      ctx.pass.count('steering_write', r.written);
+      ctx.pass.count('steering_delete', r.deleted);
       metrics.steeringEntries.reset();
       for (const e of entries) metrics.steeringEntries.inc({ state: e.state });
     } catch (err) {
-      ctx.fail('steering', err);
+      ctx.pass.fail('steering', err);
     }
   } else if (steering !== undefined) {
-    ctx.fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
+    ctx.pass.fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
   }
 
   // 9. Rotation: what this node did with other nodes' next keys, then one step of its own.
@@ -341,7 +318,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     try {
       await store.patchAnnotations(config.nodeName, { [ANNOTATIONS.rotationPeers]: reports });
     } catch (err) {
-      ctx.fail('publish', err);
+      ctx.pass.fail('publish', err);
     }
   }
   await ipsec.rotation?.after({ nodes: store.list(), synced: prune, applied: prune && applied !== undefined && applied.failed.length === 0, peers: wanted.peers.map((p) => p.node) });
@@ -351,7 +328,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     ctx.state.identities = identitiesOf(nodes, wanted.peers.map((p) => p.node));
   }
   metrics.peers.set(wanted.peers.length);
-  return ctx.finish(desired, prune, prune && applied !== undefined);
+  return ctx.pass.finish(desired, prune, prune && applied !== undefined);
 }
 
 function identitiesOf(nodes: readonly RawNode[], names: readonly string[]): Record<string, PublicKey> {
@@ -374,9 +351,9 @@ async function applyRoutes(
   const changes = diffRoutes(desired.routes, observed, { prune: o.prune });
   for (const c of changes.filter((r) => r.op === 'replace')) {
     try {
-      await ctx.op('route_replace', () => routing.replaceRoute(c.route));
+      await ctx.pass.op('route_replace', () => routing.replaceRoute(c.route));
     } catch (err) {
-      ctx.fail('routes', err);
+      ctx.pass.fail('routes', err);
     }
   }
   const families = new Set<4 | 6>([o.family]);
@@ -385,14 +362,14 @@ async function applyRoutes(
     try {
       await routing.ensureRule({ priority: RULE_PRIORITY, table: ROUTE_TABLE, family });
     } catch (err) {
-      ctx.fail('rule', err);
+      ctx.pass.fail('rule', err);
     }
   }
   for (const c of changes.filter((r) => r.op === 'delete')) {
     try {
-      await ctx.op('route_delete', () => routing.deleteRoute({ dst: c.route.dst, table: c.route.table }));
+      await ctx.pass.op('route_delete', () => routing.deleteRoute({ dst: c.route.dst, table: c.route.table }));
     } catch (err) {
-      ctx.fail('routes', err);
+      ctx.pass.fail('routes', err);
     }
   }
 }

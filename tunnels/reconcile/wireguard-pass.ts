@@ -1,0 +1,566 @@
+/**
+ * One reconcile pass in mode wireguard, as named steps. {@link WireGuardPass.run} is the table
+ * of contents; **the order of its steps is the safety rule**: links before peers, peer sets
+ * before removes (a removed old key whose allowed IPs did not reach the new key would leave them
+ * unowned), routes before the rule, route deletions after both, the retired link last — and
+ * outside a rotation routes are replaced while `wg set` runs.
+ *
+ * Contract (STYLE.md §3): it may run any number of times with identical input and then changes
+ * nothing; it reads the kernel before changing it (or starts from the view the last clean pass
+ * left), changes only what differs, adds before it deletes, keeps going past independent
+ * failures, stops at dependent ones, and reports what it reached. Nothing is pruned before the
+ * store synced, and only sealnet-owned objects are ever deleted. Never throws.
+ */
+import type { PublicKey } from '../../keymgr/keys.js';
+import { fingerprint } from '../../keymgr/keys.js';
+import { ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
+import { SealnetError } from '../../common/errors.js';
+import { parseIP } from '../../common/ip.js';
+import { decodeNode, encodeNode } from '../plan/annotations.js';
+import { diffPeers, diffRoutes } from '../plan/diff.js';
+import { plan } from '../plan/planner.js';
+import { planSteering, steeringLinks } from '../plan/steering.js';
+import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
+import type { DesiredState, RawNode, ReconcileReport } from '../ports/model.js';
+import { afterRotation, applyRotationDatapath, handshakesOnEveryLink, type DatapathMemo } from '../rotation/datapath.js';
+import type { PassContext, PassHost } from './context.js';
+import type { ReconcilerDeps } from './deps.js';
+import { applyPeerChanges, applyRouteChanges, type KernelView } from './kernelview.js';
+import { NodeToNodeLinks, tunnelLinkAddress } from './nodetonode.js';
+
+/** What mode wireguard keeps between passes (owned by the loop, changed only by passes). */
+export interface WireGuardPassState {
+  /** Node → key of the peers the last successful apply programmed (or adopted at start). */
+  established: Record<string, PublicKey>;
+  /** The first pass adopted the kernel's peers as established. */
+  adopted: boolean;
+  /** The kernel as the last clean pass left it (kernelview.ts); undefined: read it. */
+  view: KernelView | undefined;
+  /** The rotation datapath (addresses, qdisc, mirror) last verified, and when. */
+  rotationDatapath: DatapathMemo | undefined;
+  /** Node-to-node encryption: the tunnel links' address and rp_filter. */
+  readonly nodeToNodeLinks: NodeToNodeLinks;
+}
+
+/** A fresh {@link WireGuardPassState}; `rpFilter` comes from {@link ReconcilerDeps.rpFilter}. */
+export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boolean>) | undefined): WireGuardPassState {
+  const rp = rpFilter ?? (async (link: string) => Promise.reject(new SealnetError('INTERNAL', `cannot set rp_filter on ${link}: no rp_filter setter wired into the reconciler`)));
+  return { established: {}, adopted: false, view: undefined, rotationDatapath: undefined, nodeToNodeLinks: new NodeToNodeLinks(rp) };
+}
+
+type LinkSpec = { name: string; listenPort: number; privateKeyFile: string; publicKey: PublicKey };
+type Rotation = Awaited<ReturnType<NonNullable<ReconcilerDeps['rotation']>['begin']>>;
+type LinkInfo = { ifindex: number; mtu: number; up: boolean };
+type PeerChanges = ReturnType<typeof diffPeers>;
+
+/** One pass in mode wireguard. Build one per pass; {@link run} once. */
+export class WireGuardPass {
+  private readonly d: ReconcilerDeps;
+  private readonly s: WireGuardPassState;
+  private readonly p: PassContext;
+  private readonly host: PassHost;
+  /** A full pass reads the kernel; an event pass may start from the view the last one left. */
+  private readonly full: boolean;
+  private readonly lastView: KernelView | undefined;
+
+  // resolveSelf
+  private nodes: readonly RawNode[] = [];
+  private self!: RawNode;
+  private endpointHost!: string;
+  private endpointIP!: { family: 4 | 6 };
+  // ensureLinks
+  private rot: Rotation | undefined;
+  private active!: LinkSpec;
+  private incoming: LinkSpec | undefined;
+  private retire = false;
+  /** The link this pass cannot do without; the other one (during a rotation) may fail alone. */
+  private primary!: LinkSpec;
+  private secondary: LinkSpec | undefined;
+  private secondaryOk = false;
+  private published!: { publicKey: PublicKey; listenPort: number; epoch: number; createdAt: Date };
+  private reuse: KernelView | undefined;
+  // observe
+  private underlayMtu!: number;
+  private underlayName: string | undefined;
+  private localAddresses: string[] = [];
+  private observed!: { peers: readonly ObservedPeer[] };
+  private observedRoutes!: NonNullable<KernelView['routes']>;
+  private tunnelLink!: LinkInfo;
+  private observedSecondary: { peers: readonly ObservedPeer[] } | undefined;
+  private secondaryLink: LinkInfo | undefined;
+  private retiredPresent = false;
+  // plan
+  private desired!: DesiredState;
+  private prune = false;
+  // apply
+  private links: { name: string; observed: readonly ObservedPeer[]; info: LinkInfo; changed: boolean }[] = [];
+  private routeChanges: ReturnType<typeof diffRoutes> = [];
+  private setsByLink = new Map<string, PeerChanges>();
+  private removedByLink = new Map<string, PeerChanges>();
+  private removesByLink: { name: string; removes: PeerChanges }[] = [];
+  private peersOk = true;
+  private removesOk = true;
+  private readBack: { name: string; peers: readonly ObservedPeer[]; ifindex: number }[] = [];
+
+  constructor(a: { deps: ReconcilerDeps; state: WireGuardPassState; pass: PassContext; host: PassHost; full: boolean }) {
+    this.d = a.deps;
+    this.s = a.state;
+    this.p = a.pass;
+    this.host = a.host;
+    this.lastView = this.s.view;
+    this.full = a.full || this.lastView === undefined;
+    this.s.view = undefined; // set again only by a pass that ends clean
+  }
+
+  /** The pass, step by step; each step returns false when the pass cannot go on. */
+  async run(): Promise<ReconcileReport> {
+    const stop = (): ReconcileReport => this.p.finish(undefined, false, false);
+    if (!this.resolveSelf()) return stop();
+    this.p.mark('store');
+    if (!(await this.ensureLinks())) return stop();
+    this.p.mark('links');
+    await this.publishOwn();
+    this.p.mark('publish');
+    if (!(await this.observe())) return stop();
+    this.p.mark(this.reuse === undefined ? 'read' : 'view');
+    if (!this.planDesired()) return stop();
+    this.p.mark('plan');
+    await this.applyLinks();
+    await this.applyPeersAndRoutes();
+    this.p.mark('apply');
+    await this.readPeersBack();
+    this.p.mark('readback');
+    await this.steer();
+    await this.retireOldLink();
+    this.recordEstablished();
+    this.p.mark('steering');
+    await this.finishRotationStep();
+    this.keepView();
+    this.p.mark('rotation');
+    return this.p.finish(this.desired, this.prune, this.prune);
+  }
+
+  /** 1. Who am I? The node must exist in the store with an address to publish. */
+  private resolveSelf(): boolean {
+    const { config, store } = this.d;
+    this.nodes = store.list();
+    const self = this.nodes.find((n) => n.name === config.nodeName);
+    if (self === undefined) {
+      this.p.fail('self', new SealnetError('STORE_IO', `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`));
+      return false;
+    }
+    this.self = self;
+    const endpointHost = config.endpointAddress ?? self.internalIPs[0];
+    const endpointIP = endpointHost === undefined ? undefined : parseIP(endpointHost);
+    if (endpointHost === undefined || endpointIP === undefined) {
+      this.p.fail('self', new SealnetError('CONFIG_INVALID', `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`));
+      return false;
+    }
+    this.endpointHost = endpointHost;
+    this.endpointIP = endpointIP;
+    return true;
+  }
+
+  /**
+   * 2. The links. Adopted if they exist; created (kernel or wireguard-go) if not. Outside a key
+   * rotation there is one, the active link. During a rotation the new key's link runs beside
+   * it; at the end the active link is retired and only the new one is ensured.
+   */
+  private async ensureLinks(): Promise<boolean> {
+    const { config, key, store, wg, routing, log, metrics } = this.d;
+    const rot = await this.d.rotation?.begin(this.nodes, store.synced());
+    this.rot = rot;
+    this.active = rot?.active ?? { name: WG_INTERFACE, listenPort: config.wireguard.listenPort, privateKeyFile: key.privateKeyFile, publicKey: key.publicKey };
+    this.incoming = rot?.incoming;
+    this.retire = rot?.retireActive === true && this.incoming !== undefined;
+    this.primary = this.retire ? this.incoming! : this.active;
+    this.secondary = this.retire ? undefined : this.incoming;
+    this.published = rot?.published ?? { publicKey: key.publicKey, listenPort: config.wireguard.listenPort, epoch: key.epoch, createdAt: key.createdAt };
+    const ensure = async (l: LinkSpec): Promise<void> => {
+      const link = await wg.ensureLink({ name: l.name, privateKeyFile: l.privateKeyFile, publicKey: l.publicKey, listenPort: l.listenPort, fwmark: WG_FWMARK });
+      if (link.created) {
+        this.p.ops.link_create = (this.p.ops.link_create ?? 0) + 1;
+        metrics.kernelOps.inc({ op: 'link_create' });
+        log.info({ impl: link.impl, ifindex: link.ifindex }, `created ${l.name}`);
+      }
+    };
+    // An event pass outside a rotation reuses the view when the link is still the one it saw
+    // (same ifindex: wireguard-go did not restart, nobody recreated it).
+    const view = this.lastView;
+    const primary = this.primary;
+    if (!this.full && view !== undefined && this.incoming === undefined && view.link === primary.name && view.publicKey === primary.publicKey && view.listenPort === primary.listenPort) {
+      const info = await routing.getLink(primary.name).catch(() => undefined);
+      if (info !== undefined && info.up && info.ifindex === view.ifindex && info.mtu === view.mtu) this.reuse = view;
+    }
+    try {
+      if (this.reuse === undefined) await ensure(primary);
+    } catch (err) {
+      this.p.fail('link', err);
+      return false;
+    }
+    if (this.secondary !== undefined) {
+      try {
+        await ensure(this.secondary);
+        this.secondaryOk = true;
+      } catch (err) {
+        this.p.fail('link', err);
+      }
+    }
+    return true;
+  }
+
+  /** 3. Publish our own annotations when they differ from what the store holds. */
+  private async publishOwn(): Promise<void> {
+    const { config, store, log } = this.d;
+    const published = this.published;
+    const own = encodeNode({ mode: config.mode, wireguardPublicKey: published.publicKey, endpointHost: this.endpointHost, endpointPort: published.listenPort, keyEpoch: published.epoch, keyCreated: published.createdAt });
+    if (!Object.entries(own).some(([k, v]) => this.self.annotations[k] !== v)) return;
+    try {
+      await store.patchAnnotations(config.nodeName, own);
+      log.info({ key: fingerprint(published.publicKey), endpoint: own['sealnet.io/endpoint'] }, 'published own public key and endpoint');
+    } catch (err) {
+      this.p.fail('publish', err);
+    }
+  }
+
+  /** 4. Read the kernel (or take the view the last clean pass left). */
+  private async observe(): Promise<boolean> {
+    const { config, wg, routing } = this.d;
+    const { primary, secondary, reuse } = this;
+    let observed;
+    let tunnelLink;
+    if (reuse !== undefined) {
+      this.underlayMtu = config.underlayMtu ?? reuse.underlayMtu;
+      this.underlayName = reuse.underlay;
+      this.localAddresses = [...reuse.localAddresses];
+      observed = { peers: reuse.peers };
+      this.observedRoutes = reuse.routes;
+      tunnelLink = { ifindex: reuse.ifindex, mtu: reuse.mtu, up: true };
+    } else {
+      try {
+        const under = await routing.linkForAddress(this.endpointHost);
+        if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${this.endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
+        this.underlayMtu = config.underlayMtu ?? under.mtu;
+        this.underlayName = under.name;
+        try {
+          await this.host.prepareSteering(under.name);
+        } catch (err) {
+          this.p.fail('steering', err);
+        }
+        this.localAddresses = (await routing.listAddresses()).map((a) => a.address);
+        observed = await wg.show(primary.name);
+        this.observedRoutes = await routing.listRoutes(ROUTE_TABLE);
+        tunnelLink = await routing.getLink(primary.name);
+        if (secondary !== undefined && this.secondaryOk) {
+          this.observedSecondary = await wg.show(secondary.name);
+          this.secondaryLink = await routing.getLink(secondary.name);
+        }
+        if (this.retire) this.retiredPresent = (await routing.getLink(this.active.name)) !== undefined;
+      } catch (err) {
+        this.p.fail('observe', err);
+        return false;
+      }
+    }
+    if (observed === undefined || tunnelLink === undefined) {
+      this.p.fail('observe', new SealnetError('WG_FAILED', `${primary.name} vanished while reconciling; will recreate on the next pass`));
+      this.host.retriggerFull();
+      return false;
+    }
+    this.observed = observed;
+    this.tunnelLink = tunnelLink;
+    if (secondary !== undefined && this.secondaryOk && (this.observedSecondary === undefined || this.secondaryLink === undefined)) {
+      this.secondaryOk = false;
+      this.p.fail('observe', new SealnetError('WG_FAILED', `${secondary.name} vanished while reconciling; will recreate on the next pass`));
+    }
+    return true;
+  }
+
+  /**
+   * 5. Plan. On the first pass, adopt what the kernel already holds as established (an agent
+   * restart must not let a node that copied a working peer's key or CIDRs tear it down).
+   */
+  private planDesired(): boolean {
+    const { config, store } = this.d;
+    const { rot, incoming, active } = this;
+    if (!this.s.adopted) {
+      this.s.established = adoptEstablished(this.nodes, config.nodeName, this.observed.peers);
+      this.s.adopted = true;
+    }
+    try {
+      this.desired = plan({
+        nodes: this.nodes,
+        self: {
+          name: config.nodeName,
+          wireguardPublicKey: active.publicKey,
+          localAddresses: this.localAddresses,
+          ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
+          ...(rot !== undefined && incoming !== undefined ? { rotation: { link: { name: incoming.name, listenPort: incoming.listenPort }, publicKey: incoming.publicKey, viaIncoming: rot.viaIncoming } } : {}),
+        },
+        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu: this.underlayMtu, underlayFamily: this.endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs } : undefined },
+        established: this.s.established,
+        // A key counts as shaken hands only on every link: each link moves its allowed IPs in
+        // its own `wg set`, and a link must not move them to a key it has no session with.
+        handshakes: handshakesOnEveryLink([this.observed.peers, ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : [])]),
+      });
+    } catch (err) {
+      this.p.fail('plan', err);
+      return false;
+    }
+    this.host.reportSkipped(this.desired.skipped);
+    this.prune = store.synced();
+    return true;
+  }
+
+  /** 6a. Link MTU and state, on every link. */
+  private async applyLinks(): Promise<void> {
+    const { routing } = this.d;
+    const desired = this.desired;
+    this.links = [{ name: this.primary.name, observed: this.observed.peers, info: this.tunnelLink, changed: false }];
+    const { secondary, observedSecondary, secondaryLink } = this;
+    if (secondary !== undefined && this.secondaryOk && observedSecondary !== undefined && secondaryLink !== undefined) this.links.push({ name: secondary.name, observed: observedSecondary.peers, info: secondaryLink, changed: false });
+    for (const l of this.links) {
+      try {
+        if (l.info.mtu !== desired.link.mtu || !l.info.up) {
+          await this.p.op('link_set', () => routing.setLink(l.name, { mtu: desired.link.mtu, up: true }));
+        }
+      } catch (err) {
+        this.p.fail('link', err);
+      }
+    }
+  }
+
+  /**
+   * 6b. New and changed peers on every link, the rotation datapath, routes, the rule per
+   * family, route deletions, then peer removes (only when every set succeeded).
+   */
+  private async applyPeersAndRoutes(): Promise<void> {
+    const { wg, routing, metrics, log } = this.d;
+    const { desired, prune, incoming, rot, active, retire } = this;
+    const ops = this.p.ops;
+    const fail = this.p.fail;
+    const routeChanges = diffRoutes(desired.routes, this.observedRoutes, { prune });
+    this.routeChanges = routeChanges;
+    // Sets and removes in one `wg set` when nothing has to happen between them (no route change,
+    // no rotation): `wg` applies its clauses in order and stops at the first failure, so a remove
+    // still only happens once every set before it succeeded (one process start, not two).
+    const oneCall = routeChanges.length === 0 && incoming === undefined;
+    const replaceRoutes = async (): Promise<void> => {
+      for (const c of routeChanges.filter((r) => r.op === 'replace')) {
+        try {
+          await this.p.op('route_replace', () => routing.replaceRoute(c.route));
+        } catch (err) {
+          fail('routes', err);
+        }
+      }
+    };
+    // Outside a rotation, new and changed routes go in while `wg set` runs (5,000 of each at
+    // start-up: about half a second saved). Nothing leaks meanwhile: a route into the link before
+    // its peer exists ends at WireGuard, which has no peer for it and drops, and steering marks a
+    // prefix ready only after the peer is read back. During a rotation, routes wait for the
+    // rotation datapath below.
+    const routesReplaced = incoming === undefined ? replaceRoutes() : undefined;
+    for (const l of this.links) {
+      const peerChanges = diffPeers(desired.peers, l.observed, { prune });
+      const peerSets = peerChanges.filter((c) => c.op === 'set');
+      const removes = peerChanges.filter((c) => c.op === 'remove');
+      this.setsByLink.set(l.name, peerSets);
+      this.removesByLink.push({ name: l.name, removes: oneCall ? [] : removes });
+      const now = oneCall ? [...peerSets, ...removes] : peerSets;
+      if (now.length === 0) continue;
+      l.changed = true;
+      try {
+        await wg.applyPeers(l.name, now);
+        ops.peer_set = (ops.peer_set ?? 0) + peerSets.length;
+        metrics.kernelOps.inc({ op: 'peer_set' }, peerSets.length);
+        if (oneCall && removes.length > 0) {
+          this.removedByLink.set(l.name, removes);
+          ops.peer_remove = (ops.peer_remove ?? 0) + removes.length;
+          metrics.kernelOps.inc({ op: 'peer_remove' }, removes.length);
+        }
+      } catch (err) {
+        this.peersOk = false;
+        if (oneCall) this.removesOk = false;
+        fail('peers', err);
+      }
+    }
+    // The rotation datapath (addresses, qdisc, mirror) before any route moves into the new link.
+    if (this.d.mirror !== undefined && rot !== undefined && incoming !== undefined && (retire || this.secondaryOk)) {
+      const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (this.endpointIP.family === 4 ? this.endpointHost : undefined);
+      this.s.rotationDatapath = await applyRotationDatapath({ mirror: this.d.mirror, rot, incoming: incoming.name, active: active.name, retire, v4, memo: this.s.rotationDatapath, ops, fail, warn: (msg) => log.warn({}, msg) });
+    }
+    await (routesReplaced ?? replaceRoutes());
+    // One rule per family that has routes in our table (dual-stack pods over an IPv4 underlay
+    // need the IPv6 rule too, or IPv6 pod traffic bypasses the tunnel), plus the underlay's.
+    const families = new Set<4 | 6>([this.endpointIP.family]);
+    for (const r of desired.routes) families.add(r.dst.includes(':') ? 6 : 4);
+    // (An event pass that changes no route has nothing to add: the last full pass ensured them.)
+    for (const family of this.reuse !== undefined && routeChanges.length === 0 ? [] : [...families].sort()) {
+      try {
+        await routing.ensureRule({ priority: RULE_PRIORITY, table: ROUTE_TABLE, family });
+      } catch (err) {
+        fail('rule', err);
+      }
+    }
+    for (const c of routeChanges.filter((r) => r.op === 'delete')) {
+      try {
+        await this.p.op('route_delete', () => routing.deleteRoute({ dst: c.route.dst, table: c.route.table }));
+      } catch (err) {
+        fail('routes', err);
+      }
+    }
+    // Removes depend on the sets: a removed old key whose allowed IPs did not reach the new key
+    // leaves them unowned (cilium#34612). If the sets failed, keep the old peers until next pass.
+    for (const { name, removes } of this.removesByLink) {
+      if (removes.length === 0 || !this.peersOk) continue;
+      const l = this.links.find((x) => x.name === name);
+      if (l !== undefined) l.changed = true;
+      try {
+        await wg.applyPeers(name, removes);
+        this.removedByLink.set(name, removes);
+        ops.peer_remove = (ops.peer_remove ?? 0) + removes.length;
+        metrics.kernelOps.inc({ op: 'peer_remove' }, removes.length);
+      } catch (err) {
+        this.removesOk = false;
+        fail('peers', err);
+      }
+    }
+  }
+
+  /**
+   * 7. Ready means programmed: read the peers back after the changes above (an event pass on
+   * the view takes what `wg set` accepted: it exits non-zero on anything it did not apply).
+   */
+  private async readPeersBack(): Promise<void> {
+    const { config, wg } = this.d;
+    for (const l of this.links) {
+      try {
+        const applied = this.reuse !== undefined && this.peersOk && this.removesOk ? applyPeerChanges(l.observed, [...(this.setsByLink.get(l.name) ?? []), ...(this.removedByLink.get(l.name) ?? [])]) : undefined;
+        this.readBack.push({ name: l.name, peers: applied ?? (l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed), ifindex: l.info.ifindex });
+      } catch (err) {
+        this.p.fail('observe', err);
+        this.readBack.push({ name: l.name, peers: l.observed, ifindex: l.info.ifindex });
+      }
+    }
+    if (config.steering.nodeToNode) await this.s.nodeToNodeLinks.ensure({ mirror: this.d.mirror, links: this.readBack, v4: tunnelLinkAddress(this.desired.routes, this.endpointHost), ops: this.p.ops, fail: this.p.fail });
+  }
+
+  /** 8. Steering entries: each prefix into the link its route uses, ready per that link's peers. */
+  private async steer(): Promise<void> {
+    const { config, metrics } = this.d;
+    const steering = this.d.steering;
+    if (steering === undefined) return;
+    if (!this.host.steeringAttached()) {
+      this.p.fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
+      return;
+    }
+    try {
+      const devOf = steeringLinks(this.desired.routes, config.steering.nodeToNode ? this.nodes : []);
+      let entries: SteeringEntry[] = [];
+      for (const [i, l] of this.readBack.entries()) {
+        const e = planSteering({
+          self: config.nodeName,
+          clusterCidrs: config.steering.clusterCidrs,
+          nodes: this.nodes,
+          desiredPeers: this.desired.peers,
+          observedPeers: l.peers,
+          target: { action: 'redirect', ifindex: l.ifindex },
+          nodeToNode: config.steering.nodeToNode,
+          exemptCidrs: config.steering.exemptCidrs,
+        });
+        const byCidr = new Map(e.map((x) => [x.cidr, x]));
+        entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
+      }
+      const r = await steering.applyEntries(entries, { prune: this.prune, fromLastWrite: this.reuse !== undefined });
+      this.p.count('steering_write', r.written);
+      this.p.count('steering_delete', r.deleted);
+      const byState = new Map<string, number>();
+      for (const e of entries) byState.set(e.state, (byState.get(e.state) ?? 0) + 1);
+      metrics.steeringEntries.reset();
+      for (const [state, n] of byState) metrics.steeringEntries.set({ state }, n);
+    } catch (err) {
+      this.p.fail('steering', err);
+    }
+  }
+
+  /**
+   * 9. The end of a rotation: the old link goes only after every route and steering entry left
+   * it without an error, and only after the store synced.
+   */
+  private async retireOldLink(): Promise<void> {
+    if (!(this.retire && this.retiredPresent && this.prune && this.p.errors.length === 0)) return;
+    const name = this.active.name;
+    try {
+      await this.p.op('link_delete', () => this.d.wg.deleteLink(name));
+      this.retiredPresent = false;
+      this.d.log.info({ link: name }, `deleted ${name}: the old key's link`);
+    } catch (err) {
+      this.p.fail('link', err);
+    }
+  }
+
+  /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
+  private recordEstablished(): void {
+    const peers = this.desired.peers.filter((p) => p.next !== true);
+    if (this.peersOk) this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+    this.d.metrics.peers.set(peers.length);
+  }
+
+  /** 11. One step of the key-rotation state machine, from what this pass reached. */
+  private async finishRotationStep(): Promise<void> {
+    const { config, store, log } = this.d;
+    await afterRotation({
+      nodeName: config.nodeName,
+      store,
+      log,
+      rotation: this.d.rotation,
+      nodes: this.nodes,
+      self: this.self,
+      endpointHost: this.endpointHost,
+      desired: this.desired,
+      readBack: this.readBack,
+      secondary: this.secondaryOk ? this.secondary?.name : undefined,
+      retiredPresent: this.retire ? this.retiredPresent : true,
+      applied: this.p.errors.length === 0,
+      fail: this.p.fail,
+    });
+  }
+
+  /**
+   * 12. Keep what this pass left for the next event pass: only after a clean pass with one link
+   * and no rotation anywhere (rotations decide on live handshake times, which only a read gives).
+   */
+  private keepView(): void {
+    const { desired, readBack } = this;
+    const quiet = this.incoming === undefined && this.links.length === 1 && desired.peers.every((p) => p.next !== true) && (desired.following?.length ?? 0) === 0;
+    if (this.p.errors.length !== 0 || !quiet || this.underlayName === undefined || readBack[0] === undefined) return;
+    this.s.view = {
+      link: this.primary.name,
+      publicKey: this.primary.publicKey,
+      listenPort: this.primary.listenPort,
+      ifindex: this.tunnelLink.ifindex,
+      mtu: desired.link.mtu,
+      underlay: this.underlayName,
+      underlayMtu: this.underlayMtu,
+      localAddresses: this.localAddresses,
+      peers: readBack[0].peers,
+      routes: applyRouteChanges(this.observedRoutes, this.routeChanges),
+    };
+  }
+}
+
+/**
+ * Node → key of the peers the kernel already holds: a node counts as established when a peer
+ * with its published key exists and carries exactly its pod CIDRs as allowed IPs.
+ */
+function adoptEstablished(nodes: readonly RawNode[], self: string, peers: readonly ObservedPeer[]): Record<string, PublicKey> {
+  const byKey = new Map(peers.map((p) => [p.publicKey as string, p]));
+  const out: Record<string, PublicKey> = {};
+  for (const raw of nodes) {
+    if (raw.name === self) continue;
+    const r = decodeNode(raw);
+    const peer = r.ok ? byKey.get(r.node.wireguardPublicKey) : undefined;
+    if (!r.ok || peer === undefined) continue;
+    if (peer.allowedIPs.length === r.node.podCIDRs.length && peer.allowedIPs.every((a, i) => a === r.node.podCIDRs[i])) out[raw.name] = r.node.wireguardPublicKey;
+  }
+  return out;
+}
