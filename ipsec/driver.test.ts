@@ -1,5 +1,5 @@
 /**
- * IpsecDriver against FakeXfrm (kernel-like tables, see fake-xfrm.ts). The fake answers where a
+ * IpsecDriver against FakeXfrm (kernel-like tables, see xfrm.fake.ts). The fake answers where a
  * pod's packet would go after every single mutation, so "never plaintext" and "no drop during a
  * rotation" are checked at every step, not only at the end.
  */
@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from '@jest/globals';
 import { generateKeyPair, type KeyPair } from '../keymgr/keys.js';
 import { XFRM_GUARD_PRIORITY, XFRM_OUTPUT_MARK, XFRM_POLICY_PRIORITY, XFRM_REQID } from '../common/constants.js';
 import { IpsecDriver } from './driver.js';
-import { FakeXfrm, type OutboundVerdict } from './fake-xfrm.js';
+import { FakeXfrm, type OutboundVerdict } from './xfrm.fake.js';
 import { GUARD_LIFETIME_SECONDS, isOwnedPolicy } from './objects.js';
 import { planIpsec, type IpsecPlanNode } from '../tunnels/plan/ipsec-sa.js';
 import type { DesiredIpsec } from '../tunnels/ports/ipsec.js';

@@ -4,7 +4,7 @@
  * - {@link IpsecPort}: what the reconciler calls (proposed for `tunnels/ports/index.ts`): check the
  *   kernel once at start, `apply()` a desired state, `observe()` what is installed.
  * - {@link XfrmOps}: the kernel operations the driver needs. `XfrmClient` (xfrm.ts) implements
- *   it over the addon; `FakeXfrm` (fake-xfrm.ts) behaves like the kernel for unit tests.
+ *   it over the addon; `FakeXfrm` (xfrm.fake.ts) behaves like the kernel for unit tests.
  *
  * Desired state is plain data the planner can compute purely (`plan.ts`): SPIs and key epochs,
  * never key material. The driver derives each SA key (kdf.ts) only when it installs or checks

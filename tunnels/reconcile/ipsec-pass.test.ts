@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { IpsecDriver } from '../../ipsec/driver.js';
-import { FakeXfrm, type FakeEsp } from '../../ipsec/fake-xfrm.js';
+import { FakeXfrm, type FakeEsp } from '../../ipsec/xfrm.fake.js';
 import { parsePrivateKey, sodiumReady, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import { FakeSteering } from '../ports/steering.fake.js';
 import { createFakeKernel, MemoryNodeStore, type FakeRouting } from '../ports/kernel.fake.js';

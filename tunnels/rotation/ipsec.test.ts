@@ -10,7 +10,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IpsecDriver } from '../../ipsec/driver.js';
-import { FakeXfrm } from '../../ipsec/fake-xfrm.js';
+import { FakeXfrm } from '../../ipsec/xfrm.fake.js';
 import { sodiumReady, type PrivateKey } from '../../keymgr/keys.js';
 import { KeyStore } from '../../keymgr/keystore.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';

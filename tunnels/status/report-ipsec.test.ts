@@ -6,7 +6,7 @@
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { IpsecDriver } from '../../ipsec/driver.js';
-import { FakeXfrm } from '../../ipsec/fake-xfrm.js';
+import { FakeXfrm } from '../../ipsec/xfrm.fake.js';
 import { spiHex } from '../ports/xfrm-types.js';
 import { parsePrivateKey, sodiumReady, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import { FakeSteering } from '../ports/steering.fake.js';
