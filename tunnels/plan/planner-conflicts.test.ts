@@ -77,7 +77,7 @@ describe('plan() conflict resolution', () => {
       const expected = reference(nodes, established);
       const got = desired.skipped.filter((s) => s.reason === 'duplicate-key' || s.reason === 'pod-cidr-conflict');
       expect({ seed, skipped: got }).toEqual({ seed, skipped: expected });
-      expect(desired.peers.map((p) => p.node).sort()).toEqual(nodes.map((x) => x.name).filter((x) => !expected.some((e) => e.name === x)));
+      expect(desired.tunnel.peers.map((p) => p.node).sort()).toEqual(nodes.map((x) => x.name).filter((x) => !expected.some((e) => e.name === x)));
       conflicts += expected.length;
     }
     // The generator must actually produce conflicts, or the comparison proves nothing.

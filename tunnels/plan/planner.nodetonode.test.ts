@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
 import { FIXTURE_NAMES, fixtureCluster, fixtureKey, sealnetAnnotations, type FixtureCluster, type FixtureName } from '../../test/fixtures.js';
 import { ANNOTATIONS } from '../../common/constants.js';
-import type { DesiredState, RawNode } from '../ports/model.js';
+import type { DesiredWireGuardState, RawNode } from '../ports/model.js';
 import { plan, type PlanConfig } from './planner.js';
 import { encodeRotationStatus } from './rotation-codec.js';
 
@@ -24,7 +24,7 @@ beforeAll(async () => {
 const WG: PlanConfig = { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 };
 const N2N = (exemptCidrs: string[] = []): Partial<PlanConfig> => ({ nodeToNode: { exemptCidrs } });
 
-function from(self: FixtureName, opts: { nodes?: readonly RawNode[]; config?: Partial<PlanConfig>; handshakes?: string[] } = {}): DesiredState {
+function from(self: FixtureName, opts: { nodes?: readonly RawNode[]; config?: Partial<PlanConfig>; handshakes?: string[] } = {}): DesiredWireGuardState {
   return plan({
     nodes: opts.nodes ?? C.nodes,
     self: { name: self, wireguardPublicKey: C.keys[self], localAddresses: C.localAddresses[self] },
@@ -33,7 +33,7 @@ function from(self: FixtureName, opts: { nodes?: readonly RawNode[]; config?: Pa
   });
 }
 
-const allowed = (d: DesiredState): Record<string, readonly string[]> => Object.fromEntries(d.peers.map((p) => [p.node, p.allowedIPs]));
+const allowed = (d: DesiredWireGuardState): Record<string, readonly string[]> => Object.fromEntries(d.tunnel.peers.map((p) => [p.node, p.allowedIPs]));
 
 function nodeF(internalIPs: string[], podCIDRs = ['100.64.6.0/24']): RawNode {
   return { name: 'node-f', annotations: sealnetAnnotations(keyF, '198.18.0.6:51880'), podCIDRs, internalIPs };
@@ -62,11 +62,11 @@ describe('plan with node-to-node encryption: the fixture cluster from every node
     const off = from(self);
     const on = from(self, { config: N2N() });
     expect(on.routes).toStrictEqual(off.routes);
-    expect(on.link).toStrictEqual(off.link);
+    expect(on.tunnel.link).toStrictEqual(off.tunnel.link);
     expect(on.skipped).toStrictEqual(off.skipped);
     expect(on.routes.some((r) => r.dst.startsWith('198.18.') || r.dst.startsWith('fd00:198:'))).toBe(false);
-    for (const [i, p] of on.peers.entries()) {
-      const base = off.peers[i]!;
+    for (const [i, p] of on.tunnel.peers.entries()) {
+      const base = off.tunnel.peers[i]!;
       expect({ ...p, allowedIPs: base.allowedIPs }).toStrictEqual(base);
       const raw = C.nodes.find((n) => n.name === p.node)!;
       const hosts = raw.internalIPs.map((a) => (a.includes(':') ? `${a}/128` : `${a}/32`));
@@ -99,7 +99,7 @@ describe('plan with node-to-node encryption: addresses left out', () => {
 
   it('a node without pod CIDRs but with an address is skipped as before (no peer, no address)', () => {
     const d = from('node-a', { nodes: [...C.nodes, nodeF(['198.18.0.6'], [])], config: N2N() });
-    expect(d.peers.map((p) => p.node)).not.toContain('node-f');
+    expect(d.tunnel.peers.map((p) => p.node)).not.toContain('node-f');
   });
 
   it('is deterministic whatever the order of nodes and addresses', () => {
@@ -125,13 +125,13 @@ describe('plan with node-to-node encryption: a peer rotating', () => {
     ['moving', ['next'], 'next'],
   ] as ['staging' | 'moving', string[], 'current' | 'next'][])('%s, handshakes %j: the node address moves with the pod CIDR, to the %s key', (phase, hs, owner) => {
     const d = from('node-a', { nodes: rotating(phase), handshakes: hs.map(() => NB), config: N2N() });
-    const b = d.peers.filter((p) => p.node === 'node-b');
+    const b = d.tunnel.peers.filter((p) => p.node === 'node-b');
     const both = ['100.64.2.0/24', '198.18.0.2/32'];
     expect(b.map((p) => [p.publicKey, p.allowedIPs])).toStrictEqual([
       [C.keys['node-b'], owner === 'current' ? both : []],
       [NB, owner === 'next' ? both : []],
     ]);
     // What the rotation reports on stays the pod CIDRs.
-    expect(d.following).toStrictEqual([{ node: 'node-b', publicKey: NB, podCIDRs: ['100.64.2.0/24'] }]);
+    expect(d.tunnel.following).toStrictEqual([{ node: 'node-b', publicKey: NB, podCIDRs: ['100.64.2.0/24'] }]);
   });
 });

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
 import { FIXTURE_NAMES, fixtureCluster, fixtureKey, sealnetAnnotations, type FixtureCluster, type FixtureName } from '../../test/fixtures.js';
 import { ANNOTATIONS } from '../../common/constants.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, RawNode, SkipReason } from '../ports/model.js';
+import type { DesiredPeer, DesiredRoute, DesiredWireGuardState, RawNode, SkipReason } from '../ports/model.js';
 import { plan, type PlanConfig, type PlanInput } from './planner.js';
 
 // One fixture cluster (test/fixtures.ts), viewed from every node. Expected values are written
@@ -20,7 +20,7 @@ beforeAll(async () => {
 
 const WG: PlanConfig = { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 };
 
-function from(self: FixtureName, opts: { nodes?: readonly RawNode[]; config?: Partial<PlanConfig>; established?: Record<string, PublicKey>; localAddresses?: string[] } = {}): DesiredState {
+function from(self: FixtureName, opts: { nodes?: readonly RawNode[]; config?: Partial<PlanConfig>; established?: Record<string, PublicKey>; localAddresses?: string[] } = {}): DesiredWireGuardState {
   const input: PlanInput = {
     nodes: opts.nodes ?? C.nodes,
     self: { name: self, wireguardPublicKey: C.keys[self], localAddresses: opts.localAddresses ?? C.localAddresses[self] },
@@ -127,9 +127,9 @@ function routes(rows: readonly RouteRow[], mtu = 1440): DesiredRoute[] {
   return rows.map(([dst, src]) => ({ dst, dev: 'sealwg0', mtu, src, table: 5188 }));
 }
 
-function golden(self: FixtureName): DesiredState {
+function golden(self: FixtureName): DesiredWireGuardState {
   const g = GOLDEN[self];
-  return { mode: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: peers(g.peers), routes: routes(g.routes), skipped: [] };
+  return { tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: peers(g.peers) }, routes: routes(g.routes), skipped: [] };
 }
 
 /** A sixth node, valid unless a test breaks it. */
@@ -165,11 +165,11 @@ describe('plan: the fixture cluster from every node', () => {
 
   it('ipsec from node-a: every wireguard node is a mode mismatch, MTU for ESP', () => {
     const got = from('node-a', { config: { mode: 'ipsec' } });
+    // plan() is the base plan in both modes (skips, routes with the mode's MTU); planIpsecMode
+    // replaces its tunnel with SAs (tunnels/reconcile/ipsec-pass.ts).
     expect(got).toStrictEqual({
-      mode: 'ipsec',
       // 1500 - 20 (IP) - 16 (ESP hdr + IV) - 16 (ICV) = 1448, aligned to 4, minus 2 trailer.
-      link: { name: 'sealwg0', listenPort: 51880, mtu: 1446, fwmark: 0x5188 },
-      peers: [],
+      tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1446, fwmark: 0x5188 }, peers: [] },
       routes: [],
       skipped: (['node-b', 'node-c', 'node-d', 'node-e'] as const).map((name) => ({ name, reason: 'mode-mismatch', detail: `node ${name} runs mode wireguard, this node runs ipsec` })),
     });
@@ -177,18 +177,18 @@ describe('plan: the fixture cluster from every node', () => {
 
   it('self missing from the snapshot: all others are peers, no source address is known', () => {
     const got = from('node-a', { nodes: C.nodes.filter((n) => n.name !== 'node-a') });
-    expect(got.peers).toStrictEqual(peers(GOLDEN['node-a'].peers));
+    expect(got.tunnel.peers).toStrictEqual(peers(GOLDEN['node-a'].peers));
     expect(got.routes.map((r) => r.src)).toStrictEqual([undefined, undefined, undefined, undefined, undefined]);
   });
 
   it('an empty cluster plans only the link', () => {
-    expect(from('node-a', { nodes: [] })).toStrictEqual({ mode: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: [], routes: [], skipped: [] });
+    expect(from('node-a', { nodes: [] })).toStrictEqual({ tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: [] }, routes: [], skipped: [] });
   });
 
   it('uses listen port and keepalive from the config', () => {
     const got = from('node-b', { config: { listenPort: 51820, persistentKeepalive: 0 } });
-    expect(got.link.listenPort).toBe(51820);
-    expect(got.peers).toStrictEqual(peers(GOLDEN['node-b'].peers, 0));
+    expect(got.tunnel.link.listenPort).toBe(51820);
+    expect(got.tunnel.peers).toStrictEqual(peers(GOLDEN['node-b'].peers, 0));
   });
 });
 
@@ -201,7 +201,7 @@ describe('plan: MTU from the underlay', () => {
     ['1500 over IPv4 VXLAN', { underlayMtu: 1500, underlayFamily: 4, overlay: 'vxlan' }, 1390],
   ] as [string, Partial<PlanConfig>, number][])('%s → %i on the link and every route', (_label, cfg, mtu) => {
     const got = from('node-a', { config: cfg });
-    expect(got.link.mtu).toBe(mtu);
+    expect(got.tunnel.link.mtu).toBe(mtu);
     expect(got.routes).toHaveLength(5);
     expect(got.routes.map((r) => r.mtu)).toStrictEqual([mtu, mtu, mtu, mtu, mtu]);
   });
@@ -285,19 +285,19 @@ describe('plan: bad nodes are skipped with the right reason, others unaffected',
   it('a valid sixth node is planned (the base of the cases above is good)', () => {
     const got = from('node-a', { nodes: [...C.nodes, nodeF()] });
     expect(got.skipped).toStrictEqual([]);
-    expect(got.peers.map((p) => p.node)).toStrictEqual(['node-b', 'node-c', 'node-d', 'node-e', 'node-f']);
-    expect(got.peers[4]).toStrictEqual({ node: 'node-f', publicKey: keyF, endpoint: '198.18.0.6:51880', allowedIPs: ['100.64.6.0/24'], persistentKeepalive: 25 });
+    expect(got.tunnel.peers.map((p) => p.node)).toStrictEqual(['node-b', 'node-c', 'node-d', 'node-e', 'node-f']);
+    expect(got.tunnel.peers[4]).toStrictEqual({ node: 'node-f', publicKey: keyF, endpoint: '198.18.0.6:51880', allowedIPs: ['100.64.6.0/24'], persistentKeepalive: 25 });
     expect(got.routes.map((r) => r.dst)).toStrictEqual(['100.64.2.0/24', '100.64.3.0/24', '100.64.4.0/24', '100.64.5.0/24', '100.64.6.0/24', 'fd00:64:5::/64']);
   });
 
   it('an IPv6 endpoint is bracketed', () => {
     const got = from('node-a', { nodes: [...C.nodes, nodeF({ annotations: { [ANNOTATIONS.endpoint]: '[fd00:198:18::6]:51880' } })] });
-    expect(got.peers.find((p) => p.node === 'node-f')?.endpoint).toBe('[fd00:198:18::6]:51880');
+    expect(got.tunnel.peers.find((p) => p.node === 'node-f')?.endpoint).toBe('[fd00:198:18::6]:51880');
   });
 
   it('an IPv6 endpoint is written in canonical form (as `wg show dump` reports it), so it does not churn', () => {
     const got = from('node-a', { nodes: [...C.nodes, nodeF({ annotations: { [ANNOTATIONS.endpoint]: '[FD00:198:18:0:0:0:0:6]:51880' } })] });
-    expect(got.peers.find((p) => p.node === 'node-f')?.endpoint).toBe('[fd00:198:18::6]:51880');
+    expect(got.tunnel.peers.find((p) => p.node === 'node-f')?.endpoint).toBe('[fd00:198:18::6]:51880');
   });
 
   it('many bad nodes at once: each skipped for its own reason, good ones all planned', () => {
@@ -312,14 +312,14 @@ describe('plan: bad nodes are skipped with the right reason, others unaffected',
       ['node-g', 'version-unsupported'],
       ['node-h', 'no-pod-cidrs'],
     ]);
-    expect(got.peers).toStrictEqual(golden('node-c').peers);
+    expect(got.tunnel.peers).toStrictEqual(golden('node-c').tunnel.peers);
     expect(got.routes).toStrictEqual(golden('node-c').routes);
   });
 });
 
 describe('plan: conflicts between remote nodes', () => {
   const withoutB = (self: FixtureName): { peers: DesiredPeer[]; routes: DesiredRoute[] } => ({
-    peers: golden(self).peers.filter((p) => p.node !== 'node-b'),
+    peers: golden(self).tunnel.peers.filter((p) => p.node !== 'node-b'),
     routes: golden(self).routes.filter((r) => r.dst !== '100.64.2.0/24'),
   });
 
@@ -329,13 +329,13 @@ describe('plan: conflicts between remote nodes', () => {
       { name: 'node-b', reason: 'duplicate-key', detail: 'nodes node-b and node-f publish the same public key' },
       { name: 'node-f', reason: 'duplicate-key', detail: 'nodes node-b and node-f publish the same public key' },
     ]);
-    expect({ peers: got.peers, routes: got.routes }).toStrictEqual(withoutB('node-a'));
+    expect({ peers: got.tunnel.peers, routes: got.routes }).toStrictEqual(withoutB('node-a'));
   });
 
   it('two nodes with one key: the established owner keeps it, the newcomer is skipped', () => {
     const got = from('node-a', { nodes: [...C.nodes, nodeF({ key: C.keys['node-b'] })], established: { 'node-b': C.keys['node-b'], 'node-c': C.keys['node-c'] } });
     expect(got.skipped).toStrictEqual([{ name: 'node-f', reason: 'duplicate-key', detail: 'nodes node-b and node-f publish the same public key; node-b had it first' }]);
-    expect(got.peers).toStrictEqual(golden('node-a').peers);
+    expect(got.tunnel.peers).toStrictEqual(golden('node-a').tunnel.peers);
     expect(got.routes).toStrictEqual(golden('node-a').routes);
   });
 
@@ -351,7 +351,7 @@ describe('plan: conflicts between remote nodes', () => {
       ['node-f', 'duplicate-key'],
       ['node-g', 'duplicate-key'],
     ]);
-    expect(got.peers).toStrictEqual(golden('node-d').peers);
+    expect(got.tunnel.peers).toStrictEqual(golden('node-d').tunnel.peers);
   });
 
   it('overlapping pod CIDRs between two remote nodes, neither established: both skipped', () => {
@@ -360,13 +360,13 @@ describe('plan: conflicts between remote nodes', () => {
       { name: 'node-b', reason: 'pod-cidr-conflict', detail: 'nodes node-b and node-f have overlapping pod CIDRs' },
       { name: 'node-f', reason: 'pod-cidr-conflict', detail: 'nodes node-b and node-f have overlapping pod CIDRs' },
     ]);
-    expect({ peers: got.peers, routes: got.routes }).toStrictEqual(withoutB('node-a'));
+    expect({ peers: got.tunnel.peers, routes: got.routes }).toStrictEqual(withoutB('node-a'));
   });
 
   it('overlapping pod CIDRs: the established node keeps them', () => {
     const got = from('node-e', { nodes: [...C.nodes, nodeF({ podCIDRs: ['100.64.2.128/25'] })], established: { 'node-b': C.keys['node-b'] } });
     expect(got.skipped).toStrictEqual([{ name: 'node-f', reason: 'pod-cidr-conflict', detail: 'nodes node-b and node-f have overlapping pod CIDRs; node-b had it first' }]);
-    expect(got.peers).toStrictEqual(golden('node-e').peers);
+    expect(got.tunnel.peers).toStrictEqual(golden('node-e').tunnel.peers);
     expect(got.routes).toStrictEqual(golden('node-e').routes);
   });
 

@@ -8,7 +8,7 @@ import { tunnelMtu } from '../../common/mtu.js';
 import { decodeNode } from './annotations.js';
 import { cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
 import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, Mode, PeerNode, RawNode, SkippedNode } from '../ports/model.js';
+import type { DesiredPeer, DesiredRoute, DesiredWireGuardState, Mode, PeerNode, RawNode, SkippedNode } from '../ports/model.js';
 
 /** Who this agent is. */
 export interface PlanSelf {
@@ -76,7 +76,7 @@ export interface PlanInput {
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 /** Computes the desired state. Pure and deterministic. */
-export function plan(input: PlanInput): DesiredState {
+export function plan(input: PlanInput): DesiredWireGuardState {
   const { self, config } = input;
   const established = input.established ?? {};
   const skipped: SkippedNode[] = [];
@@ -131,13 +131,15 @@ export function plan(input: PlanInput): DesiredState {
   skipped.sort(byName);
 
   return {
-    mode: config.mode,
-    link: { name: activeLink.name, listenPort: activeLink.listenPort, mtu, fwmark: WG_FWMARK },
-    peers,
+    tunnel: {
+      kind: 'wireguard',
+      link: { name: activeLink.name, listenPort: activeLink.listenPort, mtu, fwmark: WG_FWMARK },
+      peers,
+      ...(self.rotation !== undefined ? { incoming: { link: { name: self.rotation.link.name, listenPort: self.rotation.link.listenPort, mtu, fwmark: WG_FWMARK }, peers } } : {}),
+      ...(following.length > 0 ? { following } : {}),
+    },
     routes,
     skipped,
-    ...(self.rotation !== undefined ? { incoming: { link: { name: self.rotation.link.name, listenPort: self.rotation.link.listenPort, mtu, fwmark: WG_FWMARK }, peers } } : {}),
-    ...(following.length > 0 ? { following } : {}),
   };
 }
 

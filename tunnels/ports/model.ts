@@ -100,19 +100,15 @@ export interface DesiredRoute {
   readonly table: number;
 }
 
-/** Everything the agent wants in the kernel, computed purely by `plan()`. Sorted. */
-export interface DesiredState {
-  readonly mode: Mode;
+/** Mode wireguard's tunnel: the link, its peers, and key-rotation extras. */
+export interface DesiredWireGuard {
+  readonly kind: 'wireguard';
   readonly link: DesiredLink;
   /** Sorted by node name. */
   readonly peers: readonly DesiredPeer[];
-  /** Sorted by dst. */
-  readonly routes: readonly DesiredRoute[];
-  /** Sorted by name. */
-  readonly skipped: readonly SkippedNode[];
   /**
-   * This node's rotation (issue 5): the link holding the new key, with the same peers. Routes
-   * of the nodes that moved to the new key name this link as `dev`. Absent when not rotating.
+   * This node's rotation: the link holding the new key, with the same peers. Routes of the
+   * nodes that moved to the new key name this link as `dev`. Absent when not rotating.
    */
   readonly incoming?: { readonly link: DesiredLink; readonly peers: readonly DesiredPeer[] };
   /**
@@ -120,11 +116,38 @@ export interface DesiredState {
    * (`sealnet.io/rotation-peers`). Absent when no other node rotates. Sorted by node.
    */
   readonly following?: readonly { readonly node: string; readonly publicKey: PublicKey; readonly podCIDRs: readonly string[] }[];
-  /**
-   * Mode ipsec (tunnels/reconcile/ipsec-pass.ts): SAs and policies per peer for the IPsec driver. Then
-   * `peers` is empty, `routes` name the underlay device, and `link` is not created.
-   */
-  readonly ipsec?: DesiredIpsec;
+}
+
+/** Mode ipsec's tunnel: SAs and policies per peer for the IPsec driver (no link is created). */
+export interface DesiredIpsecTunnel {
+  readonly kind: 'ipsec';
+  readonly sas: DesiredIpsec;
+}
+
+/**
+ * Everything the agent wants in the kernel, computed purely (`plan()`, and `planIpsecMode()`
+ * which replaces the tunnel with SAs). Sorted. Routes name the tunnel link (wireguard) or the
+ * underlay device (ipsec).
+ */
+export interface DesiredState {
+  readonly tunnel: DesiredWireGuard | DesiredIpsecTunnel;
+  /** Sorted by dst. */
+  readonly routes: readonly DesiredRoute[];
+  /** Sorted by name. */
+  readonly skipped: readonly SkippedNode[];
+}
+
+/** What `plan()` returns: the WireGuard tunnel (mode ipsec replaces it, `planIpsecMode`). */
+export type DesiredWireGuardState = DesiredState & { readonly tunnel: DesiredWireGuard };
+
+/** The WireGuard tunnel of `d`, or undefined in mode ipsec. */
+export function wireguardOf(d: DesiredState | undefined): DesiredWireGuard | undefined {
+  return d?.tunnel.kind === 'wireguard' ? d.tunnel : undefined;
+}
+
+/** The IPsec SAs of `d`, or undefined in mode wireguard. */
+export function ipsecOf(d: DesiredState | undefined): DesiredIpsec | undefined {
+  return d?.tunnel.kind === 'ipsec' ? d.tunnel.sas : undefined;
 }
 
 export type { DesiredIpsec } from './ipsec.js';

@@ -16,7 +16,7 @@ import { ANNOTATIONS, ROUTE_TABLE } from '../../common/constants.js';
 import { planIpsecMode, type IpsecModePlanInput } from './ipsec-pass.js';
 import type { Logger } from '../../common/logger.js';
 import { createMetrics } from '../../common/metrics.js';
-import type { DesiredState, RawNode } from '../ports/model.js';
+import { ipsecOf, wireguardOf, type DesiredState, type RawNode } from '../ports/model.js';
 import { Reconciler } from './reconciler.js';
 
 /** IPsec keys are separate from the (identity) WireGuard keys: another seed per node. */
@@ -95,28 +95,28 @@ describe('planIpsecMode from every node', () => {
   it.each(SELVES)('%s: one pair per other node, routes out of the underlay at the ESP MTU, no WireGuard peers', (self) => {
     const d = planFrom(self);
     const others = FIXTURE_NAMES.filter((n) => n !== self);
-    expect(d.mode).toBe('ipsec');
-    expect(d.peers).toEqual([]);
+    expect(d.tunnel.kind).toBe('ipsec');
+    expect(wireguardOf(d)).toBeUndefined();
     expect(d.skipped).toEqual([]);
-    expect(d.ipsec?.peers.map((p) => p.node)).toEqual(others);
-    expect(d.ipsec).toMatchObject({ self, keyBits: 256, replayWindow: 1024 });
-    expect(d.ipsec?.policyMark).toBeUndefined();
+    expect(ipsecOf(d)!.peers.map((p) => p.node)).toEqual(others);
+    expect(ipsecOf(d)!).toMatchObject({ self, keyBits: 256, replayWindow: 1024 });
+    expect(ipsecOf(d)!.policyMark).toBeUndefined();
     const gateway = C.localAddresses[self].find((a) => a.startsWith('100.64.'));
     for (const r of d.routes) expect(r).toEqual({ dst: r.dst, dev: 'eth0', mtu: 1446, src: r.dst.includes(':') ? r.src : gateway, table: ROUTE_TABLE });
     // Every remote pod CIDR has its route (node-e's IPv6 one too: a route without a policy is
     // plaintext the egress guard drops, never a leak).
     expect(d.routes.map((r) => r.dst).sort()).toEqual(C.nodes.filter((n) => n.name !== self).flatMap((n) => n.podCIDRs.map((c) => (c === 'fd00:64:5:0::/64' ? 'fd00:64:5::/64' : c))).sort());
     // Receiving SPIs never collide on a node.
-    const inbound = d.ipsec!.peers.flatMap((p) => p.inbound.map((s) => s.spi));
+    const inbound = ipsecOf(d)!.peers.flatMap((p) => p.inbound.map((s) => s.spi));
     expect(new Set(inbound).size).toBe(inbound.length);
   });
 
   it('both ends of every pair agree on SPIs, epochs and keys', () => {
     const plans = Object.fromEntries(SELVES.map((s) => [s, planFrom(s)])) as Record<FixtureName, DesiredState>;
     for (const a of SELVES) {
-      for (const pa of plans[a].ipsec!.peers) {
+      for (const pa of ipsecOf(plans[a])!.peers) {
         const b = pa.node as FixtureName;
-        const pb = plans[b].ipsec!.peers.find((p) => p.node === a)!;
+        const pb = ipsecOf(plans[b])!.peers.find((p) => p.node === a)!;
         expect(pa.outbound.peerPublicKey).toBe(IK[b]);
         expect(pb.inbound).toEqual([{ spi: pa.outbound.spi, srcEpoch: 1, dstEpoch: 1, peerPublicKey: IK[a] }]);
         expect([pa.localAddress, pa.remoteAddress]).toEqual([pb.remoteAddress, pb.localAddress]);
@@ -126,11 +126,11 @@ describe('planIpsecMode from every node', () => {
 
   it('skips a node without a usable IPsec key, and the other pairs keep their SPIs', () => {
     const full = planFrom('node-a');
-    const spis = (d: DesiredState): Record<string, number> => Object.fromEntries(d.ipsec!.peers.map((p) => [p.node, p.outbound.spi]));
+    const spis = (d: DesiredState): Record<string, number> => Object.fromEntries(ipsecOf(d)!.peers.map((p) => [p.node, p.outbound.spi]));
     for (const bad of [{ [ANNOTATIONS.ipsecPublicKey]: undefined }, { [ANNOTATIONS.ipsecPublicKey]: LOW_ORDER }]) {
       const d = planFrom('node-a', ipsecNodes({ 'node-b': bad }));
       expect(d.skipped).toEqual([{ name: 'node-b', reason: 'annotations-invalid', detail: expect.stringContaining('sealnet.io/ipsec-public-key') }]);
-      expect(d.ipsec!.peers.map((p) => p.node)).toEqual(['node-c', 'node-d', 'node-e']);
+      expect(ipsecOf(d)!.peers.map((p) => p.node)).toEqual(['node-c', 'node-d', 'node-e']);
       expect(d.routes.some((r) => r.dst === '100.64.2.0/24')).toBe(false);
       const { 'node-b': _gone, ...rest } = spis(full);
       expect(spis(d)).toEqual(rest);
@@ -146,7 +146,7 @@ describe('planIpsecMode from every node', () => {
     ]);
     const kept = planFrom('node-a', nodes, { established: { 'node-b': IK['node-b'] } });
     expect(kept.skipped).toEqual([{ name: 'node-c', reason: 'duplicate-key', detail: 'nodes node-c and node-b publish the same IPsec public key; node-b had it first' }]);
-    expect(kept.ipsec!.peers.map((p) => p.node)).toEqual(['node-b', 'node-d', 'node-e']);
+    expect(ipsecOf(kept)!.peers.map((p) => p.node)).toEqual(['node-b', 'node-d', 'node-e']);
   });
 
   it("skips a node publishing this node's own IPsec key, and a node running mode wireguard", () => {
@@ -227,7 +227,7 @@ describe('Reconciler in mode ipsec', () => {
     expect(a.xfrm.states()).toHaveLength(4);
     expect(a.xfrm.policies()).toHaveLength(6);
     expect(r1.kernelOps).toMatchObject({ xfrm_add_state: 4, xfrm_add_policy: 6, route_replace: 2 });
-    expect(a.xfrm.outboundVerdict('100.64.1.10', '100.64.2.10')).toEqual({ kind: 'esp', spi: r1.desired!.ipsec!.peers[0]!.outbound.spi });
+    expect(a.xfrm.outboundVerdict('100.64.1.10', '100.64.2.10')).toEqual({ kind: 'esp', spi: ipsecOf(r1.desired)!.peers[0]!.outbound.spi });
     expect(a.xfrm.outboundVerdict('100.64.1.1', '100.64.3.10')).toMatchObject({ kind: 'esp' }); // host traffic with the pod-CIDR source
     expect(a.routing.routesIn(ROUTE_TABLE).map((r) => [r.dst, r.dev, r.mtu, r.src])).toEqual([
       ['100.64.2.0/24', 'eth0', 1446, '100.64.1.1'],

@@ -27,7 +27,7 @@ import { canonicalCidr, parseIP } from '../../common/ip.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY } from '../../common/constants.js';
 import { diffRoutes } from '../plan/diff.js';
 import { SealnetError } from '../../common/errors.js';
-import type { DesiredPeer, DesiredRoute, DesiredState, RawNode, SkippedNode } from '../ports/model.js';
+import { ipsecOf, type DesiredPeer, type DesiredRoute, type DesiredState, type RawNode, type SkippedNode } from '../ports/model.js';
 import { plan, type PlanInput } from '../plan/planner.js';
 import type { IpsecApplyResult, IpsecPort, ObservedPeer, SteeringEntry } from '../ports/index.js';
 import type { ReconcileReport } from '../ports/model.js';
@@ -87,7 +87,7 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
 
   // IPsec skip rules on the nodes plan() accepted.
   const candidates: { name: string; key: PublicKey; epoch: number }[] = [];
-  for (const p of base.peers) {
+  for (const p of base.tunnel.peers) {
     const k = keys.get(p.node);
     if (k === undefined) continue;
     if (!k.ok) skipped.push({ name: p.node, reason: k.reason, detail: k.detail });
@@ -118,7 +118,7 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
   // out of the underlay device, for the peers that got SAs.
   const remote = new Set(r.desired.peers.flatMap((p) => p.remoteCIDRs));
   const routes: DesiredRoute[] = base.routes.filter((rt) => remote.has(rt.dst)).map((rt) => ({ ...rt, dev: x.underlayDev }));
-  return { mode: 'ipsec', link: base.link, peers: [], routes, skipped: skipped.sort(byName), ipsec: r.desired };
+  return { tunnel: { kind: 'ipsec', sas: r.desired }, routes, skipped: skipped.sort(byName) };
 }
 
 /** Skips every node whose IPsec key another candidate also publishes, unless it alone was established with it. */
@@ -142,7 +142,7 @@ function dropDuplicateKeys<T extends { name: string; key: PublicKey }>(nodes: re
  * remote pod CIDRs), programmed when the driver reported the pair ready.
  */
 export function ipsecSteeringPeers(desired: DesiredState, ready: readonly string[]): { desiredPeers: DesiredPeer[]; observedPeers: ObservedPeer[] } {
-  const pairs = desired.ipsec?.peers ?? [];
+  const pairs = ipsecOf(desired)?.peers ?? [];
   const desiredPeers = pairs.map((p) => ({ node: p.node, publicKey: p.outbound.peerPublicKey, endpoint: p.remoteAddress, allowedIPs: p.remoteCIDRs, persistentKeepalive: 0 }));
   const observedPeers = pairs
     .filter((p) => ready.includes(p.node))
@@ -272,7 +272,11 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   }
   ctx.host.reportSkipped(desired.skipped);
   const prune = store.synced();
-  const wanted = desired.ipsec!;
+  const wanted = ipsecOf(desired);
+  if (wanted === undefined) {
+    ctx.pass.fail('plan', new SealnetError('INTERNAL', 'mode ipsec planned no IPsec tunnel'));
+    return ctx.pass.finish(undefined, false, false);
+  }
 
   // 6. XFRM: a failing peer is reported; the others proceed (the driver's contract).
   let applied: IpsecApplyResult | undefined;

@@ -21,7 +21,7 @@ import { diffPeers, diffRoutes } from '../plan/diff.js';
 import { plan } from '../plan/planner.js';
 import { planSteering, steeringLinks } from '../plan/steering.js';
 import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
-import type { DesiredState, RawNode, ReconcileReport } from '../ports/model.js';
+import type { DesiredWireGuardState, RawNode, ReconcileReport } from '../ports/model.js';
 import { afterRotation, applyRotationDatapath, handshakesOnEveryLink, type DatapathMemo } from '../rotation/datapath.js';
 import type { PassContext, PassHost } from './context.js';
 import type { ReconcilerDeps } from './deps.js';
@@ -90,7 +90,7 @@ export class WireGuardPass {
   private secondaryLink: LinkInfo | undefined;
   private retiredPresent = false;
   // plan
-  private desired!: DesiredState;
+  private desired!: DesiredWireGuardState;
   private prune = false;
   // apply
   private links: { name: string; observed: readonly ObservedPeer[]; info: LinkInfo; changed: boolean }[] = [];
@@ -320,8 +320,8 @@ export class WireGuardPass {
     if (secondary !== undefined && this.secondaryOk && observedSecondary !== undefined && secondaryLink !== undefined) this.links.push({ name: secondary.name, observed: observedSecondary.peers, info: secondaryLink, changed: false });
     for (const l of this.links) {
       try {
-        if (l.info.mtu !== desired.link.mtu || !l.info.up) {
-          await this.p.op('link_set', () => routing.setLink(l.name, { mtu: desired.link.mtu, up: true }));
+        if (l.info.mtu !== desired.tunnel.link.mtu || !l.info.up) {
+          await this.p.op('link_set', () => routing.setLink(l.name, { mtu: desired.tunnel.link.mtu, up: true }));
         }
       } catch (err) {
         this.p.fail('link', err);
@@ -360,7 +360,7 @@ export class WireGuardPass {
     // rotation datapath below.
     const routesReplaced = incoming === undefined ? replaceRoutes() : undefined;
     for (const l of this.links) {
-      const peerChanges = diffPeers(desired.peers, l.observed, { prune });
+      const peerChanges = diffPeers(desired.tunnel.peers, l.observed, { prune });
       const peerSets = peerChanges.filter((c) => c.op === 'set');
       const removes = peerChanges.filter((c) => c.op === 'remove');
       this.setsByLink.set(l.name, peerSets);
@@ -461,7 +461,7 @@ export class WireGuardPass {
           self: config.nodeName,
           clusterCidrs: config.steering.clusterCidrs,
           nodes: this.nodes,
-          desiredPeers: this.desired.peers,
+          desiredPeers: this.desired.tunnel.peers,
           observedPeers: l.peers,
           target: { action: 'redirect', ifindex: l.ifindex },
           nodeToNode: config.steering.nodeToNode,
@@ -500,7 +500,7 @@ export class WireGuardPass {
 
   /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
   private recordEstablished(): void {
-    const peers = this.desired.peers.filter((p) => p.next !== true);
+    const peers = this.desired.tunnel.peers.filter((p) => p.next !== true);
     if (this.peersOk) this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
     this.d.metrics.peers.set(peers.length);
   }
@@ -531,14 +531,14 @@ export class WireGuardPass {
    */
   private keepView(): void {
     const { desired, readBack } = this;
-    const quiet = this.incoming === undefined && this.links.length === 1 && desired.peers.every((p) => p.next !== true) && (desired.following?.length ?? 0) === 0;
+    const quiet = this.incoming === undefined && this.links.length === 1 && desired.tunnel.peers.every((p) => p.next !== true) && (desired.tunnel.following?.length ?? 0) === 0;
     if (this.p.errors.length !== 0 || !quiet || this.underlayName === undefined || readBack[0] === undefined) return;
     this.s.view = {
       link: this.primary.name,
       publicKey: this.primary.publicKey,
       listenPort: this.primary.listenPort,
       ifindex: this.tunnelLink.ifindex,
-      mtu: desired.link.mtu,
+      mtu: desired.tunnel.link.mtu,
       underlay: this.underlayName,
       underlayMtu: this.underlayMtu,
       localAddresses: this.localAddresses,

@@ -5,7 +5,7 @@
  */
 import { ANNOTATIONS } from '../../common/constants.js';
 import { describeError, SealnetError } from '../../common/errors.js';
-import type { DesiredState, RawNode } from '../ports/model.js';
+import type { DesiredWireGuardState, RawNode } from '../ports/model.js';
 import type { MirrorPort, NodeStore, ObservedPeer } from '../ports/index.js';
 import type { Logger } from '../../common/logger.js';
 import { encodeReportsAnnotation, handshakesByNode, rotationReports, type RotationController, type RotationPassPlan } from './wireguard.js';
@@ -87,14 +87,14 @@ export async function afterRotation(p: {
   readonly nodes: readonly RawNode[];
   readonly self: RawNode;
   readonly endpointHost: string;
-  readonly desired: DesiredState;
+  readonly desired: DesiredWireGuardState;
   readonly readBack: readonly { name: string; peers: readonly ObservedPeer[] }[];
   readonly secondary: string | undefined;
   readonly retiredPresent: boolean;
   readonly applied: boolean;
   readonly fail: (step: string, err: unknown) => void;
 }): Promise<void> {
-  const reports = rotationReports(p.desired.following ?? [], p.readBack.map((l) => l.peers));
+  const reports = rotationReports(p.desired.tunnel.following ?? [], p.readBack.map((l) => l.peers));
   const want: Record<string, string | undefined> = { [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports), ...(p.rotation?.annotations(p.endpointHost) ?? {}) };
   const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => p.self.annotations[k] !== v));
   if (Object.keys(diff).length > 0) {
@@ -111,11 +111,11 @@ export async function afterRotation(p: {
     nodes: p.nodes,
     synced: p.store.synced(),
     applied: p.applied,
-    peers: [...new Set(p.desired.peers.map((x) => x.node))],
+    peers: [...new Set(p.desired.tunnel.peers.map((x) => x.node))],
     // Only the key that owns a node's pod CIDRs counts: that is the session the new link's
     // traffic to the node uses once routes move into it (a handshake with another key of a
     // rotating node says nothing about it).
-    incomingHandshakes: handshakesByNode(p.desired.peers.filter((x) => x.allowedIPs.length > 0), incomingPeers),
+    incomingHandshakes: handshakesByNode(p.desired.tunnel.peers.filter((x) => x.allowedIPs.length > 0), incomingPeers),
     activeLinkPresent: p.retiredPresent,
   });
 }

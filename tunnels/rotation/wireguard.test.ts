@@ -93,7 +93,7 @@ describe('rotation annotations codec', () => {
 describe('plan: a peer rotating (node-b), seen from node-a', () => {
   const from = (nodes: readonly RawNode[], handshakes: string[] = []): ReturnType<typeof plan> =>
     plan({ nodes, self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] }, config: WG, handshakes: new Set(handshakes) });
-  const peersOfB = (d: ReturnType<typeof plan>): DesiredPeer[] => d.peers.filter((p) => p.node === 'node-b');
+  const peersOfB = (d: ReturnType<typeof plan>): DesiredPeer[] => d.tunnel.peers.filter((p) => p.node === 'node-b');
 
   it('idle: one peer, as before (the goldens of planner.test.ts stay exact)', () => {
     const d = from(C.nodes);
@@ -114,7 +114,7 @@ describe('plan: a peer rotating (node-b), seen from node-a', () => {
       { node: 'node-b', publicKey: C.keys['node-b'], endpoint: '198.18.0.2:51880', allowedIPs: owner === 'current' ? cidr : [], persistentKeepalive: 25 },
       { node: 'node-b', publicKey: NB, endpoint: '198.18.0.2:51881', allowedIPs: owner === 'next' ? cidr : [], persistentKeepalive: 25, next: true },
     ]);
-    expect(d.following).toStrictEqual([{ node: 'node-b', publicKey: NB, podCIDRs: cidr }]);
+    expect(d.tunnel.following).toStrictEqual([{ node: 'node-b', publicKey: NB, podCIDRs: cidr }]);
     // Routes do not care which key: they name our link.
     expect(d.routes.find((r) => r.dst === '100.64.2.0/24')?.dev).toBe('sealwg0');
   });
@@ -128,7 +128,7 @@ describe('plan: a peer rotating (node-b), seen from node-a', () => {
     const nodes = withAnn(C.nodes, 'node-b', { ...rotating('grace'), [ANNOTATIONS.wireguardPublicKey]: NB, [ANNOTATIONS.endpoint]: '198.18.0.2:51881' });
     const d = from(nodes);
     expect(peersOfB(d)).toStrictEqual([{ node: 'node-b', publicKey: NB, endpoint: '198.18.0.2:51881', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 25 }]);
-    expect(d.following).toStrictEqual([{ node: 'node-b', publicKey: NB, podCIDRs: ['100.64.2.0/24'] }]);
+    expect(d.tunnel.following).toStrictEqual([{ node: 'node-b', publicKey: NB, podCIDRs: ['100.64.2.0/24'] }]);
   });
 
   it.each([
@@ -149,19 +149,19 @@ describe('plan: this node rotating (node-a)', () => {
 
   it('staging: the new link with the same peers, routes still on the old link', () => {
     const d = plan({ nodes: C.nodes, self: self([]), config: WG });
-    expect(d.incoming).toStrictEqual({ link: { name: 'sealwg1', listenPort: 51881, mtu: 1440, fwmark: 0x5188 }, peers: d.peers });
+    expect(d.tunnel.incoming).toStrictEqual({ link: { name: 'sealwg1', listenPort: 51881, mtu: 1440, fwmark: 0x5188 }, peers: d.tunnel.peers });
     expect(new Set(d.routes.map((r) => r.dev))).toEqual(new Set(['sealwg0']));
   });
 
   it('moving on: every route into the new link', () => {
     const d = plan({ nodes: C.nodes, self: self('all'), config: WG });
     expect(new Set(d.routes.map((r) => r.dev))).toEqual(new Set(['sealwg1']));
-    expect(d.link.name).toBe('sealwg0');
+    expect(d.tunnel.link.name).toBe('sealwg0');
   });
 
   it('idle on slot 1: link and routes are sealwg1 on port 51881', () => {
     const d = plan({ nodes: C.nodes, self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: [], link: { name: 'sealwg1', listenPort: 51881 } }, config: WG });
-    expect(d.link).toStrictEqual({ name: 'sealwg1', listenPort: 51881, mtu: 1440, fwmark: 0x5188 });
+    expect(d.tunnel.link).toStrictEqual({ name: 'sealwg1', listenPort: 51881, mtu: 1440, fwmark: 0x5188 });
     expect(new Set(d.routes.map((r) => r.dev))).toEqual(new Set(['sealwg1']));
   });
 

@@ -18,7 +18,7 @@ import { validateConfig } from '../agent/config.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { silentLogger } from '../../common/logger.js';
 import { createMetrics } from '../../common/metrics.js';
-import type { RawNode } from '../ports/model.js';
+import { ipsecOf, type RawNode } from '../ports/model.js';
 import { Reconciler } from '../reconcile/reconciler.js';
 import { decodeStatus, type NodeStatusReport } from './report.js';
 import { StatusService } from './service.js';
@@ -127,7 +127,7 @@ describe('status of mode ipsec pairs', () => {
     expect(r.algorithm).toBe('ipsec-esp-aes-gcm-128');
     expect(r.ready).toBe(true);
     expect(r.errors).toEqual([]);
-    const desired = a.reconciler.report()!.desired!.ipsec!;
+    const desired = ipsecOf(a.reconciler.report()!.desired)!;
     expect(r.peers.map((p) => [p.node, p.state, p.algorithm])).toEqual([
       ['node-b', 'encrypted', 'ipsec-esp-aes-gcm-128'],
       ['node-c', 'encrypted', 'ipsec-esp-aes-gcm-128'],
@@ -147,7 +147,7 @@ describe('status of mode ipsec pairs', () => {
   it('a deleted SA makes the pair not encrypted (fail-closed: dropping), naming what is missing, and not ready', async () => {
     const { agents } = await cluster();
     const a = agents[0]!;
-    const out = a.reconciler.report()!.desired!.ipsec!.peers.find((p) => p.node === 'node-b')!;
+    const out = ipsecOf(a.reconciler.report()!.desired)!.peers.find((p) => p.node === 'node-b')!;
     await a.xfrm.deleteState({ dst: out.remoteAddress, spi: out.outbound.spi });
     const r = await report(a);
     const b = r.peers.find((p) => p.node === 'node-b')!;
@@ -160,7 +160,7 @@ describe('status of mode ipsec pairs', () => {
   it('an outbound policy pinned to another SPI, or an SA with another algorithm, is not encrypted', async () => {
     const { agents } = await cluster();
     const a = agents[0]!;
-    const peer = a.reconciler.report()!.desired!.ipsec!.peers.find((p) => p.node === 'node-b')!;
+    const peer = ipsecOf(a.reconciler.report()!.desired)!.peers.find((p) => p.node === 'node-b')!;
     const pol = a.xfrm.policies().find((p) => p.dir === 'out' && p.selector.dst === peer.remoteCIDRs[0])!;
     await a.xfrm.updatePolicy({ ...pol, templates: [{ ...pol.templates[0]!, spi: peer.outbound.spi + 1 }] });
     const r1 = await report(a);
@@ -177,7 +177,7 @@ describe('status of mode ipsec pairs', () => {
   it('inbound ICV failures with nothing accepted mean the ends hold different keys: pending', async () => {
     const { agents } = await cluster();
     const a = agents[0]!;
-    const peer = a.reconciler.report()!.desired!.ipsec!.peers.find((p) => p.node === 'node-c')!;
+    const peer = ipsecOf(a.reconciler.report()!.desired)!.peers.find((p) => p.node === 'node-c')!;
     a.xfrm.countTraffic(peer.localAddress, peer.inbound[0]!.spi, { integrityFailed: 3 });
     const r = await report(a);
     expect(r.peers.find((p) => p.node === 'node-c')).toMatchObject({ state: 'pending', reason: expect.stringContaining('integrity') });
@@ -211,7 +211,7 @@ describe('status of mode ipsec pairs', () => {
     expect(only256.violations.some((v) => v.code === 'algorithm-not-allowed' && v.subject === 'node-a~node-b' && v.message.includes('ipsec-esp-aes-gcm-128'))).toBe(true);
 
     const b = agents[1]!;
-    const toC = b.reconciler.report()!.desired!.ipsec!.peers.find((p) => p.node === 'node-c')!;
+    const toC = ipsecOf(b.reconciler.report()!.desired)!.peers.find((p) => p.node === 'node-c')!;
     await b.xfrm.deleteState({ dst: toC.localAddress, spi: toC.inbound[0]!.spi });
     await publishAll(store, agents);
     const broken = audit();

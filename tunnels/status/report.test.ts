@@ -1,7 +1,7 @@
 import { fingerprint, sodiumReady } from '../../keymgr/keys.js';
 import { fixtureCluster, type FixtureCluster } from '../../test/fixtures.js';
 import { ANNOTATIONS, STATUS_MAX_BYTES } from '../../common/constants.js';
-import type { DesiredState } from '../ports/model.js';
+import { wireguardOf, type DesiredWireGuardState } from '../ports/model.js';
 import { plan } from '../plan/planner.js';
 import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
 import { buildNodeStatus, decodeStatus, encodeStatus, IPSEC_UNOBSERVED, readiness, statusDigest, type NodeStatusInput, type NodeStatusReport } from './report.js';
@@ -16,7 +16,7 @@ beforeAll(async () => {
   fx = fixtureCluster();
 });
 
-function desiredFor(self = 'node-a'): DesiredState {
+function desiredFor(self = 'node-a'): DesiredWireGuardState {
   return plan({
     nodes: fx.nodes,
     self: { name: self, wireguardPublicKey: fx.keys[self as 'node-a'], localAddresses: fx.localAddresses[self as 'node-a'] },
@@ -28,8 +28,8 @@ function desiredFor(self = 'node-a'): DesiredState {
 /** node-a with every peer programmed, steered and handshaken 10 s ago. */
 function healthy(over: Partial<NodeStatusInput> = {}): NodeStatusInput {
   const desired = desiredFor();
-  const peers: ObservedPeer[] = desired.peers.map((p, i) => ({ publicKey: p.publicKey, endpoint: p.endpoint, allowedIPs: p.allowedIPs, latestHandshake: NOW_S - 10, rxBytes: 1000 * (i + 1), txBytes: 2000 * (i + 1), persistentKeepalive: 25 }));
-  const entries = planSteering({ self: 'node-a', clusterCidrs: ['100.64.0.0/10'], nodes: fx.nodes, desiredPeers: desired.peers, observedPeers: peers, target: { action: 'redirect', ifindex: 7 }, nodeToNode: false });
+  const peers: ObservedPeer[] = desired.tunnel.peers.map((p, i) => ({ publicKey: p.publicKey, endpoint: p.endpoint, allowedIPs: p.allowedIPs, latestHandshake: NOW_S - 10, rxBytes: 1000 * (i + 1), txBytes: 2000 * (i + 1), persistentKeepalive: 25 }));
+  const entries = planSteering({ self: 'node-a', clusterCidrs: ['100.64.0.0/10'], nodes: fx.nodes, desiredPeers: desired.tunnel.peers, observedPeers: peers, target: { action: 'redirect', ifindex: 7 }, nodeToNode: false });
   return {
     self: 'node-a',
     now: NOW,
@@ -81,7 +81,7 @@ describe('buildNodeStatus', () => {
   it('says dropping when a peer is not programmed and fail-closed guards it, misconfigured when nothing guards it', () => {
     const base = healthy();
     const without = base.observedPeers!.filter((p) => p.publicKey !== fx.keys['node-c']);
-    const entries = planSteering({ self: 'node-a', clusterCidrs: ['100.64.0.0/10'], nodes: fx.nodes, desiredPeers: base.reconcile!.desired!.peers, observedPeers: without, target: { action: 'redirect', ifindex: 7 }, nodeToNode: false });
+    const entries = planSteering({ self: 'node-a', clusterCidrs: ['100.64.0.0/10'], nodes: fx.nodes, desiredPeers: wireguardOf(base.reconcile!.desired)!.peers, observedPeers: without, target: { action: 'redirect', ifindex: 7 }, nodeToNode: false });
     const guarded = buildNodeStatus({ ...base, observedPeers: without, steeringEntries: entries });
     expect(guarded.peers.find((p) => p.node === 'node-c')).toMatchObject({ state: 'dropping', reason: expect.stringContaining('no tunnel peer with its key') });
     expect(guarded.ready).toBe(false);

@@ -14,7 +14,7 @@ import { fingerprint, type PublicKey } from '../../keymgr/keys.js';
 import { decodeIpsecKey, decodeNode } from '../plan/annotations.js';
 import { canonicalCidr } from '../../common/ip.js';
 import { ANNOTATIONS, STATUS_MAX_BYTES, STATUS_VERSION } from '../../common/constants.js';
-import type { DesiredState, Mode, RawNode } from '../ports/model.js';
+import { ipsecOf, wireguardOf, type DesiredState, type Mode, type RawNode } from '../ports/model.js';
 import { spiHex } from '../ports/xfrm-types.js';
 import type { IpsecPort, SaEvidence } from '../ports/ipsec.js';
 import { publishedIpsecKeys } from '../rotation/ipsec.js';
@@ -195,7 +195,7 @@ function ipsecPeerStatus(input: NodeStatusInput, node: RawNode, notUsable: (what
   if (input.observedIpsec === undefined || input.ipsecEvidence === undefined) {
     return { node: node.name, state: 'pending', reason: input.observeErrors.length > 0 ? clip(`cannot read the XFRM state: ${input.observeErrors.join('; ')}`) : IPSEC_UNOBSERVED };
   }
-  const desired = input.reconcile?.desired?.ipsec;
+  const desired = ipsecOf(input.reconcile?.desired);
   const peer = desired === undefined ? undefined : lookup(desired.peers, (p) => p.node, 'node', node.name)[0];
   if (desired === undefined || peer === undefined) return notUsable('no IPsec pair with it is planned yet (it appeared after the last reconcile)');
   const ev = input.ipsecEvidence.pairEvidence(desired, peer, input.observedIpsec);
@@ -252,7 +252,7 @@ function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
     return { node: node.name, state: 'misconfigured', reason: clip(skipped.detail) };
   }
   if (input.mode === 'ipsec') return ipsecPeerStatus(input, node, notUsable);
-  const desired = lookup(r.desired.peers, (p) => p.node, 'node', node.name)[0];
+  const desired = lookup(wireguardOf(r.desired)?.peers ?? [], (p) => p.node, 'node', node.name)[0];
   if (desired === undefined) return notUsable('the node is not planned yet (it appeared after the last reconcile)');
   if (input.observedPeers === undefined) return { node: node.name, state: 'pending', reason: clip(`cannot read the tunnel: ${input.observeErrors.join('; ') || 'unknown error'}`) };
   const peer = lookup(input.observedPeers, (p) => p.publicKey, 'key', desired.publicKey)[0];
@@ -293,7 +293,7 @@ export function readiness(input: NodeStatusInput): { ready: boolean; reasons: st
   if (r.desired === undefined) return { ready: false, reasons: reasons.length > 0 ? reasons : ['no plan yet'] };
   // Mode ipsec without an observation of XFRM: a converged pass applied every desired SA.
   if (input.mode === 'ipsec' && input.observedIpsec === undefined) return { ready: reasons.length === 0, reasons };
-  const planned = input.mode === 'ipsec' ? (r.desired.ipsec?.peers ?? []).map((p) => p.node) : r.desired.peers.map((p) => p.node);
+  const planned = (ipsecOf(r.desired)?.peers ?? wireguardOf(r.desired)?.peers ?? []).map((p) => p.node);
   for (const name of planned) {
     const p = { node: name };
     const raw = lookup(input.nodes, (n) => n.name, 'name', p.node)[0];

@@ -44,7 +44,7 @@ describe('StatusService publication', () => {
     clock += 10_000;
     await s.publishIfDue();
     expect(published()).toBe(1); // nothing changed, heartbeat not due
-    for (const p of desired.peers) wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    for (const p of desired.tunnel.peers) wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
     await new Promise((r) => setTimeout(r, 1100)); // observation cache
     clock += 1000;
     await s.publishIfDue();
