@@ -1,8 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
-import { canonicalCidr, cidrContains, cidrsOverlap, compareCidrs, formatCidr, formatIP, parseCidr, parseIP } from './ip.js';
+import { bytesToValue, canonicalCidr, canonicalIP, cidrContains, cidrsOverlap, compareCidrs, formatCidr, formatIP, formatIpBytes, parseCidr, parseIP, parseIpBytes, valueToBytes } from './ip.js';
 
 const P = (text: string) => {
-  const c = parseCidr(text);
+  const c = parseCidr(text, { hostBits: 'clear' });
   if (c === undefined) throw new Error(`test setup: ${text} is not a CIDR`);
   return c;
 };
@@ -63,15 +63,15 @@ describe('parseCidr / canonicalCidr', () => {
   });
 
   it.each(['100.64.1.0', '100.64.1.0/', '100.64.1.0/33', 'fd00::/129', '100.64.1.0/-1', '100.64.1.0/2 4', '100.64.1.0/24/1', '/24', 'banana/24', '100.64.1.0/1e1', '100.64.1.0/ 24'])('%j is rejected', (text) => {
-    expect(parseCidr(text)).toBeUndefined();
+    expect(parseCidr(text, { hostBits: 'clear' })).toBeUndefined();
     expect(canonicalCidr(text)).toBeUndefined();
   });
 
   it('strict mode rejects host bits, lenient mode clears them', () => {
-    expect(parseCidr('100.64.1.1/24', { strict: true })).toBeUndefined();
-    expect(parseCidr('fd00::1/64', { strict: true })).toBeUndefined();
-    expect(parseCidr('100.64.1.0/24', { strict: true })).toStrictEqual({ family: 4, network: 0x64400100n, prefixLength: 24 });
-    expect(parseCidr('100.64.1.1/24')).toStrictEqual({ family: 4, network: 0x64400100n, prefixLength: 24 });
+    expect(parseCidr('100.64.1.1/24', { hostBits: 'reject' })).toBeUndefined();
+    expect(parseCidr('fd00::1/64', { hostBits: 'reject' })).toBeUndefined();
+    expect(parseCidr('100.64.1.0/24', { hostBits: 'reject' })).toStrictEqual({ family: 4, network: 0x64400100n, prefixLength: 24 });
+    expect(parseCidr('100.64.1.1/24', { hostBits: 'clear' })).toStrictEqual({ family: 4, network: 0x64400100n, prefixLength: 24 });
   });
 
   it('formatCidr is the inverse of parseCidr on canonical text', () => {
@@ -135,5 +135,36 @@ describe('compareCidrs', () => {
   it('orders unparsable text after nothing in particular but consistently (string order)', () => {
     expect(Math.sign(compareCidrs('a', 'b'))).toBe(-1);
     expect(compareCidrs('x', 'x')).toBe(0);
+  });
+});
+
+describe('one IP module: the rules every caller shares', () => {
+  it('formats IPv4-mapped and IPv4-compatible addresses in mixed form (as iproute2 and wg print them)', () => {
+    const mapped = parseIP('::ffff:c612:1')!;
+    expect(formatIP(mapped.family, mapped.value)).toBe('::ffff:198.18.0.1');
+    expect(canonicalCidr('::ffff:100.64.2.0/120')).toBe('::ffff:100.64.2.0/120');
+    expect(canonicalIP('::c612:1')).toBe('::198.18.0.1');
+    // Not mapped: a plain ULA with the same low bits stays hex.
+    expect(canonicalIP('fd00::ffff:c612:1')).toBe('fd00::ffff:c612:1');
+  });
+
+  it('rejects zone ids, brackets, leading zeros in a prefix length', () => {
+    expect(parseIP('fe80::1%eth0')).toBeUndefined();
+    expect(parseIP('[::1]')).toBeUndefined();
+    expect(parseCidr('100.64.2.0/024', { hostBits: 'clear' })).toBeUndefined();
+  });
+
+  it('says at every call what host bits mean', () => {
+    expect(parseCidr('100.64.2.77/22', { hostBits: 'reject' })).toBeUndefined();
+    expect(formatCidr(parseCidr('100.64.2.77/22', { hostBits: 'clear' })!)).toBe('100.64.0.0/22');
+  });
+
+  it('round-trips values and bytes for both families', () => {
+    for (const text of ['198.18.0.1', 'fd00:5ea1::1', '::ffff:198.18.0.1', '::']) {
+      const b = parseIpBytes(text)!;
+      expect(formatIpBytes(b.bytes)).toBe(canonicalIP(text));
+      const v = bytesToValue(b.bytes);
+      expect(valueToBytes(v.family, v.value).equals(b.bytes)).toBe(true);
+    }
   });
 });

@@ -1,8 +1,22 @@
 /**
- * Pure IP/CIDR helpers: parsing, canonical form, containment and overlap. IPv4 and IPv6.
- * Addresses are handled as bigint so both families share one code path.
+ * The one IP/prefix module: parsing, canonical text, containment and overlap, and the byte forms
+ * netlink, XFRM and BPF need. IPv4 and IPv6; addresses are bigint values so both families share
+ * one code path. One prefix type ({@link Cidr}); one formatter (RFC 5952, lowercase, longest
+ * zero run compressed, IPv4-mapped and IPv4-compatible addresses in the mixed form that
+ * `inet_ntop`, iproute2 and `wg` print). Parsing is strict: no zone ids, no brackets, no
+ * leading zeros in IPv4 parts or prefix lengths; whether host bits are rejected or cleared is
+ * said at every call ({@link HostBits}).
  */
 import { isIPv6 } from 'node:net';
+
+/** Address family, as sealnet spells it. */
+export type Family = 4 | 6;
+
+/**
+ * What {@link parseCidr} does with host bits set past the prefix length: `reject` (the input
+ * must be a network address: config, kernel route destinations) or `clear` (normalise).
+ */
+export type HostBits = 'reject' | 'clear';
 
 /** A parsed prefix. */
 export interface Cidr {
@@ -15,7 +29,7 @@ export interface Cidr {
 export function parseIP(text: string): { family: 4 | 6; value: bigint } | undefined {
   const v4 = parseIPv4(text);
   if (v4 !== undefined) return { family: 4, value: BigInt(v4) };
-  if (isIPv6(text)) {
+  if (isIPv6(text) && !text.includes('%')) {
     let t = text;
     // Embedded IPv4 tail (::ffff:1.2.3.4) → two hextets.
     const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(t);
@@ -81,20 +95,25 @@ export function formatIP(family: 4 | 6, value: bigint): string {
     if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
     i = j;
   }
+  // inet_ntop prints IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) in mixed form.
+  if (bestStart === 0 && (bestLen === 6 || (bestLen === 5 && groups[5] === 0xffff))) {
+    const v4 = Number(value & 0xffffffffn);
+    return `::${bestLen === 5 ? 'ffff:' : ''}${formatIP(4, BigInt(v4))}`;
+  }
   const hex = groups.map((g) => g.toString(16));
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
 /**
- * Parses `addr/len` strictly. With `{ strict: true }` host bits must be zero; otherwise they
- * are cleared. Returns undefined for anything malformed.
+ * Parses `addr/len`; undefined for anything malformed. `hostBits` says what host bits set past
+ * the prefix length mean: `reject` → undefined, `clear` → cleared.
  *
  * Results are memoised (a plan at 5,000 nodes sorts and compares the same prefixes hundreds of
  * thousands of times); the cache is bounded and {@link Cidr} is immutable.
  */
-export function parseCidr(text: string, opts: { strict?: boolean } = {}): Cidr | undefined {
-  const strict = opts.strict === true;
+export function parseCidr(text: string, opts: { readonly hostBits: HostBits }): Cidr | undefined {
+  const strict = opts.hostBits === 'reject';
   const hit = cidrCache.get(text);
   if (hit !== undefined) return hit === null || (strict && !hit.exact) ? undefined : hit.cidr;
   const parsed = parseCidrUncached(text);
@@ -111,7 +130,7 @@ function parseCidrUncached(text: string): { cidr: Cidr; exact: boolean } | undef
   if (slash < 0) return undefined;
   const addr = parseIP(text.slice(0, slash));
   const lenText = text.slice(slash + 1);
-  if (addr === undefined || !/^\d{1,3}$/.test(lenText)) return undefined;
+  if (addr === undefined || !/^(0|[1-9][0-9]{0,2})$/.test(lenText)) return undefined;
   const prefixLength = Number(lenText);
   const bits = addr.family === 4 ? 32 : 128;
   if (prefixLength > bits) return undefined;
@@ -137,7 +156,7 @@ export function formatCidr(c: Cidr): string {
 export function canonicalCidr(text: string): string | undefined {
   const hit = canonicalCache.get(text);
   if (hit !== undefined || canonicalCache.has(text)) return hit;
-  const c = parseCidr(text);
+  const c = parseCidr(text, { hostBits: 'clear' });
   const out = c === undefined ? undefined : formatCidr(c);
   if (canonicalCache.size >= CIDR_CACHE_MAX) canonicalCache.clear();
   canonicalCache.set(text, out);
@@ -163,10 +182,87 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
 
 /** Sort comparator for canonical CIDR strings: family, then network, then length. */
 export function compareCidrs(a: string, b: string): number {
-  const ca = parseCidr(a);
-  const cb = parseCidr(b);
+  const ca = parseCidr(a, { hostBits: 'clear' });
+  const cb = parseCidr(b, { hostBits: 'clear' });
   if (ca === undefined || cb === undefined) return a < b ? -1 : a > b ? 1 : 0;
   if (ca.family !== cb.family) return ca.family - cb.family;
   if (ca.network !== cb.network) return ca.network < cb.network ? -1 : 1;
   return ca.prefixLength - cb.prefixLength;
+}
+
+/** Canonical text of an address (unchanged when it is not one). */
+export function canonicalIP(text: string): string {
+  const ip = parseIP(text);
+  return ip === undefined ? text : formatIP(ip.family, ip.value);
+}
+
+// --- byte forms (rtnetlink, XFRM, BPF map keys) -------------------------------------------------
+
+/** Linux `AF_INET` / `AF_INET6`, as netlink messages carry them. */
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+/** An address as raw bytes (4 or 16, network order). */
+export interface IpBytes {
+  readonly family: Family;
+  readonly bytes: Buffer;
+}
+
+/** A prefix as bytes: network address with the host bits zero, plus the prefix length. */
+export interface IpPrefix extends IpBytes {
+  readonly prefixLength: number;
+}
+
+/** The kernel's address family number for a sealnet family. */
+export function afOf(family: Family): number {
+  return family === 4 ? AF_INET : AF_INET6;
+}
+
+/** The sealnet family for a kernel address family number, or undefined for any other. */
+export function familyOfAf(af: number | undefined): Family | undefined {
+  if (af === AF_INET) return 4;
+  if (af === AF_INET6) return 6;
+  return undefined;
+}
+
+/** Network-order bytes of an address value. */
+export function valueToBytes(family: Family, value: bigint): Buffer {
+  const out = Buffer.alloc(family === 4 ? 4 : 16);
+  let v = value;
+  for (let i = out.length - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+/** The address value of 4 or 16 network-order bytes. */
+export function bytesToValue(bytes: Uint8Array): { family: Family; value: bigint } {
+  if (bytes.length !== 4 && bytes.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${bytes.length}`);
+  let v = 0n;
+  for (const b of bytes) v = (v << 8n) | BigInt(b);
+  return { family: bytes.length === 4 ? 4 : 6, value: v };
+}
+
+/** Parses an address to its bytes; undefined if it is not one. */
+export function parseIpBytes(text: string): IpBytes | undefined {
+  const ip = parseIP(text);
+  return ip === undefined ? undefined : { family: ip.family, bytes: valueToBytes(ip.family, ip.value) };
+}
+
+/** Parses `addr/len` to its byte form (see {@link parseCidr} for `hostBits`). */
+export function parseCidrBytes(text: string, opts: { readonly hostBits: HostBits }): IpPrefix | undefined {
+  const c = parseCidr(text, opts);
+  return c === undefined ? undefined : { family: c.family, bytes: valueToBytes(c.family, c.network), prefixLength: c.prefixLength };
+}
+
+/** Formats 4 or 16 address bytes canonically (the one formatter, {@link formatIP}). */
+export function formatIpBytes(bytes: Uint8Array): string {
+  const ip = bytesToValue(bytes);
+  return formatIP(ip.family, ip.value);
+}
+
+/** Formats a prefix given as bytes as canonical `addr/len`. */
+export function formatCidrBytes(bytes: Uint8Array, prefixLength: number): string {
+  return `${formatIpBytes(bytes)}/${prefixLength}`;
 }

@@ -25,8 +25,8 @@ import type { PrivateKey, Sodium } from '../keymgr/keys.js';
 import { sodiumReady } from '../keymgr/keys.js';
 import { SealnetError } from '../common/errors.js';
 import { deriveSaKey } from './kdf.js';
+import { canonicalIP } from '../common/ip.js';
 import {
-  canonicalIP,
   checkPolicyMark,
   compareState,
   guardPolicies,

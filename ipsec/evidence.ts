@@ -12,7 +12,8 @@
  * The algorithm of each SA is reported as the kernel states it; judging it (is it the one the
  * node is configured with, is it allowed) is the status builder's and the audit's job.
  */
-import { canonicalIP, peerPolicies, policyKey } from './objects.js';
+import { peerPolicies, policyKey } from './objects.js';
+import { canonicalIP } from '../common/ip.js';
 import type { DesiredIpsec, DesiredIpsecPeer, ObservedIpsec, ObservedSa, PairEvidence, SaEvidence } from '../tunnels/ports/ipsec.js';
 import { spiHex } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';

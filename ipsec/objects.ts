@@ -17,7 +17,7 @@
  * XFRM_POLICY_PRIORITY with one ESP template of reqid XFRM_REQID, or a guard: an outbound
  * block policy at XFRM_GUARD_PRIORITY expiring {@link GUARD_LIFETIME_SECONDS} after it was added.
  */
-import { canonicalCidr, formatIP, parseCidr, parseIP } from '../common/ip.js';
+import { canonicalCidr, formatIP, parseCidr, parseIP, canonicalIP } from '../common/ip.js';
 import { SealnetError } from '../common/errors.js';
 import {
   XFRM_GUARD_PRIORITY,
@@ -67,11 +67,6 @@ function markText(m: XfrmMark | undefined): string {
   return `${(m?.value ?? 0) >>> 0}/${(m?.mask ?? 0) >>> 0}`;
 }
 
-/** One spelling per address (`::ffff:198.18.0.1` and `::ffff:c612:1` are the same). */
-export function canonicalIP(text: string): string {
-  const ip = parseIP(text);
-  return ip === undefined ? text : formatIP(ip.family, ip.value);
-}
 
 /** Identity of a state in the kernel's table (sealnet never sets state marks). */
 export function stateKey(dst: string, spi: number): string {
@@ -119,7 +114,7 @@ export function peerPolicies(peer: DesiredIpsecPeer, desired: DesiredIpsec): { a
   const out: XfrmPolicySpec[] = [];
   for (const r of peer.remoteCIDRs) {
     for (const l of peer.localCIDRs) {
-      if (parseCidr(r)?.family !== parseCidr(l)?.family) continue;
+      if (parseCidr(r, { hostBits: 'clear' })?.family !== parseCidr(l, { hostBits: 'clear' })?.family) continue;
       const fromPeer = { src: peer.remoteAddress, dst: peer.localAddress, spi: 0, reqid: XFRM_REQID, mode: 'tunnel' as const };
       for (const dir of ['in', 'fwd'] as const) {
         accept.push({ selector: { src: r, dst: l }, dir, action: 'allow', priority: XFRM_POLICY_PRIORITY, templates: [fromPeer] });

@@ -57,8 +57,8 @@ function putAddress(buf: Buffer, off: number, address: string, family: 4 | 6, wh
 
 /** Family shared by both prefixes of a selector. */
 export function selectorFamily(sel: XfrmSelector): 4 | 6 {
-  const s = parseCidr(sel.src);
-  const d = parseCidr(sel.dst);
+  const s = parseCidr(sel.src, { hostBits: 'clear' });
+  const d = parseCidr(sel.dst, { hostBits: 'clear' });
   if (s === undefined || d === undefined) throw invalid(`selector ${sel.src} -> ${sel.dst} is not two CIDRs`);
   if (s.family !== d.family) throw invalid(`selector ${sel.src} -> ${sel.dst} mixes address families`);
   return s.family;
@@ -78,8 +78,8 @@ function checkPort(port: number | undefined, what: string): number {
 /** Writes an xfrm_selector at `off`. */
 function putSelector(buf: Buffer, off: number, sel: XfrmSelector): void {
   const family = selectorFamily(sel);
-  const s = parseCidr(sel.src)!;
-  const d = parseCidr(sel.dst)!;
+  const s = parseCidr(sel.src, { hostBits: 'clear' })!;
+  const d = parseCidr(sel.dst, { hostBits: 'clear' })!;
   const sf = (f: keyof typeof L.xfrm_selector.fields): number => off + L.xfrm_selector.fields[f][0];
   putAddress(buf, sf('daddr'), sel.dst.slice(0, sel.dst.indexOf('/')), family, 'selector destination');
   putAddress(buf, sf('saddr'), sel.src.slice(0, sel.src.indexOf('/')), family, 'selector source');

@@ -12,9 +12,9 @@
  * create one that would not count as its own — by throwing a plain Error, so a test fails
  * loudly. Nothing here proves anything about the real kernel.
  */
-import { cidrContains, parseCidr } from '../common/ip.js';
+import { canonicalIP, cidrContains, parseCidr } from '../common/ip.js';
 import { SealnetError } from '../common/errors.js';
-import { canonicalIP, isOwnedPolicy, isOwnedState, policyKey, stateKey } from './objects.js';
+import { isOwnedPolicy, isOwnedState, policyKey, stateKey } from './objects.js';
 import type { XfrmOps } from '../tunnels/ports/ipsec.js';
 import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
@@ -145,7 +145,7 @@ export class FakeXfrm implements XfrmOps {
   #build(spec: XfrmPolicySpec, index: number): XfrmPolicy {
     if (spec.action === 'allow' && spec.templates.length === 0) throw new Error('FakeXfrm: an allow policy without templates');
     if (spec.action === 'block' && spec.templates.length > 0) throw new Error('FakeXfrm: a block policy with templates');
-    if (parseCidr(spec.selector.src)?.family !== parseCidr(spec.selector.dst)?.family) throw kernelError('EINVAL', 'add policy');
+    if (parseCidr(spec.selector.src, { hostBits: 'clear' })?.family !== parseCidr(spec.selector.dst, { hostBits: 'clear' })?.family) throw kernelError('EINVAL', 'add policy');
     const p: XfrmPolicy = {
       ...spec,
       templates: spec.templates.map((t) => ({ ...t, src: canonicalIP(t.src), dst: canonicalIP(t.dst), optional: t.optional ?? false })),
@@ -232,8 +232,8 @@ export class FakeXfrm implements XfrmOps {
     let best: XfrmPolicy | undefined;
     for (const p of this.#policies.values()) {
       if (p.dir !== 'out' || !markMatches(p.mark, mark)) continue;
-      const s = parseCidr(p.selector.src);
-      const d = parseCidr(p.selector.dst);
+      const s = parseCidr(p.selector.src, { hostBits: 'clear' });
+      const d = parseCidr(p.selector.dst, { hostBits: 'clear' });
       if (s === undefined || d === undefined || !cidrContains(s, src) || !cidrContains(d, dst)) continue;
       if (best === undefined || p.priority < best.priority) best = p;
     }

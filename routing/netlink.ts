@@ -10,7 +10,7 @@ import { createRtNetlink, FlagsNew, type RtNetlinkSocket } from 'netlink';
 import { ROUTE_PROTOCOL } from '../common/constants.js';
 import { SealnetError } from '../common/errors.js';
 import type { ObservedRoute, RoutingPort, RuleSpec } from '../tunnels/ports/index.js';
-import { AF_INET, AF_INET6, formatIp, parseCidr, parseIp, type IpBytes, type IpPrefix } from '../common/ipbytes.js';
+import { AF_INET, AF_INET6, formatIpBytes, parseCidrBytes, parseIpBytes, type IpBytes, type IpPrefix } from '../common/ip.js';
 import {
   decodeAddress,
   decodeLink,
@@ -185,7 +185,7 @@ export class NetlinkRouting implements RoutingPort {
     if (route === undefined) return undefined;
     let ifindex = route.attrs.oif;
     if (isLocalRoute(route)) {
-      const own = (await this.#addresses(what)).find((a) => a.address === formatIp(ip.bytes));
+      const own = (await this.#addresses(what)).find((a) => a.address === formatIpBytes(ip.bytes));
       ifindex = own?.ifindex ?? ifindex;
     }
     if (ifindex === undefined) return undefined;
@@ -250,13 +250,13 @@ export class NetlinkRouting implements RoutingPort {
 }
 
 function parsePrefix(text: string, what: string): IpPrefix {
-  const prefix = parseCidr(text);
+  const prefix = parseCidrBytes(text, { hostBits: 'reject' });
   if (prefix === undefined) throw new SealnetError('CONFIG_INVALID', `invalid ${what} '${text}': expected a CIDR with the host bits zero`);
   return prefix;
 }
 
 function parseAddress(text: string, what: string): IpBytes {
-  const ip = parseIp(text);
+  const ip = parseIpBytes(text);
   if (ip === undefined) throw new SealnetError('CONFIG_INVALID', `invalid ${what} '${text}': expected an IPv4 or IPv6 address`);
   return ip;
 }

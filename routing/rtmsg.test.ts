@@ -1,6 +1,6 @@
 import type { rt } from 'netlink';
 import { ROUTE_PROTOCOL } from '../common/constants.js';
-import { parseCidr, parseIp } from '../common/ipbytes.js';
+import { parseCidrBytes, parseIpBytes } from '../common/ip.js';
 import {
   decodeAddress,
   decodeLink,
@@ -23,7 +23,7 @@ const u32 = (n: number): Buffer => {
 const NONE = u32(0xffffffff);
 
 function prefix(text: string) {
-  const p = parseCidr(text);
+  const p = parseCidrBytes(text, { hostBits: 'reject' });
   if (p === undefined) throw new Error(text);
   return p;
 }
@@ -35,7 +35,7 @@ describe('route encoding', () => {
   });
 
   it('encodes a replace with protocol, table, MTU metric, oif and prefsrc', () => {
-    const req = encodeRouteReplace({ dst: prefix('100.64.2.0/24'), oif: 7, mtu: 1440, src: parseIp('198.18.0.1'), table: 5188 });
+    const req = encodeRouteReplace({ dst: prefix('100.64.2.0/24'), oif: 7, mtu: 1440, src: parseIpBytes('198.18.0.1'), table: 5188 });
     expect(req.data).toEqual({ family: 2, dstLen: 24, table: 0, protocol: ROUTE_PROTOCOL, scope: 253, type: 1 });
     expect(req.attrs).toEqual({ dst: Buffer.from([100, 64, 2, 0]), oif: 7, table: 5188, metrics: { mtu: u32(1440) }, prefsrc: Buffer.from([198, 18, 0, 1]) });
   });
@@ -122,7 +122,7 @@ describe('links and addresses', () => {
       prefixLength: 32,
       ifindex: 3,
     });
-    const v6 = parseIp('fd00::1')?.bytes;
+    const v6 = parseIpBytes('fd00::1')?.bytes;
     expect(decodeAddress({ kind: 'address', data: { family: 10, prefixlen: 64, index: 3 }, attrs: { address: v6 } })?.address).toBe('fd00::1');
     expect(decodeAddress({ kind: 'address', data: { family: 17 }, attrs: {} })).toBeUndefined();
   });

@@ -7,7 +7,7 @@ import { getSystemErrorMap } from 'node:util';
 import type { rt } from 'netlink';
 import { ROUTE_PROTOCOL } from '../common/constants.js';
 import type { ObservedRoute, RuleSpec } from '../tunnels/ports/index.js';
-import { afOf, familyOfAf, formatCidr, formatIp, type IpBytes, type IpPrefix } from '../common/ipbytes.js';
+import { afOf, familyOfAf, formatCidrBytes, formatIpBytes, type IpBytes, type IpPrefix } from '../common/ip.js';
 
 // Kernel constants the `netlink` package exposes as string-keyed enums; numeric here because
 // parsed messages carry either the enum key or, for values it does not know, the number.
@@ -114,10 +114,10 @@ export function decodeRoute(msg: rt.RouteMessage, linkName: (ifindex: number) =>
   const dst = msg.attrs.dst ?? Buffer.alloc(family === 4 ? 4 : 16);
   const mtu = msg.attrs.metrics?.mtu;
   return {
-    dst: formatCidr(dst, dstLen),
+    dst: formatCidrBytes(dst, dstLen),
     dev: msg.attrs.oif === undefined ? undefined : linkName(msg.attrs.oif),
     mtu: mtu === undefined || mtu.length !== 4 ? undefined : readU32(mtu),
-    src: msg.attrs.prefsrc === undefined ? undefined : formatIp(msg.attrs.prefsrc),
+    src: msg.attrs.prefsrc === undefined ? undefined : formatIpBytes(msg.attrs.prefsrc),
     table: tableOf(msg),
     protocol: routeProtocol(msg),
   };
@@ -192,7 +192,7 @@ export function decodeAddress(msg: rt.AddressMessage): { address: string; prefix
   // IPv6: IFA_ADDRESS is the local address; IFA_LOCAL appears only with a peer.
   const bytes = family === 4 ? msg.attrs.local ?? msg.attrs.address : msg.attrs.address ?? msg.attrs.local;
   if (bytes === undefined) return undefined;
-  return { address: formatIp(bytes), prefixLength: msg.data.prefixlen ?? 0, ifindex: msg.data.index ?? 0 };
+  return { address: formatIpBytes(bytes), prefixLength: msg.data.prefixlen ?? 0, ifindex: msg.data.index ?? 0 };
 }
 
 /**

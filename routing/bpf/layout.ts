@@ -6,7 +6,7 @@
  * addresses in network order.
  */
 import { endianness } from 'node:os';
-import { formatCidr, parseCidr, parseIp } from '../../common/ipbytes.js';
+import { formatCidrBytes, parseCidrBytes, parseIpBytes } from '../../common/ip.js';
 import { SealnetError } from '../../common/errors.js';
 import type { SteeringEntry, SteeringSettings } from '../../tunnels/ports/index.js';
 
@@ -109,7 +109,7 @@ function checkUint(what: string, v: number, max: number): void {
  * @throws SealnetError (`CONFIG_INVALID`) for text that is not a prefix or an address.
  */
 export function encodeKey(cidr: string): Buffer {
-  const p = cidr.includes('/') ? parseCidr(cidr, { strict: false }) : hostPrefix(cidr);
+  const p = cidr.includes('/') ? parseCidrBytes(cidr, { hostBits: 'clear' }) : hostPrefix(cidr);
   if (p === undefined) throw new SealnetError('CONFIG_INVALID', `not an IP prefix: ${JSON.stringify(cidr)}`);
   const key = Buffer.alloc(KEY_SIZE);
   putU32(key, OFFSETS.lpm_key.prefixlen, FAMILY_BITS + p.prefixLength);
@@ -119,7 +119,7 @@ export function encodeKey(cidr: string): Buffer {
 }
 
 function hostPrefix(addr: string): { family: 4 | 6; bytes: Buffer; prefixLength: number } | undefined {
-  const ip = parseIp(addr);
+  const ip = parseIpBytes(addr);
   return ip === undefined ? undefined : { ...ip, prefixLength: ip.bytes.length * 8 };
 }
 
@@ -130,7 +130,7 @@ export function decodeKey(key: Buffer): string {
   const bits = u32(key, OFFSETS.lpm_key.prefixlen) - FAMILY_BITS;
   const len = family === 4 ? 4 : family === 6 ? 16 : 0;
   if (len === 0 || bits < 0 || bits > len * 8) throw new SealnetError('INTERNAL', `malformed LPM key ${key.toString('hex')}`);
-  return formatCidr(key.subarray(OFFSETS.lpm_key.addr, OFFSETS.lpm_key.addr + len), bits);
+  return formatCidrBytes(key.subarray(OFFSETS.lpm_key.addr, OFFSETS.lpm_key.addr + len), bits);
 }
 
 /** Encodes a remote-map value. */

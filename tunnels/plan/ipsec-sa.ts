@@ -64,7 +64,7 @@ function keyOf(node: IpsecPlanNode, epoch: number): PublicKey | undefined {
 }
 
 function familyOfCidr(c: string): 4 | 6 | undefined {
-  return parseCidr(c)?.family;
+  return parseCidr(c, { hostBits: 'clear' })?.family;
 }
 
 /** Computes the IPsec part of the desired state. Pure and deterministic. */

@@ -39,7 +39,7 @@ function reference(nodes: readonly { name: string; key: string; cidrs: readonly 
       const b = nodes[j]!;
       let what: 'duplicate-key' | 'pod-cidr-conflict' | undefined;
       if (a.key === b.key) what = 'duplicate-key';
-      else if (a.cidrs.some((x) => b.cidrs.some((y) => cidrsOverlap(parseCidr(x)!, parseCidr(y)!)))) what = 'pod-cidr-conflict';
+      else if (a.cidrs.some((x) => b.cidrs.some((y) => cidrsOverlap(parseCidr(x, { hostBits: 'clear' })!, parseCidr(y, { hostBits: 'clear' })!)))) what = 'pod-cidr-conflict';
       if (what === undefined) continue;
       const aOwns = established[a.name] === a.key;
       const bOwns = established[b.name] === b.key;

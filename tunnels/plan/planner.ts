@@ -81,7 +81,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   const established = input.established ?? {};
   const skipped: SkippedNode[] = [];
   const selfRaw = input.nodes.find((n) => n.name === self.name);
-  const ownCidrs = (selfRaw?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const ownCidrs = (selfRaw?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
 
   // 1. Decode every remote node on its own: one bad node never affects another.
   const decoded: PeerNode[] = [];
@@ -100,7 +100,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
       skipped.push({ name: raw.name, reason: 'key-equals-self', detail: `node ${raw.name} publishes this node's own public key` });
       continue;
     }
-    const ownOverlap = r.node.podCIDRs.find((c) => ownCidrs.some((o) => { const p = parseCidr(c); return p !== undefined && cidrsOverlap(p, o); }));
+    const ownOverlap = r.node.podCIDRs.find((c) => ownCidrs.some((o) => { const p = parseCidr(c, { hostBits: 'clear' }); return p !== undefined && cidrsOverlap(p, o); }));
     if (ownOverlap !== undefined) {
       skipped.push({ name: raw.name, reason: 'pod-cidr-conflict', detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs` });
       continue;
@@ -123,7 +123,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   for (const n of accepted) {
     const dev = self.rotation !== undefined && (via === 'all' || via.includes(n.name)) ? self.rotation.link.name : activeLink.name;
     for (const dst of n.podCIDRs) {
-      const family = parseCidr(dst)?.family;
+      const family = parseCidr(dst, { hostBits: 'clear' })?.family;
       routes.push({ dst, dev, mtu, src: pickSource(family, ownCidrs, self.localAddresses), table: ROUTE_TABLE });
     }
   }
@@ -202,8 +202,8 @@ function nodeAddresses(
   accepted: readonly PeerNode[],
   ctx: { readonly self: RawNode | undefined; readonly ownCidrs: readonly Cidr[]; readonly exempt: readonly string[] },
 ): Map<string, string[]> {
-  const exempt = ctx.exempt.map((c) => parseCidr(c)).filter((c) => c !== undefined);
-  const pods = [...ctx.ownCidrs, ...accepted.flatMap((n) => n.podCIDRs.map((c) => parseCidr(c)).filter((c) => c !== undefined))];
+  const exempt = ctx.exempt.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
+  const pods = [...ctx.ownCidrs, ...accepted.flatMap((n) => n.podCIDRs.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined))];
   const own = new Set((ctx.self?.internalIPs ?? []).map(hostPrefix));
   const claims = new Map<string, number>();
   const byNode = new Map<string, string[]>();
@@ -211,7 +211,7 @@ function nodeAddresses(
     const mine = new Set<string>();
     for (const a of n.internalIPs) {
       const h = hostPrefix(a);
-      const c = h === undefined ? undefined : parseCidr(h);
+      const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
       if (h === undefined || c === undefined || own.has(h) || mine.has(h)) continue;
       if (exempt.some((e) => cidrsOverlap(e, c)) || pods.some((p) => cidrsOverlap(p, c))) continue;
       mine.add(h);
@@ -258,7 +258,7 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
   const spans: { family: 4 | 6; start: bigint; end: bigint; len: number; node: number }[] = [];
   nodes.forEach((n, node) => {
     for (const text of n.podCIDRs) {
-      const c = parseCidr(text);
+      const c = parseCidr(text, { hostBits: 'clear' });
       if (c === undefined) continue;
       const bits = c.family === 4 ? 32n : 128n;
       spans.push({ family: c.family, start: c.network, end: c.network + (1n << (bits - BigInt(c.prefixLength))) - 1n, len: c.prefixLength, node });

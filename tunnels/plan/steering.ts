@@ -90,13 +90,13 @@ export function steeringLinks(
 /** Computes the steering entries. Pure and deterministic. */
 export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   const self = input.nodes.find((n) => n.name === input.self);
-  const own = (self?.podCIDRs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const own = (self?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
   // A node has two desired peers while it rotates (current and next key, issue 5): the prefix is
   // ready when the peer meant to own it owns it in the tunnel.
   const desired = new Map<string, DesiredPeer[]>();
   for (const p of input.desiredPeers) desired.set(p.node, [...(desired.get(p.node) ?? []), p]);
   const observed = new Map(input.observedPeers.map((p) => [p.publicKey as string, new Set(p.allowedIPs.map((a) => canonical(a)))]));
-  const exempt = (input.exemptCidrs ?? []).map((c) => parseCidr(c)).filter((c) => c !== undefined);
+  const exempt = (input.exemptCidrs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
   const out = new Map<string, SteeringEntry>();
 
   const put = (e: SteeringEntry): void => {
@@ -118,14 +118,14 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
     const nodePeers = desired.get(node.name) ?? [];
     const prefixes: { cidr: string; kind: 'pod' | 'node' }[] = [];
     for (const p of node.podCIDRs) {
-      const parsed = parseCidr(p);
+      const parsed = parseCidr(p, { hostBits: 'clear' });
       if (parsed === undefined || own.some((o) => cidrsOverlap(o, parsed))) continue;
       prefixes.push({ cidr: canonical(p)!, kind: 'pod' });
     }
     if (input.nodeToNode) {
       for (const a of node.internalIPs) {
         const h = hostPrefix(a);
-        const c = h === undefined ? undefined : parseCidr(h);
+        const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
         if (h !== undefined && c !== undefined && !exempt.some((e) => cidrsOverlap(e, c))) prefixes.push({ cidr: h, kind: 'node' });
       }
     }
@@ -144,7 +144,7 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   }
   // Sorted by (family, network, length), with each prefix parsed once (5,000 entries a pass).
   return [...out.values()]
-    .map((e) => ({ e, c: parseCidr(e.cidr)! }))
+    .map((e) => ({ e, c: parseCidr(e.cidr, { hostBits: 'clear' })! }))
     .sort((x, y) => x.c.family - y.c.family || (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) || x.c.prefixLength - y.c.prefixLength)
     .map((x) => x.e);
 }

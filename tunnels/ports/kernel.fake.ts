@@ -359,7 +359,7 @@ export class FakeRouting implements RoutingPort {
   async replaceRoute(route: { dst: string; dev: string; mtu: number; src?: string | undefined; table: number }): Promise<void> {
     this.failures.check('replaceRoute');
     if (route.table !== ROUTE_TABLE) throw new Error(`fake routing: agent wrote route ${route.dst} into table ${route.table}, it owns only ${ROUTE_TABLE}`);
-    const dst = parseCidr(route.dst, { strict: true });
+    const dst = parseCidr(route.dst, { hostBits: 'reject' });
     if (dst === undefined || canonicalCidr(route.dst) !== route.dst) throw new Error(`fake routing: route dst ${JSON.stringify(route.dst)} is not a canonical prefix`);
     if (!this.links.has(route.dev)) throw new Error(`fake routing: ENODEV: no link ${route.dev}`);
     if (!Number.isInteger(route.mtu) || route.mtu < 68 || route.mtu > 65535) throw new Error(`fake routing: EINVAL: MTU ${route.mtu}`);
@@ -423,7 +423,7 @@ export class FakeRouting implements RoutingPort {
     this.failures.check('linkForAddress');
     // A connected-route lookup: the link holding an address whose prefix contains `address`.
     const hit = this.addresses.find((a) => {
-      const p = parseCidr(`${a.address}/${a.prefixLength}`);
+      const p = parseCidr(`${a.address}/${a.prefixLength}`, { hostBits: 'clear' });
       return p !== undefined && cidrContains(p, address);
     });
     const link = hit === undefined ? undefined : this.links.get(hit.dev);

@@ -17,7 +17,7 @@ export interface FakeVerdict {
 }
 
 function canonical(cidr: string): string {
-  const c = parseCidr(cidr.includes('/') ? cidr : `${cidr}/${cidr.includes(':') ? 128 : 32}`);
+  const c = parseCidr(cidr.includes('/') ? cidr : `${cidr}/${cidr.includes(':') ? 128 : 32}`, { hostBits: 'clear' });
   if (c === undefined) throw new SealnetError('CONFIG_INVALID', `not an IP prefix: ${JSON.stringify(cidr)}`);
   return formatCidr(c);
 }
@@ -25,7 +25,7 @@ function canonical(cidr: string): string {
 function longest(prefixes: Iterable<string>, addr: string): string | undefined {
   let best: { cidr: string; len: number } | undefined;
   for (const p of prefixes) {
-    const c = parseCidr(p);
+    const c = parseCidr(p, { hostBits: 'clear' });
     if (c === undefined || !cidrContains(c, addr)) continue;
     if (best === undefined || c.prefixLength > best.len) best = { cidr: p, len: c.prefixLength };
   }
