@@ -31,6 +31,7 @@
  * resumes where it was. An unknown or unreadable removal time counts as now.
  */
 import { createHash } from 'node:crypto';
+import { isObject } from '../common/json.js';
 
 /** Which of the two WireGuard links (and listen ports) a key lives on. */
 export type LinkSlot = 0 | 1;
@@ -387,7 +388,6 @@ export function encodeRotationState(s: RotationState): string {
 /** Result of {@link decodeRotationState}. */
 export type DecodeStateResult = { readonly ok: true; readonly state: RotationState; readonly warnings: readonly string[] } | { readonly ok: false; readonly error: string };
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function time(v: unknown): number | undefined {
   if (typeof v !== 'string') return undefined;
@@ -410,7 +410,7 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
   } catch {
     return { ok: false, error: 'not JSON' };
   }
-  if (!isObj(doc)) return { ok: false, error: 'not a JSON object' };
+  if (!isObject(doc)) return { ok: false, error: 'not a JSON object' };
   if (doc.version !== STATE_VERSION) return { ok: false, error: `version ${JSON.stringify(doc.version)}, want ${STATE_VERSION}` };
   if (doc.activeSlot !== 0 && doc.activeSlot !== 1) return { ok: false, error: `activeSlot ${JSON.stringify(doc.activeSlot)}, want 0 or 1` };
   const warnings: string[] = [];
@@ -418,9 +418,9 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
   let last: CompletedRotation | undefined;
   if (doc.last !== undefined) {
     const l = doc.last;
-    const completedAt = isObj(l) ? time(l.completedAt) : undefined;
-    const lagging = isObj(l) ? names(l.lagging) : undefined;
-    if (!isObj(l) || !isValidRotationId(l.id) || (l.reason !== 'request' && l.reason !== 'max-key-age') || completedAt === undefined || !Number.isSafeInteger(l.epoch) || lagging === undefined) {
+    const completedAt = isObject(l) ? time(l.completedAt) : undefined;
+    const lagging = isObject(l) ? names(l.lagging) : undefined;
+    if (!isObject(l) || !isValidRotationId(l.id) || (l.reason !== 'request' && l.reason !== 'max-key-age') || completedAt === undefined || !Number.isSafeInteger(l.epoch) || lagging === undefined) {
       return { ok: false, error: 'last is malformed' };
     }
     last = { id: l.id, reason: l.reason, completedAt, epoch: l.epoch as number, lagging };
@@ -428,7 +428,7 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
   let rotation: ActiveRotation | undefined;
   if (doc.rotation !== undefined) {
     const r = doc.rotation;
-    if (!isObj(r) || !isValidRotationId(r.id)) return { ok: false, error: 'rotation.id is malformed' };
+    if (!isObject(r) || !isValidRotationId(r.id)) return { ok: false, error: 'rotation.id is malformed' };
     if (r.reason !== 'request' && r.reason !== 'max-key-age') return { ok: false, error: 'rotation.reason is malformed' };
     if (typeof r.phase !== 'string' || !(PHASES as readonly string[]).includes(r.phase)) return { ok: false, error: `rotation.phase ${JSON.stringify(r.phase)} is not a phase` };
     if (!Number.isSafeInteger(r.nextEpoch) || (r.nextEpoch as number) < 1) return { ok: false, error: 'rotation.nextEpoch is malformed' };

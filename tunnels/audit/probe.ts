@@ -11,6 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { SealnetError } from '../../common/errors.js';
+import { isObject } from '../../common/json.js';
 
 /** A pair to probe (`a < b`). */
 export interface ProbePair {
@@ -50,10 +51,6 @@ export interface ProbeAdapter {
 
 type Obj = Record<string, unknown>;
 
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 const RESULT_FIELDS = ['a', 'b', 'ran', 'trafficOk', 'tunnelPackets', 'plaintextPackets', 'canaryLeaks', 'captureComplete', 'encryptedOnWire', 'detail'];
 
 /** Validates an adapter's answer against the request. Throws a sentence naming the problem. */
@@ -64,7 +61,7 @@ export function parseProbeAnswer(text: string, requested: readonly ProbePair[]):
   } catch (err) {
     throw new Error(`the probe printed no valid JSON (${(err as Error).message})`);
   }
-  if (!isObj(doc)) throw new Error('the probe answer must be a JSON object');
+  if (!isObject(doc)) throw new Error('the probe answer must be a JSON object');
   for (const k of Object.keys(doc)) if (!['version', 'adapter', 'note', 'results'].includes(k)) throw new Error(`the probe answer has an unknown field ${k}`);
   if (doc.version !== 1) throw new Error(`the probe answer has version ${JSON.stringify(doc.version)}, want 1`);
   if (typeof doc.adapter !== 'string' || doc.adapter === '' || doc.adapter.length > 100) throw new Error('the probe answer must name its adapter');
@@ -73,7 +70,7 @@ export function parseProbeAnswer(text: string, requested: readonly ProbePair[]):
   const want = new Set(requested.map((p) => `${p.a}~${p.b}`));
   const seen = new Set<string>();
   const results = doc.results.map((r, i): ProbeResult => {
-    if (!isObj(r)) throw new Error(`results[${i}] must be an object`);
+    if (!isObject(r)) throw new Error(`results[${i}] must be an object`);
     for (const k of Object.keys(r)) if (!RESULT_FIELDS.includes(k)) throw new Error(`results[${i}].${k} is not a known field`);
     for (const k of RESULT_FIELDS) if (!(k in r)) throw new Error(`results[${i}].${k} is missing`);
     const key = `${String(r.a)}~${String(r.b)}`;

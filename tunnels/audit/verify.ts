@@ -11,6 +11,7 @@ import { prettyCanonical } from './canonical.js';
 import { renderMarkdown } from './render.js';
 import { expectedVerdict, type AuditReport, type AuditReportBody } from './report.js';
 import { checkSignature, parseB64, type ReportSignature } from './sign.js';
+import { isObject } from '../../common/json.js';
 
 /** Outcome of a verification. */
 export interface VerifyResult {
@@ -27,22 +28,18 @@ export interface VerifyResult {
 
 const TOP_FIELDS = ['complete', 'evidence', 'format', 'generatedAt', 'nodes', 'pairs', 'policy', 'scope', 'signature', 'summary', 'tool', 'verdict', 'version', 'violations'];
 
-function isObj(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function shapeProblems(doc: unknown): string[] {
-  if (!isObj(doc)) return ['the report is not a JSON object'];
+  if (!isObject(doc)) return ['the report is not a JSON object'];
   const p: string[] = [];
   const keys = Object.keys(doc).sort();
   if (keys.join(',') !== TOP_FIELDS.join(',')) p.push(`the report's fields are ${keys.join(', ')}; want ${TOP_FIELDS.join(', ')}`);
   if (doc.format !== 'sealnet-audit-report' || doc.version !== 1) p.push('not a sealnet audit report version 1');
   if (doc.verdict !== 'compliant' && doc.verdict !== 'non-compliant') p.push('verdict must be "compliant" or "non-compliant"');
-  if (!Array.isArray(doc.pairs) || !doc.pairs.every((x) => isObj(x) && typeof x.compliant === 'boolean' && typeof x.partial === 'boolean' && Array.isArray(x.violations))) p.push('pairs must be a list of pair objects');
-  if (!Array.isArray(doc.nodes) || !doc.nodes.every((x) => isObj(x) && typeof x.name === 'string')) p.push('nodes must be a list of node objects');
-  if (!Array.isArray(doc.violations) || !doc.violations.every((x) => isObj(x) && typeof x.code === 'string' && typeof x.subject === 'string' && typeof x.message === 'string')) p.push('violations must be a list of violations');
+  if (!Array.isArray(doc.pairs) || !doc.pairs.every((x) => isObject(x) && typeof x.compliant === 'boolean' && typeof x.partial === 'boolean' && Array.isArray(x.violations))) p.push('pairs must be a list of pair objects');
+  if (!Array.isArray(doc.nodes) || !doc.nodes.every((x) => isObject(x) && typeof x.name === 'string')) p.push('nodes must be a list of node objects');
+  if (!Array.isArray(doc.violations) || !doc.violations.every((x) => isObject(x) && typeof x.code === 'string' && typeof x.subject === 'string' && typeof x.message === 'string')) p.push('violations must be a list of violations');
   const s = doc.signature;
-  if (!isObj(s) || Object.keys(s).sort().join(',') !== 'algorithm,publicKey,publicKeyFingerprint,value' || !Object.values(s).every((x) => typeof x === 'string')) p.push('signature must hold algorithm, publicKey, publicKeyFingerprint and value');
+  if (!isObject(s) || Object.keys(s).sort().join(',') !== 'algorithm,publicKey,publicKeyFingerprint,value' || !Object.values(s).every((x) => typeof x === 'string')) p.push('signature must hold algorithm, publicKey, publicKeyFingerprint and value');
   return p;
 }
 

@@ -12,6 +12,7 @@
  */
 import { isValidRotationId, type RotationPhase } from '../../keymgr/rotation.js';
 import type { AnnouncedPhase, PeerRotationReport } from '../ports/model.js';
+import { isObject } from '../../common/json.js';
 
 export type { AnnouncedPhase, PeerRotationReport } from '../ports/model.js';
 
@@ -42,7 +43,6 @@ const FP = /^[0-9a-f]{16}$/;
 /** Kubernetes node names (RFC 1123 subdomain). */
 const NODE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
-const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function parseJson(text: string): unknown {
   try {
@@ -66,7 +66,7 @@ export function encodeRotateRequest(r: RotateRequest): string {
 /** Parses a rotate request; the reason when malformed. */
 export function decodeRotateRequest(text: string): { ok: true; request: RotateRequest } | { ok: false; error: string } {
   const v = parseJson(text);
-  if (!isObj(v)) return { ok: false, error: 'is not a JSON object' };
+  if (!isObject(v)) return { ok: false, error: 'is not a JSON object' };
   if (!isValidRotationId(v.id)) return { ok: false, error: 'id must be 1-128 of [A-Za-z0-9._:-]' };
   const at = date(v.requestedAt);
   if (at === undefined) return { ok: false, error: 'requestedAt is not an RFC 3339 time' };
@@ -89,14 +89,14 @@ export function encodeRotationStatus(s: RotationStatus): string {
 /** Parses a rotation status; undefined when malformed (callers treat the node as idle). */
 export function decodeRotationStatus(text: string): RotationStatus | undefined {
   const v = parseJson(text);
-  if (!isObj(v) || typeof v.phase !== 'string' || !(PHASES as readonly string[]).includes(v.phase)) return undefined;
+  if (!isObject(v) || typeof v.phase !== 'string' || !(PHASES as readonly string[]).includes(v.phase)) return undefined;
   const phase = v.phase as AnnouncedPhase;
   if (phase !== 'idle' && !isValidRotationId(v.id)) return undefined;
   let last: RotationStatus['last'];
   if (v.last !== undefined) {
     const l = v.last;
-    const completedAt = isObj(l) ? date(l.completedAt) : undefined;
-    if (!isObj(l) || !isValidRotationId(l.id) || completedAt === undefined || !Number.isSafeInteger(l.epoch) || !Array.isArray(l.lagging) || !l.lagging.every((x) => typeof x === 'string')) return undefined;
+    const completedAt = isObject(l) ? date(l.completedAt) : undefined;
+    if (!isObject(l) || !isValidRotationId(l.id) || completedAt === undefined || !Number.isSafeInteger(l.epoch) || !Array.isArray(l.lagging) || !l.lagging.every((x) => typeof x === 'string')) return undefined;
     last = { id: l.id, completedAt, epoch: l.epoch as number, lagging: l.lagging as string[] };
   }
   const since = date(v.since);
@@ -122,7 +122,7 @@ export function encodeRotationReports(reports: Readonly<Record<string, PeerRotat
 export function decodeRotationReports(text: string): Record<string, PeerRotationReport> {
   const v = parseJson(text);
   const out: Record<string, PeerRotationReport> = {};
-  if (!isObj(v)) return out;
+  if (!isObject(v)) return out;
   for (const [node, value] of Object.entries(v)) {
     if (!NODE.test(node) || typeof value !== 'string') continue;
     const [fp, state] = value.split(':');

@@ -16,6 +16,7 @@ import { canonicalCidr } from '../../common/ip.js';
 import { ANNOTATIONS, STATUS_MAX_BYTES, STATUS_VERSION } from '../../common/constants.js';
 import { ipsecOf, wireguardOf, type DesiredState, type Mode, type RawNode } from '../ports/model.js';
 import { spiHex } from '../ports/xfrm-types.js';
+import { exactKeys, isObject, readBool, readCount, readText, readTime, type JsonObject } from '../../common/json.js';
 import type { IpsecPort, SaEvidence } from '../ports/ipsec.js';
 import { publishedIpsecKeys } from '../rotation/ipsec.js';
 import type { ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry } from '../ports/index.js';
@@ -380,36 +381,7 @@ export type DecodeStatusResult = { readonly ok: true; readonly report: NodeStatu
 const FINGERPRINT = /^[0-9a-f]{16}$/;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
-type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function exactKeys(o: Obj, required: readonly string[], optional: readonly string[], where: string): void {
-  for (const k of required) if (!(k in o)) throw new Error(`${where}.${k} is missing`);
-  for (const k of Object.keys(o)) if (!required.includes(k) && !optional.includes(k)) throw new Error(`${where}.${k} is not a known field`);
-}
-
-function count(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Error(`${where} must be a non-negative integer`);
-  return v;
-}
-
-function time(v: unknown, where: string): string {
-  if (typeof v !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(v) || Number.isNaN(Date.parse(v))) throw new Error(`${where} must be an RFC 3339 UTC time`);
-  return v;
-}
-
-function bool(v: unknown, where: string): boolean {
-  if (typeof v !== 'boolean') throw new Error(`${where} must be true or false`);
-  return v;
-}
-
-function text(v: unknown, where: string, max = 256): string {
-  if (typeof v !== 'string' || v.length > max) throw new Error(`${where} must be a string of at most ${max} characters`);
-  return v;
-}
+type Obj = JsonObject;
 
 function spi(v: unknown, where: string): string {
   if (typeof v !== 'string' || !/^0x[0-9a-f]{8}$/.test(v)) throw new Error(`${where} must be an SPI as 0x and 8 hex digits`);
@@ -423,25 +395,25 @@ function spiList(v: unknown, where: string): string[] {
 
 function decodePeer(v: unknown, i: number): PeerStatus {
   const where = `peers[${i}]`;
-  if (!isObj(v)) throw new Error(`${where} must be an object`);
+  if (!isObject(v)) throw new Error(`${where} must be an object`);
   exactKeys(v, ['node', 'state'], ['reason', 'key', 'handshake', 'rx', 'tx', 'algorithm', 'spiOut', 'spiIn', 'rxPackets', 'txPackets'], where);
-  const node = text(v.node, `${where}.node`);
+  const node = readText(v.node, `${where}.node`);
   if (!NODE_NAME.test(node)) throw new Error(`${where}.node is not a node name`);
   if (!(PEER_STATES as readonly unknown[]).includes(v.state)) throw new Error(`${where}.state must be one of ${PEER_STATES.join(', ')}`);
   if (v.key !== undefined && (typeof v.key !== 'string' || !FINGERPRINT.test(v.key))) throw new Error(`${where}.key must be a 16-hex-digit fingerprint`);
   return {
     node,
     state: v.state as PeerState,
-    ...(v.reason === undefined ? {} : { reason: text(v.reason, `${where}.reason`, MAX_REASON) }),
+    ...(v.reason === undefined ? {} : { reason: readText(v.reason, `${where}.reason`, MAX_REASON) }),
     ...(v.key === undefined ? {} : { key: v.key as string }),
-    ...(v.handshake === undefined ? {} : { handshake: count(v.handshake, `${where}.handshake`) }),
-    ...(v.rx === undefined ? {} : { rx: count(v.rx, `${where}.rx`) }),
-    ...(v.tx === undefined ? {} : { tx: count(v.tx, `${where}.tx`) }),
-    ...(v.algorithm === undefined ? {} : { algorithm: text(v.algorithm, `${where}.algorithm`, 64) }),
+    ...(v.handshake === undefined ? {} : { handshake: readCount(v.handshake, `${where}.handshake`) }),
+    ...(v.rx === undefined ? {} : { rx: readCount(v.rx, `${where}.rx`) }),
+    ...(v.tx === undefined ? {} : { tx: readCount(v.tx, `${where}.tx`) }),
+    ...(v.algorithm === undefined ? {} : { algorithm: readText(v.algorithm, `${where}.algorithm`, 64) }),
     ...(v.spiOut === undefined ? {} : { spiOut: spi(v.spiOut, `${where}.spiOut`) }),
     ...(v.spiIn === undefined ? {} : { spiIn: spiList(v.spiIn, `${where}.spiIn`) }),
-    ...(v.rxPackets === undefined ? {} : { rxPackets: count(v.rxPackets, `${where}.rxPackets`) }),
-    ...(v.txPackets === undefined ? {} : { txPackets: count(v.txPackets, `${where}.txPackets`) }),
+    ...(v.rxPackets === undefined ? {} : { rxPackets: readCount(v.rxPackets, `${where}.rxPackets`) }),
+    ...(v.txPackets === undefined ? {} : { txPackets: readCount(v.txPackets, `${where}.txPackets`) }),
   };
 }
 
@@ -455,43 +427,43 @@ export function decodeStatus(textIn: string): DecodeStatusResult {
     } catch (err) {
       throw new Error(`is not valid JSON (${(err as Error).message})`);
     }
-    if (!isObj(v)) throw new Error('must be a JSON object');
+    if (!isObject(v)) throw new Error('must be a JSON object');
     if (v.v !== STATUS_VERSION) throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${STATUS_VERSION}`);
     exactKeys(v, ['v', 'node', 'at', 'agent', 'heartbeatSeconds', 'mode', 'algorithm', 'key', 'steering', 'ready', 'errors', 'drops', 'failOpenPackets', 'detail', 'peers', 'omitted'], [], 'status');
-    const node = text(v.node, 'node');
+    const node = readText(v.node, 'node');
     if (!NODE_NAME.test(node)) throw new Error('node is not a node name');
     if (v.agent !== 'running' && v.agent !== 'stopped') throw new Error('agent must be "running" or "stopped"');
     if (v.mode !== 'wireguard' && v.mode !== 'ipsec') throw new Error('mode must be "wireguard" or "ipsec"');
     if (v.detail !== 'full' && v.detail !== 'compact') throw new Error('detail must be "full" or "compact"');
-    const hb = count(v.heartbeatSeconds, 'heartbeatSeconds');
+    const hb = readCount(v.heartbeatSeconds, 'heartbeatSeconds');
     if (hb < 1) throw new Error('heartbeatSeconds must be at least 1');
-    if (!isObj(v.key)) throw new Error('key must be an object');
+    if (!isObject(v.key)) throw new Error('key must be an object');
     exactKeys(v.key, ['fingerprint', 'epoch', 'createdAt'], [], 'key');
     if (typeof v.key.fingerprint !== 'string' || !FINGERPRINT.test(v.key.fingerprint)) throw new Error('key.fingerprint must be a 16-hex-digit fingerprint');
-    if (!isObj(v.steering)) throw new Error('steering must be an object');
+    if (!isObject(v.steering)) throw new Error('steering must be an object');
     exactKeys(v.steering, ['enabled', 'failClosed', 'nodeToNode'], [], 'steering');
     if (!Array.isArray(v.errors)) throw new Error('errors must be a list');
-    if (!isObj(v.drops)) throw new Error('drops must be an object');
+    if (!isObject(v.drops)) throw new Error('drops must be an object');
     if (!Array.isArray(v.peers)) throw new Error('peers must be a list');
     const peers = v.peers.map(decodePeer);
     for (let i = 1; i < peers.length; i++) if (!((peers[i - 1]?.node ?? '') < (peers[i]?.node ?? ''))) throw new Error('peers must be sorted by node name without duplicates');
     const report: NodeStatusReport = {
       v: STATUS_VERSION,
       node,
-      at: time(v.at, 'at'),
+      at: readTime(v.at, 'at'),
       agent: v.agent,
       heartbeatSeconds: hb,
       mode: v.mode,
-      algorithm: text(v.algorithm, 'algorithm', 64),
-      key: { fingerprint: v.key.fingerprint, epoch: count(v.key.epoch, 'key.epoch'), createdAt: time(v.key.createdAt, 'key.createdAt') },
-      steering: { enabled: bool(v.steering.enabled, 'steering.enabled'), failClosed: bool(v.steering.failClosed, 'steering.failClosed'), nodeToNode: bool(v.steering.nodeToNode, 'steering.nodeToNode') },
-      ready: bool(v.ready, 'ready'),
-      errors: v.errors.map((e, i) => text(e, `errors[${i}]`, 64)),
-      drops: Object.fromEntries(Object.entries(v.drops).map(([k, n]) => [text(k, 'drops key', 32), count(n, `drops.${k}`)])),
-      failOpenPackets: count(v.failOpenPackets, 'failOpenPackets'),
+      algorithm: readText(v.algorithm, 'algorithm', 64),
+      key: { fingerprint: v.key.fingerprint, epoch: readCount(v.key.epoch, 'key.epoch'), createdAt: readTime(v.key.createdAt, 'key.createdAt') },
+      steering: { enabled: readBool(v.steering.enabled, 'steering.enabled'), failClosed: readBool(v.steering.failClosed, 'steering.failClosed'), nodeToNode: readBool(v.steering.nodeToNode, 'steering.nodeToNode') },
+      ready: readBool(v.ready, 'ready'),
+      errors: v.errors.map((e, i) => readText(e, `errors[${i}]`, 64)),
+      drops: Object.fromEntries(Object.entries(v.drops).map(([k, n]) => [readText(k, 'drops key', 32), readCount(n, `drops.${k}`)])),
+      failOpenPackets: readCount(v.failOpenPackets, 'failOpenPackets'),
       detail: v.detail,
       peers,
-      omitted: count(v.omitted, 'omitted'),
+      omitted: readCount(v.omitted, 'omitted'),
     };
     return { ok: true, report };
   } catch (err) {
