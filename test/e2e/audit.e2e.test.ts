@@ -307,7 +307,7 @@ describe('sealctl audit', () => {
     const st = await sealctl(['status', '--node', 'n9']);
     expect([st.code, st.stderr]).toEqual([2, 'sealctl: unknown node n9 (the store lists: n1, n2, n3)\n']);
     const flag = await sealctl(['audit', '--polcy', bad]);
-    expect([flag.code, flag.stderr]).toEqual([2, 'sealctl: audit: unexpected argument "--polcy"\n']);
+    expect([flag.code, flag.stderr]).toEqual([2, 'sealctl: audit: unknown flag "--polcy"\n']);
     const missing = await sealctl(['audit', 'verify', join(work, 'nope.json')]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('cannot read report');

@@ -4,6 +4,7 @@
  * silently ignored by a security component).
  */
 import { readFile } from 'node:fs/promises';
+import { parseFlags } from '../../common/args.js';
 import { DEFAULT_STATE_DIR, WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT } from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
 import { canonicalCidr, parseIP } from '../../common/ip.js';
@@ -215,29 +216,29 @@ The node name defaults to $NODE_NAME. Flags override the config file.`;
  */
 export async function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<AgentConfig> {
   let cfg: Json = {};
+  const options = Object.fromEntries([['config', { type: 'string' as const }], ...Object.keys(FLAGS).map((f) => [f.slice(2), { type: 'string' as const, multiple: true }])]);
+  const { values } = parseFlags(argv, { options, usage: AGENT_USAGE });
+  const file = values.config as string | undefined;
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new SealnetError('CONFIG_INVALID', `cannot read config file ${file}`, { cause: err });
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new SealnetError('CONFIG_INVALID', `config file ${file} is not valid JSON: ${(err as Error).message}`);
+    }
+    cfg = obj(parsed, '(root)');
+  }
+  // Flags override the file; a repeated flag: the last wins, except --cluster-cidr (each adds one).
   const overrides: [string, string][] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    const eq = flag.indexOf('=');
-    const name = eq > 0 ? flag.slice(0, eq) : flag;
-    if (name !== '--config' && FLAGS[name] === undefined) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(name)}\n${AGENT_USAGE}`);
-    const value = eq > 0 ? flag.slice(eq + 1) : argv[++i];
-    if (value === undefined) throw new SealnetError('CONFIG_INVALID', `flag ${name} needs a value\n${AGENT_USAGE}`);
-    if (name === '--config') {
-      let text: string;
-      try {
-        text = await readFile(value, 'utf8');
-      } catch (err) {
-        throw new SealnetError('CONFIG_INVALID', `cannot read config file ${value}`, { cause: err });
-      }
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch (err) {
-        throw new SealnetError('CONFIG_INVALID', `config file ${value} is not valid JSON: ${(err as Error).message}`);
-      }
-      cfg = obj(parsed, '(root)');
-    } else overrides.push([name, value]);
+  for (const flag of Object.keys(FLAGS)) {
+    const given = (values[flag.slice(2)] ?? []) as string[];
+    for (const v of flag === '--cluster-cidr' ? given : given.slice(-1)) overrides.push([flag, v]);
   }
   if (cfg.nodeName === undefined && env.NODE_NAME !== undefined && env.NODE_NAME !== '') cfg.nodeName = env.NODE_NAME;
   for (const [name, value] of overrides) FLAGS[name]!(cfg, value);

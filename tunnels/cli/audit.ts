@@ -26,6 +26,7 @@ import { renderMarkdown } from '../audit/render.js';
 import { evaluate, type AuditReport } from '../audit/report.js';
 import { loadOrCreateSigningKey, readPublicKeyFile, signReport } from '../audit/sign.js';
 import { verifyReportFile } from '../audit/verify.js';
+import { parseFlags } from '../../common/args.js';
 
 /** Parsed `audit` arguments. */
 export interface AuditArgs {
@@ -38,39 +39,36 @@ export interface AuditArgs {
   readonly signingKey: string;
 }
 
-function need(args: readonly string[], i: number, flag: string): string {
-  const v = args[i];
-  if (v === undefined || v === '') throw new SealnetError('CONFIG_INVALID', `${flag} needs a value`);
-  return v;
-}
-
 /** Parses the arguments after `audit`. */
 export function parseAuditArgs(args: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AuditArgs {
-  let policyFile: string | undefined;
-  let prof: string | undefined;
-  let out: string | undefined;
-  const only: string[] = [];
-  let probe: string | undefined;
-  const probeArgs: string[] = [];
+  const { values } = parseFlags(args, {
+    prefix: 'audit: ',
+    options: {
+      policy: { type: 'string' },
+      profile: { type: 'string' },
+      out: { type: 'string' },
+      node: { type: 'string', multiple: true },
+      'probe-command': { type: 'string' },
+      'probe-arg': { type: 'string', multiple: true },
+      'probe-timeout': { type: 'string' },
+      'signing-key': { type: 'string' },
+      'state-dir': { type: 'string' },
+    },
+  });
+  const policyFile = values.policy;
+  const prof = values.profile;
+  const out = values.out;
+  const only = values.node ?? [];
+  const probe = values['probe-command'];
+  const probeArgs = values['probe-arg'] ?? [];
   let probeTimeoutS = 600;
-  let signingKey: string | undefined;
-  let stateDir: string | undefined;
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i] as string;
-    if (a === '--policy') policyFile = need(args, ++i, a);
-    else if (a === '--profile') prof = need(args, ++i, a);
-    else if (a === '--out') out = need(args, ++i, a);
-    else if (a === '--node') only.push(need(args, ++i, a));
-    else if (a === '--probe-command') probe = need(args, ++i, a);
-    else if (a === '--probe-arg') probeArgs.push(args[++i] ?? '');
-    else if (a === '--probe-timeout') {
-      const v = need(args, ++i, a);
-      probeTimeoutS = Number(v);
-      if (!/^\d+$/.test(v) || probeTimeoutS < 1 || probeTimeoutS > 86400) throw new SealnetError('CONFIG_INVALID', `--probe-timeout must be 1 to 86400 seconds, got ${JSON.stringify(v)}`);
-    } else if (a === '--signing-key') signingKey = need(args, ++i, a);
-    else if (a === '--state-dir') stateDir = need(args, ++i, a);
-    else throw new SealnetError('CONFIG_INVALID', `audit: unexpected argument ${JSON.stringify(a)}`);
+  if (values['probe-timeout'] !== undefined) {
+    const v = values['probe-timeout'];
+    probeTimeoutS = Number(v);
+    if (!/^\d+$/.test(v) || probeTimeoutS < 1 || probeTimeoutS > 86400) throw new SealnetError('CONFIG_INVALID', `--probe-timeout must be 1 to 86400 seconds, got ${JSON.stringify(v)}`);
   }
+  const signingKey = values['signing-key'];
+  const stateDir = values['state-dir'];
   if (policyFile !== undefined && prof !== undefined) throw new SealnetError('CONFIG_INVALID', 'give --policy or --profile, not both (a policy file can name its base profile)');
   if (probe === undefined && probeArgs.length > 0) throw new SealnetError('CONFIG_INVALID', '--probe-arg needs --probe-command');
   return {
@@ -193,16 +191,10 @@ export async function runAudit(opts: {
 /** Runs `sealctl audit verify REPORT [--public-key FILE] [--page FILE]`. */
 export async function runVerify(opts: { args: readonly string[]; json: boolean; write?: (s: string) => void }): Promise<number> {
   const write = opts.write ?? ((s: string) => void process.stdout.write(s));
-  let file: string | undefined;
-  let pub: string | undefined;
-  let page: string | undefined;
-  for (let i = 0; i < opts.args.length; i++) {
-    const a = opts.args[i] as string;
-    if (a === '--public-key') pub = need(opts.args, ++i, a);
-    else if (a === '--page') page = need(opts.args, ++i, a);
-    else if (a.startsWith('-') || file !== undefined) throw new SealnetError('CONFIG_INVALID', `audit verify: unexpected argument ${JSON.stringify(a)}`);
-    else file = a;
-  }
+  const { values, positionals } = parseFlags(opts.args, { prefix: 'audit verify: ', maxPositionals: 1, options: { 'public-key': { type: 'string' }, page: { type: 'string' } } });
+  const file = positionals[0];
+  const pub = values['public-key'];
+  const page = values.page;
   if (file === undefined) throw new SealnetError('CONFIG_INVALID', 'audit verify needs a REPORT file');
   const publicKey = pub === undefined ? undefined : await readPublicKeyFile(pub);
   const sibling = file.replace(/\.json$/, '') + '.md';

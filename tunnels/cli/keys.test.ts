@@ -34,7 +34,7 @@ describe('parseRotateArgs', () => {
     [['rotate', '--node'], '--node needs a value'],
     [['rotate', '--node', 'a', '--timeout', 'soon'], '--timeout must be a whole number'],
     [['rotate', '--node', 'a', '--node', 'a'], 'named twice'],
-    [['rotate', '--force'], 'unknown argument "--force"'],
+    [['rotate', '--force'], 'unknown flag "--force"'],
     [['spin'], 'unknown subcommand "spin"'],
   ])('rejects %j', (args, msg) => {
     expect(() => parseRotateArgs(args)).toThrow(msg);

@@ -18,6 +18,7 @@ import { SealnetError } from '../../common/errors.js';
 import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
 import { decodeRotateRequest, decodeRotationStatus, encodeRotateRequest, type RotationStatus } from '../plan/rotation-codec.js';
+import { parseFlags } from '../../common/args.js';
 
 /** Usage of the `keys` command. */
 export const KEYS_USAGE = `keys rotate (--node NAME)... | --all [--wait] [--timeout SECONDS]
@@ -37,25 +38,18 @@ const bad = (msg: string): SealnetError => new SealnetError('CONFIG_INVALID', ms
 /** Parses the arguments after `keys`. @throws SealnetError `CONFIG_INVALID`. */
 export function parseRotateArgs(args: readonly string[]): RotateArgs {
   if (args[0] !== 'rotate') throw bad(`keys: unknown subcommand ${JSON.stringify(args[0] ?? '')}; usage: sealctl ${KEYS_USAGE}`);
-  const nodes: string[] = [];
-  let all = false;
-  let wait = false;
+  const { values } = parseFlags(args.slice(1), {
+    options: { node: { type: 'string', multiple: true }, all: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' } },
+    prefix: 'keys rotate: ',
+  });
+  const nodes = values.node ?? [];
+  const all = values.all === true;
+  const wait = values.wait === true;
   let timeoutSeconds = 300;
-  for (let i = 1; i < args.length; i++) {
-    const a = args[i]!;
-    const value = (): string => {
-      const v = args[++i];
-      if (v === undefined || v.startsWith('--')) throw bad(`keys rotate: ${a} needs a value`);
-      return v;
-    };
-    if (a === '--node') nodes.push(value());
-    else if (a === '--all') all = true;
-    else if (a === '--wait') wait = true;
-    else if (a === '--timeout') {
-      const v = value();
-      if (!/^\d{1,6}$/.test(v) || Number(v) < 1) throw bad(`keys rotate: --timeout must be a whole number of seconds ≥ 1, got ${JSON.stringify(v)}`);
-      timeoutSeconds = Number(v);
-    } else throw bad(`keys rotate: unknown argument ${JSON.stringify(a)}`);
+  if (values.timeout !== undefined) {
+    const v = values.timeout;
+    if (!/^\d{1,6}$/.test(v) || Number(v) < 1) throw bad(`keys rotate: --timeout must be a whole number of seconds ≥ 1, got ${JSON.stringify(v)}`);
+    timeoutSeconds = Number(v);
   }
   if (all && nodes.length > 0) throw bad('keys rotate: give either --node NAME or --all, not both');
   if (!all && nodes.length === 0) throw bad('keys rotate: say which keys: --node NAME (repeatable) or --all');

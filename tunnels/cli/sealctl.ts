@@ -7,6 +7,7 @@ import { fingerprint } from '../../keymgr/keys.js';
 import { sodiumReady } from '../../keymgr/keys.js';
 import { decodeNode } from '../plan/annotations.js';
 import { validateConfig } from '../agent/config.js';
+import { takeFlags } from '../../common/args.js';
 import { describeError, SealnetError } from '../../common/errors.js';
 import type { NodeStore } from '../ports/index.js';
 import { FileNodeStore } from '../stores/file.js';
@@ -37,26 +38,13 @@ interface Global {
 }
 
 async function parseGlobal(argv: readonly string[]): Promise<Global> {
-  let storeType = 'kubernetes';
-  let dir: string | undefined;
-  let kubeconfig: string | undefined;
-  let json = false;
-  const rest: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const next = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new SealnetError('CONFIG_INVALID', `flag ${a} needs a value`);
-      return v;
-    };
-    if (a === '--store') storeType = next();
-    else if (a === '--store-dir') dir = next();
-    else if (a === '--kubeconfig') kubeconfig = next();
-    else if (a === '--json') json = true;
-    // Flags after the command word that are not global belong to the command.
-    else if (a.startsWith('-') && rest.length === 0) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(a)}`);
-    else rest.push(a);
-  }
+  // Global flags may stand anywhere; everything else belongs to the command.
+  const { values, rest } = takeFlags(argv, { options: { store: { type: 'string' }, 'store-dir': { type: 'string' }, kubeconfig: { type: 'string' }, json: { type: 'boolean' } } });
+  if (rest[0]?.startsWith('-') === true) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(rest[0])}`);
+  const storeType = values.store ?? 'kubernetes';
+  const dir = values['store-dir'];
+  const kubeconfig = values.kubeconfig;
+  const json = values.json === true;
   // Reuse the agent's validation so both tools reject the same mistakes the same way.
   const cfg = validateConfig({ nodeName: 'sealctl', store: storeType === 'file' ? { type: 'file', dir } : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) } });
   // The Kubernetes client library costs half a second and ~90 MiB to load: only when used.

@@ -5,6 +5,7 @@
  */
 import { sodiumReady } from '../../keymgr/keys.js';
 import { SealnetError } from '../../common/errors.js';
+import { parseFlags } from '../../common/args.js';
 import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
 import { age, bytes } from '../audit/render.js';
@@ -58,16 +59,8 @@ export interface StatusArgs {
 
 /** Parses `status [--node NAME]...`. */
 export function parseStatusArgs(args: readonly string[]): StatusArgs {
-  const only: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === '--node') {
-      const v = args[++i];
-      if (v === undefined) throw new SealnetError('CONFIG_INVALID', '--node needs a node name');
-      only.push(v);
-    } else throw new SealnetError('CONFIG_INVALID', `status: unexpected argument ${JSON.stringify(a)}`);
-  }
-  return { only };
+  const { values } = parseFlags(args, { options: { node: { type: 'string', multiple: true } }, prefix: 'status: ' });
+  return { only: values.node ?? [] };
 }
 
 /** Throws a clear error for names the store does not list. */
