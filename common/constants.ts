@@ -1,6 +1,6 @@
 /**
  * Every name sealnet gives to something outside its own process lives here: annotation keys,
- * kernel object names, numbers and paths. It is a contract (DESIGN.md "Names"): change a value
+ * kernel object names, numbers and paths. It is a contract: change a value
  * only here, and document it in the README table "Kernel objects sealnet owns".
  */
 
@@ -13,7 +13,7 @@ export const ANNOTATIONS = {
   version: `${ANNOTATION_PREFIX}version`,
   /** WireGuard X25519 public key, standard base64 (44 chars). */
   wireguardPublicKey: `${ANNOTATION_PREFIX}wireguard-public-key`,
-  /** IPsec X25519 public key, standard base64 (issue 4). */
+  /** IPsec X25519 public key, standard base64. */
   ipsecPublicKey: `${ANNOTATION_PREFIX}ipsec-public-key`,
   /** Epoch of the IPsec key (mode ipsec; SPIs and SA keys are derived over it). */
   ipsecKeyEpoch: `${ANNOTATION_PREFIX}ipsec-key-epoch`,
@@ -29,9 +29,9 @@ export const ANNOTATIONS = {
   keyEpoch: `${ANNOTATION_PREFIX}key-epoch`,
   /** When the current key was created (RFC 3339). */
   keyCreated: `${ANNOTATION_PREFIX}key-created`,
-  /** Rotation progress the node's agent publishes, JSON (`tunnels/plan/rotation-codec.ts`, issue 5). */
+  /** Rotation progress the node's agent publishes, JSON (`tunnels/plan/rotation-codec.ts`). */
   rotation: `${ANNOTATION_PREFIX}rotation`,
-  /** The key a rotation is bringing in, while peers stage it (issue 5). */
+  /** The key a rotation is bringing in, while peers stage it. */
   wireguardNextPublicKey: `${ANNOTATION_PREFIX}wireguard-next-public-key`,
   /** Endpoint of the link holding the next key (the other link's listen port). */
   nextEndpoint: `${ANNOTATION_PREFIX}next-endpoint`,
@@ -51,7 +51,7 @@ export const WG_INTERFACE = 'sealwg0';
 /**
  * The two WireGuard interfaces, by slot. A key rotation brings the new key up on the other slot
  * (listen port + slot) beside the current one, moves traffic, then deletes the old interface;
- * slots alternate from one rotation to the next (DESIGN.md "Rotation").
+ * slots alternate from one rotation to the next.
  */
 export const WG_INTERFACES = ['sealwg0', 'sealwg1'] as const;
 /** Default WireGuard UDP port (51820 is wg-quick's and Calico's, 51871 Cilium's). */
@@ -114,7 +114,7 @@ export const XFRM_OUTPUT_MARK = 0x5188;
 export const XFRM_OUTPUT_MARK_MASK = 0xffffffff;
 
 /**
- * BPF steering (routing/bpf/, DESIGN.md "Fail-closed"). Everything below lives under
+ * BPF steering (routing/bpf/). Everything below lives under
  * {@link BPF_PIN_DIR}; the suffix of the maps directory is the map layout version (a build with
  * another layout creates a new directory instead of misreading the old maps).
  */
@@ -141,7 +141,7 @@ export const BPF_PROG_NAMES = {
 export const TC_PRIORITY = 1;
 /** tc filter handle marking a classifier as sealnet's (with {@link TC_PRIORITY} and kind bpf). */
 export const TC_HANDLE = 0x5188;
-/** skb->mark bits the BPF program sets for XFRM-mode entries (IPsec, issue 4). */
+/** skb->mark bits the BPF program sets for XFRM-mode entries (IPsec). */
 export const BPF_XFRM_MARK_MASK = 0x0f00;
 
 /** Version of the status report (the `v` field of {@link ANNOTATIONS.status}). */

@@ -23,7 +23,7 @@ export interface AgentMetrics {
   /** 1 when steering drops traffic without a ready tunnel, 0 when it passes it (fail-open). */
   readonly steeringFailClosed: Gauge;
   readonly reconciles: Counter<'result'>;
-  /** Key rotations by key kind and result; 0 until rotation lands (issue 5): use {@link recordRotation}. */
+  /** Key rotations by key kind and result; 0 until rotation lands: use {@link recordRotation}. */
   readonly rotations: Counter<'kind' | 'result'>;
   /** Status annotation publications by result (tunnels/status/service.ts). */
   readonly statusPublications: Counter<'result'>;
@@ -61,7 +61,7 @@ function zeroed<T extends string>(c: Counter<T>, labels: Partial<Record<T, strin
 }
 
 /**
- * The hook key rotation (issue 5) calls when a rotation of this node's key finished: counts it
+ * The hook key rotation calls when a rotation of this node's key finished: counts it
  * in `sealnet_key_rotations_total{kind,result}`. Status and metrics read the new key through the
  * agent's key getter; nothing else needs to be told.
  */

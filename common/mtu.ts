@@ -1,5 +1,5 @@
 /**
- * MTU math per encapsulation mode (DESIGN.md "Encapsulation modes and MTU"). Pure: the agent
+ * MTU math per encapsulation mode. Pure: the agent
  * reads the underlay link's MTU and derives the MTU of the tunnel link and of every route it
  * installs from it. A wrong MTU shows up as a throughput collapse, not an error, so the
  * results are exact (not a conservative guess) and checked packet size by packet size in the

@@ -1,5 +1,5 @@
 /**
- * Spawning helper tools (`ip`, `wg`) like a syscall (STYLE.md 8): `execFile` with an argument
+ * Spawning helper tools (`ip`, `wg`) like a syscall: `execFile` with an argument
  * array (never a shell), `LC_ALL=C` so messages and number formats are stable, a timeout, and an
  * error that carries the command, exit code and stderr. Secrets go through files, never argv.
  */

@@ -2,7 +2,7 @@
  * The IPsec driver: makes the kernel's XFRM tables hold what `plan.ts` wants, through the
  * narrow {@link XfrmOps} interface (the addon-backed XfrmClient, or FakeXfrm in unit tests).
  *
- * Contract of {@link IpsecDriver.apply} (STYLE.md 3-5):
+ * Contract of {@link IpsecDriver.apply}:
  * - It reads the kernel first and changes only what differs; called twice with the same
  *   desired state, the second call changes nothing.
  * - Per peer, in dependency order: inbound states (the peer may already send with a new SPI),

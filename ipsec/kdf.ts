@@ -1,5 +1,5 @@
 /**
- * Per-SA ESP keys without a cluster-wide secret (DESIGN.md "Keys").
+ * Per-SA ESP keys without a cluster-wide secret.
  *
  * Both nodes of a pair hold an X25519 IPsec key; each computes the same shared secret
  * X25519(own private, peer public). Every SA — one direction of one pair, with one SPI, under

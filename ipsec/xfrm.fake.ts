@@ -1,6 +1,6 @@
 /**
  * A fake XFRM for unit tests that behaves like the kernel where the driver depends on it
- * (STYLE.md 7): states are keyed by (destination, SPI, mark) and refused with EEXIST when
+ *: states are keyed by (destination, SPI, mark) and refused with EEXIST when
  * present; policies are keyed by (direction, selector, mark) — whatever their priority — with
  * NEWPOLICY refused by EEXIST and UPDPOLICY replacing atomically; deletes of absent objects
  * report "absent"; ESN without a replay window is EINVAL; a kernel without ESP or GCM fails the

@@ -1,5 +1,5 @@
 /**
- * The key rotation state machine (DESIGN.md "Rotation"), pure: no I/O, no clock reads, no
+ * The key rotation state machine, pure: no I/O, no clock reads, no
  * randomness. The agent feeds it what it observed (its own node's annotations, the peers'
  * reports, the key store, the kernel, the clock) and carries out what it returns.
  *
@@ -86,7 +86,7 @@ export interface RotationState {
 
 /** Tunables, in milliseconds. */
 export interface RotationSettings {
-  /** How long the old key keeps working after the switch (DESIGN.md: "grace period"). */
+  /** How long the old key keeps working after the switch. */
   readonly graceMs: number;
   /** How long to wait for peers to stage or move before going on without them. */
   readonly peerTimeoutMs: number;

@@ -1,5 +1,5 @@
 /**
- * The rotation mirror (issue 5): while a node's peers move from its old key to the new one, a
+ * The rotation mirror: while a node's peers move from its old key to the new one, a
  * u32 match-all filter with `mirred egress mirror` on the new link's egress copies every packet
  * into the old link. A WireGuard receiver accepts a packet only from the peer that
  * owns its source address, so whichever of the two keys a peer currently accepts, exactly one

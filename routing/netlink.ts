@@ -2,7 +2,7 @@
  * {@link RoutingPort} over rtnetlink, through the `netlink` package: routes in sealnet's table,
  * the `lookup` rule, link MTU/state, route lookups and addresses, for IPv4 and IPv6.
  *
- * Ownership (DESIGN.md "Adopt, then prune"): every route sealnet installs carries
+ * Ownership: every route sealnet installs carries
  * `protocol ROUTE_PROTOCOL`; only such routes are listed, and deletes are restricted to them
  * by the kernel itself.
  */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * sealnet traffic steering at TC (clsact), DESIGN.md "Fail-closed".
+ * sealnet traffic steering at TC (clsact) (fail-closed steering).
  *
  * Three classifiers share one set of maps (pinned under /sys/fs/bpf/sealnet):
  *

@@ -1,5 +1,5 @@
 /**
- * `sealctl keys rotate --node NAME | --all [--wait] [--timeout S]` (issue 5). Records the intent
+ * `sealctl keys rotate --node NAME | --all [--wait] [--timeout S]`. Records the intent
  * as the `sealnet.io/rotate-request` annotation on each target Node; the node's agent carries it
  * out (keymgr/rotation.ts) and publishes its progress in `sealnet.io/rotation`. With `--wait`,
  * follows that progress and exits 0 only when every target finished (its old key and link are

@@ -134,7 +134,7 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
 }
 
 /**
- * The rotation fields of a node (issue 5). Lenient on purpose: a malformed rotation annotation
+ * The rotation fields of a node. Lenient on purpose: a malformed rotation annotation
  * only means the node's rotation is not followed (it then proceeds without this peer, which
  * keeps the node's current key), never that the node's working tunnel is dropped.
  */

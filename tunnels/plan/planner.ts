@@ -1,6 +1,6 @@
 /**
  * The pure planner: cluster snapshot + self + config → desired kernel state.
- * No I/O, no clock reads, sorted output (DESIGN.md "Data flow"). The reconciler diffs the
+ * No I/O, no clock reads, sorted output. The reconciler diffs the
  * result against what the kernel holds; the planner never sees the kernel.
  */
 import type { PublicKey } from '../../keymgr/keys.js';
@@ -23,7 +23,7 @@ export interface PlanSelf {
   /** The link carrying the current key; default {@link WG_INTERFACE} on `config.listenPort`. */
   readonly link?: { readonly name: string; readonly listenPort: number };
   /**
-   * This node's own rotation (issue 5): the link of the new key, the new key, and the remote
+   * This node's own rotation: the link of the new key, the new key, and the remote
    * nodes whose prefixes route into that link (`all` once the old link is being retired).
    */
   readonly rotation?: {
@@ -113,7 +113,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   const accepted = resolveConflicts(decoded, established, skipped);
 
   // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
-  //    key; the pod CIDRs belong to exactly one of them (issue 5, see rotationPeers()).
+  //    key; the pod CIDRs belong to exactly one of them (see rotationPeers()).
   const mtu = tunnelMtu({ underlayMtu: config.underlayMtu, mode: config.mode, family: config.underlayFamily, overlay: config.overlay ?? 'none' });
   const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
   const nodeIPs = config.nodeToNode === undefined ? new Map<string, string[]>() : nodeAddresses(accepted, { self: selfRaw, ownCidrs, exempt: config.nodeToNode.exemptCidrs });

@@ -1,5 +1,5 @@
 /**
- * The JSON values of the rotation annotations (DESIGN.md "Rotation"), pure. The keys live in
+ * The JSON values of the rotation annotations, pure. The keys live in
  * `constants.ts`; `annotations.ts` decodes a node's whole annotation set with these helpers.
  *
  *   sealnet.io/rotate-request   written by `sealctl keys rotate`:   {"id":"r-…","requestedAt":"…"}

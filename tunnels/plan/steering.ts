@@ -91,7 +91,7 @@ export function steeringLinks(
 export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   const self = input.nodes.find((n) => n.name === input.self);
   const own = (self?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
-  // A node has two desired peers while it rotates (current and next key, issue 5): the prefix is
+  // A node has two desired peers while it rotates (current and next key): the prefix is
   // ready when the peer meant to own it owns it in the tunnel.
   const desired = new Map<string, DesiredPeer[]>();
   for (const p of input.desiredPeers) desired.set(p.node, [...(desired.get(p.node) ?? []), p]);

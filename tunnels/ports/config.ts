@@ -31,13 +31,13 @@ export interface AgentConfig {
   readonly endpointAddress: string | undefined;
   /** Underlay MTU override; default: the MTU of the link that carries the endpoint address. */
   readonly underlayMtu: number | undefined;
-  /** BPF steering and fail-closed (DESIGN.md "Fail-closed"). */
+  /** BPF steering and fail-closed. */
   readonly steering: SteeringConfig;
   /** Status report publication and the `/status` endpoint (tunnels/status/service.ts). */
   readonly status: StatusConfig;
   /** Mode ipsec: SA parameters (tunnels/reconcile/ipsec-pass.ts). */
   readonly ipsec: IpsecConfig;
-  /** Key rotation (tunnels/rotation/wireguard.ts, DESIGN.md "Rotation"). */
+  /** Key rotation (tunnels/rotation/wireguard.ts). */
   readonly rotation: RotationConfig;
 }
 

@@ -214,7 +214,7 @@ export interface SteeringPort {
 }
 
 /**
- * The rotation mirror (issue 5, `routing/mirror.ts`): copies everything leaving one of
+ * The rotation mirror (`routing/mirror.ts`): copies everything leaving one of
  * sealnet's WireGuard links into the other while a rotation moves peers between them.
  */
 export interface MirrorPort {

@@ -1,5 +1,5 @@
 /**
- * Fakes for the reconciler's ports that behave like the kernel (STYLE.md §7): WireGuard peers
+ * Fakes for the reconciler's ports that behave like the kernel: WireGuard peers
  * keyed by public key with allowed IPs moving to the peer set last, a routing table that marks
  * routes by protocol, and a node store fully under the test's control. They reject the calls
  * the agent must never make (deleting a route it does not own, writing outside sealnet's table,

@@ -38,7 +38,7 @@ export interface PeerNode {
   /** Pod CIDRs in canonical form (network address, prefix length), sorted. */
   readonly podCIDRs: readonly string[];
   readonly internalIPs: readonly string[];
-  /** Rotation phase the node announces; absent when idle or never rotated (issue 5). */
+  /** Rotation phase the node announces; absent when idle or never rotated. */
   readonly rotationPhase?: AnnouncedPhase;
   /** The key the node's rotation brings in, while it is `staging` or `moving` (peers stage it). */
   readonly next?: { readonly publicKey: PublicKey; readonly endpointHost: string; readonly endpointPort: number };
@@ -84,7 +84,7 @@ export interface DesiredPeer {
   readonly allowedIPs: readonly string[];
   /** Seconds; 0 = off. */
   readonly persistentKeepalive: number;
-  /** The node's next key during its rotation (a second peer for the same node; issue 5). */
+  /** The node's next key during its rotation (a second peer for the same node). */
   readonly next?: true;
 }
 

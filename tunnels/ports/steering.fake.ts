@@ -1,5 +1,5 @@
 /**
- * A {@link SteeringPort} fake that behaves like the kernel objects (STYLE.md 7), for reconciler
+ * A {@link SteeringPort} fake that behaves like the kernel objects, for reconciler
  * unit tests: entries persist across a simulated agent restart, keys are compared as prefixes
  * (two spellings of one prefix are one entry), lookups are longest-prefix matches, and calls the
  * real driver would fail are refused (anything before `ensure`, malformed prefixes). It never

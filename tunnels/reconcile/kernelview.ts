@@ -1,7 +1,7 @@
 /**
  * What the reconciler last read from (and then wrote to) the kernel, kept between passes so a
- * pass triggered by one node store change does not re-read 5,000 peers and routes (issue 9:
- * one change applied in < 100 ms at 5,000 nodes). Pure.
+ * pass triggered by one node store change does not re-read 5,000 peers and routes: at 5,000
+ * nodes a full read is most of a pass. Pure.
  *
  * The view is only a shortcut for event-triggered passes: the first pass, every periodic
  * resync, every retry after an error and every pass during a key rotation (which needs live

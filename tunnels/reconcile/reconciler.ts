@@ -3,7 +3,7 @@
  * with backoff and jitter after a failed pass, close). What one pass does is the mode's pass:
  * wireguard-pass.ts or ipsec-pass.ts, sharing the bookkeeping in context.ts.
  *
- * Contract of a pass ({@link Reconciler.reconcileOnce}) (STYLE.md §3): it may run any number of times
+ * Contract of a pass ({@link Reconciler.reconcileOnce}): it may run any number of times
  * with identical input and then changes nothing; it reads the kernel before changing it,
  * changes only what differs, adds before it deletes, keeps going past independent failures,
  * stops at dependent ones, and reports what it reached. Nothing is pruned before the store has

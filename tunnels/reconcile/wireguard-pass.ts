@@ -5,7 +5,7 @@
  * unowned), routes before the rule, route deletions after both, the retired link last — and
  * outside a rotation routes are replaced while `wg set` runs.
  *
- * Contract (STYLE.md §3): it may run any number of times with identical input and then changes
+ * Contract: it may run any number of times with identical input and then changes
  * nothing; it reads the kernel before changing it (or starts from the view the last clean pass
  * left), changes only what differs, adds before it deletes, keeps going past independent
  * failures, stops at dependent ones, and reports what it reached. Nothing is pruned before the

@@ -1,5 +1,5 @@
 /**
- * The rotation-specific steps of a reconcile pass (issue 5), kept out of `reconciler.ts`: the
+ * The rotation-specific steps of a reconcile pass, kept out of `reconciler.ts`: the
  * rotation datapath (addresses, qdisc, mirror) before routes move, and after apply the reports
  * about other nodes' keys, this node's rotation annotations and one state-machine step.
  */

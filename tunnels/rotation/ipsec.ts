@@ -1,5 +1,5 @@
 /**
- * IPsec key rotation (issue 5, mode ipsec), make-before-break, on the same state machine and
+ * IPsec key rotation (mode ipsec), make-before-break, on the same state machine and
  * the same annotations as WireGuard's (`keymgr/rotation.ts`, `sealnet.io/rotate-request`,
  * `sealnet.io/rotation`, `sealnet.io/rotation-peers`, `sealctl keys rotate`).
  *

@@ -1,5 +1,5 @@
 /**
- * The agent's side of key rotation (issue 5): runs the pure state machine of
+ * The agent's side of key rotation: runs the pure state machine of
  * `keymgr/rotation.ts` against the key store, the state file and what the reconciler observed,
  * and tells the reconciler which links, keys and routes a pass should program.
  *
