@@ -62,8 +62,9 @@ async function ping(to: string, mark?: number): Promise<{ ok: boolean; output: s
 /** Rebuilds dist/ (and the addon) when a source the fixture loads is newer than its output. */
 async function ensureBuilt(): Promise<string> {
   const sources = [
-    ...readdirSync(path.join(root, 'ipsec')).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).map((f) => path.join('ipsec', f)),
-    ...['errors.ts', 'constants.ts', 'cidr.ts', 'spawn.ts'].map((f) => path.join('tunnels', f)),
+    ...readdirSync(path.join(root, 'ipsec')).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.fake.ts')).map((f) => path.join('ipsec', f)),
+    ...['errors.ts', 'constants.ts', 'ip.ts', 'spawn.ts'].map((f) => path.join('common', f)),
+    path.join('tunnels', 'plan', 'ipsec-sa.ts'),
     path.join('keymgr', 'keys.ts'),
   ];
   const stale = (): string[] =>

@@ -72,8 +72,9 @@ async function ensureBuilt(): Promise<string> {
     ...readdirSync(path.join(root, 'routing'))
       .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts'))
       .map((f) => path.join('routing', f)),
-    path.join('tunnels', 'errors.ts'),
-    path.join('tunnels', 'constants.ts'),
+    path.join('common', 'errors.ts'),
+    path.join('common', 'constants.ts'),
+    path.join('common', 'ip.ts'),
   ];
   const stale = (): string[] =>
     sources.filter((src) => {

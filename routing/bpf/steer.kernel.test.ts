@@ -98,8 +98,7 @@ async function ensureBuilt(): Promise<void> {
   await run('bash', [path.join(root, 'scripts', 'build-addons.sh')], { timeoutMs: 240_000 });
   const sources = [
     ...readdirSync(path.join(root, 'routing', 'bpf')).filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts')).map((f) => path.join('routing', 'bpf', f)),
-    ...['errors', 'constants', 'spawn', 'cidr'].map((f) => path.join('tunnels', `${f}.ts`)),
-    path.join('routing', 'ipaddr.ts'),
+    ...['errors', 'constants', 'spawn', 'ip'].map((f) => path.join('common', `${f}.ts`)),
   ];
   const stale = (): string[] =>
     sources.filter((src) => {

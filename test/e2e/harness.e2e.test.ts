@@ -202,7 +202,7 @@ d('NsCluster agent plumbing (stand-in agent)', () => {
   });
 });
 
-const agentBuilt = existsSync(join(repoRoot(), 'dist', 'tunnels', 'agent.js')) && existsSync(join(repoRoot(), 'bin', 'sealnet-agent.js'));
+const agentBuilt = existsSync(join(repoRoot(), 'dist', 'tunnels', 'agent', 'main.js')) && existsSync(join(repoRoot(), 'bin', 'sealnet-agent.js'));
 (isRoot && agentBuilt ? describe : describe.skip)('NsCluster with real agents (the other side of the baseline)', () => {
   it('sees only WireGuard on the wire, keeps wireguard-go across agent restarts, and cleans it up', async () => {
     const c = await NsCluster.create({ nodes: 3, encryption: true });
