@@ -41,7 +41,9 @@ export interface AuditArgs {
 
 /** Parses the arguments after `audit`. */
 export function parseAuditArgs(args: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AuditArgs {
-  const { values } = parseFlags(args, {
+  // `--probe-arg` takes the next argument verbatim, flag-like or not (it is the probe's own argv).
+  const glued = args.flatMap((a, i) => (args[i - 1] === '--probe-arg' ? [] : a === '--probe-arg' && i + 1 < args.length ? [`--probe-arg=${args[i + 1]}`] : [a]));
+  const { values } = parseFlags(glued, {
     prefix: 'audit: ',
     options: {
       policy: { type: 'string' },
