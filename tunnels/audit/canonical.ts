@@ -25,7 +25,10 @@ function sortDeep(v: unknown, path: string): unknown {
   if (typeof v === 'object') {
     const proto = Object.getPrototypeOf(v) as unknown;
     if (proto !== Object.prototype && proto !== null) throw new SealnetError('INTERNAL', `canonical JSON: ${path} is not a plain object`);
-    const out: Record<string, unknown> = {};
+    // A null-prototype object: on an ordinary one, `out['__proto__'] = x` would set the prototype
+    // instead of adding the member (JSON.parse makes it an own member), so the member vanished
+    // from the signed bytes and two documents differing only in it shared a signature.
+    const out = Object.create(null) as Record<string, unknown>;
     for (const k of Object.keys(v).sort()) {
       const x = (v as Record<string, unknown>)[k];
       if (x !== undefined) out[k] = sortDeep(x, `${path}.${k}`);
