@@ -12,9 +12,10 @@ import { jest } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ANNOTATIONS } from '../../common/constants.js';
 import { KubernetesNodeStore } from '../../tunnels/stores/kubernetes.js';
 import { TestApiServer } from './apiserver.js';
-import { applyChart } from './chart.js';
+import { applyChart, findManifest, type Manifest } from './chart.js';
 import { nodeObject } from './cluster.js';
 import { writeKubeconfig } from './pki.js';
 import { waitFor } from './util.js';
@@ -43,6 +44,7 @@ describe('least privilege and node-scoped writes on a real API server', () => {
   let dir: string;
   const kubeconfig: Record<string, string> = {};
   let admin: k8s.CoreV1Api;
+  let manifests: Manifest[];
 
   const agentApi = (who: string): k8s.CoreV1Api => {
     const kc = new k8s.KubeConfig();
@@ -54,7 +56,7 @@ describe('least privilege and node-scoped writes on a real API server', () => {
 
   beforeAll(async () => {
     api = await TestApiServer.start();
-    await applyChart(api);
+    manifests = await applyChart(api);
     admin = api.adminConfig().makeApiClient(k8s.CoreV1Api);
     dir = await mkdtemp(join(tmpdir(), 'sealnet-policy-'));
     for (const [i, name] of ['node-a', 'node-b'].entries()) {
@@ -133,6 +135,61 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     expect(node.metadata?.annotations?.['example.com/owner']).toBe('platform');
     expect(node.metadata?.labels?.['example.com/zone']).toBe('a');
     expect(node.spec?.unschedulable).toBeUndefined();
+  });
+
+  it('bounds the sealnet.io/ annotations the agent writes: only the keys it publishes, each up to its size (issue 16, finding 14)', async () => {
+    // The bounds as the rendered policy holds them (values.yaml admissionPolicy.maxValueBytes).
+    const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(manifests, 'ValidatingAdmissionPolicy');
+    const mapText = policy.spec.variables.find((v) => v.name === 'maxValueBytes')?.expression ?? '';
+    const limits = new Map([...mapText.matchAll(/'(sealnet\.io\/[a-z-]+)': (\d+)/g)].map((m) => [m[1] as string, Number(m[2])]));
+    // The allow-list is exactly what agents publish: every key of common/constants.ts but the
+    // rotate request, which only `sealctl keys rotate` writes with an operator's credentials.
+    const published = Object.values(ANNOTATIONS).filter((k) => k !== ANNOTATIONS.rotateRequest).sort();
+    expect([...limits.keys()].sort()).toEqual(published);
+    const before = await annotationsOf('node-a');
+    const a = store('node-a');
+    try {
+      // Refused: a key agents do not publish, the operator's rotate request, a value one byte over
+      // its bound (small field, status), and a bound counted in bytes, not characters.
+      const refused: [string, Record<string, string>, string][] = [
+        ['an unknown key', { 'sealnet.io/evil': 'x' }, 'may not write annotation sealnet.io/evil: not one of the sealnet.io/ annotations an agent publishes'],
+        ['the rotate request', { [ANNOTATIONS.rotateRequest]: '{"id":"r-1","requestedAt":"2026-01-01T00:00:00Z"}' }, `may not write annotation ${ANNOTATIONS.rotateRequest}`],
+        ['an unknown key beside allowed ones', { [ANNOTATIONS.mode]: 'wireguard', 'sealnet.io/zz': 'x' }, 'may not write annotation sealnet.io/zz'],
+        ['an endpoint one byte over', { [ANNOTATIONS.endpoint]: 'x'.repeat(limits.get(ANNOTATIONS.endpoint)! + 1) }, `may not write ${limits.get(ANNOTATIONS.endpoint)! + 1} bytes to annotation ${ANNOTATIONS.endpoint}: at most ${limits.get(ANNOTATIONS.endpoint)} bytes`],
+        ['a status one byte over', { [ANNOTATIONS.status]: 'x'.repeat(limits.get(ANNOTATIONS.status)! + 1) }, `bytes to annotation ${ANNOTATIONS.status}: at most ${limits.get(ANNOTATIONS.status)} bytes`],
+        ['multi-byte characters over the byte bound', { [ANNOTATIONS.endpoint]: '€'.repeat(Math.ceil((limits.get(ANNOTATIONS.endpoint)! + 1) / 3)) }, `bytes to annotation ${ANNOTATIONS.endpoint}`],
+      ];
+      for (const [what, patch, msg] of refused) {
+        const err = await rejection(a.patchAnnotations('node-a', patch));
+        expect([what, err.code]).toEqual([what, 403]);
+        expect([what, err.message]).toEqual([what, expect.stringContaining('ValidatingAdmissionPolicy')]);
+        expect([what, err.message]).toEqual([what, expect.stringContaining(msg)]);
+      }
+      expect(await annotationsOf('node-a')).toEqual(before);
+      // Accepted: every published key with a value exactly at its bound (one request per key:
+      // together they would pass the API server's 256 KiB limit on all annotations).
+      for (const [key, max] of limits) {
+        await a.patchAnnotations('node-a', { [key]: 'x'.repeat(max) });
+        expect([key, (await annotationsOf('node-a'))[key]?.length]).toEqual([key, max]);
+      }
+      // An operator's value the agent may not write (a rotate request, an oversized status)
+      // does not block the agent's own later writes, which leave it as it is.
+      const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+      await admin.patchNode({ name: 'node-a', body: { metadata: { annotations: { [ANNOTATIONS.rotateRequest]: '{"id":"r-2"}', [ANNOTATIONS.status]: 'y'.repeat(limits.get(ANNOTATIONS.status)! + 10) } } } }, merge);
+      await a.patchAnnotations('node-a', { [ANNOTATIONS.endpoint]: '198.18.0.1:51880' });
+      expect((await annotationsOf('node-a'))[ANNOTATIONS.endpoint]).toBe('198.18.0.1:51880');
+      // ... and the agent may still remove its own keys.
+      await a.patchAnnotations('node-a', { [ANNOTATIONS.status]: undefined });
+      expect(await annotationsOf('node-a')).not.toHaveProperty([ANNOTATIONS.status]);
+    } finally {
+      // Put node-a's sealnet.io/ annotations back for the tests after this one.
+      const now = await annotationsOf('node-a');
+      const restore: Record<string, string | null> = {};
+      for (const k of Object.keys(now)) if (k.startsWith('sealnet.io/') && !(k in before)) restore[k] = null;
+      for (const [k, v] of Object.entries(before)) if (k.startsWith('sealnet.io/')) restore[k] = v;
+      await admin.patchNode({ name: 'node-a', body: { metadata: { annotations: restore } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    }
+    expect(await annotationsOf('node-a')).toEqual(before);
   });
 
   it('rejects a token without a node claim, even for sealnet.io/ annotations', async () => {
