@@ -154,7 +154,7 @@ describe('3-node WireGuard mesh on a real API server', () => {
     for (const n of ['n1', 'n2']) {
       await c.ns.stopAgent(n);
       const stateDir = join(c.ns.runDir, n, 'state');
-      const r = await c.ns.execNode(n, ['sh', script], { env: { SEALNET_STATE_DIR: stateDir, SEALNET_PURGE_STATE: 'true', SEALNET_CLEANUP_EXIT: 'true' } });
+      const r = await c.ns.execNode(n, ['sh', script], { env: { SEALNET_STATE_DIR: stateDir, SEALNET_PURGE_STATE: 'true', SEALNET_PURGE_ROOT: join(c.ns.runDir, n), SEALNET_CLEANUP_EXIT: 'true' } });
       expect(r.stdout).toContain(`deleted link ${WG_INTERFACE}`);
       expect(r.stdout).toContain('node clean');
       expect((await c.ns.execNode(n, ['ip', '-o', 'link', 'show', WG_INTERFACE], { check: false })).code).not.toBe(0);

@@ -5,7 +5,8 @@
 # or by hand on a node as root. Idempotent: objects that do not exist are skipped.
 #
 # Environment: SEALNET_STATE_DIR (default /var/lib/sealnet), SEALNET_PURGE_STATE=true to delete
-# it (the private keys), SEALNET_DONE_FILE: touched when finished (the readiness probe checks
+# its contents (the private keys; purge-state.sh, beside this script, scrubs and deletes only
+# under SEALNET_PURGE_ROOT, default /var/lib/sealnet), SEALNET_DONE_FILE: touched when finished (the readiness probe checks
 # it), SEALNET_CLEANUP_EXIT=true to exit instead of idling (for use outside Kubernetes).
 set -u
 # Both WireGuard slots (a key rotation brings the new key up on the other one).
@@ -61,9 +62,9 @@ if ip xfrm state list reqid "$XFRM_REQID" 2>/dev/null | grep -q .; then
   ip xfrm state deleteall reqid "$XFRM_REQID" && say "deleted XFRM states with reqid $XFRM_REQID" || failed=1
 fi
 
+# The private keys: scrubbed, and only inside /var/lib/sealnet (purge-state.sh says why).
 if [ "${SEALNET_PURGE_STATE:-false}" = true ] && [ -d "$state_dir" ]; then
-  find "$state_dir" -mindepth 1 -delete
-  say "purged $state_dir"
+  sh "$(dirname "$0")/purge-state.sh" "$state_dir" || failed=1
 fi
 
 if [ "$failed" != 0 ]; then

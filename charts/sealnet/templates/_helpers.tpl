@@ -55,9 +55,23 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 {{/* The agent's JSON config (tunnels/agent/config.ts validates it strictly: only known fields). */}}
 {{- define "sealnet.agentConfig" -}}
 {{- $wg := dict "listenPort" (int .Values.wireguard.listenPort) "implementation" .Values.wireguard.implementation "persistentKeepalive" (int .Values.wireguard.persistentKeepalive) }}
-{{- $cfg := dict "mode" .Values.agent.mode "stateDir" .Values.agent.stateDir "store" (dict "type" "kubernetes") "wireguard" $wg "resyncIntervalSeconds" (int .Values.agent.resyncIntervalSeconds) "debounceMs" (int .Values.agent.debounceMs) "logLevel" .Values.agent.logLevel "metricsAddress" (printf "%s:%d" .Values.agent.metrics.host (int .Values.agent.metrics.port)) }}
+{{- $cfg := dict "mode" .Values.agent.mode "stateDir" (include "sealnet.stateDir" .) "store" (dict "type" "kubernetes") "wireguard" $wg "resyncIntervalSeconds" (int .Values.agent.resyncIntervalSeconds) "debounceMs" (int .Values.agent.debounceMs) "logLevel" .Values.agent.logLevel "metricsAddress" (printf "%s:%d" .Values.agent.metrics.host (int .Values.agent.metrics.port)) }}
 {{- if .Values.agent.underlayMtu }}
 {{- $_ := set $cfg "underlayMtu" (int .Values.agent.underlayMtu) }}
 {{- end }}
 {{- toPrettyJson $cfg }}
+{{- end }}
+
+{{/*
+The state directory (the node's private keys; a hostPath, and what cleanup.purgeState deletes).
+Only /var/lib/sealnet or a directory below it: stateDir=/var with purgeState would have deleted
+the host's /var (issue 16, finding 16). values.schema.json says the same; this check holds when
+schema validation is skipped (helm --skip-schema-validation).
+*/}}
+{{- define "sealnet.stateDir" -}}
+{{- $dir := .Values.agent.stateDir -}}
+{{- if not (regexMatch "^/var/lib/sealnet(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$" $dir) -}}
+{{- fail (printf "agent.stateDir must be /var/lib/sealnet or a directory below it (no . or .. components, no trailing /), got %q" $dir) -}}
+{{- end -}}
+{{- $dir -}}
 {{- end }}
