@@ -27,6 +27,13 @@
 #  - helm: `go install helm.sh/helm/v3/cmd/helm@<pinned>` (its go.mod has no replace).
 # First build on 2 cores: about 15 minutes (measured 14: kube-apiserver + kubectl 9, etcd 2,
 # helm 3); cached: about 1 s.
+#
+# Integrity (issue 16, finding 15): every binary this script builds is recorded with its sha256
+# in the cache's manifest.sha256 (sha256sum format, paths relative to the cache) at build time,
+# and a cached binary is executed (even for --version) only when its sha256 matches its line
+# there. One without a line (built before manifests existed) is rebuilt; one whose sha256 differs
+# from its line was modified after the build: the script refuses to run anything and says which
+# file to delete (a rebuild would hide the tampering).
 set -euo pipefail
 
 K8S_VERSION="${SEALNET_K8S_VERSION:-v1.36.4}"
@@ -56,6 +63,47 @@ fi
 exec 9>"$cache/.lock"
 flock 9
 
+# Reports whether the cached binary $1 (in cache $2) has a line in its cache's manifest (a
+# mismatching line already stopped the script: see check_manifests).
+verified() {
+  local bin="$1" c="$2" rel
+  rel="${bin#"$c"/}"
+  if ! awk -v p="$rel" '$2 == p { found = 1 } END { exit !found }' "$c/manifest.sha256" 2>/dev/null; then
+    log "$bin has no sha256 in $c/manifest.sha256 (built before manifests, or not by this script): rebuilding it"
+    return 1
+  fi
+}
+
+# Stops the script when a binary listed in a cache's manifest no longer has the recorded sha256.
+check_manifests() {
+  local c want rel got
+  for c in "$machine_cache" "$repo_cache"; do
+    [[ -f "$c/manifest.sha256" ]] || continue
+    while read -r want rel; do
+      [[ -e "$c/$rel" ]] || continue
+      got="$(sha256sum "$c/$rel" | cut -d' ' -f1)"
+      if [[ "$got" != "$want" ]]; then
+        log "$c/$rel has sha256 $got, but $want was recorded when this script built it: the binary was modified after the build. Refusing to run it; delete it to have it rebuilt"
+        exit 1
+      fi
+    done <"$c/manifest.sha256"
+  done
+}
+
+# Records the sha256 of freshly built binaries (absolute paths under $cache) in the manifest,
+# replacing their old lines. Called with the build lock held.
+record() {
+  local m="$cache/manifest.sha256" b rel tmp
+  tmp="$(mktemp "$cache/.manifest.XXXXXX")"
+  [[ -f "$m" ]] && cp "$m" "$tmp"
+  for b in "$@"; do
+    rel="${b#"$cache"/}"
+    awk -v p="$rel" '$2 != p' "$tmp" >"$tmp.new" && mv -f "$tmp.new" "$tmp"
+    printf '%s  %s\n' "$(sha256sum "$b" | cut -d' ' -f1)" "$rel" >>"$tmp"
+  done
+  mv -f "$tmp" "$m"
+}
+
 # Reports whether $1 is an executable whose version output contains $2.
 has_version() {
   local bin="$1" want="$2"
@@ -75,13 +123,16 @@ find_cached() {
   shift 3
   local c
   for c in "$machine_cache" "$repo_cache"; do
-    if has_version "$c/$dir/$tool" "$want" "$@"; then
+    [[ -e "$c/$dir/$tool" ]] || continue
+    if verified "$c/$dir/$tool" "$c" && has_version "$c/$dir/$tool" "$want" "$@"; then
       echo "$c/$dir/$tool"
       return 0
     fi
   done
   return 1
 }
+
+check_manifests
 
 goenv=(CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false" GOTOOLCHAIN="${GOTOOLCHAIN:-local}")
 
@@ -124,6 +175,7 @@ build_kubernetes() {
   mv -f "$out/.tmp/kube-apiserver" "$out/kube-apiserver"
   mv -f "$out/.tmp/kubectl" "$out/kubectl"
   rmdir "$out/.tmp"
+  record "$out/kube-apiserver" "$out/kubectl"
 }
 
 build_etcd() {
@@ -140,6 +192,7 @@ build_etcd() {
     env "${goenv[@]}" go build -p 2 -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
   )
   mv -f "$out/etcd.tmp" "$out/etcd"
+  record "$out/etcd"
 }
 
 build_helm() {
@@ -155,6 +208,7 @@ build_helm() {
   )
   mv -f "$work/bin/helm" "$out/helm"
   rm -rf "$work"
+  record "$out/helm"
 }
 
 apiserver="$(find_cached kube-apiserver "Kubernetes $K8S_VERSION" "kubernetes-$K8S_VERSION" --version)" &&

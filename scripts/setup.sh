@@ -3,8 +3,9 @@
 # Idempotent: every step checks first and does nothing when already done.
 #
 #   1. system packages (apt): `apt-get update` only when something is missing
-#   2. `npm ci` when node_modules is missing or older than package-lock.json
-#   3. `scripts/build-wireguard-go.sh` (the pinned wireguard-go) when that script exists
+#   2. `npm ci --ignore-scripts` when node_modules is missing or from another package-lock.json,
+#      then netlink built from source (scripts/install-node-modules.sh)
+#   3. `scripts/build-wireguard-go.sh` (the pinned wireguard-go, module hash checked)
 #   4. BPF objects (scripts/build-bpf.sh) and Node-API addons (scripts/build-addons.sh)
 #   5. `npm run build`
 #
@@ -54,31 +55,21 @@ if [[ "${SEALNET_SKIP_APT:-0}" != 1 ]]; then
 fi
 
 # --- 2. node modules ----------------------------------------------------------------------------
-# npm ci records what it installed in node_modules/.package-lock.json; we also keep the hash of
-# the package-lock.json we installed from, so a changed lock file (even an older mtime after a
-# checkout) triggers a reinstall.
-lock_hash="$(sha256sum package-lock.json | cut -d' ' -f1)"
-stamp=node_modules/.sealnet-setup-lock-sha256
-need_ci=0
-if [[ ! -d node_modules || ! -f node_modules/.package-lock.json ]]; then
-  need_ci=1
-elif [[ -f "$stamp" ]]; then
-  [[ "$(cat "$stamp")" == "$lock_hash" ]] || need_ci=1
-elif [[ package-lock.json -nt node_modules/.package-lock.json || package.json -nt node_modules/.package-lock.json ]]; then
-  need_ci=1
-fi
-if ((need_ci)); then
-  log "npm ci"
-  npm ci
-else
-  log "node_modules: up to date"
-fi
-echo "$lock_hash" >"$stamp"
+# With every package's install scripts off; the one native dependency (netlink) is built from
+# source explicitly (scripts/install-node-modules.sh says why).
+bash scripts/install-node-modules.sh
 
 # --- 3. pinned wireguard-go -----------------------------------------------------------------------
 if [[ -f scripts/build-wireguard-go.sh ]]; then
-  if out="$(bash scripts/build-wireguard-go.sh)"; then
+  wg_status=0
+  out="$(bash scripts/build-wireguard-go.sh)" || wg_status=$?
+  if ((wg_status == 0)); then
     log "wireguard-go: $out"
+  elif ((wg_status == 3)); then
+    # An integrity refusal (unrecorded WIREGUARD_GO_VERSION, module hash mismatch) is never
+    # papered over by falling back to another binary.
+    log "wireguard-go refused (see above)"
+    exit 1
   elif [[ "${SEALNET_REQUIRE_WG_BUILD:-0}" == 1 ]]; then
     log "building wireguard-go failed"
     exit 1
