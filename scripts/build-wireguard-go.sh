@@ -10,7 +10,7 @@
 #        scripts/build-wireguard-go.sh --latest   print the newest version on the proxy, build nothing
 #        WIREGUARD_GO_VERSION=v... scripts/...    build another version
 #
-# Integrity (issue 16, finding 15): only versions whose module hash is recorded below are built.
+# Integrity: only versions whose module hash is recorded below are built.
 # Before the build the module's hash as the go command holds it (`go mod download -json`) and the
 # hash of its extracted source in the module cache (the same dirhash `go mod verify` computes)
 # must both equal the recorded one; after it, the hash embedded in the binary must too. The

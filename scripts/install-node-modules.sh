@@ -2,7 +2,7 @@
 # Installs node_modules from package-lock.json with every package's install scripts off, then
 # builds the one native dependency (netlink) from its source explicitly. Step 2 of setup.sh.
 #
-# Why (issue 16, finding 15): `npm ci` as root runs the preinstall/install/postinstall scripts of
+# Why: `npm ci` as root runs the preinstall/install/postinstall scripts of
 # every package in the tree, so one compromised package owns the machine that builds sealnet
 # (`allowScripts` in package.json was never an npm field: it restricted nothing). With
 # --ignore-scripts nothing runs; the packages that would have wanted to run something are listed

@@ -28,7 +28,7 @@
 # First build on 2 cores: about 15 minutes (measured 14: kube-apiserver + kubectl 9, etcd 2,
 # helm 3); cached: about 1 s.
 #
-# Integrity (issue 16, finding 15): every binary this script builds is recorded with its sha256
+# Integrity: every binary this script builds is recorded with its sha256
 # in the cache's manifest.sha256 (sha256sum format, paths relative to the cache) at build time,
 # and a cached binary is executed (even for --version) only when its sha256 matches its line
 # there. One without a line (built before manifests existed) is rebuilt; one whose sha256 differs

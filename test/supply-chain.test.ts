@@ -1,5 +1,5 @@
 /**
- * Supply-chain checks of the build scripts (issue 16, finding 15), each shown failing on tampered
+ * Supply-chain checks of the build scripts, each shown failing on tampered
  * input. Every script runs from a copy in a scratch "repo" (the scripts locate their caches
  * beside themselves), so nothing here touches the project's node_modules, .cache or the machine's
  * k8s binaries cache.
@@ -25,7 +25,10 @@ import { repoRoot } from './harness/paths.js';
 
 jest.setTimeout(300_000);
 
-const sha256 = async (file: string): Promise<string> => createHash('sha256').update(await readFile(file)).digest('hex');
+const sha256 = async (file: string): Promise<string> =>
+  createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
 
 /** A scratch repo holding a copy of one script under scripts/. */
 async function scratchRepo(root: string, script: string): Promise<string> {
@@ -51,16 +54,30 @@ describe('npm: no install scripts run (install-node-modules.sh)', () => {
     const repo = await scratchRepo(dir, 'install-node-modules.sh');
     const pkg = join(dir, 'evil');
     await mkdir(pkg);
-    await writeFile(join(pkg, 'package.json'), JSON.stringify({ name: 'evil', version: '1.0.0', scripts: { install: 'touch ../../install-script-ran' } }));
+    await writeFile(
+      join(pkg, 'package.json'),
+      JSON.stringify({ name: 'evil', version: '1.0.0', scripts: { install: 'touch ../../install-script-ran' } }),
+    );
     await run(['npm', 'pack', '--silent', '--pack-destination', repo], { cwd: pkg });
-    await writeFile(join(repo, 'package.json'), JSON.stringify({ name: 'scratch', version: '0.0.0', private: true, dependencies: { evil: 'file:evil-1.0.0.tgz' } }));
+    await writeFile(
+      join(repo, 'package.json'),
+      JSON.stringify({
+        name: 'scratch',
+        version: '0.0.0',
+        private: true,
+        dependencies: { evil: 'file:evil-1.0.0.tgz' },
+      }),
+    );
     await run(['npm', 'install', '--package-lock-only', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: repo });
     return { repo, marker: join(repo, 'install-script-ran') };
   }
 
   it('control: a plain npm ci runs the package install script (the marker appears)', async () => {
     const { repo, marker } = await projectWithInstallScript();
-    await run(['npm', 'ci', '--ignore-scripts=false', '--no-audit', '--no-fund'], { cwd: repo, env: { npm_config_ignore_scripts: 'false' } });
+    await run(['npm', 'ci', '--ignore-scripts=false', '--no-audit', '--no-fund'], {
+      cwd: repo,
+      env: { npm_config_ignore_scripts: 'false' },
+    });
     expect(existsSync(marker)).toBe(true);
   });
 
@@ -68,14 +85,18 @@ describe('npm: no install scripts run (install-node-modules.sh)', () => {
     const { repo, marker } = await projectWithInstallScript();
     const r = await run(['bash', join(repo, 'scripts', 'install-node-modules.sh')], { check: false });
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('packages with install scripts that this script does not handle: node_modules/evil@1.0.0');
+    expect(r.stderr).toContain(
+      'packages with install scripts that this script does not handle: node_modules/evil@1.0.0',
+    );
     expect(existsSync(marker)).toBe(false);
     expect(existsSync(join(repo, 'node_modules'))).toBe(false);
   });
 
   it('runs no install script even when the lock file hides it (hasInstallScript removed)', async () => {
     const { repo, marker } = await projectWithInstallScript();
-    const lock = JSON.parse(await readFile(join(repo, 'package-lock.json'), 'utf8')) as { packages: Record<string, { hasInstallScript?: boolean }> };
+    const lock = JSON.parse(await readFile(join(repo, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { hasInstallScript?: boolean }>;
+    };
     for (const p of Object.values(lock.packages)) delete p.hasInstallScript;
     await writeFile(join(repo, 'package-lock.json'), JSON.stringify(lock, null, 2));
     const r = await run(['bash', join(repo, 'scripts', 'install-node-modules.sh')], { check: false });
@@ -86,8 +107,14 @@ describe('npm: no install scripts run (install-node-modules.sh)', () => {
   });
 
   it("the project's lock file lists no install script but netlink's, which is built from source", async () => {
-    const lock = JSON.parse(await readFile(join(repoRoot(), 'package-lock.json'), 'utf8')) as { packages: Record<string, { hasInstallScript?: boolean }> };
-    expect(Object.entries(lock.packages).filter(([, v]) => v.hasInstallScript === true).map(([k]) => k)).toEqual(['node_modules/netlink']);
+    const lock = JSON.parse(await readFile(join(repoRoot(), 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { hasInstallScript?: boolean }>;
+    };
+    expect(
+      Object.entries(lock.packages)
+        .filter(([, v]) => v.hasInstallScript === true)
+        .map(([k]) => k),
+    ).toEqual(['node_modules/netlink']);
     const pkg = JSON.parse(await readFile(join(repoRoot(), 'package.json'), 'utf8')) as Record<string, unknown>;
     expect(pkg).not.toHaveProperty('allowScripts');
     expect(await readFile(join(repoRoot(), '.npmrc'), 'utf8')).toMatch(/^ignore-scripts=true$/m);
@@ -101,16 +128,30 @@ describe('wireguard-go: recorded module hash (build-wireguard-go.sh)', () => {
   beforeAll(async () => {
     const modcache = (await run(['go', 'env', 'GOMODCACHE'])).stdout.trim();
     machineProxy = join(modcache, 'cache', 'download');
-    pinned = /^PINNED=(\S+)$/m.exec(await readFile(join(repoRoot(), 'scripts', 'build-wireguard-go.sh'), 'utf8'))?.[1] ?? '';
-    if (!existsSync(join(machineProxy, MODULE, '@v', `${pinned}.zip`))) throw new Error(`${MODULE}@${pinned} is not in the machine's module cache: run scripts/setup.sh (it builds wireguard-go) first`);
+    pinned =
+      /^PINNED=(\S+)$/m.exec(await readFile(join(repoRoot(), 'scripts', 'build-wireguard-go.sh'), 'utf8'))?.[1] ?? '';
+    if (!existsSync(join(machineProxy, MODULE, '@v', `${pinned}.zip`)))
+      throw new Error(
+        `${MODULE}@${pinned} is not in the machine's module cache: run scripts/setup.sh (it builds wireguard-go) first`,
+      );
   });
 
-  const goEnv = (proxy: string, modcache: string): Record<string, string> => ({ GOPROXY: `file://${proxy}`, GOSUMDB: 'off', GOMODCACHE: modcache, GOFLAGS: '-buildvcs=false', GOTOOLCHAIN: 'local' });
-  const build = (repo: string, env: Record<string, string>) => run(['bash', join(repo, 'scripts', 'build-wireguard-go.sh')], { check: false, env, timeoutMs: 240_000 });
+  const goEnv = (proxy: string, modcache: string): Record<string, string> => ({
+    GOPROXY: `file://${proxy}`,
+    GOSUMDB: 'off',
+    GOMODCACHE: modcache,
+    GOFLAGS: '-buildvcs=false',
+    GOTOOLCHAIN: 'local',
+  });
+  const build = (repo: string, env: Record<string, string>) =>
+    run(['bash', join(repo, 'scripts', 'build-wireguard-go.sh')], { check: false, env, timeoutMs: 240_000 });
 
   it('refuses a WIREGUARD_GO_VERSION without a recorded hash, before downloading anything', async () => {
     const repo = await scratchRepo(dir, 'build-wireguard-go.sh');
-    const r = await build(repo, { ...goEnv(machineProxy, join(dir, 'modcache')), WIREGUARD_GO_VERSION: 'v0.0.0-20250521234502-f333402bd9cb' });
+    const r = await build(repo, {
+      ...goEnv(machineProxy, join(dir, 'modcache')),
+      WIREGUARD_GO_VERSION: 'v0.0.0-20250521234502-f333402bd9cb',
+    });
     expect(r.code).toBe(3);
     expect(r.stderr).toContain(`no module hash is recorded for ${MODULE}@v0.0.0-20250521234502-f333402bd9cb`);
     expect(existsSync(join(dir, 'modcache'))).toBe(false);
@@ -144,13 +185,17 @@ describe('wireguard-go: recorded module hash (build-wireguard-go.sh)', () => {
     const proxy = join(dir, 'proxy');
     const vdir = join(proxy, MODULE, '@v');
     await mkdir(vdir, { recursive: true });
-    for (const f of await readdir(join(machineProxy, MODULE, '@v'))) if (f.startsWith(pinned) && !f.endsWith('.lock') && !f.endsWith('.ziphash')) await copyFile(join(machineProxy, MODULE, '@v', f), join(vdir, f));
+    for (const f of await readdir(join(machineProxy, MODULE, '@v')))
+      if (f.startsWith(pinned) && !f.endsWith('.lock') && !f.endsWith('.ziphash'))
+        await copyFile(join(machineProxy, MODULE, '@v', f), join(vdir, f));
     await writeFile(join(vdir, 'list'), `${pinned}\n`);
     const extra = join(dir, 'zipwork', `${MODULE}@${pinned}`);
     await mkdir(extra, { recursive: true });
     await writeFile(join(extra, 'backdoor.go'), 'package main\n\nfunc init() {}\n');
     await chmod(join(vdir, `${pinned}.zip`), 0o644);
-    await run(['zip', '-q', join(vdir, `${pinned}.zip`), `${MODULE}@${pinned}/backdoor.go`], { cwd: join(dir, 'zipwork') });
+    await run(['zip', '-q', join(vdir, `${pinned}.zip`), `${MODULE}@${pinned}/backdoor.go`], {
+      cwd: join(dir, 'zipwork'),
+    });
     const r = await build(repo, goEnv(proxy, join(dir, 'modcache')));
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(new RegExp(`${MODULE}@${pinned} has module hash 'h1:[A-Za-z0-9+/=]+', recorded h1:`));
@@ -168,7 +213,11 @@ describe('wireguard-go: recorded module hash (build-wireguard-go.sh)', () => {
     await appendFile(main, '\nfunc init() { println("modified") }\n');
     // Control: the go command itself builds the modified source without a word.
     const gobin = join(dir, 'gobin');
-    const control = await run(['go', 'install', `${MODULE}@${pinned}`], { check: false, env: { ...env, GOBIN: gobin, CGO_ENABLED: '0' }, timeoutMs: 240_000 });
+    const control = await run(['go', 'install', `${MODULE}@${pinned}`], {
+      check: false,
+      env: { ...env, GOBIN: gobin, CGO_ENABLED: '0' },
+      timeoutMs: 240_000,
+    });
     expect([control.code, control.stderr]).toEqual([0, '']);
     expect(existsSync(join(gobin, 'wireguard'))).toBe(true);
     // The script refuses it (forced to rebuild: no binary).
@@ -207,7 +256,11 @@ describe('k8s binaries: sha256 manifest checked before any cached binary runs (k
     await writeFile(join(cache, 'manifest.sha256'), `${lines.join('\n')}\n`);
     return { repo, cache, ranLog };
   }
-  const script = (repo: string, cache: string) => run(['bash', join(repo, 'scripts', 'k8s-binaries.sh')], { check: false, env: { ...VERSIONS, SEALNET_K8S_CACHE: cache } });
+  const script = (repo: string, cache: string) =>
+    run(['bash', join(repo, 'scripts', 'k8s-binaries.sh')], {
+      check: false,
+      env: { ...VERSIONS, SEALNET_K8S_CACHE: cache },
+    });
 
   it('uses cached binaries whose sha256 matches the manifest', async () => {
     const { repo, cache, ranLog } = await cacheWithManifest();

@@ -1,5 +1,5 @@
 /**
- * What the chart lets a mistake or a compromised node do (issue 16, findings 14 and 16), checked
+ * What the chart lets a mistake or a compromised node do, checked
  * by rendering it with the pinned helm (no API server: the unit tier) and by running its purge
  * script on a scratch directory. The API server's side of the admission policy is proved in
  * `policy.k8s.test.ts`.
@@ -23,31 +23,71 @@ beforeAll(async () => {
   helmBin = (await k8sBinaries()).helm;
 }, 60 * 60_000);
 
-describe('agent.stateDir is restricted to /var/lib/sealnet (finding 16)', () => {
-  it.each(['/var/lib/sealnet', '/var/lib/sealnet/prod', '/var/lib/sealnet/a_b/c-1.d'])('renders %s into the hostPath, the mount and the agent config', async (dir) => {
-    const objs = parseManifests(await renderChart(helmBin, { set: [`agent.stateDir=${dir}`] }));
-    const ds = findManifest<k8s.V1DaemonSet>(objs, 'DaemonSet');
-    expect(ds.spec?.template.spec?.volumes?.find((v) => v.name === 'state')?.hostPath?.path).toBe(dir);
-    expect(ds.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'state')?.mountPath).toBe(dir);
-    const cm = findManifest<k8s.V1ConfigMap>(objs, 'ConfigMap');
-    expect((JSON.parse(cm.data?.['agent.json'] ?? '{}') as { stateDir?: string }).stateDir).toBe(dir);
-  });
+describe('agent.stateDir is restricted to /var/lib/sealnet', () => {
+  it.each(['/var/lib/sealnet', '/var/lib/sealnet/prod', '/var/lib/sealnet/a_b/c-1.d'])(
+    'renders %s into the hostPath, the mount and the agent config',
+    async (dir) => {
+      const objs = parseManifests(await renderChart(helmBin, { set: [`agent.stateDir=${dir}`] }));
+      const ds = findManifest<k8s.V1DaemonSet>(objs, 'DaemonSet');
+      expect(ds.spec?.template.spec?.volumes?.find((v) => v.name === 'state')?.hostPath?.path).toBe(dir);
+      expect(ds.spec?.template.spec?.containers[0]?.volumeMounts?.find((m) => m.name === 'state')?.mountPath).toBe(dir);
+      const cm = findManifest<k8s.V1ConfigMap>(objs, 'ConfigMap');
+      expect((JSON.parse(cm.data?.['agent.json'] ?? '{}') as { stateDir?: string }).stateDir).toBe(dir);
+    },
+  );
 
-  const refused = ['/', '/var', '/etc', '/var/lib', '/root', '/var/lib/kubelet', '/var/lib/sealnet-x', '/var/lib/sealnet/', '/var/lib/sealnet/..', '/var/lib/sealnet/../../etc', '/var/lib/sealnet/./x', 'var/lib/sealnet', '/tmp/sealnet'];
+  const refused = [
+    '/',
+    '/var',
+    '/etc',
+    '/var/lib',
+    '/root',
+    '/var/lib/kubelet',
+    '/var/lib/sealnet-x',
+    '/var/lib/sealnet/',
+    '/var/lib/sealnet/..',
+    '/var/lib/sealnet/../../etc',
+    '/var/lib/sealnet/./x',
+    'var/lib/sealnet',
+    '/tmp/sealnet',
+  ];
   it.each(refused)('the schema refuses stateDir=%s', async (dir) => {
-    const r = await helm(helmBin, ['template', 'sealnet', CHART_DIR, '--kube-version', 'v1.36.4', '--set', `agent.stateDir=${dir}`], { check: false });
+    const r = await helm(
+      helmBin,
+      ['template', 'sealnet', CHART_DIR, '--kube-version', 'v1.36.4', '--set', `agent.stateDir=${dir}`],
+      { check: false },
+    );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("values don't meet the specifications of the schema");
     expect(r.stderr).toContain('stateDir');
   });
   it.each(refused)('the template refuses stateDir=%s with schema validation skipped', async (dir) => {
-    const r = await helm(helmBin, ['template', 'sealnet', CHART_DIR, '--kube-version', 'v1.36.4', '--skip-schema-validation', '--set', `agent.stateDir=${dir}`, '--set', 'cleanup.enabled=true', '--set', 'cleanup.purgeState=true'], { check: false });
+    const r = await helm(
+      helmBin,
+      [
+        'template',
+        'sealnet',
+        CHART_DIR,
+        '--kube-version',
+        'v1.36.4',
+        '--skip-schema-validation',
+        '--set',
+        `agent.stateDir=${dir}`,
+        '--set',
+        'cleanup.enabled=true',
+        '--set',
+        'cleanup.purgeState=true',
+      ],
+      { check: false },
+    );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('agent.stateDir must be /var/lib/sealnet or a directory below it');
   });
 
   it('ships purge-state.sh beside cleanup.sh, byte for byte, and the cleanup pod runs cleanup.sh', async () => {
-    const objs = parseManifests(await renderChart(helmBin, { set: ['cleanup.enabled=true', 'cleanup.purgeState=true'] }));
+    const objs = parseManifests(
+      await renderChart(helmBin, { set: ['cleanup.enabled=true', 'cleanup.purgeState=true'] }),
+    );
     const cm = findManifest<k8s.V1ConfigMap>(objs, 'ConfigMap');
     expect(cm.data?.['purge-state.sh']).toBe(await readFile(join(CHART_DIR, 'files', 'purge-state.sh'), 'utf8'));
     expect(cm.data?.['cleanup.sh']).toContain('purge-state.sh');
@@ -58,7 +98,7 @@ describe('agent.stateDir is restricted to /var/lib/sealnet (finding 16)', () => 
   });
 });
 
-describe('purge-state.sh scrubs keys and deletes only under its root (finding 16)', () => {
+describe('purge-state.sh scrubs keys and deletes only under its root', () => {
   const script = join(CHART_DIR, 'files', 'purge-state.sh');
   const SECRET = 'not-a-real-key-but-a-canary-0123456789';
   let dir: string;
@@ -68,7 +108,8 @@ describe('purge-state.sh scrubs keys and deletes only under its root (finding 16
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
   });
-  const purge = (target: string, root = join(dir, 'root')) => run(['sh', script, target], { check: false, env: { SEALNET_PURGE_ROOT: root } });
+  const purge = (target: string, root = join(dir, 'root')) =>
+    run(['sh', script, target], { check: false, env: { SEALNET_PURGE_ROOT: root } });
 
   /** A state dir with a key file that also has a hard link outside it (what an unlink alone leaves readable). */
   async function stateWithLinkedKey(): Promise<{ state: string; copy: string; outside: string }> {
@@ -126,23 +167,37 @@ describe('purge-state.sh scrubs keys and deletes only under its root (finding 16
   });
 });
 
-describe('the admission policy bounds what an agent writes (finding 14)', () => {
+describe('the admission policy bounds what an agent writes', () => {
   async function limits(set: readonly string[] = []): Promise<Map<string, number>> {
     const objs = parseManifests(await renderChart(helmBin, { set }));
-    const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(objs, 'ValidatingAdmissionPolicy');
+    const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(
+      objs,
+      'ValidatingAdmissionPolicy',
+    );
     const text = policy.spec.variables.find((v) => v.name === 'maxValueBytes')?.expression ?? '';
     return new Map([...text.matchAll(/'(sealnet\.io\/[a-z-]+)': (\d+)/g)].map((m) => [m[1] as string, Number(m[2])]));
   }
 
   it('allows exactly the annotations agents publish (all of common/constants.ts but the operator-written rotate request)', async () => {
-    expect([...(await limits()).keys()].sort()).toEqual(Object.values(ANNOTATIONS).filter((k) => k !== ANNOTATIONS.rotateRequest).sort());
+    expect([...(await limits()).keys()].sort()).toEqual(
+      Object.values(ANNOTATIONS)
+        .filter((k) => k !== ANNOTATIONS.rotateRequest)
+        .sort(),
+    );
   });
 
   it('bounds each small field above its longest legitimate value', async () => {
     const l = await limits();
     const key = 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=';
     // Worst cases the agent writes: a full IPv6 endpoint, 15-digit epochs (the decoders' limit).
-    const own = encodeNode({ mode: 'wireguard', wireguardPublicKey: key as never, endpointHost: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', endpointPort: 65535, keyEpoch: 999999999999999, keyCreated: new Date('2026-12-31T23:59:59.999Z') });
+    const own = encodeNode({
+      mode: 'wireguard',
+      wireguardPublicKey: key as never,
+      endpointHost: 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff',
+      endpointPort: 65535,
+      keyEpoch: 999999999999999,
+      keyCreated: new Date('2026-12-31T23:59:59.999Z'),
+    });
     const worst: Record<string, string> = {
       ...own,
       [ANNOTATIONS.wireguardNextPublicKey]: key,
@@ -165,7 +220,19 @@ describe('the admission policy bounds what an agent writes (finding 14)', () => 
 
   it('takes the bounds from values, and the schema refuses nonsense', async () => {
     expect((await limits(['admissionPolicy.maxValueBytes.status=4096'])).get(ANNOTATIONS.status)).toBe(4096);
-    const r = await helm(helmBin, ['template', 'sealnet', CHART_DIR, '--kube-version', 'v1.36.4', '--set', 'admissionPolicy.maxValueBytes.field=1000000'], { check: false });
+    const r = await helm(
+      helmBin,
+      [
+        'template',
+        'sealnet',
+        CHART_DIR,
+        '--kube-version',
+        'v1.36.4',
+        '--set',
+        'admissionPolicy.maxValueBytes.field=1000000',
+      ],
+      { check: false },
+    );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('field');
   });

@@ -137,7 +137,7 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     expect(node.spec?.unschedulable).toBeUndefined();
   });
 
-  it('bounds the sealnet.io/ annotations the agent writes: only the keys it publishes, each up to its size (issue 16, finding 14)', async () => {
+  it('bounds the sealnet.io/ annotations the agent writes: only the keys it publishes, each up to its size', async () => {
     // The bounds as the rendered policy holds them (values.yaml admissionPolicy.maxValueBytes).
     const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(manifests, 'ValidatingAdmissionPolicy');
     const mapText = policy.spec.variables.find((v) => v.name === 'maxValueBytes')?.expression ?? '';

@@ -1,5 +1,5 @@
 /**
- * Canonical JSON and `__proto__` (issue 16, finding 12). `JSON.parse` makes `"__proto__"` an own
+ * Canonical JSON and `__proto__`. `JSON.parse` makes `"__proto__"` an own
  * data member of the parsed object, but assigning it to an ordinary object (`out[k] = x`) sets the
  * object's prototype instead: the member vanished from the canonical form, so two documents that
  * differ only in it signed to the same bytes and shared one signature.
@@ -12,15 +12,25 @@ import { checkSignature, keyFingerprint, signReport, type SigningKey } from './s
 async function memoryKey(): Promise<SigningKey> {
   const sodium = await sodiumReady();
   const kp = sodium.crypto_sign_keypair();
-  return { file: '(memory)', created: true, publicKey: kp.publicKey, fingerprint: keyFingerprint(kp.publicKey), sign: async (m: Uint8Array) => sodium.crypto_sign_detached(m, kp.privateKey) };
+  return {
+    file: '(memory)',
+    created: true,
+    publicKey: kp.publicKey,
+    fingerprint: keyFingerprint(kp.publicKey),
+    sign: async (m: Uint8Array) => sodium.crypto_sign_detached(m, kp.privateKey),
+  };
 }
 
 describe('canonical JSON keeps __proto__ members', () => {
   const plain = JSON.parse('{"verdict":"compliant","pairs":[{"a":"n1","b":"n2"}]}') as object;
-  const withProto = JSON.parse('{"verdict":"compliant","__proto__":{"verdict":"non-compliant"},"pairs":[{"a":"n1","b":"n2","__proto__":"x"}]}') as object;
+  const withProto = JSON.parse(
+    '{"verdict":"compliant","__proto__":{"verdict":"non-compliant"},"pairs":[{"a":"n1","b":"n2","__proto__":"x"}]}',
+  ) as object;
 
   it('writes a __proto__ member like any other member, at every depth, in sorted position', () => {
-    expect(canonicalJson(withProto)).toBe('{"__proto__":{"verdict":"non-compliant"},"pairs":[{"__proto__":"x","a":"n1","b":"n2"}],"verdict":"compliant"}');
+    expect(canonicalJson(withProto)).toBe(
+      '{"__proto__":{"verdict":"non-compliant"},"pairs":[{"__proto__":"x","a":"n1","b":"n2"}],"verdict":"compliant"}',
+    );
     // The pretty form (the report file) keeps it too, so a file with the member round-trips.
     expect(JSON.parse(prettyCanonical(withProto))).toEqual(withProto);
     expect(prettyCanonical(JSON.parse(prettyCanonical(withProto)))).toBe(prettyCanonical(withProto));

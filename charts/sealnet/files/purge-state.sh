@@ -7,7 +7,7 @@
 # in. The chart never sets it; it exists for a by-hand run on a node whose state dir lives
 # elsewhere (and for the tests, which keep their nodes' state under their own run directory).
 #
-# Why the checks (issue 16, finding 16): the purge used to be `find "$dir" -delete` on any
+# Why the checks: the purge used to be `find "$dir" -delete` on any
 # configured path, so stateDir=/var wiped the host's /var, and deleted keys stayed readable on
 # disk and through any other hard link to the file. Now the directory's canonical path (symlinks
 # and .. resolved) must be the root or below it, the walk stays on the directory's filesystem,

@@ -65,7 +65,7 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 {{/*
 The state directory (the node's private keys; a hostPath, and what cleanup.purgeState deletes).
 Only /var/lib/sealnet or a directory below it: stateDir=/var with purgeState would have deleted
-the host's /var (issue 16, finding 16). values.schema.json says the same; this check holds when
+the host's /var. values.schema.json says the same; this check holds when
 schema validation is skipped (helm --skip-schema-validation).
 */}}
 {{- define "sealnet.stateDir" -}}
