@@ -18,6 +18,7 @@ import { describeArgv, mapLimit } from './harness/exec.js';
 import { repoRoot } from './harness/paths.js';
 import { addressIn } from './harness/leaks.js';
 import { listNetns } from './harness/teardown.js';
+import { installWatchdog } from './harness/wait.js';
 import { proveAllPairs, type PairResult } from './harness/prove.js';
 import type { Mode } from '../tunnels/model.js';
 
@@ -124,6 +125,18 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const tStart = Date.now();
+  // SIGUSR2 prints what the demo waits for; a drained event loop mid-run is reported, not silent.
+  let finished = false;
+  const uninstall = installWatchdog({ name: 'demo', finished: () => finished });
+  try {
+    return await runDemo(args, tStart);
+  } finally {
+    finished = true;
+    uninstall();
+  }
+}
+
+async function runDemo(args: DemoArgs, tStart: number): Promise<number> {
   const cluster = await NsCluster.create({ nodes: args.nodes, podsPerNode: args.pods, mode: args.mode, mtu: args.mtu, encryption: args.encryption, log: err });
   try {
     const early = await waitForAgents(cluster, args);
@@ -158,7 +171,7 @@ async function waitForAgents(cluster: NsCluster, args: DemoArgs): Promise<string
     return undefined;
   } catch (e) {
     if (cluster.agentFailures().length === 0) return undefined;
-    return `agents exited after ${Date.now() - t} ms, before every pair was encrypted: ${(e as Error).message}`;
+    return `agents exited ${Date.now() - t} ms into the wait, before every pair was encrypted:\n  ${cluster.agentFailures().join('\n  ')}`;
   }
 }
 

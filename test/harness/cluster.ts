@@ -352,7 +352,10 @@ export class NsCluster {
   /** The last `n` lines of a node's agent log (each clipped to 300 characters). */
   agentLogTail(node: string, n = 5): string[] {
     const lines = safeRead(this.agentLogPath(node)).trimEnd().split('\n').filter((l) => l !== '');
-    return lines.slice(-n).map((l) => (l.length > 300 ? `${l.slice(0, 300)}…` : l));
+    return lines.slice(-n).map((l) => {
+      const t = readableLogLine(l);
+      return t.length > 300 ? `${t.slice(0, 300)}…` : t;
+    });
   }
 
   /**
@@ -574,6 +577,18 @@ export class NsCluster {
 
   private async sysctl(netns: string, settings: readonly string[]): Promise<void> {
     await run(['nsenter', `--net=/run/netns/${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...settings]);
+  }
+}
+
+/** A pino JSON line as "level: msg (code)"; anything else unchanged. */
+function readableLogLine(line: string): string {
+  try {
+    const o = JSON.parse(line) as { level?: number; msg?: unknown; code?: unknown };
+    if (typeof o.msg !== 'string') return line;
+    const level = o.level === undefined ? '' : o.level >= 50 ? 'error: ' : o.level >= 40 ? 'warn: ' : '';
+    return `${level}${o.msg}${typeof o.code === 'string' ? ` (${o.code})` : ''}`;
+  } catch {
+    return line;
   }
 }
 
