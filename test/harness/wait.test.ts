@@ -2,8 +2,9 @@
  * Fail-fast and hang guards of the harness waits (issue 17, items 5 and 6). Unit tier: plain
  * promises and one child process, no namespaces.
  */
+import { jest } from '@jest/globals';
 import { run } from './exec.js';
-import { dumpPending, trackWait, waitFor, WaitAbortedError, type FailFast } from './wait.js';
+import { dumpPending, installWatchdog, trackWait, waitFor, WaitAbortedError, type FailFast } from './wait.js';
 
 /** A FailFast source that fails `afterMs` after creation, like an agent that dies at start. */
 function failingAfter(afterMs: number, reason: string): FailFast {
@@ -71,4 +72,29 @@ describe('run', () => {
     expect(r.stderr).toMatch(/output pipes stayed open/);
     expect(took).toBeLessThan(8000);
   }, 15_000);
+});
+
+describe('installWatchdog', () => {
+  it('prints the pending waits on SIGUSR2, and reports a drained event loop with work unfinished', () => {
+    const out: string[] = [];
+    const exit = jest.spyOn(process, 'exit').mockImplementation((() => undefined) as never);
+    const done = trackWait('the API server to answer /readyz');
+    let finished = false;
+    const uninstall = installWatchdog({ name: 't', write: (t) => out.push(t), finished: () => finished });
+    try {
+      process.emit('SIGUSR2', 'SIGUSR2');
+      expect(out.join('')).toMatch(/t: SIGUSR2\npending waits: \n  - the API server to answer \/readyz/);
+      process.emit('beforeExit', 0);
+      expect(out.join('')).toMatch(/event loop went idle with work unfinished/);
+      expect(exit).toHaveBeenCalledWith(1);
+      finished = true;
+      exit.mockClear();
+      process.emit('beforeExit', 0);
+      expect(exit).not.toHaveBeenCalled();
+    } finally {
+      uninstall();
+      done();
+      exit.mockRestore();
+    }
+  });
 });
