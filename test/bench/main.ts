@@ -65,7 +65,7 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
     try {
       if (name === 'throughput') {
         if (!pinned.startsWith('/')) throw new Error(`the pinned wireguard-go is missing (harness falls back to ${pinned} on PATH): run scripts/build-wireguard-go.sh`);
-        result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log });
+        result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log, variants: args.variants, tests: args.tests, pin: args.pin });
       } else if (name === 'join') {
         result.benchmarks.join = await runJoin({ initialNodes: 4, joins: args.joins, runId, log });
       } else if (name === 'mtu-sweep') {
