@@ -72,9 +72,11 @@ async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster
   try {
     const binary = v === 'hand-pinned' ? o.pinnedWireGuardGo : DEBIAN_WIREGUARD_GO;
     await handConfigureMesh(c, { binary, listenPort: WG_DEFAULT_PORT, mtu: TUNNEL_MTU, persistentKeepalive: WG_DEFAULT_KEEPALIVE });
-    const ping = await c.ping(FROM, TO, { count: 3, df: false });
+    // Under load the first handshake can take seconds: retry for up to 15 s, one ping at a time.
+    let ping = await c.ping(FROM, TO, { count: 3, df: false });
+    for (const t0 = Date.now(); ping.received === 0 && Date.now() - t0 < 15_000; ) ping = await c.ping(FROM, TO, { count: 1, waitS: 2, df: false });
     const dump = await handDump(c, 'n1');
-    if (ping.received === 0 || dump?.peers[0]?.latestHandshake === 0) throw new Error(`hand-configured tunnel ${prefix} does not carry traffic (ping ${ping.received}/${ping.transmitted})`);
+    if (ping.received === 0 || dump?.peers[0]?.latestHandshake === 0) throw new Error(`hand-configured tunnel ${prefix} does not carry traffic after 15 s (last ping ${ping.received}/${ping.transmitted})`);
     return c;
   } catch (err) {
     await c.destroy();
