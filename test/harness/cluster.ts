@@ -378,6 +378,10 @@ export class NsCluster {
    * without the harness asking, with that agent's last log lines as the reason.
    */
   agentGuard(): FailFast {
+    // One race per set of running agents, not one per poll: a 20 ms poll would otherwise
+    // hang thousands of handlers on the same exit promises.
+    let key = '';
+    let raced: Promise<void> = new Promise<void>(() => undefined);
     return {
       check: () => {
         if (this.destroying !== undefined) return `cluster ${this.prefix} was destroyed`;
@@ -385,9 +389,14 @@ export class NsCluster {
         return f.length === 0 ? undefined : f.join('\n  ');
       },
       changed: () => {
-        const running = [...this.nodeStates.values()].flatMap((s) => (s.agent?.running() === true ? [s.agent.exited] : []));
-        // Let the exit handler above (agentLastExit) run first.
-        return running.length === 0 ? new Promise<void>(() => undefined) : Promise.race(running).then(() => sleep(0));
+        const running = [...this.nodeStates.values()].flatMap((s) => (s.agent?.running() === true ? [s.agent] : []));
+        const now = running.map((a) => a.pid).join(',');
+        if (now !== key) {
+          key = now;
+          // Let the exit handler above (agentLastExit) run first.
+          raced = running.length === 0 ? new Promise<void>(() => undefined) : Promise.race(running.map((a) => a.exited)).then(() => sleep(0));
+        }
+        return raced;
       },
     };
   }
