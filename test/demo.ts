@@ -18,6 +18,7 @@ import { describeArgv, mapLimit } from './harness/exec.js';
 import { repoRoot } from './harness/paths.js';
 import { addressIn } from './harness/leaks.js';
 import { listNetns } from './harness/teardown.js';
+import { installWatchdog } from './harness/wait.js';
 import { proveAllPairs, type PairResult } from './harness/prove.js';
 import type { Mode } from '../tunnels/ports/model.js';
 
@@ -124,8 +125,27 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 
   const tStart = Date.now();
+  // SIGUSR2 prints what the demo waits for; a drained event loop mid-run is reported, not silent.
+  let finished = false;
+  const uninstall = installWatchdog({ name: 'demo', finished: () => finished });
+  try {
+    return await runDemo(args, tStart);
+  } finally {
+    finished = true;
+    uninstall();
+  }
+}
+
+async function runDemo(args: DemoArgs, tStart: number): Promise<number> {
   const cluster = await NsCluster.create({ nodes: args.nodes, podsPerNode: args.pods, mode: args.mode, mtu: args.mtu, encryption: args.encryption, log: err });
   try {
+    const early = await waitForAgents(cluster, args);
+    if (early !== undefined) {
+      // The agents are gone: no traffic test can say more than their own last words.
+      err(`RESULT: FAIL: ${early}`);
+      if (args.json) process.stdout.write(`${JSON.stringify({ ok: false, nodes: args.nodes, mode: args.mode, encryption: args.encryption, error: early, topology: cluster.topology() })}\n`);
+      return 1;
+    }
     const report = await exercise(cluster, args, tStart);
     printReport(report, args);
     if (args.keep) {
@@ -137,10 +157,28 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/**
+ * Waits until every pair is encrypted (bounded by --timeout). Returns the reason when the wait
+ * ended because an agent exited (it fails fast: no waiting out the timeout for a dead agent);
+ * undefined otherwise, also on a plain timeout, which {@link exercise} reports in full.
+ */
+async function waitForAgents(cluster: NsCluster, args: DemoArgs): Promise<string | undefined> {
+  if (!args.encryption) return undefined;
+  const t = Date.now();
+  try {
+    await cluster.waitEncrypted({ timeoutMs: args.timeoutS * 1000 });
+    cluster.timings.encryptMs = Date.now() - t;
+    return undefined;
+  } catch (e) {
+    if (cluster.agentFailures().length === 0) return undefined;
+    return `agents exited ${Date.now() - t} ms into the wait, before every pair was encrypted:\n  ${cluster.agentFailures().join('\n  ')}`;
+  }
+}
+
 async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Promise<DemoReport> {
   const timings: Record<string, number> = { ...cluster.timings };
   let encryptionError: string | undefined;
-  if (args.encryption) {
+  if (args.encryption && timings.encryptMs === undefined) {
     const t = Date.now();
     try {
       await cluster.waitEncrypted({ timeoutMs: args.timeoutS * 1000 });

@@ -3,8 +3,8 @@
  * (both sides measured in the same round, seconds apart). Pure: the summary, the charts and
  * the console report all read these.
  */
-import { pairedRatios, quantile, spread, type Spread } from './stats.js';
-import { THROUGHPUT_TESTS, VARIANTS, type JoinResult, type MtuProbe, type MtuSweepResult, type ThroughputResult, type ThroughputTest, type Variant } from './types.js';
+import { bootstrapRatioCi, pairedRatios, quantile, spread, type RatioCi, type Spread } from './stats.js';
+import { THROUGHPUT_TESTS, VARIANTS, type IperfSample, type JoinResult, type MtuProbe, type MtuSweepResult, type ThroughputResult, type ThroughputTest, type Variant } from './types.js';
 
 /** Target: sealnet's throughput at least this fraction of the hand-configured tunnel's (issue 9). */
 export const TARGET_VS_HAND = 0.95;
@@ -27,8 +27,15 @@ export interface ThroughputFigures {
   readonly ratios: Readonly<Record<ThroughputTest, Readonly<Record<RatioId, Spread | undefined>>>>;
   /** Ratio over all four shapes pooled (every paired sample). */
   readonly pooledRatios: Readonly<Record<RatioId, Spread | undefined>>;
+  /** Geometric mean of the paired ratios with a bootstrap 95 % interval (rounds resampled), per shape. */
+  readonly ci: Readonly<Record<ThroughputTest, Readonly<Record<RatioId, RatioCi | undefined>>>>;
+  /** The same over every shape run, a round's shapes resampled together. */
+  readonly pooledCi: Readonly<Record<RatioId, RatioCi | undefined>>;
   readonly failures: number;
 }
+
+/** Target of issue 17: the 95 % interval of sealnet ÷ hand-configured narrower than ± this %. */
+export const TARGET_CI_HALF_WIDTH_PCT = 2;
 
 /** Reported latency figures (µs; spread over rounds of each run's percentile). */
 export interface LatencyFigures {
@@ -68,7 +75,74 @@ export function throughputFigures(t: ThroughputResult): ThroughputFigures {
     }
   }
   const pooledRatios = Object.fromEntries(RATIOS.map((r) => [r.id, spread(pooled[r.id])])) as Record<RatioId, Spread | undefined>;
-  return { mbps, ratios, pooledRatios, failures: t.iperf.filter((s) => s.error !== undefined).length };
+  const ci = {} as Record<ThroughputTest, Record<RatioId, RatioCi | undefined>>;
+  for (const test of THROUGHPUT_TESTS) ci[test] = Object.fromEntries(RATIOS.map((r) => [r.id, bootstrapRatioCi(roundGroups(t, r.num, r.den, [test]))])) as Record<RatioId, RatioCi | undefined>;
+  const pooledCi = Object.fromEntries(RATIOS.map((r) => [r.id, bootstrapRatioCi(roundGroups(t, r.num, r.den, THROUGHPUT_TESTS))])) as Record<RatioId, RatioCi | undefined>;
+  return { mbps, ratios, pooledRatios, ci, pooledCi, failures: t.iperf.filter((s) => s.error !== undefined).length };
+}
+
+/** Paired ratios num ÷ den grouped by round (one entry per shape run in that round). */
+export function roundGroups(t: ThroughputResult, num: Variant, den: Variant, tests: readonly ThroughputTest[]): number[][] {
+  const groups = new Map<number, number[]>();
+  for (const test of tests) {
+    const n = byRound(t, num, test);
+    const d = byRound(t, den, test);
+    for (const [round, x] of n) {
+      const y = d.get(round);
+      if (y === undefined || !(y > 0) || !(x > 0)) continue;
+      groups.set(round, [...(groups.get(round) ?? []), x / y]);
+    }
+  }
+  return [...groups.values()];
+}
+
+/** CPU cost of carrying traffic, per variant and shape (issue 17, item 3). */
+export interface CpuFigures {
+  /** Agent + wireguard-go CPU seconds per Gbit received, median [spread] over rounds. */
+  readonly tunnelPerGbit: Readonly<Record<ThroughputTest, Readonly<Record<Variant, Spread | undefined>>>>;
+  /** Of which the agents alone. */
+  readonly agentPerGbit: Readonly<Record<ThroughputTest, Readonly<Record<Variant, Spread | undefined>>>>;
+  /** Machine-wide softirq CPU seconds per Gbit (every tenant's packets, not only this run's). */
+  readonly softirqPerGbit: Readonly<Record<ThroughputTest, Readonly<Record<Variant, Spread | undefined>>>>;
+  /** sealnet ÷ hand-configured tunnel CPU per Gbit, paired per round, with a bootstrap interval over all shapes. */
+  readonly sealnetVsHand: RatioCi | undefined;
+  /** Runs that carry CPU figures (results from before issue 17 have none). */
+  readonly samples: number;
+}
+
+/** CPU seconds per Gbit of each run, from the samples that recorded CPU and bytes. */
+export function cpuFigures(t: ThroughputResult): CpuFigures {
+  const per = (pick: (s: IperfSample) => number): Record<ThroughputTest, Record<Variant, Spread | undefined>> => {
+    const out = {} as Record<ThroughputTest, Record<Variant, Spread | undefined>>;
+    for (const test of THROUGHPUT_TESTS) out[test] = perVariant((v) => spread(t.iperf.filter((s) => s.variant === v && s.test === test && hasCpu(s)).map((s) => pick(s) / gbitOf(s))));
+    return out;
+  };
+  const tunnel = (s: IperfSample): number => (s.cpu?.agentS ?? 0) + (s.cpu?.wireguardGoS ?? 0);
+  const groups = new Map<number, number[]>();
+  for (const test of THROUGHPUT_TESTS) {
+    const at = (v: Variant): Map<number, number> => new Map(t.iperf.filter((s) => s.variant === v && s.test === test && hasCpu(s)).map((s) => [s.round, tunnel(s) / gbitOf(s)]));
+    const sn = at('sealnet');
+    const hp = at('hand-pinned');
+    for (const [round, x] of sn) {
+      const y = hp.get(round);
+      if (y !== undefined && y > 0 && x > 0) groups.set(round, [...(groups.get(round) ?? []), x / y]);
+    }
+  }
+  return {
+    tunnelPerGbit: per(tunnel),
+    agentPerGbit: per((s) => s.cpu?.agentS ?? 0),
+    softirqPerGbit: per((s) => s.cpu?.softirqS ?? 0),
+    sealnetVsHand: bootstrapRatioCi([...groups.values()]),
+    samples: t.iperf.filter(hasCpu).length,
+  };
+}
+
+function hasCpu(s: IperfSample): boolean {
+  return s.cpu !== undefined && s.bytes !== undefined && s.bytes > 0 && s.error === undefined;
+}
+
+function gbitOf(s: IperfSample): number {
+  return ((s.bytes ?? 0) * 8) / 1e9;
 }
 
 /** Latency percentiles per variant and sealnet ÷ plaintext. */

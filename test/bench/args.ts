@@ -1,5 +1,5 @@
 /** Command line of `npm run bench`. */
-import { BENCHMARKS, SCALE_STORES, type BenchmarkName, type ScaleStore } from './types.js';
+import { BENCHMARKS, SCALE_STORES, THROUGHPUT_TESTS, VARIANTS, type BenchmarkName, type ScaleStore, type ThroughputTest, type Variant } from './types.js';
 
 /** Usage text. */
 export const BENCH_USAGE = `usage: npm run bench [-- NAME ...] [--quick] [options]
@@ -33,6 +33,10 @@ Options:
                        2 rotation rounds (default: 5 rounds of 3 s, 5 joins, 1000, scale up
                        to 5000, 5 rotation rounds)
   --rounds N           throughput and kernel-throughput rounds
+  --variants V,V,...   throughput: variants to build (plaintext, sealnet, hand-pinned,
+                       hand-debian, sealnet-route-only; default all)
+  --tests T,T,...      throughput: iperf3 shapes (1x-fwd, 1x-rev, 4x-fwd, 4x-rev; default all)
+  --pin                throughput: taskset iperf3 to CPU 0 and wireguard-go to CPU 1
   --duration S         seconds per iperf3 run
   --joins N            node joins
   --rotation-rounds N  rotation rounds (each: one node, then all nodes)
@@ -70,6 +74,19 @@ export interface BenchArgs {
   readonly rotationRounds: number;
   /** kernel-throughput: rounds (fewer than throughput's: the guest is emulated and slow). */
   readonly kernelRounds: number;
+  /** throughput: the variants to build (default all). */
+  readonly variants: readonly Variant[];
+  /** throughput: the iperf3 shapes to run (default all four). */
+  readonly tests: readonly ThroughputTest[];
+  /** throughput: pin iperf3 to CPU 0 and wireguard-go to CPU 1 (taskset). */
+  readonly pin: boolean;
+}
+
+function listOf<T extends string>(flag: string, v: string | undefined, known: readonly T[]): T[] {
+  const items = (v ?? '').split(',').filter((x) => x !== '');
+  const bad = items.filter((x) => !(known as readonly string[]).includes(x));
+  if (items.length === 0 || bad.length > 0) throw new Error(`${flag} needs a comma-separated list of ${known.join(', ')}, got ${JSON.stringify(v)}`);
+  return known.filter((k) => items.includes(k));
 }
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
@@ -94,6 +111,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     scaleChanges: quick ? 5 : 20,
     rotationRounds: quick ? 2 : 5,
     kernelRounds: quick ? 2 : 3,
+    variants: [...VARIANTS] as readonly Variant[],
+    tests: [...THROUGHPUT_TESTS] as readonly ThroughputTest[],
+    pin: false,
   };
   const stores: ScaleStore[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -137,6 +157,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       }
       case '--changes':
         o.scaleChanges = int(a, argv[++i], 0, 200);
+        break;
+      case '--variants':
+        o.variants = listOf(a, argv[++i], VARIANTS);
+        break;
+      case '--tests':
+        o.tests = listOf(a, argv[++i], THROUGHPUT_TESTS);
+        break;
+      case '--pin':
+        o.pin = true;
         break;
       case '--summary':
         o.summaryOnly = true;

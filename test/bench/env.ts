@@ -3,10 +3,10 @@
  * binaries, load average, and the commit (read from `.git` directly: the bench runs no git).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { cpus, hostname, loadavg, release, totalmem, version as kernelVersion } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { run } from '../harness/exec.js';
 import { repoRoot } from '../harness/paths.js';
 import { listNetns } from '../harness/teardown.js';
@@ -79,8 +79,14 @@ export async function captureEnvironment(opts: { pinnedWireGuardGo: string; ownP
  * "unknown" outside a repository. Uncommitted changes are not detected.
  */
 export function currentCommit(root = repoRoot()): { full: string | undefined; short: string } {
-  const gitDir = join(root, '.git');
+  let gitDir = join(root, '.git');
   try {
+    // A linked worktree: .git is a file naming its own git dir; refs live in the common dir.
+    let commonDir = gitDir;
+    if (statSync(gitDir).isFile()) {
+      gitDir = resolve(root, readFileSync(gitDir, 'utf8').replace(/^gitdir: /, '').trim());
+      commonDir = existsSync(join(gitDir, 'commondir')) ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim()) : gitDir;
+    }
     const head = readFileSync(join(gitDir, 'HEAD'), 'utf8').trim();
     let full: string | undefined;
     if (/^[0-9a-f]{40}$/.test(head)) {
@@ -88,9 +94,9 @@ export function currentCommit(root = repoRoot()): { full: string | undefined; sh
     } else {
       const ref = /^ref: (\S+)$/.exec(head)?.[1];
       if (ref !== undefined) {
-        const loose = join(gitDir, ref);
-        if (existsSync(loose)) full = readFileSync(loose, 'utf8').trim();
-        else full = readFileSync(join(gitDir, 'packed-refs'), 'utf8').split('\n').find((l) => l.endsWith(` ${ref}`))?.split(' ')[0];
+        const loose = [join(gitDir, ref), join(commonDir, ref)].find((f) => existsSync(f));
+        if (loose !== undefined) full = readFileSync(loose, 'utf8').trim();
+        else full = readFileSync(join(commonDir, 'packed-refs'), 'utf8').split('\n').find((l) => l.endsWith(` ${ref}`))?.split(' ')[0];
       }
     }
     if (full !== undefined && /^[0-9a-f]{40}$/.test(full)) return { full, short: full.slice(0, 7) };

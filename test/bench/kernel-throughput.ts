@@ -11,7 +11,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { describeArgv, STDIO_GRACE_MS } from '../harness/exec.js';
 import { repoRoot } from '../harness/paths.js';
+import { trackWait } from '../harness/wait.js';
 import type { GuestThroughputOutput, KernelThroughputResult } from './kernel-report.js';
 
 /** Options of {@link runKernelThroughput}. */
@@ -33,8 +35,26 @@ function streamed(argv: readonly string[], env: NodeJS.ProcessEnv, line: (l: str
   return new Promise((resolve, reject) => {
     const p = spawn(argv[0] as string, argv.slice(1), { cwd: repoRoot(), env, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of [p.stdout, p.stderr]) createInterface({ input: stream }).on('line', line);
-    p.on('error', reject);
-    p.on('close', (code) => resolve(code ?? undefined));
+    const done = trackWait(`${describeArgv(argv).slice(0, 200)} (pid ${p.pid ?? '?'}) to finish`);
+    let grace: NodeJS.Timeout | undefined;
+    // Its output pipes may outlive it (a left-over child of the VM runner holds them): do not
+    // wait for 'close' forever once the process itself is gone.
+    p.on('exit', () => {
+      grace = setTimeout(() => {
+        line(`[bench: ${argv[0] ?? '?'} exited but its output pipes stayed open ${STDIO_GRACE_MS} ms; no longer reading them]`);
+        p.stdout.destroy();
+        p.stderr.destroy();
+      }, STDIO_GRACE_MS);
+    });
+    p.on('error', (e) => {
+      done();
+      reject(e);
+    });
+    p.on('close', (code) => {
+      clearTimeout(grace);
+      done();
+      resolve(code ?? p.exitCode ?? undefined);
+    });
   });
 }
 

@@ -31,14 +31,16 @@ export class IperfServer {
 
   constructor(
     private readonly c: NsCluster,
-    private readonly opts: { pod: string; port: number },
+    /** `cpus`: a taskset CPU list the server is pinned to (e.g. "0"); default unpinned. */
+    private readonly opts: { pod: string; port: number; cpus?: string },
   ) {}
 
   /** Starts (or restarts) the server and waits until it listens. */
   async restart(): Promise<void> {
     await this.proc?.stop({ timeoutMs: 2000 });
     const log = join(await this.c.workDir('bench'), `iperf3-${this.opts.pod}-${this.opts.port}.log`);
-    this.proc = this.c.spawnPod(this.opts.pod, ['iperf3', '-s', '-p', String(this.opts.port)], { logFile: log });
+    const pin = this.opts.cpus === undefined ? [] : ['taskset', '-c', this.opts.cpus];
+    this.proc = this.c.spawnPod(this.opts.pod, [...pin, 'iperf3', '-s', '-p', String(this.opts.port)], { logFile: log });
     await waitListening(this.c, { pod: this.opts.pod, port: this.opts.port, proc: this.proc });
   }
 
@@ -54,21 +56,23 @@ export interface IperfOutcome {
   readonly retransmits: number | undefined;
   readonly cpuLocal: number | undefined;
   readonly cpuRemote: number | undefined;
+  /** Bytes the receiver got (goodput × duration, as iperf3 counted it). */
+  readonly bytes: number | undefined;
   readonly error: string | undefined;
 }
 
 interface IperfJson {
   error?: string;
   end?: {
-    sum_received?: { bits_per_second?: number };
+    sum_received?: { bits_per_second?: number; bytes?: number };
     sum_sent?: { retransmits?: number };
     cpu_utilization_percent?: { host_total?: number; remote_total?: number };
   };
 }
 
 /** Runs an iperf3 client in `from` against the server in `to`; `reverse` makes `to` send. */
-export async function runIperf(c: NsCluster, o: { from: string; to: string; port: number; seconds: number; streams: number; reverse: boolean }): Promise<IperfOutcome> {
-  const argv = ['iperf3', '-c', c.resolve(o.to), '-p', String(o.port), '-t', String(o.seconds), '-P', String(o.streams), '--connect-timeout', '3000', '-J'];
+export async function runIperf(c: NsCluster, o: { from: string; to: string; port: number; seconds: number; streams: number; reverse: boolean; cpus?: string }): Promise<IperfOutcome> {
+  const argv = [...(o.cpus === undefined ? [] : ['taskset', '-c', o.cpus]), 'iperf3', '-c', c.resolve(o.to), '-p', String(o.port), '-t', String(o.seconds), '-P', String(o.streams), '--connect-timeout', '3000', '-J'];
   if (o.reverse) argv.push('-R');
   const r = await c.execPod(o.from, argv, { check: false, timeoutMs: (o.seconds + 15) * 1000 }).catch((e: unknown) => ({ stdout: '', stderr: String(e), code: undefined }));
   let j: IperfJson;
@@ -84,12 +88,13 @@ export async function runIperf(c: NsCluster, o: { from: string; to: string; port
     retransmits: j.end?.sum_sent?.retransmits,
     cpuLocal: j.end?.cpu_utilization_percent?.host_total,
     cpuRemote: j.end?.cpu_utilization_percent?.remote_total,
+    bytes: j.end?.sum_received?.bytes,
     error: undefined,
   };
 }
 
 function failed(error: string): IperfOutcome {
-  return { bitsPerSecond: undefined, retransmits: undefined, cpuLocal: undefined, cpuRemote: undefined, error };
+  return { bitsPerSecond: undefined, retransmits: undefined, cpuLocal: undefined, cpuRemote: undefined, bytes: undefined, error };
 }
 
 /** Starts the ping-pong echo server in a pod and waits until it listens. */

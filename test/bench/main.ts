@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../harness/exec.js';
 import { repoRoot, wireguardGoPath } from '../harness/paths.js';
+import { installWatchdog } from '../harness/wait.js';
 import { BENCH_USAGE, parseBenchArgs, type BenchArgs } from './args.js';
 import { captureEnvironment, currentCommit, loadAverage } from './env.js';
 import { runJoin } from './join.js';
@@ -64,7 +65,7 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
     try {
       if (name === 'throughput') {
         if (!pinned.startsWith('/')) throw new Error(`the pinned wireguard-go is missing (harness falls back to ${pinned} on PATH): run scripts/build-wireguard-go.sh`);
-        result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log });
+        result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log, variants: args.variants, tests: args.tests, pin: args.pin });
       } else if (name === 'join') {
         result.benchmarks.join = await runJoin({ initialNodes: 4, joins: args.joins, runId, log });
       } else if (name === 'mtu-sweep') {
@@ -125,7 +126,18 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write('bench: needs root (it builds network namespaces)\n');
       return 2;
     }
-    const result = await runAll(args, log);
+    // A bench must never hang silently (issue 17): SIGUSR2 prints every pending wait, a drained
+    // event loop with the run unfinished is reported, and SEALNET_BENCH_DEADLINE_S bounds the run.
+    let finished = false;
+    const deadlineS = Number(process.env.SEALNET_BENCH_DEADLINE_S ?? '');
+    const uninstall = installWatchdog({ name: 'bench', finished: () => finished, ...(deadlineS > 0 ? { deadlineMs: deadlineS * 1000 } : {}) });
+    let result: Awaited<ReturnType<typeof runAll>>;
+    try {
+      result = await runAll(args, log);
+    } finally {
+      finished = true;
+      uninstall();
+    }
     log(`wrote ${await writeResult(benchDir, result)}`);
     if (result.errors.length > 0) code = 1;
   }

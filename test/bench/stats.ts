@@ -97,3 +97,67 @@ export function under(value: number | undefined, limit: number, o: { unit: strin
   if (value < limit) return { met: true, text: `met (${v} < ${fmt(limit)} ${o.unit})` };
   return { met: false, text: `**missed** by ${fmt(value - limit)} ${o.unit} (${v} ≥ ${fmt(limit)} ${o.unit}, ${((100 * (value - limit)) / limit).toFixed(value - limit < limit / 10 ? 1 : 0)} % over)` };
 }
+
+/** A seeded PRNG (mulberry32): bootstrap intervals are reproducible from the stored samples. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Geometric mean of positive values (the right mean for ratios: 2 and 0.5 average to 1). */
+export function geomean(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  return Math.exp(values.reduce((a, v) => a + Math.log(v), 0) / values.length);
+}
+
+/** A ratio with its bootstrap confidence interval. */
+export interface RatioCi {
+  /** Paired ratios used. */
+  readonly n: number;
+  /** Resampling units (rounds). */
+  readonly rounds: number;
+  /** Geometric mean of the paired ratios. */
+  readonly estimate: number;
+  readonly lo: number;
+  readonly hi: number;
+  /** Confidence level, e.g. 0.95. */
+  readonly level: number;
+  /** Half the interval's width in % of the estimate: "± x %". */
+  readonly halfWidthPct: number;
+}
+
+/**
+ * Percentile-bootstrap confidence interval of the geometric mean of paired ratios. `groups`
+ * holds the ratios of one round each: rounds are resampled whole (with replacement), so a
+ * round that was slow for every shape (a noisy neighbour) counts as one unit, not four.
+ * Undefined with fewer than 2 rounds (no spread to resample).
+ */
+export function bootstrapRatioCi(groups: readonly (readonly number[])[], opts: { resamples?: number; level?: number; seed?: number } = {}): RatioCi | undefined {
+  const g = groups.map((r) => r.filter((x) => Number.isFinite(x) && x > 0)).filter((r) => r.length > 0);
+  if (g.length < 2) return undefined;
+  const all = g.flat();
+  const level = opts.level ?? 0.95;
+  const rnd = seededRandom(opts.seed ?? 17);
+  const b = opts.resamples ?? 4000;
+  const stats: number[] = [];
+  for (let i = 0; i < b; i++) {
+    let sumLog = 0;
+    let n = 0;
+    for (let k = 0; k < g.length; k++) {
+      const round = g[Math.floor(rnd() * g.length)] as readonly number[];
+      for (const x of round) sumLog += Math.log(x);
+      n += round.length;
+    }
+    stats.push(Math.exp(sumLog / n));
+  }
+  const estimate = geomean(all);
+  const lo = quantile(stats, (1 - level) / 2);
+  const hi = quantile(stats, 1 - (1 - level) / 2);
+  return { n: all.length, rounds: g.length, estimate, lo, hi, level, halfWidthPct: (100 * (hi - lo)) / 2 / estimate };
+}

@@ -7,9 +7,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { NsCluster } from '../harness/cluster.js';
-import { sleep } from '../harness/exec.js';
+import { run, sleep } from '../harness/exec.js';
 import { WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT, WG_INTERFACE } from '../../common/constants.js';
-import { DEBIAN_WIREGUARD_GO } from './env.js';
+import { cpuSince, cpuSnapshot, cpuSubjects, type CpuSubjects } from './cpu.js';
+import { DEBIAN_WIREGUARD_GO, loadAverage } from './env.js';
 import { HAND_INTERFACE, handConfigureMesh, handDump, wireguardGoExes } from './handtunnel.js';
 import { IperfServer, runIperf, runPingPong, startPingPongServer } from './load.js';
 import { THROUGHPUT_TESTS, VARIANTS, type IperfSample, type LatencySample, type ThroughputResult, type ThroughputTest, type Variant, type VariantSetup } from './types.js';
@@ -31,12 +32,21 @@ export interface ThroughputOptions {
   /** Run id: cluster prefixes are `b<runId><tag>`. */
   readonly runId: string;
   readonly log: (line: string) => void;
+  /** Variants to build (default all of {@link VARIANTS}). */
+  readonly variants?: readonly Variant[];
+  /** iperf3 shapes (default all of {@link THROUGHPUT_TESTS}). */
+  readonly tests?: readonly ThroughputTest[];
+  /** Pin iperf3 (client and server) to CPU 0 and every wireguard-go to CPU 1. */
+  readonly pin?: boolean;
 }
 
+/** CPUs of {@link ThroughputOptions.pin}: the load on one core, the tunnel on the other. */
+export const PIN = { iperf3: '0', wireguardGo: '1' } as const;
+
 /** Variant order of round `r` (0-based): rotated so no variant always runs first or last. */
-export function roundOrder(r: number): Variant[] {
-  const k = r % VARIANTS.length;
-  return [...VARIANTS.slice(k), ...VARIANTS.slice(0, k)];
+export function roundOrder(r: number, variants: readonly Variant[] = VARIANTS): Variant[] {
+  const k = r % variants.length;
+  return [...variants.slice(k), ...variants.slice(0, k)];
 }
 
 /** iperf3 parameters of a test shape. */
@@ -62,9 +72,11 @@ async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster
   try {
     const binary = v === 'hand-pinned' ? o.pinnedWireGuardGo : DEBIAN_WIREGUARD_GO;
     await handConfigureMesh(c, { binary, listenPort: WG_DEFAULT_PORT, mtu: TUNNEL_MTU, persistentKeepalive: WG_DEFAULT_KEEPALIVE });
-    const ping = await c.ping(FROM, TO, { count: 3, df: false });
+    // Under load the first handshake can take seconds: retry for up to 15 s, one ping at a time.
+    let ping = await c.ping(FROM, TO, { count: 3, df: false });
+    for (const t0 = Date.now(); ping.received === 0 && Date.now() - t0 < 15_000; ) ping = await c.ping(FROM, TO, { count: 1, waitS: 2, df: false });
     const dump = await handDump(c, 'n1');
-    if (ping.received === 0 || dump?.peers[0]?.latestHandshake === 0) throw new Error(`hand-configured tunnel ${prefix} does not carry traffic (ping ${ping.received}/${ping.transmitted})`);
+    if (ping.received === 0 || dump?.peers[0]?.latestHandshake === 0) throw new Error(`hand-configured tunnel ${prefix} does not carry traffic after 15 s (last ping ${ping.received}/${ping.transmitted})`);
     return c;
   } catch (err) {
     await c.destroy();
@@ -128,8 +140,12 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
   const setups: VariantSetup[] = [];
   const iperf: IperfSample[] = [];
   const latency: LatencySample[] = [];
+  const variants = o.variants ?? VARIANTS;
+  const tests = o.tests ?? THROUGHPUT_TESTS;
+  const iperfCpus = o.pin === true ? PIN.iperf3 : undefined;
+  const loadByRound: number[] = [];
   try {
-    for (const v of VARIANTS) {
+    for (const v of variants) {
       const t0 = Date.now();
       const c = await buildVariant(v, o);
       clusters.set(v, c);
@@ -139,8 +155,11 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     checkBinaries(setups, o.pinnedWireGuardGo);
     checkSteering(setups);
     const servers = new Map<Variant, IperfServer>();
+    const subjects = new Map<Variant, CpuSubjects>();
     for (const [v, c] of clusters) {
-      const s = new IperfServer(c, { pod: TO, port: IPERF_PORT });
+      subjects.set(v, cpuSubjects(c));
+      if (o.pin === true) for (const pid of subjects.get(v)?.wireguardGo ?? []) await run(['taskset', '-a', '-p', '-c', PIN.wireguardGo, String(pid)]);
+      const s = new IperfServer(c, { pod: TO, port: IPERF_PORT, ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }) });
       await s.restart();
       servers.set(v, s);
       await startPingPongServer(c, { pod: TO, port: PINGPONG_PORT });
@@ -149,21 +168,29 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     }
     const get = <T>(m: Map<Variant, T>, v: Variant): T => m.get(v) as T;
     for (let r = 0; r < o.rounds; r++) {
-      const order = roundOrder(r);
-      o.log(`throughput: round ${r + 1}/${o.rounds} (order: ${order.join(', ')})`);
-      for (const test of THROUGHPUT_TESTS) {
+      const order = roundOrder(r, variants);
+      const load = loadAverage()[0];
+      loadByRound.push(load);
+      o.log(`throughput: round ${r + 1}/${o.rounds} (order: ${order.join(', ')}; load ${load.toFixed(2)})`);
+      for (const test of tests) {
         for (const v of order) {
           const c = get(clusters, v);
           const at = Date.now();
           const shape = testShape(test);
-          let out = await runIperf(c, { from: FROM, to: TO, port: IPERF_PORT, seconds: o.durationS, ...shape });
+          const who = get(subjects, v);
+          let before = cpuSnapshot(who);
+          let out = await runIperf(c, { from: FROM, to: TO, port: IPERF_PORT, seconds: o.durationS, ...shape, ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }) });
           if (out.error !== undefined) {
             o.log(`  ${v} ${test}: ${out.error}; restarting the server and retrying once`);
             await get(servers, v).restart();
-            out = await runIperf(c, { from: FROM, to: TO, port: IPERF_PORT, seconds: o.durationS, ...shape });
+            before = cpuSnapshot(who);
+            out = await runIperf(c, { from: FROM, to: TO, port: IPERF_PORT, seconds: o.durationS, ...shape, ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }) });
           }
-          iperf.push({ round: r, variant: v, test, at, ...out });
-          o.log(`  ${test} ${v}: ${out.bitsPerSecond === undefined ? `FAILED ${out.error ?? ''}` : `${(out.bitsPerSecond / 1e6).toFixed(0)} Mbit/s`}`);
+          const cpu = cpuSince(who, before);
+          iperf.push({ round: r, variant: v, test, at, ...out, cpu });
+          const gbit = out.bytes === undefined ? undefined : (out.bytes * 8) / 1e9;
+          const perGbit = gbit === undefined || gbit === 0 ? '' : `, ${((cpu.agentS + cpu.wireguardGoS) / gbit).toFixed(3)} CPU-s/Gbit`;
+          o.log(`  ${test} ${v}: ${out.bitsPerSecond === undefined ? `FAILED ${out.error ?? ''}` : `${(out.bitsPerSecond / 1e6).toFixed(0)} Mbit/s${perGbit}`}`);
           await sleep(200);
         }
       }
@@ -173,7 +200,18 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
         latency.push({ round: r, variant: v, at, size: 64, rttUs: pp.rttUs, error: pp.error });
       }
     }
-    return { rounds: o.rounds, durationS: o.durationS, latencyCount: o.latencyCount, setups, iperf, latency };
+    return {
+      variants,
+      tests,
+      ...(o.pin === true ? { pinned: PIN } : {}),
+      loadByRound,
+      rounds: o.rounds,
+      durationS: o.durationS,
+      latencyCount: o.latencyCount,
+      setups,
+      iperf,
+      latency,
+    };
   } finally {
     await Promise.all([...clusters.values()].map((c) => c.destroy()));
   }

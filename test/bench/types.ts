@@ -4,6 +4,7 @@
  * file is the whole record of a run. Bump {@link RESULT_SCHEMA} on an incompatible change.
  */
 import type { KernelThroughputResult } from './kernel-report.js';
+import type { CpuUsage } from './cpu.js';
 import type { RotationResult } from './rotation-report.js';
 import type { SteeringMapResult } from './steering-report.js';
 
@@ -87,6 +88,10 @@ export interface IperfSample {
   readonly retransmits: number | undefined;
   readonly cpuLocal: number | undefined;
   readonly cpuRemote: number | undefined;
+  /** Bytes the receiver got (absent in results from before issue 17). */
+  readonly bytes?: number | undefined;
+  /** CPU seconds of the run: agents, wireguard-go, machine softirq (absent before issue 17). */
+  readonly cpu?: CpuUsage;
   readonly error: string | undefined;
 }
 
@@ -120,6 +125,14 @@ export interface VariantSetup {
 
 /** Raw data of the throughput benchmark (includes latency: same clusters, same rounds). */
 export interface ThroughputResult {
+  /** Variants built (absent: all of {@link VARIANTS}). */
+  readonly variants?: readonly Variant[];
+  /** iperf3 shapes run (absent: all of {@link THROUGHPUT_TESTS}). */
+  readonly tests?: readonly ThroughputTest[];
+  /** CPU pinning used, e.g. { iperf3: '0', wireguardGo: '1' }; absent: none. */
+  readonly pinned?: { readonly iperf3: string; readonly wireguardGo: string };
+  /** 1-minute load average at the start of each round (other tenants share the machine). */
+  readonly loadByRound?: readonly number[];
   readonly rounds: number;
   readonly durationS: number;
   readonly latencyCount: number;

@@ -25,6 +25,7 @@ import { repoRoot, wireguardGoPath } from './paths.js';
 import { listNetns, processStartTicks, teardownSync, type OwnerRecord } from './teardown.js';
 import * as topo from './topology.js';
 import type { AgentStatus, EncryptionStatus, NodeInfo, NsClusterOptions, PodInfo, Topology } from './types.js';
+import type { FailFast } from './wait.js';
 import { parseWgDump, type WgDump } from './wgdump.js';
 
 export { cleanupStale } from './teardown.js';
@@ -37,6 +38,8 @@ interface NodeState {
   agentStarts: number;
   agentLastExit: AgentStatus['lastExit'];
   agentExtra: Readonly<Record<string, unknown>> | undefined;
+  /** The harness asked the current agent to exit (killAgent/stopAgent): not a failure. */
+  agentExitRequested: boolean;
 }
 
 const SIGNAL_EXIT: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
@@ -208,7 +211,7 @@ export class NsCluster {
         podGateway: topo.podGateway(i),
         pods: Array.from({ length: pods }, (_, k) => ({ name: topo.podName(i, k + 1), node: topo.nodeName(i), index: k + 1, netns: topo.netnsNames.pod(p, i, k + 1), address: topo.podAddress(i, k + 1) })),
       };
-      this.nodeStates.set(info.name, { info, holder: undefined, agent: undefined, agentStarts: 0, agentLastExit: undefined, agentExtra: undefined });
+      this.nodeStates.set(info.name, { info, holder: undefined, agent: undefined, agentStarts: 0, agentLastExit: undefined, agentExtra: undefined, agentExitRequested: false });
       await mkdir(join(this.runDir, info.name, 'state'), { recursive: true, mode: 0o700 });
     }
     // Phase 2: nodes build their links (eth0 → underlay, pod veths → pods) and routes.
@@ -296,6 +299,7 @@ export class NsCluster {
     });
     s.agent = agent;
     s.agentStarts++;
+    s.agentExitRequested = false;
     void agent.exited.then((e) => {
       s.agentLastExit = e;
     });
@@ -307,6 +311,7 @@ export class NsCluster {
   async killAgent(node: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const a = this.mustNode(node).agent;
     if (a === undefined || !a.running()) return;
+    this.mustNode(node).agentExitRequested = true;
     a.kill(signal);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -321,7 +326,9 @@ export class NsCluster {
 
   /** SIGTERM, then SIGKILL after `timeoutMs` (default 10 s); resolves once it exited. */
   async stopAgent(node: string, opts: { timeoutMs?: number } = {}): Promise<void> {
-    await this.mustNode(node).agent?.stop({ signal: 'SIGTERM', timeoutMs: opts.timeoutMs ?? 10_000 });
+    const s = this.mustNode(node);
+    if (s.agent?.running() === true) s.agentExitRequested = true;
+    await s.agent?.stop({ signal: 'SIGTERM', timeoutMs: opts.timeoutMs ?? 10_000 });
   }
 
   /** stopAgent + startAgent (with new extra config, or the previous one). */
@@ -340,6 +347,58 @@ export class NsCluster {
   agentExited(node: string): Promise<{ code: number | undefined; signal: NodeJS.Signals | undefined }> {
     const a = this.mustNode(node).agent;
     return a === undefined ? Promise.resolve({ code: undefined, signal: undefined }) : a.exited;
+  }
+
+  /** The last `n` lines of a node's agent log (each clipped to 300 characters). */
+  agentLogTail(node: string, n = 5): string[] {
+    const lines = safeRead(this.agentLogPath(node)).trimEnd().split('\n').filter((l) => l !== '');
+    return lines.slice(-n).map((l) => {
+      const t = readableLogLine(l);
+      return t.length > 300 ? `${t.slice(0, 300)}…` : t;
+    });
+  }
+
+  /**
+   * Nodes whose agent exited without the harness asking (killAgent/stopAgent), each with its
+   * exit status and last log lines; empty while every started agent runs or was stopped on purpose.
+   */
+  agentFailures(): string[] {
+    const out: string[] = [];
+    for (const [name, s] of this.nodeStates) {
+      if (s.agent === undefined || s.agent.running() || s.agentExitRequested) continue;
+      const e = s.agentLastExit;
+      const how = e === undefined ? 'exited' : e.signal !== undefined ? `was killed by ${e.signal}` : `exited with code ${e.code ?? '?'}`;
+      out.push(`agent on ${name} ${how}; last log lines:\n    ${this.agentLogTail(name).join('\n    ') || '(log empty)'}\n    (log: ${this.agentLogPath(name)})`);
+    }
+    return out;
+  }
+
+  /**
+   * A {@link FailFast} source for harness waits: fails as soon as any node's agent exits
+   * without the harness asking, with that agent's last log lines as the reason.
+   */
+  agentGuard(): FailFast {
+    // One race per set of running agents, not one per poll: a 20 ms poll would otherwise
+    // hang thousands of handlers on the same exit promises.
+    let key = '';
+    let raced: Promise<void> = new Promise<void>(() => undefined);
+    return {
+      check: () => {
+        if (this.destroying !== undefined) return `cluster ${this.prefix} was destroyed`;
+        const f = this.agentFailures();
+        return f.length === 0 ? undefined : f.join('\n  ');
+      },
+      changed: () => {
+        const running = [...this.nodeStates.values()].flatMap((s) => (s.agent?.running() === true ? [s.agent] : []));
+        const now = running.map((a) => a.pid).join(',');
+        if (now !== key) {
+          key = now;
+          // Let the exit handler above (agentLastExit) run first.
+          raced = running.length === 0 ? new Promise<void>(() => undefined) : Promise.race(running.map((a) => a.exited)).then(() => sleep(0));
+        }
+        return raced;
+      },
+    };
   }
 
   // -------------------------------------------------------------------------------------------
@@ -448,7 +507,7 @@ export class NsCluster {
   }
 
   /** Polls until every pair has tunnels and pings both ways; throws with what is missing. */
-  waitEncrypted(opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<EncryptionStatus> {
+  waitEncrypted(opts: { timeoutMs?: number; pollMs?: number; failFast?: boolean } = {}): Promise<EncryptionStatus> {
     return waitEncrypted(this, opts);
   }
 
@@ -527,6 +586,18 @@ export class NsCluster {
 
   private async sysctl(netns: string, settings: readonly string[]): Promise<void> {
     await run(['nsenter', `--net=/run/netns/${netns}`, '--', 'sysctl', '-q', '-e', '-w', ...settings]);
+  }
+}
+
+/** A pino JSON line as "level: msg (code)"; anything else unchanged. */
+function readableLogLine(line: string): string {
+  try {
+    const o = JSON.parse(line) as { level?: number; msg?: unknown; code?: unknown };
+    if (typeof o.msg !== 'string') return line;
+    const level = o.level === undefined ? '' : o.level >= 50 ? 'error: ' : o.level >= 40 ? 'warn: ' : '';
+    return `${level}${o.msg}${typeof o.code === 'string' ? ` (${o.code})` : ''}`;
+  } catch {
+    return line;
   }
 }
 

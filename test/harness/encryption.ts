@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { ANNOTATIONS } from '../../common/constants.js';
 import type { NsCluster } from './cluster.js';
 import { mapLimit, sleep } from './exec.js';
+import { raceFailFast, trackWait, WaitAbortedError } from './wait.js';
 import type { EncryptionStatus, NodeInfo, PairStatus, PodInfo } from './types.js';
 
 /**
@@ -49,22 +50,33 @@ export async function encryptionStatus(c: NsCluster, opts: { probe?: boolean } =
   return { pairs: result, ok: missing.length === 0, missing };
 }
 
-/** Polls {@link encryptionStatus} (with probes) until it is ok; throws with what is missing. */
-export async function waitEncrypted(c: NsCluster, opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<EncryptionStatus> {
+/**
+ * Polls {@link encryptionStatus} (with probes) until it is ok; throws with what is missing.
+ * Unless `failFast` is false, it ends at once, with the agent's last log lines, when an agent
+ * exits without the harness asking (an agent that refuses to start: no ESP, a bad config).
+ */
+export async function waitEncrypted(c: NsCluster, opts: { timeoutMs?: number; pollMs?: number; failFast?: boolean } = {}): Promise<EncryptionStatus> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  const deadline = Date.now() + timeoutMs;
+  const t0 = Date.now();
+  const deadline = t0 + timeoutMs;
+  const what = `cluster ${c.prefix} to be encrypted`;
+  const guard = opts.failFast === false || !c.encryption ? undefined : c.agentGuard();
+  const done = trackWait(what, deadline);
   let last: EncryptionStatus | undefined;
-  while (Date.now() < deadline) {
-    last = await encryptionStatus(c, { probe: true });
-    if (last.ok) return last;
-    await sleep(opts.pollMs ?? 500);
+  try {
+    while (Date.now() < deadline) {
+      last = await raceFailFast(encryptionStatus(c, { probe: true }), guard, what, t0);
+      if (last.ok) return last;
+      await raceFailFast(sleep(opts.pollMs ?? 500), guard, what, t0);
+    }
+  } catch (e) {
+    if (e instanceof WaitAbortedError) throw new Error(`cluster ${c.prefix} not encrypted: ${e.message}${last === undefined ? '' : `; still missing: ${last.missing.join('; ')}`}`);
+    throw e;
+  } finally {
+    done();
   }
   const dead = c.nodeNames().filter((n) => c.encryption && !c.agentStatus(n).running);
-  const lastLine = (n: string): string => {
-    const lines = readFileSafe(c.agentLogPath(n)).trim().split('\n');
-    return (lines[lines.length - 1] ?? '').slice(0, 300);
-  };
-  const agents = dead.length > 0 ? `; agents not running: ${dead.map((n) => `${n} (last log line: ${lastLine(n)})`).join(', ')}; logs in ${c.runDir}/<node>/agent.log` : '';
+  const agents = dead.length > 0 ? `; agents not running: ${dead.map((n) => `${n} (last log lines: ${c.agentLogTail(n, 3).join(' | ')})`).join(', ')}; logs in ${c.runDir}/<node>/agent.log` : '';
   throw new Error(`cluster ${c.prefix} not encrypted after ${timeoutMs} ms: ${last?.missing.join('; ') ?? 'no status'}${agents}`);
 }
 
@@ -95,12 +107,4 @@ async function tunnelMatrix(c: NsCluster, nodes: readonly NodeInfo[]): Promise<M
     }),
   );
   return m;
-}
-
-function readFileSafe(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
 }

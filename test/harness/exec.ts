@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { SealnetError } from '../../common/errors.js';
+import { trackWait } from './wait.js';
 
 /** What a finished command produced. */
 export interface ExecResult {
@@ -29,6 +30,12 @@ export interface RunOptions {
 }
 
 const MAX_STDERR_IN_ERROR = 2000;
+/**
+ * How long {@link run} waits for a child's stdio to close after the child exited. A grandchild
+ * that inherited the pipes (a daemon that did not redirect them) would otherwise keep 'close'
+ * from ever firing: the caller hangs with an idle event loop (issue 17).
+ */
+export const STDIO_GRACE_MS = 3000;
 
 /**
  * The environment every harness child gets: the caller's plus `LC_ALL=C`, minus NODE_OPTIONS
@@ -50,23 +57,43 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Exe
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let timedOut = false;
+    let stdioHeld = false;
+    const done = trackWait(`${describeArgv(argv).slice(0, 200)} (pid ${child.pid ?? '?'})`, Date.now() + timeoutMs);
+    const dropStdio = (): void => {
+      for (const s of [child.stdin, child.stdout, child.stderr]) s?.destroy();
+    };
+    let grace: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
+      // If the child is long gone and a grandchild holds the pipes, killing does nothing.
+      grace = setTimeout(dropStdio, STDIO_GRACE_MS);
     }, timeoutMs);
+    child.on('exit', () => {
+      clearTimeout(grace);
+      grace = setTimeout(() => {
+        stdioHeld = true;
+        dropStdio();
+      }, STDIO_GRACE_MS);
+    });
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.stdin.on('error', () => undefined); // the child may exit without reading its input
     child.stdin.end(opts.input ?? '');
     child.on('error', (e) => {
       clearTimeout(timer);
+      clearTimeout(grace);
+      done();
       reject(new SealnetError('SPAWN_FAILED', `cannot start ${describeArgv(argv)}`, { cause: e }));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(grace);
+      done();
+      const held = stdioHeld ? `\n[harness: the process exited but its output pipes stayed open ${STDIO_GRACE_MS} ms longer (a child of it holds them); output cut there]` : '';
       const result: ExecResult = {
         stdout: Buffer.concat(out).toString('utf8'),
-        stderr: Buffer.concat(err).toString('utf8'),
+        stderr: Buffer.concat(err).toString('utf8') + held,
         code: code ?? undefined,
         signal: signal ?? undefined,
       };
@@ -159,7 +186,9 @@ export function spawnBackground(argv: readonly string[], opts: BackgroundOptions
       if (!alive) return;
       kill(o.signal ?? 'SIGTERM');
       const t = setTimeout(() => kill('SIGKILL'), o.timeoutMs ?? 5000);
+      const done = trackWait(`${describeArgv(argv).slice(0, 200)} (pid ${pid}) to exit after ${o.signal ?? 'SIGTERM'}`);
       await exited;
+      done();
       clearTimeout(t);
     },
   };

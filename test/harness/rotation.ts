@@ -182,7 +182,7 @@ export async function timeRotation(c: NsCluster, targets: readonly string[], opt
   const switchedMs = await waitFor('every target to publish its new key', async () => {
     const now = await publishedKeys(c);
     return targets.every((t) => now[t] !== before[t]) ? Date.now() - t0 : undefined;
-  }, { timeoutMs, pollMs: 20 }).catch(async (err: unknown) => {
+  }, { timeoutMs, pollMs: 20, failFast: c.agentGuard() }).catch(async (err: unknown) => {
     await ctl;
     throw err;
   });
