@@ -408,11 +408,14 @@ export class NsCluster {
     return parsePing(`${r.stdout}\n${r.stderr}`);
   }
 
-  /** Forgets learned path MTUs in a pod or node (`ip route flush cache`): each MTU probe starts fresh. */
+  /**
+   * Forgets learned path MTUs in a pod or node (`ip route flush cache`, and `ip -6 route flush
+   * cache` when the cluster has IPv6: the first only flushes IPv4): each MTU probe starts fresh.
+   */
   async flushRouteCache(target: string): Promise<void> {
-    const argv = ['ip', 'route', 'flush', 'cache'];
-    if (this.nodeStates.has(target)) await this.execNode(target, argv);
-    else await this.execPod(target, argv);
+    const exec = (argv: readonly string[]): Promise<ExecResult> => (this.nodeStates.has(target) ? this.execNode(target, argv) : this.execPod(target, argv));
+    await exec(['ip', 'route', 'flush', 'cache']);
+    if (this.addressPlan.v6 || this.opts.ipv6 === true) await exec(['ip', '-6', 'route', 'flush', 'cache']);
   }
 
   /** A directory under the run dir for a test's files (created). */

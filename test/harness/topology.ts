@@ -186,7 +186,7 @@ export function podRouteLine(op: 'add' | 'del', k: number): string {
 
 /** The main-table routes a node holds to node `k`'s pods, one per family, each via the node's address of that family. */
 export function podRouteLines(op: 'add' | 'del', k: number, plan: AddressPlan = IPV4_ONLY): string[] {
-  const v6 = op === 'add' ? `-6 route add ${podCidr6(k)} via ${nodeAddress6(k)} dev eth0` : `-6 route del ${podCidr6(k)}`;
+  const v6 = op === 'add' ? `route add ${podCidr6(k)} via ${nodeAddress6(k)} dev eth0` : `route del ${podCidr6(k)}`;
   return [...(plan.v4 ? [podRouteLine(op, k)] : []), ...(plan.v6 ? [v6] : [])];
 }
 
@@ -198,7 +198,7 @@ export function podBatch(i: number, j: number, plan: AddressPlan = IPV4_ONLY): s
     ...(plan.v6 ? [`addr add ${podAddress6(i, j)}/64 dev eth0 nodad`] : []),
     'link set eth0 up',
     ...(plan.v4 ? [`route add default via ${podGateway(i)} dev eth0`] : []),
-    ...(plan.v6 ? [`-6 route add default via ${podGateway6(i)} dev eth0`] : []),
+    ...(plan.v6 ? [`route add ::/0 via ${podGateway6(i)} dev eth0`] : []),
   ];
 }
 
