@@ -15,6 +15,10 @@
  *      deleted: 0 plaintext IPv6 pod packets on the wire, drops counted by the guard.
  *   6. Sanity: an IPv6-only cluster without encryption: the same capture sees IPv6 plaintext and
  *      the canary (the capture can fail).
+ *   7. Node-to-node encryption (steering.nodeToNode) in a dual-stack cluster over an IPv6
+ *      underlay: host-to-host ICMP and ICMPv6 with the canary between node addresses of both
+ *      families, full size with DF: before the agents start the canary is on the wire, after it
+ *      only WireGuard between the IPv6 node addresses carries it.
  *
  * Per-test numbers are printed to stderr (IPV6 lines) for the report.
  */
@@ -253,6 +257,52 @@ describe('sanity: IPv6-only cluster without encryption', () => {
       expect(p.capture.canaryHits).toBeGreaterThan(0);
       expect(Object.keys(p.capture.podPlaintextFlows).every((k) => k.includes('fd00:5ea1:1:'))).toBe(true);
       expect(p.pairs.some((x) => x.encrypted)).toBe(false);
+    } finally {
+      await c.destroy();
+    }
+  });
+});
+
+describe('node-to-node encryption, dual stack over an IPv6 underlay', () => {
+  it('host-to-host ICMP and ICMPv6 to both node addresses: plaintext before the agents, only IPv6 WireGuard after', async () => {
+    const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, ipFamily: 'dual', underlayFamily: 6, startAgents: false, agentConfig: { steering: { failClosed: true, interfaces: ['eth0'], nodeToNode: true } } });
+    const hostPings = async (canary: string): Promise<number[]> => {
+      const got: number[] = [];
+      for (const f of [4, 6] as const) {
+        for (const [from, to] of [['n1', 'n2'], ['n2', 'n1']] as const) {
+          const small = await c.ping(from, c.resolve(to, f), { count: 3, df: false, size: 120, patternHex: canaryPingPattern(canary) });
+          // Full size for the tunnel (1420 over IPv6): 1392 + 28 (IPv4) / 1372 + 48 (IPv6).
+          const full = await c.ping(from, c.resolve(to, f), { count: 2, df: true, size: f === 4 ? 1392 : 1372, patternHex: canaryPingPattern(canary) });
+          got.push(small.received, full.received);
+        }
+      }
+      return got;
+    };
+    try {
+      const canary0 = newCanary();
+      const plain = await c.startCapture({ name: 'n2n-plain', canaries: [canary0] });
+      const before = await hostPings(canary0);
+      const p = await plain.stop();
+      report(`node-to-node before agents: replies ${before.join(',')}; canary packets ${p.canaryHits} ${JSON.stringify(p.canaries[0]?.byEndpoints)}`);
+      expect(p.canaryHits).toBeGreaterThan(0);
+      expect(Object.keys(p.canaries[0]?.byEndpoints ?? {}).some((k) => k.startsWith('198.18.0.'))).toBe(true);
+      expect(Object.keys(p.canaries[0]?.byEndpoints ?? {}).some((k) => k.startsWith('fd00:5ea1::'))).toBe(true);
+
+      await Promise.all(c.nodeNames().map((n) => c.startAgent(n)));
+      await c.waitEncrypted({ timeoutMs: 120_000 });
+      const canary = newCanary();
+      const cap = await c.startCapture({ name: 'n2n', canaries: [canary] });
+      const after = await hostPings(canary);
+      const r = await cap.stop();
+      report(`node-to-node with agents: replies ${after.join(',')}; capture ${r.totalPackets} (${JSON.stringify(r.byKind)}), wireguard ${JSON.stringify(r.wireguardByEndpoints)}, canary ${r.canaryHits}`);
+      expect(after).toEqual([3, 2, 3, 2, 3, 2, 3, 2]);
+      expect(r.complete).toBe(true);
+      expect(r.canaryHits).toBe(0);
+      expect(r.byKind.icmp).toBe(0);
+      expect(r.podPlaintextPackets).toBe(0);
+      // 4 directions x 5 echoes, request and reply, all inside WireGuard between IPv6 node addresses.
+      expect(r.wireguardPackets).toBeGreaterThanOrEqual(40);
+      expect(Object.keys(r.wireguardByEndpoints).every((k) => k.startsWith('fd00:5ea1::'))).toBe(true);
     } finally {
       await c.destroy();
     }

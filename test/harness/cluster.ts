@@ -436,6 +436,8 @@ export class NsCluster {
       podCidrs: opts.podCidrs ?? topo.podRanges(this.addressPlan),
       // Both links' ports: a key rotation moves a node to listenPort + 1 and back.
       wireguardPorts: opts.wireguardPorts ?? [this.listenPort, this.listenPort + 1],
+      // WireGuard over this underlay: 60 (IPv4) / 80 (IPv6) bytes below eth0's MTU.
+      wireguardMtus: opts.wireguardMtus ?? [(this.opts.mtu ?? 1500) - (this.addressPlan.underlay === 4 ? 60 : 80)],
       ...(opts.canaries !== undefined ? { canaries: opts.canaries } : {}),
       ...(opts.samples !== undefined ? { samples: opts.samples } : {}),
       ...(opts.bufferKiB !== undefined ? { bufferKiB: opts.bufferKiB } : {}),
