@@ -4,6 +4,10 @@
  * while capturing on the underlay, and reports what the capture proves.
  *
  *   npm run demo -- --nodes 3 --mode wireguard [--pods 1] [--mtu 1500] [--json] [--keep]
+ *                   [--ip-family ipv4|ipv6|dual] [--underlay-family 4|6]
+ *     --ip-family: the families of nodes and pods (default ipv4); with dual, every direction is
+ *     exercised once per family. --underlay-family: what the tunnels run over in a dual-stack
+ *     cluster (default 4).
  *   npm run demo -- --no-encryption     the sanity baseline: must see plaintext, exits 1
  *   npm run demo -- --down              removes a cluster left by --keep
  *
@@ -21,6 +25,7 @@ import { listNetns } from './harness/teardown.js';
 import { installWatchdog } from './harness/wait.js';
 import { proveAllPairs, type PairResult } from './harness/prove.js';
 import type { Mode } from '../tunnels/ports/model.js';
+import type { IpFamily } from './harness/topology.js';
 
 /** Where `--keep` records the cluster it left running. */
 export const DEMO_STATE_FILE = '/run/sealnet-demo/state.json';
@@ -36,11 +41,13 @@ export interface DemoArgs {
   readonly encryption: boolean;
   readonly down: boolean;
   readonly timeoutS: number;
+  readonly ipFamily: IpFamily;
+  readonly underlayFamily: 4 | 6 | undefined;
 }
 
 /** Parses demo arguments; throws with a usage message. */
 export function parseDemoArgs(argv: readonly string[]): DemoArgs {
-  const a = { nodes: 3, pods: 1, mode: 'wireguard' as Mode, mtu: 1500, json: false, keep: false, encryption: true, down: false, timeoutS: 90 };
+  const a = { nodes: 3, pods: 1, mode: 'wireguard' as Mode, mtu: 1500, json: false, keep: false, encryption: true, down: false, timeoutS: 90, ipFamily: 'ipv4' as IpFamily, underlayFamily: undefined as 4 | 6 | undefined };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
@@ -67,6 +74,18 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
         a.mode = m;
         break;
       }
+      case '--ip-family': {
+        const v = argv[++i];
+        if (v !== 'ipv4' && v !== 'ipv6' && v !== 'dual') throw new Error(`--ip-family must be ipv4, ipv6 or dual, got ${JSON.stringify(v)}`);
+        a.ipFamily = v;
+        break;
+      }
+      case '--underlay-family': {
+        const v = argv[++i];
+        if (v !== '4' && v !== '6') throw new Error(`--underlay-family must be 4 or 6, got ${JSON.stringify(v)}`);
+        a.underlayFamily = v === '4' ? 4 : 6;
+        break;
+      }
       case '--json':
         a.json = true;
         break;
@@ -80,8 +99,11 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
         a.down = true;
         break;
       default:
-        throw new Error(`unknown argument ${JSON.stringify(f)}\nusage: demo [--nodes N] [--pods N] [--mode wireguard|ipsec] [--mtu N] [--timeout S] [--json] [--keep] [--no-encryption] | --down`);
+        throw new Error(`unknown argument ${JSON.stringify(f)}\nusage: demo [--nodes N] [--pods N] [--mode wireguard|ipsec] [--mtu N] [--ip-family ipv4|ipv6|dual] [--underlay-family 4|6] [--timeout S] [--json] [--keep] [--no-encryption] | --down`);
     }
+  }
+  if (a.ipFamily !== 'dual' && a.underlayFamily !== undefined && a.underlayFamily !== (a.ipFamily === 'ipv4' ? 4 : 6)) {
+    throw new Error(`--underlay-family ${a.underlayFamily} does not fit --ip-family ${a.ipFamily}`);
   }
   return a;
 }
@@ -91,6 +113,8 @@ export interface DemoReport {
   readonly ok: boolean;
   readonly nodes: number;
   readonly mode: Mode;
+  readonly ipFamily: IpFamily;
+  readonly underlayFamily: 4 | 6;
   readonly encryption: boolean;
   readonly pairs: number;
   readonly encryptedPairs: number;
@@ -137,7 +161,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 async function runDemo(args: DemoArgs, tStart: number): Promise<number> {
-  const cluster = await NsCluster.create({ nodes: args.nodes, podsPerNode: args.pods, mode: args.mode, mtu: args.mtu, encryption: args.encryption, log: err });
+  const cluster = await NsCluster.create({ nodes: args.nodes, podsPerNode: args.pods, mode: args.mode, mtu: args.mtu, encryption: args.encryption, ipFamily: args.ipFamily, ...(args.underlayFamily !== undefined ? { underlayFamily: args.underlayFamily } : {}), log: err });
   try {
     const early = await waitForAgents(cluster, args);
     if (early !== undefined) {
@@ -191,7 +215,9 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
 
   const tTraffic = Date.now();
   const nodes = cluster.nodes;
-  const proof = await proveAllPairs(cluster, { mode: args.mode, hostToPod: true, captureName: 'demo' });
+  const plan = cluster.addressPlan;
+  const families = args.ipFamily === 'ipv4' ? undefined : [...(plan.v4 ? [4 as const] : []), ...(plan.v6 ? [6 as const] : [])];
+  const proof = await proveAllPairs(cluster, { mode: args.mode, hostToPod: true, captureName: 'demo', ...(families !== undefined ? { families } : {}) });
   const { directions: podDirections, hostDirections, capture: cap, status, pairs: pairDetails } = proof;
   const directions = [...podDirections, ...hostDirections];
   timings.trafficMs = Date.now() - tTraffic;
@@ -206,6 +232,8 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
     ok: args.encryption && encryptionError === undefined && encryptedPairs === pairDetails.length && plaintextPackets === 0 && canaryLeaks === 0 && trafficOk,
     nodes: nodes.length,
     mode: args.mode,
+    ipFamily: args.ipFamily,
+    underlayFamily: cluster.addressPlan.underlay,
     encryption: args.encryption,
     pairs: pairDetails.length,
     encryptedPairs,
@@ -225,7 +253,7 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
 function printReport(r: DemoReport, args: DemoArgs): void {
   const out: string[] = [];
   const t = r.timings;
-  out.push(`sealnet demo: ${r.nodes} nodes, mode ${r.mode}${r.encryption ? '' : ' (ENCRYPTION OFF: sanity baseline)'}, prefix ${r.topology.prefix}`);
+  out.push(`sealnet demo: ${r.nodes} nodes, mode ${r.mode}, ${r.ipFamily} over an IPv${r.underlayFamily} underlay${r.encryption ? '' : ' (ENCRYPTION OFF: sanity baseline)'}, prefix ${r.topology.prefix}`);
   out.push(`  cluster built in ${t.buildMs} ms${t.encryptMs !== undefined ? `, encrypted after ${t.encryptMs} ms` : ''}, traffic + capture ${t.trafficMs} ms, total ${t.totalMs} ms`);
   out.push('');
   out.push('  pair        tunnel  tcp  udp  icmp  wg-pkts  plaintext  canary  verdict');

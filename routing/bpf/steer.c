@@ -146,6 +146,7 @@ struct {
 
 #define IPPROTO_ESP_ 50
 #define IPV6_FRAG_HDR 44
+#define IPV6_MAX_EXT 6 /* extension headers walked before giving up on the upper layer */
 #define IP_FRAG_OFFSET_MASK 0x1fff
 
 struct pkt {
@@ -216,17 +217,33 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		__builtin_memcpy(p->dst.addr, &ip6.daddr, 16);
 		__builtin_memcpy(p->src.addr, &ip6.saddr, 16);
 		next = ip6.nexthdr;
-		if (next == IPV6_FRAG_HDR) {
-			__u8 frag[4];
+		/* Walk the extension headers (RFC 8200 section 4) to the upper-layer header, at most
+		 * IPV6_MAX_EXT of them (the verifier needs a bound). The destination was read above, so
+		 * a chain too long or truncated changes nothing about steering: proto stays 0 (unknown),
+		 * and unknown is never "encrypted" (is_encrypted) nor neighbour discovery, so such a
+		 * packet is steered or dropped, never passed as tunnel traffic. */
+#pragma unroll
+		for (int i = 0; i < IPV6_MAX_EXT; i++) {
+			__u8 h[4];
 
-			/* nexthdr(1) reserved(1) offset+flags(2): only a first fragment has ports. */
-			if (load_net(skb, off, frag, sizeof(frag)) < 0)
+			if (next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING && next != IPPROTO_DSTOPTS && next != IPV6_FRAG_HDR && next != IPPROTO_AH)
+				break;
+			if (load_net(skb, off, h, sizeof(h)) < 0)
 				return 0;
-			if (((frag[2] << 8) | frag[3]) & 0xfff8)
-				return 0;
-			next = frag[0];
-			off += 8;
+			if (next == IPV6_FRAG_HDR) {
+				/* nexthdr(1) reserved(1) offset+flags(2): only a first fragment has ports. */
+				if (((h[2] << 8) | h[3]) & 0xfff8)
+					return 0;
+				off += 8;
+			} else if (next == IPPROTO_AH) {
+				off += ((__u32)h[1] + 2) * 4; /* RFC 4302: length in 4-octet units, minus 2 */
+			} else {
+				off += ((__u32)h[1] + 1) * 8; /* length in 8-octet units, not counting the first */
+			}
+			next = h[0];
 		}
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS || next == IPV6_FRAG_HDR || next == IPPROTO_AH)
+			return 0; /* chain longer than IPV6_MAX_EXT: upper layer unknown */
 		p->proto = next;
 		load_ports(skb, off, p);
 		return 0;

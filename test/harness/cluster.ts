@@ -53,6 +53,8 @@ export class NsCluster {
   readonly mode: Mode;
   readonly encryption: boolean;
   readonly listenPort: number;
+  /** Address families of nodes and pods, and the tunnel's underlay family. */
+  readonly addressPlan: topo.AddressPlan;
   /** Milliseconds spent in phases of create() (build, agents). */
   readonly timings: Record<string, number> = {};
 
@@ -73,6 +75,7 @@ export class NsCluster {
     this.mode = opts.mode ?? 'wireguard';
     this.encryption = opts.encryption ?? true;
     this.listenPort = opts.listenPort ?? WG_DEFAULT_PORT;
+    this.addressPlan = topo.addressPlan(opts.ipFamily ?? 'ipv4', opts.underlayFamily);
     this.log = opts.log ?? (() => undefined);
   }
 
@@ -141,11 +144,18 @@ export class NsCluster {
     return p;
   }
 
-  /** Pod or node name → its address; anything else is returned as is (a literal address). */
-  resolve(target: string): string {
+  /**
+   * Pod or node name → its address (of `family` if given: throws when it has none of that
+   * family); anything else is returned as is (a literal address).
+   */
+  resolve(target: string, family?: 4 | 6): string {
     const s = this.nodeStates.get(target);
-    if (s !== undefined) return s.info.address;
-    return this.pods().find((p) => p.name === target)?.address ?? target;
+    const addrs = s !== undefined ? s.info.addresses : this.pods().find((p) => p.name === target)?.addresses;
+    if (addrs === undefined) return target;
+    if (family === undefined) return s !== undefined ? s.info.address : (addrs[0] as string);
+    const a = addrs.find((x) => x.includes(':') === (family === 6));
+    if (a === undefined) throw new Error(`${target} has no IPv${family} address in cluster ${this.prefix}`);
+    return a;
   }
 
   /** Every namespace of this run that exists. */
@@ -159,7 +169,7 @@ export class NsCluster {
       prefix: this.prefix,
       runDir: this.runDir,
       storeDir: this.storeDir,
-      underlay: { netns: this.underlayNetns, bridge: topo.UNDERLAY_BRIDGE, cidr: `${topo.nodeAddress(0)}/24` },
+      underlay: { netns: this.underlayNetns, bridge: topo.UNDERLAY_BRIDGE, cidr: this.addressPlan.underlay === 4 ? `${topo.nodeAddress(0)}/24` : topo.UNDERLAY_RANGE6 },
       nodes: this.nodes.map((n) => ({ ...n, holderPid: this.nodeStates.get(n.name)?.holder?.pid, agentPid: this.agentStatus(n.name).pid })),
     };
   }
@@ -186,7 +196,7 @@ export class NsCluster {
     if (s === undefined) throw new Error(`no node ${name} in cluster ${this.prefix}`);
     teardownSync({ netns: [s.info.netns, ...s.info.pods.map((p) => p.netns)], runDir: undefined });
     this.nodeStates.delete(name);
-    await Promise.all(this.nodes.map((n) => this.ipBatch(n.netns, [topo.podRouteLine('del', s.info.index)], { force: true })));
+    await Promise.all(this.nodes.map((n) => this.ipBatch(n.netns, topo.podRouteLines('del', s.info.index, this.addressPlan), { force: true })));
     await deleteNodeDoc(this.storeDir, name);
   }
 
@@ -194,22 +204,36 @@ export class NsCluster {
     const p = this.prefix;
     const mtu = this.opts.mtu ?? 1500;
     const podMtu = this.opts.podMtu ?? mtu;
-    const ipv6 = this.opts.ipv6 === true;
+    const plan = this.addressPlan;
+    const ipv6 = this.opts.ipv6 === true || plan.v6;
     const existing = this.nodes.map((n) => n.index);
     const all = [...existing, ...indexes];
     const podList = indexes.flatMap((i) => Array.from({ length: pods }, (_, k) => [i, k + 1] as const));
 
     // Phase 1: every namespace in one process.
     await this.ipBatch(undefined, [...indexes.map((i) => `netns add ${topo.netnsNames.node(p, i)}`), ...podList.map(([i, j]) => `netns add ${topo.netnsNames.pod(p, i, j)}`)]);
+    // IPv6 defaults before any link exists, so every link (lo included) inherits them.
+    if (ipv6) {
+      await Promise.all([this.underlayNetns, ...indexes.map((i) => topo.netnsNames.node(p, i)), ...podList.map(([i, j]) => topo.netnsNames.pod(p, i, j))].map((ns) => this.sysctl(ns, topo.ipv6TestDefaults())));
+    }
     for (const i of indexes) {
+      const addresses = topo.nodeAddresses(plan, i);
+      const podCIDRs = topo.podCidrs(plan, i);
+      const podGateways = [...(plan.v4 ? [topo.podGateway(i)] : []), ...(plan.v6 ? [topo.podGateway6(i)] : [])];
       const info: NodeInfo = {
         name: topo.nodeName(i),
         index: i,
         netns: topo.netnsNames.node(p, i),
-        address: topo.nodeAddress(i),
-        podCIDR: topo.podCidr(i),
-        podGateway: topo.podGateway(i),
-        pods: Array.from({ length: pods }, (_, k) => ({ name: topo.podName(i, k + 1), node: topo.nodeName(i), index: k + 1, netns: topo.netnsNames.pod(p, i, k + 1), address: topo.podAddress(i, k + 1) })),
+        address: addresses[0] as string,
+        addresses,
+        podCIDR: podCIDRs[0] as string,
+        podCIDRs,
+        podGateway: podGateways[0] as string,
+        podGateways,
+        pods: Array.from({ length: pods }, (_, k) => {
+          const podAddrs = topo.podAddresses(plan, i, k + 1);
+          return { name: topo.podName(i, k + 1), node: topo.nodeName(i), index: k + 1, netns: topo.netnsNames.pod(p, i, k + 1), address: podAddrs[0] as string, addresses: podAddrs };
+        }),
       };
       this.nodeStates.set(info.name, { info, holder: undefined, agent: undefined, agentStarts: 0, agentLastExit: undefined, agentExtra: undefined, agentExitRequested: false });
       await mkdir(join(this.runDir, info.name, 'state'), { recursive: true, mode: 0o700 });
@@ -217,19 +241,19 @@ export class NsCluster {
     // Phase 2: nodes build their links (eth0 → underlay, pod veths → pods) and routes.
     await Promise.all(
       indexes.map((i) =>
-        this.ipBatch(topo.netnsNames.node(p, i), topo.nodeBatch({ prefix: p, index: i, pods, mtu, podMtu, peers: all.filter((k) => k !== i) })),
+        this.ipBatch(topo.netnsNames.node(p, i), topo.nodeBatch({ prefix: p, index: i, pods, mtu, podMtu, peers: all.filter((k) => k !== i), plan })),
       ),
     );
     // Phase 3: attach to the underlay, configure pods, routes on existing nodes, sysctls, holders.
     await Promise.all([
       this.ipBatch(this.underlayNetns, topo.underlayAttachBatch(p, indexes)),
       this.sysctl(this.underlayNetns, [...topo.bridgeNetfilterOff(), ...(ipv6 ? [] : topo.ipv6Off())]),
-      ...podList.map(([i, j]) => this.ipBatch(topo.netnsNames.pod(p, i, j), topo.podBatch(i, j))),
+      ...podList.map(([i, j]) => this.ipBatch(topo.netnsNames.pod(p, i, j), topo.podBatch(i, j, plan))),
       ...(ipv6 ? [] : podList.map(([i, j]) => this.sysctl(topo.netnsNames.pod(p, i, j), topo.ipv6Off()))),
-      ...existing.map((k) => this.ipBatch(topo.netnsNames.node(p, k), indexes.map((i) => topo.podRouteLine('add', i)))),
+      ...existing.map((k) => this.ipBatch(topo.netnsNames.node(p, k), indexes.flatMap((i) => topo.podRouteLines('add', i, plan)))),
       ...indexes.map((i) => this.sysctl(topo.netnsNames.node(p, i), topo.nodeSysctls(ipv6))),
       ...indexes.map((i) => this.startHolder(topo.nodeName(i))),
-      ...indexes.map((i) => writeNodeDoc(this.storeDir, newNodeDoc(topo.nodeName(i), topo.nodeAddress(i), [topo.podCidr(i)]))),
+      ...indexes.map((i) => writeNodeDoc(this.storeDir, newNodeDoc(topo.nodeName(i), topo.nodeAddresses(plan, i), topo.podCidrs(plan, i)))),
     ]);
   }
 
@@ -278,7 +302,7 @@ export class NsCluster {
       resyncIntervalSeconds: 30,
       logLevel: 'info',
       // The whole pod range of the address plan: dropped unless a ready tunnel covers it.
-      steering: { clusterCidrs: ['100.64.0.0/10'] },
+      steering: { clusterCidrs: topo.podRanges(this.addressPlan) },
     };
     return deepMerge(deepMerge(base, this.opts.agentConfig ?? {}), extra ?? {});
   }
@@ -443,11 +467,14 @@ export class NsCluster {
     return parsePing(`${r.stdout}\n${r.stderr}`);
   }
 
-  /** Forgets learned path MTUs in a pod or node (`ip route flush cache`): each MTU probe starts fresh. */
+  /**
+   * Forgets learned path MTUs in a pod or node (`ip route flush cache`, and `ip -6 route flush
+   * cache` when the cluster has IPv6: the first only flushes IPv4): each MTU probe starts fresh.
+   */
   async flushRouteCache(target: string): Promise<void> {
-    const argv = ['ip', 'route', 'flush', 'cache'];
-    if (this.nodeStates.has(target)) await this.execNode(target, argv);
-    else await this.execPod(target, argv);
+    const exec = (argv: readonly string[]): Promise<ExecResult> => (this.nodeStates.has(target) ? this.execNode(target, argv) : this.execPod(target, argv));
+    await exec(['ip', 'route', 'flush', 'cache']);
+    if (this.addressPlan.v6 || this.opts.ipv6 === true) await exec(['ip', '-6', 'route', 'flush', 'cache']);
   }
 
   /** A directory under the run dir for a test's files (created). */
@@ -465,9 +492,11 @@ export class NsCluster {
       netns: this.underlayNetns,
       iface: topo.UNDERLAY_BRIDGE,
       file: opts.file ?? join(dir, `${opts.name ?? `cap-${Date.now()}`}.pcap`),
-      podCidrs: opts.podCidrs ?? [topo.POD_RANGE],
+      podCidrs: opts.podCidrs ?? topo.podRanges(this.addressPlan),
       // Both links' ports: a key rotation moves a node to listenPort + 1 and back.
       wireguardPorts: opts.wireguardPorts ?? [this.listenPort, this.listenPort + 1],
+      // WireGuard over this underlay: 60 (IPv4) / 80 (IPv6) bytes below eth0's MTU.
+      wireguardMtus: opts.wireguardMtus ?? [(this.opts.mtu ?? 1500) - (this.addressPlan.underlay === 4 ? 60 : 80)],
       ...(opts.canaries !== undefined ? { canaries: opts.canaries } : {}),
       ...(opts.samples !== undefined ? { samples: opts.samples } : {}),
       ...(opts.bufferKiB !== undefined ? { bufferKiB: opts.bufferKiB } : {}),

@@ -58,15 +58,18 @@ function inCidr(addr: string | undefined, cidrs: readonly Cidr[]): boolean {
 /**
  * True when a UDP payload has the shape of a WireGuard message: type 1–4 followed by three
  * reserved zero bytes and the fixed size of that type (data messages: 32-byte header plus a
- * 16-byte-aligned encrypted payload with its tag).
+ * 16-byte-aligned encrypted payload with its tag). WireGuard pads to 16 bytes only up to the
+ * tunnel MTU: a packet of exactly the MTU is not padded, so when the MTU is not a multiple of 16
+ * (1420 over an IPv6 underlay) a full-size data message is 32 + MTU bytes; `tunnelMtus` lists the
+ * MTUs whose full-size messages are accepted too.
  */
-export function isWireGuardMessage(p: Buffer): 1 | 2 | 3 | 4 | undefined {
+export function isWireGuardMessage(p: Buffer, tunnelMtus: readonly number[] = []): 1 | 2 | 3 | 4 | undefined {
   if (p.length < 4 || p[1] !== 0 || p[2] !== 0 || p[3] !== 0) return undefined;
   const t = p[0];
   if (t === 1 && p.length === 148) return 1;
   if (t === 2 && p.length === 92) return 2;
   if (t === 3 && p.length === 64) return 3;
-  if (t === 4 && p.length >= 32 && (p.length - 32) % 16 === 0) return 4;
+  if (t === 4 && p.length >= 32 && ((p.length - 32) % 16 === 0 || tunnelMtus.includes(p.length - 32))) return 4;
   return undefined;
 }
 
@@ -103,6 +106,8 @@ export interface SummarizeOptions {
   readonly podCidrs?: readonly string[];
   /** UDP ports WireGuard listens on (a packet to or from one of them with a WG message counts). */
   readonly wireguardPorts?: readonly number[];
+  /** Tunnel MTUs: a full-size data message of one of them is not 16-aligned ({@link isWireGuardMessage}). */
+  readonly wireguardMtus?: readonly number[];
   /** Byte strings that must never appear on the wire. */
   readonly canaries?: readonly (string | Buffer)[];
   /** How many example packets to keep per finding (default 10). */
@@ -212,7 +217,7 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
     if (d.l3 === 'arp') return 'arp';
     if (d.l3 === 'other') return 'non-ip';
     if (d.proto === IPPROTO.UDP && d.payload !== undefined && (wgPorts.has(d.srcPort ?? -1) || wgPorts.has(d.dstPort ?? -1))) {
-      const t = isWireGuardMessage(d.payload);
+      const t = isWireGuardMessage(d.payload, opts.wireguardMtus);
       if (t !== undefined && !inCidr(d.src, pods) && !inCidr(d.dst, pods)) {
         wgByType[String(t) as '1' | '2' | '3' | '4']++;
         return 'wireguard';

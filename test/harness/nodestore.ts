@@ -16,14 +16,15 @@ export interface NodeDoc {
   status: { addresses: { type: string; address: string }[] };
 }
 
-/** A fresh Node document as the control plane would create it. */
-export function newNodeDoc(name: string, internalIP: string, podCIDRs: readonly string[]): NodeDoc {
+/** A fresh Node document as the control plane would create it (one InternalIP per address given, in order). */
+export function newNodeDoc(name: string, internalIPs: string | readonly string[], podCIDRs: readonly string[]): NodeDoc {
+  const ips = typeof internalIPs === 'string' ? [internalIPs] : internalIPs;
   return {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name, annotations: {} },
     spec: { podCIDRs: [...podCIDRs] },
-    status: { addresses: [{ type: 'InternalIP', address: internalIP }] },
+    status: { addresses: ips.map((address) => ({ type: 'InternalIP', address })) },
   };
 }
 

@@ -27,6 +27,21 @@ const OK = `PING 198.18.8.1 (198.18.8.1) 1372(1400) bytes of data.
 2 packets transmitted, 2 received, 0% packet loss, time 201ms
 rtt min/avg/max/mdev = 0.018/0.101/0.185/0.083 ms
 `;
+// Real iputils output over IPv6 (ULA), a router namespace with a 1400-byte next hop: first the
+// router's ICMPv6 Packet Too Big, then (path MTU cached) the local error.
+const PACKET_TOO_BIG = `PING fd00:5ea1:ff:2::1(fd00:5ea1:ff:2::1) 1353 data bytes
+From fd00:5ea1:ff:1::2 icmp_seq=1 Packet too big: mtu=1400
+
+--- fd00:5ea1:ff:2::1 ping statistics ---
+2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 211ms
+`;
+const TOO_LONG6 = `PING fd00:5ea1:ff:2::1(fd00:5ea1:ff:2::1) 1353 data bytes
+ping: local error: message too long, mtu: 1400
+ping: local error: message too long, mtu: 1400
+
+--- fd00:5ea1:ff:2::1 ping statistics ---
+2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 204ms
+`;
 const SILENT_LOSS = `PING 100.64.2.11 (100.64.2.11) 1472(1500) bytes of data.
 
 --- 100.64.2.11 ping statistics ---
@@ -34,6 +49,11 @@ const SILENT_LOSS = `PING 100.64.2.11 (100.64.2.11) 1472(1500) bytes of data.
 `;
 
 describe('parsePing', () => {
+  it('reads ICMPv6 Packet Too Big and the IPv6 local error with their MTU', () => {
+    expect(parsePing(PACKET_TOO_BIG)).toMatchObject({ received: 0, fragNeeded: true, messageTooLong: false, reportedMtu: 1400, errors: 2 });
+    expect(parsePing(TOO_LONG6)).toMatchObject({ received: 0, fragNeeded: false, messageTooLong: true, reportedMtu: 1400, errors: 2 });
+  });
+
   it('reads a clean run', () => {
     expect(parsePing(OK)).toEqual({ transmitted: 2, received: 2, lossPercent: 0, rttAvgMs: 0.101, fragNeeded: false, messageTooLong: false, reportedMtu: undefined, errors: 0 });
   });
@@ -94,6 +114,35 @@ describe('topology address plan', () => {
       expect(addressIn(topo.podGateway(i), [topo.POD_RANGE])).toBe(true);
       for (const j of [1, topo.MAX_POD_INDEX]) expect(addressIn(topo.podAddress(i, j), [topo.POD_RANGE, topo.podCidr(i)])).toBe(true);
     }
+  });
+
+  it('keeps every IPv6 address inside the ULA test ranges, one /64 per node', () => {
+    for (const i of [1, 2, 77, topo.MAX_NODE_INDEX]) {
+      expect(addressIn(topo.nodeAddress6(i), [topo.UNDERLAY_RANGE6])).toBe(true);
+      expect(addressIn(topo.podGateway6(i), [topo.POD_RANGE6, topo.podCidr6(i)])).toBe(true);
+      expect(addressIn(topo.nodeAddress6(i), [topo.POD_RANGE6])).toBe(false);
+      for (const j of [1, topo.MAX_POD_INDEX]) expect(addressIn(topo.podAddress6(i, j), [topo.POD_RANGE6, topo.podCidr6(i)])).toBe(true);
+    }
+    expect(addressIn(topo.podAddress6(3, 1), [topo.podCidr6(2)])).toBe(false);
+    expect(topo.podCidr6(77)).toBe('fd00:5ea1:1:4d::/64');
+  });
+
+  it('orders InternalIPs by underlay family and podCIDRs IPv4 first', () => {
+    expect(topo.nodeAddresses(topo.addressPlan('dual', 6), 2)).toEqual(['fd00:5ea1::2', '198.18.0.2']);
+    expect(topo.nodeAddresses(topo.addressPlan('dual'), 2)).toEqual(['198.18.0.2', 'fd00:5ea1::2']);
+    expect(topo.nodeAddresses(topo.addressPlan('ipv6'), 2)).toEqual(['fd00:5ea1::2']);
+    expect(topo.podCidrs(topo.addressPlan('dual', 6), 2)).toEqual(['100.64.2.0/24', 'fd00:5ea1:1:2::/64']);
+    expect(topo.podRanges(topo.addressPlan('ipv6'))).toEqual(['fd00:5ea1:1::/56']);
+    expect(() => topo.addressPlan('ipv4', 6)).toThrow();
+    expect(() => topo.addressPlan('ipv6', 4)).toThrow();
+  });
+
+  it('routes both families of a dual-stack node, each via the owner of that family; IPv6 addresses skip DAD', () => {
+    const lines = topo.nodeBatch({ prefix: 'seal1a2b3c', index: 2, pods: 1, mtu: 1500, podMtu: 1500, peers: [1], plan: topo.addressPlan('dual', 6) });
+    expect(lines).toContain('route add 100.64.1.0/24 via 198.18.0.1 dev eth0');
+    expect(lines).toContain('route add fd00:5ea1:1:1::/64 via fd00:5ea1::1 dev eth0');
+    for (const l of lines.filter((x) => x.startsWith('addr add fd00'))) expect(l).toMatch(/ nodad$/);
+    expect(topo.podBatch(2, 1, topo.addressPlan('ipv6'))).toEqual(['link set lo up', 'addr add fd00:5ea1:1:2::b/64 dev eth0 nodad', 'link set eth0 up', 'route add ::/0 via fd00:5ea1:1:2::1 dev eth0']);
   });
 
   it('names fit IFNAMSIZ and carry the prefix', () => {

@@ -222,6 +222,12 @@ describe('isWireGuardMessage', () => {
     [4, wgMessage(4, 1424)],
   ])('accepts a type %i message of the right size', (t, m) => expect(isWireGuardMessage(m)).toBe(t));
 
+  it('accepts an unpadded full-size data message only for a listed tunnel MTU', () => {
+    expect(isWireGuardMessage(wgMessage(4, 1420))).toBeUndefined();
+    expect(isWireGuardMessage(wgMessage(4, 1420), [1420])).toBe(4);
+    expect(isWireGuardMessage(wgMessage(4, 1419), [1420])).toBeUndefined();
+  });
+
   it('rejects wrong sizes, reserved bytes and unknown types', () => {
     expect(isWireGuardMessage(Buffer.concat([wgMessage(1), Buffer.alloc(1)]))).toBeUndefined();
     expect(isWireGuardMessage(wgMessage(4, 15))).toBeUndefined();

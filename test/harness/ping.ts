@@ -11,7 +11,7 @@ export interface PingResult {
   /** Percent, 0–100. */
   readonly lossPercent: number;
   readonly rttAvgMs: number | undefined;
-  /** A router answered "Frag needed and DF set" (ICMP type 3 code 4). */
+  /** A router answered "Frag needed and DF set" (ICMP type 3 code 4) or, for IPv6, "Packet too big" (ICMPv6 type 2). */
   readonly fragNeeded: boolean;
   /** The local stack refused to send: "message too long" (route / link MTU below the size). */
   readonly messageTooLong: boolean;
@@ -53,8 +53,8 @@ export function parsePing(text: string): PingResult {
   const received = Number(stats?.[2] ?? 0);
   const loss = /([\d.]+)% packet loss/.exec(text);
   const rtt = /= [\d.]+\/([\d.]+)\/[\d.]+\/[\d.]+ ms/.exec(text);
-  const frag = /Frag(?:mentation)? needed and DF set \(mtu = (\d+)\)/i.exec(text);
-  const tooLong = /message too long(?:, mtu[= ](\d+))?/i.exec(text);
+  const frag = /Frag(?:mentation)? needed and DF set \(mtu = (\d+)\)/i.exec(text) ?? /Packet too big: mtu=(\d+)/i.exec(text);
+  const tooLong = /message too long(?:, mtu(?:[= ]|: )(\d+))?/i.exec(text);
   return {
     transmitted,
     received,

@@ -56,6 +56,8 @@ export async function proveAllPairs(
     captureName?: string;
     /** Directions exercised at once (default 4; the qemu guest uses fewer). */
     concurrency?: number;
+    /** Address families to send over, each direction once per family (default: the pods' first address only). */
+    families?: readonly (4 | 6)[];
   },
 ): Promise<PairsProof> {
   const canary = newCanary();
@@ -63,14 +65,16 @@ export async function proveAllPairs(
   const firstPod = (n: NodeInfo): string => (n.pods[0] as { name: string }).name;
   const servers = await Promise.all(nodes.map((n) => startCanaryServer(cluster, { pod: firstPod(n) })));
   const capture = await cluster.startCapture({ name: opts.captureName ?? 'proof', canaries: [canary] });
-  const ordered = nodes.flatMap((a) => nodes.filter((b) => b !== a).map((b) => [a, b] as const));
+  const fams: readonly (4 | 6 | undefined)[] = opts.families ?? [undefined];
+  const tag = (f: 4 | 6 | undefined): string => (f === undefined ? '' : `/v${f}`);
+  const ordered = nodes.flatMap((a) => nodes.filter((b) => b !== a).flatMap((b) => fams.map((f) => [a, b, f] as const)));
   let cap: CaptureResult;
   let directions: DirectionResult[];
   let hostDirections: DirectionResult[] = [];
   try {
-    directions = await mapLimit(ordered, async ([a, b]) => exerciseDirection(cluster, { from: firstPod(a), fromLabel: `${a.name}/${firstPod(a)}`, to: firstPod(b), toLabel: `${b.name}/${firstPod(b)}`, canary, host: false }), { limit: opts.concurrency ?? 4 });
+    directions = await mapLimit(ordered, async ([a, b, f]) => exerciseDirection(cluster, { from: firstPod(a), fromLabel: `${a.name}/${firstPod(a)}${tag(f)}`, to: cluster.resolve(firstPod(b), f), toLabel: `${b.name}/${firstPod(b)}${tag(f)}`, canary, host: false }), { limit: opts.concurrency ?? 4 });
     if (opts.hostToPod === true) {
-      hostDirections = await mapLimit(ordered, async ([a, b]) => exerciseDirection(cluster, { from: a.name, fromLabel: `${a.name}/host`, to: firstPod(b), toLabel: `${b.name}/${firstPod(b)}`, canary, host: true }), { limit: opts.concurrency ?? 4 });
+      hostDirections = await mapLimit(ordered, async ([a, b, f]) => exerciseDirection(cluster, { from: a.name, fromLabel: `${a.name}/host${tag(f)}`, to: cluster.resolve(firstPod(b), f), toLabel: `${b.name}/${firstPod(b)}${tag(f)}`, canary, host: true }), { limit: opts.concurrency ?? 4 });
     }
   } finally {
     cap = await capture.stop();
@@ -103,7 +107,7 @@ async function exerciseDirection(cluster: NsCluster, o: { from: string; fromLabe
 
 /** A pair is encrypted when both tunnels are up, all traffic passed, and nothing of it leaked. */
 export function judgePairs(mode: Mode, nodes: readonly NodeInfo[], status: EncryptionStatus, directions: readonly DirectionResult[], cap: CaptureResult): PairResult[] {
-  const nodeOf = (addr: string): string | undefined => nodes.find((n) => n.address === addr || addressIn(addr, [n.podCIDR]))?.name;
+  const nodeOf = (addr: string): string | undefined => nodes.find((n) => n.addresses.includes(addr) || addressIn(addr, n.podCIDRs))?.name;
   const between = (key: string, a: string, b: string): boolean => {
     const [src = '', rest = ''] = key.split('>');
     const dst = rest.split('/')[0] ?? '';

@@ -36,7 +36,9 @@ async function waitForFile(path: string, opts: { ready: (text: string) => boolea
 export async function startCanaryServer(cluster: NsCluster, opts: { pod: string; port?: number }): Promise<BackgroundProcess> {
   const { pod, port = 7001 } = opts;
   const log = join(await cluster.workDir('canary'), `${pod}-server.log`);
-  const proc = cluster.spawnPod(pod, [process.execPath, toolPath('canary.mjs'), 'server', '--port', String(port)], { logFile: log });
+  // With IPv6 in the cluster, one dual-stack socket serves both families.
+  const bind = cluster.addressPlan.v6 ? ['--bind', '::'] : [];
+  const proc = cluster.spawnPod(pod, [process.execPath, toolPath('canary.mjs'), 'server', '--port', String(port), ...bind], { logFile: log });
   await waitForFile(log, { ready: (t) => t.includes('"listening"'), proc, timeoutMs: 10_000 });
   return proc;
 }

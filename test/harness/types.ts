@@ -1,5 +1,6 @@
 /** Public data types of the namespace cluster harness ({@link NsCluster} in cluster.ts). */
 import type { Mode } from '../../tunnels/ports/model.js';
+import type { IpFamily } from './topology.js';
 
 /** Options of `NsCluster.create`. */
 export interface NsClusterOptions {
@@ -29,8 +30,12 @@ export interface NsClusterOptions {
   readonly runDirBase?: string;
   /** Keep the run directory (logs, captures) after destroy() (default: env SEALNET_KEEP_RUNDIR=1). */
   readonly keep?: boolean;
-  /** Keep IPv6 enabled in every namespace (default false: IPv4-only test network). */
+  /** Keep IPv6 enabled in every namespace (default false: IPv4-only test network; implied by an `ipFamily` with IPv6). */
   readonly ipv6?: boolean;
+  /** Address families of nodes and pods (default `ipv4`); see topology.ts for the IPv6 plan. */
+  readonly ipFamily?: IpFamily;
+  /** Family of the underlay the tunnels run over, for `ipFamily: 'dual'` (default 4). */
+  readonly underlayFamily?: 4 | 6;
   /** Install SIGINT/SIGTERM/SIGHUP handlers that tear down and exit (default true). */
   readonly handleSignals?: boolean;
   /** Progress lines (default: silent). */
@@ -44,7 +49,10 @@ export interface PodInfo {
   readonly node: string;
   readonly index: number;
   readonly netns: string;
+  /** The first of `addresses` (IPv4 when the pod has one). */
   readonly address: string;
+  /** Every address of the pod, IPv4 first. */
+  readonly addresses: readonly string[];
 }
 
 /** A node. */
@@ -53,10 +61,18 @@ export interface NodeInfo {
   readonly name: string;
   readonly index: number;
   readonly netns: string;
-  /** Underlay address of eth0. */
+  /** Underlay address of eth0 the tunnel runs over (the first InternalIP). */
   readonly address: string;
+  /** InternalIPs, the underlay family first. */
+  readonly addresses: readonly string[];
+  /** The first of `podCIDRs`. */
   readonly podCIDR: string;
+  /** `spec.podCIDRs`: IPv4 first. */
+  readonly podCIDRs: readonly string[];
+  /** The first of `podGateways`. */
   readonly podGateway: string;
+  /** The node's addresses on its pod bridge, IPv4 first. */
+  readonly podGateways: readonly string[];
   readonly pods: readonly PodInfo[];
 }
 

@@ -53,7 +53,8 @@ function server(o) {
     sock.on('error', () => undefined);
   });
   tcp.listen(port, host);
-  const udp = dgram.createSocket('udp4');
+  // --bind :: serves both families (IPv4 peers arrive as ::ffff:a.b.c.d); a udp4 socket cannot bind it.
+  const udp = dgram.createSocket(net.isIPv6(host) ? { type: 'udp6', ipv6Only: false } : 'udp4');
   udp.on('message', (msg, rinfo) => {
     touch();
     udp.send(msg, rinfo.port, rinfo.address);
@@ -114,7 +115,7 @@ function countWhole(chunks, msgs) {
 }
 
 function udpClient(o, msgs, timeoutMs, t0) {
-  const sock = dgram.createSocket('udp4');
+  const sock = dgram.createSocket(net.isIPv6(o.host) ? 'udp6' : 'udp4');
   const pending = new Map(msgs.map((m, i) => [i, m]));
   let bytes = 0;
   const sendPending = () => {
