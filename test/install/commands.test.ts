@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { scanShell } from './shell.js';
 import { resolveArgv, baseName, type Word, type WrapperRule } from './scan.js';
-import { findCalls } from './tsscan.js';
+import { arrayConsts, findCalls } from './tsscan.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -26,6 +26,8 @@ interface Table {
   readonly projectPaths: readonly { contains: string; provider: string }[];
   readonly wrappers: Readonly<Record<string, WrapperRule>>;
   readonly tsCallees: Readonly<Record<string, number>>;
+  readonly expressions: Readonly<Record<string, string>>;
+  readonly optional: Readonly<Record<string, string>>;
   readonly dynamic: readonly { file: string; expr: string; commands: readonly string[]; why: string }[];
   readonly fileContexts: readonly { file: string; provider: string; commands: readonly string[] }[];
 }
@@ -71,7 +73,7 @@ function scanShellText(file: string, text: string, firstLine = 1): { uses: Use[]
     define: (name) => defined.add(name),
   });
   for (const words of pending) {
-    resolveArgv(resolveVars(words, assigned), {
+    resolveArgv(spliceArrays(resolveVars(words, assigned), assigned), {
       wrappers: table.wrappers,
       emit: (w) => uses.push({ file, line: w.line, word: w.text, dynamic: w.dynamic }),
       script,
@@ -100,11 +102,23 @@ function resolveVars(words: readonly Word[], assigned: Map<string, Word[][]>): W
   return [{ ...head, text, dynamic }, ...(m?.[2] !== undefined ? v.slice(1) : []), ...words.slice(1)];
 }
 
+/** `"${NAME[@]}"` of an array the script assigns once, spliced in (e.g. `env "${goenv[@]}" go`). */
+function spliceArrays(words: readonly Word[], assigned: Map<string, Word[][]>): Word[] {
+  return words.flatMap((w, i) => {
+    const m = i > 0 && w.dynamic ? /^"?\$\{([A-Za-z_][A-Za-z0-9_]*)\[@\]\}"?$/.exec(w.text) : null;
+    const v = m === null ? undefined : assigned.get(m[1] as string);
+    return v !== undefined && v.length === 1 ? (v[0] as Word[]) : [w];
+  });
+}
+
 /** Commands in spawn-style calls of a TypeScript/JavaScript file. */
 function scanTs(file: string, text: string): Use[] {
   const uses: Use[] = [];
   const script = (t: string, line: number): void => { uses.push(...scanShellText(file, t, line).uses); };
   const names = [...new Set(Object.keys(table.tsCallees).map((k) => k.replace(/^.*#/, '')))];
+  const consts = arrayConsts(text);
+  // An argv held in a `const` of this file, or spread from one, is read from its literal.
+  const expand = (ws: Word[]): Word[] => ws.flatMap((w) => (w.dynamic ? consts.get(w.text.replace(/^\.\.\./, '')) ?? [w] : [w]));
   for (const call of findCalls(text, names)) {
     // "file#callee" overrides "callee": helpers of the same name differ between test files.
     const at = table.tsCallees[`${path.basename(file)}#${call.callee}`] ?? table.tsCallees[call.callee];
@@ -116,6 +130,7 @@ function scanTs(file: string, text: string): Use[] {
     if (a.kind === 'array') argv = a.items;
     else if (rest?.kind === 'array') argv = [a.word, ...rest.items];
     else argv = call.args.slice(at).map((x) => (x.kind === 'expr' ? x.word : { text: '[…]', dynamic: true, line: call.line }));
+    argv = expand(argv).map((w) => (w.dynamic && table.expressions[w.text] !== undefined ? { ...w, text: table.expressions[w.text] as string, dynamic: false } : w));
     if (argv.length === 0) continue;
     resolveArgv(argv, { wrappers: table.wrappers, emit: (w) => uses.push({ file, line: w.line, word: w.text, dynamic: w.dynamic }), script });
   }
@@ -190,6 +205,11 @@ export function classify(u: Use, ctx: { base: Set<string>; installs: Map<string,
     return { ok: true, by: `dynamic: ${d.why}` };
   }
   const word = u.word;
+  const fc = table.fileContexts.find((x) => u.file === x.file);
+  if (fc !== undefined && !table.builtins.includes(word) && !ctx.defined(u.file).has(word)) {
+    if (fc.commands.includes(word)) return { ok: true, by: fc.provider };
+    return { ok: false, why: `${where}: \`${word}\` is not among the commands ${fc.provider} provides (commands.json "fileContexts")` };
+  }
   if (word.includes('/')) {
     const p = table.projectPaths.find((x) => word.includes(x.contains));
     if (p !== undefined) return { ok: true, by: p.provider };
@@ -198,13 +218,10 @@ export function classify(u: Use, ctx: { base: Set<string>; installs: Map<string,
   }
   if (table.builtins.includes(word)) return { ok: true, by: 'shell builtin' };
   if (ctx.defined(u.file).has(word)) return { ok: true, by: 'function in the same file' };
-  const fc = table.fileContexts.find((x) => u.file === x.file);
-  if (fc !== undefined) {
-    if (fc.commands.includes(word)) return { ok: true, by: fc.provider };
-    return { ok: false, why: `${where}: \`${word}\` is not among the commands ${fc.provider} provides (commands.json "fileContexts")` };
-  }
   const build = table.projectBuilds[word];
   if (build !== undefined) return { ok: true, by: build };
+  const optional = table.optional[word];
+  if (optional !== undefined) return { ok: true, by: `optional: ${optional}` };
   const nonApt = table.baseImageNonApt[word];
   if (nonApt !== undefined) return { ok: true, by: nonApt };
   const pkg = table.packages[word];
@@ -230,16 +247,17 @@ describe('fresh-machine install: every command a script or test runs has a provi
   it('classifies every command, naming the file and the missing package otherwise', () => {
     const ctx = { base: basePackages(), installs: projectInstalls(), defined };
     const uses = allUses();
+    if (process.env['SEALNET_COMMANDS_REPORT'] === '1') {
+      const by = new Map<string, Set<string>>();
+      for (const u of uses) { const r = classify(u, ctx); const k = `${u.word} → ${r.ok ? r.by : 'FAIL'}`; (by.get(k) ?? by.set(k, new Set()).get(k))!.add(u.file); }
+      process.stderr.write(uses.map((u) => classify(u, ctx)).filter((r) => !r.ok).map((r) => `FAILURE ${(r as { why: string }).why}\n`).join(''));
+      process.stderr.write([...by].sort().map(([k, f]) => `${k}   [${[...f].slice(0, 3).join(' ')}${f.size > 3 ? ' …' : ''}]`).join('\n') + '\n');
+    }
     // The scan must see the commands we know are there, or it scans nothing.
     for (const must of ['cpio', 'qemu-system-x86_64', 'wg', 'ip', 'tc', 'bpftool', 'tcpdump', 'go', 'clang']) {
       expect(uses.map((u) => baseName(u.word))).toContain(must);
     }
     const failures = [...new Set(uses.map((u) => classify(u, ctx)).filter((r): r is { ok: false; why: string } => !r.ok).map((r) => r.why))];
-    if (process.env['SEALNET_COMMANDS_REPORT'] === '1') {
-      const by = new Map<string, Set<string>>();
-      for (const u of uses) { const r = classify(u, ctx); const k = `${u.word} → ${r.ok ? r.by : 'FAIL'}`; (by.get(k) ?? by.set(k, new Set()).get(k))!.add(u.file); }
-      process.stderr.write([...by].sort().map(([k, f]) => `${k}   [${[...f].slice(0, 3).join(' ')}${f.size > 3 ? ' …' : ''}]`).join('\n') + '\n');
-    }
     expect(failures).toEqual([]);
   });
 

@@ -72,6 +72,9 @@ export function resolveArgv(
     let next: number | undefined;
     for (; i < words.length; i++) {
       const w = words[i] as Word;
+      // A template literal `--net=${…}` (TypeScript) or "--x=$y" (shell) is still an option.
+      if (w.dynamic && /^[`"]?-/.test(w.text)) continue;
+      if (w.dynamic && rule.assignments && /^[`"]?[A-Za-z_][A-Za-z0-9_]*=/.test(w.text)) continue;
       if (w.dynamic) break;
       if (rule.execOption?.includes(w.text)) {
         next = i + 1;

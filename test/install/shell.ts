@@ -11,6 +11,7 @@ import type { Word } from './scan.js';
 type Token =
   | { readonly kind: 'word'; readonly text: string; readonly raw: string; readonly dynamic: boolean; readonly line: number; readonly array?: Token[]; readonly redirTarget: boolean }
   | { readonly kind: 'op'; readonly text: string; readonly line: number };
+type WordToken = Extract<Token, { kind: 'word' }>;
 
 /** What the parser reports. */
 export interface ShellSink {
@@ -171,8 +172,9 @@ function parse(tokens: Token[], sink: ShellSink): void {
       if (t.text === ';;' || t.text === ';&' || t.text === ';;&') casePattern = true;
       continue;
     }
-    if (casePattern || skipToOp) continue;
-    if (inTest) { if (t.text === ']]' && !t.dynamic) inTest = false; continue; }
+    if (casePattern) { if (t.text === 'esac' && t.raw === 'esac') casePattern = false; continue; }
+    if (skipToOp) continue;
+    if (inTest) { if (t.text === ']]' && t.raw === ']]') inTest = false; continue; }
     if (t.redirTarget) continue;
     const w: Word = { text: t.text, dynamic: t.dynamic, line: t.line };
     if (words.length === 0) {
@@ -193,7 +195,7 @@ function parse(tokens: Token[], sink: ShellSink): void {
       if (!t.dynamic && n1?.kind === 'op' && n1.text === '(' && n2?.kind === 'op' && n2.text === ')') { sink.define(t.text); k += 2; continue; }
       const m = /^([A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])?\+?=/.exec(t.raw);
       if (m !== null) {
-        const value = t.array !== undefined ? t.array.map((a) => ({ text: a.text, dynamic: a.dynamic, line: a.line, raw: (a as { raw: string }).raw })) : [valueWord(t.raw.slice(m[0].length), t)];
+        const value = t.array !== undefined ? (t.array as WordToken[]).map((a) => ({ text: a.dynamic ? a.raw : a.text, dynamic: a.dynamic, line: a.line })) : [valueWord(t.raw.slice(m[0].length), t)];
         sink.assign(m[1] as string, value);
         continue;
       }

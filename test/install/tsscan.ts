@@ -43,6 +43,24 @@ export function stripComments(src: string): string {
   return out;
 }
 
+/** `text` with the inside of every string literal blanked, so calls are found in code only. */
+function maskStrings(text: string): string {
+  let out = '';
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i] as string;
+    if (c === "'" || c === '"' || c === '`') {
+      const j = skipString(text, i);
+      out += c + ' '.repeat(Math.max(0, j - i - 2)) + (j - i >= 2 ? c : '');
+      i = j;
+      continue;
+    }
+    out += c;
+    i++;
+  }
+  return out;
+}
+
 /** Index just past the string/template literal starting at `i`. */
 function skipString(src: string, i: number): number {
   const q = src[i];
@@ -100,9 +118,10 @@ export function literal(expr: string): string | undefined {
 /** Every call of a name in `callees` (as `name(`, `.name(`, `#name(`), skipping definitions. */
 export function findCalls(src: string, callees: readonly string[]): Call[] {
   const text = stripComments(src);
+  const masked = maskStrings(text);
   const calls: Call[] = [];
   const re = new RegExp(`(?<![\\w$])(?:function\\s+|async\\s+)?(${callees.map((c) => c.replace(/[$]/g, '\\$')).join('|')})\\s*(?:<[^>()]*>)?\\(`, 'g');
-  for (const m of text.matchAll(re)) {
+  for (const m of masked.matchAll(re)) {
     if (m[0].startsWith('function') || m[0].startsWith('async')) continue;
     const open = (m.index as number) + m[0].length - 1;
     const before = text.slice(Math.max(0, (m.index as number) - 12), m.index as number);
@@ -128,4 +147,26 @@ export function findCalls(src: string, callees: readonly string[]): Call[] {
 function toWord(expr: string, line: number): Word {
   const lit = literal(expr);
   return lit !== undefined ? { text: lit, dynamic: false, line } : { text: expr.replace(/\s+/g, ' '), dynamic: true, line };
+}
+
+/**
+ * `const NAME = ['cmd', …]` declared once in the file: NAME → its elements, so that
+ * `run(argv)` after `const argv = ['iperf3', …]` is read as iperf3.
+ */
+export function arrayConsts(src: string): Map<string, Word[]> {
+  const text = stripComments(src);
+  const masked = maskStrings(text);
+  const seen = new Map<string, Word[] | undefined>();
+  for (const m of masked.matchAll(/(?<![\w$.])(?:const|let)\s+([A-Za-z_$][\w$]*)\s*(?::[^=]+)?=\s*\[/g)) {
+    const name = m[1] as string;
+    const open = (m.index as number) + m[0].length - 1;
+    let end: number;
+    try { end = skipBalanced(text, open); } catch { continue; }
+    const line = text.slice(0, open).split('\n').length;
+    const items = splitTop(text.slice(open + 1, end - 1)).map((e) => toWord(e, line));
+    seen.set(name, seen.has(name) ? undefined : items);
+  }
+  const out = new Map<string, Word[]>();
+  for (const [k, v] of seen) if (v !== undefined) out.set(k, v);
+  return out;
 }
