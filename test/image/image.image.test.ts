@@ -2,7 +2,8 @@
  * The agent image (issue 15): `scripts/image.sh` twice (the base layer cached) gives the same
  * manifest digest and the same archive bytes; the archive is a valid OCI layout that skopeo
  * reads; and the unpacked image runs `sealnet-agent --version` (through its tini entrypoint, as
- * the image's unprivileged user, in a chroot in a private mount namespace: no daemon), and carries
+ * the image's unprivileged user, in a chroot in private mount and PID namespaces, tini as PID 1:
+ * no daemon), and carries
  * the tools the agent spawns. Needs root (chroot) and the network to Debian's mirror and the npm
  * registry on a cold cache.
  */
@@ -72,7 +73,7 @@ describe('agent image (scripts/image.sh)', () => {
     expect(config.config.User).toBe('65532:65532');
     const env = Object.fromEntries(config.config.Env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
     const inImage = (argv: string[], user = config.config.User): string =>
-      execFileSync('unshare', ['--mount', '--', 'chroot', `--userspec=${user}`, rootfs, ...argv], { env: { ...env, LC_ALL: 'C' }, encoding: 'utf8', timeout: 60_000 });
+      execFileSync('unshare', ['--mount', '--pid', '--fork', '--', 'chroot', `--userspec=${user}`, rootfs, ...argv], { env: { ...env, LC_ALL: 'C' }, encoding: 'utf8', timeout: 60_000 });
     const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string };
     expect(inImage([...config.config.Entrypoint, '--version']).trim()).toBe(`sealnet-agent ${pkg.version} (node v20.20.2)`);
     // The tools the agent spawns, from the image's own layers (the host's are not visible).
