@@ -83,6 +83,10 @@ describe('agent image (scripts/image.sh)', () => {
     expect(inImage(['bpftool', 'version'], '0:0')).toMatch(/bpftool v/);
     expect(inImage(['wireguard-go', '--version'])).toMatch(/wireguard-go v0\.0\.\d+/);
     expect(inImage(['sealctl', '--help'])).toMatch(/sealctl/);
+    // The native modules load with the image's node and libraries: netlink (its npm prebuild),
+    // and the project's own addons built by scripts/build-addons.sh.
+    const load = "const r = require('module').createRequire('/opt/sealnet/package.json'); for (const m of ['netlink', '/opt/sealnet/ipsec/addon/build/Release/sealnet_xfrm.node', '/opt/sealnet/routing/bpf/addon/build/Release/sealnet_bpf.node']) console.log(Object.keys(r(m)).length > 0)";
+    expect(inImage(['node', '-e', load]).trim().split('\n')).toEqual(['true', 'true', 'true']);
     for (const f of ['opt/sealnet/ipsec/addon/build/Release/sealnet_xfrm.node', 'opt/sealnet/routing/bpf/addon/build/Release/sealnet_bpf.node', 'opt/sealnet/.cache/bpf/steer.o', 'opt/sealnet/dist/tunnels/agent.js']) {
       expect(existsSync(path.join(rootfs, f))).toBe(true);
     }
