@@ -21,11 +21,15 @@ for tier in unit kernel e2e k8s; do
   echo "== $tier tests"
   NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/$tier.json" "$@" --selectProjects "$tier" || status=1
 done
+# --- the agent image (issue 15): builds it (base layer cached in /var/cache/sealnet/image), checks
+# the digest is stable, runs it unpacked, reads it with skopeo. Separate jest project 'image'.
+echo "== image tests"
+NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/image.json" "$@" --selectProjects image || status=1
 echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
 SEALNET_VM_OUT="$out/vm" npm run -s test:kernel || status=1
 node -e '
   const fs = require("fs"); let p = 0, f = 0, s = 0;
-  for (const t of ["unit", "kernel", "e2e", "k8s", "vm"]) {
+  for (const t of ["unit", "kernel", "e2e", "k8s", "image", "vm"]) {
     const file = process.argv[1] + "/" + (t === "vm" ? "vm/jest.json" : t + ".json");
     if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }
     const r = JSON.parse(fs.readFileSync(file, "utf8"));

@@ -26,6 +26,9 @@ INIT_SRC=$REPO/test/vm/initramfs-init.sh
 INITRAMFS_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
 # Host tools the guest suite uses (package:binary); the guest runs them from the host's root.
 GUEST_TOOLS=(iproute2:ip wireguard-tools:wg wireguard-go:wireguard-go tcpdump:tcpdump iputils-ping:ping kmod:modprobe)
+# Host tools this script itself runs beyond the base image (package:binary): qemu for the guest,
+# cpio to pack the initramfs (not on a fresh machine of this kind).
+HOST_TOOLS=(qemu-system-x86:qemu-system-x86_64 cpio:cpio)
 APT=(apt-get -y -q -o DPkg::Lock::Timeout=600)
 
 t0=$(date +%s.%N)
@@ -45,8 +48,7 @@ apt_update() {
 
 # --- host packages: only the missing ones -----------------------------------------------------
 missing=()
-command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
-for pair in "${GUEST_TOOLS[@]}"; do
+for pair in "${HOST_TOOLS[@]}" "${GUEST_TOOLS[@]}"; do
   command -v "${pair#*:}" >/dev/null || missing+=("${pair%%:*}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
