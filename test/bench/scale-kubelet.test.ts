@@ -95,6 +95,8 @@ describe('bounded waits', () => {
       writeFileSync(join(d, 'a.log'), '{"msg":"one"}\n{"msg":"FATAL ERROR: Reached heap limit"}\n\n');
       expect(lastLine(join(d, 'a.log'))).toBe('{"msg":"FATAL ERROR: Reached heap limit"}');
       expect(lastLine(join(d, 'missing.log'))).toBeUndefined();
+      writeFileSync(join(d, 'b.log'), '{"msg":"synced"}\nFATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed\n 1: 0xb8 node::Abort()\n18: 0xbb835e _start\n');
+      expect(lastLine(join(d, 'b.log'))).toBe('FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed');
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

@@ -60,7 +60,11 @@ function msg(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The last non-empty line of a file (read from its last 64 KiB), clipped; undefined if none. */
+/**
+ * The line of a log that says why the agent ended (read from its last 64 KiB), clipped: V8's
+ * `FATAL ERROR` line when the tail has one (a heap-limit abort prints a stack trace after it),
+ * else the last non-empty line; undefined if none.
+ */
 export function lastLine(path: string, max = 400): string | undefined {
   let text: string;
   try {
@@ -69,7 +73,8 @@ export function lastLine(path: string, max = 400): string | undefined {
   } catch {
     return undefined;
   }
-  const line = text.trimEnd().split('\n').pop()?.trim();
+  const lines = text.trimEnd().split('\n');
+  const line = (lines.filter((l) => l.includes('FATAL ERROR')).pop() ?? lines.pop())?.trim();
   if (line === undefined || line === '') return undefined;
   return line.length > max ? `${line.slice(0, max)}…` : line;
 }
