@@ -1,12 +1,18 @@
 /**
  * `scale`: the control plane with one real agent and N simulated nodes in the node store
- * (`file` and a real API server), N = 100, 1,000, 5,000 (quick: 100, 1,000). Measures:
+ * (`file` and a real API server), N = 1,000, 5,000, 10,000 (quick: 100, 1,000). The simulated
+ * Nodes are kubelet-sized by default (scale-kubelet.ts: ~50 images, conditions, node info,
+ * labels, managed fields from server-side apply) and carry a status annotation (`summary`,
+ * `legacy` or `none`). Measures:
  *
  * - convergence: agent start → every peer, route and steering entry programmed (the agent's
  *   "kernel state updated" log times, confirmed by reading the peers over UAPI), peak RSS and
  *   CPU seconds of the agent, kernel operations (`sealnet_kernel_operations_total`);
- * - at the largest N: single joins, key changes and leaves, store write → applied, and the
- *   kernel operations each one cost;
+ * - under kubelet churn (every Node's status once per 5 minutes, spread; scale-churn.ts): the
+ *   agent's CPU per second, its peak RSS, the bytes the API server sent it per minute (counted
+ *   at the relay's socket) and × N for all agents, its `rchar`, and the passes the churn caused;
+ * - at the largest N, with the churn still running: single joins, key changes and leaves,
+ *   store write → applied, and the kernel operations each one cost;
  * - rotation of every simulated key (staging announcement, then the switch), at the sizes asked;
  * - at the largest N: a restarted agent resyncing every few seconds with nothing changed.
  *
