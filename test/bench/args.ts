@@ -1,4 +1,5 @@
 /** Command line of `npm run bench`. */
+import { NODE_SHAPES, STATUS_SHAPES, type NodeShape, type StatusShape } from './scale-kubelet.js';
 import { BENCHMARKS, SCALE_STORES, THROUGHPUT_TESTS, VARIANTS, type BenchmarkName, type ScaleStore, type ThroughputTest, type Variant } from './types.js';
 
 /** Usage text. */
@@ -12,10 +13,11 @@ Benchmarks (default: all, in this order):
   join         a 4-node sealnet cluster grows one node at a time: key published → peer
                programmed everywhere → first ping through the tunnel from every pod
   mtu-sweep    DF pings across the tunnel at sizes up to and past the tunnel MTU
-  scale        control plane at scale: one real agent, N simulated nodes in the node store
-               (file and a real kube-apiserver): convergence time, RSS, CPU, kernel operations;
-               single joins/leaves/key changes at the largest N; every key rotating; a no-op
-               resync (N = 100, 1000, 5000; --quick: 100, 1000)
+  scale        control plane at scale: one real agent, N simulated kubelet-sized Nodes in the
+               node store (file and a real kube-apiserver): convergence time, RSS, CPU, kernel
+               operations; kubelet churn (every Node's status every 5 min): agent CPU, bytes
+               from the API server; single joins/leaves/key changes at the largest N under
+               churn; every key rotating; a no-op resync (N = 1000, 5000, 10000; --quick: 100, 1000)
   steering-map BPF steering maps: load 1,000 and 5,000 prefixes and change one, through the
                bpf() addon vs spawning bpftool (batch file), 10 rounds, scratch netns and a
                private bpffs
@@ -44,6 +46,13 @@ Options:
   --sizes N,N,...      scale: simulated node counts (default 100,1000,5000; quick 100,1000)
   --store NAME         scale: only this node store (file or kubernetes; repeatable)
   --changes N          scale: joins, leaves and key changes each at the largest N (default 20; quick 5)
+  --node-shape S       scale: kubelet (default: ~50 images, conditions, node info, labels, managed
+                       fields by server-side apply) or toy (name, address, pod CIDR)
+  --status S           scale: status annotation on every Node: summary (default, ≤ 1 KiB, the
+                       new design), legacy (as agents publish today, up to 64 KiB) or none
+  --churn-seconds S    scale: measuring window under kubelet churn (default 60; quick 30; 0: no churn)
+  --no-rotation        scale: skip rotating every key
+  --no-resync          scale: skip the no-op resync phase
   --out DIR            where results/, SUMMARY.md and the charts go (default: <repo>/bench)
   --summary            only regenerate SUMMARY.md and the charts from DIR/results/*.json
   -h, --help           this text
@@ -70,6 +79,10 @@ export interface BenchArgs {
   readonly scaleChanges: number;
   /** scale: sizes at which every key rotates (1,000 and 5,000 when run). */
   readonly rotationSizes: readonly number[];
+  readonly nodeShape: NodeShape;
+  readonly statusShape: StatusShape;
+  readonly churnSeconds: number;
+  readonly scaleResync: boolean;
   /** rotation: rounds of (rotate n1, rotate every node). */
   readonly rotationRounds: number;
   /** kernel-throughput: rounds (fewer than throughput's: the guest is emulated and slow). */
@@ -107,8 +120,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     out: undefined as string | undefined,
     summaryOnly: false,
     help: false,
-    scaleSizes: quick ? [100, 1000] : [100, 1000, 5000],
+    scaleSizes: quick ? [100, 1000] : [1000, 5000, 10000],
     scaleChanges: quick ? 5 : 20,
+    nodeShape: 'kubelet' as NodeShape,
+    statusShape: 'summary' as StatusShape,
+    churnSeconds: quick ? 30 : 60,
+    scaleRotation: true,
+    scaleResync: true,
     rotationRounds: quick ? 2 : 5,
     kernelRounds: quick ? 2 : 3,
     variants: [...VARIANTS] as readonly Variant[],
@@ -167,6 +185,27 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       case '--pin':
         o.pin = true;
         break;
+      case '--node-shape': {
+        const v = argv[++i];
+        if (!(NODE_SHAPES as readonly (string | undefined)[]).includes(v)) throw new Error(`--node-shape needs one of ${NODE_SHAPES.join(', ')}, got ${JSON.stringify(v)}`);
+        o.nodeShape = v as NodeShape;
+        break;
+      }
+      case '--status': {
+        const v = argv[++i];
+        if (!(STATUS_SHAPES as readonly (string | undefined)[]).includes(v)) throw new Error(`--status needs one of ${STATUS_SHAPES.join(', ')}, got ${JSON.stringify(v)}`);
+        o.statusShape = v as StatusShape;
+        break;
+      }
+      case '--churn-seconds':
+        o.churnSeconds = int(a, argv[++i], 0, 3600);
+        break;
+      case '--no-rotation':
+        o.scaleRotation = false;
+        break;
+      case '--no-resync':
+        o.scaleResync = false;
+        break;
       case '--summary':
         o.summaryOnly = true;
         break;
@@ -183,6 +222,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   // Always in the documented order, whatever order they were named in.
   const benchmarks = names.length === 0 ? [...BENCHMARKS] : BENCHMARKS.filter((b) => names.includes(b));
   const scaleStores = stores.length === 0 ? [...SCALE_STORES] : SCALE_STORES.filter((st) => stores.includes(st));
-  const rotationSizes = o.scaleSizes.filter((n) => n >= 1000);
-  return { benchmarks, quick, ...o, scaleStores, rotationSizes };
+  const { scaleRotation, ...rest } = o;
+  const rotationSizes = scaleRotation ? o.scaleSizes.filter((n) => n >= 1000) : [];
+  return { benchmarks, quick, ...rest, scaleStores, rotationSizes };
 }

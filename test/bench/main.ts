@@ -83,7 +83,7 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
         result.benchmarks['kernel-throughput'] = kt;
         for (const message of kernelThroughputErrors(kt)) result.errors.push({ benchmark: 'kernel-throughput', message });
       } else {
-        result.benchmarks.scale = await runScale({ sizes: args.scaleSizes, stores: args.scaleStores, changesPerKind: args.scaleChanges, rotationSizes: args.rotationSizes, resyncIntervalSeconds: 2, runId, log });
+        result.benchmarks.scale = await runScale({ sizes: args.scaleSizes, stores: args.scaleStores, changesPerKind: args.scaleChanges, rotationSizes: args.rotationSizes, resyncIntervalSeconds: 2, nodeShape: args.nodeShape, statusShape: args.statusShape, churnSeconds: args.churnSeconds, resync: args.scaleResync, runId, log });
         for (const e of result.benchmarks.scale.errors) result.errors.push({ benchmark: 'scale', message: `${e.store}${e.nodes !== undefined ? ` ${e.nodes} nodes` : ''} ${e.phase}: ${e.message}` });
       }
       log(`${name}: done in ${Math.round((Date.now() - t0) / 1000)} s`);

@@ -15,6 +15,7 @@ import { encodeRotationStatus, type RotationStatus } from '../../tunnels/plan/ro
 import { mapLimit } from '../harness/exec.js';
 import { deleteNodeDoc, newNodeDoc, writeNodeDoc } from '../harness/nodestore.js';
 import { nodeObject } from '../k8s/cluster.js';
+import { KUBELET_MANAGER, kubeletHeartbeatPatch, kubeletObject, kubeletStatus, LegacyStatus, statusAnnotation, type NodeShape, type StatusShape } from './scale-kubelet.js';
 
 /** Listen port of the simulated nodes; their next key's link listens one above. */
 export const SIM_PORT = 51880;
@@ -92,18 +93,66 @@ export interface SimStore {
   patch(nodes: readonly SimNode[]): Promise<void>;
   /** Deletes a node (as the control plane does when a machine goes). */
   remove(name: string): Promise<void>;
+  /** One kubelet status update of each node (new condition heartbeats; nothing sealnet reads). */
+  heartbeat(nodes: readonly SimNode[]): Promise<void>;
+}
+
+/** How the simulated Node objects look (see scale-kubelet.ts). */
+export interface SimShape {
+  readonly node: NodeShape;
+  readonly status: StatusShape;
+}
+
+/** The bench's old Nodes: name, address, pod CIDR, sealnet annotations, no status annotation. */
+export const TOY_SHAPE: SimShape = { node: 'toy', status: 'none' };
+
+/**
+ * Everything a simulated node's object carries besides its sealnet annotations, for the file
+ * store (one JSON document; no managed fields: the file store has no API server).
+ */
+class Shaper {
+  private readonly legacy = new LegacyStatus();
+  /** The cluster size status annotations are generated for (the legacy report grows with it). */
+  clusterSize = 1;
+
+  constructor(readonly shape: SimShape) {}
+
+  /** sealnet annotations plus the status annotation of the shape. */
+  annotations(n: SimNode, now: Date): Record<string, string> {
+    return { ...simAnnotations(n), ...statusAnnotation(this.shape.status, this.legacy, n.name, this.clusterSize, now) };
+  }
 }
 
 /** The `file` store: one JSON document per node in the harness's store directory. */
 export class FileSimStore implements SimStore {
-  constructor(private readonly dir: string) {}
+  private readonly shaper: Shaper;
+
+  constructor(private readonly dir: string, shape: SimShape = TOY_SHAPE) {
+    this.shaper = new Shaper(shape);
+  }
+
+  /** Sets the cluster size the status annotations describe. */
+  setClusterSize(n: number): void {
+    this.shaper.clusterSize = n;
+  }
+
+  private doc(n: SimNode, now: Date): ReturnType<typeof newNodeDoc> {
+    const doc = newNodeDoc(n.name, n.address, [n.podCIDR]);
+    if (this.shaper.shape.node === 'kubelet') {
+      const obj = kubeletObject(n);
+      Object.assign(doc.metadata, { labels: obj.metadata.labels });
+      Object.assign(doc.spec, obj.spec);
+      doc.status = kubeletStatus(n, now) as typeof doc.status;
+      doc.metadata.annotations = { ...obj.metadata.annotations, ...this.shaper.annotations(n, now) };
+    } else {
+      doc.metadata.annotations = this.shaper.annotations(n, now);
+    }
+    return doc;
+  }
 
   async write(nodes: readonly SimNode[]): Promise<void> {
-    await mapLimit(nodes, async (n) => {
-      const doc = newNodeDoc(n.name, n.address, [n.podCIDR]);
-      doc.metadata.annotations = simAnnotations(n);
-      await writeNodeDoc(this.dir, doc);
-    }, { limit: 8 });
+    const now = new Date();
+    await mapLimit(nodes, async (n) => writeNodeDoc(this.dir, this.doc(n, now)), { limit: 8 });
   }
 
   patch(nodes: readonly SimNode[]): Promise<void> {
@@ -113,16 +162,52 @@ export class FileSimStore implements SimStore {
   remove(name: string): Promise<void> {
     return deleteNodeDoc(this.dir, name);
   }
+
+  /** The file store has no subresources: a status update rewrites the whole document, as the harness's mirror does. */
+  heartbeat(nodes: readonly SimNode[]): Promise<void> {
+    return this.write(nodes);
+  }
 }
 
 /** The `kubernetes` store: Node objects on a real API server, written as the admin. */
 export class KubeSimStore implements SimStore {
-  constructor(private readonly core: k8s.CoreV1Api, private readonly limit = 32) {}
+  private readonly shaper: Shaper;
 
+  constructor(private readonly core: k8s.CoreV1Api, shape: SimShape = TOY_SHAPE, private readonly limit = 32) {
+    this.shaper = new Shaper(shape);
+  }
+
+  /** Sets the cluster size the status annotations describe. */
+  setClusterSize(n: number): void {
+    this.shaper.clusterSize = n;
+  }
+
+  /**
+   * `toy`: one create with everything. `kubelet`: as a kubelet registers and reports, with
+   * server-side apply (field manager `kubelet`): the object (labels, kubelet annotations,
+   * spec), then the status subresource; then the agent's own merge patch of its `sealnet.io/`
+   * annotations (field manager `sealnet`). The managed fields are the API server's.
+   */
   async write(nodes: readonly SimNode[]): Promise<void> {
+    const now = new Date();
     await mapLimit(nodes, async (n) => {
-      const obj = nodeObject({ name: n.name, address: n.address, podCIDR: n.podCIDR });
-      await this.core.createNode({ body: { ...obj, metadata: { ...obj.metadata, annotations: simAnnotations(n) } } });
+      if (this.shaper.shape.node === 'toy') {
+        const obj = nodeObject({ name: n.name, address: n.address, podCIDR: n.podCIDR });
+        await this.core.createNode({ body: { ...obj, metadata: { ...obj.metadata, annotations: this.shaper.annotations(n, now) } } });
+        return;
+      }
+      const apply = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply);
+      await this.core.patchNode({ name: n.name, body: kubeletObject(n), fieldManager: KUBELET_MANAGER, force: true }, apply);
+      await this.core.patchNodeStatus({ name: n.name, body: { apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: kubeletStatus(n, now) }, fieldManager: KUBELET_MANAGER, force: true }, apply);
+      await this.core.patchNode({ name: n.name, body: { metadata: { annotations: this.shaper.annotations(n, now) } }, fieldManager: 'sealnet' }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    }, { limit: this.limit });
+  }
+
+  /** A kubelet's status update: a strategic-merge patch of the conditions' heartbeats. */
+  async heartbeat(nodes: readonly SimNode[]): Promise<void> {
+    const body = kubeletHeartbeatPatch(new Date());
+    await mapLimit(nodes, async (n) => {
+      await this.core.patchNodeStatus({ name: n.name, body, fieldManager: KUBELET_MANAGER }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch));
     }, { limit: this.limit });
   }
 
@@ -130,7 +215,7 @@ export class KubeSimStore implements SimStore {
     await mapLimit(nodes, async (n) => {
       // JSON merge patch: null deletes the rotation keys this phase does not carry.
       const annotations: Record<string, string | null> = { ...Object.fromEntries(ROTATION_KEYS.map((k) => [k, null])), ...simAnnotations(n) };
-      await this.core.patchNode({ name: n.name, body: { metadata: { annotations } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      await this.core.patchNode({ name: n.name, body: { metadata: { annotations } }, fieldManager: 'sealnet' }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
     }, { limit: this.limit });
   }
 

@@ -182,7 +182,9 @@ describe('scale report', () => {
 
 describe('scale arguments', () => {
   it('runs 100, 1000, 5000 on both stores, fewer with --quick', () => {
-    expect(parseBenchArgs(['scale'])).toMatchObject({ benchmarks: ['scale'], scaleSizes: [100, 1000, 5000], scaleStores: ['file', 'kubernetes'], scaleChanges: 20, rotationSizes: [1000, 5000] });
+    expect(parseBenchArgs(['scale'])).toMatchObject({ benchmarks: ['scale'], scaleSizes: [1000, 5000, 10000], scaleStores: ['file', 'kubernetes'], scaleChanges: 20, rotationSizes: [1000, 5000, 10000], nodeShape: 'kubelet', statusShape: 'summary', churnSeconds: 60, scaleResync: true });
+    expect(parseBenchArgs(['scale', '--node-shape', 'toy', '--status', 'legacy', '--churn-seconds', '0', '--no-rotation', '--no-resync'])).toMatchObject({ nodeShape: 'toy', statusShape: 'legacy', churnSeconds: 0, rotationSizes: [], scaleResync: false });
+    expect(() => parseBenchArgs(['scale', '--status', 'huge'])).toThrow(/--status needs one of/);
     expect(parseBenchArgs(['scale', '--quick'])).toMatchObject({ scaleSizes: [100, 1000], scaleChanges: 5, rotationSizes: [1000] });
     expect(parseBenchArgs(['scale', '--sizes', '5000,100', '--store', 'kubernetes', '--changes', '3'])).toMatchObject({ scaleSizes: [100, 5000], scaleStores: ['kubernetes'], scaleChanges: 3 });
     expect(() => parseBenchArgs(['--store', 'etcd'])).toThrow('--store needs one of file, kubernetes, got "etcd"');

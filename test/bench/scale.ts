@@ -1,12 +1,18 @@
 /**
  * `scale`: the control plane with one real agent and N simulated nodes in the node store
- * (`file` and a real API server), N = 100, 1,000, 5,000 (quick: 100, 1,000). Measures:
+ * (`file` and a real API server), N = 1,000, 5,000, 10,000 (quick: 100, 1,000). The simulated
+ * Nodes are kubelet-sized by default (scale-kubelet.ts: ~50 images, conditions, node info,
+ * labels, managed fields from server-side apply) and carry a status annotation (`summary`,
+ * `legacy` or `none`). Measures:
  *
  * - convergence: agent start → every peer, route and steering entry programmed (the agent's
  *   "kernel state updated" log times, confirmed by reading the peers over UAPI), peak RSS and
  *   CPU seconds of the agent, kernel operations (`sealnet_kernel_operations_total`);
- * - at the largest N: single joins, key changes and leaves, store write → applied, and the
- *   kernel operations each one cost;
+ * - under kubelet churn (every Node's status once per 5 minutes, spread; scale-churn.ts): the
+ *   agent's CPU per second, its peak RSS, the bytes the API server sent it per minute (counted
+ *   at the relay's socket) and × N for all agents, its `rchar`, and the passes the churn caused;
+ * - at the largest N, with the churn still running: single joins, key changes and leaves,
+ *   store write → applied, and the kernel operations each one cost;
  * - rotation of every simulated key (staging announcement, then the switch), at the sizes asked;
  * - at the largest N: a restarted agent resyncing every few seconds with nothing changed.
  *
@@ -15,12 +21,16 @@
  * its handshake) cannot be simulated, and the switch is timed from `grace` (the next key
  * published as the key), which moves every pod CIDR and removes every old peer in one step.
  */
+import { readFileSync } from 'node:fs';
 import { loadAverage } from './env.js';
 import { sleep } from '../harness/exec.js';
+import { Churn } from './scale-churn.js';
+import type { NodeShape, StatusShape } from './scale-kubelet.js';
+import { Watchdog } from './scale-wait.js';
 import { AGENT_NODE, fileEnv, kubeEnv, type ScaleBench, type ScaleEnv } from './scale-env.js';
 import { agentCounters, AgentLog, diffOps, peerReader, sampleProcesses, sumOps, type LogLine } from './scale-probe.js';
 import { newPublicKey, simNode, type SimNode } from './scale-sim.js';
-import type { ChangeKind, ScaleChange, ScaleChanges, ScaleConvergence, ScaleResult, ScaleResync, ScaleRotation, ScaleStore } from './types.js';
+import type { ChangeKind, ScaleChange, ScaleChanges, ScaleChurn, ScaleConvergence, ScaleResult, ScaleResync, ScaleRotation, ScaleStore } from './types.js';
 import type { UapiPeer } from './uapi.js';
 
 /** Options of {@link runScale}. */
@@ -32,6 +42,14 @@ export interface ScaleOptions {
   readonly resyncIntervalSeconds: number;
   readonly runId: string;
   readonly log: (line: string) => void;
+  /** Simulated Node objects: kubelet-sized (default) or the old toy ones. */
+  readonly nodeShape?: NodeShape;
+  /** Status annotation on every simulated Node (default `summary`). */
+  readonly statusShape?: StatusShape;
+  /** Measuring window under kubelet churn, seconds (0: no churn; default 60). */
+  readonly churnSeconds?: number;
+  /** Run the no-op resync phase at the largest N (default true). */
+  readonly resync?: boolean;
 }
 
 const CONVERGE_TIMEOUT_MS = 15 * 60_000;
@@ -48,10 +66,50 @@ function msg(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * The line of a log that says why the agent ended (read from its last 64 KiB), clipped: V8's
+ * `FATAL ERROR` line when the tail has one (a heap-limit abort prints a stack trace after it),
+ * else the last non-empty line; undefined if none.
+ */
+export function lastLine(path: string, max = 400): string | undefined {
+  let text: string;
+  try {
+    const buf = readFileSync(path);
+    text = buf.subarray(Math.max(0, buf.length - 65536)).toString('utf8');
+  } catch {
+    return undefined;
+  }
+  const lines = text.trimEnd().split('\n');
+  const line = (lines.filter((l) => l.includes('FATAL ERROR')).pop() ?? lines.pop())?.trim();
+  if (line === undefined || line === '') return undefined;
+  return line.length > max ? `${line.slice(0, max)}…` : line;
+}
+
+/** Thrown when the agent exited during a phase. */
+class AgentExited extends Error {
+  constructor(readonly exit: string, readonly lastLogLine: string | undefined, logPath: string) {
+    super(`the agent exited (${exit}); its last log line: ${lastLogLine ?? '(none)'}; see ${logPath}`);
+  }
+}
+
 /** Throws when the agent is not running (so a crash ends a phase at once, not at its timeout). */
 function alive(p: Probe): void {
   const st = p.b.c.agentStatus(AGENT_NODE);
-  if (!st.running) throw new Error(`the agent exited (${JSON.stringify(st.lastExit)}); see ${p.b.c.agentLogPath(AGENT_NODE)}`);
+  if (!st.running) {
+    const path = p.b.c.agentLogPath(AGENT_NODE);
+    throw new AgentExited(JSON.stringify(st.lastExit), lastLine(path), path);
+  }
+}
+
+/** The agent's `rchar` from /proc/<pid>/io: bytes it read by any read call (sockets and files). */
+function readChars(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const m = /^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m === null ? undefined : Number(m[1]);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The first pass at or after `since` by which `op` summed to at least `n`. */
@@ -241,7 +299,61 @@ async function resync(p: Probe, store: ScaleStore, n: number, intervalSeconds: n
   return res;
 }
 
-async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult): Promise<void> {
+/** Starts churn, lets it settle for `warmupMs`, then measures the agent over `windowS` seconds. The churn keeps running (the caller stops it). */
+async function underChurn(p: Probe, store: ScaleStore, sims: readonly SimNode[], churn: Churn, windowS: number, warmupMs = 5000): Promise<ScaleChurn> {
+  const n = sims.length;
+  const base = { store, nodes: n, targetPerSecond: churn.targetPerSecond };
+  try {
+    const warmEnd = Date.now() + warmupMs;
+    while (Date.now() < warmEnd) {
+      alive(p);
+      await sleep(500);
+    }
+    await p.log.poll();
+    const pid = p.b.c.agentStatus(AGENT_NODE).pid;
+    const s0 = { t: Date.now(), cpu: sampleProcesses(p.b.c, AGENT_NODE).cpuSeconds, bytes: p.b.apiBytesToAgent(), rchar: readChars(pid), churn: churn.stats() };
+    const end = s0.t + windowS * 1000;
+    while (Date.now() < end) {
+      alive(p);
+      await sleep(Math.min(1000, Math.max(0, end - Date.now())));
+    }
+    await p.log.poll();
+    const process = sampleProcesses(p.b.c, AGENT_NODE);
+    const s1 = { t: Date.now(), cpu: process.cpuSeconds, bytes: p.b.apiBytesToAgent(), rchar: readChars(pid), churn: churn.stats() };
+    const windowMs = s1.t - s0.t;
+    const perMin = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : ((b - a) * 60_000) / windowMs);
+    const cpu = s0.cpu === undefined || s1.cpu === undefined ? undefined : s1.cpu - s0.cpu;
+    const passes = p.log.passes(s0.t).filter((l) => l.time <= s1.t);
+    const bytesPerMin = perMin(s0.bytes, s1.bytes);
+    return {
+      ...base,
+      achievedPerSecond: ((s1.churn.done - s0.churn.done) * 1000) / windowMs,
+      windowMs,
+      updatesDone: s1.churn.done - s0.churn.done,
+      updatesFailed: s1.churn.failed - s0.churn.failed,
+      updatesSkipped: s1.churn.skipped - s0.churn.skipped,
+      lastUpdateError: s1.churn.lastError,
+      agentCpuSeconds: cpu,
+      agentCpuPercent: cpu === undefined ? undefined : (100 * cpu * 1000) / windowMs,
+      bytesToAgentPerMinute: bytesPerMin,
+      apiBytesPerMinuteAllAgents: bytesPerMin === undefined ? undefined : bytesPerMin * n,
+      agentReadBytesPerMinute: perMin(s0.rchar, s1.rchar),
+      passes: passes.length,
+      kernelOps: sumOps(passes),
+      process,
+      error: undefined,
+    };
+  } catch (err) {
+    const st = churn.stats();
+    return { ...base, achievedPerSecond: 0, windowMs: 0, updatesDone: st.done, updatesFailed: st.failed, updatesSkipped: st.skipped, lastUpdateError: st.lastError, agentCpuSeconds: undefined, agentCpuPercent: undefined, bytesToAgentPerMinute: undefined, apiBytesPerMinuteAllAgents: undefined, agentReadBytesPerMinute: undefined, passes: 0, kernelOps: {}, process: sampleProcesses(p.b.c, AGENT_NODE), error: msg(err) };
+  }
+}
+
+function mib(bytes: number | undefined): string {
+  return bytes === undefined ? '—' : `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult, dog: Watchdog): Promise<void> {
   const store = env.kind;
   const largest = Math.max(...o.sizes);
   const sims: SimNode[] = [];
@@ -253,66 +365,102 @@ async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult): Pr
       o.log(`scale ${store} ${n}: ${phase} FAILED: ${msg(err)}`);
     };
     let b: ScaleBench | undefined;
+    let churn: Churn | undefined;
     try {
-      b = await env.cluster(`b${o.runId}s${store[0]}${k}`, (l) => o.log(`  [scale] ${l}`));
+      const shape = { node: o.nodeShape ?? 'kubelet', status: o.statusShape ?? 'summary' } as const;
+      b = await dog.run(`the ${store} cluster for ${n} nodes`, 15 * 60_000, () => env.cluster(`b${o.runId}s${store[0]}${k}`, (l) => o.log(`  [scale] ${l}`), shape));
+      const bench = b;
+      bench.setClusterSize(n + 1);
       const tp = Date.now();
-      await b.populate(nodes);
+      await dog.run(`${n} simulated nodes to be written to the ${store} store`, 60 * 60_000, () => bench.populate(nodes));
       const populateMs = Date.now() - tp;
-      o.log(`scale ${store} ${n}: ${n} simulated nodes in the store (${populateMs} ms); starting the agent`);
-      const p: Probe = { b, log: await AgentLog.at(b.c.agentLogPath(AGENT_NODE)), peers: peerReader(b.c, AGENT_NODE) };
+      const objectBytes = await bench.objectBytes((nodes[0] as SimNode).name).catch(() => undefined);
+      const statusBytes = await statusAnnotationBytes(bench, (nodes[0] as SimNode).name).catch(() => undefined);
+      result.shape?.objectBytes.push({ store, nodes: n, bytes: objectBytes, statusBytes });
+      o.log(`scale ${store} ${n}: ${n} simulated ${shape.node} nodes in the store (${populateMs} ms; one object ${objectBytes ?? '—'} bytes, status annotation ${shape.status} ${statusBytes ?? '—'} bytes); starting the agent`);
+      const p: Probe = { b: bench, log: await AgentLog.at(bench.c.agentLogPath(AGENT_NODE)), peers: peerReader(bench.c, AGENT_NODE) };
       let conv: ScaleConvergence;
       try {
-        conv = await convergence(p, store, nodes, populateMs);
+        conv = await dog.run(`the agent to converge on ${n} nodes`, CONVERGE_TIMEOUT_MS * 2 + 300_000, () => convergence(p, store, nodes, populateMs));
       } catch (err) {
-        const pr = sampleProcesses(b.c, AGENT_NODE);
-        result.convergence.push({ store, nodes: n, load1: loadAverage()[0], populateMs, syncedMs: undefined, peersMs: undefined, convergedMs: undefined, confirmedMs: undefined, process: pr, kernelOps: {}, passes: [], error: msg(err) });
+        const pr = sampleProcesses(bench.c, AGENT_NODE);
+        const path = bench.c.agentLogPath(AGENT_NODE);
+        const st = bench.c.agentStatus(AGENT_NODE);
+        result.convergence.push({ store, nodes: n, load1: loadAverage()[0], populateMs, syncedMs: undefined, peersMs: undefined, convergedMs: undefined, confirmedMs: undefined, process: pr, kernelOps: {}, passes: [], error: msg(err), agentExit: err instanceof AgentExited ? err.exit : st.running ? 'still running' : JSON.stringify(st.lastExit), lastLogLine: err instanceof AgentExited ? err.lastLogLine : lastLine(path) });
         fail('convergence', err);
         continue;
       }
       result.convergence.push(conv);
       o.log(`scale ${store} ${n}: synced ${conv.syncedMs} ms, all peers ${conv.peersMs} ms, converged ${conv.convergedMs} ms after start; peak RSS ${conv.process.rssPeakMiB?.toFixed(0)} MiB, CPU ${conv.process.cpuSeconds?.toFixed(1)} s`);
+      const churnS = o.churnSeconds ?? 60;
+      if (churnS > 0) {
+        churn = new Churn(bench.sim, nodes);
+        const c = churn;
+        o.log(`scale ${store} ${n}: kubelet churn at ${c.targetPerSecond.toFixed(1)} status updates/s; measuring ${churnS} s`);
+        const ch = await dog.run(`the churn window at ${n} nodes`, (churnS + 120) * 1000, () => underChurn(p, store, nodes, c, churnS));
+        result.churn?.push(ch);
+        if (ch.error !== undefined) fail('churn', new Error(ch.error));
+        o.log(`scale ${store} ${n}: under churn (${ch.achievedPerSecond.toFixed(1)}/s achieved, ${ch.updatesFailed} failed, ${ch.updatesSkipped} skipped): agent CPU ${ch.agentCpuPercent?.toFixed(1) ?? '—'} % of a core, ${ch.passes} passes, from the API ${mib(ch.bytesToAgentPerMinute)}/min (× ${n} agents: ${mib(ch.apiBytesPerMinuteAllAgents)}/min), read ${mib(ch.agentReadBytesPerMinute)}/min, peak RSS ${ch.process.rssPeakMiB?.toFixed(0) ?? '—'} MiB${ch.error !== undefined ? `; ${ch.error}` : ''}`);
+      }
       if (n === largest && o.changesPerKind > 0) {
-        const ch = await changes(p, store, nodes, o.changesPerKind, o.log);
+        const ch = await dog.run(`single changes at ${n} nodes`, o.changesPerKind * 3 * (CHANGE_TIMEOUT_MS * 2 + 40_000), () => changes(p, store, nodes, o.changesPerKind, o.log));
         result.changes.push(ch);
       }
+      if (churn !== undefined) {
+        const c = churn;
+        churn = undefined;
+        await dog.run('the churn to stop', 120_000, () => c.stop());
+      }
       if (o.rotationSizes.includes(n)) {
-        const rot = await rotation(p, store, nodes);
+        const rot = await dog.run(`the rotation of ${n} keys`, CONVERGE_TIMEOUT_MS * 2 + 600_000, () => rotation(p, store, nodes));
         result.rotation.push(rot);
         o.log(`scale ${store} ${n}: rotation: staged ${rot.stagedMs ?? '—'} ms, switched ${rot.switchedMs ?? '—'} ms after the first write${rot.error !== undefined ? `; ${rot.error}` : ''}`);
       }
-      if (n === largest) {
-        const rs = await resync(p, store, n, o.resyncIntervalSeconds);
+      if (n === largest && (o.resync ?? true)) {
+        const rs = await dog.run(`the resync phase at ${n} nodes`, CONVERGE_TIMEOUT_MS + 300_000, () => resync(p, store, n, o.resyncIntervalSeconds));
         result.resync.push(rs);
         o.log(`scale ${store} ${n}: resync every ${rs.intervalSeconds} s: ${rs.reconciles ?? '—'} passes, kernel ops ${JSON.stringify(rs.kernelOps)}${rs.error !== undefined ? `; ${rs.error}` : ''}`);
       }
     } catch (err) {
       fail('setup', err);
     } finally {
-      await b?.destroy();
+      if (churn !== undefined) await churn.stop();
+      await b?.destroy().catch((err: unknown) => o.log(`scale ${store} ${n}: teardown FAILED: ${msg(err)}`));
     }
   }
 }
 
+/** Bytes of the `sealnet.io/status` annotation of one simulated node, as stored. */
+async function statusAnnotationBytes(b: ScaleBench, name: string): Promise<number | undefined> {
+  const v = await b.statusAnnotation(name);
+  return v === undefined ? 0 : Buffer.byteLength(v);
+}
+
 /** Runs the scale benchmark; every cluster and API server is destroyed on return or failure. */
 export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
-  const result: ScaleResult = { sizes: o.sizes, stores: o.stores, changesPerKind: o.changesPerKind, rotationSizes: o.rotationSizes, convergence: [], changes: [], resync: [], rotation: [], errors: [] };
-  // The harness's child-process handles are unref'd: keep the event loop alive while awaiting them.
+  const shape = { node: o.nodeShape ?? 'kubelet', status: o.statusShape ?? 'summary' } as const;
+  const result: ScaleResult = { sizes: o.sizes, stores: o.stores, changesPerKind: o.changesPerKind, rotationSizes: o.rotationSizes, convergence: [], changes: [], resync: [], rotation: [], churn: [], shape: { ...shape, objectBytes: [] }, errors: [] };
+  // The harness's child-process handles are unref'd: keep the event loop alive while awaiting
+  // them. That is also why a promise that never settles would park the bench silently: every
+  // wait below is bounded and the watchdog names the step every minute.
   const keepAlive = setInterval(() => undefined, 1000);
+  const dog = new Watchdog(o.log);
   try {
     for (const store of o.stores) {
       let env: ScaleEnv | undefined;
       try {
-        env = store === 'file' ? fileEnv() : await kubeEnv((l) => o.log(`  [scale] ${l}`));
-        await runStore(env, o, result);
+        env = store === 'file' ? fileEnv() : await dog.run('the test API server and the chart', 15 * 60_000, () => kubeEnv((l) => o.log(`  [scale] ${l}`), shape));
+        await runStore(env, o, result, dog);
       } catch (err) {
         result.errors.push({ store, nodes: undefined, phase: 'setup', message: msg(err) });
         o.log(`scale ${store}: FAILED: ${msg(err)}`);
       } finally {
-        await env?.close();
+        await env?.close().catch((err: unknown) => o.log(`scale ${store}: closing FAILED: ${msg(err)}`));
       }
     }
   } finally {
     clearInterval(keepAlive);
+    dog.close();
   }
   return result;
 }

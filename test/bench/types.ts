@@ -267,6 +267,48 @@ export interface ScaleConvergence {
   readonly kernelOps: KernelOps;
   readonly passes: readonly AgentPass[];
   readonly error: string | undefined;
+  /** When the agent failed: how it exited and its last log line (clipped). */
+  readonly agentExit?: string | undefined;
+  readonly lastLogLine?: string | undefined;
+}
+
+/** The agent under kubelet churn (every Node's status updated once per 5 minutes, spread). */
+export interface ScaleChurn {
+  readonly store: ScaleStore;
+  readonly nodes: number;
+  /** Updates per second asked (N / 300) and achieved in the window. */
+  readonly targetPerSecond: number;
+  readonly achievedPerSecond: number;
+  readonly windowMs: number;
+  readonly updatesDone: number;
+  readonly updatesFailed: number;
+  /** Updates the schedule could not issue (too many in flight: the store was too slow). */
+  readonly updatesSkipped: number;
+  readonly lastUpdateError: string | undefined;
+  /** Agent CPU seconds in the window, and as % of one core. */
+  readonly agentCpuSeconds: number | undefined;
+  readonly agentCpuPercent: number | undefined;
+  /** Bytes the API server sent to the agent per minute (TLS, counted at the relay's socket). */
+  readonly bytesToAgentPerMinute: number | undefined;
+  /** The same × N: what the API server sends to all N agents (each watches every Node). */
+  readonly apiBytesPerMinuteAllAgents: number | undefined;
+  /** `/proc/<agent>/io` rchar per minute (every read: sockets, files). */
+  readonly agentReadBytesPerMinute: number | undefined;
+  /** Reconcile passes ("kernel state updated" lines) in the window, and their kernel ops. */
+  readonly passes: number;
+  readonly kernelOps: KernelOps;
+  readonly process: ProcessSample;
+  readonly error: string | undefined;
+}
+
+/** What the simulated Node objects looked like. */
+export interface ScaleShape {
+  /** `kubelet`: images, conditions, node info, labels, managed fields (server-side apply); `toy`: name, address, pod CIDR. */
+  readonly node: string;
+  /** Status annotation: `legacy` (agents today), `summary` (≤ 1 KiB stand-in of the new design), `none`. */
+  readonly status: string;
+  /** Bytes of one simulated node's object as the store returns it, per store and size (measured). */
+  readonly objectBytes: { store: ScaleStore; nodes: number; bytes: number | undefined; statusBytes: number | undefined }[];
 }
 
 /** Kinds of single changes timed at the largest N. */
@@ -350,6 +392,9 @@ export interface ScaleResult {
   readonly changes: ScaleChanges[];
   readonly resync: ScaleResync[];
   readonly rotation: ScaleRotation[];
+  /** Under kubelet churn (absent in results before churn existed). */
+  readonly churn?: ScaleChurn[];
+  readonly shape?: ScaleShape;
   /** Phases that could not run at all (e.g. no Kubernetes binaries). */
   readonly errors: { store: ScaleStore; nodes: number | undefined; phase: string; message: string }[];
 }

@@ -41,6 +41,8 @@ interface NodeRelay {
   sockets: Set<Socket>;
   /** Times (ms since epoch) of every connection the node's agent opened. */
   connections: number[];
+  /** Bytes relayed (TLS, as on the wire) from the API server to the node, and back. */
+  bytes: { toNode: number; fromNode: number };
 }
 
 /** Relays of all nodes of one namespace cluster to one API server. */
@@ -62,6 +64,7 @@ export class ApiRelay {
     rmSync(path, { force: true });
     const sockets = new Set<Socket>();
     const connections: number[] = [];
+    const bytes = { toNode: 0, fromNode: 0 };
     const server = createServer((c) => {
       connections.push(Date.now());
       const u = connect(this.target.port, this.target.host);
@@ -77,6 +80,12 @@ export class ApiRelay {
         s.on('error', end);
         s.on('close', end);
       }
+      c.on('data', (b: Buffer) => {
+        bytes.fromNode += b.length;
+      });
+      u.on('data', (b: Buffer) => {
+        bytes.toNode += b.length;
+      });
       c.pipe(u);
       u.pipe(c);
     });
@@ -86,7 +95,7 @@ export class ApiRelay {
     });
     const logFile = join(this.dir, `${node}.forwarder.log`);
     const forwarder = cluster.spawnNode(node, [process.execPath, '-e', NODE_FORWARDER, path, String(NODE_API_PORT)], { logFile });
-    this.nodes.set(node, { server, forwarder, sockets, connections });
+    this.nodes.set(node, { server, forwarder, sockets, connections, bytes });
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       if (!forwarder.running()) throw new Error(`API forwarder in ${node} exited; see ${logFile}`);
@@ -99,6 +108,12 @@ export class ApiRelay {
   /** Connection times of a node's agent (a copy). */
   connections(node: string): number[] {
     return [...(this.nodes.get(node)?.connections ?? [])];
+  }
+
+  /** Bytes relayed so far for a node's agent (a copy; zeros for an unknown node). */
+  bytes(node: string): { toNode: number; fromNode: number } {
+    const b = this.nodes.get(node)?.bytes;
+    return { toNode: b?.toNode ?? 0, fromNode: b?.fromNode ?? 0 };
   }
 
   /** Stops a node's relay (its forwarder dies with the node's namespaces anyway). */
