@@ -194,7 +194,8 @@ pdir="$cache/pause-$(sha256sum "$pause_src" | cut -c1-12)"
 tdir="$cache/testpod-$(sha256sum "$testpod_src" | cut -c1-12)"
 [[ -x "$tdir/testpod" ]] || build_small "$testpod_src" "$tdir" testpod
 fdir="$cache/flannel-$FLANNEL_VERSION"
-if [[ "${SEALNET_CLUSTER_FLANNEL:-1}" == 1 ]]; then
+# Opt-in: flannel v0.28.10 does not build from the proxy (a tencentcloud SDK module version is 403 there).
+if [[ "${SEALNET_CLUSTER_FLANNEL:-0}" == 1 ]]; then
   [[ -x "$fdir/flanneld" ]] || build_flannel
 fi
 

@@ -157,7 +157,7 @@ export class RealCluster {
       '--bind-address=127.0.0.1', `--secure-port=${cmPort}`, `--cert-dir=${join(this.dir, 'kcm-certs')}`, '--leader-elect=false',
       `--root-ca-file=${this.api.pki.caCert}`, `--service-account-private-key-file=${this.api.pki.saKey}`, '--use-service-account-credentials=false',
       // Node CIDRs are set by the harness (each node's CNI config names its /24).
-      '--allocate-node-cidrs=false', '--controllers=*,-nodeipam,-service-lb-controller,-cloud-node-lifecycle', '--v=1',
+      '--allocate-node-cidrs=false', '--controllers=*', '--v=1',
     ], { logFile: join(this.dir, 'kube-controller-manager.log') });
     const schedPort = await freePort();
     this.scheduler = spawnBackground([
