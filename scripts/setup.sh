@@ -20,7 +20,10 @@ cd "$repo"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
-PACKAGES=(wireguard-tools wireguard-go iproute2 iperf3 tcpdump iputils-ping clang llvm libbpf-dev bpftool linux-libc-dev make g++ python3)
+PACKAGES=(wireguard-tools wireguard-go iproute2 iperf3 tcpdump iputils-ping clang llvm libbpf-dev bpftool linux-libc-dev make g++ python3
+  # Real-cluster tier (scripts/cluster-binaries.sh, test/cluster/): runc links libseccomp statically;
+  # the routed CNI setup uses Debian's CNI bridge and host-local plugins.
+  libseccomp-dev containernetworking-plugins)
 
 as_root() {
   if [[ "$(id -u)" == 0 ]]; then

@@ -17,6 +17,8 @@ echo "== build"; npm run -s build || status=1
 # The Kubernetes tier needs kube-apiserver, etcd, kubectl and helm: built from the Go module
 # proxy once per machine (about 15 minutes cold), cached in /var/cache/sealnet/k8s-bin.
 echo "== Kubernetes binaries"; bash scripts/k8s-binaries.sh >/dev/null || status=1
+# The real-cluster tier (issue 15): kubelet, controller-manager, scheduler, containerd, runc.
+echo "== cluster binaries"; bash scripts/cluster-binaries.sh >/dev/null || status=1
 for tier in unit kernel e2e k8s; do
   echo "== $tier tests"
   NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/$tier.json" "$@" --selectProjects "$tier" || status=1
@@ -25,11 +27,14 @@ done
 # the digest is stable, runs it unpacked, reads it with skopeo. Separate jest project 'image'.
 echo "== image tests"
 NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/image.json" "$@" --selectProjects image || status=1
+# --- the real-cluster tier (issue 15): kubelets, containerd, runc, a routed CNI, the image above.
+echo "== cluster tests"
+NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/cluster.json" "$@" --selectProjects cluster || status=1
 echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
 SEALNET_VM_OUT="$out/vm" npm run -s test:kernel || status=1
 node -e '
   const fs = require("fs"); let p = 0, f = 0, s = 0;
-  for (const t of ["unit", "kernel", "e2e", "k8s", "image", "vm"]) {
+  for (const t of ["unit", "kernel", "e2e", "k8s", "image", "cluster", "vm"]) {
     const file = process.argv[1] + "/" + (t === "vm" ? "vm/jest.json" : t + ".json");
     if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }
     const r = JSON.parse(fs.readFileSync(file, "utf8"));

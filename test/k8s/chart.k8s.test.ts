@@ -13,7 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { validateConfig } from '../../tunnels/agent/config.js';
 import { run, sleep, spawnBackground } from '../harness/exec.js';
 import { TestApiServer } from './apiserver.js';
-import { applyChart, CHART_DIR, ciValuesFiles, ensureNamespace, findManifest, helm, parseManifests, renderChart, type Manifest } from './chart.js';
+import { applyChart, CHART_DIR, ciValuesFiles, ensureNamespace, findManifest, helm, parseManifests, renderChart, REQUIRED_VALUES, type Manifest } from './chart.js';
 
 jest.setTimeout(120_000);
 
@@ -30,8 +30,18 @@ describe('the sealnet Helm chart', () => {
   });
 
   it.each(VALUE_SETS)('passes helm lint --strict with $name', async ({ file }) => {
-    const r = await helm(api.bins.helm, ['lint', '--strict', CHART_DIR, ...(file === undefined ? [] : ['--values', file])]);
+    const r = await helm(api.bins.helm, ['lint', '--strict', CHART_DIR, ...REQUIRED_VALUES.flatMap((v) => ['--set', v]), ...(file === undefined ? [] : ['--values', file])]);
     expect(r.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
+  });
+
+  // Issue 15 item 5: default values used to render an agent.json without steering.clusterCidrs,
+  // and every agent exited 2 (CrashLoopBackOff). Now the chart refuses, naming the value.
+  it('refuses to render without steering.clusterCidrs, naming the value', async () => {
+    const r = await helm(api.bins.helm, ['template', 'sealnet', CHART_DIR, '--kube-version', '1.36.4'], { check: false });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('steering.clusterCidrs is required');
+    const off = await helm(api.bins.helm, ['template', 'sealnet', CHART_DIR, '--kube-version', '1.36.4', '--set', 'steering.failClosed=false'], { check: false });
+    expect(off.code).toBe(0);
   });
 
   it.each(VALUE_SETS)('renders $name into objects the real API server accepts (dry-run=server)', async ({ file }) => {
@@ -121,7 +131,7 @@ describe('the sealnet Helm chart', () => {
 
   it("README's helm install, upgrade to cleanup mode, and uninstall work against the API server", async () => {
     await ensureNamespace(api, 'sealnet-helm');
-    const install = await api.helm(['install', 'sn', CHART_DIR, '--namespace', 'sealnet-helm']);
+    const install = await api.helm(['install', 'sn', CHART_DIR, '--namespace', 'sealnet-helm', ...REQUIRED_VALUES.flatMap((v) => ['--set', v])]);
     expect(install.stdout).toContain('STATUS: deployed');
     expect(install.stdout).toContain('kubectl -n sealnet-helm rollout status daemonset/sn-sealnet');
     expect(install.stdout).toContain('sealnet\\.io/wireguard-public-key');

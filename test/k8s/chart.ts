@@ -31,11 +31,17 @@ export function helm(bin: string, args: readonly string[], opts: { check?: boole
   return run([bin, ...args], { check: opts.check ?? true, timeoutMs: 60_000, env: { HELM_CACHE_HOME: '/tmp/sealnet-helm-cache', HELM_CONFIG_HOME: '/tmp/sealnet-helm-config', HELM_DATA_HOME: '/tmp/sealnet-helm-data' } });
 }
 
-/** `helm template` of the chart; returns the YAML stream. */
+/**
+ * The values a cluster cannot tell the chart (it refuses to render without them, naming them):
+ * the pod range of the test clusters (test/harness/topology.ts POD_RANGE).
+ */
+export const REQUIRED_VALUES: readonly string[] = ['steering.clusterCidrs={100.64.0.0/10}'];
+
+/** `helm template` of the chart with {@link REQUIRED_VALUES} (then `set`); returns the YAML stream. */
 export async function renderChart(bin: string, o: { release?: string; namespace?: string; valuesFile?: string; set?: readonly string[] } = {}): Promise<string> {
   const args = ['template', o.release ?? 'sealnet', CHART_DIR, '--namespace', o.namespace ?? 'sealnet', '--kube-version', KUBE_VERSION];
   if (o.valuesFile !== undefined) args.push('--values', o.valuesFile);
-  for (const s of o.set ?? []) args.push('--set', s);
+  for (const s of [...REQUIRED_VALUES, ...(o.set ?? [])]) args.push('--set', s);
   return (await helm(bin, args)).stdout;
 }
 

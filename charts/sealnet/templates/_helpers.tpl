@@ -56,6 +56,11 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 {{- define "sealnet.agentConfig" -}}
 {{- $wg := dict "listenPort" (int .Values.wireguard.listenPort) "implementation" .Values.wireguard.implementation "persistentKeepalive" (int .Values.wireguard.persistentKeepalive) }}
 {{- $cfg := dict "mode" .Values.agent.mode "stateDir" (include "sealnet.stateDir" .) "store" (dict "type" "kubernetes") "wireguard" $wg "resyncIntervalSeconds" (int .Values.agent.resyncIntervalSeconds) "debounceMs" (int .Values.agent.debounceMs) "logLevel" .Values.agent.logLevel "metricsAddress" (printf "%s:%d" .Values.agent.metrics.host (int .Values.agent.metrics.port)) }}
+{{- $st := .Values.steering }}
+{{- if and $st.enabled $st.failClosed (empty $st.clusterCidrs) }}
+{{- fail "steering.clusterCidrs is required: set it to the cluster's pod range(s), e.g. --set 'steering.clusterCidrs={10.244.0.0/16}' (kube-controller-manager --cluster-cidr); without it a fail-closed agent cannot start (or set steering.failClosed=false explicitly)" }}
+{{- end }}
+{{- $_ := set $cfg "steering" (dict "enabled" $st.enabled "failClosed" $st.failClosed "clusterCidrs" $st.clusterCidrs "exemptCidrs" $st.exemptCidrs "interfaces" $st.interfaces "enforceIngress" $st.enforceIngress "nodeToNode" $st.nodeToNode) }}
 {{- if .Values.agent.underlayMtu }}
 {{- $_ := set $cfg "underlayMtu" (int .Values.agent.underlayMtu) }}
 {{- end }}

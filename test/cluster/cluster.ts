@@ -1,0 +1,425 @@
+/**
+ * The real-cluster tier's cluster (issue 15 item 3): the k8s tier's etcd + kube-apiserver
+ * (test/k8s/apiserver.ts) plus kube-controller-manager and kube-scheduler in the root network
+ * namespace on loopback, and N real nodes, each a kubelet with its own containerd 2.x and runc,
+ * in its own network namespace on an underlay bridge and its own mount namespace
+ * (test/cluster/node.sh). Routed CNI: Debian's CNI `bridge` + `host-local`, one /24 per node,
+ * host-gw routes between nodes.
+ *
+ * Addresses: nodes 198.18.0.<i>/24 on the underlay, pods 100.64.<i>.0/24. Everything the host
+ * could see carries the run prefix (`scl<hex>`): network namespaces `<prefix>-ul` and
+ * `<prefix>-n<i>`, cgroup roots `/<prefix>-n<i>` in every hierarchy, the run directory
+ * `/tmp/<prefix>`. {@link RealCluster.destroy} (and an exit hook) removes all of it.
+ */
+import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NsCluster } from '../harness/cluster.js';
+import { run, sleep, spawnBackground, type BackgroundProcess, type ExecResult } from '../harness/exec.js';
+import { TestApiServer, freePort } from '../k8s/apiserver.js';
+import { writeKubeconfig } from '../k8s/pki.js';
+import { ApiRelay, NODE_API_PORT } from '../k8s/relay.js';
+import { buildOciArchive } from './oci.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..');
+
+/** The binaries scripts/cluster-binaries.sh prints. */
+export interface ClusterBinaries {
+  readonly kubelet: string;
+  readonly kubeControllerManager: string;
+  readonly kubeScheduler: string;
+  readonly containerd: string;
+  readonly containerdShim: string;
+  readonly ctr: string;
+  readonly runc: string;
+  readonly pause: string;
+  readonly testpod: string;
+  readonly flannel: string | undefined;
+}
+
+/** Builds (or finds) the tier's binaries with scripts/cluster-binaries.sh. */
+export async function clusterBinaries(): Promise<ClusterBinaries> {
+  const r = await run(['bash', join(repo, 'scripts', 'cluster-binaries.sh')], { timeoutMs: 60 * 60_000 });
+  const v = new Map(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+  const get = (k: string): string => {
+    const p = v.get(k);
+    if (p === undefined || !existsSync(p)) throw new Error(`scripts/cluster-binaries.sh printed no usable ${k} (output: ${r.stdout})`);
+    return p;
+  };
+  return {
+    kubelet: get('KUBELET'),
+    kubeControllerManager: get('KUBE_CONTROLLER_MANAGER'),
+    kubeScheduler: get('KUBE_SCHEDULER'),
+    containerd: get('CONTAINERD'),
+    containerdShim: get('CONTAINERD_SHIM'),
+    ctr: get('CTR'),
+    runc: get('RUNC'),
+    pause: get('PAUSE'),
+    testpod: get('TESTPOD'),
+    flannel: v.get('FLANNEL'),
+  };
+}
+
+/** The sandbox image name containerd is told to use (our pause, imported, never pulled). */
+export const PAUSE_IMAGE = 'registry.k8s.io/pause:3.10';
+/** The traffic pods' image (test/cluster/testpod). */
+export const TESTPOD_IMAGE = 'sealnet.test/testpod:1';
+export const CLUSTER_POD_CIDR = '100.64.0.0/16';
+
+/** One node of the cluster. */
+export interface RealNode {
+  readonly index: number;
+  readonly name: string;
+  readonly netns: string;
+  readonly address: string;
+  readonly podCidr: string;
+  readonly dir: string;
+  readonly cgroupRoot: string;
+  boot: BackgroundProcess | undefined;
+}
+
+/** Options of {@link RealCluster.start}. */
+export interface RealClusterOptions {
+  readonly nodes?: number;
+  /** Extra OCI archives imported into every node's containerd (e.g. the agent image). */
+  readonly images?: readonly string[];
+  /** Repository given to those archives on import (`ctr images import --base-name`). */
+  readonly imageBaseName?: string;
+  readonly log?: (line: string) => void;
+}
+
+/** A control plane and N kubelet nodes. */
+export class RealCluster {
+  readonly prefix: string;
+  readonly dir: string;
+  readonly nodes: RealNode[] = [];
+  readonly underlayNetns: string;
+  api!: TestApiServer;
+  bins!: ClusterBinaries;
+  private relay: ApiRelay | undefined;
+  private controllerManager: BackgroundProcess | undefined;
+  private scheduler: BackgroundProcess | undefined;
+  private readonly log: (line: string) => void;
+  private destroyed = false;
+  private readonly exitHook = (): void => this.teardownSync();
+
+  private constructor(private readonly opts: RealClusterOptions) {
+    this.prefix = `scl${randomBytes(2).toString('hex')}`;
+    this.dir = join(tmpdir(), this.prefix);
+    this.underlayNetns = `${this.prefix}-ul`;
+    this.log = opts.log ?? (() => undefined);
+  }
+
+  /** Builds everything; on failure tears down what was built and rethrows. */
+  static async start(opts: RealClusterOptions = {}): Promise<RealCluster> {
+    const c = new RealCluster(opts);
+    process.on('exit', c.exitHook);
+    try {
+      await c.build();
+      return c;
+    } catch (err) {
+      await c.destroy();
+      throw err;
+    }
+  }
+
+  private async build(): Promise<void> {
+    const t0 = Date.now();
+    this.bins = await clusterBinaries();
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.api = await TestApiServer.start({ log: this.log });
+    this.log(`control plane API ready after ${Date.now() - t0} ms`);
+    await this.startControllers();
+    const images = join(this.dir, 'images');
+    mkdirSync(images, { recursive: true });
+    await buildOciArchive({ work: join(this.dir, 'oci-pause'), out: join(images, 'pause.tar'), ref: PAUSE_IMAGE, binary: this.bins.pause, name: 'pause', entrypoint: ['/pause'] });
+    await buildOciArchive({ work: join(this.dir, 'oci-testpod'), out: join(images, 'testpod.tar'), ref: TESTPOD_IMAGE, binary: this.bins.testpod, name: 'testpod', entrypoint: ['/testpod'] });
+    await run(['ip', 'netns', 'add', this.underlayNetns]);
+    const ul = (args: string[]): Promise<ExecResult> => run(['ip', '-n', this.underlayNetns, ...args]);
+    await ul(['link', 'add', 'br0', 'type', 'bridge']);
+    await ul(['link', 'set', 'br0', 'up']);
+    this.relay = new ApiRelay({ dir: join(this.dir, 'relay'), port: this.api.port });
+    const n = this.opts.nodes ?? 3;
+    for (let i = 1; i <= n; i++) await this.addNode(i);
+    for (const node of this.nodes) await this.waitNodeReady(node.name, 120_000);
+    this.log(`cluster of ${n} nodes Ready after ${Date.now() - t0} ms`);
+  }
+
+  private async startControllers(): Promise<void> {
+    const kc = this.api.adminKubeconfig;
+    const cmPort = await freePort();
+    this.controllerManager = spawnBackground([
+      this.bins.kubeControllerManager, `--kubeconfig=${kc}`, `--authentication-kubeconfig=${kc}`, `--authorization-kubeconfig=${kc}`,
+      '--bind-address=127.0.0.1', `--secure-port=${cmPort}`, `--cert-dir=${join(this.dir, 'kcm-certs')}`, '--leader-elect=false',
+      `--root-ca-file=${this.api.pki.caCert}`, `--service-account-private-key-file=${this.api.pki.saKey}`, '--use-service-account-credentials=false',
+      // Node CIDRs are set by the harness (each node's CNI config names its /24).
+      '--allocate-node-cidrs=false', '--controllers=*', '--v=1',
+    ], { logFile: join(this.dir, 'kube-controller-manager.log') });
+    const schedPort = await freePort();
+    this.scheduler = spawnBackground([
+      this.bins.kubeScheduler, `--kubeconfig=${kc}`, `--authentication-kubeconfig=${kc}`, `--authorization-kubeconfig=${kc}`,
+      '--bind-address=127.0.0.1', `--secure-port=${schedPort}`, `--cert-dir=${join(this.dir, 'sched-certs')}`, '--leader-elect=false', '--v=1',
+    ], { logFile: join(this.dir, 'kube-scheduler.log') });
+  }
+
+  /** Signs a kubelet client certificate (system:node:<name> in system:nodes) with the test CA. */
+  private async kubeletCert(dir: string, name: string): Promise<{ cert: string; key: string }> {
+    const key = join(dir, 'kubelet-client.key');
+    const csr = join(dir, 'kubelet-client.csr');
+    const cert = join(dir, 'kubelet-client.crt');
+    const ext = join(dir, 'kubelet-client.ext');
+    writeFileSync(ext, 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n');
+    await run(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/O=system:nodes/CN=system:node:${name}`]);
+    await run(['openssl', 'x509', '-req', '-in', csr, '-CA', this.api.pki.caCert, '-CAkey', this.api.pki.caKey, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-out', cert, '-extfile', ext]);
+    return { cert, key };
+  }
+
+  /** Cgroup hierarchies the node's cgroup root must exist in (every v1 one and the unified one). */
+  private static hierarchies(): string[] {
+    const base = '/sys/fs/cgroup';
+    return readdirSync(base).map((h) => join(base, h)).filter((p) => existsSync(join(p, 'cgroup.procs')));
+  }
+
+  private async addNode(i: number): Promise<void> {
+    const name = `n${i}`;
+    const netns = `${this.prefix}-${name}`;
+    const dir = join(this.dir, name);
+    const node: RealNode = { index: i, name, netns, address: `198.18.0.${i}`, podCidr: `100.64.${i}.0/24`, dir, cgroupRoot: `/${netns}`, boot: undefined };
+    this.nodes.push(node);
+    mkdirSync(join(dir, 'images'), { recursive: true });
+    for (const f of ['pause.tar', 'testpod.tar']) await run(['ln', '-sf', join(this.dir, 'images', f), join(dir, 'images', f)]);
+    for (const [k, img] of (this.opts.images ?? []).entries()) await run(['ln', '-sf', img, join(dir, 'images', `extra${k}.tar`)]);
+    for (const h of RealCluster.hierarchies()) mkdirSync(join(h, node.cgroupRoot), { recursive: true });
+    // Network: veth from the underlay bridge into the node (created inside the namespaces).
+    await run(['ip', 'netns', 'add', netns]);
+    await run(['ip', '-n', this.underlayNetns, 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    await run(['ip', '-n', this.underlayNetns, 'link', 'set', `v${i}`, 'master', 'br0', 'up']);
+    const nn = (args: string[]): Promise<ExecResult> => run(['ip', '-n', netns, ...args]);
+    await nn(['link', 'set', 'lo', 'up']);
+    await nn(['addr', 'add', `${node.address}/24`, 'dev', 'eth0']);
+    await nn(['link', 'set', 'eth0', 'up']);
+    await run(['ip', 'netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    // host-gw: every other node's pod /24 via that node's underlay address.
+    for (let j = 1; j <= (this.opts.nodes ?? 3); j++) if (j !== i) await nn(['route', 'add', `100.64.${j}.0/24`, 'via', `198.18.0.${j}`, 'dev', 'eth0']);
+    // The API: 127.0.0.1:6443 in the node (kubelet) and the `kubernetes` Service address 10.96.0.1:443
+    // (hostNetwork pods' in-cluster config) both relayed to the API server on the host's loopback.
+    await this.relay?.addNode({ spawnNode: (_n: string, argv: readonly string[], o: { logFile?: string }) => spawnBackground(['nsenter', `--net=/run/netns/${netns}`, '--', ...argv], o) } as unknown as NsCluster, name);
+    const { cert, key } = await this.kubeletCert(dir, name);
+    const kubeconfig = join(dir, 'kubelet.kubeconfig');
+    await writeKubeconfig(kubeconfig, { server: `https://127.0.0.1:${NODE_API_PORT}`, caCert: this.api.pki.caCert, user: `system:node:${name}`, auth: { clientCert: cert, clientKey: key } });
+    writeFileSync(join(dir, 'cni.conflist'), JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'sealnet-test',
+      plugins: [{ type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: node.podCidr }]], routes: [{ dst: '0.0.0.0/0' }] } }],
+    }));
+    writeFileSync(join(dir, 'containerd.toml'), containerdConfig(this.bins));
+    writeFileSync(join(dir, 'kubelet.yaml'), kubeletConfig({ caCert: this.api.pki.caCert, cgroupRoot: node.cgroupRoot, address: node.address }));
+    const env = {
+      BIN_PATH: [dirname(this.bins.containerd), dirname(this.bins.runc)].join(':'),
+      CONTAINERD_BIN: this.bins.containerd,
+      CTR_BIN: this.bins.ctr,
+      KUBELET_BIN: this.bins.kubelet,
+      NODE_NAME: name,
+      NODE_IP: node.address,
+      EXTRA_IMAGE_BASE: this.opts.imageBaseName ?? '',
+    };
+    node.boot = spawnBackground(['nsenter', `--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'bash', join(here, 'node.sh'), dir], { logFile: join(dir, 'boot.log'), env });
+    // The Node object appears once kubelet registers; then the harness gives it its pod CIDR
+    // (what kube-controller-manager's nodeipam would do, with the /24 the CNI config names).
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      if (!node.boot.running()) throw new Error(`node ${name} boot script exited: ${tail(join(dir, 'boot.log'))}\nkubelet: ${tail(join(dir, 'kubelet.log'))}\ncontainerd: ${tail(join(dir, 'containerd.log'))}`);
+      const r = await this.api.kubectl(['get', 'node', name, '-o', 'jsonpath={.metadata.name}'], { check: false });
+      if (r.code === 0) break;
+      if (Date.now() > deadline) throw new Error(`node ${name} did not register in 120 s: ${tail(join(dir, 'kubelet.log'))}`);
+      await sleep(500);
+    }
+    await this.api.kubectl(['patch', 'node', name, '--type=merge', '-p', JSON.stringify({ spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] } })]);
+  }
+
+  /** Waits until the Node reports Ready=True. */
+  async waitNodeReady(name: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.api.kubectl(['get', 'node', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'], { check: false });
+      if (r.stdout.trim() === 'True') return;
+      if (Date.now() > deadline) throw new Error(`node ${name} not Ready after ${timeoutMs} ms: ${tail(join(this.dir, name, 'kubelet.log'))}`);
+      await sleep(1000);
+    }
+  }
+
+  /**
+   * Runs argv in a node's network namespace (tcpdump, ip, wg): the node's mount namespace is not
+   * needed for network state.
+   */
+  nodeExec(node: RealNode, argv: readonly string[], o: { check?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
+    return run(['nsenter', `--net=/run/netns/${node.netns}`, '--', ...argv], { check: o.check ?? true, timeoutMs: o.timeoutMs ?? 30_000 });
+  }
+
+  /** PIDs whose cgroup (any hierarchy) lies under one of this run's node cgroup roots. */
+  private cgroupPids(): number[] {
+    const pids = new Set<number>();
+    for (const h of RealCluster.hierarchies()) {
+      for (const node of this.nodes) {
+        const walk = (p: string): void => {
+          if (!existsSync(p)) return;
+          for (const l of readFileSync(join(p, 'cgroup.procs'), 'utf8').split('\n')) if (l !== '') pids.add(Number(l));
+          for (const e of readdirSync(p, { withFileTypes: true })) if (e.isDirectory()) walk(join(p, e.name));
+        };
+        try {
+          walk(join(h, node.cgroupRoot));
+        } catch {
+          // raced with a removal
+        }
+      }
+    }
+    return [...pids];
+  }
+
+  /** PIDs in one of this run's network namespaces (kubelet, containerd, shims, forwarders). */
+  private netnsPids(): number[] {
+    const inodes = new Set<number>();
+    for (const n of [...this.nodes.map((x) => x.netns), this.underlayNetns]) {
+      try {
+        inodes.add(statSync(`/run/netns/${n}`).ino);
+      } catch {
+        // absent
+      }
+    }
+    const pids: number[] = [];
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue;
+      try {
+        const m = /net:\[(\d+)\]/.exec(readlinkSync(`/proc/${e}/ns/net`));
+        if (m !== null && inodes.has(Number(m[1]))) pids.push(Number(e));
+      } catch {
+        // gone
+      }
+    }
+    return pids;
+  }
+
+  /** Kills every process of the run, deletes namespaces and cgroups, removes the run dir. */
+  private teardownSync(): void {
+    const kill = (pids: number[]): void => {
+      for (const p of pids) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    };
+    for (let round = 0; round < 20; round++) {
+      const pids = [...this.netnsPids(), ...this.cgroupPids()].filter((p) => p !== process.pid);
+      if (pids.length === 0) break;
+      kill(pids);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+    }
+    for (const h of RealCluster.hierarchies()) {
+      for (const node of this.nodes) {
+        const rm = (p: string): void => {
+          if (!existsSync(p)) return;
+          for (const e of readdirSync(p, { withFileTypes: true })) if (e.isDirectory()) rm(join(p, e.name));
+          try {
+            rmdirSync(p);
+          } catch {
+            // still busy: reported by the leak check
+          }
+        };
+        rm(join(h, node.cgroupRoot));
+      }
+    }
+    for (const n of [...this.nodes.map((x) => x.netns), this.underlayNetns]) {
+      if (existsSync(`/run/netns/${n}`)) spawnSync('ip', ['netns', 'del', n]);
+    }
+    if (process.env.SEALNET_KEEP_RUNDIR !== '1') rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Stops the control plane and tears every node down. Safe to call twice. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const n of this.nodes) n.boot?.kill('SIGKILL');
+    await this.relay?.close().catch(() => undefined);
+    await this.scheduler?.stop({ timeoutMs: 3000 });
+    await this.controllerManager?.stop({ timeoutMs: 3000 });
+    this.teardownSync();
+    await this.api?.destroy();
+    process.off('exit', this.exitHook);
+  }
+}
+
+/** containerd 2.x config (version 3) for a node: nothing outside the node's private mounts. */
+function containerdConfig(bins: ClusterBinaries): string {
+  return `version = 3
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins]
+  [plugins.'io.containerd.internal.v1.opt']
+    path = "/var/lib/containerd/opt"
+  [plugins.'io.containerd.image-verifier.v1.bindir']
+    bin_dir = "/var/lib/containerd/image-verifiers"
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = "overlayfs"
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = "${PAUSE_IMAGE}"
+  [plugins.'io.containerd.cri.v1.runtime']
+    enable_cdi = false
+    cdi_spec_dirs = []
+    # The test's sandbox has no CAP_SYS_RESOURCE: lowering oom_score_adj would fail every pod.
+    restrict_oom_score_adj = true
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = "runc"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = "${bins.runc}"
+          SystemdCgroup = false
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ["/usr/lib/cni"]
+      conf_dir = "/etc/cni/net.d"
+`;
+}
+
+/** KubeletConfiguration for one node (cgroup v1 hybrid, no systemd, no global sysctl writes). */
+function kubeletConfig(o: { caCert: string; cgroupRoot: string; address: string }): string {
+  return JSON.stringify({
+    apiVersion: 'kubelet.config.k8s.io/v1beta1',
+    kind: 'KubeletConfiguration',
+    failCgroupV1: false,
+    cgroupDriver: 'cgroupfs',
+    cgroupRoot: o.cgroupRoot,
+    cgroupsPerQOS: true,
+    protectKernelDefaults: true,
+    containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
+    address: o.address,
+    port: 10250,
+    readOnlyPort: 0,
+    healthzBindAddress: '127.0.0.1',
+    authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: o.caCert } },
+    authorization: { mode: 'Webhook' },
+    failSwapOn: false,
+    resolvConf: '/etc/resolv.conf',
+    // A shared test machine: no eviction, no image GC.
+    evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '1%', 'imagefs.available': '1%' },
+    imageGCHighThresholdPercent: 100,
+    imageGCLowThresholdPercent: 99,
+    localStorageCapacityIsolation: false,
+    serializeImagePulls: false,
+    registerNode: true,
+    nodeStatusReportFrequency: '10s',
+  }, null, 2);
+}
+
+function tail(path: string, lines = 20): string {
+  if (!existsSync(path)) return '(no log)';
+  return readFileSync(path, 'utf8').trim().split('\n').slice(-lines).join('\n');
+}

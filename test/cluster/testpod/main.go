@@ -1,0 +1,171 @@
+// Command testpod is the workload of the real-cluster tier's pods (scripts/cluster-binaries.sh).
+//
+//	testpod serve                      TCP echo on :7000, UDP echo on :7001 (forever)
+//	testpod probe ADDR PAYLOAD         one TCP echo, one UDP echo, one ICMP echo carrying PAYLOAD to
+//	                                   ADDR; prints "tcp ok|fail", "udp ok|fail", "icmp ok|fail"
+//	                                   and exits 0 only if all three came back with the payload.
+//
+// Static, no libc: the tier imports it into each node's containerd as a one-layer image.
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+func serve() {
+	ln, err := net.Listen("tcp", ":7000")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen tcp:", err)
+		os.Exit(1)
+	}
+	pc, err := net.ListenPacket("udp", ":7001")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen udp:", err)
+		os.Exit(1)
+	}
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				continue
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	}()
+	fmt.Println("serving tcp :7000 udp :7001")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			continue
+		}
+		go func(c net.Conn) {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			io.Copy(c, c)
+		}(c)
+	}
+}
+
+func probeTCP(addr string, payload []byte) error {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, "7000"), 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write(payload); err != nil {
+		return err
+	}
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if !bytes.Equal(got, payload) {
+		return fmt.Errorf("echo differs")
+	}
+	return nil
+}
+
+func probeUDP(addr string, payload []byte) error {
+	c, err := net.Dial("udp", net.JoinHostPort(addr, "7001"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 65536)
+	// UDP may lose the first datagram while a route or peer settles: three tries.
+	for i := 0; i < 3; i++ {
+		c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write(payload); err != nil {
+			return err
+		}
+		n, err := c.Read(buf)
+		if err == nil && bytes.Equal(buf[:n], payload) {
+			return nil
+		}
+	}
+	return fmt.Errorf("no echo")
+}
+
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+func probeICMP(addr string, payload []byte) error {
+	// A raw socket: containerd's default capabilities include CAP_NET_RAW.
+	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	id := uint16(os.Getpid())
+	msg := make([]byte, 8+len(payload))
+	msg[0] = 8
+	binary.BigEndian.PutUint16(msg[4:], id)
+	binary.BigEndian.PutUint16(msg[6:], 1)
+	copy(msg[8:], payload)
+	binary.BigEndian.PutUint16(msg[2:], checksum(msg))
+	dst := &net.IPAddr{IP: net.ParseIP(addr)}
+	buf := make([]byte, 65536)
+	for i := 0; i < 3; i++ {
+		if _, err := c.WriteTo(msg, dst); err != nil {
+			return err
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if n >= 8 && buf[0] == 0 && binary.BigEndian.Uint16(buf[4:]) == id && bytes.Equal(buf[8:n], payload) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no echo reply")
+}
+
+func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "serve" {
+		serve()
+		return
+	}
+	if len(os.Args) == 4 && os.Args[1] == "probe" {
+		addr, payload := os.Args[2], []byte(os.Args[3])
+		ok := true
+		for _, p := range []struct {
+			name string
+			f    func(string, []byte) error
+		}{{"tcp", probeTCP}, {"udp", probeUDP}, {"icmp", probeICMP}} {
+			if err := p.f(addr, payload); err != nil {
+				fmt.Printf("%s fail %v\n", p.name, err)
+				ok = false
+			} else {
+				fmt.Printf("%s ok\n", p.name)
+			}
+		}
+		if !ok {
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintln(os.Stderr, "usage: testpod serve | testpod probe ADDR PAYLOAD")
+	os.Exit(2)
+}
