@@ -137,7 +137,9 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
 
   it('helm install with defaults + the required value: the DaemonSet is ready on all 3 kubelets', async () => {
     if (!existsSync(AGENT_IMAGE)) throw new Error(`agent image ${AGENT_IMAGE} missing: run \`npm run image\` (or set SEALNET_AGENT_IMAGE)`);
-    const set = REQUIRED_VALUES.flatMap((v) => ['--set', v]);
+    // The agents run with hostNetwork in the nodes' namespaces, where the API server is relayed on
+    // 127.0.0.1:6443 (no kube-proxy serves the service address here).
+    const set = [...REQUIRED_VALUES, 'agent.apiServer.host=127.0.0.1', 'agent.apiServer.port=6443'].flatMap((v) => ['--set', v]);
     await cluster.api.helm(['install', 'sealnet', CHART_DIR, '--namespace', 'sealnet', '--create-namespace', ...set], { timeoutMs: 120_000 });
     const deadline = Date.now() + 300_000;
     let last = '';
