@@ -104,9 +104,9 @@ describe('decodeNode (like Kilo TestTranslateNode)', () => {
     [
       'key epoch negative',
       () => raw({ ...VALID(), 'sealnet.io/key-epoch': '-3' }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "-3", want a non-negative integer' }),
+      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "-3", want an integer from 0 to 2147483647' }),
     ],
-    ['key epoch empty', () => raw({ ...VALID(), 'sealnet.io/key-epoch': '' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "", want a non-negative integer' })],
+    ['key epoch empty', () => raw({ ...VALID(), 'sealnet.io/key-epoch': '' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "", want an integer from 0 to 2147483647' })],
     ['no pod CIDRs', () => raw(VALID(), { podCIDRs: [] }), () => ({ ok: false, reason: 'no-pod-cidrs', detail: 'node node-a has no spec.podCIDRs' })],
     [
       'a pod CIDR that is not a CIDR',

@@ -5,6 +5,7 @@
 import { tryParsePublicKey, type PublicKey } from '../../keymgr/keys.js';
 import { ANNOTATIONS, ANNOTATION_PREFIX, ANNOTATION_VERSION } from '../../common/constants.js';
 import { canonicalCidr, compareCidrs, formatIP, parseIP } from '../../common/ip.js';
+import { MAX_KEY_EPOCH, parseEpoch } from '../../common/bounds.js';
 import type { Mode, PeerNode, RawNode, SkipReason } from '../ports/model.js';
 import { decodeRotationReports, decodeRotationStatus } from './rotation-codec.js';
 
@@ -105,7 +106,8 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
   }
 
   const epochText = a[ANNOTATIONS.keyEpoch] ?? '0';
-  if (!/^\d{1,15}$/.test(epochText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${JSON.stringify(epochText)}, want a non-negative integer`);
+  const keyEpoch = parseEpoch(epochText);
+  if (keyEpoch === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${JSON.stringify(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}`);
 
   const podCIDRs: string[] = [];
   for (const c of raw.podCIDRs) {
@@ -125,7 +127,7 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
       wireguardPublicKey: key.key,
       endpointHost: endpoint.host,
       endpointPort: endpoint.port,
-      keyEpoch: Number(epochText),
+      keyEpoch,
       podCIDRs: [...new Set(podCIDRs)],
       internalIPs: raw.internalIPs.filter((ip) => parseIP(ip) !== undefined),
       ...decodeRotation(a, key.key),
@@ -179,8 +181,9 @@ export function decodeIpsecKey(raw: RawNode): IpsecKeyResult {
   const key = tryParsePublicKey(keyText);
   if (!key.ok) return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey}: ${key.error}` };
   const epochText = a[ANNOTATIONS.ipsecKeyEpoch];
-  if (epochText === undefined || !/^\d{1,15}$/.test(epochText)) {
-    return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : JSON.stringify(epochText)}, want a non-negative integer` };
+  const epoch = parseEpoch(epochText);
+  if (epoch === undefined) {
+    return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : JSON.stringify(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}` };
   }
-  return { ok: true, publicKey: key.key, epoch: Number(epochText) };
+  return { ok: true, publicKey: key.key, epoch };
 }

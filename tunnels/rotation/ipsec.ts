@@ -34,6 +34,7 @@ import type { RotationStateFile } from '../../keymgr/rotationstore.js';
 import type { DesiredIpsec } from '../ports/ipsec.js';
 import { decodeIpsecKey } from '../plan/annotations.js';
 import { ANNOTATIONS } from '../../common/constants.js';
+import { parseEpoch } from '../../common/bounds.js';
 import { describeError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { RawNode } from '../ports/model.js';
@@ -55,10 +56,12 @@ export function encodeEpochKey(k: IpsecKey): string {
 
 /** Parses {@link encodeEpochKey}; undefined when malformed or a low-order point. */
 export function decodeEpochKey(text: string | undefined): IpsecKey | undefined {
-  const m = /^(\d{1,15}):(\S+)$/.exec(text ?? '');
+  const m = /^(\d{1,10}):(\S+)$/.exec(text ?? '');
   if (m === null) return undefined;
+  const epoch = parseEpoch(m[1]);
+  if (epoch === undefined) return undefined;
   const k = tryParsePublicKey(m[2]!);
-  return k.ok ? { epoch: Number(m[1]), publicKey: k.key } : undefined;
+  return k.ok ? { epoch, publicKey: k.key } : undefined;
 }
 
 /**
@@ -72,7 +75,11 @@ export function peerIpsecKeys(raw: RawNode, current: IpsecKey): { keys: IpsecKey
   const keys: IpsecKey[] = [current];
   const next = decodeEpochKey(a[ANNOTATIONS.ipsecNextKey]);
   const previous = decodeEpochKey(a[ANNOTATIONS.ipsecPreviousKey]);
-  for (const k of [next, previous]) if (k !== undefined && !keys.some((x) => x.epoch === k.epoch || x.publicKey === k.publicKey)) keys.push(k);
+  // A rotation moves one epoch at a time (keymgr: next = current + 1, and the previous key of
+  // grace is current − 1): any other jump is refused, so a node cannot pick arbitrary epochs
+  // for its extra keys to steer SPIs.
+  const fits = (k: IpsecKey | undefined, delta: number): k is IpsecKey => k !== undefined && k.epoch === current.epoch + delta;
+  for (const [k, delta] of [[next, 1], [previous, -1]] as const) if (fits(k, delta) && !keys.some((x) => x.epoch === k.epoch || x.publicKey === k.publicKey)) keys.push(k);
   const sendEpoch = status?.phase === 'moving' && next !== undefined && keys.includes(next) ? next.epoch : current.epoch;
   return { keys: keys.sort((x, y) => x.epoch - y.epoch), sendEpoch };
 }
