@@ -6,6 +6,7 @@ import { tryParsePublicKey, type PublicKey } from '../../keymgr/keys.js';
 import { ANNOTATIONS, ANNOTATION_PREFIX, ANNOTATION_VERSION } from '../../common/constants.js';
 import { canonicalCidr, compareCidrs, formatIP, parseIP } from '../../common/ip.js';
 import { MAX_KEY_EPOCH, parseEpoch } from '../../common/bounds.js';
+import { nonUnicastText } from '../../common/addrclass.js';
 import type { Mode, PeerNode, RawNode, SkipReason } from '../ports/model.js';
 import { decodeRotationReports, decodeRotationStatus } from './rotation-codec.js';
 
@@ -104,6 +105,9 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
   if (endpoint === undefined) {
     return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is ${JSON.stringify(endpointText)}, want "ip:port" or "[ipv6]:port"`);
   }
+  // Every node sends its tunnel traffic to this address: only a routable unicast one.
+  const endpointClass = nonUnicastText(endpoint.host);
+  if (endpointClass !== undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} host ${endpoint.host} is ${endpointClass}, want a unicast address`);
 
   const epochText = a[ANNOTATIONS.keyEpoch] ?? '0';
   const keyEpoch = parseEpoch(epochText);
@@ -150,7 +154,7 @@ function decodeRotation(a: Readonly<Record<string, string>>, current: PublicKey)
   if ((status?.phase === 'staging' || status?.phase === 'moving') && nextText !== undefined && nextEndpointText !== undefined) {
     const next = tryParsePublicKey(nextText);
     const ep = parseEndpoint(nextEndpointText);
-    if (next.ok && ep !== undefined && next.key !== current) out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
+    if (next.ok && ep !== undefined && nonUnicastText(ep.host) === undefined && next.key !== current) out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
   }
   const reportsText = a[ANNOTATIONS.rotationPeers];
   if (reportsText !== undefined) {

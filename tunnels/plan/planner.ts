@@ -6,7 +6,7 @@
 import type { PublicKey } from '../../keymgr/keys.js';
 import { tunnelMtu } from '../../common/mtu.js';
 import { decodeNode } from './annotations.js';
-import { cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
+import { canonicalIP, cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
 import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
 import type { DesiredPeer, DesiredRoute, DesiredWireGuardState, Mode, PeerNode, RawNode, SkippedNode } from '../ports/model.js';
 
@@ -83,6 +83,9 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   const selfRaw = input.nodes.find((n) => n.name === self.name);
   const ownCidrs = (selfRaw?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
 
+  const selfDecoded = selfRaw === undefined ? undefined : decodeNode(selfRaw);
+  const ownHosts = new Set([...self.localAddresses.map(canonicalIP), ...(selfDecoded?.ok === true ? [selfDecoded.node.endpointHost] : [])]);
+
   // 1. Decode every remote node on its own: one bad node never affects another.
   const decoded: PeerNode[] = [];
   for (const raw of [...input.nodes].sort(byName)) {
@@ -100,6 +103,12 @@ export function plan(input: PlanInput): DesiredWireGuardState {
       skipped.push({ name: raw.name, reason: 'key-equals-self', detail: `node ${raw.name} publishes this node's own public key` });
       continue;
     }
+    // A node's endpoint host must not be one of this node's addresses: this node would send
+    // its tunnel traffic to itself, or (IPsec) hold an SA pair with itself as both ends.
+    if (ownHosts.has(r.node.endpointHost)) {
+      skipped.push({ name: raw.name, reason: 'endpoint-conflict', detail: `node ${raw.name} publishes endpoint host ${r.node.endpointHost}, an address of this node` });
+      continue;
+    }
     const ownOverlap = r.node.podCIDRs.find((c) => ownCidrs.some((o) => { const p = parseCidr(c, { hostBits: 'clear' }); return p !== undefined && cidrsOverlap(p, o); }));
     if (ownOverlap !== undefined) {
       skipped.push({ name: raw.name, reason: 'pod-cidr-conflict', detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs` });
@@ -108,7 +117,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
     decoded.push(r.node);
   }
 
-  // 2. Conflicts between remote nodes: a shared key or overlapping pod CIDRs. The established
+  // 2. Conflicts between remote nodes: a shared key, a shared endpoint host or overlapping pod CIDRs. The established
   //    owner (if any) keeps it; everyone else involved is skipped.
   const accepted = resolveConflicts(decoded, established, skipped);
 
@@ -238,13 +247,15 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
   const loser = new Map<string, SkippedNode>();
   // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
   // visited in (i, j) order so the outcome is what the pairwise definition gives.
-  const pairs = new Map<number, Map<number, 'duplicate-key' | 'pod-cidr-conflict'>>();
-  const mark = (x: number, y: number, what: 'duplicate-key' | 'pod-cidr-conflict'): void => {
+  type Conflict = 'duplicate-key' | 'endpoint-conflict' | 'pod-cidr-conflict';
+  const pairs = new Map<number, Map<number, Conflict>>();
+  const mark = (x: number, y: number, what: Conflict): void => {
     if (x === y) return;
     const [i, j] = x < y ? [x, y] : [y, x];
     let row = pairs.get(i);
     if (row === undefined) pairs.set(i, (row = new Map()));
-    if (row.get(j) !== 'duplicate-key') row.set(j, what);
+    // The first reason found for a pair stays (keys, then endpoints, then pod CIDRs).
+    if (!row.has(j)) row.set(j, what);
   };
   const byKey = new Map<string, number[]>();
   nodes.forEach((n, i) => {
@@ -253,6 +264,15 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
     else list.push(i);
   });
   for (const list of byKey.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'duplicate-key');
+  // Two nodes with one endpoint host: tunnel traffic meant for one reaches the other, and in mode
+  // ipsec two SAs could share (destination, SPI). The host alone counts, not the port.
+  const byHost = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    const list = byHost.get(n.endpointHost);
+    if (list === undefined) byHost.set(n.endpointHost, [i]);
+    else list.push(i);
+  });
+  for (const list of byHost.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'endpoint-conflict');
   // Prefixes either nest or are disjoint: sorted by (family, network, length), a prefix overlaps
   // exactly the ones still open on the stack of enclosing prefixes.
   const spans: { family: 4 | 6; start: bigint; end: bigint; len: number; node: number }[] = [];
@@ -279,7 +299,10 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
       const what = row.get(j)!;
       const aOwns = established[a.name] === a.wireguardPublicKey;
       const bOwns = established[b.name] === b.wireguardPublicKey;
-      const detail = what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key` : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
+      const detail =
+        what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key`
+        : what === 'endpoint-conflict' ? `nodes ${a.name} and ${b.name} publish the same endpoint host ${a.endpointHost}`
+        : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
       // Only a sole established owner keeps it; if both or neither were established, both lose.
       const aKeeps = aOwns && !bOwns;
       const bKeeps = bOwns && !aOwns;
