@@ -32,6 +32,8 @@ import { NodeToNodeLinks, tunnelLinkAddress } from './nodetonode.js';
 export interface WireGuardPassState {
   /** Node → key of the peers the last successful apply programmed (or adopted at start). */
   established: Record<string, PublicKey>;
+  /** Node-to-node host prefix → node, as the last successful apply programmed them. */
+  addressOwners: Record<string, string>;
   /** The first pass adopted the kernel's peers as established. */
   adopted: boolean;
   /** The kernel as the last clean pass left it (kernelview.ts); undefined: read it. */
@@ -45,7 +47,7 @@ export interface WireGuardPassState {
 /** A fresh {@link WireGuardPassState}; `rpFilter` comes from {@link ReconcilerDeps.rpFilter}. */
 export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boolean>) | undefined): WireGuardPassState {
   const rp = rpFilter ?? (async (link: string) => Promise.reject(new SealnetError('INTERNAL', `cannot set rp_filter on ${link}: no rp_filter setter wired into the reconciler`)));
-  return { established: {}, adopted: false, view: undefined, rotationDatapath: undefined, nodeToNodeLinks: new NodeToNodeLinks(rp) };
+  return { established: {}, addressOwners: {}, adopted: false, view: undefined, rotationDatapath: undefined, nodeToNodeLinks: new NodeToNodeLinks(rp) };
 }
 
 type LinkSpec = { name: string; listenPort: number; privateKeyFile: string; publicKey: PublicKey };
@@ -296,8 +298,9 @@ export class WireGuardPass {
           ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
           ...(rot !== undefined && incoming !== undefined ? { rotation: { link: { name: incoming.name, listenPort: incoming.listenPort }, publicKey: incoming.publicKey, viaIncoming: rot.viaIncoming } } : {}),
         },
-        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu: this.underlayMtu, underlayFamily: this.endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs } : undefined },
+        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu: this.underlayMtu, underlayFamily: this.endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs, ...(config.steering.nodeCidrs.length > 0 ? { nodeCidrs: config.steering.nodeCidrs } : {}) } : undefined },
         established: this.s.established,
+        establishedAddresses: this.s.addressOwners,
         // A key counts as shaken hands only on every link: each link moves its allowed IPs in
         // its own `wg set`, and a link must not move them to a key it has no session with.
         handshakes: handshakesOnEveryLink([this.observed.peers, ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : [])]),
@@ -501,7 +504,12 @@ export class WireGuardPass {
   /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
   private recordEstablished(): void {
     const peers = this.desired.tunnel.peers.filter((p) => p.next !== true);
-    if (this.peersOk) this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+    if (this.peersOk) {
+      this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+      // Node-to-node host prefixes (/32, /128 outside the node's pod CIDRs) and who holds them.
+      const pods = new Set(this.desired.routes.map((r) => r.dst));
+      this.s.addressOwners = Object.fromEntries(peers.flatMap((p) => p.allowedIPs.filter((a) => !pods.has(a) && /\/(32|128)$/.test(a)).map((a) => [a, p.node])));
+    }
     this.d.metrics.peers.set(peers.length);
   }
 
