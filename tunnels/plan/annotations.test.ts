@@ -77,7 +77,7 @@ describe('decodeNode (like Kilo TestTranslateNode)', () => {
       () => ({ ok: false, reason: 'version-unsupported', detail: 'node node-a: sealnet.io/version is 2, this agent understands only 1; upgrade sealnet on all nodes' }),
     ],
     ['version 0', () => raw({ ...VALID(), 'sealnet.io/version': '0' }), () => ({ ok: false, reason: 'version-unsupported', detail: 'node node-a: sealnet.io/version is 0, this agent understands only 1; upgrade sealnet on all nodes' })],
-    ['mode missing', () => raw(without('sealnet.io/mode')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is undefined, want "wireguard" or "ipsec"' })],
+    ['mode missing', () => raw(without('sealnet.io/mode')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is missing, want "wireguard" or "ipsec"' })],
     ['mode in capitals', () => raw({ ...VALID(), 'sealnet.io/mode': 'WireGuard' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is "WireGuard", want "wireguard" or "ipsec"' })],
     ['key missing', () => raw(without('sealnet.io/wireguard-public-key')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/wireguard-public-key is missing' })],
     [
