@@ -27,7 +27,7 @@ commands:
         [--probe-command PROGRAM [--probe-arg ARG]... [--probe-timeout S]] [--signing-key FILE | --state-dir DIR]
             check the cluster against a policy; writes DIR/report.json (Ed25519-signed) and
             DIR/report.md; exit 0 compliant, 1 not compliant (or partial), 2 bad input
-  audit verify REPORT [--public-key FILE] [--page FILE]
+  audit verify REPORT (--public-key FILE | --fingerprint sha256:HEX | --trust FILE) [--page FILE]
             check a report's signature and content (and its Markdown page); exit 1 if tampered
   ${KEYS_USAGE}`;
 
