@@ -29,7 +29,7 @@
  */
 import { fingerprint, generateKeyPair, tryParsePublicKey, zeroKey, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import type { KeyStore } from '../../keymgr/keystore.js';
-import { stepRotation, type ActiveRotation, type PeerFollow, type RotationSettings, type RotationState } from '../../keymgr/rotation.js';
+import { announcedPhaseCounts, stepRotation, type ActiveRotation, type PeerFollow, type RotationSettings, type RotationState } from '../../keymgr/rotation.js';
 import type { RotationStateFile } from '../../keymgr/rotationstore.js';
 import type { DesiredIpsec } from '../ports/ipsec.js';
 import { decodeIpsecKey } from '../plan/annotations.js';
@@ -234,7 +234,11 @@ export class IpsecRotation {
       const report = rep !== undefined && rep.fingerprint === nextFp ? rep.state : 'none';
       return { name, report, handshake: report !== 'none' };
     });
-    const othersRotating = p.nodes.filter((n) => n.name !== this.#o.nodeName && (decodeRotationStatus(n.annotations[ANNOTATIONS.rotation] ?? '')?.phase ?? 'idle') !== 'idle').length;
+    const othersRotating = p.nodes.filter((n) => {
+      if (n.name === this.#o.nodeName) return false;
+      const st = decodeRotationStatus(n.annotations[ANNOTATIONS.rotation] ?? '');
+      return st !== undefined && st.phase !== 'idle' && announcedPhaseCounts(st.since?.getTime(), this.#now(), this.#o.settings);
+    }).length;
     const step = stepRotation(state, {
       now: this.#now(),
       synced: p.synced,
