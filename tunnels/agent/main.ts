@@ -2,6 +2,7 @@
  * `sealnet-agent`: parse config, build the adapters, run the reconciler. Thin on purpose:
  * everything with logic lives in the planner, the reconciler and the drivers.
  */
+import { KeyOwnerBook } from '../../keymgr/keyowners.js';
 import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import { fingerprint } from '../../keymgr/keys.js';
@@ -119,8 +120,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     log.error({ err: describeError(err) }, 'cannot load the key rotation state');
     return 2;
   }
+  const keyOwners = await KeyOwnerBook.open(config.stateDir, (err) => log.warn({ err: describeError(err) }, 'cannot write key-owners.json (first-seen key ownership); retrying on the next change'));
   const reconciler = new Reconciler({
     rpFilter: ensureLooseRpFilter,
+    keyOwners,
     config,
     key: { publicKey: key.publicKey, privateKeyFile: key.privateKeyFile, epoch: key.epoch, createdAt: key.createdAt },
     store,
