@@ -167,9 +167,15 @@ describe('automatic rotation is staggered', () => {
     expect(autoRotationDueAt({ node: 'n', epoch: 1, createdAt: 0, maxKeyAgeMs: 0 })).toBeUndefined();
   });
 
-  it('a clock jump that makes every key due still starts one node at a time', () => {
+  it('never postpones past twice the maximum age, whatever others announce', () => {
     const settings = { ...S, maxKeyAgeMs: day, maxConcurrentAuto: 1 };
-    const old = { publicKey: KEY_A, epoch: 1, createdAt: T0 - 365 * day };
+    const overdue = { publicKey: KEY_A, epoch: 1, createdAt: T0 - 2 * day - 1 };
+    expect(stepRotation(INITIAL_ROTATION_STATE, input({ self: 'n2', settings, currentKey: overdue, othersRotating: 5 })).state.rotation?.reason).toBe('max-key-age');
+  });
+
+  it('a clock jump (under twice the maximum age) that makes every key due still starts one node at a time', () => {
+    const settings = { ...S, maxKeyAgeMs: day, maxConcurrentAuto: 1 };
+    const old = { publicKey: KEY_A, epoch: 1, createdAt: T0 - 2 * day };
     const first = stepRotation(INITIAL_ROTATION_STATE, input({ settings, currentKey: old, othersRotating: 0 }));
     const second = stepRotation(INITIAL_ROTATION_STATE, input({ self: 'n2', settings, currentKey: old, othersRotating: 1 }));
     expect(first.state.rotation?.reason).toBe('max-key-age');

@@ -296,13 +296,28 @@ function idleStep(state: RotationState, input: RotationInput): RotationStep {
   const due = autoRotationDueAt({ node: input.self, epoch: currentKey.epoch, createdAt: currentKey.createdAt, maxKeyAgeMs: settings.maxKeyAgeMs });
   if (due === undefined) return { state, effects: orphan, events: orphanEvents, wakeInMs: undefined };
   if (now < due) return { state, effects: orphan, events: orphanEvents, wakeInMs: due - now };
-  if (input.othersRotating + (input.autoAhead ?? 0) >= settings.maxConcurrentAuto) {
+  // Waiting for others is bounded: past twice the maximum age nothing another node announces
+  // postpones the rotation (a node stuck in, or lying about, a phase cannot hold keys forever).
+  // The price: a clock jump of more than twice the maximum age starts every node at once.
+  const overdue = now - currentKey.createdAt > 2 * settings.maxKeyAgeMs;
+  if (!overdue && input.othersRotating + (input.autoAhead ?? 0) >= settings.maxConcurrentAuto) {
     // Staggered: wait while others rotate, so a clock jump or a cluster installed at once never
     // rotates every node together.
     return { state, effects: orphan, events: orphanEvents, wakeInMs: Math.max(settings.pollMs, 1000) };
   }
   const ageDays = ((now - currentKey.createdAt) / 86_400_000).toFixed(1);
   return start(`age-${input.self}-e${currentKey.epoch + 1}`, 'max-key-age', `key is ${ageDays} days old, maximum ${(settings.maxKeyAgeMs / 86_400_000).toFixed(1)}`);
+}
+
+/**
+ * How long another node's announced rotation phase counts in `othersRotating`: an honest phase
+ * lasts about a grace period and a peer timeout, so ten of those (at least an hour) is generous;
+ * a phase announced for longer, or since a time in the future, is stale and ignored.
+ */
+export function announcedPhaseCounts(since: number | undefined, now: number, settings: Pick<RotationSettings, 'graceMs' | 'peerTimeoutMs'>): boolean {
+  if (since === undefined || !Number.isFinite(since)) return false;
+  const ttl = Math.max(3_600_000, 10 * (settings.graceMs + settings.peerTimeoutMs));
+  return since <= now + 300_000 && now - since <= ttl;
 }
 
 /** What the datapath should look like in a state (derived, never stored). */

@@ -186,6 +186,9 @@ describe('sealctl audit', () => {
     expect(page).toContain('| n1 ↔ n2 | encrypted | yes |');
     const v = await sealctl(['audit', 'verify', join(out, 'report.json'), '--public-key', join(work, 'signer', 'signing.pub')]);
     expect([v.code, v.stdout]).toEqual([0, expect.stringContaining('VALID — signed by sha256:')]);
+    // Unpinned, the same intact report is not accepted; the message says how to pin.
+    const unpinned = await sealctl(['audit', 'verify', join(out, 'report.json')]);
+    expect([unpinned.code, unpinned.stdout]).toEqual([1, expect.stringContaining('pin the signer with --public-key FILE')]);
     compliant = { out, json: json! };
   });
 
@@ -207,7 +210,7 @@ describe('sealctl audit', () => {
     await mkdir(dir, { recursive: true });
     await copyFile(src, join(dir, 'report.json'));
     await writeFile(join(dir, 'report.md'), (await readFile(join(compliant.out, 'report.md'), 'utf8')).replace('| n1 ↔ n2 | encrypted | yes |', '| n1 ↔ n2 | encrypted | yeS |'));
-    const v = await sealctl(['audit', 'verify', join(dir, 'report.json')]);
+    const v = await sealctl(['audit', 'verify', join(dir, 'report.json'), '--public-key', join(work, 'signer', 'signing.pub')]);
     expect([v.code, v.stdout]).toEqual([1, expect.stringContaining('the Markdown page does not match the signed report')]);
   });
 

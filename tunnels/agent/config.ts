@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { parseFlags } from '../../common/args.js';
 import { DEFAULT_STATE_DIR, WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT } from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
-import { canonicalCidr, parseIP } from '../../common/ip.js';
+import { canonicalCidr, parseCidr, parseIP } from '../../common/ip.js';
+import { nonUnicastClass } from '../../common/addrclass.js';
 
 export type { StoreConfig, AgentConfig, RotationConfig, IpsecConfig, StatusConfig, SteeringConfig } from '../ports/config.js';
 import type { StoreConfig, AgentConfig, RotationConfig, IpsecConfig, StatusConfig, SteeringConfig } from '../ports/config.js';
@@ -157,7 +158,7 @@ function cidrList(o: Json, key: string, where: string): string[] {
 }
 
 function validateSteering(st: Json): SteeringConfig {
-  checkKeys(st, ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress', 'nodeToNode'], 'steering');
+  checkKeys(st, ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress', 'nodeToNode', 'nodeCidrs'], 'steering');
   const enabled = bool(st, 'enabled', 'steering.', true);
   const failClosed = bool(st, 'failClosed', 'steering.', true);
   const clusterCidrs = cidrList(st, 'clusterCidrs', 'steering.');
@@ -169,7 +170,13 @@ function validateSteering(st: Json): SteeringConfig {
   // Host traffic reaches the tunnel only through the egress program's redirect (no route: a
   // route to a peer's address via the tunnel would carry the tunnel's own UDP into itself).
   if (nodeToNode && !enabled) throw fieldError('steering.nodeToNode', 'needs steering.enabled: host traffic to other nodes is steered into the tunnel by the BPF program');
-  return { enabled, failClosed, clusterCidrs, exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'), interfaces: ifaces as string[], enforceIngress: bool(st, 'enforceIngress', 'steering.', true), nodeToNode };
+  const nodeCidrs = cidrList(st, 'nodeCidrs', 'steering.');
+  nodeCidrs.forEach((c, i) => {
+    const p = parseCidr(c, { hostBits: 'clear' })!;
+    const why = p.prefixLength < (p.family === 4 ? 8 : 7) ? 'is wider than a /8 (IPv4) or /7 (IPv6)' : nonUnicastClass(p.family, p.network) !== undefined ? `starts in a ${nonUnicastClass(p.family, p.network)!} range` : undefined;
+    if (why !== undefined) throw fieldError(`steering.nodeCidrs[${i}]`, `${c} ${why}; list the networks your nodes' InternalIPs are in`);
+  });
+  return { enabled, failClosed, clusterCidrs, exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'), interfaces: ifaces as string[], enforceIngress: bool(st, 'enforceIngress', 'steering.', true), nodeToNode, nodeCidrs };
 }
 
 /**

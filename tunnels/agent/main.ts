@@ -2,6 +2,9 @@
  * `sealnet-agent`: parse config, build the adapters, run the reconciler. Thin on purpose:
  * everything with logic lives in the planner, the reconciler and the drivers.
  */
+import { readFile } from 'node:fs/promises';
+import { disableCoreDumps } from '../../common/coredump.js';
+import { KeyOwnerBook } from '../../keymgr/keyowners.js';
 import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import { fingerprint } from '../../keymgr/keys.js';
@@ -81,6 +84,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const log: Logger = pino({ level: config.logLevel, base: { node: config.nodeName } });
+  // Before any key is loaded: a core file of the agent would hold them.
+  await disableCoreDumps((p) => readFile(p, 'utf8')).catch((err: unknown) => log.warn({ err: describeError(err) }, 'could not set RLIMIT_CORE to 0 (prlimit); a crash could leave a core file with key material'));
   // Mode ipsec checks the kernel before anything is published, changed or created: a kernel
   // without ESP ends the agent here (status 2), with nothing left behind.
   const metrics = createMetrics();
@@ -119,8 +124,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     log.error({ err: describeError(err) }, 'cannot load the key rotation state');
     return 2;
   }
+  const keyOwners = await KeyOwnerBook.open(config.stateDir, (err) => log.warn({ err: describeError(err) }, 'cannot write key-owners.json (first-seen key ownership); retrying on the next change'));
   const reconciler = new Reconciler({
     rpFilter: ensureLooseRpFilter,
+    keyOwners,
     config,
     key: { publicKey: key.publicKey, privateKeyFile: key.privateKeyFile, epoch: key.epoch, createdAt: key.createdAt },
     store,

@@ -3,11 +3,13 @@
  * deterministically, so `sealctl audit verify` can re-render it and catch an edited page.
  */
 import { formatDuration } from './policy.js';
+import { escapeMarkdown } from '../../common/text.js';
 import type { AuditReport } from './report.js';
 
 function cell(v: string | number | boolean | undefined): string {
   if (v === undefined) return '–';
-  return String(v).replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  // Values come from other nodes' status: no Markdown, HTML or terminal control survives.
+  return escapeMarkdown(String(v));
 }
 
 /** A duration in seconds, short (`42s`, `17m`, `5h`, `12d`). */

@@ -4,7 +4,7 @@
  *   audit [--policy FILE | --profile default|fips] [--out DIR] [--node NAME]...
  *         [--probe-command PROGRAM [--probe-arg ARG]... [--probe-timeout SECONDS]]
  *         [--signing-key FILE | --state-dir DIR]
- *   audit verify REPORT [--public-key FILE] [--page FILE]
+ *   audit verify REPORT (--public-key FILE | --fingerprint sha256:HEX | --trust FILE) [--page FILE]
  *
  * Exit codes: 0 compliant / report valid; 1 not compliant (partial evidence included) / report
  * invalid or tampered; 2 bad input (malformed policy, unknown node, bad flags, existing report).
@@ -24,7 +24,8 @@ import { parsePolicy, profile, type AuditPolicy } from '../audit/policy.js';
 import { CommandProbeAdapter, type ProbeAdapter, type ProbeOutcome } from '../audit/probe.js';
 import { renderMarkdown } from '../audit/render.js';
 import { evaluate, type AuditReport } from '../audit/report.js';
-import { loadOrCreateSigningKey, readPublicKeyFile, signReport } from '../audit/sign.js';
+import { keyFingerprint, loadOrCreateSigningKey, parseB64, readPublicKeyFile, signReport } from '../audit/sign.js';
+import { isObject } from '../../common/json.js';
 import { verifyReportFile } from '../audit/verify.js';
 import { parseFlags } from '../../common/args.js';
 
@@ -102,6 +103,22 @@ export function toolVersion(): string {
   return 'unknown';
 }
 
+/** Where `loadOrCreateSigningKey` writes the public key of `keyFile`. */
+function signerPublicKeyFile(keyFile: string): string {
+  return keyFile.replace(/\.key$/, '') + '.pub';
+}
+
+/** The public key a report file carries (unverified), or undefined. */
+async function embeddedKey(file: string): Promise<Uint8Array | undefined> {
+  try {
+    const doc = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    const sig = isObject(doc) ? doc.signature : undefined;
+    return isObject(sig) && typeof sig.publicKey === 'string' ? parseB64(sig.publicKey, 32) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function loadPolicy(a: AuditArgs): Promise<AuditPolicy> {
   if (a.policyFile === undefined) return profile(a.profile ?? 'default');
   let text: string;
@@ -168,6 +185,7 @@ export async function runAudit(opts: {
         report: reportFile,
         page: pageFile,
         signer: report.signature.publicKeyFingerprint,
+        signerPublicKeyFile: signerPublicKeyFile(key.file),
         signingKeyCreated: key.created,
         probe: report.evidence.probe,
         pairs: report.pairs.map((p) => ({ a: p.a, b: p.b, state: p.state, compliant: p.compliant, partial: p.partial, violations: p.violations.map((v) => v.code) })),
@@ -185,34 +203,69 @@ export async function runAudit(opts: {
     for (const x of report.violations.filter((x) => x.subject === 'cluster')) write(`  ${x.code}: ${x.message}\n`);
     write(`active probe: ${report.evidence.probe.note}\n`);
     write(`report: ${reportFile} (signed by ${key.fingerprint}${key.created ? `, new key ${key.file}` : ''})\npage:   ${pageFile}\n`);
+    write(`signer: ${key.fingerprint}; public key ${signerPublicKeyFile(key.file)} — verify with: sealctl audit verify ${reportFile} --public-key ${signerPublicKeyFile(key.file)} (or --fingerprint ${key.fingerprint})\n`);
     for (const p of problems) write(`store: ${p}\n`);
   }
   return report.verdict === 'compliant' ? 0 : 1;
 }
 
-/** Runs `sealctl audit verify REPORT [--public-key FILE] [--page FILE]`. */
+/** How to pin the signer, for every message that refuses an unpinned verification. */
+export const PIN_HINT = 'pin the signer with --public-key FILE (the signing.pub beside the signing key), --fingerprint sha256:HEX, or --trust FILE (one sha256:HEX fingerprint per line, # comments)';
+
+function normaliseFingerprint(text: string, where: string): string {
+  const m = /^(?:sha256:)?([0-9a-fA-F]{64})$/.exec(text.trim());
+  if (m === null) throw new SealnetError('CONFIG_INVALID', `${where} ${JSON.stringify(text.slice(0, 80))} is not a fingerprint; want sha256: and 64 hex digits`);
+  return `sha256:${m[1]!.toLowerCase()}`;
+}
+
+/**
+ * Runs `sealctl audit verify REPORT (--public-key FILE | --fingerprint HEX | --trust FILE) [--page FILE]`.
+ * A signature checked only against the key the report itself carries proves nothing about who
+ * signed it (anyone can re-sign a forgery), so an unpinned verification always exits non-zero.
+ */
 export async function runVerify(opts: { args: readonly string[]; json: boolean; write?: (s: string) => void }): Promise<number> {
   const write = opts.write ?? ((s: string) => void process.stdout.write(s));
-  const { values, positionals } = parseFlags(opts.args, { prefix: 'audit verify: ', maxPositionals: 1, options: { 'public-key': { type: 'string' }, page: { type: 'string' } } });
+  const { values, positionals } = parseFlags(opts.args, { prefix: 'audit verify: ', maxPositionals: 1, options: { 'public-key': { type: 'string' }, fingerprint: { type: 'string' }, trust: { type: 'string' }, page: { type: 'string' } } });
   const file = positionals[0];
   const pub = values['public-key'];
   const page = values.page;
   if (file === undefined) throw new SealnetError('CONFIG_INVALID', 'audit verify needs a REPORT file');
-  const publicKey = pub === undefined ? undefined : await readPublicKeyFile(pub);
+  let publicKey = pub === undefined ? undefined : await readPublicKeyFile(pub);
+  const pins = new Set<string>();
+  if (values.fingerprint !== undefined) pins.add(normaliseFingerprint(values.fingerprint, '--fingerprint'));
+  if (values.trust !== undefined) {
+    const text = await readFile(values.trust, 'utf8').catch((err: unknown) => Promise.reject(new SealnetError('CONFIG_INVALID', `cannot read trust file ${values.trust}`, { cause: err })));
+    text.split('\n').forEach((line, i) => {
+      const l = line.replace(/#.*/, '').trim();
+      if (l !== '') pins.add(normaliseFingerprint(l, `${values.trust}:${i + 1}:`));
+    });
+    if (pins.size === 0) throw new SealnetError('CONFIG_INVALID', `trust file ${values.trust} lists no fingerprint`);
+  }
   const sibling = file.replace(/\.json$/, '') + '.md';
   const pageFile = page ?? (sibling !== file && existsSync(sibling) ? sibling : undefined);
   if (page !== undefined && !existsSync(page)) throw new SealnetError('CONFIG_INVALID', `page ${page} does not exist`);
+  // A fingerprint pin: the key the report carries must hash to a pinned fingerprint; then it is
+  // checked like a given public key.
+  let pinProblem: string | undefined;
+  if (publicKey === undefined && pins.size > 0) {
+    const embedded = await embeddedKey(file);
+    const fp = embedded === undefined ? undefined : keyFingerprint(embedded);
+    if (embedded !== undefined && fp !== undefined && pins.has(fp)) publicKey = embedded;
+    else pinProblem = `the report's signing key ${fp ?? '(none readable)'} is not a pinned signer (${[...pins].join(', ')})`;
+  }
   let r;
   try {
     r = await verifyReportFile(file, { publicKey, page: pageFile });
   } catch (err) {
     throw new SealnetError('CONFIG_INVALID', `cannot read report ${file}`, { cause: err });
   }
+  const pinned = publicKey !== undefined;
+  const problems = [...r.problems, ...(pinProblem !== undefined ? [pinProblem] : []), ...(!pinned && pinProblem === undefined ? [`the signer is not pinned: ${PIN_HINT}`] : [])];
+  r = { ...r, ok: r.ok && pinned, problems };
   if (opts.json) write(`${JSON.stringify({ file, page: pageFile, ...r })}\n`);
   else {
-    write(r.ok ? `${file}: VALID — signed by ${r.signer}; verdict ${r.verdict}; checked: ${r.checks.join(', ')}\n` : `${file}: INVALID\n`);
+    write(r.ok ? `${file}: VALID — signed by ${r.signer}; verdict ${r.verdict}; checked: ${r.checks.join(', ')}\n` : `${file}: ${pinned ? 'INVALID' : 'NOT VERIFIED'}${r.signer !== undefined ? ` (carries signer ${r.signer})` : ''}\n`);
     for (const p of r.problems) write(`  - ${p}\n`);
-    if (r.ok && r.signerUnpinned) write('  note: no --public-key given: the signature proves the report is intact, not who signed it; pin the signer with --public-key\n');
     if (pageFile === undefined) write('  note: no Markdown page checked\n');
   }
   return r.ok ? 0 : 1;

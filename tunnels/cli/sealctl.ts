@@ -3,6 +3,7 @@
  * validated exactly as the agents decode it), `status` (tunnels/cli/status.ts), `audit` and
  * `audit verify` (tunnels/cli/audit.ts) and `keys rotate` (tunnels/cli/keys.ts).
  */
+import { escapeText } from '../../common/text.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { sodiumReady } from '../../keymgr/keys.js';
 import { decodeNode } from '../plan/annotations.js';
@@ -26,7 +27,7 @@ commands:
         [--probe-command PROGRAM [--probe-arg ARG]... [--probe-timeout S]] [--signing-key FILE | --state-dir DIR]
             check the cluster against a policy; writes DIR/report.json (Ed25519-signed) and
             DIR/report.md; exit 0 compliant, 1 not compliant (or partial), 2 bad input
-  audit verify REPORT [--public-key FILE] [--page FILE]
+  audit verify REPORT (--public-key FILE | --fingerprint sha256:HEX | --trust FILE) [--page FILE]
             check a report's signature and content (and its Markdown page); exit 1 if tampered
   ${KEYS_USAGE}`;
 
@@ -76,10 +77,11 @@ async function cmdNodes(g: Global): Promise<number> {
     process.stdout.write(`${JSON.stringify({ nodes: rows, storeProblems: problems })}\n`);
   } else {
     const lines = [['NODE', 'MODE', 'KEY', 'EPOCH', 'ENDPOINT', 'POD CIDRS', 'PROBLEM']];
-    for (const r of rows) lines.push([r.name, r.mode ?? '-', r.key ?? '-', r.epoch === undefined ? '-' : String(r.epoch), r.endpoint ?? '-', r.podCIDRs.join(','), r.problem ?? '']);
+    // Every cell came from a Node another agent (or anyone with node write access) wrote.
+    for (const r of rows) lines.push([r.name, r.mode ?? '-', r.key ?? '-', r.epoch === undefined ? '-' : String(r.epoch), r.endpoint ?? '-', r.podCIDRs.join(','), r.problem ?? ''].map(escapeText));
     const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
     for (const l of lines) process.stdout.write(`${l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
-    for (const p of problems) process.stdout.write(`store: ${p}\n`);
+    for (const p of problems) process.stdout.write(`store: ${escapeText(p)}\n`);
   }
   return rows.every((r) => r.ok) && problems.length === 0 ? 0 : 1;
 }

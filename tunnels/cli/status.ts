@@ -3,6 +3,7 @@
  * (tunnels/status/report.ts), joined from both ends (tunnels/status/join.ts). Works the same with the
  * file store and through the Kubernetes API server (one LIST of Nodes; no agent port is used).
  */
+import { escapeText } from '../../common/text.js';
 import { sodiumReady } from '../../keymgr/keys.js';
 import { SealnetError } from '../../common/errors.js';
 import { parseFlags } from '../../common/args.js';
@@ -94,14 +95,16 @@ export function renderStatusTable(s: ClusterStatus): string {
       p.partial ? 'PARTIAL' : 'complete',
     ]);
   }
+  // Node names, modes, algorithms and reasons come from other nodes: escaped before printing.
+  for (const r of rows) r.forEach((c, i) => (r[i] = escapeText(c)));
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   for (const r of rows) out.push(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
   const notes = s.pairs.filter((p) => p.notes.length > 0);
   if (notes.length > 0) out.push('', 'why:');
-  for (const p of notes) for (const n of p.notes) out.push(`  ${p.a} ↔ ${p.b}: ${n}`);
+  for (const p of notes) for (const n of p.notes) out.push(escapeText(`  ${p.a} ↔ ${p.b}: ${n}`));
   const bad = s.nodes.filter((n) => n.health !== 'ok');
   if (bad.length > 0) out.push('', 'nodes without usable status (their pairs are PARTIAL):');
-  for (const n of bad) out.push(`  ${n.name}: ${n.health}: ${n.problem ?? ''}`);
+  for (const n of bad) out.push(escapeText(`  ${n.name}: ${n.health}: ${n.problem ?? ''}`));
   if (s.pairs.length === 0) out.push('(no node pairs)');
   return `${out.join('\n')}\n`;
 }
@@ -117,7 +120,7 @@ export async function runStatus(opts: { store: NodeStore; json: boolean; args: r
   if (opts.json) write(`${JSON.stringify({ ...s, storeProblems: problems })}\n`);
   else {
     write(renderStatusTable(s));
-    for (const p of problems) write(`store: ${p}\n`);
+    for (const p of problems) write(`store: ${escapeText(p)}\n`);
   }
   return !s.partial && s.pairs.length > 0 && s.pairs.every((p) => p.state === 'encrypted') ? 0 : 1;
 }

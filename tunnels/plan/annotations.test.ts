@@ -77,7 +77,7 @@ describe('decodeNode (like Kilo TestTranslateNode)', () => {
       () => ({ ok: false, reason: 'version-unsupported', detail: 'node node-a: sealnet.io/version is 2, this agent understands only 1; upgrade sealnet on all nodes' }),
     ],
     ['version 0', () => raw({ ...VALID(), 'sealnet.io/version': '0' }), () => ({ ok: false, reason: 'version-unsupported', detail: 'node node-a: sealnet.io/version is 0, this agent understands only 1; upgrade sealnet on all nodes' })],
-    ['mode missing', () => raw(without('sealnet.io/mode')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is undefined, want "wireguard" or "ipsec"' })],
+    ['mode missing', () => raw(without('sealnet.io/mode')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is missing, want "wireguard" or "ipsec"' })],
     ['mode in capitals', () => raw({ ...VALID(), 'sealnet.io/mode': 'WireGuard' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is "WireGuard", want "wireguard" or "ipsec"' })],
     ['key missing', () => raw(without('sealnet.io/wireguard-public-key')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/wireguard-public-key is missing' })],
     [
@@ -104,9 +104,9 @@ describe('decodeNode (like Kilo TestTranslateNode)', () => {
     [
       'key epoch negative',
       () => raw({ ...VALID(), 'sealnet.io/key-epoch': '-3' }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "-3", want a non-negative integer' }),
+      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "-3", want an integer from 0 to 2147483647' }),
     ],
-    ['key epoch empty', () => raw({ ...VALID(), 'sealnet.io/key-epoch': '' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "", want a non-negative integer' })],
+    ['key epoch empty', () => raw({ ...VALID(), 'sealnet.io/key-epoch': '' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "", want an integer from 0 to 2147483647' })],
     ['no pod CIDRs', () => raw(VALID(), { podCIDRs: [] }), () => ({ ok: false, reason: 'no-pod-cidrs', detail: 'node node-a has no spec.podCIDRs' })],
     [
       'a pod CIDR that is not a CIDR',

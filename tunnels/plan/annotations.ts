@@ -5,6 +5,9 @@
 import { tryParsePublicKey, type PublicKey } from '../../keymgr/keys.js';
 import { ANNOTATIONS, ANNOTATION_PREFIX, ANNOTATION_VERSION } from '../../common/constants.js';
 import { canonicalCidr, compareCidrs, formatIP, parseIP } from '../../common/ip.js';
+import { MAX_KEY_EPOCH, parseEpoch } from '../../common/bounds.js';
+import { nonUnicastText } from '../../common/addrclass.js';
+import { isSafeText, quoteShort } from '../../common/text.js';
 import type { Mode, PeerNode, RawNode, SkipReason } from '../ports/model.js';
 import { decodeRotationReports, decodeRotationStatus } from './rotation-codec.js';
 
@@ -75,13 +78,16 @@ export function decodeNode(raw: RawNode): DecodeResult {
 const decoded = new WeakMap<RawNode, DecodeResult>();
 
 function decodeNodeUncached(raw: RawNode): DecodeResult {
+  // The name goes into every detail and onto terminals; a file store does not validate it like
+  // the API server does.
+  if (!isSafeText(raw.name) || raw.name.length > 253) return fail('annotations-invalid', `node ${quoteShort(raw.name)}: the name holds control or bidi characters or is longer than 253`);
   const a = raw.annotations;
   const hasAny = Object.keys(a).some((k) => k.startsWith(ANNOTATION_PREFIX));
   if (!hasAny) return fail('annotations-missing', `node ${raw.name} has no ${ANNOTATION_PREFIX} annotations yet (agent not started?)`);
 
   const versionText = a[ANNOTATIONS.version];
   if (versionText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is missing`);
-  if (!/^(0|[1-9]\d{0,5})$/.test(versionText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is ${JSON.stringify(versionText)}, want an integer`);
+  if (!/^(0|[1-9]\d{0,5})$/.test(versionText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is ${quoteShort(versionText)}, want an integer`);
   const version = Number(versionText);
   if (version !== ANNOTATION_VERSION) {
     return fail('version-unsupported', `node ${raw.name}: ${ANNOTATIONS.version} is ${version}, this agent understands only ${ANNOTATION_VERSION}; upgrade sealnet on all nodes`);
@@ -89,7 +95,7 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
 
   const mode = a[ANNOTATIONS.mode];
   if (mode !== 'wireguard' && mode !== 'ipsec') {
-    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.mode} is ${JSON.stringify(mode)}, want "wireguard" or "ipsec"`);
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.mode} is ${(mode === undefined ? 'missing' : quoteShort(mode))}, want "wireguard" or "ipsec"`);
   }
 
   const keyText = a[ANNOTATIONS.wireguardPublicKey];
@@ -101,16 +107,20 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
   if (endpointText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is missing`);
   const endpoint = parseEndpoint(endpointText);
   if (endpoint === undefined) {
-    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is ${JSON.stringify(endpointText)}, want "ip:port" or "[ipv6]:port"`);
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is ${quoteShort(endpointText)}, want "ip:port" or "[ipv6]:port"`);
   }
+  // Every node sends its tunnel traffic to this address: only a routable unicast one.
+  const endpointClass = nonUnicastText(endpoint.host);
+  if (endpointClass !== undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} host ${endpoint.host} is ${endpointClass}, want a unicast address`);
 
   const epochText = a[ANNOTATIONS.keyEpoch] ?? '0';
-  if (!/^\d{1,15}$/.test(epochText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${JSON.stringify(epochText)}, want a non-negative integer`);
+  const keyEpoch = parseEpoch(epochText);
+  if (keyEpoch === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}`);
 
   const podCIDRs: string[] = [];
   for (const c of raw.podCIDRs) {
     const canon = canonicalCidr(c);
-    if (canon === undefined) return fail('annotations-invalid', `node ${raw.name}: spec.podCIDRs entry ${JSON.stringify(c)} is not a CIDR`);
+    if (canon === undefined) return fail('annotations-invalid', `node ${raw.name}: spec.podCIDRs entry ${quoteShort(c)} is not a CIDR`);
     podCIDRs.push(canon);
   }
   if (podCIDRs.length === 0) return fail('no-pod-cidrs', `node ${raw.name} has no spec.podCIDRs`);
@@ -125,7 +135,7 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
       wireguardPublicKey: key.key,
       endpointHost: endpoint.host,
       endpointPort: endpoint.port,
-      keyEpoch: Number(epochText),
+      keyEpoch,
       podCIDRs: [...new Set(podCIDRs)],
       internalIPs: raw.internalIPs.filter((ip) => parseIP(ip) !== undefined),
       ...decodeRotation(a, key.key),
@@ -148,7 +158,7 @@ function decodeRotation(a: Readonly<Record<string, string>>, current: PublicKey)
   if ((status?.phase === 'staging' || status?.phase === 'moving') && nextText !== undefined && nextEndpointText !== undefined) {
     const next = tryParsePublicKey(nextText);
     const ep = parseEndpoint(nextEndpointText);
-    if (next.ok && ep !== undefined && next.key !== current) out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
+    if (next.ok && ep !== undefined && nonUnicastText(ep.host) === undefined && next.key !== current) out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
   }
   const reportsText = a[ANNOTATIONS.rotationPeers];
   if (reportsText !== undefined) {
@@ -179,8 +189,9 @@ export function decodeIpsecKey(raw: RawNode): IpsecKeyResult {
   const key = tryParsePublicKey(keyText);
   if (!key.ok) return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey}: ${key.error}` };
   const epochText = a[ANNOTATIONS.ipsecKeyEpoch];
-  if (epochText === undefined || !/^\d{1,15}$/.test(epochText)) {
-    return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : JSON.stringify(epochText)}, want a non-negative integer` };
+  const epoch = parseEpoch(epochText);
+  if (epoch === undefined) {
+    return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}` };
   }
-  return { ok: true, publicKey: key.key, epoch: Number(epochText) };
+  return { ok: true, publicKey: key.key, epoch };
 }

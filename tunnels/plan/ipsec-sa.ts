@@ -8,7 +8,7 @@ import type { PublicKey } from '../../keymgr/keys.js';
 import { compareCidrs, parseCidr, parseIP } from '../../common/ip.js';
 import { SealnetError } from '../../common/errors.js';
 import type { DesiredIpsec, DesiredIpsecPeer, DesiredSa } from '../ports/ipsec.js';
-import { SpiAllocator, type SpiNode } from './spi.js';
+import { SpiAllocator, type SpiNode, type SpiRange } from './spi.js';
 import type { AeadKeyBits, XfrmMark } from '../ports/xfrm-types.js';
 
 /** One published IPsec key of a node. */
@@ -44,6 +44,8 @@ export interface IpsecPlanInput {
   readonly keyBits: AeadKeyBits;
   readonly replayWindow: number;
   readonly policyMark?: XfrmMark | undefined;
+  /** SPI range; sealnet's by default (tests narrow it to force collisions). */
+  readonly spiRange?: SpiRange | undefined;
 }
 
 /** A peer the IPsec plan could not include. */
@@ -85,10 +87,11 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
       universe.splice(universe.indexOf(u), 1, { name: n.name, epochs: [...new Set([...u.epochs, ...epochs])] });
     }
   }
-  const spis = new SpiAllocator(universe);
+  const spis = new SpiAllocator(universe, input.spiRange);
 
   const peers: DesiredIpsecPeer[] = [];
   const skipped: IpsecSkip[] = [];
+  const stateOwner = new Map<string, string>();
   for (const peer of [...input.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (peer.name === self.name) continue;
     const peerKey = keyOf(peer, peer.currentEpoch);
@@ -120,6 +123,17 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
       }
     }
     inbound.sort((a, b) => a.spi - b.spi);
+    // The kernel keys an SA by (destination, SPI): two desired SAs with one key would replace
+    // each other on every pass. A peer that would add such a duplicate is refused whole (peers
+    // are visited by name, so the outcome is deterministic); the allocator keeps SPIs unique per
+    // receiving node, so this only happens when two nodes share an address.
+    const stateKeys = [`${peer.address}/${outbound.spi}`, ...inbound.map((sa) => `${self.address}/${sa.spi}`)];
+    const clash = stateKeys.find((k, i) => stateOwner.has(k) || stateKeys.indexOf(k) !== i);
+    if (clash !== undefined) {
+      skipped.push({ node: peer.name, detail: `SA (destination, SPI) ${clash} is already planned${stateOwner.has(clash) ? ` for node ${stateOwner.get(clash)!}` : ''}` });
+      continue;
+    }
+    for (const k of stateKeys) stateOwner.set(k, peer.name);
     peers.push({ node: peer.name, localAddress: self.address, remoteAddress: peer.address, localCIDRs, remoteCIDRs, outbound, inbound });
   }
   return {

@@ -87,9 +87,9 @@ describe('plan with node-to-node encryption: addresses left out', () => {
     expect(wide['node-c']).toStrictEqual(['100.64.3.0/24', 'fd00:198:18::3/128']);
   });
 
-  it('an address two nodes claim goes to neither', () => {
+  it("an address two nodes claim goes to the node whose endpoint it is (a copier cannot take a node's own address)", () => {
     const got = allowed(from('node-a', { nodes: [...C.nodes, nodeF(['198.18.0.2', '198.18.0.6'])], config: N2N() }));
-    expect(got['node-b']).toStrictEqual(['100.64.2.0/24']);
+    expect(got['node-b']).toStrictEqual(['100.64.2.0/24', '198.18.0.2/32']);
     expect(got['node-f']).toStrictEqual(['100.64.6.0/24', '198.18.0.6/32']);
   });
 

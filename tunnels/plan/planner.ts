@@ -6,7 +6,8 @@
 import type { PublicKey } from '../../keymgr/keys.js';
 import { tunnelMtu } from '../../common/mtu.js';
 import { decodeNode } from './annotations.js';
-import { cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
+import { canonicalIP, cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
+import { nonUnicastClass } from '../../common/addrclass.js';
 import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
 import type { DesiredPeer, DesiredRoute, DesiredWireGuardState, Mode, PeerNode, RawNode, SkippedNode } from '../ports/model.js';
 
@@ -51,8 +52,18 @@ export interface PlanConfig {
    * to a node address into the tunnel, and a route to a peer's own endpoint address through the
    * tunnel would carry the tunnel's encrypted UDP into itself.
    */
-  readonly nodeToNode?: { readonly exemptCidrs: readonly string[] } | undefined;
+  readonly nodeToNode?: { readonly exemptCidrs: readonly string[]; readonly nodeCidrs?: readonly string[] | undefined } | undefined;
 }
+
+/**
+ * Where node addresses may lie when `steering.nodeCidrs` is not set: the private, shared and
+ * benchmarking ranges (RFC 1918, 100.64.0.0/10, 198.18.0.0/15) and IPv6 ULA. A node claiming a
+ * public resolver or the cloud metadata address as its InternalIP gets nothing.
+ */
+export const DEFAULT_NODE_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '198.18.0.0/15', 'fc00::/7'];
+
+/** At most this many node-to-node host prefixes per node (dual-stack nodes have two or three). */
+export const MAX_NODE_ADDRESSES = 8;
 
 /** Everything `plan()` reads. */
 export interface PlanInput {
@@ -71,6 +82,11 @@ export interface PlanInput {
    * moves onto a path that does not work yet.
    */
   readonly handshakes?: ReadonlySet<string>;
+  /**
+   * Node-to-node host prefix → node that held it after the previous successful apply. When two
+   * nodes claim one address, this owner keeps it (a newcomer cannot take a working node's address).
+   */
+  readonly establishedAddresses?: Readonly<Record<string, string>>;
 }
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -82,6 +98,9 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   const skipped: SkippedNode[] = [];
   const selfRaw = input.nodes.find((n) => n.name === self.name);
   const ownCidrs = (selfRaw?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
+
+  const selfDecoded = selfRaw === undefined ? undefined : decodeNode(selfRaw);
+  const ownHosts = new Set([...self.localAddresses.map(canonicalIP), ...(selfDecoded?.ok === true ? [selfDecoded.node.endpointHost] : [])]);
 
   // 1. Decode every remote node on its own: one bad node never affects another.
   const decoded: PeerNode[] = [];
@@ -100,6 +119,12 @@ export function plan(input: PlanInput): DesiredWireGuardState {
       skipped.push({ name: raw.name, reason: 'key-equals-self', detail: `node ${raw.name} publishes this node's own public key` });
       continue;
     }
+    // A node's endpoint host must not be one of this node's addresses: this node would send
+    // its tunnel traffic to itself, or (IPsec) hold an SA pair with itself as both ends.
+    if (ownHosts.has(r.node.endpointHost)) {
+      skipped.push({ name: raw.name, reason: 'endpoint-conflict', detail: `node ${raw.name} publishes endpoint host ${r.node.endpointHost}, an address of this node` });
+      continue;
+    }
     const ownOverlap = r.node.podCIDRs.find((c) => ownCidrs.some((o) => { const p = parseCidr(c, { hostBits: 'clear' }); return p !== undefined && cidrsOverlap(p, o); }));
     if (ownOverlap !== undefined) {
       skipped.push({ name: raw.name, reason: 'pod-cidr-conflict', detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs` });
@@ -108,7 +133,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
     decoded.push(r.node);
   }
 
-  // 2. Conflicts between remote nodes: a shared key or overlapping pod CIDRs. The established
+  // 2. Conflicts between remote nodes: a shared key, a shared endpoint host or overlapping pod CIDRs. The established
   //    owner (if any) keeps it; everyone else involved is skipped.
   const accepted = resolveConflicts(decoded, established, skipped);
 
@@ -116,7 +141,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   //    key; the pod CIDRs belong to exactly one of them (see rotationPeers()).
   const mtu = tunnelMtu({ underlayMtu: config.underlayMtu, mode: config.mode, family: config.underlayFamily, overlay: config.overlay ?? 'none' });
   const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
-  const nodeIPs = config.nodeToNode === undefined ? new Map<string, string[]>() : nodeAddresses(accepted, { self: selfRaw, ownCidrs, exempt: config.nodeToNode.exemptCidrs });
+  const nodeIPs = config.nodeToNode === undefined ? new Map<string, string[]>() : nodeAddresses(accepted, { self: selfRaw, ownCidrs, exempt: config.nodeToNode.exemptCidrs, allowed: config.nodeToNode.nodeCidrs ?? DEFAULT_NODE_CIDRS, previous: input.establishedAddresses ?? {} });
   const { peers, following } = rotationPeers(accepted, { self, config, handshakes: input.handshakes ?? new Set(), nodeIPs });
   const via = self.rotation?.viaIncoming ?? [];
   const routes: DesiredRoute[] = [];
@@ -193,33 +218,53 @@ function rotationPeers(
 
 /**
  * Node-to-node encryption: each accepted node's InternalIPs as host prefixes (/32, /128),
- * canonical and sorted. Left out: an address inside `exempt` (always plaintext), one of this
- * node's own addresses, one inside any pod CIDR (a host prefix inside another peer's pod CIDR
- * would pull part of that peer's traffic to this one), and one that two nodes claim (neither
- * gets it; the steering map then drops it as a prefix nobody owns).
+ * canonical and sorted. Another node chooses these addresses, and every node sends its host
+ * traffic for them into that node's tunnel, so only these are taken: unicast (never loopback,
+ * link-local, multicast, unspecified, IPv4-mapped), inside `allowed` (the configured node
+ * networks), outside `exempt` (always plaintext), not one of this node's own addresses, not
+ * inside any pod CIDR (a host prefix inside another peer's pod CIDR would pull part of that
+ * peer's traffic to this one), at most {@link MAX_NODE_ADDRESSES} per node (in the order listed).
+ * An address two nodes claim goes to the node whose endpoint it is, else to its previous owner,
+ * else to nobody (the steering map then drops it as a prefix nobody owns).
  */
 function nodeAddresses(
   accepted: readonly PeerNode[],
-  ctx: { readonly self: RawNode | undefined; readonly ownCidrs: readonly Cidr[]; readonly exempt: readonly string[] },
+  ctx: { readonly self: RawNode | undefined; readonly ownCidrs: readonly Cidr[]; readonly exempt: readonly string[]; readonly allowed: readonly string[]; readonly previous: Readonly<Record<string, string>> },
 ): Map<string, string[]> {
   const exempt = ctx.exempt.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
+  const allowed = ctx.allowed.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
   const pods = [...ctx.ownCidrs, ...accepted.flatMap((n) => n.podCIDRs.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined))];
   const own = new Set((ctx.self?.internalIPs ?? []).map(hostPrefix));
-  const claims = new Map<string, number>();
-  const byNode = new Map<string, string[]>();
+  const claims = new Map<string, string[]>();
   for (const n of accepted) {
     const mine = new Set<string>();
     for (const a of n.internalIPs) {
+      if (mine.size >= MAX_NODE_ADDRESSES) break;
+      const ip = parseIP(a);
+      if (ip === undefined || nonUnicastClass(ip.family, ip.value) !== undefined) continue;
       const h = hostPrefix(a);
       const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
       if (h === undefined || c === undefined || own.has(h) || mine.has(h)) continue;
+      if (!allowed.some((e) => cidrsOverlap(e, c))) continue;
       if (exempt.some((e) => cidrsOverlap(e, c)) || pods.some((p) => cidrsOverlap(p, c))) continue;
       mine.add(h);
-      claims.set(h, (claims.get(h) ?? 0) + 1);
+      const list = claims.get(h);
+      if (list === undefined) claims.set(h, [n.name]);
+      else list.push(n.name);
     }
-    byNode.set(n.name, [...mine]);
   }
-  for (const [name, list] of byNode) byNode.set(name, list.filter((h) => claims.get(h) === 1).sort(compareCidrs));
+  const endpointOwner = new Map(accepted.map((n) => [hostPrefix(n.endpointHost), n.name]));
+  const byNode = new Map<string, string[]>(accepted.map((n) => [n.name, []]));
+  for (const [h, names] of claims) {
+    let owner: string | undefined = names.length === 1 ? names[0] : undefined;
+    if (names.length > 1) {
+      const ep = endpointOwner.get(h);
+      const prev = ctx.previous[h];
+      owner = ep !== undefined && names.includes(ep) ? ep : prev !== undefined && names.includes(prev) ? prev : undefined;
+    }
+    if (owner !== undefined) byNode.get(owner)!.push(h);
+  }
+  for (const list of byNode.values()) list.sort(compareCidrs);
   return byNode;
 }
 
@@ -238,13 +283,15 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
   const loser = new Map<string, SkippedNode>();
   // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
   // visited in (i, j) order so the outcome is what the pairwise definition gives.
-  const pairs = new Map<number, Map<number, 'duplicate-key' | 'pod-cidr-conflict'>>();
-  const mark = (x: number, y: number, what: 'duplicate-key' | 'pod-cidr-conflict'): void => {
+  type Conflict = 'duplicate-key' | 'endpoint-conflict' | 'pod-cidr-conflict';
+  const pairs = new Map<number, Map<number, Conflict>>();
+  const mark = (x: number, y: number, what: Conflict): void => {
     if (x === y) return;
     const [i, j] = x < y ? [x, y] : [y, x];
     let row = pairs.get(i);
     if (row === undefined) pairs.set(i, (row = new Map()));
-    if (row.get(j) !== 'duplicate-key') row.set(j, what);
+    // The first reason found for a pair stays (keys, then endpoints, then pod CIDRs).
+    if (!row.has(j)) row.set(j, what);
   };
   const byKey = new Map<string, number[]>();
   nodes.forEach((n, i) => {
@@ -253,6 +300,15 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
     else list.push(i);
   });
   for (const list of byKey.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'duplicate-key');
+  // Two nodes with one endpoint host: tunnel traffic meant for one reaches the other, and in mode
+  // ipsec two SAs could share (destination, SPI). The host alone counts, not the port.
+  const byHost = new Map<string, number[]>();
+  nodes.forEach((n, i) => {
+    const list = byHost.get(n.endpointHost);
+    if (list === undefined) byHost.set(n.endpointHost, [i]);
+    else list.push(i);
+  });
+  for (const list of byHost.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'endpoint-conflict');
   // Prefixes either nest or are disjoint: sorted by (family, network, length), a prefix overlaps
   // exactly the ones still open on the stack of enclosing prefixes.
   const spans: { family: 4 | 6; start: bigint; end: bigint; len: number; node: number }[] = [];
@@ -279,7 +335,10 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
       const what = row.get(j)!;
       const aOwns = established[a.name] === a.wireguardPublicKey;
       const bOwns = established[b.name] === b.wireguardPublicKey;
-      const detail = what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key` : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
+      const detail =
+        what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key`
+        : what === 'endpoint-conflict' ? `nodes ${a.name} and ${b.name} publish the same endpoint host ${a.endpointHost}`
+        : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
       // Only a sole established owner keeps it; if both or neither were established, both lose.
       const aKeeps = aOwns && !bOwns;
       const bKeeps = bOwns && !aOwns;

@@ -13,6 +13,8 @@
 import { isValidRotationId, type RotationPhase } from '../../keymgr/rotation.js';
 import type { AnnouncedPhase, PeerRotationReport } from '../ports/model.js';
 import { isObject } from '../../common/json.js';
+import { isValidEpoch } from '../../common/bounds.js';
+import { isSafeText } from '../../common/text.js';
 
 export type { AnnouncedPhase, PeerRotationReport } from '../ports/model.js';
 
@@ -96,7 +98,7 @@ export function decodeRotationStatus(text: string): RotationStatus | undefined {
   if (v.last !== undefined) {
     const l = v.last;
     const completedAt = isObject(l) ? date(l.completedAt) : undefined;
-    if (!isObject(l) || !isValidRotationId(l.id) || completedAt === undefined || !Number.isSafeInteger(l.epoch) || !Array.isArray(l.lagging) || !l.lagging.every((x) => typeof x === 'string')) return undefined;
+    if (!isObject(l) || !isValidRotationId(l.id) || completedAt === undefined || !isValidEpoch(l.epoch) || !Array.isArray(l.lagging) || !l.lagging.every((x) => typeof x === 'string' && NODE.test(x))) return undefined;
     last = { id: l.id, completedAt, epoch: l.epoch as number, lagging: l.lagging as string[] };
   }
   const since = date(v.since);
@@ -105,10 +107,10 @@ export function decodeRotationStatus(text: string): RotationStatus | undefined {
     phase,
     ...(phase !== 'idle' ? { id: v.id as string } : {}),
     ...(since !== undefined ? { since } : {}),
-    ...(Number.isSafeInteger(v.epoch) ? { epoch: v.epoch as number } : {}),
+    ...(isValidEpoch(v.epoch) ? { epoch: v.epoch as number } : {}),
     ...(graceUntil !== undefined ? { graceUntil } : {}),
     ...(last !== undefined ? { last } : {}),
-    ...(typeof v.error === 'string' ? { error: v.error.slice(0, 500) } : {}),
+    ...(typeof v.error === 'string' && isSafeText(v.error) ? { error: v.error.slice(0, 500) } : {}),
   };
 }
 

@@ -96,4 +96,10 @@ export interface SteeringConfig {
    * (tunnels/reconcile/nodetonode.ts). Traffic to or from `exemptCidrs` (the API server) stays plaintext.
    */
   readonly nodeToNode: boolean;
+  /**
+   * Networks node addresses (InternalIPs) must lie in to be encrypted node-to-node; empty: the
+   * planner's default (private, shared and benchmarking ranges, ULA). Another node chooses its
+   * addresses, so an address outside these (a public resolver, a metadata service) is ignored.
+   */
+  readonly nodeCidrs: readonly string[];
 }

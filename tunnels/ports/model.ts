@@ -56,6 +56,8 @@ export type SkipReason =
   | 'key-equals-self'
   | 'no-pod-cidrs'
   | 'pod-cidr-conflict'
+  /** Its endpoint host is another node's (the established owner keeps it) or this node's own. */
+  | 'endpoint-conflict'
   /** Mode ipsec: the pair cannot be built (no key for the node's epoch, address families differ). */
   | 'ipsec-unusable';
 

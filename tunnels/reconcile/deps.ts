@@ -2,6 +2,7 @@
  * What the reconcile loop and its passes are given: config, own key, node store and every driver
  * port. Built by the agent (tunnels/agent/main.ts), the one place that wires real drivers.
  */
+import type { KeyOwnerBook } from '../../keymgr/keyowners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentMetrics } from '../../common/metrics.js';
@@ -42,6 +43,11 @@ export interface ReconcilerDeps {
    * links report the step as failed; steering still follows the tunnel.
    */
   readonly rpFilter?: ((link: string) => Promise<boolean>) | undefined;
+  /**
+   * First-seen key ownership kept in the state dir (keymgr/keyowners.ts): an agent without
+   * in-memory history (a restart, a new node) prefers the older claim to a copied key.
+   */
+  readonly keyOwners?: Pick<KeyOwnerBook, 'owners' | 'record'> | undefined;
 }
 
 /** What the agent builds for mode ipsec at start-up (tunnels/agent/ipsec.ts). */

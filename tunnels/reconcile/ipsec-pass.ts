@@ -24,6 +24,7 @@ import { planIpsec, type IpsecPlanNode } from '../plan/ipsec-sa.js';
 import type { SpiNode } from '../plan/spi.js';
 import { decodeIpsecKey, decodeNode, encodeIpsecKey, encodeNode, type IpsecKeyResult } from '../plan/annotations.js';
 import { canonicalCidr, parseIP } from '../../common/ip.js';
+import { isValidEpoch, MAX_KEY_EPOCH } from '../../common/bounds.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY } from '../../common/constants.js';
 import { diffRoutes } from '../plan/diff.js';
 import { SealnetError } from '../../common/errors.js';
@@ -81,6 +82,12 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     if (!k.ok) continue;
     const raw = input.nodes.find((n) => n.name === name)!;
     const all = peerIpsecKeys(raw, { epoch: k.epoch, publicKey: k.publicKey });
+    // The decoders bound every epoch; this check keeps the allocator's domain a local fact, so
+    // that one node's numbers can never make the allocator throw for the whole pass.
+    if (!all.keys.every((e) => isValidEpoch(e.epoch))) {
+      keys.set(name, { ok: false, reason: 'annotations-invalid', detail: `node ${name}: an IPsec key epoch is outside 0..${MAX_KEY_EPOCH}` });
+      continue;
+    }
     rotating.set(name, all);
     universe.push({ name, epochs: all.keys.map((e) => e.epoch) });
   }

@@ -11,6 +11,7 @@
  * failures, stops at dependent ones, and reports what it reached. Nothing is pruned before the
  * store synced, and only sealnet-owned objects are ever deleted. Never throws.
  */
+import { establishedWithOwners } from '../../keymgr/keyowners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
@@ -32,6 +33,10 @@ import { NodeToNodeLinks, tunnelLinkAddress } from './nodetonode.js';
 export interface WireGuardPassState {
   /** Node → key of the peers the last successful apply programmed (or adopted at start). */
   established: Record<string, PublicKey>;
+  /** Node-to-node host prefix → node, as the last successful apply programmed them. */
+  addressOwners: Record<string, string>;
+  /** Key-ownership conflicts already logged (key/claimant). */
+  readonly ownerConflictsLogged: Set<string>;
   /** The first pass adopted the kernel's peers as established. */
   adopted: boolean;
   /** The kernel as the last clean pass left it (kernelview.ts); undefined: read it. */
@@ -45,7 +50,7 @@ export interface WireGuardPassState {
 /** A fresh {@link WireGuardPassState}; `rpFilter` comes from {@link ReconcilerDeps.rpFilter}. */
 export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boolean>) | undefined): WireGuardPassState {
   const rp = rpFilter ?? (async (link: string) => Promise.reject(new SealnetError('INTERNAL', `cannot set rp_filter on ${link}: no rp_filter setter wired into the reconciler`)));
-  return { established: {}, adopted: false, view: undefined, rotationDatapath: undefined, nodeToNodeLinks: new NodeToNodeLinks(rp) };
+  return { established: {}, addressOwners: {}, ownerConflictsLogged: new Set(), adopted: false, view: undefined, rotationDatapath: undefined, nodeToNodeLinks: new NodeToNodeLinks(rp) };
 }
 
 type LinkSpec = { name: string; listenPort: number; privateKeyFile: string; publicKey: PublicKey };
@@ -296,8 +301,9 @@ export class WireGuardPass {
           ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
           ...(rot !== undefined && incoming !== undefined ? { rotation: { link: { name: incoming.name, listenPort: incoming.listenPort }, publicKey: incoming.publicKey, viaIncoming: rot.viaIncoming } } : {}),
         },
-        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu: this.underlayMtu, underlayFamily: this.endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs } : undefined },
-        established: this.s.established,
+        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu: this.underlayMtu, underlayFamily: this.endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs, ...(config.steering.nodeCidrs.length > 0 ? { nodeCidrs: config.steering.nodeCidrs } : {}) } : undefined },
+        established: this.withOwners(),
+        establishedAddresses: this.s.addressOwners,
         // A key counts as shaken hands only on every link: each link moves its allowed IPs in
         // its own `wg set`, and a link must not move them to a key it has no session with.
         handshakes: handshakesOnEveryLink([this.observed.peers, ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : [])]),
@@ -498,10 +504,39 @@ export class WireGuardPass {
     }
   }
 
+  /** The established set, completed from first-seen ownership for nodes it does not know. */
+  private withOwners(): Record<string, PublicKey> {
+    const book = this.d.keyOwners;
+    const published: Record<string, string> = {};
+    const claims: Record<string, string[]> = {};
+    for (const raw of this.nodes) {
+      if (raw.name === this.d.config.nodeName) continue;
+      const r = decodeNode(raw);
+      if (!r.ok) continue;
+      published[raw.name] = r.node.wireguardPublicKey;
+      claims[raw.name] = [r.node.wireguardPublicKey];
+    }
+    if (book === undefined) return this.s.established;
+    const conflicts = book.record(claims, Date.now());
+    for (const c of conflicts) {
+      // Once per (key, claimant): a lasting conflict must not write a line every pass.
+      const id = `${c.key}/${c.claimant}`;
+      if (this.s.ownerConflictsLogged.has(id) || this.s.ownerConflictsLogged.size > 10_000) continue;
+      this.s.ownerConflictsLogged.add(id);
+      this.d.log.warn({ node: c.claimant, owner: c.owner || undefined, key: fingerprint(c.key as PublicKey) }, 'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it');
+    }
+    return establishedWithOwners(this.s.established, book.owners, published) as Record<string, PublicKey>;
+  }
+
   /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
   private recordEstablished(): void {
     const peers = this.desired.tunnel.peers.filter((p) => p.next !== true);
-    if (this.peersOk) this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+    if (this.peersOk) {
+      this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+      // Node-to-node host prefixes (/32, /128 outside the node's pod CIDRs) and who holds them.
+      const pods = new Set(this.desired.routes.map((r) => r.dst));
+      this.s.addressOwners = Object.fromEntries(peers.flatMap((p) => p.allowedIPs.filter((a) => !pods.has(a) && /\/(32|128)$/.test(a)).map((a) => [a, p.node])));
+    }
     this.d.metrics.peers.set(peers.length);
   }
 

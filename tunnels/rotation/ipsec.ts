@@ -29,11 +29,12 @@
  */
 import { fingerprint, generateKeyPair, tryParsePublicKey, zeroKey, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import type { KeyStore } from '../../keymgr/keystore.js';
-import { stepRotation, type ActiveRotation, type PeerFollow, type RotationSettings, type RotationState } from '../../keymgr/rotation.js';
+import { announcedPhaseCounts, stepRotation, type ActiveRotation, type PeerFollow, type RotationSettings, type RotationState } from '../../keymgr/rotation.js';
 import type { RotationStateFile } from '../../keymgr/rotationstore.js';
 import type { DesiredIpsec } from '../ports/ipsec.js';
 import { decodeIpsecKey } from '../plan/annotations.js';
 import { ANNOTATIONS } from '../../common/constants.js';
+import { parseEpoch } from '../../common/bounds.js';
 import { describeError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { RawNode } from '../ports/model.js';
@@ -55,10 +56,12 @@ export function encodeEpochKey(k: IpsecKey): string {
 
 /** Parses {@link encodeEpochKey}; undefined when malformed or a low-order point. */
 export function decodeEpochKey(text: string | undefined): IpsecKey | undefined {
-  const m = /^(\d{1,15}):(\S+)$/.exec(text ?? '');
+  const m = /^(\d{1,10}):(\S+)$/.exec(text ?? '');
   if (m === null) return undefined;
+  const epoch = parseEpoch(m[1]);
+  if (epoch === undefined) return undefined;
   const k = tryParsePublicKey(m[2]!);
-  return k.ok ? { epoch: Number(m[1]), publicKey: k.key } : undefined;
+  return k.ok ? { epoch, publicKey: k.key } : undefined;
 }
 
 /**
@@ -72,7 +75,11 @@ export function peerIpsecKeys(raw: RawNode, current: IpsecKey): { keys: IpsecKey
   const keys: IpsecKey[] = [current];
   const next = decodeEpochKey(a[ANNOTATIONS.ipsecNextKey]);
   const previous = decodeEpochKey(a[ANNOTATIONS.ipsecPreviousKey]);
-  for (const k of [next, previous]) if (k !== undefined && !keys.some((x) => x.epoch === k.epoch || x.publicKey === k.publicKey)) keys.push(k);
+  // A rotation moves one epoch at a time (keymgr: next = current + 1, and the previous key of
+  // grace is current − 1): any other jump is refused, so a node cannot pick arbitrary epochs
+  // for its extra keys to steer SPIs.
+  const fits = (k: IpsecKey | undefined, delta: number): k is IpsecKey => k !== undefined && k.epoch === current.epoch + delta;
+  for (const [k, delta] of [[next, 1], [previous, -1]] as const) if (fits(k, delta) && !keys.some((x) => x.epoch === k.epoch || x.publicKey === k.publicKey)) keys.push(k);
   const sendEpoch = status?.phase === 'moving' && next !== undefined && keys.includes(next) ? next.epoch : current.epoch;
   return { keys: keys.sort((x, y) => x.epoch - y.epoch), sendEpoch };
 }
@@ -227,7 +234,11 @@ export class IpsecRotation {
       const report = rep !== undefined && rep.fingerprint === nextFp ? rep.state : 'none';
       return { name, report, handshake: report !== 'none' };
     });
-    const othersRotating = p.nodes.filter((n) => n.name !== this.#o.nodeName && (decodeRotationStatus(n.annotations[ANNOTATIONS.rotation] ?? '')?.phase ?? 'idle') !== 'idle').length;
+    const othersRotating = p.nodes.filter((n) => {
+      if (n.name === this.#o.nodeName) return false;
+      const st = decodeRotationStatus(n.annotations[ANNOTATIONS.rotation] ?? '');
+      return st !== undefined && st.phase !== 'idle' && announcedPhaseCounts(st.since?.getTime(), this.#now(), this.#o.settings);
+    }).length;
     const step = stepRotation(state, {
       now: this.#now(),
       synced: p.synced,

@@ -15,6 +15,7 @@ import type { KeyStore } from '../../keymgr/keystore.js';
 import {
   autoRotationDueAt,
   DEFAULT_ROTATION_SETTINGS,
+  announcedPhaseCounts,
   rotationIntent,
   stepRotation,
   type PeerFollow,
@@ -33,7 +34,7 @@ import type { Logger } from '../../common/logger.js';
 import { recordRotation, type AgentMetrics } from '../../common/metrics.js';
 import type { DesiredPeer, RawNode } from '../ports/model.js';
 import type { ObservedPeer } from '../ports/index.js';
-import { decodeRotateRequest, encodeRotationReports, encodeRotationStatus, type PeerRotationReport, type RotationStatus } from '../plan/rotation-codec.js';
+import { decodeRotateRequest, decodeRotationStatus, encodeRotationReports, encodeRotationStatus, type PeerRotationReport, type RotationStatus } from '../plan/rotation-codec.js';
 
 /** One of this node's WireGuard links with the key it should hold. */
 export interface OwnLink {
@@ -275,7 +276,7 @@ export class RotationController {
           nextKey: keys.next === undefined ? undefined : { publicKey: keys.next.publicKey, epoch: keys.next.epoch },
           request: request?.ok === true ? { id: request.request.id } : undefined,
           peers: this.follows(facts.nodes, facts.peers, facts.incomingHandshakes),
-          othersRotating: this.othersRotating(facts.nodes),
+          othersRotating: this.othersRotating(facts.nodes, this.now()),
           autoAhead: this.autoAhead(facts.nodes, keys.current),
           activeLinkPresent: facts.activeLinkPresent,
           applied: facts.applied,
@@ -351,12 +352,16 @@ export class RotationController {
     return [...names].sort().map((name) => ({ name, report: reports.get(name) ?? 'none', handshake: handshakes.has(name) }));
   }
 
-  private othersRotating(nodes: readonly RawNode[]): number {
+  private othersRotating(nodes: readonly RawNode[], now: number): number {
     let n = 0;
     for (const raw of nodes) {
       if (raw.name === this.o.nodeName) continue;
       const d = decodeNode(raw);
-      if (d.ok && d.node.rotationPhase !== undefined) n++;
+      if (!d.ok || d.node.rotationPhase === undefined) continue;
+      // Only a fresh announcement counts: a node stuck in (or lying about) a phase does not hold
+      // every other node's automatic rotation forever.
+      const st = decodeRotationStatus(raw.annotations[ANNOTATIONS.rotation] ?? '');
+      if (announcedPhaseCounts(st?.since?.getTime(), now, this.o.settings)) n++;
     }
     return n;
   }

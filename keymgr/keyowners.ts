@@ -1,0 +1,168 @@
+/**
+ * First-seen key ownership, `<stateDir>/key-owners.json` (0600, atomic replace): which node a
+ * public key was first seen with. An agent without it (a new node, a restarted IPsec agent)
+ * could not tell the honest owner of a key from a node that copied it, and skipped both; with
+ * it, the older claim wins. Public data only (keys and node names).
+ */
+import { constants as fsc } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { errnoCode, ioError, writeAtomic } from './atomicfile.js';
+
+/** Name of the file inside the state directory. */
+export const KEY_OWNERS_FILE = 'key-owners.json';
+/** At most this many keys are remembered (the most recently seen win); bounds file and memory. */
+export const MAX_KEY_OWNERS = 16_384;
+const MAX_BYTES = 4 * 1024 * 1024;
+
+/** Key → the node it was first seen with, and when (ms), and when last seen (ms). */
+export type KeyOwners = Readonly<Record<string, { readonly node: string; readonly firstSeen: number; readonly lastSeen: number }>>;
+
+/** What {@link recordOwners} found. */
+export interface OwnersUpdate {
+  readonly owners: KeyOwners;
+  /** Keys a node publishes that another node was seen with first (count them, alert on them). */
+  readonly conflicts: readonly { readonly key: string; readonly owner: string; readonly claimant: string }[];
+}
+
+/**
+ * Adds every key of `claims` (node → keys it publishes) not yet known, as owned by that node;
+ * a key already owned by another node is a conflict (the older claim stays). Pure.
+ */
+export function recordOwners(prev: KeyOwners, claims: Readonly<Record<string, readonly string[]>>, now: number): OwnersUpdate {
+  const next: Record<string, { node: string; firstSeen: number; lastSeen: number }> = { ...prev };
+  const conflicts: { key: string; owner: string; claimant: string }[] = [];
+  // Two nodes claiming one new key in the same snapshot: neither is older, nobody owns it.
+  const fresh = new Map<string, string[]>();
+  for (const node of Object.keys(claims).sort()) {
+    for (const key of claims[node]!) {
+      const o = next[key];
+      if (o === undefined) {
+        const list = fresh.get(key);
+        if (list === undefined) fresh.set(key, [node]);
+        else list.push(node);
+      } else if (o.node === node) next[key] = { ...o, lastSeen: now };
+      else conflicts.push({ key, owner: o.node, claimant: node });
+    }
+  }
+  for (const [key, nodes] of fresh) {
+    if (nodes.length === 1) next[key] = { node: nodes[0]!, firstSeen: now, lastSeen: now };
+    else for (const n of nodes) conflicts.push({ key, owner: '', claimant: n });
+  }
+  const keys = Object.keys(next);
+  if (keys.length > MAX_KEY_OWNERS) {
+    keys.sort((a, b) => next[b]!.lastSeen - next[a]!.lastSeen);
+    for (const k of keys.slice(MAX_KEY_OWNERS)) delete next[k];
+  }
+  return { owners: next, conflicts };
+}
+
+/**
+ * The planner's `established` map (node → key) completed from first-seen ownership: a node
+ * with no established key gets the key it was first seen with, when it still publishes it.
+ */
+export function establishedWithOwners(established: Readonly<Record<string, string>>, owners: KeyOwners, published: Readonly<Record<string, string>>): Record<string, string> {
+  const out: Record<string, string> = { ...established };
+  for (const [node, key] of Object.entries(published)) {
+    if (out[node] === undefined && owners[key]?.node === node) out[node] = key;
+  }
+  return out;
+}
+
+function decode(text: string): KeyOwners | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const out: Record<string, { node: string; firstSeen: number; lastSeen: number }> = Object.create(null) as Record<string, never>;
+  for (const [k, e] of Object.entries(v as Record<string, unknown>)) {
+    if (typeof e !== 'object' || e === null) return undefined;
+    const { node, firstSeen, lastSeen } = e as Record<string, unknown>;
+    if (typeof node !== 'string' || !Number.isSafeInteger(firstSeen) || !Number.isSafeInteger(lastSeen)) return undefined;
+    out[k] = { node, firstSeen: firstSeen as number, lastSeen: lastSeen as number };
+  }
+  return out;
+}
+
+/** Reads and writes `<stateDir>/key-owners.json`. */
+export class KeyOwnersFile {
+  readonly dir: string;
+  readonly path: string;
+
+  constructor(stateDir: string) {
+    this.dir = resolve(stateDir);
+    this.path = join(this.dir, KEY_OWNERS_FILE);
+  }
+
+  /** The stored owners; empty when there is no file. @throws SealnetError `KEYSTORE_IO` on an unreadable or malformed file. */
+  async read(): Promise<KeyOwners> {
+    let text: string;
+    try {
+      const fh = await open(this.path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+      try {
+        const buf = Buffer.alloc(MAX_BYTES + 1);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        if (bytesRead > MAX_BYTES) throw ioError('key owners file is too large:', this.path, undefined);
+        text = buf.subarray(0, bytesRead).toString('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') return {};
+      throw ioError('cannot read key owners', this.path, err);
+    }
+    const owners = decode(text);
+    if (owners === undefined) throw ioError('key owners file is malformed; fix or remove it (removing it forgets which node had which key first):', this.path, undefined);
+    return owners;
+  }
+
+  /** Replaces the file atomically. */
+  async write(owners: KeyOwners): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    const sorted = Object.fromEntries(Object.keys(owners).sort().map((k) => [k, owners[k]]));
+    await writeAtomic(this.dir, KEY_OWNERS_FILE, Buffer.from(`${JSON.stringify(sorted)}\n`), { how: 'replace', secret: false });
+  }
+}
+
+/**
+ * The agent's view of the file: loaded once at start, updated in memory each pass, written
+ * behind (a failed write is reported through `onError` and retried on the next change).
+ */
+export class KeyOwnerBook {
+  #owners: KeyOwners;
+  #writing: Promise<void> = Promise.resolve();
+
+  private constructor(private readonly file: KeyOwnersFile, owners: KeyOwners, private readonly onError: (err: unknown) => void) {
+    this.#owners = owners;
+  }
+
+  /** Opens `<stateDir>/key-owners.json` (empty when absent). */
+  static async open(stateDir: string, onError: (err: unknown) => void): Promise<KeyOwnerBook> {
+    const file = new KeyOwnersFile(stateDir);
+    return new KeyOwnerBook(file, await file.read(), onError);
+  }
+
+  get owners(): KeyOwners {
+    return this.#owners;
+  }
+
+  /** Records a snapshot's claims (node → keys); returns the conflicts. Writes when a key was added. */
+  record(claims: Readonly<Record<string, readonly string[]>>, now: number): OwnersUpdate['conflicts'] {
+    const r = recordOwners(this.#owners, claims, now);
+    const added = Object.keys(r.owners).some((k) => this.#owners[k] === undefined);
+    this.#owners = r.owners;
+    if (added) {
+      const snapshot = r.owners;
+      this.#writing = this.#writing.then(() => this.file.write(snapshot)).catch(this.onError);
+    }
+    return r.conflicts;
+  }
+
+  /** Waits for pending writes (tests, shutdown). */
+  async flush(): Promise<void> {
+    await this.#writing;
+  }
+}
