@@ -20,9 +20,9 @@ cd "$repo"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
+# libseccomp-dev and containernetworking-plugins serve the real-cluster tier: runc links libseccomp
+# statically (scripts/cluster-binaries.sh); the routed CNI uses Debian's bridge and host-local plugins.
 PACKAGES=(wireguard-tools wireguard-go iproute2 iperf3 tcpdump iputils-ping clang llvm libbpf-dev bpftool linux-libc-dev make g++ python3
-  # Real-cluster tier (scripts/cluster-binaries.sh, test/cluster/): runc links libseccomp statically;
-  # the routed CNI setup uses Debian's CNI bridge and host-local plugins.
   libseccomp-dev containernetworking-plugins)
 
 as_root() {

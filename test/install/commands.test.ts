@@ -58,7 +58,7 @@ function scanShellText(file: string, text: string, firstLine = 1): { uses: Use[]
     uses.push(...inner.uses);
     inner.defined.forEach((d) => defined.add(d));
   };
-  scanShell(text, firstLine, {
+  const sink: Parameters<typeof scanShell>[2] = {
     command: (words) => {
       pending.push([...words]);
       const head = words[0] as Word;
@@ -71,7 +71,12 @@ function scanShellText(file: string, text: string, firstLine = 1): { uses: Use[]
     },
     assign: (name, value) => { (assigned.get(name) ?? assigned.set(name, []).get(name))!.push([...value]); },
     define: (name) => defined.add(name),
-  });
+  };
+  try {
+    scanShell(text, firstLine, sink);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
   for (const words of pending) {
     resolveArgv(spliceArrays(resolveVars(words, assigned), assigned), {
       wrappers: table.wrappers,
@@ -139,7 +144,15 @@ function scanTs(file: string, text: string): Use[] {
 
 function readArrayVar(file: string, variable: string): string[] {
   const vals: string[][] = [];
-  scanShell(readFileSync(path.join(repo, file), 'utf8'), 1, {
+  const text = readFileSync(path.join(repo, file), 'utf8');
+  const scan = (sink: Parameters<typeof scanShell>[2]): void => {
+    try {
+      scanShell(text, 1, sink);
+    } catch (err) {
+      throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  scan({
     command: () => undefined,
     define: () => undefined,
     assign: (name, value) => { if (name === variable) vals.push(value.map((w) => w.text)); },
