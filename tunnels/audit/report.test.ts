@@ -1,5 +1,5 @@
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport } from '../../test/status-fixtures.js';
+import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport, reportsOf } from '../../test/status-fixtures.js';
 import type { RawNode } from '../ports/model.js';
 import { joinStatus } from '../status/join.js';
 import { parsePolicy, profile, type AuditPolicy } from './policy.js';
@@ -13,7 +13,7 @@ beforeAll(async () => {
 });
 
 function audit(nodes: readonly RawNode[], opts: { policy?: AuditPolicy; probe?: ProbeOutcome; only?: string[] } = {}): AuditReportBody {
-  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, only: opts.only }), policy: opts.policy ?? profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: opts.probe, onlyNodes: opts.only });
+  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes), only: opts.only }), policy: opts.policy ?? profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: opts.probe, onlyNodes: opts.only });
 }
 
 const codes = (r: AuditReportBody): string[] => [...new Set(r.violations.map((v) => `${v.code}@${v.subject}`))].sort();
