@@ -68,11 +68,11 @@ describe('evaluate', () => {
     expect(r.violations[0]?.message).toBe('n1 uses wireguard-chacha20poly1305; policy fips allows only ipsec-esp-aes-gcm-128, ipsec-esp-aes-gcm-256');
   });
 
-  it('never says compliant with a stopped agent, a stale or a missing report: partial, named', () => {
+  it('never says compliant with a stopped agent, a stale report or an agent that does not answer: partial, named', () => {
     for (const [n2, code] of [
       [statusNode('n2', statusReport('n2', NAMES, { agent: 'stopped' })), 'agent-stopped'],
       [statusNode('n2', statusReport('n2', NAMES, { at: '2025-06-01T11:00:00.000Z' })), 'status-stale'],
-      [statusNode('n2', undefined), 'status-missing'],
+      [statusNode('n2', undefined), 'status-unreachable'],
       [statusNode('n2', 'garbage'), 'status-invalid'],
     ] as const) {
       const nodes = healthyStatusNodes();

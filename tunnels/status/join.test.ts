@@ -48,11 +48,11 @@ describe('joinStatus', () => {
     nodes[2] = node('n3', undefined);
     const s = joinStatus(nodes, { now: NOW, reports: reportsOf(nodes) });
     expect(s.partial).toBe(true);
-    expect(s.nodes.find((n) => n.name === 'n3')).toMatchObject({ health: 'missing' });
+    expect(s.nodes.find((n) => n.name === 'n3')).toMatchObject({ health: 'unreachable', problem: expect.stringContaining('the agent on n3 did not give its status: connect ECONNREFUSED') });
     for (const p of s.pairs.filter((x) => x.b === 'n3')) {
       expect(p.state).toBe('unknown');
       expect(p.partial).toBe(true);
-      expect(p.notes.join(' ')).toContain('publishes no sealnet.io/status');
+      expect(p.notes.join(' ')).toContain('the agent on n3 did not give its status');
     }
     expect(s.pairs.find((x) => x.a === 'n1' && x.b === 'n2')?.state).toBe('encrypted');
   });
@@ -64,7 +64,7 @@ describe('joinStatus', () => {
       [node('n1', report('n1', { at: staleAt })), 'stale', 'stale after 130 s'],
       [node('n1', report('n1', { agent: 'stopped' })), 'stopped', 'stopped at'],
       [node('n1', '{"v":1,'), 'invalid', 'not valid JSON'],
-      [node('n1', report('n2')), 'invalid', 'carries a status report for node n2'],
+      [node('n1', report('n2')), 'invalid', 'reports about node n2'],
       [{ name: 'n1', annotations: {}, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] }, 'no-agent', 'no agent has ever run there'],
     ];
     for (const [n1, health, why] of cases) {

@@ -149,7 +149,6 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     },
   });
   if (perPeerMax === 0) return;
-  const omitted = new Gauge({ name: 'sealnet_peer_state_omitted', help: 'Peers not encrypted but left out of sealnet_peer_state (over the per-peer cap)', registers });
   new Gauge({
     name: 'sealnet_peer_state',
     help: `1 for each peer that is not encrypted, labelled with its state (at most ${perPeerMax} peers, most severe first)`,
@@ -158,10 +157,17 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     async collect() {
       const r = await get();
       this.reset();
-      omitted.reset();
       const bad = (r?.peers ?? []).filter((p) => p.state !== 'encrypted').sort((a, b) => SEVERITY[a.state] - SEVERITY[b.state] || (a.node < b.node ? -1 : 1));
       for (const p of bad.slice(0, perPeerMax)) this.set({ peer: p.node, state: p.state }, 1);
-      omitted.set(Math.max(0, bad.length - perPeerMax));
+    },
+  });
+  new Gauge({
+    name: 'sealnet_peer_state_omitted',
+    help: 'Peers not encrypted but left out of sealnet_peer_state (over the per-peer cap)',
+    registers,
+    async collect() {
+      const r = await get();
+      this.set(Math.max(0, (r?.peers ?? []).filter((p) => p.state !== 'encrypted').length - perPeerMax));
     },
   });
 }

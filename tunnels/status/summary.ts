@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { exactKeys, isObject, readBool, readCount, readText, readTime } from '../../common/json.js';
-import { PEER_STATES, statusDigest, type NodeStatusReport, type PeerState } from './report.js';
+import { PEER_STATES, type NodeStatusReport, type PeerState } from './report.js';
 
 /** Version of the summary codec (the `v` field); version 1 was the full report. */
 export const SUMMARY_VERSION = 2;
@@ -50,7 +50,7 @@ export interface StatusSummary {
   /** The worst peers (most severe state first), at most {@link SUMMARY_WORST}. */
   readonly worst: readonly SummaryPeer[];
   readonly failOpenPackets: number;
-  /** First 16 hex digits of SHA-256 over the full report's state digest ({@link statusDigest}). */
+  /** First 16 hex digits of SHA-256 over the full report's states ({@link reportDigest}). */
   readonly digest: string;
 }
 
@@ -61,9 +61,15 @@ function cut(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, Math.max(0, n - 1))}…`;
 }
 
-/** The digest a summary carries for a full report. */
+/**
+ * The digest a summary carries for a full report: over every peer's state, reason (numbers
+ * blanked: a reason that only counts up is no change), key and whether it ever shook hands;
+ * not over counters and times. Two reports with the same digest say the same thing.
+ */
 export function reportDigest(r: NodeStatusReport): string {
-  return createHash('sha256').update(statusDigest(r)).digest('hex').slice(0, 16);
+  const h = createHash('sha256').update(JSON.stringify([r.agent, r.mode, r.algorithm, r.key, r.steering, r.ready, r.errors]));
+  for (const p of r.peers) h.update(JSON.stringify([p.node, p.state, p.reason?.replace(/\d+/g, '#'), p.key, p.handshake === 0]));
+  return h.digest('hex').slice(0, 16);
 }
 
 /** The summary of a full report. O(N) in the report's peers, once per publication check. */
