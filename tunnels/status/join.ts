@@ -118,7 +118,9 @@ function viewOf(raw: RawNode, now: Date, fetched: FetchedReport | undefined): No
   if (fetched === undefined || !fetched.ok) {
     if (agentless && (fetched === undefined || fetched.noAgent === true)) return { ...base, health: 'no-agent', problem: `node ${raw.name} has no sealnet annotations: no agent has ever run there` };
     if (fetched === undefined) return { ...base, health: 'missing', problem: `the full status of ${raw.name} was not fetched` };
-    // The summary on the Node says what the agent last published; it is context, not evidence.
+    // A clean stop publishes a last summary saying so: the agent is gone, not just unreachable.
+    if (summary?.ok === true && summary.summary.agent === 'stopped') return { ...base, health: 'stopped', problem: `the agent on ${raw.name} stopped at ${summary.summary.at} and does not answer (${fetched.reason}); its tunnels are left in place but nobody maintains them` };
+    // Otherwise the summary on the Node says what the agent last published: context, not evidence.
     const last = summary?.ok === true ? ` (its last published summary, ${summary.summary.at}: ${summary.summary.agent}, ${summary.summary.counts.encrypted} encrypted, ${summary.summary.counts.pending + summary.summary.counts.dropping + summary.summary.counts.misconfigured} not)` : '';
     return { ...base, health: 'unreachable', problem: `the agent on ${raw.name} did not give its status: ${fetched.reason}${last}` };
   }

@@ -42,6 +42,7 @@ export interface StatusSummary {
   readonly mode: 'wireguard' | 'ipsec';
   readonly algorithm: string;
   readonly key: { readonly fingerprint: string; readonly epoch: number };
+  readonly steering: { readonly enabled: boolean; readonly failClosed: boolean; readonly nodeToNode: boolean };
   readonly ready: boolean;
   /** Failed steps of the last pass (at most {@link MAX_ERRORS}). */
   readonly errors: readonly string[];
@@ -92,6 +93,7 @@ export function summarize(r: NodeStatusReport): StatusSummary {
     mode: r.mode,
     algorithm: r.algorithm,
     key: { fingerprint: r.key.fingerprint, epoch: r.key.epoch },
+    steering: { ...r.steering },
     ready: r.ready,
     errors: r.errors.slice(0, MAX_ERRORS).map((e) => cut(e, 32)),
     counts,
@@ -159,12 +161,15 @@ export function decodeSummary(text: string): DecodeSummaryResult {
     }
     if (!isObject(v)) throw new Error('must be a JSON object');
     if (v.v !== SUMMARY_VERSION) throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${SUMMARY_VERSION}`);
-    exactKeys(v, ['v', 'node', 'at', 'agent', 'mode', 'algorithm', 'key', 'ready', 'errors', 'counts', 'worst', 'failOpenPackets', 'digest'], [], 'status');
+    exactKeys(v, ['v', 'node', 'at', 'agent', 'mode', 'algorithm', 'key', 'steering', 'ready', 'errors', 'counts', 'worst', 'failOpenPackets', 'digest'], [], 'status');
     if (v.agent !== 'running' && v.agent !== 'stopped') throw new Error('agent must be "running" or "stopped"');
     if (v.mode !== 'wireguard' && v.mode !== 'ipsec') throw new Error('mode must be "wireguard" or "ipsec"');
     if (!isObject(v.key)) throw new Error('key must be an object');
     exactKeys(v.key, ['fingerprint', 'epoch'], [], 'key');
     if (typeof v.key.fingerprint !== 'string' || !FINGERPRINT.test(v.key.fingerprint)) throw new Error('key.fingerprint must be a 16-hex-digit fingerprint');
+    if (!isObject(v.steering)) throw new Error('steering must be an object');
+    exactKeys(v.steering, ['enabled', 'failClosed', 'nodeToNode'], [], 'steering');
+    const steering = { enabled: readBool(v.steering.enabled, 'steering.enabled'), failClosed: readBool(v.steering.failClosed, 'steering.failClosed'), nodeToNode: readBool(v.steering.nodeToNode, 'steering.nodeToNode') };
     if (!Array.isArray(v.errors) || v.errors.length > MAX_ERRORS) throw new Error(`errors must be a list of at most ${MAX_ERRORS}`);
     if (!isObject(v.counts)) throw new Error('counts must be an object');
     exactKeys(v.counts, [...PEER_STATES], [], 'counts');
@@ -187,6 +192,7 @@ export function decodeSummary(text: string): DecodeSummaryResult {
         mode: v.mode,
         algorithm: readText(v.algorithm, 'algorithm', 64),
         key: { fingerprint: v.key.fingerprint, epoch: readCount(v.key.epoch, 'key.epoch') },
+        steering,
         ready: readBool(v.ready, 'ready'),
         errors: v.errors.map((e, i) => readText(e, `errors[${i}]`, 32)),
         counts,
