@@ -5,7 +5,7 @@
  * (tunnels/status/join.ts). An agent that does not answer makes its pairs PARTIAL, with the reason.
  */
 import { sodiumReady } from '../../keymgr/keys.js';
-import { SealnetError } from '../../common/errors.js';
+import { describeError, SealnetError } from '../../common/errors.js';
 import { parseFlags } from '../../common/args.js';
 import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
@@ -24,8 +24,10 @@ export interface OpenStore {
 /** Starts the store and waits until it has synced (15 s limit). */
 export async function openStore(store: NodeStore): Promise<OpenStore> {
   const problems: string[] = [];
+  const detail: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SealnetError('STORE_IO', 'node store did not sync within 15 s (API server unreachable?)')), 15_000);
+    // Say why when the store said why (a 403 for an operator without the role, say).
+    const timer = setTimeout(() => reject(new SealnetError('STORE_IO', `node store did not sync within 15 s (${detail.at(-1) ?? 'API server unreachable?'})`)), 15_000);
     store
       .start({
         onChange: () => undefined,
@@ -33,7 +35,10 @@ export async function openStore(store: NodeStore): Promise<OpenStore> {
           clearTimeout(timer);
           resolve();
         },
-        onError: (e) => problems.push(e.message),
+        onError: (e) => {
+          problems.push(e.message);
+          detail.push(describeError(e).slice(0, 400));
+        },
       })
       .catch((err: unknown) => {
         clearTimeout(timer);
