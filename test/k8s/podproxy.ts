@@ -15,11 +15,16 @@ import { join } from 'node:path';
 /** CONNECT proxy from pod IPs to agents' status sockets. */
 export class AgentEgressProxy {
   private readonly server: Server;
+  private readonly open = new Set<Socket>();
   /** Every CONNECT target seen (`ip:port`), for tests. */
   readonly connects: string[] = [];
 
   constructor(readonly socketPath: string, private readonly agentDirOf: (address: string) => string | undefined) {
-    this.server = createServer((c) => this.handle(c));
+    this.server = createServer((c) => {
+      this.open.add(c);
+      c.on('close', () => this.open.delete(c));
+      this.handle(c);
+    });
   }
 
   async start(): Promise<void> {
@@ -30,8 +35,11 @@ export class AgentEgressProxy {
     });
   }
 
+  /** Closes the listener and every tunnel still open (the API server keeps them alive). */
   async stop(): Promise<void> {
-    await new Promise<void>((r) => this.server.close(() => r()));
+    const closed = new Promise<void>((r) => this.server.close(() => r()));
+    for (const c of this.open) c.destroy();
+    await closed;
     rmSync(this.socketPath, { force: true });
   }
 

@@ -94,7 +94,7 @@ describe('sealctl status and audit through the API server with the operator role
     await api?.destroy();
     await proxy?.stop();
     if (work !== undefined) await rm(work, { recursive: true, force: true });
-  });
+  }, 300_000);
 
   it('the operator sees every pair encrypted from both ends, fetched through the pod proxy; the audit is complete and compliant', async () => {
     const s = await waitFor('every pair encrypted via sealctl', async () => {
