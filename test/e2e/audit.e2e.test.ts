@@ -91,7 +91,7 @@ async function audit(args: readonly string[]): Promise<{ r: ExecResult; json: Au
   return { r, json, out };
 }
 
-const probeArgs = (): string[] => ['--probe-command', process.execPath, '--probe-arg', join(repoRoot(), 'dist', 'test', 'harness', 'audit-probe.js'), '--probe-arg', '--cluster', '--probe-arg', clusterFile];
+const probeArgs = (): string[] => ['--probe-command', process.execPath, '--probe-arg', join(repoRoot(), 'dist', 'test', 'harness', 'audit-probe.js'), '--probe-arg=--cluster', '--probe-arg', clusterFile];
 
 async function fetchIn(node: string, path: string, token?: string): Promise<{ status: number; body: string }> {
   const script = `fetch('http://127.0.0.1:9588${path}',{headers:process.env.T?{authorization:'Bearer '+process.env.T}:{}}).then(async r=>process.stdout.write(JSON.stringify({status:r.status,body:await r.text()})),e=>{console.error(String(e));process.exit(1)})`;
