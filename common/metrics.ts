@@ -25,12 +25,16 @@ export interface AgentMetrics {
   readonly reconciles: Counter<'result'>;
   /** Key rotations by key kind and result; 0 until rotation lands: use {@link recordRotation}. */
   readonly rotations: Counter<'kind' | 'result'>;
-  /** Status annotation publications by result (tunnels/status/service.ts). */
+  /** Status summary publications by result (tunnels/status/service.ts). */
   readonly statusPublications: Counter<'result'>;
-  /** Size of the last published status annotation. */
+  /** Size of the last published status summary (bytes, at most 1 KiB). */
   readonly statusReportBytes: Gauge;
   /** When the last status annotation was generated (Unix seconds). */
   readonly statusLastPublished: Gauge;
+  /** Node updates that changed nothing the store keeps (kubelet heartbeats, labels...): no pass. */
+  readonly storeIrrelevantUpdates: Counter;
+  /** `sealnet.io/` annotations of peers dropped on arrival, by reason (unknown, oversized, not-a-string). */
+  readonly storeDroppedAnnotations: Counter<'reason'>;
 }
 
 /** Creates the metric set on a fresh registry. */
@@ -52,6 +56,8 @@ export function createMetrics(): AgentMetrics {
     statusPublications: new Counter({ name: 'sealnet_status_publications_total', help: 'Status annotation publications by result', labelNames: ['result'], registers }),
     statusReportBytes: new Gauge({ name: 'sealnet_status_report_bytes', help: 'Size of the last published status annotation', registers }),
     statusLastPublished: new Gauge({ name: 'sealnet_status_last_published_timestamp_seconds', help: 'When the last published status report was generated', registers }),
+    storeIrrelevantUpdates: new Counter({ name: 'sealnet_store_irrelevant_updates_total', help: 'Node updates that changed nothing sealnet reads (no reconcile pass)', registers }),
+    storeDroppedAnnotations: new Counter({ name: 'sealnet_store_dropped_annotations_total', help: 'sealnet.io/ annotations of other nodes dropped on arrival, by reason', labelNames: ['reason'], registers }),
   };
 }
 

@@ -7,6 +7,7 @@ import { fingerprint } from '../keymgr/keys.js';
 import { ANNOTATIONS } from '../common/constants.js';
 import type { RawNode } from '../tunnels/ports/model.js';
 import type { NodeStatusReport, PeerStatus } from '../tunnels/status/report.js';
+import type { FetchedReport } from '../tunnels/status/join.js';
 import { fixtureKey, sealnetAnnotations } from './fixtures.js';
 
 /** The clock of every fixture. */
@@ -62,4 +63,18 @@ export function statusNode(name: string, status: NodeStatusReport | string | und
 export function healthyStatusNodes(n = 3): RawNode[] {
   const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
   return names.map((x) => statusNode(x, statusReport(x, names)));
+}
+
+/**
+ * What fetching each agent's full report gives for fixture nodes: a node's `sealnet.io/status`
+ * text here stands for what its agent answers on `/status` (the fixtures keep the report on the
+ * node for brevity); a node without one has an agent that does not answer.
+ */
+export function reportsOf(nodes: readonly RawNode[]): Map<string, FetchedReport> {
+  return new Map(
+    nodes.map((n): [string, FetchedReport] => {
+      const text = n.annotations[ANNOTATIONS.status];
+      return [n.name, text === undefined ? { ok: false, reason: 'connect ECONNREFUSED (fixture: the agent is not running)', noAgent: true } : { ok: true, text }];
+    }),
+  );
 }

@@ -121,10 +121,17 @@ function scanTs(file: string, text: string): Use[] {
   const uses: Use[] = [];
   const script = (t: string, line: number): void => { uses.push(...scanShellText(file, t, line).uses); };
   const names = [...new Set(Object.keys(table.tsCallees).map((k) => k.replace(/^.*#/, '')))];
-  const consts = arrayConsts(text);
+  let consts: ReturnType<typeof arrayConsts>;
+  let calls: ReturnType<typeof findCalls>;
+  try {
+    consts = arrayConsts(text);
+    calls = findCalls(text, names);
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`, { cause: err });
+  }
   // An argv held in a `const` of this file, or spread from one, is read from its literal.
   const expand = (ws: Word[]): Word[] => ws.flatMap((w) => (w.dynamic ? consts.get(w.text.replace(/^\.\.\./, '')) ?? [w] : [w]));
-  for (const call of findCalls(text, names)) {
+  for (const call of calls) {
     // "file#callee" overrides "callee": helpers of the same name differ between test files.
     const at = table.tsCallees[`${path.basename(file)}#${call.callee}`] ?? table.tsCallees[call.callee];
     if (at === undefined || at < 0) continue;

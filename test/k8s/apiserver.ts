@@ -35,6 +35,13 @@ export interface TestApiServerOptions {
   /** Keep the run directory (logs, audit log) after destroy (default: env SEALNET_KEEP_RUNDIR=1). */
   readonly keep?: boolean;
   readonly log?: (line: string) => void;
+  /**
+   * Route the API server's connections to pods and nodes (pod proxy, logs, exec) through an HTTP
+   * CONNECT proxy on this Unix socket (an EgressSelectorConfiguration `cluster` egress, as
+   * konnectivity does), instead of dialing pod IPs from the root namespace (which has no route
+   * to them, and gets none). See podproxy.ts.
+   */
+  readonly clusterEgressUds?: string;
 }
 
 /** Run directories start with this; {@link cleanupStaleApiServers} looks for it. */
@@ -160,6 +167,7 @@ export class TestApiServer {
     try {
       await writeKubeconfig(s.adminKubeconfig, { server: s.url, caCert: pki.caCert, user: 'admin', auth: { clientCert: pki.adminCert, clientKey: pki.adminKey } });
       await writeFile(join(dir, 'audit-policy.yaml'), AUDIT_POLICY);
+      if (opts.clusterEgressUds !== undefined) await writeFile(join(dir, 'egress.yaml'), egressConfig(opts.clusterEgressUds));
       const t0 = Date.now();
       await s.startEtcd();
       await s.startApiServer();
@@ -237,6 +245,7 @@ export class TestApiServer {
       `--audit-log-path=${this.auditLog}`,
       '--audit-log-maxbackup=0',
       '--audit-log-maxsize=0',
+      ...(this.opts.clusterEgressUds === undefined ? [] : [`--egress-selector-config-file=${join(this.dir, 'egress.yaml')}`]),
       '--v=1',
     ];
   }
@@ -342,6 +351,20 @@ export class TestApiServer {
     for (const p of [this.apiserver, this.etcd]) p?.kill('SIGKILL');
     if (!(this.opts.keep ?? process.env.SEALNET_KEEP_RUNDIR === '1')) rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The `cluster` egress through an HTTP CONNECT proxy on a Unix socket. */
+function egressConfig(uds: string): string {
+  return `apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+  - name: cluster
+    connection:
+      proxyProtocol: HTTPConnect
+      transport:
+        uds:
+          udsName: ${uds}
+`;
 }
 
 function tail(path: string, lines = 15): string {

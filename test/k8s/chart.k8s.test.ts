@@ -108,13 +108,23 @@ describe('the sealnet Helm chart', () => {
     expect(legacy.spec?.template.spec?.containers[0]?.securityContext?.capabilities?.add).toEqual(['NET_ADMIN', 'BPF', 'SYS_ADMIN']);
   });
 
-  it('grants the agent get/list/watch/patch on nodes and nothing else', async () => {
+  it('grants the agent get/list/watch/patch on nodes and nothing else; the operator role reads nodes and reaches agents only through pods/proxy, bound to no one', async () => {
     const objs = parseManifests(await renderChart(api.bins.helm));
-    const role = findManifest<k8s.V1ClusterRole>(objs, 'ClusterRole');
+    const role = findManifest<k8s.V1ClusterRole>(objs, 'ClusterRole', 'sealnet');
     expect(role.rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch', 'patch'] }]);
-    expect(objs.filter((o) => o.kind === 'Role' || o.kind === 'RoleBinding')).toEqual([]);
     const binding = findManifest<k8s.V1ClusterRoleBinding>(objs, 'ClusterRoleBinding');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'sealnet', namespace: 'sealnet' }]);
+    expect(binding.roleRef.name).toBe('sealnet');
+    // The operator's roles (sealctl status / audit): read-only, bound by the operator, not by the chart.
+    const op = findManifest<k8s.V1ClusterRole>(objs, 'ClusterRole', 'sealnet-operator');
+    expect(op.rules).toEqual([{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }]);
+    const opNs = findManifest<k8s.V1Role>(objs, 'Role', 'sealnet-operator');
+    expect(opNs.rules).toEqual([
+      { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
+      { apiGroups: [''], resources: ['pods/proxy'], verbs: ['get'] },
+      { apiGroups: [''], resources: ['secrets'], resourceNames: ['sealnet-status-token'], verbs: ['get'] },
+    ]);
+    expect(objs.filter((o) => o.kind === 'RoleBinding')).toEqual([]);
   });
 
   it('installs for real with helm template | kubectl apply --server-side: every object exists afterwards', async () => {

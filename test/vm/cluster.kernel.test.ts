@@ -26,6 +26,7 @@ import { startTcpStream } from '../harness/traffic.js';
 import { metricValue } from '../harness/wait.js';
 import { clusterStatus, encryptedCluster as buildCluster, everyPairEncryptedWithTraffic, IPSEC_STATUS_CONFIG, metrics, NODES, noter, sealctl, waitFor, xfrmStates, type SaCounters, type StatusJson } from './ipsec-cluster.js';
 import { guestTitle, inGuest } from './pair.js';
+import { agentReport } from '../harness/agentstatus.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(240_000);
@@ -235,12 +236,12 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     const n2side = s.pairs.find((p) => p.a === 'n1' && p.b === 'n2')!.sides[1];
     const spi = n2side.spiIn![0]!;
     await c!.execNode('n2', ['ip', 'xfrm', 'state', 'delete', 'src', c!.node('n1').address, 'dst', c!.node('n2').address, 'proto', 'esp', 'spi', spi]);
-    // n2's own report says so at once (read from the store, no node process); the agent repairs
+    // n2's own report says so at once (read from its agent's socket, no node process); the agent repairs
     // the SA only on its next pass (resync is long here; the test nudges it below).
     const t0 = Date.now();
     const seen = await waitFor("n2's report calling n1 not encrypted", async () => {
-      const text = (await c!.nodeDoc('n2'))?.metadata.annotations['sealnet.io/status'];
-      const peer = text === undefined ? undefined : (JSON.parse(text) as { peers: { node: string; state: string; reason?: string }[] }).peers.find((p) => p.node === 'n1');
+      // The full report from n2's agent (its /status over the state dir's socket): the Node carries only a summary.
+      const peer = (await agentReport(c!.runDir, 'n2'))?.peers.find((p) => p.node === 'n1');
       return peer !== undefined && peer.state !== 'encrypted' ? peer : undefined;
     }, { timeoutMs: 30_000, pollMs: 200 }).catch(async (err: unknown) => {
       note(`n2 agent log tail:\n${(await readFile(c!.agentLogPath('n2'), 'utf8').catch(() => '')).split('\n').slice(-12).join('\n')}`);

@@ -2,10 +2,11 @@
  * `sealnet-agent`: parse config, build the adapters, run the reconciler. Thin on purpose:
  * everything with logic lives in the planner, the reconciler and the drivers.
  */
-import { readFile } from 'node:fs/promises';
+import { chmod, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { disableCoreDumps } from '../../common/coredump.js';
 import { KeyOwnerBook } from '../../keymgr/keyowners.js';
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import pino from 'pino';
 import { fingerprint } from '../../keymgr/keys.js';
 import { KeyStore } from '../../keymgr/keystore.js';
@@ -25,25 +26,29 @@ import { TcMirror } from '../../routing/mirror.js';
 import { startIpsecMode } from './ipsec.js';
 import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
 import { FileNodeStore } from '../stores/file.js';
-import { loadOrCreateStatusToken, relevantChangeFilter, serveStatus, StatusService } from '../status/service.js';
+import { loadOrCreateStatusToken, relevantChangeFilter, serveStatus, STATUS_SOCKET_FILE, StatusService } from '../status/service.js';
 import { registerStatusMetrics } from '../status/metrics.js';
 
 /**
  * Builds the node store the config names. The Kubernetes client is imported only when used: it
  * is most of the agent's start-up time (~20 s of CPU under qemu TCG, ~0.4 s on metal).
  */
-export async function createStore(config: AgentConfig): Promise<NodeStore> {
+export async function createStore(config: AgentConfig, metrics?: AgentMetrics): Promise<NodeStore> {
   if (config.store.type === 'file') return new FileNodeStore({ dir: config.store.dir });
   const { KubernetesNodeStore } = await import('../stores/kubernetes.js');
-  return new KubernetesNodeStore({ kubeconfig: config.store.kubeconfig });
+  // A lean watch: other nodes' status summaries are not kept; irrelevant updates and dropped
+  // annotations are counted (tunnels/stores/kubernetes.ts).
+  return new KubernetesNodeStore({
+    kubeconfig: config.store.kubeconfig,
+    keepStatus: false,
+    onIrrelevantUpdate: () => metrics?.storeIrrelevantUpdates.inc(),
+    onDroppedAnnotation: (reason) => metrics?.storeDroppedAnnotations.inc({ reason }),
+  });
 }
 
-function startHttp(config: AgentConfig, metrics: AgentMetrics, log: Logger, st: { status: StatusService; token: string | undefined }): Server | undefined {
-  if (config.metricsAddress === '') return undefined;
-  const idx = config.metricsAddress.lastIndexOf(':');
-  const host = config.metricsAddress.slice(0, idx).replace(/^\[|\]$/g, '');
-  const port = Number(config.metricsAddress.slice(idx + 1));
-  const server = createServer((req, res) => {
+/** The agent's HTTP endpoints: `/healthz`, `/readyz`, `/metrics`, `/status` (bearer token). */
+function httpHandler(metrics: AgentMetrics, st: { status: StatusService; token: string | undefined }): RequestListener {
+  return (req, res) => {
     const send = (code: number, body: string, type = 'text/plain; charset=utf-8'): void => {
       res.writeHead(code, { 'content-type': type });
       res.end(body);
@@ -63,9 +68,43 @@ function startHttp(config: AgentConfig, metrics: AgentMetrics, log: Logger, st: 
       return;
     }
     send(404, 'not found\n');
-  });
+  };
+}
+
+function startHttp(config: AgentConfig, handler: RequestListener, log: Logger): Server | undefined {
+  if (config.metricsAddress === '') return undefined;
+  const idx = config.metricsAddress.lastIndexOf(':');
+  const host = config.metricsAddress.slice(0, idx).replace(/^\[|\]$/g, '');
+  const port = Number(config.metricsAddress.slice(idx + 1));
+  const server = createServer(handler);
   server.on('error', (err) => log.error({ err: describeError(err), address: config.metricsAddress }, 'metrics server failed; continuing without it'));
   server.listen(port, host);
+  return server;
+}
+
+/**
+ * The same endpoints on a Unix socket in the state dir (`status.sock`, 0600): how `sealctl
+ * --store file` reaches an agent in another network namespace on the same host (the namespace
+ * harness, the demo) without any route. The directory's and socket's modes are the first gate,
+ * the bearer token the second.
+ */
+async function startSocket(config: AgentConfig, handler: RequestListener, log: Logger): Promise<Server | undefined> {
+  const path = join(config.stateDir, STATUS_SOCKET_FILE);
+  if (Buffer.byteLength(path) > 100) {
+    log.warn({ path }, 'state dir path too long for a Unix socket; /status is served on the metrics address only');
+    return undefined;
+  }
+  await rm(path, { force: true }).catch(() => undefined);
+  const server = createServer(handler);
+  const up = await new Promise<boolean>((resolve) => {
+    server.once('error', (err) => {
+      log.warn({ err: describeError(err), path }, 'cannot serve /status on a Unix socket; continuing without it');
+      resolve(false);
+    });
+    server.listen(path, () => resolve(true));
+  });
+  if (!up) return undefined;
+  await chmod(path, 0o600).catch(() => undefined);
   return server;
 }
 
@@ -109,7 +148,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     impl: config.wireguard.implementation,
     log: (msg, fields) => log.info(fields, msg),
   });
-  const store = await createStore(config);
+  const store = await createStore(config, metrics);
   const steering = config.steering.enabled ? new BpfSteering() : undefined;
   if (steering !== undefined) registerSteeringCounters(metrics, () => steering.counters());
   else log.warn({}, 'steering.enabled is false: no BPF guard; pod traffic to a node without a tunnel follows the routing table (possibly in PLAINTEXT)');
@@ -153,7 +192,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot load or create the /status token; /status is disabled');
   }
-  const http = startHttp(config, metrics, log, { status, token });
+  const handler = httpHandler(metrics, { status, token });
+  const http = startHttp(config, handler, log);
+  const socket = await startSocket(config, handler, log);
 
   let resolveStop: () => void = () => undefined;
   const stopped = new Promise<void>((r) => { resolveStop = r; });
@@ -214,6 +255,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   await status.stop(); // a last report: agent stopped, tunnels left in place
   await store.stop();
   http?.close();
+  socket?.close();
   routing.close?.();
   log.info({}, 'sealnet agent stopped; tunnels left in place');
   return 0;

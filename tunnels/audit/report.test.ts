@@ -1,5 +1,5 @@
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport } from '../../test/status-fixtures.js';
+import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport, reportsOf } from '../../test/status-fixtures.js';
 import type { RawNode } from '../ports/model.js';
 import { joinStatus } from '../status/join.js';
 import { parsePolicy, profile, type AuditPolicy } from './policy.js';
@@ -13,7 +13,7 @@ beforeAll(async () => {
 });
 
 function audit(nodes: readonly RawNode[], opts: { policy?: AuditPolicy; probe?: ProbeOutcome; only?: string[] } = {}): AuditReportBody {
-  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, only: opts.only }), policy: opts.policy ?? profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: opts.probe, onlyNodes: opts.only });
+  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes), only: opts.only }), policy: opts.policy ?? profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: opts.probe, onlyNodes: opts.only });
 }
 
 const codes = (r: AuditReportBody): string[] => [...new Set(r.violations.map((v) => `${v.code}@${v.subject}`))].sort();
@@ -68,11 +68,11 @@ describe('evaluate', () => {
     expect(r.violations[0]?.message).toBe('n1 uses wireguard-chacha20poly1305; policy fips allows only ipsec-esp-aes-gcm-128, ipsec-esp-aes-gcm-256');
   });
 
-  it('never says compliant with a stopped agent, a stale or a missing report: partial, named', () => {
+  it('never says compliant with a stopped agent, a stale report or an agent that does not answer: partial, named', () => {
     for (const [n2, code] of [
       [statusNode('n2', statusReport('n2', NAMES, { agent: 'stopped' })), 'agent-stopped'],
       [statusNode('n2', statusReport('n2', NAMES, { at: '2025-06-01T11:00:00.000Z' })), 'status-stale'],
-      [statusNode('n2', undefined), 'status-missing'],
+      [statusNode('n2', undefined), 'status-unreachable'],
       [statusNode('n2', 'garbage'), 'status-invalid'],
     ] as const) {
       const nodes = healthyStatusNodes();

@@ -15,6 +15,7 @@ export type ViolationCode =
   | 'status-missing'
   | 'status-invalid'
   | 'status-stale'
+  | 'status-unreachable'
   | 'agent-stopped'
   | 'algorithm-not-allowed'
   | 'key-too-old'
@@ -28,7 +29,7 @@ export type ViolationCode =
   | 'no-pairs';
 
 /** Codes that mean evidence is missing (the report is partial), not that a rule was broken. */
-export const EVIDENCE_CODES: readonly ViolationCode[] = ['no-agent', 'status-missing', 'status-invalid', 'status-stale', 'agent-stopped', 'probe-failed', 'probe-missing', 'no-pairs'];
+export const EVIDENCE_CODES: readonly ViolationCode[] = ['no-agent', 'status-missing', 'status-invalid', 'status-stale', 'status-unreachable', 'agent-stopped', 'probe-failed', 'probe-missing', 'no-pairs'];
 
 /** One broken rule or missing piece of evidence. */
 export interface Violation {
@@ -124,6 +125,7 @@ const HEALTH_CODE: Readonly<Record<Exclude<NodeView['health'], 'ok'>, ViolationC
   invalid: 'status-invalid',
   stale: 'status-stale',
   stopped: 'agent-stopped',
+  unreachable: 'status-unreachable',
 };
 
 function nodeViolations(v: NodeView, p: AuditPolicy): Violation[] {

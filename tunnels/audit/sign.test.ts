@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport } from '../../test/status-fixtures.js';
+import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport, reportsOf } from '../../test/status-fixtures.js';
 import { joinStatus } from '../status/join.js';
 import { canonicalJson, prettyCanonical } from './canonical.js';
 import { profile } from './policy.js';
@@ -26,7 +26,7 @@ afterAll(async () => {
 });
 
 function body(nodes = healthyStatusNodes()): AuditReportBody {
-  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW }), policy: profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: undefined });
+  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes) }), policy: profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: undefined });
 }
 
 async function signed(b = body()): Promise<{ report: AuditReport; file: Uint8Array; page: Uint8Array }> {

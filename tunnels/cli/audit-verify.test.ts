@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, STATUS_NOW } from '../../test/status-fixtures.js';
+import { healthyStatusNodes, reportsOf, STATUS_NOW } from '../../test/status-fixtures.js';
 import { joinStatus } from '../status/join.js';
 import { prettyCanonical } from '../audit/canonical.js';
 import { profile } from '../audit/policy.js';
@@ -25,7 +25,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sealnet-verify-'));
   key = await loadOrCreateSigningKey(join(dir, 'signing.key'));
   other = await loadOrCreateSigningKey(join(dir, 'other.key'));
-  const body = evaluate({ status: joinStatus(healthyStatusNodes(), { now: STATUS_NOW }), policy: profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: undefined });
+  const body = evaluate({ status: joinStatus(healthyStatusNodes(), { now: STATUS_NOW, reports: reportsOf(healthyStatusNodes()) }), policy: profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: undefined });
   good = join(dir, 'good.json');
   forged = join(dir, 'forged.json');
   await writeFile(good, prettyCanonical(await signReport(body, key)));

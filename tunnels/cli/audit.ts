@@ -18,6 +18,7 @@ import { AUDIT_SIGNING_KEY_FILE, DEFAULT_STATE_DIR } from '../../common/constant
 import { SealnetError } from '../../common/errors.js';
 import type { NodeStore } from '../ports/index.js';
 import { checkKnownNodes, openStore } from './status.js';
+import { FETCH_FLAGS, fetcherFor, fetchReports, fetchSettings, type FetchSettings, type ReportFetcher } from './fetch.js';
 import { joinStatus } from '../status/join.js';
 import { prettyCanonical } from '../audit/canonical.js';
 import { parsePolicy, profile, type AuditPolicy } from '../audit/policy.js';
@@ -38,6 +39,8 @@ export interface AuditArgs {
   readonly probeCommand: readonly string[] | undefined;
   readonly probeTimeoutS: number;
   readonly signingKey: string;
+  /** How the agents' full reports are fetched (tunnels/cli/fetch.ts). */
+  readonly fetch: FetchSettings;
 }
 
 /** Parses the arguments after `audit`. */
@@ -56,6 +59,7 @@ export function parseAuditArgs(args: readonly string[], env: Readonly<Record<str
       'probe-timeout': { type: 'string' },
       'signing-key': { type: 'string' },
       'state-dir': { type: 'string' },
+      ...FETCH_FLAGS,
     },
   });
   const policyFile = values.policy;
@@ -82,6 +86,7 @@ export function parseAuditArgs(args: readonly string[], env: Readonly<Record<str
     probeCommand: probe === undefined ? undefined : [probe, ...probeArgs],
     probeTimeoutS,
     signingKey: signingKey ?? join(stateDir ?? env.SEALNET_STATE_DIR ?? DEFAULT_STATE_DIR, AUDIT_SIGNING_KEY_FILE),
+    fetch: fetchSettings(values),
   };
 }
 
@@ -141,6 +146,8 @@ export async function runAudit(opts: {
   json: boolean;
   args: readonly string[];
   probe?: ProbeAdapter;
+  /** Overrides how the agents' reports are fetched (tests). */
+  fetcher?: ReportFetcher;
   now?: () => Date;
   write?: (s: string) => void;
 }): Promise<number> {
@@ -155,17 +162,25 @@ export async function runAudit(opts: {
   if (existsSync(reportFile)) throw new SealnetError('CONFIG_INVALID', `${reportFile} exists; an audit report is never overwritten (choose another --out)`);
   const key = await loadOrCreateSigningKey(a.signingKey);
 
+  const fetcher = opts.fetcher ?? fetcherFor(opts.store, a.fetch);
   const store = await openStore(opts.store);
   let status;
   let probe: ProbeOutcome | undefined;
   try {
     checkKnownNodes(store.list(), a.only);
-    status = joinStatus(store.list(), { now: now(), only: a.only });
+    // Every agent's full report, fetched now (bounded fan-out; an agent that does not answer
+    // makes its pairs PARTIAL with the reason).
+    const collect = async (): Promise<ReturnType<typeof joinStatus>> => {
+      const nodes = store.list();
+      const reports = await fetchReports(nodes.map((n) => n.name), fetcher, a.fetch);
+      return joinStatus(nodes, { now: now(), reports, only: a.only });
+    };
+    status = await collect();
     const adapter = opts.probe ?? (a.probeCommand === undefined ? undefined : new CommandProbeAdapter(a.probeCommand, { timeoutMs: a.probeTimeoutS * 1000 }));
     if (adapter !== undefined) {
       probe = await adapter.probe(status.pairs.map((p) => ({ a: p.a, b: p.b }))).catch((err: unknown): ProbeOutcome => ({ ok: false, error: (err as Error).message }));
       // The probe took time: judge the status as it stands after it, not before.
-      status = joinStatus(store.list(), { now: now(), only: a.only });
+      status = await collect();
     }
   } finally {
     await store.close();

@@ -1,16 +1,18 @@
 /**
- * `sealctl status`: one row per node pair from the reports every agent publishes on its own Node
- * (tunnels/status/report.ts), joined from both ends (tunnels/status/join.ts). Works the same with the
- * file store and through the Kubernetes API server (one LIST of Nodes; no agent port is used).
+ * `sealctl status`: one row per node pair from every agent's full report (tunnels/status/
+ * report.ts), fetched on demand from the agents (tunnels/cli/fetch.ts: the API server's pod proxy,
+ * or the agents' Unix sockets with the file store) and joined from both ends
+ * (tunnels/status/join.ts). An agent that does not answer makes its pairs PARTIAL, with the reason.
  */
 import { escapeText } from '../../common/text.js';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { SealnetError } from '../../common/errors.js';
+import { describeError, SealnetError } from '../../common/errors.js';
 import { parseFlags } from '../../common/args.js';
 import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
 import { age, bytes } from '../audit/render.js';
 import { joinStatus, type ClusterStatus } from '../status/join.js';
+import { FETCH_FLAGS, fetcherFor, fetchReports, fetchSettings, type FetchSettings, type ReportFetcher } from './fetch.js';
 
 /** A started store: the live node list until {@link OpenStore.close}. */
 export interface OpenStore {
@@ -23,8 +25,10 @@ export interface OpenStore {
 /** Starts the store and waits until it has synced (15 s limit). */
 export async function openStore(store: NodeStore): Promise<OpenStore> {
   const problems: string[] = [];
+  const detail: string[] = [];
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SealnetError('STORE_IO', 'node store did not sync within 15 s (API server unreachable?)')), 15_000);
+    // Say why when the store said why (a 403 for an operator without the role, say).
+    const timer = setTimeout(() => reject(new SealnetError('STORE_IO', `node store did not sync within 15 s (${detail.at(-1) ?? 'API server unreachable?'})`)), 15_000);
     store
       .start({
         onChange: () => undefined,
@@ -32,7 +36,10 @@ export async function openStore(store: NodeStore): Promise<OpenStore> {
           clearTimeout(timer);
           resolve();
         },
-        onError: (e) => problems.push(e.message),
+        onError: (e) => {
+          problems.push(e.message);
+          detail.push(describeError(e).slice(0, 400));
+        },
       })
       .catch((err: unknown) => {
         clearTimeout(timer);
@@ -56,12 +63,13 @@ export async function listNodes(store: NodeStore): Promise<{ nodes: readonly Raw
 /** Parsed `status` arguments (after the command word). */
 export interface StatusArgs {
   readonly only: readonly string[];
+  readonly fetch: FetchSettings;
 }
 
 /** Parses `status [--node NAME]...`. */
 export function parseStatusArgs(args: readonly string[]): StatusArgs {
-  const { values } = parseFlags(args, { options: { node: { type: 'string', multiple: true } }, prefix: 'status: ' });
-  return { only: values.node ?? [] };
+  const { values } = parseFlags(args, { options: { node: { type: 'string', multiple: true }, ...FETCH_FLAGS }, prefix: 'status: ' });
+  return { only: values.node ?? [], fetch: fetchSettings(values) };
 }
 
 /** Throws a clear error for names the store does not list. */
@@ -75,7 +83,7 @@ export function checkKnownNodes(nodes: readonly RawNode[], names: readonly strin
 export function renderStatusTable(s: ClusterStatus): string {
   const out: string[] = [];
   out.push(
-    `status as each agent last published it (${'sealnet.io/status'}); agents republish on a state change and every heartbeat, so counters and handshake times may be up to ${s.maxHeartbeatSeconds} s old (see AS OF)`,
+    'status as each agent reports it now (its /status, fetched through the API server or its socket; AS OF says when each answered)',
   );
   const rows = [['PAIR', 'STATE', 'MODE', 'ALGORITHM', 'KEYS (A / B)', 'KEY AGE', 'HANDSHAKE A→B / B→A', 'BYTES A rx/tx · B rx/tx', 'AS OF (A / B)', 'DATA']];
   const nowMs = Date.parse(s.generatedAt);
@@ -110,13 +118,15 @@ export function renderStatusTable(s: ClusterStatus): string {
 }
 
 /** Runs `sealctl status`; returns the exit code (0: every pair encrypted with complete data). */
-export async function runStatus(opts: { store: NodeStore; json: boolean; args: readonly string[]; now?: () => Date; write?: (s: string) => void }): Promise<number> {
+export async function runStatus(opts: { store: NodeStore; json: boolean; args: readonly string[]; fetcher?: ReportFetcher; now?: () => Date; write?: (s: string) => void }): Promise<number> {
   const write = opts.write ?? ((s: string) => void process.stdout.write(s));
   const a = parseStatusArgs(opts.args);
   await sodiumReady();
+  const fetcher = opts.fetcher ?? fetcherFor(opts.store, a.fetch);
   const { nodes, problems } = await listNodes(opts.store);
   checkKnownNodes(nodes, a.only);
-  const s = joinStatus(nodes, { now: (opts.now ?? (() => new Date()))(), only: a.only });
+  const reports = await fetchReports(nodes.map((n) => n.name), fetcher, a.fetch);
+  const s = joinStatus(nodes, { now: (opts.now ?? (() => new Date()))(), reports, only: a.only });
   if (opts.json) write(`${JSON.stringify({ ...s, storeProblems: problems })}\n`);
   else {
     write(renderStatusTable(s));

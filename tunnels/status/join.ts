@@ -1,14 +1,16 @@
 /**
- * Joins the status reports every agent published (tunnels/status/report.ts) into one row per node
- * pair, as `sealctl status` and `sealctl audit` show them. Pure: the node list and the time are
- * inputs. A pair is only `encrypted` when both ends say so about each other in fresh reports
- * and agree on each other's keys; anything missing makes the row `partial`, never better.
+ * Joins every agent's full report (tunnels/status/report.ts, fetched from the agent's `/status`
+ * by `sealctl`) into one row per node pair, as `sealctl status` and `sealctl audit` show them.
+ * Pure: the node list, the fetch results and the time are inputs. A pair is only `encrypted`
+ * when both ends say so about each other in fresh reports and agree on each other's keys;
+ * anything missing (an agent that did not answer, among others) makes the row `partial`.
  */
 import { fingerprint } from '../../keymgr/keys.js';
 import { decodeNode } from '../plan/annotations.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import type { RawNode } from '../ports/model.js';
 import { decodeStatus, type NodeStatusReport, type PeerState, type PeerStatus } from './report.js';
+import { decodeSummary } from './summary.js';
 
 /** Seconds on top of two heartbeats before a report counts as stale. */
 export const STALE_GRACE_SECONDS = 10;
@@ -16,7 +18,16 @@ export const STALE_GRACE_SECONDS = 10;
 const MAX_FUTURE_SECONDS = 300;
 
 /** How usable a node's report is. */
-export type ReportHealth = 'ok' | 'missing' | 'invalid' | 'stale' | 'stopped' | 'no-agent';
+export type ReportHealth = 'ok' | 'missing' | 'invalid' | 'stale' | 'stopped' | 'no-agent' | 'unreachable';
+
+/**
+ * What fetching one agent's full report gave: its text, or why there is none (one sentence:
+ * the agent did not answer in time, refused the token, no agent pod on the node...).
+ */
+export type FetchedReport = { readonly ok: true; readonly text: string } | { readonly ok: false; readonly reason: string; readonly noAgent?: boolean };
+
+/** Largest full report accepted from an agent (bytes): ~250 bytes per peer at 20,000 peers, doubled. */
+export const FULL_REPORT_MAX_BYTES = 12 * 1024 * 1024;
 
 /** One node as the join sees it. */
 export interface NodeView {
@@ -94,37 +105,51 @@ function worst(a: PairState, b: PairState): PairState {
   return x >= y ? a : b;
 }
 
-function viewOf(raw: RawNode, now: Date): NodeView {
+function viewOf(raw: RawNode, now: Date, fetched: FetchedReport | undefined): NodeView {
   const nowS = now.getTime() / 1000;
   const decoded = decodeNode(raw);
   const publishedKey = decoded.ok ? fingerprint(decoded.node.wireguardPublicKey) : undefined;
   const keyCreated = raw.annotations[ANNOTATIONS.keyCreated];
   const annotationKeyAge = keyCreated === undefined || Number.isNaN(Date.parse(keyCreated)) ? undefined : Math.floor(nowS - Date.parse(keyCreated) / 1000);
   const base = { name: raw.name, publishedKey, report: undefined, reportAgeSeconds: undefined, keyAgeSeconds: annotationKeyAge };
-  const text = raw.annotations[ANNOTATIONS.status];
-  if (text === undefined) {
-    const agentless = !Object.keys(raw.annotations).some((k) => k.startsWith('sealnet.io/'));
-    return agentless
-      ? { ...base, health: 'no-agent', problem: `node ${raw.name} has no sealnet annotations: no agent has ever run there` }
-      : { ...base, health: 'missing', problem: `node ${raw.name} publishes no ${ANNOTATIONS.status} (agent too old or not running)` };
+  const agentless = !Object.keys(raw.annotations).some((k) => k.startsWith('sealnet.io/'));
+  const summaryText = raw.annotations[ANNOTATIONS.status];
+  const summary = summaryText === undefined ? undefined : decodeSummary(summaryText);
+  if (fetched === undefined || !fetched.ok) {
+    if (agentless && (fetched === undefined || fetched.noAgent === true)) return { ...base, health: 'no-agent', problem: `node ${raw.name} has no sealnet annotations: no agent has ever run there` };
+    if (fetched === undefined) return { ...base, health: 'missing', problem: `the full status of ${raw.name} was not fetched` };
+    // A clean stop publishes a last summary saying so: the agent is gone, not just unreachable.
+    if (summary?.ok === true && summary.summary.agent === 'stopped') return { ...base, health: 'stopped', problem: `the agent on ${raw.name} stopped at ${summary.summary.at} and does not answer (${fetched.reason}); its tunnels are left in place but nobody maintains them` };
+    // Otherwise the summary on the Node says what the agent last published: context, not evidence.
+    const last = summary?.ok === true ? ` (its last published summary, ${summary.summary.at}: ${summary.summary.agent}, ${summary.summary.counts.encrypted} encrypted, ${summary.summary.counts.pending + summary.summary.counts.dropping + summary.summary.counts.misconfigured} not)` : '';
+    return { ...base, health: 'unreachable', problem: `the agent on ${raw.name} did not give its status: ${fetched.reason}${last}` };
   }
-  const r = decodeStatus(text);
+  const r = decodeStatus(fetched.text, FULL_REPORT_MAX_BYTES);
   if (!r.ok) return { ...base, health: 'invalid', problem: `node ${raw.name}: ${r.error}` };
   const report = r.report;
-  if (report.node !== raw.name) return { ...base, health: 'invalid', problem: `node ${raw.name} carries a status report for node ${report.node}` };
+  if (report.node !== raw.name) return { ...base, health: 'invalid', problem: `the agent reached for node ${raw.name} reports about node ${report.node}` };
   const age = Math.floor(nowS - Date.parse(report.at) / 1000);
   const view = { ...base, report, reportAgeSeconds: age, keyAgeSeconds: Math.floor(nowS - Date.parse(report.key.createdAt) / 1000) };
   const staleAfter = 2 * report.heartbeatSeconds + STALE_GRACE_SECONDS;
   if (report.agent === 'stopped') return { ...view, health: 'stopped', problem: `the agent on ${raw.name} stopped at ${report.at}; its tunnels are left in place but nobody maintains them` };
-  if (age > staleAfter) return { ...view, health: 'stale', problem: `the status of ${raw.name} is ${age} s old (republished every ${report.heartbeatSeconds} s; stale after ${staleAfter} s): agent not running or cannot publish` };
+  if (age > staleAfter) return { ...view, health: 'stale', problem: `the status of ${raw.name} is ${age} s old (stale after ${staleAfter} s)` };
   if (age < -MAX_FUTURE_SECONDS) return { ...view, health: 'invalid', problem: `the status of ${raw.name} is dated ${-age} s in the future (clock skew?)` };
   return { ...view, health: 'ok', problem: undefined };
+}
+
+/** Peers of each report by name, built once per join (a lookup per pair side, not a scan). */
+const peerIndex = new WeakMap<NodeStatusReport, Map<string, PeerStatus>>();
+function peerOf(r: NodeStatusReport | undefined, name: string): PeerStatus | undefined {
+  if (r === undefined) return undefined;
+  let ix = peerIndex.get(r);
+  if (ix === undefined) peerIndex.set(r, (ix = new Map(r.peers.map((p) => [p.node, p]))));
+  return ix.get(name);
 }
 
 function side(self: NodeView, other: string, nowS: number): { side: PairSide; notes: string[] } {
   const notes: string[] = [];
   const r = self.report;
-  const peer: PeerStatus | undefined = r?.peers.find((p) => p.node === other);
+  const peer: PeerStatus | undefined = peerOf(r, other);
   const usable = self.health === 'ok' && r !== undefined;
   let state: PairState = 'unknown';
   let reason: string | undefined;
@@ -164,11 +189,15 @@ function pairAlgorithm(a: string | undefined, b: string | undefined): string | u
   return a === b ? a : [a ?? '?', b ?? '?'].join('/');
 }
 
-/** Joins every node's report into pair rows. `only`: keep pairs that involve these nodes. */
-export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; only?: readonly string[] | undefined }): ClusterStatus {
+/**
+ * Joins every node's report into pair rows. `reports`: what fetching each agent's full report
+ * gave, by node name (a node without an entry is `missing`). `only`: keep pairs that involve
+ * these nodes.
+ */
+export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; reports: ReadonlyMap<string, FetchedReport>; only?: readonly string[] | undefined }): ClusterStatus {
   const now = opts.now;
   const nowS = now.getTime() / 1000;
-  const views = [...nodes].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((n) => viewOf(n, now));
+  const views = [...nodes].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((n) => viewOf(n, now, opts.reports.get(n.name)));
   const only = opts.only === undefined || opts.only.length === 0 ? undefined : new Set(opts.only);
   const pairs: PairRow[] = [];
   for (let i = 0; i < views.length; i++) {
@@ -206,7 +235,8 @@ export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; only?: 
       });
     }
   }
-  const scoped = only === undefined ? views : views.filter((v) => only.has(v.name) || pairs.some((p) => p.a === v.name || p.b === v.name));
+  const inPairs = only === undefined ? undefined : new Set(pairs.flatMap((p) => [p.a, p.b]));
+  const scoped = only === undefined ? views : views.filter((v) => only.has(v.name) || inPairs?.has(v.name) === true);
   return {
     generatedAt: now.toISOString(),
     nodes: scoped,

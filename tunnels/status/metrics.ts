@@ -1,19 +1,36 @@
 /**
- * Per-peer and key metrics, computed at scrape time from the same report `/status` serves and
- * the status annotation carries (tunnels/status/report.ts), so the three never disagree about a state.
+ * Status metrics, computed at scrape time from the same report `/status` serves (tunnels/status/
+ * report.ts), so the two never disagree about a state.
  *
- * Byte counters come from `wg show dump` and are exported as counters (they only grow, and reset
- * when a peer entry is re-created, which Prometheus' rate() handles). WireGuard reports no
- * per-peer packet counts (its UAPI has bytes only), so there is no per-peer packet metric; BPF
- * packet counts by reason are in `sealnet_bpf_packets_total`.
+ * O(1) series per agent by default, whatever the number of peers: a Prometheus holds one agent
+ * per node, and 9 series per peer (the first design) were 45,000 series per agent at 5,000
+ * nodes. Per peer there are only aggregates: counts per state, the worst handshake age, a
+ * histogram of handshake ages, byte totals. Per-peer series are opt-in and bounded
+ * ({@link StatusMetricsOptions.perPeerMax}): only peers that are not encrypted, at most that
+ * many, most severe first.
+ *
+ * WireGuard reports no per-peer packet counts (its UAPI has bytes only); BPF packet counts by
+ * reason are in `sealnet_bpf_packets_total`.
  */
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge, Histogram } from 'prom-client';
 import type { AgentMetrics } from '../../common/metrics.js';
-import { PEER_STATES, type NodeStatusReport } from './report.js';
+import { PEER_STATES, type NodeStatusReport, type PeerState } from './report.js';
 
-/** Registers the status-derived metrics; `report` is called once per scrape (cached by the caller). */
-export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promise<NodeStatusReport>): void {
+/** Buckets of `sealnet_peer_handshake_age_seconds` (WireGuard rekeys every 120 s, rejects after 180 s). */
+export const HANDSHAKE_AGE_BUCKETS = [30, 60, 120, 180, 300, 600, 1800, 3600];
+
+/** Options of {@link registerStatusMetrics}. */
+export interface StatusMetricsOptions {
+  /** Per-peer series for peers that are not encrypted, at most this many (0, default: none). */
+  readonly perPeerMax?: number;
+}
+
+const SEVERITY: Readonly<Record<PeerState, number>> = { misconfigured: 0, dropping: 1, pending: 2, encrypted: 3 };
+
+/** Registers the status-derived metrics; `report` is called at most once per scrape. */
+export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promise<NodeStatusReport>, opts: StatusMetricsOptions = {}): void {
   const registers = [metrics.registry];
+  const perPeerMax = Math.max(0, Math.floor(opts.perPeerMax ?? 0));
   // One report per scrape: every collect() below awaits the same promise.
   let current: { at: number; p: Promise<NodeStatusReport | undefined> } | undefined;
   const get = (): Promise<NodeStatusReport | undefined> => {
@@ -21,7 +38,7 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     if (current === undefined || t - current.at > 500) current = { at: t, p: report().catch(() => undefined) };
     return current.p;
   };
-  const nowS = (): number => Date.now() / 1000;
+  const nowS = (): number => Math.floor(Date.now() / 1000);
 
   new Gauge({
     name: 'sealnet_peers_by_state',
@@ -32,71 +49,63 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
       const r = await get();
       this.reset();
       if (r === undefined) return;
-      for (const s of PEER_STATES) this.set({ state: s }, r.peers.filter((p) => p.state === s).length);
+      const n: Record<string, number> = { encrypted: 0, pending: 0, dropping: 0, misconfigured: 0 };
+      for (const p of r.peers) n[p.state] = (n[p.state] ?? 0) + 1;
+      for (const s of PEER_STATES) this.set({ state: s }, n[s] ?? 0);
     },
   });
   new Gauge({
-    name: 'sealnet_peer_state',
-    help: '1 for the state each peer is in, 0 for the other states',
-    labelNames: ['peer', 'state'],
+    name: 'sealnet_peer_handshake_age_worst_seconds',
+    help: 'Seconds since the last completed handshake with the peer that has gone longest without one (peers that never completed one excluded)',
     registers,
     async collect() {
       const r = await get();
       this.reset();
-      for (const p of r?.peers ?? []) for (const s of PEER_STATES) this.set({ peer: p.node, state: s }, p.state === s ? 1 : 0);
+      if (r === undefined) return;
+      const now = nowS();
+      let worst = -1;
+      for (const p of r.peers) if (p.handshake !== undefined && p.handshake > 0) worst = Math.max(worst, now - p.handshake);
+      if (worst >= 0) this.set(Math.max(0, worst));
     },
   });
   new Gauge({
-    name: 'sealnet_peer_key_info',
-    help: 'Fingerprint of the key the tunnel holds for each peer (value always 1)',
-    labelNames: ['peer', 'fingerprint'],
+    name: 'sealnet_peers_without_handshake',
+    help: 'Tunnel peers programmed with which no handshake has completed yet',
     registers,
     async collect() {
       const r = await get();
       this.reset();
-      for (const p of r?.peers ?? []) if (p.key !== undefined) this.set({ peer: p.node, fingerprint: p.key }, 1);
+      if (r !== undefined) this.set(r.peers.filter((p) => p.handshake === 0).length);
     },
   });
-  new Gauge({
-    name: 'sealnet_peer_last_handshake_timestamp_seconds',
-    help: 'Last completed WireGuard handshake with each peer (Unix seconds, 0 = never)',
-    labelNames: ['peer'],
-    registers,
-    async collect() {
-      const r = await get();
-      this.reset();
-      for (const p of r?.peers ?? []) if (p.handshake !== undefined) this.set({ peer: p.node }, p.handshake);
-    },
-  });
-  new Gauge({
+  new Histogram({
     name: 'sealnet_peer_handshake_age_seconds',
-    help: 'Seconds since the last completed handshake with each peer (absent: never)',
-    labelNames: ['peer'],
+    help: 'Handshake age of every tunnel peer at scrape time (a distribution over peers, not over time)',
+    buckets: HANDSHAKE_AGE_BUCKETS,
     registers,
     async collect() {
       const r = await get();
       this.reset();
-      for (const p of r?.peers ?? []) if (p.handshake !== undefined && p.handshake > 0) this.set({ peer: p.node }, Math.max(0, Math.floor(nowS()) - p.handshake));
+      const now = nowS();
+      for (const p of r?.peers ?? []) if (p.handshake !== undefined && p.handshake > 0) this.observe(Math.max(0, now - p.handshake));
     },
   });
-  const bytes = (name: string, help: string, field: 'rx' | 'tx'): void => {
+  const total = (name: string, help: string, field: 'rx' | 'tx'): void => {
     new Counter({
       name,
       help,
-      labelNames: ['peer'],
       registers,
       async collect() {
         const r = await get();
         this.reset();
-        for (const p of r?.peers ?? []) {
-          const v = p[field];
-          if (v !== undefined) this.inc({ peer: p.node }, v);
-        }
+        let sum = 0;
+        for (const p of r?.peers ?? []) sum += p[field] ?? 0;
+        this.inc(sum);
       },
     });
   };
-  bytes('sealnet_peer_receive_bytes_total', 'Bytes received from each peer through the tunnel (wg show dump)', 'rx');
-  bytes('sealnet_peer_transmit_bytes_total', 'Bytes sent to each peer through the tunnel (wg show dump)', 'tx');
+  total('sealnet_tunnel_receive_bytes_total', 'Bytes received through the tunnel from all peers (sum of per-peer counters; drops when a peer entry is re-created, which rate() treats as a reset)', 'rx');
+  total('sealnet_tunnel_transmit_bytes_total', 'Bytes sent through the tunnel to all peers (sum of per-peer counters; see receive)', 'tx');
   new Gauge({
     name: 'sealnet_key_info',
     help: "This node's current key: fingerprint and epoch (value always 1)",
@@ -127,7 +136,7 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     async collect() {
       const r = await get();
       this.reset();
-      if (r !== undefined) this.set({ kind: r.mode }, Math.max(0, Math.floor(nowS() - Date.parse(r.key.createdAt) / 1000)));
+      if (r !== undefined) this.set({ kind: r.mode }, Math.max(0, nowS() - Math.floor(Date.parse(r.key.createdAt) / 1000)));
     },
   });
   new Gauge({
@@ -137,6 +146,28 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     async collect() {
       const r = await get();
       this.set(r?.ready === true ? 1 : 0);
+    },
+  });
+  if (perPeerMax === 0) return;
+  new Gauge({
+    name: 'sealnet_peer_state',
+    help: `1 for each peer that is not encrypted, labelled with its state (at most ${perPeerMax} peers, most severe first)`,
+    labelNames: ['peer', 'state'],
+    registers,
+    async collect() {
+      const r = await get();
+      this.reset();
+      const bad = (r?.peers ?? []).filter((p) => p.state !== 'encrypted').sort((a, b) => SEVERITY[a.state] - SEVERITY[b.state] || (a.node < b.node ? -1 : 1));
+      for (const p of bad.slice(0, perPeerMax)) this.set({ peer: p.node, state: p.state }, 1);
+    },
+  });
+  new Gauge({
+    name: 'sealnet_peer_state_omitted',
+    help: 'Peers not encrypted but left out of sealnet_peer_state (over the per-peer cap)',
+    registers,
+    async collect() {
+      const r = await get();
+      this.set(Math.max(0, (r?.peers ?? []).filter((p) => p.state !== 'encrypted').length - perPeerMax));
     },
   });
 }

@@ -4,6 +4,7 @@
  * outbound SA, inbound SAs and policies are all there with the configured AES-GCM, and reports
  * SPIs and counters; the join and the FIPS audit follow from both ends' reports.
  */
+import { reportsOf } from '../../test/status-fixtures.js';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { IpsecDriver } from '../../ipsec/driver.js';
 import { FakeXfrm } from '../../ipsec/xfrm.fake.js';
@@ -111,7 +112,7 @@ async function report(a: Agent): Promise<NodeStatusReport> {
   return a.status.report();
 }
 
-/** Publishes every agent's report into the store (as the publication loop would). */
+/** Puts every agent's full report on its node, standing for what its /status answers (read back with reportsOf). */
 async function publishAll(store: MemoryNodeStore, agents: readonly Agent[]): Promise<void> {
   await new Promise((r) => setTimeout(r, 1050));
   for (const a of agents) await store.patchAnnotations(a.name, { [ANNOTATIONS.status]: JSON.stringify(await a.status.report()) });
@@ -187,7 +188,7 @@ describe('status of mode ipsec pairs', () => {
     const { store, agents } = await cluster();
     traffic(agents);
     await publishAll(store, agents);
-    const s = joinStatus(store.list(), { now: NOW });
+    const s = joinStatus(store.list(), { now: NOW, reports: reportsOf(store.list()) });
     expect(s.partial).toBe(false);
     expect(s.pairs.map((p) => [p.a, p.b, p.state, p.algorithm])).toEqual([
       ['node-a', 'node-b', 'encrypted', 'ipsec-esp-aes-gcm-128'],
@@ -202,7 +203,7 @@ describe('status of mode ipsec pairs', () => {
       expect(x.txPackets).toBeGreaterThan(0);
     }
     const audit = (policy = profile('fips')): ReturnType<typeof evaluate> =>
-      evaluate({ status: joinStatus(store.list(), { now: NOW }), policy, now: NOW, store: 'memory', toolVersion: 'test', probe: undefined });
+      evaluate({ status: joinStatus(store.list(), { now: NOW, reports: reportsOf(store.list()) }), policy, now: NOW, store: 'memory', toolVersion: 'test', probe: undefined });
     const ok = audit();
     expect([ok.verdict, ok.complete, ok.violations]).toEqual(['compliant', true, []]);
 

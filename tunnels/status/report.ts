@@ -417,10 +417,10 @@ function decodePeer(v: unknown, i: number): PeerStatus {
   };
 }
 
-/** Decodes a status annotation strictly: any unknown field, wrong type or version is an error. */
-export function decodeStatus(textIn: string): DecodeStatusResult {
+/** Decodes a full report strictly: any unknown field, wrong type or version is an error. */
+export function decodeStatus(textIn: string, maxBytes = STATUS_MAX_BYTES): DecodeStatusResult {
   try {
-    if (Buffer.byteLength(textIn) > STATUS_MAX_BYTES) throw new Error(`is larger than ${STATUS_MAX_BYTES} bytes`);
+    if (Buffer.byteLength(textIn) > maxBytes) throw new Error(`is larger than ${maxBytes} bytes`);
     let v: unknown;
     try {
       v = JSON.parse(textIn);
@@ -467,6 +467,6 @@ export function decodeStatus(textIn: string): DecodeStatusResult {
     };
     return { ok: true, report };
   } catch (err) {
-    return { ok: false, error: `${ANNOTATIONS.status} ${(err as Error).message}` };
+    return { ok: false, error: `the status report ${(err as Error).message}` };
   }
 }

@@ -9,57 +9,103 @@ import { ANNOTATIONS } from '../../common/constants.js';
 import { silentLogger } from '../../common/logger.js';
 import { createMetrics } from '../../common/metrics.js';
 import { plan } from '../plan/planner.js';
-import { decodeStatus } from './report.js';
-import { bearerMatches, loadOrCreateStatusToken, relevantChangeFilter, StatusService } from './service.js';
+import { bearerMatches, loadOrCreateStatusToken, relevantChangeFilter, StatusService, type StatusDeps } from './service.js';
+import { decodeSummary, SUMMARY_MAX_BYTES } from './summary.js';
 
 beforeAll(async () => {
   await sodiumReady();
 });
 
 describe('StatusService publication', () => {
-  it('publishes once, then only on a state change (after the minimum interval) or the heartbeat', async () => {
+  function setup(pass: { converged: boolean } = { converged: true }) {
     const fx = fixtureCluster();
     const store = new MemoryNodeStore(fx.nodes, { synced: true });
     const { wg } = createFakeKernel();
-    await wg.ensureLink({ name: 'sealwg0', privateKeyFile: '/k', publicKey: fx.keys['node-a'], listenPort: 51880, fwmark: 0x5188 });
     const desired = plan({ nodes: fx.nodes, self: { name: 'node-a', wireguardPublicKey: fx.keys['node-a'], localAddresses: fx.localAddresses['node-a'] }, config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 }, established: {} });
-    let clock = Date.parse('2025-06-01T12:00:00.000Z');
+    const clock = { t: Date.parse('2025-06-01T12:00:00.000Z') };
     const config = validateConfig({ nodeName: 'node-a', store: { type: 'file', dir: '/unused' }, steering: { enabled: false }, status: { heartbeatSeconds: 60, minIntervalSeconds: 5 } });
+    const state = { report: undefined as ReturnType<StatusDeps['reconciler']['report']>, pass };
     const s = new StatusService({
       config,
       key: () => ({ publicKey: fx.keys['node-a'], epoch: 1, createdAt: new Date('2025-05-01T00:00:00Z') }),
       wg,
       steering: undefined,
-      reconciler: { report: () => ({ kernelOps: {}, errors: [], desired, pruned: true, converged: true }) },
+      reconciler: { report: () => state.report },
       store,
       metrics: createMetrics(),
       log: silentLogger,
-      now: () => new Date(clock),
+      now: () => new Date(clock.t),
     });
     const published = (): number => store.patches.filter((p) => p.annotations[ANNOTATIONS.status] !== undefined).length;
+    const summary = () => {
+      const text = store.get('node-a')!.annotations[ANNOTATIONS.status]!;
+      const d = decodeSummary(text);
+      if (!d.ok) throw new Error(d.error);
+      return { ...d.summary, bytes: Buffer.byteLength(text) };
+    };
+    return { fx, store, wg, desired, clock, s, state, published, summary };
+  }
+
+  it('publishes a bounded summary once the first pass converged, then only when the summary changes (after the minimum interval), never on a heartbeat', async () => {
+    const { wg, desired, clock, s, state, published, summary } = setup();
+    await wg.ensureLink({ name: 'sealwg0', privateKeyFile: '/k', publicKey: desired.tunnel.peers[0]!.publicKey, listenPort: 51880, fwmark: 0x5188 });
+    await s.publishIfDue();
+    expect(published()).toBe(0); // no pass yet: nothing to say
+    state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: false };
+    await s.publishIfDue();
+    expect(published()).toBe(0); // a pass, but not converged
+    state.report = { ...state.report, converged: true };
     await s.publishIfDue();
     expect(published()).toBe(1);
-    const first = decodeStatus(store.get('node-a')!.annotations[ANNOTATIONS.status]!);
-    expect(first.ok && first.report.peers.every((p) => p.state === 'misconfigured')).toBe(true); // no peers programmed, no guard
-    clock += 10_000;
+    const first = summary();
+    expect(first.counts).toEqual({ encrypted: 0, pending: 0, dropping: 0, misconfigured: 4 }); // no peers programmed, no guard
+    expect(first.worst).toHaveLength(3);
+    expect(first.bytes).toBeLessThanOrEqual(SUMMARY_MAX_BYTES);
+    clock.t += 10_000;
     await s.publishIfDue();
-    expect(published()).toBe(1); // nothing changed, heartbeat not due
+    expect(published()).toBe(1); // nothing changed
     for (const p of desired.tunnel.peers) wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
     await new Promise((r) => setTimeout(r, 1100)); // observation cache
-    clock += 1000;
+    clock.t += 1000;
     await s.publishIfDue();
-    expect(published()).toBe(2); // state changed: published at once
-    const second = decodeStatus(store.get('node-a')!.annotations[ANNOTATIONS.status]!);
-    expect(second.ok && second.report.peers.map((p) => p.state)).toEqual(['pending', 'pending', 'pending', 'pending']); // no handshake in the fake
-    clock += 59_000;
+    expect(published()).toBe(2); // the summary changed: published at once
+    expect(summary().counts).toEqual({ encrypted: 0, pending: 4, dropping: 0, misconfigured: 0 }); // no handshake in the fake
+    clock.t += 3600_000;
+    await s.publishIfDue();
+    expect(published()).toBe(2); // an hour later, nothing changed: nothing published (no heartbeat)
+    await s.stop();
+    expect(published()).toBe(3);
+    expect(summary().agent).toBe('stopped');
+  });
+
+  it('rate-limits later changes but not the first summary', async () => {
+    const { wg, desired, clock, s, state, published } = setup();
+    await wg.ensureLink({ name: 'sealwg0', privateKeyFile: '/k', publicKey: desired.tunnel.peers[0]!.publicKey, listenPort: 51880, fwmark: 0x5188 });
+    state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
+    await s.publishIfDue();
+    expect(published()).toBe(1);
+    for (const p of desired.tunnel.peers) wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    await new Promise((r) => setTimeout(r, 1100));
+    clock.t += 1000; // 1 s < minIntervalSeconds (5)
+    await s.publishIfDue();
+    expect(published()).toBe(1);
+    clock.t += 4000;
     await s.publishIfDue();
     expect(published()).toBe(2);
-    clock += 2_000;
-    await s.publishIfDue();
-    expect(published()).toBe(3); // heartbeat
+  });
+
+  it('start(): the first summary follows the first converged pass within a tick, not after minIntervalSeconds', async () => {
+    const { desired, s, state, published } = setup();
+    s.start();
+    await new Promise((r) => setTimeout(r, 250));
+    expect(published()).toBe(0);
+    state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
+    const t0 = Date.now();
+    while (published() === 0 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 10));
+    const took = Date.now() - t0;
     await s.stop();
-    const last = decodeStatus(store.get('node-a')!.annotations[ANNOTATIONS.status]!);
-    expect(last.ok && last.report.agent).toBe('stopped');
+    expect(published()).toBeGreaterThanOrEqual(1);
+    expect(took).toBeLessThan(2000); // minIntervalSeconds is 5: the old loop waited that long
   });
 
   it('ignores status-only changes when deciding whether to reconcile', () => {
@@ -69,6 +115,21 @@ describe('StatusService publication', () => {
     const withStatus = fx.nodes.map((n) => ({ ...n, annotations: { ...n.annotations, [ANNOTATIONS.status]: `{"at":"${Math.random()}"}` } }));
     expect(relevant(withStatus)).toBe(false);
     expect(relevant(withStatus.map((n, i) => (i === 0 ? { ...n, podCIDRs: ['100.64.99.0/24'] } : n)))).toBe(true);
+  });
+
+  it('compares by identity first: the same list, or a list with the same node objects, is not a change', () => {
+    const fx = fixtureCluster();
+    const relevant = relevantChangeFilter();
+    const nodes = [...fx.nodes];
+    expect(relevant(nodes)).toBe(true);
+    expect(relevant(nodes)).toBe(false);
+    expect(relevant([...nodes])).toBe(false);
+    expect(relevant(nodes.slice(1))).toBe(true); // a node left
+    const back = [...nodes];
+    expect(relevant(back)).toBe(true); // it came back
+    const moved = back.map((n, i) => (i === 2 ? { ...n, annotations: { ...n.annotations, 'sealnet.io/endpoint': '198.18.9.9:51880' } } : n));
+    expect(relevant(moved)).toBe(true);
+    expect(relevant(moved.map((n, i) => (i === 2 ? { ...n } : n)))).toBe(false); // a new object, same content
   });
 });
 

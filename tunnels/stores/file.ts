@@ -119,6 +119,11 @@ export class FileNodeStore implements NodeStore {
   }
 
   /** Sorted by name. Unchanged documents keep their RawNode object from one list to the next. */
+  /** The directory of Node documents. */
+  get directory(): string {
+    return this.dir;
+  }
+
   list(): readonly RawNode[] {
     this.sorted ??= [...this.entries.values()].flatMap((e) => (e.node === undefined ? [] : [e.node])).sort((a, b) => (a.name < b.name ? -1 : 1));
     return this.sorted;

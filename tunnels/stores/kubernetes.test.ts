@@ -154,9 +154,18 @@ describe('KubernetesNodeStore against a fake API server', () => {
     await api.stop();
   });
 
-  async function started(opts: { random?: () => number } = {}): Promise<{ changes: (readonly RawNode[])[]; errors: Error[]; synced: () => boolean }> {
+  const counted = { irrelevant: 0, dropped: [] as string[] };
+  async function started(opts: { random?: () => number; keepStatus?: boolean } = {}): Promise<{ changes: (readonly RawNode[])[]; errors: Error[]; synced: () => boolean }> {
     const kubeconfig = await api.start();
-    store = new KubernetesNodeStore({ kubeconfig, random: opts.random ?? (() => 0.5) });
+    counted.irrelevant = 0;
+    counted.dropped = [];
+    store = new KubernetesNodeStore({
+      kubeconfig,
+      random: opts.random ?? (() => 0.5),
+      keepStatus: opts.keepStatus ?? false,
+      onIrrelevantUpdate: () => counted.irrelevant++,
+      onDroppedAnnotation: (reason, node, key) => counted.dropped.push(`${node}:${key}:${reason}`),
+    });
     const changes: (readonly RawNode[])[] = [];
     const errors: Error[] = [];
     let isSynced = false;
@@ -173,7 +182,8 @@ describe('KubernetesNodeStore against a fake API server', () => {
     expect(store!.synced()).toBe(true);
     expect(store!.list()).toEqual([
       { name: 'n1', annotations: {}, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] },
-      { name: 'n2', annotations: { 'sealnet.io/version': '1', 'other.io/x': 'y' }, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
+      // Lean: only the sealnet.io/ annotations are kept.
+      { name: 'n2', annotations: { 'sealnet.io/version': '1' }, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
     ]);
     await until(() => (api['watchers'].size > 0 ? true : undefined));
     const n3 = node('n3', 3, 11);
@@ -184,6 +194,58 @@ describe('KubernetesNodeStore against a fake API server', () => {
     api.emit('DELETED', node('n1', 1, 12));
     await until(() => (store!.list().map((n) => n.name).join() === 'n2,n3' ? true : undefined));
     expect(s.changes.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lean watch: a kubelet-sized update that changes nothing sealnet reads is counted and triggers no change event; a relevant one replaces only its node', async () => {
+    api = new FakeApi();
+    for (let i = 1; i <= 50; i++) api.nodes.set(`n${i}`, node(`n${i}`, i, i, { 'sealnet.io/version': '1' }));
+    const s = await started();
+    await until(() => (s.synced() && s.changes.length > 0 ? true : undefined));
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    const before = store!.list();
+    const changesBefore = s.changes.length;
+    // A kubelet heartbeat: conditions, images, node info, labels, another annotation; a
+    // non-InternalIP address; a status summary of another node (agents do not keep those).
+    const n7 = api.nodes.get('n7')! as FakeNode & Record<string, unknown>;
+    const heavy = {
+      ...n7,
+      metadata: { ...n7.metadata, labels: { 'topology.kubernetes.io/zone': 'z1' }, annotations: { ...n7.metadata.annotations, 'node.alpha.kubernetes.io/ttl': '0', 'sealnet.io/status': '{"v":2}' } },
+      status: {
+        addresses: [...n7.status.addresses, { type: 'Hostname', address: 'n7' }],
+        conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: new Date().toISOString() }],
+        images: Array.from({ length: 50 }, (_, i) => ({ names: [`registry.example/image-${i}@sha256:${'a'.repeat(64)}`], sizeBytes: 1e8 })),
+        nodeInfo: { kubeletVersion: 'v1.31.0', osImage: 'Debian' },
+      },
+    };
+    for (let k = 0; k < 5; k++) api.emit('MODIFIED', heavy as unknown as FakeNode);
+    await until(() => (counted.irrelevant >= 5 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(counted.irrelevant).toBe(5);
+    expect(s.changes.length).toBe(changesBefore);
+    expect(store!.list()).toBe(before); // the same list object: nothing rebuilt
+
+    // A relevant change (a new key) replaces that node only; the others keep their objects.
+    api.emit('MODIFIED', node('n7', 7, 0, { 'sealnet.io/version': '1', 'sealnet.io/endpoint': '198.18.0.7:51880' }));
+    await until(() => (s.changes.length > changesBefore ? true : undefined));
+    const after = store!.list();
+    expect(after).not.toBe(before);
+    expect(after.find((n) => n.name === 'n7')?.annotations['sealnet.io/endpoint']).toBe('198.18.0.7:51880');
+    expect(after.filter((n, i) => n !== before[i]).map((n) => n.name)).toEqual(['n7']);
+    expect(after.map((n) => n.name)).toEqual(before.map((n) => n.name));
+  });
+
+  it('lean watch: unknown, oversized or non-string sealnet.io/ values from a peer are dropped and counted, never held', async () => {
+    api = new FakeApi();
+    const big = 'A'.repeat(5000);
+    api.nodes.set('n1', node('n1', 1, 1, { 'sealnet.io/version': '1', 'sealnet.io/endpoint': big, 'sealnet.io/made-up': 'x', 'sealnet.io/status': 'S'.repeat(2000) }));
+    const s = await started({ keepStatus: true });
+    await until(() => (s.synced() && store!.list().length === 1 ? true : undefined));
+    expect(store!.list()[0]!.annotations).toEqual({ 'sealnet.io/version': '1' });
+    expect(counted.dropped.sort()).toEqual(['n1:sealnet.io/endpoint:oversized', 'n1:sealnet.io/made-up:unknown', 'n1:sealnet.io/status:oversized']);
+    // A summary within its bound is kept when asked for (sealctl), and never by default (agents).
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    api.emit('MODIFIED', node('n1', 1, 0, { 'sealnet.io/version': '1', 'sealnet.io/status': '{"v":2}' }));
+    await until(() => (store!.list()[0]!.annotations['sealnet.io/status'] === '{"v":2}' ? true : undefined));
   });
 
   it('merge-patches only sealnet.io/ annotations, null deleting a key', async () => {

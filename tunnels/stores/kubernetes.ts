@@ -1,8 +1,16 @@
 /**
- * The `kubernetes` node store: a Node informer from @kubernetes/client-node, wrapped so that it
+ * The `kubernetes` node store: a Node list+watch from @kubernetes/client-node, wrapped so that it
  * restarts with backoff and jitter after errors (the client-node informer stops for good after
  * most errors), honours 429 Retry-After, and merge-patches only `sealnet.io/` annotations on
  * the agent's own Node.
+ *
+ * A lean watch: real Nodes are 10-20 KiB (images, conditions, node info, managed fields) and the
+ * kubelet updates each every few minutes. Every object is cut on arrival, before the cache holds
+ * it, to name, resourceVersion, InternalIP addresses, pod CIDRs and the known `sealnet.io/`
+ * annotations within their bounds (tunnels/stores/nodedoc.ts `leanAnnotations`; unknown or
+ * oversized ones are dropped and counted). An update that changes none of those (a kubelet
+ * heartbeat, a label, another annotation) is counted and dropped: no list rebuild, no event.
+ * A relevant update replaces one entry of the sorted list (binary search, one array copy).
  */
 import * as k8s from '@kubernetes/client-node';
 import { ANNOTATION_PREFIX } from '../../common/constants.js';
@@ -10,13 +18,38 @@ import { SealnetError } from '../../common/errors.js';
 import type { RawNode } from '../ports/model.js';
 import type { NodeStore, NodeStoreEvents } from '../ports/index.js';
 import { backoffDelay } from '../../common/backoff.js';
-import { rawNodeFromDoc } from './nodedoc.js';
+import { leanAnnotations, rawNodeFromDoc, type DroppedReason } from './nodedoc.js';
 
 /** Options for {@link KubernetesNodeStore}. */
 export interface KubernetesNodeStoreOptions {
   /** Path to a kubeconfig; default: in-cluster service account, else $KUBECONFIG / ~/.kube/config. */
   readonly kubeconfig?: string | undefined;
   readonly random?: () => number;
+  /** Keep other nodes' `sealnet.io/status` summaries (sealctl: yes; agents: no, default). */
+  readonly keepStatus?: boolean;
+  /** Called for every Node update that changed nothing this store keeps. */
+  readonly onIrrelevantUpdate?: () => void;
+  /** Called for every `sealnet.io/` annotation dropped on arrival (unknown key, oversized or not a string). */
+  readonly onDroppedAnnotation?: (reason: DroppedReason, node: string, key: string) => void;
+}
+
+/** The part of a Node this store keeps. */
+interface LeanNode {
+  readonly metadata: { readonly name: string; readonly namespace?: undefined; readonly resourceVersion?: string | undefined; readonly annotations: Record<string, string> };
+  readonly spec: { readonly podCIDRs?: readonly string[] | undefined; readonly podCIDR?: string | undefined };
+  readonly status: { readonly addresses: readonly { readonly type: string; readonly address: string }[] };
+}
+
+/** First index in `list` (sorted by name) whose name is not below `name`. */
+function lowerBound(list: readonly RawNode[], name: string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((list[mid] as RawNode).name < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function retryAfterMs(err: unknown): number | undefined {
@@ -32,15 +65,19 @@ export class KubernetesNodeStore implements NodeStore {
   private readonly kc: k8s.KubeConfig;
   private readonly api: k8s.CoreV1Api;
   private readonly random: () => number;
-  private informer: (k8s.Informer<k8s.V1Node> & k8s.ObjectCache<k8s.V1Node>) | undefined;
+  private readonly opts: KubernetesNodeStoreOptions;
+  private informer: k8s.ListWatch<k8s.V1Node> | undefined;
   private events: NodeStoreEvents | undefined;
   private isSynced = false;
   private attempt = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private stopped = false;
-  /** The decoded, sorted node list; dropped on every informer event. */
-  private cache: RawNode[] | undefined;
-  private readonly converted = new WeakMap<k8s.V1Node, ReturnType<typeof rawNodeFromDoc>>();
+  /** Every decodable node by name, with the key of what this store keeps of it. */
+  private readonly nodes = new Map<string, { key: string; node: RawNode }>();
+  /** The sorted node list handed out; replaced (never mutated) on a relevant change. */
+  private sorted: RawNode[] = [];
+  /** Nodes changed since {@link sorted} was built; undefined: rebuild from {@link nodes}. */
+  private dirty: Set<string> | undefined = new Set();
 
   constructor(opts: KubernetesNodeStoreOptions = {}) {
     this.kc = new k8s.KubeConfig();
@@ -48,15 +85,34 @@ export class KubernetesNodeStore implements NodeStore {
     else this.kc.loadFromDefault();
     this.api = this.kc.makeApiClient(k8s.CoreV1Api);
     this.random = opts.random ?? Math.random;
+    this.opts = opts;
+  }
+
+  /** The client configuration (sealctl reaches agents through the same API server). */
+  get kubeConfig(): k8s.KubeConfig {
+    return this.kc;
+  }
+
+  /** Cuts a Node to what this store keeps (before the watch cache holds it). */
+  private lean(n: k8s.V1Node): LeanNode {
+    const name = n.metadata?.name ?? '';
+    const { kept, dropped } = leanAnnotations(n.metadata?.annotations, { keepStatus: this.opts.keepStatus === true });
+    for (const d of dropped) this.opts.onDroppedAnnotation?.(d.reason, name, d.key);
+    const addresses = (n.status?.addresses ?? []).filter((x) => x.type === 'InternalIP').map((x) => ({ type: x.type, address: x.address }));
+    const spec = n.spec ?? {};
+    return {
+      metadata: { name, resourceVersion: n.metadata?.resourceVersion, annotations: kept },
+      spec: { ...(spec.podCIDRs === undefined ? {} : { podCIDRs: [...spec.podCIDRs] }), ...(spec.podCIDR === undefined ? {} : { podCIDR: spec.podCIDR }) },
+      status: { addresses },
+    };
   }
 
   async start(events: NodeStoreEvents): Promise<void> {
     this.events = events;
-    // Coalesce bursts (the initial list delivers one 'add' per Node): one decode and one sorted
-    // list per macrotask, not one per event, so syncing N nodes is O(N log N), not O(N²).
+    // Coalesce bursts (the initial list delivers one 'add' per Node): one sorted list and one
+    // event per macrotask, not one per Node, so syncing N nodes is O(N log N), not O(N²).
     let scheduled = false;
     const changed = (): void => {
-      this.cache = undefined;
       if (scheduled) return;
       scheduled = true;
       setImmediate(() => {
@@ -64,12 +120,31 @@ export class KubernetesNodeStore implements NodeStore {
         if (this.isSynced) this.events?.onChange(this.list());
       });
     };
+    const upsert = (obj: k8s.V1Node): void => {
+      const doc = obj as unknown as LeanNode;
+      const r = rawNodeFromDoc(doc);
+      const name = doc.metadata.name;
+      if (!r.ok) {
+        if (this.nodes.delete(name)) this.markDirty(name), changed();
+        return;
+      }
+      const key = JSON.stringify([r.node.annotations, r.node.podCIDRs, r.node.internalIPs]);
+      const prev = this.nodes.get(name);
+      if (prev !== undefined && prev.key === key) {
+        this.opts.onIrrelevantUpdate?.();
+        return;
+      }
+      this.nodes.set(name, { key, node: r.node });
+      this.markDirty(name);
+      changed();
+    };
     // The informer fires 'connect' BEFORE its list call returns, so 'connect' must not count as
     // synced (an agent that prunes on an empty cache drops every peer: cilium#34062). The list
     // function is ours: once it resolved, the informer fills its cache synchronously right after
     // the await, and a macrotask later the cache holds the complete list.
     const listed = async (): Promise<k8s.V1NodeList> => {
       const list = await this.api.listNode();
+      const lean = { ...list, items: list.items.map((n) => this.lean(n) as unknown as k8s.V1Node) };
       setImmediate(() => {
         this.attempt = 0;
         const first = !this.isSynced;
@@ -77,19 +152,38 @@ export class KubernetesNodeStore implements NodeStore {
         changed();
         if (first) this.events?.onSynced();
       });
-      return list;
+      return lean;
     };
-    const informer = k8s.makeInformer(this.kc, '/api/v1/nodes', listed);
+    // The watch hands each object to the cache through this wrapper, cut to its lean form.
+    const watch = new k8s.Watch(this.kc);
+    const leanWatch = {
+      watch: (path: string, query: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, raw?: unknown) => void, done: (err: unknown) => void) =>
+        watch.watch(path, query, (phase, obj: k8s.V1Node) => cb(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.lean(obj) : obj), done),
+    } as unknown as k8s.Watch;
+    const informer = new k8s.ListWatch<k8s.V1Node>('/api/v1/nodes', leanWatch, listed, false);
     this.informer = informer;
-    informer.on('add', changed);
-    informer.on('update', changed);
-    informer.on('delete', changed);
+    informer.on('add', upsert);
+    informer.on('update', upsert);
+    informer.on('delete', (obj: k8s.V1Node) => {
+      const name = obj.metadata?.name ?? '';
+      if (this.nodes.delete(name)) {
+        this.markDirty(name);
+        changed();
+      }
+    });
     informer.on('error', (err: unknown) => this.scheduleRestart(err));
     try {
       await informer.start();
     } catch (err) {
       this.scheduleRestart(err);
     }
+  }
+
+  private markDirty(name: string): void {
+    if (this.dirty === undefined) return;
+    this.dirty.add(name);
+    // Many changes at once (the initial list, a relist): one sort beats many splices.
+    if (this.dirty.size > 64) this.dirty = undefined;
   }
 
   private scheduleRestart(err: unknown): void {
@@ -110,19 +204,28 @@ export class KubernetesNodeStore implements NodeStore {
   }
 
   list(): readonly RawNode[] {
-    if (this.cache !== undefined) return this.cache;
-    const out: RawNode[] = [];
-    for (const n of this.informer?.list() ?? []) {
-      // The informer replaces a Node object when it changes; unchanged ones keep their RawNode
-      // (and with it the memoised decode, tunnels/plan/annotations.ts).
-      let r = this.converted.get(n);
-      if (r === undefined) this.converted.set(n, (r = rawNodeFromDoc(n)));
-      if (r.ok) out.push(r.node);
+    const dirty = this.dirty;
+    if (dirty !== undefined && dirty.size === 0) return this.sorted;
+    if (dirty === undefined) {
+      this.sorted = [...this.nodes.values()].map((e) => e.node).sort((a, b) => (a.name < b.name ? -1 : 1));
+    } else {
+      // A few nodes changed: replace, insert or remove them in a copy (unchanged nodes keep
+      // their objects, and with them the planner's memoised decode).
+      const next = [...this.sorted];
+      for (const name of dirty) {
+        const i = lowerBound(next, name);
+        const here = next[i]?.name === name;
+        const e = this.nodes.get(name);
+        if (e === undefined) {
+          if (here) next.splice(i, 1);
+        } else if (here) next[i] = e.node;
+        else next.splice(i, 0, e.node);
+      }
+      this.sorted = next;
     }
-    this.cache = out.sort((a, b) => (a.name < b.name ? -1 : 1));
-    return this.cache;
+    this.dirty = new Set();
+    return this.sorted;
   }
-
   synced(): boolean {
     return this.isSynced;
   }
