@@ -10,7 +10,10 @@ if (process.argv[2] === '--version') {
   process.exit(0);
 }
 const { main } = await import('../dist/tunnels/agent/main.js');
-main(process.argv.slice(2)).then((code) => process.exit(code), (err) => {
-  process.stderr.write(`sealnet-agent: fatal: ${err?.stack ?? err}\n`);
-  process.exit(1);
-});
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`sealnet-agent: fatal: ${err?.stack ?? err}\n`);
+    process.exit(1);
+  },
+);

@@ -2,7 +2,11 @@ import { describe, expect, it } from '@jest/globals';
 import { parseFlags, takeFlags } from './args.js';
 
 describe('parseFlags', () => {
-  const options = { node: { type: 'string', multiple: true }, all: { type: 'boolean' }, out: { type: 'string' } } as const;
+  const options = {
+    node: { type: 'string', multiple: true },
+    all: { type: 'boolean' },
+    out: { type: 'string' },
+  } as const;
 
   it('reads strings, repeated strings, booleans and --flag=value', () => {
     const { values } = parseFlags(['--node', 'a', '--node=b', '--all', '--out', 'x'], { options });
@@ -21,7 +25,9 @@ describe('parseFlags', () => {
   });
 
   it('appends the usage text when given', () => {
-    expect(() => parseFlags(['--x'], { options, usage: 'usage: tool [--node N]' })).toThrow(/unknown flag "--x"\nusage: tool/);
+    expect(() => parseFlags(['--x'], { options, usage: 'usage: tool [--node N]' })).toThrow(
+      /unknown flag "--x"\nusage: tool/,
+    );
   });
 
   it('allows as many positionals as asked', () => {

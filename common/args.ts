@@ -9,7 +9,13 @@ import { SealnetError } from './errors.js';
 export type FlagSpec = NonNullable<ParseArgsConfig['options']>;
 
 type Values<T extends FlagSpec> = {
-  [K in keyof T]?: T[K] extends { type: 'boolean' } ? (T[K] extends { multiple: true } ? boolean[] : boolean) : T[K] extends { multiple: true } ? string[] : string;
+  [K in keyof T]?: T[K] extends { type: 'boolean' }
+    ? T[K] extends { multiple: true }
+      ? boolean[]
+      : boolean
+    : T[K] extends { multiple: true }
+      ? string[]
+      : string;
 };
 
 /** Error for a bad command line: `prefix` (e.g. `keys rotate: `) + message (+ usage). */
@@ -22,7 +28,10 @@ function bad(prefix: string, msg: string, usage: string | undefined): SealnetErr
  * Unknown flags, flags without their value (including a value that looks like a flag) and
  * extra positionals throw `CONFIG_INVALID` naming the argument.
  */
-export function parseFlags<T extends FlagSpec>(args: readonly string[], spec: { readonly options: T; readonly maxPositionals?: number; readonly prefix?: string; readonly usage?: string }): { values: Values<T>; positionals: string[] } {
+export function parseFlags<T extends FlagSpec>(
+  args: readonly string[],
+  spec: { readonly options: T; readonly maxPositionals?: number; readonly prefix?: string; readonly usage?: string },
+): { values: Values<T>; positionals: string[] } {
   const prefix = spec.prefix ?? '';
   let parsed;
   try {
@@ -44,7 +53,8 @@ export function parseFlags<T extends FlagSpec>(args: readonly string[], spec: { 
     }
   }
   const max = spec.maxPositionals ?? 0;
-  if (parsed.positionals.length > max) throw bad(prefix, `unexpected argument ${JSON.stringify(parsed.positionals[max])}`, spec.usage);
+  if (parsed.positionals.length > max)
+    throw bad(prefix, `unexpected argument ${JSON.stringify(parsed.positionals[max])}`, spec.usage);
   return { values: parsed.values as Values<T>, positionals: parsed.positionals };
 }
 
@@ -53,8 +63,17 @@ export function parseFlags<T extends FlagSpec>(args: readonly string[], spec: { 
  * subcommands); everything else, flags of the subcommand included, is returned in order as
  * `rest` for the subcommand's own {@link parseFlags}.
  */
-export function takeFlags<T extends FlagSpec>(args: readonly string[], spec: { readonly options: T; readonly prefix?: string }): { values: Values<T>; rest: string[] } {
-  const { tokens } = parseArgs({ args: [...args], options: spec.options, strict: false, allowPositionals: true, tokens: true });
+export function takeFlags<T extends FlagSpec>(
+  args: readonly string[],
+  spec: { readonly options: T; readonly prefix?: string },
+): { values: Values<T>; rest: string[] } {
+  const { tokens } = parseArgs({
+    args: [...args],
+    options: spec.options,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
   const values: Record<string, unknown> = {};
   const rest: string[] = [];
   const taken = new Set<number>();

@@ -1,7 +1,12 @@
 import { describe, expect, it } from '@jest/globals';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 
-const opts = (random: number, over: Partial<BackoffOptions> = {}): BackoffOptions => ({ baseMs: 100, capMs: 10_000, random: () => random, ...over });
+const opts = (random: number, over: Partial<BackoffOptions> = {}): BackoffOptions => ({
+  baseMs: 100,
+  capMs: 10_000,
+  random: () => random,
+  ...over,
+});
 
 describe('backoffDelay', () => {
   it.each([

@@ -9,7 +9,10 @@
 import { run } from './spawn.js';
 
 /** Reads the current RLIMIT_CORE (soft, hard) of `pid` from /proc; undefined if unreadable. */
-export async function coreLimit(pid: number, read: (path: string) => Promise<string>): Promise<{ soft: string; hard: string } | undefined> {
+export async function coreLimit(
+  pid: number,
+  read: (path: string) => Promise<string>,
+): Promise<{ soft: string; hard: string } | undefined> {
   const text = await read(`/proc/${pid}/limits`).catch(() => undefined);
   const m = text === undefined ? null : /^Max core file size\s+(\S+)\s+(\S+)/m.exec(text);
   return m === null ? undefined : { soft: m[1]!, hard: m[2]! };
@@ -22,5 +25,8 @@ export async function coreLimit(pid: number, read: (path: string) => Promise<str
 export async function disableCoreDumps(read: (path: string) => Promise<string>, pid = process.pid): Promise<void> {
   await run('prlimit', [`--pid=${pid}`, '--core=0:0'], { timeoutMs: 5_000 });
   const after = await coreLimit(pid, read);
-  if (after === undefined || after.soft !== '0' || after.hard !== '0') throw new Error(`RLIMIT_CORE is still ${after === undefined ? 'unknown' : `${after.soft}:${after.hard}`} after prlimit`);
+  if (after === undefined || after.soft !== '0' || after.hard !== '0')
+    throw new Error(
+      `RLIMIT_CORE is still ${after === undefined ? 'unknown' : `${after.soft}:${after.hard}`} after prlimit`,
+    );
 }

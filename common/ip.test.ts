@@ -1,5 +1,19 @@
 import { describe, expect, it } from '@jest/globals';
-import { bytesToValue, canonicalCidr, canonicalIP, cidrContains, cidrsOverlap, compareCidrs, formatCidr, formatIP, formatIpBytes, parseCidr, parseIP, parseIpBytes, valueToBytes } from './ip.js';
+import {
+  bytesToValue,
+  canonicalCidr,
+  canonicalIP,
+  cidrContains,
+  cidrsOverlap,
+  compareCidrs,
+  formatCidr,
+  formatIP,
+  formatIpBytes,
+  parseCidr,
+  parseIP,
+  parseIpBytes,
+  valueToBytes,
+} from './ip.js';
 
 const P = (text: string) => {
   const c = parseCidr(text, { hostBits: 'clear' });
@@ -14,15 +28,27 @@ describe('parseIP / formatIP', () => {
     ['255.255.255.255', 4, 0xffffffffn],
     ['::', 6, 0n],
     ['::1', 6, 1n],
-    ['fd00::1', 6, 0xfd00n << 112n | 1n],
-    ['FD00:0:0:0:0:0:0:1', 6, 0xfd00n << 112n | 1n],
+    ['fd00::1', 6, (0xfd00n << 112n) | 1n],
+    ['FD00:0:0:0:0:0:0:1', 6, (0xfd00n << 112n) | 1n],
     ['1::', 6, 1n << 112n],
-    ['::ffff:198.18.0.1', 6, 0xffffn << 32n | 0xc6120001n],
+    ['::ffff:198.18.0.1', 6, (0xffffn << 32n) | 0xc6120001n],
   ] as [string, 4 | 6, bigint][])('%s is IPv%i %s', (text, family, value) => {
     expect(parseIP(text)).toStrictEqual({ family, value });
   });
 
-  it.each(['', '1.2.3', '1.2.3.4.5', '256.0.0.1', '01.2.3.4', '1.2.3.4/32', 'fd00:::1', '1:2:3:4:5:6:7:8:9', 'g::1', 'localhost', ' 1.2.3.4'])('%j is not an address', (text) => {
+  it.each([
+    '',
+    '1.2.3',
+    '1.2.3.4.5',
+    '256.0.0.1',
+    '01.2.3.4',
+    '1.2.3.4/32',
+    'fd00:::1',
+    '1:2:3:4:5:6:7:8:9',
+    'g::1',
+    'localhost',
+    ' 1.2.3.4',
+  ])('%j is not an address', (text) => {
     expect(parseIP(text)).toBeUndefined();
   });
 
@@ -62,7 +88,19 @@ describe('parseCidr / canonicalCidr', () => {
     expect(canonicalCidr(text)).toBe(want);
   });
 
-  it.each(['100.64.1.0', '100.64.1.0/', '100.64.1.0/33', 'fd00::/129', '100.64.1.0/-1', '100.64.1.0/2 4', '100.64.1.0/24/1', '/24', 'banana/24', '100.64.1.0/1e1', '100.64.1.0/ 24'])('%j is rejected', (text) => {
+  it.each([
+    '100.64.1.0',
+    '100.64.1.0/',
+    '100.64.1.0/33',
+    'fd00::/129',
+    '100.64.1.0/-1',
+    '100.64.1.0/2 4',
+    '100.64.1.0/24/1',
+    '/24',
+    'banana/24',
+    '100.64.1.0/1e1',
+    '100.64.1.0/ 24',
+  ])('%j is rejected', (text) => {
     expect(parseCidr(text, { hostBits: 'clear' })).toBeUndefined();
     expect(canonicalCidr(text)).toBeUndefined();
   });
@@ -70,12 +108,21 @@ describe('parseCidr / canonicalCidr', () => {
   it('strict mode rejects host bits, lenient mode clears them', () => {
     expect(parseCidr('100.64.1.1/24', { hostBits: 'reject' })).toBeUndefined();
     expect(parseCidr('fd00::1/64', { hostBits: 'reject' })).toBeUndefined();
-    expect(parseCidr('100.64.1.0/24', { hostBits: 'reject' })).toStrictEqual({ family: 4, network: 0x64400100n, prefixLength: 24 });
-    expect(parseCidr('100.64.1.1/24', { hostBits: 'clear' })).toStrictEqual({ family: 4, network: 0x64400100n, prefixLength: 24 });
+    expect(parseCidr('100.64.1.0/24', { hostBits: 'reject' })).toStrictEqual({
+      family: 4,
+      network: 0x64400100n,
+      prefixLength: 24,
+    });
+    expect(parseCidr('100.64.1.1/24', { hostBits: 'clear' })).toStrictEqual({
+      family: 4,
+      network: 0x64400100n,
+      prefixLength: 24,
+    });
   });
 
   it('formatCidr is the inverse of parseCidr on canonical text', () => {
-    for (const t of ['100.64.1.0/24', 'fd00:64:5::/64', '0.0.0.0/0', '::/0', '198.18.0.1/32']) expect(formatCidr(P(t))).toBe(t);
+    for (const t of ['100.64.1.0/24', 'fd00:64:5::/64', '0.0.0.0/0', '::/0', '198.18.0.1/32'])
+      expect(formatCidr(P(t))).toBe(t);
   });
 });
 
@@ -122,8 +169,26 @@ describe('cidrContains', () => {
 
 describe('compareCidrs', () => {
   it('sorts IPv4 before IPv6, then by network numerically, then shorter prefix first', () => {
-    const input = ['fd00:64:5::/64', '100.64.10.0/24', '100.64.9.0/24', '100.64.0.0/10', '100.64.0.0/24', '9.0.0.0/8', 'fd00::/8', '::/0'];
-    expect([...input].sort(compareCidrs)).toStrictEqual(['9.0.0.0/8', '100.64.0.0/10', '100.64.0.0/24', '100.64.9.0/24', '100.64.10.0/24', '::/0', 'fd00::/8', 'fd00:64:5::/64']);
+    const input = [
+      'fd00:64:5::/64',
+      '100.64.10.0/24',
+      '100.64.9.0/24',
+      '100.64.0.0/10',
+      '100.64.0.0/24',
+      '9.0.0.0/8',
+      'fd00::/8',
+      '::/0',
+    ];
+    expect([...input].sort(compareCidrs)).toStrictEqual([
+      '9.0.0.0/8',
+      '100.64.0.0/10',
+      '100.64.0.0/24',
+      '100.64.9.0/24',
+      '100.64.10.0/24',
+      '::/0',
+      'fd00::/8',
+      'fd00:64:5::/64',
+    ]);
   });
 
   it('is 0 only for equal prefixes and antisymmetric', () => {

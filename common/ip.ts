@@ -88,11 +88,17 @@ export function formatIP(family: 4 | 6, value: bigint): string {
   // Longest run of zero groups (length ≥ 2) becomes "::".
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   // inet_ntop prints IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) in mixed form.
@@ -140,7 +146,9 @@ function parseCidrUncached(text: string): { cidr: Cidr; exact: boolean } | undef
 
 const MASKS: Readonly<Record<4 | 6, readonly bigint[]>> = {
   4: Array.from({ length: 33 }, (_, n) => (n === 0 ? 0n : (((1n << 32n) - 1n) >> BigInt(32 - n)) << BigInt(32 - n))),
-  6: Array.from({ length: 129 }, (_, n) => (n === 0 ? 0n : (((1n << 128n) - 1n) >> BigInt(128 - n)) << BigInt(128 - n))),
+  6: Array.from({ length: 129 }, (_, n) =>
+    n === 0 ? 0n : (((1n << 128n) - 1n) >> BigInt(128 - n)) << BigInt(128 - n),
+  ),
 };
 
 function prefixMask(family: 4 | 6, prefixLength: number): bigint {
@@ -238,7 +246,8 @@ export function valueToBytes(family: Family, value: bigint): Buffer {
 
 /** The address value of 4 or 16 network-order bytes. */
 export function bytesToValue(bytes: Uint8Array): { family: Family; value: bigint } {
-  if (bytes.length !== 4 && bytes.length !== 16) throw new RangeError(`an IP address has 4 or 16 bytes, not ${bytes.length}`);
+  if (bytes.length !== 4 && bytes.length !== 16)
+    throw new RangeError(`an IP address has 4 or 16 bytes, not ${bytes.length}`);
   let v = 0n;
   for (const b of bytes) v = (v << 8n) | BigInt(b);
   return { family: bytes.length === 4 ? 4 : 6, value: v };
@@ -253,7 +262,9 @@ export function parseIpBytes(text: string): IpBytes | undefined {
 /** Parses `addr/len` to its byte form (see {@link parseCidr} for `hostBits`). */
 export function parseCidrBytes(text: string, opts: { readonly hostBits: HostBits }): IpPrefix | undefined {
   const c = parseCidr(text, opts);
-  return c === undefined ? undefined : { family: c.family, bytes: valueToBytes(c.family, c.network), prefixLength: c.prefixLength };
+  return c === undefined
+    ? undefined
+    : { family: c.family, bytes: valueToBytes(c.family, c.network), prefixLength: c.prefixLength };
 }
 
 /** Formats 4 or 16 address bytes canonically (the one formatter, {@link formatIP}). */

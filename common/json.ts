@@ -12,20 +12,28 @@ export function isObject(v: unknown): v is JsonObject {
 }
 
 /** Throws unless `o` has every `required` key and no key outside `required` and `optional`. */
-export function exactKeys(o: JsonObject, required: readonly string[], optional: readonly string[], where: string): void {
+export function exactKeys(
+  o: JsonObject,
+  required: readonly string[],
+  optional: readonly string[],
+  where: string,
+): void {
   for (const k of required) if (!(k in o)) throw new Error(`${where}.${k} is missing`);
-  for (const k of Object.keys(o)) if (!required.includes(k) && !optional.includes(k)) throw new Error(`${where}.${k} is not a known field`);
+  for (const k of Object.keys(o))
+    if (!required.includes(k) && !optional.includes(k)) throw new Error(`${where}.${k} is not a known field`);
 }
 
 /** A non-negative safe integer. */
 export function readCount(v: unknown, where: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Error(`${where} must be a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw new Error(`${where} must be a non-negative integer`);
   return v;
 }
 
 /** An RFC 3339 UTC time, kept as its text. */
 export function readTime(v: unknown, where: string): string {
-  if (typeof v !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(v) || Number.isNaN(Date.parse(v))) throw new Error(`${where} must be an RFC 3339 UTC time`);
+  if (typeof v !== 'string' || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(v) || Number.isNaN(Date.parse(v)))
+    throw new Error(`${where} must be an RFC 3339 UTC time`);
   return v;
 }
 
@@ -37,6 +45,7 @@ export function readBool(v: unknown, where: string): boolean {
 
 /** A string of at most `max` characters. */
 export function readText(v: unknown, where: string, max = 256): string {
-  if (typeof v !== 'string' || v.length > max) throw new Error(`${where} must be a string of at most ${max} characters`);
+  if (typeof v !== 'string' || v.length > max)
+    throw new Error(`${where} must be a string of at most ${max} characters`);
   return v;
 }

@@ -43,21 +43,90 @@ export function createMetrics(): AgentMetrics {
   const registers = [registry];
   return {
     registry,
-    kernelOps: new Counter({ name: 'sealnet_kernel_operations_total', help: 'Kernel writes performed by the agent, by operation', labelNames: ['op'], registers }),
-    errors: new Counter({ name: 'sealnet_reconcile_errors_total', help: 'Reconcile errors by step', labelNames: ['step'], registers }),
-    skippedNodes: new Gauge({ name: 'sealnet_nodes_skipped', help: 'Nodes left out of the tunnel plan, by reason', labelNames: ['reason'], registers }),
-    invalidInput: new Counter({ name: 'sealnet_invalid_input_total', help: 'Malformed node documents or annotations seen', labelNames: ['source'], registers }),
+    kernelOps: new Counter({
+      name: 'sealnet_kernel_operations_total',
+      help: 'Kernel writes performed by the agent, by operation',
+      labelNames: ['op'],
+      registers,
+    }),
+    errors: new Counter({
+      name: 'sealnet_reconcile_errors_total',
+      help: 'Reconcile errors by step',
+      labelNames: ['step'],
+      registers,
+    }),
+    skippedNodes: new Gauge({
+      name: 'sealnet_nodes_skipped',
+      help: 'Nodes left out of the tunnel plan, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    invalidInput: new Counter({
+      name: 'sealnet_invalid_input_total',
+      help: 'Malformed node documents or annotations seen',
+      labelNames: ['source'],
+      registers,
+    }),
     peers: new Gauge({ name: 'sealnet_peers', help: 'WireGuard peers programmed', registers }),
-    reconcileDuration: new Histogram({ name: 'sealnet_reconcile_duration_seconds', help: 'Duration of one reconcile pass', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers }),
-    steeringEntries: new Gauge({ name: 'sealnet_steering_entries', help: 'BPF steering map entries by state', labelNames: ['state'], registers }),
-    steeringFailClosed: new Gauge({ name: 'sealnet_steering_fail_closed', help: '1 when pod traffic without a ready tunnel is dropped, 0 when it is passed in plaintext', registers }),
-    reconciles: new Counter({ name: 'sealnet_reconciles_total', help: 'Reconcile passes by result', labelNames: ['result'], registers }),
-    rotations: zeroed(new Counter({ name: 'sealnet_key_rotations_total', help: 'Key rotations carried out by this agent, by key kind and result', labelNames: ['kind', 'result'], registers }), { kind: 'wireguard', result: 'completed' }),
-    statusPublications: new Counter({ name: 'sealnet_status_publications_total', help: 'Status annotation publications by result', labelNames: ['result'], registers }),
-    statusReportBytes: new Gauge({ name: 'sealnet_status_report_bytes', help: 'Size of the last published status annotation', registers }),
-    statusLastPublished: new Gauge({ name: 'sealnet_status_last_published_timestamp_seconds', help: 'When the last published status report was generated', registers }),
-    storeIrrelevantUpdates: new Counter({ name: 'sealnet_store_irrelevant_updates_total', help: 'Node updates that changed nothing sealnet reads (no reconcile pass)', registers }),
-    storeDroppedAnnotations: new Counter({ name: 'sealnet_store_dropped_annotations_total', help: 'sealnet.io/ annotations of other nodes dropped on arrival, by reason', labelNames: ['reason'], registers }),
+    reconcileDuration: new Histogram({
+      name: 'sealnet_reconcile_duration_seconds',
+      help: 'Duration of one reconcile pass',
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    steeringEntries: new Gauge({
+      name: 'sealnet_steering_entries',
+      help: 'BPF steering map entries by state',
+      labelNames: ['state'],
+      registers,
+    }),
+    steeringFailClosed: new Gauge({
+      name: 'sealnet_steering_fail_closed',
+      help: '1 when pod traffic without a ready tunnel is dropped, 0 when it is passed in plaintext',
+      registers,
+    }),
+    reconciles: new Counter({
+      name: 'sealnet_reconciles_total',
+      help: 'Reconcile passes by result',
+      labelNames: ['result'],
+      registers,
+    }),
+    rotations: zeroed(
+      new Counter({
+        name: 'sealnet_key_rotations_total',
+        help: 'Key rotations carried out by this agent, by key kind and result',
+        labelNames: ['kind', 'result'],
+        registers,
+      }),
+      { kind: 'wireguard', result: 'completed' },
+    ),
+    statusPublications: new Counter({
+      name: 'sealnet_status_publications_total',
+      help: 'Status annotation publications by result',
+      labelNames: ['result'],
+      registers,
+    }),
+    statusReportBytes: new Gauge({
+      name: 'sealnet_status_report_bytes',
+      help: 'Size of the last published status annotation',
+      registers,
+    }),
+    statusLastPublished: new Gauge({
+      name: 'sealnet_status_last_published_timestamp_seconds',
+      help: 'When the last published status report was generated',
+      registers,
+    }),
+    storeIrrelevantUpdates: new Counter({
+      name: 'sealnet_store_irrelevant_updates_total',
+      help: 'Node updates that changed nothing sealnet reads (no reconcile pass)',
+      registers,
+    }),
+    storeDroppedAnnotations: new Counter({
+      name: 'sealnet_store_dropped_annotations_total',
+      help: 'sealnet.io/ annotations of other nodes dropped on arrival, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
   };
 }
 
@@ -71,7 +140,10 @@ function zeroed<T extends string>(c: Counter<T>, labels: Partial<Record<T, strin
  * in `sealnet_key_rotations_total{kind,result}`. Status and metrics read the new key through the
  * agent's key getter; nothing else needs to be told.
  */
-export function recordRotation(metrics: AgentMetrics, rotation: { readonly kind: 'wireguard' | 'ipsec'; readonly result: 'completed' | 'failed' }): void {
+export function recordRotation(
+  metrics: AgentMetrics,
+  rotation: { readonly kind: 'wireguard' | 'ipsec'; readonly result: 'completed' | 'failed' },
+): void {
   metrics.rotations.inc({ kind: rotation.kind, result: rotation.result });
 }
 
@@ -79,9 +151,17 @@ export function recordRotation(metrics: AgentMetrics, rotation: { readonly kind:
  * Exposes the BPF program's per-CPU counters (summed) as `sealnet_bpf_packets_total` and
  * `sealnet_bpf_bytes_total`, read from the pinned map at scrape time.
  */
-export function registerSteeringCounters(metrics: AgentMetrics, read: () => Promise<readonly { hook: string; verdict: string; reason: string; packets: bigint; bytes: bigint }[]>): void {
+export function registerSteeringCounters(
+  metrics: AgentMetrics,
+  read: () => Promise<readonly { hook: string; verdict: string; reason: string; packets: bigint; bytes: bigint }[]>,
+): void {
   const labelNames = ['hook', 'verdict', 'reason'] as const;
-  const bytes = new Counter({ name: 'sealnet_bpf_bytes_total', help: 'Bytes seen by the BPF steering programs, by hook, verdict and reason', labelNames, registers: [metrics.registry] });
+  const bytes = new Counter({
+    name: 'sealnet_bpf_bytes_total',
+    help: 'Bytes seen by the BPF steering programs, by hook, verdict and reason',
+    labelNames,
+    registers: [metrics.registry],
+  });
   new Counter({
     name: 'sealnet_bpf_packets_total',
     help: 'Packets seen by the BPF steering programs, by hook, verdict and reason (drops: not_ready, no_peer, xfrm_bypass, plaintext_in)',

@@ -42,7 +42,11 @@ describe('tunnelMtu', () => {
     ['ESP, IPv4, 1504', { underlayMtu: 1504, mode: 'ipsec', family: 4 }, 1450],
     ['ESP, IPv4, jumbo 9000', { underlayMtu: 9000, mode: 'ipsec', family: 4 }, 8946],
     ['ESP, IPv4, 1500 over VXLAN', { underlayMtu: 1500, mode: 'ipsec', family: 4, overlay: 'vxlan' }, 1394],
-    ['ESP-in-UDP, IPv6, 9000 over Geneve', { underlayMtu: 9000, mode: 'ipsec', family: 6, udpEncap: true, overlay: 'geneve' }, 8846],
+    [
+      'ESP-in-UDP, IPv6, 9000 over Geneve',
+      { underlayMtu: 9000, mode: 'ipsec', family: 6, udpEncap: true, overlay: 'geneve' },
+      8846,
+    ],
     ['IPv6 inner traffic at the minimum', { underlayMtu: 1360, mode: 'wireguard', family: 6, innerIPv6: true }, 1280],
     ['IPv4 inner traffic at the minimum', { underlayMtu: 636, mode: 'wireguard', family: 4 }, 576],
   ])('%s', (_name, opts, want) => {
@@ -50,16 +54,34 @@ describe('tunnelMtu', () => {
   });
 
   it.each<[string, TunnelMtuOptions, RegExp]>([
-    ['IPv6 inner traffic below 1280', { underlayMtu: 1359, mode: 'wireguard', family: 6, innerIPv6: true }, /underlay MTU 1359 leaves 1279 bytes .*IPv6 minimum of 1280/],
-    ['1280 underlay cannot carry IPv6 through WireGuard', { underlayMtu: 1280, mode: 'wireguard', family: 4, innerIPv6: true }, /underlay MTU 1280 leaves 1220/],
-    ['IPv4 below 576', { underlayMtu: 635, mode: 'wireguard', family: 4 }, /underlay MTU 635 leaves 575 bytes .*IPv4 minimum of 576/],
-    ['ESP over VXLAN on a small underlay', { underlayMtu: 680, mode: 'ipsec', family: 6, overlay: 'vxlan' }, /underlay MTU 680 .*ipsec over IPv6 and vxlan/],
+    [
+      'IPv6 inner traffic below 1280',
+      { underlayMtu: 1359, mode: 'wireguard', family: 6, innerIPv6: true },
+      /underlay MTU 1359 leaves 1279 bytes .*IPv6 minimum of 1280/,
+    ],
+    [
+      '1280 underlay cannot carry IPv6 through WireGuard',
+      { underlayMtu: 1280, mode: 'wireguard', family: 4, innerIPv6: true },
+      /underlay MTU 1280 leaves 1220/,
+    ],
+    [
+      'IPv4 below 576',
+      { underlayMtu: 635, mode: 'wireguard', family: 4 },
+      /underlay MTU 635 leaves 575 bytes .*IPv4 minimum of 576/,
+    ],
+    [
+      'ESP over VXLAN on a small underlay',
+      { underlayMtu: 680, mode: 'ipsec', family: 6, overlay: 'vxlan' },
+      /underlay MTU 680 .*ipsec over IPv6 and vxlan/,
+    ],
     ['not an integer', { underlayMtu: 1500.5, mode: 'wireguard', family: 4 }, /underlay MTU 1500.5/],
     ['NaN', { underlayMtu: Number.NaN, mode: 'wireguard', family: 4 }, /underlay MTU NaN/],
     ['too large', { underlayMtu: 65536, mode: 'wireguard', family: 4 }, /underlay MTU 65536/],
     ['zero', { underlayMtu: 0, mode: 'ipsec', family: 4 }, /underlay MTU 0/],
   ])('rejects %s with CONFIG_INVALID', (_name, opts, message) => {
-    expect(() => tunnelMtu(opts)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(message) }));
+    expect(() => tunnelMtu(opts)).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(message) }),
+    );
   });
 
   // Every combination, every underlay MTU from 1280 to 9216: the largest inner packet fits
@@ -88,7 +110,8 @@ describe('tunnelMtu', () => {
         }
         // One byte more: the largest packet of a tunnel with MTU m + 1 no longer fits.
         const over = referenceOuter(m + 1, m + 1, opts);
-        if (over <= underlayMtu) throw new Error(`underlay ${underlayMtu}: MTU ${m} is not the largest (${m + 1} -> ${over})`);
+        if (over <= underlayMtu)
+          throw new Error(`underlay ${underlayMtu}: MTU ${m} is not the largest (${m + 1} -> ${over})`);
       }
     },
   );

@@ -93,7 +93,10 @@ export function outerPacketSize(innerLength: number, opts: TunnelMtuOptions & { 
   const fixed = fixedOverhead(opts);
   if (opts.mode === 'ipsec') return fixed + ceilTo(innerLength + ESP_TRAILER, ESP_ALIGN);
   // wireguard/send.c calculate_skb_padding: padded = min(mtu, ALIGN(len, 16)) for len <= mtu.
-  const padded = innerLength <= opts.tunnelMtu ? Math.min(opts.tunnelMtu, ceilTo(innerLength, WG_PADDING_MULTIPLE)) : ceilTo(innerLength, WG_PADDING_MULTIPLE);
+  const padded =
+    innerLength <= opts.tunnelMtu
+      ? Math.min(opts.tunnelMtu, ceilTo(innerLength, WG_PADDING_MULTIPLE))
+      : ceilTo(innerLength, WG_PADDING_MULTIPLE);
   return fixed + padded;
 }
 
@@ -107,7 +110,10 @@ function fixedOverhead(opts: TunnelMtuOptions): number {
 }
 
 function describe(opts: TunnelMtuOptions): string {
-  const parts = [opts.mode === 'ipsec' && opts.udpEncap === true ? 'ipsec (UDP-encapsulated)' : opts.mode, `over IPv${opts.family}`];
+  const parts = [
+    opts.mode === 'ipsec' && opts.udpEncap === true ? 'ipsec (UDP-encapsulated)' : opts.mode,
+    `over IPv${opts.family}`,
+  ];
   if (opts.overlay !== undefined && opts.overlay !== 'none') parts.push(`and ${opts.overlay}`);
   return parts.join(' ');
 }

@@ -12,12 +12,22 @@ async function failure(p: Promise<unknown>): Promise<SpawnError> {
 
 describe('run', () => {
   it('passes arguments verbatim, without a shell, with LC_ALL=C and a minimal env', async () => {
-    const { stdout } = await run(process.execPath, ['-e', 'console.log(JSON.stringify([process.argv.slice(1), process.env.LC_ALL, process.env.HOME]))', '$HOME', 'a b', '']);
+    const { stdout } = await run(process.execPath, [
+      '-e',
+      'console.log(JSON.stringify([process.argv.slice(1), process.env.LC_ALL, process.env.HOME]))',
+      '$HOME',
+      'a b',
+      '',
+    ]);
     expect(JSON.parse(stdout)).toEqual([['$HOME', 'a b', ''], 'C', null]);
   });
 
   it('feeds input to stdin and adds env', async () => {
-    const { stdout } = await run(process.execPath, ['-e', 'process.stdin.pipe(process.stdout); process.stdout.write(process.env.X)'], { input: 'hello ', env: { X: 'y' } });
+    const { stdout } = await run(
+      process.execPath,
+      ['-e', 'process.stdin.pipe(process.stdout); process.stdout.write(process.env.X)'],
+      { input: 'hello ', env: { X: 'y' } },
+    );
     expect(stdout).toBe('yhello ');
   });
 
@@ -31,7 +41,11 @@ describe('run', () => {
   });
 
   it('applies redact to stderr in the error', async () => {
-    const e = await failure(run(process.execPath, ['-e', 'process.stderr.write(Buffer.from("c2VjcmV0", "base64")); process.exit(1)'], { redact: (s) => s.replace('secret', 'XX') }));
+    const e = await failure(
+      run(process.execPath, ['-e', 'process.stderr.write(Buffer.from("c2VjcmV0", "base64")); process.exit(1)'], {
+        redact: (s) => s.replace('secret', 'XX'),
+      }),
+    );
     expect(e.stderr).toBe('XX');
     expect(e.message).not.toContain('secret');
   });

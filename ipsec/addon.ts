@@ -59,13 +59,22 @@ export function loadXfrmAddon(env: Readonly<Record<string, string | undefined>> 
   try {
     native = createRequire(import.meta.url)(file) as NativeXfrm;
   } catch (err) {
-    throw new SealnetError('KERNEL_FEATURE_MISSING', `cannot load the XFRM addon ${file}; rebuild it with scripts/build-addons.sh`, { cause: err });
+    throw new SealnetError(
+      'KERNEL_FEATURE_MISSING',
+      `cannot load the XFRM addon ${file}; rebuild it with scripts/build-addons.sh`,
+      { cause: err },
+    );
   }
-  if (typeof native.transact !== 'function') throw new SealnetError('INTERNAL', `${file} is not the sealnet XFRM addon`);
+  if (typeof native.transact !== 'function')
+    throw new SealnetError('INTERNAL', `${file} is not the sealnet XFRM addon`);
   return { transact: (request, opts) => native.transact(request, opts.timeoutMs) };
 }
 
 /** True if `err` is a failed system call reported by the addon. */
 export function isAddonSyscallError(err: unknown): err is AddonSyscallError {
-  return err instanceof Error && typeof (err as Partial<AddonSyscallError>).errno === 'number' && typeof (err as Partial<AddonSyscallError>).syscall === 'string';
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<AddonSyscallError>).errno === 'number' &&
+    typeof (err as Partial<AddonSyscallError>).syscall === 'string'
+  );
 }

@@ -46,12 +46,23 @@ async function resetKeys(): Promise<void> {
 beforeAll(resetKeys);
 
 function planNode(n: Node): IpsecPlanNode {
-  return { name: n.name, address: n.address, podCIDRs: [n.pod], currentEpoch: n.currentEpoch, keys: n.epochs.map((epoch) => ({ epoch, publicKey: keys.get(`${n.name}/${epoch}`)!.publicKey })) };
+  return {
+    name: n.name,
+    address: n.address,
+    podCIDRs: [n.pod],
+    currentEpoch: n.currentEpoch,
+    keys: n.epochs.map((epoch) => ({ epoch, publicKey: keys.get(`${n.name}/${epoch}`)!.publicKey })),
+  };
 }
 
 function desiredFor(self: string, nodes: readonly Node[] = NODES, over: Partial<DesiredIpsec> = {}): DesiredIpsec {
   const me = nodes.find((n) => n.name === self)!;
-  const { desired } = planIpsec({ self: planNode(me), peers: nodes.filter((n) => n !== me).map(planNode), keyBits: 128, replayWindow: 1024 });
+  const { desired } = planIpsec({
+    self: planNode(me),
+    peers: nodes.filter((n) => n !== me).map(planNode),
+    keyBits: 128,
+    replayWindow: 1024,
+  });
   return { ...desired, ...over };
 }
 
@@ -61,7 +72,8 @@ function driverFor(self: string, xfrm: FakeXfrm): IpsecDriver {
 
 const hex = (b: Uint8Array | undefined): string => Buffer.from(b ?? []).toString('hex');
 const node = (name: string): Node => NODES.find((n) => n.name === name)!;
-const verdict = (fake: FakeXfrm, from: string, to: string): OutboundVerdict => fake.outboundVerdict(node(from).podIP, node(to).podIP);
+const verdict = (fake: FakeXfrm, from: string, to: string): OutboundVerdict =>
+  fake.outboundVerdict(node(from).podIP, node(to).podIP);
 
 describe('fresh install', () => {
   it('installs inbound and outbound SAs and in/fwd/out policies per peer, states first, out policy last', async () => {
@@ -72,17 +84,44 @@ describe('fresh install', () => {
     expect(fake.policies()).toHaveLength(6);
     // Per peer: inbound state, outbound state, in, fwd, out.
     expect(result.changes.map((c) => `${c.node} ${c.op}`)).toEqual([
-      'node-b add-state', 'node-b add-state', 'node-b add-policy', 'node-b add-policy', 'node-b add-policy',
-      'node-c add-state', 'node-c add-state', 'node-c add-policy', 'node-c add-policy', 'node-c add-policy',
+      'node-b add-state',
+      'node-b add-state',
+      'node-b add-policy',
+      'node-b add-policy',
+      'node-b add-policy',
+      'node-c add-state',
+      'node-c add-state',
+      'node-c add-policy',
+      'node-c add-policy',
+      'node-c add-policy',
     ]);
     const desired = desiredFor('node-a');
     const b = desired.peers.find((p) => p.node === 'node-b')!;
     const out = fake.states().find((s) => s.spi === b.outbound.spi)!;
-    expect(out).toMatchObject({ src: '198.18.0.1', dst: '198.18.0.2', reqid: XFRM_REQID, esn: true, replayWindow: 1024, mode: 'tunnel', outputMark: { value: XFRM_OUTPUT_MARK, mask: 0xffffffff } });
+    expect(out).toMatchObject({
+      src: '198.18.0.1',
+      dst: '198.18.0.2',
+      reqid: XFRM_REQID,
+      esn: true,
+      replayWindow: 1024,
+      mode: 'tunnel',
+      outputMark: { value: XFRM_OUTPUT_MARK, mask: 0xffffffff },
+    });
     expect(out.aead?.key).toHaveLength(20);
     const outPolicy = fake.policies().find((p) => p.dir === 'out' && p.selector.dst === '100.64.2.0/24')!;
-    expect(outPolicy).toMatchObject({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24' }, action: 'allow', priority: XFRM_POLICY_PRIORITY, templates: [{ src: '198.18.0.1', dst: '198.18.0.2', spi: b.outbound.spi, reqid: XFRM_REQID, mode: 'tunnel' }] });
-    expect(fake.policies().filter((p) => p.selector.src === '100.64.2.0/24').map((p) => p.dir).sort()).toEqual(['fwd', 'in']);
+    expect(outPolicy).toMatchObject({
+      selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24' },
+      action: 'allow',
+      priority: XFRM_POLICY_PRIORITY,
+      templates: [{ src: '198.18.0.1', dst: '198.18.0.2', spi: b.outbound.spi, reqid: XFRM_REQID, mode: 'tunnel' }],
+    });
+    expect(
+      fake
+        .policies()
+        .filter((p) => p.selector.src === '100.64.2.0/24')
+        .map((p) => p.dir)
+        .sort(),
+    ).toEqual(['fwd', 'in']);
     expect(verdict(fake, 'node-a', 'node-b')).toEqual({ kind: 'esp', spi: b.outbound.spi });
   });
 
@@ -94,7 +133,10 @@ describe('fresh install', () => {
       for (const s of fake.states().filter((x) => x.src === node(name).address)) {
         // The outbound SA here is the inbound SA on the destination node, same SPI and key.
         const peerName = NODES.find((n) => n.address === s.dst)!.name;
-        const twin = fakes.get(peerName)!.states().find((x) => x.spi === s.spi && x.dst === s.dst);
+        const twin = fakes
+          .get(peerName)!
+          .states()
+          .find((x) => x.spi === s.spi && x.dst === s.dst);
         expect(twin).toBeDefined();
         expect(hex(twin!.aead?.key)).toBe(hex(s.aead?.key));
       }
@@ -118,7 +160,7 @@ describe('fresh install', () => {
 });
 
 describe('make before break', () => {
-  it('rotates a peer\'s key without a single step where node-a\'s pod traffic is dropped or in plaintext', async () => {
+  it("rotates a peer's key without a single step where node-a's pod traffic is dropped or in plaintext", async () => {
     const fake = new FakeXfrm();
     const a = driverFor('node-a', fake);
     await a.apply(desiredFor('node-a'), { prune: true });
@@ -161,7 +203,14 @@ describe('make before break', () => {
     };
     const r = await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true });
     expect(r.failed).toEqual([]);
-    expect(r.changes.filter((c) => c.node === 'node-b').map((c) => c.op)).toEqual(['replace-state', 'add-guard', 'add-guard', 'replace-state', 'delete-guard', 'delete-guard']);
+    expect(r.changes.filter((c) => c.node === 'node-b').map((c) => c.op)).toEqual([
+      'replace-state',
+      'add-guard',
+      'add-guard',
+      'replace-state',
+      'delete-guard',
+      'delete-guard',
+    ]);
     // While the outbound state was swapped the guards blocked (and no step fell back to plaintext).
     expect(kinds).toContain('blocked');
     expect(fake.policies().filter((p) => p.priority === XFRM_GUARD_PRIORITY)).toEqual([]);
@@ -185,11 +234,24 @@ describe('make before break', () => {
     await driverFor('node-a', fake).apply(marked('node-a'), { prune: true });
     const both = guards.find((g) => g.length === 2)!;
     // The lowest bit outside the mask 0x0f00 is bit 0.
-    expect(both.map((g) => g.mark).sort((x, y) => x!.value - y!.value)).toEqual([{ value: 0x0e00, mask: 0x0f01 }, { value: 0x0e01, mask: 0x0f01 }]);
+    expect(both.map((g) => g.mark).sort((x, y) => x!.value - y!.value)).toEqual([
+      { value: 0x0e00, mask: 0x0f01 },
+      { value: 0x0e01, mask: 0x0f01 },
+    ]);
     expect(both.every((g) => g.lifetime.hardAddSeconds === GUARD_LIFETIME_SECONDS)).toBe(true);
     await resetKeys();
-    await expect(driverFor('node-a', new FakeXfrm()).apply(desiredFor('node-a', NODES, { policyMark: { value: 1, mask: 0xffffffff } }), { prune: true })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
-    await expect(driverFor('node-a', new FakeXfrm()).apply(desiredFor('node-a', NODES, { policyMark: { value: 0x10, mask: 0x0f } }), { prune: true })).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    await expect(
+      driverFor('node-a', new FakeXfrm()).apply(
+        desiredFor('node-a', NODES, { policyMark: { value: 1, mask: 0xffffffff } }),
+        { prune: true },
+      ),
+    ).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
+    await expect(
+      driverFor('node-a', new FakeXfrm()).apply(
+        desiredFor('node-a', NODES, { policyMark: { value: 0x10, mask: 0x0f } }),
+        { prune: true },
+      ),
+    ).rejects.toMatchObject({ code: 'CONFIG_INVALID' });
   });
 });
 
@@ -199,11 +261,15 @@ describe('failures', () => {
     const driver = driverFor('node-a', fake);
     await expect(driver.checkKernel([4])).rejects.toMatchObject({
       code: 'KERNEL_FEATURE_MISSING',
-      message: 'the kernel has no ESP support (CONFIG_INET_ESP / esp4 module); mode ipsec cannot run on this node — use mode wireguard or load esp4',
+      message:
+        'the kernel has no ESP support (CONFIG_INET_ESP / esp4 module); mode ipsec cannot run on this node — use mode wireguard or load esp4',
     });
     const r = await driver.apply(desiredFor('node-a'), { prune: true });
     expect(r.ready).toEqual([]);
-    expect(r.failed.map((f) => [f.node, (f.error as { code?: string }).code])).toEqual([['node-b', 'KERNEL_FEATURE_MISSING'], ['node-c', 'KERNEL_FEATURE_MISSING']]);
+    expect(r.failed.map((f) => [f.node, (f.error as { code?: string }).code])).toEqual([
+      ['node-b', 'KERNEL_FEATURE_MISSING'],
+      ['node-c', 'KERNEL_FEATURE_MISSING'],
+    ]);
     expect(fake.states()).toEqual([]);
     expect(fake.policies()).toEqual([]);
   });
@@ -217,13 +283,18 @@ describe('failures', () => {
     expect(r.failed[0]!.error.message).toMatch(/injected/);
     // Nothing of node-b is left half-installed.
     expect(fake.states().filter((s) => s.src === '198.18.0.2' || s.dst === '198.18.0.2')).toEqual([]);
-    expect(fake.policies().filter((p) => p.selector.src === '100.64.2.0/24' || p.selector.dst === '100.64.2.0/24')).toEqual([]);
+    expect(
+      fake.policies().filter((p) => p.selector.src === '100.64.2.0/24' || p.selector.dst === '100.64.2.0/24'),
+    ).toEqual([]);
     expect(verdict(fake, 'node-a', 'node-c').kind).toBe('esp');
     // The next apply finishes the job.
-    expect((await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true })).ready).toEqual(['node-b', 'node-c']);
+    expect((await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true })).ready).toEqual([
+      'node-b',
+      'node-c',
+    ]);
   });
 
-  it('keeps an established peer\'s old SAs when its update fails, even with prune', async () => {
+  it("keeps an established peer's old SAs when its update fails, even with prune", async () => {
     const fake = new FakeXfrm();
     await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true });
     await keyFor('node-b', 2);
@@ -250,33 +321,76 @@ describe('failures', () => {
     // Another tool's ESP state on node-b's inbound (destination, SPI), and a foreign policy.
     const inbound = b.inbound[0]!;
     fake.putForeignState({
-      src: '198.18.0.2', dst: '198.18.0.1', spi: inbound.spi, proto: 50, family: 4, mode: 'tunnel', reqid: 1, flags: 0, extraFlags: 0, esn: false, replayWindow: 0,
-      aead: undefined, otherAlgorithms: ['cbc(aes)'], mark: undefined, outputMark: undefined, selector: { src: '0.0.0.0/0', dst: '0.0.0.0/0' }, lifetime: {},
-      current: { bytes: 0n, packets: 0n, addTime: 1n, useTime: 0n }, stats: { replayWindow: 0, replay: 0, integrityFailed: 0 }, sequence: { outbound: 0n, inbound: 0n }, lastUsed: undefined,
+      src: '198.18.0.2',
+      dst: '198.18.0.1',
+      spi: inbound.spi,
+      proto: 50,
+      family: 4,
+      mode: 'tunnel',
+      reqid: 1,
+      flags: 0,
+      extraFlags: 0,
+      esn: false,
+      replayWindow: 0,
+      aead: undefined,
+      otherAlgorithms: ['cbc(aes)'],
+      mark: undefined,
+      outputMark: undefined,
+      selector: { src: '0.0.0.0/0', dst: '0.0.0.0/0' },
+      lifetime: {},
+      current: { bytes: 0n, packets: 0n, addTime: 1n, useTime: 0n },
+      stats: { replayWindow: 0, replay: 0, integrityFailed: 0 },
+      sequence: { outbound: 0n, inbound: 0n },
+      lastUsed: undefined,
     });
     const foreignPolicy: XfrmPolicy = {
-      selector: { src: '10.0.0.0/8', dst: '10.1.0.0/16' }, dir: 'out', action: 'allow', priority: 0, templates: [{ src: '192.0.2.1', dst: '192.0.2.2', spi: 0, reqid: 7, mode: 'tunnel', optional: false }],
-      lifetime: {}, index: 1, type: 0, ifId: 0, current: { bytes: 0n, packets: 0n, addTime: 0n, useTime: 0n }, templateProtos: [50],
+      selector: { src: '10.0.0.0/8', dst: '10.1.0.0/16' },
+      dir: 'out',
+      action: 'allow',
+      priority: 0,
+      templates: [{ src: '192.0.2.1', dst: '192.0.2.2', spi: 0, reqid: 7, mode: 'tunnel', optional: false }],
+      lifetime: {},
+      index: 1,
+      type: 0,
+      ifId: 0,
+      current: { bytes: 0n, packets: 0n, addTime: 0n, useTime: 0n },
+      templateProtos: [50],
     };
     fake.putForeignPolicy(foreignPolicy);
     const r = await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true });
     expect(r.ready).toEqual(['node-c']);
-    expect(r.failed[0]).toMatchObject({ node: 'node-b', error: expect.objectContaining({ message: expect.stringMatching(/collides with an ESP state sealnet does not own/) }) });
+    expect(r.failed[0]).toMatchObject({
+      node: 'node-b',
+      error: expect.objectContaining({
+        message: expect.stringMatching(/collides with an ESP state sealnet does not own/),
+      }),
+    });
     expect(fake.states().find((s) => s.reqid === 1)).toBeDefined();
     expect(fake.policies().find((p) => p.priority === 0)).toBeDefined();
   });
 });
 
 describe('pruning and leftovers', () => {
-  it('deletes a departed peer\'s objects only with prune, outbound policy first', async () => {
+  it("deletes a departed peer's objects only with prune, outbound policy first", async () => {
     const fake = new FakeXfrm();
     await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true });
     const withoutC = NODES.filter((n) => n.name !== 'node-c');
     const early = await driverFor('node-a', fake).apply(desiredFor('node-a', withoutC), { prune: false });
     expect(early).toMatchObject({ changes: [], unpruned: 5 });
     const synced = await driverFor('node-a', fake).apply(desiredFor('node-a', withoutC), { prune: true });
-    expect(synced.changes.map((c) => c.op)).toEqual(['delete-policy', 'delete-policy', 'delete-policy', 'delete-state', 'delete-state']);
-    expect(fake.policies().filter((p) => p.dir === 'out').map((p) => p.selector.dst)).toEqual(['100.64.2.0/24']);
+    expect(synced.changes.map((c) => c.op)).toEqual([
+      'delete-policy',
+      'delete-policy',
+      'delete-policy',
+      'delete-state',
+      'delete-state',
+    ]);
+    expect(
+      fake
+        .policies()
+        .filter((p) => p.dir === 'out')
+        .map((p) => p.selector.dst),
+    ).toEqual(['100.64.2.0/24']);
     expect(fake.journal.find((j) => j.op === 'delete-policy')?.target).toMatch(/^out\|/);
     expect(synced.unpruned).toBe(0);
   });
@@ -285,7 +399,15 @@ describe('pruning and leftovers', () => {
     const fake = new FakeXfrm();
     await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true });
     const out = fake.policies().find((p) => p.dir === 'out' && p.selector.dst === '100.64.2.0/24')!;
-    fake.putForeignPolicy({ ...out, action: 'block', priority: XFRM_GUARD_PRIORITY, templates: [], templateProtos: [], mark: { value: 0, mask: 1 }, lifetime: { hardAddSeconds: GUARD_LIFETIME_SECONDS } });
+    fake.putForeignPolicy({
+      ...out,
+      action: 'block',
+      priority: XFRM_GUARD_PRIORITY,
+      templates: [],
+      templateProtos: [],
+      mark: { value: 0, mask: 1 },
+      lifetime: { hardAddSeconds: GUARD_LIFETIME_SECONDS },
+    });
     fake.putForeignPolicy({ ...out, templates: [{ ...out.templates[0]!, spi: 0x51000000 }] });
     expect(verdict(fake, 'node-a', 'node-b').kind).toBe('blocked');
     const r = await driverFor('node-a', fake).apply(desiredFor('node-a'), { prune: true });
@@ -300,7 +422,9 @@ describe('pruning and leftovers', () => {
     const seen = await driver.observe();
     expect(seen.states.map((s) => s.direction).sort()).toEqual(['in', 'in', 'out', 'out']);
     expect(seen.states.map((s) => s.spi)).toEqual([...seen.states.map((s) => s.spi)].sort((x, y) => x - y));
-    expect(JSON.stringify(seen.states, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toMatch(/key/i);
+    expect(JSON.stringify(seen.states, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toMatch(
+      /key/i,
+    );
     expect(seen.policies.every(isOwnedPolicy)).toBe(true);
     expect(seen.policies).toHaveLength(6);
   });

@@ -43,7 +43,17 @@ import {
   stateSpec,
   type WantedState,
 } from './objects.js';
-import type { DesiredIpsec, DesiredIpsecPeer, IpsecApplyResult, IpsecChange, IpsecPort, ObservedIpsec, ObservedSa, PairEvidence, XfrmOps } from '../tunnels/ports/ipsec.js';
+import type {
+  DesiredIpsec,
+  DesiredIpsecPeer,
+  IpsecApplyResult,
+  IpsecChange,
+  IpsecPort,
+  ObservedIpsec,
+  ObservedSa,
+  PairEvidence,
+  XfrmOps,
+} from '../tunnels/ports/ipsec.js';
 import type { XfrmPolicy, XfrmPolicySpec, XfrmState } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_RFC4106, AEAD_SALT_BYTES } from '../tunnels/ports/xfrm-types.js';
 import { XFRM_OUTPUT_MARK } from '../common/constants.js';
@@ -117,8 +127,19 @@ export class IpsecDriver implements IpsecPort {
           if (error instanceof SealnetError && error.code === 'KERNEL_FEATURE_MISSING') fatal = error;
         }
       }
-      const unpruned = await this.#prune(run, desired, failed.map((f) => f.node), opts.prune);
-      return { ready: ready.sort(), failed: failed.sort((a, b) => (a.node < b.node ? -1 : 1)), changes: run.changes, unpruned, warnings: run.warnings };
+      const unpruned = await this.#prune(
+        run,
+        desired,
+        failed.map((f) => f.node),
+        opts.prune,
+      );
+      return {
+        ready: ready.sort(),
+        failed: failed.sort((a, b) => (a.node < b.node ? -1 : 1)),
+        changes: run.changes,
+        unpruned,
+        warnings: run.warnings,
+      };
     } finally {
       // Dumped states carry their keys.
       for (const s of run.view.states.values()) s.aead?.key.fill(0);
@@ -132,7 +153,10 @@ export class IpsecDriver implements IpsecPort {
   async observe(): Promise<ObservedIpsec> {
     const states: ObservedSa[] = [];
     for (const s of await this.#xfrm.dumpStates()) {
-      const aead = s.aead === undefined ? undefined : { name: s.aead.name, icvBits: s.aead.icvBits, cipherBits: aeadKeyBits(s.aead.name, s.aead.key.length) };
+      const aead =
+        s.aead === undefined
+          ? undefined
+          : { name: s.aead.name, icvBits: s.aead.icvBits, cipherBits: aeadKeyBits(s.aead.name, s.aead.key.length) };
       s.aead?.key.fill(0);
       if (!isOwnedState(s)) continue;
       states.push({
@@ -192,7 +216,11 @@ export class IpsecDriver implements IpsecPort {
     }
   }
 
-  async #rollback(run: Run, node: string, created: readonly ({ kind: 'state'; w: WantedState } | { kind: 'policy'; p: XfrmPolicySpec })[]): Promise<void> {
+  async #rollback(
+    run: Run,
+    node: string,
+    created: readonly ({ kind: 'state'; w: WantedState } | { kind: 'policy'; p: XfrmPolicySpec })[],
+  ): Promise<void> {
     for (const c of [...created].reverse()) {
       try {
         if (c.kind === 'policy') {
@@ -213,7 +241,10 @@ export class IpsecDriver implements IpsecPort {
     const localEpoch = w.direction === 'out' ? w.sa.srcEpoch : w.sa.dstEpoch;
     const privateKey = this.#privateKey(localEpoch);
     if (privateKey === undefined) {
-      throw new SealnetError('KEY_INVALID', `no local IPsec private key for epoch ${localEpoch} (needed by ${stateLabel({ ...w, spi: w.sa.spi })} of peer ${w.node})`);
+      throw new SealnetError(
+        'KEY_INVALID',
+        `no local IPsec private key for epoch ${localEpoch} (needed by ${stateLabel({ ...w, spi: w.sa.spi })} of peer ${w.node})`,
+      );
     }
     const self = run.desired.self;
     return deriveSaKey(run.sodium, {
@@ -236,7 +267,10 @@ export class IpsecDriver implements IpsecPort {
     const key = stateKey(w.dst, w.sa.spi);
     const label = stateLabel({ ...w, spi: w.sa.spi });
     if (run.view.foreignStates.has(key)) {
-      throw new SealnetError('NETLINK_FAILED', `state ${label} of peer ${w.node} collides with an ESP state sealnet does not own (same destination and SPI); not touching it`);
+      throw new SealnetError(
+        'NETLINK_FAILED',
+        `state ${label} of peer ${w.node} collides with an ESP state sealnet does not own (same destination and SPI); not touching it`,
+      );
     }
     const material = this.#key(run, w);
     try {
@@ -250,10 +284,13 @@ export class IpsecDriver implements IpsecPort {
       const cmp = compareState(obs, spec, (a, b) => run.sodium.memcmp(a, b));
       obs.aead?.key.fill(0);
       if (cmp === 'equal-key-unverifiable') {
-        run.warnings.push(`the kernel withholds SA keys (lockdown): a changed key under the unchanged ${label} cannot be detected`);
+        run.warnings.push(
+          `the kernel withholds SA keys (lockdown): a changed key under the unchanged ${label} cannot be detected`,
+        );
       }
       if (cmp !== 'differs') return false;
-      if (w.direction === 'out') await this.#replaceGuarded(run, w.node, outPolicies, () => this.#replaceState(run, w, spec, label));
+      if (w.direction === 'out')
+        await this.#replaceGuarded(run, w.node, outPolicies, () => this.#replaceState(run, w, spec, label));
       else await this.#replaceState(run, w, spec, label);
       return false;
     } finally {
@@ -261,14 +298,24 @@ export class IpsecDriver implements IpsecPort {
     }
   }
 
-  async #replaceState(run: Run, w: WantedState, spec: Parameters<XfrmOps['addState']>[0], label: string): Promise<void> {
+  async #replaceState(
+    run: Run,
+    w: WantedState,
+    spec: Parameters<XfrmOps['addState']>[0],
+    label: string,
+  ): Promise<void> {
     await this.#xfrm.deleteState({ dst: w.dst, spi: w.sa.spi });
     await this.#xfrm.addState(spec);
     run.changes.push({ op: 'replace-state', target: label, node: w.node });
   }
 
   /** Runs `step` with block guards in front of the given outbound policies; always removes them. */
-  async #replaceGuarded(run: Run, node: string, outPolicies: readonly XfrmPolicySpec[], step: () => Promise<void>): Promise<void> {
+  async #replaceGuarded(
+    run: Run,
+    node: string,
+    outPolicies: readonly XfrmPolicySpec[],
+    step: () => Promise<void>,
+  ): Promise<void> {
     const guards = outPolicies.flatMap(guardPolicies);
     const placed: XfrmPolicySpec[] = [];
     try {
@@ -290,7 +337,9 @@ export class IpsecDriver implements IpsecPort {
           await this.#xfrm.deletePolicy(g);
           run.changes.push({ op: 'delete-guard', target: policyLabel(g), node });
         } catch (err) {
-          run.warnings.push(`removing guard ${policyLabel(g)}: ${err instanceof Error ? err.message : String(err)} (it expires by itself)`);
+          run.warnings.push(
+            `removing guard ${policyLabel(g)}: ${err instanceof Error ? err.message : String(err)} (it expires by itself)`,
+          );
         }
       }
     }
@@ -301,7 +350,10 @@ export class IpsecDriver implements IpsecPort {
     const label = policyLabel(spec);
     const obs = run.view.policies.get(policyKey(spec));
     if (obs !== undefined && !isOwnedPolicy(obs)) {
-      throw new SealnetError('NETLINK_FAILED', `policy ${label} of peer ${node} collides with a policy sealnet does not own (same selector, direction and mark); not touching it`);
+      throw new SealnetError(
+        'NETLINK_FAILED',
+        `policy ${label} of peer ${node} collides with a policy sealnet does not own (same selector, direction and mark); not touching it`,
+      );
     }
     if (obs === undefined) {
       await this.#xfrm.addPolicy(spec);
@@ -330,7 +382,9 @@ export class IpsecDriver implements IpsecPort {
     const policies = [...run.view.policies.values()].filter((p) => isOwnedPolicy(p) && !wantPolicies.has(policyKey(p)));
     const states = [...run.view.states.values()].filter((s) => !wantStates.has(stateKey(s.dst, s.spi)));
     // Guards only exist during a replacement: one seen now is a crashed run's leftover.
-    const doomedPolicies = policies.filter((p) => isGuard(p) || !touchesKept(p.templates.flatMap((t) => [t.src, t.dst])));
+    const doomedPolicies = policies.filter(
+      (p) => isGuard(p) || !touchesKept(p.templates.flatMap((t) => [t.src, t.dst])),
+    );
     const doomedStates = states.filter((s) => !touchesKept([s.src, s.dst]));
     let kept = policies.length - doomedPolicies.length + (states.length - doomedStates.length);
     if (!prune) return kept + doomedPolicies.length + doomedStates.length;
@@ -339,7 +393,11 @@ export class IpsecDriver implements IpsecPort {
     for (const p of doomedPolicies.sort((a, b) => order[a.dir] - order[b.dir])) {
       try {
         await this.#xfrm.deletePolicy(p);
-        run.changes.push({ op: isGuard(p) ? 'delete-guard' : 'delete-policy', target: policyLabel(p), node: undefined });
+        run.changes.push({
+          op: isGuard(p) ? 'delete-guard' : 'delete-policy',
+          target: policyLabel(p),
+          node: undefined,
+        });
       } catch (err) {
         kept++;
         run.warnings.push(`pruning policy ${policyLabel(p)}: ${err instanceof Error ? err.message : String(err)}`);

@@ -14,7 +14,14 @@
  */
 import { peerPolicies, policyKey } from './objects.js';
 import { canonicalIP } from '../common/ip.js';
-import type { DesiredIpsec, DesiredIpsecPeer, ObservedIpsec, ObservedSa, PairEvidence, SaEvidence } from '../tunnels/ports/ipsec.js';
+import type {
+  DesiredIpsec,
+  DesiredIpsecPeer,
+  ObservedIpsec,
+  ObservedSa,
+  PairEvidence,
+  SaEvidence,
+} from '../tunnels/ports/ipsec.js';
 import { spiHex } from '../tunnels/ports/xfrm-types.js';
 import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 
@@ -28,7 +35,14 @@ function toNumber(n: bigint): number {
 }
 
 function evidenceOf(s: ObservedSa): SaEvidence {
-  return { spi: s.spi, aead: s.aead, aesGcmBits: aesGcmBits(s.aead), bytes: toNumber(s.current.bytes), packets: toNumber(s.current.packets), integrityFailures: s.integrityFailures };
+  return {
+    spi: s.spi,
+    aead: s.aead,
+    aesGcmBits: aesGcmBits(s.aead),
+    bytes: toNumber(s.current.bytes),
+    packets: toNumber(s.current.packets),
+    integrityFailures: s.integrityFailures,
+  };
 }
 
 /** Evidence for one desired pair. */
@@ -37,14 +51,18 @@ export function pairEvidence(desired: DesiredIpsec, peer: DesiredIpsecPeer, obse
   const local = canonicalIP(peer.localAddress);
   const remote = canonicalIP(peer.remoteAddress);
   const find = (direction: 'in' | 'out', spi: number, src: string, dst: string): ObservedSa | undefined =>
-    observed.states.find((s) => s.direction === direction && s.spi === spi && canonicalIP(s.src) === src && canonicalIP(s.dst) === dst);
+    observed.states.find(
+      (s) => s.direction === direction && s.spi === spi && canonicalIP(s.src) === src && canonicalIP(s.dst) === dst,
+    );
 
   const out = find('out', peer.outbound.spi, local, remote);
-  if (out === undefined) problems.push(`no outbound SA spi ${spiHex(peer.outbound.spi)} ${peer.localAddress}->${peer.remoteAddress}`);
+  if (out === undefined)
+    problems.push(`no outbound SA spi ${spiHex(peer.outbound.spi)} ${peer.localAddress}->${peer.remoteAddress}`);
   const inbound: SaEvidence[] = [];
   for (const sa of peer.inbound) {
     const s = find('in', sa.spi, remote, local);
-    if (s === undefined) problems.push(`no inbound SA spi ${spiHex(sa.spi)} ${peer.remoteAddress}->${peer.localAddress}`);
+    if (s === undefined)
+      problems.push(`no inbound SA spi ${spiHex(sa.spi)} ${peer.remoteAddress}->${peer.localAddress}`);
     else inbound.push(evidenceOf(s));
   }
 
@@ -55,8 +73,15 @@ export function pairEvidence(desired: DesiredIpsec, peer: DesiredIpsecPeer, obse
     const label = `${want.dir} policy ${want.selector.src}->${want.selector.dst}`;
     if (p === undefined || p.action !== 'allow') problems.push(`no ${label}`);
     else if (want.dir === 'out' && p.templates[0]?.spi !== peer.outbound.spi) {
-      problems.push(`${label} sends with spi ${spiHex(p.templates[0]?.spi ?? 0)}, not the planned ${spiHex(peer.outbound.spi)}`);
+      problems.push(
+        `${label} sends with spi ${spiHex(p.templates[0]?.spi ?? 0)}, not the planned ${spiHex(peer.outbound.spi)}`,
+      );
     }
   }
-  return { node: peer.node, outbound: out === undefined ? undefined : evidenceOf(out), inbound: inbound.sort((a, b) => a.spi - b.spi), problems };
+  return {
+    node: peer.node,
+    outbound: out === undefined ? undefined : evidenceOf(out),
+    inbound: inbound.sort((a, b) => a.spi - b.spi),
+    problems,
+  };
 }

@@ -1,6 +1,15 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { generateKeyPair, lowOrderPoints, parsePrivateKey, publicKeyFromBytes, sodiumReady, type KeyPair, type PublicKey, type Sodium } from '../keymgr/keys.js';
+import {
+  generateKeyPair,
+  lowOrderPoints,
+  parsePrivateKey,
+  publicKeyFromBytes,
+  sodiumReady,
+  type KeyPair,
+  type PublicKey,
+  type Sodium,
+} from '../keymgr/keys.js';
 import { deriveSaKey, hkdfSha256, KDF_LABEL, saKeyInfo, sharedSecret, type SaKeyContext } from './kdf.js';
 import { SpiAllocator } from '../tunnels/plan/spi.js';
 
@@ -37,13 +46,17 @@ describe('HKDF-SHA256 (RFC 5869 appendix A)', () => {
       const salt = randomBytes(i % 40);
       const info = randomBytes(i % 90);
       const len = 1 + ((i * 37) % 300);
-      expect(toHex(hkdfSha256(ikm, salt, info, len))).toBe(Buffer.from(hkdfSync('sha256', ikm, salt, info, len)).toString('hex'));
+      expect(toHex(hkdfSha256(ikm, salt, info, len))).toBe(
+        Buffer.from(hkdfSync('sha256', ikm, salt, info, len)).toString('hex'),
+      );
     }
   });
 
   it('refuses output lengths outside 1..255*HashLen', () => {
     expect(() => hkdfSha256(new Uint8Array(1), new Uint8Array(0), new Uint8Array(0), 0)).toThrow(/output length/);
-    expect(() => hkdfSha256(new Uint8Array(1), new Uint8Array(0), new Uint8Array(0), 255 * 32 + 1)).toThrow(/output length/);
+    expect(() => hkdfSha256(new Uint8Array(1), new Uint8Array(0), new Uint8Array(0), 255 * 32 + 1)).toThrow(
+      /output length/,
+    );
     expect(hkdfSha256(new Uint8Array(1), new Uint8Array(0), new Uint8Array(0), 255 * 32)).toHaveLength(255 * 32);
   });
 });
@@ -66,9 +79,16 @@ describe('X25519 shared secret', () => {
     for (const p of points) {
       // The PublicKey type cannot hold these (parsing refuses them); bypass it as an attacker would.
       const bad = Buffer.from(p).toString('base64') as PublicKey;
-      expect(() => sharedSecret(sodium, privateKey, bad)).toThrow(expect.objectContaining({ code: 'KEY_INVALID', message: expect.stringMatching(/all-zero/) }));
+      expect(() => sharedSecret(sodium, privateKey, bad)).toThrow(
+        expect.objectContaining({ code: 'KEY_INVALID', message: expect.stringMatching(/all-zero/) }),
+      );
       expect(() =>
-        deriveSaKey(sodium, { privateKey, peerPublicKey: bad, role: 'sender', sa: { srcNode: 'a', dstNode: 'b', spi: 0x51000001, srcEpoch: 1, dstEpoch: 1, keyBits: 128 } }),
+        deriveSaKey(sodium, {
+          privateKey,
+          peerPublicKey: bad,
+          role: 'sender',
+          sa: { srcNode: 'a', dstNode: 'b', spi: 0x51000001, srcEpoch: 1, dstEpoch: 1, keyBits: 128 },
+        }),
       ).toThrow(expect.objectContaining({ code: 'KEY_INVALID' }));
     }
   });
@@ -81,33 +101,54 @@ describe('SA key derivation', () => {
     a = await generateKeyPair();
     b = await generateKeyPair();
   });
-  const ctx = (over: Partial<SaKeyContext> = {}): SaKeyContext => ({ srcNode: 'node-a', dstNode: 'node-b', spi: 0x51abcdef, srcEpoch: 3, dstEpoch: 7, keyBits: 128, ...over });
+  const ctx = (over: Partial<SaKeyContext> = {}): SaKeyContext => ({
+    srcNode: 'node-a',
+    dstNode: 'node-b',
+    spi: 0x51abcdef,
+    srcEpoch: 3,
+    dstEpoch: 7,
+    keyBits: 128,
+    ...over,
+  });
 
   it('encodes info as label, length-prefixed names, SPI, epochs and algorithm (golden bytes)', () => {
     const info = saKeyInfo(ctx());
     const want = Buffer.concat([
       Buffer.from(KDF_LABEL, 'ascii'),
-      hex('0006'), Buffer.from('node-a'),
-      hex('0006'), Buffer.from('node-b'),
-      hex('51abcdef'), hex('00000003'), hex('00000007'), hex('01'),
+      hex('0006'),
+      Buffer.from('node-a'),
+      hex('0006'),
+      Buffer.from('node-b'),
+      hex('51abcdef'),
+      hex('00000003'),
+      hex('00000007'),
+      hex('01'),
     ]);
     expect(toHex(info)).toBe(want.toString('hex'));
     expect(saKeyInfo(ctx({ keyBits: 256 })).at(-1)).toBe(2);
     // Length prefixes keep ("ab","c") and ("a","bc") apart.
-    expect(toHex(saKeyInfo(ctx({ srcNode: 'ab', dstNode: 'c' })))).not.toBe(toHex(saKeyInfo(ctx({ srcNode: 'a', dstNode: 'bc' }))));
+    expect(toHex(saKeyInfo(ctx({ srcNode: 'ab', dstNode: 'c' })))).not.toBe(
+      toHex(saKeyInfo(ctx({ srcNode: 'a', dstNode: 'bc' }))),
+    );
   });
 
   it.each([128, 256] as const)('gives both ends the same %i-bit key and salt', (keyBits) => {
     const sa = ctx({ keyBits });
     const atSender = deriveSaKey(sodium, { privateKey: a.privateKey, peerPublicKey: b.publicKey, role: 'sender', sa });
-    const atReceiver = deriveSaKey(sodium, { privateKey: b.privateKey, peerPublicKey: a.publicKey, role: 'receiver', sa });
+    const atReceiver = deriveSaKey(sodium, {
+      privateKey: b.privateKey,
+      peerPublicKey: a.publicKey,
+      role: 'receiver',
+      sa,
+    });
     expect(atSender).toHaveLength(keyBits / 8 + 4);
     expect(toHex(atSender)).toBe(toHex(atReceiver));
   });
 
   it('gives each direction, SPI, epoch, name and key size its own key', () => {
     // Always node A's keys; only the role and the context change.
-    const key = (role: 'sender' | 'receiver', sa: SaKeyContext): string => toHex(deriveSaKey(sodium, { privateKey: a.privateKey, peerPublicKey: b.publicKey, role, sa }));
+    const key = (role: 'sender' | 'receiver', sa: SaKeyContext): string =>
+      toHex(deriveSaKey(sodium, { privateKey: a.privateKey, peerPublicKey: b.publicKey, role, sa }));
     const base = key('sender', ctx());
     const variants = [
       key('receiver', ctx({ srcNode: 'node-b', dstNode: 'node-a' })), // B→A, same SPI and epochs
@@ -146,11 +187,22 @@ describe('every SA of a cluster', () => {
         if (src === dst) continue;
         for (const [si, se] of epochs.entries()) {
           for (const [di, de] of epochs.entries()) {
-            const sa: SaKeyContext = { srcNode: src, dstNode: dst, spi: spis.spi(src, dst, se, de), srcEpoch: se, dstEpoch: de, keyBits: 256 };
+            const sa: SaKeyContext = {
+              srcNode: src,
+              dstNode: dst,
+              spi: spis.spi(src, dst, se, de),
+              srcEpoch: se,
+              dstEpoch: de,
+              keyBits: 256,
+            };
             const s = keys.get(src)![si]!;
             const d = keys.get(dst)![di]!;
-            const atSender = toHex(deriveSaKey(sodium, { privateKey: s.privateKey, peerPublicKey: d.publicKey, role: 'sender', sa }));
-            const atReceiver = toHex(deriveSaKey(sodium, { privateKey: d.privateKey, peerPublicKey: s.publicKey, role: 'receiver', sa }));
+            const atSender = toHex(
+              deriveSaKey(sodium, { privateKey: s.privateKey, peerPublicKey: d.publicKey, role: 'sender', sa }),
+            );
+            const atReceiver = toHex(
+              deriveSaKey(sodium, { privateKey: d.privateKey, peerPublicKey: s.publicKey, role: 'receiver', sa }),
+            );
             expect(atReceiver).toBe(atSender);
             seen.add(atSender);
             count++;

@@ -15,7 +15,14 @@
  * secret of a low-order peer key is refused.
  */
 import { createHmac } from 'node:crypto';
-import { publicKeyBytes, publicKeyFromPrivate, sodiumReady, type PrivateKey, type PublicKey, type Sodium } from '../keymgr/keys.js';
+import {
+  publicKeyBytes,
+  publicKeyFromPrivate,
+  sodiumReady,
+  type PrivateKey,
+  type PublicKey,
+  type Sodium,
+} from '../keymgr/keys.js';
 import { SealnetError } from '../common/errors.js';
 import { AEAD_SALT_BYTES, type AeadKeyBits } from '../tunnels/ports/xfrm-types.js';
 
@@ -29,7 +36,9 @@ export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, 
   if (!Number.isInteger(length) || length < 1 || length > 255 * HASH_BYTES) {
     throw new SealnetError('INTERNAL', `HKDF-SHA256 output length ${length} is not in 1..${255 * HASH_BYTES}`);
   }
-  const prk = createHmac('sha256', salt.length === 0 ? Buffer.alloc(HASH_BYTES) : salt).update(ikm).digest();
+  const prk = createHmac('sha256', salt.length === 0 ? Buffer.alloc(HASH_BYTES) : salt)
+    .update(ikm)
+    .digest();
   const out = new Uint8Array(length);
   let prev: Buffer = Buffer.alloc(0);
   try {
@@ -69,14 +78,18 @@ const ALGORITHM_ID: Readonly<Record<AeadKeyBits, number>> = { 128: 1, 256: 2 };
 const MAX_NAME_BYTES = 253;
 
 function checkU32(v: number, what: string): void {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new SealnetError('INTERNAL', `${what} ${String(v)} is not a 32-bit unsigned integer`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new SealnetError('INTERNAL', `${what} ${String(v)} is not a 32-bit unsigned integer`);
 }
 
 /** The HKDF `info` of an SA (see the module comment). */
 export function saKeyInfo(ctx: SaKeyContext): Uint8Array {
   const src = Buffer.from(ctx.srcNode, 'utf8');
   const dst = Buffer.from(ctx.dstNode, 'utf8');
-  for (const [name, bytes] of [[ctx.srcNode, src], [ctx.dstNode, dst]] as const) {
+  for (const [name, bytes] of [
+    [ctx.srcNode, src],
+    [ctx.dstNode, dst],
+  ] as const) {
     if (bytes.length === 0 || bytes.length > MAX_NAME_BYTES) {
       throw new SealnetError('INTERNAL', `node name "${name}" is ${bytes.length} bytes, want 1..${MAX_NAME_BYTES}`);
     }
@@ -86,7 +99,8 @@ export function saKeyInfo(ctx: SaKeyContext): Uint8Array {
   checkU32(ctx.srcEpoch, 'source key epoch');
   checkU32(ctx.dstEpoch, 'destination key epoch');
   const alg = ALGORITHM_ID[ctx.keyBits];
-  if (alg === undefined) throw new SealnetError('CONFIG_INVALID', `AES-GCM key size ${String(ctx.keyBits)} is not 128 or 256`);
+  if (alg === undefined)
+    throw new SealnetError('CONFIG_INVALID', `AES-GCM key size ${String(ctx.keyBits)} is not 128 or 256`);
   const label = Buffer.from(KDF_LABEL, 'ascii');
   const out = Buffer.alloc(label.length + 2 + src.length + 2 + dst.length + 4 + 4 + 4 + 1);
   let o = label.copy(out, 0);
@@ -113,10 +127,17 @@ export function sharedSecret(sodium: Sodium, privateKey: PrivateKey, peer: Publi
     // libsodium itself fails on an all-zero result ("weak public key").
     shared = sodium.crypto_scalarmult(privateKey, peerBytes);
   } catch (err) {
-    throw new SealnetError('KEY_INVALID', 'peer IPsec public key gives an all-zero X25519 shared secret (low-order point)', { cause: err });
+    throw new SealnetError(
+      'KEY_INVALID',
+      'peer IPsec public key gives an all-zero X25519 shared secret (low-order point)',
+      { cause: err },
+    );
   }
   if (sodium.is_zero(shared)) {
-    throw new SealnetError('KEY_INVALID', 'peer IPsec public key gives an all-zero X25519 shared secret (low-order point)');
+    throw new SealnetError(
+      'KEY_INVALID',
+      'peer IPsec public key gives an all-zero X25519 shared secret (low-order point)',
+    );
   }
   return shared;
 }

@@ -29,7 +29,14 @@ import {
   XFRM_SPI_MIN,
 } from '../common/constants.js';
 import type { DesiredIpsec, DesiredIpsecPeer, DesiredSa } from '../tunnels/ports/ipsec.js';
-import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
+import type {
+  XfrmMark,
+  XfrmPolicy,
+  XfrmPolicyId,
+  XfrmPolicySpec,
+  XfrmState,
+  XfrmStateSpec,
+} from '../tunnels/ports/xfrm-types.js';
 import { AEAD_ICV_BITS, AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 import { K } from './xfrm-layout.js';
 import { spiHex } from '../tunnels/ports/xfrm-types.js';
@@ -48,8 +55,13 @@ export function isOwnedState(s: Pick<XfrmState, 'proto' | 'spi' | 'reqid'>): boo
 /** True for a guard policy sealnet put in place. */
 export function isGuard(p: XfrmPolicy): boolean {
   return (
-    p.type === K.XFRM_POLICY_TYPE_MAIN && p.ifId === 0 && p.dir === 'out' && p.action === 'block' &&
-    p.priority === XFRM_GUARD_PRIORITY && p.templates.length === 0 && p.lifetime.hardAddSeconds === GUARD_LIFETIME_SECONDS
+    p.type === K.XFRM_POLICY_TYPE_MAIN &&
+    p.ifId === 0 &&
+    p.dir === 'out' &&
+    p.action === 'block' &&
+    p.priority === XFRM_GUARD_PRIORITY &&
+    p.templates.length === 0 &&
+    p.lifetime.hardAddSeconds === GUARD_LIFETIME_SECONDS
   );
 }
 
@@ -57,8 +69,13 @@ export function isGuard(p: XfrmPolicy): boolean {
 export function isOwnedPolicy(p: XfrmPolicy): boolean {
   if (isGuard(p)) return true;
   return (
-    p.type === K.XFRM_POLICY_TYPE_MAIN && p.ifId === 0 && p.action === 'allow' && p.priority === XFRM_POLICY_PRIORITY &&
-    p.templates.length === 1 && p.templates[0]?.reqid === XFRM_REQID && p.templateProtos[0] === K.IPPROTO_ESP
+    p.type === K.XFRM_POLICY_TYPE_MAIN &&
+    p.ifId === 0 &&
+    p.action === 'allow' &&
+    p.priority === XFRM_POLICY_PRIORITY &&
+    p.templates.length === 1 &&
+    p.templates[0]?.reqid === XFRM_REQID &&
+    p.templateProtos[0] === K.IPPROTO_ESP
   );
 }
 
@@ -66,7 +83,6 @@ export function isOwnedPolicy(p: XfrmPolicy): boolean {
 function markText(m: XfrmMark | undefined): string {
   return `${(m?.value ?? 0) >>> 0}/${(m?.mask ?? 0) >>> 0}`;
 }
-
 
 /** Identity of a state in the kernel's table (sealnet never sets state marks). */
 export function stateKey(dst: string, spi: number): string {
@@ -76,7 +92,16 @@ export function stateKey(dst: string, spi: number): string {
 /** Identity of a policy in the kernel's table: direction, exact selector, mark. */
 export function policyKey(id: XfrmPolicyId): string {
   const s = id.selector;
-  return [id.dir, canonicalCidr(s.src) ?? s.src, canonicalCidr(s.dst) ?? s.dst, s.proto ?? 0, s.sport ?? 0, s.dport ?? 0, s.ifindex ?? 0, markText(id.mark)].join('|');
+  return [
+    id.dir,
+    canonicalCidr(s.src) ?? s.src,
+    canonicalCidr(s.dst) ?? s.dst,
+    s.proto ?? 0,
+    s.sport ?? 0,
+    s.dport ?? 0,
+    s.ifindex ?? 0,
+    markText(id.mark),
+  ].join('|');
 }
 
 /** One state sealnet wants. */
@@ -103,28 +128,57 @@ export function policyLabel(p: XfrmPolicyId & { action?: string }): string {
 /** The states of one peer: inbound ones first (sorted by SPI), then the outbound one. */
 export function peerStates(peer: DesiredIpsecPeer): WantedState[] {
   return [
-    ...peer.inbound.map((sa) => ({ node: peer.node, direction: 'in' as const, sa, src: peer.remoteAddress, dst: peer.localAddress })),
+    ...peer.inbound.map((sa) => ({
+      node: peer.node,
+      direction: 'in' as const,
+      sa,
+      src: peer.remoteAddress,
+      dst: peer.localAddress,
+    })),
     { node: peer.node, direction: 'out', sa: peer.outbound, src: peer.localAddress, dst: peer.remoteAddress },
   ];
 }
 
 /** The policies of one peer: in/fwd (accepting) and out (steering into the outbound SA). */
-export function peerPolicies(peer: DesiredIpsecPeer, desired: DesiredIpsec): { accept: XfrmPolicySpec[]; out: XfrmPolicySpec[] } {
+export function peerPolicies(
+  peer: DesiredIpsecPeer,
+  desired: DesiredIpsec,
+): { accept: XfrmPolicySpec[]; out: XfrmPolicySpec[] } {
   const accept: XfrmPolicySpec[] = [];
   const out: XfrmPolicySpec[] = [];
   for (const r of peer.remoteCIDRs) {
     for (const l of peer.localCIDRs) {
       if (parseCidr(r, { hostBits: 'clear' })?.family !== parseCidr(l, { hostBits: 'clear' })?.family) continue;
-      const fromPeer = { src: peer.remoteAddress, dst: peer.localAddress, spi: 0, reqid: XFRM_REQID, mode: 'tunnel' as const };
+      const fromPeer = {
+        src: peer.remoteAddress,
+        dst: peer.localAddress,
+        spi: 0,
+        reqid: XFRM_REQID,
+        mode: 'tunnel' as const,
+      };
       for (const dir of ['in', 'fwd'] as const) {
-        accept.push({ selector: { src: r, dst: l }, dir, action: 'allow', priority: XFRM_POLICY_PRIORITY, templates: [fromPeer] });
+        accept.push({
+          selector: { src: r, dst: l },
+          dir,
+          action: 'allow',
+          priority: XFRM_POLICY_PRIORITY,
+          templates: [fromPeer],
+        });
       }
       out.push({
         selector: { src: l, dst: r },
         dir: 'out',
         action: 'allow',
         priority: XFRM_POLICY_PRIORITY,
-        templates: [{ src: peer.localAddress, dst: peer.remoteAddress, spi: peer.outbound.spi, reqid: XFRM_REQID, mode: 'tunnel' }],
+        templates: [
+          {
+            src: peer.localAddress,
+            dst: peer.remoteAddress,
+            spi: peer.outbound.spi,
+            reqid: XFRM_REQID,
+            mode: 'tunnel',
+          },
+        ],
         ...(desired.policyMark !== undefined ? { mark: desired.policyMark } : {}),
       });
     }
@@ -142,7 +196,8 @@ export function guardPolicies(out: XfrmPolicySpec): XfrmPolicySpec[] {
   const value = (out.mark?.value ?? 0) >>> 0;
   const mask = (out.mark?.mask ?? 0) >>> 0;
   const free = ~mask >>> 0;
-  if (free === 0) throw new SealnetError('CONFIG_INVALID', 'the policy mark mask uses all 32 bits; guard policies need one free bit');
+  if (free === 0)
+    throw new SealnetError('CONFIG_INVALID', 'the policy mark mask uses all 32 bits; guard policies need one free bit');
   const bit = (free & -free) >>> 0;
   return [value, (value | bit) >>> 0].map((v) => ({
     selector: out.selector,
@@ -158,8 +213,13 @@ export function guardPolicies(out: XfrmPolicySpec): XfrmPolicySpec[] {
 /** Checks a policy mark the driver will use. @throws SealnetError CONFIG_INVALID. */
 export function checkPolicyMark(mark: XfrmMark | undefined): void {
   if (mark === undefined) return;
-  if ((mark.value & ~mark.mask) !== 0) throw new SealnetError('CONFIG_INVALID', `policy mark 0x${mark.value.toString(16)} has bits outside its mask 0x${mark.mask.toString(16)}`);
-  if (mark.mask >>> 0 === 0xffffffff) throw new SealnetError('CONFIG_INVALID', 'the policy mark mask uses all 32 bits; guard policies need one free bit');
+  if ((mark.value & ~mark.mask) !== 0)
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      `policy mark 0x${mark.value.toString(16)} has bits outside its mask 0x${mark.mask.toString(16)}`,
+    );
+  if (mark.mask >>> 0 === 0xffffffff)
+    throw new SealnetError('CONFIG_INVALID', 'the policy mark mask uses all 32 bits; guard policies need one free bit');
 }
 
 /** The state to install for a wanted SA with its derived key. */
@@ -183,13 +243,24 @@ export function stateSpec(want: WantedState, key: Uint8Array, desired: DesiredIp
 export type StateComparison = 'equal' | 'differs' | 'equal-key-unverifiable';
 
 /** Compares everything sealnet sets; keys in constant time (`memcmp` from libsodium). */
-export function compareState(obs: XfrmState, spec: XfrmStateSpec, memcmp: (a: Uint8Array, b: Uint8Array) => boolean): StateComparison {
+export function compareState(
+  obs: XfrmState,
+  spec: XfrmStateSpec,
+  memcmp: (a: Uint8Array, b: Uint8Array) => boolean,
+): StateComparison {
   const out = spec.outputMark;
   const sameRest =
-    canonicalIP(obs.src) === canonicalIP(spec.src) && obs.mode === spec.mode && obs.reqid === spec.reqid && obs.esn === spec.esn &&
-    obs.replayWindow === spec.replayWindow && markText(obs.mark) === markText(spec.mark) &&
-    markText(obs.outputMark) === markText(out) && obs.aead !== undefined && obs.aead.name === spec.aead.name &&
-    obs.aead.icvBits === spec.aead.icvBits && obs.aead.key.length === spec.aead.key.length;
+    canonicalIP(obs.src) === canonicalIP(spec.src) &&
+    obs.mode === spec.mode &&
+    obs.reqid === spec.reqid &&
+    obs.esn === spec.esn &&
+    obs.replayWindow === spec.replayWindow &&
+    markText(obs.mark) === markText(spec.mark) &&
+    markText(obs.outputMark) === markText(out) &&
+    obs.aead !== undefined &&
+    obs.aead.name === spec.aead.name &&
+    obs.aead.icvBits === spec.aead.icvBits &&
+    obs.aead.key.length === spec.aead.key.length;
   if (!sameRest || obs.aead === undefined) return 'differs';
   // Under kernel lockdown (confidentiality) dumps carry zeroed keys.
   if (obs.aead.key.every((b) => b === 0)) return 'equal-key-unverifiable';
@@ -198,10 +269,20 @@ export function compareState(obs: XfrmState, spec: XfrmStateSpec, memcmp: (a: Ui
 
 /** True when an installed policy already is the wanted one (selector, direction and mark being equal). */
 export function policyMatches(obs: XfrmPolicy, spec: XfrmPolicySpec): boolean {
-  if (obs.action !== spec.action || obs.priority !== spec.priority || obs.templates.length !== spec.templates.length) return false;
+  if (obs.action !== spec.action || obs.priority !== spec.priority || obs.templates.length !== spec.templates.length)
+    return false;
   if ((obs.lifetime.hardAddSeconds ?? 0n) !== (spec.lifetime?.hardAddSeconds ?? 0n)) return false;
   return spec.templates.every((t, i) => {
     const o = obs.templates[i];
-    return o !== undefined && canonicalIP(o.src) === canonicalIP(t.src) && canonicalIP(o.dst) === canonicalIP(t.dst) && o.spi === t.spi && o.reqid === t.reqid && o.mode === t.mode && obs.templateProtos[i] === K.IPPROTO_ESP && !o.optional;
+    return (
+      o !== undefined &&
+      canonicalIP(o.src) === canonicalIP(t.src) &&
+      canonicalIP(o.dst) === canonicalIP(t.dst) &&
+      o.spi === t.spi &&
+      o.reqid === t.reqid &&
+      o.mode === t.mode &&
+      obs.templateProtos[i] === K.IPPROTO_ESP &&
+      !o.optional
+    );
   });
 }

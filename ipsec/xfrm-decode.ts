@@ -6,7 +6,16 @@
  */
 import { formatIP } from '../common/ip.js';
 import { SealnetError } from '../common/errors.js';
-import type { XfrmCurrent, XfrmDir, XfrmLifetime, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../tunnels/ports/xfrm-types.js';
+import type {
+  XfrmCurrent,
+  XfrmDir,
+  XfrmLifetime,
+  XfrmMark,
+  XfrmPolicy,
+  XfrmSelector,
+  XfrmState,
+  XfrmTemplate,
+} from '../tunnels/ports/xfrm-types.js';
 import { K, LAYOUT } from './xfrm-layout.js';
 import { getS32, getU16, getU32, getU64, nlAlign } from './xfrm-wire.js';
 
@@ -30,8 +39,15 @@ export function parseHeader(msg: Buffer): NlHeader {
   if (msg.length < L.nlmsghdr.size) throw malformed(`message of ${msg.length} bytes is shorter than a netlink header`);
   const f = L.nlmsghdr.fields;
   const len = getU32(msg, f.nlmsg_len[0]);
-  if (len < L.nlmsghdr.size || len > msg.length) throw malformed(`nlmsg_len ${len} does not fit the ${msg.length}-byte message`);
-  return { len, type: getU16(msg, f.nlmsg_type[0]), flags: getU16(msg, f.nlmsg_flags[0]), seq: getU32(msg, f.nlmsg_seq[0]), pid: getU32(msg, f.nlmsg_pid[0]) };
+  if (len < L.nlmsghdr.size || len > msg.length)
+    throw malformed(`nlmsg_len ${len} does not fit the ${msg.length}-byte message`);
+  return {
+    len,
+    type: getU16(msg, f.nlmsg_type[0]),
+    flags: getU16(msg, f.nlmsg_flags[0]),
+    seq: getU32(msg, f.nlmsg_seq[0]),
+    pid: getU32(msg, f.nlmsg_pid[0]),
+  };
 }
 
 /** Attributes in `buf[start, end)`, by type (a repeated type keeps the last). Values are views. */
@@ -42,7 +58,8 @@ export function parseAttrs(buf: Buffer, start: number, end: number): Map<number,
     const len = getU16(buf, off + L.nlattr.fields.nla_len[0]);
     // NLA_F_NESTED / NLA_F_NET_BYTEORDER live in the top bits of the type.
     const type = getU16(buf, off + L.nlattr.fields.nla_type[0]) & 0x3fff;
-    if (len < L.nlattr.size || off + len > end) throw malformed(`attribute ${type} of length ${len} overruns the message`);
+    if (len < L.nlattr.size || off + len > end)
+      throw malformed(`attribute ${type} of length ${len} overruns the message`);
     out.set(type, buf.subarray(off + L.nlattr.size, off + len));
     off += nlAlign(len);
   }
@@ -181,7 +198,8 @@ function modeName(n: number): 'transport' | 'tunnel' | number {
 export function decodeState(msg: Buffer): XfrmState {
   const h = parseHeader(msg);
   // UPDSA has the same layout (kernel notifications use it).
-  if (h.type !== K.XFRM_MSG_NEWSA && h.type !== K.XFRM_MSG_UPDSA) throw malformed(`expected XFRM_MSG_NEWSA, got message type ${h.type}`);
+  if (h.type !== K.XFRM_MSG_NEWSA && h.type !== K.XFRM_MSG_UPDSA)
+    throw malformed(`expected XFRM_MSG_NEWSA, got message type ${h.type}`);
   const base = L.nlmsghdr.size;
   if (h.len < base + L.xfrm_usersa_info.size) throw malformed('XFRM_MSG_NEWSA shorter than struct xfrm_usersa_info');
   const p = msg.subarray(base, base + L.xfrm_usersa_info.size);
@@ -207,7 +225,8 @@ export function decodeState(msg: Buffer): XfrmState {
   const otherAlgorithms: string[] = [];
   for (const t of [K.XFRMA_ALG_AUTH, K.XFRMA_ALG_CRYPT, K.XFRMA_ALG_COMP]) {
     const a = attrs.get(t);
-    if (a !== undefined && a.length >= L.xfrm_algo.size) otherAlgorithms.push(cString(a, 0, L.xfrm_algo.fields.alg_name[1]));
+    if (a !== undefined && a.length >= L.xfrm_algo.size)
+      otherAlgorithms.push(cString(a, 0, L.xfrm_algo.fields.alg_name[1]));
   }
 
   let replayWindow = p[f.replay_window[0]] ?? 0;
@@ -268,9 +287,11 @@ const DIRS: readonly XfrmDir[] = ['in', 'out', 'fwd'];
 /** Decodes an XFRM_MSG_NEWPOLICY (or UPDPOLICY) message: a get reply or one dump entry. */
 export function decodePolicy(msg: Buffer): XfrmPolicy {
   const h = parseHeader(msg);
-  if (h.type !== K.XFRM_MSG_NEWPOLICY && h.type !== K.XFRM_MSG_UPDPOLICY) throw malformed(`expected XFRM_MSG_NEWPOLICY, got message type ${h.type}`);
+  if (h.type !== K.XFRM_MSG_NEWPOLICY && h.type !== K.XFRM_MSG_UPDPOLICY)
+    throw malformed(`expected XFRM_MSG_NEWPOLICY, got message type ${h.type}`);
   const base = L.nlmsghdr.size;
-  if (h.len < base + L.xfrm_userpolicy_info.size) throw malformed('XFRM_MSG_NEWPOLICY shorter than struct xfrm_userpolicy_info');
+  if (h.len < base + L.xfrm_userpolicy_info.size)
+    throw malformed('XFRM_MSG_NEWPOLICY shorter than struct xfrm_userpolicy_info');
   const p = msg.subarray(base, base + L.xfrm_userpolicy_info.size);
   const f = L.xfrm_userpolicy_info.fields;
   const attrs = parseAttrs(msg, base + nlAlign(L.xfrm_userpolicy_info.size), h.len);
@@ -285,7 +306,8 @@ export function decodePolicy(msg: Buffer): XfrmPolicy {
   if (tmplAttr !== undefined) {
     const size = L.xfrm_user_tmpl.size;
     const tf = L.xfrm_user_tmpl.fields;
-    if (tmplAttr.length % size !== 0) throw malformed(`XFRMA_TMPL of ${tmplAttr.length} bytes is not a whole number of templates`);
+    if (tmplAttr.length % size !== 0)
+      throw malformed(`XFRMA_TMPL of ${tmplAttr.length} bytes is not a whole number of templates`);
     for (let off = 0; off < tmplAttr.length; off += size) {
       const family = familyOfAf(getU16(tmplAttr, off + tf.family[0])) ?? selFamily;
       const mode = tmplAttr[off + tf.mode[0]] ?? 0;

@@ -14,7 +14,13 @@ export class XfrmError extends SealnetError {
   /** The kernel's extended-ACK sentence, if any ("Requested AEAD algorithm not found"). */
   readonly kernelMessage: string | undefined;
 
-  constructor(fields: { code: SealnetErrorCode; message: string; errno: number; kernelMessage?: string | undefined; cause?: unknown }) {
+  constructor(fields: {
+    code: SealnetErrorCode;
+    message: string;
+    errno: number;
+    kernelMessage?: string | undefined;
+    cause?: unknown;
+  }) {
     super(fields.code, fields.message, { cause: fields.cause });
     this.name = 'XfrmError';
     this.errnoNumber = fields.errno;

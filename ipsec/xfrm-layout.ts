@@ -66,19 +66,39 @@ export const LAYOUT = {
     size: 32,
     fields: { bytes: [0, 8], packets: [8, 8], add_time: [16, 8], use_time: [24, 8] },
   },
-  xfrm_replay_state: { cType: 'struct xfrm_replay_state', size: 12, fields: { oseq: [0, 4], seq: [4, 4], bitmap: [8, 4] } },
+  xfrm_replay_state: {
+    cType: 'struct xfrm_replay_state',
+    size: 12,
+    fields: { oseq: [0, 4], seq: [4, 4], bitmap: [8, 4] },
+  },
   xfrm_replay_state_esn: {
     cType: 'struct xfrm_replay_state_esn',
     size: 24,
-    fields: { bmp_len: [0, 4], oseq: [4, 4], seq: [8, 4], oseq_hi: [12, 4], seq_hi: [16, 4], replay_window: [20, 4], bmp: [24, 'flex'] },
+    fields: {
+      bmp_len: [0, 4],
+      oseq: [4, 4],
+      seq: [8, 4],
+      oseq_hi: [12, 4],
+      seq_hi: [16, 4],
+      replay_window: [20, 4],
+      bmp: [24, 'flex'],
+    },
   },
-  xfrm_algo: { cType: 'struct xfrm_algo', size: 68, fields: { alg_name: [0, 64], alg_key_len: [64, 4], alg_key: [68, 'flex'] } },
+  xfrm_algo: {
+    cType: 'struct xfrm_algo',
+    size: 68,
+    fields: { alg_name: [0, 64], alg_key_len: [64, 4], alg_key: [68, 'flex'] },
+  },
   xfrm_algo_aead: {
     cType: 'struct xfrm_algo_aead',
     size: 72,
     fields: { alg_name: [0, 64], alg_key_len: [64, 4], alg_icv_len: [68, 4], alg_key: [72, 'flex'] },
   },
-  xfrm_stats: { cType: 'struct xfrm_stats', size: 12, fields: { replay_window: [0, 4], replay: [4, 4], integrity_failed: [8, 4] } },
+  xfrm_stats: {
+    cType: 'struct xfrm_stats',
+    size: 12,
+    fields: { replay_window: [0, 4], replay: [4, 4], integrity_failed: [8, 4] },
+  },
   xfrm_usersa_info: {
     cType: 'struct xfrm_usersa_info',
     size: 224,
@@ -97,7 +117,11 @@ export const LAYOUT = {
       flags: [216, 1],
     },
   },
-  xfrm_usersa_id: { cType: 'struct xfrm_usersa_id', size: 24, fields: { daddr: [0, 16], spi: [16, 4], family: [20, 2], proto: [22, 1] } },
+  xfrm_usersa_id: {
+    cType: 'struct xfrm_usersa_id',
+    size: 24,
+    fields: { daddr: [0, 16], spi: [16, 4], family: [20, 2], proto: [22, 1] },
+  },
   xfrm_userpolicy_info: {
     cType: 'struct xfrm_userpolicy_info',
     size: 168,
@@ -113,7 +137,11 @@ export const LAYOUT = {
       share: [163, 1],
     },
   },
-  xfrm_userpolicy_id: { cType: 'struct xfrm_userpolicy_id', size: 64, fields: { sel: [0, 56], index: [56, 4], dir: [60, 1] } },
+  xfrm_userpolicy_id: {
+    cType: 'struct xfrm_userpolicy_id',
+    size: 64,
+    fields: { sel: [0, 56], index: [56, 4], dir: [60, 1] },
+  },
   xfrm_user_tmpl: {
     cType: 'struct xfrm_user_tmpl',
     size: 64,
@@ -130,7 +158,11 @@ export const LAYOUT = {
       calgos: [60, 4],
     },
   },
-  xfrm_userpolicy_type: { cType: 'struct xfrm_userpolicy_type', size: 6, fields: { type: [0, 1], reserved1: [2, 2], reserved2: [4, 1] } },
+  xfrm_userpolicy_type: {
+    cType: 'struct xfrm_userpolicy_type',
+    size: 6,
+    fields: { type: [0, 1], reserved1: [2, 2], reserved2: [4, 1] },
+  },
   xfrm_mark: { cType: 'struct xfrm_mark', size: 8, fields: { v: [0, 4], m: [4, 4] } },
 } as const satisfies Record<string, StructLayout>;
 

@@ -8,7 +8,14 @@ import { describe, expect, it } from '@jest/globals';
 import type { XfrmPolicySpec, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
 import { decodeDone, decodeError, decodePolicy, decodeState, parseAttrs, parseHeader } from './xfrm-decode.js';
 import { K, LAYOUT } from './xfrm-layout.js';
-import { encodeDump, encodeEspProbe, encodeNewPolicy, encodeNewState, encodePolicyId, encodeStateId } from './xfrm-msg.js';
+import {
+  encodeDump,
+  encodeEspProbe,
+  encodeNewPolicy,
+  encodeNewState,
+  encodePolicyId,
+  encodeStateId,
+} from './xfrm-msg.js';
 import { buildMessage, getU16, getU32, nlAlign, putU32 } from './xfrm-wire.js';
 
 const HDR = LAYOUT.nlmsghdr.size;
@@ -42,7 +49,16 @@ function attrsOf(msg: Buffer, fixed: number): Map<number, Buffer> {
 
 describe('netlink framing', () => {
   it('writes the header and pads every attribute to 4 bytes', () => {
-    const msg = buildMessage({ type: 16, flags: 5, seq: 42, payload: Buffer.from([1, 2, 3]), attrs: [{ type: 7, data: Buffer.from([9]) }, { type: 8, data: Buffer.alloc(4, 0xee) }] });
+    const msg = buildMessage({
+      type: 16,
+      flags: 5,
+      seq: 42,
+      payload: Buffer.from([1, 2, 3]),
+      attrs: [
+        { type: 7, data: Buffer.from([9]) },
+        { type: 8, data: Buffer.alloc(4, 0xee) },
+      ],
+    });
     expect(msg.length).toBe(16 + 4 + 8 + 8);
     expect(parseHeader(msg)).toEqual({ len: msg.length, type: 16, flags: 5, seq: 42, pid: 0 });
     const attrs = parseAttrs(msg, 20, msg.length);
@@ -53,7 +69,13 @@ describe('netlink framing', () => {
 
   it('rejects truncated messages and overrunning attributes', () => {
     expect(() => parseHeader(Buffer.alloc(8))).toThrow(expect.objectContaining({ code: 'NETLINK_FAILED' }));
-    const msg = buildMessage({ type: 16, flags: 0, seq: 1, payload: Buffer.alloc(0), attrs: [{ type: 1, data: Buffer.alloc(8) }] });
+    const msg = buildMessage({
+      type: 16,
+      flags: 0,
+      seq: 1,
+      payload: Buffer.alloc(0),
+      attrs: [{ type: 1, data: Buffer.alloc(8) }],
+    });
     putU32(msg, 0, 200);
     expect(() => parseHeader(msg)).toThrow(/nlmsg_len 200/);
     putU32(msg, 0, msg.length);
@@ -103,7 +125,12 @@ describe('XFRM_MSG_NEWSA', () => {
     const key36 = Uint8Array.from({ length: 36 }, (_, i) => 255 - i);
     for (const spec of [
       state({ mark: { value: 7, mask: 0xff } }),
-      state({ src: '2001:db8::1', dst: '2001:db8::2', aead: { name: 'rfc4106(gcm(aes))', keyBits: 256, icvBits: 128, key: key36 }, outputMark: { value: 1, mask: 3 } }),
+      state({
+        src: '2001:db8::1',
+        dst: '2001:db8::2',
+        aead: { name: 'rfc4106(gcm(aes))', keyBits: 256, icvBits: 128, key: key36 },
+        outputMark: { value: 1, mask: 3 },
+      }),
     ]) {
       const s = decodeState(encodeNewState(spec, { seq: 1 }));
       expect(s).toMatchObject({
@@ -122,7 +149,9 @@ describe('XFRM_MSG_NEWSA', () => {
       });
       expect(s.aead?.name).toBe('rfc4106(gcm(aes))');
       expect([...(s.aead?.key ?? [])]).toEqual([...spec.aead.key]);
-      expect(s.selector).toEqual(spec.dst.includes(':') ? { src: '::/0', dst: '::/0' } : { src: '0.0.0.0/0', dst: '0.0.0.0/0' });
+      expect(s.selector).toEqual(
+        spec.dst.includes(':') ? { src: '::/0', dst: '::/0' } : { src: '0.0.0.0/0', dst: '0.0.0.0/0' },
+      );
     }
   });
 
@@ -138,10 +167,47 @@ describe('XFRM_MSG_NEWSA', () => {
   });
 
   it.each([
-    ['a 16-byte key for AES-128 (salt missing)', { aead: { name: 'rfc4106(gcm(aes))' as const, keyBits: 128 as const, icvBits: 128 as const, key: new Uint8Array(16) } }, /needs 20 key bytes/],
-    ['a 192-bit key', { aead: { name: 'rfc4106(gcm(aes))' as const, keyBits: 192 as 128, icvBits: 128 as const, key: new Uint8Array(28) } }, /not 128 or 256/],
-    ['another AEAD', { aead: { name: 'rfc7539esp(chacha20,poly1305)' as 'rfc4106(gcm(aes))', keyBits: 256 as const, icvBits: 128 as const, key: new Uint8Array(36) } }, /not supported/],
-    ['a 64-bit ICV', { aead: { name: 'rfc4106(gcm(aes))' as const, keyBits: 128 as const, icvBits: 64 as 128, key: key20 } }, /ICV/],
+    [
+      'a 16-byte key for AES-128 (salt missing)',
+      {
+        aead: {
+          name: 'rfc4106(gcm(aes))' as const,
+          keyBits: 128 as const,
+          icvBits: 128 as const,
+          key: new Uint8Array(16),
+        },
+      },
+      /needs 20 key bytes/,
+    ],
+    [
+      'a 192-bit key',
+      {
+        aead: {
+          name: 'rfc4106(gcm(aes))' as const,
+          keyBits: 192 as 128,
+          icvBits: 128 as const,
+          key: new Uint8Array(28),
+        },
+      },
+      /not 128 or 256/,
+    ],
+    [
+      'another AEAD',
+      {
+        aead: {
+          name: 'rfc7539esp(chacha20,poly1305)' as 'rfc4106(gcm(aes))',
+          keyBits: 256 as const,
+          icvBits: 128 as const,
+          key: new Uint8Array(36),
+        },
+      },
+      /not supported/,
+    ],
+    [
+      'a 64-bit ICV',
+      { aead: { name: 'rfc4106(gcm(aes))' as const, keyBits: 128 as const, icvBits: 64 as 128, key: key20 } },
+      /ICV/,
+    ],
     ['ESN without a replay window', { replayWindow: 0 }, /ESN needs a replay window/],
     ['a replay window beyond 4096', { replayWindow: 4097 }, /replay window/],
     ['SPI 0', { spi: 0 }, /SPI 0/],
@@ -149,13 +215,18 @@ describe('XFRM_MSG_NEWSA', () => {
     ['mixed families', { src: '2001:db8::1' }, /not an IPv4 address/],
     ['a hostname', { dst: 'node-b' }, /not an IP address/],
   ])('refuses %s with CONFIG_INVALID', (_what, over, message) => {
-    expect(() => encodeNewState(state(over), { seq: 1 })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(message) }));
+    expect(() => encodeNewState(state(over), { seq: 1 })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(message) }),
+    );
   });
 });
 
 describe('state ids and dumps', () => {
   it('encodes GETSA/DELSA with the mark when there is one', () => {
-    const del = encodeStateId({ dst: '198.18.0.2', spi: 0x51000002, mark: { value: 1, mask: 1 } }, { seq: 3, op: 'delete' });
+    const del = encodeStateId(
+      { dst: '198.18.0.2', spi: 0x51000002, mark: { value: 1, mask: 1 } },
+      { seq: 3, op: 'delete' },
+    );
     expect(parseHeader(del)).toMatchObject({ type: K.XFRM_MSG_DELSA, flags: K.NLM_F_REQUEST | K.NLM_F_ACK });
     expect(del.readUInt32BE(HDR + LAYOUT.xfrm_usersa_id.fields.spi[0])).toBe(0x51000002);
     expect(del[HDR + LAYOUT.xfrm_usersa_id.fields.proto[0]]).toBe(50);
@@ -166,14 +237,24 @@ describe('state ids and dumps', () => {
   });
 
   it('sends dumps as a bare header with NLM_F_DUMP', () => {
-    expect(parseHeader(encodeDump('states', 5))).toEqual({ len: 16, type: K.XFRM_MSG_GETSA, flags: K.NLM_F_REQUEST | K.NLM_F_DUMP, seq: 5, pid: 0 });
+    expect(parseHeader(encodeDump('states', 5))).toEqual({
+      len: 16,
+      type: K.XFRM_MSG_GETSA,
+      flags: K.NLM_F_REQUEST | K.NLM_F_DUMP,
+      seq: 5,
+      pid: 0,
+    });
     expect(parseHeader(encodeDump('policies', 6)).type).toBe(K.XFRM_MSG_GETPOLICY);
   });
 
   it('builds capability probes as UPDSA of a state at the unspecified address', () => {
     const aead = encodeEspProbe({ kind: 'aead', family: 4, spi: 0x51000000, reqid: 0x5188, seq: 1 });
     expect(parseHeader(aead).type).toBe(K.XFRM_MSG_UPDSA);
-    expect(decodeState(aead)).toMatchObject({ dst: '0.0.0.0', spi: 0x51000000, aead: expect.objectContaining({ name: 'rfc4106(gcm(aes))' }) });
+    expect(decodeState(aead)).toMatchObject({
+      dst: '0.0.0.0',
+      spi: 0x51000000,
+      aead: expect.objectContaining({ name: 'rfc4106(gcm(aes))' }),
+    });
     const cbc = encodeEspProbe({ kind: 'cbc', family: 6, spi: 0x51000000, reqid: 0x5188, seq: 1 });
     const s = decodeState(cbc);
     expect(s).toMatchObject({ dst: '::', family: 6, aead: undefined, otherAlgorithms: ['cbc(aes)'] });
@@ -182,7 +263,10 @@ describe('state ids and dumps', () => {
 
 describe('XFRM_MSG_NEWPOLICY', () => {
   it('places selector, direction, action, priority and the template', () => {
-    const msg = encodeNewPolicy(policy({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24', proto: 6, dport: 443 } }), { seq: 1 });
+    const msg = encodeNewPolicy(
+      policy({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24', proto: 6, dport: 443 } }),
+      { seq: 1 },
+    );
     const p = msg.subarray(HDR);
     const sel = LAYOUT.xfrm_selector.fields;
     expect(p.subarray(sel.daddr[0], sel.daddr[0] + 4)).toEqual(Buffer.from([100, 64, 2, 0]));
@@ -206,21 +290,43 @@ describe('XFRM_MSG_NEWPOLICY', () => {
       templates: [{ src: '198.18.0.2', dst: '198.18.0.1', spi: 0, reqid: 0x5188, mode: 'tunnel' }],
       mark: { value: 0x100, mask: 0xf00 },
     });
-    expect(decodePolicy(Buffer.from(encodeNewPolicy(v6, { seq: 1 })))).toMatchObject({ ...v6, lifetime: {}, templateProtos: [50], type: 0, ifId: 0 });
-    const guard = policy({ action: 'block', priority: 1, templates: [], lifetime: { hardAddSeconds: 60n }, mark: { value: 1, mask: 1 } });
-    expect(decodePolicy(encodeNewPolicy(guard, { seq: 1, update: true }))).toMatchObject({ ...guard, lifetime: { hardAddSeconds: 60n } });
+    expect(decodePolicy(Buffer.from(encodeNewPolicy(v6, { seq: 1 })))).toMatchObject({
+      ...v6,
+      lifetime: {},
+      templateProtos: [50],
+      type: 0,
+      ifId: 0,
+    });
+    const guard = policy({
+      action: 'block',
+      priority: 1,
+      templates: [],
+      lifetime: { hardAddSeconds: 60n },
+      mark: { value: 1, mask: 1 },
+    });
+    expect(decodePolicy(encodeNewPolicy(guard, { seq: 1, update: true }))).toMatchObject({
+      ...guard,
+      lifetime: { hardAddSeconds: 60n },
+    });
     expect(parseHeader(encodeNewPolicy(guard, { seq: 1, update: true })).type).toBe(K.XFRM_MSG_UPDPOLICY);
   });
 
   it('refuses policies that would exempt traffic or mix families', () => {
     expect(() => encodeNewPolicy(policy({ templates: [] }), { seq: 1 })).toThrow(/exempt/);
     expect(() => encodeNewPolicy(policy({ action: 'block' }), { seq: 1 })).toThrow(/no templates/);
-    expect(() => encodeNewPolicy(policy({ selector: { src: '100.64.1.0/24', dst: 'fd00::/64' } }), { seq: 1 })).toThrow(/mixes/);
-    expect(() => encodeNewPolicy(policy({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24', dport: 70000 } }), { seq: 1 })).toThrow(/port/);
+    expect(() => encodeNewPolicy(policy({ selector: { src: '100.64.1.0/24', dst: 'fd00::/64' } }), { seq: 1 })).toThrow(
+      /mixes/,
+    );
+    expect(() =>
+      encodeNewPolicy(policy({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24', dport: 70000 } }), { seq: 1 }),
+    ).toThrow(/port/);
   });
 
   it('encodes policy ids for get and delete', () => {
-    const msg = encodePolicyId({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24' }, dir: 'in', mark: { value: 2, mask: 2 } }, { seq: 1, op: 'delete' });
+    const msg = encodePolicyId(
+      { selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24' }, dir: 'in', mark: { value: 2, mask: 2 } },
+      { seq: 1, op: 'delete' },
+    );
     expect(parseHeader(msg).type).toBe(K.XFRM_MSG_DELPOLICY);
     expect(msg[HDR + LAYOUT.xfrm_userpolicy_id.fields.dir[0]]).toBe(0);
     expect(attrsOf(msg, LAYOUT.xfrm_userpolicy_id.size).has(K.XFRMA_MARK)).toBe(true);
@@ -240,7 +346,10 @@ describe('replies', () => {
 
   it('decodes ACKs, errors and extended-ACK sentences (capped or not)', () => {
     expect(decodeError(errorMessage(0, { capped: true }))).toEqual({ errno: 0, message: undefined });
-    expect(decodeError(errorMessage(38, { capped: true, text: 'Requested AEAD algorithm not found' }))).toEqual({ errno: 38, message: 'Requested AEAD algorithm not found' });
+    expect(decodeError(errorMessage(38, { capped: true, text: 'Requested AEAD algorithm not found' }))).toEqual({
+      errno: 38,
+      message: 'Requested AEAD algorithm not found',
+    });
     expect(decodeError(errorMessage(17, { capped: false, text: 'exists' }))).toEqual({ errno: 17, message: 'exists' });
   });
 

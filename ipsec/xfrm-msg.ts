@@ -96,7 +96,8 @@ function putSelector(buf: Buffer, off: number, sel: XfrmSelector): void {
   if (!Number.isInteger(proto) || proto < 0 || proto > 255) throw invalid(`selector protocol ${proto} is not 0..255`);
   buf[sf('proto')] = proto;
   const ifindex = sel.ifindex ?? 0;
-  if (!Number.isInteger(ifindex) || ifindex < 0 || ifindex > 0x7fffffff) throw invalid(`selector ifindex ${ifindex} is invalid`);
+  if (!Number.isInteger(ifindex) || ifindex < 0 || ifindex > 0x7fffffff)
+    throw invalid(`selector ifindex ${ifindex} is invalid`);
   putU32(buf, sf('ifindex'), ifindex);
   putU32(buf, sf('user'), 0);
 }
@@ -122,13 +123,15 @@ function putLifetime(buf: Buffer, off: number, lt: XfrmLifetime | undefined): vo
 }
 
 function checkU32(v: number, what: string): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw invalid(`${what} ${String(v)} is not a 32-bit unsigned integer`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw invalid(`${what} ${String(v)} is not a 32-bit unsigned integer`);
   return v;
 }
 
 function checkSpi(spi: number): number {
   // SPIs 1-255 are reserved by IANA (RFC 4303 section 2.1); 0 means "none".
-  if (!Number.isInteger(spi) || spi < 256 || spi > 0xffffffff) throw invalid(`SPI ${String(spi)} is not in 256..0xffffffff`);
+  if (!Number.isInteger(spi) || spi < 256 || spi > 0xffffffff)
+    throw invalid(`SPI ${String(spi)} is not in 256..0xffffffff`);
   return spi;
 }
 
@@ -141,7 +144,6 @@ export function modeNumber(mode: XfrmMode): number {
 export function dirNumber(dir: XfrmDir): number {
   return dir === 'in' ? K.XFRM_POLICY_IN : dir === 'out' ? K.XFRM_POLICY_OUT : K.XFRM_POLICY_FWD;
 }
-
 
 // --- attributes ------------------------------------------------------------------------------
 
@@ -166,11 +168,14 @@ function markAttrs(mark: XfrmMark | undefined): NlAttr[] {
 function aeadAttr(spec: XfrmStateSpec): NlAttr {
   const { aead } = spec;
   if (aead.name !== AEAD_RFC4106) throw invalid(`AEAD ${String(aead.name)} is not supported (only ${AEAD_RFC4106})`);
-  if (aead.keyBits !== 128 && aead.keyBits !== 256) throw invalid(`AES-GCM key size ${String(aead.keyBits)} bits is not 128 or 256`);
+  if (aead.keyBits !== 128 && aead.keyBits !== 256)
+    throw invalid(`AES-GCM key size ${String(aead.keyBits)} bits is not 128 or 256`);
   if (aead.icvBits !== AEAD_ICV_BITS) throw invalid(`AES-GCM ICV ${String(aead.icvBits)} bits is not ${AEAD_ICV_BITS}`);
   const keyBytes = aead.keyBits / 8 + AEAD_SALT_BYTES;
   if (aead.key.length !== keyBytes) {
-    throw invalid(`${AEAD_RFC4106} with a ${aead.keyBits}-bit key needs ${keyBytes} key bytes (key and 4-byte salt), got ${aead.key.length}`);
+    throw invalid(
+      `${AEAD_RFC4106} with a ${aead.keyBits}-bit key needs ${keyBytes} key bytes (key and 4-byte salt), got ${aead.key.length}`,
+    );
   }
   const f = L.xfrm_algo_aead.fields;
   const data = Buffer.alloc(L.xfrm_algo_aead.size + keyBytes);
@@ -198,11 +203,13 @@ const LEGACY_REPLAY_MAX = 32;
 export function encodeNewState(spec: XfrmStateSpec, opts: { seq: number; update?: boolean }): Buffer {
   const family = familyOf(spec.dst);
   if (family === undefined) throw invalid(`state destination ${spec.dst} is not an IP address`);
-  if (familyOf(spec.src) !== family) throw invalid(`state source ${spec.src} is not an IPv${family} address like ${spec.dst}`);
+  if (familyOf(spec.src) !== family)
+    throw invalid(`state source ${spec.src} is not an IPv${family} address like ${spec.dst}`);
   checkSpi(spec.spi);
   checkU32(spec.reqid, 'reqid');
   const w = spec.replayWindow;
-  if (!Number.isInteger(w) || w < 0 || w > K.XFRMA_REPLAY_ESN_MAX) throw invalid(`replay window ${String(w)} is not 0..${K.XFRMA_REPLAY_ESN_MAX}`);
+  if (!Number.isInteger(w) || w < 0 || w > K.XFRMA_REPLAY_ESN_MAX)
+    throw invalid(`replay window ${String(w)} is not 0..${K.XFRMA_REPLAY_ESN_MAX}`);
   if (spec.esn && w === 0) throw invalid('ESN needs a replay window above 0 (the kernel refuses ESN without one)');
 
   const p = Buffer.alloc(L.xfrm_usersa_info.size);
@@ -228,7 +235,8 @@ export function encodeNewState(spec: XfrmStateSpec, opts: { seq: number; update?
     attrs.push(u32Attr(K.XFRMA_SET_MARK, checkU32(spec.outputMark.value, 'output mark')));
     attrs.push(u32Attr(K.XFRMA_SET_MARK_MASK, checkU32(spec.outputMark.mask, 'output mark mask')));
   }
-  if (spec.extraFlags !== undefined && spec.extraFlags !== 0) attrs.push(u32Attr(K.XFRMA_SA_EXTRA_FLAGS, checkU32(spec.extraFlags, 'extra flags')));
+  if (spec.extraFlags !== undefined && spec.extraFlags !== 0)
+    attrs.push(u32Attr(K.XFRMA_SA_EXTRA_FLAGS, checkU32(spec.extraFlags, 'extra flags')));
   const msg = buildMessage({
     type: opts.update === true ? K.XFRM_MSG_UPDSA : K.XFRM_MSG_NEWSA,
     flags: K.NLM_F_REQUEST | K.NLM_F_ACK,
@@ -274,8 +282,10 @@ export function encodeDump(what: 'states' | 'policies', seq: number): Buffer {
 function templateBytes(t: XfrmTemplate, innerFamily: 4 | 6): Buffer {
   const family = familyOf(t.dst);
   if (family === undefined) throw invalid(`template destination ${t.dst} is not an IP address`);
-  if (familyOf(t.src) !== family) throw invalid(`template source ${t.src} is not an IPv${family} address like ${t.dst}`);
-  if (t.mode !== 'tunnel' && family !== innerFamily) throw invalid('a transport-mode template must have the family of the selector');
+  if (familyOf(t.src) !== family)
+    throw invalid(`template source ${t.src} is not an IPv${family} address like ${t.dst}`);
+  if (t.mode !== 'tunnel' && family !== innerFamily)
+    throw invalid('a transport-mode template must have the family of the selector');
   if (t.spi !== 0) checkSpi(t.spi);
   const b = Buffer.alloc(L.xfrm_user_tmpl.size);
   const f = L.xfrm_user_tmpl.fields;
@@ -299,7 +309,8 @@ function templateBytes(t: XfrmTemplate, innerFamily: 4 | 6): Buffer {
 export function encodeNewPolicy(spec: XfrmPolicySpec, opts: { seq: number; update?: boolean }): Buffer {
   const family = selectorFamily(spec.selector);
   if (spec.action === 'block' && spec.templates.length > 0) throw invalid('a block policy has no templates');
-  if (spec.action === 'allow' && spec.templates.length === 0) throw invalid('an allow policy without templates would exempt traffic from IPsec');
+  if (spec.action === 'allow' && spec.templates.length === 0)
+    throw invalid('an allow policy without templates would exempt traffic from IPsec');
   if (spec.templates.length > 6) throw invalid('more than 6 templates (XFRM_MAX_DEPTH)');
   const p = Buffer.alloc(L.xfrm_userpolicy_info.size);
   const f = L.xfrm_userpolicy_info.fields;
@@ -352,7 +363,13 @@ export type EspProbeKind = 'aead' | 'cbc';
  * `aead` asks for rfc4106(gcm(aes)) (what sealnet installs); `cbc` for cbc(aes), which every
  * ESP-capable kernel has (XFRM_ESP selects it), to tell "no ESP" from "no GCM".
  */
-export function encodeEspProbe(opts: { kind: EspProbeKind; family: 4 | 6; spi: number; reqid: number; seq: number }): Buffer {
+export function encodeEspProbe(opts: {
+  kind: EspProbeKind;
+  family: 4 | 6;
+  spi: number;
+  reqid: number;
+  seq: number;
+}): Buffer {
   const any = opts.family === 4 ? '0.0.0.0' : '::';
   if (opts.kind === 'aead') {
     return encodeNewState(

@@ -56,7 +56,13 @@ export interface NlAttr {
 }
 
 /** Builds one netlink message: header, fixed payload, attributes (each 4-aligned). */
-export function buildMessage(opts: { type: number; flags: number; seq: number; payload: Buffer; attrs?: readonly NlAttr[] }): Buffer {
+export function buildMessage(opts: {
+  type: number;
+  flags: number;
+  seq: number;
+  payload: Buffer;
+  attrs?: readonly NlAttr[];
+}): Buffer {
   const hdr = L.nlmsghdr.size;
   let len = hdr + nlAlign(opts.payload.length);
   for (const a of opts.attrs ?? []) len += nlAlign(L.nlattr.size + a.data.length);

@@ -16,7 +16,15 @@ import { canonicalIP, cidrContains, parseCidr } from '../common/ip.js';
 import { SealnetError } from '../common/errors.js';
 import { isOwnedPolicy, isOwnedState, policyKey, stateKey } from './objects.js';
 import type { XfrmOps } from '../tunnels/ports/ipsec.js';
-import type { XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
+import type {
+  XfrmMark,
+  XfrmPolicy,
+  XfrmPolicyId,
+  XfrmPolicySpec,
+  XfrmState,
+  XfrmStateId,
+  XfrmStateSpec,
+} from '../tunnels/ports/xfrm-types.js';
 import { AEAD_RFC4106 } from '../tunnels/ports/xfrm-types.js';
 import { NO_GCM_SENTENCE, noEspSentence, XfrmError } from './xfrm-errors.js';
 import { familyOf } from './xfrm-msg.js';
@@ -25,10 +33,15 @@ import { familyOf } from './xfrm-msg.js';
 export type FakeEsp = 'supported' | 'no-esp' | 'no-gcm';
 
 /** Operations whose next calls can be made to fail. */
-export type FakeXfrmOp = 'addState' | 'deleteState' | 'addPolicy' | 'updatePolicy' | 'deletePolicy' | 'dumpStates' | 'dumpPolicies';
+export type FakeXfrmOp =
+  'addState' | 'deleteState' | 'addPolicy' | 'updatePolicy' | 'deletePolicy' | 'dumpStates' | 'dumpPolicies';
 
 /** Where an outbound packet goes. */
-export type OutboundVerdict = { readonly kind: 'plaintext' } | { readonly kind: 'blocked' } | { readonly kind: 'no-state' } | { readonly kind: 'esp'; readonly spi: number };
+export type OutboundVerdict =
+  | { readonly kind: 'plaintext' }
+  | { readonly kind: 'blocked' }
+  | { readonly kind: 'no-state' }
+  | { readonly kind: 'esp'; readonly spi: number };
 
 const ERRNO = { ENOENT: 2, ESRCH: 3, EEXIST: 17, EINVAL: 22, EIO: 5 } as const;
 
@@ -39,7 +52,7 @@ function kernelError(errno: keyof typeof ERRNO, what: string): XfrmError {
 function markMatches(mark: XfrmMark | undefined, packetMark: number): boolean {
   const v = (mark?.value ?? 0) >>> 0;
   const m = (mark?.mask ?? 0) >>> 0;
-  return ((packetMark & m) >>> 0) === v;
+  return (packetMark & m) >>> 0 === v;
 }
 
 function copyState(s: XfrmState): XfrmState {
@@ -96,7 +109,8 @@ export class FakeXfrm implements XfrmOps {
       throw new Error(`FakeXfrm: the agent added a state it would not own (spi ${spec.spi}, reqid ${spec.reqid})`);
     }
     this.#check('addState', what);
-    if (spec.aead.name !== AEAD_RFC4106 || spec.aead.key.length !== spec.aead.keyBits / 8 + 4) throw kernelError('EINVAL', what);
+    if (spec.aead.name !== AEAD_RFC4106 || spec.aead.key.length !== spec.aead.keyBits / 8 + 4)
+      throw kernelError('EINVAL', what);
     if (spec.esn && spec.replayWindow === 0) throw kernelError('EINVAL', what);
     const key = stateKey(spec.dst, spec.spi);
     if (this.#states.has(key)) throw kernelError('EEXIST', what);
@@ -129,7 +143,8 @@ export class FakeXfrm implements XfrmOps {
   async deleteState(id: XfrmStateId): Promise<boolean> {
     const key = stateKey(id.dst, id.spi);
     const s = this.#states.get(key);
-    if (s !== undefined && !isOwnedState(s)) throw new Error(`FakeXfrm: the agent deleted a state it does not own (${key})`);
+    if (s !== undefined && !isOwnedState(s))
+      throw new Error(`FakeXfrm: the agent deleted a state it does not own (${key})`);
     this.#check('deleteState', `delete state ${key}`);
     if (s === undefined) return false;
     this.#states.delete(key);
@@ -143,12 +158,23 @@ export class FakeXfrm implements XfrmOps {
   }
 
   #build(spec: XfrmPolicySpec, index: number): XfrmPolicy {
-    if (spec.action === 'allow' && spec.templates.length === 0) throw new Error('FakeXfrm: an allow policy without templates');
-    if (spec.action === 'block' && spec.templates.length > 0) throw new Error('FakeXfrm: a block policy with templates');
-    if (parseCidr(spec.selector.src, { hostBits: 'clear' })?.family !== parseCidr(spec.selector.dst, { hostBits: 'clear' })?.family) throw kernelError('EINVAL', 'add policy');
+    if (spec.action === 'allow' && spec.templates.length === 0)
+      throw new Error('FakeXfrm: an allow policy without templates');
+    if (spec.action === 'block' && spec.templates.length > 0)
+      throw new Error('FakeXfrm: a block policy with templates');
+    if (
+      parseCidr(spec.selector.src, { hostBits: 'clear' })?.family !==
+      parseCidr(spec.selector.dst, { hostBits: 'clear' })?.family
+    )
+      throw kernelError('EINVAL', 'add policy');
     const p: XfrmPolicy = {
       ...spec,
-      templates: spec.templates.map((t) => ({ ...t, src: canonicalIP(t.src), dst: canonicalIP(t.dst), optional: t.optional ?? false })),
+      templates: spec.templates.map((t) => ({
+        ...t,
+        src: canonicalIP(t.src),
+        dst: canonicalIP(t.dst),
+        optional: t.optional ?? false,
+      })),
       lifetime: Object.fromEntries(Object.entries(spec.lifetime ?? {}).filter(([, v]) => v !== undefined)),
       index,
       type: 0,
@@ -156,7 +182,8 @@ export class FakeXfrm implements XfrmOps {
       current: { bytes: 0n, packets: 0n, addTime: this.#clock, useTime: 0n },
       templateProtos: spec.templates.map(() => 50),
     };
-    if (!isOwnedPolicy(p)) throw new Error(`FakeXfrm: the agent installed a policy it would not own (${policyKey(spec)})`);
+    if (!isOwnedPolicy(p))
+      throw new Error(`FakeXfrm: the agent installed a policy it would not own (${policyKey(spec)})`);
     return p;
   }
 
@@ -173,7 +200,8 @@ export class FakeXfrm implements XfrmOps {
   async updatePolicy(spec: XfrmPolicySpec): Promise<void> {
     const key = policyKey(spec);
     const old = this.#policies.get(key);
-    if (old !== undefined && !isOwnedPolicy(old)) throw new Error(`FakeXfrm: the agent replaced a policy it does not own (${key})`);
+    if (old !== undefined && !isOwnedPolicy(old))
+      throw new Error(`FakeXfrm: the agent replaced a policy it does not own (${key})`);
     const built = this.#build(spec, old?.index ?? this.#nextIndex);
     this.#check('updatePolicy', `update policy ${key}`);
     if (old === undefined) this.#nextIndex += 8;
@@ -184,7 +212,8 @@ export class FakeXfrm implements XfrmOps {
   async deletePolicy(id: XfrmPolicyId): Promise<boolean> {
     const key = policyKey(id);
     const p = this.#policies.get(key);
-    if (p !== undefined && !isOwnedPolicy(p)) throw new Error(`FakeXfrm: the agent deleted a policy it does not own (${key})`);
+    if (p !== undefined && !isOwnedPolicy(p))
+      throw new Error(`FakeXfrm: the agent deleted a policy it does not own (${key})`);
     this.#check('deletePolicy', `delete policy ${key}`);
     if (p === undefined) return false;
     this.#policies.delete(key);
@@ -243,7 +272,8 @@ export class FakeXfrm implements XfrmOps {
     if (t === undefined) return { kind: 'plaintext' };
     let chosen: XfrmState | undefined;
     for (const s of this.#states.values()) {
-      if (s.dst !== canonicalIP(t.dst) || s.src !== canonicalIP(t.src) || s.reqid !== t.reqid || s.mode !== t.mode) continue;
+      if (s.dst !== canonicalIP(t.dst) || s.src !== canonicalIP(t.src) || s.reqid !== t.reqid || s.mode !== t.mode)
+        continue;
       if (t.spi !== 0 && s.spi !== t.spi) continue;
       if (chosen === undefined || s.current.addTime > chosen.current.addTime) chosen = s;
     }
@@ -260,7 +290,12 @@ export class FakeXfrm implements XfrmOps {
     if (s === undefined) throw new Error(`FakeXfrm: no state ${key} to count traffic on`);
     this.#states.set(key, {
       ...s,
-      current: { ...s.current, bytes: s.current.bytes + BigInt(t.bytes ?? 0), packets: s.current.packets + BigInt(t.packets ?? 0), useTime: s.current.useTime === 0n ? this.#clock : s.current.useTime },
+      current: {
+        ...s.current,
+        bytes: s.current.bytes + BigInt(t.bytes ?? 0),
+        packets: s.current.packets + BigInt(t.packets ?? 0),
+        useTime: s.current.useTime === 0n ? this.#clock : s.current.useTime,
+      },
       stats: { ...s.stats, integrityFailed: s.stats.integrityFailed + (t.integrityFailed ?? 0) },
     });
   }

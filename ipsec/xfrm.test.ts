@@ -13,9 +13,19 @@ import { encodeNewPolicy } from './xfrm-msg.js';
 import { buildMessage, nlAlign } from './xfrm-wire.js';
 import { XfrmClient } from './xfrm.js';
 
-const NO_ESP = 'the kernel has no ESP support (CONFIG_INET_ESP / esp4 module); mode ipsec cannot run on this node — use mode wireguard or load esp4';
+const NO_ESP =
+  'the kernel has no ESP support (CONFIG_INET_ESP / esp4 module); mode ipsec cannot run on this node — use mode wireguard or load esp4';
 
-const ERR = { ENOENT: 2, ESRCH: 3, EPERM: 1, EEXIST: 17, EINVAL: 22, ENOSYS: 38, EPROTONOSUPPORT: 93, ENOPROTOOPT: 92 } as const;
+const ERR = {
+  ENOENT: 2,
+  ESRCH: 3,
+  EPERM: 1,
+  EEXIST: 17,
+  EINVAL: 22,
+  ENOSYS: 38,
+  EPROTONOSUPPORT: 93,
+  ENOPROTOOPT: 92,
+} as const;
 
 /** An NLMSG_ERROR as the kernel sends it to a socket with NETLINK_CAP_ACK and NETLINK_EXT_ACK. */
 function ack(req: Buffer, errno = 0, text?: string): Buffer {
@@ -24,7 +34,13 @@ function ack(req: Buffer, errno = 0, text?: string): Buffer {
   payload.writeInt32LE(-errno, 0);
   req.copy(payload, 4, 0, 16);
   const attrs = text === undefined ? [] : [{ type: K.NLMSGERR_ATTR_MSG, data: Buffer.from(`${text}\0`) }];
-  return buildMessage({ type: K.NLMSG_ERROR, flags: K.NLM_F_CAPPED | (attrs.length > 0 ? K.NLM_F_ACK_TLVS : 0), seq: h.seq, payload, attrs });
+  return buildMessage({
+    type: K.NLMSG_ERROR,
+    flags: K.NLM_F_CAPPED | (attrs.length > 0 ? K.NLM_F_ACK_TLVS : 0),
+    seq: h.seq,
+    payload,
+    attrs,
+  });
 }
 
 function done(req: Buffer, errno = 0): Buffer {
@@ -111,12 +127,17 @@ describe('states', () => {
 
   it.each(['EPROTONOSUPPORT', 'ENOPROTOOPT'] as const)('names the missing ESP support on %s', async (errno) => {
     const t = new Scripted((req) => [ack(req, ERR[errno])]);
-    await expect(new XfrmClient({ transport: t }).addState(state())).rejects.toMatchObject({ code: 'KERNEL_FEATURE_MISSING', message: expect.stringContaining(NO_ESP) });
+    await expect(new XfrmClient({ transport: t }).addState(state())).rejects.toMatchObject({
+      code: 'KERNEL_FEATURE_MISSING',
+      message: expect.stringContaining(NO_ESP),
+    });
   });
 
   it('names esp6 for IPv6 outer addresses', async () => {
     const t = kernel({ esp: false, gcm: true });
-    await expect(new XfrmClient({ transport: t }).addState(state({ src: '2001:db8::1', dst: '2001:db8::2' }))).rejects.toMatchObject({
+    await expect(
+      new XfrmClient({ transport: t }).addState(state({ src: '2001:db8::1', dst: '2001:db8::2' })),
+    ).rejects.toMatchObject({
       code: 'KERNEL_FEATURE_MISSING',
       message: expect.stringContaining(noEspSentence(6)),
     });
@@ -124,7 +145,10 @@ describe('states', () => {
 
   it('names the missing GCM when ESP itself works', async () => {
     const t = kernel({ esp: true, gcm: false });
-    await expect(new XfrmClient({ transport: t }).addState(state())).rejects.toMatchObject({ code: 'KERNEL_FEATURE_MISSING', message: expect.stringContaining(NO_GCM_SENTENCE) });
+    await expect(new XfrmClient({ transport: t }).addState(state())).rejects.toMatchObject({
+      code: 'KERNEL_FEATURE_MISSING',
+      message: expect.stringContaining(NO_GCM_SENTENCE),
+    });
   });
 
   it('reports other refusals as NETLINK_FAILED with the errno, the object and the kernel sentence', async () => {
@@ -133,10 +157,13 @@ describe('states', () => {
       code: 'NETLINK_FAILED',
       errno: 'EEXIST',
       kernelMessage: 'state exists',
-      message: 'failed to add XFRM state spi 0x51000001 to 198.18.0.2: EEXIST (file already exists), kernel: "state exists"',
+      message:
+        'failed to add XFRM state spi 0x51000001 to 198.18.0.2: EEXIST (file already exists), kernel: "state exists"',
     });
     const perm = new Scripted((req) => [ack(req, ERR.EPERM)]);
-    await expect(new XfrmClient({ transport: perm }).addPolicy(policy)).rejects.toMatchObject({ message: expect.stringContaining('CAP_NET_ADMIN') });
+    await expect(new XfrmClient({ transport: perm }).addPolicy(policy)).rejects.toMatchObject({
+      message: expect.stringContaining('CAP_NET_ADMIN'),
+    });
   });
 
   it('reads absent states and deletes of absent states as "absent"', async () => {
@@ -144,7 +171,12 @@ describe('states', () => {
     const c = new XfrmClient({ transport: t });
     await expect(c.getState({ dst: '198.18.0.2', spi: 0x51000001 })).resolves.toBeUndefined();
     await expect(c.deleteState({ dst: '198.18.0.2', spi: 0x51000001 })).resolves.toBe(false);
-    await expect(new XfrmClient({ transport: new Scripted((req) => [ack(req)]) }).deleteState({ dst: '198.18.0.2', spi: 0x51000001 })).resolves.toBe(true);
+    await expect(
+      new XfrmClient({ transport: new Scripted((req) => [ack(req)]) }).deleteState({
+        dst: '198.18.0.2',
+        spi: 0x51000001,
+      }),
+    ).resolves.toBe(true);
   });
 });
 
@@ -160,28 +192,49 @@ describe('capability check', () => {
     [{ esp: false, gcm: true }, NO_ESP],
     [{ esp: true, gcm: false }, NO_GCM_SENTENCE],
   ])('fails with the missing feature (%j)', async (caps, sentence) => {
-    await expect(new XfrmClient({ transport: kernel(caps) }).checkEsp(4)).rejects.toMatchObject({ code: 'KERNEL_FEATURE_MISSING', message: sentence });
+    await expect(new XfrmClient({ transport: kernel(caps) }).checkEsp(4)).rejects.toMatchObject({
+      code: 'KERNEL_FEATURE_MISSING',
+      message: sentence,
+    });
   });
 
   it('does not guess on an unexpected answer', async () => {
     const t = new Scripted((req) => [ack(req, ERR.EINVAL)]);
-    await expect(new XfrmClient({ transport: t }).checkEsp(4)).rejects.toMatchObject({ code: 'NETLINK_FAILED', message: expect.stringContaining('cannot tell whether the kernel supports ESP') });
+    await expect(new XfrmClient({ transport: t }).checkEsp(4)).rejects.toMatchObject({
+      code: 'NETLINK_FAILED',
+      message: expect.stringContaining('cannot tell whether the kernel supports ESP'),
+    });
   });
 });
 
 describe('policies and dumps', () => {
   it('decodes a multi-part dump and wipes every reply buffer', async () => {
-    const t = new Scripted((req) => [encodeNewPolicy(policy, { seq: parseHeader(req).seq }), encodeNewPolicy({ ...policy, dir: 'fwd' }, { seq: parseHeader(req).seq }), done(req)]);
+    const t = new Scripted((req) => [
+      encodeNewPolicy(policy, { seq: parseHeader(req).seq }),
+      encodeNewPolicy({ ...policy, dir: 'fwd' }, { seq: parseHeader(req).seq }),
+      done(req),
+    ]);
     const got = await new XfrmClient({ transport: t }).dumpPolicies();
     expect(got.map((p) => p.dir)).toEqual(['out', 'fwd']);
-    expect(got[0]).toMatchObject({ selector: policy.selector, priority: 2, templates: [expect.objectContaining({ spi: 0x51000001 })] });
-    expect(parseHeader(t.seen[0]!)).toMatchObject({ type: K.XFRM_MSG_GETPOLICY, flags: K.NLM_F_REQUEST | K.NLM_F_DUMP });
+    expect(got[0]).toMatchObject({
+      selector: policy.selector,
+      priority: 2,
+      templates: [expect.objectContaining({ spi: 0x51000001 })],
+    });
+    expect(parseHeader(t.seen[0]!)).toMatchObject({
+      type: K.XFRM_MSG_GETPOLICY,
+      flags: K.NLM_F_REQUEST | K.NLM_F_DUMP,
+    });
     expect(t.replies.every((r) => r.every((b) => b === 0))).toBe(true);
   });
 
   it('fails a dump that ends with an error', async () => {
     const t = new Scripted((req) => [done(req, ERR.EINVAL)]);
-    await expect(new XfrmClient({ transport: t }).dumpStates()).rejects.toMatchObject({ code: 'NETLINK_FAILED', errno: 'EINVAL', message: expect.stringMatching(/^failed to dump XFRM states: EINVAL/) });
+    await expect(new XfrmClient({ transport: t }).dumpStates()).rejects.toMatchObject({
+      code: 'NETLINK_FAILED',
+      errno: 'EINVAL',
+      message: expect.stringMatching(/^failed to dump XFRM states: EINVAL/),
+    });
   });
 
   it('reads absent policies as undefined / false', async () => {
@@ -192,22 +245,33 @@ describe('policies and dumps', () => {
 
   it('returns the policy of a get by selector', async () => {
     const t = new Scripted((req) => [encodeNewPolicy(policy, { seq: parseHeader(req).seq }), ack(req)]);
-    await expect(new XfrmClient({ transport: t }).getPolicy(policy)).resolves.toMatchObject({ dir: 'out', selector: policy.selector });
+    await expect(new XfrmClient({ transport: t }).getPolicy(policy)).resolves.toMatchObject({
+      dir: 'out',
+      selector: policy.selector,
+    });
   });
 
   it('refuses a reply without its terminating message, and data where none belongs', async () => {
-    await expect(new XfrmClient({ transport: new Scripted(() => []) }).addPolicy(policy)).rejects.toThrow(/without an ACK or NLMSG_DONE/);
+    await expect(new XfrmClient({ transport: new Scripted(() => []) }).addPolicy(policy)).rejects.toThrow(
+      /without an ACK or NLMSG_DONE/,
+    );
     const chatty = new Scripted((req) => [encodeNewPolicy(policy, { seq: 1 }), ack(req)]);
-    await expect(new XfrmClient({ transport: chatty }).addPolicy(policy)).rejects.toThrow(/unexpected reply message type/);
+    await expect(new XfrmClient({ transport: chatty }).addPolicy(policy)).rejects.toThrow(
+      /unexpected reply message type/,
+    );
   });
 });
 
 describe('system call failures of the addon', () => {
-  const syscallError = (syscall: string, code: string, errno: number): Error => Object.assign(new Error(`NETLINK_XFRM ${syscall} failed`), { syscall, code, errno });
+  const syscallError = (syscall: string, code: string, errno: number): Error =>
+    Object.assign(new Error(`NETLINK_XFRM ${syscall} failed`), { syscall, code, errno });
 
   it('names a kernel without XFRM netlink', async () => {
     const t = new Scripted(() => syscallError('socket', 'EPROTONOSUPPORT', 93));
-    await expect(new XfrmClient({ transport: t }).dumpPolicies()).rejects.toMatchObject({ code: 'KERNEL_FEATURE_MISSING', message: expect.stringContaining(NO_XFRM_USER_SENTENCE) });
+    await expect(new XfrmClient({ transport: t }).dumpPolicies()).rejects.toMatchObject({
+      code: 'KERNEL_FEATURE_MISSING',
+      message: expect.stringContaining(NO_XFRM_USER_SENTENCE),
+    });
   });
 
   it('reports a timeout as NETLINK_FAILED naming the operation', async () => {
@@ -215,7 +279,9 @@ describe('system call failures of the addon', () => {
     await expect(new XfrmClient({ transport: t }).addPolicy(policy)).rejects.toMatchObject({
       code: 'NETLINK_FAILED',
       errno: 'ETIMEDOUT',
-      message: expect.stringMatching(/^failed to add XFRM policy out 100\.64\.1\.0\/24 -> 100\.64\.2\.0\/24: recvfrom ETIMEDOUT/),
+      message: expect.stringMatching(
+        /^failed to add XFRM policy out 100\.64\.1\.0\/24 -> 100\.64\.2\.0\/24: recvfrom ETIMEDOUT/,
+      ),
     });
   });
 });

@@ -11,9 +11,23 @@ import { SealnetError } from '../common/errors.js';
 import { XFRM_REQID, XFRM_SPI_MIN } from '../common/constants.js';
 import { isAddonSyscallError, loadXfrmAddon, type XfrmTransport } from './addon.js';
 import type { XfrmOps } from '../tunnels/ports/ipsec.js';
-import type { XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from '../tunnels/ports/xfrm-types.js';
+import type {
+  XfrmPolicy,
+  XfrmPolicyId,
+  XfrmPolicySpec,
+  XfrmState,
+  XfrmStateId,
+  XfrmStateSpec,
+} from '../tunnels/ports/xfrm-types.js';
 import { decodeDone, decodeError, decodePolicy, decodeState, parseHeader } from './xfrm-decode.js';
-import { describeErrno, hasErrno, NO_GCM_SENTENCE, NO_XFRM_USER_SENTENCE, noEspSentence, XfrmError } from './xfrm-errors.js';
+import {
+  describeErrno,
+  hasErrno,
+  NO_GCM_SENTENCE,
+  NO_XFRM_USER_SENTENCE,
+  noEspSentence,
+  XfrmError,
+} from './xfrm-errors.js';
 import { K } from './xfrm-layout.js';
 import {
   encodeDump,
@@ -78,7 +92,10 @@ export class XfrmClient implements XfrmOps {
   /** Deletes a state; resolves false when it did not exist. */
   async deleteState(id: XfrmStateId): Promise<boolean> {
     try {
-      await this.#request(encodeStateId(id, { seq: this.#nextSeq(), op: 'delete' }), `delete XFRM state ${stateName(id)}`);
+      await this.#request(
+        encodeStateId(id, { seq: this.#nextSeq(), op: 'delete' }),
+        `delete XFRM state ${stateName(id)}`,
+      );
       return true;
     } catch (err) {
       if (hasErrno(err, 'ESRCH')) return false;
@@ -89,7 +106,11 @@ export class XfrmClient implements XfrmOps {
   /** One state, or undefined when absent. The key in the result is a copy the caller zeroes. */
   async getState(id: XfrmStateId): Promise<XfrmState | undefined> {
     try {
-      const [state] = await this.#request(encodeStateId(id, { seq: this.#nextSeq(), op: 'get' }), `get XFRM state ${stateName(id)}`, decodeState);
+      const [state] = await this.#request(
+        encodeStateId(id, { seq: this.#nextSeq(), op: 'get' }),
+        `get XFRM state ${stateName(id)}`,
+        decodeState,
+      );
       return state;
     } catch (err) {
       if (hasErrno(err, 'ESRCH')) return undefined;
@@ -109,13 +130,19 @@ export class XfrmClient implements XfrmOps {
 
   /** Replaces a policy atomically, or adds it. */
   async updatePolicy(spec: XfrmPolicySpec): Promise<void> {
-    await this.#request(encodeNewPolicy(spec, { seq: this.#nextSeq(), update: true }), `update XFRM policy ${policyName(spec)}`);
+    await this.#request(
+      encodeNewPolicy(spec, { seq: this.#nextSeq(), update: true }),
+      `update XFRM policy ${policyName(spec)}`,
+    );
   }
 
   /** Deletes a policy (exact selector, direction and mark); resolves false when it did not exist. */
   async deletePolicy(id: XfrmPolicyId): Promise<boolean> {
     try {
-      await this.#request(encodePolicyId(id, { seq: this.#nextSeq(), op: 'delete' }), `delete XFRM policy ${policyName(id)}`);
+      await this.#request(
+        encodePolicyId(id, { seq: this.#nextSeq(), op: 'delete' }),
+        `delete XFRM policy ${policyName(id)}`,
+      );
       return true;
     } catch (err) {
       if (hasErrno(err, 'ENOENT')) return false;
@@ -126,7 +153,11 @@ export class XfrmClient implements XfrmOps {
   /** The policy with exactly this selector, direction and mark, or undefined. */
   async getPolicy(id: XfrmPolicyId): Promise<XfrmPolicy | undefined> {
     try {
-      const [policy] = await this.#request(encodePolicyId(id, { seq: this.#nextSeq(), op: 'get' }), `get XFRM policy ${policyName(id)}`, decodePolicy);
+      const [policy] = await this.#request(
+        encodePolicyId(id, { seq: this.#nextSeq(), op: 'get' }),
+        `get XFRM policy ${policyName(id)}`,
+        decodePolicy,
+      );
       return policy;
     } catch (err) {
       if (hasErrno(err, 'ENOENT')) return undefined;
@@ -166,7 +197,11 @@ export class XfrmClient implements XfrmOps {
   }
 
   /** The KERNEL_FEATURE_MISSING error for a failed probe (or NETLINK_FAILED when it is unexplained). */
-  async #featureError(family: 4 | 6, aead: Exclude<EspProbeResult, 'supported'>, cause: XfrmError | undefined): Promise<SealnetError> {
+  async #featureError(
+    family: 4 | 6,
+    aead: Exclude<EspProbeResult, 'supported'>,
+    cause: XfrmError | undefined,
+  ): Promise<SealnetError> {
     if (aead === 'no-esp') return new SealnetError('KERNEL_FEATURE_MISSING', noEspSentence(family), { cause });
     if (aead === 'no-algorithm') {
       // The AEAD lookup comes before the ESP type in the kernel: ask for plain ESP to tell which.
@@ -174,7 +209,11 @@ export class XfrmClient implements XfrmOps {
       if (plain === 'no-esp') return new SealnetError('KERNEL_FEATURE_MISSING', noEspSentence(family), { cause });
       return new SealnetError('KERNEL_FEATURE_MISSING', NO_GCM_SENTENCE, { cause });
     }
-    return new SealnetError('NETLINK_FAILED', `cannot tell whether the kernel supports ESP: ${aead.unexpected.message}`, { cause: cause ?? aead.unexpected });
+    return new SealnetError(
+      'NETLINK_FAILED',
+      `cannot tell whether the kernel supports ESP: ${aead.unexpected.message}`,
+      { cause: cause ?? aead.unexpected },
+    );
   }
 
   async #stateChange(spec: XfrmStateSpec, update: boolean): Promise<void> {
@@ -231,16 +270,27 @@ export class XfrmClient implements XfrmOps {
           const e = decodeError(msg);
           if (e.errno !== 0) {
             const hint = e.errno === EPERM ? ' (XFRM changes need CAP_NET_ADMIN in the network namespace)' : '';
-            throw new XfrmError({ code: 'NETLINK_FAILED', message: `failed to ${what}: ${describeErrno(e.errno, e.message)}${hint}`, errno: e.errno, kernelMessage: e.message });
+            throw new XfrmError({
+              code: 'NETLINK_FAILED',
+              message: `failed to ${what}: ${describeErrno(e.errno, e.message)}${hint}`,
+              errno: e.errno,
+              kernelMessage: e.message,
+            });
           }
           return out;
         }
         if (h.type === K.NLMSG_DONE) {
           const errno = decodeDone(msg);
-          if (errno !== 0) throw new XfrmError({ code: 'NETLINK_FAILED', message: `failed to ${what}: ${describeErrno(errno)}`, errno });
+          if (errno !== 0)
+            throw new XfrmError({
+              code: 'NETLINK_FAILED',
+              message: `failed to ${what}: ${describeErrno(errno)}`,
+              errno,
+            });
           return out;
         }
-        if (decode === undefined) throw new SealnetError('NETLINK_FAILED', `failed to ${what}: unexpected reply message type ${h.type}`);
+        if (decode === undefined)
+          throw new SealnetError('NETLINK_FAILED', `failed to ${what}: unexpected reply message type ${h.type}`);
         out.push(decode(msg));
       }
       throw new SealnetError('NETLINK_FAILED', `failed to ${what}: the reply ended without an ACK or NLMSG_DONE`);
@@ -252,9 +302,19 @@ export class XfrmClient implements XfrmOps {
   #syscallError(err: unknown, what: string): SealnetError {
     if (!isAddonSyscallError(err)) return new SealnetError('NETLINK_FAILED', `failed to ${what}`, { cause: err });
     if (err.syscall === 'socket' && (err.code === 'EPROTONOSUPPORT' || err.code === 'EAFNOSUPPORT')) {
-      return new XfrmError({ code: 'KERNEL_FEATURE_MISSING', message: `${NO_XFRM_USER_SENTENCE} (socket(NETLINK_XFRM): ${err.code})`, errno: err.errno, cause: err });
+      return new XfrmError({
+        code: 'KERNEL_FEATURE_MISSING',
+        message: `${NO_XFRM_USER_SENTENCE} (socket(NETLINK_XFRM): ${err.code})`,
+        errno: err.errno,
+        cause: err,
+      });
     }
     const hint = err.code === 'EPERM' || err.code === 'EACCES' ? ' (XFRM changes need CAP_NET_ADMIN)' : '';
-    return new XfrmError({ code: 'NETLINK_FAILED', message: `failed to ${what}: ${err.syscall} ${describeErrno(err.errno)}${hint}`, errno: err.errno, cause: err });
+    return new XfrmError({
+      code: 'NETLINK_FAILED',
+      message: `failed to ${what}: ${err.syscall} ${describeErrno(err.errno)}${hint}`,
+      errno: err.errno,
+      cause: err,
+    });
   }
 }

@@ -69,14 +69,17 @@ export async function readMetaFile(path: string, kind: KeyKind): Promise<MetaRea
   } catch {
     return { state: 'invalid', reason: 'not JSON', epoch: undefined };
   }
-  if (typeof doc !== 'object' || doc === null) return { state: 'invalid', reason: 'not a JSON object', epoch: undefined };
+  if (typeof doc !== 'object' || doc === null)
+    return { state: 'invalid', reason: 'not a JSON object', epoch: undefined };
   const d = doc as Record<string, unknown>;
   const epoch = isValidEpoch(d['epoch']) ? d['epoch'] : undefined;
-  if (d['version'] !== META_VERSION) return { state: 'invalid', reason: `version ${String(d['version'])}, want ${META_VERSION}`, epoch };
+  if (d['version'] !== META_VERSION)
+    return { state: 'invalid', reason: `version ${String(d['version'])}, want ${META_VERSION}`, epoch };
   if (d['kind'] !== kind) return { state: 'invalid', reason: `kind ${String(d['kind'])}, want ${kind}`, epoch };
   if (epoch === undefined) return { state: 'invalid', reason: 'epoch is not a non-negative integer', epoch };
   const createdAt = typeof d['createdAt'] === 'string' ? new Date(d['createdAt']) : undefined;
-  if (createdAt === undefined || Number.isNaN(createdAt.getTime())) return { state: 'invalid', reason: 'createdAt is not a date', epoch };
+  if (createdAt === undefined || Number.isNaN(createdAt.getTime()))
+    return { state: 'invalid', reason: 'createdAt is not a date', epoch };
   const pub = typeof d['publicKey'] === 'string' ? tryParsePublicKey(d['publicKey']) : undefined;
   if (pub === undefined || !pub.ok) return { state: 'invalid', reason: `publicKey: ${pub?.error ?? 'missing'}`, epoch };
   return { state: 'ok', publicKey: pub.key, meta: { createdAt, epoch } };

@@ -51,7 +51,9 @@ describe('first-seen key ownership', () => {
     before.record({ 'node-b': ['KB'] }, 1);
     await before.flush();
     const after = await KeyOwnerBook.open(stateDir, (e) => errors.push(e));
-    expect(after.record({ 'node-b': ['KB'], 'node-x': ['KB'] }, 2)).toEqual([{ key: 'KB', owner: 'node-b', claimant: 'node-x' }]);
+    expect(after.record({ 'node-b': ['KB'], 'node-x': ['KB'] }, 2)).toEqual([
+      { key: 'KB', owner: 'node-b', claimant: 'node-x' },
+    ]);
     expect(establishedWithOwners({}, after.owners, { 'node-b': 'KB', 'node-x': 'KB' })).toEqual({ 'node-b': 'KB' });
     expect(errors).toEqual([]);
   });

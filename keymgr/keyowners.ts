@@ -16,7 +16,9 @@ export const MAX_KEY_OWNERS = 16_384;
 const MAX_BYTES = 4 * 1024 * 1024;
 
 /** Key → the node it was first seen with, and when (ms), and when last seen (ms). */
-export type KeyOwners = Readonly<Record<string, { readonly node: string; readonly firstSeen: number; readonly lastSeen: number }>>;
+export type KeyOwners = Readonly<
+  Record<string, { readonly node: string; readonly firstSeen: number; readonly lastSeen: number }>
+>;
 
 /** What {@link recordOwners} found. */
 export interface OwnersUpdate {
@@ -29,7 +31,11 @@ export interface OwnersUpdate {
  * Adds every key of `claims` (node → keys it publishes) not yet known, as owned by that node;
  * a key already owned by another node is a conflict (the older claim stays). Pure.
  */
-export function recordOwners(prev: KeyOwners, claims: Readonly<Record<string, readonly string[]>>, now: number): OwnersUpdate {
+export function recordOwners(
+  prev: KeyOwners,
+  claims: Readonly<Record<string, readonly string[]>>,
+  now: number,
+): OwnersUpdate {
   const next: Record<string, { node: string; firstSeen: number; lastSeen: number }> = { ...prev };
   const conflicts: { key: string; owner: string; claimant: string }[] = [];
   // Two nodes claiming one new key in the same snapshot: neither is older, nobody owns it.
@@ -61,7 +67,11 @@ export function recordOwners(prev: KeyOwners, claims: Readonly<Record<string, re
  * The planner's `established` map (node → key) completed from first-seen ownership: a node
  * with no established key gets the key it was first seen with, when it still publishes it.
  */
-export function establishedWithOwners(established: Readonly<Record<string, string>>, owners: KeyOwners, published: Readonly<Record<string, string>>): Record<string, string> {
+export function establishedWithOwners(
+  established: Readonly<Record<string, string>>,
+  owners: KeyOwners,
+  published: Readonly<Record<string, string>>,
+): Record<string, string> {
   const out: Record<string, string> = { ...established };
   for (const [node, key] of Object.entries(published)) {
     if (out[node] === undefined && owners[key]?.node === node) out[node] = key;
@@ -77,11 +87,15 @@ function decode(text: string): KeyOwners | undefined {
     return undefined;
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
-  const out: Record<string, { node: string; firstSeen: number; lastSeen: number }> = Object.create(null) as Record<string, never>;
+  const out: Record<string, { node: string; firstSeen: number; lastSeen: number }> = Object.create(null) as Record<
+    string,
+    never
+  >;
   for (const [k, e] of Object.entries(v as Record<string, unknown>)) {
     if (typeof e !== 'object' || e === null) return undefined;
     const { node, firstSeen, lastSeen } = e as Record<string, unknown>;
-    if (typeof node !== 'string' || !Number.isSafeInteger(firstSeen) || !Number.isSafeInteger(lastSeen)) return undefined;
+    if (typeof node !== 'string' || !Number.isSafeInteger(firstSeen) || !Number.isSafeInteger(lastSeen))
+      return undefined;
     out[k] = { node, firstSeen: firstSeen as number, lastSeen: lastSeen as number };
   }
   return out;
@@ -115,15 +129,27 @@ export class KeyOwnersFile {
       throw ioError('cannot read key owners', this.path, err);
     }
     const owners = decode(text);
-    if (owners === undefined) throw ioError('key owners file is malformed; fix or remove it (removing it forgets which node had which key first):', this.path, undefined);
+    if (owners === undefined)
+      throw ioError(
+        'key owners file is malformed; fix or remove it (removing it forgets which node had which key first):',
+        this.path,
+        undefined,
+      );
     return owners;
   }
 
   /** Replaces the file atomically. */
   async write(owners: KeyOwners): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const sorted = Object.fromEntries(Object.keys(owners).sort().map((k) => [k, owners[k]]));
-    await writeAtomic(this.dir, KEY_OWNERS_FILE, Buffer.from(`${JSON.stringify(sorted)}\n`), { how: 'replace', secret: false });
+    const sorted = Object.fromEntries(
+      Object.keys(owners)
+        .sort()
+        .map((k) => [k, owners[k]]),
+    );
+    await writeAtomic(this.dir, KEY_OWNERS_FILE, Buffer.from(`${JSON.stringify(sorted)}\n`), {
+      how: 'replace',
+      secret: false,
+    });
   }
 }
 
@@ -135,7 +161,11 @@ export class KeyOwnerBook {
   #owners: KeyOwners;
   #writing: Promise<void> = Promise.resolve();
 
-  private constructor(private readonly file: KeyOwnersFile, owners: KeyOwners, private readonly onError: (err: unknown) => void) {
+  private constructor(
+    private readonly file: KeyOwnersFile,
+    owners: KeyOwners,
+    private readonly onError: (err: unknown) => void,
+  ) {
     this.#owners = owners;
   }
 

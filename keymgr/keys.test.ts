@@ -75,19 +75,67 @@ describe('parsePublicKey', () => {
     ['leading space', ' ' + ALICE_PUBLIC_B64, 'public key contains whitespace'],
     ['inner space at full length', replaceAt(ALICE_PUBLIC_B64, 10, ' '), 'public key contains whitespace'],
     ['tab', replaceAt(ALICE_PUBLIC_B64, 0, '\t'), 'public key contains whitespace'],
-    ['URL-safe "-"', replaceAt(ALICE_PUBLIC_B64, 5, '-'), "public key uses the URL-safe base64 alphabet ('-' or '_'), want standard base64 ('+' and '/')"],
-    ['URL-safe "_"', ALICE_PUBLIC_B64.replace('/', '_'), "public key uses the URL-safe base64 alphabet ('-' or '_'), want standard base64 ('+' and '/')"],
-    ['invalid character', replaceAt(ALICE_PUBLIC_B64, 3, '*'), 'public key has a character that is not standard base64 at position 4'],
-    ['non-ASCII character', replaceAt(ALICE_PUBLIC_B64, 7, 'é'), 'public key has a character that is not standard base64 at position 8'],
-    ['missing padding (44 data chars)', ALICE_PUBLIC_B64.slice(0, 43) + 'A', "public key does not end with '=' (base64 of 32 bytes ends with exactly one '=' padding character)"],
-    ['missing padding (43 chars, unpadded)', ALICE_PUBLIC_B64.slice(0, 43), 'public key is 43 characters, want 44 (base64 of 32 bytes)'],
-    ['two padding characters', ALICE_PUBLIC_B64.slice(0, 42) + '==', "public key has 2 '=' padding characters, want 1 (base64 of 32 bytes)"],
-    ['padding in the middle', replaceAt(ALICE_PUBLIC_B64, 20, '='), "public key has '=' at position 21, before the end"],
-    ['non-canonical last character', nonCanonical, "public key is not canonical base64 (the last character's unused bits are not zero)"],
+    [
+      'URL-safe "-"',
+      replaceAt(ALICE_PUBLIC_B64, 5, '-'),
+      "public key uses the URL-safe base64 alphabet ('-' or '_'), want standard base64 ('+' and '/')",
+    ],
+    [
+      'URL-safe "_"',
+      ALICE_PUBLIC_B64.replace('/', '_'),
+      "public key uses the URL-safe base64 alphabet ('-' or '_'), want standard base64 ('+' and '/')",
+    ],
+    [
+      'invalid character',
+      replaceAt(ALICE_PUBLIC_B64, 3, '*'),
+      'public key has a character that is not standard base64 at position 4',
+    ],
+    [
+      'non-ASCII character',
+      replaceAt(ALICE_PUBLIC_B64, 7, 'é'),
+      'public key has a character that is not standard base64 at position 8',
+    ],
+    [
+      'missing padding (44 data chars)',
+      ALICE_PUBLIC_B64.slice(0, 43) + 'A',
+      "public key does not end with '=' (base64 of 32 bytes ends with exactly one '=' padding character)",
+    ],
+    [
+      'missing padding (43 chars, unpadded)',
+      ALICE_PUBLIC_B64.slice(0, 43),
+      'public key is 43 characters, want 44 (base64 of 32 bytes)',
+    ],
+    [
+      'two padding characters',
+      ALICE_PUBLIC_B64.slice(0, 42) + '==',
+      "public key has 2 '=' padding characters, want 1 (base64 of 32 bytes)",
+    ],
+    [
+      'padding in the middle',
+      replaceAt(ALICE_PUBLIC_B64, 20, '='),
+      "public key has '=' at position 21, before the end",
+    ],
+    [
+      'non-canonical last character',
+      nonCanonical,
+      "public key is not canonical base64 (the last character's unused bits are not zero)",
+    ],
     ['all zeros', b64(new Uint8Array(32)), 'public key is a low-order point'],
-    ['high bit set (non-canonical u)', b64(Uint8Array.from([...hex(ALICE_PUBLIC_HEX).subarray(0, 31), 0x6a | 0x80])), 'public key is not a canonical X25519 u-coordinate (it is not below 2^255-19)'],
-    ['u = p + 2 (non-canonical u)', b64(Uint8Array.from([0xef, ...new Array<number>(30).fill(0xff), 0x7f])), 'public key is not a canonical X25519 u-coordinate (it is not below 2^255-19)'],
-    ['u = 2^255 - 1', b64(Uint8Array.from([...new Array<number>(31).fill(0xff), 0x7f])), 'public key is not a canonical X25519 u-coordinate (it is not below 2^255-19)'],
+    [
+      'high bit set (non-canonical u)',
+      b64(Uint8Array.from([...hex(ALICE_PUBLIC_HEX).subarray(0, 31), 0x6a | 0x80])),
+      'public key is not a canonical X25519 u-coordinate (it is not below 2^255-19)',
+    ],
+    [
+      'u = p + 2 (non-canonical u)',
+      b64(Uint8Array.from([0xef, ...new Array<number>(30).fill(0xff), 0x7f])),
+      'public key is not a canonical X25519 u-coordinate (it is not below 2^255-19)',
+    ],
+    [
+      'u = 2^255 - 1',
+      b64(Uint8Array.from([...new Array<number>(31).fill(0xff), 0x7f])),
+      'public key is not a canonical X25519 u-coordinate (it is not below 2^255-19)',
+    ],
   ];
 
   it.each(cases)('rejects %s', (_name, text, message) => {
@@ -144,10 +192,13 @@ describe('low-order points', () => {
     expect(() => publicKeyFromBytes(point)).toThrow('public key is a low-order point');
   });
 
-  it.each(points.map((p) => [toHex(p), p] as const))('libsodium refuses X25519 with %s too (the list is right)', (_h, point) => {
-    const scalar = parsePrivateKey(hex(ALICE_PRIVATE_HEX));
-    expect(() => sodium.crypto_scalarmult(scalar, point)).toThrow();
-  });
+  it.each(points.map((p) => [toHex(p), p] as const))(
+    'libsodium refuses X25519 with %s too (the list is right)',
+    (_h, point) => {
+      const scalar = parsePrivateKey(hex(ALICE_PRIVATE_HEX));
+      expect(() => sodium.crypto_scalarmult(scalar, point)).toThrow();
+    },
+  );
 });
 
 describe('private keys', () => {
@@ -165,7 +216,11 @@ describe('private keys', () => {
     ['all-zero bytes', new Uint8Array(32), 'private key is all zeros'],
     ['all-zero base64', b64(new Uint8Array(32)), 'private key is all zeros'],
     ['43 characters', ALICE_PRIVATE_B64.slice(1), 'private key is 43 characters, want 44 (base64 of 32 bytes)'],
-    ['URL-safe', replaceAt(ALICE_PRIVATE_B64, 2, '_'), "private key uses the URL-safe base64 alphabet ('-' or '_'), want standard base64 ('+' and '/')"],
+    [
+      'URL-safe',
+      replaceAt(ALICE_PRIVATE_B64, 2, '_'),
+      "private key uses the URL-safe base64 alphabet ('-' or '_'), want standard base64 ('+' and '/')",
+    ],
   ];
   it.each(badPrivate)('rejects %s', (_name, input, message) => {
     expect(() => parsePrivateKey(input)).toThrow(message);
@@ -196,7 +251,9 @@ describe('private keys', () => {
     expect(() => decodePrivateKeyFile(enc(`${ALICE_PRIVATE_B64}\n\n`))).toThrow('private key contains whitespace');
     expect(() => decodePrivateKeyFile(enc(`${ALICE_PRIVATE_B64}\r\n`))).toThrow('private key contains whitespace');
     expect(() => decodePrivateKeyFile(enc(''))).toThrow('private key is empty');
-    expect(() => decodePrivateKeyFile(new Uint8Array(44))).toThrow('private key has a character that is not standard base64 at position 1');
+    expect(() => decodePrivateKeyFile(new Uint8Array(44))).toThrow(
+      'private key has a character that is not standard base64 at position 1',
+    );
   });
 
   it('generates clamped keys whose public key matches, and distinct keys each time', async () => {

@@ -27,8 +27,7 @@ export interface KeyPair {
 
 /** Result of {@link tryParsePublicKey}. */
 export type ParsePublicKeyResult =
-  | { readonly ok: true; readonly key: PublicKey }
-  | { readonly ok: false; readonly error: string };
+  { readonly ok: true; readonly key: PublicKey } | { readonly ok: false; readonly error: string };
 
 /** Length of an X25519 key in bytes. */
 export const KEY_BYTES = 32;
@@ -66,13 +65,13 @@ const LOW_ORDER_POINTS: readonly Uint8Array[] = [
   Uint8Array.from([1, ...new Array<number>(31).fill(0)]),
   // 325606250916557431795983626356110631294008115727848805560023387167927233504 (order 8)
   Uint8Array.from([
-    0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a,
-    0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
+    0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4, 0x6a, 0xda, 0x09, 0x8d,
+    0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49, 0xb8, 0x00,
   ]),
   // 39382357235489614581723060781553021112529911719440698176882885853963445705823 (order 8)
   Uint8Array.from([
-    0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b,
-    0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57,
+    0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef, 0x5b, 0x04, 0x44, 0x5c,
+    0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57,
   ]),
   // p-1 (order 2)
   Uint8Array.from([0xec, ...new Array<number>(30).fill(0xff), 0x7f]),
@@ -136,9 +135,18 @@ function base64Value(code: number): number {
 /** Whitespace as JavaScript's `\s` knows it. */
 function isSpace(code: number): boolean {
   return (
-    (code >= 0x09 && code <= 0x0d) || code === 0x20 || code === 0x85 || code === 0xa0 || code === 0x1680 ||
-    (code >= 0x2000 && code <= 0x200a) || code === 0x2028 || code === 0x2029 || code === 0x202f ||
-    code === 0x205f || code === 0x3000 || code === 0xfeff
+    (code >= 0x09 && code <= 0x0d) ||
+    code === 0x20 ||
+    code === 0x85 ||
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
   );
 }
 
@@ -291,7 +299,8 @@ export function parsePrivateKey(input: Uint8Array | string): PrivateKey {
  * caller can zero it after writing.
  */
 export function encodePrivateKeyFile(priv: PrivateKey): Uint8Array {
-  if (priv.length !== KEY_BYTES) throw new SealnetError('KEY_INVALID', `private key is ${priv.length} bytes, want ${KEY_BYTES}`);
+  if (priv.length !== KEY_BYTES)
+    throw new SealnetError('KEY_INVALID', `private key is ${priv.length} bytes, want ${KEY_BYTES}`);
   const out = new Uint8Array(KEY_BASE64_CHARS + 1);
   encodeKeyChars(priv, out);
   out[KEY_BASE64_CHARS] = NEWLINE;
@@ -330,7 +339,8 @@ export async function generateKeyPair(): Promise<KeyPair> {
 
 /** Derives the public key (X25519 base-point multiplication). Requires {@link sodiumReady}. */
 export function publicKeyFromPrivate(priv: PrivateKey): PublicKey {
-  if (priv.length !== KEY_BYTES) throw new SealnetError('KEY_INVALID', `private key is ${priv.length} bytes, want ${KEY_BYTES}`);
+  if (priv.length !== KEY_BYTES)
+    throw new SealnetError('KEY_INVALID', `private key is ${priv.length} bytes, want ${KEY_BYTES}`);
   const pub = sodiumSync().crypto_scalarmult_base(priv);
   return publicKeyFromBytes(pub);
 }

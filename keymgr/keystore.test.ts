@@ -1,7 +1,20 @@
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  link,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SealnetError } from '../common/errors.js';
@@ -26,7 +39,8 @@ afterEach(async () => {
 const store = (): KeyStore => new KeyStore({ stateDir, now: () => T0 });
 const mode = async (path: string): Promise<number> => (await stat(path)).mode & 0o777;
 const hexOf = (b: Uint8Array): string => Buffer.from(b).toString('hex');
-const metaOf = async (path: string): Promise<Record<string, unknown>> => JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+const metaOf = async (path: string): Promise<Record<string, unknown>> =>
+  JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
 
 async function rejection(p: Promise<unknown>): Promise<SealnetError> {
   try {
@@ -41,7 +55,12 @@ async function rejection(p: Promise<unknown>): Promise<SealnetError> {
 /** Writes Alice's RFC 7748 key as the current wireguard key, with metadata, through the store. */
 async function writeAlice(ks: KeyStore, epoch = 7): Promise<void> {
   const privateKey = parsePrivateKey(ALICE_PRIVATE_B64);
-  await ks.writeKey('wireguard', 'current', { privateKey, publicKey: publicKeyFromPrivate(privateKey) }, { createdAt: T0, epoch });
+  await ks.writeKey(
+    'wireguard',
+    'current',
+    { privateKey, publicKey: publicKeyFromPrivate(privateKey) },
+    { createdAt: T0, epoch },
+  );
 }
 
 describe('KeyStore.loadOrCreate', () => {
@@ -74,7 +93,9 @@ describe('KeyStore.loadOrCreate', () => {
   it('returns the same key after a restart (new instance), without rewriting it', async () => {
     const first = await store().loadOrCreate('wireguard');
     const before = await stat(first.privateKeyFile);
-    const again = await new KeyStore({ stateDir, now: () => new Date('2030-01-01T00:00:00Z') }).loadOrCreate('wireguard');
+    const again = await new KeyStore({ stateDir, now: () => new Date('2030-01-01T00:00:00Z') }).loadOrCreate(
+      'wireguard',
+    );
     expect(again.created).toBe(false);
     expect(again.warnings).toEqual([]);
     expect(again.publicKey).toBe(first.publicKey);
@@ -148,7 +169,11 @@ describe('KeyStore.loadOrCreate', () => {
 
   it.each([
     ['garbage', 'not a key\n', 'private key contains whitespace'],
-    ['truncated key', `${ALICE_PRIVATE_B64.slice(0, 30)}\n`, 'private key is 30 characters, want 44 (base64 of 32 bytes)'],
+    [
+      'truncated key',
+      `${ALICE_PRIVATE_B64.slice(0, 30)}\n`,
+      'private key is 30 characters, want 44 (base64 of 32 bytes)',
+    ],
     ['empty file', '', 'private key is empty'],
     ['zeroed file', '\0'.repeat(45), 'it holds only zero bytes, as an interrupted erase leaves it'],
     ['all-zero key', `${Buffer.alloc(32).toString('base64')}\n`, 'private key is all zeros'],
@@ -213,7 +238,12 @@ describe('KeyStore rotation slots', () => {
     const path = await ks.writeKey('wireguard', 'next', next, { createdAt: T0, epoch: 2 });
     expect(path).toBe(join(keysDir, 'wireguard.next.key'));
     expect(await mode(path)).toBe(0o600);
-    expect((await readdir(keysDir)).sort()).toEqual(['wireguard.json', 'wireguard.key', 'wireguard.next.json', 'wireguard.next.key']);
+    expect((await readdir(keysDir)).sort()).toEqual([
+      'wireguard.json',
+      'wireguard.key',
+      'wireguard.next.json',
+      'wireguard.next.key',
+    ]);
 
     const readNext = await ks.read('wireguard', 'next');
     expect(readNext?.publicKey).toBe(next.publicKey);
@@ -226,7 +256,14 @@ describe('KeyStore rotation slots', () => {
     const ks = store();
     const a = await generateKeyPair();
     const b = await generateKeyPair();
-    const err = await rejection(ks.writeKey('wireguard', 'next', { privateKey: a.privateKey, publicKey: b.publicKey }, { createdAt: T0, epoch: 2 }));
+    const err = await rejection(
+      ks.writeKey(
+        'wireguard',
+        'next',
+        { privateKey: a.privateKey, publicKey: b.publicKey },
+        { createdAt: T0, epoch: 2 },
+      ),
+    );
     expect(err.code).toBe('KEY_INVALID');
     expect(existsSync(join(keysDir, 'wireguard.next.key'))).toBe(false);
   });

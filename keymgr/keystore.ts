@@ -135,7 +135,8 @@ export class KeyStore {
         // Another writer created the key between our read and our link: theirs wins.
         zeroKey(pair.privateKey);
         const theirs = await this.readSlot(kind, 'current');
-        if (theirs === undefined) throw new SealnetError('KEYSTORE_IO', `key file ${this.keyFile(kind)} vanished while being created`);
+        if (theirs === undefined)
+          throw new SealnetError('KEYSTORE_IO', `key file ${this.keyFile(kind)} vanished while being created`);
         return { ...theirs, warnings: [...warnings, ...theirs.warnings], created: false };
       }
       await this.writeMeta(kind, 'current', pair.publicKey, meta);
@@ -165,10 +166,15 @@ export class KeyStore {
     return this.serialise(async () => {
       await sodiumReady();
       if (publicKeyFromPrivate(keypair.privateKey) !== keypair.publicKey) {
-        throw new SealnetError('KEY_INVALID', 'keypair does not match: the public key is not derived from the private key');
+        throw new SealnetError(
+          'KEY_INVALID',
+          'keypair does not match: the public key is not derived from the private key',
+        );
       }
-      if (!isValidEpoch(meta.epoch)) throw new SealnetError('KEY_INVALID', `key epoch ${String(meta.epoch)} is not a non-negative integer`);
-      if (Number.isNaN(meta.createdAt.getTime())) throw new SealnetError('KEY_INVALID', 'key createdAt is not a valid date');
+      if (!isValidEpoch(meta.epoch))
+        throw new SealnetError('KEY_INVALID', `key epoch ${String(meta.epoch)} is not a non-negative integer`);
+      if (Number.isNaN(meta.createdAt.getTime()))
+        throw new SealnetError('KEY_INVALID', 'key createdAt is not a valid date');
       await this.prepareDir(true);
       const content = encodePrivateKeyFile(keypair.privateKey);
       try {
@@ -193,7 +199,11 @@ export class KeyStore {
       await sodiumReady();
       await this.prepareDir(false);
       const next = await this.readSlot(kind, 'next');
-      if (next === undefined) throw new SealnetError('KEYSTORE_IO', `no next ${kind} key to promote (${this.keyFile(kind, 'next')} does not exist)`);
+      if (next === undefined)
+        throw new SealnetError(
+          'KEYSTORE_IO',
+          `no next ${kind} key to promote (${this.keyFile(kind, 'next')} does not exist)`,
+        );
       zeroKey(next.privateKey);
 
       const current = this.keyFile(kind, 'current');
@@ -240,7 +250,8 @@ export class KeyStore {
   }
 
   private baseName(kind: KeyKind, slot: KeySlot): string {
-    if (kind !== 'wireguard' && kind !== 'ipsec') throw new SealnetError('INTERNAL', `unknown key kind ${String(kind)}`);
+    if (kind !== 'wireguard' && kind !== 'ipsec')
+      throw new SealnetError('INTERNAL', `unknown key kind ${String(kind)}`);
     return slot === 'current' ? kind : `${kind}.next`;
   }
 
@@ -267,7 +278,11 @@ export class KeyStore {
       if (!create && errnoCode(err) === 'ENOENT') return warnings;
       throw ioError('cannot stat key directory', this.keysDir, err);
     }
-    if (!st.isDirectory()) throw new SealnetError('KEYSTORE_IO', `${this.keysDir} is not a directory; move it away so sealnet can create its key directory`);
+    if (!st.isDirectory())
+      throw new SealnetError(
+        'KEYSTORE_IO',
+        `${this.keysDir} is not a directory; move it away so sealnet can create its key directory`,
+      );
     if ((st.mode & LOOSE_BITS) !== 0) {
       try {
         await chmod(this.keysDir, DIR_MODE);
@@ -328,7 +343,10 @@ export class KeyStore {
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') return undefined;
       if (errnoCode(err) === 'ELOOP') {
-        throw new SealnetError('KEYSTORE_IO', `key file ${path} is a symbolic link; sealnet only reads a regular file it wrote itself: replace the link with the key file, or delete it to generate a new key`);
+        throw new SealnetError(
+          'KEYSTORE_IO',
+          `key file ${path} is a symbolic link; sealnet only reads a regular file it wrote itself: replace the link with the key file, or delete it to generate a new key`,
+        );
       }
       throw ioError('cannot open key file', path, err);
     }
@@ -337,7 +355,11 @@ export class KeyStore {
     try {
       const st = await fh.stat();
       mtime = st.mtime;
-      if (!st.isFile()) throw new SealnetError('KEYSTORE_IO', `key file ${path} is not a regular file; delete it to generate a new key`);
+      if (!st.isFile())
+        throw new SealnetError(
+          'KEYSTORE_IO',
+          `key file ${path} is not a regular file; delete it to generate a new key`,
+        );
       if ((st.mode & LOOSE_BITS) !== 0) {
         await fh.chmod(FILE_MODE);
         warnings.push(`key file ${path} had mode ${octal(st.mode)}; changed to ${octal(FILE_MODE)}`);
@@ -412,9 +434,13 @@ export class KeyStore {
     let epoch = INITIAL_EPOCH;
     if (found.state === 'ok') {
       epoch = found.meta.epoch;
-      warnings.push(`key metadata ${path} named a different public key; rewritten for the key in ${this.keyFile(kind, slot)}`);
+      warnings.push(
+        `key metadata ${path} named a different public key; rewritten for the key in ${this.keyFile(kind, slot)}`,
+      );
     } else if (found.state === 'missing') {
-      warnings.push(`key metadata ${path} was missing; rewritten (epoch ${INITIAL_EPOCH}, created at the key file's mtime)`);
+      warnings.push(
+        `key metadata ${path} was missing; rewritten (epoch ${INITIAL_EPOCH}, created at the key file's mtime)`,
+      );
     } else {
       epoch = found.epoch ?? INITIAL_EPOCH;
       warnings.push(`key metadata ${path} was invalid (${found.reason}); rewritten (epoch ${epoch})`);
@@ -439,6 +465,9 @@ export class KeyStore {
   }
 
   private async writeMeta(kind: KeyKind, slot: KeySlot, publicKey: PublicKey, meta: KeyMeta): Promise<void> {
-    await writeAtomic(this.keysDir, this.baseName(kind, slot) + '.json', encodeMeta(kind, publicKey, meta), { how: 'replace', secret: false });
+    await writeAtomic(this.keysDir, this.baseName(kind, slot) + '.json', encodeMeta(kind, publicKey, meta), {
+      how: 'replace',
+      secret: false,
+    });
   }
 }

@@ -157,7 +157,12 @@ export interface RotationStep {
 }
 
 /** The state of a node that never rotated. */
-export const INITIAL_ROTATION_STATE: RotationState = { activeSlot: 0, handledRequestId: undefined, last: undefined, rotation: undefined };
+export const INITIAL_ROTATION_STATE: RotationState = {
+  activeSlot: 0,
+  handledRequestId: undefined,
+  last: undefined,
+  rotation: undefined,
+};
 
 /** Default tunables (the agent config overrides them). */
 export const DEFAULT_ROTATION_SETTINGS: RotationSettings = {
@@ -179,9 +184,15 @@ export function otherSlot(slot: LinkSlot): LinkSlot {
  * whose keys were created together (a cluster install) rotate at different times, and one node
  * rotates at a different point of each key's life. Undefined when automatic rotation is off.
  */
-export function autoRotationDueAt(args: { readonly node: string; readonly epoch: number; readonly createdAt: number; readonly maxKeyAgeMs: number }): number | undefined {
+export function autoRotationDueAt(args: {
+  readonly node: string;
+  readonly epoch: number;
+  readonly createdAt: number;
+  readonly maxKeyAgeMs: number;
+}): number | undefined {
   if (args.maxKeyAgeMs <= 0) return undefined;
-  const h = createHash('sha256').update(`sealnet-rotation\0${args.node}\0${args.epoch}`).digest().readUInt32BE(0) / 2 ** 32;
+  const h =
+    createHash('sha256').update(`sealnet-rotation\0${args.node}\0${args.epoch}`).digest().readUInt32BE(0) / 2 ** 32;
   return args.createdAt + args.maxKeyAgeMs - Math.floor(h * args.maxKeyAgeMs * 0.1);
 }
 
@@ -194,7 +205,12 @@ function withRotation(state: RotationState, rotation: ActiveRotation | undefined
   return { ...state, rotation };
 }
 
-function enter(r: ActiveRotation, phase: RotationPhase, now: number, extra: Partial<ActiveRotation> = {}): ActiveRotation {
+function enter(
+  r: ActiveRotation,
+  phase: RotationPhase,
+  now: number,
+  extra: Partial<ActiveRotation> = {},
+): ActiveRotation {
   return { ...r, phase, phaseSince: now, ...extra };
 }
 
@@ -213,7 +229,14 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
   // A clock that went backwards (phaseSince in the future) restarts the phase's timer from now:
   // otherwise a timeout would be pushed out by the size of the jump.
   if (r.phaseSince > now) {
-    return { state: withRotation(state, { ...r, phaseSince: now }), effects: [], events: [`the clock went back ${Math.round((r.phaseSince - now) / 1000)} s during ${r.phase}; its timer restarts now`], wakeInMs: 0 };
+    return {
+      state: withRotation(state, { ...r, phaseSince: now }),
+      effects: [],
+      events: [
+        `the clock went back ${Math.round((r.phaseSince - now) / 1000)} s during ${r.phase}; its timer restarts now`,
+      ],
+      wakeInMs: 0,
+    };
   }
   const timedOut = now - r.phaseSince >= settings.peerTimeoutMs;
   const poll = Math.max(1, Math.min(settings.pollMs, settings.peerTimeoutMs - (now - r.phaseSince)));
@@ -221,19 +244,34 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
   switch (r.phase) {
     case 'preparing': {
       if (input.nextKey !== undefined && input.nextKey.epoch === r.nextEpoch) {
-        return { state: withRotation(state, enter(r, 'staging', now, { nextPublicKey: input.nextKey.publicKey })), effects: [], events: [`rotation ${r.id}: new key (epoch ${r.nextEpoch}) ready; staging it on the other link`], wakeInMs: 0 };
+        return {
+          state: withRotation(state, enter(r, 'staging', now, { nextPublicKey: input.nextKey.publicKey })),
+          effects: [],
+          events: [`rotation ${r.id}: new key (epoch ${r.nextEpoch}) ready; staging it on the other link`],
+          wakeInMs: 0,
+        };
       }
       return { state, effects: [{ type: 'generate-next-key', epoch: r.nextEpoch }], events: [], wakeInMs: 0 };
     }
     case 'staging': {
       if (input.nextKey?.publicKey !== r.nextPublicKey) {
-        return { state: withRotation(state, enter(r, 'preparing', now, { nextPublicKey: undefined })), effects: [], events: [`rotation ${r.id}: the new key is no longer in the key store; generating another one`], wakeInMs: 0 };
+        return {
+          state: withRotation(state, enter(r, 'preparing', now, { nextPublicKey: undefined })),
+          effects: [],
+          events: [`rotation ${r.id}: the new key is no longer in the key store; generating another one`],
+          wakeInMs: 0,
+        };
       }
       const waiting = input.peers.filter((p) => !isReady(p)).map((p) => p.name);
       if (!input.applied) return none(settings.pollMs);
       if (waiting.length > 0 && !timedOut) return none(poll);
-      const events = [`rotation ${r.id}: ${input.peers.length - waiting.length} of ${input.peers.length} peers staged the new key; moving traffic`];
-      if (waiting.length > 0) events.push(`rotation ${r.id}: going on without ${waiting.join(', ')} (no staged report and handshake within ${settings.peerTimeoutMs / 1000} s); they keep the old key until the grace period ends`);
+      const events = [
+        `rotation ${r.id}: ${input.peers.length - waiting.length} of ${input.peers.length} peers staged the new key; moving traffic`,
+      ];
+      if (waiting.length > 0)
+        events.push(
+          `rotation ${r.id}: going on without ${waiting.join(', ')} (no staged report and handshake within ${settings.peerTimeoutMs / 1000} s); they keep the old key until the grace period ends`,
+        );
       return { state: withRotation(state, enter(r, 'moving', now)), effects: [], events, wakeInMs: 0 };
     }
     case 'moving': {
@@ -242,21 +280,41 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
       const waiting = input.peers.filter((p) => p.report === 'staged').map((p) => p.name);
       if (!input.applied) return none(settings.pollMs);
       if (waiting.length > 0 && !timedOut) return none(poll);
-      const events = [`rotation ${r.id}: ${input.peers.filter((p) => p.report === 'moved').length} of ${input.peers.length} peers moved to the new key; publishing it, old key kept for ${settings.graceMs / 1000} s`];
-      if (waiting.length > 0) events.push(`rotation ${r.id}: ${waiting.join(', ')} staged but did not move within ${settings.peerTimeoutMs / 1000} s`);
-      return { state: withRotation(state, enter(r, 'grace', now, { graceUntil: now + settings.graceMs })), effects: [], events, wakeInMs: 0 };
+      const events = [
+        `rotation ${r.id}: ${input.peers.filter((p) => p.report === 'moved').length} of ${input.peers.length} peers moved to the new key; publishing it, old key kept for ${settings.graceMs / 1000} s`,
+      ];
+      if (waiting.length > 0)
+        events.push(
+          `rotation ${r.id}: ${waiting.join(', ')} staged but did not move within ${settings.peerTimeoutMs / 1000} s`,
+        );
+      return {
+        state: withRotation(state, enter(r, 'grace', now, { graceUntil: now + settings.graceMs })),
+        effects: [],
+        events,
+        wakeInMs: 0,
+      };
     }
     case 'grace': {
       // An unknown end counts as now; an end further away than the grace period itself means the
       // clock went back: the grace period then restarts from now (and is persisted so).
       const until = r.graceUntil ?? now;
       if (until - now > settings.graceMs) {
-        return { state: withRotation(state, { ...r, graceUntil: now + settings.graceMs }), effects: [], events: [`rotation ${r.id}: grace period ended ${Math.round((until - now) / 1000)} s in the future (clock went back); it now ends in ${settings.graceMs / 1000} s`], wakeInMs: 0 };
+        return {
+          state: withRotation(state, { ...r, graceUntil: now + settings.graceMs }),
+          effects: [],
+          events: [
+            `rotation ${r.id}: grace period ended ${Math.round((until - now) / 1000)} s in the future (clock went back); it now ends in ${settings.graceMs / 1000} s`,
+          ],
+          wakeInMs: 0,
+        };
       }
       if (now < until) return none(until - now);
       const lagging = input.peers.filter((p) => p.report !== 'moved').map((p) => p.name);
       const events = [`rotation ${r.id}: grace period over; removing the old link and key`];
-      if (lagging.length > 0) events.push(`rotation ${r.id}: ${lagging.join(', ')} never moved to the new key: their tunnels to this node fail closed until their agents pick the new key up`);
+      if (lagging.length > 0)
+        events.push(
+          `rotation ${r.id}: ${lagging.join(', ')} never moved to the new key: their tunnels to this node fail closed until their agents pick the new key up`,
+        );
       return { state: withRotation(state, enter(r, 'finishing', now, { lagging })), effects: [], events, wakeInMs: 0 };
     }
     case 'finishing': {
@@ -267,7 +325,14 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
       if (input.currentKey.publicKey !== r.nextPublicKey) {
         // Neither slot holds the new key: somebody removed it. The link still has it loaded, but
         // it cannot be reloaded: an operator must decide (the error repeats until then).
-        return { state, effects: [], events: [`rotation ${r.id}: the new key is in neither key slot (was the key directory changed by hand?); cannot finish the rotation`], wakeInMs: undefined };
+        return {
+          state,
+          effects: [],
+          events: [
+            `rotation ${r.id}: the new key is in neither key slot (was the key directory changed by hand?); cannot finish the rotation`,
+          ],
+          wakeInMs: undefined,
+        };
       }
       const done: RotationState = {
         activeSlot: otherSlot(state.activeSlot),
@@ -275,7 +340,14 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
         last: { id: r.id, reason: r.reason, completedAt: now, epoch: r.nextEpoch, lagging: r.lagging },
         rotation: undefined,
       };
-      return { state: done, effects: [], events: [`rotation ${r.id}: done in ${((now - r.startedAt) / 1000).toFixed(1)} s; old key erased, epoch ${r.nextEpoch} on slot ${done.activeSlot}`], wakeInMs: 0 };
+      return {
+        state: done,
+        effects: [],
+        events: [
+          `rotation ${r.id}: done in ${((now - r.startedAt) / 1000).toFixed(1)} s; old key erased, epoch ${r.nextEpoch} on slot ${done.activeSlot}`,
+        ],
+        wakeInMs: 0,
+      };
     }
   }
 }
@@ -283,17 +355,34 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
 function idleStep(state: RotationState, input: RotationInput): RotationStep {
   const { now, settings, currentKey } = input;
   const start = (id: string, reason: RotationReason, why: string): RotationStep => ({
-    state: withRotation(state, { id, reason, phase: 'preparing', startedAt: now, phaseSince: now, nextEpoch: currentKey.epoch + 1, nextPublicKey: undefined, graceUntil: undefined, lagging: [] }),
+    state: withRotation(state, {
+      id,
+      reason,
+      phase: 'preparing',
+      startedAt: now,
+      phaseSince: now,
+      nextEpoch: currentKey.epoch + 1,
+      nextPublicKey: undefined,
+      graceUntil: undefined,
+      lagging: [],
+    }),
     effects: [{ type: 'generate-next-key', epoch: currentKey.epoch + 1 }],
     events: [`rotation ${id}: starting (${why})`],
     wakeInMs: 0,
   });
   const req = input.request;
-  if (req !== undefined && req.id !== state.handledRequestId && req.id !== state.last?.id) return start(req.id, 'request', 'requested');
+  if (req !== undefined && req.id !== state.handledRequestId && req.id !== state.last?.id)
+    return start(req.id, 'request', 'requested');
 
   const orphan: RotationEffect[] = input.nextKey !== undefined ? [{ type: 'erase-next-key' }] : [];
-  const orphanEvents = orphan.length > 0 ? ['erasing a next key that no rotation refers to (left by an interrupted start)'] : [];
-  const due = autoRotationDueAt({ node: input.self, epoch: currentKey.epoch, createdAt: currentKey.createdAt, maxKeyAgeMs: settings.maxKeyAgeMs });
+  const orphanEvents =
+    orphan.length > 0 ? ['erasing a next key that no rotation refers to (left by an interrupted start)'] : [];
+  const due = autoRotationDueAt({
+    node: input.self,
+    epoch: currentKey.epoch,
+    createdAt: currentKey.createdAt,
+    maxKeyAgeMs: settings.maxKeyAgeMs,
+  });
   if (due === undefined) return { state, effects: orphan, events: orphanEvents, wakeInMs: undefined };
   if (now < due) return { state, effects: orphan, events: orphanEvents, wakeInMs: due - now };
   // Waiting for others is bounded: past twice the maximum age nothing another node announces
@@ -306,7 +395,11 @@ function idleStep(state: RotationState, input: RotationInput): RotationStep {
     return { state, effects: orphan, events: orphanEvents, wakeInMs: Math.max(settings.pollMs, 1000) };
   }
   const ageDays = ((now - currentKey.createdAt) / 86_400_000).toFixed(1);
-  return start(`age-${input.self}-e${currentKey.epoch + 1}`, 'max-key-age', `key is ${ageDays} days old, maximum ${(settings.maxKeyAgeMs / 86_400_000).toFixed(1)}`);
+  return start(
+    `age-${input.self}-e${currentKey.epoch + 1}`,
+    'max-key-age',
+    `key is ${ageDays} days old, maximum ${(settings.maxKeyAgeMs / 86_400_000).toFixed(1)}`,
+  );
 }
 
 /**
@@ -314,7 +407,11 @@ function idleStep(state: RotationState, input: RotationInput): RotationStep {
  * lasts about a grace period and a peer timeout, so ten of those (at least an hour) is generous;
  * a phase announced for longer, or since a time in the future, is stale and ignored.
  */
-export function announcedPhaseCounts(since: number | undefined, now: number, settings: Pick<RotationSettings, 'graceMs' | 'peerTimeoutMs'>): boolean {
+export function announcedPhaseCounts(
+  since: number | undefined,
+  now: number,
+  settings: Pick<RotationSettings, 'graceMs' | 'peerTimeoutMs'>,
+): boolean {
   if (since === undefined || !Number.isFinite(since)) return false;
   const ttl = Math.max(3_600_000, 10 * (settings.graceMs + settings.peerTimeoutMs));
   return since <= now + 300_000 && now - since <= ttl;
@@ -344,7 +441,17 @@ export interface RotationIntent {
 /** The datapath a state asks for. Pure. */
 export function rotationIntent(state: RotationState): RotationIntent {
   const r = state.rotation;
-  const base: RotationIntent = { activeSlot: state.activeSlot, incomingSlot: undefined, incomingKey: undefined, viaIncoming: [], mirror: false, retireActive: false, published: 'current', announceNext: false, phase: r?.phase ?? 'idle' };
+  const base: RotationIntent = {
+    activeSlot: state.activeSlot,
+    incomingSlot: undefined,
+    incomingKey: undefined,
+    viaIncoming: [],
+    mirror: false,
+    retireActive: false,
+    published: 'current',
+    announceNext: false,
+    phase: r?.phase ?? 'idle',
+  };
   if (r === undefined || r.phase === 'preparing' || r.nextPublicKey === undefined) return base;
   const incoming = { incomingSlot: otherSlot(state.activeSlot), incomingKey: r.nextPublicKey };
   switch (r.phase) {
@@ -380,7 +487,17 @@ export function encodeRotationState(s: RotationState): string {
     version: STATE_VERSION,
     activeSlot: s.activeSlot,
     ...(s.handledRequestId !== undefined ? { handledRequestId: s.handledRequestId } : {}),
-    ...(s.last !== undefined ? { last: { id: s.last.id, reason: s.last.reason, completedAt: iso(s.last.completedAt), epoch: s.last.epoch, lagging: s.last.lagging } } : {}),
+    ...(s.last !== undefined
+      ? {
+          last: {
+            id: s.last.id,
+            reason: s.last.reason,
+            completedAt: iso(s.last.completedAt),
+            epoch: s.last.epoch,
+            lagging: s.last.lagging,
+          },
+        }
+      : {}),
     ...(r !== undefined
       ? {
           rotation: {
@@ -401,8 +518,9 @@ export function encodeRotationState(s: RotationState): string {
 }
 
 /** Result of {@link decodeRotationState}. */
-export type DecodeStateResult = { readonly ok: true; readonly state: RotationState; readonly warnings: readonly string[] } | { readonly ok: false; readonly error: string };
-
+export type DecodeStateResult =
+  | { readonly ok: true; readonly state: RotationState; readonly warnings: readonly string[] }
+  | { readonly ok: false; readonly error: string };
 
 function time(v: unknown): number | undefined {
   if (typeof v !== 'string') return undefined;
@@ -411,7 +529,9 @@ function time(v: unknown): number | undefined {
 }
 
 function names(v: unknown): string[] | undefined {
-  return Array.isArray(v) && v.every((x) => typeof x === 'string' && x.length <= 253) ? [...(v as string[])] : undefined;
+  return Array.isArray(v) && v.every((x) => typeof x === 'string' && x.length <= 253)
+    ? [...(v as string[])]
+    : undefined;
 }
 
 /**
@@ -426,16 +546,26 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
     return { ok: false, error: 'not JSON' };
   }
   if (!isObject(doc)) return { ok: false, error: 'not a JSON object' };
-  if (doc.version !== STATE_VERSION) return { ok: false, error: `version ${JSON.stringify(doc.version)}, want ${STATE_VERSION}` };
-  if (doc.activeSlot !== 0 && doc.activeSlot !== 1) return { ok: false, error: `activeSlot ${JSON.stringify(doc.activeSlot)}, want 0 or 1` };
+  if (doc.version !== STATE_VERSION)
+    return { ok: false, error: `version ${JSON.stringify(doc.version)}, want ${STATE_VERSION}` };
+  if (doc.activeSlot !== 0 && doc.activeSlot !== 1)
+    return { ok: false, error: `activeSlot ${JSON.stringify(doc.activeSlot)}, want 0 or 1` };
   const warnings: string[] = [];
-  if (doc.handledRequestId !== undefined && !isValidRotationId(doc.handledRequestId)) return { ok: false, error: 'handledRequestId is not a valid id' };
+  if (doc.handledRequestId !== undefined && !isValidRotationId(doc.handledRequestId))
+    return { ok: false, error: 'handledRequestId is not a valid id' };
   let last: CompletedRotation | undefined;
   if (doc.last !== undefined) {
     const l = doc.last;
     const completedAt = isObject(l) ? time(l.completedAt) : undefined;
     const lagging = isObject(l) ? names(l.lagging) : undefined;
-    if (!isObject(l) || !isValidRotationId(l.id) || (l.reason !== 'request' && l.reason !== 'max-key-age') || completedAt === undefined || !Number.isSafeInteger(l.epoch) || lagging === undefined) {
+    if (
+      !isObject(l) ||
+      !isValidRotationId(l.id) ||
+      (l.reason !== 'request' && l.reason !== 'max-key-age') ||
+      completedAt === undefined ||
+      !Number.isSafeInteger(l.epoch) ||
+      lagging === undefined
+    ) {
       return { ok: false, error: 'last is malformed' };
     }
     last = { id: l.id, reason: l.reason, completedAt, epoch: l.epoch as number, lagging };
@@ -444,13 +574,21 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
   if (doc.rotation !== undefined) {
     const r = doc.rotation;
     if (!isObject(r) || !isValidRotationId(r.id)) return { ok: false, error: 'rotation.id is malformed' };
-    if (r.reason !== 'request' && r.reason !== 'max-key-age') return { ok: false, error: 'rotation.reason is malformed' };
-    if (typeof r.phase !== 'string' || !(PHASES as readonly string[]).includes(r.phase)) return { ok: false, error: `rotation.phase ${JSON.stringify(r.phase)} is not a phase` };
-    if (!Number.isSafeInteger(r.nextEpoch) || (r.nextEpoch as number) < 1) return { ok: false, error: 'rotation.nextEpoch is malformed' };
+    if (r.reason !== 'request' && r.reason !== 'max-key-age')
+      return { ok: false, error: 'rotation.reason is malformed' };
+    if (typeof r.phase !== 'string' || !(PHASES as readonly string[]).includes(r.phase))
+      return { ok: false, error: `rotation.phase ${JSON.stringify(r.phase)} is not a phase` };
+    if (!Number.isSafeInteger(r.nextEpoch) || (r.nextEpoch as number) < 1)
+      return { ok: false, error: 'rotation.nextEpoch is malformed' };
     const phase = r.phase as RotationPhase;
     const nextPublicKey = r.nextPublicKey;
-    if (nextPublicKey !== undefined && (typeof nextPublicKey !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(nextPublicKey))) return { ok: false, error: 'rotation.nextPublicKey is malformed' };
-    if (phase !== 'preparing' && nextPublicKey === undefined) return { ok: false, error: `rotation.nextPublicKey is missing in phase ${phase}` };
+    if (
+      nextPublicKey !== undefined &&
+      (typeof nextPublicKey !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(nextPublicKey))
+    )
+      return { ok: false, error: 'rotation.nextPublicKey is malformed' };
+    if (phase !== 'preparing' && nextPublicKey === undefined)
+      return { ok: false, error: `rotation.nextPublicKey is missing in phase ${phase}` };
     const lagging = names(r.lagging ?? []);
     if (lagging === undefined) return { ok: false, error: 'rotation.lagging is malformed' };
     let phaseSince = time(r.phaseSince);
@@ -474,5 +612,9 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
       lagging,
     };
   }
-  return { ok: true, state: { activeSlot: doc.activeSlot, handledRequestId: doc.handledRequestId as string | undefined, last, rotation }, warnings };
+  return {
+    ok: true,
+    state: { activeSlot: doc.activeSlot, handledRequestId: doc.handledRequestId as string | undefined, last, rotation },
+    warnings,
+  };
 }

@@ -24,7 +24,12 @@ describe('RotationStateFile', () => {
     const d = await dir();
     const f = new RotationStateFile(d);
     expect(await f.read(0)).toEqual({ state: INITIAL_ROTATION_STATE, found: false, warnings: [] });
-    const s: RotationState = { activeSlot: 1, handledRequestId: 'r-1', last: { id: 'r-1', reason: 'request', completedAt: 1_000, epoch: 2, lagging: [] }, rotation: undefined };
+    const s: RotationState = {
+      activeSlot: 1,
+      handledRequestId: 'r-1',
+      last: { id: 'r-1', reason: 'request', completedAt: 1_000, epoch: 2, lagging: [] },
+      rotation: undefined,
+    };
     await f.write(s);
     expect(await f.read(0)).toEqual({ state: s, found: true, warnings: [] });
     expect((await stat(f.path)).mode & 0o777).toBe(0o600);
@@ -36,7 +41,9 @@ describe('RotationStateFile', () => {
     const d = await dir();
     const f = new RotationStateFile(d);
     await writeFile(f.path, '{"version":1,"activeSlot":7}');
-    await expect(f.read(0)).rejects.toThrow(/rotation state is unusable \(activeSlot 7, want 0 or 1\); fix or remove the file/);
+    await expect(f.read(0)).rejects.toThrow(
+      /rotation state is unusable \(activeSlot 7, want 0 or 1\); fix or remove the file/,
+    );
   });
 });
 

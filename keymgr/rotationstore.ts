@@ -55,7 +55,11 @@ export class RotationStateFile {
     }
     const r = decodeRotationState(text, now);
     if (!r.ok) {
-      throw ioError(`rotation state is unusable (${r.error}); fix or remove the file (removing it forgets a rotation in progress):`, this.path, undefined);
+      throw ioError(
+        `rotation state is unusable (${r.error}); fix or remove the file (removing it forgets a rotation in progress):`,
+        this.path,
+        undefined,
+      );
     }
     return { state: r.state, found: true, warnings: r.warnings };
   }
@@ -67,6 +71,9 @@ export class RotationStateFile {
     } catch (err) {
       throw ioError('cannot create state directory', this.dir, err);
     }
-    await writeAtomic(this.dir, ROTATION_STATE_FILE, new TextEncoder().encode(encodeRotationState(state)), { how: 'replace', secret: false });
+    await writeAtomic(this.dir, ROTATION_STATE_FILE, new TextEncoder().encode(encodeRotationState(state)), {
+      how: 'replace',
+      secret: false,
+    });
   }
 }

@@ -46,39 +46,59 @@ afterAll(async () => {
 }, TIMEOUT_MS);
 
 describe('TcMirror on the kernel', () => {
-  it('prepares the clsact qdisc once', async () => {
-    expect(await m.prepare(newLink)).toBe(true);
-    expect(await m.prepare(newLink)).toBe(false);
-    expect(await inNs('tc', 'qdisc', 'show', 'dev', newLink)).toMatch(/qdisc clsact/);
-  }, TIMEOUT_MS);
+  it(
+    'prepares the clsact qdisc once',
+    async () => {
+      expect(await m.prepare(newLink)).toBe(true);
+      expect(await m.prepare(newLink)).toBe(false);
+      expect(await inNs('tc', 'qdisc', 'show', 'dev', newLink)).toMatch(/qdisc clsact/);
+    },
+    TIMEOUT_MS,
+  );
 
-  it('mirrors what leaves the new link into the old one, and reads it back', async () => {
-    expect(await m.getMirror(newLink)).toBeUndefined();
-    expect(await m.setMirror(newLink, oldLink)).toBe(true);
-    expect(await m.setMirror(newLink, oldLink)).toBe(false);
-    expect(await m.getMirror(newLink)).toBe(oldLink);
-    // Three packets routed into the new link: the mirror action copied each one.
-    await inNs('ping', '-c', '3', '-i', '0.2', '-W', '0.2', '100.64.9.1').catch(() => undefined);
-    const stats = await inNs('tc', '-s', 'filter', 'show', 'dev', newLink, 'egress');
-    expect(stats).toMatch(new RegExp(`Egress Mirror to device ${oldLink}`));
-    expect(Number(/Sent \d+ bytes (\d+) pkt/.exec(stats)?.[1])).toBeGreaterThanOrEqual(3);
-  }, TIMEOUT_MS);
+  it(
+    'mirrors what leaves the new link into the old one, and reads it back',
+    async () => {
+      expect(await m.getMirror(newLink)).toBeUndefined();
+      expect(await m.setMirror(newLink, oldLink)).toBe(true);
+      expect(await m.setMirror(newLink, oldLink)).toBe(false);
+      expect(await m.getMirror(newLink)).toBe(oldLink);
+      // Three packets routed into the new link: the mirror action copied each one.
+      await inNs('ping', '-c', '3', '-i', '0.2', '-W', '0.2', '100.64.9.1').catch(() => undefined);
+      const stats = await inNs('tc', '-s', 'filter', 'show', 'dev', newLink, 'egress');
+      expect(stats).toMatch(new RegExp(`Egress Mirror to device ${oldLink}`));
+      expect(Number(/Sent \d+ bytes (\d+) pkt/.exec(stats)?.[1])).toBeGreaterThanOrEqual(3);
+    },
+    TIMEOUT_MS,
+  );
 
-  it('removes the mirror (and only it: the qdisc stays for the next rotation)', async () => {
-    expect(await m.clearMirror(newLink)).toBe(true);
-    expect(await m.clearMirror(newLink)).toBe(false);
-    expect(await m.getMirror(newLink)).toBeUndefined();
-    expect(await inNs('tc', 'qdisc', 'show', 'dev', newLink)).toMatch(/qdisc clsact/);
-  }, TIMEOUT_MS);
+  it(
+    'removes the mirror (and only it: the qdisc stays for the next rotation)',
+    async () => {
+      expect(await m.clearMirror(newLink)).toBe(true);
+      expect(await m.clearMirror(newLink)).toBe(false);
+      expect(await m.getMirror(newLink)).toBeUndefined();
+      expect(await inNs('tc', 'qdisc', 'show', 'dev', newLink)).toMatch(/qdisc clsact/);
+    },
+    TIMEOUT_MS,
+  );
 
-  it('puts the IPv4 address on a link once', async () => {
-    expect(await m.ensureAddress(oldLink, '100.64.1.1')).toBe(true);
-    expect(await m.ensureAddress(oldLink, '100.64.1.1')).toBe(false);
-    expect(await inNs('ip', '-4', 'addr', 'show', 'dev', oldLink)).toMatch(/inet 100\.64\.1\.1\/32 scope host/);
-  }, TIMEOUT_MS);
+  it(
+    'puts the IPv4 address on a link once',
+    async () => {
+      expect(await m.ensureAddress(oldLink, '100.64.1.1')).toBe(true);
+      expect(await m.ensureAddress(oldLink, '100.64.1.1')).toBe(false);
+      expect(await inNs('ip', '-4', 'addr', 'show', 'dev', oldLink)).toMatch(/inet 100\.64\.1\.1\/32 scope host/);
+    },
+    TIMEOUT_MS,
+  );
 
-  it('a link without a qdisc reads as not mirrored; a missing link as well', async () => {
-    expect(await m.getMirror(oldLink)).toBeUndefined();
-    expect(await m.getMirror(`${ns}x`)).toBeUndefined();
-  }, TIMEOUT_MS);
+  it(
+    'a link without a qdisc reads as not mirrored; a missing link as well',
+    async () => {
+      expect(await m.getMirror(oldLink)).toBeUndefined();
+      expect(await m.getMirror(`${ns}x`)).toBeUndefined();
+    },
+    TIMEOUT_MS,
+  );
 });

@@ -19,7 +19,8 @@ const HANDLE = '800::1';
 const LINK = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 function check(name: string): void {
-  if (!LINK.test(name)) throw new SealnetError('CONFIG_INVALID', `link name ${JSON.stringify(name)} is not 1-15 of [A-Za-z0-9_.-]`);
+  if (!LINK.test(name))
+    throw new SealnetError('CONFIG_INVALID', `link name ${JSON.stringify(name)} is not 1-15 of [A-Za-z0-9_.-]`);
 }
 
 /** Where the egress of a link is mirrored to, from `tc -j filter show dev X egress`. Pure. */
@@ -34,8 +35,19 @@ export function parseMirrorTarget(json: string): string | undefined {
   for (const row of rows) {
     const r = row as { pref?: unknown; kind?: unknown; options?: { actions?: unknown } };
     if (r.pref !== MIRROR_TC_PRIORITY || r.kind !== 'u32' || !Array.isArray(r.options?.actions)) continue;
-    for (const a of r.options.actions as { kind?: unknown; mirred_action?: unknown; direction?: unknown; to_dev?: unknown }[]) {
-      if (a.kind === 'mirred' && a.mirred_action === 'mirror' && a.direction === 'egress' && typeof a.to_dev === 'string') return a.to_dev;
+    for (const a of r.options.actions as {
+      kind?: unknown;
+      mirred_action?: unknown;
+      direction?: unknown;
+      to_dev?: unknown;
+    }[]) {
+      if (
+        a.kind === 'mirred' &&
+        a.mirred_action === 'mirror' &&
+        a.direction === 'egress' &&
+        typeof a.to_dev === 'string'
+      )
+        return a.to_dev;
     }
   }
   return undefined;
@@ -49,7 +61,9 @@ export function parseQdiscKinds(json: string): string[] {
   } catch (err) {
     throw new SealnetError('NETLINK_FAILED', 'tc -j qdisc show: output is not JSON', { cause: err });
   }
-  return Array.isArray(rows) ? rows.flatMap((r) => (typeof (r as { kind?: unknown }).kind === 'string' ? [(r as { kind: string }).kind] : [])) : [];
+  return Array.isArray(rows)
+    ? rows.flatMap((r) => (typeof (r as { kind?: unknown }).kind === 'string' ? [(r as { kind: string }).kind] : []))
+    : [];
 }
 
 /** IPv4 addresses in `ip -j -4 addr show dev X` output. Pure. */
@@ -81,11 +95,14 @@ export class TcMirror implements MirrorPort {
   async getMirror(from: string): Promise<string | undefined> {
     check(from);
     try {
-      const { stdout } = await run(this.tc, ['-j', 'filter', 'show', 'dev', from, 'egress'], { timeoutMs: TC_TIMEOUT_MS });
+      const { stdout } = await run(this.tc, ['-j', 'filter', 'show', 'dev', from, 'egress'], {
+        timeoutMs: TC_TIMEOUT_MS,
+      });
       return parseMirrorTarget(stdout.trim());
     } catch (err) {
       // No clsact qdisc yet (or no such link): nothing is mirrored.
-      if (err instanceof SpawnError && /Cannot find|does not exist|No such device|Invalid handle/i.test(err.stderr)) return undefined;
+      if (err instanceof SpawnError && /Cannot find|does not exist|No such device|Invalid handle/i.test(err.stderr))
+        return undefined;
       throw new SealnetError('NETLINK_FAILED', `cannot read the tc filters of ${from}`, { cause: err });
     }
   }
@@ -117,16 +134,46 @@ export class TcMirror implements MirrorPort {
     await this.prepare(from);
     try {
       // `replace` on a fixed handle: one filter, swapped in place if it pointed elsewhere.
-      await run(this.tc, ['filter', 'replace', 'dev', from, 'egress', 'pref', String(MIRROR_TC_PRIORITY), 'handle', HANDLE, 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'mirror', 'dev', to], { timeoutMs: TC_TIMEOUT_MS });
+      await run(
+        this.tc,
+        [
+          'filter',
+          'replace',
+          'dev',
+          from,
+          'egress',
+          'pref',
+          String(MIRROR_TC_PRIORITY),
+          'handle',
+          HANDLE,
+          'u32',
+          'match',
+          'u32',
+          '0',
+          '0',
+          'action',
+          'mirred',
+          'egress',
+          'mirror',
+          'dev',
+          to,
+        ],
+        { timeoutMs: TC_TIMEOUT_MS },
+      );
     } catch (err) {
-      throw new SealnetError('KERNEL_FEATURE_MISSING', `cannot mirror ${from} into ${to} (needs cls_u32 and act_mirred)`, { cause: err });
+      throw new SealnetError(
+        'KERNEL_FEATURE_MISSING',
+        `cannot mirror ${from} into ${to} (needs cls_u32 and act_mirred)`,
+        { cause: err },
+      );
     }
     return true;
   }
 
   async ensureAddress(link: string, address: string): Promise<boolean> {
     check(link);
-    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address)) throw new SealnetError('CONFIG_INVALID', `${JSON.stringify(address)} is not an IPv4 address`);
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(address))
+      throw new SealnetError('CONFIG_INVALID', `${JSON.stringify(address)} is not an IPv4 address`);
     let present: boolean;
     try {
       const { stdout } = await run(this.ip, ['-j', '-4', 'addr', 'show', 'dev', link], { timeoutMs: TC_TIMEOUT_MS });
@@ -136,7 +183,9 @@ export class TcMirror implements MirrorPort {
     }
     if (present) return false;
     try {
-      await run(this.ip, ['addr', 'replace', `${address}/32`, 'dev', link, 'scope', 'host'], { timeoutMs: TC_TIMEOUT_MS });
+      await run(this.ip, ['addr', 'replace', `${address}/32`, 'dev', link, 'scope', 'host'], {
+        timeoutMs: TC_TIMEOUT_MS,
+      });
     } catch (err) {
       throw new SealnetError('NETLINK_FAILED', `cannot add ${address}/32 to ${link}`, { cause: err });
     }
@@ -147,7 +196,9 @@ export class TcMirror implements MirrorPort {
     check(from);
     if ((await this.getMirror(from)) === undefined) return false;
     try {
-      await run(this.tc, ['filter', 'del', 'dev', from, 'egress', 'pref', String(MIRROR_TC_PRIORITY)], { timeoutMs: TC_TIMEOUT_MS });
+      await run(this.tc, ['filter', 'del', 'dev', from, 'egress', 'pref', String(MIRROR_TC_PRIORITY)], {
+        timeoutMs: TC_TIMEOUT_MS,
+      });
     } catch (err) {
       if (err instanceof SpawnError && /Cannot find|does not exist|No such device/i.test(err.stderr)) return false;
       throw new SealnetError('NETLINK_FAILED', `cannot remove the mirror from ${from}`, { cause: err });

@@ -10,7 +10,15 @@ import { createRtNetlink, FlagsNew, type RtNetlinkSocket } from 'netlink';
 import { ROUTE_PROTOCOL } from '../common/constants.js';
 import { SealnetError } from '../common/errors.js';
 import type { ObservedRoute, RoutingPort, RuleSpec } from '../tunnels/ports/index.js';
-import { AF_INET, AF_INET6, formatIpBytes, parseCidrBytes, parseIpBytes, type IpBytes, type IpPrefix } from '../common/ip.js';
+import {
+  AF_INET,
+  AF_INET6,
+  formatIpBytes,
+  parseCidrBytes,
+  parseIpBytes,
+  type IpBytes,
+  type IpPrefix,
+} from '../common/ip.js';
 import {
   decodeAddress,
   decodeLink,
@@ -92,12 +100,21 @@ export class NetlinkRouting implements RoutingPort {
    * Replacing is keyed by (dst, table[, metric]): a route for the same destination in the
    * table, whoever installed it, becomes sealnet's.
    */
-  async replaceRoute(route: { dst: string; dev: string; mtu: number; src?: string | undefined; table: number }): Promise<void> {
+  async replaceRoute(route: {
+    dst: string;
+    dev: string;
+    mtu: number;
+    src?: string | undefined;
+    table: number;
+  }): Promise<void> {
     const what = `add route ${route.dst} table ${route.table}`;
     const dst = parsePrefix(route.dst, 'route destination');
     const src = route.src === undefined ? undefined : parseAddress(route.src, 'route source');
     if (src !== undefined && src.family !== dst.family) {
-      throw new SealnetError('CONFIG_INVALID', `failed to ${what}: source ${route.src} is not in the destination's family`);
+      throw new SealnetError(
+        'CONFIG_INVALID',
+        `failed to ${what}: source ${route.src} is not in the destination's family`,
+      );
     }
     if (!Number.isInteger(route.mtu) || route.mtu < 68 || route.mtu > 65535) {
       throw new SealnetError('CONFIG_INVALID', `failed to ${what}: MTU ${route.mtu} is not an integer in 68..65535`);
@@ -105,7 +122,9 @@ export class NetlinkRouting implements RoutingPort {
     const link = await this.#linkByName(route.dev, what);
     if (link === undefined) throw new SealnetError('NETLINK_FAILED', `failed to ${what}: no link named ${route.dev}`);
     const req = encodeRouteReplace({ dst, oif: link.ifindex, mtu: route.mtu, src, table: route.table });
-    await this.#call(what, (s, o) => s.newRoute(req.data, req.attrs, { ...o, flags: FlagsNew.CREATE | FlagsNew.REPLACE }));
+    await this.#call(what, (s, o) =>
+      s.newRoute(req.data, req.attrs, { ...o, flags: FlagsNew.CREATE | FlagsNew.REPLACE }),
+    );
   }
 
   /** @inheritdoc Only routes carrying sealnet's protocol are deleted; a missing route is fine. */
@@ -251,13 +270,15 @@ export class NetlinkRouting implements RoutingPort {
 
 function parsePrefix(text: string, what: string): IpPrefix {
   const prefix = parseCidrBytes(text, { hostBits: 'reject' });
-  if (prefix === undefined) throw new SealnetError('CONFIG_INVALID', `invalid ${what} '${text}': expected a CIDR with the host bits zero`);
+  if (prefix === undefined)
+    throw new SealnetError('CONFIG_INVALID', `invalid ${what} '${text}': expected a CIDR with the host bits zero`);
   return prefix;
 }
 
 function parseAddress(text: string, what: string): IpBytes {
   const ip = parseIpBytes(text);
-  if (ip === undefined) throw new SealnetError('CONFIG_INVALID', `invalid ${what} '${text}': expected an IPv4 or IPv6 address`);
+  if (ip === undefined)
+    throw new SealnetError('CONFIG_INVALID', `invalid ${what} '${text}': expected an IPv4 or IPv6 address`);
   return ip;
 }
 

@@ -28,7 +28,8 @@ export function effectiveRpFilter(all: number, link: number): number {
  * read-only /proc/sys: set `net.ipv4.conf.<link>.rp_filter=2` on the host instead).
  */
 export async function ensureLooseRpFilter(link: string, confDir: string = IPV4_CONF_DIR): Promise<boolean> {
-  if (!LINK.test(link)) throw new SealnetError('CONFIG_INVALID', `link name ${JSON.stringify(link)} is not 1-15 of [A-Za-z0-9_.-]`);
+  if (!LINK.test(link))
+    throw new SealnetError('CONFIG_INVALID', `link name ${JSON.stringify(link)} is not 1-15 of [A-Za-z0-9_.-]`);
   const read = async (dev: string): Promise<number> => {
     const file = join(confDir, dev, 'rp_filter');
     try {
@@ -44,7 +45,11 @@ export async function ensureLooseRpFilter(link: string, confDir: string = IPV4_C
   try {
     await writeFile(file, '2\n');
   } catch (err) {
-    throw new SealnetError('NETLINK_FAILED', `cannot set ${file} to 2 (loose): strict reverse-path filtering drops node-to-node traffic arriving through the tunnel; set net.ipv4.conf.${link}.rp_filter=2 on the host`, { cause: err });
+    throw new SealnetError(
+      'NETLINK_FAILED',
+      `cannot set ${file} to 2 (loose): strict reverse-path filtering drops node-to-node traffic arriving through the tunnel; set net.ipv4.conf.${link}.rp_filter=2 on the host`,
+      { cause: err },
+    );
   }
   return true;
 }

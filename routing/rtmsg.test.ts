@@ -35,9 +35,21 @@ describe('route encoding', () => {
   });
 
   it('encodes a replace with protocol, table, MTU metric, oif and prefsrc', () => {
-    const req = encodeRouteReplace({ dst: prefix('100.64.2.0/24'), oif: 7, mtu: 1440, src: parseIpBytes('198.18.0.1'), table: 5188 });
+    const req = encodeRouteReplace({
+      dst: prefix('100.64.2.0/24'),
+      oif: 7,
+      mtu: 1440,
+      src: parseIpBytes('198.18.0.1'),
+      table: 5188,
+    });
     expect(req.data).toEqual({ family: 2, dstLen: 24, table: 0, protocol: ROUTE_PROTOCOL, scope: 253, type: 1 });
-    expect(req.attrs).toEqual({ dst: Buffer.from([100, 64, 2, 0]), oif: 7, table: 5188, metrics: { mtu: u32(1440) }, prefsrc: Buffer.from([198, 18, 0, 1]) });
+    expect(req.attrs).toEqual({
+      dst: Buffer.from([100, 64, 2, 0]),
+      oif: 7,
+      table: 5188,
+      metrics: { mtu: u32(1440) },
+      prefsrc: Buffer.from([198, 18, 0, 1]),
+    });
   });
 
   it('omits prefsrc without src and encodes IPv6', () => {
@@ -60,14 +72,38 @@ describe('decodeRoute', () => {
     const msg: rt.RouteMessage = {
       kind: 'route',
       data: { family: 2, dstLen: 24, table: 252, protocol: ROUTE_PROTOCOL as rt.RouteProtocol, type: 'UNICAST' },
-      attrs: { dst: Buffer.from([100, 64, 2, 0]), oif: 7, table: 5188, metrics: { mtu: u32(1440) }, prefsrc: Buffer.from([198, 18, 0, 1]) },
+      attrs: {
+        dst: Buffer.from([100, 64, 2, 0]),
+        oif: 7,
+        table: 5188,
+        metrics: { mtu: u32(1440) },
+        prefsrc: Buffer.from([198, 18, 0, 1]),
+      },
     };
-    expect(decodeRoute(msg, names)).toEqual({ dst: '100.64.2.0/24', dev: 'sealwg0', mtu: 1440, src: '198.18.0.1', table: 5188, protocol: ROUTE_PROTOCOL });
+    expect(decodeRoute(msg, names)).toEqual({
+      dst: '100.64.2.0/24',
+      dev: 'sealwg0',
+      mtu: 1440,
+      src: '198.18.0.1',
+      table: 5188,
+      protocol: ROUTE_PROTOCOL,
+    });
   });
 
   it('handles a default route, a missing MTU and protocol names', () => {
-    const msg: rt.RouteMessage = { kind: 'route', data: { family: 10, dstLen: 0, table: 254, protocol: 'BOOT' }, attrs: { oif: 9 } };
-    expect(decodeRoute(msg, names)).toEqual({ dst: '::/0', dev: undefined, mtu: undefined, src: undefined, table: 254, protocol: 3 });
+    const msg: rt.RouteMessage = {
+      kind: 'route',
+      data: { family: 10, dstLen: 0, table: 254, protocol: 'BOOT' },
+      attrs: { oif: 9 },
+    };
+    expect(decodeRoute(msg, names)).toEqual({
+      dst: '::/0',
+      dev: undefined,
+      mtu: undefined,
+      src: undefined,
+      table: 254,
+      protocol: 3,
+    });
   });
 
   it('skips other families and recognises local routes', () => {
@@ -99,7 +135,11 @@ describe('rules', () => {
     ['another family', { ...base, data: { ...base.data, family: 10 } }, false],
     ['another priority', { ...base, attrs: { ...base.attrs, priority: 91 } }, false],
     ['another table', { ...base, attrs: { ...base.attrs, table: 254 } }, false],
-    ['a from selector', { ...base, data: { ...base.data, srcLen: 24 }, attrs: { ...base.attrs, src: Buffer.from([198, 18, 7, 0]) } }, false],
+    [
+      'a from selector',
+      { ...base, data: { ...base.data, srcLen: 24 }, attrs: { ...base.attrs, src: Buffer.from([198, 18, 7, 0]) } },
+      false,
+    ],
     ['a fwmark', { ...base, attrs: { ...base.attrs, fwmark: 0x5188 } }, false],
     ['an iif', { ...base, attrs: { ...base.attrs, iifname: 'eth0' } }, false],
     ['inverted', { ...base, data: { ...base.data, flags: { invert: true } } }, false],
@@ -112,18 +152,31 @@ describe('rules', () => {
 
 describe('links and addresses', () => {
   it('decodes link facts', () => {
-    expect(decodeLink({ kind: 'link', data: { index: 4, flags: { up: true } }, attrs: { ifname: 'eth0', mtu: 9000 } })).toEqual({ ifindex: 4, name: 'eth0', mtu: 9000, up: true });
-    expect(decodeLink({ kind: 'link', data: { index: 5, flags: {} }, attrs: { ifname: 'x', mtu: 1500 } }).up).toBe(false);
+    expect(
+      decodeLink({ kind: 'link', data: { index: 4, flags: { up: true } }, attrs: { ifname: 'eth0', mtu: 9000 } }),
+    ).toEqual({ ifindex: 4, name: 'eth0', mtu: 9000, up: true });
+    expect(decodeLink({ kind: 'link', data: { index: 5, flags: {} }, attrs: { ifname: 'x', mtu: 1500 } }).up).toBe(
+      false,
+    );
   });
 
   it('takes IFA_LOCAL for IPv4 (the peer is IFA_ADDRESS on point-to-point links) and IFA_ADDRESS for IPv6', () => {
-    expect(decodeAddress({ kind: 'address', data: { family: 2, prefixlen: 32, index: 3 }, attrs: { local: Buffer.from([198, 18, 0, 1]), address: Buffer.from([198, 18, 0, 2]) } })).toEqual({
+    expect(
+      decodeAddress({
+        kind: 'address',
+        data: { family: 2, prefixlen: 32, index: 3 },
+        attrs: { local: Buffer.from([198, 18, 0, 1]), address: Buffer.from([198, 18, 0, 2]) },
+      }),
+    ).toEqual({
       address: '198.18.0.1',
       prefixLength: 32,
       ifindex: 3,
     });
     const v6 = parseIpBytes('fd00::1')?.bytes;
-    expect(decodeAddress({ kind: 'address', data: { family: 10, prefixlen: 64, index: 3 }, attrs: { address: v6 } })?.address).toBe('fd00::1');
+    expect(
+      decodeAddress({ kind: 'address', data: { family: 10, prefixlen: 64, index: 3 }, attrs: { address: v6 } })
+        ?.address,
+    ).toBe('fd00::1');
     expect(decodeAddress({ kind: 'address', data: { family: 17 }, attrs: {} })).toBeUndefined();
   });
 });

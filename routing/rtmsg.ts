@@ -48,7 +48,10 @@ export function tableOf(msg: { data: { table?: number }; attrs: { table?: number
 }
 
 /** Numeric value of a field the `netlink` package parsed into an enum key when it knew it. */
-export function enumValue(mapping: Record<string, string | number>, value: string | number | undefined): number | undefined {
+export function enumValue(
+  mapping: Record<string, string | number>,
+  value: string | number | undefined,
+): number | undefined {
   if (value === undefined || typeof value === 'number') return value;
   const n = mapping[value];
   return typeof n === 'number' ? n : undefined;
@@ -107,7 +110,10 @@ export function encodeRouteGet(address: IpBytes): RtRequest<rt.Route, rt.RouteAt
 }
 
 /** A route message as an {@link ObservedRoute}, or undefined for a family sealnet does not handle. */
-export function decodeRoute(msg: rt.RouteMessage, linkName: (ifindex: number) => string | undefined): ObservedRoute | undefined {
+export function decodeRoute(
+  msg: rt.RouteMessage,
+  linkName: (ifindex: number) => string | undefined,
+): ObservedRoute | undefined {
   const family = familyOfAf(msg.data.family);
   if (family === undefined) return undefined;
   const dstLen = msg.data.dstLen ?? 0;
@@ -134,7 +140,10 @@ export function isLocalRoute(msg: rt.RouteMessage): boolean {
 }
 
 /** RTM_NEWRULE / RTM_DELRULE for `priority P lookup T` with no selectors. */
-export function encodeRule(rule: RuleSpec, opts: { protocol?: number | undefined } = {}): RtRequest<rt.Rule, rt.RuleAttrs> {
+export function encodeRule(
+  rule: RuleSpec,
+  opts: { protocol?: number | undefined } = {},
+): RtRequest<rt.Rule, rt.RuleAttrs> {
   return {
     data: { family: afOf(rule.family), table: headerTable(rule.table), action: FR_ACT_TO_TBL },
     attrs: {
@@ -185,12 +194,14 @@ export function decodeLink(msg: rt.LinkMessage): { ifindex: number; name: string
 }
 
 /** An RTM_NEWADDR message as `{address, prefixLength, ifindex}`, or undefined for other families. */
-export function decodeAddress(msg: rt.AddressMessage): { address: string; prefixLength: number; ifindex: number } | undefined {
+export function decodeAddress(
+  msg: rt.AddressMessage,
+): { address: string; prefixLength: number; ifindex: number } | undefined {
   const family = familyOfAf(msg.data.family);
   if (family === undefined) return undefined;
   // IPv4: IFA_LOCAL is the local address (IFA_ADDRESS is the peer on point-to-point links).
   // IPv6: IFA_ADDRESS is the local address; IFA_LOCAL appears only with a peer.
-  const bytes = family === 4 ? msg.attrs.local ?? msg.attrs.address : msg.attrs.address ?? msg.attrs.local;
+  const bytes = family === 4 ? (msg.attrs.local ?? msg.attrs.address) : (msg.attrs.address ?? msg.attrs.local);
   if (bytes === undefined) return undefined;
   return { address: formatIpBytes(bytes), prefixLength: msg.data.prefixlen ?? 0, ifindex: msg.data.index ?? 0 };
 }
@@ -237,14 +248,49 @@ function readU32(b: Buffer): number {
 // (its `RouteProtocol`/`RouteType`/`RuleAction` enums, reproduced so that this module needs
 // only the package's types).
 const RouteProtocolValues: Record<string, number> = {
-  REDIRECT: 1, KERNEL: 2, BOOT: 3, STATIC: 4, GATED: 8, RA: 9, MRT: 10, ZEBRA: 11, BIRD: 12,
-  DNROUTED: 13, XORP: 14, NTK: 15, DHCP: 16, MROUTED: 17, BABEL: 42, BGP: 186, ISIS: 187,
-  OSPF: 188, RIP: 189, EIGRP: 192,
+  REDIRECT: 1,
+  KERNEL: 2,
+  BOOT: 3,
+  STATIC: 4,
+  GATED: 8,
+  RA: 9,
+  MRT: 10,
+  ZEBRA: 11,
+  BIRD: 12,
+  DNROUTED: 13,
+  XORP: 14,
+  NTK: 15,
+  DHCP: 16,
+  MROUTED: 17,
+  BABEL: 42,
+  BGP: 186,
+  ISIS: 187,
+  OSPF: 188,
+  RIP: 189,
+  EIGRP: 192,
 };
 const RouteTypeValues: Record<string, number> = {
-  UNSPEC: 0, UNICAST: 1, LOCAL: 2, BROADCAST: 3, ANYCAST: 4, MULTICAST: 5, BLACKHOLE: 6,
-  UNREACHABLE: 7, PROHIBIT: 8, THROW: 9, NAT: 10, XRESOLVE: 11,
+  UNSPEC: 0,
+  UNICAST: 1,
+  LOCAL: 2,
+  BROADCAST: 3,
+  ANYCAST: 4,
+  MULTICAST: 5,
+  BLACKHOLE: 6,
+  UNREACHABLE: 7,
+  PROHIBIT: 8,
+  THROW: 9,
+  NAT: 10,
+  XRESOLVE: 11,
 };
 const RuleActionValues: Record<string, number> = {
-  unspec: 0, toTbl: 1, goto: 2, nop: 3, res3: 4, res4: 5, blackhole: 6, unreachable: 7, prohibit: 8,
+  unspec: 0,
+  toTbl: 1,
+  goto: 2,
+  nop: 3,
+  res3: 4,
+  res4: 5,
+  blackhole: 6,
+  unreachable: 7,
+  prohibit: 8,
 };

@@ -25,7 +25,8 @@ const { values } = parseArgs({
 for (const k of ['out', 'created', 'revision', 'version', 'tag']) {
   if (values[k] === undefined) throw new Error(`oci-layout: --${k} is required`);
 }
-if (!/^\d+$/.test(values.created)) throw new Error(`oci-layout: --created must be seconds since the epoch, got ${values.created}`);
+if (!/^\d+$/.test(values.created))
+  throw new Error(`oci-layout: --created must be seconds since the epoch, got ${values.created}`);
 
 const out = values.out;
 const blobs = path.join(out, 'blobs', 'sha256');
@@ -35,7 +36,10 @@ mkdirSync(blobs, { recursive: true });
 function canonical(v) {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v !== null && typeof v === 'object') {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
@@ -43,7 +47,10 @@ function canonical(v) {
 function sha256File(file) {
   return new Promise((resolve, reject) => {
     const h = createHash('sha256');
-    createReadStream(file).on('data', (d) => h.update(d)).on('end', () => resolve(h.digest('hex'))).on('error', reject);
+    createReadStream(file)
+      .on('data', (d) => h.update(d))
+      .on('end', () => resolve(h.digest('hex')))
+      .on('error', reject);
   });
 }
 
@@ -64,7 +71,11 @@ for (const spec of values.layer ?? []) {
   if (!/^[0-9a-f]{64}$/.test(diffId ?? '')) throw new Error(`oci-layout: bad diff id in --layer ${spec}`);
   const hex = await sha256File(file);
   copyFileSync(file, path.join(blobs, hex));
-  layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: `sha256:${hex}`, size: statSync(file).size });
+  layers.push({
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    digest: `sha256:${hex}`,
+    size: statSync(file).size,
+  });
   diffIds.push(`sha256:${diffId}`);
   history.push({ created, created_by: 'scripts/image.sh', comment: comment.join(':') });
 }
@@ -72,7 +83,8 @@ if (layers.length === 0) throw new Error('oci-layout: no --layer');
 
 const labels = {
   'org.opencontainers.image.title': 'sealnet-agent',
-  'org.opencontainers.image.description': 'sealnet node agent: WireGuard/IPsec encryption between Kubernetes nodes and pods, fail-closed',
+  'org.opencontainers.image.description':
+    'sealnet node agent: WireGuard/IPsec encryption between Kubernetes nodes and pods, fail-closed',
   'org.opencontainers.image.licenses': 'Apache-2.0',
   'org.opencontainers.image.revision': values.revision,
   'org.opencontainers.image.version': values.version,

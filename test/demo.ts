@@ -47,10 +47,23 @@ export interface DemoArgs {
 
 /** Parses demo arguments; throws with a usage message. */
 export function parseDemoArgs(argv: readonly string[]): DemoArgs {
-  const a = { nodes: 3, pods: 1, mode: 'wireguard' as Mode, mtu: 1500, json: false, keep: false, encryption: true, down: false, timeoutS: 90, ipFamily: 'ipv4' as IpFamily, underlayFamily: undefined as 4 | 6 | undefined };
+  const a = {
+    nodes: 3,
+    pods: 1,
+    mode: 'wireguard' as Mode,
+    mtu: 1500,
+    json: false,
+    keep: false,
+    encryption: true,
+    down: false,
+    timeoutS: 90,
+    ipFamily: 'ipv4' as IpFamily,
+    underlayFamily: undefined as 4 | 6 | undefined,
+  };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new Error(`${flag} needs an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
     return n;
   };
   for (let i = 0; i < argv.length; i++) {
@@ -70,13 +83,15 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
         break;
       case '--mode': {
         const m = argv[++i];
-        if (m !== 'wireguard' && m !== 'ipsec') throw new Error(`--mode must be wireguard or ipsec, got ${JSON.stringify(m)}`);
+        if (m !== 'wireguard' && m !== 'ipsec')
+          throw new Error(`--mode must be wireguard or ipsec, got ${JSON.stringify(m)}`);
         a.mode = m;
         break;
       }
       case '--ip-family': {
         const v = argv[++i];
-        if (v !== 'ipv4' && v !== 'ipv6' && v !== 'dual') throw new Error(`--ip-family must be ipv4, ipv6 or dual, got ${JSON.stringify(v)}`);
+        if (v !== 'ipv4' && v !== 'ipv6' && v !== 'dual')
+          throw new Error(`--ip-family must be ipv4, ipv6 or dual, got ${JSON.stringify(v)}`);
         a.ipFamily = v;
         break;
       }
@@ -99,7 +114,9 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
         a.down = true;
         break;
       default:
-        throw new Error(`unknown argument ${JSON.stringify(f)}\nusage: demo [--nodes N] [--pods N] [--mode wireguard|ipsec] [--mtu N] [--ip-family ipv4|ipv6|dual] [--underlay-family 4|6] [--timeout S] [--json] [--keep] [--no-encryption] | --down`);
+        throw new Error(
+          `unknown argument ${JSON.stringify(f)}\nusage: demo [--nodes N] [--pods N] [--mode wireguard|ipsec] [--mtu N] [--ip-family ipv4|ipv6|dual] [--underlay-family 4|6] [--timeout S] [--json] [--keep] [--no-encryption] | --down`,
+        );
     }
   }
   if (a.ipFamily !== 'dual' && a.underlayFamily !== undefined && a.underlayFamily !== (a.ipFamily === 'ipv4' ? 4 : 6)) {
@@ -161,13 +178,25 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 async function runDemo(args: DemoArgs, tStart: number): Promise<number> {
-  const cluster = await NsCluster.create({ nodes: args.nodes, podsPerNode: args.pods, mode: args.mode, mtu: args.mtu, encryption: args.encryption, ipFamily: args.ipFamily, ...(args.underlayFamily !== undefined ? { underlayFamily: args.underlayFamily } : {}), log: err });
+  const cluster = await NsCluster.create({
+    nodes: args.nodes,
+    podsPerNode: args.pods,
+    mode: args.mode,
+    mtu: args.mtu,
+    encryption: args.encryption,
+    ipFamily: args.ipFamily,
+    ...(args.underlayFamily !== undefined ? { underlayFamily: args.underlayFamily } : {}),
+    log: err,
+  });
   try {
     const early = await waitForAgents(cluster, args);
     if (early !== undefined) {
       // The agents are gone: no traffic test can say more than their own last words.
       err(`RESULT: FAIL: ${early}`);
-      if (args.json) process.stdout.write(`${JSON.stringify({ ok: false, nodes: args.nodes, mode: args.mode, encryption: args.encryption, error: early, topology: cluster.topology() })}\n`);
+      if (args.json)
+        process.stdout.write(
+          `${JSON.stringify({ ok: false, nodes: args.nodes, mode: args.mode, encryption: args.encryption, error: early, topology: cluster.topology() })}\n`,
+        );
       return 1;
     }
     const report = await exercise(cluster, args, tStart);
@@ -216,8 +245,14 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
   const tTraffic = Date.now();
   const nodes = cluster.nodes;
   const plan = cluster.addressPlan;
-  const families = args.ipFamily === 'ipv4' ? undefined : [...(plan.v4 ? [4 as const] : []), ...(plan.v6 ? [6 as const] : [])];
-  const proof = await proveAllPairs(cluster, { mode: args.mode, hostToPod: true, captureName: 'demo', ...(families !== undefined ? { families } : {}) });
+  const families =
+    args.ipFamily === 'ipv4' ? undefined : [...(plan.v4 ? [4 as const] : []), ...(plan.v6 ? [6 as const] : [])];
+  const proof = await proveAllPairs(cluster, {
+    mode: args.mode,
+    hostToPod: true,
+    captureName: 'demo',
+    ...(families !== undefined ? { families } : {}),
+  });
   const { directions: podDirections, hostDirections, capture: cap, status, pairs: pairDetails } = proof;
   const directions = [...podDirections, ...hostDirections];
   timings.trafficMs = Date.now() - tTraffic;
@@ -229,7 +264,13 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
   timings.totalMs = Date.now() - tStart;
   const { canaries: _c, podPlaintextSamples: _s, ...capRest } = cap;
   return {
-    ok: args.encryption && encryptionError === undefined && encryptedPairs === pairDetails.length && plaintextPackets === 0 && canaryLeaks === 0 && trafficOk,
+    ok:
+      args.encryption &&
+      encryptionError === undefined &&
+      encryptedPairs === pairDetails.length &&
+      plaintextPackets === 0 &&
+      canaryLeaks === 0 &&
+      trafficOk,
     nodes: nodes.length,
     mode: args.mode,
     ipFamily: args.ipFamily,
@@ -253,8 +294,12 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
 function printReport(r: DemoReport, args: DemoArgs): void {
   const out: string[] = [];
   const t = r.timings;
-  out.push(`sealnet demo: ${r.nodes} nodes, mode ${r.mode}, ${r.ipFamily} over an IPv${r.underlayFamily} underlay${r.encryption ? '' : ' (ENCRYPTION OFF: sanity baseline)'}, prefix ${r.topology.prefix}`);
-  out.push(`  cluster built in ${t.buildMs} ms${t.encryptMs !== undefined ? `, encrypted after ${t.encryptMs} ms` : ''}, traffic + capture ${t.trafficMs} ms, total ${t.totalMs} ms`);
+  out.push(
+    `sealnet demo: ${r.nodes} nodes, mode ${r.mode}, ${r.ipFamily} over an IPv${r.underlayFamily} underlay${r.encryption ? '' : ' (ENCRYPTION OFF: sanity baseline)'}, prefix ${r.topology.prefix}`,
+  );
+  out.push(
+    `  cluster built in ${t.buildMs} ms${t.encryptMs !== undefined ? `, encrypted after ${t.encryptMs} ms` : ''}, traffic + capture ${t.trafficMs} ms, total ${t.totalMs} ms`,
+  );
   out.push('');
   out.push('  pair        tunnel  tcp  udp  icmp  wg-pkts  plaintext  canary  verdict');
   for (const p of r.pairDetails) {
@@ -269,15 +314,26 @@ function printReport(r: DemoReport, args: DemoArgs): void {
     .filter(([, v]) => v > 0)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  out.push(`  capture on ${r.topology.underlay.netns}/${r.topology.underlay.bridge}: ${r.capture.totalPackets} packets (${kinds || 'none'}); kernel drops: ${r.capture.kernelDropped ?? '?'}${r.capture.complete ? '' : '; CAPTURE INCOMPLETE'}`);
+  out.push(
+    `  capture on ${r.topology.underlay.netns}/${r.topology.underlay.bridge}: ${r.capture.totalPackets} packets (${kinds || 'none'}); kernel drops: ${r.capture.kernelDropped ?? '?'}${r.capture.complete ? '' : '; CAPTURE INCOMPLETE'}`,
+  );
   const flows = Object.entries(r.capture.podPlaintextFlows).slice(0, 8);
   for (const [k, v] of flows) out.push(`    plaintext pod flow ${k}: ${v} packets`);
   out.push(`  canary ${r.capture.canaryHits > 0 ? 'SEEN' : 'never seen'} on the wire (${r.canaryLeaks} packets)`);
   if (r.encryptionError !== undefined) out.push(`  encryption not reached: ${r.encryptionError}`);
   out.push('');
-  if (r.ok) out.push(`RESULT: PASS: ${r.encryptedPairs}/${r.pairs} pairs encrypted, 0 plaintext pod packets, canary never on the wire`);
-  else if (!r.encryption) out.push(`RESULT: SANITY BASELINE: ${r.plaintextPackets} plaintext pod packets and ${r.canaryLeaks} canary packets seen (the capture can detect leaks); exit 1 as there is no encryption`);
-  else out.push(`RESULT: FAIL: ${r.encryptedPairs}/${r.pairs} pairs encrypted, ${r.plaintextPackets} plaintext pod packets, ${r.canaryLeaks} canary packets${r.trafficOk ? '' : ', some traffic failed'}`);
+  if (r.ok)
+    out.push(
+      `RESULT: PASS: ${r.encryptedPairs}/${r.pairs} pairs encrypted, 0 plaintext pod packets, canary never on the wire`,
+    );
+  else if (!r.encryption)
+    out.push(
+      `RESULT: SANITY BASELINE: ${r.plaintextPackets} plaintext pod packets and ${r.canaryLeaks} canary packets seen (the capture can detect leaks); exit 1 as there is no encryption`,
+    );
+  else
+    out.push(
+      `RESULT: FAIL: ${r.encryptedPairs}/${r.pairs} pairs encrypted, ${r.plaintextPackets} plaintext pod packets, ${r.canaryLeaks} canary packets${r.trafficOk ? '' : ', some traffic failed'}`,
+    );
   if (args.keep) {
     out.push('');
     out.push(`Cluster kept running (prefix ${r.topology.prefix}, run dir ${r.topology.runDir}).`);
@@ -307,7 +363,13 @@ function readState(): DemoState | undefined {
 
 function keepCluster(cluster: NsCluster, r: DemoReport): void {
   mkdirSync(dirname(DEMO_STATE_FILE), { recursive: true });
-  const state: DemoState = { prefix: cluster.prefix, runDir: cluster.runDir, createdAt: new Date().toISOString(), ctl: r.ctl, topology: r.topology };
+  const state: DemoState = {
+    prefix: cluster.prefix,
+    runDir: cluster.runDir,
+    createdAt: new Date().toISOString(),
+    ctl: r.ctl,
+    topology: r.topology,
+  };
   writeFileSync(DEMO_STATE_FILE, `${JSON.stringify(state, null, 2)}\n`);
   cluster.detach();
 }
@@ -321,6 +383,8 @@ function down(): number {
   const r = cleanupStale(s.prefix, { force: true, runDirBase: dirname(s.runDir) });
   rmSync(DEMO_STATE_FILE, { force: true });
   const left = listNetns().filter((n) => n.startsWith(`${s.prefix}-`));
-  process.stdout.write(`removed demo cluster ${s.prefix}: ${r.netns.length} namespaces, ${r.killed} processes${left.length > 0 ? `; STILL PRESENT: ${left.join(', ')}` : ''}\n`);
+  process.stdout.write(
+    `removed demo cluster ${s.prefix}: ${r.netns.length} namespaces, ${r.killed} processes${left.length > 0 ? `; STILL PRESENT: ${left.join(', ')}` : ''}\n`,
+  );
   return left.length > 0 ? 1 : 0;
 }

@@ -21,7 +21,11 @@ export type FixtureName = keyof typeof FIXTURE_SEEDS;
 export const FIXTURE_NAMES = Object.keys(FIXTURE_SEEDS) as FixtureName[];
 
 /** Annotations an agent of the given key and endpoint would have published (literal, not via encodeNode). */
-export function sealnetAnnotations(key: string, endpoint: string, extra: Record<string, string> = {}): Record<string, string> {
+export function sealnetAnnotations(
+  key: string,
+  endpoint: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
   return {
     [ANNOTATIONS.version]: '1',
     [ANNOTATIONS.mode]: 'wireguard',
@@ -48,18 +52,44 @@ export interface FixtureCluster {
  * node-e: dual-stack pods, IPv6 CIDR listed first and spelled non-canonically in spec.podCIDRs.
  */
 export function fixtureCluster(): FixtureCluster {
-  const keys = Object.fromEntries(FIXTURE_NAMES.map((n) => [n, fixtureKey(FIXTURE_SEEDS[n])])) as Record<FixtureName, PublicKey>;
+  const keys = Object.fromEntries(FIXTURE_NAMES.map((n) => [n, fixtureKey(FIXTURE_SEEDS[n])])) as Record<
+    FixtureName,
+    PublicKey
+  >;
   const nodes: RawNode[] = [
-    { name: 'node-a', annotations: sealnetAnnotations(keys['node-a'], '198.18.0.1:51880'), podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] },
-    { name: 'node-b', annotations: sealnetAnnotations(keys['node-b'], '198.18.0.2:51880'), podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
-    { name: 'node-c', annotations: sealnetAnnotations(keys['node-c'], '198.18.0.3:51999'), podCIDRs: ['100.64.3.0/24'], internalIPs: ['198.18.0.3', 'fd00:198:18::3'] },
+    {
+      name: 'node-a',
+      annotations: sealnetAnnotations(keys['node-a'], '198.18.0.1:51880'),
+      podCIDRs: ['100.64.1.0/24'],
+      internalIPs: ['198.18.0.1'],
+    },
+    {
+      name: 'node-b',
+      annotations: sealnetAnnotations(keys['node-b'], '198.18.0.2:51880'),
+      podCIDRs: ['100.64.2.0/24'],
+      internalIPs: ['198.18.0.2'],
+    },
+    {
+      name: 'node-c',
+      annotations: sealnetAnnotations(keys['node-c'], '198.18.0.3:51999'),
+      podCIDRs: ['100.64.3.0/24'],
+      internalIPs: ['198.18.0.3', 'fd00:198:18::3'],
+    },
     {
       name: 'node-d',
-      annotations: { ...sealnetAnnotations(keys['node-d'], '198.18.0.4:51880', { [ANNOTATIONS.keyEpoch]: '3' }), 'node.alpha.kubernetes.io/ttl': '0' },
+      annotations: {
+        ...sealnetAnnotations(keys['node-d'], '198.18.0.4:51880', { [ANNOTATIONS.keyEpoch]: '3' }),
+        'node.alpha.kubernetes.io/ttl': '0',
+      },
       podCIDRs: ['100.64.4.0/24'],
       internalIPs: ['198.18.0.4'],
     },
-    { name: 'node-e', annotations: sealnetAnnotations(keys['node-e'], '198.18.0.5:51880'), podCIDRs: ['fd00:64:5:0::/64', '100.64.5.0/24'], internalIPs: ['198.18.0.5'] },
+    {
+      name: 'node-e',
+      annotations: sealnetAnnotations(keys['node-e'], '198.18.0.5:51880'),
+      podCIDRs: ['fd00:64:5:0::/64', '100.64.5.0/24'],
+      internalIPs: ['198.18.0.5'],
+    },
   ];
   const localAddresses: Record<FixtureName, string[]> = {
     'node-a': ['127.0.0.1', '198.18.0.1', '100.64.1.1'],

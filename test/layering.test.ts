@@ -174,13 +174,17 @@ describe('the layering check itself', () => {
   });
 
   it('refuses the core importing a driver except from the composition roots', () => {
-    expect(checkImport('tunnels/status/report.ts', 'ipsec/evidence.ts')).toMatch(/rule: tunnels\/status may import only/);
+    expect(checkImport('tunnels/status/report.ts', 'ipsec/evidence.ts')).toMatch(
+      /rule: tunnels\/status may import only/,
+    );
     expect(checkImport('tunnels/agent/main.ts', 'wireguard/driver.ts')).toBeUndefined();
     expect(checkImport('common/ip.ts', 'keymgr/keys.ts')).toMatch(/rule: common may import only \[\]/);
   });
 
   it('keeps fakes out of production code', () => {
-    expect(checkImport('tunnels/reconcile/reconciler.ts', 'tunnels/ports/kernel.fake.ts')).toMatch(/fakes serve tests only/);
+    expect(checkImport('tunnels/reconcile/reconciler.ts', 'tunnels/ports/kernel.fake.ts')).toMatch(
+      /fakes serve tests only/,
+    );
     expect(checkImport('tunnels/reconcile/reconciler.test.ts', 'tunnels/ports/kernel.fake.ts')).toBeUndefined();
   });
 

@@ -21,14 +21,20 @@ export class RpcChild {
     this.#child = spawn(cmd, args, { env: { ...process.env, LC_ALL: 'C' }, stdio: 'pipe' });
     this.#child.stderr.on('data', (d: Buffer) => (this.#stderr += d.toString()));
     createInterface({ input: this.#child.stdout }).on('line', (line) => {
-      const reply = JSON.parse(line) as { id: number; ok: boolean; value?: unknown; error?: { name: string; code: string; errno?: string; message: string } };
+      const reply = JSON.parse(line) as {
+        id: number;
+        ok: boolean;
+        value?: unknown;
+        error?: { name: string; code: string; errno?: string; message: string };
+      };
       const waiter = this.#pending.get(reply.id);
       this.#pending.delete(reply.id);
       if (reply.ok) waiter?.resolve(reply.value);
       else waiter?.reject(Object.assign(new Error(reply.error?.message), reply.error));
     });
     this.#child.on('exit', (code, signal) => {
-      for (const w of this.#pending.values()) w.reject(new Error(`rpc child exited (${code ?? signal}): ${this.#stderr}`));
+      for (const w of this.#pending.values())
+        w.reject(new Error(`rpc child exited (${code ?? signal}): ${this.#stderr}`));
       this.#pending.clear();
     });
   }

@@ -25,7 +25,12 @@ export function statusFp(name: string): string {
 }
 
 /** A healthy report of `self` about `names` (all encrypted, 20 s old, key one day old). */
-export function statusReport(self: string, names: readonly string[], over: Partial<NodeStatusReport> = {}, peerOver: Record<string, Partial<PeerStatus>> = {}): NodeStatusReport {
+export function statusReport(
+  self: string,
+  names: readonly string[],
+  over: Partial<NodeStatusReport> = {},
+  peerOver: Record<string, Partial<PeerStatus>> = {},
+): NodeStatusReport {
   return {
     v: 1,
     node: self,
@@ -41,19 +46,41 @@ export function statusReport(self: string, names: readonly string[], over: Parti
     drops: {},
     failOpenPackets: 0,
     detail: 'full',
-    peers: names.filter((n) => n !== self).map((n) => ({ node: n, state: 'encrypted' as const, key: statusFp(n), handshake: NOW_S - 30, rx: 100, tx: 200, ...peerOver[n] })),
+    peers: names
+      .filter((n) => n !== self)
+      .map((n) => ({
+        node: n,
+        state: 'encrypted' as const,
+        key: statusFp(n),
+        handshake: NOW_S - 30,
+        rx: 100,
+        tx: 200,
+        ...peerOver[n],
+      })),
     omitted: 0,
     ...over,
   };
 }
 
 /** Node `name` as the store lists it, carrying `status` (a report, raw text, or none). */
-export function statusNode(name: string, status: NodeStatusReport | string | undefined, ann: Record<string, string> = {}): RawNode {
+export function statusNode(
+  name: string,
+  status: NodeStatusReport | string | undefined,
+  ann: Record<string, string> = {},
+): RawNode {
   const i = Number(name.slice(1));
-  const base = sealnetAnnotations(statusKey(name), `198.18.0.${i}:51880`, { [ANNOTATIONS.keyCreated]: '2025-05-31T12:00:00.000Z' });
+  const base = sealnetAnnotations(statusKey(name), `198.18.0.${i}:51880`, {
+    [ANNOTATIONS.keyCreated]: '2025-05-31T12:00:00.000Z',
+  });
   return {
     name,
-    annotations: { ...base, ...(status === undefined ? {} : { [ANNOTATIONS.status]: typeof status === 'string' ? status : JSON.stringify(status) }), ...ann },
+    annotations: {
+      ...base,
+      ...(status === undefined
+        ? {}
+        : { [ANNOTATIONS.status]: typeof status === 'string' ? status : JSON.stringify(status) }),
+      ...ann,
+    },
     podCIDRs: [`100.64.${i}.0/24`],
     internalIPs: [`198.18.0.${i}`],
   };
@@ -74,7 +101,12 @@ export function reportsOf(nodes: readonly RawNode[]): Map<string, FetchedReport>
   return new Map(
     nodes.map((n): [string, FetchedReport] => {
       const text = n.annotations[ANNOTATIONS.status];
-      return [n.name, text === undefined ? { ok: false, reason: 'connect ECONNREFUSED (fixture: the agent is not running)', noAgent: true } : { ok: true, text }];
+      return [
+        n.name,
+        text === undefined
+          ? { ok: false, reason: 'connect ECONNREFUSED (fixture: the agent is not running)', noAgent: true }
+          : { ok: true, text },
+      ];
     }),
   );
 }

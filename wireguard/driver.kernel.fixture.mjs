@@ -35,7 +35,15 @@ rl.on('line', async (line) => {
     if (!fn) throw new Error(`unknown method ${method}`);
     send({ id, ok: true, result: (await fn(...(args ?? []))) ?? null });
   } catch (err) {
-    send({ id, ok: false, error: err instanceof Error ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ''}` : String(err), code: err?.code });
+    send({
+      id,
+      ok: false,
+      error:
+        err instanceof Error
+          ? `${err.message}${err.cause instanceof Error ? `: ${err.cause.message}` : ''}`
+          : String(err),
+      code: err?.code,
+    });
   }
 });
 rl.on('close', () => process.exit(0));

@@ -55,14 +55,27 @@ class Node {
       // Own process group, so the test can kill the whole "agent" at once.
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '', LC_ALL: 'C', SEALNET_DIST: DIST, SEALNET_WIREGUARD_GO: WIREGUARD_GO, ...env },
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        LC_ALL: 'C',
+        SEALNET_DIST: DIST,
+        SEALNET_WIREGUARD_GO: WIREGUARD_GO,
+        ...env,
+      },
     });
     const node = new Node(child);
     child.stderr?.on('data', (b: Buffer) => (node.stderr += b.toString()));
     const ready = new Promise<void>((res, rej) => {
       child.once('exit', (code) => rej(new Error(`fixture exited (${code}): ${node.stderr}`)));
       createInterface({ input: child.stdout! }).on('line', (line) => {
-        const msg = JSON.parse(line) as { id?: number; ok?: boolean; result?: unknown; error?: string; ready?: boolean; log?: string };
+        const msg = JSON.parse(line) as {
+          id?: number;
+          ok?: boolean;
+          result?: unknown;
+          error?: string;
+          ready?: boolean;
+          log?: string;
+        };
         if (msg.ready === true) res();
         else if (msg.log !== undefined) node.logs.push(msg.log);
         else if (msg.id !== undefined) {
@@ -102,14 +115,29 @@ class Node {
 /** Starts a fixture in `ns` with a fresh private tmpfs on /var/run/wireguard. */
 function startInFreshMountNs(ns: string, env: Record<string, string> = {}): Promise<Node> {
   return Node.start(
-    ['ip', 'netns', 'exec', ns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs none /var/run/wireguard && exec "${process.execPath}" "${FIXTURE}"`],
+    [
+      'ip',
+      'netns',
+      'exec',
+      ns,
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      `mount -t tmpfs none /var/run/wireguard && exec "${process.execPath}" "${FIXTURE}"`,
+    ],
     env,
   );
 }
 
 /** Starts a fixture in `ns` joining the mount namespace of process `pid` (a restarted agent). */
 function startInMountNsOf(ns: string, pid: number, env: Record<string, string> = {}): Promise<Node> {
-  return Node.start(['nsenter', `--net=/var/run/netns/${ns}`, `--mount=/proc/${pid}/ns/mnt`, process.execPath, FIXTURE], env);
+  return Node.start(
+    ['nsenter', `--net=/var/run/netns/${ns}`, `--mount=/proc/${pid}/ns/mnt`, process.execPath, FIXTURE],
+    env,
+  );
 }
 
 function wgKeypair(): { priv: string; pub: string } {
@@ -120,7 +148,9 @@ function wgKeypair(): { priv: string; pub: string } {
 
 async function ping(ns: string, dst: string, waitSeconds: number): Promise<boolean> {
   try {
-    await run('ip', ['netns', 'exec', ns, 'ping', '-n', '-q', '-c', '1', '-w', String(waitSeconds), dst], { timeoutMs: (waitSeconds + 5) * 1000 });
+    await run('ip', ['netns', 'exec', ns, 'ping', '-n', '-q', '-c', '1', '-w', String(waitSeconds), dst], {
+      timeoutMs: (waitSeconds + 5) * 1000,
+    });
     return true;
   } catch {
     return false;
@@ -187,7 +217,10 @@ suite('WireGuardDriver in network namespaces (root)', () => {
     for (const n of nodes) await n.killHard().catch(() => undefined);
     // Every process left in our namespaces (wireguard-go daemons) is ours: kill by pid.
     for (const ns of [NS_A, NS_B]) {
-      const pids = await run('ip', ['netns', 'pids', ns]).then((r) => r.stdout.split(/\s+/).filter(Boolean).map(Number), () => []);
+      const pids = await run('ip', ['netns', 'pids', ns]).then(
+        (r) => r.stdout.split(/\s+/).filter(Boolean).map(Number),
+        () => [],
+      );
       for (const pid of pids) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -198,7 +231,10 @@ suite('WireGuardDriver in network namespaces (root)', () => {
       await run('ip', ['netns', 'del', ns]).catch(() => undefined);
     }
     if (keyDir !== '') await rm(keyDir, { recursive: true, force: true });
-    const left = await run('ip', ['netns', 'list']).then((r) => r.stdout, () => '');
+    const left = await run('ip', ['netns', 'list']).then(
+      (r) => r.stdout,
+      () => '',
+    );
     expect(left).not.toContain(PREFIX);
   });
 
@@ -215,7 +251,9 @@ suite('WireGuardDriver in network namespaces (root)', () => {
     const da = await a.call<Dump>('show', IF);
     expect(da.iface).toEqual({ publicKey: keyA.pub, listenPort: PORT, fwmark: FWMARK });
     expect(da.peers).toEqual([]);
-    const link = JSON.parse((await run('ip', ['-n', NS_A, '-j', 'link', 'show', 'dev', IF])).stdout) as { flags: string[] }[];
+    const link = JSON.parse((await run('ip', ['-n', NS_A, '-j', 'link', 'show', 'dev', IF])).stdout) as {
+      flags: string[];
+    }[];
     expect(link[0]?.flags).toContain('UP');
 
     wgPidB = (await b.call<number[]>('tunOwners', IF))[0] ?? 0;
@@ -228,8 +266,20 @@ suite('WireGuardDriver in network namespaces (root)', () => {
   });
 
   it('adds peers; a handshake happens and ping crosses the tunnel', async () => {
-    const toB: PeerChange = { op: 'set', publicKey: keyB.pub as never, endpoint: `198.18.0.2:${PORT}`, allowedIPs: ['100.64.0.2/32'], persistentKeepalive: 0 };
-    const toA: PeerChange = { op: 'set', publicKey: keyA.pub as never, endpoint: `198.18.0.1:${PORT}`, allowedIPs: ['100.64.0.1/32', '100.64.9.0/24'], persistentKeepalive: 25 };
+    const toB: PeerChange = {
+      op: 'set',
+      publicKey: keyB.pub as never,
+      endpoint: `198.18.0.2:${PORT}`,
+      allowedIPs: ['100.64.0.2/32'],
+      persistentKeepalive: 0,
+    };
+    const toA: PeerChange = {
+      op: 'set',
+      publicKey: keyA.pub as never,
+      endpoint: `198.18.0.1:${PORT}`,
+      allowedIPs: ['100.64.0.1/32', '100.64.9.0/24'],
+      persistentKeepalive: 25,
+    };
     await a.call('applyPeers', IF, [toB]);
     await b.call('applyPeers', IF, [toA]);
     await run('ip', ['-n', NS_A, 'addr', 'add', '100.64.0.1/24', 'dev', IF]);
@@ -239,8 +289,18 @@ suite('WireGuardDriver in network namespaces (root)', () => {
     const da = await a.call<Dump>('show', IF);
     const db = await b.call<Dump>('show', IF);
     expect(da.peers).toHaveLength(1);
-    expect(da.peers[0]).toMatchObject({ publicKey: keyB.pub, endpoint: `198.18.0.2:${PORT}`, allowedIPs: ['100.64.0.2/32'], persistentKeepalive: 0 });
-    expect(db.peers[0]).toMatchObject({ publicKey: keyA.pub, endpoint: `198.18.0.1:${PORT}`, allowedIPs: ['100.64.0.1/32', '100.64.9.0/24'], persistentKeepalive: 25 });
+    expect(da.peers[0]).toMatchObject({
+      publicKey: keyB.pub,
+      endpoint: `198.18.0.2:${PORT}`,
+      allowedIPs: ['100.64.0.2/32'],
+      persistentKeepalive: 0,
+    });
+    expect(db.peers[0]).toMatchObject({
+      publicKey: keyA.pub,
+      endpoint: `198.18.0.1:${PORT}`,
+      allowedIPs: ['100.64.0.1/32', '100.64.9.0/24'],
+      persistentKeepalive: 25,
+    });
     handshakeA = da.peers[0]?.latestHandshake ?? 0;
     handshakeB = db.peers[0]?.latestHandshake ?? 0;
     expect(handshakeA).toBeGreaterThan(0);
@@ -294,7 +354,9 @@ suite('WireGuardDriver in network namespaces (root)', () => {
   });
 
   it('empties allowed IPs with allowed-ips "" and removes a peer', async () => {
-    await b.call('applyPeers', IF, [{ op: 'set', publicKey: keyA.pub, endpoint: `198.18.0.1:${PORT}`, allowedIPs: [], persistentKeepalive: 0 }]);
+    await b.call('applyPeers', IF, [
+      { op: 'set', publicKey: keyA.pub, endpoint: `198.18.0.1:${PORT}`, allowedIPs: [], persistentKeepalive: 0 },
+    ]);
     expect((await b.call<Dump>('show', IF)).peers[0]).toMatchObject({ allowedIPs: [], persistentKeepalive: 0 });
     // B no longer accepts 100.64.0.1 from A: the reply path is gone.
     expect(await ping(NS_A, '100.64.0.2', 2)).toBe(false);

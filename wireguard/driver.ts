@@ -10,7 +10,13 @@
 import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { SealnetError } from '../common/errors.js';
-import type { ObservedInterface, ObservedPeer, PeerChange, WireGuardImpl, WireGuardPort } from '../tunnels/ports/index.js';
+import type {
+  ObservedInterface,
+  ObservedPeer,
+  PeerChange,
+  WireGuardImpl,
+  WireGuardPort,
+} from '../tunnels/ports/index.js';
 import type { PublicKey } from '../keymgr/keys.js';
 import { run, SpawnError } from '../common/spawn.js';
 import { parseDump } from './dump.js';
@@ -59,7 +65,10 @@ const LINK_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 function checkName(name: string): void {
   if (!LINK_NAME.test(name)) {
-    throw new SealnetError('CONFIG_INVALID', `WireGuard interface name ${JSON.stringify(name)} is not 1-15 of [A-Za-z0-9_.-]`);
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      `WireGuard interface name ${JSON.stringify(name)} is not 1-15 of [A-Za-z0-9_.-]`,
+    );
   }
 }
 
@@ -104,7 +113,11 @@ export class WireGuardDriver implements WireGuardPort {
         );
       }
       if (this.impl !== 'auto' && impl !== this.impl) {
-        this.log('adopting existing WireGuard link of the other implementation', { name, found: impl, configured: this.impl });
+        this.log('adopting existing WireGuard link of the other implementation', {
+          name,
+          found: impl,
+          configured: this.impl,
+        });
       }
     } else {
       impl = await this.createLink(name);
@@ -163,7 +176,11 @@ export class WireGuardDriver implements WireGuardPort {
       try {
         await runWg(this.wg, batch.args);
       } catch (err) {
-        throw new SealnetError('WG_FAILED', `wg set ${name}: applied ${applied} of ${changes.length} peer changes, then failed`, { cause: err });
+        throw new SealnetError(
+          'WG_FAILED',
+          `wg set ${name}: applied ${applied} of ${changes.length} peer changes, then failed`,
+          { cause: err },
+        );
       }
       applied += batch.count;
     }
@@ -203,10 +220,13 @@ export class WireGuardDriver implements WireGuardPort {
         this.log('created WireGuard link', { name, impl: 'kernel' });
         return 'kernel';
       } catch (err) {
-        const missing = err instanceof SpawnError && /Unknown device type|Operation not supported|not supported/i.test(err.stderr);
+        const missing =
+          err instanceof SpawnError && /Unknown device type|Operation not supported|not supported/i.test(err.stderr);
         if (!missing) throw new SealnetError('NETLINK_FAILED', `cannot create WireGuard link ${name}`, { cause: err });
         if (this.impl === 'kernel') {
-          throw new SealnetError('KERNEL_FEATURE_MISSING', `the kernel has no WireGuard support (creating ${name})`, { cause: err });
+          throw new SealnetError('KERNEL_FEATURE_MISSING', `the kernel has no WireGuard support (creating ${name})`, {
+            cause: err,
+          });
         }
         this.log('kernel has no WireGuard; starting wireguard-go', { name, binary: this.wireguardGo });
       }
@@ -266,7 +286,8 @@ export function parseLinkJson(name: string, stdout: string): LinkInfo {
     throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: output is not JSON`, { cause: err });
   }
   const first: unknown = Array.isArray(parsed) ? parsed[0] : undefined;
-  if (typeof first !== 'object' || first === null) throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: no link in output`);
+  if (typeof first !== 'object' || first === null)
+    throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: no link in output`);
   const o = first as { ifindex?: unknown; flags?: unknown; linkinfo?: { info_kind?: unknown } };
   if (typeof o.ifindex !== 'number') throw new SealnetError('NETLINK_FAILED', `ip -j link show ${name}: no ifindex`);
   const kind = typeof o.linkinfo?.info_kind === 'string' ? o.linkinfo.info_kind : undefined;
@@ -277,7 +298,10 @@ export function parseLinkJson(name: string, stdout: string): LinkInfo {
 function implOf(name: string, link: LinkInfo): WireGuardImpl {
   if (link.kind === 'wireguard') return 'kernel';
   if (link.kind === 'tun') return 'userspace';
-  throw new SealnetError('WG_FAILED', `${name} exists but is a ${link.kind ?? 'kindless'} device, not WireGuard: refusing to adopt it`);
+  throw new SealnetError(
+    'WG_FAILED',
+    `${name} exists but is a ${link.kind ?? 'kindless'} device, not WireGuard: refusing to adopt it`,
+  );
 }
 
 /**

@@ -64,7 +64,15 @@ describe('parseDump', () => {
         txBytes: 0,
         persistentKeepalive: 0,
       },
-      { publicKey: peerC.pub, endpoint: undefined, allowedIPs: [], latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 },
+      {
+        publicKey: peerC.pub,
+        endpoint: undefined,
+        allowedIPs: [],
+        latestHandshake: 0,
+        rxBytes: 0,
+        txBytes: 0,
+        persistentKeepalive: 0,
+      },
     ]);
   });
 
@@ -84,17 +92,32 @@ describe('parseDump', () => {
   });
 
   it('keeps an IPv6 scope id and canonicalises the address of endpoints', () => {
-    const r = parseDump(dump([line(self.priv, self.pub, 1, 'off'), line(peerA.pub, '(none)', '[FE80::0001%eth0]:7', '(none)', 0, 0, 0, 'off')]));
+    const r = parseDump(
+      dump([
+        line(self.priv, self.pub, 1, 'off'),
+        line(peerA.pub, '(none)', '[FE80::0001%eth0]:7', '(none)', 0, 0, 0, 'off'),
+      ]),
+    );
     expect(r.peers[0]?.endpoint).toBe('[fe80::1%eth0]:7');
   });
 
   it('clears host bits and drops duplicates in allowed IPs', () => {
-    const r = parseDump(dump([line(self.priv, self.pub, 1, 'off'), line(peerA.pub, '(none)', '(none)', '10.1.2.3/8,10.0.0.0/8', 0, 0, 0, 'off')]));
+    const r = parseDump(
+      dump([
+        line(self.priv, self.pub, 1, 'off'),
+        line(peerA.pub, '(none)', '(none)', '10.1.2.3/8,10.0.0.0/8', 0, 0, 0, 'off'),
+      ]),
+    );
     expect(r.peers[0]?.allowedIPs).toEqual(['10.0.0.0/8']);
   });
 
   it('rounds u64 counters beyond 2^53 instead of failing', () => {
-    const r = parseDump(dump([line(self.priv, self.pub, 1, 'off'), line(peerA.pub, '(none)', '(none)', '(none)', 0, '18446744073709551615', 0, 'off')]));
+    const r = parseDump(
+      dump([
+        line(self.priv, self.pub, 1, 'off'),
+        line(peerA.pub, '(none)', '(none)', '(none)', 0, '18446744073709551615', 0, 'off'),
+      ]),
+    );
     expect(r.peers[0]?.rxBytes).toBe(2 ** 64);
   });
 
@@ -107,11 +130,31 @@ describe('parseDump', () => {
 
   it.each([
     ['empty text', '', /line 1, field interface: empty dump/],
-    ['too few interface fields', line(self.priv, self.pub, 1), /line 1, field interface: want 4 tab-separated fields, got 3/],
-    ['too many interface fields (wg show all dump)', line('sealwg0', self.priv, self.pub, 1, 'off'), /line 1, field interface: want 4.*got 5/],
-    ['malformed private key', line(`${self.priv.slice(0, 20)}`, self.pub, 1, 'off'), /line 1, field private-key: .*value withheld/],
-    ['bad interface public key', line(self.priv, 'AAAA', 1, 'off'), /line 1, field public-key: public key is 4 characters/],
-    ['low-order interface public key', line(self.priv, Buffer.alloc(32).toString('base64'), 1, 'off'), /line 1, field public-key: .*low-order/],
+    [
+      'too few interface fields',
+      line(self.priv, self.pub, 1),
+      /line 1, field interface: want 4 tab-separated fields, got 3/,
+    ],
+    [
+      'too many interface fields (wg show all dump)',
+      line('sealwg0', self.priv, self.pub, 1, 'off'),
+      /line 1, field interface: want 4.*got 5/,
+    ],
+    [
+      'malformed private key',
+      line(`${self.priv.slice(0, 20)}`, self.pub, 1, 'off'),
+      /line 1, field private-key: .*value withheld/,
+    ],
+    [
+      'bad interface public key',
+      line(self.priv, 'AAAA', 1, 'off'),
+      /line 1, field public-key: public key is 4 characters/,
+    ],
+    [
+      'low-order interface public key',
+      line(self.priv, Buffer.alloc(32).toString('base64'), 1, 'off'),
+      /line 1, field public-key: .*low-order/,
+    ],
     ['port out of range', line(self.priv, self.pub, 65536, 'off'), /line 1, field listen-port/],
     ['port with sign', line(self.priv, self.pub, '+1', 'off'), /line 1, field listen-port/],
     ['decimal fwmark', line(self.priv, self.pub, 1, '20872'), /line 1, field fwmark/],
@@ -125,7 +168,11 @@ describe('parseDump', () => {
   });
 
   it.each([
-    ['too few fields', peer({}).split('\t').slice(0, 7).join('\t'), /line 2, field peer: want 8 tab-separated fields, got 7/],
+    [
+      'too few fields',
+      peer({}).split('\t').slice(0, 7).join('\t'),
+      /line 2, field peer: want 8 tab-separated fields, got 7/,
+    ],
     ['bad public key', peer({ 0: 'x' }), /line 2, field public-key/],
     ['malformed preshared key', peer({ 1: `${PSK.slice(0, 30)}` }), /line 2, field preshared-key: .*value withheld/],
     ['endpoint without port', peer({ 2: '198.18.0.2' }), /line 2, field endpoint/],

@@ -112,7 +112,8 @@ function parseKey(text: string, line: number, field: string) {
 
 /** Checks that a secret field is "(none)" or key-shaped, without ever quoting it. */
 function checkSecretField(text: string, line: number, field: string): void {
-  if (text !== NONE && !KEY_SHAPE.test(text)) fail(line, field, 'not "(none)" and not a base64 32-byte key (value withheld)');
+  if (text !== NONE && !KEY_SHAPE.test(text))
+    fail(line, field, 'not "(none)" and not a base64 32-byte key (value withheld)');
 }
 
 /** `a.b.c.d:port` or `[v6]:port` / `[v6%scope]:port`, with the address in canonical form. */
@@ -161,7 +162,11 @@ export function parseDump(text: string): ParsedDump {
   // Line 1: the private key is split off and discarded before anything else happens.
   const head = (lines[0] ?? '').split('\t');
   if (head.length !== INTERFACE_FIELDS.length) {
-    fail(1, 'interface', `want ${INTERFACE_FIELDS.length} tab-separated fields, got ${head.length} (line withheld: it holds the private key)`);
+    fail(
+      1,
+      'interface',
+      `want ${INTERFACE_FIELDS.length} tab-separated fields, got ${head.length} (line withheld: it holds the private key)`,
+    );
   }
   checkSecretField(head[0] ?? '', 1, 'private-key');
   head[0] = '';
@@ -178,7 +183,11 @@ export function parseDump(text: string): ParsedDump {
     const n = i + 1;
     const f = (lines[i] ?? '').split('\t');
     if (f.length !== PEER_FIELDS.length) {
-      fail(n, 'peer', `want ${PEER_FIELDS.length} tab-separated fields, got ${f.length} (line withheld: it may hold a preshared key)`);
+      fail(
+        n,
+        'peer',
+        `want ${PEER_FIELDS.length} tab-separated fields, got ${f.length} (line withheld: it may hold a preshared key)`,
+      );
     }
     checkSecretField(f[1] ?? '', n, 'preshared-key');
     f[1] = '';

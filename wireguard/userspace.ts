@@ -75,7 +75,10 @@ export async function startWireGuardGo(
       } catch {
         // already gone
       }
-      throw new SealnetError('WG_FAILED', `${binary} ${name}: did not finish starting within ${opts.timeoutMs} ms (it must daemonize: is WG_PROCESS_FOREGROUND set?)`);
+      throw new SealnetError(
+        'WG_FAILED',
+        `${binary} ${name}: did not finish starting within ${opts.timeoutMs} ms (it must daemonize: is WG_PROCESS_FOREGROUND set?)`,
+      );
     }
     throw new SealnetError('WG_FAILED', `${binary} ${name}: could not start: ${exit.message}`, { cause: exit });
   }
@@ -86,7 +89,10 @@ export async function startWireGuardGo(
   }
   while (!(await uapiSocketExists(name))) {
     if (Date.now() >= deadline) {
-      throw new SealnetError('WG_FAILED', `${binary} ${name}: started, but ${uapiSocketPath(name)} did not appear within ${opts.timeoutMs} ms`);
+      throw new SealnetError(
+        'WG_FAILED',
+        `${binary} ${name}: started, but ${uapiSocketPath(name)} did not appear within ${opts.timeoutMs} ms`,
+      );
     }
     await sleep(20);
   }
@@ -176,7 +182,8 @@ export async function stopProcesses(pids: readonly number[], graceMs: number): P
   if (stubborn.length === 0) return;
   signalAll(stubborn, 'SIGKILL');
   const left = await waitGone(graceMs);
-  if (left.length > 0) throw new SealnetError('WG_FAILED', `wireguard-go pid ${left.join(',')} still running after SIGKILL`);
+  if (left.length > 0)
+    throw new SealnetError('WG_FAILED', `wireguard-go pid ${left.join(',')} still running after SIGKILL`);
 }
 
 /** Removes a UAPI socket left behind by a killed wireguard-go; missing is fine. */

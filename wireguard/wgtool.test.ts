@@ -15,26 +15,53 @@ const K2 = pub();
 
 describe('peerClause', () => {
   it('builds set and remove clauses, keepalive last, "off" for 0', () => {
-    expect(peerClause({ op: 'set', publicKey: K1, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.1.0/24', 'fd00::/64'], persistentKeepalive: 25 })).toEqual([
-      'peer', K1, 'endpoint', '198.18.0.2:51880', 'allowed-ips', '100.64.1.0/24,fd00::/64', 'persistent-keepalive', '25',
+    expect(
+      peerClause({
+        op: 'set',
+        publicKey: K1,
+        endpoint: '198.18.0.2:51880',
+        allowedIPs: ['100.64.1.0/24', 'fd00::/64'],
+        persistentKeepalive: 25,
+      }),
+    ).toEqual([
+      'peer',
+      K1,
+      'endpoint',
+      '198.18.0.2:51880',
+      'allowed-ips',
+      '100.64.1.0/24,fd00::/64',
+      'persistent-keepalive',
+      '25',
     ]);
-    expect(peerClause({ op: 'set', publicKey: K1, endpoint: '[fd00::1]:1', allowedIPs: [], persistentKeepalive: 0 })).toEqual([
-      'peer', K1, 'endpoint', '[fd00::1]:1', 'allowed-ips', '', 'persistent-keepalive', 'off',
-    ]);
+    expect(
+      peerClause({ op: 'set', publicKey: K1, endpoint: '[fd00::1]:1', allowedIPs: [], persistentKeepalive: 0 }),
+    ).toEqual(['peer', K1, 'endpoint', '[fd00::1]:1', 'allowed-ips', '', 'persistent-keepalive', 'off']);
     expect(peerClause({ op: 'remove', publicKey: K2 })).toEqual(['peer', K2, 'remove']);
   });
 
   it('omits an empty endpoint', () => {
-    expect(peerClause({ op: 'set', publicKey: K1, endpoint: '', allowedIPs: ['10.0.0.0/8'], persistentKeepalive: 0 })).toEqual([
-      'peer', K1, 'allowed-ips', '10.0.0.0/8', 'persistent-keepalive', 'off',
-    ]);
+    expect(
+      peerClause({ op: 'set', publicKey: K1, endpoint: '', allowedIPs: ['10.0.0.0/8'], persistentKeepalive: 0 }),
+    ).toEqual(['peer', K1, 'allowed-ips', '10.0.0.0/8', 'persistent-keepalive', 'off']);
   });
 
   it.each<[string, PeerChange]>([
-    ['a comma smuggled into one allowed IP', { op: 'set', publicKey: K1, endpoint: '', allowedIPs: ['10.0.0.0/8,0.0.0.0/0'], persistentKeepalive: 0 }],
-    ['an allowed IP without prefix length', { op: 'set', publicKey: K1, endpoint: '', allowedIPs: ['10.0.0.1'], persistentKeepalive: 0 }],
-    ['an endpoint with spaces', { op: 'set', publicKey: K1, endpoint: '1.2.3.4:5 remove', allowedIPs: [], persistentKeepalive: 0 }],
-    ['an endpoint without port', { op: 'set', publicKey: K1, endpoint: '1.2.3.4', allowedIPs: [], persistentKeepalive: 0 }],
+    [
+      'a comma smuggled into one allowed IP',
+      { op: 'set', publicKey: K1, endpoint: '', allowedIPs: ['10.0.0.0/8,0.0.0.0/0'], persistentKeepalive: 0 },
+    ],
+    [
+      'an allowed IP without prefix length',
+      { op: 'set', publicKey: K1, endpoint: '', allowedIPs: ['10.0.0.1'], persistentKeepalive: 0 },
+    ],
+    [
+      'an endpoint with spaces',
+      { op: 'set', publicKey: K1, endpoint: '1.2.3.4:5 remove', allowedIPs: [], persistentKeepalive: 0 },
+    ],
+    [
+      'an endpoint without port',
+      { op: 'set', publicKey: K1, endpoint: '1.2.3.4', allowedIPs: [], persistentKeepalive: 0 },
+    ],
     ['a fractional keepalive', { op: 'set', publicKey: K1, endpoint: '', allowedIPs: [], persistentKeepalive: 2.5 }],
     ['a malformed key', { op: 'remove', publicKey: 'remove' as PublicKey }],
   ])('rejects %s', (_name, change) => {
@@ -46,7 +73,13 @@ describe('peerSetBatches', () => {
   const changes: PeerChange[] = Array.from({ length: 50 }, (_, i) =>
     i % 5 === 4
       ? { op: 'remove', publicKey: pub() }
-      : { op: 'set', publicKey: pub(), endpoint: `198.18.0.${i}:51880`, allowedIPs: [`100.64.${i}.0/24`], persistentKeepalive: 25 },
+      : {
+          op: 'set',
+          publicKey: pub(),
+          endpoint: `198.18.0.${i}:51880`,
+          allowedIPs: [`100.64.${i}.0/24`],
+          persistentKeepalive: 25,
+        },
   );
 
   it('puts everything into one call when it fits', () => {
@@ -70,8 +103,16 @@ describe('peerSetBatches', () => {
   });
 
   it('gives an oversized clause a call of its own, never an empty call', () => {
-    const big: PeerChange = { op: 'set', publicKey: K1, endpoint: '', allowedIPs: Array.from({ length: 100 }, (_, i) => `10.${i}.0.0/16`), persistentKeepalive: 0 };
-    const b = peerSetBatches('wg', [{ op: 'remove', publicKey: K2 }, big, { op: 'remove', publicKey: K2 }], { maxBytes: 200 });
+    const big: PeerChange = {
+      op: 'set',
+      publicKey: K1,
+      endpoint: '',
+      allowedIPs: Array.from({ length: 100 }, (_, i) => `10.${i}.0.0/16`),
+      persistentKeepalive: 0,
+    };
+    const b = peerSetBatches('wg', [{ op: 'remove', publicKey: K2 }, big, { op: 'remove', publicKey: K2 }], {
+      maxBytes: 200,
+    });
     expect(b.map((x) => x.count)).toEqual([1, 1, 1]);
   });
 
@@ -85,9 +126,9 @@ describe('interfaceSetArgs', () => {
   it('sets only what is given, fwmark in hex or off', () => {
     expect(interfaceSetArgs('sealwg0', {})).toBeUndefined();
     expect(interfaceSetArgs('sealwg0', { fwmark: 0x5188 })).toEqual(['set', 'sealwg0', 'fwmark', '0x5188']);
-    expect(interfaceSetArgs('sealwg0', { listenPort: 51880, fwmark: 0, privateKeyFile: '/var/lib/sealnet/wg.key' })).toEqual([
-      'set', 'sealwg0', 'listen-port', '51880', 'fwmark', 'off', 'private-key', '/var/lib/sealnet/wg.key',
-    ]);
+    expect(
+      interfaceSetArgs('sealwg0', { listenPort: 51880, fwmark: 0, privateKeyFile: '/var/lib/sealnet/wg.key' }),
+    ).toEqual(['set', 'sealwg0', 'listen-port', '51880', 'fwmark', 'off', 'private-key', '/var/lib/sealnet/wg.key']);
   });
   it('rejects out-of-range values', () => {
     expect(() => interfaceSetArgs('x', { listenPort: 70000 })).toThrow(SealnetError);
@@ -103,7 +144,11 @@ describe('interfaceDiff', () => {
   });
   it('sets the key only when the public key differs or is missing', () => {
     expect(interfaceDiff({ publicKey: K2, listenPort: 51880, fwmark: 0x5188 }, want)).toEqual({ privateKeyFile: '/k' });
-    expect(interfaceDiff({ publicKey: undefined, listenPort: 40000, fwmark: 0 }, want)).toEqual({ privateKeyFile: '/k', listenPort: 51880, fwmark: 0x5188 });
+    expect(interfaceDiff({ publicKey: undefined, listenPort: 40000, fwmark: 0 }, want)).toEqual({
+      privateKeyFile: '/k',
+      listenPort: 51880,
+      fwmark: 0x5188,
+    });
   });
   it('leaves a random port alone when any port is wanted', () => {
     expect(interfaceDiff({ publicKey: K1, listenPort: 40000, fwmark: 0x5188 }, { ...want, listenPort: 0 })).toEqual({});
@@ -112,11 +157,17 @@ describe('interfaceDiff', () => {
 
 describe('parseLinkJson', () => {
   it('reads ifindex, kind and admin state', () => {
-    const tun = '[{"ifindex":7,"ifname":"sealwg0","flags":["POINTOPOINT","MULTICAST","NOARP","UP","LOWER_UP"],"linkinfo":{"info_kind":"tun"}}]';
+    const tun =
+      '[{"ifindex":7,"ifname":"sealwg0","flags":["POINTOPOINT","MULTICAST","NOARP","UP","LOWER_UP"],"linkinfo":{"info_kind":"tun"}}]';
     expect(parseLinkJson('sealwg0', tun)).toEqual({ ifindex: 7, kind: 'tun', up: true });
-    const wg = '[{"ifindex":3,"ifname":"sealwg0","flags":["POINTOPOINT","NOARP"],"linkinfo":{"info_kind":"wireguard"}}]';
+    const wg =
+      '[{"ifindex":3,"ifname":"sealwg0","flags":["POINTOPOINT","NOARP"],"linkinfo":{"info_kind":"wireguard"}}]';
     expect(parseLinkJson('sealwg0', wg)).toEqual({ ifindex: 3, kind: 'wireguard', up: false });
-    expect(parseLinkJson('lo', '[{"ifindex":1,"flags":["LOOPBACK","UP"]}]')).toEqual({ ifindex: 1, kind: undefined, up: true });
+    expect(parseLinkJson('lo', '[{"ifindex":1,"flags":["LOOPBACK","UP"]}]')).toEqual({
+      ifindex: 1,
+      kind: undefined,
+      up: true,
+    });
   });
   it('rejects output that is not a link', () => {
     expect(() => parseLinkJson('x', 'Device "x" does not exist.')).toThrow(SealnetError);
@@ -127,7 +178,9 @@ describe('parseLinkJson', () => {
 describe('redactWgStderr', () => {
   it('removes quoted key-file content and key-shaped tokens', () => {
     const secret = Buffer.alloc(32, 7).toString('base64');
-    expect(redactWgStderr("Key is not the correct length or format: `not-really-a-key'\n")).toBe("Key is not the correct length or format: `(redacted)'\n");
+    expect(redactWgStderr("Key is not the correct length or format: `not-really-a-key'\n")).toBe(
+      "Key is not the correct length or format: `(redacted)'\n",
+    );
     expect(redactWgStderr(`something ${secret} else`)).toBe('something (redacted) else');
     expect(redactWgStderr('Invalid length key in key file\n')).toBe('Invalid length key in key file\n');
   });

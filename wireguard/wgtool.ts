@@ -79,7 +79,10 @@ export function peerClause(change: PeerChange): string[] {
   const clause = ['peer', key];
   if (change.endpoint !== '') {
     if (!/^(?:\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?\]|[0-9.]+|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(change.endpoint)) {
-      throw new SealnetError('CONFIG_INVALID', `peer ${key}: endpoint ${JSON.stringify(change.endpoint)} is not host:port`);
+      throw new SealnetError(
+        'CONFIG_INVALID',
+        `peer ${key}: endpoint ${JSON.stringify(change.endpoint)} is not host:port`,
+      );
     }
     clause.push('endpoint', change.endpoint);
   }

@@ -2,7 +2,13 @@
  * The BPF steering driver: {@link SteeringPort} over the loader (pins, tc) and the maps (bpf()
  * addon). One instance per agent; it keeps the maps open between calls.
  */
-import type { SteeringAttachment, SteeringCounter, SteeringEntry, SteeringPort, SteeringSettings } from '../../tunnels/ports/index.js';
+import type {
+  SteeringAttachment,
+  SteeringCounter,
+  SteeringEntry,
+  SteeringPort,
+  SteeringSettings,
+} from '../../tunnels/ports/index.js';
 import { BpfLoader, type LoaderOptions } from './loader.js';
 import { encodeKey } from './layout.js';
 import { SteeringMaps } from './maps.js';
@@ -27,7 +33,11 @@ export class BpfSteering implements SteeringPort {
     readonly exempt: readonly string[];
     readonly clusterCidrs: readonly string[];
     readonly attachments: readonly SteeringAttachment[];
-  }): Promise<{ mapsCreated: boolean; programsLoaded: boolean; attached: { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[] }> {
+  }): Promise<{
+    mapsCreated: boolean;
+    programsLoaded: boolean;
+    attached: { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[];
+  }> {
     await this.loader.preparePinDir();
     const loaded = await this.loader.ensureLoaded();
     const maps = this.#open(loaded.mapsCreated);
@@ -49,7 +59,10 @@ export class BpfSteering implements SteeringPort {
     return this.#open(false).remoteEntries();
   }
 
-  async applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean; readonly fromLastWrite?: boolean }): Promise<{ written: number; deleted: number }> {
+  async applyEntries(
+    entries: readonly SteeringEntry[],
+    opts: { readonly prune: boolean; readonly fromLastWrite?: boolean },
+  ): Promise<{ written: number; deleted: number }> {
     return this.#open(false).syncRemote(entries, opts);
   }
 

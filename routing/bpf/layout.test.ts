@@ -38,7 +38,15 @@ describe('LPM keys', () => {
     expect(hex(encodeKey('100.64.2.0/24'))).not.toBe(hex(encodeKey('::ffff:100.64.2.0/120')));
   });
 
-  it.each(['100.64.2.0/24', '100.64.0.0/10', '198.18.0.3/32', '0.0.0.0/0', 'fd00:1::/64', '::ffff:100.64.2.0/120', '::/0'])('round-trips %s', (cidr) => {
+  it.each([
+    '100.64.2.0/24',
+    '100.64.0.0/10',
+    '198.18.0.3/32',
+    '0.0.0.0/0',
+    'fd00:1::/64',
+    '::ffff:100.64.2.0/120',
+    '::/0',
+  ])('round-trips %s', (cidr) => {
     expect(decodeKey(encodeKey(cidr))).toBe(cidr);
   });
 
@@ -63,24 +71,50 @@ describe('LPM keys', () => {
 });
 
 describe('remote values', () => {
-  const ready: RemoteEntry = { cidr: '100.64.2.0/24', state: 'ready', action: 'redirect', kind: 'pod', ifindex: 7, mark: 0, peerId: 0xdeadbeef };
+  const ready: RemoteEntry = {
+    cidr: '100.64.2.0/24',
+    state: 'ready',
+    action: 'redirect',
+    kind: 'pod',
+    ifindex: 7,
+    mark: 0,
+    peerId: 0xdeadbeef,
+  };
 
   it('lays out ifindex, mark, peer id, state, action, kind', () => {
     expect(hex(encodeRemoteValue(ready))).toBe('07000000' + '00000000' + 'efbeadde' + '01' + '00' + '00' + '00');
-    expect(hex(encodeRemoteValue({ ...ready, state: 'no-peer', action: 'mark', kind: 'node', ifindex: 0, mark: 0x0a00, peerId: 1 }))).toBe(
-      '00000000' + '000a0000' + '01000000' + '02' + '01' + '01' + '00',
-    );
+    expect(
+      hex(
+        encodeRemoteValue({
+          ...ready,
+          state: 'no-peer',
+          action: 'mark',
+          kind: 'node',
+          ifindex: 0,
+          mark: 0x0a00,
+          peerId: 1,
+        }),
+      ),
+    ).toBe('00000000' + '000a0000' + '01000000' + '02' + '01' + '01' + '00');
     expect(encodeRemoteValue(ready)).toHaveLength(REMOTE_VALUE_SIZE);
   });
 
   it('round-trips', () => {
-    for (const e of [ready, { ...ready, state: 'not-ready' as const, ifindex: 0 }, { ...ready, action: 'mark' as const, kind: 'node' as const, mark: 0xffffffff }]) {
+    for (const e of [
+      ready,
+      { ...ready, state: 'not-ready' as const, ifindex: 0 },
+      { ...ready, action: 'mark' as const, kind: 'node' as const, mark: 0xffffffff },
+    ]) {
       expect(decodeRemoteValue(e.cidr, encodeRemoteValue(e))).toEqual(e);
     }
   });
 
   it('zero bytes mean not ready (the safe default)', () => {
-    expect(decodeRemoteValue('x', Buffer.alloc(REMOTE_VALUE_SIZE))).toMatchObject({ state: 'not-ready', action: 'redirect', kind: 'pod' });
+    expect(decodeRemoteValue('x', Buffer.alloc(REMOTE_VALUE_SIZE))).toMatchObject({
+      state: 'not-ready',
+      action: 'redirect',
+      kind: 'pod',
+    });
   });
 
   it('reads an unknown state byte as not ready', () => {
@@ -106,11 +140,19 @@ describe('config', () => {
   });
 
   it('reads an all-zero element as fail-closed with nothing exempt', () => {
-    expect(decodeConfig(Buffer.alloc(CONFIG_SIZE))).toEqual({ failClosed: true, wireguardPort: 0, espUdpPort: 0, tunnelFwmark: 0, markMask: 0 });
+    expect(decodeConfig(Buffer.alloc(CONFIG_SIZE))).toEqual({
+      failClosed: true,
+      wireguardPort: 0,
+      espUdpPort: 0,
+      tunnelFwmark: 0,
+      markMask: 0,
+    });
   });
 
   it('rejects a port out of range', () => {
-    expect(() => encodeConfig({ failClosed: true, wireguardPort: 70000, espUdpPort: 0, tunnelFwmark: 0, markMask: 0 })).toThrow(/wireguardPort/);
+    expect(() =>
+      encodeConfig({ failClosed: true, wireguardPort: 70000, espUdpPort: 0, tunnelFwmark: 0, markMask: 0 }),
+    ).toThrow(/wireguardPort/);
   });
 });
 

@@ -100,7 +100,8 @@ function u64(b: Buffer, off: number): bigint {
 }
 
 function checkUint(what: string, v: number, max: number): void {
-  if (!Number.isInteger(v) || v < 0 || v > max) throw new SealnetError('INTERNAL', `${what} must be an integer from 0 to ${max}, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > max)
+    throw new SealnetError('INTERNAL', `${what} must be an integer from 0 to ${max}, got ${v}`);
 }
 
 /**
@@ -129,7 +130,8 @@ export function decodeKey(key: Buffer): string {
   const family = u32(key, OFFSETS.lpm_key.family);
   const bits = u32(key, OFFSETS.lpm_key.prefixlen) - FAMILY_BITS;
   const len = family === 4 ? 4 : family === 6 ? 16 : 0;
-  if (len === 0 || bits < 0 || bits > len * 8) throw new SealnetError('INTERNAL', `malformed LPM key ${key.toString('hex')}`);
+  if (len === 0 || bits < 0 || bits > len * 8)
+    throw new SealnetError('INTERNAL', `malformed LPM key ${key.toString('hex')}`);
   return formatCidrBytes(key.subarray(OFFSETS.lpm_key.addr, OFFSETS.lpm_key.addr + len), bits);
 }
 
@@ -151,7 +153,8 @@ export function encodeRemoteValue(e: Omit<RemoteEntry, 'cidr'>): Buffer {
 
 /** Decodes a remote-map value. Unknown enum values decode as the safe reading (not-ready). */
 export function decodeRemoteValue(cidr: string, v: Buffer): RemoteEntry {
-  if (v.length !== REMOTE_VALUE_SIZE) throw new SealnetError('INTERNAL', `remote value has ${v.length} bytes, want ${REMOTE_VALUE_SIZE}`);
+  if (v.length !== REMOTE_VALUE_SIZE)
+    throw new SealnetError('INTERNAL', `remote value has ${v.length} bytes, want ${REMOTE_VALUE_SIZE}`);
   const o = OFFSETS.remote_value;
   return {
     cidr,
@@ -229,7 +232,8 @@ export const COUNTER_SLOTS = HOOK_SLOTS * REASON_SLOTS;
  * a per-CPU map: one value per possible CPU, each rounded up to 8 bytes.
  */
 export function sumPerCpu(raw: Buffer): { packets: bigint; bytes: bigint } {
-  if (raw.length % COUNTER_SIZE !== 0) throw new SealnetError('INTERNAL', `per-CPU counter has ${raw.length} bytes, not a multiple of ${COUNTER_SIZE}`);
+  if (raw.length % COUNTER_SIZE !== 0)
+    throw new SealnetError('INTERNAL', `per-CPU counter has ${raw.length} bytes, not a multiple of ${COUNTER_SIZE}`);
   let packets = 0n;
   let bytes = 0n;
   for (let off = 0; off < raw.length; off += COUNTER_SIZE) {

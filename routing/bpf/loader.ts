@@ -19,7 +19,15 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BPF_MAPS_SUBDIR, BPF_MAP_NAMES, BPF_PIN_DIR, BPF_PROGS_PREFIX, BPF_PROG_NAMES, TC_HANDLE, TC_PRIORITY } from '../../common/constants.js';
+import {
+  BPF_MAPS_SUBDIR,
+  BPF_MAP_NAMES,
+  BPF_PIN_DIR,
+  BPF_PROGS_PREFIX,
+  BPF_PROG_NAMES,
+  TC_HANDLE,
+  TC_PRIORITY,
+} from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
 import type { SteeringAttachment } from '../../tunnels/ports/index.js';
 import { run } from '../../common/spawn.js';
@@ -71,7 +79,10 @@ function direction(hook: SteeringAttachment['hook']): 'egress' | 'ingress' {
 interface TcFilter {
   readonly kind?: string;
   readonly pref?: number;
-  readonly options?: { readonly handle?: string; readonly prog?: { readonly id?: number; readonly name?: string; readonly tag?: string } };
+  readonly options?: {
+    readonly handle?: string;
+    readonly prog?: { readonly id?: number; readonly name?: string; readonly tag?: string };
+  };
 }
 
 /** Pins, loads and attaches the steering program. Holds no kernel state of its own. */
@@ -107,7 +118,10 @@ export class BpfLoader {
       throw new SealnetError('KERNEL_FEATURE_MISSING', `cannot stat ${parent} (bpffs expected)`, { cause: err });
     }
     if (type !== BPF_FS_MAGIC) {
-      throw new SealnetError('KERNEL_FEATURE_MISSING', `${parent} is not a bpffs mount (statfs type 0x${type.toString(16)}); mount it with: mount -t bpf bpf ${parent}`);
+      throw new SealnetError(
+        'KERNEL_FEATURE_MISSING',
+        `${parent} is not a bpffs mount (statfs type 0x${type.toString(16)}); mount it with: mount -t bpf bpf ${parent}`,
+      );
     }
     await mkdir(this.pinDir, { recursive: true, mode: 0o700 });
     for (const name of await readdir(this.pinDir)) {
@@ -122,7 +136,10 @@ export class BpfLoader {
 
   /** Directory of this build's programs: `prog_<16 hex of sha256(object)>`. */
   async programDir(): Promise<string> {
-    const digest = createHash('sha256').update(await readFile(this.objectPath)).digest('hex').slice(0, 16);
+    const digest = createHash('sha256')
+      .update(await readFile(this.objectPath))
+      .digest('hex')
+      .slice(0, 16);
     return path.join(this.pinDir, `${BPF_PROGS_PREFIX}${digest}`);
   }
 
@@ -147,7 +164,8 @@ export class BpfLoader {
       if (mapsCreated) {
         args.push('pinmaps', tmpMaps);
       } else {
-        for (const name of Object.values(BPF_MAP_NAMES)) args.push('map', 'name', name, 'pinned', path.join(this.mapsDir, name));
+        for (const name of Object.values(BPF_MAP_NAMES))
+          args.push('map', 'name', name, 'pinned', path.join(this.mapsDir, name));
       }
       await this.#bpftoolRun(args);
       if (mapsCreated) await rename(tmpMaps, this.mapsDir);
@@ -162,10 +180,14 @@ export class BpfLoader {
   /** True when the programs pinned in `dir` use exactly the maps pinned in maps_v1. */
   async #boundToCurrentMaps(dir: string): Promise<boolean> {
     try {
-      const prog = JSON.parse((await this.#bpftoolRun(['-j', 'prog', 'show', 'pinned', path.join(dir, BPF_PROG_NAMES.egress)])).stdout) as { map_ids?: number[] };
+      const prog = JSON.parse(
+        (await this.#bpftoolRun(['-j', 'prog', 'show', 'pinned', path.join(dir, BPF_PROG_NAMES.egress)])).stdout,
+      ) as { map_ids?: number[] };
       const ids = new Set(prog.map_ids ?? []);
       for (const name of Object.values(BPF_MAP_NAMES)) {
-        const map = JSON.parse((await this.#bpftoolRun(['-j', 'map', 'show', 'pinned', path.join(this.mapsDir, name)])).stdout) as { id?: number };
+        const map = JSON.parse(
+          (await this.#bpftoolRun(['-j', 'map', 'show', 'pinned', path.join(this.mapsDir, name)])).stdout,
+        ) as { id?: number };
         if (map.id === undefined || !ids.has(map.id)) return false;
       }
       return true;
@@ -193,16 +215,34 @@ export class BpfLoader {
    */
   async attach(a: SteeringAttachment, programDir: string): Promise<'added' | 'replaced' | 'unchanged'> {
     const progPath = path.join(programDir, BPF_PROG_NAMES[a.hook]);
-    const want = JSON.parse((await this.#bpftoolRun(['-j', 'prog', 'show', 'pinned', progPath])).stdout) as { id: number };
+    const want = JSON.parse((await this.#bpftoolRun(['-j', 'prog', 'show', 'pinned', progPath])).stdout) as {
+      id: number;
+    };
     await this.#ensureClsact(a.dev);
     const slot = await this.#slot(a.dev, direction(a.hook));
     if (slot !== undefined && !isOurs(slot)) {
-      throw new SealnetError(BPF_ERROR_CODE, `tc ${direction(a.hook)} slot pref ${TC_PRIORITY} handle 0x${TC_HANDLE.toString(16)} on ${a.dev} holds a program sealnet did not load (${slot.options?.prog?.name ?? 'unknown'}); not replacing it`);
+      throw new SealnetError(
+        BPF_ERROR_CODE,
+        `tc ${direction(a.hook)} slot pref ${TC_PRIORITY} handle 0x${TC_HANDLE.toString(16)} on ${a.dev} holds a program sealnet did not load (${slot.options?.prog?.name ?? 'unknown'}); not replacing it`,
+      );
     }
     if (slot?.options?.prog?.id === want.id) return 'unchanged';
     await this.#tcRun([
-      'filter', 'replace', 'dev', a.dev, direction(a.hook), 'protocol', 'all', 'pref', String(TC_PRIORITY), 'handle', `0x${TC_HANDLE.toString(16)}`,
-      'bpf', 'direct-action', 'object-pinned', progPath,
+      'filter',
+      'replace',
+      'dev',
+      a.dev,
+      direction(a.hook),
+      'protocol',
+      'all',
+      'pref',
+      String(TC_PRIORITY),
+      'handle',
+      `0x${TC_HANDLE.toString(16)}`,
+      'bpf',
+      'direct-action',
+      'object-pinned',
+      progPath,
     ]);
     return slot === undefined ? 'added' : 'replaced';
   }
@@ -211,7 +251,20 @@ export class BpfLoader {
   async detach(a: SteeringAttachment): Promise<boolean> {
     const slot = await this.#slot(a.dev, direction(a.hook));
     if (slot === undefined || !isOurs(slot)) return false;
-    await this.#tcRun(['filter', 'del', 'dev', a.dev, direction(a.hook), 'protocol', 'all', 'pref', String(TC_PRIORITY), 'handle', `0x${TC_HANDLE.toString(16)}`, 'bpf']);
+    await this.#tcRun([
+      'filter',
+      'del',
+      'dev',
+      a.dev,
+      direction(a.hook),
+      'protocol',
+      'all',
+      'pref',
+      String(TC_PRIORITY),
+      'handle',
+      `0x${TC_HANDLE.toString(16)}`,
+      'bpf',
+    ]);
     return true;
   }
 
@@ -223,7 +276,13 @@ export class BpfLoader {
       if (slot === undefined || !isOurs(slot)) continue;
       const name = slot.options?.prog?.name ?? '';
       const hook = dir === 'egress' ? 'egress' : BPF_PROG_NAMES.from_pod.startsWith(name) ? 'from_pod' : 'ingress';
-      out.push({ dev, hook, progId: slot.options?.prog?.id ?? 0, progName: name, progTag: slot.options?.prog?.tag ?? '' });
+      out.push({
+        dev,
+        hook,
+        progId: slot.options?.prog?.id ?? 0,
+        progName: name,
+        progTag: slot.options?.prog?.tag ?? '',
+      });
     }
     return out;
   }
@@ -234,19 +293,32 @@ export class BpfLoader {
   }
 
   async #ensureClsact(dev: string): Promise<void> {
-    const qdiscs = JSON.parse((await this.#tcRun(['-j', 'qdisc', 'show', 'dev', dev])).stdout || '[]') as { kind?: string }[];
+    const qdiscs = JSON.parse((await this.#tcRun(['-j', 'qdisc', 'show', 'dev', dev])).stdout || '[]') as {
+      kind?: string;
+    }[];
     if (qdiscs.some((q) => q.kind === 'clsact')) return;
     if (qdiscs.some((q) => q.kind === 'ingress')) {
-      throw new SealnetError(BPF_ERROR_CODE, `${dev} has an "ingress" qdisc, which excludes clsact; sealnet will not remove another tool's qdisc`);
+      throw new SealnetError(
+        BPF_ERROR_CODE,
+        `${dev} has an "ingress" qdisc, which excludes clsact; sealnet will not remove another tool's qdisc`,
+      );
     }
     await this.#tcRun(['qdisc', 'add', 'dev', dev, 'clsact']);
   }
 
   /** The classifier in sealnet's slot, or undefined. */
   async #slot(dev: string, dir: 'egress' | 'ingress'): Promise<TcFilter | undefined> {
-    const filters = JSON.parse((await this.#tcRun(['-j', 'filter', 'show', 'dev', dev, dir])).stdout || '[]') as TcFilter[];
+    const filters = JSON.parse(
+      (await this.#tcRun(['-j', 'filter', 'show', 'dev', dev, dir])).stdout || '[]',
+    ) as TcFilter[];
     // tc prints a header object per priority, then one object per filter (with options).
-    return filters.find((f) => f.kind === 'bpf' && f.pref === TC_PRIORITY && f.options?.handle !== undefined && parseInt(f.options.handle, 16) === TC_HANDLE);
+    return filters.find(
+      (f) =>
+        f.kind === 'bpf' &&
+        f.pref === TC_PRIORITY &&
+        f.options?.handle !== undefined &&
+        parseInt(f.options.handle, 16) === TC_HANDLE,
+    );
   }
 
   #bpftoolRun(args: string[]): Promise<{ stdout: string; stderr: string }> {

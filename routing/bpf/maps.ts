@@ -47,7 +47,10 @@ export class SteeringMaps {
   readonly counters: PinnedMap;
   readonly #possibleCpus: number;
 
-  private constructor(maps: { remote: PinnedMap; exempt: PinnedMap; config: PinnedMap; counters: PinnedMap }, possibleCpus: number) {
+  private constructor(
+    maps: { remote: PinnedMap; exempt: PinnedMap; config: PinnedMap; counters: PinnedMap },
+    possibleCpus: number,
+  ) {
     this.remote = maps.remote;
     this.exempt = maps.exempt;
     this.config = maps.config;
@@ -71,7 +74,10 @@ export class SteeringMaps {
         counters: open(BPF_MAP_NAMES.counters, { type: MAP_TYPE.percpuArray, keySize: 4, valueSize: COUNTER_SIZE }),
       };
       if (maps.counters.info.maxEntries < COUNTER_SLOTS) {
-        throw new SealnetError('INTERNAL', `pinned counter map ${maps.counters.path} has ${maps.counters.info.maxEntries} slots, this build needs ${COUNTER_SLOTS}`);
+        throw new SealnetError(
+          'INTERNAL',
+          `pinned counter map ${maps.counters.path} has ${maps.counters.info.maxEntries} slots, this build needs ${COUNTER_SLOTS}`,
+        );
       }
       return new SteeringMaps(maps, parsePossibleCpus(readFileSync('/sys/devices/system/cpu/possible', 'utf8')));
     } catch (err) {
@@ -110,7 +116,10 @@ export class SteeringMaps {
   setRemote(entries: readonly RemoteEntry[]): number {
     this.#lastRemote = undefined;
     if (entries.length === 0) return 0;
-    return this.remote.updateMany(Buffer.concat(entries.map((e) => encodeKey(e.cidr))), Buffer.concat(entries.map((e) => encodeRemoteValue(e))));
+    return this.remote.updateMany(
+      Buffer.concat(entries.map((e) => encodeKey(e.cidr))),
+      Buffer.concat(entries.map((e) => encodeRemoteValue(e))),
+    );
   }
 
   /** Deletes these prefixes (absent ones are skipped); returns how many were deleted. */
@@ -171,7 +180,11 @@ export class SteeringMaps {
 
 /** Orders LPM keys by family, address, then prefix length. */
 function compareKeys(a: Buffer, b: Buffer): number {
-  return a.subarray(4, 8).compare(b.subarray(4, 8)) || a.subarray(8).compare(b.subarray(8)) || a.subarray(0, 4).compare(b.subarray(0, 4));
+  return (
+    a.subarray(4, 8).compare(b.subarray(4, 8)) ||
+    a.subarray(8).compare(b.subarray(8)) ||
+    a.subarray(0, 4).compare(b.subarray(0, 4))
+  );
 }
 
 function readLpm(map: PinnedMap): Map<string, Buffer> {
@@ -179,7 +192,12 @@ function readLpm(map: PinnedMap): Map<string, Buffer> {
 }
 
 /** Makes `map` hold `want` (and, with `prune`, nothing else); `known`: its content if already known. */
-function syncLpm(map: PinnedMap, want: ReadonlyMap<string, Buffer>, prune: boolean, known?: ReadonlyMap<string, Buffer>): SyncResult {
+function syncLpm(
+  map: PinnedMap,
+  want: ReadonlyMap<string, Buffer>,
+  prune: boolean,
+  known?: ReadonlyMap<string, Buffer>,
+): SyncResult {
   const have = known ?? readLpm(map);
   const writeKeys: Buffer[] = [];
   const writeValues: Buffer[] = [];

@@ -80,7 +80,19 @@ function remoteValue(state: 0 | 1 | 2, kind: 0 | 1): Buffer {
 
 const hex = (b: Buffer): string[] => [...b].map((x) => x.toString(16).padStart(2, '0'));
 async function mapUpdate(map: string, key: Buffer, value: Buffer): Promise<void> {
-  await ns('bpftool', 'map', 'update', 'pinned', `${PIN}/m/${map}`, 'key', 'hex', ...hex(key), 'value', 'hex', ...hex(value));
+  await ns(
+    'bpftool',
+    'map',
+    'update',
+    'pinned',
+    `${PIN}/m/${map}`,
+    'key',
+    'hex',
+    ...hex(key),
+    'value',
+    'hex',
+    ...hex(value),
+  );
 }
 
 // ---- packets --------------------------------------------------------------------------------
@@ -113,7 +125,13 @@ function extBytes(e: Ext, next: number): Buffer {
   return b;
 }
 
-const EXT_PROTO: Record<Ext['kind'], number> = { hop: PROTO.HOPOPTS, routing: PROTO.ROUTING, dst: PROTO.DSTOPTS, frag: PROTO.FRAG, ah: PROTO.AH };
+const EXT_PROTO: Record<Ext['kind'], number> = {
+  hop: PROTO.HOPOPTS,
+  routing: PROTO.ROUTING,
+  dst: PROTO.DSTOPTS,
+  frag: PROTO.FRAG,
+  ah: PROTO.AH,
+};
 
 /** Ethernet + IPv6 + extension headers + an upper-layer header and payload. */
 function packet6(o: { src: string; dst: string; proto: number; l4: Buffer; ext?: readonly Ext[] }): Buffer {
@@ -152,7 +170,8 @@ function udp(sport: number, dport: number, len = 64): Buffer {
   b[8] = 4;
   return b;
 }
-const icmp6 = (type: number, code = 0, len = 32): Buffer => Buffer.concat([Buffer.from([type, code, 0, 0]), Buffer.alloc(len)]);
+const icmp6 = (type: number, code = 0, len = 32): Buffer =>
+  Buffer.concat([Buffer.from([type, code, 0, 0]), Buffer.alloc(len)]);
 const esp = (): Buffer => Buffer.concat([Buffer.from([0, 0, 0x10, 0x01, 0, 0, 0, 1]), Buffer.alloc(48)]);
 
 let seq = 0;
@@ -178,12 +197,21 @@ const SELF_POD = 'fd00:5ea1:1:1::11';
 beforeAll(async () => {
   if (process.getuid?.() !== 0) throw new Error('kernel tests need root (BPF, namespaces)');
   // SEALNET_STEER_OBJ: judge another build (e.g. the previous steer.c, to see these tests fail on it).
-  const obj = process.env.SEALNET_STEER_OBJ ?? (await run('bash', [path.join(root, 'scripts', 'build-bpf.sh')], { timeoutMs: 120_000 })).stdout.split(/\s+/).find((f) => f.endsWith('/steer.o'));
+  const obj =
+    process.env.SEALNET_STEER_OBJ ??
+    (await run('bash', [path.join(root, 'scripts', 'build-bpf.sh')], { timeoutMs: 120_000 })).stdout
+      .split(/\s+/)
+      .find((f) => f.endsWith('/steer.o'));
   if (obj === undefined) throw new Error('build-bpf.sh built no steer.o');
-  holder = spawn('unshare', ['--mount', '--net', '--propagation', 'private', 'sh', '-c', 'mount -t bpf bpf /sys/fs/bpf && exec sleep infinity'], { stdio: 'ignore', detached: true });
+  holder = spawn(
+    'unshare',
+    ['--mount', '--net', '--propagation', 'private', 'sh', '-c', 'mount -t bpf bpf /sys/fs/bpf && exec sleep infinity'],
+    { stdio: 'ignore', detached: true },
+  );
   pid = holder.pid ?? 0;
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep') await new Promise((r) => setTimeout(r, 20));
+  while (Date.now() < deadline && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep')
+    await new Promise((r) => setTimeout(r, 20));
   await ns('bpftool', 'prog', 'loadall', obj, `${PIN}/p`, 'pinmaps', `${PIN}/m`);
   // Fail closed, WireGuard port, no fwmark (so only headers decide what counts as tunnel traffic).
   const cfg = Buffer.alloc(16);
@@ -204,62 +232,225 @@ afterAll(() => {
 
 describe('steer.c on IPv6 packets (BPF_PROG_TEST_RUN)', () => {
   it('LPM on IPv6 destinations: ready prefix redirected, cluster range without a peer dropped, elsewhere passed', async () => {
-    expect(await verdict('sealnet_egress', packet6({ src: SELF_POD, dst: POD_READY, proto: PROTO.UDP, l4: udp(40000, 7001) }))).toBe(REDIRECT);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF_POD, dst: POD_NO_PEER, proto: PROTO.UDP, l4: udp(40000, 7001) }))).toBe(SHOT);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF_POD, dst: 'fd00:5ea1:9::1', proto: PROTO.UDP, l4: udp(40000, 7001) }))).toBe(OK);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF_POD, dst: POD_READY, proto: PROTO.UDP, l4: udp(40000, 7001) }),
+      ),
+    ).toBe(REDIRECT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF_POD, dst: POD_NO_PEER, proto: PROTO.UDP, l4: udp(40000, 7001) }),
+      ),
+    ).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF_POD, dst: 'fd00:5ea1:9::1', proto: PROTO.UDP, l4: udp(40000, 7001) }),
+      ),
+    ).toBe(OK);
     // The WireGuard port to a pod address is still pod traffic.
-    expect(await verdict('sealnet_egress', packet6({ src: SELF, dst: POD_NO_PEER, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT) }))).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF, dst: POD_NO_PEER, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT) }),
+      ),
+    ).toBe(SHOT);
   });
 
   it('the family word keeps IPv4 and IPv4-mapped IPv6 apart', async () => {
-    expect(await verdict('sealnet_egress', packet4({ src: '100.64.1.11', dst: '100.64.2.11', l4: udp(40000, 7001) }))).toBe(REDIRECT);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF_POD, dst: '::ffff:100.64.2.11', proto: PROTO.UDP, l4: udp(40000, 7001) }))).toBe(OK);
+    expect(
+      await verdict('sealnet_egress', packet4({ src: '100.64.1.11', dst: '100.64.2.11', l4: udp(40000, 7001) })),
+    ).toBe(REDIRECT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF_POD, dst: '::ffff:100.64.2.11', proto: PROTO.UDP, l4: udp(40000, 7001) }),
+      ),
+    ).toBe(OK);
   });
 
   it('tunnel UDP and ESP to a not-ready node pass behind any chain of up to 6 extension headers', async () => {
-    const chains: Ext[][] = [[], [{ kind: 'dst' }], [{ kind: 'hop' }, { kind: 'routing', units: 2 }, { kind: 'dst', units: 1 }], [{ kind: 'hop' }, { kind: 'frag', offset: 0 }], [{ kind: 'ah' }], [{ kind: 'hop' }, { kind: 'dst' }, { kind: 'routing' }, { kind: 'ah' }, { kind: 'frag', offset: 0 }, { kind: 'dst', units: 3 }]];
+    const chains: Ext[][] = [
+      [],
+      [{ kind: 'dst' }],
+      [{ kind: 'hop' }, { kind: 'routing', units: 2 }, { kind: 'dst', units: 1 }],
+      [{ kind: 'hop' }, { kind: 'frag', offset: 0 }],
+      [{ kind: 'ah' }],
+      [
+        { kind: 'hop' },
+        { kind: 'dst' },
+        { kind: 'routing' },
+        { kind: 'ah' },
+        { kind: 'frag', offset: 0 },
+        { kind: 'dst', units: 3 },
+      ],
+    ];
     for (const ext of chains) {
       const names = ext.map((e) => e.kind).join(',') || 'none';
-      expect([names, await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext }))]).toEqual([names, OK]);
-      expect([names, await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ESP, l4: esp(), ext }))]).toEqual([names, OK]);
+      expect([
+        names,
+        await verdict(
+          'sealnet_egress',
+          packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext }),
+        ),
+      ]).toEqual([names, OK]);
+      expect([
+        names,
+        await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ESP, l4: esp(), ext })),
+      ]).toEqual([names, OK]);
       // Anything else to that node is not tunnel traffic: dropped, whatever the chain.
-      expect([names, await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(40000, 7001), ext }))]).toEqual([names, SHOT]);
+      expect([
+        names,
+        await verdict(
+          'sealnet_egress',
+          packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(40000, 7001), ext }),
+        ),
+      ]).toEqual([names, SHOT]);
       // And on ingress the same packets from a node address are judged alike.
-      expect([names, await verdict('sealnet_ingress', packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext }))]).toEqual([names, OK]);
-      expect([names, await verdict('sealnet_ingress', packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(40000, 7001), ext }))]).toEqual([names, SHOT]);
+      expect([
+        names,
+        await verdict(
+          'sealnet_ingress',
+          packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext }),
+        ),
+      ]).toEqual([names, OK]);
+      expect([
+        names,
+        await verdict(
+          'sealnet_ingress',
+          packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(40000, 7001), ext }),
+        ),
+      ]).toEqual([names, SHOT]);
     }
   });
 
   it('a chain longer than the bound, a truncated chain and a non-first fragment are never taken for tunnel traffic', async () => {
     const seven: Ext[] = Array.from({ length: 7 }, () => ({ kind: 'dst' }) as Ext);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext: seven }))).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext: seven }),
+      ),
+    ).toBe(SHOT);
     // Destination options claiming 2 KiB that are not there.
-    const truncated = packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext: [{ kind: 'dst', units: 255 }] }).subarray(0, 14 + 40 + 16);
+    const truncated = packet6({
+      src: SELF,
+      dst: NODE_NOT_READY,
+      proto: PROTO.UDP,
+      l4: udp(WG_PORT, WG_PORT),
+      ext: [{ kind: 'dst', units: 255 }],
+    }).subarray(0, 14 + 40 + 16);
     expect(await verdict('sealnet_egress', truncated)).toBe(SHOT);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext: [{ kind: 'frag', offset: 100 }] }))).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({
+          src: SELF,
+          dst: NODE_NOT_READY,
+          proto: PROTO.UDP,
+          l4: udp(WG_PORT, WG_PORT),
+          ext: [{ kind: 'frag', offset: 100 }],
+        }),
+      ),
+    ).toBe(SHOT);
     // To a ready node or pod, a non-first fragment still goes into the tunnel (destination only).
-    expect(await verdict('sealnet_egress', packet6({ src: SELF_POD, dst: POD_READY, proto: PROTO.UDP, l4: Buffer.alloc(64), ext: [{ kind: 'frag', offset: 100 }] }))).toBe(REDIRECT);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF_POD, dst: POD_NO_PEER, proto: PROTO.UDP, l4: Buffer.alloc(64), ext: [{ kind: 'frag', offset: 100 }] }))).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({
+          src: SELF_POD,
+          dst: POD_READY,
+          proto: PROTO.UDP,
+          l4: Buffer.alloc(64),
+          ext: [{ kind: 'frag', offset: 100 }],
+        }),
+      ),
+    ).toBe(REDIRECT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({
+          src: SELF_POD,
+          dst: POD_NO_PEER,
+          proto: PROTO.UDP,
+          l4: Buffer.alloc(64),
+          ext: [{ kind: 'frag', offset: 100 }],
+        }),
+      ),
+    ).toBe(SHOT);
   });
 
   it('ICMPv6: neighbour discovery with a node stays on the underlay, other ICMPv6 to a node does not; Packet Too Big to a remote pod goes into the tunnel', async () => {
     for (const t of [133, 134, 135, 136, 137]) {
-      expect([t, await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ICMPV6, l4: icmp6(t) }))]).toEqual([t, OK]);
-      expect([t, await verdict('sealnet_ingress', packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.ICMPV6, l4: icmp6(t) }))]).toEqual([t, OK]);
+      expect([
+        t,
+        await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ICMPV6, l4: icmp6(t) })),
+      ]).toEqual([t, OK]);
+      expect([
+        t,
+        await verdict(
+          'sealnet_ingress',
+          packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.ICMPV6, l4: icmp6(t) }),
+        ),
+      ]).toEqual([t, OK]);
     }
-    expect(await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ICMPV6, l4: icmp6(128) }))).toBe(SHOT);
-    expect(await verdict('sealnet_ingress', packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.ICMPV6, l4: icmp6(129) }))).toBe(SHOT);
+    expect(
+      await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ICMPV6, l4: icmp6(128) })),
+    ).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_ingress',
+        packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.ICMPV6, l4: icmp6(129) }),
+      ),
+    ).toBe(SHOT);
     // Packet Too Big (type 2) and other errors quote the pod's packet: they are pod traffic.
-    expect(await verdict('sealnet_egress', packet6({ src: 'fd00:5ea1:1:1::1', dst: POD_READY, proto: PROTO.ICMPV6, l4: icmp6(2, 0, 1240) }))).toBe(REDIRECT);
-    expect(await verdict('sealnet_egress', packet6({ src: 'fd00:5ea1:1:1::1', dst: POD_NO_PEER, proto: PROTO.ICMPV6, l4: icmp6(2, 0, 1240) }))).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: 'fd00:5ea1:1:1::1', dst: POD_READY, proto: PROTO.ICMPV6, l4: icmp6(2, 0, 1240) }),
+      ),
+    ).toBe(REDIRECT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: 'fd00:5ea1:1:1::1', dst: POD_NO_PEER, proto: PROTO.ICMPV6, l4: icmp6(2, 0, 1240) }),
+      ),
+    ).toBe(SHOT);
     // ND to the ready node passes too (not redirected into the tunnel).
-    expect(await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_READY, proto: PROTO.ICMPV6, l4: icmp6(135) }))).toBe(OK);
-    expect(await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_READY, proto: PROTO.ICMPV6, l4: icmp6(128) }))).toBe(REDIRECT);
+    expect(
+      await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_READY, proto: PROTO.ICMPV6, l4: icmp6(135) })),
+    ).toBe(OK);
+    expect(
+      await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_READY, proto: PROTO.ICMPV6, l4: icmp6(128) })),
+    ).toBe(REDIRECT);
   });
 
   it('ingress: plaintext IPv6 from a remote pod prefix is dropped, from elsewhere passed', async () => {
-    expect(await verdict('sealnet_ingress', packet6({ src: POD_READY, dst: SELF_POD, proto: PROTO.UDP, l4: udp(7001, 40000) }))).toBe(SHOT);
-    expect(await verdict('sealnet_ingress', packet6({ src: POD_READY, dst: SELF_POD, proto: PROTO.UDP, l4: udp(7001, 40000), ext: [{ kind: 'hop' }, { kind: 'dst' }] }))).toBe(SHOT);
-    expect(await verdict('sealnet_ingress', packet6({ src: 'fd00:5ea1:9::1', dst: SELF_POD, proto: PROTO.UDP, l4: udp(7001, 40000) }))).toBe(OK);
+    expect(
+      await verdict(
+        'sealnet_ingress',
+        packet6({ src: POD_READY, dst: SELF_POD, proto: PROTO.UDP, l4: udp(7001, 40000) }),
+      ),
+    ).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_ingress',
+        packet6({
+          src: POD_READY,
+          dst: SELF_POD,
+          proto: PROTO.UDP,
+          l4: udp(7001, 40000),
+          ext: [{ kind: 'hop' }, { kind: 'dst' }],
+        }),
+      ),
+    ).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_ingress',
+        packet6({ src: 'fd00:5ea1:9::1', dst: SELF_POD, proto: PROTO.UDP, l4: udp(7001, 40000) }),
+      ),
+    ).toBe(OK);
   });
 });

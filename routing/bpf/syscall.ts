@@ -56,7 +56,10 @@ export function addonPath(): string {
     if (up === dir) break;
     dir = up;
   }
-  throw new SealnetError('KERNEL_FEATURE_MISSING', `BPF map addon ${ADDON_FILE} not found above ${path.dirname(fileURLToPath(import.meta.url))}; run scripts/build-addons.sh`);
+  throw new SealnetError(
+    'KERNEL_FEATURE_MISSING',
+    `BPF map addon ${ADDON_FILE} not found above ${path.dirname(fileURLToPath(import.meta.url))}; run scripts/build-addons.sh`,
+  );
 }
 
 /** Loads the addon once per call site (no module-level cache: callers keep the handle). */
@@ -78,7 +81,9 @@ export const BPF_ERROR_CODE = 'NETLINK_FAILED' as const;
 /** Wraps an addon failure: the message names what was done to which pinned map, and the errno. */
 export function bpfError(what: string, pinPath: string, err: unknown): SealnetError {
   const code = (err as { code?: unknown }).code;
-  return new SealnetError(BPF_ERROR_CODE, `BPF ${what} on ${pinPath}: ${typeof code === 'string' ? code : 'error'}`, { cause: err });
+  return new SealnetError(BPF_ERROR_CODE, `BPF ${what} on ${pinPath}: ${typeof code === 'string' ? code : 'error'}`, {
+    cause: err,
+  });
 }
 
 /** A pinned map opened by path; close it when done. */
@@ -163,7 +168,10 @@ export class PinnedMap {
     }
     const out: [Buffer, Buffer][] = [];
     for (let i = 0; i < d.count; i++) {
-      out.push([d.keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize), d.values.subarray(i * this.info.valueSize, (i + 1) * this.info.valueSize)]);
+      out.push([
+        d.keys.subarray(i * this.info.keySize, (i + 1) * this.info.keySize),
+        d.values.subarray(i * this.info.valueSize, (i + 1) * this.info.valueSize),
+      ]);
     }
     return out;
   }

@@ -4,7 +4,17 @@
  * the console report all read these.
  */
 import { bootstrapRatioCi, pairedRatios, quantile, spread, type RatioCi, type Spread } from './stats.js';
-import { THROUGHPUT_TESTS, VARIANTS, type IperfSample, type JoinResult, type MtuProbe, type MtuSweepResult, type ThroughputResult, type ThroughputTest, type Variant } from './types.js';
+import {
+  THROUGHPUT_TESTS,
+  VARIANTS,
+  type IperfSample,
+  type JoinResult,
+  type MtuProbe,
+  type MtuSweepResult,
+  type ThroughputResult,
+  type ThroughputTest,
+  type Variant,
+} from './types.js';
 
 /** Target: sealnet's throughput at least this fraction of the hand-configured tunnel's (issue 9). */
 export const TARGET_VS_HAND = 0.95;
@@ -13,9 +23,21 @@ export const TARGET_JOIN_MS = 2000;
 
 /** The ratios the summary reports, numerator and denominator variants. */
 export const RATIOS = [
-  { id: 'sealnet/hand-pinned', num: 'sealnet', den: 'hand-pinned', label: 'sealnet ÷ hand-configured (same wireguard-go)', target: TARGET_VS_HAND },
+  {
+    id: 'sealnet/hand-pinned',
+    num: 'sealnet',
+    den: 'hand-pinned',
+    label: 'sealnet ÷ hand-configured (same wireguard-go)',
+    target: TARGET_VS_HAND,
+  },
   { id: 'sealnet/plaintext', num: 'sealnet', den: 'plaintext', label: 'sealnet ÷ plaintext', target: undefined },
-  { id: 'hand-pinned/hand-debian', num: 'hand-pinned', den: 'hand-debian', label: 'pinned ÷ Debian wireguard-go (both hand-configured)', target: undefined },
+  {
+    id: 'hand-pinned/hand-debian',
+    num: 'hand-pinned',
+    den: 'hand-debian',
+    label: 'pinned ÷ Debian wireguard-go (both hand-configured)',
+    target: undefined,
+  },
 ] as const satisfies readonly { id: string; num: Variant; den: Variant; label: string; target: number | undefined }[];
 
 /** One of {@link RATIOS}' ids. */
@@ -52,7 +74,8 @@ export interface LatencyFigures {
 /** Mbit/s of one variant and shape, by round (failed runs left out). */
 export function byRound(t: ThroughputResult, v: Variant, test: ThroughputTest): Map<number, number> {
   const m = new Map<number, number>();
-  for (const s of t.iperf) if (s.variant === v && s.test === test && s.bitsPerSecond !== undefined) m.set(s.round, s.bitsPerSecond / 1e6);
+  for (const s of t.iperf)
+    if (s.variant === v && s.test === test && s.bitsPerSecond !== undefined) m.set(s.round, s.bitsPerSecond / 1e6);
   return m;
 }
 
@@ -74,15 +97,28 @@ export function throughputFigures(t: ThroughputResult): ThroughputFigures {
       ratios[test][r.id] = spread(pr);
     }
   }
-  const pooledRatios = Object.fromEntries(RATIOS.map((r) => [r.id, spread(pooled[r.id])])) as Record<RatioId, Spread | undefined>;
+  const pooledRatios = Object.fromEntries(RATIOS.map((r) => [r.id, spread(pooled[r.id])])) as Record<
+    RatioId,
+    Spread | undefined
+  >;
   const ci = {} as Record<ThroughputTest, Record<RatioId, RatioCi | undefined>>;
-  for (const test of THROUGHPUT_TESTS) ci[test] = Object.fromEntries(RATIOS.map((r) => [r.id, bootstrapRatioCi(roundGroups(t, r.num, r.den, [test]))])) as Record<RatioId, RatioCi | undefined>;
-  const pooledCi = Object.fromEntries(RATIOS.map((r) => [r.id, bootstrapRatioCi(roundGroups(t, r.num, r.den, THROUGHPUT_TESTS))])) as Record<RatioId, RatioCi | undefined>;
+  for (const test of THROUGHPUT_TESTS)
+    ci[test] = Object.fromEntries(
+      RATIOS.map((r) => [r.id, bootstrapRatioCi(roundGroups(t, r.num, r.den, [test]))]),
+    ) as Record<RatioId, RatioCi | undefined>;
+  const pooledCi = Object.fromEntries(
+    RATIOS.map((r) => [r.id, bootstrapRatioCi(roundGroups(t, r.num, r.den, THROUGHPUT_TESTS))]),
+  ) as Record<RatioId, RatioCi | undefined>;
   return { mbps, ratios, pooledRatios, ci, pooledCi, failures: t.iperf.filter((s) => s.error !== undefined).length };
 }
 
 /** Paired ratios num ÷ den grouped by round (one entry per shape run in that round). */
-export function roundGroups(t: ThroughputResult, num: Variant, den: Variant, tests: readonly ThroughputTest[]): number[][] {
+export function roundGroups(
+  t: ThroughputResult,
+  num: Variant,
+  den: Variant,
+  tests: readonly ThroughputTest[],
+): number[][] {
   const groups = new Map<number, number[]>();
   for (const test of tests) {
     const n = byRound(t, num, test);
@@ -114,13 +150,21 @@ export interface CpuFigures {
 export function cpuFigures(t: ThroughputResult): CpuFigures {
   const per = (pick: (s: IperfSample) => number): Record<ThroughputTest, Record<Variant, Spread | undefined>> => {
     const out = {} as Record<ThroughputTest, Record<Variant, Spread | undefined>>;
-    for (const test of THROUGHPUT_TESTS) out[test] = perVariant((v) => spread(t.iperf.filter((s) => s.variant === v && s.test === test && hasCpu(s)).map((s) => pick(s) / gbitOf(s))));
+    for (const test of THROUGHPUT_TESTS)
+      out[test] = perVariant((v) =>
+        spread(t.iperf.filter((s) => s.variant === v && s.test === test && hasCpu(s)).map((s) => pick(s) / gbitOf(s))),
+      );
     return out;
   };
   const tunnel = (s: IperfSample): number => (s.cpu?.agentS ?? 0) + (s.cpu?.wireguardGoS ?? 0);
   const groups = new Map<number, number[]>();
   for (const test of THROUGHPUT_TESTS) {
-    const at = (v: Variant): Map<number, number> => new Map(t.iperf.filter((s) => s.variant === v && s.test === test && hasCpu(s)).map((s) => [s.round, tunnel(s) / gbitOf(s)]));
+    const at = (v: Variant): Map<number, number> =>
+      new Map(
+        t.iperf
+          .filter((s) => s.variant === v && s.test === test && hasCpu(s))
+          .map((s) => [s.round, tunnel(s) / gbitOf(s)]),
+      );
     const sn = at('sealnet');
     const hp = at('hand-pinned');
     for (const [round, x] of sn) {
@@ -148,7 +192,8 @@ function gbitOf(s: IperfSample): number {
 /** Latency percentiles per variant and sealnet ÷ plaintext. */
 export function latencyFigures(t: ThroughputResult): LatencyFigures {
   const pct = (v: Variant, q: number): Map<number, number> => percentileByRound(t, v, q);
-  const diff = (a: Map<number, number>, b: Map<number, number>): number[] => [...a].filter(([r]) => b.has(r)).map(([r, x]) => x - (b.get(r) as number));
+  const diff = (a: Map<number, number>, b: Map<number, number>): number[] =>
+    [...a].filter(([r]) => b.has(r)).map(([r, x]) => x - (b.get(r) as number));
   return {
     p50: perVariant((v) => spread([...pct(v, 0.5).values()])),
     p99: perVariant((v) => spread([...pct(v, 0.99).values()])),
@@ -162,7 +207,8 @@ export function latencyFigures(t: ThroughputResult): LatencyFigures {
 /** The `q` quantile (µs) of each round's latency run of one variant, by round (failed runs left out). */
 export function percentileByRound(t: ThroughputResult, v: Variant, q: number): Map<number, number> {
   const m = new Map<number, number>();
-  for (const s of t.latency) if (s.variant === v && s.error === undefined && s.rttUs.length > 0) m.set(s.round, quantile(s.rttUs, q));
+  for (const s of t.latency)
+    if (s.variant === v && s.error === undefined && s.rttUs.length > 0) m.set(s.round, quantile(s.rttUs, q));
   return m;
 }
 
@@ -203,14 +249,23 @@ export function joinFigures(j: JoinResult): JoinFigures {
     worstResolutionMs: maxOf(s.programmedResolutionMs),
     error: s.error,
   }));
-  const col = (f: (r: JoinRow) => number | undefined): Spread | undefined => spread(rows.map(f).filter((x): x is number => x !== undefined));
-  return { rows, programmedAll: col((r) => r.programmedAllMs), firstPingAll: col((r) => r.firstPingAllMs), agentStartToKey: col((r) => r.agentStartToKeyMs) };
+  const col = (f: (r: JoinRow) => number | undefined): Spread | undefined =>
+    spread(rows.map(f).filter((x): x is number => x !== undefined));
+  return {
+    rows,
+    programmedAll: col((r) => r.programmedAllMs),
+    firstPingAll: col((r) => r.firstPingAllMs),
+    agentStartToKey: col((r) => r.agentStartToKeyMs),
+  };
 }
 
 /** MTU sweep grouped for the table: payload → column label → probe. */
 export interface MtuTable {
   readonly columns: readonly string[];
-  readonly rows: readonly { readonly payload: number; readonly cells: Readonly<Record<string, MtuProbe | undefined>> }[];
+  readonly rows: readonly {
+    readonly payload: number;
+    readonly cells: Readonly<Record<string, MtuProbe | undefined>>;
+  }[];
   readonly unexpected: readonly MtuProbe[];
 }
 
@@ -219,6 +274,11 @@ export function mtuTable(m: MtuSweepResult): MtuTable {
   const label = (p: MtuProbe): string => `${p.cluster} ${p.from}→${p.to}`;
   const columns = [...new Set(m.probes.map(label))];
   const payloads = [...new Set(m.probes.map((p) => p.payload))].sort((a, b) => a - b);
-  const rows = payloads.map((payload) => ({ payload, cells: Object.fromEntries(columns.map((col) => [col, m.probes.find((p) => p.payload === payload && label(p) === col)])) }));
+  const rows = payloads.map((payload) => ({
+    payload,
+    cells: Object.fromEntries(
+      columns.map((col) => [col, m.probes.find((p) => p.payload === payload && label(p) === col)]),
+    ),
+  }));
   return { columns, rows, unexpected: m.probes.filter((p) => !p.ok) };
 }

@@ -1,6 +1,15 @@
 /** Command line of `npm run bench`. */
 import { NODE_SHAPES, STATUS_SHAPES, type NodeShape, type StatusShape } from './scale-kubelet.js';
-import { BENCHMARKS, SCALE_STORES, THROUGHPUT_TESTS, VARIANTS, type BenchmarkName, type ScaleStore, type ThroughputTest, type Variant } from './types.js';
+import {
+  BENCHMARKS,
+  SCALE_STORES,
+  THROUGHPUT_TESTS,
+  VARIANTS,
+  type BenchmarkName,
+  type ScaleStore,
+  type ThroughputTest,
+  type Variant,
+} from './types.js';
 
 /** Usage text. */
 export const BENCH_USAGE = `usage: npm run bench [-- NAME ...] [--quick] [options]
@@ -98,13 +107,15 @@ export interface BenchArgs {
 function listOf<T extends string>(flag: string, v: string | undefined, known: readonly T[]): T[] {
   const items = (v ?? '').split(',').filter((x) => x !== '');
   const bad = items.filter((x) => !(known as readonly string[]).includes(x));
-  if (items.length === 0 || bad.length > 0) throw new Error(`${flag} needs a comma-separated list of ${known.join(', ')}, got ${JSON.stringify(v)}`);
+  if (items.length === 0 || bad.length > 0)
+    throw new Error(`${flag} needs a comma-separated list of ${known.join(', ')}, got ${JSON.stringify(v)}`);
   return known.filter((k) => items.includes(k));
 }
 
 function int(flag: string, v: string | undefined, min: number, max: number): number {
   const n = Number(v);
-  if (v === undefined || !Number.isInteger(n) || n < min || n > max) throw new Error(`${flag} needs an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  if (v === undefined || !Number.isInteger(n) || n < min || n > max)
+    throw new Error(`${flag} needs an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
   return n;
 }
 
@@ -169,7 +180,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       }
       case '--store': {
         const v = argv[++i];
-        if (!(SCALE_STORES as readonly (string | undefined)[]).includes(v)) throw new Error(`--store needs one of ${SCALE_STORES.join(', ')}, got ${JSON.stringify(v)}`);
+        if (!(SCALE_STORES as readonly (string | undefined)[]).includes(v))
+          throw new Error(`--store needs one of ${SCALE_STORES.join(', ')}, got ${JSON.stringify(v)}`);
         if (!stores.includes(v as ScaleStore)) stores.push(v as ScaleStore);
         break;
       }
@@ -187,13 +199,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
         break;
       case '--node-shape': {
         const v = argv[++i];
-        if (!(NODE_SHAPES as readonly (string | undefined)[]).includes(v)) throw new Error(`--node-shape needs one of ${NODE_SHAPES.join(', ')}, got ${JSON.stringify(v)}`);
+        if (!(NODE_SHAPES as readonly (string | undefined)[]).includes(v))
+          throw new Error(`--node-shape needs one of ${NODE_SHAPES.join(', ')}, got ${JSON.stringify(v)}`);
         o.nodeShape = v as NodeShape;
         break;
       }
       case '--status': {
         const v = argv[++i];
-        if (!(STATUS_SHAPES as readonly (string | undefined)[]).includes(v)) throw new Error(`--status needs one of ${STATUS_SHAPES.join(', ')}, got ${JSON.stringify(v)}`);
+        if (!(STATUS_SHAPES as readonly (string | undefined)[]).includes(v))
+          throw new Error(`--status needs one of ${STATUS_SHAPES.join(', ')}, got ${JSON.stringify(v)}`);
         o.statusShape = v as StatusShape;
         break;
       }
@@ -215,7 +229,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
         break;
       default:
         if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
-        if (!(BENCHMARKS as readonly string[]).includes(a)) throw new Error(`unknown benchmark ${JSON.stringify(a)} (known: ${BENCHMARKS.join(', ')})`);
+        if (!(BENCHMARKS as readonly string[]).includes(a))
+          throw new Error(`unknown benchmark ${JSON.stringify(a)} (known: ${BENCHMARKS.join(', ')})`);
         if (!names.includes(a as BenchmarkName)) names.push(a as BenchmarkName);
     }
   }

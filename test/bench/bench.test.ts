@@ -33,15 +33,27 @@ describe('stats', () => {
   });
 
   it('pairs ratios by round and skips unpaired or zero denominators', () => {
-    const num = new Map([[0, 90], [1, 100], [2, 50]]);
-    const den = new Map([[0, 100], [1, 0]]);
+    const num = new Map([
+      [0, 90],
+      [1, 100],
+      [2, 50],
+    ]);
+    const den = new Map([
+      [0, 100],
+      [1, 0],
+    ]);
     expect(pairedRatios(num, den)).toEqual([0.9]);
   });
 
   it('says plainly when and by how much a target is missed', () => {
     expect(atLeast(spread([0.9, 0.91, 0.92]), 0.95).text).toBe('**missed** by 4.2 % (0.910 < 0.950)');
-    expect(atLeast(spread([0.9, 0.91, 0.99]), 0.95).text).toBe('**missed** by 4.2 % (0.910 < 0.950; the best round, 0.990, is above it)');
-    expect(atLeast(spread([0.94, 0.97, 0.99]), 0.95)).toEqual({ met: true, text: 'met (0.970 ≥ 0.950; but the worst round, 0.940, is below it)' });
+    expect(atLeast(spread([0.9, 0.91, 0.99]), 0.95).text).toBe(
+      '**missed** by 4.2 % (0.910 < 0.950; the best round, 0.990, is above it)',
+    );
+    expect(atLeast(spread([0.94, 0.97, 0.99]), 0.95)).toEqual({
+      met: true,
+      text: 'met (0.970 ≥ 0.950; but the worst round, 0.940, is below it)',
+    });
     expect(atLeast(undefined, 0.95).met).toBe(false);
     expect(below(2500, 2000, 'ms').text).toBe('**missed**: max 2500 ms ≥ 2000 ms (over by 500 ms, 25 %)');
     expect(below(300, 2000, 'ms').met).toBe(true);
@@ -50,10 +62,20 @@ describe('stats', () => {
 
 describe('parseBenchArgs', () => {
   it('runs everything by default, in the documented order', () => {
-    expect(parseBenchArgs([])).toMatchObject({ benchmarks: ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map', 'rotation', 'kernel-throughput'], quick: false, rounds: 5, durationS: 3, joins: 5, rotationRounds: 5 });
+    expect(parseBenchArgs([])).toMatchObject({
+      benchmarks: ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map', 'rotation', 'kernel-throughput'],
+      quick: false,
+      rounds: 5,
+      durationS: 3,
+      joins: 5,
+      rotationRounds: 5,
+    });
     expect(parseBenchArgs(['mtu-sweep', 'throughput', '--quick']).benchmarks).toEqual(['throughput', 'mtu-sweep']);
     expect(parseBenchArgs(['--quick'])).toMatchObject({ rounds: 2, durationS: 2, joins: 3, rotationRounds: 2 });
-    expect(parseBenchArgs(['rotation', '--quick', '--rotation-rounds', '3'])).toMatchObject({ benchmarks: ['rotation'], rotationRounds: 3 });
+    expect(parseBenchArgs(['rotation', '--quick', '--rotation-rounds', '3'])).toMatchObject({
+      benchmarks: ['rotation'],
+      rotationRounds: 3,
+    });
     expect(parseBenchArgs(['--quick', '--rounds', '3']).rounds).toBe(3);
   });
 
@@ -71,7 +93,17 @@ describe('round order', () => {
   });
 });
 
-const ping = (p: Partial<PingResult>): PingResult => ({ transmitted: 2, received: 0, lossPercent: 100, rttAvgMs: undefined, fragNeeded: false, messageTooLong: false, reportedMtu: undefined, errors: 0, ...p });
+const ping = (p: Partial<PingResult>): PingResult => ({
+  transmitted: 2,
+  received: 0,
+  lossPercent: 100,
+  rttAvgMs: undefined,
+  fragNeeded: false,
+  messageTooLong: false,
+  reportedMtu: undefined,
+  errors: 0,
+  ...p,
+});
 
 describe('MTU sweep', () => {
   it('probes the boundary and the full underlay size', () => {
@@ -83,9 +115,18 @@ describe('MTU sweep', () => {
   it('classifies replies, refusals, wrong MTUs and silence', () => {
     expect(classify(ping({ received: 2 }), 1412, 1440)).toEqual({ outcome: 'reply', ok: true });
     expect(classify(ping({ received: 2 }), 1413, 1440)).toEqual({ outcome: 'reply', ok: false });
-    expect(classify(ping({ fragNeeded: true, reportedMtu: 1440 }), 1413, 1440)).toEqual({ outcome: 'frag-needed', ok: true });
-    expect(classify(ping({ messageTooLong: true, reportedMtu: 1440 }), 1472, 1440)).toEqual({ outcome: 'frag-needed', ok: true });
-    expect(classify(ping({ fragNeeded: true, reportedMtu: 1420 }), 1413, 1440)).toEqual({ outcome: 'wrong-mtu', ok: false });
+    expect(classify(ping({ fragNeeded: true, reportedMtu: 1440 }), 1413, 1440)).toEqual({
+      outcome: 'frag-needed',
+      ok: true,
+    });
+    expect(classify(ping({ messageTooLong: true, reportedMtu: 1440 }), 1472, 1440)).toEqual({
+      outcome: 'frag-needed',
+      ok: true,
+    });
+    expect(classify(ping({ fragNeeded: true, reportedMtu: 1420 }), 1413, 1440)).toEqual({
+      outcome: 'wrong-mtu',
+      ok: false,
+    });
     expect(classify(ping({}), 1413, 1440)).toEqual({ outcome: 'black-hole', ok: false });
     expect(classify(ping({ received: 1 }), 64, 1440)).toEqual({ outcome: 'partial', ok: false });
   });
@@ -93,7 +134,8 @@ describe('MTU sweep', () => {
 
 describe('join', () => {
   it('reads the receive time of the first reply from ping -D output', () => {
-    const text = 'PING 100.64.5.11 (100.64.5.11) 56(84) bytes of data.\n[1700000000.100000] From 100.64.1.1 icmp_seq=1 Destination Net Unreachable\n[1700000000.250500] 64 bytes from 100.64.5.11: icmp_seq=9 ttl=62 time=3.1 ms\n';
+    const text =
+      'PING 100.64.5.11 (100.64.5.11) 56(84) bytes of data.\n[1700000000.100000] From 100.64.1.1 icmp_seq=1 Destination Net Unreachable\n[1700000000.250500] 64 bytes from 100.64.5.11: icmp_seq=9 ttl=62 time=3.1 ms\n';
     expect(firstReplyAt(text)).toBe(1700000000251);
     expect(firstReplyAt('[1700000000.1] From 100.64.1.1 icmp_seq=1 Destination Net Unreachable\n')).toBeUndefined();
   });
@@ -120,13 +162,40 @@ describe('UAPI', () => {
 function fakeResult(mbps: (v: Variant, round: number) => number): BenchResult {
   const iperf: IperfSample[] = [];
   for (let round = 0; round < 3; round++) {
-    for (const test of THROUGHPUT_TESTS) for (const variant of VARIANTS) iperf.push({ round, variant, test, at: 0, bitsPerSecond: mbps(variant, round) * 1e6, retransmits: 0, cpuLocal: undefined, cpuRemote: undefined, error: undefined });
+    for (const test of THROUGHPUT_TESTS)
+      for (const variant of VARIANTS)
+        iperf.push({
+          round,
+          variant,
+          test,
+          at: 0,
+          bitsPerSecond: mbps(variant, round) * 1e6,
+          retransmits: 0,
+          cpuLocal: undefined,
+          cpuRemote: undefined,
+          error: undefined,
+        });
   }
-  return fixtureResult({ throughput: { rounds: 3, durationS: 3, latencyCount: 10, setups: [], iperf, latency: [{ round: 0, variant: 'sealnet', at: 0, size: 64, rttUs: [100, 120, 300], error: undefined }] } });
+  return fixtureResult({
+    throughput: {
+      rounds: 3,
+      durationS: 3,
+      latencyCount: 10,
+      setups: [],
+      iperf,
+      latency: [{ round: 0, variant: 'sealnet', at: 0, size: 64, rttUs: [100, 120, 300], error: undefined }],
+    },
+  });
 }
 
 describe('reports', () => {
-  const speeds: Record<Variant, number[]> = { plaintext: [9000, 9100, 8900], sealnet: [900, 1000, 950], 'hand-pinned': [1000, 1000, 1000], 'hand-debian': [400, 500, 450], 'sealnet-route-only': [950, 900, 1000] };
+  const speeds: Record<Variant, number[]> = {
+    plaintext: [9000, 9100, 8900],
+    sealnet: [900, 1000, 950],
+    'hand-pinned': [1000, 1000, 1000],
+    'hand-debian': [400, 500, 450],
+    'sealnet-route-only': [950, 900, 1000],
+  };
   const r = fakeResult((v, round) => speeds[v][round] as number);
 
   it('takes ratios within a round, not of medians', () => {
@@ -137,7 +206,9 @@ describe('reports', () => {
 
   it('puts each target next to its measured value with a verdict', () => {
     const md = renderSummary([{ file: 'results/x.json', result: r }]);
-    expect(md).toContain('| throughput 1 stream n1→n2: sealnet ÷ hand-configured | ≥ 0.95 | 0.950 [0.900–1.000] | met (0.950 ≥ 0.950; but the worst round, 0.900, is below it) |');
+    expect(md).toContain(
+      '| throughput 1 stream n1→n2: sealnet ÷ hand-configured | ≥ 0.95 | 0.950 [0.900–1.000] | met (0.950 ≥ 0.950; but the worst round, 0.900, is below it) |',
+    );
     expect(md).toContain('[results/x.json](results/x.json)');
     expect(md).not.toContain('undefined');
   });

@@ -35,7 +35,11 @@ export function throughputChart(r: BenchResult): string | undefined {
         unit: 'Mbit/s',
         groups: THROUGHPUT_TESTS.map((test) => {
           const plain = f.mbps[test].plaintext;
-          return { label: TEST_LABELS[test], note: plain === undefined ? undefined : `plaintext: ${fmt(plain.median)} Mbit/s`, values: f.mbps[test] };
+          return {
+            label: TEST_LABELS[test],
+            note: plain === undefined ? undefined : `plaintext: ${fmt(plain.median)} Mbit/s`,
+            values: f.mbps[test],
+          };
         }),
       },
     ],

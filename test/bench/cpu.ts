@@ -93,12 +93,19 @@ export interface CpuUsage {
   readonly wallS: number;
 }
 
-const sum = (pids: readonly number[], withChildren: boolean): number => pids.reduce((a, p) => a + (processTicks(p, withChildren) ?? 0), 0);
+const sum = (pids: readonly number[], withChildren: boolean): number =>
+  pids.reduce((a, p) => a + (processTicks(p, withChildren) ?? 0), 0);
 
 /** Reads the counters now. */
 export function cpuSnapshot(s: CpuSubjects): CpuSnapshot {
   const st = parseProcStat(readFileSync('/proc/stat', 'utf8'));
-  return { at: Date.now(), agents: sum(s.agents, true), wireguardGo: sum(s.wireguardGo, false), softirq: st.softirq, busy: st.busy };
+  return {
+    at: Date.now(),
+    agents: sum(s.agents, true),
+    wireguardGo: sum(s.wireguardGo, false),
+    softirq: st.softirq,
+    busy: st.busy,
+  };
 }
 
 /** CPU seconds between `before` and now. */

@@ -34,8 +34,11 @@ async function firstLine(argv: readonly string[]): Promise<string | undefined> {
 
 /** What a wireguard-go binary is: `--version`, embedded module version, Debian package, hash. */
 export async function describeWireGuardGo(path: string, opts: { debian: boolean }): Promise<WireGuardGoInfo> {
-  if (!existsSync(path)) return { path, version: undefined, module: undefined, debianPackage: undefined, sha256: undefined };
-  const buildInfo = await run(['go', 'version', '-m', path], { check: false, timeoutMs: 10_000 }).catch(() => undefined);
+  if (!existsSync(path))
+    return { path, version: undefined, module: undefined, debianPackage: undefined, sha256: undefined };
+  const buildInfo = await run(['go', 'version', '-m', path], { check: false, timeoutMs: 10_000 }).catch(
+    () => undefined,
+  );
   const mod = buildInfo?.stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
@@ -46,12 +49,17 @@ export async function describeWireGuardGo(path: string, opts: { debian: boolean 
     version: await firstLine([path, '--version']),
     module: mod,
     debianPackage: deb,
-    sha256: createHash('sha256').update(await readFile(path)).digest('hex'),
+    sha256: createHash('sha256')
+      .update(await readFile(path))
+      .digest('hex'),
   };
 }
 
 /** Captures the environment at the start of a run (load "after" is filled in at the end). */
-export async function captureEnvironment(opts: { pinnedWireGuardGo: string; ownPrefixes: readonly string[] }): Promise<Environment> {
+export async function captureEnvironment(opts: {
+  pinnedWireGuardGo: string;
+  ownPrefixes: readonly string[];
+}): Promise<Environment> {
   const c = cpus();
   const foreign = listNetns().filter((ns) => !opts.ownPrefixes.some((p) => ns.startsWith(`${p}-`))).length;
   return {
@@ -84,8 +92,15 @@ export function currentCommit(root = repoRoot()): { full: string | undefined; sh
     // A linked worktree: .git is a file naming its own git dir; refs live in the common dir.
     let commonDir = gitDir;
     if (statSync(gitDir).isFile()) {
-      gitDir = resolve(root, readFileSync(gitDir, 'utf8').replace(/^gitdir: /, '').trim());
-      commonDir = existsSync(join(gitDir, 'commondir')) ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim()) : gitDir;
+      gitDir = resolve(
+        root,
+        readFileSync(gitDir, 'utf8')
+          .replace(/^gitdir: /, '')
+          .trim(),
+      );
+      commonDir = existsSync(join(gitDir, 'commondir'))
+        ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim())
+        : gitDir;
     }
     const head = readFileSync(join(gitDir, 'HEAD'), 'utf8').trim();
     let full: string | undefined;
@@ -96,7 +111,11 @@ export function currentCommit(root = repoRoot()): { full: string | undefined; sh
       if (ref !== undefined) {
         const loose = [join(gitDir, ref), join(commonDir, ref)].find((f) => existsSync(f));
         if (loose !== undefined) full = readFileSync(loose, 'utf8').trim();
-        else full = readFileSync(join(commonDir, 'packed-refs'), 'utf8').split('\n').find((l) => l.endsWith(` ${ref}`))?.split(' ')[0];
+        else
+          full = readFileSync(join(commonDir, 'packed-refs'), 'utf8')
+            .split('\n')
+            .find((l) => l.endsWith(` ${ref}`))
+            ?.split(' ')[0];
       }
     }
     if (full !== undefined && /^[0-9a-f]{40}$/.test(full)) return { full, short: full.slice(0, 7) };

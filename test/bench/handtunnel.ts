@@ -54,7 +54,11 @@ async function generateKeys(c: NsCluster, node: NodeInfo): Promise<NodeKeys> {
  * LC_ALL only), so both variants run the binary under identical conditions.
  */
 async function startWireGuardGo(c: NsCluster, node: string, binary: string): Promise<void> {
-  await c.execNode(node, ['env', '-i', `PATH=${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, 'LC_ALL=C', binary, HAND_INTERFACE], { timeoutMs: 15_000 });
+  await c.execNode(
+    node,
+    ['env', '-i', `PATH=${process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin'}`, 'LC_ALL=C', binary, HAND_INTERFACE],
+    { timeoutMs: 15_000 },
+  );
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     const r = await c.execNode(node, ['wg', 'show', HAND_INTERFACE, 'listen-port'], { check: false });
@@ -74,17 +78,46 @@ export async function handConfigureMesh(c: NsCluster, o: HandMeshOptions): Promi
   await Promise.all(
     keys.map(async (self) => {
       const name = self.node.name;
-      if (o.binary === KERNEL_WIREGUARD) await c.execNode(name, ['ip', 'link', 'add', 'dev', HAND_INTERFACE, 'type', 'wireguard']);
+      if (o.binary === KERNEL_WIREGUARD)
+        await c.execNode(name, ['ip', 'link', 'add', 'dev', HAND_INTERFACE, 'type', 'wireguard']);
       else await startWireGuardGo(c, name, o.binary);
       const peers = keys.filter((k) => k !== self);
-      const set = ['wg', 'set', HAND_INTERFACE, 'listen-port', String(o.listenPort), 'private-key', self.privateKeyFile];
+      const set = [
+        'wg',
+        'set',
+        HAND_INTERFACE,
+        'listen-port',
+        String(o.listenPort),
+        'private-key',
+        self.privateKeyFile,
+      ];
       for (const p of peers) {
-        set.push('peer', p.publicKey, 'endpoint', `${p.node.address}:${o.listenPort}`, 'allowed-ips', p.node.podCIDR, 'persistent-keepalive', String(o.persistentKeepalive));
+        set.push(
+          'peer',
+          p.publicKey,
+          'endpoint',
+          `${p.node.address}:${o.listenPort}`,
+          'allowed-ips',
+          p.node.podCIDR,
+          'persistent-keepalive',
+          String(o.persistentKeepalive),
+        );
       }
       await c.execNode(name, set);
       await c.execNode(name, ['ip', 'link', 'set', 'dev', HAND_INTERFACE, 'mtu', String(o.mtu), 'up']);
       for (const p of peers) {
-        await c.execNode(name, ['ip', 'route', 'replace', p.node.podCIDR, 'dev', HAND_INTERFACE, 'mtu', String(o.mtu), 'src', self.node.podGateway]);
+        await c.execNode(name, [
+          'ip',
+          'route',
+          'replace',
+          p.node.podCIDR,
+          'dev',
+          HAND_INTERFACE,
+          'mtu',
+          String(o.mtu),
+          'src',
+          self.node.podGateway,
+        ]);
       }
     }),
   );

@@ -59,23 +59,35 @@ function peersOf(c: NsCluster, node: string): () => Promise<UapiPeer[]> {
  * Polls a node's peers until it has `key` with `cidr`. Returns the time of the first positive
  * look (an upper bound) and the resolution: how long before it the last negative look began.
  */
-async function programmedOn(c: NsCluster, node: string, want: { key: string; cidr: string; since: number; deadline: number }): Promise<{ ms: number; resolutionMs: number }> {
+async function programmedOn(
+  c: NsCluster,
+  node: string,
+  want: { key: string; cidr: string; since: number; deadline: number },
+): Promise<{ ms: number; resolutionMs: number }> {
   const peers = peersOf(c, node);
   let lastLook = want.since;
-  return until(`${node} to program the new peer`, want.deadline, async () => {
-    const start = Date.now();
-    const list = await peers();
-    const now = Date.now();
-    if (list.some((p) => p.publicKey === want.key && p.allowedIPs.includes(want.cidr))) return { ms: now - want.since, resolutionMs: now - lastLook };
-    lastLook = start;
-    return undefined;
-  }, PEER_POLL_MS);
+  return until(
+    `${node} to program the new peer`,
+    want.deadline,
+    async () => {
+      const start = Date.now();
+      const list = await peers();
+      const now = Date.now();
+      if (list.some((p) => p.publicKey === want.key && p.allowedIPs.includes(want.cidr)))
+        return { ms: now - want.since, resolutionMs: now - lastLook };
+      lastLook = start;
+      return undefined;
+    },
+    PEER_POLL_MS,
+  );
 }
 
 /** Removes the host-gw routes between the newcomer and every existing node (both ways). */
 async function tunnelOnly(c: NsCluster, fresh: NodeInfo, existing: readonly NodeInfo[]): Promise<void> {
   await Promise.all(existing.map((n) => c.execNode(n.name, ['ip', 'route', 'del', fresh.podCIDR])));
-  await c.execNode(fresh.name, ['ip', '-batch', '-'], { input: `${existing.map((n) => `route del ${n.podCIDR}`).join('\n')}\n` });
+  await c.execNode(fresh.name, ['ip', '-batch', '-'], {
+    input: `${existing.map((n) => `route del ${n.podCIDR}`).join('\n')}\n`,
+  });
 }
 
 async function oneJoin(c: NsCluster, o: JoinOptions): Promise<JoinSample> {
@@ -88,27 +100,62 @@ async function oneJoin(c: NsCluster, o: JoinOptions): Promise<JoinSample> {
   const pingers: { pod: string; log: string; proc: BackgroundProcess }[] = existing.map((n) => {
     const pod = (n.pods[0] as PodInfo).name;
     const log = joinPath(dir, `${fresh.name}-from-${pod}.log`);
-    const proc = c.spawnPod(pod, ['ping', '-n', '-D', '-i', String(PING_INTERVAL_MS / 1000), c.resolve(target)], { logFile: log });
+    const proc = c.spawnPod(pod, ['ping', '-n', '-D', '-i', String(PING_INTERVAL_MS / 1000), c.resolve(target)], {
+      logFile: log,
+    });
     return { pod, log, proc };
   });
   const base = { node: fresh.name, nodesBefore: existing.length };
   try {
     const agentStart = Date.now();
     await c.startAgent(fresh.name);
-    const key = await until('the new key in the store', deadline, async () => {
-      const k = (await c.nodeDoc(fresh.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey];
-      return k === undefined ? undefined : { key: k, at: Date.now() };
-    }, 5);
-    const existingKeys = await Promise.all(existing.map(async (n) => (await c.nodeDoc(n.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey]));
+    const key = await until(
+      'the new key in the store',
+      deadline,
+      async () => {
+        const k = (await c.nodeDoc(fresh.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey];
+        return k === undefined ? undefined : { key: k, at: Date.now() };
+      },
+      5,
+    );
+    const existingKeys = await Promise.all(
+      existing.map(async (n) => (await c.nodeDoc(n.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey]),
+    );
     const freshPeers = peersOf(c, fresh.name);
     const [programmed, newNode, pings] = await Promise.all([
-      Promise.all(existing.map(async (n) => [n.name, await programmedOn(c, n.name, { key: key.key, cidr: fresh.podCIDR, since: key.at, deadline })] as const)),
-      until(`${fresh.name} to program every existing node`, deadline, async () => {
-        const list = await freshPeers();
-        const ok = existingKeys.every((k) => list.some((p) => p.publicKey === k));
-        return ok ? Date.now() - key.at : undefined;
-      }, PEER_POLL_MS),
-      Promise.all(pingers.map(async (p) => [p.pod, await until(`a reply from ${target} to ${p.pod}`, deadline, async () => firstReplyAt(await readFile(p.log, 'utf8').catch(() => '')), 20)] as const)),
+      Promise.all(
+        existing.map(
+          async (n) =>
+            [
+              n.name,
+              await programmedOn(c, n.name, { key: key.key, cidr: fresh.podCIDR, since: key.at, deadline }),
+            ] as const,
+        ),
+      ),
+      until(
+        `${fresh.name} to program every existing node`,
+        deadline,
+        async () => {
+          const list = await freshPeers();
+          const ok = existingKeys.every((k) => list.some((p) => p.publicKey === k));
+          return ok ? Date.now() - key.at : undefined;
+        },
+        PEER_POLL_MS,
+      ),
+      Promise.all(
+        pingers.map(
+          async (p) =>
+            [
+              p.pod,
+              await until(
+                `a reply from ${target} to ${p.pod}`,
+                deadline,
+                async () => firstReplyAt(await readFile(p.log, 'utf8').catch(() => '')),
+                20,
+              ),
+            ] as const,
+        ),
+      ),
     ]);
     return {
       ...base,
@@ -120,7 +167,15 @@ async function oneJoin(c: NsCluster, o: JoinOptions): Promise<JoinSample> {
       error: undefined,
     };
   } catch (err) {
-    return { ...base, agentStartToKeyMs: undefined, programmedMs: {}, programmedResolutionMs: {}, newNodeProgrammedMs: undefined, firstPingMs: {}, error: err instanceof Error ? err.message : String(err) };
+    return {
+      ...base,
+      agentStartToKeyMs: undefined,
+      programmedMs: {},
+      programmedResolutionMs: {},
+      newNodeProgrammedMs: undefined,
+      firstPingMs: {},
+      error: err instanceof Error ? err.message : String(err),
+    };
   } finally {
     await Promise.all(pingers.map((p) => p.proc.stop({ signal: 'SIGINT', timeoutMs: 2000 })));
   }
@@ -128,7 +183,12 @@ async function oneJoin(c: NsCluster, o: JoinOptions): Promise<JoinSample> {
 
 /** Runs the join benchmark; the cluster is destroyed on return or failure. */
 export async function runJoin(o: JoinOptions): Promise<JoinResult> {
-  const c = await NsCluster.create({ nodes: o.initialNodes, podsPerNode: 1, prefix: `b${o.runId}jn`, log: (l) => o.log(`  [join] ${l}`) });
+  const c = await NsCluster.create({
+    nodes: o.initialNodes,
+    podsPerNode: 1,
+    prefix: `b${o.runId}jn`,
+    log: (l) => o.log(`  [join] ${l}`),
+  });
   try {
     await c.waitEncrypted({ timeoutMs: 60_000 });
     const joins: JoinSample[] = [];
@@ -137,7 +197,9 @@ export async function runJoin(o: JoinOptions): Promise<JoinResult> {
       joins.push(s);
       const prog = Math.max(...Object.values(s.programmedMs));
       const ping = Math.max(...Object.values(s.firstPingMs));
-      o.log(`join: ${s.node} (${s.nodesBefore} → ${s.nodesBefore + 1} nodes): ${s.error ?? `programmed everywhere ${prog} ms, first ping from every pod ${ping} ms after its key appeared`}`);
+      o.log(
+        `join: ${s.node} (${s.nodesBefore} → ${s.nodesBefore + 1} nodes): ${s.error ?? `programmed everywhere ${prog} ms, first ping from every pod ${ping} ms after its key appeared`}`,
+      );
       await sleep(500);
     }
     return { initialNodes: o.initialNodes, pingIntervalMs: PING_INTERVAL_MS, joins };

@@ -31,7 +31,12 @@ const DIRECTION_LABELS: Readonly<Record<KernelDirection, string>> = { fwd: '1 st
 export const KERNEL_RATIOS = [
   { id: 'ipsec/plaintext', num: 'sealnet-ipsec', den: 'plaintext', label: 'sealnet IPsec ÷ plaintext' },
   { id: 'wg/plaintext', num: 'sealnet-wg-kernel', den: 'plaintext', label: 'sealnet kernel WireGuard ÷ plaintext' },
-  { id: 'wg/hand', num: 'sealnet-wg-kernel', den: 'hand-wg-kernel', label: 'sealnet kernel WireGuard ÷ hand-configured kernel WireGuard' },
+  {
+    id: 'wg/hand',
+    num: 'sealnet-wg-kernel',
+    den: 'hand-wg-kernel',
+    label: 'sealnet kernel WireGuard ÷ hand-configured kernel WireGuard',
+  },
   { id: 'ipsec/wg', num: 'sealnet-ipsec', den: 'sealnet-wg-kernel', label: 'sealnet IPsec ÷ sealnet kernel WireGuard' },
 ] as const satisfies readonly { id: string; num: KernelVariant; den: KernelVariant; label: string }[];
 /** One of {@link KERNEL_RATIOS}' ids. */
@@ -115,7 +120,8 @@ export interface KernelFigures {
 /** Mbit/s of one variant and direction, by round (failed runs left out). */
 export function kernelByRound(t: GuestThroughputOutput, v: KernelVariant, d: KernelDirection): Map<number, number> {
   const m = new Map<number, number>();
-  for (const s of t.iperf) if (s.variant === v && s.direction === d && s.bitsPerSecond !== undefined) m.set(s.round, s.bitsPerSecond / 1e6);
+  for (const s of t.iperf)
+    if (s.variant === v && s.direction === d && s.bitsPerSecond !== undefined) m.set(s.round, s.bitsPerSecond / 1e6);
   return m;
 }
 
@@ -123,9 +129,14 @@ export function kernelByRound(t: GuestThroughputOutput, v: KernelVariant, d: Ker
 export function kernelFigures(t: GuestThroughputOutput): KernelFigures {
   const mbps = {} as Record<KernelDirection, Record<KernelVariant, Spread | undefined>>;
   const ratios = {} as Record<KernelDirection, Record<KernelRatioId, Spread | undefined>>;
-  const pooled = Object.fromEntries(KERNEL_RATIOS.map((r) => [r.id, [] as number[]])) as Record<KernelRatioId, number[]>;
+  const pooled = Object.fromEntries(KERNEL_RATIOS.map((r) => [r.id, [] as number[]])) as Record<
+    KernelRatioId,
+    number[]
+  >;
   for (const d of KERNEL_DIRECTIONS) {
-    mbps[d] = Object.fromEntries(KERNEL_VARIANTS.map((v) => [v, spread([...kernelByRound(t, v, d).values()])])) as Record<KernelVariant, Spread | undefined>;
+    mbps[d] = Object.fromEntries(
+      KERNEL_VARIANTS.map((v) => [v, spread([...kernelByRound(t, v, d).values()])]),
+    ) as Record<KernelVariant, Spread | undefined>;
     ratios[d] = {} as Record<KernelRatioId, Spread | undefined>;
     for (const r of KERNEL_RATIOS) {
       const pr = pairedRatios(kernelByRound(t, r.num, d), kernelByRound(t, r.den, d));
@@ -136,7 +147,10 @@ export function kernelFigures(t: GuestThroughputOutput): KernelFigures {
   return {
     mbps,
     ratios,
-    pooled: Object.fromEntries(KERNEL_RATIOS.map((r) => [r.id, spread(pooled[r.id])])) as Record<KernelRatioId, Spread | undefined>,
+    pooled: Object.fromEntries(KERNEL_RATIOS.map((r) => [r.id, spread(pooled[r.id])])) as Record<
+      KernelRatioId,
+      Spread | undefined
+    >,
     failures: t.iperf.filter((s) => s.error !== undefined).length,
   };
 }
@@ -144,7 +158,8 @@ export function kernelFigures(t: GuestThroughputOutput): KernelFigures {
 /** What went wrong in a run, one line each (variants not built, failed iperf3 runs). */
 export function kernelThroughputErrors(t: GuestThroughputOutput): string[] {
   const out = t.variantErrors.map((e) => `${e.variant}: ${e.message}`);
-  for (const s of t.iperf) if (s.error !== undefined) out.push(`round ${s.round + 1} ${s.variant} ${s.direction}: ${s.error}`);
+  for (const s of t.iperf)
+    if (s.error !== undefined) out.push(`round ${s.round + 1} ${s.variant} ${s.direction}: ${s.error}`);
   return out;
 }
 
@@ -157,7 +172,9 @@ function mbpsCell(s: Spread | undefined): string {
 export function kernelThroughputSection(t: KernelThroughputResult): string[] {
   const f = kernelFigures(t);
   const g = t.guest;
-  const drivers = Object.entries(g.cryptoDrivers).map(([alg, drv]) => `\`${alg}\` → \`${drv}\``).join(', ');
+  const drivers = Object.entries(g.cryptoDrivers)
+    .map(([alg, drv]) => `\`${alg}\` → \`${drv}\``)
+    .join(', ');
   const out = [
     '## Kernel datapaths (qemu guest)',
     '',
@@ -169,23 +186,36 @@ export function kernelThroughputSection(t: KernelThroughputResult): string[] {
     '',
     `| direction | ${KERNEL_VARIANTS.map((v) => KERNEL_VARIANT_LABELS[v]).join(' | ')} |`,
     `| --- | ${KERNEL_VARIANTS.map(() => '---:').join(' | ')} |`,
-    ...KERNEL_DIRECTIONS.map((d) => `| ${DIRECTION_LABELS[d]} | ${KERNEL_VARIANTS.map((v) => mbpsCell(f.mbps[d][v])).join(' | ')} |`),
+    ...KERNEL_DIRECTIONS.map(
+      (d) => `| ${DIRECTION_LABELS[d]} | ${KERNEL_VARIANTS.map((v) => mbpsCell(f.mbps[d][v])).join(' | ')} |`,
+    ),
     '',
     'Ratios of samples from the same round and direction (paired), median [min–max]:',
     '',
     `| direction | ${KERNEL_RATIOS.map((r) => r.label).join(' | ')} |`,
     `| --- | ${KERNEL_RATIOS.map(() => '---:').join(' | ')} |`,
-    ...KERNEL_DIRECTIONS.map((d) => `| ${DIRECTION_LABELS[d]} | ${KERNEL_RATIOS.map((r) => cell(f.ratios[d][r.id], 3)).join(' | ')} |`),
+    ...KERNEL_DIRECTIONS.map(
+      (d) => `| ${DIRECTION_LABELS[d]} | ${KERNEL_RATIOS.map((r) => cell(f.ratios[d][r.id], 3)).join(' | ')} |`,
+    ),
     `| both directions pooled | ${KERNEL_RATIOS.map((r) => cell(f.pooled[r.id], 3)).join(' | ')} |`,
   ];
   if (f.failures > 0) out.push('', `${f.failures} iperf3 run(s) failed and are left out; see the result file.`);
-  for (const e of t.variantErrors) out.push('', `- ${KERNEL_VARIANT_LABELS[e.variant]} could not be built: ${e.message}`);
+  for (const e of t.variantErrors)
+    out.push('', `- ${KERNEL_VARIANT_LABELS[e.variant]} could not be built: ${e.message}`);
   out.push('', 'What carried each variant (checked in the guest before measuring; n1):', '');
   for (const s of t.setups) {
-    const link = s.linkKind === undefined ? 'no tunnel link' : `tunnel link kind \`${s.linkKind}\`${s.linkMtu === undefined ? '' : `, MTU ${s.linkMtu}`}`;
+    const link =
+      s.linkKind === undefined
+        ? 'no tunnel link'
+        : `tunnel link kind \`${s.linkKind}\`${s.linkMtu === undefined ? '' : `, MTU ${s.linkMtu}`}`;
     const sas = s.xfrmStates.length === 0 ? '' : `; ESP SAs ${s.xfrmStates.map((x) => `\`${x}\``).join(', ')}`;
-    out.push(`- ${KERNEL_VARIANT_LABELS[s.variant]}: route \`${s.routeToPeerPods.split('\n')[0]?.trim() ?? ''}\`; ${link}; ${s.wireguardGoProcesses} wireguard-go processes${sas}; ready in ${(s.setupMs / 1000).toFixed(1)} s.`);
+    out.push(
+      `- ${KERNEL_VARIANT_LABELS[s.variant]}: route \`${s.routeToPeerPods.split('\n')[0]?.trim() ?? ''}\`; ${link}; ${s.wireguardGoProcesses} wireguard-go processes${sas}; ready in ${(s.setupMs / 1000).toFixed(1)} s.`,
+    );
   }
-  out.push('', `Tunnel MTUs differ as in production: plaintext 1500, WireGuard 1440, ESP 1446. The whole guest run took ${(t.guestWallMs / 1000).toFixed(0)} s of host wall time.`);
+  out.push(
+    '',
+    `Tunnel MTUs differ as in production: plaintext 1500, WireGuard 1440, ESP 1446. The whole guest run took ${(t.guestWallMs / 1000).toFixed(0)} s of host wall time.`,
+  );
   return out;
 }

@@ -31,7 +31,11 @@ export function guestTimeoutS(rounds: number, durationS: number): number {
 }
 
 /** Runs `argv`, passing every output line to `line`; resolves with the exit code. */
-function streamed(argv: readonly string[], env: NodeJS.ProcessEnv, line: (l: string) => void): Promise<number | undefined> {
+function streamed(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  line: (l: string) => void,
+): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     const p = spawn(argv[0] as string, argv.slice(1), { cwd: repoRoot(), env, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of [p.stdout, p.stderr]) createInterface({ input: stream }).on('line', line);
@@ -41,7 +45,9 @@ function streamed(argv: readonly string[], env: NodeJS.ProcessEnv, line: (l: str
     // wait for 'close' forever once the process itself is gone.
     p.on('exit', () => {
       grace = setTimeout(() => {
-        line(`[bench: ${argv[0] ?? '?'} exited but its output pipes stayed open ${STDIO_GRACE_MS} ms; no longer reading them]`);
+        line(
+          `[bench: ${argv[0] ?? '?'} exited but its output pipes stayed open ${STDIO_GRACE_MS} ms; no longer reading them]`,
+        );
         p.stdout.destroy();
         p.stderr.destroy();
       }, STDIO_GRACE_MS);
@@ -61,17 +67,39 @@ function streamed(argv: readonly string[], env: NodeJS.ProcessEnv, line: (l: str
 /** Boots the guest, runs the measurement in it and returns its result; throws when it produced none. */
 export async function runKernelThroughput(o: KernelThroughputOptions): Promise<KernelThroughputResult> {
   const script = join(repoRoot(), 'dist', 'test', 'vm', 'throughput-guest.js');
-  if (!existsSync(script)) throw new Error(`${script} is missing: run npm run build first (the guest runs the host's dist/)`);
+  if (!existsSync(script))
+    throw new Error(`${script} is missing: run npm run build first (the guest runs the host's dist/)`);
   const out = await mkdtemp(join(tmpdir(), 'sealnet-kt-'));
   try {
-    const command = ['bash', join(repoRoot(), 'test', 'vm', 'run.sh'), '--', process.execPath, script, '--rounds', String(o.rounds), '--duration', String(o.durationS), '--run-id', o.runId];
-    const env = { ...process.env, SEALNET_VM_OUT: out, SEALNET_VM_TIMEOUT: String(guestTimeoutS(o.rounds, o.durationS)) };
-    o.log(`kernel-throughput: booting the qemu guest (${o.rounds} rounds × ${o.durationS} s; time limit ${env.SEALNET_VM_TIMEOUT} s)`);
+    const command = [
+      'bash',
+      join(repoRoot(), 'test', 'vm', 'run.sh'),
+      '--',
+      process.execPath,
+      script,
+      '--rounds',
+      String(o.rounds),
+      '--duration',
+      String(o.durationS),
+      '--run-id',
+      o.runId,
+    ];
+    const env = {
+      ...process.env,
+      SEALNET_VM_OUT: out,
+      SEALNET_VM_TIMEOUT: String(guestTimeoutS(o.rounds, o.durationS)),
+    };
+    o.log(
+      `kernel-throughput: booting the qemu guest (${o.rounds} rounds × ${o.durationS} s; time limit ${env.SEALNET_VM_TIMEOUT} s)`,
+    );
     const t0 = Date.now();
     const code = await streamed(command, env, (l) => o.log(`  [guest] ${l}`));
     const guestWallMs = Date.now() - t0;
     const file = join(out, 'kernel-throughput.json');
-    if (!existsSync(file)) throw new Error(`the guest wrote no result (test/vm/run.sh exited ${code ?? 'by a signal'}; 125 = the guest did not boot or report)`);
+    if (!existsSync(file))
+      throw new Error(
+        `the guest wrote no result (test/vm/run.sh exited ${code ?? 'by a signal'}; 125 = the guest did not boot or report)`,
+      );
     const r = JSON.parse(await readFile(file, 'utf8')) as GuestThroughputOutput;
     if (code !== 0) o.log(`kernel-throughput: the guest exited ${code ?? 'by a signal'}; keeping the samples it wrote`);
     return { ...r, guestWallMs, command: command.map((a) => a.replace(repoRoot(), '.')) };

@@ -14,10 +14,14 @@ export function pingPongToolPath(): string {
 }
 
 /** Resolves once something in `pod` listens on TCP `port`; fails early if `proc` exited. */
-export async function waitListening(c: NsCluster, opts: { pod: string; port: number; proc: BackgroundProcess; timeoutMs?: number }): Promise<void> {
+export async function waitListening(
+  c: NsCluster,
+  opts: { pod: string; port: number; proc: BackgroundProcess; timeoutMs?: number },
+): Promise<void> {
   const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
   while (Date.now() < deadline) {
-    if (!opts.proc.running()) throw new Error(`${opts.proc.argv.slice(-4).join(' ')} in ${opts.pod} exited before listening`);
+    if (!opts.proc.running())
+      throw new Error(`${opts.proc.argv.slice(-4).join(' ')} in ${opts.pod} exited before listening`);
     const r = await c.execPod(opts.pod, ['ss', '-Hltn', `sport = :${opts.port}`], { check: false });
     if (r.stdout.trim() !== '') return;
     await sleep(50);
@@ -40,7 +44,9 @@ export class IperfServer {
     await this.proc?.stop({ timeoutMs: 2000 });
     const log = join(await this.c.workDir('bench'), `iperf3-${this.opts.pod}-${this.opts.port}.log`);
     const pin = this.opts.cpus === undefined ? [] : ['taskset', '-c', this.opts.cpus];
-    this.proc = this.c.spawnPod(this.opts.pod, [...pin, 'iperf3', '-s', '-p', String(this.opts.port)], { logFile: log });
+    this.proc = this.c.spawnPod(this.opts.pod, [...pin, 'iperf3', '-s', '-p', String(this.opts.port)], {
+      logFile: log,
+    });
     await waitListening(this.c, { pod: this.opts.pod, port: this.opts.port, proc: this.proc });
   }
 
@@ -71,10 +77,29 @@ interface IperfJson {
 }
 
 /** Runs an iperf3 client in `from` against the server in `to`; `reverse` makes `to` send. */
-export async function runIperf(c: NsCluster, o: { from: string; to: string; port: number; seconds: number; streams: number; reverse: boolean; cpus?: string }): Promise<IperfOutcome> {
-  const argv = [...(o.cpus === undefined ? [] : ['taskset', '-c', o.cpus]), 'iperf3', '-c', c.resolve(o.to), '-p', String(o.port), '-t', String(o.seconds), '-P', String(o.streams), '--connect-timeout', '3000', '-J'];
+export async function runIperf(
+  c: NsCluster,
+  o: { from: string; to: string; port: number; seconds: number; streams: number; reverse: boolean; cpus?: string },
+): Promise<IperfOutcome> {
+  const argv = [
+    ...(o.cpus === undefined ? [] : ['taskset', '-c', o.cpus]),
+    'iperf3',
+    '-c',
+    c.resolve(o.to),
+    '-p',
+    String(o.port),
+    '-t',
+    String(o.seconds),
+    '-P',
+    String(o.streams),
+    '--connect-timeout',
+    '3000',
+    '-J',
+  ];
   if (o.reverse) argv.push('-R');
-  const r = await c.execPod(o.from, argv, { check: false, timeoutMs: (o.seconds + 15) * 1000 }).catch((e: unknown) => ({ stdout: '', stderr: String(e), code: undefined }));
+  const r = await c
+    .execPod(o.from, argv, { check: false, timeoutMs: (o.seconds + 15) * 1000 })
+    .catch((e: unknown) => ({ stdout: '', stderr: String(e), code: undefined }));
   let j: IperfJson;
   try {
     j = JSON.parse(r.stdout) as IperfJson;
@@ -82,7 +107,8 @@ export async function runIperf(c: NsCluster, o: { from: string; to: string; port
     return failed(`iperf3 exit ${r.code ?? 'signal'}: ${r.stderr.trim().slice(0, 300) || 'no JSON output'}`);
   }
   const bps = j.end?.sum_received?.bits_per_second;
-  if (j.error !== undefined || bps === undefined || r.code !== 0) return failed(`iperf3: ${j.error ?? `exit ${r.code ?? 'signal'}`}`);
+  if (j.error !== undefined || bps === undefined || r.code !== 0)
+    return failed(`iperf3: ${j.error ?? `exit ${r.code ?? 'signal'}`}`);
   return {
     bitsPerSecond: bps,
     retransmits: j.end?.sum_sent?.retransmits,
@@ -94,13 +120,25 @@ export async function runIperf(c: NsCluster, o: { from: string; to: string; port
 }
 
 function failed(error: string): IperfOutcome {
-  return { bitsPerSecond: undefined, retransmits: undefined, cpuLocal: undefined, cpuRemote: undefined, bytes: undefined, error };
+  return {
+    bitsPerSecond: undefined,
+    retransmits: undefined,
+    cpuLocal: undefined,
+    cpuRemote: undefined,
+    bytes: undefined,
+    error,
+  };
 }
 
 /** Starts the ping-pong echo server in a pod and waits until it listens. */
-export async function startPingPongServer(c: NsCluster, opts: { pod: string; port: number }): Promise<BackgroundProcess> {
+export async function startPingPongServer(
+  c: NsCluster,
+  opts: { pod: string; port: number },
+): Promise<BackgroundProcess> {
   const log = join(await c.workDir('bench'), `pingpong-${opts.pod}.log`);
-  const proc = c.spawnPod(opts.pod, [process.execPath, pingPongToolPath(), 'server', '--port', String(opts.port)], { logFile: log });
+  const proc = c.spawnPod(opts.pod, [process.execPath, pingPongToolPath(), 'server', '--port', String(opts.port)], {
+    logFile: log,
+  });
   await waitListening(c, { pod: opts.pod, port: opts.port, proc });
   return proc;
 }
@@ -110,8 +148,26 @@ export async function runPingPong(
   c: NsCluster,
   o: { from: string; to: string; port: number; count: number; warmup: number; size: number },
 ): Promise<{ rttUs: number[]; error: string | undefined }> {
-  const argv = [process.execPath, pingPongToolPath(), 'client', '--host', c.resolve(o.to), '--port', String(o.port), '--count', String(o.count), '--warmup', String(o.warmup), '--size', String(o.size), '--timeout-ms', '20000'];
-  const r = await c.execPod(o.from, argv, { check: false, timeoutMs: 30_000 }).catch((e: unknown) => ({ stdout: '', stderr: String(e), code: undefined }));
+  const argv = [
+    process.execPath,
+    pingPongToolPath(),
+    'client',
+    '--host',
+    c.resolve(o.to),
+    '--port',
+    String(o.port),
+    '--count',
+    String(o.count),
+    '--warmup',
+    String(o.warmup),
+    '--size',
+    String(o.size),
+    '--timeout-ms',
+    '20000',
+  ];
+  const r = await c
+    .execPod(o.from, argv, { check: false, timeoutMs: 30_000 })
+    .catch((e: unknown) => ({ stdout: '', stderr: String(e), code: undefined }));
   try {
     const j = JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as { ok: boolean; rttUs: number[]; error?: string };
     return { rttUs: j.rttUs, error: j.ok ? undefined : (j.error ?? 'failed') };

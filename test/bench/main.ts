@@ -28,7 +28,9 @@ import { RESULT_SCHEMA, type BenchResult } from './types.js';
 function makeLog(t0: number): (line: string) => void {
   return (line) => {
     const s = Math.round((Date.now() - t0) / 1000);
-    process.stderr.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${line}\n`);
+    process.stderr.write(
+      `[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${line}\n`,
+    );
   };
 }
 
@@ -38,8 +40,13 @@ function makeLog(t0: number): (line: string) => void {
  */
 async function pinnedWireGuardGo(log: (l: string) => void): Promise<string> {
   const script = join(repoRoot(), 'scripts', 'build-wireguard-go.sh');
-  const r = await run(['bash', script], { check: false, timeoutMs: 15 * 60_000 }).catch((e: unknown) => ({ code: 1, stdout: '', stderr: String(e) }));
-  if (r.code !== 0) log(`warning: ${script} failed (${r.stderr.trim().split('\n').pop() ?? ''}); using whatever the harness finds`);
+  const r = await run(['bash', script], { check: false, timeoutMs: 15 * 60_000 }).catch((e: unknown) => ({
+    code: 1,
+    stdout: '',
+    stderr: String(e),
+  }));
+  if (r.code !== 0)
+    log(`warning: ${script} failed (${r.stderr.trim().split('\n').pop() ?? ''}); using whatever the harness finds`);
   return wireguardGoPath();
 }
 
@@ -58,14 +65,29 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
     errors: [],
   };
   const env = result.environment;
-  log(`bench ${runId}: ${args.benchmarks.join(', ')} on ${env.cpus} CPUs, load ${env.loadBefore.join(' ')}, ${env.foreignNetnsAtStart} foreign namespaces; pinned wireguard-go ${pinned} (${env.wireguardGo.pinned.version ?? 'missing'})`);
+  log(
+    `bench ${runId}: ${args.benchmarks.join(', ')} on ${env.cpus} CPUs, load ${env.loadBefore.join(' ')}, ${env.foreignNetnsAtStart} foreign namespaces; pinned wireguard-go ${pinned} (${env.wireguardGo.pinned.version ?? 'missing'})`,
+  );
   for (const name of args.benchmarks) {
     const t0 = Date.now();
     log(`${name}: start`);
     try {
       if (name === 'throughput') {
-        if (!pinned.startsWith('/')) throw new Error(`the pinned wireguard-go is missing (harness falls back to ${pinned} on PATH): run scripts/build-wireguard-go.sh`);
-        result.benchmarks.throughput = await runThroughput({ rounds: args.rounds, durationS: args.durationS, latencyCount: args.latencyCount, pinnedWireGuardGo: pinned, runId, log, variants: args.variants, tests: args.tests, pin: args.pin });
+        if (!pinned.startsWith('/'))
+          throw new Error(
+            `the pinned wireguard-go is missing (harness falls back to ${pinned} on PATH): run scripts/build-wireguard-go.sh`,
+          );
+        result.benchmarks.throughput = await runThroughput({
+          rounds: args.rounds,
+          durationS: args.durationS,
+          latencyCount: args.latencyCount,
+          pinnedWireGuardGo: pinned,
+          runId,
+          log,
+          variants: args.variants,
+          tests: args.tests,
+          pin: args.pin,
+        });
       } else if (name === 'join') {
         result.benchmarks.join = await runJoin({ initialNodes: 4, joins: args.joins, runId, log });
       } else if (name === 'mtu-sweep') {
@@ -81,10 +103,27 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
       } else if (name === 'kernel-throughput') {
         const kt = await runKernelThroughput({ rounds: args.kernelRounds, durationS: args.durationS, runId, log });
         result.benchmarks['kernel-throughput'] = kt;
-        for (const message of kernelThroughputErrors(kt)) result.errors.push({ benchmark: 'kernel-throughput', message });
+        for (const message of kernelThroughputErrors(kt))
+          result.errors.push({ benchmark: 'kernel-throughput', message });
       } else {
-        result.benchmarks.scale = await runScale({ sizes: args.scaleSizes, stores: args.scaleStores, changesPerKind: args.scaleChanges, rotationSizes: args.rotationSizes, resyncIntervalSeconds: 2, nodeShape: args.nodeShape, statusShape: args.statusShape, churnSeconds: args.churnSeconds, resync: args.scaleResync, runId, log });
-        for (const e of result.benchmarks.scale.errors) result.errors.push({ benchmark: 'scale', message: `${e.store}${e.nodes !== undefined ? ` ${e.nodes} nodes` : ''} ${e.phase}: ${e.message}` });
+        result.benchmarks.scale = await runScale({
+          sizes: args.scaleSizes,
+          stores: args.scaleStores,
+          changesPerKind: args.scaleChanges,
+          rotationSizes: args.rotationSizes,
+          resyncIntervalSeconds: 2,
+          nodeShape: args.nodeShape,
+          statusShape: args.statusShape,
+          churnSeconds: args.churnSeconds,
+          resync: args.scaleResync,
+          runId,
+          log,
+        });
+        for (const e of result.benchmarks.scale.errors)
+          result.errors.push({
+            benchmark: 'scale',
+            message: `${e.store}${e.nodes !== undefined ? ` ${e.nodes} nodes` : ''} ${e.phase}: ${e.message}`,
+          });
       }
       log(`${name}: done in ${Math.round((Date.now() - t0) / 1000)} s`);
     } catch (err) {
@@ -130,7 +169,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     // event loop with the run unfinished is reported, and SEALNET_BENCH_DEADLINE_S bounds the run.
     let finished = false;
     const deadlineS = Number(process.env.SEALNET_BENCH_DEADLINE_S ?? '');
-    const uninstall = installWatchdog({ name: 'bench', finished: () => finished, ...(deadlineS > 0 ? { deadlineMs: deadlineS * 1000 } : {}) });
+    const uninstall = installWatchdog({
+      name: 'bench',
+      finished: () => finished,
+      ...(deadlineS > 0 ? { deadlineMs: deadlineS * 1000 } : {}),
+    });
     let result: Awaited<ReturnType<typeof runAll>>;
     try {
       result = await runAll(args, log);

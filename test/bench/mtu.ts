@@ -37,13 +37,27 @@ export function classify(p: PingResult, payload: number, pathMtu: number): { out
   return { outcome: 'black-hole', ok: false };
 }
 
-async function sweep(c: NsCluster, o: { cluster: 'sealnet' | 'plaintext'; from: string; to: string; pathMtu: number; payloads: readonly number[] }): Promise<MtuProbe[]> {
+async function sweep(
+  c: NsCluster,
+  o: { cluster: 'sealnet' | 'plaintext'; from: string; to: string; pathMtu: number; payloads: readonly number[] },
+): Promise<MtuProbe[]> {
   const out: MtuProbe[] = [];
   for (const payload of o.payloads) {
     // Forget any path MTU learned from the previous probe: every size starts from scratch.
     await c.flushRouteCache(o.from);
     const p = await c.ping(o.from, o.to, { size: payload, count: 2, df: true, intervalS: 0.2, waitS: 1 });
-    out.push({ cluster: o.cluster, from: o.from, to: o.to, payload, transmitted: p.transmitted, received: p.received, fragNeeded: p.fragNeeded, messageTooLong: p.messageTooLong, reportedMtu: p.reportedMtu, ...classify(p, payload, o.pathMtu) });
+    out.push({
+      cluster: o.cluster,
+      from: o.from,
+      to: o.to,
+      payload,
+      transmitted: p.transmitted,
+      received: p.received,
+      fragNeeded: p.fragNeeded,
+      messageTooLong: p.messageTooLong,
+      reportedMtu: p.reportedMtu,
+      ...classify(p, payload, o.pathMtu),
+    });
   }
   return out;
 }
@@ -52,9 +66,22 @@ async function sweep(c: NsCluster, o: { cluster: 'sealnet' | 'plaintext'; from: 
 export async function runMtuSweep(o: { runId: string; log: (line: string) => void }): Promise<MtuSweepResult> {
   const clusters: NsCluster[] = [];
   try {
-    const sealnet = await NsCluster.create({ nodes: 2, podsPerNode: 1, mtu: UNDERLAY_MTU, prefix: `b${o.runId}ms`, log: (l) => o.log(`  [mtu] ${l}`) });
+    const sealnet = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      mtu: UNDERLAY_MTU,
+      prefix: `b${o.runId}ms`,
+      log: (l) => o.log(`  [mtu] ${l}`),
+    });
     clusters.push(sealnet);
-    const plain = await NsCluster.create({ nodes: 2, podsPerNode: 1, mtu: UNDERLAY_MTU, encryption: false, prefix: `b${o.runId}mp`, log: (l) => o.log(`  [mtu] ${l}`) });
+    const plain = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      mtu: UNDERLAY_MTU,
+      encryption: false,
+      prefix: `b${o.runId}mp`,
+      log: (l) => o.log(`  [mtu] ${l}`),
+    });
     clusters.push(plain);
     await sealnet.waitEncrypted({ timeoutMs: 60_000 });
     const payloads = sweepPayloads();
@@ -65,7 +92,9 @@ export async function runMtuSweep(o: { runId: string; log: (line: string) => voi
     ];
     const probes = (await mapLimit(jobs, (j) => sweep(j.c, { ...j, payloads }), { limit: jobs.length })).flat();
     const bad = probes.filter((p) => !p.ok);
-    o.log(`mtu-sweep: ${probes.length} probes, ${bad.length} unexpected${bad.length > 0 ? `: ${bad.map((p) => `${p.cluster} ${p.from}→${p.to} ${p.payload}: ${p.outcome}`).join('; ')}` : ''}`);
+    o.log(
+      `mtu-sweep: ${probes.length} probes, ${bad.length} unexpected${bad.length > 0 ? `: ${bad.map((p) => `${p.cluster} ${p.from}→${p.to} ${p.payload}: ${p.outcome}`).join('; ')}` : ''}`,
+    );
     return { tunnelMtu: TUNNEL_MTU, underlayMtu: UNDERLAY_MTU, probes };
   } finally {
     await Promise.all(clusters.map((c) => c.destroy()));

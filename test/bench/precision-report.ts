@@ -22,7 +22,10 @@ function spreadCell(s: Spread | undefined, digits: number): string {
 }
 
 /** The variants and shapes a result holds (older results: all of them). */
-export function ranOf(t: ThroughputResult): { variants: readonly (typeof VARIANTS)[number][]; tests: readonly (typeof THROUGHPUT_TESTS)[number][] } {
+export function ranOf(t: ThroughputResult): {
+  variants: readonly (typeof VARIANTS)[number][];
+  tests: readonly (typeof THROUGHPUT_TESTS)[number][];
+} {
   return { variants: t.variants ?? VARIANTS, tests: t.tests ?? THROUGHPUT_TESTS };
 }
 
@@ -45,7 +48,9 @@ export function throughputCiSection(t: ThroughputResult, targets: string[]): str
   const c = f.pooledCi['sealnet/hand-pinned'];
   if (c !== undefined) {
     const narrow = c.halfWidthPct < TARGET_CI_HALF_WIDTH_PCT;
-    targets.push(`| throughput method: 95 % interval of sealnet ÷ hand-configured (${c.n} paired runs, ${c.rounds} rounds) | narrower than ±${TARGET_CI_HALF_WIDTH_PCT} % | ±${c.halfWidthPct.toFixed(1)} % | ${narrow ? 'met' : `**missed**: ±${c.halfWidthPct.toFixed(1)} % (more rounds, longer runs or a quieter machine needed)`} |`);
+    targets.push(
+      `| throughput method: 95 % interval of sealnet ÷ hand-configured (${c.n} paired runs, ${c.rounds} rounds) | narrower than ±${TARGET_CI_HALF_WIDTH_PCT} % | ±${c.halfWidthPct.toFixed(1)} % | ${narrow ? 'met' : `**missed**: ±${c.halfWidthPct.toFixed(1)} % (more rounds, longer runs or a quieter machine needed)`} |`,
+    );
     const met = c.estimate >= TARGET_RATIO && c.lo > TARGET_RATIO_CI_LO;
     // An interval wider than the method's ±2 % cannot confirm a few-percent target either way.
     const verdict = !narrow
@@ -53,7 +58,9 @@ export function throughputCiSection(t: ThroughputResult, targets: string[]): str
       : met
         ? 'met'
         : `**missed** (${c.estimate < TARGET_RATIO ? `estimate ${c.estimate.toFixed(3)} < ${TARGET_RATIO}` : `lower bound ${c.lo.toFixed(3)} ≤ ${TARGET_RATIO_CI_LO}`})`;
-    targets.push(`| throughput: sealnet ÷ hand-configured, interval above ${TARGET_RATIO_CI_LO} | ≥ ${TARGET_RATIO} | ${ciCell(c)} | ${verdict} |`);
+    targets.push(
+      `| throughput: sealnet ÷ hand-configured, interval above ${TARGET_RATIO_CI_LO} | ≥ ${TARGET_RATIO} | ${ciCell(c)} | ${verdict} |`,
+    );
   }
   return out;
 }
@@ -74,19 +81,27 @@ export function cpuSection(t: ThroughputResult): string[] {
     '',
     head,
     rule,
-    ...tests.map((test) => `| ${TEST_LABELS[test]} | ${variants.map((v) => spreadCell(f.tunnelPerGbit[test][v], 3)).join(' | ')} |`),
+    ...tests.map(
+      (test) =>
+        `| ${TEST_LABELS[test]} | ${variants.map((v) => spreadCell(f.tunnelPerGbit[test][v], 3)).join(' | ')} |`,
+    ),
     '',
     'Of which the agents:',
     '',
     head,
     rule,
-    ...tests.map((test) => `| ${TEST_LABELS[test]} | ${variants.map((v) => spreadCell(f.agentPerGbit[test][v], 4)).join(' | ')} |`),
+    ...tests.map(
+      (test) => `| ${TEST_LABELS[test]} | ${variants.map((v) => spreadCell(f.agentPerGbit[test][v], 4)).join(' | ')} |`,
+    ),
     '',
     '**Machine-wide softirq CPU-s per Gbit** (all tenants):',
     '',
     head,
     rule,
-    ...tests.map((test) => `| ${TEST_LABELS[test]} | ${variants.map((v) => spreadCell(f.softirqPerGbit[test][v], 3)).join(' | ')} |`),
+    ...tests.map(
+      (test) =>
+        `| ${TEST_LABELS[test]} | ${variants.map((v) => spreadCell(f.softirqPerGbit[test][v], 3)).join(' | ')} |`,
+    ),
     '',
     `sealnet ÷ hand-configured tunnel CPU per Gbit (paired per round, all shapes, bootstrap 95 %): ${ciCell(f.sealnetVsHand)}.`,
   ];

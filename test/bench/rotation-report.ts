@@ -98,9 +98,18 @@ export function rotationFigures(r: RotationResult): RotationScopeFigures[] {
     if (samples.length === 0) continue;
     const directions = [...new Set(samples.flatMap((s) => s.udp.map(direction)))];
     const udp = directions.map((d): RotationUdpFigures => {
-      const per = samples.map((s) => s.udp.find((u) => direction(u) === d)).filter((u): u is RotationUdpSample => u !== undefined);
+      const per = samples
+        .map((s) => s.udp.find((u) => direction(u) === d))
+        .filter((u): u is RotationUdpSample => u !== undefined);
       const sum = (k: 'sent' | 'lost' | 'duplicates' | 'reordered'): number => per.reduce((a, u) => a + u[k], 0);
-      return { direction: d, sent: sum('sent'), lost: sum('lost'), duplicates: sum('duplicates'), reordered: sum('reordered'), lostPerRotation: spread(per.map((u) => u.lost)) };
+      return {
+        direction: d,
+        sent: sum('sent'),
+        lost: sum('lost'),
+        duplicates: sum('duplicates'),
+        reordered: sum('reordered'),
+        lostPerRotation: spread(per.map((u) => u.lost)),
+      };
     });
     const measured = samples.filter((s) => s.udp.length > 0);
     out.push({
@@ -121,7 +130,9 @@ export function rotationFigures(r: RotationResult): RotationScopeFigures[] {
 
 /** Failures worth an error in the result file: rotations that did not complete. */
 export function rotationErrors(r: RotationResult): string[] {
-  return r.samples.filter((s) => s.error !== undefined).map((s) => `round ${s.round + 1}, ${scopeLabel(s.scope, r.nodes)}: ${s.error}`);
+  return r.samples
+    .filter((s) => s.error !== undefined)
+    .map((s) => `round ${s.round + 1}, ${scopeLabel(s.scope, r.nodes)}: ${s.error}`);
 }
 
 function scopeLabel(scope: RotationScope, nodes: number): string {
@@ -138,7 +149,8 @@ function switchVerdict(s: Spread | undefined, samples: readonly RotationSample[]
   if (s === undefined) return 'not measured';
   const over = samples.filter((x) => x.switchedMs !== undefined && x.switchedMs >= TARGET_ROTATE_ALL_MS).length;
   const t = fmt(TARGET_ROTATE_ALL_MS / 1000);
-  if (s.median >= TARGET_ROTATE_ALL_MS) return `**missed** by ${fmt((s.median - TARGET_ROTATE_ALL_MS) / 1000)} s (median ${fmt(s.median / 1000)} s ≥ ${t} s)`;
+  if (s.median >= TARGET_ROTATE_ALL_MS)
+    return `**missed** by ${fmt((s.median - TARGET_ROTATE_ALL_MS) / 1000)} s (median ${fmt(s.median / 1000)} s ≥ ${t} s)`;
   return `met (median ${fmt(s.median / 1000)} s < ${t} s${over > 0 ? `; but ${over} of ${s.n} rounds took ${t} s or more` : ''})`;
 }
 
@@ -165,26 +177,55 @@ export function rotationSection(r: RotationResult, targets: string[]): string[] 
       return u === undefined ? '—' : `${u.lost}/${u.sent}`;
     });
     const dups = f.udp.reduce((a, u) => a + u.duplicates, 0);
-    out.push(`| ${scopeLabel(f.scope, r.nodes)} | ${f.rotations}${f.failed > 0 ? ` (${f.failed} failed)` : ''} | ${seconds(f.switched)} | ${seconds(f.done)} | ${udp.join(' | ')} | ${cell(f.lostPerRotation)} | ${dups} | ${f.tcpBreaks} of ${f.tcpStreams} | ${f.unclean} |`);
+    out.push(
+      `| ${scopeLabel(f.scope, r.nodes)} | ${f.rotations}${f.failed > 0 ? ` (${f.failed} failed)` : ''} | ${seconds(f.switched)} | ${seconds(f.done)} | ${udp.join(' | ')} | ${cell(f.lostPerRotation)} | ${dups} | ${f.tcpBreaks} of ${f.tcpStreams} | ${f.unclean} |`,
+    );
   }
-  out.push('', 'Every rotation:', '', `| round | rotation | load (1 min) | switched (ms) | old keys gone (ms) | ${directions.map((d) => `UDP ${d} lost/sent (dup)`).join(' | ')} | TCP | outcome |`, `| ---: | --- | ---: | ---: | ---: | ${directions.map(() => '---:').join(' | ')} | --- | --- |`);
+  out.push(
+    '',
+    'Every rotation:',
+    '',
+    `| round | rotation | load (1 min) | switched (ms) | old keys gone (ms) | ${directions.map((d) => `UDP ${d} lost/sent (dup)`).join(' | ')} | TCP | outcome |`,
+    `| ---: | --- | ---: | ---: | ---: | ${directions.map(() => '---:').join(' | ')} | --- | --- |`,
+  );
   for (const s of r.samples) {
     const udp = directions.map((d) => {
       const u = s.udp.find((x) => direction(x) === d);
       return u === undefined ? '—' : `${u.lost}/${u.sent} (${u.duplicates})`;
     });
     const tcp = s.tcpBreaks.length === 0 ? `${s.tcpStreams} unbroken` : s.tcpBreaks.join('; ');
-    const gaps = s.udp.flatMap((u) => (u.gaps ?? []).map((g) => `${direction(u)} lost ${g.count} from +${fmt(g.atMs / 1000)} s`));
-    const outcome = [s.error !== undefined ? `failed: ${s.error}` : s.leftovers.length > 0 ? `left behind: ${s.leftovers.join('; ')}` : 'ok', ...gaps].join('; ');
-    out.push(`| ${s.round + 1} | ${scopeLabel(s.scope, r.nodes)} | ${s.load1.toFixed(1)} | ${s.switchedMs ?? '—'} | ${s.doneMs ?? '—'} | ${udp.join(' | ')} | ${tcp} | ${outcome} |`);
+    const gaps = s.udp.flatMap((u) =>
+      (u.gaps ?? []).map((g) => `${direction(u)} lost ${g.count} from +${fmt(g.atMs / 1000)} s`),
+    );
+    const outcome = [
+      s.error !== undefined
+        ? `failed: ${s.error}`
+        : s.leftovers.length > 0
+          ? `left behind: ${s.leftovers.join('; ')}`
+          : 'ok',
+      ...gaps,
+    ].join('; ');
+    out.push(
+      `| ${s.round + 1} | ${scopeLabel(s.scope, r.nodes)} | ${s.load1.toFixed(1)} | ${s.switchedMs ?? '—'} | ${s.doneMs ?? '—'} | ${udp.join(' | ')} | ${tcp} | ${outcome} |`,
+    );
   }
   const allSamples = r.samples.filter((s) => s.scope === 'all');
-  targets.push(`| rotation of all keys, ${r.nodes} real nodes: request → every key switched (${all?.switched?.n ?? 0} rounds) | < ${fmt(TARGET_ROTATE_ALL_MS / 1000)} s | median ${seconds(all?.switched)} s; old keys gone ${seconds(all?.done)} s (grace ${r.graceSeconds} s) | ${switchVerdict(all?.switched, allSamples)} |`);
+  targets.push(
+    `| rotation of all keys, ${r.nodes} real nodes: request → every key switched (${all?.switched?.n ?? 0} rounds) | < ${fmt(TARGET_ROTATE_ALL_MS / 1000)} s | median ${seconds(all?.switched)} s; old keys gone ${seconds(all?.done)} s (grace ${r.graceSeconds} s) | ${switchVerdict(all?.switched, allSamples)} |`,
+  );
   const lost = figs.reduce((a, f) => a + f.udp.reduce((b, u) => b + u.lost, 0), 0);
   const worst = Math.max(0, ...figs.map((f) => f.lostPerRotation?.max ?? 0));
-  const lossVerdict = figs.every((f) => f.lostPerRotation === undefined) ? 'not measured' : lost === 0 ? 'met' : `**missed**: ${lost} datagrams lost, at most ${worst} in one rotation`;
-  targets.push(`| packets lost per rotation (UDP ${directions.join(' and ')}, ${r.udpPps}/s each) | 0 | ${figs.map((f) => lossCell(f, r.nodes)).join('; ')} | ${lossVerdict} |`);
+  const lossVerdict = figs.every((f) => f.lostPerRotation === undefined)
+    ? 'not measured'
+    : lost === 0
+      ? 'met'
+      : `**missed**: ${lost} datagrams lost, at most ${worst} in one rotation`;
+  targets.push(
+    `| packets lost per rotation (UDP ${directions.join(' and ')}, ${r.udpPps}/s each) | 0 | ${figs.map((f) => lossCell(f, r.nodes)).join('; ')} | ${lossVerdict} |`,
+  );
   const breaks = figs.reduce((a, f) => a + f.tcpBreaks, 0);
-  targets.push(`| TCP connections broken by a rotation (one stream per node pair) | 0 | ${breaks} in ${figs.reduce((a, f) => a + f.rotations, 0)} rotations | ${breaks === 0 ? 'met' : `**missed**: ${breaks}`} |`);
+  targets.push(
+    `| TCP connections broken by a rotation (one stream per node pair) | 0 | ${breaks} in ${figs.reduce((a, f) => a + f.rotations, 0)} rotations | ${breaks === 0 ? 'met' : `**missed**: ${breaks}`} |`,
+  );
   return out;
 }

@@ -3,7 +3,14 @@
  * per direction and per rotation), the Targets rows and the "Key rotation" section, from a
  * fixture result. No timing is asserted.
  */
-import { rotationErrors, rotationFigures, rotationSection, type RotationResult, type RotationSample, type RotationScope } from './rotation-report.js';
+import {
+  rotationErrors,
+  rotationFigures,
+  rotationSection,
+  type RotationResult,
+  type RotationSample,
+  type RotationScope,
+} from './rotation-report.js';
 import { fixtureResult } from './result-fixture.js';
 import { renderSummary } from './summary.js';
 
@@ -30,25 +37,76 @@ const sample = (round: number, scope: RotationScope, o: Partial<RotationSample> 
 });
 
 function result(samples: RotationSample[]): RotationResult {
-  return { nodes: 5, rounds: 3, graceSeconds: 5, peerTimeoutSeconds: 4, udpPps: 500, tcpBytesPerSecond: 64_000, samples };
+  return {
+    nodes: 5,
+    rounds: 3,
+    graceSeconds: 5,
+    peerTimeoutSeconds: 4,
+    udpPps: 500,
+    tcpBytesPerSecond: 64_000,
+    samples,
+  };
 }
 
-const clean = result([sample(0, 'one'), sample(0, 'all'), sample(1, 'one'), sample(1, 'all'), sample(2, 'one'), sample(2, 'all')]);
+const clean = result([
+  sample(0, 'one'),
+  sample(0, 'all'),
+  sample(1, 'one'),
+  sample(1, 'all'),
+  sample(2, 'one'),
+  sample(2, 'all'),
+]);
 
 describe('rotation figures', () => {
   it('takes medians per scope and sums the loss per direction', () => {
-    const lossy = result([sample(0, 'all', { udp: udp(3, 0, 1) }), sample(1, 'all', { udp: udp(0, 2) }), sample(2, 'all')]);
+    const lossy = result([
+      sample(0, 'all', { udp: udp(3, 0, 1) }),
+      sample(1, 'all', { udp: udp(0, 2) }),
+      sample(2, 'all'),
+    ]);
     const [all] = rotationFigures(lossy);
-    expect(all).toMatchObject({ scope: 'all', rotations: 3, failed: 0, switched: { median: 4000, min: 3000, max: 5000 }, done: { median: 10_000 }, tcpStreams: 30, tcpBreaks: 0, unclean: 0 });
+    expect(all).toMatchObject({
+      scope: 'all',
+      rotations: 3,
+      failed: 0,
+      switched: { median: 4000, min: 3000, max: 5000 },
+      done: { median: 10_000 },
+      tcpStreams: 30,
+      tcpBreaks: 0,
+      unclean: 0,
+    });
     expect(all?.udp).toEqual([
-      { direction: 'n1→n2', sent: 15_000, lost: 3, duplicates: 1, reordered: 0, lostPerRotation: expect.objectContaining({ median: 0, max: 3 }) },
-      { direction: 'n2→n1', sent: 15_000, lost: 2, duplicates: 0, reordered: 0, lostPerRotation: expect.objectContaining({ median: 0, max: 2 }) },
+      {
+        direction: 'n1→n2',
+        sent: 15_000,
+        lost: 3,
+        duplicates: 1,
+        reordered: 0,
+        lostPerRotation: expect.objectContaining({ median: 0, max: 3 }),
+      },
+      {
+        direction: 'n2→n1',
+        sent: 15_000,
+        lost: 2,
+        duplicates: 0,
+        reordered: 0,
+        lostPerRotation: expect.objectContaining({ median: 0, max: 2 }),
+      },
     ]);
     expect(all?.lostPerRotation).toMatchObject({ median: 2, min: 0, max: 3 });
   });
 
   it('keeps a failed rotation out of the times, and reports it as an error', () => {
-    const r = result([sample(0, 'all'), sample(1, 'all', { switchedMs: undefined, doneMs: undefined, sealctlCode: undefined, udp: [], error: 'timed out' })]);
+    const r = result([
+      sample(0, 'all'),
+      sample(1, 'all', {
+        switchedMs: undefined,
+        doneMs: undefined,
+        sealctlCode: undefined,
+        udp: [],
+        error: 'timed out',
+      }),
+    ]);
     const [all] = rotationFigures(r);
     expect(all).toMatchObject({ rotations: 2, failed: 1, switched: { n: 1, median: 3000 }, lostPerRotation: { n: 1 } });
     expect(rotationErrors(r)).toEqual(['round 2, all 5 nodes: timed out']);
@@ -68,14 +126,26 @@ describe('rotation section', () => {
   });
 
   it('says by how much a target is missed, and names slow rounds under a met median', () => {
-    const slow = result([sample(0, 'all', { switchedMs: 12_500, udp: udp(4, 0), tcpBreaks: ['tcp-n1-n2-7301: client break ECONNRESET'] }), sample(1, 'all', { switchedMs: 11_000 }), sample(2, 'all', { switchedMs: 3000 })]);
+    const slow = result([
+      sample(0, 'all', { switchedMs: 12_500, udp: udp(4, 0), tcpBreaks: ['tcp-n1-n2-7301: client break ECONNRESET'] }),
+      sample(1, 'all', { switchedMs: 11_000 }),
+      sample(2, 'all', { switchedMs: 3000 }),
+    ]);
     const targets: string[] = [];
     const body = rotationSection(slow, targets).join('\n');
     expect(targets[0]).toContain('| **missed** by 1 s (median 11 s ≥ 10 s) |');
-    expect(targets[1]).toBe('| packets lost per rotation (UDP n1→n2 and n2→n1, 500/s each) | 0 | all 5 nodes: 4 lost of 30000 in 3 rotations | **missed**: 4 datagrams lost, at most 4 in one rotation |');
-    expect(targets[2]).toBe('| TCP connections broken by a rotation (one stream per node pair) | 0 | 1 in 3 rotations | **missed**: 1 |');
-    expect(body).toContain('| 1 | all 5 nodes | 2.5 | 12500 | 9000 | 4/5000 (0) | 0/5000 (0) | tcp-n1-n2-7301: client break ECONNRESET | ok |');
-    const gapped = result([sample(0, 'all', { udp: [{ ...udp(4, 0)[0]!, gaps: [{ atMs: 2710, count: 4 }] }, udp(4, 0)[1]!] })]);
+    expect(targets[1]).toBe(
+      '| packets lost per rotation (UDP n1→n2 and n2→n1, 500/s each) | 0 | all 5 nodes: 4 lost of 30000 in 3 rotations | **missed**: 4 datagrams lost, at most 4 in one rotation |',
+    );
+    expect(targets[2]).toBe(
+      '| TCP connections broken by a rotation (one stream per node pair) | 0 | 1 in 3 rotations | **missed**: 1 |',
+    );
+    expect(body).toContain(
+      '| 1 | all 5 nodes | 2.5 | 12500 | 9000 | 4/5000 (0) | 0/5000 (0) | tcp-n1-n2-7301: client break ECONNRESET | ok |',
+    );
+    const gapped = result([
+      sample(0, 'all', { udp: [{ ...udp(4, 0)[0]!, gaps: [{ atMs: 2710, count: 4 }] }, udp(4, 0)[1]!] }),
+    ]);
     expect(rotationSection(gapped, []).join('\n')).toContain('| ok; n1→n2 lost 4 from +2.71 s |');
     const once = result([sample(0, 'all', { switchedMs: 10_500 }), sample(1, 'all'), sample(2, 'all')]);
     const t2: string[] = [];
@@ -84,12 +154,23 @@ describe('rotation section', () => {
   });
 
   it('renders the summary table and every rotation', () => {
-    const body = rotationSection(result([...clean.samples.slice(0, 2), sample(1, 'one', { leftovers: ['n1: links sealwg0,sealwg1'] })]), []).join('\n');
+    const body = rotationSection(
+      result([...clean.samples.slice(0, 2), sample(1, 'one', { leftovers: ['n1: links sealwg0,sealwg1'] })]),
+      [],
+    ).join('\n');
     expect(body).toContain('## Key rotation');
-    expect(body).toContain('| rotation | rounds | switched (s) | old keys gone (s) | UDP n1→n2 lost/sent | UDP n2→n1 lost/sent | lost per rotation | duplicates | TCP breaks | nodes not clean after |');
-    expect(body).toContain('| one node (n1) | 2 | 2.05 [2.00–2.10] | 8.00 [8.00–8.00] | 0/10000 | 0/10000 | 0 [0–0] | 0 | 0 of 20 | 1 |');
-    expect(body).toContain('| all 5 nodes | 1 | 3.00 [3.00–3.00] | 9.00 [9.00–9.00] | 0/5000 | 0/5000 | 0 [0–0] | 0 | 0 of 10 | 0 |');
-    expect(body).toContain('| 2 | one node (n1) | 2.5 | 2100 | 8000 | 0/5000 (0) | 0/5000 (0) | 10 unbroken | left behind: n1: links sealwg0,sealwg1 |');
+    expect(body).toContain(
+      '| rotation | rounds | switched (s) | old keys gone (s) | UDP n1→n2 lost/sent | UDP n2→n1 lost/sent | lost per rotation | duplicates | TCP breaks | nodes not clean after |',
+    );
+    expect(body).toContain(
+      '| one node (n1) | 2 | 2.05 [2.00–2.10] | 8.00 [8.00–8.00] | 0/10000 | 0/10000 | 0 [0–0] | 0 | 0 of 20 | 1 |',
+    );
+    expect(body).toContain(
+      '| all 5 nodes | 1 | 3.00 [3.00–3.00] | 9.00 [9.00–9.00] | 0/5000 | 0/5000 | 0 [0–0] | 0 | 0 of 10 | 0 |',
+    );
+    expect(body).toContain(
+      '| 2 | one node (n1) | 2.5 | 2100 | 8000 | 0/5000 (0) | 0/5000 (0) | 10 unbroken | left behind: n1: links sealwg0,sealwg1 |',
+    );
   });
 
   it('goes into SUMMARY.md with its Targets rows', () => {

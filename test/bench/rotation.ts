@@ -8,7 +8,23 @@
  */
 import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
-import { leftovers, parseRotateSummary, ROTATION_AGENT_CONFIG, ROTATION_GRACE_S, ROTATION_PEER_TIMEOUT_S, startTraffic, stateFile, stopTraffic, timeRotation, TRAFFIC_TCP_BPS, TRAFFIC_UDP_PPS, type TimedRotation, type Traffic, type TrafficResult, type UdpTrafficResult } from '../harness/rotation.js';
+import {
+  leftovers,
+  parseRotateSummary,
+  ROTATION_AGENT_CONFIG,
+  ROTATION_GRACE_S,
+  ROTATION_PEER_TIMEOUT_S,
+  startTraffic,
+  stateFile,
+  stopTraffic,
+  timeRotation,
+  TRAFFIC_TCP_BPS,
+  TRAFFIC_UDP_PPS,
+  type TimedRotation,
+  type Traffic,
+  type TrafficResult,
+  type UdpTrafficResult,
+} from '../harness/rotation.js';
 import { newCanary } from '../harness/traffic.js';
 import { WG_INTERFACES } from '../../common/constants.js';
 import { loadAverage } from './env.js';
@@ -30,7 +46,13 @@ const PORT_BLOCK = 20;
 function sealctlProblem(r: TimedRotation): string | undefined {
   const ctl = r.sealctl;
   const summary = parseRotateSummary(ctl.stdout);
-  const lagging = summary?.results.filter((x) => !x.done || x.lagging.length > 0).map((x) => `${x.node}${x.done ? '' : ' not done'}${x.lagging.length > 0 ? ` (peers never moved: ${x.lagging.join(', ')})` : ''}`) ?? [];
+  const lagging =
+    summary?.results
+      .filter((x) => !x.done || x.lagging.length > 0)
+      .map(
+        (x) =>
+          `${x.node}${x.done ? '' : ' not done'}${x.lagging.length > 0 ? ` (peers never moved: ${x.lagging.join(', ')})` : ''}`,
+      ) ?? [];
   if (ctl.code === 0 && summary?.ok === true && lagging.length === 0) return undefined;
   const why = lagging.length > 0 ? lagging.join('; ') : (ctl.stderr.trim() || ctl.stdout.trim()).split('\n').pop();
   return `sealctl exited ${ctl.code}: ${why ?? 'no output'}`;
@@ -65,7 +87,10 @@ function gapTimes(u: UdpTrafficResult, requestAt: number): { atMs: number; count
 }
 
 /** One rotation of `targets` under fresh traffic. */
-async function oneRotation(c: NsCluster, o: { round: number; scope: RotationScope; targets: readonly string[]; port0: number }): Promise<RotationSample> {
+async function oneRotation(
+  c: NsCluster,
+  o: { round: number; scope: RotationScope; targets: readonly string[]; port0: number },
+): Promise<RotationSample> {
   const base = { round: o.round, scope: o.scope, targets: o.targets };
   let traffic: Traffic | undefined;
   let timed: TimedRotation | undefined;
@@ -93,17 +118,34 @@ async function oneRotation(c: NsCluster, o: { round: number; scope: RotationScop
     switchedMs: timed?.switchedMs,
     doneMs: timed?.doneMs,
     sealctlCode: timed?.sealctl.code,
-    udp: (result?.udp ?? []).map((u) => ({ from: u.from, to: u.to, sent: u.sent, lost: u.lost, duplicates: u.duplicates, reordered: u.reordered, longestGap: u.longestGap, gaps: gapTimes(u, at) })),
+    udp: (result?.udp ?? []).map((u) => ({
+      from: u.from,
+      to: u.to,
+      sent: u.sent,
+      lost: u.lost,
+      duplicates: u.duplicates,
+      reordered: u.reordered,
+      longestGap: u.longestGap,
+      gaps: gapTimes(u, at),
+    })),
     tcpStreams: result?.tcpStreams ?? 0,
     tcpBreaks: result?.tcpBreaks ?? [],
-    leftovers: await unclean(c).catch((e: unknown) => [`could not check: ${e instanceof Error ? e.message : String(e)}`]),
+    leftovers: await unclean(c).catch((e: unknown) => [
+      `could not check: ${e instanceof Error ? e.message : String(e)}`,
+    ]),
     error,
   };
 }
 
 /** Runs the rotation benchmark; the cluster is destroyed on return or failure. */
 export async function runRotation(o: RotationOptions): Promise<RotationResult> {
-  const c = await NsCluster.create({ nodes: NODES, podsPerNode: 1, prefix: `b${o.runId}rt`, agentConfig: ROTATION_AGENT_CONFIG, log: (l) => o.log(`  [rotation] ${l}`) });
+  const c = await NsCluster.create({
+    nodes: NODES,
+    podsPerNode: 1,
+    prefix: `b${o.runId}rt`,
+    agentConfig: ROTATION_AGENT_CONFIG,
+    log: (l) => o.log(`  [rotation] ${l}`),
+  });
   try {
     await c.waitEncrypted({ timeoutMs: 60_000 });
     const samples: RotationSample[] = [];
@@ -114,11 +156,21 @@ export async function runRotation(o: RotationOptions): Promise<RotationResult> {
         const s = await oneRotation(c, { round, scope, targets, port0: PORT_BASE + PORT_BLOCK * block++ });
         samples.push(s);
         const udp = s.udp.map((u) => `${u.from}→${u.to} ${u.lost}/${u.sent}`).join(', ');
-        o.log(`rotation: round ${round + 1}/${o.rounds}, ${scope === 'one' ? 'n1' : `all ${NODES}`}: ${s.error !== undefined ? `FAILED (${s.error}); ` : ''}switched ${s.switchedMs ?? '—'} ms, old keys gone ${s.doneMs ?? '—'} ms; UDP lost ${udp}; ${s.tcpBreaks.length} TCP breaks${s.leftovers.length > 0 ? `; left behind: ${s.leftovers.join('; ')}` : ''}`);
+        o.log(
+          `rotation: round ${round + 1}/${o.rounds}, ${scope === 'one' ? 'n1' : `all ${NODES}`}: ${s.error !== undefined ? `FAILED (${s.error}); ` : ''}switched ${s.switchedMs ?? '—'} ms, old keys gone ${s.doneMs ?? '—'} ms; UDP lost ${udp}; ${s.tcpBreaks.length} TCP breaks${s.leftovers.length > 0 ? `; left behind: ${s.leftovers.join('; ')}` : ''}`,
+        );
         await sleep(500);
       }
     }
-    return { nodes: NODES, rounds: o.rounds, graceSeconds: ROTATION_GRACE_S, peerTimeoutSeconds: ROTATION_PEER_TIMEOUT_S, udpPps: TRAFFIC_UDP_PPS, tcpBytesPerSecond: TRAFFIC_TCP_BPS, samples };
+    return {
+      nodes: NODES,
+      rounds: o.rounds,
+      graceSeconds: ROTATION_GRACE_S,
+      peerTimeoutSeconds: ROTATION_PEER_TIMEOUT_S,
+      udpPps: TRAFFIC_UDP_PPS,
+      tcpBytesPerSecond: TRAFFIC_TCP_BPS,
+      samples,
+    };
   } finally {
     await c.destroy();
   }

@@ -39,7 +39,11 @@ export class Churn {
   private readonly pending = new Set<Promise<void>>();
 
   /** Starts updating `nodes` at `nodes.length / periodS` per second. */
-  constructor(private readonly store: SimStore, private readonly nodes: readonly SimNode[], o: { periodS?: number; maxInFlight?: number; timeoutMs?: number } = {}) {
+  constructor(
+    private readonly store: SimStore,
+    private readonly nodes: readonly SimNode[],
+    o: { periodS?: number; maxInFlight?: number; timeoutMs?: number } = {},
+  ) {
     this.targetPerSecond = nodes.length / (o.periodS ?? KUBELET_STATUS_PERIOD_S);
     const maxInFlight = o.maxInFlight ?? 64;
     const timeoutMs = o.timeoutMs ?? 30_000;
@@ -57,21 +61,26 @@ export class Churn {
         const p = Promise.race([
           this.store.heartbeat([n]),
           new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`status update of ${n.name} took over ${timeoutMs} ms`)), timeoutMs);
+            timer = setTimeout(
+              () => reject(new Error(`status update of ${n.name} took over ${timeoutMs} ms`)),
+              timeoutMs,
+            );
           }),
-        ]).then(
-          () => {
-            this.done++;
-          },
-          (err: unknown) => {
-            this.failed++;
-            this.lastError = err instanceof Error ? err.message : String(err);
-          },
-        ).finally(() => {
-          clearTimeout(timer);
-          this.inFlight--;
-          this.pending.delete(p);
-        });
+        ])
+          .then(
+            () => {
+              this.done++;
+            },
+            (err: unknown) => {
+              this.failed++;
+              this.lastError = err instanceof Error ? err.message : String(err);
+            },
+          )
+          .finally(() => {
+            clearTimeout(timer);
+            this.inFlight--;
+            this.pending.delete(p);
+          });
         this.pending.add(p);
       }
     }, 50);
@@ -81,7 +90,15 @@ export class Churn {
 
   /** Counters so far. */
   stats(): ChurnStats {
-    return { targetPerSecond: this.targetPerSecond, issued: this.issued, done: this.done, failed: this.failed, skipped: this.skipped, lastError: this.lastError, ranMs: Date.now() - this.t0 };
+    return {
+      targetPerSecond: this.targetPerSecond,
+      issued: this.issued,
+      done: this.done,
+      failed: this.failed,
+      skipped: this.skipped,
+      lastError: this.lastError,
+      ranMs: Date.now() - this.t0,
+    };
   }
 
   /** Stops issuing; waits for the updates in flight (each bounded by its own timeout). */

@@ -59,7 +59,11 @@ export function fileEnv(): ScaleEnv {
   return {
     kind: 'file',
     async cluster(prefix, log, shape = TOY_SHAPE) {
-      const c = await bounded('the namespace cluster to build', 300_000, NsCluster.create({ nodes: 1, podsPerNode: 0, startAgents: false, prefix, log }));
+      const c = await bounded(
+        'the namespace cluster to build',
+        300_000,
+        NsCluster.create({ nodes: 1, podsPerNode: 0, startAgents: false, prefix, log }),
+      );
       const sim = new FileSimStore(c.storeDir, shape);
       return {
         c,
@@ -69,7 +73,8 @@ export function fileEnv(): ScaleEnv {
         apiBytesToAgent: () => undefined,
         setClusterSize: (n) => sim.setClusterSize(n),
         objectBytes: async (name) => (await stat(join(c.storeDir, `${name}.json`)).catch(() => undefined))?.size,
-        statusAnnotation: async (name) => (await readNodeDoc(c.storeDir, name))?.metadata.annotations[ANNOTATIONS.status],
+        statusAnnotation: async (name) =>
+          (await readNodeDoc(c.storeDir, name))?.metadata.annotations[ANNOTATIONS.status],
         destroy: () => bounded('the namespace cluster to be destroyed', 300_000, c.destroy()),
       };
     },
@@ -93,16 +98,35 @@ export async function kubeEnv(log: (l: string) => void, shape: SimShape = TOY_SH
   return {
     kind: 'kubernetes',
     async cluster(prefix, clog) {
-      const c = await bounded('the namespace cluster to build', 300_000, NsCluster.create({ nodes: 1, podsPerNode: 0, startAgents: false, prefix, log: clog }));
+      const c = await bounded(
+        'the namespace cluster to build',
+        300_000,
+        NsCluster.create({ nodes: 1, podsPerNode: 0, startAgents: false, prefix, log: clog }),
+      );
       const relay = new ApiRelay({ dir: join(c.runDir, 'relay'), port: api.port });
       try {
         // The previous cluster's n1 (and the tokens bound to it) go; this n1 starts clean.
-        await bounded(`Node ${AGENT_NODE} to be deleted`, 30_000, core.deleteNode({ name: AGENT_NODE })).catch(() => undefined);
-        await bounded(`Node ${AGENT_NODE} to be created`, 30_000, core.createNode({ body: nodeObject(c.node(AGENT_NODE)) }));
+        await bounded(`Node ${AGENT_NODE} to be deleted`, 30_000, core.deleteNode({ name: AGENT_NODE })).catch(
+          () => undefined,
+        );
+        await bounded(
+          `Node ${AGENT_NODE} to be created`,
+          30_000,
+          core.createNode({ body: nodeObject(c.node(AGENT_NODE)) }),
+        );
         await bounded('the API relay to listen', 30_000, relay.addNode(c, AGENT_NODE));
-        const token = await bounded('a node-bound token', 30_000, api.nodeBoundToken({ namespace: 'sealnet', serviceAccount: 'sealnet', nodeName: AGENT_NODE }));
+        const token = await bounded(
+          'a node-bound token',
+          30_000,
+          api.nodeBoundToken({ namespace: 'sealnet', serviceAccount: 'sealnet', nodeName: AGENT_NODE }),
+        );
         const kubeconfig = join(c.runDir, AGENT_NODE, 'kubeconfig');
-        await writeKubeconfig(kubeconfig, { server: `https://127.0.0.1:${NODE_API_PORT}`, caCert: api.pki.caCert, user: `sealnet-agent-${AGENT_NODE}`, auth: { token } });
+        await writeKubeconfig(kubeconfig, {
+          server: `https://127.0.0.1:${NODE_API_PORT}`,
+          caCert: api.pki.caCert,
+          user: `sealnet-agent-${AGENT_NODE}`,
+          auth: { token },
+        });
         // `dir: undefined` drops the harness's file-store directory from the merged config.
         const store = { type: 'kubernetes', dir: undefined, kubeconfig };
         const trackedSim = {
@@ -129,14 +153,19 @@ export async function kubeEnv(log: (l: string) => void, shape: SimShape = TOY_SH
             return Buffer.byteLength(r);
           },
           statusAnnotation: async (name) => {
-            const o = JSON.parse(await bounded(`GET Node ${name}`, 30_000, fetchRaw(api, `/api/v1/nodes/${name}`))) as k8s.V1Node;
+            const o = JSON.parse(
+              await bounded(`GET Node ${name}`, 30_000, fetchRaw(api, `/api/v1/nodes/${name}`)),
+            ) as k8s.V1Node;
             return o.metadata?.annotations?.[ANNOTATIONS.status];
           },
           async destroy() {
             await bounded('the API relay to close', 30_000, relay.close()).catch(() => undefined);
             await bounded('the namespace cluster to be destroyed', 300_000, c.destroy());
             // Bounded: one run hung here forever on a request that never settled.
-            await Promise.race([core.deleteNode({ name: AGENT_NODE }).catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
+            await Promise.race([
+              core.deleteNode({ name: AGENT_NODE }).catch(() => undefined),
+              new Promise((r) => setTimeout(r, 10_000).unref()),
+            ]);
           },
         };
       } catch (err) {

@@ -4,7 +4,16 @@
  */
 import { ANNOTATIONS } from '../../common/constants.js';
 import { Churn } from './scale-churn.js';
-import { KUBELET_IMAGES, kubeletHeartbeatPatch, kubeletObject, kubeletStatus, LegacyStatus, statusAnnotation, SUMMARY_MAX_BYTES, summaryStatus } from './scale-kubelet.js';
+import {
+  KUBELET_IMAGES,
+  kubeletHeartbeatPatch,
+  kubeletObject,
+  kubeletStatus,
+  LegacyStatus,
+  statusAnnotation,
+  SUMMARY_MAX_BYTES,
+  summaryStatus,
+} from './scale-kubelet.js';
 import { simNode, type SimNode, type SimStore } from './scale-sim.js';
 import { bounded } from './scale-wait.js';
 import { lastLine } from './scale.js';
@@ -38,7 +47,8 @@ describe('kubelet-sized Nodes', () => {
 
 describe('status annotation shapes', () => {
   it('summary stays within 1 KiB whatever N (up to 20,000)', () => {
-    for (const n of [1, 2, 100, 5000, 10_000, 20_000]) expect(Buffer.byteLength(summaryStatus('s16000', n, NOW))).toBeLessThanOrEqual(SUMMARY_MAX_BYTES);
+    for (const n of [1, 2, 100, 5000, 10_000, 20_000])
+      expect(Buffer.byteLength(summaryStatus('s16000', n, NOW))).toBeLessThanOrEqual(SUMMARY_MAX_BYTES);
   });
 
   it('legacy is what encodeStatus publishes: grows with N up to the 64 KiB bound, then omits peers', () => {
@@ -63,7 +73,12 @@ describe('status annotation shapes', () => {
 describe('churn', () => {
   it('issues updates at N / period per second, round-robin, and counts what a slow store could not take', async () => {
     const seen: string[] = [];
-    const store: SimStore = { write: async () => undefined, patch: async () => undefined, remove: async () => undefined, heartbeat: async (ns: readonly SimNode[]) => void seen.push(...ns.map((n) => n.name)) };
+    const store: SimStore = {
+      write: async () => undefined,
+      patch: async () => undefined,
+      remove: async () => undefined,
+      heartbeat: async (ns: readonly SimNode[]) => void seen.push(...ns.map((n) => n.name)),
+    };
     const nodes = Array.from({ length: 10 }, (_, i) => simNode(i + 1));
     const c = new Churn(store, nodes, { periodS: 0.5 }); // 20 updates/s
     await new Promise((r) => setTimeout(r, 1000));
@@ -85,7 +100,9 @@ describe('churn', () => {
 
 describe('bounded waits', () => {
   it('names what never settled', async () => {
-    await expect(bounded('the API server', 50, new Promise(() => undefined))).rejects.toThrow('timed out after 0 s waiting for the API server');
+    await expect(bounded('the API server', 50, new Promise(() => undefined))).rejects.toThrow(
+      'timed out after 0 s waiting for the API server',
+    );
     await expect(bounded('x', 1000, Promise.resolve(7))).resolves.toBe(7);
   });
 
@@ -95,8 +112,13 @@ describe('bounded waits', () => {
       writeFileSync(join(d, 'a.log'), '{"msg":"one"}\n{"msg":"FATAL ERROR: Reached heap limit"}\n\n');
       expect(lastLine(join(d, 'a.log'))).toBe('{"msg":"FATAL ERROR: Reached heap limit"}');
       expect(lastLine(join(d, 'missing.log'))).toBeUndefined();
-      writeFileSync(join(d, 'b.log'), '{"msg":"synced"}\nFATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed\n 1: 0xb8 node::Abort()\n18: 0xbb835e _start\n');
-      expect(lastLine(join(d, 'b.log'))).toBe('FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed');
+      writeFileSync(
+        join(d, 'b.log'),
+        '{"msg":"synced"}\nFATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed\n 1: 0xb8 node::Abort()\n18: 0xbb835e _start\n',
+      );
+      expect(lastLine(join(d, 'b.log'))).toBe(
+        'FATAL ERROR: Ineffective mark-compacts near heap limit Allocation failed',
+      );
     } finally {
       rmSync(d, { recursive: true, force: true });
     }

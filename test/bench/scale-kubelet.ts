@@ -55,13 +55,39 @@ function hex(seed: string, len = 64): string {
   return out.slice(0, len);
 }
 
-const REPOS = ['registry.k8s.io', 'docker.io/library', 'quay.io/prometheus', 'gcr.io/google-containers', 'ghcr.io/example-org', 'us-docker.pkg.dev/example-project/apps'];
-const WORDS = ['api', 'worker', 'gateway', 'ingest', 'billing', 'search', 'frontend', 'cache', 'scheduler', 'exporter', 'sidecar', 'agent', 'proxy', 'batch', 'stream'];
+const REPOS = [
+  'registry.k8s.io',
+  'docker.io/library',
+  'quay.io/prometheus',
+  'gcr.io/google-containers',
+  'ghcr.io/example-org',
+  'us-docker.pkg.dev/example-project/apps',
+];
+const WORDS = [
+  'api',
+  'worker',
+  'gateway',
+  'ingest',
+  'billing',
+  'search',
+  'frontend',
+  'cache',
+  'scheduler',
+  'exporter',
+  'sidecar',
+  'agent',
+  'proxy',
+  'batch',
+  'stream',
+];
 
 /** Image `k` (0-based) as a kubelet lists it: digest name, tag name, size. */
 export function kubeletImage(k: number): { names: string[]; sizeBytes: number } {
   const repo = `${REPOS[k % REPOS.length] as string}/${WORDS[k % WORDS.length] as string}-${WORDS[(k * 7 + 3) % WORDS.length] as string}-${k}`;
-  return { names: [`${repo}@sha256:${hex(`image-${k}`)}`, `${repo}:v1.${k % 40}.${(k * 13) % 17}`], sizeBytes: 5_000_000 + ((k * 2_654_435_761) % 900_000_000) };
+  return {
+    names: [`${repo}@sha256:${hex(`image-${k}`)}`, `${repo}:v1.${k % 40}.${(k * 13) % 17}`],
+    sizeBytes: 5_000_000 + ((k * 2_654_435_761) % 900_000_000),
+  };
 }
 
 const IMAGES = Array.from({ length: KUBELET_IMAGES }, (_, k) => kubeletImage(k));
@@ -70,7 +96,14 @@ const IMAGES = Array.from({ length: KUBELET_IMAGES }, (_, k) => kubeletImage(k))
 export function kubeletConditions(now: Date, since: Date): Record<string, string>[] {
   const hb = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
   const tr = since.toISOString().replace(/\.\d{3}Z$/, 'Z');
-  const c = (type: string, status: string, reason: string, message: string): Record<string, string> => ({ type, status, lastHeartbeatTime: hb, lastTransitionTime: tr, reason, message });
+  const c = (type: string, status: string, reason: string, message: string): Record<string, string> => ({
+    type,
+    status,
+    lastHeartbeatTime: hb,
+    lastTransitionTime: tr,
+    reason,
+    message,
+  });
   return [
     c('MemoryPressure', 'False', 'KubeletHasSufficientMemory', 'kubelet has sufficient memory available'),
     c('DiskPressure', 'False', 'KubeletHasNoDiskPressure', 'kubelet has no disk pressure'),
@@ -81,7 +114,12 @@ export function kubeletConditions(now: Date, since: Date): Record<string, string
 }
 
 /** Labels, kubelet annotations and spec a kubelet (and the cloud's node controller) set. */
-export function kubeletObject(n: KubeletNodeInfo): { apiVersion: 'v1'; kind: 'Node'; metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string> }; spec: Record<string, unknown> } {
+export function kubeletObject(n: KubeletNodeInfo): {
+  apiVersion: 'v1';
+  kind: 'Node';
+  metadata: { name: string; labels: Record<string, string>; annotations: Record<string, string> };
+  spec: Record<string, unknown>;
+} {
   const zone = `europe-west4-${'abc'[n.index % 3] as string}`;
   return {
     apiVersion: 'v1',
@@ -109,9 +147,12 @@ export function kubeletObject(n: KubeletNodeInfo): { apiVersion: 'v1'; kind: 'No
       },
       annotations: {
         'container.googleapis.com/instance_id': String(4_000_000_000_000_000 + n.index * 7919),
-        'csi.volume.kubernetes.io/nodeid': JSON.stringify({ 'pd.csi.storage.gke.io': `projects/example-project/zones/${zone}/instances/${n.name}` }),
+        'csi.volume.kubernetes.io/nodeid': JSON.stringify({
+          'pd.csi.storage.gke.io': `projects/example-project/zones/${zone}/instances/${n.name}`,
+        }),
         'node.alpha.kubernetes.io/ttl': '0',
-        'node.gke.io/last-applied-node-labels': 'cloud.google.com/gke-boot-disk=pd-balanced,cloud.google.com/gke-container-runtime=containerd,cloud.google.com/gke-nodepool=pool,cloud.google.com/gke-os-distribution=cos,cloud.google.com/machine-family=n2',
+        'node.gke.io/last-applied-node-labels':
+          'cloud.google.com/gke-boot-disk=pd-balanced,cloud.google.com/gke-container-runtime=containerd,cloud.google.com/gke-nodepool=pool,cloud.google.com/gke-os-distribution=cos,cloud.google.com/machine-family=n2',
         'volumes.kubernetes.io/controller-managed-attach-detach': 'true',
       },
     },
@@ -127,8 +168,22 @@ export function kubeletStatus(n: KubeletNodeInfo, now: Date): Record<string, unk
       { type: 'InternalIP', address: n.address },
       { type: 'Hostname', address: n.name },
     ],
-    capacity: { cpu: '8', 'ephemeral-storage': '98831908Ki', 'hugepages-1Gi': '0', 'hugepages-2Mi': '0', memory: '32880420Ki', pods: '110' },
-    allocatable: { cpu: '7910m', 'ephemeral-storage': '47060071478', 'hugepages-1Gi': '0', 'hugepages-2Mi': '0', memory: '29437220Ki', pods: '110' },
+    capacity: {
+      cpu: '8',
+      'ephemeral-storage': '98831908Ki',
+      'hugepages-1Gi': '0',
+      'hugepages-2Mi': '0',
+      memory: '32880420Ki',
+      pods: '110',
+    },
+    allocatable: {
+      cpu: '7910m',
+      'ephemeral-storage': '47060071478',
+      'hugepages-1Gi': '0',
+      'hugepages-2Mi': '0',
+      memory: '29437220Ki',
+      pods: '110',
+    },
     conditions: kubeletConditions(now, new Date(Date.UTC(2026, 10, 1))),
     daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
     images: IMAGES,
@@ -149,7 +204,14 @@ export function kubeletStatus(n: KubeletNodeInfo, now: Date): Record<string, unk
 
 /** The strategic-merge patch a kubelet sends on a status update: the conditions' heartbeats. */
 export function kubeletHeartbeatPatch(now: Date): { status: { conditions: Record<string, string>[] } } {
-  return { status: { conditions: kubeletConditions(now, new Date(Date.UTC(2026, 10, 1))).map((c) => ({ type: c.type as string, lastHeartbeatTime: c.lastHeartbeatTime as string })) } };
+  return {
+    status: {
+      conditions: kubeletConditions(now, new Date(Date.UTC(2026, 10, 1))).map((c) => ({
+        type: c.type as string,
+        lastHeartbeatTime: c.lastHeartbeatTime as string,
+      })),
+    },
+  };
 }
 
 function fp(seed: string): string {
@@ -178,7 +240,15 @@ export class LegacyStatus {
   private static template(clusterSize: number, now: Date): string {
     const hs = Math.floor(now.getTime() / 1000) - 30;
     const peers: PeerStatus[] = [];
-    for (let i = 1; i < clusterSize; i++) peers.push({ node: `s${String(i).padStart(5, '0')}`, state: 'encrypted', key: fp(`key-${i}`), handshake: hs - (i % 100), rx: 1_000_000 + i * 37, tx: 2_000_000 + i * 53 });
+    for (let i = 1; i < clusterSize; i++)
+      peers.push({
+        node: `s${String(i).padStart(5, '0')}`,
+        state: 'encrypted',
+        key: fp(`key-${i}`),
+        handshake: hs - (i % 100),
+        rx: 1_000_000 + i * 37,
+        tx: 2_000_000 + i * 53,
+      });
     const report: NodeStatusReport = {
       v: STATUS_VERSION,
       node: '@TEMPLATE@',
@@ -220,12 +290,22 @@ export function summaryStatus(node: string, clusterSize: number, now: Date): str
     report: { digest: `sha256:${hex(`report-${node}-${clusterSize}`)}`, path: '/status' },
   };
   const text = JSON.stringify(body);
-  if (Buffer.byteLength(text) > SUMMARY_MAX_BYTES) throw new Error(`summary status of ${node} is ${Buffer.byteLength(text)} bytes, over ${SUMMARY_MAX_BYTES}`);
+  if (Buffer.byteLength(text) > SUMMARY_MAX_BYTES)
+    throw new Error(`summary status of ${node} is ${Buffer.byteLength(text)} bytes, over ${SUMMARY_MAX_BYTES}`);
   return text;
 }
 
 /** The status annotation (or none) of `shape`. */
-export function statusAnnotation(shape: StatusShape, legacy: LegacyStatus, node: string, clusterSize: number, now: Date): Record<string, string> {
+export function statusAnnotation(
+  shape: StatusShape,
+  legacy: LegacyStatus,
+  node: string,
+  clusterSize: number,
+  now: Date,
+): Record<string, string> {
   if (shape === 'none') return {};
-  return { [ANNOTATIONS.status]: shape === 'legacy' ? legacy.valueFor(node, clusterSize, now) : summaryStatus(node, clusterSize, now) };
+  return {
+    [ANNOTATIONS.status]:
+      shape === 'legacy' ? legacy.valueFor(node, clusterSize, now) : summaryStatus(node, clusterSize, now),
+  };
 }

@@ -34,11 +34,18 @@ const WANTED = new Set(['kernel state updated', 'node store synced', 'sealnet ag
 export function parseLogLines(text: string): LogLine[] {
   const out: LogLine[] = [];
   for (const line of text.split('\n')) {
-    if (!line.startsWith('{') || !/"msg":"(kernel state updated|node store synced|sealnet agent running)"/.test(line)) continue;
+    if (!line.startsWith('{') || !/"msg":"(kernel state updated|node store synced|sealnet agent running)"/.test(line))
+      continue;
     try {
       const o = JSON.parse(line) as Record<string, unknown>;
       if (typeof o.time !== 'number' || typeof o.msg !== 'string' || !WANTED.has(o.msg)) continue;
-      out.push({ time: o.time, msg: o.msg, ...(o.ops !== undefined ? { ops: o.ops as KernelOps } : {}), ...(typeof o.seconds === 'number' ? { seconds: o.seconds } : {}), ...(typeof o.nodes === 'number' ? { nodes: o.nodes } : {}) });
+      out.push({
+        time: o.time,
+        msg: o.msg,
+        ...(o.ops !== undefined ? { ops: o.ops as KernelOps } : {}),
+        ...(typeof o.seconds === 'number' ? { seconds: o.seconds } : {}),
+        ...(typeof o.nodes === 'number' ? { nodes: o.nodes } : {}),
+      });
     } catch {
       // torn line
     }
@@ -92,7 +99,11 @@ export class AgentLog {
   }
 
   /** Polls until `pred` returns something, every `pollMs`; throws after `timeoutMs`. */
-  async until<T>(what: string, pred: () => Promise<T | undefined> | T | undefined, o: { timeoutMs: number; pollMs?: number }): Promise<T> {
+  async until<T>(
+    what: string,
+    pred: () => Promise<T | undefined> | T | undefined,
+    o: { timeoutMs: number; pollMs?: number },
+  ): Promise<T> {
     const deadline = Date.now() + o.timeoutMs;
     for (;;) {
       await this.poll();
@@ -168,7 +179,10 @@ export interface AgentCounters {
 /** Reads {@link AgentCounters} from the agent's metrics endpoint. */
 export async function agentCounters(c: NsCluster, node: string): Promise<AgentCounters> {
   const text = await scrapeMetrics(c, node);
-  const reconciles = Object.values(metricByLabel(text, 'sealnet_reconciles_total', 'result')).reduce((a, b) => a + b, 0);
+  const reconciles = Object.values(metricByLabel(text, 'sealnet_reconciles_total', 'result')).reduce(
+    (a, b) => a + b,
+    0,
+  );
   return {
     ops: metricByLabel(text, 'sealnet_kernel_operations_total', 'op'),
     reconciles,
@@ -198,7 +212,11 @@ export function parseProcStatTicks(text: string): number | undefined {
   return Number.isFinite(ut) && Number.isFinite(st) ? ut + st : undefined;
 }
 
-function procSample(pid: number | undefined): { rssPeakMiB: number | undefined; rssMiB: number | undefined; cpuSeconds: number | undefined } {
+function procSample(pid: number | undefined): {
+  rssPeakMiB: number | undefined;
+  rssMiB: number | undefined;
+  cpuSeconds: number | undefined;
+} {
   if (pid === undefined) return { rssPeakMiB: undefined, rssMiB: undefined, cpuSeconds: undefined };
   try {
     const mem = parseProcStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -220,7 +238,8 @@ function wireguardGoPid(holderPid: number): number | undefined {
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'wireguard-go' && readlinkSync(`/proc/${d}/ns/net`) === ns) return Number(d);
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() === 'wireguard-go' && readlinkSync(`/proc/${d}/ns/net`) === ns)
+        return Number(d);
     } catch {
       // exited meanwhile
     }

@@ -3,7 +3,15 @@
  * everything comes from a {@link ScaleResult}.
  */
 import { quantile, under, type Verdict } from './stats.js';
-import { CHANGE_KINDS, type ChangeKind, type KernelOps, type ScaleChange, type ScaleChanges, type ScaleResult, type ScaleStore } from './types.js';
+import {
+  CHANGE_KINDS,
+  type ChangeKind,
+  type KernelOps,
+  type ScaleChange,
+  type ScaleChanges,
+  type ScaleResult,
+  type ScaleStore,
+} from './types.js';
 
 /** The node count the absolute targets are set for. */
 export const TARGET_SCALE_NODES = 5000;
@@ -19,7 +27,11 @@ export const TARGET_RSS_MIB = 200;
  */
 export const CHANGE_OPS_BUDGET: Readonly<Record<ChangeKind, number>> = { join: 3, leave: 3, 'key-change': 4 };
 
-const KIND_LABELS: Readonly<Record<ChangeKind, string>> = { join: 'node joins', leave: 'node leaves', 'key-change': 'node changes its key' };
+const KIND_LABELS: Readonly<Record<ChangeKind, string>> = {
+  join: 'node joins',
+  leave: 'node leaves',
+  'key-change': 'node changes its key',
+};
 
 /** Sum of a kernel-ops record. */
 export function opsTotal(ops: KernelOps | undefined): number {
@@ -29,7 +41,9 @@ export function opsTotal(ops: KernelOps | undefined): number {
 /** "15002 (link_create 1, peer_set 5000, …)", "0", or "—". */
 export function fmtOps(ops: KernelOps | undefined): string {
   if (ops === undefined) return '—';
-  const parts = Object.entries(ops).filter(([, v]) => v !== 0).sort(([a], [b]) => (a < b ? -1 : 1));
+  const parts = Object.entries(ops)
+    .filter(([, v]) => v !== 0)
+    .sort(([a], [b]) => (a < b ? -1 : 1));
   if (parts.length === 0) return '0';
   return `${opsTotal(ops)} (${parts.map(([k, v]) => `${k} ${v}`).join(', ')})`;
 }
@@ -53,7 +67,10 @@ function statsOf(kind: ChangeKind | 'all', list: readonly ScaleChange[]): Change
   const ok = list.filter((c) => c.error === undefined && c.appliedMs !== undefined);
   const ms = ok.map((c) => c.appliedMs as number);
   const ops = list.map((c) => opsTotal(c.kernelOps));
-  const worst = list.reduce<ScaleChange | undefined>((w, c) => (w === undefined || opsTotal(c.kernelOps) > opsTotal(w.kernelOps) ? c : w), undefined);
+  const worst = list.reduce<ScaleChange | undefined>(
+    (w, c) => (w === undefined || opsTotal(c.kernelOps) > opsTotal(w.kernelOps) ? c : w),
+    undefined,
+  );
   const q = (v: readonly number[], p: number): number | undefined => (v.length === 0 ? undefined : quantile(v, p));
   return {
     kind,
@@ -62,7 +79,10 @@ function statsOf(kind: ChangeKind | 'all', list: readonly ScaleChange[]): Change
     p50Ms: q(ms, 0.5),
     p99Ms: q(ms, 0.99),
     maxMs: ms.length === 0 ? undefined : Math.max(...ms),
-    writeMedianMs: q(list.map((c) => c.writeMs), 0.5),
+    writeMedianMs: q(
+      list.map((c) => c.writeMs),
+      0.5,
+    ),
     opsMedian: q(ops, 0.5),
     opsMax: ops.length === 0 ? undefined : Math.max(...ops),
     worstOps: worst?.kernelOps,
@@ -71,7 +91,15 @@ function statsOf(kind: ChangeKind | 'all', list: readonly ScaleChange[]): Change
 
 /** Per kind, then all kinds pooled. */
 export function changeStats(ch: ScaleChanges): ChangeStats[] {
-  return [...CHANGE_KINDS.map((k) => statsOf(k, ch.changes.filter((c) => c.kind === k))), statsOf('all', ch.changes)];
+  return [
+    ...CHANGE_KINDS.map((k) =>
+      statsOf(
+        k,
+        ch.changes.filter((c) => c.kind === k),
+      ),
+    ),
+    statsOf('all', ch.changes),
+  ];
 }
 
 /** Milliseconds for a table: one decimal below 10, whole above. */
@@ -87,17 +115,29 @@ export function opsVerdict(stats: readonly ChangeStats[]): Verdict {
   if (per.length === 0) return { met: false, text: 'not measured' };
   const over = per.filter((s) => (s.opsMax ?? 0) > CHANGE_OPS_BUDGET[s.kind]);
   if (over.length === 0) return { met: true, text: 'met' };
-  return { met: false, text: `**missed**: ${over.map((s) => `${s.kind} max ${s.opsMax} > ${CHANGE_OPS_BUDGET[s.kind]} (${fmtOps(s.worstOps)})`).join('; ')}` };
+  return {
+    met: false,
+    text: `**missed**: ${over.map((s) => `${s.kind} max ${s.opsMax} > ${CHANGE_OPS_BUDGET[s.kind]} (${fmtOps(s.worstOps)})`).join('; ')}`,
+  };
 }
 
 /** Peak RSS of the agent over every phase at `nodes` in `store`, and the phase it was seen in. */
 export function peakRss(s: ScaleResult, store: ScaleStore, nodes: number): { mib: number; phase: string } | undefined {
   const vals = [
-    ...s.convergence.filter((c) => c.store === store && c.nodes === nodes).map((c) => ({ mib: c.process.rssPeakMiB, phase: 'convergence' })),
-    ...s.rotation.filter((r) => r.store === store && r.nodes === nodes).map((r) => ({ mib: r.process.rssPeakMiB, phase: 'changes + rotation' })),
-    ...s.resync.filter((r) => r.store === store && r.nodes === nodes).map((r) => ({ mib: r.process.rssPeakMiB, phase: 'restart + resyncs' })),
+    ...s.convergence
+      .filter((c) => c.store === store && c.nodes === nodes)
+      .map((c) => ({ mib: c.process.rssPeakMiB, phase: 'convergence' })),
+    ...s.rotation
+      .filter((r) => r.store === store && r.nodes === nodes)
+      .map((r) => ({ mib: r.process.rssPeakMiB, phase: 'changes + rotation' })),
+    ...s.resync
+      .filter((r) => r.store === store && r.nodes === nodes)
+      .map((r) => ({ mib: r.process.rssPeakMiB, phase: 'restart + resyncs' })),
   ].filter((x): x is { mib: number; phase: string } => x.mib !== undefined);
-  return vals.reduce<{ mib: number; phase: string } | undefined>((best, v) => (best === undefined || v.mib > best.mib ? v : best), undefined);
+  return vals.reduce<{ mib: number; phase: string } | undefined>(
+    (best, v) => (best === undefined || v.mib > best.mib ? v : best),
+    undefined,
+  );
 }
 
 function targetRows(s: ScaleResult, store: ScaleStore): string[] {
@@ -109,17 +149,39 @@ function targetRows(s: ScaleResult, store: ScaleStore): string[] {
   const row = (what: string, target: string, measured: string, v: Verdict | string): void => {
     rows.push(`| scale (${store} store): ${what} | ${target} | ${measured} | ${typeof v === 'string' ? v : v.text} |`);
   };
-  row(`agent start → every peer, route and steering entry programmed, ${at} nodes`, `< ${TARGET_CONVERGE_MS} ms`, conv === undefined ? '—' : `${ms(conv.convergedMs)} ms`, conv === undefined ? notAt : under(conv.convergedMs, TARGET_CONVERGE_MS, { unit: 'ms', label: 'converged' }));
+  row(
+    `agent start → every peer, route and steering entry programmed, ${at} nodes`,
+    `< ${TARGET_CONVERGE_MS} ms`,
+    conv === undefined ? '—' : `${ms(conv.convergedMs)} ms`,
+    conv === undefined ? notAt : under(conv.convergedMs, TARGET_CONVERGE_MS, { unit: 'ms', label: 'converged' }),
+  );
   const rss = peakRss(s, store, at);
   const atConv = conv?.process.rssPeakMiB;
-  row(`agent peak RSS (VmHWM), ${at} nodes, every phase`, `< ${TARGET_RSS_MIB} MiB`, rss === undefined ? '—' : `${mib(rss.mib)} MiB (${rss.phase}); ${mib(atConv)} MiB at convergence`, conv === undefined ? notAt : under(rss?.mib, TARGET_RSS_MIB, { unit: 'MiB', label: 'peak' }));
+  row(
+    `agent peak RSS (VmHWM), ${at} nodes, every phase`,
+    `< ${TARGET_RSS_MIB} MiB`,
+    rss === undefined ? '—' : `${mib(rss.mib)} MiB (${rss.phase}); ${mib(atConv)} MiB at convergence`,
+    conv === undefined ? notAt : under(rss?.mib, TARGET_RSS_MIB, { unit: 'MiB', label: 'peak' }),
+  );
   const ch = s.changes.find((c) => c.store === store);
   if (ch !== undefined) {
     const st = changeStats(ch);
     const all = st.find((x) => x.kind === 'all') as ChangeStats;
-    row(`one node joins/leaves/changes its key, store write → applied, p99 of ${all.n} at ${ch.nodes} nodes`, `< ${TARGET_CHANGE_P99_MS} ms`, `p50 ${ms(all.p50Ms)}, p99 ${ms(all.p99Ms)} ms${all.failed > 0 ? `, ${all.failed} failed` : ''}`, all.failed > 0 ? `**missed**: ${all.failed} change(s) not applied in time` : under(all.p99Ms, TARGET_CHANGE_P99_MS, { unit: 'ms', label: 'p99' }));
+    row(
+      `one node joins/leaves/changes its key, store write → applied, p99 of ${all.n} at ${ch.nodes} nodes`,
+      `< ${TARGET_CHANGE_P99_MS} ms`,
+      `p50 ${ms(all.p50Ms)}, p99 ${ms(all.p99Ms)} ms${all.failed > 0 ? `, ${all.failed} failed` : ''}`,
+      all.failed > 0
+        ? `**missed**: ${all.failed} change(s) not applied in time`
+        : under(all.p99Ms, TARGET_CHANGE_P99_MS, { unit: 'ms', label: 'p99' }),
+    );
     const per = st.filter((x) => x.kind !== 'all');
-    row(`kernel operations per change at ${ch.nodes} nodes: O(1)`, `join ≤ ${CHANGE_OPS_BUDGET.join}, leave ≤ ${CHANGE_OPS_BUDGET.leave}, key change ≤ ${CHANGE_OPS_BUDGET['key-change']}`, per.map((x) => `${x.kind} max ${x.opsMax ?? '—'}`).join(', '), opsVerdict(st));
+    row(
+      `kernel operations per change at ${ch.nodes} nodes: O(1)`,
+      `join ≤ ${CHANGE_OPS_BUDGET.join}, leave ≤ ${CHANGE_OPS_BUDGET.leave}, key change ≤ ${CHANGE_OPS_BUDGET['key-change']}`,
+      per.map((x) => `${x.kind} max ${x.opsMax ?? '—'}`).join(', '),
+      opsVerdict(st),
+    );
   } else {
     row('one change, store write → applied, p99', `< ${TARGET_CHANGE_P99_MS} ms`, '—', 'not measured');
   }
@@ -128,8 +190,16 @@ function targetRows(s: ScaleResult, store: ScaleStore): string[] {
   row(
     `periodic resync with nothing changed${rs !== undefined ? ` (${rs.nodes} nodes, every ${rs.intervalSeconds} s)` : ''}`,
     '0 kernel operations',
-    rs === undefined || rs.kernelOps === undefined ? '—' : `${fmtOps(rs.kernelOps)} over ${rs.reconciles ?? '?'} passes in ${(rs.windowMs / 1000).toFixed(1)} s`,
-    rs === undefined || rsOps === undefined ? 'not measured' : (rs.reconciles ?? 0) === 0 ? '**not shown**: no pass ran in the window' : rsOps === 0 ? 'met' : `**missed** by ${rsOps} operations`,
+    rs === undefined || rs.kernelOps === undefined
+      ? '—'
+      : `${fmtOps(rs.kernelOps)} over ${rs.reconciles ?? '?'} passes in ${(rs.windowMs / 1000).toFixed(1)} s`,
+    rs === undefined || rsOps === undefined
+      ? 'not measured'
+      : (rs.reconciles ?? 0) === 0
+        ? '**not shown**: no pass ran in the window'
+        : rsOps === 0
+          ? 'met'
+          : `**missed** by ${rsOps} operations`,
   );
   return rows;
 }
@@ -149,27 +219,60 @@ export function scaleSection(s: ScaleResult, targets: string[]): string[] {
   for (const c of s.convergence) {
     const p = c.process;
     if (c.error !== undefined) {
-      out.push(`| ${c.store} | ${c.nodes} | ${c.load1.toFixed(1)} | failed: ${c.error} | | | | ${mib(p.rssPeakMiB)} | ${p.cpuSeconds?.toFixed(1) ?? '—'} | | | |`);
+      out.push(
+        `| ${c.store} | ${c.nodes} | ${c.load1.toFixed(1)} | failed: ${c.error} | | | | ${mib(p.rssPeakMiB)} | ${p.cpuSeconds?.toFixed(1) ?? '—'} | | | |`,
+      );
       continue;
     }
-    out.push(`| ${c.store} | ${c.nodes} | ${c.load1.toFixed(1)} | ${ms(c.syncedMs)} | ${ms(c.peersMs)} | **${ms(c.convergedMs)}** | ${ms(c.confirmedMs)} | ${mib(p.rssPeakMiB)} | ${p.cpuSeconds?.toFixed(1) ?? '—'} | ${mib(p.wireguardGoRssMiB)} | ${c.passes.length} | ${fmtOps(c.kernelOps)} |`);
+    out.push(
+      `| ${c.store} | ${c.nodes} | ${c.load1.toFixed(1)} | ${ms(c.syncedMs)} | ${ms(c.peersMs)} | **${ms(c.convergedMs)}** | ${ms(c.confirmedMs)} | ${mib(p.rssPeakMiB)} | ${p.cpuSeconds?.toFixed(1) ?? '—'} | ${mib(p.wireguardGoRssMiB)} | ${c.passes.length} | ${fmtOps(c.kernelOps)} |`,
+    );
   }
-  out.push('', 'Times in ms after the agent process was started. "All peers set": the pass by which `peer_set` summed to N; "converged": the last pass that changed the kernel before 2 s without changes.');
+  out.push(
+    '',
+    'Times in ms after the agent process was started. "All peers set": the pass by which `peer_set` summed to N; "converged": the last pass that changed the kernel before 2 s without changes.',
+  );
   if (s.changes.length > 0) {
-    out.push('', '### One change at a time', '', `Each round: a new node joins (a Node with its key written to the store), an existing node changes its key, the new node leaves (its Node deleted); ${s.changesPerKind} rounds. ms from the start of the store write to the end of the agent pass that applied it; kernel operations summed over every pass until 500 ms without changes.`, '');
-    out.push('| store | N | change | n | p50 ms | p99 ms | max ms | store write ms (median) | kernel ops per change, median / max | most expensive |', '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+    out.push(
+      '',
+      '### One change at a time',
+      '',
+      `Each round: a new node joins (a Node with its key written to the store), an existing node changes its key, the new node leaves (its Node deleted); ${s.changesPerKind} rounds. ms from the start of the store write to the end of the agent pass that applied it; kernel operations summed over every pass until 500 ms without changes.`,
+      '',
+    );
+    out.push(
+      '| store | N | change | n | p50 ms | p99 ms | max ms | store write ms (median) | kernel ops per change, median / max | most expensive |',
+      '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    );
     for (const ch of s.changes) {
       for (const st of changeStats(ch)) {
         const label = st.kind === 'all' ? '**all**' : KIND_LABELS[st.kind];
-        out.push(`| ${ch.store} | ${ch.nodes} | ${label}${st.failed > 0 ? ` (${st.failed} failed)` : ''} | ${st.n} | ${ms(st.p50Ms)} | ${ms(st.p99Ms)} | ${ms(st.maxMs)} | ${ms(st.writeMedianMs)} | ${ms(st.opsMedian)} / ${ms(st.opsMax)} | ${fmtOps(st.worstOps)} |`);
+        out.push(
+          `| ${ch.store} | ${ch.nodes} | ${label}${st.failed > 0 ? ` (${st.failed} failed)` : ''} | ${st.n} | ${ms(st.p50Ms)} | ${ms(st.p99Ms)} | ${ms(st.maxMs)} | ${ms(st.writeMedianMs)} | ${ms(st.opsMedian)} / ${ms(st.opsMax)} | ${fmtOps(st.worstOps)} |`,
+        );
       }
-      if (ch.metricsOps !== undefined) out.push(`| ${ch.store} | ${ch.nodes} | metrics delta over all ${ch.changes.length} changes | | | | | | ${opsTotal(ch.metricsOps)} | ${fmtOps(ch.metricsOps)} |`);
+      if (ch.metricsOps !== undefined)
+        out.push(
+          `| ${ch.store} | ${ch.nodes} | metrics delta over all ${ch.changes.length} changes | | | | | | ${opsTotal(ch.metricsOps)} | ${fmtOps(ch.metricsOps)} |`,
+        );
     }
   }
   if (s.resync.length > 0) {
-    out.push('', '### Periodic resync, nothing changed', '', 'The agent restarted with a short resync interval (it adopts what the kernel holds: the restart\'s kernel operations should be 0 too), then its counters read twice, four intervals apart: passes (`sealnet_reconciles_total`), their mean duration (`sealnet_reconcile_duration_seconds`), the agent\'s CPU time and kernel operations in between.', '');
-    out.push('| store | N | restart → store synced ms | kernel ops of the restart | resync interval | window s | passes in window | mean pass ms | agent CPU s in window | kernel ops in window | agent peak RSS MiB |', '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |');
-    for (const r of s.resync) out.push(`| ${r.store} | ${r.nodes} | ${ms(r.restartSyncedMs)} | ${fmtOps(r.restartOps)} | ${r.intervalSeconds} s | ${(r.windowMs / 1000).toFixed(1)} | ${r.reconciles ?? '—'} | ${ms(r.meanPassMs)} | ${r.cpuSecondsInWindow?.toFixed(2) ?? '—'} | ${r.error !== undefined ? `failed: ${r.error}` : fmtOps(r.kernelOps)} | ${mib(r.process.rssPeakMiB)} |`);
+    out.push(
+      '',
+      '### Periodic resync, nothing changed',
+      '',
+      "The agent restarted with a short resync interval (it adopts what the kernel holds: the restart's kernel operations should be 0 too), then its counters read twice, four intervals apart: passes (`sealnet_reconciles_total`), their mean duration (`sealnet_reconcile_duration_seconds`), the agent's CPU time and kernel operations in between.",
+      '',
+    );
+    out.push(
+      '| store | N | restart → store synced ms | kernel ops of the restart | resync interval | window s | passes in window | mean pass ms | agent CPU s in window | kernel ops in window | agent peak RSS MiB |',
+      '| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |',
+    );
+    for (const r of s.resync)
+      out.push(
+        `| ${r.store} | ${r.nodes} | ${ms(r.restartSyncedMs)} | ${fmtOps(r.restartOps)} | ${r.intervalSeconds} s | ${(r.windowMs / 1000).toFixed(1)} | ${r.reconciles ?? '—'} | ${ms(r.meanPassMs)} | ${r.cpuSecondsInWindow?.toFixed(2) ?? '—'} | ${r.error !== undefined ? `failed: ${r.error}` : fmtOps(r.kernelOps)} | ${mib(r.process.rssPeakMiB)} |`,
+      );
   }
   if (s.rotation.length > 0) {
     out.push(
@@ -183,12 +286,22 @@ export function scaleSection(s: ScaleResult, targets: string[]): string[] {
     );
     const after = (t: number | undefined, w: number): string => (t === undefined ? '—' : `${ms(t)} (${ms(t - w)})`);
     for (const r of s.rotation) {
-      const staged = r.error !== undefined && r.stagedMs === undefined ? `failed: ${r.error}` : after(r.stagedMs, r.stageWriteMs);
-      const switched = r.error !== undefined && r.stagedMs !== undefined ? `failed: ${r.error}` : after(r.switchedMs, r.switchWriteMs);
-      out.push(`| ${r.store} | ${r.nodes} | ${ms(r.stageWriteMs)} | ${staged} | ${fmtOps(r.stageOps)} | ${ms(r.switchWriteMs)} | ${switched} | ${fmtOps(r.switchOps)} | ${fmtOps(r.idleOps)} | ${mib(r.process.rssPeakMiB)} |`);
+      const staged =
+        r.error !== undefined && r.stagedMs === undefined ? `failed: ${r.error}` : after(r.stagedMs, r.stageWriteMs);
+      const switched =
+        r.error !== undefined && r.stagedMs !== undefined ? `failed: ${r.error}` : after(r.switchedMs, r.switchWriteMs);
+      out.push(
+        `| ${r.store} | ${r.nodes} | ${ms(r.stageWriteMs)} | ${staged} | ${fmtOps(r.stageOps)} | ${ms(r.switchWriteMs)} | ${switched} | ${fmtOps(r.switchOps)} | ${fmtOps(r.idleOps)} | ${mib(r.process.rssPeakMiB)} |`,
+      );
     }
   }
-  if (s.errors.length > 0) out.push('', ...s.errors.map((e) => `- ${e.store}${e.nodes !== undefined ? `, ${e.nodes} nodes` : ''}, ${e.phase}: ${e.message}`));
+  if (s.errors.length > 0)
+    out.push(
+      '',
+      ...s.errors.map(
+        (e) => `- ${e.store}${e.nodes !== undefined ? `, ${e.nodes} nodes` : ''}, ${e.phase}: ${e.message}`,
+      ),
+    );
   for (const store of s.stores) targets.push(...targetRows(s, store));
   return out;
 }

@@ -15,7 +15,16 @@ import { encodeRotationStatus, type RotationStatus } from '../../tunnels/plan/ro
 import { mapLimit } from '../harness/exec.js';
 import { deleteNodeDoc, newNodeDoc, writeNodeDoc } from '../harness/nodestore.js';
 import { nodeObject } from '../k8s/cluster.js';
-import { KUBELET_MANAGER, kubeletHeartbeatPatch, kubeletObject, kubeletStatus, LegacyStatus, statusAnnotation, type NodeShape, type StatusShape } from './scale-kubelet.js';
+import {
+  KUBELET_MANAGER,
+  kubeletHeartbeatPatch,
+  kubeletObject,
+  kubeletStatus,
+  LegacyStatus,
+  statusAnnotation,
+  type NodeShape,
+  type StatusShape,
+} from './scale-kubelet.js';
 
 /** Listen port of the simulated nodes; their next key's link listens one above. */
 export const SIM_PORT = 51880;
@@ -47,7 +56,8 @@ export function newPublicKey(): string {
 
 /** Simulated node `i` with a fresh key. `prefix` names it (`s00042`, `j00003`). */
 export function simNode(i: number, prefix = 's'): SimNode {
-  if (!Number.isInteger(i) || i < 1 || i > SIM_MAX_INDEX) throw new RangeError(`simulated node index ${i} is outside 1..${SIM_MAX_INDEX}`);
+  if (!Number.isInteger(i) || i < 1 || i > SIM_MAX_INDEX)
+    throw new RangeError(`simulated node index ${i} is outside 1..${SIM_MAX_INDEX}`);
   return {
     index: i,
     name: `${prefix}${String(i).padStart(5, '0')}`,
@@ -68,7 +78,14 @@ const ROTATION_KEYS = [ANNOTATIONS.rotation, ANNOTATIONS.wireguardNextPublicKey,
  * `grace` publishes the next key as the key; `idle` records the last rotation.
  */
 export function simAnnotations(n: SimNode): Record<string, string> {
-  const base = encodeNode({ mode: 'wireguard', wireguardPublicKey: n.key as never, endpointHost: n.address, endpointPort: SIM_PORT, keyEpoch: n.epoch, keyCreated: new Date(0) });
+  const base = encodeNode({
+    mode: 'wireguard',
+    wireguardPublicKey: n.key as never,
+    endpointHost: n.address,
+    endpointPort: SIM_PORT,
+    keyEpoch: n.epoch,
+    keyCreated: new Date(0),
+  });
   const r = n.rotation;
   if (r === undefined) return base;
   let status: RotationStatus;
@@ -127,7 +144,10 @@ class Shaper {
 export class FileSimStore implements SimStore {
   private readonly shaper: Shaper;
 
-  constructor(private readonly dir: string, shape: SimShape = TOY_SHAPE) {
+  constructor(
+    private readonly dir: string,
+    shape: SimShape = TOY_SHAPE,
+  ) {
     this.shaper = new Shaper(shape);
   }
 
@@ -173,7 +193,11 @@ export class FileSimStore implements SimStore {
 export class KubeSimStore implements SimStore {
   private readonly shaper: Shaper;
 
-  constructor(private readonly core: k8s.CoreV1Api, shape: SimShape = TOY_SHAPE, private readonly limit = 32) {
+  constructor(
+    private readonly core: k8s.CoreV1Api,
+    shape: SimShape = TOY_SHAPE,
+    private readonly limit = 32,
+  ) {
     this.shaper = new Shaper(shape);
   }
 
@@ -190,33 +214,74 @@ export class KubeSimStore implements SimStore {
    */
   async write(nodes: readonly SimNode[]): Promise<void> {
     const now = new Date();
-    await mapLimit(nodes, async (n) => {
-      if (this.shaper.shape.node === 'toy') {
-        const obj = nodeObject({ name: n.name, address: n.address, podCIDR: n.podCIDR });
-        await this.core.createNode({ body: { ...obj, metadata: { ...obj.metadata, annotations: this.shaper.annotations(n, now) } } });
-        return;
-      }
-      const apply = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply);
-      await this.core.patchNode({ name: n.name, body: kubeletObject(n), fieldManager: KUBELET_MANAGER, force: true }, apply);
-      await this.core.patchNodeStatus({ name: n.name, body: { apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: kubeletStatus(n, now) }, fieldManager: KUBELET_MANAGER, force: true }, apply);
-      await this.core.patchNode({ name: n.name, body: { metadata: { annotations: this.shaper.annotations(n, now) } }, fieldManager: 'sealnet' }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-    }, { limit: this.limit });
+    await mapLimit(
+      nodes,
+      async (n) => {
+        if (this.shaper.shape.node === 'toy') {
+          const obj = nodeObject({ name: n.name, address: n.address, podCIDR: n.podCIDR });
+          await this.core.createNode({
+            body: { ...obj, metadata: { ...obj.metadata, annotations: this.shaper.annotations(n, now) } },
+          });
+          return;
+        }
+        const apply = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.ServerSideApply);
+        await this.core.patchNode(
+          { name: n.name, body: kubeletObject(n), fieldManager: KUBELET_MANAGER, force: true },
+          apply,
+        );
+        await this.core.patchNodeStatus(
+          {
+            name: n.name,
+            body: { apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: kubeletStatus(n, now) },
+            fieldManager: KUBELET_MANAGER,
+            force: true,
+          },
+          apply,
+        );
+        await this.core.patchNode(
+          {
+            name: n.name,
+            body: { metadata: { annotations: this.shaper.annotations(n, now) } },
+            fieldManager: 'sealnet',
+          },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        );
+      },
+      { limit: this.limit },
+    );
   }
 
   /** A kubelet's status update: a strategic-merge patch of the conditions' heartbeats. */
   async heartbeat(nodes: readonly SimNode[]): Promise<void> {
     const body = kubeletHeartbeatPatch(new Date());
-    await mapLimit(nodes, async (n) => {
-      await this.core.patchNodeStatus({ name: n.name, body, fieldManager: KUBELET_MANAGER }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch));
-    }, { limit: this.limit });
+    await mapLimit(
+      nodes,
+      async (n) => {
+        await this.core.patchNodeStatus(
+          { name: n.name, body, fieldManager: KUBELET_MANAGER },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch),
+        );
+      },
+      { limit: this.limit },
+    );
   }
 
   async patch(nodes: readonly SimNode[]): Promise<void> {
-    await mapLimit(nodes, async (n) => {
-      // JSON merge patch: null deletes the rotation keys this phase does not carry.
-      const annotations: Record<string, string | null> = { ...Object.fromEntries(ROTATION_KEYS.map((k) => [k, null])), ...simAnnotations(n) };
-      await this.core.patchNode({ name: n.name, body: { metadata: { annotations } }, fieldManager: 'sealnet' }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-    }, { limit: this.limit });
+    await mapLimit(
+      nodes,
+      async (n) => {
+        // JSON merge patch: null deletes the rotation keys this phase does not carry.
+        const annotations: Record<string, string | null> = {
+          ...Object.fromEntries(ROTATION_KEYS.map((k) => [k, null])),
+          ...simAnnotations(n),
+        };
+        await this.core.patchNode(
+          { name: n.name, body: { metadata: { annotations } }, fieldManager: 'sealnet' },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        );
+      },
+      { limit: this.limit },
+    );
   }
 
   async remove(name: string): Promise<void> {

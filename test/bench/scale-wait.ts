@@ -16,7 +16,10 @@ export async function bounded<T>(what: string, ms: number, p: Promise<T>): Promi
     return await Promise.race([
       p,
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${Math.round(ms / 1000)} s waiting for ${what}`)), ms);
+        timer = setTimeout(
+          () => reject(new Error(`timed out after ${Math.round(ms / 1000)} s waiting for ${what}`)),
+          ms,
+        );
       }),
     ]);
   } finally {
@@ -29,9 +32,13 @@ export class Watchdog {
   private step: { what: string; since: number } | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly log: (line: string) => void, everyMs = 60_000) {
+  constructor(
+    private readonly log: (line: string) => void,
+    everyMs = 60_000,
+  ) {
     this.timer = setInterval(() => {
-      if (this.step !== undefined) this.log(`scale: still waiting for ${this.step.what} (${Math.round((Date.now() - this.step.since) / 1000)} s)`);
+      if (this.step !== undefined)
+        this.log(`scale: still waiting for ${this.step.what} (${Math.round((Date.now() - this.step.since) / 1000)} s)`);
     }, everyMs);
   }
 

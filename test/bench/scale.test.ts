@@ -6,7 +6,15 @@
 import { decodeNode } from '../../tunnels/plan/annotations.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { parseBenchArgs } from './args.js';
-import { diffOps, metricByLabel, metricPlain, parseLogLines, parseProcStatTicks, parseProcStatus, sumOps } from './scale-probe.js';
+import {
+  diffOps,
+  metricByLabel,
+  metricPlain,
+  parseLogLines,
+  parseProcStatTicks,
+  parseProcStatus,
+  sumOps,
+} from './scale-probe.js';
 import { changeStats, fmtOps, ms, opsVerdict, peakRss, scaleSection } from './scale-report.js';
 import { newPublicKey, simAnnotations, simNode, SIM_MAX_INDEX } from './scale-sim.js';
 import { under } from './stats.js';
@@ -28,12 +36,23 @@ describe('simulated nodes', () => {
     expect(() => simNode(SIM_MAX_INDEX + 1)).toThrow(RangeError);
   });
 
-  const raw = (n: ReturnType<typeof simNode>) => ({ name: n.name, annotations: simAnnotations(n), podCIDRs: [n.podCIDR], internalIPs: [n.address] });
+  const raw = (n: ReturnType<typeof simNode>) => ({
+    name: n.name,
+    annotations: simAnnotations(n),
+    podCIDRs: [n.podCIDR],
+    internalIPs: [n.address],
+  });
 
   it('carry what their agent would publish, decoded by the real codec', () => {
     const n = simNode(7, 'j');
     const d = decodeNode(raw(n));
-    expect(d.ok && d.node).toMatchObject({ name: 'j00007', wireguardPublicKey: n.key, endpointHost: n.address, endpointPort: 51880, podCIDRs: [n.podCIDR] });
+    expect(d.ok && d.node).toMatchObject({
+      name: 'j00007',
+      wireguardPublicKey: n.key,
+      endpointHost: n.address,
+      endpointPort: 51880,
+      podCIDRs: [n.podCIDR],
+    });
     expect(d.ok && d.node.next).toBeUndefined();
   });
 
@@ -42,7 +61,10 @@ describe('simulated nodes', () => {
     const next = newPublicKey();
     n.rotation = { phase: 'staging', id: 'r-bench-1', since: new Date(0), nextKey: next };
     const staging = decodeNode(raw(n));
-    expect(staging.ok && staging.node).toMatchObject({ rotationPhase: 'staging', next: { publicKey: next, endpointHost: n.address, endpointPort: 51881 } });
+    expect(staging.ok && staging.node).toMatchObject({
+      rotationPhase: 'staging',
+      next: { publicKey: next, endpointHost: n.address, endpointPort: 51881 },
+    });
     n.key = next;
     n.epoch = 2;
     n.rotation = { phase: 'grace', id: 'r-bench-1', since: new Date(0) };
@@ -73,8 +95,13 @@ describe('probes', () => {
   });
 
   it('sums and subtracts kernel-op records', () => {
-    expect(sumOps([{ ops: { peer_set: 1 } }, {}, { ops: { peer_set: 2, route_delete: 1 } }])).toEqual({ peer_set: 3, route_delete: 1 });
-    expect(diffOps({ peer_set: 5, route_replace: 2 }, { peer_set: 5, route_replace: 1, link_set: 0 })).toEqual({ route_replace: 1 });
+    expect(sumOps([{ ops: { peer_set: 1 } }, {}, { ops: { peer_set: 2, route_delete: 1 } }])).toEqual({
+      peer_set: 3,
+      route_delete: 1,
+    });
+    expect(diffOps({ peer_set: 5, route_replace: 2 }, { peer_set: 5, route_replace: 1, link_set: 0 })).toEqual({
+      route_replace: 1,
+    });
   });
 
   it('reads one metric by label from the Prometheus text format', () => {
@@ -87,14 +114,25 @@ describe('probes', () => {
       'sealnet_reconciles_total{result="ok"} 12',
       'sealnet_reconciles_total{result="error"} 1',
     ].join('\n');
-    expect(metricByLabel(text, 'sealnet_kernel_operations_total', 'op')).toEqual({ peer_set: 5000, route_replace: 4999 });
+    expect(metricByLabel(text, 'sealnet_kernel_operations_total', 'op')).toEqual({
+      peer_set: 5000,
+      route_replace: 4999,
+    });
     expect(metricByLabel(text, 'sealnet_reconciles_total', 'result')).toEqual({ ok: 12, error: 1 });
-    expect(metricPlain(`${text}\nsealnet_reconcile_duration_seconds_sum 1.25\nsealnet_reconcile_duration_seconds_count 5`, 'sealnet_reconcile_duration_seconds_sum')).toBe(1.25);
+    expect(
+      metricPlain(
+        `${text}\nsealnet_reconcile_duration_seconds_sum 1.25\nsealnet_reconcile_duration_seconds_count 5`,
+        'sealnet_reconcile_duration_seconds_sum',
+      ),
+    ).toBe(1.25);
     expect(metricPlain(text, 'sealnet_reconcile_duration_seconds_count')).toBeUndefined();
   });
 
   it('reads peak RSS and CPU ticks from /proc', () => {
-    expect(parseProcStatus('Name:\tnode\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n')).toEqual({ rssPeakMiB: 200, rssMiB: 100 });
+    expect(parseProcStatus('Name:\tnode\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n')).toEqual({
+      rssPeakMiB: 200,
+      rssMiB: 100,
+    });
     expect(parseProcStatus('Name:\tkthread\n')).toEqual({ rssPeakMiB: undefined, rssMiB: undefined });
     // comm with a space and a parenthesis; utime 250, stime 50 (fields 14 and 15).
     const stat = '4242 (node (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 11 0 12345 1000000 5000';
@@ -102,8 +140,27 @@ describe('probes', () => {
   });
 });
 
-const proc = (rss: number): ProcessSample => ({ rssPeakMiB: rss, rssMiB: rss, cpuSeconds: 1.5, wireguardGoRssMiB: 30, wireguardGoCpuSeconds: 0.2 });
-const change = (kind: ScaleChange['kind'], appliedMs: number | undefined, ops: Record<string, number>): ScaleChange => ({ kind, node: 'x', writeMs: 1, appliedMs, confirmedMs: appliedMs, kernelOps: ops, passes: 1, error: appliedMs === undefined ? 'timed out' : undefined });
+const proc = (rss: number): ProcessSample => ({
+  rssPeakMiB: rss,
+  rssMiB: rss,
+  cpuSeconds: 1.5,
+  wireguardGoRssMiB: 30,
+  wireguardGoCpuSeconds: 0.2,
+});
+const change = (
+  kind: ScaleChange['kind'],
+  appliedMs: number | undefined,
+  ops: Record<string, number>,
+): ScaleChange => ({
+  kind,
+  node: 'x',
+  writeMs: 1,
+  appliedMs,
+  confirmedMs: appliedMs,
+  kernelOps: ops,
+  passes: 1,
+  error: appliedMs === undefined ? 'timed out' : undefined,
+});
 
 function fakeScale(sizes: number[]): ScaleResult {
   const largest = Math.max(...sizes);
@@ -111,17 +168,67 @@ function fakeScale(sizes: number[]): ScaleResult {
   for (let i = 0; i < 10; i++) {
     chg.push(change('join', 100 + i * 10, { peer_set: 1, route_replace: 1, steering_write: 1 }));
     chg.push(change('key-change', 50, { peer_set: 1, peer_remove: 1 }));
-    chg.push(change('leave', 40, i === 9 ? { peer_remove: 1, route_delete: 1, steering_delete: 1, route_replace: 2 } : { peer_remove: 1, route_delete: 1, steering_delete: 1 }));
+    chg.push(
+      change(
+        'leave',
+        40,
+        i === 9
+          ? { peer_remove: 1, route_delete: 1, steering_delete: 1, route_replace: 2 }
+          : { peer_remove: 1, route_delete: 1, steering_delete: 1 },
+      ),
+    );
   }
   return {
     sizes,
     stores: ['file'],
     changesPerKind: 10,
     rotationSizes: sizes.filter((n) => n >= 1000),
-    convergence: sizes.map((n) => ({ store: 'file' as const, nodes: n, load1: 2.5, populateMs: 100, syncedMs: 300, peersMs: n / 2, convergedMs: n / 2 + 10, confirmedMs: n / 2 + 50, process: proc(50 + n / 50), kernelOps: { peer_set: n, route_replace: n }, passes: [{ atMs: n / 2, seconds: 0.5, ops: { peer_set: n } }], error: undefined })),
+    convergence: sizes.map((n) => ({
+      store: 'file' as const,
+      nodes: n,
+      load1: 2.5,
+      populateMs: 100,
+      syncedMs: 300,
+      peersMs: n / 2,
+      convergedMs: n / 2 + 10,
+      confirmedMs: n / 2 + 50,
+      process: proc(50 + n / 50),
+      kernelOps: { peer_set: n, route_replace: n },
+      passes: [{ atMs: n / 2, seconds: 0.5, ops: { peer_set: n } }],
+      error: undefined,
+    })),
     changes: [{ store: 'file', nodes: largest, changes: chg, metricsOps: { peer_set: 20 } }],
-    resync: [{ store: 'file', nodes: largest, intervalSeconds: 2, restartSyncedMs: 400, restartOps: {}, windowMs: 9000, reconciles: 5, kernelOps: {}, meanPassMs: 35.5, cpuSecondsInWindow: 0.4, process: proc(120), error: undefined }],
-    rotation: [{ store: 'file', nodes: largest, stageWriteMs: 500, stagedMs: 1500, stageOps: { peer_set: largest }, switchWriteMs: 600, switchedMs: 2000, switchOps: { peer_set: largest, peer_remove: largest }, idleOps: {}, process: proc(260), error: undefined }],
+    resync: [
+      {
+        store: 'file',
+        nodes: largest,
+        intervalSeconds: 2,
+        restartSyncedMs: 400,
+        restartOps: {},
+        windowMs: 9000,
+        reconciles: 5,
+        kernelOps: {},
+        meanPassMs: 35.5,
+        cpuSecondsInWindow: 0.4,
+        process: proc(120),
+        error: undefined,
+      },
+    ],
+    rotation: [
+      {
+        store: 'file',
+        nodes: largest,
+        stageWriteMs: 500,
+        stagedMs: 1500,
+        stageOps: { peer_set: largest },
+        switchWriteMs: 600,
+        switchedMs: 2000,
+        switchOps: { peer_set: largest, peer_remove: largest },
+        idleOps: {},
+        process: proc(260),
+        error: undefined,
+      },
+    ],
     errors: [],
   };
 }
@@ -132,8 +239,12 @@ describe('scale report', () => {
     expect(fmtOps({})).toBe('0');
     expect(fmtOps(undefined)).toBe('—');
     expect([ms(0.5), ms(12.4), ms(2), ms(undefined)]).toEqual(['0.5', '12', '2', '—']);
-    expect(under(450, 100, { unit: 'ms', label: 'p99' }).text).toBe('**missed** by 350 ms (p99 450 ms ≥ 100 ms, 350 % over)');
-    expect(under(3010, 3000, { unit: 'ms', label: 'converged' }).text).toBe('**missed** by 10 ms (converged 3010 ms ≥ 3000 ms, 0.3 % over)');
+    expect(under(450, 100, { unit: 'ms', label: 'p99' }).text).toBe(
+      '**missed** by 350 ms (p99 450 ms ≥ 100 ms, 350 % over)',
+    );
+    expect(under(3010, 3000, { unit: 'ms', label: 'converged' }).text).toBe(
+      '**missed** by 10 ms (converged 3010 ms ≥ 3000 ms, 0.3 % over)',
+    );
     expect(under(45, 100, { unit: 'ms', label: 'p99' })).toEqual({ met: true, text: 'met (p99 45 ms < 100 ms)' });
   });
 
@@ -143,8 +254,15 @@ describe('scale report', () => {
     expect(join).toMatchObject({ n: 10, failed: 0, p50Ms: 145, maxMs: 190, opsMax: 3 });
     expect(join.p99Ms).toBeCloseTo(189.1, 5);
     expect(st.find((s) => s.kind === 'all')).toMatchObject({ n: 30, opsMax: 5 });
-    expect(opsVerdict(st).text).toBe('**missed**: leave max 5 > 3 (5 (peer_remove 1, route_delete 1, route_replace 2, steering_delete 1))');
-    const failed = changeStats({ store: 'file', nodes: 1, changes: [change('join', undefined, {})], metricsOps: undefined })[0]!;
+    expect(opsVerdict(st).text).toBe(
+      '**missed**: leave max 5 > 3 (5 (peer_remove 1, route_delete 1, route_replace 2, steering_delete 1))',
+    );
+    const failed = changeStats({
+      store: 'file',
+      nodes: 1,
+      changes: [change('join', undefined, {})],
+      metricsOps: undefined,
+    })[0]!;
     expect(failed).toMatchObject({ n: 1, failed: 1, p99Ms: undefined });
   });
 
@@ -156,7 +274,9 @@ describe('scale report', () => {
   it('puts every target next to its measured value with a verdict', () => {
     const targets: string[] = [];
     const body = scaleSection(fakeScale([100, 1000, 5000]), targets).join('\n');
-    expect(body).toContain('| file | 5000 | 2.5 | 300 | 2500 | **2510** | 2550 | 150 | 1.5 | 30 | 1 | 10000 (peer_set 5000, route_replace 5000) |');
+    expect(body).toContain(
+      '| file | 5000 | 2.5 | 300 | 2500 | **2510** | 2550 | 150 | 1.5 | 30 | 1 | 10000 (peer_set 5000, route_replace 5000) |',
+    );
     expect(body).toContain('| file | 5000 | 500 | 1500 (1000) | 5000 (peer_set 5000) | 600 | 2000 (1400) |');
     expect(body).toContain('| file | 5000 | 400 | 0 | 2 s | 9.0 | 5 | 36 | 0.40 | 0 | 120 |');
     expect(targets).toEqual([
@@ -173,7 +293,9 @@ describe('scale report', () => {
     const r = fixtureResult({ scale: s }, ['scale', '--quick']);
     const md = renderSummary([{ file: 'results/s.json', result: r }]);
     expect(md).toContain('## Control plane at scale');
-    expect(md).toContain('| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | — | not measured (largest N in this run: 1000) |');
+    expect(md).toContain(
+      '| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | — | not measured (largest N in this run: 1000) |',
+    );
     expect(md).toContain('scale:\n\n| | |');
     expect(md).not.toContain('undefined');
     expect(md).not.toContain('NaN');
@@ -182,11 +304,47 @@ describe('scale report', () => {
 
 describe('scale arguments', () => {
   it('runs 100, 1000, 5000 on both stores, fewer with --quick', () => {
-    expect(parseBenchArgs(['scale'])).toMatchObject({ benchmarks: ['scale'], scaleSizes: [1000, 5000, 10000], scaleStores: ['file', 'kubernetes'], scaleChanges: 20, rotationSizes: [1000, 5000, 10000], nodeShape: 'kubelet', statusShape: 'summary', churnSeconds: 60, scaleResync: true });
-    expect(parseBenchArgs(['scale', '--node-shape', 'toy', '--status', 'legacy', '--churn-seconds', '0', '--no-rotation', '--no-resync'])).toMatchObject({ nodeShape: 'toy', statusShape: 'legacy', churnSeconds: 0, rotationSizes: [], scaleResync: false });
+    expect(parseBenchArgs(['scale'])).toMatchObject({
+      benchmarks: ['scale'],
+      scaleSizes: [1000, 5000, 10000],
+      scaleStores: ['file', 'kubernetes'],
+      scaleChanges: 20,
+      rotationSizes: [1000, 5000, 10000],
+      nodeShape: 'kubelet',
+      statusShape: 'summary',
+      churnSeconds: 60,
+      scaleResync: true,
+    });
+    expect(
+      parseBenchArgs([
+        'scale',
+        '--node-shape',
+        'toy',
+        '--status',
+        'legacy',
+        '--churn-seconds',
+        '0',
+        '--no-rotation',
+        '--no-resync',
+      ]),
+    ).toMatchObject({
+      nodeShape: 'toy',
+      statusShape: 'legacy',
+      churnSeconds: 0,
+      rotationSizes: [],
+      scaleResync: false,
+    });
     expect(() => parseBenchArgs(['scale', '--status', 'huge'])).toThrow(/--status needs one of/);
-    expect(parseBenchArgs(['scale', '--quick'])).toMatchObject({ scaleSizes: [100, 1000], scaleChanges: 5, rotationSizes: [1000] });
-    expect(parseBenchArgs(['scale', '--sizes', '5000,100', '--store', 'kubernetes', '--changes', '3'])).toMatchObject({ scaleSizes: [100, 5000], scaleStores: ['kubernetes'], scaleChanges: 3 });
+    expect(parseBenchArgs(['scale', '--quick'])).toMatchObject({
+      scaleSizes: [100, 1000],
+      scaleChanges: 5,
+      rotationSizes: [1000],
+    });
+    expect(parseBenchArgs(['scale', '--sizes', '5000,100', '--store', 'kubernetes', '--changes', '3'])).toMatchObject({
+      scaleSizes: [100, 5000],
+      scaleStores: ['kubernetes'],
+      scaleChanges: 3,
+    });
     expect(() => parseBenchArgs(['--store', 'etcd'])).toThrow('--store needs one of file, kubernetes, got "etcd"');
     expect(() => parseBenchArgs(['--sizes', '100,x'])).toThrow('--sizes needs an integer');
   });

@@ -30,7 +30,17 @@ import { Watchdog } from './scale-wait.js';
 import { AGENT_NODE, fileEnv, kubeEnv, type ScaleBench, type ScaleEnv } from './scale-env.js';
 import { agentCounters, AgentLog, diffOps, peerReader, sampleProcesses, sumOps, type LogLine } from './scale-probe.js';
 import { newPublicKey, simNode, type SimNode } from './scale-sim.js';
-import type { ChangeKind, ScaleChange, ScaleChanges, ScaleChurn, ScaleConvergence, ScaleResult, ScaleResync, ScaleRotation, ScaleStore } from './types.js';
+import type {
+  ChangeKind,
+  ScaleChange,
+  ScaleChanges,
+  ScaleChurn,
+  ScaleConvergence,
+  ScaleResult,
+  ScaleResync,
+  ScaleRotation,
+  ScaleStore,
+} from './types.js';
 import type { UapiPeer } from './uapi.js';
 
 /** Options of {@link runScale}. */
@@ -87,7 +97,11 @@ export function lastLine(path: string, max = 400): string | undefined {
 
 /** Thrown when the agent exited during a phase. */
 class AgentExited extends Error {
-  constructor(readonly exit: string, readonly lastLogLine: string | undefined, logPath: string) {
+  constructor(
+    readonly exit: string,
+    readonly lastLogLine: string | undefined,
+    logPath: string,
+  ) {
     super(`the agent exited (${exit}); its last log line: ${lastLogLine ?? '(none)'}; see ${logPath}`);
   }
 }
@@ -123,7 +137,11 @@ function passReaching(log: AgentLog, since: number, op: string, n: number): LogL
 }
 
 /** Whether the peers hold every `key → cidr` pair, and (if given) none of `gone`. */
-function holds(peers: readonly UapiPeer[], want: ReadonlyMap<string, string>, gone: ReadonlySet<string> = new Set()): boolean {
+function holds(
+  peers: readonly UapiPeer[],
+  want: ReadonlyMap<string, string>,
+  gone: ReadonlySet<string> = new Set(),
+): boolean {
   const byKey = new Map(peers.map((p) => [p.publicKey, p]));
   for (const [key, cidr] of want) if (!(byKey.get(key)?.allowedIPs.includes(cidr) ?? false)) return false;
   for (const key of gone) if (byKey.has(key)) return false;
@@ -131,26 +149,62 @@ function holds(peers: readonly UapiPeer[], want: ReadonlyMap<string, string>, go
 }
 
 /** Waits for a pass that reached `op ≥ n`, then for a UAPI read that satisfies `check`; returns both times. */
-async function appliedAndConfirmed(p: Probe, o: { what: string; since: number; op: string; n: number; check: (peers: UapiPeer[]) => boolean; timeoutMs: number; pollMs: number }): Promise<{ line: LogLine; confirmedAt: number }> {
-  const line = await p.log.until(o.what, () => {
-    alive(p);
-    return passReaching(p.log, o.since, o.op, o.n);
-  }, { timeoutMs: o.timeoutMs, pollMs: o.pollMs });
-  const confirmedAt = await p.log.until(`${o.what} (confirmed over UAPI)`, async () => (o.check(await p.peers()) ? Date.now() : undefined), { timeoutMs: o.timeoutMs, pollMs: 200 });
+async function appliedAndConfirmed(
+  p: Probe,
+  o: {
+    what: string;
+    since: number;
+    op: string;
+    n: number;
+    check: (peers: UapiPeer[]) => boolean;
+    timeoutMs: number;
+    pollMs: number;
+  },
+): Promise<{ line: LogLine; confirmedAt: number }> {
+  const line = await p.log.until(
+    o.what,
+    () => {
+      alive(p);
+      return passReaching(p.log, o.since, o.op, o.n);
+    },
+    { timeoutMs: o.timeoutMs, pollMs: o.pollMs },
+  );
+  const confirmedAt = await p.log.until(
+    `${o.what} (confirmed over UAPI)`,
+    async () => (o.check(await p.peers()) ? Date.now() : undefined),
+    { timeoutMs: o.timeoutMs, pollMs: 200 },
+  );
   return { line, confirmedAt };
 }
 
-async function convergence(p: Probe, store: ScaleStore, sims: readonly SimNode[], populateMs: number): Promise<ScaleConvergence> {
+async function convergence(
+  p: Probe,
+  store: ScaleStore,
+  sims: readonly SimNode[],
+  populateMs: number,
+): Promise<ScaleConvergence> {
   const n = sims.length;
   const load1 = loadAverage()[0];
   const t0 = Date.now();
   await p.b.startAgent();
-  const synced = await p.log.until('node store synced', () => {
-    alive(p);
-    return p.log.lines.find((l) => l.msg === 'node store synced' && l.time >= t0);
-  }, { timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 });
+  const synced = await p.log.until(
+    'node store synced',
+    () => {
+      alive(p);
+      return p.log.lines.find((l) => l.msg === 'node store synced' && l.time >= t0);
+    },
+    { timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 },
+  );
   const want = new Map(sims.map((s) => [s.key, s.podCIDR]));
-  const { line, confirmedAt } = await appliedAndConfirmed(p, { what: `all ${n} peers set`, since: t0, op: 'peer_set', n, check: (ps) => holds(ps, want), timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 });
+  const { line, confirmedAt } = await appliedAndConfirmed(p, {
+    what: `all ${n} peers set`,
+    since: t0,
+    op: 'peer_set',
+    n,
+    check: (ps) => holds(ps, want),
+    timeoutMs: CONVERGE_TIMEOUT_MS,
+    pollMs: 50,
+  });
   const lastAt = await p.log.quiet(2000, 120_000);
   const process = sampleProcesses(p.b.c, AGENT_NODE);
   const { ops } = await agentCounters(p.b.c, AGENT_NODE);
@@ -171,7 +225,10 @@ async function convergence(p: Probe, store: ScaleStore, sims: readonly SimNode[]
 }
 
 /** One store write, timed to the pass that applied it and to its confirmation over UAPI. */
-async function oneChange(p: Probe, o: { kind: ChangeKind; node: string; write: () => Promise<void>; op: string; check: (peers: UapiPeer[]) => boolean }): Promise<ScaleChange> {
+async function oneChange(
+  p: Probe,
+  o: { kind: ChangeKind; node: string; write: () => Promise<void>; op: string; check: (peers: UapiPeer[]) => boolean },
+): Promise<ScaleChange> {
   await p.log.poll();
   const t = Date.now();
   try {
@@ -179,48 +236,120 @@ async function oneChange(p: Probe, o: { kind: ChangeKind; node: string; write: (
     const writeMs = Date.now() - t;
     // The first pass after the write that did the expected op and left the kernel as wanted.
     let seen = 0;
-    const line = await p.log.until(`${o.kind} of ${o.node} applied`, async () => {
-      alive(p);
-      const ls = p.log.passes(t).filter((l) => (l.ops?.[o.op] ?? 0) > 0);
-      while (seen < ls.length) {
-        const l = ls[seen++] as LogLine;
-        if (o.check(await p.peers())) return l;
-      }
-      return undefined;
-    }, { timeoutMs: CHANGE_TIMEOUT_MS, pollMs: 5 });
+    const line = await p.log.until(
+      `${o.kind} of ${o.node} applied`,
+      async () => {
+        alive(p);
+        const ls = p.log.passes(t).filter((l) => (l.ops?.[o.op] ?? 0) > 0);
+        while (seen < ls.length) {
+          const l = ls[seen++] as LogLine;
+          if (o.check(await p.peers())) return l;
+        }
+        return undefined;
+      },
+      { timeoutMs: CHANGE_TIMEOUT_MS, pollMs: 5 },
+    );
     const confirmedMs = Date.now() - t;
     await p.log.quiet(500, 30_000);
     const passes = p.log.passes(t);
-    return { kind: o.kind, node: o.node, writeMs, appliedMs: line.time - t, confirmedMs, kernelOps: sumOps(passes), passes: passes.length, error: undefined };
+    return {
+      kind: o.kind,
+      node: o.node,
+      writeMs,
+      appliedMs: line.time - t,
+      confirmedMs,
+      kernelOps: sumOps(passes),
+      passes: passes.length,
+      error: undefined,
+    };
   } catch (err) {
-    return { kind: o.kind, node: o.node, writeMs: Date.now() - t, appliedMs: undefined, confirmedMs: undefined, kernelOps: sumOps(p.log.passes(t)), passes: p.log.passes(t).length, error: msg(err) };
+    return {
+      kind: o.kind,
+      node: o.node,
+      writeMs: Date.now() - t,
+      appliedMs: undefined,
+      confirmedMs: undefined,
+      kernelOps: sumOps(p.log.passes(t)),
+      passes: p.log.passes(t).length,
+      error: msg(err),
+    };
   }
 }
 
-async function changes(p: Probe, store: ScaleStore, sims: SimNode[], rounds: number, log: (l: string) => void): Promise<ScaleChanges> {
+async function changes(
+  p: Probe,
+  store: ScaleStore,
+  sims: SimNode[],
+  rounds: number,
+  log: (l: string) => void,
+): Promise<ScaleChanges> {
   const n = sims.length;
   const before = await agentCounters(p.b.c, AGENT_NODE).catch(() => undefined);
   const out: ScaleChange[] = [];
   for (let r = 0; r < rounds; r++) {
     const j = simNode(n + 1 + r, 'j');
-    out.push(await oneChange(p, { kind: 'join', node: j.name, write: () => p.b.sim.write([j]), op: 'peer_set', check: (ps) => holds(ps, new Map([[j.key, j.podCIDR]])) }));
+    out.push(
+      await oneChange(p, {
+        kind: 'join',
+        node: j.name,
+        write: () => p.b.sim.write([j]),
+        op: 'peer_set',
+        check: (ps) => holds(ps, new Map([[j.key, j.podCIDR]])),
+      }),
+    );
     const victim = sims[Math.floor(((r + 0.5) * n) / rounds)] as SimNode;
     const old = victim.key;
     victim.key = newPublicKey();
     victim.epoch++;
-    out.push(await oneChange(p, { kind: 'key-change', node: victim.name, write: () => p.b.sim.patch([victim]), op: 'peer_remove', check: (ps) => holds(ps, new Map([[victim.key, victim.podCIDR]]), new Set([old])) }));
-    out.push(await oneChange(p, { kind: 'leave', node: j.name, write: () => p.b.sim.remove(j.name), op: 'peer_remove', check: (ps) => holds(ps, new Map(), new Set([j.key])) }));
-    const last = out.slice(-3).map((c) => `${c.kind} ${c.appliedMs ?? c.error} ms`).join(', ');
+    out.push(
+      await oneChange(p, {
+        kind: 'key-change',
+        node: victim.name,
+        write: () => p.b.sim.patch([victim]),
+        op: 'peer_remove',
+        check: (ps) => holds(ps, new Map([[victim.key, victim.podCIDR]]), new Set([old])),
+      }),
+    );
+    out.push(
+      await oneChange(p, {
+        kind: 'leave',
+        node: j.name,
+        write: () => p.b.sim.remove(j.name),
+        op: 'peer_remove',
+        check: (ps) => holds(ps, new Map(), new Set([j.key])),
+      }),
+    );
+    const last = out
+      .slice(-3)
+      .map((c) => `${c.kind} ${c.appliedMs ?? c.error} ms`)
+      .join(', ');
     log(`scale ${store} ${n}: round ${r + 1}/${rounds}: ${last}`);
   }
   const after = await agentCounters(p.b.c, AGENT_NODE).catch(() => undefined);
-  return { store, nodes: n, changes: out, metricsOps: before !== undefined && after !== undefined ? diffOps(after.ops, before.ops) : undefined };
+  return {
+    store,
+    nodes: n,
+    changes: out,
+    metricsOps: before !== undefined && after !== undefined ? diffOps(after.ops, before.ops) : undefined,
+  };
 }
 
 async function rotation(p: Probe, store: ScaleStore, sims: SimNode[]): Promise<ScaleRotation> {
   const n = sims.length;
   const id = `r-bench-${n}`;
-  const res: { -readonly [K in keyof ScaleRotation]: ScaleRotation[K] } = { store, nodes: n, stageWriteMs: 0, stagedMs: undefined, stageOps: {}, switchWriteMs: 0, switchedMs: undefined, switchOps: {}, idleOps: {}, process: sampleProcesses(p.b.c, AGENT_NODE), error: undefined };
+  const res: { -readonly [K in keyof ScaleRotation]: ScaleRotation[K] } = {
+    store,
+    nodes: n,
+    stageWriteMs: 0,
+    stagedMs: undefined,
+    stageOps: {},
+    switchWriteMs: 0,
+    switchedMs: undefined,
+    switchOps: {},
+    idleOps: {},
+    process: sampleProcesses(p.b.c, AGENT_NODE),
+    error: undefined,
+  };
   const olds = new Set(sims.map((s) => s.key));
   try {
     // 1. staging: every node announces a next key (and the endpoint of the link holding it).
@@ -231,7 +360,15 @@ async function rotation(p: Probe, store: ScaleStore, sims: SimNode[]): Promise<S
     res.stageWriteMs = Date.now() - t0;
     const staged = new Map(sims.map((s) => [s.key, s.podCIDR]));
     const nexts = sims.map((s) => (s.rotation?.phase === 'staging' ? s.rotation.nextKey : ''));
-    const st = await appliedAndConfirmed(p, { what: `all ${n} next-key peers staged`, since: t0, op: 'peer_set', n, check: (ps) => holds(ps, staged) && nexts.every((k) => ps.some((x) => x.publicKey === k)), timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 });
+    const st = await appliedAndConfirmed(p, {
+      what: `all ${n} next-key peers staged`,
+      since: t0,
+      op: 'peer_set',
+      n,
+      check: (ps) => holds(ps, staged) && nexts.every((k) => ps.some((x) => x.publicKey === k)),
+      timeoutMs: CONVERGE_TIMEOUT_MS,
+      pollMs: 50,
+    });
     res.stagedMs = st.line.time - t0;
     await p.log.quiet(1000, 120_000);
     res.stageOps = sumOps(p.log.passes(t0));
@@ -247,7 +384,15 @@ async function rotation(p: Probe, store: ScaleStore, sims: SimNode[]): Promise<S
     await p.b.sim.patch(sims);
     res.switchWriteMs = Date.now() - t1;
     const moved = new Map(sims.map((s) => [s.key, s.podCIDR]));
-    const sw = await appliedAndConfirmed(p, { what: `all ${n} nodes switched to their new key`, since: t1, op: 'peer_remove', n, check: (ps) => holds(ps, moved, olds), timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 });
+    const sw = await appliedAndConfirmed(p, {
+      what: `all ${n} nodes switched to their new key`,
+      since: t1,
+      op: 'peer_remove',
+      n,
+      check: (ps) => holds(ps, moved, olds),
+      timeoutMs: CONVERGE_TIMEOUT_MS,
+      pollMs: 50,
+    });
     res.switchedMs = sw.line.time - t1;
     await p.log.quiet(1000, 120_000);
     res.switchOps = sumOps(p.log.passes(t1));
@@ -266,16 +411,31 @@ async function rotation(p: Probe, store: ScaleStore, sims: SimNode[]): Promise<S
 }
 
 async function resync(p: Probe, store: ScaleStore, n: number, intervalSeconds: number): Promise<ScaleResync> {
-  const res: { -readonly [K in keyof ScaleResync]: ScaleResync[K] } = { store, nodes: n, intervalSeconds, restartSyncedMs: undefined, restartOps: {}, windowMs: 0, reconciles: undefined, kernelOps: undefined, process: sampleProcesses(p.b.c, AGENT_NODE), error: undefined };
+  const res: { -readonly [K in keyof ScaleResync]: ScaleResync[K] } = {
+    store,
+    nodes: n,
+    intervalSeconds,
+    restartSyncedMs: undefined,
+    restartOps: {},
+    windowMs: 0,
+    reconciles: undefined,
+    kernelOps: undefined,
+    process: sampleProcesses(p.b.c, AGENT_NODE),
+    error: undefined,
+  };
   try {
     await p.b.c.stopAgent(AGENT_NODE, { timeoutMs: 120_000 });
     await p.log.poll();
     const t0 = Date.now();
     await p.b.startAgent({ resyncIntervalSeconds: intervalSeconds });
-    const synced = await p.log.until('node store synced after the restart', () => {
-      alive(p);
-      return p.log.lines.find((l) => l.msg === 'node store synced' && l.time >= t0);
-    }, { timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 });
+    const synced = await p.log.until(
+      'node store synced after the restart',
+      () => {
+        alive(p);
+        return p.log.lines.find((l) => l.msg === 'node store synced' && l.time >= t0);
+      },
+      { timeoutMs: CONVERGE_TIMEOUT_MS, pollMs: 50 },
+    );
     res.restartSyncedMs = synced.time - t0;
     // The restart adopts what the kernel holds; give its first passes time to finish.
     await sleep(Math.max(3000, 2 * intervalSeconds * 1000));
@@ -291,8 +451,10 @@ async function resync(p: Probe, store: ScaleStore, n: number, intervalSeconds: n
     res.reconciles = m2.reconciles - m1.reconciles;
     res.kernelOps = diffOps(m2.ops, m1.ops);
     const passes = (m2.passCount ?? 0) - (m1.passCount ?? 0);
-    if (passes > 0 && m1.passSecondsSum !== undefined && m2.passSecondsSum !== undefined) res.meanPassMs = (1000 * (m2.passSecondsSum - m1.passSecondsSum)) / passes;
-    if (cpu1 !== undefined && res.process.cpuSeconds !== undefined) res.cpuSecondsInWindow = res.process.cpuSeconds - cpu1;
+    if (passes > 0 && m1.passSecondsSum !== undefined && m2.passSecondsSum !== undefined)
+      res.meanPassMs = (1000 * (m2.passSecondsSum - m1.passSecondsSum)) / passes;
+    if (cpu1 !== undefined && res.process.cpuSeconds !== undefined)
+      res.cpuSecondsInWindow = res.process.cpuSeconds - cpu1;
   } catch (err) {
     res.error = msg(err);
   }
@@ -300,7 +462,14 @@ async function resync(p: Probe, store: ScaleStore, n: number, intervalSeconds: n
 }
 
 /** Starts churn, lets it settle for `warmupMs`, then measures the agent over `windowS` seconds. The churn keeps running (the caller stops it). */
-async function underChurn(p: Probe, store: ScaleStore, sims: readonly SimNode[], churn: Churn, windowS: number, warmupMs = 5000): Promise<ScaleChurn> {
+async function underChurn(
+  p: Probe,
+  store: ScaleStore,
+  sims: readonly SimNode[],
+  churn: Churn,
+  windowS: number,
+  warmupMs = 5000,
+): Promise<ScaleChurn> {
   const n = sims.length;
   const base = { store, nodes: n, targetPerSecond: churn.targetPerSecond };
   try {
@@ -311,7 +480,13 @@ async function underChurn(p: Probe, store: ScaleStore, sims: readonly SimNode[],
     }
     await p.log.poll();
     const pid = p.b.c.agentStatus(AGENT_NODE).pid;
-    const s0 = { t: Date.now(), cpu: sampleProcesses(p.b.c, AGENT_NODE).cpuSeconds, bytes: p.b.apiBytesToAgent(), rchar: readChars(pid), churn: churn.stats() };
+    const s0 = {
+      t: Date.now(),
+      cpu: sampleProcesses(p.b.c, AGENT_NODE).cpuSeconds,
+      bytes: p.b.apiBytesToAgent(),
+      rchar: readChars(pid),
+      churn: churn.stats(),
+    };
     const end = s0.t + windowS * 1000;
     while (Date.now() < end) {
       alive(p);
@@ -319,9 +494,16 @@ async function underChurn(p: Probe, store: ScaleStore, sims: readonly SimNode[],
     }
     await p.log.poll();
     const process = sampleProcesses(p.b.c, AGENT_NODE);
-    const s1 = { t: Date.now(), cpu: process.cpuSeconds, bytes: p.b.apiBytesToAgent(), rchar: readChars(pid), churn: churn.stats() };
+    const s1 = {
+      t: Date.now(),
+      cpu: process.cpuSeconds,
+      bytes: p.b.apiBytesToAgent(),
+      rchar: readChars(pid),
+      churn: churn.stats(),
+    };
     const windowMs = s1.t - s0.t;
-    const perMin = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined ? undefined : ((b - a) * 60_000) / windowMs);
+    const perMin = (a: number | undefined, b: number | undefined): number | undefined =>
+      a === undefined || b === undefined ? undefined : ((b - a) * 60_000) / windowMs;
     const cpu = s0.cpu === undefined || s1.cpu === undefined ? undefined : s1.cpu - s0.cpu;
     const passes = p.log.passes(s0.t).filter((l) => l.time <= s1.t);
     const bytesPerMin = perMin(s0.bytes, s1.bytes);
@@ -345,7 +527,24 @@ async function underChurn(p: Probe, store: ScaleStore, sims: readonly SimNode[],
     };
   } catch (err) {
     const st = churn.stats();
-    return { ...base, achievedPerSecond: 0, windowMs: 0, updatesDone: st.done, updatesFailed: st.failed, updatesSkipped: st.skipped, lastUpdateError: st.lastError, agentCpuSeconds: undefined, agentCpuPercent: undefined, bytesToAgentPerMinute: undefined, apiBytesPerMinuteAllAgents: undefined, agentReadBytesPerMinute: undefined, passes: 0, kernelOps: {}, process: sampleProcesses(p.b.c, AGENT_NODE), error: msg(err) };
+    return {
+      ...base,
+      achievedPerSecond: 0,
+      windowMs: 0,
+      updatesDone: st.done,
+      updatesFailed: st.failed,
+      updatesSkipped: st.skipped,
+      lastUpdateError: st.lastError,
+      agentCpuSeconds: undefined,
+      agentCpuPercent: undefined,
+      bytesToAgentPerMinute: undefined,
+      apiBytesPerMinuteAllAgents: undefined,
+      agentReadBytesPerMinute: undefined,
+      passes: 0,
+      kernelOps: {},
+      process: sampleProcesses(p.b.c, AGENT_NODE),
+      error: msg(err),
+    };
   }
 }
 
@@ -368,42 +567,81 @@ async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult, dog
     let churn: Churn | undefined;
     try {
       const shape = { node: o.nodeShape ?? 'kubelet', status: o.statusShape ?? 'summary' } as const;
-      b = await dog.run(`the ${store} cluster for ${n} nodes`, 15 * 60_000, () => env.cluster(`b${o.runId}s${store[0]}${k}`, (l) => o.log(`  [scale] ${l}`), shape));
+      b = await dog.run(`the ${store} cluster for ${n} nodes`, 15 * 60_000, () =>
+        env.cluster(`b${o.runId}s${store[0]}${k}`, (l) => o.log(`  [scale] ${l}`), shape),
+      );
       const bench = b;
       bench.setClusterSize(n + 1);
       const tp = Date.now();
-      await dog.run(`${n} simulated nodes to be written to the ${store} store`, 60 * 60_000, () => bench.populate(nodes));
+      await dog.run(`${n} simulated nodes to be written to the ${store} store`, 60 * 60_000, () =>
+        bench.populate(nodes),
+      );
       const populateMs = Date.now() - tp;
       const objectBytes = await bench.objectBytes((nodes[0] as SimNode).name).catch(() => undefined);
       const statusBytes = await statusAnnotationBytes(bench, (nodes[0] as SimNode).name).catch(() => undefined);
       result.shape?.objectBytes.push({ store, nodes: n, bytes: objectBytes, statusBytes });
-      o.log(`scale ${store} ${n}: ${n} simulated ${shape.node} nodes in the store (${populateMs} ms; one object ${objectBytes ?? '—'} bytes, status annotation ${shape.status} ${statusBytes ?? '—'} bytes); starting the agent`);
-      const p: Probe = { b: bench, log: await AgentLog.at(bench.c.agentLogPath(AGENT_NODE)), peers: peerReader(bench.c, AGENT_NODE) };
+      o.log(
+        `scale ${store} ${n}: ${n} simulated ${shape.node} nodes in the store (${populateMs} ms; one object ${objectBytes ?? '—'} bytes, status annotation ${shape.status} ${statusBytes ?? '—'} bytes); starting the agent`,
+      );
+      const p: Probe = {
+        b: bench,
+        log: await AgentLog.at(bench.c.agentLogPath(AGENT_NODE)),
+        peers: peerReader(bench.c, AGENT_NODE),
+      };
       let conv: ScaleConvergence;
       try {
-        conv = await dog.run(`the agent to converge on ${n} nodes`, CONVERGE_TIMEOUT_MS * 2 + 300_000, () => convergence(p, store, nodes, populateMs));
+        conv = await dog.run(`the agent to converge on ${n} nodes`, CONVERGE_TIMEOUT_MS * 2 + 300_000, () =>
+          convergence(p, store, nodes, populateMs),
+        );
       } catch (err) {
         const pr = sampleProcesses(bench.c, AGENT_NODE);
         const path = bench.c.agentLogPath(AGENT_NODE);
         const st = bench.c.agentStatus(AGENT_NODE);
-        result.convergence.push({ store, nodes: n, load1: loadAverage()[0], populateMs, syncedMs: undefined, peersMs: undefined, convergedMs: undefined, confirmedMs: undefined, process: pr, kernelOps: {}, passes: [], error: msg(err), agentExit: err instanceof AgentExited ? err.exit : st.running ? 'still running' : JSON.stringify(st.lastExit), lastLogLine: err instanceof AgentExited ? err.lastLogLine : lastLine(path) });
+        result.convergence.push({
+          store,
+          nodes: n,
+          load1: loadAverage()[0],
+          populateMs,
+          syncedMs: undefined,
+          peersMs: undefined,
+          convergedMs: undefined,
+          confirmedMs: undefined,
+          process: pr,
+          kernelOps: {},
+          passes: [],
+          error: msg(err),
+          agentExit: err instanceof AgentExited ? err.exit : st.running ? 'still running' : JSON.stringify(st.lastExit),
+          lastLogLine: err instanceof AgentExited ? err.lastLogLine : lastLine(path),
+        });
         fail('convergence', err);
         continue;
       }
       result.convergence.push(conv);
-      o.log(`scale ${store} ${n}: synced ${conv.syncedMs} ms, all peers ${conv.peersMs} ms, converged ${conv.convergedMs} ms after start; peak RSS ${conv.process.rssPeakMiB?.toFixed(0)} MiB, CPU ${conv.process.cpuSeconds?.toFixed(1)} s`);
+      o.log(
+        `scale ${store} ${n}: synced ${conv.syncedMs} ms, all peers ${conv.peersMs} ms, converged ${conv.convergedMs} ms after start; peak RSS ${conv.process.rssPeakMiB?.toFixed(0)} MiB, CPU ${conv.process.cpuSeconds?.toFixed(1)} s`,
+      );
       const churnS = o.churnSeconds ?? 60;
       if (churnS > 0) {
         churn = new Churn(bench.sim, nodes);
         const c = churn;
-        o.log(`scale ${store} ${n}: kubelet churn at ${c.targetPerSecond.toFixed(1)} status updates/s; measuring ${churnS} s`);
-        const ch = await dog.run(`the churn window at ${n} nodes`, (churnS + 120) * 1000, () => underChurn(p, store, nodes, c, churnS));
+        o.log(
+          `scale ${store} ${n}: kubelet churn at ${c.targetPerSecond.toFixed(1)} status updates/s; measuring ${churnS} s`,
+        );
+        const ch = await dog.run(`the churn window at ${n} nodes`, (churnS + 120) * 1000, () =>
+          underChurn(p, store, nodes, c, churnS),
+        );
         result.churn?.push(ch);
         if (ch.error !== undefined) fail('churn', new Error(ch.error));
-        o.log(`scale ${store} ${n}: under churn (${ch.achievedPerSecond.toFixed(1)}/s achieved, ${ch.updatesFailed} failed, ${ch.updatesSkipped} skipped): agent CPU ${ch.agentCpuPercent?.toFixed(1) ?? '—'} % of a core, ${ch.passes} passes, from the API ${mib(ch.bytesToAgentPerMinute)}/min (× ${n} agents: ${mib(ch.apiBytesPerMinuteAllAgents)}/min), read ${mib(ch.agentReadBytesPerMinute)}/min, peak RSS ${ch.process.rssPeakMiB?.toFixed(0) ?? '—'} MiB${ch.error !== undefined ? `; ${ch.error}` : ''}`);
+        o.log(
+          `scale ${store} ${n}: under churn (${ch.achievedPerSecond.toFixed(1)}/s achieved, ${ch.updatesFailed} failed, ${ch.updatesSkipped} skipped): agent CPU ${ch.agentCpuPercent?.toFixed(1) ?? '—'} % of a core, ${ch.passes} passes, from the API ${mib(ch.bytesToAgentPerMinute)}/min (× ${n} agents: ${mib(ch.apiBytesPerMinuteAllAgents)}/min), read ${mib(ch.agentReadBytesPerMinute)}/min, peak RSS ${ch.process.rssPeakMiB?.toFixed(0) ?? '—'} MiB${ch.error !== undefined ? `; ${ch.error}` : ''}`,
+        );
       }
       if (n === largest && o.changesPerKind > 0) {
-        const ch = await dog.run(`single changes at ${n} nodes`, o.changesPerKind * 3 * (CHANGE_TIMEOUT_MS * 2 + 40_000), () => changes(p, store, nodes, o.changesPerKind, o.log));
+        const ch = await dog.run(
+          `single changes at ${n} nodes`,
+          o.changesPerKind * 3 * (CHANGE_TIMEOUT_MS * 2 + 40_000),
+          () => changes(p, store, nodes, o.changesPerKind, o.log),
+        );
         result.changes.push(ch);
       }
       if (churn !== undefined) {
@@ -412,14 +650,22 @@ async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult, dog
         await dog.run('the churn to stop', 120_000, () => c.stop());
       }
       if (o.rotationSizes.includes(n)) {
-        const rot = await dog.run(`the rotation of ${n} keys`, CONVERGE_TIMEOUT_MS * 2 + 600_000, () => rotation(p, store, nodes));
+        const rot = await dog.run(`the rotation of ${n} keys`, CONVERGE_TIMEOUT_MS * 2 + 600_000, () =>
+          rotation(p, store, nodes),
+        );
         result.rotation.push(rot);
-        o.log(`scale ${store} ${n}: rotation: staged ${rot.stagedMs ?? '—'} ms, switched ${rot.switchedMs ?? '—'} ms after the first write${rot.error !== undefined ? `; ${rot.error}` : ''}`);
+        o.log(
+          `scale ${store} ${n}: rotation: staged ${rot.stagedMs ?? '—'} ms, switched ${rot.switchedMs ?? '—'} ms after the first write${rot.error !== undefined ? `; ${rot.error}` : ''}`,
+        );
       }
       if (n === largest && (o.resync ?? true)) {
-        const rs = await dog.run(`the resync phase at ${n} nodes`, CONVERGE_TIMEOUT_MS + 300_000, () => resync(p, store, n, o.resyncIntervalSeconds));
+        const rs = await dog.run(`the resync phase at ${n} nodes`, CONVERGE_TIMEOUT_MS + 300_000, () =>
+          resync(p, store, n, o.resyncIntervalSeconds),
+        );
         result.resync.push(rs);
-        o.log(`scale ${store} ${n}: resync every ${rs.intervalSeconds} s: ${rs.reconciles ?? '—'} passes, kernel ops ${JSON.stringify(rs.kernelOps)}${rs.error !== undefined ? `; ${rs.error}` : ''}`);
+        o.log(
+          `scale ${store} ${n}: resync every ${rs.intervalSeconds} s: ${rs.reconciles ?? '—'} passes, kernel ops ${JSON.stringify(rs.kernelOps)}${rs.error !== undefined ? `; ${rs.error}` : ''}`,
+        );
       }
     } catch (err) {
       fail('setup', err);
@@ -439,7 +685,19 @@ async function statusAnnotationBytes(b: ScaleBench, name: string): Promise<numbe
 /** Runs the scale benchmark; every cluster and API server is destroyed on return or failure. */
 export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
   const shape = { node: o.nodeShape ?? 'kubelet', status: o.statusShape ?? 'summary' } as const;
-  const result: ScaleResult = { sizes: o.sizes, stores: o.stores, changesPerKind: o.changesPerKind, rotationSizes: o.rotationSizes, convergence: [], changes: [], resync: [], rotation: [], churn: [], shape: { ...shape, objectBytes: [] }, errors: [] };
+  const result: ScaleResult = {
+    sizes: o.sizes,
+    stores: o.stores,
+    changesPerKind: o.changesPerKind,
+    rotationSizes: o.rotationSizes,
+    convergence: [],
+    changes: [],
+    resync: [],
+    rotation: [],
+    churn: [],
+    shape: { ...shape, objectBytes: [] },
+    errors: [],
+  };
   // The harness's child-process handles are unref'd: keep the event loop alive while awaiting
   // them. That is also why a promise that never settles would park the bench silently: every
   // wait below is bounded and the watchdog names the step every minute.
@@ -449,7 +707,12 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
     for (const store of o.stores) {
       let env: ScaleEnv | undefined;
       try {
-        env = store === 'file' ? fileEnv() : await dog.run('the test API server and the chart', 15 * 60_000, () => kubeEnv((l) => o.log(`  [scale] ${l}`), shape));
+        env =
+          store === 'file'
+            ? fileEnv()
+            : await dog.run('the test API server and the chart', 15 * 60_000, () =>
+                kubeEnv((l) => o.log(`  [scale] ${l}`), shape),
+              );
         await runStore(env, o, result, dog);
       } catch (err) {
         result.errors.push({ store, nodes: undefined, phase: 'setup', message: msg(err) });

@@ -39,7 +39,14 @@ export function median(values: readonly number[]): number {
 export function spread(values: readonly number[]): Spread | undefined {
   const v = values.filter((x) => Number.isFinite(x));
   if (v.length === 0) return undefined;
-  return { n: v.length, median: median(v), min: Math.min(...v), max: Math.max(...v), p10: quantile(v, 0.1), p90: quantile(v, 0.9) };
+  return {
+    n: v.length,
+    median: median(v),
+    min: Math.min(...v),
+    max: Math.max(...v),
+    p10: quantile(v, 0.1),
+    p90: quantile(v, 0.9),
+  };
 }
 
 /**
@@ -73,14 +80,20 @@ export function atLeast(s: Spread | undefined, target: number, digits = 3): Verd
   }
   const short = (100 * (target - m)) / target;
   const caveat = s.max >= target ? `; the best round, ${s.max.toFixed(digits)}, is above it` : '';
-  return { met: false, text: `**missed** by ${short.toFixed(1)} % (${m.toFixed(digits)} < ${target.toFixed(digits)}${caveat})` };
+  return {
+    met: false,
+    text: `**missed** by ${short.toFixed(1)} % (${m.toFixed(digits)} < ${target.toFixed(digits)}${caveat})`,
+  };
 }
 
 /** Judges a maximum against "below `limit`" (latencies in ms). */
 export function below(max: number | undefined, limit: number, unit: string): Verdict {
   if (max === undefined || !Number.isFinite(max)) return { met: false, text: 'not measured' };
   if (max < limit) return { met: true, text: `met (max ${fmt(max)} ${unit} < ${fmt(limit)} ${unit})` };
-  return { met: false, text: `**missed**: max ${fmt(max)} ${unit} ≥ ${fmt(limit)} ${unit} (over by ${fmt(max - limit)} ${unit}, ${((100 * (max - limit)) / limit).toFixed(0)} %)` };
+  return {
+    met: false,
+    text: `**missed**: max ${fmt(max)} ${unit} ≥ ${fmt(limit)} ${unit} (over by ${fmt(max - limit)} ${unit}, ${((100 * (max - limit)) / limit).toFixed(0)} %)`,
+  };
 }
 
 /** Compact number: integers as is, otherwise 3 significant digits. */
@@ -95,7 +108,10 @@ export function under(value: number | undefined, limit: number, o: { unit: strin
   if (value === undefined || !Number.isFinite(value)) return { met: false, text: 'not measured' };
   const v = `${o.label} ${fmt(value)} ${o.unit}`;
   if (value < limit) return { met: true, text: `met (${v} < ${fmt(limit)} ${o.unit})` };
-  return { met: false, text: `**missed** by ${fmt(value - limit)} ${o.unit} (${v} ≥ ${fmt(limit)} ${o.unit}, ${((100 * (value - limit)) / limit).toFixed(value - limit < limit / 10 ? 1 : 0)} % over)` };
+  return {
+    met: false,
+    text: `**missed** by ${fmt(value - limit)} ${o.unit} (${v} ≥ ${fmt(limit)} ${o.unit}, ${((100 * (value - limit)) / limit).toFixed(value - limit < limit / 10 ? 1 : 0)} % over)`,
+  };
 }
 
 /** A seeded PRNG (mulberry32): bootstrap intervals are reproducible from the stored samples. */
@@ -138,7 +154,10 @@ export interface RatioCi {
  * round that was slow for every shape (a noisy neighbour) counts as one unit, not four.
  * Undefined with fewer than 2 rounds (no spread to resample).
  */
-export function bootstrapRatioCi(groups: readonly (readonly number[])[], opts: { resamples?: number; level?: number; seed?: number } = {}): RatioCi | undefined {
+export function bootstrapRatioCi(
+  groups: readonly (readonly number[])[],
+  opts: { resamples?: number; level?: number; seed?: number } = {},
+): RatioCi | undefined {
   const g = groups.map((r) => r.filter((x) => Number.isFinite(x) && x > 0)).filter((r) => r.length > 0);
   if (g.length < 2) return undefined;
   const all = g.flat();

@@ -6,13 +6,44 @@ const STATUS = 'sealnet.io/status';
 function oldFilter() {
   let last;
   return (nodes) => {
-    const d = createHash('sha256').update(JSON.stringify(nodes.map((n) => [n.name, Object.entries(n.annotations).filter(([k]) => k !== STATUS).sort(([a], [b]) => (a < b ? -1 : 1)), n.podCIDRs, n.internalIPs]))).digest('hex');
-    const c = d !== last; last = d; return c;
+    const d = createHash('sha256')
+      .update(
+        JSON.stringify(
+          nodes.map((n) => [
+            n.name,
+            Object.entries(n.annotations)
+              .filter(([k]) => k !== STATUS)
+              .sort(([a], [b]) => (a < b ? -1 : 1)),
+            n.podCIDRs,
+            n.internalIPs,
+          ]),
+        ),
+      )
+      .digest('hex');
+    const c = d !== last;
+    last = d;
+    return c;
   };
 }
-const mk = (i, extra = {}) => ({ name: `node-${String(i).padStart(5, '0')}`, annotations: { 'sealnet.io/version': '1', 'sealnet.io/wireguard-public-key': 'A'.repeat(43) + '=', 'sealnet.io/endpoint': `198.18.${i >> 8}.${i & 255}:51880`, 'sealnet.io/mode': 'wireguard', 'sealnet.io/key-epoch': '1', 'sealnet.io/key-created': '2026-01-01T00:00:00Z', ...extra }, podCIDRs: [`100.64.${i >> 8}.${i & 255}/32`], internalIPs: [`198.18.${i >> 8}.${i & 255}`] });
+const mk = (i, extra = {}) => ({
+  name: `node-${String(i).padStart(5, '0')}`,
+  annotations: {
+    'sealnet.io/version': '1',
+    'sealnet.io/wireguard-public-key': 'A'.repeat(43) + '=',
+    'sealnet.io/endpoint': `198.18.${i >> 8}.${i & 255}:51880`,
+    'sealnet.io/mode': 'wireguard',
+    'sealnet.io/key-epoch': '1',
+    'sealnet.io/key-created': '2026-01-01T00:00:00Z',
+    ...extra,
+  },
+  podCIDRs: [`100.64.${i >> 8}.${i & 255}/32`],
+  internalIPs: [`198.18.${i >> 8}.${i & 255}`],
+});
 let nodes = Array.from({ length: N }, (_, i) => mk(i));
-for (const [label, make] of [['old (hash of every node)', oldFilter], ['new (identity, changed nodes only)', relevantChangeFilter]]) {
+for (const [label, make] of [
+  ['old (hash of every node)', oldFilter],
+  ['new (identity, changed nodes only)', relevantChangeFilter],
+]) {
   const f = make();
   f(nodes);
   const times = [];

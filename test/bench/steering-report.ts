@@ -89,7 +89,8 @@ export function steeringMapFigures(r: SteeringMapResult): SteeringMapFigures[] {
       loadWithDiff: spread(s?.loadSync ?? []),
       changeWithDiff: spread(s?.changeSync ?? []),
       dump: spread(s?.dump ?? []),
-      error: run.error ?? (run.sameContent || s === undefined ? undefined : 'addon and bpftool left different map contents'),
+      error:
+        run.error ?? (run.sameContent || s === undefined ? undefined : 'addon and bpftool left different map contents'),
     };
   });
 }
@@ -119,16 +120,25 @@ export function steeringMapSection(r: SteeringMapResult): string[] {
       out.push(`| ${thousands(f.prefixes)} | — | failed: ${f.error} | | |`);
       continue;
     }
-    out.push(`| ${thousands(f.prefixes)} | load all | ${cell(f.load.addon, 2)} | ${cell(f.load.bpftool, 2)} | ${cell(f.load.ratio, 1)} |`);
-    out.push(`| ${thousands(f.prefixes)} | change one | ${cell(f.change.addon, 3)} | ${cell(f.change.bpftool, 2)} | ${cell(f.change.ratio, 1)} |`);
+    out.push(
+      `| ${thousands(f.prefixes)} | load all | ${cell(f.load.addon, 2)} | ${cell(f.load.bpftool, 2)} | ${cell(f.load.ratio, 1)} |`,
+    );
+    out.push(
+      `| ${thousands(f.prefixes)} | change one | ${cell(f.change.addon, 3)} | ${cell(f.change.bpftool, 2)} | ${cell(f.change.ratio, 1)} |`,
+    );
   }
   out.push(
     '',
-    "The agent does not write blindly: each pass dumps the map and writes only what differs (`SteeringMaps.syncRemote`), so its own cost is the dump plus the writes. Addon, same rounds (ms):",
+    'The agent does not write blindly: each pass dumps the map and writes only what differs (`SteeringMaps.syncRemote`), so its own cost is the dump plus the writes. Addon, same rounds (ms):',
     '',
     '| prefixes | full dump | load all through the diff | change one through the diff |',
     '| ---: | ---: | ---: | ---: |',
-    ...figs.filter((f) => f.error === undefined).map((f) => `| ${thousands(f.prefixes)} | ${cell(f.dump, 2)} | ${cell(f.loadWithDiff, 2)} | ${cell(f.changeWithDiff, 2)} |`),
+    ...figs
+      .filter((f) => f.error === undefined)
+      .map(
+        (f) =>
+          `| ${thousands(f.prefixes)} | ${cell(f.dump, 2)} | ${cell(f.loadWithDiff, 2)} | ${cell(f.changeWithDiff, 2)} |`,
+      ),
   );
   return out;
 }
@@ -143,15 +153,23 @@ export interface SteeringVsRouteRow {
 
 /** `sealnet` ÷ `sealnet-route-only` for every iperf3 shape and latency p50/p99; undefined when the run had no route-only variant. */
 export function steeringVsRouteFigures(t: ThroughputResult): SteeringVsRouteRow[] | undefined {
-  if (!t.iperf.some((s) => s.variant === 'sealnet-route-only') && !t.latency.some((s) => s.variant === 'sealnet-route-only')) return undefined;
+  if (
+    !t.iperf.some((s) => s.variant === 'sealnet-route-only') &&
+    !t.latency.some((s) => s.variant === 'sealnet-route-only')
+  )
+    return undefined;
   const row = (label: string, on: Map<number, number>, off: Map<number, number>): SteeringVsRouteRow => ({
     label,
     bpf: spread([...on.values()]),
     routeOnly: spread([...off.values()]),
     ratio: spread(pairedRatios(on, off)),
   });
-  const shapes = THROUGHPUT_TESTS.map((test) => row(`${TEST_LABELS[test]} (Mbit/s)`, byRound(t, 'sealnet', test), byRound(t, 'sealnet-route-only', test)));
-  const pooled = THROUGHPUT_TESTS.flatMap((test) => pairedRatios(byRound(t, 'sealnet', test), byRound(t, 'sealnet-route-only', test)));
+  const shapes = THROUGHPUT_TESTS.map((test) =>
+    row(`${TEST_LABELS[test]} (Mbit/s)`, byRound(t, 'sealnet', test), byRound(t, 'sealnet-route-only', test)),
+  );
+  const pooled = THROUGHPUT_TESTS.flatMap((test) =>
+    pairedRatios(byRound(t, 'sealnet', test), byRound(t, 'sealnet-route-only', test)),
+  );
   return [
     ...shapes,
     { label: 'throughput, all four shapes pooled', bpf: undefined, routeOnly: undefined, ratio: spread(pooled) },
@@ -163,8 +181,16 @@ export function steeringVsRouteFigures(t: ThroughputResult): SteeringVsRouteRow[
 function dataPath(s: VariantSetup | undefined): string {
   if (s === undefined) return 'not recorded';
   const route = `route \`${s.routeToPeerPods.split('\n')[0]?.trim() ?? ''}\``;
-  const bpf = s.bpfPrograms.length === 0 ? 'no BPF program on eth0 or cni0' : `BPF ${s.bpfPrograms.map((p) => `\`${p}\``).join(', ')}`;
-  const egress = s.eth0Egress === undefined ? '' : `; \`tc filter show dev eth0 egress\`: ${Object.entries(s.eth0Egress).map(([n, out]) => `${n} ${out.trim() === '' ? 'empty' : `${out.trim().split('\n').length} line(s)`}`).join(', ')}`;
+  const bpf =
+    s.bpfPrograms.length === 0
+      ? 'no BPF program on eth0 or cni0'
+      : `BPF ${s.bpfPrograms.map((p) => `\`${p}\``).join(', ')}`;
+  const egress =
+    s.eth0Egress === undefined
+      ? ''
+      : `; \`tc filter show dev eth0 egress\`: ${Object.entries(s.eth0Egress)
+          .map(([n, out]) => `${n} ${out.trim() === '' ? 'empty' : `${out.trim().split('\n').length} line(s)`}`)
+          .join(', ')}`;
   return `${route}; ${bpf}${egress}`;
 }
 

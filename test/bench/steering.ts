@@ -31,13 +31,18 @@ export interface SteeringMapOptions {
  * bpf_fs, no `seal*` pin: a new instance holds only what the kernel's bpf_preload puts in every
  * bpffs, maps.debug and progs.debug) before anything is pinned, then execs the fixture.
  */
-const PRIVATE_BPFFS = 'set -e; mount -t bpf bpf /sys/fs/bpf; [ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ]; if ls -A /sys/fs/bpf | grep -q "^seal"; then echo "fresh bpffs already holds seal* pins" >&2; exit 1; fi; exec "$@"';
+const PRIVATE_BPFFS =
+  'set -e; mount -t bpf bpf /sys/fs/bpf; [ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ]; if ls -A /sys/fs/bpf | grep -q "^seal"; then echo "fresh bpffs already holds seal* pins" >&2; exit 1; fi; exec "$@"';
 
 /** Reads what the fixture prints into a {@link SteeringMapRun}. */
-export function parseBenchMapsOutput(stdout: string, want: { prefixes: number; rounds: number; warmup: number }): SteeringMapRun {
+export function parseBenchMapsOutput(
+  stdout: string,
+  want: { prefixes: number; rounds: number; warmup: number },
+): SteeringMapRun {
   const line = stdout.trim().split('\n').pop() ?? '';
   const r = JSON.parse(line) as { n?: number; samples?: SteeringMapSamples; sameContent?: boolean };
-  if (r.n !== want.prefixes || r.samples === undefined) throw new Error(`bench-maps.mjs printed no samples for ${want.prefixes} prefixes: ${line.slice(0, 200)}`);
+  if (r.n !== want.prefixes || r.samples === undefined)
+    throw new Error(`bench-maps.mjs printed no samples for ${want.prefixes} prefixes: ${line.slice(0, 200)}`);
   return { ...want, samples: r.samples, sameContent: r.sameContent === true, error: undefined };
 }
 
@@ -51,7 +56,8 @@ export async function runSteeringMap(o: SteeringMapOptions): Promise<SteeringMap
   await run(['bash', join(root, 'scripts', 'build-addons.sh')], { timeoutMs: 240_000 });
   const fixture = join(root, 'routing', 'bpf', 'fixtures', 'bench-maps.mjs');
   const dist = join(root, 'dist');
-  if (!existsSync(join(dist, 'routing', 'bpf', 'datapath.js'))) throw new Error('dist/ has no routing/bpf/datapath.js: run npm run build');
+  if (!existsSync(join(dist, 'routing', 'bpf', 'datapath.js')))
+    throw new Error('dist/ has no routing/bpf/datapath.js: run npm run build');
   const bpftool = (await run(['bpftool', '--version'], { check: false })).stdout.split('\n')[0]?.trim() || undefined;
   const netns = `b${o.runId}-steermap`;
   const pinDir = `/sys/fs/bpf/sealbench${o.runId}`;
@@ -60,7 +66,21 @@ export async function runSteeringMap(o: SteeringMapOptions): Promise<SteeringMap
   try {
     for (const prefixes of o.sizes ?? STEERING_MAP_SIZES) {
       const want = { prefixes, rounds, warmup };
-      const argv = ['ip', 'netns', 'exec', netns, 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', PRIVATE_BPFFS, 'sh'];
+      const argv = [
+        'ip',
+        'netns',
+        'exec',
+        netns,
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'sh',
+        '-c',
+        PRIVATE_BPFFS,
+        'sh',
+      ];
       argv.push(process.execPath, fixture, dist, pinDir, String(prefixes), String(rounds), String(warmup));
       try {
         const out = await run(argv, { timeoutMs: 300_000 });
@@ -77,6 +97,7 @@ export async function runSteeringMap(o: SteeringMapOptions): Promise<SteeringMap
     await run(['ip', 'netns', 'del', netns], { check: false });
   }
   // The pins were in the private bpffs only; a pin directory on the host's would be a leak.
-  if (existsSync(pinDir)) throw new Error(`${pinDir} exists on the host's bpffs after the run: the private mount did not hold`);
+  if (existsSync(pinDir))
+    throw new Error(`${pinDir} exists on the host's bpffs after the run: the private mount did not hold`);
   return { bpftool, netns, pinDir, runs };
 }

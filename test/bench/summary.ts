@@ -3,14 +3,35 @@
  * result file that holds that benchmark, and names it. Every target sits next to its measured
  * value with a plain verdict, and a missed target says by how much.
  */
-import { joinFigures, latencyFigures, mtuTable, RATIOS, TARGET_JOIN_MS, TARGET_VS_HAND, throughputFigures } from './analysis.js';
+import {
+  joinFigures,
+  latencyFigures,
+  mtuTable,
+  RATIOS,
+  TARGET_JOIN_MS,
+  TARGET_VS_HAND,
+  throughputFigures,
+} from './analysis.js';
 import { cpuSection, ranOf, throughputCiSection } from './precision-report.js';
 import { kernelThroughputSection, type KernelThroughputResult } from './kernel-report.js';
 import { rotationSection, type RotationResult } from './rotation-report.js';
 import { scaleSection } from './scale-report.js';
 import { steeringMapSection, steeringVsRouteSection, type SteeringMapResult } from './steering-report.js';
 import { atLeast, below, fmt, type Spread } from './stats.js';
-import { BENCHMARKS, TEST_LABELS, THROUGHPUT_TESTS, VARIANT_LABELS, VARIANTS, type BenchmarkName, type BenchResult, type JoinResult, type MtuProbe, type MtuSweepResult, type ScaleResult, type ThroughputResult } from './types.js';
+import {
+  BENCHMARKS,
+  TEST_LABELS,
+  THROUGHPUT_TESTS,
+  VARIANT_LABELS,
+  VARIANTS,
+  type BenchmarkName,
+  type BenchResult,
+  type JoinResult,
+  type MtuProbe,
+  type MtuSweepResult,
+  type ScaleResult,
+  type ThroughputResult,
+} from './types.js';
 
 /** A result file and its name relative to `bench/`. */
 export interface Source {
@@ -62,28 +83,43 @@ function throughputSection(t: ThroughputResult, targets: string[]): string[] {
     '',
     `| test | ${VARIANTS.map((v) => VARIANT_LABELS[v]).join(' | ')} |`,
     `| --- | ${VARIANTS.map(() => '---:').join(' | ')} |`,
-    ...THROUGHPUT_TESTS.map((test) => `| ${TEST_LABELS[test]} | ${VARIANTS.map((v) => cell(f.mbps[test][v])).join(' | ')} |`),
+    ...THROUGHPUT_TESTS.map(
+      (test) => `| ${TEST_LABELS[test]} | ${VARIANTS.map((v) => cell(f.mbps[test][v])).join(' | ')} |`,
+    ),
     '',
     'Ratios of samples from the same round (paired), median [min–max]:',
     '',
     `| test | ${RATIOS.map((r) => (r.target === undefined ? r.label : `${r.label} (target ≥ ${r.target})`)).join(' | ')} |`,
     `| --- | ${RATIOS.map(() => '---:').join(' | ')} |`,
   ];
-  for (const test of THROUGHPUT_TESTS) out.push(`| ${TEST_LABELS[test]} | ${RATIOS.map((r) => cell(f.ratios[test][r.id], 3)).join(' | ')} |`);
+  for (const test of THROUGHPUT_TESTS)
+    out.push(`| ${TEST_LABELS[test]} | ${RATIOS.map((r) => cell(f.ratios[test][r.id], 3)).join(' | ')} |`);
   out.push(`| all shapes pooled | ${RATIOS.map((r) => cell(f.pooledRatios[r.id], 3)).join(' | ')} |`);
   out.push('', ...throughputCiSection(t, targets));
   if (f.failures > 0) out.push('', `${f.failures} iperf3 run(s) failed and are left out; see the result file.`);
   const sn = t.setups.find((s) => s.variant === 'sealnet');
   if (sn !== undefined) {
     const progs = sn.bpfPrograms as readonly string[] | undefined;
-    const bpf = progs === undefined ? 'not recorded' : progs.length === 0 ? 'none attached' : progs.map((p) => `\`${p}\``).join(', ');
-    out.push('', `Data path of the sealnet variant (n1): route \`${sn.routeToPeerPods.split('\n')[0]?.trim() ?? ''}\`; BPF steering: ${bpf}. The hand-configured variants route the remote pod CIDR straight into their tunnel link in the main table, nothing else.`);
+    const bpf =
+      progs === undefined
+        ? 'not recorded'
+        : progs.length === 0
+          ? 'none attached'
+          : progs.map((p) => `\`${p}\``).join(', ');
+    out.push(
+      '',
+      `Data path of the sealnet variant (n1): route \`${sn.routeToPeerPods.split('\n')[0]?.trim() ?? ''}\`; BPF steering: ${bpf}. The hand-configured variants route the remote pod CIDR straight into their tunnel link in the main table, nothing else.`,
+    );
   }
   const pooled = f.pooledRatios['sealnet/hand-pinned'];
-  targets.push(`| throughput, ${THROUGHPUT_TESTS.length === 4 ? 'all four shapes' : 'all shapes run'} pooled (${pooled?.n ?? 0} paired runs): sealnet ÷ hand-configured | ≥ ${TARGET_VS_HAND} | ${cell(pooled, 3)} | ${atLeast(pooled, TARGET_VS_HAND).text} |`);
+  targets.push(
+    `| throughput, ${THROUGHPUT_TESTS.length === 4 ? 'all four shapes' : 'all shapes run'} pooled (${pooled?.n ?? 0} paired runs): sealnet ÷ hand-configured | ≥ ${TARGET_VS_HAND} | ${cell(pooled, 3)} | ${atLeast(pooled, TARGET_VS_HAND).text} |`,
+  );
   for (const test of THROUGHPUT_TESTS) {
     const s = f.ratios[test]['sealnet/hand-pinned'];
-    targets.push(`| throughput ${TEST_LABELS[test]}: sealnet ÷ hand-configured | ≥ ${TARGET_VS_HAND} | ${cell(s, 3)} | ${atLeast(s, TARGET_VS_HAND).text} |`);
+    targets.push(
+      `| throughput ${TEST_LABELS[test]}: sealnet ÷ hand-configured | ≥ ${TARGET_VS_HAND} | ${cell(s, 3)} | ${atLeast(s, TARGET_VS_HAND).text} |`,
+    );
   }
   const l = latencyFigures(t);
   out.push(
@@ -115,19 +151,38 @@ function joinSection(j: JoinResult, targets: string[]): string[] {
     '',
     '| node | nodes before | agent start → key published | key → programmed on every node | poll resolution | key → first ping from every pod | key → new node has every peer |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
-    ...f.rows.map((r) => `| ${r.node} | ${r.nodesBefore} | ${ms(r.agentStartToKeyMs)} | ${r.error !== undefined ? `failed: ${r.error}` : ms(r.programmedAllMs)} | ${ms(r.worstResolutionMs)} | ${ms(r.firstPingAllMs)} | ${ms(r.newNodeProgrammedMs)} |`),
+    ...f.rows.map(
+      (r) =>
+        `| ${r.node} | ${r.nodesBefore} | ${ms(r.agentStartToKeyMs)} | ${r.error !== undefined ? `failed: ${r.error}` : ms(r.programmedAllMs)} | ${ms(r.worstResolutionMs)} | ${ms(r.firstPingAllMs)} | ${ms(r.newNodeProgrammedMs)} |`,
+    ),
     `| **median [min–max]** | | ${cell(f.agentStartToKey)} | ${cell(f.programmedAll)} | | ${cell(f.firstPingAll)} | |`,
   ];
-  targets.push(`| join: key → programmed on every node (max over ${f.rows.length} joins) | < ${TARGET_JOIN_MS} ms | median ${fmt(f.programmedAll?.median ?? Number.NaN)}, max ${fmt(f.programmedAll?.max ?? Number.NaN)} ms | ${below(f.programmedAll?.max, TARGET_JOIN_MS, 'ms').text} |`);
-  targets.push(`| join: key → first ping from every existing pod (max over ${f.rows.length} joins) | < ${TARGET_JOIN_MS} ms | median ${fmt(f.firstPingAll?.median ?? Number.NaN)}, max ${fmt(f.firstPingAll?.max ?? Number.NaN)} ms | ${below(f.firstPingAll?.max, TARGET_JOIN_MS, 'ms').text} |`);
+  targets.push(
+    `| join: key → programmed on every node (max over ${f.rows.length} joins) | < ${TARGET_JOIN_MS} ms | median ${fmt(f.programmedAll?.median ?? Number.NaN)}, max ${fmt(f.programmedAll?.max ?? Number.NaN)} ms | ${below(f.programmedAll?.max, TARGET_JOIN_MS, 'ms').text} |`,
+  );
+  targets.push(
+    `| join: key → first ping from every existing pod (max over ${f.rows.length} joins) | < ${TARGET_JOIN_MS} ms | median ${fmt(f.firstPingAll?.median ?? Number.NaN)}, max ${fmt(f.firstPingAll?.max ?? Number.NaN)} ms | ${below(f.firstPingAll?.max, TARGET_JOIN_MS, 'ms').text} |`,
+  );
   const failed = f.rows.filter((r) => r.error !== undefined).length;
-  if (failed > 0) targets.push(`| join: every join completes | all | ${f.rows.length - failed}/${f.rows.length} | **missed**: ${failed} join(s) failed |`);
+  if (failed > 0)
+    targets.push(
+      `| join: every join completes | all | ${f.rows.length - failed}/${f.rows.length} | **missed**: ${failed} join(s) failed |`,
+    );
   return out;
 }
 
 function probeCell(p: MtuProbe | undefined): string {
   if (p === undefined) return '—';
-  const what = p.outcome === 'reply' ? `reply ${p.received}/${p.transmitted}` : p.outcome === 'frag-needed' ? `refused, mtu ${p.reportedMtu ?? '?'}` : p.outcome === 'wrong-mtu' ? `refused, mtu ${p.reportedMtu ?? '?'}` : p.outcome === 'partial' ? `partial ${p.received}/${p.transmitted}` : 'BLACK HOLE';
+  const what =
+    p.outcome === 'reply'
+      ? `reply ${p.received}/${p.transmitted}`
+      : p.outcome === 'frag-needed'
+        ? `refused, mtu ${p.reportedMtu ?? '?'}`
+        : p.outcome === 'wrong-mtu'
+          ? `refused, mtu ${p.reportedMtu ?? '?'}`
+          : p.outcome === 'partial'
+            ? `partial ${p.received}/${p.transmitted}`
+            : 'BLACK HOLE';
   return p.ok ? what : `**${what} (unexpected)**`;
 }
 
@@ -141,10 +196,14 @@ function mtuSection(m: MtuSweepResult, targets: string[]): string[] {
     '',
     `| ICMP payload | IPv4 packet | ${t.columns.join(' | ')} |`,
     `| ---: | ---: | ${t.columns.map(() => '---').join(' | ')} |`,
-    ...t.rows.map((r) => `| ${r.payload} | ${r.payload + 28} | ${t.columns.map((c) => probeCell(r.cells[c])).join(' | ')} |`),
+    ...t.rows.map(
+      (r) => `| ${r.payload} | ${r.payload + 28} | ${t.columns.map((c) => probeCell(r.cells[c])).join(' | ')} |`,
+    ),
   ];
   const bad = t.unexpected;
-  targets.push(`| MTU sweep: replies up to ${m.tunnelMtu}, refusal naming ${m.tunnelMtu} above, no black hole | all ${total} probes | ${total - bad.length}/${total} as expected | ${bad.length === 0 ? 'met' : `**missed**: ${bad.map((p) => `${p.cluster} ${p.from}→${p.to} ${p.payload} B ${p.outcome}`).join('; ')}`} |`);
+  targets.push(
+    `| MTU sweep: replies up to ${m.tunnelMtu}, refusal naming ${m.tunnelMtu} above, no black hole | all ${total} probes | ${total - bad.length}/${total} as expected | ${bad.length === 0 ? 'met' : `**missed**: ${bad.map((p) => `${p.cluster} ${p.from}→${p.to} ${p.payload} B ${p.outcome}`).join('; ')}`} |`,
+  );
   return out;
 }
 
@@ -158,14 +217,27 @@ export function renderSummary(sources: readonly Source[]): string {
   const latest = latestPerBenchmark(sources);
   const targets: string[] = [];
   const body: string[] = [];
-  if (latest.throughput !== undefined) body.push(...throughputSection(latest.throughput.result.benchmarks.throughput as ThroughputResult, targets), '');
-  if (latest.throughput !== undefined) body.push(...withBlank(steeringVsRouteSection(latest.throughput.result.benchmarks.throughput as ThroughputResult)));
-  if (latest.join !== undefined) body.push(...joinSection(latest.join.result.benchmarks.join as JoinResult, targets), '');
-  if (latest['mtu-sweep'] !== undefined) body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
-  if (latest.scale !== undefined) body.push(...scaleSection(latest.scale.result.benchmarks.scale as ScaleResult, targets), '');
-  if (latest['steering-map'] !== undefined) body.push(...steeringMapSection(latest['steering-map'].result.benchmarks['steering-map'] as SteeringMapResult), '');
-  if (latest.rotation !== undefined) body.push(...rotationSection(latest.rotation.result.benchmarks.rotation as RotationResult, targets), '');
-  if (latest['kernel-throughput'] !== undefined) body.push(...kernelThroughputSection(latest['kernel-throughput'].result.benchmarks['kernel-throughput'] as KernelThroughputResult), '');
+  if (latest.throughput !== undefined)
+    body.push(...throughputSection(latest.throughput.result.benchmarks.throughput as ThroughputResult, targets), '');
+  if (latest.throughput !== undefined)
+    body.push(...withBlank(steeringVsRouteSection(latest.throughput.result.benchmarks.throughput as ThroughputResult)));
+  if (latest.join !== undefined)
+    body.push(...joinSection(latest.join.result.benchmarks.join as JoinResult, targets), '');
+  if (latest['mtu-sweep'] !== undefined)
+    body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
+  if (latest.scale !== undefined)
+    body.push(...scaleSection(latest.scale.result.benchmarks.scale as ScaleResult, targets), '');
+  if (latest['steering-map'] !== undefined)
+    body.push(...steeringMapSection(latest['steering-map'].result.benchmarks['steering-map'] as SteeringMapResult), '');
+  if (latest.rotation !== undefined)
+    body.push(...rotationSection(latest.rotation.result.benchmarks.rotation as RotationResult, targets), '');
+  if (latest['kernel-throughput'] !== undefined)
+    body.push(
+      ...kernelThroughputSection(
+        latest['kernel-throughput'].result.benchmarks['kernel-throughput'] as KernelThroughputResult,
+      ),
+      '',
+    );
   const used = [...new Map(Object.values(latest).map((s) => [s.file, s])).values()];
   const out = [
     '# sealnet benchmarks',
@@ -175,16 +247,28 @@ export function renderSummary(sources: readonly Source[]): string {
     'Measured on a shared, noisy machine: every figure is a median with its spread, and every comparison is a ratio of samples taken side by side in the same run. Absolute numbers move with the load; the ratios are what to compare.',
     '',
   ];
-  if (latest.throughput !== undefined) out.push('![Pod-to-pod TCP throughput](throughput.svg)', '', '![Request/response latency](latency.svg)', '');
-  out.push('## Targets', '', '| what | target | measured | verdict |', '| --- | --- | --- | --- |', ...(targets.length > 0 ? targets : ['| (no benchmark results yet) | | | |']), '');
+  if (latest.throughput !== undefined)
+    out.push('![Pod-to-pod TCP throughput](throughput.svg)', '', '![Request/response latency](latency.svg)', '');
+  out.push(
+    '## Targets',
+    '',
+    '| what | target | measured | verdict |',
+    '| --- | --- | --- | --- |',
+    ...(targets.length > 0 ? targets : ['| (no benchmark results yet) | | | |']),
+    '',
+  );
   out.push(...body);
   out.push('## Where these numbers come from', '');
   for (const s of used) {
     const names = (Object.entries(latest) as [BenchmarkName, Source][]).filter(([, x]) => x === s).map(([n]) => n);
     out.push(`${names.join(', ')}:`, '', '| | |', '| --- | --- |', ...environmentRows(s));
-    if (s.result.errors.length > 0) out.push('', ...s.result.errors.map((e) => `- ${e.benchmark} failed in this run: ${e.message}`));
+    if (s.result.errors.length > 0)
+      out.push('', ...s.result.errors.map((e) => `- ${e.benchmark} failed in this run: ${e.message}`));
     out.push('');
   }
-  out.push('Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- throughput --variants plaintext,sealnet,hand-pinned --tests 1x-fwd,4x-fwd --rounds 12 --duration 5` (the interval run; add `--pin` to taskset iperf3 to CPU 0 and wireguard-go to CPU 1; `kill -USR2 <bench pid>` prints what a running bench waits for, `SEALNET_BENCH_DEADLINE_S=N` bounds it), `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- rotation` (5 rounds, about 3 minutes; `--quick`: 2), `npm run bench -- kernel-throughput` (IPsec and kernel WireGuard in the qemu guest; `--quick`: 2 rounds of 2 s), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).', '');
+  out.push(
+    'Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- throughput --variants plaintext,sealnet,hand-pinned --tests 1x-fwd,4x-fwd --rounds 12 --duration 5` (the interval run; add `--pin` to taskset iperf3 to CPU 0 and wireguard-go to CPU 1; `kill -USR2 <bench pid>` prints what a running bench waits for, `SEALNET_BENCH_DEADLINE_S=N` bounds it), `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- rotation` (5 rounds, about 3 minutes; `--quick`: 2), `npm run bench -- kernel-throughput` (IPsec and kernel WireGuard in the qemu guest; `--quick`: 2 rounds of 2 s), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).',
+    '',
+  );
   return out.join('\n');
 }

@@ -69,14 +69,19 @@ function panel(p: BarPanel, series: readonly BarSeries[], box: Box): string[] {
   const all = p.groups.flatMap((g) => series.map((s) => g.values[s.id]?.max ?? 0));
   const yMax = niceCeil(Math.max(0, ...all) * 1.1);
   const y = (v: number): number => bottom - (v / yMax) * plotH;
-  if (p.title !== undefined) out.push(`<text x="${left}" y="${box.y + 14}" font-weight="bold">${xmlEscape(p.title)}</text>`);
+  if (p.title !== undefined)
+    out.push(`<text x="${left}" y="${box.y + 14}" font-weight="bold">${xmlEscape(p.title)}</text>`);
   for (let k = 0; k <= 5; k++) {
     const v = (yMax * k) / 5;
     const yy = y(v).toFixed(1);
     out.push(`<line x1="${left}" x2="${right}" y1="${yy}" y2="${yy}" stroke="${k === 0 ? '#333333' : '#e3e3e3'}"/>`);
-    out.push(`<text x="${left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" fill="#555555">${xmlEscape(fmt(v))}</text>`);
+    out.push(
+      `<text x="${left - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end" fill="#555555">${xmlEscape(fmt(v))}</text>`,
+    );
   }
-  out.push(`<text transform="translate(${box.x + 12} ${(top + plotH / 2).toFixed(1)}) rotate(-90)" text-anchor="middle" fill="#555555">${xmlEscape(p.unit)}</text>`);
+  out.push(
+    `<text transform="translate(${box.x + 12} ${(top + plotH / 2).toFixed(1)}) rotate(-90)" text-anchor="middle" fill="#555555">${xmlEscape(p.unit)}</text>`,
+  );
   const gw = plotW / Math.max(1, p.groups.length);
   const bw = (gw * 0.8) / Math.max(1, series.length);
   p.groups.forEach((g, gi) => {
@@ -86,18 +91,32 @@ function panel(p: BarPanel, series: readonly BarSeries[], box: Box): string[] {
       const x = gx + si * bw;
       const cx = (x + bw / 2).toFixed(1);
       if (v === undefined) {
-        out.push(`<text x="${cx}" y="${(bottom - 4).toFixed(1)}" text-anchor="middle" font-size="10" fill="#b00000">n/a</text>`);
+        out.push(
+          `<text x="${cx}" y="${(bottom - 4).toFixed(1)}" text-anchor="middle" font-size="10" fill="#b00000">n/a</text>`,
+        );
         return;
       }
       const tip = `${s.label}, ${g.label}: median ${fmt(v.median)} ${p.unit} (min ${fmt(v.min)}, max ${fmt(v.max)}, n=${v.n})`;
-      out.push(`<rect x="${(x + 1).toFixed(1)}" y="${y(v.median).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${(bottom - y(v.median)).toFixed(1)}" fill="${s.color}"><title>${xmlEscape(tip)}</title></rect>`);
-      out.push(`<line x1="${cx}" x2="${cx}" y1="${y(v.max).toFixed(1)}" y2="${y(v.min).toFixed(1)}" stroke="#222222"/>`);
-      for (const w of [v.min, v.max]) out.push(`<line x1="${(x + bw * 0.3).toFixed(1)}" x2="${(x + bw * 0.7).toFixed(1)}" y1="${y(w).toFixed(1)}" y2="${y(w).toFixed(1)}" stroke="#222222"/>`);
-      out.push(`<text x="${cx}" y="${(y(v.max) - 4).toFixed(1)}" text-anchor="middle" font-size="10">${xmlEscape(fmt(v.median))}</text>`);
+      out.push(
+        `<rect x="${(x + 1).toFixed(1)}" y="${y(v.median).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${(bottom - y(v.median)).toFixed(1)}" fill="${s.color}"><title>${xmlEscape(tip)}</title></rect>`,
+      );
+      out.push(
+        `<line x1="${cx}" x2="${cx}" y1="${y(v.max).toFixed(1)}" y2="${y(v.min).toFixed(1)}" stroke="#222222"/>`,
+      );
+      for (const w of [v.min, v.max])
+        out.push(
+          `<line x1="${(x + bw * 0.3).toFixed(1)}" x2="${(x + bw * 0.7).toFixed(1)}" y1="${y(w).toFixed(1)}" y2="${y(w).toFixed(1)}" stroke="#222222"/>`,
+        );
+      out.push(
+        `<text x="${cx}" y="${(y(v.max) - 4).toFixed(1)}" text-anchor="middle" font-size="10">${xmlEscape(fmt(v.median))}</text>`,
+      );
     });
     const lx = (left + gi * gw + gw / 2).toFixed(1);
     out.push(`<text x="${lx}" y="${bottom + 18}" text-anchor="middle">${xmlEscape(g.label)}</text>`);
-    if (g.note !== undefined) out.push(`<text x="${lx}" y="${bottom + 33}" text-anchor="middle" font-size="10" fill="#555555">${xmlEscape(g.note)}</text>`);
+    if (g.note !== undefined)
+      out.push(
+        `<text x="${lx}" y="${bottom + 33}" text-anchor="middle" font-size="10" fill="#555555">${xmlEscape(g.note)}</text>`,
+      );
   });
   return out;
 }
@@ -108,7 +127,9 @@ export function barChart(o: ChartOptions): string {
   const H = o.height ?? 400;
   const head = 76;
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   out.push(`<text x="16" y="22" font-size="16" font-weight="bold">${xmlEscape(o.title)}</text>`);
   out.push(`<text x="16" y="40" fill="#555555">${xmlEscape(o.subtitle)}</text>`);

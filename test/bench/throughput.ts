@@ -13,7 +13,16 @@ import { cpuSince, cpuSnapshot, cpuSubjects, type CpuSubjects } from './cpu.js';
 import { DEBIAN_WIREGUARD_GO, loadAverage } from './env.js';
 import { HAND_INTERFACE, handConfigureMesh, handDump, wireguardGoExes } from './handtunnel.js';
 import { IperfServer, runIperf, runPingPong, startPingPongServer } from './load.js';
-import { THROUGHPUT_TESTS, VARIANTS, type IperfSample, type LatencySample, type ThroughputResult, type ThroughputTest, type Variant, type VariantSetup } from './types.js';
+import {
+  THROUGHPUT_TESTS,
+  VARIANTS,
+  type IperfSample,
+  type LatencySample,
+  type ThroughputResult,
+  type ThroughputTest,
+  type Variant,
+  type VariantSetup,
+} from './types.js';
 
 /** Tunnel MTU of a 1500-byte IPv4 underlay (DESIGN.md: WireGuard overhead 60). */
 export const TUNNEL_MTU = 1440;
@@ -54,7 +63,13 @@ export function testShape(t: ThroughputTest): { streams: number; reverse: boolea
   return { streams: t.startsWith('4x') ? 4 : 1, reverse: t.endsWith('-rev') };
 }
 
-const TAGS: Readonly<Record<Variant, string>> = { plaintext: 'pt', sealnet: 'sn', 'hand-pinned': 'hp', 'hand-debian': 'hd', 'sealnet-route-only': 'sr' };
+const TAGS: Readonly<Record<Variant, string>> = {
+  plaintext: 'pt',
+  sealnet: 'sn',
+  'hand-pinned': 'hp',
+  'hand-debian': 'hd',
+  'sealnet-route-only': 'sr',
+};
 
 /** Agent config of the route-only variant: the one difference to `sealnet`. */
 export const ROUTE_ONLY_CONFIG = { steering: { enabled: false } } as const;
@@ -63,7 +78,13 @@ async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster
   const prefix = `b${o.runId}${TAGS[v]}`;
   const log = (l: string): void => o.log(`  [${v}] ${l}`);
   if (v === 'sealnet' || v === 'sealnet-route-only') {
-    const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, prefix, log, ...(v === 'sealnet-route-only' ? { agentConfig: ROUTE_ONLY_CONFIG } : {}) });
+    const c = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      prefix,
+      log,
+      ...(v === 'sealnet-route-only' ? { agentConfig: ROUTE_ONLY_CONFIG } : {}),
+    });
     await c.waitEncrypted({ timeoutMs: 60_000 });
     return c;
   }
@@ -71,12 +92,21 @@ async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster
   if (v === 'plaintext') return c;
   try {
     const binary = v === 'hand-pinned' ? o.pinnedWireGuardGo : DEBIAN_WIREGUARD_GO;
-    await handConfigureMesh(c, { binary, listenPort: WG_DEFAULT_PORT, mtu: TUNNEL_MTU, persistentKeepalive: WG_DEFAULT_KEEPALIVE });
+    await handConfigureMesh(c, {
+      binary,
+      listenPort: WG_DEFAULT_PORT,
+      mtu: TUNNEL_MTU,
+      persistentKeepalive: WG_DEFAULT_KEEPALIVE,
+    });
     // Under load the first handshake can take seconds: retry for up to 15 s, one ping at a time.
     let ping = await c.ping(FROM, TO, { count: 3, df: false });
-    for (const t0 = Date.now(); ping.received === 0 && Date.now() - t0 < 15_000; ) ping = await c.ping(FROM, TO, { count: 1, waitS: 2, df: false });
+    for (const t0 = Date.now(); ping.received === 0 && Date.now() - t0 < 15_000;)
+      ping = await c.ping(FROM, TO, { count: 1, waitS: 2, df: false });
     const dump = await handDump(c, 'n1');
-    if (ping.received === 0 || dump?.peers[0]?.latestHandshake === 0) throw new Error(`hand-configured tunnel ${prefix} does not carry traffic after 15 s (last ping ${ping.received}/${ping.transmitted})`);
+    if (ping.received === 0 || dump?.peers[0]?.latestHandshake === 0)
+      throw new Error(
+        `hand-configured tunnel ${prefix} does not carry traffic after 15 s (last ping ${ping.received}/${ping.transmitted})`,
+      );
     return c;
   } catch (err) {
     await c.destroy();
@@ -86,24 +116,46 @@ async function buildVariant(v: Variant, o: ThroughputOptions): Promise<NsCluster
 
 /** What carries a variant's traffic, recorded so the result file shows it was what we claim. */
 async function describeSetup(v: Variant, c: NsCluster, setupMs: number): Promise<VariantSetup> {
-  const iface = v === 'sealnet' || v === 'sealnet-route-only' ? WG_INTERFACE : v === 'plaintext' ? undefined : HAND_INTERFACE;
-  const link = iface === undefined ? undefined : (await c.execNode('n1', ['ip', '-o', 'link', 'show', 'dev', iface])).stdout.trim();
-  const route = (await c.execNode('n1', ['ip', 'route', 'get', c.resolve(TO), 'from', c.resolve(FROM), 'iif', 'cni0'])).stdout.trim();
+  const iface =
+    v === 'sealnet' || v === 'sealnet-route-only' ? WG_INTERFACE : v === 'plaintext' ? undefined : HAND_INTERFACE;
+  const link =
+    iface === undefined
+      ? undefined
+      : (await c.execNode('n1', ['ip', '-o', 'link', 'show', 'dev', iface])).stdout.trim();
+  const route = (
+    await c.execNode('n1', ['ip', 'route', 'get', c.resolve(TO), 'from', c.resolve(FROM), 'iif', 'cni0'])
+  ).stdout.trim();
   const exes = Object.fromEntries(c.nodeNames().map((n) => [n, wireguardGoExes(c, n)]));
   const rules = (await c.execNode('n1', ['ip', 'rule', 'show'])).stdout.trim();
   const bpf: string[] = [];
-  for (const [dev, dir] of [['eth0', 'egress'], ['eth0', 'ingress'], ['cni0', 'ingress'], ['cni0', 'egress']] as const) {
+  for (const [dev, dir] of [
+    ['eth0', 'egress'],
+    ['eth0', 'ingress'],
+    ['cni0', 'ingress'],
+    ['cni0', 'egress'],
+  ] as const) {
     const r = await c.execNode('n1', ['tc', 'filter', 'show', 'dev', dev, dir], { check: false });
     for (const m of r.stdout.matchAll(/ name (\S+)/g)) bpf.push(`${dev} ${dir}: ${m[1] ?? '?'}`);
   }
   const eth0Egress = v === 'sealnet' || v === 'sealnet-route-only' ? await eth0EgressFilters(c) : undefined;
-  return { variant: v, prefix: c.prefix, wireguardGoExe: exes, tunnelLink: link, routeToPeerPods: route, rules, bpfPrograms: bpf, setupMs, ...(eth0Egress === undefined ? {} : { eth0Egress }) };
+  return {
+    variant: v,
+    prefix: c.prefix,
+    wireguardGoExe: exes,
+    tunnelLink: link,
+    routeToPeerPods: route,
+    rules,
+    bpfPrograms: bpf,
+    setupMs,
+    ...(eth0Egress === undefined ? {} : { eth0Egress }),
+  };
 }
 
 /** `tc filter show dev eth0 egress` on every node. */
 async function eth0EgressFilters(c: NsCluster): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
-  for (const n of c.nodeNames()) out[n] = (await c.execNode(n, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress'], { check: false })).stdout;
+  for (const n of c.nodeNames())
+    out[n] = (await c.execNode(n, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress'], { check: false })).stdout;
   return out;
 }
 
@@ -117,10 +169,15 @@ export function checkSteering(setups: readonly VariantSetup[]): void {
     if (s.variant !== 'sealnet' && s.variant !== 'sealnet-route-only') continue;
     const on = s.variant === 'sealnet';
     for (const [node, out] of Object.entries(s.eth0Egress ?? {})) {
-      if ((out.trim() !== '') !== on) throw new Error(`${s.variant}/${node}: tc filter show dev eth0 egress is ${on ? 'empty, expected the steering classifier' : `not empty, expected nothing: ${out.trim()}`}`);
+      if ((out.trim() !== '') !== on)
+        throw new Error(
+          `${s.variant}/${node}: tc filter show dev eth0 egress is ${on ? 'empty, expected the steering classifier' : `not empty, expected nothing: ${out.trim()}`}`,
+        );
     }
-    if (!on && s.bpfPrograms.length > 0) throw new Error(`${s.variant}: BPF programs attached: ${s.bpfPrograms.join(', ')}`);
-    if (!s.routeToPeerPods.includes(`dev ${WG_INTERFACE}`)) throw new Error(`${s.variant}: pod traffic is not routed into ${WG_INTERFACE}: ${s.routeToPeerPods}`);
+    if (!on && s.bpfPrograms.length > 0)
+      throw new Error(`${s.variant}: BPF programs attached: ${s.bpfPrograms.join(', ')}`);
+    if (!s.routeToPeerPods.includes(`dev ${WG_INTERFACE}`))
+      throw new Error(`${s.variant}: pod traffic is not routed into ${WG_INTERFACE}: ${s.routeToPeerPods}`);
   }
 }
 
@@ -129,7 +186,8 @@ function checkBinaries(setups: readonly VariantSetup[], pinned: string): void {
   for (const s of setups) {
     const want = s.variant === 'plaintext' ? [] : s.variant === 'hand-debian' ? [DEBIAN_WIREGUARD_GO] : [pinned];
     for (const [node, exes] of Object.entries(s.wireguardGoExe)) {
-      if (JSON.stringify(exes) !== JSON.stringify(want)) throw new Error(`${s.variant}/${node} runs ${JSON.stringify(exes)}, expected ${JSON.stringify(want)}`);
+      if (JSON.stringify(exes) !== JSON.stringify(want))
+        throw new Error(`${s.variant}/${node} runs ${JSON.stringify(exes)}, expected ${JSON.stringify(want)}`);
     }
   }
 }
@@ -158,8 +216,14 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
     const subjects = new Map<Variant, CpuSubjects>();
     for (const [v, c] of clusters) {
       subjects.set(v, cpuSubjects(c));
-      if (o.pin === true) for (const pid of subjects.get(v)?.wireguardGo ?? []) await run(['taskset', '-a', '-p', '-c', PIN.wireguardGo, String(pid)]);
-      const s = new IperfServer(c, { pod: TO, port: IPERF_PORT, ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }) });
+      if (o.pin === true)
+        for (const pid of subjects.get(v)?.wireguardGo ?? [])
+          await run(['taskset', '-a', '-p', '-c', PIN.wireguardGo, String(pid)]);
+      const s = new IperfServer(c, {
+        pod: TO,
+        port: IPERF_PORT,
+        ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }),
+      });
       await s.restart();
       servers.set(v, s);
       await startPingPongServer(c, { pod: TO, port: PINGPONG_PORT });
@@ -179,24 +243,50 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
           const shape = testShape(test);
           const who = get(subjects, v);
           let before = cpuSnapshot(who);
-          let out = await runIperf(c, { from: FROM, to: TO, port: IPERF_PORT, seconds: o.durationS, ...shape, ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }) });
+          let out = await runIperf(c, {
+            from: FROM,
+            to: TO,
+            port: IPERF_PORT,
+            seconds: o.durationS,
+            ...shape,
+            ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }),
+          });
           if (out.error !== undefined) {
             o.log(`  ${v} ${test}: ${out.error}; restarting the server and retrying once`);
             await get(servers, v).restart();
             before = cpuSnapshot(who);
-            out = await runIperf(c, { from: FROM, to: TO, port: IPERF_PORT, seconds: o.durationS, ...shape, ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }) });
+            out = await runIperf(c, {
+              from: FROM,
+              to: TO,
+              port: IPERF_PORT,
+              seconds: o.durationS,
+              ...shape,
+              ...(iperfCpus === undefined ? {} : { cpus: iperfCpus }),
+            });
           }
           const cpu = cpuSince(who, before);
           iperf.push({ round: r, variant: v, test, at, ...out, cpu });
           const gbit = out.bytes === undefined ? undefined : (out.bytes * 8) / 1e9;
-          const perGbit = gbit === undefined || gbit === 0 ? '' : `, ${((cpu.agentS + cpu.wireguardGoS) / gbit).toFixed(3)} CPU-s/Gbit`;
-          o.log(`  ${test} ${v}: ${out.bitsPerSecond === undefined ? `FAILED ${out.error ?? ''}` : `${(out.bitsPerSecond / 1e6).toFixed(0)} Mbit/s${perGbit}`}`);
+          const perGbit =
+            gbit === undefined || gbit === 0
+              ? ''
+              : `, ${((cpu.agentS + cpu.wireguardGoS) / gbit).toFixed(3)} CPU-s/Gbit`;
+          o.log(
+            `  ${test} ${v}: ${out.bitsPerSecond === undefined ? `FAILED ${out.error ?? ''}` : `${(out.bitsPerSecond / 1e6).toFixed(0)} Mbit/s${perGbit}`}`,
+          );
           await sleep(200);
         }
       }
       for (const v of order) {
         const at = Date.now();
-        const pp = await runPingPong(get(clusters, v), { from: FROM, to: TO, port: PINGPONG_PORT, count: o.latencyCount, warmup: 100, size: 64 });
+        const pp = await runPingPong(get(clusters, v), {
+          from: FROM,
+          to: TO,
+          port: PINGPONG_PORT,
+          count: o.latencyCount,
+          warmup: 100,
+          size: 64,
+        });
         latency.push({ round: r, variant: v, at, size: 64, rttUs: pp.rttUs, error: pp.error });
       }
     }

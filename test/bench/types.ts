@@ -12,7 +12,15 @@ import type { SteeringMapResult } from './steering-report.js';
 export const RESULT_SCHEMA = 1;
 
 /** Benchmark names accepted on the command line. */
-export const BENCHMARKS = ['throughput', 'join', 'mtu-sweep', 'scale', 'steering-map', 'rotation', 'kernel-throughput'] as const;
+export const BENCHMARKS = [
+  'throughput',
+  'join',
+  'mtu-sweep',
+  'scale',
+  'steering-map',
+  'rotation',
+  'kernel-throughput',
+] as const;
 /** One of {@link BENCHMARKS}. */
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
@@ -308,7 +316,12 @@ export interface ScaleShape {
   /** Status annotation: `legacy` (agents today), `summary` (≤ 1 KiB stand-in of the new design), `none`. */
   readonly status: string;
   /** Bytes of one simulated node's object as the store returns it, per store and size (measured). */
-  readonly objectBytes: { store: ScaleStore; nodes: number; bytes: number | undefined; statusBytes: number | undefined }[];
+  readonly objectBytes: {
+    store: ScaleStore;
+    nodes: number;
+    bytes: number | undefined;
+    statusBytes: number | undefined;
+  }[];
 }
 
 /** Kinds of single changes timed at the largest N. */

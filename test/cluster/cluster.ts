@@ -13,7 +13,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,10 +54,16 @@ export interface ClusterBinaries {
 /** Builds (or finds) the tier's binaries with scripts/cluster-binaries.sh. */
 export async function clusterBinaries(): Promise<ClusterBinaries> {
   const r = await run(['bash', join(repo, 'scripts', 'cluster-binaries.sh')], { timeoutMs: 60 * 60_000 });
-  const v = new Map(r.stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const));
+  const v = new Map(
+    r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const),
+  );
   const get = (k: string): string => {
     const p = v.get(k);
-    if (p === undefined || !existsSync(p)) throw new Error(`scripts/cluster-binaries.sh printed no usable ${k} (output: ${r.stdout})`);
+    if (p === undefined || !existsSync(p))
+      throw new Error(`scripts/cluster-binaries.sh printed no usable ${k} (output: ${r.stdout})`);
     return p;
   };
   return {
@@ -136,8 +152,22 @@ export class RealCluster {
     await this.startControllers();
     const images = join(this.dir, 'images');
     mkdirSync(images, { recursive: true });
-    await buildOciArchive({ work: join(this.dir, 'oci-pause'), out: join(images, 'pause.tar'), ref: PAUSE_IMAGE, binary: this.bins.pause, name: 'pause', entrypoint: ['/pause'] });
-    await buildOciArchive({ work: join(this.dir, 'oci-testpod'), out: join(images, 'testpod.tar'), ref: TESTPOD_IMAGE, binary: this.bins.testpod, name: 'testpod', entrypoint: ['/testpod'] });
+    await buildOciArchive({
+      work: join(this.dir, 'oci-pause'),
+      out: join(images, 'pause.tar'),
+      ref: PAUSE_IMAGE,
+      binary: this.bins.pause,
+      name: 'pause',
+      entrypoint: ['/pause'],
+    });
+    await buildOciArchive({
+      work: join(this.dir, 'oci-testpod'),
+      out: join(images, 'testpod.tar'),
+      ref: TESTPOD_IMAGE,
+      binary: this.bins.testpod,
+      name: 'testpod',
+      entrypoint: ['/testpod'],
+    });
     await run(['ip', 'netns', 'add', this.underlayNetns]);
     const ul = (args: string[]): Promise<ExecResult> => run(['ip', '-n', this.underlayNetns, ...args]);
     await ul(['link', 'add', 'br0', 'type', 'bridge']);
@@ -152,18 +182,41 @@ export class RealCluster {
   private async startControllers(): Promise<void> {
     const kc = this.api.adminKubeconfig;
     const cmPort = await freePort();
-    this.controllerManager = spawnBackground([
-      this.bins.kubeControllerManager, `--kubeconfig=${kc}`, `--authentication-kubeconfig=${kc}`, `--authorization-kubeconfig=${kc}`,
-      '--bind-address=127.0.0.1', `--secure-port=${cmPort}`, `--cert-dir=${join(this.dir, 'kcm-certs')}`, '--leader-elect=false',
-      `--root-ca-file=${this.api.pki.caCert}`, `--service-account-private-key-file=${this.api.pki.saKey}`, '--use-service-account-credentials=false',
-      // Node CIDRs are set by the harness (each node's CNI config names its /24).
-      '--allocate-node-cidrs=false', '--controllers=*', '--v=1',
-    ], { logFile: join(this.dir, 'kube-controller-manager.log') });
+    this.controllerManager = spawnBackground(
+      [
+        this.bins.kubeControllerManager,
+        `--kubeconfig=${kc}`,
+        `--authentication-kubeconfig=${kc}`,
+        `--authorization-kubeconfig=${kc}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${cmPort}`,
+        `--cert-dir=${join(this.dir, 'kcm-certs')}`,
+        '--leader-elect=false',
+        `--root-ca-file=${this.api.pki.caCert}`,
+        `--service-account-private-key-file=${this.api.pki.saKey}`,
+        '--use-service-account-credentials=false',
+        // Node CIDRs are set by the harness (each node's CNI config names its /24).
+        '--allocate-node-cidrs=false',
+        '--controllers=*',
+        '--v=1',
+      ],
+      { logFile: join(this.dir, 'kube-controller-manager.log') },
+    );
     const schedPort = await freePort();
-    this.scheduler = spawnBackground([
-      this.bins.kubeScheduler, `--kubeconfig=${kc}`, `--authentication-kubeconfig=${kc}`, `--authorization-kubeconfig=${kc}`,
-      '--bind-address=127.0.0.1', `--secure-port=${schedPort}`, `--cert-dir=${join(this.dir, 'sched-certs')}`, '--leader-elect=false', '--v=1',
-    ], { logFile: join(this.dir, 'kube-scheduler.log') });
+    this.scheduler = spawnBackground(
+      [
+        this.bins.kubeScheduler,
+        `--kubeconfig=${kc}`,
+        `--authentication-kubeconfig=${kc}`,
+        `--authorization-kubeconfig=${kc}`,
+        '--bind-address=127.0.0.1',
+        `--secure-port=${schedPort}`,
+        `--cert-dir=${join(this.dir, 'sched-certs')}`,
+        '--leader-elect=false',
+        '--v=1',
+      ],
+      { logFile: join(this.dir, 'kube-scheduler.log') },
+    );
   }
 
   /** Signs a kubelet client certificate (system:node:<name> in system:nodes) with the test CA. */
@@ -173,30 +226,90 @@ export class RealCluster {
     const cert = join(dir, 'kubelet-client.crt');
     const ext = join(dir, 'kubelet-client.ext');
     writeFileSync(ext, 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n');
-    await run(['openssl', 'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/O=system:nodes/CN=system:node:${name}`]);
-    await run(['openssl', 'x509', '-req', '-in', csr, '-CA', this.api.pki.caCert, '-CAkey', this.api.pki.caKey, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '2', '-out', cert, '-extfile', ext]);
+    await run([
+      'openssl',
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      csr,
+      '-subj',
+      `/O=system:nodes/CN=system:node:${name}`,
+    ]);
+    await run([
+      'openssl',
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      this.api.pki.caCert,
+      '-CAkey',
+      this.api.pki.caKey,
+      '-set_serial',
+      `0x${randomBytes(8).toString('hex')}`,
+      '-days',
+      '2',
+      '-out',
+      cert,
+      '-extfile',
+      ext,
+    ]);
     return { cert, key };
   }
 
   /** Cgroup hierarchies the node's cgroup root must exist in (every v1 one and the unified one). */
   private static hierarchies(): string[] {
     const base = '/sys/fs/cgroup';
-    return readdirSync(base).map((h) => join(base, h)).filter((p) => existsSync(join(p, 'cgroup.procs')));
+    return readdirSync(base)
+      .map((h) => join(base, h))
+      .filter((p) => existsSync(join(p, 'cgroup.procs')));
   }
 
   private async addNode(i: number): Promise<void> {
     const name = `n${i}`;
     const netns = `${this.prefix}-${name}`;
     const dir = join(this.dir, name);
-    const node: RealNode = { index: i, name, netns, address: `198.18.0.${i}`, podCidr: `100.64.${i}.0/24`, dir, cgroupRoot: `/${netns}`, boot: undefined };
+    const node: RealNode = {
+      index: i,
+      name,
+      netns,
+      address: `198.18.0.${i}`,
+      podCidr: `100.64.${i}.0/24`,
+      dir,
+      cgroupRoot: `/${netns}`,
+      boot: undefined,
+    };
     this.nodes.push(node);
     mkdirSync(join(dir, 'images'), { recursive: true });
-    for (const f of ['pause.tar', 'testpod.tar']) await run(['ln', '-sf', join(this.dir, 'images', f), join(dir, 'images', f)]);
-    for (const [k, img] of (this.opts.images ?? []).entries()) await run(['ln', '-sf', img, join(dir, 'images', `extra${k}.tar`)]);
+    for (const f of ['pause.tar', 'testpod.tar'])
+      await run(['ln', '-sf', join(this.dir, 'images', f), join(dir, 'images', f)]);
+    for (const [k, img] of (this.opts.images ?? []).entries())
+      await run(['ln', '-sf', img, join(dir, 'images', `extra${k}.tar`)]);
     for (const h of RealCluster.hierarchies()) mkdirSync(join(h, node.cgroupRoot), { recursive: true });
     // Network: veth from the underlay bridge into the node (created inside the namespaces).
     await run(['ip', 'netns', 'add', netns]);
-    await run(['ip', '-n', this.underlayNetns, 'link', 'add', `v${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns]);
+    await run([
+      'ip',
+      '-n',
+      this.underlayNetns,
+      'link',
+      'add',
+      `v${i}`,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'netns',
+      netns,
+    ]);
     await run(['ip', '-n', this.underlayNetns, 'link', 'set', `v${i}`, 'master', 'br0', 'up']);
     const nn = (args: string[]): Promise<ExecResult> => run(['ip', '-n', netns, ...args]);
     await nn(['link', 'set', 'lo', 'up']);
@@ -204,20 +317,46 @@ export class RealCluster {
     await nn(['link', 'set', 'eth0', 'up']);
     await run(['ip', 'netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     // host-gw: every other node's pod /24 via that node's underlay address.
-    for (let j = 1; j <= (this.opts.nodes ?? 3); j++) if (j !== i) await nn(['route', 'add', `100.64.${j}.0/24`, 'via', `198.18.0.${j}`, 'dev', 'eth0']);
+    for (let j = 1; j <= (this.opts.nodes ?? 3); j++)
+      if (j !== i) await nn(['route', 'add', `100.64.${j}.0/24`, 'via', `198.18.0.${j}`, 'dev', 'eth0']);
     // The API: 127.0.0.1:6443 in the node (kubelet) and the `kubernetes` Service address 10.96.0.1:443
     // (hostNetwork pods' in-cluster config) both relayed to the API server on the host's loopback.
-    await this.relay?.addNode({ spawnNode: (_n: string, argv: readonly string[], o: { logFile?: string }) => spawnBackground(['nsenter', `--net=/run/netns/${netns}`, '--', ...argv], o) } as unknown as NsCluster, name);
+    await this.relay?.addNode(
+      {
+        spawnNode: (_n: string, argv: readonly string[], o: { logFile?: string }) =>
+          spawnBackground(['nsenter', `--net=/run/netns/${netns}`, '--', ...argv], o),
+      } as unknown as NsCluster,
+      name,
+    );
     const { cert, key } = await this.kubeletCert(dir, name);
     const kubeconfig = join(dir, 'kubelet.kubeconfig');
-    await writeKubeconfig(kubeconfig, { server: `https://127.0.0.1:${NODE_API_PORT}`, caCert: this.api.pki.caCert, user: `system:node:${name}`, auth: { clientCert: cert, clientKey: key } });
-    writeFileSync(join(dir, 'cni.conflist'), JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'sealnet-test',
-      plugins: [{ type: 'bridge', bridge: 'cni0', isGateway: true, ipMasq: false, ipam: { type: 'host-local', ranges: [[{ subnet: node.podCidr }]], routes: [{ dst: '0.0.0.0/0' }] } }],
-    }));
+    await writeKubeconfig(kubeconfig, {
+      server: `https://127.0.0.1:${NODE_API_PORT}`,
+      caCert: this.api.pki.caCert,
+      user: `system:node:${name}`,
+      auth: { clientCert: cert, clientKey: key },
+    });
+    writeFileSync(
+      join(dir, 'cni.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'sealnet-test',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: 'cni0',
+            isGateway: true,
+            ipMasq: false,
+            ipam: { type: 'host-local', ranges: [[{ subnet: node.podCidr }]], routes: [{ dst: '0.0.0.0/0' }] },
+          },
+        ],
+      }),
+    );
     writeFileSync(join(dir, 'containerd.toml'), containerdConfig(this.bins));
-    writeFileSync(join(dir, 'kubelet.yaml'), kubeletConfig({ caCert: this.api.pki.caCert, cgroupRoot: node.cgroupRoot, address: node.address }));
+    writeFileSync(
+      join(dir, 'kubelet.yaml'),
+      kubeletConfig({ caCert: this.api.pki.caCert, cgroupRoot: node.cgroupRoot, address: node.address }),
+    );
     const env = {
       BIN_PATH: [dirname(this.bins.containerd), dirname(this.bins.runc)].join(':'),
       CONTAINERD_BIN: this.bins.containerd,
@@ -227,27 +366,57 @@ export class RealCluster {
       NODE_IP: node.address,
       EXTRA_IMAGE_BASE: this.opts.imageBaseName ?? '',
     };
-    node.boot = spawnBackground(['nsenter', `--net=/run/netns/${netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'bash', join(here, 'node.sh'), dir], { logFile: join(dir, 'boot.log'), env });
+    node.boot = spawnBackground(
+      [
+        'nsenter',
+        `--net=/run/netns/${netns}`,
+        '--',
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        'bash',
+        join(here, 'node.sh'),
+        dir,
+      ],
+      { logFile: join(dir, 'boot.log'), env },
+    );
     // The Node object appears once kubelet registers; then the harness gives it its pod CIDR
     // (what kube-controller-manager's nodeipam would do, with the /24 the CNI config names).
     const deadline = Date.now() + 120_000;
     for (;;) {
-      if (!node.boot.running()) throw new Error(`node ${name} boot script exited: ${tail(join(dir, 'boot.log'))}\nkubelet: ${tail(join(dir, 'kubelet.log'))}\ncontainerd: ${tail(join(dir, 'containerd.log'))}`);
+      if (!node.boot.running())
+        throw new Error(
+          `node ${name} boot script exited: ${tail(join(dir, 'boot.log'))}\nkubelet: ${tail(join(dir, 'kubelet.log'))}\ncontainerd: ${tail(join(dir, 'containerd.log'))}`,
+        );
       const r = await this.api.kubectl(['get', 'node', name, '-o', 'jsonpath={.metadata.name}'], { check: false });
       if (r.code === 0) break;
-      if (Date.now() > deadline) throw new Error(`node ${name} did not register in 120 s: ${tail(join(dir, 'kubelet.log'))}`);
+      if (Date.now() > deadline)
+        throw new Error(`node ${name} did not register in 120 s: ${tail(join(dir, 'kubelet.log'))}`);
       await sleep(500);
     }
-    await this.api.kubectl(['patch', 'node', name, '--type=merge', '-p', JSON.stringify({ spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] } })]);
+    await this.api.kubectl([
+      'patch',
+      'node',
+      name,
+      '--type=merge',
+      '-p',
+      JSON.stringify({ spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] } }),
+    ]);
   }
 
   /** Waits until the Node reports Ready=True. */
   async waitNodeReady(name: string, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const r = await this.api.kubectl(['get', 'node', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'], { check: false });
+      const r = await this.api.kubectl(
+        ['get', 'node', name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'],
+        { check: false },
+      );
       if (r.stdout.trim() === 'True') return;
-      if (Date.now() > deadline) throw new Error(`node ${name} not Ready after ${timeoutMs} ms: ${tail(join(this.dir, name, 'kubelet.log'))}`);
+      if (Date.now() > deadline)
+        throw new Error(`node ${name} not Ready after ${timeoutMs} ms: ${tail(join(this.dir, name, 'kubelet.log'))}`);
       await sleep(1000);
     }
   }
@@ -256,8 +425,15 @@ export class RealCluster {
    * Runs argv in a node's network namespace (tcpdump, ip, wg): the node's mount namespace is not
    * needed for network state.
    */
-  nodeExec(node: RealNode, argv: readonly string[], o: { check?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
-    return run(['nsenter', `--net=/run/netns/${node.netns}`, '--', ...argv], { check: o.check ?? true, timeoutMs: o.timeoutMs ?? 30_000 });
+  nodeExec(
+    node: RealNode,
+    argv: readonly string[],
+    o: { check?: boolean; timeoutMs?: number } = {},
+  ): Promise<ExecResult> {
+    return run(['nsenter', `--net=/run/netns/${node.netns}`, '--', ...argv], {
+      check: o.check ?? true,
+      timeoutMs: o.timeoutMs ?? 30_000,
+    });
   }
 
   /** PIDs whose cgroup (any hierarchy) lies under one of this run's node cgroup roots. */
@@ -391,32 +567,36 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 
 /** KubeletConfiguration for one node (cgroup v1 hybrid, no systemd, no global sysctl writes). */
 function kubeletConfig(o: { caCert: string; cgroupRoot: string; address: string }): string {
-  return JSON.stringify({
-    apiVersion: 'kubelet.config.k8s.io/v1beta1',
-    kind: 'KubeletConfiguration',
-    failCgroupV1: false,
-    cgroupDriver: 'cgroupfs',
-    cgroupRoot: o.cgroupRoot,
-    cgroupsPerQOS: true,
-    protectKernelDefaults: true,
-    containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
-    address: o.address,
-    port: 10250,
-    readOnlyPort: 0,
-    healthzBindAddress: '127.0.0.1',
-    authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: o.caCert } },
-    authorization: { mode: 'Webhook' },
-    failSwapOn: false,
-    resolvConf: '/etc/resolv.conf',
-    // A shared test machine: no eviction, no image GC.
-    evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '1%', 'imagefs.available': '1%' },
-    imageGCHighThresholdPercent: 100,
-    imageGCLowThresholdPercent: 99,
-    localStorageCapacityIsolation: false,
-    serializeImagePulls: false,
-    registerNode: true,
-    nodeStatusReportFrequency: '10s',
-  }, null, 2);
+  return JSON.stringify(
+    {
+      apiVersion: 'kubelet.config.k8s.io/v1beta1',
+      kind: 'KubeletConfiguration',
+      failCgroupV1: false,
+      cgroupDriver: 'cgroupfs',
+      cgroupRoot: o.cgroupRoot,
+      cgroupsPerQOS: true,
+      protectKernelDefaults: true,
+      containerRuntimeEndpoint: 'unix:///run/containerd/containerd.sock',
+      address: o.address,
+      port: 10250,
+      readOnlyPort: 0,
+      healthzBindAddress: '127.0.0.1',
+      authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: o.caCert } },
+      authorization: { mode: 'Webhook' },
+      failSwapOn: false,
+      resolvConf: '/etc/resolv.conf',
+      // A shared test machine: no eviction, no image GC.
+      evictionHard: { 'memory.available': '1Mi', 'nodefs.available': '1%', 'imagefs.available': '1%' },
+      imageGCHighThresholdPercent: 100,
+      imageGCLowThresholdPercent: 99,
+      localStorageCapacityIsolation: false,
+      serializeImagePulls: false,
+      registerNode: true,
+      nodeStatusReportFrequency: '10s',
+    },
+    null,
+    2,
+  );
 }
 
 function tail(path: string, lines = 20): string {

@@ -18,7 +18,14 @@ function blob(dir: string, data: Buffer): { digest: string; size: number } {
  * Writes `out` (an OCI archive) holding image `ref` whose only layer is `binary` at `/<name>`,
  * with `entrypoint` as its command. `work` is a scratch directory (removed afterwards).
  */
-export async function buildOciArchive(o: { work: string; out: string; ref: string; binary: string; name: string; entrypoint: readonly string[] }): Promise<void> {
+export async function buildOciArchive(o: {
+  work: string;
+  out: string;
+  ref: string;
+  binary: string;
+  name: string;
+  entrypoint: readonly string[];
+}): Promise<void> {
   const layout = join(o.work, 'layout');
   const rootfs = join(o.work, 'rootfs');
   mkdirSync(join(layout, 'blobs', 'sha256'), { recursive: true });
@@ -27,26 +34,76 @@ export async function buildOciArchive(o: { work: string; out: string; ref: strin
   chmodSync(join(rootfs, o.name), 0o755);
   const layerTar = join(o.work, 'layer.tar');
   // Fixed owner and mtime: the same binary gives the same digest.
-  await run(['tar', '--create', '--file', layerTar, '--directory', rootfs, '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--sort=name', o.name]);
+  await run([
+    'tar',
+    '--create',
+    '--file',
+    layerTar,
+    '--directory',
+    rootfs,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--mtime=@0',
+    '--sort=name',
+    o.name,
+  ]);
   const layerData = readFileSync(layerTar);
   const layer = blob(layout, layerData);
-  const config = blob(layout, Buffer.from(JSON.stringify({
-    architecture: 'amd64',
-    os: 'linux',
-    config: { Entrypoint: o.entrypoint, Env: ['PATH=/'] },
-    rootfs: { type: 'layers', diff_ids: [layer.digest] },
-  })));
-  const manifest = blob(layout, Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
-  })));
+  const config = blob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        architecture: 'amd64',
+        os: 'linux',
+        config: { Entrypoint: o.entrypoint, Env: ['PATH=/'] },
+        rootfs: { type: 'layers', diff_ids: [layer.digest] },
+      }),
+    ),
+  );
+  const manifest = blob(
+    layout,
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...layer }],
+      }),
+    ),
+  );
   writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  writeFileSync(join(layout, 'index.json'), JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: { 'io.containerd.image.name': o.ref, 'org.opencontainers.image.ref.name': o.ref.split(':').pop() } }],
-  }));
-  await run(['tar', '--create', '--file', o.out, '--directory', layout, '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '--sort=name', 'oci-layout', 'index.json', 'blobs']);
+  writeFileSync(
+    join(layout, 'index.json'),
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [
+        {
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          ...manifest,
+          annotations: {
+            'io.containerd.image.name': o.ref,
+            'org.opencontainers.image.ref.name': o.ref.split(':').pop(),
+          },
+        },
+      ],
+    }),
+  );
+  await run([
+    'tar',
+    '--create',
+    '--file',
+    o.out,
+    '--directory',
+    layout,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--mtime=@0',
+    '--sort=name',
+    'oci-layout',
+    'index.json',
+    'blobs',
+  ]);
   rmSync(o.work, { recursive: true, force: true });
 }

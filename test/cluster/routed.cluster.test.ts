@@ -38,7 +38,13 @@ const podManifest = (i: number): object => ({
   metadata: { name: `traffic-${i}`, namespace: 'default', labels: { app: 'traffic' } },
   spec: {
     // One per node, decided by kube-scheduler (not nodeName).
-    affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: 'traffic' } }, topologyKey: 'kubernetes.io/hostname' }] } },
+    affinity: {
+      podAntiAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [
+          { labelSelector: { matchLabels: { app: 'traffic' } }, topologyKey: 'kubernetes.io/hostname' },
+        ],
+      },
+    },
     tolerations: [{ operator: 'Exists' }],
     containers: [{ name: 'serve', image: TESTPOD_IMAGE, imagePullPolicy: 'Never', args: ['serve'] }],
   },
@@ -69,22 +75,39 @@ async function findServePid(cluster: RealCluster, ip: string): Promise<number> {
 
 async function trafficPods(cluster: RealCluster): Promise<TrafficPod[]> {
   const r = await cluster.api.kubectl(['get', 'pods', '-n', 'default', '-l', 'app=traffic', '-o', 'json']);
-  const items = (JSON.parse(r.stdout) as { items: { metadata: { name: string }; spec: { nodeName?: string }; status: { podIP?: string; phase?: string } }[] }).items;
+  const items = (
+    JSON.parse(r.stdout) as {
+      items: { metadata: { name: string }; spec: { nodeName?: string }; status: { podIP?: string; phase?: string } }[];
+    }
+  ).items;
   const pods: TrafficPod[] = [];
   for (const it of items) {
-    if (it.status.phase !== 'Running' || it.status.podIP === undefined || it.spec.nodeName === undefined) throw new Error(`pod ${it.metadata.name} not running`);
-    pods.push({ name: it.metadata.name, node: it.spec.nodeName, ip: it.status.podIP, pid: await findServePid(cluster, it.status.podIP) });
+    if (it.status.phase !== 'Running' || it.status.podIP === undefined || it.spec.nodeName === undefined)
+      throw new Error(`pod ${it.metadata.name} not running`);
+    pods.push({
+      name: it.metadata.name,
+      node: it.spec.nodeName,
+      ip: it.status.podIP,
+      pid: await findServePid(cluster, it.status.podIP),
+    });
   }
   return pods;
 }
 
 /** Probes every ordered pair (TCP, UDP, ICMP with the canary) from inside the source pod's netns. */
-async function probeAll(cluster: RealCluster, pods: readonly TrafficPod[], canary: string): Promise<{ pair: string; ok: boolean; out: string }[]> {
+async function probeAll(
+  cluster: RealCluster,
+  pods: readonly TrafficPod[],
+  canary: string,
+): Promise<{ pair: string; ok: boolean; out: string }[]> {
   const out: { pair: string; ok: boolean; out: string }[] = [];
   for (const a of pods) {
     for (const b of pods) {
       if (a === b) continue;
-      const r = await run(['nsenter', '-t', String(a.pid), '-n', cluster.bins.testpod, 'probe', b.ip, canary], { check: false, timeoutMs: 30_000 });
+      const r = await run(['nsenter', '-t', String(a.pid), '-n', cluster.bins.testpod, 'probe', b.ip, canary], {
+        check: false,
+        timeoutMs: 30_000,
+      });
       out.push({ pair: `${a.node}->${b.node}`, ok: r.code === 0, out: r.stdout.trim().replace(/\n/g, ', ') });
     }
   }
@@ -92,8 +115,20 @@ async function probeAll(cluster: RealCluster, pods: readonly TrafficPod[], canar
 }
 
 /** Captures on the underlay bridge while `fn` runs. */
-async function underCapture(cluster: RealCluster, file: string, canary: string, fn: () => Promise<void>): Promise<CaptureResult> {
-  const cap = await startCapture({ netns: cluster.underlayNetns, iface: 'br0', file: join(cluster.dir, file), podCidrs: POD_CIDRS, wireguardPorts: [WG_PORT, WG_PORT + 1], canaries: [canary] });
+async function underCapture(
+  cluster: RealCluster,
+  file: string,
+  canary: string,
+  fn: () => Promise<void>,
+): Promise<CaptureResult> {
+  const cap = await startCapture({
+    netns: cluster.underlayNetns,
+    iface: 'br0',
+    file: join(cluster.dir, file),
+    podCidrs: POD_CIDRS,
+    wireguardPorts: [WG_PORT, WG_PORT + 1],
+    canaries: [canary],
+  });
   try {
     await fn();
   } catch (err) {
@@ -113,9 +148,18 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
 
   beforeAll(async () => {
     // Without the agent image the cluster and the plaintext baseline still run; the sealnet tests fail naming it.
-    cluster = await RealCluster.start({ nodes: 3, images: existsSync(AGENT_IMAGE) ? [AGENT_IMAGE] : [], imageBaseName: 'ghcr.io/sealnet/sealnet-agent', log });
-    for (let i = 1; i <= 3; i++) await cluster.api.kubectl(['apply', '-f', '-'], { input: JSON.stringify(podManifest(i)) });
-    await cluster.api.kubectl(['wait', '--for=condition=Ready', 'pod', '-l', 'app=traffic', '-n', 'default', '--timeout=180s'], { timeoutMs: 200_000 });
+    cluster = await RealCluster.start({
+      nodes: 3,
+      images: existsSync(AGENT_IMAGE) ? [AGENT_IMAGE] : [],
+      imageBaseName: 'ghcr.io/sealnet/sealnet-agent',
+      log,
+    });
+    for (let i = 1; i <= 3; i++)
+      await cluster.api.kubectl(['apply', '-f', '-'], { input: JSON.stringify(podManifest(i)) });
+    await cluster.api.kubectl(
+      ['wait', '--for=condition=Ready', 'pod', '-l', 'app=traffic', '-n', 'default', '--timeout=180s'],
+      { timeoutMs: 200_000 },
+    );
   }, 1_800_000);
 
   afterAll(async () => {
@@ -140,40 +184,66 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     expect(cap.podPlaintextPackets).toBeGreaterThan(0);
   }, 120_000);
 
-  itAgent('helm install with defaults + the required value: the DaemonSet is ready on all 3 kubelets', async () => {
-    if (!existsSync(AGENT_IMAGE)) throw new Error(`agent image ${AGENT_IMAGE} missing: run \`npm run image\` (or set SEALNET_AGENT_IMAGE)`);
-    // The agents run with hostNetwork in the nodes' namespaces, where the API server is relayed on
-    // 127.0.0.1:6443 (no kube-proxy serves the service address here).
-    const set = [...REQUIRED_VALUES, 'agent.apiServer.host=127.0.0.1', 'agent.apiServer.port=6443'].flatMap((v) => ['--set', v]);
-    await cluster.api.helm(['install', 'sealnet', CHART_DIR, '--namespace', 'sealnet', '--create-namespace', ...set], { timeoutMs: 120_000 });
-    const deadline = Date.now() + 300_000;
-    let last = '';
-    for (;;) {
-      const r = await cluster.api.kubectl(['get', 'ds', '-n', 'sealnet', 'sealnet', '-o', 'jsonpath={.status.numberReady}/{.status.desiredNumberScheduled}'], { check: false });
-      last = r.stdout.trim();
-      if (last === '3/3') break;
-      if (Date.now() > deadline) {
-        const pods = await cluster.api.kubectl(['get', 'pods', '-n', 'sealnet', '-o', 'wide'], { check: false });
-        throw new Error(`DaemonSet not ready: ${last}\n${pods.stdout}\n${agentLogs(cluster)}`);
+  itAgent(
+    'helm install with defaults + the required value: the DaemonSet is ready on all 3 kubelets',
+    async () => {
+      if (!existsSync(AGENT_IMAGE))
+        throw new Error(`agent image ${AGENT_IMAGE} missing: run \`npm run image\` (or set SEALNET_AGENT_IMAGE)`);
+      // The agents run with hostNetwork in the nodes' namespaces, where the API server is relayed on
+      // 127.0.0.1:6443 (no kube-proxy serves the service address here).
+      const set = [...REQUIRED_VALUES, 'agent.apiServer.host=127.0.0.1', 'agent.apiServer.port=6443'].flatMap((v) => [
+        '--set',
+        v,
+      ]);
+      await cluster.api.helm(
+        ['install', 'sealnet', CHART_DIR, '--namespace', 'sealnet', '--create-namespace', ...set],
+        { timeoutMs: 120_000 },
+      );
+      const deadline = Date.now() + 300_000;
+      let last = '';
+      for (;;) {
+        const r = await cluster.api.kubectl(
+          [
+            'get',
+            'ds',
+            '-n',
+            'sealnet',
+            'sealnet',
+            '-o',
+            'jsonpath={.status.numberReady}/{.status.desiredNumberScheduled}',
+          ],
+          { check: false },
+        );
+        last = r.stdout.trim();
+        if (last === '3/3') break;
+        if (Date.now() > deadline) {
+          const pods = await cluster.api.kubectl(['get', 'pods', '-n', 'sealnet', '-o', 'wide'], { check: false });
+          throw new Error(`DaemonSet not ready: ${last}\n${pods.stdout}\n${agentLogs(cluster)}`);
+        }
+        await sleep(2000);
       }
-      await sleep(2000);
-    }
-    expect(last).toBe('3/3');
-  }, 360_000);
+      expect(last).toBe('3/3');
+    },
+    360_000,
+  );
 
-  itAgent('with sealnet, pod-to-pod TCP/UDP/ICMP on every pair: only tunnel packets on the underlay, no canary', async () => {
-    const pods = await trafficPods(cluster);
-    const canary = `CANARY-sealed-${Date.now()}`;
-    let results: { pair: string; ok: boolean; out: string }[] = [];
-    const cap = await underCapture(cluster, 'sealed.pcap', canary, async () => {
-      results = await probeAll(cluster, pods, canary);
-    });
-    expect(results.filter((r) => !r.ok)).toEqual([]);
-    expect(cap.complete).toBe(true);
-    expect(canaryHits(cap)).toBe(0);
-    expect(cap.podPlaintextPackets).toBe(0);
-    expect(cap.wireguardPackets).toBeGreaterThan(0);
-  }, 180_000);
+  itAgent(
+    'with sealnet, pod-to-pod TCP/UDP/ICMP on every pair: only tunnel packets on the underlay, no canary',
+    async () => {
+      const pods = await trafficPods(cluster);
+      const canary = `CANARY-sealed-${Date.now()}`;
+      let results: { pair: string; ok: boolean; out: string }[] = [];
+      const cap = await underCapture(cluster, 'sealed.pcap', canary, async () => {
+        results = await probeAll(cluster, pods, canary);
+      });
+      expect(results.filter((r) => !r.ok)).toEqual([]);
+      expect(cap.complete).toBe(true);
+      expect(canaryHits(cap)).toBe(0);
+      expect(cap.podPlaintextPackets).toBe(0);
+      expect(cap.wireguardPackets).toBeGreaterThan(0);
+    },
+    180_000,
+  );
 });
 
 /** The agents' container logs, read from the nodes' /var/log/pods (no kubelet:10250 path to the API server). */
@@ -185,7 +255,10 @@ function agentLogs(cluster: RealCluster): string {
     for (const pod of readdirSync(base).filter((d) => d.startsWith('sealnet_'))) {
       for (const c of readdirSync(join(base, pod))) {
         for (const f of readdirSync(join(base, pod, c))) {
-          const lines = readFileSync(join(base, pod, c, f), 'utf8').trim().split('\n').slice(-8);
+          const lines = readFileSync(join(base, pod, c, f), 'utf8')
+            .trim()
+            .split('\n')
+            .slice(-8);
           out.push(`== ${n.name} ${c}/${f}\n${lines.join('\n')}`);
         }
       }

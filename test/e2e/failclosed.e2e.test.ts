@@ -36,11 +36,30 @@ import { ANNOTATIONS } from '../../common/constants.js';
 import type { CaptureResult, Capture } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
 import { run, sleep, type BackgroundProcess } from '../harness/exec.js';
-import { blockStoreWrites, bpfCounters, counterOf, hideStore, loadPcap, plaintextPodPackets, restoreStore, summarizeWindow, unblockStoreWrites, type BpfCounter } from '../harness/faults.js';
+import {
+  blockStoreWrites,
+  bpfCounters,
+  counterOf,
+  hideStore,
+  loadPcap,
+  plaintextPodPackets,
+  restoreStore,
+  summarizeWindow,
+  unblockStoreWrites,
+  type BpfCounter,
+} from '../harness/faults.js';
 import { deleteNodeDoc, newNodeDoc, readNodeDoc, updateNodeDoc, writeNodeDoc } from '../harness/nodestore.js';
 import { parsePing } from '../harness/ping.js';
 import { addressIn } from '../harness/leaks.js';
-import { canaryPingPattern, newCanary, startTcpStream, startUdpStream, type TcpStream, type UdpStream, type UdpStreamResult } from '../harness/traffic.js';
+import {
+  canaryPingPattern,
+  newCanary,
+  startTcpStream,
+  startUdpStream,
+  type TcpStream,
+  type UdpStream,
+  type UdpStreamResult,
+} from '../harness/traffic.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) throw new Error('failclosed.e2e needs root (network namespaces); run the suite as root');
@@ -69,7 +88,8 @@ const report = (line: string): void => {
 
 /** Scrapes the agent's Prometheus endpoint from inside the node. */
 async function metrics(c: NsCluster, node: string): Promise<string> {
-  const script = "fetch('http://127.0.0.1:9588/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})";
+  const script =
+    "fetch('http://127.0.0.1:9588/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})";
   return (await c.execNode(node, [process.execPath, '-e', script], { timeoutMs: 10_000 })).stdout;
 }
 
@@ -89,13 +109,19 @@ async function exportedCounters(c: NsCluster, node: string): Promise<BpfCounter[
   const text = await metrics(c, node);
   const out: BpfCounter[] = [];
   for (const line of text.split('\n')) {
-    const m = /^sealnet_bpf_packets_total\{hook="([a-z_]+)",verdict="([a-z]+)",reason="([a-z_]+)"\} ([0-9.e+]+)$/.exec(line);
+    const m = /^sealnet_bpf_packets_total\{hook="([a-z_]+)",verdict="([a-z]+)",reason="([a-z_]+)"\} ([0-9.e+]+)$/.exec(
+      line,
+    );
     if (m !== null) out.push({ hook: m[1] ?? '', verdict: m[2] ?? '', reason: m[3] ?? '', packets: Number(m[4]) });
   }
   return out;
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  opts: { timeoutMs: number; pollMs?: number },
+): Promise<T> {
   const deadline = Date.now() + opts.timeoutMs;
   for (;;) {
     const v = await fn().catch(() => undefined);
@@ -189,7 +215,15 @@ class Scenario {
         const fromNode = this.c.pod(from).node;
         // One receiver per stream: a port per sending node keeps them apart inside a pod.
         const port = 7200 + this.c.node(fromNode).index;
-        const stream = await startUdpStream(this.c, { from, to, port, pps: PPS, size: SIZE, canary: this.canary, name: `udp-${from}-${to}` });
+        const stream = await startUdpStream(this.c, {
+          from,
+          to,
+          port,
+          pps: PPS,
+          size: SIZE,
+          canary: this.canary,
+          name: `udp-${from}-${to}`,
+        });
         return { from, to, stream };
       }),
     );
@@ -199,7 +233,11 @@ class Scenario {
   /** A continuous ping with the canary as pattern (ICMP both ways). */
   addPing(from: string, to: string): void {
     const log = join(this.c.runDir, 'work', `ping-${from}-${to}.log`);
-    const proc = this.c.spawnPod(from, ['ping', '-n', '-i', '0.2', '-s', '120', '-p', canaryPingPattern(this.canary), this.c.resolve(to)], { logFile: log });
+    const proc = this.c.spawnPod(
+      from,
+      ['ping', '-n', '-i', '0.2', '-s', '120', '-p', canaryPingPattern(this.canary), this.c.resolve(to)],
+      { logFile: log },
+    );
     this.pings.push({ from, to, proc, log });
   }
 
@@ -256,7 +294,8 @@ class Scenario {
       for (const g of st.gaps) {
         const from = st.startedAt + (g.from * 1000) / PPS;
         const to = st.startedAt + ((g.from + g.count) * 1000) / PPS;
-        if (from <= eventMs + 20 && to > eventMs && to - eventMs > worst.ms) worst = { ms: Math.round(to - eventMs), flow: flowName(f) };
+        if (from <= eventMs + 20 && to > eventMs && to - eventMs > worst.ms)
+          worst = { ms: Math.round(to - eventMs), flow: flowName(f) };
       }
     }
     return worst;
@@ -267,19 +306,29 @@ class Scenario {
     const a = await this.snapshot();
     await sleep(ms);
     const b = await this.snapshot();
-    return this.flows.filter(only).filter((f) => (b.get(flowName(f))?.received ?? 0) === (a.get(flowName(f))?.received ?? 0)).map(flowName);
+    return this.flows
+      .filter(only)
+      .filter((f) => (b.get(flowName(f))?.received ?? 0) === (a.get(flowName(f))?.received ?? 0))
+      .map(flowName);
   }
 
   async counters(nodes: readonly string[]): Promise<Record<string, BpfCounter[]>> {
     const out: Record<string, BpfCounter[]> = {};
-    await Promise.all(nodes.map(async (n) => {
-      out[n] = await bpfCounters(this.c, n).catch(() => []);
-    }));
+    await Promise.all(
+      nodes.map(async (n) => {
+        out[n] = await bpfCounters(this.c, n).catch(() => []);
+      }),
+    );
     return out;
   }
 
   async beginPhase(name: string): Promise<void> {
-    this.phase = { name, from: Date.now(), snap: await this.snapshot(), counters: await this.counters(this.c.nodeNames()) };
+    this.phase = {
+      name,
+      from: Date.now(),
+      snap: await this.snapshot(),
+      counters: await this.counters(this.c.nodeNames()),
+    };
   }
 
   /**
@@ -304,10 +353,19 @@ class Scenario {
       // Lost = missing sequence numbers (the receiver's gaps) whose first datagram left in this
       // phase: exact, unlike sent - received, which the two ends' 250 ms status cadence blurs.
       const startedAt = b?.startedAt ?? 0;
-      if ((b?.gaps.length ?? 0) >= 50) throw new Error(`${flowName(f)}: the receiver's gap list is full; cannot count losses`);
-      const inPhase = (b?.gaps ?? []).filter((g) => startedAt + (g.from * 1000) / PPS >= p.from - 20 && startedAt + (g.from * 1000) / PPS < to);
+      if ((b?.gaps.length ?? 0) >= 50)
+        throw new Error(`${flowName(f)}: the receiver's gap list is full; cannot count losses`);
+      const inPhase = (b?.gaps ?? []).filter(
+        (g) => startedAt + (g.from * 1000) / PPS >= p.from - 20 && startedAt + (g.from * 1000) / PPS < to,
+      );
       const longest = inPhase.reduce((m, g) => Math.max(m, g.count), 0);
-      return { flow: flowName(f), sent, received, lost: inPhase.reduce((n, g) => n + g.count, 0), longestGapMs: Math.round((longest * 1000) / PPS) };
+      return {
+        flow: flowName(f),
+        sent,
+        received,
+        lost: inPhase.reduce((n, g) => n + g.count, 0),
+        longestGapMs: Math.round((longest * 1000) / PPS),
+      };
     });
     const deltas: Record<string, Record<string, number>> = {};
     for (const [node, rows] of Object.entries(counters)) {
@@ -326,19 +384,36 @@ class Scenario {
   }
 
   /** Stops every traffic source; returns the final TCP and ping results. */
-  async stopTraffic(): Promise<{ tcp: Awaited<ReturnType<TcpStream['stop']>> | undefined; pings: { from: string; to: string; transmitted: number; received: number }[] }> {
+  async stopTraffic(): Promise<{
+    tcp: Awaited<ReturnType<TcpStream['stop']>> | undefined;
+    pings: { from: string; to: string; transmitted: number; received: number }[];
+  }> {
     const tcp = await this.tcp?.stop();
     await Promise.all(this.pings.map((p) => p.proc.stop({ signal: 'SIGINT', timeoutMs: 3000 })));
-    const pings = await Promise.all(this.pings.map(async (p) => ({ from: p.from, to: p.to, ...parsePing(await readFile(p.log, 'utf8').catch(() => '')) })));
+    const pings = await Promise.all(
+      this.pings.map(async (p) => ({
+        from: p.from,
+        to: p.to,
+        ...parsePing(await readFile(p.log, 'utf8').catch(() => '')),
+      })),
+    );
     await Promise.all(this.flows.map((f) => f.stream.stop()));
-    return { tcp, pings: pings.map((p) => ({ from: p.from, to: p.to, transmitted: p.transmitted, received: p.received })) };
+    return {
+      tcp,
+      pings: pings.map((p) => ({ from: p.from, to: p.to, transmitted: p.transmitted, received: p.received })),
+    };
   }
 }
 
 function logPhase(v: PhaseVerdict): void {
   const cap = v.capture;
   // sent - received over the phase should match the gaps up to the two ends' status cadence.
-  const lost = v.flows.filter((f) => f.lost > 0 || Math.abs(f.sent - f.received - f.lost) > PPS / 2).map((f) => `${f.flow}:${f.lost}(gap ${f.longestGapMs}ms${Math.abs(f.sent - f.received - f.lost) > PPS / 2 ? `, sent-received ${f.sent - f.received}` : ''})`);
+  const lost = v.flows
+    .filter((f) => f.lost > 0 || Math.abs(f.sent - f.received - f.lost) > PPS / 2)
+    .map(
+      (f) =>
+        `${f.flow}:${f.lost}(gap ${f.longestGapMs}ms${Math.abs(f.sent - f.received - f.lost) > PPS / 2 ? `, sent-received ${f.sent - f.received}` : ''})`,
+    );
   report(
     `${v.name}: ${(v.ms / 1000).toFixed(1)} s; capture ${cap.totalPackets} pkts (wireguard ${cap.wireguardPackets}, complete ${cap.complete}), ` +
       `tcpdump captured ${cap.tcpdumpCaptured} dropped ${cap.kernelDropped}; plaintext pod pkts ${cap.podPlaintextPackets}, canary hits ${cap.canaryHits}, pod addrs in ICMP errors ${cap.podAddressInIcmpErrors}; ` +
@@ -346,9 +421,14 @@ function logPhase(v: PhaseVerdict): void {
   );
 }
 
-const sum = (rows: Readonly<Record<string, number>> | undefined, ...keys: string[]): number => keys.reduce((n, k) => n + (rows?.[k] ?? 0), 0);
-const lostOf = (v: PhaseVerdict, pred: (flow: string) => boolean): number => v.flows.filter((f) => pred(f.flow)).reduce((n, f) => n + f.lost, 0);
-const touches = (node: string) => (flow: string): boolean => flow.split('>').some((p) => p.startsWith(`${node}p`));
+const sum = (rows: Readonly<Record<string, number>> | undefined, ...keys: string[]): number =>
+  keys.reduce((n, k) => n + (rows?.[k] ?? 0), 0);
+const lostOf = (v: PhaseVerdict, pred: (flow: string) => boolean): number =>
+  v.flows.filter((f) => pred(f.flow)).reduce((n, f) => n + f.lost, 0);
+const touches =
+  (node: string) =>
+  (flow: string): boolean =>
+    flow.split('>').some((p) => p.startsWith(`${node}p`));
 
 /** Node config every agent gets: guard the underlay before the node store is read. */
 function agentConfig(failClosed: boolean): Record<string, unknown> {
@@ -359,14 +439,28 @@ function agentConfig(failClosed: boolean): Record<string, unknown> {
  * Phase 1 shared by both modes: streams between the first pods of every ordered pair start
  * before any agent exists (plaintext, by design of the host-gw pod network), then all agents start.
  */
-async function phaseAgentsStart(s: Scenario): Promise<{ v: PhaseVerdict; agentStart: Record<string, number>; guard: Record<string, number>; preAgentPlaintext: number; leak: Record<string, { packets: number; lastMs: number | undefined; guardMs: number; mainMs: number | undefined }>; afterGuard: Record<string, number>; afterGuardCanary: number; flowingMs: number }> {
+async function phaseAgentsStart(s: Scenario): Promise<{
+  v: PhaseVerdict;
+  agentStart: Record<string, number>;
+  guard: Record<string, number>;
+  preAgentPlaintext: number;
+  leak: Record<string, { packets: number; lastMs: number | undefined; guardMs: number; mainMs: number | undefined }>;
+  afterGuard: Record<string, number>;
+  afterGuardCanary: number;
+  flowingMs: number;
+}> {
   const c = s.c;
   const nodes = c.nodeNames();
   await s.startCapture('p1-agents-start');
   const firstPod = (n: string): string => c.node(n).pods[0]?.name ?? '';
   await s.addFlows(nodes.flatMap((a) => nodes.filter((b) => b !== a).map((b) => [firstPod(a), firstPod(b)] as const)));
   nodes.forEach((n, i) => s.addPing(firstPod(n), firstPod(nodes[(i + 1) % nodes.length] ?? n)));
-  s.tcp = await startTcpStream(c, { from: firstPod(nodes[0] ?? ''), to: firstPod(nodes[nodes.length - 1] ?? ''), rateBps: 100_000, name: 'tcp-long' });
+  s.tcp = await startTcpStream(c, {
+    from: firstPod(nodes[0] ?? ''),
+    to: firstPod(nodes[nodes.length - 1] ?? ''),
+    rateBps: 100_000,
+    name: 'tcp-long',
+  });
   await sleep(1000); // plaintext before any agent: the capture must see it
   await s.beginPhase('phase 1: agents start while pods send');
   const agentStart: Record<string, number> = {};
@@ -377,7 +471,11 @@ async function phaseAgentsStart(s: Scenario): Promise<{ v: PhaseVerdict; agentSt
     }),
   );
   const guard: Record<string, number> = {};
-  for (const n of nodes) guard[n] = await waitFor(`${n}'s guard log line`, () => guardTime(c, n, agentStart[n] ?? 0), { timeoutMs: 15_000, pollMs: 50 });
+  for (const n of nodes)
+    guard[n] = await waitFor(`${n}'s guard log line`, () => guardTime(c, n, agentStart[n] ?? 0), {
+      timeoutMs: 15_000,
+      pollMs: 50,
+    });
   // Judged only once every node guards itself (before that, plaintext flows are delivered too).
   const flowingMs = await s.waitFlowing('every flow to be delivered after the agents started', 30_000);
   await sleep(1000);
@@ -388,7 +486,10 @@ async function phaseAgentsStart(s: Scenario): Promise<{ v: PhaseVerdict; agentSt
   const plain = plaintextPodPackets(pcap, { podCidrs: [POD_RANGE] });
   const firstStart = Math.min(...Object.values(agentStart));
   const nodeOf = (addr: string): string | undefined => c.nodes.find((n) => addressIn(addr, [n.podCIDR]))?.name;
-  const leak: Record<string, { packets: number; lastMs: number | undefined; guardMs: number; mainMs: number | undefined }> = {};
+  const leak: Record<
+    string,
+    { packets: number; lastMs: number | undefined; guardMs: number; mainMs: number | undefined }
+  > = {};
   const afterGuard: Record<string, number> = {};
   for (const n of nodes) {
     const mine = plain.filter((p) => nodeOf(p.src) === n);
@@ -396,13 +497,24 @@ async function phaseAgentsStart(s: Scenario): Promise<{ v: PhaseVerdict; agentSt
     const g = guard[n] ?? 0;
     const inWindow = mine.filter((p) => p.timeMs >= start && p.timeMs < g);
     const main = await firstLogTime(c, n, start);
-    leak[n] = { packets: inWindow.length, lastMs: inWindow.length > 0 ? Math.round((inWindow[inWindow.length - 1]?.timeMs ?? 0) - start) : undefined, guardMs: g - start, mainMs: main === undefined ? undefined : main - start };
+    leak[n] = {
+      packets: inWindow.length,
+      lastMs: inWindow.length > 0 ? Math.round((inWindow[inWindow.length - 1]?.timeMs ?? 0) - start) : undefined,
+      guardMs: g - start,
+      mainMs: main === undefined ? undefined : main - start,
+    };
     afterGuard[n] = mine.filter((p) => p.timeMs >= g).length;
   }
   const lastGuard = Math.max(...Object.values(guard));
-  const afterGuardCanary = summarizeWindow(pcap, lastGuard, Number.MAX_SAFE_INTEGER, { podCidrs: [POD_RANGE], wireguardPorts: [c.listenPort], canaries: [s.canary] }).canaryHits;
+  const afterGuardCanary = summarizeWindow(pcap, lastGuard, Number.MAX_SAFE_INTEGER, {
+    podCidrs: [POD_RANGE],
+    wireguardPorts: [c.listenPort],
+    canaries: [s.canary],
+  }).canaryHits;
   const preAgentPlaintext = plain.filter((p) => p.timeMs < firstStart).length;
-  report(`phase 1 detail: pre-agent plaintext ${preAgentPlaintext}; all flows delivered (≥ 50 % over 1 s) ${flowingMs} ms after the last guard was up; per node ${JSON.stringify(Object.fromEntries(nodes.map((n) => [n, { agentToGuardMs: leak[n]?.guardMs, agentToFirstLogMs: leak[n]?.mainMs, plaintextBeforeGuard: leak[n]?.packets, lastLeakAfterAgentStartMs: leak[n]?.lastMs, plaintextAfterGuard: afterGuard[n] }])))}; canary after last guard ${afterGuardCanary}`);
+  report(
+    `phase 1 detail: pre-agent plaintext ${preAgentPlaintext}; all flows delivered (≥ 50 % over 1 s) ${flowingMs} ms after the last guard was up; per node ${JSON.stringify(Object.fromEntries(nodes.map((n) => [n, { agentToGuardMs: leak[n]?.guardMs, agentToFirstLogMs: leak[n]?.mainMs, plaintextBeforeGuard: leak[n]?.packets, lastLeakAfterAgentStartMs: leak[n]?.lastMs, plaintextAfterGuard: afterGuard[n] }])))}; canary after last guard ${afterGuardCanary}`,
+  );
   return { v, agentStart, guard, preAgentPlaintext, leak, afterGuard, afterGuardCanary, flowingMs };
 }
 
@@ -412,7 +524,10 @@ async function phaseAgentsStart(s: Scenario): Promise<{ v: PhaseVerdict; agentSt
  * its key cannot appear; its pods start sending once its guard is attached; 10 s after the join
  * the store becomes writable for it and the key appears.
  */
-async function phaseJoin(s: Scenario, next: string | undefined): Promise<{ v: PhaseVerdict; keyAfterJoinMs: number; flowingAfterKeyMs: number; silentBeforeKey: string[] }> {
+async function phaseJoin(
+  s: Scenario,
+  next: string | undefined,
+): Promise<{ v: PhaseVerdict; keyAfterJoinMs: number; flowingAfterKeyMs: number; silentBeforeKey: string[] }> {
   const c = s.c;
   const old = c.nodeNames();
   await s.beginPhase('phase 2: node joins, key 10 s late');
@@ -434,13 +549,19 @@ async function phaseJoin(s: Scenario, next: string | undefined): Promise<{ v: Ph
   expect((await c.nodeDoc(joined.name))?.metadata.annotations[KEY]).toBeUndefined();
   await sleep(Math.max(0, tJoin + KEY_DELAY_MS - Date.now()));
   await unblockStoreWrites(c, joined.name);
-  const tKey = await waitFor(`${joined.name}'s key in the store`, async () => ((await c.nodeDoc(joined.name))?.metadata.annotations[KEY] !== undefined ? Date.now() : undefined), { timeoutMs: 15_000, pollMs: 50 });
+  const tKey = await waitFor(
+    `${joined.name}'s key in the store`,
+    async () => ((await c.nodeDoc(joined.name))?.metadata.annotations[KEY] !== undefined ? Date.now() : undefined),
+    { timeoutMs: 15_000, pollMs: 50 },
+  );
   await s.waitFlowing('flows to and from the new node', 20_000);
   const resumed = await s.resumedAfter(tKey, (f) => touches(joined.name)(flowName(f)));
   const flowingAfterKeyMs = resumed.ms;
   await sleep(500);
   const v = await s.endPhase(next);
-  report(`phase 2 detail: key in store ${tKey - tJoin} ms after the join; flows to/from ${joined.name} delivered again ≤ ${flowingAfterKeyMs} ms after the key appeared (slowest ${resumed.flow}); silent before the key: ${silentBeforeKey.join(' ')}`);
+  report(
+    `phase 2 detail: key in store ${tKey - tJoin} ms after the join; flows to/from ${joined.name} delivered again ≤ ${flowingAfterKeyMs} ms after the key appeared (slowest ${resumed.flow}); silent before the key: ${silentBeforeKey.join(' ')}`,
+  );
   return { v, keyAfterJoinMs: tKey - tJoin, flowingAfterKeyMs, silentBeforeKey };
 }
 
@@ -449,7 +570,17 @@ async function phaseJoin(s: Scenario, next: string | undefined): Promise<{ v: Ph
  * immediately republish what the test changes), its key annotation is removed for 5 s, then set
  * to a key nobody holds for 5 s, then restored; finally the store is writable for it again.
  */
-async function phaseKeyChange(s: Scenario, node: string, next: string | undefined): Promise<{ v: PhaseVerdict; silentRemoved: string[]; silentWrong: string[]; flowingAfterRestoreMs: number; selfHealMs: number | undefined }> {
+async function phaseKeyChange(
+  s: Scenario,
+  node: string,
+  next: string | undefined,
+): Promise<{
+  v: PhaseVerdict;
+  silentRemoved: string[];
+  silentWrong: string[];
+  flowingAfterRestoreMs: number;
+  selfHealMs: number | undefined;
+}> {
   const c = s.c;
   await s.beginPhase(`phase 5: ${node}'s key removed, changed, restored`);
   const original = (await c.nodeDoc(node))?.metadata.annotations[KEY];
@@ -485,12 +616,19 @@ async function phaseKeyChange(s: Scenario, node: string, next: string | undefine
     delete d.metadata.annotations[KEY];
   });
   const t0 = Date.now();
-  const healed = await waitFor(`${node} to republish its key`, async () => ((await readNodeDoc(c.storeDir, node))?.metadata.annotations[KEY] === original ? Date.now() : undefined), { timeoutMs: 10_000, pollMs: 20 }).catch(() => undefined);
+  const healed = await waitFor(
+    `${node} to republish its key`,
+    async () =>
+      (await readNodeDoc(c.storeDir, node))?.metadata.annotations[KEY] === original ? Date.now() : undefined,
+    { timeoutMs: 10_000, pollMs: 20 },
+  ).catch(() => undefined);
   const selfHealMs = healed === undefined ? undefined : healed - t0;
   await s.waitFlowing(`flows after ${node} republished its key`, 20_000);
   await sleep(500);
   const v = await s.endPhase(next);
-  report(`phase 5 detail: silent while removed: ${silentRemoved.join(' ')}; silent while wrong key: ${silentWrong.join(' ')}; flows to/from ${node} delivered again ≤ ${flowingAfterRestoreMs} ms after the restore (slowest ${resumed.flow}); ${node} republished its own key ${selfHealMs} ms after it was removed with the store writable`);
+  report(
+    `phase 5 detail: silent while removed: ${silentRemoved.join(' ')}; silent while wrong key: ${silentWrong.join(' ')}; flows to/from ${node} delivered again ≤ ${flowingAfterRestoreMs} ms after the restore (slowest ${resumed.flow}); ${node} republished its own key ${selfHealMs} ms after it was removed with the store writable`,
+  );
   return { v, silentRemoved, silentWrong, flowingAfterRestoreMs, selfHealMs };
 }
 
@@ -524,7 +662,9 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
       // as the pinned map holds it and as the agent exports it.
       expect(sum(p.v.counters[n], 'egress/no_peer', 'egress/not_ready')).toBeGreaterThan(0);
       const exported = await exportedCounters(c, n);
-      expect(counterOf(exported, 'egress', 'no_peer') + counterOf(exported, 'egress', 'not_ready')).toBeGreaterThanOrEqual(sum(p.v.counters[n], 'egress/no_peer', 'egress/not_ready'));
+      expect(
+        counterOf(exported, 'egress', 'no_peer') + counterOf(exported, 'egress', 'not_ready'),
+      ).toBeGreaterThanOrEqual(sum(p.v.counters[n], 'egress/no_peer', 'egress/not_ready'));
     }
     expect(p.afterGuardCanary).toBe(0);
     expect(p.v.capture.wireguardPackets).toBeGreaterThan(PPS);
@@ -540,8 +680,16 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     // ... and delivered again, by itself, within 3 s of the key appearing.
     expect(p.flowingAfterKeyMs).toBeLessThan(3000);
     // Every flow to or from the new node was silent before its key appeared.
-    expect(p.silentBeforeKey.sort()).toEqual(s.flows.filter((f) => touches('n4')(flowName(f))).map(flowName).sort());
-    for (const n of ['n1', 'n2', 'n3']) expect(sum(p.v.counters[n], 'egress/not_ready', 'egress/no_peer')).toBeGreaterThan(0.5 * PPS * (KEY_DELAY_MS / 1000));
+    expect(p.silentBeforeKey.sort()).toEqual(
+      s.flows
+        .filter((f) => touches('n4')(flowName(f)))
+        .map(flowName)
+        .sort(),
+    );
+    for (const n of ['n1', 'n2', 'n3'])
+      expect(sum(p.v.counters[n], 'egress/not_ready', 'egress/no_peer')).toBeGreaterThan(
+        0.5 * PPS * (KEY_DELAY_MS / 1000),
+      );
     // Flows between the old nodes never noticed.
     expect(lostOf(p.v, (f) => !touches('n4')(f))).toBeLessThanOrEqual(10);
   });
@@ -551,7 +699,8 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     const half = AGENT_DOWN_MS / 2;
     const into = (f: Flow): boolean => f.to.startsWith(`${node}p`);
     const outOf = (f: Flow): boolean => f.from.startsWith(`${node}p`);
-    const delivered = (a: Snapshot, b: Snapshot, pred: (f: Flow) => boolean): number[] => s.flows.filter(pred).map((f) => (b.get(flowName(f))?.received ?? 0) - (a.get(flowName(f))?.received ?? 0));
+    const delivered = (a: Snapshot, b: Snapshot, pred: (f: Flow) => boolean): number[] =>
+      s.flows.filter(pred).map((f) => (b.get(flowName(f))?.received ?? 0) - (a.get(flowName(f))?.received ?? 0));
     await s.beginPhase('phase 3: kill -9 n2 agent, 10 s down, restart');
     await c.killAgent(node, 'SIGKILL');
     const tKill = Date.now();
@@ -566,7 +715,9 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     // Second half: something flushes its routes (another tool, a CNI resync). Pod traffic now
     // follows the host-gw routes to eth0, where only the pinned program stands between it and the
     // wire: it must redirect it into the tunnel, never let it out.
-    const routesBefore = (await c.execNode(node, ['ip', 'route', 'show', 'table', '5188'])).stdout.trim().split('\n').length;
+    const routesBefore = (await c.execNode(node, ['ip', 'route', 'show', 'table', '5188'])).stdout
+      .trim()
+      .split('\n').length;
     await c.execNode(node, ['ip', 'route', 'flush', 'table', '5188']);
     const tFlush = Date.now();
     const c2 = await bpfCounters(c, node);
@@ -577,24 +728,51 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     const downMs = Date.now() - tKill;
     await c.startAgent(node);
     const tStart = Date.now();
-    const m = await waitFor('a reconcile of the restarted agent', async () => {
-      const text = await metrics(c, node);
-      return metricValue(text, 'sealnet_reconciles_total') >= 1 ? text : undefined;
-    }, { timeoutMs: 15_000 });
-    const routesAfter = (await c.execNode(node, ['ip', 'route', 'show', 'table', '5188'])).stdout.trim().split('\n').length;
+    const m = await waitFor(
+      'a reconcile of the restarted agent',
+      async () => {
+        const text = await metrics(c, node);
+        return metricValue(text, 'sealnet_reconciles_total') >= 1 ? text : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    const routesAfter = (await c.execNode(node, ['ip', 'route', 'show', 'table', '5188'])).stdout
+      .trim()
+      .split('\n').length;
     await s.waitFlowing('every flow after the restart', 15_000);
     const resumed = await s.resumedAfter(tStart, into);
     await sleep(500);
     const v = await s.endPhase('p4-store');
-    const d = (a: BpfCounter[], b: BpfCounter[], hook: string, reason: string): number => counterOf(b, hook, reason) - counterOf(a, hook, reason);
-    const drops = (a: BpfCounter[], b: BpfCounter[]): number => d(a, b, 'egress', 'not_ready') + d(a, b, 'egress', 'no_peer') + d(a, b, 'egress', 'bad_entry') + d(a, b, 'ingress', 'plaintext_in');
-    const firstHalf = { passedEncrypted: d(c0, c1, 'egress', 'encrypted'), redirected: d(c0, c1, 'egress', 'redirected'), dropped: drops(c0, c1), delivered: delivered(s0, s1, () => true).reduce((n, x) => n + x, 0), sent: s.flows.reduce((n, f) => n + (s1.get(flowName(f))?.sent ?? 0) - (s0.get(flowName(f))?.sent ?? 0), 0) };
+    const d = (a: BpfCounter[], b: BpfCounter[], hook: string, reason: string): number =>
+      counterOf(b, hook, reason) - counterOf(a, hook, reason);
+    const drops = (a: BpfCounter[], b: BpfCounter[]): number =>
+      d(a, b, 'egress', 'not_ready') +
+      d(a, b, 'egress', 'no_peer') +
+      d(a, b, 'egress', 'bad_entry') +
+      d(a, b, 'ingress', 'plaintext_in');
+    const firstHalf = {
+      passedEncrypted: d(c0, c1, 'egress', 'encrypted'),
+      redirected: d(c0, c1, 'egress', 'redirected'),
+      dropped: drops(c0, c1),
+      delivered: delivered(s0, s1, () => true).reduce((n, x) => n + x, 0),
+      sent: s.flows.reduce((n, f) => n + (s1.get(flowName(f))?.sent ?? 0) - (s0.get(flowName(f))?.sent ?? 0), 0),
+    };
     const flushedMs = tKill + downMs - tFlush;
-    const secondHalf = { redirected: d(c2, c3, 'egress', 'redirected'), dropped: drops(c2, c3), out: delivered(s2, s3, outOf), into: delivered(s2, s3, into) };
+    const secondHalf = {
+      redirected: d(c2, c3, 'egress', 'redirected'),
+      dropped: drops(c2, c3),
+      out: delivered(s2, s3, outOf),
+      into: delivered(s2, s3, into),
+    };
     report(
       `phase 3 detail: agent down ${downMs} ms. First ${half} ms (agent dead, kernel state intact): n2 egress program passed ${firstHalf.passedEncrypted} encrypted, redirected ${firstHalf.redirected}, dropped ${firstHalf.dropped}; delivered ${firstHalf.delivered}/${firstHalf.sent} datagrams cluster-wide. ` +
         `Last ${flushedMs} ms (its ${routesBefore} routes flushed): redirected ${secondHalf.redirected}, dropped ${secondHalf.dropped}; n2's outgoing flows delivered ${secondHalf.out.join(',')}, its incoming flows ${secondHalf.into.join(',')}. ` +
-        `Restarted agent: kernel ops ${JSON.stringify(m.split('\n').filter((l) => l.startsWith('sealnet_kernel_operations_total{')).map((l) => l.replace('sealnet_kernel_operations_total', '')))}, routes back ${routesAfter}; incoming flows delivered again ${resumed.ms} ms after the agent started`,
+        `Restarted agent: kernel ops ${JSON.stringify(
+          m
+            .split('\n')
+            .filter((l) => l.startsWith('sealnet_kernel_operations_total{'))
+            .map((l) => l.replace('sealnet_kernel_operations_total', '')),
+        )}, routes back ${routesAfter}; incoming flows delivered again ${resumed.ms} ms after the agent started`,
     );
     expect(filters).toContain('sealnet_egress');
     expect(v.capture.complete).toBe(true);
@@ -620,7 +798,8 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
   it('4. the node store unavailable for 30 s: tunnels and traffic stay, nothing leaks, a change made meanwhile converges after', async () => {
     await s.beginPhase('phase 4: node store unavailable 30 s');
     const errorsBefore: Record<string, number> = {};
-    for (const n of c.nodeNames()) errorsBefore[n] = metricValue(await metrics(c, n), 'sealnet_invalid_input_total', 'source="store"');
+    for (const n of c.nodeNames())
+      errorsBefore[n] = metricValue(await metrics(c, n), 'sealnet_invalid_input_total', 'source="store"');
     const away = await hideStore(c);
     const tOut = Date.now();
     let strayKey = '';
@@ -628,31 +807,61 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     const sawN9: Record<string, boolean> = {};
     try {
       // Meanwhile the "control plane" registers a node (n9, a document only) with a key.
-      const template = JSON.parse(await readFile(join(away, 'n1.json'), 'utf8')) as { metadata: { annotations: Record<string, string> } };
+      const template = JSON.parse(await readFile(join(away, 'n1.json'), 'utf8')) as {
+        metadata: { annotations: Record<string, string> };
+      };
       strayKey = await strayPublicKey();
       const doc = newNodeDoc('n9', '198.18.0.9', ['100.64.9.0/24']);
-      doc.metadata.annotations = { ...template.metadata.annotations, [KEY]: strayKey, [ANNOTATIONS.endpoint]: '198.18.0.9:51880' };
+      doc.metadata.annotations = {
+        ...template.metadata.annotations,
+        [KEY]: strayKey,
+        [ANNOTATIONS.endpoint]: '198.18.0.9:51880',
+      };
       await writeNodeDoc(away, doc);
       await sleep(Math.max(0, tOut + STORE_DOWN_MS - 8000 - Date.now()));
       // The agents noticed (every failed read is counted), and nobody learned about n9.
-      for (const n of c.nodeNames()) storeErrors[n] = metricValue(await metrics(c, n), 'sealnet_invalid_input_total', 'source="store"') - (errorsBefore[n] ?? 0);
-      for (const n of c.nodeNames()) sawN9[n] = (await c.wgDump(n))?.peers.some((p) => p.publicKey === strayKey) ?? false;
+      for (const n of c.nodeNames())
+        storeErrors[n] =
+          metricValue(await metrics(c, n), 'sealnet_invalid_input_total', 'source="store"') - (errorsBefore[n] ?? 0);
+      for (const n of c.nodeNames())
+        sawN9[n] = (await c.wgDump(n))?.peers.some((p) => p.publicKey === strayKey) ?? false;
       await sleep(Math.max(0, tOut + STORE_DOWN_MS - Date.now()));
     } finally {
       await restoreStore(c, away);
     }
     const tBack = Date.now();
-    const convergedMs = await waitFor('every node to program n9', async () => {
-      const dumps = await Promise.all(c.nodeNames().map((n) => c.wgDump(n)));
-      return dumps.every((d) => d?.peers.some((p) => p.publicKey === strayKey && p.allowedIPs.includes('100.64.9.0/24'))) ? Date.now() - tBack : undefined;
-    }, { timeoutMs: 15_000, pollMs: 100 });
-    const entries = await Promise.all(c.nodeNames().map(async (n) => metricValue(await metrics(c, n), 'sealnet_steering_entries', 'state="ready"')));
+    const convergedMs = await waitFor(
+      'every node to program n9',
+      async () => {
+        const dumps = await Promise.all(c.nodeNames().map((n) => c.wgDump(n)));
+        return dumps.every((d) =>
+          d?.peers.some((p) => p.publicKey === strayKey && p.allowedIPs.includes('100.64.9.0/24')),
+        )
+          ? Date.now() - tBack
+          : undefined;
+      },
+      { timeoutMs: 15_000, pollMs: 100 },
+    );
+    const entries = await Promise.all(
+      c.nodeNames().map(async (n) => metricValue(await metrics(c, n), 'sealnet_steering_entries', 'state="ready"')),
+    );
     await sleep(500);
     const v = await s.endPhase('p5-key');
     // Clean up n9 (control plane deletes the Node); every node drops the peer again.
     await deleteNodeDoc(c.storeDir, 'n9');
-    await waitFor('n9 to be removed everywhere', async () => ((await Promise.all(c.nodeNames().map((n) => c.wgDump(n)))).every((d) => d?.peers.every((p) => p.publicKey !== strayKey) === true) ? true : undefined), { timeoutMs: 15_000 });
-    report(`phase 4 detail: store away ${tBack - tOut} ms; n9 (registered meanwhile) programmed on every node ${convergedMs} ms after the store came back; ready steering entries per node ${entries.join(',')}; store read errors counted during the outage ${JSON.stringify(storeErrors)}`);
+    await waitFor(
+      'n9 to be removed everywhere',
+      async () =>
+        (await Promise.all(c.nodeNames().map((n) => c.wgDump(n)))).every(
+          (d) => d?.peers.every((p) => p.publicKey !== strayKey) === true,
+        )
+          ? true
+          : undefined,
+      { timeoutMs: 15_000 },
+    );
+    report(
+      `phase 4 detail: store away ${tBack - tOut} ms; n9 (registered meanwhile) programmed on every node ${convergedMs} ms after the store came back; ready steering entries per node ${entries.join(',')}; store read errors counted during the outage ${JSON.stringify(storeErrors)}`,
+    );
     for (const n of c.nodeNames()) {
       expect(storeErrors[n]).toBeGreaterThan(0);
       // Backoff, not a tight loop: a scan per 2 s check at most (one agent once logged 218,447).
@@ -664,7 +873,10 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     expect(v.capture.canaryHits).toBe(0);
     expect(lostOf(v, () => true)).toBeLessThanOrEqual(10);
     // Nothing was dropped anywhere: the guard had no reason to.
-    for (const n of c.nodeNames()) expect(sum(v.counters[n], 'egress/not_ready', 'egress/no_peer', 'egress/bad_entry', 'ingress/plaintext_in')).toBe(0);
+    for (const n of c.nodeNames())
+      expect(sum(v.counters[n], 'egress/not_ready', 'egress/no_peer', 'egress/bad_entry', 'ingress/plaintext_in')).toBe(
+        0,
+      );
     // n1..n4 see 3 real peers + n9.
     expect(entries).toEqual([4, 4, 4, 4]);
   });
@@ -676,16 +888,22 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     expect(p.v.capture.podPlaintextPackets).toBe(0);
     expect(p.v.capture.canaryHits).toBe(0);
     expect(p.v.capture.podAddressInIcmpErrors).toBe(0);
-    const touching = s.flows.filter((f) => touches(node)(flowName(f))).map(flowName).sort();
+    const touching = s.flows
+      .filter((f) => touches(node)(flowName(f)))
+      .map(flowName)
+      .sort();
     expect(p.silentRemoved.sort()).toEqual(touching);
     expect(p.silentWrong.sort()).toEqual(touching);
-    for (const n of ['n1', 'n2', 'n4']) expect(sum(p.v.counters[n], 'egress/not_ready')).toBeGreaterThan(0.5 * PPS * ((KEY_GONE_MS - 1000) / 1000));
+    for (const n of ['n1', 'n2', 'n4'])
+      expect(sum(p.v.counters[n], 'egress/not_ready')).toBeGreaterThan(0.5 * PPS * ((KEY_GONE_MS - 1000) / 1000));
     expect(p.flowingAfterRestoreMs).toBeLessThan(3000);
     expect(p.selfHealMs).toBeDefined();
     expect(lostOf(p.v, (f) => !touches(node)(f))).toBeLessThanOrEqual(10);
 
     const final = await s.stopTraffic();
-    report(`end: tcp ${JSON.stringify({ breaks: final.tcp?.client?.breaks.length, connections: final.tcp?.client?.connections, maxStallMs: final.tcp?.client?.maxStallMs, records: final.tcp?.server?.recordsReceived, gaps: final.tcp?.server?.gaps.length })}; pings ${JSON.stringify(final.pings)}`);
+    report(
+      `end: tcp ${JSON.stringify({ breaks: final.tcp?.client?.breaks.length, connections: final.tcp?.client?.connections, maxStallMs: final.tcp?.client?.maxStallMs, records: final.tcp?.server?.recordsReceived, gaps: final.tcp?.server?.gaps.length })}; pings ${JSON.stringify(final.pings)}`,
+    );
     // One TCP connection across all five phases: stalled by the drops, never broken.
     expect(final.tcp?.client?.breaks).toEqual([]);
     expect(final.tcp?.client?.connections).toBe(1);

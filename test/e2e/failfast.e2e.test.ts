@@ -19,7 +19,16 @@ d('harness waits fail fast on a dead agent', () => {
   });
 
   it('waitEncrypted ends within seconds, not at its 60 s timeout, and quotes the agent', async () => {
-    c = await NsCluster.create({ nodes: 2, podsPerNode: 1, agentCommand: [process.execPath, '-e', `console.error(${JSON.stringify(LAST_WORDS)}); setTimeout(() => process.exit(3), 300)`, '--'] });
+    c = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      agentCommand: [
+        process.execPath,
+        '-e',
+        `console.error(${JSON.stringify(LAST_WORDS)}); setTimeout(() => process.exit(3), 300)`,
+        '--',
+      ],
+    });
     const t0 = Date.now();
     const err = await c.waitEncrypted({ timeoutMs: 60_000 }).catch((e: unknown) => e as Error);
     const took = Date.now() - t0;
@@ -31,7 +40,11 @@ d('harness waits fail fast on a dead agent', () => {
   }, 30_000);
 
   it('an agent the harness stops on purpose is not a failure', async () => {
-    c = await NsCluster.create({ nodes: 2, podsPerNode: 1, agentCommand: [process.execPath, '-e', 'setInterval(() => undefined, 1000)', '--'] });
+    c = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      agentCommand: [process.execPath, '-e', 'setInterval(() => undefined, 1000)', '--'],
+    });
     await c.stopAgent('n1');
     expect(c.agentFailures()).toEqual([]);
     expect(c.agentGuard().check()).toBeUndefined();

@@ -12,7 +12,14 @@ import { NsCluster, cleanupStale } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { repoRoot } from '../harness/paths.js';
 import { findProcesses, listNetns } from '../harness/teardown.js';
-import { canaryPingPattern, newCanary, runCanary, startCanaryServer, startTcpStream, startUdpStream } from '../harness/traffic.js';
+import {
+  canaryPingPattern,
+  newCanary,
+  runCanary,
+  startCanaryServer,
+  startTcpStream,
+  startUdpStream,
+} from '../harness/traffic.js';
 
 const isRoot = process.getuid?.() === 0;
 const d = isRoot ? describe : describe.skip;
@@ -45,18 +52,39 @@ d('NsCluster, plaintext baseline (encryption: false)', () => {
 
   it('builds the documented topology quickly', async () => {
     expect(c.timings.buildMs).toBeLessThan(5000);
-    expect(c.netnsList().sort()).toEqual([`${c.prefix}-n1`, `${c.prefix}-n1p1`, `${c.prefix}-n1p2`, `${c.prefix}-n2`, `${c.prefix}-n2p1`, `${c.prefix}-n2p2`, `${c.prefix}-n3`, `${c.prefix}-n3p1`, `${c.prefix}-n3p2`, `${c.prefix}-u`].sort());
+    expect(c.netnsList().sort()).toEqual(
+      [
+        `${c.prefix}-n1`,
+        `${c.prefix}-n1p1`,
+        `${c.prefix}-n1p2`,
+        `${c.prefix}-n2`,
+        `${c.prefix}-n2p1`,
+        `${c.prefix}-n2p2`,
+        `${c.prefix}-n3`,
+        `${c.prefix}-n3p1`,
+        `${c.prefix}-n3p2`,
+        `${c.prefix}-u`,
+      ].sort(),
+    );
     const addr = (await c.execNode('n2', ['ip', '-4', '-o', 'addr', 'show'])).stdout;
     expect(addr).toContain('eth0    inet 198.18.0.2/24');
     expect(addr).toContain('cni0    inet 100.64.2.1/24');
     const routes = (await c.execNode('n2', ['ip', 'route', 'show', 'table', 'main'])).stdout;
     expect(routes).toContain('100.64.1.0/24 via 198.18.0.1 dev eth0');
     expect(routes).toContain('100.64.3.0/24 via 198.18.0.3 dev eth0');
-    expect((await c.execNode('n2', ['sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv4.conf.all.rp_filter'])).stdout.split('\n').slice(0, 2)).toEqual(['1', '2']);
-    expect((await c.execPod('n2p2', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).toContain('100.64.2.12/24');
+    expect(
+      (await c.execNode('n2', ['sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv4.conf.all.rp_filter'])).stdout
+        .split('\n')
+        .slice(0, 2),
+    ).toEqual(['1', '2']);
+    expect((await c.execPod('n2p2', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).toContain(
+      '100.64.2.12/24',
+    );
     expect((await c.execPod('n2p2', ['ip', 'route'])).stdout).toContain('default via 100.64.2.1 dev eth0');
     // The root namespace was not touched: no address from the test ranges there.
-    const rootAddrs = (await import('node:child_process')).execFileSync('ip', ['-4', '-o', 'addr'], { encoding: 'utf8' });
+    const rootAddrs = (await import('node:child_process')).execFileSync('ip', ['-4', '-o', 'addr'], {
+      encoding: 'utf8',
+    });
     expect(rootAddrs).not.toMatch(/198\.1[89]\.|100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./);
   });
 
@@ -103,7 +131,11 @@ d('NsCluster, plaintext baseline (encryption: false)', () => {
   });
 
   it('detects path-MTU errors with DF pings', async () => {
-    expect(await c.ping('n1p1', 'n3p1', { size: 1472, count: 1 })).toMatchObject({ received: 1, fragNeeded: false, messageTooLong: false });
+    expect(await c.ping('n1p1', 'n3p1', { size: 1472, count: 1 })).toMatchObject({
+      received: 1,
+      fragNeeded: false,
+      messageTooLong: false,
+    });
     const big = await c.ping('n1p1', 'n3p1', { size: 1473, count: 1 });
     expect(big).toMatchObject({ received: 0, messageTooLong: true, reportedMtu: 1500 });
   });
@@ -161,15 +193,26 @@ d('NsCluster, plaintext baseline (encryption: false)', () => {
 d('NsCluster agent plumbing (stand-in agent)', () => {
   it('starts, kills and restarts agents inside the node namespaces with the config contract', async () => {
     // A stand-in that only records its argv and stays up: the harness is tested, not the agent.
-    const standIn = [process.execPath, '-e', 'console.log(JSON.stringify(process.argv.slice(1))); setInterval(() => {}, 1000)', '--'];
-    const c = await NsCluster.create({ nodes: 2, encryption: true, agentCommand: standIn, agentConfig: { logLevel: 'debug' } });
+    const standIn = [
+      process.execPath,
+      '-e',
+      'console.log(JSON.stringify(process.argv.slice(1))); setInterval(() => {}, 1000)',
+      '--',
+    ];
+    const c = await NsCluster.create({
+      nodes: 2,
+      encryption: true,
+      agentCommand: standIn,
+      agentConfig: { logLevel: 'debug' },
+    });
     try {
       const st = c.agentStatus('n1');
       expect(st).toMatchObject({ running: true, starts: 1 });
       const pid = st.pid as number;
       // `nsenter` enters the namespaces and then execs the stand-in: its first output line is
       // the proof it got there (on a loaded machine the pid can still be nsenter before setns).
-      const started = (): boolean => existsSync(c.agentLogPath('n1')) && readFileSync(c.agentLogPath('n1'), 'utf8').includes('--config');
+      const started = (): boolean =>
+        existsSync(c.agentLogPath('n1')) && readFileSync(c.agentLogPath('n1'), 'utf8').includes('--config');
       for (let i = 0; i < 100 && !started(); i++) await sleep(50);
       expect(netnsInode(`/proc/${pid}/ns/net`)).toBe(netnsInode(`/run/netns/${c.prefix}-n1`));
       const holder = c.topology().nodes[0]?.holderPid as number;
@@ -202,7 +245,9 @@ d('NsCluster agent plumbing (stand-in agent)', () => {
   });
 });
 
-const agentBuilt = existsSync(join(repoRoot(), 'dist', 'tunnels', 'agent', 'main.js')) && existsSync(join(repoRoot(), 'bin', 'sealnet-agent.js'));
+const agentBuilt =
+  existsSync(join(repoRoot(), 'dist', 'tunnels', 'agent', 'main.js')) &&
+  existsSync(join(repoRoot(), 'bin', 'sealnet-agent.js'));
 (isRoot && agentBuilt ? describe : describe.skip)('NsCluster with real agents (the other side of the baseline)', () => {
   it('sees only WireGuard on the wire, keeps wireguard-go across agent restarts, and cleans it up', async () => {
     const c = await NsCluster.create({ nodes: 3, encryption: true });
@@ -227,7 +272,9 @@ const agentBuilt = existsSync(join(repoRoot(), 'dist', 'tunnels', 'agent', 'main
       expect((await c.wgDump('n2'))?.peers.length).toBe(2);
       await c.startAgent('n2');
       await c.waitEncrypted({ timeoutMs: 30_000 });
-      expect(findProcesses([`${c.prefix}-n2`]).map((p) => p.pid)).toEqual(expect.arrayContaining(wgBefore.map((p) => p.pid)));
+      expect(findProcesses([`${c.prefix}-n2`]).map((p) => p.pid)).toEqual(
+        expect.arrayContaining(wgBefore.map((p) => p.pid)),
+      );
 
       await c.removeNode('n3');
       expect(listNetns().filter((n) => n.startsWith(`${c.prefix}-n3`))).toEqual([]);
@@ -248,7 +295,10 @@ const c = await NsCluster.create({ nodes: 2, encryption: false });
 c.spawnPod('n1p1', ['sleep', '1000']);
 console.log(JSON.stringify({ prefix: c.prefix, runDir: c.runDir }));
 setInterval(() => {}, 1000);`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_OPTIONS: '' } });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   const line = await new Promise<string>((resolve, reject) => {
     let buf = '';
     child.stdout?.on('data', (b: Buffer) => {

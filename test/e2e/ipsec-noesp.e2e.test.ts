@@ -29,7 +29,9 @@ async function kernelHasEsp(): Promise<boolean> {
   const xfrm = pathToFileURL(join(repoRoot(), 'dist', 'ipsec', 'xfrm.js')).href;
   const script = `const { XfrmClient } = await import(${JSON.stringify(xfrm)});
 try { await new XfrmClient().checkEsp(4); console.log('esp'); } catch (e) { console.log(e.code === 'KERNEL_FEATURE_MISSING' ? 'no-esp' : 'error: ' + e.message); }`;
-  const out = (await run(['unshare', '--net', process.execPath, '--input-type=module', '-e', script], { timeoutMs: 30_000 })).stdout.trim();
+  const out = (
+    await run(['unshare', '--net', process.execPath, '--input-type=module', '-e', script], { timeoutMs: 30_000 })
+  ).stdout.trim();
   if (out !== 'esp' && out !== 'no-esp') throw new Error(`cannot tell whether this kernel has ESP: ${out}`);
   return out === 'esp';
 }
@@ -55,56 +57,76 @@ async function snapshot(c: NsCluster, node: string): Promise<Record<string, stri
     tcIngress: await sh(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress']),
     bpffs: await sh(['find', '/sys/fs/bpf']),
     stateDir: (await readdir(join(c.runDir, node, 'state'), { recursive: true })).sort().join('\n'),
-    annotations: Object.keys(doc?.metadata.annotations ?? {}).filter((k) => k.startsWith(ANNOTATION_PREFIX)).sort().join('\n'),
+    annotations: Object.keys(doc?.metadata.annotations ?? {})
+      .filter((k) => k.startsWith(ANNOTATION_PREFIX))
+      .sort()
+      .join('\n'),
   };
 }
 
-suite(`mode ipsec on a kernel without ESP${hasEsp ? ' [skipped: this kernel has ESP; the datapath is proven in test/vm/]' : ''}`, () => {
-  let c: NsCluster;
-  beforeAll(async () => {
-    c = await NsCluster.create({ nodes: 2, podsPerNode: 1, startAgents: false });
-  });
-  afterAll(async () => {
-    await c?.destroy();
-  });
+suite(
+  `mode ipsec on a kernel without ESP${hasEsp ? ' [skipped: this kernel has ESP; the datapath is proven in test/vm/]' : ''}`,
+  () => {
+    let c: NsCluster;
+    beforeAll(async () => {
+      c = await NsCluster.create({ nodes: 2, podsPerNode: 1, startAgents: false });
+    });
+    afterAll(async () => {
+      await c?.destroy();
+    });
 
-  it('sealnet-agent --mode ipsec exits 2 with the "no ESP" sentence and leaves no kernel state, no key and no annotation', async () => {
-    const before = await snapshot(c, 'n1');
-    expect(before.xfrmStates).toBe('');
-    expect(before.annotations).toBe('');
-    // The harness's own agent config (mode wireguard), with the mode chosen by the flag.
-    const cfg = join(c.runDir, 'n1', 'agent-ipsec.json');
-    await writeFile(cfg, `${JSON.stringify(c.agentConfig('n1'))}\n`, { mode: 0o600 });
-    const t0 = Date.now();
-    const r = await c.execNode('n1', [process.execPath, join(repoRoot(), 'bin', 'sealnet-agent.js'), '--config', cfg, '--mode', 'ipsec'], { check: false, timeoutMs: 30_000 });
-    process.stderr.write(`ipsec-noesp: agent exited ${r.code} after ${Date.now() - t0} ms\n`);
-    expect(r.code).toBe(2);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; code?: string });
-    const fatal = lines.find((l) => l.level >= 50);
-    expect(fatal?.msg).toBe(
-      'the kernel has no ESP support (CONFIG_INET_ESP / esp4 module); mode ipsec cannot run on this node — use mode wireguard or load esp4',
-    );
-    expect(fatal?.code).toBe('KERNEL_FEATURE_MISSING');
-    // Nothing was published, changed or created: the check is the agent's first act.
-    expect(lines.map((l) => l.msg)).not.toContain('published own IPsec public key and endpoint');
-    expect(await snapshot(c, 'n1')).toEqual(before);
-  });
+    it('sealnet-agent --mode ipsec exits 2 with the "no ESP" sentence and leaves no kernel state, no key and no annotation', async () => {
+      const before = await snapshot(c, 'n1');
+      expect(before.xfrmStates).toBe('');
+      expect(before.annotations).toBe('');
+      // The harness's own agent config (mode wireguard), with the mode chosen by the flag.
+      const cfg = join(c.runDir, 'n1', 'agent-ipsec.json');
+      await writeFile(cfg, `${JSON.stringify(c.agentConfig('n1'))}\n`, { mode: 0o600 });
+      const t0 = Date.now();
+      const r = await c.execNode(
+        'n1',
+        [process.execPath, join(repoRoot(), 'bin', 'sealnet-agent.js'), '--config', cfg, '--mode', 'ipsec'],
+        { check: false, timeoutMs: 30_000 },
+      );
+      process.stderr.write(`ipsec-noesp: agent exited ${r.code} after ${Date.now() - t0} ms\n`);
+      expect(r.code).toBe(2);
+      const lines = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { level: number; msg: string; code?: string });
+      const fatal = lines.find((l) => l.level >= 50);
+      expect(fatal?.msg).toBe(
+        'the kernel has no ESP support (CONFIG_INET_ESP / esp4 module); mode ipsec cannot run on this node — use mode wireguard or load esp4',
+      );
+      expect(fatal?.code).toBe('KERNEL_FEATURE_MISSING');
+      // Nothing was published, changed or created: the check is the agent's first act.
+      expect(lines.map((l) => l.msg)).not.toContain('published own IPsec public key and endpoint');
+      expect(await snapshot(c, 'n1')).toEqual(before);
+    });
 
-  it('sanity: the same snapshot sees what a running agent leaves (a WireGuard agent on the same node)', async () => {
-    const before = await snapshot(c, 'n1');
-    await c.startAgent('n1');
-    let after = before;
-    for (let i = 0; i < 100 && (after.annotations === '' || after.tcEgress === '') && c.agentStatus('n1').running; i++) {
-      await sleep(200);
-      after = await snapshot(c, 'n1');
-    }
-    const running = c.agentStatus('n1').running;
-    await c.stopAgent('n1');
-    expect({ running, log: running ? '' : (await readFile(c.agentLogPath('n1'), 'utf8')).slice(-2000) }).toEqual({ running: true, log: '' });
-    expect(after.annotations).toContain('sealnet.io/wireguard-public-key');
-    expect(after.stateDir).toContain('wireguard.key');
-    expect(after.tcEgress).toContain('sealnet_egress');
-    expect(after.bpffs).toContain('/sys/fs/bpf/sealnet');
-    expect(after.links).toContain('sealwg0');
-  });
-});
+    it('sanity: the same snapshot sees what a running agent leaves (a WireGuard agent on the same node)', async () => {
+      const before = await snapshot(c, 'n1');
+      await c.startAgent('n1');
+      let after = before;
+      for (
+        let i = 0;
+        i < 100 && (after.annotations === '' || after.tcEgress === '') && c.agentStatus('n1').running;
+        i++
+      ) {
+        await sleep(200);
+        after = await snapshot(c, 'n1');
+      }
+      const running = c.agentStatus('n1').running;
+      await c.stopAgent('n1');
+      expect({ running, log: running ? '' : (await readFile(c.agentLogPath('n1'), 'utf8')).slice(-2000) }).toEqual({
+        running: true,
+        log: '',
+      });
+      expect(after.annotations).toContain('sealnet.io/wireguard-public-key');
+      expect(after.stateDir).toContain('wireguard.key');
+      expect(after.tcEgress).toContain('sealnet_egress');
+      expect(after.bpffs).toContain('/sys/fs/bpf/sealnet');
+      expect(after.links).toContain('sealwg0');
+    });
+  },
+);

@@ -45,12 +45,15 @@ const AGENT_CONFIG = { steering: { failClosed: true, interfaces: ['eth0'] } };
 function summarize(name: string, p: PairsProof): void {
   const c = p.capture;
   report(
-    `${name}: ${p.pairs.filter((x) => x.encrypted).length}/${p.pairs.length} pairs encrypted; directions ${p.directions.length + p.hostDirections.length}, failed ${[...p.directions, ...p.hostDirections].filter((d) => d.errors.length > 0).length}; capture ${c.totalPackets} packets (${Object.entries(c.byKind)
+    `${name}: ${p.pairs.filter((x) => x.encrypted).length}/${p.pairs.length} pairs encrypted; directions ${p.directions.length + p.hostDirections.length}, failed ${[...p.directions, ...p.hostDirections].filter((d) => d.errors.length > 0).length}; capture ${c.totalPackets} packets (${Object.entries(
+      c.byKind,
+    )
       .filter(([, v]) => v > 0)
       .map(([k, v]) => `${k} ${v}`)
       .join(', ')}), complete ${c.complete}, plaintext pod ${c.podPlaintextPackets}, canary ${c.canaryHits}`,
   );
-  for (const d of [...p.directions, ...p.hostDirections]) for (const e of d.errors) report(`  ${d.from} -> ${d.to}: ${e}`);
+  for (const d of [...p.directions, ...p.hostDirections])
+    for (const e of d.errors) report(`  ${d.from} -> ${d.to}: ${e}`);
 }
 
 function expectProof(p: PairsProof, families: readonly (4 | 6)[], nodes: number): void {
@@ -75,7 +78,9 @@ async function mtuProbe(c: NsCluster, from: string, to: string, mtu: number): Pr
   const fit = await c.ping(from, to, { size: icmp6Payload(mtu), count: 3, df: true });
   await c.flushRouteCache(from);
   const over = await c.ping(from, to, { size: icmp6Payload(mtu) + 1, count: 2, df: true });
-  report(`MTU ${from} -> ${to}: ${icmp6Payload(mtu) + 48} bytes: ${fit.received}/${fit.transmitted}; ${icmp6Payload(mtu) + 49} bytes: ${over.received}/${over.transmitted} received, too big ${over.fragNeeded}, local ${over.messageTooLong}, mtu ${over.reportedMtu}`);
+  report(
+    `MTU ${from} -> ${to}: ${icmp6Payload(mtu) + 48} bytes: ${fit.received}/${fit.transmitted}; ${icmp6Payload(mtu) + 49} bytes: ${over.received}/${over.transmitted} received, too big ${over.fragNeeded}, local ${over.messageTooLong}, mtu ${over.reportedMtu}`,
+  );
   expect(fit.received).toBe(fit.transmitted);
   expect(fit.transmitted).toBe(3);
   expect(over.received).toBe(0);
@@ -96,7 +101,13 @@ describe('IPv6-only cluster over an IPv6 underlay', () => {
   });
 
   it('TCP, UDP and ICMPv6 on every pair and host to every remote pod: only tunnel packets, no canary', async () => {
-    const p = await proveAllPairs(c, { mode: 'wireguard', hostToPod: true, captureName: 'v6only', families: [6], concurrency: 2 });
+    const p = await proveAllPairs(c, {
+      mode: 'wireguard',
+      hostToPod: true,
+      captureName: 'v6only',
+      families: [6],
+      concurrency: 2,
+    });
     summarize('ipv6-only', p);
     expectProof(p, [6], 3);
     // Every tunnel packet ran between IPv6 node addresses.
@@ -114,10 +125,22 @@ describe('IPv6-only cluster over an IPv6 underlay', () => {
 describe('dual-stack clusters', () => {
   for (const underlay of [6, 4] as const) {
     it(`over an IPv${underlay} underlay: both families on every pair and host to every remote pod, encrypted; IPv6 MTU ${underlay === 6 ? 1420 : 1440}`, async () => {
-      const c = await NsCluster.create({ nodes: 3, podsPerNode: 1, ipFamily: 'dual', underlayFamily: underlay, agentConfig: AGENT_CONFIG });
+      const c = await NsCluster.create({
+        nodes: 3,
+        podsPerNode: 1,
+        ipFamily: 'dual',
+        underlayFamily: underlay,
+        agentConfig: AGENT_CONFIG,
+      });
       try {
         await c.waitEncrypted({ timeoutMs: 120_000 });
-        const p = await proveAllPairs(c, { mode: 'wireguard', hostToPod: true, captureName: `dual${underlay}`, families: [4, 6], concurrency: 2 });
+        const p = await proveAllPairs(c, {
+          mode: 'wireguard',
+          hostToPod: true,
+          captureName: `dual${underlay}`,
+          families: [4, 6],
+          concurrency: 2,
+        });
         summarize(`dual over IPv${underlay}`, p);
         expectProof(p, [4, 6], 3);
         const prefix = underlay === 6 ? 'fd00:5ea1::' : '198.18.0.';
@@ -132,11 +155,27 @@ describe('dual-stack clusters', () => {
 });
 
 /** ICMPv6, UDP and TCP with the canary from `from` to an IPv6 address; returns what got through. */
-async function burst(c: NsCluster, from: string, to: string, canary: string): Promise<{ icmp: number; udp: boolean; tcp: boolean }> {
+async function burst(
+  c: NsCluster,
+  from: string,
+  to: string,
+  canary: string,
+): Promise<{ icmp: number; udp: boolean; tcp: boolean }> {
   const [ping, udp, tcp] = await Promise.all([
-    c.ping(from, to, { count: 5, intervalS: 0.2, waitS: 1, size: 120, df: false, patternHex: canaryPingPattern(canary) }),
-    c.pods().some((p) => p.name === from) ? runCanary(c, { from, to, proto: 'udp', canary, size: 300, timeoutMs: 2000 }) : Promise.resolve({ ok: false }),
-    c.pods().some((p) => p.name === from) ? runCanary(c, { from, to, proto: 'tcp', canary, size: 300, timeoutMs: 2000 }) : Promise.resolve({ ok: false }),
+    c.ping(from, to, {
+      count: 5,
+      intervalS: 0.2,
+      waitS: 1,
+      size: 120,
+      df: false,
+      patternHex: canaryPingPattern(canary),
+    }),
+    c.pods().some((p) => p.name === from)
+      ? runCanary(c, { from, to, proto: 'udp', canary, size: 300, timeoutMs: 2000 })
+      : Promise.resolve({ ok: false }),
+    c.pods().some((p) => p.name === from)
+      ? runCanary(c, { from, to, proto: 'tcp', canary, size: 300, timeoutMs: 2000 })
+      : Promise.resolve({ ok: false }),
   ]);
   return { icmp: ping.received, udp: udp.ok, tcp: tcp.ok };
 }
@@ -146,7 +185,9 @@ function dropsOf(rows: Awaited<ReturnType<typeof bpfCounters>>): number {
 }
 
 function expectSealed(name: string, cap: CaptureResult): void {
-  report(`${name}: capture ${cap.totalPackets} packets, complete ${cap.complete}, plaintext IPv6 pod ${cap.podPlaintextPackets} (flows ${JSON.stringify(cap.podPlaintextFlows)}), canary ${cap.canaryHits}`);
+  report(
+    `${name}: capture ${cap.totalPackets} packets, complete ${cap.complete}, plaintext IPv6 pod ${cap.podPlaintextPackets} (flows ${JSON.stringify(cap.podPlaintextFlows)}), canary ${cap.canaryHits}`,
+  );
   expect(cap.complete).toBe(true);
   expect(cap.podPlaintextPackets).toBe(0);
   expect(cap.canaryHits).toBe(0);
@@ -156,7 +197,13 @@ describe('fail-closed for IPv6 (IPv6-only cluster)', () => {
   let c: NsCluster;
   const canary = newCanary();
   beforeAll(async () => {
-    c = await NsCluster.create({ nodes: 3, podsPerNode: 1, ipFamily: 'ipv6', startAgents: false, agentConfig: AGENT_CONFIG });
+    c = await NsCluster.create({
+      nodes: 3,
+      podsPerNode: 1,
+      ipFamily: 'ipv6',
+      startAgents: false,
+      agentConfig: AGENT_CONFIG,
+    });
     await Promise.all(c.pods().map((p) => startCanaryServer(c, { pod: p.name })));
   });
   afterAll(async () => {
@@ -167,7 +214,9 @@ describe('fail-closed for IPv6 (IPv6-only cluster)', () => {
     const cap = await c.startCapture({ name: 'noagent', podCidrs: [POD_RANGE6], canaries: [canary] });
     const got = await burst(c, 'n1p1', c.resolve('n2p1', 6), canary);
     const r = await cap.stop();
-    report(`no agent: n1p1 -> n2p1 icmp ${got.icmp}/5 udp ${got.udp} tcp ${got.tcp}; capture plaintext IPv6 pod ${r.podPlaintextPackets}, canary ${r.canaryHits}`);
+    report(
+      `no agent: n1p1 -> n2p1 icmp ${got.icmp}/5 udp ${got.udp} tcp ${got.tcp}; capture plaintext IPv6 pod ${r.podPlaintextPackets}, canary ${r.canaryHits}`,
+    );
     expect(got.icmp).toBe(5);
     expect(got.udp && got.tcp).toBe(true);
     expect(r.podPlaintextPackets).toBeGreaterThan(0);
@@ -181,7 +230,11 @@ describe('fail-closed for IPv6 (IPv6-only cluster)', () => {
     while (Date.now() < deadline) {
       const tc = await c.execNode('n1', ['tc', 'filter', 'show', 'dev', 'eth0', 'egress'], { check: false });
       const doc = await c.nodeDoc('n1');
-      if (tc.stdout.includes('sealnet_egress') && doc?.metadata.annotations[ANNOTATIONS.wireguardPublicKey] !== undefined) break;
+      if (
+        tc.stdout.includes('sealnet_egress') &&
+        doc?.metadata.annotations[ANNOTATIONS.wireguardPublicKey] !== undefined
+      )
+        break;
       await sleep(200);
     }
     const before = dropsOf(await bpfCounters(c, 'n1'));
@@ -191,7 +244,9 @@ describe('fail-closed for IPv6 (IPv6-only cluster)', () => {
     const host = await burst(c, 'n1', c.resolve('n2p1', 6), canary);
     const r = await cap.stop();
     const drops = dropsOf(await bpfCounters(c, 'n1')) - before;
-    report(`before keys: to n2 ${JSON.stringify(toN2)}, to n3 ${JSON.stringify(toN3)}, host ${JSON.stringify(host)}; n1 egress drops +${drops}`);
+    report(
+      `before keys: to n2 ${JSON.stringify(toN2)}, to n3 ${JSON.stringify(toN3)}, host ${JSON.stringify(host)}; n1 egress drops +${drops}`,
+    );
     expect([toN2, toN3, host].map((x) => x.icmp)).toEqual([0, 0, 0]);
     expect(toN2.udp || toN2.tcp || toN3.udp || toN3.tcp).toBe(false);
     expect(drops).toBeGreaterThanOrEqual(15);
@@ -212,7 +267,9 @@ describe('fail-closed for IPv6 (IPv6-only cluster)', () => {
     const n1n3 = await burst(c, 'n1p1', c.resolve('n3p1', 6), canary);
     const n2n3 = await burst(c, 'n2p1', c.resolve('n3p1', 6), canary);
     const r = await cap.stop();
-    report(`n3 without key: n1->n2 ${JSON.stringify(n1n2)}, n1->n3 ${JSON.stringify(n1n3)}, n2->n3 ${JSON.stringify(n2n3)}; wireguard packets ${r.wireguardPackets}`);
+    report(
+      `n3 without key: n1->n2 ${JSON.stringify(n1n2)}, n1->n3 ${JSON.stringify(n1n3)}, n2->n3 ${JSON.stringify(n2n3)}; wireguard packets ${r.wireguardPackets}`,
+    );
     expect(n1n2).toEqual({ icmp: 5, udp: true, tcp: true });
     expect([n1n3.icmp, n2n3.icmp]).toEqual([0, 0]);
     expect(n1n3.udp || n1n3.tcp || n2n3.udp || n2n3.tcp).toBe(false);
@@ -231,7 +288,9 @@ describe('fail-closed for IPv6 (IPv6-only cluster)', () => {
     const host = await burst(c, 'n1', c.resolve('n2p1', 6), canary);
     const r = await cap.stop();
     const rows = await bpfCounters(c, 'n1');
-    report(`killed + link deleted (ip link del exit ${del.code}): pod ${JSON.stringify(pod)}, host ${JSON.stringify(host)}; n1 egress drops +${dropsOf(rows) - before}, redirected ${counterOf(rows, 'egress', 'redirected')}`);
+    report(
+      `killed + link deleted (ip link del exit ${del.code}): pod ${JSON.stringify(pod)}, host ${JSON.stringify(host)}; n1 egress drops +${dropsOf(rows) - before}, redirected ${counterOf(rows, 'egress', 'redirected')}`,
+    );
     expect([pod.icmp, host.icmp]).toEqual([0, 0]);
     expect(pod.udp || pod.tcp).toBe(false);
     expectSealed('kill -9 + link deleted', r);
@@ -250,7 +309,13 @@ describe('sanity: IPv6-only cluster without encryption', () => {
   it('the same proof sees IPv6 plaintext and the canary on the wire', async () => {
     const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, ipFamily: 'ipv6', encryption: false });
     try {
-      const p = await proveAllPairs(c, { mode: 'wireguard', hostToPod: true, captureName: 'plain6', families: [6], concurrency: 2 });
+      const p = await proveAllPairs(c, {
+        mode: 'wireguard',
+        hostToPod: true,
+        captureName: 'plain6',
+        families: [6],
+        concurrency: 2,
+      });
       summarize('ipv6-only, encryption off', p);
       expect([...p.directions, ...p.hostDirections].filter((d) => d.errors.length > 0)).toEqual([]);
       expect(p.capture.podPlaintextPackets).toBeGreaterThan(0);
@@ -265,14 +330,34 @@ describe('sanity: IPv6-only cluster without encryption', () => {
 
 describe('node-to-node encryption, dual stack over an IPv6 underlay', () => {
   it('host-to-host ICMP and ICMPv6 to both node addresses: plaintext before the agents, only IPv6 WireGuard after', async () => {
-    const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, ipFamily: 'dual', underlayFamily: 6, startAgents: false, agentConfig: { steering: { failClosed: true, interfaces: ['eth0'], nodeToNode: true } } });
+    const c = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      ipFamily: 'dual',
+      underlayFamily: 6,
+      startAgents: false,
+      agentConfig: { steering: { failClosed: true, interfaces: ['eth0'], nodeToNode: true } },
+    });
     const hostPings = async (canary: string): Promise<number[]> => {
       const got: number[] = [];
       for (const f of [4, 6] as const) {
-        for (const [from, to] of [['n1', 'n2'], ['n2', 'n1']] as const) {
-          const small = await c.ping(from, c.resolve(to, f), { count: 3, df: false, size: 120, patternHex: canaryPingPattern(canary) });
+        for (const [from, to] of [
+          ['n1', 'n2'],
+          ['n2', 'n1'],
+        ] as const) {
+          const small = await c.ping(from, c.resolve(to, f), {
+            count: 3,
+            df: false,
+            size: 120,
+            patternHex: canaryPingPattern(canary),
+          });
           // Full size for the tunnel (1420 over IPv6): 1392 + 28 (IPv4) / 1372 + 48 (IPv6).
-          const full = await c.ping(from, c.resolve(to, f), { count: 2, df: true, size: f === 4 ? 1392 : 1372, patternHex: canaryPingPattern(canary) });
+          const full = await c.ping(from, c.resolve(to, f), {
+            count: 2,
+            df: true,
+            size: f === 4 ? 1392 : 1372,
+            patternHex: canaryPingPattern(canary),
+          });
           got.push(small.received, full.received);
         }
       }
@@ -283,7 +368,9 @@ describe('node-to-node encryption, dual stack over an IPv6 underlay', () => {
       const plain = await c.startCapture({ name: 'n2n-plain', canaries: [canary0] });
       const before = await hostPings(canary0);
       const p = await plain.stop();
-      report(`node-to-node before agents: replies ${before.join(',')}; canary packets ${p.canaryHits} ${JSON.stringify(p.canaries[0]?.byEndpoints)}`);
+      report(
+        `node-to-node before agents: replies ${before.join(',')}; canary packets ${p.canaryHits} ${JSON.stringify(p.canaries[0]?.byEndpoints)}`,
+      );
       expect(p.canaryHits).toBeGreaterThan(0);
       expect(Object.keys(p.canaries[0]?.byEndpoints ?? {}).some((k) => k.startsWith('198.18.0.'))).toBe(true);
       expect(Object.keys(p.canaries[0]?.byEndpoints ?? {}).some((k) => k.startsWith('fd00:5ea1::'))).toBe(true);
@@ -294,7 +381,9 @@ describe('node-to-node encryption, dual stack over an IPv6 underlay', () => {
       const cap = await c.startCapture({ name: 'n2n', canaries: [canary] });
       const after = await hostPings(canary);
       const r = await cap.stop();
-      report(`node-to-node with agents: replies ${after.join(',')}; capture ${r.totalPackets} (${JSON.stringify(r.byKind)}), wireguard ${JSON.stringify(r.wireguardByEndpoints)}, canary ${r.canaryHits}`);
+      report(
+        `node-to-node with agents: replies ${after.join(',')}; capture ${r.totalPackets} (${JSON.stringify(r.byKind)}), wireguard ${JSON.stringify(r.wireguardByEndpoints)}, canary ${r.canaryHits}`,
+      );
       expect(after).toEqual([3, 2, 3, 2, 3, 2, 3, 2]);
       expect(r.complete).toBe(true);
       expect(r.canaryHits).toBe(0);

@@ -62,7 +62,9 @@ describe('3-node WireGuard mesh', () => {
       '100.64.2.0/24 dev sealwg0 proto 206 scope link src 100.64.1.1 mtu 1440 \n100.64.3.0/24 dev sealwg0 proto 206 scope link src 100.64.1.1 mtu 1440 \n',
     );
     expect((await c.execNode('n1', ['ip', '-o', 'link', 'show', 'sealwg0'])).stdout).toMatch(/mtu 1440 /);
-    expect((await c.execNode('n1', ['ip', 'rule', 'show', 'priority', '90'])).stdout.trim()).toBe('90:\tfrom all lookup 5188 proto 206');
+    expect((await c.execNode('n1', ['ip', 'rule', 'show', 'priority', '90'])).stdout.trim()).toBe(
+      '90:\tfrom all lookup 5188 proto 206',
+    );
   });
 
   it('passes full-size DF packets and answers one byte more with "fragmentation needed", both directions', async () => {
@@ -88,11 +90,23 @@ describe('3-node WireGuard mesh', () => {
   it('runs a large TCP transfer both ways without an MTU collapse (iperf3)', async () => {
     const server = c.spawnPod('n2p1', ['iperf3', '-s', '-1', '-p', '5201']);
     await sleep(300);
-    const fwd = JSON.parse((await c.execPod('n1p1', ['iperf3', '-c', c.resolve('n2p1'), '-p', '5201', '-t', '3', '-J'], { timeoutMs: 30_000 })).stdout) as IperfResult;
+    const fwd = JSON.parse(
+      (
+        await c.execPod('n1p1', ['iperf3', '-c', c.resolve('n2p1'), '-p', '5201', '-t', '3', '-J'], {
+          timeoutMs: 30_000,
+        })
+      ).stdout,
+    ) as IperfResult;
     await server.stop({ timeoutMs: 2000 }).catch(() => undefined);
     const server2 = c.spawnPod('n2p1', ['iperf3', '-s', '-1', '-p', '5202']);
     await sleep(300);
-    const rev = JSON.parse((await c.execPod('n1p1', ['iperf3', '-c', c.resolve('n2p1'), '-p', '5202', '-t', '3', '-R', '-J'], { timeoutMs: 30_000 })).stdout) as IperfResult;
+    const rev = JSON.parse(
+      (
+        await c.execPod('n1p1', ['iperf3', '-c', c.resolve('n2p1'), '-p', '5202', '-t', '3', '-R', '-J'], {
+          timeoutMs: 30_000,
+        })
+      ).stdout,
+    ) as IperfResult;
     await server2.stop({ timeoutMs: 2000 }).catch(() => undefined);
     for (const r of [fwd, rev]) {
       const mbps = r.end.sum_received.bits_per_second / 1e6;
@@ -112,10 +126,14 @@ describe('3-node WireGuard mesh', () => {
     await sleep(2000);
     await c.startAgent('n1');
     // Wait for the restarted agent's first full reconcile.
-    await waitFor('a reconcile of the restarted agent', async () => {
-      const m = await metrics(c, 'n1').catch(() => '');
-      return metricValue(m, 'sealnet_reconciles_total') >= 1 ? m : undefined;
-    }, { timeoutMs: 15_000 });
+    await waitFor(
+      'a reconcile of the restarted agent',
+      async () => {
+        const m = await metrics(c, 'n1').catch(() => '');
+        return metricValue(m, 'sealnet_reconciles_total') >= 1 ? m : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
     await sleep(1500);
     const m = await metrics(c, 'n1');
     expect(metricValue(m, 'sealnet_reconciles_total', 'result="ok"')).toBeGreaterThanOrEqual(1);
@@ -124,7 +142,8 @@ describe('3-node WireGuard mesh', () => {
     expect(after.routes).toBe(before.routes);
     expect(after.dump?.publicKey).toBe(before.dump?.publicKey);
     // wireguard-go lists peers in no particular order: compare as sorted sets.
-    const peerSet = (d: typeof before.dump): string[] => (d?.peers ?? []).map((p) => `${p.publicKey} ${p.allowedIPs.join(',')}`).sort();
+    const peerSet = (d: typeof before.dump): string[] =>
+      (d?.peers ?? []).map((p) => `${p.publicKey} ${p.allowedIPs.join(',')}`).sort();
     expect(peerSet(after.dump)).toEqual(peerSet(before.dump));
     expect(peerSet(after.dump)).toHaveLength(2);
     await sleep(1000);
@@ -140,14 +159,23 @@ describe('3-node WireGuard mesh', () => {
   });
 
   it('skips malformed nodes with a log line and a metric, and keeps every other pair working', async () => {
-    const good = JSON.parse(await readFile(join(c.storeDir, 'n3.json'), 'utf8')) as { metadata: { annotations: Record<string, string> } };
+    const good = JSON.parse(await readFile(join(c.storeDir, 'n3.json'), 'utf8')) as {
+      metadata: { annotations: Record<string, string> };
+    };
     const goodAnn = good.metadata.annotations;
-    const n2Key = JSON.parse(await readFile(join(c.storeDir, 'n2.json'), 'utf8')).metadata.annotations[ANN_KEY] as string;
+    const n2Key = JSON.parse(await readFile(join(c.storeDir, 'n2.json'), 'utf8')).metadata.annotations[
+      ANN_KEY
+    ] as string;
     const doc = (name: string, idx: number, ann: Record<string, string | undefined>): string =>
       JSON.stringify({
         apiVersion: 'v1',
         kind: 'Node',
-        metadata: { name, annotations: Object.fromEntries(Object.entries({ ...goodAnn, [ANN_KEY]: undefined, ...ann }).filter(([, v]) => v !== undefined)) },
+        metadata: {
+          name,
+          annotations: Object.fromEntries(
+            Object.entries({ ...goodAnn, [ANN_KEY]: undefined, ...ann }).filter(([, v]) => v !== undefined),
+          ),
+        },
         spec: { podCIDRs: [`100.64.${100 + idx}.0/24`] },
         status: { addresses: [{ type: 'InternalIP', address: `198.18.1.${idx}` }] },
       });
@@ -156,16 +184,33 @@ describe('3-node WireGuard mesh', () => {
       ['bad-short', doc('bad-short', 1, { [ANN_KEY]: 'AAAA' }), 'is 4 characters'],
       ['bad-lowor', doc('bad-lowor', 2, { [ANN_KEY]: 'AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' }), 'low-order'],
       ['bad-dup', doc('bad-dup', 3, { [ANN_KEY]: n2Key }), 'public key'],
-      ['bad-noendpoint', doc('bad-noendpoint', 4, { [ANN_KEY]: goodAnn[ANN_KEY], 'sealnet.io/endpoint': undefined }), 'sealnet.io/endpoint is missing'],
+      [
+        'bad-noendpoint',
+        doc('bad-noendpoint', 4, { [ANN_KEY]: goodAnn[ANN_KEY], 'sealnet.io/endpoint': undefined }),
+        'sealnet.io/endpoint is missing',
+      ],
       ['bad-version', doc('bad-version', 5, { 'sealnet.io/version': '99' }), 'understands only 1'],
     ];
     // bad-noendpoint reuses n3's key: it must be skipped for the missing endpoint, and n3 keeps its pair.
     for (const [name, text] of bad) await writeFile(join(c.storeDir, `${name}.json`), text);
     for (const node of ['n1', 'n2', 'n3']) {
-      await waitFor(`${node} to log every bad node`, async () => {
-        const log = await readFile(c.agentLogPath(node), 'utf8');
-        return bad.every(([name, , why]) => log.split('\n').some((l) => l.includes(name) && l.includes(why) && (l.includes('skipping node') || l.includes('skipping it')))) ? true : undefined;
-      }, { timeoutMs: 10_000 });
+      await waitFor(
+        `${node} to log every bad node`,
+        async () => {
+          const log = await readFile(c.agentLogPath(node), 'utf8');
+          return bad.every(([name, , why]) =>
+            log
+              .split('\n')
+              .some(
+                (l) =>
+                  l.includes(name) && l.includes(why) && (l.includes('skipping node') || l.includes('skipping it')),
+              ),
+          )
+            ? true
+            : undefined;
+        },
+        { timeoutMs: 10_000 },
+      );
       const m = await metrics(c, node);
       expect(metricValue(m, 'sealnet_invalid_input_total')).toBeGreaterThanOrEqual(bad.length);
       // Every bad node but the garbage document (skipped by the store, it never reaches the planner).
@@ -190,7 +235,13 @@ describe('3-node WireGuard mesh', () => {
     );
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('wireguard.listenPort must be an integer from 1 to 65535');
-    const flag = await run(process.execPath, [join(repoRoot(), 'bin', 'sealnet-agent.js'), '--node-name', 'n1', '--mode', 'carrier-pigeon']).then(
+    const flag = await run(process.execPath, [
+      join(repoRoot(), 'bin', 'sealnet-agent.js'),
+      '--node-name',
+      'n1',
+      '--mode',
+      'carrier-pigeon',
+    ]).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => ({ code: e.code, stderr: e.stderr }),
     );
@@ -229,16 +280,31 @@ describe('5-node WireGuard mesh: join and leave', () => {
     const joined = c.addNode({ pods: 1, startAgent: true });
     // The key "appears" when the new agent's annotation lands in the store.
     const docPath = (): string => join(c.storeDir, 'n5.json');
-    const appeared = await waitFor('n5 to publish its key', async () => {
-      const text = await readFile(docPath(), 'utf8').catch(() => '');
-      const key = text === '' ? undefined : (JSON.parse(text) as { metadata: { annotations: Record<string, string> } }).metadata.annotations[ANN_KEY];
-      return key === undefined ? undefined : { key, at: Date.now() };
-    }, { timeoutMs: 20_000, pollMs: 10 });
+    const appeared = await waitFor(
+      'n5 to publish its key',
+      async () => {
+        const text = await readFile(docPath(), 'utf8').catch(() => '');
+        const key =
+          text === ''
+            ? undefined
+            : (JSON.parse(text) as { metadata: { annotations: Record<string, string> } }).metadata.annotations[ANN_KEY];
+        return key === undefined ? undefined : { key, at: Date.now() };
+      },
+      { timeoutMs: 20_000, pollMs: 10 },
+    );
     await joined;
-    const programmedAt = await waitFor('every node to program n5', async () => {
-      const dumps = await Promise.all(['n1', 'n2', 'n3', 'n4'].map((n) => c.wgDump(n)));
-      return dumps.every((d) => d?.peers.some((p) => p.publicKey === appeared.key && p.allowedIPs.includes('100.64.5.0/24'))) ? Date.now() : undefined;
-    }, { timeoutMs: 10_000, pollMs: 20 });
+    const programmedAt = await waitFor(
+      'every node to program n5',
+      async () => {
+        const dumps = await Promise.all(['n1', 'n2', 'n3', 'n4'].map((n) => c.wgDump(n)));
+        return dumps.every((d) =>
+          d?.peers.some((p) => p.publicKey === appeared.key && p.allowedIPs.includes('100.64.5.0/24')),
+        )
+          ? Date.now()
+          : undefined;
+      },
+      { timeoutMs: 10_000, pollMs: 20 },
+    );
     const latency = programmedAt - appeared.at;
     process.stderr.write(`node join: programmed on all 4 peers ${latency} ms after its key appeared\n`);
     expect(latency).toBeLessThan(2000);
@@ -254,14 +320,18 @@ describe('5-node WireGuard mesh: join and leave', () => {
     const key = (await c.wgDump('n3'))?.publicKey;
     expect(key).toBeDefined();
     await c.removeNode('n3');
-    await waitFor('n3 to be gone from every node', async () => {
-      for (const n of ['n1', 'n2', 'n4', 'n5']) {
-        const d = await c.wgDump(n);
-        if (d === undefined || d.peers.some((p) => p.publicKey === key)) return undefined;
-        if ((await routesIn(c, n)).includes('100.64.3.0/24')) return undefined;
-      }
-      return true;
-    }, { timeoutMs: 10_000 });
+    await waitFor(
+      'n3 to be gone from every node',
+      async () => {
+        for (const n of ['n1', 'n2', 'n4', 'n5']) {
+          const d = await c.wgDump(n);
+          if (d === undefined || d.peers.some((p) => p.publicKey === key)) return undefined;
+          if ((await routesIn(c, n)).includes('100.64.3.0/24')) return undefined;
+        }
+        return true;
+      },
+      { timeoutMs: 10_000 },
+    );
     for (const n of ['n1', 'n2', 'n4', 'n5']) {
       expect((await c.wgDump(n))?.peers).toHaveLength(3);
       expect((await routesIn(c, n)).trim().split('\n')).toHaveLength(3);

@@ -48,10 +48,25 @@ const report = (line: string): void => {
 };
 
 /** Starts the canary echo server in a node's own network namespace. */
-async function startHostServer(c: NsCluster, node: string, opts: { port: number; bind?: string }): Promise<BackgroundProcess> {
+async function startHostServer(
+  c: NsCluster,
+  node: string,
+  opts: { port: number; bind?: string },
+): Promise<BackgroundProcess> {
   const dir = await c.workDir('host-canary');
   const log = `${dir}/${node}-${opts.port}.log`;
-  const proc = c.spawnNode(node, [process.execPath, toolPath('canary.mjs'), 'server', '--port', String(opts.port), ...(opts.bind !== undefined ? ['--bind', opts.bind] : [])], { logFile: log });
+  const proc = c.spawnNode(
+    node,
+    [
+      process.execPath,
+      toolPath('canary.mjs'),
+      'server',
+      '--port',
+      String(opts.port),
+      ...(opts.bind !== undefined ? ['--bind', opts.bind] : []),
+    ],
+    { logFile: log },
+  );
   for (let i = 0; i < 200; i++) {
     const r = await c.execNode(node, ['ss', '-Hltn', `sport = :${opts.port}`], { check: false });
     if (r.stdout.includes(`:${opts.port}`)) return proc;
@@ -62,19 +77,61 @@ async function startHostServer(c: NsCluster, node: string, opts: { port: number;
 }
 
 /** The canary client run from a node's own network namespace. */
-async function hostCanary(c: NsCluster, o: { from: string; to: string; proto: 'tcp' | 'udp'; canary: string; port?: number; size?: number; count?: number; timeoutMs?: number }): Promise<CanaryResult> {
+async function hostCanary(
+  c: NsCluster,
+  o: {
+    from: string;
+    to: string;
+    proto: 'tcp' | 'udp';
+    canary: string;
+    port?: number;
+    size?: number;
+    count?: number;
+    timeoutMs?: number;
+  },
+): Promise<CanaryResult> {
   const timeoutMs = o.timeoutMs ?? 5000;
-  const argv = [process.execPath, toolPath('canary.mjs'), 'client', '--proto', o.proto, '--host', o.to, '--port', String(o.port ?? ECHO_PORT), '--canary', o.canary, '--count', String(o.count ?? 3), '--size', String(o.size ?? 1000), '--timeout-ms', String(timeoutMs)];
+  const argv = [
+    process.execPath,
+    toolPath('canary.mjs'),
+    'client',
+    '--proto',
+    o.proto,
+    '--host',
+    o.to,
+    '--port',
+    String(o.port ?? ECHO_PORT),
+    '--canary',
+    o.canary,
+    '--count',
+    String(o.count ?? 3),
+    '--size',
+    String(o.size ?? 1000),
+    '--timeout-ms',
+    String(timeoutMs),
+  ];
   const r = await c.execNode(o.from, argv, { check: false, timeoutMs: timeoutMs + 10_000 });
   try {
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as CanaryResult;
   } catch {
-    return { ok: false, proto: o.proto, sent: 0, echoed: 0, bytes: 0, ms: 0, error: `no result (exit ${r.code}): ${r.stderr.trim().slice(0, 300)}` };
+    return {
+      ok: false,
+      proto: o.proto,
+      sent: 0,
+      echoed: 0,
+      bytes: 0,
+      ms: 0,
+      error: `no result (exit ${r.code}): ${r.stderr.trim().slice(0, 300)}`,
+    };
   }
 }
 
 async function hostPing(c: NsCluster, from: string, to: string, canary: string, count = 3): Promise<number> {
-  const r = await c.execNode(from, ['ping', '-c', String(count), '-i', '0.2', '-W', '1', '-s', '120', '-p', canaryPingPattern(canary), to], { check: false, timeoutMs: 20_000 });
+  const r = await c.execNode(
+    from,
+    ['ping', '-c', String(count), '-i', '0.2', '-W', '1', '-s', '120', '-p', canaryPingPattern(canary), to],
+    { check: false, timeoutMs: 20_000 },
+  );
   return Number(/(\d+) received/.exec(r.stdout)?.[1] ?? '0');
 }
 
@@ -99,10 +156,23 @@ async function hostToHost(c: NsCluster, name: string): Promise<HostRun> {
           hostCanary(c, { from: a.name, to: b.address, proto: 'tcp', canary }),
           hostCanary(c, { from: a.name, to: b.address, proto: 'udp', canary, size: 500 }),
           // Full-size segments: 1500-byte packets into a 1440-byte tunnel.
-          hostCanary(c, { from: a.name, to: b.address, proto: 'tcp', canary, size: 200_000, count: 2, timeoutMs: 15_000 }),
+          hostCanary(c, {
+            from: a.name,
+            to: b.address,
+            proto: 'tcp',
+            canary,
+            size: 200_000,
+            count: 2,
+            timeoutMs: 15_000,
+          }),
           hostPing(c, a.name, b.address, canary),
         ]);
-        for (const [kind, r] of [['tcp', tcp], ['udp', udp], ['tcp-200k', big]] as const) if (!r.ok) failures.push(`${a.name}>${b.name} ${kind}: ${r.error ?? `${r.echoed}/${r.sent}`}`);
+        for (const [kind, r] of [
+          ['tcp', tcp],
+          ['udp', udp],
+          ['tcp-200k', big],
+        ] as const)
+          if (!r.ok) failures.push(`${a.name}>${b.name} ${kind}: ${r.error ?? `${r.echoed}/${r.sent}`}`);
         if (ping !== 3) failures.push(`${a.name}>${b.name} ping: ${ping}/3`);
       }
     }
@@ -110,16 +180,30 @@ async function hostToHost(c: NsCluster, name: string): Promise<HostRun> {
     capture = await cap.stop();
     await Promise.all(servers.map((s) => s.stop({ timeoutMs: 2000 })));
   }
-  report(`${name}: ${capture.totalPackets} packets (${capture.byKind.arp} ARP, ${capture.wireguardPackets} WireGuard, tcp ${capture.byKind.tcp}, udp ${capture.byKind.udp}, icmp ${capture.byKind.icmp}), canary hits ${capture.canaryHits} ${JSON.stringify(capture.canaries[0]?.byEndpoints ?? {})}, complete ${capture.complete}, failures ${failures.length}`);
+  report(
+    `${name}: ${capture.totalPackets} packets (${capture.byKind.arp} ARP, ${capture.wireguardPackets} WireGuard, tcp ${capture.byKind.tcp}, udp ${capture.byKind.udp}, icmp ${capture.byKind.icmp}), canary hits ${capture.canaryHits} ${JSON.stringify(capture.canaries[0]?.byEndpoints ?? {})}, complete ${capture.complete}, failures ${failures.length}`,
+  );
   return { capture, failures };
 }
 
-const nodePairs = ['198.18.0.1>198.18.0.2', '198.18.0.2>198.18.0.1', '198.18.0.1>198.18.0.3', '198.18.0.3>198.18.0.1', '198.18.0.2>198.18.0.3', '198.18.0.3>198.18.0.2'];
+const nodePairs = [
+  '198.18.0.1>198.18.0.2',
+  '198.18.0.2>198.18.0.1',
+  '198.18.0.1>198.18.0.3',
+  '198.18.0.3>198.18.0.1',
+  '198.18.0.2>198.18.0.3',
+  '198.18.0.3>198.18.0.2',
+];
 
 describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
   let c: NsCluster;
   beforeAll(async () => {
-    c = await NsCluster.create({ nodes: 3, podsPerNode: 1, startAgents: false, agentConfig: { steering: { nodeToNode: true, exemptCidrs: [`${API}/32`] } } });
+    c = await NsCluster.create({
+      nodes: 3,
+      podsPerNode: 1,
+      startAgents: false,
+      agentConfig: { steering: { nodeToNode: true, exemptCidrs: [`${API}/32`] } },
+    });
     // The "API server" lives on n1 at a second address, which the control plane lists as an
     // InternalIP of n1: without the exemption it would be steered like n1's first address.
     await c.execNode('n1', ['ip', 'addr', 'add', `${API}/24`, 'dev', 'eth0']);
@@ -136,7 +220,10 @@ describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
   it('puts node addresses into the tunnel (allowed IPs), routes only pod CIDRs, and reports nodeToNode in the status', async () => {
     const dump = await c.wgDump('n2');
     const allowed = Object.fromEntries((dump?.peers ?? []).map((p) => [p.endpoint, [...p.allowedIPs].sort()]));
-    expect(allowed).toEqual({ '198.18.0.1:51880': ['100.64.1.0/24', '198.18.0.1/32'], '198.18.0.3:51880': ['100.64.3.0/24', '198.18.0.3/32'] });
+    expect(allowed).toEqual({
+      '198.18.0.1:51880': ['100.64.1.0/24', '198.18.0.1/32'],
+      '198.18.0.3:51880': ['100.64.3.0/24', '198.18.0.3/32'],
+    });
     expect((await c.execNode('n2', ['ip', 'route', 'show', 'table', '5188'])).stdout).not.toContain('198.18.');
     // The tunnel link accepts decrypted packets from node addresses (reverse-path filter).
     expect((await c.execNode('n2', ['ip', '-4', 'addr', 'show', 'dev', 'sealwg0'])).stdout).toContain('100.64.2.1/32');
@@ -159,7 +246,9 @@ describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
     expect(capture.totalPackets - capture.byKind.arp).toBe(capture.wireguardPackets);
     expect(Object.keys(capture.wireguardByEndpoints).sort()).toEqual([...nodePairs].sort());
     const after = await Promise.all(c.nodeNames().map((n) => bpfCounters(c, n)));
-    const redirected = after.map((a, i) => counterOf(a, 'egress', 'redirected') - counterOf(before[i]!, 'egress', 'redirected'));
+    const redirected = after.map(
+      (a, i) => counterOf(a, 'egress', 'redirected') - counterOf(before[i]!, 'egress', 'redirected'),
+    );
     report(`egress redirected per node during host traffic: ${JSON.stringify(redirected)}`);
     for (const r of redirected) expect(r).toBeGreaterThan(100);
   });
@@ -173,10 +262,12 @@ describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
     expect(proof.capture.canaryHits).toBe(0);
     expect(proof.capture.totalPackets - proof.capture.byKind.arp).toBe(proof.capture.wireguardPackets);
     expect(proof.pairs.every((p) => p.encrypted)).toBe(true);
-    report(`pods: ${proof.capture.totalPackets} packets, ${proof.capture.wireguardPackets} WireGuard, 0 plaintext, 0 canary`);
+    report(
+      `pods: ${proof.capture.totalPackets} packets, ${proof.capture.wireguardPackets} WireGuard, 0 plaintext, 0 canary`,
+    );
   });
 
-  it('reaches the exempt API server endpoint in plaintext (seen as such), while n1\'s other address stays encrypted', async () => {
+  it("reaches the exempt API server endpoint in plaintext (seen as such), while n1's other address stays encrypted", async () => {
     const server = await startHostServer(c, 'n1', { port: API_PORT, bind: API });
     const canary = newCanary();
     const before = await bpfCounters(c, 'n2');
@@ -185,14 +276,18 @@ describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
     let results: CanaryResult[];
     let ping: number;
     try {
-      results = await Promise.all(['n2', 'n3'].map((n) => hostCanary(c, { from: n, to: API, port: API_PORT, proto: 'tcp', canary })));
+      results = await Promise.all(
+        ['n2', 'n3'].map((n) => hostCanary(c, { from: n, to: API, port: API_PORT, proto: 'tcp', canary })),
+      );
       ping = await hostPing(c, 'n2', '198.18.0.1', canary);
     } finally {
       capture = await cap.stop();
       await server.stop({ timeoutMs: 2000 });
     }
     const after = await bpfCounters(c, 'n2');
-    report(`exempt: ${capture.totalPackets} packets, tcp ${capture.byKind.tcp}, canary hits ${capture.canaryHits} ${JSON.stringify(capture.canaries[0]?.byEndpoints ?? {})}, WireGuard ${JSON.stringify(capture.wireguardByEndpoints)}`);
+    report(
+      `exempt: ${capture.totalPackets} packets, tcp ${capture.byKind.tcp}, canary hits ${capture.canaryHits} ${JSON.stringify(capture.canaries[0]?.byEndpoints ?? {})}, WireGuard ${JSON.stringify(capture.wireguardByEndpoints)}`,
+    );
     expect(results.map((r) => r.ok)).toEqual([true, true]);
     expect(ping).toBe(3);
     expect(capture.complete).toBe(true);
@@ -238,8 +333,11 @@ describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
       await server.stop({ timeoutMs: 2000 });
     }
     const n1After = await bpfCounters(c, 'n1');
-    const delta = (hook: string, reason: string): number => counterOf(n1After, hook, reason) - counterOf(n1Before, hook, reason);
-    report(`keyless n3: api ${api.ok}, n1>n3 ping ${n1ToN3}/3 (n1 egress not_ready +${delta('egress', 'not_ready')}), n3 leak ping ${leaked}/3 (n1 ingress plaintext_in +${delta('ingress', 'plaintext_in')}), canary ${JSON.stringify(capture.canaries[0]?.byEndpoints ?? {})}`);
+    const delta = (hook: string, reason: string): number =>
+      counterOf(n1After, hook, reason) - counterOf(n1Before, hook, reason);
+    report(
+      `keyless n3: api ${api.ok}, n1>n3 ping ${n1ToN3}/3 (n1 egress not_ready +${delta('egress', 'not_ready')}), n3 leak ping ${leaked}/3 (n1 ingress plaintext_in +${delta('ingress', 'plaintext_in')}), canary ${JSON.stringify(capture.canaries[0]?.byEndpoints ?? {})}`,
+    );
     expect(api.ok).toBe(true);
     expect(n1ToN3).toBe(0);
     expect(delta('egress', 'not_ready')).toBeGreaterThanOrEqual(3);

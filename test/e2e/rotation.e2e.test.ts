@@ -17,7 +17,22 @@ import type { CaptureResult } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { updateNodeDoc } from '../harness/nodestore.js';
-import { describeTraffic, leftovers, parseRotateSummary, publishedKeys as keys, ROTATION_AGENT_CONFIG, ROTATION_GRACE_S, ROTATION_PEER_TIMEOUT_S, rotationStatus as status, sealctl, startTraffic, stateFile, stopTraffic, timeRotation, type TrafficResult } from '../harness/rotation.js';
+import {
+  describeTraffic,
+  leftovers,
+  parseRotateSummary,
+  publishedKeys as keys,
+  ROTATION_AGENT_CONFIG,
+  ROTATION_GRACE_S,
+  ROTATION_PEER_TIMEOUT_S,
+  rotationStatus as status,
+  sealctl,
+  startTraffic,
+  stateFile,
+  stopTraffic,
+  timeRotation,
+  type TrafficResult,
+} from '../harness/rotation.js';
 import { newCanary } from '../harness/traffic.js';
 import { waitFor } from '../harness/wait.js';
 
@@ -48,7 +63,21 @@ function report(what: string, r: TrafficResult, extra = ''): void {
 }
 
 function expectNoPlaintext(cap: CaptureResult, opts: { minWireguard?: number } = {}): void {
-  expect({ complete: cap.complete, kernelDropped: cap.kernelDropped, captured: cap.tcpdumpCaptured, inFile: cap.totalPackets, truncated: cap.truncatedFile, snapped: cap.snappedPackets }).toStrictEqual({ complete: true, kernelDropped: 0, captured: cap.totalPackets, inFile: cap.totalPackets, truncated: false, snapped: 0 });
+  expect({
+    complete: cap.complete,
+    kernelDropped: cap.kernelDropped,
+    captured: cap.tcpdumpCaptured,
+    inFile: cap.totalPackets,
+    truncated: cap.truncatedFile,
+    snapped: cap.snappedPackets,
+  }).toStrictEqual({
+    complete: true,
+    kernelDropped: 0,
+    captured: cap.totalPackets,
+    inFile: cap.totalPackets,
+    truncated: false,
+    snapped: 0,
+  });
   expect(cap.podPlaintextSamples).toEqual([]);
   expect(cap.podPlaintextPackets).toBe(0);
   expect(cap.canaryHits).toBe(0);
@@ -61,7 +90,15 @@ async function expectClean(c: NsCluster, node: string): Promise<void> {
   const l = await leftovers(c, node);
   const st = await stateFile(c, node);
   const slot = st?.activeSlot ?? 0;
-  expect({ node, ...l }).toStrictEqual({ node, links: [WG_INTERFACES[slot]], keyFiles: ['wireguard.json', 'wireguard.key'], mirrors: [], wireguardGo: 1, rotating: undefined, published: true });
+  expect({ node, ...l }).toStrictEqual({
+    node,
+    links: [WG_INTERFACES[slot]],
+    keyFiles: ['wireguard.json', 'wireguard.key'],
+    mirrors: [],
+    wireguardGo: 1,
+    rotating: undefined,
+    published: true,
+  });
 }
 
 describe('key rotation on 5 nodes, under load', () => {
@@ -76,7 +113,11 @@ describe('key rotation on 5 nodes, under load', () => {
   });
 
   /** Rotates `targets` under traffic and a capture; returns the timings and the traffic verdict. */
-  async function rotateUnderLoad(name: string, targets: readonly string[], runs: number): Promise<{ traffic: TrafficResult; cap: CaptureResult; switchedMs: number[]; doneMs: number[] }> {
+  async function rotateUnderLoad(
+    name: string,
+    targets: readonly string[],
+    runs: number,
+  ): Promise<{ traffic: TrafficResult; cap: CaptureResult; switchedMs: number[]; doneMs: number[] }> {
     const canary = newCanary();
     const cap = await c.startCapture({ name, canaries: [canary], bufferKiB: 65_536 });
     const traffic = await startTraffic(c, canary, 7300 + 100 * portBlock++);
@@ -89,7 +130,11 @@ describe('key rotation on 5 nodes, under load', () => {
         doneMs.push(r.doneMs);
         switchedMs.push(r.switchedMs);
         const ctl = r.sealctl;
-        expect({ code: ctl.code, stderr: ctl.stderr, stdout: ctl.code === 0 ? '' : ctl.stdout }).toEqual({ code: 0, stderr: '', stdout: '' });
+        expect({ code: ctl.code, stderr: ctl.stderr, stdout: ctl.code === 0 ? '' : ctl.stdout }).toEqual({
+          code: 0,
+          stderr: '',
+          stdout: '',
+        });
         const summary = parseRotateSummary(ctl.stdout);
         expect(summary?.ok).toBe(true);
         expect(summary?.results.every((x) => x.done && x.lagging.length === 0)).toBe(true);
@@ -105,7 +150,11 @@ describe('key rotation on 5 nodes, under load', () => {
   it('rotating one node: no TCP connection breaks, UDP loss counted, nothing in plaintext', async () => {
     const before = await keys(c);
     const r = await rotateUnderLoad('one', ['n1'], 1);
-    report('one node', r.traffic, `; switched in ${r.switchedMs[0]} ms, old key gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`);
+    report(
+      'one node',
+      r.traffic,
+      `; switched in ${r.switchedMs[0]} ms, old key gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+    );
     expect(r.traffic.tcpBreaks).toEqual([]);
     // Target 0 (measured 0 on a quiet host); the exact numbers are printed above. The budget
     // only keeps a loaded CI host from failing on a scheduling hiccup.
@@ -113,7 +162,9 @@ describe('key rotation on 5 nodes, under load', () => {
     expectNoPlaintext(r.cap);
     const after = await keys(c);
     expect(after.n1).not.toBe(before.n1);
-    expect(Object.entries(after).filter(([n]) => n !== 'n1')).toEqual(Object.entries(before).filter(([n]) => n !== 'n1'));
+    expect(Object.entries(after).filter(([n]) => n !== 'n1')).toEqual(
+      Object.entries(before).filter(([n]) => n !== 'n1'),
+    );
     for (const n of c.nodeNames()) await expectClean(c, n);
     expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
   });
@@ -121,7 +172,11 @@ describe('key rotation on 5 nodes, under load', () => {
   it('rotating all 5 nodes at once: every key switched (target < 10 s, printed), no break, no plaintext', async () => {
     const before = await keys(c);
     const r = await rotateUnderLoad('all', c.nodeNames(), 1);
-    report('all 5 nodes', r.traffic, `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`);
+    report(
+      'all 5 nodes',
+      r.traffic,
+      `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+    );
     expect(r.switchedMs[0]).toBeLessThan(SWITCH_BOUND_MS);
     expect(r.doneMs[0]).toBeLessThan(SWITCH_BOUND_MS + GRACE_S * 1000);
     expect(r.traffic.tcpBreaks).toEqual([]);
@@ -134,9 +189,15 @@ describe('key rotation on 5 nodes, under load', () => {
   });
 
   it('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
-    const slots = Object.fromEntries(await Promise.all(c.nodeNames().map(async (n) => [n, (await stateFile(c, n))?.activeSlot ?? 0] as const)));
+    const slots = Object.fromEntries(
+      await Promise.all(c.nodeNames().map(async (n) => [n, (await stateFile(c, n))?.activeSlot ?? 0] as const)),
+    );
     const r = await rotateUnderLoad('twice', c.nodeNames(), 2);
-    report('all 5 nodes twice', r.traffic, `; switched in ${r.switchedMs.join(' and ')} ms, done after ${r.doneMs.join(' and ')} ms`);
+    report(
+      'all 5 nodes twice',
+      r.traffic,
+      `; switched in ${r.switchedMs.join(' and ')} ms, done after ${r.doneMs.join(' and ')} ms`,
+    );
     for (const ms of r.switchedMs) expect(ms).toBeLessThan(SWITCH_BOUND_MS);
     expect(r.traffic.tcpBreaks).toEqual([]);
     for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(2 * LOSS_BUDGET_ALL);
@@ -152,7 +213,11 @@ describe('key rotation on 5 nodes, under load', () => {
 describe('kill -9 of the rotating agent at every step, then a restart', () => {
   let c: NsCluster;
   beforeAll(async () => {
-    c = await NsCluster.create({ nodes: 3, podsPerNode: 1, agentConfig: { rotation: { graceSeconds: 3, peerTimeoutSeconds: PEER_TIMEOUT_S } } });
+    c = await NsCluster.create({
+      nodes: 3,
+      podsPerNode: 1,
+      agentConfig: { rotation: { graceSeconds: 3, peerTimeoutSeconds: PEER_TIMEOUT_S } },
+    });
     await c.waitEncrypted({ timeoutMs: 60_000 });
   });
   afterAll(async () => {
@@ -172,23 +237,36 @@ describe('kill -9 of the rotating agent at every step, then a restart', () => {
         const id = /rotation (\S+) on/.exec(r.stdout)?.[1];
         expect(id).toBeDefined();
         // Kill as soon as the state file says the step began (a crash at that step).
-        const hit = await waitFor(`n1 to reach ${step}`, async () => {
-          const st = await stateFile(c, 'n1');
-          const phase = st?.rotation?.phase;
-          if (phase === step) return phase;
-          const order = steps.indexOf(step);
-          if (phase !== undefined && steps.indexOf(phase as (typeof steps)[number]) > order) return phase; // went past it
-          if ((await status(c, 'n1'))?.last?.id === id) return 'done';
-          return undefined;
-        }, { timeoutMs: 30_000, pollMs: 2 });
+        const hit = await waitFor(
+          `n1 to reach ${step}`,
+          async () => {
+            const st = await stateFile(c, 'n1');
+            const phase = st?.rotation?.phase;
+            if (phase === step) return phase;
+            const order = steps.indexOf(step);
+            if (phase !== undefined && steps.indexOf(phase as (typeof steps)[number]) > order) return phase; // went past it
+            if ((await status(c, 'n1'))?.last?.id === id) return 'done';
+            return undefined;
+          },
+          { timeoutMs: 30_000, pollMs: 2 },
+        );
         await c.killAgent('n1', 'SIGKILL');
         killedIn.push(hit);
         // The tunnels outlive the agent: n1 still reaches both peers.
-        for (const to of ['n2p1', 'n3p1']) expect((await c.ping('n1p1', to, { count: 2, waitS: 2 })).received).toBeGreaterThan(0);
+        for (const to of ['n2p1', 'n3p1'])
+          expect((await c.ping('n1p1', to, { count: 2, waitS: 2 })).received).toBeGreaterThan(0);
         await sleep(500);
         await c.startAgent('n1');
-        await waitFor(`rotation ${id} to complete after the restart`, async () => ((await status(c, 'n1'))?.last?.id === id ? true : undefined), { timeoutMs: 60_000 });
-        await waitFor('the old link to be gone', async () => ((await leftovers(c, 'n1')).links.length === 1 ? true : undefined), { timeoutMs: 10_000 });
+        await waitFor(
+          `rotation ${id} to complete after the restart`,
+          async () => ((await status(c, 'n1'))?.last?.id === id ? true : undefined),
+          { timeoutMs: 60_000 },
+        );
+        await waitFor(
+          'the old link to be gone',
+          async () => ((await leftovers(c, 'n1')).links.length === 1 ? true : undefined),
+          { timeoutMs: 10_000 },
+        );
         await expectClean(c, 'n1');
         expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
       }
@@ -208,7 +286,11 @@ describe('kill -9 of the rotating agent at every step, then a restart', () => {
 describe('bad input', () => {
   let c: NsCluster;
   beforeAll(async () => {
-    c = await NsCluster.create({ nodes: 3, podsPerNode: 1, agentConfig: { rotation: { graceSeconds: 4, peerTimeoutSeconds: 3 } } });
+    c = await NsCluster.create({
+      nodes: 3,
+      podsPerNode: 1,
+      agentConfig: { rotation: { graceSeconds: 4, peerTimeoutSeconds: 3 } },
+    });
     await c.waitEncrypted({ timeoutMs: 60_000 });
   });
   afterAll(async () => {
@@ -220,8 +302,12 @@ describe('bad input', () => {
     const r = await sealctl(c, ['keys', 'rotate', '--node', 'n1', '--node', 'n9']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('node "n9" does not exist (nodes: n1, n2, n3)');
-    expect((await c.nodeDoc('n1'))?.metadata.annotations[ANNOTATIONS.rotateRequest]).toBe(before?.metadata.annotations[ANNOTATIONS.rotateRequest]);
-    expect((await sealctl(c, ['keys', 'rotate'])).stderr).toContain('say which keys: --node NAME (repeatable) or --all');
+    expect((await c.nodeDoc('n1'))?.metadata.annotations[ANNOTATIONS.rotateRequest]).toBe(
+      before?.metadata.annotations[ANNOTATIONS.rotateRequest],
+    );
+    expect((await sealctl(c, ['keys', 'rotate'])).stderr).toContain(
+      'say which keys: --node NAME (repeatable) or --all',
+    );
   });
 
   it('two rotations requested at once: the second is refused; exactly one rotation happens', async () => {
@@ -232,12 +318,19 @@ describe('bad input', () => {
     expect(second.code).toBe(2);
     expect(second.stderr).toMatch(/node n2 (is already rotating|already has a rotation requested)/);
     const id = /rotation (\S+) on/.exec(first.stdout)![1];
-    await waitFor('the first rotation to finish', async () => ((await status(c, 'n2'))?.last?.id === id ? true : undefined), { timeoutMs: 60_000 });
+    await waitFor(
+      'the first rotation to finish',
+      async () => ((await status(c, 'n2'))?.last?.id === id ? true : undefined),
+      { timeoutMs: 60_000 },
+    );
     await sleep(1000);
     expect(Number((await c.nodeDoc('n2'))?.metadata.annotations[ANNOTATIONS.keyEpoch])).toBe(epoch + 1);
     // Once done, a new request is accepted again.
     const third = await sealctl(c, ['keys', 'rotate', '--node', 'n2', '--wait', '--timeout', '60']);
-    expect({ code: third.code, out: third.stdout + third.stderr }).toEqual({ code: 0, out: expect.stringContaining('done on 1 node') });
+    expect({ code: third.code, out: third.stdout + third.stderr }).toEqual({
+      code: 0,
+      out: expect.stringContaining('done on 1 node'),
+    });
   });
 
   it('a peer offline: keeps working on the old key through the grace period, then fails closed, then recovers', async () => {
@@ -246,19 +339,43 @@ describe('bad input', () => {
     try {
       await c.killAgent('n3', 'SIGKILL');
       const ctl = sealctl(c, ['keys', 'rotate', '--node', 'n1', '--wait', '--timeout', '60']);
-      await waitFor('n1 in its grace period', async () => ((await status(c, 'n1'))?.phase === 'grace' ? true : undefined), { timeoutMs: 30_000, pollMs: 50 });
+      await waitFor(
+        'n1 in its grace period',
+        async () => ((await status(c, 'n1'))?.phase === 'grace' ? true : undefined),
+        { timeoutMs: 30_000, pollMs: 50 },
+      );
       // Offline n3 still holds n1's old key: the pair works until the grace period ends.
-      expect((await c.ping('n1p1', 'n3p1', { count: 3, waitS: 1, patternHex: Buffer.from(canary).toString('hex').slice(0, 32) })).received).toBe(3);
+      expect(
+        (
+          await c.ping('n1p1', 'n3p1', {
+            count: 3,
+            waitS: 1,
+            patternHex: Buffer.from(canary).toString('hex').slice(0, 32),
+          })
+        ).received,
+      ).toBe(3);
       expect((await c.ping('n3p1', 'n1p1', { count: 3, waitS: 1 })).received).toBe(3);
       const r = await ctl;
       expect(r.code).toBe(1);
       expect(r.stdout).toContain('n1: rotated, but n3 never moved to its new key');
       // After the grace period the old key is gone: n1 <-> n3 is dropped, never sent in plaintext.
-      expect((await c.ping('n1p1', 'n3p1', { count: 3, waitS: 1, patternHex: Buffer.from(canary).toString('hex').slice(0, 32) })).received).toBe(0);
+      expect(
+        (
+          await c.ping('n1p1', 'n3p1', {
+            count: 3,
+            waitS: 1,
+            patternHex: Buffer.from(canary).toString('hex').slice(0, 32),
+          })
+        ).received,
+      ).toBe(0);
       expect((await c.ping('n1p1', 'n2p1', { count: 2, waitS: 1 })).received).toBe(2);
       // n3's agent comes back, picks n1's new key up: the pair works again.
       await c.startAgent('n3');
-      await waitFor('n1p1 to reach n3p1 again', async () => ((await c.ping('n1p1', 'n3p1', { count: 1, waitS: 1 })).received === 1 ? true : undefined), { timeoutMs: 20_000, pollMs: 200 });
+      await waitFor(
+        'n1p1 to reach n3p1 again',
+        async () => ((await c.ping('n1p1', 'n3p1', { count: 1, waitS: 1 })).received === 1 ? true : undefined),
+        { timeoutMs: 20_000, pollMs: 200 },
+      );
     } finally {
       var capture = await cap.stop();
     }
@@ -270,17 +387,26 @@ describe('bad input', () => {
   it('the clock jumped back during the grace period: the grace period restarts from now, the rotation completes', async () => {
     const r = await sealctl(c, ['keys', 'rotate', '--node', 'n2']);
     const id = /rotation (\S+) on/.exec(r.stdout)![1];
-    await waitFor('n2 in its grace period', async () => ((await stateFile(c, 'n2'))?.rotation?.phase === 'grace' ? true : undefined), { timeoutMs: 30_000, pollMs: 20 });
+    await waitFor(
+      'n2 in its grace period',
+      async () => ((await stateFile(c, 'n2'))?.rotation?.phase === 'grace' ? true : undefined),
+      { timeoutMs: 30_000, pollMs: 20 },
+    );
     await c.killAgent('n2', 'SIGKILL');
     // As if the state had been written under a clock one year ahead of the one that reads it.
     const path = join(c.runDir, 'n2', 'state', 'rotation.json');
     const doc = JSON.parse(await readFile(path, 'utf8')) as { rotation: Record<string, string> };
     const year = 365 * 86_400_000;
-    for (const k of ['startedAt', 'phaseSince', 'graceUntil']) doc.rotation[k] = new Date(Date.parse(doc.rotation[k]!) + year).toISOString();
+    for (const k of ['startedAt', 'phaseSince', 'graceUntil'])
+      doc.rotation[k] = new Date(Date.parse(doc.rotation[k]!) + year).toISOString();
     await writeFile(path, JSON.stringify(doc));
     const t0 = Date.now();
     await c.startAgent('n2');
-    await waitFor('the rotation to complete', async () => ((await status(c, 'n2'))?.last?.id === id ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor(
+      'the rotation to complete',
+      async () => ((await status(c, 'n2'))?.last?.id === id ? true : undefined),
+      { timeoutMs: 30_000 },
+    );
     expect(Date.now() - t0).toBeLessThan(4000 + 10_000);
     expect(await readFile(c.agentLogPath('n2'), 'utf8')).toMatch(/clock went back/);
     await expectClean(c, 'n2');
@@ -301,14 +427,24 @@ describe('bad input', () => {
         d.metadata.annotations[ANNOTATIONS.keyCreated] = m.createdAt;
       });
     }
-    for (const n of c.nodeNames()) await c.startAgent(n, { rotation: { graceSeconds: 2, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 3600 } });
+    for (const n of c.nodeNames())
+      await c.startAgent(n, { rotation: { graceSeconds: 2, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 3600 } });
     let maxConcurrent = 0;
-    await waitFor('every node to rotate its old key automatically', async () => {
-      const st = await Promise.all(c.nodeNames().map((n) => status(c, n)));
-      maxConcurrent = Math.max(maxConcurrent, st.filter((s) => s !== undefined && s.phase !== 'idle' && s.phase !== 'preparing').length);
-      return st.every((s) => s?.phase === 'idle' && s.last?.id.startsWith('age-') === true) ? true : undefined;
-    }, { timeoutMs: 90_000, pollMs: 25 });
-    process.stderr.write(`rotation e2e: clock jump forward: 3 overdue keys rotated automatically, at most ${maxConcurrent} at a time\n`);
+    await waitFor(
+      'every node to rotate its old key automatically',
+      async () => {
+        const st = await Promise.all(c.nodeNames().map((n) => status(c, n)));
+        maxConcurrent = Math.max(
+          maxConcurrent,
+          st.filter((s) => s !== undefined && s.phase !== 'idle' && s.phase !== 'preparing').length,
+        );
+        return st.every((s) => s?.phase === 'idle' && s.last?.id.startsWith('age-') === true) ? true : undefined;
+      },
+      { timeoutMs: 90_000, pollMs: 25 },
+    );
+    process.stderr.write(
+      `rotation e2e: clock jump forward: 3 overdue keys rotated automatically, at most ${maxConcurrent} at a time\n`,
+    );
     expect(maxConcurrent).toBe(1);
     await sleep(3000);
     for (const n of c.nodeNames()) {

@@ -52,8 +52,29 @@ export async function startCapture(opts: CaptureOptions): Promise<Capture> {
   // retire after up to a second, and packets of a block still open at SIGINT are never
   // written: a short capture came back empty. -Z root: Debian's tcpdump otherwise drops to
   // the `tcpdump` user and cannot write into a root-owned run directory. -n: no DNS lookups.
-  const argv = ['nsenter', `--net=/run/netns/${opts.netns}`, '--', 'tcpdump', '-i', opts.iface, '--immediate-mode', '-U', '-s', '0', '-n', '-Z', 'root', ...(opts.bufferKiB !== undefined ? ['-B', String(opts.bufferKiB)] : []), '-w', opts.file];
-  const child = spawn(argv[0] as string, argv.slice(1), { env: childEnv(), stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const argv = [
+    'nsenter',
+    `--net=/run/netns/${opts.netns}`,
+    '--',
+    'tcpdump',
+    '-i',
+    opts.iface,
+    '--immediate-mode',
+    '-U',
+    '-s',
+    '0',
+    '-n',
+    '-Z',
+    'root',
+    ...(opts.bufferKiB !== undefined ? ['-B', String(opts.bufferKiB)] : []),
+    '-w',
+    opts.file,
+  ];
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    env: childEnv(),
+    stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
+  });
   child.unref();
   let stderr = '';
   let exited = false;
@@ -68,7 +89,16 @@ export async function startCapture(opts: CaptureOptions): Promise<Capture> {
     });
   });
   const listening = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new SealnetError('SPAWN_FAILED', `tcpdump on ${opts.netns}/${opts.iface} did not start listening; stderr: ${stderr.trim()}`)), opts.startTimeoutMs ?? 10_000);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new SealnetError(
+            'SPAWN_FAILED',
+            `tcpdump on ${opts.netns}/${opts.iface} did not start listening; stderr: ${stderr.trim()}`,
+          ),
+        ),
+      opts.startTimeoutMs ?? 10_000,
+    );
     child.stderr.on('data', (b: Buffer) => {
       stderr += b.toString('utf8');
       if (/listening on /.test(stderr)) {
@@ -78,7 +108,12 @@ export async function startCapture(opts: CaptureOptions): Promise<Capture> {
     });
     void exitP.then(() => {
       clearTimeout(timer);
-      reject(new SealnetError('SPAWN_FAILED', `tcpdump on ${opts.netns}/${opts.iface} exited before listening; stderr: ${stderr.trim()}`));
+      reject(
+        new SealnetError(
+          'SPAWN_FAILED',
+          `tcpdump on ${opts.netns}/${opts.iface} exited before listening; stderr: ${stderr.trim()}`,
+        ),
+      );
     });
   });
   try {
@@ -109,14 +144,21 @@ export async function startCapture(opts: CaptureOptions): Promise<Capture> {
       const pcap = readPcap(await readFile(opts.file));
       const summary = summarizeCapture(pcap, opts);
       const counters = parseTcpdumpCounters(stderr);
-      const complete = counters.kernelDropped === 0 && counters.tcpdumpCaptured === summary.totalPackets && !summary.truncatedFile && summary.snappedPackets === 0;
+      const complete =
+        counters.kernelDropped === 0 &&
+        counters.tcpdumpCaptured === summary.totalPackets &&
+        !summary.truncatedFile &&
+        summary.snappedPackets === 0;
       return { ...summary, file: opts.file, ...counters, complete };
     },
   };
 }
 
 /** Reads tcpdump's exit counters ("N packets captured", "N packets dropped by kernel"). */
-export function parseTcpdumpCounters(stderr: string): { kernelDropped: number | undefined; tcpdumpCaptured: number | undefined } {
+export function parseTcpdumpCounters(stderr: string): {
+  kernelDropped: number | undefined;
+  tcpdumpCaptured: number | undefined;
+} {
   const num = (re: RegExp): number | undefined => {
     const m = re.exec(stderr);
     return m?.[1] === undefined ? undefined : Number(m[1]);

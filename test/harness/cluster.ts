@@ -83,21 +83,31 @@ export class NsCluster {
   static async create(opts: NsClusterOptions = {}): Promise<NsCluster> {
     const c = new NsCluster(opts);
     const n = opts.nodes ?? 2;
-    if (!Number.isInteger(n) || n < 1 || n > topo.MAX_NODE_INDEX) throw new Error(`nodes must be 1..${topo.MAX_NODE_INDEX}, got ${n}`);
+    if (!Number.isInteger(n) || n < 1 || n > topo.MAX_NODE_INDEX)
+      throw new Error(`nodes must be 1..${topo.MAX_NODE_INDEX}, got ${n}`);
     const pods = opts.podsPerNode ?? 1;
-    if (!Number.isInteger(pods) || pods < 0 || pods > topo.MAX_POD_INDEX) throw new Error(`podsPerNode must be 0..${topo.MAX_POD_INDEX}, got ${pods}`);
-    if (listNetns().some((ns) => ns.startsWith(`${c.prefix}-`))) throw new Error(`namespaces with prefix ${c.prefix} already exist`);
+    if (!Number.isInteger(pods) || pods < 0 || pods > topo.MAX_POD_INDEX)
+      throw new Error(`podsPerNode must be 0..${topo.MAX_POD_INDEX}, got ${pods}`);
+    if (listNetns().some((ns) => ns.startsWith(`${c.prefix}-`)))
+      throw new Error(`namespaces with prefix ${c.prefix} already exist`);
     c.installHooks();
     try {
       const t0 = Date.now();
       mkdirSync(c.storeDir, { recursive: true, mode: 0o755 });
-      const owner: OwnerRecord = { pid: process.pid, startTicks: processStartTicks(process.pid) ?? 0, createdAt: new Date().toISOString() };
+      const owner: OwnerRecord = {
+        pid: process.pid,
+        startTicks: processStartTicks(process.pid) ?? 0,
+        createdAt: new Date().toISOString(),
+      };
       writeFileSync(join(c.runDir, 'owner.json'), `${JSON.stringify(owner)}\n`);
       // wireguard-go and wg hard-code this path; each node mounts its own tmpfs over it.
       mkdirSync('/var/run/wireguard', { recursive: true });
       await c.ipBatch(undefined, [`netns add ${c.underlayNetns}`]);
       await c.ipBatch(c.underlayNetns, topo.underlayBatch());
-      await c.buildNodes(Array.from({ length: n }, (_, k) => k + 1), pods);
+      await c.buildNodes(
+        Array.from({ length: n }, (_, k) => k + 1),
+        pods,
+      );
       c.timings.buildMs = Date.now() - t0;
       if (opts.startAgents ?? c.encryption) {
         const t1 = Date.now();
@@ -169,8 +179,16 @@ export class NsCluster {
       prefix: this.prefix,
       runDir: this.runDir,
       storeDir: this.storeDir,
-      underlay: { netns: this.underlayNetns, bridge: topo.UNDERLAY_BRIDGE, cidr: this.addressPlan.underlay === 4 ? `${topo.nodeAddress(0)}/24` : topo.UNDERLAY_RANGE6 },
-      nodes: this.nodes.map((n) => ({ ...n, holderPid: this.nodeStates.get(n.name)?.holder?.pid, agentPid: this.agentStatus(n.name).pid })),
+      underlay: {
+        netns: this.underlayNetns,
+        bridge: topo.UNDERLAY_BRIDGE,
+        cidr: this.addressPlan.underlay === 4 ? `${topo.nodeAddress(0)}/24` : topo.UNDERLAY_RANGE6,
+      },
+      nodes: this.nodes.map((n) => ({
+        ...n,
+        holderPid: this.nodeStates.get(n.name)?.holder?.pid,
+        agentPid: this.agentStatus(n.name).pid,
+      })),
     };
   }
 
@@ -181,7 +199,7 @@ export class NsCluster {
     if (index > topo.MAX_NODE_INDEX) throw new Error('cluster is full');
     await this.buildNodes([index], opts.pods ?? this.opts.podsPerNode ?? 1);
     const name = topo.nodeName(index);
-    if (opts.startAgent ?? (this.opts.startAgents ?? this.encryption)) await this.startAgent(name);
+    if (opts.startAgent ?? this.opts.startAgents ?? this.encryption) await this.startAgent(name);
     return this.node(name);
   }
 
@@ -196,7 +214,11 @@ export class NsCluster {
     if (s === undefined) throw new Error(`no node ${name} in cluster ${this.prefix}`);
     teardownSync({ netns: [s.info.netns, ...s.info.pods.map((p) => p.netns)], runDir: undefined });
     this.nodeStates.delete(name);
-    await Promise.all(this.nodes.map((n) => this.ipBatch(n.netns, topo.podRouteLines('del', s.info.index, this.addressPlan), { force: true })));
+    await Promise.all(
+      this.nodes.map((n) =>
+        this.ipBatch(n.netns, topo.podRouteLines('del', s.info.index, this.addressPlan), { force: true }),
+      ),
+    );
     await deleteNodeDoc(this.storeDir, name);
   }
 
@@ -211,10 +233,19 @@ export class NsCluster {
     const podList = indexes.flatMap((i) => Array.from({ length: pods }, (_, k) => [i, k + 1] as const));
 
     // Phase 1: every namespace in one process.
-    await this.ipBatch(undefined, [...indexes.map((i) => `netns add ${topo.netnsNames.node(p, i)}`), ...podList.map(([i, j]) => `netns add ${topo.netnsNames.pod(p, i, j)}`)]);
+    await this.ipBatch(undefined, [
+      ...indexes.map((i) => `netns add ${topo.netnsNames.node(p, i)}`),
+      ...podList.map(([i, j]) => `netns add ${topo.netnsNames.pod(p, i, j)}`),
+    ]);
     // IPv6 defaults before any link exists, so every link (lo included) inherits them.
     if (ipv6) {
-      await Promise.all([this.underlayNetns, ...indexes.map((i) => topo.netnsNames.node(p, i)), ...podList.map(([i, j]) => topo.netnsNames.pod(p, i, j))].map((ns) => this.sysctl(ns, topo.ipv6TestDefaults())));
+      await Promise.all(
+        [
+          this.underlayNetns,
+          ...indexes.map((i) => topo.netnsNames.node(p, i)),
+          ...podList.map(([i, j]) => topo.netnsNames.pod(p, i, j)),
+        ].map((ns) => this.sysctl(ns, topo.ipv6TestDefaults())),
+      );
     }
     for (const i of indexes) {
       const addresses = topo.nodeAddresses(plan, i);
@@ -232,16 +263,34 @@ export class NsCluster {
         podGateways,
         pods: Array.from({ length: pods }, (_, k) => {
           const podAddrs = topo.podAddresses(plan, i, k + 1);
-          return { name: topo.podName(i, k + 1), node: topo.nodeName(i), index: k + 1, netns: topo.netnsNames.pod(p, i, k + 1), address: podAddrs[0] as string, addresses: podAddrs };
+          return {
+            name: topo.podName(i, k + 1),
+            node: topo.nodeName(i),
+            index: k + 1,
+            netns: topo.netnsNames.pod(p, i, k + 1),
+            address: podAddrs[0] as string,
+            addresses: podAddrs,
+          };
         }),
       };
-      this.nodeStates.set(info.name, { info, holder: undefined, agent: undefined, agentStarts: 0, agentLastExit: undefined, agentExtra: undefined, agentExitRequested: false });
+      this.nodeStates.set(info.name, {
+        info,
+        holder: undefined,
+        agent: undefined,
+        agentStarts: 0,
+        agentLastExit: undefined,
+        agentExtra: undefined,
+        agentExitRequested: false,
+      });
       await mkdir(join(this.runDir, info.name, 'state'), { recursive: true, mode: 0o700 });
     }
     // Phase 2: nodes build their links (eth0 → underlay, pod veths → pods) and routes.
     await Promise.all(
       indexes.map((i) =>
-        this.ipBatch(topo.netnsNames.node(p, i), topo.nodeBatch({ prefix: p, index: i, pods, mtu, podMtu, peers: all.filter((k) => k !== i), plan })),
+        this.ipBatch(
+          topo.netnsNames.node(p, i),
+          topo.nodeBatch({ prefix: p, index: i, pods, mtu, podMtu, peers: all.filter((k) => k !== i), plan }),
+        ),
       ),
     );
     // Phase 3: attach to the underlay, configure pods, routes on existing nodes, sysctls, holders.
@@ -250,10 +299,17 @@ export class NsCluster {
       this.sysctl(this.underlayNetns, [...topo.bridgeNetfilterOff(), ...(ipv6 ? [] : topo.ipv6Off())]),
       ...podList.map(([i, j]) => this.ipBatch(topo.netnsNames.pod(p, i, j), topo.podBatch(i, j, plan))),
       ...(ipv6 ? [] : podList.map(([i, j]) => this.sysctl(topo.netnsNames.pod(p, i, j), topo.ipv6Off()))),
-      ...existing.map((k) => this.ipBatch(topo.netnsNames.node(p, k), indexes.flatMap((i) => topo.podRouteLines('add', i, plan)))),
+      ...existing.map((k) =>
+        this.ipBatch(
+          topo.netnsNames.node(p, k),
+          indexes.flatMap((i) => topo.podRouteLines('add', i, plan)),
+        ),
+      ),
       ...indexes.map((i) => this.sysctl(topo.netnsNames.node(p, i), topo.nodeSysctls(ipv6))),
       ...indexes.map((i) => this.startHolder(topo.nodeName(i))),
-      ...indexes.map((i) => writeNodeDoc(this.storeDir, newNodeDoc(topo.nodeName(i), topo.nodeAddresses(plan, i), topo.podCidrs(plan, i)))),
+      ...indexes.map((i) =>
+        writeNodeDoc(this.storeDir, newNodeDoc(topo.nodeName(i), topo.nodeAddresses(plan, i), topo.podCidrs(plan, i))),
+      ),
     ]);
   }
 
@@ -263,15 +319,22 @@ export class NsCluster {
    */
   private async startHolder(name: string): Promise<void> {
     const s = this.mustNode(name);
-    const script = 'set -e; mount -t tmpfs -o mode=0755 none /var/run/wireguard; mount -t bpf bpf /sys/fs/bpf; exec sleep infinity';
-    const holder = spawnBackground(['ip', 'netns', 'exec', s.info.netns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script], {
-      logFile: join(this.runDir, name, 'holder.log'),
-    });
+    const script =
+      'set -e; mount -t tmpfs -o mode=0755 none /var/run/wireguard; mount -t bpf bpf /sys/fs/bpf; exec sleep infinity';
+    const holder = spawnBackground(
+      ['ip', 'netns', 'exec', s.info.netns, 'unshare', '--mount', '--propagation', 'private', 'sh', '-c', script],
+      {
+        logFile: join(this.runDir, name, 'holder.log'),
+      },
+    );
     s.holder = holder;
     // ip, unshare and sh all exec() in place, so the pid is the final `sleep` once mounts are done.
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
-      if (!holder.running()) throw new Error(`mount-namespace holder of ${name} exited; see ${join(this.runDir, name, 'holder.log')}: ${safeRead(join(this.runDir, name, 'holder.log'))}`);
+      if (!holder.running())
+        throw new Error(
+          `mount-namespace holder of ${name} exited; see ${join(this.runDir, name, 'holder.log')}: ${safeRead(join(this.runDir, name, 'holder.log'))}`,
+        );
       if (safeRead(`/proc/${holder.pid}/comm`).trim() === 'sleep') return;
       await sleep(5);
     }
@@ -317,10 +380,17 @@ export class NsCluster {
     const cfgPath = this.agentConfigPath(node);
     await writeFile(cfgPath, `${JSON.stringify(this.agentConfig(node, s.agentExtra), null, 2)}\n`, { mode: 0o600 });
     // The heap limit the chart sets too (values.yaml agent.maxHeapMiB).
-    const cmd = this.opts.agentCommand ?? [process.execPath, '--max-old-space-size=128', join(repoRoot(), 'bin', 'sealnet-agent.js')];
-    const agent = spawnBackground(['nsenter', '-t', String(s.holder.pid), '-n', '-m', `--wd=${repoRoot()}`, '--', ...cmd, '--config', cfgPath], {
-      logFile: this.agentLogPath(node),
-    });
+    const cmd = this.opts.agentCommand ?? [
+      process.execPath,
+      '--max-old-space-size=128',
+      join(repoRoot(), 'bin', 'sealnet-agent.js'),
+    ];
+    const agent = spawnBackground(
+      ['nsenter', '-t', String(s.holder.pid), '-n', '-m', `--wd=${repoRoot()}`, '--', ...cmd, '--config', cfgPath],
+      {
+        logFile: this.agentLogPath(node),
+      },
+    );
     s.agent = agent;
     s.agentStarts++;
     s.agentExitRequested = false;
@@ -364,7 +434,12 @@ export class NsCluster {
   /** Whether the node's agent runs, its pid, start count and last exit. */
   agentStatus(node: string): AgentStatus {
     const s = this.mustNode(node);
-    return { running: s.agent?.running() ?? false, pid: s.agent?.running() === true ? s.agent.pid : undefined, starts: s.agentStarts, lastExit: s.agentLastExit };
+    return {
+      running: s.agent?.running() ?? false,
+      pid: s.agent?.running() === true ? s.agent.pid : undefined,
+      starts: s.agentStarts,
+      lastExit: s.agentLastExit,
+    };
   }
 
   /** Resolves when the node's current agent exits. */
@@ -375,7 +450,10 @@ export class NsCluster {
 
   /** The last `n` lines of a node's agent log (each clipped to 300 characters). */
   agentLogTail(node: string, n = 5): string[] {
-    const lines = safeRead(this.agentLogPath(node)).trimEnd().split('\n').filter((l) => l !== '');
+    const lines = safeRead(this.agentLogPath(node))
+      .trimEnd()
+      .split('\n')
+      .filter((l) => l !== '');
     return lines.slice(-n).map((l) => {
       const t = readableLogLine(l);
       return t.length > 300 ? `${t.slice(0, 300)}…` : t;
@@ -391,8 +469,15 @@ export class NsCluster {
     for (const [name, s] of this.nodeStates) {
       if (s.agent === undefined || s.agent.running() || s.agentExitRequested) continue;
       const e = s.agentLastExit;
-      const how = e === undefined ? 'exited' : e.signal !== undefined ? `was killed by ${e.signal}` : `exited with code ${e.code ?? '?'}`;
-      out.push(`agent on ${name} ${how}; last log lines:\n    ${this.agentLogTail(name).join('\n    ') || '(log empty)'}\n    (log: ${this.agentLogPath(name)})`);
+      const how =
+        e === undefined
+          ? 'exited'
+          : e.signal !== undefined
+            ? `was killed by ${e.signal}`
+            : `exited with code ${e.code ?? '?'}`;
+      out.push(
+        `agent on ${name} ${how}; last log lines:\n    ${this.agentLogTail(name).join('\n    ') || '(log empty)'}\n    (log: ${this.agentLogPath(name)})`,
+      );
     }
     return out;
   }
@@ -418,7 +503,10 @@ export class NsCluster {
         if (now !== key) {
           key = now;
           // Let the exit handler above (agentLastExit) run first.
-          raced = running.length === 0 ? new Promise<void>(() => undefined) : Promise.race(running.map((a) => a.exited)).then(() => sleep(0));
+          raced =
+            running.length === 0
+              ? new Promise<void>(() => undefined)
+              : Promise.race(running.map((a) => a.exited)).then(() => sleep(0));
         }
         return raced;
       },
@@ -463,7 +551,9 @@ export class NsCluster {
   async ping(from: string, to: string, opts?: PingOptions): Promise<PingResult> {
     const argv = pingArgv(this.resolve(to), opts);
     const timeoutMs = 5000 + 1000 * (opts?.count ?? 3) * ((opts?.intervalS ?? 0.2) + (opts?.waitS ?? 1));
-    const r = this.nodeStates.has(from) ? await this.execNode(from, argv, { check: false, timeoutMs }) : await this.execPod(from, argv, { check: false, timeoutMs });
+    const r = this.nodeStates.has(from)
+      ? await this.execNode(from, argv, { check: false, timeoutMs })
+      : await this.execPod(from, argv, { check: false, timeoutMs });
     return parsePing(`${r.stdout}\n${r.stderr}`);
   }
 
@@ -472,7 +562,8 @@ export class NsCluster {
    * cache` when the cluster has IPv6: the first only flushes IPv4): each MTU probe starts fresh.
    */
   async flushRouteCache(target: string): Promise<void> {
-    const exec = (argv: readonly string[]): Promise<ExecResult> => (this.nodeStates.has(target) ? this.execNode(target, argv) : this.execPod(target, argv));
+    const exec = (argv: readonly string[]): Promise<ExecResult> =>
+      this.nodeStates.has(target) ? this.execNode(target, argv) : this.execPod(target, argv);
     await exec(['ip', 'route', 'flush', 'cache']);
     if (this.addressPlan.v6 || this.opts.ipv6 === true) await exec(['ip', '-6', 'route', 'flush', 'cache']);
   }
@@ -485,7 +576,9 @@ export class NsCluster {
   }
 
   /** Starts tcpdump on the underlay bridge; analyse with `stop()`. */
-  async startCapture(opts: Partial<Omit<CaptureOptions, 'netns' | 'iface'>> & { name?: string } = {}): Promise<Capture> {
+  async startCapture(
+    opts: Partial<Omit<CaptureOptions, 'netns' | 'iface'>> & { name?: string } = {},
+  ): Promise<Capture> {
     this.assertLive();
     const dir = await this.workDir('captures');
     const c = await startCapture({
@@ -514,7 +607,9 @@ export class NsCluster {
       // After a key rotation the node's key lives on the other link (sealwg1, then sealwg0 again):
       // the link holding the key the node publishes, else the first that exists.
       const published = (await this.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey];
-      const dumps = (await Promise.all(WG_INTERFACES.map((i) => this.wgDump(node, i)))).filter((d): d is WgDump => d !== undefined);
+      const dumps = (await Promise.all(WG_INTERFACES.map((i) => this.wgDump(node, i)))).filter(
+        (d): d is WgDump => d !== undefined,
+      );
       return dumps.find((d) => d.publicKey === published) ?? dumps[0];
     }
     const r = await this.execNode(node, ['wg', 'show', iface, 'dump'], { check: false, timeoutMs: 10_000 });
@@ -552,9 +647,12 @@ export class NsCluster {
       for (const c of this.captures) c.abort();
       const keep = this.opts.keep ?? process.env.SEALNET_KEEP_RUNDIR === '1';
       const r = teardownSync({ netns: this.netnsList(), runDir: this.runDir, keepRunDir: keep });
-      if (r.survivors.length > 0) this.log(`cluster ${this.prefix}: processes survived SIGKILL: ${r.survivors.join(', ')}`);
+      if (r.survivors.length > 0)
+        this.log(`cluster ${this.prefix}: processes survived SIGKILL: ${r.survivors.join(', ')}`);
       this.removeHooks();
-      this.log(`cluster ${this.prefix}: destroyed (${r.killed} processes, ${r.netns.length} namespaces)${keep ? `; run dir kept: ${this.runDir}` : ''}`);
+      this.log(
+        `cluster ${this.prefix}: destroyed (${r.killed} processes, ${r.netns.length} namespaces)${keep ? `; run dir kept: ${this.runDir}` : ''}`,
+      );
     })();
     return this.destroying;
   }
@@ -573,7 +671,11 @@ export class NsCluster {
   private installHooks(): void {
     const exit = (): void => {
       if (this.destroying !== undefined) return;
-      teardownSync({ netns: this.netnsList(), runDir: this.runDir, keepRunDir: this.opts.keep ?? process.env.SEALNET_KEEP_RUNDIR === '1' });
+      teardownSync({
+        netns: this.netnsList(),
+        runDir: this.runDir,
+        keepRunDir: this.opts.keep ?? process.env.SEALNET_KEEP_RUNDIR === '1',
+      });
     };
     const signals: [NodeJS.Signals, () => void][] = [];
     if (this.opts.handleSignals !== false) {
@@ -607,9 +709,19 @@ export class NsCluster {
   }
 
   /** `ip [-n ns] [-force] -batch -` with the given lines. */
-  private async ipBatch(netns: string | undefined, lines: readonly string[], opts: { force?: boolean } = {}): Promise<void> {
+  private async ipBatch(
+    netns: string | undefined,
+    lines: readonly string[],
+    opts: { force?: boolean } = {},
+  ): Promise<void> {
     if (lines.length === 0) return;
-    const argv = ['ip', ...(netns !== undefined ? ['-n', netns] : []), ...(opts.force === true ? ['-force'] : []), '-batch', '-'];
+    const argv = [
+      'ip',
+      ...(netns !== undefined ? ['-n', netns] : []),
+      ...(opts.force === true ? ['-force'] : []),
+      '-batch',
+      '-',
+    ];
     await run(argv, { input: `${lines.join('\n')}\n`, check: opts.force !== true });
   }
 
@@ -643,7 +755,10 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Objects merge key by key; anything else in `b` replaces `a`'s value. */
-function deepMerge(a: Readonly<Record<string, unknown>>, b: Readonly<Record<string, unknown>>): Record<string, unknown> {
+function deepMerge(
+  a: Readonly<Record<string, unknown>>,
+  b: Readonly<Record<string, unknown>>,
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const cur = out[k];

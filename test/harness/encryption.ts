@@ -17,14 +17,27 @@ import type { EncryptionStatus, NodeInfo, PairStatus, PodInfo } from './types.js
 export async function encryptionStatus(c: NsCluster, opts: { probe?: boolean } = {}): Promise<EncryptionStatus> {
   const nodes = c.nodes;
   const pairs: [NodeInfo, NodeInfo][] = [];
-  for (let x = 0; x < nodes.length; x++) for (let y = x + 1; y < nodes.length; y++) pairs.push([nodes[x] as NodeInfo, nodes[y] as NodeInfo]);
+  for (let x = 0; x < nodes.length; x++)
+    for (let y = x + 1; y < nodes.length; y++) pairs.push([nodes[x] as NodeInfo, nodes[y] as NodeInfo]);
   const pingOk = new Map<string, boolean>();
   if (opts.probe === true) {
-    const ordered = pairs.flatMap(([a, b]) => [[a, b], [b, a]] as const).filter(([a, b]) => a.pods.length > 0 && b.pods.length > 0);
+    const ordered = pairs
+      .flatMap(
+        ([a, b]) =>
+          [
+            [a, b],
+            [b, a],
+          ] as const,
+      )
+      .filter(([a, b]) => a.pods.length > 0 && b.pods.length > 0);
     await mapLimit(
       ordered,
       async ([a, b]) => {
-        const r = await c.ping((a.pods[0] as PodInfo).name, (b.pods[0] as PodInfo).name, { count: 1, waitS: 1, df: false });
+        const r = await c.ping((a.pods[0] as PodInfo).name, (b.pods[0] as PodInfo).name, {
+          count: 1,
+          waitS: 1,
+          df: false,
+        });
         pingOk.set(`${a.name}>${b.name}`, r.received > 0);
       },
       { limit: 8 },
@@ -55,7 +68,10 @@ export async function encryptionStatus(c: NsCluster, opts: { probe?: boolean } =
  * Unless `failFast` is false, it ends at once, with the agent's last log lines, when an agent
  * exits without the harness asking (an agent that refuses to start: no ESP, a bad config).
  */
-export async function waitEncrypted(c: NsCluster, opts: { timeoutMs?: number; pollMs?: number; failFast?: boolean } = {}): Promise<EncryptionStatus> {
+export async function waitEncrypted(
+  c: NsCluster,
+  opts: { timeoutMs?: number; pollMs?: number; failFast?: boolean } = {},
+): Promise<EncryptionStatus> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const t0 = Date.now();
   const deadline = t0 + timeoutMs;
@@ -70,14 +86,22 @@ export async function waitEncrypted(c: NsCluster, opts: { timeoutMs?: number; po
       await raceFailFast(sleep(opts.pollMs ?? 500), guard, what, t0);
     }
   } catch (e) {
-    if (e instanceof WaitAbortedError) throw new Error(`cluster ${c.prefix} not encrypted: ${e.message}${last === undefined ? '' : `; still missing: ${last.missing.join('; ')}`}`);
+    if (e instanceof WaitAbortedError)
+      throw new Error(
+        `cluster ${c.prefix} not encrypted: ${e.message}${last === undefined ? '' : `; still missing: ${last.missing.join('; ')}`}`,
+      );
     throw e;
   } finally {
     done();
   }
   const dead = c.nodeNames().filter((n) => c.encryption && !c.agentStatus(n).running);
-  const agents = dead.length > 0 ? `; agents not running: ${dead.map((n) => `${n} (last log lines: ${c.agentLogTail(n, 3).join(' | ')})`).join(', ')}; logs in ${c.runDir}/<node>/agent.log` : '';
-  throw new Error(`cluster ${c.prefix} not encrypted after ${timeoutMs} ms: ${last?.missing.join('; ') ?? 'no status'}${agents}`);
+  const agents =
+    dead.length > 0
+      ? `; agents not running: ${dead.map((n) => `${n} (last log lines: ${c.agentLogTail(n, 3).join(' | ')})`).join(', ')}; logs in ${c.runDir}/<node>/agent.log`
+      : '';
+  throw new Error(
+    `cluster ${c.prefix} not encrypted after ${timeoutMs} ms: ${last?.missing.join('; ') ?? 'no status'}${agents}`,
+  );
 }
 
 /** For each ordered pair "a>b": does a have a ready tunnel to b? */
@@ -88,13 +112,23 @@ async function tunnelMatrix(c: NsCluster, nodes: readonly NodeInfo[]): Promise<M
     await Promise.all(
       nodes.map(async (a) => {
         const r = await c.execNode(a.name, ['ip', '-o', 'xfrm', 'state', 'list'], { check: false });
-        for (const b of nodes) if (b !== a) m.set(`${a.name}>${b.name}`, r.stdout.includes(`src ${a.address} dst ${b.address}`) && r.stdout.includes(`src ${b.address} dst ${a.address}`));
+        for (const b of nodes)
+          if (b !== a)
+            m.set(
+              `${a.name}>${b.name}`,
+              r.stdout.includes(`src ${a.address} dst ${b.address}`) &&
+                r.stdout.includes(`src ${b.address} dst ${a.address}`),
+            );
       }),
     );
     return m;
   }
   const keys = new Map<string, string | undefined>();
-  await Promise.all(nodes.map(async (n) => keys.set(n.name, (await c.nodeDoc(n.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey])));
+  await Promise.all(
+    nodes.map(async (n) =>
+      keys.set(n.name, (await c.nodeDoc(n.name))?.metadata.annotations[ANNOTATIONS.wireguardPublicKey]),
+    ),
+  );
   await Promise.all(
     nodes.map(async (a) => {
       const dump = await c.wgDump(a.name).catch(() => undefined);

@@ -90,7 +90,9 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Exe
       clearTimeout(timer);
       clearTimeout(grace);
       done();
-      const held = stdioHeld ? `\n[harness: the process exited but its output pipes stayed open ${STDIO_GRACE_MS} ms longer (a child of it holds them); output cut there]` : '';
+      const held = stdioHeld
+        ? `\n[harness: the process exited but its output pipes stayed open ${STDIO_GRACE_MS} ms longer (a child of it holds them); output cut there]`
+        : '';
       const result: ExecResult = {
         stdout: Buffer.concat(out).toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8') + held,
@@ -98,7 +100,12 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Exe
         signal: signal ?? undefined,
       };
       if (timedOut) {
-        reject(new SealnetError('SPAWN_FAILED', `${describeArgv(argv)} timed out after ${timeoutMs} ms; stderr: ${clip(result.stderr)}`));
+        reject(
+          new SealnetError(
+            'SPAWN_FAILED',
+            `${describeArgv(argv)} timed out after ${timeoutMs} ms; stderr: ${clip(result.stderr)}`,
+          ),
+        );
       } else if (opts.check !== false && code !== 0) {
         const how = code === null ? `was killed by ${signal}` : `exited with ${code}`;
         reject(new SealnetError('SPAWN_FAILED', `${describeArgv(argv)} ${how}; stderr: ${clip(result.stderr)}`));
@@ -195,7 +202,11 @@ export function spawnBackground(argv: readonly string[], opts: BackgroundOptions
 }
 
 /** Runs `fn` over `items` with at most `opts.limit` calls in flight; results keep input order. */
-export async function mapLimit<T, R>(items: readonly T[], fn: (item: T, index: number) => Promise<R>, opts: { limit: number }): Promise<R[]> {
+export async function mapLimit<T, R>(
+  items: readonly T[],
+  fn: (item: T, index: number) => Promise<R>,
+  opts: { limit: number },
+): Promise<R[]> {
   const limit = Math.max(1, opts.limit);
   const results = new Array<R>(items.length);
   let next = 0;

@@ -86,7 +86,10 @@ export async function bpfCounters(c: NsCluster, node: string): Promise<BpfCounte
     const hook = HOOKS[Math.floor(idx / REASON_SLOTS)];
     const reason = REASONS[idx % REASON_SLOTS];
     if (hook === undefined || reason === undefined) continue;
-    const packets = row.values.reduce((n, v) => n + (Array.isArray(v.value) ? leNumber(v.value, 0) : v.value.packets), 0);
+    const packets = row.values.reduce(
+      (n, v) => n + (Array.isArray(v.value) ? leNumber(v.value, 0) : v.value.packets),
+      0,
+    );
     out.push({ hook, reason: reason.name, verdict: reason.verdict, packets });
   }
   return out;
@@ -135,7 +138,14 @@ export function plaintextPodPackets(file: PcapFile, opts: { podCidrs: readonly s
     const d = decodePacket(rec.data, file.linkType);
     if ((d.l3 !== 'ipv4' && d.l3 !== 'ipv6') || d.src === undefined || d.dst === undefined) continue;
     if (!addressIn(d.src, opts.podCidrs) && !addressIn(d.dst, opts.podCidrs)) continue;
-    const proto = d.proto === IPPROTO.UDP ? 'udp' : d.proto === IPPROTO.TCP ? 'tcp' : d.proto === IPPROTO.ICMP ? 'icmp' : String(d.proto);
+    const proto =
+      d.proto === IPPROTO.UDP
+        ? 'udp'
+        : d.proto === IPPROTO.TCP
+          ? 'tcp'
+          : d.proto === IPPROTO.ICMP
+            ? 'icmp'
+            : String(d.proto);
     out.push({ timeMs: rec.time * 1000, src: d.src, dst: d.dst, proto });
   }
   return out;

@@ -5,7 +5,6 @@
  */
 import { decodePacket, IPPROTO, type DecodedPacket, type PcapFile } from './pcap.js';
 
-
 /** A parsed CIDR for matching. */
 interface Cidr {
   readonly family: 4 | 6;
@@ -154,15 +153,34 @@ export interface CaptureSummary {
   readonly canaryHits: number;
 }
 
-const KINDS: readonly PacketKind[] = ['wireguard', 'esp', 'pod-plaintext', 'arp', 'icmpv6', 'icmp', 'tcp', 'udp', 'ipv4-other', 'ipv6-other', 'non-ip', 'malformed'];
+const KINDS: readonly PacketKind[] = [
+  'wireguard',
+  'esp',
+  'pod-plaintext',
+  'arp',
+  'icmpv6',
+  'icmp',
+  'tcp',
+  'udp',
+  'ipv4-other',
+  'ipv6-other',
+  'non-ip',
+  'malformed',
+];
 
 /** Classifies every packet of a pcap file and searches it for canaries. */
 export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): CaptureSummary {
   const pods = (opts.podCidrs ?? ['100.64.0.0/10']).map(parseCidr);
   const wgPorts = new Set(opts.wireguardPorts ?? [51880]);
   const maxSamples = opts.samples ?? 10;
-  const needles = (opts.canaries ?? []).map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c)).filter((b) => b.length > 0);
-  const canaryHits = needles.map(() => ({ hits: 0, byEndpoints: {} as Record<string, number>, samples: [] as PacketBrief[] }));
+  const needles = (opts.canaries ?? [])
+    .map((c) => (typeof c === 'string' ? Buffer.from(c, 'utf8') : c))
+    .filter((b) => b.length > 0);
+  const canaryHits = needles.map(() => ({
+    hits: 0,
+    byEndpoints: {} as Record<string, number>,
+    samples: [] as PacketBrief[],
+  }));
 
   const byKind = Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<PacketKind, number>;
   const wgByType = { '1': 0, '2': 0, '3': 0, '4': 0 };
@@ -199,7 +217,12 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
       const m = kind === 'wireguard' ? wgByEndpoints : espByEndpoints;
       m[key] = (m[key] ?? 0) + 1;
     }
-    if (d.quoted !== undefined && kind !== 'pod-plaintext' && (inCidr(d.quoted.src, pods) || inCidr(d.quoted.dst, pods))) podAddressInIcmpErrors++;
+    if (
+      d.quoted !== undefined &&
+      kind !== 'pod-plaintext' &&
+      (inCidr(d.quoted.src, pods) || inCidr(d.quoted.dst, pods))
+    )
+      podAddressInIcmpErrors++;
     needles.forEach((n, i) => {
       if (rec.data.indexOf(n) >= 0) {
         const c = canaryHits[i];
@@ -216,7 +239,11 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
     if (d.l3 === 'malformed') return 'malformed';
     if (d.l3 === 'arp') return 'arp';
     if (d.l3 === 'other') return 'non-ip';
-    if (d.proto === IPPROTO.UDP && d.payload !== undefined && (wgPorts.has(d.srcPort ?? -1) || wgPorts.has(d.dstPort ?? -1))) {
+    if (
+      d.proto === IPPROTO.UDP &&
+      d.payload !== undefined &&
+      (wgPorts.has(d.srcPort ?? -1) || wgPorts.has(d.dstPort ?? -1))
+    ) {
       const t = isWireGuardMessage(d.payload, opts.wireguardMtus);
       if (t !== undefined && !inCidr(d.src, pods) && !inCidr(d.dst, pods)) {
         wgByType[String(t) as '1' | '2' | '3' | '4']++;
@@ -258,7 +285,12 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
     wireguardPortNonWireguard: wgPortNonWg,
     espPackets: byKind.esp,
     espByEndpoints,
-    canaries: needles.map((n, i) => ({ canary: n.toString('utf8'), hits: canaryHits[i]?.hits ?? 0, byEndpoints: canaryHits[i]?.byEndpoints ?? {}, samples: canaryHits[i]?.samples ?? [] })),
+    canaries: needles.map((n, i) => ({
+      canary: n.toString('utf8'),
+      hits: canaryHits[i]?.hits ?? 0,
+      byEndpoints: canaryHits[i]?.byEndpoints ?? {},
+      samples: canaryHits[i]?.samples ?? [],
+    })),
     canaryHits: canaryHits.reduce((s, c) => s + c.hits, 0),
   };
 }

@@ -17,7 +17,11 @@ export interface NodeDoc {
 }
 
 /** A fresh Node document as the control plane would create it (one InternalIP per address given, in order). */
-export function newNodeDoc(name: string, internalIPs: string | readonly string[], podCIDRs: readonly string[]): NodeDoc {
+export function newNodeDoc(
+  name: string,
+  internalIPs: string | readonly string[],
+  podCIDRs: readonly string[],
+): NodeDoc {
   const ips = typeof internalIPs === 'string' ? [internalIPs] : internalIPs;
   return {
     apiVersion: 'v1',

@@ -50,25 +50,93 @@ const SILENT_LOSS = `PING 100.64.2.11 (100.64.2.11) 1472(1500) bytes of data.
 
 describe('parsePing', () => {
   it('reads ICMPv6 Packet Too Big and the IPv6 local error with their MTU', () => {
-    expect(parsePing(PACKET_TOO_BIG)).toMatchObject({ received: 0, fragNeeded: true, messageTooLong: false, reportedMtu: 1400, errors: 2 });
-    expect(parsePing(TOO_LONG6)).toMatchObject({ received: 0, fragNeeded: false, messageTooLong: true, reportedMtu: 1400, errors: 2 });
+    expect(parsePing(PACKET_TOO_BIG)).toMatchObject({
+      received: 0,
+      fragNeeded: true,
+      messageTooLong: false,
+      reportedMtu: 1400,
+      errors: 2,
+    });
+    expect(parsePing(TOO_LONG6)).toMatchObject({
+      received: 0,
+      fragNeeded: false,
+      messageTooLong: true,
+      reportedMtu: 1400,
+      errors: 2,
+    });
   });
 
   it('reads a clean run', () => {
-    expect(parsePing(OK)).toEqual({ transmitted: 2, received: 2, lossPercent: 0, rttAvgMs: 0.101, fragNeeded: false, messageTooLong: false, reportedMtu: undefined, errors: 0 });
+    expect(parsePing(OK)).toEqual({
+      transmitted: 2,
+      received: 2,
+      lossPercent: 0,
+      rttAvgMs: 0.101,
+      fragNeeded: false,
+      messageTooLong: false,
+      reportedMtu: undefined,
+      errors: 0,
+    });
   });
   it('detects "Frag needed" from a router and its MTU', () => {
-    expect(parsePing(FRAG_NEEDED)).toMatchObject({ received: 0, fragNeeded: true, messageTooLong: false, reportedMtu: 1400, errors: 2, lossPercent: 100 });
+    expect(parsePing(FRAG_NEEDED)).toMatchObject({
+      received: 0,
+      fragNeeded: true,
+      messageTooLong: false,
+      reportedMtu: 1400,
+      errors: 2,
+      lossPercent: 100,
+    });
   });
   it('detects a local "message too long" (cached path MTU)', () => {
-    expect(parsePing(TOO_LONG)).toMatchObject({ fragNeeded: false, messageTooLong: true, reportedMtu: 1400, errors: 2 });
+    expect(parsePing(TOO_LONG)).toMatchObject({
+      fragNeeded: false,
+      messageTooLong: true,
+      reportedMtu: 1400,
+      errors: 2,
+    });
   });
   it('reports silent loss as loss without an MTU error', () => {
-    expect(parsePing(SILENT_LOSS)).toMatchObject({ transmitted: 3, received: 0, lossPercent: 100, fragNeeded: false, messageTooLong: false, reportedMtu: undefined });
+    expect(parsePing(SILENT_LOSS)).toMatchObject({
+      transmitted: 3,
+      received: 0,
+      lossPercent: 100,
+      fragNeeded: false,
+      messageTooLong: false,
+      reportedMtu: undefined,
+    });
   });
   it('builds a DF command line', () => {
-    expect(pingArgv('100.64.2.11', { size: 1472, count: 2 })).toEqual(['ping', '-n', '-c', '2', '-W', '1', '-i', '0.2', '-s', '1472', '-M', 'do', '100.64.2.11']);
-    expect(pingArgv('x', { df: false, patternHex: 'abcd' })).toEqual(['ping', '-n', '-c', '3', '-W', '1', '-i', '0.2', '-s', '56', '-p', 'abcd', 'x']);
+    expect(pingArgv('100.64.2.11', { size: 1472, count: 2 })).toEqual([
+      'ping',
+      '-n',
+      '-c',
+      '2',
+      '-W',
+      '1',
+      '-i',
+      '0.2',
+      '-s',
+      '1472',
+      '-M',
+      'do',
+      '100.64.2.11',
+    ]);
+    expect(pingArgv('x', { df: false, patternHex: 'abcd' })).toEqual([
+      'ping',
+      '-n',
+      '-c',
+      '3',
+      '-W',
+      '1',
+      '-i',
+      '0.2',
+      '-s',
+      '56',
+      '-p',
+      'abcd',
+      'x',
+    ]);
   });
 });
 
@@ -85,8 +153,20 @@ describe('parseWgDump', () => {
     expect(d.listenPort).toBe(51880);
     expect(d.fwmark).toBe(0x5188);
     expect(d.peers).toHaveLength(2);
-    expect(d.peers[0]).toMatchObject({ endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.0/24', '198.18.0.2/32'], latestHandshake: 1700000000, rxBytes: 1234, txBytes: 5678, persistentKeepalive: 25 });
-    expect(d.peers[1]).toMatchObject({ endpoint: undefined, allowedIPs: [], latestHandshake: 0, persistentKeepalive: 0 });
+    expect(d.peers[0]).toMatchObject({
+      endpoint: '198.18.0.2:51880',
+      allowedIPs: ['100.64.2.0/24', '198.18.0.2/32'],
+      latestHandshake: 1700000000,
+      rxBytes: 1234,
+      txBytes: 5678,
+      persistentKeepalive: 25,
+    });
+    expect(d.peers[1]).toMatchObject({
+      endpoint: undefined,
+      allowedIPs: [],
+      latestHandshake: 0,
+      persistentKeepalive: 0,
+    });
     expect(JSON.stringify(d)).not.toContain(PRIV);
   });
 
@@ -102,7 +182,11 @@ describe('parseWgDump', () => {
 
 describe('parseTcpdumpCounters', () => {
   it('reads captured and dropped counts', () => {
-    expect(parseTcpdumpCounters('listening on br0\n163 packets captured\n163 packets received by filter\n0 packets dropped by kernel\n')).toEqual({ tcpdumpCaptured: 163, kernelDropped: 0 });
+    expect(
+      parseTcpdumpCounters(
+        'listening on br0\n163 packets captured\n163 packets received by filter\n0 packets dropped by kernel\n',
+      ),
+    ).toEqual({ tcpdumpCaptured: 163, kernelDropped: 0 });
     expect(parseTcpdumpCounters('')).toEqual({ tcpdumpCaptured: undefined, kernelDropped: undefined });
   });
 });
@@ -112,7 +196,8 @@ describe('topology address plan', () => {
     for (const i of [1, 2, 77, topo.MAX_NODE_INDEX]) {
       expect(addressIn(topo.nodeAddress(i), [topo.UNDERLAY_RANGE])).toBe(true);
       expect(addressIn(topo.podGateway(i), [topo.POD_RANGE])).toBe(true);
-      for (const j of [1, topo.MAX_POD_INDEX]) expect(addressIn(topo.podAddress(i, j), [topo.POD_RANGE, topo.podCidr(i)])).toBe(true);
+      for (const j of [1, topo.MAX_POD_INDEX])
+        expect(addressIn(topo.podAddress(i, j), [topo.POD_RANGE, topo.podCidr(i)])).toBe(true);
     }
   });
 
@@ -121,7 +206,8 @@ describe('topology address plan', () => {
       expect(addressIn(topo.nodeAddress6(i), [topo.UNDERLAY_RANGE6])).toBe(true);
       expect(addressIn(topo.podGateway6(i), [topo.POD_RANGE6, topo.podCidr6(i)])).toBe(true);
       expect(addressIn(topo.nodeAddress6(i), [topo.POD_RANGE6])).toBe(false);
-      for (const j of [1, topo.MAX_POD_INDEX]) expect(addressIn(topo.podAddress6(i, j), [topo.POD_RANGE6, topo.podCidr6(i)])).toBe(true);
+      for (const j of [1, topo.MAX_POD_INDEX])
+        expect(addressIn(topo.podAddress6(i, j), [topo.POD_RANGE6, topo.podCidr6(i)])).toBe(true);
     }
     expect(addressIn(topo.podAddress6(3, 1), [topo.podCidr6(2)])).toBe(false);
     expect(topo.podCidr6(77)).toBe('fd00:5ea1:1:4d::/64');
@@ -138,11 +224,24 @@ describe('topology address plan', () => {
   });
 
   it('routes both families of a dual-stack node, each via the owner of that family; IPv6 addresses skip DAD', () => {
-    const lines = topo.nodeBatch({ prefix: 'seal1a2b3c', index: 2, pods: 1, mtu: 1500, podMtu: 1500, peers: [1], plan: topo.addressPlan('dual', 6) });
+    const lines = topo.nodeBatch({
+      prefix: 'seal1a2b3c',
+      index: 2,
+      pods: 1,
+      mtu: 1500,
+      podMtu: 1500,
+      peers: [1],
+      plan: topo.addressPlan('dual', 6),
+    });
     expect(lines).toContain('route add 100.64.1.0/24 via 198.18.0.1 dev eth0');
     expect(lines).toContain('route add fd00:5ea1:1:1::/64 via fd00:5ea1::1 dev eth0');
     for (const l of lines.filter((x) => x.startsWith('addr add fd00'))) expect(l).toMatch(/ nodad$/);
-    expect(topo.podBatch(2, 1, topo.addressPlan('ipv6'))).toEqual(['link set lo up', 'addr add fd00:5ea1:1:2::b/64 dev eth0 nodad', 'link set eth0 up', 'route add ::/0 via fd00:5ea1:1:2::1 dev eth0']);
+    expect(topo.podBatch(2, 1, topo.addressPlan('ipv6'))).toEqual([
+      'link set lo up',
+      'addr add fd00:5ea1:1:2::b/64 dev eth0 nodad',
+      'link set eth0 up',
+      'route add ::/0 via fd00:5ea1:1:2::1 dev eth0',
+    ]);
   });
 
   it('names fit IFNAMSIZ and carry the prefix', () => {

@@ -84,7 +84,10 @@ function arp(sender: string, target: string): Buffer {
   return b;
 }
 
-function pcap(frames: readonly Buffer[], opts: { bigEndian?: boolean; nanos?: boolean; linkType?: number; snap?: number; cutTail?: number } = {}): Buffer {
+function pcap(
+  frames: readonly Buffer[],
+  opts: { bigEndian?: boolean; nanos?: boolean; linkType?: number; snap?: number; cutTail?: number } = {},
+): Buffer {
   const be = opts.bigEndian === true;
   const u32 = (v: number): Buffer => {
     const b = Buffer.alloc(4);
@@ -99,10 +102,24 @@ function pcap(frames: readonly Buffer[], opts: { bigEndian?: boolean; nanos?: bo
     return b;
   };
   const magic = opts.nanos === true ? 0xa1b23c4d : 0xa1b2c3d4;
-  const parts = [u32(magic), u16(2), u16(4), u32(0), u32(0), u32(opts.snap ?? 262144), u32(opts.linkType ?? LINKTYPE.ETHERNET)];
+  const parts = [
+    u32(magic),
+    u16(2),
+    u16(4),
+    u32(0),
+    u32(0),
+    u32(opts.snap ?? 262144),
+    u32(opts.linkType ?? LINKTYPE.ETHERNET),
+  ];
   frames.forEach((f, i) => {
     const cap = opts.snap !== undefined ? f.subarray(0, opts.snap) : f;
-    parts.push(u32(1_700_000_000 + i), u32(opts.nanos === true ? 500_000_000 : 500_000), u32(cap.length), u32(f.length), cap);
+    parts.push(
+      u32(1_700_000_000 + i),
+      u32(opts.nanos === true ? 500_000_000 : 500_000),
+      u32(cap.length),
+      u32(f.length),
+      cap,
+    );
   });
   const all = Buffer.concat(parts);
   return opts.cutTail !== undefined ? all.subarray(0, all.length - opts.cutTail) : all;
@@ -156,13 +173,19 @@ describe('readPcap', () => {
 
 describe('decodePacket', () => {
   it('decodes Ethernet/IPv4/UDP with ports and payload', () => {
-    const d = decodePacket(ether(0x0800, ipv4(POD_A, POD_B, 17, udp(40000, 7001, Buffer.from('hello')))), LINKTYPE.ETHERNET);
+    const d = decodePacket(
+      ether(0x0800, ipv4(POD_A, POD_B, 17, udp(40000, 7001, Buffer.from('hello')))),
+      LINKTYPE.ETHERNET,
+    );
     expect(d).toMatchObject({ l3: 'ipv4', src: POD_A, dst: POD_B, proto: 17, srcPort: 40000, dstPort: 7001 });
     expect(d.payload?.toString()).toBe('hello');
   });
 
   it('decodes TCP payload after the header and ignores Ethernet padding', () => {
-    const frame = Buffer.concat([ether(0x0800, ipv4(POD_A, POD_B, 6, tcp(1234, 80, Buffer.from('ab')))), Buffer.alloc(6)]);
+    const frame = Buffer.concat([
+      ether(0x0800, ipv4(POD_A, POD_B, 6, tcp(1234, 80, Buffer.from('ab')))),
+      Buffer.alloc(6),
+    ]);
     const d = decodePacket(frame, LINKTYPE.ETHERNET);
     expect(d).toMatchObject({ proto: 6, srcPort: 1234, dstPort: 80 });
     expect(d.payload?.toString()).toBe('ab');
@@ -174,7 +197,10 @@ describe('decodePacket', () => {
   });
 
   it('marks non-first fragments and does not read a transport header from them', () => {
-    const d = decodePacket(ether(0x0800, ipv4(POD_A, POD_B, 17, Buffer.alloc(40, 0xff), { fragOffset: 185 })), LINKTYPE.ETHERNET);
+    const d = decodePacket(
+      ether(0x0800, ipv4(POD_A, POD_B, 17, Buffer.alloc(40, 0xff), { fragOffset: 185 })),
+      LINKTYPE.ETHERNET,
+    );
     expect(d.fragment).toBe(true);
     expect(d.srcPort).toBeUndefined();
   });
@@ -189,12 +215,19 @@ describe('decodePacket', () => {
     const src = Buffer.from('fd000000000000000000000000000001', 'hex');
     const dst = Buffer.from('20010db8000000010000000000000002', 'hex');
     const hbh = Buffer.from([17, 0, 0, 0, 0, 0, 0, 0]); // next header UDP, length 8
-    const d = decodePacket(ether(0x86dd, ipv6(src, dst, 0, Buffer.concat([hbh, udp(1, 2, Buffer.from('x'))]))), LINKTYPE.ETHERNET);
+    const d = decodePacket(
+      ether(0x86dd, ipv6(src, dst, 0, Buffer.concat([hbh, udp(1, 2, Buffer.from('x'))]))),
+      LINKTYPE.ETHERNET,
+    );
     expect(d).toMatchObject({ l3: 'ipv6', src: 'fd00::1', dst: '2001:db8:0:1::2', proto: 17, srcPort: 1, dstPort: 2 });
   });
 
   it('decodes ARP sender and target', () => {
-    expect(decodePacket(ether(0x0806, arp(NODE_A, NODE_B)), LINKTYPE.ETHERNET)).toMatchObject({ l3: 'arp', arpSender: NODE_A, arpTarget: NODE_B });
+    expect(decodePacket(ether(0x0806, arp(NODE_A, NODE_B)), LINKTYPE.ETHERNET)).toMatchObject({
+      l3: 'arp',
+      arpSender: NODE_A,
+      arpTarget: NODE_B,
+    });
   });
 
   it('handles Linux cooked and raw IP link types', () => {
@@ -262,7 +295,11 @@ describe('summarizeCapture', () => {
   ];
 
   it('classifies every packet, finds plaintext pod traffic and every canary', () => {
-    const s = summarizeCapture(readPcap(pcap(frames)), { podCidrs: ['100.64.0.0/10'], wireguardPorts: [51880], canaries: [CANARY, 'NEVERSENT'] });
+    const s = summarizeCapture(readPcap(pcap(frames)), {
+      podCidrs: ['100.64.0.0/10'],
+      wireguardPorts: [51880],
+      canaries: [CANARY, 'NEVERSENT'],
+    });
     expect(s.totalPackets).toBe(frames.length);
     expect(s.byKind).toMatchObject({ arp: 1, wireguard: 4, 'pod-plaintext': 2, udp: 2, esp: 1, icmp: 1 });
     expect(s.wireguardByType).toEqual({ '1': 1, '2': 1, '3': 0, '4': 2 });
@@ -273,7 +310,11 @@ describe('summarizeCapture', () => {
     expect(s.podPlaintextSamples.map((p) => p.index)).toEqual([5, 6]);
     expect(s.podAddressInIcmpErrors).toBe(1);
     expect(s.espByEndpoints).toEqual({ [`${NODE_A}>${NODE_B}`]: 1 });
-    expect(s.canaries[0]).toMatchObject({ canary: CANARY, hits: 3, byEndpoints: { [`${POD_A}>${POD_B}`]: 1, [`${POD_B}>${POD_A}`]: 1, [`${NODE_A}>${NODE_B}`]: 1 } });
+    expect(s.canaries[0]).toMatchObject({
+      canary: CANARY,
+      hits: 3,
+      byEndpoints: { [`${POD_A}>${POD_B}`]: 1, [`${POD_B}>${POD_A}`]: 1, [`${NODE_A}>${NODE_B}`]: 1 },
+    });
     expect(s.canaries[1]?.hits).toBe(0);
     expect(s.canaryHits).toBe(3);
     expect(s.firstTime).toBeCloseTo(1_700_000_000.5);
@@ -295,7 +336,12 @@ describe('summarizeCapture', () => {
   });
 
   it('uses the configured WireGuard port and pod ranges', () => {
-    const f = readPcap(pcap([ether(0x0800, ipv4(NODE_A, NODE_B, 17, udp(51820, 51820, wgMessage(4, 16)))), ether(0x0800, ipv4('10.1.0.5', '10.2.0.5', 6, tcp(1, 2, Buffer.alloc(0))))]));
+    const f = readPcap(
+      pcap([
+        ether(0x0800, ipv4(NODE_A, NODE_B, 17, udp(51820, 51820, wgMessage(4, 16)))),
+        ether(0x0800, ipv4('10.1.0.5', '10.2.0.5', 6, tcp(1, 2, Buffer.alloc(0)))),
+      ]),
+    );
     const def = summarizeCapture(f);
     expect(def.wireguardPackets).toBe(0);
     expect(def.podPlaintextPackets).toBe(0);
@@ -305,7 +351,12 @@ describe('summarizeCapture', () => {
   });
 
   it('counts snapped packets and finds a canary only in captured bytes', () => {
-    const f: PcapFile = readPcap(pcap([ether(0x0800, ipv4(NODE_A, NODE_B, 17, udp(1, 2, Buffer.concat([Buffer.alloc(100), Buffer.from(CANARY)]))))], { snap: 64 }));
+    const f: PcapFile = readPcap(
+      pcap(
+        [ether(0x0800, ipv4(NODE_A, NODE_B, 17, udp(1, 2, Buffer.concat([Buffer.alloc(100), Buffer.from(CANARY)]))))],
+        { snap: 64 },
+      ),
+    );
     const s = summarizeCapture(f, { canaries: [CANARY] });
     expect(s.snappedPackets).toBe(1);
     expect(s.canaryHits).toBe(0);
@@ -314,7 +365,9 @@ describe('summarizeCapture', () => {
   it('matches IPv6 pod ranges', () => {
     const src = Buffer.from('fd640000000000010000000000000011', 'hex');
     const dst = Buffer.from('fd640000000000020000000000000011', 'hex');
-    const s = summarizeCapture(readPcap(pcap([ether(0x86dd, ipv6(src, dst, 17, udp(1, 2, Buffer.alloc(4))))])), { podCidrs: ['fd64::/48'] });
+    const s = summarizeCapture(readPcap(pcap([ether(0x86dd, ipv6(src, dst, 17, udp(1, 2, Buffer.alloc(4))))])), {
+      podCidrs: ['fd64::/48'],
+    });
     expect(s.podPlaintextPackets).toBe(1);
   });
 });

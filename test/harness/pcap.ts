@@ -150,7 +150,7 @@ function ipv6String(b: Buffer, off: number): string {
   // RFC 5952: compress the longest run (length >= 2) of zero groups.
   let bestStart = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -214,18 +214,31 @@ function decodeIPv6(data: Buffer, off: number, etherType: number): DecodedPacket
 
 function decodeTransport(data: Buffer, off: number, end: number, proto: number, family: 4 | 6): Partial<DecodedPacket> {
   if (proto === IPPROTO.UDP && off + 8 <= end) {
-    return { srcPort: data.readUInt16BE(off), dstPort: data.readUInt16BE(off + 2), payload: data.subarray(off + 8, end) };
+    return {
+      srcPort: data.readUInt16BE(off),
+      dstPort: data.readUInt16BE(off + 2),
+      payload: data.subarray(off + 8, end),
+    };
   }
   if (proto === IPPROTO.TCP && off + 20 <= end) {
     const dataOff = ((data[off + 12] ?? 0) >> 4) * 4;
-    return { srcPort: data.readUInt16BE(off), dstPort: data.readUInt16BE(off + 2), payload: data.subarray(Math.min(off + dataOff, end), end) };
+    return {
+      srcPort: data.readUInt16BE(off),
+      dstPort: data.readUInt16BE(off + 2),
+      payload: data.subarray(Math.min(off + dataOff, end), end),
+    };
   }
   if ((proto === IPPROTO.ICMP || proto === IPPROTO.ICMPV6) && off + 4 <= end) {
     const icmpType = data[off] ?? 0;
     const icmpCode = data[off + 1] ?? 0;
     const isError = proto === IPPROTO.ICMP ? [3, 4, 5, 11, 12].includes(icmpType) : icmpType < 128;
     const quoted = isError ? decodeQuoted(data, off + 8, end, family) : undefined;
-    return { icmpType, icmpCode, payload: data.subarray(off + 8 > end ? end : off + 8, end), ...(quoted ? { quoted } : {}) };
+    return {
+      icmpType,
+      icmpCode,
+      payload: data.subarray(off + 8 > end ? end : off + 8, end),
+      ...(quoted ? { quoted } : {}),
+    };
   }
   return {};
 }

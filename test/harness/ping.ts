@@ -39,7 +39,18 @@ export interface PingOptions {
 
 /** The `ping` command line for a destination. */
 export function pingArgv(dst: string, opts: PingOptions = {}): string[] {
-  const argv = ['ping', '-n', '-c', String(opts.count ?? 3), '-W', String(opts.waitS ?? 1), '-i', String(opts.intervalS ?? 0.2), '-s', String(opts.size ?? 56)];
+  const argv = [
+    'ping',
+    '-n',
+    '-c',
+    String(opts.count ?? 3),
+    '-W',
+    String(opts.waitS ?? 1),
+    '-i',
+    String(opts.intervalS ?? 0.2),
+    '-s',
+    String(opts.size ?? 56),
+  ];
   if (opts.df !== false) argv.push('-M', 'do');
   if (opts.patternHex !== undefined) argv.push('-p', opts.patternHex);
   argv.push(dst);
@@ -53,7 +64,8 @@ export function parsePing(text: string): PingResult {
   const received = Number(stats?.[2] ?? 0);
   const loss = /([\d.]+)% packet loss/.exec(text);
   const rtt = /= [\d.]+\/([\d.]+)\/[\d.]+\/[\d.]+ ms/.exec(text);
-  const frag = /Frag(?:mentation)? needed and DF set \(mtu = (\d+)\)/i.exec(text) ?? /Packet too big: mtu=(\d+)/i.exec(text);
+  const frag =
+    /Frag(?:mentation)? needed and DF set \(mtu = (\d+)\)/i.exec(text) ?? /Packet too big: mtu=(\d+)/i.exec(text);
   const tooLong = /message too long(?:, mtu(?:[= ]|: )(\d+))?/i.exec(text);
   return {
     transmitted,
@@ -62,7 +74,8 @@ export function parsePing(text: string): PingResult {
     rttAvgMs: rtt ? Number(rtt[1]) : undefined,
     fragNeeded: frag !== null,
     messageTooLong: tooLong !== null,
-    reportedMtu: frag?.[1] !== undefined ? Number(frag[1]) : tooLong?.[1] !== undefined ? Number(tooLong[1]) : undefined,
+    reportedMtu:
+      frag?.[1] !== undefined ? Number(frag[1]) : tooLong?.[1] !== undefined ? Number(tooLong[1]) : undefined,
     errors: Number(stats?.[3] ?? 0),
   };
 }

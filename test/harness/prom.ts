@@ -11,7 +11,10 @@ export interface PromMetrics {
   /** The family's type, or undefined when absent. */
   type(name: string): string | undefined;
   /** Samples of a family whose labels include `labels`. */
-  samples(name: string, labels?: Readonly<Record<string, string>>): { labels: Readonly<Record<string, string>>; value: number }[];
+  samples(
+    name: string,
+    labels?: Readonly<Record<string, string>>,
+  ): { labels: Readonly<Record<string, string>>; value: number }[];
   /** The one sample matching `labels`; throws if there are none or several. */
   value(name: string, labels?: Readonly<Record<string, string>>): number;
 }
@@ -24,12 +27,16 @@ export function parseProm(text: string): PromMetrics {
     if (byName.has(f.name)) throw new Error(`metric family ${f.name} appears twice`);
     byName.set(f.name, f);
   }
-  const samples = (name: string, labels: Readonly<Record<string, string>> = {}): { labels: Readonly<Record<string, string>>; value: number }[] =>
+  const samples = (
+    name: string,
+    labels: Readonly<Record<string, string>> = {},
+  ): { labels: Readonly<Record<string, string>>; value: number }[] =>
     (byName.get(name)?.metrics ?? [])
       .filter((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))
       .map((m) => {
         const v = Number(m.value);
-        if (m.value === undefined || Number.isNaN(v)) throw new Error(`metric ${name} has a sample without a numeric value`);
+        if (m.value === undefined || Number.isNaN(v))
+          throw new Error(`metric ${name} has a sample without a numeric value`);
         return { labels: m.labels ?? {}, value: v };
       });
   return {
@@ -38,7 +45,8 @@ export function parseProm(text: string): PromMetrics {
     samples,
     value(name, labels = {}) {
       const s = samples(name, labels);
-      if (s.length !== 1) throw new Error(`metric ${name}${JSON.stringify(labels)}: ${s.length} samples, want exactly 1`);
+      if (s.length !== 1)
+        throw new Error(`metric ${name}${JSON.stringify(labels)}: ${s.length} samples, want exactly 1`);
       return (s[0] as { value: number }).value;
     },
   };

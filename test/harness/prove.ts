@@ -67,30 +67,90 @@ export async function proveAllPairs(
   const capture = await cluster.startCapture({ name: opts.captureName ?? 'proof', canaries: [canary] });
   const fams: readonly (4 | 6 | undefined)[] = opts.families ?? [undefined];
   const tag = (f: 4 | 6 | undefined): string => (f === undefined ? '' : `/v${f}`);
-  const ordered = nodes.flatMap((a) => nodes.filter((b) => b !== a).flatMap((b) => fams.map((f) => [a, b, f] as const)));
+  const ordered = nodes.flatMap((a) =>
+    nodes.filter((b) => b !== a).flatMap((b) => fams.map((f) => [a, b, f] as const)),
+  );
   let cap: CaptureResult;
   let directions: DirectionResult[];
   let hostDirections: DirectionResult[] = [];
   try {
-    directions = await mapLimit(ordered, async ([a, b, f]) => exerciseDirection(cluster, { from: firstPod(a), fromLabel: `${a.name}/${firstPod(a)}${tag(f)}`, to: cluster.resolve(firstPod(b), f), toLabel: `${b.name}/${firstPod(b)}${tag(f)}`, canary, host: false }), { limit: opts.concurrency ?? 4 });
+    directions = await mapLimit(
+      ordered,
+      async ([a, b, f]) =>
+        exerciseDirection(cluster, {
+          from: firstPod(a),
+          fromLabel: `${a.name}/${firstPod(a)}${tag(f)}`,
+          to: cluster.resolve(firstPod(b), f),
+          toLabel: `${b.name}/${firstPod(b)}${tag(f)}`,
+          canary,
+          host: false,
+        }),
+      { limit: opts.concurrency ?? 4 },
+    );
     if (opts.hostToPod === true) {
-      hostDirections = await mapLimit(ordered, async ([a, b, f]) => exerciseDirection(cluster, { from: a.name, fromLabel: `${a.name}/host${tag(f)}`, to: cluster.resolve(firstPod(b), f), toLabel: `${b.name}/${firstPod(b)}${tag(f)}`, canary, host: true }), { limit: opts.concurrency ?? 4 });
+      hostDirections = await mapLimit(
+        ordered,
+        async ([a, b, f]) =>
+          exerciseDirection(cluster, {
+            from: a.name,
+            fromLabel: `${a.name}/host${tag(f)}`,
+            to: cluster.resolve(firstPod(b), f),
+            toLabel: `${b.name}/${firstPod(b)}${tag(f)}`,
+            canary,
+            host: true,
+          }),
+        { limit: opts.concurrency ?? 4 },
+      );
     }
   } finally {
     cap = await capture.stop();
     await Promise.all(servers.map((s) => s.stop({ timeoutMs: 2000 })));
   }
   const status = await cluster.encryptionStatus();
-  return { directions, hostDirections, capture: cap, status, pairs: judgePairs(opts.mode, nodes, status, [...directions, ...hostDirections], cap), canary };
+  return {
+    directions,
+    hostDirections,
+    capture: cap,
+    status,
+    pairs: judgePairs(opts.mode, nodes, status, [...directions, ...hostDirections], cap),
+    canary,
+  };
 }
 
-async function exerciseDirection(cluster: NsCluster, o: { from: string; fromLabel: string; to: string; toLabel: string; canary: string; host: boolean }): Promise<DirectionResult> {
+async function exerciseDirection(
+  cluster: NsCluster,
+  o: { from: string; fromLabel: string; to: string; toLabel: string; canary: string; host: boolean },
+): Promise<DirectionResult> {
   if (o.host) {
     // From the node's own network stack: ICMP with the canary pattern (the host has no tools dir
     // of its own; ping is enough to prove the route, the source address and the tunnel).
-    const icmp = await cluster.execNode(o.from, ['ping', '-c', '3', '-i', '0.2', '-W', '2', '-s', '120', '-p', canaryPingPattern(o.canary), cluster.resolve(o.to)], { check: false });
+    const icmp = await cluster.execNode(
+      o.from,
+      [
+        'ping',
+        '-c',
+        '3',
+        '-i',
+        '0.2',
+        '-W',
+        '2',
+        '-s',
+        '120',
+        '-p',
+        canaryPingPattern(o.canary),
+        cluster.resolve(o.to),
+      ],
+      { check: false },
+    );
     const ok = /3 packets transmitted, 3 received/.test(icmp.stdout);
-    return { from: o.fromLabel, to: o.toLabel, tcp: true, udp: true, icmp: ok, errors: ok ? [] : [`host icmp: ${icmp.stdout.trim().split('\n').pop() ?? ''}`] };
+    return {
+      from: o.fromLabel,
+      to: o.toLabel,
+      tcp: true,
+      udp: true,
+      icmp: ok,
+      errors: ok ? [] : [`host icmp: ${icmp.stdout.trim().split('\n').pop() ?? ''}`],
+    };
   }
   const [tcp, udp, icmp] = await Promise.all([
     runCanary(cluster, { from: o.from, to: o.to, proto: 'tcp', canary: o.canary, size: 1000 }),
@@ -100,14 +160,30 @@ async function exerciseDirection(cluster: NsCluster, o: { from: string; fromLabe
   const errors = [
     ...(tcp.ok ? [] : [`tcp: ${tcp.error ?? 'failed'}`]),
     ...(udp.ok ? [] : [`udp: ${udp.error ?? 'failed'}`]),
-    ...(icmp.received === icmp.transmitted && icmp.transmitted > 0 ? [] : [`icmp: ${icmp.received}/${icmp.transmitted} replies`]),
+    ...(icmp.received === icmp.transmitted && icmp.transmitted > 0
+      ? []
+      : [`icmp: ${icmp.received}/${icmp.transmitted} replies`]),
   ];
-  return { from: o.fromLabel, to: o.toLabel, tcp: tcp.ok, udp: udp.ok, icmp: icmp.transmitted > 0 && icmp.received === icmp.transmitted, errors };
+  return {
+    from: o.fromLabel,
+    to: o.toLabel,
+    tcp: tcp.ok,
+    udp: udp.ok,
+    icmp: icmp.transmitted > 0 && icmp.received === icmp.transmitted,
+    errors,
+  };
 }
 
 /** A pair is encrypted when both tunnels are up, all traffic passed, and nothing of it leaked. */
-export function judgePairs(mode: Mode, nodes: readonly NodeInfo[], status: EncryptionStatus, directions: readonly DirectionResult[], cap: CaptureResult): PairResult[] {
-  const nodeOf = (addr: string): string | undefined => nodes.find((n) => n.addresses.includes(addr) || addressIn(addr, n.podCIDRs))?.name;
+export function judgePairs(
+  mode: Mode,
+  nodes: readonly NodeInfo[],
+  status: EncryptionStatus,
+  directions: readonly DirectionResult[],
+  cap: CaptureResult,
+): PairResult[] {
+  const nodeOf = (addr: string): string | undefined =>
+    nodes.find((n) => n.addresses.includes(addr) || addressIn(addr, n.podCIDRs))?.name;
   const between = (key: string, a: string, b: string): boolean => {
     const [src = '', rest = ''] = key.split('>');
     const dst = rest.split('/')[0] ?? '';
@@ -120,7 +196,9 @@ export function judgePairs(mode: Mode, nodes: readonly NodeInfo[], status: Encry
       .filter(([k]) => between(k, a, b))
       .reduce((n, [, v]) => n + v, 0);
   return status.pairs.map((p) => {
-    const dirs = directions.filter((d) => [`${p.a}>${p.b}`, `${p.b}>${p.a}`].includes(`${d.from.split('/')[0]}>${d.to.split('/')[0]}`));
+    const dirs = directions.filter((d) =>
+      [`${p.a}>${p.b}`, `${p.b}>${p.a}`].includes(`${d.from.split('/')[0]}>${d.to.split('/')[0]}`),
+    );
     const plaintext = sumWhere(cap.podPlaintextFlows, p.a, p.b);
     const canary = cap.canaries.reduce((n, c) => n + sumWhere(c.byEndpoints, p.a, p.b), 0);
     const wg = sumWhere(cap.wireguardByEndpoints, p.a, p.b);
@@ -144,4 +222,3 @@ export function judgePairs(mode: Mode, nodes: readonly NodeInfo[], status: Encry
     };
   });
 }
-

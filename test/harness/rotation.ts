@@ -24,7 +24,9 @@ export const ROTATION_GRACE_S = 5;
 /** How long a rotating node waits for a peer to stage its next key before moving on, seconds. */
 export const ROTATION_PEER_TIMEOUT_S = 4;
 /** The agent configuration of the 5-node rotation cluster (e2e test and benchmark alike). */
-export const ROTATION_AGENT_CONFIG = { rotation: { graceSeconds: ROTATION_GRACE_S, peerTimeoutSeconds: ROTATION_PEER_TIMEOUT_S } } as const;
+export const ROTATION_AGENT_CONFIG = {
+  rotation: { graceSeconds: ROTATION_GRACE_S, peerTimeoutSeconds: ROTATION_PEER_TIMEOUT_S },
+} as const;
 
 /** Exit code and output of one `sealctl` run. */
 export interface SealctlResult {
@@ -35,7 +37,11 @@ export interface SealctlResult {
 
 /** `sealctl --store file …` against the cluster's store; never throws on a non-zero exit. */
 export async function sealctl(c: NsCluster, args: readonly string[]): Promise<SealctlResult> {
-  return execFileAsync(process.execPath, [join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args], { timeout: 180_000 }).then(
+  return execFileAsync(
+    process.execPath,
+    [join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args],
+    { timeout: 180_000 },
+  ).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
@@ -103,12 +109,31 @@ export async function startTraffic(c: NsCluster, canary: string, port0: number):
   for (let i = 0; i < nodes.length; i++) {
     for (let j = i + 1; j < nodes.length; j++) {
       const [a, b] = [nodes[i]!, nodes[j]!];
-      tcp.push(await startTcpStream(c, { from: a.pods[0]!.name, to: b.pods[0]!.name, port: port++, rateBps: TRAFFIC_TCP_BPS, recordSize: 1024, name: `tcp-${a.name}-${b.name}-${port}` }));
+      tcp.push(
+        await startTcpStream(c, {
+          from: a.pods[0]!.name,
+          to: b.pods[0]!.name,
+          port: port++,
+          rateBps: TRAFFIC_TCP_BPS,
+          recordSize: 1024,
+          name: `tcp-${a.name}-${b.name}-${port}`,
+        }),
+      );
     }
   }
   const udp: DirectedUdpStream[] = [];
-  for (const [from, to] of [['n1', 'n2'], ['n2', 'n1']] as const) {
-    const stream = await startUdpStream(c, { from: `${from}p1`, to: `${to}p1`, port: port++, pps: TRAFFIC_UDP_PPS, canary, name: `udp-${from}-${to}-${port}` });
+  for (const [from, to] of [
+    ['n1', 'n2'],
+    ['n2', 'n1'],
+  ] as const) {
+    const stream = await startUdpStream(c, {
+      from: `${from}p1`,
+      to: `${to}p1`,
+      port: port++,
+      pps: TRAFFIC_UDP_PPS,
+      canary,
+      name: `udp-${from}-${to}-${port}`,
+    });
     udp.push({ from, to, stream });
   }
   return { tcp, udp };
@@ -153,7 +178,12 @@ export async function stopTraffic(t: Traffic): Promise<TrafficResult> {
 
 /** One line on a {@link TrafficResult}: TCP breaks and each UDP stream's loss. */
 export function describeTraffic(r: TrafficResult): string {
-  const udp = r.udp.map((u) => `${u.name.replace(/-\d+$/, '')} lost ${u.lost}/${u.sent} (dup ${u.duplicates}, reordered ${u.reordered}, longest gap ${u.longestGap})`).join('; ');
+  const udp = r.udp
+    .map(
+      (u) =>
+        `${u.name.replace(/-\d+$/, '')} lost ${u.lost}/${u.sent} (dup ${u.duplicates}, reordered ${u.reordered}, longest gap ${u.longestGap})`,
+    )
+    .join('; ');
   return `${r.tcpStreams} TCP streams, ${r.tcpBreaks.length} broken; UDP ${udp}`;
 }
 
@@ -173,16 +203,32 @@ export interface TimedRotation {
  * 20 ms) and until sealctl returns. Throws only when no new key appears within `timeoutMs`;
  * the caller judges sealctl's exit code and output.
  */
-export async function timeRotation(c: NsCluster, targets: readonly string[], opts: { timeoutMs?: number } = {}): Promise<TimedRotation> {
+export async function timeRotation(
+  c: NsCluster,
+  targets: readonly string[],
+  opts: { timeoutMs?: number } = {},
+): Promise<TimedRotation> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const before = await publishedKeys(c);
   const t0 = Date.now();
   const which = targets.length === c.nodeNames().length ? ['--all'] : targets.flatMap((t) => ['--node', t]);
-  const ctl = sealctl(c, ['keys', 'rotate', ...which, '--wait', '--timeout', String(Math.ceil((2 * timeoutMs) / 1000)), '--json']);
-  const switchedMs = await waitFor('every target to publish its new key', async () => {
-    const now = await publishedKeys(c);
-    return targets.every((t) => now[t] !== before[t]) ? Date.now() - t0 : undefined;
-  }, { timeoutMs, pollMs: 20, failFast: c.agentGuard() }).catch(async (err: unknown) => {
+  const ctl = sealctl(c, [
+    'keys',
+    'rotate',
+    ...which,
+    '--wait',
+    '--timeout',
+    String(Math.ceil((2 * timeoutMs) / 1000)),
+    '--json',
+  ]);
+  const switchedMs = await waitFor(
+    'every target to publish its new key',
+    async () => {
+      const now = await publishedKeys(c);
+      return targets.every((t) => now[t] !== before[t]) ? Date.now() - t0 : undefined;
+    },
+    { timeoutMs, pollMs: 20, failFast: c.agentGuard() },
+  ).catch(async (err: unknown) => {
     await ctl;
     throw err;
   });
@@ -217,7 +263,10 @@ export interface Leftovers {
 
 /** What is left on a node once its rotations are over (clean: exactly one of everything). */
 export async function leftovers(c: NsCluster, node: string): Promise<Leftovers> {
-  const links = (await c.execNode(node, ['ip', '-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1]).filter((n): n is string => n !== undefined && n.startsWith('sealwg'));
+  const links = (await c.execNode(node, ['ip', '-o', 'link', 'show'])).stdout
+    .split('\n')
+    .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1])
+    .filter((n): n is string => n !== undefined && n.startsWith('sealwg'));
   const mirrors: string[] = [];
   for (const l of links) {
     const f = (await c.execNode(node, ['tc', 'filter', 'show', 'dev', l, 'egress'], { check: false })).stdout;
@@ -226,7 +275,14 @@ export async function leftovers(c: NsCluster, node: string): Promise<Leftovers> 
   const keyFiles = (await readdir(join(c.runDir, node, 'state', 'keys'))).sort();
   const st = await stateFile(c, node);
   const dump = await c.wgDump(node);
-  return { links, keyFiles, mirrors, wireguardGo: wireguardGoCount(c, node), rotating: st?.rotation?.phase, published: dump?.publicKey === (await publishedKey(c, node)) };
+  return {
+    links,
+    keyFiles,
+    mirrors,
+    wireguardGo: wireguardGoCount(c, node),
+    rotating: st?.rotation?.phase,
+    published: dump?.publicKey === (await publishedKey(c, node)),
+  };
 }
 
 /** wireguard-go daemons in a node's network namespace. */

@@ -121,7 +121,12 @@ export function deleteNetnsSync(names: readonly string[]): void {
   const existing = new Set(listNetns());
   const todo = names.filter((n) => existing.has(n));
   if (todo.length === 0) return;
-  spawnSync('ip', ['-force', '-batch', '-'], { input: todo.map((n) => `netns del ${n}\n`).join(''), env: { ...process.env, LC_ALL: 'C' }, stdio: ['pipe', 'ignore', 'pipe'], timeout: 30_000 });
+  spawnSync('ip', ['-force', '-batch', '-'], {
+    input: todo.map((n) => `netns del ${n}\n`).join(''),
+    env: { ...process.env, LC_ALL: 'C' },
+    stdio: ['pipe', 'ignore', 'pipe'],
+    timeout: 30_000,
+  });
 }
 
 /** What {@link teardownSync} removed. */
@@ -136,7 +141,11 @@ export interface TeardownReport {
  * Kills every process in `netns` (and any whose command line names `runDir`), deletes the
  * namespaces, and removes `runDir` unless `keepRunDir`. Idempotent.
  */
-export function teardownSync(opts: { netns: readonly string[]; runDir: string | undefined; keepRunDir?: boolean }): TeardownReport {
+export function teardownSync(opts: {
+  netns: readonly string[];
+  runDir: string | undefined;
+  keepRunDir?: boolean;
+}): TeardownReport {
   const markers = opts.runDir !== undefined ? [`${opts.runDir}/`] : [];
   let killed = 0;
   let survivors: number[] = [];
@@ -212,7 +221,10 @@ export interface CleanupStaleReport {
  */
 export function cleanupStale(prefixPattern: RegExp | string, opts: CleanupStaleOptions = {}): CleanupStaleReport {
   const base = opts.runDirBase ?? tmpdir();
-  const matches = (p: string): boolean => (typeof prefixPattern === 'string' ? p === prefixPattern : new RegExp(`^(?:${prefixPattern.source})$`, prefixPattern.flags.replace('g', '')).test(p));
+  const matches = (p: string): boolean =>
+    typeof prefixPattern === 'string'
+      ? p === prefixPattern
+      : new RegExp(`^(?:${prefixPattern.source})$`, prefixPattern.flags.replace('g', '')).test(p);
   const byPrefix = new Map<string, string[]>();
   for (const ns of listNetns()) {
     const dash = ns.indexOf('-');

@@ -121,7 +121,10 @@ export const vethNames = {
 
 /** Checks a run prefix: lowercase alphanumerics, short enough for veth names. */
 export function checkPrefix(prefix: string): void {
-  if (!/^[a-z][a-z0-9]{2,10}$/.test(prefix)) throw new Error(`bad run prefix ${JSON.stringify(prefix)}: want 3–11 lowercase letters/digits starting with a letter`);
+  if (!/^[a-z][a-z0-9]{2,10}$/.test(prefix))
+    throw new Error(
+      `bad run prefix ${JSON.stringify(prefix)}: want 3–11 lowercase letters/digits starting with a letter`,
+    );
 }
 
 /** Underlay namespace script: the bridge everything hangs off. */
@@ -170,7 +173,9 @@ export function nodeBatch(o: NodeBatchOptions): string[] {
   ];
   for (let j = 1; j <= o.pods; j++) {
     const v = vethNames.pod(prefix, j);
-    lines.push(`link add ${v} mtu ${o.podMtu} type veth peer name eth0 mtu ${o.podMtu} netns ${netnsNames.pod(prefix, i, j)}`);
+    lines.push(
+      `link add ${v} mtu ${o.podMtu} type veth peer name eth0 mtu ${o.podMtu} netns ${netnsNames.pod(prefix, i, j)}`,
+    );
     lines.push(`link set ${v} master ${POD_BRIDGE} up`);
   }
   for (const k of o.peers) lines.push(...podRouteLines('add', k, plan));
@@ -237,7 +242,11 @@ export function ipv6TestDefaults(): string[] {
  * defragment them, hiding what really crosses the wire; turn it off in our bridges' namespaces.
  */
 export function bridgeNetfilterOff(): string[] {
-  return ['net.bridge.bridge-nf-call-iptables=0', 'net.bridge.bridge-nf-call-ip6tables=0', 'net.bridge.bridge-nf-call-arptables=0'];
+  return [
+    'net.bridge.bridge-nf-call-iptables=0',
+    'net.bridge.bridge-nf-call-ip6tables=0',
+    'net.bridge.bridge-nf-call-arptables=0',
+  ];
 }
 
 /** IPv6 off: no router solicitations or MLD noise on an IPv4-only test network. */

@@ -20,7 +20,10 @@ export function canaryPingPattern(canary: string): string {
 }
 
 /** Polls `path` until `ready(text)` holds; fails early when `proc` exits. */
-async function waitForFile(path: string, opts: { ready: (text: string) => boolean; proc: BackgroundProcess; timeoutMs: number }): Promise<string> {
+async function waitForFile(
+  path: string,
+  opts: { ready: (text: string) => boolean; proc: BackgroundProcess; timeoutMs: number },
+): Promise<string> {
   const { ready: test, proc, timeoutMs } = opts;
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -33,12 +36,19 @@ async function waitForFile(path: string, opts: { ready: (text: string) => boolea
 }
 
 /** Starts the canary echo server (TCP and UDP on `port`) in a pod; resolves once it listens. */
-export async function startCanaryServer(cluster: NsCluster, opts: { pod: string; port?: number }): Promise<BackgroundProcess> {
+export async function startCanaryServer(
+  cluster: NsCluster,
+  opts: { pod: string; port?: number },
+): Promise<BackgroundProcess> {
   const { pod, port = 7001 } = opts;
   const log = join(await cluster.workDir('canary'), `${pod}-server.log`);
   // With IPv6 in the cluster, one dual-stack socket serves both families.
   const bind = cluster.addressPlan.v6 ? ['--bind', '::'] : [];
-  const proc = cluster.spawnPod(pod, [process.execPath, toolPath('canary.mjs'), 'server', '--port', String(port), ...bind], { logFile: log });
+  const proc = cluster.spawnPod(
+    pod,
+    [process.execPath, toolPath('canary.mjs'), 'server', '--port', String(port), ...bind],
+    { logFile: log },
+  );
   await waitForFile(log, { ready: (t) => t.includes('"listening"'), proc, timeoutMs: 10_000 });
   return proc;
 }
@@ -57,16 +67,51 @@ export interface CanaryResult {
 /** Sends canary messages from a pod to a pod (or address) and waits for the echo. */
 export async function runCanary(
   cluster: NsCluster,
-  opts: { from: string; to: string; proto: 'tcp' | 'udp'; canary: string; port?: number; count?: number; size?: number; timeoutMs?: number },
+  opts: {
+    from: string;
+    to: string;
+    proto: 'tcp' | 'udp';
+    canary: string;
+    port?: number;
+    count?: number;
+    size?: number;
+    timeoutMs?: number;
+  },
 ): Promise<CanaryResult> {
   const timeoutMs = opts.timeoutMs ?? 5000;
-  const argv = [process.execPath, toolPath('canary.mjs'), 'client', '--proto', opts.proto, '--host', cluster.resolve(opts.to), '--port', String(opts.port ?? 7001), '--canary', opts.canary, '--count', String(opts.count ?? 3), '--size', String(opts.size ?? 200), '--timeout-ms', String(timeoutMs)];
+  const argv = [
+    process.execPath,
+    toolPath('canary.mjs'),
+    'client',
+    '--proto',
+    opts.proto,
+    '--host',
+    cluster.resolve(opts.to),
+    '--port',
+    String(opts.port ?? 7001),
+    '--canary',
+    opts.canary,
+    '--count',
+    String(opts.count ?? 3),
+    '--size',
+    String(opts.size ?? 200),
+    '--timeout-ms',
+    String(timeoutMs),
+  ];
   const r = await cluster.execPod(opts.from, argv, { check: false, timeoutMs: timeoutMs + 10_000 });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(line) as CanaryResult;
   } catch {
-    return { ok: false, proto: opts.proto, sent: 0, echoed: 0, bytes: 0, ms: 0, error: `no result (exit ${r.code}): ${r.stderr.trim().slice(0, 500)}` };
+    return {
+      ok: false,
+      proto: opts.proto,
+      sent: 0,
+      echoed: 0,
+      bytes: 0,
+      ms: 0,
+      error: `no result (exit ${r.code}): ${r.stderr.trim().slice(0, 500)}`,
+    };
   }
 }
 
@@ -117,7 +162,15 @@ async function readJson<T>(path: string): Promise<T | undefined> {
 /** Starts a numbered TCP stream `from` → `to`; resolves once the client is connected. */
 export async function startTcpStream(
   cluster: NsCluster,
-  opts: { from: string; to: string; port?: number; rateBps?: number; recordSize?: number; name?: string; stallReportMs?: number },
+  opts: {
+    from: string;
+    to: string;
+    port?: number;
+    rateBps?: number;
+    recordSize?: number;
+    name?: string;
+    stallReportMs?: number;
+  },
 ): Promise<TcpStream> {
   const name = opts.name ?? `tcp-${opts.from}-${opts.to}-${Date.now()}`;
   const dir = await cluster.workDir('streams');
@@ -125,16 +178,53 @@ export async function startTcpStream(
   const serverStatus = join(dir, `${name}.server.json`);
   const clientStatus = join(dir, `${name}.client.json`);
   const size = String(opts.recordSize ?? 1024);
-  const server = cluster.spawnPod(opts.to, [process.execPath, toolPath('tcp-stream.mjs'), 'server', '--port', port, '--status', serverStatus, '--record-size', size], { logFile: join(dir, `${name}.server.log`) });
+  const server = cluster.spawnPod(
+    opts.to,
+    [
+      process.execPath,
+      toolPath('tcp-stream.mjs'),
+      'server',
+      '--port',
+      port,
+      '--status',
+      serverStatus,
+      '--record-size',
+      size,
+    ],
+    { logFile: join(dir, `${name}.server.log`) },
+  );
   await waitForFile(serverStatus, { ready: (t) => t.length > 0, proc: server, timeoutMs: 10_000 });
   const client = cluster.spawnPod(
     opts.from,
-    [process.execPath, toolPath('tcp-stream.mjs'), 'client', '--host', cluster.resolve(opts.to), '--port', port, '--status', clientStatus, '--record-size', size, '--rate-bps', String(opts.rateBps ?? 2_000_000), '--stall-report-ms', String(opts.stallReportMs ?? 1000)],
+    [
+      process.execPath,
+      toolPath('tcp-stream.mjs'),
+      'client',
+      '--host',
+      cluster.resolve(opts.to),
+      '--port',
+      port,
+      '--status',
+      clientStatus,
+      '--record-size',
+      size,
+      '--rate-bps',
+      String(opts.rateBps ?? 2_000_000),
+      '--stall-report-ms',
+      String(opts.stallReportMs ?? 1000),
+    ],
     { logFile: join(dir, `${name}.client.log`) },
   );
   // Ready once the server acknowledged the first record: the path works end to end.
-  await waitForFile(clientStatus, { ready: (t) => t !== '' && (JSON.parse(t) as { ackedSeq: number }).ackedSeq >= 0, proc: client, timeoutMs: 15_000 });
-  const status = async (): Promise<{ client: TcpStreamClientStatus | undefined; server: TcpStreamServerStatus | undefined }> => ({
+  await waitForFile(clientStatus, {
+    ready: (t) => t !== '' && (JSON.parse(t) as { ackedSeq: number }).ackedSeq >= 0,
+    proc: client,
+    timeoutMs: 15_000,
+  });
+  const status = async (): Promise<{
+    client: TcpStreamClientStatus | undefined;
+    server: TcpStreamServerStatus | undefined;
+  }> => ({
     client: await readJson<TcpStreamClientStatus>(clientStatus),
     server: await readJson<TcpStreamServerStatus>(serverStatus),
   });
@@ -180,24 +270,60 @@ interface UdpSenderStatus {
   pps: number;
 }
 interface UdpReceiverStatus {
-  streams: Record<string, { received: number; duplicates: number; reordered: number; longestGap: number; gaps: { from: number; count: number }[]; maxSeq: number }>;
+  streams: Record<
+    string,
+    {
+      received: number;
+      duplicates: number;
+      reordered: number;
+      longestGap: number;
+      gaps: { from: number; count: number }[];
+      maxSeq: number;
+    }
+  >;
 }
 
 /**
  * Starts a numbered UDP stream `from` → `to` at `pps` datagrams per second; with `canary`, every
  * datagram carries it (after the 24-byte header, repeated).
  */
-export async function startUdpStream(cluster: NsCluster, opts: { from: string; to: string; port?: number; pps?: number; size?: number; name?: string; canary?: string }): Promise<UdpStream> {
+export async function startUdpStream(
+  cluster: NsCluster,
+  opts: { from: string; to: string; port?: number; pps?: number; size?: number; name?: string; canary?: string },
+): Promise<UdpStream> {
   const name = opts.name ?? `udp-${opts.from}-${opts.to}-${Date.now()}`;
   const dir = await cluster.workDir('streams');
   const port = String(opts.port ?? 7201);
   const rxStatus = join(dir, `${name}.receiver.json`);
   const txStatus = join(dir, `${name}.sender.json`);
-  const rx = cluster.spawnPod(opts.to, [process.execPath, toolPath('udp-stream.mjs'), 'receiver', '--port', port, '--status', rxStatus], { logFile: join(dir, `${name}.receiver.log`) });
+  const rx = cluster.spawnPod(
+    opts.to,
+    [process.execPath, toolPath('udp-stream.mjs'), 'receiver', '--port', port, '--status', rxStatus],
+    { logFile: join(dir, `${name}.receiver.log`) },
+  );
   await waitForFile(rxStatus, { ready: (t) => t.length > 0, proc: rx, timeoutMs: 10_000 });
-  const tx = cluster.spawnPod(opts.from, [process.execPath, toolPath('udp-stream.mjs'), 'sender', '--host', cluster.resolve(opts.to), '--port', port, '--status', txStatus, '--pps', String(opts.pps ?? 500), '--size', String(opts.size ?? 200), ...(opts.canary !== undefined ? ['--canary', opts.canary] : [])], {
-    logFile: join(dir, `${name}.sender.log`),
-  });
+  const tx = cluster.spawnPod(
+    opts.from,
+    [
+      process.execPath,
+      toolPath('udp-stream.mjs'),
+      'sender',
+      '--host',
+      cluster.resolve(opts.to),
+      '--port',
+      port,
+      '--status',
+      txStatus,
+      '--pps',
+      String(opts.pps ?? 500),
+      '--size',
+      String(opts.size ?? 200),
+      ...(opts.canary !== undefined ? ['--canary', opts.canary] : []),
+    ],
+    {
+      logFile: join(dir, `${name}.sender.log`),
+    },
+  );
   await waitForFile(txStatus, { ready: (t) => t.length > 0, proc: tx, timeoutMs: 10_000 });
   const status = async (): Promise<UdpStreamResult | undefined> => {
     const s = await readJson<UdpSenderStatus>(txStatus);

@@ -111,5 +111,8 @@ export interface Topology {
   readonly runDir: string;
   readonly storeDir: string;
   readonly underlay: { readonly netns: string; readonly bridge: string; readonly cidr: string };
-  readonly nodes: readonly (NodeInfo & { readonly holderPid: number | undefined; readonly agentPid: number | undefined })[];
+  readonly nodes: readonly (NodeInfo & {
+    readonly holderPid: number | undefined;
+    readonly agentPid: number | undefined;
+  })[];
 }

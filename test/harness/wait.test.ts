@@ -16,34 +16,48 @@ function failingAfter(afterMs: number, reason: string): FailFast {
 describe('waitFor', () => {
   it('ends at once, with the reason, when its fail-fast source fails, not at its 30 s deadline', async () => {
     const t0 = Date.now();
-    const err = await waitFor('something that never comes', async () => undefined, { timeoutMs: 30_000, pollMs: 1000, failFast: failingAfter(200, 'agent on n1 exited with code 3; last log lines: no ESP') }).catch((e: unknown) => e);
+    const err = await waitFor('something that never comes', async () => undefined, {
+      timeoutMs: 30_000,
+      pollMs: 1000,
+      failFast: failingAfter(200, 'agent on n1 exited with code 3; last log lines: no ESP'),
+    }).catch((e: unknown) => e);
     const took = Date.now() - t0;
     expect(err).toBeInstanceOf(WaitAbortedError);
-    expect((err as Error).message).toMatch(/something that never comes: agent on n1 exited with code 3; last log lines: no ESP/);
+    expect((err as Error).message).toMatch(
+      /something that never comes: agent on n1 exited with code 3; last log lines: no ESP/,
+    );
     // A 1 s poll and a 30 s deadline: only the fail-fast path can end it this early.
     expect(took).toBeLessThan(900);
   });
 
   it('ends at once when the source has already failed before the wait', async () => {
     const ff: FailFast = { check: () => 'gone', changed: () => new Promise(() => undefined) };
-    await expect(waitFor('x', async () => 1, { timeoutMs: 10_000, failFast: ff })).rejects.toThrow(/waiting for x: gone/);
+    await expect(waitFor('x', async () => 1, { timeoutMs: 10_000, failFast: ff })).rejects.toThrow(
+      /waiting for x: gone/,
+    );
   });
 
   it('returns the value when the source stays healthy', async () => {
     let n = 0;
     const ff: FailFast = { check: () => undefined, changed: () => new Promise(() => undefined) };
-    await expect(waitFor('n to reach 3', async () => (++n >= 3 ? n : undefined), { timeoutMs: 5000, pollMs: 10, failFast: ff })).resolves.toBe(3);
+    await expect(
+      waitFor('n to reach 3', async () => (++n >= 3 ? n : undefined), { timeoutMs: 5000, pollMs: 10, failFast: ff }),
+    ).resolves.toBe(3);
   });
 
   it('registers itself while pending, for the watchdog dump, and unregisters after', async () => {
     let release: (() => void) | undefined;
     const gate = new Promise<void>((r) => (release = r));
     let polled = false;
-    const p = waitFor('the gate to open', async () => {
-      polled = true;
-      await gate;
-      return true;
-    }, { timeoutMs: 5000 });
+    const p = waitFor(
+      'the gate to open',
+      async () => {
+        polled = true;
+        await gate;
+        return true;
+      },
+      { timeoutMs: 5000 },
+    );
     while (!polled) await new Promise((r) => setTimeout(r, 5));
     expect(dumpPending()).toMatch(/the gate to open \(for [0-9.]+ s, deadline in [0-9.]+ s\)/);
     release?.();

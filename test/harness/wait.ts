@@ -58,7 +58,12 @@ export function pendingWaits(): PendingWait[] {
  * Resolves with `p`, or rejects with {@link WaitAbortedError} as soon as `ff` reports a failure
  * (checked at once, then on every `changed()`).
  */
-export async function raceFailFast<T>(p: Promise<T>, ff: FailFast | undefined, what: string, t0 = Date.now()): Promise<T> {
+export async function raceFailFast<T>(
+  p: Promise<T>,
+  ff: FailFast | undefined,
+  what: string,
+  t0 = Date.now(),
+): Promise<T> {
   if (ff === undefined) return p;
   const now = ff.check();
   if (now !== undefined) throw new WaitAbortedError(what, now, Date.now() - t0);
@@ -124,11 +129,18 @@ export interface WatchdogOptions {
  * active resources (timers, sockets, child processes, pipes) as Node reports them.
  */
 export function dumpPending(now = Date.now()): string {
-  const lines = pendingWaits().map((w) => `  - ${w.what} (for ${((now - w.startedAt) / 1000).toFixed(1)} s${w.deadline === undefined ? ', no deadline' : `, deadline in ${((w.deadline - now) / 1000).toFixed(1)} s`})`);
+  const lines = pendingWaits().map(
+    (w) =>
+      `  - ${w.what} (for ${((now - w.startedAt) / 1000).toFixed(1)} s${w.deadline === undefined ? ', no deadline' : `, deadline in ${((w.deadline - now) / 1000).toFixed(1)} s`})`,
+  );
   const counts = new Map<string, number>();
   for (const r of process.getActiveResourcesInfo()) counts.set(r, (counts.get(r) ?? 0) + 1);
   const res = [...counts].map(([k, v]) => `${k}×${v}`).join(', ');
-  return [`pending waits: ${lines.length === 0 ? 'none registered' : ''}`, ...lines, `event loop resources: ${res || 'none'}`].join('\n');
+  return [
+    `pending waits: ${lines.length === 0 ? 'none registered' : ''}`,
+    ...lines,
+    `event loop resources: ${res || 'none'}`,
+  ].join('\n');
 }
 
 /**
@@ -144,7 +156,9 @@ export function installWatchdog(o: WatchdogOptions = {}): () => void {
   let timer: NodeJS.Timeout | undefined;
   if (o.deadlineMs !== undefined) {
     timer = setTimeout(() => {
-      write(`${name}: global deadline of ${Math.round((o.deadlineMs ?? 0) / 1000)} s passed; giving up\n${dumpPending()}\n`);
+      write(
+        `${name}: global deadline of ${Math.round((o.deadlineMs ?? 0) / 1000)} s passed; giving up\n${dumpPending()}\n`,
+      );
       // exit hooks (NsCluster teardown) still run.
       process.exit(124);
     }, o.deadlineMs);
@@ -166,7 +180,8 @@ export function installWatchdog(o: WatchdogOptions = {}): () => void {
 
 /** Scrapes a node agent's Prometheus endpoint from inside the node. */
 export async function scrapeMetrics(c: NsCluster, node: string): Promise<string> {
-  const script = "fetch('http://127.0.0.1:9588/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})";
+  const script =
+    "fetch('http://127.0.0.1:9588/metrics').then(r=>r.text()).then(t=>process.stdout.write(t),e=>{console.error(String(e));process.exit(1)})";
   return (await c.execNode(node, [process.execPath, '-e', script])).stdout;
 }
 

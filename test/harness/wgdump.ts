@@ -29,7 +29,8 @@ export interface WgDump {
 export function parseWgDump(text: string): WgDump {
   const lines = text.split('\n').filter((l) => l.trim() !== '');
   const iface = lines[0]?.split('\t');
-  if (iface === undefined || iface.length !== 4) throw new Error(`wg dump: interface line has ${iface?.length ?? 0} fields, want 4`);
+  if (iface === undefined || iface.length !== 4)
+    throw new Error(`wg dump: interface line has ${iface?.length ?? 0} fields, want 4`);
   const peers = lines.slice(1).map((line, i) => {
     const f = line.split('\t');
     if (f.length !== 8) throw new Error(`wg dump: peer line ${i + 1} has ${f.length} fields, want 8`);

@@ -16,10 +16,22 @@ import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const run = (argv: string[], env: Record<string, string> = {}): string =>
-  execFileSync(argv[0] as string, argv.slice(1), { cwd: repo, env: { ...process.env, LC_ALL: 'C', ...env }, encoding: 'utf8', maxBuffer: 64 << 20, timeout: 1_500_000, stdio: ['ignore', 'pipe', 'inherit'] });
+  execFileSync(argv[0] as string, argv.slice(1), {
+    cwd: repo,
+    env: { ...process.env, LC_ALL: 'C', ...env },
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+    timeout: 1_500_000,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
 const sha256 = (file: string): string => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-interface Descriptor { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }
+interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+}
 
 describe('agent image (scripts/image.sh)', () => {
   const work = mkdtempSync(path.join(tmpdir(), 'sealnet-image-test.'));
@@ -56,7 +68,12 @@ describe('agent image (scripts/image.sh)', () => {
     for (const d of [index.manifests[0] as Descriptor, manifest.config, ...manifest.layers]) {
       expect(`sha256:${sha256(blob(d.digest))}`).toBe(d.digest);
     }
-    const inspect = JSON.parse(run(['skopeo', 'inspect', `oci-archive:${archive}`])) as { Digest: string; Labels: Record<string, string>; Layers: string[]; Architecture: string };
+    const inspect = JSON.parse(run(['skopeo', 'inspect', `oci-archive:${archive}`])) as {
+      Digest: string;
+      Labels: Record<string, string>;
+      Layers: string[];
+      Architecture: string;
+    };
     expect(inspect.Digest).toBe(digestA);
     expect(inspect.Architecture).toBe('amd64');
     expect(inspect.Layers).toEqual(manifest.layers.map((l) => l.digest));
@@ -71,13 +88,23 @@ describe('agent image (scripts/image.sh)', () => {
 
   it('runs `sealnet-agent --version` through its entrypoint as the unprivileged image user', () => {
     expect(existsSync(path.join(rootfs, 'usr/local/bin/node'))).toBe(true);
-    const config = JSON.parse(run(['skopeo', 'inspect', '--config', `oci-archive:${archive}`])) as { config: { User: string; Entrypoint: string[]; Env: string[] } };
+    const config = JSON.parse(run(['skopeo', 'inspect', '--config', `oci-archive:${archive}`])) as {
+      config: { User: string; Entrypoint: string[]; Env: string[] };
+    };
     expect(config.config.User).toBe('65532:65532');
-    const env = Object.fromEntries(config.config.Env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+    const env = Object.fromEntries(
+      config.config.Env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]),
+    );
     const inImage = (argv: string[], user = config.config.User): string =>
-      execFileSync('unshare', ['--mount', '--pid', '--fork', '--', 'chroot', `--userspec=${user}`, rootfs, ...argv], { env: { ...env, LC_ALL: 'C' }, encoding: 'utf8', timeout: 60_000 });
+      execFileSync('unshare', ['--mount', '--pid', '--fork', '--', 'chroot', `--userspec=${user}`, rootfs, ...argv], {
+        env: { ...env, LC_ALL: 'C' },
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
     const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as { version: string };
-    expect(inImage([...config.config.Entrypoint, '--version']).trim()).toBe(`sealnet-agent ${pkg.version} (node v20.20.2)`);
+    expect(inImage([...config.config.Entrypoint, '--version']).trim()).toBe(
+      `sealnet-agent ${pkg.version} (node v20.20.2)`,
+    );
     // The tools the agent spawns, from the image's own layers (the host's are not visible).
     expect(inImage(['wg', '--version'])).toMatch(/^wireguard-tools v1\./);
     expect(inImage(['ip', '-V'])).toMatch(/iproute2/);
@@ -87,9 +114,15 @@ describe('agent image (scripts/image.sh)', () => {
     expect(inImage(['sealctl', '--help'])).toMatch(/sealctl/);
     // The native modules load with the image's node and libraries: netlink (its npm prebuild),
     // and the project's own addons built by scripts/build-addons.sh.
-    const load = "const r = require('module').createRequire('/opt/sealnet/package.json'); for (const m of ['netlink', '/opt/sealnet/ipsec/addon/build/Release/sealnet_xfrm.node', '/opt/sealnet/routing/bpf/addon/build/Release/sealnet_bpf.node']) console.log(Object.keys(r(m)).length > 0)";
+    const load =
+      "const r = require('module').createRequire('/opt/sealnet/package.json'); for (const m of ['netlink', '/opt/sealnet/ipsec/addon/build/Release/sealnet_xfrm.node', '/opt/sealnet/routing/bpf/addon/build/Release/sealnet_bpf.node']) console.log(Object.keys(r(m)).length > 0)";
     expect(inImage(['node', '-e', load]).trim().split('\n')).toEqual(['true', 'true', 'true']);
-    for (const f of ['opt/sealnet/ipsec/addon/build/Release/sealnet_xfrm.node', 'opt/sealnet/routing/bpf/addon/build/Release/sealnet_bpf.node', 'opt/sealnet/.cache/bpf/steer.o', 'opt/sealnet/dist/tunnels/agent/main.js']) {
+    for (const f of [
+      'opt/sealnet/ipsec/addon/build/Release/sealnet_xfrm.node',
+      'opt/sealnet/routing/bpf/addon/build/Release/sealnet_bpf.node',
+      'opt/sealnet/.cache/bpf/steer.o',
+      'opt/sealnet/dist/tunnels/agent/main.js',
+    ]) {
       expect(existsSync(path.join(rootfs, f))).toBe(true);
     }
   }, 120_000);

@@ -47,7 +47,11 @@ export interface Word {
 /** Follows wrapper rules from the start of `words`, calling `emit` for each command run. */
 export function resolveArgv(
   words: readonly Word[],
-  ctx: { readonly wrappers: Readonly<Record<string, WrapperRule>>; emit: (w: Word) => void; script: (text: string, line: number) => void },
+  ctx: {
+    readonly wrappers: Readonly<Record<string, WrapperRule>>;
+    emit: (w: Word) => void;
+    script: (text: string, line: number) => void;
+  },
 ): void {
   let i = 0;
   while (i < words.length) {

@@ -9,7 +9,15 @@
 import type { Word } from './scan.js';
 
 type Token =
-  | { readonly kind: 'word'; readonly text: string; readonly raw: string; readonly dynamic: boolean; readonly line: number; readonly array?: Token[]; readonly redirTarget: boolean }
+  | {
+      readonly kind: 'word';
+      readonly text: string;
+      readonly raw: string;
+      readonly dynamic: boolean;
+      readonly line: number;
+      readonly array?: Token[];
+      readonly redirTarget: boolean;
+    }
   | { readonly kind: 'op'; readonly text: string; readonly line: number };
 type WordToken = Extract<Token, { kind: 'word' }>;
 
@@ -23,9 +31,47 @@ export interface ShellSink {
   define(name: string): void;
 }
 
-const OPS = [';;&', ';;', ';&', '&&', '||', '|&', '&>>', '&>', '>>', '<<<', '<<-', '<<', '>&', '<&', '>|', '<>', ';', '&', '|', '(', ')', '<', '>'];
+const OPS = [
+  ';;&',
+  ';;',
+  ';&',
+  '&&',
+  '||',
+  '|&',
+  '&>>',
+  '&>',
+  '>>',
+  '<<<',
+  '<<-',
+  '<<',
+  '>&',
+  '<&',
+  '>|',
+  '<>',
+  ';',
+  '&',
+  '|',
+  '(',
+  ')',
+  '<',
+  '>',
+];
 const REDIRS = new Set(['&>>', '&>', '>>', '<<<', '>&', '<&', '>|', '<>', '<', '>']);
-const START_KEYWORDS = new Set(['if', 'then', 'else', 'elif', 'do', 'while', 'until', '!', '{', '}', 'fi', 'done', 'time']);
+const START_KEYWORDS = new Set([
+  'if',
+  'then',
+  'else',
+  'elif',
+  'do',
+  'while',
+  'until',
+  '!',
+  '{',
+  '}',
+  'fi',
+  'done',
+  'time',
+]);
 
 /** Scans `text` (a whole script or a `-c` string); `firstLine` numbers its first line. */
 export function scanShell(text: string, firstLine: number, sink: ShellSink): void {
@@ -45,12 +91,30 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
     let depth = 1;
     while (i < src.length) {
       const c = src[i] as string;
-      if (c === '\\') { i += 2; continue; }
-      if (c === "'" && open !== '{') { const j = src.indexOf("'", i + 1); i = j < 0 ? src.length : j + 1; continue; }
-      if (c === '"') { i++; while (i < src.length && src[i] !== '"') { if (src[i] === '\\') i++; i++; } i++; continue; }
+      if (c === '\\') {
+        i += 2;
+        continue;
+      }
+      if (c === "'" && open !== '{') {
+        const j = src.indexOf("'", i + 1);
+        i = j < 0 ? src.length : j + 1;
+        continue;
+      }
+      if (c === '"') {
+        i++;
+        while (i < src.length && src[i] !== '"') {
+          if (src[i] === '\\') i++;
+          i++;
+        }
+        i++;
+        continue;
+      }
       if (c === '\n') line++;
       if (c === open) depth++;
-      else if (c === close && --depth === 0) { i++; return src.slice(start, i - 1); }
+      else if (c === close && --depth === 0) {
+        i++;
+        return src.slice(start, i - 1);
+      }
       i++;
     }
     throw new Error(`unbalanced '${open}' from line ${line}`);
@@ -59,8 +123,15 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
 
   while (i < src.length) {
     const c = src[i] as string;
-    if (c === '\\' && src[i + 1] === '\n') { i += 2; line++; continue; }
-    if (c === ' ' || c === '\t') { i++; continue; }
+    if (c === '\\' && src[i + 1] === '\n') {
+      i += 2;
+      line++;
+      continue;
+    }
+    if (c === ' ' || c === '\t') {
+      i++;
+      continue;
+    }
     if (c === '\n') {
       out.push({ kind: 'op', text: '\n', line });
       i++;
@@ -77,9 +148,24 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
       }
       continue;
     }
-    if (c === '#') { while (i < src.length && src[i] !== '\n') i++; continue; }
-    if (c === '(' && src[i + 1] === '(') { i += 2; balanced('(', ')'); if (src[i] === ')') i++; continue; }
-    if ((c === '<' || c === '>') && src[i + 1] === '(') { const at = line; i += 2; substitution(balanced('(', ')'), at); out.push({ kind: 'word', text: '<(…)', raw: '<(…)', dynamic: true, line: at, redirTarget: redirNext }); redirNext = false; continue; }
+    if (c === '#') {
+      while (i < src.length && src[i] !== '\n') i++;
+      continue;
+    }
+    if (c === '(' && src[i + 1] === '(') {
+      i += 2;
+      balanced('(', ')');
+      if (src[i] === ')') i++;
+      continue;
+    }
+    if ((c === '<' || c === '>') && src[i + 1] === '(') {
+      const at = line;
+      i += 2;
+      substitution(balanced('(', ')'), at);
+      out.push({ kind: 'word', text: '<(…)', raw: '<(…)', dynamic: true, line: at, redirTarget: redirNext });
+      redirNext = false;
+      continue;
+    }
     const op = OPS.find((o) => src.startsWith(o, i));
     if (op !== undefined) {
       i += op.length;
@@ -91,7 +177,14 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
         i += m[0].length;
         continue;
       }
-      if (REDIRS.has(op)) { redirNext = true; if (op.endsWith('&') && /[0-9-]/.test(src[i] ?? '')) { while (/[0-9-]/.test(src[i] ?? '')) i++; redirNext = false; } continue; }
+      if (REDIRS.has(op)) {
+        redirNext = true;
+        if (op.endsWith('&') && /[0-9-]/.test(src[i] ?? '')) {
+          while (/[0-9-]/.test(src[i] ?? '')) i++;
+          redirNext = false;
+        }
+        continue;
+      }
       out.push({ kind: 'op', text: op, line });
       continue;
     }
@@ -109,20 +202,67 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
           array = lex(balanced('(', ')'), at, sink).filter((t) => t.kind === 'word');
           continue;
         }
-        if ((ch === '<' || ch === '>') && /^[0-9]+$/.test(text)) { text = ''; dynamic = false; redirNext = false; break; }
+        if ((ch === '<' || ch === '>') && /^[0-9]+$/.test(text)) {
+          text = '';
+          dynamic = false;
+          redirNext = false;
+          break;
+        }
         break;
       }
-      if (ch === '\\') { if (src[i + 1] === '\n') { i += 2; line++; continue; } text += src[i + 1] ?? ''; i += 2; continue; }
-      if (ch === "'") { const j = src.indexOf("'", i + 1); if (j < 0) throw new Error(`unclosed ' at line ${line}`); text += src.slice(i + 1, j); line += src.slice(i, j).split('\n').length - 1; i = j + 1; continue; }
-      if (ch === '`') { const j = src.indexOf('`', i + 1); substitution(src.slice(i + 1, j), line); dynamic = true; text += '`…`'; i = j + 1; continue; }
-      if (ch === '$') { const r = dollar(); text += r; dynamic = true; continue; }
+      if (ch === '\\') {
+        if (src[i + 1] === '\n') {
+          i += 2;
+          line++;
+          continue;
+        }
+        text += src[i + 1] ?? '';
+        i += 2;
+        continue;
+      }
+      if (ch === "'") {
+        const j = src.indexOf("'", i + 1);
+        if (j < 0) throw new Error(`unclosed ' at line ${line}`);
+        text += src.slice(i + 1, j);
+        line += src.slice(i, j).split('\n').length - 1;
+        i = j + 1;
+        continue;
+      }
+      if (ch === '`') {
+        const j = src.indexOf('`', i + 1);
+        substitution(src.slice(i + 1, j), line);
+        dynamic = true;
+        text += '`…`';
+        i = j + 1;
+        continue;
+      }
+      if (ch === '$') {
+        const r = dollar();
+        text += r;
+        dynamic = true;
+        continue;
+      }
       if (ch === '"') {
         i++;
         while (i < src.length && src[i] !== '"') {
           const d = src[i] as string;
-          if (d === '\\') { text += src[i + 1] ?? ''; i += 2; continue; }
-          if (d === '$') { text += dollar(); dynamic = true; continue; }
-          if (d === '`') { const j = src.indexOf('`', i + 1); substitution(src.slice(i + 1, j), line); dynamic = true; i = j + 1; continue; }
+          if (d === '\\') {
+            text += src[i + 1] ?? '';
+            i += 2;
+            continue;
+          }
+          if (d === '$') {
+            text += dollar();
+            dynamic = true;
+            continue;
+          }
+          if (d === '`') {
+            const j = src.indexOf('`', i + 1);
+            substitution(src.slice(i + 1, j), line);
+            dynamic = true;
+            i = j + 1;
+            continue;
+          }
           if (d === '\n') line++;
           text += d;
           i++;
@@ -133,9 +273,20 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
       text += ch;
       i++;
     }
-    if (text === '' && array === undefined && start === i) { i++; continue; }
+    if (text === '' && array === undefined && start === i) {
+      i++;
+      continue;
+    }
     if (text === '' && !dynamic && array === undefined) continue;
-    out.push({ kind: 'word', text, raw: src.slice(start, i), dynamic, line: at, redirTarget: redirNext, ...(array !== undefined ? { array } : {}) });
+    out.push({
+      kind: 'word',
+      text,
+      raw: src.slice(start, i),
+      dynamic,
+      line: at,
+      redirTarget: redirNext,
+      ...(array !== undefined ? { array } : {}),
+    });
     redirNext = false;
   }
   return out;
@@ -143,11 +294,29 @@ function lex(src: string, firstLine: number, sink: ShellSink): Token[] {
   // `$…` at src[i]: consumes it and returns a placeholder; substitutions are scanned.
   function dollar(): string {
     const n = src[i + 1];
-    if (n === '(' && src[i + 2] === '(') { i += 3; balanced('(', ')'); if (src[i] === ')') i++; return '$((…))'; }
-    if (n === '(') { const at = line; i += 2; substitution(balanced('(', ')'), at); return '$(…)'; }
-    if (n === '{') { const s = i; i += 2; balanced('{', '}'); return src.slice(s, i); }
+    if (n === '(' && src[i + 2] === '(') {
+      i += 3;
+      balanced('(', ')');
+      if (src[i] === ')') i++;
+      return '$((…))';
+    }
+    if (n === '(') {
+      const at = line;
+      i += 2;
+      substitution(balanced('(', ')'), at);
+      return '$(…)';
+    }
+    if (n === '{') {
+      const s = i;
+      i += 2;
+      balanced('{', '}');
+      return src.slice(s, i);
+    }
     const m = /^\$([A-Za-z_][A-Za-z0-9_]*|[0-9@*#?$!-])/.exec(src.slice(i));
-    if (m === null) { i++; return '$'; }
+    if (m === null) {
+      i++;
+      return '$';
+    }
     i += m[0].length;
     return m[0];
   }
@@ -165,16 +334,25 @@ function parse(tokens: Token[], sink: ShellSink): void {
   for (let k = 0; k < tokens.length; k++) {
     const t = tokens[k] as Token;
     if (t.kind === 'op') {
-      if (casePattern) { if (t.text === ')') casePattern = false; continue; }
+      if (casePattern) {
+        if (t.text === ')') casePattern = false;
+        continue;
+      }
       if (inTest) continue;
       flush();
       skipToOp = false;
       if (t.text === ';;' || t.text === ';&' || t.text === ';;&') casePattern = true;
       continue;
     }
-    if (casePattern) { if (t.text === 'esac' && t.raw === 'esac') casePattern = false; continue; }
+    if (casePattern) {
+      if (t.text === 'esac' && t.raw === 'esac') casePattern = false;
+      continue;
+    }
     if (skipToOp) continue;
-    if (inTest) { if (t.text === ']]' && t.raw === ']]') inTest = false; continue; }
+    if (inTest) {
+      if (t.text === ']]' && t.raw === ']]') inTest = false;
+      continue;
+    }
     if (t.redirTarget) continue;
     const w: Word = { text: t.text, dynamic: t.dynamic, line: t.line };
     if (words.length === 0) {
@@ -182,20 +360,47 @@ function parse(tokens: Token[], sink: ShellSink): void {
       if (kw !== undefined && START_KEYWORDS.has(kw) && t.raw === kw) continue;
       if (kw === 'esac' && t.raw === kw) continue;
       if (kw === 'case' && t.raw === kw) {
-        while (k + 1 < tokens.length && !((tokens[k + 1] as Token).kind === 'word' && (tokens[k + 1] as Token).text === 'in')) k++;
+        while (
+          k + 1 < tokens.length &&
+          !((tokens[k + 1] as Token).kind === 'word' && (tokens[k + 1] as Token).text === 'in')
+        )
+          k++;
         k++;
         casePattern = true;
         continue;
       }
-      if ((kw === 'for' || kw === 'select') && t.raw === kw) { skipToOp = true; continue; }
-      if (kw === '[[' && t.raw === kw) { inTest = true; continue; }
-      if (kw === 'function' && t.raw === kw) { const n = tokens[k + 1]; if (n?.kind === 'word') sink.define(n.text); k++; skipFnParens(); continue; }
+      if ((kw === 'for' || kw === 'select') && t.raw === kw) {
+        skipToOp = true;
+        continue;
+      }
+      if (kw === '[[' && t.raw === kw) {
+        inTest = true;
+        continue;
+      }
+      if (kw === 'function' && t.raw === kw) {
+        const n = tokens[k + 1];
+        if (n?.kind === 'word') sink.define(n.text);
+        k++;
+        skipFnParens();
+        continue;
+      }
       const n1 = tokens[k + 1];
       const n2 = tokens[k + 2];
-      if (!t.dynamic && n1?.kind === 'op' && n1.text === '(' && n2?.kind === 'op' && n2.text === ')') { sink.define(t.text); k += 2; continue; }
+      if (!t.dynamic && n1?.kind === 'op' && n1.text === '(' && n2?.kind === 'op' && n2.text === ')') {
+        sink.define(t.text);
+        k += 2;
+        continue;
+      }
       const m = /^([A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])?\+?=/.exec(t.raw);
       if (m !== null) {
-        const value = t.array !== undefined ? (t.array as WordToken[]).map((a) => ({ text: a.dynamic ? a.raw : a.text, dynamic: a.dynamic, line: a.line })) : [valueWord(t.raw.slice(m[0].length), t)];
+        const value =
+          t.array !== undefined
+            ? (t.array as WordToken[]).map((a) => ({
+                text: a.dynamic ? a.raw : a.text,
+                dynamic: a.dynamic,
+                line: a.line,
+              }))
+            : [valueWord(t.raw.slice(m[0].length), t)];
         sink.assign(m[1] as string, value);
         continue;
       }
@@ -204,10 +409,14 @@ function parse(tokens: Token[], sink: ShellSink): void {
   }
   flush();
 
-  function skipFnParens(): void { /* `function f` has no parens; `function f()` has them: the next ops are harmless */ }
+  function skipFnParens(): void {
+    /* `function f` has no parens; `function f()` has them: the next ops are harmless */
+  }
 }
 
 function valueWord(rawValue: string, t: { line: number; dynamic: boolean }): Word {
   const lit = /^(["']?)([^$"'`\\]*)\1$/.exec(rawValue);
-  return lit !== null ? { text: lit[2] as string, dynamic: false, line: t.line } : { text: rawValue, dynamic: true, line: t.line };
+  return lit !== null
+    ? { text: lit[2] as string, dynamic: false, line: t.line }
+    : { text: rawValue, dynamic: true, line: t.line };
 }

@@ -24,13 +24,38 @@ export function stripComments(src: string): string {
   while (i < src.length) {
     const c = src[i] as string;
     const d = src[i + 1];
-    if (c === '/' && d === '/') { while (i < src.length && src[i] !== '\n') i++; continue; }
-    if (c === '/' && d === '*') { const j = src.indexOf('*/', i + 2); const body = src.slice(i, j < 0 ? src.length : j + 2); out += body.replace(/[^\n]/g, ' '); i += body.length; continue; }
-    if (c === "'" || c === '"' || c === '`') { const j = skipString(src, i); out += src.slice(i, j); i = j; prev = c; continue; }
+    if (c === '/' && d === '/') {
+      while (i < src.length && src[i] !== '\n') i++;
+      continue;
+    }
+    if (c === '/' && d === '*') {
+      const j = src.indexOf('*/', i + 2);
+      const body = src.slice(i, j < 0 ? src.length : j + 2);
+      out += body.replace(/[^\n]/g, ' ');
+      i += body.length;
+      continue;
+    }
+    if (c === "'" || c === '"' || c === '`') {
+      const j = skipString(src, i);
+      out += src.slice(i, j);
+      i = j;
+      prev = c;
+      continue;
+    }
     if (c === '/' && /[(,=:[!&|?{};+\-*%<>~^]|^$/.test(prev)) {
       let j = i + 1;
       let cls = false;
-      while (j < src.length && src[j] !== '\n') { const e = src[j]; if (e === '\\') { j += 2; continue; } if (e === '[') cls = true; else if (e === ']') cls = false; else if (e === '/' && !cls) break; j++; }
+      while (j < src.length && src[j] !== '\n') {
+        const e = src[j];
+        if (e === '\\') {
+          j += 2;
+          continue;
+        }
+        if (e === '[') cls = true;
+        else if (e === ']') cls = false;
+        else if (e === '/' && !cls) break;
+        j++;
+      }
       out += src.slice(i, j + 1);
       i = j + 1;
       prev = '/';
@@ -67,9 +92,15 @@ function skipString(src: string, i: number): number {
   let j = i + 1;
   while (j < src.length) {
     const c = src[j];
-    if (c === '\\') { j += 2; continue; }
+    if (c === '\\') {
+      j += 2;
+      continue;
+    }
     if (c === q) return j + 1;
-    if (q === '`' && c === '$' && src[j + 1] === '{') { j = skipBalanced(src, j + 1) ; continue; }
+    if (q === '`' && c === '$' && src[j + 1] === '{') {
+      j = skipBalanced(src, j + 1);
+      continue;
+    }
     j++;
   }
   return j;
@@ -83,7 +114,10 @@ function skipBalanced(src: string, i: number): number {
   let j = i;
   while (j < src.length) {
     const c = src[j] as string;
-    if (c === "'" || c === '"' || c === '`') { j = skipString(src, j); continue; }
+    if (c === "'" || c === '"' || c === '`') {
+      j = skipString(src, j);
+      continue;
+    }
     if (c === open) depth++;
     else if (c === close && --depth === 0) return j + 1;
     j++;
@@ -98,9 +132,18 @@ function splitTop(src: string): string[] {
   let start = 0;
   while (j < src.length) {
     const c = src[j] as string;
-    if (c === "'" || c === '"' || c === '`') { j = skipString(src, j); continue; }
-    if (c === '(' || c === '[' || c === '{') { j = skipBalanced(src, j); continue; }
-    if (c === ',') { parts.push(src.slice(start, j)); start = j + 1; }
+    if (c === "'" || c === '"' || c === '`') {
+      j = skipString(src, j);
+      continue;
+    }
+    if (c === '(' || c === '[' || c === '{') {
+      j = skipBalanced(src, j);
+      continue;
+    }
+    if (c === ',') {
+      parts.push(src.slice(start, j));
+      start = j + 1;
+    }
     j++;
   }
   if (src.slice(start).trim() !== '') parts.push(src.slice(start));
@@ -120,14 +163,21 @@ export function findCalls(src: string, callees: readonly string[]): Call[] {
   const text = stripComments(src);
   const masked = maskStrings(text);
   const calls: Call[] = [];
-  const re = new RegExp(`(?<![\\w$])(?:function\\s+|async\\s+)?(${callees.map((c) => c.replace(/[$]/g, '\\$')).join('|')})\\s*(?:<[^>()]*>)?\\(`, 'g');
+  const re = new RegExp(
+    `(?<![\\w$])(?:function\\s+|async\\s+)?(${callees.map((c) => c.replace(/[$]/g, '\\$')).join('|')})\\s*(?:<[^>()]*>)?\\(`,
+    'g',
+  );
   for (const m of masked.matchAll(re)) {
     if (m[0].startsWith('function') || m[0].startsWith('async')) continue;
     const open = (m.index as number) + m[0].length - 1;
     const before = text.slice(Math.max(0, (m.index as number) - 12), m.index as number);
     if (/\b(?:function|get|set)\s*$/.test(before)) continue;
     let end: number;
-    try { end = skipBalanced(text, open); } catch { end = text.length; }
+    try {
+      end = skipBalanced(text, open);
+    } catch {
+      end = text.length;
+    }
     const after = text.slice(end).trimStart();
     const inner = text.slice(open + 1, end - 1);
     // A method or function definition: `name(a: T, …) {` or `name(…): R {`.
@@ -146,7 +196,9 @@ export function findCalls(src: string, callees: readonly string[]): Call[] {
 
 function toWord(expr: string, line: number): Word {
   const lit = literal(expr);
-  return lit !== undefined ? { text: lit, dynamic: false, line } : { text: expr.replace(/\s+/g, ' '), dynamic: true, line };
+  return lit !== undefined
+    ? { text: lit, dynamic: false, line }
+    : { text: expr.replace(/\s+/g, ' '), dynamic: true, line };
 }
 
 /**
@@ -161,7 +213,11 @@ export function arrayConsts(src: string): Map<string, Word[]> {
     const name = m[1] as string;
     const open = (m.index as number) + m[0].length - 1;
     let end: number;
-    try { end = skipBalanced(text, open); } catch { continue; }
+    try {
+      end = skipBalanced(text, open);
+    } catch {
+      continue;
+    }
     const line = text.slice(0, open).split('\n').length;
     const items = splitTop(text.slice(open + 1, end - 1)).map((e) => toWord(e, line));
     seen.set(name, seen.has(name) ? undefined : items);

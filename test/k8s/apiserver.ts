@@ -75,7 +75,11 @@ export function freePort(): Promise<number> {
 }
 
 /** GET with client-certificate auth; resolves with the status code and body (never throws on HTTP errors). */
-function httpsGet(url: string, tls: { ca: string; cert: string; key: string }, timeoutMs = 5000): Promise<{ status: number; body: string }> {
+function httpsGet(
+  url: string,
+  tls: { ca: string; cert: string; key: string },
+  timeoutMs = 5000,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'GET', ca: tls.ca, cert: tls.cert, key: tls.key, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
@@ -137,7 +141,15 @@ export class TestApiServer {
   private destroyed = false;
   private readonly exitHook = (): void => this.killAllSync();
 
-  private constructor(o: { opts: TestApiServerOptions; dir: string; bins: K8sBinaries; pki: Pki; port: number; etcdPort: number; etcdPeerPort: number }) {
+  private constructor(o: {
+    opts: TestApiServerOptions;
+    dir: string;
+    bins: K8sBinaries;
+    pki: Pki;
+    port: number;
+    etcdPort: number;
+    etcdPeerPort: number;
+  }) {
     this.opts = o.opts;
     this.log = o.opts.log ?? (() => undefined);
     this.dir = o.dir;
@@ -165,9 +177,15 @@ export class TestApiServer {
     process.on('exit', s.exitHook);
     s.writeOwner();
     try {
-      await writeKubeconfig(s.adminKubeconfig, { server: s.url, caCert: pki.caCert, user: 'admin', auth: { clientCert: pki.adminCert, clientKey: pki.adminKey } });
+      await writeKubeconfig(s.adminKubeconfig, {
+        server: s.url,
+        caCert: pki.caCert,
+        user: 'admin',
+        auth: { clientCert: pki.adminCert, clientKey: pki.adminKey },
+      });
       await writeFile(join(dir, 'audit-policy.yaml'), AUDIT_POLICY);
-      if (opts.clusterEgressUds !== undefined) await writeFile(join(dir, 'egress.yaml'), egressConfig(opts.clusterEgressUds));
+      if (opts.clusterEgressUds !== undefined)
+        await writeFile(join(dir, 'egress.yaml'), egressConfig(opts.clusterEgressUds));
       const t0 = Date.now();
       await s.startEtcd();
       await s.startApiServer();
@@ -211,8 +229,12 @@ export class TestApiServer {
     this.writeOwner();
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
-      if (!this.etcd.running()) throw new Error(`etcd exited; see ${join(this.dir, 'etcd.log')}: ${tail(join(this.dir, 'etcd.log'))}`);
-      const ok = await fetch(`${client}/health`).then((r) => r.ok, () => false);
+      if (!this.etcd.running())
+        throw new Error(`etcd exited; see ${join(this.dir, 'etcd.log')}: ${tail(join(this.dir, 'etcd.log'))}`);
+      const ok = await fetch(`${client}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return;
       await sleep(100);
     }
@@ -245,7 +267,9 @@ export class TestApiServer {
       `--audit-log-path=${this.auditLog}`,
       '--audit-log-maxbackup=0',
       '--audit-log-maxsize=0',
-      ...(this.opts.clusterEgressUds === undefined ? [] : [`--egress-selector-config-file=${join(this.dir, 'egress.yaml')}`]),
+      ...(this.opts.clusterEgressUds === undefined
+        ? []
+        : [`--egress-selector-config-file=${join(this.dir, 'egress.yaml')}`]),
       '--v=1',
     ];
   }
@@ -259,7 +283,11 @@ export class TestApiServer {
     this.writeOwner();
     const timeoutMs = opts.timeoutMs ?? 120_000;
     const deadline = Date.now() + timeoutMs;
-    const tls = { ca: await readFile(this.pki.caCert, 'utf8'), cert: await readFile(this.pki.adminCert, 'utf8'), key: await readFile(this.pki.adminKey, 'utf8') };
+    const tls = {
+      ca: await readFile(this.pki.caCert, 'utf8'),
+      cert: await readFile(this.pki.adminCert, 'utf8'),
+      key: await readFile(this.pki.adminKey, 'utf8'),
+    };
     let last = '';
     while (Date.now() < deadline) {
       if (!this.apiserver.running()) throw new Error(`kube-apiserver exited; see ${logFile}: ${tail(logFile)}`);
@@ -289,7 +317,10 @@ export class TestApiServer {
   }
 
   /** Runs the pinned kubectl against this API server (admin unless `kubeconfig` is given). */
-  kubectl(args: readonly string[], o: { input?: string; kubeconfig?: string; check?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
+  kubectl(
+    args: readonly string[],
+    o: { input?: string; kubeconfig?: string; check?: boolean; timeoutMs?: number } = {},
+  ): Promise<ExecResult> {
     return run([this.bins.kubectl, `--kubeconfig=${o.kubeconfig ?? this.adminKubeconfig}`, ...args], {
       ...(o.input !== undefined ? { input: o.input } : {}),
       check: o.check ?? true,
@@ -302,7 +333,12 @@ export class TestApiServer {
     return run([this.bins.helm, ...args], {
       check: o.check ?? true,
       timeoutMs: o.timeoutMs ?? 60_000,
-      env: { KUBECONFIG: this.adminKubeconfig, HELM_CACHE_HOME: join(this.dir, 'helm', 'cache'), HELM_CONFIG_HOME: join(this.dir, 'helm', 'config'), HELM_DATA_HOME: join(this.dir, 'helm', 'data') },
+      env: {
+        KUBECONFIG: this.adminKubeconfig,
+        HELM_CACHE_HOME: join(this.dir, 'helm', 'cache'),
+        HELM_CONFIG_HOME: join(this.dir, 'helm', 'config'),
+        HELM_DATA_HOME: join(this.dir, 'helm', 'data'),
+      },
     });
   }
 
@@ -311,7 +347,12 @@ export class TestApiServer {
    * boundObjectRef to the Node: the API server adds the node-name claim, and the token dies
    * with the Node).
    */
-  async nodeBoundToken(o: { namespace: string; serviceAccount: string; nodeName: string; expirationSeconds?: number }): Promise<string> {
+  async nodeBoundToken(o: {
+    namespace: string;
+    serviceAccount: string;
+    nodeName: string;
+    expirationSeconds?: number;
+  }): Promise<string> {
     const core = this.adminConfig().makeApiClient(k8s.CoreV1Api);
     const node = await core.readNode({ name: o.nodeName });
     const tr = await core.createNamespacedServiceAccountToken({
@@ -320,18 +361,27 @@ export class TestApiServer {
       body: {
         apiVersion: 'authentication.k8s.io/v1',
         kind: 'TokenRequest',
-        spec: { audiences: [], expirationSeconds: o.expirationSeconds ?? 3600, boundObjectRef: { kind: 'Node', apiVersion: 'v1', name: o.nodeName, uid: node.metadata?.uid } },
+        spec: {
+          audiences: [],
+          expirationSeconds: o.expirationSeconds ?? 3600,
+          boundObjectRef: { kind: 'Node', apiVersion: 'v1', name: o.nodeName, uid: node.metadata?.uid },
+        },
       },
     });
     const token = tr.status?.token;
-    if (token === undefined || token === '') throw new Error(`TokenRequest for ${o.namespace}/${o.serviceAccount} bound to ${o.nodeName} returned no token`);
+    if (token === undefined || token === '')
+      throw new Error(`TokenRequest for ${o.namespace}/${o.serviceAccount} bound to ${o.nodeName} returned no token`);
     return token;
   }
 
   /** A token for `namespace/serviceAccount` bound to nothing (no node claim). */
   async unboundToken(o: { namespace: string; serviceAccount: string }): Promise<string> {
     const core = this.adminConfig().makeApiClient(k8s.CoreV1Api);
-    const tr = await core.createNamespacedServiceAccountToken({ name: o.serviceAccount, namespace: o.namespace, body: { spec: { audiences: [], expirationSeconds: 600 } } });
+    const tr = await core.createNamespacedServiceAccountToken({
+      name: o.serviceAccount,
+      namespace: o.namespace,
+      body: { spec: { audiences: [], expirationSeconds: 600 } },
+    });
     return tr.status?.token ?? '';
   }
 
@@ -349,7 +399,8 @@ export class TestApiServer {
 
   private killAllSync(): void {
     for (const p of [this.apiserver, this.etcd]) p?.kill('SIGKILL');
-    if (!(this.opts.keep ?? process.env.SEALNET_KEEP_RUNDIR === '1')) rmSync(this.dir, { recursive: true, force: true });
+    if (!(this.opts.keep ?? process.env.SEALNET_KEEP_RUNDIR === '1'))
+      rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

@@ -24,7 +24,8 @@ export function parseBinaryPaths(stdout: string): K8sBinaries {
   }
   const get = (k: string): string => {
     const v = vars.get(k);
-    if (v === undefined) throw new Error(`scripts/k8s-binaries.sh printed no ${k}= line; output: ${stdout.slice(0, 500)}`);
+    if (v === undefined)
+      throw new Error(`scripts/k8s-binaries.sh printed no ${k}= line; output: ${stdout.slice(0, 500)}`);
     return v;
   };
   return { kubeApiserver: get('KUBE_APISERVER'), kubectl: get('KUBECTL'), etcd: get('ETCD'), helm: get('HELM') };
@@ -35,6 +36,8 @@ export function parseBinaryPaths(stdout: string): K8sBinaries {
  * can take half an hour on 2 cores, hence the long timeout) and returns the paths.
  */
 export async function k8sBinaries(opts: { timeoutMs?: number } = {}): Promise<K8sBinaries> {
-  const r = await run(['bash', join(repoRoot(), 'scripts', 'k8s-binaries.sh')], { timeoutMs: opts.timeoutMs ?? 60 * 60_000 });
+  const r = await run(['bash', join(repoRoot(), 'scripts', 'k8s-binaries.sh')], {
+    timeoutMs: opts.timeoutMs ?? 60 * 60_000,
+  });
   return parseBinaryPaths(r.stdout);
 }

@@ -13,11 +13,25 @@ import { basename, dirname, join } from 'node:path';
 import { validateConfig } from '../../tunnels/agent/config.js';
 import { run, sleep, spawnBackground } from '../harness/exec.js';
 import { TestApiServer } from './apiserver.js';
-import { applyChart, CHART_DIR, ciValuesFiles, ensureNamespace, findManifest, helm, parseManifests, renderChart, REQUIRED_VALUES, type Manifest } from './chart.js';
+import {
+  applyChart,
+  CHART_DIR,
+  ciValuesFiles,
+  ensureNamespace,
+  findManifest,
+  helm,
+  parseManifests,
+  renderChart,
+  REQUIRED_VALUES,
+  type Manifest,
+} from './chart.js';
 
 jest.setTimeout(120_000);
 
-const VALUE_SETS: readonly { name: string; file: string | undefined }[] = [{ name: 'default values', file: undefined }, ...ciValuesFiles().map((f) => ({ name: basename(f), file: f }))];
+const VALUE_SETS: readonly { name: string; file: string | undefined }[] = [
+  { name: 'default values', file: undefined },
+  ...ciValuesFiles().map((f) => ({ name: basename(f), file: f })),
+];
 
 describe('the sealnet Helm chart', () => {
   let api: TestApiServer;
@@ -30,17 +44,29 @@ describe('the sealnet Helm chart', () => {
   });
 
   it.each(VALUE_SETS)('passes helm lint --strict with $name', async ({ file }) => {
-    const r = await helm(api.bins.helm, ['lint', '--strict', CHART_DIR, ...REQUIRED_VALUES.flatMap((v) => ['--set', v]), ...(file === undefined ? [] : ['--values', file])]);
+    const r = await helm(api.bins.helm, [
+      'lint',
+      '--strict',
+      CHART_DIR,
+      ...REQUIRED_VALUES.flatMap((v) => ['--set', v]),
+      ...(file === undefined ? [] : ['--values', file]),
+    ]);
     expect(r.stdout).toContain('1 chart(s) linted, 0 chart(s) failed');
   });
 
   // Issue 15 item 5: default values used to render an agent.json without steering.clusterCidrs,
   // and every agent exited 2 (CrashLoopBackOff). Now the chart refuses, naming the value.
   it('refuses to render without steering.clusterCidrs, naming the value', async () => {
-    const r = await helm(api.bins.helm, ['template', 'sealnet', CHART_DIR, '--kube-version', '1.36.4'], { check: false });
+    const r = await helm(api.bins.helm, ['template', 'sealnet', CHART_DIR, '--kube-version', '1.36.4'], {
+      check: false,
+    });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('steering.clusterCidrs is required');
-    const off = await helm(api.bins.helm, ['template', 'sealnet', CHART_DIR, '--kube-version', '1.36.4', '--set', 'steering.failClosed=false'], { check: false });
+    const off = await helm(
+      api.bins.helm,
+      ['template', 'sealnet', CHART_DIR, '--kube-version', '1.36.4', '--set', 'steering.failClosed=false'],
+      { check: false },
+    );
     expect(off.code).toBe(0);
   });
 
@@ -49,7 +75,10 @@ describe('the sealnet Helm chart', () => {
     const objs = parseManifests(yaml);
     const kinds = objs.map((o) => o.kind).sort();
     expect(kinds).toEqual(expect.arrayContaining(['ConfigMap', 'DaemonSet']));
-    const r = await api.kubectl(['apply', '--server-side', '--dry-run=server', '--field-manager=sealnet-test', '-f', '-'], { input: yaml });
+    const r = await api.kubectl(
+      ['apply', '--server-side', '--dry-run=server', '--field-manager=sealnet-test', '-f', '-'],
+      { input: yaml },
+    );
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(objs.length);
     for (const line of lines) expect(line).toMatch(/serverside-applied \(server dry run\)$/);
@@ -63,7 +92,7 @@ describe('the sealnet Helm chart', () => {
   ])('the schema rejects %s', async (_what, set, field) => {
     const r = await helm(api.bins.helm, ['template', 'sealnet', CHART_DIR, '--set', set], { check: false });
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('values don\'t meet the specifications of the schema');
+    expect(r.stderr).toContain("values don't meet the specifications of the schema");
     expect(r.stderr).toContain(field);
   });
 
@@ -91,7 +120,10 @@ describe('the sealnet Helm chart', () => {
     expect(pod?.hostNetwork).toBe(true);
     expect(pod?.priorityClassName).toBe('system-node-critical');
     expect(pod?.tolerations).toEqual([{ operator: 'Exists' }]);
-    expect(ds.spec?.updateStrategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 1, maxSurge: 0 } });
+    expect(ds.spec?.updateStrategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
+    });
     expect(c.securityContext).toMatchObject({
       privileged: false,
       allowPrivilegeEscalation: false,
@@ -101,11 +133,25 @@ describe('the sealnet Helm chart', () => {
     });
     expect(c.env).toContainEqual({ name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } });
     expect(c.command?.slice(0, 4)).toEqual(['/usr/bin/tini', '--', '/bin/sh', '/etc/sealnet/supervise.sh']);
-    const hostPaths = Object.fromEntries((pod?.volumes ?? []).filter((v) => v.hostPath !== undefined).map((v) => [v.hostPath?.path, v.hostPath?.type]));
-    expect(hostPaths).toEqual({ '/var/lib/sealnet': 'DirectoryOrCreate', '/sys/fs/bpf': 'Directory', '/var/run/wireguard': 'DirectoryOrCreate', '/dev/net/tun': 'CharDevice' });
+    const hostPaths = Object.fromEntries(
+      (pod?.volumes ?? []).filter((v) => v.hostPath !== undefined).map((v) => [v.hostPath?.path, v.hostPath?.type]),
+    );
+    expect(hostPaths).toEqual({
+      '/var/lib/sealnet': 'DirectoryOrCreate',
+      '/sys/fs/bpf': 'Directory',
+      '/var/run/wireguard': 'DirectoryOrCreate',
+      '/dev/net/tun': 'CharDevice',
+    });
     // Kernels without CAP_BPF get SYS_ADMIN only when asked for.
-    const legacy = findManifest<k8s.V1DaemonSet>(parseManifests(await renderChart(api.bins.helm, { set: ['bpf.sysAdminFallback=true'] })), 'DaemonSet');
-    expect(legacy.spec?.template.spec?.containers[0]?.securityContext?.capabilities?.add).toEqual(['NET_ADMIN', 'BPF', 'SYS_ADMIN']);
+    const legacy = findManifest<k8s.V1DaemonSet>(
+      parseManifests(await renderChart(api.bins.helm, { set: ['bpf.sysAdminFallback=true'] })),
+      'DaemonSet',
+    );
+    expect(legacy.spec?.template.spec?.containers[0]?.securityContext?.capabilities?.add).toEqual([
+      'NET_ADMIN',
+      'BPF',
+      'SYS_ADMIN',
+    ]);
   });
 
   it('grants the agent get/list/watch/patch on nodes and nothing else; the operator role reads nodes and reaches agents only through pods/proxy, bound to no one', async () => {
@@ -131,39 +177,96 @@ describe('the sealnet Helm chart', () => {
     const objs = await applyChart(api);
     for (const o of objs) {
       const ns = o.metadata?.namespace;
-      const r = await api.kubectl(['get', `${String(o.kind).toLowerCase()}/${o.metadata?.name}`, ...(ns === undefined ? [] : ['-n', ns]), '-o', 'name']);
+      const r = await api.kubectl([
+        'get',
+        `${String(o.kind).toLowerCase()}/${o.metadata?.name}`,
+        ...(ns === undefined ? [] : ['-n', ns]),
+        '-o',
+        'name',
+      ]);
       expect(r.stdout.trim()).toMatch(new RegExp(`/${o.metadata?.name}$`));
     }
     // The policy's expressions compiled when the API server admitted it; whether they do what they
     // should is policy.k8s.test.ts's job (its type-check status needs kube-controller-manager).
-    expect(objs.map((o) => o.kind)).toEqual(expect.arrayContaining(['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']));
+    expect(objs.map((o) => o.kind)).toEqual(
+      expect.arrayContaining(['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']),
+    );
   });
 
   it("README's helm install, upgrade to cleanup mode, and uninstall work against the API server", async () => {
     await ensureNamespace(api, 'sealnet-helm');
-    const install = await api.helm(['install', 'sn', CHART_DIR, '--namespace', 'sealnet-helm', ...REQUIRED_VALUES.flatMap((v) => ['--set', v])]);
+    const install = await api.helm([
+      'install',
+      'sn',
+      CHART_DIR,
+      '--namespace',
+      'sealnet-helm',
+      ...REQUIRED_VALUES.flatMap((v) => ['--set', v]),
+    ]);
     expect(install.stdout).toContain('STATUS: deployed');
     expect(install.stdout).toContain('kubectl -n sealnet-helm rollout status daemonset/sn-sealnet');
     expect(install.stdout).toContain('sealnet\\.io/wireguard-public-key');
-    const upgrade = await api.helm(['upgrade', 'sn', CHART_DIR, '--namespace', 'sealnet-helm', '--reuse-values', '--set', 'cleanup.enabled=true', '--set', 'cleanup.purgeState=true']);
+    const upgrade = await api.helm([
+      'upgrade',
+      'sn',
+      CHART_DIR,
+      '--namespace',
+      'sealnet-helm',
+      '--reuse-values',
+      '--set',
+      'cleanup.enabled=true',
+      '--set',
+      'cleanup.purgeState=true',
+    ]);
     expect(upgrade.stdout).toContain('CLEANUP mode');
-    expect(upgrade.stdout).toContain(`-o go-template='{{range $k, $v := .metadata.annotations}}{{$k}}{{"\\n"}}{{end}}'`);
-    const ds = JSON.parse((await api.kubectl(['get', 'daemonset', 'sn-sealnet', '-n', 'sealnet-helm', '-o', 'json'])).stdout) as k8s.V1DaemonSet;
-    expect(ds.spec?.template.spec?.containers[0]?.command).toEqual(['/usr/bin/tini', '--', '/bin/sh', '/etc/sealnet/cleanup.sh']);
+    expect(upgrade.stdout).toContain(
+      `-o go-template='{{range $k, $v := .metadata.annotations}}{{$k}}{{"\\n"}}{{end}}'`,
+    );
+    const ds = JSON.parse(
+      (await api.kubectl(['get', 'daemonset', 'sn-sealnet', '-n', 'sealnet-helm', '-o', 'json'])).stdout,
+    ) as k8s.V1DaemonSet;
+    expect(ds.spec?.template.spec?.containers[0]?.command).toEqual([
+      '/usr/bin/tini',
+      '--',
+      '/bin/sh',
+      '/etc/sealnet/cleanup.sh',
+    ]);
     expect(ds.spec?.template.spec?.containers[0]?.env).toContainEqual({ name: 'SEALNET_PURGE_STATE', value: 'true' });
     await api.helm(['uninstall', 'sn', '--namespace', 'sealnet-helm']);
-    const left = await api.kubectl(['get', 'all,configmap,serviceaccount,clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding', '-A', '-l', 'app.kubernetes.io/instance=sn', '-o', 'name']);
+    const left = await api.kubectl([
+      'get',
+      'all,configmap,serviceaccount,clusterrole,clusterrolebinding,validatingadmissionpolicy,validatingadmissionpolicybinding',
+      '-A',
+      '-l',
+      'app.kubernetes.io/instance=sn',
+      '-o',
+      'name',
+    ]);
     expect(left.stdout.trim()).toBe('');
   });
   it("README's uninstall step 3 removes every sealnet.io/ annotation and nothing else", async () => {
     const core = api.adminConfig().makeApiClient(k8s.CoreV1Api);
     for (const name of ['un-a', 'un-b']) {
-      await core.createNode({ body: { metadata: { name, annotations: { 'sealnet.io/wireguard-public-key': 'x', 'sealnet.io/endpoint': 'y', 'sealnet.io/status': '{}', 'example.com/keep': 'z' } } } });
+      await core.createNode({
+        body: {
+          metadata: {
+            name,
+            annotations: {
+              'sealnet.io/wireguard-public-key': 'x',
+              'sealnet.io/endpoint': 'y',
+              'sealnet.io/status': '{}',
+              'example.com/keep': 'z',
+            },
+          },
+        },
+      });
     }
     const readme = await readFile(join(CHART_DIR, 'README.md'), 'utf8');
     const step = /# 3\. Remove the published annotations\.\n([\s\S]*?)\n```/.exec(readme)?.[1];
     expect(step).toBeDefined();
-    await run(['bash', '-euo', 'pipefail', '-c', step as string], { env: { PATH: `${dirname(api.bins.kubectl)}:${process.env.PATH ?? ''}`, KUBECONFIG: api.adminKubeconfig } });
+    await run(['bash', '-euo', 'pipefail', '-c', step as string], {
+      env: { PATH: `${dirname(api.bins.kubectl)}:${process.env.PATH ?? ''}`, KUBECONFIG: api.adminKubeconfig },
+    });
     for (const name of ['un-a', 'un-b']) {
       expect((await core.readNode({ name })).metadata?.annotations).toEqual({ 'example.com/keep': 'z' });
       await core.deleteNode({ name });
@@ -200,7 +303,9 @@ while :; do sleep 0.1; done
 
   it('restarts a crashed agent (with backoff), keeps the rest, and stops on SIGTERM', async () => {
     const agent = await fakeAgent([1, 137]);
-    const p = spawnBackground(['sh', join(CHART_DIR, 'files', 'supervise.sh'), agent, '--config', 'x.json'], { logFile: join(dir, 'sup1.log') });
+    const p = spawnBackground(['sh', join(CHART_DIR, 'files', 'supervise.sh'), agent, '--config', 'x.json'], {
+      logFile: join(dir, 'sup1.log'),
+    });
     let log = '';
     for (let i = 0; i < 100 && !log.includes('start 3'); i++) {
       await sleep(100);
@@ -218,7 +323,9 @@ while :; do sleep 0.1; done
 
   it('does not restart after exit status 2 (configuration error)', async () => {
     const agent = await fakeAgent([2]);
-    const p = spawnBackground(['sh', join(CHART_DIR, 'files', 'supervise.sh'), agent], { logFile: join(dir, 'sup2.log') });
+    const p = spawnBackground(['sh', join(CHART_DIR, 'files', 'supervise.sh'), agent], {
+      logFile: join(dir, 'sup2.log'),
+    });
     const exit = await p.exited;
     expect(exit.code).toBe(2);
     expect((await readFile(`${agent}.log`, 'utf8')).trim().split('\n')).toHaveLength(1);

@@ -28,7 +28,15 @@ export type Manifest = k8s.KubernetesObject & Record<string, unknown>;
 
 /** Runs the pinned helm without a cluster. */
 export function helm(bin: string, args: readonly string[], opts: { check?: boolean } = {}): Promise<ExecResult> {
-  return run([bin, ...args], { check: opts.check ?? true, timeoutMs: 60_000, env: { HELM_CACHE_HOME: '/tmp/sealnet-helm-cache', HELM_CONFIG_HOME: '/tmp/sealnet-helm-config', HELM_DATA_HOME: '/tmp/sealnet-helm-data' } });
+  return run([bin, ...args], {
+    check: opts.check ?? true,
+    timeoutMs: 60_000,
+    env: {
+      HELM_CACHE_HOME: '/tmp/sealnet-helm-cache',
+      HELM_CONFIG_HOME: '/tmp/sealnet-helm-config',
+      HELM_DATA_HOME: '/tmp/sealnet-helm-data',
+    },
+  });
 }
 
 /**
@@ -38,8 +46,19 @@ export function helm(bin: string, args: readonly string[], opts: { check?: boole
 export const REQUIRED_VALUES: readonly string[] = ['steering.clusterCidrs={100.64.0.0/10}'];
 
 /** `helm template` of the chart with {@link REQUIRED_VALUES} (then `set`); returns the YAML stream. */
-export async function renderChart(bin: string, o: { release?: string; namespace?: string; valuesFile?: string; set?: readonly string[] } = {}): Promise<string> {
-  const args = ['template', o.release ?? 'sealnet', CHART_DIR, '--namespace', o.namespace ?? 'sealnet', '--kube-version', KUBE_VERSION];
+export async function renderChart(
+  bin: string,
+  o: { release?: string; namespace?: string; valuesFile?: string; set?: readonly string[] } = {},
+): Promise<string> {
+  const args = [
+    'template',
+    o.release ?? 'sealnet',
+    CHART_DIR,
+    '--namespace',
+    o.namespace ?? 'sealnet',
+    '--kube-version',
+    KUBE_VERSION,
+  ];
   if (o.valuesFile !== undefined) args.push('--values', o.valuesFile);
   for (const s of [...REQUIRED_VALUES, ...(o.set ?? [])]) args.push('--set', s);
   return (await helm(bin, args)).stdout;
@@ -53,18 +72,28 @@ export function parseManifests(yaml: string): Manifest[] {
 /** Finds the one rendered object of `kind` (optionally by name); throws if absent or ambiguous. */
 export function findManifest<T = Manifest>(objs: readonly Manifest[], kind: string, name?: string): T {
   const hits = objs.filter((o) => o.kind === kind && (name === undefined || o.metadata?.name === name));
-  if (hits.length !== 1) throw new Error(`expected one ${kind}${name === undefined ? '' : ` ${name}`}, found ${hits.length}`);
+  if (hits.length !== 1)
+    throw new Error(`expected one ${kind}${name === undefined ? '' : ` ${name}`}, found ${hits.length}`);
   return hits[0] as T;
 }
 
 /** Creates the namespace (labelled for privileged pod security, as the README says) if missing. */
 export async function ensureNamespace(api: TestApiServer, name: string): Promise<void> {
-  const ns = { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } } };
-  await api.kubectl(['apply', '--server-side', '--field-manager=sealnet-test', '-f', '-'], { input: JSON.stringify(ns) });
+  const ns = {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, labels: { 'pod-security.kubernetes.io/enforce': 'privileged' } },
+  };
+  await api.kubectl(['apply', '--server-side', '--field-manager=sealnet-test', '-f', '-'], {
+    input: JSON.stringify(ns),
+  });
 }
 
 /** `helm template | kubectl apply --server-side` into the namespace (created if needed). */
-export async function applyChart(api: TestApiServer, o: { release?: string; namespace?: string; set?: readonly string[] } = {}): Promise<Manifest[]> {
+export async function applyChart(
+  api: TestApiServer,
+  o: { release?: string; namespace?: string; set?: readonly string[] } = {},
+): Promise<Manifest[]> {
   const namespace = o.namespace ?? 'sealnet';
   await ensureNamespace(api, namespace);
   const yaml = await renderChart(api.bins.helm, { ...o, namespace });

@@ -42,7 +42,12 @@ export function nodeObject(info: Pick<NodeInfo, 'name' | 'address' | 'podCIDR'>)
     kind: 'Node',
     metadata: { name: info.name, labels: { 'kubernetes.io/hostname': info.name, 'kubernetes.io/os': 'linux' } },
     spec: { podCIDR: info.podCIDR, podCIDRs: [info.podCIDR] },
-    status: { addresses: [{ type: 'InternalIP', address: info.address }, { type: 'Hostname', address: info.name }] },
+    status: {
+      addresses: [
+        { type: 'InternalIP', address: info.address },
+        { type: 'Hostname', address: info.name },
+      ],
+    },
   };
 }
 
@@ -103,16 +108,27 @@ export class K8sCluster {
 
   /** Issues a fresh token bound to the node's Node object and writes the agent's kubeconfig. */
   async writeAgentKubeconfig(node: string): Promise<string> {
-    const token = await this.api.nodeBoundToken({ namespace: this.namespace, serviceAccount: this.serviceAccount, nodeName: node });
+    const token = await this.api.nodeBoundToken({
+      namespace: this.namespace,
+      serviceAccount: this.serviceAccount,
+      nodeName: node,
+    });
     const path = this.kubeconfigPath(node);
-    await writeKubeconfig(path, { server: `https://127.0.0.1:${NODE_API_PORT}`, caCert: this.api.pki.caCert, user: `sealnet-agent-${node}`, auth: { token } });
+    await writeKubeconfig(path, {
+      server: `https://127.0.0.1:${NODE_API_PORT}`,
+      caCert: this.api.pki.caCert,
+      user: `sealnet-agent-${node}`,
+      auth: { token },
+    });
     return token;
   }
 
   /** Starts a node's agent with the kubernetes store (the harness remembers it for restarts). */
   startAgent(node: string): Promise<number> {
     // `dir: undefined` drops the harness's file-store directory from the merged config (JSON omits it).
-    return this.ns.startAgent(node, { store: { type: 'kubernetes', dir: undefined, kubeconfig: this.kubeconfigPath(node) } });
+    return this.ns.startAgent(node, {
+      store: { type: 'kubernetes', dir: undefined, kubeconfig: this.kubeconfigPath(node) },
+    });
   }
 
   /** Adds a node: namespaces, Node object, relay, credentials, agent. */
@@ -142,7 +158,9 @@ export class K8sCluster {
     const list = await this.core.listNode();
     const out = new Map<string, Record<string, string>>();
     for (const n of list.items) {
-      const ann = Object.fromEntries(Object.entries(n.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(ANNOTATION_PREFIX)));
+      const ann = Object.fromEntries(
+        Object.entries(n.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(ANNOTATION_PREFIX)),
+      );
       out.set(n.metadata?.name ?? '', ann);
     }
     return out;

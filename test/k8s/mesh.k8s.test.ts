@@ -50,7 +50,12 @@ describe('3-node WireGuard mesh on a real API server', () => {
     const ann = await c.sealnetAnnotations();
     for (const n of c.ns.nodes) {
       const dump = await c.ns.wgDump(n.name);
-      expect(ann.get(n.name)).toMatchObject({ [KEY]: dump?.publicKey, 'sealnet.io/endpoint': `${n.address}:51880`, 'sealnet.io/version': '1', 'sealnet.io/mode': 'wireguard' });
+      expect(ann.get(n.name)).toMatchObject({
+        [KEY]: dump?.publicKey,
+        'sealnet.io/endpoint': `${n.address}:51880`,
+        'sealnet.io/version': '1',
+        'sealnet.io/mode': 'wireguard',
+      });
     }
   });
 
@@ -75,14 +80,22 @@ describe('3-node WireGuard mesh on a real API server', () => {
 
   it('survives kill -9 of an agent: a TCP stream never breaks, the agent re-lists from the API server and changes nothing in the kernel', async () => {
     const stream = await startTcpStream(c.ns, { from: 'n1p1', to: 'n2p1', rateBps: 1_000_000 });
-    const before = { dump: await c.ns.wgDump('n1'), routes: await routesIn(c, 'n1'), connections: c.relay.connections('n1').length };
+    const before = {
+      dump: await c.ns.wgDump('n1'),
+      routes: await routesIn(c, 'n1'),
+      connections: c.relay.connections('n1').length,
+    };
     await c.ns.killAgent('n1', 'SIGKILL');
     await sleep(2000);
     await c.startAgent('n1');
-    await waitFor('a reconcile of the restarted agent after its store synced', async () => {
-      const m = await scrapeMetrics(c.ns, 'n1').catch(() => '');
-      return metricValue(m, 'sealnet_reconciles_total', 'result="ok"') >= 1 ? m : undefined;
-    }, { timeoutMs: 20_000 });
+    await waitFor(
+      'a reconcile of the restarted agent after its store synced',
+      async () => {
+        const m = await scrapeMetrics(c.ns, 'n1').catch(() => '');
+        return metricValue(m, 'sealnet_reconciles_total', 'result="ok"') >= 1 ? m : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
     await sleep(1500);
     const m = await scrapeMetrics(c.ns, 'n1');
     expect(metricValue(m, 'sealnet_kernel_operations_total')).toBe(0);
@@ -90,7 +103,8 @@ describe('3-node WireGuard mesh on a real API server', () => {
     expect(after.routes).toBe(before.routes);
     expect(after.dump?.publicKey).toBe(before.dump?.publicKey);
     // wireguard-go lists peers in Go map order: compare as sets.
-    const peers = (d: typeof before.dump): string[] => (d?.peers ?? []).map((p) => `${p.publicKey} ${[...p.allowedIPs].sort().join(',')}`).sort();
+    const peers = (d: typeof before.dump): string[] =>
+      (d?.peers ?? []).map((p) => `${p.publicKey} ${[...p.allowedIPs].sort().join(',')}`).sort();
     expect(peers(after.dump)).toEqual(peers(before.dump));
     expect(peers(after.dump)).toHaveLength(2);
     // The new agent talked to the API server (list + watch) through its node's relay.
@@ -109,15 +123,21 @@ describe('3-node WireGuard mesh on a real API server', () => {
     expect(key).toBeDefined();
     await c.removeNode('n3');
     const t0 = Date.now();
-    await waitFor('n3 to be gone from every node', async () => {
-      for (const n of ['n1', 'n2']) {
-        const d = await c.ns.wgDump(n);
-        if (d === undefined || d.peers.some((p) => p.publicKey === key)) return undefined;
-        if ((await routesIn(c, n)).includes('100.64.3.0/24')) return undefined;
-      }
-      return true;
-    }, { timeoutMs: 15_000 });
-    process.stderr.write(`node delete: peer and route gone on all nodes ${Date.now() - t0} ms after the Node object was deleted\n`);
+    await waitFor(
+      'n3 to be gone from every node',
+      async () => {
+        for (const n of ['n1', 'n2']) {
+          const d = await c.ns.wgDump(n);
+          if (d === undefined || d.peers.some((p) => p.publicKey === key)) return undefined;
+          if ((await routesIn(c, n)).includes('100.64.3.0/24')) return undefined;
+        }
+        return true;
+      },
+      { timeoutMs: 15_000 },
+    );
+    process.stderr.write(
+      `node delete: peer and route gone on all nodes ${Date.now() - t0} ms after the Node object was deleted\n`,
+    );
     for (const n of ['n1', 'n2']) {
       expect((await c.ns.wgDump(n))?.peers).toHaveLength(1);
       expect((await routesIn(c, n)).trim().split('\n')).toHaveLength(1);
@@ -137,8 +157,12 @@ describe('3-node WireGuard mesh on a real API server', () => {
     expect(audit.toString('utf8')).toContain('"verb":"patch"'); // the agents' publish requests are in it
     const etcdFiles = await filesUnder(api.etcdDataDir);
     expect(etcdFiles.length).toBeGreaterThan(0);
-    const blobs: [string, Buffer][] = [['API objects', Buffer.from(objects)], ['audit log', audit]];
-    for (const n of privateKeys.keys()) blobs.push([`agent log of ${n}`, await readFile(c.ns.agentLogPath(n)).catch(() => Buffer.alloc(0))]);
+    const blobs: [string, Buffer][] = [
+      ['API objects', Buffer.from(objects)],
+      ['audit log', audit],
+    ];
+    for (const n of privateKeys.keys())
+      blobs.push([`agent log of ${n}`, await readFile(c.ns.agentLogPath(n)).catch(() => Buffer.alloc(0))]);
     for (const f of etcdFiles) blobs.push([f, await readFile(f)]);
     for (const [node, key] of privateKeys) {
       for (const [where, blob] of blobs) {
@@ -154,23 +178,48 @@ describe('3-node WireGuard mesh on a real API server', () => {
     for (const n of ['n1', 'n2']) {
       await c.ns.stopAgent(n);
       const stateDir = join(c.ns.runDir, n, 'state');
-      const r = await c.ns.execNode(n, ['sh', script], { env: { SEALNET_STATE_DIR: stateDir, SEALNET_PURGE_STATE: 'true', SEALNET_PURGE_ROOT: join(c.ns.runDir, n), SEALNET_CLEANUP_EXIT: 'true' } });
+      const r = await c.ns.execNode(n, ['sh', script], {
+        env: {
+          SEALNET_STATE_DIR: stateDir,
+          SEALNET_PURGE_STATE: 'true',
+          SEALNET_PURGE_ROOT: join(c.ns.runDir, n),
+          SEALNET_CLEANUP_EXIT: 'true',
+        },
+      });
       expect(r.stdout).toContain(`deleted link ${WG_INTERFACE}`);
       expect(r.stdout).toContain('node clean');
       expect((await c.ns.execNode(n, ['ip', '-o', 'link', 'show', WG_INTERFACE], { check: false })).code).not.toBe(0);
       expect((await routesIn(c, n)).trim()).toBe('');
       expect((await c.ns.execNode(n, ['ip', 'rule', 'show', 'priority', '90'])).stdout.trim()).toBe('');
-      expect((await c.ns.execNode(n, ['sh', '-c', 'ls -A /sys/fs/bpf/sealnet 2>/dev/null; ls -A /var/run/wireguard'])).stdout.trim()).toBe('');
+      expect(
+        (
+          await c.ns.execNode(n, ['sh', '-c', 'ls -A /sys/fs/bpf/sealnet 2>/dev/null; ls -A /var/run/wireguard'])
+        ).stdout.trim(),
+      ).toBe('');
       expect((await c.ns.execNode(n, ['ls', '-A', stateDir])).stdout.trim()).toBe('');
       // A second run finds nothing to do.
-      const again = await c.ns.execNode(n, ['sh', script], { env: { SEALNET_STATE_DIR: stateDir, SEALNET_CLEANUP_EXIT: 'true' } });
+      const again = await c.ns.execNode(n, ['sh', script], {
+        env: { SEALNET_STATE_DIR: stateDir, SEALNET_CLEANUP_EXIT: 'true' },
+      });
       expect(again.stdout.trim()).toBe('cleanup: node clean');
     }
     // wireguard-go exits with its TUN device: no process of the run holds a tunnel any more.
-    await waitFor('wireguard-go to exit', async () => {
-      const ps = await c.ns.execNode('n1', ['sh', '-c', 'for p in /proc/[0-9]*; do [ "$(readlink $p/ns/net)" = "$(readlink /proc/self/ns/net)" ] && cat $p/comm; done'], { check: false });
-      return ps.stdout.includes('wireguard') ? undefined : true;
-    }, { timeoutMs: 10_000 });
+    await waitFor(
+      'wireguard-go to exit',
+      async () => {
+        const ps = await c.ns.execNode(
+          'n1',
+          [
+            'sh',
+            '-c',
+            'for p in /proc/[0-9]*; do [ "$(readlink $p/ns/net)" = "$(readlink /proc/self/ns/net)" ] && cat $p/comm; done',
+          ],
+          { check: false },
+        );
+        return ps.stdout.includes('wireguard') ? undefined : true;
+      },
+      { timeoutMs: 10_000 },
+    );
     const ping = await c.ns.ping('n1p1', 'n2p1', { count: 2 });
     expect(ping.received).toBe(2);
   });

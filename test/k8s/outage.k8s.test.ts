@@ -55,14 +55,19 @@ describe('API server outage of 60 s', () => {
     // tunnel: its new agent cannot see the cluster, so it changes nothing yet).
     const pingFailures: string[] = [];
     while (Date.now() - down < OUTAGE_MS) {
-      for (const [a, b] of [['n1p1', 'n2p1'], ['n2p1', 'n3p1'], ['n3p1', 'n1p1']] as const) {
+      for (const [a, b] of [
+        ['n1p1', 'n2p1'],
+        ['n2p1', 'n3p1'],
+        ['n3p1', 'n1p1'],
+      ] as const) {
         const r = await c.ns.ping(a, b, { count: 2, waitS: 1 });
         if (r.received === 0) pingFailures.push(`${Math.round((Date.now() - down) / 1000)} s: ${a} → ${b}`);
       }
       await sleep(Math.min(10_000, Math.max(0, OUTAGE_MS - (Date.now() - down))));
     }
     expect(pingFailures).toEqual([]);
-    for (const n of ['n1', 'n2']) expect([n, c.ns.agentStatus(n).running, c.ns.agentStatus(n).starts]).toEqual([n, true, starts[n]]);
+    for (const n of ['n1', 'n2'])
+      expect([n, c.ns.agentStatus(n).running, c.ns.agentStatus(n).starts]).toEqual([n, true, starts[n]]);
     expect(c.ns.agentStatus('n3').running).toBe(true);
 
     await api.startApiServer();
@@ -70,8 +75,12 @@ describe('API server outage of 60 s', () => {
 
     // Reconnects during the outage, counted at each node's relay: a handful, spaced out
     // (exponential backoff with full jitter, base 0.5 s, cap 30 s), not a tight loop.
-    const attempts = Object.fromEntries(['n1', 'n2'].map((n) => [n, c.relay.connections(n).filter((t) => t > down && t < up)]));
-    process.stderr.write(`API outage ${Math.round((up - down) / 1000)} s: connection attempts ${JSON.stringify(Object.fromEntries(Object.entries(attempts).map(([n, ts]) => [n, ts.map((t) => Math.round((t - down) / 100) / 10)])))}\n`);
+    const attempts = Object.fromEntries(
+      ['n1', 'n2'].map((n) => [n, c.relay.connections(n).filter((t) => t > down && t < up)]),
+    );
+    process.stderr.write(
+      `API outage ${Math.round((up - down) / 1000)} s: connection attempts ${JSON.stringify(Object.fromEntries(Object.entries(attempts).map(([n, ts]) => [n, ts.map((t) => Math.round((t - down) / 100) / 10)])))}\n`,
+    );
     for (const [n, ts] of Object.entries(attempts)) {
       expect([n, ts.length >= 3]).toEqual([n, true]);
       expect([n, ts.length <= 30]).toEqual([n, true]);
@@ -83,19 +92,35 @@ describe('API server outage of 60 s', () => {
       const mid = down + OUTAGE_MS / 2;
       expect([n, ts.filter((t) => t >= mid && t < end).length <= ts.filter((t) => t < mid).length]).toEqual([n, true]);
     }
-    const logged = (await agentLog(c.ns, 'n1')).filter((l) => String(l.msg).includes('Kubernetes node watch failed') && Number(l.time) > down);
+    const logged = (await agentLog(c.ns, 'n1')).filter(
+      (l) => String(l.msg).includes('Kubernetes node watch failed') && Number(l.time) > down,
+    );
     expect(logged.length).toBeGreaterThanOrEqual(2);
 
     // After the outage: n3 publishes its new key and every node programs it.
-    const newKey = await waitFor('n3 to publish a new key', async () => {
-      const k = (await c.sealnetAnnotations().catch(() => undefined))?.get('n3')?.[KEY];
-      return k !== undefined && k !== oldN3Key ? k : undefined;
-    }, { timeoutMs: 60_000, pollMs: 250 });
-    await waitFor('n1 and n2 to program n3’s new key', async () => {
-      const dumps = await Promise.all(['n1', 'n2'].map((n) => c.ns.wgDump(n)));
-      return dumps.every((d) => d?.peers.some((p) => p.publicKey === newKey) && !d.peers.some((p) => p.publicKey === oldN3Key)) ? true : undefined;
-    }, { timeoutMs: 60_000, pollMs: 250 });
-    process.stderr.write(`API outage: change made during the outage converged ${Date.now() - up} ms after the API server was back\n`);
+    const newKey = await waitFor(
+      'n3 to publish a new key',
+      async () => {
+        const k = (await c.sealnetAnnotations().catch(() => undefined))?.get('n3')?.[KEY];
+        return k !== undefined && k !== oldN3Key ? k : undefined;
+      },
+      { timeoutMs: 60_000, pollMs: 250 },
+    );
+    await waitFor(
+      'n1 and n2 to program n3’s new key',
+      async () => {
+        const dumps = await Promise.all(['n1', 'n2'].map((n) => c.ns.wgDump(n)));
+        return dumps.every(
+          (d) => d?.peers.some((p) => p.publicKey === newKey) && !d.peers.some((p) => p.publicKey === oldN3Key),
+        )
+          ? true
+          : undefined;
+      },
+      { timeoutMs: 60_000, pollMs: 250 },
+    );
+    process.stderr.write(
+      `API outage: change made during the outage converged ${Date.now() - up} ms after the API server was back\n`,
+    );
     await c.waitEncrypted({ timeoutMs: 30_000 });
 
     const final = await stream.stop();

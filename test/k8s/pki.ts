@@ -29,14 +29,48 @@ async function openssl(args: readonly string[]): Promise<void> {
   await run(['openssl', ...args], { timeoutMs: 30_000 });
 }
 
-async function signedCert(dir: string, o: { name: string; subject: string; ext: string; caCert: string; caKey: string }): Promise<[string, string]> {
+async function signedCert(
+  dir: string,
+  o: { name: string; subject: string; ext: string; caCert: string; caKey: string },
+): Promise<[string, string]> {
   const key = join(dir, `${o.name}.key`);
   const csr = join(dir, `${o.name}.csr`);
   const crt = join(dir, `${o.name}.crt`);
   const extFile = join(dir, `${o.name}.ext`);
   await writeFile(extFile, o.ext);
-  await openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', o.subject]);
-  await openssl(['x509', '-req', '-in', csr, '-CA', o.caCert, '-CAkey', o.caKey, '-set_serial', `0x${Date.now().toString(16)}${o.name.length}`, '-days', '2', '-out', crt, '-extfile', extFile]);
+  await openssl([
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    csr,
+    '-subj',
+    o.subject,
+  ]);
+  await openssl([
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    o.caCert,
+    '-CAkey',
+    o.caKey,
+    '-set_serial',
+    `0x${Date.now().toString(16)}${o.name.length}`,
+    '-days',
+    '2',
+    '-out',
+    crt,
+    '-extfile',
+    extFile,
+  ]);
   await chmod(key, 0o600);
   return [crt, key];
 }
@@ -46,11 +80,35 @@ export async function generatePki(dir: string): Promise<Pki> {
   const caCert = join(dir, 'ca.crt');
   const caKey = join(dir, 'ca.key');
   await openssl([
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', caKey, '-out', caCert, '-days', '2',
-    '-subj', '/CN=sealnet-test-ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-days',
+    '2',
+    '-subj',
+    '/CN=sealnet-test-ca',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   await chmod(caKey, 0o600);
-  const sans = ['IP:127.0.0.1', 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', `IP:${SERVICE_IP}`];
+  const sans = [
+    'IP:127.0.0.1',
+    'DNS:localhost',
+    'DNS:kubernetes',
+    'DNS:kubernetes.default',
+    'DNS:kubernetes.default.svc',
+    `IP:${SERVICE_IP}`,
+  ];
   const [serverCert, serverKey] = await signedCert(dir, {
     name: 'apiserver',
     subject: '/CN=kube-apiserver',
@@ -77,8 +135,14 @@ export async function generatePki(dir: string): Promise<Pki> {
 export type KubeconfigAuth = { readonly token: string } | { readonly clientCert: string; readonly clientKey: string };
 
 /** Writes a single-context kubeconfig (0600; JSON is valid YAML). */
-export async function writeKubeconfig(path: string, o: { server: string; caCert: string; user: string; auth: KubeconfigAuth }): Promise<void> {
-  const user = 'token' in o.auth ? { token: o.auth.token } : { 'client-certificate': o.auth.clientCert, 'client-key': o.auth.clientKey };
+export async function writeKubeconfig(
+  path: string,
+  o: { server: string; caCert: string; user: string; auth: KubeconfigAuth },
+): Promise<void> {
+  const user =
+    'token' in o.auth
+      ? { token: o.auth.token }
+      : { 'client-certificate': o.auth.clientCert, 'client-key': o.auth.clientKey };
   const cfg = {
     apiVersion: 'v1',
     kind: 'Config',

@@ -19,7 +19,10 @@ export class AgentEgressProxy {
   /** Every CONNECT target seen (`ip:port`), for tests. */
   readonly connects: string[] = [];
 
-  constructor(readonly socketPath: string, private readonly agentDirOf: (address: string) => string | undefined) {
+  constructor(
+    readonly socketPath: string,
+    private readonly agentDirOf: (address: string) => string | undefined,
+  ) {
     this.server = createServer((c) => {
       this.open.add(c);
       c.on('close', () => this.open.delete(c));

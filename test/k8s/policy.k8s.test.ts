@@ -34,7 +34,10 @@ async function rejection(p: Promise<unknown>): Promise<{ code: number | undefine
     const e = (err as { cause?: unknown }).cause ?? err;
     const code = (e as { code?: number }).code;
     const body = (e as { body?: unknown }).body;
-    return { code, message: `${String((e as Error).message)} ${typeof body === 'string' ? body : JSON.stringify(body ?? '')}` };
+    return {
+      code,
+      message: `${String((e as Error).message)} ${typeof body === 'string' ? body : JSON.stringify(body ?? '')}`,
+    };
   }
   throw new Error('expected the request to be rejected');
 }
@@ -52,7 +55,8 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     return kc.makeApiClient(k8s.CoreV1Api);
   };
   const store = (who: string): KubernetesNodeStore => new KubernetesNodeStore({ kubeconfig: kubeconfig[who] });
-  const annotationsOf = async (name: string): Promise<Record<string, string>> => (await admin.readNode({ name })).metadata?.annotations ?? {};
+  const annotationsOf = async (name: string): Promise<Record<string, string>> =>
+    (await admin.readNode({ name })).metadata?.annotations ?? {};
 
   beforeAll(async () => {
     api = await TestApiServer.start();
@@ -60,24 +64,52 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     admin = api.adminConfig().makeApiClient(k8s.CoreV1Api);
     dir = await mkdtemp(join(tmpdir(), 'sealnet-policy-'));
     for (const [i, name] of ['node-a', 'node-b'].entries()) {
-      await admin.createNode({ body: nodeObject({ name, address: `198.18.0.${i + 1}`, podCIDR: `100.64.${i + 1}.0/24` }) });
+      await admin.createNode({
+        body: nodeObject({ name, address: `198.18.0.${i + 1}`, podCIDR: `100.64.${i + 1}.0/24` }),
+      });
       const token = await api.nodeBoundToken({ namespace: 'sealnet', serviceAccount: 'sealnet', nodeName: name });
       kubeconfig[name] = join(dir, `${name}.kubeconfig`);
-      await writeKubeconfig(kubeconfig[name] as string, { server: api.url, caCert: api.pki.caCert, user: name, auth: { token } });
+      await writeKubeconfig(kubeconfig[name] as string, {
+        server: api.url,
+        caCert: api.pki.caCert,
+        user: name,
+        auth: { token },
+      });
     }
     const unbound = await api.unboundToken({ namespace: 'sealnet', serviceAccount: 'sealnet' });
     kubeconfig.unbound = join(dir, 'unbound.kubeconfig');
-    await writeKubeconfig(kubeconfig.unbound, { server: api.url, caCert: api.pki.caCert, user: 'unbound', auth: { token: unbound } });
+    await writeKubeconfig(kubeconfig.unbound, {
+      server: api.url,
+      caCert: api.pki.caCert,
+      user: 'unbound',
+      auth: { token: unbound },
+    });
     // The API server loads a new policy and binding through an informer: wait until it is in
     // force (a dry-run of a write it must deny is denied) before testing it.
-    await waitFor('the admission policy to be in force', async () => {
-      const denied = await agentApi('node-a')
-        .patchNode({ name: 'node-b', body: { metadata: { annotations: { [KEY]: FAKE_KEY_A } } }, dryRun: 'All' }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch))
-        .then(() => false, () => true);
-      return denied ? true : undefined;
-    }, { timeoutMs: 30_000, pollMs: 100 });
+    await waitFor(
+      'the admission policy to be in force',
+      async () => {
+        const denied = await agentApi('node-a')
+          .patchNode(
+            { name: 'node-b', body: { metadata: { annotations: { [KEY]: FAKE_KEY_A } } }, dryRun: 'All' },
+            k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+          )
+          .then(
+            () => false,
+            () => true,
+          );
+        return denied ? true : undefined;
+      },
+      { timeoutMs: 30_000, pollMs: 100 },
+    );
     // Annotations and labels an admin set, which the agent must not touch.
-    await admin.patchNode({ name: 'node-a', body: { metadata: { annotations: { 'example.com/owner': 'platform' }, labels: { 'example.com/zone': 'a' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await admin.patchNode(
+      {
+        name: 'node-a',
+        body: { metadata: { annotations: { 'example.com/owner': 'platform' }, labels: { 'example.com/zone': 'a' } } },
+      },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
   }, 300_000);
   afterAll(async () => {
     await api?.destroy();
@@ -87,7 +119,9 @@ describe('least privilege and node-scoped writes on a real API server', () => {
   it('issues the agent a token bound to its Node: the API server sees the service account and the node-name claim', async () => {
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(kubeconfig['node-a'] as string);
-    const review = await kc.makeApiClient(k8s.AuthenticationV1Api).createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+    const review = await kc
+      .makeApiClient(k8s.AuthenticationV1Api)
+      .createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
     expect(review.status?.userInfo?.username).toBe('system:serviceaccount:sealnet:sealnet');
     expect(review.status?.userInfo?.extra?.['authentication.kubernetes.io/node-name']).toEqual(['node-a']);
   });
@@ -117,14 +151,34 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     const a = agentApi('node-a');
     const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
     const cases: [string, object, string][] = [
-      ['add another annotation', { metadata: { annotations: { 'example.com/x': '1' } } }, 'may change only sealnet.io/ annotations'],
-      ['change an admin annotation', { metadata: { annotations: { 'example.com/owner': 'me' } } }, 'may change only sealnet.io/ annotations'],
-      ['remove an admin annotation', { metadata: { annotations: { 'example.com/owner': null } } }, 'may change only sealnet.io/ annotations'],
+      [
+        'add another annotation',
+        { metadata: { annotations: { 'example.com/x': '1' } } },
+        'may change only sealnet.io/ annotations',
+      ],
+      [
+        'change an admin annotation',
+        { metadata: { annotations: { 'example.com/owner': 'me' } } },
+        'may change only sealnet.io/ annotations',
+      ],
+      [
+        'remove an admin annotation',
+        { metadata: { annotations: { 'example.com/owner': null } } },
+        'may change only sealnet.io/ annotations',
+      ],
       ['add a label', { metadata: { labels: { 'sealnet.io/evil': 'true' } } }, "may not change a Node's labels, spec"],
       ['change a label', { metadata: { labels: { 'example.com/zone': 'b' } } }, "may not change a Node's labels, spec"],
       ['cordon the node', { spec: { unschedulable: true } }, "may not change a Node's labels, spec"],
-      ['add a taint', { spec: { taints: [{ key: 'x', effect: 'NoSchedule' }] } }, "may not change a Node's labels, spec"],
-      ['add a finalizer', { metadata: { finalizers: ['example.com/hold'] } }, "may not change a Node's labels, spec, finalizers"],
+      [
+        'add a taint',
+        { spec: { taints: [{ key: 'x', effect: 'NoSchedule' }] } },
+        "may not change a Node's labels, spec",
+      ],
+      [
+        'add a finalizer',
+        { metadata: { finalizers: ['example.com/hold'] } },
+        "may not change a Node's labels, spec, finalizers",
+      ],
     ];
     for (const [what, body, msg] of cases) {
       const err = await rejection(a.patchNode({ name: 'node-a', body }, merge));
@@ -139,12 +193,19 @@ describe('least privilege and node-scoped writes on a real API server', () => {
 
   it('bounds the sealnet.io/ annotations the agent writes: only the keys it publishes, each up to its size', async () => {
     // The bounds as the rendered policy holds them (values.yaml admissionPolicy.maxValueBytes).
-    const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(manifests, 'ValidatingAdmissionPolicy');
+    const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(
+      manifests,
+      'ValidatingAdmissionPolicy',
+    );
     const mapText = policy.spec.variables.find((v) => v.name === 'maxValueBytes')?.expression ?? '';
-    const limits = new Map([...mapText.matchAll(/'(sealnet\.io\/[a-z-]+)': (\d+)/g)].map((m) => [m[1] as string, Number(m[2])]));
+    const limits = new Map(
+      [...mapText.matchAll(/'(sealnet\.io\/[a-z-]+)': (\d+)/g)].map((m) => [m[1] as string, Number(m[2])]),
+    );
     // The allow-list is exactly what agents publish: every key of common/constants.ts but the
     // rotate request, which only `sealctl keys rotate` writes with an operator's credentials.
-    const published = Object.values(ANNOTATIONS).filter((k) => k !== ANNOTATIONS.rotateRequest).sort();
+    const published = Object.values(ANNOTATIONS)
+      .filter((k) => k !== ANNOTATIONS.rotateRequest)
+      .sort();
     expect([...limits.keys()].sort()).toEqual(published);
     const before = await annotationsOf('node-a');
     const a = store('node-a');
@@ -152,12 +213,36 @@ describe('least privilege and node-scoped writes on a real API server', () => {
       // Refused: a key agents do not publish, the operator's rotate request, a value one byte over
       // its bound (small field, status), and a bound counted in bytes, not characters.
       const refused: [string, Record<string, string>, string][] = [
-        ['an unknown key', { 'sealnet.io/evil': 'x' }, 'may not write annotation sealnet.io/evil: not one of the sealnet.io/ annotations an agent publishes'],
-        ['the rotate request', { [ANNOTATIONS.rotateRequest]: '{"id":"r-1","requestedAt":"2026-01-01T00:00:00Z"}' }, `may not write annotation ${ANNOTATIONS.rotateRequest}`],
-        ['an unknown key beside allowed ones', { [ANNOTATIONS.mode]: 'wireguard', 'sealnet.io/zz': 'x' }, 'may not write annotation sealnet.io/zz'],
-        ['an endpoint one byte over', { [ANNOTATIONS.endpoint]: 'x'.repeat(limits.get(ANNOTATIONS.endpoint)! + 1) }, `may not write ${limits.get(ANNOTATIONS.endpoint)! + 1} bytes to annotation ${ANNOTATIONS.endpoint}: at most ${limits.get(ANNOTATIONS.endpoint)} bytes`],
-        ['a status one byte over', { [ANNOTATIONS.status]: 'x'.repeat(limits.get(ANNOTATIONS.status)! + 1) }, `bytes to annotation ${ANNOTATIONS.status}: at most ${limits.get(ANNOTATIONS.status)} bytes`],
-        ['multi-byte characters over the byte bound', { [ANNOTATIONS.endpoint]: '€'.repeat(Math.ceil((limits.get(ANNOTATIONS.endpoint)! + 1) / 3)) }, `bytes to annotation ${ANNOTATIONS.endpoint}`],
+        [
+          'an unknown key',
+          { 'sealnet.io/evil': 'x' },
+          'may not write annotation sealnet.io/evil: not one of the sealnet.io/ annotations an agent publishes',
+        ],
+        [
+          'the rotate request',
+          { [ANNOTATIONS.rotateRequest]: '{"id":"r-1","requestedAt":"2026-01-01T00:00:00Z"}' },
+          `may not write annotation ${ANNOTATIONS.rotateRequest}`,
+        ],
+        [
+          'an unknown key beside allowed ones',
+          { [ANNOTATIONS.mode]: 'wireguard', 'sealnet.io/zz': 'x' },
+          'may not write annotation sealnet.io/zz',
+        ],
+        [
+          'an endpoint one byte over',
+          { [ANNOTATIONS.endpoint]: 'x'.repeat(limits.get(ANNOTATIONS.endpoint)! + 1) },
+          `may not write ${limits.get(ANNOTATIONS.endpoint)! + 1} bytes to annotation ${ANNOTATIONS.endpoint}: at most ${limits.get(ANNOTATIONS.endpoint)} bytes`,
+        ],
+        [
+          'a status one byte over',
+          { [ANNOTATIONS.status]: 'x'.repeat(limits.get(ANNOTATIONS.status)! + 1) },
+          `bytes to annotation ${ANNOTATIONS.status}: at most ${limits.get(ANNOTATIONS.status)} bytes`,
+        ],
+        [
+          'multi-byte characters over the byte bound',
+          { [ANNOTATIONS.endpoint]: '€'.repeat(Math.ceil((limits.get(ANNOTATIONS.endpoint)! + 1) / 3)) },
+          `bytes to annotation ${ANNOTATIONS.endpoint}`,
+        ],
       ];
       for (const [what, patch, msg] of refused) {
         const err = await rejection(a.patchAnnotations('node-a', patch));
@@ -175,7 +260,20 @@ describe('least privilege and node-scoped writes on a real API server', () => {
       // An operator's value the agent may not write (a rotate request, an oversized status)
       // does not block the agent's own later writes, which leave it as it is.
       const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
-      await admin.patchNode({ name: 'node-a', body: { metadata: { annotations: { [ANNOTATIONS.rotateRequest]: '{"id":"r-2"}', [ANNOTATIONS.status]: 'y'.repeat(limits.get(ANNOTATIONS.status)! + 10) } } } }, merge);
+      await admin.patchNode(
+        {
+          name: 'node-a',
+          body: {
+            metadata: {
+              annotations: {
+                [ANNOTATIONS.rotateRequest]: '{"id":"r-2"}',
+                [ANNOTATIONS.status]: 'y'.repeat(limits.get(ANNOTATIONS.status)! + 10),
+              },
+            },
+          },
+        },
+        merge,
+      );
       await a.patchAnnotations('node-a', { [ANNOTATIONS.endpoint]: '198.18.0.1:51880' });
       expect((await annotationsOf('node-a'))[ANNOTATIONS.endpoint]).toBe('198.18.0.1:51880');
       // ... and the agent may still remove its own keys.
@@ -187,7 +285,10 @@ describe('least privilege and node-scoped writes on a real API server', () => {
       const restore: Record<string, string | null> = {};
       for (const k of Object.keys(now)) if (k.startsWith('sealnet.io/') && !(k in before)) restore[k] = null;
       for (const [k, v] of Object.entries(before)) if (k.startsWith('sealnet.io/')) restore[k] = v;
-      await admin.patchNode({ name: 'node-a', body: { metadata: { annotations: restore } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      await admin.patchNode(
+        { name: 'node-a', body: { metadata: { annotations: restore } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
     }
     expect(await annotationsOf('node-a')).toEqual(before);
   });
@@ -200,7 +301,8 @@ describe('least privilege and node-scoped writes on a real API server', () => {
   });
 
   it('denies the agent Secrets, Pods, ConfigMaps, node status, and creating or deleting Nodes (RBAC)', async () => {
-    const as = (args: string[]): Promise<{ code: number | undefined; stderr: string }> => api.kubectl(args, { kubeconfig: kubeconfig['node-a'], check: false });
+    const as = (args: string[]): Promise<{ code: number | undefined; stderr: string }> =>
+      api.kubectl(args, { kubeconfig: kubeconfig['node-a'], check: false });
     for (const args of [
       ['get', 'secrets', '-A'],
       ['get', 'secret', 'anything', '-n', 'kube-system'],
@@ -214,9 +316,18 @@ describe('least privilege and node-scoped writes on a real API server', () => {
       expect([args.join(' '), r.code]).toEqual([args.join(' '), 1]);
       expect([args.join(' '), r.stderr]).toEqual([args.join(' '), expect.stringMatching(/forbidden/i)]);
     }
-    const status = await rejection(agentApi('node-a').patchNodeStatus({ name: 'node-a', body: { status: { addresses: [{ type: 'InternalIP', address: '203.0.113.1' }] } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch)));
+    const status = await rejection(
+      agentApi('node-a').patchNodeStatus(
+        { name: 'node-a', body: { status: { addresses: [{ type: 'InternalIP', address: '203.0.113.1' }] } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      ),
+    );
     expect(status.code).toBe(403);
-    const create = await rejection(agentApi('node-a').createNode({ body: nodeObject({ name: 'node-z', address: '198.18.0.9', podCIDR: '100.64.9.0/24' }) }));
+    const create = await rejection(
+      agentApi('node-a').createNode({
+        body: nodeObject({ name: 'node-z', address: '198.18.0.9', podCIDR: '100.64.9.0/24' }),
+      }),
+    );
     expect(create.code).toBe(403);
     // What it may do, as the API server itself lists it: nodes, and nothing beyond the
     // discovery/self-review rules every authenticated user has.
@@ -226,23 +337,37 @@ describe('least privilege and node-scoped writes on a real API server', () => {
       .slice(1)
       .filter((l) => l.trim() !== '' && !l.trimStart().startsWith('['))
       .map((l) => l.trim().split(/\s+/)[0]);
-    expect(resourceRules.sort()).toEqual(['nodes', 'selfsubjectaccessreviews.authorization.k8s.io', 'selfsubjectreviews.authentication.k8s.io', 'selfsubjectrulesreviews.authorization.k8s.io']);
+    expect(resourceRules.sort()).toEqual([
+      'nodes',
+      'selfsubjectaccessreviews.authorization.k8s.io',
+      'selfsubjectreviews.authentication.k8s.io',
+      'selfsubjectrulesreviews.authorization.k8s.io',
+    ]);
   });
 
   it('leaves other identities alone: an admin may still change any annotation', async () => {
-    await admin.patchNode({ name: 'node-b', body: { metadata: { annotations: { [KEY]: FAKE_KEY_A, 'example.com/y': '1' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await admin.patchNode(
+      { name: 'node-b', body: { metadata: { annotations: { [KEY]: FAKE_KEY_A, 'example.com/y': '1' } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
     expect((await annotationsOf('node-b'))[KEY]).toBe(FAKE_KEY_A);
   });
 
   it("invalidates the agent's token when its Node object is deleted", async () => {
     await admin.deleteNode({ name: 'node-b' });
     // The API server caches successful token reviews for a few seconds.
-    const r = await waitFor('the node-b token to be refused', async () => {
-      const res = await api.kubectl(['get', 'nodes'], { kubeconfig: kubeconfig['node-b'], check: false });
-      return res.code === 0 ? undefined : res;
-    }, { timeoutMs: 30_000, pollMs: 500 });
+    const r = await waitFor(
+      'the node-b token to be refused',
+      async () => {
+        const res = await api.kubectl(['get', 'nodes'], { kubeconfig: kubeconfig['node-b'], check: false });
+        return res.code === 0 ? undefined : res;
+      },
+      { timeoutMs: 30_000, pollMs: 500 },
+    );
     expect(r.stderr).toMatch(/Unauthorized|must be logged in/);
     // node-a's token is unaffected.
-    expect((await api.kubectl(['get', 'nodes', '-o', 'name'], { kubeconfig: kubeconfig['node-a'] })).stdout).toContain('node/node-a');
+    expect((await api.kubectl(['get', 'nodes', '-o', 'name'], { kubeconfig: kubeconfig['node-a'] })).stdout).toContain(
+      'node/node-a',
+    );
   });
 });

@@ -94,7 +94,9 @@ export class ApiRelay {
       server.listen(path, () => resolve());
     });
     const logFile = join(this.dir, `${node}.forwarder.log`);
-    const forwarder = cluster.spawnNode(node, [process.execPath, '-e', NODE_FORWARDER, path, String(NODE_API_PORT)], { logFile });
+    const forwarder = cluster.spawnNode(node, [process.execPath, '-e', NODE_FORWARDER, path, String(NODE_API_PORT)], {
+      logFile,
+    });
     this.nodes.set(node, { server, forwarder, sockets, connections, bytes });
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {

@@ -34,8 +34,19 @@ function newPublicKey(): string {
 /** Synthetic node i (1-based): InternalIP 198.19.x.y, pod CIDR 100.(65+).x.0/24. */
 function syntheticNode(i: number): k8s.V1Node {
   const address = `198.19.${Math.floor(i / 250)}.${(i % 250) + 1}`;
-  const obj = nodeObject({ name: `s${String(i).padStart(5, '0')}`, address, podCIDR: `100.${65 + Math.floor(i / 256)}.${i % 256}.0/24` });
-  const annotations = encodeNode({ mode: 'wireguard', wireguardPublicKey: newPublicKey() as never, endpointHost: address, endpointPort: 51880, keyEpoch: 1, keyCreated: new Date() });
+  const obj = nodeObject({
+    name: `s${String(i).padStart(5, '0')}`,
+    address,
+    podCIDR: `100.${65 + Math.floor(i / 256)}.${i % 256}.0/24`,
+  });
+  const annotations = encodeNode({
+    mode: 'wireguard',
+    wireguardPublicKey: newPublicKey() as never,
+    endpointHost: address,
+    endpointPort: 51880,
+    keyEpoch: 1,
+    keyCreated: new Date(),
+  });
   return { ...obj, metadata: { ...obj.metadata, annotations } };
 }
 
@@ -49,9 +60,13 @@ describe(`${N} Node objects, one agent`, () => {
     await applyChart(api);
     core = api.adminConfig().makeApiClient(k8s.CoreV1Api);
     const t0 = Date.now();
-    await mapLimit(Array.from({ length: N }, (_, k) => k + 1), async (i) => {
-      await core.createNode({ body: syntheticNode(i) });
-    }, { limit: 32 });
+    await mapLimit(
+      Array.from({ length: N }, (_, k) => k + 1),
+      async (i) => {
+        await core.createNode({ body: syntheticNode(i) });
+      },
+      { limit: 32 },
+    );
     process.stderr.write(`scale: created ${N} Node objects in ${Date.now() - t0} ms\n`);
     c = await K8sCluster.create({ api, nodes: 1, podsPerNode: 0, startAgents: false });
   }, 1_800_000);
@@ -63,27 +78,44 @@ describe(`${N} Node objects, one agent`, () => {
   it('syncs, programs every peer, and applies one Node change', async () => {
     const started = Date.now();
     await c.startAgent('n1');
-    const synced = await waitFor('the agent to sync the node store', async () => {
-      const line = (await agentLog(c.ns, 'n1')).find((l) => l.msg === 'node store synced');
-      return line === undefined ? undefined : { at: Number(line.time), nodes: Number(line.nodes) };
-    }, { timeoutMs: 240_000, pollMs: 250 });
+    const synced = await waitFor(
+      'the agent to sync the node store',
+      async () => {
+        const line = (await agentLog(c.ns, 'n1')).find((l) => l.msg === 'node store synced');
+        return line === undefined ? undefined : { at: Number(line.time), nodes: Number(line.nodes) };
+      },
+      { timeoutMs: 240_000, pollMs: 250 },
+    );
     expect(synced.nodes).toBe(N + 1);
-    const programmed = await waitFor(`all ${N} peers in the kernel`, async () => {
-      const d = await c.ns.wgDump('n1');
-      return d !== undefined && d.peers.length === N ? Date.now() : undefined;
-    }, { timeoutMs: 400_000, pollMs: 1000 });
-    process.stderr.write(`scale: agent synced ${N + 1} nodes ${synced.at - started} ms after start; ${N} peers programmed after ${programmed - started} ms\n`);
+    const programmed = await waitFor(
+      `all ${N} peers in the kernel`,
+      async () => {
+        const d = await c.ns.wgDump('n1');
+        return d !== undefined && d.peers.length === N ? Date.now() : undefined;
+      },
+      { timeoutMs: 400_000, pollMs: 1000 },
+    );
+    process.stderr.write(
+      `scale: agent synced ${N + 1} nodes ${synced.at - started} ms after start; ${N} peers programmed after ${programmed - started} ms\n`,
+    );
     expect(synced.at - started).toBeLessThan(240_000);
 
     // One node rotates its key (as its agent would publish it).
     const name = 's02500';
     const newKey = newPublicKey();
     const changedAt = Date.now();
-    await core.patchNode({ name, body: { metadata: { annotations: { [KEY]: newKey } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
-    const applied = await waitFor('the changed key in the kernel', async () => {
-      const d = await c.ns.wgDump('n1');
-      return d?.peers.some((p) => p.publicKey === newKey) ? Date.now() : undefined;
-    }, { timeoutMs: 300_000, pollMs: 250 });
+    await core.patchNode(
+      { name, body: { metadata: { annotations: { [KEY]: newKey } } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+    const applied = await waitFor(
+      'the changed key in the kernel',
+      async () => {
+        const d = await c.ns.wgDump('n1');
+        return d?.peers.some((p) => p.publicKey === newKey) ? Date.now() : undefined;
+      },
+      { timeoutMs: 300_000, pollMs: 250 },
+    );
     process.stderr.write(`scale: one Node change applied ${applied - changedAt} ms after the API write (${N} peers)\n`);
     expect(applied - changedAt).toBeLessThan(300_000);
   });

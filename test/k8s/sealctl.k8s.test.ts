@@ -45,7 +45,18 @@ describe('sealctl status and audit through the API server with the operator role
   const token = randomBytes(32).toString('hex');
 
   const sealctl = (kubeconfig: string, args: readonly string[]): Promise<ExecResult> =>
-    run([process.execPath, join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'kubernetes', '--kubeconfig', kubeconfig, ...args], { check: false, timeoutMs: 120_000 });
+    run(
+      [
+        process.execPath,
+        join(repoRoot(), 'bin', 'sealctl.js'),
+        '--store',
+        'kubernetes',
+        '--kubeconfig',
+        kubeconfig,
+        ...args,
+      ],
+      { check: false, timeoutMs: 120_000 },
+    );
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'sealnet-sealctl-k8s-'));
@@ -58,7 +69,10 @@ describe('sealctl status and audit through the API server with the operator role
     const tokenFile = join(work, 'status.token');
     await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
     const admin = api.adminConfig().makeApiClient(k8s.CoreV1Api);
-    await admin.createNamespacedSecret({ namespace: 'sealnet', body: { metadata: { name: 'sealnet-status-token' }, stringData: { token } } });
+    await admin.createNamespacedSecret({
+      namespace: 'sealnet',
+      body: { metadata: { name: 'sealnet-status-token' }, stringData: { token } },
+    });
     c = await K8sCluster.create({ api, nodes: 3, podsPerNode: 1, agentConfig: { status: { tokenFile } } });
     for (const n of c.ns.nodes) byAddress.set(n.address, join(c.ns.runDir, n.name, 'state'));
     // The kubelet's part: one running agent Pod per node, host network (pod IP = node address).
@@ -68,11 +82,21 @@ describe('sealctl status and audit through the API server with the operator role
         namespace: 'sealnet',
         body: {
           metadata: { name, labels: { 'app.kubernetes.io/name': 'sealnet', 'app.kubernetes.io/instance': 'sealnet' } },
-          spec: { nodeName: n.name, hostNetwork: true, serviceAccountName: 'sealnet', automountServiceAccountToken: false, containers: [{ name: 'agent', image: 'sealnet:test', ports: [{ name: 'metrics', containerPort: 9588 }] }] },
+          spec: {
+            nodeName: n.name,
+            hostNetwork: true,
+            serviceAccountName: 'sealnet',
+            automountServiceAccountToken: false,
+            containers: [{ name: 'agent', image: 'sealnet:test', ports: [{ name: 'metrics', containerPort: 9588 }] }],
+          },
         },
       });
       await admin.patchNamespacedPodStatus(
-        { name, namespace: 'sealnet', body: { status: { phase: 'Running', podIP: n.address, podIPs: [{ ip: n.address }], hostIP: n.address } } },
+        {
+          name,
+          namespace: 'sealnet',
+          body: { status: { phase: 'Running', podIP: n.address, podIPs: [{ ip: n.address }], hostIP: n.address } },
+        },
         k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
       );
     }
@@ -80,12 +104,36 @@ describe('sealctl status and audit through the API server with the operator role
     await api.kubectl(['create', 'namespace', 'ops']);
     await api.kubectl(['-n', 'ops', 'create', 'serviceaccount', 'auditor']);
     await api.kubectl(['-n', 'ops', 'create', 'serviceaccount', 'stranger']);
-    await api.kubectl(['create', 'clusterrolebinding', 'auditor-sealnet', '--clusterrole=sealnet-operator', '--serviceaccount=ops:auditor']);
-    await api.kubectl(['-n', 'sealnet', 'create', 'rolebinding', 'auditor-sealnet', '--role=sealnet-operator', '--serviceaccount=ops:auditor']);
+    await api.kubectl([
+      'create',
+      'clusterrolebinding',
+      'auditor-sealnet',
+      '--clusterrole=sealnet-operator',
+      '--serviceaccount=ops:auditor',
+    ]);
+    await api.kubectl([
+      '-n',
+      'sealnet',
+      'create',
+      'rolebinding',
+      'auditor-sealnet',
+      '--role=sealnet-operator',
+      '--serviceaccount=ops:auditor',
+    ]);
     operatorKubeconfig = join(work, 'auditor.kubeconfig');
-    await writeKubeconfig(operatorKubeconfig, { server: api.url, caCert: api.pki.caCert, user: 'auditor', auth: { token: await api.unboundToken({ namespace: 'ops', serviceAccount: 'auditor' }) } });
+    await writeKubeconfig(operatorKubeconfig, {
+      server: api.url,
+      caCert: api.pki.caCert,
+      user: 'auditor',
+      auth: { token: await api.unboundToken({ namespace: 'ops', serviceAccount: 'auditor' }) },
+    });
     strangerKubeconfig = join(work, 'stranger.kubeconfig');
-    await writeKubeconfig(strangerKubeconfig, { server: api.url, caCert: api.pki.caCert, user: 'stranger', auth: { token: await api.unboundToken({ namespace: 'ops', serviceAccount: 'stranger' }) } });
+    await writeKubeconfig(strangerKubeconfig, {
+      server: api.url,
+      caCert: api.pki.caCert,
+      user: 'stranger',
+      auth: { token: await api.unboundToken({ namespace: 'ops', serviceAccount: 'stranger' }) },
+    });
     await c.waitEncrypted({ timeoutMs: 60_000 });
   }, 300_000);
 
@@ -97,17 +145,32 @@ describe('sealctl status and audit through the API server with the operator role
   }, 300_000);
 
   it('the operator sees every pair encrypted from both ends, fetched through the pod proxy; the audit is complete and compliant', async () => {
-    const s = await waitFor('every pair encrypted via sealctl', async () => {
-      const r = await sealctl(operatorKubeconfig, ['status', '--json']);
-      const j = JSON.parse(r.stdout || '{}') as StatusJson;
-      return r.code === 0 ? j : undefined;
-    }, { timeoutMs: 60_000 });
+    const s = await waitFor(
+      'every pair encrypted via sealctl',
+      async () => {
+        const r = await sealctl(operatorKubeconfig, ['status', '--json']);
+        const j = JSON.parse(r.stdout || '{}') as StatusJson;
+        return r.code === 0 ? j : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     expect(s.partial).toBe(false);
-    expect(s.pairs.map((p) => [p.a, p.b, p.state])).toEqual([['n1', 'n2', 'encrypted'], ['n1', 'n3', 'encrypted'], ['n2', 'n3', 'encrypted']]);
+    expect(s.pairs.map((p) => [p.a, p.b, p.state])).toEqual([
+      ['n1', 'n2', 'encrypted'],
+      ['n1', 'n3', 'encrypted'],
+      ['n2', 'n3', 'encrypted'],
+    ]);
     // The reports came through the API server's egress, one CONNECT per agent and command.
     expect(new Set(proxy.connects)).toEqual(new Set(c.ns.nodes.map((n) => `${n.address}:9588`)));
     const out = join(work, 'audit-ok');
-    const a = await sealctl(operatorKubeconfig, ['audit', '--json', '--out', out, '--signing-key', join(work, 'signing.key')]);
+    const a = await sealctl(operatorKubeconfig, [
+      'audit',
+      '--json',
+      '--out',
+      out,
+      '--signing-key',
+      join(work, 'signing.key'),
+    ]);
     const j = JSON.parse(a.stdout) as { verdict: string; complete: boolean; violations: unknown[] };
     expect([a.code, j.verdict, j.complete, j.violations]).toEqual([0, 'compliant', true, []]);
   });
@@ -118,12 +181,35 @@ describe('sealctl status and audit through the API server with the operator role
       const r = await sealctl(operatorKubeconfig, ['status', '--json', '--fetch-timeout', '5']);
       expect(r.code).toBe(1);
       const s = JSON.parse(r.stdout) as StatusJson;
-      expect(s.nodes.map((n) => [n.name, n.health])).toEqual([['n1', 'ok'], ['n2', 'unreachable'], ['n3', 'ok']]);
-      expect(s.nodes.find((n) => n.name === 'n2')?.problem).toMatch(/^the agent on n2 did not give its status: HTTP 50\d via pod sealnet-n2/);
-      expect(s.pairs.map((p) => [p.a, p.b, p.partial])).toEqual([['n1', 'n2', true], ['n1', 'n3', false], ['n2', 'n3', true]]);
+      expect(s.nodes.map((n) => [n.name, n.health])).toEqual([
+        ['n1', 'ok'],
+        ['n2', 'unreachable'],
+        ['n3', 'ok'],
+      ]);
+      expect(s.nodes.find((n) => n.name === 'n2')?.problem).toMatch(
+        /^the agent on n2 did not give its status: HTTP 50\d via pod sealnet-n2/,
+      );
+      expect(s.pairs.map((p) => [p.a, p.b, p.partial])).toEqual([
+        ['n1', 'n2', true],
+        ['n1', 'n3', false],
+        ['n2', 'n3', true],
+      ]);
       const out = join(work, 'audit-partial');
-      const a = await sealctl(operatorKubeconfig, ['audit', '--json', '--out', out, '--signing-key', join(work, 'signing.key'), '--fetch-timeout', '5']);
-      const j = JSON.parse(a.stdout) as { verdict: string; complete: boolean; pairs: { a: string; b: string; partial: boolean; violations: string[] }[] };
+      const a = await sealctl(operatorKubeconfig, [
+        'audit',
+        '--json',
+        '--out',
+        out,
+        '--signing-key',
+        join(work, 'signing.key'),
+        '--fetch-timeout',
+        '5',
+      ]);
+      const j = JSON.parse(a.stdout) as {
+        verdict: string;
+        complete: boolean;
+        pairs: { a: string; b: string; partial: boolean; violations: string[] }[];
+      };
       expect([a.code, j.verdict, j.complete]).toEqual([1, 'non-compliant', false]);
       expect(j.pairs.filter((p) => p.partial).map((p) => `${p.a}~${p.b}`)).toEqual(['n1~n2', 'n2~n3']);
       expect(j.pairs.find((p) => p.a === 'n1' && p.b === 'n2')?.violations).toContain('status-unreachable');
@@ -132,13 +218,25 @@ describe('sealctl status and audit through the API server with the operator role
     }
   });
 
-  it('the agents\' own credentials cannot use the pod proxy, and an operator without the binding is refused', async () => {
+  it("the agents' own credentials cannot use the pod proxy, and an operator without the binding is refused", async () => {
     const agentKubeconfig = c.kubeconfigPath('n1');
     // The agent's kubeconfig points at its relay inside the node namespace; use its token directly.
-    const agentToken = (JSON.parse(await import('node:fs/promises').then((f) => f.readFile(agentKubeconfig, 'utf8'))) as { users: { user: { token: string } }[] }).users[0]!.user.token;
+    const agentToken = (
+      JSON.parse(await import('node:fs/promises').then((f) => f.readFile(agentKubeconfig, 'utf8'))) as {
+        users: { user: { token: string } }[];
+      }
+    ).users[0]!.user.token;
     const asAgent = join(work, 'agent.kubeconfig');
-    await writeKubeconfig(asAgent, { server: api.url, caCert: api.pki.caCert, user: 'agent', auth: { token: agentToken } });
-    const proxied = await api.kubectl(['get', '--raw', '/api/v1/namespaces/sealnet/pods/sealnet-n1:9588/proxy/status'], { kubeconfig: asAgent, check: false });
+    await writeKubeconfig(asAgent, {
+      server: api.url,
+      caCert: api.pki.caCert,
+      user: 'agent',
+      auth: { token: agentToken },
+    });
+    const proxied = await api.kubectl(
+      ['get', '--raw', '/api/v1/namespaces/sealnet/pods/sealnet-n1:9588/proxy/status'],
+      { kubeconfig: asAgent, check: false },
+    );
     expect(proxied.code).not.toBe(0);
     expect(proxied.stderr).toMatch(/forbidden/i);
     const r = await sealctl(strangerKubeconfig, ['status', '--json']);

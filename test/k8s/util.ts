@@ -7,7 +7,11 @@ import { waitFor as pollUntil } from '../harness/wait.js';
 export { metricValue, scrapeMetrics } from '../harness/wait.js';
 
 /** {@link pollUntil} with the 200 ms default poll this tier has always used. */
-export function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
+export function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  opts: { timeoutMs: number; pollMs?: number },
+): Promise<T> {
   return pollUntil(what, fn, { pollMs: 200, ...opts });
 }
 

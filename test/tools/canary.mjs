@@ -81,7 +81,15 @@ function tcpClient(o, msgs, timeoutMs, t0) {
   const sock = net.connect({ host: o.host, port: Number(o.port) });
   const timer = setTimeout(() => {
     sock.destroy();
-    finish({ ok: false, proto: 'tcp', sent: msgs.length, echoed: countWhole(got, msgs), bytes: gotLen, ms: Date.now() - t0, error: 'timeout' });
+    finish({
+      ok: false,
+      proto: 'tcp',
+      sent: msgs.length,
+      echoed: countWhole(got, msgs),
+      bytes: gotLen,
+      ms: Date.now() - t0,
+      error: 'timeout',
+    });
   }, timeoutMs);
   sock.on('connect', () => {
     for (const m of msgs) sock.write(m);
@@ -93,12 +101,28 @@ function tcpClient(o, msgs, timeoutMs, t0) {
       clearTimeout(timer);
       sock.end();
       const intact = Buffer.concat(got).subarray(0, expected.length).equals(expected);
-      finish({ ok: intact, proto: 'tcp', sent: msgs.length, echoed: intact ? msgs.length : 0, bytes: gotLen, ms: Date.now() - t0, ...(intact ? {} : { error: 'echo differs' }) });
+      finish({
+        ok: intact,
+        proto: 'tcp',
+        sent: msgs.length,
+        echoed: intact ? msgs.length : 0,
+        bytes: gotLen,
+        ms: Date.now() - t0,
+        ...(intact ? {} : { error: 'echo differs' }),
+      });
     }
   });
   sock.on('error', (e) => {
     clearTimeout(timer);
-    finish({ ok: false, proto: 'tcp', sent: msgs.length, echoed: 0, bytes: gotLen, ms: Date.now() - t0, error: e.code ?? e.message });
+    finish({
+      ok: false,
+      proto: 'tcp',
+      sent: msgs.length,
+      echoed: 0,
+      bytes: gotLen,
+      ms: Date.now() - t0,
+      error: e.code ?? e.message,
+    });
   });
 }
 
@@ -126,7 +150,15 @@ function udpClient(o, msgs, timeoutMs, t0) {
   const timer = setTimeout(() => {
     clearInterval(resend);
     sock.close();
-    finish({ ok: false, proto: 'udp', sent: msgs.length, echoed: msgs.length - pending.size, bytes, ms: Date.now() - t0, error: 'timeout' });
+    finish({
+      ok: false,
+      proto: 'udp',
+      sent: msgs.length,
+      echoed: msgs.length - pending.size,
+      bytes,
+      ms: Date.now() - t0,
+      error: 'timeout',
+    });
   }, timeoutMs);
   sock.on('message', (d) => {
     for (const [i, m] of pending) {
@@ -146,7 +178,15 @@ function udpClient(o, msgs, timeoutMs, t0) {
   sock.on('error', (e) => {
     clearInterval(resend);
     clearTimeout(timer);
-    finish({ ok: false, proto: 'udp', sent: msgs.length, echoed: msgs.length - pending.size, bytes, ms: Date.now() - t0, error: e.code ?? e.message });
+    finish({
+      ok: false,
+      proto: 'udp',
+      sent: msgs.length,
+      echoed: msgs.length - pending.size,
+      bytes,
+      ms: Date.now() - t0,
+      error: e.code ?? e.message,
+    });
   });
   sock.bind(0, sendPending);
 }

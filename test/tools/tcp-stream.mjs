@@ -48,7 +48,23 @@ function record(seq, size) {
 
 function server(o) {
   const size = Number(o['record-size'] ?? 1024);
-  const st = { role: 'server', pid: process.pid, startedAt: Date.now(), now: 0, port: Number(o.port), connections: 0, active: 0, recordsReceived: 0, bytesReceived: 0, gaps: [], duplicates: 0, corrupt: 0, breaks: [], streams: {}, done: false };
+  const st = {
+    role: 'server',
+    pid: process.pid,
+    startedAt: Date.now(),
+    now: 0,
+    port: Number(o.port),
+    connections: 0,
+    active: 0,
+    recordsReceived: 0,
+    bytesReceived: 0,
+    gaps: [],
+    duplicates: 0,
+    corrupt: 0,
+    breaks: [],
+    streams: {},
+    done: false,
+  };
   const flush = () => {
     st.now = Date.now();
     writeStatus(o.status, st);
@@ -74,7 +90,8 @@ function server(o) {
         const first = Number(buf.readBigUInt64BE(8));
         stream = st.streams[id] ??= { lastSeq: -1, records: 0, connections: 0 };
         stream.connections++;
-        if (first > stream.lastSeq + 1) st.gaps.push({ stream: id, expected: stream.lastSeq + 1, got: first, at: Date.now() });
+        if (first > stream.lastSeq + 1)
+          st.gaps.push({ stream: id, expected: stream.lastSeq + 1, got: first, at: Date.now() });
         buf = buf.subarray(HELLO);
       }
       let off = 0;
@@ -98,7 +115,12 @@ function server(o) {
       ended = true;
       clearInterval(acker);
       st.active--;
-      if (why !== undefined) st.breaks.push({ at: Date.now(), error: why, stream: stream === undefined ? undefined : Object.keys(st.streams).find((k) => st.streams[k] === stream) });
+      if (why !== undefined)
+        st.breaks.push({
+          at: Date.now(),
+          error: why,
+          stream: stream === undefined ? undefined : Object.keys(st.streams).find((k) => st.streams[k] === stream),
+        });
     };
     sock.on('error', (e) => {
       end(e.code ?? e.message);
@@ -125,7 +147,24 @@ function client(o) {
   const stallReport = Number(o['stall-report-ms'] ?? 1000);
   const reconnect = o['no-reconnect'] !== true;
   const id = randomBytes(8);
-  const st = { role: 'client', pid: process.pid, startedAt: Date.now(), now: 0, stream: id.toString('hex'), connected: false, connections: 0, breaks: [], recordsSent: 0, bytesSent: 0, ackedSeq: -1, bytesAcked: 0, maxStallMs: 0, stalls: [], lastError: undefined, done: false };
+  const st = {
+    role: 'client',
+    pid: process.pid,
+    startedAt: Date.now(),
+    now: 0,
+    stream: id.toString('hex'),
+    connected: false,
+    connections: 0,
+    breaks: [],
+    recordsSent: 0,
+    bytesSent: 0,
+    ackedSeq: -1,
+    bytesAcked: 0,
+    maxStallMs: 0,
+    stalls: [],
+    lastError: undefined,
+    done: false,
+  };
   let nextSeq = 0n;
   let sock;
   let lastProgress = Date.now();

@@ -37,13 +37,22 @@ const MAX_GAPS = 50;
 
 function receiver(o) {
   const streams = new Map();
-  const st = { role: 'receiver', pid: process.pid, startedAt: Date.now(), now: 0, port: Number(o.port), datagrams: 0, streams: {}, done: false };
+  const st = {
+    role: 'receiver',
+    pid: process.pid,
+    startedAt: Date.now(),
+    now: 0,
+    port: Number(o.port),
+    datagrams: 0,
+    streams: {},
+    done: false,
+  };
   const summarize = (s) => {
     // Missing runs below the highest sequence seen.
     const gaps = [];
     let longest = 0;
     let missing = 0;
-    for (let q = 0; q <= s.maxSeq; ) {
+    for (let q = 0; q <= s.maxSeq;) {
       if (s.bits[q] === 1) {
         q++;
         continue;
@@ -56,7 +65,17 @@ function receiver(o) {
       if (gaps.length < MAX_GAPS) gaps.push({ from: q, count: len });
       q = e;
     }
-    return { received: s.received, duplicates: s.duplicates, reordered: s.reordered, maxSeq: s.maxSeq, missingBelowMax: missing, longestGap: longest, gaps, firstAt: s.firstAt, lastAt: s.lastAt };
+    return {
+      received: s.received,
+      duplicates: s.duplicates,
+      reordered: s.reordered,
+      maxSeq: s.maxSeq,
+      missingBelowMax: missing,
+      longestGap: longest,
+      gaps,
+      firstAt: s.firstAt,
+      lastAt: s.lastAt,
+    };
   };
   const flush = () => {
     st.now = Date.now();
@@ -71,7 +90,15 @@ function receiver(o) {
     const seq = Number(m.readBigUInt64BE(8));
     let s = streams.get(id);
     if (s === undefined) {
-      s = { bits: new Uint8Array(1024), received: 0, duplicates: 0, reordered: 0, maxSeq: -1, firstAt: Date.now(), lastAt: 0 };
+      s = {
+        bits: new Uint8Array(1024),
+        received: 0,
+        duplicates: 0,
+        reordered: 0,
+        maxSeq: -1,
+        firstAt: Date.now(),
+        lastAt: 0,
+      };
       streams.set(id, s);
     }
     if (seq >= s.bits.length) {
@@ -111,7 +138,19 @@ function sender(o) {
     const unit = Buffer.from(o.canary);
     for (let off = HEADER; off < size; off += unit.length) unit.copy(filler, off, 0, Math.min(unit.length, size - off));
   }
-  const st = { role: 'sender', pid: process.pid, startedAt: Date.now(), now: 0, stream: id.toString('hex'), pps, size, sent: 0, sendErrors: 0, lastError: undefined, done: false };
+  const st = {
+    role: 'sender',
+    pid: process.pid,
+    startedAt: Date.now(),
+    now: 0,
+    stream: id.toString('hex'),
+    pps,
+    size,
+    sent: 0,
+    sendErrors: 0,
+    lastError: undefined,
+    done: false,
+  };
   const flush = () => {
     st.now = Date.now();
     writeStatus(o.status, st);

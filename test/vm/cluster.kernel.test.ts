@@ -24,7 +24,20 @@ import { updateNodeDoc } from '../harness/nodestore.js';
 import { proveAllPairs, type PairsProof } from '../harness/prove.js';
 import { startTcpStream } from '../harness/traffic.js';
 import { metricValue } from '../harness/wait.js';
-import { clusterStatus, encryptedCluster as buildCluster, everyPairEncryptedWithTraffic, IPSEC_STATUS_CONFIG, metrics, NODES, noter, sealctl, waitFor, xfrmStates, type SaCounters, type StatusJson } from './ipsec-cluster.js';
+import {
+  clusterStatus,
+  encryptedCluster as buildCluster,
+  everyPairEncryptedWithTraffic,
+  IPSEC_STATUS_CONFIG,
+  metrics,
+  NODES,
+  noter,
+  sealctl,
+  waitFor,
+  xfrmStates,
+  type SaCounters,
+  type StatusJson,
+} from './ipsec-cluster.js';
 import { guestTitle, inGuest } from './pair.js';
 import { agentReport } from '../harness/agentstatus.js';
 
@@ -35,7 +48,6 @@ jest.setTimeout(240_000);
 const ESP_MTU = 1446;
 /** Directions exercised at once: each spawns two node processes, seconds of CPU each under TCG. */
 const CONCURRENCY = 2;
-
 
 const note = noter('cluster');
 
@@ -67,47 +79,74 @@ function expectEncryptedProof(proof: PairsProof, tunnelPackets: number): void {
 async function ipsecKernelView(c: NsCluster, node: string): Promise<Record<string, string>> {
   const sh = async (argv: string[]): Promise<string> => (await c.execNode(node, argv)).stdout;
   return {
-    states: (await xfrmStates(c, node)).map((s) => `${s.src}>${s.dst} ${s.spi}`).sort().join('\n'),
+    states: (await xfrmStates(c, node))
+      .map((s) => `${s.src}>${s.dst} ${s.spi}`)
+      .sort()
+      .join('\n'),
     policies: await sh(['ip', 'xfrm', 'policy', 'list']),
     routes: await sh(['ip', 'route', 'show', 'table', '5188']),
     rules: await sh(['ip', 'rule', 'show']),
   };
 }
 
-suite(guestTitle('namespace cluster with real agents, mode wireguard: the agent picks kernel WireGuard (qemu guest kernel)'), () => {
-  let c: NsCluster | undefined;
-  beforeAll(async () => {
-    c = await encryptedCluster('wireguard');
-  }, 240_000);
-  afterAll(async () => {
-    await c?.destroy();
-  });
+suite(
+  guestTitle(
+    'namespace cluster with real agents, mode wireguard: the agent picks kernel WireGuard (qemu guest kernel)',
+  ),
+  () => {
+    let c: NsCluster | undefined;
+    beforeAll(async () => {
+      c = await encryptedCluster('wireguard');
+    }, 240_000);
+    afterAll(async () => {
+      await c?.destroy();
+    });
 
-  it('every agent created a kernel WireGuard link by itself: link kind wireguard, no wireguard-go process', async () => {
-    for (const n of c!.nodes) {
-      const link = JSON.parse((await c!.execNode(n.name, ['ip', '-d', '-j', 'link', 'show', 'dev', 'sealwg0'])).stdout) as { linkinfo?: { info_kind?: string } }[];
-      expect([n.name, link[0]?.linkinfo?.info_kind]).toEqual([n.name, 'wireguard']);
-      const pids = (await run(['ip', 'netns', 'pids', n.netns])).stdout.trim().split('\n').filter((p) => p !== '');
-      const comms = await Promise.all(pids.map(async (p) => (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim()));
-      expect([n.name, comms.filter((x) => x.startsWith('wireguard'))]).toEqual([n.name, []]);
-      const log = await readFile(c!.agentLogPath(n.name), 'utf8');
-      expect(log).toMatch(/"impl":"kernel".*"msg":"created sealwg0"/);
-    }
-  });
+    it('every agent created a kernel WireGuard link by itself: link kind wireguard, no wireguard-go process', async () => {
+      for (const n of c!.nodes) {
+        const link = JSON.parse(
+          (await c!.execNode(n.name, ['ip', '-d', '-j', 'link', 'show', 'dev', 'sealwg0'])).stdout,
+        ) as { linkinfo?: { info_kind?: string } }[];
+        expect([n.name, link[0]?.linkinfo?.info_kind]).toEqual([n.name, 'wireguard']);
+        const pids = (await run(['ip', 'netns', 'pids', n.netns])).stdout
+          .trim()
+          .split('\n')
+          .filter((p) => p !== '');
+        const comms = await Promise.all(
+          pids.map(async (p) => (await readFile(`/proc/${p}/comm`, 'utf8').catch(() => '')).trim()),
+        );
+        expect([n.name, comms.filter((x) => x.startsWith('wireguard'))]).toEqual([n.name, []]);
+        const log = await readFile(c!.agentLogPath(n.name), 'utf8');
+        expect(log).toMatch(/"impl":"kernel".*"msg":"created sealwg0"/);
+      }
+    });
 
-  it('carries TCP, UDP and ICMP on every pair, both directions, and host to remote pods, only as WireGuard on the underlay', async () => {
-    const t0 = Date.now();
-    const proof = await proveAllPairs(c!, { mode: 'wireguard', hostToPod: true, captureName: 'vm-wireguard', concurrency: CONCURRENCY });
-    note(`wireguard proof: ${proof.capture.totalPackets} packets captured, ${proof.capture.wireguardPackets} WireGuard, in ${Date.now() - t0} ms`);
-    expectEncryptedProof(proof, proof.capture.wireguardPackets);
-  });
-});
+    it('carries TCP, UDP and ICMP on every pair, both directions, and host to remote pods, only as WireGuard on the underlay', async () => {
+      const t0 = Date.now();
+      const proof = await proveAllPairs(c!, {
+        mode: 'wireguard',
+        hostToPod: true,
+        captureName: 'vm-wireguard',
+        concurrency: CONCURRENCY,
+      });
+      note(
+        `wireguard proof: ${proof.capture.totalPackets} packets captured, ${proof.capture.wireguardPackets} WireGuard, in ${Date.now() - t0} ms`,
+      );
+      expectEncryptedProof(proof, proof.capture.wireguardPackets);
+    });
+  },
+);
 
 suite(guestTitle('sanity: the same proof with encryption off sees plaintext (qemu guest kernel)'), () => {
   it('sees plaintext pod packets and the canary on the underlay', async () => {
     const c = await NsCluster.create({ nodes: NODES, podsPerNode: 1, encryption: false, log: note });
     try {
-      const proof = await proveAllPairs(c, { mode: 'wireguard', hostToPod: true, captureName: 'vm-plain', concurrency: CONCURRENCY });
+      const proof = await proveAllPairs(c, {
+        mode: 'wireguard',
+        hostToPod: true,
+        captureName: 'vm-plain',
+        concurrency: CONCURRENCY,
+      });
       expect(proof.directions.filter((d) => d.errors.length > 0)).toEqual([]);
       expect(proof.capture.complete).toBe(true);
       expect(proof.capture.podPlaintextPackets).toBeGreaterThan(50);
@@ -138,8 +177,15 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
 
   it('carries TCP, UDP and ICMP on every pair, both directions, and host to remote pods, only as ESP between node addresses', async () => {
     const t0 = Date.now();
-    const proof = await proveAllPairs(c!, { mode: 'ipsec', hostToPod: true, captureName: 'vm-ipsec', concurrency: CONCURRENCY });
-    note(`ipsec proof: ${proof.capture.totalPackets} packets captured, ${proof.capture.espPackets} ESP, in ${Date.now() - t0} ms`);
+    const proof = await proveAllPairs(c!, {
+      mode: 'ipsec',
+      hostToPod: true,
+      captureName: 'vm-ipsec',
+      concurrency: CONCURRENCY,
+    });
+    note(
+      `ipsec proof: ${proof.capture.totalPackets} packets captured, ${proof.capture.espPackets} ESP, in ${Date.now() - t0} ms`,
+    );
     expectEncryptedProof(proof, proof.capture.espPackets);
     expect(proof.capture.wireguardPackets).toBe(0);
     const nodeAddresses = new Set(c!.nodes.map((n) => n.address));
@@ -168,7 +214,9 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
       expect(tooBig.fragNeeded || tooBig.messageTooLong).toBe(true);
       expect(tooBig.reportedMtu).toBe(ESP_MTU);
       // The pod's link MTU is 1500: mtu 1446 can only have been learned from the node's ICMP.
-      expect((await c!.execPod(from, ['ip', 'route', 'get', c!.resolve(to)])).stdout).toMatch(new RegExp(`mtu ${ESP_MTU}`));
+      expect((await c!.execPod(from, ['ip', 'route', 'get', c!.resolve(to)])).stdout).toMatch(
+        new RegExp(`mtu ${ESP_MTU}`),
+      );
     }
   });
 
@@ -184,7 +232,9 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     const r = await c!.ping('n1p1', 'n2p1', { count: 5, size: 500 });
     expect(r.received).toBe(5);
     const after = { out: pick(await xfrmStates(c!, 'n1'), n1, n2), in: pick(await xfrmStates(c!, 'n2'), n1, n2) };
-    note(`SA ${before.out.spi} n1→n2: out ${before.out.packets}→${after.out.packets} packets, in ${before.in.packets}→${after.in.packets}`);
+    note(
+      `SA ${before.out.spi} n1→n2: out ${before.out.packets}→${after.out.packets} packets, in ${before.in.packets}→${after.in.packets}`,
+    );
     expect(after.out.packets - before.out.packets).toBeGreaterThanOrEqual(5);
     expect(after.in.packets - before.in.packets).toBeGreaterThanOrEqual(5);
     expect(after.out.bytes - before.out.bytes).toBeGreaterThanOrEqual(5 * 528);
@@ -200,15 +250,26 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     };
     const codes = (j: AuditJson): string[] => [...new Set(j.violations.map((v) => `${v.code}@${v.subject}`))].sort();
     // Traffic on every pair, both ways (the proof above sent some; counters are as of each report).
-    for (const [from, to] of [['n1p1', 'n2p1'], ['n1p1', 'n3p1'], ['n2p1', 'n3p1']] as const) expect((await c!.ping(from, to, { count: 2 })).received).toBe(2);
+    for (const [from, to] of [
+      ['n1p1', 'n2p1'],
+      ['n1p1', 'n3p1'],
+      ['n2p1', 'n3p1'],
+    ] as const)
+      expect((await c!.ping(from, to, { count: 2 })).received).toBe(2);
     let last: StatusJson | undefined;
-    const s = await waitFor('every pair encrypted with AES-GCM and counters in sealctl status', async () => {
-      last = await clusterStatus(c!);
-      return everyPairEncryptedWithTraffic(last) ? last : undefined;
-    }, { timeoutMs: 60_000, pollMs: 2000 }).catch((err: unknown) => {
+    const s = await waitFor(
+      'every pair encrypted with AES-GCM and counters in sealctl status',
+      async () => {
+        last = await clusterStatus(c!);
+        return everyPairEncryptedWithTraffic(last) ? last : undefined;
+      },
+      { timeoutMs: 60_000, pollMs: 2000 },
+    ).catch((err: unknown) => {
       throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.pairs)}`);
     });
-    expect(s.nodes.map((n) => [n.name, n.health, n.report?.mode, n.report?.algorithm])).toEqual(['n1', 'n2', 'n3'].map((n) => [n, 'ok', 'ipsec', 'ipsec-esp-aes-gcm-256']));
+    expect(s.nodes.map((n) => [n.name, n.health, n.report?.mode, n.report?.algorithm])).toEqual(
+      ['n1', 'n2', 'n3'].map((n) => [n, 'ok', 'ipsec', 'ipsec-esp-aes-gcm-256']),
+    );
     // Each side's SPIs are the kernel's: its outbound SA is the other side's inbound one.
     for (const p of s.pairs) {
       const [x, y] = p.sides;
@@ -219,7 +280,9 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
       const to = c!.node(y.node).address;
       expect(kernel.filter((k) => k.src === from && k.dst === to).map((k) => k.spi)).toEqual([x.spiOut]);
       expect(kernel.filter((k) => k.src === to && k.dst === from).map((k) => k.spi)).toEqual(x.spiIn);
-      note(`status ${x.node}→${y.node}: spi ${x.spiOut}, ${x.txPackets} packets / ${x.tx} bytes out, ${x.rxPackets} packets / ${x.rx} bytes in, ${x.algorithm}`);
+      note(
+        `status ${x.node}→${y.node}: spi ${x.spiOut}, ${x.txPackets} packets / ${x.tx} bytes out, ${x.rxPackets} packets / ${x.rx} bytes in, ${x.algorithm}`,
+      );
     }
 
     const fips = await audit(['--profile', 'fips']);
@@ -227,24 +290,53 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
 
     // Negative: a policy that allows only AES-GCM 128.
     const only128 = join(work, 'only128.json');
-    await writeFile(only128, JSON.stringify({ version: 1, profile: 'fips', name: 'fips-128', allowedAlgorithms: ['ipsec-esp-aes-gcm-128'] }));
+    await writeFile(
+      only128,
+      JSON.stringify({ version: 1, profile: 'fips', name: 'fips-128', allowedAlgorithms: ['ipsec-esp-aes-gcm-128'] }),
+    );
     const wrongAlg = await audit(['--policy', only128]);
     expect([wrongAlg.code, wrongAlg.json.verdict]).toEqual([1, 'non-compliant']);
-    expect(codes(wrongAlg.json)).toEqual(['algorithm-not-allowed@n1', 'algorithm-not-allowed@n1~n2', 'algorithm-not-allowed@n1~n3', 'algorithm-not-allowed@n2', 'algorithm-not-allowed@n2~n3', 'algorithm-not-allowed@n3']);
+    expect(codes(wrongAlg.json)).toEqual([
+      'algorithm-not-allowed@n1',
+      'algorithm-not-allowed@n1~n2',
+      'algorithm-not-allowed@n1~n3',
+      'algorithm-not-allowed@n2',
+      'algorithm-not-allowed@n2~n3',
+      'algorithm-not-allowed@n3',
+    ]);
 
     // Negative: n2's inbound SA from n1 deleted behind the agent's back.
     const n2side = s.pairs.find((p) => p.a === 'n1' && p.b === 'n2')!.sides[1];
     const spi = n2side.spiIn![0]!;
-    await c!.execNode('n2', ['ip', 'xfrm', 'state', 'delete', 'src', c!.node('n1').address, 'dst', c!.node('n2').address, 'proto', 'esp', 'spi', spi]);
+    await c!.execNode('n2', [
+      'ip',
+      'xfrm',
+      'state',
+      'delete',
+      'src',
+      c!.node('n1').address,
+      'dst',
+      c!.node('n2').address,
+      'proto',
+      'esp',
+      'spi',
+      spi,
+    ]);
     // n2's own report says so at once (read from its agent's socket, no node process); the agent repairs
     // the SA only on its next pass (resync is long here; the test nudges it below).
     const t0 = Date.now();
-    const seen = await waitFor("n2's report calling n1 not encrypted", async () => {
-      // The full report from n2's agent (its /status over the state dir's socket): the Node carries only a summary.
-      const peer = (await agentReport(c!.runDir, 'n2'))?.peers.find((p) => p.node === 'n1');
-      return peer !== undefined && peer.state !== 'encrypted' ? peer : undefined;
-    }, { timeoutMs: 30_000, pollMs: 200 }).catch(async (err: unknown) => {
-      note(`n2 agent log tail:\n${(await readFile(c!.agentLogPath('n2'), 'utf8').catch(() => '')).split('\n').slice(-12).join('\n')}`);
+    const seen = await waitFor(
+      "n2's report calling n1 not encrypted",
+      async () => {
+        // The full report from n2's agent (its /status over the state dir's socket): the Node carries only a summary.
+        const peer = (await agentReport(c!.runDir, 'n2'))?.peers.find((p) => p.node === 'n1');
+        return peer !== undefined && peer.state !== 'encrypted' ? peer : undefined;
+      },
+      { timeoutMs: 30_000, pollMs: 200 },
+    ).catch(async (err: unknown) => {
+      note(
+        `n2 agent log tail:\n${(await readFile(c!.agentLogPath('n2'), 'utf8').catch(() => '')).split('\n').slice(-12).join('\n')}`,
+      );
       note(`n2 SAs: ${JSON.stringify(await xfrmStates(c!, 'n2'))}`);
       throw err;
     });
@@ -260,10 +352,14 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     await updateNodeDoc(c!.storeDir, 'n2', (d) => {
       d.metadata.annotations['test.sealnet/nudge'] = String(Date.now());
     });
-    await waitFor('the deleted SA restored and the pair encrypted again', async () => {
-      const st = await clusterStatus(c!);
-      return st.pairs.every((p) => p.state === 'encrypted') ? st : undefined;
-    }, { timeoutMs: 90_000, pollMs: 2000 });
+    await waitFor(
+      'the deleted SA restored and the pair encrypted again',
+      async () => {
+        const st = await clusterStatus(c!);
+        return st.pairs.every((p) => p.state === 'encrypted') ? st : undefined;
+      },
+      { timeoutMs: 90_000, pollMs: 2000 },
+    );
     const again = await audit(['--profile', 'fips']);
     expect([again.code, again.json.verdict]).toEqual([0, 'compliant']);
   });
@@ -275,17 +371,25 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     await sleep(2000);
     const t0 = Date.now();
     await c!.startAgent('n1');
-    const m = await waitFor('a reconcile of the restarted agent', async () => {
-      const text = await metrics(c!, 'n1').catch(() => '');
-      return metricValue(text, 'sealnet_reconciles_total') >= 1 ? text : undefined;
-    }, { timeoutMs: 90_000, pollMs: 2000 });
+    const m = await waitFor(
+      'a reconcile of the restarted agent',
+      async () => {
+        const text = await metrics(c!, 'n1').catch(() => '');
+        return metricValue(text, 'sealnet_reconciles_total') >= 1 ? text : undefined;
+      },
+      { timeoutMs: 90_000, pollMs: 2000 },
+    );
     note(`restarted agent reconciled after ${Date.now() - t0} ms`);
     expect(metricValue(m, 'sealnet_reconciles_total', 'result="ok"')).toBeGreaterThanOrEqual(1);
     expect(metricValue(m, 'sealnet_kernel_operations_total')).toBe(0);
     expect(await ipsecKernelView(c!, 'n1')).toEqual(before);
     // The stream keeps flowing after the restart (not only survived it).
     const received = (await stream.status()).server?.recordsReceived ?? 0;
-    await waitFor('records after the restart', async () => (((await stream.status()).server?.recordsReceived ?? 0) > received + 50 ? true : undefined), { timeoutMs: 20_000 });
+    await waitFor(
+      'records after the restart',
+      async () => (((await stream.status()).server?.recordsReceived ?? 0) > received + 50 ? true : undefined),
+      { timeoutMs: 20_000 },
+    );
     // Stopping the client with acknowledgements still unread makes its kernel send an RST
     // (slow under TCG): only breaks before the stop count.
     const stoppedAt = Date.now();

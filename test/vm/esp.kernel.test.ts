@@ -12,7 +12,20 @@
  */
 import { jest } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { canaryHex, captureOnWire, createPair, destroyPair, guestTitle, inGuest, ipn, leftoverNetns, newPrefix, ping, type Pair, type PairNode } from './pair.js';
+import {
+  canaryHex,
+  captureOnWire,
+  createPair,
+  destroyPair,
+  guestTitle,
+  inGuest,
+  ipn,
+  leftoverNetns,
+  newPrefix,
+  ping,
+  type Pair,
+  type PairNode,
+} from './pair.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(120_000);
@@ -36,15 +49,47 @@ interface Sa {
 /** `ip xfrm state add` for `sa` in namespace `ns` (both ends hold both SAs). */
 async function addState(ns: string, sa: Sa): Promise<void> {
   await ipn(ns, [
-    'xfrm', 'state', 'add', 'src', sa.src.underlay, 'dst', sa.dst.underlay,
-    'proto', 'esp', 'spi', `0x${sa.spi.toString(16)}`, 'reqid', String(sa.reqid), 'mode', 'tunnel',
-    'aead', AEAD, `0x${sa.keyHex}`, ICV_BITS, 'replay-window', '128', 'flag', 'esn',
+    'xfrm',
+    'state',
+    'add',
+    'src',
+    sa.src.underlay,
+    'dst',
+    sa.dst.underlay,
+    'proto',
+    'esp',
+    'spi',
+    `0x${sa.spi.toString(16)}`,
+    'reqid',
+    String(sa.reqid),
+    'mode',
+    'tunnel',
+    'aead',
+    AEAD,
+    `0x${sa.keyHex}`,
+    ICV_BITS,
+    'replay-window',
+    '128',
+    'flag',
+    'esn',
   ]);
 }
 
 /** Out policy on `sa.src`'s side, in + fwd on `sa.dst`'s side, for pod CIDR to pod CIDR. */
 async function addPolicies(sa: Sa): Promise<void> {
-  const tmpl = ['tmpl', 'src', sa.src.underlay, 'dst', sa.dst.underlay, 'proto', 'esp', 'reqid', String(sa.reqid), 'mode', 'tunnel'];
+  const tmpl = [
+    'tmpl',
+    'src',
+    sa.src.underlay,
+    'dst',
+    sa.dst.underlay,
+    'proto',
+    'esp',
+    'reqid',
+    String(sa.reqid),
+    'mode',
+    'tunnel',
+  ];
   const sel = ['src', sa.src.podCidr, 'dst', sa.dst.podCidr];
   await ipn(sa.src.ns, ['xfrm', 'policy', 'add', ...sel, 'dir', 'out', ...tmpl]);
   for (const dir of ['in', 'fwd']) await ipn(sa.dst.ns, ['xfrm', 'policy', 'add', ...sel, 'dir', dir, ...tmpl]);
@@ -52,7 +97,20 @@ async function addPolicies(sa: Sa): Promise<void> {
 
 /** The `lifetime current` byte and packet counters of `sa` as seen in namespace `ns`. */
 async function counters(ns: string, sa: Sa): Promise<{ bytes: number; packets: number }> {
-  const { stdout } = await ipn(ns, ['-s', 'xfrm', 'state', 'get', 'src', sa.src.underlay, 'dst', sa.dst.underlay, 'proto', 'esp', 'spi', `0x${sa.spi.toString(16)}`]);
+  const { stdout } = await ipn(ns, [
+    '-s',
+    'xfrm',
+    'state',
+    'get',
+    'src',
+    sa.src.underlay,
+    'dst',
+    sa.dst.underlay,
+    'proto',
+    'esp',
+    'spi',
+    `0x${sa.spi.toString(16)}`,
+  ]);
   const m = /lifetime current:\s*\n\s*(\d+)\(bytes\), (\d+)\(packets\)/.exec(stdout);
   if (m === null) throw new Error(`no lifetime counters in:\n${stdout}`);
   return { bytes: Number(m[1]), packets: Number(m[2]) };

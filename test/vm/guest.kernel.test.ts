@@ -18,7 +18,21 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../harness/exec.js';
 import { WG_DEFAULT_PORT, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
 import type { ObservedInterface, ObservedPeer } from '../../tunnels/ports/index.js';
-import { canaryHex, captureOnWire, createPair, destroyPair, guestTitle, inGuest, inNs, ipn, leftoverNetns, newPrefix, ping, type Pair, type PairNode } from './pair.js';
+import {
+  canaryHex,
+  captureOnWire,
+  createPair,
+  destroyPair,
+  guestTitle,
+  inGuest,
+  inNs,
+  ipn,
+  leftoverNetns,
+  newPrefix,
+  ping,
+  type Pair,
+  type PairNode,
+} from './pair.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const DIST = join(resolve(HERE, '..', '..'), 'dist');
@@ -42,8 +56,15 @@ async function wgKeys(dir: string, name: string): Promise<Keys> {
 }
 
 /** One driver call in `node`'s namespace (wg-driver.fixture.mjs). */
-async function driver<T>(node: PairNode, method: string, ...args: unknown[]): Promise<{ result: T; logs: { msg: string }[] }> {
-  const r = await inNs(node.ns, [process.execPath, FIXTURE, DIST, method, JSON.stringify(args)], { check: false, timeoutMs: 60_000 });
+async function driver<T>(
+  node: PairNode,
+  method: string,
+  ...args: unknown[]
+): Promise<{ result: T; logs: { msg: string }[] }> {
+  const r = await inNs(node.ns, [process.execPath, FIXTURE, DIST, method, JSON.stringify(args)], {
+    check: false,
+    timeoutMs: 60_000,
+  });
   const line = r.stdout.trim().split('\n').pop() ?? '';
   let out: { ok: boolean; result: T; error?: string; logs: { msg: string }[] };
   try {
@@ -65,7 +86,13 @@ suite(guestTitle('kernel WireGuard through the project driver (qemu guest kernel
   let pair: Pair | undefined;
   const prefix = newPrefix();
   const keys = new Map<PairNode, Keys>();
-  const link = (n: PairNode) => ({ name: WG_INTERFACE, privateKeyFile: keys.get(n)!.privFile, publicKey: keys.get(n)!.pub, listenPort: WG_DEFAULT_PORT, fwmark: WG_FWMARK });
+  const link = (n: PairNode) => ({
+    name: WG_INTERFACE,
+    privateKeyFile: keys.get(n)!.privFile,
+    publicKey: keys.get(n)!.pub,
+    listenPort: WG_DEFAULT_PORT,
+    fwmark: WG_FWMARK,
+  });
 
   beforeAll(async () => {
     pair = await createPair(prefix, 2);
@@ -117,7 +144,13 @@ suite(guestTitle('kernel WireGuard through the project driver (qemu guest kernel
       [p.left, p.right],
     ] as const) {
       await driver(self, 'applyPeers', WG_INTERFACE, [
-        { op: 'set', publicKey: keys.get(peer)!.pub, endpoint: `${peer.underlay}:${WG_DEFAULT_PORT}`, allowedIPs: [peer.podCidr], persistentKeepalive: 0 },
+        {
+          op: 'set',
+          publicKey: keys.get(peer)!.pub,
+          endpoint: `${peer.underlay}:${WG_DEFAULT_PORT}`,
+          allowedIPs: [peer.podCidr],
+          persistentKeepalive: 0,
+        },
       ]);
       // sealnet's job in the real cluster: take the routed pod traffic over into the tunnel.
       await ipn(self.ns, ['route', 'replace', peer.podCidr, 'dev', WG_INTERFACE, 'src', self.pod]);
@@ -128,7 +161,10 @@ suite(guestTitle('kernel WireGuard through the project driver (qemu guest kernel
       canaryHex: canary,
       wireguardPorts: [WG_DEFAULT_PORT],
       traffic: async () => {
-        expect(await ping(p.left.ns, p.right.pod, { patternHex: canary, count: 5 })).toMatchObject({ transmitted: 5, received: 5 });
+        expect(await ping(p.left.ns, p.right.pod, { patternHex: canary, count: 5 })).toMatchObject({
+          transmitted: 5,
+          received: 5,
+        });
       },
     });
     expect(cap.complete).toBe(true);

@@ -21,28 +21,48 @@ export function noter(what: string): (line: string) => void {
 }
 
 /** Polls until `fn` returns a value, with a slower default poll: the guest is emulated. */
-export function waitFor<T>(what: string, fn: () => Promise<T | undefined>, opts: { timeoutMs: number; pollMs?: number }): Promise<T> {
+export function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined>,
+  opts: { timeoutMs: number; pollMs?: number },
+): Promise<T> {
   return pollUntil(what, fn, { pollMs: 250, ...opts });
 }
 
 /** Scrapes the agent's Prometheus endpoint from inside the node (curl: a node process costs seconds of CPU under TCG). */
 export async function metrics(c: NsCluster, node: string): Promise<string> {
-  return (await c.execNode(node, ['curl', '-sf', '--max-time', '10', 'http://127.0.0.1:9588/metrics'], { timeoutMs: 15_000 })).stdout;
+  return (
+    await c.execNode(node, ['curl', '-sf', '--max-time', '10', 'http://127.0.0.1:9588/metrics'], { timeoutMs: 15_000 })
+  ).stdout;
 }
 
 /** Builds a {@link NODES}-node cluster and waits until every pair pings through its tunnels; logs the timings. */
-export async function encryptedCluster(mode: 'wireguard' | 'ipsec', opts: { log: (line: string) => void; agentConfig?: Record<string, unknown> }): Promise<NsCluster> {
+export async function encryptedCluster(
+  mode: 'wireguard' | 'ipsec',
+  opts: { log: (line: string) => void; agentConfig?: Record<string, unknown> },
+): Promise<NsCluster> {
   const { log, agentConfig } = opts;
   const t0 = Date.now();
-  const c = await NsCluster.create({ nodes: NODES, podsPerNode: 1, mode, log, ...(agentConfig === undefined ? {} : { agentConfig }) });
+  const c = await NsCluster.create({
+    nodes: NODES,
+    podsPerNode: 1,
+    mode,
+    log,
+    ...(agentConfig === undefined ? {} : { agentConfig }),
+  });
   try {
     await c.waitEncrypted({ timeoutMs: 120_000, pollMs: 1000 });
   } catch (err) {
-    for (const n of c.nodeNames()) log(`${n} agent log tail:\n${(await readFile(c.agentLogPath(n), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`);
+    for (const n of c.nodeNames())
+      log(
+        `${n} agent log tail:\n${(await readFile(c.agentLogPath(n), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`,
+      );
     await c.destroy();
     throw err;
   }
-  log(`mode ${mode}: ${NODES} nodes built in ${c.timings.buildMs} ms, agents started in ${c.timings.agentsStartMs} ms, all pairs encrypted after ${Date.now() - t0} ms`);
+  log(
+    `mode ${mode}: ${NODES} nodes built in ${c.timings.buildMs} ms, agents started in ${c.timings.agentsStartMs} ms, all pairs encrypted after ${Date.now() - t0} ms`,
+  );
   return c;
 }
 
@@ -89,12 +109,26 @@ export interface StatusSide {
 export interface StatusJson {
   partial: boolean;
   nodes: { name: string; health: string; report?: { mode: string; algorithm: string } }[];
-  pairs: { a: string; b: string; state: string; algorithm?: string; notes: string[]; sides: [StatusSide, StatusSide] }[];
+  pairs: {
+    a: string;
+    b: string;
+    state: string;
+    algorithm?: string;
+    notes: string[];
+    sides: [StatusSide, StatusSide];
+  }[];
 }
 
 /** The real `sealctl` CLI against the cluster's file store; never throws on a non-zero exit. */
-export async function sealctl(c: NsCluster, args: readonly string[], opts: { timeoutMs?: number } = {}): Promise<ExecResult> {
-  return run([process.execPath, join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args], { check: false, timeoutMs: opts.timeoutMs ?? 120_000 });
+export async function sealctl(
+  c: NsCluster,
+  args: readonly string[],
+  opts: { timeoutMs?: number } = {},
+): Promise<ExecResult> {
+  return run(
+    [process.execPath, join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args],
+    { check: false, timeoutMs: opts.timeoutMs ?? 120_000 },
+  );
 }
 
 /** `sealctl status --json`. */
@@ -105,10 +139,21 @@ export async function clusterStatus(c: NsCluster): Promise<StatusJson> {
 /** Every pair encrypted from both ends with AES-GCM 256 SAs that carried packets both ways. */
 export function everyPairEncryptedWithTraffic(s: StatusJson): boolean {
   return (
-    !s.partial && s.pairs.length === (NODES * (NODES - 1)) / 2 &&
-    s.pairs.every((p) => p.state === 'encrypted' && p.algorithm === 'ipsec-esp-aes-gcm-256' && p.sides.every((x) => x.algorithm === 'ipsec-esp-aes-gcm-256' && (x.rxPackets ?? 0) > 0 && (x.txPackets ?? 0) > 0))
+    !s.partial &&
+    s.pairs.length === (NODES * (NODES - 1)) / 2 &&
+    s.pairs.every(
+      (p) =>
+        p.state === 'encrypted' &&
+        p.algorithm === 'ipsec-esp-aes-gcm-256' &&
+        p.sides.every(
+          (x) => x.algorithm === 'ipsec-esp-aes-gcm-256' && (x.rxPackets ?? 0) > 0 && (x.txPackets ?? 0) > 0,
+        ),
+    )
   );
 }
 
 /** Status of mode ipsec agents: fast publication so the tests see state changes and counters at once. */
-export const IPSEC_STATUS_CONFIG = { status: { heartbeatSeconds: 5, minIntervalSeconds: 1 }, resyncIntervalSeconds: 300 };
+export const IPSEC_STATUS_CONFIG = {
+  status: { heartbeatSeconds: 5, minIntervalSeconds: 1 },
+  resyncIntervalSeconds: 300,
+};

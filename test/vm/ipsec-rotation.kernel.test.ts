@@ -22,10 +22,28 @@ import { decodeRotationStatus } from '../../tunnels/plan/rotation-codec.js';
 import type { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { canaryPingPattern, newCanary } from '../harness/traffic.js';
-import { clusterStatus, encryptedCluster, IPSEC_STATUS_CONFIG, noter, sealctl, waitFor, xfrmStates, type StatusJson } from './ipsec-cluster.js';
+import {
+  clusterStatus,
+  encryptedCluster,
+  IPSEC_STATUS_CONFIG,
+  noter,
+  sealctl,
+  waitFor,
+  xfrmStates,
+  type StatusJson,
+} from './ipsec-cluster.js';
 import { guestTitle, inGuest } from './pair.js';
 import { agentEvents, counterDeltas, nodeCounters, type Counters } from './rotation-diag.js';
-import { espOnWire, lossIn, startLoad, stopLoad, trackSenders, wireViolations, type LoadResult, type WireEsp } from './rotation-load.js';
+import {
+  espOnWire,
+  lossIn,
+  startLoad,
+  stopLoad,
+  trackSenders,
+  wireViolations,
+  type LoadResult,
+  type WireEsp,
+} from './rotation-load.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(600_000);
@@ -66,7 +84,10 @@ function oneSaPerDirection(c: NsCluster, sas: Record<string, SaView>): boolean {
   return c.nodes.every((n) => {
     const v = sas[n.name] ?? {};
     const peers = c.nodes.filter((p) => p.name !== n.name);
-    return Object.keys(v).length === 2 * peers.length && peers.every((p) => v[`${n.address}>${p.address}`]?.length === 1 && v[`${p.address}>${n.address}`]?.length === 1);
+    return (
+      Object.keys(v).length === 2 * peers.length &&
+      peers.every((p) => v[`${n.address}>${p.address}`]?.length === 1 && v[`${p.address}>${n.address}`]?.length === 1)
+    );
   });
 }
 
@@ -173,9 +194,14 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
   let c: NsCluster | undefined;
   let portBlock = 0;
   beforeAll(async () => {
-    c = await encryptedCluster('ipsec', { log: note, agentConfig: { ...IPSEC_STATUS_CONFIG, rotation: { graceSeconds: GRACE_S, peerTimeoutSeconds: PEER_TIMEOUT_S } } });
+    c = await encryptedCluster('ipsec', {
+      log: note,
+      agentConfig: { ...IPSEC_STATUS_CONFIG, rotation: { graceSeconds: GRACE_S, peerTimeoutSeconds: PEER_TIMEOUT_S } },
+    });
     const k = (await nodeCounters(c)).n1 ?? {};
-    note(`counters read per node: ${Object.keys(k).filter((x) => x.startsWith('xfrm:')).length} from /proc/net/xfrm_stat, ${Object.keys(k).length} in all`);
+    note(
+      `counters read per node: ${Object.keys(k).filter((x) => x.startsWith('xfrm:')).length} from /proc/net/xfrm_stat, ${Object.keys(k).length} in all`,
+    );
   }, 300_000);
   afterAll(async () => {
     await c?.destroy();
@@ -189,7 +215,16 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
     const keysBefore = await publishedKeys(cl);
     const countersBefore = await nodeCounters(cl);
     const cap = await cl.startCapture({ name, canaries: [canary], bufferKiB: 65_536 });
-    const load = await startLoad(cl, { canary, port0: 7300 + 100 * portBlock++, udp: [['n1p1', 'n2p1'], ['n3p1', 'n1p1']], udpPps: UDP_PPS, tcpRateBps: 32_000 });
+    const load = await startLoad(cl, {
+      canary,
+      port0: 7300 + 100 * portBlock++,
+      udp: [
+        ['n1p1', 'n2p1'],
+        ['n3p1', 'n1p1'],
+      ],
+      udpPps: UDP_PPS,
+      tcpRateBps: 32_000,
+    });
     const senders = trackSenders(load);
     let result: LoadResult | undefined;
     let capture;
@@ -199,32 +234,53 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
       const all = targets.length === cl.nodeNames().length;
       // sealctl is a node process: under TCG it needs tens of seconds before it writes the
       // request, so every time below counts from the request in the store, not from the spawn.
-      const ctl = await sealctl(cl, ['keys', 'rotate', ...(all ? ['--all'] : targets.flatMap((t) => ['--node', t])), '--wait', '--timeout', '240'], { timeoutMs: 300_000 });
+      const ctl = await sealctl(
+        cl,
+        ['keys', 'rotate', ...(all ? ['--all'] : targets.flatMap((t) => ['--node', t])), '--wait', '--timeout', '240'],
+        { timeoutMs: 300_000 },
+      );
       note(`${name}: sealctl exited ${ctl.code}:\n${ctl.stdout}${ctl.stderr}`);
       expect({ code: ctl.code, stderr: ctl.stderr }).toEqual({ code: 0, stderr: '' });
       const seconds = Number(/done on \d+ nodes? in ([\d.]+) s/.exec(ctl.stdout)?.[1]);
       // Old-epoch SAs: the rotating node prunes on finishing, its peers once it stops publishing
       // the previous key.
-      await waitFor('one SA per direction on every node (old epochs pruned)', async () => (oneSaPerDirection(cl, await allSas(cl)) ? true : undefined), { timeoutMs: 60_000, pollMs: 500 });
+      await waitFor(
+        'one SA per direction on every node (old epochs pruned)',
+        async () => (oneSaPerDirection(cl, await allSas(cl)) ? true : undefined),
+        { timeoutMs: 60_000, pollMs: 500 },
+      );
       const prunedAt = Date.now();
       await sleep(2000); // traffic on the new SAs only
       const seen = await phases.stop();
       const requestAt = Math.min(...targets.map((t) => seen[`${t}:request`] ?? Number.NaN));
-      const switchedAt = Math.max(...targets.map((t) => Object.entries(seen).find(([k]) => k.startsWith(`${t}:key `) && k !== `${t}:key ${keysBefore[t]!.split(':')[0]}`)?.[1] ?? Number.NaN));
+      const switchedAt = Math.max(
+        ...targets.map(
+          (t) =>
+            Object.entries(seen).find(
+              ([k]) => k.startsWith(`${t}:key `) && k !== `${t}:key ${keysBefore[t]!.split(':')[0]}`,
+            )?.[1] ?? Number.NaN,
+        ),
+      );
       result = await stopLoad(load);
       const progress = await senders.stop();
       capture = await cap.stop();
       const after = spiByDirection(cl, await allSas(cl));
       return {
         load: result,
-        udpWindow: Object.fromEntries(result.udp.map((u) => [u.name, lossIn(u, progress[u.name] ?? [], { from: requestAt, to: prunedAt })])),
+        udpWindow: Object.fromEntries(
+          result.udp.map((u) => [u.name, lossIn(u, progress[u.name] ?? [], { from: requestAt, to: prunedAt })]),
+        ),
         requestAt,
         violations: wireViolations(capture, { nodeAddresses: cl.nodes.map((n) => n.address), minEsp: 500 }),
         wire: await espOnWire(capture.file, { minSilenceS: 0.3 }),
         sealctlSeconds: seconds,
         switchedMs: switchedAt - requestAt,
         prunedMs: prunedAt - requestAt,
-        phases: Object.fromEntries(Object.entries(seen).sort((a, b) => a[1] - b[1]).map(([k, t]) => [k, t - requestAt])),
+        phases: Object.fromEntries(
+          Object.entries(seen)
+            .sort((a, b) => a[1] - b[1])
+            .map(([k, t]) => [k, t - requestAt]),
+        ),
         counters: counterDeltas(countersBefore, await nodeCounters(cl)),
         events: await agentEvents(cl, { from: requestAt, to: Date.now() }),
         before,
@@ -241,23 +297,37 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
 
   /** Prints what a rotation measured (times relative to the request). */
   function printRun(what: string, r: RotationRun): void {
-    const rel = (t: number): string => `${(t * 1000 - r.requestAt) / 1000 >= 0 ? '+' : ''}${((t * 1000 - r.requestAt) / 1000).toFixed(2)}s`;
+    const rel = (t: number): string =>
+      `${(t * 1000 - r.requestAt) / 1000 >= 0 ? '+' : ''}${((t * 1000 - r.requestAt) / 1000).toFixed(2)}s`;
     const udp = r.load.udp.map((u) => {
       const w = r.udpWindow[u.name]!;
       return `${u.name.replace(/-\d+$/, '')} lost ${u.lost}/${u.sent} (${w.inside} from the request until the old SAs were gone, ${w.outside} outside; dup ${u.duplicates}, reordered ${u.reordered}, longest gap ${u.longestGap}${w.gaps.length > 0 ? `; gaps: ${w.gaps.join(', ')} after the request` : ''})`;
     });
-    note(`${what}: ${r.load.tcpStreams} TCP streams (${r.load.tcpRecords} records, max stall ${r.load.tcpMaxStallMs} ms), ${r.load.tcpBreaks.length} broken; UDP at ${UDP_PPS}/s: ${udp.join('; ')}`);
-    note(`${what}: every key switched ${r.switchedMs} ms after the request; sealctl: done (grace ${GRACE_S} s included) in ${r.sealctlSeconds} s; one SA per direction everywhere ${r.prunedMs} ms after the request`);
+    note(
+      `${what}: ${r.load.tcpStreams} TCP streams (${r.load.tcpRecords} records, max stall ${r.load.tcpMaxStallMs} ms), ${r.load.tcpBreaks.length} broken; UDP at ${UDP_PPS}/s: ${udp.join('; ')}`,
+    );
+    note(
+      `${what}: every key switched ${r.switchedMs} ms after the request; sealctl: done (grace ${GRACE_S} s included) in ${r.sealctlSeconds} s; one SA per direction everywhere ${r.prunedMs} ms after the request`,
+    );
     note(`${what}: first seen (ms after the request): ${JSON.stringify(r.phases)}`);
     note(`${what}: SPIs before ${JSON.stringify(r.before)} after ${JSON.stringify(r.after)}`);
-    note(`${what}: ESP on the wire: ${JSON.stringify(Object.fromEntries(Object.entries(r.wire.spis).map(([k, v]) => [k, v.map((s) => `${s.spi}×${s.packets} ${rel(s.first)}..${rel(s.last)}`)])))}`);
-    note(`${what}: ESP silences >= 0.3 s: ${JSON.stringify(Object.fromEntries(Object.entries(r.wire.silences).map(([k, v]) => [k, v.map((g) => `${g.seconds.toFixed(2)}s at ${rel(g.at)}`)])))}`);
+    note(
+      `${what}: ESP on the wire: ${JSON.stringify(Object.fromEntries(Object.entries(r.wire.spis).map(([k, v]) => [k, v.map((s) => `${s.spi}×${s.packets} ${rel(s.first)}..${rel(s.last)}`)])))}`,
+    );
+    note(
+      `${what}: ESP silences >= 0.3 s: ${JSON.stringify(Object.fromEntries(Object.entries(r.wire.silences).map(([k, v]) => [k, v.map((g) => `${g.seconds.toFixed(2)}s at ${rel(g.at)}`)])))}`,
+    );
     note(`${what}: counter deltas: ${JSON.stringify(r.counters)}`);
     note(`${what}: agent events:\n  ${r.events.join('\n  ')}`);
   }
 
   /** The checks every rotation must pass; `rotated` are the nodes whose keys changed. */
-  async function expectRotated(r: RotationRun, rotated: readonly string[], keysBefore: Record<string, string>, oldKeyFiles: Record<string, Buffer>): Promise<void> {
+  async function expectRotated(
+    r: RotationRun,
+    rotated: readonly string[],
+    keysBefore: Record<string, string>,
+    oldKeyFiles: Record<string, Buffer>,
+  ): Promise<void> {
     const cl = c!;
     printRun(rotated.join(','), r);
     // No connection broke, no UDP stream lost more than the loose bound (target 0, printed above).
@@ -276,7 +346,11 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
       if (touched) expect([dir, r.after[dir] === spi]).toEqual([dir, false]);
       else expect([dir, r.after[dir]]).toEqual([dir, spi]);
     }
-    const oldSpis = new Set(Object.entries(r.before).filter(([d]) => d.split('>').some((n) => rotated.includes(n))).map(([, s]) => s));
+    const oldSpis = new Set(
+      Object.entries(r.before)
+        .filter(([d]) => d.split('>').some((n) => rotated.includes(n)))
+        .map(([, s]) => s),
+    );
     for (const n of cl.nodeNames()) {
       const held = Object.values(await saView(cl, n)).flat();
       expect([n, held.filter((s) => oldSpis.has(s))]).toEqual([n, []]);
@@ -300,18 +374,32 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
       } else expect([n, keysAfter[n]]).toEqual([n, keysBefore[n]]);
       // The IPsec key files: the current key only (no next slot, no leftover of the promotion).
       // (The agent also keeps a WireGuard key in mode ipsec: its node identity annotation.)
-      expect([n, (await readdir(keysDir(cl, n))).filter((f) => f.includes('ipsec')).sort()]).toEqual([n, ['ipsec.json', 'ipsec.key']]);
+      expect([n, (await readdir(keysDir(cl, n))).filter((f) => f.includes('ipsec')).sort()]).toEqual([
+        n,
+        ['ipsec.json', 'ipsec.key'],
+      ]);
       const doc = (await cl.nodeDoc(n))?.metadata.annotations ?? {};
       expect([n, doc[ANNOTATIONS.ipsecNextKey], doc[ANNOTATIONS.ipsecPreviousKey]]).toEqual([n, undefined, undefined]);
     }
     for (const n of rotated) expect([n, await filesHolding(cl, n, oldKeyFiles[n]!)]).toEqual([n, []]);
     // sealctl status: every pair encrypted from both ends, SPIs as in the kernel, traffic on them.
     let last: StatusJson | undefined;
-    const s = await waitFor('every pair encrypted in sealctl status, on the new SPIs', async () => {
-      last = await clusterStatus(cl);
-      const ok = !last.partial && last.pairs.length === 3 && last.pairs.every((p) => p.state === 'encrypted' && p.sides.every((x) => x.spiOut === r.after[`${x.node}>${x.node === p.a ? p.b : p.a}`]));
-      return ok ? last : undefined;
-    }, { timeoutMs: 60_000, pollMs: 3000 }).catch((err: unknown) => {
+    const s = await waitFor(
+      'every pair encrypted in sealctl status, on the new SPIs',
+      async () => {
+        last = await clusterStatus(cl);
+        const ok =
+          !last.partial &&
+          last.pairs.length === 3 &&
+          last.pairs.every(
+            (p) =>
+              p.state === 'encrypted' &&
+              p.sides.every((x) => x.spiOut === r.after[`${x.node}>${x.node === p.a ? p.b : p.a}`]),
+          );
+        return ok ? last : undefined;
+      },
+      { timeoutMs: 60_000, pollMs: 3000 },
+    ).catch((err: unknown) => {
       throw new Error(`${String(err)}; last status: ${JSON.stringify(last?.pairs)}`);
     });
     expect(s.pairs.map((p) => [p.a, p.b, p.state, p.algorithm])).toEqual([
@@ -322,7 +410,11 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
   }
 
   async function keyFiles(): Promise<Record<string, Buffer>> {
-    return Object.fromEntries(await Promise.all(c!.nodeNames().map(async (n) => [n, await readFile(join(keysDir(c!, n), 'ipsec.key'))] as const)));
+    return Object.fromEntries(
+      await Promise.all(
+        c!.nodeNames().map(async (n) => [n, await readFile(join(keysDir(c!, n), 'ipsec.key'))] as const),
+      ),
+    );
   }
 
   it('control: the wire check flags a plaintext pod-addressed packet carrying the canary', async () => {
@@ -332,7 +424,24 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
     // From n1's pod gateway address to n2's node address: not pod-to-pod traffic, so nothing
     // steers it into ESP; it leaves in plaintext with a pod source address and the canary.
     const n1 = cl.node('n1');
-    await cl.execNode('n1', ['ping', '-c', '3', '-i', '0.2', '-W', '1', '-I', n1.podGateway, '-p', canaryPingPattern(canary), cl.node('n2').address], { check: false });
+    await cl.execNode(
+      'n1',
+      [
+        'ping',
+        '-c',
+        '3',
+        '-i',
+        '0.2',
+        '-W',
+        '1',
+        '-I',
+        n1.podGateway,
+        '-p',
+        canaryPingPattern(canary),
+        cl.node('n2').address,
+      ],
+      { check: false },
+    );
     const r = await cap.stop();
     const v = wireViolations(r, { nodeAddresses: cl.nodes.map((n) => n.address), minEsp: 0 });
     note(`control: ${JSON.stringify(v)}`);
@@ -340,7 +449,7 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
     expect(v.some((x) => x.startsWith('canary seen'))).toBe(true);
   });
 
-  it('rotating n1 (sealctl keys rotate --node n1 --wait): no TCP break, UDP loss counted, only ESP on the wire, new SPIs on n1\'s pairs, old SAs and key gone', async () => {
+  it("rotating n1 (sealctl keys rotate --node n1 --wait): no TCP break, UDP loss counted, only ESP on the wire, new SPIs on n1's pairs, old SAs and key gone", async () => {
     const keysBefore = await publishedKeys(c!);
     const files = await keyFiles();
     const r = await rotateUnderLoad('rotate-n1', ['n1']);

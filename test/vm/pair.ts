@@ -58,7 +58,11 @@ export function ipn(ns: string, args: readonly string[]): Promise<ExecResult> {
 }
 
 /** Runs `argv` inside namespace `ns`. */
-export function inNs(ns: string, argv: readonly string[], opts: { check?: boolean; timeoutMs?: number } = {}): Promise<ExecResult> {
+export function inNs(
+  ns: string,
+  argv: readonly string[],
+  opts: { check?: boolean; timeoutMs?: number } = {},
+): Promise<ExecResult> {
   return run(['ip', 'netns', 'exec', ns, ...argv], opts);
 }
 
@@ -117,7 +121,9 @@ export async function createPair(prefix: string, net: number): Promise<Pair> {
 export async function destroyPair(pair: Pair | undefined): Promise<void> {
   if (pair === undefined) return;
   for (const ns of [pair.left.ns, pair.right.ns, pair.wire]) {
-    const pids = await run(['ip', 'netns', 'pids', ns], { check: false }).then((r) => r.stdout.split(/\s+/).filter(Boolean).map(Number));
+    const pids = await run(['ip', 'netns', 'pids', ns], { check: false }).then((r) =>
+      r.stdout.split(/\s+/).filter(Boolean).map(Number),
+    );
     for (const pid of pids) {
       try {
         process.kill(pid, 'SIGKILL');

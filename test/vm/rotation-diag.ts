@@ -23,7 +23,10 @@ export async function nodeCounters(c: NsCluster): Promise<Record<string, Counter
     }
     const text = await metrics(c, n).catch(() => '');
     for (const line of text.split('\n')) {
-      const m = /^(sealnet_bpf_packets_total\{[^}]*verdict="drop"[^}]*\}|sealnet_reconcile_errors_total\{[^}]*\}|sealnet_kernel_operations_total\{[^}]*\}) ([0-9.e+-]+)$/.exec(line);
+      const m =
+        /^(sealnet_bpf_packets_total\{[^}]*verdict="drop"[^}]*\}|sealnet_reconcile_errors_total\{[^}]*\}|sealnet_kernel_operations_total\{[^}]*\}) ([0-9.e+-]+)$/.exec(
+          line,
+        );
       if (m !== null) k[m[1]!] = Number(m[2]);
     }
     out[n] = k;
@@ -31,20 +34,27 @@ export async function nodeCounters(c: NsCluster): Promise<Record<string, Counter
   // Receive-side drops that are not the tunnel's: UDP socket buffers of the pods (a starved
   // receiver under TCG) and the guest's per-CPU backlog queues (global).
   for (const p of c.pods()) {
-    const snmp = (await c.execPod(p.name, ['cat', '/proc/net/snmp'], { check: false })).stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+    const snmp = (await c.execPod(p.name, ['cat', '/proc/net/snmp'], { check: false })).stdout
+      .split('\n')
+      .filter((l) => l.startsWith('Udp:'));
     const [names, values] = [snmp[0]?.split(/\s+/) ?? [], snmp[1]?.split(/\s+/) ?? []];
     for (const f of ['InErrors', 'RcvbufErrors']) {
       const i = names.indexOf(f);
       if (i > 0) (out[p.node] ??= {})[`udp:${p.name}:${f}`] = Number(values[i]);
     }
   }
-  const softnet = (await readFile('/proc/net/softnet_stat', 'utf8').catch(() => '')).split('\n').filter((l) => l !== '');
+  const softnet = (await readFile('/proc/net/softnet_stat', 'utf8').catch(() => ''))
+    .split('\n')
+    .filter((l) => l !== '');
   (out['guest'] ??= {})['softnet:dropped'] = softnet.reduce((n, l) => n + parseInt(l.split(/\s+/)[1] ?? '0', 16), 0);
   return out;
 }
 
 /** Non-zero differences, by node. */
-export function counterDeltas(before: Record<string, Counters>, after: Record<string, Counters>): Record<string, Counters> {
+export function counterDeltas(
+  before: Record<string, Counters>,
+  after: Record<string, Counters>,
+): Record<string, Counters> {
   const out: Record<string, Counters> = {};
   for (const [n, a] of Object.entries(after)) {
     const d: Counters = {};
@@ -68,7 +78,12 @@ export async function agentEvents(c: NsCluster, window: { from: number; to: numb
       if (e.time === undefined || e.time < window.from || e.time > window.to) continue;
       const interesting = (e.level ?? 0) >= 40 || /XFRM|rotation|IPsec key|phase/i.test(e.msg ?? '');
       if (!interesting) continue;
-      const extra = e.changes !== undefined ? `: ${e.changes.join(', ')}` : e.err !== undefined ? `: ${JSON.stringify(e.err).slice(0, 300)}` : '';
+      const extra =
+        e.changes !== undefined
+          ? `: ${e.changes.join(', ')}`
+          : e.err !== undefined
+            ? `: ${JSON.stringify(e.err).slice(0, 300)}`
+            : '';
       lines.push({ t: e.time, text: `+${((e.time - window.from) / 1000).toFixed(2)}s ${n} ${e.msg ?? ''}${extra}` });
     }
   }

@@ -8,7 +8,13 @@ import { readFile } from 'node:fs/promises';
 import type { CaptureResult } from '../harness/capture.js';
 import type { NsCluster } from '../harness/cluster.js';
 import { LINKTYPE, readPcap } from '../harness/pcap.js';
-import { startTcpStream, startUdpStream, type TcpStream, type UdpStream, type UdpStreamResult } from '../harness/traffic.js';
+import {
+  startTcpStream,
+  startUdpStream,
+  type TcpStream,
+  type UdpStream,
+  type UdpStreamResult,
+} from '../harness/traffic.js';
 
 /** Traffic across the cluster during a rotation. */
 export interface Load {
@@ -34,13 +40,24 @@ export async function startLoad(c: NsCluster, o: LoadOptions): Promise<Load> {
   for (let i = 0; i < nodes.length; i++) {
     for (let j = i + 1; j < nodes.length; j++) {
       const [a, b] = [nodes[i]!, nodes[j]!];
-      tcp.push(await startTcpStream(c, { from: a.pods[0]!.name, to: b.pods[0]!.name, port: port, rateBps: o.tcpRateBps, recordSize: 1024, name: `tcp-${a.name}-${b.name}-${port}` }));
+      tcp.push(
+        await startTcpStream(c, {
+          from: a.pods[0]!.name,
+          to: b.pods[0]!.name,
+          port: port,
+          rateBps: o.tcpRateBps,
+          recordSize: 1024,
+          name: `tcp-${a.name}-${b.name}-${port}`,
+        }),
+      );
       port++;
     }
   }
   const udp: UdpStream[] = [];
   for (const [from, to] of o.udp) {
-    udp.push(await startUdpStream(c, { from, to, port, pps: o.udpPps, canary: o.canary, name: `udp-${from}-${to}-${port}` }));
+    udp.push(
+      await startUdpStream(c, { from, to, port, pps: o.udpPps, canary: o.canary, name: `udp-${from}-${to}-${port}` }),
+    );
     port++;
   }
   return { tcp, udp };
@@ -97,7 +114,8 @@ export function trackSenders(l: Load, periodMs = 200): { stop: () => Promise<Sen
       for (const u of l.udp) {
         const s = await u.status().catch(() => undefined);
         const series = out[u.name]!;
-        if (s !== undefined && (series.length === 0 || series[series.length - 1]![1] !== s.sent)) series.push([Date.now(), s.sent]);
+        if (s !== undefined && (series.length === 0 || series[series.length - 1]![1] !== s.sent))
+          series.push([Date.now(), s.sent]);
       }
       await new Promise((r) => setTimeout(r, periodMs));
     }
@@ -117,7 +135,11 @@ export function sentBy(series: readonly [number, number][], seq: number): number
 }
 
 /** Datagrams a stream lost inside `[from, to]` (epoch ms) and outside it, by the senders' progress. */
-export function lossIn(u: UdpStreamResult, series: readonly [number, number][], window: { from: number; to: number }): { inside: number; outside: number; gaps: string[] } {
+export function lossIn(
+  u: UdpStreamResult,
+  series: readonly [number, number][],
+  window: { from: number; to: number },
+): { inside: number; outside: number; gaps: string[] } {
   let inside = 0;
   const gaps: string[] = [];
   for (const g of u.gaps) {
@@ -139,13 +161,18 @@ export function lossIn(u: UdpStreamResult, series: readonly [number, number][], 
  */
 export function wireViolations(cap: CaptureResult, o: { nodeAddresses: readonly string[]; minEsp: number }): string[] {
   const v: string[] = [];
-  if (!cap.complete) v.push(`capture incomplete (kernel dropped ${cap.kernelDropped}, tcpdump ${cap.tcpdumpCaptured} vs ${cap.totalPackets} in the file, truncated ${cap.truncatedFile}, snapped ${cap.snappedPackets})`);
-  if (cap.podPlaintextPackets > 0) v.push(`${cap.podPlaintextPackets} plaintext pod packets: ${JSON.stringify(cap.podPlaintextFlows)}`);
+  if (!cap.complete)
+    v.push(
+      `capture incomplete (kernel dropped ${cap.kernelDropped}, tcpdump ${cap.tcpdumpCaptured} vs ${cap.totalPackets} in the file, truncated ${cap.truncatedFile}, snapped ${cap.snappedPackets})`,
+    );
+  if (cap.podPlaintextPackets > 0)
+    v.push(`${cap.podPlaintextPackets} plaintext pod packets: ${JSON.stringify(cap.podPlaintextFlows)}`);
   if (cap.canaryHits > 0) v.push(`canary seen ${cap.canaryHits} times`);
   const otherIp = cap.totalPackets - cap.byKind.arp - cap.espPackets;
   if (otherIp > 0) v.push(`${otherIp} IP packets that are not ESP: ${JSON.stringify(cap.byKind)}`);
   const nodes = new Set(o.nodeAddresses);
-  for (const e of Object.keys(cap.espByEndpoints)) if (!e.split('>').every((a) => nodes.has(a))) v.push(`ESP between non-node addresses ${e}`);
+  for (const e of Object.keys(cap.espByEndpoints))
+    if (!e.split('>').every((a) => nodes.has(a))) v.push(`ESP between non-node addresses ${e}`);
   if (cap.espPackets < o.minEsp) v.push(`only ${cap.espPackets} ESP packets (expected at least ${o.minEsp})`);
   return v;
 }
@@ -169,7 +196,8 @@ export interface WireEsp {
 /** The ESP SPIs and silences of an Ethernet/IPv4 capture, by `src>dst`. */
 export async function espOnWire(file: string, opts: { minSilenceS: number }): Promise<WireEsp> {
   const pcap = readPcap(await readFile(file));
-  if (pcap.linkType !== LINKTYPE.ETHERNET) throw new Error(`espOnWire reads Ethernet captures, not link type ${pcap.linkType}`);
+  if (pcap.linkType !== LINKTYPE.ETHERNET)
+    throw new Error(`espOnWire reads Ethernet captures, not link type ${pcap.linkType}`);
   const spis: Record<string, Map<string, { spi: string; packets: number; first: number; last: number }>> = {};
   const silences: Record<string, { at: number; seconds: number }[]> = {};
   const lastAt: Record<string, number> = {};
@@ -180,7 +208,10 @@ export async function espOnWire(file: string, opts: { minSilenceS: number }): Pr
     if (d[14 + 9] !== 50 || d.length < 14 + ihl + 4) continue;
     const ip = (o: number): string => `${d[o]}.${d[o + 1]}.${d[o + 2]}.${d[o + 3]}`;
     const key = `${ip(14 + 12)}>${ip(14 + 16)}`;
-    const spi = `0x${d.readUInt32BE(14 + ihl).toString(16).padStart(8, '0')}`;
+    const spi = `0x${d
+      .readUInt32BE(14 + ihl)
+      .toString(16)
+      .padStart(8, '0')}`;
     const m = (spis[key] ??= new Map());
     const s = m.get(spi);
     if (s === undefined) m.set(spi, { spi, packets: 1, first: r.time, last: r.time });
@@ -189,8 +220,14 @@ export async function espOnWire(file: string, opts: { minSilenceS: number }): Pr
       s.last = r.time;
     }
     const prev = lastAt[key];
-    if (prev !== undefined && r.time - prev >= opts.minSilenceS) (silences[key] ??= []).push({ at: prev, seconds: r.time - prev });
+    if (prev !== undefined && r.time - prev >= opts.minSilenceS)
+      (silences[key] ??= []).push({ at: prev, seconds: r.time - prev });
     lastAt[key] = r.time;
   }
-  return { spis: Object.fromEntries(Object.entries(spis).map(([k, m]) => [k, [...m.values()].sort((a, b) => a.first - b.first)])), silences };
+  return {
+    spis: Object.fromEntries(
+      Object.entries(spis).map(([k, m]) => [k, [...m.values()].sort((a, b) => a.first - b.first)]),
+    ),
+    silences,
+  };
 }

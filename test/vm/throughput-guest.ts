@@ -16,7 +16,15 @@ import { NsCluster } from '../harness/cluster.js';
 import { run, sleep } from '../harness/exec.js';
 import { WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT, WG_INTERFACE } from '../../common/constants.js';
 import { HAND_INTERFACE, handConfigureMesh, KERNEL_WIREGUARD, wireguardGoExes } from '../bench/handtunnel.js';
-import { KERNEL_DIRECTIONS, KERNEL_VARIANTS, type GuestInfo, type GuestThroughputOutput, type KernelIperfSample, type KernelVariant, type KernelVariantSetup } from '../bench/kernel-report.js';
+import {
+  KERNEL_DIRECTIONS,
+  KERNEL_VARIANTS,
+  type GuestInfo,
+  type GuestThroughputOutput,
+  type KernelIperfSample,
+  type KernelVariant,
+  type KernelVariantSetup,
+} from '../bench/kernel-report.js';
 import { IperfServer, runIperf } from '../bench/load.js';
 
 const IPERF_PORT = 5201;
@@ -24,7 +32,12 @@ const FROM = 'n1p1';
 const TO = 'n2p1';
 /** WireGuard tunnel MTU on a 1500-byte IPv4 underlay (1500 − 60), as the agent sets it. */
 const WG_MTU = 1440;
-const TAGS: Readonly<Record<KernelVariant, string>> = { plaintext: 'pt', 'sealnet-ipsec': 'si', 'sealnet-wg-kernel': 'sw', 'hand-wg-kernel': 'hw' };
+const TAGS: Readonly<Record<KernelVariant, string>> = {
+  plaintext: 'pt',
+  'sealnet-ipsec': 'si',
+  'sealnet-wg-kernel': 'sw',
+  'hand-wg-kernel': 'hw',
+};
 
 /** Parsed command line. */
 interface GuestArgs {
@@ -35,7 +48,12 @@ interface GuestArgs {
 }
 
 function parseArgs(argv: readonly string[]): GuestArgs {
-  const o = { rounds: 3, durationS: 3, runId: randomBytes(2).toString('hex'), out: join(process.env['SEALNET_VM_OUT'] ?? '/tmp', 'kernel-throughput.json') };
+  const o = {
+    rounds: 3,
+    durationS: 3,
+    runId: randomBytes(2).toString('hex'),
+    out: join(process.env['SEALNET_VM_OUT'] ?? '/tmp', 'kernel-throughput.json'),
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i];
@@ -66,11 +84,21 @@ async function buildVariant(v: KernelVariant, prefix: string): Promise<NsCluster
   const clog = (l: string): void => log(`[${v}] ${l}`);
   if (v === 'sealnet-ipsec' || v === 'sealnet-wg-kernel') {
     const agentConfig = v === 'sealnet-ipsec' ? {} : { wireguard: { implementation: 'kernel' } };
-    const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, prefix, log: clog, mode: v === 'sealnet-ipsec' ? 'ipsec' : 'wireguard', agentConfig });
+    const c = await NsCluster.create({
+      nodes: 2,
+      podsPerNode: 1,
+      prefix,
+      log: clog,
+      mode: v === 'sealnet-ipsec' ? 'ipsec' : 'wireguard',
+      agentConfig,
+    });
     try {
       await c.waitEncrypted({ timeoutMs: 120_000, pollMs: 1000 });
     } catch (err) {
-      for (const n of c.nodeNames()) clog(`${n} agent log tail:\n${(await readFile(c.agentLogPath(n), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`);
+      for (const n of c.nodeNames())
+        clog(
+          `${n} agent log tail:\n${(await readFile(c.agentLogPath(n), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')}`,
+        );
       await c.destroy();
       throw err;
     }
@@ -79,9 +107,17 @@ async function buildVariant(v: KernelVariant, prefix: string): Promise<NsCluster
   const c = await NsCluster.create({ nodes: 2, podsPerNode: 1, encryption: false, prefix, log: clog });
   if (v === 'plaintext') return c;
   try {
-    await handConfigureMesh(c, { binary: KERNEL_WIREGUARD, listenPort: WG_DEFAULT_PORT, mtu: WG_MTU, persistentKeepalive: WG_DEFAULT_KEEPALIVE });
+    await handConfigureMesh(c, {
+      binary: KERNEL_WIREGUARD,
+      listenPort: WG_DEFAULT_PORT,
+      mtu: WG_MTU,
+      persistentKeepalive: WG_DEFAULT_KEEPALIVE,
+    });
     const ping = await c.ping(FROM, TO, { count: 3, df: false });
-    if (ping.received === 0) throw new Error(`hand-configured kernel WireGuard ${prefix} does not carry traffic (ping ${ping.received}/${ping.transmitted})`);
+    if (ping.received === 0)
+      throw new Error(
+        `hand-configured kernel WireGuard ${prefix} does not carry traffic (ping ${ping.received}/${ping.transmitted})`,
+      );
     return c;
   } catch (err) {
     await c.destroy();
@@ -90,8 +126,15 @@ async function buildVariant(v: KernelVariant, prefix: string): Promise<NsCluster
 }
 
 /** `kind` and MTU of a link as `ip -d -j link show` reports them (kind undefined: no such link). */
-async function linkInfo(c: NsCluster, node: string, dev: string | undefined): Promise<{ kind: string | undefined; mtu: number | undefined }> {
-  const r = dev === undefined ? undefined : await c.execNode(node, ['ip', '-d', '-j', 'link', 'show', 'dev', dev], { check: false });
+async function linkInfo(
+  c: NsCluster,
+  node: string,
+  dev: string | undefined,
+): Promise<{ kind: string | undefined; mtu: number | undefined }> {
+  const r =
+    dev === undefined
+      ? undefined
+      : await c.execNode(node, ['ip', '-d', '-j', 'link', 'show', 'dev', dev], { check: false });
   if (r === undefined || r.code !== 0) return { kind: undefined, mtu: undefined };
   const j = JSON.parse(r.stdout) as { mtu?: number; linkinfo?: { info_kind?: string } }[];
   return { kind: j[0]?.linkinfo?.info_kind ?? 'none', mtu: j[0]?.mtu };
@@ -107,7 +150,8 @@ export function describeSas(text: string): string[] {
     const head = /^src (\S+) dst (\S+)\s*\n\s*proto esp spi (0x[0-9a-f]+)/.exec(block);
     if (head === null) continue;
     const aead = /^\s*aead (\S+) 0x([0-9a-f]+) (\d+)/m.exec(block);
-    const alg = aead === null ? 'no-aead' : `${aead[1] ?? '?'} ${((aead[2] ?? '').length / 2 - 4) * 8}-bit icv ${aead[3] ?? '?'}`;
+    const alg =
+      aead === null ? 'no-aead' : `${aead[1] ?? '?'} ${((aead[2] ?? '').length / 2 - 4) * 8}-bit icv ${aead[3] ?? '?'}`;
     out.push(`${head[1] ?? '?'}>${head[2] ?? '?'} ${head[3] ?? '?'} ${alg}`);
   }
   return out.sort();
@@ -115,11 +159,23 @@ export function describeSas(text: string): string[] {
 
 async function describeSetup(v: KernelVariant, c: NsCluster, setupMs: number): Promise<KernelVariantSetup> {
   const dev = v === 'sealnet-wg-kernel' ? WG_INTERFACE : v === 'hand-wg-kernel' ? HAND_INTERFACE : undefined;
-  const route = (await c.execNode('n1', ['ip', 'route', 'get', c.resolve(TO), 'from', c.resolve(FROM), 'iif', 'cni0'])).stdout.trim();
-  const xfrm = v === 'sealnet-ipsec' ? describeSas((await c.execNode('n1', ['ip', 'xfrm', 'state', 'list'])).stdout) : [];
+  const route = (
+    await c.execNode('n1', ['ip', 'route', 'get', c.resolve(TO), 'from', c.resolve(FROM), 'iif', 'cni0'])
+  ).stdout.trim();
+  const xfrm =
+    v === 'sealnet-ipsec' ? describeSas((await c.execNode('n1', ['ip', 'xfrm', 'state', 'list'])).stdout) : [];
   const wgGo = c.nodeNames().reduce((n, node) => n + wireguardGoExes(c, node).length, 0);
   const link = await linkInfo(c, 'n1', dev);
-  return { variant: v, prefix: c.prefix, routeToPeerPods: route, linkKind: link.kind, linkMtu: link.mtu, wireguardGoProcesses: wgGo, xfrmStates: xfrm, setupMs };
+  return {
+    variant: v,
+    prefix: c.prefix,
+    routeToPeerPods: route,
+    linkKind: link.kind,
+    linkMtu: link.mtu,
+    wireguardGoProcesses: wgGo,
+    xfrmStates: xfrm,
+    setupMs,
+  };
 }
 
 /** Throws when a variant is not carried by what its name claims. */
@@ -159,9 +215,19 @@ async function guestInfo(): Promise<GuestInfo> {
   const cpuinfo = await readFile('/proc/cpuinfo', 'utf8');
   const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1] ?? '').split(/\s+/));
   const mem = Number(/^MemTotal:\s*(\d+)/m.exec(await readFile('/proc/meminfo', 'utf8'))?.[1] ?? 0);
-  const drivers = cryptoDrivers(await readFile('/proc/crypto', 'utf8'), ['rfc4106(gcm(aes))', 'gcm(aes)', 'aes', 'ghash', 'chacha20', 'poly1305']);
+  const drivers = cryptoDrivers(await readFile('/proc/crypto', 'utf8'), [
+    'rfc4106(gcm(aes))',
+    'gcm(aes)',
+    'aes',
+    'ghash',
+    'chacha20',
+    'poly1305',
+  ]);
   // WireGuard calls the kernel's crypto library directly: arch-specific code comes as modules.
-  const mods = (await readFile('/proc/modules', 'utf8')).split('\n').map((l) => l.split(' ')[0] ?? '').filter((m) => /chacha|poly1305|curve25519|aesni|ghash|blake2s/.test(m));
+  const mods = (await readFile('/proc/modules', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter((m) => /chacha|poly1305|curve25519|aesni|ghash|blake2s/.test(m));
   drivers['loaded crypto modules'] = mods.length === 0 ? 'none' : mods.sort().join(' ');
   const iperf = await run(['iperf3', '--version'], { check: false });
   return {
@@ -190,7 +256,9 @@ async function measure(args: GuestArgs): Promise<GuestThroughputOutput> {
         const s = await describeSetup(v, c, Date.now() - t0);
         setups.push(s);
         checkSetup(s);
-        log(`${v} ready in ${Date.now() - t0} ms (${c.prefix}): ${s.routeToPeerPods.split('\n')[0] ?? ''}; link ${s.linkKind ?? '-'} mtu ${s.linkMtu ?? '-'}; ${s.xfrmStates.join(', ')}`);
+        log(
+          `${v} ready in ${Date.now() - t0} ms (${c.prefix}): ${s.routeToPeerPods.split('\n')[0] ?? ''}; link ${s.linkKind ?? '-'} mtu ${s.linkMtu ?? '-'}; ${s.xfrmStates.join(', ')}`,
+        );
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         variantErrors.push({ variant: v, message });
@@ -218,7 +286,14 @@ async function measure(args: GuestArgs): Promise<GuestThroughputOutput> {
         for (const v of order) {
           const c = clusters.get(v) as NsCluster;
           const at = Date.now();
-          const o = { from: FROM, to: TO, port: IPERF_PORT, seconds: args.durationS, streams: 1, reverse: direction === 'rev' };
+          const o = {
+            from: FROM,
+            to: TO,
+            port: IPERF_PORT,
+            seconds: args.durationS,
+            streams: 1,
+            reverse: direction === 'rev',
+          };
           let out = await runIperf(c, o);
           if (out.error !== undefined) {
             log(`  ${v} ${direction}: ${out.error}; restarting the server and retrying once`);
@@ -226,7 +301,9 @@ async function measure(args: GuestArgs): Promise<GuestThroughputOutput> {
             out = await runIperf(c, o);
           }
           iperf.push({ round: r, variant: v, direction, at, ...out });
-          log(`  ${direction} ${v}: ${out.bitsPerSecond === undefined ? `FAILED ${out.error ?? ''}` : `${(out.bitsPerSecond / 1e6).toFixed(1)} Mbit/s`}`);
+          log(
+            `  ${direction} ${v}: ${out.bitsPerSecond === undefined ? `FAILED ${out.error ?? ''}` : `${(out.bitsPerSecond / 1e6).toFixed(1)} Mbit/s`}`,
+          );
           await sleep(200);
         }
       }
@@ -251,7 +328,9 @@ if (process.argv[1]?.endsWith('throughput-guest.js') === true) {
   main().then(
     (code) => process.exit(code),
     (err: unknown) => {
-      process.stderr.write(`kernel-throughput: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.stderr.write(
+        `kernel-throughput: fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       process.exit(2);
     },
   );

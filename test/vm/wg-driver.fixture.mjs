@@ -25,6 +25,8 @@ try {
   process.stdout.write(`${JSON.stringify({ ok: true, result: result ?? null, logs })}\n`);
 } catch (err) {
   const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-  process.stdout.write(`${JSON.stringify({ ok: false, error: `${err instanceof Error ? err.message : String(err)}${cause}`, logs })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ok: false, error: `${err instanceof Error ? err.message : String(err)}${cause}`, logs })}\n`,
+  );
   process.exitCode = 1;
 }

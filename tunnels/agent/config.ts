@@ -10,8 +10,22 @@ import { SealnetError } from '../../common/errors.js';
 import { canonicalCidr, parseCidr, parseIP } from '../../common/ip.js';
 import { nonUnicastClass } from '../../common/addrclass.js';
 
-export type { StoreConfig, AgentConfig, RotationConfig, IpsecConfig, StatusConfig, SteeringConfig } from '../ports/config.js';
-import type { StoreConfig, AgentConfig, RotationConfig, IpsecConfig, StatusConfig, SteeringConfig } from '../ports/config.js';
+export type {
+  StoreConfig,
+  AgentConfig,
+  RotationConfig,
+  IpsecConfig,
+  StatusConfig,
+  SteeringConfig,
+} from '../ports/config.js';
+import type {
+  StoreConfig,
+  AgentConfig,
+  RotationConfig,
+  IpsecConfig,
+  StatusConfig,
+  SteeringConfig,
+} from '../ports/config.js';
 
 type Json = Record<string, unknown>;
 
@@ -21,26 +35,36 @@ function fieldError(field: string, msg: string): SealnetError {
 
 function checkKeys(obj: Json, allowed: readonly string[], where: string): void {
   for (const k of Object.keys(obj)) {
-    if (!allowed.includes(k)) throw fieldError(where === '' ? k : `${where}.${k}`, `is not a known field (known: ${allowed.join(', ')})`);
+    if (!allowed.includes(k))
+      throw fieldError(where === '' ? k : `${where}.${k}`, `is not a known field (known: ${allowed.join(', ')})`);
   }
 }
 
 function str(obj: Json, key: string, where: string, def?: string): string {
   const v = obj[key];
   if (v === undefined && def !== undefined) return def;
-  if (typeof v !== 'string' || v === '') throw fieldError(`${where}${key}`, `must be a non-empty string${v === undefined ? ' (missing)' : `, got ${JSON.stringify(v)}`}`);
+  if (typeof v !== 'string' || v === '')
+    throw fieldError(
+      `${where}${key}`,
+      `must be a non-empty string${v === undefined ? ' (missing)' : `, got ${JSON.stringify(v)}`}`,
+    );
   return v;
 }
 
 function int(obj: Json, key: string, where: string, def: number, min: number, max: number): number {
   const v = obj[key] ?? def;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw fieldError(`${where}${key}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw fieldError(`${where}${key}`, `must be an integer from ${min} to ${max}, got ${JSON.stringify(v)}`);
   return v;
 }
 
 function oneOf<T extends string>(obj: Json, key: string, where: string, allowed: readonly T[], def: T): T {
   const v = obj[key] ?? def;
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) throw fieldError(`${where}${key}`, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v))
+    throw fieldError(
+      `${where}${key}`,
+      `must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(v)}`,
+    );
   return v as T;
 }
 
@@ -55,9 +79,33 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 /** Validates a parsed config object (after overrides were merged in). */
 export function validateConfig(input: unknown): AgentConfig {
   const root = obj(input, '(root)');
-  checkKeys(root, ['nodeName', 'mode', 'stateDir', 'store', 'wireguard', 'resyncIntervalSeconds', 'debounceMs', 'logLevel', 'metricsAddress', 'endpointAddress', 'underlayMtu', 'steering', 'status', 'ipsec', 'rotation'], '');
+  checkKeys(
+    root,
+    [
+      'nodeName',
+      'mode',
+      'stateDir',
+      'store',
+      'wireguard',
+      'resyncIntervalSeconds',
+      'debounceMs',
+      'logLevel',
+      'metricsAddress',
+      'endpointAddress',
+      'underlayMtu',
+      'steering',
+      'status',
+      'ipsec',
+      'rotation',
+    ],
+    '',
+  );
   const nodeName = str(root, 'nodeName', '');
-  if (!NODE_NAME.test(nodeName)) throw fieldError('nodeName', `must be a Kubernetes node name (lowercase RFC 1123), got ${JSON.stringify(nodeName)}`);
+  if (!NODE_NAME.test(nodeName))
+    throw fieldError(
+      'nodeName',
+      `must be a Kubernetes node name (lowercase RFC 1123), got ${JSON.stringify(nodeName)}`,
+    );
   const mode = oneOf(root, 'mode', '', ['wireguard', 'ipsec'] as const, 'wireguard');
 
   const storeIn = obj(root.store, 'store');
@@ -68,7 +116,10 @@ export function validateConfig(input: unknown): AgentConfig {
     store = { type: 'file', dir: str(storeIn, 'dir', 'store.') };
   } else {
     checkKeys(storeIn, ['type', 'kubeconfig'], 'store');
-    store = { type: 'kubernetes', kubeconfig: storeIn.kubeconfig === undefined ? undefined : str(storeIn, 'kubeconfig', 'store.') };
+    store = {
+      type: 'kubernetes',
+      kubeconfig: storeIn.kubeconfig === undefined ? undefined : str(storeIn, 'kubeconfig', 'store.'),
+    };
   }
 
   const wgIn = obj(root.wireguard, 'wireguard');
@@ -82,12 +133,15 @@ export function validateConfig(input: unknown): AgentConfig {
   };
 
   const endpointAddress = root.endpointAddress === undefined ? undefined : str(root, 'endpointAddress', '');
-  if (endpointAddress !== undefined && parseIP(endpointAddress) === undefined) throw fieldError('endpointAddress', `must be an IPv4 or IPv6 address, got ${JSON.stringify(endpointAddress)}`);
+  if (endpointAddress !== undefined && parseIP(endpointAddress) === undefined)
+    throw fieldError('endpointAddress', `must be an IPv4 or IPv6 address, got ${JSON.stringify(endpointAddress)}`);
   const metricsAddress = root.metricsAddress === '' ? '' : str(root, 'metricsAddress', '', '127.0.0.1:9588');
-  if (metricsAddress !== '' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(metricsAddress)) throw fieldError('metricsAddress', `must be "host:port" or "" to disable, got ${JSON.stringify(metricsAddress)}`);
+  if (metricsAddress !== '' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(metricsAddress))
+    throw fieldError('metricsAddress', `must be "host:port" or "" to disable, got ${JSON.stringify(metricsAddress)}`);
 
   const steering = validateSteering(obj(root.steering, 'steering'));
-  if (steering.nodeToNode && mode !== 'wireguard') throw fieldError('steering.nodeToNode', `is supported in mode wireguard only, got mode ${JSON.stringify(mode)}`);
+  if (steering.nodeToNode && mode !== 'wireguard')
+    throw fieldError('steering.nodeToNode', `is supported in mode wireguard only, got mode ${JSON.stringify(mode)}`);
   const statusIn = obj(root.status, 'status');
   checkKeys(statusIn, ['publish', 'heartbeatSeconds', 'minIntervalSeconds', 'tokenFile'], 'status');
   const status: StatusConfig = {
@@ -96,7 +150,11 @@ export function validateConfig(input: unknown): AgentConfig {
     minIntervalSeconds: int(statusIn, 'minIntervalSeconds', 'status.', 10, 1, 3600),
     tokenFile: statusIn.tokenFile === undefined ? undefined : str(statusIn, 'tokenFile', 'status.'),
   };
-  if (status.minIntervalSeconds > status.heartbeatSeconds) throw fieldError('status.minIntervalSeconds', `must not exceed status.heartbeatSeconds (${status.heartbeatSeconds}), got ${status.minIntervalSeconds}`);
+  if (status.minIntervalSeconds > status.heartbeatSeconds)
+    throw fieldError(
+      'status.minIntervalSeconds',
+      `must not exceed status.heartbeatSeconds (${status.heartbeatSeconds}), got ${status.minIntervalSeconds}`,
+    );
 
   return {
     nodeName,
@@ -123,21 +181,30 @@ const DEFAULT_MAX_KEY_AGE_SECONDS = 30 * 86400;
 function validateRotation(o: Json, listenPort: number): RotationConfig {
   checkKeys(o, ['graceSeconds', 'peerTimeoutSeconds', 'maxKeyAgeSeconds', 'maxConcurrentAuto'], 'rotation');
   // The new key's link listens on the other port of the pair (listenPort, listenPort + 1).
-  if (listenPort > 65534) throw fieldError('wireguard.listenPort', `must be at most 65534: a key rotation uses listenPort + 1 for the new key's link, got ${listenPort}`);
+  if (listenPort > 65534)
+    throw fieldError(
+      'wireguard.listenPort',
+      `must be at most 65534: a key rotation uses listenPort + 1 for the new key's link, got ${listenPort}`,
+    );
   const cfg: RotationConfig = {
     graceSeconds: int(o, 'graceSeconds', 'rotation.', 30, 0, 86400),
     peerTimeoutSeconds: int(o, 'peerTimeoutSeconds', 'rotation.', 15, 1, 3600),
     maxKeyAgeSeconds: int(o, 'maxKeyAgeSeconds', 'rotation.', DEFAULT_MAX_KEY_AGE_SECONDS, 0, 10 * 365 * 86400),
     maxConcurrentAuto: int(o, 'maxConcurrentAuto', 'rotation.', 1, 1, 1000),
   };
-  if (cfg.maxKeyAgeSeconds !== 0 && cfg.maxKeyAgeSeconds < 3600) throw fieldError('rotation.maxKeyAgeSeconds', `must be 0 (off) or at least 3600 (one hour), got ${cfg.maxKeyAgeSeconds}`);
+  if (cfg.maxKeyAgeSeconds !== 0 && cfg.maxKeyAgeSeconds < 3600)
+    throw fieldError(
+      'rotation.maxKeyAgeSeconds',
+      `must be 0 (off) or at least 3600 (one hour), got ${cfg.maxKeyAgeSeconds}`,
+    );
   return cfg;
 }
 
 function validateIpsec(o: Json): IpsecConfig {
   checkKeys(o, ['keyBits', 'replayWindow'], 'ipsec');
   const keyBits = o.keyBits ?? 256;
-  if (keyBits !== 128 && keyBits !== 256) throw fieldError('ipsec.keyBits', `must be 128 or 256 (AES-GCM key size), got ${JSON.stringify(keyBits)}`);
+  if (keyBits !== 128 && keyBits !== 256)
+    throw fieldError('ipsec.keyBits', `must be 128 or 256 (AES-GCM key size), got ${JSON.stringify(keyBits)}`);
   return { keyBits, replayWindow: int(o, 'replayWindow', 'ipsec.', 1024, 1, 4096) };
 }
 
@@ -152,13 +219,18 @@ function cidrList(o: Json, key: string, where: string): string[] {
   if (!Array.isArray(v)) throw fieldError(`${where}${key}`, `must be a list of CIDRs, got ${JSON.stringify(v)}`);
   return v.map((c, i) => {
     const canon = typeof c === 'string' ? canonicalCidr(c) : undefined;
-    if (canon === undefined || typeof c !== 'string' || !c.includes('/')) throw fieldError(`${where}${key}[${i}]`, `must be a CIDR such as "10.244.0.0/16", got ${JSON.stringify(c)}`);
+    if (canon === undefined || typeof c !== 'string' || !c.includes('/'))
+      throw fieldError(`${where}${key}[${i}]`, `must be a CIDR such as "10.244.0.0/16", got ${JSON.stringify(c)}`);
     return canon;
   });
 }
 
 function validateSteering(st: Json): SteeringConfig {
-  checkKeys(st, ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress', 'nodeToNode', 'nodeCidrs'], 'steering');
+  checkKeys(
+    st,
+    ['enabled', 'failClosed', 'clusterCidrs', 'exemptCidrs', 'interfaces', 'enforceIngress', 'nodeToNode', 'nodeCidrs'],
+    'steering',
+  );
   const enabled = bool(st, 'enabled', 'steering.', true);
   const failClosed = bool(st, 'failClosed', 'steering.', true);
   const clusterCidrs = cidrList(st, 'clusterCidrs', 'steering.');
@@ -169,14 +241,33 @@ function validateSteering(st: Json): SteeringConfig {
   const nodeToNode = bool(st, 'nodeToNode', 'steering.', false);
   // Host traffic reaches the tunnel only through the egress program's redirect (no route: a
   // route to a peer's address via the tunnel would carry the tunnel's own UDP into itself).
-  if (nodeToNode && !enabled) throw fieldError('steering.nodeToNode', 'needs steering.enabled: host traffic to other nodes is steered into the tunnel by the BPF program');
+  if (nodeToNode && !enabled)
+    throw fieldError(
+      'steering.nodeToNode',
+      'needs steering.enabled: host traffic to other nodes is steered into the tunnel by the BPF program',
+    );
   const nodeCidrs = cidrList(st, 'nodeCidrs', 'steering.');
   nodeCidrs.forEach((c, i) => {
     const p = parseCidr(c, { hostBits: 'clear' })!;
-    const why = p.prefixLength < (p.family === 4 ? 8 : 7) ? 'is wider than a /8 (IPv4) or /7 (IPv6)' : nonUnicastClass(p.family, p.network) !== undefined ? `starts in a ${nonUnicastClass(p.family, p.network)!} range` : undefined;
-    if (why !== undefined) throw fieldError(`steering.nodeCidrs[${i}]`, `${c} ${why}; list the networks your nodes' InternalIPs are in`);
+    const why =
+      p.prefixLength < (p.family === 4 ? 8 : 7)
+        ? 'is wider than a /8 (IPv4) or /7 (IPv6)'
+        : nonUnicastClass(p.family, p.network) !== undefined
+          ? `starts in a ${nonUnicastClass(p.family, p.network)!} range`
+          : undefined;
+    if (why !== undefined)
+      throw fieldError(`steering.nodeCidrs[${i}]`, `${c} ${why}; list the networks your nodes' InternalIPs are in`);
   });
-  return { enabled, failClosed, clusterCidrs, exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'), interfaces: ifaces as string[], enforceIngress: bool(st, 'enforceIngress', 'steering.', true), nodeToNode, nodeCidrs };
+  return {
+    enabled,
+    failClosed,
+    clusterCidrs,
+    exemptCidrs: cidrList(st, 'exemptCidrs', 'steering.'),
+    interfaces: ifaces as string[],
+    enforceIngress: bool(st, 'enforceIngress', 'steering.', true),
+    nodeToNode,
+    nodeCidrs,
+  };
 }
 
 /**
@@ -187,23 +278,42 @@ function validateSteering(st: Json): SteeringConfig {
 export function checkStartable(cfg: AgentConfig): void {
   const st = cfg.steering;
   if (st.enabled && st.failClosed && st.clusterCidrs.length === 0) {
-    throw fieldError('steering.clusterCidrs', 'is required when steering.failClosed is true (the default): list the cluster pod range(s), e.g. --cluster-cidr 10.244.0.0/16, so pod traffic is dropped from the first packet until a tunnel is ready (or set steering.failClosed: false explicitly)');
+    throw fieldError(
+      'steering.clusterCidrs',
+      'is required when steering.failClosed is true (the default): list the cluster pod range(s), e.g. --cluster-cidr 10.244.0.0/16, so pod traffic is dropped from the first packet until a tunnel is ready (or set steering.failClosed: false explicitly)',
+    );
   }
 }
 
 const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
-  '--node-name': (c, v) => { c.nodeName = v; },
-  '--mode': (c, v) => { c.mode = v; },
-  '--state-dir': (c, v) => { c.stateDir = v; },
-  '--store': (c, v) => { c.store = { ...obj(c.store, 'store'), type: v }; },
-  '--store-dir': (c, v) => { c.store = { ...obj(c.store, 'store'), dir: v }; },
-  '--kubeconfig': (c, v) => { c.store = { ...obj(c.store, 'store'), kubeconfig: v }; },
-  '--log-level': (c, v) => { c.logLevel = v; },
+  '--node-name': (c, v) => {
+    c.nodeName = v;
+  },
+  '--mode': (c, v) => {
+    c.mode = v;
+  },
+  '--state-dir': (c, v) => {
+    c.stateDir = v;
+  },
+  '--store': (c, v) => {
+    c.store = { ...obj(c.store, 'store'), type: v };
+  },
+  '--store-dir': (c, v) => {
+    c.store = { ...obj(c.store, 'store'), dir: v };
+  },
+  '--kubeconfig': (c, v) => {
+    c.store = { ...obj(c.store, 'store'), kubeconfig: v };
+  },
+  '--log-level': (c, v) => {
+    c.logLevel = v;
+  },
   '--cluster-cidr': (c, v) => {
     const st = obj(c.steering, 'steering');
     c.steering = { ...st, clusterCidrs: [...(Array.isArray(st.clusterCidrs) ? st.clusterCidrs : []), v] };
   },
-  '--metrics-address': (c, v) => { c.metricsAddress = v; },
+  '--metrics-address': (c, v) => {
+    c.metricsAddress = v;
+  },
   '--listen-port': (c, v) => {
     if (!/^\d+$/.test(v)) throw fieldError('--listen-port', `must be a port number, got ${JSON.stringify(v)}`);
     c.wireguard = { ...obj(c.wireguard, 'wireguard'), listenPort: Number(v) };
@@ -221,9 +331,15 @@ The node name defaults to $NODE_NAME. Flags override the config file.`;
  * Loads the config from argv (`--config FILE` plus overrides) and the environment
  * (`NODE_NAME` only: it is not secret, and the DaemonSet sets it from the downward API).
  */
-export async function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Promise<AgentConfig> {
+export async function loadConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<AgentConfig> {
   let cfg: Json = {};
-  const options = Object.fromEntries([['config', { type: 'string' as const }], ...Object.keys(FLAGS).map((f) => [f.slice(2), { type: 'string' as const, multiple: true }])]);
+  const options = Object.fromEntries([
+    ['config', { type: 'string' as const }],
+    ...Object.keys(FLAGS).map((f) => [f.slice(2), { type: 'string' as const, multiple: true }]),
+  ]);
   const { values } = parseFlags(argv, { options, usage: AGENT_USAGE });
   const file = values.config as string | undefined;
   if (file !== undefined) {

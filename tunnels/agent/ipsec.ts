@@ -32,7 +32,11 @@ export function startupFamily(config: AgentConfig): 4 | 6 {
  * Checks the kernel, then loads the IPsec key. Resolves undefined after logging why mode ipsec
  * cannot run (the caller exits with status 2).
  */
-export async function startIpsecMode(o: { readonly config: AgentConfig; readonly log: Logger; readonly onRotationCompleted?: () => void }): Promise<(IpsecRuntime & { setWake(fn: () => void): void; close(): void }) | undefined> {
+export async function startIpsecMode(o: {
+  readonly config: AgentConfig;
+  readonly log: Logger;
+  readonly onRotationCompleted?: () => void;
+}): Promise<(IpsecRuntime & { setWake(fn: () => void): void; close(): void }) | undefined> {
   const { config, log } = o;
   const family = startupFamily(config);
   // The driver reads private keys through this map: the current key, plus the next one during
@@ -46,7 +50,10 @@ export async function startIpsecMode(o: { readonly config: AgentConfig; readonly
     // A missing feature's sentence already says that mode ipsec cannot run and what to do.
     const code = (err as { code?: unknown }).code;
     const text = err instanceof Error ? err.message : String(err);
-    log.error({ err: describeError(err), code }, code === 'KERNEL_FEATURE_MISSING' ? text : `mode ipsec cannot start: ${text}`);
+    log.error(
+      { err: describeError(err), code },
+      code === 'KERNEL_FEATURE_MISSING' ? text : `mode ipsec cannot start: ${text}`,
+    );
     return undefined;
   }
   log.info({ family }, `kernel supports ESP with rfc4106(gcm(aes)) for IPv${family}`);
@@ -60,7 +67,10 @@ export async function startIpsecMode(o: { readonly config: AgentConfig; readonly
   }
   for (const w of key.warnings) log.warn({}, `key store: ${w}`);
   privateKeys.set(key.epoch, key.privateKey);
-  log.info({ key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created }, key.created ? 'generated a new IPsec key' : 'loaded IPsec key');
+  log.info(
+    { key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created },
+    key.created ? 'generated a new IPsec key' : 'loaded IPsec key',
+  );
   // Key rotation: the same state file and request/report annotations as mode wireguard (which
   // this agent does not run), resumed where an earlier run left it.
   let wake: () => void = () => undefined;

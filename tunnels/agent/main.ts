@@ -26,7 +26,13 @@ import { TcMirror } from '../../routing/mirror.js';
 import { startIpsecMode } from './ipsec.js';
 import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
 import { FileNodeStore } from '../stores/file.js';
-import { loadOrCreateStatusToken, relevantChangeFilter, serveStatus, STATUS_SOCKET_FILE, StatusService } from '../status/service.js';
+import {
+  loadOrCreateStatusToken,
+  relevantChangeFilter,
+  serveStatus,
+  STATUS_SOCKET_FILE,
+  StatusService,
+} from '../status/service.js';
 import { registerStatusMetrics } from '../status/metrics.js';
 
 /**
@@ -64,7 +70,10 @@ function httpHandler(metrics: AgentMetrics, st: { status: StatusService; token: 
     }
     if (req.url === '/status') return serveStatus(req, res, st);
     if (req.url === '/metrics') {
-      metrics.registry.metrics().then((text) => send(200, text, metrics.registry.contentType), (err: unknown) => send(500, describeError(err)));
+      metrics.registry.metrics().then(
+        (text) => send(200, text, metrics.registry.contentType),
+        (err: unknown) => send(500, describeError(err)),
+      );
       return;
     }
     send(404, 'not found\n');
@@ -77,7 +86,12 @@ function startHttp(config: AgentConfig, handler: RequestListener, log: Logger): 
   const host = config.metricsAddress.slice(0, idx).replace(/^\[|\]$/g, '');
   const port = Number(config.metricsAddress.slice(idx + 1));
   const server = createServer(handler);
-  server.on('error', (err) => log.error({ err: describeError(err), address: config.metricsAddress }, 'metrics server failed; continuing without it'));
+  server.on('error', (err) =>
+    log.error(
+      { err: describeError(err), address: config.metricsAddress },
+      'metrics server failed; continuing without it',
+    ),
+  );
   server.listen(port, host);
   return server;
 }
@@ -124,11 +138,23 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   const log: Logger = pino({ level: config.logLevel, base: { node: config.nodeName } });
   // Before any key is loaded: a core file of the agent would hold them.
-  await disableCoreDumps((p) => readFile(p, 'utf8')).catch((err: unknown) => log.warn({ err: describeError(err) }, 'could not set RLIMIT_CORE to 0 (prlimit); a crash could leave a core file with key material'));
+  await disableCoreDumps((p) => readFile(p, 'utf8')).catch((err: unknown) =>
+    log.warn(
+      { err: describeError(err) },
+      'could not set RLIMIT_CORE to 0 (prlimit); a crash could leave a core file with key material',
+    ),
+  );
   // Mode ipsec checks the kernel before anything is published, changed or created: a kernel
   // without ESP ends the agent here (status 2), with nothing left behind.
   const metrics = createMetrics();
-  const ipsec = config.mode === 'ipsec' ? await startIpsecMode({ config, log, onRotationCompleted: () => recordRotation(metrics, { kind: 'ipsec', result: 'completed' }) }) : undefined;
+  const ipsec =
+    config.mode === 'ipsec'
+      ? await startIpsecMode({
+          config,
+          log,
+          onRotationCompleted: () => recordRotation(metrics, { kind: 'ipsec', result: 'completed' }),
+        })
+      : undefined;
   if (config.mode === 'ipsec' && ipsec === undefined) return 2;
   const keystore = new KeyStore({ stateDir: config.stateDir });
   let key;
@@ -139,7 +165,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 2;
   }
   for (const w of key.warnings) log.warn({}, `key store: ${w}`);
-  log.info({ key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created }, key.created ? 'generated a new WireGuard key' : 'loaded WireGuard key');
+  log.info(
+    { key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created },
+    key.created ? 'generated a new WireGuard key' : 'loaded WireGuard key',
+  );
 
   const routing = new NetlinkRouting();
   const wg = new WireGuardDriver({
@@ -151,19 +180,38 @@ export async function main(argv: readonly string[]): Promise<number> {
   const store = await createStore(config, metrics);
   const steering = config.steering.enabled ? new BpfSteering() : undefined;
   if (steering !== undefined) registerSteeringCounters(metrics, () => steering.counters());
-  else log.warn({}, 'steering.enabled is false: no BPF guard; pod traffic to a node without a tunnel follows the routing table (possibly in PLAINTEXT)');
+  else
+    log.warn(
+      {},
+      'steering.enabled is false: no BPF guard; pod traffic to a node without a tunnel follows the routing table (possibly in PLAINTEXT)',
+    );
   // Key rotation (WireGuard mode): resumes a rotation an earlier run was in the middle of.
   let wakeReconciler: () => void = () => undefined;
-  const rotation = config.mode === 'wireguard'
-    ? new RotationController({ nodeName: config.nodeName, listenPort: config.wireguard.listenPort, settings: rotationSettings(config.rotation), keystore, stateFile: new RotationStateFile(config.stateDir), log, metrics, wake: () => wakeReconciler() })
-    : undefined;
+  const rotation =
+    config.mode === 'wireguard'
+      ? new RotationController({
+          nodeName: config.nodeName,
+          listenPort: config.wireguard.listenPort,
+          settings: rotationSettings(config.rotation),
+          keystore,
+          stateFile: new RotationStateFile(config.stateDir),
+          log,
+          metrics,
+          wake: () => wakeReconciler(),
+        })
+      : undefined;
   try {
     await rotation?.load();
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot load the key rotation state');
     return 2;
   }
-  const keyOwners = await KeyOwnerBook.open(config.stateDir, (err) => log.warn({ err: describeError(err) }, 'cannot write key-owners.json (first-seen key ownership); retrying on the next change'));
+  const keyOwners = await KeyOwnerBook.open(config.stateDir, (err) =>
+    log.warn(
+      { err: describeError(err) },
+      'cannot write key-owners.json (first-seen key ownership); retrying on the next change',
+    ),
+  );
   const reconciler = new Reconciler({
     rpFilter: ensureLooseRpFilter,
     keyOwners,
@@ -182,7 +230,27 @@ export async function main(argv: readonly string[]): Promise<number> {
   wakeReconciler = () => reconciler.trigger({ full: true });
   ipsec?.setWake(() => reconciler.trigger({ full: true }));
   // Mode ipsec reports its IPsec key (the one its pairs' SAs derive from) and the observed SAs.
-  const status = new StatusService({ config, key: () => (ipsec === undefined ? undefined : { publicKey: ipsec.key.publicKey, epoch: ipsec.key.epoch, createdAt: ipsec.key.createdAt ?? key.createdAt }) ?? rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt }, observeIpsec: ipsec === undefined ? undefined : () => ipsec.port.observe(), ipsecEvidence: ipsec?.port, link: () => rotation?.publishedLink() ?? WG_INTERFACE, wg, steering, reconciler, store, metrics, log });
+  const status = new StatusService({
+    config,
+    key: () =>
+      (ipsec === undefined
+        ? undefined
+        : {
+            publicKey: ipsec.key.publicKey,
+            epoch: ipsec.key.epoch,
+            createdAt: ipsec.key.createdAt ?? key.createdAt,
+          }) ??
+      rotation?.published() ?? { publicKey: key.publicKey, epoch: key.epoch, createdAt: key.createdAt },
+    observeIpsec: ipsec === undefined ? undefined : () => ipsec.port.observe(),
+    ipsecEvidence: ipsec?.port,
+    link: () => rotation?.publishedLink() ?? WG_INTERFACE,
+    wg,
+    steering,
+    reconciler,
+    store,
+    metrics,
+    log,
+  });
   registerStatusMetrics(metrics, () => status.report());
   let token: string | undefined;
   try {
@@ -197,7 +265,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   const socket = await startSocket(config, handler, log);
 
   let resolveStop: () => void = () => undefined;
-  const stopped = new Promise<void>((r) => { resolveStop = r; });
+  const stopped = new Promise<void>((r) => {
+    resolveStop = r;
+  });
   process.once('SIGTERM', () => resolveStop());
   process.once('SIGINT', () => resolveStop());
   // SIGHUP: reconcile in full now (re-read every peer, route and steering entry and repair what
@@ -210,7 +280,11 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   // Fail closed from the first packet: attach the guard before the node store is even read,
   // whenever the underlay is known from the config (otherwise the first reconcile does it).
-  const underlay = config.steering.interfaces[0] ?? (config.endpointAddress === undefined ? undefined : (await routing.linkForAddress(config.endpointAddress).catch(() => undefined))?.name);
+  const underlay =
+    config.steering.interfaces[0] ??
+    (config.endpointAddress === undefined
+      ? undefined
+      : (await routing.linkForAddress(config.endpointAddress).catch(() => undefined))?.name);
   if (steering !== undefined && underlay !== undefined) {
     await reconciler.prepareSteering(underlay).catch((err: unknown) => {
       metrics.errors.inc({ step: 'steering' });

@@ -24,7 +24,8 @@ function sortDeep(v: unknown, path: string): unknown {
   }
   if (typeof v === 'object') {
     const proto = Object.getPrototypeOf(v) as unknown;
-    if (proto !== Object.prototype && proto !== null) throw new SealnetError('INTERNAL', `canonical JSON: ${path} is not a plain object`);
+    if (proto !== Object.prototype && proto !== null)
+      throw new SealnetError('INTERNAL', `canonical JSON: ${path} is not a plain object`);
     // A null-prototype object: on an ordinary one, `out['__proto__'] = x` would set the prototype
     // instead of adding the member (JSON.parse makes it an own member), so the member vanished
     // from the signed bytes and two documents differing only in it shared a signature.

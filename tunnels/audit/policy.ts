@@ -30,7 +30,8 @@ export interface AuditPolicy {
 export const PROFILES = {
   default: {
     name: 'default',
-    description: 'Every node pair encrypted with WireGuard or IPsec AES-GCM, fail-closed on every node, keys at most 90 days old.',
+    description:
+      'Every node pair encrypted with WireGuard or IPsec AES-GCM, fail-closed on every node, keys at most 90 days old.',
     allowedAlgorithms: [ALGORITHMS.wireguard, ALGORITHMS.ipsecAesGcm128, ALGORITHMS.ipsecAesGcm256],
     maxKeyAgeSeconds: 90 * 86400,
     requireFailClosed: true,
@@ -59,7 +60,19 @@ export type ProfileName = keyof typeof PROFILES;
 /** The policy version this build reads. */
 export const POLICY_VERSION = 1;
 
-const FIELDS = ['version', 'profile', 'name', 'description', 'allowedAlgorithms', 'maxKeyAge', 'requireFailClosed', 'requireNodeToNodeEncryption', 'requireAllPairsEncrypted', 'requireProbe', 'maxStatusAge'];
+const FIELDS = [
+  'version',
+  'profile',
+  'name',
+  'description',
+  'allowedAlgorithms',
+  'maxKeyAge',
+  'requireFailClosed',
+  'requireNodeToNodeEncryption',
+  'requireAllPairsEncrypted',
+  'requireProbe',
+  'maxStatusAge',
+];
 const UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_DURATION = 3650 * 86400;
 
@@ -73,7 +86,12 @@ export function parseDuration(text: string): number | undefined {
 
 /** Seconds as the largest whole unit (`90d`, `36h`, `15m`, `45s`). */
 export function formatDuration(seconds: number): string {
-  for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60]] as const) if (seconds % n === 0 && seconds >= n) return `${seconds / n}${u}`;
+  for (const [u, n] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['m', 60],
+  ] as const)
+    if (seconds % n === 0 && seconds >= n) return `${seconds / n}${u}`;
   return `${seconds}s`;
 }
 
@@ -84,7 +102,11 @@ function invalid(source: string, msg: string): SealnetError {
 /** A built-in profile by name; throws naming the known ones. */
 export function profile(name: string): AuditPolicy {
   const p = (PROFILES as Record<string, AuditPolicy>)[name];
-  if (p === undefined) throw new SealnetError('CONFIG_INVALID', `unknown audit profile ${JSON.stringify(name)} (known: ${Object.keys(PROFILES).join(', ')})`);
+  if (p === undefined)
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      `unknown audit profile ${JSON.stringify(name)} (known: ${Object.keys(PROFILES).join(', ')})`,
+    );
   return { ...p, allowedAlgorithms: [...p.allowedAlgorithms].sort() };
 }
 
@@ -92,38 +114,54 @@ export function profile(name: string): AuditPolicy {
 export function validatePolicy(doc: unknown, source: string): AuditPolicy {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid(source, 'must be a JSON object');
   const o = doc as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!FIELDS.includes(k)) throw invalid(source, `${k} is not a known field (known: ${FIELDS.join(', ')})`);
-  if (o.version !== POLICY_VERSION) throw invalid(source, `version must be ${POLICY_VERSION}, got ${JSON.stringify(o.version)}`);
+  for (const k of Object.keys(o))
+    if (!FIELDS.includes(k)) throw invalid(source, `${k} is not a known field (known: ${FIELDS.join(', ')})`);
+  if (o.version !== POLICY_VERSION)
+    throw invalid(source, `version must be ${POLICY_VERSION}, got ${JSON.stringify(o.version)}`);
   let base: AuditPolicy = PROFILES.default;
   if (o.profile !== undefined) {
-    if (typeof o.profile !== 'string' || !(o.profile in PROFILES)) throw invalid(source, `profile must be one of ${Object.keys(PROFILES).map((k) => JSON.stringify(k)).join(', ')}, got ${JSON.stringify(o.profile)}`);
+    if (typeof o.profile !== 'string' || !(o.profile in PROFILES))
+      throw invalid(
+        source,
+        `profile must be one of ${Object.keys(PROFILES)
+          .map((k) => JSON.stringify(k))
+          .join(', ')}, got ${JSON.stringify(o.profile)}`,
+      );
     base = profile(o.profile);
   }
   const str = (k: string, max: number): string | undefined => {
     const v = o[k];
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || v.length === 0 || v.length > max) throw invalid(source, `${k} must be a non-empty string of at most ${max} characters, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'string' || v.length === 0 || v.length > max)
+      throw invalid(source, `${k} must be a non-empty string of at most ${max} characters, got ${JSON.stringify(v)}`);
     return v;
   };
   const bool = (k: string): boolean | undefined => {
     const v = o[k];
-    if (v !== undefined && typeof v !== 'boolean') throw invalid(source, `${k} must be true or false, got ${JSON.stringify(v)}`);
+    if (v !== undefined && typeof v !== 'boolean')
+      throw invalid(source, `${k} must be true or false, got ${JSON.stringify(v)}`);
     return v;
   };
   const duration = (k: string): number | undefined => {
     const v = o[k];
     if (v === undefined) return undefined;
     const s = typeof v === 'string' ? parseDuration(v) : undefined;
-    if (s === undefined) throw invalid(source, `${k} must be a duration such as "90d", "12h", "15m" or "30s" (at most 3650d), got ${JSON.stringify(v)}`);
+    if (s === undefined)
+      throw invalid(
+        source,
+        `${k} must be a duration such as "90d", "12h", "15m" or "30s" (at most 3650d), got ${JSON.stringify(v)}`,
+      );
     return s;
   };
   let allowed: string[] | undefined;
   if (o.allowedAlgorithms !== undefined) {
     const known = Object.values(ALGORITHMS) as string[];
     const v = o.allowedAlgorithms;
-    if (!Array.isArray(v) || v.length === 0) throw invalid(source, `allowedAlgorithms must be a non-empty list, got ${JSON.stringify(v)}`);
+    if (!Array.isArray(v) || v.length === 0)
+      throw invalid(source, `allowedAlgorithms must be a non-empty list, got ${JSON.stringify(v)}`);
     v.forEach((a, i) => {
-      if (typeof a !== 'string' || !known.includes(a)) throw invalid(source, `allowedAlgorithms[${i}] is ${JSON.stringify(a)}; known algorithms: ${known.join(', ')}`);
+      if (typeof a !== 'string' || !known.includes(a))
+        throw invalid(source, `allowedAlgorithms[${i}] is ${JSON.stringify(a)}; known algorithms: ${known.join(', ')}`);
       if (v.indexOf(a) !== i) throw invalid(source, `allowedAlgorithms lists ${JSON.stringify(a)} twice`);
     });
     allowed = [...(v as string[])].sort();

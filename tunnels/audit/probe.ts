@@ -41,7 +41,9 @@ export interface ProbeResult {
 }
 
 /** What probing produced: results, or why it could not run at all. */
-export type ProbeOutcome = { readonly ok: true; readonly adapter: string; readonly note: string; readonly results: readonly ProbeResult[] } | { readonly ok: false; readonly error: string };
+export type ProbeOutcome =
+  | { readonly ok: true; readonly adapter: string; readonly note: string; readonly results: readonly ProbeResult[] }
+  | { readonly ok: false; readonly error: string };
 
 /** Something that can probe pairs. */
 export interface ProbeAdapter {
@@ -51,10 +53,24 @@ export interface ProbeAdapter {
 
 type Obj = Record<string, unknown>;
 
-const RESULT_FIELDS = ['a', 'b', 'ran', 'trafficOk', 'tunnelPackets', 'plaintextPackets', 'canaryLeaks', 'captureComplete', 'encryptedOnWire', 'detail'];
+const RESULT_FIELDS = [
+  'a',
+  'b',
+  'ran',
+  'trafficOk',
+  'tunnelPackets',
+  'plaintextPackets',
+  'canaryLeaks',
+  'captureComplete',
+  'encryptedOnWire',
+  'detail',
+];
 
 /** Validates an adapter's answer against the request. Throws a sentence naming the problem. */
-export function parseProbeAnswer(text: string, requested: readonly ProbePair[]): { adapter: string; note: string; results: ProbeResult[] } {
+export function parseProbeAnswer(
+  text: string,
+  requested: readonly ProbePair[],
+): { adapter: string; note: string; results: ProbeResult[] } {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -62,32 +78,59 @@ export function parseProbeAnswer(text: string, requested: readonly ProbePair[]):
     throw new Error(`the probe printed no valid JSON (${(err as Error).message})`);
   }
   if (!isObject(doc)) throw new Error('the probe answer must be a JSON object');
-  for (const k of Object.keys(doc)) if (!['version', 'adapter', 'note', 'results'].includes(k)) throw new Error(`the probe answer has an unknown field ${k}`);
+  for (const k of Object.keys(doc))
+    if (!['version', 'adapter', 'note', 'results'].includes(k))
+      throw new Error(`the probe answer has an unknown field ${k}`);
   if (doc.version !== 1) throw new Error(`the probe answer has version ${JSON.stringify(doc.version)}, want 1`);
-  if (typeof doc.adapter !== 'string' || doc.adapter === '' || doc.adapter.length > 100) throw new Error('the probe answer must name its adapter');
-  if (typeof doc.note !== 'string' || doc.note.length > 2000) throw new Error('the probe answer must carry a note (a string)');
+  if (typeof doc.adapter !== 'string' || doc.adapter === '' || doc.adapter.length > 100)
+    throw new Error('the probe answer must name its adapter');
+  if (typeof doc.note !== 'string' || doc.note.length > 2000)
+    throw new Error('the probe answer must carry a note (a string)');
   if (!Array.isArray(doc.results)) throw new Error('the probe answer must hold a results list');
   const want = new Set(requested.map((p) => `${p.a}~${p.b}`));
   const seen = new Set<string>();
   const results = doc.results.map((r, i): ProbeResult => {
     if (!isObject(r)) throw new Error(`results[${i}] must be an object`);
-    for (const k of Object.keys(r)) if (!RESULT_FIELDS.includes(k)) throw new Error(`results[${i}].${k} is not a known field`);
+    for (const k of Object.keys(r))
+      if (!RESULT_FIELDS.includes(k)) throw new Error(`results[${i}].${k} is not a known field`);
     for (const k of RESULT_FIELDS) if (!(k in r)) throw new Error(`results[${i}].${k} is missing`);
     const key = `${String(r.a)}~${String(r.b)}`;
-    if (!want.has(key)) throw new Error(`results[${i}] is for pair ${key}, which was not requested (unknown node or wrong order)`);
+    if (!want.has(key))
+      throw new Error(`results[${i}] is for pair ${key}, which was not requested (unknown node or wrong order)`);
     if (seen.has(key)) throw new Error(`results[${i}] repeats pair ${key}`);
     seen.add(key);
-    for (const k of ['ran', 'trafficOk', 'captureComplete', 'encryptedOnWire']) if (typeof r[k] !== 'boolean') throw new Error(`results[${i}].${k} must be true or false`);
+    for (const k of ['ran', 'trafficOk', 'captureComplete', 'encryptedOnWire'])
+      if (typeof r[k] !== 'boolean') throw new Error(`results[${i}].${k} must be true or false`);
     for (const k of ['tunnelPackets', 'plaintextPackets', 'canaryLeaks']) {
       const n = r[k];
-      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new Error(`results[${i}].${k} must be a non-negative integer`);
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+        throw new Error(`results[${i}].${k} must be a non-negative integer`);
     }
-    if (typeof r.detail !== 'string' || r.detail.length > 2000) throw new Error(`results[${i}].detail must be a string`);
+    if (typeof r.detail !== 'string' || r.detail.length > 2000)
+      throw new Error(`results[${i}].detail must be a string`);
     const res = r as unknown as ProbeResult;
     // Never take an adapter's word for "encrypted" when its own numbers say otherwise.
-    const consistent = res.ran && res.trafficOk && res.captureComplete && res.tunnelPackets > 0 && res.plaintextPackets === 0 && res.canaryLeaks === 0;
-    if (res.encryptedOnWire && !consistent) throw new Error(`results[${i}] claims encryptedOnWire for ${key} but its own counts do not support it`);
-    return { a: res.a, b: res.b, ran: res.ran, trafficOk: res.trafficOk, tunnelPackets: res.tunnelPackets, plaintextPackets: res.plaintextPackets, canaryLeaks: res.canaryLeaks, captureComplete: res.captureComplete, encryptedOnWire: res.encryptedOnWire, detail: res.detail };
+    const consistent =
+      res.ran &&
+      res.trafficOk &&
+      res.captureComplete &&
+      res.tunnelPackets > 0 &&
+      res.plaintextPackets === 0 &&
+      res.canaryLeaks === 0;
+    if (res.encryptedOnWire && !consistent)
+      throw new Error(`results[${i}] claims encryptedOnWire for ${key} but its own counts do not support it`);
+    return {
+      a: res.a,
+      b: res.b,
+      ran: res.ran,
+      trafficOk: res.trafficOk,
+      tunnelPackets: res.tunnelPackets,
+      plaintextPackets: res.plaintextPackets,
+      canaryLeaks: res.canaryLeaks,
+      captureComplete: res.captureComplete,
+      encryptedOnWire: res.encryptedOnWire,
+      detail: res.detail,
+    };
   });
   return { adapter: doc.adapter, note: doc.note, results };
 }
@@ -99,7 +142,8 @@ export class CommandProbeAdapter implements ProbeAdapter {
   private readonly timeoutMs: number;
 
   constructor(argv: readonly string[], opts: { timeoutMs?: number } = {}) {
-    if (argv.length === 0 || argv[0] === '') throw new SealnetError('CONFIG_INVALID', '--probe-command needs a program');
+    if (argv.length === 0 || argv[0] === '')
+      throw new SealnetError('CONFIG_INVALID', '--probe-command needs a program');
     this.argv = argv;
     this.name = argv.join(' ');
     this.timeoutMs = opts.timeoutMs ?? 600_000;
@@ -129,7 +173,11 @@ export class CommandProbeAdapter implements ProbeAdapter {
       child.on('error', (e) => finish({ ok: false, error: `cannot start probe command ${this.name}: ${e.message}` }));
       child.on('close', (code, signal) => {
         const stderr = Buffer.concat(err).toString('utf8').trim().split('\n').slice(-5).join(' | ').slice(0, 1000);
-        if (code !== 0) return finish({ ok: false, error: `probe command ${this.name} ${code === null ? `was killed by ${String(signal)}` : `exited with ${code}`}${stderr === '' ? '' : `: ${stderr}`}` });
+        if (code !== 0)
+          return finish({
+            ok: false,
+            error: `probe command ${this.name} ${code === null ? `was killed by ${String(signal)}` : `exited with ${code}`}${stderr === '' ? '' : `: ${stderr}`}`,
+          });
         try {
           const a = parseProbeAnswer(Buffer.concat(out).toString('utf8'), pairs);
           finish({ ok: true, ...a });

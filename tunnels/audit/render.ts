@@ -26,7 +26,12 @@ export function age(seconds: number | undefined): string {
 export function bytes(n: number | undefined): string {
   if (n === undefined) return '–';
   if (n < 1000) return String(n);
-  for (const [u, d] of [['G', 1e9], ['M', 1e6], ['k', 1e3]] as const) if (n >= d) return `${(n / d).toFixed(1)}${u}`;
+  for (const [u, d] of [
+    ['G', 1e9],
+    ['M', 1e6],
+    ['k', 1e3],
+  ] as const)
+    if (n >= d) return `${(n / d).toFixed(1)}${u}`;
   return String(n);
 }
 
@@ -35,39 +40,68 @@ export function renderMarkdown(r: AuditReport): string {
   const L: string[] = [];
   const verdict = r.verdict === 'compliant' ? 'COMPLIANT' : 'NON-COMPLIANT';
   L.push(`# sealnet compliance audit: ${verdict}`, '');
-  L.push(`- **Verdict:** ${verdict}${r.complete ? '' : ' — evidence is INCOMPLETE (partial results), so the cluster cannot be shown compliant'}`);
+  L.push(
+    `- **Verdict:** ${verdict}${r.complete ? '' : ' — evidence is INCOMPLETE (partial results), so the cluster cannot be shown compliant'}`,
+  );
   L.push(`- **Generated:** ${r.generatedAt} by ${r.tool.name} ${r.tool.version}`);
-  L.push(`- **Scope:** ${r.summary.nodes} nodes, ${r.summary.pairs} pairs (store: ${r.scope.store}${r.scope.onlyNodes === undefined ? '' : `; pairs involving ${r.scope.onlyNodes.join(', ')}`})`);
-  L.push(`- **Pairs:** ${r.summary.compliantPairs} compliant, ${r.summary.nonCompliantPairs} not compliant; ${r.summary.violations} violations`);
+  L.push(
+    `- **Scope:** ${r.summary.nodes} nodes, ${r.summary.pairs} pairs (store: ${r.scope.store}${r.scope.onlyNodes === undefined ? '' : `; pairs involving ${r.scope.onlyNodes.join(', ')}`})`,
+  );
+  L.push(
+    `- **Pairs:** ${r.summary.compliantPairs} compliant, ${r.summary.nonCompliantPairs} not compliant; ${r.summary.violations} violations`,
+  );
   L.push(`- **Policy:** ${cell(r.policy.name)} — ${cell(r.policy.description)}`);
   L.push(
     `  allowed algorithms: ${r.policy.allowedAlgorithms.join(', ')}; maximum key age ${formatDuration(r.policy.maxKeyAgeSeconds)}; fail-closed ${r.policy.requireFailClosed ? 'required' : 'not required'}; node-to-node encryption ${r.policy.requireNodeToNodeEncryption ? 'required' : 'not required'}; every pair encrypted ${r.policy.requireAllPairsEncrypted ? 'required' : 'not required'}; active probe ${r.policy.requireProbe ? 'required' : 'not required'}; status at most ${formatDuration(r.policy.maxStatusAgeSeconds)} old`,
   );
-  L.push(`- **Evidence:** ${cell(r.evidence.status)}; the oldest report was ${age(r.evidence.maxCounterAgeSeconds)} old`);
+  L.push(
+    `- **Evidence:** ${cell(r.evidence.status)}; the oldest report was ${age(r.evidence.maxCounterAgeSeconds)} old`,
+  );
   L.push(`- **Active probe:** ${cell(r.evidence.probe.note)}`, '');
 
   L.push('## Pairs', '');
-  L.push('| pair | state | compliant | mode / algorithm | keys (a / b) | key age (a / b) | last handshake (a→b / b→a) | bytes a rx/tx · b rx/tx | probe | why not compliant |');
+  L.push(
+    '| pair | state | compliant | mode / algorithm | keys (a / b) | key age (a / b) | last handshake (a→b / b→a) | bytes a rx/tx · b rx/tx | probe | why not compliant |',
+  );
   L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const p of r.pairs) {
-    const probe = p.probe.ran === false ? 'not run' : 'encryptedOnWire' in p.probe && p.probe.encryptedOnWire ? `encrypted on the wire (${p.probe.tunnelPackets} tunnel pkts, 0 plaintext)` : 'encryptedOnWire' in p.probe ? `FAILED (${p.probe.plaintextPackets} plaintext, ${p.probe.canaryLeaks} canary)` : 'not run';
+    const probe =
+      p.probe.ran === false
+        ? 'not run'
+        : 'encryptedOnWire' in p.probe && p.probe.encryptedOnWire
+          ? `encrypted on the wire (${p.probe.tunnelPackets} tunnel pkts, 0 plaintext)`
+          : 'encryptedOnWire' in p.probe
+            ? `FAILED (${p.probe.plaintextPackets} plaintext, ${p.probe.canaryLeaks} canary)`
+            : 'not run';
     L.push(
       `| ${cell(`${p.a} ↔ ${p.b}`)} | ${p.state}${p.partial ? ' (partial)' : ''} | ${p.compliant ? 'yes' : '**no**'} | ${cell(p.mode)} / ${cell(p.algorithm)} | ${cell(p.keys.a)} / ${cell(p.keys.b)} | ${age(p.keyAgeSeconds.a)} / ${age(p.keyAgeSeconds.b)} | ${age(p.handshakeAgeSeconds.ab)} / ${age(p.handshakeAgeSeconds.ba)} | ${bytes(p.bytes.a.rx)}/${bytes(p.bytes.a.tx)} · ${bytes(p.bytes.b.rx)}/${bytes(p.bytes.b.tx)} | ${cell(probe)} | ${cell(p.violations.map((v) => `${v.code}: ${v.message}`).join('; ') || '–')} |`,
     );
   }
   L.push('', '## Nodes', '');
-  L.push('| node | status | algorithm | key | key age | fail-closed | node-to-node | fail-open packets | BPF drops | violations |');
+  L.push(
+    '| node | status | algorithm | key | key age | fail-closed | node-to-node | fail-open packets | BPF drops | violations |',
+  );
   L.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const n of r.nodes) {
-    const drops = n.bpfDrops === undefined ? '–' : Object.entries(n.bpfDrops).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
+    const drops =
+      n.bpfDrops === undefined
+        ? '–'
+        : Object.entries(n.bpfDrops)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ') || '0';
     const health = n.health === 'ok' ? `ok (${age(n.statusAgeSeconds)} old)` : `**${n.health}**`;
-    L.push(`| ${cell(n.name)} | ${health} | ${cell(n.algorithm)} | ${cell(n.keyFingerprint)} | ${age(n.keyAgeSeconds)} | ${n.failClosed === undefined ? '–' : n.failClosed ? 'on' : '**off**'} | ${n.nodeToNode === undefined ? '–' : n.nodeToNode ? 'on' : 'off'} | ${cell(n.failOpenPackets)} | ${cell(drops)} | ${cell(n.violations.join(', ') || '–')} |`);
+    L.push(
+      `| ${cell(n.name)} | ${health} | ${cell(n.algorithm)} | ${cell(n.keyFingerprint)} | ${age(n.keyAgeSeconds)} | ${n.failClosed === undefined ? '–' : n.failClosed ? 'on' : '**off**'} | ${n.nodeToNode === undefined ? '–' : n.nodeToNode ? 'on' : 'off'} | ${cell(n.failOpenPackets)} | ${cell(drops)} | ${cell(n.violations.join(', ') || '–')} |`,
+    );
   }
   L.push('', '## Violations', '');
   if (r.violations.length === 0) L.push('None.');
   for (const v of r.violations) L.push(`- \`${v.code}\` **${cell(v.subject)}**: ${cell(v.message)}`);
   L.push('', '## Signature', '');
   L.push(`The JSON report beside this page is signed with Ed25519 (${r.signature.publicKeyFingerprint}).`);
-  L.push('This page is rendered from it; check both with `sealctl audit verify report.json --public-key <signer.pub>`.', '');
+  L.push(
+    'This page is rendered from it; check both with `sealctl audit verify report.json --public-key <signer.pub>`.',
+    '',
+  );
   return `${L.join('\n')}`;
 }

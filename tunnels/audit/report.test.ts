@@ -12,13 +12,35 @@ beforeAll(async () => {
   await sodiumReady();
 });
 
-function audit(nodes: readonly RawNode[], opts: { policy?: AuditPolicy; probe?: ProbeOutcome; only?: string[] } = {}): AuditReportBody {
-  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes), only: opts.only }), policy: opts.policy ?? profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: opts.probe, onlyNodes: opts.only });
+function audit(
+  nodes: readonly RawNode[],
+  opts: { policy?: AuditPolicy; probe?: ProbeOutcome; only?: string[] } = {},
+): AuditReportBody {
+  return evaluate({
+    status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes), only: opts.only }),
+    policy: opts.policy ?? profile('default'),
+    now: STATUS_NOW,
+    store: 'file',
+    toolVersion: '0.1.0',
+    probe: opts.probe,
+    onlyNodes: opts.only,
+  });
 }
 
 const codes = (r: AuditReportBody): string[] => [...new Set(r.violations.map((v) => `${v.code}@${v.subject}`))].sort();
 
-const wireOk = (a: string, b: string): ProbeResult => ({ a, b, ran: true, trafficOk: true, tunnelPackets: 40, plaintextPackets: 0, canaryLeaks: 0, captureComplete: true, encryptedOnWire: true, detail: 'tcp, udp, icmp both ways' });
+const wireOk = (a: string, b: string): ProbeResult => ({
+  a,
+  b,
+  ran: true,
+  trafficOk: true,
+  tunnelPackets: 40,
+  plaintextPackets: 0,
+  canaryLeaks: 0,
+  captureComplete: true,
+  encryptedOnWire: true,
+  detail: 'tcp, udp, icmp both ways',
+});
 
 describe('evaluate', () => {
   it('passes a healthy cluster, says no probe was run, and stays consistent with its own summary', () => {
@@ -27,30 +49,49 @@ describe('evaluate', () => {
     expect(r.complete).toBe(true);
     expect(r.violations).toEqual([]);
     expect(r.summary).toEqual({ nodes: 3, pairs: 3, compliantPairs: 3, nonCompliantPairs: 0, violations: 0 });
-    expect(r.evidence.probe).toEqual({ requested: false, ran: false, note: 'NOT RUN: no active probe was requested; pair states are as the agents report them' });
+    expect(r.evidence.probe).toEqual({
+      requested: false,
+      ran: false,
+      note: 'NOT RUN: no active probe was requested; pair states are as the agents report them',
+    });
     expect(r.pairs.every((p) => p.probe.ran === false)).toBe(true);
     expect(expectedVerdict(r)).toEqual({ verdict: r.verdict, complete: r.complete, summary: r.summary });
   });
 
   it('names a pair that is not encrypted, with the side that says why', () => {
     const nodes = healthyStatusNodes();
-    nodes[0] = statusNode('n1', statusReport('n1', NAMES, {}, { n3: { state: 'dropping', reason: 'no tunnel peer with its key is programmed' } }));
+    nodes[0] = statusNode(
+      'n1',
+      statusReport('n1', NAMES, {}, { n3: { state: 'dropping', reason: 'no tunnel peer with its key is programmed' } }),
+    );
     const r = audit(nodes);
     expect(r.verdict).toBe('non-compliant');
     expect(r.complete).toBe(true);
     expect(codes(r)).toEqual(['pair-not-encrypted@n1~n3']);
     const p = r.pairs.find((x) => x.a === 'n1' && x.b === 'n3')!;
     expect(p.compliant).toBe(false);
-    expect(p.violations[0]?.message).toBe('n1 ↔ n3 is dropping: n1 → n3: dropping (no tunnel peer with its key is programmed)');
+    expect(p.violations[0]?.message).toBe(
+      'n1 ↔ n3 is dropping: n1 → n3: dropping (no tunnel peer with its key is programmed)',
+    );
     expect(r.pairs.filter((x) => x.compliant).map((x) => `${x.a}~${x.b}`)).toEqual(['n1~n2', 'n2~n3']);
   });
 
   it('names fail-closed off, plaintext passed, and carries it into every pair of that node', () => {
     const nodes = healthyStatusNodes();
-    nodes[2] = statusNode('n3', statusReport('n3', NAMES, { steering: { enabled: true, failClosed: false, nodeToNode: false }, failOpenPackets: 12 }));
+    nodes[2] = statusNode(
+      'n3',
+      statusReport('n3', NAMES, {
+        steering: { enabled: true, failClosed: false, nodeToNode: false },
+        failOpenPackets: 12,
+      }),
+    );
     const r = audit(nodes);
     expect(codes(r)).toEqual(['fail-closed-off@n3', 'plaintext-passed@n3']);
-    expect(r.pairs.map((p) => [`${p.a}~${p.b}`, p.compliant])).toEqual([['n1~n2', true], ['n1~n3', false], ['n2~n3', false]]);
+    expect(r.pairs.map((p) => [`${p.a}~${p.b}`, p.compliant])).toEqual([
+      ['n1~n2', true],
+      ['n1~n3', false],
+      ['n2~n3', false],
+    ]);
     expect(r.pairs[1]?.violations.map((v) => v.code)).toEqual(['fail-closed-off', 'plaintext-passed']);
     expect(r.nodes.find((n) => n.name === 'n3')?.violations).toEqual(['fail-closed-off', 'plaintext-passed']);
   });
@@ -58,14 +99,18 @@ describe('evaluate', () => {
   it('names an old key against the policy maximum', () => {
     const r = audit(healthyStatusNodes(), { policy: parsePolicy('{"version":1,"maxKeyAge":"1h"}', 'p') });
     expect(codes(r)).toEqual(['key-too-old@n1', 'key-too-old@n2', 'key-too-old@n3']);
-    expect(r.violations[0]?.message).toMatch(/^the key of n1 \([0-9a-f]{16}, created 2025-05-31T12:00:00.000Z\) is 86400 s old; policy default allows at most 1h$/);
+    expect(r.violations[0]?.message).toMatch(
+      /^the key of n1 \([0-9a-f]{16}, created 2025-05-31T12:00:00.000Z\) is 86400 s old; policy default allows at most 1h$/,
+    );
   });
 
   it('fails a WireGuard cluster against the FIPS profile, naming the algorithm', () => {
     const r = audit(healthyStatusNodes(), { policy: profile('fips') });
     expect(r.verdict).toBe('non-compliant');
     expect(codes(r)).toEqual(['algorithm-not-allowed@n1', 'algorithm-not-allowed@n2', 'algorithm-not-allowed@n3']);
-    expect(r.violations[0]?.message).toBe('n1 uses wireguard-chacha20poly1305; policy fips allows only ipsec-esp-aes-gcm-128, ipsec-esp-aes-gcm-256');
+    expect(r.violations[0]?.message).toBe(
+      'n1 uses wireguard-chacha20poly1305; policy fips allows only ipsec-esp-aes-gcm-128, ipsec-esp-aes-gcm-256',
+    );
   });
 
   it('never says compliant with a stopped agent, a stale report or an agent that does not answer: partial, named', () => {
@@ -92,15 +137,38 @@ describe('evaluate', () => {
   });
 
   it('requires node-to-node encryption only when the policy does', () => {
-    expect(codes(audit(healthyStatusNodes(), { policy: parsePolicy('{"version":1,"requireNodeToNodeEncryption":true}', 'p') }))).toEqual(['node-to-node-off@n1', 'node-to-node-off@n2', 'node-to-node-off@n3']);
+    expect(
+      codes(
+        audit(healthyStatusNodes(), { policy: parsePolicy('{"version":1,"requireNodeToNodeEncryption":true}', 'p') }),
+      ),
+    ).toEqual(['node-to-node-off@n1', 'node-to-node-off@n2', 'node-to-node-off@n3']);
   });
 
   it('uses probe results: encrypted on the wire passes, plaintext or failed traffic is named, a failed probe is partial', () => {
-    const ok: ProbeOutcome = { ok: true, adapter: 'nscluster', note: 'canary over tcp/udp/icmp', results: [wireOk('n1', 'n2'), wireOk('n1', 'n3'), wireOk('n2', 'n3')] };
+    const ok: ProbeOutcome = {
+      ok: true,
+      adapter: 'nscluster',
+      note: 'canary over tcp/udp/icmp',
+      results: [wireOk('n1', 'n2'), wireOk('n1', 'n3'), wireOk('n2', 'n3')],
+    };
     const passed = audit(healthyStatusNodes(), { probe: ok });
-    expect([passed.verdict, passed.evidence.probe.ran, passed.evidence.probe.adapter]).toEqual(['compliant', true, 'nscluster']);
-    const leaky: ProbeOutcome = { ...ok, results: [wireOk('n1', 'n2'), { ...wireOk('n1', 'n3'), plaintextPackets: 9, canaryLeaks: 2, encryptedOnWire: false }, { ...wireOk('n2', 'n3'), trafficOk: false, encryptedOnWire: false, detail: 'tcp: timeout' }] };
-    expect(codes(audit(healthyStatusNodes(), { probe: leaky }))).toEqual(['probe-failed@n2~n3', 'probe-plaintext@n1~n3']);
+    expect([passed.verdict, passed.evidence.probe.ran, passed.evidence.probe.adapter]).toEqual([
+      'compliant',
+      true,
+      'nscluster',
+    ]);
+    const leaky: ProbeOutcome = {
+      ...ok,
+      results: [
+        wireOk('n1', 'n2'),
+        { ...wireOk('n1', 'n3'), plaintextPackets: 9, canaryLeaks: 2, encryptedOnWire: false },
+        { ...wireOk('n2', 'n3'), trafficOk: false, encryptedOnWire: false, detail: 'tcp: timeout' },
+      ],
+    };
+    expect(codes(audit(healthyStatusNodes(), { probe: leaky }))).toEqual([
+      'probe-failed@n2~n3',
+      'probe-plaintext@n1~n3',
+    ]);
     const broken = audit(healthyStatusNodes(), { probe: { ok: false, error: 'probe command exited with 1' } });
     expect([broken.verdict, broken.complete]).toEqual(['non-compliant', false]);
     expect(codes(broken)).toEqual(['probe-failed@n1~n2', 'probe-failed@n1~n3', 'probe-failed@n2~n3']);

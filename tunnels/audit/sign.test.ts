@@ -8,7 +8,14 @@ import { canonicalJson, prettyCanonical } from './canonical.js';
 import { profile } from './policy.js';
 import { renderMarkdown } from './render.js';
 import { evaluate, type AuditReport, type AuditReportBody } from './report.js';
-import { checkSignature, loadOrCreateSigningKey, readPublicKeyFile, signReport, SIGNATURE_DOMAIN, type SigningKey } from './sign.js';
+import {
+  checkSignature,
+  loadOrCreateSigningKey,
+  readPublicKeyFile,
+  signReport,
+  SIGNATURE_DOMAIN,
+  type SigningKey,
+} from './sign.js';
 import { verifyReport } from './verify.js';
 
 let dir: string;
@@ -26,17 +33,30 @@ afterAll(async () => {
 });
 
 function body(nodes = healthyStatusNodes()): AuditReportBody {
-  return evaluate({ status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes) }), policy: profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: undefined });
+  return evaluate({
+    status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes) }),
+    policy: profile('default'),
+    now: STATUS_NOW,
+    store: 'file',
+    toolVersion: '0.1.0',
+    probe: undefined,
+  });
 }
 
 async function signed(b = body()): Promise<{ report: AuditReport; file: Uint8Array; page: Uint8Array }> {
   const report = await signReport(b, key);
-  return { report, file: new TextEncoder().encode(prettyCanonical(report)), page: new TextEncoder().encode(renderMarkdown(report)) };
+  return {
+    report,
+    file: new TextEncoder().encode(prettyCanonical(report)),
+    page: new TextEncoder().encode(renderMarkdown(report)),
+  };
 }
 
 describe('canonical JSON', () => {
   it('sorts keys at every depth, drops undefined members, and is what JSON.stringify writes for values', () => {
-    expect(canonicalJson({ b: 1, a: { d: [3, { z: true, y: null }], c: 'é\n"' }, u: undefined })).toBe('{"a":{"c":"é\\n\\"","d":[3,{"y":null,"z":true}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: true, y: null }], c: 'é\n"' }, u: undefined })).toBe(
+      '{"a":{"c":"é\\n\\"","d":[3,{"y":null,"z":true}]},"b":1}',
+    );
     expect(canonicalJson({ n: 1e21, m: 0.1, k: -0 })).toBe('{"k":0,"m":0.1,"n":1e+21}');
     expect(prettyCanonical({ b: [1], a: 2 })).toBe('{\n  "a": 2,\n  "b": [\n    1\n  ]\n}\n');
   });
@@ -58,7 +78,9 @@ describe('signing key', () => {
     const again = await loadOrCreateSigningKey(f);
     expect(again.created).toBe(false);
     expect(Buffer.from(again.publicKey).equals(Buffer.from(key.publicKey))).toBe(true);
-    expect(Buffer.from(await readPublicKeyFile(join(dir, 'audit', 'signing.pub'))).equals(Buffer.from(key.publicKey))).toBe(true);
+    expect(
+      Buffer.from(await readPublicKeyFile(join(dir, 'audit', 'signing.pub'))).equals(Buffer.from(key.publicKey)),
+    ).toBe(true);
     expect(key.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 
@@ -77,7 +99,14 @@ describe('signed reports', () => {
   it('verify: canonical layout, signature, signer, verdict and page all check out', async () => {
     const s = await signed();
     const r = await verifyReport(s.file, { publicKey: key.publicKey, markdown: s.page });
-    expect(r).toEqual({ ok: true, problems: [], checks: ['structure', 'canonical layout', 'signature', 'signer', 'verdict', 'markdown page'], signer: key.fingerprint, verdict: 'compliant', signerUnpinned: false });
+    expect(r).toEqual({
+      ok: true,
+      problems: [],
+      checks: ['structure', 'canonical layout', 'signature', 'signer', 'verdict', 'markdown page'],
+      signer: key.fingerprint,
+      verdict: 'compliant',
+      signerUnpinned: false,
+    });
     expect(await checkSignature(body(), s.report.signature)).toBe(true);
   });
 
@@ -99,30 +128,46 @@ describe('signed reports', () => {
     const s = await signed();
     const text = new TextDecoder().decode(s.file);
     const flipped = text.replace('"verdict": "compliant"', '"verdict": "compliamt"');
-    expect((await verifyReport(new TextEncoder().encode(flipped), {})).problems).toEqual(['verdict must be "compliant" or "non-compliant"']);
+    expect((await verifyReport(new TextEncoder().encode(flipped), {})).problems).toEqual([
+      'verdict must be "compliant" or "non-compliant"',
+    ]);
     const renumbered = text.replace('"pairs": 3', '"pairs": 4');
     expect((await verifyReport(new TextEncoder().encode(renumbered), {})).problems).toEqual([
       'the Ed25519 signature does not match the report content',
       "the verdict or summary does not follow from the report's pairs and violations (want compliant, complete true)",
     ]);
     const spaced = text.replace('{\n  "complete"', '{\n   "complete"');
-    expect((await verifyReport(new TextEncoder().encode(spaced), {})).problems).toEqual(['the file is not byte-for-byte in the canonical layout sealctl writes (it was edited)']);
+    expect((await verifyReport(new TextEncoder().encode(spaced), {})).problems).toEqual([
+      'the file is not byte-for-byte in the canonical layout sealctl writes (it was edited)',
+    ]);
     expect((await verifyReport(s.file.subarray(0, s.file.length - 1), {})).ok).toBe(false);
   });
 
   it('fails when the page beside it was edited', async () => {
     const s = await signed();
     const page = new TextDecoder().decode(s.page).replace('COMPLIANT', 'COMPLIANT!');
-    expect((await verifyReport(s.file, { markdown: new TextEncoder().encode(page) })).problems).toEqual(['the Markdown page does not match the signed report (it was edited)']);
+    expect((await verifyReport(s.file, { markdown: new TextEncoder().encode(page) })).problems).toEqual([
+      'the Markdown page does not match the signed report (it was edited)',
+    ]);
   });
 
   it('a forged report re-signed with another key passes only without --public-key, and says the signer is unpinned', async () => {
     const nodes = healthyStatusNodes();
-    nodes[0] = statusNode('n1', statusReport('n1', ['n1', 'n2', 'n3'], { steering: { enabled: true, failClosed: false, nodeToNode: false } }));
+    nodes[0] = statusNode(
+      'n1',
+      statusReport('n1', ['n1', 'n2', 'n3'], { steering: { enabled: true, failClosed: false, nodeToNode: false } }),
+    );
     const real = body(nodes);
     expect(real.verdict).toBe('non-compliant');
     // The forger drops the violations and recomputes everything, then signs with their own key.
-    const forged: AuditReportBody = { ...real, verdict: 'compliant', violations: [], pairs: real.pairs.map((p) => ({ ...p, compliant: true, violations: [] })), nodes: real.nodes.map((n) => ({ ...n, violations: [] })), summary: { ...real.summary, compliantPairs: 3, nonCompliantPairs: 0, violations: 0 } };
+    const forged: AuditReportBody = {
+      ...real,
+      verdict: 'compliant',
+      violations: [],
+      pairs: real.pairs.map((p) => ({ ...p, compliant: true, violations: [] })),
+      nodes: real.nodes.map((n) => ({ ...n, violations: [] })),
+      summary: { ...real.summary, compliantPairs: 3, nonCompliantPairs: 0, violations: 0 },
+    };
     const f = await signReport(forged, other);
     const bytes = new TextEncoder().encode(prettyCanonical(f));
     const unpinned = await verifyReport(bytes, {});
@@ -137,7 +182,9 @@ describe('signed reports', () => {
     const real = body(nodes);
     const lie = await signReport({ ...real, verdict: 'compliant' as const }, key);
     const r = await verifyReport(new TextEncoder().encode(prettyCanonical(lie)), { publicKey: key.publicKey });
-    expect(r.problems).toEqual(["the verdict or summary does not follow from the report's pairs and violations (want non-compliant, complete true)"]);
+    expect(r.problems).toEqual([
+      "the verdict or summary does not follow from the report's pairs and violations (want non-compliant, complete true)",
+    ]);
   });
 
   it('signs the domain-separated canonical body', async () => {
@@ -146,7 +193,13 @@ describe('signed reports', () => {
     const { signature, ...rest } = s.report;
     const msg = new TextEncoder().encode(SIGNATURE_DOMAIN + canonicalJson(rest));
     expect(sodium.crypto_sign_verify_detached(Buffer.from(signature.value, 'base64'), msg, key.publicKey)).toBe(true);
-    expect(sodium.crypto_sign_verify_detached(Buffer.from(signature.value, 'base64'), new TextEncoder().encode(canonicalJson(rest)), key.publicKey)).toBe(false);
+    expect(
+      sodium.crypto_sign_verify_detached(
+        Buffer.from(signature.value, 'base64'),
+        new TextEncoder().encode(canonicalJson(rest)),
+        key.publicKey,
+      ),
+    ).toBe(false);
     expect(await readFile(join(dir, 'audit', 'signing.key'), 'utf8')).not.toContain(signature.publicKey);
   });
 });

@@ -61,11 +61,16 @@ async function readSmall(file: string, what: string): Promise<{ text: string; mo
   try {
     fh = await open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   } catch (err) {
-    throw new SealnetError('KEYSTORE_IO', `cannot open ${what} ${file}${errnoCode(err) === undefined ? '' : ` (${errnoCode(err)})`}`, { cause: err });
+    throw new SealnetError(
+      'KEYSTORE_IO',
+      `cannot open ${what} ${file}${errnoCode(err) === undefined ? '' : ` (${errnoCode(err)})`}`,
+      { cause: err },
+    );
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile() || st.size > 1024) throw new SealnetError('KEY_INVALID', `${what} ${file} is not a small regular file`);
+    if (!st.isFile() || st.size > 1024)
+      throw new SealnetError('KEY_INVALID', `${what} ${file} is not a small regular file`);
     return { text: await fh.readFile('utf8'), mode: st.mode & 0o777 };
   } finally {
     await fh.close();
@@ -88,15 +93,26 @@ export async function loadOrCreateSigningKey(fileIn: string): Promise<SigningKey
     sodium.memzero(seed);
   }
   const { text, mode } = await readSmall(file, 'audit signing key');
-  if ((mode & 0o077) !== 0) throw new SealnetError('KEY_INVALID', `audit signing key ${file} has mode 0${mode.toString(8)}: others can read it; run chmod 600 ${file} (or use a new key)`);
+  if ((mode & 0o077) !== 0)
+    throw new SealnetError(
+      'KEY_INVALID',
+      `audit signing key ${file} has mode 0${mode.toString(8)}: others can read it; run chmod 600 ${file} (or use a new key)`,
+    );
   const stored = parseB64(text.replace(/\n$/, ''), sodium.crypto_sign_SEEDBYTES);
-  if (stored === undefined) throw new SealnetError('KEY_INVALID', `audit signing key ${file} must hold one line: the base64 of a 32-byte Ed25519 seed`);
+  if (stored === undefined)
+    throw new SealnetError(
+      'KEY_INVALID',
+      `audit signing key ${file} must hold one line: the base64 of a 32-byte Ed25519 seed`,
+    );
   const pair = sodium.crypto_sign_seed_keypair(stored);
   sodium.memzero(pair.privateKey);
   const publicKey = pair.publicKey;
   const pubFile = file.replace(/\.key$/, '') + '.pub';
   if (pubFile !== file) {
-    await writeAtomic(dirname(pubFile), basename(pubFile), Buffer.from(`${b64(publicKey)}\n`), { how: 'replace', secret: false });
+    await writeAtomic(dirname(pubFile), basename(pubFile), Buffer.from(`${b64(publicKey)}\n`), {
+      how: 'replace',
+      secret: false,
+    });
     await chmod(pubFile, 0o644);
   }
   return {
@@ -119,7 +135,11 @@ export async function loadOrCreateSigningKey(fileIn: string): Promise<SigningKey
 export async function readPublicKeyFile(file: string): Promise<Uint8Array> {
   const { text } = await readSmall(file, 'public key');
   const key = parseB64(text.trim(), 32);
-  if (key === undefined) throw new SealnetError('KEY_INVALID', `public key file ${file} must hold one line: the base64 of a 32-byte Ed25519 public key`);
+  if (key === undefined)
+    throw new SealnetError(
+      'KEY_INVALID',
+      `public key file ${file} must hold one line: the base64 of a 32-byte Ed25519 public key`,
+    );
   return key;
 }
 
@@ -130,9 +150,20 @@ export function signedMessage(body: object): Uint8Array {
 }
 
 /** Signs a report body; returns the body with its `signature` member. */
-export async function signReport<T extends object>(body: T, key: SigningKey): Promise<T & { signature: ReportSignature }> {
+export async function signReport<T extends object>(
+  body: T,
+  key: SigningKey,
+): Promise<T & { signature: ReportSignature }> {
   const sig = await key.sign(signedMessage(body));
-  return { ...body, signature: { algorithm: 'ed25519', publicKey: b64(key.publicKey), publicKeyFingerprint: key.fingerprint, value: b64(sig) } };
+  return {
+    ...body,
+    signature: {
+      algorithm: 'ed25519',
+      publicKey: b64(key.publicKey),
+      publicKeyFingerprint: key.fingerprint,
+      value: b64(sig),
+    },
+  };
 }
 
 /** Checks a signature over a body; false for any mismatch (never throws for bad input). */
@@ -140,7 +171,13 @@ export async function checkSignature(body: object, sig: ReportSignature): Promis
   const sodium = await sodiumReady();
   const pk = parseB64(sig.publicKey, sodium.crypto_sign_PUBLICKEYBYTES);
   const value = parseB64(sig.value, sodium.crypto_sign_BYTES);
-  if (pk === undefined || value === undefined || sig.algorithm !== 'ed25519' || sig.publicKeyFingerprint !== keyFingerprint(pk)) return false;
+  if (
+    pk === undefined ||
+    value === undefined ||
+    sig.algorithm !== 'ed25519' ||
+    sig.publicKeyFingerprint !== keyFingerprint(pk)
+  )
+    return false;
   try {
     return sodium.crypto_sign_verify_detached(value, signedMessage(body), pk);
   } catch {

@@ -26,28 +26,78 @@ export interface VerifyResult {
   readonly signerUnpinned: boolean;
 }
 
-const TOP_FIELDS = ['complete', 'evidence', 'format', 'generatedAt', 'nodes', 'pairs', 'policy', 'scope', 'signature', 'summary', 'tool', 'verdict', 'version', 'violations'];
+const TOP_FIELDS = [
+  'complete',
+  'evidence',
+  'format',
+  'generatedAt',
+  'nodes',
+  'pairs',
+  'policy',
+  'scope',
+  'signature',
+  'summary',
+  'tool',
+  'verdict',
+  'version',
+  'violations',
+];
 
 function shapeProblems(doc: unknown): string[] {
   if (!isObject(doc)) return ['the report is not a JSON object'];
   const p: string[] = [];
   const keys = Object.keys(doc).sort();
-  if (keys.join(',') !== TOP_FIELDS.join(',')) p.push(`the report's fields are ${keys.join(', ')}; want ${TOP_FIELDS.join(', ')}`);
+  if (keys.join(',') !== TOP_FIELDS.join(','))
+    p.push(`the report's fields are ${keys.join(', ')}; want ${TOP_FIELDS.join(', ')}`);
   if (doc.format !== 'sealnet-audit-report' || doc.version !== 1) p.push('not a sealnet audit report version 1');
-  if (doc.verdict !== 'compliant' && doc.verdict !== 'non-compliant') p.push('verdict must be "compliant" or "non-compliant"');
-  if (!Array.isArray(doc.pairs) || !doc.pairs.every((x) => isObject(x) && typeof x.compliant === 'boolean' && typeof x.partial === 'boolean' && Array.isArray(x.violations))) p.push('pairs must be a list of pair objects');
-  if (!Array.isArray(doc.nodes) || !doc.nodes.every((x) => isObject(x) && typeof x.name === 'string')) p.push('nodes must be a list of node objects');
-  if (!Array.isArray(doc.violations) || !doc.violations.every((x) => isObject(x) && typeof x.code === 'string' && typeof x.subject === 'string' && typeof x.message === 'string')) p.push('violations must be a list of violations');
+  if (doc.verdict !== 'compliant' && doc.verdict !== 'non-compliant')
+    p.push('verdict must be "compliant" or "non-compliant"');
+  if (
+    !Array.isArray(doc.pairs) ||
+    !doc.pairs.every(
+      (x) =>
+        isObject(x) &&
+        typeof x.compliant === 'boolean' &&
+        typeof x.partial === 'boolean' &&
+        Array.isArray(x.violations),
+    )
+  )
+    p.push('pairs must be a list of pair objects');
+  if (!Array.isArray(doc.nodes) || !doc.nodes.every((x) => isObject(x) && typeof x.name === 'string'))
+    p.push('nodes must be a list of node objects');
+  if (
+    !Array.isArray(doc.violations) ||
+    !doc.violations.every(
+      (x) =>
+        isObject(x) && typeof x.code === 'string' && typeof x.subject === 'string' && typeof x.message === 'string',
+    )
+  )
+    p.push('violations must be a list of violations');
   const s = doc.signature;
-  if (!isObject(s) || Object.keys(s).sort().join(',') !== 'algorithm,publicKey,publicKeyFingerprint,value' || !Object.values(s).every((x) => typeof x === 'string')) p.push('signature must hold algorithm, publicKey, publicKeyFingerprint and value');
+  if (
+    !isObject(s) ||
+    Object.keys(s).sort().join(',') !== 'algorithm,publicKey,publicKeyFingerprint,value' ||
+    !Object.values(s).every((x) => typeof x === 'string')
+  )
+    p.push('signature must hold algorithm, publicKey, publicKeyFingerprint and value');
   return p;
 }
 
 /** Verifies the report in `text` (and the Markdown page `markdown`, if given). */
-export async function verifyReport(bytes: Uint8Array, opts: { publicKey?: Uint8Array | undefined; markdown?: Uint8Array | undefined } = {}): Promise<VerifyResult> {
+export async function verifyReport(
+  bytes: Uint8Array,
+  opts: { publicKey?: Uint8Array | undefined; markdown?: Uint8Array | undefined } = {},
+): Promise<VerifyResult> {
   const problems: string[] = [];
   const checks: string[] = [];
-  const fail = (msg: string): VerifyResult => ({ ok: false, problems: [...problems, msg], checks, signer: undefined, verdict: undefined, signerUnpinned: opts.publicKey === undefined });
+  const fail = (msg: string): VerifyResult => ({
+    ok: false,
+    problems: [...problems, msg],
+    checks,
+    signer: undefined,
+    verdict: undefined,
+    signerUnpinned: opts.publicKey === undefined,
+  });
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -64,7 +114,8 @@ export async function verifyReport(bytes: Uint8Array, opts: { publicKey?: Uint8A
   if (shape.length > 0) return { ...fail(shape[0] ?? ''), problems: shape };
   checks.push('structure');
   const report = doc as AuditReport;
-  if (prettyCanonical(report) !== text) problems.push('the file is not byte-for-byte in the canonical layout sealctl writes (it was edited)');
+  if (prettyCanonical(report) !== text)
+    problems.push('the file is not byte-for-byte in the canonical layout sealctl writes (it was edited)');
   else checks.push('canonical layout');
   const { signature, ...body } = report;
   const sig = signature as ReportSignature;
@@ -72,29 +123,60 @@ export async function verifyReport(bytes: Uint8Array, opts: { publicKey?: Uint8A
   else checks.push('signature');
   const embedded = parseB64(sig.publicKey, 32);
   if (opts.publicKey !== undefined) {
-    if (embedded === undefined || embedded.length !== opts.publicKey.length || !timingSafeEqual(embedded, opts.publicKey)) problems.push(`the report was signed by ${sig.publicKeyFingerprint}, not by the given public key`);
+    if (
+      embedded === undefined ||
+      embedded.length !== opts.publicKey.length ||
+      !timingSafeEqual(embedded, opts.publicKey)
+    )
+      problems.push(`the report was signed by ${sig.publicKeyFingerprint}, not by the given public key`);
     else checks.push('signer');
   }
   const want = expectedVerdict(body as AuditReportBody);
-  if (want.verdict !== report.verdict || want.complete !== report.complete || JSON.stringify(want.summary) !== JSON.stringify(prettyOrder(report.summary))) {
-    problems.push(`the verdict or summary does not follow from the report's pairs and violations (want ${want.verdict}, complete ${want.complete})`);
+  if (
+    want.verdict !== report.verdict ||
+    want.complete !== report.complete ||
+    JSON.stringify(want.summary) !== JSON.stringify(prettyOrder(report.summary))
+  ) {
+    problems.push(
+      `the verdict or summary does not follow from the report's pairs and violations (want ${want.verdict}, complete ${want.complete})`,
+    );
   } else checks.push('verdict');
   for (const p of report.pairs) {
-    if (p.compliant !== (p.violations.length === 0)) problems.push(`pair ${p.a} ↔ ${p.b} is marked ${p.compliant ? 'compliant' : 'not compliant'} against its ${p.violations.length} violations`);
+    if (p.compliant !== (p.violations.length === 0))
+      problems.push(
+        `pair ${p.a} ↔ ${p.b} is marked ${p.compliant ? 'compliant' : 'not compliant'} against its ${p.violations.length} violations`,
+      );
   }
   if (opts.markdown !== undefined) {
-    if (Buffer.compare(Buffer.from(opts.markdown), Buffer.from(renderMarkdown(report))) !== 0) problems.push('the Markdown page does not match the signed report (it was edited)');
+    if (Buffer.compare(Buffer.from(opts.markdown), Buffer.from(renderMarkdown(report))) !== 0)
+      problems.push('the Markdown page does not match the signed report (it was edited)');
     else checks.push('markdown page');
   }
-  return { ok: problems.length === 0, problems, checks, signer: sig.publicKeyFingerprint, verdict: report.verdict, signerUnpinned: opts.publicKey === undefined };
+  return {
+    ok: problems.length === 0,
+    problems,
+    checks,
+    signer: sig.publicKeyFingerprint,
+    verdict: report.verdict,
+    signerUnpinned: opts.publicKey === undefined,
+  };
 }
 
 function prettyOrder(s: AuditReportBody['summary']): AuditReportBody['summary'] {
-  return { nodes: s.nodes, pairs: s.pairs, compliantPairs: s.compliantPairs, nonCompliantPairs: s.nonCompliantPairs, violations: s.violations };
+  return {
+    nodes: s.nodes,
+    pairs: s.pairs,
+    compliantPairs: s.compliantPairs,
+    nonCompliantPairs: s.nonCompliantPairs,
+    violations: s.violations,
+  };
 }
 
 /** Reads and verifies a report file (and `page`, the Markdown file, when it exists). */
-export async function verifyReportFile(file: string, opts: { publicKey?: Uint8Array | undefined; page?: string | undefined }): Promise<VerifyResult> {
+export async function verifyReportFile(
+  file: string,
+  opts: { publicKey?: Uint8Array | undefined; page?: string | undefined },
+): Promise<VerifyResult> {
   const bytes = await readFile(file);
   const markdown = opts.page === undefined ? undefined : await readFile(opts.page).catch(() => undefined);
   return verifyReport(bytes, { publicKey: opts.publicKey, markdown });

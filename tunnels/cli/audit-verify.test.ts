@@ -25,7 +25,14 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sealnet-verify-'));
   key = await loadOrCreateSigningKey(join(dir, 'signing.key'));
   other = await loadOrCreateSigningKey(join(dir, 'other.key'));
-  const body = evaluate({ status: joinStatus(healthyStatusNodes(), { now: STATUS_NOW, reports: reportsOf(healthyStatusNodes()) }), policy: profile('default'), now: STATUS_NOW, store: 'file', toolVersion: '0.1.0', probe: undefined });
+  const body = evaluate({
+    status: joinStatus(healthyStatusNodes(), { now: STATUS_NOW, reports: reportsOf(healthyStatusNodes()) }),
+    policy: profile('default'),
+    now: STATUS_NOW,
+    store: 'file',
+    toolVersion: '0.1.0',
+    probe: undefined,
+  });
   good = join(dir, 'good.json');
   forged = join(dir, 'forged.json');
   await writeFile(good, prettyCanonical(await signReport(body, key)));
@@ -55,7 +62,12 @@ describe('sealctl audit verify pins the signer', () => {
   it('accepts the right signer by key file, fingerprint or trust file; refuses the forgery each way', async () => {
     const trust = join(dir, 'trust');
     await writeFile(trust, `# audit signers\n${key.fingerprint}\n`);
-    for (const pin of [['--public-key', join(dir, 'signing.pub')], ['--fingerprint', key.fingerprint], ['--fingerprint', key.fingerprint.slice('sha256:'.length).toUpperCase()], ['--trust', trust]]) {
+    for (const pin of [
+      ['--public-key', join(dir, 'signing.pub')],
+      ['--fingerprint', key.fingerprint],
+      ['--fingerprint', key.fingerprint.slice('sha256:'.length).toUpperCase()],
+      ['--trust', trust],
+    ]) {
       expect((await verify([good, ...pin])).code).toBe(0);
       const f = await verify([forged, ...pin]);
       expect([f.code, f.out]).toEqual([1, expect.stringContaining(other.fingerprint)]);

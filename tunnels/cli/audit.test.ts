@@ -3,7 +3,10 @@ import { parseAuditArgs } from './audit.js';
 
 describe('parseAuditArgs', () => {
   it('passes --probe-arg values verbatim, flag-like ones included, in order', () => {
-    const a = parseAuditArgs(['--probe-command', '/bin/probe', '--probe-arg', '--cluster', '--probe-arg', 'c.json', '--node', 'n1'], {});
+    const a = parseAuditArgs(
+      ['--probe-command', '/bin/probe', '--probe-arg', '--cluster', '--probe-arg', 'c.json', '--node', 'n1'],
+      {},
+    );
     expect(a.probeCommand).toEqual(['/bin/probe', '--cluster', 'c.json']);
     expect(a.only).toEqual(['n1']);
   });

@@ -18,7 +18,14 @@ import { AUDIT_SIGNING_KEY_FILE, DEFAULT_STATE_DIR } from '../../common/constant
 import { SealnetError } from '../../common/errors.js';
 import type { NodeStore } from '../ports/index.js';
 import { checkKnownNodes, openStore } from './status.js';
-import { FETCH_FLAGS, fetcherFor, fetchReports, fetchSettings, type FetchSettings, type ReportFetcher } from './fetch.js';
+import {
+  FETCH_FLAGS,
+  fetcherFor,
+  fetchReports,
+  fetchSettings,
+  type FetchSettings,
+  type ReportFetcher,
+} from './fetch.js';
 import { joinStatus } from '../status/join.js';
 import { prettyCanonical } from '../audit/canonical.js';
 import { parsePolicy, profile, type AuditPolicy } from '../audit/policy.js';
@@ -44,9 +51,18 @@ export interface AuditArgs {
 }
 
 /** Parses the arguments after `audit`. */
-export function parseAuditArgs(args: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): AuditArgs {
+export function parseAuditArgs(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): AuditArgs {
   // `--probe-arg` takes the next argument verbatim, flag-like or not (it is the probe's own argv).
-  const glued = args.flatMap((a, i) => (args[i - 1] === '--probe-arg' ? [] : a === '--probe-arg' && i + 1 < args.length ? [`--probe-arg=${args[i + 1]}`] : [a]));
+  const glued = args.flatMap((a, i) =>
+    args[i - 1] === '--probe-arg'
+      ? []
+      : a === '--probe-arg' && i + 1 < args.length
+        ? [`--probe-arg=${args[i + 1]}`]
+        : [a],
+  );
   const { values } = parseFlags(glued, {
     prefix: 'audit: ',
     options: {
@@ -72,12 +88,18 @@ export function parseAuditArgs(args: readonly string[], env: Readonly<Record<str
   if (values['probe-timeout'] !== undefined) {
     const v = values['probe-timeout'];
     probeTimeoutS = Number(v);
-    if (!/^\d+$/.test(v) || probeTimeoutS < 1 || probeTimeoutS > 86400) throw new SealnetError('CONFIG_INVALID', `--probe-timeout must be 1 to 86400 seconds, got ${JSON.stringify(v)}`);
+    if (!/^\d+$/.test(v) || probeTimeoutS < 1 || probeTimeoutS > 86400)
+      throw new SealnetError('CONFIG_INVALID', `--probe-timeout must be 1 to 86400 seconds, got ${JSON.stringify(v)}`);
   }
   const signingKey = values['signing-key'];
   const stateDir = values['state-dir'];
-  if (policyFile !== undefined && prof !== undefined) throw new SealnetError('CONFIG_INVALID', 'give --policy or --profile, not both (a policy file can name its base profile)');
-  if (probe === undefined && probeArgs.length > 0) throw new SealnetError('CONFIG_INVALID', '--probe-arg needs --probe-command');
+  if (policyFile !== undefined && prof !== undefined)
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      'give --policy or --profile, not both (a policy file can name its base profile)',
+    );
+  if (probe === undefined && probeArgs.length > 0)
+    throw new SealnetError('CONFIG_INVALID', '--probe-arg needs --probe-command');
   return {
     policyFile,
     profile: prof,
@@ -136,7 +158,10 @@ async function loadPolicy(a: AuditArgs): Promise<AuditPolicy> {
 }
 
 function stamp(d: Date): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** Runs `sealctl audit`. `probe` overrides `--probe-command` (in-process adapters, tests). */
@@ -159,7 +184,11 @@ export async function runAudit(opts: {
   const out = resolve(a.out ?? `sealnet-audit-${stamp(now())}`);
   const reportFile = join(out, 'report.json');
   const pageFile = join(out, 'report.md');
-  if (existsSync(reportFile)) throw new SealnetError('CONFIG_INVALID', `${reportFile} exists; an audit report is never overwritten (choose another --out)`);
+  if (existsSync(reportFile))
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      `${reportFile} exists; an audit report is never overwritten (choose another --out)`,
+    );
   const key = await loadOrCreateSigningKey(a.signingKey);
 
   const fetcher = opts.fetcher ?? fetcherFor(opts.store, a.fetch);
@@ -172,13 +201,23 @@ export async function runAudit(opts: {
     // makes its pairs PARTIAL with the reason).
     const collect = async (): Promise<ReturnType<typeof joinStatus>> => {
       const nodes = store.list();
-      const reports = await fetchReports(nodes.map((n) => n.name), fetcher, a.fetch);
+      const reports = await fetchReports(
+        nodes.map((n) => n.name),
+        fetcher,
+        a.fetch,
+      );
       return joinStatus(nodes, { now: now(), reports, only: a.only });
     };
     status = await collect();
-    const adapter = opts.probe ?? (a.probeCommand === undefined ? undefined : new CommandProbeAdapter(a.probeCommand, { timeoutMs: a.probeTimeoutS * 1000 }));
+    const adapter =
+      opts.probe ??
+      (a.probeCommand === undefined
+        ? undefined
+        : new CommandProbeAdapter(a.probeCommand, { timeoutMs: a.probeTimeoutS * 1000 }));
     if (adapter !== undefined) {
-      probe = await adapter.probe(status.pairs.map((p) => ({ a: p.a, b: p.b }))).catch((err: unknown): ProbeOutcome => ({ ok: false, error: (err as Error).message }));
+      probe = await adapter
+        .probe(status.pairs.map((p) => ({ a: p.a, b: p.b })))
+        .catch((err: unknown): ProbeOutcome => ({ ok: false, error: (err as Error).message }));
       // The probe took time: judge the status as it stands after it, not before.
       status = await collect();
     }
@@ -186,7 +225,15 @@ export async function runAudit(opts: {
     await store.close();
   }
   const problems = store.problems;
-  const body = evaluate({ status, policy, now: now(), store: opts.storeType, toolVersion: toolVersion(), onlyNodes: a.only, probe });
+  const body = evaluate({
+    status,
+    policy,
+    now: now(),
+    store: opts.storeType,
+    toolVersion: toolVersion(),
+    onlyNodes: a.only,
+    probe,
+  });
   const report: AuditReport = await signReport(body, key);
   await mkdir(out, { recursive: true, mode: 0o755 });
   await writeFile(reportFile, prettyCanonical(report), { flag: 'wx', mode: 0o644 });
@@ -203,33 +250,53 @@ export async function runAudit(opts: {
         signerPublicKeyFile: signerPublicKeyFile(key.file),
         signingKeyCreated: key.created,
         probe: report.evidence.probe,
-        pairs: report.pairs.map((p) => ({ a: p.a, b: p.b, state: p.state, compliant: p.compliant, partial: p.partial, violations: p.violations.map((v) => v.code) })),
+        pairs: report.pairs.map((p) => ({
+          a: p.a,
+          b: p.b,
+          state: p.state,
+          compliant: p.compliant,
+          partial: p.partial,
+          violations: p.violations.map((v) => v.code),
+        })),
         violations: report.violations,
         storeProblems: problems,
       })}\n`,
     );
   } else {
     const v = report.verdict === 'compliant' ? 'COMPLIANT' : 'NON-COMPLIANT';
-    write(`audit: ${v}${report.complete ? '' : ' (PARTIAL: evidence is missing, see below)'} — policy ${policy.name}; ${report.summary.nodes} nodes, ${report.summary.pairs} pairs\n`);
+    write(
+      `audit: ${v}${report.complete ? '' : ' (PARTIAL: evidence is missing, see below)'} — policy ${policy.name}; ${report.summary.nodes} nodes, ${report.summary.pairs} pairs\n`,
+    );
     for (const p of report.pairs) {
-      write(`  ${p.a} ↔ ${p.b}: ${p.compliant ? 'compliant' : `NOT compliant (${p.state}${p.partial ? ', partial' : ''})`}\n`);
+      write(
+        `  ${p.a} ↔ ${p.b}: ${p.compliant ? 'compliant' : `NOT compliant (${p.state}${p.partial ? ', partial' : ''})`}\n`,
+      );
       for (const x of p.violations) write(`      ${x.code} [${x.subject}]: ${x.message}\n`);
     }
     for (const x of report.violations.filter((x) => x.subject === 'cluster')) write(`  ${x.code}: ${x.message}\n`);
     write(`active probe: ${report.evidence.probe.note}\n`);
-    write(`report: ${reportFile} (signed by ${key.fingerprint}${key.created ? `, new key ${key.file}` : ''})\npage:   ${pageFile}\n`);
-    write(`signer: ${key.fingerprint}; public key ${signerPublicKeyFile(key.file)} — verify with: sealctl audit verify ${reportFile} --public-key ${signerPublicKeyFile(key.file)} (or --fingerprint ${key.fingerprint})\n`);
+    write(
+      `report: ${reportFile} (signed by ${key.fingerprint}${key.created ? `, new key ${key.file}` : ''})\npage:   ${pageFile}\n`,
+    );
+    write(
+      `signer: ${key.fingerprint}; public key ${signerPublicKeyFile(key.file)} — verify with: sealctl audit verify ${reportFile} --public-key ${signerPublicKeyFile(key.file)} (or --fingerprint ${key.fingerprint})\n`,
+    );
     for (const p of problems) write(`store: ${p}\n`);
   }
   return report.verdict === 'compliant' ? 0 : 1;
 }
 
 /** How to pin the signer, for every message that refuses an unpinned verification. */
-export const PIN_HINT = 'pin the signer with --public-key FILE (the signing.pub beside the signing key), --fingerprint sha256:HEX, or --trust FILE (one sha256:HEX fingerprint per line, # comments)';
+export const PIN_HINT =
+  'pin the signer with --public-key FILE (the signing.pub beside the signing key), --fingerprint sha256:HEX, or --trust FILE (one sha256:HEX fingerprint per line, # comments)';
 
 function normaliseFingerprint(text: string, where: string): string {
   const m = /^(?:sha256:)?([0-9a-fA-F]{64})$/.exec(text.trim());
-  if (m === null) throw new SealnetError('CONFIG_INVALID', `${where} ${JSON.stringify(text.slice(0, 80))} is not a fingerprint; want sha256: and 64 hex digits`);
+  if (m === null)
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      `${where} ${JSON.stringify(text.slice(0, 80))} is not a fingerprint; want sha256: and 64 hex digits`,
+    );
   return `sha256:${m[1]!.toLowerCase()}`;
 }
 
@@ -238,9 +305,22 @@ function normaliseFingerprint(text: string, where: string): string {
  * A signature checked only against the key the report itself carries proves nothing about who
  * signed it (anyone can re-sign a forgery), so an unpinned verification always exits non-zero.
  */
-export async function runVerify(opts: { args: readonly string[]; json: boolean; write?: (s: string) => void }): Promise<number> {
+export async function runVerify(opts: {
+  args: readonly string[];
+  json: boolean;
+  write?: (s: string) => void;
+}): Promise<number> {
   const write = opts.write ?? ((s: string) => void process.stdout.write(s));
-  const { values, positionals } = parseFlags(opts.args, { prefix: 'audit verify: ', maxPositionals: 1, options: { 'public-key': { type: 'string' }, fingerprint: { type: 'string' }, trust: { type: 'string' }, page: { type: 'string' } } });
+  const { values, positionals } = parseFlags(opts.args, {
+    prefix: 'audit verify: ',
+    maxPositionals: 1,
+    options: {
+      'public-key': { type: 'string' },
+      fingerprint: { type: 'string' },
+      trust: { type: 'string' },
+      page: { type: 'string' },
+    },
+  });
   const file = positionals[0];
   const pub = values['public-key'];
   const page = values.page;
@@ -249,7 +329,9 @@ export async function runVerify(opts: { args: readonly string[]; json: boolean; 
   const pins = new Set<string>();
   if (values.fingerprint !== undefined) pins.add(normaliseFingerprint(values.fingerprint, '--fingerprint'));
   if (values.trust !== undefined) {
-    const text = await readFile(values.trust, 'utf8').catch((err: unknown) => Promise.reject(new SealnetError('CONFIG_INVALID', `cannot read trust file ${values.trust}`, { cause: err })));
+    const text = await readFile(values.trust, 'utf8').catch((err: unknown) =>
+      Promise.reject(new SealnetError('CONFIG_INVALID', `cannot read trust file ${values.trust}`, { cause: err })),
+    );
     text.split('\n').forEach((line, i) => {
       const l = line.replace(/#.*/, '').trim();
       if (l !== '') pins.add(normaliseFingerprint(l, `${values.trust}:${i + 1}:`));
@@ -266,7 +348,8 @@ export async function runVerify(opts: { args: readonly string[]; json: boolean; 
     const embedded = await embeddedKey(file);
     const fp = embedded === undefined ? undefined : keyFingerprint(embedded);
     if (embedded !== undefined && fp !== undefined && pins.has(fp)) publicKey = embedded;
-    else pinProblem = `the report's signing key ${fp ?? '(none readable)'} is not a pinned signer (${[...pins].join(', ')})`;
+    else
+      pinProblem = `the report's signing key ${fp ?? '(none readable)'} is not a pinned signer (${[...pins].join(', ')})`;
   }
   let r;
   try {
@@ -275,11 +358,19 @@ export async function runVerify(opts: { args: readonly string[]; json: boolean; 
     throw new SealnetError('CONFIG_INVALID', `cannot read report ${file}`, { cause: err });
   }
   const pinned = publicKey !== undefined;
-  const problems = [...r.problems, ...(pinProblem !== undefined ? [pinProblem] : []), ...(!pinned && pinProblem === undefined ? [`the signer is not pinned: ${PIN_HINT}`] : [])];
+  const problems = [
+    ...r.problems,
+    ...(pinProblem !== undefined ? [pinProblem] : []),
+    ...(!pinned && pinProblem === undefined ? [`the signer is not pinned: ${PIN_HINT}`] : []),
+  ];
   r = { ...r, ok: r.ok && pinned, problems };
   if (opts.json) write(`${JSON.stringify({ file, page: pageFile, ...r })}\n`);
   else {
-    write(r.ok ? `${file}: VALID — signed by ${r.signer}; verdict ${r.verdict}; checked: ${r.checks.join(', ')}\n` : `${file}: ${pinned ? 'INVALID' : 'NOT VERIFIED'}${r.signer !== undefined ? ` (carries signer ${r.signer})` : ''}\n`);
+    write(
+      r.ok
+        ? `${file}: VALID — signed by ${r.signer}; verdict ${r.verdict}; checked: ${r.checks.join(', ')}\n`
+        : `${file}: ${pinned ? 'INVALID' : 'NOT VERIFIED'}${r.signer !== undefined ? ` (carries signer ${r.signer})` : ''}\n`,
+    );
     for (const p of r.problems) write(`  - ${p}\n`);
     if (pageFile === undefined) write('  note: no Markdown page checked\n');
   }

@@ -60,8 +60,8 @@ afterAll(async () => {
 const fetcher = (): SocketFetcher => SocketFetcher.besideStore(join(dir, 'store'));
 const nodes = () => NAMES.map((n) => statusNode(n, undefined, n === 'n5' ? {} : {}));
 
-describe('fetching agents\' reports', () => {
-  it('gets each answering agent\'s report and one reason per agent that does not answer', async () => {
+describe("fetching agents' reports", () => {
+  it("gets each answering agent's report and one reason per agent that does not answer", async () => {
     const t0 = Date.now();
     const r = await fetchReports(NAMES, fetcher(), { timeoutMs: 1500, concurrency: 2 });
     expect(Date.now() - t0).toBeLessThan(6000);
@@ -70,7 +70,10 @@ describe('fetching agents\' reports', () => {
     expect(r.get('n2')?.ok).toBe(true);
     expect(r.get('n3')).toEqual({ ok: false, reason: 'no answer within 1.5 s' });
     expect(r.get('n4')).toEqual({ ok: false, reason: 'the agent refused the status token (HTTP 401)' });
-    expect(r.get('n5')).toMatchObject({ ok: false, reason: expect.stringContaining(`no agent state dir with a status token at ${join(dir, 'n5', 'state')}`) });
+    expect(r.get('n5')).toMatchObject({
+      ok: false,
+      reason: expect.stringContaining(`no agent state dir with a status token at ${join(dir, 'n5', 'state')}`),
+    });
   });
 
   it('never has more than `concurrency` requests in flight', async () => {
@@ -93,7 +96,11 @@ describe('fetching agents\' reports', () => {
 
   it('sealctl status and sealctl audit mark exactly the pairs of agents that did not answer PARTIAL, with the reason', async () => {
     // The store's nodes: n1..n4 carry sealnet annotations (agents ran there), n5 none.
-    const list = NAMES.map((n) => (n === 'n5' ? { name: n, annotations: {}, podCIDRs: ['100.64.5.0/24'], internalIPs: ['198.18.0.5'] } : statusNode(n, undefined)));
+    const list = NAMES.map((n) =>
+      n === 'n5'
+        ? { name: n, annotations: {}, podCIDRs: ['100.64.5.0/24'], internalIPs: ['198.18.0.5'] }
+        : statusNode(n, undefined),
+    );
     // Each command starts the store and waits for its sync; a MemoryNodeStore syncs when told.
     const store = new MemoryNodeStore(list);
     const syncing = setInterval(() => {
@@ -101,21 +108,54 @@ describe('fetching agents\' reports', () => {
       store.setSynced(true);
     }, 50);
     let out = '';
-    const code = await runStatus({ store, json: true, args: ['--fetch-timeout', '1'], fetcher: fetcher(), now: () => STATUS_NOW, write: (s) => void (out += s) });
+    const code = await runStatus({
+      store,
+      json: true,
+      args: ['--fetch-timeout', '1'],
+      fetcher: fetcher(),
+      now: () => STATUS_NOW,
+      write: (s) => void (out += s),
+    });
     expect(code).toBe(1);
-    const s = JSON.parse(out) as { partial: boolean; nodes: { name: string; health: string; problem?: string }[]; pairs: { a: string; b: string; state: string; partial: boolean }[] };
-    expect(s.nodes.map((n) => [n.name, n.health])).toEqual([['n1', 'ok'], ['n2', 'ok'], ['n3', 'unreachable'], ['n4', 'unreachable'], ['n5', 'no-agent']]);
-    expect(s.nodes.find((n) => n.name === 'n3')?.problem).toBe('the agent on n3 did not give its status: no answer within 1 s');
-    expect(s.nodes.find((n) => n.name === 'n4')?.problem).toBe('the agent on n4 did not give its status: the agent refused the status token (HTTP 401)');
+    const s = JSON.parse(out) as {
+      partial: boolean;
+      nodes: { name: string; health: string; problem?: string }[];
+      pairs: { a: string; b: string; state: string; partial: boolean }[];
+    };
+    expect(s.nodes.map((n) => [n.name, n.health])).toEqual([
+      ['n1', 'ok'],
+      ['n2', 'ok'],
+      ['n3', 'unreachable'],
+      ['n4', 'unreachable'],
+      ['n5', 'no-agent'],
+    ]);
+    expect(s.nodes.find((n) => n.name === 'n3')?.problem).toBe(
+      'the agent on n3 did not give its status: no answer within 1 s',
+    );
+    expect(s.nodes.find((n) => n.name === 'n4')?.problem).toBe(
+      'the agent on n4 did not give its status: the agent refused the status token (HTTP 401)',
+    );
     const partial = s.pairs.filter((p) => p.partial).map((p) => `${p.a}~${p.b}`);
     expect(partial).toEqual(['n1~n3', 'n1~n4', 'n1~n5', 'n2~n3', 'n2~n4', 'n2~n5', 'n3~n4', 'n3~n5', 'n4~n5']);
     expect(s.pairs.find((p) => p.a === 'n1' && p.b === 'n2')).toMatchObject({ state: 'encrypted', partial: false });
 
     out = '';
     const outDir = join(dir, 'audit-out');
-    const audit = await runAudit({ store, storeType: 'file', json: true, args: ['--out', outDir, '--signing-key', join(dir, 'signing.key'), '--fetch-timeout', '1'], fetcher: fetcher(), now: () => STATUS_NOW, write: (x) => void (out += x) });
+    const audit = await runAudit({
+      store,
+      storeType: 'file',
+      json: true,
+      args: ['--out', outDir, '--signing-key', join(dir, 'signing.key'), '--fetch-timeout', '1'],
+      fetcher: fetcher(),
+      now: () => STATUS_NOW,
+      write: (x) => void (out += x),
+    });
     expect(audit).toBe(1);
-    const a = JSON.parse(out) as { verdict: string; complete: boolean; pairs: { a: string; b: string; partial: boolean; violations: string[] }[] };
+    const a = JSON.parse(out) as {
+      verdict: string;
+      complete: boolean;
+      pairs: { a: string; b: string; partial: boolean; violations: string[] }[];
+    };
     expect([a.verdict, a.complete]).toEqual(['non-compliant', false]);
     expect(a.pairs.filter((p) => p.partial).map((p) => `${p.a}~${p.b}`)).toEqual(partial);
     expect(a.pairs.find((p) => p.a === 'n1' && p.b === 'n3')?.violations).toContain('status-unreachable');

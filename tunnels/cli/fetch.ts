@@ -41,7 +41,11 @@ export interface FetchOptions {
 }
 
 /** Fetches every named node's report: at most `concurrency` at once, each within `timeoutMs`. */
-export async function fetchReports(names: readonly string[], fetcher: ReportFetcher, opts: FetchOptions = {}): Promise<Map<string, FetchedReport>> {
+export async function fetchReports(
+  names: readonly string[],
+  fetcher: ReportFetcher,
+  opts: FetchOptions = {},
+): Promise<Map<string, FetchedReport>> {
   const concurrency = Math.max(1, opts.concurrency ?? 16);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const out = new Map<string, FetchedReport>();
@@ -58,7 +62,12 @@ export async function fetchReports(names: readonly string[], fetcher: ReportFetc
           resolve({ ok: false, reason: `no answer within ${timeoutMs / 1000} s` });
         }, timeoutMs);
       });
-      const r = await Promise.race([fetcher.fetch(name, ac.signal).catch((err: unknown): FetchedReport => ({ ok: false, reason: describeError(err) })), timeout]);
+      const r = await Promise.race([
+        fetcher
+          .fetch(name, ac.signal)
+          .catch((err: unknown): FetchedReport => ({ ok: false, reason: describeError(err) })),
+        timeout,
+      ]);
       clearTimeout(timer);
       out.set(name, r);
     }
@@ -110,7 +119,8 @@ export class SocketFetcher implements ReportFetcher {
   /** The default layout: a node's state dir beside the store dir. */
   static besideStore(storeDir: string, template?: string): SocketFetcher {
     if (template !== undefined) {
-      if (!template.includes('{node}')) throw new SealnetError('CONFIG_INVALID', `--agent-dir must contain {node}, got ${JSON.stringify(template)}`);
+      if (!template.includes('{node}'))
+        throw new SealnetError('CONFIG_INVALID', `--agent-dir must contain {node}, got ${JSON.stringify(template)}`);
       return new SocketFetcher((node) => template.split('{node}').join(node));
     }
     return new SocketFetcher((node) => join(dirname(storeDir), node, 'state'));
@@ -124,17 +134,28 @@ export class SocketFetcher implements ReportFetcher {
       token = (await readFile(join(dir, STATUS_TOKEN_FILE), 'utf8')).trim();
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      return { ok: false, reason: code === 'ENOENT' ? `no agent state dir with a status token at ${dir} (pass --agent-dir)` : `cannot read the status token in ${dir}: ${describeError(err)}`, noAgent: code === 'ENOENT' };
+      return {
+        ok: false,
+        reason:
+          code === 'ENOENT'
+            ? `no agent state dir with a status token at ${dir} (pass --agent-dir)`
+            : `cannot read the status token in ${dir}: ${describeError(err)}`,
+        noAgent: code === 'ENOENT',
+      };
     }
     return new Promise<FetchedReport>((resolve) => {
-      const req = httpRequest({ socketPath, path: '/status', method: 'GET', headers: { authorization: `Bearer ${token}` }, signal }, (res) => {
-        readBody(res).then(
-          (b) => resolve(answer(b.status, b.text, '')),
-          (err: unknown) => resolve({ ok: false, reason: describeError(err) }),
-        );
-      });
+      const req = httpRequest(
+        { socketPath, path: '/status', method: 'GET', headers: { authorization: `Bearer ${token}` }, signal },
+        (res) => {
+          readBody(res).then(
+            (b) => resolve(answer(b.status, b.text, '')),
+            (err: unknown) => resolve({ ok: false, reason: describeError(err) }),
+          );
+        },
+      );
       req.on('error', (err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') resolve({ ok: false, reason: `the agent is not listening on ${socketPath} (not running?)` });
+        if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')
+          resolve({ ok: false, reason: `the agent is not listening on ${socketPath} (not running?)` });
         else resolve({ ok: false, reason: `${socketPath}: ${describeError(err)}` });
       });
       req.end();
@@ -153,7 +174,12 @@ export interface AgentPods {
 }
 
 /** The chart's defaults (release `sealnet` in namespace `sealnet`). */
-export const DEFAULT_AGENT_PODS: AgentPods = { namespace: 'sealnet', selector: 'app.kubernetes.io/name=sealnet', port: 9588, tokenSecret: 'sealnet-status-token' };
+export const DEFAULT_AGENT_PODS: AgentPods = {
+  namespace: 'sealnet',
+  selector: 'app.kubernetes.io/name=sealnet',
+  port: 9588,
+  tokenSecret: 'sealnet-status-token',
+};
 
 /** The part of a KubeConfig the pod-proxy fetcher uses (`@kubernetes/client-node` KubeConfig). */
 export interface KubeAccess {
@@ -167,10 +193,17 @@ export class PodProxyFetcher implements ReportFetcher {
   private token = '';
   private listProblem: string | undefined;
 
-  constructor(private readonly kc: KubeAccess, private readonly where: AgentPods) {}
+  constructor(
+    private readonly kc: KubeAccess,
+    private readonly where: AgentPods,
+  ) {}
 
   /** One GET on the API server with the operator's credentials. */
-  private async get(path: string, headers: Record<string, string>, signal?: AbortSignal): Promise<{ status: number; text: string }> {
+  private async get(
+    path: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<{ status: number; text: string }> {
     const server = this.kc.getCurrentCluster()?.server;
     if (server === undefined) throw new SealnetError('CONFIG_INVALID', 'the kubeconfig names no cluster');
     const url = new URL(path, server);
@@ -187,28 +220,58 @@ export class PodProxyFetcher implements ReportFetcher {
   async prepare(): Promise<void> {
     const { namespace, selector } = this.where;
     if (this.where.tokenFile !== undefined) {
-      this.token = (await readFile(this.where.tokenFile, 'utf8').catch((err: unknown) => {
-        throw new SealnetError('CONFIG_INVALID', `cannot read --status-token-file ${this.where.tokenFile}`, { cause: err });
-      })).trim();
+      this.token = (
+        await readFile(this.where.tokenFile, 'utf8').catch((err: unknown) => {
+          throw new SealnetError('CONFIG_INVALID', `cannot read --status-token-file ${this.where.tokenFile}`, {
+            cause: err,
+          });
+        })
+      ).trim();
     } else {
-      const s = await this.get(`/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(this.where.tokenSecret)}`, {});
-      if (s.status !== 200) throw new SealnetError('STORE_IO', `cannot read the status token Secret ${namespace}/${this.where.tokenSecret} (HTTP ${s.status}: ${firstLine(s.text)}); pass --status-token-file or grant the chart's operator role`);
+      const s = await this.get(
+        `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets/${encodeURIComponent(this.where.tokenSecret)}`,
+        {},
+      );
+      if (s.status !== 200)
+        throw new SealnetError(
+          'STORE_IO',
+          `cannot read the status token Secret ${namespace}/${this.where.tokenSecret} (HTTP ${s.status}: ${firstLine(s.text)}); pass --status-token-file or grant the chart's operator role`,
+        );
       const data = (JSON.parse(s.text) as { data?: Record<string, string> }).data?.token;
-      if (data === undefined) throw new SealnetError('STORE_IO', `Secret ${namespace}/${this.where.tokenSecret} has no key "token"`);
+      if (data === undefined)
+        throw new SealnetError('STORE_IO', `Secret ${namespace}/${this.where.tokenSecret} has no key "token"`);
       this.token = Buffer.from(data, 'base64').toString('utf8').trim();
     }
-    const l = await this.get(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`, {});
+    const l = await this.get(
+      `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?labelSelector=${encodeURIComponent(selector)}`,
+      {},
+    );
     if (l.status !== 200) {
       this.listProblem = `cannot list agent pods in namespace ${namespace} (HTTP ${l.status}: ${firstLine(l.text)})`;
       return;
     }
-    const items = (JSON.parse(l.text) as { items?: { metadata?: { name?: string; creationTimestamp?: string; deletionTimestamp?: string }; spec?: { nodeName?: string }; status?: { phase?: string } }[] }).items ?? [];
+    const items =
+      (
+        JSON.parse(l.text) as {
+          items?: {
+            metadata?: { name?: string; creationTimestamp?: string; deletionTimestamp?: string };
+            spec?: { nodeName?: string };
+            status?: { phase?: string };
+          }[];
+        }
+      ).items ?? [];
     // Per node the newest running pod that is not being deleted (a rolling update overlaps none: maxSurge 0).
     const best = new Map<string, { name: string; created: string }>();
     for (const p of items) {
       const node = p.spec?.nodeName;
       const name = p.metadata?.name;
-      if (node === undefined || name === undefined || p.metadata?.deletionTimestamp !== undefined || p.status?.phase !== 'Running') continue;
+      if (
+        node === undefined ||
+        name === undefined ||
+        p.metadata?.deletionTimestamp !== undefined ||
+        p.status?.phase !== 'Running'
+      )
+        continue;
       const created = p.metadata?.creationTimestamp ?? '';
       const prev = best.get(node);
       if (prev === undefined || prev.created < created) best.set(node, { name, created });
@@ -219,7 +282,12 @@ export class PodProxyFetcher implements ReportFetcher {
   async fetch(node: string, signal: AbortSignal): Promise<FetchedReport> {
     if (this.listProblem !== undefined) return { ok: false, reason: this.listProblem };
     const pod = this.pods.get(node);
-    if (pod === undefined) return { ok: false, reason: `no running agent pod on node ${node} (namespace ${this.where.namespace}, selector ${this.where.selector})`, noAgent: true };
+    if (pod === undefined)
+      return {
+        ok: false,
+        reason: `no running agent pod on node ${node} (namespace ${this.where.namespace}, selector ${this.where.selector})`,
+        noAgent: true,
+      };
     const path = `/api/v1/namespaces/${encodeURIComponent(this.where.namespace)}/pods/${encodeURIComponent(pod)}:${this.where.port}/proxy/status`;
     const r = await this.get(path, { 'x-sealnet-status-token': this.token }, signal);
     return answer(r.status, r.text, ` via pod ${pod}`);
@@ -246,7 +314,8 @@ export interface FetchSettings extends FetchOptions {
 function intFlag(v: string | undefined, flag: string, min: number, max: number, dflt: number): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < min || n > max) throw new SealnetError('CONFIG_INVALID', `--${flag} must be ${min} to ${max}, got ${JSON.stringify(v)}`);
+  if (!/^\d+$/.test(v) || n < min || n > max)
+    throw new SealnetError('CONFIG_INVALID', `--${flag} must be ${min} to ${max}, got ${JSON.stringify(v)}`);
   return n;
 }
 

@@ -17,7 +17,12 @@ import { ANNOTATIONS, ANNOTATION_PREFIX } from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
 import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
-import { decodeRotateRequest, decodeRotationStatus, encodeRotateRequest, type RotationStatus } from '../plan/rotation-codec.js';
+import {
+  decodeRotateRequest,
+  decodeRotationStatus,
+  encodeRotateRequest,
+  type RotationStatus,
+} from '../plan/rotation-codec.js';
 import { parseFlags } from '../../common/args.js';
 
 /** Usage of the `keys` command. */
@@ -37,9 +42,15 @@ const bad = (msg: string): SealnetError => new SealnetError('CONFIG_INVALID', ms
 
 /** Parses the arguments after `keys`. @throws SealnetError `CONFIG_INVALID`. */
 export function parseRotateArgs(args: readonly string[]): RotateArgs {
-  if (args[0] !== 'rotate') throw bad(`keys: unknown subcommand ${JSON.stringify(args[0] ?? '')}; usage: sealctl ${KEYS_USAGE}`);
+  if (args[0] !== 'rotate')
+    throw bad(`keys: unknown subcommand ${JSON.stringify(args[0] ?? '')}; usage: sealctl ${KEYS_USAGE}`);
   const { values } = parseFlags(args.slice(1), {
-    options: { node: { type: 'string', multiple: true }, all: { type: 'boolean' }, wait: { type: 'boolean' }, timeout: { type: 'string' } },
+    options: {
+      node: { type: 'string', multiple: true },
+      all: { type: 'boolean' },
+      wait: { type: 'boolean' },
+      timeout: { type: 'string' },
+    },
     prefix: 'keys rotate: ',
   });
   const nodes = values.node ?? [];
@@ -48,7 +59,8 @@ export function parseRotateArgs(args: readonly string[]): RotateArgs {
   let timeoutSeconds = 300;
   if (values.timeout !== undefined) {
     const v = values.timeout;
-    if (!/^\d{1,6}$/.test(v) || Number(v) < 1) throw bad(`keys rotate: --timeout must be a whole number of seconds ≥ 1, got ${JSON.stringify(v)}`);
+    if (!/^\d{1,6}$/.test(v) || Number(v) < 1)
+      throw bad(`keys rotate: --timeout must be a whole number of seconds ≥ 1, got ${JSON.stringify(v)}`);
     timeoutSeconds = Number(v);
   }
   if (all && nodes.length > 0) throw bad('keys rotate: give either --node NAME or --all, not both');
@@ -68,7 +80,10 @@ export function rotationView(n: RawNode): NodeRotationView {
   const s = n.annotations[ANNOTATIONS.rotation];
   const r = n.annotations[ANNOTATIONS.rotateRequest];
   const req = r === undefined ? undefined : decodeRotateRequest(r);
-  return { status: s === undefined ? undefined : decodeRotationStatus(s), request: req?.ok === true ? req.request : undefined };
+  return {
+    status: s === undefined ? undefined : decodeRotationStatus(s),
+    request: req?.ok === true ? req.request : undefined,
+  };
 }
 
 /**
@@ -76,15 +91,33 @@ export function rotationView(n: RawNode): NodeRotationView {
  * A request that its node has neither started nor finished is pending: asking again would be
  * a second rotation at once.
  */
-export function checkTargets(nodes: readonly RawNode[], args: Pick<RotateArgs, 'nodes' | 'all'>): { targets: string[]; problems: string[] } {
+export function checkTargets(
+  nodes: readonly RawNode[],
+  args: Pick<RotateArgs, 'nodes' | 'all'>,
+): { targets: string[]; problems: string[] } {
   const problems: string[] = [];
   const byName = new Map(nodes.map((n) => [n.name, n]));
-  const names = args.all ? nodes.filter((n) => Object.keys(n.annotations).some((k) => k.startsWith(ANNOTATION_PREFIX))).map((n) => n.name).sort() : [...args.nodes];
-  if (args.all && names.length === 0) problems.push('no node runs a sealnet agent (no node has sealnet.io/ annotations)');
+  const names = args.all
+    ? nodes
+        .filter((n) => Object.keys(n.annotations).some((k) => k.startsWith(ANNOTATION_PREFIX)))
+        .map((n) => n.name)
+        .sort()
+    : [...args.nodes];
+  if (args.all && names.length === 0)
+    problems.push('no node runs a sealnet agent (no node has sealnet.io/ annotations)');
   for (const name of names) {
     const n = byName.get(name);
     if (n === undefined) {
-      problems.push(`node ${JSON.stringify(name)} does not exist${nodes.length > 0 ? ` (nodes: ${nodes.map((x) => x.name).sort().join(', ')})` : ''}`);
+      problems.push(
+        `node ${JSON.stringify(name)} does not exist${
+          nodes.length > 0
+            ? ` (nodes: ${nodes
+                .map((x) => x.name)
+                .sort()
+                .join(', ')})`
+            : ''
+        }`,
+      );
       continue;
     }
     const d = decodeNode(n);
@@ -94,15 +127,21 @@ export function checkTargets(nodes: readonly RawNode[], args: Pick<RotateArgs, '
     }
     const v = rotationView(n);
     if (v.status === undefined) {
-      problems.push(`node ${name}: its agent publishes no ${ANNOTATIONS.rotation} status (an agent without key rotation?); upgrade it first`);
+      problems.push(
+        `node ${name}: its agent publishes no ${ANNOTATIONS.rotation} status (an agent without key rotation?); upgrade it first`,
+      );
       continue;
     }
     if (v.status.phase !== 'idle') {
-      problems.push(`node ${name} is already rotating (rotation ${v.status.id ?? '?'}, phase ${v.status.phase}); wait until it is done`);
+      problems.push(
+        `node ${name} is already rotating (rotation ${v.status.id ?? '?'}, phase ${v.status.phase}); wait until it is done`,
+      );
       continue;
     }
     if (v.request !== undefined && v.request.id !== v.status.last?.id) {
-      problems.push(`node ${name} already has a rotation requested at ${v.request.requestedAt.toISOString()} (${v.request.id}) that its agent has not started yet (is the agent running?)`);
+      problems.push(
+        `node ${name} already has a rotation requested at ${v.request.requestedAt.toISOString()} (${v.request.id}) that its agent has not started yet (is the agent running?)`,
+      );
     }
   }
   return { targets: names, problems };
@@ -125,13 +164,23 @@ export interface RotateResult {
 }
 
 /** Where a waited-for rotation stands. Pure. */
-export function judge(node: RawNode | undefined, id: string): { done: boolean; phase: string; lagging: readonly string[]; problem: string | undefined } {
+export function judge(
+  node: RawNode | undefined,
+  id: string,
+): { done: boolean; phase: string; lagging: readonly string[]; problem: string | undefined } {
   if (node === undefined) return { done: false, phase: 'gone', lagging: [], problem: 'the node was deleted' };
   const v = rotationView(node);
-  if (v.request !== undefined && v.request.id !== id) return { done: false, phase: v.status?.phase ?? '?', lagging: [], problem: `superseded by another request (${v.request.id})` };
+  if (v.request !== undefined && v.request.id !== id)
+    return {
+      done: false,
+      phase: v.status?.phase ?? '?',
+      lagging: [],
+      problem: `superseded by another request (${v.request.id})`,
+    };
   const s = v.status;
   if (s === undefined) return { done: false, phase: '?', lagging: [], problem: undefined };
-  if (s.phase === 'idle' && s.last?.id === id) return { done: true, phase: 'done', lagging: s.last.lagging, problem: undefined };
+  if (s.phase === 'idle' && s.last?.id === id)
+    return { done: true, phase: 'done', lagging: s.last.lagging, problem: undefined };
   return { done: false, phase: s.phase === 'idle' ? 'requested' : s.phase, lagging: [], problem: s.error };
 }
 
@@ -167,7 +216,10 @@ export async function runKeys(d: KeysCliDeps): Promise<number> {
     if (problems.length > 0) throw bad(`keys rotate: nothing requested:\n  ${problems.join('\n  ')}`);
     const started = now();
     const id = newRequestId(started);
-    for (const t of targets) await d.store.patchAnnotations(t, { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id, requestedAt: started }) });
+    for (const t of targets)
+      await d.store.patchAnnotations(t, {
+        [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id, requestedAt: started }),
+      });
     if (!d.json) out(`requested key rotation ${id} on ${targets.join(', ')}`);
     if (!args.wait) {
       if (d.json) out(JSON.stringify({ id, requested: targets }));
@@ -175,7 +227,14 @@ export async function runKeys(d: KeysCliDeps): Promise<number> {
     }
     const deadline = started.getTime() + args.timeoutSeconds * 1000;
     // Our own writes first: until the store shows them, an older request there is not "another one".
-    while (!targets.every((t) => rotationView(d.store.list().find((n) => n.name === t) ?? { name: t, annotations: {}, podCIDRs: [], internalIPs: [] }).request?.id === id)) {
+    while (
+      !targets.every(
+        (t) =>
+          rotationView(
+            d.store.list().find((n) => n.name === t) ?? { name: t, annotations: {}, podCIDRs: [], internalIPs: [] },
+          ).request?.id === id,
+      )
+    ) {
       if (now().getTime() >= deadline) break;
       await sleep(50);
     }
@@ -184,13 +243,27 @@ export async function runKeys(d: KeysCliDeps): Promise<number> {
     for (;;) {
       const list = d.store.list();
       results = targets.map((t) => {
-        const j = judge(list.find((n) => n.name === t), id);
-        return { node: t, id, done: j.done, phase: j.phase, seconds: j.done ? (now().getTime() - started.getTime()) / 1000 : undefined, lagging: j.lagging, problem: j.problem };
+        const j = judge(
+          list.find((n) => n.name === t),
+          id,
+        );
+        return {
+          node: t,
+          id,
+          done: j.done,
+          phase: j.phase,
+          seconds: j.done ? (now().getTime() - started.getTime()) / 1000 : undefined,
+          lagging: j.lagging,
+          problem: j.problem,
+        };
       });
       for (const r of results) {
         if (seen.get(r.node) === r.phase) continue;
         seen.set(r.node, r.phase);
-        if (!d.json) out(`  ${r.node}: ${r.phase}${r.problem !== undefined ? ` (${r.problem})` : ''} after ${((now().getTime() - started.getTime()) / 1000).toFixed(1)} s`);
+        if (!d.json)
+          out(
+            `  ${r.node}: ${r.phase}${r.problem !== undefined ? ` (${r.problem})` : ''} after ${((now().getTime() - started.getTime()) / 1000).toFixed(1)} s`,
+          );
       }
       const superseded = results.filter((r) => r.problem?.startsWith('superseded') === true || r.phase === 'gone');
       if (results.every((r) => r.done) || superseded.length > 0 || now().getTime() >= deadline) break;
@@ -203,9 +276,18 @@ export async function runKeys(d: KeysCliDeps): Promise<number> {
     if (d.json) {
       out(JSON.stringify({ id, requested: targets, ok, seconds, results }));
     } else {
-      for (const r of failed) out(`sealctl: ${r.node}: rotation ${id} not done (${r.problem ?? `phase ${r.phase}`})${now().getTime() >= deadline ? ` after the ${args.timeoutSeconds} s timeout` : ''}`);
-      for (const r of lagging) out(`sealctl: ${r.node}: rotated, but ${r.lagging.join(', ')} never moved to its new key: those pairs fail closed until their agents run`);
-      if (ok) out(`rotation ${id} done on ${targets.length} node${targets.length === 1 ? '' : 's'} in ${seconds.toFixed(1)} s: every pair uses the new keys, the old keys are erased`);
+      for (const r of failed)
+        out(
+          `sealctl: ${r.node}: rotation ${id} not done (${r.problem ?? `phase ${r.phase}`})${now().getTime() >= deadline ? ` after the ${args.timeoutSeconds} s timeout` : ''}`,
+        );
+      for (const r of lagging)
+        out(
+          `sealctl: ${r.node}: rotated, but ${r.lagging.join(', ')} never moved to its new key: those pairs fail closed until their agents run`,
+        );
+      if (ok)
+        out(
+          `rotation ${id} done on ${targets.length} node${targets.length === 1 ? '' : 's'} in ${seconds.toFixed(1)} s: every pair uses the new keys, the old keys are erased`,
+        );
     }
     return ok ? 0 : 1;
   } finally {

@@ -40,16 +40,33 @@ interface Global {
 
 async function parseGlobal(argv: readonly string[]): Promise<Global> {
   // Global flags may stand anywhere; everything else belongs to the command.
-  const { values, rest } = takeFlags(argv, { options: { store: { type: 'string' }, 'store-dir': { type: 'string' }, kubeconfig: { type: 'string' }, json: { type: 'boolean' } } });
-  if (rest[0]?.startsWith('-') === true) throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(rest[0])}`);
+  const { values, rest } = takeFlags(argv, {
+    options: {
+      store: { type: 'string' },
+      'store-dir': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+  });
+  if (rest[0]?.startsWith('-') === true)
+    throw new SealnetError('CONFIG_INVALID', `unknown flag ${JSON.stringify(rest[0])}`);
   const storeType = values.store ?? 'kubernetes';
   const dir = values['store-dir'];
   const kubeconfig = values.kubeconfig;
   const json = values.json === true;
   // Reuse the agent's validation so both tools reject the same mistakes the same way.
-  const cfg = validateConfig({ nodeName: 'sealctl', store: storeType === 'file' ? { type: 'file', dir } : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) } });
+  const cfg = validateConfig({
+    nodeName: 'sealctl',
+    store:
+      storeType === 'file'
+        ? { type: 'file', dir }
+        : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) },
+  });
   // The Kubernetes client library costs half a second and ~90 MiB to load: only when used.
-  const store = cfg.store.type === 'file' ? new FileNodeStore({ dir: cfg.store.dir }) : new (await import('../stores/kubernetes.js')).KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
+  const store =
+    cfg.store.type === 'file'
+      ? new FileNodeStore({ dir: cfg.store.dir })
+      : new (await import('../stores/kubernetes.js')).KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
   return { store, storeType: cfg.store.type, json, rest };
 }
 
@@ -57,7 +74,16 @@ async function loadNodes(store: NodeStore): Promise<{ nodes: ReturnType<NodeStor
   const problems: string[] = [];
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new SealnetError('STORE_IO', 'node store did not sync within 15 s')), 15_000);
-    store.start({ onChange: () => undefined, onSynced: () => { clearTimeout(timer); resolve(); }, onError: (e) => problems.push(e.message) }).catch(reject);
+    store
+      .start({
+        onChange: () => undefined,
+        onSynced: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        onError: (e) => problems.push(e.message),
+      })
+      .catch(reject);
   });
   const nodes = store.list();
   await store.stop();
@@ -70,17 +96,52 @@ async function cmdNodes(g: Global): Promise<number> {
   const rows = nodes.map((n) => {
     const r = decodeNode(n);
     return r.ok
-      ? { name: n.name, ok: true, mode: r.node.mode, key: fingerprint(r.node.wireguardPublicKey), endpoint: `${r.node.endpointHost}:${r.node.endpointPort}`, epoch: r.node.keyEpoch, podCIDRs: r.node.podCIDRs, problem: undefined }
-      : { name: n.name, ok: false, mode: undefined, key: undefined, endpoint: undefined, epoch: undefined, podCIDRs: n.podCIDRs, problem: r.detail };
+      ? {
+          name: n.name,
+          ok: true,
+          mode: r.node.mode,
+          key: fingerprint(r.node.wireguardPublicKey),
+          endpoint: `${r.node.endpointHost}:${r.node.endpointPort}`,
+          epoch: r.node.keyEpoch,
+          podCIDRs: r.node.podCIDRs,
+          problem: undefined,
+        }
+      : {
+          name: n.name,
+          ok: false,
+          mode: undefined,
+          key: undefined,
+          endpoint: undefined,
+          epoch: undefined,
+          podCIDRs: n.podCIDRs,
+          problem: r.detail,
+        };
   });
   if (g.json) {
     process.stdout.write(`${JSON.stringify({ nodes: rows, storeProblems: problems })}\n`);
   } else {
     const lines = [['NODE', 'MODE', 'KEY', 'EPOCH', 'ENDPOINT', 'POD CIDRS', 'PROBLEM']];
     // Every cell came from a Node another agent (or anyone with node write access) wrote.
-    for (const r of rows) lines.push([r.name, r.mode ?? '-', r.key ?? '-', r.epoch === undefined ? '-' : String(r.epoch), r.endpoint ?? '-', r.podCIDRs.join(','), r.problem ?? ''].map(escapeText));
+    for (const r of rows)
+      lines.push(
+        [
+          r.name,
+          r.mode ?? '-',
+          r.key ?? '-',
+          r.epoch === undefined ? '-' : String(r.epoch),
+          r.endpoint ?? '-',
+          r.podCIDRs.join(','),
+          r.problem ?? '',
+        ].map(escapeText),
+      );
     const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)));
-    for (const l of lines) process.stdout.write(`${l.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}\n`);
+    for (const l of lines)
+      process.stdout.write(
+        `${l
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd()}\n`,
+      );
     for (const p of problems) process.stdout.write(`store: ${escapeText(p)}\n`);
   }
   return rows.every((r) => r.ok) && problems.length === 0 ? 0 : 1;
@@ -118,13 +179,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [cmd] = g.rest;
   try {
     if (cmd === 'nodes') {
-      if (g.rest.length > 1) return usageError(`nodes takes no arguments, got ${JSON.stringify(g.rest.slice(1).join(' '))}`);
+      if (g.rest.length > 1)
+        return usageError(`nodes takes no arguments, got ${JSON.stringify(g.rest.slice(1).join(' '))}`);
       return await cmdNodes(g);
     }
-    if (cmd === 'status') return await exit2OnBadInput(runStatus({ store: g.store, json: g.json, args: g.rest.slice(1) }));
+    if (cmd === 'status')
+      return await exit2OnBadInput(runStatus({ store: g.store, json: g.json, args: g.rest.slice(1) }));
     if (cmd === 'keys') return await exit2OnBadInput(runKeys({ store: g.store, json: g.json, args: g.rest.slice(1) }));
-    if (cmd === 'audit' && g.rest[1] === 'verify') return await exit2OnBadInput(runVerify({ args: g.rest.slice(2), json: g.json }));
-    if (cmd === 'audit') return await exit2OnBadInput(runAudit({ store: g.store, storeType: g.storeType, json: g.json, args: g.rest.slice(1) }));
+    if (cmd === 'audit' && g.rest[1] === 'verify')
+      return await exit2OnBadInput(runVerify({ args: g.rest.slice(2), json: g.json }));
+    if (cmd === 'audit')
+      return await exit2OnBadInput(
+        runAudit({ store: g.store, storeType: g.storeType, json: g.json, args: g.rest.slice(1) }),
+      );
   } catch (err) {
     process.stderr.write(`sealctl: ${describeError(err)}\n`);
     return 1;

@@ -12,7 +12,14 @@ import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
 import { age, bytes } from '../audit/render.js';
 import { joinStatus, type ClusterStatus } from '../status/join.js';
-import { FETCH_FLAGS, fetcherFor, fetchReports, fetchSettings, type FetchSettings, type ReportFetcher } from './fetch.js';
+import {
+  FETCH_FLAGS,
+  fetcherFor,
+  fetchReports,
+  fetchSettings,
+  type FetchSettings,
+  type ReportFetcher,
+} from './fetch.js';
 
 /** A started store: the live node list until {@link OpenStore.close}. */
 export interface OpenStore {
@@ -28,7 +35,16 @@ export async function openStore(store: NodeStore): Promise<OpenStore> {
   const detail: string[] = [];
   await new Promise<void>((resolve, reject) => {
     // Say why when the store said why (a 403 for an operator without the role, say).
-    const timer = setTimeout(() => reject(new SealnetError('STORE_IO', `node store did not sync within 15 s (${detail.at(-1) ?? 'API server unreachable?'})`)), 15_000);
+    const timer = setTimeout(
+      () =>
+        reject(
+          new SealnetError(
+            'STORE_IO',
+            `node store did not sync within 15 s (${detail.at(-1) ?? 'API server unreachable?'})`,
+          ),
+        ),
+      15_000,
+    );
     store
       .start({
         onChange: () => undefined,
@@ -68,7 +84,10 @@ export interface StatusArgs {
 
 /** Parses `status [--node NAME]...`. */
 export function parseStatusArgs(args: readonly string[]): StatusArgs {
-  const { values } = parseFlags(args, { options: { node: { type: 'string', multiple: true }, ...FETCH_FLAGS }, prefix: 'status: ' });
+  const { values } = parseFlags(args, {
+    options: { node: { type: 'string', multiple: true }, ...FETCH_FLAGS },
+    prefix: 'status: ',
+  });
   return { only: values.node ?? [], fetch: fetchSettings(values) };
 }
 
@@ -76,7 +95,11 @@ export function parseStatusArgs(args: readonly string[]): StatusArgs {
 export function checkKnownNodes(nodes: readonly RawNode[], names: readonly string[]): void {
   const known = new Set(nodes.map((n) => n.name));
   const unknown = names.filter((n) => !known.has(n));
-  if (unknown.length > 0) throw new SealnetError('CONFIG_INVALID', `unknown node${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (the store lists: ${[...known].sort().join(', ') || 'no nodes'})`);
+  if (unknown.length > 0)
+    throw new SealnetError(
+      'CONFIG_INVALID',
+      `unknown node${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (the store lists: ${[...known].sort().join(', ') || 'no nodes'})`,
+    );
 }
 
 /** The table `sealctl status` prints. */
@@ -85,9 +108,23 @@ export function renderStatusTable(s: ClusterStatus): string {
   out.push(
     'status as each agent reports it now (its /status, fetched through the API server or its socket; AS OF says when each answered)',
   );
-  const rows = [['PAIR', 'STATE', 'MODE', 'ALGORITHM', 'KEYS (A / B)', 'KEY AGE', 'HANDSHAKE A→B / B→A', 'BYTES A rx/tx · B rx/tx', 'AS OF (A / B)', 'DATA']];
+  const rows = [
+    [
+      'PAIR',
+      'STATE',
+      'MODE',
+      'ALGORITHM',
+      'KEYS (A / B)',
+      'KEY AGE',
+      'HANDSHAKE A→B / B→A',
+      'BYTES A rx/tx · B rx/tx',
+      'AS OF (A / B)',
+      'DATA',
+    ],
+  ];
   const nowMs = Date.parse(s.generatedAt);
-  const asOf = (t: string | undefined): string => (t === undefined ? '–' : `${age(Math.floor((nowMs - Date.parse(t)) / 1000))} ago`);
+  const asOf = (t: string | undefined): string =>
+    t === undefined ? '–' : `${age(Math.floor((nowMs - Date.parse(t)) / 1000))} ago`;
   for (const p of s.pairs) {
     const [a, b] = p.sides;
     rows.push([
@@ -106,7 +143,13 @@ export function renderStatusTable(s: ClusterStatus): string {
   // Node names, modes, algorithms and reasons come from other nodes: escaped before printing.
   for (const r of rows) r.forEach((c, i) => (r[i] = escapeText(c)));
   const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  for (const r of rows) out.push(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+  for (const r of rows)
+    out.push(
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    );
   const notes = s.pairs.filter((p) => p.notes.length > 0);
   if (notes.length > 0) out.push('', 'why:');
   for (const p of notes) for (const n of p.notes) out.push(escapeText(`  ${p.a} ↔ ${p.b}: ${n}`));
@@ -118,14 +161,25 @@ export function renderStatusTable(s: ClusterStatus): string {
 }
 
 /** Runs `sealctl status`; returns the exit code (0: every pair encrypted with complete data). */
-export async function runStatus(opts: { store: NodeStore; json: boolean; args: readonly string[]; fetcher?: ReportFetcher; now?: () => Date; write?: (s: string) => void }): Promise<number> {
+export async function runStatus(opts: {
+  store: NodeStore;
+  json: boolean;
+  args: readonly string[];
+  fetcher?: ReportFetcher;
+  now?: () => Date;
+  write?: (s: string) => void;
+}): Promise<number> {
   const write = opts.write ?? ((s: string) => void process.stdout.write(s));
   const a = parseStatusArgs(opts.args);
   await sodiumReady();
   const fetcher = opts.fetcher ?? fetcherFor(opts.store, a.fetch);
   const { nodes, problems } = await listNodes(opts.store);
   checkKnownNodes(nodes, a.only);
-  const reports = await fetchReports(nodes.map((n) => n.name), fetcher, a.fetch);
+  const reports = await fetchReports(
+    nodes.map((n) => n.name),
+    fetcher,
+    a.fetch,
+  );
   const s = joinStatus(nodes, { now: (opts.now ?? (() => new Date()))(), reports, only: a.only });
   if (opts.json) write(`${JSON.stringify({ ...s, storeProblems: problems })}\n`);
   else {

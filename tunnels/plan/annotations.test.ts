@@ -55,63 +55,184 @@ describe('decodeNode (like Kilo TestTranslateNode)', () => {
 
   const cases: [string, () => RawNode, () => DecodeResult][] = [
     ['all annotations present', () => raw(VALID()), () => valid()],
-    ['foreign annotations are ignored', () => raw({ ...VALID(), 'flannel.alpha.coreos.com/public-ip': '198.18.0.1', 'sealnet.io/rotation': '{}' }), () => valid()],
+    [
+      'foreign annotations are ignored',
+      () => raw({ ...VALID(), 'flannel.alpha.coreos.com/public-ip': '198.18.0.1', 'sealnet.io/rotation': '{}' }),
+      () => valid(),
+    ],
     ['key epoch absent means 0', () => raw(without('sealnet.io/key-epoch')), () => valid({ keyEpoch: 0 })],
     ['key created absent is fine', () => raw(without('sealnet.io/key-created')), () => valid()],
     ['ipsec mode', () => raw({ ...VALID(), 'sealnet.io/mode': 'ipsec' }), () => valid({ mode: 'ipsec' })],
-    ['IPv6 endpoint, canonicalised', () => raw({ ...VALID(), 'sealnet.io/endpoint': '[FD00:198:18:0::1]:51820' }), () => valid({ endpointHost: 'fd00:198:18::1', endpointPort: 51820 })],
+    [
+      'IPv6 endpoint, canonicalised',
+      () => raw({ ...VALID(), 'sealnet.io/endpoint': '[FD00:198:18:0::1]:51820' }),
+      () => valid({ endpointHost: 'fd00:198:18::1', endpointPort: 51820 }),
+    ],
     [
       'pod CIDRs canonicalised, sorted IPv4 first, duplicates dropped',
       () => raw(VALID(), { podCIDRs: ['fd00:64:1:0:0::/64', '100.64.1.7/24', '100.64.1.0/24'] }),
       () => valid({ podCIDRs: ['100.64.1.0/24', 'fd00:64:1::/64'] }),
     ],
-    ['internal IPs that are not addresses are dropped', () => raw(VALID(), { internalIPs: ['198.18.0.1', 'node-a.local', 'fd00:198:18::1'] }), () => valid({ internalIPs: ['198.18.0.1', 'fd00:198:18::1'] })],
-    ['no internal IPs is fine (the endpoint is what matters)', () => raw(VALID(), { internalIPs: [] }), () => valid({ internalIPs: [] })],
-    ['no annotations', () => raw({}), () => ({ ok: false, reason: 'annotations-missing', detail: 'node node-a has no sealnet.io/ annotations yet (agent not started?)' })],
-    ['only foreign annotations', () => raw({ 'example.com/sealnet.io/version': '1' }), () => ({ ok: false, reason: 'annotations-missing', detail: 'node node-a has no sealnet.io/ annotations yet (agent not started?)' })],
-    ['version missing', () => raw(without('sealnet.io/version')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/version is missing' })],
-    ['version not an integer', () => raw({ ...VALID(), 'sealnet.io/version': '1.0' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/version is "1.0", want an integer' })],
+    [
+      'internal IPs that are not addresses are dropped',
+      () => raw(VALID(), { internalIPs: ['198.18.0.1', 'node-a.local', 'fd00:198:18::1'] }),
+      () => valid({ internalIPs: ['198.18.0.1', 'fd00:198:18::1'] }),
+    ],
+    [
+      'no internal IPs is fine (the endpoint is what matters)',
+      () => raw(VALID(), { internalIPs: [] }),
+      () => valid({ internalIPs: [] }),
+    ],
+    [
+      'no annotations',
+      () => raw({}),
+      () => ({
+        ok: false,
+        reason: 'annotations-missing',
+        detail: 'node node-a has no sealnet.io/ annotations yet (agent not started?)',
+      }),
+    ],
+    [
+      'only foreign annotations',
+      () => raw({ 'example.com/sealnet.io/version': '1' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-missing',
+        detail: 'node node-a has no sealnet.io/ annotations yet (agent not started?)',
+      }),
+    ],
+    [
+      'version missing',
+      () => raw(without('sealnet.io/version')),
+      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/version is missing' }),
+    ],
+    [
+      'version not an integer',
+      () => raw({ ...VALID(), 'sealnet.io/version': '1.0' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/version is "1.0", want an integer',
+      }),
+    ],
     [
       'version from the future',
       () => raw({ ...VALID(), 'sealnet.io/version': '2' }),
-      () => ({ ok: false, reason: 'version-unsupported', detail: 'node node-a: sealnet.io/version is 2, this agent understands only 1; upgrade sealnet on all nodes' }),
+      () => ({
+        ok: false,
+        reason: 'version-unsupported',
+        detail: 'node node-a: sealnet.io/version is 2, this agent understands only 1; upgrade sealnet on all nodes',
+      }),
     ],
-    ['version 0', () => raw({ ...VALID(), 'sealnet.io/version': '0' }), () => ({ ok: false, reason: 'version-unsupported', detail: 'node node-a: sealnet.io/version is 0, this agent understands only 1; upgrade sealnet on all nodes' })],
-    ['mode missing', () => raw(without('sealnet.io/mode')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is missing, want "wireguard" or "ipsec"' })],
-    ['mode in capitals', () => raw({ ...VALID(), 'sealnet.io/mode': 'WireGuard' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/mode is "WireGuard", want "wireguard" or "ipsec"' })],
-    ['key missing', () => raw(without('sealnet.io/wireguard-public-key')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/wireguard-public-key is missing' })],
+    [
+      'version 0',
+      () => raw({ ...VALID(), 'sealnet.io/version': '0' }),
+      () => ({
+        ok: false,
+        reason: 'version-unsupported',
+        detail: 'node node-a: sealnet.io/version is 0, this agent understands only 1; upgrade sealnet on all nodes',
+      }),
+    ],
+    [
+      'mode missing',
+      () => raw(without('sealnet.io/mode')),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/mode is missing, want "wireguard" or "ipsec"',
+      }),
+    ],
+    [
+      'mode in capitals',
+      () => raw({ ...VALID(), 'sealnet.io/mode': 'WireGuard' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/mode is "WireGuard", want "wireguard" or "ipsec"',
+      }),
+    ],
+    [
+      'key missing',
+      () => raw(without('sealnet.io/wireguard-public-key')),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/wireguard-public-key is missing',
+      }),
+    ],
     [
       'key with a trailing newline',
       () => raw({ ...VALID(), 'sealnet.io/wireguard-public-key': `${KEY}\n` }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/wireguard-public-key: public key contains whitespace' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/wireguard-public-key: public key contains whitespace',
+      }),
     ],
     [
       'key without padding',
       () => raw({ ...VALID(), 'sealnet.io/wireguard-public-key': KEY.slice(0, 43) }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/wireguard-public-key: public key is 43 characters, want 44 (base64 of 32 bytes)' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail:
+          'node node-a: sealnet.io/wireguard-public-key: public key is 43 characters, want 44 (base64 of 32 bytes)',
+      }),
     ],
     [
       'low-order key',
       () => raw({ ...VALID(), 'sealnet.io/wireguard-public-key': 'AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/wireguard-public-key: public key is a low-order point' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/wireguard-public-key: public key is a low-order point',
+      }),
     ],
-    ['endpoint missing', () => raw(without('sealnet.io/endpoint')), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/endpoint is missing' })],
+    [
+      'endpoint missing',
+      () => raw(without('sealnet.io/endpoint')),
+      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/endpoint is missing' }),
+    ],
     [
       'IPv6 endpoint without brackets',
       () => raw({ ...VALID(), 'sealnet.io/endpoint': 'fd00::1:51880' }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/endpoint is "fd00::1:51880", want "ip:port" or "[ipv6]:port"' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/endpoint is "fd00::1:51880", want "ip:port" or "[ipv6]:port"',
+      }),
     ],
     [
       'key epoch negative',
       () => raw({ ...VALID(), 'sealnet.io/key-epoch': '-3' }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "-3", want an integer from 0 to 2147483647' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/key-epoch is "-3", want an integer from 0 to 2147483647',
+      }),
     ],
-    ['key epoch empty', () => raw({ ...VALID(), 'sealnet.io/key-epoch': '' }), () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: sealnet.io/key-epoch is "", want an integer from 0 to 2147483647' })],
-    ['no pod CIDRs', () => raw(VALID(), { podCIDRs: [] }), () => ({ ok: false, reason: 'no-pod-cidrs', detail: 'node node-a has no spec.podCIDRs' })],
+    [
+      'key epoch empty',
+      () => raw({ ...VALID(), 'sealnet.io/key-epoch': '' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: sealnet.io/key-epoch is "", want an integer from 0 to 2147483647',
+      }),
+    ],
+    [
+      'no pod CIDRs',
+      () => raw(VALID(), { podCIDRs: [] }),
+      () => ({ ok: false, reason: 'no-pod-cidrs', detail: 'node node-a has no spec.podCIDRs' }),
+    ],
     [
       'a pod CIDR that is not a CIDR',
       () => raw(VALID(), { podCIDRs: ['100.64.1.0/24', '100.64.1.0'] }),
-      () => ({ ok: false, reason: 'annotations-invalid', detail: 'node node-a: spec.podCIDRs entry "100.64.1.0" is not a CIDR' }),
+      () => ({
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: 'node node-a: spec.podCIDRs entry "100.64.1.0" is not a CIDR',
+      }),
     ],
   ];
 
@@ -137,7 +258,14 @@ describe('decodeNode (like Kilo TestTranslateNode)', () => {
 });
 
 describe('encodeNode', () => {
-  const own = () => ({ mode: 'wireguard' as const, wireguardPublicKey: KEY2, endpointHost: '198.18.0.2', endpointPort: 51880, keyEpoch: 7, keyCreated: new Date('2024-05-06T07:08:09.010Z') });
+  const own = () => ({
+    mode: 'wireguard' as const,
+    wireguardPublicKey: KEY2,
+    endpointHost: '198.18.0.2',
+    endpointPort: 51880,
+    keyEpoch: 7,
+    keyCreated: new Date('2024-05-06T07:08:09.010Z'),
+  });
 
   it('writes exactly the sealnet.io/ keys, version 1', () => {
     expect(encodeNode(own())).toStrictEqual({
@@ -157,15 +285,35 @@ describe('encodeNode', () => {
     ['highest port', '198.18.0.2', 65535],
   ] as [string, string, number][])('round-trips through decodeNode (%s endpoint)', (_label, host, port) => {
     const encoded = encodeNode({ ...own(), endpointHost: host, endpointPort: port });
-    const decoded = decodeNode({ name: 'node-b', annotations: encoded, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] });
+    const decoded = decodeNode({
+      name: 'node-b',
+      annotations: encoded,
+      podCIDRs: ['100.64.2.0/24'],
+      internalIPs: ['198.18.0.2'],
+    });
     expect(decoded).toStrictEqual({
       ok: true,
-      node: { name: 'node-b', version: 1, mode: 'wireguard', wireguardPublicKey: KEY2, endpointHost: host, endpointPort: port, keyEpoch: 7, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
+      node: {
+        name: 'node-b',
+        version: 1,
+        mode: 'wireguard',
+        wireguardPublicKey: KEY2,
+        endpointHost: host,
+        endpointPort: port,
+        keyEpoch: 7,
+        podCIDRs: ['100.64.2.0/24'],
+        internalIPs: ['198.18.0.2'],
+      },
     });
   });
 
   it('ipsec mode round-trips', () => {
-    const decoded = decodeNode({ name: 'node-b', annotations: encodeNode({ ...own(), mode: 'ipsec' }), podCIDRs: ['100.64.2.0/24'], internalIPs: [] });
+    const decoded = decodeNode({
+      name: 'node-b',
+      annotations: encodeNode({ ...own(), mode: 'ipsec' }),
+      podCIDRs: ['100.64.2.0/24'],
+      internalIPs: [],
+    });
     expect(decoded.ok && decoded.node.mode).toBe('ipsec');
   });
 });
@@ -212,7 +360,11 @@ describe('parseEndpoint / formatEndpoint', () => {
   });
 
   it('format then parse is the identity for canonical hosts', () => {
-    for (const [h, p] of [['198.18.0.1', 51880], ['fd00::1', 51820], ['::', 1]] as const) {
+    for (const [h, p] of [
+      ['198.18.0.1', 51880],
+      ['fd00::1', 51820],
+      ['::', 1],
+    ] as const) {
       expect(parseEndpoint(formatEndpoint(h, p))).toStrictEqual({ host: h, port: p });
     }
   });

@@ -80,47 +80,80 @@ const decoded = new WeakMap<RawNode, DecodeResult>();
 function decodeNodeUncached(raw: RawNode): DecodeResult {
   // The name goes into every detail and onto terminals; a file store does not validate it like
   // the API server does.
-  if (!isSafeText(raw.name) || raw.name.length > 253) return fail('annotations-invalid', `node ${quoteShort(raw.name)}: the name holds control or bidi characters or is longer than 253`);
+  if (!isSafeText(raw.name) || raw.name.length > 253)
+    return fail(
+      'annotations-invalid',
+      `node ${quoteShort(raw.name)}: the name holds control or bidi characters or is longer than 253`,
+    );
   const a = raw.annotations;
   const hasAny = Object.keys(a).some((k) => k.startsWith(ANNOTATION_PREFIX));
-  if (!hasAny) return fail('annotations-missing', `node ${raw.name} has no ${ANNOTATION_PREFIX} annotations yet (agent not started?)`);
+  if (!hasAny)
+    return fail(
+      'annotations-missing',
+      `node ${raw.name} has no ${ANNOTATION_PREFIX} annotations yet (agent not started?)`,
+    );
 
   const versionText = a[ANNOTATIONS.version];
-  if (versionText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is missing`);
-  if (!/^(0|[1-9]\d{0,5})$/.test(versionText)) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is ${quoteShort(versionText)}, want an integer`);
+  if (versionText === undefined)
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.version} is missing`);
+  if (!/^(0|[1-9]\d{0,5})$/.test(versionText))
+    return fail(
+      'annotations-invalid',
+      `node ${raw.name}: ${ANNOTATIONS.version} is ${quoteShort(versionText)}, want an integer`,
+    );
   const version = Number(versionText);
   if (version !== ANNOTATION_VERSION) {
-    return fail('version-unsupported', `node ${raw.name}: ${ANNOTATIONS.version} is ${version}, this agent understands only ${ANNOTATION_VERSION}; upgrade sealnet on all nodes`);
+    return fail(
+      'version-unsupported',
+      `node ${raw.name}: ${ANNOTATIONS.version} is ${version}, this agent understands only ${ANNOTATION_VERSION}; upgrade sealnet on all nodes`,
+    );
   }
 
   const mode = a[ANNOTATIONS.mode];
   if (mode !== 'wireguard' && mode !== 'ipsec') {
-    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.mode} is ${(mode === undefined ? 'missing' : quoteShort(mode))}, want "wireguard" or "ipsec"`);
+    return fail(
+      'annotations-invalid',
+      `node ${raw.name}: ${ANNOTATIONS.mode} is ${mode === undefined ? 'missing' : quoteShort(mode)}, want "wireguard" or "ipsec"`,
+    );
   }
 
   const keyText = a[ANNOTATIONS.wireguardPublicKey];
-  if (keyText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.wireguardPublicKey} is missing`);
+  if (keyText === undefined)
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.wireguardPublicKey} is missing`);
   const key = tryParsePublicKey(keyText);
   if (!key.ok) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.wireguardPublicKey}: ${key.error}`);
 
   const endpointText = a[ANNOTATIONS.endpoint];
-  if (endpointText === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is missing`);
+  if (endpointText === undefined)
+    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is missing`);
   const endpoint = parseEndpoint(endpointText);
   if (endpoint === undefined) {
-    return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} is ${quoteShort(endpointText)}, want "ip:port" or "[ipv6]:port"`);
+    return fail(
+      'annotations-invalid',
+      `node ${raw.name}: ${ANNOTATIONS.endpoint} is ${quoteShort(endpointText)}, want "ip:port" or "[ipv6]:port"`,
+    );
   }
   // Every node sends its tunnel traffic to this address: only a routable unicast one.
   const endpointClass = nonUnicastText(endpoint.host);
-  if (endpointClass !== undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.endpoint} host ${endpoint.host} is ${endpointClass}, want a unicast address`);
+  if (endpointClass !== undefined)
+    return fail(
+      'annotations-invalid',
+      `node ${raw.name}: ${ANNOTATIONS.endpoint} host ${endpoint.host} is ${endpointClass}, want a unicast address`,
+    );
 
   const epochText = a[ANNOTATIONS.keyEpoch] ?? '0';
   const keyEpoch = parseEpoch(epochText);
-  if (keyEpoch === undefined) return fail('annotations-invalid', `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}`);
+  if (keyEpoch === undefined)
+    return fail(
+      'annotations-invalid',
+      `node ${raw.name}: ${ANNOTATIONS.keyEpoch} is ${quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}`,
+    );
 
   const podCIDRs: string[] = [];
   for (const c of raw.podCIDRs) {
     const canon = canonicalCidr(c);
-    if (canon === undefined) return fail('annotations-invalid', `node ${raw.name}: spec.podCIDRs entry ${quoteShort(c)} is not a CIDR`);
+    if (canon === undefined)
+      return fail('annotations-invalid', `node ${raw.name}: spec.podCIDRs entry ${quoteShort(c)} is not a CIDR`);
     podCIDRs.push(canon);
   }
   if (podCIDRs.length === 0) return fail('no-pod-cidrs', `node ${raw.name} has no spec.podCIDRs`);
@@ -148,17 +181,29 @@ function decodeNodeUncached(raw: RawNode): DecodeResult {
  * only means the node's rotation is not followed (it then proceeds without this peer, which
  * keeps the node's current key), never that the node's working tunnel is dropped.
  */
-function decodeRotation(a: Readonly<Record<string, string>>, current: PublicKey): Pick<PeerNode, 'rotationPhase' | 'next' | 'rotationReports'> {
-  const out: { rotationPhase?: PeerNode['rotationPhase']; next?: PeerNode['next']; rotationReports?: PeerNode['rotationReports'] } = {};
+function decodeRotation(
+  a: Readonly<Record<string, string>>,
+  current: PublicKey,
+): Pick<PeerNode, 'rotationPhase' | 'next' | 'rotationReports'> {
+  const out: {
+    rotationPhase?: PeerNode['rotationPhase'];
+    next?: PeerNode['next'];
+    rotationReports?: PeerNode['rotationReports'];
+  } = {};
   const statusText = a[ANNOTATIONS.rotation];
   const status = statusText === undefined ? undefined : decodeRotationStatus(statusText);
   if (status !== undefined && status.phase !== 'idle') out.rotationPhase = status.phase;
   const nextText = a[ANNOTATIONS.wireguardNextPublicKey];
   const nextEndpointText = a[ANNOTATIONS.nextEndpoint];
-  if ((status?.phase === 'staging' || status?.phase === 'moving') && nextText !== undefined && nextEndpointText !== undefined) {
+  if (
+    (status?.phase === 'staging' || status?.phase === 'moving') &&
+    nextText !== undefined &&
+    nextEndpointText !== undefined
+  ) {
     const next = tryParsePublicKey(nextText);
     const ep = parseEndpoint(nextEndpointText);
-    if (next.ok && ep !== undefined && nonUnicastText(ep.host) === undefined && next.key !== current) out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
+    if (next.ok && ep !== undefined && nonUnicastText(ep.host) === undefined && next.key !== current)
+      out.next = { publicKey: next.key, endpointHost: ep.host, endpointPort: ep.port };
   }
   const reportsText = a[ANNOTATIONS.rotationPeers];
   if (reportsText !== undefined) {
@@ -185,13 +230,27 @@ export function encodeIpsecKey(own: { readonly publicKey: PublicKey; readonly ep
 export function decodeIpsecKey(raw: RawNode): IpsecKeyResult {
   const a = raw.annotations;
   const keyText = a[ANNOTATIONS.ipsecPublicKey];
-  if (keyText === undefined) return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey} is missing (mode ipsec needs it)` };
+  if (keyText === undefined)
+    return {
+      ok: false,
+      reason: 'annotations-invalid',
+      detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey} is missing (mode ipsec needs it)`,
+    };
   const key = tryParsePublicKey(keyText);
-  if (!key.ok) return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey}: ${key.error}` };
+  if (!key.ok)
+    return {
+      ok: false,
+      reason: 'annotations-invalid',
+      detail: `node ${raw.name}: ${ANNOTATIONS.ipsecPublicKey}: ${key.error}`,
+    };
   const epochText = a[ANNOTATIONS.ipsecKeyEpoch];
   const epoch = parseEpoch(epochText);
   if (epoch === undefined) {
-    return { ok: false, reason: 'annotations-invalid', detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}` };
+    return {
+      ok: false,
+      reason: 'annotations-invalid',
+      detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}`,
+    };
   }
   return { ok: true, publicKey: key.key, epoch };
 }

@@ -35,12 +35,20 @@ const observedPeer = (publicKey: PublicKey, over: Partial<ObservedPeer> = {}): O
 
 describe('diffPeers', () => {
   it('nothing to do when the kernel matches (handshake and counters do not matter)', () => {
-    expect(diffPeers([desiredPeer(K1)], [observedPeer(K1, { latestHandshake: 0, rxBytes: 0 })], { prune: true })).toStrictEqual([]);
+    expect(
+      diffPeers([desiredPeer(K1)], [observedPeer(K1, { latestHandshake: 0, rxBytes: 0 })], { prune: true }),
+    ).toStrictEqual([]);
   });
 
   it('adds a missing peer with all its settings', () => {
     expect(diffPeers([desiredPeer(K1)], [], { prune: true })).toStrictEqual([
-      { op: 'set', publicKey: K1, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 25 },
+      {
+        op: 'set',
+        publicKey: K1,
+        endpoint: '198.18.0.2:51880',
+        allowedIPs: ['100.64.2.0/24'],
+        persistentKeepalive: 25,
+      },
     ]);
   });
 
@@ -53,13 +61,22 @@ describe('diffPeers', () => {
     ['keepalive', { persistentKeepalive: 0 }],
   ] as [string, Partial<ObservedPeer>][])('re-sets a peer whose %s differs', (_label, drift) => {
     expect(diffPeers([desiredPeer(K1)], [observedPeer(K1, drift)], { prune: true })).toStrictEqual([
-      { op: 'set', publicKey: K1, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 25 },
+      {
+        op: 'set',
+        publicKey: K1,
+        endpoint: '198.18.0.2:51880',
+        allowedIPs: ['100.64.2.0/24'],
+        persistentKeepalive: 25,
+      },
     ]);
   });
 
   it('sends only the changed peers', () => {
     const desired = [desiredPeer(K1), desiredPeer(K2, { allowedIPs: ['100.64.3.0/24'], endpoint: '198.18.0.3:51880' })];
-    const observed = [observedPeer(K1), observedPeer(K2, { allowedIPs: ['100.64.3.0/24'], endpoint: '198.18.0.33:51880' })];
+    const observed = [
+      observedPeer(K1),
+      observedPeer(K2, { allowedIPs: ['100.64.3.0/24'], endpoint: '198.18.0.33:51880' }),
+    ];
     const got = diffPeers(desired, observed, { prune: true });
     expect(got.map((c) => [c.op, c.publicKey])).toStrictEqual([['set', K2]]);
   });
@@ -69,14 +86,24 @@ describe('diffPeers', () => {
   });
 
   it('prunes peers nobody wants after sync', () => {
-    expect(diffPeers([desiredPeer(K1)], [observedPeer(K1), observedPeer(K2)], { prune: true })).toStrictEqual([{ op: 'remove', publicKey: K2 }]);
+    expect(diffPeers([desiredPeer(K1)], [observedPeer(K1), observedPeer(K2)], { prune: true })).toStrictEqual([
+      { op: 'remove', publicKey: K2 },
+    ]);
   });
 
   it('a key change sets the new peer before removing the old one', () => {
     // Node x rotated from K1 to K2: same allowed IPs, new key.
-    const got = diffPeers([desiredPeer(K2)], [observedPeer(K3, { allowedIPs: ['100.64.3.0/24'] }), observedPeer(K1)], { prune: true });
+    const got = diffPeers([desiredPeer(K2)], [observedPeer(K3, { allowedIPs: ['100.64.3.0/24'] }), observedPeer(K1)], {
+      prune: true,
+    });
     expect(got).toStrictEqual([
-      { op: 'set', publicKey: K2, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 25 },
+      {
+        op: 'set',
+        publicKey: K2,
+        endpoint: '198.18.0.2:51880',
+        allowedIPs: ['100.64.2.0/24'],
+        persistentKeepalive: 25,
+      },
       { op: 'remove', publicKey: K3 },
       { op: 'remove', publicKey: K1 },
     ]);
@@ -89,16 +116,39 @@ describe('diffPeers', () => {
   });
 });
 
-const desiredRoute = (dst: string, over: Partial<DesiredRoute> = {}): DesiredRoute => ({ dst, dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188, ...over });
-const observedRoute = (dst: string, over: Partial<ObservedRoute> = {}): ObservedRoute => ({ dst, dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188, protocol: 206, ...over });
+const desiredRoute = (dst: string, over: Partial<DesiredRoute> = {}): DesiredRoute => ({
+  dst,
+  dev: 'sealwg0',
+  mtu: 1440,
+  src: '100.64.1.1',
+  table: 5188,
+  ...over,
+});
+const observedRoute = (dst: string, over: Partial<ObservedRoute> = {}): ObservedRoute => ({
+  dst,
+  dev: 'sealwg0',
+  mtu: 1440,
+  src: '100.64.1.1',
+  table: 5188,
+  protocol: 206,
+  ...over,
+});
 
 describe('diffRoutes', () => {
   it('nothing to do when the kernel matches', () => {
-    expect(diffRoutes([desiredRoute('100.64.2.0/24')], [observedRoute('100.64.2.0/24')], { prune: true })).toStrictEqual([]);
+    expect(
+      diffRoutes([desiredRoute('100.64.2.0/24')], [observedRoute('100.64.2.0/24')], { prune: true }),
+    ).toStrictEqual([]);
   });
 
   it('a route without a source matches an observed route without one', () => {
-    expect(diffRoutes([desiredRoute('fd00:64:5::/64', { src: undefined })], [observedRoute('fd00:64:5::/64', { src: undefined })], { prune: true })).toStrictEqual([]);
+    expect(
+      diffRoutes(
+        [desiredRoute('fd00:64:5::/64', { src: undefined })],
+        [observedRoute('fd00:64:5::/64', { src: undefined })],
+        { prune: true },
+      ),
+    ).toStrictEqual([]);
   });
 
   it.each([
@@ -109,11 +159,15 @@ describe('diffRoutes', () => {
     ['missing source', { src: undefined }],
     ['missing device', { dev: undefined }],
   ] as [string, Partial<ObservedRoute>][])('replaces a route whose %s differs', (_label, drift) => {
-    expect(diffRoutes([desiredRoute('100.64.2.0/24')], [observedRoute('100.64.2.0/24', drift)], { prune: true })).toStrictEqual([{ op: 'replace', route: desiredRoute('100.64.2.0/24') }]);
+    expect(
+      diffRoutes([desiredRoute('100.64.2.0/24')], [observedRoute('100.64.2.0/24', drift)], { prune: true }),
+    ).toStrictEqual([{ op: 'replace', route: desiredRoute('100.64.2.0/24') }]);
   });
 
   it('the same dst in another table is a different route', () => {
-    const got = diffRoutes([desiredRoute('100.64.2.0/24')], [observedRoute('100.64.2.0/24', { table: 254 })], { prune: true });
+    const got = diffRoutes([desiredRoute('100.64.2.0/24')], [observedRoute('100.64.2.0/24', { table: 254 })], {
+      prune: true,
+    });
     expect(got).toStrictEqual([
       { op: 'replace', route: desiredRoute('100.64.2.0/24') },
       { op: 'delete', route: observedRoute('100.64.2.0/24', { table: 254 }) },
@@ -125,7 +179,11 @@ describe('diffRoutes', () => {
   });
 
   it('replaces before it deletes', () => {
-    const got = diffRoutes([desiredRoute('100.64.3.0/24'), desiredRoute('100.64.4.0/24')], [observedRoute('100.64.2.0/24'), observedRoute('100.64.4.0/24')], { prune: true });
+    const got = diffRoutes(
+      [desiredRoute('100.64.3.0/24'), desiredRoute('100.64.4.0/24')],
+      [observedRoute('100.64.2.0/24'), observedRoute('100.64.4.0/24')],
+      { prune: true },
+    );
     expect(got).toStrictEqual([
       { op: 'replace', route: desiredRoute('100.64.3.0/24') },
       { op: 'delete', route: observedRoute('100.64.2.0/24') },

@@ -20,14 +20,35 @@ beforeAll(async () => {
   KG = fixtureKey(67);
 });
 
-const CONFIG = (nodeCidrs?: string[]): PlanConfig => ({ mode: 'wireguard', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4, nodeToNode: { exemptCidrs: ['198.18.0.100/32'], ...(nodeCidrs !== undefined ? { nodeCidrs } : {}) } });
+const CONFIG = (nodeCidrs?: string[]): PlanConfig => ({
+  mode: 'wireguard',
+  listenPort: 51880,
+  persistentKeepalive: 0,
+  underlayMtu: 1500,
+  underlayFamily: 4,
+  nodeToNode: { exemptCidrs: ['198.18.0.100/32'], ...(nodeCidrs !== undefined ? { nodeCidrs } : {}) },
+});
 
 function hostile(internalIPs: string[], name = 'node-h', key?: PublicKey, endpoint = '198.18.0.66:51880'): RawNode {
-  return { name, annotations: sealnetAnnotations(key ?? KH, endpoint), podCIDRs: [name === 'node-h' ? '100.64.66.0/24' : '100.64.67.0/24'], internalIPs };
+  return {
+    name,
+    annotations: sealnetAnnotations(key ?? KH, endpoint),
+    podCIDRs: [name === 'node-h' ? '100.64.66.0/24' : '100.64.67.0/24'],
+    internalIPs,
+  };
 }
 
-function allowedFromA(nodes: RawNode[], extra: Partial<PlanInput> = {}, nodeCidrs?: string[]): Record<string, readonly string[]> {
-  const d = plan({ nodes, self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] }, config: CONFIG(nodeCidrs), ...extra });
+function allowedFromA(
+  nodes: RawNode[],
+  extra: Partial<PlanInput> = {},
+  nodeCidrs?: string[],
+): Record<string, readonly string[]> {
+  const d = plan({
+    nodes,
+    self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] },
+    config: CONFIG(nodeCidrs),
+    ...extra,
+  });
   return Object.fromEntries(d.tunnel.peers.map((p) => [p.node, p.allowedIPs]));
 }
 
@@ -35,7 +56,23 @@ const HONEST = { 'node-b': ['100.64.2.0/24', '198.18.0.2/32'], 'node-d': ['100.6
 
 describe('hostile node addresses', () => {
   it('metadata, public resolvers, loopback, multicast, unspecified, link-local, mapped and exempt addresses are never taken', () => {
-    const got = allowedFromA([...C.nodes, hostile(['169.254.169.254', '8.8.8.8', '1.1.1.1', '127.0.0.1', '224.0.0.251', '0.0.0.0', '255.255.255.255', 'fe80::1', '::ffff:198.18.0.9', '::', '198.18.0.100', '198.18.0.66'])]);
+    const got = allowedFromA([
+      ...C.nodes,
+      hostile([
+        '169.254.169.254',
+        '8.8.8.8',
+        '1.1.1.1',
+        '127.0.0.1',
+        '224.0.0.251',
+        '0.0.0.0',
+        '255.255.255.255',
+        'fe80::1',
+        '::ffff:198.18.0.9',
+        '::',
+        '198.18.0.100',
+        '198.18.0.66',
+      ]),
+    ]);
     expect(got['node-h']).toEqual(['100.64.66.0/24', '198.18.0.66/32']);
     expect(got).toMatchObject(HONEST);
   });
@@ -61,7 +98,11 @@ describe('hostile node addresses', () => {
   });
 
   it('an address two nodes claim, neither as endpoint: its previous owner keeps it; with no history nobody gets it', () => {
-    const nodes = [...C.nodes, hostile(['10.7.7.7', '198.18.0.66']), hostile(['10.7.7.7', '198.18.0.67'], 'node-g', KG, '198.18.0.67:51880')];
+    const nodes = [
+      ...C.nodes,
+      hostile(['10.7.7.7', '198.18.0.66']),
+      hostile(['10.7.7.7', '198.18.0.67'], 'node-g', KG, '198.18.0.67:51880'),
+    ];
     const fresh = allowedFromA(nodes);
     expect(fresh['node-h']).toEqual(['100.64.66.0/24', '198.18.0.66/32']);
     expect(fresh['node-g']).toEqual(['100.64.67.0/24', '198.18.0.67/32']);

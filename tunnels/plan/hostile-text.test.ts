@@ -42,15 +42,26 @@ describe('hostile text', () => {
     const r = decodeNode(evil);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(isSafeText(r.detail)).toBe(true);
-    const d = plan({ nodes: [...C.nodes.filter((n) => n.name !== 'node-c'), evil], self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] }, config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4 } });
+    const d = plan({
+      nodes: [...C.nodes.filter((n) => n.name !== 'node-c'), evil],
+      self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] },
+      config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4 },
+    });
     expect(d.tunnel.peers.map((p) => p.node)).toEqual(['node-b', 'node-d', 'node-e']);
     expect(d.skipped.every((s) => isSafeText(s.detail))).toBe(true);
   });
 
   it('a rotation error with controls is dropped; lagging names must be node names', () => {
-    expect(decodeRotationStatus(JSON.stringify({ phase: 'moving', id: 'r-1', error: 'stuck\u001b[2J' }))?.error).toBeUndefined();
-    expect(decodeRotationStatus(JSON.stringify({ phase: 'moving', id: 'r-1', error: 'stuck on node-b' }))?.error).toBe('stuck on node-b');
-    const last = (lagging: string[]): unknown => decodeRotationStatus(JSON.stringify({ phase: 'idle', last: { id: 'r-1', completedAt: '2026-01-01T00:00:00Z', epoch: 2, lagging } }))?.last;
+    expect(
+      decodeRotationStatus(JSON.stringify({ phase: 'moving', id: 'r-1', error: 'stuck\u001b[2J' }))?.error,
+    ).toBeUndefined();
+    expect(decodeRotationStatus(JSON.stringify({ phase: 'moving', id: 'r-1', error: 'stuck on node-b' }))?.error).toBe(
+      'stuck on node-b',
+    );
+    const last = (lagging: string[]): unknown =>
+      decodeRotationStatus(
+        JSON.stringify({ phase: 'idle', last: { id: 'r-1', completedAt: '2026-01-01T00:00:00Z', epoch: 2, lagging } }),
+      )?.last;
     expect(last(['node-b\u202e'])).toBeUndefined();
     expect(last(['node-b'])).toBeDefined();
   });

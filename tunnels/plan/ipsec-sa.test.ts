@@ -21,7 +21,13 @@ const FIXTURE: FixtureNode[] = [
   { name: 'node-a', address: '198.18.0.1', podCIDRs: ['100.64.1.0/24'], currentEpoch: 1, epochs: [1] },
   { name: 'node-b', address: '198.18.0.2', podCIDRs: ['100.64.2.0/24'], currentEpoch: 1, epochs: [1, 2] },
   { name: 'node-c', address: '198.18.0.3', podCIDRs: ['100.64.3.0/24'], currentEpoch: 3, epochs: [3] },
-  { name: 'node-d', address: '198.18.0.4', podCIDRs: ['fd00:64:4::/64', '100.64.4.0/24'], currentEpoch: 1, epochs: [1] },
+  {
+    name: 'node-d',
+    address: '198.18.0.4',
+    podCIDRs: ['fd00:64:4::/64', '100.64.4.0/24'],
+    currentEpoch: 1,
+    epochs: [1],
+  },
   { name: 'node-e', address: '2001:db8::5', podCIDRs: ['100.64.5.0/24'], currentEpoch: 1, epochs: [1] },
   { name: 'node-f', address: '198.18.0.6', podCIDRs: ['fd00:64:6::/64'], currentEpoch: 1, epochs: [1] },
 ];
@@ -34,12 +40,25 @@ beforeAll(async () => {
 });
 
 function planNode(n: FixtureNode): IpsecPlanNode {
-  return { name: n.name, address: n.address, podCIDRs: n.podCIDRs, currentEpoch: n.currentEpoch, keys: n.epochs.map((epoch) => ({ epoch, publicKey: keyOf(n.name, epoch).publicKey })) };
+  return {
+    name: n.name,
+    address: n.address,
+    podCIDRs: n.podCIDRs,
+    currentEpoch: n.currentEpoch,
+    keys: n.epochs.map((epoch) => ({ epoch, publicKey: keyOf(n.name, epoch).publicKey })),
+  };
 }
 
 function viewOf(name: string): ReturnType<typeof planIpsec> {
   const self = FIXTURE.find((n) => n.name === name)!;
-  return planIpsec({ self: planNode(self), peers: FIXTURE.filter((n) => n !== self).map(planNode).reverse(), keyBits: 256, replayWindow: 1024 });
+  return planIpsec({
+    self: planNode(self),
+    peers: FIXTURE.filter((n) => n !== self)
+      .map(planNode)
+      .reverse(),
+    keyBits: 256,
+    replayWindow: 1024,
+  });
 }
 
 const peer = (d: DesiredIpsec, node: string) => d.peers.find((p) => p.node === node);
@@ -52,9 +71,15 @@ describe('planIpsec from every node', () => {
       const theirs = peer(viewOf(p.node).desired, name);
       expect(theirs).toBeDefined();
       // My outbound to p is one of p's inbound SAs from me, with my current key as the peer key.
-      expect(theirs!.inbound).toContainEqual({ ...p.outbound, peerPublicKey: keyOf(name, p.outbound.srcEpoch).publicKey });
+      expect(theirs!.inbound).toContainEqual({
+        ...p.outbound,
+        peerPublicKey: keyOf(name, p.outbound.srcEpoch).publicKey,
+      });
       // And every SA p sends me is one I accept.
-      expect(p.inbound).toContainEqual({ ...theirs!.outbound, peerPublicKey: keyOf(p.node, theirs!.outbound.srcEpoch).publicKey });
+      expect(p.inbound).toContainEqual({
+        ...theirs!.outbound,
+        peerPublicKey: keyOf(p.node, theirs!.outbound.srcEpoch).publicKey,
+      });
       expect(p.outbound.peerPublicKey).toBe(keyOf(p.node, p.outbound.dstEpoch).publicKey);
     }
   });
@@ -72,11 +97,14 @@ describe('planIpsec from every node', () => {
 
   it('skips peers it cannot pair with, with a reason', () => {
     expect(viewOf('node-a').skipped).toEqual([
-      { node: 'node-e', detail: 'underlay address 2001:db8::5 is not IPv4 like this node\'s 198.18.0.1' },
+      { node: 'node-e', detail: "underlay address 2001:db8::5 is not IPv4 like this node's 198.18.0.1" },
       { node: 'node-f', detail: 'no pod CIDR of an address family this node also has' },
     ]);
     const d = viewOf('node-d').desired;
-    expect(peer(d, 'node-f')).toMatchObject({ localCIDRs: ['100.64.4.0/24', 'fd00:64:4::/64'], remoteCIDRs: ['fd00:64:6::/64'] });
+    expect(peer(d, 'node-f')).toMatchObject({
+      localCIDRs: ['100.64.4.0/24', 'fd00:64:4::/64'],
+      remoteCIDRs: ['fd00:64:6::/64'],
+    });
   });
 
   it('skips a peer without a key for its current epoch', () => {
@@ -90,14 +118,30 @@ describe('planIpsec from every node', () => {
   it('allocates SPIs over the whole universe, so a node another node skips cannot move SPIs', () => {
     const universe = FIXTURE.map((n) => ({ name: n.name, epochs: n.epochs }));
     const a = FIXTURE[0]!;
-    const withAll = planIpsec({ self: planNode(a), peers: FIXTURE.slice(1, 3).map(planNode), spiUniverse: universe, keyBits: 256, replayWindow: 1024 });
-    const fewerPeers = planIpsec({ self: planNode(a), peers: FIXTURE.slice(1, 2).map(planNode), spiUniverse: universe, keyBits: 256, replayWindow: 1024 });
+    const withAll = planIpsec({
+      self: planNode(a),
+      peers: FIXTURE.slice(1, 3).map(planNode),
+      spiUniverse: universe,
+      keyBits: 256,
+      replayWindow: 1024,
+    });
+    const fewerPeers = planIpsec({
+      self: planNode(a),
+      peers: FIXTURE.slice(1, 2).map(planNode),
+      spiUniverse: universe,
+      keyBits: 256,
+      replayWindow: 1024,
+    });
     expect(peer(fewerPeers.desired, 'node-b')).toEqual(peer(withAll.desired, 'node-b'));
   });
 
   it('refuses a node without its own current key or with a bad underlay address', () => {
     const a = planNode(FIXTURE[0]!);
-    expect(() => planIpsec({ self: { ...a, currentEpoch: 9 }, peers: [], keyBits: 128, replayWindow: 64 })).toThrow(/current epoch 9/);
-    expect(() => planIpsec({ self: { ...a, address: 'node-a' }, peers: [], keyBits: 128, replayWindow: 64 })).toThrow(/not an IP address/);
+    expect(() => planIpsec({ self: { ...a, currentEpoch: 9 }, peers: [], keyBits: 128, replayWindow: 64 })).toThrow(
+      /current epoch 9/,
+    );
+    expect(() => planIpsec({ self: { ...a, address: 'node-a' }, peers: [], keyBits: 128, replayWindow: 64 })).toThrow(
+      /not an IP address/,
+    );
   });
 });

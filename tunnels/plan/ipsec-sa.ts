@@ -73,11 +73,15 @@ function familyOfCidr(c: string): 4 | 6 | undefined {
 export function planIpsec(input: IpsecPlanInput): IpsecPlan {
   const { self } = input;
   const selfKey = keyOf(self, self.currentEpoch);
-  if (selfKey === undefined) throw new SealnetError('INTERNAL', `this node has no IPsec key for its current epoch ${self.currentEpoch}`);
+  if (selfKey === undefined)
+    throw new SealnetError('INTERNAL', `this node has no IPsec key for its current epoch ${self.currentEpoch}`);
   const selfFamily = parseIP(self.address)?.family;
-  if (selfFamily === undefined) throw new SealnetError('CONFIG_INVALID', `this node's underlay address ${self.address} is not an IP address`);
+  if (selfFamily === undefined)
+    throw new SealnetError('CONFIG_INVALID', `this node's underlay address ${self.address} is not an IP address`);
 
-  const universe: SpiNode[] = [...(input.spiUniverse ?? [self, ...input.peers].map((n) => ({ name: n.name, epochs: n.keys.map((k) => k.epoch) })))];
+  const universe: SpiNode[] = [
+    ...(input.spiUniverse ?? [self, ...input.peers].map((n) => ({ name: n.name, epochs: n.keys.map((k) => k.epoch) }))),
+  ];
   for (const n of [self, ...input.peers]) {
     // A node must be in the universe with at least the epochs the plan uses.
     const u = universe.find((x) => x.name === n.name);
@@ -100,7 +104,10 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
       continue;
     }
     if (parseIP(peer.address)?.family !== selfFamily) {
-      skipped.push({ node: peer.name, detail: `underlay address ${peer.address} is not IPv${selfFamily} like this node's ${self.address}` });
+      skipped.push({
+        node: peer.name,
+        detail: `underlay address ${peer.address} is not IPv${selfFamily} like this node's ${self.address}`,
+      });
       continue;
     }
     const localCIDRs = [...self.podCIDRs].sort(compareCidrs);
@@ -119,7 +126,12 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
     const inbound: DesiredSa[] = [];
     for (const pk of peer.keys) {
       for (const sk of self.keys) {
-        inbound.push({ spi: spis.spi(peer.name, self.name, pk.epoch, sk.epoch), srcEpoch: pk.epoch, dstEpoch: sk.epoch, peerPublicKey: pk.publicKey });
+        inbound.push({
+          spi: spis.spi(peer.name, self.name, pk.epoch, sk.epoch),
+          srcEpoch: pk.epoch,
+          dstEpoch: sk.epoch,
+          peerPublicKey: pk.publicKey,
+        });
       }
     }
     inbound.sort((a, b) => a.spi - b.spi);
@@ -130,11 +142,22 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
     const stateKeys = [`${peer.address}/${outbound.spi}`, ...inbound.map((sa) => `${self.address}/${sa.spi}`)];
     const clash = stateKeys.find((k, i) => stateOwner.has(k) || stateKeys.indexOf(k) !== i);
     if (clash !== undefined) {
-      skipped.push({ node: peer.name, detail: `SA (destination, SPI) ${clash} is already planned${stateOwner.has(clash) ? ` for node ${stateOwner.get(clash)!}` : ''}` });
+      skipped.push({
+        node: peer.name,
+        detail: `SA (destination, SPI) ${clash} is already planned${stateOwner.has(clash) ? ` for node ${stateOwner.get(clash)!}` : ''}`,
+      });
       continue;
     }
     for (const k of stateKeys) stateOwner.set(k, peer.name);
-    peers.push({ node: peer.name, localAddress: self.address, remoteAddress: peer.address, localCIDRs, remoteCIDRs, outbound, inbound });
+    peers.push({
+      node: peer.name,
+      localAddress: self.address,
+      remoteAddress: peer.address,
+      localCIDRs,
+      remoteCIDRs,
+      outbound,
+      inbound,
+    });
   }
   return {
     desired: {

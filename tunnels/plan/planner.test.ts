@@ -1,6 +1,13 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
-import { FIXTURE_NAMES, fixtureCluster, fixtureKey, sealnetAnnotations, type FixtureCluster, type FixtureName } from '../../test/fixtures.js';
+import {
+  FIXTURE_NAMES,
+  fixtureCluster,
+  fixtureKey,
+  sealnetAnnotations,
+  type FixtureCluster,
+  type FixtureName,
+} from '../../test/fixtures.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import type { DesiredPeer, DesiredRoute, DesiredWireGuardState, RawNode, SkipReason } from '../ports/model.js';
 import { plan, type PlanConfig, type PlanInput } from './planner.js';
@@ -18,12 +25,30 @@ beforeAll(async () => {
   keyG = fixtureKey(7);
 });
 
-const WG: PlanConfig = { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 };
+const WG: PlanConfig = {
+  mode: 'wireguard',
+  listenPort: 51880,
+  persistentKeepalive: 25,
+  underlayMtu: 1500,
+  underlayFamily: 4,
+};
 
-function from(self: FixtureName, opts: { nodes?: readonly RawNode[]; config?: Partial<PlanConfig>; established?: Record<string, PublicKey>; localAddresses?: string[] } = {}): DesiredWireGuardState {
+function from(
+  self: FixtureName,
+  opts: {
+    nodes?: readonly RawNode[];
+    config?: Partial<PlanConfig>;
+    established?: Record<string, PublicKey>;
+    localAddresses?: string[];
+  } = {},
+): DesiredWireGuardState {
   const input: PlanInput = {
     nodes: opts.nodes ?? C.nodes,
-    self: { name: self, wireguardPublicKey: C.keys[self], localAddresses: opts.localAddresses ?? C.localAddresses[self] },
+    self: {
+      name: self,
+      wireguardPublicKey: C.keys[self],
+      localAddresses: opts.localAddresses ?? C.localAddresses[self],
+    },
     config: { ...WG, ...opts.config },
     ...(opts.established !== undefined ? { established: opts.established } : {}),
   };
@@ -120,7 +145,13 @@ function keyOf(node: string): PublicKey {
 }
 
 function peers(rows: readonly PeerRow[], keepalive = 25): DesiredPeer[] {
-  return rows.map(([node, endpoint, allowedIPs]) => ({ node, publicKey: keyOf(node), endpoint, allowedIPs: [...allowedIPs], persistentKeepalive: keepalive }));
+  return rows.map(([node, endpoint, allowedIPs]) => ({
+    node,
+    publicKey: keyOf(node),
+    endpoint,
+    allowedIPs: [...allowedIPs],
+    persistentKeepalive: keepalive,
+  }));
 }
 
 function routes(rows: readonly RouteRow[], mtu = 1440): DesiredRoute[] {
@@ -129,14 +160,35 @@ function routes(rows: readonly RouteRow[], mtu = 1440): DesiredRoute[] {
 
 function golden(self: FixtureName): DesiredWireGuardState {
   const g = GOLDEN[self];
-  return { tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: peers(g.peers) }, routes: routes(g.routes), skipped: [] };
+  return {
+    tunnel: {
+      kind: 'wireguard',
+      link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 },
+      peers: peers(g.peers),
+    },
+    routes: routes(g.routes),
+    skipped: [],
+  };
 }
 
 /** A sixth node, valid unless a test breaks it. */
-function nodeF(over: { annotations?: Record<string, string>; drop?: string[]; podCIDRs?: string[]; name?: string; key?: string } = {}): RawNode {
+function nodeF(
+  over: {
+    annotations?: Record<string, string>;
+    drop?: string[];
+    podCIDRs?: string[];
+    name?: string;
+    key?: string;
+  } = {},
+): RawNode {
   const annotations = { ...sealnetAnnotations(over.key ?? keyF, '198.18.0.6:51880'), ...over.annotations };
   for (const k of over.drop ?? []) delete annotations[k];
-  return { name: over.name ?? 'node-f', annotations, podCIDRs: over.podCIDRs ?? ['100.64.6.0/24'], internalIPs: ['198.18.0.6'] };
+  return {
+    name: over.name ?? 'node-f',
+    annotations,
+    podCIDRs: over.podCIDRs ?? ['100.64.6.0/24'],
+    internalIPs: ['198.18.0.6'],
+  };
 }
 
 /** Deterministic Fisher-Yates with a small LCG, so failures reproduce. */
@@ -171,7 +223,11 @@ describe('plan: the fixture cluster from every node', () => {
       // 1500 - 20 (IP) - 16 (ESP hdr + IV) - 16 (ICV) = 1448, aligned to 4, minus 2 trailer.
       tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1446, fwmark: 0x5188 }, peers: [] },
       routes: [],
-      skipped: (['node-b', 'node-c', 'node-d', 'node-e'] as const).map((name) => ({ name, reason: 'mode-mismatch', detail: `node ${name} runs mode wireguard, this node runs ipsec` })),
+      skipped: (['node-b', 'node-c', 'node-d', 'node-e'] as const).map((name) => ({
+        name,
+        reason: 'mode-mismatch',
+        detail: `node ${name} runs mode wireguard, this node runs ipsec`,
+      })),
     });
   });
 
@@ -182,7 +238,11 @@ describe('plan: the fixture cluster from every node', () => {
   });
 
   it('an empty cluster plans only the link', () => {
-    expect(from('node-a', { nodes: [] })).toStrictEqual({ tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: [] }, routes: [], skipped: [] });
+    expect(from('node-a', { nodes: [] })).toStrictEqual({
+      tunnel: { kind: 'wireguard', link: { name: 'sealwg0', listenPort: 51880, mtu: 1440, fwmark: 0x5188 }, peers: [] },
+      routes: [],
+      skipped: [],
+    });
   });
 
   it('uses listen port and keepalive from the config', () => {
@@ -222,7 +282,9 @@ describe('plan: determinism and purity', () => {
   });
 
   it('skipped nodes are sorted by name whatever the input order', () => {
-    const bad = ['node-z', 'node-m', 'node-f'].map((name) => nodeF({ name, annotations: { [ANNOTATIONS.version]: '9' } }));
+    const bad = ['node-z', 'node-m', 'node-f'].map((name) =>
+      nodeF({ name, annotations: { [ANNOTATIONS.version]: '9' } }),
+    );
     const got = from('node-a', { nodes: [...bad, ...C.nodes] });
     expect(got.skipped.map((s) => s.name)).toStrictEqual(['node-f', 'node-m', 'node-z']);
   });
@@ -235,37 +297,149 @@ describe('plan: determinism and purity', () => {
       }
       return o;
     };
-    const nodes = deepFreeze(shuffled(C.nodes, 7).map((n) => ({ ...n, annotations: { ...n.annotations }, podCIDRs: [...n.podCIDRs], internalIPs: [...n.internalIPs] })));
+    const nodes = deepFreeze(
+      shuffled(C.nodes, 7).map((n) => ({
+        ...n,
+        annotations: { ...n.annotations },
+        podCIDRs: [...n.podCIDRs],
+        internalIPs: [...n.internalIPs],
+      })),
+    );
     const before = JSON.stringify(nodes);
-    expect(from('node-a', { nodes, established: deepFreeze({ 'node-b': C.keys['node-b'] }) })).toStrictEqual(golden('node-a'));
+    expect(from('node-a', { nodes, established: deepFreeze({ 'node-b': C.keys['node-b'] }) })).toStrictEqual(
+      golden('node-a'),
+    );
     expect(JSON.stringify(nodes)).toBe(before);
   });
 });
 
 describe('plan: bad nodes are skipped with the right reason, others unaffected', () => {
   const cases: [string, () => RawNode, SkipReason, string][] = [
-    ['no sealnet annotations yet', () => ({ ...nodeF(), annotations: { 'kubeadm.alpha.kubernetes.io/cri-socket': 'unix:///run/containerd/containerd.sock' } }), 'annotations-missing', 'node node-f has no sealnet.io/ annotations yet'],
-    ['malformed key', () => nodeF({ key: 'not-a-key' }), 'annotations-invalid', 'sealnet.io/wireguard-public-key: public key is 9 characters, want 44'],
-    ['43-character key', () => nodeF({ key: keyF.slice(0, 43) }), 'annotations-invalid', 'public key is 43 characters, want 44'],
+    [
+      'no sealnet annotations yet',
+      () => ({
+        ...nodeF(),
+        annotations: { 'kubeadm.alpha.kubernetes.io/cri-socket': 'unix:///run/containerd/containerd.sock' },
+      }),
+      'annotations-missing',
+      'node node-f has no sealnet.io/ annotations yet',
+    ],
+    [
+      'malformed key',
+      () => nodeF({ key: 'not-a-key' }),
+      'annotations-invalid',
+      'sealnet.io/wireguard-public-key: public key is 9 characters, want 44',
+    ],
+    [
+      '43-character key',
+      () => nodeF({ key: keyF.slice(0, 43) }),
+      'annotations-invalid',
+      'public key is 43 characters, want 44',
+    ],
     ['URL-safe key', () => nodeF({ key: 'A'.repeat(42) + '_=' }), 'annotations-invalid', 'URL-safe base64'],
-    ['low-order key (all zeros)', () => nodeF({ key: Buffer.alloc(32).toString('base64') }), 'annotations-invalid', 'public key is a low-order point'],
-    ['low-order key (order 8)', () => nodeF({ key: '4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA=' }), 'annotations-invalid', 'public key is a low-order point'],
-    ['key missing', () => nodeF({ drop: [ANNOTATIONS.wireguardPublicKey] }), 'annotations-invalid', 'sealnet.io/wireguard-public-key is missing'],
-    ["this node's own key", () => nodeF({ key: C.keys['node-a'] }), 'key-equals-self', "node node-f publishes this node's own public key"],
-    ['missing endpoint', () => nodeF({ drop: [ANNOTATIONS.endpoint] }), 'annotations-invalid', 'sealnet.io/endpoint is missing'],
-    ['garbage endpoint', () => nodeF({ annotations: { [ANNOTATIONS.endpoint]: 'node-f.example:51880' } }), 'annotations-invalid', 'sealnet.io/endpoint is "node-f.example:51880", want "ip:port" or "[ipv6]:port"'],
-    ['endpoint without port', () => nodeF({ annotations: { [ANNOTATIONS.endpoint]: '198.18.0.6' } }), 'annotations-invalid', 'sealnet.io/endpoint is "198.18.0.6"'],
-    ['endpoint port 0', () => nodeF({ annotations: { [ANNOTATIONS.endpoint]: '198.18.0.6:0' } }), 'annotations-invalid', 'sealnet.io/endpoint is "198.18.0.6:0"'],
-    ['unknown version', () => nodeF({ annotations: { [ANNOTATIONS.version]: '2' } }), 'version-unsupported', 'sealnet.io/version is 2, this agent understands only 1'],
-    ['version missing', () => nodeF({ drop: [ANNOTATIONS.version] }), 'annotations-invalid', 'sealnet.io/version is missing'],
-    ['version not a number', () => nodeF({ annotations: { [ANNOTATIONS.version]: 'v1' } }), 'annotations-invalid', 'sealnet.io/version is "v1", want an integer'],
-    ['mode mismatch', () => nodeF({ annotations: { [ANNOTATIONS.mode]: 'ipsec' } }), 'mode-mismatch', 'node node-f runs mode ipsec, this node runs wireguard'],
-    ['unknown mode', () => nodeF({ annotations: { [ANNOTATIONS.mode]: 'gre' } }), 'annotations-invalid', 'sealnet.io/mode is "gre"'],
-    ['bad key epoch', () => nodeF({ annotations: { [ANNOTATIONS.keyEpoch]: '-1' } }), 'annotations-invalid', 'sealnet.io/key-epoch is "-1"'],
+    [
+      'low-order key (all zeros)',
+      () => nodeF({ key: Buffer.alloc(32).toString('base64') }),
+      'annotations-invalid',
+      'public key is a low-order point',
+    ],
+    [
+      'low-order key (order 8)',
+      () => nodeF({ key: '4Ot6fDtBuK4WVuP68Z/EatoJjeucMrH9hmIFFl9JuAA=' }),
+      'annotations-invalid',
+      'public key is a low-order point',
+    ],
+    [
+      'key missing',
+      () => nodeF({ drop: [ANNOTATIONS.wireguardPublicKey] }),
+      'annotations-invalid',
+      'sealnet.io/wireguard-public-key is missing',
+    ],
+    [
+      "this node's own key",
+      () => nodeF({ key: C.keys['node-a'] }),
+      'key-equals-self',
+      "node node-f publishes this node's own public key",
+    ],
+    [
+      'missing endpoint',
+      () => nodeF({ drop: [ANNOTATIONS.endpoint] }),
+      'annotations-invalid',
+      'sealnet.io/endpoint is missing',
+    ],
+    [
+      'garbage endpoint',
+      () => nodeF({ annotations: { [ANNOTATIONS.endpoint]: 'node-f.example:51880' } }),
+      'annotations-invalid',
+      'sealnet.io/endpoint is "node-f.example:51880", want "ip:port" or "[ipv6]:port"',
+    ],
+    [
+      'endpoint without port',
+      () => nodeF({ annotations: { [ANNOTATIONS.endpoint]: '198.18.0.6' } }),
+      'annotations-invalid',
+      'sealnet.io/endpoint is "198.18.0.6"',
+    ],
+    [
+      'endpoint port 0',
+      () => nodeF({ annotations: { [ANNOTATIONS.endpoint]: '198.18.0.6:0' } }),
+      'annotations-invalid',
+      'sealnet.io/endpoint is "198.18.0.6:0"',
+    ],
+    [
+      'unknown version',
+      () => nodeF({ annotations: { [ANNOTATIONS.version]: '2' } }),
+      'version-unsupported',
+      'sealnet.io/version is 2, this agent understands only 1',
+    ],
+    [
+      'version missing',
+      () => nodeF({ drop: [ANNOTATIONS.version] }),
+      'annotations-invalid',
+      'sealnet.io/version is missing',
+    ],
+    [
+      'version not a number',
+      () => nodeF({ annotations: { [ANNOTATIONS.version]: 'v1' } }),
+      'annotations-invalid',
+      'sealnet.io/version is "v1", want an integer',
+    ],
+    [
+      'mode mismatch',
+      () => nodeF({ annotations: { [ANNOTATIONS.mode]: 'ipsec' } }),
+      'mode-mismatch',
+      'node node-f runs mode ipsec, this node runs wireguard',
+    ],
+    [
+      'unknown mode',
+      () => nodeF({ annotations: { [ANNOTATIONS.mode]: 'gre' } }),
+      'annotations-invalid',
+      'sealnet.io/mode is "gre"',
+    ],
+    [
+      'bad key epoch',
+      () => nodeF({ annotations: { [ANNOTATIONS.keyEpoch]: '-1' } }),
+      'annotations-invalid',
+      'sealnet.io/key-epoch is "-1"',
+    ],
     ['no pod CIDRs', () => nodeF({ podCIDRs: [] }), 'no-pod-cidrs', 'node node-f has no spec.podCIDRs'],
-    ['garbage pod CIDR', () => nodeF({ podCIDRs: ['100.64.6.0/33'] }), 'annotations-invalid', 'spec.podCIDRs entry "100.64.6.0/33" is not a CIDR'],
-    ['pod CIDR inside our own', () => nodeF({ podCIDRs: ['100.64.1.128/25'] }), 'pod-cidr-conflict', "node node-f pod CIDR 100.64.1.128/25 overlaps this node's own pod CIDRs"],
-    ['pod CIDR containing our own', () => nodeF({ podCIDRs: ['100.64.6.0/24', '100.64.0.0/16'] }), 'pod-cidr-conflict', "pod CIDR 100.64.0.0/16 overlaps this node's own pod CIDRs"],
+    [
+      'garbage pod CIDR',
+      () => nodeF({ podCIDRs: ['100.64.6.0/33'] }),
+      'annotations-invalid',
+      'spec.podCIDRs entry "100.64.6.0/33" is not a CIDR',
+    ],
+    [
+      'pod CIDR inside our own',
+      () => nodeF({ podCIDRs: ['100.64.1.128/25'] }),
+      'pod-cidr-conflict',
+      "node node-f pod CIDR 100.64.1.128/25 overlaps this node's own pod CIDRs",
+    ],
+    [
+      'pod CIDR containing our own',
+      () => nodeF({ podCIDRs: ['100.64.6.0/24', '100.64.0.0/16'] }),
+      'pod-cidr-conflict',
+      "pod CIDR 100.64.0.0/16 overlaps this node's own pod CIDRs",
+    ],
   ];
 
   it.each(cases)('%s', (_label, make, reason, detail) => {
@@ -286,17 +460,34 @@ describe('plan: bad nodes are skipped with the right reason, others unaffected',
     const got = from('node-a', { nodes: [...C.nodes, nodeF()] });
     expect(got.skipped).toStrictEqual([]);
     expect(got.tunnel.peers.map((p) => p.node)).toStrictEqual(['node-b', 'node-c', 'node-d', 'node-e', 'node-f']);
-    expect(got.tunnel.peers[4]).toStrictEqual({ node: 'node-f', publicKey: keyF, endpoint: '198.18.0.6:51880', allowedIPs: ['100.64.6.0/24'], persistentKeepalive: 25 });
-    expect(got.routes.map((r) => r.dst)).toStrictEqual(['100.64.2.0/24', '100.64.3.0/24', '100.64.4.0/24', '100.64.5.0/24', '100.64.6.0/24', 'fd00:64:5::/64']);
+    expect(got.tunnel.peers[4]).toStrictEqual({
+      node: 'node-f',
+      publicKey: keyF,
+      endpoint: '198.18.0.6:51880',
+      allowedIPs: ['100.64.6.0/24'],
+      persistentKeepalive: 25,
+    });
+    expect(got.routes.map((r) => r.dst)).toStrictEqual([
+      '100.64.2.0/24',
+      '100.64.3.0/24',
+      '100.64.4.0/24',
+      '100.64.5.0/24',
+      '100.64.6.0/24',
+      'fd00:64:5::/64',
+    ]);
   });
 
   it('an IPv6 endpoint is bracketed', () => {
-    const got = from('node-a', { nodes: [...C.nodes, nodeF({ annotations: { [ANNOTATIONS.endpoint]: '[fd00:198:18::6]:51880' } })] });
+    const got = from('node-a', {
+      nodes: [...C.nodes, nodeF({ annotations: { [ANNOTATIONS.endpoint]: '[fd00:198:18::6]:51880' } })],
+    });
     expect(got.tunnel.peers.find((p) => p.node === 'node-f')?.endpoint).toBe('[fd00:198:18::6]:51880');
   });
 
   it('an IPv6 endpoint is written in canonical form (as `wg show dump` reports it), so it does not churn', () => {
-    const got = from('node-a', { nodes: [...C.nodes, nodeF({ annotations: { [ANNOTATIONS.endpoint]: '[FD00:198:18:0:0:0:0:6]:51880' } })] });
+    const got = from('node-a', {
+      nodes: [...C.nodes, nodeF({ annotations: { [ANNOTATIONS.endpoint]: '[FD00:198:18:0:0:0:0:6]:51880' } })],
+    });
     expect(got.tunnel.peers.find((p) => p.node === 'node-f')?.endpoint).toBe('[fd00:198:18::6]:51880');
   });
 
@@ -333,19 +524,35 @@ describe('plan: conflicts between remote nodes', () => {
   });
 
   it('two nodes with one key: the established owner keeps it, the newcomer is skipped', () => {
-    const got = from('node-a', { nodes: [...C.nodes, nodeF({ key: C.keys['node-b'] })], established: { 'node-b': C.keys['node-b'], 'node-c': C.keys['node-c'] } });
-    expect(got.skipped).toStrictEqual([{ name: 'node-f', reason: 'duplicate-key', detail: 'nodes node-b and node-f publish the same public key; node-b had it first' }]);
+    const got = from('node-a', {
+      nodes: [...C.nodes, nodeF({ key: C.keys['node-b'] })],
+      established: { 'node-b': C.keys['node-b'], 'node-c': C.keys['node-c'] },
+    });
+    expect(got.skipped).toStrictEqual([
+      {
+        name: 'node-f',
+        reason: 'duplicate-key',
+        detail: 'nodes node-b and node-f publish the same public key; node-b had it first',
+      },
+    ]);
     expect(got.tunnel.peers).toStrictEqual(golden('node-a').tunnel.peers);
     expect(got.routes).toStrictEqual(golden('node-a').routes);
   });
 
   it('established under a different key does not count as owning the copied key', () => {
-    const got = from('node-a', { nodes: [...C.nodes, nodeF({ key: C.keys['node-b'] })], established: { 'node-b': keyG } });
+    const got = from('node-a', {
+      nodes: [...C.nodes, nodeF({ key: C.keys['node-b'] })],
+      established: { 'node-b': keyG },
+    });
     expect(got.skipped.map((s) => s.name)).toStrictEqual(['node-b', 'node-f']);
   });
 
   it('three nodes with one key, one established: the two copies are skipped', () => {
-    const nodes = [...C.nodes, nodeF({ key: C.keys['node-b'] }), nodeF({ name: 'node-g', key: C.keys['node-b'], podCIDRs: ['100.64.7.0/24'] })];
+    const nodes = [
+      ...C.nodes,
+      nodeF({ key: C.keys['node-b'] }),
+      nodeF({ name: 'node-g', key: C.keys['node-b'], podCIDRs: ['100.64.7.0/24'] }),
+    ];
     const got = from('node-d', { nodes, established: { 'node-b': C.keys['node-b'] } });
     expect(got.skipped.map((s) => [s.name, s.reason])).toStrictEqual([
       ['node-f', 'duplicate-key'],
@@ -364,8 +571,17 @@ describe('plan: conflicts between remote nodes', () => {
   });
 
   it('overlapping pod CIDRs: the established node keeps them', () => {
-    const got = from('node-e', { nodes: [...C.nodes, nodeF({ podCIDRs: ['100.64.2.128/25'] })], established: { 'node-b': C.keys['node-b'] } });
-    expect(got.skipped).toStrictEqual([{ name: 'node-f', reason: 'pod-cidr-conflict', detail: 'nodes node-b and node-f have overlapping pod CIDRs; node-b had it first' }]);
+    const got = from('node-e', {
+      nodes: [...C.nodes, nodeF({ podCIDRs: ['100.64.2.128/25'] })],
+      established: { 'node-b': C.keys['node-b'] },
+    });
+    expect(got.skipped).toStrictEqual([
+      {
+        name: 'node-f',
+        reason: 'pod-cidr-conflict',
+        detail: 'nodes node-b and node-f have overlapping pod CIDRs; node-b had it first',
+      },
+    ]);
     expect(got.tunnel.peers).toStrictEqual(golden('node-e').tunnel.peers);
     expect(got.routes).toStrictEqual(golden('node-e').routes);
   });

@@ -6,10 +6,27 @@
 import type { PublicKey } from '../../keymgr/keys.js';
 import { tunnelMtu } from '../../common/mtu.js';
 import { decodeNode } from './annotations.js';
-import { canonicalIP, cidrContains, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP, type Cidr } from '../../common/ip.js';
+import {
+  canonicalIP,
+  cidrContains,
+  cidrsOverlap,
+  compareCidrs,
+  formatCidr,
+  parseCidr,
+  parseIP,
+  type Cidr,
+} from '../../common/ip.js';
 import { nonUnicastClass } from '../../common/addrclass.js';
 import { ROUTE_TABLE, WG_DEFAULT_KEEPALIVE, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
-import type { DesiredPeer, DesiredRoute, DesiredWireGuardState, Mode, PeerNode, RawNode, SkippedNode } from '../ports/model.js';
+import type {
+  DesiredPeer,
+  DesiredRoute,
+  DesiredWireGuardState,
+  Mode,
+  PeerNode,
+  RawNode,
+  SkippedNode,
+} from '../ports/model.js';
 
 /** Who this agent is. */
 export interface PlanSelf {
@@ -52,7 +69,8 @@ export interface PlanConfig {
    * to a node address into the tunnel, and a route to a peer's own endpoint address through the
    * tunnel would carry the tunnel's encrypted UDP into itself.
    */
-  readonly nodeToNode?: { readonly exemptCidrs: readonly string[]; readonly nodeCidrs?: readonly string[] | undefined } | undefined;
+  readonly nodeToNode?:
+    { readonly exemptCidrs: readonly string[]; readonly nodeCidrs?: readonly string[] | undefined } | undefined;
 }
 
 /**
@@ -60,7 +78,14 @@ export interface PlanConfig {
  * benchmarking ranges (RFC 1918, 100.64.0.0/10, 198.18.0.0/15) and IPv6 ULA. A node claiming a
  * public resolver or the cloud metadata address as its InternalIP gets nothing.
  */
-export const DEFAULT_NODE_CIDRS: readonly string[] = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10', '198.18.0.0/15', 'fc00::/7'];
+export const DEFAULT_NODE_CIDRS: readonly string[] = [
+  '10.0.0.0/8',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '100.64.0.0/10',
+  '198.18.0.0/15',
+  'fc00::/7',
+];
 
 /** At most this many node-to-node host prefixes per node (dual-stack nodes have two or three). */
 export const MAX_NODE_ADDRESSES = 8;
@@ -97,10 +122,15 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   const established = input.established ?? {};
   const skipped: SkippedNode[] = [];
   const selfRaw = input.nodes.find((n) => n.name === self.name);
-  const ownCidrs = (selfRaw?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
+  const ownCidrs = (selfRaw?.podCIDRs ?? [])
+    .map((c) => parseCidr(c, { hostBits: 'clear' }))
+    .filter((c) => c !== undefined);
 
   const selfDecoded = selfRaw === undefined ? undefined : decodeNode(selfRaw);
-  const ownHosts = new Set([...self.localAddresses.map(canonicalIP), ...(selfDecoded?.ok === true ? [selfDecoded.node.endpointHost] : [])]);
+  const ownHosts = new Set([
+    ...self.localAddresses.map(canonicalIP),
+    ...(selfDecoded?.ok === true ? [selfDecoded.node.endpointHost] : []),
+  ]);
 
   // 1. Decode every remote node on its own: one bad node never affects another.
   const decoded: PeerNode[] = [];
@@ -112,22 +142,46 @@ export function plan(input: PlanInput): DesiredWireGuardState {
       continue;
     }
     if (r.node.mode !== config.mode) {
-      skipped.push({ name: raw.name, reason: 'mode-mismatch', detail: `node ${raw.name} runs mode ${r.node.mode}, this node runs ${config.mode}` });
+      skipped.push({
+        name: raw.name,
+        reason: 'mode-mismatch',
+        detail: `node ${raw.name} runs mode ${r.node.mode}, this node runs ${config.mode}`,
+      });
       continue;
     }
-    if (r.node.wireguardPublicKey === self.wireguardPublicKey || r.node.wireguardPublicKey === self.rotation?.publicKey) {
-      skipped.push({ name: raw.name, reason: 'key-equals-self', detail: `node ${raw.name} publishes this node's own public key` });
+    if (
+      r.node.wireguardPublicKey === self.wireguardPublicKey ||
+      r.node.wireguardPublicKey === self.rotation?.publicKey
+    ) {
+      skipped.push({
+        name: raw.name,
+        reason: 'key-equals-self',
+        detail: `node ${raw.name} publishes this node's own public key`,
+      });
       continue;
     }
     // A node's endpoint host must not be one of this node's addresses: this node would send
     // its tunnel traffic to itself, or (IPsec) hold an SA pair with itself as both ends.
     if (ownHosts.has(r.node.endpointHost)) {
-      skipped.push({ name: raw.name, reason: 'endpoint-conflict', detail: `node ${raw.name} publishes endpoint host ${r.node.endpointHost}, an address of this node` });
+      skipped.push({
+        name: raw.name,
+        reason: 'endpoint-conflict',
+        detail: `node ${raw.name} publishes endpoint host ${r.node.endpointHost}, an address of this node`,
+      });
       continue;
     }
-    const ownOverlap = r.node.podCIDRs.find((c) => ownCidrs.some((o) => { const p = parseCidr(c, { hostBits: 'clear' }); return p !== undefined && cidrsOverlap(p, o); }));
+    const ownOverlap = r.node.podCIDRs.find((c) =>
+      ownCidrs.some((o) => {
+        const p = parseCidr(c, { hostBits: 'clear' });
+        return p !== undefined && cidrsOverlap(p, o);
+      }),
+    );
     if (ownOverlap !== undefined) {
-      skipped.push({ name: raw.name, reason: 'pod-cidr-conflict', detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs` });
+      skipped.push({
+        name: raw.name,
+        reason: 'pod-cidr-conflict',
+        detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs`,
+      });
       continue;
     }
     decoded.push(r.node);
@@ -139,14 +193,36 @@ export function plan(input: PlanInput): DesiredWireGuardState {
 
   // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
   //    key; the pod CIDRs belong to exactly one of them (see rotationPeers()).
-  const mtu = tunnelMtu({ underlayMtu: config.underlayMtu, mode: config.mode, family: config.underlayFamily, overlay: config.overlay ?? 'none' });
+  const mtu = tunnelMtu({
+    underlayMtu: config.underlayMtu,
+    mode: config.mode,
+    family: config.underlayFamily,
+    overlay: config.overlay ?? 'none',
+  });
   const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
-  const nodeIPs = config.nodeToNode === undefined ? new Map<string, string[]>() : nodeAddresses(accepted, { self: selfRaw, ownCidrs, exempt: config.nodeToNode.exemptCidrs, allowed: config.nodeToNode.nodeCidrs ?? DEFAULT_NODE_CIDRS, previous: input.establishedAddresses ?? {} });
-  const { peers, following } = rotationPeers(accepted, { self, config, handshakes: input.handshakes ?? new Set(), nodeIPs });
+  const nodeIPs =
+    config.nodeToNode === undefined
+      ? new Map<string, string[]>()
+      : nodeAddresses(accepted, {
+          self: selfRaw,
+          ownCidrs,
+          exempt: config.nodeToNode.exemptCidrs,
+          allowed: config.nodeToNode.nodeCidrs ?? DEFAULT_NODE_CIDRS,
+          previous: input.establishedAddresses ?? {},
+        });
+  const { peers, following } = rotationPeers(accepted, {
+    self,
+    config,
+    handshakes: input.handshakes ?? new Set(),
+    nodeIPs,
+  });
   const via = self.rotation?.viaIncoming ?? [];
   const routes: DesiredRoute[] = [];
   for (const n of accepted) {
-    const dev = self.rotation !== undefined && (via === 'all' || via.includes(n.name)) ? self.rotation.link.name : activeLink.name;
+    const dev =
+      self.rotation !== undefined && (via === 'all' || via.includes(n.name))
+        ? self.rotation.link.name
+        : activeLink.name;
     for (const dst of n.podCIDRs) {
       const family = parseCidr(dst, { hostBits: 'clear' })?.family;
       routes.push({ dst, dev, mtu, src: pickSource(family, ownCidrs, self.localAddresses), table: ROUTE_TABLE });
@@ -160,7 +236,19 @@ export function plan(input: PlanInput): DesiredWireGuardState {
       kind: 'wireguard',
       link: { name: activeLink.name, listenPort: activeLink.listenPort, mtu, fwmark: WG_FWMARK },
       peers,
-      ...(self.rotation !== undefined ? { incoming: { link: { name: self.rotation.link.name, listenPort: self.rotation.link.listenPort, mtu, fwmark: WG_FWMARK }, peers } } : {}),
+      ...(self.rotation !== undefined
+        ? {
+            incoming: {
+              link: {
+                name: self.rotation.link.name,
+                listenPort: self.rotation.link.listenPort,
+                mtu,
+                fwmark: WG_FWMARK,
+              },
+              peers,
+            },
+          }
+        : {}),
       ...(following.length > 0 ? { following } : {}),
     },
     routes,
@@ -168,7 +256,8 @@ export function plan(input: PlanInput): DesiredWireGuardState {
   };
 }
 
-const endpointOf = (host: string, port: number): string => (host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`);
+const endpointOf = (host: string, port: number): string =>
+  host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 
 /**
  * Peers of the accepted nodes, sorted by node (current key first), and the rotations of others
@@ -180,7 +269,12 @@ const endpointOf = (host: string, port: number): string => (host.includes(':') ?
  */
 function rotationPeers(
   accepted: readonly PeerNode[],
-  ctx: { readonly self: PlanSelf; readonly config: PlanConfig; readonly handshakes: ReadonlySet<string>; readonly nodeIPs: ReadonlyMap<string, readonly string[]> },
+  ctx: {
+    readonly self: PlanSelf;
+    readonly config: PlanConfig;
+    readonly handshakes: ReadonlySet<string>;
+    readonly nodeIPs: ReadonlyMap<string, readonly string[]>;
+  },
 ): { peers: DesiredPeer[]; following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] } {
   const { self, config, handshakes, nodeIPs } = ctx;
   const used = new Map<string, number>();
@@ -191,18 +285,28 @@ function rotationPeers(
     count(n.wireguardPublicKey);
     if (n.next !== undefined) count(n.next.publicKey);
   }
-  const ownKeys = new Set<string>([self.wireguardPublicKey, ...(self.rotation !== undefined ? [self.rotation.publicKey] : [])]);
+  const ownKeys = new Set<string>([
+    self.wireguardPublicKey,
+    ...(self.rotation !== undefined ? [self.rotation.publicKey] : []),
+  ]);
   const peers: DesiredPeer[] = [];
   const following: { node: string; publicKey: PublicKey; podCIDRs: readonly string[] }[] = [];
   for (const n of accepted) {
     // The node's addresses travel with its pod CIDRs: whichever key owns one owns the other.
     const extra = nodeIPs.get(n.name) ?? [];
     const owned = extra.length === 0 ? n.podCIDRs : [...n.podCIDRs, ...extra].sort(compareCidrs);
-    const current: DesiredPeer = { node: n.name, publicKey: n.wireguardPublicKey, endpoint: endpointOf(n.endpointHost, n.endpointPort), allowedIPs: owned, persistentKeepalive: config.persistentKeepalive };
+    const current: DesiredPeer = {
+      node: n.name,
+      publicKey: n.wireguardPublicKey,
+      endpoint: endpointOf(n.endpointHost, n.endpointPort),
+      allowedIPs: owned,
+      persistentKeepalive: config.persistentKeepalive,
+    };
     const next = n.next;
     if (next === undefined || used.get(next.publicKey) !== 1 || ownKeys.has(next.publicKey)) {
       peers.push(current);
-      if (n.rotationPhase === 'grace' || n.rotationPhase === 'finishing') following.push({ node: n.name, publicKey: n.wireguardPublicKey, podCIDRs: n.podCIDRs });
+      if (n.rotationPhase === 'grace' || n.rotationPhase === 'finishing')
+        following.push({ node: n.name, publicKey: n.wireguardPublicKey, podCIDRs: n.podCIDRs });
       continue;
     }
     const moved = n.rotationPhase === 'moving' && handshakes.has(next.publicKey);
@@ -210,7 +314,14 @@ function rotationPeers(
     // A keepalive even when keepalives are off: the staged peer carries no traffic, and the
     // rotating node waits for this handshake.
     const keepalive = config.persistentKeepalive > 0 ? config.persistentKeepalive : WG_DEFAULT_KEEPALIVE;
-    peers.push({ node: n.name, publicKey: next.publicKey, endpoint: endpointOf(next.endpointHost, next.endpointPort), allowedIPs: moved ? owned : [], persistentKeepalive: keepalive, next: true });
+    peers.push({
+      node: n.name,
+      publicKey: next.publicKey,
+      endpoint: endpointOf(next.endpointHost, next.endpointPort),
+      allowedIPs: moved ? owned : [],
+      persistentKeepalive: keepalive,
+      next: true,
+    });
     following.push({ node: n.name, publicKey: next.publicKey, podCIDRs: n.podCIDRs });
   }
   return { peers, following };
@@ -229,11 +340,22 @@ function rotationPeers(
  */
 function nodeAddresses(
   accepted: readonly PeerNode[],
-  ctx: { readonly self: RawNode | undefined; readonly ownCidrs: readonly Cidr[]; readonly exempt: readonly string[]; readonly allowed: readonly string[]; readonly previous: Readonly<Record<string, string>> },
+  ctx: {
+    readonly self: RawNode | undefined;
+    readonly ownCidrs: readonly Cidr[];
+    readonly exempt: readonly string[];
+    readonly allowed: readonly string[];
+    readonly previous: Readonly<Record<string, string>>;
+  },
 ): Map<string, string[]> {
   const exempt = ctx.exempt.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
   const allowed = ctx.allowed.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
-  const pods = [...ctx.ownCidrs, ...accepted.flatMap((n) => n.podCIDRs.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined))];
+  const pods = [
+    ...ctx.ownCidrs,
+    ...accepted.flatMap((n) =>
+      n.podCIDRs.map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined),
+    ),
+  ];
   const own = new Set((ctx.self?.internalIPs ?? []).map(hostPrefix));
   const claims = new Map<string, string[]>();
   for (const n of accepted) {
@@ -260,7 +382,8 @@ function nodeAddresses(
     if (names.length > 1) {
       const ep = endpointOwner.get(h);
       const prev = ctx.previous[h];
-      owner = ep !== undefined && names.includes(ep) ? ep : prev !== undefined && names.includes(prev) ? prev : undefined;
+      owner =
+        ep !== undefined && names.includes(ep) ? ep : prev !== undefined && names.includes(prev) ? prev : undefined;
     }
     if (owner !== undefined) byNode.get(owner)!.push(h);
   }
@@ -270,16 +393,30 @@ function nodeAddresses(
 
 function hostPrefix(address: string): string | undefined {
   const ip = parseIP(address);
-  return ip === undefined ? undefined : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
+  return ip === undefined
+    ? undefined
+    : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
 }
 
-function pickSource(family: 4 | 6 | undefined, ownCidrs: readonly NonNullable<ReturnType<typeof parseCidr>>[], addresses: readonly string[]): string | undefined {
+function pickSource(
+  family: 4 | 6 | undefined,
+  ownCidrs: readonly NonNullable<ReturnType<typeof parseCidr>>[],
+  addresses: readonly string[],
+): string | undefined {
   const candidates = addresses.filter((a) => ownCidrs.some((c) => c.family === family && cidrContains(c, a)));
   // Numeric order (lowest address first): stable and what an operator expects.
-  return [...candidates].sort((a, b) => { const x = parseIP(a)!.value; const y = parseIP(b)!.value; return x < y ? -1 : x > y ? 1 : 0; })[0];
+  return [...candidates].sort((a, b) => {
+    const x = parseIP(a)!.value;
+    const y = parseIP(b)!.value;
+    return x < y ? -1 : x > y ? 1 : 0;
+  })[0];
 }
 
-function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Record<string, PublicKey>>, skipped: SkippedNode[]): PeerNode[] {
+function resolveConflicts(
+  nodes: readonly PeerNode[],
+  established: Readonly<Record<string, PublicKey>>,
+  skipped: SkippedNode[],
+): PeerNode[] {
   const loser = new Map<string, SkippedNode>();
   // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
   // visited in (i, j) order so the outcome is what the pairwise definition gives.
@@ -299,7 +436,9 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
     if (list === undefined) byKey.set(n.wireguardPublicKey, [i]);
     else list.push(i);
   });
-  for (const list of byKey.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'duplicate-key');
+  for (const list of byKey.values())
+    for (let a = 0; a < list.length; a++)
+      for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'duplicate-key');
   // Two nodes with one endpoint host: tunnel traffic meant for one reaches the other, and in mode
   // ipsec two SAs could share (destination, SPI). The host alone counts, not the port.
   const byHost = new Map<string, number[]>();
@@ -308,7 +447,9 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
     if (list === undefined) byHost.set(n.endpointHost, [i]);
     else list.push(i);
   });
-  for (const list of byHost.values()) for (let a = 0; a < list.length; a++) for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'endpoint-conflict');
+  for (const list of byHost.values())
+    for (let a = 0; a < list.length; a++)
+      for (let b = a + 1; b < list.length; b++) mark(list[a]!, list[b]!, 'endpoint-conflict');
   // Prefixes either nest or are disjoint: sorted by (family, network, length), a prefix overlaps
   // exactly the ones still open on the stack of enclosing prefixes.
   const spans: { family: 4 | 6; start: bigint; end: bigint; len: number; node: number }[] = [];
@@ -317,13 +458,20 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
       const c = parseCidr(text, { hostBits: 'clear' });
       if (c === undefined) continue;
       const bits = c.family === 4 ? 32n : 128n;
-      spans.push({ family: c.family, start: c.network, end: c.network + (1n << (bits - BigInt(c.prefixLength))) - 1n, len: c.prefixLength, node });
+      spans.push({
+        family: c.family,
+        start: c.network,
+        end: c.network + (1n << (bits - BigInt(c.prefixLength))) - 1n,
+        len: c.prefixLength,
+        node,
+      });
     }
   });
   spans.sort((a, b) => a.family - b.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.len - b.len);
   const open: typeof spans = [];
   for (const s of spans) {
-    while (open.length > 0 && (open[open.length - 1]!.family !== s.family || open[open.length - 1]!.end < s.start)) open.pop();
+    while (open.length > 0 && (open[open.length - 1]!.family !== s.family || open[open.length - 1]!.end < s.start))
+      open.pop();
     for (const o of open) mark(o.node, s.node, 'pod-cidr-conflict');
     open.push(s);
   }
@@ -336,14 +484,26 @@ function resolveConflicts(nodes: readonly PeerNode[], established: Readonly<Reco
       const aOwns = established[a.name] === a.wireguardPublicKey;
       const bOwns = established[b.name] === b.wireguardPublicKey;
       const detail =
-        what === 'duplicate-key' ? `nodes ${a.name} and ${b.name} publish the same public key`
-        : what === 'endpoint-conflict' ? `nodes ${a.name} and ${b.name} publish the same endpoint host ${a.endpointHost}`
-        : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
+        what === 'duplicate-key'
+          ? `nodes ${a.name} and ${b.name} publish the same public key`
+          : what === 'endpoint-conflict'
+            ? `nodes ${a.name} and ${b.name} publish the same endpoint host ${a.endpointHost}`
+            : `nodes ${a.name} and ${b.name} have overlapping pod CIDRs`;
       // Only a sole established owner keeps it; if both or neither were established, both lose.
       const aKeeps = aOwns && !bOwns;
       const bKeeps = bOwns && !aOwns;
-      if (!aKeeps) loser.set(a.name, { name: a.name, reason: what, detail: bKeeps ? `${detail}; ${b.name} had it first` : detail });
-      if (!bKeeps) loser.set(b.name, { name: b.name, reason: what, detail: aKeeps ? `${detail}; ${a.name} had it first` : detail });
+      if (!aKeeps)
+        loser.set(a.name, {
+          name: a.name,
+          reason: what,
+          detail: bKeeps ? `${detail}; ${b.name} had it first` : detail,
+        });
+      if (!bKeeps)
+        loser.set(b.name, {
+          name: b.name,
+          reason: what,
+          detail: aKeeps ? `${detail}; ${a.name} had it first` : detail,
+        });
     }
   }
   skipped.push(...loser.values());

@@ -34,17 +34,20 @@ export interface RotationStatus {
   readonly epoch?: number;
   readonly graceUntil?: Date;
   /** The last completed rotation. */
-  readonly last?: { readonly id: string; readonly completedAt: Date; readonly epoch: number; readonly lagging: readonly string[] };
+  readonly last?: {
+    readonly id: string;
+    readonly completedAt: Date;
+    readonly epoch: number;
+    readonly lagging: readonly string[];
+  };
   /** Why the rotation is stuck, if it is. */
   readonly error?: string;
 }
-
 
 const PHASES: readonly AnnouncedPhase[] = ['idle', 'preparing', 'staging', 'moving', 'grace', 'finishing'];
 const FP = /^[0-9a-f]{16}$/;
 /** Kubernetes node names (RFC 1123 subdomain). */
 const NODE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
-
 
 function parseJson(text: string): unknown {
   try {
@@ -83,7 +86,16 @@ export function encodeRotationStatus(s: RotationStatus): string {
     ...(s.since !== undefined ? { since: s.since.toISOString() } : {}),
     ...(s.epoch !== undefined ? { epoch: s.epoch } : {}),
     ...(s.graceUntil !== undefined ? { graceUntil: s.graceUntil.toISOString() } : {}),
-    ...(s.last !== undefined ? { last: { id: s.last.id, completedAt: s.last.completedAt.toISOString(), epoch: s.last.epoch, lagging: s.last.lagging } } : {}),
+    ...(s.last !== undefined
+      ? {
+          last: {
+            id: s.last.id,
+            completedAt: s.last.completedAt.toISOString(),
+            epoch: s.last.epoch,
+            lagging: s.last.lagging,
+          },
+        }
+      : {}),
     ...(s.error !== undefined ? { error: s.error } : {}),
   });
 }
@@ -98,7 +110,15 @@ export function decodeRotationStatus(text: string): RotationStatus | undefined {
   if (v.last !== undefined) {
     const l = v.last;
     const completedAt = isObject(l) ? date(l.completedAt) : undefined;
-    if (!isObject(l) || !isValidRotationId(l.id) || completedAt === undefined || !isValidEpoch(l.epoch) || !Array.isArray(l.lagging) || !l.lagging.every((x) => typeof x === 'string' && NODE.test(x))) return undefined;
+    if (
+      !isObject(l) ||
+      !isValidRotationId(l.id) ||
+      completedAt === undefined ||
+      !isValidEpoch(l.epoch) ||
+      !Array.isArray(l.lagging) ||
+      !l.lagging.every((x) => typeof x === 'string' && NODE.test(x))
+    )
+      return undefined;
     last = { id: l.id, completedAt, epoch: l.epoch as number, lagging: l.lagging as string[] };
   }
   const since = date(v.since);

@@ -57,7 +57,12 @@ function checkCluster(nodes: readonly SpiNode[], alloc: SpiAllocator, range: Spi
     const expected = nodes.filter((s) => s.name !== d.name).reduce((n, s) => n + s.epochs.length * d.epochs.length, 0);
     const spis = [...table.values()];
     const outOfRange = spis.filter((spi) => spi < range.min || spi > range.max).length;
-    expect({ node: d.name, size: table.size, distinct: new Set(spis).size, outOfRange }).toEqual({ node: d.name, size: expected, distinct: expected, outOfRange: 0 });
+    expect({ node: d.name, size: table.size, distinct: new Set(spis).size, outOfRange }).toEqual({
+      node: d.name,
+      size: expected,
+      distinct: expected,
+      outOfRange: 0,
+    });
     total += table.size;
   }
   return total;
@@ -71,9 +76,12 @@ function extraSas(nodes: readonly SpiNode[]): number {
 }
 
 describe('SPI allocation', () => {
-  it('uses sealnet\'s reserved range by default', () => {
+  it("uses sealnet's reserved range by default", () => {
     expect(DEFAULT_SPI_RANGE).toEqual({ min: XFRM_SPI_MIN, max: XFRM_SPI_MAX });
-    const alloc = new SpiAllocator([{ name: 'a', epochs: [1] }, { name: 'b', epochs: [1] }]);
+    const alloc = new SpiAllocator([
+      { name: 'a', epochs: [1] },
+      { name: 'b', epochs: [1] },
+    ]);
     const spi = alloc.spi('a', 'b', 1, 1);
     expect(spi).toBeGreaterThanOrEqual(XFRM_SPI_MIN);
     expect(spi).toBeLessThanOrEqual(XFRM_SPI_MAX);
@@ -81,30 +89,43 @@ describe('SPI allocation', () => {
 
   it('is a fixed function of names and epochs (changing it is a protocol change)', () => {
     // Mixed-version clusters compute each other's SPIs: these values must never change silently.
-    const alloc = new SpiAllocator([{ name: 'node-a', epochs: [1, 2] }, { name: 'node-b', epochs: [1] }]);
-    expect([alloc.spi('node-a', 'node-b', 1, 1), alloc.spi('node-a', 'node-b', 2, 1), alloc.spi('node-b', 'node-a', 1, 1), alloc.spi('node-b', 'node-a', 1, 2)].map((s) => s.toString(16))).toEqual([
-      '511da287',
-      '514c0e12',
-      '5184469e',
-      '510a4703',
+    const alloc = new SpiAllocator([
+      { name: 'node-a', epochs: [1, 2] },
+      { name: 'node-b', epochs: [1] },
     ]);
+    expect(
+      [
+        alloc.spi('node-a', 'node-b', 1, 1),
+        alloc.spi('node-a', 'node-b', 2, 1),
+        alloc.spi('node-b', 'node-a', 1, 1),
+        alloc.spi('node-b', 'node-a', 1, 2),
+      ].map((s) => s.toString(16)),
+    ).toEqual(['511da287', '514c0e12', '5184469e', '510a4703']);
   });
 
-  it.each([1, 2, 3])('never collides on any node of a random cluster of hundreds of nodes (seed %i)', (seed) => {
-    const rnd = prng(seed * 7919);
-    const nodes = randomCluster(rnd, 200 + Math.floor(rnd() * 150));
-    const alloc = new SpiAllocator(nodes);
-    expect(checkCluster(nodes, alloc, DEFAULT_SPI_RANGE)).toBeGreaterThan(200 * 199);
-  }, 60_000);
+  it.each([1, 2, 3])(
+    'never collides on any node of a random cluster of hundreds of nodes (seed %i)',
+    (seed) => {
+      const rnd = prng(seed * 7919);
+      const nodes = randomCluster(rnd, 200 + Math.floor(rnd() * 150));
+      const alloc = new SpiAllocator(nodes);
+      expect(checkCluster(nodes, alloc, DEFAULT_SPI_RANGE)).toBeGreaterThan(200 * 199);
+    },
+    60_000,
+  );
 
-  it.each([11, 12])('resolves heavy collisions in a small range without a duplicate (seed %i)', (seed) => {
-    const rnd = prng(seed * 104729);
-    const nodes = randomCluster(rnd, 200);
-    // ~240 SAs per node into 512 SPIs: dozens of first-choice collisions per node.
-    const range = { min: 0x51000000, max: 0x510001ff };
-    const alloc = new SpiAllocator(nodes, range);
-    checkCluster(nodes, alloc, range);
-  }, 60_000);
+  it.each([11, 12])(
+    'resolves heavy collisions in a small range without a duplicate (seed %i)',
+    (seed) => {
+      const rnd = prng(seed * 104729);
+      const nodes = randomCluster(rnd, 200);
+      // ~240 SAs per node into 512 SPIs: dozens of first-choice collisions per node.
+      const range = { min: 0x51000000, max: 0x510001ff };
+      const alloc = new SpiAllocator(nodes, range);
+      checkCluster(nodes, alloc, range);
+    },
+    60_000,
+  );
 
   it('fills a range exactly and refuses one SA more', () => {
     const nodes: SpiNode[] = Array.from({ length: 11 }, (_, i) => ({ name: `n${i}`, epochs: [1] }));
@@ -146,21 +167,37 @@ describe('SPI allocation', () => {
   });
 
   it('separates directions and epochs', () => {
-    const alloc = new SpiAllocator([{ name: 'a', epochs: [1, 2] }, { name: 'b', epochs: [1, 2] }]);
-    const spis = [alloc.spi('a', 'b', 1, 1), alloc.spi('a', 'b', 1, 2), alloc.spi('a', 'b', 2, 1), alloc.spi('a', 'b', 2, 2)];
+    const alloc = new SpiAllocator([
+      { name: 'a', epochs: [1, 2] },
+      { name: 'b', epochs: [1, 2] },
+    ]);
+    const spis = [
+      alloc.spi('a', 'b', 1, 1),
+      alloc.spi('a', 'b', 1, 2),
+      alloc.spi('a', 'b', 2, 1),
+      alloc.spi('a', 'b', 2, 2),
+    ];
     expect(new Set(spis).size).toBe(4);
     expect(alloc.inbound('b').get(saKey('a', 'b', 2, 1))).toBe(alloc.spi('a', 'b', 2, 1));
   });
 
   it('refuses unknown nodes or epochs, duplicates, bad epochs and bad ranges', () => {
-    const alloc = new SpiAllocator([{ name: 'a', epochs: [1] }, { name: 'b', epochs: [1] }]);
+    const alloc = new SpiAllocator([
+      { name: 'a', epochs: [1] },
+      { name: 'b', epochs: [1] },
+    ]);
     expect(() => alloc.spi('a', 'b', 2, 1)).toThrow(/no SPI/);
     expect(() => alloc.spi('a', 'c', 1, 1)).toThrow(/not two of the allocator's nodes/);
     expect(() => alloc.spi('a', 'a', 1, 1)).toThrow(/not two/);
-    expect(() => new SpiAllocator([{ name: 'a', epochs: [1] }, { name: 'a', epochs: [2] }])).toThrow(/twice/);
+    expect(
+      () =>
+        new SpiAllocator([
+          { name: 'a', epochs: [1] },
+          { name: 'a', epochs: [2] },
+        ]),
+    ).toThrow(/twice/);
     expect(() => new SpiAllocator([{ name: 'a', epochs: [-1] }])).toThrow(/epoch/);
     expect(() => new SpiAllocator([], { min: 10, max: 20 })).toThrow(/range/);
     expect(() => new SpiAllocator([], { min: 2000, max: 1000 })).toThrow(/range/);
   });
-
 });

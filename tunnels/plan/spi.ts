@@ -121,7 +121,13 @@ export class SpiAllocator {
   readonly #tables = new Map<string, InboundTable>();
 
   constructor(nodes: readonly SpiNode[], range: SpiRange = DEFAULT_SPI_RANGE) {
-    if (!Number.isInteger(range.min) || !Number.isInteger(range.max) || range.min < 256 || range.max > 0xffffffff || range.min > range.max) {
+    if (
+      !Number.isInteger(range.min) ||
+      !Number.isInteger(range.max) ||
+      range.min < 256 ||
+      range.max > 0xffffffff ||
+      range.min > range.max
+    ) {
       throw new SealnetError('INTERNAL', `SPI range ${range.min}..${range.max} is not inside 256..0xffffffff`);
     }
     this.#range = range;
@@ -164,7 +170,10 @@ export class SpiAllocator {
     const di = d.epochs.indexOf(dstEpoch);
     const spi = si < 0 || di < 0 ? undefined : this.#table(d).spis.get(this.#composite(s.index, si, di));
     if (spi === undefined) {
-      throw new SealnetError('INTERNAL', `no SPI for ${src} (epoch ${srcEpoch}) -> ${dst} (epoch ${dstEpoch}): not among the allocator's nodes and epochs`);
+      throw new SealnetError(
+        'INTERNAL',
+        `no SPI for ${src} (epoch ${srcEpoch}) -> ${dst} (epoch ${dstEpoch}): not among the allocator's nodes and epochs`,
+      );
     }
     return spi;
   }
@@ -226,7 +235,10 @@ export class SpiAllocator {
     }
     const n = sender.length;
     if (n > this.#size) {
-      throw new SealnetError('INTERNAL', `node ${d.name} receives ${n} SAs, more than the ${this.#size} SPIs of the range`);
+      throw new SealnetError(
+        'INTERNAL',
+        `node ${d.name} receives ${n} SAs, more than the ${this.#size} SPIs of the range`,
+      );
     }
     // Sorted order: order hash, then the SA's identity (names, epochs) for exact ties.
     const key = (i: number): string => saKey(this.#byIndex[sender[i]!]!.name, d.name, sEpoch[i]!, dEpoch[i]!);

@@ -25,7 +25,15 @@ function peer(node: string, publicKey: PublicKey, allowedIPs: string[]): Desired
   return { node, publicKey, endpoint: '198.18.0.9:51880', allowedIPs, persistentKeepalive: 25 };
 }
 function observed(publicKey: PublicKey, allowedIPs: string[]): ObservedPeer {
-  return { publicKey, endpoint: undefined, allowedIPs, latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 25 };
+  return {
+    publicKey,
+    endpoint: undefined,
+    allowedIPs,
+    latestHandshake: 0,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepalive: 25,
+  };
 }
 
 function input(over: Partial<SteeringPlanInput> = {}): SteeringPlanInput {
@@ -41,8 +49,24 @@ function input(over: Partial<SteeringPlanInput> = {}): SteeringPlanInput {
   };
 }
 
-const pod = (cidr: string, node: string, state: SteeringEntry['state'], ifindex = 0): SteeringEntry => ({ cidr, state, action: 'redirect', kind: 'pod', ifindex, mark: 0, peerId: peerIdOf(node) });
-const catchAll: SteeringEntry = { cidr: '100.64.0.0/10', state: 'no-peer', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 0 };
+const pod = (cidr: string, node: string, state: SteeringEntry['state'], ifindex = 0): SteeringEntry => ({
+  cidr,
+  state,
+  action: 'redirect',
+  kind: 'pod',
+  ifindex,
+  mark: 0,
+  peerId: peerIdOf(node),
+});
+const catchAll: SteeringEntry = {
+  cidr: '100.64.0.0/10',
+  state: 'no-peer',
+  action: 'redirect',
+  kind: 'pod',
+  ifindex: 0,
+  mark: 0,
+  peerId: 0,
+};
 
 describe('planSteering', () => {
   it('makes programmed peers ready, a node without a key not ready, and the cluster range no-peer', () => {
@@ -64,7 +88,9 @@ describe('planSteering', () => {
   });
 
   it('treats a peer still holding the old key as not ready (key change)', () => {
-    const out = planSteering(input({ observedPeers: [observed(keyC, ['100.64.2.0/24'])], desiredPeers: [peer('b', keyB, ['100.64.2.0/24'])] }));
+    const out = planSteering(
+      input({ observedPeers: [observed(keyC, ['100.64.2.0/24'])], desiredPeers: [peer('b', keyB, ['100.64.2.0/24'])] }),
+    );
     expect(out.find((e) => e.cidr === '100.64.2.0/24')?.state).toBe('not-ready');
   });
 
@@ -73,7 +99,9 @@ describe('planSteering', () => {
   });
 
   it('never steers the own pod CIDR, nor a remote CIDR overlapping it', () => {
-    const out = planSteering(input({ nodes: [...nodes, { name: 'e', podCIDRs: ['100.64.1.128/25'], internalIPs: [] }] }));
+    const out = planSteering(
+      input({ nodes: [...nodes, { name: 'e', podCIDRs: ['100.64.1.128/25'], internalIPs: [] }] }),
+    );
     expect(out.map((e) => e.cidr)).not.toContain('100.64.1.0/24');
     expect(out.map((e) => e.cidr)).not.toContain('100.64.1.128/25');
   });
@@ -94,7 +122,12 @@ describe('planSteering', () => {
   });
 
   it('adds no node address without node-to-node encryption', () => {
-    const out = planSteering(input({ desiredPeers: [peer('b', keyB, ['100.64.2.0/24', '198.18.0.2/32'])], observedPeers: [observed(keyB, ['100.64.2.0/24', '198.18.0.2/32'])] }));
+    const out = planSteering(
+      input({
+        desiredPeers: [peer('b', keyB, ['100.64.2.0/24', '198.18.0.2/32'])],
+        observedPeers: [observed(keyB, ['100.64.2.0/24', '198.18.0.2/32'])],
+      }),
+    );
     expect(out.filter((e) => e.kind === 'node')).toEqual([]);
   });
 
@@ -102,11 +135,17 @@ describe('planSteering', () => {
     const out = planSteering(input({ nodeToNode: true, exemptCidrs: ['198.18.0.3/32', '10.96.0.0/12'] }));
     expect(out.filter((e) => e.kind === 'node').map((e) => e.cidr)).toEqual(['198.18.0.2/32', '198.18.0.4/32']);
     // Pod CIDRs are never exempted by this rule: only node addresses are filtered.
-    expect(planSteering(input({ nodeToNode: true, exemptCidrs: ['100.64.3.0/24'] })).find((e) => e.cidr === '100.64.3.0/24')?.state).toBe('ready');
+    expect(
+      planSteering(input({ nodeToNode: true, exemptCidrs: ['100.64.3.0/24'] })).find((e) => e.cidr === '100.64.3.0/24')
+        ?.state,
+    ).toBe('ready');
   });
 
   it('steers every address of a node, both families, and never its own', () => {
-    const many = [...nodes.filter((n) => n.name !== 'b'), { name: 'b', podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2', 'fd00:198:18::2'] }];
+    const many = [
+      ...nodes.filter((n) => n.name !== 'b'),
+      { name: 'b', podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2', 'fd00:198:18::2'] },
+    ];
     const out = planSteering(
       input({
         nodes: many,
@@ -138,8 +177,15 @@ describe('planSteering', () => {
 
   it('marks instead of redirecting in XFRM mode', () => {
     const out = planSteering(input({ target: { action: 'mark', markFor: (n) => (n === 'b' ? 0x200 : 0x300) } }));
-    expect(out.find((e) => e.cidr === '100.64.2.0/24')).toEqual({ ...pod('100.64.2.0/24', 'b', 'ready'), action: 'mark', mark: 0x200 });
-    expect(out.find((e) => e.cidr === '100.64.4.0/24')).toEqual({ ...pod('100.64.4.0/24', 'd', 'not-ready'), action: 'mark' });
+    expect(out.find((e) => e.cidr === '100.64.2.0/24')).toEqual({
+      ...pod('100.64.2.0/24', 'b', 'ready'),
+      action: 'mark',
+      mark: 0x200,
+    });
+    expect(out.find((e) => e.cidr === '100.64.4.0/24')).toEqual({
+      ...pod('100.64.4.0/24', 'd', 'not-ready'),
+      action: 'mark',
+    });
   });
 
   it('makes a prefix claimed by two nodes not ready', () => {
@@ -159,7 +205,7 @@ describe('planSteering', () => {
 });
 
 describe('steeringLinks', () => {
-  it('puts a node address on the link of its node\'s pod CIDRs; routes keep theirs', () => {
+  it("puts a node address on the link of its node's pod CIDRs; routes keep theirs", () => {
     const routes = [
       { dst: '100.64.2.0/24', dev: 'sealwg1' },
       { dst: '100.64.3.0/24', dev: 'sealwg0' },

@@ -23,7 +23,11 @@ export interface SteeringPlanInput {
   /** The whole cluster pod range(s): `no-peer` catch-alls under the per-node entries. */
   readonly clusterCidrs: readonly string[];
   /** Every node the store lists, decodable or not (a node without a key still has pod CIDRs). */
-  readonly nodes: readonly { readonly name: string; readonly podCIDRs: readonly string[]; readonly internalIPs: readonly string[] }[];
+  readonly nodes: readonly {
+    readonly name: string;
+    readonly podCIDRs: readonly string[];
+    readonly internalIPs: readonly string[];
+  }[];
   /** The planner's peers (DesiredState.peers). */
   readonly desiredPeers: readonly DesiredPeer[];
   /** Peers read back from the tunnel after apply (`wg show dump`). */
@@ -63,7 +67,9 @@ const canonical = canonicalCidr;
 
 function hostPrefix(addr: string): string | undefined {
   const ip = parseIP(addr);
-  return ip === undefined ? undefined : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
+  return ip === undefined
+    ? undefined
+    : formatCidr({ family: ip.family, network: ip.value, prefixLength: ip.family === 4 ? 32 : 128 });
 }
 
 /**
@@ -95,8 +101,12 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   // ready when the peer meant to own it owns it in the tunnel.
   const desired = new Map<string, DesiredPeer[]>();
   for (const p of input.desiredPeers) desired.set(p.node, [...(desired.get(p.node) ?? []), p]);
-  const observed = new Map(input.observedPeers.map((p) => [p.publicKey as string, new Set(p.allowedIPs.map((a) => canonical(a)))]));
-  const exempt = (input.exemptCidrs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
+  const observed = new Map(
+    input.observedPeers.map((p) => [p.publicKey as string, new Set(p.allowedIPs.map((a) => canonical(a)))]),
+  );
+  const exempt = (input.exemptCidrs ?? [])
+    .map((c) => parseCidr(c, { hostBits: 'clear' }))
+    .filter((c) => c !== undefined);
   const out = new Map<string, SteeringEntry>();
 
   const put = (e: SteeringEntry): void => {
@@ -111,7 +121,8 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
 
   for (const cidr of input.clusterCidrs) {
     const c = canonical(cidr);
-    if (c !== undefined) out.set(c, { cidr: c, state: 'no-peer', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 0 });
+    if (c !== undefined)
+      out.set(c, { cidr: c, state: 'no-peer', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 0 });
   }
   for (const node of [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (node.name === input.self) continue;
@@ -126,15 +137,25 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
       for (const a of node.internalIPs) {
         const h = hostPrefix(a);
         const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
-        if (h !== undefined && c !== undefined && !exempt.some((e) => cidrsOverlap(e, c))) prefixes.push({ cidr: h, kind: 'node' });
+        if (h !== undefined && c !== undefined && !exempt.some((e) => cidrsOverlap(e, c)))
+          prefixes.push({ cidr: h, kind: 'node' });
       }
     }
     for (const { cidr, kind } of prefixes) {
       const peer = nodePeers.find((p) => p.allowedIPs.some((a) => canonical(a) === cidr));
-      const ready = input.target !== undefined && peer !== undefined && observed.get(peer.publicKey)?.has(cidr) === true;
+      const ready =
+        input.target !== undefined && peer !== undefined && observed.get(peer.publicKey)?.has(cidr) === true;
       const peerId = peerIdOf(node.name);
       if (!ready || input.target === undefined) {
-        put({ cidr, state: 'not-ready', action: input.target?.action ?? 'redirect', kind, ifindex: 0, mark: 0, peerId });
+        put({
+          cidr,
+          state: 'not-ready',
+          action: input.target?.action ?? 'redirect',
+          kind,
+          ifindex: 0,
+          mark: 0,
+          peerId,
+        });
       } else if (input.target.action === 'redirect') {
         put({ cidr, state: 'ready', action: 'redirect', kind, ifindex: input.target.ifindex, mark: 0, peerId });
       } else {
@@ -145,6 +166,11 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
   // Sorted by (family, network, length), with each prefix parsed once (5,000 entries a pass).
   return [...out.values()]
     .map((e) => ({ e, c: parseCidr(e.cidr, { hostBits: 'clear' })! }))
-    .sort((x, y) => x.c.family - y.c.family || (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) || x.c.prefixLength - y.c.prefixLength)
+    .sort(
+      (x, y) =>
+        x.c.family - y.c.family ||
+        (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) ||
+        x.c.prefixLength - y.c.prefixLength,
+    )
     .map((x) => x.e);
 }

@@ -5,7 +5,9 @@
 import type { Mode } from './model.js';
 
 /** Where Node objects come from. */
-export type StoreConfig = { readonly type: 'file'; readonly dir: string } | { readonly type: 'kubernetes'; readonly kubeconfig?: string | undefined };
+export type StoreConfig =
+  | { readonly type: 'file'; readonly dir: string }
+  | { readonly type: 'kubernetes'; readonly kubeconfig?: string | undefined };
 
 /** Validated agent configuration. */
 export interface AgentConfig {

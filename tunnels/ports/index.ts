@@ -90,7 +90,13 @@ export interface RoutingPort {
   /** Routes in `table` with `protocol === ROUTE_PROTOCOL` (only the ones sealnet owns). */
   listRoutes(table: number): Promise<ObservedRoute[]>;
   /** Creates or replaces (RTM_NEWROUTE with NLM_F_REPLACE) one route, marked as sealnet's. */
-  replaceRoute(route: { dst: string; dev: string; mtu: number; src?: string | undefined; table: number }): Promise<void>;
+  replaceRoute(route: {
+    dst: string;
+    dev: string;
+    mtu: number;
+    src?: string | undefined;
+    table: number;
+  }): Promise<void>;
   /** Deletes one route sealnet owns. Missing route is not an error. */
   deleteRoute(route: { dst: string; table: number }): Promise<void>;
   /** Makes sure exactly one rule `priority P lookup T` exists for the family. */
@@ -197,7 +203,11 @@ export interface SteeringPort {
     readonly exempt: readonly string[];
     readonly clusterCidrs: readonly string[];
     readonly attachments: readonly SteeringAttachment[];
-  }): Promise<{ mapsCreated: boolean; programsLoaded: boolean; attached: readonly { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[] }>;
+  }): Promise<{
+    mapsCreated: boolean;
+    programsLoaded: boolean;
+    attached: readonly { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[];
+  }>;
   /** The remote map as the kernel holds it, sorted by prefix. */
   listEntries(): Promise<SteeringEntry[]>;
   /**
@@ -206,7 +216,10 @@ export interface SteeringPort {
    * what the previous successful call left instead of reading the whole map back (an event pass
    * at 5,000 nodes); ignored when there is no such record.
    */
-  applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean; readonly fromLastWrite?: boolean }): Promise<{ written: number; deleted: number }>;
+  applyEntries(
+    entries: readonly SteeringEntry[],
+    opts: { readonly prune: boolean; readonly fromLastWrite?: boolean },
+  ): Promise<{ written: number; deleted: number }>;
   /** All counters. */
   counters(): Promise<SteeringCounter[]>;
   /** Removes sealnet's classifiers from these attachments only (maps and pins stay). */

@@ -11,7 +11,17 @@
  * a state.
  */
 import type { PublicKey } from '../../keymgr/keys.js';
-import type { AeadKeyBits, XfrmCurrent, XfrmMark, XfrmPolicy, XfrmPolicyId, XfrmPolicySpec, XfrmState, XfrmStateId, XfrmStateSpec } from './xfrm-types.js';
+import type {
+  AeadKeyBits,
+  XfrmCurrent,
+  XfrmMark,
+  XfrmPolicy,
+  XfrmPolicyId,
+  XfrmPolicySpec,
+  XfrmState,
+  XfrmStateId,
+  XfrmStateSpec,
+} from './xfrm-types.js';
 
 /** The XFRM operations the IPsec driver uses. */
 export interface XfrmOps {
@@ -83,7 +93,15 @@ export interface DesiredIpsec {
 
 /** One kernel change the driver made, in order. */
 export interface IpsecChange {
-  readonly op: 'add-state' | 'replace-state' | 'delete-state' | 'add-policy' | 'update-policy' | 'delete-policy' | 'add-guard' | 'delete-guard';
+  readonly op:
+    | 'add-state'
+    | 'replace-state'
+    | 'delete-state'
+    | 'add-policy'
+    | 'update-policy'
+    | 'delete-policy'
+    | 'add-guard'
+    | 'delete-guard';
   /** Human-readable object ("out spi 0x51000001 198.18.0.1->198.18.0.2"). */
   readonly target: string;
   /** Peer it belongs to; undefined for leftovers being pruned. */

@@ -39,8 +39,18 @@ describe('FakeWireGuard', () => {
   it('moves an allowed IP to the peer set last, as the kernel does', async () => {
     const { wg } = createFakeKernel();
     await wg.ensureLink({ ...link, publicKey: K1 });
-    await wg.applyPeers('sealwg0', [{ op: 'set', publicKey: K2, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.0/24', '100.64.9.0/24'], persistentKeepalive: 25 }]);
-    await wg.applyPeers('sealwg0', [{ op: 'set', publicKey: K3, endpoint: '[FD00::3]:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 0 }]);
+    await wg.applyPeers('sealwg0', [
+      {
+        op: 'set',
+        publicKey: K2,
+        endpoint: '198.18.0.2:51880',
+        allowedIPs: ['100.64.2.0/24', '100.64.9.0/24'],
+        persistentKeepalive: 25,
+      },
+    ]);
+    await wg.applyPeers('sealwg0', [
+      { op: 'set', publicKey: K3, endpoint: '[FD00::3]:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 0 },
+    ]);
     expect(wg.peersOf('sealwg0')).toStrictEqual([
       { publicKey: K2, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.9.0/24'], persistentKeepalive: 25 },
       { publicKey: K3, endpoint: '[fd00::3]:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 0 },
@@ -56,8 +66,22 @@ describe('FakeWireGuard', () => {
     await expect(wg.applyPeers('sealwg0', [{ op: 'remove', publicKey: K1 }])).rejects.toThrow('no such device sealwg0');
     await wg.ensureLink({ ...link, publicKey: K1 });
     await expect(wg.applyPeers('sealwg0', [])).rejects.toThrow('no changes');
-    await expect(wg.applyPeers('sealwg0', [{ op: 'set', publicKey: K2, endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.1/24'], persistentKeepalive: 0 }])).rejects.toThrow('not canonical');
-    await expect(wg.applyPeers('sealwg0', [{ op: 'set', publicKey: K2, endpoint: 'fd00::1:51880', allowedIPs: [], persistentKeepalive: 0 }])).rejects.toThrow('is not ip:port');
+    await expect(
+      wg.applyPeers('sealwg0', [
+        {
+          op: 'set',
+          publicKey: K2,
+          endpoint: '198.18.0.2:51880',
+          allowedIPs: ['100.64.2.1/24'],
+          persistentKeepalive: 0,
+        },
+      ]),
+    ).rejects.toThrow('not canonical');
+    await expect(
+      wg.applyPeers('sealwg0', [
+        { op: 'set', publicKey: K2, endpoint: 'fd00::1:51880', allowedIPs: [], persistentKeepalive: 0 },
+      ]),
+    ).rejects.toThrow('is not ip:port');
   });
 
   it('fails exactly the next N calls of an operation', async () => {
@@ -76,32 +100,60 @@ describe('FakeRouting', () => {
     k.routing.addLink('sealwg0', { mtu: 1420, up: true });
     k.routing.addAddress('198.18.0.1', 15, 'eth0');
     k.routing.addAddress('100.64.1.1', 24, 'eth0');
-    k.routing.seedRoute({ dst: '100.64.9.0/24', dev: 'eth0', mtu: undefined, src: undefined, table: 5188, protocol: 4 });
-    k.routing.seedRoute({ dst: '100.64.2.0/24', dev: 'eth0', mtu: undefined, src: undefined, table: MAIN_TABLE, protocol: 4 });
+    k.routing.seedRoute({
+      dst: '100.64.9.0/24',
+      dev: 'eth0',
+      mtu: undefined,
+      src: undefined,
+      table: 5188,
+      protocol: 4,
+    });
+    k.routing.seedRoute({
+      dst: '100.64.2.0/24',
+      dev: 'eth0',
+      mtu: undefined,
+      src: undefined,
+      table: MAIN_TABLE,
+      protocol: 4,
+    });
     return k;
   };
 
   it('lists only sealnet-owned routes of the table', async () => {
     const { routing } = setup();
     await routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188 });
-    expect(await routing.listRoutes(5188)).toStrictEqual([{ dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188, protocol: 206 }]);
+    expect(await routing.listRoutes(5188)).toStrictEqual([
+      { dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188, protocol: 206 },
+    ]);
   });
 
   it('refuses to delete a route of another protocol, or outside its table', async () => {
     const { routing } = setup();
-    await expect(routing.deleteRoute({ dst: '100.64.9.0/24', table: 5188 })).rejects.toThrow('of protocol 4, which it does not own');
+    await expect(routing.deleteRoute({ dst: '100.64.9.0/24', table: 5188 })).rejects.toThrow(
+      'of protocol 4, which it does not own',
+    );
     await expect(routing.deleteRoute({ dst: '100.64.2.0/24', table: MAIN_TABLE })).rejects.toThrow('it owns only 5188');
-    await expect(routing.replaceRoute({ dst: '100.64.2.0/24', dev: 'sealwg0', mtu: 1440, table: MAIN_TABLE })).rejects.toThrow('it owns only 5188');
+    await expect(
+      routing.replaceRoute({ dst: '100.64.2.0/24', dev: 'sealwg0', mtu: 1440, table: MAIN_TABLE }),
+    ).rejects.toThrow('it owns only 5188');
     expect(routing.routesIn(5188)).toHaveLength(1);
     expect(routing.routesIn(MAIN_TABLE)).toHaveLength(1);
   });
 
   it('refuses a source address the node does not have, a missing link, a bad MTU', async () => {
     const { routing } = setup();
-    await expect(routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 1440, src: '100.64.3.1', table: 5188 })).rejects.toThrow('invalid prefsrc');
-    await expect(routing.replaceRoute({ dst: 'fd00::/64', dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188 })).rejects.toThrow('not in the family');
-    await expect(routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg9', mtu: 1440, table: 5188 })).rejects.toThrow('ENODEV');
-    await expect(routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 10, table: 5188 })).rejects.toThrow('MTU 10');
+    await expect(
+      routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 1440, src: '100.64.3.1', table: 5188 }),
+    ).rejects.toThrow('invalid prefsrc');
+    await expect(
+      routing.replaceRoute({ dst: 'fd00::/64', dev: 'sealwg0', mtu: 1440, src: '100.64.1.1', table: 5188 }),
+    ).rejects.toThrow('not in the family');
+    await expect(
+      routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg9', mtu: 1440, table: 5188 }),
+    ).rejects.toThrow('ENODEV');
+    await expect(routing.replaceRoute({ dst: '100.64.3.0/24', dev: 'sealwg0', mtu: 10, table: 5188 })).rejects.toThrow(
+      'MTU 10',
+    );
     expect(routing.mutations).toBe(0);
   });
 
@@ -121,7 +173,12 @@ describe('FakeRouting', () => {
 });
 
 describe('MemoryNodeStore', () => {
-  const node: RawNode = { name: 'node-a', annotations: { other: 'x', 'sealnet.io/rotation': 'r' }, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] };
+  const node: RawNode = {
+    name: 'node-a',
+    annotations: { other: 'x', 'sealnet.io/rotation': 'r' },
+    podCIDRs: ['100.64.1.0/24'],
+    internalIPs: ['198.18.0.1'],
+  };
 
   it('merges only sealnet.io/ keys and throws for unknown nodes', async () => {
     const store = new MemoryNodeStore([node]);
@@ -135,7 +192,11 @@ describe('MemoryNodeStore', () => {
   it('fires events only on demand and controls sync', async () => {
     const store = new MemoryNodeStore([node]);
     const seen: string[] = [];
-    await store.start({ onChange: (n) => seen.push(`change ${n.length}`), onSynced: () => seen.push('synced'), onError: (e) => seen.push(`error ${e.message}`) });
+    await store.start({
+      onChange: (n) => seen.push(`change ${n.length}`),
+      onSynced: () => seen.push('synced'),
+      onError: (e) => seen.push(`error ${e.message}`),
+    });
     expect(store.synced()).toBe(false);
     store.upsert({ ...node, name: 'node-b' });
     store.emitChange();

@@ -98,7 +98,12 @@ function canonicalEndpoint(text: string): string {
   const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
   const addr = m === null ? undefined : parseIP(m[1] ?? m[2] ?? '');
   const port = m === null ? NaN : Number(m[3]);
-  if (m === null || addr === undefined || addr.family !== (m[1] !== undefined ? 6 : 4) || !(port >= 1 && port <= 65535)) {
+  if (
+    m === null ||
+    addr === undefined ||
+    addr.family !== (m[1] !== undefined ? 6 : 4) ||
+    !(port >= 1 && port <= 65535)
+  ) {
     throw new Error(`fake wg: endpoint ${JSON.stringify(text)} is not ip:port (wg would reject it)`);
   }
   const host = formatIP(addr.family, addr.value);
@@ -157,7 +162,14 @@ export class FakeWireGuard implements WireGuardPort {
     const existing = this.links.get(opts.name);
     if (existing === undefined) {
       const ifindex = this.nextIfindex++;
-      this.links.set(opts.name, { ifindex, publicKey: opts.publicKey, privateKeyFile: opts.privateKeyFile, listenPort: opts.listenPort, fwmark: opts.fwmark, peers: new Map() });
+      this.links.set(opts.name, {
+        ifindex,
+        publicKey: opts.publicKey,
+        privateKeyFile: opts.privateKeyFile,
+        listenPort: opts.listenPort,
+        fwmark: opts.fwmark,
+        peers: new Map(),
+      });
       this.privateKeyLoads++;
       this.mutate('wg.link_create', opts.name);
       // Like the driver: created, then brought up; the kernel gives it the default MTU.
@@ -179,7 +191,12 @@ export class FakeWireGuard implements WireGuardPort {
     return { impl: 'kernel', created: false, ifindex: existing.ifindex };
   }
 
-  async show(name: string): Promise<{ iface: { publicKey: PublicKey | undefined; listenPort: number; fwmark: number }; peers: ObservedPeer[] } | undefined> {
+  async show(
+    name: string,
+  ): Promise<
+    | { iface: { publicKey: PublicKey | undefined; listenPort: number; fwmark: number }; peers: ObservedPeer[] }
+    | undefined
+  > {
     this.failures.check('show');
     const link = this.links.get(name);
     if (link === undefined) return undefined;
@@ -199,7 +216,8 @@ export class FakeWireGuard implements WireGuardPort {
     this.failures.check('applyPeers');
     const link = this.links.get(name);
     if (link === undefined) throw new Error(`fake wg: no such device ${name}`);
-    if (changes.length === 0) throw new Error('fake wg: applyPeers with no changes (the agent must not make empty calls)');
+    if (changes.length === 0)
+      throw new Error('fake wg: applyPeers with no changes (the agent must not make empty calls)');
     for (const c of changes) {
       if (c.op === 'remove') {
         link.peers.delete(c.publicKey);
@@ -237,15 +255,29 @@ export class FakeWireGuard implements WireGuardPort {
   }
 
   /** Peers of link `name` as `show` would report them (synchronous, for assertions). */
-  peersOf(name: string): { publicKey: string; endpoint: string | undefined; allowedIPs: string[]; persistentKeepalive: number }[] {
-    return [...(this.links.get(name)?.peers ?? [])].map(([publicKey, p]) => ({ publicKey, endpoint: p.endpoint, allowedIPs: [...p.allowedIPs].sort(compareCidrs), persistentKeepalive: p.persistentKeepalive }));
+  peersOf(
+    name: string,
+  ): { publicKey: string; endpoint: string | undefined; allowedIPs: string[]; persistentKeepalive: number }[] {
+    return [...(this.links.get(name)?.peers ?? [])].map(([publicKey, p]) => ({
+      publicKey,
+      endpoint: p.endpoint,
+      allowedIPs: [...p.allowedIPs].sort(compareCidrs),
+      persistentKeepalive: p.persistentKeepalive,
+    }));
   }
 
   /** Installs a peer directly (state left by someone else, or by a previous agent run). */
-  seedPeer(name: string, peer: { publicKey: string; endpoint?: string; allowedIPs: string[]; persistentKeepalive?: number }): void {
+  seedPeer(
+    name: string,
+    peer: { publicKey: string; endpoint?: string; allowedIPs: string[]; persistentKeepalive?: number },
+  ): void {
     const link = this.links.get(name);
     if (link === undefined) throw new Error(`fake wg: seedPeer on missing link ${name}`);
-    link.peers.set(peer.publicKey, { endpoint: peer.endpoint, allowedIPs: [...peer.allowedIPs], persistentKeepalive: peer.persistentKeepalive ?? 0 });
+    link.peers.set(peer.publicKey, {
+      endpoint: peer.endpoint,
+      allowedIPs: [...peer.allowedIPs],
+      persistentKeepalive: peer.persistentKeepalive ?? 0,
+    });
   }
 }
 
@@ -356,29 +388,54 @@ export class FakeRouting implements RoutingPort {
       .map((r) => ({ dst: r.dst, dev: r.dev, mtu: r.mtu, src: r.src, table: r.table, protocol: r.protocol }));
   }
 
-  async replaceRoute(route: { dst: string; dev: string; mtu: number; src?: string | undefined; table: number }): Promise<void> {
+  async replaceRoute(route: {
+    dst: string;
+    dev: string;
+    mtu: number;
+    src?: string | undefined;
+    table: number;
+  }): Promise<void> {
     this.failures.check('replaceRoute');
-    if (route.table !== ROUTE_TABLE) throw new Error(`fake routing: agent wrote route ${route.dst} into table ${route.table}, it owns only ${ROUTE_TABLE}`);
+    if (route.table !== ROUTE_TABLE)
+      throw new Error(
+        `fake routing: agent wrote route ${route.dst} into table ${route.table}, it owns only ${ROUTE_TABLE}`,
+      );
     const dst = parseCidr(route.dst, { hostBits: 'reject' });
-    if (dst === undefined || canonicalCidr(route.dst) !== route.dst) throw new Error(`fake routing: route dst ${JSON.stringify(route.dst)} is not a canonical prefix`);
+    if (dst === undefined || canonicalCidr(route.dst) !== route.dst)
+      throw new Error(`fake routing: route dst ${JSON.stringify(route.dst)} is not a canonical prefix`);
     if (!this.links.has(route.dev)) throw new Error(`fake routing: ENODEV: no link ${route.dev}`);
-    if (!Number.isInteger(route.mtu) || route.mtu < 68 || route.mtu > 65535) throw new Error(`fake routing: EINVAL: MTU ${route.mtu}`);
+    if (!Number.isInteger(route.mtu) || route.mtu < 68 || route.mtu > 65535)
+      throw new Error(`fake routing: EINVAL: MTU ${route.mtu}`);
     if (route.src !== undefined) {
       const src = parseIP(route.src);
-      if (src === undefined || src.family !== dst.family) throw new Error(`fake routing: EINVAL: src ${route.src} not in the family of ${route.dst}`);
+      if (src === undefined || src.family !== dst.family)
+        throw new Error(`fake routing: EINVAL: src ${route.src} not in the family of ${route.dst}`);
       // The kernel refuses a preferred source the host does not have ("Invalid prefsrc address").
-      if (!this.addresses.some((a) => a.address === route.src)) throw new Error(`fake routing: EINVAL: invalid prefsrc address ${route.src}`);
+      if (!this.addresses.some((a) => a.address === route.src))
+        throw new Error(`fake routing: EINVAL: invalid prefsrc address ${route.src}`);
     }
-    this.table(route.table).set(route.dst, { dst: route.dst, dev: route.dev, mtu: route.mtu, src: route.src, table: route.table, protocol: ROUTE_PROTOCOL });
+    this.table(route.table).set(route.dst, {
+      dst: route.dst,
+      dev: route.dev,
+      mtu: route.mtu,
+      src: route.src,
+      table: route.table,
+      protocol: ROUTE_PROTOCOL,
+    });
     this.mutate('route.replace', route.dst);
   }
 
   async deleteRoute(route: { dst: string; table: number }): Promise<void> {
     this.failures.check('deleteRoute');
-    if (route.table !== ROUTE_TABLE) throw new Error(`fake routing: agent deleted route ${route.dst} from table ${route.table}, it owns only ${ROUTE_TABLE}`);
+    if (route.table !== ROUTE_TABLE)
+      throw new Error(
+        `fake routing: agent deleted route ${route.dst} from table ${route.table}, it owns only ${ROUTE_TABLE}`,
+      );
     const existing = this.tables.get(route.table)?.get(route.dst);
     if (existing !== undefined && existing.protocol !== ROUTE_PROTOCOL) {
-      throw new Error(`fake routing: agent deleted route ${route.dst} of protocol ${existing.protocol}, which it does not own`);
+      throw new Error(
+        `fake routing: agent deleted route ${route.dst} of protocol ${existing.protocol}, which it does not own`,
+      );
     }
     this.tables.get(route.table)?.delete(route.dst);
     this.mutate('route.delete', route.dst);
@@ -386,8 +443,11 @@ export class FakeRouting implements RoutingPort {
 
   async ensureRule(rule: RuleSpec): Promise<void> {
     this.failures.check('ensureRule');
-    if (rule.table !== ROUTE_TABLE) throw new Error(`fake routing: rule for table ${rule.table}, agent owns only ${ROUTE_TABLE}`);
-    const same = this.rules.filter((r) => r.priority === rule.priority && r.table === rule.table && r.family === rule.family);
+    if (rule.table !== ROUTE_TABLE)
+      throw new Error(`fake routing: rule for table ${rule.table}, agent owns only ${ROUTE_TABLE}`);
+    const same = this.rules.filter(
+      (r) => r.priority === rule.priority && r.table === rule.table && r.family === rule.family,
+    );
     if (same.length === 1) return;
     // Keep exactly one.
     for (const r of same.slice(1)) this.rules.splice(this.rules.indexOf(r), 1);
@@ -397,8 +457,11 @@ export class FakeRouting implements RoutingPort {
 
   async deleteRule(rule: RuleSpec): Promise<void> {
     this.failures.check('deleteRule');
-    if (rule.table !== ROUTE_TABLE) throw new Error(`fake routing: agent deleted rule for table ${rule.table}, it owns only ${ROUTE_TABLE}`);
-    const i = this.rules.findIndex((r) => r.priority === rule.priority && r.table === rule.table && r.family === rule.family);
+    if (rule.table !== ROUTE_TABLE)
+      throw new Error(`fake routing: agent deleted rule for table ${rule.table}, it owns only ${ROUTE_TABLE}`);
+    const i = this.rules.findIndex(
+      (r) => r.priority === rule.priority && r.table === rule.table && r.family === rule.family,
+    );
     if (i < 0) return;
     this.rules.splice(i, 1);
     this.mutate('rule.delete', `${rule.family} ${rule.priority} ${rule.table}`);
@@ -519,7 +582,8 @@ export class MemoryNodeStore implements NodeStore {
     const node = this.nodes.get(name);
     if (node === undefined) throw new Error(`nodes "${name}" not found`);
     for (const k of Object.keys(annotations)) {
-      if (!k.startsWith(ANNOTATION_PREFIX)) throw new Error(`memory store: refusing to patch non-sealnet annotation ${k}`);
+      if (!k.startsWith(ANNOTATION_PREFIX))
+        throw new Error(`memory store: refusing to patch non-sealnet annotation ${k}`);
     }
     const merged: Record<string, string> = { ...node.annotations };
     for (const [k, v] of Object.entries(annotations)) {

@@ -117,7 +117,11 @@ export interface DesiredWireGuard {
    * Other nodes' rotations this node takes part in: the key to report `staged` / `moved` for
    * (`sealnet.io/rotation-peers`). Absent when no other node rotates. Sorted by node.
    */
-  readonly following?: readonly { readonly node: string; readonly publicKey: PublicKey; readonly podCIDRs: readonly string[] }[];
+  readonly following?: readonly {
+    readonly node: string;
+    readonly publicKey: PublicKey;
+    readonly podCIDRs: readonly string[];
+  }[];
 }
 
 /** Mode ipsec's tunnel: SAs and policies per peer for the IPsec driver (no link is created). */

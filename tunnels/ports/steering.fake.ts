@@ -12,7 +12,8 @@ import type { SteeringAttachment, SteeringCounter, SteeringEntry, SteeringPort, 
 /** What the egress program would do with a packet to `dst` (plaintext, not tunnel traffic). */
 export interface FakeVerdict {
   readonly verdict: 'redirect' | 'drop' | 'pass';
-  readonly reason: 'redirected' | 'not_ready' | 'no_peer' | 'xfrm_bypass' | 'bad_entry' | 'exempt' | 'other' | 'fail_open';
+  readonly reason:
+    'redirected' | 'not_ready' | 'no_peer' | 'xfrm_bypass' | 'bad_entry' | 'exempt' | 'other' | 'fail_open';
   readonly ifindex?: number;
 }
 
@@ -56,13 +57,26 @@ export class FakeSteering implements SteeringPort {
     readonly exempt: readonly string[];
     readonly clusterCidrs: readonly string[];
     readonly attachments: readonly SteeringAttachment[];
-  }): Promise<{ mapsCreated: boolean; programsLoaded: boolean; attached: { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[] }> {
+  }): Promise<{
+    mapsCreated: boolean;
+    programsLoaded: boolean;
+    attached: { dev: string; hook: string; change: 'added' | 'replaced' | 'unchanged' }[];
+  }> {
     this.calls.push('ensure');
     const mapsCreated = this.kernel.settings === undefined;
     this.kernel.settings = { ...opts.settings };
     this.kernel.exempt = new Set(opts.exempt.map(canonical));
     for (const c of opts.clusterCidrs.map(canonical)) {
-      if (!this.kernel.entries.has(c)) this.kernel.entries.set(c, { cidr: c, state: 'no-peer', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 0 });
+      if (!this.kernel.entries.has(c))
+        this.kernel.entries.set(c, {
+          cidr: c,
+          state: 'no-peer',
+          action: 'redirect',
+          kind: 'pod',
+          ifindex: 0,
+          mark: 0,
+          peerId: 0,
+        });
     }
     const attached = opts.attachments.map((a) => {
       const key = `${a.dev}/${a.hook}`;
@@ -79,7 +93,10 @@ export class FakeSteering implements SteeringPort {
     return [...this.kernel.entries.values()].sort((a, b) => compareCidrs(a.cidr, b.cidr));
   }
 
-  async applyEntries(entries: readonly SteeringEntry[], opts: { readonly prune: boolean; readonly fromLastWrite?: boolean }): Promise<{ written: number; deleted: number }> {
+  async applyEntries(
+    entries: readonly SteeringEntry[],
+    opts: { readonly prune: boolean; readonly fromLastWrite?: boolean },
+  ): Promise<{ written: number; deleted: number }> {
     this.#check('applyEntries');
     const want = new Map(entries.map((e) => [canonical(e.cidr), { ...e, cidr: canonical(e.cidr) }]));
     let written = 0;
@@ -138,6 +155,7 @@ export class FakeSteering implements SteeringPort {
 
   #check(method: string): void {
     this.calls.push(method);
-    if (!this.#ensured) throw new SealnetError('INTERNAL', `SteeringPort.${method} called before ensure(): the maps may not exist yet`);
+    if (!this.#ensured)
+      throw new SealnetError('INTERNAL', `SteeringPort.${method} called before ensure(): the maps may not exist yet`);
   }
 }

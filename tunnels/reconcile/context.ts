@@ -66,7 +66,14 @@ export class PassContext {
     const seconds = Number(process.hrtime.bigint() - this.started) / 1e9;
     this.d.metrics.reconcileDuration.observe(seconds);
     this.d.metrics.reconciles.inc({ result: this.errors.length === 0 ? 'ok' : 'error' });
-    if (Object.keys(this.ops).length > 0) this.d.log.info({ ops: this.ops, seconds, phasesMs: this.phases }, 'kernel state updated');
-    return { kernelOps: this.ops, errors: this.errors, desired, pruned, converged: converged && this.errors.length === 0 };
+    if (Object.keys(this.ops).length > 0)
+      this.d.log.info({ ops: this.ops, seconds, phasesMs: this.phases }, 'kernel state updated');
+    return {
+      kernelOps: this.ops,
+      errors: this.errors,
+      desired,
+      pruned,
+      converged: converged && this.errors.length === 0,
+    };
   };
 }

@@ -5,7 +5,14 @@
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
-import { fixtureCluster, fixtureKey, FIXTURE_NAMES, FIXTURE_SEEDS, type FixtureCluster, type FixtureName } from '../../test/fixtures.js';
+import {
+  fixtureCluster,
+  fixtureKey,
+  FIXTURE_NAMES,
+  FIXTURE_SEEDS,
+  type FixtureCluster,
+  type FixtureName,
+} from '../../test/fixtures.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { planIpsecMode } from './ipsec-pass.js';
 import { plan } from '../plan/planner.js';
@@ -19,14 +26,26 @@ let SPARE: PublicKey;
 beforeAll(async () => {
   await sodiumReady();
   C = fixtureCluster();
-  IK = Object.fromEntries(FIXTURE_NAMES.map((n) => [n, fixtureKey(FIXTURE_SEEDS[n] + 100)])) as Record<FixtureName, PublicKey>;
+  IK = Object.fromEntries(FIXTURE_NAMES.map((n) => [n, fixtureKey(FIXTURE_SEEDS[n] + 100)])) as Record<
+    FixtureName,
+    PublicKey
+  >;
   SPARE = fixtureKey(4242);
 });
 
 function nodes(over: Partial<Record<FixtureName, Record<string, string>>> = {}): RawNode[] {
   return C.nodes.map((n) => {
     const name = n.name as FixtureName;
-    return { ...n, annotations: { ...n.annotations, [ANNOTATIONS.mode]: 'ipsec', [ANNOTATIONS.ipsecPublicKey]: IK[name], [ANNOTATIONS.ipsecKeyEpoch]: '1', ...over[name] } };
+    return {
+      ...n,
+      annotations: {
+        ...n.annotations,
+        [ANNOTATIONS.mode]: 'ipsec',
+        [ANNOTATIONS.ipsecPublicKey]: IK[name],
+        [ANNOTATIONS.ipsecKeyEpoch]: '1',
+        ...over[name],
+      },
+    };
   });
 }
 
@@ -36,7 +55,14 @@ function planFrom(self: FixtureName, ns: RawNode[]): DesiredState {
     nodes: ns,
     self: { name: self, wireguardPublicKey: C.keys[self], localAddresses: C.localAddresses[self] },
     config: { mode: 'ipsec', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4 },
-    ipsec: { publicKey: IK[self], epoch: 1, address: raw.internalIPs[0]!, underlayDev: 'eth0', keyBits: 256, replayWindow: 1024 },
+    ipsec: {
+      publicKey: IK[self],
+      epoch: 1,
+      address: raw.internalIPs[0]!,
+      underlayDev: 'eth0',
+      keyBits: 256,
+      replayWindow: 1024,
+    },
   });
 }
 
@@ -65,7 +91,12 @@ describe('hostile epochs', () => {
 
   it('a next key with epoch 2^32 (or any jump but +1) is ignored; the pair stays on the current key', () => {
     for (const e of ['4294967296', '7', '0']) {
-      const ns = nodes({ 'node-c': { [ANNOTATIONS.ipsecNextKey]: `${e}:${SPARE}`, [ANNOTATIONS.rotation]: JSON.stringify({ phase: 'moving', id: 'r-1' }) } });
+      const ns = nodes({
+        'node-c': {
+          [ANNOTATIONS.ipsecNextKey]: `${e}:${SPARE}`,
+          [ANNOTATIONS.rotation]: JSON.stringify({ phase: 'moving', id: 'r-1' }),
+        },
+      });
       const d = planFrom('node-a', ns);
       const c = ipsecOf(d)!.peers.find((p) => p.node === 'node-c')!;
       expect(c.outbound.dstEpoch).toBe(1);
@@ -73,7 +104,12 @@ describe('hostile epochs', () => {
       expect(pairs(d)).toContain('node-b');
     }
     // The honest next key (current + 1) is still followed.
-    const ns = nodes({ 'node-c': { [ANNOTATIONS.ipsecNextKey]: `2:${SPARE}`, [ANNOTATIONS.rotation]: JSON.stringify({ phase: 'moving', id: 'r-1' }) } });
+    const ns = nodes({
+      'node-c': {
+        [ANNOTATIONS.ipsecNextKey]: `2:${SPARE}`,
+        [ANNOTATIONS.rotation]: JSON.stringify({ phase: 'moving', id: 'r-1' }),
+      },
+    });
     expect(peerIpsecKeys(ns[2]!, { epoch: 1, publicKey: IK['node-c'] }).sendEpoch).toBe(2);
   });
 
@@ -85,8 +121,14 @@ describe('hostile epochs', () => {
   });
 
   it('a WireGuard key epoch past 2^31 − 1 skips the node in plan()', () => {
-    const ns = C.nodes.map((n) => (n.name === 'node-c' ? { ...n, annotations: { ...n.annotations, [ANNOTATIONS.keyEpoch]: '4294967296' } } : n));
-    const d = plan({ nodes: ns, self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] }, config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4 } });
+    const ns = C.nodes.map((n) =>
+      n.name === 'node-c' ? { ...n, annotations: { ...n.annotations, [ANNOTATIONS.keyEpoch]: '4294967296' } } : n,
+    );
+    const d = plan({
+      nodes: ns,
+      self: { name: 'node-a', wireguardPublicKey: C.keys['node-a'], localAddresses: C.localAddresses['node-a'] },
+      config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4 },
+    });
     expect(d.skipped.find((s) => s.name === 'node-c')?.reason).toBe('annotations-invalid');
     expect(d.tunnel.peers.map((p) => p.node)).toEqual(['node-b', 'node-d', 'node-e']);
   });

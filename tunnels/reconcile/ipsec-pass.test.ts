@@ -9,7 +9,14 @@ import { FakeXfrm, type FakeEsp } from '../../ipsec/xfrm.fake.js';
 import { parsePrivateKey, sodiumReady, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import { FakeSteering } from '../ports/steering.fake.js';
 import { createFakeKernel, MemoryNodeStore, type FakeRouting } from '../ports/kernel.fake.js';
-import { fixtureCluster, fixtureKey, FIXTURE_NAMES, FIXTURE_SEEDS, type FixtureCluster, type FixtureName } from '../../test/fixtures.js';
+import {
+  fixtureCluster,
+  fixtureKey,
+  FIXTURE_NAMES,
+  FIXTURE_SEEDS,
+  type FixtureCluster,
+  type FixtureName,
+} from '../../test/fixtures.js';
 import { decodeIpsecKey } from '../plan/annotations.js';
 import { validateConfig } from '../agent/config.js';
 import { ANNOTATIONS, ROUTE_TABLE } from '../../common/constants.js';
@@ -35,41 +42,81 @@ beforeAll(async () => {
 function ipsecNodes(over: Partial<Record<FixtureName, Record<string, string | undefined>>> = {}): RawNode[] {
   return C.nodes.map((n) => {
     const name = n.name as FixtureName;
-    const merged: Record<string, string | undefined> = { ...n.annotations, [ANNOTATIONS.mode]: 'ipsec', [ANNOTATIONS.ipsecPublicKey]: IK[name], [ANNOTATIONS.ipsecKeyEpoch]: '1', ...over[name] };
-    return { ...n, annotations: Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined)) };
+    const merged: Record<string, string | undefined> = {
+      ...n.annotations,
+      [ANNOTATIONS.mode]: 'ipsec',
+      [ANNOTATIONS.ipsecPublicKey]: IK[name],
+      [ANNOTATIONS.ipsecKeyEpoch]: '1',
+      ...over[name],
+    };
+    return {
+      ...n,
+      annotations: Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined)),
+    };
   });
 }
 
-function planFrom(self: FixtureName, nodes: RawNode[] = ipsecNodes(), extra: Partial<IpsecModePlanInput['ipsec']> = {}): DesiredState {
+function planFrom(
+  self: FixtureName,
+  nodes: RawNode[] = ipsecNodes(),
+  extra: Partial<IpsecModePlanInput['ipsec']> = {},
+): DesiredState {
   const raw = nodes.find((n) => n.name === self)!;
   return planIpsecMode({
     nodes,
     self: { name: self, wireguardPublicKey: C.keys[self], localAddresses: C.localAddresses[self] },
     config: { mode: 'ipsec', listenPort: 51880, persistentKeepalive: 0, underlayMtu: 1500, underlayFamily: 4 },
-    ipsec: { publicKey: IK[self], epoch: 1, address: raw.internalIPs[0]!, underlayDev: 'eth0', keyBits: 256, replayWindow: 1024, ...extra },
+    ipsec: {
+      publicKey: IK[self],
+      epoch: 1,
+      address: raw.internalIPs[0]!,
+      underlayDev: 'eth0',
+      keyBits: 256,
+      replayWindow: 1024,
+      ...extra,
+    },
   });
 }
 
 describe('ipsec config', () => {
   it('defaults to AES-GCM 256 with a 1024-packet replay window', () => {
     expect(validateConfig({ nodeName: 'node-a' }).ipsec).toEqual({ keyBits: 256, replayWindow: 1024 });
-    expect(validateConfig({ nodeName: 'node-a', mode: 'ipsec', ipsec: { keyBits: 128, replayWindow: 4096 } }).ipsec).toEqual({ keyBits: 128, replayWindow: 4096 });
+    expect(
+      validateConfig({ nodeName: 'node-a', mode: 'ipsec', ipsec: { keyBits: 128, replayWindow: 4096 } }).ipsec,
+    ).toEqual({ keyBits: 128, replayWindow: 4096 });
   });
 
   it('refuses other key sizes, replay windows outside 1–4096 and unknown fields, naming the field', () => {
-    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { keyBits: 192 } })).toThrow('ipsec.keyBits must be 128 or 256');
-    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { keyBits: '256' } })).toThrow('ipsec.keyBits must be 128 or 256');
-    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { replayWindow: 0 } })).toThrow('ipsec.replayWindow must be an integer from 1 to 4096');
-    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { replayWindow: 4097 } })).toThrow('ipsec.replayWindow must be an integer from 1 to 4096');
-    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { algorithm: 'cbc(aes)' } })).toThrow('ipsec.algorithm is not a known field');
+    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { keyBits: 192 } })).toThrow(
+      'ipsec.keyBits must be 128 or 256',
+    );
+    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { keyBits: '256' } })).toThrow(
+      'ipsec.keyBits must be 128 or 256',
+    );
+    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { replayWindow: 0 } })).toThrow(
+      'ipsec.replayWindow must be an integer from 1 to 4096',
+    );
+    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { replayWindow: 4097 } })).toThrow(
+      'ipsec.replayWindow must be an integer from 1 to 4096',
+    );
+    expect(() => validateConfig({ nodeName: 'node-a', ipsec: { algorithm: 'cbc(aes)' } })).toThrow(
+      'ipsec.algorithm is not a known field',
+    );
   });
 });
 
 describe('decodeIpsecKey', () => {
-  const raw = (ann: Record<string, string>): RawNode => ({ name: 'n', annotations: ann, podCIDRs: [], internalIPs: [] });
+  const raw = (ann: Record<string, string>): RawNode => ({
+    name: 'n',
+    annotations: ann,
+    podCIDRs: [],
+    internalIPs: [],
+  });
 
   it('reads the key and its epoch', () => {
-    expect(decodeIpsecKey(raw({ [ANNOTATIONS.ipsecPublicKey]: IK['node-a'], [ANNOTATIONS.ipsecKeyEpoch]: '7' }))).toEqual({ ok: true, publicKey: IK['node-a'], epoch: 7 });
+    expect(
+      decodeIpsecKey(raw({ [ANNOTATIONS.ipsecPublicKey]: IK['node-a'], [ANNOTATIONS.ipsecKeyEpoch]: '7' })),
+    ).toEqual({ ok: true, publicKey: IK['node-a'], epoch: 7 });
   });
 
   it.each([
@@ -92,24 +139,39 @@ describe('decodeIpsecKey', () => {
 describe('planIpsecMode from every node', () => {
   const SELVES = ['node-a', 'node-b', 'node-c', 'node-d', 'node-e'] as const;
 
-  it.each(SELVES)('%s: one pair per other node, routes out of the underlay at the ESP MTU, no WireGuard peers', (self) => {
-    const d = planFrom(self);
-    const others = FIXTURE_NAMES.filter((n) => n !== self);
-    expect(d.tunnel.kind).toBe('ipsec');
-    expect(wireguardOf(d)).toBeUndefined();
-    expect(d.skipped).toEqual([]);
-    expect(ipsecOf(d)!.peers.map((p) => p.node)).toEqual(others);
-    expect(ipsecOf(d)!).toMatchObject({ self, keyBits: 256, replayWindow: 1024 });
-    expect(ipsecOf(d)!.policyMark).toBeUndefined();
-    const gateway = C.localAddresses[self].find((a) => a.startsWith('100.64.'));
-    for (const r of d.routes) expect(r).toEqual({ dst: r.dst, dev: 'eth0', mtu: 1446, src: r.dst.includes(':') ? r.src : gateway, table: ROUTE_TABLE });
-    // Every remote pod CIDR has its route (node-e's IPv6 one too: a route without a policy is
-    // plaintext the egress guard drops, never a leak).
-    expect(d.routes.map((r) => r.dst).sort()).toEqual(C.nodes.filter((n) => n.name !== self).flatMap((n) => n.podCIDRs.map((c) => (c === 'fd00:64:5:0::/64' ? 'fd00:64:5::/64' : c))).sort());
-    // Receiving SPIs never collide on a node.
-    const inbound = ipsecOf(d)!.peers.flatMap((p) => p.inbound.map((s) => s.spi));
-    expect(new Set(inbound).size).toBe(inbound.length);
-  });
+  it.each(SELVES)(
+    '%s: one pair per other node, routes out of the underlay at the ESP MTU, no WireGuard peers',
+    (self) => {
+      const d = planFrom(self);
+      const others = FIXTURE_NAMES.filter((n) => n !== self);
+      expect(d.tunnel.kind).toBe('ipsec');
+      expect(wireguardOf(d)).toBeUndefined();
+      expect(d.skipped).toEqual([]);
+      expect(ipsecOf(d)!.peers.map((p) => p.node)).toEqual(others);
+      expect(ipsecOf(d)!).toMatchObject({ self, keyBits: 256, replayWindow: 1024 });
+      expect(ipsecOf(d)!.policyMark).toBeUndefined();
+      const gateway = C.localAddresses[self].find((a) => a.startsWith('100.64.'));
+      for (const r of d.routes)
+        expect(r).toEqual({
+          dst: r.dst,
+          dev: 'eth0',
+          mtu: 1446,
+          src: r.dst.includes(':') ? r.src : gateway,
+          table: ROUTE_TABLE,
+        });
+      // Every remote pod CIDR has its route (node-e's IPv6 one too: a route without a policy is
+      // plaintext the egress guard drops, never a leak).
+      expect(d.routes.map((r) => r.dst).sort()).toEqual(
+        C.nodes
+          .filter((n) => n.name !== self)
+          .flatMap((n) => n.podCIDRs.map((c) => (c === 'fd00:64:5:0::/64' ? 'fd00:64:5::/64' : c)))
+          .sort(),
+      );
+      // Receiving SPIs never collide on a node.
+      const inbound = ipsecOf(d)!.peers.flatMap((p) => p.inbound.map((s) => s.spi));
+      expect(new Set(inbound).size).toBe(inbound.length);
+    },
+  );
 
   it('both ends of every pair agree on SPIs, epochs and keys', () => {
     const plans = Object.fromEntries(SELVES.map((s) => [s, planFrom(s)])) as Record<FixtureName, DesiredState>;
@@ -126,10 +188,17 @@ describe('planIpsecMode from every node', () => {
 
   it('skips a node without a usable IPsec key, and the other pairs keep their SPIs', () => {
     const full = planFrom('node-a');
-    const spis = (d: DesiredState): Record<string, number> => Object.fromEntries(ipsecOf(d)!.peers.map((p) => [p.node, p.outbound.spi]));
+    const spis = (d: DesiredState): Record<string, number> =>
+      Object.fromEntries(ipsecOf(d)!.peers.map((p) => [p.node, p.outbound.spi]));
     for (const bad of [{ [ANNOTATIONS.ipsecPublicKey]: undefined }, { [ANNOTATIONS.ipsecPublicKey]: LOW_ORDER }]) {
       const d = planFrom('node-a', ipsecNodes({ 'node-b': bad }));
-      expect(d.skipped).toEqual([{ name: 'node-b', reason: 'annotations-invalid', detail: expect.stringContaining('sealnet.io/ipsec-public-key') }]);
+      expect(d.skipped).toEqual([
+        {
+          name: 'node-b',
+          reason: 'annotations-invalid',
+          detail: expect.stringContaining('sealnet.io/ipsec-public-key'),
+        },
+      ]);
       expect(ipsecOf(d)!.peers.map((p) => p.node)).toEqual(['node-c', 'node-d', 'node-e']);
       expect(d.routes.some((r) => r.dst === '100.64.2.0/24')).toBe(false);
       const { 'node-b': _gone, ...rest } = spis(full);
@@ -145,12 +214,24 @@ describe('planIpsecMode from every node', () => {
       ['node-c', 'duplicate-key'],
     ]);
     const kept = planFrom('node-a', nodes, { established: { 'node-b': IK['node-b'] } });
-    expect(kept.skipped).toEqual([{ name: 'node-c', reason: 'duplicate-key', detail: 'nodes node-c and node-b publish the same IPsec public key; node-b had it first' }]);
+    expect(kept.skipped).toEqual([
+      {
+        name: 'node-c',
+        reason: 'duplicate-key',
+        detail: 'nodes node-c and node-b publish the same IPsec public key; node-b had it first',
+      },
+    ]);
     expect(ipsecOf(kept)!.peers.map((p) => p.node)).toEqual(['node-b', 'node-d', 'node-e']);
   });
 
   it("skips a node publishing this node's own IPsec key, and a node running mode wireguard", () => {
-    const d = planFrom('node-a', ipsecNodes({ 'node-d': { [ANNOTATIONS.ipsecPublicKey]: IK['node-a'] }, 'node-e': { [ANNOTATIONS.mode]: 'wireguard' } }));
+    const d = planFrom(
+      'node-a',
+      ipsecNodes({
+        'node-d': { [ANNOTATIONS.ipsecPublicKey]: IK['node-a'] },
+        'node-e': { [ANNOTATIONS.mode]: 'wireguard' },
+      }),
+    );
     expect(d.skipped.map((s) => [s.name, s.reason])).toEqual([
       ['node-d', 'key-equals-self'],
       ['node-e', 'mode-mismatch'],
@@ -160,7 +241,9 @@ describe('planIpsecMode from every node', () => {
   it('skips a peer whose underlay is of another family than this node', () => {
     const nodes = ipsecNodes({ 'node-c': { [ANNOTATIONS.endpoint]: '[fd00:198:18::3]:51999' } });
     const d = planFrom('node-a', nodes);
-    expect(d.skipped).toEqual([{ name: 'node-c', reason: 'ipsec-unusable', detail: expect.stringContaining('is not IPv4') }]);
+    expect(d.skipped).toEqual([
+      { name: 'node-c', reason: 'ipsec-unusable', detail: expect.stringContaining('is not IPv4') },
+    ]);
     expect(d.routes.some((r) => r.dst === '100.64.3.0/24')).toBe(false);
   });
 });
@@ -190,20 +273,35 @@ function agent(self: FixtureName, store: MemoryNodeStore, opts: { esp?: FakeEsp;
   const xfrm = new FakeXfrm({ esp: opts.esp ?? 'supported' });
   const steering = new FakeSteering();
   const priv: PrivateKey = parsePrivateKey(new Uint8Array(32).fill(ipsecSeed(self)));
-  const config = validateConfig({ nodeName: self, mode: 'ipsec', store: { type: 'file', dir: '/unused' }, debounceMs: 0, steering: { clusterCidrs: ['100.64.0.0/10'] } });
+  const config = validateConfig({
+    nodeName: self,
+    mode: 'ipsec',
+    store: { type: 'file', dir: '/unused' },
+    debounceMs: 0,
+    steering: { clusterCidrs: ['100.64.0.0/10'] },
+  });
   const metrics = createMetrics();
   const make = (): Reconciler => {
     steering.restart();
     return new Reconciler({
       config,
-      key: { publicKey: C.keys[self], privateKeyFile: '/unused/wireguard.key', epoch: 1, createdAt: new Date('2024-01-01T00:00:00Z') },
+      key: {
+        publicKey: C.keys[self],
+        privateKeyFile: '/unused/wireguard.key',
+        epoch: 1,
+        createdAt: new Date('2024-01-01T00:00:00Z'),
+      },
       store,
       wg,
       routing,
       log: silent,
       metrics,
       steering,
-      ipsec: { port: new IpsecDriver({ xfrm, privateKey: (e) => (e === 1 ? priv : undefined) }), key: { publicKey: IK[self], epoch: 1 }, checkedFamilies: opts.checked ?? [4] },
+      ipsec: {
+        port: new IpsecDriver({ xfrm, privateKey: (e) => (e === 1 ? priv : undefined) }),
+        key: { publicKey: IK[self], epoch: 1 },
+        checkedFamilies: opts.checked ?? [4],
+      },
     });
   };
   return { reconciler: make(), xfrm, routing, steering, store, metrics, restart: make };
@@ -212,7 +310,10 @@ function agent(self: FixtureName, store: MemoryNodeStore, opts: { esp?: FakeEsp;
 /** Nodes a..c as the store holds them before node-a's agent published anything. */
 function storeFor(synced = true): MemoryNodeStore {
   const nodes = ipsecNodes().filter((n) => ['node-a', 'node-b', 'node-c'].includes(n.name));
-  return new MemoryNodeStore(nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: {} } : n)), { synced });
+  return new MemoryNodeStore(
+    nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: {} } : n)),
+    { synced },
+  );
 }
 
 describe('Reconciler in mode ipsec', () => {
@@ -222,12 +323,20 @@ describe('Reconciler in mode ipsec', () => {
     expect(r1.errors).toEqual([]);
     expect(r1.converged).toBe(true);
     const published = a.store.get('node-a')!.annotations;
-    expect(published).toMatchObject({ [ANNOTATIONS.mode]: 'ipsec', [ANNOTATIONS.ipsecPublicKey]: IK['node-a'], [ANNOTATIONS.ipsecKeyEpoch]: '1', [ANNOTATIONS.endpoint]: '198.18.0.1:51880' });
+    expect(published).toMatchObject({
+      [ANNOTATIONS.mode]: 'ipsec',
+      [ANNOTATIONS.ipsecPublicKey]: IK['node-a'],
+      [ANNOTATIONS.ipsecKeyEpoch]: '1',
+      [ANNOTATIONS.endpoint]: '198.18.0.1:51880',
+    });
     // Two peers: one outbound and one inbound SA each; out + in + fwd policies each.
     expect(a.xfrm.states()).toHaveLength(4);
     expect(a.xfrm.policies()).toHaveLength(6);
     expect(r1.kernelOps).toMatchObject({ xfrm_add_state: 4, xfrm_add_policy: 6, route_replace: 2 });
-    expect(a.xfrm.outboundVerdict('100.64.1.10', '100.64.2.10')).toEqual({ kind: 'esp', spi: ipsecOf(r1.desired)!.peers[0]!.outbound.spi });
+    expect(a.xfrm.outboundVerdict('100.64.1.10', '100.64.2.10')).toEqual({
+      kind: 'esp',
+      spi: ipsecOf(r1.desired)!.peers[0]!.outbound.spi,
+    });
     expect(a.xfrm.outboundVerdict('100.64.1.1', '100.64.3.10')).toMatchObject({ kind: 'esp' }); // host traffic with the pod-CIDR source
     expect(a.routing.routesIn(ROUTE_TABLE).map((r) => [r.dst, r.dev, r.mtu, r.src])).toEqual([
       ['100.64.2.0/24', 'eth0', 1446, '100.64.1.1'],
@@ -256,8 +365,12 @@ describe('Reconciler in mode ipsec', () => {
     await a.reconciler.runNow();
     await b.reconciler.runNow();
     await a.reconciler.runNow();
-    const key = (x: Agent, spi: number): string => Buffer.from(x.xfrm.states().find((s) => s.spi === spi)!.aead!.key).toString('hex');
-    const spis = a.xfrm.states().filter((s) => b.xfrm.states().some((t) => t.spi === s.spi)).map((s) => s.spi);
+    const key = (x: Agent, spi: number): string =>
+      Buffer.from(x.xfrm.states().find((s) => s.spi === spi)!.aead!.key).toString('hex');
+    const spis = a.xfrm
+      .states()
+      .filter((s) => b.xfrm.states().some((t) => t.spi === s.spi))
+      .map((s) => s.spi);
     expect(spis).toHaveLength(2); // a→b and b→a
     for (const spi of spis) expect(key(a, spi)).toBe(key(b, spi));
     expect(new Set(a.xfrm.states().map((s) => Buffer.from(s.aead!.key).toString('hex'))).size).toBe(4);
@@ -274,7 +387,12 @@ describe('Reconciler in mode ipsec', () => {
     expect(a.xfrm.states()).toHaveLength(4);
     store.setSynced(true);
     await a.reconciler.runNow();
-    expect(a.xfrm.states().map((s) => [s.src, s.dst]).sort()).toEqual([
+    expect(
+      a.xfrm
+        .states()
+        .map((s) => [s.src, s.dst])
+        .sort(),
+    ).toEqual([
       ['198.18.0.1', '198.18.0.2'],
       ['198.18.0.2', '198.18.0.1'],
     ]);
@@ -299,7 +417,12 @@ describe('Reconciler in mode ipsec', () => {
     const r = await a.reconciler.runNow();
     expect(r.errors.map((e) => e.step)).toEqual(['ipsec']);
     expect(r.errors[0]!.message).toContain('IPsec pair with node-b not installed');
-    expect(a.xfrm.states().map((s) => s.dst).sort()).toEqual(['198.18.0.1', '198.18.0.3']);
+    expect(
+      a.xfrm
+        .states()
+        .map((s) => s.dst)
+        .sort(),
+    ).toEqual(['198.18.0.1', '198.18.0.3']);
     const states = Object.fromEntries([...a.steering.kernel.entries.values()].map((e) => [e.cidr, e.state]));
     expect(states).toMatchObject({ '100.64.2.0/24': 'not-ready', '100.64.3.0/24': 'ready' });
     const again = await a.reconciler.runNow();

@@ -28,14 +28,27 @@ import { isValidEpoch, MAX_KEY_EPOCH } from '../../common/bounds.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY } from '../../common/constants.js';
 import { diffRoutes } from '../plan/diff.js';
 import { SealnetError } from '../../common/errors.js';
-import { ipsecOf, type DesiredPeer, type DesiredRoute, type DesiredState, type RawNode, type SkippedNode } from '../ports/model.js';
+import {
+  ipsecOf,
+  type DesiredPeer,
+  type DesiredRoute,
+  type DesiredState,
+  type RawNode,
+  type SkippedNode,
+} from '../ports/model.js';
 import { plan, type PlanInput } from '../plan/planner.js';
 import type { IpsecApplyResult, IpsecPort, ObservedPeer, SteeringEntry } from '../ports/index.js';
 import type { ReconcileReport } from '../ports/model.js';
 import type { ReconcilerDeps } from './deps.js';
 import type { PassContext, PassHost } from './context.js';
 import { planSteering } from '../plan/steering.js';
-import { encodeIpsecReports, ipsecRotationReports, peerIpsecKeys, type IpsecKey, type IpsecRotation } from '../rotation/ipsec.js';
+import {
+  encodeIpsecReports,
+  ipsecRotationReports,
+  peerIpsecKeys,
+  type IpsecKey,
+  type IpsecRotation,
+} from '../rotation/ipsec.js';
 
 export type { IpsecRuntime } from './deps.js';
 
@@ -71,10 +84,15 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
   const self = input.self.name;
   const base = plan(input);
   const skipped: SkippedNode[] = [...base.skipped];
-  const keys = new Map<string, IpsecKeyResult>(input.nodes.filter((n) => n.name !== self).map((n) => [n.name, decodeIpsecKey(n)]));
+  const keys = new Map<string, IpsecKeyResult>(
+    input.nodes.filter((n) => n.name !== self).map((n) => [n.name, decodeIpsecKey(n)]),
+  );
 
   // SPIs over every node with a parseable key (skipped ones too), and this node's own key.
-  const ownKeys: IpsecKey[] = [{ epoch: x.epoch, publicKey: x.publicKey }, ...(x.otherKeys ?? []).filter((k) => k.epoch !== x.epoch)];
+  const ownKeys: IpsecKey[] = [
+    { epoch: x.epoch, publicKey: x.publicKey },
+    ...(x.otherKeys ?? []).filter((k) => k.epoch !== x.epoch),
+  ];
   const universe: SpiNode[] = [{ name: self, epochs: ownKeys.map((k) => k.epoch) }];
   // Every key a peer publishes (current, and a next or previous one during its rotation).
   const rotating = new Map<string, ReturnType<typeof peerIpsecKeys>>();
@@ -85,7 +103,11 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     // The decoders bound every epoch; this check keeps the allocator's domain a local fact, so
     // that one node's numbers can never make the allocator throw for the whole pass.
     if (!all.keys.every((e) => isValidEpoch(e.epoch))) {
-      keys.set(name, { ok: false, reason: 'annotations-invalid', detail: `node ${name}: an IPsec key epoch is outside 0..${MAX_KEY_EPOCH}` });
+      keys.set(name, {
+        ok: false,
+        reason: 'annotations-invalid',
+        detail: `node ${name}: an IPsec key epoch is outside 0..${MAX_KEY_EPOCH}`,
+      });
       continue;
     }
     rotating.set(name, all);
@@ -98,7 +120,12 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     const k = keys.get(p.node);
     if (k === undefined) continue;
     if (!k.ok) skipped.push({ name: p.node, reason: k.reason, detail: k.detail });
-    else if (k.publicKey === x.publicKey) skipped.push({ name: p.node, reason: 'key-equals-self', detail: `node ${p.node} publishes this node's own IPsec public key` });
+    else if (k.publicKey === x.publicKey)
+      skipped.push({
+        name: p.node,
+        reason: 'key-equals-self',
+        detail: `node ${p.node} publishes this node's own IPsec public key`,
+      });
     else candidates.push({ name: p.node, key: k.publicKey, epoch: k.epoch });
   }
   const accepted = dropDuplicateKeys(candidates, x.established ?? {}, skipped);
@@ -109,9 +136,17 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     const d = raw === undefined ? undefined : decodeNode(raw);
     if (d === undefined || !d.ok) continue; // plan() accepted it, so it decodes
     const all = rotating.get(c.name) ?? { keys: [{ epoch: c.epoch, publicKey: c.key }], sendEpoch: c.epoch };
-    peers.push({ name: c.name, address: d.node.endpointHost, podCIDRs: d.node.podCIDRs, currentEpoch: all.sendEpoch, keys: all.keys });
+    peers.push({
+      name: c.name,
+      address: d.node.endpointHost,
+      podCIDRs: d.node.podCIDRs,
+      currentEpoch: all.sendEpoch,
+      keys: all.keys,
+    });
   }
-  const ownCidrs = (input.nodes.find((n) => n.name === self)?.podCIDRs ?? []).map((c) => canonicalCidr(c)).filter((c) => c !== undefined);
+  const ownCidrs = (input.nodes.find((n) => n.name === self)?.podCIDRs ?? [])
+    .map((c) => canonicalCidr(c))
+    .filter((c) => c !== undefined);
   const r = planIpsec({
     self: { name: self, address: x.address, podCIDRs: [...new Set(ownCidrs)], currentEpoch: x.epoch, keys: ownKeys },
     peers,
@@ -119,17 +154,24 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     keyBits: x.keyBits,
     replayWindow: x.replayWindow,
   });
-  for (const s of r.skipped) skipped.push({ name: s.node, reason: 'ipsec-unusable', detail: `node ${s.node}: ${s.detail}` });
+  for (const s of r.skipped)
+    skipped.push({ name: s.node, reason: 'ipsec-unusable', detail: `node ${s.node}: ${s.detail}` });
 
   // plan() computed the routes (ESP MTU, pod-CIDR source) for its WireGuard link: same routes
   // out of the underlay device, for the peers that got SAs.
   const remote = new Set(r.desired.peers.flatMap((p) => p.remoteCIDRs));
-  const routes: DesiredRoute[] = base.routes.filter((rt) => remote.has(rt.dst)).map((rt) => ({ ...rt, dev: x.underlayDev }));
+  const routes: DesiredRoute[] = base.routes
+    .filter((rt) => remote.has(rt.dst))
+    .map((rt) => ({ ...rt, dev: x.underlayDev }));
   return { tunnel: { kind: 'ipsec', sas: r.desired }, routes, skipped: skipped.sort(byName) };
 }
 
 /** Skips every node whose IPsec key another candidate also publishes, unless it alone was established with it. */
-function dropDuplicateKeys<T extends { name: string; key: PublicKey }>(nodes: readonly T[], established: Readonly<Record<string, PublicKey>>, skipped: SkippedNode[]): T[] {
+function dropDuplicateKeys<T extends { name: string; key: PublicKey }>(
+  nodes: readonly T[],
+  established: Readonly<Record<string, PublicKey>>,
+  skipped: SkippedNode[],
+): T[] {
   const losers = new Map<string, SkippedNode>();
   for (const a of nodes) {
     const same = nodes.filter((b) => b !== a && b.key === a.key);
@@ -148,12 +190,29 @@ function dropDuplicateKeys<T extends { name: string; key: PublicKey }>(nodes: re
  * The steering planner's view of mode ipsec: one "peer" per IPsec pair (its IPsec key and the
  * remote pod CIDRs), programmed when the driver reported the pair ready.
  */
-export function ipsecSteeringPeers(desired: DesiredState, ready: readonly string[]): { desiredPeers: DesiredPeer[]; observedPeers: ObservedPeer[] } {
+export function ipsecSteeringPeers(
+  desired: DesiredState,
+  ready: readonly string[],
+): { desiredPeers: DesiredPeer[]; observedPeers: ObservedPeer[] } {
   const pairs = ipsecOf(desired)?.peers ?? [];
-  const desiredPeers = pairs.map((p) => ({ node: p.node, publicKey: p.outbound.peerPublicKey, endpoint: p.remoteAddress, allowedIPs: p.remoteCIDRs, persistentKeepalive: 0 }));
+  const desiredPeers = pairs.map((p) => ({
+    node: p.node,
+    publicKey: p.outbound.peerPublicKey,
+    endpoint: p.remoteAddress,
+    allowedIPs: p.remoteCIDRs,
+    persistentKeepalive: 0,
+  }));
   const observedPeers = pairs
     .filter((p) => ready.includes(p.node))
-    .map((p) => ({ publicKey: p.outbound.peerPublicKey, endpoint: undefined, allowedIPs: p.remoteCIDRs, latestHandshake: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0 }));
+    .map((p) => ({
+      publicKey: p.outbound.peerPublicKey,
+      endpoint: undefined,
+      allowedIPs: p.remoteCIDRs,
+      latestHandshake: 0,
+      rxBytes: 0,
+      txBytes: 0,
+      persistentKeepalive: 0,
+    }));
   return { desiredPeers, observedPeers };
 }
 
@@ -199,13 +258,25 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   const nodes = store.list();
   const self = nodes.find((n) => n.name === config.nodeName);
   if (self === undefined) {
-    ctx.pass.fail('self', new SealnetError('STORE_IO', `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`));
+    ctx.pass.fail(
+      'self',
+      new SealnetError(
+        'STORE_IO',
+        `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`,
+      ),
+    );
     return ctx.pass.finish(undefined, false, false);
   }
   const endpointHost = config.endpointAddress ?? self.internalIPs[0];
   const endpointIP = endpointHost === undefined ? undefined : parseIP(endpointHost);
   if (endpointHost === undefined || endpointIP === undefined) {
-    ctx.pass.fail('self', new SealnetError('CONFIG_INVALID', `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`));
+    ctx.pass.fail(
+      'self',
+      new SealnetError(
+        'CONFIG_INVALID',
+        `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`,
+      ),
+    );
     return ctx.pass.finish(undefined, false, false);
   }
 
@@ -222,13 +293,23 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
 
   // 3. Publish: the identity annotations plus the IPsec key.
   const own: Record<string, string | undefined> = {
-    ...encodeNode({ mode: config.mode, wireguardPublicKey: key.publicKey, endpointHost, endpointPort: config.wireguard.listenPort, keyEpoch: key.epoch, keyCreated: key.createdAt }),
+    ...encodeNode({
+      mode: config.mode,
+      wireguardPublicKey: key.publicKey,
+      endpointHost,
+      endpointPort: config.wireguard.listenPort,
+      keyEpoch: key.epoch,
+      keyCreated: key.createdAt,
+    }),
     ...(ipsec.rotation?.annotations() ?? encodeIpsecKey(ipsec.key)),
   };
   if (Object.entries(own).some(([k, v]) => self.annotations[k] !== v)) {
     try {
       await store.patchAnnotations(config.nodeName, own);
-      log.info({ key: fingerprint(ipsec.key.publicKey), epoch: ipsec.key.epoch, endpoint: own[ANNOTATIONS.endpoint] }, 'published own IPsec public key and endpoint');
+      log.info(
+        { key: fingerprint(ipsec.key.publicKey), epoch: ipsec.key.epoch, endpoint: own[ANNOTATIONS.endpoint] },
+        'published own IPsec public key and endpoint',
+      );
     } catch (err) {
       ctx.pass.fail('publish', err);
     }
@@ -240,7 +321,11 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   let observedRoutes;
   try {
     underlay = await routing.linkForAddress(endpointHost);
-    if (underlay === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
+    if (underlay === undefined)
+      throw new SealnetError(
+        'NETLINK_FAILED',
+        `no link carries the endpoint address ${endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`,
+      );
     try {
       await ctx.host.prepareSteering(underlay.name);
     } catch (err) {
@@ -260,7 +345,13 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     desired = planIpsecMode({
       nodes,
       self: { name: config.nodeName, wireguardPublicKey: key.publicKey, localAddresses },
-      config: { mode: 'ipsec', listenPort: config.wireguard.listenPort, persistentKeepalive: 0, underlayMtu: config.underlayMtu ?? underlay.mtu, underlayFamily: endpointIP.family },
+      config: {
+        mode: 'ipsec',
+        listenPort: config.wireguard.listenPort,
+        persistentKeepalive: 0,
+        underlayMtu: config.underlayMtu ?? underlay.mtu,
+        underlayFamily: endpointIP.family,
+      },
       established: ctx.state.identities,
       ipsec: {
         publicKey: ownKeys.send.publicKey,
@@ -290,9 +381,14 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
   try {
     applied = await ipsec.port.apply(wanted, { prune });
     for (const c of applied.changes) ctx.pass.count(`xfrm_${c.op.replace(/-/g, '_')}`, 1);
-    if (applied.changes.length > 0) log.info({ changes: applied.changes.map((c) => `${c.op} ${c.target}`) }, 'XFRM states and policies updated');
+    if (applied.changes.length > 0)
+      log.info({ changes: applied.changes.map((c) => `${c.op} ${c.target}`) }, 'XFRM states and policies updated');
     for (const w of applied.warnings) log.warn({ step: 'ipsec' }, w);
-    for (const f of applied.failed) ctx.pass.fail('ipsec', new SealnetError('NETLINK_FAILED', `IPsec pair with ${f.node} not installed`, { cause: f.error }));
+    for (const f of applied.failed)
+      ctx.pass.fail(
+        'ipsec',
+        new SealnetError('NETLINK_FAILED', `IPsec pair with ${f.node} not installed`, { cause: f.error }),
+      );
   } catch (err) {
     ctx.pass.fail('ipsec', err);
   }
@@ -320,7 +416,13 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       ctx.pass.fail('steering', err);
     }
   } else if (steering !== undefined) {
-    ctx.pass.fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
+    ctx.pass.fail(
+      'steering',
+      new SealnetError(
+        'KERNEL_FEATURE_MISSING',
+        'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)',
+      ),
+    );
   }
 
   // 9. Rotation: what this node did with other nodes' next keys, then one step of its own.
@@ -332,11 +434,19 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       ctx.pass.fail('publish', err);
     }
   }
-  await ipsec.rotation?.after({ nodes: store.list(), synced: prune, applied: prune && applied !== undefined && applied.failed.length === 0, peers: wanted.peers.map((p) => p.node) });
+  await ipsec.rotation?.after({
+    nodes: store.list(),
+    synced: prune,
+    applied: prune && applied !== undefined && applied.failed.length === 0,
+    peers: wanted.peers.map((p) => p.node),
+  });
 
   if (applied !== undefined && applied.failed.length === 0) {
     ctx.state.established = Object.fromEntries(wanted.peers.map((p) => [p.node, p.outbound.peerPublicKey]));
-    ctx.state.identities = identitiesOf(nodes, wanted.peers.map((p) => p.node));
+    ctx.state.identities = identitiesOf(
+      nodes,
+      wanted.peers.map((p) => p.node),
+    );
   }
   metrics.peers.set(wanted.peers.length);
   return ctx.pass.finish(desired, prune, prune && applied !== undefined);

@@ -54,7 +54,8 @@ export function applyPeerChanges(peers: readonly ObservedPeer[], changes: readon
       owner.set(a, c.publicKey);
     }
     const prev = byKey.get(c.publicKey);
-    for (const a of prev?.allowedIPs ?? []) if (!allowedIPs.includes(a) && owner.get(a) === c.publicKey) owner.delete(a);
+    for (const a of prev?.allowedIPs ?? [])
+      if (!allowedIPs.includes(a) && owner.get(a) === c.publicKey) owner.delete(a);
     byKey.set(c.publicKey, {
       publicKey: c.publicKey,
       endpoint: c.endpoint,
@@ -75,7 +76,15 @@ export function applyRouteChanges(routes: readonly ObservedRoute[], changes: rea
   const out = new Map(routes.map((r) => [key(r), r]));
   for (const c of changes) {
     if (c.op === 'delete') out.delete(key(c.route));
-    else out.set(key(c.route), { dst: c.route.dst, dev: c.route.dev, mtu: c.route.mtu, src: c.route.src, table: c.route.table, protocol: ROUTE_PROTOCOL });
+    else
+      out.set(key(c.route), {
+        dst: c.route.dst,
+        dev: c.route.dev,
+        mtu: c.route.mtu,
+        src: c.route.src,
+        table: c.route.table,
+        protocol: ROUTE_PROTOCOL,
+      });
   }
   return [...out.values()];
 }

@@ -22,7 +22,10 @@ const RECHECK_MS = 10_000;
 
 /** The address node-to-node encryption puts on the tunnel links: the one a rotation uses too. */
 export function tunnelLinkAddress(routes: readonly DesiredRoute[], endpointHost: string): string | undefined {
-  return routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (endpointHost.includes(':') ? undefined : endpointHost);
+  return (
+    routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ??
+    (endpointHost.includes(':') ? undefined : endpointHost)
+  );
 }
 
 /** Keeps the tunnel links able to receive node-to-node traffic; one per reconciler. */
@@ -53,7 +56,11 @@ export class NodeToNodeLinks {
     for (const { name: link } of a.links) {
       try {
         if (a.v4 !== undefined) {
-          if (a.mirror === undefined) throw new SealnetError('INTERNAL', 'node-to-node encryption needs the link address helper (mode wireguard)');
+          if (a.mirror === undefined)
+            throw new SealnetError(
+              'INTERNAL',
+              'node-to-node encryption needs the link address helper (mode wireguard)',
+            );
           if (await a.mirror.ensureAddress(link, a.v4)) a.ops.address_add = (a.ops.address_add ?? 0) + 1;
           if (await this.rpFilter(link)) a.ops.sysctl_set = (a.ops.sysctl_set ?? 0) + 1;
         }

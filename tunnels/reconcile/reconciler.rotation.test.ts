@@ -6,7 +6,14 @@ import { fingerprint, sodiumReady, type PublicKey } from '../../keymgr/keys.js';
 import { KeyStore } from '../../keymgr/keystore.js';
 import { DEFAULT_ROTATION_SETTINGS } from '../../keymgr/rotation.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';
-import { createFakeKernel, FakeMirror, MemoryNodeStore, type FakeRouting, type FakeWireGuard, type KernelJournal } from '../ports/kernel.fake.js';
+import {
+  createFakeKernel,
+  FakeMirror,
+  MemoryNodeStore,
+  type FakeRouting,
+  type FakeWireGuard,
+  type KernelJournal,
+} from '../ports/kernel.fake.js';
 import { fixtureCluster, fixtureKey, type FixtureCluster } from '../../test/fixtures.js';
 import { validateConfig } from '../agent/config.js';
 import { SealnetError } from '../../common/errors.js';
@@ -64,8 +71,16 @@ async function setup(): Promise<Env> {
   routing.addLink('cni0', { mtu: 1500, up: true });
   routing.addAddress('198.18.0.1', 15, 'eth0');
   routing.addAddress('100.64.1.1', 24, 'cni0');
-  const store = new MemoryNodeStore(C.nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: {} } : n)), { synced: true });
-  const config = validateConfig({ nodeName: 'node-a', store: { type: 'file', dir: '/unused' }, debounceMs: 0, steering: { enabled: false } });
+  const store = new MemoryNodeStore(
+    C.nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: {} } : n)),
+    { synced: true },
+  );
+  const config = validateConfig({
+    nodeName: 'node-a',
+    store: { type: 'file', dir: '/unused' },
+    debounceMs: 0,
+    steering: { enabled: false },
+  });
   const clock = { now: T0 };
   const keystore = new KeyStore({ stateDir, now: () => new Date(clock.now) });
   const loaded = await keystore.loadOrCreate('wireguard');
@@ -74,12 +89,27 @@ async function setup(): Promise<Env> {
   const make = async (): Promise<void> => {
     const metrics = createMetrics();
     env.metrics = metrics;
-    const rotation = new RotationController({ nodeName: 'node-a', listenPort: 51880, settings, keystore, stateFile: new RotationStateFile(stateDir), log: quiet, wake: () => undefined, now: () => clock.now, metrics });
+    const rotation = new RotationController({
+      nodeName: 'node-a',
+      listenPort: 51880,
+      settings,
+      keystore,
+      stateFile: new RotationStateFile(stateDir),
+      log: quiet,
+      wake: () => undefined,
+      now: () => clock.now,
+      metrics,
+    });
     await rotation.load();
     env.rotation = rotation;
     env.reconciler = new Reconciler({
       config,
-      key: { publicKey: loaded.publicKey, privateKeyFile: loaded.privateKeyFile, epoch: loaded.epoch, createdAt: loaded.createdAt },
+      key: {
+        publicKey: loaded.publicKey,
+        privateKeyFile: loaded.privateKeyFile,
+        epoch: loaded.epoch,
+        createdAt: loaded.createdAt,
+      },
       store,
       wg,
       routing,
@@ -114,7 +144,10 @@ const PEERS = ['node-b', 'node-c', 'node-d', 'node-e'] as const;
 
 /** Every peer reports `state` for node-a's next key. */
 function report(e: Env, state: 'staged' | 'moved', key: PublicKey, only: readonly string[] = PEERS): void {
-  for (const p of only) annotate(e, p, { [ANNOTATIONS.rotationPeers]: encodeRotationReports({ 'node-a': { fingerprint: fingerprint(key), state } }) });
+  for (const p of only)
+    annotate(e, p, {
+      [ANNOTATIONS.rotationPeers]: encodeRotationReports({ 'node-a': { fingerprint: fingerprint(key), state } }),
+    });
 }
 
 function phase(e: Env): string | undefined {
@@ -133,7 +166,11 @@ function expectNeverUnowned(e: Env, opts: { changes: boolean }): void {
     const link = e.wg.ownershipLinks[i]!;
     const complete = all.every((c) => owners.get(c) !== undefined);
     if (full.has(link)) {
-      expect({ link, change: i, unowned: all.filter((c) => owners.get(c) === undefined) }).toStrictEqual({ link, change: i, unowned: [] });
+      expect({ link, change: i, unowned: all.filter((c) => owners.get(c) === undefined) }).toStrictEqual({
+        link,
+        change: i,
+        unowned: [],
+      });
       checked++;
     } else if (complete) full.add(link);
   });
@@ -149,7 +186,9 @@ describe('node-a rotates its key', () => {
     expect(e.store.get('node-a')!.annotations[ANNOTATIONS.rotation]).toBe(encodeRotationStatus({ phase: 'idle' }));
 
     // sealctl's request.
-    annotate(e, 'node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-1', requestedAt: new Date(T0) }) });
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-1', requestedAt: new Date(T0) }),
+    });
     await e.pass();
     expect(phase(e)).toBe('staging');
     const next = (await e.keystore.read('wireguard', 'next'))!;
@@ -167,7 +206,12 @@ describe('node-a rotates its key', () => {
     expect(a[ANNOTATIONS.nextEndpoint]).toBe('198.18.0.1:51881');
     expect(JSON.parse(a[ANNOTATIONS.rotation]!)).toMatchObject({ phase: 'staging', id: 'r-1', epoch: 2 });
     // Every route still uses the old link.
-    expect(e.routing.routesIn(5188).filter((r) => r.protocol === 206).every((r) => r.dev === 'sealwg0')).toBe(true);
+    expect(
+      e.routing
+        .routesIn(5188)
+        .filter((r) => r.protocol === 206)
+        .every((r) => r.dev === 'sealwg0'),
+    ).toBe(true);
 
     // Peers stage and shake hands with the new link: moving.
     report(e, 'staged', next.publicKey);
@@ -181,7 +225,12 @@ describe('node-a rotates its key', () => {
     expect(moved.indexOf('tc.mirror_set')).toBeGreaterThanOrEqual(0);
     expect(moved.indexOf('tc.mirror_set')).toBeLessThan(moved.indexOf('route.replace'));
     expect(e.mirror.of('sealwg1')?.mirrorTo).toBe('sealwg0');
-    expect(e.routing.routesIn(5188).filter((r) => r.protocol === 206).map((r) => r.dev)).toEqual(['sealwg1', 'sealwg1', 'sealwg1', 'sealwg1', 'sealwg1']);
+    expect(
+      e.routing
+        .routesIn(5188)
+        .filter((r) => r.protocol === 206)
+        .map((r) => r.dev),
+    ).toEqual(['sealwg1', 'sealwg1', 'sealwg1', 'sealwg1', 'sealwg1']);
     expect(JSON.parse(e.store.get('node-a')!.annotations[ANNOTATIONS.rotation]!)).toMatchObject({ phase: 'moving' });
 
     // Peers move: grace. The new key is published as the node's key.
@@ -211,7 +260,11 @@ describe('node-a rotates its key', () => {
     expect(end.indexOf('tc.mirror_clear sealwg1')).toBeLessThan(end.indexOf('wg.link_delete sealwg0'));
     expect(e.wg.links.has('sealwg0')).toBe(false);
     expect(phase(e)).toBeUndefined();
-    expect(e.rotation.current()).toMatchObject({ activeSlot: 1, handledRequestId: 'r-1', last: { id: 'r-1', epoch: 2, lagging: [] } });
+    expect(e.rotation.current()).toMatchObject({
+      activeSlot: 1,
+      handledRequestId: 'r-1',
+      last: { id: 'r-1', epoch: 2, lagging: [] },
+    });
     const rotations = (await e.metrics.registry.getSingleMetric('sealnet_key_rotations_total')!.get()).values;
     expect(rotations.find((v) => v.labels.kind === 'wireguard' && v.labels.result === 'completed')?.value).toBe(1);
     const cur = (await e.keystore.read('wireguard', 'current'))!;
@@ -220,7 +273,10 @@ describe('node-a rotates its key', () => {
     // Nothing of the old key left in the key directory, not even a scrubbed leftover.
     expect((await readdir(e.keystore.keysDir)).sort()).toEqual(['wireguard.json', 'wireguard.key']);
     await e.pass();
-    expect(JSON.parse(e.store.get('node-a')!.annotations[ANNOTATIONS.rotation]!)).toMatchObject({ phase: 'idle', last: { id: 'r-1', epoch: 2, lagging: [] } });
+    expect(JSON.parse(e.store.get('node-a')!.annotations[ANNOTATIONS.rotation]!)).toMatchObject({
+      phase: 'idle',
+      last: { id: 'r-1', epoch: 2, lagging: [] },
+    });
 
     // Sessions were never reset by a key reload; allowed IPs never went unowned (this node's own
     // rotation never changes its peers' allowed IPs at all).
@@ -239,7 +295,9 @@ describe('node-a rotates its key', () => {
   it('a restart in the middle of every phase adopts what is there: zero kernel writes', async () => {
     const e = await setup();
     await e.pass();
-    annotate(e, 'node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-2', requestedAt: new Date(T0) }) });
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-2', requestedAt: new Date(T0) }),
+    });
     const restartedIn: string[] = [];
     for (let i = 0; i < 12; i++) {
       // Run until this phase's datapath is in place and a pass changes nothing.
@@ -255,7 +313,11 @@ describe('node-a rotates its key', () => {
       await e.restart();
       const mark = e.journal.count;
       const r = await e.reconciler.runNow();
-      expect({ phase: p, ops: r.kernelOps, journal: e.journal.since(mark) }).toStrictEqual({ phase: p, ops: {}, journal: [] });
+      expect({ phase: p, ops: r.kernelOps, journal: e.journal.since(mark) }).toStrictEqual({
+        phase: p,
+        ops: {},
+        journal: [],
+      });
       restartedIn.push(p);
       // Then let the rotation go on: peers follow, time passes.
       const next = await e.keystore.read('wireguard', 'next');
@@ -273,7 +335,9 @@ describe('node-a rotates its key', () => {
   it('a peer that never answers: the rotation goes on without it after the timeout, and it is named as lagging', async () => {
     const e = await setup();
     await e.pass();
-    annotate(e, 'node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-3', requestedAt: new Date(T0) }) });
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-3', requestedAt: new Date(T0) }),
+    });
     await e.pass();
     await e.pass();
     const next = (await e.keystore.read('wireguard', 'next'))!;
@@ -289,7 +353,10 @@ describe('node-a rotates its key', () => {
     expect(phase(e)).toBe('grace');
     // node-e keeps the old key through the grace period: the old link and its peer stay.
     await e.pass();
-    expect(e.wg.peersOf('sealwg0').find((p) => p.publicKey === C.keys['node-e'])?.allowedIPs).toEqual(['100.64.5.0/24', 'fd00:64:5::/64']);
+    expect(e.wg.peersOf('sealwg0').find((p) => p.publicKey === C.keys['node-e'])?.allowedIPs).toEqual([
+      '100.64.5.0/24',
+      'fd00:64:5::/64',
+    ]);
     e.clock.now += 31_000;
     for (let i = 0; i < 3; i++) await e.pass();
     expect(e.rotation.current().last).toMatchObject({ id: 'r-3', lagging: ['node-e'] });
@@ -299,7 +366,9 @@ describe('node-a rotates its key', () => {
   it('a failing mirror holds the rotation in moving (retried), and the old link is never deleted while an error is pending', async () => {
     const e = await setup();
     await e.pass();
-    annotate(e, 'node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-4', requestedAt: new Date(T0) }) });
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-4', requestedAt: new Date(T0) }),
+    });
     await e.pass();
     await e.pass();
     const next = (await e.keystore.read('wireguard', 'next'))!;
@@ -324,7 +393,9 @@ describe('node-a rotates on a kernel without act_mirred', () => {
     e.mirror.setMirror = async () => {
       throw new SealnetError('KERNEL_FEATURE_MISSING', 'cannot mirror (needs cls_u32 and act_mirred)');
     };
-    annotate(e, 'node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-5', requestedAt: new Date(T0) }) });
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-5', requestedAt: new Date(T0) }),
+    });
     await e.pass();
     await e.pass();
     const next = (await e.keystore.read('wireguard', 'next'))!;
@@ -339,7 +410,7 @@ describe('node-a rotates on a kernel without act_mirred', () => {
   });
 });
 
-describe('node-a follows node-b\'s rotation', () => {
+describe("node-a follows node-b's rotation", () => {
   const nextB = (): PublicKey => fixtureKey(12);
 
   function rotateB(e: Env, phaseB: 'staging' | 'moving' | 'grace'): void {
@@ -407,7 +478,7 @@ describe('node-a follows node-b\'s rotation', () => {
     expectNeverUnowned(e, { changes: true });
   });
 
-  it('ignores a next key that another node uses (it would take that node\'s traffic)', async () => {
+  it("ignores a next key that another node uses (it would take that node's traffic)", async () => {
     const e = await setup();
     await e.pass();
     annotate(e, 'node-b', {

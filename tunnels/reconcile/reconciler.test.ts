@@ -1,6 +1,14 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
-import { createFakeKernel, MAIN_TABLE, MemoryNodeStore, type FakeRoute, type FakeRouting, type FakeWireGuard, type KernelJournal } from '../ports/kernel.fake.js';
+import {
+  createFakeKernel,
+  MAIN_TABLE,
+  MemoryNodeStore,
+  type FakeRoute,
+  type FakeRouting,
+  type FakeWireGuard,
+  type KernelJournal,
+} from '../ports/kernel.fake.js';
 import { fixtureCluster, fixtureKey, sealnetAnnotations, type FixtureCluster } from '../../test/fixtures.js';
 import { validateConfig } from '../agent/config.js';
 import type { Logger } from '../../common/logger.js';
@@ -19,10 +27,18 @@ beforeAll(async () => {
 /** A logger that keeps every call. */
 class CapturingLogger implements Logger {
   readonly entries: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
-  debug(obj: object, msg: string): void { this.entries.push({ level: 'debug', obj: obj as Record<string, unknown>, msg }); }
-  info(obj: object, msg: string): void { this.entries.push({ level: 'info', obj: obj as Record<string, unknown>, msg }); }
-  warn(obj: object, msg: string): void { this.entries.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }); }
-  error(obj: object, msg: string): void { this.entries.push({ level: 'error', obj: obj as Record<string, unknown>, msg }); }
+  debug(obj: object, msg: string): void {
+    this.entries.push({ level: 'debug', obj: obj as Record<string, unknown>, msg });
+  }
+  info(obj: object, msg: string): void {
+    this.entries.push({ level: 'info', obj: obj as Record<string, unknown>, msg });
+  }
+  warn(obj: object, msg: string): void {
+    this.entries.push({ level: 'warn', obj: obj as Record<string, unknown>, msg });
+  }
+  error(obj: object, msg: string): void {
+    this.entries.push({ level: 'error', obj: obj as Record<string, unknown>, msg });
+  }
   at(level: string): { obj: Record<string, unknown>; msg: string }[] {
     return this.entries.filter((e) => e.level === level);
   }
@@ -32,14 +48,30 @@ class CapturingLogger implements Logger {
 async function metric(m: AgentMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
   const got = await m.registry.getSingleMetric(name)!.get();
   const want = Object.entries(labels);
-  const v = got.values.find((s) => Object.keys(s.labels).length === want.length && want.every(([k, x]) => s.labels[k] === x));
+  const v = got.values.find(
+    (s) => Object.keys(s.labels).length === want.length && want.every(([k, x]) => s.labels[k] === x),
+  );
   return v?.value ?? 0;
 }
 
 const KEY_FILE = '/var/lib/sealnet/wireguard.key';
 const CREATED = new Date('2024-03-04T05:06:07.000Z');
-const FOREIGN_IN_OUR_TABLE: FakeRoute = { dst: '100.64.200.0/24', dev: 'eth0', mtu: undefined, src: undefined, table: 5188, protocol: 4 };
-const CNI_ROUTE: FakeRoute = { dst: '100.64.2.0/24', dev: 'eth0', mtu: undefined, src: undefined, table: MAIN_TABLE, protocol: 4 };
+const FOREIGN_IN_OUR_TABLE: FakeRoute = {
+  dst: '100.64.200.0/24',
+  dev: 'eth0',
+  mtu: undefined,
+  src: undefined,
+  table: 5188,
+  protocol: 4,
+};
+const CNI_ROUTE: FakeRoute = {
+  dst: '100.64.2.0/24',
+  dev: 'eth0',
+  mtu: undefined,
+  src: undefined,
+  table: MAIN_TABLE,
+  protocol: 4,
+};
 
 interface Env {
   journal: KernelJournal;
@@ -66,7 +98,9 @@ function setup(opts: { synced?: boolean; nodes?: RawNode[] } = {}): Env {
   routing.seedRoute(FOREIGN_IN_OUR_TABLE);
   routing.seedRoute(CNI_ROUTE);
   // Node-a as a fresh agent finds it: no sealnet annotations yet.
-  const nodes = opts.nodes ?? C.nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: { 'node.alpha.kubernetes.io/ttl': '0' } } : n));
+  const nodes =
+    opts.nodes ??
+    C.nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: { 'node.alpha.kubernetes.io/ttl': '0' } } : n));
   const store = new MemoryNodeStore(nodes, { synced: opts.synced ?? true });
   const config = validateConfig({ nodeName: 'node-a', store: { type: 'file', dir: '/unused' }, debounceMs: 0 });
   const key: OwnKey = { publicKey: C.keys['node-a'], privateKeyFile: KEY_FILE, epoch: 1, createdAt: CREATED };
@@ -83,11 +117,23 @@ function expectedPeers(): { publicKey: string; endpoint: string; allowedIPs: str
     { publicKey: K('node-b'), endpoint: '198.18.0.2:51880', allowedIPs: ['100.64.2.0/24'], persistentKeepalive: 25 },
     { publicKey: K('node-c'), endpoint: '198.18.0.3:51999', allowedIPs: ['100.64.3.0/24'], persistentKeepalive: 25 },
     { publicKey: K('node-d'), endpoint: '198.18.0.4:51880', allowedIPs: ['100.64.4.0/24'], persistentKeepalive: 25 },
-    { publicKey: K('node-e'), endpoint: '198.18.0.5:51880', allowedIPs: ['100.64.5.0/24', 'fd00:64:5::/64'], persistentKeepalive: 25 },
+    {
+      publicKey: K('node-e'),
+      endpoint: '198.18.0.5:51880',
+      allowedIPs: ['100.64.5.0/24', 'fd00:64:5::/64'],
+      persistentKeepalive: 25,
+    },
   ];
 }
 
-const ourRoute = (dst: string, src: string | undefined, mtu = 1440): FakeRoute => ({ dst, dev: 'sealwg0', mtu, src, table: 5188, protocol: 206 });
+const ourRoute = (dst: string, src: string | undefined, mtu = 1440): FakeRoute => ({
+  dst,
+  dev: 'sealwg0',
+  mtu,
+  src,
+  table: 5188,
+  protocol: 206,
+});
 
 function expectedTable(mtu = 1440): FakeRoute[] {
   return [
@@ -137,8 +183,15 @@ describe('Reconciler: first pass', () => {
     // Peers and routes are written concurrently (outside a rotation): each in its own order,
     // interleaved however the two calls happen to run; the rules after both.
     const peersAndRoutes = e.journal.entries.slice(2, 11);
-    expect(peersAndRoutes.filter((j) => j.op === 'wg.peer_set')).toStrictEqual([K('node-b'), K('node-c'), K('node-d'), K('node-e')].map((target) => ({ op: 'wg.peer_set', target })));
-    expect(peersAndRoutes.filter((j) => j.op === 'route.replace')).toStrictEqual(['100.64.2.0/24', '100.64.3.0/24', '100.64.4.0/24', '100.64.5.0/24', 'fd00:64:5::/64'].map((target) => ({ op: 'route.replace', target })));
+    expect(peersAndRoutes.filter((j) => j.op === 'wg.peer_set')).toStrictEqual(
+      [K('node-b'), K('node-c'), K('node-d'), K('node-e')].map((target) => ({ op: 'wg.peer_set', target })),
+    );
+    expect(peersAndRoutes.filter((j) => j.op === 'route.replace')).toStrictEqual(
+      ['100.64.2.0/24', '100.64.3.0/24', '100.64.4.0/24', '100.64.5.0/24', 'fd00:64:5::/64'].map((target) => ({
+        op: 'route.replace',
+        target,
+      })),
+    );
     expect([...e.journal.entries.slice(0, 2), ...e.journal.entries.slice(11)]).toStrictEqual([
       { op: 'wg.link_create', target: 'sealwg0' },
       { op: 'link.set', target: 'sealwg0' },
@@ -151,7 +204,12 @@ describe('Reconciler: first pass', () => {
       { priority: 90, table: 5188, family: 4, protocol: 206 },
       { priority: 90, table: 5188, family: 6, protocol: 206 },
     ]);
-    expect(e.wg.links.get('sealwg0')).toMatchObject({ publicKey: K('node-a'), privateKeyFile: KEY_FILE, listenPort: 51880, fwmark: 0x5188 });
+    expect(e.wg.links.get('sealwg0')).toMatchObject({
+      publicKey: K('node-a'),
+      privateKeyFile: KEY_FILE,
+      listenPort: 51880,
+      fwmark: 0x5188,
+    });
     expect(e.wg.privateKeyLoads).toBe(1);
     expect(e.wg.sessionResets).toBe(0);
 
@@ -203,7 +261,14 @@ describe('Reconciler: first pass', () => {
     const mark = e.journal.count;
     const r = await e.reconciler.runNow();
     expect(r.kernelOps).toStrictEqual({ link_set: 1, route_replace: 5 });
-    expect(e.journal.since(mark).map((j) => j.op)).toStrictEqual(['link.set', 'route.replace', 'route.replace', 'route.replace', 'route.replace', 'route.replace']);
+    expect(e.journal.since(mark).map((j) => j.op)).toStrictEqual([
+      'link.set',
+      'route.replace',
+      'route.replace',
+      'route.replace',
+      'route.replace',
+      'route.replace',
+    ]);
     expectConverged(e, 8940);
   });
 
@@ -252,7 +317,12 @@ describe('Reconciler: adopt, then prune only after sync, and only what it owns',
   it('after sync, stale peers and routes are pruned: routes first, foreign routes untouched', async () => {
     // The agent knew node-x; node-x was deleted while the agent was down.
     const keyX = fixtureKey(24);
-    const nodeX: RawNode = { name: 'node-x', annotations: sealnetAnnotations(keyX, '198.18.0.24:51880'), podCIDRs: ['100.64.24.0/24'], internalIPs: ['198.18.0.24'] };
+    const nodeX: RawNode = {
+      name: 'node-x',
+      annotations: sealnetAnnotations(keyX, '198.18.0.24:51880'),
+      podCIDRs: ['100.64.24.0/24'],
+      internalIPs: ['198.18.0.24'],
+    };
     const e = setup({ nodes: [...C.nodes.map((n) => (n.name === 'node-a' ? { ...n, annotations: {} } : n)), nodeX] });
     await e.reconciler.runNow();
     expect(e.wg.peersOf('sealwg0').map((p) => p.publicKey)).toContain(keyX);
@@ -309,25 +379,47 @@ describe('Reconciler: adopt, then prune only after sync, and only what it owns',
 
   it('the fake does observe a private-key change as a session reset (so the test above can fail)', async () => {
     const e = await converged();
-    await e.wg.ensureLink({ name: 'sealwg0', privateKeyFile: KEY_FILE, publicKey: K('node-b'), listenPort: 51880, fwmark: 0x5188 });
+    await e.wg.ensureLink({
+      name: 'sealwg0',
+      privateKeyFile: KEY_FILE,
+      publicKey: K('node-b'),
+      listenPort: 51880,
+      fwmark: 0x5188,
+    });
     expect(e.wg.sessionResets).toBe(1);
     expect(e.wg.privateKeyLoads).toBe(2);
   });
 
-  it('after a restart, a node copying a working peer\'s key does not tear the working pair down', async () => {
+  it("after a restart, a node copying a working peer's key does not tear the working pair down", async () => {
     const e = await converged();
-    const copycat: RawNode = { name: 'node-f', annotations: sealnetAnnotations(K('node-b'), '198.18.0.6:51880'), podCIDRs: ['100.64.6.0/24'], internalIPs: ['198.18.0.6'] };
+    const copycat: RawNode = {
+      name: 'node-f',
+      annotations: sealnetAnnotations(K('node-b'), '198.18.0.6:51880'),
+      podCIDRs: ['100.64.6.0/24'],
+      internalIPs: ['198.18.0.6'],
+    };
     e.store.upsert(copycat);
     const mark = e.journal.count;
     const r = await e.restart().runNow();
-    expect(r.desired!.skipped).toStrictEqual([{ name: 'node-f', reason: 'duplicate-key', detail: 'nodes node-b and node-f publish the same public key; node-b had it first' }]);
+    expect(r.desired!.skipped).toStrictEqual([
+      {
+        name: 'node-f',
+        reason: 'duplicate-key',
+        detail: 'nodes node-b and node-f publish the same public key; node-b had it first',
+      },
+    ]);
     expect(e.journal.count).toBe(mark);
     expectConverged(e);
   });
 
   it('while running, the established owner of a key keeps it', async () => {
     const e = await converged();
-    e.store.upsert({ name: 'node-f', annotations: sealnetAnnotations(K('node-c'), '198.18.0.6:51880'), podCIDRs: ['100.64.6.0/24'], internalIPs: ['198.18.0.6'] });
+    e.store.upsert({
+      name: 'node-f',
+      annotations: sealnetAnnotations(K('node-c'), '198.18.0.6:51880'),
+      podCIDRs: ['100.64.6.0/24'],
+      internalIPs: ['198.18.0.6'],
+    });
     const mark = e.journal.count;
     const r = await e.reconciler.runNow();
     expect(r.desired!.skipped.map((s) => [s.name, s.reason])).toStrictEqual([['node-f', 'duplicate-key']]);
@@ -341,7 +433,10 @@ describe('Reconciler: changes', () => {
     const e = await converged();
     const newKey = fixtureKey(22);
     const b = e.store.get('node-b')!;
-    e.store.upsert({ ...b, annotations: { ...b.annotations, 'sealnet.io/wireguard-public-key': newKey, 'sealnet.io/key-epoch': '2' } });
+    e.store.upsert({
+      ...b,
+      annotations: { ...b.annotations, 'sealnet.io/wireguard-public-key': newKey, 'sealnet.io/key-epoch': '2' },
+    });
     const mark = e.journal.count;
     const historyMark = e.wg.ownershipHistory.length;
 
@@ -357,11 +452,22 @@ describe('Reconciler: changes', () => {
     const snapshots = e.wg.ownershipHistory.slice(historyMark);
     expect(snapshots).toHaveLength(2);
     for (const s of snapshots) {
-      expect([...s.keys()].sort()).toStrictEqual(['100.64.2.0/24', '100.64.3.0/24', '100.64.4.0/24', '100.64.5.0/24', 'fd00:64:5::/64']);
+      expect([...s.keys()].sort()).toStrictEqual([
+        '100.64.2.0/24',
+        '100.64.3.0/24',
+        '100.64.4.0/24',
+        '100.64.5.0/24',
+        'fd00:64:5::/64',
+      ]);
     }
     expect(snapshots[0]!.get('100.64.2.0/24')).toBe(newKey);
     expect(e.wg.ownership('sealwg0').get('100.64.2.0/24')).toBe(newKey);
-    expect(e.wg.peersOf('sealwg0').map((p) => p.publicKey)).toStrictEqual([K('node-c'), K('node-d'), K('node-e'), newKey]);
+    expect(e.wg.peersOf('sealwg0').map((p) => p.publicKey)).toStrictEqual([
+      K('node-c'),
+      K('node-d'),
+      K('node-e'),
+      newKey,
+    ]);
     expect(e.wg.sessionResets).toBe(0);
   });
 
@@ -376,7 +482,13 @@ describe('Reconciler: changes', () => {
       { op: 'wg.peer_remove', target: K('node-c') },
     ]);
     expect(e.wg.peersOf('sealwg0').map((p) => p.publicKey)).toStrictEqual([K('node-b'), K('node-d'), K('node-e')]);
-    expect(e.routing.routesIn(5188).map((x) => x.dst)).toStrictEqual(['100.64.2.0/24', '100.64.4.0/24', '100.64.5.0/24', '100.64.200.0/24', 'fd00:64:5::/64']);
+    expect(e.routing.routesIn(5188).map((x) => x.dst)).toStrictEqual([
+      '100.64.2.0/24',
+      '100.64.4.0/24',
+      '100.64.5.0/24',
+      '100.64.200.0/24',
+      'fd00:64:5::/64',
+    ]);
   });
 
   it('endpoint change re-sets only that peer', async () => {
@@ -447,7 +559,13 @@ describe('Reconciler: failures', () => {
     const r = await e.reconciler.runNow();
     expect(r.errors).toStrictEqual([{ step: 'routes', message: 'RTNETLINK answers: No buffer space available' }]);
     expect(r.kernelOps).toMatchObject({ peer_set: 4, route_replace: 4 });
-    expect(e.routing.routesIn(5188).map((x) => x.dst)).toStrictEqual(['100.64.3.0/24', '100.64.4.0/24', '100.64.5.0/24', '100.64.200.0/24', 'fd00:64:5::/64']);
+    expect(e.routing.routesIn(5188).map((x) => x.dst)).toStrictEqual([
+      '100.64.3.0/24',
+      '100.64.4.0/24',
+      '100.64.5.0/24',
+      '100.64.200.0/24',
+      'fd00:64:5::/64',
+    ]);
     expect(e.routing.rules).toHaveLength(2);
 
     const mark = e.journal.count;
@@ -476,7 +594,12 @@ describe('Reconciler: failures', () => {
 });
 
 describe('Reconciler: malformed nodes', () => {
-  const broken = (): RawNode => ({ name: 'node-f', annotations: sealnetAnnotations('this-is-not-a-key', '198.18.0.6:51880'), podCIDRs: ['100.64.6.0/24'], internalIPs: ['198.18.0.6'] });
+  const broken = (): RawNode => ({
+    name: 'node-f',
+    annotations: sealnetAnnotations('this-is-not-a-key', '198.18.0.6:51880'),
+    podCIDRs: ['100.64.6.0/24'],
+    internalIPs: ['198.18.0.6'],
+  });
 
   it('skipped, logged once, counted, and every other pair stays programmed', async () => {
     const e = setup();
@@ -487,14 +610,21 @@ describe('Reconciler: malformed nodes', () => {
     for (const r of reports) {
       expect(r.errors).toStrictEqual([]);
       expect(r.desired!.skipped).toStrictEqual([
-        { name: 'node-f', reason: 'annotations-invalid', detail: 'node node-f: sealnet.io/wireguard-public-key: public key is 17 characters, want 44 (base64 of 32 bytes)' },
+        {
+          name: 'node-f',
+          reason: 'annotations-invalid',
+          detail:
+            'node node-f: sealnet.io/wireguard-public-key: public key is 17 characters, want 44 (base64 of 32 bytes)',
+        },
       ]);
     }
     expect(reports[1]!.kernelOps).toStrictEqual({});
     expect(reports[2]!.kernelOps).toStrictEqual({});
     const warnings = e.log.at('warn').filter((x) => x.msg.includes('node-f'));
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.msg).toBe('skipping node node-f: node node-f: sealnet.io/wireguard-public-key: public key is 17 characters, want 44 (base64 of 32 bytes)');
+    expect(warnings[0]!.msg).toBe(
+      'skipping node node-f: node node-f: sealnet.io/wireguard-public-key: public key is 17 characters, want 44 (base64 of 32 bytes)',
+    );
     expect(warnings[0]!.obj.reason).toBe('annotations-invalid');
     expect(await metric(e.metrics, 'sealnet_invalid_input_total', { source: 'annotations' })).toBe(1);
     expect(await metric(e.metrics, 'sealnet_nodes_skipped', { reason: 'annotations-invalid' })).toBe(1);
@@ -505,7 +635,11 @@ describe('Reconciler: malformed nodes', () => {
     const e = setup();
     e.store.upsert(broken());
     await e.reconciler.runNow();
-    e.store.upsert({ ...broken(), name: 'node-g', annotations: sealnetAnnotations(fixtureKey(7), '198.18.0.7:51880', { 'sealnet.io/version': '2' }) });
+    e.store.upsert({
+      ...broken(),
+      name: 'node-g',
+      annotations: sealnetAnnotations(fixtureKey(7), '198.18.0.7:51880', { 'sealnet.io/version': '2' }),
+    });
     await e.reconciler.runNow();
     await e.reconciler.runNow();
     expect(e.log.at('warn').filter((x) => x.msg.includes('node-f'))).toHaveLength(1);

@@ -103,11 +103,18 @@ export class Reconciler {
       this.retryAttempt = 0;
       return;
     }
-    const delay = backoffDelay(this.retryAttempt++, { baseMs: 500, capMs: this.d.config.resyncIntervalSeconds * 1000, random: Math.random });
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.trigger({ full: true });
-    }, Math.max(delay, 100));
+    const delay = backoffDelay(this.retryAttempt++, {
+      baseMs: 500,
+      capMs: this.d.config.resyncIntervalSeconds * 1000,
+      random: Math.random,
+    });
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = undefined;
+        this.trigger({ full: true });
+      },
+      Math.max(delay, 100),
+    );
     // The periodic resync keeps a running agent alive; a pending retry alone must not.
     this.retryTimer.unref();
   }
@@ -130,15 +137,31 @@ export class Reconciler {
     if (steering === undefined) return;
     const st = config.steering;
     const devs = st.interfaces.length > 0 ? st.interfaces : [underlay];
-    const attachments: SteeringAttachment[] = devs.flatMap((dev) => [{ dev, hook: 'egress' as const }, ...(st.enforceIngress ? [{ dev, hook: 'ingress' as const }] : [])]);
-    const settings = { failClosed: st.failClosed, wireguardPort: config.mode === 'ipsec' ? 0 : config.wireguard.listenPort, espUdpPort: 0, tunnelFwmark: WG_FWMARK, markMask: BPF_XFRM_MARK_MASK };
+    const attachments: SteeringAttachment[] = devs.flatMap((dev) => [
+      { dev, hook: 'egress' as const },
+      ...(st.enforceIngress ? [{ dev, hook: 'ingress' as const }] : []),
+    ]);
+    const settings = {
+      failClosed: st.failClosed,
+      wireguardPort: config.mode === 'ipsec' ? 0 : config.wireguard.listenPort,
+      espUdpPort: 0,
+      tunnelFwmark: WG_FWMARK,
+      markMask: BPF_XFRM_MARK_MASK,
+    };
     const key = JSON.stringify({ attachments, settings, exempt: st.exemptCidrs, cluster: st.clusterCidrs });
     if (key === this.steeringKey) return;
     const r = await steering.ensure({ settings, exempt: st.exemptCidrs, clusterCidrs: st.clusterCidrs, attachments });
     this.steeringKey = key;
     this.d.metrics.steeringFailClosed.set(st.failClosed ? 1 : 0);
-    log.info({ attached: r.attached, mapsCreated: r.mapsCreated, programsLoaded: r.programsLoaded, failClosed: st.failClosed }, 'BPF steering in place');
-    if (!st.failClosed) log.warn({}, 'steering.failClosed is false: pod traffic to a node without a ready tunnel is passed in PLAINTEXT (counted as fail_open)');
+    log.info(
+      { attached: r.attached, mapsCreated: r.mapsCreated, programsLoaded: r.programsLoaded, failClosed: st.failClosed },
+      'BPF steering in place',
+    );
+    if (!st.failClosed)
+      log.warn(
+        {},
+        'steering.failClosed is false: pod traffic to a node without a ready tunnel is passed in PLAINTEXT (counted as fail_open)',
+      );
   }
 
   /**

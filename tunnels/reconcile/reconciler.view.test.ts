@@ -33,8 +33,20 @@ function setup() {
   routing.addAddress('100.64.1.1', 24, 'cni0');
   const store = new MemoryNodeStore(C.nodes, { synced: true });
   const config = validateConfig({ nodeName: 'node-a', store: { type: 'file', dir: '/unused' }, debounceMs: 0 });
-  const reconciler = new Reconciler({ config, key: { publicKey: C.keys['node-a'], privateKeyFile: '/k', epoch: 1, createdAt: new Date(0) }, store, wg, routing, log: quiet, metrics: createMetrics() });
-  const reads = { show: jest.spyOn(wg, 'show'), routes: jest.spyOn(routing, 'listRoutes'), ensure: jest.spyOn(wg, 'ensureLink') };
+  const reconciler = new Reconciler({
+    config,
+    key: { publicKey: C.keys['node-a'], privateKeyFile: '/k', epoch: 1, createdAt: new Date(0) },
+    store,
+    wg,
+    routing,
+    log: quiet,
+    metrics: createMetrics(),
+  });
+  const reads = {
+    show: jest.spyOn(wg, 'show'),
+    routes: jest.spyOn(routing, 'listRoutes'),
+    ensure: jest.spyOn(wg, 'ensureLink'),
+  };
   const resetReads = (): void => Object.values(reads).forEach((s) => s.mockClear());
   return { wg, routing, store, reconciler, reads, resetReads };
 }
@@ -66,7 +78,12 @@ describe('event passes on the kernel view', () => {
   it('adds and removes a node from the view (peer, route) and a later full pass agrees', async () => {
     const e = setup();
     await e.reconciler.runNow();
-    e.store.upsert({ name: 'node-x', annotations: sealnetAnnotations(keys[1]!, '198.18.0.9:51880'), podCIDRs: ['100.64.9.0/24'], internalIPs: ['198.18.0.9'] });
+    e.store.upsert({
+      name: 'node-x',
+      annotations: sealnetAnnotations(keys[1]!, '198.18.0.9:51880'),
+      podCIDRs: ['100.64.9.0/24'],
+      internalIPs: ['198.18.0.9'],
+    });
     const add = await e.reconciler.runNow({ full: false });
     expect(add.kernelOps).toStrictEqual({ peer_set: 1, route_replace: 1 });
     e.store.remove('node-b');
@@ -122,11 +139,20 @@ describe('applyPeerChanges', () => {
       for (let step = 0; step < 4; step++) {
         const changes: PeerChange[] = Array.from({ length: 1 + rnd(3) }, () => {
           const publicKey = keys[rnd(4)]!;
-          return rnd(4) === 0 ? { op: 'remove' as const, publicKey } : { op: 'set' as const, publicKey, endpoint: `198.18.0.${1 + rnd(3)}:51880`, allowedIPs: [...new Set([cidrs[rnd(5)]!, cidrs[rnd(5)]!])].sort(), persistentKeepalive: 25 };
+          return rnd(4) === 0
+            ? { op: 'remove' as const, publicKey }
+            : {
+                op: 'set' as const,
+                publicKey,
+                endpoint: `198.18.0.${1 + rnd(3)}:51880`,
+                allowedIPs: [...new Set([cidrs[rnd(5)]!, cidrs[rnd(5)]!])].sort(),
+                persistentKeepalive: 25,
+              };
         });
         await wg.applyPeers('wg0', changes);
         view = applyPeerChanges(view, changes);
-        const sort = (ps: readonly { publicKey: string }[]) => [...ps].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
+        const sort = (ps: readonly { publicKey: string }[]) =>
+          [...ps].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1));
         expect(sort(view)).toEqual(sort((await wg.show('wg0'))!.peers));
       }
     }

@@ -23,7 +23,12 @@ import { plan } from '../plan/planner.js';
 import { planSteering, steeringLinks } from '../plan/steering.js';
 import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
 import type { DesiredWireGuardState, RawNode, ReconcileReport } from '../ports/model.js';
-import { afterRotation, applyRotationDatapath, handshakesOnEveryLink, type DatapathMemo } from '../rotation/datapath.js';
+import {
+  afterRotation,
+  applyRotationDatapath,
+  handshakesOnEveryLink,
+  type DatapathMemo,
+} from '../rotation/datapath.js';
 import type { PassContext, PassHost } from './context.js';
 import type { ReconcilerDeps } from './deps.js';
 import { applyPeerChanges, applyRouteChanges, type KernelView } from './kernelview.js';
@@ -49,8 +54,21 @@ export interface WireGuardPassState {
 
 /** A fresh {@link WireGuardPassState}; `rpFilter` comes from {@link ReconcilerDeps.rpFilter}. */
 export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boolean>) | undefined): WireGuardPassState {
-  const rp = rpFilter ?? (async (link: string) => Promise.reject(new SealnetError('INTERNAL', `cannot set rp_filter on ${link}: no rp_filter setter wired into the reconciler`)));
-  return { established: {}, addressOwners: {}, ownerConflictsLogged: new Set(), adopted: false, view: undefined, rotationDatapath: undefined, nodeToNodeLinks: new NodeToNodeLinks(rp) };
+  const rp =
+    rpFilter ??
+    (async (link: string) =>
+      Promise.reject(
+        new SealnetError('INTERNAL', `cannot set rp_filter on ${link}: no rp_filter setter wired into the reconciler`),
+      ));
+  return {
+    established: {},
+    addressOwners: {},
+    ownerConflictsLogged: new Set(),
+    adopted: false,
+    view: undefined,
+    rotationDatapath: undefined,
+    nodeToNodeLinks: new NodeToNodeLinks(rp),
+  };
 }
 
 type LinkSpec = { name: string; listenPort: number; privateKeyFile: string; publicKey: PublicKey };
@@ -107,7 +125,13 @@ export class WireGuardPass {
   private removesOk = true;
   private readBack: { name: string; peers: readonly ObservedPeer[]; ifindex: number }[] = [];
 
-  constructor(a: { deps: ReconcilerDeps; state: WireGuardPassState; pass: PassContext; host: PassHost; full: boolean }) {
+  constructor(a: {
+    deps: ReconcilerDeps;
+    state: WireGuardPassState;
+    pass: PassContext;
+    host: PassHost;
+    full: boolean;
+  }) {
     this.d = a.deps;
     this.s = a.state;
     this.p = a.pass;
@@ -151,14 +175,26 @@ export class WireGuardPass {
     this.nodes = store.list();
     const self = this.nodes.find((n) => n.name === config.nodeName);
     if (self === undefined) {
-      this.p.fail('self', new SealnetError('STORE_IO', `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`));
+      this.p.fail(
+        'self',
+        new SealnetError(
+          'STORE_IO',
+          `node ${config.nodeName} is not in the node store yet; waiting (check --node-name / NODE_NAME)`,
+        ),
+      );
       return false;
     }
     this.self = self;
     const endpointHost = config.endpointAddress ?? self.internalIPs[0];
     const endpointIP = endpointHost === undefined ? undefined : parseIP(endpointHost);
     if (endpointHost === undefined || endpointIP === undefined) {
-      this.p.fail('self', new SealnetError('CONFIG_INVALID', `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`));
+      this.p.fail(
+        'self',
+        new SealnetError(
+          'CONFIG_INVALID',
+          `node ${config.nodeName} has no InternalIP address; set endpointAddress in the agent config`,
+        ),
+      );
       return false;
     }
     this.endpointHost = endpointHost;
@@ -175,14 +211,30 @@ export class WireGuardPass {
     const { config, key, store, wg, routing, log, metrics } = this.d;
     const rot = await this.d.rotation?.begin(this.nodes, store.synced());
     this.rot = rot;
-    this.active = rot?.active ?? { name: WG_INTERFACE, listenPort: config.wireguard.listenPort, privateKeyFile: key.privateKeyFile, publicKey: key.publicKey };
+    this.active = rot?.active ?? {
+      name: WG_INTERFACE,
+      listenPort: config.wireguard.listenPort,
+      privateKeyFile: key.privateKeyFile,
+      publicKey: key.publicKey,
+    };
     this.incoming = rot?.incoming;
     this.retire = rot?.retireActive === true && this.incoming !== undefined;
     this.primary = this.retire ? this.incoming! : this.active;
     this.secondary = this.retire ? undefined : this.incoming;
-    this.published = rot?.published ?? { publicKey: key.publicKey, listenPort: config.wireguard.listenPort, epoch: key.epoch, createdAt: key.createdAt };
+    this.published = rot?.published ?? {
+      publicKey: key.publicKey,
+      listenPort: config.wireguard.listenPort,
+      epoch: key.epoch,
+      createdAt: key.createdAt,
+    };
     const ensure = async (l: LinkSpec): Promise<void> => {
-      const link = await wg.ensureLink({ name: l.name, privateKeyFile: l.privateKeyFile, publicKey: l.publicKey, listenPort: l.listenPort, fwmark: WG_FWMARK });
+      const link = await wg.ensureLink({
+        name: l.name,
+        privateKeyFile: l.privateKeyFile,
+        publicKey: l.publicKey,
+        listenPort: l.listenPort,
+        fwmark: WG_FWMARK,
+      });
       if (link.created) {
         this.p.ops.link_create = (this.p.ops.link_create ?? 0) + 1;
         metrics.kernelOps.inc({ op: 'link_create' });
@@ -193,7 +245,14 @@ export class WireGuardPass {
     // (same ifindex: wireguard-go did not restart, nobody recreated it).
     const view = this.lastView;
     const primary = this.primary;
-    if (!this.full && view !== undefined && this.incoming === undefined && view.link === primary.name && view.publicKey === primary.publicKey && view.listenPort === primary.listenPort) {
+    if (
+      !this.full &&
+      view !== undefined &&
+      this.incoming === undefined &&
+      view.link === primary.name &&
+      view.publicKey === primary.publicKey &&
+      view.listenPort === primary.listenPort
+    ) {
       const info = await routing.getLink(primary.name).catch(() => undefined);
       if (info !== undefined && info.up && info.ifindex === view.ifindex && info.mtu === view.mtu) this.reuse = view;
     }
@@ -218,11 +277,21 @@ export class WireGuardPass {
   private async publishOwn(): Promise<void> {
     const { config, store, log } = this.d;
     const published = this.published;
-    const own = encodeNode({ mode: config.mode, wireguardPublicKey: published.publicKey, endpointHost: this.endpointHost, endpointPort: published.listenPort, keyEpoch: published.epoch, keyCreated: published.createdAt });
+    const own = encodeNode({
+      mode: config.mode,
+      wireguardPublicKey: published.publicKey,
+      endpointHost: this.endpointHost,
+      endpointPort: published.listenPort,
+      keyEpoch: published.epoch,
+      keyCreated: published.createdAt,
+    });
     if (!Object.entries(own).some(([k, v]) => this.self.annotations[k] !== v)) return;
     try {
       await store.patchAnnotations(config.nodeName, own);
-      log.info({ key: fingerprint(published.publicKey), endpoint: own['sealnet.io/endpoint'] }, 'published own public key and endpoint');
+      log.info(
+        { key: fingerprint(published.publicKey), endpoint: own['sealnet.io/endpoint'] },
+        'published own public key and endpoint',
+      );
     } catch (err) {
       this.p.fail('publish', err);
     }
@@ -244,7 +313,11 @@ export class WireGuardPass {
     } else {
       try {
         const under = await routing.linkForAddress(this.endpointHost);
-        if (under === undefined) throw new SealnetError('NETLINK_FAILED', `no link carries the endpoint address ${this.endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`);
+        if (under === undefined)
+          throw new SealnetError(
+            'NETLINK_FAILED',
+            `no link carries the endpoint address ${this.endpointHost}; check the node's InternalIP or set endpointAddress in the agent config`,
+          );
         this.underlayMtu = config.underlayMtu ?? under.mtu;
         this.underlayName = under.name;
         try {
@@ -267,15 +340,25 @@ export class WireGuardPass {
       }
     }
     if (observed === undefined || tunnelLink === undefined) {
-      this.p.fail('observe', new SealnetError('WG_FAILED', `${primary.name} vanished while reconciling; will recreate on the next pass`));
+      this.p.fail(
+        'observe',
+        new SealnetError('WG_FAILED', `${primary.name} vanished while reconciling; will recreate on the next pass`),
+      );
       this.host.retriggerFull();
       return false;
     }
     this.observed = observed;
     this.tunnelLink = tunnelLink;
-    if (secondary !== undefined && this.secondaryOk && (this.observedSecondary === undefined || this.secondaryLink === undefined)) {
+    if (
+      secondary !== undefined &&
+      this.secondaryOk &&
+      (this.observedSecondary === undefined || this.secondaryLink === undefined)
+    ) {
       this.secondaryOk = false;
-      this.p.fail('observe', new SealnetError('WG_FAILED', `${secondary.name} vanished while reconciling; will recreate on the next pass`));
+      this.p.fail(
+        'observe',
+        new SealnetError('WG_FAILED', `${secondary.name} vanished while reconciling; will recreate on the next pass`),
+      );
     }
     return true;
   }
@@ -299,14 +382,37 @@ export class WireGuardPass {
           wireguardPublicKey: active.publicKey,
           localAddresses: this.localAddresses,
           ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
-          ...(rot !== undefined && incoming !== undefined ? { rotation: { link: { name: incoming.name, listenPort: incoming.listenPort }, publicKey: incoming.publicKey, viaIncoming: rot.viaIncoming } } : {}),
+          ...(rot !== undefined && incoming !== undefined
+            ? {
+                rotation: {
+                  link: { name: incoming.name, listenPort: incoming.listenPort },
+                  publicKey: incoming.publicKey,
+                  viaIncoming: rot.viaIncoming,
+                },
+              }
+            : {}),
         },
-        config: { mode: config.mode, listenPort: config.wireguard.listenPort, persistentKeepalive: config.wireguard.persistentKeepalive, underlayMtu: this.underlayMtu, underlayFamily: this.endpointIP.family, nodeToNode: config.steering.nodeToNode ? { exemptCidrs: config.steering.exemptCidrs, ...(config.steering.nodeCidrs.length > 0 ? { nodeCidrs: config.steering.nodeCidrs } : {}) } : undefined },
+        config: {
+          mode: config.mode,
+          listenPort: config.wireguard.listenPort,
+          persistentKeepalive: config.wireguard.persistentKeepalive,
+          underlayMtu: this.underlayMtu,
+          underlayFamily: this.endpointIP.family,
+          nodeToNode: config.steering.nodeToNode
+            ? {
+                exemptCidrs: config.steering.exemptCidrs,
+                ...(config.steering.nodeCidrs.length > 0 ? { nodeCidrs: config.steering.nodeCidrs } : {}),
+              }
+            : undefined,
+        },
         established: this.withOwners(),
         establishedAddresses: this.s.addressOwners,
         // A key counts as shaken hands only on every link: each link moves its allowed IPs in
         // its own `wg set`, and a link must not move them to a key it has no session with.
-        handshakes: handshakesOnEveryLink([this.observed.peers, ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : [])]),
+        handshakes: handshakesOnEveryLink([
+          this.observed.peers,
+          ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : []),
+        ]),
       });
     } catch (err) {
       this.p.fail('plan', err);
@@ -323,7 +429,8 @@ export class WireGuardPass {
     const desired = this.desired;
     this.links = [{ name: this.primary.name, observed: this.observed.peers, info: this.tunnelLink, changed: false }];
     const { secondary, observedSecondary, secondaryLink } = this;
-    if (secondary !== undefined && this.secondaryOk && observedSecondary !== undefined && secondaryLink !== undefined) this.links.push({ name: secondary.name, observed: observedSecondary.peers, info: secondaryLink, changed: false });
+    if (secondary !== undefined && this.secondaryOk && observedSecondary !== undefined && secondaryLink !== undefined)
+      this.links.push({ name: secondary.name, observed: observedSecondary.peers, info: secondaryLink, changed: false });
     for (const l of this.links) {
       try {
         if (l.info.mtu !== desired.tunnel.link.mtu || !l.info.up) {
@@ -391,8 +498,21 @@ export class WireGuardPass {
     }
     // The rotation datapath (addresses, qdisc, mirror) before any route moves into the new link.
     if (this.d.mirror !== undefined && rot !== undefined && incoming !== undefined && (retire || this.secondaryOk)) {
-      const v4 = desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ?? (this.endpointIP.family === 4 ? this.endpointHost : undefined);
-      this.s.rotationDatapath = await applyRotationDatapath({ mirror: this.d.mirror, rot, incoming: incoming.name, active: active.name, retire, v4, memo: this.s.rotationDatapath, ops, fail, warn: (msg) => log.warn({}, msg) });
+      const v4 =
+        desired.routes.find((r) => r.src !== undefined && !r.src.includes(':'))?.src ??
+        (this.endpointIP.family === 4 ? this.endpointHost : undefined);
+      this.s.rotationDatapath = await applyRotationDatapath({
+        mirror: this.d.mirror,
+        rot,
+        incoming: incoming.name,
+        active: active.name,
+        retire,
+        v4,
+        memo: this.s.rotationDatapath,
+        ops,
+        fail,
+        warn: (msg) => log.warn({}, msg),
+      });
     }
     await (routesReplaced ?? replaceRoutes());
     // One rule per family that has routes in our table (dual-stack pods over an IPv4 underlay
@@ -440,14 +560,31 @@ export class WireGuardPass {
     const { config, wg } = this.d;
     for (const l of this.links) {
       try {
-        const applied = this.reuse !== undefined && this.peersOk && this.removesOk ? applyPeerChanges(l.observed, [...(this.setsByLink.get(l.name) ?? []), ...(this.removedByLink.get(l.name) ?? [])]) : undefined;
-        this.readBack.push({ name: l.name, peers: applied ?? (l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed), ifindex: l.info.ifindex });
+        const applied =
+          this.reuse !== undefined && this.peersOk && this.removesOk
+            ? applyPeerChanges(l.observed, [
+                ...(this.setsByLink.get(l.name) ?? []),
+                ...(this.removedByLink.get(l.name) ?? []),
+              ])
+            : undefined;
+        this.readBack.push({
+          name: l.name,
+          peers: applied ?? (l.changed ? ((await wg.show(l.name))?.peers ?? l.observed) : l.observed),
+          ifindex: l.info.ifindex,
+        });
       } catch (err) {
         this.p.fail('observe', err);
         this.readBack.push({ name: l.name, peers: l.observed, ifindex: l.info.ifindex });
       }
     }
-    if (config.steering.nodeToNode) await this.s.nodeToNodeLinks.ensure({ mirror: this.d.mirror, links: this.readBack, v4: tunnelLinkAddress(this.desired.routes, this.endpointHost), ops: this.p.ops, fail: this.p.fail });
+    if (config.steering.nodeToNode)
+      await this.s.nodeToNodeLinks.ensure({
+        mirror: this.d.mirror,
+        links: this.readBack,
+        v4: tunnelLinkAddress(this.desired.routes, this.endpointHost),
+        ops: this.p.ops,
+        fail: this.p.fail,
+      });
   }
 
   /** 8. Steering entries: each prefix into the link its route uses, ready per that link's peers. */
@@ -456,7 +593,13 @@ export class WireGuardPass {
     const steering = this.d.steering;
     if (steering === undefined) return;
     if (!this.host.steeringAttached()) {
-      this.p.fail('steering', new SealnetError('KERNEL_FEATURE_MISSING', 'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)'));
+      this.p.fail(
+        'steering',
+        new SealnetError(
+          'KERNEL_FEATURE_MISSING',
+          'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)',
+        ),
+      );
       return;
     }
     try {
@@ -523,7 +666,10 @@ export class WireGuardPass {
       const id = `${c.key}/${c.claimant}`;
       if (this.s.ownerConflictsLogged.has(id) || this.s.ownerConflictsLogged.size > 10_000) continue;
       this.s.ownerConflictsLogged.add(id);
-      this.d.log.warn({ node: c.claimant, owner: c.owner || undefined, key: fingerprint(c.key as PublicKey) }, 'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it');
+      this.d.log.warn(
+        { node: c.claimant, owner: c.owner || undefined, key: fingerprint(c.key as PublicKey) },
+        'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it',
+      );
     }
     return establishedWithOwners(this.s.established, book.owners, published) as Record<string, PublicKey>;
   }
@@ -535,7 +681,9 @@ export class WireGuardPass {
       this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
       // Node-to-node host prefixes (/32, /128 outside the node's pod CIDRs) and who holds them.
       const pods = new Set(this.desired.routes.map((r) => r.dst));
-      this.s.addressOwners = Object.fromEntries(peers.flatMap((p) => p.allowedIPs.filter((a) => !pods.has(a) && /\/(32|128)$/.test(a)).map((a) => [a, p.node])));
+      this.s.addressOwners = Object.fromEntries(
+        peers.flatMap((p) => p.allowedIPs.filter((a) => !pods.has(a) && /\/(32|128)$/.test(a)).map((a) => [a, p.node])),
+      );
     }
     this.d.metrics.peers.set(peers.length);
   }
@@ -566,7 +714,11 @@ export class WireGuardPass {
    */
   private keepView(): void {
     const { desired, readBack } = this;
-    const quiet = this.incoming === undefined && this.links.length === 1 && desired.tunnel.peers.every((p) => p.next !== true) && (desired.tunnel.following?.length ?? 0) === 0;
+    const quiet =
+      this.incoming === undefined &&
+      this.links.length === 1 &&
+      desired.tunnel.peers.every((p) => p.next !== true) &&
+      (desired.tunnel.following?.length ?? 0) === 0;
     if (this.p.errors.length !== 0 || !quiet || this.underlayName === undefined || readBack[0] === undefined) return;
     this.s.view = {
       link: this.primary.name,
@@ -587,7 +739,11 @@ export class WireGuardPass {
  * Node → key of the peers the kernel already holds: a node counts as established when a peer
  * with its published key exists and carries exactly its pod CIDRs as allowed IPs.
  */
-function adoptEstablished(nodes: readonly RawNode[], self: string, peers: readonly ObservedPeer[]): Record<string, PublicKey> {
+function adoptEstablished(
+  nodes: readonly RawNode[],
+  self: string,
+  peers: readonly ObservedPeer[],
+): Record<string, PublicKey> {
   const byKey = new Map(peers.map((p) => [p.publicKey as string, p]));
   const out: Record<string, PublicKey> = {};
   for (const raw of nodes) {
@@ -595,7 +751,8 @@ function adoptEstablished(nodes: readonly RawNode[], self: string, peers: readon
     const r = decodeNode(raw);
     const peer = r.ok ? byKey.get(r.node.wireguardPublicKey) : undefined;
     if (!r.ok || peer === undefined) continue;
-    if (peer.allowedIPs.length === r.node.podCIDRs.length && peer.allowedIPs.every((a, i) => a === r.node.podCIDRs[i])) out[raw.name] = r.node.wireguardPublicKey;
+    if (peer.allowedIPs.length === r.node.podCIDRs.length && peer.allowedIPs.every((a, i) => a === r.node.podCIDRs[i]))
+      out[raw.name] = r.node.wireguardPublicKey;
   }
   return out;
 }

@@ -8,7 +8,13 @@ import { describeError, SealnetError } from '../../common/errors.js';
 import type { DesiredWireGuardState, RawNode } from '../ports/model.js';
 import type { MirrorPort, NodeStore, ObservedPeer } from '../ports/index.js';
 import type { Logger } from '../../common/logger.js';
-import { encodeReportsAnnotation, handshakesByNode, rotationReports, type RotationController, type RotationPassPlan } from './wireguard.js';
+import {
+  encodeReportsAnnotation,
+  handshakesByNode,
+  rotationReports,
+  type RotationController,
+  type RotationPassPlan,
+} from './wireguard.js';
 
 /** How long a verified rotation datapath (mirror, qdisc, addresses) is trusted without a re-read. */
 const RECHECK_MS = 10_000;
@@ -69,7 +75,9 @@ export async function applyRotationDatapath(a: {
 
 /** Public keys with a completed handshake on every one of the given links. */
 export function handshakesOnEveryLink(links: readonly (readonly ObservedPeer[])[]): Set<string> {
-  const sets = links.map((peers) => new Set(peers.filter((p) => p.latestHandshake > 0).map((p) => p.publicKey as string)));
+  const sets = links.map(
+    (peers) => new Set(peers.filter((p) => p.latestHandshake > 0).map((p) => p.publicKey as string)),
+  );
   const [first, ...rest] = sets;
   return new Set([...(first ?? [])].filter((k) => rest.every((s) => s.has(k))));
 }
@@ -94,8 +102,14 @@ export async function afterRotation(p: {
   readonly applied: boolean;
   readonly fail: (step: string, err: unknown) => void;
 }): Promise<void> {
-  const reports = rotationReports(p.desired.tunnel.following ?? [], p.readBack.map((l) => l.peers));
-  const want: Record<string, string | undefined> = { [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports), ...(p.rotation?.annotations(p.endpointHost) ?? {}) };
+  const reports = rotationReports(
+    p.desired.tunnel.following ?? [],
+    p.readBack.map((l) => l.peers),
+  );
+  const want: Record<string, string | undefined> = {
+    [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports),
+    ...(p.rotation?.annotations(p.endpointHost) ?? {}),
+  };
   const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => p.self.annotations[k] !== v));
   if (Object.keys(diff).length > 0) {
     try {
@@ -115,7 +129,10 @@ export async function afterRotation(p: {
     // Only the key that owns a node's pod CIDRs counts: that is the session the new link's
     // traffic to the node uses once routes move into it (a handshake with another key of a
     // rotating node says nothing about it).
-    incomingHandshakes: handshakesByNode(p.desired.tunnel.peers.filter((x) => x.allowedIPs.length > 0), incomingPeers),
+    incomingHandshakes: handshakesByNode(
+      p.desired.tunnel.peers.filter((x) => x.allowedIPs.length > 0),
+      incomingPeers,
+    ),
     activeLinkPresent: p.retiredPresent,
   });
 }

@@ -85,7 +85,12 @@ async function agent(self: Name, store: MemoryNodeStore, clock: () => number): P
   await rotation.load();
   const reconciler = new Reconciler({
     config,
-    key: { publicKey: C.keys[self], privateKeyFile: '/unused/wireguard.key', epoch: 1, createdAt: new Date('2025-01-01T00:00:00Z') },
+    key: {
+      publicKey: C.keys[self],
+      privateKeyFile: '/unused/wireguard.key',
+      epoch: 1,
+      createdAt: new Date('2025-01-01T00:00:00Z'),
+    },
     store,
     wg,
     routing,
@@ -101,21 +106,46 @@ async function agent(self: Name, store: MemoryNodeStore, clock: () => number): P
       rotation,
     },
   });
-  return { name: self, address: `198.18.0.${i}`, pod: `100.64.${i}.10`, xfrm, reconciler, rotation, keysDir: join(stateDir, 'keys') };
+  return {
+    name: self,
+    address: `198.18.0.${i}`,
+    pod: `100.64.${i}.10`,
+    xfrm,
+    reconciler,
+    rotation,
+    keysDir: join(stateDir, 'keys'),
+  };
 }
 
 function ownSpis(a: Agent): number[] {
-  return a.xfrm.states().map((s) => s.spi).sort((x, y) => x - y);
+  return a.xfrm
+    .states()
+    .map((s) => s.spi)
+    .sort((x, y) => x - y);
 }
 
 describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
-  it('pure: own keys per phase, and a peer\'s keys and send epoch from its annotations', () => {
+  it("pure: own keys per phase, and a peer's keys and send epoch from its annotations", () => {
     const K = { epoch: 1, publicKey: 'A'.repeat(43) + '=' } as never;
-    const r = { id: 'r-1', reason: 'request', phase: 'staging', startedAt: 0, phaseSince: 0, nextEpoch: 2, nextPublicKey: 'B'.repeat(43) + '=', graceUntil: undefined, lagging: [] } as const;
+    const r = {
+      id: 'r-1',
+      reason: 'request',
+      phase: 'staging',
+      startedAt: 0,
+      phaseSince: 0,
+      nextEpoch: 2,
+      nextPublicKey: 'B'.repeat(43) + '=',
+      graceUntil: undefined,
+      lagging: [],
+    } as const;
     expect(ownIpsecKeys(K, r).send.epoch).toBe(1);
     expect(ownIpsecKeys(K, r).others.map((k) => k.epoch)).toEqual([2]);
     expect(ownIpsecKeys(K, { ...r, phase: 'moving' }).send.epoch).toBe(2);
-    expect(ownIpsecKeys(K, { ...r, phase: 'grace' })).toMatchObject({ published: { epoch: 2 }, previous: { epoch: 1 }, next: undefined });
+    expect(ownIpsecKeys(K, { ...r, phase: 'grace' })).toMatchObject({
+      published: { epoch: 2 },
+      previous: { epoch: 1 },
+      next: undefined,
+    });
     expect(ownIpsecKeys(K, { ...r, phase: 'finishing' }).others).toEqual([]);
     expect(decodeEpochKey('2:not-a-key')).toBeUndefined();
   });
@@ -127,7 +157,12 @@ describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
     let wakes = 0;
     const rot = new IpsecRotation({
       nodeName: 'node-a',
-      settings: rotationSettings({ graceSeconds: 30, peerTimeoutSeconds: 15, maxKeyAgeSeconds: 30 * 86400, maxConcurrentAuto: 1 }),
+      settings: rotationSettings({
+        graceSeconds: 30,
+        peerTimeoutSeconds: 15,
+        maxKeyAgeSeconds: 30 * 86400,
+        maxConcurrentAuto: 1,
+      }),
       keystore,
       stateFile: new RotationStateFile(stateDir),
       privateKeys: new Map([[key.epoch, key.privateKey]]),
@@ -146,7 +181,12 @@ describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
     let now = Date.parse('2025-06-01T12:00:00Z');
     const clock = (): number => now;
     const C = fixtureCluster();
-    const store = new MemoryNodeStore(C.nodes.filter((n) => (NAMES as readonly string[]).includes(n.name)).map((n): RawNode => ({ ...n, annotations: {} })), { synced: true });
+    const store = new MemoryNodeStore(
+      C.nodes
+        .filter((n) => (NAMES as readonly string[]).includes(n.name))
+        .map((n): RawNode => ({ ...n, annotations: {} })),
+      { synced: true },
+    );
     const agents = await Promise.all(NAMES.map((n) => agent(n, store, clock)));
     const pass = async (): Promise<void> => {
       for (const a of agents) {
@@ -166,7 +206,8 @@ describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
           if (x === y) continue;
           const v = x.xfrm.outboundVerdict(x.pod, y.pod);
           if (v.kind !== 'esp') violations.push(`${x.name}→${y.name}: ${v.kind}`);
-          else if (!y.xfrm.acceptsInbound(y.address, v.spi)) violations.push(`${x.name}→${y.name}: spi ${v.spi} unknown to ${y.name}`);
+          else if (!y.xfrm.acceptsInbound(y.address, v.spi))
+            violations.push(`${x.name}→${y.name}: spi ${v.spi} unknown to ${y.name}`);
         }
       }
     };
@@ -175,10 +216,17 @@ describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
     for (const a of agents) a.xfrm.onMutation = check;
 
     const before = Object.fromEntries(agents.map((a) => [a.name, ownSpis(a)]));
-    const bc = (a: Agent): number[] => a.xfrm.states().filter((s) => [s.src, s.dst].every((h) => h !== '198.18.0.1')).map((s) => s.spi).sort();
+    const bc = (a: Agent): number[] =>
+      a.xfrm
+        .states()
+        .filter((s) => [s.src, s.dst].every((h) => h !== '198.18.0.1'))
+        .map((s) => s.spi)
+        .sort();
     const bcBefore = bc(agents[1]!);
     const oldKey = store.get('node-a')!.annotations[ANNOTATIONS.ipsecPublicKey];
-    await store.patchAnnotations('node-a', { [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-test', requestedAt: new Date(now) }) });
+    await store.patchAnnotations('node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-test', requestedAt: new Date(now) }),
+    });
 
     const phases: string[] = [];
     for (let i = 0; i < 40; i++) {
@@ -199,16 +247,26 @@ describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
     expect(a[ANNOTATIONS.ipsecPublicKey]).not.toBe(oldKey);
     expect(a[ANNOTATIONS.ipsecNextKey]).toBeUndefined();
     expect(a[ANNOTATIONS.ipsecPreviousKey]).toBeUndefined();
-    expect(peerIpsecKeys(store.get('node-a')!, { epoch: 2, publicKey: a[ANNOTATIONS.ipsecPublicKey] as never }).keys.map((k) => k.epoch)).toEqual([2]);
+    expect(
+      peerIpsecKeys(store.get('node-a')!, { epoch: 2, publicKey: a[ANNOTATIONS.ipsecPublicKey] as never }).keys.map(
+        (k) => k.epoch,
+      ),
+    ).toEqual([2]);
     // Every SA with node-a is new (new SPIs), none of the old ones is left anywhere; b↔c untouched.
     for (const x of agents) {
       expect(x.xfrm.states()).toHaveLength(4);
-      const withA = x.xfrm.states().filter((s) => s.src === '198.18.0.1' || s.dst === '198.18.0.1').map((s) => s.spi);
+      const withA = x.xfrm
+        .states()
+        .filter((s) => s.src === '198.18.0.1' || s.dst === '198.18.0.1')
+        .map((s) => s.spi);
       expect(withA.filter((spi) => before[x.name]!.includes(spi))).toEqual([]);
     }
     expect(bc(agents[1]!)).toEqual(bcBefore);
     // The old private key is erased: only the new current key (and its metadata) is on disk.
-    expect((await readdir(agents[0]!.keysDir)).filter((f) => !f.startsWith('.')).sort()).toEqual(['ipsec.json', 'ipsec.key']);
+    expect((await readdir(agents[0]!.keysDir)).filter((f) => !f.startsWith('.')).sort()).toEqual([
+      'ipsec.json',
+      'ipsec.key',
+    ]);
     // Peers report they moved to the new key.
     for (const n of ['node-b', 'node-c']) expect(store.get(n)!.annotations[ANNOTATIONS.rotationPeers]).toBeUndefined();
   });

@@ -27,9 +27,23 @@
  * state is added — before the peer may have the inbound SA). Pinning makes the switch an
  * explicit, atomic, single-object change that happens only after the peer staged.
  */
-import { fingerprint, generateKeyPair, tryParsePublicKey, zeroKey, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
+import {
+  fingerprint,
+  generateKeyPair,
+  tryParsePublicKey,
+  zeroKey,
+  type PrivateKey,
+  type PublicKey,
+} from '../../keymgr/keys.js';
 import type { KeyStore } from '../../keymgr/keystore.js';
-import { announcedPhaseCounts, stepRotation, type ActiveRotation, type PeerFollow, type RotationSettings, type RotationState } from '../../keymgr/rotation.js';
+import {
+  announcedPhaseCounts,
+  stepRotation,
+  type ActiveRotation,
+  type PeerFollow,
+  type RotationSettings,
+  type RotationState,
+} from '../../keymgr/rotation.js';
 import type { RotationStateFile } from '../../keymgr/rotationstore.js';
 import type { DesiredIpsec } from '../ports/ipsec.js';
 import { decodeIpsecKey } from '../plan/annotations.js';
@@ -38,7 +52,14 @@ import { parseEpoch } from '../../common/bounds.js';
 import { describeError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { RawNode } from '../ports/model.js';
-import { decodeRotateRequest, decodeRotationReports, decodeRotationStatus, encodeRotationReports, encodeRotationStatus, type PeerRotationReport } from '../plan/rotation-codec.js';
+import {
+  decodeRotateRequest,
+  decodeRotationReports,
+  decodeRotationStatus,
+  encodeRotationReports,
+  encodeRotationStatus,
+  type PeerRotationReport,
+} from '../plan/rotation-codec.js';
 
 /** Longest timer the controller arms (ms). */
 const MAX_WAKE_MS = 3_600_000;
@@ -78,9 +99,15 @@ export function peerIpsecKeys(raw: RawNode, current: IpsecKey): { keys: IpsecKey
   // A rotation moves one epoch at a time (keymgr: next = current + 1, and the previous key of
   // grace is current − 1): any other jump is refused, so a node cannot pick arbitrary epochs
   // for its extra keys to steer SPIs.
-  const fits = (k: IpsecKey | undefined, delta: number): k is IpsecKey => k !== undefined && k.epoch === current.epoch + delta;
-  for (const [k, delta] of [[next, 1], [previous, -1]] as const) if (fits(k, delta) && !keys.some((x) => x.epoch === k.epoch || x.publicKey === k.publicKey)) keys.push(k);
-  const sendEpoch = status?.phase === 'moving' && next !== undefined && keys.includes(next) ? next.epoch : current.epoch;
+  const fits = (k: IpsecKey | undefined, delta: number): k is IpsecKey =>
+    k !== undefined && k.epoch === current.epoch + delta;
+  for (const [k, delta] of [
+    [next, 1],
+    [previous, -1],
+  ] as const)
+    if (fits(k, delta) && !keys.some((x) => x.epoch === k.epoch || x.publicKey === k.publicKey)) keys.push(k);
+  const sendEpoch =
+    status?.phase === 'moving' && next !== undefined && keys.includes(next) ? next.epoch : current.epoch;
   return { keys: keys.sort((x, y) => x.epoch - y.epoch), sendEpoch };
 }
 
@@ -96,7 +123,11 @@ export function publishedIpsecKeys(raw: RawNode): PublicKey[] {
  * the pair ready with the inbound SA from the next key, `moved` once its outbound SA also goes
  * to the next key.
  */
-export function ipsecRotationReports(nodes: readonly RawNode[], desired: DesiredIpsec, ready: readonly string[]): Record<string, PeerRotationReport> {
+export function ipsecRotationReports(
+  nodes: readonly RawNode[],
+  desired: DesiredIpsec,
+  ready: readonly string[],
+): Record<string, PeerRotationReport> {
   const out: Record<string, PeerRotationReport> = {};
   for (const peer of desired.peers) {
     const raw = nodes.find((n) => n.name === peer.node);
@@ -104,8 +135,11 @@ export function ipsecRotationReports(nodes: readonly RawNode[], desired: Desired
     // The key being brought in: announced as next (staging, moving), or current while the old
     // one is still published as previous (grace).
     const current = decodeIpsecKey(raw);
-    const next = decodeEpochKey(raw.annotations[ANNOTATIONS.ipsecNextKey]) ??
-      (current.ok && decodeEpochKey(raw.annotations[ANNOTATIONS.ipsecPreviousKey]) !== undefined ? { epoch: current.epoch, publicKey: current.publicKey } : undefined);
+    const next =
+      decodeEpochKey(raw.annotations[ANNOTATIONS.ipsecNextKey]) ??
+      (current.ok && decodeEpochKey(raw.annotations[ANNOTATIONS.ipsecPreviousKey]) !== undefined
+        ? { epoch: current.epoch, publicKey: current.publicKey }
+        : undefined);
     if (next === undefined) continue;
     if (!peer.inbound.some((sa) => sa.srcEpoch === next.epoch && sa.peerPublicKey === next.publicKey)) continue;
     const moved = peer.outbound.dstEpoch === next.epoch && peer.outbound.peerPublicKey === next.publicKey;
@@ -115,7 +149,16 @@ export function ipsecRotationReports(nodes: readonly RawNode[], desired: Desired
 }
 
 /** This node's keys in a rotation state: which one it sends with, which others it accepts, what it publishes. */
-export function ownIpsecKeys(current: IpsecKey, r: ActiveRotation | undefined): { send: IpsecKey; others: IpsecKey[]; published: IpsecKey; next: IpsecKey | undefined; previous: IpsecKey | undefined } {
+export function ownIpsecKeys(
+  current: IpsecKey,
+  r: ActiveRotation | undefined,
+): {
+  send: IpsecKey;
+  others: IpsecKey[];
+  published: IpsecKey;
+  next: IpsecKey | undefined;
+  previous: IpsecKey | undefined;
+} {
   const idle = { send: current, others: [], published: current, next: undefined, previous: undefined };
   if (r === undefined || r.nextPublicKey === undefined || r.phase === 'preparing') return idle;
   const next: IpsecKey = { epoch: r.nextEpoch, publicKey: r.nextPublicKey as PublicKey };
@@ -192,7 +235,9 @@ export class IpsecRotation {
   /** The published key with its creation time (status reports). */
   published(): IpsecKey & { readonly createdAt: Date } {
     const p = this.keys().published;
-    return p.publicKey === this.#current.publicKey ? this.#current : { ...p, createdAt: new Date(this.#state?.rotation?.startedAt ?? this.#now()) };
+    return p.publicKey === this.#current.publicKey
+      ? this.#current
+      : { ...p, createdAt: new Date(this.#state?.rotation?.startedAt ?? this.#now()) };
   }
 
   /** This node's own IPsec key and rotation annotations (undefined = remove). */
@@ -204,7 +249,9 @@ export class IpsecRotation {
       phase: r?.phase ?? 'idle',
       ...(r !== undefined ? { id: r.id, since: new Date(r.phaseSince), epoch: r.nextEpoch } : {}),
       ...(r?.graceUntil !== undefined ? { graceUntil: new Date(r.graceUntil) } : {}),
-      ...(last !== undefined ? { last: { id: last.id, completedAt: new Date(last.completedAt), epoch: last.epoch, lagging: last.lagging } } : {}),
+      ...(last !== undefined
+        ? { last: { id: last.id, completedAt: new Date(last.completedAt), epoch: last.epoch, lagging: last.lagging } }
+        : {}),
       ...(this.#error !== undefined ? { error: this.#error } : {}),
     });
     return {
@@ -220,13 +267,19 @@ export class IpsecRotation {
    * One step after an apply: peers' reports about this node's next key, this node's request,
    * then the state machine; persists before carrying out key effects. Never throws.
    */
-  async after(p: { readonly nodes: readonly RawNode[]; readonly synced: boolean; readonly applied: boolean; readonly peers: readonly string[] }): Promise<void> {
+  async after(p: {
+    readonly nodes: readonly RawNode[];
+    readonly synced: boolean;
+    readonly applied: boolean;
+    readonly peers: readonly string[];
+  }): Promise<void> {
     const state = this.#state;
     if (state === undefined) return;
     const self = p.nodes.find((n) => n.name === this.#o.nodeName);
     const reqText = self?.annotations[ANNOTATIONS.rotateRequest];
     const req = reqText === undefined ? undefined : decodeRotateRequest(reqText);
-    const nextFp = state.rotation?.nextPublicKey === undefined ? undefined : fingerprint(state.rotation.nextPublicKey as PublicKey);
+    const nextFp =
+      state.rotation?.nextPublicKey === undefined ? undefined : fingerprint(state.rotation.nextPublicKey as PublicKey);
     const peers: PeerFollow[] = p.peers.map((name) => {
       const raw = p.nodes.find((n) => n.name === name);
       const text = raw?.annotations[ANNOTATIONS.rotationPeers];
@@ -237,14 +290,22 @@ export class IpsecRotation {
     const othersRotating = p.nodes.filter((n) => {
       if (n.name === this.#o.nodeName) return false;
       const st = decodeRotationStatus(n.annotations[ANNOTATIONS.rotation] ?? '');
-      return st !== undefined && st.phase !== 'idle' && announcedPhaseCounts(st.since?.getTime(), this.#now(), this.#o.settings);
+      return (
+        st !== undefined &&
+        st.phase !== 'idle' &&
+        announcedPhaseCounts(st.since?.getTime(), this.#now(), this.#o.settings)
+      );
     }).length;
     const step = stepRotation(state, {
       now: this.#now(),
       synced: p.synced,
       self: this.#o.nodeName,
       settings: this.#o.settings,
-      currentKey: { publicKey: this.#current.publicKey, epoch: this.#current.epoch, createdAt: this.#current.createdAt.getTime() },
+      currentKey: {
+        publicKey: this.#current.publicKey,
+        epoch: this.#current.epoch,
+        createdAt: this.#current.createdAt.getTime(),
+      },
       nextKey: this.#next,
       request: req?.ok === true ? { id: req.request.id } : undefined,
       peers,
@@ -275,7 +336,7 @@ export class IpsecRotation {
     }
   }
 
-  async #effect(e: (ReturnType<typeof stepRotation>['effects'])[number]): Promise<void> {
+  async #effect(e: ReturnType<typeof stepRotation>['effects'][number]): Promise<void> {
     const ks = this.#o.keystore;
     const keys = this.#o.privateKeys;
     switch (e.type) {
@@ -304,7 +365,10 @@ export class IpsecRotation {
         keys.set(promoted.epoch, promoted.privateKey);
         this.#current = { epoch: promoted.epoch, publicKey: promoted.publicKey, createdAt: promoted.createdAt };
         this.#next = undefined;
-        this.#o.log.info({ key: fingerprint(promoted.publicKey), epoch: promoted.epoch, erased: fingerprint(old.publicKey) }, 'old IPsec key erased; the new key is current');
+        this.#o.log.info(
+          { key: fingerprint(promoted.publicKey), epoch: promoted.epoch, erased: fingerprint(old.publicKey) },
+          'old IPsec key erased; the new key is current',
+        );
         return;
       }
     }

@@ -34,7 +34,14 @@ import type { Logger } from '../../common/logger.js';
 import { recordRotation, type AgentMetrics } from '../../common/metrics.js';
 import type { DesiredPeer, RawNode } from '../ports/model.js';
 import type { ObservedPeer } from '../ports/index.js';
-import { decodeRotateRequest, decodeRotationStatus, encodeRotationReports, encodeRotationStatus, type PeerRotationReport, type RotationStatus } from '../plan/rotation-codec.js';
+import {
+  decodeRotateRequest,
+  decodeRotationStatus,
+  encodeRotationReports,
+  encodeRotationStatus,
+  type PeerRotationReport,
+  type RotationStatus,
+} from '../plan/rotation-codec.js';
 
 /** One of this node's WireGuard links with the key it should hold. */
 export interface OwnLink {
@@ -57,7 +64,12 @@ export interface RotationPassPlan {
   /** Mirror the active link's egress into the incoming link. */
   readonly mirror: boolean;
   /** The key and port the node publishes as its own. */
-  readonly published: { readonly publicKey: PublicKey; readonly listenPort: number; readonly epoch: number; readonly createdAt: Date };
+  readonly published: {
+    readonly publicKey: PublicKey;
+    readonly listenPort: number;
+    readonly epoch: number;
+    readonly createdAt: Date;
+  };
 }
 
 /** What the reconciler observed in a pass, for {@link RotationController.after}. */
@@ -118,7 +130,12 @@ export class RotationController {
     this.now = opts.now ?? Date.now;
     const registers = opts.metrics === undefined ? undefined : [opts.metrics.registry];
     if (registers !== undefined) {
-      this.phaseGauge = new Gauge({ name: 'sealnet_rotation_phase', help: 'Key rotation phase of this node (1 for the current phase)', labelNames: ['phase'], registers });
+      this.phaseGauge = new Gauge({
+        name: 'sealnet_rotation_phase',
+        help: 'Key rotation phase of this node (1 for the current phase)',
+        labelNames: ['phase'],
+        registers,
+      });
     }
   }
 
@@ -126,7 +143,8 @@ export class RotationController {
   async load(): Promise<void> {
     // A key write interrupted by a crash (kill -9 while generating the next key) leaves a
     // temporary file holding a private key: scrub it now, not a minute later.
-    for (const w of await this.o.keystore.sweep('wireguard', { olderThanMs: 0 })) this.o.log.warn({}, `key store: ${w}`);
+    for (const w of await this.o.keystore.sweep('wireguard', { olderThanMs: 0 }))
+      this.o.log.warn({}, `key store: ${w}`);
     const read = await this.o.stateFile.read(this.now());
     for (const w of read.warnings) this.o.log.warn({}, `rotation state: ${w}`);
     this.state = read.state;
@@ -176,15 +194,36 @@ export class RotationController {
     const keys = this.mustKeys();
     const intent = rotationIntent(state);
     const activeKey = keys.current;
-    const active: OwnLink = { name: WG_INTERFACES[intent.activeSlot], listenPort: this.o.listenPort + intent.activeSlot, privateKeyFile: activeKey.file, publicKey: activeKey.publicKey };
+    const active: OwnLink = {
+      name: WG_INTERFACES[intent.activeSlot],
+      listenPort: this.o.listenPort + intent.activeSlot,
+      privateKeyFile: activeKey.file,
+      publicKey: activeKey.publicKey,
+    };
     const incomingKey = intent.incomingKey === undefined ? undefined : this.keyByPublicKey(intent.incomingKey);
     const incoming: OwnLink | undefined =
       intent.incomingSlot === undefined || incomingKey === undefined
         ? undefined
-        : { name: WG_INTERFACES[intent.incomingSlot], listenPort: this.o.listenPort + intent.incomingSlot, privateKeyFile: incomingKey.file, publicKey: incomingKey.publicKey };
-    const pub = intent.published === 'next' && incoming !== undefined && incomingKey !== undefined
-      ? { publicKey: incomingKey.publicKey, listenPort: incoming.listenPort, epoch: incomingKey.epoch, createdAt: incomingKey.createdAt }
-      : { publicKey: keys.current.publicKey, listenPort: active.listenPort, epoch: keys.current.epoch, createdAt: keys.current.createdAt };
+        : {
+            name: WG_INTERFACES[intent.incomingSlot],
+            listenPort: this.o.listenPort + intent.incomingSlot,
+            privateKeyFile: incomingKey.file,
+            publicKey: incomingKey.publicKey,
+          };
+    const pub =
+      intent.published === 'next' && incoming !== undefined && incomingKey !== undefined
+        ? {
+            publicKey: incomingKey.publicKey,
+            listenPort: incoming.listenPort,
+            epoch: incomingKey.epoch,
+            createdAt: incomingKey.createdAt,
+          }
+        : {
+            publicKey: keys.current.publicKey,
+            listenPort: active.listenPort,
+            epoch: keys.current.epoch,
+            createdAt: keys.current.createdAt,
+          };
     return {
       active,
       // Retire only with the incoming link in place: without it there would be nothing to route to.
@@ -204,8 +243,19 @@ export class RotationController {
     const state = this.mustState();
     const r = state.rotation;
     const intent: RotationIntent = rotationIntent(state);
-    const nextKey = intent.announceNext && intent.incomingSlot !== undefined && r?.nextPublicKey !== undefined ? r.nextPublicKey : undefined;
-    const last = state.last === undefined ? undefined : { id: state.last.id, completedAt: new Date(state.last.completedAt), epoch: state.last.epoch, lagging: state.last.lagging };
+    const nextKey =
+      intent.announceNext && intent.incomingSlot !== undefined && r?.nextPublicKey !== undefined
+        ? r.nextPublicKey
+        : undefined;
+    const last =
+      state.last === undefined
+        ? undefined
+        : {
+            id: state.last.id,
+            completedAt: new Date(state.last.completedAt),
+            epoch: state.last.epoch,
+            lagging: state.last.lagging,
+          };
     const status: RotationStatus =
       r === undefined
         ? { phase: 'idle', ...(last !== undefined ? { last } : {}) }
@@ -214,14 +264,19 @@ export class RotationController {
             id: r.id,
             since: new Date(r.phaseSince),
             epoch: r.nextEpoch,
-            ...(r.graceUntil !== undefined && (r.phase === 'grace' || r.phase === 'finishing') ? { graceUntil: new Date(r.graceUntil) } : {}),
+            ...(r.graceUntil !== undefined && (r.phase === 'grace' || r.phase === 'finishing')
+              ? { graceUntil: new Date(r.graceUntil) }
+              : {}),
             ...(last !== undefined ? { last } : {}),
             ...(this.lastError !== undefined ? { error: this.lastError } : {}),
           };
     return {
       [ANNOTATIONS.rotation]: encodeRotationStatus(status),
       [ANNOTATIONS.wireguardNextPublicKey]: nextKey,
-      [ANNOTATIONS.nextEndpoint]: nextKey === undefined || intent.incomingSlot === undefined ? undefined : formatEndpoint(endpointHost, this.o.listenPort + intent.incomingSlot),
+      [ANNOTATIONS.nextEndpoint]:
+        nextKey === undefined || intent.incomingSlot === undefined
+          ? undefined
+          : formatEndpoint(endpointHost, this.o.listenPort + intent.incomingSlot),
     };
   }
 
@@ -234,7 +289,13 @@ export class RotationController {
     // The datapath this pass applied is that of the phase it planned; a pass that planned
     // another phase (the state moved meanwhile) applied nothing of the current one.
     const applied = facts.applied && this.plannedPhase === this.phaseName();
-    this.lastFacts = { phase: this.plannedPhase, applied: facts.applied, peers: facts.peers, incomingHandshakes: facts.incomingHandshakes, activeLinkPresent: facts.activeLinkPresent };
+    this.lastFacts = {
+      phase: this.plannedPhase,
+      applied: facts.applied,
+      peers: facts.peers,
+      incomingHandshakes: facts.incomingHandshakes,
+      activeLinkPresent: facts.activeLinkPresent,
+    };
     await this.advance({ ...facts, applied }, true);
   }
 
@@ -246,7 +307,17 @@ export class RotationController {
   async begin(nodes: readonly RawNode[], synced: boolean): Promise<RotationPassPlan> {
     const last = this.lastFacts;
     if (last !== undefined) {
-      await this.advance({ nodes, synced, peers: last.peers, incomingHandshakes: last.incomingHandshakes, activeLinkPresent: last.activeLinkPresent, applied: last.applied && last.phase === this.phaseName() }, false);
+      await this.advance(
+        {
+          nodes,
+          synced,
+          peers: last.peers,
+          incomingHandshakes: last.incomingHandshakes,
+          activeLinkPresent: last.activeLinkPresent,
+          applied: last.applied && last.phase === this.phaseName(),
+        },
+        false,
+      );
     }
     return this.plan();
   }
@@ -266,13 +337,18 @@ export class RotationController {
         const self = facts.nodes.find((n) => n.name === this.o.nodeName);
         const requestText = self?.annotations[ANNOTATIONS.rotateRequest];
         const request = requestText === undefined ? undefined : decodeRotateRequest(requestText);
-        if (request !== undefined && !request.ok) this.noteOnce(`ignoring ${ANNOTATIONS.rotateRequest} on ${this.o.nodeName}: ${request.error}`);
+        if (request !== undefined && !request.ok)
+          this.noteOnce(`ignoring ${ANNOTATIONS.rotateRequest} on ${this.o.nodeName}: ${request.error}`);
         const step = stepRotation(this.mustState(), {
           now: this.now(),
           synced: facts.synced,
           self: this.o.nodeName,
           settings: this.o.settings,
-          currentKey: { publicKey: keys.current.publicKey, epoch: keys.current.epoch, createdAt: keys.current.createdAt.getTime() },
+          currentKey: {
+            publicKey: keys.current.publicKey,
+            epoch: keys.current.epoch,
+            createdAt: keys.current.createdAt.getTime(),
+          },
           nextKey: keys.next === undefined ? undefined : { publicKey: keys.next.publicKey, epoch: keys.next.epoch },
           request: request?.ok === true ? { id: request.request.id } : undefined,
           peers: this.follows(facts.nodes, facts.peers, facts.incomingHandshakes),
@@ -281,7 +357,8 @@ export class RotationController {
           activeLinkPresent: facts.activeLinkPresent,
           applied: facts.applied,
         });
-        for (const e of step.events) this.o.log.info({ rotation: step.state.rotation?.id ?? this.mustState().rotation?.id }, e);
+        for (const e of step.events)
+          this.o.log.info({ rotation: step.state.rotation?.id ?? this.mustState().rotation?.id }, e);
         wakeInMs = step.wakeInMs;
         const moved = step.state !== this.mustState();
         if (moved) {
@@ -289,7 +366,8 @@ export class RotationController {
           await this.o.stateFile.write(step.state);
           this.state = step.state;
           changed = true;
-          if (before.rotation !== undefined && step.state.rotation === undefined && this.o.metrics !== undefined) recordRotation(this.o.metrics, { kind: 'wireguard', result: 'completed' });
+          if (before.rotation !== undefined && step.state.rotation === undefined && this.o.metrics !== undefined)
+            recordRotation(this.o.metrics, { kind: 'wireguard', result: 'completed' });
         }
         if (step.effects.length > 0) {
           for (const e of step.effects) await this.run(e);
@@ -330,7 +408,10 @@ export class RotationController {
       case 'promote-next-key': {
         const promoted = await ks.promoteNext('wireguard');
         zeroKey(promoted.privateKey);
-        this.o.log.info({ key: fingerprint(promoted.publicKey), epoch: promoted.epoch }, 'new WireGuard key promoted; the old private key is overwritten and removed');
+        this.o.log.info(
+          { key: fingerprint(promoted.publicKey), epoch: promoted.epoch },
+          'new WireGuard key promoted; the old private key is overwritten and removed',
+        );
         return;
       }
     }
@@ -349,7 +430,9 @@ export class RotationController {
     }
     // Without a peer list (none yet), the nodes that report are all that is known.
     const names = peers.length > 0 ? peers : [...reports.keys()];
-    return [...names].sort().map((name) => ({ name, report: reports.get(name) ?? 'none', handshake: handshakes.has(name) }));
+    return [...names]
+      .sort()
+      .map((name) => ({ name, report: reports.get(name) ?? 'none', handshake: handshakes.has(name) }));
   }
 
   private othersRotating(nodes: readonly RawNode[], now: number): number {
@@ -375,7 +458,12 @@ export class RotationController {
    */
   private autoAhead(nodes: readonly RawNode[], current: KeyFacts['current']): number {
     const maxKeyAgeMs = this.o.settings.maxKeyAgeMs;
-    const mine = autoRotationDueAt({ node: this.o.nodeName, epoch: current.epoch, createdAt: current.createdAt.getTime(), maxKeyAgeMs });
+    const mine = autoRotationDueAt({
+      node: this.o.nodeName,
+      epoch: current.epoch,
+      createdAt: current.createdAt.getTime(),
+      maxKeyAgeMs,
+    });
     if (mine === undefined) return 0;
     const now = this.now();
     let n = 0;
@@ -415,7 +503,10 @@ export class RotationController {
     for (const w of [...cur.warnings, ...(next?.warnings ?? [])]) this.o.log.warn({}, `key store: ${w}`);
     this.keys = {
       current: { publicKey: cur.publicKey, epoch: cur.epoch, createdAt: cur.createdAt, file: cur.privateKeyFile },
-      next: next === undefined ? undefined : { publicKey: next.publicKey, epoch: next.epoch, createdAt: next.createdAt, file: next.privateKeyFile },
+      next:
+        next === undefined
+          ? undefined
+          : { publicKey: next.publicKey, epoch: next.epoch, createdAt: next.createdAt, file: next.privateKeyFile },
     };
   }
 
@@ -423,10 +514,13 @@ export class RotationController {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     if (wakeInMs === undefined || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.o.wake();
-    }, Math.min(Math.max(wakeInMs, 0), MAX_WAKE_MS));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.o.wake();
+      },
+      Math.min(Math.max(wakeInMs, 0), MAX_WAKE_MS),
+    );
     this.timer.unref();
   }
 
@@ -455,8 +549,19 @@ export class RotationController {
 }
 
 /** Default settings from the agent config's `rotation` block (seconds → milliseconds). */
-export function rotationSettings(cfg: { readonly graceSeconds: number; readonly peerTimeoutSeconds: number; readonly maxKeyAgeSeconds: number; readonly maxConcurrentAuto: number }): RotationSettings {
-  return { ...DEFAULT_ROTATION_SETTINGS, graceMs: cfg.graceSeconds * 1000, peerTimeoutMs: cfg.peerTimeoutSeconds * 1000, maxKeyAgeMs: cfg.maxKeyAgeSeconds * 1000, maxConcurrentAuto: cfg.maxConcurrentAuto };
+export function rotationSettings(cfg: {
+  readonly graceSeconds: number;
+  readonly peerTimeoutSeconds: number;
+  readonly maxKeyAgeSeconds: number;
+  readonly maxConcurrentAuto: number;
+}): RotationSettings {
+  return {
+    ...DEFAULT_ROTATION_SETTINGS,
+    graceMs: cfg.graceSeconds * 1000,
+    peerTimeoutMs: cfg.peerTimeoutSeconds * 1000,
+    maxKeyAgeMs: cfg.maxKeyAgeSeconds * 1000,
+    maxConcurrentAuto: cfg.maxConcurrentAuto,
+  };
 }
 
 /**

@@ -24,7 +24,9 @@ export type ReportHealth = 'ok' | 'missing' | 'invalid' | 'stale' | 'stopped' | 
  * What fetching one agent's full report gave: its text, or why there is none (one sentence:
  * the agent did not answer in time, refused the token, no agent pod on the node...).
  */
-export type FetchedReport = { readonly ok: true; readonly text: string } | { readonly ok: false; readonly reason: string; readonly noAgent?: boolean };
+export type FetchedReport =
+  | { readonly ok: true; readonly text: string }
+  | { readonly ok: false; readonly reason: string; readonly noAgent?: boolean };
 
 /** Largest full report accepted from an agent (bytes): ~250 bytes per peer at 20,000 peers, doubled. */
 export const FULL_REPORT_MAX_BYTES = 12 * 1024 * 1024;
@@ -97,7 +99,13 @@ export interface ClusterStatus {
   readonly maxHeartbeatSeconds: number;
 }
 
-const SEVERITY: Readonly<Record<PairState, number>> = { encrypted: 0, unknown: 1, pending: 2, dropping: 3, misconfigured: 4 };
+const SEVERITY: Readonly<Record<PairState, number>> = {
+  encrypted: 0,
+  unknown: 1,
+  pending: 2,
+  dropping: 3,
+  misconfigured: 4,
+};
 
 function worst(a: PairState, b: PairState): PairState {
   const [x, y] = [SEVERITY[a], SEVERITY[b]];
@@ -110,30 +118,82 @@ function viewOf(raw: RawNode, now: Date, fetched: FetchedReport | undefined): No
   const decoded = decodeNode(raw);
   const publishedKey = decoded.ok ? fingerprint(decoded.node.wireguardPublicKey) : undefined;
   const keyCreated = raw.annotations[ANNOTATIONS.keyCreated];
-  const annotationKeyAge = keyCreated === undefined || Number.isNaN(Date.parse(keyCreated)) ? undefined : Math.floor(nowS - Date.parse(keyCreated) / 1000);
-  const base = { name: raw.name, publishedKey, report: undefined, reportAgeSeconds: undefined, keyAgeSeconds: annotationKeyAge };
+  const annotationKeyAge =
+    keyCreated === undefined || Number.isNaN(Date.parse(keyCreated))
+      ? undefined
+      : Math.floor(nowS - Date.parse(keyCreated) / 1000);
+  const base = {
+    name: raw.name,
+    publishedKey,
+    report: undefined,
+    reportAgeSeconds: undefined,
+    keyAgeSeconds: annotationKeyAge,
+  };
   const agentless = !Object.keys(raw.annotations).some((k) => k.startsWith('sealnet.io/'));
   const summaryText = raw.annotations[ANNOTATIONS.status];
   const summary = summaryText === undefined ? undefined : decodeSummary(summaryText);
   if (fetched === undefined || !fetched.ok) {
-    if (agentless && (fetched === undefined || fetched.noAgent === true)) return { ...base, health: 'no-agent', problem: `node ${raw.name} has no sealnet annotations: no agent has ever run there` };
-    if (fetched === undefined) return { ...base, health: 'missing', problem: `the full status of ${raw.name} was not fetched` };
+    if (agentless && (fetched === undefined || fetched.noAgent === true))
+      return {
+        ...base,
+        health: 'no-agent',
+        problem: `node ${raw.name} has no sealnet annotations: no agent has ever run there`,
+      };
+    if (fetched === undefined)
+      return { ...base, health: 'missing', problem: `the full status of ${raw.name} was not fetched` };
     // A clean stop publishes a last summary saying so: the agent is gone, not just unreachable.
-    if (summary?.ok === true && summary.summary.agent === 'stopped') return { ...base, health: 'stopped', problem: `the agent on ${raw.name} stopped at ${summary.summary.at} and does not answer (${fetched.reason}); its tunnels are left in place but nobody maintains them` };
+    if (summary?.ok === true && summary.summary.agent === 'stopped')
+      return {
+        ...base,
+        health: 'stopped',
+        problem: `the agent on ${raw.name} stopped at ${summary.summary.at} and does not answer (${fetched.reason}); its tunnels are left in place but nobody maintains them`,
+      };
     // Otherwise the summary on the Node says what the agent last published: context, not evidence.
-    const last = summary?.ok === true ? ` (its last published summary, ${summary.summary.at}: ${summary.summary.agent}, ${summary.summary.counts.encrypted} encrypted, ${summary.summary.counts.pending + summary.summary.counts.dropping + summary.summary.counts.misconfigured} not)` : '';
-    return { ...base, health: 'unreachable', problem: `the agent on ${raw.name} did not give its status: ${fetched.reason}${last}` };
+    const last =
+      summary?.ok === true
+        ? ` (its last published summary, ${summary.summary.at}: ${summary.summary.agent}, ${summary.summary.counts.encrypted} encrypted, ${summary.summary.counts.pending + summary.summary.counts.dropping + summary.summary.counts.misconfigured} not)`
+        : '';
+    return {
+      ...base,
+      health: 'unreachable',
+      problem: `the agent on ${raw.name} did not give its status: ${fetched.reason}${last}`,
+    };
   }
   const r = decodeStatus(fetched.text, FULL_REPORT_MAX_BYTES);
   if (!r.ok) return { ...base, health: 'invalid', problem: `node ${raw.name}: ${r.error}` };
   const report = r.report;
-  if (report.node !== raw.name) return { ...base, health: 'invalid', problem: `the agent reached for node ${raw.name} reports about node ${report.node}` };
+  if (report.node !== raw.name)
+    return {
+      ...base,
+      health: 'invalid',
+      problem: `the agent reached for node ${raw.name} reports about node ${report.node}`,
+    };
   const age = Math.floor(nowS - Date.parse(report.at) / 1000);
-  const view = { ...base, report, reportAgeSeconds: age, keyAgeSeconds: Math.floor(nowS - Date.parse(report.key.createdAt) / 1000) };
+  const view = {
+    ...base,
+    report,
+    reportAgeSeconds: age,
+    keyAgeSeconds: Math.floor(nowS - Date.parse(report.key.createdAt) / 1000),
+  };
   const staleAfter = 2 * report.heartbeatSeconds + STALE_GRACE_SECONDS;
-  if (report.agent === 'stopped') return { ...view, health: 'stopped', problem: `the agent on ${raw.name} stopped at ${report.at}; its tunnels are left in place but nobody maintains them` };
-  if (age > staleAfter) return { ...view, health: 'stale', problem: `the status of ${raw.name} is ${age} s old (stale after ${staleAfter} s)` };
-  if (age < -MAX_FUTURE_SECONDS) return { ...view, health: 'invalid', problem: `the status of ${raw.name} is dated ${-age} s in the future (clock skew?)` };
+  if (report.agent === 'stopped')
+    return {
+      ...view,
+      health: 'stopped',
+      problem: `the agent on ${raw.name} stopped at ${report.at}; its tunnels are left in place but nobody maintains them`,
+    };
+  if (age > staleAfter)
+    return {
+      ...view,
+      health: 'stale',
+      problem: `the status of ${raw.name} is ${age} s old (stale after ${staleAfter} s)`,
+    };
+  if (age < -MAX_FUTURE_SECONDS)
+    return {
+      ...view,
+      health: 'invalid',
+      problem: `the status of ${raw.name} is dated ${-age} s in the future (clock skew?)`,
+    };
   return { ...view, health: 'ok', problem: undefined };
 }
 
@@ -157,12 +217,16 @@ function side(self: NodeView, other: string, nowS: number): { side: PairSide; no
     reason = self.problem;
     notes.push(self.problem ?? `no usable status from ${self.name}`);
   } else if (peer === undefined) {
-    reason = r.omitted > 0 ? `${self.name} left ${other} out of its report (size bound, ${r.omitted} peers omitted)` : `${self.name} does not list ${other} as a peer (it may have joined after ${r.at})`;
+    reason =
+      r.omitted > 0
+        ? `${self.name} left ${other} out of its report (size bound, ${r.omitted} peers omitted)`
+        : `${self.name} does not list ${other} as a peer (it may have joined after ${r.at})`;
     notes.push(reason);
   } else {
     state = peer.state;
     reason = peer.reason;
-    if (peer.state !== 'encrypted') notes.push(`${self.name} → ${other}: ${peer.state}${peer.reason === undefined ? '' : ` (${peer.reason})`}`);
+    if (peer.state !== 'encrypted')
+      notes.push(`${self.name} → ${other}: ${peer.state}${peer.reason === undefined ? '' : ` (${peer.reason})`}`);
   }
   const hs = peer?.handshake;
   return {
@@ -177,7 +241,15 @@ function side(self: NodeView, other: string, nowS: number): { side: PairSide; no
       handshakeAgeSeconds: hs === undefined || hs === 0 ? undefined : Math.floor(nowS - hs),
       rx: peer?.rx,
       tx: peer?.tx,
-      ...(peer?.algorithm === undefined ? {} : { algorithm: peer.algorithm, spiOut: peer.spiOut, spiIn: peer.spiIn, rxPackets: peer.rxPackets, txPackets: peer.txPackets }),
+      ...(peer?.algorithm === undefined
+        ? {}
+        : {
+            algorithm: peer.algorithm,
+            spiOut: peer.spiOut,
+            spiIn: peer.spiIn,
+            rxPackets: peer.rxPackets,
+            txPackets: peer.txPackets,
+          }),
       asOf: r?.at,
     },
     notes,
@@ -194,10 +266,15 @@ function pairAlgorithm(a: string | undefined, b: string | undefined): string | u
  * gave, by node name (a node without an entry is `missing`). `only`: keep pairs that involve
  * these nodes.
  */
-export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; reports: ReadonlyMap<string, FetchedReport>; only?: readonly string[] | undefined }): ClusterStatus {
+export function joinStatus(
+  nodes: readonly RawNode[],
+  opts: { now: Date; reports: ReadonlyMap<string, FetchedReport>; only?: readonly string[] | undefined },
+): ClusterStatus {
   const now = opts.now;
   const nowS = now.getTime() / 1000;
-  const views = [...nodes].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((n) => viewOf(n, now, opts.reports.get(n.name)));
+  const views = [...nodes]
+    .sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0))
+    .map((n) => viewOf(n, now, opts.reports.get(n.name)));
   const only = opts.only === undefined || opts.only.length === 0 ? undefined : new Set(opts.only);
   const pairs: PairRow[] = [];
   for (let i = 0; i < views.length; i++) {
@@ -210,7 +287,10 @@ export function joinStatus(nodes: readonly RawNode[], opts: { now: Date; reports
       const notes = [...sa.notes, ...sb.notes];
       let state = worst(sa.side.state, sb.side.state);
       // Each end must hold the key the other end really has.
-      for (const [x, y] of [[sa.side, sb.side], [sb.side, sa.side]] as const) {
+      for (const [x, y] of [
+        [sa.side, sb.side],
+        [sb.side, sa.side],
+      ] as const) {
         if (x.peerKey !== undefined && y.ownKey !== undefined && x.peerKey !== y.ownKey) {
           notes.push(`${x.node} holds key ${x.peerKey} for ${y.node}, but ${y.node}'s key is ${y.ownKey}`);
           state = worst(state, 'misconfigured');

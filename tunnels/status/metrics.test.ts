@@ -20,7 +20,15 @@ function bigReport(n: number): NodeStatusReport {
   const base = statusReport('n1', ['n1']);
   const peers = Array.from({ length: n }, (_, i) => {
     const state: PeerState = i % 11 === 0 ? 'dropping' : i % 7 === 0 ? 'pending' : 'encrypted';
-    return { node: `peer-${String(i).padStart(5, '0')}`, state, key: '0123456789abcdef', handshake: state === 'pending' ? 0 : nowS - (i % 400), rx: i, tx: 2 * i, ...(state === 'encrypted' ? {} : { reason: 'x' }) };
+    return {
+      node: `peer-${String(i).padStart(5, '0')}`,
+      state,
+      key: '0123456789abcdef',
+      handshake: state === 'pending' ? 0 : nowS - (i % 400),
+      rx: i,
+      tx: 2 * i,
+      ...(state === 'encrypted' ? {} : { reason: 'x' }),
+    };
   });
   return { ...base, peers };
 }
@@ -28,7 +36,16 @@ function bigReport(n: number): NodeStatusReport {
 describe('status metrics', () => {
   it('expose what the report says as aggregates, readable by a third-party Prometheus parser', async () => {
     const nowS = Math.floor(Date.now() / 1000);
-    const report = statusReport('n1', ['n1', 'n2', 'n3', 'n4'], {}, { n2: { handshake: nowS - 100 }, n3: { state: 'dropping', reason: 'x', rx: 5, tx: 6, handshake: 0 }, n4: { handshake: nowS - 500 } });
+    const report = statusReport(
+      'n1',
+      ['n1', 'n2', 'n3', 'n4'],
+      {},
+      {
+        n2: { handshake: nowS - 100 },
+        n3: { state: 'dropping', reason: 'x', rx: 5, tx: 6, handshake: 0 },
+        n4: { handshake: nowS - 500 },
+      },
+    );
     const metrics = createMetrics();
     let calls = 0;
     registerStatusMetrics(metrics, async () => {
@@ -38,9 +55,15 @@ describe('status metrics', () => {
     const text = await metrics.registry.metrics();
     const m = parseProm(text);
     // Every non-word character escaped (braces, quotes, dots of the series name).
-    const line = (series: string): number => Number(new RegExp('^' + series.replace(/[^\w ]/g, (c) => '\\' + c) + ' (\\S+)$', 'm').exec(text)?.[1]);
+    const line = (series: string): number =>
+      Number(new RegExp('^' + series.replace(/[^\w ]/g, (c) => '\\' + c) + ' (\\S+)$', 'm').exec(text)?.[1]);
     expect(m.type('sealnet_peers_by_state')).toBe('GAUGE');
-    expect(m.samples('sealnet_peers_by_state').map((s) => [s.labels.state, s.value])).toEqual([['encrypted', 2], ['pending', 0], ['dropping', 1], ['misconfigured', 0]]);
+    expect(m.samples('sealnet_peers_by_state').map((s) => [s.labels.state, s.value])).toEqual([
+      ['encrypted', 2],
+      ['pending', 0],
+      ['dropping', 1],
+      ['misconfigured', 0],
+    ]);
     const worst = m.value('sealnet_peer_handshake_age_worst_seconds');
     expect(worst).toBeGreaterThanOrEqual(500);
     expect(worst).toBeLessThan(505);
@@ -55,11 +78,18 @@ describe('status metrics', () => {
     expect(m.value('sealnet_tunnel_transmit_bytes_total')).toBe(200 + 6 + 200);
     expect(m.samples('sealnet_peer_state')).toHaveLength(0); // per-peer series are opt-in
     expect(m.value('sealnet_key_info', { kind: 'wireguard', fingerprint: report.key.fingerprint, epoch: '1' })).toBe(1);
-    expect(m.value('sealnet_key_created_timestamp_seconds', { kind: 'wireguard' })).toBe(Date.parse('2025-05-31T12:00:00.000Z') / 1000);
+    expect(m.value('sealnet_key_created_timestamp_seconds', { kind: 'wireguard' })).toBe(
+      Date.parse('2025-05-31T12:00:00.000Z') / 1000,
+    );
     expect(m.value('sealnet_ready')).toBe(1);
     expect(m.value('sealnet_key_rotations_total', { kind: 'wireguard', result: 'completed' })).toBe(0);
     recordRotation(metrics, { kind: 'wireguard', result: 'completed' });
-    expect(parseProm(await metrics.registry.metrics()).value('sealnet_key_rotations_total', { kind: 'wireguard', result: 'completed' })).toBe(1);
+    expect(
+      parseProm(await metrics.registry.metrics()).value('sealnet_key_rotations_total', {
+        kind: 'wireguard',
+        result: 'completed',
+      }),
+    ).toBe(1);
     expect(calls).toBeLessThanOrEqual(2); // one report per scrape, not one per metric
     void STATUS_NOW;
   });

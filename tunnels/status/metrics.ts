@@ -28,7 +28,11 @@ export interface StatusMetricsOptions {
 const SEVERITY: Readonly<Record<PeerState, number>> = { misconfigured: 0, dropping: 1, pending: 2, encrypted: 3 };
 
 /** Registers the status-derived metrics; `report` is called at most once per scrape. */
-export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promise<NodeStatusReport>, opts: StatusMetricsOptions = {}): void {
+export function registerStatusMetrics(
+  metrics: AgentMetrics,
+  report: () => Promise<NodeStatusReport>,
+  opts: StatusMetricsOptions = {},
+): void {
   const registers = [metrics.registry];
   const perPeerMax = Math.max(0, Math.floor(opts.perPeerMax ?? 0));
   // One report per scrape: every collect() below awaits the same promise.
@@ -64,7 +68,8 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
       if (r === undefined) return;
       const now = nowS();
       let worst = -1;
-      for (const p of r.peers) if (p.handshake !== undefined && p.handshake > 0) worst = Math.max(worst, now - p.handshake);
+      for (const p of r.peers)
+        if (p.handshake !== undefined && p.handshake > 0) worst = Math.max(worst, now - p.handshake);
       if (worst >= 0) this.set(Math.max(0, worst));
     },
   });
@@ -87,7 +92,8 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
       const r = await get();
       this.reset();
       const now = nowS();
-      for (const p of r?.peers ?? []) if (p.handshake !== undefined && p.handshake > 0) this.observe(Math.max(0, now - p.handshake));
+      for (const p of r?.peers ?? [])
+        if (p.handshake !== undefined && p.handshake > 0) this.observe(Math.max(0, now - p.handshake));
     },
   });
   const total = (name: string, help: string, field: 'rx' | 'tx'): void => {
@@ -104,8 +110,16 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
       },
     });
   };
-  total('sealnet_tunnel_receive_bytes_total', 'Bytes received through the tunnel from all peers (sum of per-peer counters; drops when a peer entry is re-created, which rate() treats as a reset)', 'rx');
-  total('sealnet_tunnel_transmit_bytes_total', 'Bytes sent through the tunnel to all peers (sum of per-peer counters; see receive)', 'tx');
+  total(
+    'sealnet_tunnel_receive_bytes_total',
+    'Bytes received through the tunnel from all peers (sum of per-peer counters; drops when a peer entry is re-created, which rate() treats as a reset)',
+    'rx',
+  );
+  total(
+    'sealnet_tunnel_transmit_bytes_total',
+    'Bytes sent through the tunnel to all peers (sum of per-peer counters; see receive)',
+    'tx',
+  );
   new Gauge({
     name: 'sealnet_key_info',
     help: "This node's current key: fingerprint and epoch (value always 1)",
@@ -136,7 +150,8 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     async collect() {
       const r = await get();
       this.reset();
-      if (r !== undefined) this.set({ kind: r.mode }, Math.max(0, nowS() - Math.floor(Date.parse(r.key.createdAt) / 1000)));
+      if (r !== undefined)
+        this.set({ kind: r.mode }, Math.max(0, nowS() - Math.floor(Date.parse(r.key.createdAt) / 1000)));
     },
   });
   new Gauge({
@@ -157,7 +172,9 @@ export function registerStatusMetrics(metrics: AgentMetrics, report: () => Promi
     async collect() {
       const r = await get();
       this.reset();
-      const bad = (r?.peers ?? []).filter((p) => p.state !== 'encrypted').sort((a, b) => SEVERITY[a.state] - SEVERITY[b.state] || (a.node < b.node ? -1 : 1));
+      const bad = (r?.peers ?? [])
+        .filter((p) => p.state !== 'encrypted')
+        .sort((a, b) => SEVERITY[a.state] - SEVERITY[b.state] || (a.node < b.node ? -1 : 1));
       for (const p of bad.slice(0, perPeerMax)) this.set({ peer: p.node, state: p.state }, 1);
     },
   });

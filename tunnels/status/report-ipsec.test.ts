@@ -12,7 +12,13 @@ import { spiHex } from '../ports/xfrm-types.js';
 import { parsePrivateKey, sodiumReady, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
 import { FakeSteering } from '../ports/steering.fake.js';
 import { createFakeKernel, MemoryNodeStore } from '../ports/kernel.fake.js';
-import { fixtureCluster, fixtureKey, FIXTURE_SEEDS, type FixtureCluster, type FixtureName } from '../../test/fixtures.js';
+import {
+  fixtureCluster,
+  fixtureKey,
+  FIXTURE_SEEDS,
+  type FixtureCluster,
+  type FixtureName,
+} from '../../test/fixtures.js';
 import { evaluate } from '../audit/report.js';
 import { profile, validatePolicy } from '../audit/policy.js';
 import { validateConfig } from '../agent/config.js';
@@ -40,7 +46,9 @@ beforeAll(async () => {
 
 /** Nodes a..c before any agent published (agents publish their own annotations). */
 function storeOf(): MemoryNodeStore {
-  const nodes: RawNode[] = C.nodes.filter((n) => (NAMES as readonly string[]).includes(n.name)).map((n) => ({ ...n, annotations: {} }));
+  const nodes: RawNode[] = C.nodes
+    .filter((n) => (NAMES as readonly string[]).includes(n.name))
+    .map((n) => ({ ...n, annotations: {} }));
   return new MemoryNodeStore(nodes, { synced: true });
 }
 
@@ -63,7 +71,15 @@ function agent(self: Name, store: MemoryNodeStore, keyBits: 128 | 256 = 128): Ag
   const xfrm = new FakeXfrm();
   const steering = new FakeSteering();
   const priv: PrivateKey = parsePrivateKey(new Uint8Array(32).fill(ipsecSeed(self)));
-  const config = validateConfig({ nodeName: self, mode: 'ipsec', store: { type: 'file', dir: '/unused' }, debounceMs: 0, steering: { clusterCidrs: ['100.64.0.0/10'] }, ipsec: { keyBits }, status: { minIntervalSeconds: 1 } });
+  const config = validateConfig({
+    nodeName: self,
+    mode: 'ipsec',
+    store: { type: 'file', dir: '/unused' },
+    debounceMs: 0,
+    steering: { clusterCidrs: ['100.64.0.0/10'] },
+    ipsec: { keyBits },
+    status: { minIntervalSeconds: 1 },
+  });
   const metrics = createMetrics();
   const port = new IpsecDriver({ xfrm, privateKey: (e) => (e === 1 ? priv : undefined) });
   const createdAt = new Date('2025-05-20T00:00:00Z');
@@ -78,19 +94,20 @@ function agent(self: Name, store: MemoryNodeStore, keyBits: 128 | 256 = 128): Ag
     steering,
     ipsec: { port, key: { publicKey: IK[self], epoch: 1, createdAt }, checkedFamilies: [4] },
   });
-  const statusFor = (bits: 128 | 256): StatusService => new StatusService({
-    config: { ...config, ipsec: { ...config.ipsec, keyBits: bits } },
-    key: () => ({ publicKey: IK[self], epoch: 1, createdAt }),
-    observeIpsec: () => port.observe(),
-    ipsecEvidence: port,
-    wg,
-    steering,
-    reconciler,
-    store,
-    metrics,
-    log: silentLogger,
-    now: () => NOW,
-  });
+  const statusFor = (bits: 128 | 256): StatusService =>
+    new StatusService({
+      config: { ...config, ipsec: { ...config.ipsec, keyBits: bits } },
+      key: () => ({ publicKey: IK[self], epoch: 1, createdAt }),
+      observeIpsec: () => port.observe(),
+      ipsecEvidence: port,
+      wg,
+      steering,
+      reconciler,
+      store,
+      metrics,
+      log: silentLogger,
+      now: () => NOW,
+    });
   return { name: self, xfrm, reconciler, status: statusFor(keyBits), statusFor };
 }
 
@@ -98,13 +115,15 @@ function agent(self: Name, store: MemoryNodeStore, keyBits: 128 | 256 = 128): Ag
 async function cluster(keyBits: 128 | 256 = 128): Promise<{ store: MemoryNodeStore; agents: Agent[] }> {
   const store = storeOf();
   const agents = NAMES.map((n) => agent(n, store, keyBits));
-  for (let round = 0; round < 2; round++) for (const a of agents) expect((await a.reconciler.runNow()).errors).toEqual([]);
+  for (let round = 0; round < 2; round++)
+    for (const a of agents) expect((await a.reconciler.runNow()).errors).toEqual([]);
   return { store, agents };
 }
 
 /** Traffic on every SA of every agent: n packets of 100 bytes. */
 function traffic(agents: readonly Agent[], packets = 5): void {
-  for (const a of agents) for (const s of a.xfrm.states()) a.xfrm.countTraffic(s.dst, s.spi, { bytes: packets * 100, packets });
+  for (const a of agents)
+    for (const s of a.xfrm.states()) a.xfrm.countTraffic(s.dst, s.spi, { bytes: packets * 100, packets });
 }
 
 async function report(a: Agent): Promise<NodeStatusReport> {
@@ -115,11 +134,12 @@ async function report(a: Agent): Promise<NodeStatusReport> {
 /** Puts every agent's full report on its node, standing for what its /status answers (read back with reportsOf). */
 async function publishAll(store: MemoryNodeStore, agents: readonly Agent[]): Promise<void> {
   await new Promise((r) => setTimeout(r, 1050));
-  for (const a of agents) await store.patchAnnotations(a.name, { [ANNOTATIONS.status]: JSON.stringify(await a.status.report()) });
+  for (const a of agents)
+    await store.patchAnnotations(a.name, { [ANNOTATIONS.status]: JSON.stringify(await a.status.report()) });
 }
 
 describe('status of mode ipsec pairs', () => {
-  it('reports every planned pair encrypted with the SAs\' algorithm, SPIs and counters, and is ready', async () => {
+  it("reports every planned pair encrypted with the SAs' algorithm, SPIs and counters, and is ready", async () => {
     const { agents } = await cluster();
     traffic(agents);
     const a = agents[0]!;
@@ -165,13 +185,24 @@ describe('status of mode ipsec pairs', () => {
     const pol = a.xfrm.policies().find((p) => p.dir === 'out' && p.selector.dst === peer.remoteCIDRs[0])!;
     await a.xfrm.updatePolicy({ ...pol, templates: [{ ...pol.templates[0]!, spi: peer.outbound.spi + 1 }] });
     const r1 = await report(a);
-    expect(r1.peers.find((p) => p.node === 'node-b')).toMatchObject({ state: 'dropping', reason: expect.stringContaining('sends with spi') });
+    expect(r1.peers.find((p) => p.node === 'node-b')).toMatchObject({
+      state: 'dropping',
+      reason: expect.stringContaining('sends with spi'),
+    });
     // Configured for AES-256 while the kernel holds the 128-bit SAs an earlier config installed.
     const r2 = await agents[1]!.statusFor(256).report();
     expect(r2.algorithm).toBe('ipsec-esp-aes-gcm-256');
     expect(r2.peers.map((p) => [p.state, p.algorithm, p.reason])).toEqual([
-      ['misconfigured', 'ipsec-esp-aes-gcm-128', 'its SAs use ipsec-esp-aes-gcm-128, this node is configured for ipsec-esp-aes-gcm-256'],
-      ['misconfigured', 'ipsec-esp-aes-gcm-128', 'its SAs use ipsec-esp-aes-gcm-128, this node is configured for ipsec-esp-aes-gcm-256'],
+      [
+        'misconfigured',
+        'ipsec-esp-aes-gcm-128',
+        'its SAs use ipsec-esp-aes-gcm-128, this node is configured for ipsec-esp-aes-gcm-256',
+      ],
+      [
+        'misconfigured',
+        'ipsec-esp-aes-gcm-128',
+        'its SAs use ipsec-esp-aes-gcm-128, this node is configured for ipsec-esp-aes-gcm-256',
+      ],
     ]);
   });
 
@@ -181,7 +212,10 @@ describe('status of mode ipsec pairs', () => {
     const peer = ipsecOf(a.reconciler.report()!.desired)!.peers.find((p) => p.node === 'node-c')!;
     a.xfrm.countTraffic(peer.localAddress, peer.inbound[0]!.spi, { integrityFailed: 3 });
     const r = await report(a);
-    expect(r.peers.find((p) => p.node === 'node-c')).toMatchObject({ state: 'pending', reason: expect.stringContaining('integrity') });
+    expect(r.peers.find((p) => p.node === 'node-c')).toMatchObject({
+      state: 'pending',
+      reason: expect.stringContaining('integrity'),
+    });
   });
 
   it('joined from both ends: every pair encrypted with AES-GCM; the FIPS audit passes, and fails naming the pair when an SA is gone or the policy wants 256-bit keys', async () => {
@@ -203,13 +237,29 @@ describe('status of mode ipsec pairs', () => {
       expect(x.txPackets).toBeGreaterThan(0);
     }
     const audit = (policy = profile('fips')): ReturnType<typeof evaluate> =>
-      evaluate({ status: joinStatus(store.list(), { now: NOW, reports: reportsOf(store.list()) }), policy, now: NOW, store: 'memory', toolVersion: 'test', probe: undefined });
+      evaluate({
+        status: joinStatus(store.list(), { now: NOW, reports: reportsOf(store.list()) }),
+        policy,
+        now: NOW,
+        store: 'memory',
+        toolVersion: 'test',
+        probe: undefined,
+      });
     const ok = audit();
     expect([ok.verdict, ok.complete, ok.violations]).toEqual(['compliant', true, []]);
 
-    const only256 = audit(validatePolicy({ version: 1, profile: 'fips', allowedAlgorithms: ['ipsec-esp-aes-gcm-256'] }, 'test'));
+    const only256 = audit(
+      validatePolicy({ version: 1, profile: 'fips', allowedAlgorithms: ['ipsec-esp-aes-gcm-256'] }, 'test'),
+    );
     expect(only256.verdict).toBe('non-compliant');
-    expect(only256.violations.some((v) => v.code === 'algorithm-not-allowed' && v.subject === 'node-a~node-b' && v.message.includes('ipsec-esp-aes-gcm-128'))).toBe(true);
+    expect(
+      only256.violations.some(
+        (v) =>
+          v.code === 'algorithm-not-allowed' &&
+          v.subject === 'node-a~node-b' &&
+          v.message.includes('ipsec-esp-aes-gcm-128'),
+      ),
+    ).toBe(true);
 
     const b = agents[1]!;
     const toC = ipsecOf(b.reconciler.report()!.desired)!.peers.find((p) => p.node === 'node-c')!;

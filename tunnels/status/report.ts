@@ -133,7 +133,13 @@ export interface NodeStatusInput {
   /** The node store's list (every node, decodable or not). */
   readonly nodes: readonly RawNode[];
   /** The last reconcile pass; undefined before the first one. */
-  readonly reconcile: { readonly desired: DesiredState | undefined; readonly errors: readonly { step: string }[]; readonly converged: boolean } | undefined;
+  readonly reconcile:
+    | {
+        readonly desired: DesiredState | undefined;
+        readonly errors: readonly { step: string }[];
+        readonly converged: boolean;
+      }
+    | undefined;
   /** Tunnel peers read from the kernel; undefined when they could not be read. */
   readonly observedPeers: readonly ObservedPeer[] | undefined;
   /** Mode ipsec: owned SAs and policies read from the kernel; undefined when not read (or unreadable). */
@@ -156,7 +162,12 @@ function clip(text: string): string {
  * every peer up with find/filter: O(N²), a second of CPU per report).
  */
 const indexes = new WeakMap<object, Map<string, unknown[]>>();
-function lookup<T extends object>(list: readonly T[], key: (x: T) => string, tag: string, wanted: string): readonly T[] {
+function lookup<T extends object>(
+  list: readonly T[],
+  key: (x: T) => string,
+  tag: string,
+  wanted: string,
+): readonly T[] {
   let byTag = indexes.get(list);
   if (byTag === undefined) indexes.set(list, (byTag = new Map()));
   let ix = byTag.get(tag) as unknown as Map<string, T[]> | undefined;
@@ -194,11 +205,19 @@ function saAlgorithm(sa: SaEvidence): string {
  */
 function ipsecPeerStatus(input: NodeStatusInput, node: RawNode, notUsable: (what: string) => PeerStatus): PeerStatus {
   if (input.observedIpsec === undefined || input.ipsecEvidence === undefined) {
-    return { node: node.name, state: 'pending', reason: input.observeErrors.length > 0 ? clip(`cannot read the XFRM state: ${input.observeErrors.join('; ')}`) : IPSEC_UNOBSERVED };
+    return {
+      node: node.name,
+      state: 'pending',
+      reason:
+        input.observeErrors.length > 0
+          ? clip(`cannot read the XFRM state: ${input.observeErrors.join('; ')}`)
+          : IPSEC_UNOBSERVED,
+    };
   }
   const desired = ipsecOf(input.reconcile?.desired);
   const peer = desired === undefined ? undefined : lookup(desired.peers, (p) => p.node, 'node', node.name)[0];
-  if (desired === undefined || peer === undefined) return notUsable('no IPsec pair with it is planned yet (it appeared after the last reconcile)');
+  if (desired === undefined || peer === undefined)
+    return notUsable('no IPsec pair with it is planned yet (it appeared after the last reconcile)');
   const ev = input.ipsecEvidence.pairEvidence(desired, peer, input.observedIpsec);
   const sas = [...(ev.outbound === undefined ? [] : [ev.outbound]), ...ev.inbound];
   const algorithms = [...new Set(sas.map((x) => saAlgorithm(x)))].sort();
@@ -214,25 +233,53 @@ function ipsecPeerStatus(input: NodeStatusInput, node: RawNode, notUsable: (what
   };
   if (ev.problems.length > 0) return { ...seen, ...notUsable(ev.problems.join('; ')) };
   const wrong = algorithms.filter((a) => a !== input.algorithm);
-  if (wrong.length > 0) return { ...seen, node: node.name, state: 'misconfigured', reason: clip(`its SAs use ${wrong.join(', ')}, this node is configured for ${input.algorithm}`) };
+  if (wrong.length > 0)
+    return {
+      ...seen,
+      node: node.name,
+      state: 'misconfigured',
+      reason: clip(`its SAs use ${wrong.join(', ')}, this node is configured for ${input.algorithm}`),
+    };
   const decoded = decodeIpsecKey(node);
   // During the node's key rotation its SAs may hold the key it announces as next.
   if (decoded.ok && !publishedIpsecKeys(node).includes(peer.outbound.peerPublicKey)) {
     // The next reconcile pass rebuilds the pair with the published key (a rotation in progress).
-    return { ...seen, node: node.name, state: 'pending', reason: clip(`the SAs hold IPsec key ${fingerprint(peer.outbound.peerPublicKey)}, the node now publishes ${fingerprint(decoded.publicKey)}`) };
+    return {
+      ...seen,
+      node: node.name,
+      state: 'pending',
+      reason: clip(
+        `the SAs hold IPsec key ${fingerprint(peer.outbound.peerPublicKey)}, the node now publishes ${fingerprint(decoded.publicKey)}`,
+      ),
+    };
   }
   const steer = steeringProblem(input, node, peer.remoteCIDRs, notUsable);
   if (steer !== undefined) return { ...seen, ...steer };
   if (seen.rxPackets === 0 && ev.inbound.some((x) => x.integrityFailures > 0)) {
-    return { ...seen, node: node.name, state: 'pending', reason: 'ESP from it fails the integrity check and none was accepted: the two ends hold different SA keys' };
+    return {
+      ...seen,
+      node: node.name,
+      state: 'pending',
+      reason: 'ESP from it fails the integrity check and none was accepted: the two ends hold different SA keys',
+    };
   }
   return { ...seen, node: node.name, state: 'encrypted' };
 }
 
 /** With steering on: undefined when the steering map sends every CIDR of the peer into the tunnel, else the peer's state. */
-function steeringProblem(input: NodeStatusInput, node: RawNode, cidrs: readonly string[], notUsable: (what: string) => PeerStatus): PeerStatus | undefined {
+function steeringProblem(
+  input: NodeStatusInput,
+  node: RawNode,
+  cidrs: readonly string[],
+  notUsable: (what: string) => PeerStatus,
+): PeerStatus | undefined {
   if (!input.steering.enabled) return undefined;
-  if (input.steeringEntries === undefined) return { node: node.name, state: 'pending', reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`) };
+  if (input.steeringEntries === undefined)
+    return {
+      node: node.name,
+      state: 'pending',
+      reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`),
+    };
   const id = peerIdOf(node.name);
   const entries = lookup(input.steeringEntries, (e) => `${e.peerId}|${e.kind}`, 'peer', `${id}|pod`);
   const steered = cidrs.every((c) => entries.some((e) => e.cidr === (canonicalCidr(c) ?? c) && e.state === 'ready'));
@@ -242,9 +289,13 @@ function steeringProblem(input: NodeStatusInput, node: RawNode, cidrs: readonly 
 /** The state of one peer from this node's side, with the reason when it is not encrypted. */
 function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
   const guard = input.steering.enabled && input.steering.failClosed;
-  const unguarded = input.steering.enabled ? 'fail-closed is off: its traffic may leave in plaintext' : 'steering is disabled: its traffic may leave in plaintext';
+  const unguarded = input.steering.enabled
+    ? 'fail-closed is off: its traffic may leave in plaintext'
+    : 'steering is disabled: its traffic may leave in plaintext';
   const notUsable = (what: string): PeerStatus =>
-    guard ? { node: node.name, state: 'dropping', reason: clip(`${what}; fail-closed drops its pod traffic`) } : { node: node.name, state: 'misconfigured', reason: clip(`${what}; ${unguarded}`) };
+    guard
+      ? { node: node.name, state: 'dropping', reason: clip(`${what}; fail-closed drops its pod traffic`) }
+      : { node: node.name, state: 'misconfigured', reason: clip(`${what}; ${unguarded}`) };
   const r = input.reconcile;
   if (r === undefined || r.desired === undefined) return notUsable('the agent has not completed a reconcile pass yet');
   const skipped = lookup(r.desired.skipped, (s) => s.name, 'name', node.name)[0];
@@ -255,28 +306,68 @@ function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
   if (input.mode === 'ipsec') return ipsecPeerStatus(input, node, notUsable);
   const desired = lookup(wireguardOf(r.desired)?.peers ?? [], (p) => p.node, 'node', node.name)[0];
   if (desired === undefined) return notUsable('the node is not planned yet (it appeared after the last reconcile)');
-  if (input.observedPeers === undefined) return { node: node.name, state: 'pending', reason: clip(`cannot read the tunnel: ${input.observeErrors.join('; ') || 'unknown error'}`) };
+  if (input.observedPeers === undefined)
+    return {
+      node: node.name,
+      state: 'pending',
+      reason: clip(`cannot read the tunnel: ${input.observeErrors.join('; ') || 'unknown error'}`),
+    };
   const peer = lookup(input.observedPeers, (p) => p.publicKey, 'key', desired.publicKey)[0];
-  const seen = { key: peer === undefined ? undefined : fingerprint(peer.publicKey), handshake: peer?.latestHandshake, rx: peer?.rxBytes, tx: peer?.txBytes };
+  const seen = {
+    key: peer === undefined ? undefined : fingerprint(peer.publicKey),
+    handshake: peer?.latestHandshake,
+    rx: peer?.rxBytes,
+    tx: peer?.txBytes,
+  };
   if (peer === undefined || !sameSet(peer.allowedIPs, desired.allowedIPs)) {
-    return { ...seen, ...notUsable(peer === undefined ? 'no tunnel peer with its key is programmed' : 'the tunnel peer does not carry exactly its pod CIDRs') };
+    return {
+      ...seen,
+      ...notUsable(
+        peer === undefined
+          ? 'no tunnel peer with its key is programmed'
+          : 'the tunnel peer does not carry exactly its pod CIDRs',
+      ),
+    };
   }
   const decoded = decodeNode(node);
   if (decoded.ok && decoded.node.wireguardPublicKey !== desired.publicKey) {
-    return { ...seen, node: node.name, state: 'misconfigured', reason: clip(`the tunnel holds key ${fingerprint(desired.publicKey)}, the node publishes ${fingerprint(decoded.node.wireguardPublicKey)}`) };
+    return {
+      ...seen,
+      node: node.name,
+      state: 'misconfigured',
+      reason: clip(
+        `the tunnel holds key ${fingerprint(desired.publicKey)}, the node publishes ${fingerprint(decoded.node.wireguardPublicKey)}`,
+      ),
+    };
   }
   if (input.steering.enabled) {
     const id = peerIdOf(node.name);
     const entries = lookup(input.steeringEntries ?? [], (e) => `${e.peerId}|${e.kind}`, 'peer', `${id}|pod`);
-    const steered = desired.allowedIPs.every((c) => entries.some((e) => e.cidr === (canonicalCidr(c) ?? c) && e.state === 'ready'));
-    if (input.steeringEntries === undefined) return { ...seen, node: node.name, state: 'pending', reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`) };
+    const steered = desired.allowedIPs.every((c) =>
+      entries.some((e) => e.cidr === (canonicalCidr(c) ?? c) && e.state === 'ready'),
+    );
+    if (input.steeringEntries === undefined)
+      return {
+        ...seen,
+        node: node.name,
+        state: 'pending',
+        reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`),
+      };
     if (!steered) return { ...seen, ...notUsable('the steering map does not send its pod CIDRs into the tunnel') };
   }
-  if (peer.latestHandshake === 0) return { ...seen, node: node.name, state: 'pending', reason: 'programmed; no handshake has completed yet' };
+  if (peer.latestHandshake === 0)
+    return { ...seen, node: node.name, state: 'pending', reason: 'programmed; no handshake has completed yet' };
   const age = Math.floor(input.now.getTime() / 1000) - peer.latestHandshake;
   const limit = WG_REJECT_AFTER_SECONDS + input.persistentKeepalive + HANDSHAKE_SLACK_SECONDS;
   if (input.persistentKeepalive > 0 && age > limit) {
-    return { ...seen, node: node.name, state: 'pending', reason: clip(`no handshake for ${age} s although keepalive is ${input.persistentKeepalive} s (peer unreachable?)`) };
+    return {
+      ...seen,
+      node: node.name,
+      state: 'pending',
+      reason: clip(
+        `no handshake for ${age} s although keepalive is ${input.persistentKeepalive} s (peer unreachable?)`,
+      ),
+    };
   }
   return { ...seen, node: node.name, state: 'encrypted' };
 }
@@ -290,7 +381,12 @@ export function readiness(input: NodeStatusInput): { ready: boolean; reasons: st
   const r = input.reconcile;
   if (r === undefined) return { ready: false, reasons: ['no reconcile pass yet'] };
   const reasons: string[] = [];
-  if (!r.converged) reasons.push(r.errors.length > 0 ? `last reconcile failed at: ${[...new Set(r.errors.map((e) => e.step))].join(', ')}` : 'node store not synced');
+  if (!r.converged)
+    reasons.push(
+      r.errors.length > 0
+        ? `last reconcile failed at: ${[...new Set(r.errors.map((e) => e.step))].join(', ')}`
+        : 'node store not synced',
+    );
   if (r.desired === undefined) return { ready: false, reasons: reasons.length > 0 ? reasons : ['no plan yet'] };
   // Mode ipsec without an observation of XFRM: a converged pass applied every desired SA.
   if (input.mode === 'ipsec' && input.observedIpsec === undefined) return { ready: reasons.length === 0, reasons };
@@ -300,12 +396,16 @@ export function readiness(input: NodeStatusInput): { ready: boolean; reasons: st
     const raw = lookup(input.nodes, (n) => n.name, 'name', p.node)[0];
     const s = raw === undefined ? undefined : peerStatus(input, raw);
     if (s === undefined) reasons.push(`peer ${p.node}: left the node store`);
-    else if (s.state === 'dropping' || s.state === 'misconfigured' || (s.state === 'pending' && s.key === undefined)) reasons.push(`peer ${p.node}: ${s.reason ?? s.state}`);
+    else if (s.state === 'dropping' || s.state === 'misconfigured' || (s.state === 'pending' && s.key === undefined))
+      reasons.push(`peer ${p.node}: ${s.reason ?? s.state}`);
   }
   return { ready: reasons.length === 0, reasons };
 }
 
-function sumDrops(counters: readonly SteeringCounter[] | undefined): { drops: Record<string, number>; failOpen: number } {
+function sumDrops(counters: readonly SteeringCounter[] | undefined): {
+  drops: Record<string, number>;
+  failOpen: number;
+} {
   const drops: Record<string, number> = {};
   let failOpen = 0;
   for (const c of counters ?? []) {
@@ -330,10 +430,19 @@ export function buildNodeStatus(input: NodeStatusInput): NodeStatusReport {
     heartbeatSeconds: input.heartbeatSeconds,
     mode: input.mode,
     algorithm: input.algorithm,
-    key: { fingerprint: fingerprint(input.key.publicKey), epoch: input.key.epoch, createdAt: input.key.createdAt.toISOString() },
+    key: {
+      fingerprint: fingerprint(input.key.publicKey),
+      epoch: input.key.epoch,
+      createdAt: input.key.createdAt.toISOString(),
+    },
     steering: { ...input.steering },
     ready: readiness(input).ready,
-    errors: [...new Set([...(input.reconcile?.errors.map((e) => e.step) ?? []), ...(input.observeErrors.length > 0 ? ['observe'] : [])])].sort(),
+    errors: [
+      ...new Set([
+        ...(input.reconcile?.errors.map((e) => e.step) ?? []),
+        ...(input.observeErrors.length > 0 ? ['observe'] : []),
+      ]),
+    ].sort(),
     drops,
     failOpenPackets: failOpen,
     detail: 'full',
@@ -347,7 +456,16 @@ export function buildNodeStatus(input: NodeStatusInput): NodeStatusReport {
  * republishes at once when this changes, and only on the heartbeat otherwise.
  */
 export function statusDigest(r: NodeStatusReport): string {
-  return JSON.stringify([r.agent, r.mode, r.algorithm, r.key, r.steering, r.ready, r.errors, r.peers.map((p) => [p.node, p.state, p.reason, p.key, p.handshake === 0])]);
+  return JSON.stringify([
+    r.agent,
+    r.mode,
+    r.algorithm,
+    r.key,
+    r.steering,
+    r.ready,
+    r.errors,
+    r.peers.map((p) => [p.node, p.state, p.reason, p.key, p.handshake === 0]),
+  ]);
 }
 
 /**
@@ -359,10 +477,19 @@ export function encodeStatus(report: NodeStatusReport, maxBytes = STATUS_MAX_BYT
   const text = (r: NodeStatusReport): string => JSON.stringify(r);
   let r = report;
   if (Buffer.byteLength(text(r)) <= maxBytes) return text(r);
-  r = { ...r, detail: 'compact', peers: r.peers.map((p) => (p.state === 'encrypted' ? { node: p.node, state: p.state, key: p.key, handshake: p.handshake } : p)) };
+  r = {
+    ...r,
+    detail: 'compact',
+    peers: r.peers.map((p) =>
+      p.state === 'encrypted' ? { node: p.node, state: p.state, key: p.key, handshake: p.handshake } : p,
+    ),
+  };
   if (Buffer.byteLength(text(r)) <= maxBytes) return text(r);
   // Keep the peers that are not encrypted first: they are what a reader must not miss.
-  const ordered = [...r.peers.filter((p) => p.state !== 'encrypted'), ...r.peers.filter((p) => p.state === 'encrypted')];
+  const ordered = [
+    ...r.peers.filter((p) => p.state !== 'encrypted'),
+    ...r.peers.filter((p) => p.state === 'encrypted'),
+  ];
   let lo = 0;
   let hi = ordered.length;
   while (lo < hi) {
@@ -376,7 +503,8 @@ export function encodeStatus(report: NodeStatusReport, maxBytes = STATUS_MAX_BYT
 }
 
 /** Result of {@link decodeStatus}. */
-export type DecodeStatusResult = { readonly ok: true; readonly report: NodeStatusReport } | { readonly ok: false; readonly error: string };
+export type DecodeStatusResult =
+  { readonly ok: true; readonly report: NodeStatusReport } | { readonly ok: false; readonly error: string };
 
 const FINGERPRINT = /^[0-9a-f]{16}$/;
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -384,7 +512,8 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 type Obj = JsonObject;
 
 function spi(v: unknown, where: string): string {
-  if (typeof v !== 'string' || !/^0x[0-9a-f]{8}$/.test(v)) throw new Error(`${where} must be an SPI as 0x and 8 hex digits`);
+  if (typeof v !== 'string' || !/^0x[0-9a-f]{8}$/.test(v))
+    throw new Error(`${where} must be an SPI as 0x and 8 hex digits`);
   return v;
 }
 
@@ -396,11 +525,18 @@ function spiList(v: unknown, where: string): string[] {
 function decodePeer(v: unknown, i: number): PeerStatus {
   const where = `peers[${i}]`;
   if (!isObject(v)) throw new Error(`${where} must be an object`);
-  exactKeys(v, ['node', 'state'], ['reason', 'key', 'handshake', 'rx', 'tx', 'algorithm', 'spiOut', 'spiIn', 'rxPackets', 'txPackets'], where);
+  exactKeys(
+    v,
+    ['node', 'state'],
+    ['reason', 'key', 'handshake', 'rx', 'tx', 'algorithm', 'spiOut', 'spiIn', 'rxPackets', 'txPackets'],
+    where,
+  );
   const node = readText(v.node, `${where}.node`);
   if (!NODE_NAME.test(node)) throw new Error(`${where}.node is not a node name`);
-  if (!(PEER_STATES as readonly unknown[]).includes(v.state)) throw new Error(`${where}.state must be one of ${PEER_STATES.join(', ')}`);
-  if (v.key !== undefined && (typeof v.key !== 'string' || !FINGERPRINT.test(v.key))) throw new Error(`${where}.key must be a 16-hex-digit fingerprint`);
+  if (!(PEER_STATES as readonly unknown[]).includes(v.state))
+    throw new Error(`${where}.state must be one of ${PEER_STATES.join(', ')}`);
+  if (v.key !== undefined && (typeof v.key !== 'string' || !FINGERPRINT.test(v.key)))
+    throw new Error(`${where}.key must be a 16-hex-digit fingerprint`);
   return {
     node,
     state: v.state as PeerState,
@@ -428,8 +564,31 @@ export function decodeStatus(textIn: string, maxBytes = STATUS_MAX_BYTES): Decod
       throw new Error(`is not valid JSON (${(err as Error).message})`);
     }
     if (!isObject(v)) throw new Error('must be a JSON object');
-    if (v.v !== STATUS_VERSION) throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${STATUS_VERSION}`);
-    exactKeys(v, ['v', 'node', 'at', 'agent', 'heartbeatSeconds', 'mode', 'algorithm', 'key', 'steering', 'ready', 'errors', 'drops', 'failOpenPackets', 'detail', 'peers', 'omitted'], [], 'status');
+    if (v.v !== STATUS_VERSION)
+      throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${STATUS_VERSION}`);
+    exactKeys(
+      v,
+      [
+        'v',
+        'node',
+        'at',
+        'agent',
+        'heartbeatSeconds',
+        'mode',
+        'algorithm',
+        'key',
+        'steering',
+        'ready',
+        'errors',
+        'drops',
+        'failOpenPackets',
+        'detail',
+        'peers',
+        'omitted',
+      ],
+      [],
+      'status',
+    );
     const node = readText(v.node, 'node');
     if (!NODE_NAME.test(node)) throw new Error('node is not a node name');
     if (v.agent !== 'running' && v.agent !== 'stopped') throw new Error('agent must be "running" or "stopped"');
@@ -439,14 +598,17 @@ export function decodeStatus(textIn: string, maxBytes = STATUS_MAX_BYTES): Decod
     if (hb < 1) throw new Error('heartbeatSeconds must be at least 1');
     if (!isObject(v.key)) throw new Error('key must be an object');
     exactKeys(v.key, ['fingerprint', 'epoch', 'createdAt'], [], 'key');
-    if (typeof v.key.fingerprint !== 'string' || !FINGERPRINT.test(v.key.fingerprint)) throw new Error('key.fingerprint must be a 16-hex-digit fingerprint');
+    if (typeof v.key.fingerprint !== 'string' || !FINGERPRINT.test(v.key.fingerprint))
+      throw new Error('key.fingerprint must be a 16-hex-digit fingerprint');
     if (!isObject(v.steering)) throw new Error('steering must be an object');
     exactKeys(v.steering, ['enabled', 'failClosed', 'nodeToNode'], [], 'steering');
     if (!Array.isArray(v.errors)) throw new Error('errors must be a list');
     if (!isObject(v.drops)) throw new Error('drops must be an object');
     if (!Array.isArray(v.peers)) throw new Error('peers must be a list');
     const peers = v.peers.map(decodePeer);
-    for (let i = 1; i < peers.length; i++) if (!((peers[i - 1]?.node ?? '') < (peers[i]?.node ?? ''))) throw new Error('peers must be sorted by node name without duplicates');
+    for (let i = 1; i < peers.length; i++)
+      if (!((peers[i - 1]?.node ?? '') < (peers[i]?.node ?? '')))
+        throw new Error('peers must be sorted by node name without duplicates');
     const report: NodeStatusReport = {
       v: STATUS_VERSION,
       node,
@@ -455,11 +617,21 @@ export function decodeStatus(textIn: string, maxBytes = STATUS_MAX_BYTES): Decod
       heartbeatSeconds: hb,
       mode: v.mode,
       algorithm: readText(v.algorithm, 'algorithm', 64),
-      key: { fingerprint: v.key.fingerprint, epoch: readCount(v.key.epoch, 'key.epoch'), createdAt: readTime(v.key.createdAt, 'key.createdAt') },
-      steering: { enabled: readBool(v.steering.enabled, 'steering.enabled'), failClosed: readBool(v.steering.failClosed, 'steering.failClosed'), nodeToNode: readBool(v.steering.nodeToNode, 'steering.nodeToNode') },
+      key: {
+        fingerprint: v.key.fingerprint,
+        epoch: readCount(v.key.epoch, 'key.epoch'),
+        createdAt: readTime(v.key.createdAt, 'key.createdAt'),
+      },
+      steering: {
+        enabled: readBool(v.steering.enabled, 'steering.enabled'),
+        failClosed: readBool(v.steering.failClosed, 'steering.failClosed'),
+        nodeToNode: readBool(v.steering.nodeToNode, 'steering.nodeToNode'),
+      },
       ready: readBool(v.ready, 'ready'),
       errors: v.errors.map((e, i) => readText(e, `errors[${i}]`, 64)),
-      drops: Object.fromEntries(Object.entries(v.drops).map(([k, n]) => [readText(k, 'drops key', 32), readCount(n, `drops.${k}`)])),
+      drops: Object.fromEntries(
+        Object.entries(v.drops).map(([k, n]) => [readText(k, 'drops key', 32), readCount(n, `drops.${k}`)]),
+      ),
       failOpenPackets: readCount(v.failOpenPackets, 'failOpenPackets'),
       detail: v.detail,
       peers,

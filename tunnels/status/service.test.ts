@@ -9,7 +9,13 @@ import { ANNOTATIONS } from '../../common/constants.js';
 import { silentLogger } from '../../common/logger.js';
 import { createMetrics } from '../../common/metrics.js';
 import { plan } from '../plan/planner.js';
-import { bearerMatches, loadOrCreateStatusToken, relevantChangeFilter, StatusService, type StatusDeps } from './service.js';
+import {
+  bearerMatches,
+  loadOrCreateStatusToken,
+  relevantChangeFilter,
+  StatusService,
+  type StatusDeps,
+} from './service.js';
 import { decodeSummary, SUMMARY_MAX_BYTES } from './summary.js';
 
 beforeAll(async () => {
@@ -21,9 +27,19 @@ describe('StatusService publication', () => {
     const fx = fixtureCluster();
     const store = new MemoryNodeStore(fx.nodes, { synced: true });
     const { wg } = createFakeKernel();
-    const desired = plan({ nodes: fx.nodes, self: { name: 'node-a', wireguardPublicKey: fx.keys['node-a'], localAddresses: fx.localAddresses['node-a'] }, config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 }, established: {} });
+    const desired = plan({
+      nodes: fx.nodes,
+      self: { name: 'node-a', wireguardPublicKey: fx.keys['node-a'], localAddresses: fx.localAddresses['node-a'] },
+      config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 },
+      established: {},
+    });
     const clock = { t: Date.parse('2025-06-01T12:00:00.000Z') };
-    const config = validateConfig({ nodeName: 'node-a', store: { type: 'file', dir: '/unused' }, steering: { enabled: false }, status: { heartbeatSeconds: 60, minIntervalSeconds: 5 } });
+    const config = validateConfig({
+      nodeName: 'node-a',
+      store: { type: 'file', dir: '/unused' },
+      steering: { enabled: false },
+      status: { heartbeatSeconds: 60, minIntervalSeconds: 5 },
+    });
     const state = { report: undefined as ReturnType<StatusDeps['reconciler']['report']>, pass };
     const s = new StatusService({
       config,
@@ -48,7 +64,13 @@ describe('StatusService publication', () => {
 
   it('publishes a bounded summary once the first pass converged, then only when the summary changes (after the minimum interval), never on a heartbeat', async () => {
     const { wg, desired, clock, s, state, published, summary } = setup();
-    await wg.ensureLink({ name: 'sealwg0', privateKeyFile: '/k', publicKey: desired.tunnel.peers[0]!.publicKey, listenPort: 51880, fwmark: 0x5188 });
+    await wg.ensureLink({
+      name: 'sealwg0',
+      privateKeyFile: '/k',
+      publicKey: desired.tunnel.peers[0]!.publicKey,
+      listenPort: 51880,
+      fwmark: 0x5188,
+    });
     await s.publishIfDue();
     expect(published()).toBe(0); // no pass yet: nothing to say
     state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: false };
@@ -64,7 +86,8 @@ describe('StatusService publication', () => {
     clock.t += 10_000;
     await s.publishIfDue();
     expect(published()).toBe(1); // nothing changed
-    for (const p of desired.tunnel.peers) wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    for (const p of desired.tunnel.peers)
+      wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
     await new Promise((r) => setTimeout(r, 1100)); // observation cache
     clock.t += 1000;
     await s.publishIfDue();
@@ -80,11 +103,18 @@ describe('StatusService publication', () => {
 
   it('rate-limits later changes but not the first summary', async () => {
     const { wg, desired, clock, s, state, published } = setup();
-    await wg.ensureLink({ name: 'sealwg0', privateKeyFile: '/k', publicKey: desired.tunnel.peers[0]!.publicKey, listenPort: 51880, fwmark: 0x5188 });
+    await wg.ensureLink({
+      name: 'sealwg0',
+      privateKeyFile: '/k',
+      publicKey: desired.tunnel.peers[0]!.publicKey,
+      listenPort: 51880,
+      fwmark: 0x5188,
+    });
     state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
     await s.publishIfDue();
     expect(published()).toBe(1);
-    for (const p of desired.tunnel.peers) wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    for (const p of desired.tunnel.peers)
+      wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
     await new Promise((r) => setTimeout(r, 1100));
     clock.t += 1000; // 1 s < minIntervalSeconds (5)
     await s.publishIfDue();
@@ -112,7 +142,10 @@ describe('StatusService publication', () => {
     const fx = fixtureCluster();
     const relevant = relevantChangeFilter();
     expect(relevant(fx.nodes)).toBe(true);
-    const withStatus = fx.nodes.map((n) => ({ ...n, annotations: { ...n.annotations, [ANNOTATIONS.status]: `{"at":"${Math.random()}"}` } }));
+    const withStatus = fx.nodes.map((n) => ({
+      ...n,
+      annotations: { ...n.annotations, [ANNOTATIONS.status]: `{"at":"${Math.random()}"}` },
+    }));
     expect(relevant(withStatus)).toBe(false);
     expect(relevant(withStatus.map((n, i) => (i === 0 ? { ...n, podCIDRs: ['100.64.99.0/24'] } : n)))).toBe(true);
   });
@@ -127,7 +160,9 @@ describe('StatusService publication', () => {
     expect(relevant(nodes.slice(1))).toBe(true); // a node left
     const back = [...nodes];
     expect(relevant(back)).toBe(true); // it came back
-    const moved = back.map((n, i) => (i === 2 ? { ...n, annotations: { ...n.annotations, 'sealnet.io/endpoint': '198.18.9.9:51880' } } : n));
+    const moved = back.map((n, i) =>
+      i === 2 ? { ...n, annotations: { ...n.annotations, 'sealnet.io/endpoint': '198.18.9.9:51880' } } : n,
+    );
     expect(relevant(moved)).toBe(true);
     expect(relevant(moved.map((n, i) => (i === 2 ? { ...n } : n)))).toBe(false); // a new object, same content
   });
@@ -150,7 +185,11 @@ describe('/status token', () => {
     expect((await stat(t.file)).mode & 0o777).toBe(0o600);
     await chmod(t.file, 0o644);
     const again = await loadOrCreateStatusToken(config);
-    expect([again.created, again.token, again.warning]).toEqual([false, t.token, expect.stringContaining('had mode 0644; set to 0600')]);
+    expect([again.created, again.token, again.warning]).toEqual([
+      false,
+      t.token,
+      expect.stringContaining('had mode 0644; set to 0600'),
+    ]);
     expect(bearerMatches(`Bearer ${t.token}`, t.token)).toBe(true);
     expect(bearerMatches(`Bearer ${t.token}x`, t.token)).toBe(false);
     expect(bearerMatches(`bearer ${t.token}`, t.token)).toBe(false);

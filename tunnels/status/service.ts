@@ -22,7 +22,15 @@ import type { Logger } from '../../common/logger.js';
 import type { AgentMetrics } from '../../common/metrics.js';
 import type { RawNode } from '../ports/model.js';
 import type { IpsecPort } from '../ports/ipsec.js';
-import type { NodeStore, ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry, SteeringPort, WireGuardPort } from '../ports/index.js';
+import type {
+  NodeStore,
+  ObservedIpsec,
+  ObservedPeer,
+  SteeringCounter,
+  SteeringEntry,
+  SteeringPort,
+  WireGuardPort,
+} from '../ports/index.js';
 import type { ReconcileReport } from '../ports/model.js';
 import { algorithmOf, buildNodeStatus, readiness, type NodeStatusInput, type NodeStatusReport } from './report.js';
 import { encodeSummary, summarize, summaryChangeKey } from './summary.js';
@@ -110,16 +118,44 @@ export class StatusService {
   private async read(at: number): Promise<Observation> {
     const errors: string[] = [];
     // Mode ipsec has no WireGuard link: without its own observer, peers stay unobserved (status.ts).
-    const observe = this.d.observePeers ?? (this.d.config.mode === 'ipsec' ? undefined : async () => (await this.d.wg.show(this.d.link?.() ?? WG_INTERFACE))?.peers);
-    const peers = observe === undefined ? undefined : await observe().then(
-      (r) => (r === undefined ? (errors.push(this.d.observePeers === undefined ? `${this.d.link?.() ?? WG_INTERFACE} does not exist` : 'the tunnel state is unavailable'), undefined) : r),
-      (err: unknown) => (errors.push(`reading the tunnel: ${describeError(err)}`), undefined),
-    );
+    const observe =
+      this.d.observePeers ??
+      (this.d.config.mode === 'ipsec'
+        ? undefined
+        : async () => (await this.d.wg.show(this.d.link?.() ?? WG_INTERFACE))?.peers);
+    const peers =
+      observe === undefined
+        ? undefined
+        : await observe().then(
+            (r) =>
+              r === undefined
+                ? (errors.push(
+                    this.d.observePeers === undefined
+                      ? `${this.d.link?.() ?? WG_INTERFACE} does not exist`
+                      : 'the tunnel state is unavailable',
+                  ),
+                  undefined)
+                : r,
+            (err: unknown) => (errors.push(`reading the tunnel: ${describeError(err)}`), undefined),
+          );
     const observeIpsec = this.d.config.mode === 'ipsec' ? this.d.observeIpsec : undefined;
-    const ipsec = observeIpsec === undefined ? undefined : await observeIpsec().catch((err: unknown) => (errors.push(`reading XFRM: ${describeError(err)}`), undefined));
+    const ipsec =
+      observeIpsec === undefined
+        ? undefined
+        : await observeIpsec().catch((err: unknown) => (errors.push(`reading XFRM: ${describeError(err)}`), undefined));
     const st = this.d.steering;
-    const entries = st === undefined ? undefined : await st.listEntries().catch((err: unknown) => (errors.push(`steering map: ${describeError(err)}`), undefined));
-    const counters = st === undefined ? undefined : await st.counters().catch((err: unknown) => (errors.push(`steering counters: ${describeError(err)}`), undefined));
+    const entries =
+      st === undefined
+        ? undefined
+        : await st
+            .listEntries()
+            .catch((err: unknown) => (errors.push(`steering map: ${describeError(err)}`), undefined));
+    const counters =
+      st === undefined
+        ? undefined
+        : await st
+            .counters()
+            .catch((err: unknown) => (errors.push(`steering counters: ${describeError(err)}`), undefined));
     return { at, peers, ipsec, entries, counters, errors };
   }
 
@@ -135,7 +171,11 @@ export class StatusService {
       mode: config.mode,
       algorithm: algorithmOf(config.mode, config.ipsec.keyBits),
       key: this.d.key(),
-      steering: { enabled: config.steering.enabled, failClosed: config.steering.enabled && config.steering.failClosed, nodeToNode: config.steering.enabled && config.steering.nodeToNode },
+      steering: {
+        enabled: config.steering.enabled,
+        failClosed: config.steering.enabled && config.steering.failClosed,
+        nodeToNode: config.steering.enabled && config.steering.nodeToNode,
+      },
       persistentKeepalive: config.wireguard.persistentKeepalive,
       nodes: this.d.store.list(),
       reconcile: r,
@@ -231,7 +271,10 @@ export class StatusService {
     metrics.statusPublications.inc({ result: 'ok' });
     metrics.statusReportBytes.set(Buffer.byteLength(text));
     metrics.statusLastPublished.set(Date.parse(report.at) / 1000);
-    log.info({ ready: summary.ready, counts: summary.counts, worst: summary.worst.map((w) => `${w.node}:${w.state}`) }, 'published status summary');
+    log.info(
+      { ready: summary.ready, counts: summary.counts, worst: summary.worst.map((w) => `${w.node}:${w.state}`) },
+      'published status summary',
+    );
     this.lastChangeKey = summaryChangeKey(summary);
     this.lastPublishMs = this.now().getTime();
   }
@@ -252,7 +295,9 @@ export function relevantChangeFilter(): (nodes: readonly RawNode[]) => boolean {
   const keyOf = (n: RawNode): string => {
     let k = keys.get(n);
     if (k === undefined) {
-      const ann = Object.entries(n.annotations).filter(([x]) => x !== ANNOTATIONS.status).sort(([x], [y]) => (x < y ? -1 : 1));
+      const ann = Object.entries(n.annotations)
+        .filter(([x]) => x !== ANNOTATIONS.status)
+        .sort(([x], [y]) => (x < y ? -1 : 1));
       keys.set(n, (k = JSON.stringify([n.name, ann, n.podCIDRs, n.internalIPs])));
     }
     return k;
@@ -280,10 +325,17 @@ export function relevantChangeFilter(): (nodes: readonly RawNode[]) => boolean {
  * The `/status` bearer token: `<stateDir>/status.token` (or `status.tokenFile`), 32 random bytes
  * as hex, 0600, created if missing. A looser mode is tightened (with a warning in the result).
  */
-export async function loadOrCreateStatusToken(config: AgentConfig): Promise<{ token: string; file: string; created: boolean; warning?: string }> {
+export async function loadOrCreateStatusToken(
+  config: AgentConfig,
+): Promise<{ token: string; file: string; created: boolean; warning?: string }> {
   const file = resolve(config.status.tokenFile ?? join(config.stateDir, STATUS_TOKEN_FILE));
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const created = await writeAtomic(dirname(file), basename(file), Buffer.from(`${randomBytes(32).toString('hex')}\n`), { how: 'create' });
+  const created = await writeAtomic(
+    dirname(file),
+    basename(file),
+    Buffer.from(`${randomBytes(32).toString('hex')}\n`),
+    { how: 'create' },
+  );
   const st = await stat(file);
   let warning: string | undefined;
   if ((st.mode & 0o077) !== 0) {
@@ -291,22 +343,33 @@ export async function loadOrCreateStatusToken(config: AgentConfig): Promise<{ to
     warning = `status token ${file} had mode 0${(st.mode & 0o777).toString(8)}; set to 0600`;
   }
   const token = (await readFile(file, 'utf8')).trim();
-  if (!/^[0-9a-f]{32,128}$/.test(token)) throw new SealnetError('CONFIG_INVALID', `status token file ${file} must hold 32 to 128 lowercase hex digits`);
+  if (!/^[0-9a-f]{32,128}$/.test(token))
+    throw new SealnetError('CONFIG_INVALID', `status token file ${file} must hold 32 to 128 lowercase hex digits`);
   return { token, file, created, ...(warning === undefined ? {} : { warning }) };
 }
 
 /** Constant-time check of an `Authorization: Bearer <token>` header. */
 export function bearerMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer ([^\s]+)$/.exec(header ?? '');
-  const a = createHash('sha256').update(m?.[1] ?? '').digest();
+  const a = createHash('sha256')
+    .update(m?.[1] ?? '')
+    .digest();
   const b = createHash('sha256').update(token).digest();
   return m !== null && timingSafeEqual(a, b);
 }
 
 /** Serves `/status` (GET, bearer token or `X-Sealnet-Status-Token`): the live full report as JSON. */
-export function serveStatus(req: IncomingMessage, res: ServerResponse, opts: { status: StatusService; token: string | undefined }): void {
+export function serveStatus(
+  req: IncomingMessage,
+  res: ServerResponse,
+  opts: { status: StatusService; token: string | undefined },
+): void {
   const send = (code: number, body: string, headers: Record<string, string> = {}): void => {
-    res.writeHead(code, { 'content-type': code === 200 ? 'application/json' : 'text/plain; charset=utf-8', 'cache-control': 'no-store', ...headers });
+    res.writeHead(code, {
+      'content-type': code === 200 ? 'application/json' : 'text/plain; charset=utf-8',
+      'cache-control': 'no-store',
+      ...headers,
+    });
     res.end(body);
   };
   if (req.method !== 'GET') return send(405, 'method not allowed\n', { allow: 'GET' });
@@ -315,7 +378,10 @@ export function serveStatus(req: IncomingMessage, res: ServerResponse, opts: { s
   // the API server: the agent's token then comes in X-Sealnet-Status-Token (tunnels/cli/fetch.ts).
   const alt = req.headers['x-sealnet-status-token'];
   const header = typeof alt === 'string' ? `Bearer ${alt}` : req.headers.authorization;
-  if (!bearerMatches(header, opts.token)) return send(401, 'unauthorized: send "Authorization: Bearer <token from the agent\'s status token file>"\n', { 'www-authenticate': 'Bearer realm="sealnet-status"' });
+  if (!bearerMatches(header, opts.token))
+    return send(401, 'unauthorized: send "Authorization: Bearer <token from the agent\'s status token file>"\n', {
+      'www-authenticate': 'Bearer realm="sealnet-status"',
+    });
   opts.status.report('running').then(
     (r) => send(200, `${JSON.stringify(r, null, 2)}\n`),
     (err: unknown) => send(500, `${describeError(err)}\n`),

@@ -7,7 +7,15 @@
 import { sodiumReady } from '../../keymgr/keys.js';
 import { statusReport } from '../../test/status-fixtures.js';
 import { MAX_REASON, PEER_STATES, type NodeStatusReport, type PeerState, type PeerStatus } from './report.js';
-import { decodeSummary, encodeSummary, reportDigest, summarize, summaryChangeKey, SUMMARY_MAX_BYTES, SUMMARY_WORST } from './summary.js';
+import {
+  decodeSummary,
+  encodeSummary,
+  reportDigest,
+  summarize,
+  summaryChangeKey,
+  SUMMARY_MAX_BYTES,
+  SUMMARY_WORST,
+} from './summary.js';
 
 beforeAll(async () => {
   await sodiumReady();
@@ -30,14 +38,18 @@ const HOSTILE = ['"', '\\', '\u0000', '\n', '\u2028', '😀', 'ü', '\uffff', '<
 function hostileText(r: () => number, max: number): string {
   const n = Math.floor(r() * (max + 1));
   let s = '';
-  while (s.length < n) s += r() < 0.5 ? HOSTILE[Math.floor(r() * HOSTILE.length)] : String.fromCharCode(32 + Math.floor(r() * 90));
+  while (s.length < n)
+    s += r() < 0.5 ? HOSTILE[Math.floor(r() * HOSTILE.length)] : String.fromCharCode(32 + Math.floor(r() * 90));
   return s.slice(0, n);
 }
 
 /** Reasons drawn from a pool (generating 20,000 fresh ones per round is most of the test's time). */
 let pool: string[] = [];
 function reasonOf(r: () => number): string {
-  if (pool.length === 0) pool = Array.from({ length: 256 }, (_, i) => (i % 4 === 0 ? 'x'.repeat(MAX_REASON) : i % 4 === 1 ? '😀'.repeat(MAX_REASON / 2) : hostileText(r, MAX_REASON)));
+  if (pool.length === 0)
+    pool = Array.from({ length: 256 }, (_, i) =>
+      i % 4 === 0 ? 'x'.repeat(MAX_REASON) : i % 4 === 1 ? '😀'.repeat(MAX_REASON / 2) : hostileText(r, MAX_REASON),
+    );
   return pool[Math.floor(r() * pool.length)] as string;
 }
 
@@ -79,15 +91,25 @@ describe('status summary codec', () => {
       expect(d.summary.digest).toBe(reportDigest(report));
       expect(d.summary.worst.length).toBeLessThanOrEqual(SUMMARY_WORST);
       // The worst peers are the most severe ones.
-      if (counts.misconfigured! > 0 && d.summary.worst.length > 0) expect(d.summary.worst[0]!.state).toBe('misconfigured');
+      if (counts.misconfigured! > 0 && d.summary.worst.length > 0)
+        expect(d.summary.worst[0]!.state).toBe('misconfigured');
     }
   });
 
   it('is the same summary for the same states: counters and handshake times do not change it, a state does', () => {
     const a = statusReport('n1', ['n1', 'n2', 'n3']);
-    const b = { ...a, at: '2025-06-01T12:05:00.000Z', peers: a.peers.map((p) => ({ ...p, rx: (p.rx ?? 0) + 1000, handshake: (p.handshake ?? 0) + 60 })) };
+    const b = {
+      ...a,
+      at: '2025-06-01T12:05:00.000Z',
+      peers: a.peers.map((p) => ({ ...p, rx: (p.rx ?? 0) + 1000, handshake: (p.handshake ?? 0) + 60 })),
+    };
     expect(summaryChangeKey(summarize(b))).toBe(summaryChangeKey(summarize(a)));
-    const c = { ...a, peers: a.peers.map((p, i) => (i === 0 ? { ...p, state: 'pending' as const, reason: 'no handshake for 213 s' } : p)) };
+    const c = {
+      ...a,
+      peers: a.peers.map((p, i) =>
+        i === 0 ? { ...p, state: 'pending' as const, reason: 'no handshake for 213 s' } : p,
+      ),
+    };
     expect(summaryChangeKey(summarize(c))).not.toBe(summaryChangeKey(summarize(a)));
     // A reason that only counts up does not republish.
     const d = { ...c, peers: c.peers.map((p, i) => (i === 0 ? { ...p, reason: 'no handshake for 243 s' } : p)) };
@@ -96,8 +118,14 @@ describe('status summary codec', () => {
 
   it('rejects what is not a summary: the old full report, oversized text, unknown fields', () => {
     expect(decodeSummary(JSON.stringify(statusReport('n1', ['n1', 'n2']))).ok).toBe(false);
-    expect(decodeSummary(' '.repeat(SUMMARY_MAX_BYTES + 1))).toEqual({ ok: false, error: `sealnet.io/status is larger than ${SUMMARY_MAX_BYTES} bytes` });
+    expect(decodeSummary(' '.repeat(SUMMARY_MAX_BYTES + 1))).toEqual({
+      ok: false,
+      error: `sealnet.io/status is larger than ${SUMMARY_MAX_BYTES} bytes`,
+    });
     const s = JSON.parse(encodeSummary(summarize(statusReport('n1', ['n1', 'n2'])))) as Record<string, unknown>;
-    expect(decodeSummary(JSON.stringify({ ...s, extra: 1 }))).toEqual({ ok: false, error: 'sealnet.io/status status.extra is not a known field' });
+    expect(decodeSummary(JSON.stringify({ ...s, extra: 1 }))).toEqual({
+      ok: false,
+      error: 'sealnet.io/status status.extra is not a known field',
+    });
   });
 });

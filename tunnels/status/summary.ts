@@ -68,8 +68,11 @@ function cut(s: string, n: number): string {
  * not over counters and times. Two reports with the same digest say the same thing.
  */
 export function reportDigest(r: NodeStatusReport): string {
-  const h = createHash('sha256').update(JSON.stringify([r.agent, r.mode, r.algorithm, r.key, r.steering, r.ready, r.errors]));
-  for (const p of r.peers) h.update(JSON.stringify([p.node, p.state, p.reason?.replace(/\d+/g, '#'), p.key, p.handshake === 0]));
+  const h = createHash('sha256').update(
+    JSON.stringify([r.agent, r.mode, r.algorithm, r.key, r.steering, r.ready, r.errors]),
+  );
+  for (const p of r.peers)
+    h.update(JSON.stringify([p.node, p.state, p.reason?.replace(/\d+/g, '#'), p.key, p.handshake === 0]));
   return h.digest('hex').slice(0, 16);
 }
 
@@ -81,7 +84,11 @@ export function summarize(r: NodeStatusReport): StatusSummary {
   for (const p of r.peers) {
     counts[p.state]++;
     if (p.state === 'encrypted') continue;
-    worst.push({ node: p.node, state: p.state, ...(p.reason === undefined ? {} : { reason: cut(p.reason, WORST_REASON) }) });
+    worst.push({
+      node: p.node,
+      state: p.state,
+      ...(p.reason === undefined ? {} : { reason: cut(p.reason, WORST_REASON) }),
+    });
     worst.sort((a, b) => SEVERITY[a.state] - SEVERITY[b.state] || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
     if (worst.length > SUMMARY_WORST) worst.pop();
   }
@@ -109,7 +116,11 @@ export function summarize(r: NodeStatusReport): StatusSummary {
  */
 export function summaryChangeKey(s: StatusSummary): string {
   const { at: _at, failOpenPackets, ...rest } = s;
-  return JSON.stringify({ ...rest, failOpen: failOpenPackets > 0, worst: s.worst.map((w) => ({ ...w, reason: w.reason?.replace(/\d+/g, '#') })) });
+  return JSON.stringify({
+    ...rest,
+    failOpen: failOpenPackets > 0,
+    worst: s.worst.map((w) => ({ ...w, reason: w.reason?.replace(/\d+/g, '#') })),
+  });
 }
 
 /**
@@ -145,7 +156,8 @@ export function encodeSummary(s: StatusSummary, maxBytes = SUMMARY_MAX_BYTES): s
 }
 
 /** Result of {@link decodeSummary}. */
-export type DecodeSummaryResult = { readonly ok: true; readonly summary: StatusSummary } | { readonly ok: false; readonly error: string };
+export type DecodeSummaryResult =
+  { readonly ok: true; readonly summary: StatusSummary } | { readonly ok: false; readonly error: string };
 
 const FINGERPRINT = /^[0-9a-f]{16}$/;
 
@@ -160,28 +172,64 @@ export function decodeSummary(text: string): DecodeSummaryResult {
       throw new Error(`is not valid JSON (${(err as Error).message})`);
     }
     if (!isObject(v)) throw new Error('must be a JSON object');
-    if (v.v !== SUMMARY_VERSION) throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${SUMMARY_VERSION}`);
-    exactKeys(v, ['v', 'node', 'at', 'agent', 'mode', 'algorithm', 'key', 'steering', 'ready', 'errors', 'counts', 'worst', 'failOpenPackets', 'digest'], [], 'status');
+    if (v.v !== SUMMARY_VERSION)
+      throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${SUMMARY_VERSION}`);
+    exactKeys(
+      v,
+      [
+        'v',
+        'node',
+        'at',
+        'agent',
+        'mode',
+        'algorithm',
+        'key',
+        'steering',
+        'ready',
+        'errors',
+        'counts',
+        'worst',
+        'failOpenPackets',
+        'digest',
+      ],
+      [],
+      'status',
+    );
     if (v.agent !== 'running' && v.agent !== 'stopped') throw new Error('agent must be "running" or "stopped"');
     if (v.mode !== 'wireguard' && v.mode !== 'ipsec') throw new Error('mode must be "wireguard" or "ipsec"');
     if (!isObject(v.key)) throw new Error('key must be an object');
     exactKeys(v.key, ['fingerprint', 'epoch'], [], 'key');
-    if (typeof v.key.fingerprint !== 'string' || !FINGERPRINT.test(v.key.fingerprint)) throw new Error('key.fingerprint must be a 16-hex-digit fingerprint');
+    if (typeof v.key.fingerprint !== 'string' || !FINGERPRINT.test(v.key.fingerprint))
+      throw new Error('key.fingerprint must be a 16-hex-digit fingerprint');
     if (!isObject(v.steering)) throw new Error('steering must be an object');
     exactKeys(v.steering, ['enabled', 'failClosed', 'nodeToNode'], [], 'steering');
-    const steering = { enabled: readBool(v.steering.enabled, 'steering.enabled'), failClosed: readBool(v.steering.failClosed, 'steering.failClosed'), nodeToNode: readBool(v.steering.nodeToNode, 'steering.nodeToNode') };
-    if (!Array.isArray(v.errors) || v.errors.length > MAX_ERRORS) throw new Error(`errors must be a list of at most ${MAX_ERRORS}`);
+    const steering = {
+      enabled: readBool(v.steering.enabled, 'steering.enabled'),
+      failClosed: readBool(v.steering.failClosed, 'steering.failClosed'),
+      nodeToNode: readBool(v.steering.nodeToNode, 'steering.nodeToNode'),
+    };
+    if (!Array.isArray(v.errors) || v.errors.length > MAX_ERRORS)
+      throw new Error(`errors must be a list of at most ${MAX_ERRORS}`);
     if (!isObject(v.counts)) throw new Error('counts must be an object');
     exactKeys(v.counts, [...PEER_STATES], [], 'counts');
-    const counts = Object.fromEntries(PEER_STATES.map((s) => [s, readCount((v.counts as Record<string, unknown>)[s], `counts.${s}`)])) as Record<PeerState, number>;
-    if (!Array.isArray(v.worst) || v.worst.length > SUMMARY_WORST) throw new Error(`worst must be a list of at most ${SUMMARY_WORST}`);
+    const counts = Object.fromEntries(
+      PEER_STATES.map((s) => [s, readCount((v.counts as Record<string, unknown>)[s], `counts.${s}`)]),
+    ) as Record<PeerState, number>;
+    if (!Array.isArray(v.worst) || v.worst.length > SUMMARY_WORST)
+      throw new Error(`worst must be a list of at most ${SUMMARY_WORST}`);
     const worst = v.worst.map((w, i): SummaryPeer => {
       if (!isObject(w)) throw new Error(`worst[${i}] must be an object`);
       exactKeys(w, ['node', 'state'], ['reason'], `worst[${i}]`);
-      if (!(PEER_STATES as readonly unknown[]).includes(w.state)) throw new Error(`worst[${i}].state must be one of ${PEER_STATES.join(', ')}`);
-      return { node: readText(w.node, `worst[${i}].node`, 253), state: w.state as PeerState, ...(w.reason === undefined ? {} : { reason: readText(w.reason, `worst[${i}].reason`, WORST_REASON) }) };
+      if (!(PEER_STATES as readonly unknown[]).includes(w.state))
+        throw new Error(`worst[${i}].state must be one of ${PEER_STATES.join(', ')}`);
+      return {
+        node: readText(w.node, `worst[${i}].node`, 253),
+        state: w.state as PeerState,
+        ...(w.reason === undefined ? {} : { reason: readText(w.reason, `worst[${i}].reason`, WORST_REASON) }),
+      };
     });
-    if (typeof v.digest !== 'string' || !/^[0-9a-f]{16}$/.test(v.digest)) throw new Error('digest must be 16 hex digits');
+    if (typeof v.digest !== 'string' || !/^[0-9a-f]{16}$/.test(v.digest))
+      throw new Error('digest must be 16 hex digits');
     return {
       ok: true,
       summary: {

@@ -24,7 +24,9 @@ function recorder(): Recorder {
     errors: [],
     events: {
       onChange: (n) => rec.changes.push(n),
-      onSynced: () => { rec.synced++; },
+      onSynced: () => {
+        rec.synced++;
+      },
       onError: (e) => rec.errors.push(e),
     },
   };
@@ -41,14 +43,22 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 3000): Pro
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function doc(name: string, over: { annotations?: Record<string, string>; podCIDRs?: string[]; ip?: string } = {}): string {
+function doc(
+  name: string,
+  over: { annotations?: Record<string, string>; podCIDRs?: string[]; ip?: string } = {},
+): string {
   return `${JSON.stringify(
     {
       apiVersion: 'v1',
       kind: 'Node',
       metadata: { name, annotations: over.annotations ?? { 'node.alpha.kubernetes.io/ttl': '0' } },
       spec: { podCIDRs: over.podCIDRs ?? ['100.64.1.0/24'] },
-      status: { addresses: [{ type: 'Hostname', address: name }, { type: 'InternalIP', address: over.ip ?? '198.18.0.1' }] },
+      status: {
+        addresses: [
+          { type: 'Hostname', address: name },
+          { type: 'InternalIP', address: over.ip ?? '198.18.0.1' },
+        ],
+      },
     },
     null,
     2,
@@ -78,12 +88,25 @@ async function started(files: Record<string, string>): Promise<Recorder> {
 
 describe('FileNodeStore', () => {
   it('is synced after start, with every document read', async () => {
-    const rec = await started({ 'node-a.json': doc('node-a'), 'node-b.json': doc('node-b', { podCIDRs: ['100.64.2.0/24'], ip: '198.18.0.2' }) });
+    const rec = await started({
+      'node-a.json': doc('node-a'),
+      'node-b.json': doc('node-b', { podCIDRs: ['100.64.2.0/24'], ip: '198.18.0.2' }),
+    });
     expect(store!.synced()).toBe(true);
     expect(rec.synced).toBe(1);
     expect(store!.list()).toStrictEqual([
-      { name: 'node-a', annotations: { 'node.alpha.kubernetes.io/ttl': '0' }, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] },
-      { name: 'node-b', annotations: { 'node.alpha.kubernetes.io/ttl': '0' }, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
+      {
+        name: 'node-a',
+        annotations: { 'node.alpha.kubernetes.io/ttl': '0' },
+        podCIDRs: ['100.64.1.0/24'],
+        internalIPs: ['198.18.0.1'],
+      },
+      {
+        name: 'node-b',
+        annotations: { 'node.alpha.kubernetes.io/ttl': '0' },
+        podCIDRs: ['100.64.2.0/24'],
+        internalIPs: ['198.18.0.2'],
+      },
     ]);
     expect(rec.changes).toHaveLength(1);
     expect(rec.changes[0]!.map((n) => n.name)).toStrictEqual(['node-a', 'node-b']);
@@ -98,7 +121,12 @@ describe('FileNodeStore', () => {
   });
 
   it('ignores files that are not *.json and dot files (temp files of a patch)', async () => {
-    await started({ 'node-a.json': doc('node-a'), 'README': 'x', '.node-b.json.123.tmp': doc('node-b'), '.node-c.json': doc('node-c') });
+    await started({
+      'node-a.json': doc('node-a'),
+      README: 'x',
+      '.node-b.json.123.tmp': doc('node-b'),
+      '.node-c.json': doc('node-c'),
+    });
     expect(store!.list().map((n) => n.name)).toStrictEqual(['node-a']);
   });
 
@@ -108,8 +136,14 @@ describe('FileNodeStore', () => {
     await waitFor('node-b added', () => rec.changes.at(-1)?.length === 2);
     expect(rec.changes.at(-1)!.map((n) => n.name)).toStrictEqual(['node-a', 'node-b']);
 
-    await writeFile(join(dir, 'node-b.json'), doc('node-b', { ip: '198.18.0.22', annotations: { 'sealnet.io/version': '1' } }));
-    await waitFor('node-b changed', () => rec.changes.at(-1)?.find((n) => n.name === 'node-b')?.internalIPs[0] === '198.18.0.22');
+    await writeFile(
+      join(dir, 'node-b.json'),
+      doc('node-b', { ip: '198.18.0.22', annotations: { 'sealnet.io/version': '1' } }),
+    );
+    await waitFor(
+      'node-b changed',
+      () => rec.changes.at(-1)?.find((n) => n.name === 'node-b')?.internalIPs[0] === '198.18.0.22',
+    );
     expect(store!.list().find((n) => n.name === 'node-b')!.annotations).toStrictEqual({ 'sealnet.io/version': '1' });
 
     await unlink(join(dir, 'node-a.json'));
@@ -126,7 +160,11 @@ describe('FileNodeStore', () => {
   });
 
   it('garbage JSON is reported once, skipped, and the other nodes stay', async () => {
-    const rec = await started({ 'node-a.json': doc('node-a'), 'node-b.json': '{"metadata": {"name": "node-b"', 'node-c.json': doc('node-c', { ip: '198.18.0.3' }) });
+    const rec = await started({
+      'node-a.json': doc('node-a'),
+      'node-b.json': '{"metadata": {"name": "node-b"',
+      'node-c.json': doc('node-c', { ip: '198.18.0.3' }),
+    });
     expect(store!.list().map((n) => n.name)).toStrictEqual(['node-a', 'node-c']);
     expect(rec.errors).toHaveLength(1);
     expect(rec.errors[0]).toBeInstanceOf(SealnetError);
@@ -134,7 +172,10 @@ describe('FileNodeStore', () => {
     expect(rec.errors[0]!.message).toContain('skipping it');
     // Touch another file so scans happen; still only one report for node-b.
     await writeFile(join(dir, 'node-c.json'), doc('node-c', { ip: '198.18.0.33' }));
-    await waitFor('node-c changed', () => store!.list().find((n) => n.name === 'node-c')?.internalIPs[0] === '198.18.0.33');
+    await waitFor(
+      'node-c changed',
+      () => store!.list().find((n) => n.name === 'node-c')?.internalIPs[0] === '198.18.0.33',
+    );
     // Rewritten with the same garbage (new mtime, so it is read again): still one report.
     await sleep(20);
     await writeFile(join(dir, 'node-b.json'), '{"metadata": {"name": "node-b"');
@@ -165,34 +206,72 @@ describe('FileNodeStore', () => {
   it('a document without metadata.name is skipped and reported', async () => {
     const rec = await started({ 'node-a.json': JSON.stringify({ metadata: {} }) });
     expect(store!.list()).toStrictEqual([]);
-    expect(rec.errors.map((e) => e.message)).toStrictEqual([`node document ${join(dir, 'node-a.json')}: metadata.name is missing; skipping it`]);
+    expect(rec.errors.map((e) => e.message)).toStrictEqual([
+      `node document ${join(dir, 'node-a.json')}: metadata.name is missing; skipping it`,
+    ]);
   });
 
   it('reads spec.podCIDR when spec.podCIDRs is absent, and only InternalIP addresses', async () => {
-    const legacy = JSON.stringify({ metadata: { name: 'node-a' }, spec: { podCIDR: '100.64.1.0/24' }, status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.1' }, { type: 'InternalIP', address: '198.18.0.1' }] } });
+    const legacy = JSON.stringify({
+      metadata: { name: 'node-a' },
+      spec: { podCIDR: '100.64.1.0/24' },
+      status: {
+        addresses: [
+          { type: 'ExternalIP', address: '203.0.113.1' },
+          { type: 'InternalIP', address: '198.18.0.1' },
+        ],
+      },
+    });
     await started({ 'node-a.json': legacy });
-    expect(store!.list()).toStrictEqual([{ name: 'node-a', annotations: {}, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] }]);
+    expect(store!.list()).toStrictEqual([
+      { name: 'node-a', annotations: {}, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] },
+    ]);
   });
 
   describe('patchAnnotations', () => {
     it('merges sealnet.io/ keys, keeps every other field, removes keys set to undefined', async () => {
-      await started({ 'node-a.json': doc('node-a', { annotations: { 'node.alpha.kubernetes.io/ttl': '0', 'sealnet.io/rotation': '{"old":true}' } }) });
-      await store!.patchAnnotations('node-a', { 'sealnet.io/version': '1', 'sealnet.io/endpoint': '198.18.0.1:51880', 'sealnet.io/rotation': undefined });
+      await started({
+        'node-a.json': doc('node-a', {
+          annotations: { 'node.alpha.kubernetes.io/ttl': '0', 'sealnet.io/rotation': '{"old":true}' },
+        }),
+      });
+      await store!.patchAnnotations('node-a', {
+        'sealnet.io/version': '1',
+        'sealnet.io/endpoint': '198.18.0.1:51880',
+        'sealnet.io/rotation': undefined,
+      });
       const written = JSON.parse(await readFile(join(dir, 'node-a.json'), 'utf8'));
       expect(written).toStrictEqual({
         apiVersion: 'v1',
         kind: 'Node',
-        metadata: { name: 'node-a', annotations: { 'node.alpha.kubernetes.io/ttl': '0', 'sealnet.io/version': '1', 'sealnet.io/endpoint': '198.18.0.1:51880' } },
+        metadata: {
+          name: 'node-a',
+          annotations: {
+            'node.alpha.kubernetes.io/ttl': '0',
+            'sealnet.io/version': '1',
+            'sealnet.io/endpoint': '198.18.0.1:51880',
+          },
+        },
         spec: { podCIDRs: ['100.64.1.0/24'] },
-        status: { addresses: [{ type: 'Hostname', address: 'node-a' }, { type: 'InternalIP', address: '198.18.0.1' }] },
+        status: {
+          addresses: [
+            { type: 'Hostname', address: 'node-a' },
+            { type: 'InternalIP', address: '198.18.0.1' },
+          ],
+        },
       });
       await waitFor('store sees the patch', () => store!.list()[0]?.annotations['sealnet.io/version'] === '1');
     });
 
     it('creates metadata.annotations when the node has none', async () => {
-      await started({ 'node-a.json': JSON.stringify({ metadata: { name: 'node-a' }, spec: { podCIDRs: ['100.64.1.0/24'] } }) });
+      await started({
+        'node-a.json': JSON.stringify({ metadata: { name: 'node-a' }, spec: { podCIDRs: ['100.64.1.0/24'] } }),
+      });
       await store!.patchAnnotations('node-a', { 'sealnet.io/version': '1' });
-      expect(JSON.parse(await readFile(join(dir, 'node-a.json'), 'utf8')).metadata).toStrictEqual({ name: 'node-a', annotations: { 'sealnet.io/version': '1' } });
+      expect(JSON.parse(await readFile(join(dir, 'node-a.json'), 'utf8')).metadata).toStrictEqual({
+        name: 'node-a',
+        annotations: { 'sealnet.io/version': '1' },
+      });
     });
 
     it('replaces the file atomically (new inode, no temp file left behind)', async () => {
@@ -215,13 +294,17 @@ describe('FileNodeStore', () => {
       }
       expect(err).toBeInstanceOf(SealnetError);
       expect((err as SealnetError).code).toBe('INTERNAL');
-      expect((err as SealnetError).message).toBe('refusing to patch annotation node.alpha.kubernetes.io/ttl: agents write only sealnet.io/ keys');
+      expect((err as SealnetError).message).toBe(
+        'refusing to patch annotation node.alpha.kubernetes.io/ttl: agents write only sealnet.io/ keys',
+      );
       expect(await readFile(join(dir, 'node-a.json'), 'utf8')).toBe(before);
     });
 
     it('a missing node is an error, and no file is created', async () => {
       await started({ 'node-a.json': doc('node-a') });
-      await expect(store!.patchAnnotations('node-z', { 'sealnet.io/version': '1' })).rejects.toThrow(`cannot patch node node-z: ${join(dir, 'node-z.json')} is missing or unreadable`);
+      await expect(store!.patchAnnotations('node-z', { 'sealnet.io/version': '1' })).rejects.toThrow(
+        `cannot patch node node-z: ${join(dir, 'node-z.json')} is missing or unreadable`,
+      );
       expect(await readdir(dir)).toStrictEqual(['node-a.json']);
     });
 

@@ -86,15 +86,27 @@ export class FileNodeStore implements NodeStore {
     this.watcher?.close();
     this.watcher = undefined;
     try {
-      const w = watch(this.dir, (_event, filename) => this.queueScan(typeof filename === 'string' ? filename : undefined));
+      const w = watch(this.dir, (_event, filename) =>
+        this.queueScan(typeof filename === 'string' ? filename : undefined),
+      );
       w.on('error', (err) => {
-        this.events?.onError(new SealnetError('STORE_IO', `watching ${this.dir} failed; falling back to a full rescan every ${this.unwatchedPollMs} ms`, { cause: err }));
+        this.events?.onError(
+          new SealnetError(
+            'STORE_IO',
+            `watching ${this.dir} failed; falling back to a full rescan every ${this.unwatchedPollMs} ms`,
+            { cause: err },
+          ),
+        );
         w.close();
         if (this.watcher === w) this.watcher = undefined;
       });
       this.watcher = w;
     } catch (err) {
-      this.events?.onError(new SealnetError('STORE_IO', `cannot watch ${this.dir}; a full rescan every ${this.unwatchedPollMs} ms`, { cause: err }));
+      this.events?.onError(
+        new SealnetError('STORE_IO', `cannot watch ${this.dir}; a full rescan every ${this.unwatchedPollMs} ms`, {
+          cause: err,
+        }),
+      );
     }
   }
 
@@ -125,7 +137,9 @@ export class FileNodeStore implements NodeStore {
   }
 
   list(): readonly RawNode[] {
-    this.sorted ??= [...this.entries.values()].flatMap((e) => (e.node === undefined ? [] : [e.node])).sort((a, b) => (a.name < b.name ? -1 : 1));
+    this.sorted ??= [...this.entries.values()]
+      .flatMap((e) => (e.node === undefined ? [] : [e.node]))
+      .sort((a, b) => (a.name < b.name ? -1 : 1));
     return this.sorted;
   }
 
@@ -140,7 +154,9 @@ export class FileNodeStore implements NodeStore {
     else return; // temp and lock files
     if (this.scanning !== undefined) return;
     this.scanning = this.scan()
-      .catch((err: unknown) => this.events?.onError(new SealnetError('STORE_IO', `reading node store ${this.dir} failed`, { cause: err })))
+      .catch((err: unknown) =>
+        this.events?.onError(new SealnetError('STORE_IO', `reading node store ${this.dir} failed`, { cause: err })),
+      )
       .finally(() => {
         this.scanning = undefined;
         if (this.fullScan) this.queueScan();
@@ -224,7 +240,8 @@ export class FileNodeStore implements NodeStore {
     }
     if (problem === undefined) {
       const r = rawNodeFromDoc(doc);
-      if (r.ok && `${r.node.name}.json` !== file) problem = `node document ${path} names node ${JSON.stringify(r.node.name)}, want the file to be named ${r.node.name}.json; skipping it`;
+      if (r.ok && `${r.node.name}.json` !== file)
+        problem = `node document ${path} names node ${JSON.stringify(r.node.name)}, want the file to be named ${r.node.name}.json; skipping it`;
       else if (!r.ok) problem = `node document ${path}: ${r.error}; skipping it`;
       else {
         this.reported.delete(file);
@@ -246,7 +263,11 @@ export class FileNodeStore implements NodeStore {
 
   private async patchNow(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
     for (const k of Object.keys(annotations)) {
-      if (!k.startsWith(ANNOTATION_PREFIX)) throw new SealnetError('INTERNAL', `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`);
+      if (!k.startsWith(ANNOTATION_PREFIX))
+        throw new SealnetError(
+          'INTERNAL',
+          `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`,
+        );
     }
     const path = join(this.dir, `${name}.json`);
     // Read-modify-write under a lock file: an agent and `sealctl` (a rotation request) patch the
@@ -260,7 +281,11 @@ export class FileNodeStore implements NodeStore {
     this.queueScan();
   }
 
-  private async patchLocked(name: string, path: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
+  private async patchLocked(
+    name: string,
+    path: string,
+    annotations: Readonly<Record<string, string | undefined>>,
+  ): Promise<void> {
     let doc: Record<string, unknown>;
     try {
       doc = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
@@ -299,11 +324,13 @@ async function lockFile(path: string): Promise<() => Promise<void>> {
       await writeFile(path, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
       return () => unlink(path).catch(() => undefined);
     } catch (err) {
-      if ((err as { code?: string }).code !== 'EEXIST') throw new SealnetError('STORE_IO', `cannot create lock ${path}`, { cause: err });
+      if ((err as { code?: string }).code !== 'EEXIST')
+        throw new SealnetError('STORE_IO', `cannot create lock ${path}`, { cause: err });
     }
     const st = await stat(path).catch(() => undefined);
     if (st !== undefined && Date.now() - st.mtimeMs > STALE_LOCK_MS) await unlink(path).catch(() => undefined);
-    if (Date.now() > deadline) throw new SealnetError('STORE_IO', `node document is locked by another writer for 5 s: ${path}`);
+    if (Date.now() > deadline)
+      throw new SealnetError('STORE_IO', `node document is locked by another writer for 5 s: ${path}`);
     await new Promise((r) => setTimeout(r, delay + Math.random() * delay));
   }
 }

@@ -71,7 +71,8 @@ class FakeApi {
   /** Sends a watch event to every open watch. */
   emit(type: 'ADDED' | 'MODIFIED' | 'DELETED', n: FakeNode): void {
     n.metadata.resourceVersion = String(++this.rv);
-    for (const w of this.watchers) w.write(`${JSON.stringify({ type, object: { kind: 'Node', apiVersion: 'v1', ...n } })}\n`);
+    for (const w of this.watchers)
+      w.write(`${JSON.stringify({ type, object: { kind: 'Node', apiVersion: 'v1', ...n } })}\n`);
   }
 
   /** Ends every open watch abruptly (as a restarting API server does). */
@@ -86,7 +87,9 @@ class FakeApi {
       res.writeHead(200, { 'content-type': 'application/json' });
       if (url.searchParams.get('resourceVersion') !== String(this.rv)) {
         // Like the real API server once history is compacted: "410 Gone", the client must re-list.
-        res.end(`${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired' } })}\n`);
+        res.end(
+          `${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired' } })}\n`,
+        );
         return;
       }
       res.flushHeaders();
@@ -103,14 +106,23 @@ class FakeApi {
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items: [...this.nodes.values()] }));
+      res.end(
+        JSON.stringify({
+          kind: 'NodeList',
+          apiVersion: 'v1',
+          metadata: { resourceVersion: String(this.rv) },
+          items: [...this.nodes.values()],
+        }),
+      );
       return;
     }
     const m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(url.pathname);
     if (m !== null && req.method === 'PATCH') {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { metadata: { annotations: Record<string, string | null> } };
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        metadata: { annotations: Record<string, string | null> };
+      };
       const name = decodeURIComponent(m[1] ?? '');
       this.patches.push({ name, contentType: req.headers['content-type'], body });
       const n = this.nodes.get(name);
@@ -155,7 +167,9 @@ describe('KubernetesNodeStore against a fake API server', () => {
   });
 
   const counted = { irrelevant: 0, dropped: [] as string[] };
-  async function started(opts: { random?: () => number; keepStatus?: boolean } = {}): Promise<{ changes: (readonly RawNode[])[]; errors: Error[]; synced: () => boolean }> {
+  async function started(
+    opts: { random?: () => number; keepStatus?: boolean } = {},
+  ): Promise<{ changes: (readonly RawNode[])[]; errors: Error[]; synced: () => boolean }> {
     const kubeconfig = await api.start();
     counted.irrelevant = 0;
     counted.dropped = [];
@@ -169,7 +183,13 @@ describe('KubernetesNodeStore against a fake API server', () => {
     const changes: (readonly RawNode[])[] = [];
     const errors: Error[] = [];
     let isSynced = false;
-    await store.start({ onChange: (n) => changes.push(n), onSynced: () => { isSynced = true; }, onError: (e) => errors.push(e) });
+    await store.start({
+      onChange: (n) => changes.push(n),
+      onSynced: () => {
+        isSynced = true;
+      },
+      onError: (e) => errors.push(e),
+    });
     return { changes, errors, synced: () => isSynced };
   }
 
@@ -183,7 +203,12 @@ describe('KubernetesNodeStore against a fake API server', () => {
     expect(store!.list()).toEqual([
       { name: 'n1', annotations: {}, podCIDRs: ['100.64.1.0/24'], internalIPs: ['198.18.0.1'] },
       // Lean: only the sealnet.io/ annotations are kept.
-      { name: 'n2', annotations: { 'sealnet.io/version': '1' }, podCIDRs: ['100.64.2.0/24'], internalIPs: ['198.18.0.2'] },
+      {
+        name: 'n2',
+        annotations: { 'sealnet.io/version': '1' },
+        podCIDRs: ['100.64.2.0/24'],
+        internalIPs: ['198.18.0.2'],
+      },
     ]);
     await until(() => (api['watchers'].size > 0 ? true : undefined));
     const n3 = node('n3', 3, 11);
@@ -192,7 +217,14 @@ describe('KubernetesNodeStore against a fake API server', () => {
     await until(() => (store!.list().length === 3 ? true : undefined));
     api.nodes.delete('n1');
     api.emit('DELETED', node('n1', 1, 12));
-    await until(() => (store!.list().map((n) => n.name).join() === 'n2,n3' ? true : undefined));
+    await until(() =>
+      store!
+        .list()
+        .map((n) => n.name)
+        .join() === 'n2,n3'
+        ? true
+        : undefined,
+    );
     expect(s.changes.length).toBeGreaterThanOrEqual(2);
   });
 
@@ -209,11 +241,22 @@ describe('KubernetesNodeStore against a fake API server', () => {
     const n7 = api.nodes.get('n7')! as FakeNode & Record<string, unknown>;
     const heavy = {
       ...n7,
-      metadata: { ...n7.metadata, labels: { 'topology.kubernetes.io/zone': 'z1' }, annotations: { ...n7.metadata.annotations, 'node.alpha.kubernetes.io/ttl': '0', 'sealnet.io/status': '{"v":2}' } },
+      metadata: {
+        ...n7.metadata,
+        labels: { 'topology.kubernetes.io/zone': 'z1' },
+        annotations: {
+          ...n7.metadata.annotations,
+          'node.alpha.kubernetes.io/ttl': '0',
+          'sealnet.io/status': '{"v":2}',
+        },
+      },
       status: {
         addresses: [...n7.status.addresses, { type: 'Hostname', address: 'n7' }],
         conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: new Date().toISOString() }],
-        images: Array.from({ length: 50 }, (_, i) => ({ names: [`registry.example/image-${i}@sha256:${'a'.repeat(64)}`], sizeBytes: 1e8 })),
+        images: Array.from({ length: 50 }, (_, i) => ({
+          names: [`registry.example/image-${i}@sha256:${'a'.repeat(64)}`],
+          sizeBytes: 1e8,
+        })),
         nodeInfo: { kubeletVersion: 'v1.31.0', osImage: 'Debian' },
       },
     };
@@ -237,11 +280,23 @@ describe('KubernetesNodeStore against a fake API server', () => {
   it('lean watch: unknown, oversized or non-string sealnet.io/ values from a peer are dropped and counted, never held', async () => {
     api = new FakeApi();
     const big = 'A'.repeat(5000);
-    api.nodes.set('n1', node('n1', 1, 1, { 'sealnet.io/version': '1', 'sealnet.io/endpoint': big, 'sealnet.io/made-up': 'x', 'sealnet.io/status': 'S'.repeat(2000) }));
+    api.nodes.set(
+      'n1',
+      node('n1', 1, 1, {
+        'sealnet.io/version': '1',
+        'sealnet.io/endpoint': big,
+        'sealnet.io/made-up': 'x',
+        'sealnet.io/status': 'S'.repeat(2000),
+      }),
+    );
     const s = await started({ keepStatus: true });
     await until(() => (s.synced() && store!.list().length === 1 ? true : undefined));
     expect(store!.list()[0]!.annotations).toEqual({ 'sealnet.io/version': '1' });
-    expect(counted.dropped.sort()).toEqual(['n1:sealnet.io/endpoint:oversized', 'n1:sealnet.io/made-up:unknown', 'n1:sealnet.io/status:oversized']);
+    expect(counted.dropped.sort()).toEqual([
+      'n1:sealnet.io/endpoint:oversized',
+      'n1:sealnet.io/made-up:unknown',
+      'n1:sealnet.io/status:oversized',
+    ]);
     // A summary within its bound is kept when asked for (sealctl), and never by default (agents).
     await until(() => (api['watchers'].size > 0 ? true : undefined));
     api.emit('MODIFIED', node('n1', 1, 0, { 'sealnet.io/version': '1', 'sealnet.io/status': '{"v":2}' }));
@@ -253,11 +308,21 @@ describe('KubernetesNodeStore against a fake API server', () => {
     api.nodes.set('n1', node('n1', 1, 5, { 'sealnet.io/old': 'x', 'keep.io/a': 'b' }));
     await started();
     await store!.patchAnnotations('n1', { 'sealnet.io/version': '1', 'sealnet.io/old': undefined });
-    expect(api.patches).toEqual([{ name: 'n1', contentType: 'application/merge-patch+json', body: { metadata: { annotations: { 'sealnet.io/version': '1', 'sealnet.io/old': null } } } }]);
+    expect(api.patches).toEqual([
+      {
+        name: 'n1',
+        contentType: 'application/merge-patch+json',
+        body: { metadata: { annotations: { 'sealnet.io/version': '1', 'sealnet.io/old': null } } },
+      },
+    ]);
     expect(api.nodes.get('n1')?.metadata.annotations).toEqual({ 'keep.io/a': 'b', 'sealnet.io/version': '1' });
-    await expect(store!.patchAnnotations('n1', { 'kubernetes.io/hostname': 'evil' })).rejects.toThrow('agents write only sealnet.io/ keys');
+    await expect(store!.patchAnnotations('n1', { 'kubernetes.io/hostname': 'evil' })).rejects.toThrow(
+      'agents write only sealnet.io/ keys',
+    );
     expect(api.patches).toHaveLength(1);
-    await expect(store!.patchAnnotations('missing', { 'sealnet.io/version': '1' })).rejects.toThrow('patching annotations of node missing failed');
+    await expect(store!.patchAnnotations('missing', { 'sealnet.io/version': '1' })).rejects.toThrow(
+      'patching annotations of node missing failed',
+    );
   });
 
   it('restarts the watch with backoff after the API server drops it, and converges on what changed meanwhile', async () => {
@@ -270,7 +335,16 @@ describe('KubernetesNodeStore against a fake API server', () => {
     api.nodes.set('n2', node('n2', 2, ++api.rv));
     const listsBefore = api.listCalls.length;
     api.dropWatches();
-    await until(() => (store!.list().map((n) => n.name).join() === 'n1,n2' ? true : undefined), 15_000);
+    await until(
+      () =>
+        store!
+          .list()
+          .map((n) => n.name)
+          .join() === 'n1,n2'
+          ? true
+          : undefined,
+      15_000,
+    );
     expect(s.errors.length).toBeGreaterThanOrEqual(1);
     expect(s.errors[0]?.message).toMatch(/Kubernetes node watch failed; restarting in \d+ ms/);
     // Two failed lists and one good one: the wrapper kept retrying, with growing delays.

@@ -35,7 +35,12 @@ export interface KubernetesNodeStoreOptions {
 
 /** The part of a Node this store keeps. */
 interface LeanNode {
-  readonly metadata: { readonly name: string; readonly namespace?: undefined; readonly resourceVersion?: string | undefined; readonly annotations: Record<string, string> };
+  readonly metadata: {
+    readonly name: string;
+    readonly namespace?: undefined;
+    readonly resourceVersion?: string | undefined;
+    readonly annotations: Record<string, string>;
+  };
   readonly spec: { readonly podCIDRs?: readonly string[] | undefined; readonly podCIDR?: string | undefined };
   readonly status: { readonly addresses: readonly { readonly type: string; readonly address: string }[] };
 }
@@ -98,11 +103,16 @@ export class KubernetesNodeStore implements NodeStore {
     const name = n.metadata?.name ?? '';
     const { kept, dropped } = leanAnnotations(n.metadata?.annotations, { keepStatus: this.opts.keepStatus === true });
     for (const d of dropped) this.opts.onDroppedAnnotation?.(d.reason, name, d.key);
-    const addresses = (n.status?.addresses ?? []).filter((x) => x.type === 'InternalIP').map((x) => ({ type: x.type, address: x.address }));
+    const addresses = (n.status?.addresses ?? [])
+      .filter((x) => x.type === 'InternalIP')
+      .map((x) => ({ type: x.type, address: x.address }));
     const spec = n.spec ?? {};
     return {
       metadata: { name, resourceVersion: n.metadata?.resourceVersion, annotations: kept },
-      spec: { ...(spec.podCIDRs === undefined ? {} : { podCIDRs: [...spec.podCIDRs] }), ...(spec.podCIDR === undefined ? {} : { podCIDR: spec.podCIDR }) },
+      spec: {
+        ...(spec.podCIDRs === undefined ? {} : { podCIDRs: [...spec.podCIDRs] }),
+        ...(spec.podCIDR === undefined ? {} : { podCIDR: spec.podCIDR }),
+      },
       status: { addresses },
     };
   }
@@ -125,7 +135,7 @@ export class KubernetesNodeStore implements NodeStore {
       const r = rawNodeFromDoc(doc);
       const name = doc.metadata.name;
       if (!r.ok) {
-        if (this.nodes.delete(name)) this.markDirty(name), changed();
+        if (this.nodes.delete(name)) (this.markDirty(name), changed());
         return;
       }
       const key = JSON.stringify([r.node.annotations, r.node.podCIDRs, r.node.internalIPs]);
@@ -157,8 +167,19 @@ export class KubernetesNodeStore implements NodeStore {
     // The watch hands each object to the cache through this wrapper, cut to its lean form.
     const watch = new k8s.Watch(this.kc);
     const leanWatch = {
-      watch: (path: string, query: Record<string, string | number | boolean | undefined>, cb: (phase: string, obj: unknown, raw?: unknown) => void, done: (err: unknown) => void) =>
-        watch.watch(path, query, (phase, obj: k8s.V1Node) => cb(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.lean(obj) : obj), done),
+      watch: (
+        path: string,
+        query: Record<string, string | number | boolean | undefined>,
+        cb: (phase: string, obj: unknown, raw?: unknown) => void,
+        done: (err: unknown) => void,
+      ) =>
+        watch.watch(
+          path,
+          query,
+          (phase, obj: k8s.V1Node) =>
+            cb(phase, phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.lean(obj) : obj),
+          done,
+        ),
     } as unknown as k8s.Watch;
     const informer = new k8s.ListWatch<k8s.V1Node>('/api/v1/nodes', leanWatch, listed, false);
     this.informer = informer;
@@ -189,7 +210,9 @@ export class KubernetesNodeStore implements NodeStore {
   private scheduleRestart(err: unknown): void {
     if (this.stopped || this.restartTimer !== undefined) return;
     const delay = backoffDelay(this.attempt++, { baseMs: 500, capMs: 30_000, random: this.random }, retryAfterMs(err));
-    this.events?.onError(new SealnetError('STORE_IO', `Kubernetes node watch failed; restarting in ${delay} ms`, { cause: err }));
+    this.events?.onError(
+      new SealnetError('STORE_IO', `Kubernetes node watch failed; restarting in ${delay} ms`, { cause: err }),
+    );
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
       if (this.stopped) return;
@@ -233,11 +256,18 @@ export class KubernetesNodeStore implements NodeStore {
   async patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void> {
     const body: Record<string, string | null> = {};
     for (const [k, v] of Object.entries(annotations)) {
-      if (!k.startsWith(ANNOTATION_PREFIX)) throw new SealnetError('INTERNAL', `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`);
+      if (!k.startsWith(ANNOTATION_PREFIX))
+        throw new SealnetError(
+          'INTERNAL',
+          `refusing to patch annotation ${k}: agents write only ${ANNOTATION_PREFIX} keys`,
+        );
       body[k] = v ?? null; // JSON merge patch: null deletes the key
     }
     try {
-      await this.api.patchNode({ name, body: { metadata: { annotations: body } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      await this.api.patchNode(
+        { name, body: { metadata: { annotations: body } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
     } catch (err) {
       throw new SealnetError('STORE_IO', `patching annotations of node ${name} failed`, { cause: err });
     }

@@ -7,14 +7,15 @@ import { isObject } from '../../common/json.js';
 import { ANNOTATION_PREFIX, ANNOTATIONS } from '../../common/constants.js';
 
 /** Result of reading one document. */
-export type NodeDocResult = { readonly ok: true; readonly node: RawNode } | { readonly ok: false; readonly error: string };
-
+export type NodeDocResult =
+  { readonly ok: true; readonly node: RawNode } | { readonly ok: false; readonly error: string };
 
 /** Reads `metadata.name`, `metadata.annotations`, `spec.podCIDRs` (or `spec.podCIDR`), `status.addresses`. */
 export function rawNodeFromDoc(doc: unknown): NodeDocResult {
   if (!isObject(doc)) return { ok: false, error: 'document is not a JSON object' };
   const meta = doc.metadata;
-  if (!isObject(meta) || typeof meta.name !== 'string' || meta.name === '') return { ok: false, error: 'metadata.name is missing' };
+  if (!isObject(meta) || typeof meta.name !== 'string' || meta.name === '')
+    return { ok: false, error: 'metadata.name is missing' };
   const name = meta.name;
   const annotations: Record<string, string> = {};
   if (meta.annotations !== undefined && meta.annotations !== null) {
@@ -66,7 +67,10 @@ const KNOWN = new Set<string>(Object.values(ANNOTATIONS));
  * dropped with a reason. `keepStatus: false` drops the status summary silently (agents do not
  * read other nodes' summaries; `sealctl` does).
  */
-export function leanAnnotations(all: Readonly<Record<string, unknown>> | undefined | null, opts: { readonly keepStatus: boolean }): LeanAnnotations {
+export function leanAnnotations(
+  all: Readonly<Record<string, unknown>> | undefined | null,
+  opts: { readonly keepStatus: boolean },
+): LeanAnnotations {
   const kept: Record<string, string> = {};
   const dropped: { key: string; reason: DroppedReason }[] = [];
   for (const [k, v] of Object.entries(all ?? {})) {
@@ -76,7 +80,12 @@ export function leanAnnotations(all: Readonly<Record<string, unknown>> | undefin
       dropped.push({ key: k.slice(0, 80), reason: 'unknown' });
       continue;
     }
-    const max = k === ANNOTATIONS.status ? STATUS_ANNOTATION_MAX_BYTES : k === ANNOTATIONS.rotationPeers ? ROTATION_PEERS_MAX_BYTES : ANNOTATION_VALUE_MAX_BYTES;
+    const max =
+      k === ANNOTATIONS.status
+        ? STATUS_ANNOTATION_MAX_BYTES
+        : k === ANNOTATIONS.rotationPeers
+          ? ROTATION_PEERS_MAX_BYTES
+          : ANNOTATION_VALUE_MAX_BYTES;
     // Cheap length test first: a UTF-16 length above the bound may still fit only if it is ASCII.
     if (typeof v !== 'string') {
       dropped.push({ key: k, reason: 'not-a-string' });

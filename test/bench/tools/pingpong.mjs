@@ -31,7 +31,9 @@ function server(o) {
     sock.on('data', (d) => sock.write(d));
     sock.on('error', () => undefined);
   });
-  srv.listen(Number(o.port), '0.0.0.0', () => process.stdout.write(`${JSON.stringify({ event: 'listening', port: Number(o.port) })}\n`));
+  srv.listen(Number(o.port), '0.0.0.0', () =>
+    process.stdout.write(`${JSON.stringify({ event: 'listening', port: Number(o.port) })}\n`),
+  );
 }
 
 function client(o) {
@@ -42,10 +44,15 @@ function client(o) {
   const payload = Buffer.alloc(size, 0x5a);
   const rtt = [];
   const finish = (ok, error) => {
-    process.stdout.write(`${JSON.stringify({ ok, size, count: rtt.length, rttUs: rtt, ...(error ? { error } : {}) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok, size, count: rtt.length, rttUs: rtt, ...(error ? { error } : {}) })}\n`,
+    );
     process.exit(ok ? 0 : 1);
   };
-  const timer = setTimeout(() => finish(false, `timed out after ${timeoutMs} ms with ${rtt.length} of ${count} round trips`), timeoutMs);
+  const timer = setTimeout(
+    () => finish(false, `timed out after ${timeoutMs} ms with ${rtt.length} of ${count} round trips`),
+    timeoutMs,
+  );
   const sock = net.connect({ host: o.host, port: Number(o.port), noDelay: true });
   let sent = 0;
   let got = 0;
@@ -77,6 +84,8 @@ const o = parseArgs(process.argv.slice(2));
 if (o.cmd === 'server') server(o);
 else if (o.cmd === 'client') client(o);
 else {
-  process.stderr.write('usage: pingpong.mjs server --port P | client --host H --port P [--count N] [--warmup W] [--size B]\n');
+  process.stderr.write(
+    'usage: pingpong.mjs server --port P | client --host H --port P [--count N] [--warmup W] [--size B]\n',
+  );
   process.exit(2);
 }
