@@ -13,6 +13,8 @@ out=$(mktemp -d /tmp/sealnet-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 status=0
 echo "== typecheck"; npm run -s typecheck || status=1
+# Formatting (prettier, pinned): a file prettier would change fails the suite, named.
+echo "== format"; npx prettier --check "**/*.{ts,mjs,js,json}" || status=1
 echo "== build"; npm run -s build || status=1
 # The Kubernetes tier needs kube-apiserver, etcd, kubectl and helm: built from the Go module
 # proxy once per machine (about 15 minutes cold), cached in /var/cache/sealnet/k8s-bin.
