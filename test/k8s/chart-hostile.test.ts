@@ -9,7 +9,8 @@ import { jest } from '@jest/globals';
 import { link, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ANNOTATIONS, STATUS_MAX_BYTES } from '../../common/constants.js';
+import { ANNOTATIONS } from '../../common/constants.js';
+import { SUMMARY_MAX_BYTES } from '../../tunnels/status/summary.js';
 import { encodeNode } from '../../tunnels/plan/annotations.js';
 import { run } from '../harness/exec.js';
 import { k8sBinaries } from './binaries.js';
@@ -210,12 +211,12 @@ describe('the admission policy bounds what an agent writes', () => {
     for (const [k, v] of Object.entries(worst)) expect([k, Buffer.byteLength(v) <= (l.get(k) ?? 0)]).toEqual([k, true]);
   });
 
-  it("bounds status within 4x of the agent's own cap, so the bound tightens when the cap does", async () => {
+  it("bounds status within 4x of the agent's summary cap, so the bound tightens when the cap does", async () => {
     // The policy must never refuse what the agent writes, and should not allow much more: when
-    // STATUS_MAX_BYTES shrinks (to ~1 KiB), this fails until values.yaml's status bound follows.
+    // SUMMARY_MAX_BYTES changes, this fails until values.yaml's status bound follows.
     const status = (await limits()).get(ANNOTATIONS.status) ?? 0;
-    expect(status).toBeGreaterThanOrEqual(STATUS_MAX_BYTES);
-    expect(status).toBeLessThanOrEqual(4 * STATUS_MAX_BYTES);
+    expect(status).toBeGreaterThanOrEqual(SUMMARY_MAX_BYTES);
+    expect(status).toBeLessThanOrEqual(4 * SUMMARY_MAX_BYTES);
   });
 
   it('takes the bounds from values, and the schema refuses nonsense', async () => {
