@@ -172,8 +172,15 @@ describe('3-node WireGuard mesh', () => {
         kind: 'Node',
         metadata: {
           name,
+          // Each bad node gets its own endpoint, so each carries exactly one defect (a copied
+          // endpoint is a defect of its own: endpoint-conflict).
           annotations: Object.fromEntries(
-            Object.entries({ ...goodAnn, [ANN_KEY]: undefined, ...ann }).filter(([, v]) => v !== undefined),
+            Object.entries({
+              ...goodAnn,
+              'sealnet.io/endpoint': `198.18.1.${idx}:51880`,
+              [ANN_KEY]: undefined,
+              ...ann,
+            }).filter(([, v]) => v !== undefined),
           ),
         },
         spec: { podCIDRs: [`100.64.${100 + idx}.0/24`] },
