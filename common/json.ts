@@ -49,3 +49,20 @@ export function readText(v: unknown, where: string, max = 256): string {
     throw new Error(`${where} must be a string of at most ${max} characters`);
   return v;
 }
+
+/**
+ * Parses `text` as one JSON object of at most `maxBytes` bytes whose `v` field is `version`;
+ * throws a sentence (to be prefixed with what was read) naming what is wrong.
+ */
+export function parseVersionedObject(text: string, maxBytes: number, version: number): JsonObject {
+  if (Buffer.byteLength(text) > maxBytes) throw new Error(`is larger than ${maxBytes} bytes`);
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`is not valid JSON (${(err as Error).message})`);
+  }
+  if (!isObject(v)) throw new Error('must be a JSON object');
+  if (v.v !== version) throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${version}`);
+  return v;
+}

@@ -16,7 +16,16 @@ import { canonicalCidr } from '../../common/ip.js';
 import { ANNOTATIONS, STATUS_MAX_BYTES, STATUS_VERSION } from '../../common/constants.js';
 import { ipsecOf, wireguardOf, type DesiredState, type Mode, type RawNode } from '../ports/model.js';
 import { spiHex } from '../ports/xfrm-types.js';
-import { exactKeys, isObject, readBool, readCount, readText, readTime, type JsonObject } from '../../common/json.js';
+import {
+  exactKeys,
+  isObject,
+  readBool,
+  readCount,
+  readText,
+  readTime,
+  type JsonObject,
+  parseVersionedObject,
+} from '../../common/json.js';
 import type { IpsecPort, SaEvidence } from '../ports/ipsec.js';
 import { publishedIpsecKeys } from '../rotation/ipsec.js';
 import type { ObservedIpsec, ObservedPeer, SteeringCounter, SteeringEntry } from '../ports/index.js';
@@ -556,16 +565,7 @@ function decodePeer(v: unknown, i: number): PeerStatus {
 /** Decodes a full report strictly: any unknown field, wrong type or version is an error. */
 export function decodeStatus(textIn: string, maxBytes = STATUS_MAX_BYTES): DecodeStatusResult {
   try {
-    if (Buffer.byteLength(textIn) > maxBytes) throw new Error(`is larger than ${maxBytes} bytes`);
-    let v: unknown;
-    try {
-      v = JSON.parse(textIn);
-    } catch (err) {
-      throw new Error(`is not valid JSON (${(err as Error).message})`);
-    }
-    if (!isObject(v)) throw new Error('must be a JSON object');
-    if (v.v !== STATUS_VERSION)
-      throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${STATUS_VERSION}`);
+    const v = parseVersionedObject(textIn, maxBytes, STATUS_VERSION);
     exactKeys(
       v,
       [

@@ -11,7 +11,15 @@
  */
 import { createHash } from 'node:crypto';
 import { ANNOTATIONS } from '../../common/constants.js';
-import { exactKeys, isObject, readBool, readCount, readText, readTime } from '../../common/json.js';
+import {
+  exactKeys,
+  isObject,
+  readBool,
+  readCount,
+  readText,
+  readTime,
+  parseVersionedObject,
+} from '../../common/json.js';
 import { PEER_STATES, type NodeStatusReport, type PeerState } from './report.js';
 
 /** Version of the summary codec (the `v` field); version 1 was the full report. */
@@ -164,16 +172,7 @@ const FINGERPRINT = /^[0-9a-f]{16}$/;
 /** Decodes a summary strictly (size bound, every field checked, no unknown field). */
 export function decodeSummary(text: string): DecodeSummaryResult {
   try {
-    if (Buffer.byteLength(text) > SUMMARY_MAX_BYTES) throw new Error(`is larger than ${SUMMARY_MAX_BYTES} bytes`);
-    let v: unknown;
-    try {
-      v = JSON.parse(text);
-    } catch (err) {
-      throw new Error(`is not valid JSON (${(err as Error).message})`);
-    }
-    if (!isObject(v)) throw new Error('must be a JSON object');
-    if (v.v !== SUMMARY_VERSION)
-      throw new Error(`has version ${JSON.stringify(v.v)}; this build understands only ${SUMMARY_VERSION}`);
+    const v = parseVersionedObject(text, SUMMARY_MAX_BYTES, SUMMARY_VERSION);
     exactKeys(
       v,
       [
