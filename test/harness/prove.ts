@@ -174,6 +174,27 @@ async function exerciseDirection(
   };
 }
 
+/**
+ * `true` for an encrypted pair, otherwise the reasons it is not: assert on
+ * `proof.pairs.map(pairVerdict)` so a failure prints why (tunnel down, which direction
+ * failed and how, plaintext, canary leaks, no tunnel packets seen).
+ */
+export function pairVerdict(p: PairResult): [string, string, true | string] {
+  if (p.encrypted) return [p.a, p.b, true];
+  const why: string[] = [];
+  if (!p.tunnel) why.push('tunnel not up both ways');
+  if (!p.trafficOk) {
+    const errs = p.directions.flatMap((d) => d.errors.map((e) => `${d.from}->${d.to} ${e}`));
+    why.push(errs.length > 0 ? `traffic: ${errs.join('; ')}` : 'traffic: a direction was not exercised');
+  }
+  if (p.plaintextPackets > 0) why.push(`${p.plaintextPackets} plaintext pod packets`);
+  if (p.canaryLeaks > 0) why.push(`${p.canaryLeaks} canary hits`);
+  if (p.tunnel && p.trafficOk && p.plaintextPackets === 0 && p.canaryLeaks === 0) {
+    why.push(`capture incomplete or no tunnel packets seen (wireguard packets ${p.wireguardPackets})`);
+  }
+  return [p.a, p.b, why.join(', ')];
+}
+
 /** A pair is encrypted when both tunnels are up, all traffic passed, and nothing of it leaked. */
 export function judgePairs(
   mode: Mode,

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { NsCluster } from '../harness/cluster.js';
 import { run, sleep } from '../harness/exec.js';
 import { updateNodeDoc } from '../harness/nodestore.js';
-import { proveAllPairs, type PairsProof } from '../harness/prove.js';
+import { pairVerdict, proveAllPairs, type PairsProof } from '../harness/prove.js';
 import { startTcpStream } from '../harness/traffic.js';
 import { metricValue } from '../harness/wait.js';
 import {
@@ -68,7 +68,7 @@ function expectEncryptedProof(proof: PairsProof, tunnelPackets: number): void {
   // Everything IP on the underlay is tunnel traffic (ARP is link-layer housekeeping).
   expect(proof.capture.totalPackets - proof.capture.byKind.arp).toBe(tunnelPackets);
   expect(tunnelPackets).toBeGreaterThan(50);
-  expect(proof.pairs.map((p) => [p.a, p.b, p.encrypted])).toEqual([
+  expect(proof.pairs.map(pairVerdict)).toEqual([
     ['n1', 'n2', true],
     ['n1', 'n3', true],
     ['n2', 'n3', true],
