@@ -37,6 +37,14 @@ const MAX_STDERR_IN_ERROR = 2000;
  */
 export const STDIO_GRACE_MS = 3000;
 
+/** A command the harness killed because it outlived its timeout (a probe may treat it as "not yet"). */
+export class ExecTimeoutError extends SealnetError {
+  constructor(message: string) {
+    super('SPAWN_FAILED', message);
+    this.name = 'ExecTimeoutError';
+  }
+}
+
 /**
  * The environment every harness child gets: the caller's plus `LC_ALL=C`, minus NODE_OPTIONS
  * (jest's `--experimental-vm-modules` is meant for jest, not for agents and tools).
@@ -101,10 +109,7 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<Exe
       };
       if (timedOut) {
         reject(
-          new SealnetError(
-            'SPAWN_FAILED',
-            `${describeArgv(argv)} timed out after ${timeoutMs} ms; stderr: ${clip(result.stderr)}`,
-          ),
+          new ExecTimeoutError(`${describeArgv(argv)} timed out after ${timeoutMs} ms; stderr: ${clip(result.stderr)}`),
         );
       } else if (opts.check !== false && code !== 0) {
         const how = code === null ? `was killed by ${signal}` : `exited with ${code}`;
