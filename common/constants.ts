@@ -17,6 +17,12 @@ export const ANNOTATIONS = {
   ipsecPublicKey: `${ANNOTATION_PREFIX}ipsec-public-key`,
   /** Epoch of the IPsec key (mode ipsec; SPIs and SA keys are derived over it). */
   ipsecKeyEpoch: `${ANNOTATION_PREFIX}ipsec-key-epoch`,
+  /**
+   * IPsec generation, 8 hex digits (not all zero): drawn at random when the agent starts with
+   * none of its SAs in the kernel (a reboot); mixed into SPIs and SA keys of pairs where both
+   * nodes publish one (ipsec/kdf.ts), so lost XFRM state never comes back with an old key.
+   */
+  ipsecGeneration: `${ANNOTATION_PREFIX}ipsec-generation`,
   /** IPsec key a rotation is bringing in (staging, moving), `<epoch>:<base64 key>`; peers install inbound SAs for it. */
   ipsecNextKey: `${ANNOTATION_PREFIX}ipsec-next-key`,
   /** IPsec key a rotation is retiring (grace), `<epoch>:<base64 key>`; peers keep accepting it until it goes. */

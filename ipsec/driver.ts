@@ -257,6 +257,8 @@ export class IpsecDriver implements IpsecPort {
         spi: w.sa.spi,
         srcEpoch: w.sa.srcEpoch,
         dstEpoch: w.sa.dstEpoch,
+        srcGeneration: w.sa.srcGeneration,
+        dstGeneration: w.sa.dstGeneration,
         keyBits: run.desired.keyBits,
       },
     });

@@ -10,7 +10,15 @@ import {
   type PublicKey,
   type Sodium,
 } from '../keymgr/keys.js';
-import { deriveSaKey, hkdfSha256, KDF_LABEL, saKeyInfo, sharedSecret, type SaKeyContext } from './kdf.js';
+import {
+  deriveSaKey,
+  hkdfSha256,
+  KDF_LABEL,
+  KDF_LABEL_GENERATIONS,
+  saKeyInfo,
+  sharedSecret,
+  type SaKeyContext,
+} from './kdf.js';
 import { SpiAllocator } from '../tunnels/plan/spi.js';
 
 const hex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
@@ -130,6 +138,46 @@ describe('SA key derivation', () => {
     expect(toHex(saKeyInfo(ctx({ srcNode: 'ab', dstNode: 'c' })))).not.toBe(
       toHex(saKeyInfo(ctx({ srcNode: 'a', dstNode: 'bc' }))),
     );
+  });
+
+  it('with both generations set: label v2 and the two generations appended (golden bytes); 0/0 is v1 exactly', () => {
+    const info = saKeyInfo(ctx({ srcGeneration: 0xdeadbeef, dstGeneration: 1 }));
+    const want = Buffer.concat([
+      Buffer.from(KDF_LABEL_GENERATIONS, 'ascii'),
+      hex('0006'),
+      Buffer.from('node-a'),
+      hex('0006'),
+      Buffer.from('node-b'),
+      hex('51abcdef'),
+      hex('00000003'),
+      hex('00000007'),
+      hex('01'),
+      hex('deadbeef'),
+      hex('00000001'),
+    ]);
+    expect(toHex(info)).toBe(want.toString('hex'));
+    // A pair where a node publishes no generation derives exactly as before generations existed.
+    expect(toHex(saKeyInfo(ctx({ srcGeneration: 0, dstGeneration: 0 })))).toBe(toHex(saKeyInfo(ctx())));
+  });
+
+  it('a new generation on either side gives the SA a new key (a reboot never reinstalls an old key)', () => {
+    const key = (g: [number, number]): string =>
+      toHex(
+        deriveSaKey(sodium, {
+          privateKey: a.privateKey,
+          peerPublicKey: b.publicKey,
+          role: 'sender',
+          sa: ctx({ srcGeneration: g[0], dstGeneration: g[1] }),
+        }),
+      );
+    const all = [key([0, 0]), key([1, 2]), key([3, 2]), key([1, 4]), key([2, 1])];
+    expect(new Set(all).size).toBe(all.length);
+  });
+
+  it('refuses a context with one generation set and the other not, or one beyond 32 bits', () => {
+    expect(() => saKeyInfo(ctx({ srcGeneration: 5 }))).toThrow(/one generation is set/);
+    expect(() => saKeyInfo(ctx({ srcGeneration: 0, dstGeneration: 9 }))).toThrow(/one generation is set/);
+    expect(() => saKeyInfo(ctx({ srcGeneration: 2 ** 32, dstGeneration: 1 }))).toThrow(/generation/);
   });
 
   it.each([128, 256] as const)('gives both ends the same %i-bit key and salt', (keyBits) => {

@@ -13,6 +13,16 @@
  * so A→B and B→A never share a key, a new SPI or epoch gives a new key, and no two SAs in a
  * cluster share a (key, nonce) space — the failure behind CVE-2024-28860. The all-zero shared
  * secret of a low-order peer key is refused.
+ *
+ * Per-boot freshness: when both nodes publish an IPsec generation (a random 32-bit value a node
+ * draws when it starts with none of its SAs in the kernel: after a reboot or any loss of its
+ * XFRM state), the label is "sealnet ipsec v2" and `info` ends with ‖ u32 src generation ‖ u32
+ * dst generation. Everything else of an SA survives a reboot (static keys, names, epochs, so the
+ * SPI too); without the generations a rebooted node would reinstall the same key and SPI with
+ * its sequence number back at 1 — its peers drop that traffic as replays, and a rebooted
+ * receiver accepts replays of traffic captured before. A pair where either node publishes no
+ * generation (an agent from before generations) keeps the v1 derivation, so a rolling upgrade
+ * never breaks a pair.
  */
 import { createHmac } from 'node:crypto';
 import {
@@ -58,6 +68,8 @@ export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, 
 
 /** Context string at the start of every `info`; a new version gets new keys. */
 export const KDF_LABEL = 'sealnet ipsec v1';
+/** The label of SAs between two nodes that both publish a generation. */
+export const KDF_LABEL_GENERATIONS = 'sealnet ipsec v2';
 
 /** Identifies one SA for key derivation (what both ends agree on without talking). */
 export interface SaKeyContext {
@@ -69,6 +81,12 @@ export interface SaKeyContext {
   /** Key epoch of the sender's / receiver's IPsec key. */
   readonly srcEpoch: number;
   readonly dstEpoch: number;
+  /**
+   * IPsec generations of the sender and the receiver (see the module comment): both set
+   * (non-zero) or both 0/absent, never one of them.
+   */
+  readonly srcGeneration?: number | undefined;
+  readonly dstGeneration?: number | undefined;
   readonly keyBits: AeadKeyBits;
 }
 
@@ -98,11 +116,21 @@ export function saKeyInfo(ctx: SaKeyContext): Uint8Array {
   checkU32(ctx.spi, 'SPI');
   checkU32(ctx.srcEpoch, 'source key epoch');
   checkU32(ctx.dstEpoch, 'destination key epoch');
+  const srcGen = ctx.srcGeneration ?? 0;
+  const dstGen = ctx.dstGeneration ?? 0;
+  checkU32(srcGen, 'source generation');
+  checkU32(dstGen, 'destination generation');
+  if ((srcGen === 0) !== (dstGen === 0))
+    throw new SealnetError(
+      'INTERNAL',
+      `SA ${ctx.srcNode} -> ${ctx.dstNode}: one generation is set and the other not (${srcGen}, ${dstGen})`,
+    );
+  const generations = srcGen !== 0;
   const alg = ALGORITHM_ID[ctx.keyBits];
   if (alg === undefined)
     throw new SealnetError('CONFIG_INVALID', `AES-GCM key size ${String(ctx.keyBits)} is not 128 or 256`);
-  const label = Buffer.from(KDF_LABEL, 'ascii');
-  const out = Buffer.alloc(label.length + 2 + src.length + 2 + dst.length + 4 + 4 + 4 + 1);
+  const label = Buffer.from(generations ? KDF_LABEL_GENERATIONS : KDF_LABEL, 'ascii');
+  const out = Buffer.alloc(label.length + 2 + src.length + 2 + dst.length + 4 + 4 + 4 + 1 + (generations ? 8 : 0));
   let o = label.copy(out, 0);
   o = out.writeUInt16BE(src.length, o);
   o += src.copy(out, o);
@@ -111,7 +139,11 @@ export function saKeyInfo(ctx: SaKeyContext): Uint8Array {
   o = out.writeUInt32BE(ctx.spi, o);
   o = out.writeUInt32BE(ctx.srcEpoch, o);
   o = out.writeUInt32BE(ctx.dstEpoch, o);
-  out.writeUInt8(alg, o);
+  o = out.writeUInt8(alg, o);
+  if (generations) {
+    o = out.writeUInt32BE(srcGen, o);
+    out.writeUInt32BE(dstGen, o);
+  }
   return new Uint8Array(out);
 }
 

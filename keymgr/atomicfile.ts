@@ -150,3 +150,29 @@ export async function writeAtomic(dir: string, name: string, data: Uint8Array, p
   }
   return true;
 }
+
+/**
+ * Reads a small state file as UTF-8, refusing symlinks (O_NOFOLLOW) and anything over
+ * `maxBytes`; undefined when it does not exist.
+ * @throws SealnetError `KEYSTORE_IO` naming `what` and the path (unreadable, a symlink, too large).
+ */
+export async function readBounded(path: string, maxBytes: number, what: string): Promise<string | undefined> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw ioError(`cannot read ${what}`, path, err);
+  }
+  try {
+    const buf = Buffer.alloc(maxBytes + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    if (bytesRead > maxBytes) throw ioError(`${what} file is larger than ${maxBytes} bytes:`, path, undefined);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } catch (err) {
+    if (err instanceof SealnetError) throw err;
+    throw ioError(`cannot read ${what}`, path, err);
+  } finally {
+    await fh.close();
+  }
+}

@@ -4,10 +4,9 @@
  * could not tell the honest owner of a key from a node that copied it, and skipped both; with
  * it, the older claim wins. Public data only (keys and node names).
  */
-import { constants as fsc } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { errnoCode, ioError, writeAtomic } from './atomicfile.js';
+import { ioError, readBounded, writeAtomic } from './atomicfile.js';
 
 /** Name of the file inside the state directory. */
 export const KEY_OWNERS_FILE = 'key-owners.json';
@@ -113,21 +112,8 @@ export class KeyOwnersFile {
 
   /** The stored owners; empty when there is no file. @throws SealnetError `KEYSTORE_IO` on an unreadable or malformed file. */
   async read(): Promise<KeyOwners> {
-    let text: string;
-    try {
-      const fh = await open(this.path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-      try {
-        const buf = Buffer.alloc(MAX_BYTES + 1);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        if (bytesRead > MAX_BYTES) throw ioError('key owners file is too large:', this.path, undefined);
-        text = buf.subarray(0, bytesRead).toString('utf8');
-      } finally {
-        await fh.close();
-      }
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return {};
-      throw ioError('cannot read key owners', this.path, err);
-    }
+    const text = await readBounded(this.path, MAX_BYTES, 'key owners');
+    if (text === undefined) return {};
     const owners = decode(text);
     if (owners === undefined)
       throw ioError(

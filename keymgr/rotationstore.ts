@@ -3,10 +3,9 @@
  * old or the new state, never a torn one). The content is public (no key material); the codec
  * is pure and lives in `rotation.ts`.
  */
-import { constants as fsc } from 'node:fs';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { errnoCode, ioError, writeAtomic } from './atomicfile.js';
+import { ioError, readBounded, writeAtomic } from './atomicfile.js';
 import { decodeRotationState, encodeRotationState, INITIAL_ROTATION_STATE, type RotationState } from './rotation.js';
 
 /** Name of the state file inside the state directory. */
@@ -38,21 +37,8 @@ export class RotationStateFile {
    * @throws SealnetError `KEYSTORE_IO`.
    */
   async read(now: number): Promise<ReadState> {
-    let text: string;
-    try {
-      const fh = await open(this.path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-      try {
-        const buf = Buffer.alloc(MAX_BYTES + 1);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        if (bytesRead > MAX_BYTES) throw ioError('rotation state file is too large:', this.path, undefined);
-        text = buf.subarray(0, bytesRead).toString('utf8');
-      } finally {
-        await fh.close();
-      }
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return { state: INITIAL_ROTATION_STATE, found: false, warnings: [] };
-      throw ioError('cannot read rotation state', this.path, err);
-    }
+    const text = await readBounded(this.path, MAX_BYTES, 'rotation state');
+    if (text === undefined) return { state: INITIAL_ROTATION_STATE, found: false, warnings: [] };
     const r = decodeRotationState(text, now);
     if (!r.ok) {
       throw ioError(

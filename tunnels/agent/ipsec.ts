@@ -4,7 +4,8 @@
  * family — before anything is published, written to the kernel or created on disk: on a kernel
  * without ESP the agent exits with the sentence naming the missing feature and leaves nothing
  * behind (it never half-configures). Then it loads or creates the node's IPsec key (a separate
- * X25519 key, `KeyStore` kind `ipsec`) and builds the driver over the XFRM addon.
+ * X25519 key, `KeyStore` kind `ipsec`), decides the IPsec generation (kept while the kernel
+ * holds this node's SAs, new after a reboot) and builds the driver over the XFRM addon.
  */
 import { IpsecDriver } from '../../ipsec/driver.js';
 import { XfrmClient } from '../../ipsec/xfrm.js';
@@ -16,6 +17,7 @@ import { describeError } from '../../common/errors.js';
 import type { IpsecRuntime } from '../reconcile/ipsec-pass.js';
 import { IpsecRotation } from '../rotation/ipsec.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';
+import { loadGeneration } from '../../keymgr/generation.js';
 import { rotationSettings } from '../rotation/wireguard.js';
 import type { Logger } from '../../common/logger.js';
 
@@ -67,6 +69,21 @@ export async function startIpsecMode(o: {
   }
   for (const w of key.warnings) log.warn({}, `key store: ${w}`);
   privateKeys.set(key.epoch, key.privateKey);
+  // The generation lives as long as this node's XFRM state (keymgr/generation.ts): read the
+  // kernel before deciding, so a restart keeps it and a reboot draws a new one.
+  let generation;
+  try {
+    const held = (await driver.observe()).states.length > 0;
+    generation = await loadGeneration({ stateDir: config.stateDir, kernelHoldsStates: held });
+  } catch (err) {
+    log.error({ err: describeError(err) }, 'cannot read the kernel’s SAs or the IPsec generation file');
+    return undefined;
+  }
+  for (const w of generation.warnings) log.warn({}, `IPsec generation: ${w}`);
+  log.info(
+    { generation: generation.generation.toString(16).padStart(8, '0'), fresh: generation.fresh },
+    `IPsec generation: ${generation.reason}`,
+  );
   log.info(
     { key: fingerprint(key.publicKey), epoch: key.epoch, created: key.created },
     key.created ? 'generated a new IPsec key' : 'loaded IPsec key',
@@ -98,6 +115,7 @@ export async function startIpsecMode(o: {
     },
     checkedFamilies: [family],
     rotation,
+    generation: generation.generation,
     setWake: (fn: () => void) => {
       wake = fn;
     },

@@ -215,12 +215,30 @@ function decodeRotation(
 
 /** A node's published IPsec key (mode ipsec), or why it has none usable. */
 export type IpsecKeyResult =
-  | { readonly ok: true; readonly publicKey: PublicKey; readonly epoch: number }
+  | {
+      readonly ok: true;
+      readonly publicKey: PublicKey;
+      readonly epoch: number;
+      /** The node's IPsec generation; 0 when it publishes none (an agent from before generations). */
+      readonly generation: number;
+    }
   | { readonly ok: false; readonly reason: SkipReason; readonly detail: string };
 
 /** Encodes this node's IPsec key annotations (mode ipsec), merged into {@link encodeNode}'s. */
 export function encodeIpsecKey(own: { readonly publicKey: PublicKey; readonly epoch: number }): Record<string, string> {
   return { [ANNOTATIONS.ipsecPublicKey]: own.publicKey, [ANNOTATIONS.ipsecKeyEpoch]: String(own.epoch) };
+}
+
+/** Encodes this node's IPsec generation (8 lowercase hex digits). */
+export function encodeIpsecGeneration(generation: number): Record<string, string> {
+  return { [ANNOTATIONS.ipsecGeneration]: generation.toString(16).padStart(8, '0') };
+}
+
+/** Parses a generation annotation: exactly 8 hex digits, not all zero; undefined otherwise. */
+export function parseIpsecGeneration(text: string): number | undefined {
+  if (!/^[0-9a-f]{8}$/.test(text)) return undefined;
+  const g = Number.parseInt(text, 16);
+  return g === 0 ? undefined : g;
 }
 
 /**
@@ -252,5 +270,14 @@ export function decodeIpsecKey(raw: RawNode): IpsecKeyResult {
       detail: `node ${raw.name}: ${ANNOTATIONS.ipsecKeyEpoch} is ${epochText === undefined ? 'missing' : quoteShort(epochText)}, want an integer from 0 to ${MAX_KEY_EPOCH}`,
     };
   }
-  return { ok: true, publicKey: key.key, epoch };
+  const generationText = a[ANNOTATIONS.ipsecGeneration];
+  const generation = generationText === undefined ? 0 : parseIpsecGeneration(generationText);
+  if (generation === undefined) {
+    return {
+      ok: false,
+      reason: 'annotations-invalid',
+      detail: `node ${raw.name}: ${ANNOTATIONS.ipsecGeneration} is ${quoteShort(generationText ?? '')}, want 8 lowercase hex digits, not all zero`,
+    };
+  }
+  return { ok: true, publicKey: key.key, epoch, generation };
 }

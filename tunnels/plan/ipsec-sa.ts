@@ -28,6 +28,11 @@ export interface IpsecPlanNode {
   readonly currentEpoch: number;
   /** Every key the node has published (the current one, plus a next or previous one during rotation). */
   readonly keys: readonly IpsecNodeKey[];
+  /**
+   * The node's IPsec generation (ipsec/kdf.ts); 0 or absent when it publishes none. A pair uses
+   * generations only when both nodes have one.
+   */
+  readonly generation?: number | undefined;
 }
 
 /** Inputs of {@link planIpsec}. */
@@ -80,15 +85,24 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
     throw new SealnetError('CONFIG_INVALID', `this node's underlay address ${self.address} is not an IP address`);
 
   const universe: SpiNode[] = [
-    ...(input.spiUniverse ?? [self, ...input.peers].map((n) => ({ name: n.name, epochs: n.keys.map((k) => k.epoch) }))),
+    ...(input.spiUniverse ??
+      [self, ...input.peers].map((n) => ({
+        name: n.name,
+        epochs: n.keys.map((k) => k.epoch),
+        generation: n.generation,
+      }))),
   ];
   for (const n of [self, ...input.peers]) {
-    // A node must be in the universe with at least the epochs the plan uses.
+    // A node must be in the universe with at least the epochs the plan uses, and its generation.
     const u = universe.find((x) => x.name === n.name);
     const epochs = n.keys.map((k) => k.epoch);
-    if (u === undefined) universe.push({ name: n.name, epochs });
-    else if (!epochs.every((e) => u.epochs.includes(e))) {
-      universe.splice(universe.indexOf(u), 1, { name: n.name, epochs: [...new Set([...u.epochs, ...epochs])] });
+    if (u === undefined) universe.push({ name: n.name, epochs, generation: n.generation });
+    else if (!epochs.every((e) => u.epochs.includes(e)) || (u.generation ?? 0) !== (n.generation ?? 0)) {
+      universe.splice(universe.indexOf(u), 1, {
+        name: n.name,
+        epochs: [...new Set([...u.epochs, ...epochs])],
+        generation: n.generation,
+      });
     }
   }
   const spis = new SpiAllocator(universe, input.spiRange);
@@ -117,11 +131,16 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
       skipped.push({ node: peer.name, detail: 'no pod CIDR of an address family this node also has' });
       continue;
     }
+    // Generations count for a pair only when both nodes publish one (the SPI allocator applies the same rule).
+    const selfGen = self.generation ?? 0;
+    const peerGen = peer.generation ?? 0;
+    const gens = selfGen !== 0 && peerGen !== 0;
     const outbound: DesiredSa = {
       spi: spis.spi(self.name, peer.name, self.currentEpoch, peer.currentEpoch),
       srcEpoch: self.currentEpoch,
       dstEpoch: peer.currentEpoch,
       peerPublicKey: peerKey,
+      ...(gens ? { srcGeneration: selfGen, dstGeneration: peerGen } : {}),
     };
     const inbound: DesiredSa[] = [];
     for (const pk of peer.keys) {
@@ -131,6 +150,7 @@ export function planIpsec(input: IpsecPlanInput): IpsecPlan {
           srcEpoch: pk.epoch,
           dstEpoch: sk.epoch,
           peerPublicKey: pk.publicKey,
+          ...(gens ? { srcGeneration: peerGen, dstGeneration: selfGen } : {}),
         });
       }
     }

@@ -103,6 +103,34 @@ describe('SPI allocation', () => {
     ).toEqual(['511da287', '514c0e12', '5184469e', '510a4703']);
   });
 
+  it('mixes in generations only when both nodes of a pair have one (golden values; one side without: as before)', () => {
+    const alloc = new SpiAllocator([
+      { name: 'node-a', epochs: [1, 2], generation: 0xa },
+      { name: 'node-b', epochs: [1], generation: 0xb },
+      { name: 'node-c', epochs: [1] },
+    ]);
+    const legacy = new SpiAllocator([
+      { name: 'node-a', epochs: [1, 2] },
+      { name: 'node-b', epochs: [1] },
+      { name: 'node-c', epochs: [1] },
+    ]);
+    const withGens = [alloc.spi('node-a', 'node-b', 1, 1), alloc.spi('node-b', 'node-a', 1, 2)];
+    expect(withGens.map((s) => s.toString(16))).toEqual(['5116dbb9', '519c4e36']);
+    expect(withGens).not.toContain(legacy.spi('node-a', 'node-b', 1, 1));
+    expect(withGens).not.toContain(legacy.spi('node-b', 'node-a', 1, 2));
+    // node-c publishes no generation: its pairs hash as they did before generations existed.
+    expect(alloc.spi('node-a', 'node-c', 1, 1)).toBe(legacy.spi('node-a', 'node-c', 1, 1));
+    expect(alloc.spi('node-c', 'node-b', 1, 1)).toBe(legacy.spi('node-c', 'node-b', 1, 1));
+    // A new generation on one node moves its pairs' SPIs.
+    const rebooted = new SpiAllocator([
+      { name: 'node-a', epochs: [1, 2], generation: 0xa },
+      { name: 'node-b', epochs: [1], generation: 0xc },
+      { name: 'node-c', epochs: [1] },
+    ]);
+    expect(rebooted.spi('node-a', 'node-b', 1, 1)).not.toBe(withGens[0]);
+    expect(() => new SpiAllocator([{ name: 'x', epochs: [1], generation: 2 ** 32 }])).toThrow(/generation/);
+  });
+
   it.each([1, 2, 3])(
     'never collides on any node of a random cluster of hundreds of nodes (seed %i)',
     (seed) => {

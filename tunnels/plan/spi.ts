@@ -15,6 +15,11 @@
  * range and n SAs on D that happens with probability about n / 2^25 per new SA. The result of
  * a node's allocation depends only on the set of (sender, epochs) it receives, never on the
  * order in which nodes were listed.
+ *
+ * When both nodes of a pair publish an IPsec generation (see ipsec/kdf.ts), both generations
+ * are hashed too: a node that lost its XFRM state (a reboot) and drew a new generation gets new
+ * SPIs on all its pairs, so a replay of traffic captured before finds no SA. A pair where either
+ * node has no generation hashes exactly as before generations existed.
  */
 import { createHash } from 'node:crypto';
 import { XFRM_SPI_MAX, XFRM_SPI_MIN } from '../../common/constants.js';
@@ -25,6 +30,8 @@ export interface SpiNode {
   readonly name: string;
   /** Key epochs in use (the current one, and the next or previous one during a rotation). */
   readonly epochs: readonly number[];
+  /** The node's IPsec generation; 0 or absent when it publishes none. */
+  readonly generation?: number | undefined;
 }
 
 /** Inclusive SPI range to allocate from. */
@@ -66,12 +73,25 @@ function mixIn(h: number, w: number): number {
   return (Math.imul(x, 5) + 0xe6546b64) | 0;
 }
 
+/** The generations hashed for a pair: both nodes' when both have one, else none. */
+function pairGenerations(s: NodeInfo, d: NodeInfo): readonly [number, number] | undefined {
+  return s.generation !== 0 && d.generation !== 0 ? [s.generation, d.generation] : undefined;
+}
+
 /**
  * MurmurHash3 (x86, 32-bit) over the 11 words (sender digest 4, receiver digest 4, epochs 2,
- * attempt 1): cheap, well mixed, and the same on every node. Written out (no arrays) because a
- * 1000-node plan hashes a million SAs.
+ * attempt 1), or 13 with the pair's generations: cheap, well mixed, and the same on every node.
+ * Written out (no arrays) because a 1000-node plan hashes a million SAs.
  */
-function hashSa(seed: number, s: Uint32Array, d: Uint32Array, se: number, de: number, attempt: number): number {
+function hashSa(
+  seed: number,
+  s: Uint32Array,
+  d: Uint32Array,
+  se: number,
+  de: number,
+  attempt: number,
+  gens: readonly [number, number] | undefined,
+): number {
   let h = seed | 0;
   h = mixIn(h, s[0]!);
   h = mixIn(h, s[1]!);
@@ -83,8 +103,12 @@ function hashSa(seed: number, s: Uint32Array, d: Uint32Array, se: number, de: nu
   h = mixIn(h, d[3]!);
   h = mixIn(h, se);
   h = mixIn(h, de);
+  if (gens !== undefined) {
+    h = mixIn(h, gens[0]);
+    h = mixIn(h, gens[1]);
+  }
   h = mixIn(h, attempt);
-  return fmix32(h ^ 44);
+  return fmix32(h ^ (gens === undefined ? 44 : 52));
 }
 
 function checkEpoch(node: string, e: number): void {
@@ -99,6 +123,8 @@ interface NodeInfo {
   readonly digest: Uint32Array;
   /** Sorted, distinct. */
   readonly epochs: readonly number[];
+  /** 0 = none. */
+  readonly generation: number;
 }
 
 /** One receiving node's allocation: SPI by (sender index, sender epoch, receiver epoch). */
@@ -140,12 +166,16 @@ export class SpiAllocator {
       if (n.name === '') throw new SealnetError('INTERNAL', 'a node with an empty name');
       if (map.has(n.name)) throw new SealnetError('INTERNAL', `node ${n.name} listed twice`);
       for (const e of n.epochs) checkEpoch(n.name, e);
+      const generation = n.generation ?? 0;
+      if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff)
+        throw new SealnetError('INTERNAL', `node ${n.name} has generation ${String(generation)}, not 32-bit unsigned`);
       const d = createHash('sha256').update(n.name, 'utf8').digest();
       const info: NodeInfo = {
         name: n.name,
         index: byIndex.length,
         digest: Uint32Array.of(d.readUInt32BE(0), d.readUInt32BE(4), d.readUInt32BE(8), d.readUInt32BE(12)),
         epochs: [...new Set(n.epochs)].sort((a, b) => a - b),
+        generation,
       };
       maxEpochs = Math.max(maxEpochs, info.epochs.length);
       map.set(n.name, info);
@@ -207,7 +237,9 @@ export class SpiAllocator {
   }
 
   #slot(s: NodeInfo, d: NodeInfo, se: number, de: number, attempt: number): number {
-    return this.#range.min + (hashSa(SLOT_SEED, s.digest, d.digest, se, de, attempt) % this.#size);
+    return (
+      this.#range.min + (hashSa(SLOT_SEED, s.digest, d.digest, se, de, attempt, pairGenerations(s, d)) % this.#size)
+    );
   }
 
   #allocate(d: NodeInfo): InboundTable {
@@ -228,7 +260,7 @@ export class SpiAllocator {
           sEpoch.push(se);
           dEpoch.push(de);
           composite.push(this.#composite(s.index, si, di));
-          order.push(hashSa(ORDER_SEED, s.digest, d.digest, se, de, 0));
+          order.push(hashSa(ORDER_SEED, s.digest, d.digest, se, de, 0, pairGenerations(s, d)));
           c0.push(this.#slot(s, d, se, de, 0));
         }
       }

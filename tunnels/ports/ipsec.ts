@@ -55,6 +55,12 @@ export interface DesiredSa {
   readonly dstEpoch: number;
   /** The peer's IPsec public key of the epoch this SA uses on the peer's side. */
   readonly peerPublicKey: PublicKey;
+  /**
+   * IPsec generations of the sender and the receiver, mixed into the SA key (ipsec/kdf.ts):
+   * both set when both nodes publish one, else both absent.
+   */
+  readonly srcGeneration?: number;
+  readonly dstGeneration?: number;
 }
 
 /** Everything sealnet wants in the kernel for one remote node. */

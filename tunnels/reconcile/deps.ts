@@ -62,4 +62,9 @@ export interface IpsecRuntime {
    * publishes, one state-machine step after each apply. Without it the node keeps `key`.
    */
   readonly rotation?: Pick<IpsecRotation, 'keys' | 'annotations' | 'after'> | undefined;
+  /**
+   * This node's IPsec generation (keymgr/generation.ts), published and mixed into the SPIs and
+   * keys of pairs whose peer publishes one too; undefined: none (SAs derive as before generations).
+   */
+  readonly generation?: number | undefined;
 }

@@ -116,7 +116,16 @@ describe('decodeIpsecKey', () => {
   it('reads the key and its epoch', () => {
     expect(
       decodeIpsecKey(raw({ [ANNOTATIONS.ipsecPublicKey]: IK['node-a'], [ANNOTATIONS.ipsecKeyEpoch]: '7' })),
-    ).toEqual({ ok: true, publicKey: IK['node-a'], epoch: 7 });
+    ).toEqual({ ok: true, publicKey: IK['node-a'], epoch: 7, generation: 0 });
+    expect(
+      decodeIpsecKey(
+        raw({
+          [ANNOTATIONS.ipsecPublicKey]: IK['node-a'],
+          [ANNOTATIONS.ipsecKeyEpoch]: '7',
+          [ANNOTATIONS.ipsecGeneration]: '0000beef',
+        }),
+      ),
+    ).toEqual({ ok: true, publicKey: IK['node-a'], epoch: 7, generation: 0xbeef });
   });
 
   it.each([
@@ -125,6 +134,13 @@ describe('decodeIpsecKey', () => {
     [{ [ANNOTATIONS.ipsecPublicKey]: LOW_ORDER, [ANNOTATIONS.ipsecKeyEpoch]: '1' }, 'low-order'],
     [{ [ANNOTATIONS.ipsecPublicKey]: 'KEY' }, 'sealnet.io/ipsec-key-epoch is missing'],
     [{ [ANNOTATIONS.ipsecPublicKey]: 'KEY', [ANNOTATIONS.ipsecKeyEpoch]: '-1' }, 'sealnet.io/ipsec-key-epoch is "-1"'],
+    ...['00000000', '1', 'BEEFBEEF', '0x0000be', '123456789', ' 1234567'].map(
+      (g) =>
+        [
+          { [ANNOTATIONS.ipsecPublicKey]: 'KEY', [ANNOTATIONS.ipsecKeyEpoch]: '1', [ANNOTATIONS.ipsecGeneration]: g },
+          'sealnet.io/ipsec-generation is',
+        ] as const,
+    ),
   ])('refuses %j', (ann, why) => {
     const a = Object.fromEntries(Object.entries(ann).map(([k, v]) => [k, v === 'KEY' ? IK['node-b'] : v]));
     const r = decodeIpsecKey(raw(a));
@@ -263,7 +279,11 @@ interface Agent {
   restart(): Reconciler;
 }
 
-function agent(self: FixtureName, store: MemoryNodeStore, opts: { esp?: FakeEsp; checked?: (4 | 6)[] } = {}): Agent {
+function agent(
+  self: FixtureName,
+  store: MemoryNodeStore,
+  opts: { esp?: FakeEsp; checked?: (4 | 6)[]; generation?: number } = {},
+): Agent {
   const { routing, wg } = createFakeKernel();
   const i = FIXTURE_SEEDS[self];
   routing.addLink('eth0', { mtu: 1500, up: true });
@@ -301,6 +321,7 @@ function agent(self: FixtureName, store: MemoryNodeStore, opts: { esp?: FakeEsp;
         port: new IpsecDriver({ xfrm, privateKey: (e) => (e === 1 ? priv : undefined) }),
         key: { publicKey: IK[self], epoch: 1 },
         checkedFamilies: opts.checked ?? [4],
+        generation: opts.generation,
       },
     });
   };
@@ -374,6 +395,46 @@ describe('Reconciler in mode ipsec', () => {
     expect(spis).toHaveLength(2); // a→b and b→a
     for (const spi of spis) expect(key(a, spi)).toBe(key(b, spi));
     expect(new Set(a.xfrm.states().map((s) => Buffer.from(s.aead!.key).toString('hex'))).size).toBe(4);
+  });
+
+  it('IPsec generations: both ends derive the same keys; a rebooted node (new generation, no XFRM state) gets new SPIs and keys on its pairs only', async () => {
+    const store = storeFor();
+    const a = agent('node-a', store, { generation: 0x0a0a0a0a });
+    const b = agent('node-b', store, { generation: 0x0b0b0b0b });
+    await a.reconciler.runNow();
+    await b.reconciler.runNow();
+    await a.reconciler.runNow();
+    expect(store.get('node-b')!.annotations[ANNOTATIONS.ipsecGeneration]).toBe('0b0b0b0b');
+    const sas = (x: Agent, peer: string): Map<number, string> =>
+      new Map(
+        x.xfrm
+          .states()
+          .filter((s) => s.src === peer || s.dst === peer)
+          .map((s) => [s.spi, Buffer.from(s.aead!.key).toString('hex')]),
+      );
+    const ab = sas(a, '198.18.0.2');
+    expect([...ab.keys()].sort()).toEqual([...sas(b, '198.18.0.1').keys()].sort());
+    for (const [spi, k] of ab) expect(sas(b, '198.18.0.1').get(spi)).toBe(k);
+    // node-c publishes no generation (an agent from before them): that pair derives as before.
+    const ac = sas(a, '198.18.0.3');
+    const legacy = agent('node-a', storeFor());
+    await legacy.reconciler.runNow();
+    expect(sas(legacy, '198.18.0.3')).toEqual(ac);
+    expect([...sas(legacy, '198.18.0.2').keys()].some((spi) => ab.has(spi))).toBe(false);
+
+    // node-b reboots: its XFRM state is gone and it draws a new generation.
+    const b2 = agent('node-b', store, { generation: 0x0b0b0b0c });
+    await b2.reconciler.runNow();
+    await a.reconciler.runNow();
+    await b2.reconciler.runNow();
+    const ab2 = sas(a, '198.18.0.2');
+    expect(ab2.size).toBe(2);
+    for (const [spi, k] of ab2) {
+      expect(ab.has(spi)).toBe(false); // a replay of old traffic finds no SA
+      expect([...ab.values()]).not.toContain(k);
+      expect(sas(b2, '198.18.0.1').get(spi)).toBe(k);
+    }
+    expect(sas(a, '198.18.0.3')).toEqual(ac); // the pair with node-c is untouched
   });
 
   it('prunes a departed peer only after the store synced', async () => {

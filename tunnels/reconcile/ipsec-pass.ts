@@ -22,7 +22,14 @@ import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { planIpsec, type IpsecPlanNode } from '../plan/ipsec-sa.js';
 import type { SpiNode } from '../plan/spi.js';
-import { decodeIpsecKey, decodeNode, encodeIpsecKey, encodeNode, type IpsecKeyResult } from '../plan/annotations.js';
+import {
+  decodeIpsecKey,
+  decodeNode,
+  encodeIpsecGeneration,
+  encodeIpsecKey,
+  encodeNode,
+  type IpsecKeyResult,
+} from '../plan/annotations.js';
 import { canonicalCidr, parseIP } from '../../common/ip.js';
 import { isValidEpoch, MAX_KEY_EPOCH } from '../../common/bounds.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY } from '../../common/constants.js';
@@ -69,6 +76,8 @@ export interface IpsecPlanExtras {
    * publish the same IPsec key: the established owner keeps it, a copier cannot take it over.
    */
   readonly established?: Readonly<Record<string, PublicKey>>;
+  /** This node's IPsec generation (0 or absent: none). */
+  readonly generation?: number | undefined;
 }
 
 /** Everything {@link planIpsecMode} reads: the `plan()` input (config.mode `ipsec`) plus the IPsec part. */
@@ -93,7 +102,7 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
     { epoch: x.epoch, publicKey: x.publicKey },
     ...(x.otherKeys ?? []).filter((k) => k.epoch !== x.epoch),
   ];
-  const universe: SpiNode[] = [{ name: self, epochs: ownKeys.map((k) => k.epoch) }];
+  const universe: SpiNode[] = [{ name: self, epochs: ownKeys.map((k) => k.epoch), generation: x.generation }];
   // Every key a peer publishes (current, and a next or previous one during its rotation).
   const rotating = new Map<string, ReturnType<typeof peerIpsecKeys>>();
   for (const [name, k] of keys) {
@@ -111,11 +120,11 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
       continue;
     }
     rotating.set(name, all);
-    universe.push({ name, epochs: all.keys.map((e) => e.epoch) });
+    universe.push({ name, epochs: all.keys.map((e) => e.epoch), generation: k.generation });
   }
 
   // IPsec skip rules on the nodes plan() accepted.
-  const candidates: { name: string; key: PublicKey; epoch: number }[] = [];
+  const candidates: { name: string; key: PublicKey; epoch: number; generation: number }[] = [];
   for (const p of base.tunnel.peers) {
     const k = keys.get(p.node);
     if (k === undefined) continue;
@@ -126,7 +135,7 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
         reason: 'key-equals-self',
         detail: `node ${p.node} publishes this node's own IPsec public key`,
       });
-    else candidates.push({ name: p.node, key: k.publicKey, epoch: k.epoch });
+    else candidates.push({ name: p.node, key: k.publicKey, epoch: k.epoch, generation: k.generation });
   }
   const accepted = dropDuplicateKeys(candidates, x.established ?? {}, skipped);
 
@@ -142,13 +151,21 @@ export function planIpsecMode(input: IpsecModePlanInput): DesiredState {
       podCIDRs: d.node.podCIDRs,
       currentEpoch: all.sendEpoch,
       keys: all.keys,
+      generation: c.generation,
     });
   }
   const ownCidrs = (input.nodes.find((n) => n.name === self)?.podCIDRs ?? [])
     .map((c) => canonicalCidr(c))
     .filter((c) => c !== undefined);
   const r = planIpsec({
-    self: { name: self, address: x.address, podCIDRs: [...new Set(ownCidrs)], currentEpoch: x.epoch, keys: ownKeys },
+    self: {
+      name: self,
+      address: x.address,
+      podCIDRs: [...new Set(ownCidrs)],
+      currentEpoch: x.epoch,
+      keys: ownKeys,
+      generation: x.generation,
+    },
     peers,
     spiUniverse: universe,
     keyBits: x.keyBits,
@@ -302,6 +319,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
       keyCreated: key.createdAt,
     }),
     ...(ipsec.rotation?.annotations() ?? encodeIpsecKey(ipsec.key)),
+    ...(ipsec.generation !== undefined ? encodeIpsecGeneration(ipsec.generation) : {}),
   };
   if (Object.entries(own).some(([k, v]) => self.annotations[k] !== v)) {
     try {
@@ -362,6 +380,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
         keyBits: config.ipsec.keyBits,
         replayWindow: config.ipsec.replayWindow,
         established: ctx.state.established,
+        generation: ipsec.generation,
       },
     });
   } catch (err) {
