@@ -18,6 +18,7 @@
 import { jest } from '@jest/globals';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ANNOTATIONS } from '../../common/constants.js';
 import { NsCluster } from '../harness/cluster.js';
 import { run, sleep } from '../harness/exec.js';
 import { updateNodeDoc } from '../harness/nodestore.js';
@@ -40,6 +41,7 @@ import {
 } from './ipsec-cluster.js';
 import { guestTitle, inGuest } from './pair.js';
 import { agentReport } from '../harness/agentstatus.js';
+import { injectFrame, lastEspFrame, xfrmStat } from './replay.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(240_000);
@@ -400,5 +402,84 @@ suite(guestTitle('namespace cluster with real agents, mode ipsec: XFRM ESP (qemu
     expect(final.server?.gaps).toEqual([]);
     expect(final.client?.connections).toBe(1);
     expect(final.server?.recordsReceived).toBeGreaterThan(100);
+  });
+
+  it('a reboot-like loss of n2’s XFRM state: new generation, new SPIs and keys on n2’s pairs only, traffic back, and an ESP frame captured before is rejected when replayed after', async () => {
+    const [a1, a2] = [c!.node('n1').address, c!.node('n2').address];
+    const generation = async (n: string): Promise<string | undefined> =>
+      (await c!.nodeDoc(n))?.metadata.annotations[ANNOTATIONS.ipsecGeneration];
+    const spisWith = async (n: string, peer: string): Promise<string[]> =>
+      (await xfrmStates(c!, n))
+        .filter((s) => s.src === peer || s.dst === peer)
+        .map((s) => s.spi)
+        .sort();
+    const gen0 = await generation('n2');
+    expect(gen0).toMatch(/^[0-9a-f]{8}$/);
+    const n1n3 = await spisWith('n1', c!.node('n3').address);
+
+    // An attacker records n1 → n2 traffic.
+    const cap = await c!.startCapture({ name: 'replay-before' });
+    expect((await c!.ping('n1p1', 'n2p1', { count: 3, size: 200 })).received).toBe(3);
+    await cap.stop();
+    const old = await lastEspFrame(cap.file, a1, a2);
+    if (old === undefined) throw new Error(`no ESP frame ${a1} -> ${a2} in ${cap.file}`);
+    const oldSpi = `0x${old.spi.toString(16).padStart(8, '0')}`;
+    expect(await spisWith('n2', a1)).toContain(oldSpi);
+
+    // Control: replayed now, the frame reaches n2's SA and its replay window drops it — the
+    // injection works, and the counter the last step reads is the one that moves.
+    const s0 = await xfrmStat(c!, 'n2');
+    await injectFrame(c!, old.frame);
+    const s1 = await waitFor(
+      'the replayed frame to be counted on n2',
+      async () => {
+        const s = await xfrmStat(c!, 'n2');
+        return (s['XfrmInStateSeqError'] ?? 0) > (s0['XfrmInStateSeqError'] ?? 0) ? s : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
+    expect(s1['XfrmInNoStates']).toBe(s0['XfrmInNoStates']);
+
+    // The "reboot": the agent dies and the kernel forgets every SA and policy of the node.
+    await c!.killAgent('n2', 'SIGKILL');
+    await c!.execNode('n2', ['ip', 'xfrm', 'state', 'flush']);
+    await c!.execNode('n2', ['ip', 'xfrm', 'policy', 'flush']);
+    const t0 = Date.now();
+    await c!.startAgent('n2');
+    const gen1 = await waitFor(
+      'n2 to publish a new generation',
+      async () => {
+        const g = await generation('n2');
+        return g !== undefined && g !== gen0 ? g : undefined;
+      },
+      { timeoutMs: 90_000, pollMs: 1000 },
+    );
+    await c!.waitEncrypted({ timeoutMs: 120_000, pollMs: 1000 });
+    note(
+      `n2 rebooted: generation ${gen0} -> ${gen1}; every pair encrypted again ${Date.now() - t0} ms after the agent started`,
+    );
+    expect((await c!.ping('n1p1', 'n2p1', { count: 3, size: 200 })).received).toBe(3);
+
+    // New SPIs on both ends of n2's pairs; the n1–n3 pair keeps its SAs.
+    const after12 = await spisWith('n1', a2);
+    expect(after12).toHaveLength(2);
+    expect(after12).not.toContain(oldSpi);
+    expect(await spisWith('n2', a1)).toEqual(after12);
+    expect(await spisWith('n1', c!.node('n3').address)).toEqual(n1n3);
+
+    // The frame recorded before the reboot, replayed now: no SA takes it.
+    const s2 = await xfrmStat(c!, 'n2');
+    await injectFrame(c!, old.frame);
+    const s3 = await waitFor(
+      'the replayed frame to be refused on n2',
+      async () => {
+        const s = await xfrmStat(c!, 'n2');
+        return (s['XfrmInNoStates'] ?? 0) > (s2['XfrmInNoStates'] ?? 0) ? s : undefined;
+      },
+      { timeoutMs: 10_000 },
+    );
+    note(
+      `replay after the reboot: XfrmInNoStates ${s2['XfrmInNoStates']} -> ${s3['XfrmInNoStates']} (SPI ${oldSpi} is gone)`,
+    );
   });
 });

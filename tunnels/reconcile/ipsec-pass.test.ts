@@ -139,7 +139,7 @@ describe('decodeIpsecKey', () => {
         [
           { [ANNOTATIONS.ipsecPublicKey]: 'KEY', [ANNOTATIONS.ipsecKeyEpoch]: '1', [ANNOTATIONS.ipsecGeneration]: g },
           'sealnet.io/ipsec-generation is',
-        ] as const,
+        ] as [Record<string, string>, string],
     ),
   ])('refuses %j', (ann, why) => {
     const a = Object.fromEntries(Object.entries(ann).map(([k, v]) => [k, v === 'KEY' ? IK['node-b'] : v]));
