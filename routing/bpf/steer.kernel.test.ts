@@ -55,6 +55,7 @@ const settings: SteeringSettings = {
   failClosed: true,
   wireguardPort: WG_PORT,
   espUdpPort: 4500,
+  esp: false,
   tunnelFwmark: WG_FWMARK,
   markMask: BPF_XFRM_MARK_MASK,
 };
