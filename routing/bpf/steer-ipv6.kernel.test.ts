@@ -3,11 +3,14 @@
  * `bpftool prog run`): LPM lookups of IPv6 destinations and sources, the family word keeping
  * IPv4 and IPv4-mapped IPv6 apart, extension header chains (hop-by-hop, routing, destination
  * options, fragment, AH) in front of the tunnel's UDP and ESP, first and non-first fragments,
- * ICMPv6 neighbour discovery and Packet Too Big. Each packet is built here byte by byte; the
- * verdict is the program's return value (TC_ACT_OK 0, TC_ACT_SHOT 2, TC_ACT_REDIRECT 7).
+ * ICMPv6 neighbour discovery and Packet Too Big, and the guard bypasses of issue 16 finding 8
+ * (ports, ESP, exemptions, a deleted tunnel link). Each packet is built here byte by byte; the
+ * verdict is the program's return value (TC_ACT_OK 0, TC_ACT_SHOT 2, TC_ACT_REDIRECT 7). The
+ * tunnel's own packets are told by skb->mark, passed in as the test run's context.
  *
  * The object is loaded into a private bpffs inside a mount + network namespace of its own (an
- * `unshare` holding `sleep`); nothing is attached to any interface. Addresses: fd00:5ea1::/48
+ * `unshare` holding `sleep`); nothing is attached to any interface. Ready entries point to a
+ * veth in that namespace (a redirect is checked against a device that exists). Addresses: fd00:5ea1::/48
  * (ULA) and 100.64.0.0/10 only, and they never leave the test: the packets are fed to the
  * program, not sent.
  */
