@@ -131,19 +131,33 @@ describe('remote values', () => {
 });
 
 describe('config', () => {
-  it('lays out flags, ports, fwmark, mark mask; fail-closed is flags 0', () => {
-    const c = { failClosed: true, wireguardPort: 51880, espUdpPort: 4500, tunnelFwmark: 0x5188, markMask: 0x0f00 };
+  it('lays out flags, ports, fwmark, mark mask; fail-closed without ESP is flags 0', () => {
+    const c = {
+      failClosed: true,
+      wireguardPort: 51880,
+      espUdpPort: 4500,
+      esp: false,
+      tunnelFwmark: 0x5188,
+      markMask: 0x0f00,
+    };
     expect(hex(encodeConfig(c))).toBe('00000000' + 'a8ca' + '9411' + '88510000' + '000f0000');
     expect(hex(encodeConfig({ ...c, failClosed: false })).slice(0, 8)).toBe('01000000');
+    expect(hex(encodeConfig({ ...c, esp: true })).slice(0, 8)).toBe('02000000');
+    expect(decodeConfig(encodeConfig({ ...c, esp: true, failClosed: false }))).toEqual({
+      ...c,
+      esp: true,
+      failClosed: false,
+    });
     expect(encodeConfig(c)).toHaveLength(CONFIG_SIZE);
     expect(decodeConfig(encodeConfig(c))).toEqual(c);
   });
 
-  it('reads an all-zero element as fail-closed with nothing exempt', () => {
+  it('reads an all-zero element as fail-closed with nothing exempt and ESP not taken for the tunnel', () => {
     expect(decodeConfig(Buffer.alloc(CONFIG_SIZE))).toEqual({
       failClosed: true,
       wireguardPort: 0,
       espUdpPort: 0,
+      esp: false,
       tunnelFwmark: 0,
       markMask: 0,
     });
@@ -151,7 +165,7 @@ describe('config', () => {
 
   it('rejects a port out of range', () => {
     expect(() =>
-      encodeConfig({ failClosed: true, wireguardPort: 70000, espUdpPort: 0, tunnelFwmark: 0, markMask: 0 }),
+      encodeConfig({ failClosed: true, wireguardPort: 70000, espUdpPort: 0, esp: false, tunnelFwmark: 0, markMask: 0 }),
     ).toThrow(/wireguardPort/);
   });
 });

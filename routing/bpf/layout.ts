@@ -50,6 +50,8 @@ export type EntryKind = (typeof KINDS)[number];
 
 /** `CONFIG_F_FAIL_OPEN`: pass and count what fail-closed would drop. Unset in a zeroed config. */
 export const CONFIG_F_FAIL_OPEN = 1;
+/** `CONFIG_F_ESP`: ESP arriving at the underlay is tunnel traffic (mode ipsec). Unset: it is not. */
+export const CONFIG_F_ESP = 2;
 
 /** Hooks, in counter-index order (`hook * REASONS.length + reason`). */
 export const HOOKS = ['egress', 'ingress', 'from_pod'] as const;
@@ -71,6 +73,7 @@ export const REASONS = [
   { name: 'other', verdict: 'pass' },
   { name: 'fail_open', verdict: 'pass' },
   { name: 'decrypted', verdict: 'pass' },
+  { name: 'no_tunnel', verdict: 'drop' },
 ] as const;
 
 export type Hook = (typeof HOOKS)[number];
@@ -181,7 +184,7 @@ export function encodeConfig(c: SteeringConfig): Buffer {
   checkUint('markMask', c.markMask, 0xffffffff);
   const b = Buffer.alloc(CONFIG_SIZE);
   const o = OFFSETS.config;
-  putU32(b, o.flags, c.failClosed ? 0 : CONFIG_F_FAIL_OPEN);
+  putU32(b, o.flags, (c.failClosed ? 0 : CONFIG_F_FAIL_OPEN) | (c.esp ? CONFIG_F_ESP : 0));
   putU16(b, o.wg_port, c.wireguardPort);
   putU16(b, o.esp_udp_port, c.espUdpPort);
   putU32(b, o.wg_fwmark, c.tunnelFwmark);
@@ -195,6 +198,7 @@ export function decodeConfig(b: Buffer): SteeringConfig {
   const o = OFFSETS.config;
   return {
     failClosed: (u32(b, o.flags) & CONFIG_F_FAIL_OPEN) === 0,
+    esp: (u32(b, o.flags) & CONFIG_F_ESP) !== 0,
     wireguardPort: u16(b, o.wg_port),
     espUdpPort: u16(b, o.esp_udp_port),
     tunnelFwmark: u32(b, o.wg_fwmark),

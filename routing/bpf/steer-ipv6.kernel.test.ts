@@ -3,11 +3,14 @@
  * `bpftool prog run`): LPM lookups of IPv6 destinations and sources, the family word keeping
  * IPv4 and IPv4-mapped IPv6 apart, extension header chains (hop-by-hop, routing, destination
  * options, fragment, AH) in front of the tunnel's UDP and ESP, first and non-first fragments,
- * ICMPv6 neighbour discovery and Packet Too Big. Each packet is built here byte by byte; the
- * verdict is the program's return value (TC_ACT_OK 0, TC_ACT_SHOT 2, TC_ACT_REDIRECT 7).
+ * ICMPv6 neighbour discovery and Packet Too Big, and the guard bypasses of issue 16 finding 8
+ * (ports, ESP, exemptions, a deleted tunnel link). Each packet is built here byte by byte; the
+ * verdict is the program's return value (TC_ACT_OK 0, TC_ACT_SHOT 2, TC_ACT_REDIRECT 7). The
+ * tunnel's own packets are told by skb->mark, passed in as the test run's context.
  *
  * The object is loaded into a private bpffs inside a mount + network namespace of its own (an
- * `unshare` holding `sleep`); nothing is attached to any interface. Addresses: fd00:5ea1::/48
+ * `unshare` holding `sleep`); nothing is attached to any interface. Ready entries point to a
+ * veth in that namespace (a redirect is checked against a device that exists). Addresses: fd00:5ea1::/48
  * (ULA) and 100.64.0.0/10 only, and they never leave the test: the packets are fed to the
  * program, not sent.
  */
@@ -23,7 +26,10 @@ const work = mkdtempSync(path.join(tmpdir(), 'sealv6-'));
 /** The private bpffs root of the holder's mount namespace (bpftool creates p/ and m/ in it). */
 const PIN = '/sys/fs/bpf';
 const WG_PORT = 51880;
-const TUN_IFINDEX = 100;
+/** The tunnel's mark (WG_FWMARK): what the program takes for the tunnel's own packets at egress. */
+const FWMARK = 0x5188;
+/** ifindex of the stand-in tunnel link (a veth in the holder's namespace; set in beforeAll). */
+let tunIfindex = 0;
 const OK = 0;
 const SHOT = 2;
 const REDIRECT = 7;
@@ -69,9 +75,9 @@ function lpmKey(cidr: string): Buffer {
 }
 
 /** struct remote_value. state 0 not ready, 1 ready, 2 no peer; kind 0 pod, 1 node. */
-function remoteValue(state: 0 | 1 | 2, kind: 0 | 1): Buffer {
+function remoteValue(state: 0 | 1 | 2, kind: 0 | 1, ifindex = tunIfindex): Buffer {
   const v = Buffer.alloc(16);
-  v.writeUInt32LE(state === 1 ? TUN_IFINDEX : 0, 0);
+  v.writeUInt32LE(state === 1 ? ifindex : 0, 0);
   v.writeUInt32LE(7, 8);
   v[12] = state;
   v[14] = kind;
@@ -174,18 +180,51 @@ const icmp6 = (type: number, code = 0, len = 32): Buffer =>
   Buffer.concat([Buffer.from([type, code, 0, 0]), Buffer.alloc(len)]);
 const esp = (): Buffer => Buffer.concat([Buffer.from([0, 0, 0x10, 0x01, 0, 0, 0, 1]), Buffer.alloc(48)]);
 
+async function mapDelete(map: string, key: Buffer): Promise<void> {
+  await ns('bpftool', 'map', 'delete', 'pinned', `${PIN}/m/${map}`, 'key', 'hex', ...hex(key));
+}
+/** struct config: flags (bit 0 fail-open, bit 1 ESP is tunnel traffic), WireGuard and ESP-in-UDP ports, fwmark. */
+async function setConfig(o: { esp: boolean }): Promise<void> {
+  const cfg = Buffer.alloc(16);
+  cfg.writeUInt32LE(o.esp ? 2 : 0, 0);
+  cfg.writeUInt16LE(WG_PORT, 4);
+  cfg.writeUInt16LE(4500, 6);
+  cfg.writeUInt32LE(FWMARK, 8);
+  await mapUpdate('sealnet_config', Buffer.alloc(4), cfg);
+}
+
 let seq = 0;
-/** The program's verdict on one packet. */
-async function verdict(prog: 'sealnet_egress' | 'sealnet_ingress', pkt: Buffer): Promise<number> {
+/**
+ * The program's verdict on one packet. `mark` becomes skb->mark (through a `struct __sk_buff`
+ * context, where mark is the third u32): how the tunnel's own packets look at egress.
+ */
+async function verdict(
+  prog: 'sealnet_egress' | 'sealnet_ingress',
+  pkt: Buffer,
+  opts: { mark?: number } = {},
+): Promise<number> {
   const file = path.join(work, `p${seq++}.bin`);
   writeFileSync(file, pkt);
-  const out = await ns('bpftool', 'prog', 'run', 'pinned', `${PIN}/p/${prog}`, 'data_in', file, 'repeat', '1');
+  const ctx: string[] = [];
+  if (opts.mark !== undefined) {
+    const c = Buffer.alloc(12);
+    c.writeUInt32LE(opts.mark, 8);
+    writeFileSync(`${file}.ctx`, c);
+    ctx.push('ctx_in', `${file}.ctx`);
+  }
+  const out = await ns('bpftool', 'prog', 'run', 'pinned', `${PIN}/p/${prog}`, 'data_in', file, ...ctx, 'repeat', '1');
   const m = /Return value: (\d+)/.exec(out);
   if (m === null) throw new Error(`bpftool prog run printed no return value: ${out}`);
   return Number(m[1]);
 }
 
 // ---- fixture ----------------------------------------------------------------------------------
+
+async function ifindexOf(dev: string): Promise<number> {
+  const [l] = JSON.parse(await ns('ip', '-j', 'link', 'show', 'dev', dev)) as { ifindex: number }[];
+  if (l === undefined) throw new Error(`no link ${dev}`);
+  return l.ifindex;
+}
 
 const POD_READY = 'fd00:5ea1:1:2::11';
 const POD_NO_PEER = 'fd00:5ea1:1:3::11';
@@ -213,11 +252,12 @@ beforeAll(async () => {
   while (Date.now() < deadline && readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'sleep')
     await new Promise((r) => setTimeout(r, 20));
   await ns('bpftool', 'prog', 'loadall', obj, `${PIN}/p`, 'pinmaps', `${PIN}/m`);
-  // Fail closed, WireGuard port, no fwmark (so only headers decide what counts as tunnel traffic).
-  const cfg = Buffer.alloc(16);
-  cfg.writeUInt16LE(WG_PORT, 4);
-  cfg.writeUInt16LE(4500, 6);
-  await mapUpdate('sealnet_config', Buffer.alloc(4), cfg);
+  // The tunnel link ready entries point to: one end of a veth pair in the holder's namespace
+  // (a redirect needs a device that exists; the packets are never sent).
+  await ns('ip', 'link', 'add', 'sealv6t0', 'type', 'veth', 'peer', 'name', 'sealv6t1');
+  tunIfindex = await ifindexOf('sealv6t0');
+  // Fail closed, WireGuard port, the tunnel's fwmark, IPsec off (ESP is not tunnel traffic).
+  await setConfig({ esp: false });
   await mapUpdate('sealnet_remote', lpmKey('fd00:5ea1:1::/56'), remoteValue(2, 0));
   await mapUpdate('sealnet_remote', lpmKey('fd00:5ea1:1:2::/64'), remoteValue(1, 0));
   await mapUpdate('sealnet_remote', lpmKey(`${NODE_READY}/128`), remoteValue(1, 1));
@@ -289,18 +329,14 @@ describe('steer.c on IPv6 packets (BPF_PROG_TEST_RUN)', () => {
     ];
     for (const ext of chains) {
       const names = ext.map((e) => e.kind).join(',') || 'none';
-      expect([
-        names,
-        await verdict(
-          'sealnet_egress',
-          packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext }),
-        ),
-      ]).toEqual([names, OK]);
-      expect([
-        names,
-        await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ESP, l4: esp(), ext })),
-      ]).toEqual([names, OK]);
-      // Anything else to that node is not tunnel traffic: dropped, whatever the chain.
+      const tunnelUdp = packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT), ext });
+      const espOut = packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ESP, l4: esp(), ext });
+      // Egress: the tunnel's own packets carry its mark and pass...
+      expect([names, await verdict('sealnet_egress', tunnelUdp, { mark: FWMARK })]).toEqual([names, OK]);
+      expect([names, await verdict('sealnet_egress', espOut, { mark: FWMARK })]).toEqual([names, OK]);
+      // ...the same bytes without it are anybody's plaintext to that node: dropped.
+      expect([names, await verdict('sealnet_egress', tunnelUdp)]).toEqual([names, SHOT]);
+      expect([names, await verdict('sealnet_egress', espOut)]).toEqual([names, SHOT]);
       expect([
         names,
         await verdict(
@@ -308,7 +344,8 @@ describe('steer.c on IPv6 packets (BPF_PROG_TEST_RUN)', () => {
           packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(40000, 7001), ext }),
         ),
       ]).toEqual([names, SHOT]);
-      // And on ingress the same packets from a node address are judged alike.
+      // On ingress nothing carries a mark: UDP to this node's WireGuard port passes (the header
+      // walk finds the port behind the chain), other UDP from a node address does not.
       expect([
         names,
         await verdict(
@@ -323,6 +360,95 @@ describe('steer.c on IPv6 packets (BPF_PROG_TEST_RUN)', () => {
           packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(40000, 7001), ext }),
         ),
       ]).toEqual([names, SHOT]);
+    }
+  });
+
+  it('guard bypasses (issue 16, finding 8): ports, ESP and exemptions open nothing; a vanished tunnel link is a drop', async () => {
+    // Ingress: only the destination port names the tunnel; a plaintext packet from port 51880
+    // of a node (any process there can pick that source port) is not the tunnel's.
+    expect(
+      await verdict(
+        'sealnet_ingress',
+        packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(WG_PORT, 7001) }),
+      ),
+    ).toBe(SHOT);
+    // The incoming link of a rotation listens on the next port.
+    expect(
+      await verdict(
+        'sealnet_ingress',
+        packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.UDP, l4: udp(WG_PORT, WG_PORT + 1) }),
+      ),
+    ).toBe(OK);
+    // ESP from a node address is tunnel traffic only when this node runs IPsec.
+    const espIn = packet6({ src: NODE_NOT_READY, dst: SELF, proto: PROTO.ESP, l4: esp() });
+    expect(await verdict('sealnet_ingress', espIn)).toBe(SHOT);
+    await setConfig({ esp: true });
+    try {
+      expect(await verdict('sealnet_ingress', espIn)).toBe(OK);
+      // Egress is unchanged by it: ESP without the mark is still not the tunnel's.
+      expect(
+        await verdict('sealnet_egress', packet6({ src: SELF, dst: NODE_NOT_READY, proto: PROTO.ESP, l4: esp() })),
+      ).toBe(SHOT);
+    } finally {
+      await setConfig({ esp: false });
+    }
+    // A pod sending to or from the WireGuard port of a remote node is not the tunnel either.
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF_POD, dst: NODE_NOT_READY, proto: PROTO.UDP, l4: udp(WG_PORT, 7001) }),
+      ),
+    ).toBe(SHOT);
+    expect(
+      await verdict(
+        'sealnet_egress',
+        packet6({ src: SELF_POD, dst: NODE_READY, proto: PROTO.UDP, l4: udp(40000, WG_PORT) }),
+      ),
+    ).toBe(REDIRECT);
+
+    // Exemptions: this node's address (an API server here) and an address inside a pod range.
+    const exemptKeys = [lpmKey(`${SELF}/128`), lpmKey('fd00:5ea1:1:3::99/128')];
+    for (const k of exemptKeys) await mapUpdate('sealnet_exempt', k, Buffer.from([1, 0, 0, 0]));
+    try {
+      const from = (dst: string): Buffer => packet6({ src: SELF, dst, proto: PROTO.UDP, l4: udp(6443, 40000) });
+      expect(await verdict('sealnet_egress', from(POD_NO_PEER))).toBe(SHOT);
+      expect(await verdict('sealnet_egress', from(POD_READY))).toBe(REDIRECT);
+      expect(await verdict('sealnet_egress', from(NODE_NOT_READY))).toBe(OK); // API server → a node: exempt
+      expect(
+        await verdict(
+          'sealnet_egress',
+          packet6({ src: SELF_POD, dst: 'fd00:5ea1:1:3::99', proto: PROTO.UDP, l4: udp(40000, 6443) }),
+        ),
+      ).toBe(SHOT);
+      // Ingress: a remote pod reaching the exempt address here passes (its node sends it as
+      // exempt); plaintext from an exempt address inside a remote pod range does not.
+      expect(
+        await verdict(
+          'sealnet_ingress',
+          packet6({ src: POD_READY, dst: SELF, proto: PROTO.UDP, l4: udp(40000, 6443) }),
+        ),
+      ).toBe(OK);
+      expect(
+        await verdict(
+          'sealnet_ingress',
+          packet6({ src: 'fd00:5ea1:1:3::99', dst: SELF_POD, proto: PROTO.UDP, l4: udp(6443, 40000) }),
+        ),
+      ).toBe(SHOT);
+    } finally {
+      for (const k of exemptKeys) await mapDelete('sealnet_exempt', k);
+    }
+
+    // A ready entry whose tunnel link was deleted: dropped, not redirected to nothing.
+    await ns('ip', 'link', 'add', 'sealv6g0', 'type', 'veth', 'peer', 'name', 'sealv6g1');
+    const gone = lpmKey('fd00:5ea1:1:4::/64');
+    await mapUpdate('sealnet_remote', gone, remoteValue(1, 0, await ifindexOf('sealv6g0')));
+    const toGone = packet6({ src: SELF_POD, dst: 'fd00:5ea1:1:4::11', proto: PROTO.UDP, l4: udp(40000, 7001) });
+    try {
+      expect(await verdict('sealnet_egress', toGone)).toBe(REDIRECT);
+      await ns('ip', 'link', 'del', 'sealv6g0');
+      expect(await verdict('sealnet_egress', toGone)).toBe(SHOT);
+    } finally {
+      await mapDelete('sealnet_remote', gone);
     }
   });
 

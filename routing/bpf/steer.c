@@ -16,7 +16,13 @@
  *
  * Exempt prefixes (the API server) pass whichever end of the packet they are: a node must reach
  * the API server, and the API server's replies must reach the node, even before the node has a
- * key, so both directions on both hooks look at source and destination.
+ * key, so both directions on both hooks look at source and destination. Except for remote pod
+ * prefixes: a packet to one (egress) or from one (ingress) is judged by its entry first, so an
+ * exemption never opens a plaintext path to or from pods on other nodes.
+ *
+ * The tunnel's own packets are known at egress by their mark only (WireGuard's fwmark, the
+ * output mark of sealnet's XFRM states), never by port or protocol number, which any pod or
+ * host process can choose.
  *   sealnet_from_pod   ingress of a pod-facing interface (optional). Sets skb->mark for entries
  *                      in XFRM mode: XFRM picks its policy during routing, before the egress
  *                      qdisc, so a mark set at underlay egress would come too late.
@@ -75,10 +81,12 @@ struct remote_value {
 };
 
 #define CONFIG_F_FAIL_OPEN 1u /* pass (and count) what fail-closed would drop */
+#define CONFIG_F_ESP 2u       /* the node runs IPsec: ESP arriving at the underlay is tunnel traffic */
 
 struct config {
 	__u32 flags;
-	__u16 wg_port;     /* WireGuard UDP port (host order); 0 = none */
+	__u16 wg_port;     /* WireGuard listen port (host order); 0 = none. A rotation's second link
+			    * listens on wg_port + 1 (tunnels/rotation/wireguard.ts). */
 	__u16 esp_udp_port; /* UDP-encapsulated ESP port (4500); 0 = none */
 	__u32 wg_fwmark;   /* mark the tunnel's own sockets put on their packets; 0 = none */
 	__u32 mark_mask;   /* bits of skb->mark ACTION_MARK owns */
@@ -104,6 +112,7 @@ enum reason {
 	CNT_PASS_OTHER = 9,
 	CNT_PASS_FAIL_OPEN = 10,
 	CNT_PASS_DECRYPTED = 11,
+	CNT_DROP_NO_TUNNEL = 12,   /* ready entry whose tunnel device no longer exists */
 	CNT_REASONS = 16,
 };
 
@@ -271,21 +280,45 @@ static __always_inline struct config *config(void)
 	return bpf_map_lookup_elem(&sealnet_config, &zero);
 }
 
-/* Tunnel traffic itself: the tunnel's own sockets (fwmark, which also covers fragments), UDP
- * to or from the WireGuard port or the ESP-in-UDP port, and ESP. */
-static __always_inline int is_encrypted(struct __sk_buff *skb, const struct config *cfg, const struct pkt *p)
+/* The tunnel's own packets leaving the node: WireGuard puts its fwmark on every packet it sends
+ * (the kernel module sets skb->mark, wireguard-go SO_MARK) and sealnet's outbound XFRM states set
+ * the same value as their output mark (XFRM_OUTPUT_MARK), fragments included. Ports and protocol
+ * numbers prove nothing here: a pod can send UDP to or from port 51880, or raw IP protocol 50,
+ * and its packets reach this hook with mark 0 (the kernel clears skb->mark when a packet crosses
+ * network namespaces). Without a configured mark nothing is tunnel traffic. */
+static __always_inline int is_tunnel_out(struct __sk_buff *skb, const struct config *cfg)
 {
-	if (cfg->wg_fwmark != 0 && (skb->mark & cfg->wg_fwmark) == cfg->wg_fwmark)
-		return 1;
+	return cfg->wg_fwmark != 0 && (skb->mark & cfg->wg_fwmark) == cfg->wg_fwmark;
+}
+
+/* Tunnel traffic arriving: UDP to one of this node's tunnel ports (the WireGuard listen port, the
+ * port of a rotation's second link, the ESP-in-UDP port), or ESP when the node runs IPsec. Only
+ * the destination port counts: it names the socket here that receives the packet, and that
+ * socket discards what is not the tunnel's. A source port is whatever the sender chose. */
+static __always_inline int is_tunnel_in(const struct config *cfg, const struct pkt *p)
+{
 	if (p->proto == IPPROTO_ESP_)
-		return 1;
+		return (cfg->flags & CONFIG_F_ESP) != 0;
 	if (!p->has_ports)
 		return 0;
-	if (cfg->wg_port != 0 && (p->dport == cfg->wg_port || p->sport == cfg->wg_port))
+	if (cfg->wg_port != 0 && (p->dport == cfg->wg_port || p->dport == (__u32)cfg->wg_port + 1))
 		return 1;
-	if (cfg->esp_udp_port != 0 && (p->dport == cfg->esp_udp_port || p->sport == cfg->esp_udp_port))
+	if (cfg->esp_udp_port != 0 && p->dport == cfg->esp_udp_port)
 		return 1;
 	return 0;
+}
+
+/* The tunnel device of a ready entry still exists. An agent killed with its link deleted (or a
+ * link deleted under a running agent) leaves an ifindex that names nothing; bpf_redirect() would
+ * still return TC_ACT_REDIRECT and the kernel would drop the packet later (skb_do_redirect), out
+ * of sight of the counters. bpf_check_mtu() resolves the ifindex in the packet's namespace and
+ * fails with -ENODEV when there is no such device. A device that exists but is down is not
+ * caught here (the kernel drops what is redirected to it). */
+static __always_inline int tunnel_exists(struct __sk_buff *skb, __u32 ifindex)
+{
+	__u32 mtu = 0;
+
+	return bpf_check_mtu(skb, ifindex, &mtu, 0, 0) >= 0;
 }
 
 /* IPv6 neighbour discovery (router/neighbour solicitation and advertisement, redirect) between
@@ -296,7 +329,8 @@ static __always_inline int is_neighbor_discovery(const struct pkt *p)
 	return p->proto == IPPROTO_ICMPV6 && p->icmp6_type >= 133 && p->icmp6_type <= 137;
 }
 
-/* Either end of the packet in the exempt map. */
+/* Either end of the packet in the exempt map. Never asked for a packet to or from a remote pod
+ * prefix: an exemption (the API server's address) must not open a plaintext path to pods. */
 static __always_inline int is_exempt(struct pkt *p)
 {
 	return bpf_map_lookup_elem(&sealnet_exempt, &p->dst) || bpf_map_lookup_elem(&sealnet_exempt, &p->src);
@@ -382,26 +416,31 @@ int sealnet_egress(struct __sk_buff *skb)
 		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
-	if (is_exempt(&p)) {
-		count(HOOK_EGRESS, CNT_PASS_EXEMPT, skb);
-		return TC_ACT_OK;
-	}
 	v = bpf_map_lookup_elem(&sealnet_remote, &p.dst);
-	/* Tunnel packets go to node addresses, never to pod addresses: a pod sending plaintext to
-	 * the WireGuard port of a remote pod is still pod traffic and is steered like any other.
-	 * To a node address (node-to-node encryption) they must pass: redirecting the tunnel's own
-	 * UDP into the tunnel would loop it. Everything else to a node address is redirected. */
-	if ((!v || v->kind == KIND_NODE) && is_encrypted(skb, cfg, &p)) {
-		count(HOOK_EGRESS, CNT_PASS_ENCRYPTED, skb);
-		return TC_ACT_OK;
-	}
-	if (v && v->kind == KIND_NODE && is_neighbor_discovery(&p)) {
-		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
-		return TC_ACT_OK;
-	}
-	if (!v) {
-		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
-		return TC_ACT_OK;
+	/* A remote pod prefix is decided by its entry alone, before any exemption or tunnel test:
+	 * an exempt source (the API server on this node replying to a remote pod) or an exempt
+	 * address inside a pod range must not leave in plaintext, and the tunnel never sends to a
+	 * pod address, so a packet to one is never the tunnel's own. */
+	if (!v || v->kind != KIND_POD) {
+		if (is_exempt(&p)) {
+			count(HOOK_EGRESS, CNT_PASS_EXEMPT, skb);
+			return TC_ACT_OK;
+		}
+		/* To a node address (node-to-node encryption) the tunnel's own packets must pass:
+		 * redirecting them into the tunnel would loop them. Everything else to a node address is
+		 * redirected. */
+		if (is_tunnel_out(skb, cfg)) {
+			count(HOOK_EGRESS, CNT_PASS_ENCRYPTED, skb);
+			return TC_ACT_OK;
+		}
+		if (!v) {
+			count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
+			return TC_ACT_OK;
+		}
+		if (is_neighbor_discovery(&p)) {
+			count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
+			return TC_ACT_OK;
+		}
 	}
 	if (v->state == STATE_NO_PEER)
 		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_NO_PEER);
@@ -411,10 +450,11 @@ int sealnet_egress(struct __sk_buff *skb)
 		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_BYPASS);
 	if (v->ifindex == 0 || v->ifindex == skb->ifindex)
 		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_BAD_ENTRY);
+	if (!tunnel_exists(skb, v->ifindex))
+		return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_NO_TUNNEL);
 	if (v->kind == KIND_NODE)
 		clamp_mss(skb, &p, v->ifindex);
 	count(HOOK_EGRESS, CNT_REDIRECTED, skb);
-	/* An ifindex that vanished makes the kernel drop the packet (skb_do_redirect): still closed. */
 	return bpf_redirect(v->ifindex, 0);
 }
 
@@ -432,31 +472,38 @@ int sealnet_ingress(struct __sk_buff *skb)
 		count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
-	if (is_exempt(&p)) {
-		count(HOOK_INGRESS, CNT_PASS_EXEMPT, skb);
-		return TC_ACT_OK;
-	}
 	v = bpf_map_lookup_elem(&sealnet_remote, &p.src);
-	if (!v) {
-		count(HOOK_INGRESS, is_encrypted(skb, cfg, &p) ? CNT_PASS_ENCRYPTED : CNT_PASS_OTHER, skb);
-		return TC_ACT_OK;
-	}
-	/* A node address is in the map only with node-to-node encryption: from it, only the tunnel
-	 * (decrypted traffic arrives on the tunnel device, not here) and neighbour discovery. */
-	if (v->kind == KIND_NODE) {
-		if (is_encrypted(skb, cfg, &p)) {
-			count(HOOK_INGRESS, CNT_PASS_ENCRYPTED, skb);
+	if (v && v->kind == KIND_POD) {
+		/* From a remote pod prefix only an exempt destination (a remote pod reaching the API
+		 * server here: its node passes that as exempt) or decrypted traffic may come in. An
+		 * exempt source inside a pod range opens nothing, as on egress. */
+		if (bpf_map_lookup_elem(&sealnet_exempt, &p.dst)) {
+			count(HOOK_INGRESS, CNT_PASS_EXEMPT, skb);
 			return TC_ACT_OK;
 		}
-		if (is_neighbor_discovery(&p)) {
-			count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
+		/* XFRM tunnel mode re-injects the decrypted inner packet through this hook, secpath set. */
+		if (bpf_skb_get_xfrm_state(skb, 0, &xs, sizeof(xs), 0) == 0) {
+			count(HOOK_INGRESS, CNT_PASS_DECRYPTED, skb);
 			return TC_ACT_OK;
 		}
 		return deny(skb, cfg, HOOK_INGRESS, CNT_DROP_PLAINTEXT_IN);
 	}
-	/* XFRM tunnel mode re-injects the decrypted inner packet through this hook, secpath set. */
-	if (bpf_skb_get_xfrm_state(skb, 0, &xs, sizeof(xs), 0) == 0) {
-		count(HOOK_INGRESS, CNT_PASS_DECRYPTED, skb);
+	if (is_exempt(&p)) {
+		count(HOOK_INGRESS, CNT_PASS_EXEMPT, skb);
+		return TC_ACT_OK;
+	}
+	if (!v) {
+		count(HOOK_INGRESS, is_tunnel_in(cfg, &p) ? CNT_PASS_ENCRYPTED : CNT_PASS_OTHER, skb);
+		return TC_ACT_OK;
+	}
+	/* A node address is in the map only with node-to-node encryption: from it, only the tunnel
+	 * (decrypted traffic arrives on the tunnel device, not here) and neighbour discovery. */
+	if (is_tunnel_in(cfg, &p)) {
+		count(HOOK_INGRESS, CNT_PASS_ENCRYPTED, skb);
+		return TC_ACT_OK;
+	}
+	if (is_neighbor_discovery(&p)) {
+		count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
 	return deny(skb, cfg, HOOK_INGRESS, CNT_DROP_PLAINTEXT_IN);

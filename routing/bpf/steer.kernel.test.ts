@@ -4,9 +4,11 @@
  * Two scratch nodes, each a network namespace plus a mount namespace of its own (held by a
  * `sleep`, entered with nsenter) with a private bpffs and /var/run/wireguard:
  *
- *   A  198.18.0.1 on <p>u ──veth── <p>v 198.18.0.2, .3 on B; 100.64.{2,3,4,5}.10 on B's lo
+ *   A  198.18.0.1 on <p>u ──veth── <p>v 198.18.0.2, .3, .4 on B; 100.64.{2,3,4,5}.10 on B's lo
  *      100.64.0.0/10 via 198.18.0.2 (a host-gw pod route: plaintext unless sealnet steps in)
  *      <p>w wireguard-go, peer B ─────── <p>x wireguard-go on B, peer A
+ *   pod 100.64.1.10 in netns <p>p ──veth <p>r/<p>q── A (forwarding): a pod's packets cross A's
+ *      underlay egress as forwarded traffic, with no socket and no mark, as a real pod's do.
  *
  * The program is attached to A's underlay (<p>u). What B receives is observed three ways: a
  * tcpdump on B's underlay end (plaintext pod packets must be absent), UDP sockets on B (what was
@@ -34,6 +36,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const prefix = `sealb${randomBytes(3).toString('hex')}`;
 const nsA = `${prefix}a`;
 const nsB = `${prefix}b`;
+const nsPod = `${prefix}p`;
+const podA = `${prefix}q`;
+const podIf = `${prefix}r`;
+/** A stand-in tunnel link on A (one end of a veth pair), deleted while an entry points to it. */
+const dummyA = `${prefix}d`;
 const uA = `${prefix}u`;
 const uB = `${prefix}v`;
 const wgA = `${prefix}w`;
@@ -48,10 +55,12 @@ const settings: SteeringSettings = {
   failClosed: true,
   wireguardPort: WG_PORT,
   espUdpPort: 4500,
+  esp: false,
   tunnelFwmark: WG_FWMARK,
   markMask: BPF_XFRM_MARK_MASK,
 };
-const exempt = ['100.64.5.10/32'];
+/** An API server on the node network (198.18.0.4, on B): exempt even though it is a node entry. */
+const exempt = ['198.18.0.4/32'];
 const clusterCidrs = ['100.64.0.0/10'];
 
 // ---- processes --------------------------------------------------------------------------
@@ -236,7 +245,34 @@ const readyEntries = (): SteeringEntry[] => [
   { cidr: '100.64.2.0/24', state: 'ready', action: 'redirect', kind: 'pod', ifindex: wgAIndex, mark: 0, peerId: 2 },
   { cidr: '100.64.3.0/24', state: 'not-ready', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 3 },
   { cidr: '198.18.0.3/32', state: 'not-ready', action: 'redirect', kind: 'node', ifindex: 0, mark: 0, peerId: 3 },
+  { cidr: '198.18.0.4/32', state: 'not-ready', action: 'redirect', kind: 'node', ifindex: 0, mark: 0, peerId: 3 },
 ];
+
+/**
+ * Sends from the pod namespace with python3 (a raw socket for ESP, a bound source port for UDP):
+ * the packets a hostile or careless pod can make, forwarded through A like any pod traffic.
+ */
+const POD_SEND = [
+  'import socket, sys',
+  'kind, dst, port, sport, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])',
+  'if kind == "esp":',
+  '    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)',
+  '    head = bytes([0x51, 0, 0, 1, 0, 0, 0, 1])',
+  'else:',
+  '    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)',
+  '    s.bind(("100.64.1.10", sport))',
+  '    head = b""',
+  'for i in range(n):',
+  '    s.sendto(head + ("sealnet-canary %d" % i).encode(), (dst, port))',
+].join('\n');
+async function podSend(
+  kind: 'udp' | 'esp',
+  to: string,
+  opts: { port?: number; sport?: number; count: number },
+): Promise<void> {
+  const argv = [kind, to, String(opts.port ?? 0), String(opts.sport ?? 0), String(opts.count)];
+  await run('ip', ['netns', 'exec', nsPod, 'python3', '-c', POD_SEND, ...argv], { timeoutMs: 20_000 });
+}
 
 async function wireguard(netns: string, dev: string, keyFile: string, peerSpec: string[]): Promise<void> {
   const bin = existsSync(path.join(root, '.cache', 'bin', 'wireguard-go'))
@@ -291,10 +327,23 @@ beforeAll(async () => {
   await ipn(nsA, 'link', 'set', uA, 'up');
   await ipn(nsB, 'addr', 'add', '198.18.0.2/24', 'dev', uB);
   await ipn(nsB, 'addr', 'add', '198.18.0.3/24', 'dev', uB);
+  await ipn(nsB, 'addr', 'add', '198.18.0.4/24', 'dev', uB);
   await ipn(nsB, 'link', 'set', uB, 'up');
   for (const host of ['100.64.2.10', '100.64.3.10', '100.64.4.10', '100.64.5.10'])
     await ipn(nsB, 'addr', 'add', `${host}/32`, 'dev', 'lo');
   await ipn(nsA, 'route', 'add', '100.64.0.0/10', 'via', '198.18.0.2', 'dev', uA);
+  // The pod: its own netns behind a veth, A forwarding for it (A's namespace only).
+  await run('ip', ['netns', 'add', nsPod]);
+  await ipn(nsA, 'link', 'add', podA, 'type', 'veth', 'peer', 'name', podIf, 'netns', nsPod);
+  await ipn(nsA, 'addr', 'add', '100.64.1.1/32', 'dev', podA);
+  await ipn(nsA, 'link', 'set', podA, 'up');
+  await ipn(nsA, 'route', 'add', '100.64.1.10/32', 'dev', podA);
+  await run('ip', ['netns', 'exec', nsA, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+  await ipn(nsPod, 'link', 'set', 'lo', 'up');
+  await ipn(nsPod, 'addr', 'add', '100.64.1.10/32', 'dev', podIf);
+  await ipn(nsPod, 'link', 'set', podIf, 'up');
+  await ipn(nsPod, 'route', 'add', '100.64.1.1/32', 'dev', podIf);
+  await ipn(nsPod, 'route', 'add', 'default', 'via', '100.64.1.1', 'dev', podIf);
 
   const keyA = path.join(work, 'a.key');
   const keyB = path.join(work, 'b.key');
@@ -309,7 +358,15 @@ beforeAll(async () => {
 
   agent = new Rpc(nsA);
   peer = new Rpc(nsB);
-  for (const addr of ['100.64.2.10', '100.64.3.10', '100.64.4.10', '100.64.5.10', '198.18.0.2', '198.18.0.3'])
+  for (const addr of [
+    '100.64.2.10',
+    '100.64.3.10',
+    '100.64.4.10',
+    '100.64.5.10',
+    '198.18.0.2',
+    '198.18.0.3',
+    '198.18.0.4',
+  ])
     await b().call('listenUdp', { addr, port: SINK_PORT });
 }, BUILD_TIMEOUT_MS);
 
@@ -328,7 +385,7 @@ afterAll(async () => {
   for (const h of holders.values()) h.child.kill('SIGKILL');
   // Deleting the namespaces removes the veths, the TUNs and the tc filters; the bpffs pins
   // lived only in the holders' mount namespaces.
-  for (const ns of [nsA, nsB])
+  for (const ns of [nsA, nsB, nsPod])
     await attempt(() =>
       run('ip', ['netns', 'del', ns]).catch((err: unknown) =>
         String(err).includes('No such file') ? undefined : Promise.reject(err),
@@ -413,7 +470,7 @@ describe('steering in a scratch namespace', () => {
   it(
     'redirects a ready prefix into the tunnel: seen on the tunnel, never in plaintext on the underlay',
     async () => {
-      expect(await a().call('applyEntries', readyEntries(), { prune: false })).toEqual({ written: 3, deleted: 0 });
+      expect(await a().call('applyEntries', readyEntries(), { prune: false })).toEqual({ written: 4, deleted: 0 });
       expect(await a().call('applyEntries', readyEntries(), { prune: false })).toEqual({ written: 0, deleted: 0 });
       const before = await counter('egress', 'redirected');
       const tun = await linkStats(nsA, wgA);
@@ -449,37 +506,152 @@ describe('steering in a scratch namespace', () => {
   it(
     'passes exempt prefixes and unrelated traffic (the capture does see plaintext)',
     async () => {
+      // 198.18.0.4 is a node entry that is not ready: only its exemption lets plaintext pass.
       const exemptBefore = await counter('egress', 'exempt');
       const otherBefore = await counter('egress', 'other');
       const rx = await received();
       const count = await captured(async () => {
-        await send('100.64.5.10', 40);
+        await send('198.18.0.4', 40);
         await send('198.18.0.2', 40);
-        expect(await waitReceived('100.64.5.10', rx['100.64.5.10'] ?? 0, 40)).toBe(40);
+        expect(await waitReceived('198.18.0.4', rx['198.18.0.4'] ?? 0, 40)).toBe(40);
         expect(await waitReceived('198.18.0.2', rx['198.18.0.2'] ?? 0, 40)).toBe(40);
       });
       expect(await counter('egress', 'exempt')).toBe(exemptBefore + 40);
       expect(await counter('egress', 'other')).toBeGreaterThanOrEqual(otherBefore + 40);
-      expect(await count('udp and dst host 100.64.5.10')).toBe(40);
+      expect(await count('udp and dst host 198.18.0.4')).toBe(40);
     },
     TIMEOUT_MS,
   );
 
   it(
-    'passes tunnel traffic to a node address that is not ready, and drops the rest to it',
+    'an exempt source or destination opens no plaintext path to a remote pod: the pod prefix decides',
     async () => {
-      const encBefore = await counter('egress', 'encrypted');
-      const nrBefore = await counter('egress', 'not_ready');
-      const rx = (await received())['198.18.0.3'] ?? 0;
-      const count = await captured(async () => {
-        await send('198.18.0.3', 30, WG_PORT);
-        await send('198.18.0.3', 30, SINK_PORT);
+      // A's own address exempt (an API server on this node, whose replies must reach every node)
+      // and an exempt address inside the cluster pod range: traffic from the first to remote pods,
+      // and to the second, is pod traffic and is judged by the remote map, never passed as exempt.
+      const attachments = [{ dev: uA, hook: 'egress' }];
+      await a().call('ensure', {
+        settings,
+        exempt: [...exempt, '198.18.0.1/32', '100.64.5.10/32'],
+        clusterCidrs,
+        attachments,
       });
-      expect(await counter('egress', 'encrypted')).toBeGreaterThanOrEqual(encBefore + 30);
-      expect(await counter('egress', 'not_ready')).toBe(nrBefore + 30);
-      expect(await count(`udp and dst host 198.18.0.3 and dst port ${WG_PORT}`)).toBe(30);
-      expect(await count(`dst host 198.18.0.3 and dst port ${SINK_PORT}`)).toBe(0);
-      expect(await waitReceived('198.18.0.3', rx, 1, 500)).toBe(0);
+      try {
+        const nr = await counter('egress', 'not_ready');
+        const np = await counter('egress', 'no_peer');
+        const rd = await counter('egress', 'redirected');
+        const rx = await received();
+        const count = await captured(async () => {
+          expect(await send('100.64.3.10', 30, SINK_PORT, { from: '198.18.0.1' })).toBe(30);
+          expect(await send('100.64.5.10', 30, SINK_PORT, { from: '198.18.0.1' })).toBe(30);
+          expect(await send('100.64.2.10', 30, SINK_PORT, { from: '198.18.0.1', intervalMs: 1 })).toBe(30);
+          expect(await waitReceived('100.64.2.10', rx['100.64.2.10'] ?? 0, 30)).toBe(30);
+        });
+        expect(await counter('egress', 'not_ready')).toBe(nr + 30);
+        expect(await counter('egress', 'no_peer')).toBe(np + 30);
+        expect(await counter('egress', 'redirected')).toBe(rd + 30);
+        expect(await waitReceived('100.64.3.10', rx['100.64.3.10'] ?? 0, 1, 500)).toBe(0);
+        expect(await waitReceived('100.64.5.10', rx['100.64.5.10'] ?? 0, 1, 500)).toBe(0);
+        expect(await count('dst net 100.64.0.0/10')).toBe(0);
+      } finally {
+        await a().call('ensure', { settings, exempt, clusterCidrs, attachments });
+      }
+    },
+    TIMEOUT_MS,
+  );
+
+  it(
+    "passes the tunnel's own packets to a node address that is not ready, and drops the rest to it",
+    async () => {
+      // The tunnel's packets are told apart by the fwmark WireGuard puts on them: A's peer now
+      // has its endpoint on 198.18.0.3 (a node entry, not ready), and traffic to the ready pod
+      // prefix makes WireGuard send there.
+      await sh(nsA, 'wg', 'set', wgA, 'peer', pubB, 'endpoint', `198.18.0.3:${WG_PORT}`);
+      try {
+        const encBefore = await counter('egress', 'encrypted');
+        const nrBefore = await counter('egress', 'not_ready');
+        const rx = await received();
+        const count = await captured(async () => {
+          expect(await send('100.64.2.10', 30, SINK_PORT, { intervalMs: 1 })).toBe(30);
+          expect(await waitReceived('100.64.2.10', rx['100.64.2.10'] ?? 0, 30)).toBe(30);
+          await send('198.18.0.3', 30, SINK_PORT);
+        });
+        expect(await counter('egress', 'encrypted')).toBeGreaterThanOrEqual(encBefore + 30);
+        expect(await counter('egress', 'not_ready')).toBe(nrBefore + 30);
+        expect(await count(`udp and dst host 198.18.0.3 and dst port ${WG_PORT}`)).toBeGreaterThanOrEqual(30);
+        expect(await count(`dst host 198.18.0.3 and dst port ${SINK_PORT}`)).toBe(0);
+        expect(await waitReceived('198.18.0.3', rx['198.18.0.3'] ?? 0, 1, 500)).toBe(0);
+      } finally {
+        await sh(nsA, 'wg', 'set', wgA, 'peer', pubB, 'endpoint', `198.18.0.2:${WG_PORT}`);
+      }
+    },
+    TIMEOUT_MS,
+  );
+
+  it(
+    'plaintext that only looks like tunnel traffic is not: to the WireGuard port, from it, ESP',
+    async () => {
+      // None of these carries the tunnel's mark: a host socket sending to the WireGuard port of
+      // a node, and a pod sending to it, from it, or raw IP protocol 50 (ESP) with a canary.
+      const nrBefore = await counter('egress', 'not_ready');
+      const encBefore = await counter('egress', 'encrypted');
+      const count = await captured(async () => {
+        expect(await send('198.18.0.3', 20, WG_PORT)).toBe(20);
+        await podSend('udp', '198.18.0.3', { port: WG_PORT, count: 20 });
+        await podSend('udp', '198.18.0.3', { port: SINK_PORT, sport: WG_PORT, count: 20 });
+        await podSend('esp', '198.18.0.3', { count: 20 });
+      });
+      expect(await counter('egress', 'not_ready')).toBe(nrBefore + 80);
+      expect(await counter('egress', 'encrypted')).toBe(encBefore);
+      expect(await count('dst host 198.18.0.3')).toBe(0);
+      // The pod path is live: the same pod reaches an address with no entry (passed as other).
+      const rx = (await received())['198.18.0.2'] ?? 0;
+      await podSend('udp', '198.18.0.2', { port: SINK_PORT, sport: WG_PORT, count: 5 });
+      expect(await waitReceived('198.18.0.2', rx, 5)).toBe(5);
+    },
+    TIMEOUT_MS,
+  );
+
+  it(
+    'a ready entry whose tunnel link is gone (agent stopped, link deleted) is a counted drop, not a redirect',
+    async () => {
+      // A veth pair stands in for the tunnel link (this kernel has no dummy driver).
+      await ipn(nsA, 'link', 'add', dummyA, 'type', 'veth', 'peer', 'name', `${prefix}e`);
+      await ipn(nsA, 'link', 'set', dummyA, 'up');
+      const [link] = JSON.parse(await ipn(nsA, '-j', 'link', 'show', 'dev', dummyA)) as { ifindex: number }[];
+      const entry: SteeringEntry = {
+        cidr: '100.64.4.0/24',
+        state: 'ready',
+        action: 'redirect',
+        kind: 'pod',
+        ifindex: link?.ifindex ?? 0,
+        mark: 0,
+        peerId: 4,
+      };
+      try {
+        await a().call('applyEntries', [entry], { prune: false });
+        const rd = await counter('egress', 'redirected');
+        expect(await send('100.64.4.10', 10)).toBe(10);
+        expect(await counter('egress', 'redirected')).toBe(rd + 10);
+        // No agent any more, and the tunnel link is gone: only the pinned program is left.
+        await a().stop();
+        agent = undefined;
+        await ipn(nsA, 'link', 'del', dummyA);
+        agent = new Rpc(nsA);
+        const rd2 = await counter('egress', 'redirected');
+        const nt = await counter('egress', 'no_tunnel');
+        const rx = (await received())['100.64.4.10'] ?? 0;
+        const count = await captured(async () => {
+          expect(await send('100.64.4.10', 20)).toBe(20);
+        });
+        expect(await counter('egress', 'no_tunnel')).toBe(nt + 20);
+        expect(await counter('egress', 'redirected')).toBe(rd2);
+        expect(await count('dst net 100.64.0.0/10')).toBe(0);
+        expect(await waitReceived('100.64.4.10', rx, 1, 500)).toBe(0);
+      } finally {
+        await ipn(nsA, 'link', 'del', dummyA).catch(() => undefined);
+        await a().call('applyEntries', [{ ...entry, state: 'not-ready', ifindex: 0 }], { prune: false });
+      }
     },
     TIMEOUT_MS,
   );

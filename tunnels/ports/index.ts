@@ -164,11 +164,19 @@ export interface SteeringEntry {
 export interface SteeringSettings {
   /** Drop what has no ready tunnel (default), or pass it and count it as `fail_open`. */
   readonly failClosed: boolean;
-  /** WireGuard UDP port (to/from it passes as encrypted); 0 = none. */
+  /**
+   * WireGuard listen port; 0 = none. At underlay ingress UDP to it (or to the next port, a
+   * rotation's second link) from a node address is tunnel traffic; at egress ports prove nothing.
+   */
   readonly wireguardPort: number;
-  /** ESP-in-UDP port (4500) or 0. ESP (IP protocol 50) always passes. */
+  /** ESP-in-UDP port (4500) or 0; like {@link wireguardPort}, judged at ingress only. */
   readonly espUdpPort: number;
-  /** fwmark of the tunnel's own packets (WG_FWMARK): they pass, fragments included; 0 = none. */
+  /** ESP (IP protocol 50) arriving from a node address is tunnel traffic: true in mode ipsec only. */
+  readonly esp: boolean;
+  /**
+   * fwmark of the tunnel's own packets (WG_FWMARK, also the XFRM output mark): at egress only
+   * packets carrying it pass as the tunnel's, fragments included; 0 = none (then nothing does).
+   */
   readonly tunnelFwmark: number;
   /** skb->mark bits owned by `mark` entries. */
   readonly markMask: number;

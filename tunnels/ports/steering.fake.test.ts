@@ -1,7 +1,14 @@
 import type { SteeringEntry } from './index.js';
 import { FakeSteering } from './steering.fake.js';
 
-const settings = { failClosed: true, wireguardPort: 51880, espUdpPort: 0, tunnelFwmark: 0x5188, markMask: 0 };
+const settings = {
+  failClosed: true,
+  wireguardPort: 51880,
+  espUdpPort: 0,
+  esp: false,
+  tunnelFwmark: 0x5188,
+  markMask: 0,
+};
 const ready: SteeringEntry = {
   cidr: '100.64.2.0/24',
   state: 'ready',
@@ -16,7 +23,7 @@ async function started(): Promise<FakeSteering> {
   const f = new FakeSteering();
   await f.ensure({
     settings,
-    exempt: ['100.64.9.1/32'],
+    exempt: ['198.18.9.1/32', '100.64.9.1/32'],
     clusterCidrs: ['100.64.0.0/10'],
     attachments: [{ dev: 'eth0', hook: 'egress' }],
   });
@@ -36,7 +43,9 @@ describe('FakeSteering', () => {
     });
     expect(f.egress('eth0', '100.64.2.5')).toEqual({ verdict: 'redirect', reason: 'redirected', ifindex: 9 });
     expect(f.egress('eth0', '100.64.3.5')).toEqual({ verdict: 'drop', reason: 'not_ready' });
-    expect(f.egress('eth0', '100.64.9.1')).toEqual({ verdict: 'pass', reason: 'exempt' });
+    expect(f.egress('eth0', '198.18.9.1')).toEqual({ verdict: 'pass', reason: 'exempt' });
+    // An exemption inside a remote pod range opens nothing: the pod prefix decides.
+    expect(f.egress('eth0', '100.64.9.1')).toEqual({ verdict: 'drop', reason: 'no_peer' });
     expect(f.egress('eth0', '198.18.0.2')).toEqual({ verdict: 'pass', reason: 'other' });
     expect(f.egress('eth1', '100.64.3.5')).toEqual({ verdict: 'pass', reason: 'other' });
   });

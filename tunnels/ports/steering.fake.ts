@@ -137,9 +137,11 @@ export class FakeSteering implements SteeringPort {
     if (!this.kernel.attachments.has(`${dev}/egress`)) return { verdict: 'pass', reason: 'other' };
     const failOpen = this.kernel.settings?.failClosed === false;
     const v = ((): FakeVerdict => {
-      if (longest(this.kernel.exempt, dst) !== undefined) return { verdict: 'pass', reason: 'exempt' };
       const hit = longest(this.kernel.entries.keys(), dst);
       const e = hit === undefined ? undefined : this.kernel.entries.get(hit);
+      // As steer.c: a remote pod prefix is judged by its entry, an exemption never opens it.
+      if (e?.kind !== 'pod' && longest(this.kernel.exempt, dst) !== undefined)
+        return { verdict: 'pass', reason: 'exempt' };
       if (e === undefined) return { verdict: 'pass', reason: 'other' };
       if (e.state === 'no-peer') return { verdict: 'drop', reason: 'no_peer' };
       if (e.state !== 'ready') return { verdict: 'drop', reason: 'not_ready' };

@@ -16,7 +16,8 @@
  * from the policies themselves (no SA: the kernel drops) and from the underlay egress program:
  * a remote pod prefix of a ready peer is a `mark` entry, so plaintext that escaped XFRM is
  * dropped (`xfrm_bypass`); a peer that is not ready is dropped as `not_ready`. ESP between node
- * addresses passes (IP protocol 50, and the output mark XFRM_OUTPUT_MARK = WG_FWMARK).
+ * addresses passes at egress by its output mark (XFRM_OUTPUT_MARK = WG_FWMARK), not by protocol
+ * number, and at ingress because `SteeringSettings.esp` is set in this mode.
  */
 import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';

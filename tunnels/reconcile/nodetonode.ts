@@ -6,7 +6,7 @@
  *   routing a peer's own endpoint address into the tunnel would carry the tunnel's encrypted
  *   UDP into itself);
  * - the steering map holds the addresses as `node` entries; the underlay egress program
- *   redirects everything to them into the tunnel except the tunnel's own UDP (fwmark, port)
+ *   redirects everything to them into the tunnel except the tunnel's own UDP (its fwmark)
  *   and exempt traffic (the API server), and the ingress program drops plaintext from them;
  * - decrypted packets arrive on the tunnel link with a node address as source while the route
  *   back to it uses the underlay: reverse-path filtering would drop them. This module gives the

@@ -145,6 +145,7 @@ export class Reconciler {
       failClosed: st.failClosed,
       wireguardPort: config.mode === 'ipsec' ? 0 : config.wireguard.listenPort,
       espUdpPort: 0,
+      esp: config.mode === 'ipsec',
       tunnelFwmark: WG_FWMARK,
       markMask: BPF_XFRM_MARK_MASK,
     };
