@@ -749,6 +749,7 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
       d(a, b, 'egress', 'not_ready') +
       d(a, b, 'egress', 'no_peer') +
       d(a, b, 'egress', 'bad_entry') +
+      d(a, b, 'egress', 'no_tunnel') +
       d(a, b, 'ingress', 'plaintext_in');
     const firstHalf = {
       passedEncrypted: d(c0, c1, 'egress', 'encrypted'),
@@ -874,9 +875,16 @@ describe('fail-closed (default): no plaintext pod packet in any phase', () => {
     expect(lostOf(v, () => true)).toBeLessThanOrEqual(10);
     // Nothing was dropped anywhere: the guard had no reason to.
     for (const n of c.nodeNames())
-      expect(sum(v.counters[n], 'egress/not_ready', 'egress/no_peer', 'egress/bad_entry', 'ingress/plaintext_in')).toBe(
-        0,
-      );
+      expect(
+        sum(
+          v.counters[n],
+          'egress/not_ready',
+          'egress/no_peer',
+          'egress/bad_entry',
+          'egress/no_tunnel',
+          'ingress/plaintext_in',
+        ),
+      ).toBe(0);
     // n1..n4 see 3 real peers + n9.
     expect(entries).toEqual([4, 4, 4, 4]);
   });

@@ -181,7 +181,7 @@ async function burst(
 }
 
 function dropsOf(rows: Awaited<ReturnType<typeof bpfCounters>>): number {
-  return ['no_peer', 'not_ready', 'bad_entry'].reduce((n, r) => n + counterOf(rows, 'egress', r), 0);
+  return ['no_peer', 'not_ready', 'bad_entry', 'no_tunnel'].reduce((n, r) => n + counterOf(rows, 'egress', r), 0);
 }
 
 function expectSealed(name: string, cap: CaptureResult): void {
