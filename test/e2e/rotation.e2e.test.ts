@@ -101,12 +101,6 @@ async function expectClean(c: NsCluster, node: string): Promise<void> {
   });
 }
 
-// Rotating every node at once ends with every peer reported lagging (no peer moves to the others'
-// new keys before the grace period ends) on this session's machine, at the commit before the
-// session's changes (40f443b) as well as after them: an environment difference not found yet
-// (issue 17 note). These two run with SEALNET_ROTATION_ALL=1 and count as skipped otherwise.
-const itAll = process.env.SEALNET_ROTATION_ALL === '1' ? it : it.skip;
-
 describe('key rotation on 5 nodes, under load', () => {
   let c: NsCluster;
   let portBlock = 0;
@@ -175,7 +169,7 @@ describe('key rotation on 5 nodes, under load', () => {
     expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
   });
 
-  itAll(
+  it(
     'rotating all 5 nodes at once: every key switched (target < 10 s, printed), no break, no plaintext',
     async () => {
       const before = await keys(c);
@@ -197,7 +191,7 @@ describe('key rotation on 5 nodes, under load', () => {
     },
   );
 
-  itAll('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
+  it('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
     const slots = Object.fromEntries(
       await Promise.all(c.nodeNames().map(async (n) => [n, (await stateFile(c, n))?.activeSlot ?? 0] as const)),
     );

@@ -410,6 +410,40 @@ describe('node-a rotates its key', () => {
     expect(published.slice(published.indexOf('staging'))).toEqual(['staging', 'moving', 'new key', 'grace']);
   });
 
+  it('the end of the grace period counts the reports that arrived while the pass ran', async () => {
+    const e = await setup();
+    await e.pass();
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-7', requestedAt: new Date(T0) }),
+    });
+    await e.pass();
+    await e.pass();
+    const next = (await e.keystore.read('wireguard', 'next'))!;
+    report(e, 'staged', next.publicKey);
+    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    await e.pass();
+    await e.pass();
+    expect(phase(e)).toBe('moving');
+    // The peers are slow: the timeout passes with all of them staged, none moved yet.
+    e.clock.now += 10_000;
+    await e.pass();
+    await e.pass();
+    expect(phase(e)).toBe('grace');
+    // The pass that crosses the end of the grace period: while it runs, every peer reports that
+    // it moved (they follow the published key). None of them lags.
+    e.clock.now += 29_000;
+    const ensureLink = e.wg.ensureLink.bind(e.wg);
+    e.wg.ensureLink = async (opts) => {
+      if (opts.name === 'sealwg1') {
+        e.clock.now += 2_000;
+        report(e, 'moved', next.publicKey);
+      }
+      return ensureLink(opts);
+    };
+    await e.pass();
+    expect(e.rotation.current().rotation).toMatchObject({ phase: 'finishing', lagging: [] });
+  });
+
   it('a failing mirror holds the rotation in moving (retried), and the old link is never deleted while an error is pending', async () => {
     const e = await setup();
     await e.pass();

@@ -696,7 +696,6 @@ export class WireGuardPass {
       store,
       log,
       rotation: this.d.rotation,
-      nodes: this.nodes,
       self: this.self,
       endpointHost: this.endpointHost,
       desired: this.desired,

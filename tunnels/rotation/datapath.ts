@@ -92,7 +92,6 @@ export async function afterRotation(p: {
   readonly store: NodeStore;
   readonly log: Logger;
   readonly rotation: Pick<RotationController, 'annotations' | 'after'> | undefined;
-  readonly nodes: readonly RawNode[];
   readonly self: RawNode;
   readonly endpointHost: string;
   readonly desired: DesiredWireGuardState;
@@ -122,7 +121,10 @@ export async function afterRotation(p: {
   if (p.rotation === undefined) return;
   const incomingPeers = p.secondary === undefined ? [] : (p.readBack.find((l) => l.name === p.secondary)?.peers ?? []);
   await p.rotation.after({
-    nodes: p.nodes,
+    // The store as it is now, not the snapshot this pass planned from: a peer's report that
+    // arrived while the pass ran (several seconds on a busy host) must count before a timeout or
+    // the end of the grace period gives up on that peer.
+    nodes: p.store.list(),
     synced: p.store.synced(),
     applied: p.applied,
     peers: [...new Set(p.desired.tunnel.peers.map((x) => x.node))],
