@@ -169,27 +169,24 @@ describe('key rotation on 5 nodes, under load', () => {
     expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
   });
 
-  it(
-    'rotating all 5 nodes at once: every key switched (target < 10 s, printed), no break, no plaintext',
-    async () => {
-      const before = await keys(c);
-      const r = await rotateUnderLoad('all', c.nodeNames(), 1);
-      report(
-        'all 5 nodes',
-        r.traffic,
-        `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
-      );
-      expect(r.switchedMs[0]).toBeLessThan(SWITCH_BOUND_MS);
-      expect(r.doneMs[0]).toBeLessThan(SWITCH_BOUND_MS + GRACE_S * 1000);
-      expect(r.traffic.tcpBreaks).toEqual([]);
-      for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(LOSS_BUDGET_ALL);
-      expectNoPlaintext(r.cap);
-      const after = await keys(c);
-      for (const n of c.nodeNames()) expect(after[n]).not.toBe(before[n]);
-      for (const n of c.nodeNames()) await expectClean(c, n);
-      expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
-    },
-  );
+  it('rotating all 5 nodes at once: every key switched (target < 10 s, printed), no break, no plaintext', async () => {
+    const before = await keys(c);
+    const r = await rotateUnderLoad('all', c.nodeNames(), 1);
+    report(
+      'all 5 nodes',
+      r.traffic,
+      `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+    );
+    expect(r.switchedMs[0]).toBeLessThan(SWITCH_BOUND_MS);
+    expect(r.doneMs[0]).toBeLessThan(SWITCH_BOUND_MS + GRACE_S * 1000);
+    expect(r.traffic.tcpBreaks).toEqual([]);
+    for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(LOSS_BUDGET_ALL);
+    expectNoPlaintext(r.cap);
+    const after = await keys(c);
+    for (const n of c.nodeNames()) expect(after[n]).not.toBe(before[n]);
+    for (const n of c.nodeNames()) await expectClean(c, n);
+    expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+  });
 
   it('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
     const slots = Object.fromEntries(

@@ -167,61 +167,82 @@ function brokenPairs(agents: readonly Agent[]): string[] {
 }
 
 describe('every node rotates at once, passes slower than the peer timeout', () => {
-  it('each node waits for its peers from its announcement: no peer lagging, every pair delivers after every pass', async () => {
-    const { store, agents } = await cluster();
-    for (let round = 0; round < 3; round++) {
-      handshakeEverything(agents);
-      for (const a of agents) expect((await a.reconciler.runNow()).errors).toStrictEqual([]);
-    }
-    expect(brokenPairs(agents)).toEqual([]);
-
-    for (const name of NAMES) {
-      const n = store.get(name)!;
-      store.upsert({
-        ...n,
-        annotations: {
-          ...n.annotations,
-          [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-all', requestedAt: new Date(T0) }),
-        },
-      });
-    }
-    const firstKeys = Object.fromEntries(
-      NAMES.map((n) => [n, store.get(n)!.annotations[ANNOTATIONS.wireguardPublicKey]]),
-    );
-    /** Phases each node announced, in order (from its published status after each of its passes). */
-    const announced = new Map<string, string[]>(NAMES.map((n) => [n, []]));
-    const broken: string[] = [];
-    let rounds = 0;
-    while (agents.some((a) => a.rotation.current().last?.id !== 'r-all') && rounds < 40) {
-      rounds++;
-      for (const a of agents) {
+  it.each([
+    ['one pass after the other', false],
+    ['passes interleaved at every await (as concurrent agents)', true],
+  ])(
+    '%s: each node waits for its peers from its announcement, no peer lagging, every pair delivers',
+    async (_how, concurrent) => {
+      const { store, agents } = await cluster();
+      for (let round = 0; round < 3; round++) {
         handshakeEverything(agents);
-        expect((await a.reconciler.runNow()).errors).toStrictEqual([]);
-        const st = decodeRotationStatus(store.get(a.name)!.annotations[ANNOTATIONS.rotation] ?? '');
-        const list = announced.get(a.name)!;
-        const phase = st?.phase ?? '?';
-        // The new key published as the node's own key counts as its own event.
-        const own = store.get(a.name)!.annotations[ANNOTATIONS.wireguardPublicKey] !== firstKeys[a.name];
-        const label = own && phase !== 'idle' ? `${phase}+newkey` : phase;
-        if (list[list.length - 1] !== label) list.push(label);
-        for (const p of brokenPairs(agents)) broken.push(`round ${rounds} after ${a.name}'s pass: ${p}`);
+        for (const a of agents) expect((await a.reconciler.runNow()).errors).toStrictEqual([]);
       }
-    }
+      expect(brokenPairs(agents)).toEqual([]);
 
-    // Every rotation completed and no node names a peer that never moved to its new key; every
-    // node went through every phase, announcing `moving` (mirror and routes in place) before it
-    // published its new key; a packet between any two pods would have arrived after every pass.
-    const phases = (n: string): string[] => announced.get(n)!.filter((p) => p !== 'idle' && p !== 'finishing+newkey');
-    expect({
-      last: agents.map((a) => ({ node: a.name, ...a.rotation.current().last })),
-      phases: NAMES.map((n) => [n, phases(n)]),
-      broken,
-    }).toEqual({
-      last: NAMES.map((n) => expect.objectContaining({ node: n, id: 'r-all', epoch: 2, lagging: [] })),
-      phases: NAMES.map((n) => [n, ['staging', 'moving', 'grace+newkey']]),
-      broken: [],
-    });
-    for (const a of agents) expect([...a.wg.links.keys()]).toEqual(['sealwg1']);
-    process.stderr.write(`rotation-all fake cluster: ${rounds} rounds; phases ${JSON.stringify([...announced])}\n`);
-  });
+      const firstKeys = Object.fromEntries(
+        NAMES.map((n) => [n, store.get(n)!.annotations[ANNOTATIONS.wireguardPublicKey]]),
+      );
+      /**
+       * What each node's annotations said after each of its patches: the phase, `+newkey` once the
+       * node publishes its new key as its own. This is what a peer can read at any moment.
+       */
+      const seen = new Map<string, string[]>(NAMES.map((n) => [n, []]));
+      const patch = store.patchAnnotations.bind(store);
+      store.patchAnnotations = async (name, annotations) => {
+        await patch(name, annotations);
+        const a = store.get(name)!.annotations;
+        const phase = decodeRotationStatus(a[ANNOTATIONS.rotation] ?? '')?.phase ?? '?';
+        const label = a[ANNOTATIONS.wireguardPublicKey] !== firstKeys[name] ? `${phase}+newkey` : phase;
+        const list = seen.get(name)!;
+        if (list[list.length - 1] !== label) list.push(label);
+      };
+      for (const name of NAMES) {
+        const n = store.get(name)!;
+        store.upsert({
+          ...n,
+          annotations: {
+            ...n.annotations,
+            [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-all', requestedAt: new Date(T0) }),
+          },
+        });
+      }
+      const broken: string[] = [];
+      let rounds = 0;
+      while (agents.some((a) => a.rotation.current().last?.id !== 'r-all') && rounds < 40) {
+        rounds++;
+        handshakeEverything(agents);
+        if (concurrent) {
+          for (const r of await Promise.all(agents.map((a) => a.reconciler.runNow())))
+            expect(r.errors).toStrictEqual([]);
+          for (const p of brokenPairs(agents)) broken.push(`round ${rounds}: ${p}`);
+          continue;
+        }
+        for (const a of agents) {
+          handshakeEverything(agents);
+          expect((await a.reconciler.runNow()).errors).toStrictEqual([]);
+          for (const p of brokenPairs(agents)) broken.push(`round ${rounds} after ${a.name}'s pass: ${p}`);
+        }
+      }
+
+      // One more pass each: the nodes publish that they are idle again.
+      for (const a of agents) expect((await a.reconciler.runNow()).errors).toStrictEqual([]);
+
+      // Every rotation completed and no node names a peer that never moved to its new key; every
+      // node announced `moving` (mirror and routes in place) before its new key, and published
+      // the new key together with `grace` (never beside `moving`: a peer reading that would not
+      // know the node rotated); a packet between any two pods would have arrived after every pass.
+      expect({
+        last: agents.map((a) => ({ node: a.name, ...a.rotation.current().last })),
+        seen: NAMES.map((n) => [n, seen.get(n)!]),
+        broken,
+      }).toEqual({
+        last: NAMES.map((n) => expect.objectContaining({ node: n, id: 'r-all', epoch: 2, lagging: [] })),
+        seen: NAMES.map((n) => [n, ['staging', 'moving', 'grace+newkey', 'finishing+newkey', 'idle+newkey']]),
+        broken: [],
+      });
+      for (const a of agents) expect([...a.wg.links.keys()]).toEqual(['sealwg1']);
+      process.stderr.write(`rotation-all fake cluster (${_how}): ${rounds} rounds\n`);
+    },
+  );
 });

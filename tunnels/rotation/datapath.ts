@@ -109,7 +109,10 @@ export async function afterRotation(p: {
     [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports),
     ...(p.rotation?.annotations(p.endpointHost) ?? {}),
   };
-  const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => p.self.annotations[k] !== v));
+  // Against the store as it is now: the pass may have published some of these with its key.
+  const nodes = p.store.list();
+  const self = nodes.find((n) => n.name === p.nodeName) ?? p.self;
+  const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => self.annotations[k] !== v));
   if (Object.keys(diff).length > 0) {
     try {
       await p.store.patchAnnotations(p.nodeName, diff);
@@ -124,7 +127,7 @@ export async function afterRotation(p: {
     // The store as it is now, not the snapshot this pass planned from: a peer's report that
     // arrived while the pass ran (several seconds on a busy host) must count before a timeout or
     // the end of the grace period gives up on that peer.
-    nodes: p.store.list(),
+    nodes,
     synced: p.store.synced(),
     applied: p.applied,
     peers: [...new Set(p.desired.tunnel.peers.map((x) => x.node))],
