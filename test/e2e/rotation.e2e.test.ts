@@ -58,8 +58,25 @@ const SWITCH_BOUND_MS = 20_000;
 const LOSS_BUDGET_ALL = 10;
 const PEER_TIMEOUT_S = ROTATION_PEER_TIMEOUT_S;
 
-function report(what: string, r: TrafficResult, extra = ''): void {
+function report(what: string, r: TrafficResult, extra = '', requestedAt: readonly number[] = []): void {
   process.stderr.write(`rotation e2e: ${what}: ${describeTraffic(r)}${extra}\n`);
+  // Where each stream lost datagrams, in seconds after each rotation request (sequence n left at
+  // about startedAt + n / pps): losses at the phase changes are the rotation's, losses spread
+  // over the run are the host's.
+  for (const u of r.udp) {
+    if (u.gaps.length === 0) continue;
+    const at = (g: { from: number }): number => u.startedAt + (g.from / u.pps) * 1000;
+    const rel = (t: number): string => {
+      const before = requestedAt.filter((q) => q <= t);
+      return before.length === 0
+        ? `${((t - u.startedAt) / 1000).toFixed(2)} s after start`
+        : `+${((t - before[before.length - 1]!) / 1000).toFixed(2)} s (rotation ${before.length})`;
+    };
+    const gaps = u.gaps.slice(0, 40).map((g) => `${g.count} at ${rel(at(g))}`);
+    process.stderr.write(
+      `rotation e2e: ${what}: ${u.name} gaps (${u.gaps.length}): ${gaps.join(', ')}${u.gaps.length > 40 ? ', …' : ''}\n`,
+    );
+  }
 }
 
 function expectNoPlaintext(cap: CaptureResult, opts: { minWireguard?: number } = {}): void {
@@ -117,15 +134,23 @@ describe('key rotation on 5 nodes, under load', () => {
     name: string,
     targets: readonly string[],
     runs: number,
-  ): Promise<{ traffic: TrafficResult; cap: CaptureResult; switchedMs: number[]; doneMs: number[] }> {
+  ): Promise<{
+    traffic: TrafficResult;
+    cap: CaptureResult;
+    switchedMs: number[];
+    doneMs: number[];
+    requestedAt: number[];
+  }> {
     const canary = newCanary();
     const cap = await c.startCapture({ name, canaries: [canary], bufferKiB: 65_536 });
     const traffic = await startTraffic(c, canary, 7300 + 100 * portBlock++);
     const switchedMs: number[] = [];
     const doneMs: number[] = [];
+    const requestedAt: number[] = [];
     try {
       await sleep(1000);
       for (let i = 0; i < runs; i++) {
+        requestedAt.push(Date.now());
         const r = await timeRotation(c, targets);
         doneMs.push(r.doneMs);
         switchedMs.push(r.switchedMs);
@@ -144,7 +169,7 @@ describe('key rotation on 5 nodes, under load', () => {
       var result = await stopTraffic(traffic);
       var capture = await cap.stop();
     }
-    return { traffic: result, cap: capture, switchedMs, doneMs };
+    return { traffic: result, cap: capture, switchedMs, doneMs, requestedAt };
   }
 
   it('rotating one node: no TCP connection breaks, UDP loss counted, nothing in plaintext', async () => {
@@ -154,6 +179,7 @@ describe('key rotation on 5 nodes, under load', () => {
       'one node',
       r.traffic,
       `; switched in ${r.switchedMs[0]} ms, old key gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+      r.requestedAt,
     );
     expect(r.traffic.tcpBreaks).toEqual([]);
     // Target 0 (measured 0 on a quiet host); the exact numbers are printed above. The budget
@@ -176,6 +202,7 @@ describe('key rotation on 5 nodes, under load', () => {
       'all 5 nodes',
       r.traffic,
       `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+      r.requestedAt,
     );
     expect(r.switchedMs[0]).toBeLessThan(SWITCH_BOUND_MS);
     expect(r.doneMs[0]).toBeLessThan(SWITCH_BOUND_MS + GRACE_S * 1000);
@@ -197,6 +224,7 @@ describe('key rotation on 5 nodes, under load', () => {
       'all 5 nodes twice',
       r.traffic,
       `; switched in ${r.switchedMs.join(' and ')} ms, done after ${r.doneMs.join(' and ')} ms`,
+      r.requestedAt,
     );
     for (const ms of r.switchedMs) expect(ms).toBeLessThan(SWITCH_BOUND_MS);
     expect(r.traffic.tcpBreaks).toEqual([]);
