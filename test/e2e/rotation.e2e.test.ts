@@ -72,7 +72,8 @@ function report(what: string, r: TrafficResult, extra = '', requestedAt: readonl
         ? `${((t - u.startedAt) / 1000).toFixed(2)} s after start`
         : `+${((t - before[before.length - 1]!) / 1000).toFixed(2)} s (rotation ${before.length})`;
     };
-    const gaps = u.gaps.slice(0, 40).map((g) => `${g.count} at ${rel(at(g))}`);
+    // …and the wall-clock time, to match against the agents' logs (pino `time`, ms since the epoch).
+    const gaps = u.gaps.slice(0, 40).map((g) => `${g.count} at ${rel(at(g))} = ${Math.round(at(g))}`);
     process.stderr.write(
       `rotation e2e: ${what}: ${u.name} gaps (${u.gaps.length}): ${gaps.join(', ')}${u.gaps.length > 40 ? ', …' : ''}\n`,
     );
