@@ -45,15 +45,20 @@ const GRACE_S = ROTATION_GRACE_S;
 /**
  * Wall-clock bound asserted for "every key switched": the issue's target is < 10 s (met on a
  * quiet host: 2.8–5.1 s, printed on every run); the assertion leaves room for a loaded CI host,
- * the target itself is tracked in the benchmarks and the notes.
+ * the target itself is tracked in the benchmarks and the notes. Every node rotating at once takes
+ * about five reconcile passes of each node in a row (stage, peers stage, move, peers move,
+ * publish): on 2 cores at load 10-22 (passes of median 4.4-6.9 s, up to 16 s) that measured
+ * 24.5-38.9 s, so this bound fails on such a host (issue 17 note, 2026-12-06).
  */
 const SWITCH_BOUND_MS = 20_000;
 /**
  * UDP packets a stream may lose while every node rotates at once. The design target is 0, and
  * since a node moves its routes only once its new link has a session with each peer's
- * CIDR-owning key, every measured run lost 0 (before that fix, 4-20 datagrams at 500/s when both
- * ends of a pair rotated at once). The budget only keeps a loaded CI host from failing the
- * suite on a scheduling hiccup; the exact numbers are printed on every run.
+ * CIDR-owning key, every run measured then lost 0 (before that fix, 4-20 datagrams at 500/s when
+ * both ends of a pair rotated at once). The budget only keeps a loaded CI host from failing the
+ * suite on a scheduling hiccup; the exact numbers and where each loss run lay are printed on every
+ * run. On 2 cores at load 10-22 runs lost 12-310 per stream (one node: 77 and 147 in one gap each),
+ * each gap next to a peer's `wg set` moving the rotating node's pod CIDRs to its new key.
  */
 const LOSS_BUDGET_ALL = 10;
 const PEER_TIMEOUT_S = ROTATION_PEER_TIMEOUT_S;
