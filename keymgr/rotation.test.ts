@@ -53,6 +53,7 @@ function rot(over: Partial<ActiveRotation> = {}): ActiveRotation {
     phase: 'staging',
     startedAt: T0,
     phaseSince: T0,
+    announcedAt: T0,
     nextEpoch: 2,
     nextPublicKey: KEY_B,
     graceUntil: undefined,
@@ -234,6 +235,42 @@ const TABLE: Row[] = [
     phase: 'preparing',
     event: /no longer in the key store/,
   },
+  {
+    name: 'staging, first pass with its datapath applied, long after it began: announced now, peers get the full timeout',
+    state: state(rot({ announcedAt: undefined })),
+    input: { now: T0 + 60_000, nextKey: NEXT, peers: [peer('n2', 'none')] },
+    phase: 'staging',
+    effects: [],
+    event: /staging announced 60.0 s after it began/,
+    check: (s) => expect(s.rotation?.announcedAt).toBe(T0 + 60_000),
+  },
+  {
+    name: 'staging, datapath not applied for a long time: not announced, no timeout',
+    state: state(rot({ announcedAt: undefined })),
+    input: { now: T0 + 60_000, nextKey: NEXT, applied: false, peers: [peer('n2', 'none')] },
+    phase: 'staging',
+    check: (s) => expect(s.rotation?.announcedAt).toBeUndefined(),
+  },
+  {
+    name: 'staging, the timeout counts from the announcement, not from the phase start',
+    state: state(rot({ announcedAt: T0 + 60_000 })),
+    input: { now: T0 + 74_999, nextKey: NEXT, peers: [peer('n2', 'staged'), peer('n3', 'none')] },
+    phase: 'staging',
+  },
+  {
+    name: 'staging, a peer silent for the timeout after the announcement: moving without it',
+    state: state(rot({ announcedAt: T0 + 60_000 })),
+    input: { now: T0 + 75_000, nextKey: NEXT, peers: [peer('n2', 'staged'), peer('n3', 'none')] },
+    phase: 'moving',
+    event: /going on without n3/,
+    check: (s) => expect(s.rotation).toMatchObject({ phaseSince: T0 + 75_000, announcedAt: undefined }),
+  },
+  {
+    name: 'staging, every peer ready at the first announcement: moving at once (nothing to wait for)',
+    state: state(rot({ announcedAt: undefined })),
+    input: { nextKey: NEXT, peers: [peer('n2', 'staged')] },
+    phase: 'moving',
+  },
   // moving
   {
     name: 'moving, a staged peer has not moved: wait',
@@ -261,6 +298,21 @@ const TABLE: Row[] = [
     phase: 'grace',
     event: /n3 staged but did not move/,
   },
+  {
+    name: 'moving, not applied yet: not announced, a staged peer is waited for however long',
+    state: state(rot({ phase: 'moving', announcedAt: undefined })),
+    input: { now: T0 + 60_000, nextKey: NEXT, applied: false, peers: [peer('n2', 'staged')] },
+    phase: 'moving',
+    check: (s) => expect(s.rotation?.announcedAt).toBeUndefined(),
+  },
+  {
+    name: 'moving, first applied pass: announced now, the staged peer gets the full timeout',
+    state: state(rot({ phase: 'moving', announcedAt: undefined })),
+    input: { now: T0 + 60_000, nextKey: NEXT, peers: [peer('n2', 'staged')] },
+    phase: 'moving',
+    event: /moving announced 60.0 s after it began/,
+    check: (s) => expect(s.rotation?.announcedAt).toBe(T0 + 60_000),
+  },
   // grace
   {
     name: 'grace, not over: wait',
@@ -268,6 +320,27 @@ const TABLE: Row[] = [
     input: { nextKey: NEXT, now: T0 + 10_000 },
     phase: 'grace',
     effects: [],
+  },
+  {
+    name: 'grace, the new key not yet published (not applied): the old key stays, even past the end set on entry',
+    state: state(rot({ phase: 'grace', announcedAt: undefined, graceUntil: T0 + 30_000 })),
+    input: { nextKey: NEXT, now: T0 + 45_000, applied: false },
+    phase: 'grace',
+    effects: [],
+  },
+  {
+    name: 'grace, first pass that published the new key: the grace period counts from now',
+    state: state(rot({ phase: 'grace', announcedAt: undefined, graceUntil: T0 + 30_000 })),
+    input: { nextKey: NEXT, now: T0 + 45_000 },
+    phase: 'grace',
+    event: /grace announced 45.0 s after it began.*old key stays 30 s/,
+    check: (s) => expect(s.rotation).toMatchObject({ announcedAt: T0 + 45_000, graceUntil: T0 + 75_000 }),
+  },
+  {
+    name: 'grace, never announced and an unknown end: still counts as now',
+    state: state(rot({ phase: 'grace', announcedAt: undefined, graceUntil: undefined })),
+    input: { nextKey: NEXT },
+    phase: 'finishing',
   },
   {
     name: 'grace, unknown end counts as now',
@@ -351,6 +424,14 @@ const TABLE: Row[] = [
     phase: 'staging',
     event: /clock went back 3600 s/,
     check: (s) => expect(s.rotation?.phaseSince).toBe(T0),
+  },
+  {
+    name: 'an announcement in the future (clock went back) restarts the timer now',
+    state: state(rot({ phase: 'staging', announcedAt: T0 + 600_000 })),
+    input: { nextKey: NEXT, peers: [peer('n2', 'none')] },
+    phase: 'staging',
+    event: /clock went back 600 s/,
+    check: (s) => expect(s.rotation).toMatchObject({ phaseSince: T0, announcedAt: T0 }),
   },
 ];
 
@@ -502,6 +583,22 @@ describe('state file codec', () => {
     expect(r.ok && r.warnings.join()).toMatch(/counts as over/);
     // …and the machine then finishes the grace period at once.
     if (r.ok) expect(stepRotation(r.state, input({ nextKey: NEXT })).state.rotation?.phase).toBe('finishing');
+  });
+
+  it('a phase not announced yet round-trips as such (null); a file without the field times from the phase start', () => {
+    const pending: RotationState = { ...full, rotation: rot({ phase: 'moving', announcedAt: undefined }) };
+    const text = encodeRotationState(pending);
+    expect(JSON.parse(text).rotation.announcedAt).toBeNull();
+    expect(decodeRotationState(text, T0)).toEqual({ ok: true, state: pending, warnings: [] });
+    const old = JSON.parse(text);
+    delete old.rotation.announcedAt;
+    old.rotation.phaseSince = new Date(T0 - 5000).toISOString();
+    const r = decodeRotationState(JSON.stringify(old), T0);
+    expect(r.ok && r.state.rotation).toMatchObject({ phaseSince: T0 - 5000, announcedAt: T0 - 5000 });
+    old.rotation.announcedAt = 'later';
+    const u = decodeRotationState(JSON.stringify(old), T0);
+    expect(u.ok && u.state.rotation?.announcedAt).toBe(T0 - 5000);
+    expect(u.ok && u.warnings.join()).toMatch(/announcedAt is unreadable/);
   });
 
   it('a missing phase start restarts the phase timer now', () => {

@@ -26,6 +26,12 @@
  *   finishing  The mirror is removed, the old link is deleted, K is erased from disk (the
  *              `next` key is promoted over it), and A is idle on the other slot.
  *
+ * Timers count from the announcement: the peer timeout of `staging` and `moving` and the grace
+ * period start when the first pass of the phase has put its datapath in place and published it
+ * (`announcedAt`), not when the machine entered the phase. Peers can only answer what they have
+ * seen; a pass that takes longer than the peer timeout (a second wireguard-go link to start on a
+ * busy host) must not use the peers' time up before they are told.
+ *
  * Crash safety: the agent persists the state before it carries out the effects of a
  * transition, and every effect is idempotent or detectable, so an agent killed at any point
  * resumes where it was. An unknown or unreadable removal time counts as now.
@@ -52,8 +58,13 @@ export interface ActiveRotation {
   readonly reason: RotationReason;
   readonly phase: RotationPhase;
   readonly startedAt: number;
-  /** When the current phase began (timeouts count from here). */
+  /** When the current phase began (published as the phase's `since`). */
   readonly phaseSince: number;
+  /**
+   * When this phase was first applied and announced: its datapath in place, its annotations
+   * published. The peer timeout and the grace period count from here; undefined: not yet.
+   */
+  readonly announcedAt: number | undefined;
   /** Epoch the new key gets. */
   readonly nextEpoch: number;
   /** The new public key, known from `staging` on. */
@@ -133,7 +144,10 @@ export interface RotationInput {
   readonly autoAhead?: number;
   /** The link of `activeSlot` exists in the kernel. */
   readonly activeLinkPresent: boolean;
-  /** The last pass put the datapath of the current phase fully in place (no errors). */
+  /**
+   * The last pass put the datapath of the current phase fully in place and published the
+   * phase's annotations (no errors). A pass that applied another phase does not count.
+   */
   readonly applied: boolean;
 }
 
@@ -211,7 +225,17 @@ function enter(
   now: number,
   extra: Partial<ActiveRotation> = {},
 ): ActiveRotation {
-  return { ...r, phase, phaseSince: now, ...extra };
+  return { ...r, phase, phaseSince: now, announcedAt: undefined, ...extra };
+}
+
+/** The rotation with its phase announced now, if it was not yet. */
+function announced(r: ActiveRotation, now: number): ActiveRotation {
+  return r.announcedAt === undefined ? { ...r, announcedAt: now } : r;
+}
+
+/** Event for the first announcement of a phase: how long its first pass took. */
+function announceEvent(r: ActiveRotation, now: number, waitMs: number, what: string): string {
+  return `rotation ${r.id}: ${r.phase} announced ${((now - r.phaseSince) / 1000).toFixed(1)} s after it began (datapath in place); ${what} ${waitMs / 1000} s from now`;
 }
 
 /**
@@ -226,20 +250,35 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
   if (r === undefined) return idleStep(state, input);
 
   const { now, settings } = input;
-  // A clock that went backwards (phaseSince in the future) restarts the phase's timer from now:
-  // otherwise a timeout would be pushed out by the size of the jump.
-  if (r.phaseSince > now) {
+  // A clock that went backwards (phaseSince or announcedAt in the future) restarts the phase's
+  // timer from now: otherwise a timeout would be pushed out by the size of the jump.
+  const ahead = Math.max(r.phaseSince, r.announcedAt ?? r.phaseSince);
+  if (ahead > now) {
     return {
-      state: withRotation(state, { ...r, phaseSince: now }),
+      state: withRotation(state, {
+        ...r,
+        phaseSince: Math.min(r.phaseSince, now),
+        announcedAt: r.announcedAt === undefined ? undefined : Math.min(r.announcedAt, now),
+      }),
       effects: [],
-      events: [
-        `the clock went back ${Math.round((r.phaseSince - now) / 1000)} s during ${r.phase}; its timer restarts now`,
-      ],
+      events: [`the clock went back ${Math.round((ahead - now) / 1000)} s during ${r.phase}; its timer restarts now`],
       wakeInMs: 0,
     };
   }
-  const timedOut = now - r.phaseSince >= settings.peerTimeoutMs;
-  const poll = Math.max(1, Math.min(settings.pollMs, settings.peerTimeoutMs - (now - r.phaseSince)));
+  // The peer timeout counts from the announcement (see the file comment).
+  const since = r.announcedAt ?? now;
+  const timedOut = now - since >= settings.peerTimeoutMs;
+  const poll = Math.max(1, Math.min(settings.pollMs, settings.peerTimeoutMs - (now - since)));
+  /** Still waiting: keep the state, except that the phase counts as announced from now on. */
+  const wait = (a: ActiveRotation, what: string): RotationStep =>
+    a === r
+      ? none(poll)
+      : {
+          state: withRotation(state, a),
+          effects: [],
+          events: [announceEvent(r, now, settings.peerTimeoutMs, what)],
+          wakeInMs: poll,
+        };
 
   switch (r.phase) {
     case 'preparing': {
@@ -264,7 +303,7 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
       }
       const waiting = input.peers.filter((p) => !isReady(p)).map((p) => p.name);
       if (!input.applied) return none(settings.pollMs);
-      if (waiting.length > 0 && !timedOut) return none(poll);
+      if (waiting.length > 0 && !timedOut) return wait(announced(r, now), 'peers have');
       const events = [
         `rotation ${r.id}: ${input.peers.length - waiting.length} of ${input.peers.length} peers staged the new key; moving traffic`,
       ];
@@ -279,7 +318,7 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
       // make every rotation as slow as the timeout.
       const waiting = input.peers.filter((p) => p.report === 'staged').map((p) => p.name);
       if (!input.applied) return none(settings.pollMs);
-      if (waiting.length > 0 && !timedOut) return none(poll);
+      if (waiting.length > 0 && !timedOut) return wait(announced(r, now), 'staged peers have');
       const events = [
         `rotation ${r.id}: ${input.peers.filter((p) => p.report === 'moved').length} of ${input.peers.length} peers moved to the new key; publishing it, old key kept for ${settings.graceMs / 1000} s`,
       ];
@@ -295,6 +334,18 @@ export function stepRotation(state: RotationState, input: RotationInput): Rotati
       };
     }
     case 'grace': {
+      // The grace period counts from the first pass that published the new key (peers cannot
+      // follow a key they have not seen); until then the end set on entry stands. An unknown
+      // end still counts as now.
+      if (r.announcedAt === undefined && r.graceUntil !== undefined) {
+        if (!input.applied) return none(settings.pollMs);
+        return {
+          state: withRotation(state, { ...r, announcedAt: now, graceUntil: now + settings.graceMs }),
+          effects: [],
+          events: [announceEvent(r, now, settings.graceMs, 'the old key stays')],
+          wakeInMs: settings.graceMs,
+        };
+      }
       // An unknown end counts as now; an end further away than the grace period itself means the
       // clock went back: the grace period then restarts from now (and is persisted so).
       const until = r.graceUntil ?? now;
@@ -361,6 +412,7 @@ function idleStep(state: RotationState, input: RotationInput): RotationStep {
       phase: 'preparing',
       startedAt: now,
       phaseSince: now,
+      announcedAt: undefined,
       nextEpoch: currentKey.epoch + 1,
       nextPublicKey: undefined,
       graceUntil: undefined,
@@ -506,6 +558,8 @@ export function encodeRotationState(s: RotationState): string {
             phase: r.phase,
             startedAt: iso(r.startedAt),
             phaseSince: iso(r.phaseSince),
+            // null: not announced yet (a missing field is a file from before announcements were kept).
+            announcedAt: r.announcedAt === undefined ? null : iso(r.announcedAt),
             nextEpoch: r.nextEpoch,
             ...(r.nextPublicKey !== undefined ? { nextPublicKey: r.nextPublicKey } : {}),
             ...(r.graceUntil !== undefined ? { graceUntil: iso(r.graceUntil) } : {}),
@@ -600,12 +654,24 @@ export function decodeRotationState(text: string, now: number): DecodeStateResul
     if ((phase === 'grace' || phase === 'finishing') && graceUntil === undefined && r.graceUntil !== undefined) {
       warnings.push('rotation.graceUntil is unreadable; the grace period counts as over');
     }
+    // Absent (a file written before announcements were kept): the phase counts as announced when
+    // it began, as those agents timed it. Unreadable: the same, with a warning (never later).
+    let announcedAt: number | undefined;
+    if (r.announcedAt === undefined) announcedAt = phaseSince;
+    else if (r.announcedAt !== null) {
+      announcedAt = time(r.announcedAt);
+      if (announcedAt === undefined) {
+        warnings.push(`rotation.announcedAt is unreadable; the ${phase} timer counts from the phase start`);
+        announcedAt = phaseSince;
+      }
+    }
     rotation = {
       id: r.id,
       reason: r.reason,
       phase,
       startedAt: time(r.startedAt) ?? phaseSince,
       phaseSince,
+      announcedAt,
       nextEpoch: r.nextEpoch as number,
       nextPublicKey: nextPublicKey as string | undefined,
       graceUntil,

@@ -45,21 +45,44 @@ const GRACE_S = ROTATION_GRACE_S;
 /**
  * Wall-clock bound asserted for "every key switched": the issue's target is < 10 s (met on a
  * quiet host: 2.8–5.1 s, printed on every run); the assertion leaves room for a loaded CI host,
- * the target itself is tracked in the benchmarks and the notes.
+ * the target itself is tracked in the benchmarks and the notes. Every node rotating at once takes
+ * about five reconcile passes of each node in a row (stage, peers stage, move, peers move,
+ * publish): on 2 cores at load 10-22 (passes of median 4.4-6.9 s, up to 16 s) that measured
+ * 24.5-38.9 s, so this bound fails on such a host (issue 17 note, 2026-12-06).
  */
 const SWITCH_BOUND_MS = 20_000;
 /**
  * UDP packets a stream may lose while every node rotates at once. The design target is 0, and
  * since a node moves its routes only once its new link has a session with each peer's
- * CIDR-owning key, every measured run lost 0 (before that fix, 4-20 datagrams at 500/s when both
- * ends of a pair rotated at once). The budget only keeps a loaded CI host from failing the
- * suite on a scheduling hiccup; the exact numbers are printed on every run.
+ * CIDR-owning key, every run measured then lost 0 (before that fix, 4-20 datagrams at 500/s when
+ * both ends of a pair rotated at once). The budget only keeps a loaded CI host from failing the
+ * suite on a scheduling hiccup; the exact numbers and where each loss run lay are printed on every
+ * run. On 2 cores at load 10-22 runs lost 12-310 per stream (one node: 77 and 147 in one gap each),
+ * each gap next to a peer's `wg set` moving the rotating node's pod CIDRs to its new key.
  */
 const LOSS_BUDGET_ALL = 10;
 const PEER_TIMEOUT_S = ROTATION_PEER_TIMEOUT_S;
 
-function report(what: string, r: TrafficResult, extra = ''): void {
+function report(what: string, r: TrafficResult, extra = '', requestedAt: readonly number[] = []): void {
   process.stderr.write(`rotation e2e: ${what}: ${describeTraffic(r)}${extra}\n`);
+  // Where each stream lost datagrams, in seconds after each rotation request (sequence n left at
+  // about startedAt + n / pps): losses at the phase changes are the rotation's, losses spread
+  // over the run are the host's.
+  for (const u of r.udp) {
+    if (u.gaps.length === 0) continue;
+    const at = (g: { from: number }): number => u.startedAt + (g.from / u.pps) * 1000;
+    const rel = (t: number): string => {
+      const before = requestedAt.filter((q) => q <= t);
+      return before.length === 0
+        ? `${((t - u.startedAt) / 1000).toFixed(2)} s after start`
+        : `+${((t - before[before.length - 1]!) / 1000).toFixed(2)} s (rotation ${before.length})`;
+    };
+    // …and the wall-clock time, to match against the agents' logs (pino `time`, ms since the epoch).
+    const gaps = u.gaps.slice(0, 40).map((g) => `${g.count} at ${rel(at(g))} = ${Math.round(at(g))}`);
+    process.stderr.write(
+      `rotation e2e: ${what}: ${u.name} gaps (${u.gaps.length}): ${gaps.join(', ')}${u.gaps.length > 40 ? ', …' : ''}\n`,
+    );
+  }
 }
 
 function expectNoPlaintext(cap: CaptureResult, opts: { minWireguard?: number } = {}): void {
@@ -101,12 +124,6 @@ async function expectClean(c: NsCluster, node: string): Promise<void> {
   });
 }
 
-// Rotating every node at once ends with every peer reported lagging (no peer moves to the others'
-// new keys before the grace period ends) on this session's machine, at the commit before the
-// session's changes (40f443b) as well as after them: an environment difference not found yet
-// (issue 17 note). These two run with SEALNET_ROTATION_ALL=1 and count as skipped otherwise.
-const itAll = process.env.SEALNET_ROTATION_ALL === '1' ? it : it.skip;
-
 describe('key rotation on 5 nodes, under load', () => {
   let c: NsCluster;
   let portBlock = 0;
@@ -123,15 +140,23 @@ describe('key rotation on 5 nodes, under load', () => {
     name: string,
     targets: readonly string[],
     runs: number,
-  ): Promise<{ traffic: TrafficResult; cap: CaptureResult; switchedMs: number[]; doneMs: number[] }> {
+  ): Promise<{
+    traffic: TrafficResult;
+    cap: CaptureResult;
+    switchedMs: number[];
+    doneMs: number[];
+    requestedAt: number[];
+  }> {
     const canary = newCanary();
     const cap = await c.startCapture({ name, canaries: [canary], bufferKiB: 65_536 });
     const traffic = await startTraffic(c, canary, 7300 + 100 * portBlock++);
     const switchedMs: number[] = [];
     const doneMs: number[] = [];
+    const requestedAt: number[] = [];
     try {
       await sleep(1000);
       for (let i = 0; i < runs; i++) {
+        requestedAt.push(Date.now());
         const r = await timeRotation(c, targets);
         doneMs.push(r.doneMs);
         switchedMs.push(r.switchedMs);
@@ -150,7 +175,7 @@ describe('key rotation on 5 nodes, under load', () => {
       var result = await stopTraffic(traffic);
       var capture = await cap.stop();
     }
-    return { traffic: result, cap: capture, switchedMs, doneMs };
+    return { traffic: result, cap: capture, switchedMs, doneMs, requestedAt };
   }
 
   it('rotating one node: no TCP connection breaks, UDP loss counted, nothing in plaintext', async () => {
@@ -160,6 +185,7 @@ describe('key rotation on 5 nodes, under load', () => {
       'one node',
       r.traffic,
       `; switched in ${r.switchedMs[0]} ms, old key gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+      r.requestedAt,
     );
     expect(r.traffic.tcpBreaks).toEqual([]);
     // Target 0 (measured 0 on a quiet host); the exact numbers are printed above. The budget
@@ -175,29 +201,27 @@ describe('key rotation on 5 nodes, under load', () => {
     expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
   });
 
-  itAll(
-    'rotating all 5 nodes at once: every key switched (target < 10 s, printed), no break, no plaintext',
-    async () => {
-      const before = await keys(c);
-      const r = await rotateUnderLoad('all', c.nodeNames(), 1);
-      report(
-        'all 5 nodes',
-        r.traffic,
-        `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
-      );
-      expect(r.switchedMs[0]).toBeLessThan(SWITCH_BOUND_MS);
-      expect(r.doneMs[0]).toBeLessThan(SWITCH_BOUND_MS + GRACE_S * 1000);
-      expect(r.traffic.tcpBreaks).toEqual([]);
-      for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(LOSS_BUDGET_ALL);
-      expectNoPlaintext(r.cap);
-      const after = await keys(c);
-      for (const n of c.nodeNames()) expect(after[n]).not.toBe(before[n]);
-      for (const n of c.nodeNames()) await expectClean(c, n);
-      expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
-    },
-  );
+  it('rotating all 5 nodes at once: every key switched (target < 10 s, printed), no break, no plaintext', async () => {
+    const before = await keys(c);
+    const r = await rotateUnderLoad('all', c.nodeNames(), 1);
+    report(
+      'all 5 nodes',
+      r.traffic,
+      `; all switched in ${r.switchedMs[0]} ms, all old keys gone after ${r.doneMs[0]} ms (grace ${GRACE_S} s)`,
+      r.requestedAt,
+    );
+    expect(r.switchedMs[0]).toBeLessThan(SWITCH_BOUND_MS);
+    expect(r.doneMs[0]).toBeLessThan(SWITCH_BOUND_MS + GRACE_S * 1000);
+    expect(r.traffic.tcpBreaks).toEqual([]);
+    for (const u of r.traffic.udp) expect(u.lost).toBeLessThanOrEqual(LOSS_BUDGET_ALL);
+    expectNoPlaintext(r.cap);
+    const after = await keys(c);
+    for (const n of c.nodeNames()) expect(after[n]).not.toBe(before[n]);
+    for (const n of c.nodeNames()) await expectClean(c, n);
+    expect((await c.encryptionStatus({ probe: true })).missing).toEqual([]);
+  });
 
-  itAll('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
+  it('rotating all nodes twice back to back: same, and each node alternates its link', async () => {
     const slots = Object.fromEntries(
       await Promise.all(c.nodeNames().map(async (n) => [n, (await stateFile(c, n))?.activeSlot ?? 0] as const)),
     );
@@ -206,6 +230,7 @@ describe('key rotation on 5 nodes, under load', () => {
       'all 5 nodes twice',
       r.traffic,
       `; switched in ${r.switchedMs.join(' and ')} ms, done after ${r.doneMs.join(' and ')} ms`,
+      r.requestedAt,
     );
     for (const ms of r.switchedMs) expect(ms).toBeLessThan(SWITCH_BOUND_MS);
     expect(r.traffic.tcpBreaks).toEqual([]);

@@ -363,6 +363,88 @@ describe('node-a rotates its key', () => {
     expect(JSON.parse(e.store.get('node-a')!.annotations[ANNOTATIONS.rotation]!).last.lagging).toEqual(['node-e']);
   });
 
+  it('a staging timeout reached at the end of a pass still leads through moving: mirror and routes announced before the new key', async () => {
+    const e = await setup();
+    await e.pass();
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-6', requestedAt: new Date(T0) }),
+    });
+    await e.pass();
+    await e.pass();
+    expect(phase(e)).toBe('staging');
+    // Every peer silent. The next pass begins 9 s after the announcement and takes 2 s: the
+    // 10 s peer timeout passes during it, so its closing step leaves staging.
+    e.clock.now += 9_000;
+    const ensureLink = e.wg.ensureLink.bind(e.wg);
+    e.wg.ensureLink = async (opts) => {
+      e.clock.now += 1_000;
+      return ensureLink(opts);
+    };
+    await e.pass();
+    // Moving, but nothing of it applied or announced yet: no mirror, routes still in the old link,
+    // the old key still the published one.
+    expect(phase(e)).toBe('moving');
+    expect(e.mirror.of('sealwg1')?.mirrorTo).toBeUndefined();
+    expect(JSON.parse(e.store.get('node-a')!.annotations[ANNOTATIONS.rotation]!)).toMatchObject({ phase: 'staging' });
+    const next = (await e.keystore.read('wireguard', 'next'))!;
+    expect(e.ownKey()).not.toBe(next.publicKey);
+    // The moving pass: mirror, routes into the new link, `moving` announced; only then grace.
+    await e.pass();
+    expect(e.mirror.of('sealwg1')?.mirrorTo).toBe('sealwg0');
+    expect(
+      e.routing
+        .routesIn(5188)
+        .filter((r) => r.protocol === 206)
+        .every((r) => r.dev === 'sealwg1'),
+    ).toBe(true);
+    await e.pass();
+    expect(phase(e)).toBe('grace');
+    // Each patch of node-a: the phase it published, `+new key` when it published the new key
+    // (which goes out with `grace` in one patch).
+    const published = e.store.patches
+      .filter((p) => p.name === 'node-a')
+      .map((p) => {
+        const ph = (JSON.parse(p.annotations[ANNOTATIONS.rotation] ?? '{}') as { phase?: string }).phase;
+        return p.annotations[ANNOTATIONS.wireguardPublicKey] === next.publicKey ? `${ph}+new key` : ph;
+      })
+      .filter((x) => x !== undefined);
+    expect(published.slice(published.indexOf('staging'))).toEqual(['staging', 'moving', 'grace+new key']);
+  });
+
+  it('the end of the grace period counts the reports that arrived while the pass ran', async () => {
+    const e = await setup();
+    await e.pass();
+    annotate(e, 'node-a', {
+      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-7', requestedAt: new Date(T0) }),
+    });
+    await e.pass();
+    await e.pass();
+    const next = (await e.keystore.read('wireguard', 'next'))!;
+    report(e, 'staged', next.publicKey);
+    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    await e.pass();
+    await e.pass();
+    expect(phase(e)).toBe('moving');
+    // The peers are slow: the timeout passes with all of them staged, none moved yet.
+    e.clock.now += 10_000;
+    await e.pass();
+    await e.pass();
+    expect(phase(e)).toBe('grace');
+    // The pass that crosses the end of the grace period: while it runs, every peer reports that
+    // it moved (they follow the published key). None of them lags.
+    e.clock.now += 29_000;
+    const ensureLink = e.wg.ensureLink.bind(e.wg);
+    e.wg.ensureLink = async (opts) => {
+      if (opts.name === 'sealwg1') {
+        e.clock.now += 2_000;
+        report(e, 'moved', next.publicKey);
+      }
+      return ensureLink(opts);
+    };
+    await e.pass();
+    expect(e.rotation.current().rotation).toMatchObject({ phase: 'finishing', lagging: [] });
+  });
+
   it('a failing mirror holds the rotation in moving (retried), and the old link is never deleted while an error is pending', async () => {
     const e = await setup();
     await e.pass();

@@ -14,7 +14,7 @@
 import { establishedWithOwners } from '../../keymgr/keyowners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
-import { ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
+import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
 import { parseIP } from '../../common/ip.js';
 import { decodeNode, encodeNode } from '../plan/annotations.js';
@@ -286,8 +286,15 @@ export class WireGuardPass {
       keyCreated: published.createdAt,
     });
     if (!Object.entries(own).some(([k, v]) => this.self.annotations[k] !== v)) return;
+    // A new key goes out in one patch with the rotation phase that explains it (grace: the next
+    // key becomes the key, the next-key annotations go). Published apart, peers would read the
+    // new key beside `moving` for a whole pass; they would stop following the rotation and
+    // withdraw their reports, and the rotating node would name them lagging.
+    const keyChanged = this.self.annotations[ANNOTATIONS.wireguardPublicKey] !== own[ANNOTATIONS.wireguardPublicKey];
+    const patch =
+      keyChanged && this.d.rotation !== undefined ? { ...own, ...this.d.rotation.annotations(this.endpointHost) } : own;
     try {
-      await store.patchAnnotations(config.nodeName, own);
+      await store.patchAnnotations(config.nodeName, patch);
       log.info(
         { key: fingerprint(published.publicKey), endpoint: own['sealnet.io/endpoint'] },
         'published own public key and endpoint',
@@ -696,7 +703,6 @@ export class WireGuardPass {
       store,
       log,
       rotation: this.d.rotation,
-      nodes: this.nodes,
       self: this.self,
       endpointHost: this.endpointHost,
       desired: this.desired,

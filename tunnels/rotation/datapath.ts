@@ -92,7 +92,6 @@ export async function afterRotation(p: {
   readonly store: NodeStore;
   readonly log: Logger;
   readonly rotation: Pick<RotationController, 'annotations' | 'after'> | undefined;
-  readonly nodes: readonly RawNode[];
   readonly self: RawNode;
   readonly endpointHost: string;
   readonly desired: DesiredWireGuardState;
@@ -110,7 +109,10 @@ export async function afterRotation(p: {
     [ANNOTATIONS.rotationPeers]: encodeReportsAnnotation(reports),
     ...(p.rotation?.annotations(p.endpointHost) ?? {}),
   };
-  const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => p.self.annotations[k] !== v));
+  // Against the store as it is now: the pass may have published some of these with its key.
+  const nodes = p.store.list();
+  const self = nodes.find((n) => n.name === p.nodeName) ?? p.self;
+  const diff = Object.fromEntries(Object.entries(want).filter(([k, v]) => self.annotations[k] !== v));
   if (Object.keys(diff).length > 0) {
     try {
       await p.store.patchAnnotations(p.nodeName, diff);
@@ -122,7 +124,10 @@ export async function afterRotation(p: {
   if (p.rotation === undefined) return;
   const incomingPeers = p.secondary === undefined ? [] : (p.readBack.find((l) => l.name === p.secondary)?.peers ?? []);
   await p.rotation.after({
-    nodes: p.nodes,
+    // The store as it is now, not the snapshot this pass planned from: a peer's report that
+    // arrived while the pass ran (several seconds on a busy host) must count before a timeout or
+    // the end of the grace period gives up on that peer.
+    nodes,
     synced: p.store.synced(),
     applied: p.applied,
     peers: [...new Set(p.desired.tunnel.peers.map((x) => x.node))],

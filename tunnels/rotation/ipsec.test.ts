@@ -133,6 +133,7 @@ describe('IPsec key rotation, make-before-break (FakeXfrm)', () => {
       phase: 'staging',
       startedAt: 0,
       phaseSince: 0,
+      announcedAt: 0,
       nextEpoch: 2,
       nextPublicKey: 'B'.repeat(43) + '=',
       graceUntil: undefined,

@@ -328,6 +328,10 @@ export class RotationController {
 
   private async advance(facts: RotationFacts, wakeOnChange: boolean): Promise<void> {
     if (this.closed) return;
+    // `facts.applied` is about the datapath of the phase the machine is in now. Once a step moves
+    // it to another phase, nothing of that phase has been applied or announced yet: its
+    // datapath (the mirror, routes into the new link) and its announcement wait for a pass.
+    const factsPhase = this.phaseName();
     let changed = false;
     let wakeInMs: number | undefined;
     try {
@@ -355,7 +359,7 @@ export class RotationController {
           othersRotating: this.othersRotating(facts.nodes, this.now()),
           autoAhead: this.autoAhead(facts.nodes, keys.current),
           activeLinkPresent: facts.activeLinkPresent,
-          applied: facts.applied,
+          applied: facts.applied && this.phaseName() === factsPhase,
         });
         for (const e of step.events)
           this.o.log.info({ rotation: step.state.rotation?.id ?? this.mustState().rotation?.id }, e);
