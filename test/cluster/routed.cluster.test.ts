@@ -218,7 +218,21 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
         if (last === '3/3') break;
         if (Date.now() > deadline) {
           const pods = await cluster.api.kubectl(['get', 'pods', '-n', 'sealnet', '-o', 'wide'], { check: false });
-          throw new Error(`DaemonSet not ready: ${last}\n${pods.stdout}\n${agentLogs(cluster)}`);
+          // The kubelet's events name why a container was not created or started (e.g. CreateContainerError).
+          const events = await cluster.api.kubectl(
+            [
+              'get',
+              'events',
+              '-n',
+              'sealnet',
+              '--sort-by=.lastTimestamp',
+              '-o',
+              'custom-columns=OBJ:.involvedObject.name,REASON:.reason,MSG:.message',
+            ],
+            { check: false },
+          );
+          const lastEvents = events.stdout.trim().split('\n').slice(-12).join('\n');
+          throw new Error(`DaemonSet not ready: ${last}\n${pods.stdout}\n${lastEvents}\n${agentLogs(cluster)}`);
         }
         await sleep(2000);
       }
