@@ -11,7 +11,7 @@
  * (bpffs refuses names containing a dot with EPERM, hence tmp_ rather than .tmp.)
  *
  * Ownership on a device: kind bpf, pref TC_PRIORITY, handle TC_HANDLE, program name
- * `sealnet_*`. Attaching is `tc filter replace` on that slot: cls_bpf swaps the program in place
+ * `sealnet_*` (or, where tc cannot name it, a program id pinned under pinDir). Attaching is `tc filter replace` on that slot: cls_bpf swaps the program in place
  * (RCU), so there is no moment without a classifier. Detaching deletes that slot only.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -220,7 +220,7 @@ export class BpfLoader {
     };
     await this.#ensureClsact(a.dev);
     const slot = await this.#slot(a.dev, direction(a.hook));
-    if (slot !== undefined && !isOurs(slot)) {
+    if (slot !== undefined && (await this.#owned(slot)) === undefined) {
       throw new SealnetError(
         BPF_ERROR_CODE,
         `tc ${direction(a.hook)} slot pref ${TC_PRIORITY} handle 0x${TC_HANDLE.toString(16)} on ${a.dev} holds a program sealnet did not load (${slot.options?.prog?.name ?? 'unknown'}); not replacing it`,
@@ -250,7 +250,7 @@ export class BpfLoader {
   /** Deletes sealnet's classifier from `a.dev`/`a.hook` if present; true if it removed one. */
   async detach(a: SteeringAttachment): Promise<boolean> {
     const slot = await this.#slot(a.dev, direction(a.hook));
-    if (slot === undefined || !isOurs(slot)) return false;
+    if (slot === undefined || (await this.#owned(slot)) === undefined) return false;
     await this.#tcRun([
       'filter',
       'del',
@@ -273,16 +273,11 @@ export class BpfLoader {
     const out: ObservedAttachment[] = [];
     for (const dir of ['egress', 'ingress'] as const) {
       const slot = await this.#slot(dev, dir);
-      if (slot === undefined || !isOurs(slot)) continue;
-      const name = slot.options?.prog?.name ?? '';
-      const hook = dir === 'egress' ? 'egress' : BPF_PROG_NAMES.from_pod.startsWith(name) ? 'from_pod' : 'ingress';
-      out.push({
-        dev,
-        hook,
-        progId: slot.options?.prog?.id ?? 0,
-        progName: name,
-        progTag: slot.options?.prog?.tag ?? '',
-      });
+      const owned = slot === undefined ? undefined : await this.#owned(slot);
+      if (owned === undefined) continue;
+      const hook =
+        dir === 'egress' ? 'egress' : BPF_PROG_NAMES.from_pod.startsWith(owned.name) ? 'from_pod' : 'ingress';
+      out.push({ dev, hook, progId: slot?.options?.prog?.id ?? 0, progName: owned.name, progTag: owned.tag });
     }
     return out;
   }
@@ -304,6 +299,44 @@ export class BpfLoader {
       );
     }
     await this.#tcRun(['qdisc', 'add', 'dev', dev, 'clsact']);
+  }
+
+  /**
+   * Name and tag of the program in sealnet's slot if sealnet loaded it, else undefined. tc names
+   * a program only when it may open it by id (BPF_PROG_GET_FD_BY_ID needs CAP_SYS_ADMIN): in the
+   * agent's container (NET_ADMIN and BPF only) it prints the id alone, so the id is matched
+   * against the programs pinned under pinDir, which bpftool opens by path with CAP_BPF.
+   * Without that, an agent restarted after a crash took its own classifier for a foreign one.
+   */
+  async #owned(slot: TcFilter): Promise<{ name: string; tag: string } | undefined> {
+    const prog = slot.options?.prog;
+    if (prog?.name !== undefined) return isOurs(slot) ? { name: prog.name, tag: prog.tag ?? '' } : undefined;
+    if (prog?.id === undefined) return undefined;
+    return (await this.#pinnedPrograms()).get(prog.id);
+  }
+
+  /** Programs pinned under pinDir (every build's prog_ directory), by kernel id. */
+  async #pinnedPrograms(): Promise<Map<number, { name: string; tag: string }>> {
+    const out = new Map<number, { name: string; tag: string }>();
+    let dirs: string[];
+    try {
+      dirs = (await readdir(this.pinDir)).filter((d) => d.startsWith(BPF_PROGS_PREFIX));
+    } catch {
+      return out;
+    }
+    for (const d of dirs) {
+      for (const name of Object.values(BPF_PROG_NAMES)) {
+        const pinned = path.join(this.pinDir, d, name);
+        if (!existsSync(pinned)) continue;
+        const info = JSON.parse((await this.#bpftoolRun(['-j', 'prog', 'show', 'pinned', pinned])).stdout) as {
+          id?: number;
+          name?: string;
+          tag?: string;
+        };
+        if (info.id !== undefined) out.set(info.id, { name: info.name ?? name, tag: info.tag ?? '' });
+      }
+    }
+    return out;
   }
 
   /** The classifier in sealnet's slot, or undefined. */

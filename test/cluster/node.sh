@@ -9,7 +9,8 @@
 #    private bpffs;
 #  - the six sysctls kubelet's protectKernelDefaults checks are shadowed by bind-mounted files
 #    holding the values it expects, so kubelet neither writes nor refuses the host's global ones
-#    (they are not per network namespace: writing them would change the machine).
+#    (they are not per network namespace: writing them would change the machine);
+#  - then every mount of the node made shared, as on a systemd host (volumes with mount propagation).
 # Then it starts containerd and kubelet (their configs are in NODEDIR) and waits; the harness
 # kills everything by cgroup and namespace at teardown.
 set -euo pipefail
@@ -38,6 +39,12 @@ for kv in vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_
   mount --bind "$f" "/proc/sys/$k"
 done
 cp "$D/cni.conflist" /etc/cni/net.d/10-sealnet-test.conflist
+# A real node's mounts are shared (systemd makes / rshared at boot): containerd refuses a
+# HostToContainer or Bidirectional volume whose source is on a private mount ("path /sys/fs/bpf
+# is mounted on /sys/fs/bpf but it is not a shared or slave mount" -> CreateContainerError).
+# This namespace was unshared with private propagation, so sharing here makes new peer groups
+# inside the node only: nothing propagates to or from the host.
+mount --make-rshared /
 
 export PATH="$BIN_PATH:$PATH"
 "$CONTAINERD_BIN" --config "$D/containerd.toml" >"$D/containerd.log" 2>&1 &
