@@ -58,6 +58,7 @@ const DEFAULTS: AgentConfig = {
   status: { publish: true, heartbeatSeconds: 300, minIntervalSeconds: 10, tokenFile: undefined },
   ipsec: { keyBits: 256, replayWindow: 1024 },
   rotation: { graceSeconds: 30, peerTimeoutSeconds: 15, maxKeyAgeSeconds: 2592000, maxConcurrentAuto: 1 },
+  postQuantum: { mode: 'off', renewMinutes: 10 },
 };
 
 describe('steering config', () => {
@@ -139,6 +140,7 @@ describe('validateConfig', () => {
       status: { publish: false, heartbeatSeconds: 60, minIntervalSeconds: 2, tokenFile: '/run/sealnet/token' },
       rotation: { graceSeconds: 5, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 0, maxConcurrentAuto: 2 },
       ipsec: { keyBits: 128, replayWindow: 64 },
+      postQuantum: { mode: 'required', renewMinutes: 2 },
     };
     expect(validateConfig(full)).toStrictEqual({ ...full, store: { type: 'file', dir: '/tmp/nodes' } });
   });
@@ -262,7 +264,7 @@ describe('validateConfig', () => {
     [
       'unknown top-level field (a typo)',
       { nodename: 'node-a' },
-      'invalid agent config: nodename is not a known field (known: nodeName, mode, stateDir, store, wireguard, resyncIntervalSeconds, debounceMs, logLevel, metricsAddress, endpointAddress, underlayMtu, steering, status, ipsec, rotation)',
+      'invalid agent config: nodename is not a known field (known: nodeName, mode, stateDir, store, wireguard, resyncIntervalSeconds, debounceMs, logLevel, metricsAddress, endpointAddress, underlayMtu, steering, status, ipsec, rotation, postQuantum)',
     ],
     ['stateDir empty', { stateDir: '' }, 'stateDir must be a non-empty string, got ""'],
   ] as [string, Record<string, unknown>, string][])('%s is named in the error', (_label, over, message) => {
@@ -403,5 +405,40 @@ describe('loadConfig', () => {
   it('the usage text comes with an unknown flag', async () => {
     const err = await configRejection(loadConfig(['--verbose'], {}));
     expect(err.message).toContain('usage: sealnet-agent');
+  });
+});
+
+describe('postQuantum config', () => {
+  it('defaults to off, renewal every 10 minutes', () => {
+    expect(validateConfig({ nodeName: 'node-a' }).postQuantum).toStrictEqual({ mode: 'off', renewMinutes: 10 });
+  });
+
+  it.each(['off', 'preferred', 'required'])('accepts mode %s', (mode) => {
+    expect(validateConfig({ nodeName: 'node-a', postQuantum: { mode } }).postQuantum.mode).toBe(mode);
+  });
+
+  it.each([
+    [{ mode: 'on' }, 'postQuantum.mode must be one of "off", "preferred", "required", got "on"'],
+    [{ mode: true }, 'postQuantum.mode must be one of "off", "preferred", "required", got true'],
+    [{ renewMinutes: 0 }, 'postQuantum.renewMinutes must be an integer from 1 to 1440, got 0'],
+    [{ renewMinutes: 1441 }, 'postQuantum.renewMinutes must be an integer from 1 to 1440, got 1441'],
+    [{ renewMinutes: 2.5 }, 'postQuantum.renewMinutes must be an integer from 1 to 1440, got 2.5'],
+    [{ renewMinutes: '10' }, 'postQuantum.renewMinutes must be an integer from 1 to 1440, got "10"'],
+    [{ renewSeconds: 60 }, 'postQuantum.renewSeconds is not a known field (known: mode, renewMinutes)'],
+    ['required', 'postQuantum must be an object'],
+  ])('refuses %p with a message naming the field', (postQuantum, message) => {
+    expect(configError(() => validateConfig({ nodeName: 'node-a', postQuantum })).message).toBe(
+      `invalid agent config: ${message}`,
+    );
+  });
+
+  it('refuses to start with preferred or required until a pass installs preshared keys (never silently classical)', () => {
+    const base = { nodeName: 'node-a', steering: { failClosed: false } };
+    expect(() => checkStartable(validateConfig({ ...base, postQuantum: { mode: 'off' } }))).not.toThrow();
+    for (const mode of ['preferred', 'required']) {
+      expect(configError(() => checkStartable(validateConfig({ ...base, postQuantum: { mode } }))).message).toMatch(
+        /postQuantum\.mode ".*" is not available yet/,
+      );
+    }
   });
 });

@@ -9,6 +9,7 @@ import { DEFAULT_STATE_DIR, WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT } from '../../
 import { SealnetError } from '../../common/errors.js';
 import { canonicalCidr, parseCidr, parseIP } from '../../common/ip.js';
 import { nonUnicastClass } from '../../common/addrclass.js';
+import { RENEW_MINUTES_DEFAULT, RENEW_MINUTES_MAX, RENEW_MINUTES_MIN } from '../../keymgr/pq/exchange.js';
 
 export type {
   StoreConfig,
@@ -17,6 +18,7 @@ export type {
   IpsecConfig,
   StatusConfig,
   SteeringConfig,
+  PostQuantumConfig,
 } from '../ports/config.js';
 import type {
   StoreConfig,
@@ -25,6 +27,7 @@ import type {
   IpsecConfig,
   StatusConfig,
   SteeringConfig,
+  PostQuantumConfig,
 } from '../ports/config.js';
 
 type Json = Record<string, unknown>;
@@ -97,6 +100,7 @@ export function validateConfig(input: unknown): AgentConfig {
       'status',
       'ipsec',
       'rotation',
+      'postQuantum',
     ],
     '',
   );
@@ -172,6 +176,15 @@ export function validateConfig(input: unknown): AgentConfig {
     status,
     ipsec: validateIpsec(obj(root.ipsec, 'ipsec')),
     rotation: validateRotation(obj(root.rotation, 'rotation'), wireguard.listenPort),
+    postQuantum: validatePostQuantum(obj(root.postQuantum, 'postQuantum')),
+  };
+}
+
+function validatePostQuantum(o: Json): PostQuantumConfig {
+  checkKeys(o, ['mode', 'renewMinutes'], 'postQuantum');
+  return {
+    mode: oneOf(o, 'mode', 'postQuantum.', ['off', 'preferred', 'required'] as const, 'off'),
+    renewMinutes: int(o, 'renewMinutes', 'postQuantum.', RENEW_MINUTES_DEFAULT, RENEW_MINUTES_MIN, RENEW_MINUTES_MAX),
   };
 }
 
@@ -276,6 +289,14 @@ function validateSteering(st: Json): SteeringConfig {
  * the node store has synced.
  */
 export function checkStartable(cfg: AgentConfig): void {
+  // The exchange, KDF and state machine exist (keymgr/pq/) but no pass installs a preshared key
+  // yet: starting would run `required` pairs classical-only, the fail-open this mode forbids.
+  if (cfg.postQuantum.mode !== 'off') {
+    throw fieldError(
+      'postQuantum.mode',
+      `${JSON.stringify(cfg.postQuantum.mode)} is not available yet: this agent cannot install post-quantum preshared keys (issue 19); use "off"`,
+    );
+  }
   const st = cfg.steering;
   if (st.enabled && st.failClosed && st.clusterCidrs.length === 0) {
     throw fieldError(

@@ -2,6 +2,7 @@
  * The agent's validated configuration as plain types (validation and loading live in
  * `tunnels/agent/config.ts`); every room reads it, only the agent builds it.
  */
+import type { PqMode } from '../../keymgr/pq/exchange.js';
 import type { Mode } from './model.js';
 
 /** Where Node objects come from. */
@@ -41,6 +42,16 @@ export interface AgentConfig {
   readonly ipsec: IpsecConfig;
   /** Key rotation (tunnels/rotation/wireguard.ts). */
   readonly rotation: RotationConfig;
+  /** Post-quantum pair secret (issue 19; keymgr/pq/). */
+  readonly postQuantum: PostQuantumConfig;
+}
+
+/** The `postQuantum` block (keymgr/pq/exchange.ts gives the modes their meaning). */
+export interface PostQuantumConfig {
+  /** `off` (default): classical only; `preferred`: hybrid once exchanged; `required`: hybrid or dropped. */
+  readonly mode: PqMode;
+  /** Renew each pair's ML-KEM secret this often, 1–1440 minutes (a secret expires after two periods). */
+  readonly renewMinutes: number;
 }
 
 /** The `rotation` block. */
