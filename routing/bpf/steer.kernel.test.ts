@@ -855,7 +855,10 @@ describe('steering in a scratch namespace', () => {
         const exBefore = await counter('ingress', 'exempt');
         await b().call('sendUdp', { to: '198.18.0.1', port: SINK_PORT, count: 20, from: '198.18.0.3' });
         await new Promise((r) => setTimeout(r, 300));
-        expect(await counter('ingress', 'exempt')).toBe(exBefore + 20);
+        // At least our 20: with A's own address exempt, a WireGuard handshake or keepalive of the
+        // B side that lands in this window (to 198.18.0.1) is counted as exempt too. The exact
+        // count is the sink's: all 20 arrived.
+        expect(await counter('ingress', 'exempt')).toBeGreaterThanOrEqual(exBefore + 20);
         expect((await a().call<Record<string, number>>('udpReceived'))['198.18.0.1']).toBe(before + 20);
         // Egress: the exempt source (the API server's replies) passes to a node that is not ready.
         const egBefore = await counter('egress', 'exempt');

