@@ -604,7 +604,7 @@ export class WireGuardPass {
         'steering',
         new SealnetError(
           'KERNEL_FEATURE_MISSING',
-          'BPF steering is not attached yet; pod traffic is not guarded (see the steering error above)',
+          'this agent could not attach its BPF steering (see the steering error above) and does not update the steering entries; a guard pinned by an earlier run may still be attached with its old entries (check with bpftool net): pod traffic is not known to be guarded',
         ),
       );
       return;
