@@ -29,7 +29,10 @@ done
 # the digest is stable, runs it unpacked, reads it with skopeo. Separate jest project 'image'.
 echo "== image tests"
 NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/image.json" "$@" --selectProjects image || status=1
-# --- the real-cluster tier (issue 15): kubelets, containerd, runc, a routed CNI, the image above.
+# --- the real-cluster tier (issue 15): kubelets, containerd, runc, a routed CNI, and the agent image
+# the user would build (`npm run image` into dist-image/; the image tests above build into scratch
+# folders of their own).
+echo "== agent image (npm run image)"; npm run -s image >/dev/null || status=1
 echo "== cluster tests"
 NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/cluster.json" "$@" --selectProjects cluster || status=1
 echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
