@@ -1,4 +1,4 @@
-import { run, SpawnError } from './spawn.js';
+import { run, runPiped, SpawnError } from './spawn.js';
 
 async function failure(p: Promise<unknown>): Promise<SpawnError> {
   try {
@@ -60,5 +60,51 @@ describe('run', () => {
     const e = await failure(run('/nonexistent/sealnet-no-such-tool', []));
     expect(e.errno).toBe('ENOENT');
     expect(e.exitCode).toBeUndefined();
+  });
+});
+
+describe('runPiped', () => {
+  const node = (code: string): { cmd: string; args: string[] } => ({ cmd: process.execPath, args: ['-e', code] });
+  // Reads its stdin and prints a digest of what it got, so the test can tell what passed the pipe.
+  const upper = node('let s="";process.stdin.on("data",(c)=>s+=c).on("end",()=>process.stdout.write(s.toUpperCase()))');
+
+  it('connects first to second child to child and returns only what second prints', async () => {
+    const { stdout } = await runPiped(node('process.stdout.write("secret-abc\\n".repeat(20000))'), upper);
+    expect(stdout).toBe('SECRET-ABC\n'.repeat(20000));
+  });
+
+  it('never hands this process what first prints (the filter decides)', async () => {
+    const { stdout } = await runPiped(node('process.stdout.write("PRIVATE\\tpub\\n")'), {
+      cmd: 'sed',
+      args: ['s/^[^\t]*/(withheld)/'],
+    });
+    expect(stdout).toBe('(withheld)\tpub\n');
+  });
+
+  it('reports the first program when it fails, with its stderr redacted', async () => {
+    // The secret is decoded inside the child, so it is in its stderr but not in its argv.
+    const e = await failure(
+      runPiped(
+        node('process.stderr.write("no such device " + Buffer.from("c2VjcmV0", "base64") + "\\n"); process.exit(1)'),
+        upper,
+        { redact: (s) => s.replace('secret', '(redacted)') },
+      ),
+    );
+    expect(e.cmd).toBe(process.execPath);
+    expect(e.exitCode).toBe(1);
+    expect(e.stderr).toContain('no such device (redacted)');
+    expect(e.message).not.toContain('secret');
+  });
+
+  it('reports the second program when only it fails', async () => {
+    const e = await failure(runPiped(node('process.stdout.write("x")'), node('process.exit(4)')));
+    expect(e.exitCode).toBe(4);
+  });
+
+  it('times out both and reports a missing program', async () => {
+    const t = await failure(runPiped(node('setTimeout(() => {}, 60000)'), upper, { timeoutMs: 300 }));
+    expect(t.timedOut).toBe(true);
+    const m = await failure(runPiped({ cmd: '/nonexistent/sealnet-tool', args: [] }, upper));
+    expect(m.errno).toBe('ENOENT');
   });
 });

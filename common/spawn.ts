@@ -3,7 +3,7 @@
  * array (never a shell), `LC_ALL=C` so messages and number formats are stable, a timeout, and an
  * error that carries the command, exit code and stderr. Secrets go through files, never argv.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { SealnetError } from './errors.js';
 
 /** Options for {@link run}. */
@@ -149,4 +149,109 @@ export async function run(
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(opts.input ?? '');
   });
+}
+
+/** One program of a {@link runPiped} pipeline. */
+export interface PipedCommand {
+  readonly cmd: string;
+  readonly args: readonly string[];
+}
+
+/**
+ * Runs `first | second` without a shell: `first`'s stdout goes straight into `second`'s stdin
+ * through a kernel pipe between the two children, so this process never reads what `first`
+ * prints — only `second`'s output. It is how secrets in a tool's output (the private key on the
+ * first line of `wg show dump`) are cut away before they reach the agent's memory.
+ * Resolves when both exited 0.
+ * @throws SpawnError for the first of the two that failed (non-zero exit, signal, timeout, start).
+ */
+export async function runPiped(
+  first: PipedCommand,
+  second: PipedCommand,
+  opts: Pick<RunOptions, 'timeoutMs' | 'redact'> = {},
+): Promise<{ stdout: string }> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_SPAWN_TIMEOUT_MS;
+  const env = { PATH: process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+  const redact = opts.redact ?? ((s: string): string => s);
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const a = spawn(first.cmd, [...first.args], { env, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    // Node stops reading a stream handed to another child and gives the child the pipe's fd.
+    const b = spawn(second.cmd, [...second.args], {
+      env,
+      stdio: [a.stdout ?? 'ignore', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+    // Our copy of the read end is not needed: close it, so `first` sees EPIPE if `second` dies.
+    a.stdout?.destroy();
+    const timer = setTimeout(() => {
+      timedOut = true;
+      a.kill('SIGKILL');
+      b.kill('SIGKILL');
+    }, timeoutMs);
+    const out: Buffer[] = [];
+    let outBytes = 0;
+    const errA = boundedSink(MAX_STDERR_IN_MESSAGE * 4);
+    const errB = boundedSink(MAX_STDERR_IN_MESSAGE * 4);
+    b.stdout?.on('data', (c: Buffer) => {
+      outBytes += c.length;
+      if (outBytes > MAX_OUTPUT_BYTES) b.kill('SIGKILL');
+      else out.push(c);
+    });
+    a.stderr?.on('data', errA.push);
+    b.stderr?.on('data', errB.push);
+    const ended = (p: ChildProcess): Promise<Ending> =>
+      new Promise((r) => {
+        p.once('error', (e: NodeJS.ErrnoException) => r({ code: null, signal: null, errno: e.code ?? 'spawn error' }));
+        p.once('close', (code, signal) => r({ code, signal }));
+      });
+    void Promise.all([ended(a), ended(b)]).then(([ea, eb]) => {
+      clearTimeout(timer);
+      const failed = (e: Ending): boolean => e.errno !== undefined || e.code !== 0;
+      const pick: [PipedCommand, Ending, { text(): string }] | undefined = failed(ea)
+        ? [first, ea, errA]
+        : failed(eb)
+          ? [second, eb, errB]
+          : outBytes > MAX_OUTPUT_BYTES
+            ? [second, { ...eb, errno: 'output too large' }, errB]
+            : undefined;
+      if (pick === undefined) {
+        resolve({ stdout: Buffer.concat(out).toString('utf8') });
+        return;
+      }
+      const [c, e, err] = pick;
+      reject(
+        new SpawnError({
+          cmd: c.cmd,
+          args: c.args,
+          exitCode: e.code ?? undefined,
+          signal: e.signal ?? undefined,
+          stderr: redact(err.text()),
+          timedOut,
+          errno: e.errno,
+          timeoutMs,
+        }),
+      );
+    });
+  });
+}
+
+interface Ending {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly errno?: string;
+}
+
+/** Collects chunks up to `limit` bytes and drops the rest. */
+function boundedSink(limit: number): { push: (c: Buffer) => void; text: () => string } {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  return {
+    push: (c: Buffer): void => {
+      if (bytes >= limit) return;
+      chunks.push(c);
+      bytes += c.length;
+    },
+    text: (): string => Buffer.concat(chunks).toString('utf8'),
+  };
 }

@@ -28,7 +28,7 @@ import {
   uapiSocketExists,
   uapiSocketPath,
 } from './userspace.js';
-import { interfaceSetArgs, peerSetBatches, runWg, type InterfaceSettings } from './wgtool.js';
+import { interfaceSetArgs, peerSetBatches, runWg, wgShowDump, type InterfaceSettings } from './wgtool.js';
 
 /** Structured log sink; fields never carry key material (public keys excepted). */
 export type DriverLog = (msg: string, fields: Record<string, unknown>) => void;
@@ -157,7 +157,7 @@ export class WireGuardDriver implements WireGuardPort {
     checkName(name);
     let stdout: string;
     try {
-      ({ stdout } = await runWg(this.wg, ['show', name, 'dump']));
+      stdout = await wgShowDump(this.wg, name);
     } catch (err) {
       if (err instanceof SpawnError && (await this.linkInfo(name)) === undefined) return undefined;
       throw new SealnetError('WG_FAILED', `cannot read WireGuard device ${name}`, { cause: err });

@@ -23,6 +23,16 @@ export interface ParsedDump {
 }
 
 const NONE = '(none)';
+/** What {@link DUMP_SECRET_FILTER} writes in place of a secret. */
+export const WITHHELD = '(withheld)';
+
+/**
+ * `sed` script that replaces the secret column of `wg show <if> dump` — the private key (field 1
+ * of line 1) and each peer's preshared key (field 2 of every later line) — with
+ * {@link WITHHELD}. The driver pipes `wg` through it (common/spawn.ts `runPiped`), so the
+ * agent reads its peers without the private key ever entering its memory (issue 16 finding 13).
+ */
+export const DUMP_SECRET_FILTER = String.raw`1s/^[^\t]*/(withheld)/;2,$s/^\([^\t]*\)\t[^\t]*/\1\t(withheld)/`;
 const OFF = 'off';
 const INTERFACE_FIELDS = ['private-key', 'public-key', 'listen-port', 'fwmark'] as const;
 const PEER_FIELDS = [
@@ -112,8 +122,8 @@ function parseKey(text: string, line: number, field: string) {
 
 /** Checks that a secret field is "(none)" or key-shaped, without ever quoting it. */
 function checkSecretField(text: string, line: number, field: string): void {
-  if (text !== NONE && !KEY_SHAPE.test(text))
-    fail(line, field, 'not "(none)" and not a base64 32-byte key (value withheld)');
+  if (text !== NONE && text !== WITHHELD && !KEY_SHAPE.test(text))
+    fail(line, field, 'not "(none)", "(withheld)" or a base64 32-byte key (value withheld)');
 }
 
 /** `a.b.c.d:port` or `[v6]:port` / `[v6%scope]:port`, with the address in canonical form. */

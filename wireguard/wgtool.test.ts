@@ -1,9 +1,13 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { PublicKey } from '../keymgr/keys.js';
 import type { PeerChange } from '../tunnels/ports/index.js';
 import { SealnetError } from '../common/errors.js';
 import { interfaceDiff, parseLinkJson } from './driver.js';
-import { interfaceSetArgs, peerClause, peerSetBatches, redactWgStderr } from './wgtool.js';
+import { interfaceSetArgs, peerClause, peerSetBatches, redactWgStderr, wgShowDump } from './wgtool.js';
+import { parseDump } from './dump.js';
 
 function pub(): PublicKey {
   const x = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' }).x ?? '';
@@ -183,5 +187,55 @@ describe('redactWgStderr', () => {
     );
     expect(redactWgStderr(`something ${secret} else`)).toBe('something (redacted) else');
     expect(redactWgStderr('Invalid length key in key file\n')).toBe('Invalid length key in key file\n');
+  });
+});
+
+describe('wgShowDump', () => {
+  // A stand-in `wg` that prints a real-shaped dump holding a private key and a preshared key.
+  const keys = (): { priv: string; pub: string } => {
+    const { publicKey, privateKey } = generateKeyPairSync('x25519');
+    const b64 = (f: string | undefined): string => Buffer.from(f ?? '', 'base64url').toString('base64');
+    return { priv: b64(privateKey.export({ format: 'jwk' }).d), pub: b64(publicKey.export({ format: 'jwk' }).x) };
+  };
+  const self = keys();
+  const a = keys();
+  const b = keys();
+  const psk = randomBytes(32).toString('base64');
+  const raw =
+    [
+      [self.priv, self.pub, 51880, '0x5188'],
+      [a.pub, psk, '198.18.0.2:51880', '100.64.1.0/24,198.18.0.2/32', 1700000000, 1234, 5678, 25],
+      [b.pub, '(none)', '(none)', '(none)', 0, 0, 0, 'off'],
+    ]
+      .map((f) => f.join('\t'))
+      .join('\n') + '\n';
+  let dir: string;
+  let fakeWg: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sealnet-wgdump-'));
+    fakeWg = join(dir, 'wg');
+    await writeFile(join(dir, 'dump.txt'), raw, { mode: 0o600 });
+    await writeFile(
+      fakeWg,
+      `#!${process.execPath}\nconst a = process.argv.slice(2);\n` +
+        `if (a.join(' ') !== 'show sealwg0 dump') { process.stderr.write('Unable to access interface: No such device\\n'); process.exit(1); }\n` +
+        `process.stdout.write(require('fs').readFileSync(${JSON.stringify(join(dir, 'dump.txt'))}));\n`,
+      { mode: 0o700 },
+    );
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('returns the dump with the private key and preshared keys withheld, everything else as wg printed it', async () => {
+    const out = await wgShowDump(fakeWg, 'sealwg0');
+    expect(out).not.toContain(self.priv);
+    expect(out).not.toContain(psk);
+    expect(out.split('\n')[0]).toBe(`(withheld)\t${self.pub}\t51880\t0x5188`);
+    expect(parseDump(out)).toEqual(parseDump(raw));
+  });
+
+  it('fails with the error of wg when the device is absent', async () => {
+    await expect(wgShowDump(fakeWg, 'sealwg9')).rejects.toThrow(/No such device/);
   });
 });

@@ -3,14 +3,15 @@
  *
  * Secrets: the private key reaches `wg` only as a file path. `wg` quotes a malformed key file's
  * content on stderr ("Key is not the correct length or format: `…'"), so stderr is redacted
- * before it goes into any error; stdout of `wg show dump` holds the private key and is never
- * put into an error or a log line (see dump.ts `redactDump`).
+ * before it goes into any error. `wg show dump` prints the private key (and preshared keys):
+ * {@link wgShowDump} pipes it through `sed` child to child, so those never reach this process.
  */
 import type { PublicKey } from '../keymgr/keys.js';
 import { canonicalCidr } from '../common/ip.js';
 import { SealnetError } from '../common/errors.js';
 import type { PeerChange } from '../tunnels/ports/index.js';
-import { run } from '../common/spawn.js';
+import { run, runPiped } from '../common/spawn.js';
+import { DUMP_SECRET_FILTER } from './dump.js';
 
 /** Default timeout of one `wg` call: a `wg set` with thousands of peers takes well under 1 s. */
 export const WG_TIMEOUT_MS = 15_000;
@@ -35,6 +36,26 @@ export async function runWg(
   opts: { timeoutMs?: number } = {},
 ): Promise<{ stdout: string; stderr: string }> {
   return run(wgPath, args, { timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS, redact: redactWgStderr });
+}
+
+/**
+ * `wg show <name> dump` with its secrets withheld: `wg`'s stdout goes straight into
+ * `sed DUMP_SECRET_FILTER` (a pipe between the two children), and only `sed`'s output — the
+ * private key and preshared keys replaced by `(withheld)` — is read here. Parse it with
+ * dump.ts `parseDump`.
+ * @throws SpawnError when `wg` (e.g. no such device) or `sed` fails; stderr redacted.
+ */
+export async function wgShowDump(
+  wgPath: string,
+  name: string,
+  opts: { timeoutMs?: number; sedPath?: string } = {},
+): Promise<string> {
+  const { stdout } = await runPiped(
+    { cmd: wgPath, args: ['show', name, 'dump'] },
+    { cmd: opts.sedPath ?? 'sed', args: [DUMP_SECRET_FILTER] },
+    { timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS, redact: redactWgStderr },
+  );
+  return stdout;
 }
 
 /** Interface settings for one `wg set`; only the fields present are changed. */
