@@ -31,6 +31,23 @@ export interface BpfAddon {
   updateMany(fd: number, keys: Buffer, values: Buffer, keySize: number, valueSize: number, flags: number): number;
   deleteMany(fd: number, keys: Buffer, keySize: number): number;
   dump(fd: number, keySize: number, valueSize: number): { keys: Buffer; values: Buffer; count: number };
+  /** prctl(PR_SET_DUMPABLE, 0) on this process; PR_GET_DUMPABLE afterwards, or -errno. */
+  noDump(): number;
+}
+
+/**
+ * Turns this process's "dumpable" flag off (prctl PR_SET_DUMPABLE 0): no core file, no ptrace
+ * attach or /proc/<pid>/mem for anyone without CAP_SYS_PTRACE — the agent's heap holds key
+ * material. Reset by execve, so the tools the agent spawns are not affected.
+ * @throws SealnetError `KERNEL_FEATURE_MISSING` when the flag did not go to 0.
+ */
+export function disableDumpable(addon: Pick<BpfAddon, 'noDump'> = loadAddon()): void {
+  const now = addon.noDump();
+  if (now !== 0)
+    throw new SealnetError(
+      'KERNEL_FEATURE_MISSING',
+      now < 0 ? `prctl(PR_SET_DUMPABLE, 0) failed with errno ${-now}` : `the dumpable flag is still ${now}`,
+    );
 }
 
 /** `BPF_ANY`: create or replace. */

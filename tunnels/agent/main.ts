@@ -12,6 +12,7 @@ import { fingerprint } from '../../keymgr/keys.js';
 import { KeyStore } from '../../keymgr/keystore.js';
 import { NetlinkRouting } from '../../routing/netlink.js';
 import { BpfSteering } from '../../routing/bpf/datapath.js';
+import { disableDumpable } from '../../routing/bpf/syscall.js';
 import { WireGuardDriver } from '../../wireguard/driver.js';
 import { AGENT_USAGE, checkStartable, loadConfig, type AgentConfig } from './config.js';
 import { describeError, SealnetError } from '../../common/errors.js';
@@ -144,6 +145,14 @@ export async function main(argv: readonly string[]): Promise<number> {
       'could not set RLIMIT_CORE to 0 (prlimit); a crash could leave a core file with key material',
     ),
   );
+  try {
+    disableDumpable();
+  } catch (err) {
+    log.warn(
+      { err: describeError(err) },
+      'could not turn the dumpable flag off (prctl); the agent process can be ptrace-attached by its uid',
+    );
+  }
   // Mode ipsec checks the kernel before anything is published, changed or created: a kernel
   // without ESP ends the agent here (status 2), with nothing left behind.
   const metrics = createMetrics();

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -359,6 +360,30 @@ nomem:
 	return throw_errno(env, "dump", ENOMEM, -1);
 }
 
+/*
+ * noDump(): prctl(PR_SET_DUMPABLE, 0) on this process; returns PR_GET_DUMPABLE afterwards
+ * (0 when it took), or -errno when a prctl failed.
+ * Not about bpf(2), but this is the agent's one native module of its own, and prctl acts only
+ * on the calling process: no helper tool can do it for the agent. With "dumpable" off the
+ * kernel writes no core file and refuses ptrace attach and /proc/<pid>/mem to non-root
+ * (key material in the agent's heap). Reset by execve, so children are unaffected.
+ */
+static napi_value no_dump(napi_env env, napi_callback_info info)
+{
+	napi_value out;
+	(void)info;
+	int now;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		now = -errno;
+	} else {
+		now = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+		if (now < 0)
+			now = -errno;
+	}
+	napi_create_int32(env, now, &out);
+	return out;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_property_descriptor props[] = {
@@ -369,6 +394,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "updateMany", NULL, update_many, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "deleteMany", NULL, delete_many, NULL, NULL, NULL, napi_enumerable, NULL },
 		{ "dump", NULL, dump, NULL, NULL, NULL, napi_enumerable, NULL },
+		{ "noDump", NULL, no_dump, NULL, NULL, NULL, napi_enumerable, NULL },
 	};
 	napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
 	return exports;
