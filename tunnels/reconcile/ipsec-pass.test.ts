@@ -4,6 +4,10 @@
  * (FakeXfrm under the real IpsecDriver, FakeRouting, FakeSteering).
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KeyOwnerBook } from '../../keymgr/keyowners.js';
 import { IpsecDriver } from '../../ipsec/driver.js';
 import { FakeXfrm, type FakeEsp } from '../../ipsec/xfrm.fake.js';
 import { parsePrivateKey, sodiumReady, type PrivateKey, type PublicKey } from '../../keymgr/keys.js';
@@ -282,7 +286,7 @@ interface Agent {
 function agent(
   self: FixtureName,
   store: MemoryNodeStore,
-  opts: { esp?: FakeEsp; checked?: (4 | 6)[]; generation?: number } = {},
+  opts: { esp?: FakeEsp; checked?: (4 | 6)[]; generation?: number; keyOwners?: KeyOwnerBook } = {},
 ): Agent {
   const { routing, wg } = createFakeKernel();
   const i = FIXTURE_SEEDS[self];
@@ -317,6 +321,7 @@ function agent(
       log: silent,
       metrics,
       steering,
+      keyOwners: opts.keyOwners,
       ipsec: {
         port: new IpsecDriver({ xfrm, privateKey: (e) => (e === 1 ? priv : undefined) }),
         key: { publicKey: IK[self], epoch: 1 },
@@ -435,6 +440,38 @@ describe('Reconciler in mode ipsec', () => {
       expect(sas(b2, '198.18.0.1').get(spi)).toBe(k);
     }
     expect(sas(a, '198.18.0.3')).toEqual(ac); // the pair with node-c is untouched
+  });
+
+  it('a restarted agent keeps a copied IPsec key with the node first seen with it (first-seen ownership in the state dir)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sealnet-ipsec-owners-'));
+    try {
+      const store = storeFor();
+      const book = await KeyOwnerBook.open(dir, (e) => {
+        throw e;
+      });
+      const a = agent('node-a', store, { keyOwners: book });
+      expect((await a.reconciler.runNow()).errors).toEqual([]);
+      await book.flush();
+      // node-c now publishes node-b's IPsec key; node-a's agent restarts (no in-memory history).
+      const c = store.get('node-c')!;
+      store.upsert({ ...c, annotations: { ...c.annotations, [ANNOTATIONS.ipsecPublicKey]: IK['node-b'] } });
+      const reopened = await KeyOwnerBook.open(dir, (e) => {
+        throw e;
+      });
+      const after = agent('node-a', store, { keyOwners: reopened });
+      const r = await after.reconciler.runNow();
+      expect(r.desired!.skipped.map((s) => [s.name, s.reason])).toEqual([['node-c', 'duplicate-key']]);
+      expect(ipsecOf(r.desired)!.peers.map((p) => p.node)).toEqual(['node-b']);
+      // Control: the same restart without the book cannot tell the owner and skips both.
+      const blind = agent('node-a', store);
+      const rb = await blind.reconciler.runNow();
+      expect(rb.desired!.skipped.map((s) => [s.name, s.reason])).toEqual([
+        ['node-b', 'duplicate-key'],
+        ['node-c', 'duplicate-key'],
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('prunes a departed peer only after the store synced', async () => {

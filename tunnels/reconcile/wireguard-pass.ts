@@ -11,7 +11,7 @@
  * failures, stops at dependent ones, and reports what it reached. Nothing is pruned before the
  * store synced, and only sealnet-owned objects are ever deleted. Never throws.
  */
-import { establishedWithOwners } from '../../keymgr/keyowners.js';
+import { completeFromOwners } from './owners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
@@ -667,18 +667,14 @@ export class WireGuardPass {
       claims[raw.name] = [r.node.wireguardPublicKey];
     }
     if (book === undefined) return this.s.established;
-    const conflicts = book.record(claims, Date.now());
-    for (const c of conflicts) {
-      // Once per (key, claimant): a lasting conflict must not write a line every pass.
-      const id = `${c.key}/${c.claimant}`;
-      if (this.s.ownerConflictsLogged.has(id) || this.s.ownerConflictsLogged.size > 10_000) continue;
-      this.s.ownerConflictsLogged.add(id);
-      this.d.log.warn(
-        { node: c.claimant, owner: c.owner || undefined, key: fingerprint(c.key as PublicKey) },
-        'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it',
-      );
-    }
-    return establishedWithOwners(this.s.established, book.owners, published) as Record<string, PublicKey>;
+    return completeFromOwners(
+      book,
+      claims,
+      { wireguard: this.s.established },
+      { wireguard: published },
+      this.s.ownerConflictsLogged,
+      this.d.log,
+    ).wireguard;
   }
 
   /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
