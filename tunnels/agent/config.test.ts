@@ -55,7 +55,14 @@ const DEFAULTS: AgentConfig = {
     nodeToNode: false,
     nodeCidrs: [],
   },
-  status: { publish: true, heartbeatSeconds: 300, minIntervalSeconds: 10, tokenFile: undefined },
+  status: {
+    publish: true,
+    heartbeatSeconds: 300,
+    minIntervalSeconds: 10,
+    tokenFile: undefined,
+    listenHost: undefined,
+    listenPort: 9589,
+  },
   ipsec: { keyBits: 256, replayWindow: 1024 },
   rotation: { graceSeconds: 30, peerTimeoutSeconds: 15, maxKeyAgeSeconds: 2592000, maxConcurrentAuto: 1 },
   postQuantum: { mode: 'off', renewMinutes: 10 },
@@ -137,7 +144,14 @@ describe('validateConfig', () => {
         nodeToNode: false,
         nodeCidrs: ['198.18.0.0/15'],
       },
-      status: { publish: false, heartbeatSeconds: 60, minIntervalSeconds: 2, tokenFile: '/run/sealnet/token' },
+      status: {
+        publish: false,
+        heartbeatSeconds: 60,
+        minIntervalSeconds: 2,
+        tokenFile: '/run/sealnet/token',
+        listenHost: '198.18.0.1',
+        listenPort: 9600,
+      },
       rotation: { graceSeconds: 5, peerTimeoutSeconds: 3, maxKeyAgeSeconds: 0, maxConcurrentAuto: 2 },
       ipsec: { keyBits: 128, replayWindow: 64 },
       postQuantum: { mode: 'required', renewMinutes: 2 },
@@ -147,6 +161,17 @@ describe('validateConfig', () => {
 
   it('"" disables the metrics server', () => {
     expect(validateConfig({ nodeName: 'node-a', metricsAddress: '' }).metricsAddress).toBe('');
+  });
+
+  it('status.listenHost: an IP of either family, canonicalised; a name or junk is refused naming the field', async () => {
+    const st = (v: unknown): unknown => validateConfig({ nodeName: 'node-a', status: { listenHost: v } }).status;
+    expect(st('198.18.0.7')).toMatchObject({ listenHost: '198.18.0.7', listenPort: 9589 });
+    expect(st('FD00:5EA1:0:0::7')).toMatchObject({ listenHost: 'fd00:5ea1::7' });
+    expect(() => st('node-a.example')).toThrow(/status\.listenHost must be an IPv4 or IPv6 address/);
+    expect(() => st('[fd00::7]')).toThrow(/status\.listenHost/);
+    expect(() => validateConfig({ nodeName: 'node-a', status: { listenPort: 0 } })).toThrow(/status\.listenPort/);
+    const cfg = await loadConfig(['--node-name', 'node-a', '--status-host', '198.18.0.9'], {});
+    expect(cfg.status).toMatchObject({ listenHost: '198.18.0.9', listenPort: 9589, publish: true });
   });
 
   it('a kubeconfig path is kept', () => {
@@ -223,7 +248,7 @@ describe('validateConfig', () => {
     [
       'status unknown field',
       { status: { heartbeat: 5 } },
-      'status.heartbeat is not a known field (known: publish, heartbeatSeconds, minIntervalSeconds, tokenFile)',
+      'status.heartbeat is not a known field (known: publish, heartbeatSeconds, minIntervalSeconds, tokenFile, listenHost, listenPort)',
     ],
     [
       'status interval above the heartbeat',

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseFlags } from '../../common/args.js';
 import { DEFAULT_STATE_DIR, WG_DEFAULT_KEEPALIVE, WG_DEFAULT_PORT } from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
-import { canonicalCidr, parseCidr, parseIP } from '../../common/ip.js';
+import { canonicalCidr, formatIP, parseCidr, parseIP } from '../../common/ip.js';
 import { nonUnicastClass } from '../../common/addrclass.js';
 import { RENEW_MINUTES_DEFAULT, RENEW_MINUTES_MAX, RENEW_MINUTES_MIN } from '../../keymgr/pq/exchange.js';
 
@@ -147,12 +147,25 @@ export function validateConfig(input: unknown): AgentConfig {
   if (steering.nodeToNode && mode !== 'wireguard')
     throw fieldError('steering.nodeToNode', `is supported in mode wireguard only, got mode ${JSON.stringify(mode)}`);
   const statusIn = obj(root.status, 'status');
-  checkKeys(statusIn, ['publish', 'heartbeatSeconds', 'minIntervalSeconds', 'tokenFile'], 'status');
+  checkKeys(
+    statusIn,
+    ['publish', 'heartbeatSeconds', 'minIntervalSeconds', 'tokenFile', 'listenHost', 'listenPort'],
+    'status',
+  );
+  const listenHost = statusIn.listenHost === undefined ? undefined : str(statusIn, 'listenHost', 'status.');
+  const listenIP = listenHost === undefined ? undefined : parseIP(listenHost);
+  if (listenHost !== undefined && listenIP === undefined)
+    throw fieldError(
+      'status.listenHost',
+      `must be an IPv4 or IPv6 address (the node's own, e.g. from the downward API status.hostIP), got ${JSON.stringify(listenHost)}`,
+    );
   const status: StatusConfig = {
     publish: bool(statusIn, 'publish', 'status.', true),
     heartbeatSeconds: int(statusIn, 'heartbeatSeconds', 'status.', 300, 2, 86400),
     minIntervalSeconds: int(statusIn, 'minIntervalSeconds', 'status.', 10, 1, 3600),
     tokenFile: statusIn.tokenFile === undefined ? undefined : str(statusIn, 'tokenFile', 'status.'),
+    listenHost: listenIP === undefined ? undefined : formatIP(listenIP.family, listenIP.value),
+    listenPort: int(statusIn, 'listenPort', 'status.', 9589, 1, 65535),
   };
   if (status.minIntervalSeconds > status.heartbeatSeconds)
     throw fieldError(
@@ -332,6 +345,9 @@ const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
     const st = obj(c.steering, 'steering');
     c.steering = { ...st, clusterCidrs: [...(Array.isArray(st.clusterCidrs) ? st.clusterCidrs : []), v] };
   },
+  '--status-host': (c, v) => {
+    c.status = { ...obj(c.status, 'status'), listenHost: v };
+  },
   '--metrics-address': (c, v) => {
     c.metricsAddress = v;
   },
@@ -345,7 +361,7 @@ const FLAGS: Record<string, (cfg: Json, v: string) => void> = {
 export const AGENT_USAGE = `usage: sealnet-agent [--config FILE] [--node-name NAME] [--mode wireguard|ipsec]
        [--store kubernetes|file] [--store-dir DIR] [--kubeconfig FILE] [--state-dir DIR]
        [--listen-port PORT] [--log-level debug|info|warn|error] [--metrics-address HOST:PORT]
-       [--cluster-cidr CIDR ...]
+       [--cluster-cidr CIDR ...] [--status-host NODE_IP]
 The node name defaults to $NODE_NAME. Flags override the config file.`;
 
 /**

@@ -98,6 +98,30 @@ function startHttp(config: AgentConfig, handler: RequestListener, log: Logger): 
 }
 
 /**
+ * `/status` alone on the node's own address (`status.listenHost`, set by the chart from the
+ * downward API): the API server's pod proxy reaches a host-network agent pod at its pod IP, the
+ * node's IP, and `sealctl status --store kubernetes` goes that way. Token required like
+ * everywhere; `/metrics`, `/readyz` stay on the loopback metrics address.
+ */
+function startStatusListener(config: AgentConfig, handler: RequestListener, log: Logger): Server | undefined {
+  const host = config.status.listenHost;
+  if (host === undefined) return undefined;
+  const server = createServer((req, res) => {
+    if (req.url === '/status') return handler(req, res);
+    res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end('not found: only /status is served on this address\n');
+  });
+  server.on('error', (err) =>
+    log.error(
+      { err: describeError(err), host, port: config.status.listenPort },
+      'cannot serve /status on the node address (sealctl through the pod proxy will report this node unreachable); continuing without it',
+    ),
+  );
+  server.listen(config.status.listenPort, host);
+  return server;
+}
+
+/**
  * The same endpoints on a Unix socket in the state dir (`status.sock`, 0600): how `sealctl
  * --store file` reaches an agent in another network namespace on the same host (the namespace
  * harness, the demo) without any route. The directory's and socket's modes are the first gate,
@@ -269,9 +293,28 @@ export async function main(argv: readonly string[]): Promise<number> {
   } catch (err) {
     log.error({ err: describeError(err) }, 'cannot load or create the /status token; /status is disabled');
   }
-  const handler = httpHandler(metrics, { status, token });
+  const statusAuth = { status, token };
+  // A token file given in the config (the chart's Secret) may be replaced under the agent: the
+  // kubelet swaps a Secret volume's files when the Secret changes. Re-read it every minute.
+  const tokenRefresh =
+    config.status.tokenFile === undefined
+      ? undefined
+      : setInterval(() => {
+          loadOrCreateStatusToken(config).then(
+            (t) => {
+              if (t.token !== statusAuth.token)
+                log.info({ file: t.file }, 'status token file changed; using the new token');
+              statusAuth.token = t.token;
+            },
+            (err: unknown) =>
+              log.warn({ err: describeError(err) }, 'cannot re-read the status token file; keeping the token in use'),
+          );
+        }, 60_000);
+  tokenRefresh?.unref();
+  const handler = httpHandler(metrics, statusAuth);
   const http = startHttp(config, handler, log);
   const socket = await startSocket(config, handler, log);
+  const statusServer = startStatusListener(config, handler, log);
 
   let resolveStop: () => void = () => undefined;
   const stopped = new Promise<void>((r) => {
@@ -339,6 +382,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   await store.stop();
   http?.close();
   socket?.close();
+  statusServer?.close();
+  if (tokenRefresh !== undefined) clearInterval(tokenRefresh);
   routing.close?.();
   log.info({}, 'sealnet agent stopped; tunnels left in place');
   return 0;

@@ -84,6 +84,14 @@ export interface StatusConfig {
   readonly minIntervalSeconds: number;
   /** Bearer token file of `/status`; default `<stateDir>/status.token` (created, 0600). */
   readonly tokenFile: string | undefined;
+  /**
+   * Serve `/status` alone (bearer token required) on this address too, for the API server's pod
+   * proxy (`sealctl status --store kubernetes`): the node's own IP, given by the chart from the
+   * downward API. Undefined: no network listener for `/status`.
+   */
+  readonly listenHost: string | undefined;
+  /** Port of {@link listenHost}. Default 9589. */
+  readonly listenPort: number;
 }
 
 /** The `steering` block. */

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, mkdir, rm, stat, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
@@ -196,5 +196,18 @@ describe('/status token', () => {
     expect(bearerMatches(undefined, t.token)).toBe(false);
     await writeFile(t.file, 'short\n');
     await expect(loadOrCreateStatusToken(config)).rejects.toThrow('must hold 32 to 128 lowercase hex digits');
+  });
+
+  it('a token file that exists is only read, never written next to (the chart mounts it read-only from a Secret)', async () => {
+    const secretDir = join(dir, 'secret');
+    await mkdir(secretDir);
+    const file = join(secretDir, 'token');
+    await writeFile(file, `${'ab'.repeat(32)}\n`, { mode: 0o400 });
+    const before = await stat(secretDir, { bigint: true });
+    const config = validateConfig({ nodeName: 'node-a', stateDir: dir, status: { tokenFile: file } });
+    const t = await loadOrCreateStatusToken(config);
+    expect([t.created, t.token, t.warning]).toEqual([false, 'ab'.repeat(32), undefined]);
+    // No temporary file was created and removed in the directory (its mtime would move).
+    expect((await stat(secretDir, { bigint: true })).mtimeNs).toBe(before.mtimeNs);
   });
 });

@@ -329,13 +329,21 @@ export async function loadOrCreateStatusToken(
   config: AgentConfig,
 ): Promise<{ token: string; file: string; created: boolean; warning?: string }> {
   const file = resolve(config.status.tokenFile ?? join(config.stateDir, STATUS_TOKEN_FILE));
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const created = await writeAtomic(
-    dirname(file),
-    basename(file),
-    Buffer.from(`${randomBytes(32).toString('hex')}\n`),
-    { how: 'create' },
+  // A token file that exists is only read: it may sit on a read-only mount (the chart's Secret).
+  const exists = await stat(file).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false;
+      throw new SealnetError('CONFIG_INVALID', `cannot read status token file ${file}`, { cause: err });
+    },
   );
+  let created = false;
+  if (!exists) {
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    created = await writeAtomic(dirname(file), basename(file), Buffer.from(`${randomBytes(32).toString('hex')}\n`), {
+      how: 'create',
+    });
+  }
   const st = await stat(file);
   let warning: string | undefined;
   if ((st.mode & 0o077) !== 0) {
