@@ -2,7 +2,7 @@
  * `sealctl status` and `sealctl audit` through a real API server, as an operator with the
  * chart's operator RBAC (not the agents'): Nodes are listed through the API server, each agent's
  * full report is fetched through the API server's pod proxy
- * (`/api/v1/namespaces/sealnet/pods/POD:9588/proxy/status`), the status token comes from the
+ * (`/api/v1/namespaces/sealnet/pods/POD:9589/proxy/status`), the status token comes from the
  * Secret the operator role may read. The test plays the kubelet (Pod objects with the node's
  * address as pod IP: the agents run on the host network) and the konnectivity agent (podproxy.ts).
  * Shown: every pair encrypted and the audit complete; an agent that does not answer makes exactly
@@ -11,7 +11,6 @@
  */
 import { jest } from '@jest/globals';
 import * as k8s from '@kubernetes/client-node';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +41,7 @@ describe('sealctl status and audit through the API server with the operator role
   let work: string;
   let operatorKubeconfig: string;
   let strangerKubeconfig: string;
-  const token = randomBytes(32).toString('hex');
+  let token = '';
 
   const sealctl = (kubeconfig: string, args: readonly string[]): Promise<ExecResult> =>
     run(
@@ -65,14 +64,14 @@ describe('sealctl status and audit through the API server with the operator role
     await proxy.start();
     api = await TestApiServer.start({ clusterEgressUds: proxy.socketPath });
     await applyChart(api);
-    // The shared status token: a Secret for operators, the same token in a file for the agents.
-    const tokenFile = join(work, 'status.token');
-    await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+    // The shared status token: the chart's Secret for operators; the agents get the same token
+    // in a file, as the chart's Secret volume gives it to them (the test plays the kubelet).
     const admin = api.adminConfig().makeApiClient(k8s.CoreV1Api);
-    await admin.createNamespacedSecret({
-      namespace: 'sealnet',
-      body: { metadata: { name: 'sealnet-status-token' }, stringData: { token } },
-    });
+    const secret = await admin.readNamespacedSecret({ namespace: 'sealnet', name: 'sealnet-status-token' });
+    token = Buffer.from(secret.data?.['token'] ?? '', 'base64').toString('utf8');
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+    const tokenFile = join(work, 'status.token');
+    await writeFile(tokenFile, `${token}\n`, { mode: 0o400 });
     c = await K8sCluster.create({ api, nodes: 3, podsPerNode: 1, agentConfig: { status: { tokenFile } } });
     for (const n of c.ns.nodes) byAddress.set(n.address, join(c.ns.runDir, n.name, 'state'));
     // The kubelet's part: one running agent Pod per node, host network (pod IP = node address).
@@ -87,7 +86,7 @@ describe('sealctl status and audit through the API server with the operator role
             hostNetwork: true,
             serviceAccountName: 'sealnet',
             automountServiceAccountToken: false,
-            containers: [{ name: 'agent', image: 'sealnet:test', ports: [{ name: 'metrics', containerPort: 9588 }] }],
+            containers: [{ name: 'agent', image: 'sealnet:test', ports: [{ name: 'status', containerPort: 9589 }] }],
           },
         },
       });
@@ -161,7 +160,7 @@ describe('sealctl status and audit through the API server with the operator role
       ['n2', 'n3', 'encrypted'],
     ]);
     // The reports came through the API server's egress, one CONNECT per agent and command.
-    expect(new Set(proxy.connects)).toEqual(new Set(c.ns.nodes.map((n) => `${n.address}:9588`)));
+    expect(new Set(proxy.connects)).toEqual(new Set(c.ns.nodes.map((n) => `${n.address}:9589`)));
     const out = join(work, 'audit-ok');
     const a = await sealctl(operatorKubeconfig, [
       'audit',
@@ -234,7 +233,7 @@ describe('sealctl status and audit through the API server with the operator role
       auth: { token: agentToken },
     });
     const proxied = await api.kubectl(
-      ['get', '--raw', '/api/v1/namespaces/sealnet/pods/sealnet-n1:9588/proxy/status'],
+      ['get', '--raw', '/api/v1/namespaces/sealnet/pods/sealnet-n1:9589/proxy/status'],
       { kubeconfig: asAgent, check: false },
     );
     expect(proxied.code).not.toBe(0);

@@ -177,7 +177,7 @@ export interface AgentPods {
 export const DEFAULT_AGENT_PODS: AgentPods = {
   namespace: 'sealnet',
   selector: 'app.kubernetes.io/name=sealnet',
-  port: 9588,
+  port: 9589,
   tokenSecret: 'sealnet-status-token',
 };
 

@@ -64,6 +64,9 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 {{- if .Values.agent.underlayMtu }}
 {{- $_ := set $cfg "underlayMtu" (int .Values.agent.underlayMtu) }}
 {{- end }}
+{{- if .Values.status.podProxy.enabled }}
+{{- $_ := set $cfg "status" (dict "tokenFile" "/etc/sealnet-status/token" "listenPort" (int .Values.status.podProxy.port)) }}
+{{- end }}
 {{- toPrettyJson $cfg }}
 {{- end }}
 
