@@ -10,9 +10,8 @@
  */
 import { rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
 
-/** CONNECT proxy from pod IPs to agents' status sockets. */
+/** CONNECT proxy from pod IPs to Unix sockets (agents' status sockets, or relays into node networks). */
 export class AgentEgressProxy {
   private readonly server: Server;
   private readonly open = new Set<Socket>();
@@ -21,7 +20,8 @@ export class AgentEgressProxy {
 
   constructor(
     readonly socketPath: string,
-    private readonly agentDirOf: (address: string) => string | undefined,
+    /** The Unix socket that reaches `address:port` (an agent's status socket, or a relay into a node's network). */
+    private readonly socketFor: (address: string, port: number) => string | undefined,
   ) {
     this.server = createServer((c) => {
       this.open.add(c);
@@ -64,12 +64,12 @@ export class AgentEgressProxy {
       }
       const target = `${m[1]}:${m[2]}`;
       this.connects.push(target);
-      const dir = this.agentDirOf((m[1] as string).replace(/^\[|\]$/g, ''));
-      if (dir === undefined) {
+      const path = this.socketFor((m[1] as string).replace(/^\[|\]$/g, ''), Number(m[2]));
+      if (path === undefined) {
         c.end('HTTP/1.1 502 Bad Gateway\r\n\r\nno node has this address\r\n');
         return;
       }
-      const up = connect(join(dir, 'status.sock'));
+      const up = connect(path);
       up.once('connect', () => {
         c.write('HTTP/1.1 200 Connection established\r\n\r\n');
         if (rest.length > 0) up.write(rest);

@@ -60,7 +60,10 @@ describe('sealctl status and audit through the API server with the operator role
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'sealnet-sealctl-k8s-'));
     const byAddress = new Map<string, string>();
-    proxy = new AgentEgressProxy(join(work, 'egress.sock'), (address) => byAddress.get(address));
+    proxy = new AgentEgressProxy(join(work, 'egress.sock'), (address) => {
+      const dir = byAddress.get(address);
+      return dir === undefined ? undefined : join(dir, 'status.sock');
+    });
     await proxy.start();
     api = await TestApiServer.start({ clusterEgressUds: proxy.socketPath });
     await applyChart(api);
