@@ -120,7 +120,7 @@ describe('SA key derivation', () => {
   });
 
   // The info bytes of ctx() written out by hand: label, then the fixed fields, then `extra`.
-  const goldenInfo = (label: string, extra: Buffer[] = []): string =>
+  const goldenInfo = (label: string, extra: Uint8Array[] = []): string =>
     Buffer.concat([
       Buffer.from(label, 'ascii'),
       hex('0006'),

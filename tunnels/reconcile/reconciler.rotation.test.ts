@@ -3,7 +3,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fingerprint, sodiumReady, type PublicKey } from '../../keymgr/keys.js';
-import { KeyStore } from '../../keymgr/keystore.js';
+import { KeyStore, type StoredKey } from '../../keymgr/keystore.js';
 import { DEFAULT_ROTATION_SETTINGS } from '../../keymgr/rotation.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';
 import {
@@ -150,6 +150,26 @@ function report(e: Env, state: 'staged' | 'moved', key: PublicKey, only: readonl
     });
 }
 
+/**
+ * A settled agent, then sealctl's rotation request and the two passes that start it (staging):
+ * returns the next key.
+ */
+async function requestRotation(e: Env, id: string): Promise<StoredKey> {
+  await e.pass();
+  annotate(e, 'node-a', {
+    [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id, requestedAt: new Date(T0) }),
+  });
+  await e.pass();
+  await e.pass();
+  return (await e.keystore.read('wireguard', 'next'))!;
+}
+
+/** Peers (all, or `only`) report `key` staged, and every peer has shaken hands with the new link. */
+function stagedEverywhere(e: Env, key: PublicKey, only: readonly string[] = PEERS): void {
+  report(e, 'staged', key, only);
+  for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+}
+
 function phase(e: Env): string | undefined {
   return e.rotation.current().rotation?.phase;
 }
@@ -214,8 +234,7 @@ describe('node-a rotates its key', () => {
     ).toBe(true);
 
     // Peers stage and shake hands with the new link: moving.
-    report(e, 'staged', next.publicKey);
-    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    stagedEverywhere(e, next.publicKey);
     await e.pass();
     expect(phase(e)).toBe('moving');
     const mark = e.journal.count;
@@ -334,15 +353,8 @@ describe('node-a rotates its key', () => {
 
   it('a peer that never answers: the rotation goes on without it after the timeout, and it is named as lagging', async () => {
     const e = await setup();
-    await e.pass();
-    annotate(e, 'node-a', {
-      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-3', requestedAt: new Date(T0) }),
-    });
-    await e.pass();
-    await e.pass();
-    const next = (await e.keystore.read('wireguard', 'next'))!;
-    report(e, 'staged', next.publicKey, ['node-b', 'node-c', 'node-d']);
-    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    const next = await requestRotation(e, 'r-3');
+    stagedEverywhere(e, next.publicKey, ['node-b', 'node-c', 'node-d']);
     await e.pass();
     expect(phase(e)).toBe('staging');
     e.clock.now += 10_000;
@@ -413,15 +425,8 @@ describe('node-a rotates its key', () => {
 
   it('the end of the grace period counts the reports that arrived while the pass ran', async () => {
     const e = await setup();
-    await e.pass();
-    annotate(e, 'node-a', {
-      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-7', requestedAt: new Date(T0) }),
-    });
-    await e.pass();
-    await e.pass();
-    const next = (await e.keystore.read('wireguard', 'next'))!;
-    report(e, 'staged', next.publicKey);
-    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    const next = await requestRotation(e, 'r-7');
+    stagedEverywhere(e, next.publicKey);
     await e.pass();
     await e.pass();
     expect(phase(e)).toBe('moving');
@@ -447,15 +452,8 @@ describe('node-a rotates its key', () => {
 
   it('a failing mirror holds the rotation in moving (retried), and the old link is never deleted while an error is pending', async () => {
     const e = await setup();
-    await e.pass();
-    annotate(e, 'node-a', {
-      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-4', requestedAt: new Date(T0) }),
-    });
-    await e.pass();
-    await e.pass();
-    const next = (await e.keystore.read('wireguard', 'next'))!;
-    report(e, 'staged', next.publicKey);
-    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    const next = await requestRotation(e, 'r-4');
+    stagedEverywhere(e, next.publicKey);
     await e.pass();
     expect(phase(e)).toBe('moving');
     e.mirror.failNext('setMirror', 1, 'injected: act_mirred missing');
@@ -471,18 +469,11 @@ describe('node-a rotates its key', () => {
 describe('node-a rotates on a kernel without act_mirred', () => {
   it('goes on without the mirror (a warning, not a stuck rotation)', async () => {
     const e = await setup();
-    await e.pass();
     e.mirror.setMirror = async () => {
       throw new SealnetError('KERNEL_FEATURE_MISSING', 'cannot mirror (needs cls_u32 and act_mirred)');
     };
-    annotate(e, 'node-a', {
-      [ANNOTATIONS.rotateRequest]: encodeRotateRequest({ id: 'r-5', requestedAt: new Date(T0) }),
-    });
-    await e.pass();
-    await e.pass();
-    const next = (await e.keystore.read('wireguard', 'next'))!;
-    report(e, 'staged', next.publicKey);
-    for (const k of Object.values(C.keys)) e.wg.handshaken.add(k);
+    const next = await requestRotation(e, 'r-5');
+    stagedEverywhere(e, next.publicKey);
     await e.pass();
     await e.pass();
     expect(phase(e)).toBe('moving');
