@@ -32,6 +32,7 @@ import { run, sleep, spawnBackground, type BackgroundProcess, type ExecResult } 
 import { TestApiServer, freePort } from '../k8s/apiserver.js';
 import { writeKubeconfig } from '../k8s/pki.js';
 import { ApiRelay, NODE_API_PORT } from '../k8s/relay.js';
+import { NodeEgress } from './egress.js';
 import { buildOciArchive } from './oci.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -98,6 +99,12 @@ export interface RealNode {
   boot: BackgroundProcess | undefined;
 }
 
+/**
+ * Node ports the API server can reach (test/cluster/egress.ts): the kubelet (logs, exec) and
+ * the agent's `/status` listener (the chart's status.podProxy.port).
+ */
+export const EGRESS_PORTS = [10250, 9589] as const;
+
 /** Options of {@link RealCluster.start}. */
 export interface RealClusterOptions {
   readonly nodes?: number;
@@ -117,6 +124,11 @@ export class RealCluster {
   api!: TestApiServer;
   bins!: ClusterBinaries;
   private relay: ApiRelay | undefined;
+  private egress: NodeEgress | undefined;
+  /** Every `ip:port` the API server's egress was asked to reach (a copy). */
+  egressConnects(): string[] {
+    return [...(this.egress?.proxy.connects ?? [])];
+  }
   private controllerManager: BackgroundProcess | undefined;
   private scheduler: BackgroundProcess | undefined;
   private readonly log: (line: string) => void;
@@ -147,7 +159,10 @@ export class RealCluster {
     const t0 = Date.now();
     this.bins = await clusterBinaries();
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    this.api = await TestApiServer.start({ log: this.log });
+    // The API server reaches node addresses (pod proxy, kubelet) through a dialer in each node.
+    this.egress = new NodeEgress(join(this.dir, 'egress'));
+    await this.egress.start();
+    this.api = await TestApiServer.start({ log: this.log, clusterEgressUds: this.egress.socketPath });
     this.log(`control plane API ready after ${Date.now() - t0} ms`);
     await this.startControllers();
     const images = join(this.dir, 'images');
@@ -328,6 +343,7 @@ export class RealCluster {
       } as unknown as NsCluster,
       name,
     );
+    await this.egress?.addNode(netns, `198.18.0.${i}`, EGRESS_PORTS);
     const { cert, key } = await this.kubeletCert(dir, name);
     const kubeconfig = join(dir, 'kubelet.kubeconfig');
     await writeKubeconfig(kubeconfig, {
@@ -522,6 +538,7 @@ export class RealCluster {
     this.destroyed = true;
     for (const n of this.nodes) n.boot?.kill('SIGKILL');
     await this.relay?.close().catch(() => undefined);
+    await this.egress?.stop().catch(() => undefined);
     await this.scheduler?.stop({ timeoutMs: 3000 });
     await this.controllerManager?.stop({ timeoutMs: 3000 });
     this.teardownSync();

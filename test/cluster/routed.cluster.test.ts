@@ -14,6 +14,7 @@ import { run, sleep } from '../harness/exec.js';
 import { CHART_DIR, REQUIRED_VALUES } from '../k8s/chart.js';
 import { killAgentProcesses, sealnetResidue, waitDaemonSet } from './agent.js';
 import { RealCluster, TESTPOD_IMAGE, type RealNode } from './cluster.js';
+import { operatorKubeconfig, sealctl, type StatusJson } from './operator.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const AGENT_IMAGE = process.env.SEALNET_AGENT_IMAGE ?? join(here, '..', '..', 'dist-image', 'sealnet-agent.oci.tar');
@@ -265,6 +266,34 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     expect(canaryHits(cap)).toBe(0);
     expect(cap.podPlaintextPackets).toBe(0);
     expect(cap.wireguardPackets).toBeGreaterThan(0);
+  }, 180_000);
+
+  it("sealctl status with only the chart's operator role: through the API server's pod proxy to each agent's /status on its node address, every pair encrypted", async () => {
+    const kubeconfig = await operatorKubeconfig(cluster);
+    let last: { code: number; out: string } = { code: -1, out: '' };
+    const deadline = Date.now() + 90_000;
+    let status: StatusJson | undefined;
+    while (Date.now() < deadline) {
+      const r = await sealctl(kubeconfig, ['status', '--json']);
+      last = { code: r.code ?? -1, out: `${r.stdout}${r.stderr}`.slice(0, 2000) };
+      const j = (r.stdout.trim().startsWith('{') ? JSON.parse(r.stdout) : undefined) as StatusJson | undefined;
+      if (r.code === 0 && j !== undefined && !j.partial) {
+        status = j;
+        break;
+      }
+      await sleep(3000);
+    }
+    if (status === undefined)
+      throw new Error(`sealctl status never complete and encrypted: exit ${last.code}\n${last.out}`);
+    expect(status.pairs.map((p) => [p.a, p.b, p.state])).toEqual([
+      ['n1', 'n2', 'encrypted'],
+      ['n1', 'n3', 'encrypted'],
+      ['n2', 'n3', 'encrypted'],
+    ]);
+    // The reports came over TCP to each node's address, port 9589 (the chart's status.podProxy).
+    expect(new Set(cluster.egressConnects().filter((c) => c.endsWith(':9589')))).toEqual(
+      new Set(cluster.nodes.map((n) => `${n.address}:9589`)),
+    );
   }, 180_000);
 
   it('fail-closed: agent container killed and sealwg0 deleted on one node: 0 plaintext pod packets, the other pair still encrypted', async () => {
