@@ -194,7 +194,7 @@ describe('real cluster, overlay CNI (flannel VXLAN)', () => {
   afterAll(async () => {
     await cluster?.destroy();
     log(`tier wall time ${Date.now() - t0} ms`);
-  }, 120_000);
+  }, 300_000);
 
   it('flannel runs as users run it: VXLAN device flannel.1 (UDP 8472), kube subnet manager leases on the Nodes, pods on flannel subnets', async () => {
     for (const n of cluster.nodes) {
@@ -230,7 +230,7 @@ describe('real cluster, overlay CNI (flannel VXLAN)', () => {
     // Every plaintext pod packet is inside VXLAN: none with an outer pod address.
     expect(cap.vxlanPodPlaintextPackets).toBeGreaterThan(0);
     expect(cap.podPlaintextPackets).toBe(cap.vxlanPodPlaintextPackets);
-  }, 120_000);
+  }, 300_000);
 
   it('helm install with defaults + the required value: the DaemonSet is ready on all 3 kubelets', async () => {
     if (!existsSync(AGENT_IMAGE))
