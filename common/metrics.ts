@@ -164,7 +164,7 @@ export function registerSteeringCounters(
   });
   new Counter({
     name: 'sealnet_bpf_packets_total',
-    help: 'Packets seen by the BPF steering programs, by hook, verdict and reason (drops: not_ready, no_peer, xfrm_bypass, plaintext_in)',
+    help: 'Packets seen by the BPF steering programs, by hook, verdict and reason (drops: not_ready, no_peer, xfrm_bypass, bad_entry, no_tunnel, plaintext_in, encapsulated)',
     labelNames,
     registers: [metrics.registry],
     async collect() {

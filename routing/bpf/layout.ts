@@ -74,6 +74,7 @@ export const REASONS = [
   { name: 'fail_open', verdict: 'pass' },
   { name: 'decrypted', verdict: 'pass' },
   { name: 'no_tunnel', verdict: 'drop' },
+  { name: 'encapsulated', verdict: 'drop' },
 ] as const;
 
 export type Hook = (typeof HOOKS)[number];

@@ -113,6 +113,7 @@ enum reason {
 	CNT_PASS_FAIL_OPEN = 10,
 	CNT_PASS_DECRYPTED = 11,
 	CNT_DROP_NO_TUNNEL = 12,   /* ready entry whose tunnel device no longer exists */
+	CNT_DROP_ENCAPSULATED = 13, /* a pod packet inside an overlay's VXLAN/Geneve/IPIP packet */
 	CNT_REASONS = 16,
 };
 
@@ -256,6 +257,95 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 		p->proto = next;
 		load_ports(skb, off, p);
 		return 0;
+	}
+	return -1;
+}
+
+/* ---- overlays (VXLAN, Geneve, IPIP) ---- */
+
+/* An encapsulating CNI (flannel VXLAN, Calico VXLAN/IPIP, Geneve) hands a pod packet to its
+ * tunnel device, which sends it inside an outer node-to-node header: at the underlay the outer
+ * addresses are node addresses, so the pod prefix checks above never see it. Under sealnet no
+ * pod packet to or from a remote pod prefix may travel that way (the tunnel is sealnet's, and a
+ * pod packet inside an overlay is plaintext on the wire), so the inner header is read and judged
+ * by the same map. The ports are the well-known ones: VXLAN 4789 (IANA) and 8472 (Linux's
+ * default, flannel's), Geneve 6081. The agent refuses to start beside an overlay device on
+ * another port (routing/overlay.ts), so no overlay goes unread. */
+#define VXLAN_PORT_IANA 4789
+#define VXLAN_PORT_LINUX 8472
+#define GENEVE_PORT 6081
+#define ETH_P_TEB_ 0x6558 /* transparent Ethernet bridging: Geneve carrying an Ethernet frame */
+#define IPPROTO_IPIP_ 4
+#define IPPROTO_IPV6_IN_IP 41
+
+/* Reads the inner packet's addresses at `off` (from the network header), `ethertype` its
+ * protocol. Returns 0 when it holds an IPv4/IPv6 header. */
+static __always_inline int inner_addrs(struct __sk_buff *skb, __u32 off, __u16 ethertype, struct lpm_key *src,
+				       struct lpm_key *dst)
+{
+	if (ethertype == ETH_P_IP) {
+		struct iphdr ip;
+
+		if (load_net(skb, off, &ip, sizeof(ip)) < 0 || ip.version != 4)
+			return -1;
+		src->family = dst->family = SEALNET_FAMILY_V4;
+		src->prefixlen = dst->prefixlen = 32 + 32;
+		__builtin_memcpy(src->addr, &ip.saddr, 4);
+		__builtin_memcpy(dst->addr, &ip.daddr, 4);
+		return 0;
+	}
+	if (ethertype == ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+
+		if (load_net(skb, off, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
+			return -1;
+		src->family = dst->family = SEALNET_FAMILY_V6;
+		src->prefixlen = dst->prefixlen = 32 + 128;
+		__builtin_memcpy(src->addr, &ip6.saddr, 16);
+		__builtin_memcpy(dst->addr, &ip6.daddr, 16);
+		return 0;
+	}
+	return -1;
+}
+
+/* The addresses of the packet inside an overlay packet: VXLAN or Geneve (by UDP destination
+ * port), IPIP or IPv6-in-IPv4. Returns 0 when `p` is one and the inner header was read. */
+static __always_inline int encapsulated(struct __sk_buff *skb, const struct pkt *p, struct lpm_key *src,
+					struct lpm_key *dst)
+{
+	__u32 off;
+	__u16 ethertype;
+
+	if (p->l4_off == 0)
+		return -1;
+	if (p->proto == IPPROTO_IPIP_)
+		return inner_addrs(skb, p->l4_off, ETH_P_IP, src, dst);
+	if (p->proto == IPPROTO_IPV6_IN_IP)
+		return inner_addrs(skb, p->l4_off, ETH_P_IPV6, src, dst);
+	if (p->proto != IPPROTO_UDP || !p->has_ports)
+		return -1;
+	off = p->l4_off + 8; /* UDP header */
+	if (p->dport == VXLAN_PORT_IANA || p->dport == VXLAN_PORT_LINUX) {
+		off += 8 + ETH_HLEN; /* VXLAN header (RFC 7348), inner Ethernet */
+		if (load_net(skb, off - 2, &ethertype, sizeof(ethertype)) < 0)
+			return -1;
+		return inner_addrs(skb, off, bpf_ntohs(ethertype), src, dst);
+	}
+	if (p->dport == GENEVE_PORT) {
+		__u8 g[4];
+
+		/* RFC 8926: ver(2) opt_len(6) | flags | protocol type(16); options of opt_len * 4 bytes. */
+		if (load_net(skb, off, g, sizeof(g)) < 0)
+			return -1;
+		ethertype = ((__u16)g[2] << 8) | g[3];
+		off += 8 + (__u32)(g[0] & 0x3f) * 4;
+		if (ethertype == ETH_P_TEB_) {
+			if (load_net(skb, off + ETH_HLEN - 2, &ethertype, sizeof(ethertype)) < 0)
+				return -1;
+			ethertype = bpf_ntohs(ethertype);
+			off += ETH_HLEN;
+		}
+		return inner_addrs(skb, off, ethertype, src, dst);
 	}
 	return -1;
 }
@@ -416,6 +506,18 @@ int sealnet_egress(struct __sk_buff *skb)
 		count(HOOK_EGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
 	}
+	/* An overlay packet carrying a packet to a remote pod prefix: the pod packet bypassed the
+	 * tunnel (its routes are gone, or its peer never was ready) and would leave in plaintext.
+	 * Judged before any exemption: the outer destination may be an exempt node address. */
+	{
+		struct lpm_key isrc = {}, idst = {};
+
+		if (encapsulated(skb, &p, &isrc, &idst) == 0) {
+			v = bpf_map_lookup_elem(&sealnet_remote, &idst);
+			if (v && v->kind == KIND_POD)
+				return deny(skb, cfg, HOOK_EGRESS, CNT_DROP_ENCAPSULATED);
+		}
+	}
 	v = bpf_map_lookup_elem(&sealnet_remote, &p.dst);
 	/* A remote pod prefix is decided by its entry alone, before any exemption or tunnel test:
 	 * an exempt source (the API server on this node replying to a remote pod) or an exempt
@@ -471,6 +573,16 @@ int sealnet_ingress(struct __sk_buff *skb)
 	if (parse(skb, &p) < 0) {
 		count(HOOK_INGRESS, CNT_PASS_OTHER, skb);
 		return TC_ACT_OK;
+	}
+	/* What a fail-open or misconfigured sender leaked through an overlay: refused here too. */
+	{
+		struct lpm_key isrc = {}, idst = {};
+
+		if (encapsulated(skb, &p, &isrc, &idst) == 0) {
+			v = bpf_map_lookup_elem(&sealnet_remote, &isrc);
+			if (v && v->kind == KIND_POD)
+				return deny(skb, cfg, HOOK_INGRESS, CNT_DROP_ENCAPSULATED);
+		}
 	}
 	v = bpf_map_lookup_elem(&sealnet_remote, &p.src);
 	if (v && v->kind == KIND_POD) {

@@ -874,6 +874,66 @@ describe('steering in a scratch namespace', () => {
   );
 
   it(
+    'overlay (issue 15): a pod packet inside VXLAN is dropped at underlay egress, not-ready and ready prefixes alike; VXLAN with node traffic passes (the capture sees it)',
+    async () => {
+      // A kernel VXLAN device as flannel's VXLAN backend builds it (flannel.1: VNI 1, UDP 8472,
+      // routes via the remote gateway address on-link with a permanent neighbour entry), standing
+      // in for a CNI overlay. Deleted with A's namespace.
+      const vx = `${prefix}e`;
+      await ipn(
+        nsA,
+        'link',
+        'add',
+        vx,
+        'type',
+        'vxlan',
+        'id',
+        '1',
+        'dstport',
+        '8472',
+        'remote',
+        '198.18.0.2',
+        'local',
+        '198.18.0.1',
+        'dev',
+        uA,
+      );
+      await ipn(nsA, 'link', 'set', vx, 'up');
+      await ipn(nsA, 'neigh', 'add', '100.64.6.0', 'lladdr', '02:00:00:00:06:00', 'dev', vx, 'nud', 'permanent');
+      // A not-ready pod prefix, part of a ready one (its tunnel route gone), and a node range.
+      for (const dst of ['100.64.6.0/24', '100.64.2.128/25', '198.18.9.0/24'])
+        await ipn(nsA, 'route', 'add', dst, 'via', '100.64.6.0', 'dev', vx, 'onlink');
+      await a().call(
+        'applyEntries',
+        [
+          {
+            cidr: '100.64.6.0/24',
+            state: 'not-ready',
+            action: 'redirect',
+            kind: 'pod',
+            ifindex: 0,
+            mark: 0,
+            peerId: 6,
+          },
+        ],
+        { prune: false },
+      );
+      const before = await counter('egress', 'encapsulated');
+      const count = await captured(async () => {
+        expect(await send('100.64.6.10', 30)).toBe(30);
+        expect(await send('100.64.2.200', 30)).toBe(30);
+        await podSend('udp', '100.64.6.10', { port: SINK_PORT, sport: 40000, count: 20 });
+        expect(await send('198.18.9.9', 10)).toBe(10);
+      });
+      expect(await counter('egress', 'encapsulated')).toBe(before + 80);
+      // Only the node-range packets left A inside VXLAN: the capture does see VXLAN. (tcpdump
+      // prints a VXLAN packet on two lines, outer and inner header: 10 packets, 20 lines.)
+      expect(await count(`udp and dst port 8472`)).toBe(2 * 10);
+    },
+    TIMEOUT_MS,
+  );
+
+  it(
     'detaches only its own classifiers, and will not overwrite a foreign one in its slot',
     async () => {
       await sh(

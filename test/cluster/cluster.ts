@@ -32,6 +32,7 @@ import { run, sleep, spawnBackground, type BackgroundProcess, type ExecResult } 
 import { TestApiServer, freePort } from '../k8s/apiserver.js';
 import { writeKubeconfig } from '../k8s/pki.js';
 import { ApiRelay, NODE_API_PORT } from '../k8s/relay.js';
+import { nodeMountPid } from './agent.js';
 import { NodeEgress } from './egress.js';
 import { buildOciArchive } from './oci.js';
 
@@ -50,6 +51,8 @@ export interface ClusterBinaries {
   readonly pause: string;
   readonly testpod: string;
   readonly flannel: string | undefined;
+  /** flannel's CNI plugin (`type: flannel`), for {@link RealClusterOptions.cni} `flannel`. */
+  readonly flannelCni: string | undefined;
 }
 
 /** Builds (or finds) the tier's binaries with scripts/cluster-binaries.sh. */
@@ -78,6 +81,7 @@ export async function clusterBinaries(): Promise<ClusterBinaries> {
     pause: get('PAUSE'),
     testpod: get('TESTPOD'),
     flannel: v.get('FLANNEL'),
+    flannelCni: v.get('FLANNEL_CNI'),
   };
 }
 
@@ -113,7 +117,16 @@ export interface RealClusterOptions {
   /** Repository given to those archives on import (`ctr images import --base-name`). */
   readonly imageBaseName?: string;
   readonly log?: (line: string) => void;
+  /**
+   * The pod network. `routed` (default): Debian's bridge + host-local, host-gw routes set by the
+   * harness. `flannel`: flanneld (VXLAN backend, kube subnet manager against the real API server)
+   * on every node, and flannel's CNI plugin delegating to bridge; no routes from the harness.
+   */
+  readonly cni?: 'routed' | 'flannel';
 }
+
+/** The VXLAN UDP port flannel's Linux VXLAN backend uses by default (the kernel's, not IANA's 4789). */
+export const FLANNEL_VXLAN_PORT = 8472;
 
 /** A control plane and N kubelet nodes. */
 export class RealCluster {
@@ -189,7 +202,9 @@ export class RealCluster {
     await ul(['link', 'set', 'br0', 'up']);
     this.relay = new ApiRelay({ dir: join(this.dir, 'relay'), port: this.api.port });
     const n = this.opts.nodes ?? 3;
+    if (this.opts.cni === 'flannel') await this.flannelRbac();
     for (let i = 1; i <= n; i++) await this.addNode(i);
+    if (this.opts.cni === 'flannel') for (const node of this.nodes) await this.startFlannel(node);
     for (const node of this.nodes) await this.waitNodeReady(node.name, 120_000);
     this.log(`cluster of ${n} nodes Ready after ${Date.now() - t0} ms`);
   }
@@ -331,8 +346,8 @@ export class RealCluster {
     await nn(['addr', 'add', `${node.address}/24`, 'dev', 'eth0']);
     await nn(['link', 'set', 'eth0', 'up']);
     await run(['ip', 'netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    // host-gw: every other node's pod /24 via that node's underlay address.
-    for (let j = 1; j <= (this.opts.nodes ?? 3); j++)
+    // host-gw: every other node's pod /24 via that node's underlay address (flannel sets its own).
+    for (let j = 1; j <= (this.opts.nodes ?? 3) && this.opts.cni !== 'flannel'; j++)
       if (j !== i) await nn(['route', 'add', `100.64.${j}.0/24`, 'via', `198.18.0.${j}`, 'dev', 'eth0']);
     // The API: 127.0.0.1:6443 in the node (kubelet) and the `kubernetes` Service address 10.96.0.1:443
     // (hostNetwork pods' in-cluster config) both relayed to the API server on the host's loopback.
@@ -354,21 +369,28 @@ export class RealCluster {
     });
     writeFileSync(
       join(dir, 'cni.conflist'),
-      JSON.stringify({
-        cniVersion: '1.0.0',
-        name: 'sealnet-test',
-        plugins: [
-          {
-            type: 'bridge',
-            bridge: 'cni0',
-            isGateway: true,
-            ipMasq: false,
-            ipam: { type: 'host-local', ranges: [[{ subnet: node.podCidr }]], routes: [{ dst: '0.0.0.0/0' }] },
-          },
-        ],
-      }),
+      JSON.stringify(
+        this.opts.cni === 'flannel'
+          ? FLANNEL_CONFLIST
+          : {
+              cniVersion: '1.0.0',
+              name: 'sealnet-test',
+              plugins: [
+                {
+                  type: 'bridge',
+                  bridge: 'cni0',
+                  isGateway: true,
+                  ipMasq: false,
+                  ipam: { type: 'host-local', ranges: [[{ subnet: node.podCidr }]], routes: [{ dst: '0.0.0.0/0' }] },
+                },
+              ],
+            },
+      ),
     );
-    writeFileSync(join(dir, 'containerd.toml'), containerdConfig(this.bins));
+    writeFileSync(
+      join(dir, 'containerd.toml'),
+      containerdConfig(this.bins, this.opts.cni === 'flannel' ? [dirname(this.flannelBin('flannelCni'))] : []),
+    );
     writeFileSync(
       join(dir, 'kubelet.yaml'),
       kubeletConfig({ caCert: this.api.pki.caCert, cgroupRoot: node.cgroupRoot, address: node.address }),
@@ -420,6 +442,107 @@ export class RealCluster {
       '-p',
       JSON.stringify({ spec: { podCIDR: node.podCidr, podCIDRs: [node.podCidr] } }),
     ]);
+  }
+
+  /** A flannel binary or a clear error (scripts/cluster-binaries.sh prints both). */
+  private flannelBin(k: 'flannel' | 'flannelCni'): string {
+    const p = this.bins[k];
+    if (p === undefined || !existsSync(p)) throw new Error(`cni flannel: scripts/cluster-binaries.sh printed no ${k}`);
+    return p;
+  }
+
+  /** flannel's RBAC as its kube-flannel.yml ships it (ClusterRole `flannel`), and its ServiceAccount. */
+  private async flannelRbac(): Promise<void> {
+    const docs = [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kube-flannel' } },
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'flannel', namespace: 'kube-flannel' } },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRole',
+        metadata: { name: 'flannel' },
+        rules: [
+          { apiGroups: [''], resources: ['pods'], verbs: ['get'] },
+          { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
+          { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
+        ],
+      },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'flannel' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'flannel' },
+        subjects: [{ kind: 'ServiceAccount', name: 'flannel', namespace: 'kube-flannel' }],
+      },
+    ];
+    await this.api.kubectl(['apply', '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }),
+    });
+  }
+
+  /**
+   * Starts flanneld on `node` as its DaemonSet would run it (hostNetwork, `--ip-masq
+   * --kube-subnet-mgr`, its ServiceAccount's token, /run/flannel/subnet.env for the CNI plugin),
+   * as a process in the node's network and mount namespaces: the image this repo can build holds
+   * no iptables, which flanneld runs. Waits for its subnet file.
+   */
+  private async startFlannel(node: RealNode): Promise<void> {
+    const dir = node.dir;
+    const netConf = join(dir, 'net-conf.json');
+    writeFileSync(netConf, JSON.stringify({ Network: CLUSTER_POD_CIDR, Backend: { Type: 'vxlan' } }));
+    const token = (
+      await this.api.kubectl(['create', 'token', 'flannel', '-n', 'kube-flannel', '--duration=24h'])
+    ).stdout.trim();
+    const kubeconfig = join(dir, 'flannel.kubeconfig');
+    await writeKubeconfig(kubeconfig, {
+      server: `https://127.0.0.1:${NODE_API_PORT}`,
+      caCert: this.api.pki.caCert,
+      user: 'flannel',
+      auth: { token },
+    });
+    const pid = nodeMountPid(node);
+    spawnBackground(
+      [
+        'nsenter',
+        '-t',
+        String(pid),
+        '-n',
+        '-m',
+        '--',
+        this.flannelBin('flannel'),
+        '--ip-masq',
+        '--kube-subnet-mgr',
+        '--iface=eth0',
+        `--kubeconfig-file=${kubeconfig}`,
+        `--net-config-path=${netConf}`,
+      ],
+      { logFile: join(dir, 'flanneld.log'), env: { NODE_NAME: node.name } },
+    );
+    const deadline = Date.now() + 60_000;
+    while (
+      (await run(['nsenter', '-t', String(pid), '-m', '--', 'test', '-s', '/run/flannel/subnet.env'], { check: false }))
+        .code !== 0
+    ) {
+      if (Date.now() > deadline)
+        throw new Error(`flanneld on ${node.name} wrote no subnet.env: ${tail(join(dir, 'flanneld.log'))}`);
+      await sleep(500);
+    }
+  }
+
+  /** Waits until every node routes every other node's pod CIDR through flannel's VXLAN device. */
+  async waitFlannelRoutes(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const node of this.nodes) {
+      for (;;) {
+        const r = await this.nodeExec(node, ['ip', '-4', 'route', 'show', 'dev', 'flannel.1'], { check: false });
+        const missing = this.nodes.filter((o) => o !== node && !r.stdout.includes(`${o.podCidr} `));
+        if (missing.length === 0) break;
+        if (Date.now() > deadline)
+          throw new Error(
+            `${node.name} has no flannel.1 route to ${missing.map((m) => m.podCidr).join(', ')}: ${r.stdout}`,
+          );
+        await sleep(500);
+      }
+    }
   }
 
   /** Waits until the Node reports Ready=True. */
@@ -548,7 +671,7 @@ export class RealCluster {
 }
 
 /** containerd 2.x config (version 3) for a node: nothing outside the node's private mounts. */
-function containerdConfig(bins: ClusterBinaries): string {
+function containerdConfig(bins: ClusterBinaries, extraCniBinDirs: readonly string[] = []): string {
   return `version = 3
 root = "/var/lib/containerd"
 state = "/run/containerd"
@@ -577,7 +700,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
           BinaryName = "${bins.runc}"
           SystemdCgroup = false
     [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dirs = ["/usr/lib/cni"]
+      bin_dirs = [${[...extraCniBinDirs, '/usr/lib/cni'].map((d) => JSON.stringify(d)).join(', ')}]
       conf_dir = "/etc/cni/net.d"
 `;
 }
@@ -615,6 +738,13 @@ function kubeletConfig(o: { caCert: string; cgroupRoot: string; address: string 
     2,
   );
 }
+
+/** flannel's CNI config as kube-flannel.yml installs it (portmap left out: no host ports here). */
+const FLANNEL_CONFLIST = {
+  name: 'cbr0',
+  cniVersion: '0.3.1',
+  plugins: [{ type: 'flannel', delegate: { hairpinMode: true, isDefaultGateway: true } }],
+};
 
 function tail(path: string, lines = 20): string {
   if (!existsSync(path)) return '(no log)';

@@ -3,7 +3,7 @@
  * traffic, ARP, …), plaintext pod flows and tunnel packets counted per address pair, and
  * every packet searched for canary byte strings. Pure.
  */
-import { decodePacket, IPPROTO, type DecodedPacket, type PcapFile } from './pcap.js';
+import { decodePacket, IPPROTO, LINKTYPE, type DecodedPacket, type PcapFile } from './pcap.js';
 
 /** A parsed CIDR for matching. */
 interface Cidr {
@@ -109,6 +109,12 @@ export interface SummarizeOptions {
   readonly wireguardMtus?: readonly number[];
   /** Byte strings that must never appear on the wire. */
   readonly canaries?: readonly (string | Buffer)[];
+  /**
+   * UDP ports of VXLAN (flannel's 8472, IANA's 4789): a packet to one of them is looked into, and
+   * one whose inner frame has a pod source or destination is plaintext pod traffic (an overlay
+   * carries pod packets between nodes with node addresses outside).
+   */
+  readonly vxlanPorts?: readonly number[];
   /** How many example packets to keep per finding (default 10). */
   readonly samples?: number;
 }
@@ -132,8 +138,13 @@ export interface CaptureSummary {
   readonly firstTime: number | undefined;
   readonly lastTime: number | undefined;
   readonly byKind: Readonly<Record<PacketKind, number>>;
-  /** Packets with a pod address as outer source or destination: plaintext pod traffic. */
+  /**
+   * Packets with a pod address as outer source or destination, or (with `vxlanPorts`) as the
+   * source or destination of a VXLAN packet's inner frame: plaintext pod traffic.
+   */
   readonly podPlaintextPackets: number;
+  /** Of those, the ones inside VXLAN (flows keyed `vxlan:src>dst/proto` by the inner header). */
+  readonly vxlanPodPlaintextPackets: number;
   readonly podPlaintextSamples: readonly PacketBrief[];
   /** Plaintext pod packets per `src>dst/proto` flow. */
   readonly podPlaintextFlows: Readonly<Record<string, number>>;
@@ -191,10 +202,16 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
   let podAddressInIcmpErrors = 0;
   let wgPortNonWg = 0;
   let snapped = 0;
+  let vxlanPod = 0;
+  const vxlanPorts = new Set(opts.vxlanPorts ?? []);
 
   file.records.forEach((rec, index) => {
     if (rec.data.length < rec.origLen) snapped++;
-    const d = decodePacket(rec.data, file.linkType);
+    const outer = decodePacket(rec.data, file.linkType);
+    const inner = vxlanInner(outer);
+    // A VXLAN packet carrying a pod packet is judged (and reported) by its inner header.
+    const d = inner !== undefined && (inCidr(inner.src, pods) || inCidr(inner.dst, pods)) ? inner : outer;
+    if (d === inner) vxlanPod++;
     const kind = classify(d);
     byKind[kind]++;
     const brief: PacketBrief = {
@@ -208,7 +225,7 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
       ...(d.dstPort !== undefined ? { dstPort: d.dstPort } : {}),
     };
     if (kind === 'pod-plaintext') {
-      const key = `${d.src}>${d.dst}/${protoName(d.proto)}`;
+      const key = `${d === inner ? 'vxlan:' : ''}${d.src}>${d.dst}/${protoName(d.proto)}`;
       podFlows[key] = (podFlows[key] ?? 0) + 1;
       if (podSamples.length < maxSamples) podSamples.push(brief);
     }
@@ -234,6 +251,13 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
       }
     });
   });
+
+  /** The inner frame of a VXLAN packet (UDP to a `vxlanPorts` port, RFC 7348 header, I flag set). */
+  function vxlanInner(d: DecodedPacket): DecodedPacket | undefined {
+    if (d.proto !== IPPROTO.UDP || d.payload === undefined || !vxlanPorts.has(d.dstPort ?? -1)) return undefined;
+    if (d.payload.length < 8 + 14 || ((d.payload[0] ?? 0) & 0x08) === 0) return undefined;
+    return decodePacket(d.payload.subarray(8), LINKTYPE.ETHERNET);
+  }
 
   function classify(d: DecodedPacket): PacketKind {
     if (d.l3 === 'malformed') return 'malformed';
@@ -276,6 +300,7 @@ export function summarizeCapture(file: PcapFile, opts: SummarizeOptions = {}): C
     lastTime,
     byKind,
     podPlaintextPackets: byKind['pod-plaintext'],
+    vxlanPodPlaintextPackets: vxlanPod,
     podPlaintextSamples: podSamples,
     podPlaintextFlows: podFlows,
     podAddressInIcmpErrors,

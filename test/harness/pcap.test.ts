@@ -321,6 +321,27 @@ describe('summarizeCapture', () => {
     expect(s.lastTime).toBeCloseTo(1_700_000_000.5 + frames.length - 1);
   });
 
+  it('with vxlanPorts, counts a pod packet inside VXLAN as plaintext (by its inner header); without, only its canary', () => {
+    const vxlanHeader = Buffer.from([0x08, 0, 0, 0, 0, 0, 1, 0]); // I flag, VNI 1
+    const inner = ether(0x0800, ipv4(POD_A, POD_B, 17, udp(40000, 7002, Buffer.from(CANARY))));
+    const inVxlan = ether(0x0800, ipv4(NODE_A, NODE_B, 17, udp(51000, 8472, Buffer.concat([vxlanHeader, inner]))));
+    // VXLAN between nodes carrying node traffic only: not pod plaintext.
+    const nodeInner = ether(0x0800, ipv4(NODE_A, NODE_B, 17, udp(1, 2, Buffer.from('x'))));
+    const nodeVxlan = ether(
+      0x0800,
+      ipv4(NODE_A, NODE_B, 17, udp(51000, 8472, Buffer.concat([vxlanHeader, nodeInner]))),
+    );
+    const f = readPcap(pcap([inVxlan, nodeVxlan]));
+    const s = summarizeCapture(f, { vxlanPorts: [8472], canaries: [CANARY] });
+    expect(s.podPlaintextPackets).toBe(1);
+    expect(s.vxlanPodPlaintextPackets).toBe(1);
+    expect(s.podPlaintextFlows).toEqual({ [`vxlan:${POD_A}>${POD_B}/udp`]: 1 });
+    expect(s.canaryHits).toBe(1);
+    const blind = summarizeCapture(f, { canaries: [CANARY] });
+    expect(blind.podPlaintextPackets).toBe(0);
+    expect(blind.canaryHits).toBe(1);
+  });
+
   it('finds nothing in a clean, encrypted-only capture', () => {
     const clean = frames.slice(0, 5);
     const s = summarizeCapture(readPcap(pcap(clean)), { canaries: [CANARY] });

@@ -26,6 +26,8 @@ import { RotationStateFile } from '../../keymgr/rotationstore.js';
 import { TcMirror } from '../../routing/mirror.js';
 import { startIpsecMode } from './ipsec.js';
 import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
+import { checkOverlays } from '../../routing/overlay.js';
+import { overlayGate } from './overlay.js';
 import { FileNodeStore } from '../stores/file.js';
 import {
   loadOrCreateStatusToken,
@@ -330,6 +332,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   };
   process.on('SIGHUP', onHup);
 
+  // Beside an overlay CNI the guard must be able to read the overlay's packets (issue 15): refuse
+  // to run fail-open, before anything is attached or published.
+  const overlayRefused = await overlayGate(config, { check: () => checkOverlays(), log });
+  if (overlayRefused !== undefined) {
+    log.error({}, overlayRefused.message);
+    process.stderr.write(`sealnet-agent: ${overlayRefused.message}\n`);
+    return 2;
+  }
+
   // Fail closed from the first packet: attach the guard before the node store is even read,
   // whenever the underlay is known from the config (otherwise the first reconcile does it).
   const underlay =
@@ -366,7 +377,19 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   // The periodic resync reads the kernel in full and repairs anything changed behind our back;
   // store events in between are applied from the view the last pass left (tunnels/reconcile/kernelview.ts).
-  const resync = setInterval(() => reconciler.trigger({ full: true }), config.resyncIntervalSeconds * 1000);
+  const resync = setInterval(() => {
+    reconciler.trigger({ full: true });
+    // An overlay device created after start (the CNI started later): cannot refuse any more, so
+    // it is an error on every resync (log and sealnet_reconcile_errors_total{step="overlay"}).
+    overlayGate(config, { check: () => checkOverlays(), log }).then(
+      (e) => {
+        if (e === undefined) return;
+        metrics.errors.inc({ step: 'overlay' });
+        log.error({}, e.message);
+      },
+      () => undefined,
+    );
+  }, config.resyncIntervalSeconds * 1000);
   reconciler.trigger({ full: true });
   status.start();
   log.info({ mode: config.mode, store: config.store.type }, 'sealnet agent running');
