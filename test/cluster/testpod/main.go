@@ -5,7 +5,7 @@
 //	                                   ADDR; prints "tcp ok|fail", "udp ok|fail", "icmp ok|fail"
 //	                                   and exits 0 only if all three came back with the payload.
 //	testpod stream ADDR PAYLOAD        until SIGTERM: one TCP connection echoing a numbered message
-//	                                   every 20 ms, and a numbered UDP datagram every 10 ms; then
+//	                                   every 50 ms, and a numbered UDP datagram every 20 ms; then
 //	                                   prints one JSON line (messages, datagrams sent/echoed, the
 //	                                   longest TCP stall and UDP gap, whether TCP broke).
 //
@@ -173,7 +173,14 @@ type streamReport struct {
 	UDPEchoed      int64  `json:"udpEchoed"`
 	UDPLost        int64  `json:"udpLost"`
 	UDPMaxGapCount int64  `json:"udpMaxGapCount"`
+	UDPIntervalMs  int64  `json:"udpIntervalMs"`
 }
+
+// Stream rates: enough to time an outage to 20 ms without flooding the tier's underlay capture.
+const (
+	tcpEvery = 50 * time.Millisecond
+	udpEvery = 20 * time.Millisecond
+)
 
 // stream runs one TCP connection and a numbered UDP flow until SIGTERM. A TCP error (reset,
 // timeout of 120 s on one echo, wrong bytes) ends the TCP side for good: a broken connection is
@@ -226,7 +233,7 @@ func stream(addr string, payload []byte) {
 				rep.TCPMaxStallMs = stall
 			}
 			mu.Unlock()
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(tcpEvery)
 		}
 	}()
 	u, err := net.Dial("udp", net.JoinHostPort(addr, "7001"))
@@ -251,7 +258,7 @@ func stream(addr string, payload []byte) {
 			}
 		}
 	}()
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(udpEvery)
 loop:
 	for {
 		select {
@@ -269,6 +276,7 @@ loop:
 	u.Close()
 	mu.Lock()
 	rep.UDPSent = atomic.LoadInt64(&sent)
+	rep.UDPIntervalMs = udpEvery.Milliseconds()
 	var run int64
 	for i := int64(0); i < rep.UDPSent; i++ {
 		if seen[i] {
