@@ -174,6 +174,9 @@ type streamReport struct {
 	UDPLost        int64  `json:"udpLost"`
 	UDPMaxGapCount int64  `json:"udpMaxGapCount"`
 	UDPIntervalMs  int64  `json:"udpIntervalMs"`
+	// Liveness at the stop: ms since the last TCP echo, and datagrams sent after the last echoed one.
+	TCPLastEchoAgoMs int64 `json:"tcpLastEchoAgoMs"`
+	UDPUnechoedTail  int64 `json:"udpUnechoedTail"`
 }
 
 // Stream rates: enough to time an outage to 20 ms without flooding the tier's underlay capture.
@@ -190,6 +193,7 @@ func stream(addr string, payload []byte) {
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	var rep streamReport
 	var mu sync.Mutex
+	lastEcho := time.Now()
 	done := make(chan struct{})
 	go func() {
 		fail := func(err error) {
@@ -229,6 +233,7 @@ func stream(addr string, payload []byte) {
 			stall := time.Since(t0).Milliseconds()
 			mu.Lock()
 			rep.TCPMessages++
+			lastEcho = time.Now()
 			if stall > rep.TCPMaxStallMs {
 				rep.TCPMaxStallMs = stall
 			}
@@ -270,6 +275,9 @@ loop:
 		}
 	}
 	tick.Stop()
+	mu.Lock()
+	rep.TCPLastEchoAgoMs = time.Since(lastEcho).Milliseconds()
+	mu.Unlock()
 	close(done)
 	// Echoes still in flight.
 	time.Sleep(time.Second)
@@ -290,6 +298,7 @@ loop:
 		}
 	}
 	rep.UDPLost = rep.UDPSent - rep.UDPEchoed
+	rep.UDPUnechoedTail = run
 	out, _ := json.Marshal(rep)
 	mu.Unlock()
 	fmt.Println(string(out))
