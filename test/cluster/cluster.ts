@@ -133,6 +133,8 @@ export class RealCluster {
   readonly prefix: string;
   readonly dir: string;
   readonly nodes: RealNode[] = [];
+  /** Nodes taken out by {@link retireNode}: no longer in `nodes`, still torn down with the run. */
+  private readonly retired: RealNode[] = [];
   readonly underlayNetns: string;
   api!: TestApiServer;
   bins!: ClusterBinaries;
@@ -302,7 +304,7 @@ export class RealCluster {
       .filter((p) => existsSync(join(p, 'cgroup.procs')));
   }
 
-  private async addNode(i: number): Promise<void> {
+  private async addNode(i: number, extraImages?: readonly string[]): Promise<void> {
     const name = `n${i}`;
     const netns = `${this.prefix}-${name}`;
     const dir = join(this.dir, name);
@@ -320,7 +322,7 @@ export class RealCluster {
     mkdirSync(join(dir, 'images'), { recursive: true });
     for (const f of ['pause.tar', 'testpod.tar'])
       await run(['ln', '-sf', join(this.dir, 'images', f), join(dir, 'images', f)]);
-    for (const [k, img] of (this.opts.images ?? []).entries())
+    for (const [k, img] of (extraImages ?? this.opts.images ?? []).entries())
       await run(['ln', '-sf', img, join(dir, 'images', `extra${k}.tar`)]);
     for (const h of RealCluster.hierarchies()) mkdirSync(join(h, node.cgroupRoot), { recursive: true });
     // Network: veth from the underlay bridge into the node (created inside the namespaces).
@@ -347,7 +349,7 @@ export class RealCluster {
     await nn(['link', 'set', 'eth0', 'up']);
     await run(['ip', 'netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
     // host-gw: every other node's pod /24 via that node's underlay address (flannel sets its own).
-    for (let j = 1; j <= (this.opts.nodes ?? 3) && this.opts.cni !== 'flannel'; j++)
+    for (let j = 1; j <= Math.max(this.opts.nodes ?? 3, i) && this.opts.cni !== 'flannel'; j++)
       if (j !== i) await nn(['route', 'add', `100.64.${j}.0/24`, 'via', `198.18.0.${j}`, 'dev', 'eth0']);
     // The API: 127.0.0.1:6443 in the node (kubelet) and the `kubernetes` Service address 10.96.0.1:443
     // (hostNetwork pods' in-cluster config) both relayed to the API server on the host's loopback.
@@ -545,6 +547,51 @@ export class RealCluster {
     }
   }
 
+  /**
+   * A new node joins the running cluster (what adding a machine does): the next index, its own
+   * kubelet and containerd, host-gw routes to and from every node (what a routed CNI's route
+   * agent would add). `images` replaces the extra images imported at boot (`[]`: none, e.g. an
+   * agent image its registry cannot serve yet). Resolves once the Node is Ready.
+   */
+  async joinNode(o: { images?: readonly string[] } = {}): Promise<RealNode> {
+    const i = Math.max(0, ...[...this.nodes, ...this.retired].map((n) => n.index)) + 1;
+    await this.addNode(i, o.images);
+    const node = this.nodes[this.nodes.length - 1];
+    if (node === undefined || node.index !== i) throw new Error(`joined node ${i} not recorded`);
+    for (const other of this.nodes)
+      if (other !== node)
+        await run(['ip', '-n', other.netns, 'route', 'replace', node.podCidr, 'via', node.address, 'dev', 'eth0']);
+    await this.waitNodeReady(node.name, 120_000);
+    return node;
+  }
+
+  /**
+   * The machine behind `node` goes away (after a drain): every process of the node is killed,
+   * the other nodes' routes to its pods removed, and the node leaves `nodes` (its namespaces
+   * and cgroups are still removed by {@link destroy}). The Node object is the caller's to delete.
+   */
+  async retireNode(node: RealNode): Promise<void> {
+    const at = this.nodes.indexOf(node);
+    if (at < 0) throw new Error(`node ${node.name} is not a live node of this cluster`);
+    node.boot?.kill('SIGKILL');
+    for (let round = 0; round < 20; round++) {
+      const pids = [...this.netnsPids([node]), ...this.cgroupPids([node])].filter((p) => p !== process.pid);
+      if (pids.length === 0) break;
+      for (const p of pids) {
+        try {
+          process.kill(p, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      await sleep(200);
+    }
+    this.nodes.splice(at, 1);
+    this.retired.push(node);
+    for (const other of this.nodes)
+      await run(['ip', '-n', other.netns, 'route', 'del', node.podCidr], { check: false });
+  }
+
   /** Waits until the Node reports Ready=True. */
   async waitNodeReady(name: string, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -576,10 +623,10 @@ export class RealCluster {
   }
 
   /** PIDs whose cgroup (any hierarchy) lies under one of this run's node cgroup roots. */
-  private cgroupPids(): number[] {
+  private cgroupPids(nodes: readonly RealNode[] = [...this.nodes, ...this.retired]): number[] {
     const pids = new Set<number>();
     for (const h of RealCluster.hierarchies()) {
-      for (const node of this.nodes) {
+      for (const node of nodes) {
         const walk = (p: string): void => {
           if (!existsSync(p)) return;
           for (const l of readFileSync(join(p, 'cgroup.procs'), 'utf8').split('\n')) if (l !== '') pids.add(Number(l));
@@ -596,9 +643,13 @@ export class RealCluster {
   }
 
   /** PIDs in one of this run's network namespaces (kubelet, containerd, shims, forwarders). */
-  private netnsPids(): number[] {
+  private netnsPids(nodes?: readonly RealNode[]): number[] {
     const inodes = new Set<number>();
-    for (const n of [...this.nodes.map((x) => x.netns), this.underlayNetns]) {
+    const names =
+      nodes === undefined
+        ? [...this.nodes, ...this.retired].map((x) => x.netns).concat(this.underlayNetns)
+        : nodes.map((x) => x.netns);
+    for (const n of names) {
       try {
         inodes.add(statSync(`/run/netns/${n}`).ino);
       } catch {
@@ -636,7 +687,7 @@ export class RealCluster {
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
     }
     for (const h of RealCluster.hierarchies()) {
-      for (const node of this.nodes) {
+      for (const node of [...this.nodes, ...this.retired]) {
         const rm = (p: string): void => {
           if (!existsSync(p)) return;
           for (const e of readdirSync(p, { withFileTypes: true })) if (e.isDirectory()) rm(join(p, e.name));
@@ -649,7 +700,7 @@ export class RealCluster {
         rm(join(h, node.cgroupRoot));
       }
     }
-    for (const n of [...this.nodes.map((x) => x.netns), this.underlayNetns]) {
+    for (const n of [...this.nodes, ...this.retired].map((x) => x.netns).concat(this.underlayNetns)) {
       if (existsSync(`/run/netns/${n}`)) spawnSync('ip', ['netns', 'del', n]);
     }
     if (process.env.SEALNET_KEEP_RUNDIR !== '1') rmSync(this.dir, { recursive: true, force: true });
@@ -659,7 +710,7 @@ export class RealCluster {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const n of this.nodes) n.boot?.kill('SIGKILL');
+    for (const n of [...this.nodes, ...this.retired]) n.boot?.kill('SIGKILL');
     await this.relay?.close().catch(() => undefined);
     await this.egress?.stop().catch(() => undefined);
     await this.scheduler?.stop({ timeoutMs: 3000 });

@@ -107,3 +107,67 @@ export async function buildOciArchive(o: {
   ]);
   rmSync(o.work, { recursive: true, force: true });
 }
+
+/**
+ * Writes `out`: the OCI archive `src` with one more config label (`io.sealnet.test.variant`) and
+ * ref name `tag`. Layers are shared, config and manifest are new: a genuinely different image
+ * digest (what a release with unchanged binaries but new metadata looks like), for the tier's
+ * `helm upgrade` to a second image. Returns the new manifest and config digests.
+ */
+export async function variantOciArchive(o: {
+  src: string;
+  out: string;
+  work: string;
+  tag: string;
+}): Promise<{ manifestDigest: string; configDigest: string }> {
+  rmSync(o.work, { recursive: true, force: true });
+  mkdirSync(o.work, { recursive: true });
+  await run(['tar', '--extract', '--file', o.src, '--directory', o.work]);
+  const blobPath = (d: string): string => join(o.work, 'blobs', 'sha256', d.replace(/^sha256:/, ''));
+  const index = JSON.parse(readFileSync(join(o.work, 'index.json'), 'utf8')) as {
+    manifests: { digest: string; size: number; mediaType: string; annotations?: Record<string, string> }[];
+  };
+  const entry = index.manifests[0];
+  if (index.manifests.length !== 1 || entry === undefined)
+    throw new Error(`${o.src}: expected one manifest in index.json, found ${index.manifests.length}`);
+  const manifest = JSON.parse(readFileSync(blobPath(entry.digest), 'utf8')) as {
+    config: { digest: string; size: number };
+  };
+  const config = JSON.parse(readFileSync(blobPath(manifest.config.digest), 'utf8')) as {
+    config: { Labels?: Record<string, string> };
+  };
+  const oldConfig = manifest.config.digest;
+  config.config.Labels = { ...config.config.Labels, 'io.sealnet.test.variant': o.tag };
+  const newConfig = blob(o.work, Buffer.from(JSON.stringify(config)));
+  manifest.config = { ...manifest.config, ...newConfig };
+  const newManifest = blob(o.work, Buffer.from(JSON.stringify(manifest)));
+  // The old config and manifest stay out of the archive: nothing references them.
+  rmSync(blobPath(entry.digest));
+  rmSync(blobPath(oldConfig));
+  index.manifests = [
+    {
+      ...entry,
+      ...newManifest,
+      annotations: { ...entry.annotations, 'org.opencontainers.image.ref.name': o.tag },
+    },
+  ];
+  writeFileSync(join(o.work, 'index.json'), JSON.stringify(index));
+  await run([
+    'tar',
+    '--create',
+    '--file',
+    o.out,
+    '--directory',
+    o.work,
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--mtime=@0',
+    '--sort=name',
+    'oci-layout',
+    'index.json',
+    'blobs',
+  ]);
+  rmSync(o.work, { recursive: true, force: true });
+  return { manifestDigest: newManifest.digest, configDigest: newConfig.digest };
+}
