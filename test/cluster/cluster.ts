@@ -140,6 +140,8 @@ export class RealCluster {
   bins!: ClusterBinaries;
   private relay: ApiRelay | undefined;
   private egress: NodeEgress | undefined;
+  /** Taints a node's kubelet registers its Node with (`registerWithTaints`), by node index. */
+  private readonly nodeTaints = new Map<number, readonly { key: string; effect: string }[]>();
   /** Every `ip:port` the API server's egress was asked to reach (a copy). */
   egressConnects(): string[] {
     return [...(this.egress?.proxy.connects ?? [])];
@@ -395,7 +397,12 @@ export class RealCluster {
     );
     writeFileSync(
       join(dir, 'kubelet.yaml'),
-      kubeletConfig({ caCert: this.api.pki.caCert, cgroupRoot: node.cgroupRoot, address: node.address }),
+      kubeletConfig({
+        caCert: this.api.pki.caCert,
+        cgroupRoot: node.cgroupRoot,
+        address: node.address,
+        registerWithTaints: this.nodeTaints.get(i),
+      }),
     );
     const env = {
       BIN_PATH: [dirname(this.bins.containerd), dirname(this.bins.runc)].join(':'),
@@ -553,8 +560,11 @@ export class RealCluster {
    * agent would add). `images` replaces the extra images imported at boot (`[]`: none, e.g. an
    * agent image its registry cannot serve yet). Resolves once the Node is Ready.
    */
-  async joinNode(o: { images?: readonly string[] } = {}): Promise<RealNode> {
+  async joinNode(
+    o: { images?: readonly string[]; registerWithTaints?: readonly { key: string; effect: string }[] } = {},
+  ): Promise<RealNode> {
     const i = Math.max(0, ...[...this.nodes, ...this.retired].map((n) => n.index)) + 1;
+    if (o.registerWithTaints !== undefined) this.nodeTaints.set(i, o.registerWithTaints);
     await this.addNode(i, o.images);
     const node = this.nodes[this.nodes.length - 1];
     if (node === undefined || node.index !== i) throw new Error(`joined node ${i} not recorded`);
@@ -757,7 +767,12 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 }
 
 /** KubeletConfiguration for one node (cgroup v1 hybrid, no systemd, no global sysctl writes). */
-function kubeletConfig(o: { caCert: string; cgroupRoot: string; address: string }): string {
+function kubeletConfig(o: {
+  caCert: string;
+  cgroupRoot: string;
+  address: string;
+  registerWithTaints?: readonly { key: string; effect: string }[] | undefined;
+}): string {
   return JSON.stringify(
     {
       apiVersion: 'kubelet.config.k8s.io/v1beta1',
@@ -783,6 +798,7 @@ function kubeletConfig(o: { caCert: string; cgroupRoot: string; address: string 
       localStorageCapacityIsolation: false,
       serializeImagePulls: false,
       registerNode: true,
+      ...(o.registerWithTaints === undefined ? {} : { registerWithTaints: o.registerWithTaints }),
       nodeStatusReportFrequency: '10s',
     },
     null,
