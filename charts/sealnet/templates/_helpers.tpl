@@ -124,3 +124,12 @@ stricter: any range starting with :: (the first 80 bits zero) is refused. Return
 {{- end -}}
 {{- toJson $out -}}
 {{- end }}
+
+{{/*
+Where kubelet probes the agent: its metrics host, or loopback when it listens on every address
+(0.0.0.0 / [::], as monitoring.podMonitor needs).
+*/}}
+{{- define "sealnet.probeHost" -}}
+{{- $h := .Values.agent.metrics.host -}}
+{{- if eq $h "0.0.0.0" -}}127.0.0.1{{- else if eq $h "[::]" -}}::1{{- else -}}{{ $h }}{{- end -}}
+{{- end }}
