@@ -9,19 +9,19 @@ import { jest } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { k8sBinaries } from './binaries.js';
-import { CHART_DIR, findManifest, helm, parseManifests, renderChart, REQUIRED_VALUES, type Manifest } from './chart.js';
+import {
+  CHART_DIR,
+  findManifest,
+  helm,
+  MONITORING_ON,
+  parseManifests,
+  renderChart,
+  REQUIRED_VALUES,
+  type Manifest,
+} from './chart.js';
 import { agentMetricNames, checkPromql, metricNamesInSource, metricsOf, substituteGrafanaVariables } from './promql.js';
 
 jest.setTimeout(120_000);
-
-/** Every monitoring object on; the monitors need a metrics address Prometheus can reach. */
-export const MONITORING_ON: readonly string[] = [
-  'agent.metrics.host=0.0.0.0',
-  'monitoring.podMonitor.enabled=true',
-  'monitoring.serviceMonitor.enabled=true',
-  'monitoring.prometheusRule.enabled=true',
-  'monitoring.dashboard.enabled=true',
-];
 
 interface Rule {
   alert?: string;
