@@ -101,7 +101,7 @@ describe('the sealnet Helm chart', () => {
     const cm = findManifest<k8s.V1ConfigMap>(objs, 'ConfigMap');
     const cfg = JSON.parse(cm.data?.['agent.json'] ?? '') as Record<string, unknown>;
     const valid = validateConfig({ ...cfg, nodeName: 'node-a' });
-    expect(valid.store).toEqual({ type: 'kubernetes', kubeconfig: undefined });
+    expect(valid.store).toEqual({ type: 'kubernetes', kubeconfig: undefined, removeNotReadyTaint: true });
     const ds = findManifest<k8s.V1DaemonSet>(objs, 'DaemonSet');
     const c = ds.spec?.template.spec?.containers[0];
     if (ds.spec?.template.spec?.containers[0]?.name === 'agent') {

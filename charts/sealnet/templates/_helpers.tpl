@@ -84,8 +84,9 @@ schema validation is skipped (helm --skip-schema-validation).
 {{/*
 steering.nodeCidrs, checked as the agent checks them (tunnels/agent/config.ts: at least a /8 or
 /7, not starting in a non-unicast range) so that a mistake fails `helm install` naming the value
-instead of every agent exiting 2. Where the template cannot parse IPv6 as the agent does it is
-stricter: any range starting with :: (the first 80 bits zero) is refused. Returns a JSON list.
+instead of every agent exiting 2. It is stricter than the agent in two places: any IPv6 range
+starting with :: (the first 80 bits zero; the template cannot parse IPv6 as the agent does), and
+an IPv4 range that covers 169.254.0.0/16 without starting in it (169.0.0.0/8). Returns a JSON list.
 */}}
 {{- define "sealnet.nodeCidrs" -}}
 {{- $out := list -}}
