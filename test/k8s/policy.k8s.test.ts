@@ -266,6 +266,40 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     expect([...named].sort()).toEqual(fields);
   });
 
+  it('with notReadyTaint.remove=false the policy allows no spec change at all, the taint removal included', async () => {
+    await applyChart(api, { set: ['notReadyTaint.remove=false'] });
+    try {
+      // The API server picks the changed policy up through an informer: wait until a dry run of
+      // the removal is refused, then make the agent's real request.
+      const b = agentApi('node-b');
+      const taints = (await admin.readNode({ name: 'node-b' })).spec?.taints ?? [];
+      const idx = taints.findIndex((t) => t.key === NOT_READY_TAINT.key);
+      expect(idx).toBeGreaterThanOrEqual(0);
+      await waitFor(
+        'the changed policy to be in force',
+        () =>
+          b
+            .patchNode(
+              { name: 'node-b', body: [{ op: 'remove', path: `/spec/taints/${idx}` }], dryRun: 'All' },
+              k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
+            )
+            .then(
+              () => undefined,
+              () => true,
+            ),
+        { timeoutMs: 30_000, pollMs: 100 },
+      );
+      const err = await rejection(store('node-b').removeTaint('node-b', NOT_READY_TAINT));
+      expect(err.code).toBe(403);
+      expect(err.message).toContain('notReadyTaint.remove is false');
+      expect(
+        ((await admin.readNode({ name: 'node-b' })).spec?.taints ?? []).some((t) => t.key === NOT_READY_TAINT.key),
+      ).toBe(true);
+    } finally {
+      await applyChart(api);
+    }
+  });
+
   it('bounds the sealnet.io/ annotations the agent writes: only the keys it publishes, each up to its size', async () => {
     // The bounds as the rendered policy holds them (values.yaml admissionPolicy.maxValueBytes).
     const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(
