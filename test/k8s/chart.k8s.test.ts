@@ -119,7 +119,11 @@ describe('the sealnet Helm chart', () => {
     const c = pod?.containers[0] as k8s.V1Container;
     expect(pod?.hostNetwork).toBe(true);
     expect(pod?.priorityClassName).toBe('system-node-critical');
-    expect(pod?.tolerations).toEqual([{ operator: 'Exists' }]);
+    // The not-ready taint's toleration always comes first (the agent is what lifts it).
+    expect(pod?.tolerations).toEqual([
+      { key: 'sealnet.io/not-ready', operator: 'Exists', effect: 'NoSchedule' },
+      { operator: 'Exists' },
+    ]);
     expect(ds.spec?.updateStrategy).toEqual({
       type: 'RollingUpdate',
       rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },
