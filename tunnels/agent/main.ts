@@ -294,31 +294,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
   }
 
-  const relevant = relevantChangeFilter();
-  try {
-    await store.start({
-      // Status reports (every agent's, every heartbeat) are not planner input: no reconcile for them.
-      onChange: (nodes) => {
-        if (relevant(nodes)) reconciler.trigger();
-      },
-      onSynced: () => {
-        log.info({ nodes: store.list().length }, 'node store synced');
-        reconciler.trigger({ full: true });
-      },
-      onError: (err) => {
-        metrics.invalidInput.inc({ source: 'store' });
-        log.warn({ err: describeError(err) }, err.message);
-      },
-    });
-  } catch (err) {
-    log.error({ err: describeError(err) }, 'cannot start the node store');
-    return 2;
-  }
-  // The periodic resync reads the kernel in full and repairs anything changed behind our back;
-  // store events in between are applied from the view the last pass left (tunnels/reconcile/kernelview.ts).
-  const resync = setInterval(() => reconciler.trigger({ full: true }), config.resyncIntervalSeconds * 1000);
-  reconciler.trigger({ full: true });
-  status.start();
   // The kubelet registered this Node with sealnet.io/not-ready:NoSchedule (README): lift it once
   // the guard is attached and the first pass after the sync converged. Never re-added.
   const taintPort =
@@ -337,6 +312,32 @@ export async function main(argv: readonly string[]): Promise<number> {
           log,
         })
       : undefined;
+  const relevant = relevantChangeFilter();
+  try {
+    await store.start({
+      // Status reports (every agent's, every heartbeat) are not planner input: no reconcile for them.
+      onChange: (nodes) => {
+        if (relevant(nodes)) reconciler.trigger();
+      },
+      onSynced: () => {
+        log.info({ nodes: store.list().length }, 'node store synced');
+        taint?.storeSynced();
+        reconciler.trigger({ full: true });
+      },
+      onError: (err) => {
+        metrics.invalidInput.inc({ source: 'store' });
+        log.warn({ err: describeError(err) }, err.message);
+      },
+    });
+  } catch (err) {
+    log.error({ err: describeError(err) }, 'cannot start the node store');
+    return 2;
+  }
+  // The periodic resync reads the kernel in full and repairs anything changed behind our back;
+  // store events in between are applied from the view the last pass left (tunnels/reconcile/kernelview.ts).
+  const resync = setInterval(() => reconciler.trigger({ full: true }), config.resyncIntervalSeconds * 1000);
+  reconciler.trigger({ full: true });
+  status.start();
   taint?.start();
   log.info({ mode: config.mode, store: config.store.type }, 'sealnet agent running');
 

@@ -85,6 +85,25 @@ describe('the not-ready taint', () => {
     expect(c.done).toBe(true);
   });
 
+  it('told of the sync when it happens, it counts the first pass after it even if no check ran in between', async () => {
+    const { c, port, state } = setup();
+    state.report = pass({ converged: false });
+    state.synced = true;
+    c.storeSynced(); // the agent's onSynced, before it triggers the next pass
+    state.report = pass();
+    state.attached = true;
+    expect(await c.check()).toEqual({ state: 'removed' });
+    expect(port.calls).toHaveLength(1);
+    // Without being told, the first check takes the mark itself: one pass later.
+    const late = setup();
+    late.state.synced = true;
+    late.state.attached = true;
+    late.state.report = pass();
+    expect(await late.c.check()).toMatchObject({ state: 'waiting' });
+    late.state.report = pass();
+    expect(await late.c.check()).toEqual({ state: 'removed' });
+  });
+
   it('does not wait for a guard when steering is disabled (nothing would ever attach one)', async () => {
     const { c, port, state, lines } = setup({ steeringEnabled: false });
     state.synced = true;

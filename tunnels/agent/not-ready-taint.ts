@@ -64,11 +64,20 @@ export class NotReadyTaint {
     return this.outcome !== undefined;
   }
 
+  /**
+   * Tells it the node store just synced (call before triggering the pass that follows): the
+   * pass report current now predates the sync and does not count. Without this call the first
+   * check after the sync takes that mark, which may wait one pass longer than needed.
+   */
+  storeSynced(): void {
+    if (this.reportAtSync === undefined) this.reportAtSync = this.d.lastPass() ?? null;
+  }
+
   /** Why the taint may not be removed yet, or undefined when it may. */
   whyNotYet(): string | undefined {
     if (!this.d.storeSynced()) return 'the node store has not synced';
     // A pass that ran before the sync saw a partial node list: wait for one that started after.
-    if (this.reportAtSync === undefined) this.reportAtSync = this.d.lastPass() ?? null;
+    this.storeSynced();
     const pass = this.d.lastPass();
     if (pass === undefined || pass === this.reportAtSync)
       return 'no reconcile pass has finished since the store synced';
