@@ -73,13 +73,17 @@ describe('3-node WireGuard mesh on a real API server', () => {
       // What else the Node carries stays (the API server's own node.kubernetes.io/not-ready).
       expect(taints.map((t) => t.key)).toEqual(['node.kubernetes.io/not-ready']);
       // The agent's own account, in order: the guard first, the taint after.
-      const msgs = (await readFile(c.ns.agentLogPath(n), 'utf8'))
+      const lines = (await readFile(c.ns.agentLogPath(n), 'utf8'))
         .split('\n')
         .filter((l) => l.startsWith('{'))
-        .map((l) => String((JSON.parse(l) as { msg?: unknown }).msg));
+        .map((l) => JSON.parse(l) as { msg?: unknown; time?: number });
+      const msgs = lines.map((l) => String(l.msg));
       const guard = msgs.indexOf('BPF steering in place');
       const lifted = msgs.findIndex((m) => m.includes('removed the not-ready taint'));
       expect([n, guard >= 0, lifted > guard]).toEqual([n, true, true]);
+      console.log(
+        `${n}: not-ready taint lifted ${Number(lines[lifted]?.time) - Number(lines[guard]?.time)} ms after the guard was attached`,
+      );
       expect(msgs.filter((m) => m.includes('removed the not-ready taint'))).toHaveLength(1);
     }
   });
