@@ -49,6 +49,14 @@ export const ANNOTATIONS = {
   status: `${ANNOTATION_PREFIX}status`,
 } as const;
 
+/**
+ * The taint a kubelet registers its Node with (`--register-with-taints=sealnet.io/not-ready:NoSchedule`)
+ * so that no pod is scheduled there before sealnet's guard is attached. The agent removes it from
+ * its own Node once its guard is attached and its first pass converged; it never adds it. The
+ * chart's admission policy lets the agent make exactly that one change to a Node's spec.
+ */
+export const NOT_READY_TAINT = { key: `${ANNOTATION_PREFIX}not-ready`, effect: 'NoSchedule' } as const;
+
 /** The annotation codec version this build writes and the only one it accepts. */
 export const ANNOTATION_VERSION = 1;
 

@@ -101,7 +101,7 @@ describe('the sealnet Helm chart', () => {
     const cm = findManifest<k8s.V1ConfigMap>(objs, 'ConfigMap');
     const cfg = JSON.parse(cm.data?.['agent.json'] ?? '') as Record<string, unknown>;
     const valid = validateConfig({ ...cfg, nodeName: 'node-a' });
-    expect(valid.store).toEqual({ type: 'kubernetes', kubeconfig: undefined });
+    expect(valid.store).toEqual({ type: 'kubernetes', kubeconfig: undefined, removeNotReadyTaint: true });
     const ds = findManifest<k8s.V1DaemonSet>(objs, 'DaemonSet');
     const c = ds.spec?.template.spec?.containers[0];
     if (ds.spec?.template.spec?.containers[0]?.name === 'agent') {
@@ -119,7 +119,11 @@ describe('the sealnet Helm chart', () => {
     const c = pod?.containers[0] as k8s.V1Container;
     expect(pod?.hostNetwork).toBe(true);
     expect(pod?.priorityClassName).toBe('system-node-critical');
-    expect(pod?.tolerations).toEqual([{ operator: 'Exists' }]);
+    // The not-ready taint's toleration always comes first (the agent is what lifts it).
+    expect(pod?.tolerations).toEqual([
+      { key: 'sealnet.io/not-ready', operator: 'Exists', effect: 'NoSchedule' },
+      { operator: 'Exists' },
+    ]);
     expect(ds.spec?.updateStrategy).toEqual({
       type: 'RollingUpdate',
       rollingUpdate: { maxUnavailable: 1, maxSurge: 0 },

@@ -45,6 +45,15 @@ export function helm(bin: string, args: readonly string[], opts: { check?: boole
  */
 export const REQUIRED_VALUES: readonly string[] = ['steering.clusterCidrs={100.64.0.0/10}'];
 
+/** Every monitoring object on; the monitors need a metrics address Prometheus can reach. */
+export const MONITORING_ON: readonly string[] = [
+  'agent.metrics.host=0.0.0.0',
+  'monitoring.podMonitor.enabled=true',
+  'monitoring.serviceMonitor.enabled=true',
+  'monitoring.prometheusRule.enabled=true',
+  'monitoring.dashboard.enabled=true',
+];
+
 /** `helm template` of the chart with {@link REQUIRED_VALUES} (then `set`); returns the YAML stream. */
 export async function renderChart(
   bin: string,

@@ -33,15 +33,20 @@ export interface K8sClusterOptions extends Omit<NsClusterOptions, 'startAgents'>
   readonly serviceAccount?: string;
   /** Start the agents in create() (default true). */
   readonly startAgents?: boolean;
+  /** Taints every Node object is created with (a kubelet's --register-with-taints). */
+  readonly registerTaints?: readonly k8s.V1Taint[];
 }
 
 /** The Node object the control plane creates for a namespace node. */
-export function nodeObject(info: Pick<NodeInfo, 'name' | 'address' | 'podCIDR'>): k8s.V1Node {
+export function nodeObject(
+  info: Pick<NodeInfo, 'name' | 'address' | 'podCIDR'>,
+  taints: readonly k8s.V1Taint[] = [],
+): k8s.V1Node {
   return {
     apiVersion: 'v1',
     kind: 'Node',
     metadata: { name: info.name, labels: { 'kubernetes.io/hostname': info.name, 'kubernetes.io/os': 'linux' } },
-    spec: { podCIDR: info.podCIDR, podCIDRs: [info.podCIDR] },
+    spec: { podCIDR: info.podCIDR, podCIDRs: [info.podCIDR], ...(taints.length > 0 ? { taints: [...taints] } : {}) },
     status: {
       addresses: [
         { type: 'InternalIP', address: info.address },
@@ -58,6 +63,7 @@ export class K8sCluster {
   readonly relay: ApiRelay;
   readonly namespace: string;
   readonly serviceAccount: string;
+  private readonly registerTaints: readonly k8s.V1Taint[];
 
   private readonly core: k8s.CoreV1Api;
   private mirrorTimer: NodeJS.Timeout | undefined;
@@ -69,13 +75,14 @@ export class K8sCluster {
     this.api = o.api;
     this.namespace = o.namespace ?? 'sealnet';
     this.serviceAccount = o.serviceAccount ?? 'sealnet';
+    this.registerTaints = o.registerTaints ?? [];
     this.relay = new ApiRelay({ dir: join(ns.runDir, 'relay'), port: o.api.port });
     this.core = o.api.adminConfig().makeApiClient(k8s.CoreV1Api);
   }
 
   /** Builds the namespace cluster, its Node objects, relays and credentials, and starts the agents. */
   static async create(o: K8sClusterOptions): Promise<K8sCluster> {
-    const { api: _api, namespace: _n, serviceAccount: _s, startAgents, ...nsOpts } = o;
+    const { api: _api, namespace: _n, serviceAccount: _s, startAgents, registerTaints: _t, ...nsOpts } = o;
     const ns = await NsCluster.create({ ...nsOpts, startAgents: false });
     const c = new K8sCluster(ns, o);
     try {
@@ -98,7 +105,7 @@ export class K8sCluster {
 
   /** Creates the Node object, status (addresses) included: the test is the kubelet too. */
   async createNodeObject(info: Pick<NodeInfo, 'name' | 'address' | 'podCIDR'>): Promise<void> {
-    await this.core.createNode({ body: nodeObject(info) });
+    await this.core.createNode({ body: nodeObject(info, this.registerTaints) });
   }
 
   /** Path of a node's agent kubeconfig. */

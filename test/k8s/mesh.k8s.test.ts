@@ -9,7 +9,7 @@
 import { jest } from '@jest/globals';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { WG_INTERFACE } from '../../common/constants.js';
+import { NOT_READY_TAINT, WG_INTERFACE } from '../../common/constants.js';
 import { sleep } from '../harness/exec.js';
 import { pairVerdict, proveAllPairs } from '../harness/prove.js';
 import { startTcpStream } from '../harness/traffic.js';
@@ -37,7 +37,8 @@ describe('3-node WireGuard mesh on a real API server', () => {
   beforeAll(async () => {
     api = await TestApiServer.start();
     await applyChart(api);
-    c = await K8sCluster.create({ api, nodes: 3, podsPerNode: 1 });
+    // Every kubelet registers its Node with the not-ready taint (README "Before the guard is attached").
+    c = await K8sCluster.create({ api, nodes: 3, podsPerNode: 1, registerTaints: [{ ...NOT_READY_TAINT }] });
     await c.waitEncrypted({ timeoutMs: 60_000 });
     for (const n of c.ns.nodeNames()) privateKeys.set(n, await privateKeyOf(c.ns, n));
   }, 300_000);
@@ -56,6 +57,34 @@ describe('3-node WireGuard mesh on a real API server', () => {
         'sealnet.io/version': '1',
         'sealnet.io/mode': 'wireguard',
       });
+    }
+  });
+
+  it('lifts the not-ready taint from each own Node only after that agent attached its guard, leaving other taints', async () => {
+    for (const n of c.ns.nodeNames()) {
+      const taints = await waitFor(
+        `the not-ready taint to leave ${n}`,
+        async () => {
+          const t = (await c.readNode(n)).spec?.taints ?? [];
+          return t.some((x) => x.key === NOT_READY_TAINT.key) ? undefined : t;
+        },
+        { timeoutMs: 30_000, pollMs: 200 },
+      );
+      // What else the Node carries stays (the API server's own node.kubernetes.io/not-ready).
+      expect(taints.map((t) => t.key)).toEqual(['node.kubernetes.io/not-ready']);
+      // The agent's own account, in order: the guard first, the taint after.
+      const lines = (await readFile(c.ns.agentLogPath(n), 'utf8'))
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as { msg?: unknown; time?: number });
+      const msgs = lines.map((l) => String(l.msg));
+      const guard = msgs.indexOf('BPF steering in place');
+      const lifted = msgs.findIndex((m) => m.includes('removed the not-ready taint'));
+      expect([n, guard >= 0, lifted > guard]).toEqual([n, true, true]);
+      console.log(
+        `${n}: not-ready taint lifted ${Number(lines[lifted]?.time) - Number(lines[guard]?.time)} ms after the guard was attached`,
+      );
+      expect(msgs.filter((m) => m.includes('removed the not-ready taint'))).toHaveLength(1);
     }
   });
 

@@ -12,7 +12,7 @@ import { jest } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ANNOTATIONS } from '../../common/constants.js';
+import { ANNOTATIONS, NOT_READY_TAINT } from '../../common/constants.js';
 import { KubernetesNodeStore } from '../../tunnels/stores/kubernetes.js';
 import { TestApiServer } from './apiserver.js';
 import { applyChart, findManifest, type Manifest } from './chart.js';
@@ -25,6 +25,8 @@ jest.setTimeout(60_000);
 const KEY = 'sealnet.io/wireguard-public-key';
 const FAKE_KEY_A = 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=';
 const FAKE_KEY_B = 'gN65BkIKy1eCE9pP1wdc8ROUtkHLF2PfAqYdyYBz6EA=';
+const OPERATOR_TAINT: k8s.V1Taint = { key: 'example.com/dedicated', value: 'db', effect: 'NoSchedule' };
+const SPEC_DENIED = "may not change a Node's spec, except removing the sealnet.io/not-ready:NoSchedule taint";
 
 /** The API server's message of a failed client-node call (its body), for assertions. */
 async function rejection(p: Promise<unknown>): Promise<{ code: number | undefined; message: string }> {
@@ -64,8 +66,12 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     admin = api.adminConfig().makeApiClient(k8s.CoreV1Api);
     dir = await mkdtemp(join(tmpdir(), 'sealnet-policy-'));
     for (const [i, name] of ['node-a', 'node-b'].entries()) {
+      // Registered as README "Before the guard is attached" says, plus a taint of the operator's.
       await admin.createNode({
-        body: nodeObject({ name, address: `198.18.0.${i + 1}`, podCIDR: `100.64.${i + 1}.0/24` }),
+        body: nodeObject({ name, address: `198.18.0.${i + 1}`, podCIDR: `100.64.${i + 1}.0/24` }, [
+          { ...NOT_READY_TAINT },
+          OPERATOR_TAINT,
+        ]),
       });
       const token = await api.nodeBoundToken({ namespace: 'sealnet', serviceAccount: 'sealnet', nodeName: name });
       kubeconfig[name] = join(dir, `${name}.kubeconfig`);
@@ -166,18 +172,14 @@ describe('least privilege and node-scoped writes on a real API server', () => {
         { metadata: { annotations: { 'example.com/owner': null } } },
         'may change only sealnet.io/ annotations',
       ],
-      ['add a label', { metadata: { labels: { 'sealnet.io/evil': 'true' } } }, "may not change a Node's labels, spec"],
-      ['change a label', { metadata: { labels: { 'example.com/zone': 'b' } } }, "may not change a Node's labels, spec"],
-      ['cordon the node', { spec: { unschedulable: true } }, "may not change a Node's labels, spec"],
-      [
-        'add a taint',
-        { spec: { taints: [{ key: 'x', effect: 'NoSchedule' }] } },
-        "may not change a Node's labels, spec",
-      ],
+      ['add a label', { metadata: { labels: { 'sealnet.io/evil': 'true' } } }, "may not change a Node's labels"],
+      ['change a label', { metadata: { labels: { 'example.com/zone': 'b' } } }, "may not change a Node's labels"],
+      ['cordon the node', { spec: { unschedulable: true } }, SPEC_DENIED],
+      ['replace the taints', { spec: { taints: [{ key: 'x', effect: 'NoSchedule' }] } }, SPEC_DENIED],
       [
         'add a finalizer',
         { metadata: { finalizers: ['example.com/hold'] } },
-        "may not change a Node's labels, spec, finalizers",
+        "may not change a Node's labels, finalizers",
       ],
     ];
     for (const [what, body, msg] of cases) {
@@ -189,6 +191,113 @@ describe('least privilege and node-scoped writes on a real API server', () => {
     expect(node.metadata?.annotations?.['example.com/owner']).toBe('platform');
     expect(node.metadata?.labels?.['example.com/zone']).toBe('a');
     expect(node.spec?.unschedulable).toBeUndefined();
+  });
+
+  it('lets the agent remove the not-ready taint from its own Node, and refuses every other change to spec', async () => {
+    const a = agentApi('node-a');
+    const merge = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+    const taintsOf = async (name: string): Promise<k8s.V1Taint[]> =>
+      ((await admin.readNode({ name })).spec?.taints ?? []).map((t) => ({
+        key: t.key,
+        effect: t.effect,
+        ...(t.value === undefined ? {} : { value: t.value }),
+      }));
+    // As registered, plus what the API server adds itself (TaintNodesByCondition puts
+    // node.kubernetes.io/not-ready on a Node without a Ready condition).
+    const registered = await taintsOf('node-a');
+    expect(registered.slice(0, 2)).toEqual([{ ...NOT_READY_TAINT }, OPERATOR_TAINT]);
+    expect(await taintsOf('node-b')).toEqual(registered);
+    const isOurs = (t: k8s.V1Taint): boolean => t.key === NOT_READY_TAINT.key && t.effect === NOT_READY_TAINT.effect;
+    const withoutOurs = registered.filter((t) => !isOurs(t));
+    // Refused: another node's taint (the agent's own removal code) ...
+    const other = await rejection(store('node-a').removeTaint('node-b', NOT_READY_TAINT));
+    expect(other.code).toBe(403);
+    expect(other.message).toContain('sealnet agent of node node-a may not modify Node node-b');
+    expect(await taintsOf('node-b')).toEqual(registered);
+    // ... and on its own Node, anything but removing exactly that taint.
+    const extra = { key: 'example.com/x', effect: 'NoSchedule' };
+    const cases: [string, object][] = [
+      ["remove the operator's taint", { spec: { taints: registered.filter((t) => t.key !== OPERATOR_TAINT.key) } }],
+      ['remove every taint', { spec: { taints: null } }],
+      ['add a taint', { spec: { taints: [...registered, extra] } }],
+      ['remove the not-ready taint and add another', { spec: { taints: [...withoutOurs, extra] } }],
+      [
+        "remove the not-ready taint and change the operator's",
+        { spec: { taints: withoutOurs.map((t) => (t.key === OPERATOR_TAINT.key ? { ...t, value: 'web' } : t)) } },
+      ],
+      ['reorder the taints', { spec: { taints: [...registered].reverse() } }],
+      [
+        'turn the not-ready taint into NoExecute',
+        { spec: { taints: registered.map((t) => (isOurs(t) ? { ...t, effect: 'NoExecute' } : t)) } },
+      ],
+      ['remove the not-ready taint and cordon', { spec: { taints: withoutOurs, unschedulable: true } }],
+      ['remove the not-ready taint and set a provider ID', { spec: { taints: withoutOurs, providerID: 'x://y' } }],
+    ];
+    for (const [what, body] of cases) {
+      const err = await rejection(a.patchNode({ name: 'node-a', body }, merge));
+      expect([what, err.code]).toEqual([what, 403]);
+      expect([what, err.message]).toEqual([what, expect.stringContaining(SPEC_DENIED)]);
+    }
+    expect(await taintsOf('node-a')).toEqual(registered);
+    // Accepted: the agent's own code removing exactly that taint, once; the operator's stays.
+    expect(await store('node-a').removeTaint('node-a', NOT_READY_TAINT)).toBe('removed');
+    expect(await taintsOf('node-a')).toEqual(withoutOurs);
+    expect(await store('node-a').removeTaint('node-a', NOT_READY_TAINT)).toBe('absent');
+    // The agent may not put it back (it never tries: re-adding is not an agent's to do).
+    const readd = await rejection(a.patchNode({ name: 'node-a', body: { spec: { taints: registered } } }, merge));
+    expect(readd.code).toBe(403);
+    expect(await taintsOf('node-a')).toEqual(withoutOurs);
+    expect(await taintsOf('node-b')).toEqual(registered);
+  });
+
+  it("names every NodeSpec field the API server has, so a new one cannot ride along with the taint's removal", async () => {
+    const policy = findManifest<{ spec: { variables: { name: string; expression: string }[] } }>(
+      manifests,
+      'ValidatingAdmissionPolicy',
+    );
+    const expr = policy.spec.variables.find((v) => v.name === 'onlyNotReadyTaintRemoved')?.expression ?? '';
+    const named = new Set([...expr.matchAll(/\bobject\.\?spec\.\?([A-Za-z]+)/g)].map((m) => m[1]));
+    const r = await api.kubectl(['get', '--raw', '/openapi/v3/api/v1']);
+    const schema = JSON.parse(r.stdout) as {
+      components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
+    };
+    const fields = Object.keys(schema.components.schemas['io.k8s.api.core.v1.NodeSpec']?.properties ?? {}).sort();
+    expect(fields.length).toBeGreaterThan(3);
+    expect([...named].sort()).toEqual(fields);
+  });
+
+  it('with notReadyTaint.remove=false the policy allows no spec change at all, the taint removal included', async () => {
+    await applyChart(api, { set: ['notReadyTaint.remove=false'] });
+    try {
+      // The API server picks the changed policy up through an informer: wait until a dry run of
+      // the removal is refused, then make the agent's real request.
+      const b = agentApi('node-b');
+      const taints = (await admin.readNode({ name: 'node-b' })).spec?.taints ?? [];
+      const idx = taints.findIndex((t) => t.key === NOT_READY_TAINT.key);
+      expect(idx).toBeGreaterThanOrEqual(0);
+      await waitFor(
+        'the changed policy to be in force',
+        () =>
+          b
+            .patchNode(
+              { name: 'node-b', body: [{ op: 'remove', path: `/spec/taints/${idx}` }], dryRun: 'All' },
+              k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
+            )
+            .then(
+              () => undefined,
+              () => true,
+            ),
+        { timeoutMs: 30_000, pollMs: 100 },
+      );
+      const err = await rejection(store('node-b').removeTaint('node-b', NOT_READY_TAINT));
+      expect(err.code).toBe(403);
+      expect(err.message).toContain('notReadyTaint.remove is false');
+      expect(
+        ((await admin.readNode({ name: 'node-b' })).spec?.taints ?? []).some((t) => t.key === NOT_READY_TAINT.key),
+      ).toBe(true);
+    } finally {
+      await applyChart(api);
+    }
   });
 
   it('bounds the sealnet.io/ annotations the agent writes: only the keys it publishes, each up to its size', async () => {

@@ -31,7 +31,7 @@ const DEFAULTS: AgentConfig = {
   nodeName: 'node-a',
   mode: 'wireguard',
   stateDir: '/var/lib/sealnet',
-  store: { type: 'kubernetes', kubeconfig: undefined },
+  store: { type: 'kubernetes', kubeconfig: undefined, removeNotReadyTaint: true },
   wireguard: {
     listenPort: 51880,
     implementation: 'auto',
@@ -177,7 +177,14 @@ describe('validateConfig', () => {
   it('a kubeconfig path is kept', () => {
     expect(
       validateConfig({ nodeName: 'node-a', store: { type: 'kubernetes', kubeconfig: '/etc/kube.conf' } }).store,
-    ).toStrictEqual({ type: 'kubernetes', kubeconfig: '/etc/kube.conf' });
+    ).toStrictEqual({ type: 'kubernetes', kubeconfig: '/etc/kube.conf', removeNotReadyTaint: true });
+  });
+
+  it('store.removeNotReadyTaint defaults to true and may be turned off', () => {
+    expect(validateConfig({ nodeName: 'node-a' }).store).toMatchObject({ removeNotReadyTaint: true });
+    expect(
+      validateConfig({ nodeName: 'node-a', store: { type: 'kubernetes', removeNotReadyTaint: false } }).store,
+    ).toMatchObject({ removeNotReadyTaint: false });
   });
 
   it.each([
@@ -206,7 +213,12 @@ describe('validateConfig', () => {
     [
       'store unknown field',
       { store: { type: 'kubernetes', namespace: 'x' } },
-      'store.namespace is not a known field (known: type, kubeconfig)',
+      'store.namespace is not a known field (known: type, kubeconfig, removeNotReadyTaint)',
+    ],
+    [
+      'store.removeNotReadyTaint not a boolean',
+      { store: { type: 'kubernetes', removeNotReadyTaint: 'yes' } },
+      'store.removeNotReadyTaint must be',
     ],
     ['wireguard not an object', { wireguard: [] }, 'wireguard must be an object'],
     [

@@ -119,10 +119,11 @@ export function validateConfig(input: unknown): AgentConfig {
     checkKeys(storeIn, ['type', 'dir'], 'store');
     store = { type: 'file', dir: str(storeIn, 'dir', 'store.') };
   } else {
-    checkKeys(storeIn, ['type', 'kubeconfig'], 'store');
+    checkKeys(storeIn, ['type', 'kubeconfig', 'removeNotReadyTaint'], 'store');
     store = {
       type: 'kubernetes',
       kubeconfig: storeIn.kubeconfig === undefined ? undefined : str(storeIn, 'kubeconfig', 'store.'),
+      removeNotReadyTaint: bool(storeIn, 'removeNotReadyTaint', 'store.', true),
     };
   }
 

@@ -37,6 +37,8 @@ import {
   StatusService,
 } from '../status/service.js';
 import { registerStatusMetrics } from '../status/metrics.js';
+import { NotReadyTaint } from './not-ready-taint.js';
+import type { NodeTaintPort } from '../ports/index.js';
 
 /**
  * Builds the node store the config names. The Kubernetes client is imported only when used: it
@@ -355,6 +357,24 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
   }
 
+  // The kubelet registered this Node with sealnet.io/not-ready:NoSchedule (README): lift it once
+  // the guard is attached and the first pass after the sync converged. Never re-added.
+  const taintPort =
+    config.store.type === 'kubernetes' && config.store.removeNotReadyTaint !== false && 'removeTaint' in store
+      ? (store as NodeStore & NodeTaintPort)
+      : undefined;
+  const taint =
+    taintPort !== undefined
+      ? new NotReadyTaint({
+          nodeName: config.nodeName,
+          port: taintPort,
+          steeringEnabled: steering !== undefined,
+          guardAttached: () => reconciler.steeringAttached(),
+          storeSynced: () => store.synced(),
+          lastPass: () => reconciler.report(),
+          log,
+        })
+      : undefined;
   const relevant = relevantChangeFilter();
   try {
     await store.start({
@@ -364,6 +384,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       },
       onSynced: () => {
         log.info({ nodes: store.list().length }, 'node store synced');
+        taint?.storeSynced();
         reconciler.trigger({ full: true });
       },
       onError: (err) => {
@@ -392,11 +413,13 @@ export async function main(argv: readonly string[]): Promise<number> {
   }, config.resyncIntervalSeconds * 1000);
   reconciler.trigger({ full: true });
   status.start();
+  taint?.start();
   log.info({ mode: config.mode, store: config.store.type }, 'sealnet agent running');
 
   await stopped;
   // Leave the kernel state in place: tunnels keep working while the agent restarts or upgrades.
   clearInterval(resync);
+  taint?.stop();
   process.off('SIGHUP', onHup);
   rotation?.close();
   ipsec?.close();

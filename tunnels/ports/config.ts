@@ -8,7 +8,15 @@ import type { Mode } from './model.js';
 /** Where Node objects come from. */
 export type StoreConfig =
   | { readonly type: 'file'; readonly dir: string }
-  | { readonly type: 'kubernetes'; readonly kubeconfig?: string | undefined };
+  | {
+      readonly type: 'kubernetes';
+      readonly kubeconfig?: string | undefined;
+      /**
+       * Remove the `sealnet.io/not-ready:NoSchedule` taint from this node's Node once the guard is
+       * attached and the first pass converged (default true; tunnels/agent/not-ready-taint.ts).
+       */
+      readonly removeNotReadyTaint?: boolean | undefined;
+    };
 
 /** Validated agent configuration. */
 export interface AgentConfig {

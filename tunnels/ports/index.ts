@@ -139,6 +139,22 @@ export interface NodeStore {
   patchAnnotations(name: string, annotations: Readonly<Record<string, string | undefined>>): Promise<void>;
 }
 
+/** A Node taint, as the API server holds it in `spec.taints`. */
+export interface NodeTaint {
+  readonly key: string;
+  readonly effect: string;
+  readonly value?: string | undefined;
+}
+
+/**
+ * Removes one taint from a Node's `spec.taints` (the agent only ever passes its own Node and
+ * `NOT_READY_TAINT`). `absent`: the Node does not carry it (nothing was written); `removed`: it
+ * did and no longer does. Throws when the Node cannot be read or the removal is refused.
+ */
+export interface NodeTaintPort {
+  removeTaint(node: string, taint: Pick<NodeTaint, 'key' | 'effect'>): Promise<'removed' | 'absent'>;
+}
+
 /** One prefix of the BPF steering map (routing/bpf/steer.c `sealnet_remote`). */
 export interface SteeringEntry {
   /** Prefix; IPv4 or IPv6 (host bits ignored). */

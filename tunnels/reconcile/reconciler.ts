@@ -45,6 +45,15 @@ export class Reconciler {
     this.wgState = newWireGuardPassState(deps.rpFilter);
   }
 
+  /**
+   * True once the BPF guard has been attached by this agent run (at start-up or by a pass): pod
+   * traffic to a peer without a ready tunnel is dropped from then on. The not-ready taint waits
+   * for it (tunnels/agent/not-ready-taint.ts).
+   */
+  steeringAttached(): boolean {
+    return this.steeringKey !== undefined;
+  }
+
   /** The last pass's report (for /readyz and status). */
   report(): ReconcileReport | undefined {
     return this.lastReport;
@@ -174,7 +183,7 @@ export class Reconciler {
     const pass = new PassContext(this.d);
     const host: PassHost = {
       prepareSteering: (dev) => this.prepareSteering(dev),
-      steeringAttached: () => this.steeringKey !== undefined,
+      steeringAttached: () => this.steeringAttached(),
       reportSkipped: (s) => this.reportSkipped(s),
       retriggerFull: () => this.trigger({ full: true }),
     };

@@ -15,7 +15,7 @@ import { KubernetesNodeStore } from './kubernetes.js';
 
 interface FakeNode {
   metadata: { name: string; resourceVersion: string; annotations?: Record<string, string> };
-  spec: { podCIDRs: string[] };
+  spec: { podCIDRs: string[]; taints?: { key: string; effect: string; value?: string }[] };
   status: { addresses: { type: string; address: string }[] };
 }
 
@@ -33,6 +33,10 @@ class FakeApi {
   rv = 10;
   listCalls: number[] = [];
   patches: { name: string; contentType: string | undefined; body: unknown }[] = [];
+  /** Runs once between the next GET of one node and the PATCH after it (a concurrent writer). */
+  beforeNextPatch: (() => void) | undefined;
+  /** Status to answer the next PATCH with instead of applying it (e.g. 403). */
+  patchFailures: number[] = [];
   /** Responses to use for the next list calls (status, headers), consumed in order. */
   listFailures: { status: number; headers?: Record<string, string> }[] = [];
   private watchers = new Set<ServerResponse>();
@@ -117,6 +121,48 @@ class FakeApi {
       return;
     }
     const m = /^\/api\/v1\/nodes\/([^/]+)$/.exec(url.pathname);
+    if (m !== null && req.method === 'GET') {
+      const n = this.nodes.get(decodeURIComponent(m[1] ?? ''));
+      res.writeHead(n === undefined ? 404 : 200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify(n === undefined ? { kind: 'Status', code: 404 } : { kind: 'Node', apiVersion: 'v1', ...n }),
+      );
+      return;
+    }
+    if (m !== null && req.method === 'PATCH' && req.headers['content-type'] === 'application/json-patch+json') {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const ops = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { op: string; path: string; value?: unknown }[];
+      const name = decodeURIComponent(m[1] ?? '');
+      this.patches.push({ name, contentType: req.headers['content-type'], body: ops });
+      this.beforeNextPatch?.();
+      this.beforeNextPatch = undefined;
+      const fail = this.patchFailures.shift();
+      const n = this.nodes.get(name);
+      const status = (code: number): void => {
+        res.writeHead(code, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code }));
+      };
+      if (fail !== undefined) return status(fail);
+      if (n === undefined) return status(404);
+      // RFC 6902, just the subset removeTaint sends: test a taint's field, remove a taint.
+      const taints = [...(n.spec.taints ?? [])];
+      for (const o of ops) {
+        const t = /^\/spec\/taints\/(\d+)(?:\/(key|effect))?$/.exec(o.path);
+        if (t === null) return status(422);
+        const i = Number(t[1]);
+        if (o.op === 'test') {
+          const entry = taints[i] as Record<string, unknown> | undefined;
+          if (entry === undefined || entry[t[2] ?? ''] !== o.value) return status(422);
+        } else if (o.op === 'remove' && t[2] === undefined && i < taints.length) taints.splice(i, 1);
+        else return status(422);
+      }
+      n.spec.taints = taints;
+      this.emit('MODIFIED', n);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ kind: 'Node', apiVersion: 'v1', ...n }));
+      return;
+    }
     if (m !== null && req.method === 'PATCH') {
       const chunks: Buffer[] = [];
       for await (const c of req) chunks.push(c as Buffer);
@@ -323,6 +369,54 @@ describe('KubernetesNodeStore against a fake API server', () => {
     await expect(store!.patchAnnotations('missing', { 'sealnet.io/version': '1' })).rejects.toThrow(
       'patching annotations of node missing failed',
     );
+  });
+
+  it('removes one taint with a test-and-remove JSON patch, retrying after a concurrent change, never touching the others', async () => {
+    const NOT_READY = { key: 'sealnet.io/not-ready', effect: 'NoSchedule' };
+    const OTHER = { key: 'example.com/dedicated', effect: 'NoSchedule', value: 'db' };
+    api = new FakeApi();
+    api.nodes.set('n1', { ...node('n1', 1, 5), spec: { podCIDRs: ['100.64.1.0/24'], taints: [OTHER, NOT_READY] } });
+    api.nodes.set('n2', { ...node('n2', 2, 5), spec: { podCIDRs: ['100.64.2.0/24'], taints: [OTHER] } });
+    await started();
+    // Someone inserts a taint in front between the agent's read and its patch: the test op on
+    // index 1 fails (it now holds another taint), and the retry removes the right entry.
+    api.beforeNextPatch = () => api.nodes.get('n1')!.spec.taints!.unshift({ key: 'x', effect: 'NoExecute' });
+    expect(await store!.removeTaint('n1', NOT_READY)).toBe('removed');
+    expect(api.nodes.get('n1')!.spec.taints).toEqual([{ key: 'x', effect: 'NoExecute' }, OTHER]);
+    expect(api.patches.map((p) => [p.contentType, p.body])).toEqual([
+      [
+        'application/json-patch+json',
+        [
+          { op: 'test', path: '/spec/taints/1/key', value: 'sealnet.io/not-ready' },
+          { op: 'test', path: '/spec/taints/1/effect', value: 'NoSchedule' },
+          { op: 'remove', path: '/spec/taints/1' },
+        ],
+      ],
+      [
+        'application/json-patch+json',
+        [
+          { op: 'test', path: '/spec/taints/2/key', value: 'sealnet.io/not-ready' },
+          { op: 'test', path: '/spec/taints/2/effect', value: 'NoSchedule' },
+          { op: 'remove', path: '/spec/taints/2' },
+        ],
+      ],
+    ]);
+    // Absent: nothing is written.
+    expect(await store!.removeTaint('n1', NOT_READY)).toBe('absent');
+    expect(await store!.removeTaint('n2', NOT_READY)).toBe('absent');
+    expect(api.patches).toHaveLength(2);
+    // Refused (the admission policy): an error naming the node, no retry.
+    api.nodes.get('n2')!.spec.taints = [NOT_READY];
+    api.patchFailures = [403];
+    await expect(store!.removeTaint('n2', NOT_READY)).rejects.toThrow(
+      'removing taint sealnet.io/not-ready:NoSchedule from node n2 failed',
+    );
+    expect(api.patches).toHaveLength(3);
+    // Conflicts forever: gives up after its attempts.
+    api.patchFailures = [422, 422, 422, 422];
+    await expect(store!.removeTaint('n2', NOT_READY)).rejects.toThrow('from node n2 failed');
+    expect(api.patches).toHaveLength(6);
+    await expect(store!.removeTaint('missing', NOT_READY)).rejects.toThrow('reading node missing');
   });
 
   it('restarts the watch with backoff after the API server drops it, and converges on what changed meanwhile', async () => {

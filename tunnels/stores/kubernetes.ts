@@ -16,7 +16,7 @@ import * as k8s from '@kubernetes/client-node';
 import { ANNOTATION_PREFIX } from '../../common/constants.js';
 import { SealnetError } from '../../common/errors.js';
 import type { RawNode } from '../ports/model.js';
-import type { NodeStore, NodeStoreEvents } from '../ports/index.js';
+import type { NodeStore, NodeStoreEvents, NodeTaint, NodeTaintPort } from '../ports/index.js';
 import { backoffDelay } from '../../common/backoff.js';
 import { leanAnnotations, rawNodeFromDoc, type DroppedReason } from './nodedoc.js';
 
@@ -65,8 +65,11 @@ function retryAfterMs(err: unknown): number | undefined {
   return Number.isFinite(s) ? s * 1000 : 5000;
 }
 
+/** Reads and test-and-remove patches tried before {@link KubernetesNodeStore.removeTaint} gives up. */
+const TAINT_ATTEMPTS = 3;
+
 /** Kubernetes API node store. */
-export class KubernetesNodeStore implements NodeStore {
+export class KubernetesNodeStore implements NodeStore, NodeTaintPort {
   private readonly kc: k8s.KubeConfig;
   private readonly api: k8s.CoreV1Api;
   private readonly random: () => number;
@@ -270,6 +273,50 @@ export class KubernetesNodeStore implements NodeStore {
       );
     } catch (err) {
       throw new SealnetError('STORE_IO', `patching annotations of node ${name} failed`, { cause: err });
+    }
+  }
+
+  /**
+   * Removes one taint from the Node's `spec.taints` with a JSON patch that first tests that the
+   * entry at that index still has the key and effect just read, then removes that index: a
+   * concurrent change to the list (the kubelet, an operator) fails the test instead of removing
+   * the wrong taint, and is retried from a fresh read (at most {@link TAINT_ATTEMPTS} times).
+   * Nothing else of the Node is sent, so the admission policy sees only that one change.
+   */
+  async removeTaint(name: string, taint: Pick<NodeTaint, 'key' | 'effect'>): Promise<'removed' | 'absent'> {
+    for (let attempt = 1; ; attempt++) {
+      let node: k8s.V1Node;
+      try {
+        node = await this.api.readNode({ name });
+      } catch (err) {
+        throw new SealnetError('STORE_IO', `reading node ${name} to remove its ${taint.key} taint failed`, {
+          cause: err,
+        });
+      }
+      const idx = (node.spec?.taints ?? []).findIndex((t) => t.key === taint.key && t.effect === taint.effect);
+      if (idx < 0) return 'absent';
+      const path = `/spec/taints/${idx}`;
+      try {
+        await this.api.patchNode(
+          {
+            name,
+            body: [
+              { op: 'test', path: `${path}/key`, value: taint.key },
+              { op: 'test', path: `${path}/effect`, value: taint.effect },
+              { op: 'remove', path },
+            ],
+          },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch),
+        );
+        return 'removed';
+      } catch (err) {
+        // 422: a test op failed (the list changed since the read); 409: a write conflict.
+        const code = (err as { code?: number }).code;
+        if ((code === 422 || code === 409) && attempt < TAINT_ATTEMPTS) continue;
+        throw new SealnetError('STORE_IO', `removing taint ${taint.key}:${taint.effect} from node ${name} failed`, {
+          cause: err,
+        });
+      }
     }
   }
 }
