@@ -432,9 +432,13 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     if (variant === undefined) throw new Error(`agent image ${AGENT_IMAGE} missing`);
     const t0 = Date.now();
     // A new machine whose registry pull of the agent image fails (no route to ghcr.io here):
-    // the DaemonSet pod waits in ErrImagePull/ImagePullBackOff, the node is Ready, and nothing
-    // stops the scheduler placing workloads on it. The node has the traffic image only.
-    joined = await cluster.joinNode({ images: [] });
+    // the DaemonSet pod (it tolerates the taint) waits in ErrImagePull/ImagePullBackOff, the node
+    // is Ready, and the kubelet registered it with the not-ready taint (README install step 4),
+    // which keeps workloads off it. The node has the traffic image only.
+    joined = await cluster.joinNode({
+      images: [],
+      registerWithTaints: [{ key: 'sealnet.io/not-ready', effect: 'NoSchedule' }],
+    });
     log(`node ${joined.name} joined and Ready after ${Date.now() - t0} ms`);
     const nodeName = joined.name;
     await cluster.api.kubectl(['apply', '-f', '-'], {
@@ -496,20 +500,15 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     nokey = { plaintext: cap.podPlaintextPackets, canary: canaryHits(cap), flows: cap.podPlaintextFlows };
   }, 420_000);
 
-  // KNOWN GAP (measured on every run, printed above; issue 16 finding 8c): nothing guards a node
-  // before its agent runs. The other agents drop traffic TO the keyless node (its pod CIDR is
-  // `not-ready` in their steering), but a workload pod on the new node sends in the clear: the
-  // underlay shows its requests, canary included. `it.failing` passes only while the assertion
-  // below fails; once a guard exists (e.g. a `sealnet.io/not-ready` NoSchedule taint removed when
-  // the agent's guard is attached) this turns red: make it a plain `it` then.
-  it.failing(
-    'KNOWN GAP: before a node publishes its first key, 0 plaintext pod packets to or from it (fails today: nothing guards before the agent runs)',
-    () => {
-      // No measurement (the test above failed early): return, so this expected failure is red too.
-      if (nokey === undefined) return;
-      expect(nokey).toEqual({ plaintext: 0, canary: 0, flows: {} });
-    },
-  );
+  // Without the taint nothing guards a node before its agent runs: measured when this test joined
+  // an untainted node (before the agent lifted the taint), its workload pod's requests left in
+  // plaintext (21 pod packets, 12 canary hits per run). With the kubelet registering the
+  // `sealnet.io/not-ready:NoSchedule` taint (README install step 4) the workload stays Pending
+  // until the agent's guard is attached and the agent lifts the taint.
+  it('before a node publishes its first key (kubelet registered with the not-ready taint): 0 plaintext pod packets to or from it', () => {
+    expect(nokey).toBeDefined();
+    expect(nokey).toEqual({ plaintext: 0, canary: 0, flows: {} });
+  });
 
   it('once the joined node can get the image, its agent publishes a key, every agent has it as a peer, every pair of the 4 nodes encrypted', async () => {
     const node = joined;
@@ -529,6 +528,14 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     });
     const key = await publishedKey(cluster, node.name);
     expect(key).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    // The agent lifted the not-ready taint once its guard was attached; the workload is scheduled.
+    await waitFor(
+      async () =>
+        !(await cluster.api.kubectl(['get', 'node', node.name, '-o', 'jsonpath={.spec.taints}'])).stdout.includes(
+          'sealnet.io/not-ready',
+        ),
+      { timeoutMs: 120_000, what: async () => `${node.name} still has the sealnet.io/not-ready taint` },
+    );
     for (const other of cluster.nodes.filter((n) => n !== node))
       await waitFor(async () => (await wgPeers(other)).includes(key), {
         timeoutMs: 60_000,
