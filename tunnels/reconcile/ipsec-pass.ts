@@ -388,7 +388,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     ctx.pass.fail('plan', err);
     return ctx.pass.finish(undefined, false, false);
   }
-  ctx.host.reportSkipped(desired.skipped);
+  ctx.host.reportSkipped(desired);
   const prune = store.synced();
   const wanted = ipsecOf(desired);
   if (wanted === undefined) {

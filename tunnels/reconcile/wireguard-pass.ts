@@ -425,7 +425,7 @@ export class WireGuardPass {
       this.p.fail('plan', err);
       return false;
     }
-    this.host.reportSkipped(this.desired.skipped);
+    this.host.reportSkipped(this.desired);
     this.prune = store.synced();
     return true;
   }
@@ -673,6 +673,7 @@ export class WireGuardPass {
       const id = `${c.key}/${c.claimant}`;
       if (this.s.ownerConflictsLogged.has(id) || this.s.ownerConflictsLogged.size > 10_000) continue;
       this.s.ownerConflictsLogged.add(id);
+      this.d.metrics.keyOwnerConflicts.inc();
       this.d.log.warn(
         { node: c.claimant, owner: c.owner || undefined, key: fingerprint(c.key as PublicKey) },
         'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it',
