@@ -113,6 +113,13 @@ export interface PlanInput {
    * nodes claim one address, this owner keeps it (a newcomer cannot take a working node's address).
    */
   readonly establishedAddresses?: Readonly<Record<string, string>>;
+  /**
+   * Node → endpoint host it had after the previous successful apply. When two nodes publish one
+   * endpoint host, the node that had it keeps it: a node whose key is known (it was an honest
+   * member once) cannot cut an honest node off by taking its endpoint, which a tie on keys alone
+   * (both established) would do.
+   */
+  readonly establishedEndpoints?: Readonly<Record<string, string>>;
 }
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -190,7 +197,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
 
   // 2. Conflicts between remote nodes: a shared key, a shared endpoint host or overlapping pod CIDRs. The established
   //    owner (if any) keeps it; everyone else involved is skipped.
-  const accepted = resolveConflicts(decoded, established, skipped);
+  const accepted = resolveConflicts(decoded, { keys: established, endpoints: input.establishedEndpoints }, skipped);
 
   // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
   //    key; the pod CIDRs belong to exactly one of them (see rotationPeers()).
@@ -453,9 +460,14 @@ function pickSource(
 
 function resolveConflicts(
   nodes: readonly PeerNode[],
-  established: Readonly<Record<string, PublicKey>>,
+  held: {
+    readonly keys: Readonly<Record<string, PublicKey>>;
+    /** Undefined: no endpoint history given (the established key alone decides). */
+    readonly endpoints: Readonly<Record<string, string>> | undefined;
+  },
   skipped: SkippedNode[],
 ): PeerNode[] {
+  const established = held.keys;
   const loser = new Map<string, SkippedNode>();
   // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
   // visited in (i, j) order so the outcome is what the pairwise definition gives.
@@ -520,8 +532,12 @@ function resolveConflicts(
       const a = nodes[i]!;
       const b = nodes[j]!;
       const what = row.get(j)!;
-      const aOwns = established[a.name] === a.wireguardPublicKey;
-      const bOwns = established[b.name] === b.wireguardPublicKey;
+      // An endpoint belongs to the node that had it; a key or a pod CIDR to the node established with its key.
+      const owns = (n: PeerNode): boolean =>
+        established[n.name] === n.wireguardPublicKey &&
+        (what !== 'endpoint-conflict' || held.endpoints === undefined || held.endpoints[n.name] === n.endpointHost);
+      const aOwns = owns(a);
+      const bOwns = owns(b);
       const detail =
         what === 'duplicate-key'
           ? `nodes ${a.name} and ${b.name} publish the same public key`

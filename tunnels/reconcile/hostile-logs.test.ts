@@ -275,3 +275,42 @@ describe('key-ownership conflicts are counted', () => {
     expect(t.kind === 'wireguard' && t.peers.some((p) => p.node === 'node-b')).toBe(true);
   });
 });
+
+describe("a node that was an honest member takes another node's endpoint (finding 9, found by the e2e suite)", () => {
+  const member = (endpoint: string): RawNode => ({
+    name: 'node-h',
+    annotations: sealnetAnnotations(fixtureKey(66), endpoint),
+    podCIDRs: ['100.64.66.0/24'],
+    internalIPs: ['198.18.0.66'],
+  });
+
+  it.each([
+    ['in-memory history', false],
+    ['first-seen key owners as well', true],
+  ])('the node that had the endpoint keeps it (%s); only the taker is skipped', async (_, withOwners) => {
+    const e = setup(withOwners ? { keyOwners: memoryOwners() } : {});
+    e.store.upsert(member('198.18.0.66:51880'));
+    const first = await e.reconciler.runNow();
+    const t0 = first.desired!.tunnel;
+    expect(t0.kind === 'wireguard' && t0.peers.map((p) => p.node)).toEqual(['node-b', 'node-c', 'node-d', 'node-h']);
+    // Both node-b and node-h are now established with their keys; node-h takes node-b's endpoint host.
+    e.store.upsert(member('198.18.0.2:51880'));
+    const r = await e.reconciler.runNow();
+    expect(r.desired!.skipped.map((s) => [s.name, s.reason])).toEqual([['node-h', 'endpoint-conflict']]);
+    const t = r.desired!.tunnel;
+    expect(t.kind === 'wireguard' && t.peers.find((p) => p.node === 'node-b')?.endpoint).toBe('198.18.0.2:51880');
+  });
+
+  it('after a restart (no memory), the endpoint held in the kernel decides', async () => {
+    const e = setup();
+    e.store.upsert(member('198.18.0.66:51880'));
+    await e.reconciler.runNow();
+    e.store.upsert(member('198.18.0.2:51880'));
+    // A new agent process over the same kernel and store.
+    const again = new Reconciler({
+      ...(e.reconciler as unknown as { d: ConstructorParameters<typeof Reconciler>[0] }).d,
+    });
+    const r = await again.runNow();
+    expect(r.desired!.skipped.map((s) => [s.name, s.reason])).toEqual([['node-h', 'endpoint-conflict']]);
+  });
+});

@@ -40,6 +40,8 @@ export interface WireGuardPassState {
   established: Record<string, PublicKey>;
   /** Node-to-node host prefix → node, as the last successful apply programmed them. */
   addressOwners: Record<string, string>;
+  /** Node → endpoint host of its peer after the last clean apply (the planner's endpoint tie-break). */
+  endpointOwners: Record<string, string>;
   /** Key-ownership conflicts already logged (key/claimant). */
   readonly ownerConflictsLogged: Set<string>;
   /** The first pass adopted the kernel's peers as established. */
@@ -63,6 +65,7 @@ export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boole
   return {
     established: {},
     addressOwners: {},
+    endpointOwners: {},
     ownerConflictsLogged: new Set(),
     adopted: false,
     view: undefined,
@@ -379,6 +382,14 @@ export class WireGuardPass {
     const { rot, incoming, active } = this;
     if (!this.s.adopted) {
       this.s.established = adoptEstablished(this.nodes, config.nodeName, this.observed.peers);
+      // The endpoints the adopted peers have in the kernel: who held an endpoint before a restart.
+      const byKey = new Map(this.observed.peers.map((p) => [p.publicKey as string, p.endpoint]));
+      this.s.endpointOwners = Object.fromEntries(
+        Object.entries(this.s.established).flatMap(([node, key]) => {
+          const ep = byKey.get(key);
+          return ep === undefined ? [] : [[node, endpointHostOf(ep)]];
+        }),
+      );
       this.s.adopted = true;
     }
     try {
@@ -414,6 +425,7 @@ export class WireGuardPass {
         },
         established: this.withOwners(),
         establishedAddresses: this.s.addressOwners,
+        establishedEndpoints: this.s.endpointOwners,
         // A key counts as shaken hands only on every link: each link moves its allowed IPs in
         // its own `wg set`, and a link must not move them to a key it has no session with.
         handshakes: handshakesOnEveryLink([
@@ -687,6 +699,7 @@ export class WireGuardPass {
     const peers = this.desired.tunnel.peers.filter((p) => p.next !== true);
     if (this.peersOk) {
       this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+      this.s.endpointOwners = Object.fromEntries(peers.map((p) => [p.node, endpointHostOf(p.endpoint)]));
       // Node-to-node host prefixes (/32, /128 outside the node's pod CIDRs) and who holds them.
       const pods = new Set(this.desired.routes.map((r) => r.dst));
       this.s.addressOwners = Object.fromEntries(
@@ -762,4 +775,11 @@ function adoptEstablished(
       out[raw.name] = r.node.wireguardPublicKey;
   }
   return out;
+}
+
+/** The host of `ip:port` or `[ip6]:port` (as the planner writes peer endpoints). */
+function endpointHostOf(endpoint: string): string {
+  return endpoint.startsWith('[')
+    ? endpoint.slice(1, endpoint.indexOf(']'))
+    : endpoint.slice(0, endpoint.lastIndexOf(':'));
 }
