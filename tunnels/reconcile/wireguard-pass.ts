@@ -634,6 +634,7 @@ export class WireGuardPass {
           target: { action: 'redirect', ifindex: l.ifindex },
           nodeToNode: config.steering.nodeToNode,
           exemptCidrs: config.steering.exemptCidrs,
+          nodeCidrs: config.steering.nodeCidrs,
         });
         const byCidr = new Map(e.map((x) => [x.cidr, x]));
         entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
