@@ -48,6 +48,7 @@ import { plan, type PlanInput } from '../plan/planner.js';
 import type { IpsecApplyResult, IpsecPort, ObservedPeer, SteeringEntry } from '../ports/index.js';
 import type { ReconcileReport } from '../ports/model.js';
 import type { ReconcilerDeps } from './deps.js';
+import { ipsecEstablishedWithOwners } from './ipsec-owners.js';
 import type { PassContext, PassHost } from './context.js';
 import { planSteering } from '../plan/steering.js';
 import {
@@ -242,11 +243,13 @@ export interface IpsecPassState {
   identities: Record<string, PublicKey>;
   /** Families `checkKernel` passed for since start (besides the start-up check). */
   readonly checked: Set<4 | 6>;
+  /** Key-ownership conflicts already counted and logged (key/claimant). */
+  readonly ownerConflicts: Set<string>;
 }
 
 /** A fresh {@link IpsecPassState}. */
 export function newIpsecPassState(): IpsecPassState {
-  return { established: {}, identities: {}, checked: new Set() };
+  return { established: {}, identities: {}, checked: new Set(), ownerConflicts: new Set() };
 }
 
 /** What one IPsec pass works with: the deps, the state kept between passes, the pass's bookkeeping, the loop's helpers. */
@@ -359,6 +362,15 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
 
   // 5. Plan (during a rotation: the key this node sends with, and the others it accepts).
   const ownKeys = ipsec.rotation?.keys() ?? { send: ipsec.key, others: [] };
+  // First-seen ownership completes both established sets (a restarted agent has none in memory).
+  const held = ipsecEstablishedWithOwners({
+    deps: ctx.deps,
+    nodes,
+    identities: ctx.state.identities,
+    established: ctx.state.established,
+    counted: ctx.state.ownerConflicts,
+    now: Date.now(),
+  });
   let desired: DesiredState;
   try {
     desired = planIpsecMode({
@@ -371,7 +383,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
         underlayMtu: config.underlayMtu ?? underlay.mtu,
         underlayFamily: endpointIP.family,
       },
-      established: ctx.state.identities,
+      established: held.identities,
       ipsec: {
         publicKey: ownKeys.send.publicKey,
         epoch: ownKeys.send.epoch,
@@ -380,7 +392,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
         underlayDev: underlay.name,
         keyBits: config.ipsec.keyBits,
         replayWindow: config.ipsec.replayWindow,
-        established: ctx.state.established,
+        established: held.established,
         generation: ipsec.generation,
       },
     });
