@@ -35,6 +35,14 @@ export interface AgentMetrics {
   readonly storeIrrelevantUpdates: Counter;
   /** `sealnet.io/` annotations of peers dropped on arrival, by reason (unknown, oversized, not-a-string). */
   readonly storeDroppedAnnotations: Counter<'reason'>;
+  /** Node-to-node mode: addresses other nodes list that the plan did not take, now, by reason. */
+  readonly nodeAddressesRejected: Gauge<'reason'>;
+  /** Address refusals seen (each node, address and reason once while it lasts), by reason. */
+  readonly nodeAddressRejections: Counter<'reason'>;
+  /** A node published a key another node was seen with first (each key and claimant once). */
+  readonly keyOwnerConflicts: Counter;
+  /** Log lines about other nodes' input held back by the per-(node, reason) rate limit, by reason. */
+  readonly logLinesSuppressed: Counter<'reason'>;
 }
 
 /** Creates the metric set on a fresh registry. */
@@ -124,6 +132,32 @@ export function createMetrics(): AgentMetrics {
     storeDroppedAnnotations: new Counter({
       name: 'sealnet_store_dropped_annotations_total',
       help: 'sealnet.io/ annotations of other nodes dropped on arrival, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    nodeAddressesRejected: new Gauge({
+      name: 'sealnet_node_addresses_rejected',
+      help: 'Node-to-node mode: addresses other nodes list that this node did not take, by reason (not-unicast, outside-node-cidrs, own-address, in-pod-cidr, over-limit, contested)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    nodeAddressRejections: new Counter({
+      name: 'sealnet_node_address_rejections_total',
+      help: 'Address refusals seen (each node, address and reason counted once while it lasts), by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    keyOwnerConflicts: zeroed(
+      new Counter({
+        name: 'sealnet_key_owner_conflicts_total',
+        help: 'Nodes seen publishing a key another node was seen with first (each key and claimant once)',
+        registers,
+      }),
+      {},
+    ),
+    logLinesSuppressed: new Counter({
+      name: 'sealnet_log_lines_suppressed_total',
+      help: "Log lines about other nodes' input held back by the per-(node, reason) rate limit, by reason",
       labelNames: ['reason'],
       registers,
     }),

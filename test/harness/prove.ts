@@ -58,10 +58,13 @@ export async function proveAllPairs(
     concurrency?: number;
     /** Address families to send over, each direction once per family (default: the pods' first address only). */
     families?: readonly (4 | 6)[];
+    /** Only these nodes and the pairs between them (default: every node), e.g. the honest ones. */
+    nodes?: readonly string[];
   },
 ): Promise<PairsProof> {
   const canary = newCanary();
-  const nodes = cluster.nodes;
+  const only = opts.nodes;
+  const nodes = only === undefined ? cluster.nodes : cluster.nodes.filter((n) => only.includes(n.name));
   const firstPod = (n: NodeInfo): string => (n.pods[0] as { name: string }).name;
   const servers = await Promise.all(nodes.map((n) => startCanaryServer(cluster, { pod: firstPod(n) })));
   const capture = await cluster.startCapture({ name: opts.captureName ?? 'proof', canaries: [canary] });
@@ -106,7 +109,9 @@ export async function proveAllPairs(
     cap = await capture.stop();
     await Promise.all(servers.map((s) => s.stop({ timeoutMs: 2000 })));
   }
-  const status = await cluster.encryptionStatus();
+  const all = await cluster.encryptionStatus();
+  const status =
+    only === undefined ? all : { ...all, pairs: all.pairs.filter((p) => only.includes(p.a) && only.includes(p.b)) };
   return {
     directions,
     hostDirections,

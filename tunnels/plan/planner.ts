@@ -25,6 +25,7 @@ import type {
   Mode,
   PeerNode,
   RawNode,
+  RejectedAddress,
   SkippedNode,
 } from '../ports/model.js';
 
@@ -112,6 +113,13 @@ export interface PlanInput {
    * nodes claim one address, this owner keeps it (a newcomer cannot take a working node's address).
    */
   readonly establishedAddresses?: Readonly<Record<string, string>>;
+  /**
+   * Node → endpoint host it had after the previous successful apply. When two nodes publish one
+   * endpoint host, the node that had it keeps it: a node whose key is known (it was an honest
+   * member once) cannot cut an honest node off by taking its endpoint, which a tie on keys alone
+   * (both established) would do.
+   */
+  readonly establishedEndpoints?: Readonly<Record<string, string>>;
 }
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
@@ -189,7 +197,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
 
   // 2. Conflicts between remote nodes: a shared key, a shared endpoint host or overlapping pod CIDRs. The established
   //    owner (if any) keeps it; everyone else involved is skipped.
-  const accepted = resolveConflicts(decoded, established, skipped);
+  const accepted = resolveConflicts(decoded, { keys: established, endpoints: input.establishedEndpoints }, skipped);
 
   // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
   //    key; the pod CIDRs belong to exactly one of them (see rotationPeers()).
@@ -200,10 +208,11 @@ export function plan(input: PlanInput): DesiredWireGuardState {
     overlay: config.overlay ?? 'none',
   });
   const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
+  const rejectedAddresses: RejectedAddress[] = [];
   const nodeIPs =
     config.nodeToNode === undefined
       ? new Map<string, string[]>()
-      : nodeAddresses(accepted, {
+      : nodeAddresses(accepted, rejectedAddresses, {
           self: selfRaw,
           ownCidrs,
           exempt: config.nodeToNode.exemptCidrs,
@@ -253,6 +262,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
     },
     routes,
     skipped,
+    ...(rejectedAddresses.length > 0 ? { rejectedAddresses } : {}),
   };
 }
 
@@ -340,6 +350,7 @@ function rotationPeers(
  */
 function nodeAddresses(
   accepted: readonly PeerNode[],
+  rejected: RejectedAddress[],
   ctx: {
     readonly self: RawNode | undefined;
     readonly ownCidrs: readonly Cidr[];
@@ -358,17 +369,50 @@ function nodeAddresses(
   ];
   const own = new Set((ctx.self?.internalIPs ?? []).map(hostPrefix));
   const claims = new Map<string, string[]>();
+  // Every refusal is reported (counted and logged by the reconciler), except exempt addresses:
+  // those are the operator's choice (the API server), not the node's fault.
+  // At most MAX_NODE_ADDRESSES refusals are listed per node: a node listing 10,000 addresses
+  // must not make every agent hold and log 10,000 rows.
+  const perNode = new Map<string, number>();
+  const reject = (node: string, address: string, reason: RejectedAddress['reason']): void => {
+    const k = perNode.get(node) ?? 0;
+    if (k >= MAX_NODE_ADDRESSES) return;
+    perNode.set(node, k + 1);
+    rejected.push({ node, address, reason });
+  };
   for (const n of accepted) {
     const mine = new Set<string>();
     for (const a of n.internalIPs) {
-      if (mine.size >= MAX_NODE_ADDRESSES) break;
+      if (mine.size >= MAX_NODE_ADDRESSES) {
+        reject(n.name, a, 'over-limit'); // the first one over the cap stands for all of them
+        break;
+      }
       const ip = parseIP(a);
-      if (ip === undefined || nonUnicastClass(ip.family, ip.value) !== undefined) continue;
       const h = hostPrefix(a);
       const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
-      if (h === undefined || c === undefined || own.has(h) || mine.has(h)) continue;
-      if (!allowed.some((e) => cidrsOverlap(e, c))) continue;
-      if (exempt.some((e) => cidrsOverlap(e, c)) || pods.some((p) => cidrsOverlap(p, c))) continue;
+      if (
+        ip === undefined ||
+        h === undefined ||
+        c === undefined ||
+        nonUnicastClass(ip.family, ip.value) !== undefined
+      ) {
+        reject(n.name, a, 'not-unicast');
+        continue;
+      }
+      if (mine.has(h)) continue; // listed twice: taken once
+      if (own.has(h)) {
+        reject(n.name, a, 'own-address');
+        continue;
+      }
+      if (!allowed.some((e) => cidrsOverlap(e, c))) {
+        reject(n.name, a, 'outside-node-cidrs');
+        continue;
+      }
+      if (exempt.some((e) => cidrsOverlap(e, c))) continue;
+      if (pods.some((p) => cidrsOverlap(p, c))) {
+        reject(n.name, a, 'in-pod-cidr');
+        continue;
+      }
       mine.add(h);
       const list = claims.get(h);
       if (list === undefined) claims.set(h, [n.name]);
@@ -386,8 +430,10 @@ function nodeAddresses(
         ep !== undefined && names.includes(ep) ? ep : prev !== undefined && names.includes(prev) ? prev : undefined;
     }
     if (owner !== undefined) byNode.get(owner)!.push(h);
+    for (const loser of names) if (loser !== owner) reject(loser, h, 'contested');
   }
   for (const list of byNode.values()) list.sort(compareCidrs);
+  rejected.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
   return byNode;
 }
 
@@ -414,9 +460,14 @@ function pickSource(
 
 function resolveConflicts(
   nodes: readonly PeerNode[],
-  established: Readonly<Record<string, PublicKey>>,
+  held: {
+    readonly keys: Readonly<Record<string, PublicKey>>;
+    /** Undefined: no endpoint history given (the established key alone decides). */
+    readonly endpoints: Readonly<Record<string, string>> | undefined;
+  },
   skipped: SkippedNode[],
 ): PeerNode[] {
+  const established = held.keys;
   const loser = new Map<string, SkippedNode>();
   // Conflicting pairs (i < j), found in O(N log N) rather than by comparing every pair, then
   // visited in (i, j) order so the outcome is what the pairwise definition gives.
@@ -481,8 +532,12 @@ function resolveConflicts(
       const a = nodes[i]!;
       const b = nodes[j]!;
       const what = row.get(j)!;
-      const aOwns = established[a.name] === a.wireguardPublicKey;
-      const bOwns = established[b.name] === b.wireguardPublicKey;
+      // An endpoint belongs to the node that had it; a key or a pod CIDR to the node established with its key.
+      const owns = (n: PeerNode): boolean =>
+        established[n.name] === n.wireguardPublicKey &&
+        (what !== 'endpoint-conflict' || held.endpoints === undefined || held.endpoints[n.name] === n.endpointHost);
+      const aOwns = owns(a);
+      const bOwns = owns(b);
       const detail =
         what === 'duplicate-key'
           ? `nodes ${a.name} and ${b.name} publish the same public key`

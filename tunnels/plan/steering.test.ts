@@ -163,7 +163,7 @@ describe('planSteering', () => {
     expect(out.map((e) => e.cidr)).not.toContain('198.18.0.1/32');
   });
 
-  it('makes a node address two nodes claim not ready', () => {
+  it('keeps a node address with the node the planner gave it when another node claims it (a claim must not turn it into a drop: found by test/e2e/hostile.e2e.test.ts)', () => {
     const out = planSteering(
       input({
         nodes: [...nodes, { name: 'e', podCIDRs: [], internalIPs: ['198.18.0.2'] }],
@@ -172,7 +172,43 @@ describe('planSteering', () => {
         observedPeers: [observed(keyB, ['100.64.2.0/24', '198.18.0.2/32'])],
       }),
     );
+    expect(out.filter((e) => e.cidr === '198.18.0.2/32').map((e) => [e.state, e.peerId])).toEqual([
+      ['ready', peerIdOf('b')],
+    ]);
+  });
+
+  it('makes a node address two nodes claim and nobody holds not ready', () => {
+    const out = planSteering(
+      input({
+        nodes: [...nodes, { name: 'e', podCIDRs: [], internalIPs: ['198.18.0.2'] }],
+        nodeToNode: true,
+        desiredPeers: [peer('b', keyB, ['100.64.2.0/24'])],
+        observedPeers: [observed(keyB, ['100.64.2.0/24'])],
+      }),
+    );
     expect(out.find((e) => e.cidr === '198.18.0.2/32')?.state).toBe('not-ready');
+  });
+
+  it("gives no entry to a node's addresses that are not node addresses (metadata, multicast, a public resolver, this node's own)", () => {
+    const out = planSteering(
+      input({
+        nodes: [
+          ...nodes,
+          {
+            name: 'e',
+            podCIDRs: [],
+            internalIPs: ['169.254.169.254', '224.0.0.251', '8.8.8.8', '198.18.0.1', '198.18.0.5'],
+          },
+        ],
+        nodeToNode: true,
+        desiredPeers: [],
+        observedPeers: [],
+      }),
+    );
+    const cidrs = out.filter((e) => e.kind === 'node').map((e) => e.cidr);
+    for (const c of ['169.254.169.254/32', '224.0.0.251/32', '8.8.8.8/32', '198.18.0.1/32'])
+      expect(cidrs).not.toContain(c);
+    expect(cidrs).toContain('198.18.0.5/32');
   });
 
   it('marks instead of redirecting in XFRM mode', () => {

@@ -8,7 +8,9 @@
  * would deadlock (with no keepalive, the first data packet is what starts the handshake).
  */
 import { canonicalCidr, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from '../../common/ip.js';
+import { nonUnicastClass } from '../../common/addrclass.js';
 import type { DesiredPeer } from '../ports/model.js';
+import { DEFAULT_NODE_CIDRS } from './planner.js';
 import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
 
 /** How ready entries reach the tunnel. */
@@ -42,6 +44,13 @@ export interface SteeringPlanInput {
    * keeps the map and the status report saying what actually happens.
    */
   readonly exemptCidrs?: readonly string[] | undefined;
+  /**
+   * Where node addresses may lie (`steering.nodeCidrs`; default the planner's
+   * DEFAULT_NODE_CIDRS). Another node chooses its addresses: one outside these, or not unicast,
+   * gets no entry (the planner does not take it either), so a node listing 8.8.8.8 or
+   * 169.254.169.254 cannot make every node drop its host traffic there.
+   */
+  readonly nodeCidrs?: readonly string[] | undefined;
 }
 
 /** FNV-1a of the node name: a stable peer number for status output (0 is reserved for none). */
@@ -108,6 +117,22 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
     .map((c) => parseCidr(c, { hostBits: 'clear' }))
     .filter((c) => c !== undefined);
   const out = new Map<string, SteeringEntry>();
+  // Node-to-node: which node's peer the planner gave each host prefix; this node's own addresses.
+  const holders = new Map<string, string>();
+  const ownAddresses = new Set<string>();
+  const allowedNodeCidrs = (
+    input.nodeCidrs !== undefined && input.nodeCidrs.length > 0 ? input.nodeCidrs : DEFAULT_NODE_CIDRS
+  )
+    .map((c) => parseCidr(c, { hostBits: 'clear' }))
+    .filter((c) => c !== undefined);
+  if (input.nodeToNode) {
+    for (const p of input.desiredPeers)
+      for (const a of p.allowedIPs) if (/\/(32|128)$/.test(a)) holders.set(canonical(a) ?? a, p.node);
+    for (const a of self?.internalIPs ?? []) {
+      const h = hostPrefix(a);
+      if (h !== undefined) ownAddresses.add(h);
+    }
+  }
 
   const put = (e: SteeringEntry): void => {
     const prev = out.get(e.cidr);
@@ -137,8 +162,13 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
       for (const a of node.internalIPs) {
         const h = hostPrefix(a);
         const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
-        if (h !== undefined && c !== undefined && !exempt.some((e) => cidrsOverlap(e, c)))
-          prefixes.push({ cidr: h, kind: 'node' });
+        if (h === undefined || c === undefined || exempt.some((e) => cidrsOverlap(e, c))) continue;
+        // An address the planner gave another node's peer is that node's entry alone: a claim by
+        // a second node (or by a skipped one) must not turn it into a drop for everyone.
+        const holder = holders.get(h);
+        if (holder !== undefined && holder !== node.name) continue;
+        if (ownAddresses.has(h) || !nodeAddressAllowed(a, allowedNodeCidrs)) continue;
+        prefixes.push({ cidr: h, kind: 'node' });
       }
     }
     for (const { cidr, kind } of prefixes) {
@@ -173,4 +203,12 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
         x.c.prefixLength - y.c.prefixLength,
     )
     .map((x) => x.e);
+}
+
+/** A unicast address inside one of `allowed` (what the planner would take as a node address). */
+function nodeAddressAllowed(address: string, allowed: readonly NonNullable<ReturnType<typeof parseCidr>>[]): boolean {
+  const ip = parseIP(address);
+  if (ip === undefined || nonUnicastClass(ip.family, ip.value) !== undefined) return false;
+  const c = parseCidr(hostPrefix(address) ?? '', { hostBits: 'clear' });
+  return c !== undefined && allowed.some((e) => cidrsOverlap(e, c));
 }

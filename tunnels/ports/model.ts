@@ -61,6 +61,23 @@ export type SkipReason =
   /** Mode ipsec: the pair cannot be built (no key for the node's epoch, address families differ). */
   | 'ipsec-unusable';
 
+/**
+ * Why the planner did not take an address a node lists in `status.addresses` (node-to-node
+ * mode): not a unicast address (or not an address), outside the configured node networks, one
+ * of this node's own, inside a pod CIDR, over the per-node cap, or claimed by another node that
+ * keeps it (or by several, none established).
+ */
+export type AddressRejectReason =
+  'not-unicast' | 'outside-node-cidrs' | 'own-address' | 'in-pod-cidr' | 'over-limit' | 'contested';
+
+/** An address a node claims and did not get. */
+export interface RejectedAddress {
+  readonly node: string;
+  /** As the node listed it (untrusted text: quote it short when printing). */
+  readonly address: string;
+  readonly reason: AddressRejectReason;
+}
+
 /** A node the planner skipped, with a sentence a person understands. */
 export interface SkippedNode {
   readonly name: string;
@@ -141,6 +158,8 @@ export interface DesiredState {
   readonly routes: readonly DesiredRoute[];
   /** Sorted by name. */
   readonly skipped: readonly SkippedNode[];
+  /** Node-to-node mode: addresses of accepted nodes not taken, sorted by node; absent when none. */
+  readonly rejectedAddresses?: readonly RejectedAddress[];
 }
 
 /** What `plan()` returns: the WireGuard tunnel (mode ipsec replaces it, `planIpsecMode`). */

@@ -6,7 +6,7 @@
 import { describeError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { AgentMetrics } from '../../common/metrics.js';
-import type { DesiredState, ReconcileReport, SkippedNode } from '../ports/model.js';
+import type { DesiredState, ReconcileReport } from '../ports/model.js';
 
 /** What the reconcile loop lends a pass besides the bookkeeping. */
 export interface PassHost {
@@ -14,8 +14,8 @@ export interface PassHost {
   readonly prepareSteering: (underlay: string) => Promise<void>;
   /** True once steering is attached (entries can be written). */
   readonly steeringAttached: () => boolean;
-  /** Logs and counts the nodes the planner skipped (each new reason once). */
-  readonly reportSkipped: (skipped: readonly SkippedNode[]) => void;
+  /** Logs and counts the nodes the planner skipped and the addresses it refused (each new one once, rate-limited). */
+  readonly reportSkipped: (desired: Pick<DesiredState, 'skipped' | 'rejectedAddresses'>) => void;
   /** Asks for another pass that reads the kernel in full. */
   readonly retriggerFull: () => void;
 }

@@ -5,6 +5,7 @@
 import type { KeyOwnerBook } from '../../keymgr/keyowners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import type { Logger } from '../../common/logger.js';
+import type { LogRateLimitOptions } from '../../common/ratelimit.js';
 import type { AgentMetrics } from '../../common/metrics.js';
 import type { AgentConfig } from '../ports/config.js';
 import type { MirrorPort, NodeStore, RoutingPort, SteeringPort, WireGuardPort } from '../ports/index.js';
@@ -48,6 +49,10 @@ export interface ReconcilerDeps {
    * in-memory history (a restart, a new node) prefers the older claim to a copied key.
    */
   readonly keyOwners?: Pick<KeyOwnerBook, 'owners' | 'record'> | undefined;
+  /** The clock of the log rate limit (ms; default `Date.now`): lines about other nodes' input. */
+  readonly now?: (() => number) | undefined;
+  /** Rate limit of lines about one (node, reason) (common/ratelimit.ts; default 3 at once, then 1 a minute). */
+  readonly logLimit?: LogRateLimitOptions | undefined;
 }
 
 /** What the agent builds for mode ipsec at start-up (tunnels/agent/ipsec.ts). */

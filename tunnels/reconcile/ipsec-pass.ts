@@ -48,7 +48,7 @@ import { plan, type PlanInput } from '../plan/planner.js';
 import type { IpsecApplyResult, IpsecPort, ObservedPeer, SteeringEntry } from '../ports/index.js';
 import type { ReconcileReport } from '../ports/model.js';
 import type { ReconcilerDeps } from './deps.js';
-import { completeFromOwners } from './owners.js';
+import { ipsecEstablishedWithOwners } from './ipsec-owners.js';
 import type { PassContext, PassHost } from './context.js';
 import { planSteering } from '../plan/steering.js';
 import {
@@ -235,54 +235,21 @@ export function ipsecSteeringPeers(
   return { desiredPeers, observedPeers };
 }
 
-/**
- * The pass's `established` maps (identity keys for `plan()`, IPsec keys for the duplicate-key
- * rule) completed from first-seen ownership in the agent's book, so a restarted IPsec agent
- * keeps a copied key with the node that had it first instead of skipping both.
- */
-function withOwners(
-  ctx: IpsecPassContext,
-  nodes: readonly RawNode[],
-): { identities: Record<string, PublicKey>; established: Record<string, PublicKey> } {
-  const book = ctx.deps.keyOwners;
-  if (book === undefined) return { identities: ctx.state.identities, established: ctx.state.established };
-  const identityKeys: Record<string, string> = {};
-  const ipsecKeys: Record<string, string> = {};
-  const claims: Record<string, string[]> = {};
-  for (const raw of nodes) {
-    if (raw.name === ctx.deps.config.nodeName) continue;
-    const d = decodeNode(raw);
-    const k = decodeIpsecKey(raw);
-    const list: string[] = [];
-    if (d.ok) list.push((identityKeys[raw.name] = d.node.wireguardPublicKey));
-    if (k.ok) list.push((ipsecKeys[raw.name] = k.publicKey));
-    if (list.length > 0) claims[raw.name] = list;
-  }
-  return completeFromOwners(
-    book,
-    claims,
-    { identities: ctx.state.identities, established: ctx.state.established },
-    { identities: identityKeys, established: ipsecKeys },
-    ctx.state.ownerConflictsLogged,
-    ctx.deps.log,
-  );
-}
-
 /** State the reconciler keeps between IPsec passes. */
 export interface IpsecPassState {
-  /** Key-ownership conflicts already logged (key/claimant). */
-  readonly ownerConflictsLogged: Set<string>;
   /** Node → IPsec key of the pairs the last successful apply programmed. */
   established: Record<string, PublicKey>;
   /** Node → identity (WireGuard-annotation) key of the same pairs, for `plan()`'s tie-breaks. */
   identities: Record<string, PublicKey>;
   /** Families `checkKernel` passed for since start (besides the start-up check). */
   readonly checked: Set<4 | 6>;
+  /** Key-ownership conflicts already counted and logged (key/claimant). */
+  readonly ownerConflicts: Set<string>;
 }
 
 /** A fresh {@link IpsecPassState}. */
 export function newIpsecPassState(): IpsecPassState {
-  return { established: {}, identities: {}, checked: new Set(), ownerConflictsLogged: new Set() };
+  return { established: {}, identities: {}, checked: new Set(), ownerConflicts: new Set() };
 }
 
 /** What one IPsec pass works with: the deps, the state kept between passes, the pass's bookkeeping, the loop's helpers. */
@@ -395,7 +362,15 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
 
   // 5. Plan (during a rotation: the key this node sends with, and the others it accepts).
   const ownKeys = ipsec.rotation?.keys() ?? { send: ipsec.key, others: [] };
-  const { identities, established } = withOwners(ctx, nodes);
+  // First-seen ownership completes both established sets (a restarted agent has none in memory).
+  const held = ipsecEstablishedWithOwners({
+    deps: ctx.deps,
+    nodes,
+    identities: ctx.state.identities,
+    established: ctx.state.established,
+    counted: ctx.state.ownerConflicts,
+    now: Date.now(),
+  });
   let desired: DesiredState;
   try {
     desired = planIpsecMode({
@@ -408,7 +383,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
         underlayMtu: config.underlayMtu ?? underlay.mtu,
         underlayFamily: endpointIP.family,
       },
-      established: identities,
+      established: held.identities,
       ipsec: {
         publicKey: ownKeys.send.publicKey,
         epoch: ownKeys.send.epoch,
@@ -417,7 +392,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
         underlayDev: underlay.name,
         keyBits: config.ipsec.keyBits,
         replayWindow: config.ipsec.replayWindow,
-        established,
+        established: held.established,
         generation: ipsec.generation,
       },
     });
@@ -425,7 +400,7 @@ export async function reconcileIpsec(ctx: IpsecPassContext): Promise<ReconcileRe
     ctx.pass.fail('plan', err);
     return ctx.pass.finish(undefined, false, false);
   }
-  ctx.host.reportSkipped(desired.skipped);
+  ctx.host.reportSkipped(desired);
   const prune = store.synced();
   const wanted = ipsecOf(desired);
   if (wanted === undefined) {

@@ -11,7 +11,8 @@
  */
 import { BPF_XFRM_MARK_MASK, WG_FWMARK } from '../../common/constants.js';
 import { backoffDelay } from '../../common/backoff.js';
-import type { ReconcileReport, SkippedNode } from '../ports/model.js';
+import type { DesiredState, ReconcileReport } from '../ports/model.js';
+import { InputReporter } from './inputlog.js';
 import type { SteeringAttachment } from '../ports/index.js';
 import { PassContext, type PassHost } from './context.js';
 import type { ReconcilerDeps } from './deps.js';
@@ -24,7 +25,8 @@ export type { ReconcileReport } from '../ports/model.js';
 /** Runs reconcile passes; one at a time, debounced. */
 export class Reconciler {
   private readonly d: ReconcilerDeps;
-  private lastSkipped = '';
+  /** Skipped nodes and refused addresses: counted, logged once each, rate-limited per (node, reason). */
+  private readonly input: InputReporter;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileReport> | undefined;
   private rerun = false;
@@ -42,6 +44,7 @@ export class Reconciler {
   private fullRequested = true;
   constructor(deps: ReconcilerDeps) {
     this.d = deps;
+    this.input = new InputReporter(deps);
     this.wgState = newWireGuardPassState(deps.rpFilter);
   }
 
@@ -193,18 +196,8 @@ export class Reconciler {
     return new WireGuardPass({ deps: this.d, state: this.wgState, pass, host, full }).run();
   }
 
-  private reportSkipped(skipped: readonly SkippedNode[]): void {
-    const { log, metrics } = this.d;
-    const digest = skipped.map((s) => `${s.name}|${s.reason}|${s.detail}`).join('\n');
-    metrics.skippedNodes.reset();
-    for (const s of skipped) metrics.skippedNodes.inc({ reason: s.reason });
-    if (digest === this.lastSkipped) return;
-    const before = new Set(this.lastSkipped.split('\n'));
-    this.lastSkipped = digest;
-    for (const s of skipped) {
-      if (before.has(`${s.name}|${s.reason}|${s.detail}`)) continue;
-      if (s.reason !== 'annotations-missing') metrics.invalidInput.inc({ source: 'annotations' });
-      log.warn({ peer: s.name, reason: s.reason }, `skipping node ${s.name}: ${s.detail}`);
-    }
+  private reportSkipped(desired: Pick<DesiredState, 'skipped' | 'rejectedAddresses'>): void {
+    this.input.skipped(desired.skipped);
+    this.input.addresses(desired.rejectedAddresses);
   }
 }

@@ -11,7 +11,7 @@
  * failures, stops at dependent ones, and reports what it reached. Nothing is pruned before the
  * store synced, and only sealnet-owned objects are ever deleted. Never throws.
  */
-import { completeFromOwners } from './owners.js';
+import { establishedWithOwners } from '../../keymgr/keyowners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
@@ -40,6 +40,8 @@ export interface WireGuardPassState {
   established: Record<string, PublicKey>;
   /** Node-to-node host prefix → node, as the last successful apply programmed them. */
   addressOwners: Record<string, string>;
+  /** Node → endpoint host of its peer after the last clean apply (the planner's endpoint tie-break). */
+  endpointOwners: Record<string, string>;
   /** Key-ownership conflicts already logged (key/claimant). */
   readonly ownerConflictsLogged: Set<string>;
   /** The first pass adopted the kernel's peers as established. */
@@ -63,6 +65,7 @@ export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boole
   return {
     established: {},
     addressOwners: {},
+    endpointOwners: {},
     ownerConflictsLogged: new Set(),
     adopted: false,
     view: undefined,
@@ -379,6 +382,14 @@ export class WireGuardPass {
     const { rot, incoming, active } = this;
     if (!this.s.adopted) {
       this.s.established = adoptEstablished(this.nodes, config.nodeName, this.observed.peers);
+      // The endpoints the adopted peers have in the kernel: who held an endpoint before a restart.
+      const byKey = new Map(this.observed.peers.map((p) => [p.publicKey as string, p.endpoint]));
+      this.s.endpointOwners = Object.fromEntries(
+        Object.entries(this.s.established).flatMap(([node, key]) => {
+          const ep = byKey.get(key);
+          return ep === undefined ? [] : [[node, endpointHostOf(ep)]];
+        }),
+      );
       this.s.adopted = true;
     }
     try {
@@ -414,6 +425,7 @@ export class WireGuardPass {
         },
         established: this.withOwners(),
         establishedAddresses: this.s.addressOwners,
+        establishedEndpoints: this.s.endpointOwners,
         // A key counts as shaken hands only on every link: each link moves its allowed IPs in
         // its own `wg set`, and a link must not move them to a key it has no session with.
         handshakes: handshakesOnEveryLink([
@@ -425,7 +437,7 @@ export class WireGuardPass {
       this.p.fail('plan', err);
       return false;
     }
-    this.host.reportSkipped(this.desired.skipped);
+    this.host.reportSkipped(this.desired);
     this.prune = store.synced();
     return true;
   }
@@ -622,6 +634,7 @@ export class WireGuardPass {
           target: { action: 'redirect', ifindex: l.ifindex },
           nodeToNode: config.steering.nodeToNode,
           exemptCidrs: config.steering.exemptCidrs,
+          nodeCidrs: config.steering.nodeCidrs,
         });
         const byCidr = new Map(e.map((x) => [x.cidr, x]));
         entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
@@ -667,14 +680,19 @@ export class WireGuardPass {
       claims[raw.name] = [r.node.wireguardPublicKey];
     }
     if (book === undefined) return this.s.established;
-    return completeFromOwners(
-      book,
-      claims,
-      { wireguard: this.s.established },
-      { wireguard: published },
-      this.s.ownerConflictsLogged,
-      this.d.log,
-    ).wireguard;
+    const conflicts = book.record(claims, Date.now());
+    for (const c of conflicts) {
+      // Once per (key, claimant): a lasting conflict must not write a line every pass.
+      const id = `${c.key}/${c.claimant}`;
+      if (this.s.ownerConflictsLogged.has(id) || this.s.ownerConflictsLogged.size > 10_000) continue;
+      this.s.ownerConflictsLogged.add(id);
+      this.d.metrics.keyOwnerConflicts.inc();
+      this.d.log.warn(
+        { node: c.claimant, owner: c.owner || undefined, key: fingerprint(c.key as PublicKey) },
+        'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it',
+      );
+    }
+    return establishedWithOwners(this.s.established, book.owners, published) as Record<string, PublicKey>;
   }
 
   /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
@@ -682,6 +700,7 @@ export class WireGuardPass {
     const peers = this.desired.tunnel.peers.filter((p) => p.next !== true);
     if (this.peersOk) {
       this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
+      this.s.endpointOwners = Object.fromEntries(peers.map((p) => [p.node, endpointHostOf(p.endpoint)]));
       // Node-to-node host prefixes (/32, /128 outside the node's pod CIDRs) and who holds them.
       const pods = new Set(this.desired.routes.map((r) => r.dst));
       this.s.addressOwners = Object.fromEntries(
@@ -757,4 +776,11 @@ function adoptEstablished(
       out[raw.name] = r.node.wireguardPublicKey;
   }
   return out;
+}
+
+/** The host of `ip:port` or `[ip6]:port` (as the planner writes peer endpoints). */
+function endpointHostOf(endpoint: string): string {
+  return endpoint.startsWith('[')
+    ? endpoint.slice(1, endpoint.indexOf(']'))
+    : endpoint.slice(0, endpoint.lastIndexOf(':'));
 }
