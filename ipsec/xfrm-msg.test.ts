@@ -155,6 +155,21 @@ describe('XFRM_MSG_NEWSA', () => {
     }
   });
 
+  it('gives a tunnel-mode state without a selector the AF_UNSPEC one (either inner family), a transport-mode state its outer family', () => {
+    const SEL = LAYOUT.xfrm_selector.fields;
+    for (const [spec, family] of [
+      [state(), 0],
+      [state({ src: 'fd00:5ea1::1', dst: 'fd00:5ea1::2' }), 0],
+      [state({ mode: 'transport' }), 2],
+      [state({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24' } }), 2],
+    ] as const) {
+      const p = encodeNewState(spec, { seq: 1 }).subarray(HDR);
+      // An IPv4 pod packet through an IPv6 tunnel needs sel.family 0: the kernel (xfrm_state_look_at)
+      // skips a state whose selector family differs from the packet's.
+      expect([spec.src, spec.mode, getU16(p, SA.sel[0] + SEL.family[0])]).toEqual([spec.src, spec.mode, family]);
+    }
+  });
+
   it('uses the u8 replay window without ESN up to 32 packets, the ESN attribute beyond', () => {
     const small = encodeNewState(state({ esn: false, replayWindow: 32 }), { seq: 1 });
     expect(small[HDR + SA.replay_window[0]]).toBe(32);

@@ -214,7 +214,13 @@ export function encodeNewState(spec: XfrmStateSpec, opts: { seq: number; update?
 
   const p = Buffer.alloc(L.xfrm_usersa_info.size);
   const f = L.xfrm_usersa_info.fields;
-  putSelector(p, f.sel[0], spec.selector ?? anySelector(family));
+  // A tunnel-mode state without a selector gets the all-zero AF_UNSPEC one (as strongSwan
+  // writes it): the kernel then picks the inner mode per packet, so one IPv6 SA carries IPv4
+  // pods too. A selector of the outer family (iproute2's default) makes the kernel skip the
+  // state for inner packets of the other family (the SPI-pinned template then fails with
+  // EEXIST, counted as XfrmOutPolError).
+  if (spec.selector !== undefined) putSelector(p, f.sel[0], spec.selector);
+  else if (spec.mode !== 'tunnel') putSelector(p, f.sel[0], anySelector(family));
   putAddress(p, f.id[0] + L.xfrm_id.fields.daddr[0], spec.dst, family, 'state destination');
   p.writeUInt32BE(spec.spi, f.id[0] + L.xfrm_id.fields.spi[0]);
   p[f.id[0] + L.xfrm_id.fields.proto[0]] = K.IPPROTO_ESP;
