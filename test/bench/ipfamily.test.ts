@@ -113,5 +113,12 @@ describe('ip-family figures', () => {
     const t2: string[] = [];
     ipFamilySection(even, t2);
     expect(t2[0]).toMatch(/\| met \(interval above the target\) \|$/);
+    // Noisy rounds whose interval straddles the target: neither met nor missed.
+    const noisy = result({
+      iperf: result().iperf.map((s) => ({ ...s, bitsPerSecond: s.inner === 6 && s.round === 0 ? 0.5e9 : 1e9 })),
+    });
+    const t3: string[] = [];
+    ipFamilySection(noisy, t3);
+    expect(t3[0]).toMatch(/\*\*not resolved\*\*: the interval \[0\.500, 1\.000\] contains 0\.95/);
   });
 });
