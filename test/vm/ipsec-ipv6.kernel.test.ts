@@ -116,17 +116,22 @@ suite(guestTitle('mode ipsec over an IPv6 underlay with dual-stack pods (qemu gu
       expect(states).toContain(`src ${peer} dst fd00:5ea1::1`);
     }
     expect(states).not.toMatch(/src 198\.18\./);
+    // `ip -o` joins a record's lines with a backslash and keeps the tabs.
     const policies = (await c!.execNode('n1', ['ip', '-o', 'xfrm', 'policy', 'list'])).stdout;
     for (const [local, remote] of [
       ['100.64.1.0/24', '100.64.2.0/24'],
       ['fd00:5ea1:1:1::/64', 'fd00:5ea1:1:2::/64'],
     ] as const) {
       expect(policies).toMatch(
-        new RegExp(`src ${local} dst ${remote}\\s.*dir out.*tmpl src fd00:5ea1::1 dst fd00:5ea1::2 proto esp`),
+        new RegExp(
+          `src ${local} dst ${remote}[\\s\\\\]+dir out.*tmpl src fd00:5ea1::1 dst fd00:5ea1::2[\\s\\\\]+proto esp`,
+        ),
       );
       for (const dir of ['in', 'fwd'])
         expect(policies).toMatch(
-          new RegExp(`src ${remote} dst ${local}\\s.*dir ${dir}.*tmpl src fd00:5ea1::2 dst fd00:5ea1::1 proto esp`),
+          new RegExp(
+            `src ${remote} dst ${local}[\\s\\\\]+dir ${dir}.*tmpl src fd00:5ea1::2 dst fd00:5ea1::1[\\s\\\\]+proto esp`,
+          ),
         );
     }
   });
