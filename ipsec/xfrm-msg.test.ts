@@ -99,7 +99,7 @@ describe('XFRM_MSG_NEWSA', () => {
     expect(p[SA.mode[0]]).toBe(1);
     expect(getU32(p, SA.reqid[0])).toBe(0x5188);
     expect(p[SA.replay_window[0]]).toBe(0); // must be 0 when XFRMA_REPLAY_ESN_VAL is sent
-    expect(p[SA.flags[0]]).toBe(K.XFRM_STATE_ESN);
+    expect(p[SA.flags[0]]).toBe(K.XFRM_STATE_ESN | K.XFRM_STATE_AF_UNSPEC);
     // Unlimited lifetime: all-ones byte/packet limits, zero time limits (as iproute2).
     expect(p.readBigUInt64LE(SA.lft[0])).toBe(0xffffffffffffffffn);
     expect(p.readBigUInt64LE(SA.lft[0] + 32)).toBe(0n);
@@ -155,10 +155,31 @@ describe('XFRM_MSG_NEWSA', () => {
     }
   });
 
+  it('gives a tunnel-mode state without a selector the AF_UNSPEC one (either inner family), a transport-mode state its outer family', () => {
+    const SEL = LAYOUT.xfrm_selector.fields;
+    for (const [spec, family] of [
+      [state(), 0],
+      [state({ src: 'fd00:5ea1::1', dst: 'fd00:5ea1::2' }), 0],
+      [state({ mode: 'transport' }), 2],
+      [state({ selector: { src: '100.64.1.0/24', dst: '100.64.2.0/24' } }), 2],
+    ] as const) {
+      const p = encodeNewState(spec, { seq: 1 }).subarray(HDR);
+      // An IPv4 pod packet through an IPv6 tunnel needs sel.family 0: the kernel (xfrm_state_look_at)
+      // skips a state whose selector family differs from the packet's.
+      expect([spec.src, spec.mode, getU16(p, SA.sel[0] + SEL.family[0])]).toEqual([spec.src, spec.mode, family]);
+      // Without XFRM_STATE_AF_UNSPEC the kernel (copy_from_user_state) sets sel.family to the outer one.
+      expect([spec.src, spec.mode, (p[SA.flags[0]]! & K.XFRM_STATE_AF_UNSPEC) !== 0]).toEqual([
+        spec.src,
+        spec.mode,
+        family === 0,
+      ]);
+    }
+  });
+
   it('uses the u8 replay window without ESN up to 32 packets, the ESN attribute beyond', () => {
     const small = encodeNewState(state({ esn: false, replayWindow: 32 }), { seq: 1 });
     expect(small[HDR + SA.replay_window[0]]).toBe(32);
-    expect(small[HDR + SA.flags[0]]).toBe(0);
+    expect(small[HDR + SA.flags[0]]).toBe(K.XFRM_STATE_AF_UNSPEC);
     expect(attrsOf(small, LAYOUT.xfrm_usersa_info.size).has(K.XFRMA_REPLAY_ESN_VAL)).toBe(false);
     const big = encodeNewState(state({ esn: false, replayWindow: 64 }), { seq: 1 });
     expect(big[HDR + SA.replay_window[0]]).toBe(0);

@@ -214,7 +214,15 @@ export function encodeNewState(spec: XfrmStateSpec, opts: { seq: number; update?
 
   const p = Buffer.alloc(L.xfrm_usersa_info.size);
   const f = L.xfrm_usersa_info.fields;
-  putSelector(p, f.sel[0], spec.selector ?? anySelector(family));
+  // A tunnel-mode state without a selector gets the all-zero AF_UNSPEC one and the flag
+  // XFRM_STATE_AF_UNSPEC, as strongSwan writes it (without the flag the kernel's
+  // copy_from_user_state() fills in the outer family): the kernel then picks the inner mode per
+  // packet, so one IPv6 SA carries IPv4 pods too. With a selector of the outer family
+  // (iproute2's default) xfrm_state_look_at() skips the state for inner packets of the other
+  // family, and the SPI-pinned template fails with EEXIST (counted as XfrmOutPolError).
+  const anyFamily = spec.selector === undefined && spec.mode === 'tunnel';
+  if (spec.selector !== undefined) putSelector(p, f.sel[0], spec.selector);
+  else if (!anyFamily) putSelector(p, f.sel[0], anySelector(family));
   putAddress(p, f.id[0] + L.xfrm_id.fields.daddr[0], spec.dst, family, 'state destination');
   p.writeUInt32BE(spec.spi, f.id[0] + L.xfrm_id.fields.spi[0]);
   p[f.id[0] + L.xfrm_id.fields.proto[0]] = K.IPPROTO_ESP;
@@ -226,7 +234,7 @@ export function encodeNewState(spec: XfrmStateSpec, opts: { seq: number; update?
   const esnAttr = spec.esn || w > LEGACY_REPLAY_MAX;
   // With XFRMA_REPLAY_ESN_VAL the kernel requires the u8 field to be 0.
   p[f.replay_window[0]] = esnAttr ? 0 : w;
-  p[f.flags[0]] = spec.esn ? K.XFRM_STATE_ESN : 0;
+  p[f.flags[0]] = (spec.esn ? K.XFRM_STATE_ESN : 0) | (anyFamily ? K.XFRM_STATE_AF_UNSPEC : 0);
 
   const attrs: NlAttr[] = [aeadAttr(spec)];
   if (esnAttr) attrs.push(replayEsnAttr(w));

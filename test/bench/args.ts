@@ -22,6 +22,10 @@ Benchmarks (default: all, in this order):
   join         a 4-node sealnet cluster grows one node at a time: key published → peer
                programmed everywhere → first ping through the tunnel from every pod
   mtu-sweep    DF pings across the tunnel at sizes up to and past the tunnel MTU
+  ip-family    IPv4 vs IPv6 pods through sealnet over an IPv4 and an IPv6 underlay (two
+               dual-stack clusters, the four legs round-robin, paired ratios with a bootstrap
+               interval; the --rounds, --duration and --tests of throughput) and each leg's
+               path MTU (largest DF packet that passes, the MTU named for one byte more)
   scale        control plane at scale: one real agent, N simulated kubelet-sized Nodes in the
                node store (file and a real kube-apiserver): convergence time, RSS, CPU, kernel
                operations; kubelet churn (every Node's status every 5 min): agent CPU, bytes

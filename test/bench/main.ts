@@ -14,6 +14,8 @@ import { captureEnvironment, currentCommit, loadAverage } from './env.js';
 import { runJoin } from './join.js';
 import { kernelThroughputErrors } from './kernel-report.js';
 import { runKernelThroughput } from './kernel-throughput.js';
+import { ipFamilyErrors } from './ipfamily-report.js';
+import { runIpFamily } from './ipfamily.js';
 import { runMtuSweep } from './mtu.js';
 import { rotationErrors } from './rotation-report.js';
 import { runRotation } from './rotation.js';
@@ -92,6 +94,16 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
         result.benchmarks.join = await runJoin({ initialNodes: 4, joins: args.joins, runId, log });
       } else if (name === 'mtu-sweep') {
         result.benchmarks['mtu-sweep'] = await runMtuSweep({ runId, log });
+      } else if (name === 'ip-family') {
+        const f = await runIpFamily({
+          rounds: args.rounds,
+          durationS: args.durationS,
+          tests: args.tests,
+          runId,
+          log,
+        });
+        result.benchmarks['ip-family'] = f;
+        for (const message of ipFamilyErrors(f)) result.errors.push({ benchmark: 'ip-family', message });
       } else if (name === 'steering-map') {
         const sm = await runSteeringMap({ runId, log });
         result.benchmarks['steering-map'] = sm;

@@ -13,6 +13,7 @@ import {
   throughputFigures,
 } from './analysis.js';
 import { cpuSection, ranOf, throughputCiSection } from './precision-report.js';
+import { ipFamilySection, type IpFamilyResult } from './ipfamily-report.js';
 import { kernelThroughputSection, type KernelThroughputResult } from './kernel-report.js';
 import { rotationSection, type RotationResult } from './rotation-report.js';
 import { scaleSection } from './scale-report.js';
@@ -225,6 +226,8 @@ export function renderSummary(sources: readonly Source[]): string {
     body.push(...joinSection(latest.join.result.benchmarks.join as JoinResult, targets), '');
   if (latest['mtu-sweep'] !== undefined)
     body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
+  if (latest['ip-family'] !== undefined)
+    body.push(...ipFamilySection(latest['ip-family'].result.benchmarks['ip-family'] as IpFamilyResult, targets), '');
   if (latest.scale !== undefined)
     body.push(...scaleSection(latest.scale.result.benchmarks.scale as ScaleResult, targets), '');
   if (latest['steering-map'] !== undefined)
@@ -267,7 +270,7 @@ export function renderSummary(sources: readonly Source[]): string {
     out.push('');
   }
   out.push(
-    'Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- throughput --variants plaintext,sealnet,hand-pinned --tests 1x-fwd,4x-fwd --rounds 12 --duration 5` (the interval run; add `--pin` to taskset iperf3 to CPU 0 and wireguard-go to CPU 1; `kill -USR2 <bench pid>` prints what a running bench waits for, `SEALNET_BENCH_DEADLINE_S=N` bounds it), `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- rotation` (5 rounds, about 3 minutes; `--quick`: 2), `npm run bench -- kernel-throughput` (IPsec and kernel WireGuard in the qemu guest; `--quick`: 2 rounds of 2 s), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).',
+    'Reproduce (as root): `npm run build && npm run bench` (all of them; throughput, join and mtu-sweep take about 5–6 minutes on 2 vCPUs, scale about 6), `npm run bench -- throughput --quick`, `npm run bench -- throughput --variants plaintext,sealnet,hand-pinned --tests 1x-fwd,4x-fwd --rounds 12 --duration 5` (the interval run; add `--pin` to taskset iperf3 to CPU 0 and wireguard-go to CPU 1; `kill -USR2 <bench pid>` prints what a running bench waits for, `SEALNET_BENCH_DEADLINE_S=N` bounds it), `npm run bench -- ip-family --rounds 4 --duration 2 --tests 1x-fwd,1x-rev` (IPv4 vs IPv6, about 2 minutes), `npm run bench -- scale --quick`, `npm run bench -- steering-map` (under a minute), `npm run bench -- rotation` (5 rounds, about 3 minutes; `--quick`: 2), `npm run bench -- kernel-throughput` (IPsec and kernel WireGuard in the qemu guest; `--quick`: 2 rounds of 2 s), `npm run bench -- --summary` (regenerate this file and the charts from the stored results).',
     '',
   );
   return out.join('\n');

@@ -52,8 +52,8 @@ export interface ThroughputOptions {
 /** CPUs of {@link ThroughputOptions.pin}: the load on one core, the tunnel on the other. */
 export const PIN = { iperf3: '0', wireguardGo: '1' } as const;
 
-/** Variant order of round `r` (0-based): rotated so no variant always runs first or last. */
-export function roundOrder(r: number, variants: readonly Variant[] = VARIANTS): Variant[] {
+/** Variant (or leg) order of round `r` (0-based): rotated so none always runs first or last. */
+export function roundOrder<T>(r: number, variants: readonly T[]): T[] {
   const k = r % variants.length;
   return [...variants.slice(k), ...variants.slice(0, k)];
 }

@@ -3,6 +3,7 @@
  * was taken in. The summary and the charts are generated from these files only, so a result
  * file is the whole record of a run. Bump {@link RESULT_SCHEMA} on an incompatible change.
  */
+import type { IpFamilyResult } from './ipfamily-report.js';
 import type { KernelThroughputResult } from './kernel-report.js';
 import type { CpuUsage } from './cpu.js';
 import type { RotationResult } from './rotation-report.js';
@@ -16,6 +17,7 @@ export const BENCHMARKS = [
   'throughput',
   'join',
   'mtu-sweep',
+  'ip-family',
   'scale',
   'steering-map',
   'rotation',
@@ -215,6 +217,7 @@ export interface BenchResult {
     throughput?: ThroughputResult;
     join?: JoinResult;
     'mtu-sweep'?: MtuSweepResult;
+    'ip-family'?: IpFamilyResult;
     scale?: ScaleResult;
     'steering-map'?: SteeringMapResult;
     rotation?: RotationResult;

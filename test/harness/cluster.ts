@@ -329,7 +329,8 @@ export class NsCluster {
     );
     s.holder = holder;
     // ip, unshare and sh all exec() in place, so the pid is the final `sleep` once mounts are done.
-    const deadline = Date.now() + 10_000;
+    // In the qemu guest (TCG, a shared host) process starts are far slower.
+    const deadline = Date.now() + (process.env['SEALNET_VM_GUEST'] === '1' ? 60_000 : 10_000);
     while (Date.now() < deadline) {
       if (!holder.running())
         throw new Error(

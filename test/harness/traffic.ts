@@ -49,7 +49,9 @@ export async function startCanaryServer(
     [process.execPath, toolPath('canary.mjs'), 'server', '--port', String(port), ...bind],
     { logFile: log },
   );
-  await waitForFile(log, { ready: (t) => t.includes('"listening"'), proc, timeoutMs: 10_000 });
+  // In the qemu guest (TCG, a shared host) a node process can take tens of seconds to start.
+  const timeoutMs = process.env['SEALNET_VM_GUEST'] === '1' ? 60_000 : 10_000;
+  await waitForFile(log, { ready: (t) => t.includes('"listening"'), proc, timeoutMs });
   return proc;
 }
 

@@ -10,8 +10,9 @@ REPO=${0%/test/vm/guest.sh}
 IO=/run/sealv-io
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C TERM=dumb
 # Modules the suites need up front (a missing one fails loudly here, not as a vague test error):
-# kernel WireGuard, TUN (wireguard-go fallback), veth/dummy/bridge links, XFRM ESP with AES-GCM, TC BPF.
-MODULES=(wireguard tun veth dummy bridge esp4 xfrm_user gcm ghash_generic seqiv sch_ingress cls_bpf act_bpf)
+# kernel WireGuard, TUN (wireguard-go fallback), veth/dummy/bridge links, XFRM ESP (IPv4 and IPv6
+# outer headers) with AES-GCM, TC BPF.
+MODULES=(wireguard tun veth dummy bridge esp4 esp6 xfrm_user gcm ghash_generic seqiv sch_ingress cls_bpf act_bpf)
 
 poweroff_now() {
   sync

@@ -88,7 +88,10 @@ export interface XfrmStateSpec extends XfrmStateId {
   /** XFRM_SA_XFLAG_* bits (XFRMA_SA_EXTRA_FLAGS). */
   readonly extraFlags?: number | undefined;
   readonly lifetime?: XfrmLifetime | undefined;
-  /** Inner traffic selector; undefined = any (of the outer family). */
+  /**
+   * Inner traffic selector; undefined = any: of either family in tunnel mode (AF_UNSPEC, so one
+   * SA carries IPv4 and IPv6 inner packets), of the outer family in transport mode.
+   */
   readonly selector?: XfrmSelector | undefined;
 }
 
