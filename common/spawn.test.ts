@@ -96,9 +96,14 @@ describe('runPiped', () => {
     expect(e.message).not.toContain('secret');
   });
 
-  it('reports the second program when only it fails', async () => {
+  it('reports the second program when it fails, also when the first then dies of the broken pipe', async () => {
     const e = await failure(runPiped(node('process.stdout.write("x")'), node('process.exit(4)')));
     expect(e.exitCode).toBe(4);
+    // The first keeps writing into a pipe nobody reads any more: it fails too (EPIPE).
+    const both = await failure(
+      runPiped(node('setInterval(() => process.stdout.write("x".repeat(65536)), 1)'), node('process.exit(4)')),
+    );
+    expect([both.cmd, both.exitCode]).toEqual([process.execPath, 4]);
   });
 
   it('times out both and reports a missing program', async () => {

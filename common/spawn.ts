@@ -163,7 +163,8 @@ export interface PipedCommand {
  * prints — only `second`'s output. It is how secrets in a tool's output (the private key on the
  * first line of `wg show dump`) are cut away before they reach the agent's memory.
  * Resolves when both exited 0.
- * @throws SpawnError for the first of the two that failed (non-zero exit, signal, timeout, start).
+ * @throws SpawnError for `second` if it failed (then `first` may only have lost its reader), else
+ *   for `first` (non-zero exit, signal, timeout, failed start).
  */
 export async function runPiped(
   first: PipedCommand,
@@ -208,10 +209,11 @@ export async function runPiped(
     void Promise.all([ended(a), ended(b)]).then(([ea, eb]) => {
       clearTimeout(timer);
       const failed = (e: Ending): boolean => e.errno !== undefined || e.code !== 0;
-      const pick: [PipedCommand, Ending, { text(): string }] | undefined = failed(ea)
-        ? [first, ea, errA]
-        : failed(eb)
-          ? [second, eb, errB]
+      // When both failed, `second` is the cause: `first` then only lost its reader (EPIPE).
+      const pick: [PipedCommand, Ending, { text(): string }] | undefined = failed(eb)
+        ? [second, eb, errB]
+        : failed(ea)
+          ? [first, ea, errA]
           : outBytes > MAX_OUTPUT_BYTES
             ? [second, { ...eb, errno: 'output too large' }, errB]
             : undefined;
