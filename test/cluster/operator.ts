@@ -4,17 +4,9 @@
  * and `sealctl` run with its kubeconfig — what a platform engineer with ordinary RBAC runs.
  */
 import { join } from 'node:path';
-import { run, type ExecResult } from '../harness/exec.js';
-import { repoRoot } from '../harness/paths.js';
 import { writeKubeconfig } from '../k8s/pki.js';
+export { sealctl, type StatusJson } from '../k8s/sealctl.js';
 import type { RealCluster } from './cluster.js';
-
-/** `sealctl status --json` as the operator sees it. */
-export interface StatusJson {
-  partial: boolean;
-  nodes: { name: string; health: string; problem?: string }[];
-  pairs: { a: string; b: string; state: string; partial: boolean; notes: string[] }[];
-}
 
 /** Creates the operator (namespace `ops`, service account `auditor`) and returns its kubeconfig. */
 export async function operatorKubeconfig(cluster: RealCluster, release = 'sealnet'): Promise<string> {
@@ -45,20 +37,4 @@ export async function operatorKubeconfig(cluster: RealCluster, release = 'sealne
     auth: { token: await cluster.api.unboundToken({ namespace: 'ops', serviceAccount: 'auditor' }) },
   });
   return file;
-}
-
-/** Runs `sealctl --store kubernetes --kubeconfig <kubeconfig> args…` (never throws on exit codes). */
-export function sealctl(kubeconfig: string, args: readonly string[]): Promise<ExecResult> {
-  return run(
-    [
-      process.execPath,
-      join(repoRoot(), 'bin', 'sealctl.js'),
-      '--store',
-      'kubernetes',
-      '--kubeconfig',
-      kubeconfig,
-      ...args,
-    ],
-    { check: false, timeoutMs: 120_000 },
-  );
 }

@@ -14,25 +14,18 @@ import * as k8s from '@kubernetes/client-node';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run, type ExecResult } from '../harness/exec.js';
-import { repoRoot } from '../harness/paths.js';
 import { TestApiServer } from './apiserver.js';
 import { applyChart } from './chart.js';
 import { K8sCluster } from './cluster.js';
 import { writeKubeconfig } from './pki.js';
 import { AgentEgressProxy } from './podproxy.js';
 import { waitFor } from './util.js';
+import { sealctl, type StatusJson } from './sealctl.js';
 
 const isRoot = process.getuid?.() === 0;
 if (!isRoot) throw new Error('sealctl.k8s needs root (network namespaces); run the suite as root');
 
 jest.setTimeout(120_000);
-
-interface StatusJson {
-  partial: boolean;
-  nodes: { name: string; health: string; problem?: string }[];
-  pairs: { a: string; b: string; state: string; partial: boolean; notes: string[] }[];
-}
 
 describe('sealctl status and audit through the API server with the operator role', () => {
   let api: TestApiServer;
@@ -42,20 +35,6 @@ describe('sealctl status and audit through the API server with the operator role
   let operatorKubeconfig: string;
   let strangerKubeconfig: string;
   let token = '';
-
-  const sealctl = (kubeconfig: string, args: readonly string[]): Promise<ExecResult> =>
-    run(
-      [
-        process.execPath,
-        join(repoRoot(), 'bin', 'sealctl.js'),
-        '--store',
-        'kubernetes',
-        '--kubeconfig',
-        kubeconfig,
-        ...args,
-      ],
-      { check: false, timeoutMs: 120_000 },
-    );
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), 'sealnet-sealctl-k8s-'));
