@@ -35,8 +35,8 @@ import { NsCluster } from '../harness/cluster.js';
 import { run, type ExecResult } from '../harness/exec.js';
 import { readNodeDoc, updateNodeDoc, type NodeDoc } from '../harness/nodestore.js';
 import { repoRoot } from '../harness/paths.js';
-import { pairVerdict, proveAllPairs } from '../harness/prove.js';
-import { canaryPingPattern, newCanary } from '../harness/traffic.js';
+import { hostCanaryPing, pairVerdict, proveAllPairs } from '../harness/prove.js';
+import { newCanary } from '../harness/traffic.js';
 import { metricValue, scrapeMetrics, waitFor } from '../harness/wait.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -137,24 +137,10 @@ describe('a compromised node (n4) cannot hijack, stall or blind the honest nodes
       received = await Promise.all(
         HONEST.flatMap((a) =>
           HONEST.filter((b) => b !== a).map(async (b) => {
-            const r = await c.execNode(
-              a,
-              [
-                'ping',
-                '-c',
-                '3',
-                '-i',
-                '0.2',
-                '-W',
-                '2',
-                '-s',
-                '120',
-                '-p',
-                canaryPingPattern(canary),
-                c.node(b).address,
-              ],
-              { check: false, timeoutMs: 20_000 },
-            );
+            const r = await c.execNode(a, hostCanaryPing(canary, c.node(b).address), {
+              check: false,
+              timeoutMs: 20_000,
+            });
             return `${a}>${b} ${/(\d+) received/.exec(r.stdout)?.[1] ?? '0'}`;
           }),
         ),

@@ -122,6 +122,11 @@ export async function proveAllPairs(
   };
 }
 
+/** argv of the host-to-host probe: 3 pings of 120 bytes whose payload carries `canary`. */
+export function hostCanaryPing(canary: string, to: string): string[] {
+  return ['ping', '-c', '3', '-i', '0.2', '-W', '2', '-s', '120', '-p', canaryPingPattern(canary), to];
+}
+
 async function exerciseDirection(
   cluster: NsCluster,
   o: { from: string; fromLabel: string; to: string; toLabel: string; canary: string; host: boolean },
@@ -129,24 +134,7 @@ async function exerciseDirection(
   if (o.host) {
     // From the node's own network stack: ICMP with the canary pattern (the host has no tools dir
     // of its own; ping is enough to prove the route, the source address and the tunnel).
-    const icmp = await cluster.execNode(
-      o.from,
-      [
-        'ping',
-        '-c',
-        '3',
-        '-i',
-        '0.2',
-        '-W',
-        '2',
-        '-s',
-        '120',
-        '-p',
-        canaryPingPattern(o.canary),
-        cluster.resolve(o.to),
-      ],
-      { check: false },
-    );
+    const icmp = await cluster.execNode(o.from, hostCanaryPing(o.canary, cluster.resolve(o.to)), { check: false });
     const ok = /3 packets transmitted, 3 received/.test(icmp.stdout);
     return {
       from: o.fromLabel,
