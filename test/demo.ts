@@ -11,12 +11,14 @@
  *   npm run demo -- --no-encryption     the sanity baseline: must see plaintext, exits 1
  *   npm run demo -- --down              removes a cluster left by --keep
  *
- * Exit 0 only if every pair is encrypted, all traffic got through, and the capture holds no
+ * Exit 0 only if every pair is encrypted, every node published a status saying so (an audit run
+ * right after reads a complete cluster), all traffic got through, and the capture holds no
  * plaintext pod packet and no canary. With --json the last stdout line is one JSON object.
  */
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { NsCluster, cleanupStale, type EncryptionStatus, type NodeInfo } from './harness/cluster.js';
+import { waitStatusPublished } from './harness/encryption.js';
 import type { CaptureResult } from './harness/capture.js';
 import { describeArgv, mapLimit } from './harness/exec.js';
 import { repoRoot } from './harness/paths.js';
@@ -141,6 +143,12 @@ export interface DemoReport {
   readonly pairDetails: readonly PairResult[];
   readonly capture: Omit<CaptureResult, 'canaries' | 'podPlaintextSamples'>;
   readonly encryptionError: string | undefined;
+  /**
+   * Every node published a status summary saying it is ready with every peer encrypted: a
+   * `sealctl audit` run now reads a complete cluster (false without encryption).
+   */
+  readonly statusPublished: boolean;
+  readonly statusError: string | undefined;
   readonly topology: ReturnType<NsCluster['topology']>;
   readonly ctl: readonly string[];
   readonly kept: boolean;
@@ -241,6 +249,19 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
     }
     timings.encryptMs = Date.now() - t;
   }
+  // Ready means what an auditor would read says so too: every node's published status.
+  let statusError: string | undefined;
+  if (args.encryption && encryptionError === undefined) {
+    const t = Date.now();
+    try {
+      await waitStatusPublished(cluster, { timeoutMs: args.timeoutS * 1000 });
+    } catch (e) {
+      statusError = (e as Error).message;
+      err(`status not published: ${statusError}`);
+    }
+    timings.statusMs = Date.now() - t;
+  }
+  const statusPublished = args.encryption && encryptionError === undefined && statusError === undefined;
 
   const tTraffic = Date.now();
   const nodes = cluster.nodes;
@@ -267,6 +288,7 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
     ok:
       args.encryption &&
       encryptionError === undefined &&
+      statusPublished &&
       encryptedPairs === pairDetails.length &&
       plaintextPackets === 0 &&
       canaryLeaks === 0 &&
@@ -284,6 +306,8 @@ async function exercise(cluster: NsCluster, args: DemoArgs, tStart: number): Pro
     pairDetails,
     capture: capRest,
     encryptionError,
+    statusPublished,
+    statusError,
     topology: cluster.topology(),
     ctl: ['node', join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', cluster.storeDir],
     kept: args.keep,
@@ -298,7 +322,7 @@ function printReport(r: DemoReport, args: DemoArgs): void {
     `sealnet demo: ${r.nodes} nodes, mode ${r.mode}, ${r.ipFamily} over an IPv${r.underlayFamily} underlay${r.encryption ? '' : ' (ENCRYPTION OFF: sanity baseline)'}, prefix ${r.topology.prefix}`,
   );
   out.push(
-    `  cluster built in ${t.buildMs} ms${t.encryptMs !== undefined ? `, encrypted after ${t.encryptMs} ms` : ''}, traffic + capture ${t.trafficMs} ms, total ${t.totalMs} ms`,
+    `  cluster built in ${t.buildMs} ms${t.encryptMs !== undefined ? `, encrypted after ${t.encryptMs} ms` : ''}${t.statusMs !== undefined ? `, every status published ${t.statusMs} ms later` : ''}, traffic + capture ${t.trafficMs} ms, total ${t.totalMs} ms`,
   );
   out.push('');
   out.push('  pair        tunnel  tcp  udp  icmp  wg-pkts  plaintext  canary  verdict');
@@ -321,6 +345,7 @@ function printReport(r: DemoReport, args: DemoArgs): void {
   for (const [k, v] of flows) out.push(`    plaintext pod flow ${k}: ${v} packets`);
   out.push(`  canary ${r.capture.canaryHits > 0 ? 'SEEN' : 'never seen'} on the wire (${r.canaryLeaks} packets)`);
   if (r.encryptionError !== undefined) out.push(`  encryption not reached: ${r.encryptionError}`);
+  if (r.statusError !== undefined) out.push(`  status not published: ${r.statusError}`);
   out.push('');
   if (r.ok)
     out.push(

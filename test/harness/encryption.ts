@@ -7,7 +7,8 @@ import { readFileSync } from 'node:fs';
 import { ANNOTATIONS } from '../../common/constants.js';
 import type { NsCluster } from './cluster.js';
 import { ExecTimeoutError, mapLimit, sleep } from './exec.js';
-import { raceFailFast, trackWait, WaitAbortedError } from './wait.js';
+import { decodeSummary } from '../../tunnels/status/summary.js';
+import { raceFailFast, trackWait, waitFor, WaitAbortedError } from './wait.js';
 import type { EncryptionStatus, NodeInfo, PairStatus, PodInfo } from './types.js';
 
 /**
@@ -144,4 +145,45 @@ async function tunnelMatrix(c: NsCluster, nodes: readonly NodeInfo[]): Promise<M
     }),
   );
   return m;
+}
+
+/**
+ * What one node's published status summary (`sealnet.io/status`) says, in one line, or undefined
+ * when it says every other node of the cluster is encrypted and the agent is ready: what an audit
+ * run right now would read.
+ */
+export async function statusNotYetPublished(c: NsCluster, node: string): Promise<string | undefined> {
+  const text = (await c.nodeDoc(node))?.metadata.annotations[ANNOTATIONS.status];
+  if (text === undefined) return `${node} publishes no ${ANNOTATIONS.status}`;
+  const d = decodeSummary(text);
+  if (!d.ok) return `${node}'s ${ANNOTATIONS.status} does not decode: ${d.error}`;
+  const s = d.summary;
+  const peers = c.nodes.length - 1;
+  if (!s.ready || s.counts.encrypted !== peers)
+    return `${node}'s published status says ${s.ready ? 'ready' : 'not ready'}, ${s.counts.encrypted} of ${peers} peers encrypted`;
+  return undefined;
+}
+
+/**
+ * Waits until every node has published a status summary that says it is ready with every other
+ * node encrypted (after {@link waitEncrypted}: the tunnels carry traffic; after this, a `sealctl
+ * audit` reads the same). Ends at once when an agent exits. Throws naming what each node still
+ * publishes.
+ */
+export async function waitStatusPublished(c: NsCluster, opts: { timeoutMs?: number } = {}): Promise<void> {
+  let pending: string[] = [];
+  try {
+    await waitFor(
+      `every node of ${c.prefix} to publish an all-encrypted status`,
+      async () => {
+        pending = (await Promise.all(c.nodeNames().map((n) => statusNotYetPublished(c, n)))).filter(
+          (x): x is string => x !== undefined,
+        );
+        return pending.length === 0 ? true : undefined;
+      },
+      { timeoutMs: opts.timeoutMs ?? 60_000, pollMs: 100, ...(c.encryption ? { failFast: c.agentGuard() } : {}) },
+    );
+  } catch (e) {
+    throw new Error(`${(e as Error).message}${pending.length > 0 ? `: ${pending.join('; ')}` : ''}`);
+  }
 }

@@ -14,6 +14,7 @@ import {
   loadOrCreateStatusToken,
   relevantChangeFilter,
   StatusService,
+  STARTUP_WINDOW_MS,
   type StatusDeps,
 } from './service.js';
 import { decodeSummary, SUMMARY_MAX_BYTES } from './summary.js';
@@ -101,7 +102,7 @@ describe('StatusService publication', () => {
     expect(summary().agent).toBe('stopped');
   });
 
-  it('rate-limits later changes but not the first summary', async () => {
+  it('rate-limits changes once the startup window is over, but not the first summary', async () => {
     const { wg, desired, clock, s, state, published } = setup();
     await wg.ensureLink({
       name: 'sealwg0',
@@ -113,15 +114,43 @@ describe('StatusService publication', () => {
     state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
     await s.publishIfDue();
     expect(published()).toBe(1);
+    clock.t += STARTUP_WINDOW_MS; // never settled (no peer encrypted in the fake): the window ends it
+    await s.publishIfDue();
+    expect(published()).toBe(1); // nothing changed
     for (const p of desired.tunnel.peers)
       wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
     await new Promise((r) => setTimeout(r, 1100));
+    await s.publishIfDue();
+    expect(published()).toBe(2); // the last publication was a minute ago
+    state.report = { ...state.report, errors: [{ step: 'routes', message: 'a failed step' }] };
     clock.t += 1000; // 1 s < minIntervalSeconds (5)
     await s.publishIfDue();
-    expect(published()).toBe(1);
+    expect(published()).toBe(2);
     clock.t += 4000;
     await s.publishIfDue();
+    expect(published()).toBe(3);
+  });
+
+  it('publishes every change at once while the agent settles after a start (an audit right after reads the tunnels as they are)', async () => {
+    const { wg, desired, clock, s, state, published, summary } = setup();
+    await wg.ensureLink({
+      name: 'sealwg0',
+      privateKeyFile: '/k',
+      publicKey: desired.tunnel.peers[0]!.publicKey,
+      listenPort: 51880,
+      fwmark: 0x5188,
+    });
+    state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
+    await s.publishIfDue();
+    expect(published()).toBe(1);
+    expect(summary().counts.misconfigured).toBe(4);
+    for (const p of desired.tunnel.peers)
+      wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    await new Promise((r) => setTimeout(r, 1100)); // observation cache
+    clock.t += 1000; // 1 s < minIntervalSeconds (5), inside the startup window
+    await s.publishIfDue();
     expect(published()).toBe(2);
+    expect(summary().counts).toEqual({ encrypted: 0, pending: 4, dropping: 0, misconfigured: 0 });
   });
 
   it('start(): the first summary follows the first converged pass within a tick, not after minIntervalSeconds', async () => {

@@ -4,8 +4,11 @@
  * (tunnels/status/summary.ts) on the node's own annotation, answers `/readyz`, and serves the
  * full report on `/status` behind a bearer token (`sealctl status` / `audit` fetch it there).
  *
- * Publication: the first summary as soon as the first reconcile pass converged; later ones only
- * when the summary changes, at most once per `minIntervalSeconds`. Nothing is republished on a
+ * Publication: the first summary as soon as the first reconcile pass converged, and every change
+ * after it at once until the agent has settled (a summary saying ready with every peer encrypted
+ * is out, or {@link STARTUP_WINDOW_MS} passed): an audit run right after a start reads the state
+ * the tunnels are in, not the first pass's "pending". Later changes only at most once per
+ * `minIntervalSeconds`. Nothing is republished on a
  * heartbeat: every watcher of Nodes receives each patch, and liveness is proven by fetching the
  * full report, not by the age of an annotation. A clean stop publishes `agent: stopped`.
  */
@@ -86,6 +89,13 @@ export const STATUS_SOCKET_FILE = 'status.sock';
 
 /** How often publication is checked until the first summary is out. */
 const FIRST_CHECK_MS = 100;
+/** How often it is checked after that while the agent settles. */
+const SETTLING_CHECK_MS = 250;
+/**
+ * How long after its first summary an agent publishes every change at once unless it settled
+ * before (a peer that never answers must not keep it in the fast lane for good).
+ */
+export const STARTUP_WINDOW_MS = 60_000;
 
 /** Observations younger than this are reused (one scrape reads the kernel once). */
 const OBSERVATION_TTL_MS = 1000;
@@ -98,6 +108,8 @@ export class StatusService {
   private timer: NodeJS.Timeout | undefined;
   private lastChangeKey: string | undefined;
   private lastPublishMs = 0;
+  private firstPublishMs: number | undefined;
+  private settled = false;
   private publishing: Promise<void> | undefined;
   private stopped = false;
 
@@ -199,13 +211,30 @@ export class StatusService {
   }
 
   /**
+   * True while every change is published at once: after a start, until a summary saying ready
+   * with every peer encrypted is out or {@link STARTUP_WINDOW_MS} passed since the first one.
+   */
+  private settling(): boolean {
+    if (this.settled) return false;
+    if (this.firstPublishMs !== undefined && this.now().getTime() - this.firstPublishMs >= STARTUP_WINDOW_MS)
+      this.settled = true;
+    return !this.settled;
+  }
+
+  /**
    * Starts the publication loop: checks every {@link FIRST_CHECK_MS} until the first summary is
-   * out (so it follows the first converged pass at once), then every `minIntervalSeconds`.
+   * out (so it follows the first converged pass at once), every {@link SETTLING_CHECK_MS} while
+   * the agent settles, then every `minIntervalSeconds`.
    */
   start(): void {
     if (!this.d.config.status.publish || this.timer !== undefined) return;
     const tick = (): void => {
-      const ms = this.lastChangeKey === undefined ? FIRST_CHECK_MS : this.d.config.status.minIntervalSeconds * 1000;
+      const ms =
+        this.lastChangeKey === undefined
+          ? FIRST_CHECK_MS
+          : this.settling()
+            ? SETTLING_CHECK_MS
+            : this.d.config.status.minIntervalSeconds * 1000;
       this.timer = setTimeout(() => {
         void this.publishIfDue().finally(() => {
           if (!this.stopped) tick();
@@ -232,8 +261,9 @@ export class StatusService {
   }
 
   /**
-   * Publishes the summary when it changed: the first one as soon as a pass converged, later ones
-   * at most once per `minIntervalSeconds`. Never throws.
+   * Publishes the summary when it changed: the first one as soon as a pass converged, every
+   * change at once while the agent settles, later ones at most once per `minIntervalSeconds`.
+   * Never throws.
    */
   publishIfDue(): Promise<void> {
     if (this.publishing !== undefined) return this.publishing;
@@ -246,7 +276,8 @@ export class StatusService {
       const self = this.d.store.list().find((n) => n.name === config.nodeName);
       if (self === undefined) return; // nothing to patch yet; the reconciler reports it
       const since = this.now().getTime() - this.lastPublishMs;
-      if (this.lastChangeKey !== undefined && since < config.status.minIntervalSeconds * 1000) return;
+      if (this.lastChangeKey !== undefined && !this.settling() && since < config.status.minIntervalSeconds * 1000)
+        return;
       const report = await this.report('running');
       if (summaryChangeKey(summarize(report)) === this.lastChangeKey) return;
       await this.publish(report).catch(() => undefined);
@@ -277,6 +308,9 @@ export class StatusService {
     );
     this.lastChangeKey = summaryChangeKey(summary);
     this.lastPublishMs = this.now().getTime();
+    this.firstPublishMs ??= this.lastPublishMs;
+    const c = summary.counts;
+    if (summary.ready && c.pending === 0 && c.dropping === 0 && c.misconfigured === 0) this.settled = true;
   }
 }
 
