@@ -26,6 +26,7 @@ import { jest } from '@jest/globals';
 import { ANNOTATIONS } from '../../common/constants.js';
 import type { CaptureResult } from '../harness/capture.js';
 import { NsCluster } from '../harness/cluster.js';
+import { waitStatusPublished } from '../harness/encryption.js';
 import { sleep, type BackgroundProcess } from '../harness/exec.js';
 import { bpfCounters, counterOf } from '../harness/faults.js';
 import { updateNodeDoc } from '../harness/nodestore.js';
@@ -234,6 +235,9 @@ describe('node-to-node encryption on (3 nodes, the API server exempt)', () => {
       if (st?.steering?.nodeToNode === undefined) await sleep(200);
     }
     expect(st?.steering?.nodeToNode).toBe(true);
+    // Every node's status says every peer encrypted (it said "dropping" for every pair until
+    // 2026-12-07: the check wanted the node addresses among the pod steering entries).
+    await waitStatusPublished(c, { timeoutMs: 30_000 });
   });
 
   it('carries host-to-host ping, TCP, UDP and a large TCP transfer between every node pair only as WireGuard', async () => {

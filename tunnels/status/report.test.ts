@@ -25,7 +25,7 @@ beforeAll(async () => {
   fx = fixtureCluster();
 });
 
-function desiredFor(self = 'node-a'): DesiredWireGuardState {
+function desiredFor(self = 'node-a', nodeToNode = false): DesiredWireGuardState {
   return plan({
     nodes: fx.nodes,
     self: {
@@ -33,7 +33,14 @@ function desiredFor(self = 'node-a'): DesiredWireGuardState {
       wireguardPublicKey: fx.keys[self as 'node-a'],
       localAddresses: fx.localAddresses[self as 'node-a'],
     },
-    config: { mode: 'wireguard', listenPort: 51880, persistentKeepalive: 25, underlayMtu: 1500, underlayFamily: 4 },
+    config: {
+      mode: 'wireguard',
+      listenPort: 51880,
+      persistentKeepalive: 25,
+      underlayMtu: 1500,
+      underlayFamily: 4,
+      ...(nodeToNode ? { nodeToNode: { exemptCidrs: [] } } : {}),
+    },
     established: {},
   });
 }
@@ -199,6 +206,45 @@ describe('buildNodeStatus', () => {
       reason: expect.stringContaining('publishes no key'),
     });
     expect(stateOf(r, 'node-g')).toBe('misconfigured');
+  });
+
+  it('with node-to-node encryption: every peer encrypted when its pod CIDRs are steered (its node address rides the same peer)', () => {
+    const desired = desiredFor('node-a', true);
+    const base = healthy();
+    const peers = base.observedPeers!.map((o, i) => ({ ...o, allowedIPs: desired.tunnel.peers[i]!.allowedIPs }));
+    // The peers carry the node addresses too: the planner put them there.
+    expect(peers.every((p) => p.allowedIPs.some((a) => a.endsWith('/32')))).toBe(true);
+    const entries = planSteering({
+      self: 'node-a',
+      clusterCidrs: ['100.64.0.0/10'],
+      nodes: fx.nodes,
+      desiredPeers: desired.tunnel.peers,
+      observedPeers: peers,
+      target: { action: 'redirect', ifindex: 7 },
+      nodeToNode: true,
+    });
+    const r = buildNodeStatus({
+      ...base,
+      reconcile: { desired, errors: [], converged: true },
+      observedPeers: peers,
+      steeringEntries: entries,
+      steering: { enabled: true, failClosed: true, nodeToNode: true },
+    });
+    expect(r.peers.map((p) => [p.node, p.state, p.reason])).toEqual(
+      ['node-b', 'node-c', 'node-d', 'node-e'].map((n) => [n, 'encrypted', undefined]),
+    );
+    // …and a pod CIDR the map does not steer is still caught.
+    const off = entries.map((e): SteeringEntry =>
+      e.kind === 'pod' && e.peerId !== 0 ? { ...e, state: 'not-ready' } : e,
+    );
+    const r2 = buildNodeStatus({
+      ...base,
+      reconcile: { desired, errors: [], converged: true },
+      observedPeers: peers,
+      steeringEntries: off,
+      steering: { enabled: true, failClosed: true, nodeToNode: true },
+    });
+    expect(r2.peers.every((p) => p.state === 'dropping')).toBe(true);
   });
 
   it('says dropping when the steering map does not send a programmed peer into the tunnel', () => {

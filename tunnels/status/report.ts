@@ -349,21 +349,16 @@ function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
       ),
     };
   }
-  if (input.steering.enabled) {
-    const id = peerIdOf(node.name);
-    const entries = lookup(input.steeringEntries ?? [], (e) => `${e.peerId}|${e.kind}`, 'peer', `${id}|pod`);
-    const steered = desired.allowedIPs.every((c) =>
-      entries.some((e) => e.cidr === (canonicalCidr(c) ?? c) && e.state === 'ready'),
-    );
-    if (input.steeringEntries === undefined)
-      return {
-        ...seen,
-        node: node.name,
-        state: 'pending',
-        reason: clip(`cannot read the steering map: ${input.observeErrors.join('; ') || 'unknown error'}`),
-      };
-    if (!steered) return { ...seen, ...notUsable('the steering map does not send its pod CIDRs into the tunnel') };
-  }
+  // The pod CIDRs among its allowed IPs: with node-to-node encryption the peer also carries the
+  // node's addresses, whose steering entries are of kind `node` (or absent when exempt).
+  const podCidrs = new Set(node.podCIDRs.map((c) => canonicalCidr(c) ?? c));
+  const steer = steeringProblem(
+    input,
+    node,
+    desired.allowedIPs.filter((a) => podCidrs.has(canonicalCidr(a) ?? a)),
+    notUsable,
+  );
+  if (steer !== undefined) return { ...seen, ...steer };
   if (peer.latestHandshake === 0)
     return { ...seen, node: node.name, state: 'pending', reason: 'programmed; no handshake has completed yet' };
   const age = Math.floor(input.now.getTime() / 1000) - peer.latestHandshake;
