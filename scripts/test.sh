@@ -38,14 +38,24 @@ NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile 
 echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
 SEALNET_VM_OUT="$out/vm" npm run -s test:kernel || status=1
 node -e '
-  const fs = require("fs"); let p = 0, f = 0, s = 0;
+  const fs = require("fs"); let p = 0, f = 0, s = 0; const failures = [];
   for (const t of ["unit", "kernel", "e2e", "k8s", "image", "cluster", "vm"]) {
     const file = process.argv[1] + "/" + (t === "vm" ? "vm/jest.json" : t + ".json");
     if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }
     const r = JSON.parse(fs.readFileSync(file, "utf8"));
     p += r.numPassedTests; f += r.numFailedTests + r.numRuntimeErrorTestSuites; s += r.numPendingTests + r.numTodoTests;
     console.log(`tier ${t}: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped (${r.numTotalTestSuites} suites)`);
+    // Each failure in one line (file, test, first line of the message): a CI log that keeps only
+    // its tail still names what failed.
+    for (const s of r.testResults) {
+      if (s.status === "failed" && s.assertionResults.length === 0)
+        failures.push(`${t}: ${s.name.replace(process.cwd() + "/", "")}: ${String(s.message).split("\n").find((l) => l.trim() !== "")?.trim().slice(0, 300)}`);
+      for (const a of s.assertionResults.filter((x) => x.status === "failed"))
+        failures.push(`${t}: ${s.name.replace(process.cwd() + "/", "")} › ${a.fullName}: ${String(a.failureMessages[0] ?? "").split("\n").find((l) => l.trim() !== "")?.trim().slice(0, 300)}`);
+    }
   }
+  for (const l of failures.slice(0, 40)) console.log(`FAILED ${l}`);
+  if (failures.length > 40) console.log(`FAILED … and ${failures.length - 40} more`);
   console.log(`tests: ${p} passed, ${f} failed, ${s} skipped`);
 ' "$out"
 exit $status

@@ -15,6 +15,10 @@ node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const skipped = r.numPendingTests + r.numTodoTests;
   console.log(`kernel-vm: ${r.numPassedTests} passed, ${r.numFailedTests + r.numRuntimeErrorTestSuites} failed, ${skipped} skipped`);
+  // What failed, one line each, last: a CI log that keeps only its tail still names them.
+  for (const s of r.testResults)
+    for (const a of s.assertionResults.filter((x) => x.status === "failed"))
+      console.log(`kernel-vm: FAILED ${s.name.replace(/^.*?(test\/|wireguard\/)/, "$1")} › ${a.fullName}: ${String(a.failureMessages[0] ?? "").split("\n").find((l) => l.trim() !== "")?.trim().slice(0, 300)}`);
   if (skipped > 0) { console.log("kernel-vm: FAIL: tests were skipped inside the guest"); process.exit(1); }
 ' "$SEALNET_VM_OUT/jest.json" || { echo "kernel-vm: FAIL (no jest result file, or skipped tests)"; rc=1; }
 exit $rc
