@@ -28,7 +28,14 @@ import {
   uapiSocketExists,
   uapiSocketPath,
 } from './userspace.js';
-import { interfaceSetArgs, peerSetBatches, runWg, wgShowDump, type InterfaceSettings } from './wgtool.js';
+import {
+  interfaceSetArgs,
+  peerSetBatches,
+  presharedKeyArgs,
+  runWg,
+  wgShowDump,
+  type InterfaceSettings,
+} from './wgtool.js';
 
 /** Structured log sink; fields never carry key material (public keys excepted). */
 export type DriverLog = (msg: string, fields: Record<string, unknown>) => void;
@@ -190,6 +197,20 @@ export class WireGuardDriver implements WireGuardPort {
       removed: changes.filter((c) => c.op === 'remove').length,
       calls: batches.length,
     });
+  }
+
+  /** {@inheritDoc WireGuardPort.setPresharedKey} */
+  async setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void> {
+    checkName(name);
+    if (psk.length !== 32) throw new SealnetError('KEY_INVALID', `preshared key has ${psk.length} bytes, expected 32`);
+    // `wg set peer <key>` creates a missing peer: the caller installs only on peers the last
+    // pass read back. A race with a removal leaves a peer with no allowed IPs and no endpoint,
+    // which routes nothing and the next pass prunes (no `wg show` here: one spawn per install).
+    try {
+      await runWg(this.wg, presharedKeyArgs(name, peer), { input: `${Buffer.from(psk).toString('base64')}\n` });
+    } catch (err) {
+      throw new SealnetError('WG_FAILED', `cannot set the preshared key of a peer on ${name}`, { cause: err });
+    }
   }
 
   /** {@inheritDoc WireGuardPort.deleteLink} */

@@ -33,9 +33,22 @@ export function redactWgStderr(text: string): string {
 export async function runWg(
   wgPath: string,
   args: readonly string[],
-  opts: { timeoutMs?: number } = {},
+  opts: { timeoutMs?: number; input?: string } = {},
 ): Promise<{ stdout: string; stderr: string }> {
-  return run(wgPath, args, { timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS, redact: redactWgStderr });
+  return run(wgPath, args, {
+    timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS,
+    redact: redactWgStderr,
+    ...(opts.input !== undefined ? { input: opts.input } : {}),
+  });
+}
+
+/**
+ * argv of `wg set <name> peer <key> preshared-key /dev/stdin`: the preshared key itself goes to
+ * `wg` on stdin (base64 and a newline, as `wg genpsk` prints it), never into argv.
+ */
+export function presharedKeyArgs(name: string, peer: PublicKey): string[] {
+  if (!KEY_SHAPE.test(peer)) throw new SealnetError('CONFIG_INVALID', 'preshared key for a malformed peer key');
+  return ['set', name, 'peer', peer, 'preshared-key', '/dev/stdin'];
 }
 
 /**
