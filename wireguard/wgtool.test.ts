@@ -249,11 +249,11 @@ describe('wgShowDump', () => {
 
 describe('presharedKeyArgs', () => {
   const peer = 'x'.repeat(42) + 'A=';
-  test('the key goes on stdin: argv names /dev/stdin and holds nothing key-shaped but the peer', () => {
-    const args = presharedKeyArgs('sealwg0', peer as never);
-    expect(args).toEqual(['set', 'sealwg0', 'peer', peer, 'preshared-key', '/dev/stdin']);
+  test('the key goes through a file: argv names the file and holds nothing key-shaped but the peer', () => {
+    const args = presharedKeyArgs('sealwg0', peer as never, '/s/.psk-1');
+    expect(args).toEqual(['set', 'sealwg0', 'peer', peer, 'preshared-key', '/s/.psk-1']);
   });
   test('a malformed peer key cannot smuggle in another clause', () => {
-    expect(() => presharedKeyArgs('sealwg0', 'abc remove' as never)).toThrow(/malformed peer key/);
+    expect(() => presharedKeyArgs('sealwg0', 'abc remove' as never, '/s/.psk-1')).toThrow(/malformed peer key/);
   });
 });

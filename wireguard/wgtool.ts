@@ -33,22 +33,19 @@ export function redactWgStderr(text: string): string {
 export async function runWg(
   wgPath: string,
   args: readonly string[],
-  opts: { timeoutMs?: number; input?: string } = {},
+  opts: { timeoutMs?: number } = {},
 ): Promise<{ stdout: string; stderr: string }> {
-  return run(wgPath, args, {
-    timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS,
-    redact: redactWgStderr,
-    ...(opts.input !== undefined ? { input: opts.input } : {}),
-  });
+  return run(wgPath, args, { timeoutMs: opts.timeoutMs ?? WG_TIMEOUT_MS, redact: redactWgStderr });
 }
 
 /**
- * argv of `wg set <name> peer <key> preshared-key /dev/stdin`: the preshared key itself goes to
- * `wg` on stdin (base64 and a newline, as `wg genpsk` prints it), never into argv.
+ * argv of `wg set <name> peer <key> preshared-key <file>`: the preshared key itself reaches `wg`
+ * through the file (base64 and a newline, as `wg genpsk` prints it), never through argv.
  */
-export function presharedKeyArgs(name: string, peer: PublicKey): string[] {
+export function presharedKeyArgs(name: string, peer: PublicKey, file: string): string[] {
   if (!KEY_SHAPE.test(peer)) throw new SealnetError('CONFIG_INVALID', 'preshared key for a malformed peer key');
-  return ['set', name, 'peer', peer, 'preshared-key', '/dev/stdin'];
+  if (file === '' || file.includes('\0')) throw new SealnetError('CONFIG_INVALID', 'preshared key file path is empty');
+  return ['set', name, 'peer', peer, 'preshared-key', file];
 }
 
 /**

@@ -217,6 +217,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     wireguardGoPath: config.wireguard.wireguardGoPath,
     impl: config.wireguard.implementation,
     log: (msg, fields) => log.info(fields, msg),
+    // The key store's 0700 directory: the short-lived file a preshared key reaches `wg` through.
+    secretDir: join(config.stateDir, 'keys'),
   });
   const store = await createStore(config, metrics);
   const steering = config.steering.enabled ? new BpfSteering() : undefined;

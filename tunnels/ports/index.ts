@@ -66,7 +66,7 @@ export interface WireGuardPort {
   applyPeers(name: string, changes: readonly PeerChange[]): Promise<void>;
   /**
    * Sets the preshared key of one peer the link already holds (post-quantum pair secret,
-   * issue 19). The key reaches `wg` on stdin, never in argv, and is never read back into the
+   * issue 19). The key reaches `wg` through a short-lived 0600 file, never argv, and is never read back into the
    * agent (`show` withholds it). Changes only the next handshake: the current session stays.
    */
   setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void>;
