@@ -248,3 +248,28 @@ test('the exchange address is the lowest own address inside the own pod CIDRs, I
   ).toBe('100.64.1.1');
   expect(ownExchangeAddress(['100.64.1.0/24'], ['198.18.0.1'])).toBeUndefined();
 });
+
+test('a rotated X25519 key renews the pair before its period is up', async () => {
+  const nodes = sides.map((s) => rawOf(s));
+  await program(nodes);
+  await tickAll();
+  const before = psk(sides[0]!);
+  // worker-b rotated: its tunnel now has a new key (the pass re-programs the peer with it).
+  const b = sides[1]!;
+  const oldKey = b.key;
+  b.key = (await generateKeyPair()).publicKey;
+  await b.wg.deleteLink(LINK);
+  await b.wg.ensureLink({ name: LINK, privateKeyFile: '/x', publicKey: b.key, listenPort: 51880, fwmark: 0 });
+  await sides[0]!.wg.applyPeers(LINK, [{ op: 'remove', publicKey: oldKey }]);
+  await program(
+    sides.map((s) => rawOf(s)),
+    1,
+  );
+  clock += 16_000; // past the retry rate limit, far below the 60 s period
+  await tickAll(); // the old secret is re-installed on the re-created peers first
+  await tickAll(); // then the changed binding starts a renewal
+  expect(sides.map((s) => s.svc.status()[0]!.secretAgeSeconds)).toEqual([0, 0]);
+  expect(psk(sides[0]!) !== undefined).toBe(true);
+  expect(psk(sides[0]!) === psk(sides[1]!)).toBe(true);
+  expect(psk(sides[0]!) === before).toBe(false);
+});

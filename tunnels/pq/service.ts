@@ -223,7 +223,8 @@ export class PqService implements PqPassHook {
       const p = this.pairs.get(node)!;
       if (!pub.ok && p.lastProblem !== pub.problem) {
         p.lastProblem = pub.problem;
-        this.o.log.warn(
+        // A peer that has not published yet (starting) is ordinary: info; a malformed value warns.
+        this.o.log[pub.problem.endsWith(' is missing') ? 'info' : 'warn'](
           { peer: node, reason: pub.problem },
           'peer publishes no usable post-quantum key; its pair is skipped (classical in preferred mode, dropped in required mode)',
         );
