@@ -47,7 +47,23 @@ export const ANNOTATIONS = {
   rotationPeers: `${ANNOTATION_PREFIX}rotation-peers`,
   /** The agent's report about itself, JSON (tunnels/status/report.ts): fingerprints only, never keys. */
   status: `${ANNOTATION_PREFIX}status`,
+  /**
+   * The node's ML-KEM-768 encapsulation key (post-quantum pair secret, issue 19): 1580 characters
+   * of canonical base64 (keymgr/pq/mlkem.ts). Public; the decapsulation key never leaves the node.
+   */
+  pqKemKey: `${ANNOTATION_PREFIX}pq-kem-key`,
+  /**
+   * The address the node's agent receives post-quantum exchange messages on: one of its own
+   * addresses inside its own pod CIDRs (so it routes only through the tunnel), TCP port
+   * {@link PQ_EXCHANGE_PORT}. Peers refuse an address outside the node's pod CIDRs.
+   */
+  pqAddress: `${ANNOTATION_PREFIX}pq-address`,
 } as const;
+
+/** TCP port of the post-quantum exchange listener, on the node's {@link ANNOTATIONS.pqAddress}. */
+export const PQ_EXCHANGE_PORT = 51889;
+/** The node's ML-KEM-768 key seed (d ‖ z, 64 bytes, 0600) under `<stateDir>/keys`. */
+export const PQ_KEM_SEED_FILE = 'pq-mlkem768.seed';
 
 /**
  * The taint a kubelet registers its Node with (`--register-with-taints=sealnet.io/not-ready:NoSchedule`)

@@ -26,6 +26,7 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   'tunnels/rotation': ['common', 'keymgr', 'tunnels/ports', 'tunnels/plan'],
   'tunnels/status': ['common', 'keymgr', 'tunnels/ports', 'tunnels/plan', 'tunnels/rotation'],
   'tunnels/reconcile': ['common', 'keymgr', 'tunnels/ports', 'tunnels/plan', 'tunnels/rotation', 'tunnels/status'],
+  'tunnels/pq': ['common', 'keymgr', 'tunnels/ports', 'tunnels/plan'],
   'tunnels/audit': ['common', 'keymgr', 'tunnels/ports', 'tunnels/plan', 'tunnels/status'],
   'tunnels/agent': ['common', 'keymgr', 'tunnels', 'wireguard', 'ipsec', 'routing'],
   'tunnels/cli': ['common', 'keymgr', 'tunnels', 'wireguard', 'ipsec', 'routing'],

@@ -9,6 +9,9 @@
  */
 import { access, readFile } from 'node:fs/promises';
 import { release } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { scrubAndUnlink, writeAtomic } from '../keymgr/atomicfile.js';
 import { SealnetError } from '../common/errors.js';
 import type {
   ObservedInterface,
@@ -28,7 +31,14 @@ import {
   uapiSocketExists,
   uapiSocketPath,
 } from './userspace.js';
-import { interfaceSetArgs, peerSetBatches, runWg, wgShowDump, type InterfaceSettings } from './wgtool.js';
+import {
+  interfaceSetArgs,
+  peerSetBatches,
+  presharedKeyArgs,
+  runWg,
+  wgShowDump,
+  type InterfaceSettings,
+} from './wgtool.js';
 
 /** Structured log sink; fields never carry key material (public keys excepted). */
 export type DriverLog = (msg: string, fields: Record<string, unknown>) => void;
@@ -50,6 +60,11 @@ export interface WireGuardDriverOptions {
   /** How long wireguard-go may take to serve its socket. Default 10 s. */
   readonly startTimeoutMs?: number;
   readonly log?: DriverLog;
+  /**
+   * Directory (0700, the key store's) for the short-lived 0600 file a preshared key reaches `wg`
+   * through; required for {@link WireGuardDriver.setPresharedKey}.
+   */
+  readonly secretDir?: string;
 }
 
 /** Link facts from `ip -d -j link show`. */
@@ -80,8 +95,10 @@ export class WireGuardDriver implements WireGuardPort {
   private readonly impl: 'auto' | 'kernel' | 'userspace';
   private readonly startTimeoutMs: number;
   private readonly log: DriverLog;
+  private readonly secretDir: string | undefined;
 
   constructor(opts: WireGuardDriverOptions = {}) {
+    this.secretDir = opts.secretDir;
     this.wg = opts.wgPath ?? 'wg';
     this.wireguardGo = opts.wireguardGoPath ?? 'wireguard-go';
     this.ip = opts.ipPath ?? 'ip';
@@ -190,6 +207,35 @@ export class WireGuardDriver implements WireGuardPort {
       removed: changes.filter((c) => c.op === 'remove').length,
       calls: batches.length,
     });
+  }
+
+  /** {@inheritDoc WireGuardPort.setPresharedKey} */
+  async setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void> {
+    checkName(name);
+    if (psk.length !== 32) throw new SealnetError('KEY_INVALID', `preshared key has ${psk.length} bytes, expected 32`);
+    // `wg set peer <key>` creates a missing peer: the caller installs only on peers the last
+    // pass read back. A race with a removal leaves a peer with no allowed IPs and no endpoint,
+    // which routes nothing and the next pass prunes (no `wg show` here: one spawn per install).
+    //
+    // The key goes through a file, as the private key does: `wg` opens the path it is given, and
+    // Node's child stdin is a socket, which /dev/stdin cannot open (ENXIO). The file is created
+    // 0600 with O_EXCL in the key store's 0700 directory and overwritten with zeros before it is
+    // unlinked.
+    if (this.secretDir === undefined) {
+      throw new SealnetError('INTERNAL', 'WireGuard driver has no secretDir for preshared keys');
+    }
+    const text = new Uint8Array(Buffer.from(`${Buffer.from(psk).toString('base64')}\n`));
+    const file = `.psk-${randomBytes(8).toString('hex')}`;
+    const path = join(this.secretDir, file);
+    try {
+      await writeAtomic(this.secretDir, file, text, { how: 'create' });
+      await runWg(this.wg, presharedKeyArgs(name, peer, path));
+    } catch (err) {
+      throw new SealnetError('WG_FAILED', `cannot set the preshared key of a peer on ${name}`, { cause: err });
+    } finally {
+      text.fill(0);
+      await scrubAndUnlink(path).catch(() => false);
+    }
   }
 
   /** {@inheritDoc WireGuardPort.deleteLink} */

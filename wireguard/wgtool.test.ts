@@ -6,7 +6,14 @@ import type { PublicKey } from '../keymgr/keys.js';
 import type { PeerChange } from '../tunnels/ports/index.js';
 import { SealnetError } from '../common/errors.js';
 import { interfaceDiff, parseLinkJson } from './driver.js';
-import { interfaceSetArgs, peerClause, peerSetBatches, redactWgStderr, wgShowDump } from './wgtool.js';
+import {
+  interfaceSetArgs,
+  peerClause,
+  peerSetBatches,
+  presharedKeyArgs,
+  redactWgStderr,
+  wgShowDump,
+} from './wgtool.js';
 import { parseDump } from './dump.js';
 
 function pub(): PublicKey {
@@ -237,5 +244,16 @@ describe('wgShowDump', () => {
 
   it('fails with the error of wg when the device is absent', async () => {
     await expect(wgShowDump(fakeWg, 'sealwg9')).rejects.toThrow(/No such device/);
+  });
+});
+
+describe('presharedKeyArgs', () => {
+  const peer = 'x'.repeat(42) + 'A=';
+  test('the key goes through a file: argv names the file and holds nothing key-shaped but the peer', () => {
+    const args = presharedKeyArgs('sealwg0', peer as never, '/s/.psk-1');
+    expect(args).toEqual(['set', 'sealwg0', 'peer', peer, 'preshared-key', '/s/.psk-1']);
+  });
+  test('a malformed peer key cannot smuggle in another clause', () => {
+    expect(() => presharedKeyArgs('sealwg0', 'abc remove' as never, '/s/.psk-1')).toThrow(/malformed peer key/);
   });
 });

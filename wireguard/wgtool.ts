@@ -39,6 +39,16 @@ export async function runWg(
 }
 
 /**
+ * argv of `wg set <name> peer <key> preshared-key <file>`: the preshared key itself reaches `wg`
+ * through the file (base64 and a newline, as `wg genpsk` prints it), never through argv.
+ */
+export function presharedKeyArgs(name: string, peer: PublicKey, file: string): string[] {
+  if (!KEY_SHAPE.test(peer)) throw new SealnetError('CONFIG_INVALID', 'preshared key for a malformed peer key');
+  if (file === '' || file.includes('\0')) throw new SealnetError('CONFIG_INVALID', 'preshared key file path is empty');
+  return ['set', name, 'peer', peer, 'preshared-key', file];
+}
+
+/**
  * `wg show <name> dump` with its secrets withheld: `wg`'s stdout goes straight into
  * `sed DUMP_SECRET_FILTER` (a pipe between the two children), and only `sed`'s output — the
  * private key and preshared keys replaced by `(withheld)` — is read here. Parse it with

@@ -469,12 +469,26 @@ describe('postQuantum config', () => {
     );
   });
 
-  it('refuses to start with preferred or required until a pass installs preshared keys (never silently classical)', () => {
+  it('starts with preferred in mode wireguard; refuses any mode but off in mode ipsec', () => {
     const base = { nodeName: 'node-a', steering: { failClosed: false } };
-    expect(() => checkStartable(validateConfig({ ...base, postQuantum: { mode: 'off' } }))).not.toThrow();
+    expect(() => checkStartable(validateConfig({ ...base, postQuantum: { mode: 'preferred' } }))).not.toThrow();
     for (const mode of ['preferred', 'required']) {
-      expect(configError(() => checkStartable(validateConfig({ ...base, postQuantum: { mode } }))).message).toMatch(
-        /postQuantum\.mode ".*" is not available yet/,
+      expect(
+        configError(() => checkStartable(validateConfig({ ...base, mode: 'ipsec', postQuantum: { mode } }))).message,
+      ).toMatch(/postQuantum\.mode ".*" is available in mode wireguard only/);
+    }
+  });
+
+  it('refuses required without the fail-closed guard (a dropped pair would leave in plaintext)', () => {
+    const cidr = { clusterCidrs: ['100.64.0.0/10'] };
+    const ok = { nodeName: 'node-a', steering: cidr, postQuantum: { mode: 'required' } };
+    expect(() => checkStartable(validateConfig(ok))).not.toThrow();
+    for (const steering of [
+      { ...cidr, failClosed: false },
+      { ...cidr, enabled: false },
+    ]) {
+      expect(configError(() => checkStartable(validateConfig({ ...ok, steering }))).message).toMatch(
+        /postQuantum\.mode "required" needs steering\.enabled and steering\.failClosed/,
       );
     }
   });

@@ -303,12 +303,20 @@ function validateSteering(st: Json): SteeringConfig {
  * the node store has synced.
  */
 export function checkStartable(cfg: AgentConfig): void {
-  // The exchange, KDF and state machine exist (keymgr/pq/) but no pass installs a preshared key
-  // yet: starting would run `required` pairs classical-only, the fail-open this mode forbids.
-  if (cfg.postQuantum.mode !== 'off') {
+  // Mode ipsec does not mix the pair secret into its SA keys yet: starting would run `required`
+  // pairs classical-only, the fail-open this mode forbids.
+  if (cfg.postQuantum.mode !== 'off' && cfg.mode === 'ipsec') {
     throw fieldError(
       'postQuantum.mode',
-      `${JSON.stringify(cfg.postQuantum.mode)} is not available yet: this agent cannot install post-quantum preshared keys (issue 19); use "off"`,
+      `${JSON.stringify(cfg.postQuantum.mode)} is available in mode wireguard only: mode ipsec does not derive its SA keys from the post-quantum pair secret yet (issue 19); use "off"`,
+    );
+  }
+  // `required` drops a pair by taking its routes out of the tunnel: only the fail-closed BPF guard
+  // then stops its pod traffic from leaving in plaintext over the CNI's routes.
+  if (cfg.postQuantum.mode === 'required' && !(cfg.steering.enabled && cfg.steering.failClosed)) {
+    throw fieldError(
+      'postQuantum.mode',
+      '"required" needs steering.enabled and steering.failClosed (the defaults): a pair without a post-quantum secret is dropped by the BPF guard; without it its traffic would leave in plaintext',
     );
   }
   const st = cfg.steering;

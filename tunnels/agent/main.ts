@@ -39,6 +39,10 @@ import {
 import { registerStatusMetrics } from '../status/metrics.js';
 import { NotReadyTaint } from './not-ready-taint.js';
 import type { NodeTaintPort } from '../ports/index.js';
+import { loadOrCreateKemKey } from '../../keymgr/pq/kemstore.js';
+import { pqSettings } from '../../keymgr/pq/exchange.js';
+import { PqService } from '../pq/service.js';
+import { registerPqMetrics } from '../pq/metrics.js';
 
 /**
  * Builds the node store the config names. The Kubernetes client is imported only when used: it
@@ -213,6 +217,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     wireguardGoPath: config.wireguard.wireguardGoPath,
     impl: config.wireguard.implementation,
     log: (msg, fields) => log.info(fields, msg),
+    // The key store's 0700 directory: the short-lived file a preshared key reaches `wg` through.
+    secretDir: join(config.stateDir, 'keys'),
   });
   const store = await createStore(config, metrics);
   const steering = config.steering.enabled ? new BpfSteering() : undefined;
@@ -249,7 +255,32 @@ export async function main(argv: readonly string[]): Promise<number> {
       'cannot write key-owners.json (first-seen key ownership); retrying on the next change',
     ),
   );
+  // The post-quantum pair secret (mode wireguard; checkStartable refused it in mode ipsec).
+  let pq: PqService | undefined;
+  if (config.postQuantum.mode !== 'off') {
+    try {
+      const kem = await loadOrCreateKemKey(config.stateDir);
+      for (const w of kem.warnings) log.warn({}, `key store: ${w}`);
+      log.info(
+        { mode: config.postQuantum.mode, renewMinutes: config.postQuantum.renewMinutes },
+        kem.created ? 'generated a new ML-KEM-768 key' : 'loaded ML-KEM-768 key',
+      );
+      pq = new PqService({
+        nodeName: config.nodeName,
+        settings: pqSettings(config.postQuantum.mode, config.postQuantum.renewMinutes),
+        kem: kem.pair,
+        wg,
+        log,
+        metrics: registerPqMetrics(metrics.registry),
+        wake: () => wakeReconciler(),
+      });
+    } catch (err) {
+      log.error({ err: describeError(err) }, 'cannot load or create the ML-KEM key');
+      return 2;
+    }
+  }
   const reconciler = new Reconciler({
+    pq,
     rpFilter: ensureLooseRpFilter,
     keyOwners,
     config,
@@ -287,6 +318,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     store,
     metrics,
     log,
+    pq: pq === undefined ? undefined : () => pq.status(),
   });
   registerStatusMetrics(metrics, () => status.report());
   let token: string | undefined;
@@ -413,6 +445,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }, config.resyncIntervalSeconds * 1000);
   reconciler.trigger({ full: true });
   status.start();
+  pq?.start();
   taint?.start();
   log.info({ mode: config.mode, store: config.store.type }, 'sealnet agent running');
 
@@ -422,6 +455,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   taint?.stop();
   process.off('SIGHUP', onHup);
   rotation?.close();
+  pq?.close();
   ipsec?.close();
   await reconciler.close();
   await status.stop(); // a last report: agent stopped, tunnels left in place

@@ -12,6 +12,7 @@ import type { RawNode } from '../ports/model.js';
 import type { NodeStore } from '../ports/index.js';
 import { age, bytes } from '../audit/render.js';
 import { joinStatus, type ClusterStatus } from '../status/join.js';
+import type { PeerPq } from '../status/report.js';
 import {
   FETCH_FLAGS,
   fetcherFor,
@@ -102,6 +103,13 @@ export function checkKnownNodes(nodes: readonly RawNode[], names: readonly strin
     );
 }
 
+/** One side's post-quantum cell: protection, KEM and secret age (`–` when off or unknown). */
+function pq(p: PeerPq | undefined): string {
+  if (p === undefined) return '–';
+  if (p.protection !== 'hybrid') return p.protection;
+  return `hybrid ${p.kem} ${p.secretAgeSeconds === undefined ? '' : age(p.secretAgeSeconds)}`.trimEnd();
+}
+
 /** The table `sealctl status` prints. */
 export function renderStatusTable(s: ClusterStatus): string {
   const out: string[] = [];
@@ -118,6 +126,7 @@ export function renderStatusTable(s: ClusterStatus): string {
       'KEY AGE',
       'HANDSHAKE A→B / B→A',
       'BYTES A rx/tx · B rx/tx',
+      'POST-QUANTUM (A / B)',
       'AS OF (A / B)',
       'DATA',
     ],
@@ -136,6 +145,7 @@ export function renderStatusTable(s: ClusterStatus): string {
       `${age(a.keyAgeSeconds)} / ${age(b.keyAgeSeconds)}`,
       `${a.handshake === 0 ? 'never' : age(a.handshakeAgeSeconds)} / ${b.handshake === 0 ? 'never' : age(b.handshakeAgeSeconds)}`,
       `${bytes(a.rx)}/${bytes(a.tx)} · ${bytes(b.rx)}/${bytes(b.tx)}`,
+      `${pq(a.pq)} / ${pq(b.pq)}`,
       `${asOf(a.asOf)} / ${asOf(b.asOf)}`,
       p.partial ? 'PARTIAL' : 'complete',
     ]);

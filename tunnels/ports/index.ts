@@ -64,6 +64,12 @@ export interface WireGuardPort {
    * them from whichever peer had them.
    */
   applyPeers(name: string, changes: readonly PeerChange[]): Promise<void>;
+  /**
+   * Sets the preshared key of one peer the link already holds (post-quantum pair secret,
+   * issue 19). The key reaches `wg` through a short-lived 0600 file, never argv, and is never read back into the
+   * agent (`show` withholds it). Changes only the next handshake: the current session stays.
+   */
+  setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void>;
   /** Removes the link (and stops wireguard-go). Used by uninstall and tests only. */
   deleteLink(name: string): Promise<void>;
 }

@@ -75,6 +75,8 @@ interface FakePeer {
   endpoint: string | undefined;
   allowedIPs: string[];
   persistentKeepalive: number;
+  /** Preshared key (base64), as the kernel keeps it beside the peer; undefined = none. */
+  presharedKey?: string | undefined;
 }
 
 interface FakeWgLink {
@@ -91,7 +93,7 @@ interface FakeWgLink {
 export const WG_DEFAULT_LINK_MTU = 1420;
 
 /** Operations of {@link FakeWireGuard} that can be told to fail. */
-export type FakeWireGuardOp = 'ensureLink' | 'show' | 'applyPeers' | 'deleteLink';
+export type FakeWireGuardOp = 'ensureLink' | 'show' | 'applyPeers' | 'deleteLink' | 'setPresharedKey';
 
 /** Canonical `ip:port` / `[ip6]:port`, as `wg show dump` prints an endpoint. */
 function canonicalEndpoint(text: string): string {
@@ -232,12 +234,39 @@ export class FakeWireGuard implements WireGuardPort {
         for (const [key, other] of link.peers) {
           if (key !== c.publicKey) other.allowedIPs = other.allowedIPs.filter((a) => !allowed.includes(a));
         }
-        link.peers.set(c.publicKey, { endpoint, allowedIPs: [...allowed], persistentKeepalive: c.persistentKeepalive });
+        // `wg set … peer` without a preshared-key clause keeps the peer's preshared key.
+        const psk = link.peers.get(c.publicKey)?.presharedKey;
+        link.peers.set(c.publicKey, {
+          endpoint,
+          allowedIPs: [...allowed],
+          persistentKeepalive: c.persistentKeepalive,
+          presharedKey: psk,
+        });
         this.mutate('wg.peer_set', c.publicKey);
       }
       this.ownershipHistory.push(this.ownership(name));
       this.ownershipLinks.push(name);
     }
+  }
+
+  /**
+   * Sets one existing peer's preshared key. Refuses a peer the link does not hold: `wg set`
+   * would create it (without allowed IPs or endpoint), which the agent must never do.
+   */
+  async setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void> {
+    this.failures.check('setPresharedKey');
+    const link = this.links.get(name);
+    if (link === undefined) throw new Error(`fake wg: no such device ${name}`);
+    const p = link.peers.get(peer);
+    if (p === undefined) throw new Error('fake wg: preshared key for a peer the link does not hold');
+    if (psk.length !== 32) throw new Error(`fake wg: preshared key of ${psk.length} bytes`);
+    p.presharedKey = Buffer.from(psk).toString('base64');
+    this.mutate('wg.peer_psk', peer);
+  }
+
+  /** The preshared key of a peer (base64) for tests comparing both ends; undefined = none. */
+  presharedKeyOf(name: string, peer: PublicKey): string | undefined {
+    return this.links.get(name)?.peers.get(peer)?.presharedKey;
   }
 
   async deleteLink(name: string): Promise<void> {

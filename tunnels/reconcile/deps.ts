@@ -11,6 +11,7 @@ import type { AgentConfig } from '../ports/config.js';
 import type { MirrorPort, NodeStore, RoutingPort, SteeringPort, WireGuardPort } from '../ports/index.js';
 import type { RotationController } from '../rotation/wireguard.js';
 import type { IpsecPort } from '../ports/ipsec.js';
+import type { PqPassHook } from '../ports/pq.js';
 import type { IpsecRotation } from '../rotation/ipsec.js';
 
 /** This node's own key, as the key store holds it. */
@@ -49,6 +50,11 @@ export interface ReconcilerDeps {
    * in-memory history (a restart, a new node) prefers the older claim to a copied key.
    */
   readonly keyOwners?: Pick<KeyOwnerBook, 'owners' | 'record'> | undefined;
+  /**
+   * The post-quantum exchange (tunnels/pq/service.ts; mode wireguard, `postQuantum` not off): its
+   * annotations, the pairs `required` mode blocks, and what each pass programmed.
+   */
+  readonly pq?: PqPassHook | undefined;
   /** The clock of the log rate limit (ms; default `Date.now`): lines about other nodes' input. */
   readonly now?: (() => number) | undefined;
   /** Rate limit of lines about one (node, reason) (common/ratelimit.ts; default 3 at once, then 1 a minute). */

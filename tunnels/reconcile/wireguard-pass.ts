@@ -20,6 +20,7 @@ import { parseIP } from '../../common/ip.js';
 import { decodeNode, encodeNode } from '../plan/annotations.js';
 import { diffPeers, diffRoutes } from '../plan/diff.js';
 import { plan } from '../plan/planner.js';
+import { gatePqRoutes } from '../plan/pq-gate.js';
 import { planSteering, steeringLinks } from '../plan/steering.js';
 import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
 import type { DesiredWireGuardState, RawNode, ReconcileReport } from '../ports/model.js';
@@ -117,6 +118,8 @@ export class WireGuardPass {
   private retiredPresent = false;
   // plan
   private desired!: DesiredWireGuardState;
+  /** `postQuantum: required`: nodes whose pairs may not carry traffic (keys of their peers). */
+  private pqBlockedKeys = new Set<string>();
   private prune = false;
   // apply
   private links: { name: string; observed: readonly ObservedPeer[]; info: LinkInfo; changed: boolean }[] = [];
@@ -155,12 +158,14 @@ export class WireGuardPass {
     this.p.mark('publish');
     if (!(await this.observe())) return stop();
     this.p.mark(this.reuse === undefined ? 'read' : 'view');
+    await this.publishPq();
     if (!this.planDesired()) return stop();
     this.p.mark('plan');
     await this.applyLinks();
     await this.applyPeersAndRoutes();
     this.p.mark('apply');
     await this.readPeersBack();
+    this.reportToPq();
     this.p.mark('readback');
     await this.steer();
     await this.retireOldLink();
@@ -439,7 +444,54 @@ export class WireGuardPass {
     }
     this.host.reportSkipped(this.desired);
     this.prune = store.synced();
+    this.gatePq();
     return true;
+  }
+
+  /**
+   * 5b. `postQuantum: required`: a pair without a confirmed post-quantum secret keeps its peer
+   * (the exchange runs through it) but not its pod routes, and its steering entries are not
+   * ready: its pod traffic is dropped, never sent classical-only (tunnels/plan/pq-gate.ts).
+   */
+  private gatePq(): void {
+    const pq = this.d.pq;
+    if (pq === undefined) return;
+    const blocked = pq.blocked(this.nodes);
+    if (blocked.size === 0) return;
+    this.desired = gatePqRoutes(this.desired, blocked);
+    for (const peer of this.desired.tunnel.peers) if (blocked.has(peer.node)) this.pqBlockedKeys.add(peer.publicKey);
+  }
+
+  /** 4b. The post-quantum annotations (ML-KEM key, exchange address), once the addresses are known. */
+  private async publishPq(): Promise<void> {
+    const { pq, store, config } = this.d;
+    if (pq === undefined) return;
+    const own = pq.ownAnnotations(this.self, this.localAddresses);
+    if (own === undefined || !Object.entries(own).some(([k, v]) => this.self.annotations[k] !== v)) return;
+    try {
+      await store.patchAnnotations(config.nodeName, own);
+      this.d.log.info({ address: own[ANNOTATIONS.pqAddress] }, 'published own ML-KEM key and exchange address');
+    } catch (err) {
+      this.p.fail('publish', err);
+    }
+  }
+
+  /** 7b. Tell the exchange which peers the primary link holds now (it installs PSKs only there). */
+  private reportToPq(): void {
+    const pq = this.d.pq;
+    const back = this.readBack[0];
+    if (pq === undefined || back === undefined) return;
+    const held = new Set(back.peers.map((p) => p.publicKey as string));
+    const peers = new Map<string, PublicKey>();
+    for (const p of this.desired.tunnel.peers)
+      if (p.next !== true && held.has(p.publicKey)) peers.set(p.node, p.publicKey);
+    pq.programmed({
+      link: back.name,
+      ifindex: back.ifindex,
+      selfKey: this.primary.publicKey,
+      nodes: this.nodes,
+      peers,
+    });
   }
 
   /** 6a. Link MTU and state, on every link. */
@@ -630,7 +682,9 @@ export class WireGuardPass {
           clusterCidrs: config.steering.clusterCidrs,
           nodes: this.nodes,
           desiredPeers: this.desired.tunnel.peers,
-          observedPeers: l.peers,
+          // A pair `postQuantum: required` blocks counts as not programmed: not ready, dropped.
+          observedPeers:
+            this.pqBlockedKeys.size === 0 ? l.peers : l.peers.filter((p) => !this.pqBlockedKeys.has(p.publicKey)),
           target: { action: 'redirect', ifindex: l.ifindex },
           nodeToNode: config.steering.nodeToNode,
           exemptCidrs: config.steering.exemptCidrs,

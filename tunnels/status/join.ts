@@ -9,7 +9,7 @@ import { fingerprint } from '../../keymgr/keys.js';
 import { decodeNode } from '../plan/annotations.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import type { RawNode } from '../ports/model.js';
-import { decodeStatus, type NodeStatusReport, type PeerState, type PeerStatus } from './report.js';
+import { decodeStatus, type NodeStatusReport, type PeerPq, type PeerState, type PeerStatus } from './report.js';
 import { decodeSummary } from './summary.js';
 
 /** Seconds on top of two heartbeats before a report counts as stale. */
@@ -70,6 +70,8 @@ export interface PairSide {
   readonly spiIn?: readonly string[] | undefined;
   readonly rxPackets?: number | undefined;
   readonly txPackets?: number | undefined;
+  /** Post-quantum protection of the pair as this side sees it (absent with `postQuantum: off`). */
+  readonly pq?: PeerPq | undefined;
   /** When this side's data was generated. */
   readonly asOf: string | undefined;
 }
@@ -227,6 +229,7 @@ function side(self: NodeView, other: string, nowS: number): { side: PairSide; no
     reason = peer.reason;
     if (peer.state !== 'encrypted')
       notes.push(`${self.name} → ${other}: ${peer.state}${peer.reason === undefined ? '' : ` (${peer.reason})`}`);
+    if (peer.pq?.reason !== undefined) notes.push(`${self.name} → ${other}: post-quantum: ${peer.pq.reason}`);
   }
   const hs = peer?.handshake;
   return {
@@ -250,6 +253,7 @@ function side(self: NodeView, other: string, nowS: number): { side: PairSide; no
             rxPackets: peer.rxPackets,
             txPackets: peer.txPackets,
           }),
+      ...(peer?.pq === undefined ? {} : { pq: peer.pq }),
       asOf: r?.at,
     },
     notes,

@@ -315,6 +315,28 @@ describe('encodeStatus / decodeStatus', () => {
     expect(d).toEqual({ ok: true, report: r });
   });
 
+  it("round-trips a pair's post-quantum protection and refuses a hostile one", () => {
+    const base = buildNodeStatus(healthy());
+    const pq = {
+      kem: 'ML-KEM-768',
+      protection: 'hybrid' as const,
+      phase: 'confirmed' as const,
+      role: 'initiator' as const,
+      secretAgeSeconds: 42,
+      lastRenewal: '2026-12-07T01:00:00.000Z',
+    };
+    const r = { ...base, peers: base.peers.map((p) => ({ ...p, pq })) };
+    expect(decodeStatus(encodeStatus(r))).toEqual({ ok: true, report: r });
+    const bad = encodeStatus({
+      ...base,
+      peers: base.peers.map((p) => ({ ...p, pq: { ...pq, protection: 'quantum' } })),
+    } as never);
+    expect(decodeStatus(bad)).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/pq\.protection must be one of hybrid, classical, none/),
+    });
+  });
+
   it('stays within the size bound: compact first, then omits peers (not-encrypted ones kept), and says so', () => {
     const names = Array.from({ length: 2000 }, (_, i) => `node-${String(i).padStart(5, '0')}-with-a-longer-name`);
     const big: NodeStatusReport = {

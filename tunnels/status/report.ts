@@ -65,6 +65,17 @@ export function algorithmOf(mode: Mode, ipsecKeyBits: 128 | 256 = 256): Algorith
 }
 
 /** One peer as this node sees it. */
+/** A pair's post-quantum protection in the report (tunnels/ports/pq.ts `PqPairStatus` without the node). */
+export interface PeerPq {
+  readonly kem: string;
+  readonly protection: 'hybrid' | 'classical' | 'none';
+  readonly phase: 'idle' | 'sent' | 'confirmed';
+  readonly role: 'initiator' | 'responder';
+  readonly secretAgeSeconds?: number;
+  readonly lastRenewal?: string;
+  readonly reason?: string;
+}
+
 export interface PeerStatus {
   readonly node: string;
   readonly state: PeerState;
@@ -85,6 +96,8 @@ export interface PeerStatus {
   /** Mode ipsec: packets received from / sent to the peer (SA counters). */
   readonly rxPackets?: number | undefined;
   readonly txPackets?: number | undefined;
+  /** Post-quantum protection of the pair (issue 19); absent with `postQuantum: off`. */
+  readonly pq?: PeerPq | undefined;
 }
 
 /** What an agent publishes about itself. Version {@link STATUS_VERSION}. */
@@ -532,7 +545,7 @@ function decodePeer(v: unknown, i: number): PeerStatus {
   exactKeys(
     v,
     ['node', 'state'],
-    ['reason', 'key', 'handshake', 'rx', 'tx', 'algorithm', 'spiOut', 'spiIn', 'rxPackets', 'txPackets'],
+    ['reason', 'key', 'handshake', 'rx', 'tx', 'algorithm', 'spiOut', 'spiIn', 'rxPackets', 'txPackets', 'pq'],
     where,
   );
   const node = readText(v.node, `${where}.node`);
@@ -554,6 +567,27 @@ function decodePeer(v: unknown, i: number): PeerStatus {
     ...(v.spiIn === undefined ? {} : { spiIn: spiList(v.spiIn, `${where}.spiIn`) }),
     ...(v.rxPackets === undefined ? {} : { rxPackets: readCount(v.rxPackets, `${where}.rxPackets`) }),
     ...(v.txPackets === undefined ? {} : { txPackets: readCount(v.txPackets, `${where}.txPackets`) }),
+    ...(v.pq === undefined ? {} : { pq: decodePeerPq(v.pq, `${where}.pq`) }),
+  };
+}
+
+function decodePeerPq(v: unknown, where: string): PeerPq {
+  if (!isObject(v)) throw new Error(`${where} must be an object`);
+  exactKeys(v, ['kem', 'protection', 'phase', 'role'], ['secretAgeSeconds', 'lastRenewal', 'reason'], where);
+  const oneOf = <T extends string>(x: unknown, all: readonly T[], f: string): T => {
+    if (!(all as readonly unknown[]).includes(x)) throw new Error(`${where}.${f} must be one of ${all.join(', ')}`);
+    return x as T;
+  };
+  return {
+    kem: readText(v.kem, `${where}.kem`, 32),
+    protection: oneOf(v.protection, ['hybrid', 'classical', 'none'] as const, 'protection'),
+    phase: oneOf(v.phase, ['idle', 'sent', 'confirmed'] as const, 'phase'),
+    role: oneOf(v.role, ['initiator', 'responder'] as const, 'role'),
+    ...(v.secretAgeSeconds === undefined
+      ? {}
+      : { secretAgeSeconds: readCount(v.secretAgeSeconds, `${where}.secretAgeSeconds`) }),
+    ...(v.lastRenewal === undefined ? {} : { lastRenewal: readText(v.lastRenewal, `${where}.lastRenewal`, 40) }),
+    ...(v.reason === undefined ? {} : { reason: readText(v.reason, `${where}.reason`, MAX_REASON) }),
   };
 }
 

@@ -22,6 +22,7 @@ import type { AgentConfig } from '../ports/config.js';
 import { ANNOTATIONS, STATUS_TOKEN_FILE, WG_INTERFACE } from '../../common/constants.js';
 import { describeError, SealnetError } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
+import type { PqPairStatus } from '../ports/pq.js';
 import type { AgentMetrics } from '../../common/metrics.js';
 import type { RawNode } from '../ports/model.js';
 import type { IpsecPort } from '../ports/ipsec.js';
@@ -72,6 +73,8 @@ export interface StatusDeps {
   readonly metrics: AgentMetrics;
   readonly log: Logger;
   readonly now?: () => Date;
+  /** Post-quantum protection per pair (tunnels/pq/service.ts `status`); undefined when off. */
+  readonly pq?: (() => readonly PqPairStatus[]) | undefined;
 }
 
 /** One observation of the kernel. */
@@ -202,7 +205,7 @@ export class StatusService {
 
   /** The report as of now (live counters). */
   async report(agent: 'running' | 'stopped' = 'running'): Promise<NodeStatusReport> {
-    return buildNodeStatus(this.input(await this.observe(), agent));
+    return withPq(buildNodeStatus(this.input(await this.observe(), agent)), this.d.pq?.());
   }
 
   /** `/readyz`: ready only when every known peer is programmed. */
@@ -428,4 +431,19 @@ export function serveStatus(
     (r) => send(200, `${JSON.stringify(r, null, 2)}\n`),
     (err: unknown) => send(500, `${describeError(err)}\n`),
   );
+}
+
+/** Adds each pair's post-quantum protection to its peer entry. */
+function withPq(r: NodeStatusReport, pq: readonly PqPairStatus[] | undefined): NodeStatusReport {
+  if (pq === undefined) return r;
+  const by = new Map(pq.map((p) => [p.node, p]));
+  return {
+    ...r,
+    peers: r.peers.map((peer) => {
+      const p = by.get(peer.node);
+      if (p === undefined) return peer;
+      const { node: _node, ready: _ready, ...rest } = p;
+      return { ...peer, pq: rest };
+    }),
+  };
 }

@@ -61,6 +61,7 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 {{- fail "steering.clusterCidrs is required: set it to the cluster's pod range(s), e.g. --set 'steering.clusterCidrs={10.244.0.0/16}' (kube-controller-manager --cluster-cidr); without it a fail-closed agent cannot start (or set steering.failClosed=false explicitly)" }}
 {{- end }}
 {{- $_ := set $cfg "steering" (dict "enabled" $st.enabled "failClosed" $st.failClosed "clusterCidrs" $st.clusterCidrs "exemptCidrs" $st.exemptCidrs "interfaces" $st.interfaces "enforceIngress" $st.enforceIngress "nodeToNode" $st.nodeToNode "nodeCidrs" (include "sealnet.nodeCidrs" . | fromJsonArray)) }}
+{{- $_ := set $cfg "postQuantum" (dict "mode" .Values.postQuantum.mode "renewMinutes" (int .Values.postQuantum.renewMinutes)) }}
 {{- if .Values.agent.underlayMtu }}
 {{- $_ := set $cfg "underlayMtu" (int .Values.agent.underlayMtu) }}
 {{- end }}
