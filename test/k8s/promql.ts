@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import { createMetrics, registerSteeringCounters } from '../../common/metrics.js';
 import { registerStatusMetrics } from '../../tunnels/status/metrics.js';
 import { RotationController, type RotationControllerOptions } from '../../tunnels/rotation/wireguard.js';
+import { registerPqMetrics } from '../../tunnels/pq/metrics.js';
 import { repoRoot } from '../harness/paths.js';
 
 /** Suffixes Prometheus exposes for a histogram `name`. */
@@ -30,6 +31,7 @@ export async function agentMetricNames(): Promise<Set<string>> {
   registerStatusMetrics(metrics, () => Promise.reject(new Error('no report in this test')), { perPeerMax: 1 });
   // The constructor only registers its gauge on opts.metrics; nothing else is touched before load().
   new RotationController({ metrics } as unknown as RotationControllerOptions);
+  registerPqMetrics(metrics.registry);
   const names = new Set<string>();
   for (const m of await metrics.registry.getMetricsAsJSON()) {
     if (String(m.type) === 'histogram') for (const s of HISTOGRAM_SERIES) names.add(`${m.name}${s}`);
