@@ -23,6 +23,8 @@ import { Reconciler } from '../reconcile/reconciler.js';
 import { WG_INTERFACE } from '../../common/constants.js';
 import { RotationController, rotationSettings } from '../rotation/wireguard.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';
+import { StateTextFile } from '../../keymgr/statefile.js';
+import { LAST_APPLIED_FILE, LAST_APPLIED_MAX_BYTES } from '../plan/lastapplied.js';
 import { TcMirror } from '../../routing/mirror.js';
 import { startIpsecMode } from './ipsec.js';
 import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
@@ -263,6 +265,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ipsec,
     rotation,
     mirror: rotation === undefined ? undefined : new TcMirror(),
+    lastApplied: new StateTextFile(config.stateDir, { name: LAST_APPLIED_FILE, maxBytes: LAST_APPLIED_MAX_BYTES }),
   });
   wakeReconciler = () => reconciler.trigger({ full: true });
   ipsec?.setWake(() => reconciler.trigger({ full: true }));
@@ -356,6 +359,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       log.error({ err: describeError(err) }, 'cannot attach BPF steering at start-up; retrying on every reconcile');
     });
   }
+
+  // Tunnels back before the store synced (issue 15): the last applied state, if it is valid and
+  // this node's, is programmed while the store starts; passes wait for it.
+  void reconciler.restoreLastApplied();
 
   // The kubelet registered this Node with sealnet.io/not-ready:NoSchedule (README): lift it once
   // the guard is attached and the first pass after the sync converged. Never re-added.
