@@ -25,6 +25,7 @@ beforeAll(async () => {
   await sodiumReady();
   S = {
     nodeName: 'node-a',
+    endpointHost: '198.18.0.1',
     link: { name: 'sealwg0', publicKey: fixtureKey(1), listenPort: 51880, mtu: 1440 },
     peers: [
       {
@@ -85,6 +86,7 @@ describe('last applied state codec', () => {
     ['another version', () => mutate((o) => (o.v = 2)), /version 2/],
     ['another node (a foreign file)', () => mutate((o) => (o.nodeName = 'node-b')), /belongs to node "node-b"/],
     ['an unknown field', () => mutate((o) => (o.privateKey = 'x')), /privateKey is not a known field/],
+    ['an endpoint that is not an address', () => mutate((o) => (o.endpointHost = 'eth0')), /endpointHost/],
     ['a link that is not sealnet’s', () => mutate((o) => (o.link.name = 'eth0')), /not a sealnet link/],
     ['a bad own key', () => mutate((o) => (o.link.publicKey = 'AAAA')), /link.publicKey/],
     ['a low-order peer key', () => mutate((o) => (o.peers[0].publicKey = 'A'.repeat(43) + '=')), /low-order/],

@@ -33,6 +33,8 @@ export type PersistedSteeringEntry = Pick<SteeringEntry, 'cidr' | 'state' | 'kin
 /** What the last clean pass applied (mode wireguard, one link, no rotation in flight). */
 export interface LastApplied {
   readonly nodeName: string;
+  /** This node's endpoint address: the link carrying it is the underlay the guard attaches to. */
+  readonly endpointHost: string;
   /** The link, its own public key (which private key it needs), port and MTU. */
   readonly link: {
     readonly name: string;
@@ -69,6 +71,7 @@ export function encodeLastApplied(s: LastApplied): string {
   return `${JSON.stringify({
     v: LAST_APPLIED_VERSION,
     nodeName: s.nodeName,
+    endpointHost: s.endpointHost,
     link: { name: s.link.name, publicKey: s.link.publicKey, listenPort: s.link.listenPort, mtu: s.link.mtu },
     peers: s.peers.map((p) => ({
       node: p.node,
@@ -99,10 +102,12 @@ export function decodeLastApplied(text: string, expect: LastAppliedExpect): Last
 
 function decode(text: string, expect: LastAppliedExpect): LastApplied {
   const o = parseVersionedObject(text, LAST_APPLIED_MAX_BYTES, LAST_APPLIED_VERSION);
-  exactKeys(o, ['v', 'nodeName', 'link', 'peers', 'routes', 'steering'], [], 'last-applied');
+  exactKeys(o, ['v', 'nodeName', 'endpointHost', 'link', 'peers', 'routes', 'steering'], [], 'last-applied');
   const nodeName = readText(o.nodeName, 'nodeName', 253);
   if (nodeName !== expect.nodeName)
     throw new Error(`belongs to node ${JSON.stringify(nodeName.slice(0, 64))}, not to ${expect.nodeName}`);
+  const endpointHost = readText(o.endpointHost, 'endpointHost', 64);
+  if (parseIP(endpointHost) === undefined) throw new Error('endpointHost is not an IP address');
   const link = readLink(o.link, expect);
   const inScope = scopeChecker(expect);
   const peers = readArray(o.peers, 'peers', MAX_PEERS).map((p, i) => readPeer(p, `peers[${i}]`, inScope));
@@ -124,7 +129,7 @@ function decode(text: string, expect: LastAppliedExpect): LastApplied {
     steering.map((e) => e.cidr),
     'steering',
   );
-  return { nodeName, link, peers, routes, steering };
+  return { nodeName, endpointHost, link, peers, routes, steering };
 }
 
 function readArray(v: unknown, where: string, max: number): unknown[] {

@@ -143,12 +143,13 @@ export class Reconciler {
   restoreLastApplied(): Promise<RestoreResult> {
     if (this.restoring !== undefined || this.running !== undefined || this.lastReport !== undefined)
       return Promise.resolve({ restored: false, reason: 'a pass ran already' });
-    this.restoring = restoreLastApplied(this.d, { steeringAttached: () => this.steeringAttached() }).catch(
-      (err: unknown) => {
-        this.d.log.error({ err: String(err) }, 'restoring the last applied state failed');
-        return { restored: false, reason: 'failed' } as const;
-      },
-    );
+    this.restoring = restoreLastApplied(this.d, {
+      steeringAttached: () => this.steeringAttached(),
+      prepareSteering: (dev) => this.prepareSteering(dev),
+    }).catch((err: unknown) => {
+      this.d.log.error({ err: String(err) }, 'restoring the last applied state failed');
+      return { restored: false, reason: 'failed' } as const;
+    });
     return this.restoring;
   }
 

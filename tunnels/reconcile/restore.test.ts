@@ -57,7 +57,7 @@ interface World {
   file: MemoryFile;
   log: QuietLogger;
   /** A new agent process over the same kernel, steering pins and state file. */
-  agent(store: MemoryNodeStore, opts?: { restore?: boolean }): Reconciler;
+  agent(store: MemoryNodeStore, opts?: { restore?: boolean; interfaces?: string[] }): Reconciler;
 }
 
 function world(): World {
@@ -82,7 +82,7 @@ function world(): World {
         nodeName: 'node-a',
         store: { type: 'file', dir: '/unused' },
         debounceMs: 0,
-        steering: { clusterCidrs: ['100.64.0.0/10', 'fd00:64::/32'], interfaces: ['eth0'] },
+        steering: { clusterCidrs: ['100.64.0.0/10', 'fd00:64::/32'], interfaces: opts.interfaces ?? ['eth0'] },
         wireguard: { restoreLastApplied: opts.restore ?? true },
       });
       return new Reconciler({
@@ -157,6 +157,19 @@ describe('restore of the last applied state at start-up', () => {
     // A pass before the sync changes nothing and removes nothing.
     await again.runNow();
     expect((await w.wg.show('sealwg0'))!.peers).toHaveLength(4);
+    await again.close();
+  });
+
+  it('attaches the guard itself when the config names no interface (the underlay carries the endpoint)', async () => {
+    const w = world();
+    await firstRunThenCrash(w);
+    const again = w.agent(new MemoryNodeStore([], { synced: false }), { interfaces: [] });
+    // No prepareSteering here: without steering.interfaces the agent learns the underlay in a pass.
+    const res = await again.restoreLastApplied();
+    expect(res).toMatchObject({ restored: true, errors: [] });
+    expect(again.steeringAttached()).toBe(true);
+    const link = await w.routing.getLink('sealwg0');
+    expect(verdict(w, '100.64.3.7')).toBe(`redirect@${link!.ifindex}`);
     await again.close();
   });
 

@@ -38,7 +38,7 @@ export type RestoreResult =
  */
 export async function restoreLastApplied(
   d: ReconcilerDeps,
-  host: { readonly steeringAttached: () => boolean },
+  host: { readonly steeringAttached: () => boolean; readonly prepareSteering: (underlay: string) => Promise<void> },
 ): Promise<RestoreResult> {
   const { config, log } = d;
   const skip = (reason: string): RestoreResult => ({ restored: false, reason });
@@ -123,6 +123,17 @@ export async function restoreLastApplied(
     fail('routes', err);
   }
   let steering = 0;
+  // The guard as this run attaches it (the config names no interface: the underlay is the link
+  // that carries this node's endpoint address, as in a pass). Until then the pinned guard of the
+  // last run stays attached with its entries, whose ifindex died with the old link: they drop.
+  if (d.steering !== undefined && !host.steeringAttached()) {
+    try {
+      const under = await d.routing.linkForAddress(s.endpointHost);
+      if (under !== undefined) await host.prepareSteering(under.name);
+    } catch (err) {
+      fail('steering', err);
+    }
+  }
   if (d.steering !== undefined && host.steeringAttached()) {
     try {
       const entries = restoredEntries(s, { ifindex, programmed });

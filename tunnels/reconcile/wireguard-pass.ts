@@ -776,6 +776,7 @@ export class WireGuardPass {
     if (file === undefined || !quiet || !this.prune || this.d.config.mode !== 'wireguard') return;
     const text = encodeLastApplied({
       nodeName: this.d.config.nodeName,
+      endpointHost: this.endpointHost,
       link: {
         name: this.primary.name,
         publicKey: this.primary.publicKey,
