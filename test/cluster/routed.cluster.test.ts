@@ -726,6 +726,9 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
               '--reuse-values',
               '--set',
               `image.tag=${UPGRADE_TAG}`,
+              // SEALNET_UPGRADE_RESTORE=0: the new agents wait for their store as before the restore
+              // of the last applied state (the "before" figures in the README).
+              ...(process.env.SEALNET_UPGRADE_RESTORE === '0' ? ['--set', 'wireguard.restoreLastApplied=false'] : []),
             ],
             { timeoutMs: 120_000 },
           );
