@@ -40,6 +40,7 @@ import {
 } from '../status/service.js';
 import { registerStatusMetrics } from '../status/metrics.js';
 import { NotReadyTaint } from './not-ready-taint.js';
+import { DeferredNodeStore } from './deferredstore.js';
 import type { NodeTaintPort } from '../ports/index.js';
 
 /**
@@ -216,7 +217,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     impl: config.wireguard.implementation,
     log: (msg, fields) => log.info(fields, msg),
   });
-  const store = await createStore(config, metrics);
+  // The real store is built after the restore of the last applied state has started (below):
+  // until then passes and the status service see an empty, unsynced one.
+  const deferredStore = new DeferredNodeStore();
   const steering = config.steering.enabled ? new BpfSteering() : undefined;
   if (steering !== undefined) registerSteeringCounters(metrics, () => steering.counters());
   else
@@ -256,7 +259,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     keyOwners,
     config,
     key: { publicKey: key.publicKey, privateKeyFile: key.privateKeyFile, epoch: key.epoch, createdAt: key.createdAt },
-    store,
+    store: deferredStore,
     wg,
     routing,
     log,
@@ -287,7 +290,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     wg,
     steering,
     reconciler,
-    store,
+    store: deferredStore,
     metrics,
     log,
   });
@@ -363,6 +366,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   // Tunnels back before the store synced (issue 15): the last applied state, if it is valid and
   // this node's, is programmed while the store starts; passes wait for it.
   void reconciler.restoreLastApplied();
+  const store = await createStore(config, metrics);
+  deferredStore.set(store);
 
   // The kubelet registered this Node with sealnet.io/not-ready:NoSchedule (README): lift it once
   // the guard is attached and the first pass after the sync converged. Never re-added.
