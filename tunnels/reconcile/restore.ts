@@ -83,6 +83,15 @@ export async function restoreLastApplied(
     d.metrics.errors.inc({ step: 'restore' });
     log.error({ step, err: describeError(err) }, `restoring the last applied state: ${step} failed`);
   };
+  // Where the time goes (a loaded node: process starts of wireguard-go and wg, the BPF attach).
+  const phasesMs: Record<string, number> = {};
+  let mark = Date.now();
+  const phase = (name: string): void => {
+    const t = Date.now();
+    phasesMs[name] = t - mark;
+    mark = t;
+  };
+  phase('read');
   let created = false;
   let ifindex: number;
   try {
@@ -102,6 +111,7 @@ export async function restoreLastApplied(
     fail('link', err);
     return skip('link failed');
   }
+  phase('link');
   // Peers: sets only (a restore never removes; the first pass after the sync prunes).
   let programmed = new Set<string>();
   try {
@@ -113,6 +123,7 @@ export async function restoreLastApplied(
   } catch (err) {
     fail('peers', err);
   }
+  phase('peers');
   try {
     const routes = diffRoutes(s.routes, await d.routing.listRoutes(ROUTE_TABLE), { prune: false });
     for (const c of routes) if (c.op === 'replace') await d.routing.replaceRoute(c.route);
@@ -122,6 +133,7 @@ export async function restoreLastApplied(
   } catch (err) {
     fail('routes', err);
   }
+  phase('routes');
   let steering = 0;
   // The guard as this run attaches it (the config names no interface: the underlay is the link
   // that carries this node's endpoint address, as in a pass). Until then the pinned guard of the
@@ -143,6 +155,7 @@ export async function restoreLastApplied(
       fail('steering', err);
     }
   }
+  phase('steering');
   log.info(
     {
       peers: s.peers.length,
@@ -151,6 +164,7 @@ export async function restoreLastApplied(
       ready: programmed.size,
       linkCreated: created,
       ms: Date.now() - started,
+      phasesMs,
     },
     'restored the last applied state; reconciling against the node store once it synced',
   );
