@@ -726,6 +726,9 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
               '--reuse-values',
               '--set',
               `image.tag=${UPGRADE_TAG}`,
+              // SEALNET_UPGRADE_RESTORE=0: the new agents wait for their store as before the restore
+              // of the last applied state (the "before" figures in the README).
+              ...(process.env.SEALNET_UPGRADE_RESTORE === '0' ? ['--set', 'wireguard.restoreLastApplied=false'] : []),
             ],
             { timeoutMs: 120_000 },
           );
@@ -766,6 +769,15 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     log(`helm upgrade to ${IMAGE_REPO}:${UPGRADE_TAG} (${v.manifestDigest}) rolled out in ${rolloutMs} ms`);
     for (const x of reports) log(`stream ${x.pair}: ${JSON.stringify(x.r)}`);
     log(`no sealnet link (ms, first poll without to first poll with): ${JSON.stringify(noLink)}`);
+    // The new agents' start-up (README "Restart and upgrade with wireguard-go"): the restore of the
+    // last applied state and the store sync, per node (printed, not asserted).
+    for (const l of agentLogLines(cluster, [
+      'loaded WireGuard key',
+      'restored the last applied state',
+      'ignoring the last applied state',
+      'node store synced',
+    ]))
+      log(`agent start-up: ${l}`);
     log(
       `links before ${JSON.stringify(linksBefore)} after ${JSON.stringify(await Promise.all(cluster.nodes.map((n) => linkIds(cluster, n))))}`,
     );
@@ -857,6 +869,24 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
     expect(results.filter((r) => !r.ok)).toEqual([]);
   }, 600_000);
 });
+
+/** Lines of the agents' container logs (every pod, every container) that contain one of `needles`. */
+function agentLogLines(cluster: RealCluster, needles: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const n of cluster.nodes) {
+    const base = join(n.dir, 'log-up', 'pods');
+    if (!existsSync(base)) continue;
+    for (const pod of readdirSync(base).filter((d) => d.startsWith('sealnet_'))) {
+      for (const c of readdirSync(join(base, pod))) {
+        for (const f of readdirSync(join(base, pod, c))) {
+          for (const l of readFileSync(join(base, pod, c, f), 'utf8').split('\n'))
+            if (needles.some((x) => l.includes(x))) out.push(`${n.name} ${pod}: ${l.slice(0, 400)}`);
+        }
+      }
+    }
+  }
+  return out;
+}
 
 /** The agents' container logs, read from the nodes' /var/log/pods (no kubelet:10250 path to the API server). */
 function agentLogs(cluster: RealCluster): string {

@@ -38,6 +38,7 @@ const DEFAULTS: AgentConfig = {
     wireguardGoPath: 'wireguard-go',
     wgPath: 'wg',
     persistentKeepalive: 25,
+    restoreLastApplied: true,
   },
   resyncIntervalSeconds: 30,
   debounceMs: 10,
@@ -127,6 +128,7 @@ describe('validateConfig', () => {
         wireguardGoPath: '/opt/wireguard-go',
         wgPath: '/usr/bin/wg',
         persistentKeepalive: 0,
+        restoreLastApplied: false,
       },
       resyncIntervalSeconds: 5,
       debounceMs: 0,
@@ -275,7 +277,7 @@ describe('validateConfig', () => {
     [
       'wireguard unknown field',
       { wireguard: { listenport: 1 } },
-      'wireguard.listenport is not a known field (known: listenPort, implementation, wireguardGoPath, wgPath, persistentKeepalive)',
+      'wireguard.listenport is not a known field (known: listenPort, implementation, wireguardGoPath, wgPath, persistentKeepalive, restoreLastApplied)',
     ],
     [
       'resyncIntervalSeconds 0',

@@ -128,13 +128,18 @@ export function validateConfig(input: unknown): AgentConfig {
   }
 
   const wgIn = obj(root.wireguard, 'wireguard');
-  checkKeys(wgIn, ['listenPort', 'implementation', 'wireguardGoPath', 'wgPath', 'persistentKeepalive'], 'wireguard');
+  checkKeys(
+    wgIn,
+    ['listenPort', 'implementation', 'wireguardGoPath', 'wgPath', 'persistentKeepalive', 'restoreLastApplied'],
+    'wireguard',
+  );
   const wireguard = {
     listenPort: int(wgIn, 'listenPort', 'wireguard.', WG_DEFAULT_PORT, 1, 65535),
     implementation: oneOf(wgIn, 'implementation', 'wireguard.', ['auto', 'kernel', 'userspace'] as const, 'auto'),
     wireguardGoPath: str(wgIn, 'wireguardGoPath', 'wireguard.', 'wireguard-go'),
     wgPath: str(wgIn, 'wgPath', 'wireguard.', 'wg'),
     persistentKeepalive: int(wgIn, 'persistentKeepalive', 'wireguard.', WG_DEFAULT_KEEPALIVE, 0, 65535),
+    restoreLastApplied: bool(wgIn, 'restoreLastApplied', 'wireguard.', true),
   };
 
   const endpointAddress = root.endpointAddress === undefined ? undefined : str(root, 'endpointAddress', '');

@@ -23,6 +23,8 @@ import { Reconciler } from '../reconcile/reconciler.js';
 import { WG_INTERFACE } from '../../common/constants.js';
 import { RotationController, rotationSettings } from '../rotation/wireguard.js';
 import { RotationStateFile } from '../../keymgr/rotationstore.js';
+import { StateTextFile } from '../../keymgr/statefile.js';
+import { LAST_APPLIED_FILE, LAST_APPLIED_MAX_BYTES } from '../plan/lastapplied.js';
 import { TcMirror } from '../../routing/mirror.js';
 import { startIpsecMode } from './ipsec.js';
 import { ensureLooseRpFilter } from '../../routing/rpfilter.js';
@@ -38,6 +40,7 @@ import {
 } from '../status/service.js';
 import { registerStatusMetrics } from '../status/metrics.js';
 import { NotReadyTaint } from './not-ready-taint.js';
+import { DeferredNodeStore } from './deferredstore.js';
 import type { NodeTaintPort } from '../ports/index.js';
 import { loadOrCreateKemKey } from '../../keymgr/pq/kemstore.js';
 import { pqSettings } from '../../keymgr/pq/exchange.js';
@@ -220,7 +223,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     // The key store's 0700 directory: the short-lived file a preshared key reaches `wg` through.
     secretDir: join(config.stateDir, 'keys'),
   });
-  const store = await createStore(config, metrics);
+  // The real store is built after the restore of the last applied state has started (below):
+  // until then passes and the status service see an empty, unsynced one.
+  const deferredStore = new DeferredNodeStore();
   const steering = config.steering.enabled ? new BpfSteering() : undefined;
   if (steering !== undefined) registerSteeringCounters(metrics, () => steering.counters());
   else
@@ -285,7 +290,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     keyOwners,
     config,
     key: { publicKey: key.publicKey, privateKeyFile: key.privateKeyFile, epoch: key.epoch, createdAt: key.createdAt },
-    store,
+    store: deferredStore,
     wg,
     routing,
     log,
@@ -294,6 +299,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     ipsec,
     rotation,
     mirror: rotation === undefined ? undefined : new TcMirror(),
+    lastApplied: new StateTextFile(config.stateDir, { name: LAST_APPLIED_FILE, maxBytes: LAST_APPLIED_MAX_BYTES }),
   });
   wakeReconciler = () => reconciler.trigger({ full: true });
   ipsec?.setWake(() => reconciler.trigger({ full: true }));
@@ -315,7 +321,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     wg,
     steering,
     reconciler,
-    store,
+    store: deferredStore,
     metrics,
     log,
     pq: pq === undefined ? undefined : () => pq.status(),
@@ -388,6 +394,12 @@ export async function main(argv: readonly string[]): Promise<number> {
       log.error({ err: describeError(err) }, 'cannot attach BPF steering at start-up; retrying on every reconcile');
     });
   }
+
+  // Tunnels back before the store synced (issue 15): the last applied state, if it is valid and
+  // this node's, is programmed while the store starts; passes wait for it.
+  void reconciler.restoreLastApplied();
+  const store = await createStore(config, metrics);
+  deferredStore.set(store);
 
   // The kubelet registered this Node with sealnet.io/not-ready:NoSchedule (README): lift it once
   // the guard is attached and the first pass after the sync converged. Never re-added.

@@ -30,6 +30,11 @@ export interface AgentConfig {
     readonly wireguardGoPath: string;
     readonly wgPath: string;
     readonly persistentKeepalive: number;
+    /**
+     * At start, program the link, peers, routes and steering entries the last clean pass applied
+     * (`<stateDir>/last-applied.json`) before the node store synced (default true).
+     */
+    readonly restoreLastApplied: boolean;
   };
   /** Periodic full reconcile; nothing is written to the kernel when nothing differs. */
   readonly resyncIntervalSeconds: number;

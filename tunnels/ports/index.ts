@@ -257,6 +257,17 @@ export interface SteeringPort {
 }
 
 /**
+ * Where the agent keeps the text of its last applied state (keymgr/statefile.ts: 0600, atomic
+ * replace). The codec is tunnels/plan/lastapplied.ts; the text holds public keys only.
+ */
+export interface LastAppliedPort {
+  /** The text; undefined when there is none. Throws when it cannot be read. */
+  read(): Promise<string | undefined>;
+  /** Replaces the text atomically. */
+  write(text: string): Promise<void>;
+}
+
+/**
  * The rotation mirror (`routing/mirror.ts`): copies everything leaving one of
  * sealnet's WireGuard links into the other while a rotation moves peers between them.
  */

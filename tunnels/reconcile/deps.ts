@@ -8,7 +8,14 @@ import type { Logger } from '../../common/logger.js';
 import type { LogRateLimitOptions } from '../../common/ratelimit.js';
 import type { AgentMetrics } from '../../common/metrics.js';
 import type { AgentConfig } from '../ports/config.js';
-import type { MirrorPort, NodeStore, RoutingPort, SteeringPort, WireGuardPort } from '../ports/index.js';
+import type {
+  LastAppliedPort,
+  MirrorPort,
+  NodeStore,
+  RoutingPort,
+  SteeringPort,
+  WireGuardPort,
+} from '../ports/index.js';
 import type { RotationController } from '../rotation/wireguard.js';
 import type { IpsecPort } from '../ports/ipsec.js';
 import type { PqPassHook } from '../ports/pq.js';
@@ -36,7 +43,7 @@ export interface ReconcilerDeps {
   /** Mode ipsec: the IPsec driver and this node's IPsec key (tunnels/reconcile/ipsec-pass.ts). */
   readonly ipsec?: IpsecRuntime | undefined;
   /** Key rotation (tunnels/rotation/wireguard.ts); undefined: one fixed key on `WG_INTERFACE`. */
-  readonly rotation?: Pick<RotationController, 'begin' | 'annotations' | 'after'> | undefined;
+  readonly rotation?: Pick<RotationController, 'begin' | 'annotations' | 'after' | 'idleLink'> | undefined;
   /** The rotation mirror (routing/mirror.ts); undefined: rotations run without it (packets may be lost). */
   readonly mirror?: MirrorPort | undefined;
   /**
@@ -55,6 +62,12 @@ export interface ReconcilerDeps {
    * annotations, the pairs `required` mode blocks, and what each pass programmed.
    */
   readonly pq?: PqPassHook | undefined;
+  /**
+   * The last applied state file (`<stateDir>/last-applied.json`, keymgr/statefile.ts): written
+   * after each clean pass that changed it once the store synced, read back at start
+   * (tunnels/reconcile/restore.ts). Undefined: neither.
+   */
+  readonly lastApplied?: LastAppliedPort | undefined;
   /** The clock of the log rate limit (ms; default `Date.now`): lines about other nodes' input. */
   readonly now?: (() => number) | undefined;
   /** Rate limit of lines about one (node, reason) (common/ratelimit.ts; default 3 at once, then 1 a minute). */

@@ -18,6 +18,7 @@ import { PassContext, type PassHost } from './context.js';
 import type { ReconcilerDeps } from './deps.js';
 import { newIpsecPassState, reconcileIpsec } from './ipsec-pass.js';
 import { newWireGuardPassState, WireGuardPass } from './wireguard-pass.js';
+import { restoreLastApplied, type RestoreResult } from './restore.js';
 
 export type { OwnKey, ReconcilerDeps } from './deps.js';
 export type { ReconcileReport } from '../ports/model.js';
@@ -29,6 +30,8 @@ export class Reconciler {
   private readonly input: InputReporter;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileReport> | undefined;
+  /** The start-up restore while it runs: passes wait for it. */
+  private restoring: Promise<RestoreResult> | undefined;
   private rerun = false;
   private closed = false;
   private lastReport: ReconcileReport | undefined;
@@ -88,6 +91,7 @@ export class Reconciler {
    */
   async runNow(opts: { readonly full?: boolean } = {}): Promise<ReconcileReport> {
     if (opts.full !== false) this.fullRequested = true;
+    await this.restoring;
     while (this.running !== undefined) await this.running.catch(() => undefined);
     this.running = this.reconcileOnce();
     try {
@@ -129,6 +133,24 @@ export class Reconciler {
     );
     // The periodic resync keeps a running agent alive; a pending retry alone must not.
     this.retryTimer.unref();
+  }
+
+  /**
+   * Start-up, before the node store synced (mode wireguard): programs the last applied state
+   * (tunnels/reconcile/restore.ts). Passes wait for it; call it once, after
+   * {@link prepareSteering} and before the first pass. Never throws.
+   */
+  restoreLastApplied(): Promise<RestoreResult> {
+    if (this.restoring !== undefined || this.running !== undefined || this.lastReport !== undefined)
+      return Promise.resolve({ restored: false, reason: 'a pass ran already' });
+    this.restoring = restoreLastApplied(this.d, {
+      steeringAttached: () => this.steeringAttached(),
+      prepareSteering: (dev) => this.prepareSteering(dev),
+    }).catch((err: unknown) => {
+      this.d.log.error({ err: String(err) }, 'restoring the last applied state failed');
+      return { restored: false, reason: 'failed' } as const;
+    });
+    return this.restoring;
   }
 
   /** Stops scheduling; waits for a running pass. Kernel state is left as it is. */

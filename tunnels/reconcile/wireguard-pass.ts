@@ -15,10 +15,11 @@ import { establishedWithOwners } from '../../keymgr/keyowners.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import { fingerprint } from '../../keymgr/keys.js';
 import { ANNOTATIONS, ROUTE_TABLE, RULE_PRIORITY, WG_FWMARK, WG_INTERFACE } from '../../common/constants.js';
-import { SealnetError } from '../../common/errors.js';
+import { describeError, SealnetError } from '../../common/errors.js';
 import { parseIP } from '../../common/ip.js';
 import { decodeNode, encodeNode } from '../plan/annotations.js';
 import { diffPeers, diffRoutes } from '../plan/diff.js';
+import { encodeLastApplied } from '../plan/lastapplied.js';
 import { plan } from '../plan/planner.js';
 import { gatePqRoutes } from '../plan/pq-gate.js';
 import { planSteering, steeringLinks } from '../plan/steering.js';
@@ -53,6 +54,8 @@ export interface WireGuardPassState {
   rotationDatapath: DatapathMemo | undefined;
   /** Node-to-node encryption: the tunnel links' address and rp_filter. */
   readonly nodeToNodeLinks: NodeToNodeLinks;
+  /** The text last written to (or read from) the last applied state file; rewritten only when it changes. */
+  lastAppliedText: string | undefined;
 }
 
 /** A fresh {@link WireGuardPassState}; `rpFilter` comes from {@link ReconcilerDeps.rpFilter}. */
@@ -72,6 +75,7 @@ export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boole
     view: undefined,
     rotationDatapath: undefined,
     nodeToNodeLinks: new NodeToNodeLinks(rp),
+    lastAppliedText: undefined,
   };
 }
 
@@ -130,6 +134,8 @@ export class WireGuardPass {
   private peersOk = true;
   private removesOk = true;
   private readBack: { name: string; peers: readonly ObservedPeer[]; ifindex: number }[] = [];
+  /** The steering entries this pass wrote (the last applied state keeps them). */
+  private steeringEntries: readonly SteeringEntry[] = [];
 
   constructor(a: {
     deps: ReconcilerDeps;
@@ -172,7 +178,8 @@ export class WireGuardPass {
     this.recordEstablished();
     this.p.mark('steering');
     await this.finishRotationStep();
-    this.keepView();
+    const quiet = this.keepView();
+    await this.persistApplied(quiet);
     this.p.mark('rotation');
     return this.p.finish(this.desired, this.prune, this.prune);
   }
@@ -694,6 +701,7 @@ export class WireGuardPass {
         entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
       }
       const r = await steering.applyEntries(entries, { prune: this.prune, fromLastWrite: this.reuse !== undefined });
+      this.steeringEntries = entries;
       this.p.count('steering_write', r.written);
       this.p.count('steering_delete', r.deleted);
       const byState = new Map<string, number>();
@@ -787,14 +795,15 @@ export class WireGuardPass {
    * 12. Keep what this pass left for the next event pass: only after a clean pass with one link
    * and no rotation anywhere (rotations decide on live handshake times, which only a read gives).
    */
-  private keepView(): void {
+  private keepView(): boolean {
     const { desired, readBack } = this;
     const quiet =
       this.incoming === undefined &&
       this.links.length === 1 &&
       desired.tunnel.peers.every((p) => p.next !== true) &&
       (desired.tunnel.following?.length ?? 0) === 0;
-    if (this.p.errors.length !== 0 || !quiet || this.underlayName === undefined || readBack[0] === undefined) return;
+    if (this.p.errors.length !== 0 || !quiet || this.underlayName === undefined || readBack[0] === undefined)
+      return false;
     this.s.view = {
       link: this.primary.name,
       publicKey: this.primary.publicKey,
@@ -807,6 +816,44 @@ export class WireGuardPass {
       peers: readBack[0].peers,
       routes: applyRouteChanges(this.observedRoutes, this.routeChanges),
     };
+    return true;
+  }
+
+  /**
+   * 13. The last applied state (tunnels/plan/lastapplied.ts) for a restart to restore before its
+   * store syncs: after a clean, quiet, full pass once the store synced (the store's word, not a
+   * restore's), and only when it changed. Full passes only (the first after the sync, then every
+   * resync): event passes at 5,000 nodes would encode and fsync ~2 MB per node joining; a
+   * restore at most one resync interval stale is corrected by the pass after its sync anyway.
+   * A failed write costs the next restart its head start only: logged and counted.
+   */
+  private async persistApplied(quiet: boolean): Promise<void> {
+    const file = this.d.lastApplied;
+    if (file === undefined || !quiet || !this.prune || !this.full || this.d.config.mode !== 'wireguard') return;
+    const text = encodeLastApplied({
+      nodeName: this.d.config.nodeName,
+      endpointHost: this.endpointHost,
+      link: {
+        name: this.primary.name,
+        publicKey: this.primary.publicKey,
+        listenPort: this.primary.listenPort,
+        mtu: this.desired.tunnel.link.mtu,
+      },
+      peers: this.desired.tunnel.peers,
+      routes: this.desired.routes,
+      steering: this.steeringEntries.map((e) => ({ cidr: e.cidr, state: e.state, kind: e.kind, peerId: e.peerId })),
+    });
+    if (text === this.s.lastAppliedText) return;
+    try {
+      await file.write(text);
+      this.s.lastAppliedText = text;
+    } catch (err) {
+      this.d.metrics.errors.inc({ step: 'persist' });
+      this.d.log.warn(
+        { err: describeError(err) },
+        'cannot write the last applied state; a restart will wait for the node store before programming tunnels',
+      );
+    }
   }
 }
 

@@ -172,6 +172,15 @@ export class RotationController {
     return p.incoming !== undefined && p.published.publicKey === p.incoming.publicKey ? p.incoming.name : p.active.name;
   }
 
+  /**
+   * The active link and its key when no rotation is in flight (what a restart may restore
+   * from the last applied state, tunnels/reconcile/restore.ts); undefined during a rotation.
+   */
+  idleLink(): OwnLink | undefined {
+    const p = this.peek();
+    return p.incoming === undefined && !p.retireActive ? p.active : undefined;
+  }
+
   /** {@link plan} without marking a pass as planned (status readers). */
   private peek(): RotationPassPlan {
     const planned = this.plannedPhase;

@@ -54,7 +54,7 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "sealnet.serviceAccoun
 
 {{/* The agent's JSON config (tunnels/agent/config.ts validates it strictly: only known fields). */}}
 {{- define "sealnet.agentConfig" -}}
-{{- $wg := dict "listenPort" (int .Values.wireguard.listenPort) "implementation" .Values.wireguard.implementation "persistentKeepalive" (int .Values.wireguard.persistentKeepalive) }}
+{{- $wg := dict "listenPort" (int .Values.wireguard.listenPort) "implementation" .Values.wireguard.implementation "persistentKeepalive" (int .Values.wireguard.persistentKeepalive) "restoreLastApplied" (ne .Values.wireguard.restoreLastApplied false) }}
 {{- $cfg := dict "mode" .Values.agent.mode "stateDir" (include "sealnet.stateDir" .) "store" (dict "type" "kubernetes" "removeNotReadyTaint" .Values.notReadyTaint.remove) "wireguard" $wg "resyncIntervalSeconds" (int .Values.agent.resyncIntervalSeconds) "debounceMs" (int .Values.agent.debounceMs) "logLevel" .Values.agent.logLevel "metricsAddress" (printf "%s:%d" .Values.agent.metrics.host (int .Values.agent.metrics.port)) }}
 {{- $st := .Values.steering }}
 {{- if and $st.enabled $st.failClosed (empty $st.clusterCidrs) }}
