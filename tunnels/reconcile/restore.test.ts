@@ -249,6 +249,22 @@ describe('restore of the last applied state at start-up', () => {
     await again.close();
   });
 
+  it('a link that survived the restart (kill -9, wireguard-go kept) is left alone: the file is older than the kernel', async () => {
+    const w = world();
+    const first = w.agent(new MemoryNodeStore(C.nodes, { synced: true }));
+    await first.prepareSteering('eth0');
+    expect((await first.runNow()).errors).toEqual([]);
+    await first.close();
+    const peersBefore = (await w.wg.show('sealwg0'))?.peers.length;
+    const entriesBefore = JSON.stringify([...w.steering.kernel.entries.values()]);
+    const again = w.agent(new MemoryNodeStore([], { synced: false }));
+    await again.prepareSteering('eth0');
+    expect(await again.restoreLastApplied()).toEqual({ restored: false, reason: 'the link survived' });
+    expect((await w.wg.show('sealwg0'))?.peers.length).toBe(peersBefore);
+    expect(JSON.stringify([...w.steering.kernel.entries.values()])).toBe(entriesBefore);
+    await again.close();
+  });
+
   it('with postQuantum required nothing is restored (the file has no preshared keys: classical-only peers)', async () => {
     const w = world();
     await firstRunThenCrash(w);

@@ -96,6 +96,18 @@ export async function restoreLastApplied(
     mark = t;
   };
   phase('read');
+  // A link that survived (the agent was killed, its wireguard-go or the kernel link kept) holds
+  // the applied state as of the crash, newer than the file (written by full passes only): the
+  // restore would only roll its peers and steering entries back. Nothing to do.
+  try {
+    if ((await d.routing.getLink(link.name)) !== undefined) {
+      log.info({ link: link.name }, 'the tunnel link survived the restart; nothing to restore');
+      return skip('the link survived');
+    }
+  } catch (err) {
+    fail('link', err);
+    return skip('link failed');
+  }
   let created = false;
   let ifindex: number;
   try {
