@@ -40,6 +40,11 @@ export interface IncrementalPlan {
   readonly desired: DesiredWireGuardState;
   /** Names of the nodes re-planned (added, changed or removed); undefined: planned in full. */
   readonly changed: ReadonlySet<string> | undefined;
+  /**
+   * What the changed nodes had in the previous plan: peer keys and route destinations (with
+   * theirs in this plan, the only peers and routes that can differ from the previous plan).
+   */
+  readonly previous?: { readonly keys: readonly string[]; readonly dsts: readonly string[] };
 }
 
 /** The planner input without `established`, which only a full plan reads (conflicts). */
@@ -76,6 +81,9 @@ interface Index {
   readonly peers: DesiredPeer[];
   readonly routes: DesiredRoute[];
   readonly skipped: SkippedNode[];
+  /** Filled by an update: what the changed nodes had before it. */
+  readonly removedKeys: string[];
+  readonly removedDsts: string[];
 }
 
 const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
@@ -156,7 +164,11 @@ export class IncrementalPlanner {
     if (index === undefined || changed === undefined || !update(index, input, changed)) {
       return { desired: this.full(input), changed: undefined };
     }
-    return { desired: result(index), changed };
+    return {
+      desired: result(index),
+      changed,
+      previous: { keys: [...index.removedKeys], dsts: [...index.removedDsts] },
+    };
   }
 
   #changedNames(index: Index, input: PlanInputLazy): Set<string> | undefined {
@@ -207,6 +219,8 @@ function seed(input: PlanInputLazy, desired: DesiredWireGuardState): Index | und
     peers: [...t.peers],
     routes: [...desired.routes],
     skipped: [...desired.skipped],
+    removedKeys: [],
+    removedDsts: [],
   };
   const names = new Set<string>();
   for (const raw of input.nodes) {
@@ -243,6 +257,8 @@ function following(n: PeerNode): boolean {
 
 /** Re-plans `changed` in place; false when the result would need a full plan (the index is then stale). */
 function update(index: Index, input: PlanInputLazy, changed: ReadonlySet<string>): boolean {
+  index.removedKeys.length = 0;
+  index.removedDsts.length = 0;
   for (const name of changed) remove(index, name);
   const byNameNow = new Map<string, RawNode>();
   for (const raw of input.nodes) if (changed.has(raw.name)) byNameNow.set(raw.name, raw);
@@ -269,6 +285,8 @@ function remove(index: Index, name: string): void {
   }
   index.keys.delete(e.node.wireguardPublicKey);
   index.hosts.delete(e.node.endpointHost);
+  index.removedKeys.push(e.peer.publicKey);
+  index.removedDsts.push(...e.node.podCIDRs);
   for (const s of e.spans) removeSorted(index.spans, s, bySpan, (x) => x.start === s.start && x.family === s.family);
   removeSorted(
     index.peers,

@@ -129,6 +129,8 @@ export class WireGuardPass {
   private desired!: DesiredWireGuardState;
   /** Nodes this pass re-planned alone (an event pass on the last plan); undefined: planned in full. */
   private changed: ReadonlySet<string> | undefined;
+  /** Peer keys and route destinations the changed nodes had before and have now (see {@link scope}). */
+  private changedScope: { keys: Set<string>; dsts: Set<string> } | undefined;
   private prune = false;
   // apply
   private links: { name: string; observed: readonly ObservedPeer[]; info: LinkInfo; changed: boolean }[] = [];
@@ -454,6 +456,16 @@ export class WireGuardPass {
         const r = this.s.planner.plan(input);
         this.desired = r.desired;
         this.changed = r.changed;
+        if (r.changed !== undefined && r.previous !== undefined) {
+          const keys = new Set(r.previous.keys);
+          const dsts = new Set(r.previous.dsts);
+          for (const p of r.desired.tunnel.peers) {
+            if (!r.changed.has(p.node)) continue;
+            keys.add(p.publicKey);
+            for (const a of p.allowedIPs) dsts.add(a);
+          }
+          this.changedScope = { keys, dsts };
+        }
         // First-seen key ownership: the nodes that changed claim their keys (a full plan
         // recorded every node's in withOwners()).
         if (r.changed !== undefined) this.recordOwners(r.changed);
@@ -466,6 +478,17 @@ export class WireGuardPass {
     this.host.reportSkipped(this.desired);
     this.prune = store.synced();
     return true;
+  }
+
+  /**
+   * What an event pass has to diff: the peer keys and route destinations of the nodes it
+   * re-planned (before and now). Only on the view of a clean pass that pruned (then every other
+   * peer and route in the view is exactly the rest of this plan: the planner re-planned only
+   * these nodes) and only while this pass prunes too; undefined: diff everything.
+   */
+  private scope(): { keys: Set<string>; dsts: Set<string> } | undefined {
+    if (this.reuse === undefined || !this.reuse.pruned || !this.prune || this.links.length !== 1) return undefined;
+    return this.changedScope;
   }
 
   /** 6a. Link MTU and state, on every link. */
@@ -496,7 +519,17 @@ export class WireGuardPass {
     const { desired, prune, incoming, rot, active, retire } = this;
     const ops = this.p.ops;
     const fail = this.p.fail;
-    const routeChanges = diffRoutes(desired.routes, this.observedRoutes, { prune });
+    // An event pass diffs only what the changed nodes had and have (scope()); the rest of the
+    // view is what the last clean, pruned pass left, which equals the rest of this plan.
+    const scope = this.scope();
+    const routeChanges =
+      scope === undefined
+        ? diffRoutes(desired.routes, this.observedRoutes, { prune })
+        : diffRoutes(
+            desired.routes.filter((r) => scope.dsts.has(r.dst)),
+            this.observedRoutes.filter((r) => scope.dsts.has(r.dst)),
+            { prune },
+          );
     this.routeChanges = routeChanges;
     // Sets and removes in one `wg set` when nothing has to happen between them (no route change,
     // no rotation): `wg` applies its clauses in order and stops at the first failure, so a remove
@@ -518,7 +551,14 @@ export class WireGuardPass {
     // rotation datapath below.
     const routesReplaced = incoming === undefined ? replaceRoutes() : undefined;
     for (const l of this.links) {
-      const peerChanges = diffPeers(desired.tunnel.peers, l.observed, { prune });
+      const peerChanges =
+        scope === undefined
+          ? diffPeers(desired.tunnel.peers, l.observed, { prune })
+          : diffPeers(
+              desired.tunnel.peers.filter((p) => scope.keys.has(p.publicKey)),
+              l.observed.filter((o) => scope.keys.has(o.publicKey)),
+              { prune },
+            );
       const peerSets = peerChanges.filter((c) => c.op === 'set');
       const removes = peerChanges.filter((c) => c.op === 'remove');
       this.setsByLink.set(l.name, peerSets);
@@ -832,6 +872,7 @@ export class WireGuardPass {
       localAddresses: this.localAddresses,
       peers: readBack[0].peers,
       routes: applyRouteChanges(this.observedRoutes, this.routeChanges),
+      pruned: this.prune,
     };
   }
 }
