@@ -84,7 +84,13 @@ function change(r: () => number, nodes: RawNode[], next: { i: number }): RawNode
   for (let j = 0; j < k; j++) {
     const roll = r();
     const others = out.filter((n) => n.name !== SELF.name);
-    if (roll < 0.3 || others.length === 0) {
+    if (roll < 0.1 && others.length > 0) {
+      // A kubelet update: a new object, the same sealnet input (status summary and a label).
+      const victim = others[Math.floor(r() * others.length)]!;
+      const touched: Record<string, string> =
+        r() < 0.5 ? { [ANNOTATIONS.status]: `{"t":${Math.floor(r() * 1e6)}}` } : { 'example.com/x': 'y' };
+      out[out.indexOf(victim)] = { ...victim, annotations: { ...victim.annotations, ...touched } };
+    } else if (roll < 0.3 || others.length === 0) {
       next.i++;
       out.push(randomNode(r, `node-${String(next.i).padStart(3, '0')}`, next.i));
     } else if (roll < 0.55) {

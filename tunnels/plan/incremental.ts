@@ -12,6 +12,7 @@
  * so this is only a shortcut for event passes, never the safety net.
  */
 import { compareCidrs, parseCidr, type Cidr } from '../../common/ip.js';
+import { ANNOTATIONS } from '../../common/constants.js';
 import type { PublicKey } from '../../keymgr/keys.js';
 import type {
   DesiredPeer,
@@ -53,9 +54,10 @@ export type PlanInputLazy = Omit<PlanInput, 'established'> & {
   readonly established: () => Readonly<Record<string, PublicKey>>;
 };
 
+/** A node as last planned; `raw` is replaced by an equal-for-the-planner object (a kubelet update). */
 type Entry =
-  | { readonly raw: RawNode; readonly skipped: SkippedNode }
-  | { readonly raw: RawNode; readonly node: PeerNode; readonly peer: DesiredPeer; readonly spans: readonly Span[] };
+  | { raw: RawNode; readonly skipped: SkippedNode }
+  | { raw: RawNode; readonly node: PeerNode; readonly peer: DesiredPeer; readonly spans: readonly Span[] };
 
 interface Span {
   readonly family: 4 | 6;
@@ -141,6 +143,30 @@ function selfKeyOf(input: Pick<PlanInput, 'self' | 'config' | 'nodes'>): string 
   return JSON.stringify([input.self, input.config, selfRaw?.podCIDRs ?? null, [...ownHosts].sort()]);
 }
 
+const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+/**
+ * True when `plan()` reads the same of both node objects: name, pod CIDRs, InternalIPs, every
+ * annotation but the status summary's value (a superset of what it decodes). The stores hand out
+ * a new object for every update, kubelet heartbeats included.
+ */
+export function samePlannerInput(a: RawNode, b: RawNode): boolean {
+  if (a === b) return true;
+  if (a.name !== b.name || !sameList(a.podCIDRs, b.podCIDRs) || !sameList(a.internalIPs, b.internalIPs)) return false;
+  // Its presence counts: a node with no other sealnet.io/ annotation decodes differently with it.
+  if (Object.hasOwn(a.annotations, ANNOTATIONS.status) !== Object.hasOwn(b.annotations, ANNOTATIONS.status))
+    return false;
+  let n = 0;
+  for (const k of Object.keys(a.annotations)) {
+    if (k === ANNOTATIONS.status) continue;
+    n++;
+    if (!Object.hasOwn(b.annotations, k) || a.annotations[k] !== b.annotations[k]) return false;
+  }
+  for (const k of Object.keys(b.annotations)) if (k !== ANNOTATIONS.status) n--;
+  return n === 0;
+}
+
 /** Plans event passes from the last plan; see the file comment. Owned by one reconcile loop. */
 export class IncrementalPlanner {
   #index: Index | undefined;
@@ -179,6 +205,11 @@ export class IncrementalPlanner {
     for (const raw of input.nodes) {
       const prev = index.entries.get(raw.name);
       if (prev?.raw === raw) continue;
+      // A new object with nothing the planner reads changed (kubelet status, the status summary).
+      if (prev !== undefined && samePlannerInput(prev.raw, raw)) {
+        prev.raw = raw;
+        continue;
+      }
       if (raw.name === input.self.name) continue; // compared in selfKey
       if (prev === undefined) added++;
       changed.add(raw.name);

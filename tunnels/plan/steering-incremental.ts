@@ -20,7 +20,8 @@ import { compareParsed, nodeEntries, planSteering, type NodeEntryContext, type S
 type SteeringNode = SteeringPlanInput['nodes'][number];
 
 interface NodeState {
-  readonly node: SteeringNode;
+  /** Replaced by an object with the same name, pod CIDRs and InternalIPs (a kubelet update). */
+  node: SteeringNode;
   readonly cidrs: readonly string[];
 }
 
@@ -121,6 +122,14 @@ function seed(input: SteeringPlanInput, entries: readonly SteeringEntry[]): Inde
   return index;
 }
 
+const sameList = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** True when planSteering reads the same of both node objects (name, pod CIDRs, InternalIPs). */
+function sameSteeringInput(a: SteeringNode, b: SteeringNode): boolean {
+  return a.name === b.name && sameList(a.podCIDRs, b.podCIDRs) && sameList(a.internalIPs, b.internalIPs);
+}
+
 function ownOf(self: SteeringNode | undefined): Cidr[] {
   return (self?.podCIDRs ?? []).map((c) => parseCidr(c, { hostBits: 'clear' })).filter((c) => c !== undefined);
 }
@@ -154,7 +163,12 @@ function update(index: Index, input: SteeringPlanInput, changedPeers: ReadonlySe
       if (JSON.stringify(node.podCIDRs) !== index.selfCidrs) return false;
       continue;
     }
-    if (index.nodes.get(node.name)?.node === node) continue;
+    const prev = index.nodes.get(node.name);
+    if (prev?.node === node) continue;
+    if (prev !== undefined && sameSteeringInput(prev.node, node)) {
+      prev.node = node;
+      continue;
+    }
     if (now.has(node.name)) return false;
     now.set(node.name, node);
     changed.add(node.name);
