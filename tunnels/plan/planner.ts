@@ -124,75 +124,134 @@ export interface PlanInput {
 
 const byName = <T extends { name: string }>(a: T, b: T): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
-/** Computes the desired state. Pure and deterministic. */
-export function plan(input: PlanInput): DesiredWireGuardState {
-  const { self, config } = input;
-  const established = input.established ?? {};
-  const skipped: SkippedNode[] = [];
+/** What {@link screenNode} checks a remote node against: this node alone, never other remote nodes. */
+export interface ScreenContext {
+  readonly self: PlanSelf;
+  readonly mode: Mode;
+  /** This node's addresses and own endpoint host (canonical). */
+  readonly ownHosts: ReadonlySet<string>;
+  /** This node's own pod CIDRs. */
+  readonly ownCidrs: readonly Cidr[];
+}
+
+/**
+ * Step 1 of {@link plan} for one remote node: decoded and checked against this node only
+ * (mode, own key, own addresses, own pod CIDRs). Conflicts between remote nodes are step 2.
+ */
+export function screenNode(
+  raw: RawNode,
+  ctx: ScreenContext,
+): { readonly ok: true; readonly node: PeerNode } | { readonly ok: false; readonly skipped: SkippedNode } {
+  const skip = (reason: SkippedNode['reason'], detail: string) => ({
+    ok: false as const,
+    skipped: { name: raw.name, reason, detail },
+  });
+  const r = decodeNode(raw);
+  if (!r.ok) return skip(r.reason, r.detail);
+  const { self } = ctx;
+  if (r.node.mode !== ctx.mode)
+    return skip('mode-mismatch', `node ${raw.name} runs mode ${r.node.mode}, this node runs ${ctx.mode}`);
+  if (r.node.wireguardPublicKey === self.wireguardPublicKey || r.node.wireguardPublicKey === self.rotation?.publicKey)
+    return skip('key-equals-self', `node ${raw.name} publishes this node's own public key`);
+  // A node's endpoint host must not be one of this node's addresses: this node would send
+  // its tunnel traffic to itself, or (IPsec) hold an SA pair with itself as both ends.
+  if (ctx.ownHosts.has(r.node.endpointHost))
+    return skip(
+      'endpoint-conflict',
+      `node ${raw.name} publishes endpoint host ${r.node.endpointHost}, an address of this node`,
+    );
+  const ownOverlap = r.node.podCIDRs.find((c) =>
+    ctx.ownCidrs.some((o) => {
+      const p = parseCidr(c, { hostBits: 'clear' });
+      return p !== undefined && cidrsOverlap(p, o);
+    }),
+  );
+  if (ownOverlap !== undefined)
+    return skip('pod-cidr-conflict', `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs`);
+  return { ok: true, node: r.node };
+}
+
+/** This node's own pod CIDRs and addresses (its InternalIPs are not among them: only `localAddresses` and its endpoint). */
+export function ownSide(input: Pick<PlanInput, 'nodes' | 'self'>): {
+  readonly selfRaw: RawNode | undefined;
+  readonly ownCidrs: Cidr[];
+  readonly ownHosts: Set<string>;
+} {
+  const { self } = input;
   const selfRaw = input.nodes.find((n) => n.name === self.name);
   const ownCidrs = (selfRaw?.podCIDRs ?? [])
     .map((c) => parseCidr(c, { hostBits: 'clear' }))
     .filter((c) => c !== undefined);
-
   const selfDecoded = selfRaw === undefined ? undefined : decodeNode(selfRaw);
   const ownHosts = new Set([
     ...self.localAddresses.map(canonicalIP),
     ...(selfDecoded?.ok === true ? [selfDecoded.node.endpointHost] : []),
   ]);
+  return { selfRaw, ownCidrs, ownHosts };
+}
+
+/** The routes of one accepted node's pod CIDRs into `dev` (unsorted). */
+export function nodeRoutes(
+  n: PeerNode,
+  ctx: {
+    readonly dev: string;
+    readonly mtu: number;
+    readonly ownCidrs: readonly Cidr[];
+    readonly localAddresses: readonly string[];
+  },
+): DesiredRoute[] {
+  return n.podCIDRs.map((dst) => {
+    const family = parseCidr(dst, { hostBits: 'clear' })?.family;
+    return {
+      dst,
+      dev: ctx.dev,
+      mtu: ctx.mtu,
+      src: pickSource(family, ctx.ownCidrs, ctx.localAddresses),
+      table: ROUTE_TABLE,
+    };
+  });
+}
+
+/** The peer of a node's current key owning `owned` (its pod CIDRs, plus node addresses in node-to-node mode). */
+export function currentPeer(
+  n: PeerNode,
+  config: Pick<PlanConfig, 'persistentKeepalive'>,
+  owned: readonly string[],
+): DesiredPeer {
+  return {
+    node: n.name,
+    publicKey: n.wireguardPublicKey,
+    endpoint: endpointOf(n.endpointHost, n.endpointPort),
+    allowedIPs: owned,
+    persistentKeepalive: config.persistentKeepalive,
+  };
+}
+
+/** The tunnel MTU of a plan's config. */
+export function planMtu(config: PlanConfig): number {
+  return tunnelMtu({
+    underlayMtu: config.underlayMtu,
+    mode: config.mode,
+    family: config.underlayFamily,
+    overlay: config.overlay ?? 'none',
+  });
+}
+
+/** Computes the desired state. Pure and deterministic. */
+export function plan(input: PlanInput): DesiredWireGuardState {
+  const { self, config } = input;
+  const established = input.established ?? {};
+  const skipped: SkippedNode[] = [];
+  const { selfRaw, ownCidrs, ownHosts } = ownSide(input);
 
   // 1. Decode every remote node on its own: one bad node never affects another.
+  const screen: ScreenContext = { self, mode: config.mode, ownHosts, ownCidrs };
   const decoded: PeerNode[] = [];
   for (const raw of [...input.nodes].sort(byName)) {
     if (raw.name === self.name) continue;
-    const r = decodeNode(raw);
-    if (!r.ok) {
-      skipped.push({ name: raw.name, reason: r.reason, detail: r.detail });
-      continue;
-    }
-    if (r.node.mode !== config.mode) {
-      skipped.push({
-        name: raw.name,
-        reason: 'mode-mismatch',
-        detail: `node ${raw.name} runs mode ${r.node.mode}, this node runs ${config.mode}`,
-      });
-      continue;
-    }
-    if (
-      r.node.wireguardPublicKey === self.wireguardPublicKey ||
-      r.node.wireguardPublicKey === self.rotation?.publicKey
-    ) {
-      skipped.push({
-        name: raw.name,
-        reason: 'key-equals-self',
-        detail: `node ${raw.name} publishes this node's own public key`,
-      });
-      continue;
-    }
-    // A node's endpoint host must not be one of this node's addresses: this node would send
-    // its tunnel traffic to itself, or (IPsec) hold an SA pair with itself as both ends.
-    if (ownHosts.has(r.node.endpointHost)) {
-      skipped.push({
-        name: raw.name,
-        reason: 'endpoint-conflict',
-        detail: `node ${raw.name} publishes endpoint host ${r.node.endpointHost}, an address of this node`,
-      });
-      continue;
-    }
-    const ownOverlap = r.node.podCIDRs.find((c) =>
-      ownCidrs.some((o) => {
-        const p = parseCidr(c, { hostBits: 'clear' });
-        return p !== undefined && cidrsOverlap(p, o);
-      }),
-    );
-    if (ownOverlap !== undefined) {
-      skipped.push({
-        name: raw.name,
-        reason: 'pod-cidr-conflict',
-        detail: `node ${raw.name} pod CIDR ${ownOverlap} overlaps this node's own pod CIDRs`,
-      });
-      continue;
-    }
-    decoded.push(r.node);
+    const r = screenNode(raw, screen);
+    if (r.ok) decoded.push(r.node);
+    else skipped.push(r.skipped);
   }
 
   // 2. Conflicts between remote nodes: a shared key, a shared endpoint host or overlapping pod CIDRs. The established
@@ -201,12 +260,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
 
   // 3. Peers and routes. A rotating remote node has two peers: its current key and its next
   //    key; the pod CIDRs belong to exactly one of them (see rotationPeers()).
-  const mtu = tunnelMtu({
-    underlayMtu: config.underlayMtu,
-    mode: config.mode,
-    family: config.underlayFamily,
-    overlay: config.overlay ?? 'none',
-  });
+  const mtu = planMtu(config);
   const activeLink = self.link ?? { name: WG_INTERFACE, listenPort: config.listenPort };
   const rejectedAddresses: RejectedAddress[] = [];
   const nodeIPs =
@@ -232,10 +286,7 @@ export function plan(input: PlanInput): DesiredWireGuardState {
       self.rotation !== undefined && (via === 'all' || via.includes(n.name))
         ? self.rotation.link.name
         : activeLink.name;
-    for (const dst of n.podCIDRs) {
-      const family = parseCidr(dst, { hostBits: 'clear' })?.family;
-      routes.push({ dst, dev, mtu, src: pickSource(family, ownCidrs, self.localAddresses), table: ROUTE_TABLE });
-    }
+    routes.push(...nodeRoutes(n, { dev, mtu, ownCidrs, localAddresses: self.localAddresses }));
   }
   routes.sort((a, b) => compareCidrs(a.dst, b.dst));
   skipped.sort(byName);
@@ -305,13 +356,7 @@ function rotationPeers(
     // The node's addresses travel with its pod CIDRs: whichever key owns one owns the other.
     const extra = nodeIPs.get(n.name) ?? [];
     const owned = extra.length === 0 ? n.podCIDRs : [...n.podCIDRs, ...extra].sort(compareCidrs);
-    const current: DesiredPeer = {
-      node: n.name,
-      publicKey: n.wireguardPublicKey,
-      endpoint: endpointOf(n.endpointHost, n.endpointPort),
-      allowedIPs: owned,
-      persistentKeepalive: config.persistentKeepalive,
-    };
+    const current = currentPeer(n, config, owned);
     const next = n.next;
     if (next === undefined || used.get(next.publicKey) !== 1 || ownKeys.has(next.publicKey)) {
       peers.push(current);

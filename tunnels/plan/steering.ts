@@ -7,7 +7,15 @@
  * WireGuard queues what it cannot send yet and never emits plaintext, and requiring a handshake
  * would deadlock (with no keepalive, the first data packet is what starts the handshake).
  */
-import { canonicalCidr, cidrsOverlap, compareCidrs, formatCidr, parseCidr, parseIP } from '../../common/ip.js';
+import {
+  canonicalCidr,
+  cidrsOverlap,
+  compareCidrs,
+  formatCidr,
+  parseCidr,
+  parseIP,
+  type Cidr,
+} from '../../common/ip.js';
 import { nonUnicastClass } from '../../common/addrclass.js';
 import type { DesiredPeer } from '../ports/model.js';
 import { DEFAULT_NODE_CIDRS } from './planner.js';
@@ -149,60 +157,91 @@ export function planSteering(input: SteeringPlanInput): SteeringEntry[] {
     if (c !== undefined)
       out.set(c, { cidr: c, state: 'no-peer', action: 'redirect', kind: 'pod', ifindex: 0, mark: 0, peerId: 0 });
   }
+  const ctx: NodeEntryContext = {
+    own,
+    target: input.target,
+    nodeToNode: input.nodeToNode,
+    exempt,
+    holders,
+    ownAddresses,
+    allowedNodeCidrs,
+    observedHas: (key, cidr) => observed.get(key)?.has(cidr) === true,
+  };
   for (const node of [...input.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     if (node.name === input.self) continue;
-    const nodePeers = desired.get(node.name) ?? [];
-    const prefixes: { cidr: string; kind: 'pod' | 'node' }[] = [];
-    for (const p of node.podCIDRs) {
-      const parsed = parseCidr(p, { hostBits: 'clear' });
-      if (parsed === undefined || own.some((o) => cidrsOverlap(o, parsed))) continue;
-      prefixes.push({ cidr: canonical(p)!, kind: 'pod' });
-    }
-    if (input.nodeToNode) {
-      for (const a of node.internalIPs) {
-        const h = hostPrefix(a);
-        const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
-        if (h === undefined || c === undefined || exempt.some((e) => cidrsOverlap(e, c))) continue;
-        // An address the planner gave another node's peer is that node's entry alone: a claim by
-        // a second node (or by a skipped one) must not turn it into a drop for everyone.
-        const holder = holders.get(h);
-        if (holder !== undefined && holder !== node.name) continue;
-        if (ownAddresses.has(h) || !nodeAddressAllowed(a, allowedNodeCidrs)) continue;
-        prefixes.push({ cidr: h, kind: 'node' });
-      }
-    }
-    for (const { cidr, kind } of prefixes) {
-      const peer = nodePeers.find((p) => p.allowedIPs.some((a) => canonical(a) === cidr));
-      const ready =
-        input.target !== undefined && peer !== undefined && observed.get(peer.publicKey)?.has(cidr) === true;
-      const peerId = peerIdOf(node.name);
-      if (!ready || input.target === undefined) {
-        put({
-          cidr,
-          state: 'not-ready',
-          action: input.target?.action ?? 'redirect',
-          kind,
-          ifindex: 0,
-          mark: 0,
-          peerId,
-        });
-      } else if (input.target.action === 'redirect') {
-        put({ cidr, state: 'ready', action: 'redirect', kind, ifindex: input.target.ifindex, mark: 0, peerId });
-      } else {
-        put({ cidr, state: 'ready', action: 'mark', kind, ifindex: 0, mark: input.target.markFor(node.name), peerId });
-      }
-    }
+    for (const e of nodeEntries(node, desired.get(node.name) ?? [], ctx)) put(e);
   }
   // Sorted by (family, network, length), with each prefix parsed once (5,000 entries a pass).
   return [...out.values()]
     .map((e) => ({ e, c: parseCidr(e.cidr, { hostBits: 'clear' })! }))
-    .sort(
-      (x, y) =>
-        x.c.family - y.c.family ||
-        (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) ||
-        x.c.prefixLength - y.c.prefixLength,
-    )
+    .sort(compareParsed)
     .map((x) => x.e);
+}
+
+/** The order of steering entries: (family, network, length) of their parsed prefix. */
+export function compareParsed(x: { readonly c: Cidr }, y: { readonly c: Cidr }): number {
+  return (
+    x.c.family - y.c.family ||
+    (x.c.network < y.c.network ? -1 : x.c.network > y.c.network ? 1 : 0) ||
+    x.c.prefixLength - y.c.prefixLength
+  );
+}
+
+/** What {@link nodeEntries} needs besides the node and its desired peers. */
+export interface NodeEntryContext {
+  /** This node's own pod CIDRs: never steered. */
+  readonly own: readonly Cidr[];
+  readonly target: SteeringTarget | undefined;
+  readonly nodeToNode: boolean;
+  readonly exempt: readonly Cidr[];
+  /** Node-to-node: host prefix → the node whose peer the planner gave it. */
+  readonly holders: ReadonlyMap<string, string>;
+  readonly ownAddresses: ReadonlySet<string>;
+  readonly allowedNodeCidrs: readonly Cidr[];
+  /** True when the tunnel's peer with this key holds this (canonical) prefix. */
+  readonly observedHas: (publicKey: string, cidr: string) => boolean;
+}
+
+/** The steering entries of one remote node's prefixes, in the order the node lists them (before conflicts). */
+export function nodeEntries(
+  node: SteeringPlanInput['nodes'][number],
+  nodePeers: readonly DesiredPeer[],
+  ctx: NodeEntryContext,
+): SteeringEntry[] {
+  const prefixes: { cidr: string; kind: 'pod' | 'node' }[] = [];
+  for (const p of node.podCIDRs) {
+    const parsed = parseCidr(p, { hostBits: 'clear' });
+    if (parsed === undefined || ctx.own.some((o) => cidrsOverlap(o, parsed))) continue;
+    prefixes.push({ cidr: canonical(p)!, kind: 'pod' });
+  }
+  if (ctx.nodeToNode) {
+    for (const a of node.internalIPs) {
+      const h = hostPrefix(a);
+      const c = h === undefined ? undefined : parseCidr(h, { hostBits: 'clear' });
+      if (h === undefined || c === undefined || ctx.exempt.some((e) => cidrsOverlap(e, c))) continue;
+      // An address the planner gave another node's peer is that node's entry alone: a claim by
+      // a second node (or by a skipped one) must not turn it into a drop for everyone.
+      const holder = ctx.holders.get(h);
+      if (holder !== undefined && holder !== node.name) continue;
+      if (ctx.ownAddresses.has(h) || !nodeAddressAllowed(a, ctx.allowedNodeCidrs)) continue;
+      prefixes.push({ cidr: h, kind: 'node' });
+    }
+  }
+  const target = ctx.target;
+  const out: SteeringEntry[] = [];
+  for (const { cidr, kind } of prefixes) {
+    const peer = nodePeers.find((p) => p.allowedIPs.some((a) => canonical(a) === cidr));
+    const ready = target !== undefined && peer !== undefined && ctx.observedHas(peer.publicKey, cidr);
+    const peerId = peerIdOf(node.name);
+    if (!ready || target === undefined) {
+      out.push({ cidr, state: 'not-ready', action: target?.action ?? 'redirect', kind, ifindex: 0, mark: 0, peerId });
+    } else if (target.action === 'redirect') {
+      out.push({ cidr, state: 'ready', action: 'redirect', kind, ifindex: target.ifindex, mark: 0, peerId });
+    } else {
+      out.push({ cidr, state: 'ready', action: 'mark', kind, ifindex: 0, mark: target.markFor(node.name), peerId });
+    }
+  }
+  return out;
 }
 
 /** A unicast address inside one of `allowed` (what the planner would take as a node address). */

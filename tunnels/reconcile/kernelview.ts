@@ -25,6 +25,8 @@ export interface KernelView {
   readonly localAddresses: readonly string[];
   readonly peers: readonly ObservedPeer[];
   readonly routes: readonly ObservedRoute[];
+  /** The pass that left it pruned (the store had synced): nothing undesired is left in it. */
+  readonly pruned: boolean;
 }
 
 /**

@@ -20,11 +20,12 @@ import { parseIP } from '../../common/ip.js';
 import { decodeNode, encodeNode } from '../plan/annotations.js';
 import { diffPeers, diffRoutes } from '../plan/diff.js';
 import { encodeLastApplied } from '../plan/lastapplied.js';
-import { plan } from '../plan/planner.js';
+import { IncrementalPlanner, type PlanInputLazy } from '../plan/incremental.js';
 import { gatePqRoutes } from '../plan/pq-gate.js';
-import { planSteering, steeringLinks } from '../plan/steering.js';
+import { planSteering, steeringLinks, type SteeringPlanInput } from '../plan/steering.js';
+import { IncrementalSteering } from '../plan/steering-incremental.js';
 import type { ObservedPeer, SteeringEntry } from '../ports/index.js';
-import type { DesiredWireGuardState, RawNode, ReconcileReport } from '../ports/model.js';
+import type { DesiredPeer, DesiredWireGuardState, RawNode, ReconcileReport } from '../ports/model.js';
 import {
   afterRotation,
   applyRotationDatapath,
@@ -56,6 +57,12 @@ export interface WireGuardPassState {
   readonly nodeToNodeLinks: NodeToNodeLinks;
   /** The text last written to (or read from) the last applied state file; rewritten only when it changes. */
   lastAppliedText: string | undefined;
+  /** The last plan, for event passes that re-plan only the nodes that changed (plan/incremental.ts). */
+  readonly planner: IncrementalPlanner;
+  /** The established sets were rebuilt from every peer of a plan since the last failed apply. */
+  establishedComplete: boolean;
+  /** The last steering plan, for event passes (plan/steering-incremental.ts). */
+  readonly steeringPlanner: IncrementalSteering;
 }
 
 /** A fresh {@link WireGuardPassState}; `rpFilter` comes from {@link ReconcilerDeps.rpFilter}. */
@@ -76,6 +83,9 @@ export function newWireGuardPassState(rpFilter: ((link: string) => Promise<boole
     rotationDatapath: undefined,
     nodeToNodeLinks: new NodeToNodeLinks(rp),
     lastAppliedText: undefined,
+    planner: new IncrementalPlanner(),
+    establishedComplete: false,
+    steeringPlanner: new IncrementalSteering(),
   };
 }
 
@@ -124,6 +134,10 @@ export class WireGuardPass {
   private desired!: DesiredWireGuardState;
   /** `postQuantum: required`: nodes whose pairs may not carry traffic (keys of their peers). */
   private pqBlockedKeys = new Set<string>();
+  /** Nodes this pass re-planned alone (an event pass on the last plan); undefined: planned in full. */
+  private changed: ReadonlySet<string> | undefined;
+  /** Peer keys and route destinations the changed nodes had before and have now (see {@link scope}). */
+  private changedScope: { keys: Set<string>; dsts: Set<string> } | undefined;
   private prune = false;
   // apply
   private links: { name: string; observed: readonly ObservedPeer[]; info: LinkInfo; changed: boolean }[] = [];
@@ -149,7 +163,9 @@ export class WireGuardPass {
     this.p = a.pass;
     this.host = a.host;
     this.lastView = this.s.view;
-    this.full = a.full || this.lastView === undefined;
+    // With the post-quantum exchange on, every pass is full: which pairs `required` blocks is
+    // not a node change, so the incremental planners and the scoped diffs would not see it.
+    this.full = a.full || this.lastView === undefined || a.deps.pq !== undefined;
     this.s.view = undefined; // set again only by a pass that ends clean
   }
 
@@ -404,48 +420,72 @@ export class WireGuardPass {
       );
       this.s.adopted = true;
     }
+    const input: PlanInputLazy = {
+      nodes: this.nodes,
+      self: {
+        name: config.nodeName,
+        wireguardPublicKey: active.publicKey,
+        localAddresses: this.localAddresses,
+        ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
+        ...(rot !== undefined && incoming !== undefined
+          ? {
+              rotation: {
+                link: { name: incoming.name, listenPort: incoming.listenPort },
+                publicKey: incoming.publicKey,
+                viaIncoming: rot.viaIncoming,
+              },
+            }
+          : {}),
+      },
+      config: {
+        mode: config.mode,
+        listenPort: config.wireguard.listenPort,
+        persistentKeepalive: config.wireguard.persistentKeepalive,
+        underlayMtu: this.underlayMtu,
+        underlayFamily: this.endpointIP.family,
+        nodeToNode: config.steering.nodeToNode
+          ? {
+              exemptCidrs: config.steering.exemptCidrs,
+              ...(config.steering.nodeCidrs.length > 0 ? { nodeCidrs: config.steering.nodeCidrs } : {}),
+            }
+          : undefined,
+      },
+      established: () => this.withOwners(),
+      establishedAddresses: this.s.addressOwners,
+      establishedEndpoints: this.s.endpointOwners,
+      // A key counts as shaken hands only on every link: each link moves its allowed IPs in
+      // its own `wg set`, and a link must not move them to a key it has no session with.
+      handshakes: handshakesOnEveryLink([
+        this.observed.peers,
+        ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : []),
+      ]),
+    };
     try {
-      this.desired = plan({
-        nodes: this.nodes,
-        self: {
-          name: config.nodeName,
-          wireguardPublicKey: active.publicKey,
-          localAddresses: this.localAddresses,
-          ...(rot !== undefined ? { link: { name: active.name, listenPort: active.listenPort } } : {}),
-          ...(rot !== undefined && incoming !== undefined
-            ? {
-                rotation: {
-                  link: { name: incoming.name, listenPort: incoming.listenPort },
-                  publicKey: incoming.publicKey,
-                  viaIncoming: rot.viaIncoming,
-                },
-              }
-            : {}),
-        },
-        config: {
-          mode: config.mode,
-          listenPort: config.wireguard.listenPort,
-          persistentKeepalive: config.wireguard.persistentKeepalive,
-          underlayMtu: this.underlayMtu,
-          underlayFamily: this.endpointIP.family,
-          nodeToNode: config.steering.nodeToNode
-            ? {
-                exemptCidrs: config.steering.exemptCidrs,
-                ...(config.steering.nodeCidrs.length > 0 ? { nodeCidrs: config.steering.nodeCidrs } : {}),
-              }
-            : undefined,
-        },
-        established: this.withOwners(),
-        establishedAddresses: this.s.addressOwners,
-        establishedEndpoints: this.s.endpointOwners,
-        // A key counts as shaken hands only on every link: each link moves its allowed IPs in
-        // its own `wg set`, and a link must not move them to a key it has no session with.
-        handshakes: handshakesOnEveryLink([
-          this.observed.peers,
-          ...(this.observedSecondary !== undefined ? [this.observedSecondary.peers] : []),
-        ]),
-      });
+      // A full pass plans in full (the safety net); an event pass re-plans only the nodes that
+      // changed when nothing else did (plan/incremental.ts: the same result, or a full plan).
+      if (this.full) {
+        this.desired = this.s.planner.full(input);
+        this.changed = undefined;
+      } else {
+        const r = this.s.planner.plan(input);
+        this.desired = r.desired;
+        this.changed = r.changed;
+        if (r.changed !== undefined && r.previous !== undefined) {
+          const keys = new Set(r.previous.keys);
+          const dsts = new Set(r.previous.dsts);
+          for (const p of r.desired.tunnel.peers) {
+            if (!r.changed.has(p.node)) continue;
+            keys.add(p.publicKey);
+            for (const a of p.allowedIPs) dsts.add(a);
+          }
+          this.changedScope = { keys, dsts };
+        }
+        // First-seen key ownership: the nodes that changed claim their keys (a full plan
+        // recorded every node's in withOwners()).
+        if (r.changed !== undefined) this.recordOwners(r.changed);
+      }
     } catch (err) {
+      this.s.planner.reset();
       this.p.fail('plan', err);
       return false;
     }
@@ -501,6 +541,17 @@ export class WireGuardPass {
     });
   }
 
+  /**
+   * What an event pass has to diff: the peer keys and route destinations of the nodes it
+   * re-planned (before and now). Only on the view of a clean pass that pruned (then every other
+   * peer and route in the view is exactly the rest of this plan: the planner re-planned only
+   * these nodes) and only while this pass prunes too; undefined: diff everything.
+   */
+  private scope(): { keys: Set<string>; dsts: Set<string> } | undefined {
+    if (this.reuse === undefined || !this.reuse.pruned || !this.prune || this.links.length !== 1) return undefined;
+    return this.changedScope;
+  }
+
   /** 6a. Link MTU and state, on every link. */
   private async applyLinks(): Promise<void> {
     const { routing } = this.d;
@@ -529,7 +580,17 @@ export class WireGuardPass {
     const { desired, prune, incoming, rot, active, retire } = this;
     const ops = this.p.ops;
     const fail = this.p.fail;
-    const routeChanges = diffRoutes(desired.routes, this.observedRoutes, { prune });
+    // An event pass diffs only what the changed nodes had and have (scope()); the rest of the
+    // view is what the last clean, pruned pass left, which equals the rest of this plan.
+    const scope = this.scope();
+    const routeChanges =
+      scope === undefined
+        ? diffRoutes(desired.routes, this.observedRoutes, { prune })
+        : diffRoutes(
+            desired.routes.filter((r) => scope.dsts.has(r.dst)),
+            this.observedRoutes.filter((r) => scope.dsts.has(r.dst)),
+            { prune },
+          );
     this.routeChanges = routeChanges;
     // Sets and removes in one `wg set` when nothing has to happen between them (no route change,
     // no rotation): `wg` applies its clauses in order and stops at the first failure, so a remove
@@ -551,7 +612,14 @@ export class WireGuardPass {
     // rotation datapath below.
     const routesReplaced = incoming === undefined ? replaceRoutes() : undefined;
     for (const l of this.links) {
-      const peerChanges = diffPeers(desired.tunnel.peers, l.observed, { prune });
+      const peerChanges =
+        scope === undefined
+          ? diffPeers(desired.tunnel.peers, l.observed, { prune })
+          : diffPeers(
+              desired.tunnel.peers.filter((p) => scope.keys.has(p.publicKey)),
+              l.observed.filter((o) => scope.keys.has(o.publicKey)),
+              { prune },
+            );
       const peerSets = peerChanges.filter((c) => c.op === 'set');
       const removes = peerChanges.filter((c) => c.op === 'remove');
       this.setsByLink.set(l.name, peerSets);
@@ -671,6 +739,7 @@ export class WireGuardPass {
     const steering = this.d.steering;
     if (steering === undefined) return;
     if (!this.host.steeringAttached()) {
+      this.s.steeringPlanner.reset(); // its last plan is no longer this pass's predecessor
       this.p.fail(
         'steering',
         new SealnetError(
@@ -681,24 +750,37 @@ export class WireGuardPass {
       return;
     }
     try {
-      const devOf = steeringLinks(this.desired.routes, config.steering.nodeToNode ? this.nodes : []);
+      const input = (observedPeers: readonly ObservedPeer[], ifindex: number): SteeringPlanInput => ({
+        self: config.nodeName,
+        clusterCidrs: config.steering.clusterCidrs,
+        nodes: this.nodes,
+        desiredPeers: this.desired.tunnel.peers,
+        // A pair `postQuantum: required` blocks counts as not programmed: not ready, dropped.
+        observedPeers:
+          this.pqBlockedKeys.size === 0
+            ? observedPeers
+            : observedPeers.filter((p) => !this.pqBlockedKeys.has(p.publicKey)),
+        target: { action: 'redirect', ifindex },
+        nodeToNode: config.steering.nodeToNode,
+        exemptCidrs: config.steering.exemptCidrs,
+        nodeCidrs: config.steering.nodeCidrs,
+      });
       let entries: SteeringEntry[] = [];
-      for (const [i, l] of this.readBack.entries()) {
-        const e = planSteering({
-          self: config.nodeName,
-          clusterCidrs: config.steering.clusterCidrs,
-          nodes: this.nodes,
-          desiredPeers: this.desired.tunnel.peers,
-          // A pair `postQuantum: required` blocks counts as not programmed: not ready, dropped.
-          observedPeers:
-            this.pqBlockedKeys.size === 0 ? l.peers : l.peers.filter((p) => !this.pqBlockedKeys.has(p.publicKey)),
-          target: { action: 'redirect', ifindex: l.ifindex },
-          nodeToNode: config.steering.nodeToNode,
-          exemptCidrs: config.steering.exemptCidrs,
-          nodeCidrs: config.steering.nodeCidrs,
-        });
-        const byCidr = new Map(e.map((x) => [x.cidr, x]));
-        entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
+      const only = this.readBack.length === 1 ? this.readBack[0] : undefined;
+      if (only !== undefined) {
+        // One link: an event pass re-plans only the nodes whose node, peers or tunnel peer
+        // changed (plan/steering-incremental.ts: the same entries, or a full plan).
+        const planner = this.s.steeringPlanner;
+        const one = input(only.peers, only.ifindex);
+        entries = this.full ? planner.full(one) : planner.plan(one, this.changed).entries;
+      } else {
+        this.s.steeringPlanner.reset();
+        const devOf = steeringLinks(this.desired.routes, config.steering.nodeToNode ? this.nodes : []);
+        for (const [i, l] of this.readBack.entries()) {
+          const e = planSteering(input(l.peers, l.ifindex));
+          const byCidr = new Map(e.map((x) => [x.cidr, x]));
+          entries = i === 0 ? e : entries.map((x) => (devOf.get(x.cidr) === l.name ? (byCidr.get(x.cidr) ?? x) : x));
+        }
       }
       const r = await steering.applyEntries(entries, { prune: this.prune, fromLastWrite: this.reuse !== undefined });
       this.steeringEntries = entries;
@@ -731,17 +813,30 @@ export class WireGuardPass {
 
   /** The established set, completed from first-seen ownership for nodes it does not know. */
   private withOwners(): Record<string, PublicKey> {
+    const published = this.recordOwners(undefined);
+    const book = this.d.keyOwners;
+    if (book === undefined) return this.s.established;
+    return establishedWithOwners(this.s.established, book.owners, published) as Record<string, PublicKey>;
+  }
+
+  /**
+   * Records the keys the nodes publish (only those of `names` when given: the nodes an event
+   * pass re-planned; the others' claims are in the book since they last changed) as first seen,
+   * and logs each new conflict once. Returns node → published key of the nodes it looked at.
+   */
+  private recordOwners(names: ReadonlySet<string> | undefined): Record<string, string> {
     const book = this.d.keyOwners;
     const published: Record<string, string> = {};
     const claims: Record<string, string[]> = {};
+    if (book === undefined && names !== undefined) return published;
     for (const raw of this.nodes) {
-      if (raw.name === this.d.config.nodeName) continue;
+      if (raw.name === this.d.config.nodeName || (names !== undefined && !names.has(raw.name))) continue;
       const r = decodeNode(raw);
       if (!r.ok) continue;
       published[raw.name] = r.node.wireguardPublicKey;
       claims[raw.name] = [r.node.wireguardPublicKey];
     }
-    if (book === undefined) return this.s.established;
+    if (book === undefined) return published;
     const conflicts = book.record(claims, Date.now());
     for (const c of conflicts) {
       // Once per (key, claimant): a lasting conflict must not write a line every pass.
@@ -754,13 +849,17 @@ export class WireGuardPass {
         'a node publishes a key another node was seen with first (or at the same time); the older claim keeps it',
       );
     }
-    return establishedWithOwners(this.s.established, book.owners, published) as Record<string, PublicKey>;
+    return published;
   }
 
   /** 10. What the kernel now holds becomes the established set (the planner's tie-breaks). */
   private recordEstablished(): void {
     const peers = this.desired.tunnel.peers.filter((p) => p.next !== true);
-    if (this.peersOk) {
+    if (!this.peersOk) {
+      this.s.establishedComplete = false;
+    } else if (this.changed !== undefined && this.s.establishedComplete) {
+      this.updateEstablished(this.changed, peers);
+    } else {
       this.s.established = Object.fromEntries(peers.map((p) => [p.node, p.publicKey]));
       this.s.endpointOwners = Object.fromEntries(peers.map((p) => [p.node, endpointHostOf(p.endpoint)]));
       // Node-to-node host prefixes (/32, /128 outside the node's pod CIDRs) and who holds them.
@@ -768,8 +867,33 @@ export class WireGuardPass {
       this.s.addressOwners = Object.fromEntries(
         peers.flatMap((p) => p.allowedIPs.filter((a) => !pods.has(a) && /\/(32|128)$/.test(a)).map((a) => [a, p.node])),
       );
+      this.s.establishedComplete = true;
     }
     this.d.metrics.peers.set(peers.length);
+  }
+
+  /**
+   * {@link recordEstablished} after an event pass that re-planned only `changed`: their entries
+   * replaced, everyone else's kept (the last pass recorded them from the same peers).
+   */
+  private updateEstablished(changed: ReadonlySet<string>, peers: readonly DesiredPeer[]): void {
+    const { established, endpointOwners, addressOwners } = this.s;
+    for (const name of changed) {
+      delete established[name];
+      delete endpointOwners[name];
+    }
+    for (const [a, node] of Object.entries(addressOwners)) if (changed.has(node)) delete addressOwners[a];
+    let pods: Set<string> | undefined;
+    for (const p of peers) {
+      if (!changed.has(p.node)) continue;
+      established[p.node] = p.publicKey;
+      endpointOwners[p.node] = endpointHostOf(p.endpoint);
+      for (const a of p.allowedIPs) {
+        if (!/\/(32|128)$/.test(a)) continue;
+        pods ??= new Set(this.desired.routes.map((r) => r.dst));
+        if (!pods.has(a)) addressOwners[a] = p.node;
+      }
+    }
   }
 
   /** 11. One step of the key-rotation state machine, from what this pass reached. */
@@ -815,6 +939,7 @@ export class WireGuardPass {
       localAddresses: this.localAddresses,
       peers: readBack[0].peers,
       routes: applyRouteChanges(this.observedRoutes, this.routeChanges),
+      pruned: this.prune,
     };
     return true;
   }
