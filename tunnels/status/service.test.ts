@@ -60,18 +60,26 @@ describe('StatusService publication', () => {
       if (!d.ok) throw new Error(d.error);
       return { ...d.summary, bytes: Buffer.byteLength(text) };
     };
-    return { fx, store, wg, desired, clock, s, state, published, summary };
+    /** The tunnel link, as a first pass creates it. */
+    const linkUp = () =>
+      wg.ensureLink({
+        name: 'sealwg0',
+        privateKeyFile: '/k',
+        publicKey: desired.tunnel.peers[0]!.publicKey,
+        listenPort: 51880,
+        fwmark: 0x5188,
+      });
+    /** Every desired peer on the link (no handshake in the fake: they read `pending`). */
+    const programPeers = (): void => {
+      for (const p of desired.tunnel.peers)
+        wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    };
+    return { fx, store, wg, desired, clock, s, state, published, summary, linkUp, programPeers };
   }
 
   it('publishes a bounded summary once the first pass converged, then only when the summary changes (after the minimum interval), never on a heartbeat', async () => {
-    const { wg, desired, clock, s, state, published, summary } = setup();
-    await wg.ensureLink({
-      name: 'sealwg0',
-      privateKeyFile: '/k',
-      publicKey: desired.tunnel.peers[0]!.publicKey,
-      listenPort: 51880,
-      fwmark: 0x5188,
-    });
+    const { desired, clock, s, state, published, summary, linkUp, programPeers } = setup();
+    await linkUp();
     await s.publishIfDue();
     expect(published()).toBe(0); // no pass yet: nothing to say
     state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: false };
@@ -87,8 +95,7 @@ describe('StatusService publication', () => {
     clock.t += 10_000;
     await s.publishIfDue();
     expect(published()).toBe(1); // nothing changed
-    for (const p of desired.tunnel.peers)
-      wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    programPeers();
     await new Promise((r) => setTimeout(r, 1100)); // observation cache
     clock.t += 1000;
     await s.publishIfDue();
@@ -103,22 +110,15 @@ describe('StatusService publication', () => {
   });
 
   it('rate-limits changes once the startup window is over, but not the first summary', async () => {
-    const { wg, desired, clock, s, state, published } = setup();
-    await wg.ensureLink({
-      name: 'sealwg0',
-      privateKeyFile: '/k',
-      publicKey: desired.tunnel.peers[0]!.publicKey,
-      listenPort: 51880,
-      fwmark: 0x5188,
-    });
+    const { desired, clock, s, state, published, linkUp, programPeers } = setup();
+    await linkUp();
     state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
     await s.publishIfDue();
     expect(published()).toBe(1);
     clock.t += STARTUP_WINDOW_MS; // never settled (no peer encrypted in the fake): the window ends it
     await s.publishIfDue();
     expect(published()).toBe(1); // nothing changed
-    for (const p of desired.tunnel.peers)
-      wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    programPeers();
     await new Promise((r) => setTimeout(r, 1100));
     await s.publishIfDue();
     expect(published()).toBe(2); // the last publication was a minute ago
@@ -132,20 +132,13 @@ describe('StatusService publication', () => {
   });
 
   it('publishes every change at once while the agent settles after a start (an audit right after reads the tunnels as they are)', async () => {
-    const { wg, desired, clock, s, state, published, summary } = setup();
-    await wg.ensureLink({
-      name: 'sealwg0',
-      privateKeyFile: '/k',
-      publicKey: desired.tunnel.peers[0]!.publicKey,
-      listenPort: 51880,
-      fwmark: 0x5188,
-    });
+    const { desired, clock, s, state, published, summary, linkUp, programPeers } = setup();
+    await linkUp();
     state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
     await s.publishIfDue();
     expect(published()).toBe(1);
     expect(summary().counts.misconfigured).toBe(4);
-    for (const p of desired.tunnel.peers)
-      wg.seedPeer('sealwg0', { publicKey: p.publicKey, allowedIPs: [...p.allowedIPs] });
+    programPeers();
     await new Promise((r) => setTimeout(r, 1100)); // observation cache
     clock.t += 1000; // 1 s < minIntervalSeconds (5), inside the startup window
     await s.publishIfDue();
