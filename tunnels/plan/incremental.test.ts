@@ -11,6 +11,7 @@ import { planSteering, type SteeringPlanInput } from './steering.js';
 import { IncrementalSteering } from './steering-incremental.js';
 import { applyPeerChanges } from '../reconcile/kernelview.js';
 import type { ObservedPeer } from '../ports/index.js';
+import { seededRandom as rng } from '../../test/bench/stats.js';
 
 // The incremental planner against plan() itself: random clusters from small pools of keys,
 // endpoints and pod CIDRs (so shared keys, shared endpoints, nested CIDRs and conflicts with
@@ -23,18 +24,6 @@ beforeAll(async () => {
   KEYS = Array.from({ length: 40 }, (_, i) => fixtureKey(10 + i));
   SELF_KEY = fixtureKey(9);
 });
-
-/** mulberry32: a small seeded generator, so a failure names its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SELF: PlanSelf = { name: 'node-000', wireguardPublicKey: undefined as unknown as PublicKey, localAddresses: [] };
 const CONFIG: PlanConfig = {

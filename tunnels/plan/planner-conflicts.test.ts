@@ -9,24 +9,13 @@ import { fixtureKey, sealnetAnnotations } from '../../test/fixtures.js';
 import { cidrsOverlap, parseCidr } from '../../common/ip.js';
 import type { RawNode, SkippedNode } from '../ports/model.js';
 import { plan } from './planner.js';
+import { seededRandom as rng } from '../../test/bench/stats.js';
 
 let keys: PublicKey[];
 beforeAll(async () => {
   await sodiumReady();
   keys = Array.from({ length: 12 }, (_, i) => fixtureKey(20 + i));
 });
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CIDRS = [
   '100.65.0.0/16',

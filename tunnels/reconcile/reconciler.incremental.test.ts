@@ -16,6 +16,7 @@ import { ROUTE_TABLE } from '../../common/constants.js';
 import type { RawNode } from '../ports/model.js';
 import { IncrementalPlanner } from '../plan/incremental.js';
 import { Reconciler } from './reconciler.js';
+import { seededRandom as rng } from '../../test/bench/stats.js';
 
 let KEYS: PublicKey[];
 let SELF: PublicKey;
@@ -56,18 +57,6 @@ function agent(nodes: readonly RawNode[], synced = true) {
     steering: [...steering.kernel.entries.values()].sort((a, b) => (a.cidr < b.cidr ? -1 : 1)),
   });
   return { store, reconciler, kernel, steering };
-}
-
-/** mulberry32, so a failure names its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function node(i: number, key: PublicKey, port = 51880): RawNode {

@@ -16,22 +16,11 @@ import {
   SUMMARY_MAX_BYTES,
   SUMMARY_WORST,
 } from './summary.js';
+import { seededRandom as rng } from '../../test/bench/stats.js';
 
 beforeAll(async () => {
   await sodiumReady();
 });
-
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const HOSTILE = ['"', '\\', '\u0000', '\n', '\u2028', '😀', 'ü', '\uffff', '</script>', '${x}', '%s'];
 
