@@ -114,19 +114,32 @@ function establishedOf(d: DesiredWireGuardState | undefined): Record<string, Pub
   return Object.fromEntries((d?.tunnel.peers ?? []).filter((p) => p.next !== true).map((p) => [p.node, p.publicKey]));
 }
 
+/** This node and the counter that names the nodes {@link change} adds. */
+function startCluster(): { selfNode: RawNode; next: { i: number } } {
+  return {
+    selfNode: {
+      name: SELF.name,
+      internalIPs: ['198.18.0.1'],
+      podCIDRs: ['100.64.0.0/24'],
+      annotations: sealnetAnnotations(SELF_KEY, '198.18.0.1:51880'),
+    },
+    next: { i: 0 },
+  };
+}
+
+/** This node plus 30 random changes: the cluster a seed starts from. */
+function grow(r: () => number, selfNode: RawNode, next: { i: number }): RawNode[] {
+  let nodes: RawNode[] = [selfNode];
+  for (let j = 0; j < 30; j++) nodes = change(r, nodes, next);
+  return nodes;
+}
+
 /** Runs one seed: 150 random changes, each planned both ways; returns the steps planned incrementally. */
 function runSeed(seed: number): number {
   const r = rng(seed);
   const self: PlanSelf = { ...SELF, wireguardPublicKey: SELF_KEY, localAddresses: ['198.18.0.1', '100.64.0.1'] };
-  const selfNode: RawNode = {
-    name: SELF.name,
-    internalIPs: ['198.18.0.1'],
-    podCIDRs: ['100.64.0.0/24'],
-    annotations: sealnetAnnotations(SELF_KEY, '198.18.0.1:51880'),
-  };
-  const next = { i: 0 };
-  let nodes: RawNode[] = [selfNode];
-  for (let j = 0; j < 30; j++) nodes = change(r, nodes, next);
+  const { selfNode, next } = startCluster();
+  let nodes = grow(r, selfNode, next);
   const inc = new IncrementalPlanner();
   let last: DesiredWireGuardState | undefined;
   let incremental = 0;
@@ -196,15 +209,8 @@ describe('IncrementalSteering', () => {
   function runSteeringSeed(seed: number): number {
     const r = rng(seed * 7919);
     const self: PlanSelf = { ...SELF, wireguardPublicKey: SELF_KEY, localAddresses: ['198.18.0.1'] };
-    const selfNode: RawNode = {
-      name: SELF.name,
-      internalIPs: ['198.18.0.1'],
-      podCIDRs: ['100.64.0.0/24'],
-      annotations: sealnetAnnotations(SELF_KEY, '198.18.0.1:51880'),
-    };
-    const next = { i: 0 };
-    let nodes: RawNode[] = [selfNode];
-    for (let j = 0; j < 30; j++) nodes = change(r, nodes, next);
+    const { selfNode, next } = startCluster();
+    let nodes = grow(r, selfNode, next);
     const planner = new IncrementalPlanner();
     const steering = new IncrementalSteering();
     let kernel: ObservedPeer[] = [];
