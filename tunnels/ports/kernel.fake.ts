@@ -537,6 +537,22 @@ export function createFakeKernel(): { journal: KernelJournal; wg: FakeWireGuard;
 }
 
 /**
+ * {@link createFakeKernel} as node-a of the fixture cluster (test/fixtures.ts) sees it: `lo`,
+ * the underlay `eth0` with 198.18.0.1/15 and the CNI bridge `cni0` with 100.64.1.1/24 (and
+ * 127.0.0.1/8 on `lo` with `loopbackAddress`).
+ */
+export function createNodeAKernel(opts: { loopbackAddress?: boolean } = {}): ReturnType<typeof createFakeKernel> {
+  const k = createFakeKernel();
+  k.routing.addLink('lo', { mtu: 65536, up: true });
+  k.routing.addLink('eth0', { mtu: 1500, up: true });
+  k.routing.addLink('cni0', { mtu: 1500, up: true });
+  if (opts.loopbackAddress === true) k.routing.addAddress('127.0.0.1', 8, 'lo');
+  k.routing.addAddress('198.18.0.1', 15, 'eth0');
+  k.routing.addAddress('100.64.1.1', 24, 'cni0');
+  return k;
+}
+
+/**
  * In-memory node store. The test decides when it is synced and when events fire;
  * `patchAnnotations` behaves like a merge patch restricted to `sealnet.io/` keys.
  */

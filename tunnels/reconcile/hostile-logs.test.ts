@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { recordOwners, type KeyOwners } from '../../keymgr/keyowners.js';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { createFakeKernel, MemoryNodeStore } from '../ports/kernel.fake.js';
+import { createNodeAKernel, MemoryNodeStore } from '../ports/kernel.fake.js';
 import { fixtureCluster, fixtureKey, sealnetAnnotations, type FixtureCluster } from '../../test/fixtures.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { validateConfig } from '../agent/config.js';
@@ -66,13 +66,7 @@ function memoryOwners(): { owners: KeyOwners; record: (c: Record<string, readonl
 function setup(
   opts: { nodeToNode?: boolean; logLimit?: LogRateLimitOptions; keyOwners?: ReturnType<typeof memoryOwners> } = {},
 ) {
-  const { wg, routing } = createFakeKernel();
-  routing.addLink('lo', { mtu: 65536, up: true });
-  routing.addLink('eth0', { mtu: 1500, up: true });
-  routing.addLink('cni0', { mtu: 1500, up: true });
-  routing.addAddress('127.0.0.1', 8, 'lo');
-  routing.addAddress('198.18.0.1', 15, 'eth0');
-  routing.addAddress('100.64.1.1', 24, 'cni0');
+  const { wg, routing } = createNodeAKernel({ loopbackAddress: true });
   const store = new MemoryNodeStore(
     C.nodes.filter((n) => n.name !== 'node-e'),
     { synced: true },

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
 import {
-  createFakeKernel,
+  createNodeAKernel,
   MAIN_TABLE,
   MemoryNodeStore,
   type FakeRoute,
@@ -87,13 +87,7 @@ interface Env {
 }
 
 function setup(opts: { synced?: boolean; nodes?: RawNode[] } = {}): Env {
-  const { journal, wg, routing } = createFakeKernel();
-  routing.addLink('lo', { mtu: 65536, up: true });
-  routing.addLink('eth0', { mtu: 1500, up: true });
-  routing.addLink('cni0', { mtu: 1500, up: true });
-  routing.addAddress('127.0.0.1', 8, 'lo');
-  routing.addAddress('198.18.0.1', 15, 'eth0');
-  routing.addAddress('100.64.1.1', 24, 'cni0');
+  const { journal, wg, routing } = createNodeAKernel({ loopbackAddress: true });
   // Not ours: a static route someone put into our table, and the CNI's host-gw route.
   routing.seedRoute(FOREIGN_IN_OUR_TABLE);
   routing.seedRoute(CNI_ROUTE);

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { sodiumReady, type PublicKey } from '../../keymgr/keys.js';
-import { createFakeKernel, MemoryNodeStore, FakeWireGuard } from '../ports/kernel.fake.js';
+import { createNodeAKernel, MemoryNodeStore, FakeWireGuard } from '../ports/kernel.fake.js';
 import { fixtureCluster, fixtureKey, sealnetAnnotations, type FixtureCluster } from '../../test/fixtures.js';
 import { validateConfig } from '../agent/config.js';
 import { applyPeerChanges } from './kernelview.js';
@@ -25,12 +25,7 @@ beforeAll(async () => {
 const quiet: Logger = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
 function setup() {
-  const { wg, routing } = createFakeKernel();
-  routing.addLink('lo', { mtu: 65536, up: true });
-  routing.addLink('eth0', { mtu: 1500, up: true });
-  routing.addLink('cni0', { mtu: 1500, up: true });
-  routing.addAddress('198.18.0.1', 15, 'eth0');
-  routing.addAddress('100.64.1.1', 24, 'cni0');
+  const { wg, routing } = createNodeAKernel();
   const store = new MemoryNodeStore(C.nodes, { synced: true });
   const config = validateConfig({ nodeName: 'node-a', store: { type: 'file', dir: '/unused' }, debounceMs: 0 });
   const reconciler = new Reconciler({

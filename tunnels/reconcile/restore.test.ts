@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { createFakeKernel, MemoryNodeStore, type FakeRouting, type FakeWireGuard } from '../ports/kernel.fake.js';
+import { createNodeAKernel, MemoryNodeStore, type FakeRouting, type FakeWireGuard } from '../ports/kernel.fake.js';
 import { FakeSteering } from '../ports/steering.fake.js';
 import { fixtureCluster, type FixtureCluster } from '../../test/fixtures.js';
 import { validateConfig } from '../agent/config.js';
@@ -64,12 +64,7 @@ interface World {
 }
 
 function world(): World {
-  const { wg, routing } = createFakeKernel();
-  routing.addLink('lo', { mtu: 65536, up: true });
-  routing.addLink('eth0', { mtu: 1500, up: true });
-  routing.addLink('cni0', { mtu: 1500, up: true });
-  routing.addAddress('198.18.0.1', 15, 'eth0');
-  routing.addAddress('100.64.1.1', 24, 'cni0');
+  const { wg, routing } = createNodeAKernel();
   const steering = new FakeSteering();
   const file = new MemoryFile();
   const log = new QuietLogger();

@@ -12,7 +12,7 @@ import { createMetrics } from '../../common/metrics.js';
 import { sodiumReady } from '../../keymgr/keys.js';
 import { fixtureCluster, type FixtureCluster } from '../../test/fixtures.js';
 import { validateConfig } from '../agent/config.js';
-import { createFakeKernel, MemoryNodeStore } from '../ports/kernel.fake.js';
+import { createNodeAKernel, MemoryNodeStore } from '../ports/kernel.fake.js';
 import type { PqPassHook } from '../ports/pq.js';
 import { FakeSteering } from '../ports/steering.fake.js';
 import { Reconciler } from './reconciler.js';
@@ -38,12 +38,7 @@ class StubPq implements PqPassHook {
 }
 
 it('a blocked pair is routed only to its exchange address and steered as not ready, then restored', async () => {
-  const { wg, routing } = createFakeKernel();
-  routing.addLink('lo', { mtu: 65536, up: true });
-  routing.addLink('eth0', { mtu: 1500, up: true });
-  routing.addLink('cni0', { mtu: 1500, up: true });
-  routing.addAddress('198.18.0.1', 15, 'eth0');
-  routing.addAddress('100.64.1.1', 24, 'cni0');
+  const { wg, routing } = createNodeAKernel();
   const store = new MemoryNodeStore(C.nodes, { synced: true });
   const config = validateConfig({
     nodeName: 'node-a',
