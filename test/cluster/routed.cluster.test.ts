@@ -870,41 +870,35 @@ describe('real cluster, routed CNI (bridge + host-local, host-gw)', () => {
   }, 600_000);
 });
 
-/** Lines of the agents' container logs (every pod, every container) that contain one of `needles`. */
-function agentLogLines(cluster: RealCluster, needles: readonly string[]): string[] {
-  const out: string[] = [];
+/** Every log file of the agents' containers, read from the nodes' /var/log/pods (every pod, every container). */
+function* agentLogFiles(
+  cluster: RealCluster,
+): Generator<{ node: string; pod: string; container: string; file: string; path: string }> {
   for (const n of cluster.nodes) {
     const base = join(n.dir, 'log-up', 'pods');
     if (!existsSync(base)) continue;
-    for (const pod of readdirSync(base).filter((d) => d.startsWith('sealnet_'))) {
-      for (const c of readdirSync(join(base, pod))) {
-        for (const f of readdirSync(join(base, pod, c))) {
-          for (const l of readFileSync(join(base, pod, c, f), 'utf8').split('\n'))
-            if (needles.some((x) => l.includes(x))) out.push(`${n.name} ${pod}: ${l.slice(0, 400)}`);
-        }
-      }
-    }
+    for (const pod of readdirSync(base).filter((d) => d.startsWith('sealnet_')))
+      for (const container of readdirSync(join(base, pod)))
+        for (const file of readdirSync(join(base, pod, container)))
+          yield { node: n.name, pod, container, file, path: join(base, pod, container, file) };
   }
+}
+
+/** Lines of the agents' container logs (every pod, every container) that contain one of `needles`. */
+function agentLogLines(cluster: RealCluster, needles: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const f of agentLogFiles(cluster))
+    for (const l of readFileSync(f.path, 'utf8').split('\n'))
+      if (needles.some((x) => l.includes(x))) out.push(`${f.node} ${f.pod}: ${l.slice(0, 400)}`);
   return out;
 }
 
 /** The agents' container logs, read from the nodes' /var/log/pods (no kubelet:10250 path to the API server). */
 function agentLogs(cluster: RealCluster): string {
   const out: string[] = [];
-  for (const n of cluster.nodes) {
-    const base = join(n.dir, 'log-up', 'pods');
-    if (!existsSync(base)) continue;
-    for (const pod of readdirSync(base).filter((d) => d.startsWith('sealnet_'))) {
-      for (const c of readdirSync(join(base, pod))) {
-        for (const f of readdirSync(join(base, pod, c))) {
-          const lines = readFileSync(join(base, pod, c, f), 'utf8')
-            .trim()
-            .split('\n')
-            .slice(-8);
-          out.push(`== ${n.name} ${c}/${f}\n${lines.join('\n')}`);
-        }
-      }
-    }
+  for (const f of agentLogFiles(cluster)) {
+    const lines = readFileSync(f.path, 'utf8').trim().split('\n').slice(-8);
+    out.push(`== ${f.node} ${f.container}/${f.file}\n${lines.join('\n')}`);
   }
   return out.join('\n');
 }
