@@ -3,7 +3,7 @@
  * numbered UDP stream), run with `node` inside pod namespaces of an {@link NsCluster}.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { NsCluster } from './cluster.js';
 import { sleep, type BackgroundProcess } from './exec.js';
@@ -35,13 +35,18 @@ async function waitForFile(
   throw new Error(`${proc.argv.join(' ')} not ready after ${timeoutMs} ms`);
 }
 
+let canaryServerStarts = 0;
+
 /** Starts the canary echo server (TCP and UDP on `port`) in a pod; resolves once it listens. */
 export async function startCanaryServer(
   cluster: NsCluster,
   opts: { pod: string; port?: number },
 ): Promise<BackgroundProcess> {
   const { pod, port = 7001 } = opts;
-  const log = join(await cluster.workDir('canary'), `${pod}-server.log`);
+  // A log of its own per start: the log is opened for appending, and a name shared with an
+  // earlier server in the same pod held that server's "listening" line, so the wait returned at
+  // once and the first client could connect before this server listened (ECONNREFUSED in CI).
+  const log = join(await cluster.workDir('canary'), `${pod}-server-${Date.now()}-${++canaryServerStarts}.log`);
   // With IPv6 in the cluster, one dual-stack socket serves both families.
   const bind = cluster.addressPlan.v6 ? ['--bind', '::'] : [];
   const proc = cluster.spawnPod(
@@ -180,6 +185,8 @@ export async function startTcpStream(
   const serverStatus = join(dir, `${name}.server.json`);
   const clientStatus = join(dir, `${name}.client.json`);
   const size = String(opts.recordSize ?? 1024);
+  // A stream started again under the same name must not be judged ready by the last one's status.
+  await Promise.all([rm(serverStatus, { force: true }), rm(clientStatus, { force: true })]);
   const server = cluster.spawnPod(
     opts.to,
     [
@@ -298,6 +305,8 @@ export async function startUdpStream(
   const port = String(opts.port ?? 7201);
   const rxStatus = join(dir, `${name}.receiver.json`);
   const txStatus = join(dir, `${name}.sender.json`);
+  // A stream started again under the same name must not be judged ready by the last one's status.
+  await Promise.all([rm(rxStatus, { force: true }), rm(txStatus, { force: true })]);
   const rx = cluster.spawnPod(
     opts.to,
     [process.execPath, toolPath('udp-stream.mjs'), 'receiver', '--port', port, '--status', rxStatus],
