@@ -5,7 +5,7 @@
  * not ready (dropped); once unblocked the pod route and a ready entry come back. The pass reports
  * what it programmed to the exchange.
  */
-import { beforeAll, expect, it } from '@jest/globals';
+import { beforeAll, expect, it, jest } from '@jest/globals';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { silentLogger } from '../../common/logger.js';
 import { createMetrics } from '../../common/metrics.js';
@@ -37,7 +37,8 @@ class StubPq implements PqPassHook {
   }
 }
 
-it('a blocked pair is routed only to its exchange address and steered as not ready, then restored', async () => {
+/** node-a with `postQuantum: required`, steering on, and the pair with node-b blocked. */
+async function setup() {
   const { wg, routing } = createNodeAKernel();
   const store = new MemoryNodeStore(C.nodes, { synced: true });
   const config = validateConfig({
@@ -62,6 +63,11 @@ it('a blocked pair is routed only to its exchange address and steered as not rea
     pq,
   });
   await r.prepareSteering('eth0');
+  return { wg, routing, store, steering, pq, r };
+}
+
+it('a blocked pair is routed only to its exchange address and steered as not ready, then restored', async () => {
+  const { wg, routing, store, steering, pq, r } = await setup();
   const rep = await r.runNow();
   expect(rep.errors).toStrictEqual([]);
   // Published through the pass.
@@ -84,4 +90,19 @@ it('a blocked pair is routed only to its exchange address and steered as not rea
   expect(after).toContain('100.64.2.0/24');
   expect(after).not.toContain('100.64.2.1/32');
   expect((await entry('100.64.2.0/24'))?.state).toBe('ready');
+});
+
+it('with the exchange on, an event pass reads the kernel in full: an unblocked pair is restored without a node change', async () => {
+  // Which pairs `required` blocks is the exchange's state, not a node change: an event pass on
+  // the kernel view (incremental plan, scoped diffs) would see nothing to do and leave the pair
+  // routed to its exchange address only, dropped by steering, until the next periodic resync.
+  const { wg, routing, steering, pq, r } = await setup();
+  expect((await r.runNow()).errors).toStrictEqual([]);
+  expect(routing.routesIn(5188).map((x) => x.dst)).not.toContain('100.64.2.0/24');
+  const show = jest.spyOn(wg, 'show');
+  pq.block.clear();
+  expect((await r.runNow({ full: false })).errors).toStrictEqual([]);
+  expect(show).toHaveBeenCalled();
+  expect(routing.routesIn(5188).map((x) => x.dst)).toContain('100.64.2.0/24');
+  expect((await steering.listEntries()).find((e) => e.cidr === '100.64.2.0/24')?.state).toBe('ready');
 });
