@@ -15,10 +15,19 @@ node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
   const skipped = r.numPendingTests + r.numTodoTests;
   console.log(`kernel-vm: ${r.numPassedTests} passed, ${r.numFailedTests + r.numRuntimeErrorTestSuites} failed, ${skipped} skipped`);
-  // What failed, one line each, last: a CI log that keeps only its tail still names them.
+  // What failed, one line each, last: a CI log that keeps only its tail still names them; with
+  // where in the test file and the first lines of the diff (as scripts/test.sh prints them).
+  const rel = (p) => p.replace(/^.*?(test\/|wireguard\/)/, "$1");
+  const detail = (m) => {
+    const lines = String(m ?? "").replace(/\x1b\[[0-9;]*m/g, "").split("\n");
+    const head = lines.find((l) => l.trim() !== "")?.trim().slice(0, 300) ?? "";
+    const at = lines.map((l) => /\(?([^\s()]+\.test\.ts):(\d+):\d+\)?/.exec(l)).find((x) => x && !x[1].includes("node_modules"));
+    const diff = lines.filter((l) => /^\s*([+-] |(Expected|Received)\b)/.test(l) && !/^\s*[+-] (Expected|Received)\s/.test(l)).slice(0, 6).map((l) => l.trim().slice(0, 200));
+    return [head, ...(at ? [`at ${rel(at[1])}:${at[2]}`] : []), ...diff].join(" | ");
+  };
   for (const s of r.testResults)
     for (const a of s.assertionResults.filter((x) => x.status === "failed"))
-      console.log(`kernel-vm: FAILED ${s.name.replace(/^.*?(test\/|wireguard\/)/, "$1")} › ${a.fullName}: ${String(a.failureMessages[0] ?? "").split("\n").find((l) => l.trim() !== "")?.trim().slice(0, 300)}`);
+      console.log(`kernel-vm: FAILED ${rel(s.name)} › ${a.fullName}: ${detail(a.failureMessages[0])}`);
   if (skipped > 0) { console.log("kernel-vm: FAIL: tests were skipped inside the guest"); process.exit(1); }
 ' "$SEALNET_VM_OUT/jest.json" || { echo "kernel-vm: FAIL (no jest result file, or skipped tests)"; rc=1; }
 exit $rc
