@@ -130,6 +130,20 @@ d('NsCluster, plaintext baseline (encryption: false)', () => {
     expect(res.wireguardPackets).toBe(0);
   });
 
+  it('a canary server started again in the same pod is listening when startCanaryServer resolves', async () => {
+    // A second proof in one cluster starts the servers again: its wait must not be satisfied by
+    // the first server's output (CI once saw ECONNREFUSED on the first connection after a restart).
+    const canary = newCanary();
+    for (let i = 0; i < 3; i++) {
+      const server = await startCanaryServer(c, { pod: 'n2p1' });
+      // At once (one `ss`, a few ms; the server's node process needs far longer to start).
+      const listening = (await c.execPod('n2p1', ['ss', '-Hltn', 'sport = :7001'])).stdout.trim() !== '';
+      const tcp = await runCanary(c, { from: 'n1p1', to: 'n2p1', proto: 'tcp', canary, count: 1 });
+      await server.stop();
+      expect([i, listening, tcp.ok, tcp.error]).toEqual([i, true, true, undefined]);
+    }
+  });
+
   it('detects path-MTU errors with DF pings', async () => {
     expect(await c.ping('n1p1', 'n3p1', { size: 1472, count: 1 })).toMatchObject({
       received: 1,
