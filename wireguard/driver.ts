@@ -181,6 +181,8 @@ export class WireGuardDriver implements WireGuardPort {
   /** {@inheritDoc WireGuardPort.show} */
   async show(name: string): Promise<{ iface: ObservedInterface; peers: ObservedPeer[] } | undefined> {
     checkName(name);
+    // `wg show dump | sed` on userspace links too: UAPI `get=1` would hand the private key and
+    // every preshared key to this process as a string it cannot zero; the pipe keeps them out.
     let stdout: string;
     try {
       stdout = await wgShowDump(this.wg, name);
