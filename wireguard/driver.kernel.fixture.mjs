@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 const dist = process.env.SEALNET_DIST;
 if (!dist) throw new Error('SEALNET_DIST is not set');
 const { WireGuardDriver, detectKernelWireGuard } = await import(pathToFileURL(`${dist}/wireguard/driver.js`).href);
-const { findTunOwners } = await import(pathToFileURL(`${dist}/wireguard/userspace.js`).href);
+const { findTunOwners, uapiSocketExists } = await import(pathToFileURL(`${dist}/wireguard/userspace.js`).href);
 const { uapiSet } = await import(pathToFileURL(`${dist}/wireguard/uapi.js`).href);
 
 const send = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -34,6 +34,7 @@ const methods = {
   uapiSetRaw: (name, text) => uapiSet(name, text, { what: 'a raw test operation' }),
   deleteLink: (name) => driver.deleteLink(name),
   tunOwners: (name) => findTunOwners(name),
+  uapiSocketExists: (name) => uapiSocketExists(name),
   detectKernel: () => detectKernelWireGuard(),
   pid: () => process.pid,
 };

@@ -9,7 +9,7 @@
 import { jest } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -463,6 +463,24 @@ suite('WireGuardDriver in network namespaces (root)', () => {
       b.call('uapiSetRaw', IF, `set=1\npublic_key=${hexA}\npersistent_keepalive_interval=99999\n\n`),
     ).rejects.toThrow(/UAPI set of a raw test operation on sealwg0 .*errno=-22 \(EINVAL/);
     expect(await config()).toEqual(before);
+  });
+
+  it('a socket file nothing serves is no userspace link: the driver falls back to wg, as before', async () => {
+    // Written into b's private /var/run/wireguard through its root (/var/run is often a symlink
+    // to /run, which would resolve against our root: resolve it first); no link sealwg9 exists.
+    const pid = await b.call<number>('pid');
+    const stale = join(`/proc/${pid}/root`, realpathSync('/var/run/wireguard'), 'sealwg9.sock');
+    await writeFile(stale, '', { flag: 'wx' });
+    expect(await b.call<boolean>('uapiSocketExists', 'sealwg9')).toBe(true);
+    expect(existsSync('/var/run/wireguard/sealwg9.sock')).toBe(false);
+    const change = { op: 'set', publicKey: wgKeypair().pub, endpoint: '', allowedIPs: [], persistentKeepalive: 0 };
+    // The UAPI-only driver gets as far as spawning its (missing) wg: UAPI said `no-socket`.
+    await expect(b.call('applyPeersUapiOnly', 'sealwg9', [change])).rejects.toThrow(
+      /wg set sealwg9: applied 0 of 1 peer changes, then failed: \/nonexistent\/wg .*ENOENT/,
+    );
+    // The real wg then treats it as a kernel link that does not exist.
+    await expect(b.call('applyPeers', 'sealwg9', [change])).rejects.toThrow(/wg set sealwg9: applied 0 of 1/);
+    await rm(stale, { force: true });
   });
 
   it('empties allowed IPs with allowed-ips "" and removes a peer', async () => {
