@@ -9,20 +9,32 @@ import { pathToFileURL } from 'node:url';
 const dist = process.env.SEALNET_DIST;
 if (!dist) throw new Error('SEALNET_DIST is not set');
 const { WireGuardDriver, detectKernelWireGuard } = await import(pathToFileURL(`${dist}/wireguard/driver.js`).href);
-const { findTunOwners } = await import(pathToFileURL(`${dist}/wireguard/userspace.js`).href);
+const { findTunOwners, uapiSocketExists } = await import(pathToFileURL(`${dist}/wireguard/userspace.js`).href);
+const { uapiSet } = await import(pathToFileURL(`${dist}/wireguard/uapi.js`).href);
 
 const send = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
-const driver = new WireGuardDriver({
+// The key store's 0700 directory stand-in (the test's mkdtemp), for wg's preshared-key file.
+const secretDir = process.env.SEALNET_SECRET_DIR || undefined;
+const common = {
   impl: process.env.SEALNET_WG_IMPL ?? 'auto',
   wireguardGoPath: process.env.SEALNET_WIREGUARD_GO || 'wireguard-go',
+  secretDir,
   log: (msg, fields) => send({ log: msg, fields }),
-});
+};
+const driver = new WireGuardDriver(common);
+// The same driver with no usable `wg`: whatever it changes went over UAPI.
+const uapiOnly = new WireGuardDriver({ ...common, wgPath: '/nonexistent/wg' });
 const methods = {
   ensureLink: (o) => driver.ensureLink(o),
   show: (name) => driver.show(name),
   applyPeers: (name, changes) => driver.applyPeers(name, changes),
+  applyPeersUapiOnly: (name, changes) => uapiOnly.applyPeers(name, changes),
+  setPresharedKeyUapiOnly: (name, peer, pskBase64) =>
+    uapiOnly.setPresharedKey(name, peer, new Uint8Array(Buffer.from(pskBase64, 'base64'))),
+  uapiSetRaw: (name, text) => uapiSet(name, text, { what: 'a raw test operation' }),
   deleteLink: (name) => driver.deleteLink(name),
   tunOwners: (name) => findTunOwners(name),
+  uapiSocketExists: (name) => uapiSocketExists(name),
   detectKernel: () => detectKernelWireGuard(),
   pid: () => process.pid,
 };

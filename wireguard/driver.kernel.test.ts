@@ -8,8 +8,8 @@
  */
 import { jest } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -60,6 +60,7 @@ class Node {
         LC_ALL: 'C',
         SEALNET_DIST: DIST,
         SEALNET_WIREGUARD_GO: WIREGUARD_GO,
+        SEALNET_SECRET_DIR: keyDir,
         ...env,
       },
     });
@@ -169,9 +170,35 @@ const alive = (pid: number): boolean => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** The key store's directory stand-in (0700, mkdtemp), removed in afterAll. */
+let keyDir = '';
+
+const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/**
+ * Each peer's preshared key on `ns`'s link as a SHA-256 of its base64 text, read by `wg show`
+ * in the fixture's mount namespace (where its UAPI socket is). Keys themselves are never kept.
+ */
+async function pskDigests(node: Node, ns: string): Promise<Map<string, string>> {
+  const pid = await node.call<number>('pid');
+  const { stdout } = await run('nsenter', [
+    `--net=/var/run/netns/${ns}`,
+    `--mount=/proc/${pid}/ns/mnt`,
+    'wg',
+    'show',
+    IF,
+    'preshared-keys',
+  ]);
+  const out = new Map<string, string>();
+  for (const line of stdout.split('\n')) {
+    const [peer, psk] = line.split('\t');
+    if (peer !== undefined && psk !== undefined) out.set(peer, sha256(psk));
+  }
+  return out;
+}
+
 suite('WireGuardDriver in network namespaces (root)', () => {
   const nodes: Node[] = [];
-  let keyDir = '';
   const keyA = wgKeypair();
   const keyB = wgKeypair();
   let fileA = '';
@@ -351,6 +378,109 @@ suite('WireGuardDriver in network namespaces (root)', () => {
     const da = await a.call<Dump>('show', IF);
     expect(da.peers[0]?.latestHandshake).toBe(handshakeA);
     expect(await a.call<number[]>('tunOwners', IF)).toEqual([wgPidA]);
+  });
+
+  it('on a userspace link, applyPeers and setPresharedKey go over UAPI (no wg process) and read back', async () => {
+    // b's driver `uapiOnly` has wgPath /nonexistent/wg: it can change the link only over UAPI.
+    const k3 = wgKeypair().pub;
+    b.logs.length = 0;
+    await b.call('applyPeersUapiOnly', IF, [
+      {
+        op: 'set',
+        publicKey: k3,
+        endpoint: '[fd00:0::3]:51999',
+        allowedIPs: ['100.64.3.7/24', 'fd00:3::/64'],
+        persistentKeepalive: 0,
+      },
+    ]);
+    expect(b.logs).toContain('applied WireGuard peer changes');
+    const peer3 = async (): Promise<ObservedPeer | undefined> =>
+      (await b.call<Dump>('show', IF)).peers.find((p) => p.publicKey === k3);
+    expect(await peer3()).toMatchObject({
+      endpoint: '[fd00::3]:51999',
+      allowedIPs: ['100.64.3.0/24', 'fd00:3::/64'],
+      persistentKeepalive: 0,
+    });
+
+    // A second set replaces the whole allowed-IP list, moves the endpoint, turns keepalive on.
+    await b.call('applyPeersUapiOnly', IF, [
+      { op: 'set', publicKey: k3, endpoint: '198.18.0.9:1', allowedIPs: ['100.64.4.0/24'], persistentKeepalive: 7 },
+    ]);
+    expect(await peer3()).toMatchObject({
+      endpoint: '198.18.0.9:1',
+      allowedIPs: ['100.64.4.0/24'],
+      persistentKeepalive: 7,
+    });
+    // Empty list and keepalive 0; no endpoint given leaves it.
+    await b.call('applyPeersUapiOnly', IF, [
+      { op: 'set', publicKey: k3, endpoint: '', allowedIPs: [], persistentKeepalive: 0 },
+    ]);
+    expect(await peer3()).toMatchObject({ endpoint: '198.18.0.9:1', allowedIPs: [], persistentKeepalive: 0 });
+
+    // Preshared key: compared by digest, never printed; the other peer's stays unset.
+    const psk = randomBytes(32);
+    await b.call('setPresharedKeyUapiOnly', IF, k3, psk.toString('base64'));
+    const digests = await pskDigests(b, NS_B);
+    expect(digests.get(k3)).toBe(sha256(psk.toString('base64')));
+    expect(digests.get(keyA.pub)).toBe(sha256('(none)'));
+    psk.fill(0);
+
+    await b.call('applyPeersUapiOnly', IF, [{ op: 'remove', publicKey: k3 }]);
+    expect(await peer3()).toBeUndefined();
+    expect((await b.call<Dump>('show', IF)).peers.map((p) => p.publicKey)).toEqual([keyA.pub]);
+  });
+
+  it('over UAPI, a bad change applies nothing, and a value wireguard-go refuses is a clear errno error', async () => {
+    // Configuration only: counters and handshakes move on their own (keepalive traffic).
+    const config = async (): Promise<unknown> => {
+      const d = await b.call<Dump>('show', IF);
+      return {
+        iface: d.iface,
+        peers: d.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIPs, p.persistentKeepalive]),
+      };
+    };
+    const before = await config();
+    const k4 = wgKeypair().pub;
+    const good = {
+      op: 'set',
+      publicKey: k4,
+      endpoint: '198.18.0.4:1',
+      allowedIPs: ['100.64.5.0/24'],
+      persistentKeepalive: 0,
+    };
+    await expect(
+      b.call('applyPeersUapiOnly', IF, [good, { ...good, publicKey: wgKeypair().pub, persistentKeepalive: 70000 }]),
+    ).rejects.toThrow(/persistent keepalive 70000 is not 0-65535/);
+    await expect(
+      b.call('applyPeersUapiOnly', IF, [good, { ...good, publicKey: wgKeypair().pub, endpoint: 'node-4.test:51880' }]),
+    ).rejects.toThrow(/not an IP address literal/);
+    expect(await config()).toEqual(before);
+
+    // A line our encoder would never write, which wireguard-go refuses (keepalive past 16 bits)
+    // after selecting an existing peer: errno -22 named with the link; the peer is unchanged.
+    const hexA = Buffer.from(keyA.pub, 'base64').toString('hex');
+    await expect(
+      b.call('uapiSetRaw', IF, `set=1\npublic_key=${hexA}\npersistent_keepalive_interval=99999\n\n`),
+    ).rejects.toThrow(/UAPI set of a raw test operation on sealwg0 .*errno=-22 \(EINVAL/);
+    expect(await config()).toEqual(before);
+  });
+
+  it('a socket file nothing serves is no userspace link: the driver falls back to wg, as before', async () => {
+    // Written into b's private /var/run/wireguard through its root (/var/run is often a symlink
+    // to /run, which would resolve against our root: resolve it first); no link sealwg9 exists.
+    const pid = await b.call<number>('pid');
+    const stale = join(`/proc/${pid}/root`, realpathSync('/var/run/wireguard'), 'sealwg9.sock');
+    await writeFile(stale, '', { flag: 'wx' });
+    expect(await b.call<boolean>('uapiSocketExists', 'sealwg9')).toBe(true);
+    expect(existsSync('/var/run/wireguard/sealwg9.sock')).toBe(false);
+    const change = { op: 'set', publicKey: wgKeypair().pub, endpoint: '', allowedIPs: [], persistentKeepalive: 0 };
+    // The UAPI-only driver gets as far as spawning its (missing) wg: UAPI said `no-socket`.
+    await expect(b.call('applyPeersUapiOnly', 'sealwg9', [change])).rejects.toThrow(
+      /wg set sealwg9: applied 0 of 1 peer changes, then failed: \/nonexistent\/wg .*ENOENT/,
+    );
+    // The real wg then treats it as a kernel link that does not exist.
+    await expect(b.call('applyPeers', 'sealwg9', [change])).rejects.toThrow(/wg set sealwg9: applied 0 of 1/);
+    await rm(stale, { force: true });
   });
 
   it('empties allowed IPs with allowed-ips "" and removes a peer', async () => {

@@ -39,6 +39,7 @@ import {
   wgShowDump,
   type InterfaceSettings,
 } from './wgtool.js';
+import { encodePeerChanges, encodePresharedKey, uapiSet } from './uapi.js';
 
 /** Structured log sink; fields never carry key material (public keys excepted). */
 export type DriverLog = (msg: string, fields: Record<string, unknown>) => void;
@@ -65,6 +66,12 @@ export interface WireGuardDriverOptions {
    * through; required for {@link WireGuardDriver.setPresharedKey}.
    */
   readonly secretDir?: string;
+  /**
+   * How peer changes and preshared keys reach a userspace (wireguard-go) link: `uapi` (default)
+   * writes them to its UAPI socket, `wg` spawns `wg set` as for a kernel link (comparisons,
+   * and a way back should a wireguard-go build misbehave). Kernel links always use `wg`.
+   */
+  readonly userspaceSet?: 'uapi' | 'wg';
 }
 
 /** Link facts from `ip -d -j link show`. */
@@ -96,9 +103,11 @@ export class WireGuardDriver implements WireGuardPort {
   private readonly startTimeoutMs: number;
   private readonly log: DriverLog;
   private readonly secretDir: string | undefined;
+  private readonly userspaceSet: 'uapi' | 'wg';
 
   constructor(opts: WireGuardDriverOptions = {}) {
     this.secretDir = opts.secretDir;
+    this.userspaceSet = opts.userspaceSet ?? 'uapi';
     this.wg = opts.wgPath ?? 'wg';
     this.wireguardGo = opts.wireguardGoPath ?? 'wireguard-go';
     this.ip = opts.ipPath ?? 'ip';
@@ -172,6 +181,8 @@ export class WireGuardDriver implements WireGuardPort {
   /** {@inheritDoc WireGuardPort.show} */
   async show(name: string): Promise<{ iface: ObservedInterface; peers: ObservedPeer[] } | undefined> {
     checkName(name);
+    // `wg show dump | sed` on userspace links too: UAPI `get=1` would hand the private key and
+    // every preshared key to this process as a string it cannot zero; the pipe keeps them out.
     let stdout: string;
     try {
       stdout = await wgShowDump(this.wg, name);
@@ -188,24 +199,20 @@ export class WireGuardDriver implements WireGuardPort {
     if (changes.length === 0) return;
     // Every clause is validated before the first call, so a bad change applies nothing.
     const batches = peerSetBatches(name, changes);
-    let applied = 0;
-    for (const batch of batches) {
-      try {
-        await runWg(this.wg, batch.args);
-      } catch (err) {
-        throw new SealnetError(
-          'WG_FAILED',
-          `wg set ${name}: applied ${applied} of ${changes.length} peer changes, then failed`,
-          { cause: err },
-        );
-      }
-      applied += batch.count;
+    let calls = batches.length;
+    if (await this.viaUapi(name)) {
+      // A userspace link: the same changes as one UAPI `set` (uapi.ts), no `wg` process. The
+      // encoder re-validates, and refuses what only `wg` could do (resolve a host name).
+      const sent = await uapiSet(name, encodePeerChanges(changes), { what: `${changes.length} peer changes` });
+      calls = sent === 'applied' ? 1 : await this.applyPeerBatches(name, batches, changes.length);
+    } else {
+      await this.applyPeerBatches(name, batches, changes.length);
     }
     this.log('applied WireGuard peer changes', {
       name,
       set: changes.filter((c) => c.op === 'set').length,
       removed: changes.filter((c) => c.op === 'remove').length,
-      calls: batches.length,
+      calls,
     });
   }
 
@@ -213,17 +220,27 @@ export class WireGuardDriver implements WireGuardPort {
   async setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void> {
     checkName(name);
     if (psk.length !== 32) throw new SealnetError('KEY_INVALID', `preshared key has ${psk.length} bytes, expected 32`);
-    // `wg set peer <key>` creates a missing peer: the caller installs only on peers the last
-    // pass read back. A race with a removal leaves a peer with no allowed IPs and no endpoint,
-    // which routes nothing and the next pass prunes (no `wg show` here: one spawn per install).
-    //
-    // The key goes through a file, as the private key does: `wg` opens the path it is given, and
-    // Node's child stdin is a socket, which /dev/stdin cannot open (ENXIO). The file is created
-    // 0600 with O_EXCL in the key store's 0700 directory and overwritten with zeros before it is
-    // unlinked.
     if (this.secretDir === undefined) {
       throw new SealnetError('INTERNAL', 'WireGuard driver has no secretDir for preshared keys');
     }
+    // `wg set peer <key>` creates a missing peer, and so does UAPI `public_key=` (wg sends no
+    // `update_only`): the caller installs only on peers the last pass read back. A race with a
+    // removal leaves a peer with no allowed IPs and no endpoint, which routes nothing and the
+    // next pass prunes (no `wg show` here: one call per install).
+    if (await this.viaUapi(name)) {
+      // Userspace link: the key goes to wireguard-go over its socket as hex in a Buffer of our
+      // own, zeroed once wireguard-go has answered.
+      const message = encodePresharedKey(peer, psk);
+      try {
+        if ((await uapiSet(name, message, { what: 'a preshared key' })) === 'applied') return;
+      } finally {
+        message.fill(0);
+      }
+    }
+    // Kernel link: the key goes through a file, as the private key does: `wg` opens the path it
+    // is given, and Node's child stdin is a socket, which /dev/stdin cannot open (ENXIO). The
+    // file is created 0600 with O_EXCL in the key store's 0700 directory and overwritten with
+    // zeros before it is unlinked.
     const text = new Uint8Array(Buffer.from(`${Buffer.from(psk).toString('base64')}\n`));
     const file = `.psk-${randomBytes(8).toString('hex')}`;
     const path = join(this.secretDir, file);
@@ -256,6 +273,33 @@ export class WireGuardDriver implements WireGuardPort {
     }
     await removeStaleSocket(name);
     if (link !== undefined) this.log('deleted WireGuard link', { name, impl: 'userspace', stopped: pids });
+  }
+
+  /**
+   * True when peer changes for `name` should go over UAPI: configured so, and the socket file
+   * is there (a kernel link has none). A stale socket is caught when connecting (`no-socket`).
+   */
+  private async viaUapi(name: string): Promise<boolean> {
+    return this.userspaceSet === 'uapi' && (await uapiSocketExists(name));
+  }
+
+  /** The `wg set` path: batches in order; returns the number of calls. */
+  private async applyPeerBatches(
+    name: string,
+    batches: readonly { args: string[]; count: number }[],
+    total: number,
+  ): Promise<number> {
+    let applied = 0;
+    for (const batch of batches) {
+      try {
+        await runWg(this.wg, batch.args);
+      } catch (err) {
+        const what = `wg set ${name}: applied ${applied} of ${total} peer changes, then failed`;
+        throw new SealnetError('WG_FAILED', what, { cause: err });
+      }
+      applied += batch.count;
+    }
+    return batches.length;
   }
 
   /** Creates `name` as configured; returns the implementation it ended up with. */

@@ -19,7 +19,8 @@ export const WG_TIMEOUT_MS = 15_000;
 export const MAX_WG_SET_ARGV_BYTES = 100 * 1024;
 
 const KEY_SHAPE_ANYWHERE = /[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=/g;
-const KEY_SHAPE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
+/** A base64 WireGuard key: 32 bytes exactly (the last character leaves no bits over). */
+export const KEY_SHAPE = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 
 /**
  * `wg` stderr safe to put into an error: anything `wg` quotes between a backtick and a quote
@@ -101,13 +102,30 @@ export function interfaceSetArgs(name: string, s: InterfaceSettings): string[] |
   return args.length === 0 ? undefined : ['set', name, ...args];
 }
 
-/** The `peer …` clause of one change, validated so no value can smuggle in another clause. */
-export function peerClause(change: PeerChange): string[] {
+/** A peer change whose every value has been checked; the text forms are canonical. */
+export type CheckedPeerChange =
+  | { readonly op: 'remove'; readonly publicKey: PublicKey }
+  | {
+      readonly op: 'set';
+      readonly publicKey: PublicKey;
+      /** `host:port` / `[v6]:port` as given, or undefined for "leave the endpoint alone". */
+      readonly endpoint: string | undefined;
+      /** Canonical CIDRs (host bits cleared); empty empties the peer's list. */
+      readonly allowedIPs: readonly string[];
+      /** Seconds; 0 turns persistent keepalive off. */
+      readonly persistentKeepalive: number;
+    };
+
+/**
+ * Validates one change so no value can smuggle in another clause (argv) or line (UAPI); the one
+ * validator behind both {@link peerClause} and the UAPI encoder (uapi.ts).
+ * @throws SealnetError `CONFIG_INVALID` naming the peer and the bad value.
+ */
+export function checkPeerChange(change: PeerChange): CheckedPeerChange {
   const key: PublicKey = change.publicKey;
   if (!KEY_SHAPE.test(key)) throw new SealnetError('CONFIG_INVALID', 'peer change has a malformed public key');
-  if (change.op === 'remove') return ['peer', key, 'remove'];
+  if (change.op === 'remove') return { op: 'remove', publicKey: key };
 
-  const clause = ['peer', key];
   if (change.endpoint !== '') {
     if (!/^(?:\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9_.-]+)?\]|[0-9.]+|[A-Za-z0-9.-]+):[0-9]{1,5}$/.test(change.endpoint)) {
       throw new SealnetError(
@@ -115,9 +133,8 @@ export function peerClause(change: PeerChange): string[] {
         `peer ${key}: endpoint ${JSON.stringify(change.endpoint)} is not host:port`,
       );
     }
-    clause.push('endpoint', change.endpoint);
   }
-  const ips = change.allowedIPs.map((c) => {
+  const allowedIPs = change.allowedIPs.map((c) => {
     // A comma inside one entry would add an allowed IP nobody asked for.
     const canon = canonicalCidr(c);
     if (canon === undefined) {
@@ -125,14 +142,29 @@ export function peerClause(change: PeerChange): string[] {
     }
     return canon;
   });
-  // `allowed-ips` replaces the peer's whole list atomically; "" empties it.
-  clause.push('allowed-ips', ips.join(','));
   const ka = change.persistentKeepalive;
   if (!Number.isInteger(ka) || ka < 0 || ka > 65535) {
     throw new SealnetError('CONFIG_INVALID', `peer ${key}: persistent keepalive ${ka} is not 0-65535`);
   }
+  return {
+    op: 'set',
+    publicKey: key,
+    endpoint: change.endpoint === '' ? undefined : change.endpoint,
+    allowedIPs,
+    persistentKeepalive: ka,
+  };
+}
+
+/** The `peer …` clause of one change, validated so no value can smuggle in another clause. */
+export function peerClause(change: PeerChange): string[] {
+  const c = checkPeerChange(change);
+  if (c.op === 'remove') return ['peer', c.publicKey, 'remove'];
+  const clause = ['peer', c.publicKey];
+  if (c.endpoint !== undefined) clause.push('endpoint', c.endpoint);
+  // `allowed-ips` replaces the peer's whole list atomically; "" empties it.
+  clause.push('allowed-ips', c.allowedIPs.join(','));
   // Last, as Tailscale does: enabling keepalive sends a packet at once.
-  clause.push('persistent-keepalive', ka === 0 ? 'off' : String(ka));
+  clause.push('persistent-keepalive', c.persistentKeepalive === 0 ? 'off' : String(c.persistentKeepalive));
   return clause;
 }
 

@@ -220,7 +220,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     wireguardGoPath: config.wireguard.wireguardGoPath,
     impl: config.wireguard.implementation,
     log: (msg, fields) => log.info(fields, msg),
-    // The key store's 0700 directory: the short-lived file a preshared key reaches `wg` through.
+    // The key store's 0700 directory: the short-lived file a preshared key reaches `wg` through
+    // on a kernel link (a wireguard-go link gets it over its UAPI socket).
     secretDir: join(config.stateDir, 'keys'),
   });
   // The real store is built after the restore of the last applied state has started (below):

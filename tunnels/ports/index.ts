@@ -60,14 +60,15 @@ export interface WireGuardPort {
   show(name: string): Promise<{ iface: ObservedInterface; peers: ObservedPeer[] } | undefined>;
   /**
    * Applies peer changes in the given order (callers put adds before removes). May batch
-   * several changes into one `wg set`. Kernel semantics: setting allowed IPs on one peer moves
+   * several changes into one `wg set` or one UAPI `set`. Kernel semantics: setting allowed IPs on one peer moves
    * them from whichever peer had them.
    */
   applyPeers(name: string, changes: readonly PeerChange[]): Promise<void>;
   /**
    * Sets the preshared key of one peer the link already holds (post-quantum pair secret,
-   * issue 19). The key reaches `wg` through a short-lived 0600 file, never argv, and is never read back into the
-   * agent (`show` withholds it). Changes only the next handshake: the current session stays.
+   * issue 19). The key reaches wireguard-go over its UAPI socket, or `wg` through a short-lived
+   * 0600 file, never argv, and is never read back into the agent (`show` withholds it). Changes
+   * only the next handshake: the current session stays.
    */
   setPresharedKey(name: string, peer: PublicKey, psk: Uint8Array): Promise<void>;
   /** Removes the link (and stops wireguard-go). Used by uninstall and tests only. */
