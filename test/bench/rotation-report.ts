@@ -40,8 +40,9 @@ export interface RotationUdpAttribution {
   /** Namespaces on the path, sender pod first. */
   readonly path: readonly string[];
   /**
-   * Increments on the path: Udp(6) InErrors (RcvbufErrors among them) + SndbufErrors + NoPorts +
-   * IPv4 drops + every interface's rx/tx drops.
+   * Increments on the path: in both nodes Udp(6) InErrors (RcvbufErrors among them) + SndbufErrors
+   * + NoPorts; in the sender pod SndbufErrors, in the receiver pod InErrors + NoPorts (each pod
+   * also receives the other stream); IPv4 drops and every interface's rx/tx drops in all four.
    */
   readonly pathDrops: number;
   /** Of those, RcvbufErrors in the receiver pod (this stream's receiving socket). */

@@ -14,6 +14,9 @@ import {
   type RotationScope,
 } from './rotation-report.js';
 import { fixtureResult } from './result-fixture.js';
+import { countersOf } from './rotation.js';
+import { DropTracker, type NsCounters } from '../harness/netcounters.js';
+import type { UdpTrafficResult } from '../harness/rotation.js';
 import { renderSummary } from './summary.js';
 
 const udp = (lostFwd: number, lostRev: number, dup = 0): RotationSample['udp'] => [
@@ -230,5 +233,55 @@ describe('rotation section', () => {
     const body = rotationSection(r, []).join('\n');
     expect(body).toContain('\n- one node (n1), 3 rotations: 8 datagrams lost;');
     expect(body).not.toContain('- all 5 nodes');
+  });
+
+  it("charges a pod's receive errors to the stream it receives, not to the one it sends", () => {
+    const zero: NsCounters = { udp: { inErrors: 0, rcvbufErrors: 0, sndbufErrors: 0, noPorts: 0 }, links: {} };
+    const names = ['n1', 'n1p1', 'n2', 'n2p1'];
+    let second = false;
+    const t = new DropTracker(
+      () => names.map((name, i) => ({ name, netns: `x-${name}`, pid: i + 1 })),
+      (p) =>
+        !second
+          ? zero
+          : p.name === 'n1p1'
+            ? // the receiver of n2→n1 overflowed 150 times
+              { ...zero, udp: { ...zero.udp, inErrors: 150, rcvbufErrors: 150 } }
+            : p.name === 'n2'
+              ? // a tunnel drop in the node namespace: either direction's
+                { ...zero, links: { sealwg1: { rx: 0, tx: 2 } } }
+              : zero,
+      () => 0,
+    );
+    t.sample();
+    second = true;
+    t.sample();
+    const stream = (from: string, to: string, lost: number): UdpTrafficResult =>
+      ({ from, to, lost, name: `udp-${from}-${to}` }) as unknown as UdpTrafficResult;
+    const c = countersOf(t, { inc: { n2: { 'egress/not_ready': 3 } }, unread: [] }, [
+      stream('n1', 'n2', 0),
+      stream('n2', 'n1', 165),
+    ]);
+    expect(c.udp).toEqual([
+      {
+        from: 'n1',
+        to: 'n2',
+        lost: 0,
+        path: ['n1p1', 'n1', 'n2', 'n2p1'],
+        pathDrops: 2,
+        pathBpfDrops: 3,
+        receiverPodRcvbuf: 0,
+      },
+      {
+        from: 'n2',
+        to: 'n1',
+        lost: 165,
+        path: ['n2p1', 'n2', 'n1', 'n1p1'],
+        pathDrops: 152,
+        pathBpfDrops: 3,
+        receiverPodRcvbuf: 150,
+      },
+    ]);
+    expect(c.ns).toEqual({ n1p1: { udpInErrors: 150, udpRcvbufErrors: 150 }, n2: { links: { sealwg1: { tx: 2 } } } });
   });
 });

@@ -128,13 +128,23 @@ function bpfIncrements(
   return { inc, unread };
 }
 
-/** Every drop a namespace counted that a datagram on its path could have suffered. */
+/** Every drop a node namespace counted that a tunnelled datagram could have suffered (either direction). */
 function nsDrops(e: NsIncrements | undefined): number {
   return (e?.udpInErrors ?? 0) + (e?.udpSndbufErrors ?? 0) + (e?.udpNoPorts ?? 0) + ipDropSum(e) + linkDropSum(e);
 }
 
+/**
+ * Drops a pod namespace counted on one side of a stream: sending (SndbufErrors) or receiving
+ * (InErrors, NoPorts); IPv4 and interface drops on both. A pod both sends one stream and
+ * receives the other, so its receive errors belong to the stream it receives.
+ */
+function podDrops(e: NsIncrements | undefined, side: 'send' | 'receive'): number {
+  const udp = side === 'send' ? (e?.udpSndbufErrors ?? 0) : (e?.udpInErrors ?? 0) + (e?.udpNoPorts ?? 0);
+  return udp + ipDropSum(e) + linkDropSum(e);
+}
+
 /** The tracker's increments, with each UDP direction's loss beside the drops on its path. */
-function countersOf(
+export function countersOf(
   t: DropTracker,
   bpf: { inc: Record<string, Record<string, number>>; unread: string[] },
   udp: readonly UdpTrafficResult[],
@@ -154,7 +164,11 @@ function countersOf(
         to: u.to,
         lost: u.lost,
         path,
-        pathDrops: path.reduce((a, n) => a + nsDrops(ns[n]), 0),
+        pathDrops:
+          podDrops(ns[path[0]!], 'send') +
+          nsDrops(ns[path[1]!]) +
+          nsDrops(ns[path[2]!]) +
+          podDrops(ns[path[3]!], 'receive'),
         pathBpfDrops: bpfSum(u.from) + bpfSum(u.to),
         receiverPodRcvbuf: ns[`${u.to}p1`]?.udpRcvbufErrors ?? 0,
       };
