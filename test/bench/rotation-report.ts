@@ -5,6 +5,7 @@
  */
 import { cell } from './summary.js';
 import { fmt, spread, type Spread } from './stats.js';
+import type { NsIncrements } from '../harness/netcounters.js';
 
 /** What one round rotates: node n1 alone, or every node at once (`--all`). */
 export const ROTATION_SCOPES = ['one', 'all'] as const;
@@ -25,6 +26,44 @@ export interface RotationUdpSample {
   readonly longestGap: number;
   /** Runs of lost datagrams: when the first one left, ms after the request (negative: before it), and how many. */
   readonly gaps?: readonly { readonly atMs: number; readonly count: number }[];
+}
+
+/**
+ * One UDP direction's loss beside the kernel's drop counters on its path (sender pod, sender
+ * node, receiver node, receiver pod). The node namespaces' counters are shared by everything
+ * the node tunnels (both directions, the TCP streams); the receiver pod's are this stream's own.
+ */
+export interface RotationUdpAttribution {
+  readonly from: string;
+  readonly to: string;
+  readonly lost: number;
+  /** Namespaces on the path, sender pod first. */
+  readonly path: readonly string[];
+  /**
+   * Increments on the path: in both nodes Udp(6) InErrors (RcvbufErrors among them) + SndbufErrors
+   * + NoPorts; in the sender pod SndbufErrors, in the receiver pod InErrors + NoPorts (each pod
+   * also receives the other stream); IPv4 drops and every interface's rx/tx drops in all four.
+   */
+  readonly pathDrops: number;
+  /** Of those, RcvbufErrors in the receiver pod (this stream's receiving socket). */
+  readonly receiverPodRcvbuf: number;
+  /** Steering drops (BPF, any hook and reason) on the sender and receiver nodes; not in `pathDrops`. */
+  readonly pathBpfDrops?: number;
+}
+
+/** The kernel's drop counters across one rotation (from before the traffic started to after it stopped). */
+export interface RotationCounters {
+  /** Increments per namespace (node or pod name); namespaces with none are left out. */
+  readonly ns: Readonly<Record<string, NsIncrements>>;
+  /** The host's per-CPU input backlog drops (/proc/net/softnet_stat; every namespace and the rest of the host). */
+  readonly backlogDrops: number | undefined;
+  /** Namespaces that could not be read at some sample. */
+  readonly unread: readonly string[];
+  /** Steering drops per node: `sealnet_bpf_packets_total{verdict="drop"}` increments by "hook/reason", nonzero ones only. */
+  readonly bpfDrops?: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /** Nodes whose agent metrics could not be scraped before or after. */
+  readonly bpfUnread?: readonly string[];
+  readonly udp: readonly RotationUdpAttribution[];
 }
 
 /** One rotation under traffic (the traffic starts 1 s before the request and stops 1 s after sealctl returns). */
@@ -49,6 +88,8 @@ export interface RotationSample {
   /** Nodes not clean afterwards (more than one link or key, a mirror left, still rotating…), described. */
   readonly leftovers: readonly string[];
   readonly error: string | undefined;
+  /** Drop counters around this rotation (absent in results written before they were recorded). */
+  readonly counters?: RotationCounters;
 }
 
 /** Raw data of the `rotation` benchmark. */
@@ -209,6 +250,15 @@ export function rotationSection(r: RotationResult, targets: string[]): string[] 
       `| ${s.round + 1} | ${scopeLabel(s.scope, r.nodes)} | ${s.load1.toFixed(1)} | ${s.switchedMs ?? '—'} | ${s.doneMs ?? '—'} | ${udp.join(' | ')} | ${tcp} | ${outcome} |`,
     );
   }
+  const counterLines = ROTATION_SCOPES.map((sc) => countersSummary(r, sc)).filter((l): l is string => l !== undefined);
+  if (counterLines.length > 0) {
+    out.push(
+      '',
+      "Kernel drop counters, from before each rotation's traffic started to after it stopped (every node's and pod's namespace: Udp InErrors/RcvbufErrors/SndbufErrors/NoPorts, IPv4 InDiscards/InAddrErrors/OutDiscards/OutNoRoutes/InNoRoutes/reverse-path filter, every interface's rx/tx drops; the host's input backlog drops; the agents' steering drops, `sealnet_bpf_packets_total{verdict=\"drop\"}`): a lost datagram is *covered* when its path (sender pod, sender node, receiver node, receiver pod) counted at least as many kernel drops (steering drops not included).",
+      '',
+      ...counterLines.map((l) => `- ${l}`),
+    );
+  }
   const allSamples = r.samples.filter((s) => s.scope === 'all');
   targets.push(
     `| rotation of all keys, ${r.nodes} real nodes: request → every key switched (${all?.switched?.n ?? 0} rounds) | < ${fmt(TARGET_ROTATE_ALL_MS / 1000)} s | median ${seconds(all?.switched)} s; old keys gone ${seconds(all?.done)} s (grace ${r.graceSeconds} s) | ${switchVerdict(all?.switched, allSamples)} |`,
@@ -228,4 +278,116 @@ export function rotationSection(r: RotationResult, targets: string[]): string[] 
     `| TCP connections broken by a rotation (one stream per node pair) | 0 | ${breaks} in ${figs.reduce((a, f) => a + f.rotations, 0)} rotations | ${breaks === 0 ? 'met' : `**missed**: ${breaks}`} |`,
   );
   return out;
+}
+
+/** One namespace's increments as "n2 RcvbufErrors +3, n2 sealwg1 tx drops +2" parts. */
+function nsParts(name: string, e: NsIncrements): string[] {
+  const out: string[] = [];
+  const add = (k: string, v: number | undefined): void => {
+    if (v !== undefined && v !== 0) out.push(`${name} ${k} +${v}`);
+  };
+  add('Udp InErrors', e.udpInErrors);
+  add('RcvbufErrors', e.udpRcvbufErrors);
+  add('SndbufErrors', e.udpSndbufErrors);
+  add('NoPorts', e.udpNoPorts);
+  for (const [k, v] of Object.entries(e.ip ?? {})) add(`Ip ${k}`, v);
+  for (const [ifname, l] of Object.entries(e.links ?? {})) {
+    add(`${ifname} rx drops`, l.rx);
+    add(`${ifname} tx drops`, l.tx);
+  }
+  return out;
+}
+
+/** One rotation's counters in a line: every nonzero increment, the host backlog, and each direction's loss beside its path's drops. */
+export function describeCounters(c: RotationCounters | undefined): string {
+  if (c === undefined) return 'counters not recorded';
+  const parts = Object.entries(c.ns).flatMap(([n, e]) => nsParts(n, e));
+  const bpf = Object.entries(c.bpfDrops ?? {}).flatMap(([n, r]) =>
+    Object.entries(r).map(([k, v]) => `${n} ${k} +${v}`),
+  );
+  const udp = c.udp
+    .map((u) => `${u.from}→${u.to} lost ${u.lost} vs path drops ${u.pathDrops} (steering ${u.pathBpfDrops ?? '?'})`)
+    .join(', ');
+  const unread = [...c.unread, ...(c.bpfUnread ?? []).map((n) => `${n} metrics`)];
+  return `counters: ${parts.length > 0 ? parts.join(', ') : 'no drops in any namespace'}; steering drops: ${bpf.length > 0 ? bpf.join(', ') : 'none'}; host backlog drops +${c.backlogDrops ?? '?'}${unread.length > 0 ? `; unreadable: ${unread.join(',')}` : ''}; ${udp}`;
+}
+
+/** Totals of {@link RotationCounters} over samples. */
+export interface CounterTotals {
+  readonly rotations: number;
+  readonly lost: number;
+  /** Udp(6) InErrors in pod / node namespaces (RcvbufErrors among them). */
+  readonly podInErrors: number;
+  readonly nodeInErrors: number;
+  readonly podRcvbuf: number;
+  readonly nodeRcvbuf: number;
+  readonly sndbuf: number;
+  readonly noPorts: number;
+  /** IPv4 drops (no route, reverse-path filter, discards). */
+  readonly ipDrops: number;
+  readonly linkDrops: number;
+  readonly backlogDrops: number;
+  /** Steering (BPF) drops on every node. */
+  readonly bpfDrops: number;
+  /** Rotations that lost datagrams, and of those, ones whose every direction's loss is covered by its path's drops. */
+  readonly lossy: number;
+  readonly explained: number;
+}
+
+/** Sums the counters of samples (those without counters are left out); `isPod` tells pod namespaces from nodes. */
+export function counterTotals(samples: readonly RotationSample[], isPod: (ns: string) => boolean): CounterTotals {
+  const t = {
+    rotations: 0,
+    lost: 0,
+    podInErrors: 0,
+    nodeInErrors: 0,
+    podRcvbuf: 0,
+    nodeRcvbuf: 0,
+    sndbuf: 0,
+    noPorts: 0,
+    ipDrops: 0,
+    linkDrops: 0,
+    backlogDrops: 0,
+    bpfDrops: 0,
+    lossy: 0,
+    explained: 0,
+  };
+  for (const s of samples) {
+    const c = s.counters;
+    if (c === undefined) continue;
+    t.rotations++;
+    for (const [n, e] of Object.entries(c.ns)) {
+      if (isPod(n)) {
+        t.podInErrors += e.udpInErrors ?? 0;
+        t.podRcvbuf += e.udpRcvbufErrors ?? 0;
+      } else {
+        t.nodeInErrors += e.udpInErrors ?? 0;
+        t.nodeRcvbuf += e.udpRcvbufErrors ?? 0;
+      }
+      t.sndbuf += e.udpSndbufErrors ?? 0;
+      t.noPorts += e.udpNoPorts ?? 0;
+      t.ipDrops += Object.values(e.ip ?? {}).reduce((a, v) => a + (v ?? 0), 0);
+      t.linkDrops += Object.values(e.links ?? {}).reduce((a, l) => a + (l.rx ?? 0) + (l.tx ?? 0), 0);
+    }
+    t.backlogDrops += c.backlogDrops ?? 0;
+    for (const r of Object.values(c.bpfDrops ?? {})) t.bpfDrops += Object.values(r).reduce((a, v) => a + v, 0);
+    const lost = c.udp.reduce((a, u) => a + u.lost, 0);
+    t.lost += lost;
+    if (lost > 0) {
+      t.lossy++;
+      if (c.udp.every((u) => u.lost <= u.pathDrops)) t.explained++;
+    }
+  }
+  return t;
+}
+
+/** The one-line drop-counter summary of a scope, or undefined when no sample of it has counters. */
+export function countersSummary(r: RotationResult, scope: RotationScope): string | undefined {
+  const pods = new Set(r.samples.flatMap((s) => s.counters?.udp.flatMap((u) => [u.path[0], u.path[3]]) ?? []));
+  const t = counterTotals(
+    r.samples.filter((s) => s.scope === scope),
+    (n) => pods.has(n) || /^n\d+p\d+$/.test(n),
+  );
+  if (t.rotations === 0) return undefined;
+  return `${scopeLabel(scope, r.nodes)}, ${t.rotations} rotations: ${t.lost} datagrams lost; drop counters over the cluster: Udp InErrors pods +${t.podInErrors} (RcvbufErrors +${t.podRcvbuf}), nodes +${t.nodeInErrors} (RcvbufErrors +${t.nodeRcvbuf}), SndbufErrors +${t.sndbuf}, NoPorts +${t.noPorts}, IPv4 drops +${t.ipDrops}, interface drops +${t.linkDrops}, host backlog drops +${t.backlogDrops}, steering drops +${t.bpfDrops}; ${t.explained} of ${t.lossy} rotations with loss covered by the drops on their paths`;
 }

@@ -4,6 +4,8 @@
  * fixture result. No timing is asserted.
  */
 import {
+  countersSummary,
+  describeCounters,
   rotationErrors,
   rotationFigures,
   rotationSection,
@@ -12,6 +14,9 @@ import {
   type RotationScope,
 } from './rotation-report.js';
 import { fixtureResult } from './result-fixture.js';
+import { countersOf } from './rotation.js';
+import { DropTracker, type NsCounters } from '../harness/netcounters.js';
+import type { UdpTrafficResult } from '../harness/rotation.js';
 import { renderSummary } from './summary.js';
 
 const udp = (lostFwd: number, lostRev: number, dup = 0): RotationSample['udp'] => [
@@ -181,5 +186,102 @@ describe('rotation section', () => {
     expect(md).toContain('rotation:\n\n| | |');
     expect(md).not.toContain('undefined');
     expect(md).not.toContain('NaN');
+  });
+
+  it("puts each rotation's loss beside the drops counted on its path, one line per scope", () => {
+    const counters = (lostFwd: number, n2Rcvbuf: number, podRcvbuf: number): RotationSample['counters'] => ({
+      ns: {
+        ...(n2Rcvbuf > 0 ? { n2: { udpInErrors: n2Rcvbuf, udpRcvbufErrors: n2Rcvbuf } } : {}),
+        ...(podRcvbuf > 0 ? { n3p1: { udpInErrors: podRcvbuf, udpRcvbufErrors: podRcvbuf } } : {}),
+        n1: { links: { sealwg1: { tx: 1 } } },
+        ...(podRcvbuf > 0 ? { n4: { ip: { outNoRoutes: 1 } } } : {}),
+      },
+      backlogDrops: 2,
+      unread: [],
+      bpfDrops: { n1: { 'egress/not_ready': 4 } },
+      bpfUnread: [],
+      udp: [
+        {
+          from: 'n1',
+          to: 'n2',
+          lost: lostFwd,
+          path: ['n1p1', 'n1', 'n2', 'n2p1'],
+          pathDrops: n2Rcvbuf + 1,
+          receiverPodRcvbuf: 0,
+          pathBpfDrops: 4,
+        },
+        { from: 'n2', to: 'n1', lost: 0, path: ['n2p1', 'n2', 'n1', 'n1p1'], pathDrops: 1, receiverPodRcvbuf: 0 },
+      ],
+    });
+    const r = result([
+      // covered: 3 lost, n2's RcvbufErrors 2 + n1's sealwg1 tx drop 1
+      sample(0, 'one', { udp: udp(3, 0), counters: counters(3, 2, 0) }),
+      // not covered: 5 lost, 1 drop on the path; the pod of n3 is off the path
+      sample(1, 'one', { udp: udp(5, 0), counters: counters(5, 0, 7) }),
+      // no loss
+      sample(2, 'one', { counters: counters(0, 0, 0) }),
+      // written before counters existed
+      sample(0, 'all'),
+    ]);
+    expect(countersSummary(r, 'one')).toBe(
+      'one node (n1), 3 rotations: 8 datagrams lost; drop counters over the cluster: Udp InErrors pods +7 (RcvbufErrors +7), nodes +2 (RcvbufErrors +2), SndbufErrors +0, NoPorts +0, IPv4 drops +1, interface drops +3, host backlog drops +6, steering drops +12; 1 of 2 rotations with loss covered by the drops on their paths',
+    );
+    expect(countersSummary(r, 'all')).toBeUndefined();
+    expect(describeCounters(r.samples[0]!.counters)).toBe(
+      'counters: n2 Udp InErrors +2, n2 RcvbufErrors +2, n1 sealwg1 tx drops +1; steering drops: n1 egress/not_ready +4; host backlog drops +2; n1→n2 lost 3 vs path drops 3 (steering 4), n2→n1 lost 0 vs path drops 1 (steering ?)',
+    );
+    const body = rotationSection(r, []).join('\n');
+    expect(body).toContain('\n- one node (n1), 3 rotations: 8 datagrams lost;');
+    expect(body).not.toContain('- all 5 nodes');
+  });
+
+  it("charges a pod's receive errors to the stream it receives, not to the one it sends", () => {
+    const zero: NsCounters = { udp: { inErrors: 0, rcvbufErrors: 0, sndbufErrors: 0, noPorts: 0 }, links: {} };
+    const names = ['n1', 'n1p1', 'n2', 'n2p1'];
+    let second = false;
+    const t = new DropTracker(
+      () => names.map((name, i) => ({ name, netns: `x-${name}`, pid: i + 1 })),
+      (p) =>
+        !second
+          ? zero
+          : p.name === 'n1p1'
+            ? // the receiver of n2→n1 overflowed 150 times
+              { ...zero, udp: { ...zero.udp, inErrors: 150, rcvbufErrors: 150 } }
+            : p.name === 'n2'
+              ? // a tunnel drop in the node namespace: either direction's
+                { ...zero, links: { sealwg1: { rx: 0, tx: 2 } } }
+              : zero,
+      () => 0,
+    );
+    t.sample();
+    second = true;
+    t.sample();
+    const stream = (from: string, to: string, lost: number): UdpTrafficResult =>
+      ({ from, to, lost, name: `udp-${from}-${to}` }) as unknown as UdpTrafficResult;
+    const c = countersOf(t, { inc: { n2: { 'egress/not_ready': 3 } }, unread: [] }, [
+      stream('n1', 'n2', 0),
+      stream('n2', 'n1', 165),
+    ]);
+    expect(c.udp).toEqual([
+      {
+        from: 'n1',
+        to: 'n2',
+        lost: 0,
+        path: ['n1p1', 'n1', 'n2', 'n2p1'],
+        pathDrops: 2,
+        pathBpfDrops: 3,
+        receiverPodRcvbuf: 0,
+      },
+      {
+        from: 'n2',
+        to: 'n1',
+        lost: 165,
+        path: ['n2p1', 'n2', 'n1', 'n1p1'],
+        pathDrops: 152,
+        pathBpfDrops: 3,
+        receiverPodRcvbuf: 150,
+      },
+    ]);
+    expect(c.ns).toEqual({ n1p1: { udpInErrors: 150, udpRcvbufErrors: 150 }, n2: { links: { sealwg1: { tx: 2 } } } });
   });
 });
