@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RawNode } from '../ports/model.js';
-import { KubernetesNodeStore } from './kubernetes.js';
+import { KubernetesNodeStore, LIST_PAGE_SIZE } from './kubernetes.js';
 
 interface FakeNode {
   metadata: { name: string; resourceVersion: string; annotations?: Record<string, string> };
@@ -32,6 +32,8 @@ class FakeApi {
   readonly nodes = new Map<string, FakeNode>();
   rv = 10;
   listCalls: number[] = [];
+  /** `limit` and `continue` of every list call, in order. */
+  listPages: { limit: string | null; continue: string | null; items: number }[] = [];
   patches: { name: string; contentType: string | undefined; body: unknown }[] = [];
   /** Runs once between the next GET of one node and the PATCH after it (a concurrent writer). */
   beforeNextPatch: (() => void) | undefined;
@@ -109,13 +111,25 @@ class FakeApi {
         res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: failure.status }));
         return;
       }
+      // Pages as the API server serves them: `limit` items from the offset the continue token
+      // names, every page with the list's resourceVersion, a token while more remain.
+      const limit = Number(url.searchParams.get('limit') ?? '0');
+      const from = Number(url.searchParams.get('continue') ?? '0');
+      const all = [...this.nodes.values()].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+      const items = limit > 0 ? all.slice(from, from + limit) : all;
+      const more = limit > 0 && from + limit < all.length;
+      this.listPages.push({
+        limit: url.searchParams.get('limit'),
+        continue: url.searchParams.get('continue'),
+        items: items.length,
+      });
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(
         JSON.stringify({
           kind: 'NodeList',
           apiVersion: 'v1',
-          metadata: { resourceVersion: String(this.rv) },
-          items: [...this.nodes.values()],
+          metadata: { resourceVersion: String(this.rv), ...(more ? { continue: String(from + limit) } : {}) },
+          items,
         }),
       );
       return;
@@ -272,6 +286,32 @@ describe('KubernetesNodeStore against a fake API server', () => {
         : undefined,
     );
     expect(s.changes.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('lists in pages of LIST_PAGE_SIZE (never the whole cluster in one response) and watches from the list', async () => {
+    api = new FakeApi();
+    const n = 2 * LIST_PAGE_SIZE + 100;
+    for (let i = 0; i < n; i++) {
+      const name = `n${String(i).padStart(4, '0')}`;
+      api.nodes.set(name, node(name, i % 250, 5));
+    }
+    const s = await started();
+    await until(() => (s.synced() ? true : undefined));
+    expect(store!.list()).toHaveLength(n);
+    expect(store!.list()[n - 1]!.name).toBe(`n${String(n - 1).padStart(4, '0')}`);
+    // The watch starts from the list's resourceVersion: no 410 and no second list.
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    const limit = String(LIST_PAGE_SIZE);
+    expect(api.listPages).toEqual([
+      { limit, continue: null, items: LIST_PAGE_SIZE },
+      { limit, continue: String(LIST_PAGE_SIZE), items: LIST_PAGE_SIZE },
+      { limit, continue: String(2 * LIST_PAGE_SIZE), items: 100 },
+    ]);
+    const late = node('n9999', 7, 20);
+    api.nodes.set('n9999', late);
+    api.emit('ADDED', late);
+    await until(() => (store!.list().length === n + 1 ? true : undefined));
+    expect(s.errors).toEqual([]);
   });
 
   it('lean watch: a kubelet-sized update that changes nothing sealnet reads is counted and triggers no change event; a relevant one replaces only its node', async () => {

@@ -65,6 +65,11 @@ function retryAfterMs(err: unknown): number | undefined {
   return Number.isFinite(s) ? s * 1000 : 5000;
 }
 
+/** Nodes per page of the initial list and of every relist (see `listLean`). */
+export const LIST_PAGE_SIZE = 250;
+/** Pages before a list is given up as runaway: 250 × 2,000 = 500,000 Nodes, 100 × Kubernetes' limit. */
+const MAX_LIST_PAGES = 2000;
+
 /** Reads and test-and-remove patches tried before {@link KubernetesNodeStore.removeTaint} gives up. */
 const TAINT_ATTEMPTS = 3;
 
@@ -156,8 +161,7 @@ export class KubernetesNodeStore implements NodeStore, NodeTaintPort {
     // function is ours: once it resolved, the informer fills its cache synchronously right after
     // the await, and a macrotask later the cache holds the complete list.
     const listed = async (): Promise<k8s.V1NodeList> => {
-      const list = await this.api.listNode();
-      const lean = { ...list, items: list.items.map((n) => this.lean(n) as unknown as k8s.V1Node) };
+      const lean = await this.listLean();
       setImmediate(() => {
         this.attempt = 0;
         const first = !this.isSynced;
@@ -201,6 +205,40 @@ export class KubernetesNodeStore implements NodeStore, NodeTaintPort {
     } catch (err) {
       this.scheduleRestart(err);
     }
+  }
+
+  /**
+   * Lists every Node in pages of {@link LIST_PAGE_SIZE}, cutting each page to its lean form
+   * before the next is fetched. One unpaginated list of 5,000 kubelet-sized Nodes is ~85 MB of
+   * JSON, parsed and then copied by the client's deserializer: far past the agent's heap limit
+   * (the chart's 128 MiB; the scale bench's agent aborted with "JavaScript heap out of memory").
+   * Pages of one list share one snapshot (the continue token pins its resourceVersion), so the
+   * result is the consistent list the watch starts from; an expired token (410 after a long
+   * pause between pages) fails the list and the informer restarts with backoff.
+   */
+  private async listLean(): Promise<k8s.V1NodeList> {
+    const items: k8s.V1Node[] = [];
+    let first: k8s.V1NodeList | undefined;
+    let cont: string | undefined;
+    for (let page = 0; ; page++) {
+      if (page >= MAX_LIST_PAGES) {
+        throw new SealnetError(
+          'STORE_IO',
+          `listing Nodes took more than ${MAX_LIST_PAGES} pages of ${LIST_PAGE_SIZE}: the API server keeps returning continue tokens`,
+        );
+      }
+      const list = await this.api.listNode({
+        limit: LIST_PAGE_SIZE,
+        ...(cont === undefined ? {} : { _continue: cont }),
+      });
+      first ??= list;
+      for (const n of list.items) items.push(this.lean(n) as unknown as k8s.V1Node);
+      const next = list.metadata?._continue;
+      if (next === undefined || next === '') break;
+      cont = next;
+    }
+    const metadata: k8s.V1ListMeta = { resourceVersion: first.metadata?.resourceVersion };
+    return { apiVersion: first.apiVersion, kind: first.kind, metadata, items };
   }
 
   private markDirty(name: string): void {
