@@ -13,6 +13,7 @@ import {
   reportsOf,
   STATUS_NOW,
   statusNode,
+  statusFp,
   statusPq,
   statusReport,
 } from '../../test/status-fixtures.js';
@@ -148,7 +149,7 @@ describe('post-quantum evidence in the audit', () => {
     [
       'a claim for a pair it has no tunnel peer for',
       () => withReport('n1', { n2: { state: 'dropping', key: undefined } }),
-      'n1 claims a post-quantum secret with n2 but its tunnel to n2 is not programmed',
+      'n1 claims a post-quantum secret with n2 but holds no tunnel peer for it',
     ],
     ['another KEM', () => n1Claims({ kem: 'ML-KEM-512' }), 'n1 reports KEM "ML-KEM-512", not ML-KEM-768'],
     [
@@ -215,6 +216,14 @@ describe('post-quantum evidence in the audit', () => {
     expect(v?.message).not.toMatch(/\u001b/);
   });
 
+  it('a pair not proven encrypted keeps its confirmed secret: pair-not-encrypted is its own rule', () => {
+    const why = 'cannot read the steering map';
+    const r = audit(withReport('n1', { n2: { state: 'pending', reason: why } }));
+    expect(codes(r)).toEqual(['pair-not-encrypted@n1~n2']);
+    expect(pair(r, 'n1', 'n2').postQuantum?.confirmed).toBe(true);
+    expect(r.summary.postQuantumPairs).toBe(3);
+  });
+
   it('an end without usable status never confirms: named with its problem', () => {
     const nodes = pqStatusNodes();
     nodes[1] = statusNode('n2', undefined);
@@ -230,9 +239,10 @@ describe('post-quantum evidence in the audit', () => {
     const r = audit(nodes);
     const q = pair(r, 'n1', 'n2').postQuantum;
     expect([q?.a.confirmed, q?.b.confirmed, q?.confirmed]).toEqual([true, true, false]);
-    expect(q?.problems).toEqual(['n1 ↔ n2 is misconfigured: the two ends do not describe the same tunnel']);
+    const wrong = "n1 holds its secret on a tunnel peer with key 0123456789abcdef, but n2's key is " + statusFp('n2');
+    expect(q?.problems).toEqual([wrong]);
     expect(pair(r, 'n1', 'n2').violations.find((x) => x.code === 'post-quantum-missing')?.message).toBe(
-      'no confirmed post-quantum secret on both ends of n1 ↔ n2: both ends confirm one, but they disagree (n1 ↔ n2 is misconfigured: the two ends do not describe the same tunnel); policy pq requires one',
+      `no confirmed post-quantum secret on both ends of n1 ↔ n2: both ends confirm one, but they disagree (${wrong}); policy pq requires one`,
     );
   });
 });

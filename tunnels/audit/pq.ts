@@ -12,7 +12,8 @@ import { RENEW_MINUTES_MAX } from '../../keymgr/pq/exchange.js';
 import { KEM_NAME } from '../../keymgr/pq/mlkem.js';
 import { quoteShort } from '../../common/text.js';
 import type { NodeView, PairRow, PairSide } from '../status/join.js';
-import type { PeerPq } from '../status/report.js';
+import { MAX_REASON, type PeerPq } from '../status/report.js';
+import { isObject } from '../../common/json.js';
 
 /** A secret is valid for two renewal periods at most (keymgr/pq/exchange.ts `pqSettings`). */
 export const PQ_MAX_SECRET_AGE_SECONDS = 2 * RENEW_MINUTES_MAX * 60;
@@ -83,18 +84,16 @@ function endOf(side: PairSide, other: string, view: NodeView | undefined, role: 
   if (pq.kem !== KEM_NAME) return lack(`${n} reports KEM ${quoteShort(pq.kem)}, not ${KEM_NAME}`, claimed);
   if (pq.protection !== 'hybrid')
     return lack(
-      `${n} reports protection ${pq.protection} with ${other}${pq.reason === undefined ? '' : `: ${quoteShort(pq.reason, 160)}`}`,
+      `${n} reports protection ${pq.protection} with ${other}${pq.reason === undefined ? '' : `: ${quoteShort(pq.reason, MAX_REASON)}`}`,
       claimed,
     );
-  if (side.state !== 'encrypted' || side.peerKey === undefined)
-    return lack(
-      `${n} claims a post-quantum secret with ${other} but its tunnel to ${other} is ${side.peerKey === undefined ? 'not programmed' : side.state}`,
-      claimed,
-    );
+  // A secret is a preshared key on a tunnel peer: no peer, no secret (whatever the state says).
+  if (side.peerKey === undefined)
+    return lack(`${n} claims a post-quantum secret with ${other} but holds no tunnel peer for it`, claimed);
   if (pq.phase === 'idle')
     return lack(`${n} reports protection hybrid with ${other} in phase idle (no confirmed secret)`, claimed);
   if (pq.reason !== undefined)
-    return lack(`${n} holds an old post-quantum secret with ${other}: ${quoteShort(pq.reason, 160)}`, claimed);
+    return lack(`${n} holds an old post-quantum secret with ${other}: ${quoteShort(pq.reason, MAX_REASON)}`, claimed);
   if (pq.role !== role)
     return lack(
       `${n} reports role ${pq.role} with ${other}, but ${role === 'initiator' ? n : other} initiates for this pair`,
@@ -129,9 +128,17 @@ export function pairPq(pair: PairRow, views: ReadonlyMap<string, NodeView>): Aud
   const a = endOf(sa, pair.b, views.get(pair.a), roleOf(pair.a));
   const b = endOf(sb, pair.a, views.get(pair.b), roleOf(pair.b));
   const problems: string[] = [];
-  // Each end's tunnel holds the key the other end really has, in the same mode (tunnels/status/join.ts).
-  if (a.confirmed && b.confirmed && pair.state !== 'encrypted')
-    problems.push(`${pair.a} ↔ ${pair.b} is ${pair.state}: the two ends do not describe the same tunnel`);
+  // The secret protects the pair only if each end's tunnel peer is the key the other end really
+  // has. (Whether the pair is encrypted is its own rule, `pair-not-encrypted`.)
+  if (a.confirmed && b.confirmed)
+    for (const [x, y] of [
+      [sa, sb],
+      [sb, sa],
+    ] as const)
+      if (x.peerKey !== y.ownKey)
+        problems.push(
+          `${x.node} holds its secret on a tunnel peer with key ${x.peerKey ?? '–'}, but ${y.node}'s key is ${y.ownKey ?? 'unknown'}`,
+        );
   return { confirmed: a.confirmed && b.confirmed && problems.length === 0, a, b, problems };
 }
 
@@ -146,4 +153,25 @@ export function pqShortfall(pair: { readonly a: string; readonly b: string }, pq
         : 'both ends confirm one, but they disagree';
   const why = [...ends.map((e) => e.problem ?? ''), ...pq.problems].filter((x) => x !== '');
   return `no confirmed post-quantum secret on both ends of ${pair.a} ↔ ${pair.b}: ${who} (${why.join('; ')})`;
+}
+
+/**
+ * Whether a (possibly hostile, possibly pre-issue-19) report says it carries post-quantum
+ * evidence: its policy requires it or its summary counts it.
+ */
+export function carriesPq(r: { readonly policy: unknown; readonly summary: unknown }): boolean {
+  const { policy, summary } = r;
+  return (
+    (isObject(policy) && policy.requirePostQuantum === true) ||
+    (isObject(summary) && (summary.postQuantumPairs !== undefined || summary.nonPostQuantumPairs !== undefined))
+  );
+}
+
+/** The summary's post-quantum counts. */
+export function pqCounts(pairs: readonly { readonly postQuantum?: AuditPairPq | undefined }[]): {
+  postQuantumPairs: number;
+  nonPostQuantumPairs: number;
+} {
+  const n = pairs.filter((p) => p.postQuantum?.confirmed === true).length;
+  return { postQuantumPairs: n, nonPostQuantumPairs: pairs.length - n };
 }

@@ -8,8 +8,7 @@ import type { ClusterStatus, NodeView, PairRow } from '../status/join.js';
 import type { ReportSignature } from './sign.js';
 import { formatDuration, type AuditPolicy } from './policy.js';
 import type { ProbeOutcome, ProbeResult } from './probe.js';
-import { isObject } from '../../common/json.js';
-import { anyPq, pairPq, pqShortfall, type AuditPairPq } from './pq.js';
+import { anyPq, carriesPq, pairPq, pqCounts, pqShortfall, type AuditPairPq } from './pq.js';
 
 /** What a violation is about. */
 export type ViolationCode =
@@ -442,22 +441,4 @@ export function expectedVerdict(r: AuditReportBody): {
       ...(carriesPq(r) || r.pairs.some((p) => p.postQuantum !== undefined) ? pqCounts(r.pairs) : {}),
     },
   };
-}
-
-/**
- * Whether a (possibly hostile, possibly pre-issue-19) report says it carries post-quantum
- * evidence: its policy requires it or its summary counts it.
- */
-export function carriesPq(r: AuditReportBody): boolean {
-  const policy = r.policy as unknown;
-  const summary = r.summary as unknown;
-  return (
-    (isObject(policy) && policy.requirePostQuantum === true) ||
-    (isObject(summary) && (summary.postQuantumPairs !== undefined || summary.nonPostQuantumPairs !== undefined))
-  );
-}
-
-function pqCounts(pairs: readonly AuditPair[]): { postQuantumPairs: number; nonPostQuantumPairs: number } {
-  const n = pairs.filter((p) => p.postQuantum?.confirmed === true).length;
-  return { postQuantumPairs: n, nonPostQuantumPairs: pairs.length - n };
 }

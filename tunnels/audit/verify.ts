@@ -9,9 +9,10 @@ import { readFile } from 'node:fs/promises';
 import { timingSafeEqual } from 'node:crypto';
 import { prettyCanonical } from './canonical.js';
 import { renderMarkdown } from './render.js';
-import { carriesPq, expectedVerdict, type AuditPair, type AuditReport, type AuditReportBody } from './report.js';
+import { expectedVerdict, type AuditPair, type AuditReport, type AuditReportBody } from './report.js';
 import { checkSignature, parseB64, type ReportSignature } from './sign.js';
 import { isObject } from '../../common/json.js';
+import { carriesPq } from './pq.js';
 
 /** Outcome of a verification. */
 export interface VerifyResult {
