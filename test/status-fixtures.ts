@@ -6,7 +6,8 @@
 import { fingerprint } from '../keymgr/keys.js';
 import { ANNOTATIONS } from '../common/constants.js';
 import type { RawNode } from '../tunnels/ports/model.js';
-import type { NodeStatusReport, PeerStatus } from '../tunnels/status/report.js';
+import type { NodeStatusReport, PeerPq, PeerStatus } from '../tunnels/status/report.js';
+import { pqInitiator } from '../keymgr/pq/kdf.js';
 import type { FetchedReport } from '../tunnels/status/join.js';
 import { fixtureKey, sealnetAnnotations } from './fixtures.js';
 
@@ -90,6 +91,39 @@ export function statusNode(
 export function healthyStatusNodes(n = 3): RawNode[] {
   const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
   return names.map((x) => statusNode(x, statusReport(x, names)));
+}
+
+/**
+ * What `self` reports about its post-quantum secret with `other` when it holds a confirmed one:
+ * ML-KEM-768, hybrid, confirmed, the role the names give it, a secret 120 s old as of the report.
+ */
+export function statusPq(self: string, other: string, over: Partial<PeerPq> = {}): PeerPq {
+  const at = STATUS_NOW.getTime() - 20_000;
+  return {
+    kem: 'ML-KEM-768',
+    protection: 'hybrid',
+    phase: 'confirmed',
+    role: pqInitiator(self, other) === self ? 'initiator' : 'responder',
+    secretAgeSeconds: 120,
+    lastRenewal: new Date(at - 120_000).toISOString(),
+    ...over,
+  };
+}
+
+/** n1..nN, every report healthy and every pair protected by a confirmed post-quantum secret. */
+export function pqStatusNodes(n = 3): RawNode[] {
+  const names = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  return names.map((x) =>
+    statusNode(
+      x,
+      statusReport(
+        x,
+        names,
+        {},
+        Object.fromEntries(names.filter((o) => o !== x).map((o) => [o, { pq: statusPq(x, o) }])),
+      ),
+    ),
+  );
 }
 
 /**

@@ -15,10 +15,14 @@
  *      never sent classical-only) while n1 ↔ n2 keeps working;
  *   5. n3 then publishes a malformed ML-KEM key: n1 skips it with a reason (log line, metric).
  *
+ * `sealctl audit` with a policy requiring the post-quantum secret reads compliant while every
+ * pair has one (and the signed report verifies), and non-compliant, naming the pair and the end
+ * that lacks it, once n3's key is malformed.
+ *
  * Numbers go to stderr (PQ lines) for the report.
  */
 import { jest } from '@jest/globals';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { join } from 'node:path';
 import { NsCluster } from '../harness/cluster.js';
@@ -61,9 +65,37 @@ async function pairPsks(c: NsCluster, nodes: readonly string[]): Promise<{ pair:
   return out;
 }
 
+/** What `sealctl audit --json` prints (the fields this file reads). */
+interface AuditJson {
+  verdict: string;
+  complete: boolean;
+  pairs: { a: string; b: string; compliant: boolean; postQuantum?: boolean; violations: string[] }[];
+  violations: { code: string; subject: string; message: string }[];
+  postQuantum?: { confirmedPairs: number; unconfirmedPairs: number };
+}
+
 describe('post-quantum pair secret, required mode, 3 nodes', () => {
   let c: NsCluster;
   const t0 = Date.now();
+  let auditN = 0;
+  const sealctl = async (args: readonly string[]): Promise<Awaited<ReturnType<typeof run>>> =>
+    run(
+      [process.execPath, join(repoRoot(), 'bin', 'sealctl.js'), '--store', 'file', '--store-dir', c.storeDir, ...args],
+      {
+        check: false,
+        timeoutMs: 60_000,
+      },
+    );
+  /** `sealctl audit --json` with a policy requiring the post-quantum secret. */
+  async function pqAudit(): Promise<{ code: number | undefined; json: AuditJson; out: string; signer: string }> {
+    const work = await c.workDir('pq-audit');
+    const policy = join(work, 'policy.json');
+    await writeFile(policy, '{"version":1,"name":"pq-e2e","requirePostQuantum":true}');
+    const out = join(work, `audit-${++auditN}`);
+    const signer = join(work, 'signer', 'signing.key');
+    const r = await sealctl(['audit', '--json', '--policy', policy, '--out', out, '--signing-key', signer]);
+    return { code: r.code, json: JSON.parse(r.stdout) as AuditJson, out, signer };
+  }
   beforeAll(async () => {
     c = await NsCluster.create({
       nodes: 3,
@@ -141,6 +173,28 @@ describe('post-quantum pair secret, required mode, 3 nodes', () => {
       ['n1-n3', 'hybrid ML-KEM-768', 'hybrid ML-KEM-768'],
       ['n2-n3', 'hybrid ML-KEM-768', 'hybrid ML-KEM-768'],
     ]);
+  });
+
+  it('sealctl audit with a policy requiring the post-quantum secret reads compliant, and the signed report verifies', async () => {
+    const a = await pqAudit();
+    report(`sealctl audit (requirePostQuantum): ${a.json.verdict}, ${JSON.stringify(a.json.postQuantum)}`);
+    // The post-quantum evidence first, then the verdict (which also needs every pair encrypted).
+    expect(a.json.pairs.map((p) => [`${p.a}-${p.b}`, p.postQuantum])).toEqual([
+      ['n1-n2', true],
+      ['n1-n3', true],
+      ['n2-n3', true],
+    ]);
+    expect(a.json.postQuantum).toEqual({ confirmedPairs: 3, unconfirmedPairs: 0 });
+    expect(a.json.violations.filter((v) => v.code === 'post-quantum-missing')).toEqual([]);
+    const v = await sealctl([
+      'audit',
+      'verify',
+      join(a.out, 'report.json'),
+      '--public-key',
+      a.signer.replace(/\.key$/, '.pub'),
+    ]);
+    expect([v.code, v.stdout]).toEqual([0, expect.stringContaining('VALID')]);
+    expect([a.code, a.json.verdict, a.json.complete, a.json.violations]).toEqual([0, 'compliant', true, []]);
   });
 
   it('renews under a numbered UDP stream and a TCP stream: 0 datagrams lost, 0 connections broken', async () => {
@@ -224,5 +278,22 @@ describe('post-quantum pair secret, required mode, 3 nodes', () => {
     report(`n1 logged: ${(JSON.parse(line!) as { reason: string }).reason}`);
     expect(c.agentStatus('n1').running).toBe(true);
     expect((await c.ping('n1p1', 'n2p1', { count: 2, waitS: 1 })).received).toBeGreaterThan(0);
+
+    // The audit: n1 ↔ n3 has no secret on n1's end (n3's key is malformed; n3's agent is gone
+    // too), n1 ↔ n2 still has one on both ends.
+    const a = await pqAudit();
+    const missing = a.json.violations.filter((v) => v.code === 'post-quantum-missing');
+    report(`sealctl audit after n3's key went bad: ${a.json.verdict}; ${missing.map((v) => v.message).join(' | ')}`);
+    expect([a.code, a.json.verdict]).toEqual([1, 'non-compliant']);
+    expect(a.json.pairs.map((p) => [`${p.a}-${p.b}`, p.postQuantum])).toEqual([
+      ['n1-n2', true],
+      ['n1-n3', false],
+      ['n2-n3', false],
+    ]);
+    expect(missing.map((v) => v.subject)).toEqual(['n1~n3', 'n2~n3']);
+    expect(missing[0]?.message).toMatch(
+      /^no confirmed post-quantum secret on both ends of n1 ↔ n3: neither n1 nor n3 confirms one \(n1 reports protection none with n3: "the peer publishes no usable ML-KEM encapsulation key: .*modulus check.*"; n3 gave no usable status \(.*\)\); policy pq-e2e requires one$/,
+    );
+    expect(a.json.pairs[0]?.compliant).toBe(true);
   });
 });

@@ -80,8 +80,22 @@ describe('audit policy', () => {
       'requireFailClosed must be true or false, got "yes"',
     ],
     ['an empty name', '{"version":1,"name":""}', 'name must be a non-empty string'],
+    [
+      'a string as requirePostQuantum',
+      '{"version":1,"requirePostQuantum":"required"}',
+      'requirePostQuantum must be true or false, got "required"',
+    ],
   ])('rejects %s, naming the field', (_label, text, message) => {
     expect(rejection(text)).toContain(message);
+  });
+
+  it('reads requirePostQuantum, false unless a policy sets it (existing policies keep their meaning)', () => {
+    expect(parsePolicy('{"version":1}', 'p.json').requirePostQuantum).toBe(false);
+    expect(parsePolicy('{"version":1,"profile":"fips"}', 'p.json').requirePostQuantum).toBe(false);
+    expect(parsePolicy('{"version":1,"requirePostQuantum":true}', 'p.json')).toEqual({
+      ...profile('default'),
+      requirePostQuantum: true,
+    });
   });
 
   it('parses and formats durations', () => {

@@ -24,6 +24,11 @@ export interface AuditPolicy {
   readonly requireProbe: boolean;
   /** Status evidence older than this counts as missing. */
   readonly maxStatusAgeSeconds: number;
+  /**
+   * Every node pair must be protected by a confirmed post-quantum (ML-KEM-768) pair secret, as
+   * both ends report it (issue 19; WireGuard with `postQuantum` preferred or required).
+   */
+  readonly requirePostQuantum: boolean;
 }
 
 /** Built-in profiles. */
@@ -39,6 +44,7 @@ export const PROFILES = {
     requireAllPairsEncrypted: true,
     requireProbe: false,
     maxStatusAgeSeconds: 15 * 60,
+    requirePostQuantum: false,
   },
   fips: {
     name: 'fips',
@@ -51,6 +57,7 @@ export const PROFILES = {
     requireAllPairsEncrypted: true,
     requireProbe: false,
     maxStatusAgeSeconds: 15 * 60,
+    requirePostQuantum: false,
   },
 } as const satisfies Record<string, AuditPolicy>;
 
@@ -72,6 +79,7 @@ const FIELDS = [
   'requireAllPairsEncrypted',
   'requireProbe',
   'maxStatusAge',
+  'requirePostQuantum',
 ];
 const UNITS: Readonly<Record<string, number>> = { s: 1, m: 60, h: 3600, d: 86400 };
 const MAX_DURATION = 3650 * 86400;
@@ -176,6 +184,7 @@ export function validatePolicy(doc: unknown, source: string): AuditPolicy {
     requireAllPairsEncrypted: bool('requireAllPairsEncrypted') ?? base.requireAllPairsEncrypted,
     requireProbe: bool('requireProbe') ?? base.requireProbe,
     maxStatusAgeSeconds: duration('maxStatusAge') ?? base.maxStatusAgeSeconds,
+    requirePostQuantum: bool('requirePostQuantum') ?? base.requirePostQuantum,
   };
 }
 

@@ -5,6 +5,7 @@
 import { formatDuration } from './policy.js';
 import { escapeMarkdown } from '../../common/text.js';
 import type { AuditReport } from './report.js';
+import type { AuditPqEnd } from './pq.js';
 
 function cell(v: string | number | boolean | undefined): string {
   if (v === undefined) return '–';
@@ -35,6 +36,28 @@ export function bytes(n: number | undefined): string {
   return String(n);
 }
 
+function pqEnd(e: AuditPqEnd): string {
+  if (e.confirmed)
+    return cell(
+      `${e.node}: ${e.protection ?? '–'}, ${e.phase ?? '–'}, ${e.role ?? '–'}, secret ${age(e.secretAgeSeconds)} old (${e.lastRenewal ?? '–'})`,
+    );
+  return `${cell(e.node)}: **not confirmed**: ${cell(e.problem)}`;
+}
+
+/** The post-quantum section, only in reports that carry the evidence (older pages render as they did). */
+function renderPq(r: AuditReport, L: string[]): void {
+  if (!r.pairs.some((p) => p.postQuantum !== undefined)) return;
+  L.push('', '## Post-quantum pair secret', '');
+  L.push('| pair | confirmed (both ends) | a | b |');
+  L.push('| --- | --- | --- | --- |');
+  for (const p of r.pairs) {
+    const q = p.postQuantum;
+    if (q === undefined) continue;
+    const both = q.confirmed ? 'yes' : `**no**${q.problems.length > 0 ? ` (${cell(q.problems.join('; '))})` : ''}`;
+    L.push(`| ${cell(`${p.a} ↔ ${p.b}`)} | ${both} | ${pqEnd(q.a)} | ${pqEnd(q.b)} |`);
+  }
+}
+
 /** Renders the Markdown page. */
 export function renderMarkdown(r: AuditReport): string {
   const L: string[] = [];
@@ -50,9 +73,13 @@ export function renderMarkdown(r: AuditReport): string {
   L.push(
     `- **Pairs:** ${r.summary.compliantPairs} compliant, ${r.summary.nonCompliantPairs} not compliant; ${r.summary.violations} violations`,
   );
+  if (r.summary.postQuantumPairs !== undefined)
+    L.push(
+      `- **Post-quantum:** ${r.summary.postQuantumPairs} pairs protected by a confirmed ML-KEM-768 secret (both ends agree), ${cell(r.summary.nonPostQuantumPairs)} not`,
+    );
   L.push(`- **Policy:** ${cell(r.policy.name)} — ${cell(r.policy.description)}`);
   L.push(
-    `  allowed algorithms: ${r.policy.allowedAlgorithms.join(', ')}; maximum key age ${formatDuration(r.policy.maxKeyAgeSeconds)}; fail-closed ${r.policy.requireFailClosed ? 'required' : 'not required'}; node-to-node encryption ${r.policy.requireNodeToNodeEncryption ? 'required' : 'not required'}; every pair encrypted ${r.policy.requireAllPairsEncrypted ? 'required' : 'not required'}; active probe ${r.policy.requireProbe ? 'required' : 'not required'}; status at most ${formatDuration(r.policy.maxStatusAgeSeconds)} old`,
+    `  allowed algorithms: ${r.policy.allowedAlgorithms.join(', ')}; maximum key age ${formatDuration(r.policy.maxKeyAgeSeconds)}; fail-closed ${r.policy.requireFailClosed ? 'required' : 'not required'}; node-to-node encryption ${r.policy.requireNodeToNodeEncryption ? 'required' : 'not required'}; every pair encrypted ${r.policy.requireAllPairsEncrypted ? 'required' : 'not required'}; active probe ${r.policy.requireProbe ? 'required' : 'not required'}; status at most ${formatDuration(r.policy.maxStatusAgeSeconds)} old${r.policy.requirePostQuantum === undefined ? '' : `; post-quantum pair secret ${r.policy.requirePostQuantum ? 'required' : 'not required'}`}`,
   );
   L.push(
     `- **Evidence:** ${cell(r.evidence.status)}; the oldest report was ${age(r.evidence.maxCounterAgeSeconds)} old`,
@@ -77,6 +104,7 @@ export function renderMarkdown(r: AuditReport): string {
       `| ${cell(`${p.a} ↔ ${p.b}`)} | ${p.state}${p.partial ? ' (partial)' : ''} | ${p.compliant ? 'yes' : '**no**'} | ${cell(p.mode)} / ${cell(p.algorithm)} | ${cell(p.keys.a)} / ${cell(p.keys.b)} | ${age(p.keyAgeSeconds.a)} / ${age(p.keyAgeSeconds.b)} | ${age(p.handshakeAgeSeconds.ab)} / ${age(p.handshakeAgeSeconds.ba)} | ${bytes(p.bytes.a.rx)}/${bytes(p.bytes.a.tx)} · ${bytes(p.bytes.b.rx)}/${bytes(p.bytes.b.tx)} | ${cell(probe)} | ${cell(p.violations.map((v) => `${v.code}: ${v.message}`).join('; ') || '–')} |`,
     );
   }
+  renderPq(r, L);
   L.push('', '## Nodes', '');
   L.push(
     '| node | status | algorithm | key | key age | fail-closed | node-to-node | fail-open packets | BPF drops | violations |',

@@ -8,6 +8,7 @@ import type { ClusterStatus, NodeView, PairRow } from '../status/join.js';
 import type { ReportSignature } from './sign.js';
 import { formatDuration, type AuditPolicy } from './policy.js';
 import type { ProbeOutcome, ProbeResult } from './probe.js';
+import { anyPq, carriesPq, pairPq, pqCounts, pqShortfall, type AuditPairPq } from './pq.js';
 
 /** What a violation is about. */
 export type ViolationCode =
@@ -26,6 +27,7 @@ export type ViolationCode =
   | 'probe-failed'
   | 'probe-plaintext'
   | 'probe-missing'
+  | 'post-quantum-missing'
   | 'no-pairs';
 
 /** Codes that mean evidence is missing (the report is partial), not that a rule was broken. */
@@ -87,6 +89,12 @@ export interface AuditPair {
     readonly b: { readonly rx?: number | undefined; readonly tx?: number | undefined };
   };
   readonly probe: ProbeResult | { readonly ran: false; readonly note: string };
+  /**
+   * Post-quantum evidence from both ends (tunnels/audit/pq.ts). Present in every pair when any
+   * end in scope reports the exchange or the policy requires it; absent otherwise (and in reports
+   * made before issue 19).
+   */
+  readonly postQuantum?: AuditPairPq | undefined;
   readonly notes: readonly string[];
   /** Everything that makes this pair non-compliant, its nodes' violations included. */
   readonly violations: readonly Violation[];
@@ -113,6 +121,10 @@ export interface AuditReportBody {
     readonly compliantPairs: number;
     readonly nonCompliantPairs: number;
     readonly violations: number;
+    /** Pairs a confirmed post-quantum secret protected, by both ends' reports (present with `pairs[].postQuantum`). */
+    readonly postQuantumPairs?: number | undefined;
+    /** Pairs without one. */
+    readonly nonPostQuantumPairs?: number | undefined;
   };
   readonly evidence: {
     readonly status: string;
@@ -280,6 +292,9 @@ function sortViolations(v: readonly Violation[]): Violation[] {
 export function evaluate(input: EvaluateInput): AuditReportBody {
   const { status, policy } = input;
   const byNode = new Map(status.nodes.map((v) => [v.name, nodeViolations(v, policy)]));
+  const views = new Map(status.nodes.map((v) => [v.name, v]));
+  // Reports of clusters without the exchange stay as they were unless the policy asks for it.
+  const withPq = policy.requirePostQuantum || anyPq(status.pairs);
   const pairs: AuditPair[] = status.pairs.map((pair) => {
     const subject = `${pair.a}~${pair.b}`;
     const own: Violation[] = [];
@@ -301,6 +316,13 @@ export function evaluate(input: EvaluateInput): AuditReportBody {
           });
       }
     }
+    const pq = withPq ? pairPq(pair, views) : undefined;
+    if (policy.requirePostQuantum && pq !== undefined && !pq.confirmed)
+      own.push({
+        code: 'post-quantum-missing',
+        subject,
+        message: `${pqShortfall(pair, pq)}; policy ${policy.name} requires one`,
+      });
     const probe = probeViolations(pair, input);
     const violations = sortViolations([
       ...own,
@@ -322,6 +344,7 @@ export function evaluate(input: EvaluateInput): AuditReportBody {
       handshakeAgeSeconds: { ab: sa.handshakeAgeSeconds, ba: sb.handshakeAgeSeconds },
       bytes: { a: { rx: sa.rx, tx: sa.tx }, b: { rx: sb.rx, tx: sb.tx } },
       probe: probe.probe,
+      ...(pq === undefined ? {} : { postQuantum: pq }),
       notes: pair.notes,
       violations,
     };
@@ -363,6 +386,7 @@ export function evaluate(input: EvaluateInput): AuditReportBody {
       compliantPairs: pairs.filter((p) => p.compliant).length,
       nonCompliantPairs: pairs.filter((p) => !p.compliant).length,
       violations: violations.length,
+      ...(withPq ? pqCounts(pairs) : {}),
     },
     evidence: {
       status: `each agent's own report (${'sealnet.io/status'} on its Node), joined from both ends of every pair; counters and handshake times are as of each report's time`,
@@ -414,6 +438,7 @@ export function expectedVerdict(r: AuditReportBody): {
       compliantPairs: r.pairs.filter((p) => p.compliant).length,
       nonCompliantPairs: r.pairs.filter((p) => !p.compliant).length,
       violations: r.violations.length,
+      ...(carriesPq(r) || r.pairs.some((p) => p.postQuantum !== undefined) ? pqCounts(r.pairs) : {}),
     },
   };
 }

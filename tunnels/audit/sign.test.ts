@@ -2,12 +2,20 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport, reportsOf } from '../../test/status-fixtures.js';
+import {
+  healthyStatusNodes,
+  pqStatusNodes,
+  STATUS_NOW,
+  statusNode,
+  statusPq,
+  statusReport,
+  reportsOf,
+} from '../../test/status-fixtures.js';
 import { joinStatus } from '../status/join.js';
 import { canonicalJson, prettyCanonical } from './canonical.js';
-import { profile } from './policy.js';
+import { parsePolicy, profile, type AuditPolicy } from './policy.js';
 import { renderMarkdown } from './render.js';
-import { evaluate, type AuditReport, type AuditReportBody } from './report.js';
+import { evaluate, expectedVerdict, type AuditReport, type AuditReportBody } from './report.js';
 import {
   checkSignature,
   loadOrCreateSigningKey,
@@ -32,10 +40,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-function body(nodes = healthyStatusNodes()): AuditReportBody {
+function body(nodes = healthyStatusNodes(), policy: AuditPolicy = profile('default')): AuditReportBody {
   return evaluate({
     status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes) }),
-    policy: profile('default'),
+    policy,
     now: STATUS_NOW,
     store: 'file',
     toolVersion: '0.1.0',
@@ -201,5 +209,111 @@ describe('signed reports', () => {
       ),
     ).toBe(false);
     expect(await readFile(join(dir, 'audit', 'signing.key'), 'utf8')).not.toContain(signature.publicKey);
+  });
+});
+
+describe('signed reports with post-quantum evidence', () => {
+  const requirePq = (): AuditPolicy => parsePolicy('{"version":1,"requirePostQuantum":true}', 'p.json');
+  /** n3 runs `preferred` without n1's ML-KEM key: the pair is encrypted, classical only. */
+  function pqBody(): AuditReportBody {
+    const nodes = pqStatusNodes();
+    const peers = Object.fromEntries(
+      ['n1', 'n2'].map((o) => [
+        o,
+        {
+          pq:
+            o === 'n1'
+              ? statusPq('n3', o, {
+                  protection: 'classical',
+                  phase: 'idle',
+                  secretAgeSeconds: undefined,
+                  lastRenewal: undefined,
+                  reason: 'the peer publishes no usable ML-KEM encapsulation key',
+                })
+              : statusPq('n3', o),
+        },
+      ]),
+    );
+    nodes[2] = statusNode('n3', statusReport('n3', ['n1', 'n2', 'n3'], {}, peers));
+    return body(nodes, requirePq());
+  }
+
+  it('a report with the new fields verifies, page included; the page shows them', async () => {
+    const b = pqBody();
+    expect([b.verdict, b.summary.postQuantumPairs, b.summary.nonPostQuantumPairs]).toEqual(['non-compliant', 2, 1]);
+    expect(b.violations.map((v) => `${v.code}@${v.subject}`)).toEqual(['post-quantum-missing@n1~n3']);
+    const s = await signed(b);
+    const r = await verifyReport(s.file, { publicKey: key.publicKey, markdown: s.page });
+    expect([r.ok, r.problems]).toEqual([true, []]);
+    const page = new TextDecoder().decode(s.page);
+    expect(page).toContain(
+      '- **Post-quantum:** 2 pairs protected by a confirmed ML-KEM-768 secret (both ends agree), 1 not',
+    );
+    expect(page).toContain('post-quantum pair secret required');
+    expect(page).toContain('| n1 ↔ n3 | **no** | n1: ');
+    expect(page).toContain('n3: **not confirmed**: n3 reports protection classical with n1');
+  });
+
+  it('fails when a post-quantum field of the signed file is changed', async () => {
+    const s = await signed(pqBody());
+    const text = new TextDecoder().decode(s.file);
+    for (const [from, to] of [
+      ['"protection": "classical"', '"protection": "hybrid"'],
+      ['"postQuantumPairs": 2', '"postQuantumPairs": 3'],
+      ['"requirePostQuantum": true', '"requirePostQuantum": false'],
+      ['"secretAgeSeconds": 120', '"secretAgeSeconds": 121'],
+    ] as const) {
+      expect(text).toContain(from);
+      const r = await verifyReport(new TextEncoder().encode(text.replace(from, to)), { publicKey: key.publicKey });
+      expect([from, r.ok, r.problems[0]]).toEqual([
+        from,
+        false,
+        'the Ed25519 signature does not match the report content',
+      ]);
+    }
+  });
+
+  it('a signed post-quantum claim that does not follow from its two ends, or a dropped pq violation, fails', async () => {
+    const real = pqBody();
+    const flipped = {
+      ...real,
+      pairs: real.pairs.map((p) =>
+        p.postQuantum !== undefined && !p.postQuantum.confirmed
+          ? { ...p, postQuantum: { ...p.postQuantum, confirmed: true } }
+          : p,
+      ),
+    };
+    const lie1 = await signReport({ ...flipped, summary: expectedVerdict(flipped).summary }, key);
+    expect(
+      (await verifyReport(new TextEncoder().encode(prettyCanonical(lie1)), { publicKey: key.publicKey })).problems,
+    ).toEqual(['pair n1 ↔ n3 is marked post-quantum confirmed against its two ends']);
+    // The signer drops the violation and recomputes verdict and summary: still caught.
+    const dropped = {
+      ...real,
+      violations: [],
+      pairs: real.pairs.map((p) => ({ ...p, violations: [], compliant: true })),
+    };
+    const lie2 = await signReport({ ...dropped, ...expectedVerdict(dropped) }, key);
+    expect(
+      (await verifyReport(new TextEncoder().encode(prettyCanonical(lie2)), { publicKey: key.publicKey })).problems,
+    ).toEqual(['pair n1 ↔ n3 has no confirmed post-quantum secret but no post-quantum-missing violation']);
+    // Evidence stripped from one pair while the summary still counts it.
+    const stripped = { ...real, pairs: real.pairs.map((p, i) => (i === 0 ? { ...p, postQuantum: undefined } : p)) };
+    const lie3 = await signReport(stripped, key);
+    expect(
+      (await verifyReport(new TextEncoder().encode(prettyCanonical(lie3)), { publicKey: key.publicKey })).problems,
+    ).toEqual([
+      "the verdict or summary does not follow from the report's pairs and violations (want non-compliant, complete true)",
+      'pair n1 ↔ n2 carries no post-quantum evidence',
+    ]);
+  });
+
+  it('a report from before issue 19 (no requirePostQuantum, no evidence) still verifies and renders as it did', async () => {
+    const { requirePostQuantum: _gone, ...oldPolicy } = profile('default');
+    const old = { ...body(), policy: oldPolicy as AuditPolicy };
+    const s = await signed(old);
+    const r = await verifyReport(s.file, { publicKey: key.publicKey, markdown: s.page });
+    expect([r.ok, r.problems]).toEqual([true, []]);
+    expect(new TextDecoder().decode(s.page)).not.toMatch(/post-quantum/i);
   });
 });

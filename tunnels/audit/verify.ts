@@ -9,9 +9,10 @@ import { readFile } from 'node:fs/promises';
 import { timingSafeEqual } from 'node:crypto';
 import { prettyCanonical } from './canonical.js';
 import { renderMarkdown } from './render.js';
-import { expectedVerdict, type AuditReport, type AuditReportBody } from './report.js';
+import { expectedVerdict, type AuditPair, type AuditReport, type AuditReportBody } from './report.js';
 import { checkSignature, parseB64, type ReportSignature } from './sign.js';
 import { isObject } from '../../common/json.js';
+import { carriesPq } from './pq.js';
 
 /** Outcome of a verification. */
 export interface VerifyResult {
@@ -146,6 +147,7 @@ export async function verifyReport(
       problems.push(
         `pair ${p.a} ↔ ${p.b} is marked ${p.compliant ? 'compliant' : 'not compliant'} against its ${p.violations.length} violations`,
       );
+    problems.push(...pqProblems(report, p));
   }
   if (opts.markdown !== undefined) {
     if (Buffer.compare(Buffer.from(opts.markdown), Buffer.from(renderMarkdown(report))) !== 0)
@@ -169,7 +171,41 @@ function prettyOrder(s: AuditReportBody['summary']): AuditReportBody['summary'] 
     compliantPairs: s.compliantPairs,
     nonCompliantPairs: s.nonCompliantPairs,
     violations: s.violations,
+    ...(s.postQuantumPairs === undefined && s.nonPostQuantumPairs === undefined
+      ? {}
+      : { postQuantumPairs: s.postQuantumPairs, nonPostQuantumPairs: s.nonPostQuantumPairs }),
   };
+}
+
+/**
+ * A pair's post-quantum evidence must be consistent with itself and the policy: confirmed only
+ * with both ends confirmed, and not confirmed under a policy requiring it only with a violation.
+ */
+function pqProblems(r: AuditReportBody, p: AuditPair): string[] {
+  const pq = p.postQuantum as unknown;
+  const pairName = `pair ${p.a} ↔ ${p.b}`;
+  if (pq === undefined) return carriesPq(r) ? [`${pairName} carries no post-quantum evidence`] : [];
+  if (
+    !isObject(pq) ||
+    typeof pq.confirmed !== 'boolean' ||
+    !isObject(pq.a) ||
+    !isObject(pq.b) ||
+    typeof pq.a.confirmed !== 'boolean' ||
+    typeof pq.b.confirmed !== 'boolean' ||
+    !Array.isArray(pq.problems)
+  )
+    return [`${pairName} has malformed post-quantum evidence`];
+  const out: string[] = [];
+  if (pq.confirmed !== (pq.a.confirmed && pq.b.confirmed && pq.problems.length === 0))
+    out.push(`${pairName} is marked post-quantum ${pq.confirmed ? 'confirmed' : 'unconfirmed'} against its two ends`);
+  if (
+    isObject(r.policy) &&
+    r.policy.requirePostQuantum === true &&
+    !pq.confirmed &&
+    !(p.violations as readonly unknown[]).some((v) => isObject(v) && v.code === 'post-quantum-missing')
+  )
+    out.push(`${pairName} has no confirmed post-quantum secret but no post-quantum-missing violation`);
+  return out;
 }
 
 /** Reads and verifies a report file (and `page`, the Markdown file, when it exists). */

@@ -36,6 +36,8 @@ import { keyFingerprint, loadOrCreateSigningKey, parseB64, readPublicKeyFile, si
 import { isObject } from '../../common/json.js';
 import { verifyReportFile } from '../audit/verify.js';
 import { parseFlags } from '../../common/args.js';
+import { escapeText } from '../../common/text.js';
+import { pqShortfall } from '../audit/pq.js';
 
 /** Parsed `audit` arguments. */
 export interface AuditArgs {
@@ -256,8 +258,17 @@ export async function runAudit(opts: {
           state: p.state,
           compliant: p.compliant,
           partial: p.partial,
+          ...(p.postQuantum === undefined ? {} : { postQuantum: p.postQuantum.confirmed }),
           violations: p.violations.map((v) => v.code),
         })),
+        ...(report.summary.postQuantumPairs === undefined
+          ? {}
+          : {
+              postQuantum: {
+                confirmedPairs: report.summary.postQuantumPairs,
+                unconfirmedPairs: report.summary.nonPostQuantumPairs,
+              },
+            }),
         violations: report.violations,
         storeProblems: problems,
       })}\n`,
@@ -271,8 +282,17 @@ export async function runAudit(opts: {
       write(
         `  ${p.a} ↔ ${p.b}: ${p.compliant ? 'compliant' : `NOT compliant (${p.state}${p.partial ? ', partial' : ''})`}\n`,
       );
-      for (const x of p.violations) write(`      ${x.code} [${x.subject}]: ${x.message}\n`);
+      const q = p.postQuantum;
+      if (q !== undefined)
+        write(
+          `      post-quantum: ${q.confirmed ? 'confirmed by both ends' : `not confirmed (${escapeText(pqShortfall(p, q))})`}\n`,
+        );
+      for (const x of p.violations) write(`      ${x.code} [${x.subject}]: ${escapeText(x.message)}\n`);
     }
+    if (report.summary.postQuantumPairs !== undefined)
+      write(
+        `post-quantum: ${report.summary.postQuantumPairs} of ${report.summary.pairs} pairs protected by a confirmed secret on both ends\n`,
+      );
     for (const x of report.violations.filter((x) => x.subject === 'cluster')) write(`  ${x.code}: ${x.message}\n`);
     write(`active probe: ${report.evidence.probe.note}\n`);
     write(
