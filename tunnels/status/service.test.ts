@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { mkdtemp, mkdir, rm, stat, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,6 +145,29 @@ describe('StatusService publication', () => {
     await s.publishIfDue();
     expect(published()).toBe(2);
     expect(summary().counts).toEqual({ encrypted: 0, pending: 4, dropping: 0, misconfigured: 0 });
+  });
+
+  it('while settling, checks wait at least 20 times what the last check took (a 5,000-peer report must not hold the agent busy)', async () => {
+    const { desired, clock, s, state, published, wg, linkUp, programPeers } = setup();
+    await linkUp();
+    expect(s.nextCheckDelayMs()).toBe(100); // nothing published yet
+    state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
+    await s.publishIfDue();
+    expect(published()).toBe(1);
+    expect(s.nextCheckDelayMs()).toBe(250); // settling, a cheap check
+    programPeers();
+    await new Promise((r) => setTimeout(r, 1100)); // observation cache
+    // A check whose kernel read takes 100 ms (the fake clock moves while `wg show` runs).
+    const show = wg.show.bind(wg);
+    jest.spyOn(wg, 'show').mockImplementation(async (name) => {
+      clock.t += 100;
+      return show(name);
+    });
+    await s.publishIfDue();
+    expect(published()).toBe(2); // still settling: published at once
+    expect(s.nextCheckDelayMs()).toBe(2000);
+    clock.t += STARTUP_WINDOW_MS; // settled by the window: the rate limit's interval
+    expect(s.nextCheckDelayMs()).toBe(5000);
   });
 
   it('start(): the first summary follows the first converged pass within a tick, not after minIntervalSeconds', async () => {

@@ -92,8 +92,16 @@ export const STATUS_SOCKET_FILE = 'status.sock';
 
 /** How often publication is checked until the first summary is out. */
 const FIRST_CHECK_MS = 100;
-/** How often it is checked after that while the agent settles. */
+/** How often it is checked after that while the agent settles (at least; see below). */
 const SETTLING_CHECK_MS = 250;
+/**
+ * While settling, a check builds the whole report (every peer: `wg show`, steering, the
+ * planner's view), O(N). The wait after a check is at least this many times what the check took,
+ * so the fast lane costs at most ~1/(1+factor) of the agent's time. With a fixed 250 ms, the
+ * scale bench's agent at 5,000 peers (which never settle there: no handshakes) used 46 % of a
+ * core through the minute after its start; a 3-node cluster still checks every 250 ms.
+ */
+const SETTLING_COST_FACTOR = 20;
 /**
  * How long after its first summary an agent publishes every change at once unless it settled
  * before (a peer that never answers must not keep it in the fast lane for good).
@@ -113,6 +121,8 @@ export class StatusService {
   private lastPublishMs = 0;
   private firstPublishMs: number | undefined;
   private settled = false;
+  /** Wall time of the last check that built a report (ms). */
+  private lastCheckMs = 0;
   private publishing: Promise<void> | undefined;
   private stopped = false;
 
@@ -232,12 +242,7 @@ export class StatusService {
   start(): void {
     if (!this.d.config.status.publish || this.timer !== undefined) return;
     const tick = (): void => {
-      const ms =
-        this.lastChangeKey === undefined
-          ? FIRST_CHECK_MS
-          : this.settling()
-            ? SETTLING_CHECK_MS
-            : this.d.config.status.minIntervalSeconds * 1000;
+      const ms = this.nextCheckDelayMs();
       this.timer = setTimeout(() => {
         void this.publishIfDue().finally(() => {
           if (!this.stopped) tick();
@@ -247,6 +252,17 @@ export class StatusService {
     };
     void this.publishIfDue();
     tick();
+  }
+
+  /**
+   * The wait before the next publication check: {@link FIRST_CHECK_MS} until the first summary
+   * is out; while settling {@link SETTLING_CHECK_MS}, or {@link SETTLING_COST_FACTOR} times what
+   * the last check took if that is longer; then `minIntervalSeconds`.
+   */
+  nextCheckDelayMs(): number {
+    if (this.lastChangeKey === undefined) return FIRST_CHECK_MS;
+    if (this.settling()) return Math.max(SETTLING_CHECK_MS, SETTLING_COST_FACTOR * this.lastCheckMs);
+    return this.d.config.status.minIntervalSeconds * 1000;
   }
 
   /** Stops the loop and publishes a last summary saying the agent stopped (bounded wait). */
@@ -281,7 +297,9 @@ export class StatusService {
       const since = this.now().getTime() - this.lastPublishMs;
       if (this.lastChangeKey !== undefined && !this.settling() && since < config.status.minIntervalSeconds * 1000)
         return;
+      const started = this.now().getTime();
       const report = await this.report('running');
+      this.lastCheckMs = Math.max(0, this.now().getTime() - started);
       if (summaryChangeKey(summarize(report)) === this.lastChangeKey) return;
       await this.publish(report).catch(() => undefined);
     })().finally(() => {
