@@ -82,7 +82,7 @@ describe('sealctl audit with requirePostQuantum', () => {
     fetch: async (node) => reportsOf(cluster()).get(node) ?? { ok: false, reason: 'no such node' },
   };
 
-  async function run(json: boolean, out: string): Promise<{ code: number; text: string }> {
+  async function auditPq(json: boolean, out: string): Promise<{ code: number; text: string }> {
     const policy = join(dir, 'policy.json');
     await writeFile(policy, '{"version":1,"name":"pq-only","requirePostQuantum":true}');
     let text = '';
@@ -99,7 +99,7 @@ describe('sealctl audit with requirePostQuantum', () => {
   }
 
   it('names each pair without a confirmed secret on both ends, the end that lacks it, and counts them', async () => {
-    const { code, text } = await run(false, 'text');
+    const { code, text } = await auditPq(false, 'text');
     expect(code).toBe(1);
     expect(text).toContain('audit: NON-COMPLIANT — policy pq-only; 3 nodes, 3 pairs\n');
     expect(text).toContain('  n1 ↔ n2: compliant\n      post-quantum: confirmed by both ends\n');
@@ -110,7 +110,7 @@ describe('sealctl audit with requirePostQuantum', () => {
   });
 
   it('--json carries the per-pair flag and the counts; the signed report verifies and a changed pq field does not', async () => {
-    const { code, text } = await run(true, 'json');
+    const { code, text } = await auditPq(true, 'json');
     expect(code).toBe(1);
     const j = JSON.parse(text) as {
       pairs: { a: string; b: string; postQuantum: boolean; violations: string[] }[];
