@@ -8,7 +8,10 @@ import { ANNOTATIONS } from '../common/constants.js';
 import type { RawNode } from '../tunnels/ports/model.js';
 import type { NodeStatusReport, PeerPq, PeerStatus } from '../tunnels/status/report.js';
 import { pqInitiator } from '../keymgr/pq/kdf.js';
-import type { FetchedReport } from '../tunnels/status/join.js';
+import { joinStatus, type FetchedReport } from '../tunnels/status/join.js';
+import { profile, type AuditPolicy } from '../tunnels/audit/policy.js';
+import type { ProbeOutcome } from '../tunnels/audit/probe.js';
+import { evaluate, type AuditReportBody } from '../tunnels/audit/report.js';
 import { fixtureKey, sealnetAnnotations } from './fixtures.js';
 
 /** The clock of every fixture. */
@@ -143,4 +146,24 @@ export function reportsOf(nodes: readonly RawNode[]): Map<string, FetchedReport>
       ];
     }),
   );
+}
+
+/**
+ * The audit of fixture nodes as `sealctl audit` evaluates it: their reports joined at
+ * {@link STATUS_NOW} (`only`: the nodes in scope), the default profile unless `policy` is given,
+ * no probe unless `probe` is given.
+ */
+export function auditFixture(
+  nodes: readonly RawNode[],
+  opts: { policy?: AuditPolicy; probe?: ProbeOutcome; only?: string[] } = {},
+): AuditReportBody {
+  return evaluate({
+    status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes), only: opts.only }),
+    policy: opts.policy ?? profile('default'),
+    now: STATUS_NOW,
+    store: 'file',
+    toolVersion: '0.1.0',
+    probe: opts.probe,
+    onlyNodes: opts.only,
+  });
 }

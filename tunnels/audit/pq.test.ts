@@ -8,9 +8,9 @@ import { beforeAll, describe, expect, it } from '@jest/globals';
 import { sodiumReady } from '../../keymgr/keys.js';
 import { pqInitiator } from '../../keymgr/pq/kdf.js';
 import {
+  auditFixture,
   healthyStatusNodes,
   pqStatusNodes,
-  reportsOf,
   STATUS_NOW,
   statusNode,
   statusFp,
@@ -18,10 +18,9 @@ import {
   statusReport,
 } from '../../test/status-fixtures.js';
 import type { RawNode } from '../ports/model.js';
-import { joinStatus } from '../status/join.js';
 import type { PeerPq, PeerStatus } from '../status/report.js';
 import { parsePolicy, profile, type AuditPolicy } from './policy.js';
-import { evaluate, expectedVerdict, type AuditPair, type AuditReportBody } from './report.js';
+import { expectedVerdict, type AuditPair, type AuditReportBody } from './report.js';
 
 const NAMES = ['n1', 'n2', 'n3'];
 const REQUIRE = (): AuditPolicy => parsePolicy('{"version":1,"name":"pq","requirePostQuantum":true}', 'p.json');
@@ -31,14 +30,7 @@ beforeAll(async () => {
 });
 
 function audit(nodes: readonly RawNode[], policy: AuditPolicy = REQUIRE()): AuditReportBody {
-  return evaluate({
-    status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes) }),
-    policy,
-    now: STATUS_NOW,
-    store: 'file',
-    toolVersion: '0.1.0',
-    probe: undefined,
-  });
+  return auditFixture(nodes, { policy });
 }
 
 const pair = (r: AuditReportBody, a: string, b: string): AuditPair => r.pairs.find((p) => p.a === a && p.b === b)!;

@@ -1,8 +1,6 @@
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, STATUS_NOW, statusNode, statusReport, reportsOf } from '../../test/status-fixtures.js';
-import type { RawNode } from '../ports/model.js';
-import { joinStatus } from '../status/join.js';
-import { parsePolicy, profile, type AuditPolicy } from './policy.js';
+import { auditFixture, healthyStatusNodes, statusNode, statusReport } from '../../test/status-fixtures.js';
+import { parsePolicy, profile } from './policy.js';
 import type { ProbeOutcome, ProbeResult } from './probe.js';
 import { evaluate, expectedVerdict, type AuditReportBody } from './report.js';
 
@@ -12,20 +10,7 @@ beforeAll(async () => {
   await sodiumReady();
 });
 
-function audit(
-  nodes: readonly RawNode[],
-  opts: { policy?: AuditPolicy; probe?: ProbeOutcome; only?: string[] } = {},
-): AuditReportBody {
-  return evaluate({
-    status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes), only: opts.only }),
-    policy: opts.policy ?? profile('default'),
-    now: STATUS_NOW,
-    store: 'file',
-    toolVersion: '0.1.0',
-    probe: opts.probe,
-    onlyNodes: opts.only,
-  });
-}
+const audit = auditFixture;
 
 const codes = (r: AuditReportBody): string[] => [...new Set(r.violations.map((v) => `${v.code}@${v.subject}`))].sort();
 

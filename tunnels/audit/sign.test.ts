@@ -3,19 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
 import {
+  auditFixture,
   healthyStatusNodes,
   pqStatusNodes,
-  STATUS_NOW,
   statusNode,
   statusPq,
   statusReport,
-  reportsOf,
 } from '../../test/status-fixtures.js';
-import { joinStatus } from '../status/join.js';
 import { canonicalJson, prettyCanonical } from './canonical.js';
 import { parsePolicy, profile, type AuditPolicy } from './policy.js';
 import { renderMarkdown } from './render.js';
-import { evaluate, expectedVerdict, type AuditReport, type AuditReportBody } from './report.js';
+import { expectedVerdict, type AuditReport, type AuditReportBody } from './report.js';
 import {
   checkSignature,
   loadOrCreateSigningKey,
@@ -41,14 +39,7 @@ afterAll(async () => {
 });
 
 function body(nodes = healthyStatusNodes(), policy: AuditPolicy = profile('default')): AuditReportBody {
-  return evaluate({
-    status: joinStatus(nodes, { now: STATUS_NOW, reports: reportsOf(nodes) }),
-    policy,
-    now: STATUS_NOW,
-    store: 'file',
-    toolVersion: '0.1.0',
-    probe: undefined,
-  });
+  return auditFixture(nodes, { policy });
 }
 
 async function signed(b = body()): Promise<{ report: AuditReport; file: Uint8Array; page: Uint8Array }> {

@@ -7,11 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sodiumReady } from '../../keymgr/keys.js';
-import { healthyStatusNodes, reportsOf, STATUS_NOW } from '../../test/status-fixtures.js';
-import { joinStatus } from '../status/join.js';
+import { auditFixture, healthyStatusNodes } from '../../test/status-fixtures.js';
 import { prettyCanonical } from '../audit/canonical.js';
-import { profile } from '../audit/policy.js';
-import { evaluate } from '../audit/report.js';
 import { loadOrCreateSigningKey, signReport, type SigningKey } from '../audit/sign.js';
 import { runVerify } from './audit.js';
 
@@ -25,14 +22,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sealnet-verify-'));
   key = await loadOrCreateSigningKey(join(dir, 'signing.key'));
   other = await loadOrCreateSigningKey(join(dir, 'other.key'));
-  const body = evaluate({
-    status: joinStatus(healthyStatusNodes(), { now: STATUS_NOW, reports: reportsOf(healthyStatusNodes()) }),
-    policy: profile('default'),
-    now: STATUS_NOW,
-    store: 'file',
-    toolVersion: '0.1.0',
-    probe: undefined,
-  });
+  const body = auditFixture(healthyStatusNodes());
   good = join(dir, 'good.json');
   forged = join(dir, 'forged.json');
   await writeFile(good, prettyCanonical(await signReport(body, key)));
