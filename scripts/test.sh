@@ -39,15 +39,8 @@ echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
 SEALNET_VM_OUT="$out/vm" npm run -s test:kernel || status=1
 node -e '
   const fs = require("fs"); let p = 0, f = 0, s = 0; const failures = [];
-  // The first line of the message, where in the test it failed, and the first lines of the diff:
-  // "expect(received).toEqual(expected)" alone does not say which check of a test failed.
-  const detail = (m) => {
-    const lines = String(m ?? "").replace(/\x1b\[[0-9;]*m/g, "").split("\n");
-    const head = lines.find((l) => l.trim() !== "")?.trim().slice(0, 300) ?? "";
-    const at = lines.map((l) => /\(?([^\s()]+\.test\.ts):(\d+):\d+\)?/.exec(l)).find((x) => x && !x[1].includes("node_modules"));
-    const diff = lines.filter((l) => /^\s*([+-] |(Expected|Received)\b)/.test(l) && !/^\s*[+-] (Expected|Received)\s/.test(l)).slice(0, 6).map((l) => l.trim().slice(0, 200));
-    return [head, ...(at ? [`at ${at[1].replace(process.cwd() + "/", "")}:${at[2]}`] : []), ...diff].join(" | ");
-  };
+  const { failureDetail } = require("./scripts/failure-line.cjs");
+  const detail = (m) => failureDetail(m, (x) => x.replace(process.cwd() + "/", ""));
   for (const t of ["unit", "kernel", "e2e", "k8s", "image", "cluster", "vm"]) {
     const file = process.argv[1] + "/" + (t === "vm" ? "vm/jest.json" : t + ".json");
     if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }

@@ -18,13 +18,8 @@ node -e '
   // What failed, one line each, last: a CI log that keeps only its tail still names them; with
   // where in the test file and the first lines of the diff (as scripts/test.sh prints them).
   const rel = (p) => p.replace(/^.*?(test\/|wireguard\/)/, "$1");
-  const detail = (m) => {
-    const lines = String(m ?? "").replace(/\x1b\[[0-9;]*m/g, "").split("\n");
-    const head = lines.find((l) => l.trim() !== "")?.trim().slice(0, 300) ?? "";
-    const at = lines.map((l) => /\(?([^\s()]+\.test\.ts):(\d+):\d+\)?/.exec(l)).find((x) => x && !x[1].includes("node_modules"));
-    const diff = lines.filter((l) => /^\s*([+-] |(Expected|Received)\b)/.test(l) && !/^\s*[+-] (Expected|Received)\s/.test(l)).slice(0, 6).map((l) => l.trim().slice(0, 200));
-    return [head, ...(at ? [`at ${rel(at[1])}:${at[2]}`] : []), ...diff].join(" | ");
-  };
+  const { failureDetail } = require("./scripts/failure-line.cjs");
+  const detail = (m) => failureDetail(m, rel);
   for (const s of r.testResults)
     for (const a of s.assertionResults.filter((x) => x.status === "failed"))
       console.log(`kernel-vm: FAILED ${rel(s.name)} › ${a.fullName}: ${detail(a.failureMessages[0])}`);
