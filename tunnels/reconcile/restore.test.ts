@@ -105,6 +105,13 @@ function world(): World {
 }
 
 /** First run: a synced store, one pass, then the crash that takes the link (and its routes) along. */
+/** A new agent process after a first run: its store not synced yet, its steering prepared. */
+async function restartUnsynced(w: World, opts?: Parameters<World['agent']>[1]): Promise<Reconciler> {
+  const again = w.agent(new MemoryNodeStore([], { synced: false }), opts);
+  await again.prepareSteering('eth0');
+  return again;
+}
+
 async function firstRunThenCrash(w: World): Promise<void> {
   const first = w.agent(new MemoryNodeStore(C.nodes, { synced: true }));
   await first.prepareSteering('eth0');
@@ -205,8 +212,7 @@ describe('restore of the last applied state at start-up', () => {
       const w = world();
       await firstRunThenCrash(w);
       w.file.text = mangle(w.file.text!);
-      const again = w.agent(new MemoryNodeStore([], { synced: false }));
-      await again.prepareSteering('eth0');
+      const again = await restartUnsynced(w);
       const res = await again.restoreLastApplied();
       expect(res.restored).toBe(false);
       expect(await w.routing.getLink('sealwg0')).toBeUndefined();
@@ -221,8 +227,7 @@ describe('restore of the last applied state at start-up', () => {
   it('a peer that cannot be programmed keeps its prefix dropping (never ready, never plaintext)', async () => {
     const w = world();
     await firstRunThenCrash(w);
-    const again = w.agent(new MemoryNodeStore([], { synced: false }));
-    await again.prepareSteering('eth0');
+    const again = await restartUnsynced(w);
     w.wg.failNext('applyPeers');
     const res = await again.restoreLastApplied();
     expect(res).toMatchObject({ restored: true });
@@ -234,8 +239,7 @@ describe('restore of the last applied state at start-up', () => {
   it('with wireguard.restoreLastApplied false nothing is restored', async () => {
     const w = world();
     await firstRunThenCrash(w);
-    const again = w.agent(new MemoryNodeStore([], { synced: false }), { restore: false });
-    await again.prepareSteering('eth0');
+    const again = await restartUnsynced(w, { restore: false });
     expect(await again.restoreLastApplied()).toEqual({
       restored: false,
       reason: 'wireguard.restoreLastApplied is false',
@@ -252,8 +256,7 @@ describe('restore of the last applied state at start-up', () => {
     await first.close();
     const peersBefore = (await w.wg.show('sealwg0'))?.peers.length;
     const entriesBefore = JSON.stringify([...w.steering.kernel.entries.values()]);
-    const again = w.agent(new MemoryNodeStore([], { synced: false }));
-    await again.prepareSteering('eth0');
+    const again = await restartUnsynced(w);
     expect(await again.restoreLastApplied()).toEqual({ restored: false, reason: 'the link survived' });
     expect((await w.wg.show('sealwg0'))?.peers.length).toBe(peersBefore);
     expect(JSON.stringify([...w.steering.kernel.entries.values()])).toBe(entriesBefore);
@@ -263,8 +266,7 @@ describe('restore of the last applied state at start-up', () => {
   it('with postQuantum required nothing is restored (the file has no preshared keys: classical-only peers)', async () => {
     const w = world();
     await firstRunThenCrash(w);
-    const again = w.agent(new MemoryNodeStore([], { synced: false }), { postQuantum: 'required' });
-    await again.prepareSteering('eth0');
+    const again = await restartUnsynced(w, { postQuantum: 'required' });
     expect(await again.restoreLastApplied()).toEqual({
       restored: false,
       reason: 'postQuantum.mode is required (no preshared keys to restore)',
