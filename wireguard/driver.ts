@@ -197,16 +197,17 @@ export class WireGuardDriver implements WireGuardPort {
   async applyPeers(name: string, changes: readonly PeerChange[]): Promise<void> {
     checkName(name);
     if (changes.length === 0) return;
-    // Every clause is validated before the first call, so a bad change applies nothing.
-    const batches = peerSetBatches(name, changes);
-    let calls = batches.length;
+    // Every change is validated before the first call on either path (the UAPI encoder, or
+    // `peerSetBatches` for `wg`), so a bad change applies nothing; each path validates once.
+    const viaWg = (): Promise<number> => this.applyPeerBatches(name, peerSetBatches(name, changes), changes.length);
+    let calls: number;
     if (await this.viaUapi(name)) {
       // A userspace link: the same changes as one UAPI `set` (uapi.ts), no `wg` process. The
-      // encoder re-validates, and refuses what only `wg` could do (resolve a host name).
+      // encoder also refuses what only `wg` could do (resolve a host name).
       const sent = await uapiSet(name, encodePeerChanges(changes), { what: `${changes.length} peer changes` });
-      calls = sent === 'applied' ? 1 : await this.applyPeerBatches(name, batches, changes.length);
+      calls = sent === 'applied' ? 1 : await viaWg();
     } else {
-      await this.applyPeerBatches(name, batches, changes.length);
+      calls = await viaWg();
     }
     this.log('applied WireGuard peer changes', {
       name,
