@@ -8,6 +8,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/test.sh: the kernel and e2e tiers build network namespaces and need root; run as root (sudo)" >&2
   exit 2
 fi
+suite_start=$(date +%s)
 bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 out=$(mktemp -d /tmp/sealnet-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
@@ -21,43 +22,54 @@ echo "== build"; npm run -s build || status=1
 echo "== Kubernetes binaries"; bash scripts/k8s-binaries.sh >/dev/null || status=1
 # The real-cluster tier (issue 15): kubelet, controller-manager, scheduler, containerd, runc.
 echo "== cluster binaries"; bash scripts/cluster-binaries.sh >/dev/null || status=1
-for tier in unit kernel e2e k8s; do
+# Every tier runs under a time limit of its own (a hung test must not eat the others' time) and
+# under the suite's budget: CI stops the whole run at 90 minutes and then prints nothing of ours,
+# so the suite stops itself first, with its summary. A stopped tier is a failure, named with the
+# test that was running (scripts/progress-reporter.cjs, scripts/suite-summary.cjs).
+budget=${SEALNET_SUITE_BUDGET_S:-5100}
+deadline=$(( suite_start + budget ))
+# run_tier TIER LIMIT_S CMD...: CMD under min(LIMIT_S, what is left of the budget less a minute).
+run_tier() {
+  local tier=$1 limit=$2 t0 left rc=0
+  shift 2
+  t0=$(date +%s)
+  left=$(( deadline - t0 - 60 ))
+  if (( left < 60 )); then
+    echo "the suite's time budget (SEALNET_SUITE_BUDGET_S=$budget s) was spent before it could start" >"$out/$tier.notrun"
+    echo "== $tier: not run, the suite's time budget is spent"
+    status=1
+    return
+  fi
+  (( limit > left )) && limit=$left
+  # timeout(1) signals its whole process group: jest, and the agents and servers a test started.
+  SEALNET_PROGRESS_FILE="$out/$tier.progress" timeout --kill-after=30 "$limit" "$@" || rc=$?
+  echo "rc=$rc seconds=$(( $(date +%s) - t0 )) limit=$limit" >"$out/$tier.run"
+  if (( rc == 124 || rc == 137 )); then echo "== $tier: stopped at its time limit of $limit s"; fi
+  (( rc == 0 )) || status=1
+}
+# --forceExit: a handle a test left open must not hold a finished tier until its limit.
+jest_tier() {
+  local tier=$1 limit=$2
+  shift 2
   echo "== $tier tests"
-  NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/$tier.json" "$@" --selectProjects "$tier" || status=1
-done
+  NODE_OPTIONS=--experimental-vm-modules run_tier "$tier" "$limit" npx jest --runInBand --forceExit \
+    --reporters default --reporters ./scripts/progress-reporter.cjs \
+    --json --outputFile "$out/$tier.json" "$@" --selectProjects "$tier"
+}
+# Limits: about 2.5× each tier's time on a quiet 2-core machine (the README's "Test suite times").
+jest_tier unit 900 "$@"
+jest_tier kernel 600 "$@"
+jest_tier e2e 2100 "$@"
+jest_tier k8s 900 "$@"
 # --- the agent image (issue 15): builds it (base layer cached in /var/cache/sealnet/image), checks
 # the digest is stable, runs it unpacked, reads it with skopeo. Separate jest project 'image'.
-echo "== image tests"
-NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/image.json" "$@" --selectProjects image || status=1
+jest_tier image 600 "$@"
 # --- the real-cluster tier (issue 15): kubelets, containerd, runc, a routed CNI, and the agent image
 # the user would build (`npm run image` into dist-image/; the image tests above build into scratch
 # folders of their own).
-echo "== agent image (npm run image)"; npm run -s image >/dev/null || status=1
-echo "== cluster tests"
-NODE_OPTIONS=--experimental-vm-modules npx jest --runInBand --json --outputFile "$out/cluster.json" "$@" --selectProjects cluster || status=1
+echo "== agent image (npm run image)"; timeout 600 npm run -s image >/dev/null || status=1
+jest_tier cluster 1500 "$@"
 echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
-SEALNET_VM_OUT="$out/vm" npm run -s test:kernel || status=1
-node -e '
-  const fs = require("fs"); let p = 0, f = 0, s = 0; const failures = [];
-  const { failureDetail } = require("./scripts/failure-line.cjs");
-  const detail = (m) => failureDetail(m, (x) => x.replace(process.cwd() + "/", ""));
-  for (const t of ["unit", "kernel", "e2e", "k8s", "image", "cluster", "vm"]) {
-    const file = process.argv[1] + "/" + (t === "vm" ? "vm/jest.json" : t + ".json");
-    if (!fs.existsSync(file)) { console.log(`tier ${t}: no result file (runner crashed)`); f++; continue; }
-    const r = JSON.parse(fs.readFileSync(file, "utf8"));
-    p += r.numPassedTests; f += r.numFailedTests + r.numRuntimeErrorTestSuites; s += r.numPendingTests + r.numTodoTests;
-    console.log(`tier ${t}: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped (${r.numTotalTestSuites} suites)`);
-    // Each failure in one line (file, test, first line of the message): a CI log that keeps only
-    // its tail still names what failed.
-    for (const s of r.testResults) {
-      if (s.status === "failed" && s.assertionResults.length === 0)
-        failures.push(`${t}: ${s.name.replace(process.cwd() + "/", "")}: ${String(s.message).split("\n").find((l) => l.trim() !== "")?.trim().slice(0, 300)}`);
-      for (const a of s.assertionResults.filter((x) => x.status === "failed"))
-        failures.push(`${t}: ${s.name.replace(process.cwd() + "/", "")} › ${a.fullName}: ${detail(a.failureMessages[0])}`);
-    }
-  }
-  for (const l of failures.slice(0, 40)) console.log(`FAILED ${l}`);
-  if (failures.length > 40) console.log(`FAILED … and ${failures.length - 40} more`);
-  console.log(`tests: ${p} passed, ${f} failed, ${s} skipped`);
-' "$out"
+SEALNET_VM_OUT="$out/vm" run_tier vm 1800 npm run -s test:kernel
+node scripts/suite-summary.cjs "$out"
 exit $status

@@ -5,7 +5,11 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 [ "${SEALNET_VM_GUEST:-}" = 1 ] || { echo "test/vm/suite.sh runs inside the guest: use npm run test:kernel" >&2; exit 2; }
 
-NODE_OPTIONS=--experimental-vm-modules node_modules/.bin/jest --ci --runInBand --verbose --selectProjects kernel \
+# The progress reporter's lines reach the host with $SEALNET_VM_OUT: when the host stops the guest
+# at its time limit, they name the test that was running (scripts/suite-summary.cjs).
+SEALNET_PROGRESS_FILE="$SEALNET_VM_OUT/progress" NODE_OPTIONS=--experimental-vm-modules node_modules/.bin/jest \
+  --ci --runInBand --verbose --selectProjects kernel \
+  --reporters default --reporters ./scripts/progress-reporter.cjs \
   --json --outputFile "$SEALNET_VM_OUT/jest.json" \
   wireguard/driver.kernel.test.ts test/vm/
 rc=$?
