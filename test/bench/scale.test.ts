@@ -20,7 +20,7 @@ import { newPublicKey, simAnnotations, simNode, SIM_MAX_INDEX } from './scale-si
 import { under } from './stats.js';
 import { fixtureResult } from './result-fixture.js';
 import { renderSummary } from './summary.js';
-import type { ProcessSample, ScaleChange, ScaleResult } from './types.js';
+import type { ProcessSample, ScaleChange, ScaleChurn, ScaleResult } from './types.js';
 
 describe('simulated nodes', () => {
   it('stay inside the address plan and never collide', () => {
@@ -281,10 +281,65 @@ describe('scale report', () => {
     expect(body).toContain('| file | 5000 | 400 | 0 | 2 s | 9.0 | 5 | 36 | 0.40 | 0 | 120 |');
     expect(targets).toEqual([
       '| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | 2510 ms | met (converged 2510 ms < 3000 ms) |',
-      '| scale (file store): agent peak RSS (VmHWM), 5000 nodes, every phase | < 200 MiB | 260 MiB (changes + rotation); 150 MiB at convergence | **missed** by 60 MiB (peak 260 MiB ≥ 200 MiB, 30 % over) |',
-      '| scale (file store): one node joins/leaves/changes its key, store write → applied, p99 of 30 at 5000 nodes | < 100 ms | p50 50, p99 187 ms | **missed** by 87.1 ms (p99 187 ms ≥ 100 ms, 87 % over) |',
+      '| scale (file store): agent peak RSS (VmHWM), 5000 nodes, every phase | < 150 MiB | 260 MiB (changes + rotation); 150 MiB at convergence | **missed** by 110 MiB (peak 260 MiB ≥ 150 MiB, 73 % over) |',
+      '| scale (file store): one node joins/leaves/changes its key, store write → applied, p99 of 30 at 5000 nodes | < 50 ms | p50 50, p99 187 ms | **missed** by 137 ms (p99 187 ms ≥ 50 ms, 274 % over) |',
       '| scale (file store): kernel operations per change at 5000 nodes: O(1) | join ≤ 3, leave ≤ 3, key change ≤ 4 | join max 3, leave max 5, key-change max 2 | **missed**: leave max 5 > 3 (5 (peer_remove 1, route_delete 1, route_replace 2, steering_delete 1)) |',
+      '| scale (file store): agent CPU under kubelet churn, 5000 nodes | < 2 % of one core | — | not measured |',
+      '| scale (file store): bytes the agent receives per irrelevant Node update under kubelet churn, 5000 nodes | ≤ 1024 B | — | not applicable (the file store is read from disk, not a watch) |',
       '| scale (file store): periodic resync with nothing changed (5000 nodes, every 2 s) | 0 kernel operations | 0 over 5 passes in 9.0 s | met |',
+    ]);
+  });
+
+  it('reports churn: CPU against 2 % of a core, watch bytes per update against 1 KiB', () => {
+    const base = fakeScale([5000]);
+    const churn = (o: Partial<ScaleChurn>): ScaleChurn => ({
+      store: 'kubernetes',
+      nodes: 5000,
+      targetPerSecond: 16.7,
+      achievedPerSecond: 16.5,
+      windowMs: 60_000,
+      updatesDone: 990,
+      updatesFailed: 0,
+      updatesSkipped: 0,
+      lastUpdateError: undefined,
+      agentCpuSeconds: 8.16,
+      agentCpuPercent: 13.6,
+      bytesToAgentPerMinute: 16.9 * 1048576,
+      apiBytesPerMinuteAllAgents: 16.9 * 1048576 * 5000,
+      agentReadBytesPerMinute: 20 * 1048576,
+      passes: 0,
+      kernelOps: {},
+      process: proc(200),
+      error: undefined,
+      ...o,
+    });
+    const s: ScaleResult = {
+      ...base,
+      stores: ['kubernetes'],
+      convergence: base.convergence.map((c) => ({ ...c, store: 'kubernetes' })),
+      churn: [churn({}), churn({ nodes: 1000, error: 'relay gone' })],
+    };
+    const targets: string[] = [];
+    const body = scaleSection(s, targets).join('\n');
+    expect(body).toContain('### Under kubelet churn');
+    // 16.9 MiB/min ÷ (16.5 × 60) updates = 17,900 B per update
+    expect(body).toContain('| kubernetes | 5000 | 16.5 (16.7) | 60 | 13.6 | 16.9 | 17900 | 82.5 | 20.0 | 0 | 0 |');
+    expect(body).toContain('| kubernetes | 1000 | | | failed: relay gone |');
+    expect(targets).toContain(
+      '| scale (kubernetes store): agent CPU under kubelet churn, 5000 nodes (16.5 updates/s) | < 2 % of one core | 13.6 % | **missed** by 11.6 % (CPU 13.6 % ≥ 2 %, 580 % over) |',
+    );
+    expect(targets).toContain(
+      '| scale (kubernetes store): bytes the agent receives per irrelevant Node update under kubelet churn, 5000 nodes (16.5 updates/s) | ≤ 1024 B | 17900 B | **missed**: 17.5 KiB per update (the whole Node object: a Node watch delivers every kubelet status update) |',
+    );
+    const quiet: ScaleResult = {
+      ...s,
+      churn: [churn({ agentCpuPercent: 1.2, bytesToAgentPerMinute: 16.5 * 60 * 800 })],
+    };
+    const t2: string[] = [];
+    scaleSection(quiet, t2);
+    expect(t2.filter((l) => l.includes('churn')).map((l) => l.split(' | ').at(-1))).toEqual([
+      'met (CPU 1.20 % < 2 %) |',
+      'met |',
     ]);
   });
 
@@ -296,9 +351,47 @@ describe('scale report', () => {
     expect(md).toContain(
       '| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | — | not measured (largest N in this run: 1000) |',
     );
-    expect(md).toContain('scale:\n\n| | |');
+    expect(md).toContain('scale (file store):\n\n| | |');
     expect(md).not.toContain('undefined');
     expect(md).not.toContain('NaN');
+  });
+
+  it('shows each store from the newest run that measured it, cut to that store', () => {
+    const asStore = (r: ScaleResult, store: 'file' | 'kubernetes', convergedMs: number): ScaleResult => ({
+      ...r,
+      stores: [store],
+      convergence: r.convergence.map((c) => ({ ...c, store, convergedMs })),
+      changes: r.changes.map((c) => ({ ...c, store })),
+      resync: r.resync.map((c) => ({ ...c, store })),
+      rotation: r.rotation.map((c) => ({ ...c, store })),
+      errors: [],
+    });
+    const both = fakeScale([5000]);
+    const old = fixtureResult(
+      {
+        scale: {
+          ...both,
+          stores: ['file', 'kubernetes'],
+          convergence: [
+            ...both.convergence.map((c) => ({ ...c, convergedMs: 1111 })),
+            ...asStore(both, 'kubernetes', 2222).convergence,
+          ],
+        },
+      },
+      ['scale'],
+    );
+    const newer = fixtureResult({ scale: asStore(fakeScale([5000]), 'file', 3333) }, ['scale']);
+    const md = renderSummary([
+      { file: 'results/old.json', result: { ...old, startedAt: '2026-12-01T00:00:00Z' } },
+      { file: 'results/new.json', result: { ...newer, startedAt: '2026-12-02T00:00:00Z' } },
+    ]);
+    expect(md).toContain('## Control plane at scale: file store');
+    expect(md).toContain('## Control plane at scale: kubernetes store');
+    expect(md).toContain('**3333**'); // file, from the newer run
+    expect(md).toContain('**2222**'); // kubernetes, only the older run has it
+    expect(md).not.toContain('**1111**'); // the older run's file rows: superseded
+    expect(md).toContain('scale (file store):\n\n| | |\n| --- | --- |\n| file | [results/new.json]');
+    expect(md).toContain('scale (kubernetes store):\n\n| | |\n| --- | --- |\n| file | [results/old.json]');
   });
 });
 

@@ -21,6 +21,7 @@ import { steeringMapSection, steeringVsRouteSection, type SteeringMapResult } fr
 import { atLeast, below, fmt, type Spread } from './stats.js';
 import {
   BENCHMARKS,
+  SCALE_STORES,
   TEST_LABELS,
   THROUGHPUT_TESTS,
   VARIANT_LABELS,
@@ -31,6 +32,7 @@ import {
   type MtuProbe,
   type MtuSweepResult,
   type ScaleResult,
+  type ScaleStore,
   type ThroughputResult,
 } from './types.js';
 
@@ -47,6 +49,41 @@ export function latestPerBenchmark(sources: readonly Source[]): Partial<Record<B
   for (const name of BENCHMARKS) {
     const s = sorted.find((x) => x.result.benchmarks[name] !== undefined);
     if (s !== undefined) out[name] = s;
+  }
+  return out;
+}
+
+/**
+ * The scale benchmark runs per store (`--store file|kubernetes`), often in separate runs: for each
+ * store, the newest source with rows for it, its result cut to that store's rows. A newer run of
+ * one store does not hide the other store's figures; an older run's rows for a store that a newer
+ * run measured are not shown.
+ */
+export function latestScalePerStore(sources: readonly Source[]): { source: Source; scale: ScaleResult }[] {
+  const sorted = [...sources].sort((a, b) => (a.result.startedAt < b.result.startedAt ? 1 : -1));
+  const out: { source: Source; scale: ScaleResult }[] = [];
+  for (const store of SCALE_STORES) {
+    const has = (r: ScaleResult | undefined): r is ScaleResult =>
+      r !== undefined && (r.convergence.some((c) => c.store === store) || r.errors.some((e) => e.store === store));
+    const source = sorted.find((x) => has(x.result.benchmarks.scale as ScaleResult | undefined));
+    if (source === undefined) continue;
+    const r = source.result.benchmarks.scale as ScaleResult;
+    const mine = <T extends { readonly store: ScaleStore }>(xs: readonly T[] | undefined): T[] =>
+      (xs ?? []).filter((x) => x.store === store);
+    out.push({
+      source,
+      scale: {
+        ...r,
+        stores: [store],
+        convergence: mine(r.convergence),
+        changes: mine(r.changes),
+        resync: mine(r.resync),
+        rotation: mine(r.rotation),
+        ...(r.churn !== undefined ? { churn: mine(r.churn) } : {}),
+        ...(r.shape !== undefined ? { shape: { ...r.shape, objectBytes: mine(r.shape.objectBytes) } } : {}),
+        errors: mine(r.errors),
+      },
+    });
   }
   return out;
 }
@@ -228,8 +265,9 @@ export function renderSummary(sources: readonly Source[]): string {
     body.push(...mtuSection(latest['mtu-sweep'].result.benchmarks['mtu-sweep'] as MtuSweepResult, targets), '');
   if (latest['ip-family'] !== undefined)
     body.push(...ipFamilySection(latest['ip-family'].result.benchmarks['ip-family'] as IpFamilyResult, targets), '');
-  if (latest.scale !== undefined)
-    body.push(...scaleSection(latest.scale.result.benchmarks.scale as ScaleResult, targets), '');
+  const scales = latestScalePerStore(sources);
+  for (const { scale } of scales)
+    body.push(...scaleSection(scale, targets, scales.length > 1 ? `${scale.stores[0]} store` : undefined), '');
   if (latest['steering-map'] !== undefined)
     body.push(...steeringMapSection(latest['steering-map'].result.benchmarks['steering-map'] as SteeringMapResult), '');
   if (latest.rotation !== undefined)
@@ -241,7 +279,11 @@ export function renderSummary(sources: readonly Source[]): string {
       ),
       '',
     );
-  const used = [...new Map(Object.values(latest).map((s) => [s.file, s])).values()];
+  const named: [string, Source][] = [
+    ...(Object.entries(latest) as [BenchmarkName, Source][]).filter(([n]) => n !== 'scale'),
+    ...scales.map(({ source, scale }): [string, Source] => [`scale (${scale.stores[0]} store)`, source]),
+  ];
+  const used = [...new Map(named.map(([, s]) => [s.file, s])).values()];
   const out = [
     '# sealnet benchmarks',
     '',
@@ -263,7 +305,7 @@ export function renderSummary(sources: readonly Source[]): string {
   out.push(...body);
   out.push('## Where these numbers come from', '');
   for (const s of used) {
-    const names = (Object.entries(latest) as [BenchmarkName, Source][]).filter(([, x]) => x === s).map(([n]) => n);
+    const names = named.filter(([, x]) => x === s).map(([n]) => n);
     out.push(`${names.join(', ')}:`, '', '| | |', '| --- | --- |', ...environmentRows(s));
     if (s.result.errors.length > 0)
       out.push('', ...s.result.errors.map((e) => `- ${e.benchmark} failed in this run: ${e.message}`));
