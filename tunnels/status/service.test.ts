@@ -170,6 +170,38 @@ describe('StatusService publication', () => {
     expect(s.nextCheckDelayMs()).toBe(5000);
   });
 
+  it('after a failed publication the next check backs off (500 ms doubling to 16 s) in every lane, and a success resets it', async () => {
+    const { desired, clock, s, state, store, published, linkUp, programPeers } = setup();
+    await linkUp();
+    state.report = { kernelOps: {}, errors: [], desired, pruned: true, converged: true };
+    // Before the first summary (checked every 100 ms): the API server is down.
+    store.failNextPatch(2);
+    await s.publishIfDue();
+    expect(published()).toBe(0);
+    expect(s.nextCheckDelayMs()).toBe(500);
+    await s.publishIfDue();
+    expect(s.nextCheckDelayMs()).toBe(1000);
+    await s.publishIfDue();
+    expect(published()).toBe(1);
+    expect(s.nextCheckDelayMs()).toBe(250); // settling again, at the settling pace
+    // Settling, the summary changes while the API server is away: 500, 1000, …, capped at 16 s.
+    programPeers();
+    await new Promise((r) => setTimeout(r, 1100)); // observation cache
+    store.failNextPatch(100);
+    const delays: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      await s.publishIfDue();
+      delays.push(s.nextCheckDelayMs());
+    }
+    expect(published()).toBe(1);
+    expect(delays).toEqual([500, 1000, 2000, 4000, 8000, 16000, 16000, 16000]);
+    store.failNextPatch(0);
+    clock.t += 1000;
+    await s.publishIfDue();
+    expect(published()).toBe(2);
+    expect(s.nextCheckDelayMs()).toBe(250);
+  });
+
   it('start(): the first summary follows the first converged pass within a tick, not after minIntervalSeconds', async () => {
     const { desired, s, state, published } = setup();
     s.start();

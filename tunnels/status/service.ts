@@ -103,6 +103,14 @@ const SETTLING_CHECK_MS = 250;
  */
 const SETTLING_COST_FACTOR = 20;
 /**
+ * After a publication failed (API server unreachable, throttled), the next check waits
+ * PUBLISH_RETRY_FIRST_MS, doubling per further failure up to PUBLISH_RETRY_MAX_MS, whatever lane
+ * the agent is in: without it a settling agent retried every 250 ms through an API server outage
+ * (k8s tier: 197 connection attempts in 50 s from one agent).
+ */
+const PUBLISH_RETRY_FIRST_MS = 500;
+const PUBLISH_RETRY_MAX_MS = 16_000;
+/**
  * How long after its first summary an agent publishes every change at once unless it settled
  * before (a peer that never answers must not keep it in the fast lane for good).
  */
@@ -123,6 +131,8 @@ export class StatusService {
   private settled = false;
   /** Wall time of the last check that built a report (ms). */
   private lastCheckMs = 0;
+  /** Publications that failed in a row (reset by one that succeeds). */
+  private publishFailures = 0;
   private publishing: Promise<void> | undefined;
   private stopped = false;
 
@@ -257,9 +267,20 @@ export class StatusService {
   /**
    * The wait before the next publication check: {@link FIRST_CHECK_MS} until the first summary
    * is out; while settling {@link SETTLING_CHECK_MS}, or {@link SETTLING_COST_FACTOR} times what
-   * the last check took if that is longer; then `minIntervalSeconds`.
+   * the last check took if that is longer; then `minIntervalSeconds`. After failed publications,
+   * at least the retry backoff ({@link PUBLISH_RETRY_FIRST_MS} doubling to {@link PUBLISH_RETRY_MAX_MS}).
    */
   nextCheckDelayMs(): number {
+    const lane = this.laneDelayMs();
+    if (this.publishFailures === 0) return lane;
+    const backoff = Math.min(
+      PUBLISH_RETRY_MAX_MS,
+      PUBLISH_RETRY_FIRST_MS * 2 ** Math.min(this.publishFailures - 1, 16),
+    );
+    return Math.max(lane, backoff);
+  }
+
+  private laneDelayMs(): number {
     if (this.lastChangeKey === undefined) return FIRST_CHECK_MS;
     if (this.settling()) return Math.max(SETTLING_CHECK_MS, SETTLING_COST_FACTOR * this.lastCheckMs);
     return this.d.config.status.minIntervalSeconds * 1000;
@@ -315,11 +336,16 @@ export class StatusService {
     try {
       await this.d.store.patchAnnotations(config.nodeName, { [ANNOTATIONS.status]: text });
     } catch (err) {
+      this.publishFailures++;
       metrics.statusPublications.inc({ result: 'error' });
       metrics.errors.inc({ step: 'status' });
-      log.warn({ err: describeError(err) }, 'cannot publish the status summary; retrying on the next check');
+      log.warn(
+        { err: describeError(err), failures: this.publishFailures, retryInMs: this.nextCheckDelayMs() },
+        'cannot publish the status summary; retrying with backoff',
+      );
       throw err;
     }
+    this.publishFailures = 0;
     metrics.statusPublications.inc({ result: 'ok' });
     metrics.statusReportBytes.set(Buffer.byteLength(text));
     metrics.statusLastPublished.set(Date.parse(report.at) / 1000);
