@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 # The progress reporter's lines reach the host with $SEALNET_VM_OUT: when the host stops the guest
 # at its time limit, they name the test that was running (scripts/suite-summary.cjs).
 SEALNET_PROGRESS_FILE="$SEALNET_VM_OUT/progress" NODE_OPTIONS=--experimental-vm-modules node_modules/.bin/jest \
-  --ci --runInBand --verbose --selectProjects kernel \
+  --ci --runInBand --forceExit --verbose --selectProjects kernel \
   --reporters default --reporters ./scripts/progress-reporter.cjs \
   --json --outputFile "$SEALNET_VM_OUT/jest.json" \
   wireguard/driver.kernel.test.ts test/vm/
