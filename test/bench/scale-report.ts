@@ -31,6 +31,18 @@ export const TARGET_BYTES_PER_IRRELEVANT_UPDATE = 1024;
  * entry (a key change also removes the old key's peer).
  */
 export const CHANGE_OPS_BUDGET: Readonly<Record<ChangeKind, number>> = { join: 3, leave: 3, 'key-change': 4 };
+/**
+ * A join in two steps: with kubelet-shaped Nodes through the Kubernetes store the Node registers
+ * (spec with its pod CIDR, then status) before its agent's key arrives in a third write, as on a
+ * real cluster. The agent first writes the fail-closed (not-ready) steering entry for the new pod
+ * CIDR, then the ready one with the key: one steering write more, by design.
+ */
+export const TWO_STEP_JOIN_OPS_BUDGET: Readonly<Record<ChangeKind, number>> = { ...CHANGE_OPS_BUDGET, join: 4 };
+
+/** The budget for `store` in run `s`: {@link TWO_STEP_JOIN_OPS_BUDGET} when joins register before their key. */
+export function opsBudget(s: Pick<ScaleResult, 'shape'>, store: ScaleStore): Readonly<Record<ChangeKind, number>> {
+  return store === 'kubernetes' && s.shape?.node === 'kubelet' ? TWO_STEP_JOIN_OPS_BUDGET : CHANGE_OPS_BUDGET;
+}
 
 const KIND_LABELS: Readonly<Record<ChangeKind, string>> = {
   join: 'node joins',
@@ -114,15 +126,18 @@ export function ms(x: number | undefined): string {
 }
 const mib = (x: number | undefined): string => (x === undefined ? '—' : x.toFixed(0));
 
-/** Whether every change of every kind stayed within {@link CHANGE_OPS_BUDGET}. */
-export function opsVerdict(stats: readonly ChangeStats[]): Verdict {
+/** Whether every change of every kind stayed within `budget` ({@link CHANGE_OPS_BUDGET} by default). */
+export function opsVerdict(
+  stats: readonly ChangeStats[],
+  budget: Readonly<Record<ChangeKind, number>> = CHANGE_OPS_BUDGET,
+): Verdict {
   const per = stats.filter((s): s is ChangeStats & { kind: ChangeKind } => s.kind !== 'all' && s.n > 0);
   if (per.length === 0) return { met: false, text: 'not measured' };
-  const over = per.filter((s) => (s.opsMax ?? 0) > CHANGE_OPS_BUDGET[s.kind]);
+  const over = per.filter((s) => (s.opsMax ?? 0) > budget[s.kind]);
   if (over.length === 0) return { met: true, text: 'met' };
   return {
     met: false,
-    text: `**missed**: ${over.map((s) => `${s.kind} max ${s.opsMax} > ${CHANGE_OPS_BUDGET[s.kind]} (${fmtOps(s.worstOps)})`).join('; ')}`,
+    text: `**missed**: ${over.map((s) => `${s.kind} max ${s.opsMax} > ${budget[s.kind]} (${fmtOps(s.worstOps)})`).join('; ')}`,
   };
 }
 
@@ -187,11 +202,12 @@ function targetRows(s: ScaleResult, store: ScaleStore): string[] {
         : under(all.p99Ms, TARGET_CHANGE_P99_MS, { unit: 'ms', label: 'p99' }),
     );
     const per = st.filter((x) => x.kind !== 'all');
+    const budget = opsBudget(s, store);
     row(
       `kernel operations per change at ${ch.nodes} nodes: O(1)`,
-      `join ≤ ${CHANGE_OPS_BUDGET.join}, leave ≤ ${CHANGE_OPS_BUDGET.leave}, key change ≤ ${CHANGE_OPS_BUDGET['key-change']}`,
+      `join ≤ ${budget.join}${budget.join !== CHANGE_OPS_BUDGET.join ? ' (registered before its key: the fail-closed entry first)' : ''}, leave ≤ ${budget.leave}, key change ≤ ${budget['key-change']}`,
       per.map((x) => `${x.kind} max ${x.opsMax ?? '—'}`).join(', '),
-      opsVerdict(st),
+      opsVerdict(st, budget),
     );
   } else {
     row('one change, store write → applied, p99', `< ${TARGET_CHANGE_P99_MS} ms`, '—', 'not measured');
