@@ -64,6 +64,8 @@ Options:
   --status S           scale: status annotation on every Node: summary (default, ≤ 1 KiB, the
                        new design), legacy (as agents publish today, up to 64 KiB) or none
   --churn-seconds S    scale: measuring window under kubelet churn (default 60; quick 30; 0: no churn)
+  --no-churn-steady    scale: only the churn window right after convergence, not the second one
+                       after the agent's 60 s startup window
   --no-rotation        scale: skip rotating every key
   --no-resync          scale: skip the no-op resync phase
   --out DIR            where results/, SUMMARY.md and the charts go (default: <repo>/bench)
@@ -95,6 +97,8 @@ export interface BenchArgs {
   readonly nodeShape: NodeShape;
   readonly statusShape: StatusShape;
   readonly churnSeconds: number;
+  /** scale: a second churn window after the agent's startup window (`--no-churn-steady`: only the first). */
+  readonly churnSteady: boolean;
   readonly scaleResync: boolean;
   /** rotation: rounds of (rotate n1, rotate every node). */
   readonly rotationRounds: number;
@@ -140,6 +144,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     nodeShape: 'kubelet' as NodeShape,
     statusShape: 'summary' as StatusShape,
     churnSeconds: quick ? 30 : 60,
+    churnSteady: true,
     scaleRotation: true,
     scaleResync: true,
     rotationRounds: quick ? 2 : 5,
@@ -217,6 +222,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
       }
       case '--churn-seconds':
         o.churnSeconds = int(a, argv[++i], 0, 3600);
+        break;
+      case '--no-churn-steady':
+        o.churnSteady = false;
         break;
       case '--no-rotation':
         o.scaleRotation = false;

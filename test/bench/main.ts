@@ -127,6 +127,7 @@ async function runAll(args: BenchArgs, log: (l: string) => void): Promise<BenchR
           nodeShape: args.nodeShape,
           statusShape: args.statusShape,
           churnSeconds: args.churnSeconds,
+          churnSteady: args.churnSteady,
           resync: args.scaleResync,
           runId,
           log,

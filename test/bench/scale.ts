@@ -25,6 +25,7 @@ import { readFileSync } from 'node:fs';
 import { loadAverage } from './env.js';
 import { sleep } from '../harness/exec.js';
 import { Churn } from './scale-churn.js';
+import { STARTUP_WINDOW_MS } from '../../tunnels/status/service.js';
 import type { NodeShape, StatusShape } from './scale-kubelet.js';
 import { Watchdog } from './scale-wait.js';
 import { AGENT_NODE, fileEnv, kubeEnv, type ScaleBench, type ScaleEnv } from './scale-env.js';
@@ -58,6 +59,8 @@ export interface ScaleOptions {
   readonly statusShape?: StatusShape;
   /** Measuring window under kubelet churn, seconds (0: no churn; default 60). */
   readonly churnSeconds?: number;
+  /** Also measure churn after the agent's startup window (default true). */
+  readonly churnSteady?: boolean;
   /** Run the no-op resync phase at the largest N (default true). */
   readonly resync?: boolean;
 }
@@ -469,9 +472,10 @@ async function underChurn(
   churn: Churn,
   windowS: number,
   warmupMs = 5000,
+  phase: 'startup' | 'steady' = 'startup',
 ): Promise<ScaleChurn> {
   const n = sims.length;
-  const base = { store, nodes: n, targetPerSecond: churn.targetPerSecond };
+  const base = { store, nodes: n, phase, targetPerSecond: churn.targetPerSecond };
   try {
     const warmEnd = Date.now() + warmupMs;
     while (Date.now() < warmEnd) {
@@ -617,6 +621,7 @@ async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult, dog
         continue;
       }
       result.convergence.push(conv);
+      const convergedAt = Date.now();
       o.log(
         `scale ${store} ${n}: synced ${conv.syncedMs} ms, all peers ${conv.peersMs} ms, converged ${conv.convergedMs} ms after start; peak RSS ${conv.process.rssPeakMiB?.toFixed(0)} MiB, CPU ${conv.process.cpuSeconds?.toFixed(1)} s`,
       );
@@ -630,11 +635,25 @@ async function runStore(env: ScaleEnv, o: ScaleOptions, result: ScaleResult, dog
         const ch = await dog.run(`the churn window at ${n} nodes`, (churnS + 120) * 1000, () =>
           underChurn(p, store, nodes, c, churnS),
         );
+        const logChurn = (ch: ScaleChurn): void =>
+          o.log(
+            `scale ${store} ${n}: under churn, ${ch.phase} (${ch.achievedPerSecond.toFixed(1)}/s achieved, ${ch.updatesFailed} failed, ${ch.updatesSkipped} skipped): agent CPU ${ch.agentCpuPercent?.toFixed(1) ?? '—'} % of a core, ${ch.passes} passes, from the API ${mib(ch.bytesToAgentPerMinute)}/min (× ${n} agents: ${mib(ch.apiBytesPerMinuteAllAgents)}/min), read ${mib(ch.agentReadBytesPerMinute)}/min, peak RSS ${ch.process.rssPeakMiB?.toFixed(0) ?? '—'} MiB${ch.error !== undefined ? `; ${ch.error}` : ''}`,
+          );
         result.churn?.push(ch);
         if (ch.error !== undefined) fail('churn', new Error(ch.error));
-        o.log(
-          `scale ${store} ${n}: under churn (${ch.achievedPerSecond.toFixed(1)}/s achieved, ${ch.updatesFailed} failed, ${ch.updatesSkipped} skipped): agent CPU ${ch.agentCpuPercent?.toFixed(1) ?? '—'} % of a core, ${ch.passes} passes, from the API ${mib(ch.bytesToAgentPerMinute)}/min (× ${n} agents: ${mib(ch.apiBytesPerMinuteAllAgents)}/min), read ${mib(ch.agentReadBytesPerMinute)}/min, peak RSS ${ch.process.rssPeakMiB?.toFixed(0) ?? '—'} MiB${ch.error !== undefined ? `; ${ch.error}` : ''}`,
-        );
+        logChurn(ch);
+        // The same again once the agent's startup window is over (it then checks its status
+        // every minIntervalSeconds instead of publishing every change at once): the figure an
+        // agent that has run for a while shows.
+        if (ch.error === undefined && o.churnSteady !== false) {
+          const waitMs = Math.max(5000, convergedAt + STARTUP_WINDOW_MS + 10_000 - Date.now());
+          const st = await dog.run(`the steady churn window at ${n} nodes`, (churnS + 120) * 1000 + waitMs, () =>
+            underChurn(p, store, nodes, c, churnS, waitMs, 'steady'),
+          );
+          result.churn?.push(st);
+          if (st.error !== undefined) fail('churn', new Error(st.error));
+          logChurn(st);
+        }
       }
       if (n === largest && o.changesPerKind > 0) {
         const ch = await dog.run(

@@ -287,6 +287,13 @@ export interface ScaleConvergence {
 export interface ScaleChurn {
   readonly store: ScaleStore;
   readonly nodes: number;
+  /**
+   * `startup`: right after convergence, while the agent still publishes every status change at
+   * once (its first minute; the bench's simulated peers never handshake, so it never settles
+   * sooner); `steady`: after that window, as an agent runs for days. Absent in older results
+   * (they measured the startup window).
+   */
+  readonly phase?: 'startup' | 'steady';
   /** Updates per second asked (N / 300) and achieved in the window. */
   readonly targetPerSecond: number;
   readonly achievedPerSecond: number;
