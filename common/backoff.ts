@@ -10,9 +10,14 @@ export interface BackoffOptions {
   readonly random: () => number;
 }
 
+/** The delay's upper bound for retry number `attempt` (0-based): min(cap, base·2^attempt). */
+export function backoffCeiling(attempt: number, opts: Pick<BackoffOptions, 'baseMs' | 'capMs'>): number {
+  return Math.min(opts.capMs, opts.baseMs * 2 ** Math.min(attempt, 30));
+}
+
 /** Delay before retry number `attempt` (0-based); a server's Retry-After, if longer, wins. */
 export function backoffDelay(attempt: number, opts: BackoffOptions, retryAfterMs?: number): number {
-  const ceiling = Math.min(opts.capMs, opts.baseMs * 2 ** Math.min(attempt, 30));
+  const ceiling = backoffCeiling(attempt, opts);
   const jittered = Math.floor(opts.random() * ceiling);
   return retryAfterMs !== undefined && retryAfterMs > jittered ? Math.min(retryAfterMs, opts.capMs * 5) : jittered;
 }

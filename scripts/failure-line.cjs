@@ -4,16 +4,20 @@
 // CommonJS so the summaries' `node -e` scripts can require it from the repository root.
 'use strict';
 
+/** The first non-empty line of `lines`, trimmed, at most 300 characters (undefined: none). */
+const firstLine = (lines) =>
+  lines
+    .find((l) => l.trim() !== '')
+    ?.trim()
+    .slice(0, 300);
+exports.firstLine = firstLine;
+
 /** `message`: a jest failure message (ANSI colours allowed); `rel`: a path as the summary shows it. */
 exports.failureDetail = (message, rel) => {
   const lines = String(message ?? '')
     .replace(/\x1b\[[0-9;]*m/g, '')
     .split('\n');
-  const head =
-    lines
-      .find((l) => l.trim() !== '')
-      ?.trim()
-      .slice(0, 300) ?? '';
+  const head = firstLine(lines) ?? '';
   const at = lines
     .map((l) => /\(?([^\s()]+\.test\.ts):(\d+):\d+\)?/.exec(l))
     .find((x) => x && !x[1].includes('node_modules'));

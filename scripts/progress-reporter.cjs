@@ -6,6 +6,12 @@
 'use strict';
 const fs = require('fs');
 
+/** A test's name as one tab-separated field: no tabs or newlines, at most 300 characters. */
+const field = (name) =>
+  String(name)
+    .replace(/[\t\n]/g, ' ')
+    .slice(0, 300);
+
 class ProgressReporter {
   constructor(_globalConfig, options = {}) {
     this.file = options.file || process.env.SEALNET_PROGRESS_FILE || '';
@@ -25,19 +31,10 @@ class ProgressReporter {
     this.write('start', test.path);
   }
   onTestCaseStart(test, info) {
-    this.write(
-      'case',
-      test.path,
-      String(info.fullName)
-        .replace(/[\t\n]/g, ' ')
-        .slice(0, 300),
-    );
+    this.write('case', test.path, field(info.fullName));
   }
   onTestCaseResult(test, result) {
-    const name = String(result.fullName)
-      .replace(/[\t\n]/g, ' ')
-      .slice(0, 300);
-    this.write(result.status, test.path, `${name}\t${result.duration ?? ''}`);
+    this.write(result.status, test.path, `${field(result.fullName)}\t${result.duration ?? ''}`);
   }
   onTestFileResult(test, result) {
     this.write('end', test.path, `${result.numFailingTests} failed`);

@@ -12,7 +12,7 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const { failureDetail } = require('./failure-line.cjs');
+const { failureDetail, firstLine } = require('./failure-line.cjs');
 
 const TIERS = ['unit', 'kernel', 'e2e', 'k8s', 'image', 'cluster', 'vm'];
 
@@ -65,8 +65,9 @@ function summarize(out, cwd = process.cwd()) {
     const wall = run ? `, ${run.seconds} s` : '';
     const notrun = path.join(out, `${t}.notrun`);
     if (fs.existsSync(notrun)) {
-      lines.push(`tier ${t}: not run: ${fs.readFileSync(notrun, 'utf8').trim()}`);
-      failures.push(`${t}: not run: ${fs.readFileSync(notrun, 'utf8').trim()}`);
+      const why = fs.readFileSync(notrun, 'utf8').trim();
+      lines.push(`tier ${t}: not run: ${why}`);
+      failures.push(`${t}: not run: ${why}`);
       f++;
       continue;
     }
@@ -92,13 +93,7 @@ function summarize(out, cwd = process.cwd()) {
     // Each failure in one line (file, test, first line of the message, where, first diff lines).
     for (const x of r.testResults) {
       if (x.status === 'failed' && x.assertionResults.length === 0)
-        failures.push(
-          `${t}: ${rel(x.name)}: ${String(x.message)
-            .split('\n')
-            .find((l) => l.trim() !== '')
-            ?.trim()
-            .slice(0, 300)}`,
-        );
+        failures.push(`${t}: ${rel(x.name)}: ${firstLine(String(x.message).split('\n'))}`);
       for (const a of x.assertionResults.filter((y) => y.status === 'failed'))
         failures.push(`${t}: ${rel(x.name)} › ${a.fullName}: ${detail(a.failureMessages[0])}`);
     }

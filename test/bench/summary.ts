@@ -42,9 +42,14 @@ export interface Source {
   readonly result: BenchResult;
 }
 
+/** The sources, newest run first. */
+function newestFirst(sources: readonly Source[]): Source[] {
+  return [...sources].sort((a, b) => (a.result.startedAt < b.result.startedAt ? 1 : -1));
+}
+
 /** For each benchmark, the newest source holding it. */
 export function latestPerBenchmark(sources: readonly Source[]): Partial<Record<BenchmarkName, Source>> {
-  const sorted = [...sources].sort((a, b) => (a.result.startedAt < b.result.startedAt ? 1 : -1));
+  const sorted = newestFirst(sources);
   const out: Partial<Record<BenchmarkName, Source>> = {};
   for (const name of BENCHMARKS) {
     const s = sorted.find((x) => x.result.benchmarks[name] !== undefined);
@@ -60,7 +65,7 @@ export function latestPerBenchmark(sources: readonly Source[]): Partial<Record<B
  * run measured are not shown.
  */
 export function latestScalePerStore(sources: readonly Source[]): { source: Source; scale: ScaleResult }[] {
-  const sorted = [...sources].sort((a, b) => (a.result.startedAt < b.result.startedAt ? 1 : -1));
+  const sorted = newestFirst(sources);
   const out: { source: Source; scale: ScaleResult }[] = [];
   for (const store of SCALE_STORES) {
     const has = (r: ScaleResult | undefined): r is ScaleResult =>

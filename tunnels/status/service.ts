@@ -21,6 +21,7 @@ import { writeAtomic } from '../../keymgr/atomicfile.js';
 import type { AgentConfig } from '../ports/config.js';
 import { ANNOTATIONS, STATUS_TOKEN_FILE, WG_INTERFACE } from '../../common/constants.js';
 import { describeError, SealnetError } from '../../common/errors.js';
+import { backoffCeiling } from '../../common/backoff.js';
 import type { Logger } from '../../common/logger.js';
 import type { PqPairStatus } from '../ports/pq.js';
 import type { AgentMetrics } from '../../common/metrics.js';
@@ -273,10 +274,10 @@ export class StatusService {
   nextCheckDelayMs(): number {
     const lane = this.laneDelayMs();
     if (this.publishFailures === 0) return lane;
-    const backoff = Math.min(
-      PUBLISH_RETRY_MAX_MS,
-      PUBLISH_RETRY_FIRST_MS * 2 ** Math.min(this.publishFailures - 1, 16),
-    );
+    const backoff = backoffCeiling(this.publishFailures - 1, {
+      baseMs: PUBLISH_RETRY_FIRST_MS,
+      capMs: PUBLISH_RETRY_MAX_MS,
+    });
     return Math.max(lane, backoff);
   }
 
