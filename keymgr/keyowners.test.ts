@@ -57,4 +57,32 @@ describe('first-seen key ownership', () => {
     expect(establishedWithOwners({}, after.owners, { 'node-b': 'KB', 'node-x': 'KB' })).toEqual({ 'node-b': 'KB' });
     expect(errors).toEqual([]);
   });
+  it('a pass that claims a few keys touches only those (O(claims) at 5,000 known) and writes only when a key is new', async () => {
+    const stateDir = join(dir, 'inplace');
+    const errors: unknown[] = [];
+    const book = await KeyOwnerBook.open(stateDir, (e) => errors.push(e));
+    const all = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`node-${i}`, [`K${i}`]]));
+    book.record(all, 1);
+    await book.flush();
+    const untouched = book.owners['K1'];
+    const file = join(stateDir, 'key-owners.json');
+    const written = (await stat(file)).mtimeMs;
+    // An event pass: one node changed its key, one was seen again.
+    expect(book.record({ 'node-0': ['K0'], 'node-7': ['K7-new'] }, 2)).toEqual([]);
+    expect(book.owners['K1']).toBe(untouched);
+    expect(book.owners['K0']).toEqual({ node: 'node-0', firstSeen: 1, lastSeen: 2 });
+    expect(book.owners['K7-new']).toEqual({ node: 'node-7', firstSeen: 2, lastSeen: 2 });
+    await book.flush();
+    const reopened = await KeyOwnerBook.open(stateDir, (e) => errors.push(e));
+    expect(Object.keys(reopened.owners)).toHaveLength(5001);
+    expect(reopened.owners['K7-new']).toEqual({ node: 'node-7', firstSeen: 2, lastSeen: 2 });
+    // Seen again, nothing new: no write.
+    const mtime = (await stat(file)).mtimeMs;
+    expect(mtime).toBeGreaterThanOrEqual(written);
+    await new Promise((r) => setTimeout(r, 20));
+    book.record({ 'node-3': ['K3'] }, 3);
+    await book.flush();
+    expect((await stat(file)).mtimeMs).toBe(mtime);
+    expect(errors).toEqual([]);
+  });
 });

@@ -35,31 +35,52 @@ export function recordOwners(
   claims: Readonly<Record<string, readonly string[]>>,
   now: number,
 ): OwnersUpdate {
-  const next: Record<string, { node: string; firstSeen: number; lastSeen: number }> = { ...prev };
+  const next: MutableOwners = { ...prev };
+  const { conflicts } = recordOwnersInPlace(next, claims, now);
+  return { owners: next, conflicts };
+}
+
+type MutableOwners = Record<string, { node: string; firstSeen: number; lastSeen: number }>;
+
+/**
+ * {@link recordOwners} into `owners` itself: the work is O(claims), not O(keys known) — an event
+ * pass claims the keys of the nodes that changed, and the book holds every node's (5,000 and more).
+ * Returns the conflicts and whether a key was added.
+ */
+function recordOwnersInPlace(
+  owners: MutableOwners,
+  claims: Readonly<Record<string, readonly string[]>>,
+  now: number,
+): { conflicts: OwnersUpdate['conflicts']; added: boolean } {
   const conflicts: { key: string; owner: string; claimant: string }[] = [];
   // Two nodes claiming one new key in the same snapshot: neither is older, nobody owns it.
   const fresh = new Map<string, string[]>();
   for (const node of Object.keys(claims).sort()) {
     for (const key of claims[node]!) {
-      const o = next[key];
+      const o = owners[key];
       if (o === undefined) {
         const list = fresh.get(key);
         if (list === undefined) fresh.set(key, [node]);
         else list.push(node);
-      } else if (o.node === node) next[key] = { ...o, lastSeen: now };
+      } else if (o.node === node) owners[key] = { ...o, lastSeen: now };
       else conflicts.push({ key, owner: o.node, claimant: node });
     }
   }
+  let added = false;
   for (const [key, nodes] of fresh) {
-    if (nodes.length === 1) next[key] = { node: nodes[0]!, firstSeen: now, lastSeen: now };
-    else for (const n of nodes) conflicts.push({ key, owner: '', claimant: n });
+    if (nodes.length === 1) {
+      owners[key] = { node: nodes[0]!, firstSeen: now, lastSeen: now };
+      added = true;
+    } else for (const n of nodes) conflicts.push({ key, owner: '', claimant: n });
   }
-  const keys = Object.keys(next);
-  if (keys.length > MAX_KEY_OWNERS) {
-    keys.sort((a, b) => next[b]!.lastSeen - next[a]!.lastSeen);
-    for (const k of keys.slice(MAX_KEY_OWNERS)) delete next[k];
+  if (added) {
+    const keys = Object.keys(owners);
+    if (keys.length > MAX_KEY_OWNERS) {
+      keys.sort((a, b) => owners[b]!.lastSeen - owners[a]!.lastSeen);
+      for (const k of keys.slice(MAX_KEY_OWNERS)) delete owners[k];
+    }
   }
-  return { owners: next, conflicts };
+  return { conflicts, added };
 }
 
 /**
@@ -144,7 +165,8 @@ export class KeyOwnersFile {
  * behind (a failed write is reported through `onError` and retried on the next change).
  */
 export class KeyOwnerBook {
-  #owners: KeyOwners;
+  /** Updated in place (O(claims) per pass); the write behind serializes it when it runs. */
+  readonly #owners: MutableOwners;
   #writing: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -152,7 +174,7 @@ export class KeyOwnerBook {
     owners: KeyOwners,
     private readonly onError: (err: unknown) => void,
   ) {
-    this.#owners = owners;
+    this.#owners = { ...owners };
   }
 
   /** Opens `<stateDir>/key-owners.json` (empty when absent). */
@@ -167,13 +189,8 @@ export class KeyOwnerBook {
 
   /** Records a snapshot's claims (node → keys); returns the conflicts. Writes when a key was added. */
   record(claims: Readonly<Record<string, readonly string[]>>, now: number): OwnersUpdate['conflicts'] {
-    const r = recordOwners(this.#owners, claims, now);
-    const added = Object.keys(r.owners).some((k) => this.#owners[k] === undefined);
-    this.#owners = r.owners;
-    if (added) {
-      const snapshot = r.owners;
-      this.#writing = this.#writing.then(() => this.file.write(snapshot)).catch(this.onError);
-    }
+    const r = recordOwnersInPlace(this.#owners, claims, now);
+    if (r.added) this.#writing = this.#writing.then(() => this.file.write(this.#owners)).catch(this.onError);
     return r.conflicts;
   }
 

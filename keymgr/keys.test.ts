@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { SealnetError } from '../common/errors.js';
 import {
@@ -306,6 +307,23 @@ describe('public key helpers', () => {
     expect(fingerprint(key)).toBe('300c9c9603b92a4b');
     expect(fingerprint(parsePublicKey(BOB_PUBLIC_B64))).toBe('f35e5616160a30bf');
     expect(ALICE_PUBLIC_B64).not.toContain(fingerprint(key));
+  });
+
+  it('fingerprint stays the same for a key seen before and after its bounded cache filled and was cleared', () => {
+    const direct = (k: PublicKey): string =>
+      createHash('sha256').update(Buffer.from(k, 'base64')).digest().subarray(0, 8).toString('hex');
+    const alice = parsePublicKey(ALICE_PUBLIC_B64);
+    expect([fingerprint(alice), fingerprint(alice)]).toEqual(['300c9c9603b92a4b', '300c9c9603b92a4b']);
+    // More distinct keys than the cache holds (65,536): every answer still the key's own.
+    const keys = Array.from({ length: 70_000 }, (_, i) => {
+      const b = new Uint8Array(32);
+      new DataView(b.buffer).setUint32(0, i + 1);
+      return publicKeyFromBytes(b);
+    });
+    const wrong = keys.filter((k) => fingerprint(k) !== direct(k) || fingerprint(k) !== direct(k));
+    expect(wrong).toEqual([]);
+    expect(fingerprint(alice)).toBe('300c9c9603b92a4b');
+    expect(fingerprint(parsePublicKey(BOB_PUBLIC_B64))).toBe('f35e5616160a30bf');
   });
 
   it('PublicKey is a plain string at runtime', () => {

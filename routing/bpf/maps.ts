@@ -101,7 +101,10 @@ export class SteeringMaps {
    */
   syncRemote(desired: readonly RemoteEntry[], opts: { prune: boolean; fromLastWrite?: boolean }): SyncResult {
     const want = new Map<string, Buffer>();
-    for (const e of desired) want.set(encodeKey(e.cidr).toString('hex'), encodeRemoteValue(e));
+    for (const e of desired) {
+      const enc = encodedRemote(e);
+      want.set(enc.key, enc.value);
+    }
     const have = opts.fromLastWrite === true ? this.#lastRemote : undefined;
     this.#lastRemote = undefined; // until this sync succeeded
     const r = syncLpm(this.remote, want, opts.prune, have);
@@ -178,6 +181,21 @@ export class SteeringMaps {
   }
 }
 
+/**
+ * Each entry's map key (hex) and value, encoded once per entry object: the planner keeps the
+ * objects of unchanged nodes from pass to pass, and an event pass at 5,000 nodes would otherwise
+ * parse and encode every prefix again (~7 ms) to write one. Entries are immutable (readonly).
+ */
+const encodedEntries = new WeakMap<RemoteEntry, { readonly key: string; readonly value: Buffer }>();
+function encodedRemote(e: RemoteEntry): { readonly key: string; readonly value: Buffer } {
+  let enc = encodedEntries.get(e);
+  if (enc === undefined) {
+    enc = { key: encodeKey(e.cidr).toString('hex'), value: encodeRemoteValue(e) };
+    encodedEntries.set(e, enc);
+  }
+  return enc;
+}
+
 /** Orders LPM keys by family, address, then prefix length. */
 function compareKeys(a: Buffer, b: Buffer): number {
   return (
@@ -202,7 +220,8 @@ function syncLpm(
   const writeKeys: Buffer[] = [];
   const writeValues: Buffer[] = [];
   for (const [k, v] of want) {
-    if (have.get(k)?.equals(v) === true) continue;
+    const h = have.get(k);
+    if (h !== undefined && (h === v || h.equals(v))) continue;
     writeKeys.push(Buffer.from(k, 'hex'));
     writeValues.push(v);
   }

@@ -31,7 +31,18 @@ export class PassContext {
   private readonly started = process.hrtime.bigint();
   private lastMark = this.started;
 
-  constructor(private readonly d: { readonly metrics: AgentMetrics; readonly log: Logger }) {}
+  /**
+   * `queuedMs`: from the first trigger this pass serves (a store event, a timer) to its start:
+   * debounce plus any pass it waited for. Logged with the pass, so a latency can be split into
+   * delivery to the agent, queueing and the pass itself. `queuedBehind`: when the first
+   * trigger came while another pass ran, that pass (full or event) and how long this one waited
+   * for it — which pass holds the event path up.
+   */
+  constructor(
+    private readonly d: { readonly metrics: AgentMetrics; readonly log: Logger },
+    private readonly queuedMs?: number | undefined,
+    private readonly queuedBehind?: { readonly full: boolean; readonly ms: number } | undefined,
+  ) {}
 
   /** Runs one kernel write and counts it; a throw is the caller's to {@link fail}. */
   readonly op = async (name: string, fn: () => Promise<void>): Promise<void> => {
@@ -67,7 +78,16 @@ export class PassContext {
     this.d.metrics.reconcileDuration.observe(seconds);
     this.d.metrics.reconciles.inc({ result: this.errors.length === 0 ? 'ok' : 'error' });
     if (Object.keys(this.ops).length > 0)
-      this.d.log.info({ ops: this.ops, seconds, phasesMs: this.phases }, 'kernel state updated');
+      this.d.log.info(
+        {
+          ops: this.ops,
+          seconds,
+          phasesMs: this.phases,
+          ...(this.queuedMs === undefined ? {} : { queuedMs: this.queuedMs }),
+          ...(this.queuedBehind === undefined ? {} : { queuedBehind: this.queuedBehind }),
+        },
+        'kernel state updated',
+      );
     return {
       kernelOps: this.ops,
       errors: this.errors,

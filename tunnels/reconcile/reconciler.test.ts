@@ -682,4 +682,63 @@ describe('Reconciler: scheduling', () => {
     await new Promise((r) => setTimeout(r, 30));
     expect(await metric(e.metrics, 'sealnet_reconciles_total', { result: 'ok' })).toBe(1);
   });
+
+  it('logs how long a triggered pass was queued after its first trigger (none for a pass run directly)', async () => {
+    const e = setup();
+    await e.reconciler.runNow();
+    const first = e.log.entries.filter((x) => x.msg === 'kernel state updated');
+    expect(first).toHaveLength(1);
+    expect(first[0]?.obj).not.toHaveProperty('queuedMs');
+    e.store.upsert({
+      name: 'node-f',
+      annotations: sealnetAnnotations(fixtureKey(26), '198.18.0.6:51880'),
+      podCIDRs: ['100.64.6.0/24'],
+      internalIPs: ['198.18.0.6'],
+    });
+    const t0 = Date.now();
+    e.reconciler.trigger();
+    e.reconciler.trigger();
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = e.log.entries.filter((x) => x.msg === 'kernel state updated');
+    expect(lines).toHaveLength(2);
+    const queued = lines[1]?.obj.queuedMs;
+    expect(typeof queued).toBe('number');
+    expect(queued as number).toBeGreaterThanOrEqual(0);
+    expect(queued as number).toBeLessThanOrEqual(Date.now() - t0);
+  });
+
+  it('names the pass a change waited behind: a store event during a full pass logs queuedBehind with that pass', async () => {
+    const e = setup();
+    await e.reconciler.runNow();
+    // The next full pass takes 80 ms in its kernel read; a node joins while it runs.
+    const show = e.wg.show.bind(e.wg);
+    let slow = true;
+    e.wg.show = async (...args: Parameters<typeof e.wg.show>) => {
+      if (slow) {
+        slow = false;
+        setTimeout(() => {
+          e.store.upsert({
+            name: 'node-f',
+            annotations: sealnetAnnotations(fixtureKey(26), '198.18.0.6:51880'),
+            podCIDRs: ['100.64.6.0/24'],
+            internalIPs: ['198.18.0.6'],
+          });
+          e.reconciler.trigger();
+        }, 20);
+        await new Promise((r) => setTimeout(r, 80));
+      }
+      return show(...args);
+    };
+    await e.reconciler.runNow({ full: true });
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = e.log.entries.filter((x) => x.msg === 'kernel state updated');
+    const last = lines[lines.length - 1]?.obj;
+    expect(last?.ops).toMatchObject({ peer_set: 1 });
+    const behind = last?.queuedBehind as { full: boolean; ms: number } | undefined;
+    expect(behind?.full).toBe(true);
+    expect(behind?.ms).toBeGreaterThanOrEqual(40);
+    expect(behind?.ms).toBeLessThanOrEqual(last?.queuedMs as number);
+    // A pass whose trigger came while nothing ran waited behind nothing.
+    expect(lines[0]?.obj).not.toHaveProperty('queuedBehind');
+  });
 });

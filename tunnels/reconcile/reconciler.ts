@@ -33,6 +33,8 @@ export class Reconciler {
   /** The start-up restore while it runs: passes wait for it. */
   private restoring: Promise<RestoreResult> | undefined;
   private rerun = false;
+  /** When the first trigger not yet served by a pass came (ms since the epoch). */
+  private firstTriggerMs: number | undefined;
   private closed = false;
   private lastReport: ReconcileReport | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -74,6 +76,7 @@ export class Reconciler {
   trigger(opts: { readonly full?: boolean } = {}): void {
     if (opts.full === true) this.fullRequested = true;
     if (this.closed) return;
+    this.firstTriggerMs ??= Date.now();
     if (this.running !== undefined) {
       this.rerun = true;
       return;
@@ -205,7 +208,28 @@ export class Reconciler {
    * clean pass left. Never throws: failures are in the report, the log and the metrics.
    */
   async reconcileOnce(): Promise<ReconcileReport> {
-    const pass = new PassContext(this.d);
+    const startedAt = Date.now();
+    const firstTrigger = this.firstTriggerMs;
+    const queuedMs = firstTrigger === undefined ? undefined : startedAt - firstTrigger;
+    this.firstTriggerMs = undefined;
+    const last = this.lastPass;
+    const queuedBehind =
+      firstTrigger !== undefined && last !== undefined && firstTrigger < last.endedAt
+        ? { full: last.full, ms: last.endedAt - Math.max(firstTrigger, last.startedAt) }
+        : undefined;
+    const pass = new PassContext(this.d, queuedMs, queuedBehind);
+    const full = this.fullRequested;
+    try {
+      return await this.passOnce(pass, full);
+    } finally {
+      this.lastPass = { full, startedAt, endedAt: Date.now() };
+    }
+  }
+
+  /** When the last pass ran and whether a full one was asked for (see PassContext `queuedBehind`). */
+  private lastPass: { readonly full: boolean; readonly startedAt: number; readonly endedAt: number } | undefined;
+
+  private async passOnce(pass: PassContext, full: boolean): Promise<ReconcileReport> {
     const host: PassHost = {
       prepareSteering: (dev) => this.prepareSteering(dev),
       steeringAttached: () => this.steeringAttached(),
@@ -213,7 +237,6 @@ export class Reconciler {
       retriggerFull: () => this.trigger({ full: true }),
     };
     if (this.d.config.mode === 'ipsec') return reconcileIpsec({ deps: this.d, state: this.ipsecState, pass, host });
-    const full = this.fullRequested;
     this.fullRequested = false;
     return new WireGuardPass({ deps: this.d, state: this.wgState, pass, host, full }).run();
   }

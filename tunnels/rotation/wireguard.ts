@@ -435,7 +435,8 @@ export class RotationController {
     const r = this.mustState().rotation;
     const fp = r?.nextPublicKey === undefined ? undefined : fingerprint(r.nextPublicKey as PublicKey);
     const reports = new Map<string, PeerReport>();
-    for (const raw of nodes) {
+    // No next key (idle): no report can be about it, and every pass would walk every node.
+    for (const raw of fp === undefined ? [] : nodes) {
       if (raw.name === this.o.nodeName) continue;
       const d = decodeNode(raw);
       const mine = d.ok ? d.node.rotationReports?.[this.o.nodeName] : undefined;
@@ -462,8 +463,12 @@ export class RotationController {
     return n;
   }
 
-  /** autoRotationDueAt() per node, epoch and key creation time (see autoAhead). */
-  private readonly dueMemo = new Map<string, number>();
+  /**
+   * autoRotationDueAt() of each node object (null: not idle, or nothing to judge by), with the
+   * maximum age it was computed for: a node object is immutable, so one hash and one date parse
+   * per object, not one per node per step (5,000 nodes, several steps a pass).
+   */
+  private readonly dueOf = new WeakMap<RawNode, { readonly maxKeyAgeMs: number; readonly due: number | null }>();
 
   /**
    * Idle nodes whose automatic rotation is due before ours, judged from what they publish (key
@@ -482,17 +487,19 @@ export class RotationController {
     let n = 0;
     for (const raw of nodes) {
       if (raw.name === this.o.nodeName) continue;
-      const d = decodeNode(raw);
-      const created = Date.parse(raw.annotations[ANNOTATIONS.keyCreated] ?? '');
-      if (!d.ok || d.node.rotationPhase !== undefined || Number.isNaN(created)) continue;
-      // One hash per node and key, not one per node per pass (5,000 nodes, several steps a pass).
-      const memoKey = `${raw.name}\0${d.node.keyEpoch}\0${created}\0${maxKeyAgeMs}`;
-      let due = this.dueMemo.get(memoKey);
-      if (due === undefined) {
-        due = autoRotationDueAt({ node: raw.name, epoch: d.node.keyEpoch, createdAt: created, maxKeyAgeMs })!;
-        if (this.dueMemo.size > 2 * nodes.length + 64) this.dueMemo.clear();
-        this.dueMemo.set(memoKey, due);
+      let memo = this.dueOf.get(raw);
+      if (memo === undefined || memo.maxKeyAgeMs !== maxKeyAgeMs) {
+        const d = decodeNode(raw);
+        const created = Date.parse(raw.annotations[ANNOTATIONS.keyCreated] ?? '');
+        const due =
+          !d.ok || d.node.rotationPhase !== undefined || Number.isNaN(created)
+            ? null
+            : (autoRotationDueAt({ node: raw.name, epoch: d.node.keyEpoch, createdAt: created, maxKeyAgeMs }) ?? null);
+        memo = { maxKeyAgeMs, due };
+        this.dueOf.set(raw, memo);
       }
+      const due = memo.due;
+      if (due === null) continue;
       if (due <= now && (due < mine || (due === mine && raw.name < this.o.nodeName))) n++;
     }
     return n;

@@ -268,6 +268,31 @@ describe('buildNodeStatus', () => {
     expect(noKernel.reasons[0]).toContain('cannot read the tunnel: wg show: boom');
   });
 
+  it('says ready exactly when readiness() does (the report judges the peer states it computed once)', () => {
+    const unsteered = healthy().steeringEntries?.filter((e) => !(e.kind === 'pod' && e.cidr.startsWith('100.64.2.')));
+    const cases: [string, NodeStatusInput, boolean][] = [
+      ['healthy', healthy(), true],
+      [
+        'no handshake yet',
+        healthy({ observedPeers: healthy().observedPeers?.map((p) => ({ ...p, latestHandshake: 0 })) }),
+        true,
+      ],
+      ['a peer not programmed', healthy({ observedPeers: healthy().observedPeers?.slice(1) }), false],
+      ['tunnel unreadable', healthy({ observedPeers: undefined, observeErrors: ['wg show: boom'] }), false],
+      ['a peer not steered', healthy({ steeringEntries: unsteered }), false],
+      ['a planned peer left the node store', healthy({ nodes: fx.nodes.filter((n) => n.name !== 'node-d') }), false],
+      ['no pass yet', healthy({ reconcile: undefined }), false],
+    ];
+    for (const [what, input, ready] of cases) {
+      const expected = readiness(input);
+      expect({ what, ready: buildNodeStatus(input).ready }).toEqual({ what, ready: expected.ready });
+      expect({ what, ready: expected.ready }).toEqual({ what, ready });
+    }
+    expect(readiness(healthy({ nodes: fx.nodes.filter((n) => n.name !== 'node-d') })).reasons).toEqual([
+      'peer node-d: left the node store',
+    ]);
+  });
+
   it('never calls a mode ipsec peer encrypted while its SAs are not observed, and keeps readiness on the reconcile result', () => {
     const r = buildNodeStatus(
       healthy({

@@ -395,6 +395,17 @@ function peerStatus(input: NodeStatusInput, node: RawNode): PeerStatus {
  * pod CIDRs, and, with steering on, ready steering entries for them.
  */
 export function readiness(input: NodeStatusInput): { ready: boolean; reasons: string[] } {
+  return readinessOf(input, (name) => {
+    const raw = lookup(input.nodes, (n) => n.name, 'name', name)[0];
+    return raw === undefined ? undefined : peerStatus(input, raw);
+  });
+}
+
+/** {@link readiness} with each peer's status given (`undefined`: the peer left the node store). */
+function readinessOf(
+  input: NodeStatusInput,
+  statusOf: (name: string) => PeerStatus | undefined,
+): { ready: boolean; reasons: string[] } {
   const r = input.reconcile;
   if (r === undefined) return { ready: false, reasons: ['no reconcile pass yet'] };
   const reasons: string[] = [];
@@ -409,12 +420,10 @@ export function readiness(input: NodeStatusInput): { ready: boolean; reasons: st
   if (input.mode === 'ipsec' && input.observedIpsec === undefined) return { ready: reasons.length === 0, reasons };
   const planned = (ipsecOf(r.desired)?.peers ?? wireguardOf(r.desired)?.peers ?? []).map((p) => p.node);
   for (const name of planned) {
-    const p = { node: name };
-    const raw = lookup(input.nodes, (n) => n.name, 'name', p.node)[0];
-    const s = raw === undefined ? undefined : peerStatus(input, raw);
-    if (s === undefined) reasons.push(`peer ${p.node}: left the node store`);
+    const s = statusOf(name);
+    if (s === undefined) reasons.push(`peer ${name}: left the node store`);
     else if (s.state === 'dropping' || s.state === 'misconfigured' || (s.state === 'pending' && s.key === undefined))
-      reasons.push(`peer ${p.node}: ${s.reason ?? s.state}`);
+      reasons.push(`peer ${name}: ${s.reason ?? s.state}`);
   }
   return { ready: reasons.length === 0, reasons };
 }
@@ -434,10 +443,15 @@ function sumDrops(counters: readonly SteeringCounter[] | undefined): {
 
 /** Builds this node's report. Pure and deterministic; peers sorted by name. */
 export function buildNodeStatus(input: NodeStatusInput): NodeStatusReport {
-  const peers = input.nodes
-    .filter((n) => n.name !== input.self)
-    .map((n) => peerStatus(input, n))
-    .sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  // Readiness judges the same peer statuses (computing them twice was half of a report's cost);
+  // the first node of a name, as `readiness` looks it up.
+  const peers = input.nodes.filter((n) => n.name !== input.self).map((n) => peerStatus(input, n));
+  const byName = new Map<string, PeerStatus>();
+  for (const p of peers) if (!byName.has(p.node)) byName.set(p.node, p);
+  peers.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  const self = lookup(input.nodes, (n) => n.name, 'name', input.self)[0];
+  const statusOf = (name: string): PeerStatus | undefined =>
+    name === input.self ? (self === undefined ? undefined : peerStatus(input, self)) : byName.get(name);
   const { drops, failOpen } = sumDrops(input.counters);
   return {
     v: STATUS_VERSION,
@@ -453,7 +467,7 @@ export function buildNodeStatus(input: NodeStatusInput): NodeStatusReport {
       createdAt: input.key.createdAt.toISOString(),
     },
     steering: { ...input.steering },
-    ready: readiness(input).ready,
+    ready: readinessOf(input, statusOf).ready,
     errors: [
       ...new Set([
         ...(input.reconcile?.errors.map((e) => e.step) ?? []),

@@ -79,8 +79,11 @@ export function reportDigest(r: NodeStatusReport): string {
   const h = createHash('sha256').update(
     JSON.stringify([r.agent, r.mode, r.algorithm, r.key, r.steering, r.ready, r.errors]),
   );
-  for (const p of r.peers)
-    h.update(JSON.stringify([p.node, p.state, p.reason?.replace(/\d+/g, '#'), p.key, p.handshake === 0]));
+  // The same bytes as one update per peer, hashed in one call (5,000 calls cost more than the hash).
+  const parts = r.peers.map((p) =>
+    JSON.stringify([p.node, p.state, p.reason?.replace(/\d+/g, '#'), p.key, p.handshake === 0]),
+  );
+  h.update(parts.join(''));
   return h.digest('hex').slice(0, 16);
 }
 
