@@ -18,12 +18,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
 import { STATUS_TOKEN_FILE } from '../../common/constants.js';
 import { SealnetError, describeError } from '../../common/errors.js';
 import { FULL_REPORT_MAX_BYTES, type FetchedReport } from '../status/join.js';
 import { STATUS_SOCKET_FILE } from '../status/service.js';
+import { prepareRequest, type KubeTransport } from '../stores/kubeclient.js';
 
 /** Gets one agent's full report. */
 export interface ReportFetcher {
@@ -181,12 +181,6 @@ export const DEFAULT_AGENT_PODS: AgentPods = {
   tokenSecret: 'sealnet-status-token',
 };
 
-/** The part of a KubeConfig the pod-proxy fetcher uses (`@kubernetes/client-node` KubeConfig). */
-export interface KubeAccess {
-  getCurrentCluster(): { server: string } | null;
-  applyToHTTPSOptions(opts: object): Promise<void>;
-}
-
 /** `--store kubernetes`: the API server's pod proxy to each node's agent pod. */
 export class PodProxyFetcher implements ReportFetcher {
   private pods = new Map<string, string>();
@@ -194,7 +188,7 @@ export class PodProxyFetcher implements ReportFetcher {
   private listProblem: string | undefined;
 
   constructor(
-    private readonly kc: KubeAccess,
+    private readonly transport: KubeTransport,
     private readonly where: AgentPods,
   ) {}
 
@@ -204,14 +198,9 @@ export class PodProxyFetcher implements ReportFetcher {
     headers: Record<string, string>,
     signal?: AbortSignal,
   ): Promise<{ status: number; text: string }> {
-    const server = this.kc.getCurrentCluster()?.server;
-    if (server === undefined) throw new SealnetError('CONFIG_INVALID', 'the kubeconfig names no cluster');
-    const url = new URL(path, server);
-    const opts: Record<string, unknown> = { method: 'GET', headers: { accept: 'application/json', ...headers } };
-    await this.kc.applyToHTTPSOptions(opts);
-    const req = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const { url, send, options } = await prepareRequest(this.transport, 'GET', path, headers);
     return new Promise((resolve, reject) => {
-      const r = req(url, { ...opts, signal } as never, (res) => void readBody(res).then(resolve, reject));
+      const r = send(url, { ...options, signal }, (res) => void readBody(res).then(resolve, reject));
       r.on('error', reject);
       r.end();
     });
@@ -338,8 +327,8 @@ export function fetchSettings(values: Readonly<Record<string, unknown>>): FetchS
 
 /** The fetcher for a store: pod proxy for the Kubernetes store, Unix sockets for the file store. */
 export function fetcherFor(store: object, s: FetchSettings): ReportFetcher {
-  const st = store as { directory?: unknown; kubeConfig?: unknown };
+  const st = store as { directory?: unknown; transport?: unknown };
   if (typeof st.directory === 'string') return SocketFetcher.besideStore(st.directory, s.agentDir);
-  if (st.kubeConfig !== undefined) return new PodProxyFetcher(st.kubeConfig as KubeAccess, s.pods);
+  if (st.transport !== undefined) return new PodProxyFetcher(st.transport as KubeTransport, s.pods);
   throw new SealnetError('INTERNAL', 'this node store has no way to reach its agents');
 }

@@ -12,6 +12,8 @@ import { takeFlags } from '../../common/args.js';
 import { describeError, SealnetError } from '../../common/errors.js';
 import type { NodeStore } from '../ports/index.js';
 import { FileNodeStore } from '../stores/file.js';
+import type { KubeTransport } from '../stores/kubeclient.js';
+import type { RequestOptions } from 'node:http';
 import { runAudit, runVerify } from './audit.js';
 import { runStatus } from './status.js';
 import { KEYS_USAGE, runKeys } from './keys.js';
@@ -63,11 +65,37 @@ async function parseGlobal(argv: readonly string[]): Promise<Global> {
         : { type: storeType, ...(kubeconfig === undefined ? {} : { kubeconfig }) },
   });
   // The Kubernetes client library costs half a second and ~90 MiB to load: only when used.
+  // sealctl reaches the API server through it (operators' kubeconfigs use exec and
+  // auth-provider plugins, which the agent's own client does not run).
   const store =
     cfg.store.type === 'file'
       ? new FileNodeStore({ dir: cfg.store.dir })
-      : new (await import('../stores/kubernetes.js')).KubernetesNodeStore({ kubeconfig: cfg.store.kubeconfig });
+      : new (await import('../stores/kubernetes.js')).KubernetesNodeStore({
+          transport: await clientNodeTransport(cfg.store.kubeconfig),
+        });
   return { store, storeType: cfg.store.type, json, rest };
+}
+
+/** A transport for the node store and the pod proxy with client-node's kubeconfig handling (every credential plugin it knows). */
+async function clientNodeTransport(kubeconfig: string | undefined): Promise<KubeTransport> {
+  const k8s = await import('@kubernetes/client-node');
+  const kc = new k8s.KubeConfig();
+  try {
+    if (kubeconfig !== undefined) kc.loadFromFile(kubeconfig);
+    else kc.loadFromDefault();
+  } catch (err) {
+    throw new SealnetError('CONFIG_INVALID', `cannot load kubeconfig ${kubeconfig ?? '(default)'}`, { cause: err });
+  }
+  const server = kc.getCurrentCluster()?.server;
+  if (server === undefined) throw new SealnetError('CONFIG_INVALID', 'the kubeconfig names no cluster');
+  return {
+    server,
+    async requestOptions(): Promise<RequestOptions> {
+      const o: Record<string, unknown> = {};
+      await kc.applyToHTTPSOptions(o);
+      return o as RequestOptions;
+    },
+  };
 }
 
 async function loadNodes(store: NodeStore): Promise<{ nodes: ReturnType<NodeStore['list']>; problems: string[] }> {

@@ -40,7 +40,7 @@ class FakeApi {
   /** Status to answer the next PATCH with instead of applying it (e.g. 403). */
   patchFailures: number[] = [];
   /** Responses to use for the next list calls (status, headers), consumed in order. */
-  listFailures: { status: number; headers?: Record<string, string> }[] = [];
+  listFailures: { status: number; headers?: Record<string, string>; message?: string }[] = [];
   private watchers = new Set<ServerResponse>();
   private server: Server;
   private dir = mkdtempSync(join(tmpdir(), 'sealnet-k8s-'));
@@ -82,6 +82,15 @@ class FakeApi {
   }
 
   /** Ends every open watch abruptly (as a restarting API server does). */
+  /** Ends every watch with a 410 Gone event, as the API server does when history was compacted. */
+  expireWatches(): void {
+    for (const w of this.watchers)
+      w.end(
+        `${JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired' } })}\n`,
+      );
+    this.watchers.clear();
+  }
+
   dropWatches(): void {
     for (const w of this.watchers) w.destroy();
     this.watchers.clear();
@@ -108,7 +117,15 @@ class FakeApi {
       const failure = this.listFailures.shift();
       if (failure !== undefined) {
         res.writeHead(failure.status, { 'content-type': 'application/json', ...failure.headers });
-        res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code: failure.status }));
+        res.end(
+          JSON.stringify({
+            kind: 'Status',
+            apiVersion: 'v1',
+            status: 'Failure',
+            code: failure.status,
+            ...(failure.message === undefined ? {} : { message: failure.message }),
+          }),
+        );
         return;
       }
       // Pages as the API server serves them: `limit` items from the offset the continue token
@@ -487,6 +504,59 @@ describe('KubernetesNodeStore against a fake API server', () => {
     const gaps = lists.slice(1).map((t, i) => t - lists[i]!);
     expect(gaps.every((g) => g >= 200)).toBe(true);
   }, 30_000);
+
+  it("names the API server's refusal of the list (status and message) and keeps retrying", async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5));
+    const refusal =
+      'nodes is forbidden: User "system:serviceaccount:sealnet:sealnet" cannot list resource "nodes" in API group "" at the cluster scope';
+    api.listFailures.push({ status: 403, message: refusal });
+    const s = await started({ random: () => 0 });
+    await until(() => (s.synced() ? true : undefined), 15_000);
+    expect(api.listCalls).toHaveLength(2);
+    expect(s.errors).toHaveLength(1);
+    expect(s.errors[0]?.message).toMatch(/Kubernetes node watch failed; restarting in \d+ ms/);
+    expect((s.errors[0]?.cause as Error).message).toBe(`GET /api/v1/nodes: HTTP 403: ${refusal}`);
+    expect(s.changes.at(-1)?.map((n) => n.name)).toEqual(['n1']);
+  }, 30_000);
+
+  it('lists again at once when the watch expires (410 Gone): no error, no backoff, the cache is the new list', async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5));
+    api.nodes.set('n2', node('n2', 2, 6));
+    const s = await started();
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    // Meanwhile n2 went away and n3 came, and the watch history is gone.
+    api.nodes.delete('n2');
+    api.nodes.set('n3', node('n3', 3, ++api.rv));
+    const t0 = Date.now();
+    api.expireWatches();
+    await until(() =>
+      store!
+        .list()
+        .map((n) => n.name)
+        .join() === 'n1,n3'
+        ? true
+        : undefined,
+    );
+    expect(Date.now() - t0).toBeLessThan(400);
+    expect(api.listCalls).toHaveLength(2);
+    expect(s.errors).toEqual([]);
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+  });
+
+  it('stop() ends the watch and the retry loop: no request after it', async () => {
+    api = new FakeApi();
+    api.nodes.set('n1', node('n1', 1, 5));
+    await started();
+    await until(() => (api['watchers'].size > 0 ? true : undefined));
+    await store!.stop();
+    store = undefined;
+    await until(() => (api['watchers'].size === 0 ? true : undefined));
+    const calls = api.listCalls.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(api.listCalls).toHaveLength(calls);
+  });
 
   it('honours Retry-After on 429', async () => {
     api = new FakeApi();
