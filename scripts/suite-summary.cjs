@@ -6,6 +6,9 @@
 //   <tier>.run       "rc=<exit> seconds=<wall> limit=<s>" once the tier's command returned
 //   <tier>.notrun    why the tier was not started (the suite's time budget was spent)
 //   <tier>.progress  scripts/progress-reporter.cjs's lines (the vm tier: vm/progress)
+// and steps.failed: one line per step outside the tiers that failed (typecheck, format, build,
+// binaries, the agent image).
+// A tier whose command exited non-zero although none of its tests failed is named too.
 // A tier stopped at its time limit counts as one failure and is named with the test file and test
 // that were running, so a CI log that keeps only its tail says where the time went.
 // CommonJS so the summary runs with plain `node` from the repository root.
@@ -56,6 +59,15 @@ function summarize(out, cwd = process.cwd()) {
   const detail = (m) => failureDetail(m, rel);
   const lines = [];
   const failures = [];
+  /** Non-test failures: steps outside the tiers, tiers that exited non-zero with every test passed. */
+  const exits = [];
+  const stepsFile = path.join(out, 'steps.failed');
+  if (fs.existsSync(stepsFile))
+    for (const step of fs
+      .readFileSync(stepsFile, 'utf8')
+      .split('\n')
+      .filter((x) => x !== ''))
+      exits.push(`step ${step} failed (its output is above, under "== ${step}")`);
   let p = 0;
   let f = 0;
   let s = 0;
@@ -86,6 +98,8 @@ function summarize(out, cwd = process.cwd()) {
     const r = JSON.parse(fs.readFileSync(json, 'utf8'));
     p += r.numPassedTests;
     f += r.numFailedTests + r.numRuntimeErrorTestSuites;
+    if (run && !stopped && run.rc !== 0 && r.numFailedTests + r.numRuntimeErrorTestSuites === 0)
+      exits.push(`tier ${t}: its command exited ${run.rc} although no test failed (see "== ${t} tests" above)`);
     s += r.numPendingTests + r.numTodoTests;
     lines.push(
       `tier ${t}: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped (${r.numTotalTestSuites} suites${wall})`,
@@ -100,8 +114,9 @@ function summarize(out, cwd = process.cwd()) {
   }
   for (const l of failures.slice(0, 40)) lines.push(`FAILED ${l}`);
   if (failures.length > 40) lines.push(`FAILED … and ${failures.length - 40} more`);
+  for (const l of exits) lines.push(`FAILED ${l}`);
   lines.push(`tests: ${p} passed, ${f} failed, ${s} skipped`);
-  return { lines, passed: p, failed: f, skipped: s };
+  return { lines, passed: p, failed: f, skipped: s, otherFailures: exits.length };
 }
 
 module.exports = { summarize, whereStopped, TIERS };

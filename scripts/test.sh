@@ -13,15 +13,22 @@ bash scripts/setup.sh || { echo "setup failed" >&2; exit 1; }
 out=$(mktemp -d /tmp/sealnet-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 status=0
-echo "== typecheck"; npm run -s typecheck || status=1
+# A step outside the test tiers that fails fails the suite, and the closing summary names it
+# (its own output is above, under "== <step>"): a format error once failed a run whose tests
+# all passed, with nothing at the end of the log saying why.
+failed_step() {
+  status=1
+  echo "$1" >>"$out/steps.failed"
+}
+echo "== typecheck"; npm run -s typecheck || failed_step typecheck
 # Formatting (prettier, pinned): a file prettier would change fails the suite, named.
-echo "== format"; npx prettier --check "**/*.{ts,mjs,js,json}" || status=1
-echo "== build"; npm run -s build || status=1
+echo "== format"; npx prettier --check "**/*.{ts,mjs,js,json}" || failed_step format
+echo "== build"; npm run -s build || failed_step build
 # The Kubernetes tier needs kube-apiserver, etcd, kubectl and helm: built from the Go module
 # proxy once per machine (about 15 minutes cold), cached in /var/cache/sealnet/k8s-bin.
-echo "== Kubernetes binaries"; bash scripts/k8s-binaries.sh >/dev/null || status=1
+echo "== Kubernetes binaries"; bash scripts/k8s-binaries.sh >/dev/null || failed_step "Kubernetes binaries"
 # The real-cluster tier (issue 15): kubelet, controller-manager, scheduler, containerd, runc.
-echo "== cluster binaries"; bash scripts/cluster-binaries.sh >/dev/null || status=1
+echo "== cluster binaries"; bash scripts/cluster-binaries.sh >/dev/null || failed_step "cluster binaries"
 # Every tier runs under a time limit of its own (a hung test must not eat the others' time) and
 # under the suite's budget: CI stops the whole run at 90 minutes and then prints nothing of ours,
 # so the suite stops itself first, with its summary. A stopped tier is a failure, named with the
@@ -68,7 +75,7 @@ jest_tier image 1800 "$@"
 # --- the real-cluster tier (issue 15): kubelets, containerd, runc, a routed CNI, and the agent image
 # the user would build (`npm run image` into dist-image/; the image tests above build into scratch
 # folders of their own).
-echo "== agent image (npm run image)"; timeout 1200 npm run -s image >/dev/null || status=1
+echo "== agent image (npm run image)"; timeout 1200 npm run -s image >/dev/null || failed_step "agent image (npm run image)"
 jest_tier cluster 1500 "$@"
 echo "== kernel tier in a qemu guest (kernel WireGuard, XFRM ESP)"
 SEALNET_VM_OUT="$out/vm" run_tier vm 1800 npm run -s test:kernel

@@ -12,7 +12,10 @@ import { fileURLToPath } from 'node:url';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const require = createRequire(import.meta.url);
 const { summarize } = require(path.join(repo, 'scripts/suite-summary.cjs')) as {
-  summarize(out: string, cwd?: string): { lines: string[]; passed: number; failed: number; skipped: number };
+  summarize(
+    out: string,
+    cwd?: string,
+  ): { lines: string[]; passed: number; failed: number; skipped: number; otherFailures: number };
 };
 const ProgressReporter = require(path.join(repo, 'scripts/progress-reporter.cjs')) as new (
   g: unknown,
@@ -55,6 +58,26 @@ describe('suite summary', () => {
     writeFileSync(path.join(out, 'vm/jest.json'), jestJson(3));
   });
   afterEach(() => rmSync(out, { recursive: true, force: true }));
+
+  it('names a failed step outside the tiers and a tier that exited non-zero with every test passed', () => {
+    writeFileSync(path.join(out, 'e2e.json'), jestJson(10));
+    writeFileSync(path.join(out, 'e2e.run'), 'rc=0 seconds=12 limit=2100');
+    const clean = summarize(out, repo);
+    expect(clean.otherFailures).toBe(0);
+    expect(clean.lines.filter((l) => l.startsWith('FAILED'))).toEqual([]);
+    writeFileSync(path.join(out, 'steps.failed'), 'format\nagent image (npm run image)\n');
+    writeFileSync(path.join(out, 'k8s.run'), 'rc=1 seconds=12 limit=900');
+    const r = summarize(out, repo);
+    expect(r.lines.filter((l) => l.startsWith('FAILED'))).toEqual([
+      'FAILED step format failed (its output is above, under "== format")',
+      'FAILED step agent image (npm run image) failed (its output is above, under "== agent image (npm run image)")',
+      'FAILED tier k8s: its command exited 1 although no test failed (see "== k8s tests" above)',
+    ]);
+    expect(r.otherFailures).toBe(3);
+    // The tests' own count stays what the tests said; the closing line is still last.
+    expect(r.failed).toBe(0);
+    expect(r.lines.at(-1)).toBe(`tests: ${r.passed} passed, 0 failed, 0 skipped`);
+  });
 
   it('a tier stopped at its limit is a failure named with the test the progress file shows running', () => {
     // The reporter as jest drives it: one file done, a second one hanging in its second test.
