@@ -35,6 +35,24 @@ async function waitForFile(
   throw new Error(`${proc.argv.join(' ')} not ready after ${timeoutMs} ms`);
 }
 
+/**
+ * Waits like {@link waitForFile}; when that fails, stops every process of the stream started so
+ * far (a stream that never started must not leave a half behind, loading the host or the guest
+ * for the tests after it) and rethrows.
+ */
+async function readyOrStop(
+  path: string,
+  opts: { ready: (text: string) => boolean; proc: BackgroundProcess; timeoutMs: number },
+  started: readonly BackgroundProcess[],
+): Promise<string> {
+  try {
+    return await waitForFile(path, opts);
+  } catch (err) {
+    await Promise.all(started.map((p) => p.stop({ signal: 'SIGTERM', timeoutMs: 3000 }).catch(() => undefined)));
+    throw err;
+  }
+}
+
 let canaryServerStarts = 0;
 
 /** Starts the canary echo server (TCP and UDP on `port`) in a pod; resolves once it listens. */
@@ -177,8 +195,11 @@ export async function startTcpStream(
     recordSize?: number;
     name?: string;
     stallReportMs?: number;
+    /** How long the server may take to listen (default 10 s; the client's first acknowledgement gets 5 s more). */
+    readyTimeoutMs?: number;
   },
 ): Promise<TcpStream> {
+  const readyMs = opts.readyTimeoutMs ?? 10_000;
   const name = opts.name ?? `tcp-${opts.from}-${opts.to}-${Date.now()}`;
   const dir = await cluster.workDir('streams');
   const port = String(opts.port ?? 7101);
@@ -202,7 +223,7 @@ export async function startTcpStream(
     ],
     { logFile: join(dir, `${name}.server.log`) },
   );
-  await waitForFile(serverStatus, { ready: (t) => t.length > 0, proc: server, timeoutMs: 10_000 });
+  await readyOrStop(serverStatus, { ready: (t) => t.length > 0, proc: server, timeoutMs: readyMs }, [server]);
   const client = cluster.spawnPod(
     opts.from,
     [
@@ -225,11 +246,15 @@ export async function startTcpStream(
     { logFile: join(dir, `${name}.client.log`) },
   );
   // Ready once the server acknowledged the first record: the path works end to end.
-  await waitForFile(clientStatus, {
-    ready: (t) => t !== '' && (JSON.parse(t) as { ackedSeq: number }).ackedSeq >= 0,
-    proc: client,
-    timeoutMs: 15_000,
-  });
+  await readyOrStop(
+    clientStatus,
+    {
+      ready: (t) => t !== '' && (JSON.parse(t) as { ackedSeq: number }).ackedSeq >= 0,
+      proc: client,
+      timeoutMs: readyMs + 5_000,
+    },
+    [client, server],
+  );
   const status = async (): Promise<{
     client: TcpStreamClientStatus | undefined;
     server: TcpStreamServerStatus | undefined;
@@ -261,6 +286,14 @@ export interface UdpStreamResult {
   readonly pps: number;
   /** When the sender started (ms since the epoch): sequence n left at about startedAt + n / pps. */
   readonly startedAt: number;
+  /**
+   * The receiver namespace's Udp RcvbufErrors when the receiver last wrote its status (cumulative;
+   * datagrams that arrived and were dropped because the receiver did not read in time), with
+   * that time; undefined when unreadable or not yet written.
+   */
+  readonly rcvbufErrors?: { readonly at: number; readonly count: number };
+  /** The receive buffer the kernel granted the receiver's socket (bytes, as SO_RCVBUF reports it). */
+  readonly rcvbufBytes?: number;
 }
 
 /** A numbered UDP stream between two pods. */
@@ -279,6 +312,9 @@ interface UdpSenderStatus {
   pps: number;
 }
 interface UdpReceiverStatus {
+  now?: number;
+  rcvbufErrors?: number | null;
+  rcvbufBytes?: number | null;
   streams: Record<
     string,
     {
@@ -298,8 +334,21 @@ interface UdpReceiverStatus {
  */
 export async function startUdpStream(
   cluster: NsCluster,
-  opts: { from: string; to: string; port?: number; pps?: number; size?: number; name?: string; canary?: string },
+  opts: {
+    from: string;
+    to: string;
+    port?: number;
+    pps?: number;
+    size?: number;
+    name?: string;
+    canary?: string;
+    /** A larger receive buffer for the receiver's socket (capped by the kernel's net.core.rmem_max). */
+    rcvbufBytes?: number;
+    /** How long each end may take to start (default 10 s). */
+    readyTimeoutMs?: number;
+  },
 ): Promise<UdpStream> {
+  const readyMs = opts.readyTimeoutMs ?? 10_000;
   const name = opts.name ?? `udp-${opts.from}-${opts.to}-${Date.now()}`;
   const dir = await cluster.workDir('streams');
   const port = String(opts.port ?? 7201);
@@ -309,10 +358,19 @@ export async function startUdpStream(
   await Promise.all([rm(rxStatus, { force: true }), rm(txStatus, { force: true })]);
   const rx = cluster.spawnPod(
     opts.to,
-    [process.execPath, toolPath('udp-stream.mjs'), 'receiver', '--port', port, '--status', rxStatus],
+    [
+      process.execPath,
+      toolPath('udp-stream.mjs'),
+      'receiver',
+      '--port',
+      port,
+      '--status',
+      rxStatus,
+      ...(opts.rcvbufBytes !== undefined ? ['--rcvbuf', String(opts.rcvbufBytes)] : []),
+    ],
     { logFile: join(dir, `${name}.receiver.log`) },
   );
-  await waitForFile(rxStatus, { ready: (t) => t.length > 0, proc: rx, timeoutMs: 10_000 });
+  await readyOrStop(rxStatus, { ready: (t) => t.length > 0, proc: rx, timeoutMs: readyMs }, [rx]);
   const tx = cluster.spawnPod(
     opts.from,
     [
@@ -335,7 +393,7 @@ export async function startUdpStream(
       logFile: join(dir, `${name}.sender.log`),
     },
   );
-  await waitForFile(txStatus, { ready: (t) => t.length > 0, proc: tx, timeoutMs: 10_000 });
+  await readyOrStop(txStatus, { ready: (t) => t.length > 0, proc: tx, timeoutMs: readyMs }, [tx, rx]);
   const status = async (): Promise<UdpStreamResult | undefined> => {
     const s = await readJson<UdpSenderStatus>(txStatus);
     const r = await readJson<UdpReceiverStatus>(rxStatus);
@@ -353,6 +411,10 @@ export async function startUdpStream(
       sendErrors: s.sendErrors,
       pps: s.pps,
       startedAt: s.startedAt,
+      ...(typeof r?.rcvbufErrors === 'number' && r.now !== undefined
+        ? { rcvbufErrors: { at: r.now, count: r.rcvbufErrors } }
+        : {}),
+      ...(typeof r?.rcvbufBytes === 'number' ? { rcvbufBytes: r.rcvbufBytes } : {}),
     };
   };
   return {

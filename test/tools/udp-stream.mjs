@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A numbered UDP stream that counts loss: for measuring how many packets a change costs.
 //
-//   udp-stream.mjs receiver --port P --status FILE [--bind ADDR]
+//   udp-stream.mjs receiver --port P --status FILE [--bind ADDR] [--rcvbuf BYTES]
 //   udp-stream.mjs sender --host H --port P --status FILE [--pps 500] [--size 200] [--duration-ms MS]
 //                         [--canary STRING]
 //
@@ -11,9 +11,14 @@
 // length; the sender reports how many it sent. Loss = sender.sent - receiver.received.
 // Both rewrite a JSON status file (atomically) every 250 ms and on SIGTERM/SIGINT ("done").
 // With --canary, the bytes after the header are the canary repeated (for leak captures).
+// The receiver also reports its namespace's UDP RcvbufErrors (/proc/self/net/snmp, read at each
+// status write): datagrams that crossed the network and were dropped because this process did
+// not read them in time (a starved receiver), so a loss can be told from the path's. --rcvbuf
+// asks for a larger socket receive buffer (the kernel caps it at net.core.rmem_max); the status
+// says what the kernel granted.
 import dgram from 'node:dgram';
 import { randomBytes } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 function parseArgs(argv) {
   const [cmd, ...rest] = argv;
@@ -33,6 +38,21 @@ function writeStatus(file, obj) {
 }
 
 const HEADER = 24;
+
+/** Udp RcvbufErrors of this process's network namespace (IPv4 table), or null when unreadable. */
+function rcvbufErrors() {
+  try {
+    const lines = readFileSync('/proc/self/net/snmp', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('Udp: '));
+    const names = lines[0].split(/\s+/);
+    const values = lines[1].split(/\s+/);
+    const i = names.indexOf('RcvbufErrors');
+    return i > 0 ? Number(values[i]) : null;
+  } catch {
+    return null;
+  }
+}
 const MAX_GAPS = 50;
 
 function receiver(o) {
@@ -44,6 +64,8 @@ function receiver(o) {
     now: 0,
     port: Number(o.port),
     datagrams: 0,
+    rcvbufErrors: null,
+    rcvbufBytes: null,
     streams: {},
     done: false,
   };
@@ -79,6 +101,7 @@ function receiver(o) {
   };
   const flush = () => {
     st.now = Date.now();
+    st.rcvbufErrors = rcvbufErrors();
     for (const [id, s] of streams) st.streams[id] = summarize(s);
     writeStatus(o.status, st);
   };
@@ -118,7 +141,11 @@ function receiver(o) {
     if (seq < s.maxSeq) s.reordered++;
     else s.maxSeq = seq;
   });
-  sock.bind(Number(o.port), o.bind ?? '0.0.0.0', () => flush());
+  sock.bind(Number(o.port), o.bind ?? '0.0.0.0', () => {
+    if (o.rcvbuf !== undefined) sock.setRecvBufferSize(Number(o.rcvbuf));
+    st.rcvbufBytes = sock.getRecvBufferSize();
+    flush();
+  });
   setInterval(flush, 250);
   for (const sig of ['SIGTERM', 'SIGINT']) {
     process.on(sig, () => {
