@@ -29,6 +29,11 @@ export async function nodeCounters(c: NsCluster): Promise<Record<string, Counter
         );
       if (m !== null) k[m[1]!] = Number(m[2]);
     }
+    // Every link's error and drop counters (a kernel WireGuard link counts a datagram it could not
+    // send to a peer, or whose inner source its peer may not use, as an error).
+    const links = await c.execNode(n, ['ip', '-j', '-s', 'link', 'show'], { check: false });
+    for (const l of parseLinkStats(links.stdout))
+      for (const [f, v] of Object.entries(l.counts)) k[`link:${l.ifname}:${f}`] = v;
     out[n] = k;
   }
   // Receive-side drops that are not the tunnel's: UDP socket buffers of the pods (a starved
@@ -88,4 +93,40 @@ export async function agentEvents(c: NsCluster, window: { from: number; to: numb
     }
   }
   return lines.sort((a, b) => a.t - b.t).map((l) => l.text);
+}
+
+/** Error and drop counters of each link in `ip -j -s link show` output; unparsable output reads as none. */
+export function parseLinkStats(json: string): { ifname: string; counts: Record<string, number> }[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(doc)) return [];
+  const out: { ifname: string; counts: Record<string, number> }[] = [];
+  for (const l of doc as { ifname?: unknown; stats64?: Record<string, Record<string, unknown>> }[]) {
+    if (typeof l.ifname !== 'string') continue;
+    const counts: Record<string, number> = {};
+    for (const dir of ['rx', 'tx'])
+      for (const f of ['errors', 'dropped']) {
+        const v = l.stats64?.[dir]?.[f];
+        if (typeof v === 'number') counts[`${dir}_${f}`] = v;
+      }
+    out.push({ ifname: l.ifname, counts });
+  }
+  return out;
+}
+
+/** The deltas whose names match `pattern`, flattened to `"<node> <counter>": delta` as JSON (for a failure sentence). */
+export function countersWhy(deltas: Record<string, Counters>, pattern: RegExp): string {
+  return JSON.stringify(
+    Object.fromEntries(
+      Object.entries(deltas).flatMap(([n, k]) =>
+        Object.entries(k)
+          .filter(([x]) => pattern.test(x))
+          .map(([x, v]) => [`${n} ${x}`, v]),
+      ),
+    ),
+  );
 }

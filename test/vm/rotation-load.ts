@@ -5,7 +5,7 @@
  * betrayed plaintext (so a control can show the same check failing).
  */
 import { readFile } from 'node:fs/promises';
-import type { CaptureResult } from '../harness/capture.js';
+import type { Capture, CaptureResult } from '../harness/capture.js';
 import type { NsCluster } from '../harness/cluster.js';
 import { LINKTYPE, readPcap } from '../harness/pcap.js';
 import {
@@ -30,37 +30,93 @@ export interface LoadOptions {
   readonly udp: readonly (readonly [string, string])[];
   readonly udpPps: number;
   readonly tcpRateBps: number;
+  /** Receive buffer asked for the UDP receivers (the guest raises net.core.rmem_max to allow it). */
+  readonly udpRcvbufBytes?: number;
+  /** How long each stream's processes may take to start (node processes under TCG: seconds each). */
+  readonly readyTimeoutMs?: number;
 }
 
-/** Starts one TCP stream per node pair (first pod to first pod) and the UDP streams. */
+/**
+ * Starts one TCP stream per node pair (first pod to first pod) and the UDP streams. When one
+ * fails to start, the ones already running are stopped before the error is passed on.
+ */
 export async function startLoad(c: NsCluster, o: LoadOptions): Promise<Load> {
   const tcp: TcpStream[] = [];
+  const udp: UdpStream[] = [];
+  const ready = o.readyTimeoutMs !== undefined ? { readyTimeoutMs: o.readyTimeoutMs } : {};
   let port = o.port0;
   const nodes = c.nodes;
-  for (let i = 0; i < nodes.length; i++) {
-    for (let j = i + 1; j < nodes.length; j++) {
-      const [a, b] = [nodes[i]!, nodes[j]!];
-      tcp.push(
-        await startTcpStream(c, {
-          from: a.pods[0]!.name,
-          to: b.pods[0]!.name,
-          port: port,
-          rateBps: o.tcpRateBps,
-          recordSize: 1024,
-          name: `tcp-${a.name}-${b.name}-${port}`,
+  try {
+    for (let i = 0; i < nodes.length; i++) {
+      for (let j = i + 1; j < nodes.length; j++) {
+        const [a, b] = [nodes[i]!, nodes[j]!];
+        tcp.push(
+          await startTcpStream(c, {
+            from: a.pods[0]!.name,
+            to: b.pods[0]!.name,
+            port: port,
+            rateBps: o.tcpRateBps,
+            recordSize: 1024,
+            name: `tcp-${a.name}-${b.name}-${port}`,
+            ...ready,
+          }),
+        );
+        port++;
+      }
+    }
+    for (const [from, to] of o.udp) {
+      udp.push(
+        await startUdpStream(c, {
+          from,
+          to,
+          port,
+          pps: o.udpPps,
+          canary: o.canary,
+          name: `udp-${from}-${to}-${port}`,
+          ...(o.udpRcvbufBytes !== undefined ? { rcvbufBytes: o.udpRcvbufBytes } : {}),
+          ...ready,
         }),
       );
       port++;
     }
-  }
-  const udp: UdpStream[] = [];
-  for (const [from, to] of o.udp) {
-    udp.push(
-      await startUdpStream(c, { from, to, port, pps: o.udpPps, canary: o.canary, name: `udp-${from}-${to}-${port}` }),
-    );
-    port++;
+  } catch (err) {
+    await Promise.all([...tcp, ...udp].map((s) => s.stop().catch(() => undefined)));
+    throw err;
   }
   return { tcp, udp };
+}
+
+/**
+ * Receive buffer the guest suites' UDP receivers ask for: under TCG a receiver can go
+ * unscheduled for seconds while three agents and sealctl run (a 212 KiB default holds about a
+ * second at 100/s). The guest raises net.core.rmem_max for it (guest.sh).
+ */
+export const GUEST_UDP_RCVBUF_BYTES = 4 << 20;
+/** How long each stream's processes may take to start in the guest (node processes under TCG). */
+export const GUEST_READY_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts an underlay capture (looking for `o.canary`) and then the load, with the guest's
+ * receive buffer and start-up time unless `o` says otherwise. A load that fails to start stops
+ * what it started, and the capture is stopped too.
+ */
+export async function startCapturedLoad(
+  c: NsCluster,
+  name: string,
+  o: LoadOptions,
+): Promise<{ readonly cap: Capture; readonly load: Load }> {
+  const cap = await c.startCapture({ name, canaries: [o.canary], bufferKiB: 65_536 });
+  try {
+    const load = await startLoad(c, {
+      udpRcvbufBytes: GUEST_UDP_RCVBUF_BYTES,
+      readyTimeoutMs: GUEST_READY_TIMEOUT_MS,
+      ...o,
+    });
+    return { cap, load };
+  } catch (err) {
+    await cap.stop().catch(() => undefined);
+    throw err;
+  }
 }
 
 /** What the load saw: TCP problems by stream, UDP counters by stream. */
@@ -102,20 +158,27 @@ export async function stopLoad(l: Load): Promise<LoadResult> {
   return { tcpStreams: l.tcp.length, tcpRecords, tcpMaxStallMs, tcpBreaks, udp };
 }
 
-/** Samples of each UDP sender's progress: `[epoch ms, datagrams sent]`, by stream name. */
-export type SendProgress = Record<string, [number, number][]>;
+/**
+ * Samples of each UDP stream's progress, by stream name: `sent` is `[epoch ms, datagrams sent]`
+ * (the sender's count), `rcvbuf` is `[epoch ms, Udp RcvbufErrors]` of the receiver's namespace
+ * (cumulative, as the receiver read it at that time).
+ */
+export type SendProgress = Record<string, { sent: [number, number][]; rcvbuf: [number, number][] }>;
 
-/** Samples every UDP sender's count (its status file, written every 250 ms) until `stop`. */
+/** Samples every UDP stream's status files (each rewritten every 250 ms) until `stop`. */
 export function trackSenders(l: Load, periodMs = 200): { stop: () => Promise<SendProgress> } {
-  const out: SendProgress = Object.fromEntries(l.udp.map((u) => [u.name, []]));
+  const out: SendProgress = Object.fromEntries(l.udp.map((u) => [u.name, { sent: [], rcvbuf: [] }]));
   let done = false;
   const loop = (async () => {
     while (!done) {
       for (const u of l.udp) {
         const s = await u.status().catch(() => undefined);
-        const series = out[u.name]!;
-        if (s !== undefined && (series.length === 0 || series[series.length - 1]![1] !== s.sent))
-          series.push([Date.now(), s.sent]);
+        const { sent, rcvbuf } = out[u.name]!;
+        if (s !== undefined && (sent.length === 0 || sent[sent.length - 1]![1] !== s.sent))
+          sent.push([Date.now(), s.sent]);
+        const r = s?.rcvbufErrors;
+        if (r !== undefined && (rcvbuf.length === 0 || rcvbuf[rcvbuf.length - 1]![0] !== r.at))
+          rcvbuf.push([r.at, r.count]);
       }
       await new Promise((r) => setTimeout(r, periodMs));
     }
@@ -134,24 +197,64 @@ export function sentBy(series: readonly [number, number][], seq: number): number
   return series.find(([, sent]) => sent > seq)?.[0];
 }
 
-/** Datagrams a stream lost inside `[from, to]` (epoch ms) and outside it, by the senders' progress. */
+/**
+ * Datagrams a stream lost inside `[from, to]` (epoch ms) and outside it, by the senders' progress,
+ * and how many of the receiver's namespace's socket-buffer drops fall inside: counted between the
+ * first receiver sample at or after `from` and the last one by `to` + 1 s (the window the gaps
+ * are counted in), so drops near the edges count against the path, never for it. `pathInside`
+ * is what the data path itself lost inside: `inside` less those drops (undefined drops: none
+ * taken off).
+ */
 export function lossIn(
   u: UdpStreamResult,
-  series: readonly [number, number][],
+  progress: { sent: readonly [number, number][]; rcvbuf: readonly [number, number][] },
   window: { from: number; to: number },
-): { inside: number; outside: number; gaps: string[] } {
+): {
+  inside: number;
+  outside: number;
+  gaps: string[];
+  /** Listed gaps whose first datagram was sent inside the window. */
+  gapsInside: number;
+  rcvbufInside: number | undefined;
+  pathInside: number;
+} {
   let inside = 0;
+  let gapsInside = 0;
   const gaps: string[] = [];
+  const end = window.to + 1000;
   for (const g of u.gaps) {
-    const at = sentBy(series, g.from);
-    const hit = at !== undefined && at >= window.from && at <= window.to + 1000;
-    if (hit) inside += g.count;
+    const at = sentBy(progress.sent, g.from);
+    const hit = at !== undefined && at >= window.from && at <= end;
+    if (hit) {
+      inside += g.count;
+      gapsInside++;
+    }
     gaps.push(`${g.count} sent by ${at === undefined ? '?' : `${((at - window.from) / 1000).toFixed(1)} s`}`);
   }
   // Gaps beyond the tool's list (it keeps the first few) count as inside: never in our favour.
   const listed = u.gaps.reduce((n, g) => n + g.count, 0);
   inside += Math.max(0, u.lost - listed);
-  return { inside, outside: u.lost - inside, gaps };
+  const first = progress.rcvbuf.find(([t]) => t >= window.from);
+  const last = progress.rcvbuf.filter(([t]) => t <= end).at(-1);
+  const rcvbufInside =
+    first !== undefined && last !== undefined && last[0] >= first[0] ? last[1] - first[1] : undefined;
+  return {
+    inside,
+    outside: u.lost - inside,
+    gaps,
+    gapsInside,
+    rcvbufInside,
+    pathInside: Math.max(0, inside - (rcvbufInside ?? 0)),
+  };
+}
+
+/**
+ * One stream's loss as a sentence for a failing check's diff (CI keeps only its first lines):
+ * lost / sent, the window's loss split into the receiver's socket-buffer drops and the path's,
+ * the bound when given, and the gaps with their times.
+ */
+export function lossWhy(u: UdpStreamResult, w: ReturnType<typeof lossIn>, bound?: number): string {
+  return `lost ${u.lost}/${u.sent}: ${w.inside} in the window (${w.rcvbufInside ?? '?'} receiver socket-buffer drops, ${w.pathInside} the path's${bound === undefined ? '' : `; bound ${bound}`}), gaps ${w.gaps.join(', ') || 'none'}`;
 }
 
 /**
