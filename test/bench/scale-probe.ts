@@ -11,7 +11,7 @@ import { open } from 'node:fs/promises';
 import type { NsCluster } from '../harness/cluster.js';
 import { sleep } from '../harness/exec.js';
 import { scrapeMetrics } from '../harness/wait.js';
-import { WG_INTERFACE } from '../../common/constants.js';
+import { BPF_MAP_NAMES, BPF_MAPS_SUBDIR, BPF_PIN_DIR, WG_INTERFACE } from '../../common/constants.js';
 import type { KernelOps, ProcessSample } from './types.js';
 import { uapiPeers, uapiSocketVia, type UapiPeer } from './uapi.js';
 
@@ -22,9 +22,18 @@ export interface LogLine {
   readonly ops?: KernelOps;
   readonly seconds?: number;
   readonly nodes?: number;
+  /** A pass's wait from its first trigger to its start (agent log `queuedMs`). */
+  readonly queuedMs?: number;
+  /** The pass this one waited behind (agent log `queuedBehind`). */
+  readonly queuedBehind?: { readonly full: boolean; readonly ms: number };
+  /** On a "reconcile step X failed" line: the step, and the agent's message. */
+  readonly failedStep?: string;
+  readonly err?: string;
 }
 
 const WANTED = new Set(['kernel state updated', 'node store synced', 'sealnet agent running']);
+/** msg of the agent's error line for a failed pass step (tunnels/reconcile/context.ts). */
+const STEP_FAILED = /^reconcile step ([a-z-]+) failed$/;
 
 /**
  * Parses complete JSON log lines and keeps the ones the bench uses. The agent's status lines
@@ -34,23 +43,42 @@ const WANTED = new Set(['kernel state updated', 'node store synced', 'sealnet ag
 export function parseLogLines(text: string): LogLine[] {
   const out: LogLine[] = [];
   for (const line of text.split('\n')) {
-    if (!line.startsWith('{') || !/"msg":"(kernel state updated|node store synced|sealnet agent running)"/.test(line))
+    if (
+      !line.startsWith('{') ||
+      !/"msg":"(kernel state updated|node store synced|sealnet agent running|reconcile step [a-z-]+ failed)"/.test(line)
+    )
       continue;
     try {
       const o = JSON.parse(line) as Record<string, unknown>;
-      if (typeof o.time !== 'number' || typeof o.msg !== 'string' || !WANTED.has(o.msg)) continue;
+      if (typeof o.time !== 'number' || typeof o.msg !== 'string') continue;
+      const failed = STEP_FAILED.exec(o.msg);
+      if (failed !== null) {
+        out.push({ time: o.time, msg: o.msg, failedStep: failed[1]!, err: typeof o.err === 'string' ? o.err : '' });
+        continue;
+      }
+      if (!WANTED.has(o.msg)) continue;
       out.push({
         time: o.time,
         msg: o.msg,
         ...(o.ops !== undefined ? { ops: o.ops as KernelOps } : {}),
         ...(typeof o.seconds === 'number' ? { seconds: o.seconds } : {}),
         ...(typeof o.nodes === 'number' ? { nodes: o.nodes } : {}),
+        ...(typeof o.queuedMs === 'number' ? { queuedMs: o.queuedMs } : {}),
+        ...(isQueuedBehind(o.queuedBehind)
+          ? { queuedBehind: { full: o.queuedBehind.full, ms: o.queuedBehind.ms } }
+          : {}),
       });
     } catch {
       // torn line
     }
   }
   return out;
+}
+
+function isQueuedBehind(v: unknown): v is { full: boolean; ms: number } {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return typeof o.full === 'boolean' && typeof o.ms === 'number';
 }
 
 /** Tails the agent log from where it stood when created (restarts append to the same file). */
@@ -96,6 +124,25 @@ export class AgentLog {
   /** "kernel state updated" lines at or after `since` (ms epoch). */
   passes(since: number): LogLine[] {
     return this.lines.filter((l) => l.msg === 'kernel state updated' && l.time >= since);
+  }
+
+  /** "reconcile step X failed" lines at or after `since` (ms epoch). */
+  failures(since: number): LogLine[] {
+    return this.lines.filter((l) => l.failedStep !== undefined && l.time >= since);
+  }
+
+  /**
+   * Throws when the agent reported a failed pass step at or after `since`: its figures would be
+   * those of an agent that does not do its job (a bench once timed passes that failed steering
+   * on every try, each one a full retry, and reported them as change latencies).
+   */
+  assertNoFailures(since: number, during: string): void {
+    const f = this.failures(since);
+    if (f.length === 0) return;
+    const steps = [...new Set(f.map((l) => l.failedStep))].join(', ');
+    throw new Error(
+      `the agent reported ${f.length} failed reconcile step(s) (${steps}) ${during}; first: ${f[0]!.failedStep}: ${f[0]!.err}`,
+    );
   }
 
   /** Polls until `pred` returns something, every `pollMs`; throws after `timeoutMs`. */
@@ -261,4 +308,29 @@ export function peerReader(c: NsCluster, node: string): () => Promise<UapiPeer[]
   if (holder === undefined) throw new Error(`node ${node} has no mount-namespace holder`);
   const path = uapiSocketVia(holder, WG_INTERFACE);
   return () => uapiPeers(path, 20_000).catch(() => []);
+}
+
+/**
+ * The keys (hex, as `routing/bpf/layout.ts` `encodeKey` writes them) of one `bpftool -j map
+ * dump` of an LPM trie: bpftool prints each key as an array of `0x..` byte strings.
+ */
+export function lpmKeysFromDump(json: string): Set<string> {
+  const rows = JSON.parse(json) as { key?: unknown }[];
+  if (!Array.isArray(rows)) throw new Error('bpftool map dump: not a JSON array');
+  const out = new Set<string>();
+  for (const r of rows) {
+    if (!Array.isArray(r.key)) throw new Error(`bpftool map dump: an entry without a byte-array key`);
+    out.add((r.key as unknown[]).map((b) => (parseInt(String(b), 16) & 0xff).toString(16).padStart(2, '0')).join(''));
+  }
+  return out;
+}
+
+/**
+ * The steering program's remote-prefix map on `node`, read from the kernel with bpftool (not
+ * through the agent, whose metrics report its own view): the keys it holds.
+ */
+export async function steeringKeys(c: NsCluster, node: string): Promise<Set<string>> {
+  const path = `${BPF_PIN_DIR}/${BPF_MAPS_SUBDIR}/${BPF_MAP_NAMES.remote}`;
+  const r = await c.execNode(node, ['bpftool', '-j', 'map', 'dump', 'pinned', path], { timeoutMs: 30_000 });
+  return lpmKeysFromDump(r.stdout);
 }

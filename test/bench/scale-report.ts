@@ -78,6 +78,18 @@ export interface ChangeStats {
   readonly opsMax: number | undefined;
   /** The ops of the most expensive change. */
   readonly worstOps: KernelOps | undefined;
+  /**
+   * Medians of where a change's time went (changes that carry the split): the store write, from
+   * the write to the agent's trigger (API server, watch delivery, the agent's event handling),
+   * queued (debounce, a pass before it), the applying pass.
+   */
+  readonly split: { write: number; delivery: number; queued: number; pass: number } | undefined;
+  /**
+   * Changes whose first trigger came while another pass ran (`queuedBehind` in the agent's log):
+   * behind a full pass (resync, retry, rotation wake) or an event pass, and the longest wait
+   * behind a full one. Undefined when no change carries the field (results before it).
+   */
+  readonly behind: { full: number; event: number; maxFullMs: number | undefined } | undefined;
 }
 
 function statsOf(kind: ChangeKind | 'all', list: readonly ScaleChange[]): ChangeStats {
@@ -103,7 +115,37 @@ function statsOf(kind: ChangeKind | 'all', list: readonly ScaleChange[]): Change
     opsMedian: q(ops, 0.5),
     opsMax: ops.length === 0 ? undefined : Math.max(...ops),
     worstOps: worst?.kernelOps,
+    split: splitOf(ok),
+    behind: behindOf(list),
   };
+}
+
+function behindOf(list: readonly ScaleChange[]): ChangeStats['behind'] {
+  if (!list.some((c) => c.queuedMs !== undefined)) return undefined;
+  const full = list.filter((c) => c.queuedBehind?.full === true);
+  return {
+    full: full.length,
+    event: list.filter((c) => c.queuedBehind?.full === false).length,
+    maxFullMs: full.length === 0 ? undefined : Math.max(...full.map((c) => c.queuedBehind!.ms)),
+  };
+}
+
+function splitOf(ok: readonly ScaleChange[]): ChangeStats['split'] {
+  const with_ = ok.filter((c) => c.passMs !== undefined && c.queuedMs !== undefined);
+  if (with_.length === 0) return undefined;
+  const med = (f: (c: ScaleChange) => number): number => quantile(with_.map(f), 0.5);
+  return {
+    write: med((c) => c.writeMs),
+    delivery: med((c) => (c.appliedMs as number) - c.writeMs - (c.queuedMs as number) - (c.passMs as number)),
+    queued: med((c) => c.queuedMs as number),
+    pass: med((c) => c.passMs as number),
+  };
+}
+
+/** `full / event (max ms)`, or — for results without the field. */
+function behindCell(b: ChangeStats['behind']): string {
+  if (b === undefined) return '—';
+  return `${b.full} / ${b.event}${b.maxFullMs === undefined ? '' : ` (${ms(b.maxFullMs)})`}`;
 }
 
 /** Per kind, then all kinds pooled. */
@@ -300,19 +342,19 @@ export function scaleSection(s: ScaleResult, targets: string[], part?: string): 
       '',
     );
     out.push(
-      '| store | N | change | n | p50 ms | p99 ms | max ms | store write ms (median) | kernel ops per change, median / max | most expensive |',
-      '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+      '| store | N | change | n | p50 ms | p99 ms | max ms | store write ms (median) | medians: write / to the agent / queued / pass ms | waited behind a full / an event pass (longest behind a full one, ms) | kernel ops per change, median / max | most expensive |',
+      '| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
     );
     for (const ch of s.changes) {
       for (const st of changeStats(ch)) {
         const label = st.kind === 'all' ? '**all**' : KIND_LABELS[st.kind];
         out.push(
-          `| ${ch.store} | ${ch.nodes} | ${label}${st.failed > 0 ? ` (${st.failed} failed)` : ''} | ${st.n} | ${ms(st.p50Ms)} | ${ms(st.p99Ms)} | ${ms(st.maxMs)} | ${ms(st.writeMedianMs)} | ${ms(st.opsMedian)} / ${ms(st.opsMax)} | ${fmtOps(st.worstOps)} |`,
+          `| ${ch.store} | ${ch.nodes} | ${label}${st.failed > 0 ? ` (${st.failed} failed)` : ''} | ${st.n} | ${ms(st.p50Ms)} | ${ms(st.p99Ms)} | ${ms(st.maxMs)} | ${ms(st.writeMedianMs)} | ${st.split === undefined ? '—' : [st.split.write, st.split.delivery, st.split.queued, st.split.pass].map(ms).join(' / ')} | ${behindCell(st.behind)} | ${ms(st.opsMedian)} / ${ms(st.opsMax)} | ${fmtOps(st.worstOps)} |`,
         );
       }
       if (ch.metricsOps !== undefined)
         out.push(
-          `| ${ch.store} | ${ch.nodes} | metrics delta over all ${ch.changes.length} changes | | | | | | ${opsTotal(ch.metricsOps)} | ${fmtOps(ch.metricsOps)} |`,
+          `| ${ch.store} | ${ch.nodes} | metrics delta over all ${ch.changes.length} changes | | | | | | | | ${opsTotal(ch.metricsOps)} | ${fmtOps(ch.metricsOps)} |`,
         );
     }
   }

@@ -6,15 +6,21 @@
 import { decodeNode } from '../../tunnels/plan/annotations.js';
 import { ANNOTATIONS } from '../../common/constants.js';
 import { parseBenchArgs } from './args.js';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
+  AgentLog,
   diffOps,
   metricByLabel,
   metricPlain,
   parseLogLines,
   parseProcStatTicks,
   parseProcStatus,
+  lpmKeysFromDump,
   sumOps,
 } from './scale-probe.js';
+import { decodeKey, encodeKey } from '../../routing/bpf/layout.js';
 import { changeStats, fmtOps, ms, opsBudget, opsVerdict, peakRss, scaleSection } from './scale-report.js';
 import { newPublicKey, simAnnotations, simNode, SIM_MAX_INDEX } from './scale-sim.js';
 import { under } from './stats.js';
@@ -80,18 +86,76 @@ describe('simulated nodes', () => {
 });
 
 describe('probes', () => {
+  it('reads the steering map keys from a bpftool dump as the agent encodes them', () => {
+    const bytes = (cidr: string): string[] => [...encodeKey(cidr)].map((b) => `0x${b.toString(16).padStart(2, '0')}`);
+    const dump = JSON.stringify([
+      { key: bytes('100.65.0.0/24'), value: ['0x01', '0x00'] },
+      { key: bytes('100.65.1.0/24'), value: ['0x01', '0x00'], formatted: { key: {}, value: {} } },
+    ]);
+    const keys = lpmKeysFromDump(dump);
+    expect([...keys].map((k) => decodeKey(Buffer.from(k, 'hex'))).sort()).toEqual(['100.65.0.0/24', '100.65.1.0/24']);
+    expect(keys.has(encodeKey('100.65.2.0/24').toString('hex'))).toBe(false);
+    expect(() => lpmKeysFromDump('{"key":1}')).toThrow('not a JSON array');
+    expect(() => lpmKeysFromDump('[{"value":[]}]')).toThrow('without a byte-array key');
+  });
+
   it('keeps only the log lines the bench uses, without parsing the big ones', () => {
     const text = [
       '{"level":30,"time":1000,"node":"n1","nodes":5001,"msg":"node store synced"}',
       '{"level":30,"time":1500,"node":"n1","ready":true,"peers":{"s1":"pending"},"msg":"status"}',
       '{"level":30,"time":2000,"node":"n1","ops":{"peer_set":3,"route_replace":3},"seconds":0.25,"msg":"kernel state updated"}',
+      '{"level":30,"time":3000,"node":"n1","ops":{"peer_set":1},"seconds":0.03,"queuedMs":400,"queuedBehind":{"full":true,"ms":390},"msg":"kernel state updated"}',
       'not json',
       '{"level":30,"time":2100,"msg":"kernel state upd',
     ].join('\n');
     expect(parseLogLines(text)).toEqual([
       { time: 1000, msg: 'node store synced', nodes: 5001 },
       { time: 2000, msg: 'kernel state updated', ops: { peer_set: 3, route_replace: 3 }, seconds: 0.25 },
+      {
+        time: 3000,
+        msg: 'kernel state updated',
+        ops: { peer_set: 1 },
+        seconds: 0.03,
+        queuedMs: 400,
+        queuedBehind: { full: true, ms: 390 },
+      },
     ]);
+  });
+
+  it('keeps failed pass steps, and a change or convergence with one after the store synced is an error, not a figure', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sealnet-bench-log-'));
+    try {
+      const file = join(dir, 'agent.log');
+      await writeFile(file, '');
+      const log = await AgentLog.at(file);
+      const self =
+        '{"level":50,"time":900,"node":"n1","step":"self","err":"node n1 is not in the node store yet","msg":"reconcile step self failed"}';
+      const synced = '{"level":30,"time":1000,"node":"n1","nodes":5001,"msg":"node store synced"}';
+      const pass =
+        '{"level":30,"time":1200,"node":"n1","ops":{"peer_set":1},"seconds":0.5,"msg":"kernel state updated"}';
+      await appendFile(file, [self, synced, pass, ''].join('\n'));
+      await log.poll();
+      expect(log.failures(0)).toEqual([
+        {
+          time: 900,
+          msg: 'reconcile step self failed',
+          failedStep: 'self',
+          err: 'node n1 is not in the node store yet',
+        },
+      ]);
+      expect(() => log.assertNoFailures(1000, 'after the node store synced')).not.toThrow();
+      await appendFile(
+        file,
+        '{"level":50,"time":1300,"node":"n1","step":"steering","err":"BPF map addon not found","msg":"reconcile step steering failed"}\n',
+      );
+      await log.poll();
+      expect(() => log.assertNoFailures(1000, 'after the node store synced')).toThrow(
+        'the agent reported 1 failed reconcile step(s) (steering) after the node store synced; first: steering: BPF map addon not found',
+      );
+      expect(log.passes(0).map((l) => l.time)).toEqual([1200]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('sums and subtracts kernel-op records', () => {
@@ -264,6 +328,43 @@ describe('scale report', () => {
       metricsOps: undefined,
     })[0]!;
     expect(failed).toMatchObject({ n: 1, failed: 1, p99Ms: undefined });
+  });
+
+  it("splits a change's time into write, delivery to the agent, queueing and the pass (medians), when the results carry it", () => {
+    const timed = (appliedMs: number, queuedMs: number, passMs: number): ScaleChange => ({
+      ...change('key-change', appliedMs, { peer_set: 1, peer_remove: 1 }),
+      writeMs: 10,
+      queuedMs,
+      passMs,
+    });
+    const st = changeStats({
+      store: 'kubernetes',
+      nodes: 5000,
+      changes: [timed(100, 12, 30), timed(80, 11, 20), timed(300, 200, 25)],
+      metricsOps: undefined,
+    });
+    // delivery = applied - write - queued - pass: 48, 39, 65 → median 48.
+    expect(st.find((x) => x.kind === 'all')?.split).toEqual({ write: 10, delivery: 48, queued: 12, pass: 25 });
+    expect(changeStats(fakeScale([5000]).changes[0]!).find((x) => x.kind === 'all')?.split).toBeUndefined();
+  });
+
+  it('counts the changes that waited behind a full or an event pass, with the longest wait behind a full one', () => {
+    const behind = (full: boolean | undefined, ms: number): ScaleChange => ({
+      ...change('leave', 100, { peer_remove: 1 }),
+      queuedMs: ms + 10,
+      passMs: 40,
+      ...(full === undefined ? {} : { queuedBehind: { full, ms } }),
+    });
+    const all = (changes: ScaleChange[]) =>
+      changeStats({ store: 'kubernetes', nodes: 5000, changes, metricsOps: undefined }).find((x) => x.kind === 'all');
+    expect(all([behind(true, 449), behind(true, 120), behind(false, 30), behind(undefined, 0)])?.behind).toEqual({
+      full: 2,
+      event: 1,
+      maxFullMs: 449,
+    });
+    expect(all([behind(undefined, 0)])?.behind).toEqual({ full: 0, event: 0, maxFullMs: undefined });
+    // Results from before the agent logged where a change queued carry no queuedMs at all.
+    expect(changeStats(fakeScale([5000]).changes[0]!).find((x) => x.kind === 'all')?.behind).toBeUndefined();
   });
 
   it('takes the peak RSS over every phase at that size', () => {

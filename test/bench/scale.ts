@@ -6,7 +6,8 @@
  * `legacy` or `none`). Measures:
  *
  * - convergence: agent start → every peer, route and steering entry programmed (the agent's
- *   "kernel state updated" log times, confirmed by reading the peers over UAPI), peak RSS and
+ *   "kernel state updated" log times, confirmed by reading the peers over UAPI and every pod
+ *   CIDR in the kernel's steering map with bpftool), peak RSS and
  *   CPU seconds of the agent, kernel operations (`sealnet_kernel_operations_total`);
  * - under kubelet churn (every Node's status once per 5 minutes, spread; scale-churn.ts): the
  *   agent's CPU per second, its peak RSS, the bytes the API server sent it per minute (counted
@@ -29,7 +30,17 @@ import { STARTUP_WINDOW_MS } from '../../tunnels/status/service.js';
 import type { NodeShape, StatusShape } from './scale-kubelet.js';
 import { Watchdog } from './scale-wait.js';
 import { AGENT_NODE, fileEnv, kubeEnv, type ScaleBench, type ScaleEnv } from './scale-env.js';
-import { agentCounters, AgentLog, diffOps, peerReader, sampleProcesses, sumOps, type LogLine } from './scale-probe.js';
+import {
+  agentCounters,
+  AgentLog,
+  diffOps,
+  peerReader,
+  sampleProcesses,
+  steeringKeys,
+  sumOps,
+  type LogLine,
+} from './scale-probe.js';
+import { encodeKey } from '../../routing/bpf/layout.js';
 import { newPublicKey, simNode, type SimNode } from './scale-sim.js';
 import type {
   ChangeKind,
@@ -209,6 +220,28 @@ async function convergence(
     pollMs: 50,
   });
   const lastAt = await p.log.quiet(2000, 120_000);
+  // Before the store synced the agent waits for its own Node ("step self"); after it, nothing may fail.
+  p.log.assertNoFailures(synced.time, 'after the node store synced');
+  // Every pod CIDR in the kernel's steering map, read with bpftool (the agent's log and metrics
+  // are its own account; a silently missing entry would make traffic to that node fail closed).
+  const wantKeys = sims.map((s) => encodeKey(s.podCIDR).toString('hex'));
+  let steering = { held: 0, missing: wantKeys.length };
+  const steeringAt = await p.log
+    .until(
+      `all ${n} pod CIDRs in the steering map (read with bpftool)`,
+      async () => {
+        alive(p);
+        const held = await steeringKeys(p.b.c, AGENT_NODE);
+        steering = { held: held.size, missing: wantKeys.filter((k) => !held.has(k)).length };
+        return steering.missing === 0 ? Date.now() : undefined;
+      },
+      { timeoutMs: 60_000, pollMs: 500 },
+    )
+    .catch((err: unknown) => {
+      throw new Error(
+        `steering map check after convergence by log and UAPI failed (last read: ${steering.missing} of ${n} pod CIDRs missing, ${steering.held} entries held): ${msg(err)}`,
+      );
+    });
   const process = sampleProcesses(p.b.c, AGENT_NODE);
   const { ops } = await agentCounters(p.b.c, AGENT_NODE);
   return {
@@ -220,6 +253,8 @@ async function convergence(
     peersMs: line.time - t0,
     convergedMs: (lastAt ?? line.time) - t0,
     confirmedMs: confirmedAt - t0,
+    steeringConfirmedMs: steeringAt - t0,
+    steeringEntries: steering.held,
     process,
     kernelOps: ops,
     passes: p.log.passes(t0).map((l) => ({ atMs: l.time - t0, seconds: l.seconds ?? 0, ops: l.ops ?? {} })),
@@ -254,6 +289,7 @@ async function oneChange(
     );
     const confirmedMs = Date.now() - t;
     await p.log.quiet(500, 30_000);
+    p.log.assertNoFailures(t, `while applying the ${o.kind} of ${o.node}`);
     const passes = p.log.passes(t);
     return {
       kind: o.kind,
@@ -261,6 +297,9 @@ async function oneChange(
       writeMs,
       appliedMs: line.time - t,
       confirmedMs,
+      ...(line.seconds === undefined ? {} : { passMs: Math.round(line.seconds * 10_000) / 10 }),
+      ...(line.queuedMs === undefined ? {} : { queuedMs: line.queuedMs }),
+      ...(line.queuedBehind === undefined ? {} : { queuedBehind: line.queuedBehind }),
       kernelOps: sumOps(passes),
       passes: passes.length,
       error: undefined,

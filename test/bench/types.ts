@@ -273,6 +273,13 @@ export interface ScaleConvergence {
   readonly convergedMs: number | undefined;
   /** Agent start → a UAPI read showed all N peers with their pod CIDRs (polled; confirmation). */
   readonly confirmedMs: number | undefined;
+  /**
+   * Agent start → a read of the kernel's steering map (bpftool) found every pod CIDR; polled after
+   * convergence, so it says that they are there, not when they got there. Absent in older results.
+   */
+  readonly steeringConfirmedMs?: number | undefined;
+  /** Entries of the steering map's remote-prefix table at that read. */
+  readonly steeringEntries?: number | undefined;
   readonly process: ProcessSample;
   /** `sealnet_kernel_operations_total` at convergence. */
   readonly kernelOps: KernelOps;
@@ -349,6 +356,11 @@ export interface ScaleChange {
   readonly appliedMs: number | undefined;
   /** Write start → a UAPI read confirmed it. */
   readonly confirmedMs: number | undefined;
+  /** The applying pass: its duration, and how long it was queued after its first trigger (debounce, a pass before it); absent in older results. */
+  readonly passMs?: number | undefined;
+  readonly queuedMs?: number | undefined;
+  /** When the change's trigger came while another pass ran: that pass's kind and the wait for it (agent log). */
+  readonly queuedBehind?: { readonly full: boolean; readonly ms: number } | undefined;
   /** Sum of the ops of every pass from the write until 500 ms of quiet. */
   readonly kernelOps: KernelOps;
   readonly passes: number;
