@@ -481,6 +481,52 @@ describe('scale report', () => {
     expect(md).not.toContain('NaN');
   });
 
+  it('judges the targets from the newest run at the target size; a newer run at another size is shown beside it, not judged', () => {
+    const at = (n: number, convergedMs: number): ScaleResult => {
+      const r = fakeScale([n]);
+      return { ...r, convergence: r.convergence.map((c) => ({ ...c, convergedMs })) };
+    };
+    const md = renderSummary([
+      {
+        file: 'results/old5k.json',
+        result: { ...fixtureResult({ scale: at(5000, 1111) }, ['scale']), startedAt: '2026-12-01T00:00:00Z' },
+      },
+      {
+        file: 'results/5k.json',
+        result: { ...fixtureResult({ scale: at(5000, 2222) }, ['scale']), startedAt: '2026-12-02T00:00:00Z' },
+      },
+      {
+        file: 'results/10k.json',
+        result: { ...fixtureResult({ scale: at(10000, 3333) }, ['scale']), startedAt: '2026-12-03T00:00:00Z' },
+      },
+    ]);
+    expect(md).toContain('## Control plane at scale: file store\n');
+    expect(md).toContain('## Control plane at scale: file store at 10000 nodes, not judged against the targets');
+    expect(md).toContain('**2222**');
+    expect(md).toContain('**3333**');
+    expect(md).not.toContain('**1111**');
+    // The targets come from the 5,000-node run only: measured there, no "not measured (largest N …)".
+    expect(md).toContain(
+      '| scale (file store): agent start → every peer, route and steering entry programmed, 5000 nodes | < 3000 ms | 2222 ms |',
+    );
+    expect(md).not.toContain('largest N in this run: 10000');
+    expect(md).toContain(
+      'scale (file store at 10000 nodes, not judged against the targets):\n\n| | |\n| --- | --- |\n| file | [results/10k.json]',
+    );
+    // Only a newer run at another size is shown beside: with 5,000 newest, the 10,000 run is not.
+    const md2 = renderSummary([
+      {
+        file: 'results/10k.json',
+        result: { ...fixtureResult({ scale: at(10000, 3333) }, ['scale']), startedAt: '2026-12-01T00:00:00Z' },
+      },
+      {
+        file: 'results/5k.json',
+        result: { ...fixtureResult({ scale: at(5000, 2222) }, ['scale']), startedAt: '2026-12-02T00:00:00Z' },
+      },
+    ]);
+    expect(md2).not.toContain('**3333**');
+  });
+
   it('shows each store from the newest run that measured it, cut to that store', () => {
     const asStore = (r: ScaleResult, store: 'file' | 'kubernetes', convergedMs: number): ScaleResult => ({
       ...r,

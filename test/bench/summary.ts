@@ -16,7 +16,7 @@ import { cpuSection, ranOf, throughputCiSection } from './precision-report.js';
 import { ipFamilySection, type IpFamilyResult } from './ipfamily-report.js';
 import { kernelThroughputSection, type KernelThroughputResult } from './kernel-report.js';
 import { rotationSection, type RotationResult } from './rotation-report.js';
-import { scaleSection } from './scale-report.js';
+import { scaleSection, TARGET_SCALE_NODES } from './scale-report.js';
 import { steeringMapSection, steeringVsRouteSection, type SteeringMapResult } from './steering-report.js';
 import { atLeast, below, fmt, type Spread } from './stats.js';
 import {
@@ -58,39 +58,66 @@ export function latestPerBenchmark(sources: readonly Source[]): Partial<Record<B
   return out;
 }
 
+/** One store's scale figures from one run; `targets` false: shown beside the run that judges the targets. */
+export interface ScaleShown {
+  readonly source: Source;
+  readonly scale: ScaleResult;
+  readonly targets: boolean;
+}
+
 /**
- * The scale benchmark runs per store (`--store file|kubernetes`), often in separate runs: for each
- * store, the newest source with rows for it, its result cut to that store's rows. A newer run of
- * one store does not hide the other store's figures; an older run's rows for a store that a newer
- * run measured are not shown.
+ * The scale benchmark runs per store (`--store file|kubernetes`) and per size, often in separate
+ * runs: for each store, the newest source that measured the target size ({@link TARGET_SCALE_NODES})
+ * for it judges the targets (the newest with any rows when none did); a newer source that
+ * measured the store only at other sizes is shown after it, not judged. Each result is cut to
+ * that store's rows. A newer run of one store does not hide the other store's figures, and a run
+ * at 10,000 does not hide the 5,000 figures the targets are stated for.
  */
-export function latestScalePerStore(sources: readonly Source[]): { source: Source; scale: ScaleResult }[] {
+export function latestScalePerStore(sources: readonly Source[]): ScaleShown[] {
   const sorted = newestFirst(sources);
-  const out: { source: Source; scale: ScaleResult }[] = [];
+  const out: ScaleShown[] = [];
   for (const store of SCALE_STORES) {
     const has = (r: ScaleResult | undefined): r is ScaleResult =>
       r !== undefined && (r.convergence.some((c) => c.store === store) || r.errors.some((e) => e.store === store));
-    const source = sorted.find((x) => has(x.result.benchmarks.scale as ScaleResult | undefined));
-    if (source === undefined) continue;
-    const r = source.result.benchmarks.scale as ScaleResult;
-    const mine = <T extends { readonly store: ScaleStore }>(xs: readonly T[] | undefined): T[] =>
-      (xs ?? []).filter((x) => x.store === store);
-    out.push({
-      source,
-      scale: {
-        ...r,
-        stores: [store],
-        convergence: mine(r.convergence),
-        changes: mine(r.changes),
-        resync: mine(r.resync),
-        rotation: mine(r.rotation),
-        ...(r.churn !== undefined ? { churn: mine(r.churn) } : {}),
-        ...(r.shape !== undefined ? { shape: { ...r.shape, objectBytes: mine(r.shape.objectBytes) } } : {}),
-        errors: mine(r.errors),
-      },
-    });
+    const atTarget = (x: Source): boolean =>
+      (x.result.benchmarks.scale as ScaleResult).convergence.some(
+        (c) => c.store === store && c.nodes === TARGET_SCALE_NODES,
+      );
+    const withStore = sorted.filter((x) => has(x.result.benchmarks.scale as ScaleResult | undefined));
+    const judged = withStore.find(atTarget) ?? withStore[0];
+    if (judged === undefined) continue;
+    const newer = withStore.slice(0, withStore.indexOf(judged));
+    const beside = newer.find((x) => !atTarget(x));
+    out.push({ source: judged, scale: cutToStore(judged, store), targets: true });
+    if (beside !== undefined) out.push({ source: beside, scale: cutToStore(beside, store), targets: false });
   }
   return out;
+}
+
+/** A source's scale result with only `store`'s rows. */
+function cutToStore(source: Source, store: ScaleStore): ScaleResult {
+  const r = source.result.benchmarks.scale as ScaleResult;
+  const mine = <T extends { readonly store: ScaleStore }>(xs: readonly T[] | undefined): T[] =>
+    (xs ?? []).filter((x) => x.store === store);
+  return {
+    ...r,
+    stores: [store],
+    convergence: mine(r.convergence),
+    changes: mine(r.changes),
+    resync: mine(r.resync),
+    rotation: mine(r.rotation),
+    ...(r.churn !== undefined ? { churn: mine(r.churn) } : {}),
+    ...(r.shape !== undefined ? { shape: { ...r.shape, objectBytes: mine(r.shape.objectBytes) } } : {}),
+    errors: mine(r.errors),
+  };
+}
+
+/** How a shown scale result is named: its store, and its sizes when it is not the judged one. */
+function scaleLabel(x: ScaleShown): string {
+  const sizes = [...new Set(x.scale.convergence.map((c) => c.nodes))].sort((a, b) => a - b);
+  return x.targets
+    ? `${x.scale.stores[0]} store`
+    : `${x.scale.stores[0]} store at ${sizes.join(', ')} nodes, not judged against the targets`;
 }
 
 /** "median [min–max]" with `digits` decimals, or "—". */
@@ -271,8 +298,8 @@ export function renderSummary(sources: readonly Source[]): string {
   if (latest['ip-family'] !== undefined)
     body.push(...ipFamilySection(latest['ip-family'].result.benchmarks['ip-family'] as IpFamilyResult, targets), '');
   const scales = latestScalePerStore(sources);
-  for (const { scale } of scales)
-    body.push(...scaleSection(scale, targets, scales.length > 1 ? `${scale.stores[0]} store` : undefined), '');
+  for (const x of scales)
+    body.push(...scaleSection(x.scale, x.targets ? targets : [], scales.length > 1 ? scaleLabel(x) : undefined), '');
   if (latest['steering-map'] !== undefined)
     body.push(...steeringMapSection(latest['steering-map'].result.benchmarks['steering-map'] as SteeringMapResult), '');
   if (latest.rotation !== undefined)
@@ -286,7 +313,7 @@ export function renderSummary(sources: readonly Source[]): string {
     );
   const named: [string, Source][] = [
     ...(Object.entries(latest) as [BenchmarkName, Source][]).filter(([n]) => n !== 'scale'),
-    ...scales.map(({ source, scale }): [string, Source] => [`scale (${scale.stores[0]} store)`, source]),
+    ...scales.map((x): [string, Source] => [`scale (${scaleLabel(x)})`, x.source]),
   ];
   const used = [...new Map(named.map(([, s]) => [s.file, s])).values()];
   const out = [
