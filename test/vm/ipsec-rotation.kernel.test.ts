@@ -36,6 +36,8 @@ import { guestTitle, inGuest } from './pair.js';
 import { agentEvents, counterDeltas, countersWhy, nodeCounters, type Counters } from './rotation-diag.js';
 import {
   espOnWire,
+  GUEST_ROTATION,
+  TOTAL_LOSS_FRACTION,
   lossIn,
   lossWhy,
   startCapturedLoad,
@@ -50,9 +52,6 @@ const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(600_000);
 
 const note = noter('ipsec-rotation');
-const GRACE_S = 5;
-/** Long enough that a slow (emulated) peer stages before the rotating node moves without it. */
-const PEER_TIMEOUT_S = 30;
 /**
  * Loose bound on UDP datagrams a stream's data path may lose from the request until the old SAs
  * are gone (target 0; the exact number is printed). Datagrams the receiver's kernel counted as
@@ -60,12 +59,6 @@ const PEER_TIMEOUT_S = 30;
  * the starved receiver did not read them) are not the path's and are taken off; see `lossIn`.
  */
 const LOSS_BOUND = 20;
-/**
- * Loose bound on a stream's loss over the whole phase, as a fraction of what it sent: under TCG
- * a CPU-starved receiver overflows its socket buffer when the sender catches up in a burst (the
- * diagnostics print RcvbufErrors); sealctl's own start-up is such a moment.
- */
-const TOTAL_LOSS_FRACTION = 0.02;
 const UDP_PPS = 100;
 
 /** `src>dst` → SPIs of the SAs a node holds for that direction. */
@@ -199,7 +192,7 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
   beforeAll(async () => {
     c = await encryptedCluster('ipsec', {
       log: note,
-      agentConfig: { ...IPSEC_STATUS_CONFIG, rotation: { graceSeconds: GRACE_S, peerTimeoutSeconds: PEER_TIMEOUT_S } },
+      agentConfig: { ...IPSEC_STATUS_CONFIG, rotation: GUEST_ROTATION },
     });
     const k = (await nodeCounters(c)).n1 ?? {};
     note(
@@ -312,7 +305,7 @@ suite(guestTitle('IPsec key rotation under traffic on XFRM ESP, 3 real agents (q
       `${what}: ${r.load.tcpStreams} TCP streams (${r.load.tcpRecords} records, max stall ${r.load.tcpMaxStallMs} ms), ${r.load.tcpBreaks.length} broken; UDP at ${UDP_PPS}/s: ${udp.join('; ')}`,
     );
     note(
-      `${what}: every key switched ${r.switchedMs} ms after the request; sealctl: done (grace ${GRACE_S} s included) in ${r.sealctlSeconds} s; one SA per direction everywhere ${r.prunedMs} ms after the request`,
+      `${what}: every key switched ${r.switchedMs} ms after the request; sealctl: done (grace ${GUEST_ROTATION.graceSeconds} s included) in ${r.sealctlSeconds} s; one SA per direction everywhere ${r.prunedMs} ms after the request`,
     );
     note(`${what}: first seen (ms after the request): ${JSON.stringify(r.phases)}`);
     note(`${what}: SPIs before ${JSON.stringify(r.before)} after ${JSON.stringify(r.after)}`);

@@ -87,6 +87,17 @@ export async function startLoad(c: NsCluster, o: LoadOptions): Promise<Load> {
 }
 
 /**
+ * The agents' rotation settings in both guest rotation suites: a 5 s grace, and a peer timeout
+ * long enough that a slow (emulated) peer stages before the rotating node moves without it.
+ */
+export const GUEST_ROTATION = { graceSeconds: 5, peerTimeoutSeconds: 30 } as const;
+/**
+ * Loose bound on a stream's loss over the whole phase, as a fraction of what it sent: under TCG
+ * a CPU-starved receiver overflows its socket buffer when the sender catches up in a burst (the
+ * diagnostics print RcvbufErrors); sealctl's own start-up is such a moment.
+ */
+export const TOTAL_LOSS_FRACTION = 0.02;
+/**
  * Receive buffer the guest suites' UDP receivers ask for: under TCG a receiver can go
  * unscheduled for seconds while three agents and sealctl run (a 212 KiB default holds about a
  * second at 100/s). The guest raises net.core.rmem_max for it (guest.sh).

@@ -23,28 +23,33 @@ import { newCanary } from '../harness/traffic.js';
 import { encryptedCluster, noter, sealctl, waitFor } from './ipsec-cluster.js';
 import { guestTitle, inGuest } from './pair.js';
 import { agentEvents, counterDeltas, countersWhy, nodeCounters } from './rotation-diag.js';
-import { lossIn, lossWhy, startCapturedLoad, stopLoad, trackSenders, type LoadResult } from './rotation-load.js';
+import {
+  GUEST_ROTATION,
+  lossIn,
+  lossWhy,
+  startCapturedLoad,
+  stopLoad,
+  TOTAL_LOSS_FRACTION,
+  trackSenders,
+  type LoadResult,
+} from './rotation-load.js';
 
 const suite = inGuest ? describe : describe.skip;
 jest.setTimeout(600_000);
 
 const note = noter('wg-rotation');
-const GRACE_S = 5;
-/** Long enough that a slow (emulated) peer stages before the rotating node moves without it. */
-const PEER_TIMEOUT_S = 30;
 const UDP_PPS = 100;
 /**
  * Most a stream's data path may lose in the window, in seconds of its traffic: the shape of the
- * known switch window (target 0; the exact numbers are printed). Locally every run lost 0; one CI
- * run lost 13-16 per stream in two gaps 0.4 s apart (all three streams at once, cause not
- * placed; the counters are printed now). A loss spread over the rotation, more gaps than the
+ * known switch window (target 0, not met: the exact numbers are printed). Most local runs lost 0,
+ * one lost 2 in one gap while peers moved prefixes to the new keys; one CI run lost 13-16 per
+ * stream in two gaps 0.4 s apart (all three streams at once, cause not placed; the counters are
+ * printed now). A loss spread over the rotation, more gaps than the
  * stream has rotating ends (each end switches once) or a longer outage fails.
  */
 const SWITCH_WINDOW_S = 0.2;
 /** Counters that can place a lost datagram: receiver sockets, the guest's backlogs, BPF drops, link errors. */
 const DROP_COUNTERS = /Rcvbuf|softnet|verdict="drop"|reconcile_errors|^link:.*(errors|dropped)/;
-/** Loose bound on a stream's loss over the whole phase (see ipsec-rotation.kernel.test.ts). */
-const TOTAL_LOSS_FRACTION = 0.02;
 
 /** Each target's `sealnet.io/rotate-request` annotation as it is now. */
 async function rotateRequests(c: NsCluster, targets: readonly string[]): Promise<Record<string, string | undefined>> {
@@ -59,7 +64,7 @@ suite(guestTitle('WireGuard key rotation under traffic on kernel WireGuard, 3 re
   beforeAll(async () => {
     c = await encryptedCluster('wireguard', {
       log: note,
-      agentConfig: { rotation: { graceSeconds: GRACE_S, peerTimeoutSeconds: PEER_TIMEOUT_S } },
+      agentConfig: { rotation: GUEST_ROTATION },
     });
   }, 300_000);
   afterAll(async () => {
@@ -155,7 +160,7 @@ suite(guestTitle('WireGuard key rotation under traffic on kernel WireGuard, 3 re
       return `${u.name.replace(/-\d+$/, '')} lost ${u.lost}/${u.sent} (${w.inside} from the request until sealctl returned, of them ${w.rcvbufInside ?? '?'} receiver socket-buffer drops; ${w.outside} outside; longest gap ${u.longestGap}${w.gaps.length > 0 ? `; gaps: ${w.gaps.join(', ')} after the request` : ''})`;
     });
     note(
-      `${rotated.join(',')}: done ${r.doneMs} ms after the request (grace ${GRACE_S} s included); ${r.load.tcpStreams} TCP streams (max stall ${r.load.tcpMaxStallMs} ms), ${r.load.tcpBreaks.length} broken; UDP at ${UDP_PPS}/s: ${udp.join('; ')}; WireGuard on the wire ${r.capture.wireguardPackets}`,
+      `${rotated.join(',')}: done ${r.doneMs} ms after the request (grace ${GUEST_ROTATION.graceSeconds} s included); ${r.load.tcpStreams} TCP streams (max stall ${r.load.tcpMaxStallMs} ms), ${r.load.tcpBreaks.length} broken; UDP at ${UDP_PPS}/s: ${udp.join('; ')}; WireGuard on the wire ${r.capture.wireguardPackets}`,
     );
     note(`${rotated.join(',')}: drop counters over the phase: ${countersWhy(r.counters, DROP_COUNTERS)}`);
     expect({ code: r.ctl.code, stderr: r.ctl.stderr }).toEqual({ code: 0, stderr: '' });
